@@ -1,0 +1,103 @@
+"""Domain errors, raised by domain code and mapped to gRPC status codes in one place.
+
+Each error carries the request *field* it is about (a dotted path such as
+``header.pipeline[1].gaussian.sigma_mm``) and a message a person can act on.
+The message never contains patient names or ids.
+
+The classes pickle cleanly, so a worker process can raise them and the server
+receives the same class back from Dask.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "MedcomputeError",
+    "InvalidArgument",
+    "NotFound",
+    "FailedPrecondition",
+    "ResourceExhausted",
+    "Unauthenticated",
+    "PermissionDenied",
+    "Cancelled",
+    "DeadlineExceeded",
+    "Unavailable",
+    "Internal",
+]
+
+
+class MedcomputeError(Exception):
+    """Base of every error the service reports to a caller.
+
+    Parameters
+    ----------
+    message : str
+        What went wrong and what was expected.
+    field : str, optional
+        The request field the error is about; prefixed to the message.
+    """
+
+    code_name = "INTERNAL"
+
+    def __init__(self, message: str, field: str | None = None):
+        self.message = message
+        self.field = field
+        super().__init__(self.details)
+
+    @property
+    def details(self) -> str:
+        return f"{self.field}: {self.message}" if self.field else self.message
+
+    def __reduce__(self):
+        return (type(self), (self.message, self.field))
+
+
+class InvalidArgument(MedcomputeError):
+    """The caller sent something malformed or inconsistent."""
+
+    code_name = "INVALID_ARGUMENT"
+
+
+class NotFound(MedcomputeError):
+    """An id that does not exist (or belongs to another subscriber)."""
+
+    code_name = "NOT_FOUND"
+
+
+class FailedPrecondition(MedcomputeError):
+    """The request is valid but the system is not in a state to run it."""
+
+    code_name = "FAILED_PRECONDITION"
+
+
+class ResourceExhausted(MedcomputeError):
+    """Over a configured limit."""
+
+    code_name = "RESOURCE_EXHAUSTED"
+
+
+class Unauthenticated(MedcomputeError):
+    code_name = "UNAUTHENTICATED"
+
+
+class PermissionDenied(MedcomputeError):
+    code_name = "PERMISSION_DENIED"
+
+
+class Cancelled(MedcomputeError):
+    code_name = "CANCELLED"
+
+
+class DeadlineExceeded(MedcomputeError):
+    code_name = "DEADLINE_EXCEEDED"
+
+
+class Unavailable(MedcomputeError):
+    """The cluster or a dependency cannot be reached right now; retrying may help."""
+
+    code_name = "UNAVAILABLE"
+
+
+class Internal(MedcomputeError):
+    """A fault of the service, not of the caller."""
+
+    code_name = "INTERNAL"
