@@ -1,0 +1,202 @@
+"""The ``medcompute`` command line.
+
+    medcompute serve [--address HOST:PORT] [--data-dir DIR] [--workers N] [--scheduler ADDR]
+    medcompute process INPUT... --op NAME[:key=value,...] [--op ...] -o OUTPUT [--json]
+    medcompute ops
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+__all__ = ["main", "build_parser"]
+
+OP_HELP = """\
+an operation, NAME[:key=value,...], applied in the order given; e.g.
+gaussian:sigma=2 (voxels), gaussian:sigma_mm=1.5 (millimetres),
+gaussian:sigma_mm=[1.5,0.7,0.7] (per axis), edge:operator=sobel, mip:axis=0,
+bandpass:low_cutoff_mm=2,high_cutoff_mm=20. `medcompute ops` lists them all."""
+
+
+def _serve(args) -> int:
+    import asyncio
+
+    from medcompute.server.app import serve
+    from medcompute.server.config import ServerConfig
+    from medcompute.server.errors import MedcomputeError
+
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = ServerConfig(address=args.address, data_dir=Path(args.data_dir),
+                          workers=args.workers, scheduler=args.scheduler)
+    try:
+        asyncio.run(serve(config))
+    except MedcomputeError as exc:
+        print(f"medcompute serve: {exc.details}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def _ops(args) -> int:
+    from medcompute.client import Client
+    from medcompute.client.ops import ALIASES
+
+    with Client(args.server, timeout=args.timeout) as client:
+        ops = client.operations()
+    if args.json:
+        print(json.dumps(ops, indent=2))
+        return 0
+    for op in ops:
+        print(f"{op['name']}: {op.get('summary', '')}")
+        for p in op.get("parameters", []):
+            bits = [p.get("type", "")]
+            if p.get("per_axis"):
+                bits.append("per axis")
+            if p.get("unit"):
+                bits.append(p["unit"])
+            if p.get("default"):
+                bits.append(f"default {p['default']}")
+            if p.get("choices"):
+                bits.append("one of " + "|".join(p["choices"]))
+            print(f"    {p['name']:<16} {', '.join(bits)}: {p.get('description', '')}")
+    print("\nshorthands:")
+    for alias, (name, preset) in ALIASES.items():
+        extra = ",".join(f"{k}={v}" for k, v in preset.items())
+        print(f"    {alias:<12} = {name}{':' + extra if extra else ''}")
+    return 0
+
+
+def _process(args) -> int:
+    import numpy as np
+
+    from medcompute.client import Client
+    from medcompute.client.io import output_kind, write_dicom
+    from medcompute.client.ops import parse_op
+
+    try:
+        ops = [parse_op(text) for text in args.op]
+        out = Path(args.output)
+        kind = output_kind(out)
+    except ValueError as exc:
+        print(f"medcompute process: {exc}", file=sys.stderr)
+        return 2
+    output = "array" if kind == "npy" else kind
+    progress = sys.stderr.isatty() and not args.quiet
+    with Client(args.server, timeout=args.timeout) as client:
+        try:
+            result = client.process(
+                args.inputs if len(args.inputs) > 1 else args.inputs[0], ops,
+                spacing=args.spacing, operands=[args.operand] if args.operand else (),
+                device=args.device, output_dtype=args.output_dtype, output=output,
+                compression=args.compression, progress=progress)
+        except ValueError as exc:
+            print(f"medcompute process: {exc}", file=sys.stderr)
+            return 2
+    if kind == "npy":
+        out.parent.mkdir(parents=True, exist_ok=True)
+        np.save(out, result.array)
+        written = [out]
+    else:
+        written = write_dicom(result.files, out)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+    elif not args.quiet:
+        usage = result.usage
+        print(f"job {result.job_id}: {len(written)} file(s) written to {out}", file=sys.stderr)
+        for a in result.applied:
+            print(f"  applied {a['summary']}", file=sys.stderr)
+        print(f"  on {result.header.backend}/{result.header.device} "
+              f"({result.header.worker}); compute {usage.get('compute_seconds', 0):.3f} s, "
+              f"wall {usage.get('wall_seconds', 0):.3f} s", file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from medcompute.client.client import DEFAULT_SERVER
+    from medcompute.server.config import DEFAULT_ADDRESS, DEFAULT_DATA_DIR
+
+    parser = argparse.ArgumentParser(
+        prog="medcompute",
+        description="Image processing for medical images on a Dask cluster, over gRPC.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the server (gRPC + an embedded Dask cluster)",
+                           description="Run the gRPC server with an embedded Dask LocalCluster "
+                           "of worker processes, or joined to an external scheduler.")
+    serve.add_argument("--address", default=DEFAULT_ADDRESS,
+                       help=f"HOST:PORT to listen on, loopback only (default {DEFAULT_ADDRESS}; "
+                       "port 0 picks a free one)")
+    serve.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR),
+                       help=f"data directory: catalog and spool (default {DEFAULT_DATA_DIR}, "
+                       "or $MEDCOMPUTE_DATA_DIR)")
+    serve.add_argument("--workers", type=int, default=None,
+                       help="worker processes of the embedded cluster (default: one per core)")
+    serve.add_argument("--scheduler", default=None,
+                       help="address of an external Dask scheduler (tcp://HOST:PORT) "
+                       "instead of an embedded cluster")
+    serve.add_argument("--log-level", default="info",
+                       choices=["debug", "info", "warning", "error"])
+    serve.set_defaults(func=_serve)
+
+    def client_options(p):
+        p.add_argument("--server", default=DEFAULT_SERVER,
+                       help=f"HOST:PORT of the server (default {DEFAULT_SERVER}, "
+                       "or $MEDCOMPUTE_SERVER)")
+        p.add_argument("--timeout", type=float, default=600.0,
+                       help="seconds the call may take (default 600)")
+
+    proc = sub.add_parser("process", help="process an image and write the result",
+                          description="Send an image and a pipeline of operations; write the "
+                          "result.")
+    proc.add_argument("inputs", nargs="+", metavar="INPUT",
+                      help="a .npy file, a DICOM file, several DICOM files of one series, "
+                      "or a folder of them")
+    proc.add_argument("--op", action="append", required=True, metavar="NAME[:key=value,...]",
+                      help=OP_HELP)
+    proc.add_argument("-o", "--output", required=True, metavar="OUTPUT",
+                      help="result: .npy (array), .dcm (one DICOM file) or a folder "
+                      "(a DICOM derived series); DICOM output needs DICOM input")
+    proc.add_argument("--operand", metavar="PATH",
+                      help="the second image for subtract/add (same forms as INPUT)")
+    proc.add_argument("--spacing", type=float, nargs="+", metavar="MM",
+                      help="voxel spacing in mm per axis (DICOM input: from the files)")
+    proc.add_argument("--device", choices=["auto", "gpu", "cpu"], default="auto",
+                      help="where to run (default auto: a GPU worker if one fits, else CPU)")
+    proc.add_argument("--output-dtype", default="float32",
+                      choices=["uint8", "int8", "uint16", "int16", "uint32", "int32",
+                               "float32", "float64"],
+                      help="result voxel type, saturating cast (default float32)")
+    proc.add_argument("--compression", choices=["none", "zstd", "blosc"], default="none",
+                      help="lossless compression of the transfer (default none)")
+    proc.add_argument("--json", action="store_true",
+                      help="print the result header (applied operations, usage) as JSON")
+    proc.add_argument("-q", "--quiet", action="store_true", help="no progress or summary")
+    client_options(proc)
+    proc.set_defaults(func=_process)
+
+    ops = sub.add_parser("ops", help="list the operations, their parameters, units, defaults")
+    ops.add_argument("--json", action="store_true", help="as JSON")
+    client_options(ops)
+    ops.set_defaults(func=_ops)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from medcompute.client.client import ServiceError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ServiceError as exc:
+        print(f"medcompute {args.command}: {exc.code.name}: {exc.details}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,492 @@
+"""The operations: their parameters, units and defaults, and the resolver.
+
+The resolver turns the pipeline of a request (proto messages) into plain
+:class:`ResolvedOp` values before any work is dispatched: every length in
+voxels, every default filled in, every error raised here as
+:class:`InvalidArgument` naming the field (``header.pipeline[1].gaussian.sigma_mm``).
+A worker receives only resolved operations and calls the kernels with them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from google.protobuf import unknown_fields
+
+from medcompute.proto.v1 import operations_pb2 as ops_pb2
+from medcompute.server.errors import InvalidArgument
+
+__all__ = ["Geometry", "ResolvedOp", "Param", "ParamSpec", "OpSpec", "OPERATIONS",
+           "resolve_pipeline"]
+
+MODES = {
+    ops_pb2.BOUNDARY_MODE_UNSPECIFIED: "nearest",
+    ops_pb2.NEAREST: "nearest",
+    ops_pb2.REFLECT: "reflect",
+    ops_pb2.MIRROR: "mirror",
+    ops_pb2.CONSTANT: "constant",
+    ops_pb2.WRAP: "wrap",
+}
+EDGE_OPERATORS = {
+    ops_pb2.EDGE_OPERATOR_UNSPECIFIED: "sobel",
+    ops_pb2.SOBEL: "sobel",
+    ops_pb2.PREWITT: "prewitt",
+    ops_pb2.SCHARR: "scharr",
+}
+BANDPASS_METHODS = {
+    ops_pb2.BANDPASS_METHOD_UNSPECIFIED: "dog",
+    ops_pb2.DOG: "dog",
+    ops_pb2.BUTTERWORTH: "butterworth",
+}
+PROJECTIONS = {
+    ops_pb2.PROJECTION_UNSPECIFIED: "max",
+    ops_pb2.MAX: "max",
+    ops_pb2.MIN: "min",
+    ops_pb2.MEAN: "mean",
+    ops_pb2.SUM: "sum",
+}
+DEFAULT_TRUNCATE = 4.0
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Shape and voxel spacing (mm per axis, or None when unknown) of an image."""
+
+    shape: tuple[int, ...]
+    spacing: tuple[float, ...] | None = None
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+
+@dataclass(frozen=True)
+class Param:
+    """A resolved parameter, as reported in the result."""
+
+    name: str
+    values: tuple[float, ...] = ()
+    text: str = ""
+    unit: str = ""
+
+    def __str__(self) -> str:
+        if self.values:
+            nums = ", ".join(f"{v:g}" for v in self.values)
+            shown = nums if len(self.values) == 1 else f"({nums})"
+        else:
+            shown = self.text
+        return f"{self.name}={shown}" + (f" {self.unit}" if self.unit else "")
+
+
+@dataclass(frozen=True)
+class ResolvedOp:
+    """One operation, ready for a worker: ``kernel(image, *args, **kwargs)``."""
+
+    name: str
+    kernel: str
+    args: tuple = ()
+    kwargs: dict = field(default_factory=dict)
+    operand: int | None = None        # index into the request's operands
+    params: tuple[Param, ...] = ()
+
+    @property
+    def summary(self) -> str:
+        return " ".join([self.name, *(str(p) for p in self.params)])
+
+
+# -- parameter helpers ----------------------------------------------------------
+
+def _finite(value: float, name: str, *, minimum: float | None = None, strict: bool = False):
+    if not math.isfinite(value):
+        raise InvalidArgument(f"must be finite, got {value}", name)
+    if minimum is not None and (value < minimum or (strict and value == minimum)):
+        op = ">" if strict else ">="
+        raise InvalidArgument(f"must be {op} {minimum:g}, got {value:g}", name)
+    return float(value)
+
+
+def _per_axis(values: Sequence[float], ndim: int, name: str) -> tuple[float, ...]:
+    if len(values) == 1:
+        return tuple(float(values[0]) for _ in range(ndim))
+    if len(values) != ndim:
+        raise InvalidArgument(
+            f"expected 1 value or one per axis ({ndim} for this image), got {len(values)}", name)
+    return tuple(float(v) for v in values)
+
+
+def _need_spacing(geom: Geometry, name: str) -> tuple[float, ...]:
+    if geom.spacing is None:
+        raise InvalidArgument(
+            "given in mm but the image has no voxel spacing; send the spacing in the image "
+            "descriptor (spacing_mm) or give the length in voxels", name)
+    return geom.spacing
+
+
+def _lengths(msg, base: str, geom: Geometry, field: str, *, required: bool,
+             minimum: float, strict: bool, odd_from_mm: bool = False):
+    """Per-axis voxel lengths from ``base`` (voxels) or ``base_mm``; also the params to report."""
+    vox, mm = list(getattr(msg, base)), list(getattr(msg, base + "_mm"))
+    if vox and mm:
+        raise InvalidArgument(f"give {base} or {base}_mm, not both", f"{field}.{base}_mm")
+    if not vox and not mm:
+        if required:
+            raise InvalidArgument(f"required: give {base} (voxels) or {base}_mm (millimetres)",
+                                  f"{field}.{base}")
+        return None, ()
+    if vox:
+        name = f"{field}.{base}"
+        values = _per_axis(vox, geom.ndim, name)
+        values = tuple(_finite(v, name, minimum=minimum, strict=strict) for v in values)
+        return values, (Param(base, values, unit="voxel"),)
+    name = f"{field}.{base}_mm"
+    given = _per_axis(mm, geom.ndim, name)
+    given = tuple(_finite(v, name, minimum=minimum, strict=strict) for v in given)
+    spacing = _need_spacing(geom, name)
+    values = tuple(v / s for v, s in zip(given, spacing))
+    if odd_from_mm:
+        values = tuple(float(max(1, 2 * round((v - 1) / 2) + 1)) for v in values)
+    return values, (Param(base, values, unit="voxel"), Param(base + "_mm", given, unit="mm"))
+
+
+def _enum(table: dict, value: int, name: str) -> str:
+    try:
+        return table[value]
+    except KeyError:
+        raise InvalidArgument(f"unknown value {value}", name) from None
+
+
+def _axis(axis: int, ndim: int, name: str) -> int:
+    if not -ndim <= axis < ndim:
+        raise InvalidArgument(
+            f"axis {axis} is out of range for a {ndim}-D image (expected {-ndim}..{ndim - 1})",
+            name)
+    return axis % ndim
+
+
+def _truncate(msg, field: str) -> float:
+    if not msg.HasField("truncate"):
+        return DEFAULT_TRUNCATE
+    return _finite(msg.truncate, f"{field}.truncate", minimum=0.0, strict=True)
+
+
+def _neighbourhood(msg, field: str) -> tuple[dict, tuple[Param, ...]]:
+    mode = _enum(MODES, msg.mode, f"{field}.mode")
+    cval = _finite(msg.cval, f"{field}.cval")
+    params = (Param("mode", text=mode),) + ((Param("cval", (cval,)),) if mode == "constant" else ())
+    return {"mode": mode, "cval": cval}, params
+
+
+# -- one resolver per operation -------------------------------------------------
+
+def _gaussian(msg, geom, operands, field):
+    sigma, p = _lengths(msg, "sigma", geom, field, required=True, minimum=0.0, strict=False)
+    truncate = _truncate(msg, field)
+    kw, pm = _neighbourhood(msg, field)
+    return ResolvedOp("gaussian", "gaussian", (sigma,), dict(truncate=truncate, **kw),
+                      params=p + (Param("truncate", (truncate,), unit="sigma"),) + pm), geom
+
+
+def _box(kernel):
+    def resolve(msg, geom, operands, field):
+        size, p = _lengths(msg, "size", geom, field, required=True, minimum=1.0, strict=False,
+                           odd_from_mm=True)
+        if any(v != int(v) for v in size):
+            raise InvalidArgument(f"must be whole voxels, got {size}", f"{field}.size")
+        size = tuple(int(v) for v in size)
+        kw, pm = _neighbourhood(msg, field)
+        return ResolvedOp(kernel, kernel, (size,), kw, params=p + pm), geom
+    return resolve
+
+
+def _laplacian(msg, geom, operands, field):
+    sigma, p = _lengths(msg, "sigma", geom, field, required=False, minimum=0.0, strict=False)
+    sigma = sigma or tuple(0.0 for _ in geom.shape)
+    truncate = _truncate(msg, field)
+    kw, pm = _neighbourhood(msg, field)
+    name = "laplacian of gaussian" if any(sigma) else "laplacian"
+    p = p or (Param("sigma", sigma, unit="voxel"),)
+    if any(sigma):
+        p += (Param("truncate", (truncate,), unit="sigma"),)
+    return ResolvedOp(name, "laplacian", (sigma,), dict(truncate=truncate, **kw),
+                      params=p + pm), geom
+
+
+def _gradient(msg, geom, operands, field):
+    axis = _axis(msg.axis, geom.ndim, f"{field}.axis")
+    order = msg.order or 1
+    if order not in (1, 2):
+        raise InvalidArgument(f"expected 1 or 2, got {order}", f"{field}.order")
+    if msg.per_mm:
+        _need_spacing(geom, f"{field}.per_mm")
+    kw, pm = _neighbourhood(msg, field)
+    unit = "per mm" if msg.per_mm else "per voxel"
+    return ResolvedOp("gradient", "gradient", (axis,),
+                      dict(order=order, spacing=geom.spacing if msg.per_mm else None,
+                           per_mm=msg.per_mm, **kw),
+                      params=(Param("axis", (axis,)), Param("order", (order,)),
+                              Param("result", text=unit)) + pm), geom
+
+
+def _edge(msg, geom, operands, field):
+    operator = _enum(EDGE_OPERATORS, msg.operator, f"{field}.operator")
+    axes = tuple(_axis(a, geom.ndim, f"{field}.axes") for a in msg.axes) or None
+    if axes is not None and len(set(axes)) != len(axes):
+        raise InvalidArgument(f"axes repeat: {list(msg.axes)}", f"{field}.axes")
+    kw, pm = _neighbourhood(msg, field)
+    shown = axes if axes is not None else tuple(range(geom.ndim))
+    return ResolvedOp("edge", "edge", (operator,), dict(axes=axes, **kw),
+                      params=(Param("operator", text=operator), Param("axes", shown)) + pm), geom
+
+
+def _cutoff(msg, base: str, geom: Geometry, field: str):
+    has_vox, has_mm = msg.HasField(base), msg.HasField(base + "_mm")
+    if has_vox and has_mm:
+        raise InvalidArgument(f"give {base} or {base}_mm, not both", f"{field}.{base}_mm")
+    if has_vox:
+        value = _finite(getattr(msg, base), f"{field}.{base}", minimum=0.0, strict=True)
+        return tuple(value for _ in geom.shape), (Param(base, (value,), unit="voxel"),)
+    if has_mm:
+        name = f"{field}.{base}_mm"
+        value = _finite(getattr(msg, base + "_mm"), name, minimum=0.0, strict=True)
+        spacing = _need_spacing(geom, name)
+        vox = tuple(value / s for s in spacing)
+        return vox, (Param(base, vox, unit="voxel"), Param(base + "_mm", (value,), unit="mm"))
+    return None, ()
+
+
+def _bandpass(msg, geom, operands, field):
+    low, pl = _cutoff(msg, "low_cutoff", geom, field)
+    high, ph = _cutoff(msg, "high_cutoff", geom, field)
+    if low is None and high is None:
+        raise InvalidArgument("give low_cutoff and/or high_cutoff (voxels or _mm)",
+                              f"{field}.low_cutoff")
+    if low is not None and high is not None and any(lo >= hi for lo, hi in zip(low, high)):
+        raise InvalidArgument("low_cutoff must be smaller than high_cutoff", f"{field}.high_cutoff")
+    method = _enum(BANDPASS_METHODS, msg.method, f"{field}.method")
+    order = msg.order or 2
+    kw, pm = _neighbourhood(msg, field)
+    params = pl + ph + (Param("method", text=method),)
+    kwargs = {"method": method}
+    if method == "butterworth":
+        kwargs["order"] = order
+        params += (Param("order", (order,)),)
+    else:
+        kwargs["truncate"] = _truncate(msg, field)
+        kwargs.update(kw)
+        params += (Param("truncate", (kwargs["truncate"],), unit="sigma"),) + pm
+    return ResolvedOp("bandpass", "bandpass", (low, high), kwargs, params=params), geom
+
+
+def _slab_length(msg, base: str, geom: Geometry, axis: int, field: str) -> float | None:
+    has_vox, has_mm = msg.HasField(base), msg.HasField(base + "_mm")
+    if has_vox and has_mm:
+        raise InvalidArgument(f"give {base} or {base}_mm, not both", f"{field}.{base}_mm")
+    if has_vox:
+        return _finite(getattr(msg, base), f"{field}.{base}", minimum=0.0, strict=True)
+    if has_mm:
+        name = f"{field}.{base}_mm"
+        value = _finite(getattr(msg, base + "_mm"), name, minimum=0.0, strict=True)
+        return value / _need_spacing(geom, name)[axis]
+    return None
+
+
+def _project(msg, geom, operands, field):
+    kind = _enum(PROJECTIONS, msg.kind, f"{field}.kind")
+    axis = _axis(msg.axis, geom.ndim, f"{field}.axis")
+    thickness = _slab_length(msg, "thickness", geom, axis, field)
+    step = _slab_length(msg, "step", geom, axis, field)
+    name = "mip" if kind == "max" else f"{kind} projection"
+    n = geom.shape[axis]
+    params = [Param("kind", text=kind), Param("axis", (axis,))]
+    spacing = geom.spacing
+    if thickness is None:
+        if step is not None:
+            raise InvalidArgument("step needs a slab thickness", f"{field}.step")
+        if geom.ndim < 2:
+            raise InvalidArgument("a 1-D image cannot be projected", f"{field}.axis")
+        shape = geom.shape[:axis] + geom.shape[axis + 1:]
+        if spacing is not None:
+            spacing = spacing[:axis] + spacing[axis + 1:]
+    else:
+        t = max(1, round(thickness))
+        s = max(1, round(step)) if step is not None else t
+        if t > n:
+            raise InvalidArgument(f"slab of {t} voxels is thicker than the axis ({n} voxels)",
+                                  f"{field}.thickness")
+        thickness, step = t, s
+        count = (n - t) // s + 1
+        shape = geom.shape[:axis] + (count,) + geom.shape[axis + 1:]
+        if spacing is not None:
+            spacing = spacing[:axis] + (spacing[axis] * s,) + spacing[axis + 1:]
+        params += [Param("thickness", (t,), unit="voxel"), Param("step", (s,), unit="voxel")]
+    if not shape:
+        raise InvalidArgument("a 1-D image cannot be projected", f"{field}.axis")
+    kwargs = dict(kind=kind, axis=axis, thickness=thickness, step=step)
+    return ResolvedOp(name, "project", (), kwargs, params=tuple(params)), Geometry(shape, spacing)
+
+
+def _check_operand(msg, geom, operands, field, *, allow_mask_frame: bool):
+    if allow_mask_frame and msg.HasField("mask_frame"):
+        if geom.ndim < 2 or msg.mask_frame >= geom.shape[0]:
+            raise InvalidArgument(
+                f"frame {msg.mask_frame} does not exist (the image has "
+                f"{geom.shape[0] if geom.ndim >= 2 else 0} frames along axis 0)",
+                f"{field}.mask_frame")
+        return None, (Param("mask_frame", (msg.mask_frame,)),)
+    if msg.operand >= len(operands):
+        raise InvalidArgument(
+            f"operand {msg.operand} does not exist: the request has {len(operands)} operand "
+            "image(s) in header.operands" + (" (or set mask_frame)" if allow_mask_frame else ""),
+            f"{field}.operand")
+    other = operands[msg.operand]
+    if other.shape != geom.shape and other.shape != geom.shape[1:]:
+        raise InvalidArgument(
+            f"operand shape {other.shape} does not match the image {geom.shape} "
+            f"(expected {geom.shape}" + (f" or one frame {geom.shape[1:]})" if geom.ndim > 1
+                                         else ")"), f"{field}.operand")
+    return msg.operand, (Param("operand", (msg.operand,)),)
+
+
+def _weight(msg, field):
+    return _finite(msg.weight, f"{field}.weight") if msg.HasField("weight") else 1.0
+
+
+def _subtract(msg, geom, operands, field):
+    operand, p = _check_operand(msg, geom, operands, field, allow_mask_frame=True)
+    weight = _weight(msg, field)
+    kwargs = dict(weight=weight, logarithmic=msg.logarithmic)
+    if operand is None:
+        kwargs["mask_frame"] = msg.mask_frame
+    params = p + (Param("weight", (weight,)), Param("logarithmic", text=str(msg.logarithmic).lower()))
+    return ResolvedOp("subtract", "subtract", (), kwargs, operand=operand, params=params), geom
+
+
+def _add(msg, geom, operands, field):
+    operand, p = _check_operand(msg, geom, operands, field, allow_mask_frame=False)
+    weight = _weight(msg, field)
+    return ResolvedOp("add", "add", (), dict(weight=weight), operand=operand,
+                      params=p + (Param("weight", (weight,)),)), geom
+
+
+_RESOLVERS = {
+    "gaussian": _gaussian,
+    "mean": _box("mean"),
+    "median": _box("median"),
+    "laplacian": _laplacian,
+    "gradient": _gradient,
+    "edge": _edge,
+    "bandpass": _bandpass,
+    "project": _project,
+    "subtract": _subtract,
+    "add": _add,
+}
+
+
+def _unknown(msg) -> list[int]:
+    """Field numbers in ``msg`` that this server's schema does not have."""
+    return [f.field_number for f in unknown_fields.UnknownFieldSet(msg)]
+
+
+def resolve_pipeline(pipeline: Sequence, image: Geometry, operands: Sequence[Geometry] = (),
+                     field: str = "header.pipeline") -> tuple[list[ResolvedOp], Geometry]:
+    """Resolve every operation against the image it will see; return them and the result's geometry."""
+    if not pipeline:
+        raise InvalidArgument("the pipeline is empty; give at least one operation", field)
+    resolved, geom = [], image
+    for i, op in enumerate(pipeline):
+        name = op.WhichOneof("op")
+        where = f"{field}[{i}]"
+        if name is None:
+            unknown = _unknown(op)
+            what = f"an operation this server does not know (field {unknown[0]})" if unknown \
+                else "no operation"
+            raise InvalidArgument(f"{what}; expected one of {', '.join(_RESOLVERS)}", where)
+        msg = getattr(op, name)
+        if unknown := _unknown(msg):
+            known = ", ".join(f.name for f in msg.DESCRIPTOR.fields)
+            raise InvalidArgument(f"unknown parameter (field number {unknown[0]}); {name} takes "
+                                  f"{known}", f"{where}.{name}")
+        r, geom = _RESOLVERS[name](msg, geom, operands, f"{where}.{name}")
+        resolved.append(r)
+    return resolved, geom
+
+
+# -- the catalogue shown by ListOperations and `medcompute ops` -----------------
+
+@dataclass(frozen=True)
+class ParamSpec:
+    name: str
+    type: str
+    description: str
+    unit: str = ""
+    default: str = ""
+    per_axis: bool = False
+    choices: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    name: str
+    summary: str
+    params: tuple[ParamSpec, ...]
+
+
+_MODE = ParamSpec("mode", "enum", "how the image is extended beyond its border",
+                  default="nearest", choices=tuple(sorted(set(MODES.values()))))
+_CVAL = ParamSpec("cval", "float", "fill value for mode=constant", default="0")
+_TRUNC = ParamSpec("truncate", "float", "kernel radius", unit="sigma", default="4")
+
+
+def _len(name: str, what: str, unit_type="float", required=True) -> tuple[ParamSpec, ...]:
+    need = "required: " if required else ""
+    return (ParamSpec(name, unit_type, f"{need}{what}", unit="voxel", per_axis=True),
+            ParamSpec(name + "_mm", "float", f"{what}, in millimetres (needs voxel spacing)",
+                      unit="mm", per_axis=True))
+
+
+OPERATIONS: dict[str, OpSpec] = {s.name: s for s in (
+    OpSpec("gaussian", "Gaussian smoothing",
+           _len("sigma", "standard deviation") + (_TRUNC, _MODE, _CVAL)),
+    OpSpec("mean", "mean (box) smoothing", _len("size", "box size", "int") + (_MODE, _CVAL)),
+    OpSpec("median", "median smoothing", _len("size", "window size", "int") + (_MODE, _CVAL)),
+    OpSpec("laplacian", "Laplacian; with sigma, Laplacian of Gaussian (LoG)",
+           _len("sigma", "Gaussian standard deviation; 0 for the plain Laplacian",
+                required=False) + (_TRUNC, _MODE, _CVAL)),
+    OpSpec("gradient", "derivative along one axis (central differences)", (
+        ParamSpec("axis", "int", "axis to differentiate along", default="0"),
+        ParamSpec("order", "int", "derivative order", default="1", choices=("1", "2")),
+        ParamSpec("per_mm", "bool", "divide by spacing**order (intensity per mm)",
+                  default="false"), _MODE, _CVAL)),
+    OpSpec("edge", "gradient magnitude", (
+        ParamSpec("operator", "enum", "edge operator", default="sobel",
+                  choices=("sobel", "prewitt", "scharr")),
+        ParamSpec("axes", "int", "axes to take the magnitude over", default="all",
+                  per_axis=True), _MODE, _CVAL)),
+    OpSpec("bandpass", "band-pass between two structure sizes (gain 1/2 at each cutoff)",
+           _len("low_cutoff", "remove detail finer than this wavelength", required=False)[:1]
+           + (ParamSpec("low_cutoff_mm", "float", "the same in millimetres", unit="mm"),)
+           + _len("high_cutoff", "remove structures coarser than this wavelength",
+                  required=False)[:1]
+           + (ParamSpec("high_cutoff_mm", "float", "the same in millimetres", unit="mm"),
+              ParamSpec("method", "enum", "filter", default="dog", choices=("dog", "butterworth")),
+              ParamSpec("order", "int", "Butterworth order", default="2"),
+              _TRUNC, _MODE, _CVAL)),
+    OpSpec("project", "projection along an axis, optionally in slabs", (
+        ParamSpec("kind", "enum", "reduction", default="max", choices=("max", "min", "mean", "sum")),
+        ParamSpec("axis", "int", "axis to project along", default="0"),
+        ParamSpec("thickness", "float", "slab thickness; absent: the whole axis", unit="voxel"),
+        ParamSpec("thickness_mm", "float", "slab thickness in millimetres", unit="mm"),
+        ParamSpec("step", "float", "distance between slab starts", unit="voxel",
+                  default="thickness"),
+        ParamSpec("step_mm", "float", "distance between slab starts in millimetres", unit="mm"))),
+    OpSpec("subtract", "image - weight * operand (mask subtraction for DSA)", (
+        ParamSpec("operand", "int", "index of the second image", default="0"),
+        ParamSpec("weight", "float", "weight of the operand", default="1"),
+        ParamSpec("mask_frame", "int", "use this frame of the image as the mask instead"),
+        ParamSpec("logarithmic", "bool", "log(image) - weight * log(mask)", default="false"))),
+    OpSpec("add", "image + weight * operand", (
+        ParamSpec("operand", "int", "index of the second image", default="0"),
+        ParamSpec("weight", "float", "weight of the operand", default="1"))),
+)}

@@ -1,0 +1,214 @@
+"""The processing service: one request becomes one job, run on a Dask worker.
+
+Domain code: it takes the request header (the pipeline and image descriptors,
+as the API defines them) and the stream of chunks, and returns an
+:class:`Outcome`. It raises domain errors; the servicer maps them to status codes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from medcompute.proto import wire
+from medcompute.proto.v1 import image_pb2, processing_pb2
+from medcompute.server import jobs
+from medcompute.server.catalog import Catalog
+from medcompute.server.config import ServerConfig
+from medcompute.server.dispatch import Dispatcher
+from medcompute.server.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    MedcomputeError,
+)
+from medcompute.server.metering import usage_record
+from medcompute.server.operations import Geometry, ResolvedOp, resolve_pipeline
+from medcompute.server.tasks import InputSpec, TaskResult, TaskSpec, request_field
+from medcompute.server.transport import ExpectedImage, Spool, expect_image, receive_images
+
+__all__ = ["ProcessingService", "Outcome"]
+
+log = logging.getLogger(__name__)
+
+_DEVICES = {processing_pb2.DEVICE_AUTO: "auto", processing_pb2.DEVICE_GPU: "gpu",
+            processing_pb2.DEVICE_CPU: "cpu"}
+_FORMATS = {processing_pb2.OUTPUT_RAW: "raw", processing_pb2.OUTPUT_DICOM_SERIES: "dicom_series",
+            processing_pb2.OUTPUT_DICOM_FILE: "dicom_file"}
+
+
+@dataclass
+class Outcome:
+    """A finished job: what ran, where, its result file and its usage record."""
+
+    job: jobs.Job
+    ops: list[ResolvedOp]
+    result: TaskResult
+    spacing: tuple[float, ...] | None
+    output_format: str
+    usage: dict
+    fallback_reason: str = ""
+
+
+class ProcessingService:
+    def __init__(self, config: ServerConfig, catalog: Catalog, dispatcher: Dispatcher,
+                 spool: Spool):
+        self.config = config
+        self.catalog = catalog
+        self.dispatcher = dispatcher
+        self.spool = spool
+
+    # -- request validation ------------------------------------------------------
+    def _expected(self, header) -> list[ExpectedImage]:
+        sources = [("header.input", header.input)] + [
+            (f"header.operands[{i}]", s) for i, s in enumerate(header.operands)]
+        expected = []
+        for field, source in sources:
+            kind = source.WhichOneof("source")
+            if kind != "inline":
+                raise InvalidArgument("expected an image: set inline (a descriptor; the pixels "
+                                      "follow as chunks)", field)
+            expected.append(expect_image(source.inline, f"{field}.inline",
+                                         max_bytes=self.config.max_image_bytes))
+        return expected
+
+    @staticmethod
+    def _options(header) -> tuple[str, str, str, str]:
+        device = _DEVICES.get(header.device)
+        if device is None:
+            raise InvalidArgument(f"expected DEVICE_AUTO, DEVICE_GPU or DEVICE_CPU, got "
+                                  f"{header.device}", "header.device")
+        output_format = _FORMATS.get(header.output_format)
+        if output_format is None:
+            raise InvalidArgument(f"unknown output format {header.output_format}",
+                                  "header.output_format")
+        out_code = header.output_dtype or image_pb2.FLOAT32
+        try:
+            output_dtype = wire.dtype_from_proto(out_code, "header.output_dtype").name
+        except wire.WireError as exc:
+            raise InvalidArgument(exc.message, exc.field) from None
+        compute_code = header.compute_dtype or image_pb2.FLOAT32
+        if compute_code not in (image_pb2.FLOAT32, image_pb2.FLOAT64):
+            raise InvalidArgument("expected FLOAT32 or FLOAT64", "header.compute_dtype")
+        compute_dtype = wire.DTYPES[compute_code].name
+        if header.result_compression not in image_pb2.Compression.values():
+            raise InvalidArgument("unknown compression", "header.result_compression")
+        return device, output_format, output_dtype, compute_dtype
+
+    def _check_size(self, shape, field: str) -> None:
+        voxels = math.prod(shape)
+        if voxels > self.config.max_voxels:
+            raise InvalidArgument(f"the image has {voxels} voxels; this server accepts at most "
+                                  f"{self.config.max_voxels}", field)
+
+    async def _geometry(self, e: ExpectedImage, path) -> tuple[Geometry, InputSpec]:
+        if e.encoding == "raw":
+            return (Geometry(e.shape, e.spacing),
+                    InputSpec(str(path), "raw", e.shape, e.dtype.str, field=e.field))
+        from medcompute.server import dicom
+
+        def info():
+            with open(path, "rb") as f:
+                blob = memoryview(f.read())
+            parts, at = [], 0
+            for n in e.file_sizes:
+                parts.append(blob[at:at + n])
+                at += n
+            return dicom.read_info(parts, max_voxels=self.config.max_voxels)
+
+        try:
+            meta = await asyncio.to_thread(info)
+        except InvalidArgument as exc:
+            raise InvalidArgument(exc.message, request_field(exc.field, e.field)) from None
+        if len(meta.shape) > 4:
+            raise InvalidArgument(f"expected at most 4 axes, the files give {len(meta.shape)}",
+                                  e.field)
+        spacing = e.spacing if e.spacing is not None else meta.spacing
+        if spacing is not None and len(spacing) != len(meta.shape):
+            raise InvalidArgument(
+                f"expected {len(meta.shape)} values (one per axis), got {len(spacing)}",
+                f"{e.field}.spacing_mm")
+        return (Geometry(tuple(meta.shape), spacing),
+                InputSpec(str(path), "dicom", tuple(meta.shape), np.dtype(meta.dtype).str,
+                          file_sizes=e.file_sizes, field=e.field))
+
+    # -- the call ----------------------------------------------------------------
+    async def process(self, header, chunks: AsyncIterator, *, subscriber: str) -> Outcome:
+        """Receive the inputs, run the pipeline on a worker, record the job and its usage."""
+        expected = self._expected(header)
+        device, output_format, output_dtype, compute_dtype = self._options(header)
+        if output_format != "raw" and expected[0].encoding != "dicom":
+            raise InvalidArgument("DICOM output needs DICOM input (the derived series copies "
+                                  "the source's patient and study)", "header.output_format")
+        if device == "gpu":
+            raise FailedPrecondition("device=gpu was asked for but this cluster has no GPU "
+                                     "worker; use device=auto or device=cpu", "header.device")
+        names = [op.WhichOneof("op") or "?" for op in header.pipeline]
+        job = jobs.new_job(subscriber=subscriber, operations=names, device=device,
+                           inputs=[f"inline:{e.size}" for e in expected], created_at=time.time())
+        await self.catalog.put_job(job)
+        paths = [self.spool.path(job.id, f"in{i}") for i in range(len(expected))]
+        out_path = self.spool.path(job.id, "out")
+        bytes_in = 0
+        result = None
+        try:
+            # Fail fast: RAW images are checked before their pixels are read.
+            if all(e.encoding == "raw" for e in expected):
+                for e in expected:
+                    self._check_size(e.shape, f"{e.field}.shape")
+                geoms = [Geometry(e.shape, e.spacing) for e in expected]
+                resolve_pipeline(header.pipeline, geoms[0], geoms[1:])
+            bytes_in = await receive_images(chunks, expected, paths)
+            pairs = [await self._geometry(e, p) for e, p in zip(expected, paths)]
+            geoms = [g for g, _ in pairs]
+            for e, g in zip(expected, geoms):
+                self._check_size(g.shape, e.field)
+            ops, out_geom = resolve_pipeline(header.pipeline, geoms[0], geoms[1:])
+            job = jobs.apply(job, jobs.InputsReceived(time.time()))
+            spec = TaskSpec(
+                job_id=job.id, inputs=tuple(s for _, s in pairs), ops=tuple(ops),
+                out_path=str(out_path), compute_dtype=compute_dtype, output_dtype=output_dtype,
+                output_format=output_format, output_spacing=out_geom.spacing,
+                description="; ".join(op.summary for op in ops), device="cpu",
+            )
+            result = await self.dispatcher.run(spec)
+            job = jobs.apply(job, jobs.Started(result.started_at, result.worker))
+            job = jobs.apply(job, jobs.Succeeded(time.time()))
+            usage = usage_record(job, result, images=len(expected),
+                                 voxels=sum(math.prod(g.shape) for g in geoms),
+                                 bytes_in=bytes_in, bytes_out=result.nbytes)
+            await self.catalog.finish_job(job, usage)
+            return Outcome(job, ops, result, out_geom.spacing, output_format, usage)
+        except BaseException as exc:
+            self.spool.remove(out_path)
+            await asyncio.shield(self._fail(job, exc, bytes_in=bytes_in, n_images=len(expected)))
+            raise
+        finally:
+            self.spool.remove(*paths)
+
+    async def _fail(self, job: jobs.Job, exc: BaseException, *, bytes_in: int, n_images: int):
+        now = time.time()
+        if isinstance(exc, asyncio.CancelledError):
+            event = jobs.Cancelled(now, "the call was cancelled or its deadline passed")
+        elif isinstance(exc, MedcomputeError):
+            platform = exc.code_name in ("INTERNAL", "UNAVAILABLE")
+            event = jobs.Failed(now, exc.details, exc.code_name, platform_fault=platform)
+        else:
+            event = jobs.Failed(now, f"internal error ({type(exc).__name__})", "INTERNAL",
+                                platform_fault=True)
+        job = jobs.apply(job, event)
+        usage = usage_record(job, None, images=n_images, voxels=0, bytes_in=bytes_in,
+                             bytes_out=0)
+        try:
+            await self.catalog.finish_job(job, usage)
+        except Exception:  # recording the failure must not hide the original error
+            log.exception("could not record the end of job %s", job.id)
+
+    def release(self, outcome: Outcome) -> None:
+        """Remove the result's spool file once it has been sent."""
+        self.spool.remove(outcome.result.out_path)

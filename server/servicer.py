@@ -1,0 +1,93 @@
+"""gRPC servicers: translation only. Unpack the proto, await the domain, pack the reply."""
+
+from __future__ import annotations
+
+from medcompute.proto import wire
+from medcompute.proto.v1 import image_pb2, processing_pb2, processing_pb2_grpc
+from medcompute.server.errors import InvalidArgument
+from medcompute.server.operations import OPERATIONS
+from medcompute.server.service import Outcome, ProcessingService
+from medcompute.server.status import maps_errors
+from medcompute.server.transport import result_chunks
+
+__all__ = ["ProcessingServicer", "result_header", "usage_message"]
+
+
+def usage_message(usage: dict) -> processing_pb2.UsageRecord:
+    return processing_pb2.UsageRecord(**usage)
+
+
+def result_header(outcome: Outcome, compression: int) -> processing_pb2.ResultHeader:
+    r = outcome.result
+    if outcome.output_format == "raw":
+        output = image_pb2.ImageDescriptor(
+            encoding=image_pb2.RAW, shape=r.shape, dtype=wire.dtype_to_proto(r.dtype),
+            spacing_mm=outcome.spacing or (), size=r.nbytes, crc32=r.crc32,
+            compression=compression)
+    else:
+        output = image_pb2.ImageDescriptor(
+            encoding=image_pb2.DICOM, file_sizes=r.file_sizes, size=r.nbytes, crc32=r.crc32,
+            spacing_mm=outcome.spacing or (), compression=compression)
+    applied = [
+        processing_pb2.AppliedOperation(
+            name=op.name, summary=op.summary,
+            parameters=[processing_pb2.Parameter(name=p.name, values=p.values, text=p.text,
+                                                 unit=p.unit) for p in op.params])
+        for op in outcome.ops
+    ]
+    return processing_pb2.ResultHeader(
+        job_id=outcome.job.id, output=output, applied=applied, backend=r.backend,
+        device=r.device, worker=r.worker,
+        fallback=processing_pb2.Fallback(happened=bool(outcome.fallback_reason),
+                                         reason=outcome.fallback_reason),
+        versions=r.versions, usage=usage_message(outcome.usage))
+
+
+async def _chunks(request_iterator):
+    index = 0
+    async for message in request_iterator:
+        index += 1
+        if message.WhichOneof("msg") != "chunk":
+            raise InvalidArgument("only the first message carries a header; the rest are chunks",
+                                  f"request[{index}]")
+        yield index, message.chunk
+
+
+def operations_message() -> processing_pb2.ListOperationsResponse:
+    specs = []
+    for spec in OPERATIONS.values():
+        specs.append(processing_pb2.OperationSpec(
+            name=spec.name, summary=spec.summary,
+            parameters=[processing_pb2.ParameterSpec(
+                name=p.name, type=p.type, per_axis=p.per_axis, unit=p.unit, default=p.default,
+                choices=p.choices, description=p.description) for p in spec.params]))
+    return processing_pb2.ListOperationsResponse(operations=specs)
+
+
+class ProcessingServicer(processing_pb2_grpc.ProcessingServicer):
+    def __init__(self, service: ProcessingService, subscriber: str = "local"):
+        self.service = service
+        self.subscriber = subscriber
+
+    @maps_errors
+    async def Process(self, request_iterator, context):
+        first = await anext(aiter(request_iterator), None)
+        if first is None or first.WhichOneof("msg") != "header":
+            raise InvalidArgument("the first message must carry the header", "request[0].header")
+        header = first.header
+        outcome = await self.service.process(header, _chunks(request_iterator),
+                                             subscriber=self.subscriber)
+        try:
+            compression = header.result_compression
+            yield processing_pb2.ProcessResponse(header=result_header(outcome, compression))
+            itemsize = wire.DTYPES[wire.dtype_to_proto(outcome.result.dtype)].itemsize \
+                if outcome.output_format == "raw" else 1
+            for payload in result_chunks(outcome.result.out_path, compression=compression,
+                                         itemsize=itemsize):
+                yield processing_pb2.ProcessResponse(chunk=image_pb2.Chunk(image=0, data=payload))
+        finally:
+            self.service.release(outcome)
+
+    @maps_errors
+    async def ListOperations(self, request, context):
+        return operations_message()

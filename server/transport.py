@@ -1,0 +1,177 @@
+"""Server side of the chunked transport: validate image descriptors, spool the
+chunks of each image to a file as they arrive, and stream a result back.
+
+The server never holds a whole image in memory: each decoded chunk is checked
+against the declared size, folded into the CRC and appended to the image's spool
+file, which the worker then reads.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from medcompute.proto import wire
+from medcompute.proto.v1 import image_pb2
+from medcompute.server.errors import InvalidArgument
+
+__all__ = ["ExpectedImage", "Spool", "expect_image", "receive_images", "result_chunks"]
+
+MAX_DIMS = 4
+
+
+@dataclass(frozen=True)
+class ExpectedImage:
+    """What a descriptor promises; checked against the bytes that arrive."""
+
+    field: str
+    encoding: str                        # "raw" | "dicom"
+    size: int
+    shape: tuple[int, ...] = ()
+    dtype: np.dtype | None = None
+    spacing: tuple[float, ...] | None = None
+    file_sizes: tuple[int, ...] = ()
+    compression: int = image_pb2.COMPRESSION_NONE
+    crc32: int | None = None
+
+
+def _spacing(desc, ndim: int | None, field: str) -> tuple[float, ...] | None:
+    values = tuple(desc.spacing_mm)
+    if not values:
+        return None
+    if ndim is not None and len(values) != ndim:
+        raise InvalidArgument(f"expected {ndim} values (one per axis), got {len(values)}",
+                              f"{field}.spacing_mm")
+    for v in values:
+        if not (math.isfinite(v) and v > 0):
+            raise InvalidArgument(f"every spacing must be finite and > 0 mm, got {v}",
+                                  f"{field}.spacing_mm")
+    return values
+
+
+def expect_image(desc: image_pb2.ImageDescriptor, field: str, *, max_bytes: int) -> ExpectedImage:
+    """Validate an inline image descriptor; InvalidArgument names the field."""
+    if desc.compression not in image_pb2.Compression.values():
+        raise InvalidArgument(
+            f"expected one of {', '.join(image_pb2.Compression.keys())}, got {desc.compression}",
+            f"{field}.compression")
+    crc = desc.crc32 if desc.HasField("crc32") else None
+    if desc.encoding == image_pb2.RAW:
+        shape = tuple(int(n) for n in desc.shape)
+        if not 1 <= len(shape) <= MAX_DIMS:
+            raise InvalidArgument(f"expected 1 to {MAX_DIMS} axes, got {len(shape)}",
+                                  f"{field}.shape")
+        if any(n == 0 for n in shape):
+            raise InvalidArgument(f"every axis must be >= 1, got {list(shape)} (an empty image)",
+                                  f"{field}.shape")
+        try:
+            dtype = wire.dtype_from_proto(desc.dtype, f"{field}.dtype")
+        except wire.WireError as exc:
+            raise InvalidArgument(exc.message, exc.field) from None
+        size = math.prod(shape) * dtype.itemsize
+        if size > max_bytes:
+            raise InvalidArgument(f"the image has {size} bytes; this server accepts at most "
+                                  f"{max_bytes}", f"{field}.shape")
+        if desc.size and desc.size != size:
+            raise InvalidArgument(
+                f"declares {desc.size} bytes but shape {list(shape)} of {dtype.name} "
+                f"needs {size}", f"{field}.size")
+        if desc.file_sizes:
+            raise InvalidArgument("only DICOM images have file_sizes", f"{field}.file_sizes")
+        return ExpectedImage(field, "raw", size, shape, dtype, _spacing(desc, len(shape), field),
+                             compression=desc.compression, crc32=crc)
+    if desc.encoding == image_pb2.DICOM:
+        sizes = tuple(int(n) for n in desc.file_sizes)
+        if not sizes or any(n == 0 for n in sizes):
+            raise InvalidArgument("expected the byte length of each DICOM file, all > 0",
+                                  f"{field}.file_sizes")
+        size = sum(sizes)
+        if size > max_bytes:
+            raise InvalidArgument(f"the files have {size} bytes; this server accepts at most "
+                                  f"{max_bytes}", f"{field}.file_sizes")
+        if desc.size and desc.size != size:
+            raise InvalidArgument(f"declares {desc.size} bytes but file_sizes add up to {size}",
+                                  f"{field}.size")
+        return ExpectedImage(field, "dicom", size, spacing=_spacing(desc, None, field),
+                             file_sizes=sizes, compression=desc.compression, crc32=crc)
+    raise InvalidArgument(f"expected RAW or DICOM, got {desc.encoding}", f"{field}.encoding")
+
+
+class Spool:
+    """Transient files of images in flight, in ``<data_dir>/spool``."""
+
+    def __init__(self, data_dir: Path):
+        self.dir = Path(data_dir) / "spool"
+        self.dir.mkdir(parents=True, exist_ok=True)
+
+    def clear(self) -> None:
+        """Remove what an earlier server process left behind."""
+        for path in self.dir.iterdir():
+            path.unlink(missing_ok=True)
+
+    def path(self, job_id: str, name: str) -> Path:
+        return self.dir / f"{job_id}.{name}.{uuid.uuid4().hex[:8]}"
+
+    @staticmethod
+    def remove(*paths) -> None:
+        for p in paths:
+            if p:
+                Path(p).unlink(missing_ok=True)
+
+
+async def receive_images(chunks: AsyncIterator, expected: list[ExpectedImage],
+                         paths: list[Path]) -> int:
+    """Spool the chunks of every image to ``paths``; return the bytes received on the wire.
+
+    ``chunks`` yields (message index, Chunk). Raises InvalidArgument for a chunk of an
+    unknown image, too many or too few bytes, or a checksum mismatch.
+    """
+    decoders = [wire.ChunkDecoder(e.compression, f"{e.field}.compression") for e in expected]
+    got = [0] * len(expected)
+    crcs = [0] * len(expected)
+    wire_bytes = 0
+    files = [open(p, "wb") for p in paths]
+    try:
+        async for index, chunk in chunks:
+            i = chunk.image
+            if i >= len(expected):
+                raise InvalidArgument(
+                    f"image {i} does not exist: this request has {len(expected)} inline "
+                    f"image(s) (0 is the input, k is operands[k-1])", f"request[{index}].chunk.image")
+            e = expected[i]
+            wire_bytes += len(chunk.data)
+            try:
+                data = decoders[i].decode(chunk.data)
+            except wire.WireError as exc:
+                raise InvalidArgument(exc.message, exc.field) from None
+            if got[i] + len(data) > e.size:
+                raise InvalidArgument(
+                    f"more bytes arrived than the {e.size} declared", f"{e.field}.size")
+            files[i].write(data)
+            got[i] += len(data)
+            crcs[i] = wire.crc32(data, crcs[i])
+    finally:
+        for f in files:
+            f.close()
+    for e, n, crc in zip(expected, got, crcs):
+        if n < e.size:
+            raise InvalidArgument(
+                f"the stream ended after {n} of the {e.size} bytes declared", f"{e.field}.size")
+        if e.crc32 is not None and crc != e.crc32:
+            raise InvalidArgument(
+                f"checksum mismatch: declared {e.crc32:#010x}, the received bytes give "
+                f"{crc:#010x}", f"{e.field}.crc32")
+    return wire_bytes
+
+
+def result_chunks(path: str | os.PathLike, *, compression: int, itemsize: int) -> Iterator[bytes]:
+    """The chunk payloads of a result file."""
+    with open(path, "rb") as f:
+        while piece := f.read(wire.CHUNK_SIZE):
+            yield from wire.iter_chunks(piece, compression=compression, itemsize=itemsize)
