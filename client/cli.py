@@ -31,6 +31,9 @@ def _serve(args) -> int:
 
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.log_level != "debug":
+        # Dask's own start-up chatter is noise here; its warnings still show.
+        logging.getLogger("distributed").setLevel(logging.WARNING)
     config = ServerConfig(address=args.address, data_dir=Path(args.data_dir),
                           workers=args.workers, scheduler=args.scheduler)
     try:

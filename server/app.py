@@ -82,7 +82,7 @@ class Running:
 async def _watch_health(dispatcher: Dispatcher, servicer) -> None:
     serving = None
     while True:
-        ok = dispatcher.worker_count() > 0
+        ok = await dispatcher.worker_count() > 0
         if ok != serving:
             status = (health_pb2.HealthCheckResponse.SERVING if ok
                       else health_pb2.HealthCheckResponse.NOT_SERVING)

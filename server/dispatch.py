@@ -49,7 +49,9 @@ class Dispatcher:
         else:
             self.cluster = await LocalCluster(
                 n_workers=self.n_workers, threads_per_worker=self.threads_per_worker,
-                processes=True, host="127.0.0.1", scheduler_port=0, dashboard_address=None,
+                processes=True, host="127.0.0.1", scheduler_port=0,
+                # Its HTTP endpoints stay on loopback, on a free port.
+                dashboard_address="127.0.0.1:0",
                 memory_limit=self.memory_limit, asynchronous=True, silence_logs=logging.WARNING,
             )
             self.client = await Client(self.cluster, asynchronous=True, direct_to_workers=True)
@@ -68,11 +70,15 @@ class Dispatcher:
     def scheduler_address(self) -> str:
         return self.client.scheduler.address if self.client else ""
 
-    def worker_count(self) -> int:
+    async def worker_count(self, timeout: float = 5.0) -> int:
         """Workers the scheduler currently knows (0 when it is unreachable)."""
         if self.client is None or self.client.status != "running":
             return 0
-        return len(self.client.scheduler_info().get("workers", {}))
+        try:
+            info = await asyncio.wait_for(self.client.scheduler.identity(), timeout)
+        except (OSError, asyncio.TimeoutError):
+            return 0
+        return len(info.get("workers", {}))
 
     async def run(self, spec: TaskSpec) -> TaskResult:
         """Run one job's task; its exceptions are re-raised here, cancellation cancels it."""

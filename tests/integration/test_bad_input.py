@@ -1,5 +1,7 @@
 """Bad input: a precise status, a message naming the field, and the server keeps serving."""
 
+from pathlib import Path
+
 import grpc
 import numpy as np
 import pytest
@@ -183,18 +185,17 @@ def _dicom(blob: bytes, **header):
 
 
 def test_a_file_that_is_not_dicom(raw, client):
-    blob = open(get_testdata_file("README.txt"), "rb").read() \
-        if get_testdata_file("README.txt") else b"hello, this is not DICOM" * 20
+    blob = Path(get_testdata_file("README.txt")).read_bytes()
     _expect(raw, client, _dicom(blob), INVALID, "header.input.inline", "not a DICOM file")
 
 
 def test_a_truncated_dicom(raw, client):
-    blob = open(get_testdata_file("CT_small.dcm"), "rb").read()
+    blob = Path(get_testdata_file("CT_small.dcm")).read_bytes()
     _expect(raw, client, _dicom(blob[: len(blob) // 2]), INVALID, "header.input.inline")
 
 
 def test_dicom_without_pixel_data(raw, client):
-    blob = open(get_testdata_file("rtstruct.dcm"), "rb").read()
+    blob = Path(get_testdata_file("rtstruct.dcm")).read_bytes()
     _expect(raw, client, _dicom(blob), INVALID, "header.input.inline", "Pixel Data")
 
 

@@ -60,7 +60,10 @@ def test_usage_record_is_complete_and_stored_once(client, server):
 
 
 def test_work_runs_on_a_worker_process_not_in_the_server(client, server):
-    pids = server.call(server.running.dispatcher.client.run(os.getpid))
+    async def worker_pids():
+        return await server.running.dispatcher.client.run(os.getpid)
+
+    pids = server.call(worker_pids())
     assert os.getpid() not in pids.values()
     result = client.process(_volume((2, 8, 8)), ["gaussian:sigma=1"])
     assert result.header.worker in pids
