@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 
 from google.protobuf import unknown_fields
 
+from medcompute.kernels import projected_spacing, slab_count
+from medcompute.kernels._params import nearest_odd
 from medcompute.proto.v1 import operations_pb2 as ops_pb2
 from medcompute.server.errors import InvalidArgument
 
@@ -146,7 +148,7 @@ def _lengths(msg, base: str, geom: Geometry, field: str, *, required: bool,
     spacing = _need_spacing(geom, name)
     values = tuple(v / s for v, s in zip(given, spacing))
     if odd_from_mm:
-        values = tuple(float(max(1, 2 * round((v - 1) / 2) + 1)) for v in values)
+        values = tuple(float(nearest_odd(v)) for v in values)
     return values, (Param(base, values, unit="voxel"), Param(base + "_mm", given, unit="mm"))
 
 
@@ -268,27 +270,32 @@ def _bandpass(msg, geom, operands, field):
     order = msg.order or 2
     kw, pm = _neighbourhood(msg, field)
     params = pl + ph + (Param("method", text=method),)
-    kwargs = {"method": method}
+    kwargs = {"method": method, **kw}
     if method == "butterworth":
+        # The image is padded with `mode` before the FFT, so the mode is reported too.
         kwargs["order"] = order
-        params += (Param("order", (order,)),)
+        params += (Param("order", (order,)),) + pm
     else:
         kwargs["truncate"] = _truncate(msg, field)
-        kwargs.update(kw)
         params += (Param("truncate", (kwargs["truncate"],), unit="sigma"),) + pm
     return ResolvedOp("bandpass", "bandpass", (low, high), kwargs, params=params), geom
 
 
-def _slab_length(msg, base: str, geom: Geometry, axis: int, field: str) -> float | None:
+def _slab_length(msg, base: str, geom: Geometry, axis: int, field: str) -> int | None:
+    """Whole voxels from ``base`` (voxels, must be whole) or ``base_mm`` (rounded, >= 1)."""
     has_vox, has_mm = msg.HasField(base), msg.HasField(base + "_mm")
     if has_vox and has_mm:
         raise InvalidArgument(f"give {base} or {base}_mm, not both", f"{field}.{base}_mm")
     if has_vox:
-        return _finite(getattr(msg, base), f"{field}.{base}", minimum=0.0, strict=True)
+        value = _finite(getattr(msg, base), f"{field}.{base}", minimum=1.0)
+        if value != int(value):
+            raise InvalidArgument(f"must be whole voxels, got {value:g} (or give {base}_mm)",
+                                  f"{field}.{base}")
+        return int(value)
     if has_mm:
         name = f"{field}.{base}_mm"
         value = _finite(getattr(msg, base + "_mm"), name, minimum=0.0, strict=True)
-        return value / _need_spacing(geom, name)[axis]
+        return max(1, round(value / _need_spacing(geom, name)[axis]))
     return None
 
 
@@ -307,19 +314,16 @@ def _project(msg, geom, operands, field):
         if geom.ndim < 2:
             raise InvalidArgument("a 1-D image cannot be projected", f"{field}.axis")
         shape = geom.shape[:axis] + geom.shape[axis + 1:]
-        if spacing is not None:
-            spacing = spacing[:axis] + spacing[axis + 1:]
+        spacing = projected_spacing(spacing, axis)
     else:
-        t = max(1, round(thickness))
-        s = max(1, round(step)) if step is not None else t
+        t = thickness
+        s = step if step is not None else t
         if t > n:
             raise InvalidArgument(f"slab of {t} voxels is thicker than the axis ({n} voxels)",
                                   f"{field}.thickness")
         thickness, step = t, s
-        count = (n - t) // s + 1
-        shape = geom.shape[:axis] + (count,) + geom.shape[axis + 1:]
-        if spacing is not None:
-            spacing = spacing[:axis] + (spacing[axis] * s,) + spacing[axis + 1:]
+        shape = geom.shape[:axis] + (slab_count(n, t, s),) + geom.shape[axis + 1:]
+        spacing = projected_spacing(spacing, axis, t, s)
         params += [Param("thickness", (t,), unit="voxel"), Param("step", (s,), unit="voxel")]
     if not shape:
         raise InvalidArgument("a 1-D image cannot be projected", f"{field}.axis")

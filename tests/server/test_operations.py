@@ -36,6 +36,14 @@ def test_per_axis_values_and_voxel_units():
 def test_mean_size_in_mm_rounds_to_odd_voxels():
     op, _ = _one("mean:size_mm=[6,1.6,2.4]")
     assert op.args == ((3, 3, 5),)
+    op, _ = _one("median:size_mm=[4,1,1]")  # 2 voxels: a tie goes to the larger odd size
+    assert op.args == ((3, 3, 3),)
+
+
+def test_butterworth_reports_its_padding_mode():
+    op, _ = _one("butterworth:low_cutoff=2,mode=reflect")
+    assert op.kwargs == {"method": "butterworth", "order": 2, "mode": "reflect", "cval": 0.0}
+    assert "mode=reflect" in op.summary
 
 
 def test_plain_and_gaussian_laplacian():
@@ -92,6 +100,7 @@ def _refusal(text, geom=VOL, operands=()):
     ("mip:axis=-4", "header.pipeline[0].project.axis", "out of range"),
     ("mip:axis=0,thickness=11", "header.pipeline[0].project.thickness", "thicker"),
     ("mip:step=2", "header.pipeline[0].project.step", "thickness"),
+    ("mip:thickness=2.5", "header.pipeline[0].project.thickness", "whole voxels"),
     ("subtract", "header.pipeline[0].subtract.operand", "0 operand"),
     ("subtract:mask_frame=10", "header.pipeline[0].subtract.mask_frame", "does not exist"),
     ("add:operand=1", "header.pipeline[0].add.operand", "does not exist"),
