@@ -159,7 +159,8 @@ class ChunkDecoder:
         if len(out) > MAX_CHUNK_DECODED:
             raise WireError(f"a chunk decodes to more than {MAX_CHUNK_DECODED} bytes", self.field)
         if self.compression == image_pb2.BLOSC and len(out) != n:
-            raise WireError("a BLOSC chunk decodes to a different size than it declares", self.field)
+            raise WireError("a BLOSC chunk decodes to a different size than it declares",
+                            self.field)
         return out
 
     def _blosc2_size(self, payload: bytes) -> int:

@@ -95,7 +95,7 @@ class ResolvedOp:
 
     @property
     def summary(self) -> str:
-        return " ".join([self.name, *(str(p) for p in self.params)])
+        return f"{self.name} " + ", ".join(str(p) for p in self.params)
 
 
 # -- parameter helpers ----------------------------------------------------------
@@ -363,7 +363,8 @@ def _subtract(msg, geom, operands, field):
     kwargs = dict(weight=weight, logarithmic=msg.logarithmic)
     if operand is None:
         kwargs["mask_frame"] = msg.mask_frame
-    params = p + (Param("weight", (weight,)), Param("logarithmic", text=str(msg.logarithmic).lower()))
+    params = p + (Param("weight", (weight,)),
+                  Param("logarithmic", text=str(msg.logarithmic).lower()))
     return ResolvedOp("subtract", "subtract", (), kwargs, operand=operand, params=params), geom
 
 
@@ -395,7 +396,10 @@ def _unknown(msg) -> list[int]:
 
 def resolve_pipeline(pipeline: Sequence, image: Geometry, operands: Sequence[Geometry] = (),
                      field: str = "header.pipeline") -> tuple[list[ResolvedOp], Geometry]:
-    """Resolve every operation against the image it will see; return them and the result's geometry."""
+    """Resolve each operation against the image it will see.
+
+    Returns the resolved operations and the geometry of the result.
+    """
     if not pipeline:
         raise InvalidArgument("the pipeline is empty; give at least one operation", field)
     resolved, geom = [], image
@@ -478,7 +482,8 @@ OPERATIONS: dict[str, OpSpec] = {s.name: s for s in (
               ParamSpec("order", "int", "Butterworth order", default="2"),
               _TRUNC, _MODE, _CVAL)),
     OpSpec("project", "projection along an axis, optionally in slabs", (
-        ParamSpec("kind", "enum", "reduction", default="max", choices=("max", "min", "mean", "sum")),
+        ParamSpec("kind", "enum", "reduction", default="max",
+                  choices=("max", "min", "mean", "sum")),
         ParamSpec("axis", "int", "axis to project along", default="0"),
         ParamSpec("thickness", "float", "slab thickness; absent: the whole axis", unit="voxel"),
         ParamSpec("thickness_mm", "float", "slab thickness in millimetres", unit="mm"),

@@ -26,6 +26,7 @@ from medcompute.server.errors import (
     FailedPrecondition,
     InvalidArgument,
     MedcomputeError,
+    ResourceExhausted,
 )
 from medcompute.server.metering import usage_record
 from medcompute.server.operations import Geometry, ResolvedOp, resolve_pipeline
@@ -103,8 +104,8 @@ class ProcessingService:
     def _check_size(self, shape, field: str) -> None:
         voxels = math.prod(shape)
         if voxels > self.config.max_voxels:
-            raise InvalidArgument(f"the image has {voxels} voxels; this server accepts at most "
-                                  f"{self.config.max_voxels}", field)
+            raise ResourceExhausted(f"the image has {voxels} voxels; this server accepts at "
+                                    f"most {self.config.max_voxels}", field)
 
     async def _geometry(self, e: ExpectedImage, path) -> tuple[Geometry, InputSpec]:
         if e.encoding == "raw":
@@ -119,7 +120,9 @@ class ProcessingService:
             for n in e.file_sizes:
                 parts.append(blob[at:at + n])
                 at += n
-            return dicom.read_info(parts, max_voxels=self.config.max_voxels)
+            # The module refuses absurd headers itself; this server's own limit is checked
+            # afterwards, as RESOURCE_EXHAUSTED.
+            return dicom.read_info(parts)
 
         try:
             meta = await asyncio.to_thread(info)

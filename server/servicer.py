@@ -27,7 +27,8 @@ def result_header(outcome: Outcome, compression: int) -> processing_pb2.ResultHe
     else:
         output = image_pb2.ImageDescriptor(
             encoding=image_pb2.DICOM, file_sizes=r.file_sizes, size=r.nbytes, crc32=r.crc32,
-            spacing_mm=outcome.spacing or (), compression=compression)
+            shape=r.shape, dtype=wire.dtype_to_proto(r.dtype), spacing_mm=outcome.spacing or (),
+            compression=compression)
     applied = [
         processing_pb2.AppliedOperation(
             name=op.name, summary=op.summary,

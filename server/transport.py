@@ -19,7 +19,7 @@ import numpy as np
 
 from medcompute.proto import wire
 from medcompute.proto.v1 import image_pb2
-from medcompute.server.errors import InvalidArgument
+from medcompute.server.errors import InvalidArgument, ResourceExhausted
 
 __all__ = ["ExpectedImage", "Spool", "expect_image", "receive_images", "result_chunks"]
 
@@ -76,8 +76,8 @@ def expect_image(desc: image_pb2.ImageDescriptor, field: str, *, max_bytes: int)
             raise InvalidArgument(exc.message, exc.field) from None
         size = math.prod(shape) * dtype.itemsize
         if size > max_bytes:
-            raise InvalidArgument(f"the image has {size} bytes; this server accepts at most "
-                                  f"{max_bytes}", f"{field}.shape")
+            raise ResourceExhausted(f"the image has {size} bytes; this server accepts at most "
+                                    f"{max_bytes}", f"{field}.shape")
         if desc.size and desc.size != size:
             raise InvalidArgument(
                 f"declares {desc.size} bytes but shape {list(shape)} of {dtype.name} "
@@ -93,8 +93,8 @@ def expect_image(desc: image_pb2.ImageDescriptor, field: str, *, max_bytes: int)
                                   f"{field}.file_sizes")
         size = sum(sizes)
         if size > max_bytes:
-            raise InvalidArgument(f"the files have {size} bytes; this server accepts at most "
-                                  f"{max_bytes}", f"{field}.file_sizes")
+            raise ResourceExhausted(f"the files have {size} bytes; this server accepts at most "
+                                    f"{max_bytes}", f"{field}.file_sizes")
         if desc.size and desc.size != size:
             raise InvalidArgument(f"declares {desc.size} bytes but file_sizes add up to {size}",
                                   f"{field}.size")
@@ -143,7 +143,8 @@ async def receive_images(chunks: AsyncIterator, expected: list[ExpectedImage],
             if i >= len(expected):
                 raise InvalidArgument(
                     f"image {i} does not exist: this request has {len(expected)} inline "
-                    f"image(s) (0 is the input, k is operands[k-1])", f"request[{index}].chunk.image")
+                    f"image(s) (0 is the input, k is operands[k-1])",
+                    f"request[{index}].chunk.image")
             e = expected[i]
             wire_bytes += len(chunk.data)
             try:

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+
 from medcompute.kernels import Backend, add, register_backend, subtract
 
 DTYPES = [np.uint8, np.int16, np.uint16, np.float32, np.float64]

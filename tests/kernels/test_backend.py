@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import scipy.fft
 import scipy.ndimage
+
 from medcompute.kernels import (
     Backend,
     BackendUnavailable,

@@ -3,6 +3,7 @@ import math
 import numpy as np
 import pytest
 import scipy.ndimage as ndi
+
 from medcompute.kernels import bandpass, butterworth_mask, gaussian_sigma_for_cutoff
 
 # --- builders -----------------------------------------------------------------

@@ -3,6 +3,7 @@ import warnings
 
 import numpy as np
 import pytest
+
 from medcompute.kernels import saturating_cast
 
 ALL = [np.uint8, np.int8, np.uint16, np.int16, np.uint32, np.int32, np.float32, np.float64]

@@ -4,6 +4,7 @@ import doctest
 import importlib
 
 import pytest
+
 from medcompute import kernels
 
 MODULES = ["arithmetic", "backend", "bandpass", "cast", "filters", "footprint", "projection"]

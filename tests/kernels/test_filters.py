@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import scipy.ndimage as ndi
+
 from medcompute.kernels import (
     derivative_kernel,
     edge,

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+
 from medcompute.kernels import _params as P
 
 

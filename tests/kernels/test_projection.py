@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+
 from medcompute.kernels import project, projected_spacing, slab_count
 
 DTYPES = [np.uint8, np.int16, np.uint16, np.float32, np.float64]
