@@ -100,7 +100,7 @@ async def start(config: ServerConfig) -> Running:
     catalog = Catalog(config.data_dir)
     spool = Spool(config.data_dir)
     spool.clear()
-    dispatcher = Dispatcher(scheduler=config.scheduler, n_workers=config.workers)
+    dispatcher = Dispatcher(config)
     try:
         await dispatcher.start()
         server = grpc.aio.server(options=[

@@ -18,8 +18,22 @@ class ServerConfig:
     data_dir: Path = DEFAULT_DATA_DIR
     #: Worker processes of the embedded cluster; None: one per core.
     workers: int | None = None
-    #: External Dask scheduler; None: start an embedded LocalCluster.
+    #: External Dask scheduler; None: start an embedded cluster.
     scheduler: str | None = None
+    #: GPU workers of the embedded cluster; None: one per GPU that NVML and CuPy see.
+    gpu_workers: int | None = None
+    #: Memory limit of each embedded worker (bytes, or Dask's "auto", "4GiB", ...).
+    worker_memory: str | int = "auto"
+    #: A job whose float32 working size exceeds this is split into slabs (CPU workers).
+    split_bytes: int = 64 << 20
+    #: Jobs up to this float32 size are batched when the workers are busy.
+    batch_bytes: int = 4 << 20
+    #: Most jobs in one batch task.
+    batch_max_items: int = 32
+    #: Test double: workers that declare GPU=1 but run the FakeGPU backend (fakegpu.py).
+    fake_gpu_workers: int = 0
+    fake_gpu_memory: int | None = None
+    fake_gpu_control: str | None = None
     #: Largest image accepted, in decoded bytes.
     max_image_bytes: int = 4 << 30
     #: Largest image accepted, in voxels.

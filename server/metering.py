@@ -9,7 +9,7 @@ __all__ = ["usage_record"]
 
 
 def usage_record(job: Job, result: TaskResult | None, *, images: int, voxels: int,
-                 bytes_in: int, bytes_out: int) -> dict:
+                 bytes_in: int, bytes_out: int, fallback: bool = False) -> dict:
     """One job's usage as a plain dict (the fields of the UsageRecord message).
 
     ``gpu_seconds`` and ``energy_joules`` appear only when they were measured.
@@ -28,7 +28,7 @@ def usage_record(job: Job, result: TaskResult | None, *, images: int, voxels: in
         "wall_seconds": max(0.0, end - job.created_at),
         "backend": "",
         "device": "",
-        "fallback": False,
+        "fallback": fallback,
         "state": job.state.value,
         "created_at": job.created_at,
         "finished_at": end,

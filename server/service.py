@@ -23,7 +23,6 @@ from medcompute.server.catalog import Catalog
 from medcompute.server.config import ServerConfig
 from medcompute.server.dispatch import Dispatcher
 from medcompute.server.errors import (
-    FailedPrecondition,
     InvalidArgument,
     MedcomputeError,
     ResourceExhausted,
@@ -54,6 +53,8 @@ class Outcome:
     output_format: str
     usage: dict
     fallback_reason: str = ""
+    slabs: int = 1
+    workers: tuple[str, ...] = ()
 
 
 class ProcessingService:
@@ -149,8 +150,8 @@ class ProcessingService:
             raise InvalidArgument("DICOM output needs DICOM input (the derived series copies "
                                   "the source's patient and study)", "header.output_format")
         if device == "gpu":
-            raise FailedPrecondition("device=gpu was asked for but this cluster has no GPU "
-                                     "worker; use device=auto or device=cpu", "header.device")
+            # Refuse before the upload when there is no GPU and no fallback was allowed.
+            await self.dispatcher.check_gpu(allow_fallback=header.allow_fallback)
         names = [op.WhichOneof("op") or "?" for op in header.pipeline]
         job = jobs.new_job(subscriber=subscriber, operations=names, device=device,
                            inputs=[f"inline:{e.size}" for e in expected], created_at=time.time())
@@ -177,16 +178,23 @@ class ProcessingService:
                 job_id=job.id, inputs=tuple(s for _, s in pairs), ops=tuple(ops),
                 out_path=str(out_path), compute_dtype=compute_dtype, output_dtype=output_dtype,
                 output_format=output_format, output_spacing=out_geom.spacing,
-                description="; ".join(op.summary for op in ops), device="cpu",
+                description="; ".join(op.summary for op in ops),
             )
-            result = await self.dispatcher.run(spec)
+            execution = await self.dispatcher.run(
+                spec, device=device, allow_fallback=header.allow_fallback,
+                voxels=sum(math.prod(g.shape) for g in geoms), out_shape=out_geom.shape,
+                out_dtype=output_dtype)
+            result = execution.result
             job = jobs.apply(job, jobs.Started(result.started_at, result.worker))
             job = jobs.apply(job, jobs.Succeeded(time.time()))
             usage = usage_record(job, result, images=len(expected),
                                  voxels=sum(math.prod(g.shape) for g in geoms),
-                                 bytes_in=bytes_in, bytes_out=result.nbytes)
+                                 bytes_in=bytes_in, bytes_out=result.nbytes,
+                                 fallback=bool(execution.fallback_reason))
             await self.catalog.finish_job(job, usage)
-            return Outcome(job, ops, result, out_geom.spacing, output_format, usage)
+            return Outcome(job, ops, result, out_geom.spacing, output_format, usage,
+                           fallback_reason=execution.fallback_reason, slabs=execution.slabs,
+                           workers=execution.workers)
         except BaseException as exc:
             self.spool.remove(out_path)
             await asyncio.shield(self._fail(job, exc, bytes_in=bytes_in, n_images=len(expected)))

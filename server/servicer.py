@@ -41,7 +41,8 @@ def result_header(outcome: Outcome, compression: int) -> processing_pb2.ResultHe
         device=r.device, worker=r.worker,
         fallback=processing_pb2.Fallback(happened=bool(outcome.fallback_reason),
                                          reason=outcome.fallback_reason),
-        versions=r.versions, usage=usage_message(outcome.usage))
+        versions=r.versions, usage=usage_message(outcome.usage), slabs=outcome.slabs,
+        workers=outcome.workers or (r.worker,))
 
 
 async def _chunks(request_iterator):

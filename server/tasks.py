@@ -19,8 +19,13 @@ import numpy as np
 
 from medcompute.proto import wire
 from medcompute.server.errors import InvalidArgument
+from medcompute.server.slabs import Region
 
-__all__ = ["InputSpec", "TaskSpec", "TaskResult", "run_task", "load_image", "versions"]
+__all__ = ["InputSpec", "TaskSpec", "TaskResult", "GpuFailure", "TaskCancelled", "run_task",
+           "run_batch", "materialize", "encode_dicom", "load_image", "versions", "EVENT_TOPIC"]
+
+#: Dask event topic on which tasks announce that they started.
+EVENT_TOPIC = "medcompute"
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,10 @@ class TaskSpec:
     output_spacing: tuple[float, ...] | None = None
     description: str = ""
     device: str = "cpu"                   # "cpu" | "gpu"
+    #: A slab of a split volume: read its rows plus halo, write its core into out_path,
+    #: a raw file of shape out_shape shared by every slab.
+    region: Region | None = None
+    out_shape: tuple[int, ...] | None = None
 
 
 @dataclass
@@ -127,10 +136,67 @@ def _worker_address() -> str:
         return f"local:{os.getpid()}"
 
 
+class GpuFailure(Exception):
+    """The GPU could not run the task (out of memory, driver or kernel error); the
+    dispatcher re-runs it on a CPU worker. Carries only text, so it unpickles anywhere."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+        super().__init__(reason)
+
+    def __reduce__(self):
+        return (type(self), (self.reason,))
+
+
+class TaskCancelled(Exception):
+    """The task noticed that its future was cancelled and stopped early."""
+
+
+def _is_gpu_error(exc: BaseException) -> bool:
+    from medcompute.kernels import BackendUnavailable
+    from medcompute.server.fakegpu import FakeGPUError
+
+    if isinstance(exc, (FakeGPUError, BackendUnavailable)):
+        return True
+    # CuPy backend: its CUDA errors (OutOfMemoryError, CUDARuntimeError, CUDADriverError,
+    # CompileException) live in cupy / cupy_backends modules.
+    return type(exc).__module__.split(".", 1)[0] in ("cupy", "cupy_backends", "cupyx")
+
+
 def _backend(device: str):
     from medcompute import kernels
 
-    return kernels.gpu_backend() if device == "gpu" else kernels.cpu_backend()
+    if device != "gpu":
+        return kernels.cpu_backend()
+    # Read at task time, set per worker process by the cluster (cluster.py).
+    if os.environ.get("MEDCOMPUTE_GPU_BACKEND") == "fake":
+        from medcompute.server.fakegpu import fake_gpu_backend
+
+        return fake_gpu_backend()
+    return kernels.gpu_backend(0)  # the worker is pinned to its GPU by CUDA_VISIBLE_DEVICES
+
+
+def _cancelled() -> bool:
+    """Whether this task's future was cancelled while it runs (checked between steps)."""
+    try:
+        from distributed import get_worker
+        from distributed.worker import thread_state
+
+        key = thread_state.key
+        ts = get_worker().state.tasks.get(key)
+    except (ValueError, AttributeError):  # not running as a Dask task
+        return False
+    return ts is None or ts.state in ("cancelled", "released", "forgotten")
+
+
+def _announce(job_id: str, **extra) -> None:
+    try:
+        from distributed import get_worker
+
+        get_worker().log_event(EVENT_TOPIC, {"job": job_id, "event": "started",
+                                             "at": time.time(), **extra})
+    except ValueError:
+        pass
 
 
 def run_pipeline(image, operands, ops, *, compute_dtype="float32"):
@@ -140,6 +206,8 @@ def run_pipeline(image, operands, ops, *, compute_dtype="float32"):
     dtype = np.dtype(compute_dtype)
     x = image
     for i, op in enumerate(ops):
+        if _cancelled():
+            raise TaskCancelled(f"cancelled before operation {i}")
         fn = getattr(kernels, op.kernel)
         args = (operands[op.operand], *op.args) if op.operand is not None else op.args
         try:
@@ -150,51 +218,168 @@ def run_pipeline(image, operands, ops, *, compute_dtype="float32"):
     return x
 
 
+def _take(array, axis: int, lo: int, hi: int):
+    index = [slice(None)] * array.ndim
+    index[axis] = slice(lo, hi)
+    return array[tuple(index)]
+
+
+def _load_region(spec: InputSpec, region: Region, image_ndim: int) -> np.ndarray:
+    """The part of an input a slab needs: its rows plus halo (a frame-shaped operand
+    is sliced along the matching axis, or read whole when the split is along frames)."""
+    ndim = len(spec.shape)
+    axis = region.axis - (image_ndim - ndim)
+    if axis < 0:
+        return load_image(spec)
+    if spec.encoding == "raw":
+        mapped = np.memmap(spec.path, dtype=np.dtype(spec.dtype), mode="r",
+                           offset=spec.offset, shape=spec.shape)
+        return np.array(_take(mapped, axis, region.lo, region.hi))
+    return np.ascontiguousarray(_take(load_image(spec), axis, region.lo, region.hi))
+
+
+class _GpuMeter:
+    """GPU seconds and, where NVML gives it, energy in joules of one task."""
+
+    def __init__(self, backend):
+        self.backend = backend
+        self.handle = None
+        self.energy_mj = None
+        if backend.name != "cupy":
+            return
+        try:
+            import pynvml
+
+            pynvml.nvmlInit()
+            bus_id = backend.xp.cuda.Device(backend.index or 0).pci_bus_id
+            self.handle = pynvml.nvmlDeviceGetHandleByPciBusId(bus_id)
+            self.energy_mj = pynvml.nvmlDeviceGetTotalEnergyConsumption(self.handle)
+        except Exception:  # no NVML, or a GPU without an energy counter: leave it absent
+            self.handle = None
+
+    def energy_joules(self) -> float | None:
+        if self.handle is None or self.energy_mj is None:
+            return None
+        try:
+            import pynvml
+
+            return (pynvml.nvmlDeviceGetTotalEnergyConsumption(self.handle)
+                    - self.energy_mj) / 1000.0
+        except Exception:
+            return None
+
+
 def _write(path: str, data) -> None:
     with open(path, "wb") as f:
         f.write(memoryview(data).cast("B") if not isinstance(data, bytes) else data)
 
 
-def run_task(spec: TaskSpec) -> TaskResult:
-    """Run one job on this worker and write its result to ``spec.out_path``."""
+def _compute(spec: TaskSpec, backend, host: list[np.ndarray]):
     from medcompute import kernels
 
-    started_at = time.time()
-    backend = _backend(spec.device)
-    host = [load_image(s) for s in spec.inputs]
-
+    meter = _GpuMeter(backend)
     t0 = time.perf_counter()
     arrays = [backend.asarray(a) for a in host]
     result = run_pipeline(arrays[0], arrays[1:], spec.ops, compute_dtype=spec.compute_dtype)
     result = kernels.saturating_cast(result, np.dtype(spec.output_dtype))
     backend.synchronize()
-    compute_seconds = time.perf_counter() - t0
+    seconds = time.perf_counter() - t0
     out = np.ascontiguousarray(backend.to_host(result))
+    gpu = backend.name != "numpy"
+    return out, seconds, (seconds if gpu else None), meter.energy_joules()
 
-    if spec.output_format == "raw":
+
+def run_task(spec: TaskSpec) -> TaskResult:
+    """Run one job (or one slab of it) on this worker and write its result."""
+    started_at = time.time()
+    _announce(spec.job_id, worker=_worker_address(),
+              slab=spec.region.start if spec.region else None)
+    backend = _backend(spec.device)
+    try:
+        if spec.region is None:
+            host = [load_image(s) for s in spec.inputs]
+        else:
+            ndim = len(spec.inputs[0].shape)
+            host = [_load_region(s, spec.region, ndim) for s in spec.inputs]
+        out, seconds, gpu_seconds, energy = _compute(spec, backend, host)
+    except Exception as exc:
+        if spec.device == "gpu" and _is_gpu_error(exc):
+            raise GpuFailure(f"{type(exc).__name__} on {backend.device}: {exc}") from None
+        raise
+
+    checksum = 0
+    file_sizes: tuple[int, ...] = ()
+    if spec.region is not None:
+        r = spec.region
+        core = _take(out, r.out_axis, r.start - r.lo, r.stop - r.lo)
+        target = np.memmap(spec.out_path, dtype=out.dtype, mode="r+", shape=spec.out_shape)
+        _take(target, r.out_axis, r.start, r.stop)[...] = core
+        target.flush()
+        del target
+        out, nbytes = core, core.nbytes
+    elif spec.output_format == "raw":
         _write(spec.out_path, out)
-        file_sizes: tuple[int, ...] = ()
         nbytes = out.nbytes
         checksum = wire.crc32(out)
     else:
-        from medcompute.server import dicom
-
-        files = dicom.write_derived(
-            _dicom_parts(spec.inputs[0]), out, spacing=spec.output_spacing,
-            description=spec.description, single_file=spec.output_format == "dicom_file")
-        checksum = 0
-        with open(spec.out_path, "wb") as f:
-            for blob in files:
-                f.write(blob)
-                checksum = wire.crc32(blob, checksum)
-        file_sizes = tuple(len(b) for b in files)
+        file_sizes, checksum = _write_dicom(spec, out)
         nbytes = sum(file_sizes)
     return TaskResult(
         out_path=spec.out_path, shape=tuple(out.shape), dtype=out.dtype.str,
         file_sizes=file_sizes, nbytes=nbytes, started_at=started_at, finished_at=time.time(),
-        compute_seconds=compute_seconds, backend=backend.name, device=backend.device,
+        compute_seconds=seconds, backend=backend.name, device=backend.device,
         worker=_worker_address(), crc32=checksum, versions=versions(),
+        gpu_seconds=gpu_seconds, energy_joules=energy,
     )
+
+
+def _write_dicom(spec: TaskSpec, out: np.ndarray) -> tuple[tuple[int, ...], int]:
+    from medcompute.server import dicom
+
+    files = dicom.write_derived(
+        _dicom_parts(spec.inputs[0]), out, spacing=spec.output_spacing,
+        description=spec.description, single_file=spec.output_format == "dicom_file")
+    checksum = 0
+    with open(spec.out_path, "wb") as f:
+        for blob in files:
+            f.write(blob)
+            checksum = wire.crc32(blob, checksum)
+    return tuple(len(b) for b in files), checksum
+
+
+def run_batch(specs: list[TaskSpec]) -> list:
+    """Run several small jobs in one task; each gets its own result or its own error."""
+    results: list = []
+    for spec in specs:
+        if _cancelled():
+            results.append(TaskCancelled("the batch was cancelled"))
+            continue
+        try:
+            results.append(run_task(spec))
+        except Exception as exc:  # reported per job, the others still run
+            results.append(exc)
+    return results
+
+
+def materialize(spec: InputSpec, path: str) -> InputSpec:
+    """Decode an input (DICOM, a compressed blob) into a raw file slabs can read in parts."""
+    array = np.ascontiguousarray(load_image(spec))
+    _write(path, array)
+    return InputSpec(path, "raw", tuple(array.shape), array.dtype.str, field=spec.field)
+
+
+def encode_dicom(spec: TaskSpec, shape: tuple[int, ...], dtype: str) -> TaskResult:
+    """Turn the raw result that slabs wrote into the DICOM files the request asked for."""
+    started_at = time.time()
+    raw = spec.out_path + ".raw"
+    out = np.fromfile(raw, dtype=np.dtype(dtype)).reshape(shape)
+    file_sizes, checksum = _write_dicom(spec, out)
+    os.unlink(raw)
+    return TaskResult(
+        out_path=spec.out_path, shape=shape, dtype=dtype, file_sizes=file_sizes,
+        nbytes=sum(file_sizes), started_at=started_at, finished_at=time.time(),
+        compute_seconds=0.0, backend="numpy", device="cpu", worker=_worker_address(),
+        crc32=checksum, versions=versions())
 
 
 def warm_up() -> str:
