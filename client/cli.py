@@ -1,6 +1,7 @@
 """The ``medcompute`` command line.
 
-    medcompute serve [--address HOST:PORT] [--data-dir DIR] [--workers N] [--scheduler ADDR]
+    medcompute serve [--address HOST:PORT] [--data-dir DIR] [--workers N] [--gpu-workers N]
+                     [--scheduler ADDR]
     medcompute process INPUT... --op NAME[:key=value,...] [--op ...] -o OUTPUT [--json]
     medcompute ops
 """
@@ -35,7 +36,9 @@ def _serve(args) -> int:
         # Dask's own start-up chatter is noise here; its warnings still show.
         logging.getLogger("distributed").setLevel(logging.WARNING)
     config = ServerConfig(address=args.address, data_dir=Path(args.data_dir),
-                          workers=args.workers, scheduler=args.scheduler)
+                          workers=args.workers, gpu_workers=args.gpu_workers,
+                          scheduler=args.scheduler, worker_memory=args.worker_memory,
+                          split_bytes=int(args.split_mb * (1 << 20)))
     try:
         asyncio.run(serve(config))
     except MedcomputeError as exc:
@@ -96,7 +99,8 @@ def _process(args) -> int:
             result = client.process(
                 args.inputs if len(args.inputs) > 1 else args.inputs[0], ops,
                 spacing=args.spacing, operands=[args.operand] if args.operand else (),
-                device=args.device, output_dtype=args.output_dtype, output=output,
+                device=args.device, allow_fallback=args.allow_fallback,
+                output_dtype=args.output_dtype, output=output,
                 compression=args.compression, progress=progress)
         except ValueError as exc:
             print(f"medcompute process: {exc}", file=sys.stderr)
@@ -114,6 +118,8 @@ def _process(args) -> int:
         print(f"job {result.job_id}: {len(written)} file(s) written to {out}", file=sys.stderr)
         for a in result.applied:
             print(f"  applied {a['summary']}", file=sys.stderr)
+        if result.header.fallback.happened:
+            print(f"  fell back to CPU: {result.header.fallback.reason}", file=sys.stderr)
         print(f"  on {result.header.backend}/{result.header.device} "
               f"({result.header.worker}); compute {usage.get('compute_seconds', 0):.3f} s, "
               f"wall {usage.get('wall_seconds', 0):.3f} s", file=sys.stderr)
@@ -139,7 +145,18 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"data directory: catalog and spool (default {DEFAULT_DATA_DIR}, "
                        "or $MEDCOMPUTE_DATA_DIR)")
     serve.add_argument("--workers", type=int, default=None,
-                       help="worker processes of the embedded cluster (default: one per core)")
+                       help="CPU worker processes of the embedded cluster (default: one per "
+                       "core not taken by a GPU worker)")
+    serve.add_argument("--gpu-workers", type=int, default=None,
+                       help="GPU worker processes, one per GPU, each pinned with "
+                       "CUDA_VISIBLE_DEVICES and declaring GPU=1 (default: every GPU that "
+                       "NVML reports and CuPy can use; 0 for none)")
+    serve.add_argument("--worker-memory", default="auto",
+                       help="memory limit of each embedded worker, e.g. 4GiB (default: auto, "
+                       "the machine's memory shared between them)")
+    serve.add_argument("--split-mb", type=float, default=64,
+                       help="split a volume whose float32 size exceeds this many MiB into "
+                       "slabs processed on several workers (default 64)")
     serve.add_argument("--scheduler", default=None,
                        help="address of an external Dask scheduler (tcp://HOST:PORT) "
                        "instead of an embedded cluster")
@@ -171,6 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="voxel spacing in mm per axis (DICOM input: from the files)")
     proc.add_argument("--device", choices=["auto", "gpu", "cpu"], default="auto",
                       help="where to run (default auto: a GPU worker if one fits, else CPU)")
+    proc.add_argument("--allow-fallback", action="store_true",
+                      help="with --device gpu: run on CPU if the cluster has no GPU")
     proc.add_argument("--output-dtype", default="float32",
                       choices=["uint8", "int8", "uint16", "int16", "uint32", "int32",
                                "float32", "float64"],

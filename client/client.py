@@ -89,8 +89,7 @@ def _descriptor(image: LocalImage, compression: int) -> image_pb2.ImageDescripto
 
 def _payload(image: LocalImage, compression: int) -> Iterator[bytes]:
     if image.array is not None:
-        a = np.ascontiguousarray(image.array)
-        a = a.astype(a.dtype.newbyteorder("<"), copy=False)
+        a = image.array
         yield from wire.iter_chunks(a, compression=compression, itemsize=a.dtype.itemsize)
     else:
         for blob in image.dicom:
@@ -158,7 +157,7 @@ class Client:
         self, image, ops: Sequence, *, spacing: Sequence[float] | None = None,
         operands: Sequence = (), device: str = "auto", output_dtype="float32",
         compute_dtype="float32", output: str = "array", compression: str = "none",
-        timeout: float | None = None, progress: bool = False,
+        allow_fallback: bool = False, timeout: float | None = None, progress: bool = False,
     ) -> Result:
         """Process an image and return the result.
 
@@ -175,6 +174,10 @@ class Client:
         operands : sequence
             Second images for subtract/add, same forms as ``image``.
         device : {"auto", "gpu", "cpu"}
+            ``auto``: a GPU worker when one exists and the job fits, else CPU.
+        allow_fallback : bool
+            With ``device="gpu"``: run on CPU when the cluster has no GPU (the result says
+            so) instead of failing with FAILED_PRECONDITION.
         output_dtype, compute_dtype : dtype-like
             Result voxel type (saturating cast) and the precision of the computation.
         output : {"array", "dicom_series", "dicom_file"}
@@ -197,7 +200,7 @@ class Client:
             operands=[image_pb2.ImageSource(inline=_descriptor(i, codec)) for i in images[1:]],
             device=_DEVICES[device], output_dtype=wire.dtype_to_proto(output_dtype),
             compute_dtype=wire.dtype_to_proto(compute_dtype), output_format=_OUTPUTS[output],
-            result_compression=codec,
+            result_compression=codec, allow_fallback=allow_fallback,
         )
         sent = _progress(sum(i.nbytes for i in images), "upload", progress)
 

@@ -38,7 +38,10 @@ def read_input(inputs, spacing=None) -> LocalImage:
     """An image from a NumPy array, a ``.npy`` file, a DICOM file, several DICOM files
     (one series) or a folder of DICOM files."""
     if isinstance(inputs, np.ndarray):
-        return LocalImage(array=inputs, spacing=spacing)
+        # The wire carries C-order little-endian bytes: views and big-endian arrays are copied.
+        array = np.ascontiguousarray(inputs)
+        return LocalImage(array=array.astype(array.dtype.newbyteorder("<"), copy=False),
+                          spacing=spacing)
     if isinstance(inputs, (str, os.PathLike)):
         inputs = [inputs]
     paths = [Path(p) for p in inputs]

@@ -95,12 +95,20 @@ class _Batcher:
         self.queue: deque[tuple[TaskSpec, asyncio.Future]] = deque()
         self.in_flight = 0
         self.tasks = 0
+        self.sent: dict[asyncio.Future, tuple] = {}
 
     async def run(self, spec: TaskSpec) -> TaskResult:
         waiter = asyncio.get_running_loop().create_future()
         self.queue.append((spec, waiter))
         self._pump()
-        return await waiter
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            # When every caller of a batch has gone, the batch's task is cancelled too.
+            future, waiters = self.sent.pop(waiter, (None, ()))
+            if future is not None and all(w.done() for w in waiters):
+                await asyncio.shield(self.dispatcher.client.cancel([future], force=True))
+            raise
 
     def _pump(self) -> None:
         slots = max(1, self.dispatcher.slots(self.kind))
@@ -114,21 +122,25 @@ class _Batcher:
                 return
             self.in_flight += 1
             self.tasks += 1
-            asyncio.create_task(self._send(batch))
-
-    async def _send(self, batch) -> None:
-        try:
             specs = [spec for spec, _ in batch]
             future = self.dispatcher.submit(run_batch, specs, kind=self.kind,
                                             key=f"batch-{uuid.uuid4().hex}")
+            waiters = [w for _, w in batch]
+            for w in waiters:
+                self.sent[w] = (future, waiters)
+            asyncio.create_task(self._collect(future, waiters))
+
+    async def _collect(self, future, waiters) -> None:
+        try:
             try:
                 results = await future
             except BaseException as exc:
-                for _, waiter in batch:
+                error = self.dispatcher.translate(exc)
+                for waiter in waiters:
                     if not waiter.done():
-                        waiter.set_exception(self.dispatcher.translate(exc))
+                        waiter.set_exception(error)
                 return
-            for (_, waiter), outcome in zip(batch, results):
+            for waiter, outcome in zip(waiters, results):
                 if waiter.done():
                     continue
                 if isinstance(outcome, BaseException):
@@ -136,6 +148,8 @@ class _Batcher:
                 else:
                     waiter.set_result(outcome)
         finally:
+            for waiter in waiters:
+                self.sent.pop(waiter, None)
             self.in_flight -= 1
             self._pump()
 

@@ -54,6 +54,12 @@ class ServerThread:
 
 
 @pytest.fixture(scope="session")
+def server_thread():
+    """The ServerThread class, for modules that need a cluster of another shape."""
+    return ServerThread
+
+
+@pytest.fixture(scope="session")
 def server(tmp_path_factory) -> ServerThread:
     data_dir: Path = tmp_path_factory.mktemp("data")
     config = ServerConfig(address="127.0.0.1:0", data_dir=data_dir, workers=2)

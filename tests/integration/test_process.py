@@ -147,3 +147,10 @@ def test_an_unreachable_server_is_one_exception_with_a_code():
     with Client("127.0.0.1:1", timeout=5) as c, pytest.raises(ServiceError) as info:
         c.operations()
     assert info.value.code == grpc.StatusCode.UNAVAILABLE
+
+
+def test_views_and_big_endian_arrays_are_sent_as_their_values(client):
+    vol = _volume((6, 20, 20)).astype(">i2")
+    view = vol[::2, 3:15, ::-1]
+    r = client.process(view, ["mean:size=1"])
+    np.testing.assert_array_equal(r.array, view.astype(np.float32))

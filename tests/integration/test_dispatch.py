@@ -1,0 +1,279 @@
+"""Dispatch on a real cluster: 2 CPU worker processes and 1 worker that declares GPU=1
+but runs the FakeGPU test backend (NumPy underneath, told to fail through a control file)."""
+
+import json
+import os
+import signal
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+import numpy as np
+import pytest
+
+from medcompute import kernels
+from medcompute.client import Client, ServiceError
+from medcompute.server.config import ServerConfig
+from medcompute.server.fakegpu import DEVICE_NAME
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
+
+FAKE_MEMORY = 32 << 20   # the FakeGPU's "device memory": jobs needing more go to CPU on auto
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory, server_thread):
+    data = tmp_path_factory.mktemp("dispatch")
+    control = data / "fake-gpu.json"
+    control.write_text(json.dumps({"fail": None}))
+    config = ServerConfig(address="127.0.0.1:0", data_dir=data, workers=2, gpu_workers=0,
+                          fake_gpu_workers=1, fake_gpu_memory=FAKE_MEMORY,
+                          fake_gpu_control=str(control), split_bytes=256 << 10)
+    with server_thread(config) as server:
+        server.control = control
+        yield server
+
+
+@pytest.fixture
+def fake_gpu(cluster):
+    """Set the FakeGPU's behaviour for one test; it works again afterwards."""
+    def set_failure(mode):
+        cluster.control.write_text(json.dumps({"fail": mode}))
+    yield set_failure
+    set_failure(None)
+
+
+@pytest.fixture
+def c(cluster):
+    with Client(cluster.address, timeout=120) as client:
+        yield client
+
+
+def _vol(shape=(8, 32, 32), seed=0):
+    return np.random.default_rng(seed).normal(100, 20, shape).astype(np.float32)
+
+
+def test_auto_uses_the_gpu_worker_and_meters_gpu_time(c):
+    vol = _vol()
+    r = c.process(vol, ["gaussian:sigma=1"])
+    assert r.header.backend == "fake-gpu" and r.header.device == DEVICE_NAME
+    assert not r.header.fallback.happened
+    usage = r.header.usage
+    assert usage.HasField("gpu_seconds") and usage.gpu_seconds > 0
+    assert usage.device == DEVICE_NAME
+    assert not usage.HasField("energy_joules")  # no NVML behind a fake device: absent
+    np.testing.assert_allclose(r.array, kernels.gaussian(vol, 1.0), rtol=1e-6)
+
+
+def test_cpu_never_touches_the_gpu_worker(c, cluster):
+    view = cluster.call(cluster.running.dispatcher.view())
+    r = c.process(_vol(), ["gaussian:sigma=1"], device="cpu")
+    assert r.header.backend == "numpy" and r.header.worker in view.cpu
+    assert not r.header.usage.HasField("gpu_seconds")
+
+
+def test_auto_sends_a_job_too_big_for_the_gpu_to_cpu(c):
+    big = _vol((40, 256, 256))  # 2.5 Mi voxels: 40 MiB estimated working memory
+    assert big.size * 16 > FAKE_MEMORY
+    r = c.process(big, ["mean:size=3"])
+    assert r.header.backend == "numpy" and not r.header.fallback.happened
+
+
+@pytest.mark.parametrize("mode, words", [("oom", "FakeGPUOutOfMemory"),
+                                         ("driver", "FakeGPUDriverError")])
+def test_gpu_failure_falls_back_to_cpu_visibly(c, fake_gpu, mode, words):
+    vol = _vol()
+    cpu = c.process(vol, ["gaussian:sigma=2", "edge"], device="cpu")
+    fake_gpu(mode)
+    r = c.process(vol, ["gaussian:sigma=2", "edge"], device="gpu")
+    assert r.header.fallback.happened and words in r.header.fallback.reason
+    assert r.header.backend == "numpy" and r.header.usage.fallback
+    np.testing.assert_array_equal(r.array, cpu.array)  # the same as a CPU-only run
+
+
+def test_gpu_required_on_a_cluster_without_one_can_fall_back(client):
+    r = client.process(_vol((2, 8, 8)), ["gaussian:sigma=1"], device="gpu", allow_fallback=True)
+    assert r.header.fallback.happened and "no GPU worker" in r.header.fallback.reason
+    with pytest.raises(ServiceError) as info:
+        client.process(_vol((2, 8, 8)), ["gaussian:sigma=1"], device="gpu")
+    assert info.value.code == grpc.StatusCode.FAILED_PRECONDITION
+
+
+# -- large volumes: slabs with a halo equal whole-volume processing -------------------
+
+SPLIT_CASES = [
+    ["gaussian:sigma=1.5"], ["gaussian:sigma=[2,1,1],mode=reflect"], ["mean:size=5"],
+    ["median:size=3"], ["laplacian"], ["laplacian:sigma=1"], ["gradient:axis=0"],
+    ["gradient:axis=2,order=2"], ["edge:operator=sobel"], ["edge:operator=prewitt"],
+    ["edge:operator=scharr,mode=mirror"], ["bandpass:low_cutoff=2,high_cutoff=6"],
+    ["mip:axis=0"], ["project:kind=mean,axis=1"], ["project:kind=sum,axis=0,thickness=4,step=2"],
+    ["minip:axis=2"], ["gaussian:sigma=1", "mip:axis=0", "edge"],
+    ["subtract:mask_frame=3"], ["gaussian:sigma=1,mode=constant,cval=5", "mean:size=3"],
+]
+
+
+def _whole(vol, texts, operands=()):
+    """The same pipeline, whole volume, in this process with the same kernels."""
+    from medcompute.client.ops import parse_op
+    from medcompute.server.operations import Geometry, resolve_pipeline
+    from medcompute.server.tasks import run_pipeline
+
+    ops, _ = resolve_pipeline([parse_op(t) for t in texts], Geometry(vol.shape),
+                              [Geometry(o.shape) for o in operands])
+    return run_pipeline(vol, list(operands), ops)
+
+
+@pytest.mark.parametrize("texts", SPLIT_CASES, ids=lambda t: "+".join(t))
+def test_a_split_volume_equals_whole_volume_processing(c, texts):
+    vol = _vol((48, 40, 36), seed=3)  # 270 KiB float32 > split_bytes: split on CPU
+    r = c.process(vol, texts, device="cpu")
+    assert r.header.slabs > 1, "the volume was not split"
+    np.testing.assert_allclose(r.array, _whole(vol, texts), rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("texts, operand_shape", [
+    (["subtract:weight=0.5"], (48, 40, 36)), (["subtract"], (40, 36)), (["add"], (48, 40, 36)),
+    (["mip:axis=0", "subtract"], (40, 36)),
+])
+def test_subtraction_splits_with_its_operand(c, texts, operand_shape):
+    vol = _vol((48, 40, 36), seed=4)
+    other = _vol(operand_shape, seed=5)
+    r = c.process(vol, texts, operands=[other], device="cpu")
+    assert r.header.slabs > 1
+    np.testing.assert_allclose(r.array, _whole(vol, texts, [other]), rtol=1e-5, atol=1e-4)
+
+
+def test_butterworth_reads_the_whole_image_and_is_not_split(c):
+    vol = _vol((48, 40, 36), seed=6)
+    texts = ["butterworth:low_cutoff=3,high_cutoff=12"]
+    r = c.process(vol, texts, device="cpu")
+    assert r.header.slabs == 1
+    np.testing.assert_allclose(r.array, _whole(vol, texts), rtol=1e-5, atol=1e-4)
+
+
+def test_slabs_run_on_several_workers_and_bill_once(c, cluster):
+    r = c.process(_vol((64, 64, 64)), ["gaussian:sigma=2"], device="cpu")
+    assert r.header.slabs >= 2 and len(r.header.workers) == 2
+    stored = cluster.call(cluster.catalog.usage_for(r.job_id))
+    assert len(stored) == 1 and stored[0]["compute_seconds"] == pytest.approx(
+        r.header.usage.compute_seconds)
+
+
+# -- many small images ------------------------------------------------------------
+
+def test_concurrent_small_images_are_batched_with_separate_results(c, cluster):
+    batcher = cluster.running.dispatcher._batchers["cpu"]
+    before = batcher.tasks
+    images = [_vol((64, 64), seed=i) for i in range(40)]
+    with ThreadPoolExecutor(16) as pool:
+        results = list(pool.map(lambda im: c.process(im, ["gaussian:sigma=1"], device="cpu"),
+                                images))
+    tasks = batcher.tasks - before
+    assert tasks < len(images) / 2, f"{tasks} Dask tasks for {len(images)} images"
+    for im, r in zip(images, results):
+        np.testing.assert_allclose(r.array, kernels.gaussian(im, 1.0), rtol=1e-6)
+    ids = {r.job_id for r in results}
+    assert len(ids) == len(images)
+    for r in results:
+        [usage] = cluster.call(cluster.catalog.usage_for(r.job_id))
+        assert usage["voxels"] == 64 * 64 and usage["compute_seconds"] > 0
+
+
+# -- cancellation, deadlines and lost workers ------------------------------------------
+
+SLOW = ["median:size=5"] * 40   # a few seconds on one worker
+
+
+class Started:
+    """Waits for the cluster's start event of the next job (no sleeping)."""
+
+    def __init__(self, server):
+        self.server = server
+        self.event = threading.Event()
+        self.message = None
+
+    def __call__(self, message):
+        if self.message is None:
+            self.message = message
+            self.event.set()
+
+    def __enter__(self):
+        self.server.running.dispatcher.add_listener(self)
+        return self
+
+    def __exit__(self, *exc):
+        self.server.running.dispatcher.remove_listener(self)
+
+
+def test_a_passed_deadline_cancels_the_work_on_the_worker(c, cluster):
+    vol = _vol((24, 96, 96))
+    with Client(cluster.address, timeout=1.5) as hasty, pytest.raises(ServiceError) as info:
+        hasty.process(vol, SLOW, device="cpu")
+    assert info.value.code == grpc.StatusCode.DEADLINE_EXCEEDED
+    # The worker is free again long before the pipeline would have ended.
+    r = c.process(vol[:2, :16, :16], ["gaussian:sigma=1"], device="cpu")
+    assert r.header.usage.queue_seconds < 1.5
+    jobs = cluster.call(cluster.catalog.unfinished_jobs())
+    assert jobs == []
+
+
+def test_a_cancelled_call_cancels_the_work(cluster, c):
+    from medcompute.client.client import _descriptor
+    from medcompute.client.io import LocalImage
+    from medcompute.client.ops import parse_op
+    from medcompute.proto.v1 import image_pb2, processing_pb2, processing_pb2_grpc
+
+    vol = _vol((24, 96, 96))
+    header = processing_pb2.ProcessHeader(
+        pipeline=[parse_op(t) for t in SLOW], device=processing_pb2.DEVICE_CPU,
+        input=image_pb2.ImageSource(inline=_descriptor(LocalImage(array=vol), 0)))
+    messages = [processing_pb2.ProcessRequest(header=header),
+                processing_pb2.ProcessRequest(chunk=image_pb2.Chunk(data=vol.tobytes()))]
+    with grpc.insecure_channel(cluster.address) as channel, Started(cluster) as started:
+        call = processing_pb2_grpc.ProcessingStub(channel).Process(iter(messages))
+        assert started.event.wait(60)
+        call.cancel()
+    r = c.process(vol[:2, :16, :16], ["gaussian:sigma=1"], device="cpu")
+    assert r.header.usage.queue_seconds < 1.5
+    job = cluster.call(cluster.catalog.get_job(started.message["job"]))
+    assert job.state.value == "CANCELLED"
+
+
+def test_a_killed_worker_does_not_lose_the_job_or_bill_it_twice(c, cluster):
+    vol = _vol((24, 64, 64))
+    ops = ["median:size=5"] * 12
+
+    async def pids():
+        return await cluster.running.dispatcher.client.run(os.getpid)
+
+    worker_pids = cluster.call(pids())
+    expected = _whole(vol, ops)
+    with Started(cluster) as started, ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(c.process, vol, ops, device="cpu")
+        assert started.event.wait(60)
+        os.kill(worker_pids[started.message["worker"]], signal.SIGKILL)
+        r = pending.result(timeout=180)
+    np.testing.assert_allclose(r.array, expected, rtol=1e-6)
+    assert r.header.worker != started.message["worker"]
+    assert len(cluster.call(cluster.catalog.usage_for(r.job_id))) == 1
+
+
+def test_a_job_that_keeps_killing_workers_fails_clearly_and_is_not_billed(c, cluster, fake_gpu):
+    fake_gpu("crash")
+    with pytest.raises(ServiceError) as info:
+        c.process(_vol((2, 8, 8)), ["gaussian:sigma=1"], device="gpu")
+    assert info.value.code == grpc.StatusCode.INTERNAL
+    assert "lost together with the worker process" in info.value.details
+    assert "not billed" in info.value.details
+    import sqlite3
+
+    with sqlite3.connect(cluster.catalog.path) as db:
+        record = json.loads(db.execute(
+            "SELECT record FROM jobs ORDER BY created_at DESC LIMIT 1").fetchone()[0])
+    assert record["state"] == "FAILED" and record["platform_fault"] is True
+    fake_gpu(None)
+    # The restarted GPU worker serves again.
+    async def wait_workers():
+        await cluster.running.dispatcher.client.wait_for_workers(3, timeout=60)
+    cluster.call(wait_workers(), timeout=90)
+    assert c.process(_vol((2, 8, 8)), ["gaussian:sigma=1"]).header.backend == "fake-gpu"
