@@ -38,7 +38,8 @@ def _serve(args) -> int:
     config = ServerConfig(address=args.address, data_dir=Path(args.data_dir),
                           workers=args.workers, gpu_workers=args.gpu_workers,
                           scheduler=args.scheduler, worker_memory=args.worker_memory,
-                          split_bytes=int(args.split_mb * (1 << 20)))
+                          split_bytes=int(args.split_mb * (1 << 20)),
+                          batch_bytes=int(args.batch_mb * (1 << 20)))
     try:
         asyncio.run(serve(config))
     except MedcomputeError as exc:
@@ -157,6 +158,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--split-mb", type=float, default=64,
                        help="split a volume whose float32 size exceeds this many MiB into "
                        "slabs processed on several workers (default 64)")
+    serve.add_argument("--batch-mb", type=float, default=4,
+                       help="while the workers are busy, batch jobs up to this many MiB "
+                       "(float32) into shared tasks (default 4; 0 sends every job alone)")
     serve.add_argument("--scheduler", default=None,
                        help="address of an external Dask scheduler (tcp://HOST:PORT) "
                        "instead of an embedded cluster")
