@@ -4,6 +4,7 @@
                      [--scheduler ADDR]
     medcompute process INPUT... --op NAME[:key=value,...] [--op ...] -o OUTPUT [--json]
     medcompute ops
+    medcompute store put|find|get|info|rm|verify|backup|purge ...   (see store_cli.py)
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import logging
 import sys
 from pathlib import Path
 
+from medcompute.client.channel import connection
+
 __all__ = ["main", "build_parser"]
 
 OP_HELP = """\
@@ -21,6 +24,10 @@ an operation, NAME[:key=value,...], applied in the order given; e.g.
 gaussian:sigma=2 (voxels), gaussian:sigma_mm=1.5 (millimetres),
 gaussian:sigma_mm=[1.5,0.7,0.7] (per axis), edge:operator=sobel, mip:axis=0,
 bandpass:low_cutoff_mm=2,high_cutoff_mm=20. `medcompute ops` lists them all."""
+
+
+def _path(value: str | None) -> Path | None:
+    return Path(value) if value else None
 
 
 def _serve(args) -> int:
@@ -39,7 +46,14 @@ def _serve(args) -> int:
                           workers=args.workers, gpu_workers=args.gpu_workers,
                           scheduler=args.scheduler, worker_memory=args.worker_memory,
                           split_bytes=int(args.split_mb * (1 << 20)),
-                          batch_bytes=int(args.batch_mb * (1 << 20)))
+                          batch_bytes=int(args.batch_mb * (1 << 20)),
+                          tls_cert=_path(args.tls_cert), tls_key=_path(args.tls_key),
+                          client_ca=_path(args.client_ca), require_keys=args.require_keys,
+                          insecure=args.insecure,
+                          max_image_bytes=int(args.max_image_mb * (1 << 20)),
+                          max_voxels=args.max_voxels,
+                          max_jobs_per_subscriber=args.max_jobs_per_subscriber,
+                          max_queue=args.max_queue, max_streams=args.max_streams)
     try:
         asyncio.run(serve(config))
     except MedcomputeError as exc:
@@ -54,7 +68,7 @@ def _ops(args) -> int:
     from medcompute.client import Client
     from medcompute.client.ops import ALIASES
 
-    with Client(args.server, timeout=args.timeout) as client:
+    with Client(args.server, timeout=args.timeout, **connection(args)) as client:
         ops = client.operations()
     if args.json:
         print(json.dumps(ops, indent=2))
@@ -85,6 +99,7 @@ def _process(args) -> int:
     from medcompute.client import Client
     from medcompute.client.io import output_kind, write_dicom
     from medcompute.client.ops import parse_op
+    from medcompute.client.store_cli import kept_summary, process_options
 
     try:
         ops = [parse_op(text) for text in args.op]
@@ -95,14 +110,14 @@ def _process(args) -> int:
         return 2
     output = "array" if kind == "npy" else kind
     progress = sys.stderr.isatty() and not args.quiet
-    with Client(args.server, timeout=args.timeout) as client:
+    with Client(args.server, timeout=args.timeout, **connection(args)) as client:
         try:
             result = client.process(
                 args.inputs if len(args.inputs) > 1 else args.inputs[0], ops,
                 spacing=args.spacing, operands=[args.operand] if args.operand else (),
                 device=args.device, allow_fallback=args.allow_fallback,
                 output_dtype=args.output_dtype, output=output,
-                compression=args.compression, progress=progress)
+                compression=args.compression, progress=progress, **process_options(args))
         except ValueError as exc:
             print(f"medcompute process: {exc}", file=sys.stderr)
             return 2
@@ -121,6 +136,8 @@ def _process(args) -> int:
             print(f"  applied {a['summary']}", file=sys.stderr)
         if result.header.fallback.happened:
             print(f"  fell back to CPU: {result.header.fallback.reason}", file=sys.stderr)
+        if kept := kept_summary(result):
+            print(kept, file=sys.stderr)
         print(f"  on {result.header.backend}/{result.header.device} "
               f"({result.header.worker}); compute {usage.get('compute_seconds', 0):.3f} s, "
               f"wall {usage.get('wall_seconds', 0):.3f} s", file=sys.stderr)
@@ -128,7 +145,9 @@ def _process(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from medcompute.client.admin_cli import add_commands as add_admin_commands
     from medcompute.client.client import DEFAULT_SERVER
+    from medcompute.client.store_cli import add_process_options, add_store_commands
     from medcompute.server.config import DEFAULT_ADDRESS, DEFAULT_DATA_DIR
 
     parser = argparse.ArgumentParser(
@@ -164,23 +183,52 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--scheduler", default=None,
                        help="address of an external Dask scheduler (tcp://HOST:PORT) "
                        "instead of an embedded cluster")
+    security = serve.add_argument_group("security (see README: Running it for real)")
+    security.add_argument("--tls-cert", metavar="PEM", help="serve TLS with this certificate chain")
+    security.add_argument("--tls-key", metavar="PEM", help="... and this private key")
+    security.add_argument("--client-ca", metavar="PEM",
+                          help="require client certificates signed by this CA (mTLS)")
+    security.add_argument("--require-keys", action="store_true",
+                          help="require an API key on every call, even before the first key "
+                          "exists (without it, a loopback server with no keys serves every "
+                          "call as subscriber 'local')")
+    security.add_argument("--insecure", action="store_true",
+                          help="allow a non-loopback address without TLS or required keys "
+                          "(logged loudly; for closed networks only)")
+    limits = serve.add_argument_group("limits (over a limit: RESOURCE_EXHAUSTED at once)")
+    limits.add_argument("--max-image-mb", type=float, default=4096,
+                        help="largest image, decoded MiB (default 4096)")
+    limits.add_argument("--max-voxels", type=int, default=1 << 30,
+                        help="largest image in voxels (default 2**30)")
+    limits.add_argument("--max-jobs-per-subscriber", type=int, default=16,
+                        help="jobs in progress per subscriber (default 16)")
+    limits.add_argument("--max-queue", type=int, default=64,
+                        help="jobs in progress on this server (default 64)")
+    limits.add_argument("--max-streams", type=int, default=128,
+                        help="streaming calls open at once (default 128)")
     serve.add_argument("--log-level", default="info",
                        choices=["debug", "info", "warning", "error"])
     serve.set_defaults(func=_serve)
 
-    def client_options(p):
-        p.add_argument("--server", default=DEFAULT_SERVER,
-                       help=f"HOST:PORT of the server (default {DEFAULT_SERVER}, "
-                       "or $MEDCOMPUTE_SERVER)")
+    def client_options(p, server_default=DEFAULT_SERVER, server_help=None):
+        p.add_argument("--server", default=server_default,
+                       help=server_help or f"HOST:PORT of the server (default "
+                       f"{DEFAULT_SERVER}, or $MEDCOMPUTE_SERVER)")
         p.add_argument("--timeout", type=float, default=600.0,
                        help="seconds the call may take (default 600)")
+        p.add_argument("--api-key", default=None,
+                       help="the subscriber's API key (default $MEDCOMPUTE_API_KEY)")
+        p.add_argument("--tls-ca", metavar="PEM",
+                       help="connect with TLS; the CA of the server's certificate")
+        p.add_argument("--tls-cert", metavar="PEM", help="client certificate (mTLS)")
+        p.add_argument("--tls-key", metavar="PEM", help="its private key")
 
     proc = sub.add_parser("process", help="process an image and write the result",
                           description="Send an image and a pipeline of operations; write the "
                           "result.")
     proc.add_argument("inputs", nargs="+", metavar="INPUT",
                       help="a .npy file, a DICOM file, several DICOM files of one series, "
-                      "or a folder of them")
+                      "a folder of them, or id:ID (an image in the server's store)")
     proc.add_argument("--op", action="append", required=True, metavar="NAME[:key=value,...]",
                       help=OP_HELP)
     proc.add_argument("-o", "--output", required=True, metavar="OUTPUT",
@@ -210,6 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
     ops.add_argument("--json", action="store_true", help="as JSON")
     client_options(ops)
     ops.set_defaults(func=_ops)
+    add_process_options(proc)
+    add_store_commands(sub, client_options)
+    add_admin_commands(sub, client_options)
     return parser
 
 

@@ -11,15 +11,21 @@ import grpc
 import numpy as np
 from google.protobuf import json_format
 
+from medcompute.client.channel import open_channel
 from medcompute.client.io import LocalImage, read_input
 from medcompute.client.ops import to_operation
 from medcompute.proto import wire
-from medcompute.proto.v1 import image_pb2, processing_pb2, processing_pb2_grpc
+from medcompute.proto.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    image_pb2,
+    processing_pb2,
+    processing_pb2_grpc,
+)
 
 __all__ = ["Client", "Result", "ServiceError", "DEFAULT_SERVER"]
 
 DEFAULT_SERVER = os.environ.get("MEDCOMPUTE_SERVER", "127.0.0.1:50051")
-_MESSAGE_LIMIT = wire.MAX_MESSAGE_BYTES + (64 << 10)
 
 _DEVICES = {"auto": processing_pb2.DEVICE_AUTO, "gpu": processing_pb2.DEVICE_GPU,
             "cpu": processing_pb2.DEVICE_CPU}
@@ -63,6 +69,16 @@ class Result:
     def spacing(self) -> tuple[float, ...] | None:
         return tuple(self.header.output.spacing_mm) or None
 
+    @property
+    def stored_image_id(self) -> str:
+        """The derived image the store keeps this result as ("" unless ``store_result``)."""
+        return self.header.stored_image_id
+
+    @property
+    def reused(self) -> bool:
+        """The store already held this result; nothing was computed."""
+        return self.header.reused
+
     def to_dict(self) -> dict:
         """The result header as plain JSON-able data."""
         return json_format.MessageToDict(self.header, preserving_proto_field_name=True,
@@ -85,6 +101,22 @@ def _descriptor(image: LocalImage, compression: int) -> image_pb2.ImageDescripto
     if image.spacing is not None:
         desc.spacing_mm.extend(float(s) for s in image.spacing)
     return desc
+
+
+def _read(image, spacing=None) -> LocalImage | str:
+    """A local image, or the id of a stored one (``"id:ID"`` or a StoredImage)."""
+    from medcompute.client.store import stored_id
+
+    image_id = stored_id(image)
+    if image_id is not None and spacing is not None:
+        raise ValueError("spacing: a stored image keeps the spacing it was registered with")
+    return image_id if image_id is not None else read_input(image, spacing)
+
+
+def _source(image: LocalImage | str, compression: int) -> image_pb2.ImageSource:
+    if isinstance(image, str):
+        return image_pb2.ImageSource(image_id=image)
+    return image_pb2.ImageSource(inline=_descriptor(image, compression))
 
 
 def _payload(image: LocalImage, compression: int) -> Iterator[bytes]:
@@ -114,6 +146,11 @@ class Client:
         ``HOST:PORT`` of the server; default ``$MEDCOMPUTE_SERVER`` or 127.0.0.1:50051.
     timeout : float
         Seconds each call may take unless the call says otherwise.
+    api_key : str, optional
+        Sent as ``authorization: Bearer <key>`` on every call; default ``$MEDCOMPUTE_API_KEY``.
+    tls_ca, tls_cert, tls_key : path, optional
+        TLS: the CA of the server's certificate (default: the system's); a client
+        certificate and its key for mTLS. Any of them turns TLS on.
 
     Examples
     --------
@@ -122,14 +159,14 @@ class Client:
     ...     r.array.shape, r.usage["compute_seconds"]
     """
 
-    def __init__(self, address: str = DEFAULT_SERVER, *, timeout: float = 600.0):
+    def __init__(self, address: str = DEFAULT_SERVER, *, timeout: float = 600.0,
+                 api_key: str | None = None, tls_ca=None, tls_cert=None, tls_key=None):
         self.address = address
         self.timeout = timeout
-        self._channel = grpc.insecure_channel(address, options=[
-            ("grpc.max_receive_message_length", _MESSAGE_LIMIT),
-            ("grpc.max_send_message_length", _MESSAGE_LIMIT),
-        ])
+        self._channel = open_channel(address, api_key=api_key, tls_ca=tls_ca,
+                                     tls_cert=tls_cert, tls_key=tls_key)
         self._stub = processing_pb2_grpc.ProcessingStub(self._channel)
+        self._admin = admin_pb2_grpc.AdminStub(self._channel)
 
     def __enter__(self) -> Client:
         return self
@@ -140,11 +177,44 @@ class Client:
     def close(self) -> None:
         self._channel.close()
 
+    @property
+    def store(self):
+        """The server's image store (a ``StoreClient`` on this connection)."""
+        from medcompute.client.store import StoreClient
+
+        return StoreClient(channel=self._channel, timeout=self.timeout)
+
     def _call(self, fn, *args, **kwargs):
         try:
             return fn(*args, **kwargs)
         except grpc.RpcError as exc:
             raise ServiceError(exc.code(), exc.details() or "") from None
+
+    # -- administration (admin role) ------------------------------------------------
+    def create_key(self, subscriber: str, roles, *, certificate_sha256: str = "",
+                   timeout: float | None = None):
+        """A new API key; the reply's ``api_key`` is the token, shown only now."""
+        if isinstance(roles, str):
+            roles = [r.strip() for r in roles.split(",") if r.strip()]
+        return self._call(self._admin.CreateKey, admin_pb2.CreateKeyRequest(
+            subscriber=subscriber, roles=roles, certificate_sha256=certificate_sha256),
+            timeout=timeout or self.timeout)
+
+    def list_keys(self, subscriber: str = "", *, timeout: float | None = None):
+        return list(self._call(self._admin.ListKeys, admin_pb2.ListKeysRequest(
+            subscriber=subscriber), timeout=timeout or self.timeout).keys)
+
+    def revoke_key(self, key_id: str, *, timeout: float | None = None):
+        return self._call(self._admin.RevokeKey, admin_pb2.RevokeKeyRequest(key_id=key_id),
+                          timeout=timeout or self.timeout).key
+
+    def audit(self, *, since: float = 0, until: float = 0, subscriber: str = "",
+              action: str = "", after_seq: int = 0, limit: int = 100,
+              timeout: float | None = None):
+        """One page of the audit log, oldest first, after ``after_seq``."""
+        return list(self._call(self._admin.ListAudit, admin_pb2.ListAuditRequest(
+            since=since, until=until, subscriber=subscriber, action=action,
+            after_seq=after_seq, page_size=limit), timeout=timeout or self.timeout).entries)
 
     def operations(self, *, timeout: float | None = None) -> list[dict]:
         """The server's operations with their parameters, units and defaults."""
@@ -158,14 +228,16 @@ class Client:
         operands: Sequence = (), device: str = "auto", output_dtype="float32",
         compute_dtype="float32", output: str = "array", compression: str = "none",
         allow_fallback: bool = False, timeout: float | None = None, progress: bool = False,
+        store_result: bool = False, retention: float | None = None, recompute: bool = False,
     ) -> Result:
         """Process an image and return the result.
 
         Parameters
         ----------
-        image : ndarray, path or list of paths
+        image : ndarray, path, list of paths, or stored image
             An array; a ``.npy`` file; a DICOM file; several DICOM files or a folder of
-            them (one series).
+            them (one series); or an image in the server's store, as ``"id:ID"`` or a
+            ``StoredImage`` (nothing is uploaded: the worker reads it).
         ops : sequence
             Operations, as ``"gaussian:sigma=2"`` strings, ``{"op": "gaussian", "sigma": 2}``
             dicts or ``Operation`` messages, applied in order.
@@ -184,6 +256,13 @@ class Client:
             DICOM output (a derived series) needs DICOM input.
         compression : {"none", "zstd", "blosc"}
             Lossless compression of the chunks both ways.
+        store_result : bool
+            Keep the result in the store as a derived image (``Result.stored_image_id``).
+        retention : float, optional
+            With ``store_result``: seconds until the derived image may be purged.
+        recompute : bool
+            Compute even when the store already holds the result of this request on these
+            stored images (otherwise that result is returned, ``Result.reused``).
         """
         if device not in _DEVICES:
             raise ValueError(f"device: expected one of {', '.join(_DEVICES)}, got {device!r}")
@@ -193,20 +272,24 @@ class Client:
             raise ValueError(f"compression: expected one of {', '.join(_COMPRESSION)}, "
                              f"got {compression!r}")
         codec = _COMPRESSION[compression]
-        images = [read_input(image, spacing)] + [read_input(o) for o in operands]
+        images = [_read(image, spacing)] + [_read(o) for o in operands]
         header = processing_pb2.ProcessHeader(
             pipeline=[to_operation(op) for op in ops],
-            input=image_pb2.ImageSource(inline=_descriptor(images[0], codec)),
-            operands=[image_pb2.ImageSource(inline=_descriptor(i, codec)) for i in images[1:]],
+            input=_source(images[0], codec), operands=[_source(i, codec) for i in images[1:]],
             device=_DEVICES[device], output_dtype=wire.dtype_to_proto(output_dtype),
             compute_dtype=wire.dtype_to_proto(compute_dtype), output_format=_OUTPUTS[output],
             result_compression=codec, allow_fallback=allow_fallback,
+            store_result=store_result, retention_seconds=round(retention or 0),
+            recompute=recompute,
         )
-        sent = _progress(sum(i.nbytes for i in images), "upload", progress)
+        sent = _progress(sum(i.nbytes for i in images if not isinstance(i, str)), "upload",
+                         progress)
 
         def requests():
             yield processing_pb2.ProcessRequest(header=header)
             for index, img in enumerate(images):
+                if isinstance(img, str):
+                    continue   # a stored image: the server has it
                 for payload in _payload(img, codec):
                     yield processing_pb2.ProcessRequest(
                         chunk=image_pb2.Chunk(image=index, data=payload))

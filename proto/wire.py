@@ -147,10 +147,16 @@ class ChunkDecoder:
             return payload
         try:
             if self.compression == image_pb2.ZSTD:
+                # max_output_size bounds only frames that do not state their size.
+                if _zstd().frame_content_size(payload) > MAX_CHUNK_DECODED:
+                    raise WireError(f"a chunk decodes to more than {MAX_CHUNK_DECODED} bytes",
+                                    self.field)
                 out = self._zstd.decompress(payload, max_output_size=MAX_CHUNK_DECODED)
             else:
                 n = self._blosc2_size(payload)
-                out = self._blosc2.decompress(payload)
+                # decompress2 bounds every read by the payload's length (decompress trusts
+                # the header's and reads past a short payload).
+                out = self._blosc2.decompress2(payload)
         except WireError:
             raise
         except Exception as exc:  # the codecs raise their own error types
@@ -170,4 +176,8 @@ class ChunkDecoder:
         nbytes = int.from_bytes(payload[4:8], "little")
         if nbytes > MAX_CHUNK_DECODED:
             raise WireError(f"a chunk decodes to more than {MAX_CHUNK_DECODED} bytes", self.field)
+        cbytes = int.from_bytes(payload[12:16], "little")
+        if cbytes != len(payload):
+            raise WireError(f"a BLOSC chunk of {len(payload)} bytes declares {cbytes} in its "
+                            "header (truncated or damaged)", self.field)
         return nbytes

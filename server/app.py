@@ -19,13 +19,27 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from medcompute.proto import wire
-from medcompute.proto.v1 import processing_pb2, processing_pb2_grpc
+from medcompute.proto.v1 import (
+    admin_pb2,
+    admin_pb2_grpc,
+    processing_pb2,
+    processing_pb2_grpc,
+    store_pb2,
+    store_pb2_grpc,
+)
+from medcompute.server.admin_servicer import AdminServicer
+from medcompute.server.audit import AuditLog
 from medcompute.server.catalog import Catalog
 from medcompute.server.config import ServerConfig
 from medcompute.server.dispatch import Dispatcher
 from medcompute.server.errors import FailedPrecondition
+from medcompute.server.guard import Guard
+from medcompute.server.keys import KeyStore
 from medcompute.server.service import ProcessingService
 from medcompute.server.servicer import ProcessingServicer
+from medcompute.server.store import ImageStore
+from medcompute.server.store_admin import maintain
+from medcompute.server.store_servicer import StoreServicer
 from medcompute.server.transport import Spool
 
 __all__ = ["Running", "start", "serve", "SERVICE_NAME", "check_address"]
@@ -33,6 +47,8 @@ __all__ = ["Running", "start", "serve", "SERVICE_NAME", "check_address"]
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = processing_pb2.DESCRIPTOR.services_by_name["Processing"].full_name
+STORE_SERVICE_NAME = store_pb2.DESCRIPTOR.services_by_name["Store"].full_name
+ADMIN_SERVICE_NAME = admin_pb2.DESCRIPTOR.services_by_name["Admin"].full_name
 #: Message size limit on both ends: a chunk plus its envelope.
 MESSAGE_LIMIT = wire.MAX_MESSAGE_BYTES + (64 << 10)
 HEALTH_INTERVAL = 1.0
@@ -45,19 +61,46 @@ def _host(address: str) -> str:
     return host.strip("[]")
 
 
-def check_address(address: str) -> None:
-    """Refuse a non-loopback address: this server has no TLS or API keys to offer there."""
-    host = _host(address)
+def _loopback(host: str) -> bool:
     if host == "localhost":
-        return
+        return True
     try:
-        loopback = ipaddress.ip_address(host).is_loopback
+        return ipaddress.ip_address(host).is_loopback
     except ValueError:
-        loopback = False
-    if not loopback:
+        return False
+
+
+def check_address(config: ServerConfig) -> None:
+    """Secure by default: a non-loopback address needs TLS and API keys, or --insecure."""
+    host = _host(config.address)
+    if bool(config.tls_cert) != bool(config.tls_key):
+        raise FailedPrecondition("give both --tls-cert and --tls-key", "--tls-cert")
+    if config.client_ca and not config.tls_cert:
+        raise FailedPrecondition("--client-ca (mTLS) needs --tls-cert and --tls-key",
+                                 "--client-ca")
+    if _loopback(host):
+        return
+    if config.insecure:
+        log.warning("INSECURE: listening on %s%s%s because --insecure was given", host,
+                    "" if config.tls_cert else " without TLS",
+                    "" if config.require_keys else " (API keys are required only once one "
+                    "exists)")
+        return
+    if not config.tls_cert or not config.require_keys:
         raise FailedPrecondition(
-            f"refusing to listen on {host}: only loopback addresses are served (without TLS "
-            "and API keys a remote caller would be unauthenticated); use 127.0.0.1", "--address")
+            f"refusing to listen on {host}: a non-loopback address needs TLS (--tls-cert, "
+            "--tls-key) and API keys (--require-keys); or use 127.0.0.1, or --insecure to "
+            "accept the risk", "--address")
+
+
+def _bind(server: grpc.aio.Server, config: ServerConfig) -> int:
+    if not config.tls_cert:
+        return server.add_insecure_port(config.address)
+    credentials = grpc.ssl_server_credentials(
+        [(config.tls_key.read_bytes(), config.tls_cert.read_bytes())],
+        root_certificates=config.client_ca.read_bytes() if config.client_ca else None,
+        require_client_auth=config.client_ca is not None)
+    return server.add_secure_port(config.address, credentials)
 
 
 @dataclass
@@ -69,14 +112,24 @@ class Running:
     catalog: Catalog
     health: health.aio.HealthServicer
     _watch: asyncio.Task
+    store: ImageStore | None = None
+    _maintain: asyncio.Task | None = None
+    guard: Guard | None = None
 
     async def stop(self, grace: float | None = 5.0) -> None:
-        self._watch.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._watch
+        for task in (self._watch, self._maintain):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self.server.stop(grace)
         await self.dispatcher.close()
         self.catalog.close()
+        if self.store is not None:
+            self.store.close()
+        if self.guard is not None:
+            self.guard.keys.close()
+            self.guard.audit.close()
 
 
 async def _watch_health(dispatcher: Dispatcher, servicer) -> None:
@@ -95,35 +148,45 @@ async def _watch_health(dispatcher: Dispatcher, servicer) -> None:
 
 async def start(config: ServerConfig) -> Running:
     """Start everything; return once the server accepts calls."""
-    check_address(config.address)
+    check_address(config)
     config.data_dir.mkdir(parents=True, exist_ok=True)
     catalog = Catalog(config.data_dir)
     spool = Spool(config.data_dir)
     spool.clear()
     dispatcher = Dispatcher(config)
+    store = ImageStore(config, dispatcher.call)
     try:
+        await store.open()
         await dispatcher.start()
         server = grpc.aio.server(options=[
             ("grpc.max_receive_message_length", MESSAGE_LIMIT),
             ("grpc.max_send_message_length", MESSAGE_LIMIT),
         ])
-        service = ProcessingService(config, catalog, dispatcher, spool)
+        service = ProcessingService(config, catalog, dispatcher, spool, store)
+        keys, audit = KeyStore(config.data_dir), AuditLog(config.data_dir)
+        guard = Guard(config, keys, audit)
         processing_pb2_grpc.add_ProcessingServicer_to_server(
-            ProcessingServicer(service, config.subscriber), server)
+            ProcessingServicer(service, guard), server)
+        admin_pb2_grpc.add_AdminServicer_to_server(AdminServicer(guard, keys, audit), server)
+        store_pb2_grpc.add_StoreServicer_to_server(StoreServicer(store, guard), server)
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         reflection.enable_server_reflection(
-            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-        port = server.add_insecure_port(config.address)
+            (SERVICE_NAME, STORE_SERVICE_NAME, ADMIN_SERVICE_NAME, health.SERVICE_NAME,
+             reflection.SERVICE_NAME), server)
+        port = _bind(server, config)
         await server.start()
     except BaseException:
         await dispatcher.close()
         catalog.close()
+        store.close()
         raise
     watch = asyncio.create_task(_watch_health(dispatcher, health_servicer))
+    upkeep = asyncio.create_task(maintain(store, config.purge_interval))
     address = f"{_host(config.address)}:{port}"
     log.info("medcompute serving on %s (data in %s)", address, config.data_dir)
-    return Running(server, port, address, dispatcher, catalog, health_servicer, watch)
+    return Running(server, port, address, dispatcher, catalog, health_servicer, watch,
+                   store=store, _maintain=upkeep, guard=guard)
 
 
 async def serve(config: ServerConfig) -> None:

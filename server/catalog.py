@@ -1,20 +1,11 @@
-"""The SQLite catalog in the data directory: jobs and their usage records.
-
-WAL mode with ``synchronous=FULL``: a row is on disk when its transaction
-commits, so anything acknowledged survives a crash. One connection, used from
-worker threads under a lock (SQLite connections are not thread-safe); every
-public coroutine runs its statements off the event loop.
-"""
+"""Jobs and their usage records, in the SQLite catalog of the data directory (db.py)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-import sqlite3
-import threading
 from dataclasses import asdict
-from pathlib import Path
 
+from medcompute.server.db import Database
 from medcompute.server.jobs import Job, State
 
 __all__ = ["Catalog"]
@@ -54,31 +45,10 @@ def _job_from(record: str) -> Job:
     return Job(**data)
 
 
-class Catalog:
+class Catalog(Database):
     """Jobs and usage records of one data directory."""
 
-    FILENAME = "catalog.sqlite3"
-
-    def __init__(self, data_dir: Path):
-        self.path = Path(data_dir) / self.FILENAME
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.executescript(_SCHEMA)
-
-    def close(self) -> None:
-        with self._lock:
-            self._db.close()
-
-    def _run(self, fn, *args):
-        with self._lock:
-            return fn(*args)
-
-    async def _call(self, fn, *args):
-        return await asyncio.to_thread(self._run, fn, *args)
+    SCHEMA = _SCHEMA
 
     # -- jobs ---------------------------------------------------------------
     def _put_job(self, job: Job) -> None:
@@ -94,25 +64,19 @@ class Catalog:
         await self._call(self._put_job, job)
 
     def _finish(self, job: Job, usage: dict | None) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            self._put_job(job)
-            if usage is not None:
-                # Exactly one usage record per job: a second write for the same job is ignored.
-                self._db.execute(
-                    "INSERT OR IGNORE INTO usage (job_id, subscriber, finished_at, record)"
-                    " VALUES (?, ?, ?, ?)",
-                    (job.id, job.subscriber, job.finished_at or 0.0,
-                     json.dumps(usage, sort_keys=True)),
-                )
-            self._db.execute("COMMIT")
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
+        self._put_job(job)
+        if usage is not None:
+            # Exactly one usage record per job: a second write for the same job is ignored.
+            self._db.execute(
+                "INSERT OR IGNORE INTO usage (job_id, subscriber, finished_at, record)"
+                " VALUES (?, ?, ?, ?)",
+                (job.id, job.subscriber, job.finished_at or 0.0,
+                 json.dumps(usage, sort_keys=True)),
+            )
 
     async def finish_job(self, job: Job, usage: dict | None) -> None:
         """Store a job's final state and its usage record in one transaction."""
-        await self._call(self._finish, job, usage)
+        await self._call(self._transaction, self._finish, job, usage)
 
     def _get_job(self, job_id: str) -> Job | None:
         row = self._db.execute("SELECT record FROM jobs WHERE id = ?", (job_id,)).fetchone()

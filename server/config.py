@@ -40,5 +40,23 @@ class ServerConfig:
     max_voxels: int = 1 << 30
     #: Seconds a graceful stop waits for calls in flight.
     grace: float = 5.0
-    #: Subscriber of every call until API keys exist.
+    #: Subscriber of every call made without a key while the data directory has none
+    #: (loopback only).
     subscriber: str = "local"
+    #: Require an API key on every call even before the first key exists.
+    require_keys: bool = False
+    #: Jobs in progress per subscriber; more answer RESOURCE_EXHAUSTED.
+    max_jobs_per_subscriber: int = 16
+    #: Jobs in progress on this server (its queue); more answer RESOURCE_EXHAUSTED.
+    max_queue: int = 64
+    #: Streaming calls open at once on this server.
+    max_streams: int = 128
+    #: TLS: the server's certificate chain and key (PEM files).
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    #: mTLS: require client certificates signed by this CA (PEM).
+    client_ca: Path | None = None
+    #: Listen on a non-loopback address without TLS or keys (loudly logged).
+    insecure: bool = False
+    #: Seconds between the store's purges of expired images.
+    purge_interval: float = 3600.0

@@ -14,6 +14,7 @@ Embedded: a cluster of worker *processes* on loopback (cluster.py). External:
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import os
@@ -309,6 +310,16 @@ class Dispatcher:
         except BaseException as exc:
             await asyncio.shield(self.client.cancel(futures, force=True))
             raise self.translate(exc) from None
+
+    async def call(self, fn, *args, **kwargs):
+        """Run a small task ``fn(*args, **kwargs)`` on a CPU worker and return its result
+        (the image store's decoding, previews, kept results); cancelling cancels it."""
+        if self.client is None:
+            raise Unavailable("the Dask cluster is not started")
+        future = self.submit(functools.partial(fn, *args, **kwargs), kind="cpu",
+                             key=f"{fn.__name__}-{uuid.uuid4().hex}")
+        [result] = await self._await([future])
+        return result
 
     async def check_gpu(self, *, allow_fallback: bool) -> None:
         """FAILED_PRECONDITION when a GPU is required and the cluster has none."""

@@ -18,7 +18,7 @@ import numpy as np
 
 from medcompute.proto import wire
 from medcompute.proto.v1 import image_pb2, processing_pb2
-from medcompute.server import jobs
+from medcompute.server import derived, jobs
 from medcompute.server.catalog import Catalog
 from medcompute.server.config import ServerConfig
 from medcompute.server.dispatch import Dispatcher
@@ -55,15 +55,18 @@ class Outcome:
     fallback_reason: str = ""
     slabs: int = 1
     workers: tuple[str, ...] = ()
+    stored_image_id: str = ""         # the derived image kept in the store (or reused)
+    reused: bool = False              # answered from the store, nothing computed
 
 
 class ProcessingService:
     def __init__(self, config: ServerConfig, catalog: Catalog, dispatcher: Dispatcher,
-                 spool: Spool):
+                 spool: Spool, store=None):
         self.config = config
         self.catalog = catalog
         self.dispatcher = dispatcher
         self.spool = spool
+        self.store = store                # the ImageStore: inputs by id, kept results
 
     # -- request validation ------------------------------------------------------
     def _expected(self, header) -> list[ExpectedImage]:
@@ -72,9 +75,12 @@ class ProcessingService:
         expected = []
         for field, source in sources:
             kind = source.WhichOneof("source")
+            if kind == "image_id":
+                expected.append(derived.placeholder(field, source.image_id))
+                continue
             if kind != "inline":
                 raise InvalidArgument("expected an image: set inline (a descriptor; the pixels "
-                                      "follow as chunks)", field)
+                                      "follow as chunks) or image_id (a stored image)", field)
             expected.append(expect_image(source.inline, f"{field}.inline",
                                          max_bytes=self.config.max_image_bytes))
         return expected
@@ -109,6 +115,8 @@ class ProcessingService:
                                     f"most {self.config.max_voxels}", field)
 
     async def _geometry(self, e: ExpectedImage, path) -> tuple[Geometry, InputSpec]:
+        if e.stored is not None:
+            return derived.geometry(self.store, e)
         if e.encoding == "raw":
             return (Geometry(e.shape, e.spacing),
                     InputSpec(str(path), "raw", e.shape, e.dtype.str, field=e.field))
@@ -142,9 +150,10 @@ class ProcessingService:
                           file_sizes=e.file_sizes, field=e.field))
 
     # -- the call ----------------------------------------------------------------
-    async def process(self, header, chunks: AsyncIterator, *, subscriber: str) -> Outcome:
+    async def process(self, header, chunks: AsyncIterator, *, subscriber: str,
+                      on_job=None) -> Outcome:
         """Receive the inputs, run the pipeline on a worker, record the job and its usage."""
-        expected = self._expected(header)
+        expected = await derived.resolve(self.store, self._expected(header), owner=subscriber)
         device, output_format, output_dtype, compute_dtype = self._options(header)
         if output_format != "raw" and expected[0].encoding != "dicom":
             raise InvalidArgument("DICOM output needs DICOM input (the derived series copies "
@@ -152,10 +161,16 @@ class ProcessingService:
         if device == "gpu":
             # Refuse before the upload when there is no GPU and no fallback was allowed.
             await self.dispatcher.check_gpu(allow_fallback=header.allow_fallback)
+        reused = await derived.reuse(self, header, expected, subscriber=subscriber,
+                                     output_format=output_format)
+        if reused is not None:
+            return reused
         names = [op.WhichOneof("op") or "?" for op in header.pipeline]
         job = jobs.new_job(subscriber=subscriber, operations=names, device=device,
-                           inputs=[f"inline:{e.size}" for e in expected], created_at=time.time())
+                           inputs=[derived.input_ref(e) for e in expected], created_at=time.time())
         await self.catalog.put_job(job)
+        if on_job is not None:
+            on_job(job.id)
         paths = [self.spool.path(job.id, f"in{i}") for i in range(len(expected))]
         out_path = self.spool.path(job.id, "out")
         bytes_in = 0
@@ -185,6 +200,8 @@ class ProcessingService:
                 voxels=sum(math.prod(g.shape) for g in geoms), out_shape=out_geom.shape,
                 out_dtype=output_dtype)
             result = execution.result
+            kept = (await derived.keep(self, header, job, spec, result, expected, ops, out_geom)
+                    if header.store_result else "")
             job = jobs.apply(job, jobs.Started(result.started_at, result.worker))
             job = jobs.apply(job, jobs.Succeeded(time.time()))
             usage = usage_record(job, result, images=len(expected),
@@ -194,7 +211,7 @@ class ProcessingService:
             await self.catalog.finish_job(job, usage)
             return Outcome(job, ops, result, out_geom.spacing, output_format, usage,
                            fallback_reason=execution.fallback_reason, slabs=execution.slabs,
-                           workers=execution.workers)
+                           workers=execution.workers, stored_image_id=kept)
         except BaseException as exc:
             self.spool.remove(out_path)
             await asyncio.shield(self._fail(job, exc, bytes_in=bytes_in, n_images=len(expected)))

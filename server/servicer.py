@@ -5,9 +5,9 @@ from __future__ import annotations
 from medcompute.proto import wire
 from medcompute.proto.v1 import image_pb2, processing_pb2, processing_pb2_grpc
 from medcompute.server.errors import InvalidArgument
+from medcompute.server.guard import Guard, rpc
 from medcompute.server.operations import OPERATIONS
 from medcompute.server.service import Outcome, ProcessingService
-from medcompute.server.status import maps_errors
 from medcompute.server.transport import result_chunks
 
 __all__ = ["ProcessingServicer", "result_header", "usage_message"]
@@ -42,7 +42,8 @@ def result_header(outcome: Outcome, compression: int) -> processing_pb2.ResultHe
         fallback=processing_pb2.Fallback(happened=bool(outcome.fallback_reason),
                                          reason=outcome.fallback_reason),
         versions=r.versions, usage=usage_message(outcome.usage), slabs=outcome.slabs,
-        workers=outcome.workers or (r.worker,))
+        workers=outcome.workers or [w for w in (r.worker,) if w],
+        stored_image_id=outcome.stored_image_id, reused=outcome.reused)
 
 
 async def _chunks(request_iterator):
@@ -67,18 +68,19 @@ def operations_message() -> processing_pb2.ListOperationsResponse:
 
 
 class ProcessingServicer(processing_pb2_grpc.ProcessingServicer):
-    def __init__(self, service: ProcessingService, subscriber: str = "local"):
+    def __init__(self, service: ProcessingService, guard: Guard):
         self.service = service
-        self.subscriber = subscriber
+        self.guard = guard
 
-    @maps_errors
-    async def Process(self, request_iterator, context):
+    @rpc("process", "process", job=True)
+    async def Process(self, request_iterator, context, call):
         first = await anext(aiter(request_iterator), None)
         if first is None or first.WhichOneof("msg") != "header":
             raise InvalidArgument("the first message must carry the header", "request[0].header")
         header = first.header
-        outcome = await self.service.process(header, _chunks(request_iterator),
-                                             subscriber=self.subscriber)
+        outcome = await self.service.process(
+            header, _chunks(request_iterator), subscriber=call.principal.subscriber,
+            on_job=lambda job_id: setattr(call, "object_id", job_id))
         try:
             compression = header.result_compression
             yield processing_pb2.ProcessResponse(header=result_header(outcome, compression))
@@ -90,6 +92,6 @@ class ProcessingServicer(processing_pb2_grpc.ProcessingServicer):
         finally:
             self.service.release(outcome)
 
-    @maps_errors
-    async def ListOperations(self, request, context):
+    @rpc("operations.list", None, audit=False)
+    async def ListOperations(self, request, context, call):
         return operations_message()

@@ -14,6 +14,7 @@ import logging
 import uuid
 
 import grpc
+from google.protobuf.message import DecodeError
 
 from medcompute.server.errors import MedcomputeError
 
@@ -26,6 +27,12 @@ def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     """The status code and details a caller gets for ``exc``."""
     if isinstance(exc, MedcomputeError):
         return grpc.StatusCode[exc.code_name], exc.details
+    if isinstance(exc, DecodeError):
+        # Raised by gRPC while it reads a request stream (no server code parses protobuf
+        # itself): the caller sent bytes that are not a message of the call's type.
+        return grpc.StatusCode.INVALID_ARGUMENT, (
+            f"request: a message could not be parsed ({exc}); send messages encoded as the "
+            "API's .proto files define them")
     ref = uuid.uuid4().hex[:12]
     log.error("internal error, reference %s", ref, exc_info=exc)
     return grpc.StatusCode.INTERNAL, f"internal error (reference {ref}; see the server log)"

@@ -33,12 +33,15 @@ class InputSpec:
     """An image spooled to ``path``: a raw array, or concatenated DICOM files."""
 
     path: str
-    encoding: str                         # "raw" | "dicom"
+    encoding: str                         # "raw" | "dicom" | "stored"
     shape: tuple[int, ...]
     dtype: str
     file_sizes: tuple[int, ...] = ()
     offset: int = 0
     field: str = "header.input.inline"    # the request field, for error messages
+    #: A stored image (encoding "stored"): its compressed voxel blob; ``path`` and
+    #: ``file_sizes`` are then its DICOM files, if it has any.
+    voxels: str = ""
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,10 @@ def _dicom_parts(spec: InputSpec) -> list[memoryview]:
 
 def load_image(spec: InputSpec) -> np.ndarray:
     """The voxels of a spooled image, as a host array."""
+    if spec.voxels:
+        from medcompute.server.blobs import read_voxels
+
+        return read_voxels(spec.voxels)
     if spec.encoding == "dicom":
         from medcompute.server import dicom
 
@@ -336,6 +343,11 @@ def run_task(spec: TaskSpec) -> TaskResult:
 def _write_dicom(spec: TaskSpec, out: np.ndarray) -> tuple[tuple[int, ...], int]:
     from medcompute.server import dicom
 
+    if out.ndim not in (2, 3):  # e.g. a projection of a single slice
+        raise InvalidArgument(
+            f"a DICOM result needs 2 or 3 axes, but this pipeline gives shape {out.shape}; "
+            "ask for OUTPUT_RAW, or project a volume rather than a single slice",
+            "header.output_format")
     files = dicom.write_derived(
         _dicom_parts(spec.inputs[0]), out, spacing=spec.output_spacing,
         description=spec.description, single_file=spec.output_format == "dicom_file")

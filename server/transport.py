@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from google.protobuf.message import DecodeError
 
 from medcompute.proto import wire
 from medcompute.proto.v1 import image_pb2
@@ -39,6 +40,8 @@ class ExpectedImage:
     file_sizes: tuple[int, ...] = ()
     compression: int = image_pb2.COMPRESSION_NONE
     crc32: int | None = None
+    #: A stored image (its catalog record, or its id until looked up): no chunks follow.
+    stored: object = None
 
 
 def _spacing(desc, ndim: int | None, field: str) -> tuple[float, ...] | None:
@@ -137,6 +140,7 @@ async def receive_images(chunks: AsyncIterator, expected: list[ExpectedImage],
     crcs = [0] * len(expected)
     wire_bytes = 0
     files = [open(p, "wb") for p in paths]
+    index = 0
     try:
         async for index, chunk in chunks:
             i = chunk.image
@@ -146,6 +150,9 @@ async def receive_images(chunks: AsyncIterator, expected: list[ExpectedImage],
                     f"image(s) (0 is the input, k is operands[k-1])",
                     f"request[{index}].chunk.image")
             e = expected[i]
+            if e.stored is not None:
+                raise InvalidArgument(f"image {i} is a stored image (image_id); send no chunks "
+                                      "for it", f"request[{index}].chunk.image")
             wire_bytes += len(chunk.data)
             try:
                 data = decoders[i].decode(chunk.data)
@@ -157,6 +164,10 @@ async def receive_images(chunks: AsyncIterator, expected: list[ExpectedImage],
             files[i].write(data)
             got[i] += len(data)
             crcs[i] = wire.crc32(data, crcs[i])
+    except DecodeError:  # raised by gRPC while it reads the stream: not a request message
+        raise InvalidArgument("not a valid protobuf encoding of a request message; send "
+                              "messages encoded as the API's .proto files define them",
+                              f"request[{index + 1}]") from None
     finally:
         for f in files:
             f.close()

@@ -28,7 +28,7 @@ OUTPUT_DICOM_SERIES: OutputFormat
 OUTPUT_DICOM_FILE: OutputFormat
 
 class ProcessHeader(_message.Message):
-    __slots__ = ("pipeline", "input", "operands", "device", "output_dtype", "compute_dtype", "output_format", "result_compression", "allow_fallback")
+    __slots__ = ("pipeline", "input", "operands", "device", "output_dtype", "compute_dtype", "output_format", "result_compression", "allow_fallback", "store_result", "retention_seconds", "recompute")
     PIPELINE_FIELD_NUMBER: _ClassVar[int]
     INPUT_FIELD_NUMBER: _ClassVar[int]
     OPERANDS_FIELD_NUMBER: _ClassVar[int]
@@ -38,6 +38,9 @@ class ProcessHeader(_message.Message):
     OUTPUT_FORMAT_FIELD_NUMBER: _ClassVar[int]
     RESULT_COMPRESSION_FIELD_NUMBER: _ClassVar[int]
     ALLOW_FALLBACK_FIELD_NUMBER: _ClassVar[int]
+    STORE_RESULT_FIELD_NUMBER: _ClassVar[int]
+    RETENTION_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    RECOMPUTE_FIELD_NUMBER: _ClassVar[int]
     pipeline: _containers.RepeatedCompositeFieldContainer[_operations_pb2.Operation]
     input: _image_pb2.ImageSource
     operands: _containers.RepeatedCompositeFieldContainer[_image_pb2.ImageSource]
@@ -47,7 +50,10 @@ class ProcessHeader(_message.Message):
     output_format: OutputFormat
     result_compression: _image_pb2.Compression
     allow_fallback: bool
-    def __init__(self, pipeline: _Optional[_Iterable[_Union[_operations_pb2.Operation, _Mapping]]] = ..., input: _Optional[_Union[_image_pb2.ImageSource, _Mapping]] = ..., operands: _Optional[_Iterable[_Union[_image_pb2.ImageSource, _Mapping]]] = ..., device: _Optional[_Union[Device, str]] = ..., output_dtype: _Optional[_Union[_image_pb2.DType, str]] = ..., compute_dtype: _Optional[_Union[_image_pb2.DType, str]] = ..., output_format: _Optional[_Union[OutputFormat, str]] = ..., result_compression: _Optional[_Union[_image_pb2.Compression, str]] = ..., allow_fallback: _Optional[bool] = ...) -> None: ...
+    store_result: bool
+    retention_seconds: int
+    recompute: bool
+    def __init__(self, pipeline: _Optional[_Iterable[_Union[_operations_pb2.Operation, _Mapping]]] = ..., input: _Optional[_Union[_image_pb2.ImageSource, _Mapping]] = ..., operands: _Optional[_Iterable[_Union[_image_pb2.ImageSource, _Mapping]]] = ..., device: _Optional[_Union[Device, str]] = ..., output_dtype: _Optional[_Union[_image_pb2.DType, str]] = ..., compute_dtype: _Optional[_Union[_image_pb2.DType, str]] = ..., output_format: _Optional[_Union[OutputFormat, str]] = ..., result_compression: _Optional[_Union[_image_pb2.Compression, str]] = ..., allow_fallback: _Optional[bool] = ..., store_result: _Optional[bool] = ..., retention_seconds: _Optional[int] = ..., recompute: _Optional[bool] = ...) -> None: ...
 
 class ProcessRequest(_message.Message):
     __slots__ = ("header", "chunk")
@@ -128,7 +134,7 @@ class UsageRecord(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., subscriber: _Optional[str] = ..., operations: _Optional[_Iterable[str]] = ..., images: _Optional[int] = ..., voxels: _Optional[int] = ..., bytes_in: _Optional[int] = ..., bytes_out: _Optional[int] = ..., queue_seconds: _Optional[float] = ..., compute_seconds: _Optional[float] = ..., wall_seconds: _Optional[float] = ..., backend: _Optional[str] = ..., device: _Optional[str] = ..., gpu_seconds: _Optional[float] = ..., energy_joules: _Optional[float] = ..., fallback: _Optional[bool] = ..., state: _Optional[str] = ..., created_at: _Optional[float] = ..., finished_at: _Optional[float] = ...) -> None: ...
 
 class ResultHeader(_message.Message):
-    __slots__ = ("job_id", "output", "applied", "backend", "device", "worker", "fallback", "versions", "usage", "slabs", "workers")
+    __slots__ = ("job_id", "output", "applied", "backend", "device", "worker", "fallback", "versions", "usage", "slabs", "workers", "stored_image_id", "reused")
     class VersionsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -147,6 +153,8 @@ class ResultHeader(_message.Message):
     USAGE_FIELD_NUMBER: _ClassVar[int]
     SLABS_FIELD_NUMBER: _ClassVar[int]
     WORKERS_FIELD_NUMBER: _ClassVar[int]
+    STORED_IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    REUSED_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     output: _image_pb2.ImageDescriptor
     applied: _containers.RepeatedCompositeFieldContainer[AppliedOperation]
@@ -158,7 +166,9 @@ class ResultHeader(_message.Message):
     usage: UsageRecord
     slabs: int
     workers: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, job_id: _Optional[str] = ..., output: _Optional[_Union[_image_pb2.ImageDescriptor, _Mapping]] = ..., applied: _Optional[_Iterable[_Union[AppliedOperation, _Mapping]]] = ..., backend: _Optional[str] = ..., device: _Optional[str] = ..., worker: _Optional[str] = ..., fallback: _Optional[_Union[Fallback, _Mapping]] = ..., versions: _Optional[_Mapping[str, str]] = ..., usage: _Optional[_Union[UsageRecord, _Mapping]] = ..., slabs: _Optional[int] = ..., workers: _Optional[_Iterable[str]] = ...) -> None: ...
+    stored_image_id: str
+    reused: bool
+    def __init__(self, job_id: _Optional[str] = ..., output: _Optional[_Union[_image_pb2.ImageDescriptor, _Mapping]] = ..., applied: _Optional[_Iterable[_Union[AppliedOperation, _Mapping]]] = ..., backend: _Optional[str] = ..., device: _Optional[str] = ..., worker: _Optional[str] = ..., fallback: _Optional[_Union[Fallback, _Mapping]] = ..., versions: _Optional[_Mapping[str, str]] = ..., usage: _Optional[_Union[UsageRecord, _Mapping]] = ..., slabs: _Optional[int] = ..., workers: _Optional[_Iterable[str]] = ..., stored_image_id: _Optional[str] = ..., reused: _Optional[bool] = ...) -> None: ...
 
 class ProcessResponse(_message.Message):
     __slots__ = ("header", "chunk")

@@ -211,3 +211,53 @@ def test_failed_jobs_are_recorded_with_their_reason(raw, client, server):
     finally:
         db.close()
     assert state == "FAILED" and "checksum mismatch" in record and "INVALID_ARGUMENT" in record
+
+
+class _BytesCaller:
+    """Process calls whose request messages are the given bytes, sent as they are."""
+
+    def __init__(self, address: str):
+        self.address = address
+
+    def process(self, payloads):
+        channel = grpc.insecure_channel(self.address)
+        try:
+            call = channel.stream_stream("/medcompute.v1.Processing/Process",
+                                         request_serializer=lambda b: b,
+                                         response_deserializer=pb.ProcessResponse.FromString)
+            return list(call(iter(payloads), timeout=60))
+        finally:
+            channel.close()
+
+
+@pytest.mark.parametrize("where", [0, 1])
+def test_a_message_that_is_not_protobuf(client, server, where):
+    head = pb.ProcessHeader(pipeline=[parse_op("gaussian:sigma=1")],
+                            input=img.ImageSource(inline=_raw_desc(A)))
+    payloads = [pb.ProcessRequest(header=head).SerializeToString(),
+                pb.ProcessRequest(chunk=img.Chunk(data=A.tobytes())).SerializeToString()]
+    payloads.insert(where, b"\x12\xff\xff\xff\xff\x0f")  # a length far past the end
+    _expect(_BytesCaller(server.address), client, payloads, INVALID, f"request[{where}]"
+            if where else "request", "could not be parsed" if where == 0 else "not a valid")
+
+
+def test_a_truncated_blosc_chunk(raw, client):
+    payload = next(wire.iter_chunks(A, compression=img.BLOSC, itemsize=2))
+    desc = _raw_desc(A, compression=img.BLOSC)
+    _expect(raw, client, _messages(desc, [payload[:34]]), INVALID,
+            "header.input.inline.compression", "BLOSC")
+
+
+def test_a_zstd_bomb(raw, client):
+    import zstandard
+
+    bomb = zstandard.ZstdCompressor(level=1).compress(bytes(256 << 20))
+    desc = _raw_desc(A, compression=img.ZSTD)
+    _expect(raw, client, _messages(desc, [bomb]), INVALID, "header.input.inline.compression",
+            "more than")
+
+
+def test_dicom_output_of_a_projected_single_slice(raw, client):
+    blob = Path(get_testdata_file("CT_small.dcm")).read_bytes()
+    _expect(raw, client, _dicom(blob, ops=["mip:axis=0"], output_format=pb.OUTPUT_DICOM_FILE),
+            INVALID, "header.output_format", "2 or 3 axes")

@@ -57,3 +57,37 @@ def test_dtypes_map_both_ways():
         wire.dtype_to_proto(np.complex64)
     with pytest.raises(wire.WireError):
         wire.dtype_from_proto(0, "header.input.inline.dtype")
+
+
+def test_a_bomb_that_states_its_size_is_refused_before_it_is_decoded():
+    import tracemalloc
+
+    import zstandard
+
+    # A zstd frame states its decoded size; the decoder would allocate all of it.
+    bomb = zstandard.ZstdCompressor(level=1).compress(bytes(256 << 20))
+    assert zstandard.frame_content_size(bomb) == 256 << 20
+    tracemalloc.start()
+    try:
+        with pytest.raises(wire.WireError, match="more than"):
+            wire.ChunkDecoder(image_pb2.ZSTD, "f").decode(bomb)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < wire.MAX_CHUNK_DECODED * 2
+
+
+@pytest.mark.parametrize("damage", ["truncated", "truncated, header fixed up"])
+def test_a_short_blosc_chunk_is_refused_not_read_past_its_end(damage):
+    # Its header states the compressed length; a decoder trusting it reads past the end
+    # of a shorter chunk (and crashes the process).
+    good = next(wire.iter_chunks(np.arange(5000, dtype="<i2"), compression=image_pb2.BLOSC,
+                                 itemsize=2))
+    decoder = wire.ChunkDecoder(image_pb2.BLOSC, "header.input.inline.compression")
+    for cut in (16, 34, len(good) // 2, len(good) - 1):
+        short = bytearray(good[:cut])
+        if damage != "truncated":
+            short[12:16] = cut.to_bytes(4, "little")
+        with pytest.raises(wire.WireError) as info:
+            decoder.decode(bytes(short))
+        assert info.value.field == "header.input.inline.compression"

@@ -1,0 +1,334 @@
+"""The image store from Python: register images once, then find, fetch, preview, delete.
+
+    with Client("127.0.0.1:50051") as c:
+        ct = c.store.register("ct.dcm")                       # -> StoredImage
+        r = c.process(ct, ["gaussian:sigma_mm=1"], store_result=True, output="dicom_file")
+        derived = c.store.get(r.stored_image_id, dicom=True)  # the derived DICOM files
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import grpc
+import numpy as np
+from google.protobuf import json_format
+
+from medcompute.client.channel import open_channel
+from medcompute.client.client import (
+    _COMPRESSION,
+    DEFAULT_SERVER,
+    ServiceError,
+    _descriptor,
+    _payload,
+    _progress,
+)
+from medcompute.client.io import read_input
+from medcompute.proto import wire
+from medcompute.proto.v1 import image_pb2, store_pb2, store_pb2_grpc
+
+__all__ = ["StoreClient", "StoredImage", "Fetched", "Preview", "stored_id", "KINDS"]
+
+KINDS = {"any": store_pb2.IMAGE_KIND_UNSPECIFIED, "original": store_pb2.ORIGINAL,
+         "derived": store_pb2.DERIVED}
+_KIND_NAMES = {code: name for name, code in KINDS.items()}
+_KIND_NAMES[store_pb2.IMAGE_KIND_UNSPECIFIED] = ""
+
+
+def _dict(message) -> dict:
+    return json_format.MessageToDict(message, preserving_proto_field_name=True)
+
+
+@dataclass
+class StoredImage:
+    """An image in the store, as the server describes it (``message`` is the StoredImage)."""
+
+    message: store_pb2.StoredImage
+    #: Register only: the instance was registered before and this is its existing id.
+    existing: bool = False
+
+    @property
+    def image_id(self) -> str:
+        return self.message.image_id
+
+    @property
+    def kind(self) -> str:
+        return _KIND_NAMES[self.message.kind]
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.message.shape)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return wire.dtype_from_proto(self.message.dtype, "image.dtype")
+
+    @property
+    def spacing(self) -> tuple[float, ...] | None:
+        return tuple(self.message.spacing_mm) or None
+
+    @property
+    def metadata(self) -> dict:
+        """Modality, patient id, UIDs, acquisition date, device, imaging conditions."""
+        return _dict(self.message.metadata)
+
+    @property
+    def conditions(self) -> dict:
+        return _dict(self.message.metadata.conditions)
+
+    def __repr__(self) -> str:
+        return (f"StoredImage({self.image_id}, {self.kind}, shape={self.shape}, "
+                f"dtype={self.dtype.name}{', existing' if self.existing else ''})")
+
+    def to_dict(self) -> dict:
+        data = _dict(self.message)
+        data["kind"] = self.kind
+        data["dtype"] = self.dtype.name
+        if self.existing:
+            data["existing"] = True
+        return data
+
+
+@dataclass
+class Fetched:
+    """What Get returned: the image's description, and its voxels or its DICOM files."""
+
+    image: StoredImage
+    array: np.ndarray | None = None
+    files: list[bytes] = field(default_factory=list)
+
+
+@dataclass
+class Preview:
+    png: bytes
+    width: int
+    height: int
+    rendering: str
+
+
+def stored_id(image) -> str | None:
+    """The store id ``image`` names (``"id:ID"``, a StoredImage), or None for a local image."""
+    if isinstance(image, StoredImage):
+        return image.image_id
+    if isinstance(image, store_pb2.StoredImage):
+        return image.image_id
+    if isinstance(image, str) and image.startswith("id:"):
+        return image[3:]
+    return None
+
+
+def _codec(compression: str) -> int:
+    if compression not in _COMPRESSION:
+        raise ValueError(f"compression: expected one of {', '.join(_COMPRESSION)}, "
+                         f"got {compression!r}")
+    return _COMPRESSION[compression]
+
+
+class StoreClient:
+    """The Store service of a medcompute server (also ``Client.store``).
+
+    Parameters
+    ----------
+    address : str
+        ``HOST:PORT``; ignored when ``channel`` is given.
+    timeout : float
+        Seconds each call may take unless the call says otherwise.
+    channel : grpc.Channel, optional
+        An open channel to share (it is not closed by this object).
+    **connection
+        ``api_key``, ``tls_ca``, ``tls_cert``, ``tls_key``, as for :class:`Client`.
+    """
+
+    def __init__(self, address: str = DEFAULT_SERVER, *, timeout: float = 600.0,
+                 channel: grpc.Channel | None = None, **connection):
+        self.timeout = timeout
+        self._own = channel is None
+        # connection: api_key, tls_ca, tls_cert, tls_key, as for Client.
+        self._channel = channel or open_channel(address, **connection)
+        self._stub = store_pb2_grpc.StoreStub(self._channel)
+
+    def __enter__(self) -> StoreClient:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._own:
+            self._channel.close()
+
+    def _call(self, fn, *args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except grpc.RpcError as exc:
+            raise ServiceError(exc.code(), exc.details() or "") from None
+
+    # -- register -------------------------------------------------------------------
+    def register(self, image, *, spacing: Sequence[float] | None = None,
+                 metadata: dict | None = None, retention: float | None = None,
+                 compression: str = "none", timeout: float | None = None,
+                 progress: bool = False) -> StoredImage:
+        """Keep an image in the store; the same instance twice gives the same id.
+
+        Parameters
+        ----------
+        image : ndarray, path or list of paths
+            An array; a ``.npy`` file; a DICOM file (single- or multi-frame); several
+            DICOM files or a folder of them (one series, one stored volume).
+        spacing : sequence of float, optional
+            Voxel spacing in mm per axis (DICOM: taken from the files if absent).
+        metadata : dict, optional
+            ImageMetadata fields: for an array, what the catalog records (``modality``,
+            ``patient_id``, ``acquisition_date``, ``sop_instance_uids``, ``conditions``
+            ...); for DICOM, values the files lack.
+        retention : float, optional
+            Seconds until the image may be purged.
+        """
+        codec = _codec(compression)
+        local = read_input(image, spacing)
+        meta = store_pb2.ImageMetadata()
+        if metadata:
+            json_format.ParseDict(metadata, meta)
+        header = store_pb2.RegisterHeader(image=_descriptor(local, codec), metadata=meta,
+                                          retention_seconds=round(retention or 0))
+        bar = _progress(local.nbytes, "upload", progress)
+
+        def requests():
+            yield store_pb2.RegisterRequest(header=header)
+            for payload in _payload(local, codec):
+                yield store_pb2.RegisterRequest(chunk=image_pb2.Chunk(image=0, data=payload))
+                if bar is not None:
+                    bar.update(min(len(payload), wire.CHUNK_SIZE))
+            if bar is not None:
+                bar.close()
+
+        reply = self._call(self._stub.Register, requests(), timeout=timeout or self.timeout)
+        return StoredImage(reply.image, existing=reply.existing)
+
+    # -- find -----------------------------------------------------------------------
+    def find_page(self, *, page_size: int = 0, page_token: str = "", kind: str = "any",
+                  timeout: float | None = None, **filters) -> tuple[list[StoredImage], str]:
+        """One page of matching images and the token of the next page ("" on the last).
+
+        ``filters``: patient_id, study_instance_uid, series_instance_uid, modality,
+        date_from, date_to (YYYYMMDD or YYYY-MM-DD, inclusive), registered_by,
+        source_image_id.
+        """
+        if kind not in KINDS:
+            raise ValueError(f"kind: expected one of {', '.join(KINDS)}, got {kind!r}")
+        request = store_pb2.FindRequest(page_size=page_size, page_token=page_token,
+                                        kind=KINDS[kind], **filters)
+        reply = self._call(self._stub.Find, request, timeout=timeout or self.timeout)
+        return [StoredImage(m) for m in reply.images], reply.next_page_token
+
+    def find(self, *, limit: int | None = None, page_size: int = 0, **filters
+             ) -> list[StoredImage]:
+        """Every matching image (at most ``limit``), oldest first, page after page."""
+        out: list[StoredImage] = []
+        token = ""
+        while True:
+            page, token = self.find_page(page_size=page_size, page_token=token, **filters)
+            out.extend(page)
+            if not token or (limit is not None and len(out) >= limit):
+                return out[:limit] if limit is not None else out
+
+    # -- get, delete, preview -------------------------------------------------------
+    def get(self, image_id, *, dicom: bool = False, compression: str = "none",
+            timeout: float | None = None, progress: bool = False) -> Fetched:
+        """The voxels of a stored image, or (``dicom=True``) its DICOM files: the original
+        files, or a derived image's derived series."""
+        request = store_pb2.GetRequest(
+            image_id=stored_id(image_id) or str(image_id), compression=_codec(compression),
+            format=store_pb2.STORED_DICOM if dicom else store_pb2.STORED_VOXELS)
+        responses = self._stub.Get(request, timeout=timeout or self.timeout)
+        return self._call(self._receive, responses, progress)
+
+    def _receive(self, responses, progress: bool) -> Fetched:
+        first = next(responses, None)
+        if first is None or first.WhichOneof("msg") != "header":
+            raise ServiceError(grpc.StatusCode.INTERNAL, "the server sent no header")
+        image, data = StoredImage(first.header.image), first.header.data
+        buffer = bytearray(data.size)
+        decoder = wire.ChunkDecoder(data.compression, "data")
+        got = 0
+        bar = _progress(data.size, "download", progress)
+        for message in responses:
+            piece = decoder.decode(message.chunk.data)
+            if got + len(piece) > data.size:
+                raise ServiceError(grpc.StatusCode.DATA_LOSS, "more bytes than declared arrived")
+            buffer[got:got + len(piece)] = piece
+            got += len(piece)
+            if bar is not None:
+                bar.update(len(piece))
+        if bar is not None:
+            bar.close()
+        if got != data.size:
+            raise ServiceError(grpc.StatusCode.DATA_LOSS,
+                               f"the stream ended after {got} of {data.size} bytes")
+        if data.HasField("crc32") and wire.crc32(buffer) != data.crc32:
+            raise ServiceError(grpc.StatusCode.DATA_LOSS, "the checksum does not match")
+        if data.encoding == image_pb2.RAW:
+            dtype = wire.dtype_from_proto(data.dtype, "data.dtype")
+            shape = tuple(data.shape)
+            if math.prod(shape) * dtype.itemsize != got:
+                raise ServiceError(grpc.StatusCode.DATA_LOSS, "the size does not match the shape")
+            return Fetched(image, array=np.frombuffer(buffer, dtype=dtype).reshape(shape))
+        files, at = [], 0
+        view = memoryview(buffer)
+        for n in data.file_sizes:
+            files.append(bytes(view[at:at + n]))
+            at += n
+        return Fetched(image, files=files)
+
+    def info(self, image_id, *, timeout: float | None = None) -> StoredImage:
+        """The description of one image (a Get of its header only)."""
+        request = store_pb2.GetRequest(image_id=stored_id(image_id) or str(image_id),
+                                       header_only=True)
+
+        def header():
+            [response] = self._stub.Get(request, timeout=timeout or self.timeout)
+            return StoredImage(response.header.image)
+        return self._call(header)
+
+    def delete(self, image_id, *, timeout: float | None = None) -> int:
+        """Delete a stored image; the bytes freed on the server's disk."""
+        request = store_pb2.DeleteRequest(image_id=stored_id(image_id) or str(image_id))
+        return self._call(self._stub.Delete, request, timeout=timeout or self.timeout).freed_bytes
+
+    def preview(self, image_id, *, max_size: int = 0,
+                window: tuple[float, float] | None = None,
+                timeout: float | None = None) -> Preview:
+        """A small PNG (a volume's maximum intensity projection), windowed; ``window`` is
+        (centre, width)."""
+        request = store_pb2.PreviewRequest(image_id=stored_id(image_id) or str(image_id),
+                                           max_size=max_size)
+        if window is not None:
+            request.window_center, request.window_width = window
+        reply = self._call(self._stub.Preview, request, timeout=timeout or self.timeout)
+        return Preview(reply.png, reply.width, reply.height, reply.rendering)
+
+    # -- looking after the store ----------------------------------------------------
+    def verify(self, *, timeout: float | None = None) -> dict:
+        """Every blob checked against its checksum: counts and problems (none when sound)."""
+        reply = self._call(self._stub.Verify, store_pb2.VerifyRequest(),
+                           timeout=timeout or self.timeout)
+        data = json_format.MessageToDict(reply, preserving_proto_field_name=True,
+                                         always_print_fields_with_no_presence=True)
+        return {k: int(v) if k != "problems" else v for k, v in data.items()}
+
+    def backup(self, destination: str, *, timeout: float | None = None) -> dict:
+        """A consistent copy of the store (catalog and blobs) in a new folder on the
+        server's host."""
+        reply = self._call(self._stub.Backup, store_pb2.BackupRequest(destination=destination),
+                           timeout=timeout or self.timeout)
+        return {"destination": reply.destination, "images": reply.images,
+                "blobs": reply.blobs, "bytes": reply.bytes}
+
+    def purge(self, *, dry_run: bool = False, timeout: float | None = None) -> dict:
+        """Delete the images whose retention period has passed; what was freed."""
+        reply = self._call(self._stub.Purge, store_pb2.PurgeRequest(dry_run=dry_run),
+                           timeout=timeout or self.timeout)
+        return {"image_ids": list(reply.image_ids), "freed_bytes": reply.freed_bytes,
+                "blobs_removed": reply.blobs_removed}

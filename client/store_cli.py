@@ -1,0 +1,334 @@
+"""``medcompute store ...``: the image store from the command line.
+
+    medcompute store put PATH... [--series] [--retention 30d] [-q]
+    medcompute store find [--patient-id ID] [--study UID] [--series UID] [--modality M]
+                          [--from DATE] [--to DATE] [--kind original|derived] [-q]
+    medcompute store get ID -o OUT          (.npy voxels, .dcm or a folder DICOM, .png preview)
+    medcompute store info ID
+    medcompute store rm ID...
+    medcompute store verify | backup DEST | purge [--dry-run]
+
+and the options ``process`` takes for the store (``--store``, ``--retention``,
+``--recompute``); ``process id:ID`` processes a stored image.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+from medcompute.client.channel import connection
+
+__all__ = ["add_store_commands", "add_process_options", "process_options", "kept_summary",
+           "parse_duration"]
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from ``3600``, ``90m``, ``12h``, ``30d``, ``2w`` or ``1y``."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdwy]?)\s*", text)
+    if not m:
+        raise argparse.ArgumentTypeError(
+            f"expected a duration such as 3600, 90m, 12h, 30d or 1y, got {text!r}")
+    return float(m.group(1)) * _UNITS[m.group(2) or "s"]
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def _line(image) -> str:
+    m = image.metadata
+    shape = "x".join(str(n) for n in image.shape)
+    what = " ".join(v for v in (m.get("modality", ""), m.get("acquisition_date", "")) if v)
+    derived = f" from {image.message.source_image_id}" if image.message.source_image_id else ""
+    return (f"{image.image_id}  {image.kind:<8}  {what or '-':<12}  {shape} "
+            f"{image.dtype.name}{derived}")
+
+
+def _fail(command: str, message) -> int:
+    print(f"medcompute store {command}: {message}", file=sys.stderr)
+    return 2
+
+
+def _items(paths: list[str], series: bool) -> list:
+    """What each registration sends: a file, a folder (one series), or all paths at once."""
+    if series:
+        return [paths]
+    items: list = []
+    for text in paths:
+        p = Path(text)
+        if not p.is_dir():
+            items.append(text)
+            continue
+        folders = [p] + sorted(d for d in p.rglob("*") if d.is_dir())
+        for folder in folders:
+            if any(f.is_file() and not f.name.startswith(".") for f in folder.iterdir()):
+                items.append(str(folder))
+    return items
+
+
+def _put(args) -> int:
+    from medcompute.client import ServiceError
+    from medcompute.client.store import StoreClient
+
+    metadata = {k: v for k, v in (("modality", args.modality), ("patient_id", args.patient_id),
+                                  ("acquisition_date", args.date),
+                                  ("description", args.description)) if v}
+    progress = sys.stderr.isatty() and not args.quiet
+    failed = 0
+    stored = []
+    with StoreClient(args.server, timeout=args.timeout, **connection(args)) as store:
+        for item in _items(args.paths, args.series):
+            name = item if isinstance(item, str) else f"{len(item)} paths"
+            try:
+                image = store.register(item, spacing=args.spacing, metadata=metadata,
+                                       retention=args.retention, compression=args.compression,
+                                       progress=progress)
+            except (ValueError, ServiceError) as exc:
+                failed += 1
+                print(f"medcompute store put: {name}: {exc}", file=sys.stderr)
+                continue
+            stored.append(image)
+            if args.quiet:
+                print(image.image_id)
+            elif not args.json:
+                note = "already stored" if image.existing else "stored"
+                print(f"{note} {_line(image)}  <- {name}")
+    if args.json:
+        print(json.dumps([i.to_dict() for i in stored], indent=2))
+    return 1 if failed else 0
+
+
+def _find(args) -> int:
+    from medcompute.client.store import StoreClient
+
+    filters = {k: v for k, v in (
+        ("patient_id", args.patient_id), ("study_instance_uid", args.study),
+        ("series_instance_uid", args.series), ("modality", args.modality),
+        ("date_from", args.date_from), ("date_to", args.date_to),
+        ("registered_by", args.registered_by), ("source_image_id", args.source)) if v}
+    with StoreClient(args.server, timeout=args.timeout, **connection(args)) as store:
+        images = store.find(limit=args.limit, kind=args.kind, **filters)
+    if args.json:
+        print(json.dumps([i.to_dict() for i in images], indent=2))
+    for image in images if not args.json else ():
+        print(image.image_id if args.quiet else _line(image))
+    return 0
+
+
+def _get(args) -> int:
+    from medcompute.client.io import write_dicom
+    from medcompute.client.store import StoreClient
+
+    out = Path(args.output)
+    suffix = out.suffix.lower()
+    if suffix not in ("", ".npy", ".dcm", ".dicom", ".png") and not out.is_dir():
+        return _fail("get", f"{out}: expected .npy (voxels), .dcm or a folder (DICOM), "
+                     ".png (preview)")
+    progress = sys.stderr.isatty() and not args.quiet
+    with StoreClient(args.server, timeout=args.timeout, **connection(args)) as store:
+        if suffix == ".png":
+            preview = store.preview(args.image_id, max_size=args.size or 0)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_bytes(preview.png)
+            written, image = [out], store.info(args.image_id)
+        elif suffix == ".npy":
+            import numpy as np
+
+            fetched = store.get(args.image_id, compression=args.compression, progress=progress)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            np.save(out, fetched.array)
+            written, image = [out], fetched.image
+        else:
+            fetched = store.get(args.image_id, dicom=True, compression=args.compression,
+                                progress=progress)
+            try:
+                written = write_dicom(fetched.files, out)
+            except ValueError as exc:
+                return _fail("get", exc)
+            image = fetched.image
+    if args.json:
+        print(json.dumps(image.to_dict(), indent=2))
+    elif not args.quiet:
+        print(f"{_line(image)}: {len(written)} file(s) written to {out}", file=sys.stderr)
+    return 0
+
+
+def _info(args) -> int:
+    from medcompute.client.store import StoreClient
+
+    with StoreClient(args.server, timeout=args.timeout, **connection(args)) as store:
+        image = store.info(args.image_id)
+    print(json.dumps(image.to_dict(), indent=2))
+    return 0
+
+
+def _rm(args) -> int:
+    from medcompute.client.store import StoreClient
+
+    with StoreClient(args.server, timeout=args.timeout, **connection(args)) as store:
+        for image_id in args.image_ids:
+            freed = store.delete(image_id)
+            print(f"deleted {image_id} ({_size(freed)} freed)")
+    return 0
+
+
+def _verify(args) -> int:
+    from medcompute.client.store import StoreClient
+
+    with StoreClient(args.server, timeout=args.timeout, **connection(args)) as store:
+        report = store.verify()
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(f"{report['images']} image(s), {report['blobs']} blob(s), "
+              f"{_size(report['bytes'])} checked; {len(report['problems'])} problem(s)")
+        for p in report["problems"]:
+            print(f"  image {p.get('image_id', '')}: blob {p.get('blob', '')}: "
+                  f"{p.get('problem', '')}")
+        if report["unreferenced_blobs"]:
+            print(f"  {report['unreferenced_blobs']} blob file(s) no image refers to "
+                  "(removed when the server starts)")
+    return 1 if report["problems"] else 0
+
+
+def _backup(args) -> int:
+    from medcompute.client.store import StoreClient
+
+    with StoreClient(args.server, timeout=args.timeout, **connection(args)) as store:
+        report = store.backup(str(Path(args.destination).resolve()))
+    print(f"backed up {report['images']} image(s), {report['blobs']} blob(s), "
+          f"{_size(report['bytes'])} to {report['destination']}")
+    return 0
+
+
+def _purge(args) -> int:
+    from medcompute.client.store import StoreClient
+
+    with StoreClient(args.server, timeout=args.timeout, **connection(args)) as store:
+        report = store.purge(dry_run=args.dry_run)
+    verb = "would delete" if args.dry_run else "deleted"
+    print(f"{verb} {len(report['image_ids'])} expired image(s), "
+          f"{_size(report['freed_bytes'])} {'to free' if args.dry_run else 'freed'}")
+    for image_id in report["image_ids"]:
+        print(f"  {image_id}")
+    return 0
+
+
+def add_store_commands(sub, client_options) -> None:
+    """Add ``store`` and its subcommands to the ``medcompute`` parser."""
+    store = sub.add_parser("store", help="register, find, fetch and delete stored images",
+                           description="The server's image store: register images once, "
+                           "then process them by id (`medcompute process id:ID`).")
+    cmds = store.add_subparsers(dest="store_command", required=True, metavar="COMMAND")
+    compression = {"choices": ["none", "zstd", "blosc"], "default": "none",
+                   "help": "lossless compression of the transfer (default none)"}
+
+    put = cmds.add_parser("put", help="register DICOM files, series folders or .npy arrays",
+                          description="Register each PATH: a DICOM file (single- or "
+                          "multi-frame), a folder of one series (subfolders are series of "
+                          "their own), or a .npy array. The same instance twice keeps its id.")
+    put.add_argument("paths", nargs="+", metavar="PATH")
+    put.add_argument("--series", action="store_true",
+                     help="all PATHs are the files of one series (one stored volume)")
+    put.add_argument("--spacing", type=float, nargs="+", metavar="MM",
+                     help="voxel spacing in mm per axis (DICOM: from the files)")
+    put.add_argument("--modality", help="for .npy arrays: the modality (CT, MR ...)")
+    put.add_argument("--patient-id", help="for .npy arrays: the patient id")
+    put.add_argument("--date", help="for .npy arrays: the acquisition date (YYYYMMDD)")
+    put.add_argument("--description", help="free text kept with the image")
+    put.add_argument("--retention", type=parse_duration, metavar="DURATION",
+                     help="keep for this long, then purge (3600, 12h, 30d, 1y)")
+    put.add_argument("--compression", **compression)
+    put.add_argument("--json", action="store_true", help="print what was stored as JSON")
+    put.add_argument("-q", "--quiet", action="store_true", help="print only the ids")
+    put.set_defaults(func=_put)
+
+    find = cmds.add_parser("find", help="list stored images matching every filter",
+                           description="List your stored images, oldest first.")
+    find.add_argument("--patient-id")
+    find.add_argument("--study", metavar="UID", help="StudyInstanceUID")
+    find.add_argument("--series", metavar="UID", help="SeriesInstanceUID")
+    find.add_argument("--modality")
+    find.add_argument("--from", dest="date_from", metavar="DATE",
+                      help="acquired on or after (YYYYMMDD or YYYY-MM-DD)")
+    find.add_argument("--to", dest="date_to", metavar="DATE", help="acquired on or before")
+    find.add_argument("--registered-by", metavar="SUBSCRIBER")
+    find.add_argument("--kind", choices=["any", "original", "derived"], default="any")
+    find.add_argument("--source", metavar="ID", help="images derived from this one")
+    find.add_argument("--limit", type=int, default=None, help="at most this many")
+    find.add_argument("--json", action="store_true", help="as JSON, with all metadata")
+    find.add_argument("-q", "--quiet", action="store_true", help="print only the ids")
+    find.set_defaults(func=_find)
+
+    get = cmds.add_parser("get", help="fetch a stored image's voxels, DICOM or preview",
+                          description="Write a stored image: OUT.npy the voxels; OUT.dcm or a "
+                          "folder its DICOM files (the originals, or a derived series); "
+                          "OUT.png a preview.")
+    get.add_argument("image_id", metavar="ID")
+    get.add_argument("-o", "--output", required=True, metavar="OUT")
+    get.add_argument("--size", type=int, help="preview: longest edge in pixels (default 256)")
+    get.add_argument("--compression", **compression)
+    get.add_argument("--json", action="store_true", help="print the image's metadata as JSON")
+    get.add_argument("-q", "--quiet", action="store_true", help="no progress or summary")
+    get.set_defaults(func=_get)
+
+    info = cmds.add_parser("info", help="a stored image's metadata, as JSON")
+    info.add_argument("image_id", metavar="ID")
+    info.set_defaults(func=_info)
+
+    rm = cmds.add_parser("rm", help="delete stored images (catalog rows and blobs)")
+    rm.add_argument("image_ids", nargs="+", metavar="ID")
+    rm.set_defaults(func=_rm)
+
+    verify = cmds.add_parser("verify", help="check every blob against its checksum",
+                             description="Read every blob back and check its SHA-256; exit 1 "
+                             "when any is missing or damaged.")
+    verify.add_argument("--json", action="store_true")
+    verify.set_defaults(func=_verify)
+
+    backup = cmds.add_parser("backup", help="a consistent copy of the store, while it serves",
+                             description="Copy the catalog and the blobs to DEST, a new or "
+                             "empty folder on the server's host; `medcompute serve --data-dir "
+                             "DEST` serves the same images.")
+    backup.add_argument("destination", metavar="DEST")
+    backup.set_defaults(func=_backup)
+
+    purge = cmds.add_parser("purge", help="delete images whose retention period has passed")
+    purge.add_argument("--dry-run", action="store_true", help="report only")
+    purge.set_defaults(func=_purge)
+
+    for p in (put, find, get, info, rm, verify, backup, purge):
+        client_options(p)
+
+
+def add_process_options(parser) -> None:
+    """The store's options of ``medcompute process``."""
+    parser.add_argument("--store", action="store_true",
+                        help="keep the result in the store as a derived image (its id is "
+                        "printed)")
+    parser.add_argument("--retention", type=parse_duration, metavar="DURATION",
+                        help="with --store: keep the derived image this long (12h, 30d)")
+    parser.add_argument("--recompute", action="store_true",
+                        help="compute even when the store holds this result already")
+
+
+def process_options(args) -> dict:
+    return {"store_result": args.store, "retention": args.retention,
+            "recompute": args.recompute}
+
+
+def kept_summary(result) -> str | None:
+    if not result.stored_image_id:
+        return None
+    how = "reused (nothing computed)" if result.reused else "kept"
+    return f"  {how}: derived image {result.stored_image_id}"

@@ -1,0 +1,300 @@
+"""Blob files of the image store: content-addressed, written atomically, voxels compressed.
+
+A blob lives at ``<data_dir>/blobs/<aa>/<sha256>``, named by the SHA-256 of its bytes,
+so `verify` can check every file against its name. A blob is written to a temporary
+file in ``blobs/tmp`` (hashed as it is written), synced, renamed into place, and the
+directory synced: a blob is either whole at its path or absent.
+
+Voxel blobs hold an array losslessly compressed: a small JSON header (dtype, shape,
+codec), then frames of at most ``FRAME_BYTES`` decoded bytes, each a blosc2 chunk
+(LZ4, byte shuffle with the dtype's item size) prefixed by its length. A frame is a
+valid BLOSC chunk of the wire format, so a store can send frames as they are.
+
+Used by the server and by the Dask workers (which read and write blobs themselves);
+nothing here holds state beyond one file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import socket
+import struct
+import time
+import uuid
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["BlobStore", "BlobWriter", "VoxelWriter", "read_voxels", "voxel_frames",
+           "voxel_chunks", "file_digest", "fsync_dir", "FRAME_BYTES"]
+
+#: Decoded bytes per frame of a voxel blob (the wire's chunk size).
+FRAME_BYTES = 1 << 20
+_MAGIC = b"MCVOXEL1"
+_CODEC = "blosc2-lz4-shuffle"
+_LEN = struct.Struct("<I")
+#: Temporary files of a live process on this host are left alone for this long.
+STALE_TMP_SECONDS = 24 * 3600
+
+
+def fsync_dir(path: str | os.PathLike) -> None:
+    """Make a rename or unlink in ``path`` durable."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def file_digest(path: str | os.PathLike) -> tuple[str, int]:
+    """SHA-256 (hex) and length of a file's bytes."""
+    h = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as f:
+        while block := f.read(1 << 22):
+            h.update(block)
+            size += len(block)
+    return h.hexdigest(), size
+
+
+class BlobStore:
+    """The blob folder of one data directory: paths, temporary files, installing, removing."""
+
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+        self.tmp = self.root / "tmp"
+        self.tmp.mkdir(parents=True, exist_ok=True)
+
+    def path(self, digest: str) -> Path:
+        return self.root / digest[:2] / digest
+
+    def new_tmp(self) -> Path:
+        """A fresh temporary path, named after this host and process (see `clear_stale`)."""
+        return self.tmp / f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex}"
+
+    def install(self, tmp: str | os.PathLike, digest: str) -> Path:
+        """Rename a synced temporary file into place and sync the directory."""
+        final = self.path(digest)
+        folder = final.parent
+        if not folder.exists():
+            folder.mkdir(exist_ok=True)
+            fsync_dir(self.root)
+        os.replace(tmp, final)
+        fsync_dir(folder)
+        return final
+
+    def remove(self, digest: str) -> int:
+        """Delete a blob; its size, or 0 when it was not there."""
+        path = self.path(digest)
+        try:
+            size = path.stat().st_size
+            path.unlink()
+        except FileNotFoundError:
+            return 0
+        fsync_dir(path.parent)
+        return size
+
+    def digests(self) -> Iterator[str]:
+        """Every blob file present (not the temporary ones)."""
+        for folder in sorted(self.root.iterdir()):
+            if folder.is_dir() and len(folder.name) == 2:
+                for f in sorted(folder.iterdir()):
+                    if len(f.name) == 64 and f.name.startswith(folder.name):
+                        yield f.name
+
+    def clear_stale(self, now: float | None = None) -> int:
+        """Remove temporary files that no live writer owns; return how many.
+
+        A file of this host whose process is gone is removed at once (an interrupted
+        write); any other one once it is a day old.
+        """
+        now = time.time() if now is None else now
+        host = socket.gethostname()
+        removed = 0
+        for f in self.tmp.iterdir():
+            owner, _, rest = f.name.rpartition("-")[0].rpartition("-")
+            stale = now - _mtime(f) > STALE_TMP_SECONDS
+            if owner == host and rest.isdigit():
+                stale = stale or not _alive(int(rest))
+            if stale:
+                f.unlink(missing_ok=True)
+                removed += 1
+        return removed
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return time.time()
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class BlobWriter:
+    """Writes one blob to a temporary file, hashing it; `finish` syncs it.
+
+    Use as a context manager: leaving it without `finish` (an error, a cancelled
+    call) removes the temporary file.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, crc: bool = False):
+        self.path = Path(path)
+        self._file = open(self.path, "xb")
+        self._hash = hashlib.sha256()
+        self._crc = crc
+        self.size = 0
+        self.digest = ""
+        #: CRC-32 of the bytes written (with ``crc=True``); VoxelWriter: of the decoded bytes.
+        self.crc32 = 0
+
+    def write(self, data) -> None:
+        self._file.write(data)
+        self._hash.update(data)
+        self.size += len(memoryview(data).cast("B"))
+        if self._crc:
+            self.crc32 = zlib.crc32(data, self.crc32) & 0xFFFFFFFF
+
+    def finish(self) -> tuple[str, int]:
+        """Flush and fsync; return (sha256 hex, size)."""
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        self.digest = self._hash.hexdigest()
+        return self.digest, self.size
+
+    def discard(self) -> None:
+        with contextlib.suppress(OSError):
+            self._file.close()
+        self.path.unlink(missing_ok=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, *exc):
+        if exc_type is not None or not self.digest:
+            self.discard()
+
+
+def _blosc2():
+    import blosc2
+
+    return blosc2
+
+
+class VoxelWriter(BlobWriter):
+    """Writes an array's bytes, in C order, as a compressed voxel blob.
+
+    `add` takes the decoded bytes in pieces of any size; they are cut into frames of
+    `FRAME_BYTES`, so the blob depends only on the array (and the codec's version).
+    """
+
+    def __init__(self, path: str | os.PathLike, shape, dtype):
+        super().__init__(path)
+        self.shape = tuple(int(n) for n in shape)
+        self.dtype = np.dtype(dtype)
+        self.expected = math.prod(self.shape) * self.dtype.itemsize
+        self.received = 0
+        self._pending = bytearray()
+        header = json.dumps({"dtype": self.dtype.str, "shape": self.shape, "codec": _CODEC,
+                             "frame": FRAME_BYTES}).encode()
+        self.write(_MAGIC + _LEN.pack(len(header)) + header)
+
+    def add(self, data) -> None:
+        """Append decoded bytes (raises ValueError past the array's size)."""
+        view = memoryview(data).cast("B")
+        if self.received + len(view) > self.expected:
+            raise ValueError(f"more than the {self.expected} bytes of the array")
+        self.received += len(view)
+        self.crc32 = zlib.crc32(view, self.crc32) & 0xFFFFFFFF
+        if not self._pending and len(view) == FRAME_BYTES:
+            self._frame(view)
+            return
+        self._pending += view
+        while len(self._pending) >= FRAME_BYTES:
+            self._frame(memoryview(self._pending)[:FRAME_BYTES])
+            del self._pending[:FRAME_BYTES]
+
+    def add_array(self, array: np.ndarray) -> None:
+        flat = np.ascontiguousarray(array, dtype=self.dtype.newbyteorder("<")).reshape(-1)
+        view = memoryview(flat).cast("B")
+        for start in range(0, len(view), FRAME_BYTES):
+            self.add(view[start:start + FRAME_BYTES])
+
+    def _frame(self, piece) -> None:
+        blosc2 = _blosc2()
+        packed = blosc2.compress(piece, typesize=self.dtype.itemsize, codec=blosc2.Codec.LZ4,
+                                 clevel=5, filter=blosc2.Filter.SHUFFLE)
+        self.write(_LEN.pack(len(packed)))
+        self.write(packed)
+
+    def finish(self) -> tuple[str, int]:
+        if self._pending:
+            self._frame(memoryview(self._pending))
+            self._pending = bytearray()
+        if self.received != self.expected:
+            raise ValueError(f"the array has {self.expected} bytes, {self.received} were given")
+        return super().finish()
+
+
+def _open_voxels(f) -> dict:
+    if f.read(len(_MAGIC)) != _MAGIC:
+        raise ValueError(f"{f.name}: not a voxel blob")
+    (n,) = _LEN.unpack(f.read(_LEN.size))
+    return json.loads(f.read(n))
+
+
+def voxel_frames(path: str | os.PathLike) -> Iterator[bytes]:
+    """The compressed frames of a voxel blob, in order (each a blosc2 chunk)."""
+    with open(path, "rb") as f:
+        _open_voxels(f)
+        while head := f.read(_LEN.size):
+            (n,) = _LEN.unpack(head)
+            frame = f.read(n)
+            if len(frame) != n:
+                raise ValueError(f"{path}: the voxel blob is truncated")
+            yield frame
+
+
+def voxel_chunks(path: str | os.PathLike) -> Iterator[bytes]:
+    """The decoded bytes of a voxel blob, one frame at a time."""
+    blosc2 = _blosc2()
+    for frame in voxel_frames(path):
+        yield blosc2.decompress(frame)
+
+
+def read_voxels(path: str | os.PathLike) -> np.ndarray:
+    """The array of a voxel blob."""
+    blosc2 = _blosc2()
+    with open(path, "rb") as f:
+        header = _open_voxels(f)
+    dtype = np.dtype(header["dtype"])
+    shape = tuple(header["shape"])
+    out = np.empty(shape, dtype=dtype)
+    view = memoryview(out.reshape(-1)).cast("B")
+    at = 0
+    for frame in voxel_frames(path):
+        data = blosc2.decompress(frame)
+        if at + len(data) > len(view):
+            raise ValueError(f"{path}: the voxel blob holds more than its header declares")
+        view[at:at + len(data)] = data
+        at += len(data)
+    if at != len(view):
+        raise ValueError(f"{path}: the voxel blob holds {at} of {len(view)} bytes")
+    return out

@@ -1,0 +1,177 @@
+"""The Store servicer: translation only. Unpack the proto, await the store, pack the reply."""
+
+from __future__ import annotations
+
+import contextlib
+
+from medcompute.proto import wire
+from medcompute.proto.v1 import image_pb2, store_pb2, store_pb2_grpc
+from medcompute.server import store_admin
+from medcompute.server.dicom_meta import CONDITIONS
+from medcompute.server.errors import InvalidArgument
+from medcompute.server.guard import Guard, rpc
+from medcompute.server.image_catalog import FindFilter, ImageRecord
+from medcompute.server.store import METADATA_TEXT_FIELDS, ImageStore
+
+__all__ = ["StoreServicer", "image_message", "metadata_from", "metadata_message"]
+
+_KINDS = {store_pb2.IMAGE_KIND_UNSPECIFIED: "", store_pb2.ORIGINAL: "original",
+          store_pb2.DERIVED: "derived"}
+_KIND_CODES = {name: code for code, name in _KINDS.items() if name}
+_FORMATS = {store_pb2.STORED_VOXELS: "voxels", store_pb2.STORED_DICOM: "dicom"}
+
+
+def metadata_from(msg: store_pb2.ImageMetadata) -> dict:
+    """The metadata a caller gave, as the store's dict (unset fields left out)."""
+    meta: dict = {name: getattr(msg, name) for name in METADATA_TEXT_FIELDS
+                  if getattr(msg, name)}
+    if msg.sop_instance_uids:
+        meta["sop_instance_uids"] = list(msg.sop_instance_uids)
+    for name in ("window_center", "window_width"):
+        if msg.HasField(name):
+            meta[name] = getattr(msg, name)
+    conditions: dict = {name: getattr(msg.conditions, name) for name in CONDITIONS
+                        if msg.conditions.HasField(name)}
+    if msg.conditions.other:
+        conditions["other"] = dict(msg.conditions.other)
+    if conditions:
+        meta["conditions"] = conditions
+    return meta
+
+
+def metadata_message(meta: dict) -> store_pb2.ImageMetadata:
+    conditions = dict(meta.get("conditions", {}))
+    other = conditions.pop("other", {})
+    msg = store_pb2.ImageMetadata(
+        **{name: meta.get(name, "") for name in METADATA_TEXT_FIELDS},
+        sop_instance_uids=meta.get("sop_instance_uids", []),
+        conditions=store_pb2.ImagingConditions(**conditions, other=other))
+    for name in ("window_center", "window_width"):
+        if name in meta:
+            setattr(msg, name, meta[name])
+    return msg
+
+
+def image_message(r: ImageRecord) -> store_pb2.StoredImage:
+    msg = store_pb2.StoredImage(
+        image_id=r.id, owner=r.owner, kind=_KIND_CODES[r.kind],
+        metadata=metadata_message(r.metadata), shape=r.shape,
+        dtype=wire.dtype_to_proto(r.dtype), spacing_mm=r.spacing or (), size=r.size,
+        crc32=r.crc32, dicom_files=len(r.file_sizes), stored_bytes=r.stored_bytes,
+        created_at=r.created_at, source_image_id=r.source_id,
+        operand_image_ids=r.operand_ids, operations=r.operations, derivation=r.derivation,
+        job_id=r.job_id)
+    if r.expires_at is not None:
+        msg.expires_at = r.expires_at
+    return msg
+
+
+def _filter(request: store_pb2.FindRequest) -> FindFilter:
+    kind = _KINDS.get(request.kind)
+    if kind is None:
+        raise InvalidArgument(f"unknown image kind {request.kind}", "kind")
+    return FindFilter(patient_id=request.patient_id, study_uid=request.study_instance_uid,
+                      series_uid=request.series_instance_uid, modality=request.modality,
+                      date_from=request.date_from, date_to=request.date_to,
+                      registered_by=request.registered_by, kind=kind,
+                      source_id=request.source_image_id)
+
+
+async def _chunks(request_iterator):
+    index = 0
+    async for message in request_iterator:
+        index += 1
+        if message.WhichOneof("msg") != "chunk":
+            raise InvalidArgument("only the first message carries a header; the rest are chunks",
+                                  f"request[{index}]")
+        yield index, message.chunk
+
+
+class StoreServicer(store_pb2_grpc.StoreServicer):
+    def __init__(self, store: ImageStore, guard: Guard):
+        self.store = store
+        self.guard = guard
+
+    @rpc("store.register", "store")
+    async def Register(self, request_iterator, context, call):
+        first = await anext(aiter(request_iterator), None)
+        if first is None or first.WhichOneof("msg") != "header":
+            raise InvalidArgument("the first message must carry the header", "request[0].header")
+        header = first.header
+        if not header.HasField("image"):
+            raise InvalidArgument("expected the image's descriptor", "header.image")
+        record, existing = await self.store.register(
+            header.image, _chunks(request_iterator), owner=call.principal.subscriber,
+            metadata=metadata_from(header.metadata), retention=header.retention_seconds)
+        call.object_id = record.id
+        return store_pb2.RegisterReply(image=image_message(record), existing=existing)
+
+    @rpc("store.find", ("store", "receive"))
+    async def Find(self, request, context, call):
+        records, token = await self.store.find(_filter(request), owner=call.principal.subscriber,
+                                               page_size=request.page_size,
+                                               page_token=request.page_token)
+        return store_pb2.FindReply(images=[image_message(r) for r in records],
+                                   next_page_token=token)
+
+    @rpc("store.get", ("store", "receive"))
+    async def Get(self, request, context, call):
+        call.object_id = request.image_id
+        fmt = _FORMATS.get(request.format)
+        if fmt is None:
+            raise InvalidArgument(f"unknown format {request.format}", "format")
+        record = await self.store.get(request.image_id, owner=call.principal.subscriber)
+        info, payloads = self.store.stream(record, fmt, request.compression)
+        data = image_pb2.ImageDescriptor(
+            encoding=info.encoding, shape=record.shape, dtype=wire.dtype_to_proto(record.dtype),
+            spacing_mm=record.spacing or (), file_sizes=info.file_sizes,
+            compression=info.compression, size=info.size, crc32=info.crc32)
+        yield store_pb2.GetResponse(header=store_pb2.GetHeader(image=image_message(record),
+                                                               data=data))
+        if request.header_only:
+            await payloads.aclose()
+            return
+        async with contextlib.aclosing(payloads):
+            async for payload in payloads:
+                response = store_pb2.GetResponse()
+                response.chunk.data = payload
+                yield response
+
+    @rpc("store.delete", "store")
+    async def Delete(self, request, context, call):
+        call.object_id = request.image_id
+        freed = await self.store.delete(request.image_id, owner=call.principal.subscriber)
+        return store_pb2.DeleteReply(freed_bytes=freed)
+
+    @rpc("store.preview", ("store", "receive"))
+    async def Preview(self, request, context, call):
+        call.object_id = request.image_id
+        window = {}
+        if request.HasField("window_center"):
+            window["center"] = request.window_center
+        if request.HasField("window_width"):
+            window["width"] = request.window_width
+        p = await self.store.preview(request.image_id, owner=call.principal.subscriber,
+                                     max_size=request.max_size, **window)
+        return store_pb2.PreviewReply(png=p.png, width=p.width, height=p.height,
+                                      rendering=p.rendering)
+
+    @rpc("store.verify", "admin")
+    async def Verify(self, request, context, call):
+        r = await store_admin.verify(self.store)
+        return store_pb2.VerifyReply(
+            images=r.images, blobs=r.blobs, bytes=r.bytes, unreferenced_blobs=r.unreferenced,
+            problems=[store_pb2.VerifyProblem(image_id=i, blob=b, problem=p)
+                      for i, b, p in r.problems])
+
+    @rpc("store.backup", "admin")
+    async def Backup(self, request, context, call):
+        r = await store_admin.backup(self.store, request.destination)
+        return store_pb2.BackupReply(destination=r.destination, images=r.images, blobs=r.blobs,
+                                     bytes=r.bytes)
+
+    @rpc("store.purge", "admin")
+    async def Purge(self, request, context, call):
+        r = await store_admin.purge(self.store, dry_run=request.dry_run)
+        return store_pb2.PurgeReply(image_ids=r.image_ids, freed_bytes=r.freed_bytes,
+                                    blobs_removed=r.blobs_removed)
