@@ -37,6 +37,7 @@ from medcompute.server.guard import Guard
 from medcompute.server.keys import KeyStore
 from medcompute.server.service import ProcessingService
 from medcompute.server.servicer import ProcessingServicer
+from medcompute.server.status import UndecodableRequests
 from medcompute.server.store import ImageStore
 from medcompute.server.store_admin import maintain
 from medcompute.server.store_servicer import StoreServicer
@@ -158,7 +159,7 @@ async def start(config: ServerConfig) -> Running:
     try:
         await store.open()
         await dispatcher.start()
-        server = grpc.aio.server(options=[
+        server = grpc.aio.server(interceptors=[UndecodableRequests()], options=[
             ("grpc.max_receive_message_length", MESSAGE_LIMIT),
             ("grpc.max_send_message_length", MESSAGE_LIMIT),
         ])

@@ -18,7 +18,7 @@ from google.protobuf.message import DecodeError
 
 from medcompute.server.errors import MedcomputeError
 
-__all__ = ["maps_errors", "status_of"]
+__all__ = ["maps_errors", "status_of", "UndecodableRequests"]
 
 log = logging.getLogger(__name__)
 
@@ -63,3 +63,57 @@ def maps_errors(method):
             code, details = status_of(exc)
             await context.abort(code, details)
     return unary
+
+
+class _Undecodable:
+    """Stands in for a unary request whose bytes did not parse."""
+
+    def __init__(self, error: DecodeError):
+        self.error = error
+
+
+class UndecodableRequests(grpc.aio.ServerInterceptor):
+    """Answers a unary request that does not parse with INVALID_ARGUMENT.
+
+    gRPC decodes a unary request before the method runs, so no error mapping around the
+    method sees the failure, and gRPC itself would answer INTERNAL. This interceptor lets
+    the decoding failure through as a value and aborts the call with the caller's status.
+    (Requests of client-streaming calls are decoded as the method reads them, where
+    :func:`status_of` maps the error.)
+    """
+
+    async def intercept_service(self, continuation, details):
+        handler = await continuation(details)
+        if handler is None or handler.request_streaming or handler.request_deserializer is None:
+            return handler
+        decode = handler.request_deserializer
+
+        def deserializer(data):
+            try:
+                return decode(data)
+            except DecodeError as exc:
+                return _Undecodable(exc)
+
+        if handler.response_streaming:
+            inner_stream = handler.unary_stream
+
+            async def streamed(request, context):
+                if isinstance(request, _Undecodable):
+                    await context.abort(*status_of(request.error))
+                async for item in inner_stream(request, context):
+                    yield item
+
+            return grpc.unary_stream_rpc_method_handler(
+                streamed, request_deserializer=deserializer,
+                response_serializer=handler.response_serializer)
+
+        inner = handler.unary_unary
+
+        async def unary(request, context):
+            if isinstance(request, _Undecodable):
+                await context.abort(*status_of(request.error))
+            return await inner(request, context)
+
+        return grpc.unary_unary_rpc_method_handler(
+            unary, request_deserializer=deserializer,
+            response_serializer=handler.response_serializer)

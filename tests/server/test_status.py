@@ -1,0 +1,62 @@
+"""Error mapping: domain errors and undecodable requests become precise status codes."""
+
+import grpc
+import pytest
+
+from medcompute.proto.v1 import processing_pb2, processing_pb2_grpc, store_pb2, store_pb2_grpc
+from medcompute.server.errors import NotFound
+from medcompute.server.status import UndecodableRequests, maps_errors
+
+pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(60)]
+
+CORRUPT = b"\x12\xff\xff\xff\xff\x0f"  # a length-delimited field longer than the message
+
+
+class _Processing(processing_pb2_grpc.ProcessingServicer):
+    @maps_errors
+    async def ListOperations(self, request, context):
+        return processing_pb2.ListOperationsResponse()
+
+
+class _Store(store_pb2_grpc.StoreServicer):
+    @maps_errors
+    async def Get(self, request, context):
+        if request.image_id != "known":
+            raise NotFound("no such image", "image_id")
+        yield store_pb2.GetResponse(header=store_pb2.GetHeader())
+
+
+async def _serve():
+    server = grpc.aio.server(interceptors=[UndecodableRequests()])
+    processing_pb2_grpc.add_ProcessingServicer_to_server(_Processing(), server)
+    store_pb2_grpc.add_StoreServicer_to_server(_Store(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    return server, f"127.0.0.1:{port}"
+
+
+async def test_an_undecodable_unary_request_is_invalid_argument():
+    server, address = await _serve()
+    try:
+        async with grpc.aio.insecure_channel(address) as channel:
+            identity = dict(request_serializer=lambda b: b, response_deserializer=lambda b: b)
+            ops = channel.unary_unary("/medcompute.v1.Processing/ListOperations", **identity)
+            get = channel.unary_stream("/medcompute.v1.Store/Get", **identity)
+            for call in (lambda: ops(CORRUPT), lambda: _drain(get(CORRUPT))):
+                with pytest.raises(grpc.aio.AioRpcError) as info:
+                    await call()
+                assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+                assert "could not be parsed" in info.value.details()
+            # Valid requests still reach the methods, and their own errors still map.
+            assert await ops(b"") == b""
+            known = store_pb2.GetRequest(image_id="known").SerializeToString()
+            assert len(await _drain(get(known))) == 1
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await _drain(get(store_pb2.GetRequest(image_id="x").SerializeToString()))
+            assert info.value.code() == grpc.StatusCode.NOT_FOUND
+    finally:
+        await server.stop(None)
+
+
+async def _drain(call):
+    return [item async for item in call]
