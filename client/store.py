@@ -252,13 +252,14 @@ class StoreClient:
         image, data = StoredImage(first.header.image), first.header.data
         buffer = bytearray(data.size)
         decoder = wire.ChunkDecoder(data.compression, "data")
-        got = 0
+        got = crc = 0
         bar = _progress(data.size, "download", progress)
         for message in responses:
             piece = decoder.decode(message.chunk.data)
             if got + len(piece) > data.size:
                 raise ServiceError(grpc.StatusCode.DATA_LOSS, "more bytes than declared arrived")
             buffer[got:got + len(piece)] = piece
+            crc = wire.crc32(piece, crc)   # while the next chunk is on its way
             got += len(piece)
             if bar is not None:
                 bar.update(len(piece))
@@ -267,7 +268,7 @@ class StoreClient:
         if got != data.size:
             raise ServiceError(grpc.StatusCode.DATA_LOSS,
                                f"the stream ended after {got} of {data.size} bytes")
-        if data.HasField("crc32") and wire.crc32(buffer) != data.crc32:
+        if data.HasField("crc32") and crc != data.crc32:
             raise ServiceError(grpc.StatusCode.DATA_LOSS, "the checksum does not match")
         if data.encoding == image_pb2.RAW:
             dtype = wire.dtype_from_proto(data.dtype, "data.dtype")
