@@ -44,6 +44,14 @@ class ServiceError(Exception):
         super().__init__(f"{code.name}: {details}")
 
 
+def call(fn, *args, **kwargs):
+    """``fn(*args, **kwargs)``, with a failed RPC raised as :class:`ServiceError`."""
+    try:
+        return fn(*args, **kwargs)
+    except grpc.RpcError as exc:
+        raise ServiceError(exc.code(), exc.details() or "") from None
+
+
 @dataclass
 class Result:
     """A processed image and what was done to produce it."""
@@ -184,11 +192,7 @@ class Client:
 
         return StoreClient(channel=self._channel, timeout=self.timeout)
 
-    def _call(self, fn, *args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except grpc.RpcError as exc:
-            raise ServiceError(exc.code(), exc.details() or "") from None
+    _call = staticmethod(call)
 
     # -- administration (admin role) ------------------------------------------------
     def create_key(self, subscriber: str, roles, *, certificate_sha256: str = "",

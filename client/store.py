@@ -24,6 +24,7 @@ from medcompute.client.client import (
     _descriptor,
     _payload,
     _progress,
+    call,
 )
 from medcompute.client.io import read_input
 from medcompute.proto import wire
@@ -159,11 +160,7 @@ class StoreClient:
         if self._own:
             self._channel.close()
 
-    def _call(self, fn, *args, **kwargs):
-        try:
-            return fn(*args, **kwargs)
-        except grpc.RpcError as exc:
-            raise ServiceError(exc.code(), exc.details() or "") from None
+    _call = staticmethod(call)
 
     # -- register -------------------------------------------------------------------
     def register(self, image, *, spacing: Sequence[float] | None = None,

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from medcompute.proto import wire
 from medcompute.proto.v1 import image_pb2, processing_pb2, processing_pb2_grpc
-from medcompute.server.errors import InvalidArgument
 from medcompute.server.guard import Guard, rpc
 from medcompute.server.operations import OPERATIONS
 from medcompute.server.service import Outcome, ProcessingService
-from medcompute.server.transport import result_chunks
+from medcompute.server.transport import header_and_chunks, result_chunks
 
 __all__ = ["ProcessingServicer", "result_header", "usage_message"]
 
@@ -46,16 +45,6 @@ def result_header(outcome: Outcome, compression: int) -> processing_pb2.ResultHe
         stored_image_id=outcome.stored_image_id, reused=outcome.reused)
 
 
-async def _chunks(request_iterator):
-    index = 0
-    async for message in request_iterator:
-        index += 1
-        if message.WhichOneof("msg") != "chunk":
-            raise InvalidArgument("only the first message carries a header; the rest are chunks",
-                                  f"request[{index}]")
-        yield index, message.chunk
-
-
 def operations_message() -> processing_pb2.ListOperationsResponse:
     specs = []
     for spec in OPERATIONS.values():
@@ -74,12 +63,9 @@ class ProcessingServicer(processing_pb2_grpc.ProcessingServicer):
 
     @rpc("process", "process", job=True)
     async def Process(self, request_iterator, context, call):
-        first = await anext(aiter(request_iterator), None)
-        if first is None or first.WhichOneof("msg") != "header":
-            raise InvalidArgument("the first message must carry the header", "request[0].header")
-        header = first.header
+        header, chunks = await header_and_chunks(request_iterator)
         outcome = await self.service.process(
-            header, _chunks(request_iterator), subscriber=call.principal.subscriber,
+            header, chunks, subscriber=call.principal.subscriber,
             on_job=lambda job_id: setattr(call, "object_id", job_id))
         try:
             compression = header.result_compression

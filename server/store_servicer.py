@@ -12,6 +12,7 @@ from medcompute.server.errors import InvalidArgument
 from medcompute.server.guard import Guard, rpc
 from medcompute.server.image_catalog import FindFilter, ImageRecord
 from medcompute.server.store import METADATA_TEXT_FIELDS, ImageStore
+from medcompute.server.transport import header_and_chunks
 
 __all__ = ["StoreServicer", "image_message", "metadata_from", "metadata_message"]
 
@@ -77,16 +78,6 @@ def _filter(request: store_pb2.FindRequest) -> FindFilter:
                       source_id=request.source_image_id)
 
 
-async def _chunks(request_iterator):
-    index = 0
-    async for message in request_iterator:
-        index += 1
-        if message.WhichOneof("msg") != "chunk":
-            raise InvalidArgument("only the first message carries a header; the rest are chunks",
-                                  f"request[{index}]")
-        yield index, message.chunk
-
-
 class StoreServicer(store_pb2_grpc.StoreServicer):
     def __init__(self, store: ImageStore, guard: Guard):
         self.store = store
@@ -94,14 +85,11 @@ class StoreServicer(store_pb2_grpc.StoreServicer):
 
     @rpc("store.register", "store")
     async def Register(self, request_iterator, context, call):
-        first = await anext(aiter(request_iterator), None)
-        if first is None or first.WhichOneof("msg") != "header":
-            raise InvalidArgument("the first message must carry the header", "request[0].header")
-        header = first.header
+        header, chunks = await header_and_chunks(request_iterator)
         if not header.HasField("image"):
             raise InvalidArgument("expected the image's descriptor", "header.image")
         record, existing = await self.store.register(
-            header.image, _chunks(request_iterator), owner=call.principal.subscriber,
+            header.image, chunks, owner=call.principal.subscriber,
             metadata=metadata_from(header.metadata), retention=header.retention_seconds)
         call.object_id = record.id
         return store_pb2.RegisterReply(image=image_message(record), existing=existing)

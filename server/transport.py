@@ -22,7 +22,8 @@ from medcompute.proto import wire
 from medcompute.proto.v1 import image_pb2
 from medcompute.server.errors import InvalidArgument, ResourceExhausted
 
-__all__ = ["ExpectedImage", "Spool", "expect_image", "receive_images", "result_chunks"]
+__all__ = ["ExpectedImage", "Spool", "expect_image", "receive_images", "result_chunks",
+           "header_and_chunks"]
 
 MAX_DIMS = 4
 
@@ -126,6 +127,28 @@ class Spool:
         for p in paths:
             if p:
                 Path(p).unlink(missing_ok=True)
+
+
+async def header_and_chunks(request_iterator):
+    """Split a request stream of one header message then chunk messages.
+
+    Returns the header and an async iterator of (message index, Chunk) that refuses any
+    further header. InvalidArgument when the first message carries no header.
+    """
+    first = await anext(aiter(request_iterator), None)
+    if first is None or first.WhichOneof("msg") != "header":
+        raise InvalidArgument("the first message must carry the header", "request[0].header")
+
+    async def chunks():
+        index = 0
+        async for message in request_iterator:
+            index += 1
+            if message.WhichOneof("msg") != "chunk":
+                raise InvalidArgument("only the first message carries a header; the rest are "
+                                      "chunks", f"request[{index}]")
+            yield index, message.chunk
+
+    return first.header, chunks()
 
 
 async def receive_images(chunks: AsyncIterator, expected: list[ExpectedImage],
