@@ -5,8 +5,9 @@ PY      := $(VENV)/bin/python
 ADDRESS ?= 127.0.0.1:50051
 DATA_DIR ?= data
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
-.PHONY: run test proto bench clean
+.PHONY: run test fuzz proto bench bench-quick clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +30,24 @@ run: $(VENV)/.installed
 ## test: set up .venv with the test extras and run the whole suite
 test: $(VENV)/.installed-test
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+## fuzz: the property-based fuzz tests with thousands of examples each (make test runs a few dozen)
+fuzz: $(VENV)/.installed-test
+	MEDCOMPUTE_FUZZ_PROFILE=long $(PY) -m pytest tests/fuzz $(PYTEST_ARGS)
+
+# ... plus the benchmark extras (plots, SimpleITK baselines).
+$(VENV)/.installed-bench: pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e '.[bench]'
+	touch $@ $(VENV)/.installed
+
+## bench: set up .venv with the bench extras, run the whole harness, write
+## benchmarks/results/<timestamp>-full.json and benchmarks/results/report.html
+bench: $(VENV)/.installed-bench
+	$(PY) benchmarks/run.py $(BENCH_ARGS)
+
+## bench-quick: the same in a few minutes on a 2-core machine (fewer repeats)
+bench-quick: $(VENV)/.installed-bench
+	$(PY) benchmarks/run.py --quick $(BENCH_ARGS)
 
 ## proto: regenerate proto/v1 from proto/medcompute/v1/*.proto
 proto: $(VENV)/.installed-test

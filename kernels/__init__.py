@@ -8,6 +8,7 @@ No I/O, no service or cluster code lives here, and importing this package
 does not import CuPy.
 """
 
+from ._opencv import cpu_threads, set_cpu_threads
 from .arithmetic import add, subtract
 from .backend import (
     Backend,
@@ -40,6 +41,7 @@ __all__ = [
     "bandpass",
     "butterworth_mask",
     "cpu_backend",
+    "cpu_threads",
     "derivative_kernel",
     "edge",
     "edge_kernels",
@@ -56,6 +58,7 @@ __all__ = [
     "projected_spacing",
     "register_backend",
     "saturating_cast",
+    "set_cpu_threads",
     "slab_count",
     "subtract",
     "window_radius",

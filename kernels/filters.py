@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from . import _params as P
+from ._separable import correlate_terms, gaussian_weights
 from .backend import backend_for
 
 __all__ = [
@@ -34,6 +35,8 @@ _EDGE_SMOOTHING = {
     "scharr": (3.0, 10.0, 3.0),
 }
 _EDGE_DERIVATIVE = (-1.0, 0.0, 1.0)
+#: scipy.ndimage.gaussian_filter smooths only along axes whose sigma exceeds this.
+_SIGMA_EPS = 1e-15
 
 
 def gaussian(
@@ -85,18 +88,19 @@ def gaussian(
     >>> gaussian(np.zeros((8, 8)), (3.0, 1.5), spacing=(1.5, 0.5), units="mm").shape
     (8, 8)
     """
-    backend = backend_for(image)
     ndim = P.image_ndim(image)
     sigma_vox = P.lengths(
         sigma, "sigma", ndim=ndim, units=units, spacing=spacing, allow_zero=True
     )
     truncate = P.truncate_of(truncate)
-    mode = P.mode_of(mode)
-    cval = P.finite(cval, "cval")
-    img = image.astype(P.compute_dtype(dtype), copy=False)
-    return backend.ndimage.gaussian_filter(
-        img, sigma_vox, mode=mode, cval=cval, truncate=truncate
-    )
+    weights = tuple(_smoothing(s, truncate) for s in sigma_vox)
+    return correlate_terms(image, [(1.0, weights)], mode=P.mode_of(mode),
+                           cval=P.finite(cval, "cval"), dtype=P.compute_dtype(dtype))
+
+
+def _smoothing(sigma: float, truncate: float) -> tuple[float, ...] | None:
+    """Gaussian weights along one axis; None where scipy leaves the axis alone."""
+    return gaussian_weights(sigma, truncate=truncate) if sigma > _SIGMA_EPS else None
 
 
 def mean(
@@ -139,16 +143,14 @@ def mean(
     Examples
     --------
     >>> import numpy as np
-    >>> mean(np.arange(5, dtype=np.uint8), 3).tolist()
-    [0.3333333432674408, 1.0, 2.0, 3.0, 3.6666667461395264]
+    >>> [round(v, 6) for v in mean(np.arange(5, dtype=np.uint8), 3).tolist()]
+    [0.333333, 1.0, 2.0, 3.0, 3.666667]
     """
-    backend = backend_for(image)
     ndim = P.image_ndim(image)
     sizes = P.window_sizes(size, "size", ndim=ndim, units=units, spacing=spacing)
-    mode = P.mode_of(mode)
-    cval = P.finite(cval, "cval")
-    img = image.astype(P.compute_dtype(dtype), copy=False)
-    return backend.ndimage.uniform_filter(img, sizes, mode=mode, cval=cval)
+    weights = tuple((1.0 / n,) * n if n > 1 else None for n in sizes)
+    return correlate_terms(image, [(1.0, weights)], mode=P.mode_of(mode),
+                           cval=P.finite(cval, "cval"), dtype=P.compute_dtype(dtype))
 
 
 def median(
@@ -252,41 +254,23 @@ def laplacian(
     >>> float(laplacian((x**2 + y**2).astype(np.int16))[2, 2])
     4.0
     """
-    backend = backend_for(image)
     ndim = P.image_ndim(image)
     sigma_vox = P.lengths(
         sigma, "sigma", ndim=ndim, units=units, spacing=spacing, allow_zero=True
     )
     truncate = P.truncate_of(truncate)
-    mode = P.mode_of(mode)
-    cval = P.finite(cval, "cval")
-    img = image.astype(P.compute_dtype(dtype), copy=False)
-    nd = backend.ndimage
-    second = P.as_weights(backend.xp, derivative_kernel(2))
-    smoothed = None  # the image smoothed along every axis, for axes with sigma 0
-    # Same summation order as scipy.ndimage.generic_laplace, so the two plain
-    # cases match laplace / gaussian_laplace exactly.
-    result = None
+    smoothing = [_smoothing(s, truncate) for s in sigma_vox]
+    # One term per axis, summed in axis order as scipy.ndimage.generic_laplace
+    # does: the second derivative along the axis (of the Gaussian where its sigma
+    # is > 0, else [1, -2, 1]) and the Gaussian along every other axis.
+    terms = []
     for axis in range(ndim):
-        if sigma_vox[axis] > 0:
-            orders = [0] * ndim
-            orders[axis] = 2
-            term = nd.gaussian_filter(
-                img, sigma_vox, order=orders, mode=mode, cval=cval, truncate=truncate
-            )
-        else:
-            if smoothed is None:
-                smoothed = img
-                if any(s > 0 for s in sigma_vox):
-                    smoothed = nd.gaussian_filter(
-                        img, sigma_vox, mode=mode, cval=cval, truncate=truncate
-                    )
-            term = nd.correlate1d(smoothed, second, axis, mode=mode, cval=cval)
-        if result is None:
-            result = term
-        else:
-            result += term
-    return result
+        weights = list(smoothing)
+        weights[axis] = (gaussian_weights(sigma_vox[axis], 2, truncate=truncate)
+                         if smoothing[axis] is not None else derivative_kernel(2))
+        terms.append((1.0, tuple(weights)))
+    return correlate_terms(image, terms, mode=P.mode_of(mode),
+                           cval=P.finite(cval, "cval"), dtype=P.compute_dtype(dtype))
 
 
 def derivative_kernel(order: int) -> tuple[float, ...]:
@@ -363,7 +347,6 @@ def gradient(
     >>> gradient(np.array([0, 2, 4, 6], np.uint8), 0, spacing=(0.5,), per_mm=True).tolist()
     [2.0, 4.0, 4.0, 2.0]
     """
-    backend = backend_for(image)
     ndim = P.image_ndim(image)
     axis = P.axis_of(axis, ndim)
     weights = derivative_kernel(order)
@@ -374,12 +357,10 @@ def gradient(
             raise ValueError("per_mm: given but the image has no voxel spacing")
         scale = 1.0 / spacing[axis] ** order
         weights = tuple(w * scale for w in weights)
-    mode = P.mode_of(mode)
-    cval = P.finite(cval, "cval")
-    img = image.astype(P.compute_dtype(dtype), copy=False)
-    return backend.ndimage.correlate1d(
-        img, P.as_weights(backend.xp, weights), axis, mode=mode, cval=cval
-    )
+    along = [None] * ndim
+    along[axis] = weights
+    return correlate_terms(image, [(1.0, tuple(along))], mode=P.mode_of(mode),
+                           cval=P.finite(cval, "cval"), dtype=P.compute_dtype(dtype))
 
 
 def edge_kernels(operator: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -452,28 +433,16 @@ def edge(
     >>> edge(np.array([[0, 0, 1, 1]] * 3, np.uint8))[1].tolist()
     [0.0, 4.0, 4.0, 0.0]
     """
-    backend = backend_for(image)
     ndim = P.image_ndim(image)
     derivative, smoothing = edge_kernels(operator)
     axes = _axes_of(axes, ndim)
-    mode = P.mode_of(mode)
-    cval = P.finite(cval, "cval")
-    img = image.astype(P.compute_dtype(dtype), copy=False)
-    nd = backend.ndimage
-    d_weights = P.as_weights(backend.xp, derivative)
-    s_weights = P.as_weights(backend.xp, smoothing)
-    magnitude = None
+    terms = []
     for axis in axes:
-        term = nd.correlate1d(img, d_weights, axis, mode=mode, cval=cval)
-        for other in range(ndim):
-            if other != axis:
-                term = nd.correlate1d(term, s_weights, other, mode=mode, cval=cval)
-        term *= term
-        if magnitude is None:
-            magnitude = term
-        else:
-            magnitude += term
-    return backend.xp.sqrt(magnitude, out=magnitude)
+        weights = [smoothing] * ndim
+        weights[axis] = derivative
+        terms.append((1.0, tuple(weights), axis))  # the derivative first, as scipy
+    return correlate_terms(image, terms, combine="hypot", mode=P.mode_of(mode),
+                           cval=P.finite(cval, "cval"), dtype=P.compute_dtype(dtype))
 
 
 def _axes_of(axes: Any, ndim: int) -> tuple[int, ...]:

@@ -633,9 +633,11 @@ def _decode_part(ds: Dataset, vol: Volume, p: int, out: np.ndarray, slot: dict,
             elif not integer and (slope != 1.0 or intercept != 0.0):
                 out[k] = frame.astype(np.float64) * slope + intercept
             count += 1
-    except (MemoryError, InvalidArgument):
+    except (MemoryError, InvalidArgument, KeyboardInterrupt, SystemExit):
         raise
-    except Exception as exc:  # noqa: BLE001 - decoder plugins raise many types on damaged data
+    # Decoder plugins raise many types on damaged data; the Rust ones (pylibjpeg-rle) panic
+    # with a PanicException, which is not an Exception.
+    except BaseException as exc:  # noqa: BLE001
         raise InvalidArgument(
             f"the pixel data ({syntax.name}) could not be decoded ({type(exc).__name__}); the "
             "file is damaged or its compressed data is invalid; re-export it", where) from None

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from google.protobuf import unknown_fields
 
-from medcompute.kernels import projected_spacing, slab_count
+from medcompute.kernels import gaussian_sigma_for_cutoff, projected_spacing, slab_count
 from medcompute.kernels._params import nearest_odd
 from medcompute.proto.v1 import operations_pb2 as ops_pb2
 from medcompute.server.errors import InvalidArgument
@@ -50,6 +50,11 @@ PROJECTIONS = {
     ops_pb2.SUM: "sum",
 }
 DEFAULT_TRUNCATE = 4.0
+#: How far a kernel may reach from a voxel along an axis, in voxels. A larger one is refused
+#: before it is allocated: it would exhaust a worker's memory or run for hours.
+MAX_REACH = 4096
+#: Voxels in a median window (the median's work per voxel grows with them).
+MAX_WINDOW = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -126,6 +131,24 @@ def _need_spacing(geom: Geometry, name: str) -> tuple[float, ...]:
     return geom.spacing
 
 
+def _to_voxels(mm: Sequence[float], spacing: Sequence[float], name: str) -> tuple[float, ...]:
+    """Millimetres over spacing, each axis; refused when that is too large for a float."""
+    values = tuple(v / s for v, s in zip(mm, spacing))
+    for axis, (v, s) in enumerate(zip(mm, spacing)):
+        if not math.isfinite(v / s):
+            raise InvalidArgument(f"{v:g} mm is more voxels than a number can hold at the "
+                                  f"image's spacing of {s:g} mm (axis {axis})", name)
+    return values
+
+
+def _check_reach(reach: Sequence[float], name: str, what: str) -> None:
+    """Refuse a kernel that reaches more than MAX_REACH voxels from a voxel."""
+    worst = max(reach, default=0.0)
+    if not worst <= MAX_REACH:
+        raise InvalidArgument(f"{what} would reach {worst:.4g} voxels from each voxel; at most "
+                              f"{MAX_REACH} are allowed", name)
+
+
 def _lengths(msg, base: str, geom: Geometry, field: str, *, required: bool,
              minimum: float, strict: bool, odd_from_mm: bool = False):
     """Per-axis voxel lengths from ``base`` (voxels) or ``base_mm``; also the params to report."""
@@ -145,8 +168,7 @@ def _lengths(msg, base: str, geom: Geometry, field: str, *, required: bool,
     name = f"{field}.{base}_mm"
     given = _per_axis(mm, geom.ndim, name)
     given = tuple(_finite(v, name, minimum=minimum, strict=strict) for v in given)
-    spacing = _need_spacing(geom, name)
-    values = tuple(v / s for v, s in zip(given, spacing))
+    values = _to_voxels(given, _need_spacing(geom, name), name)
     if odd_from_mm:
         values = tuple(float(nearest_odd(v)) for v in values)
     return values, (Param(base, values, unit="voxel"), Param(base + "_mm", given, unit="mm"))
@@ -185,6 +207,8 @@ def _neighbourhood(msg, field: str) -> tuple[dict, tuple[Param, ...]]:
 def _gaussian(msg, geom, operands, field):
     sigma, p = _lengths(msg, "sigma", geom, field, required=True, minimum=0.0, strict=False)
     truncate = _truncate(msg, field)
+    _check_reach([truncate * s for s in sigma], f"{field}.{p[-1].name}",
+                 f"a Gaussian of this sigma (truncated at {truncate:g} sigma)")
     kw, pm = _neighbourhood(msg, field)
     return ResolvedOp("gaussian", "gaussian", (sigma,), dict(truncate=truncate, **kw),
                       params=p + (Param("truncate", (truncate,), unit="sigma"),) + pm), geom
@@ -194,6 +218,10 @@ def _box(kernel):
     def resolve(msg, geom, operands, field):
         size, p = _lengths(msg, "size", geom, field, required=True, minimum=1.0, strict=False,
                            odd_from_mm=True)
+        _check_reach([v // 2 for v in size], f"{field}.{p[-1].name}", f"a {kernel} window")
+        if kernel == "median" and math.prod(size) > MAX_WINDOW:
+            raise InvalidArgument(f"a median window of {int(math.prod(size))} voxels is too large; "
+                                  f"at most {MAX_WINDOW} are allowed", f"{field}.{p[-1].name}")
         if any(v != int(v) for v in size):
             raise InvalidArgument(f"must be whole voxels, got {size}", f"{field}.size")
         size = tuple(int(v) for v in size)
@@ -206,6 +234,9 @@ def _laplacian(msg, geom, operands, field):
     sigma, p = _lengths(msg, "sigma", geom, field, required=False, minimum=0.0, strict=False)
     sigma = sigma or tuple(0.0 for _ in geom.shape)
     truncate = _truncate(msg, field)
+    if p:
+        _check_reach([truncate * s for s in sigma], f"{field}.{p[-1].name}",
+                     f"a Laplacian of Gaussian of this sigma (truncated at {truncate:g} sigma)")
     kw, pm = _neighbourhood(msg, field)
     name = "laplacian of gaussian" if any(sigma) else "laplacian"
     p = p or (Param("sigma", sigma, unit="voxel"),)
@@ -253,7 +284,7 @@ def _cutoff(msg, base: str, geom: Geometry, field: str):
         name = f"{field}.{base}_mm"
         value = _finite(getattr(msg, base + "_mm"), name, minimum=0.0, strict=True)
         spacing = _need_spacing(geom, name)
-        vox = tuple(value / s for s in spacing)
+        vox = _to_voxels([value] * len(spacing), spacing, name)
         return vox, (Param(base, vox, unit="voxel"), Param(base + "_mm", (value,), unit="mm"))
     return None, ()
 
@@ -278,6 +309,11 @@ def _bandpass(msg, geom, operands, field):
     else:
         kwargs["truncate"] = _truncate(msg, field)
         params += (Param("truncate", (kwargs["truncate"],), unit="sigma"),) + pm
+        given = ph or pl
+        _check_reach([kwargs["truncate"] * gaussian_sigma_for_cutoff(c) for c in high or low],
+                     f"{field}.{given[-1].name}",
+                     f"a difference of Gaussians for this cutoff (truncated at "
+                     f"{kwargs['truncate']:g} sigma)")
     return ResolvedOp("bandpass", "bandpass", (low, high), kwargs, params=params), geom
 
 
@@ -295,7 +331,8 @@ def _slab_length(msg, base: str, geom: Geometry, axis: int, field: str) -> int |
     if has_mm:
         name = f"{field}.{base}_mm"
         value = _finite(getattr(msg, base + "_mm"), name, minimum=0.0, strict=True)
-        return max(1, round(value / _need_spacing(geom, name)[axis]))
+        [voxels] = _to_voxels([value], [_need_spacing(geom, name)[axis]], name)
+        return max(1, round(voxels))
     return None
 
 

@@ -96,12 +96,17 @@ class UndecodableRequests(grpc.aio.ServerInterceptor):
 
         if handler.response_streaming:
             inner_stream = handler.unary_stream
-
-            async def streamed(request, context):
-                if isinstance(request, _Undecodable):
-                    await context.abort(*status_of(request.error))
-                async for item in inner_stream(request, context):
-                    yield item
+            if inspect.isasyncgenfunction(inner_stream):
+                async def streamed(request, context):
+                    if isinstance(request, _Undecodable):
+                        await context.abort(*status_of(request.error))
+                    async for item in inner_stream(request, context):
+                        yield item
+            else:  # a method that sends its responses with context.write (health's Watch)
+                async def streamed(request, context):
+                    if isinstance(request, _Undecodable):
+                        await context.abort(*status_of(request.error))
+                    return await inner_stream(request, context)
 
             return grpc.unary_stream_rpc_method_handler(
                 streamed, request_deserializer=deserializer,

@@ -13,12 +13,12 @@ import os
 import platform
 import time
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, wraps
 
 import numpy as np
 
 from medcompute.proto import wire
-from medcompute.server.errors import InvalidArgument
+from medcompute.server.errors import Internal, InvalidArgument
 from medcompute.server.slabs import Region
 
 __all__ = ["InputSpec", "TaskSpec", "TaskResult", "GpuFailure", "TaskCancelled", "run_task",
@@ -296,6 +296,22 @@ def _compute(spec: TaskSpec, backend, host: list[np.ndarray]):
     return out, seconds, (seconds if gpu else None), meter.energy_joules()
 
 
+def _reported(task):
+    """A task whose BaseException that is not an Exception (a Rust library's panic) reaches
+    the server as Internal: Dask delivers only Exceptions, and the call would otherwise
+    wait for a result that never comes."""
+    @wraps(task)
+    def run(*args, **kwargs):
+        try:
+            return task(*args, **kwargs)
+        except (Exception, KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException as exc:
+            raise Internal(f"the task failed with {type(exc).__name__}") from None
+    return run
+
+
+@_reported
 def run_task(spec: TaskSpec) -> TaskResult:
     """Run one job (or one slab of it) on this worker and write its result."""
     started_at = time.time()
@@ -359,6 +375,7 @@ def _write_dicom(spec: TaskSpec, out: np.ndarray) -> tuple[tuple[int, ...], int]
     return tuple(len(b) for b in files), checksum
 
 
+@_reported
 def run_batch(specs: list[TaskSpec]) -> list:
     """Run several small jobs in one task; each gets its own result or its own error."""
     results: list = []
@@ -373,6 +390,7 @@ def run_batch(specs: list[TaskSpec]) -> list:
     return results
 
 
+@_reported
 def materialize(spec: InputSpec, path: str) -> InputSpec:
     """Decode an input (DICOM, a compressed blob) into a raw file slabs can read in parts."""
     array = np.ascontiguousarray(load_image(spec))
@@ -380,6 +398,7 @@ def materialize(spec: InputSpec, path: str) -> InputSpec:
     return InputSpec(path, "raw", tuple(array.shape), array.dtype.str, field=spec.field)
 
 
+@_reported
 def encode_dicom(spec: TaskSpec, shape: tuple[int, ...], dtype: str) -> TaskResult:
     """Turn the raw result that slabs wrote into the DICOM files the request asked for."""
     started_at = time.time()

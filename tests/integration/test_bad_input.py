@@ -257,6 +257,12 @@ def test_a_zstd_bomb(raw, client):
             "more than")
 
 
+def test_rle_data_that_makes_the_decoder_panic(raw, client):
+    blob = Path(get_testdata_file("MR_small_RLE.dcm")).read_bytes()
+    _expect(raw, client, _dicom(blob[:6036] + blob[6037:]), INVALID, "header.input.inline",
+            "could not be decoded")
+
+
 def test_dicom_output_of_a_projected_single_slice(raw, client):
     blob = Path(get_testdata_file("CT_small.dcm")).read_bytes()
     _expect(raw, client, _dicom(blob, ops=["mip:axis=0"], output_format=pb.OUTPUT_DICOM_FILE),

@@ -148,6 +148,14 @@ def test_dog_is_a_difference_of_gaussian_filters(xp, make_image, assert_close, d
                                                           truncate=3.0))
 
 
+def test_dog_with_a_vanishing_low_cutoff_keeps_the_detail(xp, make_image, assert_close):
+    # sigma ~ 2e-301: as scipy's gaussian_filter, no smoothing (not 1 / sigma**2 = 1 / 0).
+    image = make_image((8, 12), np.float32)
+    s_high = gaussian_sigma_for_cutoff(3.0)
+    out = bandpass(xp.asarray(image), 1e-300, 3.0)
+    assert_close(out, image - ndi.gaussian_filter(image, s_high, mode="nearest"))
+
+
 @pytest.mark.parametrize("shape", [(24, 20), (8, 12, 10)])
 def test_butterworth_wrap_is_fft_times_mask(xp, make_image, assert_close, shape):
     image = make_image(shape, np.int16).astype(np.float64)

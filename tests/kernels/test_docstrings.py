@@ -7,7 +7,10 @@ import pytest
 
 from medcompute import kernels
 
-MODULES = ["arithmetic", "backend", "bandpass", "cast", "filters", "footprint", "projection"]
+MODULES = [
+    "_opencv", "_separable", "arithmetic", "backend", "bandpass", "cast", "filters", "footprint",
+    "projection",
+]
 
 
 @pytest.mark.parametrize("name", MODULES)

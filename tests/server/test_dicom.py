@@ -337,6 +337,15 @@ def test_undecodable_compressed_data_is_refused_by_decode():
     _refused([data], "input.dicom[0]", "could not be decoded", call=decode)
 
 
+def test_rle_data_that_makes_the_decoder_panic_is_refused_by_decode():
+    # One byte of the RLE segments left out: the Rust decoder (pylibjpeg-rle) panics with a
+    # PanicException, which is a BaseException, not an Exception.
+    data = _bytes("MR_small_RLE.dcm")
+    data = data[:6036] + data[6037:]
+    assert read_info([data]).shape == (64, 64)
+    _refused([data], "input.dicom[0]", "could not be decoded (PanicException)", call=decode)
+
+
 def test_voxel_limit_is_a_keyword():
     assert read_info([_bytes("CT_small.dcm")], max_voxels=128 * 128).shape == (128, 128)
     _refused([_bytes("CT_small.dcm")], "input.dicom[0]", "more than the limit", max_voxels=1000)

@@ -111,6 +111,37 @@ def test_refusals_name_the_field(text, field, words):
     assert words in err.message
 
 
+TINY = Geometry((10, 20, 30), (1e-300, 0.5, 0.5))  # a spacing no real image has
+
+
+@pytest.mark.parametrize("text, geom, field, words", [
+    # Kernels that would take the worker's memory or hours are refused before dispatch.
+    ("gaussian:sigma=1e6", VOL, "gaussian.sigma", "at most 4096"),
+    ("gaussian:sigma=1,truncate=1e9", VOL, "gaussian.sigma", "truncated at 1e+09 sigma"),
+    ("laplacian:sigma=1e9", VOL, "laplacian.sigma", "at most 4096"),
+    ("mean:size=4294967295", VOL, "mean.size", "at most 4096"),
+    ("median:size=[3,1025,1025]", VOL, "median.size", "median window of 3151875 voxels"),
+    ("bandpass:low_cutoff=1,high_cutoff=1e9", VOL, "bandpass.high_cutoff", "at most 4096"),
+    ("gaussian:sigma_mm=1e6", VOL, "gaussian.sigma_mm", "at most 4096"),
+    # Millimetres whose voxel count overflows a float.
+    ("gaussian:sigma_mm=1e300", TINY, "gaussian.sigma_mm", "more voxels than a number can hold"),
+    ("mean:size_mm=1e300", TINY, "mean.size_mm", "axis 0"),
+    ("bandpass:low_cutoff_mm=1e300", TINY, "bandpass.low_cutoff_mm", "1e-300 mm"),
+    ("mip:axis=0,thickness_mm=1e300", TINY, "project.thickness_mm", "more voxels"),
+    ("mip:axis=0,thickness=2,step_mm=1e300", TINY, "project.step_mm", "more voxels"),
+])
+def test_kernels_too_large_to_run_are_refused(text, geom, field, words):
+    err = _refusal(text, geom)
+    assert err.field == f"header.pipeline[0].{field}"
+    assert words in err.message, err.message
+
+
+def test_the_largest_kernels_allowed_resolve():
+    _one("gaussian:sigma=1024")
+    _one("median:size=[1,1023,1025]")
+    _one("bandpass:low_cutoff=1,high_cutoff=1e9,method=butterworth")  # an FFT: no kernel
+
+
 def test_mm_without_spacing_says_what_to_do():
     err = _refusal("gaussian:sigma_mm=1", FLAT)
     assert err.field == "header.pipeline[0].gaussian.sigma_mm"

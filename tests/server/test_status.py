@@ -60,3 +60,21 @@ async def test_an_undecodable_unary_request_is_invalid_argument():
 
 async def _drain(call):
     return [item async for item in call]
+
+
+async def test_a_streaming_method_that_writes_its_responses_still_works():
+    # The health service's Watch sends with context.write instead of yielding.
+    from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+    server = grpc.aio.server(interceptors=[UndecodableRequests()])
+    health_pb2_grpc.add_HealthServicer_to_server(health.aio.HealthServicer(), server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest())
+            first = await watch.read()
+            assert first.status == health_pb2.HealthCheckResponse.SERVING
+            watch.cancel()
+    finally:
+        await server.stop(None)

@@ -1,0 +1,97 @@
+"""The performance targets, checked against the figures of one run.
+
+Each check says what was measured, the target, the value, and whether it is met;
+a figure that was not measured leaves its target unjudged (met is None), with the reason.
+"""
+
+from __future__ import annotations
+
+
+def _check(tid, what, target, value, met, unit="", note=""):
+    return {"id": tid, "what": what, "target": target, "value": value, "unit": unit,
+            "met": met, "note": note}
+
+
+def evaluate(results: dict) -> list[dict]:
+    checks = _evaluate(results)
+    if (results.get("meta") or {}).get("mode") == "tiny":
+        for c in checks:  # small arrays: the run shows the harness works, not the speed
+            if c["met"] is not None:
+                c["met"] = None
+                c["note"] = "tiny run: not judged" + (f"; {c['note']}" if c["note"] else "")
+    return checks
+
+
+def _evaluate(results: dict) -> list[dict]:
+    out = []
+    kernels = results.get("kernels") or {}
+    rows = {(r["op"], r["size"]): r for r in kernels.get("results", [])}
+    for op in kernels.get("ten_x_ops", []):
+        row = rows.get((op, "volume"))
+        r = row["baselines"]["scipy"].get("ratio") if row else None
+        shape = "x".join(map(str, kernels.get("volume_shape", [])))
+        out.append(_check(
+            f"kernel-10x-{op}", f"CPU {op} on the {shape} int16 volume vs scipy.ndimage",
+            ">= 10x", r, None if r is None else r >= 10.0, "x",
+            "" if r is not None else "not measured"))
+
+    service = results.get("service") or {}
+    if service.get("service"):
+        over = service["service_over_budget"]
+        out.append(_check(
+            "service-budget", "end-to-end time / (in-process kernel + 1.3 x raw echo)",
+            "<= 1.0", over, over <= 1.0, "",
+            f"service {service['service']['seconds']:.3f} s, kernel "
+            f"{service['inprocess_kernel']['seconds']:.3f} s, echo "
+            f"{service['echo']['seconds']:.3f} s"))
+        sp = service["speedup_vs_scipy"]
+        out.append(_check("service-vs-scipy", "in-process scipy.ndimage time / end-to-end time",
+                          ">= 2x", sp, sp >= 2.0, "x"))
+    else:
+        for tid in ("service-budget", "service-vs-scipy"):
+            out.append(_check(tid, "end-to-end service", "", None, None,
+                              note=service.get("reason", "not measured")))
+
+    store = results.get("store") or {}
+    if store.get("available"):
+        for way in ("upload", "download"):
+            f = store[f"{way}_fraction_of_echo"]
+            out.append(_check(f"store-{way}", f"store {way} MB/s / raw echo MB/s", ">= 0.70",
+                              f, f >= 0.70))
+    else:
+        for way in ("upload", "download"):
+            out.append(_check(f"store-{way}", f"store {way} MB/s / raw echo MB/s", ">= 0.70",
+                              None, None, note=store.get("reason", "not measured")))
+
+    tp = results.get("throughput") or {}
+    best = tp.get("best_ratio_vs_scipy_loop")
+    shape = "x".join(map(str, tp.get("shape", [])))
+    out.append(_check("throughput", f"concurrent {shape} images/s (best level) / in-process "
+                      "scipy loop", ">= 2x", best, None if best is None else best >= 2.0, "x",
+                      "" if best is not None else tp.get("reason", "not measured")))
+    at8 = next((lv for lv in tp.get("levels", []) if lv.get("concurrency") == 8
+                and "p99_ms" in lv), None)
+    out.append(_check("latency-p99-c8", "p99 latency at concurrency 8", "< 50 ms",
+                      at8["p99_ms"] if at8 else None,
+                      None if at8 is None else at8["p99_ms"] < 50.0, "ms",
+                      "" if at8 else "concurrency 8 not measured"))
+
+    sc = results.get("scaling") or {}
+    s = sc.get("speedup")
+    wall = sc.get("speedup_server_wall")
+    note = (f"server-side wall time (usage record): {wall:.2f}x" if wall is not None else "")
+    out.append(_check("scaling", "1-worker time / 2-worker time, large sliced volume, end "
+                      "to end", ">= 1.6x", s, None if s is None else s >= 1.6, "x",
+                      note if s is not None else sc.get("reason", "not measured")))
+
+    gpu = results.get("gpu") or {}
+    if gpu.get("available"):
+        vol = [r for r in gpu["results"] if r["size"] == "volume"]
+        best = max((r["bandwidth_fraction"] for r in vol), default=None)
+        out.append(_check("gpu", "GPU figures reported (best bandwidth fraction, volume)",
+                          "reported", best, True))
+    else:
+        out.append(_check("gpu", "GPU against CPU and bandwidth fraction", "reported where "
+                          "CuPy finds a device", None, None,
+                          note=gpu.get("reason", "not measured")))
+    return out

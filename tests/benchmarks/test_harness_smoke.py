@@ -1,0 +1,123 @@
+"""The benchmark harness runs end to end in its tiny mode and writes its JSON and report."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+HARNESS = ROOT / "benchmarks"
+SECTIONS = ("meta", "kernels", "service", "store", "throughput", "scaling", "gpu", "targets")
+OPS = {"gaussian", "mean", "median", "laplacian", "log", "gradient", "edge_sobel",
+       "edge_prewitt", "edge_scharr", "bandpass_dog", "bandpass_butterworth", "project_max",
+       "project_min", "project_mean", "project_sum", "subtract", "add"}
+
+
+def _no_zero_figures(node, path="results"):
+    """A figure that could not be measured is null with a reason, never 0."""
+    if isinstance(node, dict):
+        if "seconds" in node:
+            assert node["seconds"] is None or node["seconds"] > 0, path
+            if node["seconds"] is None:
+                assert node.get("reason"), path
+        for key, value in node.items():
+            _no_zero_figures(value, f"{path}.{key}")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            _no_zero_figures(value, f"{path}[{i}]")
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    proc = subprocess.run([sys.executable, str(HARNESS / "run.py"), "--tiny", "--out", str(out)],
+                          capture_output=True, text=True, timeout=110, cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    [json_file] = out.glob("*-tiny.json")
+    return json.loads(json_file.read_text()), (out / "report.html").read_text(), proc.stdout
+
+
+@pytest.mark.integration
+def test_tiny_run_writes_every_section(tiny_run):
+    results, _, stdout = tiny_run
+    assert set(SECTIONS) <= set(results)
+    kernels = results["kernels"]["results"]
+    assert {(r["op"], r["size"]) for r in kernels} == {(op, size) for op in OPS
+                                                       for size in ("slice", "volume")}
+    for row in kernels:
+        assert row["seconds"] > 0 and row["backend"] == "numpy"
+        assert set(row["baselines"]) == {"scipy", "simpleitk", "opencv"}
+    assert results["service"]["service"]["seconds"] > 0
+    assert results["service"]["echo"]["seconds"] > 0
+    assert [lv["concurrency"] for lv in results["throughput"]["levels"]] == [1, 2]
+    assert results["scaling"]["speedup"] > 0
+    assert "available" in results["store"]
+    gpu = results["gpu"]
+    assert gpu["available"] or gpu["reason"]
+    _no_zero_figures(results)
+    # A tiny run judges no target: its arrays are too small to say anything about speed.
+    assert all(t["met"] is None for t in results["targets"])
+    assert "wrote" in stdout
+
+
+@pytest.mark.integration
+def test_tiny_run_writes_a_self_contained_report(tiny_run):
+    _, page, _ = tiny_run
+    for heading in ("Targets", "Kernels", "Service", "Throughput and latency", "Scaling",
+                    "GPU"):
+        assert f"<h2>{heading}</h2>" in page
+    assert "http://" not in page and "https://" not in page  # nothing fetched from elsewhere
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", HARNESS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    sys.path.insert(0, str(HARNESS))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(HARNESS))
+    return module
+
+
+def test_report_without_plots_and_with_absent_figures(monkeypatch):
+    report = _load("report")
+    targets = _load("targets")
+    monkeypatch.setattr(report, "_pyplot", lambda: None)
+    results = {"meta": {"mode": "quick"},
+               "kernels": {"available": False, "reason": "not run", "results": []},
+               "service": {"available": False, "reason": "not run"},
+               "store": {"available": False, "reason": "no store API"},
+               "throughput": {"available": False, "reason": "not run"},
+               "scaling": {"available": False, "reason": "not run"},
+               "gpu": {"available": False, "reason": "no CUDA device", "results": []}}
+    results["targets"] = targets.evaluate(results)
+    assert all(t["met"] is None and t["value"] is None for t in results["targets"])
+    page = report.render(results)
+    assert "plots need matplotlib" in page and "no CUDA device" in page
+
+
+def test_gpu_section_logic_on_a_stand_in_device():
+    """The GPU section's bookkeeping, run on the CPU backend standing in for a device
+    (no GPU here); where CuPy finds one, the harness runs it for real."""
+    common = _load("common")
+    kernels_bench = _load("kernels_bench")
+    from medcompute.kernels import cpu_backend
+
+    sizes = common.MODES["tiny"]
+    cpu = [{"op": "gaussian", "size": "volume", "seconds": 1.0}]
+    out = kernels_bench.run_gpu(sizes, cpu, lambda message: None,
+                                device=(cpu_backend(), 1e12, "stand-in"))
+    assert out["available"] and out["device"] == "stand-in"
+    rows = {(r["op"], r["size"]): r for r in out["results"]}
+    assert len(rows) == 2 * len(kernels_bench.operations())
+    gauss = rows[("gaussian", "volume")]
+    assert gauss["speedup_vs_cpu"] == pytest.approx(1.0 / gauss["seconds"])
+    assert 0 < gauss["bandwidth_fraction"] < 1
+    assert rows[("gaussian", "slice")]["speedup_vs_cpu"] is None
