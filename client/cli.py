@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -273,6 +274,10 @@ def main(argv: list[str] | None = None) -> int:
     except ServiceError as exc:
         print(f"medcompute {args.command}: {exc.code.name}: {exc.details}", file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        # The reader went away (`medcompute ops | head`): stop quietly, as other tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":

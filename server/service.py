@@ -188,6 +188,11 @@ class ProcessingService:
             for e, g in zip(expected, geoms):
                 self._check_size(g.shape, e.field)
             ops, out_geom = resolve_pipeline(header.pipeline, geoms[0], geoms[1:])
+            if output_format != "raw" and len(out_geom.shape) not in (2, 3):
+                # Refused here, before any work, rather than by the worker that writes it.
+                raise InvalidArgument(
+                    f"a DICOM result needs 2 or 3 axes; this pipeline gives "
+                    f"{len(out_geom.shape)} (use the array output)", "header.output_format")
             job = jobs.apply(job, jobs.InputsReceived(time.time()))
             spec = TaskSpec(
                 job_id=job.id, inputs=tuple(s for _, s in pairs), ops=tuple(ops),

@@ -109,3 +109,11 @@ def test_help_texts():
     for cmd in ([], ["serve"], ["process"], ["ops"]):
         assert _cli(*cmd, "--help").returncode == 0
     assert os.path.exists(BIN / "medcompute")
+
+
+def test_output_cut_short_by_the_reader_is_not_an_error(served):
+    address, _ = served
+    pipeline = subprocess.run(f"'{BIN / 'medcompute'}' ops --server {address} | head -1",
+                              shell=True, capture_output=True, text=True, timeout=120)
+    assert pipeline.stdout.startswith("gaussian")
+    assert "Traceback" not in pipeline.stderr and "BrokenPipe" not in pipeline.stderr
