@@ -4,8 +4,12 @@ import grpc
 import pytest
 
 from medcompute.proto.v1 import processing_pb2, processing_pb2_grpc, store_pb2, store_pb2_grpc
+from medcompute.server.audit import AuditLog
+from medcompute.server.config import ServerConfig
 from medcompute.server.errors import NotFound
-from medcompute.server.status import UndecodableRequests, maps_errors
+from medcompute.server.guard import Guard, rpc
+from medcompute.server.keys import KeyStore
+from medcompute.server.status import UndecodableRequests
 
 pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(60)]
 
@@ -13,30 +17,39 @@ CORRUPT = b"\x12\xff\xff\xff\xff\x0f"  # a length-delimited field longer than th
 
 
 class _Processing(processing_pb2_grpc.ProcessingServicer):
-    @maps_errors
-    async def ListOperations(self, request, context):
+    def __init__(self, guard):
+        self.guard = guard
+
+    @rpc("operations.list", None, audit=False)
+    async def ListOperations(self, request, context, call):
         return processing_pb2.ListOperationsResponse()
 
 
 class _Store(store_pb2_grpc.StoreServicer):
-    @maps_errors
-    async def Get(self, request, context):
+    def __init__(self, guard):
+        self.guard = guard
+
+    @rpc("store.get", None)
+    async def Get(self, request, context, call):
         if request.image_id != "known":
             raise NotFound("no such image", "image_id")
         yield store_pb2.GetResponse(header=store_pb2.GetHeader())
 
 
-async def _serve():
+async def _serve(data_dir):
+    # The servicers' own error mapping, as in the server: the guard of a data directory
+    # without keys (every call is the local subscriber).
+    guard = Guard(ServerConfig(data_dir=data_dir), KeyStore(data_dir), AuditLog(data_dir))
     server = grpc.aio.server(interceptors=[UndecodableRequests()])
-    processing_pb2_grpc.add_ProcessingServicer_to_server(_Processing(), server)
-    store_pb2_grpc.add_StoreServicer_to_server(_Store(), server)
+    processing_pb2_grpc.add_ProcessingServicer_to_server(_Processing(guard), server)
+    store_pb2_grpc.add_StoreServicer_to_server(_Store(guard), server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     return server, f"127.0.0.1:{port}"
 
 
-async def test_an_undecodable_unary_request_is_invalid_argument():
-    server, address = await _serve()
+async def test_an_undecodable_unary_request_is_invalid_argument(tmp_path):
+    server, address = await _serve(tmp_path)
     try:
         async with grpc.aio.insecure_channel(address) as channel:
             identity = dict(request_serializer=lambda b: b, response_deserializer=lambda b: b)
