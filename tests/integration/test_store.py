@@ -3,13 +3,10 @@ delete, process by id, derived results, previews, bad input, and the command lin
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import sqlite3
-import sys
 import threading
-from pathlib import Path
 
 import cv2
 import grpc
@@ -23,20 +20,9 @@ from medcompute.client.cli import main
 from medcompute.proto import wire
 from medcompute.proto.v1 import image_pb2, store_pb2, store_pb2_grpc
 from medcompute.server import dicom, store_admin
+from tests import store_helpers
 
-
-def _helpers():
-    name = "medcompute_tests_store_helpers"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, Path(__file__).resolve().parents[1] / "store_helpers.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-H = _helpers()
+H = store_helpers
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 NOT_FOUND = grpc.StatusCode.NOT_FOUND
 

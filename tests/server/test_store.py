@@ -4,11 +4,9 @@ domain calls with worker functions run in threads, verify, backup and purge."""
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import io
 import os
 import sqlite3
-import sys
 import time
 from pathlib import Path
 
@@ -25,20 +23,9 @@ from medcompute.server.config import ServerConfig
 from medcompute.server.errors import Internal, InvalidArgument, NotFound, ResourceExhausted
 from medcompute.server.image_catalog import FindFilter
 from medcompute.server.store import ImageStore
+from tests import store_helpers
 
-
-def _helpers():
-    name = "medcompute_tests_store_helpers"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, Path(__file__).resolve().parents[1] / "store_helpers.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-H = _helpers()
+H = store_helpers
 pytestmark = pytest.mark.timeout(60)
 
 
