@@ -39,6 +39,7 @@ def _iso(ts: float) -> str:
 
 
 def _key_row(k) -> dict:
+    """A key as a row, from the key store's KeyInfo or the Admin API's message alike."""
     return {"key_id": k.key_id, "subscriber": k.subscriber, "roles": ",".join(k.roles),
             "created": _iso(k.created_at), "revoked": _iso(k.revoked_at or 0),
             "certificate_sha256": k.certificate_sha256}
@@ -76,25 +77,18 @@ class _Remote:
 
     def create(self, subscriber, roles, cert):
         reply = self.client.create_key(subscriber, roles, certificate_sha256=cert)
-        return _key_row(_Info(reply.key)), reply.api_key
+        return _key_row(reply.key), reply.api_key
 
     def list(self, subscriber):
-        return [_key_row(_Info(k)) for k in self.client.list_keys(subscriber)]
+        return [_key_row(k) for k in self.client.list_keys(subscriber)]
 
     def revoke(self, key_id):
-        return _key_row(_Info(self.client.revoke_key(key_id)))
+        return _key_row(self.client.revoke_key(key_id))
 
     def audit_page(self, **kw):
         return [{f: getattr(e, f) for f in ("seq", "at", "subscriber", "action", "object_id",
                                             "outcome", "detail")}
                 for e in self.client.audit(**kw)]
-
-
-class _Info:
-    def __init__(self, msg):
-        self.key_id, self.subscriber, self.roles = msg.key_id, msg.subscriber, tuple(msg.roles)
-        self.created_at, self.revoked_at = msg.created_at, msg.revoked_at
-        self.certificate_sha256 = msg.certificate_sha256
 
 
 def _backend(args):

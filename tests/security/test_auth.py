@@ -151,3 +151,29 @@ def test_usage_and_jobs_carry_the_calling_subscriber(secured):
     assert r.usage["subscriber"] == "hospital-b"
     job = secured.call(secured.catalog.get_job(r.job_id))
     assert job.subscriber == "hospital-b"
+
+
+def test_keys_and_audit_commands_through_a_running_server(secured):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    exe = str(Path(sys.executable).parent / "medcompute")
+    remote = ["--server", secured.address, "--api-key", secured.tokens["admin"]]
+
+    def run(*args):
+        return subprocess.run([exe, *args, *remote], capture_output=True, text=True,
+                              timeout=120, check=True)
+
+    token = run("keys", "create", "--subscriber", "by-cli", "--roles", "receive").stdout.strip()
+    assert token.startswith("mc_")
+    rows = json.loads(run("keys", "list", "--subscriber", "by-cli", "--json").stdout)
+    assert [(r["subscriber"], r["roles"], r["revoked"]) for r in rows] == [
+        ("by-cli", "receive", "")]
+    assert f"revoked key {rows[0]['key_id']}" in run("keys", "revoke", rows[0]["key_id"]).stdout
+    audit = json.loads(run("audit", "--action", "keys.revoke", "--format", "json").stdout)
+    assert any(e["object_id"] == rows[0]["key_id"] and e["outcome"] == "OK" for e in audit)
+    with _client(secured, token) as c, pytest.raises(ServiceError) as info:
+        c.store.find(limit=1)
+    assert info.value.code == grpc.StatusCode.UNAUTHENTICATED
