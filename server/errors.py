@@ -15,6 +15,8 @@ __all__ = [
     "InvalidArgument",
     "NotFound",
     "FailedPrecondition",
+    "AlreadyExists",
+    "Aborted",
     "ResourceExhausted",
     "Unauthenticated",
     "PermissionDenied",
@@ -67,6 +69,19 @@ class FailedPrecondition(MedcomputeError):
     """The request is valid but the system is not in a state to run it."""
 
     code_name = "FAILED_PRECONDITION"
+
+
+class AlreadyExists(MedcomputeError):
+    """The caller asked to create something that exists in another form (an idempotency
+    key reused for a different request)."""
+
+    code_name = "ALREADY_EXISTS"
+
+
+class Aborted(MedcomputeError):
+    """A concurrent call on the same object won; retrying may succeed."""
+
+    code_name = "ABORTED"
 
 
 class ResourceExhausted(MedcomputeError):

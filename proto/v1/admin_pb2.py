@@ -24,33 +24,39 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19medcompute/v1/admin.proto\x12\rmedcompute.v1\"\x80\x01\n\x07KeyInfo\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x12\n\nsubscriber\x18\x02 \x01(\t\x12\r\n\x05roles\x18\x03 \x03(\t\x12\x12\n\ncreated_at\x18\x04 \x01(\x01\x12\x12\n\nrevoked_at\x18\x05 \x01(\x01\x12\x1a\n\x12\x63\x65rtificate_sha256\x18\x06 \x01(\t\"Q\n\x10\x43reateKeyRequest\x12\x12\n\nsubscriber\x18\x01 \x01(\t\x12\r\n\x05roles\x18\x02 \x03(\t\x12\x1a\n\x12\x63\x65rtificate_sha256\x18\x03 \x01(\t\"F\n\x0e\x43reateKeyReply\x12#\n\x03key\x18\x01 \x01(\x0b\x32\x16.medcompute.v1.KeyInfo\x12\x0f\n\x07\x61pi_key\x18\x02 \x01(\t\"%\n\x0fListKeysRequest\x12\x12\n\nsubscriber\x18\x01 \x01(\t\"5\n\rListKeysReply\x12$\n\x04keys\x18\x01 \x03(\x0b\x32\x16.medcompute.v1.KeyInfo\"\"\n\x10RevokeKeyRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\"5\n\x0eRevokeKeyReply\x12#\n\x03key\x18\x01 \x01(\x0b\x32\x16.medcompute.v1.KeyInfo\"}\n\nAuditEntry\x12\x0b\n\x03seq\x18\x01 \x01(\x03\x12\n\n\x02\x61t\x18\x02 \x01(\x01\x12\x12\n\nsubscriber\x18\x03 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x04 \x01(\t\x12\x11\n\tobject_id\x18\x05 \x01(\t\x12\x0f\n\x07outcome\x18\x06 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x07 \x01(\t\"z\n\x10ListAuditRequest\x12\r\n\x05since\x18\x01 \x01(\x01\x12\r\n\x05until\x18\x02 \x01(\x01\x12\x12\n\nsubscriber\x18\x03 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x04 \x01(\t\x12\x11\n\tpage_size\x18\x05 \x01(\r\x12\x11\n\tafter_seq\x18\x06 \x01(\x03\"T\n\x0eListAuditReply\x12*\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x19.medcompute.v1.AuditEntry\x12\x16\n\x0enext_after_seq\x18\x02 \x01(\x03\x32\xb8\x02\n\x05\x41\x64min\x12K\n\tCreateKey\x12\x1f.medcompute.v1.CreateKeyRequest\x1a\x1d.medcompute.v1.CreateKeyReply\x12H\n\x08ListKeys\x12\x1e.medcompute.v1.ListKeysRequest\x1a\x1c.medcompute.v1.ListKeysReply\x12K\n\tRevokeKey\x12\x1f.medcompute.v1.RevokeKeyRequest\x1a\x1d.medcompute.v1.RevokeKeyReply\x12K\n\tListAudit\x12\x1f.medcompute.v1.ListAuditRequest\x1a\x1d.medcompute.v1.ListAuditReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19medcompute/v1/admin.proto\x12\rmedcompute.v1\"E\n\x0c\x44\x65liveryRule\x12\x0e\n\x06sender\x18\x01 \x01(\t\x12\x11\n\trecipient\x18\x02 \x01(\t\x12\x12\n\ncreated_at\x18\x03 \x01(\x01\"=\n\x18ListDeliveryRulesRequest\x12\x0e\n\x06sender\x18\x01 \x01(\t\x12\x11\n\trecipient\x18\x02 \x01(\t\"D\n\x16ListDeliveryRulesReply\x12*\n\x05rules\x18\x01 \x03(\x0b\x32\x1b.medcompute.v1.DeliveryRule\"\x80\x01\n\x07KeyInfo\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x12\n\nsubscriber\x18\x02 \x01(\t\x12\r\n\x05roles\x18\x03 \x03(\t\x12\x12\n\ncreated_at\x18\x04 \x01(\x01\x12\x12\n\nrevoked_at\x18\x05 \x01(\x01\x12\x1a\n\x12\x63\x65rtificate_sha256\x18\x06 \x01(\t\"Q\n\x10\x43reateKeyRequest\x12\x12\n\nsubscriber\x18\x01 \x01(\t\x12\r\n\x05roles\x18\x02 \x03(\t\x12\x1a\n\x12\x63\x65rtificate_sha256\x18\x03 \x01(\t\"F\n\x0e\x43reateKeyReply\x12#\n\x03key\x18\x01 \x01(\x0b\x32\x16.medcompute.v1.KeyInfo\x12\x0f\n\x07\x61pi_key\x18\x02 \x01(\t\"%\n\x0fListKeysRequest\x12\x12\n\nsubscriber\x18\x01 \x01(\t\"5\n\rListKeysReply\x12$\n\x04keys\x18\x01 \x03(\x0b\x32\x16.medcompute.v1.KeyInfo\"\"\n\x10RevokeKeyRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\"5\n\x0eRevokeKeyReply\x12#\n\x03key\x18\x01 \x01(\x0b\x32\x16.medcompute.v1.KeyInfo\"}\n\nAuditEntry\x12\x0b\n\x03seq\x18\x01 \x01(\x03\x12\n\n\x02\x61t\x18\x02 \x01(\x01\x12\x12\n\nsubscriber\x18\x03 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x04 \x01(\t\x12\x11\n\tobject_id\x18\x05 \x01(\t\x12\x0f\n\x07outcome\x18\x06 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x07 \x01(\t\"z\n\x10ListAuditRequest\x12\r\n\x05since\x18\x01 \x01(\x01\x12\r\n\x05until\x18\x02 \x01(\x01\x12\x12\n\nsubscriber\x18\x03 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x04 \x01(\t\x12\x11\n\tpage_size\x18\x05 \x01(\r\x12\x11\n\tafter_seq\x18\x06 \x01(\x03\"T\n\x0eListAuditReply\x12*\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x19.medcompute.v1.AuditEntry\x12\x16\n\x0enext_after_seq\x18\x02 \x01(\x03\x32\xb6\x04\n\x05\x41\x64min\x12K\n\tCreateKey\x12\x1f.medcompute.v1.CreateKeyRequest\x1a\x1d.medcompute.v1.CreateKeyReply\x12H\n\x08ListKeys\x12\x1e.medcompute.v1.ListKeysRequest\x1a\x1c.medcompute.v1.ListKeysReply\x12K\n\tRevokeKey\x12\x1f.medcompute.v1.RevokeKeyRequest\x1a\x1d.medcompute.v1.RevokeKeyReply\x12K\n\tListAudit\x12\x1f.medcompute.v1.ListAuditRequest\x1a\x1d.medcompute.v1.ListAuditReply\x12I\n\rAllowDelivery\x12\x1b.medcompute.v1.DeliveryRule\x1a\x1b.medcompute.v1.DeliveryRule\x12L\n\x10\x44isallowDelivery\x12\x1b.medcompute.v1.DeliveryRule\x1a\x1b.medcompute.v1.DeliveryRule\x12\x63\n\x11ListDeliveryRules\x12\'.medcompute.v1.ListDeliveryRulesRequest\x1a%.medcompute.v1.ListDeliveryRulesReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'medcompute.v1.admin_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_KEYINFO']._serialized_start=45
-  _globals['_KEYINFO']._serialized_end=173
-  _globals['_CREATEKEYREQUEST']._serialized_start=175
-  _globals['_CREATEKEYREQUEST']._serialized_end=256
-  _globals['_CREATEKEYREPLY']._serialized_start=258
-  _globals['_CREATEKEYREPLY']._serialized_end=328
-  _globals['_LISTKEYSREQUEST']._serialized_start=330
-  _globals['_LISTKEYSREQUEST']._serialized_end=367
-  _globals['_LISTKEYSREPLY']._serialized_start=369
-  _globals['_LISTKEYSREPLY']._serialized_end=422
-  _globals['_REVOKEKEYREQUEST']._serialized_start=424
-  _globals['_REVOKEKEYREQUEST']._serialized_end=458
-  _globals['_REVOKEKEYREPLY']._serialized_start=460
-  _globals['_REVOKEKEYREPLY']._serialized_end=513
-  _globals['_AUDITENTRY']._serialized_start=515
-  _globals['_AUDITENTRY']._serialized_end=640
-  _globals['_LISTAUDITREQUEST']._serialized_start=642
-  _globals['_LISTAUDITREQUEST']._serialized_end=764
-  _globals['_LISTAUDITREPLY']._serialized_start=766
-  _globals['_LISTAUDITREPLY']._serialized_end=850
-  _globals['_ADMIN']._serialized_start=853
-  _globals['_ADMIN']._serialized_end=1165
+  _globals['_DELIVERYRULE']._serialized_start=44
+  _globals['_DELIVERYRULE']._serialized_end=113
+  _globals['_LISTDELIVERYRULESREQUEST']._serialized_start=115
+  _globals['_LISTDELIVERYRULESREQUEST']._serialized_end=176
+  _globals['_LISTDELIVERYRULESREPLY']._serialized_start=178
+  _globals['_LISTDELIVERYRULESREPLY']._serialized_end=246
+  _globals['_KEYINFO']._serialized_start=249
+  _globals['_KEYINFO']._serialized_end=377
+  _globals['_CREATEKEYREQUEST']._serialized_start=379
+  _globals['_CREATEKEYREQUEST']._serialized_end=460
+  _globals['_CREATEKEYREPLY']._serialized_start=462
+  _globals['_CREATEKEYREPLY']._serialized_end=532
+  _globals['_LISTKEYSREQUEST']._serialized_start=534
+  _globals['_LISTKEYSREQUEST']._serialized_end=571
+  _globals['_LISTKEYSREPLY']._serialized_start=573
+  _globals['_LISTKEYSREPLY']._serialized_end=626
+  _globals['_REVOKEKEYREQUEST']._serialized_start=628
+  _globals['_REVOKEKEYREQUEST']._serialized_end=662
+  _globals['_REVOKEKEYREPLY']._serialized_start=664
+  _globals['_REVOKEKEYREPLY']._serialized_end=717
+  _globals['_AUDITENTRY']._serialized_start=719
+  _globals['_AUDITENTRY']._serialized_end=844
+  _globals['_LISTAUDITREQUEST']._serialized_start=846
+  _globals['_LISTAUDITREQUEST']._serialized_end=968
+  _globals['_LISTAUDITREPLY']._serialized_start=970
+  _globals['_LISTAUDITREPLY']._serialized_end=1054
+  _globals['_ADMIN']._serialized_start=1057
+  _globals['_ADMIN']._serialized_end=1623
 # @@protoc_insertion_point(module_scope)

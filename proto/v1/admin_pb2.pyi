@@ -6,6 +6,30 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class DeliveryRule(_message.Message):
+    __slots__ = ("sender", "recipient", "created_at")
+    SENDER_FIELD_NUMBER: _ClassVar[int]
+    RECIPIENT_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    sender: str
+    recipient: str
+    created_at: float
+    def __init__(self, sender: _Optional[str] = ..., recipient: _Optional[str] = ..., created_at: _Optional[float] = ...) -> None: ...
+
+class ListDeliveryRulesRequest(_message.Message):
+    __slots__ = ("sender", "recipient")
+    SENDER_FIELD_NUMBER: _ClassVar[int]
+    RECIPIENT_FIELD_NUMBER: _ClassVar[int]
+    sender: str
+    recipient: str
+    def __init__(self, sender: _Optional[str] = ..., recipient: _Optional[str] = ...) -> None: ...
+
+class ListDeliveryRulesReply(_message.Message):
+    __slots__ = ("rules",)
+    RULES_FIELD_NUMBER: _ClassVar[int]
+    rules: _containers.RepeatedCompositeFieldContainer[DeliveryRule]
+    def __init__(self, rules: _Optional[_Iterable[_Union[DeliveryRule, _Mapping]]] = ...) -> None: ...
+
 class KeyInfo(_message.Message):
     __slots__ = ("key_id", "subscriber", "roles", "created_at", "revoked_at", "certificate_sha256")
     KEY_ID_FIELD_NUMBER: _ClassVar[int]

@@ -54,6 +54,21 @@ class AdminStub:
                 request_serializer=medcompute_dot_v1_dot_admin__pb2.ListAuditRequest.SerializeToString,
                 response_deserializer=medcompute_dot_v1_dot_admin__pb2.ListAuditReply.FromString,
                 _registered_method=True)
+        self.AllowDelivery = channel.unary_unary(
+                '/medcompute.v1.Admin/AllowDelivery',
+                request_serializer=medcompute_dot_v1_dot_admin__pb2.DeliveryRule.SerializeToString,
+                response_deserializer=medcompute_dot_v1_dot_admin__pb2.DeliveryRule.FromString,
+                _registered_method=True)
+        self.DisallowDelivery = channel.unary_unary(
+                '/medcompute.v1.Admin/DisallowDelivery',
+                request_serializer=medcompute_dot_v1_dot_admin__pb2.DeliveryRule.SerializeToString,
+                response_deserializer=medcompute_dot_v1_dot_admin__pb2.DeliveryRule.FromString,
+                _registered_method=True)
+        self.ListDeliveryRules = channel.unary_unary(
+                '/medcompute.v1.Admin/ListDeliveryRules',
+                request_serializer=medcompute_dot_v1_dot_admin__pb2.ListDeliveryRulesRequest.SerializeToString,
+                response_deserializer=medcompute_dot_v1_dot_admin__pb2.ListDeliveryRulesReply.FromString,
+                _registered_method=True)
 
 
 class AdminServicer:
@@ -85,6 +100,26 @@ class AdminServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AllowDelivery(self, request, context):
+        """Allow a subscriber to deliver results to another one's inbox (Jobs.Submit with a
+        destination); the recipient also needs a key with the receive role.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DisallowDelivery(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDeliveryRules(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AdminServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -107,6 +142,21 @@ def add_AdminServicer_to_server(servicer, server):
                     servicer.ListAudit,
                     request_deserializer=medcompute_dot_v1_dot_admin__pb2.ListAuditRequest.FromString,
                     response_serializer=medcompute_dot_v1_dot_admin__pb2.ListAuditReply.SerializeToString,
+            ),
+            'AllowDelivery': grpc.unary_unary_rpc_method_handler(
+                    servicer.AllowDelivery,
+                    request_deserializer=medcompute_dot_v1_dot_admin__pb2.DeliveryRule.FromString,
+                    response_serializer=medcompute_dot_v1_dot_admin__pb2.DeliveryRule.SerializeToString,
+            ),
+            'DisallowDelivery': grpc.unary_unary_rpc_method_handler(
+                    servicer.DisallowDelivery,
+                    request_deserializer=medcompute_dot_v1_dot_admin__pb2.DeliveryRule.FromString,
+                    response_serializer=medcompute_dot_v1_dot_admin__pb2.DeliveryRule.SerializeToString,
+            ),
+            'ListDeliveryRules': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDeliveryRules,
+                    request_deserializer=medcompute_dot_v1_dot_admin__pb2.ListDeliveryRulesRequest.FromString,
+                    response_serializer=medcompute_dot_v1_dot_admin__pb2.ListDeliveryRulesReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -217,6 +267,87 @@ class Admin:
             '/medcompute.v1.Admin/ListAudit',
             medcompute_dot_v1_dot_admin__pb2.ListAuditRequest.SerializeToString,
             medcompute_dot_v1_dot_admin__pb2.ListAuditReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AllowDelivery(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/medcompute.v1.Admin/AllowDelivery',
+            medcompute_dot_v1_dot_admin__pb2.DeliveryRule.SerializeToString,
+            medcompute_dot_v1_dot_admin__pb2.DeliveryRule.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DisallowDelivery(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/medcompute.v1.Admin/DisallowDelivery',
+            medcompute_dot_v1_dot_admin__pb2.DeliveryRule.SerializeToString,
+            medcompute_dot_v1_dot_admin__pb2.DeliveryRule.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDeliveryRules(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/medcompute.v1.Admin/ListDeliveryRules',
+            medcompute_dot_v1_dot_admin__pb2.ListDeliveryRulesRequest.SerializeToString,
+            medcompute_dot_v1_dot_admin__pb2.ListDeliveryRulesReply.FromString,
             options,
             channel_credentials,
             insecure,
