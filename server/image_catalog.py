@@ -6,6 +6,13 @@ removes blob files does so inside a ``BEGIN IMMEDIATE`` transaction, which holds
 SQLite's write lock: installing blobs and inserting their row is one step for
 every other connection (a server sharing the store, the orphan sweep), and a blob
 is removed only while no row refers to it.
+
+The storage ledger meters what each subscriber keeps stored, for billing: one row per
+change of an image's stored bytes (+ when it is registered or gains a blob such as a
+cached preview, − what was counted for it when it is deleted or purged), written in
+the same transaction as the change itself. Integrating it over a period gives
+gigabyte-days. Each image counts the bytes of its own blobs, even where two images
+share a content-addressed blob file.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from __future__ import annotations
 import base64
 import json
 import sqlite3
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -57,7 +65,18 @@ CREATE TABLE IF NOT EXISTS image_blobs (
     PRIMARY KEY (image_id, role)
 );
 CREATE INDEX IF NOT EXISTS image_blobs_digest ON image_blobs (digest);
+CREATE TABLE IF NOT EXISTS storage_ledger (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    subscriber TEXT NOT NULL,
+    at REAL NOT NULL,
+    delta_bytes INTEGER NOT NULL,
+    image_id TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS storage_ledger_subscriber ON storage_ledger (subscriber, at);
+CREATE INDEX IF NOT EXISTS storage_ledger_image ON storage_ledger (image_id);
 """
+
+_GIGABYTE_DAY = 1e9 * 86400
 
 
 @dataclass(frozen=True)
@@ -156,6 +175,10 @@ class ImageCatalog(Database):
 
     SCHEMA = _SCHEMA
 
+    def __init__(self, data_dir: str | Path):
+        super().__init__(data_dir)
+        self._run(self._backfill)
+
     def _blobs_of(self, image_id: str) -> list[tuple]:
         return self._db.execute("SELECT role, digest, size, info FROM image_blobs WHERE "
                                 "image_id = ? ORDER BY role", (image_id,)).fetchall()
@@ -180,6 +203,7 @@ class ImageCatalog(Database):
                 "INSERT INTO image_blobs (image_id, role, digest, size, info) VALUES "
                 "(?, ?, ?, ?, ?)", [(record.id, b.role, b.digest, b.size, b.info)
                                     for b in record.blobs])
+            self._meter(record.owner, record.created_at, record.stored_bytes, record.id)
             return record, False
         return self._transaction(step)
 
@@ -194,9 +218,15 @@ class ImageCatalog(Database):
 
     def _add_blob(self, image_id: str, blob: BlobRef, install: Callable[[], None]) -> bool:
         def step():
-            if not self._db.execute("SELECT 1 FROM images WHERE id = ?", (image_id,)).fetchone():
+            owner = self._db.execute("SELECT owner FROM images WHERE id = ?",
+                                     (image_id,)).fetchone()
+            if not owner:
                 return False
             install()
+            replaced = self._db.execute("SELECT size FROM image_blobs WHERE image_id = ? AND "
+                                        "role = ?", (image_id, blob.role)).fetchone()
+            self._meter(owner[0], time.time(), blob.size - (replaced[0] if replaced else 0),
+                        image_id)
             self._db.execute("INSERT OR REPLACE INTO image_blobs (image_id, role, digest, size,"
                              " info) VALUES (?, ?, ?, ?, ?)", (image_id, blob.role, blob.digest,
                                                               blob.size, blob.info))
@@ -305,6 +335,10 @@ class ImageCatalog(Database):
             record = self._get(image_id, owner)
             if record is not None:
                 self._db.execute("DELETE FROM images WHERE id = ?", (image_id,))
+                counted = self._db.execute("SELECT COALESCE(SUM(delta_bytes), 0) FROM "
+                                           "storage_ledger WHERE image_id = ?",
+                                           (image_id,)).fetchone()[0]
+                self._meter(record.owner, time.time(), -counted, image_id)
             return record
         return self._transaction(step)
 
@@ -343,6 +377,94 @@ class ImageCatalog(Database):
                     remove: Callable[[str], int]) -> int:
         """Remove blob files no row refers to (left by a write that was interrupted)."""
         return await self._call(self._sweep, present, remove)
+
+    # -- storage ledger ---------------------------------------------------------------
+    def _meter(self, subscriber: str, at: float, delta: int, image_id: str) -> None:
+        """One ledger row; the caller's transaction holds it together with the change."""
+        if delta:
+            self._db.execute("INSERT INTO storage_ledger (subscriber, at, delta_bytes, image_id)"
+                             " VALUES (?, ?, ?, ?)", (subscriber, at, int(delta), image_id))
+
+    def _backfill(self) -> None:
+        """A catalog written before the ledger existed: one row per image, at its creation."""
+        def needed() -> bool:
+            return bool(self._db.execute(
+                "SELECT NOT EXISTS (SELECT 1 FROM storage_ledger) AND "
+                "EXISTS (SELECT 1 FROM images)").fetchone()[0])
+
+        def step():
+            if needed():   # checked again under the write lock: another process may be here
+                self._db.execute(
+                    "INSERT INTO storage_ledger (subscriber, at, delta_bytes, image_id) "
+                    "SELECT i.owner, i.created_at, SUM(b.size), i.id FROM images i "
+                    "JOIN image_blobs b ON b.image_id = i.id GROUP BY i.id "
+                    "HAVING SUM(b.size) != 0 ORDER BY i.created_at, i.id")
+        if needed():
+            self._transaction(step)
+
+    def _gigabyte_days(self, subscriber: str | None, since: float, until: float,
+                       now: float | None) -> dict[str, float]:
+        now = time.time() if now is None else now
+        end = min(until, now) if until else now
+        where, args = "at < ?", [end]
+        if subscriber is not None:
+            where += " AND subscriber = ?"
+            args.append(subscriber)
+        rows = self._db.execute(f"SELECT subscriber, at, delta_bytes FROM storage_ledger WHERE "
+                                f"{where} ORDER BY subscriber, at, seq", args).fetchall()
+        byte_seconds: dict[str, float] = {} if subscriber is None else {subscriber: 0.0}
+        level: dict[str, int] = {}
+        last: dict[str, float] = {}
+        for name, at, delta in rows:
+            held, prev = level.get(name, 0), last.get(name, since)
+            if at > prev:
+                byte_seconds[name] = byte_seconds.get(name, 0.0) + held * (at - prev)
+                last[name] = at
+            else:
+                byte_seconds.setdefault(name, 0.0)
+            level[name] = held + delta
+        for name, held in level.items():
+            prev = last.get(name, since)
+            if end > prev:
+                byte_seconds[name] += held * (end - prev)
+        return {name: value / _GIGABYTE_DAY for name, value in byte_seconds.items()}
+
+    def gigabyte_days(self, subscriber: str | None, since: float = 0.0, until: float = 0.0,
+                      *, now: float | None = None) -> dict[str, float]:
+        """Stored bytes integrated over [since, until), per subscriber, in gigabyte-days
+        (10^9 bytes kept for 24 hours).
+
+        ``subscriber`` None: every subscriber with a ledger entry before the end (always
+        included when named). ``since`` 0: from the first entry; ``until`` 0, or any end
+        later than ``now`` (default: the current time): up to ``now``, so that time not
+        yet passed is never counted.
+        """
+        return self._run(self._gigabyte_days, subscriber, since, until, now)
+
+    async def agigabyte_days(self, subscriber: str | None, since: float = 0.0,
+                             until: float = 0.0, *, now: float | None = None
+                             ) -> dict[str, float]:
+        """:meth:`gigabyte_days`, off the event loop."""
+        return await self._call(self._gigabyte_days, subscriber, since, until, now)
+
+    def _stored_bytes_now(self, subscriber: str | None) -> dict[str, int]:
+        where, args = ("WHERE subscriber = ?", (subscriber,)) if subscriber is not None else (
+            "", ())
+        rows = self._db.execute(f"SELECT subscriber, SUM(delta_bytes) FROM storage_ledger "
+                                f"{where} GROUP BY subscriber ORDER BY subscriber",
+                                args).fetchall()
+        found = {name: int(total) for name, total in rows}
+        if subscriber is not None:
+            found.setdefault(subscriber, 0)
+        return found
+
+    def stored_bytes_now(self, subscriber: str | None = None) -> dict[str, int]:
+        """Bytes each subscriber keeps stored now, by the ledger (None: every subscriber)."""
+        return self._run(self._stored_bytes_now, subscriber)
+
+    async def astored_bytes_now(self, subscriber: str | None = None) -> dict[str, int]:
+        """:meth:`stored_bytes_now`, off the event loop."""
+        return await self._call(self._stored_bytes_now, subscriber)
 
     # -- backup ---------------------------------------------------------------------
     def _backup(self, dest: Path) -> None:
