@@ -3,6 +3,9 @@
     medcompute serve [--address HOST:PORT] [--data-dir DIR] [--workers N] [--gpu-workers N]
                      [--scheduler ADDR]
     medcompute process INPUT... --op NAME[:key=value,...] [--op ...] -o OUTPUT [--json]
+    medcompute submit INPUT... --op ... [--to SUBSCRIBER] [--key KEY]   (see jobs_cli.py)
+    medcompute watch|fetch|cancel JOB, jobs, inbox [--watch], deliveries ...
+    medcompute usage [...], usage invoice --month YYYY-MM          (see usage_cli.py)
     medcompute ops
     medcompute store put|find|get|info|rm|verify|backup|purge ...   (see store_cli.py)
 """
@@ -54,7 +57,12 @@ def _serve(args) -> int:
                           max_image_bytes=int(args.max_image_mb * (1 << 20)),
                           max_voxels=args.max_voxels,
                           max_jobs_per_subscriber=args.max_jobs_per_subscriber,
-                          max_queue=args.max_queue, max_streams=args.max_streams)
+                          max_queue=args.max_queue, max_streams=args.max_streams,
+                          max_pending_jobs=args.max_pending_jobs,
+                          result_retention=args.result_retention,
+                          job_lease_seconds=args.job_lease, tariff=_path(args.tariff),
+                          metrics_port=args.metrics_port,
+                          metrics_address=args.metrics_address)
     try:
         asyncio.run(serve(config))
     except MedcomputeError as exc:
@@ -145,10 +153,39 @@ def _process(args) -> int:
     return 0
 
 
+def add_request_arguments(parser) -> None:
+    """The arguments of a processing request (``process`` and ``submit``)."""
+    parser.add_argument("inputs", nargs="+", metavar="INPUT",
+                        help="a .npy file, a DICOM file, several DICOM files of one series, "
+                        "a folder of them, or id:ID (an image in the server's store)")
+    parser.add_argument("--op", action="append", required=True, metavar="NAME[:key=value,...]",
+                        help=OP_HELP)
+    parser.add_argument("--operand", metavar="PATH",
+                        help="the second image for subtract/add (same forms as INPUT)")
+    parser.add_argument("--spacing", type=float, nargs="+", metavar="MM",
+                        help="voxel spacing in mm per axis (DICOM input: from the files)")
+    parser.add_argument("--device", choices=["auto", "gpu", "cpu"], default="auto",
+                        help="where to run (default auto: a GPU worker if one fits, else CPU)")
+    parser.add_argument("--allow-fallback", action="store_true",
+                        help="with --device gpu: run on CPU if the cluster has no GPU")
+    parser.add_argument("--output-dtype", default="float32",
+                        choices=["uint8", "int8", "uint16", "int16", "uint32", "int32",
+                                 "float32", "float64"],
+                        help="result voxel type, saturating cast (default float32)")
+    parser.add_argument("--compression", choices=["none", "zstd", "blosc"], default="none",
+                        help="lossless compression of the transfer (default none)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     from medcompute.client.admin_cli import add_commands as add_admin_commands
     from medcompute.client.client import DEFAULT_SERVER
-    from medcompute.client.store_cli import add_process_options, add_store_commands
+    from medcompute.client.jobs_cli import add_commands as add_jobs_commands
+    from medcompute.client.store_cli import (
+        add_process_options,
+        add_store_commands,
+        parse_duration,
+    )
+    from medcompute.client.usage_cli import add_commands as add_usage_commands
     from medcompute.server.config import DEFAULT_ADDRESS, DEFAULT_DATA_DIR
 
     parser = argparse.ArgumentParser(
@@ -207,16 +244,40 @@ def build_parser() -> argparse.ArgumentParser:
                         help="jobs in progress on this server (default 64)")
     limits.add_argument("--max-streams", type=int, default=128,
                         help="streaming calls open at once (default 128)")
+    limits.add_argument("--max-pending-jobs", type=int, default=1000,
+                        help="asynchronous jobs waiting or running per subscriber "
+                        "(default 1000)")
+    jobs = serve.add_argument_group("asynchronous jobs, billing and monitoring")
+    jobs.add_argument("--result-retention", type=parse_duration, default=7 * 86400.0,
+                      metavar="DURATION",
+                      help="keep the results of asynchronous jobs this long for fetching "
+                      "(e.g. 12h, 30d; default 7d)")
+    jobs.add_argument("--job-lease", type=float, default=30.0, metavar="SECONDS",
+                      help="after a crash, this server's jobs are taken over (run again) by "
+                      "the next server of the data directory once this many seconds have "
+                      "passed (default 30)")
+    jobs.add_argument("--tariff", metavar="TOML",
+                      help="the prices that turn usage into invoices (default: the built-in "
+                      "example tariff; see README: Usage and billing)")
+    jobs.add_argument("--metrics-port", type=int, default=None, metavar="PORT",
+                      help="serve Prometheus metrics on http://ADDRESS:PORT/metrics "
+                      "(0: any free port; default: off)")
+    jobs.add_argument("--metrics-address", default="127.0.0.1", metavar="HOST",
+                      help="the address of the metrics endpoint (default 127.0.0.1)")
     serve.add_argument("--log-level", default="info",
                        choices=["debug", "info", "warning", "error"])
     serve.set_defaults(func=_serve)
 
-    def client_options(p, server_default=DEFAULT_SERVER, server_help=None):
+    def client_options(p, server_default=DEFAULT_SERVER, server_help=None, watch=None):
         p.add_argument("--server", default=server_default,
                        help=server_help or f"HOST:PORT of the server (default "
                        f"{DEFAULT_SERVER}, or $MEDCOMPUTE_SERVER)")
-        p.add_argument("--timeout", type=float, default=600.0,
-                       help="seconds the call may take (default 600)")
+        if watch:
+            p.add_argument("--timeout", type=float, default=None,
+                           help=f"stop watching after this many seconds (default: {watch})")
+        else:
+            p.add_argument("--timeout", type=float, default=600.0,
+                           help="seconds the call may take (default 600)")
         p.add_argument("--api-key", default=None,
                        help="the subscriber's API key (default $MEDCOMPUTE_API_KEY)")
         p.add_argument("--tls-ca", metavar="PEM",
@@ -227,28 +288,10 @@ def build_parser() -> argparse.ArgumentParser:
     proc = sub.add_parser("process", help="process an image and write the result",
                           description="Send an image and a pipeline of operations; write the "
                           "result.")
-    proc.add_argument("inputs", nargs="+", metavar="INPUT",
-                      help="a .npy file, a DICOM file, several DICOM files of one series, "
-                      "a folder of them, or id:ID (an image in the server's store)")
-    proc.add_argument("--op", action="append", required=True, metavar="NAME[:key=value,...]",
-                      help=OP_HELP)
+    add_request_arguments(proc)
     proc.add_argument("-o", "--output", required=True, metavar="OUTPUT",
                       help="result: .npy (array), .dcm (one DICOM file) or a folder "
                       "(a DICOM derived series); DICOM output needs DICOM input")
-    proc.add_argument("--operand", metavar="PATH",
-                      help="the second image for subtract/add (same forms as INPUT)")
-    proc.add_argument("--spacing", type=float, nargs="+", metavar="MM",
-                      help="voxel spacing in mm per axis (DICOM input: from the files)")
-    proc.add_argument("--device", choices=["auto", "gpu", "cpu"], default="auto",
-                      help="where to run (default auto: a GPU worker if one fits, else CPU)")
-    proc.add_argument("--allow-fallback", action="store_true",
-                      help="with --device gpu: run on CPU if the cluster has no GPU")
-    proc.add_argument("--output-dtype", default="float32",
-                      choices=["uint8", "int8", "uint16", "int16", "uint32", "int32",
-                               "float32", "float64"],
-                      help="result voxel type, saturating cast (default float32)")
-    proc.add_argument("--compression", choices=["none", "zstd", "blosc"], default="none",
-                      help="lossless compression of the transfer (default none)")
     proc.add_argument("--json", action="store_true",
                       help="print the result header (applied operations, usage) as JSON")
     proc.add_argument("-q", "--quiet", action="store_true", help="no progress or summary")
@@ -260,6 +303,8 @@ def build_parser() -> argparse.ArgumentParser:
     client_options(ops)
     ops.set_defaults(func=_ops)
     add_process_options(proc)
+    add_jobs_commands(sub, client_options)
+    add_usage_commands(sub, client_options)
     add_store_commands(sub, client_options)
     add_admin_commands(sub, client_options)
     return parser

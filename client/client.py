@@ -19,6 +19,8 @@ from medcompute.proto.v1 import (
     admin_pb2,
     admin_pb2_grpc,
     image_pb2,
+    jobs_pb2,
+    jobs_pb2_grpc,
     processing_pb2,
     processing_pb2_grpc,
 )
@@ -145,6 +147,54 @@ def _progress(total: int, desc: str, enabled: bool):
                 leave=False)
 
 
+def _header(image, ops, *, spacing, operands, device, output_dtype, compute_dtype, output,
+            compression, allow_fallback, store_result, retention, recompute):
+    if device not in _DEVICES:
+        raise ValueError(f"device: expected one of {', '.join(_DEVICES)}, got {device!r}")
+    if output not in _OUTPUTS:
+        raise ValueError(f"output: expected one of {', '.join(_OUTPUTS)}, got {output!r}")
+    if compression not in _COMPRESSION:
+        raise ValueError(f"compression: expected one of {', '.join(_COMPRESSION)}, "
+                         f"got {compression!r}")
+    codec = _COMPRESSION[compression]
+    images = [_read(image, spacing)] + [_read(o) for o in operands]
+    header = processing_pb2.ProcessHeader(
+        pipeline=[to_operation(op) for op in ops],
+        input=_source(images[0], codec), operands=[_source(i, codec) for i in images[1:]],
+        device=_DEVICES[device], output_dtype=wire.dtype_to_proto(output_dtype),
+        compute_dtype=wire.dtype_to_proto(compute_dtype), output_format=_OUTPUTS[output],
+        result_compression=codec, allow_fallback=allow_fallback,
+        store_result=store_result, retention_seconds=round(retention or 0),
+        recompute=recompute,
+    )
+    return header, images
+
+
+def _messages(header, images, message_type, progress: bool, codec: int):
+    """The request stream: the header message, then every inline image's chunks."""
+    sent = _progress(sum(i.nbytes for i in images if not isinstance(i, str)), "upload",
+                     progress)
+    yield message_type(header=header)
+    for index, img in enumerate(images):
+        if isinstance(img, str):
+            continue   # a stored image: the server has it
+        for payload in _payload(img, codec):
+            yield message_type(chunk=image_pb2.Chunk(image=index, data=payload))
+            if sent is not None:
+                sent.update(min(len(payload), wire.CHUNK_SIZE))
+    if sent is not None:
+        sent.close()
+
+
+def _stream(stream):
+    try:
+        yield from stream
+    except grpc.RpcError as exc:
+        raise ServiceError(exc.code(), exc.details() or "") from None
+    finally:
+        stream.cancel()
+
+
 class Client:
     """A connection to a medcompute server.
 
@@ -175,6 +225,7 @@ class Client:
                                      tls_cert=tls_cert, tls_key=tls_key)
         self._stub = processing_pb2_grpc.ProcessingStub(self._channel)
         self._admin = admin_pb2_grpc.AdminStub(self._channel)
+        self._jobs = jobs_pb2_grpc.JobsStub(self._channel)
 
     def __enter__(self) -> Client:
         return self
@@ -268,43 +319,144 @@ class Client:
             Compute even when the store already holds the result of this request on these
             stored images (otherwise that result is returned, ``Result.reused``).
         """
-        if device not in _DEVICES:
-            raise ValueError(f"device: expected one of {', '.join(_DEVICES)}, got {device!r}")
-        if output not in _OUTPUTS:
-            raise ValueError(f"output: expected one of {', '.join(_OUTPUTS)}, got {output!r}")
-        if compression not in _COMPRESSION:
-            raise ValueError(f"compression: expected one of {', '.join(_COMPRESSION)}, "
-                             f"got {compression!r}")
-        codec = _COMPRESSION[compression]
-        images = [_read(image, spacing)] + [_read(o) for o in operands]
-        header = processing_pb2.ProcessHeader(
-            pipeline=[to_operation(op) for op in ops],
-            input=_source(images[0], codec), operands=[_source(i, codec) for i in images[1:]],
-            device=_DEVICES[device], output_dtype=wire.dtype_to_proto(output_dtype),
-            compute_dtype=wire.dtype_to_proto(compute_dtype), output_format=_OUTPUTS[output],
-            result_compression=codec, allow_fallback=allow_fallback,
-            store_result=store_result, retention_seconds=round(retention or 0),
-            recompute=recompute,
-        )
-        sent = _progress(sum(i.nbytes for i in images if not isinstance(i, str)), "upload",
-                         progress)
-
-        def requests():
-            yield processing_pb2.ProcessRequest(header=header)
-            for index, img in enumerate(images):
-                if isinstance(img, str):
-                    continue   # a stored image: the server has it
-                for payload in _payload(img, codec):
-                    yield processing_pb2.ProcessRequest(
-                        chunk=image_pb2.Chunk(image=index, data=payload))
-                    if sent is not None:
-                        sent.update(min(len(payload), wire.CHUNK_SIZE))
-            if sent is not None:
-                sent.close()
-
-        return self._call(self._receive, self._stub.Process(requests(),
+        header, images = _header(image, ops, spacing=spacing, operands=operands, device=device,
+                                 output_dtype=output_dtype, compute_dtype=compute_dtype,
+                                 output=output, compression=compression,
+                                 allow_fallback=allow_fallback, store_result=store_result,
+                                 retention=retention, recompute=recompute)
+        messages = _messages(header, images, processing_pb2.ProcessRequest, progress,
+                             header.result_compression)
+        return self._call(self._receive, self._stub.Process(messages,
                                                             timeout=timeout or self.timeout),
                           progress)
+
+    # -- asynchronous jobs -----------------------------------------------------------
+    def submit(self, image, ops: Sequence, *, idempotency_key: str = "", destination: str = "",
+               label: str = "", spacing=None, operands: Sequence = (), device: str = "auto",
+               output_dtype="float32", compute_dtype="float32", output: str = "array",
+               compression: str = "none", allow_fallback: bool = False,
+               store_result: bool = False, retention: float | None = None,
+               recompute: bool = False, timeout: float | None = None,
+               progress: bool = False) -> jobs_pb2.JobInfo:
+        """Submit a job and return at once, with the job queued (its inputs are stored).
+
+        Takes the arguments of :meth:`process`, and:
+
+        idempotency_key : str
+            Submitting again with the same key returns the same job (``existing``), never a
+            second one; use it to retry a submit whose answer was lost.
+        destination : str
+            Deliver the result to this subscriber's inbox instead of keeping it.
+        label : str
+            Free text shown in job lists and the recipient's inbox (no patient data).
+        """
+        header, images = _header(image, ops, spacing=spacing, operands=operands, device=device,
+                                 output_dtype=output_dtype, compute_dtype=compute_dtype,
+                                 output=output, compression=compression,
+                                 allow_fallback=allow_fallback, store_result=store_result,
+                                 retention=retention, recompute=recompute)
+        submit = jobs_pb2.SubmitHeader(process=header, idempotency_key=idempotency_key,
+                                       destination=destination, label=label)
+        messages = _messages(submit, images, jobs_pb2.SubmitRequest, progress,
+                             header.result_compression)
+        reply = self._call(self._jobs.Submit, messages, timeout=timeout or self.timeout)
+        return reply.job
+
+    def job(self, job_id: str, *, timeout: float | None = None) -> jobs_pb2.JobInfo:
+        return self._call(self._jobs.Get, jobs_pb2.GetJobRequest(job_id=job_id),
+                          timeout=timeout or self.timeout)
+
+    def watch(self, job_id: str, *, timeout: float | None = None) -> Iterator[jobs_pb2.JobEvent]:
+        """The job's events from its current state until it ends."""
+        stream = self._jobs.Watch(jobs_pb2.WatchJobRequest(job_id=job_id), timeout=timeout)
+        yield from _stream(stream)
+
+    def wait(self, job_id: str, *, timeout: float | None = None) -> jobs_pb2.JobInfo:
+        """Block until the job ends; its final JobInfo."""
+        last = None
+        for event in self.watch(job_id, timeout=timeout):
+            last = event.job
+        return last if last is not None else self.job(job_id)
+
+    def fetch(self, job_id: str, *, timeout: float | None = None,
+              progress: bool = False) -> Result:
+        """The result of a SUCCEEDED job (the sender's, or delivered to this subscriber)."""
+        return self._call(self._receive, self._jobs.Fetch(jobs_pb2.FetchRequest(job_id=job_id),
+                                                          timeout=timeout or self.timeout),
+                          progress)
+
+    def cancel(self, job_id: str, *, timeout: float | None = None) -> jobs_pb2.JobInfo:
+        return self._call(self._jobs.Cancel, jobs_pb2.CancelJobRequest(job_id=job_id),
+                          timeout=timeout or self.timeout)
+
+    def jobs(self, *, states: Sequence[str] = (), since: float = 0, until: float = 0,
+             operation: str = "", label: str = "", subscriber: str = "", limit: int = 50,
+             page_token: str = "", timeout: float | None = None) -> jobs_pb2.ListJobsResponse:
+        """One page of this subscriber's jobs, newest first (``next_page_token`` for more)."""
+        codes = []
+        for s in states:
+            try:
+                codes.append(jobs_pb2.JobState.Value(s.upper()))
+            except ValueError:
+                raise ValueError(f"states: unknown state {s!r}; expected one of "
+                                 "receiving, queued, running, succeeded, failed, cancelled"
+                                 ) from None
+        return self._call(self._jobs.List, jobs_pb2.ListJobsRequest(
+            states=codes, since=since, until=until, operation=operation, label=label,
+            subscriber=subscriber, page_size=limit, page_token=page_token),
+            timeout=timeout or self.timeout)
+
+    def inbox(self, *, unfetched_only: bool = False, after_seq: int = 0, limit: int = 100,
+              timeout: float | None = None) -> list[jobs_pb2.Delivery]:
+        """Results other subscribers delivered to this one (receive role)."""
+        return list(self._call(self._jobs.ListInbox, jobs_pb2.ListInboxRequest(
+            unfetched_only=unfetched_only, after_seq=after_seq, page_size=limit),
+            timeout=timeout or self.timeout).deliveries)
+
+    def watch_inbox(self, *, after_seq: int = 0, new_only: bool = False,
+                    timeout: float | None = None) -> Iterator[jobs_pb2.Delivery]:
+        """Every delivery after ``after_seq``, then each new one as it arrives (endless
+        unless ``timeout``)."""
+        stream = self._jobs.WatchInbox(jobs_pb2.WatchInboxRequest(
+            after_seq=after_seq, new_only=new_only), timeout=timeout)
+        yield from _stream(stream)
+
+    # -- usage and billing -----------------------------------------------------------
+    def usage(self, *, since: float = 0.0, until: float = 0.0, group_by: str = "none",
+              subscriber: str = "", all_subscribers: bool = False,
+              include_records: bool = False,
+              timeout: float | None = None) -> jobs_pb2.GetUsageResponse:
+        """Usage totals for a period, grouped by day, operation, device or subscriber."""
+        try:
+            grouping = jobs_pb2.UsageGrouping.Value(f"GROUP_{group_by.upper()}")
+        except ValueError:
+            raise ValueError(f"group_by: expected none, day, operation, device or subscriber, "
+                             f"got {group_by!r}") from None
+        return self._call(self._jobs.GetUsage, jobs_pb2.GetUsageRequest(
+            since=since, until=until, group_by=grouping, subscriber=subscriber,
+            all_subscribers=all_subscribers, include_records=include_records),
+            timeout=timeout or self.timeout)
+
+    def invoice(self, month: str, *, subscriber: str = "", all_subscribers: bool = False,
+                timeout: float | None = None) -> jobs_pb2.Invoice:
+        """The month's usage (YYYY-MM, UTC) priced with the server's tariff."""
+        return self._call(self._jobs.GetInvoice, jobs_pb2.GetInvoiceRequest(
+            month=month, subscriber=subscriber, all_subscribers=all_subscribers),
+            timeout=timeout or self.timeout)
+
+    # -- delivery rules (admin role) -----------------------------------------------------
+    def allow_delivery(self, sender: str, recipient: str, *, timeout: float | None = None):
+        return self._call(self._admin.AllowDelivery, admin_pb2.DeliveryRule(
+            sender=sender, recipient=recipient), timeout=timeout or self.timeout)
+
+    def disallow_delivery(self, sender: str, recipient: str, *, timeout: float | None = None):
+        return self._call(self._admin.DisallowDelivery, admin_pb2.DeliveryRule(
+            sender=sender, recipient=recipient), timeout=timeout or self.timeout)
+
+    def delivery_rules(self, *, sender: str = "", recipient: str = "",
+                       timeout: float | None = None):
+        return list(self._call(self._admin.ListDeliveryRules, admin_pb2.ListDeliveryRulesRequest(
+            sender=sender, recipient=recipient), timeout=timeout or self.timeout).rules)
 
     def _receive(self, responses, progress: bool) -> Result:
         first = next(responses, None)

@@ -1,4 +1,5 @@
-"""The Admin service: API keys and the audit log (admin role). Translation only."""
+"""The Admin service: API keys, delivery rules and the audit log (admin role).
+Translation only."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ import asyncio
 
 from medcompute.proto.v1 import admin_pb2, admin_pb2_grpc
 from medcompute.server.audit import AuditLog
+from medcompute.server.errors import NotFound
 from medcompute.server.guard import Guard, rpc
-from medcompute.server.keys import KeyInfo, KeyStore
+from medcompute.server.keys import KeyInfo, KeyStore, check_subscriber
 
 __all__ = ["AdminServicer", "key_message"]
 
@@ -19,10 +21,11 @@ def key_message(info: KeyInfo) -> admin_pb2.KeyInfo:
 
 
 class AdminServicer(admin_pb2_grpc.AdminServicer):
-    def __init__(self, guard: Guard, keys: KeyStore, audit: AuditLog):
+    def __init__(self, guard: Guard, keys: KeyStore, audit: AuditLog, catalog=None):
         self.guard = guard
         self.keys = keys
         self.audit = audit
+        self.catalog = catalog            # delivery rules
 
     @rpc("keys.create", "admin")
     async def CreateKey(self, request, context, call):
@@ -51,3 +54,30 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
         return admin_pb2.ListAuditReply(
             entries=[admin_pb2.AuditEntry(**e.__dict__) for e in entries],
             next_after_seq=entries[-1].seq if len(entries) == limit else 0)
+
+    @staticmethod
+    def _rule(request) -> tuple[str, str]:
+        sender = check_subscriber(request.sender, "sender")
+        recipient = check_subscriber(request.recipient, "recipient")
+        return sender, recipient
+
+    @rpc("deliveries.allow", "admin")
+    async def AllowDelivery(self, request, context, call):
+        sender, recipient = self._rule(request)
+        call.object_id = f"{sender}->{recipient}"
+        at = await self.catalog.allow_delivery(sender, recipient)
+        return admin_pb2.DeliveryRule(sender=sender, recipient=recipient, created_at=at)
+
+    @rpc("deliveries.disallow", "admin")
+    async def DisallowDelivery(self, request, context, call):
+        sender, recipient = self._rule(request)
+        call.object_id = f"{sender}->{recipient}"
+        if not await self.catalog.disallow_delivery(sender, recipient):
+            raise NotFound(f"no rule lets {sender!r} deliver to {recipient!r}", "recipient")
+        return admin_pb2.DeliveryRule(sender=sender, recipient=recipient)
+
+    @rpc("deliveries.list", "admin")
+    async def ListDeliveryRules(self, request, context, call):
+        rules = await self.catalog.delivery_rules(request.sender, request.recipient)
+        return admin_pb2.ListDeliveryRulesReply(rules=[
+            admin_pb2.DeliveryRule(sender=s, recipient=r, created_at=at) for s, r, at in rules])

@@ -12,6 +12,7 @@ import contextlib
 import ipaddress
 import logging
 import signal
+import uuid
 from dataclasses import dataclass
 
 import grpc
@@ -22,6 +23,8 @@ from medcompute.proto import wire
 from medcompute.proto.v1 import (
     admin_pb2,
     admin_pb2_grpc,
+    jobs_pb2,
+    jobs_pb2_grpc,
     processing_pb2,
     processing_pb2_grpc,
     store_pb2,
@@ -29,18 +32,23 @@ from medcompute.proto.v1 import (
 )
 from medcompute.server.admin_servicer import AdminServicer
 from medcompute.server.audit import AuditLog
+from medcompute.server.billing_service import BillingService
 from medcompute.server.catalog import Catalog
 from medcompute.server.config import ServerConfig
 from medcompute.server.dispatch import Dispatcher
 from medcompute.server.errors import FailedPrecondition
 from medcompute.server.guard import Guard
+from medcompute.server.job_runner import JobRunner
+from medcompute.server.jobs_servicer import JobsServicer
 from medcompute.server.keys import KeyStore
+from medcompute.server.metrics import Metrics
 from medcompute.server.service import ProcessingService
 from medcompute.server.servicer import ProcessingServicer
 from medcompute.server.status import UndecodableRequests
 from medcompute.server.store import ImageStore
 from medcompute.server.store_admin import maintain
 from medcompute.server.store_servicer import StoreServicer
+from medcompute.server.tariff import load_tariff
 from medcompute.server.transport import Spool
 
 __all__ = ["Running", "start", "serve", "SERVICE_NAME", "check_address"]
@@ -50,6 +58,7 @@ log = logging.getLogger(__name__)
 SERVICE_NAME = processing_pb2.DESCRIPTOR.services_by_name["Processing"].full_name
 STORE_SERVICE_NAME = store_pb2.DESCRIPTOR.services_by_name["Store"].full_name
 ADMIN_SERVICE_NAME = admin_pb2.DESCRIPTOR.services_by_name["Admin"].full_name
+JOBS_SERVICE_NAME = jobs_pb2.DESCRIPTOR.services_by_name["Jobs"].full_name
 #: Message size limit on both ends: a chunk plus its envelope.
 MESSAGE_LIMIT = wire.MAX_MESSAGE_BYTES + (64 << 10)
 HEALTH_INTERVAL = 1.0
@@ -116,6 +125,11 @@ class Running:
     store: ImageStore | None = None
     _maintain: asyncio.Task | None = None
     guard: Guard | None = None
+    runner: JobRunner | None = None
+    metrics: Metrics | None = None
+    #: The port of the Prometheus endpoint; 0 when it is off.
+    metrics_port: int = 0
+    billing: BillingService | None = None
 
     async def stop(self, grace: float | None = 5.0) -> None:
         for task in (self._watch, self._maintain):
@@ -124,7 +138,13 @@ class Running:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         await self.server.stop(grace)
+        if self.runner is not None:
+            await self.runner.stop()
         await self.dispatcher.close()
+        if self.metrics is not None:
+            self.metrics.stop()
+        if self.billing is not None:
+            self.billing.close()
         self.catalog.close()
         if self.store is not None:
             self.store.close()
@@ -133,10 +153,13 @@ class Running:
             self.guard.audit.close()
 
 
-async def _watch_health(dispatcher: Dispatcher, servicer) -> None:
+async def _watch_health(dispatcher: Dispatcher, servicer, metrics: Metrics | None = None):
     serving = None
     while True:
-        ok = await dispatcher.worker_count() > 0
+        cpu, gpu = await dispatcher.worker_kinds()
+        if metrics is not None:
+            metrics.set_workers(cpu, gpu)
+        ok = cpu + gpu > 0
         if ok != serving:
             status = (health_pb2.HealthCheckResponse.SERVING if ok
                       else health_pb2.HealthCheckResponse.NOT_SERVING)
@@ -150,12 +173,17 @@ async def _watch_health(dispatcher: Dispatcher, servicer) -> None:
 async def start(config: ServerConfig) -> Running:
     """Start everything; return once the server accepts calls."""
     check_address(config)
+    tariff = load_tariff(config.tariff)
     config.data_dir.mkdir(parents=True, exist_ok=True)
-    catalog = Catalog(config.data_dir)
+    catalog = Catalog(config.data_dir, runner=uuid.uuid4().hex,
+                      lease_seconds=config.job_lease_seconds)
     spool = Spool(config.data_dir)
     spool.clear()
     dispatcher = Dispatcher(config)
     store = ImageStore(config, dispatcher.call)
+    metrics = Metrics()
+    billing = BillingService(config.data_dir, tariff)
+    runner = None
     try:
         await store.open()
         await dispatcher.start()
@@ -163,38 +191,55 @@ async def start(config: ServerConfig) -> Running:
             ("grpc.max_receive_message_length", MESSAGE_LIMIT),
             ("grpc.max_send_message_length", MESSAGE_LIMIT),
         ])
-        service = ProcessingService(config, catalog, dispatcher, spool, store)
+        service = ProcessingService(config, catalog, dispatcher, spool, store, metrics=metrics)
         keys, audit = KeyStore(config.data_dir), AuditLog(config.data_dir)
         guard = Guard(config, keys, audit)
+        runner = JobRunner(config, service, catalog, keys)
+        metrics.set_queue_depth_source(lambda: guard.counters.jobs + runner.active())
         processing_pb2_grpc.add_ProcessingServicer_to_server(
             ProcessingServicer(service, guard), server)
-        admin_pb2_grpc.add_AdminServicer_to_server(AdminServicer(guard, keys, audit), server)
+        jobs_pb2_grpc.add_JobsServicer_to_server(JobsServicer(runner, guard, billing), server)
+        admin_pb2_grpc.add_AdminServicer_to_server(AdminServicer(guard, keys, audit, catalog),
+                                                   server)
         store_pb2_grpc.add_StoreServicer_to_server(StoreServicer(store, guard), server)
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         reflection.enable_server_reflection(
-            (SERVICE_NAME, STORE_SERVICE_NAME, ADMIN_SERVICE_NAME, health.SERVICE_NAME,
+            (SERVICE_NAME, STORE_SERVICE_NAME, ADMIN_SERVICE_NAME, JOBS_SERVICE_NAME,
+             health.SERVICE_NAME,
              reflection.SERVICE_NAME), server)
         port = _bind(server, config)
+        await runner.start()
         await server.start()
+        metrics_port = 0
+        if config.metrics_port is not None:
+            metrics_port = metrics.start_http(config.metrics_address, config.metrics_port)
     except BaseException:
+        if runner is not None:
+            await runner.stop()
         await dispatcher.close()
+        metrics.stop()
+        billing.close()
         catalog.close()
         store.close()
         raise
-    watch = asyncio.create_task(_watch_health(dispatcher, health_servicer))
+    watch = asyncio.create_task(_watch_health(dispatcher, health_servicer, metrics))
     upkeep = asyncio.create_task(maintain(store, config.purge_interval))
     address = f"{_host(config.address)}:{port}"
     log.info("medcompute serving on %s (data in %s)", address, config.data_dir)
     return Running(server, port, address, dispatcher, catalog, health_servicer, watch,
-                   store=store, _maintain=upkeep, guard=guard)
+                   store=store, _maintain=upkeep, guard=guard, runner=runner, metrics=metrics,
+                   metrics_port=metrics_port, billing=billing)
 
 
 async def serve(config: ServerConfig) -> None:
     """Run until SIGINT or SIGTERM, then stop gracefully."""
     running = await start(config)
+    metrics = (f", Prometheus metrics on http://{config.metrics_address}:{running.metrics_port}"
+               "/metrics" if running.metrics_port else "")
     print(f"medcompute serving on {running.address} (data directory {config.data_dir}, "
-          f"Dask scheduler {running.dispatcher.scheduler_address}); Ctrl-C stops", flush=True)
+          f"Dask scheduler {running.dispatcher.scheduler_address}{metrics}); Ctrl-C stops",
+          flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

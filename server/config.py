@@ -60,3 +60,15 @@ class ServerConfig:
     insecure: bool = False
     #: Seconds between the store's purges of expired images.
     purge_interval: float = 3600.0
+    #: Asynchronous jobs waiting or running per subscriber; more answer RESOURCE_EXHAUSTED.
+    max_pending_jobs: int = 1000
+    #: Seconds the result of an asynchronous job is kept for fetching.
+    result_retention: float = 7 * 86400.0
+    #: Seconds a server's claim on a running job lasts without renewal: after a crash,
+    #: another server (or the restarted one) takes its jobs over after this long.
+    job_lease_seconds: float = 30.0
+    #: The tariff that prices usage (TOML); None: the built-in example tariff.
+    tariff: Path | None = None
+    #: Prometheus metrics over HTTP on this port (0: any free port); None: off.
+    metrics_port: int | None = None
+    metrics_address: str = "127.0.0.1"

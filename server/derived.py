@@ -145,7 +145,7 @@ async def reuse(service, header, expected: list[ExpectedImage], *, subscriber: s
     usage = usage_record(job, result, images=len(expected),
                          voxels=sum(math.prod(g.shape) for g in geoms), bytes_in=0,
                          bytes_out=nbytes)
-    await service.catalog.finish_job(job, usage)
+    await service.finish(job, usage)
     return Outcome(job, ops, result, record.spacing or out_geom.spacing, output_format, usage,
                    stored_image_id=record.id, reused=True)
 

@@ -265,6 +265,16 @@ class Dispatcher:
         self._view_at = now
         return self._view
 
+    async def worker_kinds(self) -> tuple[int, int]:
+        """(CPU workers, GPU workers) alive now; (0, 0) when the scheduler cannot be
+        reached. Uncached, and leaves the placement's view alone."""
+        try:
+            workers = (await self._identity()).get("workers", {})
+        except Unavailable:
+            return 0, 0
+        gpu = sum(1 for w in workers.values() if w.get("resources", {}).get("GPU", 0) > 0)
+        return len(workers) - gpu, gpu
+
     async def worker_count(self) -> int:
         """Workers alive (0 when the scheduler cannot be reached)."""
         try:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from medcompute.server.db import Database
 from medcompute.server.errors import InvalidArgument, NotFound
 
-__all__ = ["ROLES", "KeyInfo", "KeyStore", "parse_roles"]
+__all__ = ["ROLES", "KeyInfo", "KeyStore", "parse_roles", "check_subscriber"]
 
 ROLES = ("process", "store", "receive", "admin")
 _KEY = re.compile(r"^mc_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
@@ -77,14 +77,20 @@ def _info(row) -> KeyInfo:
 _COLUMNS = "key_id, subscriber, roles, certificate_sha256, created_at, revoked_at"
 
 
+def check_subscriber(name: str, field: str = "subscriber") -> str:
+    """``name`` if it is a valid subscriber name, else InvalidArgument."""
+    if not _SUBSCRIBER.match(name or ""):
+        raise InvalidArgument("expected 1 to 64 letters, digits or . _ @ -, starting with "
+                              "a letter or digit", field)
+    return name
+
+
 class KeyStore(Database):
     SCHEMA = _SCHEMA
 
     def create(self, subscriber: str, roles, certificate_sha256: str = "") -> tuple[KeyInfo, str]:
         """A new key; returns its record and the token, which is never stored."""
-        if not _SUBSCRIBER.match(subscriber or ""):
-            raise InvalidArgument("expected 1 to 64 letters, digits or . _ @ -, starting with "
-                                  "a letter or digit", "subscriber")
+        check_subscriber(subscriber)
         roles = parse_roles(roles)
         cert = certificate_sha256.lower().replace(":", "")
         if cert and not re.fullmatch(r"[0-9a-f]{64}", cert):

@@ -32,6 +32,8 @@ def usage_record(job: Job, result: TaskResult | None, *, images: int, voxels: in
         "state": job.state.value,
         "created_at": job.created_at,
         "finished_at": end,
+        "platform_fault": job.platform_fault,
+        "destination": "" if job.destination == job.subscriber else job.destination,
     }
     if result is not None:
         start = job.queued_at or job.created_at

@@ -8,6 +8,7 @@ as the API defines them) and the stream of chunks, and returns an
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import math
 import time
@@ -23,6 +24,7 @@ from medcompute.server.catalog import Catalog
 from medcompute.server.config import ServerConfig
 from medcompute.server.dispatch import Dispatcher
 from medcompute.server.errors import (
+    FailedPrecondition,
     InvalidArgument,
     MedcomputeError,
     ResourceExhausted,
@@ -32,7 +34,7 @@ from medcompute.server.operations import Geometry, ResolvedOp, resolve_pipeline
 from medcompute.server.tasks import InputSpec, TaskResult, TaskSpec, request_field
 from medcompute.server.transport import ExpectedImage, Spool, expect_image, receive_images
 
-__all__ = ["ProcessingService", "Outcome"]
+__all__ = ["ProcessingService", "Outcome", "Request", "Staged"]
 
 log = logging.getLogger(__name__)
 
@@ -59,9 +61,33 @@ class Outcome:
     reused: bool = False              # answered from the store, nothing computed
 
 
+@dataclass
+class Request:
+    """A checked request header: what to read, how to compute, where to run."""
+
+    header: processing_pb2.ProcessHeader
+    expected: list[ExpectedImage]
+    device: str
+    output_format: str
+    output_dtype: str
+    compute_dtype: str
+    names: list[str]
+
+
+@dataclass
+class Staged:
+    """The inputs on disk, their geometry and the resolved pipeline."""
+
+    inputs: tuple[InputSpec, ...]
+    geoms: list[Geometry]
+    ops: list[ResolvedOp]
+    out_geom: Geometry
+
+
 class ProcessingService:
     def __init__(self, config: ServerConfig, catalog: Catalog, dispatcher: Dispatcher,
-                 spool: Spool, store=None):
+                 spool: Spool, store=None, metrics=None):
+        self.metrics = metrics            # Prometheus counters, fed as usage is recorded
         self.config = config
         self.catalog = catalog
         self.dispatcher = dispatcher
@@ -149,10 +175,10 @@ class ProcessingService:
                 InputSpec(str(path), "dicom", tuple(meta.shape), np.dtype(meta.dtype).str,
                           file_sizes=e.file_sizes, field=e.field))
 
-    # -- the call ----------------------------------------------------------------
-    async def process(self, header, chunks: AsyncIterator, *, subscriber: str,
-                      on_job=None) -> Outcome:
-        """Receive the inputs, run the pipeline on a worker, record the job and its usage."""
+    # -- the phases of a job -------------------------------------------------------
+    async def prepare(self, header, *, subscriber: str) -> Request:
+        """Check the request header (before any pixel is read); NotFound for stored ids the
+        subscriber does not own."""
         expected = await derived.resolve(self.store, self._expected(header), owner=subscriber)
         device, output_format, output_dtype, compute_dtype = self._options(header)
         if output_format != "raw" and expected[0].encoding != "dicom":
@@ -161,73 +187,128 @@ class ProcessingService:
         if device == "gpu":
             # Refuse before the upload when there is no GPU and no fallback was allowed.
             await self.dispatcher.check_gpu(allow_fallback=header.allow_fallback)
-        reused = await derived.reuse(self, header, expected, subscriber=subscriber,
-                                     output_format=output_format)
+        names = [op.WhichOneof("op") or "?" for op in header.pipeline]
+        return Request(header, expected, device, output_format, output_dtype, compute_dtype,
+                       names)
+
+    def new_job(self, request: Request, *, subscriber: str, destination: str = "",
+                job_id: str | None = None) -> jobs.Job:
+        return jobs.new_job(subscriber=subscriber, operations=request.names,
+                            device=request.device, destination=destination or None,
+                            inputs=[derived.input_ref(e) for e in request.expected],
+                            created_at=time.time(), job_id=job_id)
+
+    def precheck(self, request: Request) -> None:
+        """Fail fast: RAW images are checked against the limits and the pipeline before
+        their pixels are read."""
+        if all(e.encoding == "raw" for e in request.expected):
+            for e in request.expected:
+                self._check_size(e.shape, f"{e.field}.shape")
+            geoms = [Geometry(e.shape, e.spacing) for e in request.expected]
+            resolve_pipeline(request.header.pipeline, geoms[0], geoms[1:])
+
+    async def stage(self, request: Request, paths) -> Staged:
+        """The inputs' geometry (DICOM headers read), limits, and the resolved pipeline."""
+        pairs = [await self._geometry(e, p) for e, p in zip(request.expected, paths)]
+        geoms = [g for g, _ in pairs]
+        for e, g in zip(request.expected, geoms):
+            self._check_size(g.shape, e.field)
+        ops, out_geom = resolve_pipeline(request.header.pipeline, geoms[0], geoms[1:])
+        if request.output_format != "raw" and len(out_geom.shape) not in (2, 3):
+            # Refused here, before any work, rather than by the worker that writes it.
+            raise InvalidArgument(
+                f"a DICOM result needs 2 or 3 axes; this pipeline gives "
+                f"{len(out_geom.shape)} (use the array output)", "header.output_format")
+        return Staged(tuple(s for _, s in pairs), geoms, ops, out_geom)
+
+    async def execute(self, job: jobs.Job, request: Request, staged: Staged, out_path, *,
+                      bytes_in: int, finish_extra=None, on_started=None) -> Outcome:
+        """Run a QUEUED (or RUNNING) job on a worker; record its end and its usage.
+
+        ``finish_extra(db, job, usage)`` runs inside the transaction that records the end.
+        Raises what the run raised; the caller records a failure with :meth:`fail`.
+        """
+        header = request.header
+        voxels = sum(math.prod(g.shape) for g in staged.geoms)
+        spec = TaskSpec(
+            job_id=job.id, inputs=staged.inputs, ops=tuple(staged.ops),
+            out_path=str(out_path), compute_dtype=request.compute_dtype,
+            output_dtype=request.output_dtype, output_format=request.output_format,
+            output_spacing=staged.out_geom.spacing,
+            description="; ".join(op.summary for op in staged.ops),
+        )
+        execution = await self.dispatcher.run(
+            spec, device=request.device, allow_fallback=header.allow_fallback, voxels=voxels,
+            out_shape=staged.out_geom.shape, out_dtype=request.output_dtype)
+        result = execution.result
+        kept = (await derived.keep(self, header, job, spec, result, request.expected,
+                                   staged.ops, staged.out_geom)
+                if header.store_result else "")
+        if job.state == jobs.State.QUEUED:
+            job = jobs.apply(job, jobs.Started(result.started_at, result.worker))
+        else:
+            job = dataclasses.replace(job, started_at=result.started_at, worker=result.worker)
+        job = jobs.apply(job, jobs.Succeeded(time.time()))
+        usage = usage_record(job, result, images=len(request.expected), voxels=voxels,
+                             bytes_in=bytes_in, bytes_out=result.nbytes,
+                             fallback=bool(execution.fallback_reason))
+        outcome = Outcome(job, staged.ops, result, staged.out_geom.spacing,
+                          request.output_format, usage,
+                          fallback_reason=execution.fallback_reason, slabs=execution.slabs,
+                          workers=execution.workers, stored_image_id=kept)
+        extra = None if finish_extra is None else (
+            lambda db: finish_extra(db, outcome))
+        if not await self.finish(job, usage, extra):
+            raise FailedPrecondition(f"job {job.id} ended elsewhere while it ran (cancelled)")
+        return outcome
+
+    async def finish(self, job: jobs.Job, usage: dict, extra=None) -> bool:
+        """Record a job's end and its one usage record; False if it had already ended."""
+        done = await self.catalog.finish_job(job, usage, extra)
+        if done and self.metrics is not None:
+            try:
+                self.metrics.job_finished(usage)
+            except Exception:  # the job is recorded; a metric must not turn it into an error
+                log.exception("could not count job %s in the metrics", job.id)
+        return done
+
+    # -- the synchronous call ------------------------------------------------------
+    async def process(self, header, chunks: AsyncIterator, *, subscriber: str,
+                      on_job=None) -> Outcome:
+        """Receive the inputs, run the pipeline on a worker, record the job and its usage."""
+        request = await self.prepare(header, subscriber=subscriber)
+        reused = await derived.reuse(self, header, request.expected, subscriber=subscriber,
+                                     output_format=request.output_format)
         if reused is not None:
             return reused
-        names = [op.WhichOneof("op") or "?" for op in header.pipeline]
-        job = jobs.new_job(subscriber=subscriber, operations=names, device=device,
-                           inputs=[derived.input_ref(e) for e in expected], created_at=time.time())
+        job = self.new_job(request, subscriber=subscriber)
         await self.catalog.put_job(job)
         if on_job is not None:
             on_job(job.id)
-        paths = [self.spool.path(job.id, f"in{i}") for i in range(len(expected))]
+        paths = [self.spool.path(job.id, f"in{i}") for i in range(len(request.expected))]
         out_path = self.spool.path(job.id, "out")
         bytes_in = 0
-        result = None
         try:
-            # Fail fast: RAW images are checked before their pixels are read.
-            if all(e.encoding == "raw" for e in expected):
-                for e in expected:
-                    self._check_size(e.shape, f"{e.field}.shape")
-                geoms = [Geometry(e.shape, e.spacing) for e in expected]
-                resolve_pipeline(header.pipeline, geoms[0], geoms[1:])
-            bytes_in = await receive_images(chunks, expected, paths)
-            pairs = [await self._geometry(e, p) for e, p in zip(expected, paths)]
-            geoms = [g for g, _ in pairs]
-            for e, g in zip(expected, geoms):
-                self._check_size(g.shape, e.field)
-            ops, out_geom = resolve_pipeline(header.pipeline, geoms[0], geoms[1:])
-            if output_format != "raw" and len(out_geom.shape) not in (2, 3):
-                # Refused here, before any work, rather than by the worker that writes it.
-                raise InvalidArgument(
-                    f"a DICOM result needs 2 or 3 axes; this pipeline gives "
-                    f"{len(out_geom.shape)} (use the array output)", "header.output_format")
+            self.precheck(request)
+            bytes_in = await receive_images(chunks, request.expected, paths)
+            staged = await self.stage(request, paths)
             job = jobs.apply(job, jobs.InputsReceived(time.time()))
-            spec = TaskSpec(
-                job_id=job.id, inputs=tuple(s for _, s in pairs), ops=tuple(ops),
-                out_path=str(out_path), compute_dtype=compute_dtype, output_dtype=output_dtype,
-                output_format=output_format, output_spacing=out_geom.spacing,
-                description="; ".join(op.summary for op in ops),
-            )
-            execution = await self.dispatcher.run(
-                spec, device=device, allow_fallback=header.allow_fallback,
-                voxels=sum(math.prod(g.shape) for g in geoms), out_shape=out_geom.shape,
-                out_dtype=output_dtype)
-            result = execution.result
-            kept = (await derived.keep(self, header, job, spec, result, expected, ops, out_geom)
-                    if header.store_result else "")
-            job = jobs.apply(job, jobs.Started(result.started_at, result.worker))
-            job = jobs.apply(job, jobs.Succeeded(time.time()))
-            usage = usage_record(job, result, images=len(expected),
-                                 voxels=sum(math.prod(g.shape) for g in geoms),
-                                 bytes_in=bytes_in, bytes_out=result.nbytes,
-                                 fallback=bool(execution.fallback_reason))
-            await self.catalog.finish_job(job, usage)
-            return Outcome(job, ops, result, out_geom.spacing, output_format, usage,
-                           fallback_reason=execution.fallback_reason, slabs=execution.slabs,
-                           workers=execution.workers, stored_image_id=kept)
+            return await self.execute(job, request, staged, out_path, bytes_in=bytes_in)
         except BaseException as exc:
             self.spool.remove(out_path)
-            await asyncio.shield(self._fail(job, exc, bytes_in=bytes_in, n_images=len(expected)))
+            await asyncio.shield(self.fail(job, exc, bytes_in=bytes_in,
+                                           n_images=len(request.expected)))
             raise
         finally:
             self.spool.remove(*paths)
 
-    async def _fail(self, job: jobs.Job, exc: BaseException, *, bytes_in: int, n_images: int):
+    async def fail(self, job: jobs.Job, exc: BaseException, *, bytes_in: int, n_images: int,
+                   cancel_reason: str = "the call was cancelled or its deadline passed",
+                   extra=None) -> None:
+        """Record the failure (or cancellation) ``exc`` ended the job with."""
         now = time.time()
         if isinstance(exc, asyncio.CancelledError):
-            event = jobs.Cancelled(now, "the call was cancelled or its deadline passed")
+            event = jobs.Cancelled(now, cancel_reason)
         elif isinstance(exc, MedcomputeError):
             platform = exc.code_name in ("INTERNAL", "UNAVAILABLE")
             event = jobs.Failed(now, exc.details, exc.code_name, platform_fault=platform)
@@ -238,7 +319,7 @@ class ProcessingService:
         usage = usage_record(job, None, images=n_images, voxels=0, bytes_in=bytes_in,
                              bytes_out=0)
         try:
-            await self.catalog.finish_job(job, usage)
+            await self.finish(job, usage, extra)
         except Exception:  # recording the failure must not hide the original error
             log.exception("could not record the end of job %s", job.id)
 

@@ -1,0 +1,95 @@
+"""The Jobs service: asynchronous jobs, the inbox, usage and invoices. Translation only."""
+
+from __future__ import annotations
+
+from medcompute.proto.v1 import image_pb2, jobs_pb2, jobs_pb2_grpc, processing_pb2
+from medcompute.server.errors import InvalidArgument
+from medcompute.server.guard import Guard, rpc
+from medcompute.server.job_runner import JobRunner
+from medcompute.server.transport import result_chunks
+
+__all__ = ["JobsServicer"]
+
+
+async def _submit_parts(request_iterator):
+    """The SubmitHeader and an async iterator of (message index, Chunk) after it."""
+    first = await anext(aiter(request_iterator), None)
+    if first is None or first.WhichOneof("msg") != "header":
+        raise InvalidArgument("the first message must carry the header", "request[0].header")
+
+    async def chunks():
+        index = 0
+        async for message in request_iterator:
+            index += 1
+            if message.WhichOneof("msg") != "chunk":
+                raise InvalidArgument("expected a chunk: only the first message carries the "
+                                      "header", f"request[{index}]")
+            yield index, message.chunk
+    return first.header, chunks()
+
+
+class JobsServicer(jobs_pb2_grpc.JobsServicer):
+    def __init__(self, runner: JobRunner, guard: Guard, billing=None):
+        self.runner = runner
+        self.guard = guard
+        self.billing = billing
+
+    @rpc("jobs.submit", "process")
+    async def Submit(self, request_iterator, context, call):
+        header, chunks = await _submit_parts(request_iterator)
+        info, existing = await self.runner.submit(
+            header, chunks, subscriber=call.principal.subscriber,
+            on_job=lambda job_id: setattr(call, "object_id", job_id))
+        if existing:
+            call.detail = "idempotency key: the existing job"
+        return jobs_pb2.SubmitResponse(job=info, existing=existing)
+
+    @rpc("jobs.get", "process", audit=False)
+    async def Get(self, request, context, call):
+        return await self.runner.get(request.job_id, call.principal.subscriber)
+
+    @rpc("jobs.watch", "process", audit=False)
+    async def Watch(self, request, context, call):
+        async for event in self.runner.watch(request.job_id, call.principal.subscriber):
+            yield event
+
+    @rpc("jobs.fetch", ("process", "receive"))
+    async def Fetch(self, request, context, call):
+        call.object_id = request.job_id
+        header, path, compression, itemsize, recipient = await self.runner.fetch(
+            request.job_id, call.principal.subscriber, call.principal.roles)
+        yield processing_pb2.ProcessResponse(header=header)
+        for payload in result_chunks(path, compression=compression, itemsize=itemsize):
+            yield processing_pb2.ProcessResponse(chunk=image_pb2.Chunk(image=0, data=payload))
+        if recipient:
+            await self.runner.fetched(request.job_id)
+
+    @rpc("jobs.cancel", "process")
+    async def Cancel(self, request, context, call):
+        call.object_id = request.job_id
+        return await self.runner.cancel(request.job_id, call.principal.subscriber)
+
+    @rpc("jobs.list", "process", audit=False)
+    async def List(self, request, context, call):
+        subscriber = call.principal.subscriber
+        if request.subscriber and request.subscriber != subscriber:
+            self.guard.authorize(call.principal, "admin")
+            subscriber = request.subscriber
+        return await self.runner.list(subscriber, request)
+
+    @rpc("inbox.list", "receive", audit=False)
+    async def ListInbox(self, request, context, call):
+        return await self.runner.inbox(call.principal.subscriber, request)
+
+    @rpc("inbox.watch", "receive", audit=False)
+    async def WatchInbox(self, request, context, call):
+        async for delivery in self.runner.watch_inbox(call.principal.subscriber, request):
+            yield delivery
+
+    @rpc("usage.get", None)
+    async def GetUsage(self, request, context, call):
+        return await self.billing.get_usage(request, call.principal)
+
+    @rpc("usage.invoice", None)
+    async def GetInvoice(self, request, context, call):
+        return await self.billing.get_invoice(request, call.principal)
