@@ -193,14 +193,14 @@ def _jobs(args) -> int:
         print(json.dumps({"jobs": [_as_dict(j) for j in page.jobs],
                           "next_page_token": page.next_page_token}, indent=2))
         return 0
-    print(f"{'JOB':<32}  {'STATE':<10} {'CREATED (UTC)':<19}  {'KIND':<5} {'TO':<12} "
-          f"OPERATIONS / LABEL")
+    print(f"{'JOB':<32}  {'STATE':<10} {'CREATED (UTC)':<19}  {'KIND':<5} "
+          f"{'DELIVERED TO':<22} OPERATIONS / LABEL")
     for j in page.jobs:
         kind = "async" if j.asynchronous else "sync"
-        to = f"{j.destination}" if j.destination else "-"
+        to = f"{j.destination} ({_delivery(j)})" if j.destination else "-"
         what = "+".join(j.operations) + (f"  [{j.label}]" if j.label else "")
         print(f"{j.job_id:<32}  {_state(j):<10} {_when(j.created_at):<19}  {kind:<5} "
-              f"{to:<12} {what}")
+              f"{to:<22} {what}")
     if page.next_page_token:
         print(f"(more: --limit {args.limit * 2}, or narrow with --since/--state)",
               file=sys.stderr)

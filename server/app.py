@@ -48,7 +48,7 @@ from medcompute.server.status import UndecodableRequests
 from medcompute.server.store import ImageStore
 from medcompute.server.store_admin import maintain
 from medcompute.server.store_servicer import StoreServicer
-from medcompute.server.tariff import load_tariff
+from medcompute.server.tariff import TariffError, load_tariff
 from medcompute.server.transport import Spool
 
 __all__ = ["Running", "start", "serve", "SERVICE_NAME", "check_address"]
@@ -88,6 +88,12 @@ def check_address(config: ServerConfig) -> None:
     if config.client_ca and not config.tls_cert:
         raise FailedPrecondition("--client-ca (mTLS) needs --tls-cert and --tls-key",
                                  "--client-ca")
+    if (config.metrics_port is not None and not _loopback(config.metrics_address)
+            and not config.insecure):
+        raise FailedPrecondition(
+            f"refusing to serve metrics on {config.metrics_address}: the endpoint has no TLS "
+            "or keys; keep it on 127.0.0.1 behind a scraping proxy, or use --insecure on a "
+            "closed monitoring network", "--metrics-address")
     if _loopback(host):
         return
     if config.insecure:
@@ -173,7 +179,10 @@ async def _watch_health(dispatcher: Dispatcher, servicer, metrics: Metrics | Non
 async def start(config: ServerConfig) -> Running:
     """Start everything; return once the server accepts calls."""
     check_address(config)
-    tariff = load_tariff(config.tariff)
+    try:
+        tariff = load_tariff(config.tariff)
+    except TariffError as exc:
+        raise FailedPrecondition(str(exc), "--tariff") from None
     config.data_dir.mkdir(parents=True, exist_ok=True)
     catalog = Catalog(config.data_dir, runner=uuid.uuid4().hex,
                       lease_seconds=config.job_lease_seconds)

@@ -105,8 +105,25 @@ def test_serve_refuses_a_non_loopback_address(tmp_path):
     assert run.returncode == 2 and "refusing to listen on 0.0.0.0" in run.stderr
 
 
+def test_serve_refuses_a_bad_tariff_and_an_open_metrics_endpoint(tmp_path):
+    bad = tmp_path / "tariff.toml"
+    bad.write_text('name = "x"\ncurrency = "EUR"\n[prices]\njob = "cheap"\n')
+    run = _cli("serve", "--data-dir", str(tmp_path), "--tariff", str(bad), check=False)
+    assert run.returncode == 2
+    assert run.stderr.startswith("medcompute serve: --tariff: ")
+    assert "prices.job: expected a non-negative number" in run.stderr
+    run = _cli("serve", "--data-dir", str(tmp_path), "--tariff", str(tmp_path / "none.toml"),
+               check=False)
+    assert run.returncode == 2 and "no such tariff file" in run.stderr
+    run = _cli("serve", "--data-dir", str(tmp_path), "--metrics-port", "0",
+               "--metrics-address", "0.0.0.0", check=False)
+    assert run.returncode == 2 and "refusing to serve metrics on 0.0.0.0" in run.stderr
+
+
 def test_help_texts():
-    for cmd in ([], ["serve"], ["process"], ["ops"]):
+    for cmd in ([], ["serve"], ["process"], ["ops"], ["submit"], ["watch"], ["fetch"],
+                ["cancel"], ["jobs"], ["inbox"], ["deliveries"], ["usage"],
+                ["usage", "invoice"]):
         assert _cli(*cmd, "--help").returncode == 0
     assert os.path.exists(BIN / "medcompute")
 

@@ -267,7 +267,7 @@ def test_an_expired_result_is_gone_but_its_job_stays(server, client):
 def test_watch_shows_the_upload_progress_of_a_job_still_receiving(server, client):
     image = _img((16, 256, 256))          # 4 MiB: four chunks, sent slowly
     data = image.tobytes()
-    header = _header(image, label="slow-upload")
+    header = _header(image, label="slow-upload", idempotency_key="slow-key")
 
     def slowly():
         yield jobs_pb2.SubmitRequest(header=header)
@@ -283,9 +283,18 @@ def test_watch_shows_the_upload_progress_of_a_job_still_receiving(server, client
             assert time.monotonic() < deadline
             receiving = [j for j in client.jobs(states=["receiving"]).jobs
                          if j.label == "slow-upload"]
+        # The same request with the same key while the first is still receiving: retry later.
+        with pytest.raises(ServiceError) as info:
+            client.submit(image, ["gaussian:sigma=1"], label="slow-upload",
+                          idempotency_key="slow-key")
+        assert info.value.code == grpc.StatusCode.ABORTED
+        assert "still receiving" in info.value.details
         events = list(client.watch(receiving[0].job_id, timeout=120))
         reply = pending.result(60)
     assert reply.job.job_id == receiving[0].job_id
+    again = client.submit(image, ["gaussian:sigma=1"], label="slow-upload",
+                          idempotency_key="slow-key")
+    assert again.job_id == reply.job.job_id
     uploading = [e.job.progress for e in events if e.job.state == jobs_pb2.RECEIVING]
     assert len(uploading) >= 2 and uploading == sorted(uploading) and 0 < uploading[-1] <= 1
     assert all(e.message == "receiving the inputs" for e in events

@@ -94,8 +94,8 @@ def test_sigkill_with_jobs_in_every_state_then_restart_ends_each_once(tmp_path):
     second = Served(data, tmp_path / "second.log", *flags)
     try:
         with Client(second.address, timeout=60) as c:
-            ended = {j.job_id: c.wait(j.job_id, timeout=120) for j in [running, *queued]}
-            for job_id, info in ended.items():
+            for job in [running, *queued]:
+                info = c.wait(job.job_id, timeout=120)
                 assert info.state == jobs_pb2.SUCCEEDED, info.error
             np.testing.assert_array_equal(c.fetch(running.job_id).array,
                                           c.process(_vol(1), SLOW, device="cpu").array)
