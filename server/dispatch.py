@@ -172,6 +172,8 @@ class Dispatcher:
         self._view: WorkerView | None = None
         self._view_at = 0.0
         self._listeners: list = []
+        #: job id -> ``hook(done, total)``, called as each slab of a split job finishes.
+        self.progress_hooks: dict = {}
         self._batchers = {kind: _Batcher(self, kind, config.batch_max_items)
                           for kind in ("cpu", "gpu")}
 
@@ -311,9 +313,20 @@ class Dispatcher:
             return Unavailable(f"the Dask cluster could not be reached ({type(exc).__name__})")
         return exc
 
-    async def _await(self, futures: list):
+    async def _await(self, futures: list, progress=None):
+        waits = futures
+        if progress is not None:
+            done = 0
+
+            async def counted(future):
+                nonlocal done
+                result = await future
+                done += 1
+                progress(done, len(futures))
+                return result
+            waits = [counted(f) for f in futures]
         try:
-            return await asyncio.gather(*futures)
+            return await asyncio.gather(*waits)
         except asyncio.CancelledError:
             await asyncio.shield(self.client.cancel(futures, force=True))
             raise
@@ -419,7 +432,7 @@ class Dispatcher:
                                key=f"job-{spec.job_id}-slab{k}")
                    for k, r in enumerate(plan.regions)]
         try:
-            parts = await self._await(futures)
+            parts = await self._await(futures, self.progress_hooks.get(spec.job_id))
         finally:
             for i in decode:
                 if os.path.exists(inputs[i].path):

@@ -385,8 +385,14 @@ class JobRunner:
                     Catalog.deliver(db, job_id, job.destination, job.subscriber,
                                     outcome.job.finished_at or time.time())
 
-            await self.service.execute(job, request, staged, out_path, bytes_in=bytes_in,
-                                       finish_extra=finish_extra)
+            hooks = self.service.dispatcher.progress_hooks
+            hooks[job_id] = lambda done, total: self._set_progress(
+                job_id, done / total, f"slab {done} of {total} done")
+            try:
+                await self.service.execute(job, request, staged, out_path, bytes_in=bytes_in,
+                                           finish_extra=finish_extra)
+            finally:
+                hooks.pop(job_id, None)
             log.info("job %s: succeeded", job_id)
         except BaseException as exc:
             cancelled = isinstance(exc, asyncio.CancelledError)

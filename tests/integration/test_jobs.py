@@ -31,9 +31,11 @@ def _usage_rows(server, job_id):
 
 @pytest.fixture(scope="module")
 def busy(tmp_path_factory, server_thread):
-    """A server that runs one asynchronous job at a time (max_queue=1): later ones wait."""
+    """A server that runs one asynchronous job at a time (max_queue=1): later ones wait;
+    volumes over 256 KiB are split into slabs."""
     config = ServerConfig(address="127.0.0.1:0", data_dir=tmp_path_factory.mktemp("busy"),
-                          workers=1, gpu_workers=0, max_queue=1, max_pending_jobs=4)
+                          workers=1, gpu_workers=0, max_queue=1, max_pending_jobs=4,
+                          split_bytes=256 << 10)
     with server_thread(config) as server:
         yield server
 
@@ -136,6 +138,22 @@ def test_a_waiting_job_is_cancelled_without_running_and_a_running_one_stops(busy
         for job_id in (waiting.job_id, running.job_id):
             [usage] = _usage_rows(busy, job_id)
             assert usage["state"] == "CANCELLED" and usage["platform_fault"] is False
+
+
+def test_watch_reports_the_slabs_of_a_split_volume_as_they_finish(busy):
+    volume = _img((16, 128, 128))                # 1 MiB of float32: split into slabs
+    with Client(busy.address, timeout=120) as c:
+        job = c.submit(volume, ["gaussian:sigma=1"], device="cpu")
+        events = list(c.watch(job.job_id, timeout=120))
+        result = c.fetch(job.job_id)
+        whole = c.process(volume, ["gaussian:sigma=1"], device="cpu")
+    slabs = [e for e in events if e.message.startswith("slab ")]
+    assert result.header.slabs >= 2
+    assert slabs and slabs[-1].message == f"slab {result.header.slabs} of " \
+        f"{result.header.slabs} done"
+    fractions = [e.job.progress for e in slabs]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    np.testing.assert_array_equal(result.array, whole.array)
 
 
 def test_pending_jobs_per_subscriber_are_limited(busy):
