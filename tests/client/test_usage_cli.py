@@ -30,7 +30,7 @@ from medcompute.server.catalog import Catalog
 from medcompute.server.errors import MedcomputeError
 from medcompute.server.guard import Principal
 from medcompute.server.tariff import parse_tariff
-from tests.server.test_usage import _finish, record
+from tests.usage_helpers import finish_usage, record
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -232,7 +232,7 @@ def server(tmp_path):
                   record("b1", subscriber="bob", backend="cupy", device="NVIDIA H200",
                          images=1, bytes_in=2_000_000, compute=4.0, gpu=4.0,
                          finished_at=NOV + DAY)):
-            _finish(catalog, r)
+            finish_usage(catalog, r)
     finally:
         catalog.close()
     billing = BillingService(tmp_path, TARIFF)

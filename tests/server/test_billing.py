@@ -15,7 +15,7 @@ from medcompute.server.errors import InvalidArgument, PermissionDenied
 from medcompute.server.guard import Principal
 from medcompute.server.image_catalog import BlobRef, ImageCatalog, ImageRecord
 from medcompute.server.tariff import parse_tariff
-from tests.server.test_usage import _finish, record
+from tests.usage_helpers import finish_usage, record
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -237,7 +237,7 @@ def data_dir(tmp_path):
                   record("b1", subscriber="bob", backend="cupy", device="NVIDIA H200",
                          compute=4.0, gpu=4.0, energy=100.0, bytes_in=1_000_000,
                          finished_at=NOV + 2 * DAY)):
-            _finish(catalog, r)
+            finish_usage(catalog, r)
     finally:
         catalog.close()
     images = ImageCatalog(tmp_path)
