@@ -44,12 +44,14 @@ class JobsServicer(jobs_pb2_grpc.JobsServicer):
             call.detail = "idempotency key: the existing job"
         return jobs_pb2.SubmitResponse(job=info, existing=existing)
 
-    @rpc("jobs.get", "process", audit=False)
+    @rpc("jobs.get", "process")
     async def Get(self, request, context, call):
+        call.object_id = request.job_id
         return await self.runner.get(request.job_id, call.principal.subscriber)
 
-    @rpc("jobs.watch", "process", audit=False)
+    @rpc("jobs.watch", "process")
     async def Watch(self, request, context, call):
+        call.object_id = request.job_id
         async for event in self.runner.watch(request.job_id, call.principal.subscriber):
             yield event
 
@@ -69,7 +71,7 @@ class JobsServicer(jobs_pb2_grpc.JobsServicer):
         call.object_id = request.job_id
         return await self.runner.cancel(request.job_id, call.principal.subscriber)
 
-    @rpc("jobs.list", "process", audit=False)
+    @rpc("jobs.list", "process")
     async def List(self, request, context, call):
         subscriber = call.principal.subscriber
         if request.subscriber and request.subscriber != subscriber:
@@ -77,11 +79,11 @@ class JobsServicer(jobs_pb2_grpc.JobsServicer):
             subscriber = request.subscriber
         return await self.runner.list(subscriber, request)
 
-    @rpc("inbox.list", "receive", audit=False)
+    @rpc("inbox.list", "receive")
     async def ListInbox(self, request, context, call):
         return await self.runner.inbox(call.principal.subscriber, request)
 
-    @rpc("inbox.watch", "receive", audit=False)
+    @rpc("inbox.watch", "receive")
     async def WatchInbox(self, request, context, call):
         async for delivery in self.runner.watch_inbox(call.principal.subscriber, request):
             yield delivery

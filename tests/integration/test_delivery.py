@@ -188,3 +188,20 @@ def test_a_failed_delivery_job_shows_as_failed_and_lands_in_no_inbox(connect, al
     assert cancelled.state == jobs_pb2.CANCELLED
     assert cancelled.delivery == jobs_pb2.DELIVERY_FAILED
     assert job.job_id not in [d.job_id for d in reader.inbox()]
+
+
+def test_every_job_and_inbox_call_is_in_the_audit_log(connect, allowed):
+    hospital, reader, admin = connect("hospital"), connect("reader"), connect("admin")
+    job = hospital.submit(_img(5), ["gaussian:sigma=1"], destination="dr-lee")
+    hospital.wait(job.job_id, timeout=60)
+    reader.fetch(job.job_id)
+    reader.inbox()
+    hospital.jobs()
+    hospital.usage()
+    entries = admin.audit(limit=1000)
+    seen = {(e.subscriber, e.action, e.object_id) for e in entries}
+    for expected in [("st-mary", "jobs.submit", job.job_id), ("st-mary", "jobs.watch", job.job_id),
+                     ("dr-lee", "jobs.fetch", job.job_id), ("dr-lee", "inbox.list", ""),
+                     ("st-mary", "jobs.list", ""), ("st-mary", "usage.get", ""),
+                     ("operator", "deliveries.allow", "st-mary->dr-lee")]:
+        assert expected in seen, expected
