@@ -242,6 +242,20 @@ class Catalog(Database):
     def _run_sql(self, sql: str, args: tuple = ()) -> int:
         return self._db.execute(sql, args).rowcount
 
+    async def pending_jobs(self, subscriber: str) -> int:
+        """The subscriber's jobs that have not ended."""
+        row = await self._call(lambda: self._db.execute(
+            f"SELECT COUNT(*) FROM jobs WHERE subscriber = ? AND state NOT IN {_TERMINAL}",
+            (subscriber,)).fetchone())
+        return row[0]
+
+    async def keyed_job(self, subscriber: str, key: str) -> Job | None:
+        """The job an idempotency key of the subscriber names, if any."""
+        row = await self._call(lambda: self._db.execute(
+            "SELECT j.record FROM job_requests r JOIN jobs j ON j.id = r.job_id"
+            " WHERE r.subscriber = ? AND r.idempotency_key = ?", (subscriber, key)).fetchone())
+        return _job_from(row[0]) if row else None
+
     # -- leases -----------------------------------------------------------------
     async def renew(self) -> list[tuple[str, str]]:
         """Extend the leases of this runner's jobs; return the (job id, reason) of those

@@ -38,6 +38,7 @@ from medcompute.server.errors import (
     NotFound,
     PermissionDenied,
     ResourceExhausted,
+    Unavailable,
 )
 from medcompute.server.transport import receive_images
 
@@ -45,7 +46,8 @@ __all__ = ["JobRunner", "job_info", "MAX_ATTEMPTS"]
 
 log = logging.getLogger(__name__)
 
-#: A job interrupted this many times (its server stopped while it ran) is failed.
+#: A job interrupted this many times (its server stopped while it ran) is failed, not run
+#: again: a job that brings its server down must not do so forever.
 MAX_ATTEMPTS = 3
 _KEY = re.compile(r"^[\x21-\x7e]{1,128}$")
 _STATES = {s: getattr(jobs_pb2, s.value) for s in jobs.State}
@@ -180,7 +182,8 @@ class JobRunner:
                 await self._fail_orphan(job, n_images, request["bytes_in"],
                                         "the server stopped while receiving the inputs; submit "
                                         "again (the same idempotency key may be used)")
-            elif request["attempts"] > MAX_ATTEMPTS:
+            elif request["attempts"] >= MAX_ATTEMPTS:
+                # Its first run and every take-over so far were cut short by a stopping server.
                 await self._fail_orphan(job, n_images, request["bytes_in"],
                                         f"the job was interrupted {MAX_ATTEMPTS} times by its "
                                         "server stopping; not run again")
@@ -190,8 +193,6 @@ class JobRunner:
                 self._launch(job.id)
 
     async def _fail_orphan(self, job, n_images: int, bytes_in: int, reason: str) -> None:
-        from medcompute.server.errors import Unavailable
-
         log.warning("job %s: %s", job.id, reason)
         await self.service.fail(job, Unavailable(reason), bytes_in=bytes_in, n_images=n_images)
         self._remove_inputs(job.id)
@@ -222,13 +223,14 @@ class JobRunner:
         asyncio.get_running_loop().create_task(self._notify())
 
     def _on_worker_event(self, message: dict) -> None:
+        # A slab's start says little (the finished slabs are counted instead); a whole job's
+        # start names its worker. Events arrive through the scheduler, possibly late.
         job_id = message.get("job")
-        if job_id in self._tasks:
-            where = message.get("worker", "a worker")
-            slab = message.get("slab")
-            text = f"started on {where}" if slab is None else f"slab {slab} started on {where}"
-            fraction = self._progress.get(job_id, (0.0, ""))[0]
-            self._set_progress(job_id, fraction, text)
+        if job_id in self._tasks and message.get("slab") is None:
+            fraction, text = self._progress.get(job_id, (0.0, ""))
+            if not text.startswith("slab "):
+                self._set_progress(job_id, fraction,
+                                   f"started on {message.get('worker', 'a worker')}")
 
     # -- submit -------------------------------------------------------------------
     def _job_dir(self, job_id: str) -> Path:
@@ -266,14 +268,15 @@ class JobRunner:
             raise InvalidArgument("expected the processing request (pipeline, input, ...)",
                                   "header.process")
         destination = await self._check_destination(subscriber, submit.destination)
-        pending = await self.catalog.list_jobs(
-            subscriber, states=("RECEIVING", "QUEUED", "RUNNING"),
-            limit=self.config.max_pending_jobs + 1)
-        if len(pending) >= self.config.max_pending_jobs:
-            raise ResourceExhausted(
-                f"this subscriber has {len(pending)} jobs waiting or running, its limit "
-                f"(max_pending_jobs={self.config.max_pending_jobs}); submit when some have "
-                "ended")
+        # A retry of a submit that was answered is not a new job: no limit applies to it.
+        earlier = await self.catalog.keyed_job(subscriber, key) if key else None
+        if earlier is None or earlier.queued_at is None:
+            pending = await self.catalog.pending_jobs(subscriber)
+            if pending >= self.config.max_pending_jobs:
+                raise ResourceExhausted(
+                    f"this subscriber has {pending} jobs waiting or running, its limit "
+                    f"(max_pending_jobs={self.config.max_pending_jobs}); submit when some have "
+                    "ended")
         with _process_fields():
             request = await self.service.prepare(submit.process, subscriber=subscriber)
         job = self.service.new_job(request, subscriber=subscriber, destination=destination)

@@ -141,29 +141,38 @@ def test_a_waiting_job_is_cancelled_without_running_and_a_running_one_stops(busy
 
 
 def test_watch_reports_the_slabs_of_a_split_volume_as_they_finish(busy):
-    volume = _img((16, 128, 128))                # 1 MiB of float32: split into slabs
+    volume = _img((32, 128, 128))                # 2 MiB of float32: split into slabs
+    ops = ["median:size=3"] * 4                  # each slab takes a while on one worker
     with Client(busy.address, timeout=120) as c:
-        job = c.submit(volume, ["gaussian:sigma=1"], device="cpu")
+        job = c.submit(volume, ops, device="cpu")
         events = list(c.watch(job.job_id, timeout=120))
         result = c.fetch(job.job_id)
-        whole = c.process(volume, ["gaussian:sigma=1"], device="cpu")
-    slabs = [e for e in events if e.message.startswith("slab ")]
-    assert result.header.slabs >= 2
-    assert slabs and slabs[-1].message == f"slab {result.header.slabs} of " \
-        f"{result.header.slabs} done"
-    fractions = [e.job.progress for e in slabs]
-    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+        whole = c.process(volume, ops, device="cpu")
+    n = result.header.slabs
+    assert n >= 2
+    done = [e for e in events if e.message.endswith(" done")]
+    # Watch shows the state as it is when it looks: each finished slab it saw, in order.
+    assert done, [e.message for e in events]
+    counts = [int(e.message.split()[1]) for e in done]
+    assert all(e.message == f"slab {k} of {n} done" for e, k in zip(done, counts))
+    assert counts == sorted(set(counts))
+    assert [e.job.progress for e in done] == [k / n for k in counts]
+    assert events[-1].job.state == jobs_pb2.SUCCEEDED
     np.testing.assert_array_equal(result.array, whole.array)
 
 
 def test_pending_jobs_per_subscriber_are_limited(busy):
     with Client(busy.address, timeout=120) as c:
         first = c.submit(_img((24, 96, 96)), SLOW, device="cpu")
-        queued = [c.submit(_img(seed=s), ["gaussian:sigma=1"]) for s in range(3)]
+        queued = [c.submit(_img(seed=s), ["gaussian:sigma=1"], idempotency_key=f"p{s}")
+                  for s in range(3)]
         with pytest.raises(ServiceError) as info:
             c.submit(_img(seed=9), ["gaussian:sigma=1"])
         assert info.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert "max_pending_jobs=4" in info.value.details
+        # A retry of an answered submit is still answered with its job.
+        retry = c.submit(_img(seed=0), ["gaussian:sigma=1"], idempotency_key="p0")
+        assert retry.job_id == queued[0].job_id
         for job in (first, *queued):
             c.cancel(job.job_id)
 
