@@ -30,6 +30,9 @@ class ServerConfig:
     batch_bytes: int = 4 << 20
     #: Most jobs in one batch task.
     batch_max_items: int = 32
+    #: Send small CPU jobs to a runner actor on each worker by direct calls, without a
+    #: scheduler round trip per job (False: every job is a Dask task).
+    direct_calls: bool = True
     #: Test double: workers that declare GPU=1 but run the FakeGPU backend (fakegpu.py).
     fake_gpu_workers: int = 0
     fake_gpu_memory: int | None = None

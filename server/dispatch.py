@@ -34,6 +34,7 @@ from medcompute.server.tasks import (
     GpuFailure,
     TaskResult,
     TaskSpec,
+    WorkerRunner,
     encode_dicom,
     materialize,
     run_batch,
@@ -82,11 +83,12 @@ def _gpu_memory() -> int:
 
 
 class _Batcher:
-    """Coalesces small jobs of one kind into few tasks while the workers are busy.
+    """Coalesces small jobs of one kind into few calls while the workers are busy.
 
-    At most ``slots`` batch tasks are in flight; a job that finds a free slot is
-    sent at once (no added latency at low load), the others queue and leave
-    together, up to ``max_items`` per task, when a slot frees.
+    At most ``slots`` batches are in flight; a job that finds a free slot is sent at once
+    (no added latency at low load), the others queue and leave together, up to
+    ``max_items`` per batch, when a slot frees. A batch goes to a CPU worker's
+    :class:`~medcompute.server.tasks.WorkerRunner` directly where it can, else as a task.
     """
 
     def __init__(self, dispatcher: Dispatcher, kind: str, max_items: int):
@@ -95,7 +97,7 @@ class _Batcher:
         self.max_items = max_items
         self.queue: deque[tuple[TaskSpec, asyncio.Future]] = deque()
         self.in_flight = 0
-        self.tasks = 0
+        self.tasks = 0                  # batches sent (direct calls and tasks)
         self.sent: dict[asyncio.Future, tuple] = {}
 
     async def run(self, spec: TaskSpec) -> TaskResult:
@@ -105,10 +107,10 @@ class _Batcher:
         try:
             return await waiter
         except asyncio.CancelledError:
-            # When every caller of a batch has gone, the batch's task is cancelled too.
-            future, waiters = self.sent.pop(waiter, (None, ()))
-            if future is not None and all(w.done() for w in waiters):
-                await asyncio.shield(self.dispatcher.client.cancel([future], force=True))
+            # When every caller of a batch has gone, the batch is cancelled too.
+            cancel, waiters = self.sent.pop(waiter, (None, ()))
+            if cancel and all(w.done() for w in waiters):
+                await asyncio.shield(cancel[0]())
             raise
 
     def _pump(self) -> None:
@@ -124,17 +126,16 @@ class _Batcher:
             self.in_flight += 1
             self.tasks += 1
             specs = [spec for spec, _ in batch]
-            future = self.dispatcher.submit(run_batch, specs, kind=self.kind,
-                                            key=f"batch-{uuid.uuid4().hex}")
             waiters = [w for _, w in batch]
+            cancel: list = []           # how to cancel the batch, once it is sent
             for w in waiters:
-                self.sent[w] = (future, waiters)
-            asyncio.create_task(self._collect(future, waiters))
+                self.sent[w] = (cancel, waiters)
+            asyncio.create_task(self._collect(specs, waiters, cancel))
 
-    async def _collect(self, future, waiters) -> None:
+    async def _collect(self, specs, waiters, cancel: list) -> None:
         try:
             try:
-                results = await future
+                results = await self.dispatcher.send_batch(self.kind, specs, cancel)
             except BaseException as exc:
                 error = self.dispatcher.translate(exc)
                 for waiter in waiters:
@@ -176,6 +177,8 @@ class Dispatcher:
         self.progress_hooks: dict = {}
         self._batchers = {kind: _Batcher(self, kind, config.batch_max_items)
                           for kind in ("cpu", "gpu")}
+        self._runners: dict[str, tuple] = {}        # CPU worker address -> (actor, future)
+        self._runner_load: dict[str, int] = {}
 
     # -- life-cycle --------------------------------------------------------------
     async def start(self) -> None:
@@ -289,6 +292,56 @@ class Dispatcher:
         return len(view.gpu if kind == "gpu" else (view.cpu or view.gpu))
 
     # -- running ----------------------------------------------------------------
+    async def send_batch(self, kind: str, specs: list[TaskSpec], cancel: list) -> list:
+        """Run small jobs together: by a direct call to a CPU worker's runner where one
+        answers, else as one task. ``cancel`` receives the coroutine function that
+        cancels the batch once it is sent."""
+        if kind == "cpu" and self.config.direct_calls:
+            runner = await self._runner()
+            if runner is not None:
+                address, actor = runner
+                job_ids = [s.job_id for s in specs]
+                cancel[:] = [lambda: actor.cancel(job_ids)]
+                self._runner_load[address] = self._runner_load.get(address, 0) + 1
+                try:
+                    return await actor.run_batch(specs)
+                except (asyncio.CancelledError, Internal):
+                    raise
+                except Exception as exc:  # the worker (and its runner) went away
+                    log.info("direct call to %s failed (%s); sending the jobs as a task",
+                             address, type(exc).__name__)
+                    self._runners.pop(address, None)
+                finally:
+                    self._runner_load[address] -= 1
+        future = self.submit(run_batch, specs, kind=kind, key=f"batch-{uuid.uuid4().hex}")
+        cancel[:] = [lambda: self.client.cancel([future], force=True)]
+        return await future
+
+    async def _runner(self):
+        """(address, actor) of the least busy CPU worker's runner, started on first use;
+        None when there is no CPU worker or the runner cannot be started."""
+        view = self._view or await self.view()
+        for address in [a for a in self._runners if a not in view.cpu]:
+            del self._runners[address]              # the worker has gone
+        if not view.cpu:
+            return None
+        address = min(view.cpu, key=lambda a: self._runner_load.get(a, 0))
+        entry = self._runners.get(address)
+        if entry is None:
+            future = self.client.submit(WorkerRunner, actor=True, workers=[address],
+                                        allow_other_workers=False, pure=False,
+                                        key=f"runner-{uuid.uuid4().hex}")
+            async def started():
+                return await future
+            try:
+                actor = await asyncio.wait_for(started(), 10)
+            except Exception as exc:
+                log.info("no runner on %s (%s)", address, type(exc).__name__)
+                return None
+            # The future keeps the actor alive on its worker.
+            entry = self._runners[address] = (actor, future)
+        return address, entry[0]
+
     def submit(self, fn, *args, kind: str, key: str):
         view = self._view or WorkerView()
         if kind == "gpu":

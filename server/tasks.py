@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import platform
+import threading
 import time
 from dataclasses import dataclass, field
 from functools import cache, wraps
@@ -22,7 +23,8 @@ from medcompute.server.errors import Internal, InvalidArgument
 from medcompute.server.slabs import Region
 
 __all__ = ["InputSpec", "TaskSpec", "TaskResult", "GpuFailure", "TaskCancelled", "run_task",
-           "run_batch", "materialize", "encode_dicom", "load_image", "versions", "EVENT_TOPIC"]
+           "run_batch", "materialize", "encode_dicom", "load_image", "versions", "EVENT_TOPIC",
+           "WorkerRunner"]
 
 #: Dask event topic on which tasks announce that they started.
 EVENT_TOPIC = "medcompute"
@@ -183,17 +185,45 @@ def _backend(device: str):
     return kernels.gpu_backend(0)  # the worker is pinned to its GPU by CUDA_VISIBLE_DEVICES
 
 
+#: Jobs whose cancellation reached this worker through :meth:`WorkerRunner.cancel`
+#: (direct calls have no Dask future to cancel); oldest forgotten first.
+_CANCELLED_JOBS: dict[str, None] = {}
+_CANCELLED_KEEP = 10_000
+_running = threading.local()
+
+
 def _cancelled() -> bool:
-    """Whether this task's future was cancelled while it runs (checked between steps)."""
+    """Whether this job was cancelled while it runs (checked between steps): its Dask
+    future was cancelled, or, for a direct call, the server said so."""
+    if getattr(_running, "job", None) in _CANCELLED_JOBS:
+        return True
     try:
         from distributed import get_worker
         from distributed.worker import thread_state
 
+        if getattr(thread_state, "actor", False):
+            return False
         key = thread_state.key
         ts = get_worker().state.tasks.get(key)
     except (ValueError, AttributeError):  # not running as a Dask task
         return False
     return ts is None or ts.state in ("cancelled", "released", "forgotten")
+
+
+class WorkerRunner:
+    """A Dask actor on every CPU worker: the server calls it directly for small jobs,
+    without a scheduler round trip per job (~10 ms for a task on a 2-core machine against
+    ~1 ms for an actor call). A call runs in the worker's actor thread; :meth:`cancel`
+    runs on the worker's event loop, so it reaches a job that is running."""
+
+    def run_batch(self, specs: list[TaskSpec]) -> list:
+        return run_batch(specs)
+
+    async def cancel(self, job_ids: list[str]) -> None:
+        for job_id in job_ids:
+            _CANCELLED_JOBS[job_id] = None
+        while len(_CANCELLED_JOBS) > _CANCELLED_KEEP:
+            del _CANCELLED_JOBS[next(iter(_CANCELLED_JOBS))]
 
 
 def _announce(job_id: str, **extra) -> None:
@@ -314,6 +344,14 @@ def _reported(task):
 @_reported
 def run_task(spec: TaskSpec) -> TaskResult:
     """Run one job (or one slab of it) on this worker and write its result."""
+    _running.job = spec.job_id
+    try:
+        return _run_task(spec)
+    finally:
+        _running.job = None
+
+
+def _run_task(spec: TaskSpec) -> TaskResult:
     started_at = time.time()
     _announce(spec.job_id, worker=_worker_address(),
               slab=spec.region.start if spec.region else None)
@@ -380,7 +418,7 @@ def run_batch(specs: list[TaskSpec]) -> list:
     """Run several small jobs in one task; each gets its own result or its own error."""
     results: list = []
     for spec in specs:
-        if _cancelled():
+        if _cancelled() or spec.job_id in _CANCELLED_JOBS:
             results.append(TaskCancelled("the batch was cancelled"))
             continue
         try:

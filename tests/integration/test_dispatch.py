@@ -5,6 +5,7 @@ import json
 import os
 import signal
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
@@ -161,13 +162,31 @@ def test_slabs_run_on_several_workers_and_bill_once(c, cluster):
 
 # -- many small images ------------------------------------------------------------
 
-def test_concurrent_small_images_are_batched_with_separate_results(c, cluster):
+@pytest.fixture
+def task_batches(cluster):
+    """Small jobs as Dask tasks (no direct calls to the workers' runners) for one test."""
+    config = cluster.running.dispatcher.config
+    config.direct_calls = False
+    yield
+    config.direct_calls = True
+
+
+def test_concurrent_small_images_are_batched_with_separate_results(c, cluster, task_batches):
     batcher = cluster.running.dispatcher._batchers["cpu"]
-    before = batcher.tasks
     images = [_vol((64, 64), seed=i) for i in range(40)]
-    with ThreadPoolExecutor(16) as pool:
+    with ThreadPoolExecutor(14) as pool:   # 16 jobs in progress at most per subscriber
+        # Both CPU workers busy first, so that the small jobs queue behind them.
+        slow = [pool.submit(c.process, _vol((24, 64, 64), seed=s), ["median:size=5"] * 6,
+                            device="cpu") for s in (1, 2)]
+        deadline = time.monotonic() + 60
+        while batcher.in_flight < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        before = batcher.tasks
         results = list(pool.map(lambda im: c.process(im, ["gaussian:sigma=1"], device="cpu"),
                                 images))
+        for f in slow:
+            f.result(120)
     tasks = batcher.tasks - before
     assert tasks < len(images) / 2, f"{tasks} Dask tasks for {len(images)} images"
     for im, r in zip(images, results):
@@ -177,6 +196,22 @@ def test_concurrent_small_images_are_batched_with_separate_results(c, cluster):
     for r in results:
         [usage] = cluster.call(cluster.catalog.usage_for(r.job_id))
         assert usage["voxels"] == 64 * 64 and usage["compute_seconds"] > 0
+
+
+def test_small_cpu_jobs_are_direct_calls_to_every_workers_runner(c, cluster):
+    dispatcher = cluster.running.dispatcher
+    images = [_vol((64, 64), seed=i) for i in range(24)]
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda im: c.process(im, ["mean:size=3"], device="cpu"),
+                                images))
+    for im, r in zip(images, results):
+        np.testing.assert_allclose(r.array, kernels.mean(im, 3), rtol=1e-6)
+    # A runner (a Dask actor) on each CPU worker took jobs, and each job was billed once.
+    cpu_workers = set(cluster.call(dispatcher.view()).cpu)
+    assert set(dispatcher._runners) == cpu_workers
+    assert {r.header.worker for r in results} == cpu_workers
+    for r in results:
+        assert len(cluster.call(cluster.catalog.usage_for(r.job_id))) == 1
 
 
 # -- cancellation, deadlines and lost workers ------------------------------------------

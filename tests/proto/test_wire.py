@@ -27,6 +27,15 @@ def test_crc_continues_across_pieces():
     assert wire.crc32(data[1000:], wire.crc32(data[:1000])) == wire.crc32(data)
 
 
+def test_the_checksum_is_zlibs_crc32_whichever_library_computes_it():
+    import zlib
+
+    data = np.random.default_rng(3).integers(0, 256, 3 << 20, dtype=np.uint8).tobytes()
+    assert wire.crc32(data) == zlib.crc32(data) & 0xFFFFFFFF
+    assert wire.crc32(b"123456789") == 0xCBF43926          # the CRC-32 check value
+    assert wire.crc32(data[7:], zlib.crc32(data[:7])) == zlib.crc32(data)
+
+
 @pytest.mark.parametrize("compression", [image_pb2.ZSTD, image_pb2.BLOSC])
 def test_garbage_chunk_is_a_wire_error_naming_the_field(compression):
     dec = wire.ChunkDecoder(compression, "header.input.inline.compression")
