@@ -51,6 +51,7 @@ def _serve(args) -> int:
                           scheduler=args.scheduler, worker_memory=args.worker_memory,
                           split_bytes=int(args.split_mb * (1 << 20)),
                           batch_bytes=int(args.batch_mb * (1 << 20)),
+                          direct_calls=args.direct_calls,
                           tls_cert=_path(args.tls_cert), tls_key=_path(args.tls_key),
                           client_ca=_path(args.client_ca), require_keys=args.require_keys,
                           insecure=args.insecure,
@@ -218,6 +219,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--batch-mb", type=float, default=4,
                        help="while the workers are busy, batch jobs up to this many MiB "
                        "(float32) into shared tasks (default 4; 0 sends every job alone)")
+    serve.add_argument("--no-direct-calls", dest="direct_calls", action="store_false",
+                       help="send every job as a Dask task (by default small CPU jobs go by "
+                       "direct call to a runner actor on each worker, without a scheduler "
+                       "round trip)")
     serve.add_argument("--scheduler", default=None,
                        help="address of an external Dask scheduler (tcp://HOST:PORT) "
                        "instead of an embedded cluster")
