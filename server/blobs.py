@@ -25,11 +25,12 @@ import socket
 import struct
 import time
 import uuid
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
+
+from medcompute.proto import wire
 
 __all__ = ["BlobStore", "BlobWriter", "VoxelWriter", "read_voxels", "voxel_frames",
            "voxel_chunks", "file_digest", "fsync_dir", "FRAME_BYTES"]
@@ -169,7 +170,7 @@ class BlobWriter:
         self._hash.update(data)
         self.size += len(memoryview(data).cast("B"))
         if self._crc:
-            self.crc32 = zlib.crc32(data, self.crc32) & 0xFFFFFFFF
+            self.crc32 = wire.crc32(data, self.crc32)
 
     def finish(self) -> tuple[str, int]:
         """Flush and fsync; return (sha256 hex, size)."""
@@ -222,7 +223,7 @@ class VoxelWriter(BlobWriter):
         if self.received + len(view) > self.expected:
             raise ValueError(f"more than the {self.expected} bytes of the array")
         self.received += len(view)
-        self.crc32 = zlib.crc32(view, self.crc32) & 0xFFFFFFFF
+        self.crc32 = wire.crc32(view, self.crc32)
         if not self._pending and len(view) == FRAME_BYTES:
             self._frame(view)
             return
