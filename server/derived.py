@@ -24,7 +24,7 @@ import numpy as np
 from medcompute.proto.v1 import image_pb2
 from medcompute.server import blobs as blobfiles
 from medcompute.server import jobs
-from medcompute.server.errors import Unavailable
+from medcompute.server.errors import FailedPrecondition, Unavailable
 from medcompute.server.image_catalog import BlobRef, ImageRecord
 from medcompute.server.metering import usage_record
 from medcompute.server.operations import Geometry, resolve_pipeline
@@ -112,8 +112,14 @@ def _materialise(store: ImageStore, record: ImageRecord, output_format: str, pat
 
 
 async def reuse(service, header, expected: list[ExpectedImage], *, subscriber: str,
-                output_format: str):
-    """The Outcome of a request the store already answered, or None (compute it)."""
+                output_format: str, job: jobs.Job | None = None, out_path=None,
+                finish_extra=None):
+    """The Outcome of a request the store already answered, or None (compute it).
+
+    A synchronous call passes no ``job`` (one is made here) and gets the result in a
+    spool file; an asynchronous job passes itself, where its result goes, and what its
+    end also records (``finish_extra(db, outcome)``, as for ``service.execute``).
+    """
     from medcompute.server.service import _DEVICES, Outcome
 
     key = "" if header.recompute else _stored_key(header, expected)
@@ -124,10 +130,11 @@ async def reuse(service, header, expected: list[ExpectedImage], *, subscriber: s
     ops, out_geom = resolve_pipeline(header.pipeline, geoms[0], geoms[1:])
     names = [op.WhichOneof("op") or "?" for op in header.pipeline]
     now = time.time()
-    job = jobs.new_job(subscriber=subscriber, operations=names,
-                       device=_DEVICES.get(header.device, "auto"),
-                       inputs=[input_ref(e) for e in expected], created_at=now)
-    out_path = service.spool.path(job.id, "out")
+    if job is None:
+        job = jobs.new_job(subscriber=subscriber, operations=names,
+                           device=_DEVICES.get(header.device, "auto"),
+                           inputs=[input_ref(e) for e in expected], created_at=now)
+    out_path = out_path or service.spool.path(job.id, "out")
     try:
         file_sizes, nbytes, crc = await asyncio.to_thread(
             _materialise, service.store, record, output_format, out_path)
@@ -140,14 +147,20 @@ async def reuse(service, header, expected: list[ExpectedImage], *, subscriber: s
         nbytes=nbytes, started_at=now, finished_at=time.time(), compute_seconds=0.0,
         backend=computed.get("backend", ""), device=computed.get("device", ""), worker="",
         crc32=crc, versions=computed.get("versions", {}))
-    for event in (jobs.InputsReceived(now), jobs.Started(now, ""), jobs.Succeeded(time.time())):
+    events = {jobs.State.RECEIVING: (jobs.InputsReceived(now), jobs.Started(now, "")),
+              jobs.State.QUEUED: (jobs.Started(now, ""),)}.get(job.state, ())
+    for event in (*events, jobs.Succeeded(time.time())):
         job = jobs.apply(job, event)
     usage = usage_record(job, result, images=len(expected),
                          voxels=sum(math.prod(g.shape) for g in geoms), bytes_in=0,
                          bytes_out=nbytes)
-    await service.finish(job, usage)
-    return Outcome(job, ops, result, record.spacing or out_geom.spacing, output_format, usage,
-                   stored_image_id=record.id, reused=True)
+    outcome = Outcome(job, ops, result, record.spacing or out_geom.spacing, output_format,
+                      usage, stored_image_id=record.id, reused=True)
+    extra = None if finish_extra is None else (lambda db: finish_extra(db, outcome))
+    if not await service.finish(job, usage, extra):
+        service.spool.remove(out_path)
+        raise FailedPrecondition(f"job {job.id} ended elsewhere (cancelled)")
+    return outcome
 
 
 def _metadata(expected: list[ExpectedImage], out: dict, names: list[str]) -> dict:

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from medcompute.proto import wire
 from medcompute.proto.v1 import jobs_pb2
-from medcompute.server import jobs
+from medcompute.server import derived, jobs
 from medcompute.server.catalog import Catalog
 from medcompute.server.config import ServerConfig
 from medcompute.server.errors import (
@@ -369,8 +369,25 @@ class JobRunner:
         if request_row["cancel_reason"]:
             await self._end_cancelled(job_id, request_row["cancel_reason"])
             return
+        out_path = directory / "out"
+
+        def finish_extra(db, outcome):
+            blob = result_header(outcome, header.result_compression).SerializeToString()
+            Catalog.store_result(db, job_id, blob, str(out_path))
+            if job.destination != job.subscriber:
+                Catalog.deliver(db, job_id, job.destination, job.subscriber,
+                                outcome.job.finished_at or time.time())
+
         try:
             request = await self.service.prepare(header, subscriber=job.subscriber)
+            # The store may hold this very result already (stored inputs, store_result).
+            if await derived.reuse(self.service, header, request.expected,
+                                   subscriber=job.subscriber,
+                                   output_format=request.output_format, job=job,
+                                   out_path=out_path, finish_extra=finish_extra):
+                log.info("job %s: answered from the store", job_id)
+                await self._delivered_now(job)
+                return
             paths = [directory / f"in{i}" for i in range(len(request.expected))]
             staged = await self.service.stage(request, paths)
             if job.state is jobs.State.QUEUED:
@@ -379,15 +396,6 @@ class JobRunner:
                     return          # ended meanwhile (cancelled by another server)
             self._set_progress(job_id, 0.0, "running")
             await self._notify()
-            out_path = directory / "out"
-
-            def finish_extra(db, outcome):
-                blob = result_header(outcome, header.result_compression).SerializeToString()
-                Catalog.store_result(db, job_id, blob, str(out_path))
-                if job.destination != job.subscriber:
-                    Catalog.deliver(db, job_id, job.destination, job.subscriber,
-                                    outcome.job.finished_at or time.time())
-
             hooks = self.service.dispatcher.progress_hooks
             hooks[job_id] = lambda done, total: self._set_progress(
                 job_id, done / total, f"slab {done} of {total} done")
@@ -414,6 +422,10 @@ class JobRunner:
         finally:
             if not self._stopping:
                 self._remove_inputs(job_id)
+        await self._delivered_now(job)
+
+    async def _delivered_now(self, job: jobs.Job) -> None:
+        """Wake the inbox watches after a job for another subscriber has ended."""
         if job.destination != job.subscriber:
             async with self._delivered:
                 self._delivered.notify_all()

@@ -177,6 +177,20 @@ def test_pending_jobs_per_subscriber_are_limited(busy):
             c.cancel(job.job_id)
 
 
+def test_a_stored_image_by_id_is_answered_from_the_store_the_second_time(client):
+    stored = client.store.register(_img((32, 32), seed=11))
+    first = client.submit(f"id:{stored.image_id}", ["gaussian:sigma=1"], store_result=True)
+    assert client.wait(first.job_id, timeout=60).state == jobs_pb2.SUCCEEDED
+    computed = client.fetch(first.job_id)
+    assert not computed.reused and computed.stored_image_id
+    again = client.submit(f"id:{stored.image_id}", ["gaussian:sigma=1"], store_result=True)
+    assert client.wait(again.job_id, timeout=60).state == jobs_pb2.SUCCEEDED
+    reused = client.fetch(again.job_id)
+    assert reused.reused and reused.stored_image_id == computed.stored_image_id
+    assert reused.header.usage.compute_seconds == 0 and reused.header.usage.bytes_in == 0
+    np.testing.assert_array_equal(reused.array, computed.array)
+
+
 # -- bad input -----------------------------------------------------------------------
 def _raw_submit(address, messages):
     with grpc.insecure_channel(address) as channel:
