@@ -269,6 +269,12 @@ class Catalog(Database):
                 (self.runner,)).fetchall()
         return [tuple(r) for r in await self._call(renew)]
 
+    async def release_leases(self) -> None:
+        """Give up this runner's leases (a graceful stop): another server, or the next
+        one on this data directory, takes the jobs over at once."""
+        await self._call(self._run_sql, "DELETE FROM job_leases WHERE runner = ?",
+                         (self.runner,))
+
     def _orphans(self, now: float) -> list[Job]:
         rows = self._db.execute(
             "SELECT j.record FROM jobs j LEFT JOIN job_leases l ON l.job_id = j.id"

@@ -140,9 +140,7 @@ class JobRunner:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         with contextlib.suppress(Exception):
-            await self.catalog._call(self.catalog._run_sql,
-                                     "DELETE FROM job_leases WHERE runner = ?",
-                                     (self.catalog.runner,))
+            await self.catalog.release_leases()
 
     async def _upkeep(self) -> None:
         interval = max(0.2, self.catalog.lease_seconds / 3)

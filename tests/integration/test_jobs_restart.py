@@ -155,3 +155,17 @@ def test_a_worker_killed_under_an_asynchronous_job_bills_it_once(tmp_path, serve
         usage = c.usage(include_records=True)
         assert [r.job_id for r in usage.records].count(job.job_id) == 1
         assert usage.totals.billable_jobs == 1
+
+
+def test_a_graceful_stop_hands_running_jobs_to_the_next_server_at_once(tmp_path,
+                                                                       server_thread):
+    config = ServerConfig(address="127.0.0.1:0", data_dir=tmp_path, workers=1, gpu_workers=0,
+                          job_lease_seconds=600)         # no waiting for a lease to run out
+    with server_thread(config) as first, Client(first.address, timeout=60) as c:
+        job = c.submit(_vol(8), SLOW, device="cpu")
+        _wait_state(c, job.job_id, [jobs_pb2.RUNNING])
+    with server_thread(config) as second, Client(second.address, timeout=60) as c:
+        info = c.wait(job.job_id, timeout=120)
+        assert info.state == jobs_pb2.SUCCEEDED
+        usage = c.usage(include_records=True)
+    assert [r.job_id for r in usage.records] == [job.job_id]
