@@ -25,7 +25,6 @@ from tests.served import Served
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 SLOW = ["median:size=5"] * 40          # a few seconds on one worker
-ENDED = (jobs_pb2.SUCCEEDED, jobs_pb2.FAILED, jobs_pb2.CANCELLED)
 
 
 def _vol(seed, shape=(24, 96, 96)):
