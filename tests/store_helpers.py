@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import io
+from pathlib import Path
 
 import numpy as np
 import pydicom
@@ -20,6 +21,27 @@ from medcompute.proto.v1 import image_pb2
 
 CT = get_testdata_file("CT_small.dcm")
 MR = get_testdata_file("MR_small.dcm")
+
+
+async def in_threads(fn, *args, **kwargs):
+    """The store's runner without a cluster: worker functions in a thread."""
+    return await asyncio.to_thread(fn, *args, **kwargs)
+
+
+def with_store(path, body, **config):
+    """Run ``await body(store)`` against a fresh ImageStore in ``path``."""
+    from medcompute.server.config import ServerConfig
+    from medcompute.server.store import ImageStore
+
+    async def main():
+        store = ImageStore(ServerConfig(address="127.0.0.1:0", data_dir=Path(path), **config),
+                           in_threads)
+        try:
+            await store.open()
+            return await body(store)
+        finally:
+            store.close()
+    return asyncio.run(main())
 
 
 def data_of(name: str) -> bytes:

@@ -13,10 +13,8 @@ import pytest
 
 from medcompute.proto.v1 import image_pb2
 from medcompute.server import store_admin
-from medcompute.server.config import ServerConfig
 from medcompute.server.db import FILENAME
 from medcompute.server.image_catalog import BlobRef, ImageCatalog, ImageRecord
-from medcompute.server.store import ImageStore
 from tests import store_helpers as H
 
 pytestmark = pytest.mark.timeout(60)
@@ -154,21 +152,6 @@ def test_a_catalog_made_before_the_ledger_is_backfilled_once(tmp_path):
 
 # -- through the image store ----------------------------------------------------------------
 
-async def _threads(fn, *args, **kwargs):
-    return await asyncio.to_thread(fn, *args, **kwargs)
-
-
-def _with_store(path, body):
-    async def main():
-        store = ImageStore(ServerConfig(address="127.0.0.1:0", data_dir=Path(path)), _threads)
-        try:
-            await store.open()
-            return await body(store)
-        finally:
-            store.close()
-    return asyncio.run(main())
-
-
 async def _put_raw(store, array, *, owner, retention=0.0):
     desc = H.raw_descriptor(array, image_pb2.COMPRESSION_NONE)
     pieces = H.payloads(array, image_pb2.COMPRESSION_NONE, array.dtype.itemsize)
@@ -200,4 +183,4 @@ def test_register_preview_delete_and_purge_through_the_store(tmp_path):
         days = await catalog.agigabyte_days(None)
         assert set(days) == {"alice", "bob"} and days["alice"] > 0
 
-    _with_store(tmp_path, body)
+    H.with_store(tmp_path, body)

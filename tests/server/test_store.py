@@ -19,35 +19,12 @@ from medcompute.proto import wire
 from medcompute.proto.v1 import image_pb2
 from medcompute.server import blobs, dicom, store_admin
 from medcompute.server.blobs import FRAME_BYTES, BlobStore, BlobWriter, VoxelWriter
-from medcompute.server.config import ServerConfig
 from medcompute.server.errors import Internal, InvalidArgument, NotFound, ResourceExhausted
 from medcompute.server.image_catalog import FindFilter
-from medcompute.server.store import ImageStore
 from tests import store_helpers
 
 H = store_helpers
 pytestmark = pytest.mark.timeout(60)
-
-
-async def _threads(fn, *args, **kwargs):
-    """The store's runner without a cluster: worker functions in a thread."""
-    return await asyncio.to_thread(fn, *args, **kwargs)
-
-
-def _config(path, **changes) -> ServerConfig:
-    return ServerConfig(address="127.0.0.1:0", data_dir=Path(path), **changes)
-
-
-def _with_store(path, body, **config):
-    """Run ``await body(store)`` against a fresh ImageStore in ``path``."""
-    async def main():
-        store = ImageStore(_config(path, **config), _threads)
-        try:
-            await store.open()
-            return await body(store)
-        finally:
-            store.close()
-    return asyncio.run(main())
 
 
 async def _put_raw(store, array, *, owner="local", compression=image_pb2.COMPRESSION_NONE,
@@ -186,7 +163,7 @@ def test_raw_array_is_kept_compressed_and_returned_exactly(tmp_path):
         assert blobs.read_voxels(store.blobs.path(voxels.digest)).shape == vol.shape
         return record
 
-    _with_store(tmp_path, body)
+    H.with_store(tmp_path, body)
 
 
 def test_a_raw_instance_uid_identifies_the_instance(tmp_path):
@@ -204,7 +181,7 @@ def test_a_raw_instance_uid_identifies_the_instance(tmp_path):
                            metadata={"acquisition_date": "5 March"})
         assert caught.value.field == "header.metadata.acquisition_date"
 
-    _with_store(tmp_path, body)
+    H.with_store(tmp_path, body)
 
 
 def test_ct_file_keeps_its_bytes_metadata_and_conditions(tmp_path):
@@ -234,7 +211,7 @@ def test_ct_file_keeps_its_bytes_metadata_and_conditions(tmp_path):
         again, existing = await _put_dicom(store, [original])
         assert existing and again.id == record.id
 
-    _with_store(tmp_path, body)
+    H.with_store(tmp_path, body)
 
 
 def test_mr_conditions(tmp_path):
@@ -247,7 +224,7 @@ def test_mr_conditions(tmp_path):
         assert c["other"]["ScanningSequence"] == "SE"
         assert record.metadata["window_center"] == 600.0
 
-    _with_store(tmp_path, body)
+    H.with_store(tmp_path, body)
 
 
 def test_series_files_become_one_volume(tmp_path):
@@ -265,7 +242,7 @@ def test_series_files_become_one_volume(tmp_path):
         again, existing = await _put_dicom(store, parts)   # the same instances, other order
         assert existing and again.id == record.id
 
-    _with_store(tmp_path, body)
+    H.with_store(tmp_path, body)
 
 
 @pytest.mark.parametrize("name", ["MR_small_RLE.dcm", "MR_small_jpeg_ls_lossless.dcm",
@@ -279,7 +256,7 @@ def test_compressed_transfer_syntaxes_are_decoded(tmp_path, name):
         record, _ = await _put_dicom(store, [data])
         np.testing.assert_array_equal(await _voxels(store, record), expected)
 
-    _with_store(tmp_path, body)
+    H.with_store(tmp_path, body)
 
 
 def test_jpeg_lossless_is_decoded(tmp_path):
@@ -290,7 +267,7 @@ def test_jpeg_lossless_is_decoded(tmp_path):
         record, _ = await _put_dicom(store, [data])
         np.testing.assert_array_equal(await _voxels(store, record), expected)
 
-    _with_store(tmp_path, body)
+    H.with_store(tmp_path, body)
 
 
 BAD = {
@@ -322,7 +299,7 @@ def test_bad_dicom_is_refused_and_leaves_nothing(tmp_path, case):
         assert (await store.get(kept.id, owner="local")).id == kept.id
 
     # A small voxel limit bounds how far a deflated file is inflated (the bomb case).
-    _with_store(tmp_path, body, max_voxels=1 << 20)
+    H.with_store(tmp_path, body, max_voxels=1 << 20)
 
 
 def test_over_the_limits_is_resource_exhausted(tmp_path):
@@ -334,7 +311,7 @@ def test_over_the_limits_is_resource_exhausted(tmp_path):
         with pytest.raises(ResourceExhausted):
             await _put_raw(store, np.zeros((40, 40), np.uint8))
 
-    _with_store(tmp_path, body, max_voxels=1000)
+    H.with_store(tmp_path, body, max_voxels=1000)
 
 
 @pytest.mark.parametrize("mistake", ["short", "long", "crc", "chunk image"])
@@ -357,7 +334,7 @@ def test_a_stream_that_breaks_its_descriptor_leaves_nothing(tmp_path, mistake):
             await store.register(desc, H.stream(pieces, image=image), owner="local")
         assert _files(store.blobs.root) == set() and await store.catalog.count() == 0
 
-    _with_store(tmp_path, body)
+    H.with_store(tmp_path, body)
 
 
 def test_a_cancelled_upload_leaves_nothing(tmp_path):
@@ -379,7 +356,7 @@ def test_a_cancelled_upload_leaves_nothing(tmp_path):
         await store.wait_idle()
         assert _files(store.blobs.root) == set() and await store.catalog.count() == 0
 
-    _with_store(tmp_path, body)
+    H.with_store(tmp_path, body)
 
 
 # -- find, get, delete ---------------------------------------------------------------------
@@ -423,7 +400,7 @@ def test_find_filters_and_pages(tmp_path):
             await store.find(FindFilter(date_from="March"), owner="local")
         assert caught.value.field == "date_from"
 
-    _with_store(tmp_path, body)
+    H.with_store(tmp_path, body)
 
 
 def test_another_subscribers_image_is_not_found(tmp_path):
@@ -435,7 +412,7 @@ def test_another_subscribers_image_is_not_found(tmp_path):
                 await call
         assert (await store.get(record.id, owner="alice")).id == record.id
 
-    _with_store(tmp_path, body)
+    H.with_store(tmp_path, body)
 
 
 def test_delete_removes_the_row_and_unshared_blobs(tmp_path):
@@ -455,7 +432,7 @@ def test_delete_removes_the_row_and_unshared_blobs(tmp_path):
         with pytest.raises(NotFound):
             await store.delete(ct.id, owner="local")
 
-    _with_store(tmp_path, body)
+    H.with_store(tmp_path, body)
 
 
 # -- previews ------------------------------------------------------------------------------
@@ -488,7 +465,7 @@ def test_previews_are_windowed_projected_and_cached(tmp_path):
                 await store.preview(raw.id, owner="local", **bad)
         assert (await store_admin.verify(store)).ok
 
-    _with_store(tmp_path, body)
+    H.with_store(tmp_path, body)
 
 
 # -- durability: verify, backup, purge, reopen ---------------------------------------------
@@ -499,7 +476,7 @@ def test_catalog_is_wal_with_full_sync(tmp_path):
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert db.execute("PRAGMA synchronous").fetchone()[0] == 2
 
-    _with_store(tmp_path, body)
+    H.with_store(tmp_path, body)
 
 
 def test_a_blob_is_synced_renamed_and_its_folder_synced_before_the_row_commits(
@@ -531,7 +508,7 @@ def test_a_blob_is_synced_renamed_and_its_folder_synced_before_the_row_commits(
         assert other.execute("SELECT COUNT(*) FROM images").fetchone()[0] == 1
         other.close()
 
-    _with_store(tmp_path, body)
+    H.with_store(tmp_path, body)
 
 
 def test_verify_finds_damaged_and_missing_blobs(tmp_path):
@@ -553,7 +530,7 @@ def test_verify_finds_damaged_and_missing_blobs(tmp_path):
             store.stream(a, "voxels", image_pb2.COMPRESSION_NONE)
         assert "store verify" in caught.value.message
 
-    _with_store(tmp_path, body)
+    H.with_store(tmp_path, body)
 
 
 def test_backup_is_a_store_that_serves_the_same_images(tmp_path):
@@ -572,7 +549,7 @@ def test_backup_is_a_store_that_serves_the_same_images(tmp_path):
             await store_admin.backup(store, "relative/path")
         return raw, ct
 
-    raw, ct = _with_store(tmp_path / "data", body)
+    raw, ct = H.with_store(tmp_path / "data", body)
 
     async def check(copy):
         for record in (raw, ct):
@@ -581,7 +558,7 @@ def test_backup_is_a_store_that_serves_the_same_images(tmp_path):
         np.testing.assert_array_equal(await _voxels(copy, raw), vol)
         assert (await store_admin.verify(copy)).ok
 
-    _with_store(dest, check)
+    H.with_store(dest, check)
     jobs = sqlite3.connect(dest / "catalog.sqlite3").execute(
         "SELECT name FROM sqlite_master WHERE type='table'").fetchall()
     assert {"images", "image_blobs"} <= {n for (n,) in jobs}
@@ -598,7 +575,7 @@ def test_deletion_during_a_backup_waits_for_it(tmp_path):
         report = await store_admin.backup(store, str(tmp_path / "b"))
         assert report.images == 0 and not store.blobs.path(digest).exists()
 
-    _with_store(tmp_path / "data", body)
+    H.with_store(tmp_path / "data", body)
 
 
 def test_purge_deletes_expired_images_and_reports_what_it_freed(tmp_path):
@@ -617,7 +594,7 @@ def test_purge_deletes_expired_images_and_reports_what_it_freed(tmp_path):
         assert report.blobs_removed == 1
         assert [r.id for r in (await store.find(FindFilter(), owner="local"))[0]] == [keep.id]
 
-    _with_store(tmp_path, body)
+    H.with_store(tmp_path, body)
 
 
 def test_the_periodic_task_purges(tmp_path):
@@ -627,7 +604,7 @@ def test_the_periodic_task_purges(tmp_path):
         await store_admin.maintain(store, 0, rounds=1)
         assert await store.catalog.count() == 0
 
-    _with_store(tmp_path, body)
+    H.with_store(tmp_path, body)
 
 
 def test_reopening_sweeps_what_an_interrupted_write_left(tmp_path):
@@ -642,14 +619,14 @@ def test_reopening_sweeps_what_an_interrupted_write_left(tmp_path):
         (store.blobs.tmp / f"{name}-999999999-x").write_bytes(b"partial")
         return record
 
-    record = _with_store(tmp_path, body)
+    record = H.with_store(tmp_path, body)
 
     async def reopened(store):
         assert list(store.blobs.digests()) == [record.blob("voxels").digest]
         assert list(store.blobs.tmp.iterdir()) == []
         assert (await store.get(record.id, owner="local")).id == record.id
 
-    _with_store(tmp_path, reopened)
+    H.with_store(tmp_path, reopened)
 
 
 # -- pure parts ----------------------------------------------------------------------------
