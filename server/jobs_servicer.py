@@ -3,29 +3,11 @@
 from __future__ import annotations
 
 from medcompute.proto.v1 import image_pb2, jobs_pb2, jobs_pb2_grpc, processing_pb2
-from medcompute.server.errors import InvalidArgument
 from medcompute.server.guard import Guard, rpc
 from medcompute.server.job_runner import JobRunner
-from medcompute.server.transport import result_chunks
+from medcompute.server.transport import header_and_chunks, result_chunks
 
 __all__ = ["JobsServicer"]
-
-
-async def _submit_parts(request_iterator):
-    """The SubmitHeader and an async iterator of (message index, Chunk) after it."""
-    first = await anext(aiter(request_iterator), None)
-    if first is None or first.WhichOneof("msg") != "header":
-        raise InvalidArgument("the first message must carry the header", "request[0].header")
-
-    async def chunks():
-        index = 0
-        async for message in request_iterator:
-            index += 1
-            if message.WhichOneof("msg") != "chunk":
-                raise InvalidArgument("expected a chunk: only the first message carries the "
-                                      "header", f"request[{index}]")
-            yield index, message.chunk
-    return first.header, chunks()
 
 
 class JobsServicer(jobs_pb2_grpc.JobsServicer):
@@ -36,7 +18,7 @@ class JobsServicer(jobs_pb2_grpc.JobsServicer):
 
     @rpc("jobs.submit", "process")
     async def Submit(self, request_iterator, context, call):
-        header, chunks = await _submit_parts(request_iterator)
+        header, chunks = await header_and_chunks(request_iterator)
         info, existing = await self.runner.submit(
             header, chunks, subscriber=call.principal.subscriber,
             on_job=lambda job_id: setattr(call, "object_id", job_id))
