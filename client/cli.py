@@ -30,6 +30,13 @@ gaussian:sigma_mm=[1.5,0.7,0.7] (per axis), edge:operator=sobel, mip:axis=0,
 bandpass:low_cutoff_mm=2,high_cutoff_mm=20. `medcompute ops` lists them all."""
 
 
+def open_client(args):
+    """A Client for the server, key and TLS files a command's arguments name."""
+    from medcompute.client import Client
+
+    return Client(args.server, timeout=args.timeout, **connection(args))
+
+
 def _path(value: str | None) -> Path | None:
     return Path(value) if value else None
 
@@ -75,10 +82,9 @@ def _serve(args) -> int:
 
 
 def _ops(args) -> int:
-    from medcompute.client import Client
     from medcompute.client.ops import ALIASES
 
-    with Client(args.server, timeout=args.timeout, **connection(args)) as client:
+    with open_client(args) as client:
         ops = client.operations()
     if args.json:
         print(json.dumps(ops, indent=2))
@@ -106,7 +112,6 @@ def _ops(args) -> int:
 def _process(args) -> int:
     import numpy as np
 
-    from medcompute.client import Client
     from medcompute.client.io import output_kind, write_dicom
     from medcompute.client.ops import parse_op
     from medcompute.client.store_cli import kept_summary, process_options
@@ -120,7 +125,7 @@ def _process(args) -> int:
         return 2
     output = "array" if kind == "npy" else kind
     progress = sys.stderr.isatty() and not args.quiet
-    with Client(args.server, timeout=args.timeout, **connection(args)) as client:
+    with open_client(args) as client:
         try:
             result = client.process(
                 args.inputs if len(args.inputs) > 1 else args.inputs[0], ops,

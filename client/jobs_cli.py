@@ -20,19 +20,13 @@ from pathlib import Path
 import grpc
 from google.protobuf import json_format
 
-from medcompute.client.channel import connection
+from medcompute.client.cli import open_client
 from medcompute.client.client import ServiceError
 
 __all__ = ["add_commands"]
 
 _ENDED = ("SUCCEEDED", "FAILED", "CANCELLED")
 _RESULTS = {"array": "array", "dicom-file": "dicom_file", "dicom-series": "dicom_series"}
-
-
-def _client(args):
-    from medcompute.client import Client
-
-    return Client(args.server, timeout=args.timeout, **connection(args))
 
 
 def _state(info) -> str:
@@ -122,7 +116,7 @@ def _submit(args) -> int:
         print(f"medcompute submit: {exc}", file=sys.stderr)
         return 2
     progress = sys.stderr.isatty() and not args.quiet
-    with _client(args) as client:
+    with open_client(args) as client:
         try:
             info = client.submit(
                 args.inputs if len(args.inputs) > 1 else args.inputs[0], ops,
@@ -149,14 +143,14 @@ def _submit(args) -> int:
 
 
 def _watch(args) -> int:
-    with _client(args) as client:
+    with open_client(args) as client:
         return _follow(client, args.job, quiet=args.quiet, timeout=args.timeout)
 
 
 def _fetch(args) -> int:
     out = Path(args.output)
     progress = sys.stderr.isatty() and not args.quiet
-    with _client(args) as client:
+    with open_client(args) as client:
         result = client.fetch(args.job, progress=progress)
     try:
         written = _write(result, out)
@@ -173,14 +167,14 @@ def _fetch(args) -> int:
 
 
 def _cancel(args) -> int:
-    with _client(args) as client:
+    with open_client(args) as client:
         info = client.cancel(args.job)
     _show(info, sys.stdout)
     return 0 if _state(info) == "CANCELLED" else 1
 
 
 def _jobs(args) -> int:
-    with _client(args) as client:
+    with open_client(args) as client:
         try:
             page = client.jobs(states=args.state or (), since=args.since or 0.0,
                                until=args.until or 0.0,
@@ -215,7 +209,7 @@ def _delivery_line(d) -> str:
 
 
 def _inbox(args) -> int:
-    with _client(args) as client:
+    with open_client(args) as client:
         if args.watch:
             if not args.json:
                 print("watching the inbox; Ctrl-C stops", file=sys.stderr)
@@ -244,7 +238,7 @@ def _inbox(args) -> int:
 
 
 def _deliveries(args) -> int:
-    with _client(args) as client:
+    with open_client(args) as client:
         if args.action == "list":
             rules = client.delivery_rules(sender=args.sender or "",
                                           recipient=args.recipient or "")

@@ -17,7 +17,7 @@ import json
 import re
 import sys
 
-from medcompute.client.channel import connection
+from medcompute.client.cli import open_client
 
 __all__ = ["add_commands", "format_invoice", "format_records", "format_usage",
            "message_dict", "parse_moment", "parse_month"]
@@ -158,14 +158,8 @@ def format_invoice(invoice) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _client(args):
-    from medcompute.client import Client
-
-    return Client(args.server, timeout=args.timeout, **connection(args))
-
-
 def _usage(args) -> int:
-    with _client(args) as client:
+    with open_client(args) as client:
         reply = client.usage(since=args.since, until=args.until, group_by=args.group_by,
                              subscriber=args.subscriber or "",
                              all_subscribers=args.all_subscribers,
@@ -180,7 +174,7 @@ def _usage(args) -> int:
 
 
 def _invoice(args) -> int:
-    with _client(args) as client:
+    with open_client(args) as client:
         invoice = client.invoice(args.month, subscriber=args.subscriber or "",
                                  all_subscribers=args.all_subscribers)
     if args.format == "json":
