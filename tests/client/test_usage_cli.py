@@ -1,21 +1,19 @@
-"""``medcompute usage``: the argument forms, the tables, and a round trip through a real gRPC
-server whose Jobs service answers GetUsage and GetInvoice from a real data directory."""
+"""``medcompute usage``: the argument forms, the tables, and a round trip through a real
+server whose data directory holds usage records written by hand (a GPU job among them)."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import csv
 import io
 import json
-from concurrent import futures
 
 import grpc
 import pytest
 
 from medcompute.client import ServiceError
+from medcompute.client.cli import build_parser
 from medcompute.client.usage_cli import (
-    add_commands,
     format_invoice,
     format_records,
     format_usage,
@@ -23,12 +21,11 @@ from medcompute.client.usage_cli import (
     parse_moment,
     parse_month,
 )
-from medcompute.proto.v1 import jobs_pb2, jobs_pb2_grpc, processing_pb2
+from medcompute.proto.v1 import jobs_pb2, processing_pb2
 from medcompute.server.billing import invoice, to_csv
-from medcompute.server.billing_service import BillingService
 from medcompute.server.catalog import Catalog
-from medcompute.server.errors import MedcomputeError
-from medcompute.server.guard import Principal
+from medcompute.server.config import ServerConfig
+from medcompute.server.keys import KeyStore
 from medcompute.server.tariff import parse_tariff
 from tests.usage_helpers import finish_usage, record
 
@@ -36,7 +33,7 @@ pytestmark = pytest.mark.timeout(60)
 
 NOV = 1_793_491_200.0          # 2026-11-01 00:00 UTC
 DAY = 86_400.0
-TARIFF = parse_tariff("""
+TARIFF_TEXT = """
 name = "cli"
 currency = "EUR"
 [prices]
@@ -46,24 +43,8 @@ megabyte = 0.10
 cpu_second = 0.002
 gpu_second = 0.01
 gigabyte_month = 0.50
-""")
-
-
-def _client_options(p, server_default="127.0.0.1:50051", server_help=None):
-    """The options the ``medcompute`` parser gives every command that calls a server."""
-    p.add_argument("--server", default=server_default, help=server_help)
-    p.add_argument("--timeout", type=float, default=600.0)
-    p.add_argument("--api-key", default=None)
-    p.add_argument("--tls-ca")
-    p.add_argument("--tls-cert")
-    p.add_argument("--tls-key")
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="medcompute")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_commands(sub, _client_options)
-    return parser
+"""
+TARIFF = parse_tariff(TARIFF_TEXT)
 
 
 # -- arguments ------------------------------------------------------------------------------
@@ -81,27 +62,27 @@ def test_dates_months_and_unix_seconds():
 
 
 def test_usage_and_its_invoice_subcommand_parse():
-    args = _parser().parse_args(["usage", "--group-by", "day", "--since", "2026-11-01"])
+    args = build_parser().parse_args(["usage", "--group-by", "day", "--since", "2026-11-01"])
     assert args.func.__name__ == "_usage" and args.group_by == "day" and args.since == NOV
     assert args.until == 0.0 and not args.all_subscribers and not args.records
 
-    args = _parser().parse_args(["usage", "invoice", "--month", "2026-11"])
+    args = build_parser().parse_args(["usage", "invoice", "--month", "2026-11"])
     assert args.func.__name__ == "_invoice" and args.month == "2026-11"
     assert args.format == "text" and args.server == "127.0.0.1:50051" and args.timeout == 600
 
     # Options given before `invoice` are kept; those after it are the invoice's own.
-    args = _parser().parse_args(["usage", "--server", "h:1", "--all", "--timeout", "5",
+    args = build_parser().parse_args(["usage", "--server", "h:1", "--all", "--timeout", "5",
                                  "invoice", "--month", "2026-11", "--format", "csv"])
     assert (args.server, args.timeout, args.all_subscribers, args.format) == (
         "h:1", 5.0, True, "csv")
-    args = _parser().parse_args(["usage", "invoice", "--month", "2026-11", "--subscriber",
+    args = build_parser().parse_args(["usage", "invoice", "--month", "2026-11", "--subscriber",
                                  "bob", "--server", "h:2", "--api-key", "k"])
     assert (args.subscriber, args.server, args.api_key) == ("bob", "h:2", "k")
 
     for argv in (["usage", "--group-by", "week"], ["usage", "invoice"],
                  ["usage", "invoice", "--month", "2026-13"]):
         with pytest.raises(SystemExit):
-            _parser().parse_args(argv)
+            build_parser().parse_args(argv)
 
 
 # -- formatting -----------------------------------------------------------------------------
@@ -199,33 +180,9 @@ def test_the_invoice_as_text_and_as_csv():
 
 # -- round trip through a server --------------------------------------------------------------
 
-class _Jobs(jobs_pb2_grpc.JobsServicer):
-    """GetUsage and GetInvoice answered by the BillingService; the key names the caller."""
-
-    def __init__(self, billing: BillingService):
-        self.billing = billing
-
-    def _principal(self, context) -> Principal:
-        token = dict(context.invocation_metadata()).get("authorization", "")
-        if token == "Bearer admin":
-            return Principal("root", frozenset({"admin"}))
-        return Principal("alice", frozenset({"process"}))
-
-    def _answer(self, call, request, context):
-        try:
-            return asyncio.run(call(request, self._principal(context)))
-        except MedcomputeError as exc:
-            context.abort(grpc.StatusCode[exc.code_name], exc.details)
-
-    def GetUsage(self, request, context):
-        return self._answer(self.billing.get_usage, request, context)
-
-    def GetInvoice(self, request, context):
-        return self._answer(self.billing.get_invoice, request, context)
-
-
 @pytest.fixture
-def server(tmp_path):
+def server(tmp_path, server_thread):
+    """A real server on a data directory with two usage records and two subscribers' keys."""
     catalog = Catalog(tmp_path)
     try:
         for r in (record("a1", images=1, bytes_in=2_000_000, compute=5.0, finished_at=NOV),
@@ -235,28 +192,32 @@ def server(tmp_path):
             finish_usage(catalog, r)
     finally:
         catalog.close()
-    billing = BillingService(tmp_path, TARIFF)
-    grpc_server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    jobs_pb2_grpc.add_JobsServicer_to_server(_Jobs(billing), grpc_server)
-    port = grpc_server.add_insecure_port("127.0.0.1:0")
-    grpc_server.start()
-    try:
-        yield f"127.0.0.1:{port}"
-    finally:
-        grpc_server.stop(grace=None).wait()
-        billing.close()
+    keys = KeyStore(tmp_path)
+    tokens = {"alice": keys.create("alice", ["process"])[1],
+              "admin": keys.create("root", ["admin"])[1]}
+    keys.close()
+    tariff = tmp_path / "tariff.toml"
+    tariff.write_text(TARIFF_TEXT)
+    config = ServerConfig(address="127.0.0.1:0", data_dir=tmp_path, workers=1,
+                          gpu_workers=0, tariff=tariff)
+    with server_thread(config) as running:
+        yield running.address, tokens
 
 
 def _run(capsys, *argv) -> str:
-    args = _parser().parse_args(list(argv))
+    args = build_parser().parse_args(list(argv))
     assert args.func(args) == 0
     return capsys.readouterr().out
 
 
+@pytest.mark.integration
 def test_usage_and_invoice_through_a_server(server, capsys):
-    out = _run(capsys, "usage", "--server", server, "--group-by", "day", "--records")
+    server, keys = server
+    alice, admin = keys["alice"], keys["admin"]
+    out = _run(capsys, "usage", "--server", server, "--api-key", alice, "--group-by", "day",
+               "--records")
     assert "2026-11-01" in out and "a1" in out and "b1" not in out
-    data = json.loads(_run(capsys, "usage", "--server", server, "--api-key", "admin", "--all",
+    data = json.loads(_run(capsys, "usage", "--server", server, "--api-key", admin, "--all",
                            "--group-by", "subscriber", "--json"))
     assert [g["key"] for g in data["groups"]] == ["alice", "bob"]
     assert data["totals"]["gpu_seconds"] == 4.0 and "gpu_seconds" not in data["groups"][0][
@@ -264,21 +225,24 @@ def test_usage_and_invoice_through_a_server(server, capsys):
 
     # alice, November: job 0.05 + image 0.01 + megabyte 2 x 0.10 = 0.20 + cpu 5 x 0.002
     # = 0.01 -> 0.27
-    out = _run(capsys, "usage", "--server", server, "invoice", "--month", "2026-11",
-               "--format", "csv")
+    out = _run(capsys, "usage", "--server", server, "--api-key", alice, "invoice", "--month",
+               "2026-11", "--format", "csv")
     assert out.splitlines()[-1] == "2026-11,EUR,,TOTAL,,,0.27"
     out = _run(capsys, "usage", "invoice", "--month", "2026-11", "--server", server,
-               "--api-key", "admin", "--all")
+               "--api-key", admin, "--all")
     # bob: job 0.05 + image 0.01 + megabyte 2 x 0.10 = 0.20 + gpu 4 x 0.01 = 0.04 -> 0.30;
     # both: 0.27 + 0.30 = 0.57
     assert out.splitlines()[-1] == "total 0.57 EUR"
     data = json.loads(_run(capsys, "usage", "invoice", "--month", "2026-11", "--server",
-                           server, "--format", "json"))
+                           server, "--api-key", alice, "--format", "json"))
     assert data["total"] == "0.27" and data["subscribers"][0]["subscriber"] == "alice"
 
 
+@pytest.mark.integration
 def test_another_subscriber_needs_an_admin_key(server, capsys):
-    args = _parser().parse_args(["usage", "--server", server, "--subscriber", "bob"])
+    server, keys = server
+    args = build_parser().parse_args(["usage", "--server", server, "--api-key", keys["alice"],
+                                 "--subscriber", "bob"])
     with pytest.raises(ServiceError) as caught:
         args.func(args)
     assert caught.value.code == grpc.StatusCode.PERMISSION_DENIED
