@@ -351,19 +351,24 @@ class Catalog(Database):
             where.append("(j.created_at < ? OR (j.created_at = ? AND j.id < ?))")
             args.extend([after[0], after[0], after[1]])
         cur = self._db.execute(
-            "SELECT j.record, r.* FROM jobs j LEFT JOIN job_requests r ON r.job_id = j.id"
+            "SELECT j.record, d.delivered_at, d.fetched_at, r.* FROM jobs j"
+            " LEFT JOIN job_requests r ON r.job_id = j.id"
+            " LEFT JOIN deliveries d ON d.job_id = j.id"
             f" WHERE {' AND '.join(where)} ORDER BY j.created_at DESC, j.id DESC LIMIT ?",
             (*args, limit))
-        names = [c[0] for c in cur.description][1:]
+        names = [c[0] for c in cur.description][3:]
         out = []
         for row in cur.fetchall():
-            request = dict(zip(names, row[1:])) if row[1] is not None else None
-            out.append((_job_from(row[0]), request))
+            delivery = ({"delivered_at": row[1], "fetched_at": row[2]}
+                        if row[1] is not None else None)
+            request = dict(zip(names, row[3:])) if row[3] is not None else None
+            out.append((_job_from(row[0]), request, delivery))
         return out
 
     async def list_jobs(self, subscriber: str, *, states=(), since=0.0, until=0.0,
                         operation="", label="", limit=50, after=None):
-        """A subscriber's jobs, newest first, with their requests (None: synchronous)."""
+        """A subscriber's jobs, newest first: (job, its request (None: synchronous), its
+        delivery (None: not delivered))."""
         return await self._call(self._list, subscriber, list(states), since, until, operation,
                                 label, limit, after)
 

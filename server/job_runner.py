@@ -29,6 +29,7 @@ from pathlib import Path
 from medcompute.proto import wire
 from medcompute.proto.v1 import jobs_pb2
 from medcompute.server import derived, jobs
+from medcompute.server.blobs import fsync_dir
 from medcompute.server.catalog import Catalog
 from medcompute.server.config import ServerConfig
 from medcompute.server.errors import (
@@ -85,17 +86,14 @@ def job_info(job: jobs.Job, request: dict | None, delivery: dict | None = None,
 
 
 def _fsync_files(paths, directory: Path) -> None:
+    """Make the received input files, and their names in ``directory``, durable."""
     for path in paths:
         fd = os.open(path, os.O_RDONLY)
         try:
             os.fsync(fd)
         finally:
             os.close(fd)
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsync_dir(directory)
 
 
 class JobRunner:
@@ -521,9 +519,8 @@ class JobRunner:
         rows = await self.catalog.list_jobs(
             subscriber, states=states, since=request.since, until=request.until,
             operation=request.operation, label=request.label, limit=limit, after=after)
-        infos = [job_info(job, req, None if job.destination == job.subscriber
-                          else await self.catalog.delivery(job.id),
-                          self._progress.get(job.id, (0.0, ""))[0]) for job, req in rows]
+        infos = [job_info(job, req, delivery, self._progress.get(job.id, (0.0, ""))[0])
+                 for job, req, delivery in rows]
         token = f"{rows[-1][0].created_at!r}:{rows[-1][0].id}" if len(rows) == limit else ""
         return jobs_pb2.ListJobsResponse(jobs=infos, next_page_token=token)
 

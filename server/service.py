@@ -191,12 +191,11 @@ class ProcessingService:
         return Request(header, expected, device, output_format, output_dtype, compute_dtype,
                        names)
 
-    def new_job(self, request: Request, *, subscriber: str, destination: str = "",
-                job_id: str | None = None) -> jobs.Job:
+    def new_job(self, request: Request, *, subscriber: str, destination: str = "") -> jobs.Job:
         return jobs.new_job(subscriber=subscriber, operations=request.names,
                             device=request.device, destination=destination or None,
                             inputs=[derived.input_ref(e) for e in request.expected],
-                            created_at=time.time(), job_id=job_id)
+                            created_at=time.time())
 
     def precheck(self, request: Request) -> None:
         """Fail fast: RAW images are checked against the limits and the pipeline before
@@ -222,10 +221,10 @@ class ProcessingService:
         return Staged(tuple(s for _, s in pairs), geoms, ops, out_geom)
 
     async def execute(self, job: jobs.Job, request: Request, staged: Staged, out_path, *,
-                      bytes_in: int, finish_extra=None, on_started=None) -> Outcome:
+                      bytes_in: int, finish_extra=None) -> Outcome:
         """Run a QUEUED (or RUNNING) job on a worker; record its end and its usage.
 
-        ``finish_extra(db, job, usage)`` runs inside the transaction that records the end.
+        ``finish_extra(db, outcome)`` runs inside the transaction that records the end.
         Raises what the run raised; the caller records a failure with :meth:`fail`.
         """
         header = request.header
@@ -303,8 +302,7 @@ class ProcessingService:
             self.spool.remove(*paths)
 
     async def fail(self, job: jobs.Job, exc: BaseException, *, bytes_in: int, n_images: int,
-                   cancel_reason: str = "the call was cancelled or its deadline passed",
-                   extra=None) -> None:
+                   cancel_reason: str = "the call was cancelled or its deadline passed") -> None:
         """Record the failure (or cancellation) ``exc`` ended the job with."""
         now = time.time()
         if isinstance(exc, asyncio.CancelledError):
@@ -319,7 +317,7 @@ class ProcessingService:
         usage = usage_record(job, None, images=n_images, voxels=0, bytes_in=bytes_in,
                              bytes_out=0)
         try:
-            await self.finish(job, usage, extra)
+            await self.finish(job, usage)
         except Exception:  # recording the failure must not hide the original error
             log.exception("could not record the end of job %s", job.id)
 
