@@ -305,7 +305,7 @@ class Dispatcher:
                 self._runner_load[address] = self._runner_load.get(address, 0) + 1
                 try:
                     return await actor.run_batch(specs)
-                except (asyncio.CancelledError, Internal):
+                except Internal:          # the jobs' own failure, not the call's
                     raise
                 except Exception as exc:  # the worker (and its runner) went away
                     log.info("direct call to %s failed (%s); sending the jobs as a task",

@@ -468,7 +468,7 @@ class JobRunner:
             elif info.state == jobs_pb2.SUCCEEDED:
                 message = "succeeded"
             elif not message:
-                message = jobs.State(jobs_pb2.JobState.Name(info.state)).value.lower()
+                message = jobs_pb2.JobState.Name(info.state).lower()
             seen = (info.state, round(info.progress, 2), message, info.delivery)
             if seen != last:
                 last = seen
