@@ -24,7 +24,7 @@ import numpy as np
 from medcompute.proto.v1 import image_pb2
 from medcompute.server import blobs as blobfiles
 from medcompute.server import jobs
-from medcompute.server.errors import FailedPrecondition, Unavailable
+from medcompute.server.errors import Unavailable
 from medcompute.server.image_catalog import BlobRef, ImageRecord
 from medcompute.server.metering import usage_record
 from medcompute.server.operations import Geometry, resolve_pipeline
@@ -156,11 +156,7 @@ async def reuse(service, header, expected: list[ExpectedImage], *, subscriber: s
                          bytes_out=nbytes)
     outcome = Outcome(job, ops, result, record.spacing or out_geom.spacing, output_format,
                       usage, stored_image_id=record.id, reused=True)
-    extra = None if finish_extra is None else (lambda db: finish_extra(db, outcome))
-    if not await service.finish(job, usage, extra):
-        service.spool.remove(out_path)
-        raise FailedPrecondition(f"job {job.id} ended elsewhere (cancelled)")
-    return outcome
+    return await service.complete(outcome, finish_extra)
 
 
 def _metadata(expected: list[ExpectedImage], out: dict, names: list[str]) -> dict:

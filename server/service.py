@@ -255,10 +255,16 @@ class ProcessingService:
                           request.output_format, usage,
                           fallback_reason=execution.fallback_reason, slabs=execution.slabs,
                           workers=execution.workers, stored_image_id=kept)
-        extra = None if finish_extra is None else (
-            lambda db: finish_extra(db, outcome))
-        if not await self.finish(job, usage, extra):
-            raise FailedPrecondition(f"job {job.id} ended elsewhere while it ran (cancelled)")
+        return await self.complete(outcome, finish_extra)
+
+    async def complete(self, outcome: Outcome, finish_extra=None) -> Outcome:
+        """Record the end of a job that succeeded and its usage, with
+        ``finish_extra(db, outcome)`` in the same transaction; FailedPrecondition when the
+        job had ended meanwhile (cancelled elsewhere)."""
+        extra = None if finish_extra is None else (lambda db: finish_extra(db, outcome))
+        if not await self.finish(outcome.job, outcome.usage, extra):
+            raise FailedPrecondition(f"job {outcome.job.id} ended elsewhere while it ran "
+                                     "(cancelled)")
         return outcome
 
     async def finish(self, job: jobs.Job, usage: dict, extra=None) -> bool:
