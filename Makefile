@@ -6,8 +6,13 @@ ADDRESS ?= 127.0.0.1:50051
 DATA_DIR ?= data
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
+# buf (lint, format, breaking) and the Node.js foreign-client test's packages, from npm,
+# installed into $(TOOLS) (node and npm themselves from apt where missing).
+TOOLS   ?= .tools
+NPM_PACKAGES := @bufbuild/buf@1.75.0 @grpc/grpc-js@1.14.7 @grpc/proto-loader@0.8.1
+BUF     := $(TOOLS)/node_modules/.bin/buf
 
-.PHONY: run test fuzz proto bench bench-quick clean
+.PHONY: run test fuzz proto bench bench-quick clean tools lint-proto breaking-image
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -27,8 +32,30 @@ $(VENV)/.installed-test: pyproject.toml | $(PY)
 run: $(VENV)/.installed
 	$(VENV)/bin/medcompute serve --address $(ADDRESS) --data-dir $(DATA_DIR)
 
-## test: set up .venv with the test extras and run the whole suite
-test: $(VENV)/.installed-test
+## tools: node and npm (apt-get, where missing), then buf and grpc-js into $(TOOLS)
+tools: $(TOOLS)/.installed
+
+$(TOOLS)/.installed: Makefile
+	@command -v node >/dev/null && command -v npm >/dev/null || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm; }
+	npm install --prefix $(TOOLS) --no-audit --no-fund --loglevel=error $(NPM_PACKAGES)
+	$(BUF) --version
+	touch $@
+
+## lint-proto: buf lint (STANDARD), buf format (no changes allowed), buf breaking against
+## the committed v1 image proto/buf.image.binpb
+lint-proto: $(TOOLS)/.installed
+	cd proto && ../$(BUF) lint
+	cd proto && ../$(BUF) format --diff --exit-code
+	cd proto && ../$(BUF) breaking --against buf.image.binpb
+
+## breaking-image: rewrite proto/buf.image.binpb from the protos as they are now (only when
+## a change is meant to be the new baseline; buf breaking compares against it)
+breaking-image: $(TOOLS)/.installed
+	cd proto && ../$(BUF) build -o buf.image.binpb
+
+## test: set up .venv with the test extras and the tools, lint the protos, run the whole suite
+test: $(VENV)/.installed-test $(TOOLS)/.installed lint-proto
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 ## fuzz: the property-based fuzz tests with thousands of examples each (make test runs a few dozen)
@@ -54,4 +81,4 @@ proto: $(VENV)/.installed-test
 	$(PY) -m medcompute.proto.generate
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) $(TOOLS) build *.egg-info .pytest_cache

@@ -135,9 +135,9 @@ def store_available() -> str | None:
         from medcompute.proto.v1 import store_pb2
     except ImportError as exc:
         return f"no store API in this build (medcompute.proto.v1.store_pb2: {exc})"
-    service = store_pb2.DESCRIPTOR.services_by_name.get("Store")
+    service = store_pb2.DESCRIPTOR.services_by_name.get("StoreService")
     if service is None or service.methods_by_name.get("Register") is None:
-        return "the store API has no Store.Register RPC in this build"
+        return "the store API has no StoreService.Register RPC in this build"
     try:
         from medcompute.client.store import StoreClient  # noqa: F401
     except ImportError as exc:

@@ -31,10 +31,11 @@ DEFAULT_SERVER = os.environ.get("MEDCOMPUTE_SERVER", "127.0.0.1:50051")
 
 _DEVICES = {"auto": processing_pb2.DEVICE_AUTO, "gpu": processing_pb2.DEVICE_GPU,
             "cpu": processing_pb2.DEVICE_CPU}
-_OUTPUTS = {"array": processing_pb2.OUTPUT_RAW, "dicom_series": processing_pb2.OUTPUT_DICOM_SERIES,
-            "dicom_file": processing_pb2.OUTPUT_DICOM_FILE}
-_COMPRESSION = {"none": image_pb2.COMPRESSION_NONE, "zstd": image_pb2.ZSTD,
-                "blosc": image_pb2.BLOSC}
+_OUTPUTS = {"array": processing_pb2.OUTPUT_FORMAT_RAW,
+            "dicom_series": processing_pb2.OUTPUT_FORMAT_DICOM_SERIES,
+            "dicom_file": processing_pb2.OUTPUT_FORMAT_DICOM_FILE}
+_COMPRESSION = {"none": image_pb2.COMPRESSION_NONE, "zstd": image_pb2.COMPRESSION_ZSTD,
+                "blosc": image_pb2.COMPRESSION_BLOSC}
 
 
 class ServiceError(Exception):
@@ -99,14 +100,14 @@ def _descriptor(image: LocalImage, compression: int) -> image_pb2.ImageDescripto
     if image.array is not None:
         a = image.array
         desc = image_pb2.ImageDescriptor(
-            encoding=image_pb2.RAW, shape=a.shape, dtype=wire.dtype_to_proto(a.dtype),
+            encoding=image_pb2.ENCODING_RAW, shape=a.shape, dtype=wire.dtype_to_proto(a.dtype),
             size=a.nbytes, compression=compression, crc32=wire.crc32(a))
     else:
         crc = 0
         for blob in image.dicom:
             crc = wire.crc32(blob, crc)
         desc = image_pb2.ImageDescriptor(
-            encoding=image_pb2.DICOM, file_sizes=[len(b) for b in image.dicom],
+            encoding=image_pb2.ENCODING_DICOM, file_sizes=[len(b) for b in image.dicom],
             size=sum(len(b) for b in image.dicom), compression=compression, crc32=crc)
     if image.spacing is not None:
         desc.spacing_mm.extend(float(s) for s in image.spacing)
@@ -179,7 +180,7 @@ def _messages(header, images, message_type, progress: bool, codec: int):
         if isinstance(img, str):
             continue   # a stored image: the server has it
         for payload in _payload(img, codec):
-            yield message_type(chunk=image_pb2.Chunk(image=index, data=payload))
+            yield message_type(chunk=wire.image_chunk(index, payload))
             if sent is not None:
                 sent.update(min(len(payload), wire.CHUNK_SIZE))
     if sent is not None:
@@ -223,9 +224,9 @@ class Client:
         self.timeout = timeout
         self._channel = open_channel(address, api_key=api_key, tls_ca=tls_ca,
                                      tls_cert=tls_cert, tls_key=tls_key)
-        self._stub = processing_pb2_grpc.ProcessingStub(self._channel)
-        self._admin = admin_pb2_grpc.AdminStub(self._channel)
-        self._jobs = jobs_pb2_grpc.JobsStub(self._channel)
+        self._stub = processing_pb2_grpc.ProcessingServiceStub(self._channel)
+        self._admin = admin_pb2_grpc.AdminServiceStub(self._channel)
+        self._jobs = jobs_pb2_grpc.JobsServiceStub(self._channel)
 
     def __enter__(self) -> Client:
         return self
@@ -363,12 +364,13 @@ class Client:
         return reply.job
 
     def job(self, job_id: str, *, timeout: float | None = None) -> jobs_pb2.JobInfo:
-        return self._call(self._jobs.Get, jobs_pb2.GetJobRequest(job_id=job_id),
-                          timeout=timeout or self.timeout)
+        return self._call(self._jobs.GetJob, jobs_pb2.GetJobRequest(job_id=job_id),
+                          timeout=timeout or self.timeout).job
 
-    def watch(self, job_id: str, *, timeout: float | None = None) -> Iterator[jobs_pb2.JobEvent]:
+    def watch(self, job_id: str, *,
+              timeout: float | None = None) -> Iterator[jobs_pb2.WatchJobResponse]:
         """The job's events from its current state until it ends."""
-        stream = self._jobs.Watch(jobs_pb2.WatchJobRequest(job_id=job_id), timeout=timeout)
+        stream = self._jobs.WatchJob(jobs_pb2.WatchJobRequest(job_id=job_id), timeout=timeout)
         yield from _stream(stream)
 
     def wait(self, job_id: str, *, timeout: float | None = None) -> jobs_pb2.JobInfo:
@@ -386,8 +388,8 @@ class Client:
                           progress)
 
     def cancel(self, job_id: str, *, timeout: float | None = None) -> jobs_pb2.JobInfo:
-        return self._call(self._jobs.Cancel, jobs_pb2.CancelJobRequest(job_id=job_id),
-                          timeout=timeout or self.timeout)
+        return self._call(self._jobs.CancelJob, jobs_pb2.CancelJobRequest(job_id=job_id),
+                          timeout=timeout or self.timeout).job
 
     def jobs(self, *, states: Sequence[str] = (), since: float = 0, until: float = 0,
              operation: str = "", label: str = "", subscriber: str = "", limit: int = 50,
@@ -396,12 +398,12 @@ class Client:
         codes = []
         for s in states:
             try:
-                codes.append(jobs_pb2.JobState.Value(s.upper()))
+                codes.append(jobs_pb2.JobState.Value(f"JOB_STATE_{s.upper()}"))
             except ValueError:
                 raise ValueError(f"states: unknown state {s!r}; expected one of "
                                  "receiving, queued, running, succeeded, failed, cancelled"
                                  ) from None
-        return self._call(self._jobs.List, jobs_pb2.ListJobsRequest(
+        return self._call(self._jobs.ListJobs, jobs_pb2.ListJobsRequest(
             states=codes, since=since, until=until, operation=operation, label=label,
             subscriber=subscriber, page_size=limit, page_token=page_token),
             timeout=timeout or self.timeout)
@@ -419,7 +421,8 @@ class Client:
         unless ``timeout``)."""
         stream = self._jobs.WatchInbox(jobs_pb2.WatchInboxRequest(
             after_seq=after_seq, new_only=new_only), timeout=timeout)
-        yield from _stream(stream)
+        for message in _stream(stream):
+            yield message.delivery
 
     # -- usage and billing -----------------------------------------------------------
     def usage(self, *, since: float = 0.0, until: float = 0.0, group_by: str = "none",
@@ -428,7 +431,7 @@ class Client:
               timeout: float | None = None) -> jobs_pb2.GetUsageResponse:
         """Usage totals for a period, grouped by day, operation, device or subscriber."""
         try:
-            grouping = jobs_pb2.UsageGrouping.Value(f"GROUP_{group_by.upper()}")
+            grouping = jobs_pb2.UsageGrouping.Value(f"USAGE_GROUPING_{group_by.upper()}")
         except ValueError:
             raise ValueError(f"group_by: expected none, day, operation, device or subscriber, "
                              f"got {group_by!r}") from None
@@ -442,16 +445,16 @@ class Client:
         """The month's usage (YYYY-MM, UTC) priced with the server's tariff."""
         return self._call(self._jobs.GetInvoice, jobs_pb2.GetInvoiceRequest(
             month=month, subscriber=subscriber, all_subscribers=all_subscribers),
-            timeout=timeout or self.timeout)
+            timeout=timeout or self.timeout).invoice
 
     # -- delivery rules (admin role) -----------------------------------------------------
     def allow_delivery(self, sender: str, recipient: str, *, timeout: float | None = None):
-        return self._call(self._admin.AllowDelivery, admin_pb2.DeliveryRule(
-            sender=sender, recipient=recipient), timeout=timeout or self.timeout)
+        return self._call(self._admin.AllowDelivery, admin_pb2.AllowDeliveryRequest(
+            sender=sender, recipient=recipient), timeout=timeout or self.timeout).rule
 
     def disallow_delivery(self, sender: str, recipient: str, *, timeout: float | None = None):
-        return self._call(self._admin.DisallowDelivery, admin_pb2.DeliveryRule(
-            sender=sender, recipient=recipient), timeout=timeout or self.timeout)
+        return self._call(self._admin.DisallowDelivery, admin_pb2.DisallowDeliveryRequest(
+            sender=sender, recipient=recipient), timeout=timeout or self.timeout).rule
 
     def delivery_rules(self, *, sender: str = "", recipient: str = "",
                        timeout: float | None = None):
@@ -483,7 +486,7 @@ class Client:
                                f"the result ended after {got} of {out.size} bytes")
         if out.HasField("crc32") and wire.crc32(buffer) != out.crc32:
             raise ServiceError(grpc.StatusCode.DATA_LOSS, "the result's checksum does not match")
-        if out.encoding == image_pb2.RAW:
+        if out.encoding == image_pb2.ENCODING_RAW:
             dtype = wire.dtype_from_proto(out.dtype, "result.dtype")
             shape = tuple(out.shape)
             if math.prod(shape) * dtype.itemsize != got:

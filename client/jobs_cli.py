@@ -32,13 +32,13 @@ _RESULTS = {"array": "array", "dicom-file": "dicom_file", "dicom-series": "dicom
 def _state(info) -> str:
     from medcompute.proto.v1 import jobs_pb2
 
-    return jobs_pb2.JobState.Name(info.state)
+    return jobs_pb2.JobState.Name(info.state).removeprefix("JOB_STATE_")
 
 
 def _delivery(info) -> str:
     from medcompute.proto.v1 import jobs_pb2
 
-    return jobs_pb2.DeliveryState.Name(info.delivery).removeprefix("DELIVERY_").lower()
+    return jobs_pb2.DeliveryState.Name(info.delivery).removeprefix("DELIVERY_STATE_").lower()
 
 
 def _when(ts: float) -> str:

@@ -54,9 +54,11 @@ def _split(text: str) -> list[str]:
 def _scalar(fd: FieldDescriptor, value, where: str):
     if fd.type == FieldDescriptor.TYPE_ENUM:
         text = str(value).strip().upper()
-        names = [v.name for v in fd.enum_type.values if v.number != 0]
+        # Values carry their enum's prefix (BOUNDARY_MODE_REFLECT); the zero names it.
+        prefix = fd.enum_type.values_by_number[0].name.removesuffix("UNSPECIFIED")
+        names = [v.name.removeprefix(prefix) for v in fd.enum_type.values if v.number != 0]
         for v in fd.enum_type.values:
-            if v.name == text or v.name.endswith("_" + text) and v.number != 0:
+            if v.number != 0 and text in (v.name, v.name.removeprefix(prefix)):
                 return v.number
         raise ValueError(f"{where}: expected one of {', '.join(n.lower() for n in names)}, "
                          f"got {value!r}")

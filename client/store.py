@@ -32,8 +32,8 @@ from medcompute.proto.v1 import image_pb2, store_pb2, store_pb2_grpc
 
 __all__ = ["StoreClient", "StoredImage", "Fetched", "Preview", "stored_id", "KINDS"]
 
-KINDS = {"any": store_pb2.IMAGE_KIND_UNSPECIFIED, "original": store_pb2.ORIGINAL,
-         "derived": store_pb2.DERIVED}
+KINDS = {"any": store_pb2.IMAGE_KIND_UNSPECIFIED, "original": store_pb2.IMAGE_KIND_ORIGINAL,
+         "derived": store_pb2.IMAGE_KIND_DERIVED}
 _KIND_NAMES = {code: name for name, code in KINDS.items()}
 _KIND_NAMES[store_pb2.IMAGE_KIND_UNSPECIFIED] = ""
 
@@ -148,7 +148,7 @@ class StoreClient:
         self._own = channel is None
         # connection: api_key, tls_ca, tls_cert, tls_key, as for Client.
         self._channel = channel or open_channel(address, **connection)
-        self._stub = store_pb2_grpc.StoreStub(self._channel)
+        self._stub = store_pb2_grpc.StoreServiceStub(self._channel)
 
     def __enter__(self) -> StoreClient:
         return self
@@ -195,7 +195,7 @@ class StoreClient:
         def requests():
             yield store_pb2.RegisterRequest(header=header)
             for payload in _payload(local, codec):
-                yield store_pb2.RegisterRequest(chunk=image_pb2.Chunk(image=0, data=payload))
+                yield store_pb2.RegisterRequest(chunk=image_pb2.Chunk(data=payload))
                 if bar is not None:
                     bar.update(min(len(payload), wire.CHUNK_SIZE))
             if bar is not None:
@@ -238,7 +238,7 @@ class StoreClient:
         files, or a derived image's derived series."""
         request = store_pb2.GetRequest(
             image_id=stored_id(image_id) or str(image_id), compression=_codec(compression),
-            format=store_pb2.STORED_DICOM if dicom else store_pb2.STORED_VOXELS)
+            format=store_pb2.STORED_FORMAT_DICOM if dicom else store_pb2.STORED_FORMAT_VOXELS)
         responses = self._stub.Get(request, timeout=timeout or self.timeout)
         return self._call(self._receive, responses, progress)
 
@@ -267,7 +267,7 @@ class StoreClient:
                                f"the stream ended after {got} of {data.size} bytes")
         if data.HasField("crc32") and crc != data.crc32:
             raise ServiceError(grpc.StatusCode.DATA_LOSS, "the checksum does not match")
-        if data.encoding == image_pb2.RAW:
+        if data.encoding == image_pb2.ENCODING_RAW:
             dtype = wire.dtype_from_proto(data.dtype, "data.dtype")
             shape = tuple(data.shape)
             if math.prod(shape) * dtype.itemsize != got:

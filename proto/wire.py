@@ -26,6 +26,9 @@ __all__ = [
     "crc32",
     "iter_chunks",
     "ChunkDecoder",
+    "UNCOMPRESSED",
+    "enum_choices",
+    "image_chunk",
 ]
 
 #: Bytes of decoded image data per chunk.
@@ -36,16 +39,36 @@ MAX_MESSAGE_BYTES = 4 << 20
 MAX_CHUNK_DECODED = 4 << 20
 
 DTYPES: dict[int, np.dtype] = {
-    image_pb2.UINT8: np.dtype("u1"),
-    image_pb2.INT8: np.dtype("i1"),
-    image_pb2.UINT16: np.dtype("<u2"),
-    image_pb2.INT16: np.dtype("<i2"),
-    image_pb2.UINT32: np.dtype("<u4"),
-    image_pb2.INT32: np.dtype("<i4"),
-    image_pb2.FLOAT32: np.dtype("<f4"),
-    image_pb2.FLOAT64: np.dtype("<f8"),
+    image_pb2.DATA_TYPE_UINT8: np.dtype("u1"),
+    image_pb2.DATA_TYPE_INT8: np.dtype("i1"),
+    image_pb2.DATA_TYPE_UINT16: np.dtype("<u2"),
+    image_pb2.DATA_TYPE_INT16: np.dtype("<i2"),
+    image_pb2.DATA_TYPE_UINT32: np.dtype("<u4"),
+    image_pb2.DATA_TYPE_INT32: np.dtype("<i4"),
+    image_pb2.DATA_TYPE_FLOAT32: np.dtype("<f4"),
+    image_pb2.DATA_TYPE_FLOAT64: np.dtype("<f8"),
 }
 _BY_KIND = {(dt.kind, dt.itemsize): code for code, dt in DTYPES.items()}
+#: The Compression values that mean "the bytes themselves": COMPRESSION_UNSPECIFIED is
+#: documented as treated exactly as COMPRESSION_NONE.
+UNCOMPRESSED = frozenset({image_pb2.COMPRESSION_UNSPECIFIED, image_pb2.COMPRESSION_NONE})
+
+
+def enum_choices(enum, value: int, accepted=None) -> str:
+    """``expected one of A, B; got 7 (not a value of Enum)`` for an enum value refused.
+
+    ``enum`` is a generated enum wrapper (``image_pb2.Compression``); ``accepted`` the
+    numbers allowed here (default: every value but the zero). The value sent is always
+    named, with its enum name where it has one.
+    """
+    desc = enum.DESCRIPTOR
+    numbers = [v.number for v in desc.values if v.number != 0] if accepted is None \
+        else list(accepted)
+    names = ", ".join(desc.values_by_number[n].name for n in numbers)
+    known = desc.values_by_number.get(value)
+    got = f"{known.name} ({value})" if known is not None \
+        else f"{value} (not a value of {desc.name})"
+    return f"expected one of {names}; got {got}"
 
 
 class WireError(ValueError):
@@ -60,8 +83,16 @@ class WireError(ValueError):
         return (type(self), (self.message, self.field))
 
 
+def image_chunk(index: int, data) -> image_pb2.Chunk:
+    """The Chunk of ``data`` for image ``index`` of a request's [input, *operands]:
+    index 0 leaves Chunk.operand unset (the input), index k sets operand k - 1."""
+    if index:
+        return image_pb2.Chunk(data=data, operand=index - 1)
+    return image_pb2.Chunk(data=data)
+
+
 def dtype_to_proto(dtype) -> int:
-    """The DType enum value of a NumPy dtype; ValueError for unsupported ones."""
+    """The DataType enum value of a NumPy dtype; ValueError for unsupported ones."""
     dt = np.dtype(dtype)
     try:
         return _BY_KIND[(dt.kind, dt.itemsize)]
@@ -71,12 +102,11 @@ def dtype_to_proto(dtype) -> int:
 
 
 def dtype_from_proto(code: int, field: str) -> np.dtype:
-    """The little-endian NumPy dtype of a DType enum value."""
+    """The little-endian NumPy dtype of a DataType enum value."""
     try:
         return DTYPES[code]
     except KeyError:
-        names = ", ".join(image_pb2.DType.Name(c) for c in DTYPES)
-        raise WireError(f"expected one of {names}, got {code}", field) from None
+        raise WireError(enum_choices(image_pb2.DataType, code, DTYPES), field) from None
 
 
 try:   # ISA-L's CRC-32 is zlib's, several times faster (PCLMULQDQ / PMULL)
@@ -108,16 +138,16 @@ def iter_chunks(
 ) -> Iterator[bytes]:
     """Cut ``data`` (any buffer) into chunk payloads, each compressed on its own."""
     view = memoryview(data).cast("B")
-    if compression == image_pb2.ZSTD:
+    if compression == image_pb2.COMPRESSION_ZSTD:
         compressor = _zstd().ZstdCompressor(level=1)
         encode = compressor.compress
-    elif compression == image_pb2.BLOSC:
+    elif compression == image_pb2.COMPRESSION_BLOSC:
         blosc2 = _blosc2()
 
         def encode(piece):
             return blosc2.compress(piece, typesize=itemsize, codec=blosc2.Codec.ZSTD, clevel=1,
                                    filter=blosc2.Filter.SHUFFLE)
-    elif compression == image_pb2.COMPRESSION_NONE:
+    elif compression in UNCOMPRESSED:
         encode = bytes
     else:
         raise ValueError(f"compression {compression} is not supported")
@@ -139,20 +169,19 @@ class ChunkDecoder:
     def __init__(self, compression: int, field: str):
         self.field = field
         self.compression = compression
-        if compression == image_pb2.ZSTD:
+        if compression == image_pb2.COMPRESSION_ZSTD:
             self._zstd = _zstd().ZstdDecompressor()
-        elif compression == image_pb2.BLOSC:
+        elif compression == image_pb2.COMPRESSION_BLOSC:
             self._blosc2 = _blosc2()
-        elif compression != image_pb2.COMPRESSION_NONE:
-            names = ", ".join(image_pb2.Compression.keys())
-            raise WireError(f"expected one of {names}, got {compression}", field)
+        elif compression not in UNCOMPRESSED:
+            raise WireError(enum_choices(image_pb2.Compression, compression), field)
 
     def decode(self, payload: bytes):
         """The decoded bytes of one chunk (a buffer; no copy when uncompressed)."""
-        if self.compression == image_pb2.COMPRESSION_NONE:
+        if self.compression in UNCOMPRESSED:
             return payload
         try:
-            if self.compression == image_pb2.ZSTD:
+            if self.compression == image_pb2.COMPRESSION_ZSTD:
                 # max_output_size bounds only frames that do not state their size.
                 if _zstd().frame_content_size(payload) > MAX_CHUNK_DECODED:
                     raise WireError(f"a chunk decodes to more than {MAX_CHUNK_DECODED} bytes",
@@ -170,7 +199,7 @@ class ChunkDecoder:
             raise WireError(f"a chunk is not valid {name} data ({exc})", self.field) from None
         if len(out) > MAX_CHUNK_DECODED:
             raise WireError(f"a chunk decodes to more than {MAX_CHUNK_DECODED} bytes", self.field)
-        if self.compression == image_pb2.BLOSC and len(out) != n:
+        if self.compression == image_pb2.COMPRESSION_BLOSC and len(out) != n:
             raise WireError("a BLOSC chunk decodes to a different size than it declares",
                             self.field)
         return out

@@ -20,7 +20,7 @@ def key_message(info: KeyInfo) -> admin_pb2.KeyInfo:
                              certificate_sha256=info.certificate_sha256)
 
 
-class AdminServicer(admin_pb2_grpc.AdminServicer):
+class AdminServicer(admin_pb2_grpc.AdminServiceServicer):
     def __init__(self, guard: Guard, keys: KeyStore, audit: AuditLog, catalog=None):
         self.guard = guard
         self.keys = keys
@@ -32,18 +32,18 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
         info, token = await asyncio.to_thread(self.keys.create, request.subscriber,
                                               list(request.roles), request.certificate_sha256)
         call.object_id = info.key_id
-        return admin_pb2.CreateKeyReply(key=key_message(info), api_key=token)
+        return admin_pb2.CreateKeyResponse(key=key_message(info), api_key=token)
 
     @rpc("keys.list", "admin")
     async def ListKeys(self, request, context, call):
         keys = await asyncio.to_thread(self.keys.list, request.subscriber)
-        return admin_pb2.ListKeysReply(keys=[key_message(k) for k in keys])
+        return admin_pb2.ListKeysResponse(keys=[key_message(k) for k in keys])
 
     @rpc("keys.revoke", "admin")
     async def RevokeKey(self, request, context, call):
         call.object_id = request.key_id
         info = await asyncio.to_thread(self.keys.revoke, request.key_id)
-        return admin_pb2.RevokeKeyReply(key=key_message(info))
+        return admin_pb2.RevokeKeyResponse(key=key_message(info))
 
     @rpc("audit.list", "admin")
     async def ListAudit(self, request, context, call):
@@ -51,7 +51,7 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
             since=request.since, until=request.until, subscriber=request.subscriber,
             action=request.action, after_seq=request.after_seq, limit=request.page_size or 100)
         limit = max(1, min(request.page_size or 100, 1000))
-        return admin_pb2.ListAuditReply(
+        return admin_pb2.ListAuditResponse(
             entries=[admin_pb2.AuditEntry(**e.__dict__) for e in entries],
             next_after_seq=entries[-1].seq if len(entries) == limit else 0)
 
@@ -66,7 +66,8 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
         sender, recipient = self._rule(request)
         call.object_id = f"{sender}->{recipient}"
         at = await self.catalog.allow_delivery(sender, recipient)
-        return admin_pb2.DeliveryRule(sender=sender, recipient=recipient, created_at=at)
+        return admin_pb2.AllowDeliveryResponse(
+            rule=admin_pb2.DeliveryRule(sender=sender, recipient=recipient, created_at=at))
 
     @rpc("deliveries.disallow", "admin")
     async def DisallowDelivery(self, request, context, call):
@@ -74,10 +75,11 @@ class AdminServicer(admin_pb2_grpc.AdminServicer):
         call.object_id = f"{sender}->{recipient}"
         if not await self.catalog.disallow_delivery(sender, recipient):
             raise NotFound(f"no rule lets {sender!r} deliver to {recipient!r}", "recipient")
-        return admin_pb2.DeliveryRule(sender=sender, recipient=recipient)
+        return admin_pb2.DisallowDeliveryResponse(
+            rule=admin_pb2.DeliveryRule(sender=sender, recipient=recipient))
 
     @rpc("deliveries.list", "admin")
     async def ListDeliveryRules(self, request, context, call):
         rules = await self.catalog.delivery_rules(request.sender, request.recipient)
-        return admin_pb2.ListDeliveryRulesReply(rules=[
+        return admin_pb2.ListDeliveryRulesResponse(rules=[
             admin_pb2.DeliveryRule(sender=s, recipient=r, created_at=at) for s, r, at in rules])

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
 from medcompute.proto import wire
 from medcompute.proto.v1 import (
@@ -30,6 +29,7 @@ from medcompute.proto.v1 import (
     store_pb2,
     store_pb2_grpc,
 )
+from medcompute.server import reflection
 from medcompute.server.admin_servicer import AdminServicer
 from medcompute.server.audit import AuditLog
 from medcompute.server.billing_service import BillingService
@@ -55,10 +55,13 @@ __all__ = ["Running", "start", "serve", "SERVICE_NAME", "check_address"]
 
 log = logging.getLogger(__name__)
 
-SERVICE_NAME = processing_pb2.DESCRIPTOR.services_by_name["Processing"].full_name
-STORE_SERVICE_NAME = store_pb2.DESCRIPTOR.services_by_name["Store"].full_name
-ADMIN_SERVICE_NAME = admin_pb2.DESCRIPTOR.services_by_name["Admin"].full_name
-JOBS_SERVICE_NAME = jobs_pb2.DESCRIPTOR.services_by_name["Jobs"].full_name
+SERVICE_NAME = processing_pb2.DESCRIPTOR.services_by_name["ProcessingService"].full_name
+STORE_SERVICE_NAME = store_pb2.DESCRIPTOR.services_by_name["StoreService"].full_name
+ADMIN_SERVICE_NAME = admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name
+JOBS_SERVICE_NAME = jobs_pb2.DESCRIPTOR.services_by_name["JobsService"].full_name
+#: The services whose health follows the Dask workers (none: NOT_SERVING), and the
+#: server as a whole (""). AdminService needs no worker: it is SERVING while the server runs.
+WORKER_SERVICES = ("", SERVICE_NAME, STORE_SERVICE_NAME, JOBS_SERVICE_NAME)
 #: Message size limit on both ends: a chunk plus its envelope.
 MESSAGE_LIMIT = wire.MAX_MESSAGE_BYTES + (64 << 10)
 HEALTH_INTERVAL = 1.0
@@ -169,7 +172,7 @@ async def _watch_health(dispatcher: Dispatcher, servicer, metrics: Metrics | Non
         if ok != serving:
             status = (health_pb2.HealthCheckResponse.SERVING if ok
                       else health_pb2.HealthCheckResponse.NOT_SERVING)
-            for name in ("", SERVICE_NAME):
+            for name in WORKER_SERVICES:
                 await servicer.set(name, status)
             log.info("health: %s", "SERVING" if ok else "NOT_SERVING (no Dask worker)")
             serving = ok
@@ -205,18 +208,18 @@ async def start(config: ServerConfig) -> Running:
         guard = Guard(config, keys, audit)
         runner = JobRunner(config, service, catalog, keys)
         metrics.set_queue_depth_source(lambda: guard.counters.jobs + runner.active())
-        processing_pb2_grpc.add_ProcessingServicer_to_server(
+        processing_pb2_grpc.add_ProcessingServiceServicer_to_server(
             ProcessingServicer(service, guard), server)
-        jobs_pb2_grpc.add_JobsServicer_to_server(JobsServicer(runner, guard, billing), server)
-        admin_pb2_grpc.add_AdminServicer_to_server(AdminServicer(guard, keys, audit, catalog),
-                                                   server)
-        store_pb2_grpc.add_StoreServicer_to_server(StoreServicer(store, guard), server)
+        jobs_pb2_grpc.add_JobsServiceServicer_to_server(JobsServicer(runner, guard, billing),
+                                                        server)
+        admin_pb2_grpc.add_AdminServiceServicer_to_server(
+            AdminServicer(guard, keys, audit, catalog), server)
+        store_pb2_grpc.add_StoreServiceServicer_to_server(StoreServicer(store, guard), server)
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-        reflection.enable_server_reflection(
-            (SERVICE_NAME, STORE_SERVICE_NAME, ADMIN_SERVICE_NAME, JOBS_SERVICE_NAME,
-             health.SERVICE_NAME,
-             reflection.SERVICE_NAME), server)
+        await health_servicer.set(ADMIN_SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
+        reflection.enable((SERVICE_NAME, STORE_SERVICE_NAME, ADMIN_SERVICE_NAME,
+                           JOBS_SERVICE_NAME, health.SERVICE_NAME), server)
         port = _bind(server, config)
         await runner.start()
         await server.start()

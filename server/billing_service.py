@@ -13,6 +13,7 @@ import math
 import time
 from pathlib import Path
 
+from medcompute.proto import wire
 from medcompute.proto.v1 import jobs_pb2, processing_pb2
 from medcompute.server.billing import invoice, month_bounds
 from medcompute.server.errors import InvalidArgument, PermissionDenied
@@ -27,11 +28,12 @@ MAX_RECORDS = 10000
 ADMIN = "admin"
 
 _GROUPINGS = {
-    jobs_pb2.GROUP_NONE: "none",
-    jobs_pb2.GROUP_DAY: "day",
-    jobs_pb2.GROUP_OPERATION: "operation",
-    jobs_pb2.GROUP_DEVICE: "device",
-    jobs_pb2.GROUP_SUBSCRIBER: "subscriber",
+    jobs_pb2.USAGE_GROUPING_UNSPECIFIED: "none",   # the documented default
+    jobs_pb2.USAGE_GROUPING_NONE: "none",
+    jobs_pb2.USAGE_GROUPING_DAY: "day",
+    jobs_pb2.USAGE_GROUPING_OPERATION: "operation",
+    jobs_pb2.USAGE_GROUPING_DEVICE: "device",
+    jobs_pb2.USAGE_GROUPING_SUBSCRIBER: "subscriber",
 }
 _RECORD_FIELDS = frozenset(processing_pb2.UsageRecord.DESCRIPTOR.fields_by_name)
 
@@ -120,8 +122,8 @@ class BillingService:
                                   "until")
         group_by = _GROUPINGS.get(request.group_by)
         if group_by is None:
-            raise InvalidArgument(f"expected one of {', '.join(_GROUPINGS.values())} "
-                                  f"(GROUP_*), got {request.group_by}", "group_by")
+            raise InvalidArgument(wire.enum_choices(jobs_pb2.UsageGrouping, request.group_by),
+                                  "group_by")
         records = await self.book.arecords(who, since, until)
         totals, groups = summarize(records, group_by)
         reply = jobs_pb2.GetUsageResponse(

@@ -84,8 +84,8 @@ def derivation_key(header, ids: list[str]) -> str:
     """Identifies a request's result: its stored inputs, pipeline and output options."""
     h = hashlib.sha256(json.dumps({
         "inputs": ids, "device": header.device,
-        "output_dtype": header.output_dtype or image_pb2.FLOAT32,
-        "compute_dtype": header.compute_dtype or image_pb2.FLOAT32,
+        "output_dtype": header.output_dtype or image_pb2.DATA_TYPE_FLOAT32,
+        "compute_dtype": header.compute_dtype or image_pb2.DATA_TYPE_FLOAT32,
         "output_format": header.output_format}, sort_keys=True).encode())
     for op in header.pipeline:
         data = op.SerializeToString(deterministic=True)

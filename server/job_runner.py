@@ -51,7 +51,8 @@ log = logging.getLogger(__name__)
 #: again: a job that brings its server down must not do so forever.
 MAX_ATTEMPTS = 3
 _KEY = re.compile(r"^[\x21-\x7e]{1,128}$")
-_STATES = {s: getattr(jobs_pb2, s.value) for s in jobs.State}
+_STATES = {s: jobs_pb2.JobState.Value(f"JOB_STATE_{s.value}") for s in jobs.State}
+_ENDED = (jobs_pb2.JOB_STATE_SUCCEEDED, jobs_pb2.JOB_STATE_FAILED, jobs_pb2.JOB_STATE_CANCELLED)
 
 
 def job_info(job: jobs.Job, request: dict | None, delivery: dict | None = None,
@@ -59,13 +60,14 @@ def job_info(job: jobs.Job, request: dict | None, delivery: dict | None = None,
     """The JobInfo message of a job (``request``: its stored asynchronous request)."""
     delivered = delivery is not None
     if job.destination == job.subscriber:
-        state = jobs_pb2.DELIVERY_NONE
+        state = jobs_pb2.DELIVERY_STATE_NONE
     elif delivered:
-        state = jobs_pb2.DELIVERY_FETCHED if delivery["fetched_at"] else jobs_pb2.DELIVERED
+        state = (jobs_pb2.DELIVERY_STATE_FETCHED if delivery["fetched_at"]
+                 else jobs_pb2.DELIVERY_STATE_DELIVERED)
     elif job.state.terminal:
-        state = jobs_pb2.DELIVERY_FAILED
+        state = jobs_pb2.DELIVERY_STATE_FAILED
     else:
-        state = jobs_pb2.DELIVERY_PENDING
+        state = jobs_pb2.DELIVERY_STATE_PENDING
     request = request or {}
     available = (job.state is jobs.State.SUCCEEDED and bool(request.get("result_path"))
                  and not request.get("result_removed_at"))
@@ -457,23 +459,23 @@ class JobRunner:
         return await self.info(job_id)
 
     async def watch(self, job_id: str, subscriber: str):
-        """JobEvents from the job's current state until it ends."""
+        """WatchJobResponses from the job's current state until it ends."""
         await self._owned(job_id, subscriber)
         last = None
         while True:
             info = await self.info(job_id)
             message = self._progress.get(job_id, (0.0, ""))[1]
-            if info.state in (jobs_pb2.FAILED, jobs_pb2.CANCELLED):
+            if info.state in (jobs_pb2.JOB_STATE_FAILED, jobs_pb2.JOB_STATE_CANCELLED):
                 message = info.error
-            elif info.state == jobs_pb2.SUCCEEDED:
+            elif info.state == jobs_pb2.JOB_STATE_SUCCEEDED:
                 message = "succeeded"
             elif not message:
-                message = jobs_pb2.JobState.Name(info.state).lower()
+                message = jobs_pb2.JobState.Name(info.state).removeprefix("JOB_STATE_").lower()
             seen = (info.state, round(info.progress, 2), message, info.delivery)
             if seen != last:
                 last = seen
-                yield jobs_pb2.JobEvent(job=info, message=message)
-            if info.state in (jobs_pb2.SUCCEEDED, jobs_pb2.FAILED, jobs_pb2.CANCELLED):
+                yield jobs_pb2.WatchJobResponse(job=info, message=message)
+            if info.state in _ENDED:
                 return
             await self._wait_change(1.0)
 
@@ -495,7 +497,7 @@ class JobRunner:
         deadline = time.monotonic() + 5.0
         while time.monotonic() < deadline:
             info = await self.info(job_id)
-            if info.state in (jobs_pb2.SUCCEEDED, jobs_pb2.FAILED, jobs_pb2.CANCELLED):
+            if info.state in _ENDED:
                 break
             await self._wait_change(0.2)
         await self._notify()
@@ -514,8 +516,8 @@ class JobRunner:
         states = []
         for s in request.states:
             if s not in _STATES.values() or s == jobs_pb2.JOB_STATE_UNSPECIFIED:
-                raise InvalidArgument(f"unknown state {s}", "states")
-            states.append(jobs_pb2.JobState.Name(s))
+                raise InvalidArgument(wire.enum_choices(jobs_pb2.JobState, s), "states")
+            states.append(jobs_pb2.JobState.Name(s).removeprefix("JOB_STATE_"))
         rows = await self.catalog.list_jobs(
             subscriber, states=states, since=request.since, until=request.until,
             operation=request.operation, label=request.label, limit=limit, after=after)

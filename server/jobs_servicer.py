@@ -1,8 +1,8 @@
-"""The Jobs service: asynchronous jobs, the inbox, usage and invoices. Translation only."""
+"""The JobsService: asynchronous jobs, the inbox, usage and invoices. Translation only."""
 
 from __future__ import annotations
 
-from medcompute.proto.v1 import image_pb2, jobs_pb2, jobs_pb2_grpc, processing_pb2
+from medcompute.proto.v1 import image_pb2, jobs_pb2, jobs_pb2_grpc
 from medcompute.server.guard import Guard, rpc
 from medcompute.server.job_runner import JobRunner
 from medcompute.server.transport import header_and_chunks, result_chunks
@@ -10,7 +10,7 @@ from medcompute.server.transport import header_and_chunks, result_chunks
 __all__ = ["JobsServicer"]
 
 
-class JobsServicer(jobs_pb2_grpc.JobsServicer):
+class JobsServicer(jobs_pb2_grpc.JobsServiceServicer):
     def __init__(self, runner: JobRunner, guard: Guard, billing=None):
         self.runner = runner
         self.guard = guard
@@ -27,12 +27,13 @@ class JobsServicer(jobs_pb2_grpc.JobsServicer):
         return jobs_pb2.SubmitResponse(job=info, existing=existing)
 
     @rpc("jobs.get", "process")
-    async def Get(self, request, context, call):
+    async def GetJob(self, request, context, call):
         call.object_id = request.job_id
-        return await self.runner.get(request.job_id, call.principal.subscriber)
+        return jobs_pb2.GetJobResponse(
+            job=await self.runner.get(request.job_id, call.principal.subscriber))
 
     @rpc("jobs.watch", "process")
-    async def Watch(self, request, context, call):
+    async def WatchJob(self, request, context, call):
         call.object_id = request.job_id
         async for event in self.runner.watch(request.job_id, call.principal.subscriber):
             yield event
@@ -42,19 +43,20 @@ class JobsServicer(jobs_pb2_grpc.JobsServicer):
         call.object_id = request.job_id
         header, path, compression, itemsize, recipient = await self.runner.fetch(
             request.job_id, call.principal.subscriber, call.principal.roles)
-        yield processing_pb2.ProcessResponse(header=header)
+        yield jobs_pb2.FetchResponse(header=header)
         for payload in result_chunks(path, compression=compression, itemsize=itemsize):
-            yield processing_pb2.ProcessResponse(chunk=image_pb2.Chunk(image=0, data=payload))
+            yield jobs_pb2.FetchResponse(chunk=image_pb2.Chunk(data=payload))
         if recipient:
             await self.runner.fetched(request.job_id)
 
     @rpc("jobs.cancel", "process")
-    async def Cancel(self, request, context, call):
+    async def CancelJob(self, request, context, call):
         call.object_id = request.job_id
-        return await self.runner.cancel(request.job_id, call.principal.subscriber)
+        return jobs_pb2.CancelJobResponse(
+            job=await self.runner.cancel(request.job_id, call.principal.subscriber))
 
     @rpc("jobs.list", "process")
-    async def List(self, request, context, call):
+    async def ListJobs(self, request, context, call):
         subscriber = call.principal.subscriber
         if request.subscriber and request.subscriber != subscriber:
             self.guard.authorize(call.principal, "admin")
@@ -68,7 +70,7 @@ class JobsServicer(jobs_pb2_grpc.JobsServicer):
     @rpc("inbox.watch", "receive")
     async def WatchInbox(self, request, context, call):
         async for delivery in self.runner.watch_inbox(call.principal.subscriber, request):
-            yield delivery
+            yield jobs_pb2.WatchInboxResponse(delivery=delivery)
 
     @rpc("usage.get", None)
     async def GetUsage(self, request, context, call):
@@ -76,4 +78,5 @@ class JobsServicer(jobs_pb2_grpc.JobsServicer):
 
     @rpc("usage.invoice", None)
     async def GetInvoice(self, request, context, call):
-        return await self.billing.get_invoice(request, call.principal)
+        return jobs_pb2.GetInvoiceResponse(
+            invoice=await self.billing.get_invoice(request, call.principal))

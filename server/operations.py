@@ -20,34 +20,33 @@ from medcompute.kernels._params import nearest_odd
 from medcompute.proto.v1 import operations_pb2 as ops_pb2
 from medcompute.server.errors import InvalidArgument
 
-__all__ = ["Geometry", "ResolvedOp", "Param", "ParamSpec", "OpSpec", "OPERATIONS",
-           "resolve_pipeline"]
+__all__ = ["Geometry", "ResolvedOp", "Param", "resolve_pipeline"]
 
 MODES = {
     ops_pb2.BOUNDARY_MODE_UNSPECIFIED: "nearest",
-    ops_pb2.NEAREST: "nearest",
-    ops_pb2.REFLECT: "reflect",
-    ops_pb2.MIRROR: "mirror",
-    ops_pb2.CONSTANT: "constant",
-    ops_pb2.WRAP: "wrap",
+    ops_pb2.BOUNDARY_MODE_NEAREST: "nearest",
+    ops_pb2.BOUNDARY_MODE_REFLECT: "reflect",
+    ops_pb2.BOUNDARY_MODE_MIRROR: "mirror",
+    ops_pb2.BOUNDARY_MODE_CONSTANT: "constant",
+    ops_pb2.BOUNDARY_MODE_WRAP: "wrap",
 }
 EDGE_OPERATORS = {
     ops_pb2.EDGE_OPERATOR_UNSPECIFIED: "sobel",
-    ops_pb2.SOBEL: "sobel",
-    ops_pb2.PREWITT: "prewitt",
-    ops_pb2.SCHARR: "scharr",
+    ops_pb2.EDGE_OPERATOR_SOBEL: "sobel",
+    ops_pb2.EDGE_OPERATOR_PREWITT: "prewitt",
+    ops_pb2.EDGE_OPERATOR_SCHARR: "scharr",
 }
 BANDPASS_METHODS = {
     ops_pb2.BANDPASS_METHOD_UNSPECIFIED: "dog",
-    ops_pb2.DOG: "dog",
-    ops_pb2.BUTTERWORTH: "butterworth",
+    ops_pb2.BANDPASS_METHOD_DOG: "dog",
+    ops_pb2.BANDPASS_METHOD_BUTTERWORTH: "butterworth",
 }
 PROJECTIONS = {
     ops_pb2.PROJECTION_UNSPECIFIED: "max",
-    ops_pb2.MAX: "max",
-    ops_pb2.MIN: "min",
-    ops_pb2.MEAN: "mean",
-    ops_pb2.SUM: "sum",
+    ops_pb2.PROJECTION_MAX: "max",
+    ops_pb2.PROJECTION_MIN: "min",
+    ops_pb2.PROJECTION_MEAN: "mean",
+    ops_pb2.PROJECTION_SUM: "sum",
 }
 DEFAULT_TRUNCATE = 4.0
 #: How far a kernel may reach from a voxel along an axis, in voxels. A larger one is refused
@@ -456,83 +455,3 @@ def resolve_pipeline(pipeline: Sequence, image: Geometry, operands: Sequence[Geo
         r, geom = _RESOLVERS[name](msg, geom, operands, f"{where}.{name}")
         resolved.append(r)
     return resolved, geom
-
-
-# -- the catalogue shown by ListOperations and `medcompute ops` -----------------
-
-@dataclass(frozen=True)
-class ParamSpec:
-    name: str
-    type: str
-    description: str
-    unit: str = ""
-    default: str = ""
-    per_axis: bool = False
-    choices: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class OpSpec:
-    name: str
-    summary: str
-    params: tuple[ParamSpec, ...]
-
-
-_MODE = ParamSpec("mode", "enum", "how the image is extended beyond its border",
-                  default="nearest", choices=tuple(sorted(set(MODES.values()))))
-_CVAL = ParamSpec("cval", "float", "fill value for mode=constant", default="0")
-_TRUNC = ParamSpec("truncate", "float", "kernel radius", unit="sigma", default="4")
-
-
-def _len(name: str, what: str, unit_type="float", required=True) -> tuple[ParamSpec, ...]:
-    need = "required: " if required else ""
-    return (ParamSpec(name, unit_type, f"{need}{what}", unit="voxel", per_axis=True),
-            ParamSpec(name + "_mm", "float", f"{what}, in millimetres (needs voxel spacing)",
-                      unit="mm", per_axis=True))
-
-
-OPERATIONS: dict[str, OpSpec] = {s.name: s for s in (
-    OpSpec("gaussian", "Gaussian smoothing",
-           _len("sigma", "standard deviation") + (_TRUNC, _MODE, _CVAL)),
-    OpSpec("mean", "mean (box) smoothing", _len("size", "box size", "int") + (_MODE, _CVAL)),
-    OpSpec("median", "median smoothing", _len("size", "window size", "int") + (_MODE, _CVAL)),
-    OpSpec("laplacian", "Laplacian; with sigma, Laplacian of Gaussian (LoG)",
-           _len("sigma", "Gaussian standard deviation; 0 for the plain Laplacian",
-                required=False) + (_TRUNC, _MODE, _CVAL)),
-    OpSpec("gradient", "derivative along one axis (central differences)", (
-        ParamSpec("axis", "int", "axis to differentiate along", default="0"),
-        ParamSpec("order", "int", "derivative order", default="1", choices=("1", "2")),
-        ParamSpec("per_mm", "bool", "divide by spacing**order (intensity per mm)",
-                  default="false"), _MODE, _CVAL)),
-    OpSpec("edge", "gradient magnitude", (
-        ParamSpec("operator", "enum", "edge operator", default="sobel",
-                  choices=("sobel", "prewitt", "scharr")),
-        ParamSpec("axes", "int", "axes to take the magnitude over", default="all",
-                  per_axis=True), _MODE, _CVAL)),
-    OpSpec("bandpass", "band-pass between two structure sizes (gain 1/2 at each cutoff)",
-           _len("low_cutoff", "remove detail finer than this wavelength", required=False)[:1]
-           + (ParamSpec("low_cutoff_mm", "float", "the same in millimetres", unit="mm"),)
-           + _len("high_cutoff", "remove structures coarser than this wavelength",
-                  required=False)[:1]
-           + (ParamSpec("high_cutoff_mm", "float", "the same in millimetres", unit="mm"),
-              ParamSpec("method", "enum", "filter", default="dog", choices=("dog", "butterworth")),
-              ParamSpec("order", "int", "Butterworth order", default="2"),
-              _TRUNC, _MODE, _CVAL)),
-    OpSpec("project", "projection along an axis, optionally in slabs", (
-        ParamSpec("kind", "enum", "reduction", default="max",
-                  choices=("max", "min", "mean", "sum")),
-        ParamSpec("axis", "int", "axis to project along", default="0"),
-        ParamSpec("thickness", "float", "slab thickness; absent: the whole axis", unit="voxel"),
-        ParamSpec("thickness_mm", "float", "slab thickness in millimetres", unit="mm"),
-        ParamSpec("step", "float", "distance between slab starts", unit="voxel",
-                  default="thickness"),
-        ParamSpec("step_mm", "float", "distance between slab starts in millimetres", unit="mm"))),
-    OpSpec("subtract", "image - weight * operand (mask subtraction for DSA)", (
-        ParamSpec("operand", "int", "index of the second image", default="0"),
-        ParamSpec("weight", "float", "weight of the operand", default="1"),
-        ParamSpec("mask_frame", "int", "use this frame of the image as the mask instead"),
-        ParamSpec("logarithmic", "bool", "log(image) - weight * log(mask)", default="false"))),
-    OpSpec("add", "image + weight * operand", (
-        ParamSpec("operand", "int", "index of the second image", default="0"),
-        ParamSpec("weight", "float", "weight of the operand", default="1"))),
-)}

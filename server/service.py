@@ -38,10 +38,13 @@ __all__ = ["ProcessingService", "Outcome", "Request", "Staged"]
 
 log = logging.getLogger(__name__)
 
-_DEVICES = {processing_pb2.DEVICE_AUTO: "auto", processing_pb2.DEVICE_GPU: "gpu",
-            processing_pb2.DEVICE_CPU: "cpu"}
-_FORMATS = {processing_pb2.OUTPUT_RAW: "raw", processing_pb2.OUTPUT_DICOM_SERIES: "dicom_series",
-            processing_pb2.OUTPUT_DICOM_FILE: "dicom_file"}
+# The zero values (*_UNSPECIFIED) are the documented defaults: AUTO and RAW.
+_DEVICES = {processing_pb2.DEVICE_UNSPECIFIED: "auto", processing_pb2.DEVICE_AUTO: "auto",
+            processing_pb2.DEVICE_GPU: "gpu", processing_pb2.DEVICE_CPU: "cpu"}
+_FORMATS = {processing_pb2.OUTPUT_FORMAT_UNSPECIFIED: "raw",
+            processing_pb2.OUTPUT_FORMAT_RAW: "raw",
+            processing_pb2.OUTPUT_FORMAT_DICOM_SERIES: "dicom_series",
+            processing_pb2.OUTPUT_FORMAT_DICOM_FILE: "dicom_file"}
 
 
 @dataclass
@@ -115,23 +118,29 @@ class ProcessingService:
     def _options(header) -> tuple[str, str, str, str]:
         device = _DEVICES.get(header.device)
         if device is None:
-            raise InvalidArgument(f"expected DEVICE_AUTO, DEVICE_GPU or DEVICE_CPU, got "
-                                  f"{header.device}", "header.device")
+            raise InvalidArgument(wire.enum_choices(processing_pb2.Device, header.device),
+                                  "header.device")
         output_format = _FORMATS.get(header.output_format)
         if output_format is None:
-            raise InvalidArgument(f"unknown output format {header.output_format}",
+            raise InvalidArgument(wire.enum_choices(processing_pb2.OutputFormat,
+                                                    header.output_format),
                                   "header.output_format")
-        out_code = header.output_dtype or image_pb2.FLOAT32
+        out_code = header.output_dtype or image_pb2.DATA_TYPE_FLOAT32
         try:
             output_dtype = wire.dtype_from_proto(out_code, "header.output_dtype").name
         except wire.WireError as exc:
             raise InvalidArgument(exc.message, exc.field) from None
-        compute_code = header.compute_dtype or image_pb2.FLOAT32
-        if compute_code not in (image_pb2.FLOAT32, image_pb2.FLOAT64):
-            raise InvalidArgument("expected FLOAT32 or FLOAT64", "header.compute_dtype")
+        compute_code = header.compute_dtype or image_pb2.DATA_TYPE_FLOAT32
+        if compute_code not in (image_pb2.DATA_TYPE_FLOAT32, image_pb2.DATA_TYPE_FLOAT64):
+            raise InvalidArgument(wire.enum_choices(
+                image_pb2.DataType, compute_code,
+                (image_pb2.DATA_TYPE_FLOAT32, image_pb2.DATA_TYPE_FLOAT64)),
+                "header.compute_dtype")
         compute_dtype = wire.DTYPES[compute_code].name
         if header.result_compression not in image_pb2.Compression.values():
-            raise InvalidArgument("unknown compression", "header.result_compression")
+            raise InvalidArgument(wire.enum_choices(image_pb2.Compression,
+                                                    header.result_compression),
+                                  "header.result_compression")
         return device, output_format, output_dtype, compute_dtype
 
     def _check_size(self, shape, field: str) -> None:

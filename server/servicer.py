@@ -5,7 +5,7 @@ from __future__ import annotations
 from medcompute.proto import wire
 from medcompute.proto.v1 import image_pb2, processing_pb2, processing_pb2_grpc
 from medcompute.server.guard import Guard, rpc
-from medcompute.server.operations import OPERATIONS
+from medcompute.server.listing import OPERATIONS
 from medcompute.server.service import Outcome, ProcessingService
 from medcompute.server.transport import header_and_chunks, result_chunks
 
@@ -20,12 +20,13 @@ def result_header(outcome: Outcome, compression: int) -> processing_pb2.ResultHe
     r = outcome.result
     if outcome.output_format == "raw":
         output = image_pb2.ImageDescriptor(
-            encoding=image_pb2.RAW, shape=r.shape, dtype=wire.dtype_to_proto(r.dtype),
+            encoding=image_pb2.ENCODING_RAW, shape=r.shape, dtype=wire.dtype_to_proto(r.dtype),
             spacing_mm=outcome.spacing or (), size=r.nbytes, crc32=r.crc32,
             compression=compression)
     else:
         output = image_pb2.ImageDescriptor(
-            encoding=image_pb2.DICOM, file_sizes=r.file_sizes, size=r.nbytes, crc32=r.crc32,
+            encoding=image_pb2.ENCODING_DICOM, file_sizes=r.file_sizes, size=r.nbytes,
+            crc32=r.crc32,
             shape=r.shape, dtype=wire.dtype_to_proto(r.dtype), spacing_mm=outcome.spacing or (),
             compression=compression)
     applied = [
@@ -56,7 +57,7 @@ def operations_message() -> processing_pb2.ListOperationsResponse:
     return processing_pb2.ListOperationsResponse(operations=specs)
 
 
-class ProcessingServicer(processing_pb2_grpc.ProcessingServicer):
+class ProcessingServicer(processing_pb2_grpc.ProcessingServiceServicer):
     def __init__(self, service: ProcessingService, guard: Guard):
         self.service = service
         self.guard = guard
@@ -74,7 +75,7 @@ class ProcessingServicer(processing_pb2_grpc.ProcessingServicer):
                 if outcome.output_format == "raw" else 1
             for payload in result_chunks(outcome.result.out_path, compression=compression,
                                          itemsize=itemsize):
-                yield processing_pb2.ProcessResponse(chunk=image_pb2.Chunk(image=0, data=payload))
+                yield processing_pb2.ProcessResponse(chunk=image_pb2.Chunk(data=payload))
         finally:
             self.service.release(outcome)
 

@@ -69,7 +69,7 @@ def new_image_id() -> str:
 class StreamInfo:
     """What a Get stream carries, for its header."""
 
-    encoding: int                   # image_pb2.RAW or image_pb2.DICOM
+    encoding: int                   # image_pb2.ENCODING_RAW or image_pb2.ENCODING_DICOM
     size: int
     crc32: int
     compression: int
@@ -255,9 +255,10 @@ class ImageStore:
             return len(data)
 
         async for index, chunk in chunks:
-            if chunk.image != 0:
-                raise InvalidArgument(f"a registration carries one image, 0; got {chunk.image}",
-                                      f"request[{index}].chunk.image")
+            if chunk.HasField("operand"):
+                raise InvalidArgument(f"a registration carries one image and no operands "
+                                      f"(leave operand unset); got operand {chunk.operand}",
+                                      f"request[{index}].chunk.operand")
             try:
                 got += await asyncio.to_thread(step, chunk.data)
             except wire.WireError as exc:
@@ -380,7 +381,7 @@ class ImageStore:
                ) -> tuple[StreamInfo, AsyncIterator[bytes]]:
         """What Get sends: a description and the chunk payloads (``fmt``: voxels | dicom)."""
         if compression not in image_pb2.Compression.values():
-            raise InvalidArgument(f"expected one of {', '.join(image_pb2.Compression.keys())}",
+            raise InvalidArgument(wire.enum_choices(image_pb2.Compression, compression),
                                   "compression")
         if fmt == "dicom":
             blob = record.blob("dicom")
@@ -388,12 +389,12 @@ class ImageStore:
                 raise InvalidArgument("this image has no DICOM files (it was registered as a "
                                       "raw array, or derived from one); ask for the voxels",
                                       "format")
-            info = StreamInfo(image_pb2.DICOM, blob.size, record.dicom_crc32, compression,
+            info = StreamInfo(image_pb2.ENCODING_DICOM, blob.size, record.dicom_crc32, compression,
                               record.file_sizes)
             return info, _prefetched(_file_chunks(self._present(blob), compression))
         path = self._present(record.blob("voxels"))
         itemsize = np.dtype(record.dtype).itemsize
-        return (StreamInfo(image_pb2.RAW, record.size, record.crc32, compression),
+        return (StreamInfo(image_pb2.ENCODING_RAW, record.size, record.crc32, compression),
                 _prefetched(_voxel_payloads(path, compression, itemsize)))
 
     def _present(self, blob: BlobRef) -> Path:
@@ -478,7 +479,7 @@ def _file_chunks(path: Path, compression: int) -> Iterator[bytes]:
 
 
 def _voxel_payloads(path: Path, compression: int, itemsize: int) -> Iterator[bytes]:
-    if compression == image_pb2.BLOSC:
+    if compression == image_pb2.COMPRESSION_BLOSC:
         # The stored frames are blosc2 chunks of at most a wire chunk: sent as they are.
         yield from blobfiles.voxel_frames(path)
         return

@@ -16,10 +16,12 @@ from medcompute.server.transport import header_and_chunks
 
 __all__ = ["StoreServicer", "image_message", "metadata_from", "metadata_message"]
 
-_KINDS = {store_pb2.IMAGE_KIND_UNSPECIFIED: "", store_pb2.ORIGINAL: "original",
-          store_pb2.DERIVED: "derived"}
+_KINDS = {store_pb2.IMAGE_KIND_UNSPECIFIED: "", store_pb2.IMAGE_KIND_ORIGINAL: "original",
+          store_pb2.IMAGE_KIND_DERIVED: "derived"}
 _KIND_CODES = {name: code for code, name in _KINDS.items() if name}
-_FORMATS = {store_pb2.STORED_VOXELS: "voxels", store_pb2.STORED_DICOM: "dicom"}
+# STORED_FORMAT_UNSPECIFIED is the documented default: the voxels.
+_FORMATS = {store_pb2.STORED_FORMAT_UNSPECIFIED: "voxels", store_pb2.STORED_FORMAT_VOXELS: "voxels",
+            store_pb2.STORED_FORMAT_DICOM: "dicom"}
 
 
 def metadata_from(msg: store_pb2.ImageMetadata) -> dict:
@@ -78,7 +80,7 @@ def _filter(request: store_pb2.FindRequest) -> FindFilter:
                       source_id=request.source_image_id)
 
 
-class StoreServicer(store_pb2_grpc.StoreServicer):
+class StoreServicer(store_pb2_grpc.StoreServiceServicer):
     def __init__(self, store: ImageStore, guard: Guard):
         self.store = store
         self.guard = guard
@@ -92,14 +94,14 @@ class StoreServicer(store_pb2_grpc.StoreServicer):
             header.image, chunks, owner=call.principal.subscriber,
             metadata=metadata_from(header.metadata), retention=header.retention_seconds)
         call.object_id = record.id
-        return store_pb2.RegisterReply(image=image_message(record), existing=existing)
+        return store_pb2.RegisterResponse(image=image_message(record), existing=existing)
 
     @rpc("store.find", ("store", "receive"))
     async def Find(self, request, context, call):
         records, token = await self.store.find(_filter(request), owner=call.principal.subscriber,
                                                page_size=request.page_size,
                                                page_token=request.page_token)
-        return store_pb2.FindReply(images=[image_message(r) for r in records],
+        return store_pb2.FindResponse(images=[image_message(r) for r in records],
                                    next_page_token=token)
 
     @rpc("store.get", ("store", "receive"))
@@ -107,7 +109,8 @@ class StoreServicer(store_pb2_grpc.StoreServicer):
         call.object_id = request.image_id
         fmt = _FORMATS.get(request.format)
         if fmt is None:
-            raise InvalidArgument(f"unknown format {request.format}", "format")
+            raise InvalidArgument(wire.enum_choices(store_pb2.StoredFormat, request.format),
+                                  "format")
         record = await self.store.get(request.image_id, owner=call.principal.subscriber)
         info, payloads = self.store.stream(record, fmt, request.compression)
         data = image_pb2.ImageDescriptor(
@@ -129,7 +132,7 @@ class StoreServicer(store_pb2_grpc.StoreServicer):
     async def Delete(self, request, context, call):
         call.object_id = request.image_id
         freed = await self.store.delete(request.image_id, owner=call.principal.subscriber)
-        return store_pb2.DeleteReply(freed_bytes=freed)
+        return store_pb2.DeleteResponse(freed_bytes=freed)
 
     @rpc("store.preview", ("store", "receive"))
     async def Preview(self, request, context, call):
@@ -141,13 +144,13 @@ class StoreServicer(store_pb2_grpc.StoreServicer):
             window["width"] = request.window_width
         p = await self.store.preview(request.image_id, owner=call.principal.subscriber,
                                      max_size=request.max_size, **window)
-        return store_pb2.PreviewReply(png=p.png, width=p.width, height=p.height,
+        return store_pb2.PreviewResponse(png=p.png, width=p.width, height=p.height,
                                       rendering=p.rendering)
 
     @rpc("store.verify", "admin")
     async def Verify(self, request, context, call):
         r = await store_admin.verify(self.store)
-        return store_pb2.VerifyReply(
+        return store_pb2.VerifyResponse(
             images=r.images, blobs=r.blobs, bytes=r.bytes, unreferenced_blobs=r.unreferenced,
             problems=[store_pb2.VerifyProblem(image_id=i, blob=b, problem=p)
                       for i, b, p in r.problems])
@@ -155,11 +158,11 @@ class StoreServicer(store_pb2_grpc.StoreServicer):
     @rpc("store.backup", "admin")
     async def Backup(self, request, context, call):
         r = await store_admin.backup(self.store, request.destination)
-        return store_pb2.BackupReply(destination=r.destination, images=r.images, blobs=r.blobs,
+        return store_pb2.BackupResponse(destination=r.destination, images=r.images, blobs=r.blobs,
                                      bytes=r.bytes)
 
     @rpc("store.purge", "admin")
     async def Purge(self, request, context, call):
         r = await store_admin.purge(self.store, dry_run=request.dry_run)
-        return store_pb2.PurgeReply(image_ids=r.image_ids, freed_bytes=r.freed_bytes,
+        return store_pb2.PurgeResponse(image_ids=r.image_ids, freed_bytes=r.freed_bytes,
                                     blobs_removed=r.blobs_removed)

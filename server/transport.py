@@ -62,11 +62,10 @@ def _spacing(desc, ndim: int | None, field: str) -> tuple[float, ...] | None:
 def expect_image(desc: image_pb2.ImageDescriptor, field: str, *, max_bytes: int) -> ExpectedImage:
     """Validate an inline image descriptor; InvalidArgument names the field."""
     if desc.compression not in image_pb2.Compression.values():
-        raise InvalidArgument(
-            f"expected one of {', '.join(image_pb2.Compression.keys())}, got {desc.compression}",
-            f"{field}.compression")
+        raise InvalidArgument(wire.enum_choices(image_pb2.Compression, desc.compression),
+                              f"{field}.compression")
     crc = desc.crc32 if desc.HasField("crc32") else None
-    if desc.encoding == image_pb2.RAW:
+    if desc.encoding == image_pb2.ENCODING_RAW:
         shape = tuple(int(n) for n in desc.shape)
         if not 1 <= len(shape) <= MAX_DIMS:
             raise InvalidArgument(f"expected 1 to {MAX_DIMS} axes, got {len(shape)}",
@@ -90,7 +89,7 @@ def expect_image(desc: image_pb2.ImageDescriptor, field: str, *, max_bytes: int)
             raise InvalidArgument("only DICOM images have file_sizes", f"{field}.file_sizes")
         return ExpectedImage(field, "raw", size, shape, dtype, _spacing(desc, len(shape), field),
                              compression=desc.compression, crc32=crc)
-    if desc.encoding == image_pb2.DICOM:
+    if desc.encoding == image_pb2.ENCODING_DICOM:
         sizes = tuple(int(n) for n in desc.file_sizes)
         if not sizes or any(n == 0 for n in sizes):
             raise InvalidArgument("expected the byte length of each DICOM file, all > 0",
@@ -166,16 +165,18 @@ async def receive_images(chunks: AsyncIterator, expected: list[ExpectedImage],
     index = 0
     try:
         async for index, chunk in chunks:
-            i = chunk.image
+            # expected[0] is the input, expected[k + 1] is operands[k].
+            i = chunk.operand + 1 if chunk.HasField("operand") else 0
+            what = f"operand {chunk.operand}" if i else "the input image"
             if i >= len(expected):
                 raise InvalidArgument(
-                    f"image {i} does not exist: this request has {len(expected)} inline "
-                    f"image(s) (0 is the input, k is operands[k-1])",
-                    f"request[{index}].chunk.image")
+                    f"operand {chunk.operand} does not exist: this request has "
+                    f"{len(expected) - 1} operand(s), counted from 0 (leave operand unset "
+                    "for the input image)", f"request[{index}].chunk.operand")
             e = expected[i]
             if e.stored is not None:
-                raise InvalidArgument(f"image {i} is a stored image (image_id); send no chunks "
-                                      "for it", f"request[{index}].chunk.image")
+                raise InvalidArgument(f"{what} is a stored image (image_id); send no chunks "
+                                      "for it", f"request[{index}].chunk.operand")
             wire_bytes += len(chunk.data)
             try:
                 data = decoders[i].decode(chunk.data)

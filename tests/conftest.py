@@ -82,7 +82,7 @@ class RawCaller:
         from medcompute.proto.v1 import processing_pb2_grpc
 
         self._channel = grpc.insecure_channel(address)
-        self.stub = processing_pb2_grpc.ProcessingStub(self._channel)
+        self.stub = processing_pb2_grpc.ProcessingServiceStub(self._channel)
 
     def process(self, messages, timeout: float = 60):
         """All responses of a Process call; grpc.RpcError if it fails."""

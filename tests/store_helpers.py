@@ -59,7 +59,7 @@ def encode(ds: Dataset, **kwargs) -> bytes:
 
 def raw_descriptor(array: np.ndarray, compression=image_pb2.COMPRESSION_NONE, spacing=None):
     desc = image_pb2.ImageDescriptor(
-        encoding=image_pb2.RAW, shape=array.shape, dtype=wire.dtype_to_proto(array.dtype),
+        encoding=image_pb2.ENCODING_RAW, shape=array.shape, dtype=wire.dtype_to_proto(array.dtype),
         size=array.nbytes, crc32=wire.crc32(np.ascontiguousarray(array)),
         compression=compression)
     if spacing is not None:
@@ -71,7 +71,7 @@ def dicom_descriptor(parts: list[bytes], compression=image_pb2.COMPRESSION_NONE)
     crc = 0
     for p in parts:
         crc = wire.crc32(p, crc)
-    return image_pb2.ImageDescriptor(encoding=image_pb2.DICOM,
+    return image_pb2.ImageDescriptor(encoding=image_pb2.ENCODING_DICOM,
                                      file_sizes=[len(p) for p in parts],
                                      size=sum(len(p) for p in parts), crc32=crc,
                                      compression=compression)
@@ -83,9 +83,10 @@ def payloads(data, compression=image_pb2.COMPRESSION_NONE, itemsize=1, chunk_siz
 
 
 async def stream(pieces, image=0):
-    """(index, Chunk) pairs as a servicer hands them to the store."""
+    """(index, Chunk) pairs as a servicer hands them to the store (``image`` as in
+    wire.image_chunk: 0 the input, k operands[k - 1])."""
     for i, data in enumerate(pieces, 1):
-        yield i, image_pb2.Chunk(image=image, data=data)
+        yield i, wire.image_chunk(image, data)
         await asyncio.sleep(0)
 
 

@@ -24,39 +24,48 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19medcompute/v1/admin.proto\x12\rmedcompute.v1\"E\n\x0c\x44\x65liveryRule\x12\x0e\n\x06sender\x18\x01 \x01(\t\x12\x11\n\trecipient\x18\x02 \x01(\t\x12\x12\n\ncreated_at\x18\x03 \x01(\x01\"=\n\x18ListDeliveryRulesRequest\x12\x0e\n\x06sender\x18\x01 \x01(\t\x12\x11\n\trecipient\x18\x02 \x01(\t\"D\n\x16ListDeliveryRulesReply\x12*\n\x05rules\x18\x01 \x03(\x0b\x32\x1b.medcompute.v1.DeliveryRule\"\x80\x01\n\x07KeyInfo\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x12\n\nsubscriber\x18\x02 \x01(\t\x12\r\n\x05roles\x18\x03 \x03(\t\x12\x12\n\ncreated_at\x18\x04 \x01(\x01\x12\x12\n\nrevoked_at\x18\x05 \x01(\x01\x12\x1a\n\x12\x63\x65rtificate_sha256\x18\x06 \x01(\t\"Q\n\x10\x43reateKeyRequest\x12\x12\n\nsubscriber\x18\x01 \x01(\t\x12\r\n\x05roles\x18\x02 \x03(\t\x12\x1a\n\x12\x63\x65rtificate_sha256\x18\x03 \x01(\t\"F\n\x0e\x43reateKeyReply\x12#\n\x03key\x18\x01 \x01(\x0b\x32\x16.medcompute.v1.KeyInfo\x12\x0f\n\x07\x61pi_key\x18\x02 \x01(\t\"%\n\x0fListKeysRequest\x12\x12\n\nsubscriber\x18\x01 \x01(\t\"5\n\rListKeysReply\x12$\n\x04keys\x18\x01 \x03(\x0b\x32\x16.medcompute.v1.KeyInfo\"\"\n\x10RevokeKeyRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\"5\n\x0eRevokeKeyReply\x12#\n\x03key\x18\x01 \x01(\x0b\x32\x16.medcompute.v1.KeyInfo\"}\n\nAuditEntry\x12\x0b\n\x03seq\x18\x01 \x01(\x03\x12\n\n\x02\x61t\x18\x02 \x01(\x01\x12\x12\n\nsubscriber\x18\x03 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x04 \x01(\t\x12\x11\n\tobject_id\x18\x05 \x01(\t\x12\x0f\n\x07outcome\x18\x06 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x07 \x01(\t\"z\n\x10ListAuditRequest\x12\r\n\x05since\x18\x01 \x01(\x01\x12\r\n\x05until\x18\x02 \x01(\x01\x12\x12\n\nsubscriber\x18\x03 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x04 \x01(\t\x12\x11\n\tpage_size\x18\x05 \x01(\r\x12\x11\n\tafter_seq\x18\x06 \x01(\x03\"T\n\x0eListAuditReply\x12*\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x19.medcompute.v1.AuditEntry\x12\x16\n\x0enext_after_seq\x18\x02 \x01(\x03\x32\xb6\x04\n\x05\x41\x64min\x12K\n\tCreateKey\x12\x1f.medcompute.v1.CreateKeyRequest\x1a\x1d.medcompute.v1.CreateKeyReply\x12H\n\x08ListKeys\x12\x1e.medcompute.v1.ListKeysRequest\x1a\x1c.medcompute.v1.ListKeysReply\x12K\n\tRevokeKey\x12\x1f.medcompute.v1.RevokeKeyRequest\x1a\x1d.medcompute.v1.RevokeKeyReply\x12K\n\tListAudit\x12\x1f.medcompute.v1.ListAuditRequest\x1a\x1d.medcompute.v1.ListAuditReply\x12I\n\rAllowDelivery\x12\x1b.medcompute.v1.DeliveryRule\x1a\x1b.medcompute.v1.DeliveryRule\x12L\n\x10\x44isallowDelivery\x12\x1b.medcompute.v1.DeliveryRule\x1a\x1b.medcompute.v1.DeliveryRule\x12\x63\n\x11ListDeliveryRules\x12\'.medcompute.v1.ListDeliveryRulesRequest\x1a%.medcompute.v1.ListDeliveryRulesReplyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19medcompute/v1/admin.proto\x12\rmedcompute.v1\"E\n\x0c\x44\x65liveryRule\x12\x0e\n\x06sender\x18\x01 \x01(\t\x12\x11\n\trecipient\x18\x02 \x01(\t\x12\x12\n\ncreated_at\x18\x03 \x01(\x01\"9\n\x14\x41llowDeliveryRequest\x12\x0e\n\x06sender\x18\x01 \x01(\t\x12\x11\n\trecipient\x18\x02 \x01(\t\"B\n\x15\x41llowDeliveryResponse\x12)\n\x04rule\x18\x01 \x01(\x0b\x32\x1b.medcompute.v1.DeliveryRule\"<\n\x17\x44isallowDeliveryRequest\x12\x0e\n\x06sender\x18\x01 \x01(\t\x12\x11\n\trecipient\x18\x02 \x01(\t\"E\n\x18\x44isallowDeliveryResponse\x12)\n\x04rule\x18\x01 \x01(\x0b\x32\x1b.medcompute.v1.DeliveryRule\"=\n\x18ListDeliveryRulesRequest\x12\x0e\n\x06sender\x18\x01 \x01(\t\x12\x11\n\trecipient\x18\x02 \x01(\t\"G\n\x19ListDeliveryRulesResponse\x12*\n\x05rules\x18\x01 \x03(\x0b\x32\x1b.medcompute.v1.DeliveryRule\"\x80\x01\n\x07KeyInfo\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x12\n\nsubscriber\x18\x02 \x01(\t\x12\r\n\x05roles\x18\x03 \x03(\t\x12\x12\n\ncreated_at\x18\x04 \x01(\x01\x12\x12\n\nrevoked_at\x18\x05 \x01(\x01\x12\x1a\n\x12\x63\x65rtificate_sha256\x18\x06 \x01(\t\"Q\n\x10\x43reateKeyRequest\x12\x12\n\nsubscriber\x18\x01 \x01(\t\x12\r\n\x05roles\x18\x02 \x03(\t\x12\x1a\n\x12\x63\x65rtificate_sha256\x18\x03 \x01(\t\"I\n\x11\x43reateKeyResponse\x12#\n\x03key\x18\x01 \x01(\x0b\x32\x16.medcompute.v1.KeyInfo\x12\x0f\n\x07\x61pi_key\x18\x02 \x01(\t\"%\n\x0fListKeysRequest\x12\x12\n\nsubscriber\x18\x01 \x01(\t\"8\n\x10ListKeysResponse\x12$\n\x04keys\x18\x01 \x03(\x0b\x32\x16.medcompute.v1.KeyInfo\"\"\n\x10RevokeKeyRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\"8\n\x11RevokeKeyResponse\x12#\n\x03key\x18\x01 \x01(\x0b\x32\x16.medcompute.v1.KeyInfo\"}\n\nAuditEntry\x12\x0b\n\x03seq\x18\x01 \x01(\x03\x12\n\n\x02\x61t\x18\x02 \x01(\x01\x12\x12\n\nsubscriber\x18\x03 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x04 \x01(\t\x12\x11\n\tobject_id\x18\x05 \x01(\t\x12\x0f\n\x07outcome\x18\x06 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x07 \x01(\t\"z\n\x10ListAuditRequest\x12\r\n\x05since\x18\x01 \x01(\x01\x12\r\n\x05until\x18\x02 \x01(\x01\x12\x12\n\nsubscriber\x18\x03 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x04 \x01(\t\x12\x11\n\tpage_size\x18\x05 \x01(\r\x12\x11\n\tafter_seq\x18\x06 \x01(\x03\"W\n\x11ListAuditResponse\x12*\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x19.medcompute.v1.AuditEntry\x12\x16\n\x0enext_after_seq\x18\x02 \x01(\x03\x32\xf4\x04\n\x0c\x41\x64minService\x12N\n\tCreateKey\x12\x1f.medcompute.v1.CreateKeyRequest\x1a .medcompute.v1.CreateKeyResponse\x12K\n\x08ListKeys\x12\x1e.medcompute.v1.ListKeysRequest\x1a\x1f.medcompute.v1.ListKeysResponse\x12N\n\tRevokeKey\x12\x1f.medcompute.v1.RevokeKeyRequest\x1a .medcompute.v1.RevokeKeyResponse\x12N\n\tListAudit\x12\x1f.medcompute.v1.ListAuditRequest\x1a .medcompute.v1.ListAuditResponse\x12Z\n\rAllowDelivery\x12#.medcompute.v1.AllowDeliveryRequest\x1a$.medcompute.v1.AllowDeliveryResponse\x12\x63\n\x10\x44isallowDelivery\x12&.medcompute.v1.DisallowDeliveryRequest\x1a\'.medcompute.v1.DisallowDeliveryResponse\x12\x66\n\x11ListDeliveryRules\x12\'.medcompute.v1.ListDeliveryRulesRequest\x1a(.medcompute.v1.ListDeliveryRulesResponseB.Z,medcompute/gen/go/medcompute/v1;medcomputev1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'medcompute.v1.admin_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'Z,medcompute/gen/go/medcompute/v1;medcomputev1'
   _globals['_DELIVERYRULE']._serialized_start=44
   _globals['_DELIVERYRULE']._serialized_end=113
-  _globals['_LISTDELIVERYRULESREQUEST']._serialized_start=115
-  _globals['_LISTDELIVERYRULESREQUEST']._serialized_end=176
-  _globals['_LISTDELIVERYRULESREPLY']._serialized_start=178
-  _globals['_LISTDELIVERYRULESREPLY']._serialized_end=246
-  _globals['_KEYINFO']._serialized_start=249
-  _globals['_KEYINFO']._serialized_end=377
-  _globals['_CREATEKEYREQUEST']._serialized_start=379
-  _globals['_CREATEKEYREQUEST']._serialized_end=460
-  _globals['_CREATEKEYREPLY']._serialized_start=462
-  _globals['_CREATEKEYREPLY']._serialized_end=532
-  _globals['_LISTKEYSREQUEST']._serialized_start=534
-  _globals['_LISTKEYSREQUEST']._serialized_end=571
-  _globals['_LISTKEYSREPLY']._serialized_start=573
-  _globals['_LISTKEYSREPLY']._serialized_end=626
-  _globals['_REVOKEKEYREQUEST']._serialized_start=628
-  _globals['_REVOKEKEYREQUEST']._serialized_end=662
-  _globals['_REVOKEKEYREPLY']._serialized_start=664
-  _globals['_REVOKEKEYREPLY']._serialized_end=717
-  _globals['_AUDITENTRY']._serialized_start=719
-  _globals['_AUDITENTRY']._serialized_end=844
-  _globals['_LISTAUDITREQUEST']._serialized_start=846
-  _globals['_LISTAUDITREQUEST']._serialized_end=968
-  _globals['_LISTAUDITREPLY']._serialized_start=970
-  _globals['_LISTAUDITREPLY']._serialized_end=1054
-  _globals['_ADMIN']._serialized_start=1057
-  _globals['_ADMIN']._serialized_end=1623
+  _globals['_ALLOWDELIVERYREQUEST']._serialized_start=115
+  _globals['_ALLOWDELIVERYREQUEST']._serialized_end=172
+  _globals['_ALLOWDELIVERYRESPONSE']._serialized_start=174
+  _globals['_ALLOWDELIVERYRESPONSE']._serialized_end=240
+  _globals['_DISALLOWDELIVERYREQUEST']._serialized_start=242
+  _globals['_DISALLOWDELIVERYREQUEST']._serialized_end=302
+  _globals['_DISALLOWDELIVERYRESPONSE']._serialized_start=304
+  _globals['_DISALLOWDELIVERYRESPONSE']._serialized_end=373
+  _globals['_LISTDELIVERYRULESREQUEST']._serialized_start=375
+  _globals['_LISTDELIVERYRULESREQUEST']._serialized_end=436
+  _globals['_LISTDELIVERYRULESRESPONSE']._serialized_start=438
+  _globals['_LISTDELIVERYRULESRESPONSE']._serialized_end=509
+  _globals['_KEYINFO']._serialized_start=512
+  _globals['_KEYINFO']._serialized_end=640
+  _globals['_CREATEKEYREQUEST']._serialized_start=642
+  _globals['_CREATEKEYREQUEST']._serialized_end=723
+  _globals['_CREATEKEYRESPONSE']._serialized_start=725
+  _globals['_CREATEKEYRESPONSE']._serialized_end=798
+  _globals['_LISTKEYSREQUEST']._serialized_start=800
+  _globals['_LISTKEYSREQUEST']._serialized_end=837
+  _globals['_LISTKEYSRESPONSE']._serialized_start=839
+  _globals['_LISTKEYSRESPONSE']._serialized_end=895
+  _globals['_REVOKEKEYREQUEST']._serialized_start=897
+  _globals['_REVOKEKEYREQUEST']._serialized_end=931
+  _globals['_REVOKEKEYRESPONSE']._serialized_start=933
+  _globals['_REVOKEKEYRESPONSE']._serialized_end=989
+  _globals['_AUDITENTRY']._serialized_start=991
+  _globals['_AUDITENTRY']._serialized_end=1116
+  _globals['_LISTAUDITREQUEST']._serialized_start=1118
+  _globals['_LISTAUDITREQUEST']._serialized_end=1240
+  _globals['_LISTAUDITRESPONSE']._serialized_start=1242
+  _globals['_LISTAUDITRESPONSE']._serialized_end=1329
+  _globals['_ADMINSERVICE']._serialized_start=1332
+  _globals['_ADMINSERVICE']._serialized_end=1960
 # @@protoc_insertion_point(module_scope)

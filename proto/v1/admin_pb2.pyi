@@ -16,6 +16,34 @@ class DeliveryRule(_message.Message):
     created_at: float
     def __init__(self, sender: _Optional[str] = ..., recipient: _Optional[str] = ..., created_at: _Optional[float] = ...) -> None: ...
 
+class AllowDeliveryRequest(_message.Message):
+    __slots__ = ("sender", "recipient")
+    SENDER_FIELD_NUMBER: _ClassVar[int]
+    RECIPIENT_FIELD_NUMBER: _ClassVar[int]
+    sender: str
+    recipient: str
+    def __init__(self, sender: _Optional[str] = ..., recipient: _Optional[str] = ...) -> None: ...
+
+class AllowDeliveryResponse(_message.Message):
+    __slots__ = ("rule",)
+    RULE_FIELD_NUMBER: _ClassVar[int]
+    rule: DeliveryRule
+    def __init__(self, rule: _Optional[_Union[DeliveryRule, _Mapping]] = ...) -> None: ...
+
+class DisallowDeliveryRequest(_message.Message):
+    __slots__ = ("sender", "recipient")
+    SENDER_FIELD_NUMBER: _ClassVar[int]
+    RECIPIENT_FIELD_NUMBER: _ClassVar[int]
+    sender: str
+    recipient: str
+    def __init__(self, sender: _Optional[str] = ..., recipient: _Optional[str] = ...) -> None: ...
+
+class DisallowDeliveryResponse(_message.Message):
+    __slots__ = ("rule",)
+    RULE_FIELD_NUMBER: _ClassVar[int]
+    rule: DeliveryRule
+    def __init__(self, rule: _Optional[_Union[DeliveryRule, _Mapping]] = ...) -> None: ...
+
 class ListDeliveryRulesRequest(_message.Message):
     __slots__ = ("sender", "recipient")
     SENDER_FIELD_NUMBER: _ClassVar[int]
@@ -24,7 +52,7 @@ class ListDeliveryRulesRequest(_message.Message):
     recipient: str
     def __init__(self, sender: _Optional[str] = ..., recipient: _Optional[str] = ...) -> None: ...
 
-class ListDeliveryRulesReply(_message.Message):
+class ListDeliveryRulesResponse(_message.Message):
     __slots__ = ("rules",)
     RULES_FIELD_NUMBER: _ClassVar[int]
     rules: _containers.RepeatedCompositeFieldContainer[DeliveryRule]
@@ -56,7 +84,7 @@ class CreateKeyRequest(_message.Message):
     certificate_sha256: str
     def __init__(self, subscriber: _Optional[str] = ..., roles: _Optional[_Iterable[str]] = ..., certificate_sha256: _Optional[str] = ...) -> None: ...
 
-class CreateKeyReply(_message.Message):
+class CreateKeyResponse(_message.Message):
     __slots__ = ("key", "api_key")
     KEY_FIELD_NUMBER: _ClassVar[int]
     API_KEY_FIELD_NUMBER: _ClassVar[int]
@@ -70,7 +98,7 @@ class ListKeysRequest(_message.Message):
     subscriber: str
     def __init__(self, subscriber: _Optional[str] = ...) -> None: ...
 
-class ListKeysReply(_message.Message):
+class ListKeysResponse(_message.Message):
     __slots__ = ("keys",)
     KEYS_FIELD_NUMBER: _ClassVar[int]
     keys: _containers.RepeatedCompositeFieldContainer[KeyInfo]
@@ -82,7 +110,7 @@ class RevokeKeyRequest(_message.Message):
     key_id: str
     def __init__(self, key_id: _Optional[str] = ...) -> None: ...
 
-class RevokeKeyReply(_message.Message):
+class RevokeKeyResponse(_message.Message):
     __slots__ = ("key",)
     KEY_FIELD_NUMBER: _ClassVar[int]
     key: KeyInfo
@@ -122,7 +150,7 @@ class ListAuditRequest(_message.Message):
     after_seq: int
     def __init__(self, since: _Optional[float] = ..., until: _Optional[float] = ..., subscriber: _Optional[str] = ..., action: _Optional[str] = ..., page_size: _Optional[int] = ..., after_seq: _Optional[int] = ...) -> None: ...
 
-class ListAuditReply(_message.Message):
+class ListAuditResponse(_message.Message):
     __slots__ = ("entries", "next_after_seq")
     ENTRIES_FIELD_NUMBER: _ClassVar[int]
     NEXT_AFTER_SEQ_FIELD_NUMBER: _ClassVar[int]

@@ -25,7 +25,7 @@ if _version_not_supported:
     )
 
 
-class AdminStub:
+class AdminServiceStub:
     """Missing associated documentation comment in .proto file."""
 
     def __init__(self, channel):
@@ -35,43 +35,43 @@ class AdminStub:
             channel: A grpc.Channel.
         """
         self.CreateKey = channel.unary_unary(
-                '/medcompute.v1.Admin/CreateKey',
+                '/medcompute.v1.AdminService/CreateKey',
                 request_serializer=medcompute_dot_v1_dot_admin__pb2.CreateKeyRequest.SerializeToString,
-                response_deserializer=medcompute_dot_v1_dot_admin__pb2.CreateKeyReply.FromString,
+                response_deserializer=medcompute_dot_v1_dot_admin__pb2.CreateKeyResponse.FromString,
                 _registered_method=True)
         self.ListKeys = channel.unary_unary(
-                '/medcompute.v1.Admin/ListKeys',
+                '/medcompute.v1.AdminService/ListKeys',
                 request_serializer=medcompute_dot_v1_dot_admin__pb2.ListKeysRequest.SerializeToString,
-                response_deserializer=medcompute_dot_v1_dot_admin__pb2.ListKeysReply.FromString,
+                response_deserializer=medcompute_dot_v1_dot_admin__pb2.ListKeysResponse.FromString,
                 _registered_method=True)
         self.RevokeKey = channel.unary_unary(
-                '/medcompute.v1.Admin/RevokeKey',
+                '/medcompute.v1.AdminService/RevokeKey',
                 request_serializer=medcompute_dot_v1_dot_admin__pb2.RevokeKeyRequest.SerializeToString,
-                response_deserializer=medcompute_dot_v1_dot_admin__pb2.RevokeKeyReply.FromString,
+                response_deserializer=medcompute_dot_v1_dot_admin__pb2.RevokeKeyResponse.FromString,
                 _registered_method=True)
         self.ListAudit = channel.unary_unary(
-                '/medcompute.v1.Admin/ListAudit',
+                '/medcompute.v1.AdminService/ListAudit',
                 request_serializer=medcompute_dot_v1_dot_admin__pb2.ListAuditRequest.SerializeToString,
-                response_deserializer=medcompute_dot_v1_dot_admin__pb2.ListAuditReply.FromString,
+                response_deserializer=medcompute_dot_v1_dot_admin__pb2.ListAuditResponse.FromString,
                 _registered_method=True)
         self.AllowDelivery = channel.unary_unary(
-                '/medcompute.v1.Admin/AllowDelivery',
-                request_serializer=medcompute_dot_v1_dot_admin__pb2.DeliveryRule.SerializeToString,
-                response_deserializer=medcompute_dot_v1_dot_admin__pb2.DeliveryRule.FromString,
+                '/medcompute.v1.AdminService/AllowDelivery',
+                request_serializer=medcompute_dot_v1_dot_admin__pb2.AllowDeliveryRequest.SerializeToString,
+                response_deserializer=medcompute_dot_v1_dot_admin__pb2.AllowDeliveryResponse.FromString,
                 _registered_method=True)
         self.DisallowDelivery = channel.unary_unary(
-                '/medcompute.v1.Admin/DisallowDelivery',
-                request_serializer=medcompute_dot_v1_dot_admin__pb2.DeliveryRule.SerializeToString,
-                response_deserializer=medcompute_dot_v1_dot_admin__pb2.DeliveryRule.FromString,
+                '/medcompute.v1.AdminService/DisallowDelivery',
+                request_serializer=medcompute_dot_v1_dot_admin__pb2.DisallowDeliveryRequest.SerializeToString,
+                response_deserializer=medcompute_dot_v1_dot_admin__pb2.DisallowDeliveryResponse.FromString,
                 _registered_method=True)
         self.ListDeliveryRules = channel.unary_unary(
-                '/medcompute.v1.Admin/ListDeliveryRules',
+                '/medcompute.v1.AdminService/ListDeliveryRules',
                 request_serializer=medcompute_dot_v1_dot_admin__pb2.ListDeliveryRulesRequest.SerializeToString,
-                response_deserializer=medcompute_dot_v1_dot_admin__pb2.ListDeliveryRulesReply.FromString,
+                response_deserializer=medcompute_dot_v1_dot_admin__pb2.ListDeliveryRulesResponse.FromString,
                 _registered_method=True)
 
 
-class AdminServicer:
+class AdminServiceServicer:
     """Missing associated documentation comment in .proto file."""
 
     def CreateKey(self, request, context):
@@ -101,7 +101,7 @@ class AdminServicer:
         raise NotImplementedError('Method not implemented!')
 
     def AllowDelivery(self, request, context):
-        """Allow a subscriber to deliver results to another one's inbox (Jobs.Submit with a
+        """Allow a subscriber to deliver results to another one's inbox (JobsService.Submit with a
         destination); the recipient also needs a key with the receive role.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -121,52 +121,52 @@ class AdminServicer:
         raise NotImplementedError('Method not implemented!')
 
 
-def add_AdminServicer_to_server(servicer, server):
+def add_AdminServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'CreateKey': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateKey,
                     request_deserializer=medcompute_dot_v1_dot_admin__pb2.CreateKeyRequest.FromString,
-                    response_serializer=medcompute_dot_v1_dot_admin__pb2.CreateKeyReply.SerializeToString,
+                    response_serializer=medcompute_dot_v1_dot_admin__pb2.CreateKeyResponse.SerializeToString,
             ),
             'ListKeys': grpc.unary_unary_rpc_method_handler(
                     servicer.ListKeys,
                     request_deserializer=medcompute_dot_v1_dot_admin__pb2.ListKeysRequest.FromString,
-                    response_serializer=medcompute_dot_v1_dot_admin__pb2.ListKeysReply.SerializeToString,
+                    response_serializer=medcompute_dot_v1_dot_admin__pb2.ListKeysResponse.SerializeToString,
             ),
             'RevokeKey': grpc.unary_unary_rpc_method_handler(
                     servicer.RevokeKey,
                     request_deserializer=medcompute_dot_v1_dot_admin__pb2.RevokeKeyRequest.FromString,
-                    response_serializer=medcompute_dot_v1_dot_admin__pb2.RevokeKeyReply.SerializeToString,
+                    response_serializer=medcompute_dot_v1_dot_admin__pb2.RevokeKeyResponse.SerializeToString,
             ),
             'ListAudit': grpc.unary_unary_rpc_method_handler(
                     servicer.ListAudit,
                     request_deserializer=medcompute_dot_v1_dot_admin__pb2.ListAuditRequest.FromString,
-                    response_serializer=medcompute_dot_v1_dot_admin__pb2.ListAuditReply.SerializeToString,
+                    response_serializer=medcompute_dot_v1_dot_admin__pb2.ListAuditResponse.SerializeToString,
             ),
             'AllowDelivery': grpc.unary_unary_rpc_method_handler(
                     servicer.AllowDelivery,
-                    request_deserializer=medcompute_dot_v1_dot_admin__pb2.DeliveryRule.FromString,
-                    response_serializer=medcompute_dot_v1_dot_admin__pb2.DeliveryRule.SerializeToString,
+                    request_deserializer=medcompute_dot_v1_dot_admin__pb2.AllowDeliveryRequest.FromString,
+                    response_serializer=medcompute_dot_v1_dot_admin__pb2.AllowDeliveryResponse.SerializeToString,
             ),
             'DisallowDelivery': grpc.unary_unary_rpc_method_handler(
                     servicer.DisallowDelivery,
-                    request_deserializer=medcompute_dot_v1_dot_admin__pb2.DeliveryRule.FromString,
-                    response_serializer=medcompute_dot_v1_dot_admin__pb2.DeliveryRule.SerializeToString,
+                    request_deserializer=medcompute_dot_v1_dot_admin__pb2.DisallowDeliveryRequest.FromString,
+                    response_serializer=medcompute_dot_v1_dot_admin__pb2.DisallowDeliveryResponse.SerializeToString,
             ),
             'ListDeliveryRules': grpc.unary_unary_rpc_method_handler(
                     servicer.ListDeliveryRules,
                     request_deserializer=medcompute_dot_v1_dot_admin__pb2.ListDeliveryRulesRequest.FromString,
-                    response_serializer=medcompute_dot_v1_dot_admin__pb2.ListDeliveryRulesReply.SerializeToString,
+                    response_serializer=medcompute_dot_v1_dot_admin__pb2.ListDeliveryRulesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
-            'medcompute.v1.Admin', rpc_method_handlers)
+            'medcompute.v1.AdminService', rpc_method_handlers)
     server.add_generic_rpc_handlers((generic_handler,))
-    server.add_registered_method_handlers('medcompute.v1.Admin', rpc_method_handlers)
+    server.add_registered_method_handlers('medcompute.v1.AdminService', rpc_method_handlers)
 
 
  # This class is part of an EXPERIMENTAL API.
-class Admin:
+class AdminService:
     """Missing associated documentation comment in .proto file."""
 
     @staticmethod
@@ -183,9 +183,9 @@ class Admin:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/medcompute.v1.Admin/CreateKey',
+            '/medcompute.v1.AdminService/CreateKey',
             medcompute_dot_v1_dot_admin__pb2.CreateKeyRequest.SerializeToString,
-            medcompute_dot_v1_dot_admin__pb2.CreateKeyReply.FromString,
+            medcompute_dot_v1_dot_admin__pb2.CreateKeyResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -210,9 +210,9 @@ class Admin:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/medcompute.v1.Admin/ListKeys',
+            '/medcompute.v1.AdminService/ListKeys',
             medcompute_dot_v1_dot_admin__pb2.ListKeysRequest.SerializeToString,
-            medcompute_dot_v1_dot_admin__pb2.ListKeysReply.FromString,
+            medcompute_dot_v1_dot_admin__pb2.ListKeysResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -237,9 +237,9 @@ class Admin:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/medcompute.v1.Admin/RevokeKey',
+            '/medcompute.v1.AdminService/RevokeKey',
             medcompute_dot_v1_dot_admin__pb2.RevokeKeyRequest.SerializeToString,
-            medcompute_dot_v1_dot_admin__pb2.RevokeKeyReply.FromString,
+            medcompute_dot_v1_dot_admin__pb2.RevokeKeyResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -264,9 +264,9 @@ class Admin:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/medcompute.v1.Admin/ListAudit',
+            '/medcompute.v1.AdminService/ListAudit',
             medcompute_dot_v1_dot_admin__pb2.ListAuditRequest.SerializeToString,
-            medcompute_dot_v1_dot_admin__pb2.ListAuditReply.FromString,
+            medcompute_dot_v1_dot_admin__pb2.ListAuditResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -291,9 +291,9 @@ class Admin:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/medcompute.v1.Admin/AllowDelivery',
-            medcompute_dot_v1_dot_admin__pb2.DeliveryRule.SerializeToString,
-            medcompute_dot_v1_dot_admin__pb2.DeliveryRule.FromString,
+            '/medcompute.v1.AdminService/AllowDelivery',
+            medcompute_dot_v1_dot_admin__pb2.AllowDeliveryRequest.SerializeToString,
+            medcompute_dot_v1_dot_admin__pb2.AllowDeliveryResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -318,9 +318,9 @@ class Admin:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/medcompute.v1.Admin/DisallowDelivery',
-            medcompute_dot_v1_dot_admin__pb2.DeliveryRule.SerializeToString,
-            medcompute_dot_v1_dot_admin__pb2.DeliveryRule.FromString,
+            '/medcompute.v1.AdminService/DisallowDelivery',
+            medcompute_dot_v1_dot_admin__pb2.DisallowDeliveryRequest.SerializeToString,
+            medcompute_dot_v1_dot_admin__pb2.DisallowDeliveryResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -345,9 +345,9 @@ class Admin:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/medcompute.v1.Admin/ListDeliveryRules',
+            '/medcompute.v1.AdminService/ListDeliveryRules',
             medcompute_dot_v1_dot_admin__pb2.ListDeliveryRulesRequest.SerializeToString,
-            medcompute_dot_v1_dot_admin__pb2.ListDeliveryRulesReply.FromString,
+            medcompute_dot_v1_dot_admin__pb2.ListDeliveryRulesResponse.FromString,
             options,
             channel_credentials,
             insecure,

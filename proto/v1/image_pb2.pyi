@@ -7,44 +7,46 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
-class DType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+class DataType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
-    DTYPE_UNSPECIFIED: _ClassVar[DType]
-    UINT8: _ClassVar[DType]
-    INT8: _ClassVar[DType]
-    UINT16: _ClassVar[DType]
-    INT16: _ClassVar[DType]
-    UINT32: _ClassVar[DType]
-    INT32: _ClassVar[DType]
-    FLOAT32: _ClassVar[DType]
-    FLOAT64: _ClassVar[DType]
+    DATA_TYPE_UNSPECIFIED: _ClassVar[DataType]
+    DATA_TYPE_UINT8: _ClassVar[DataType]
+    DATA_TYPE_INT8: _ClassVar[DataType]
+    DATA_TYPE_UINT16: _ClassVar[DataType]
+    DATA_TYPE_INT16: _ClassVar[DataType]
+    DATA_TYPE_UINT32: _ClassVar[DataType]
+    DATA_TYPE_INT32: _ClassVar[DataType]
+    DATA_TYPE_FLOAT32: _ClassVar[DataType]
+    DATA_TYPE_FLOAT64: _ClassVar[DataType]
 
 class Encoding(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     ENCODING_UNSPECIFIED: _ClassVar[Encoding]
-    RAW: _ClassVar[Encoding]
-    DICOM: _ClassVar[Encoding]
+    ENCODING_RAW: _ClassVar[Encoding]
+    ENCODING_DICOM: _ClassVar[Encoding]
 
 class Compression(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
+    COMPRESSION_UNSPECIFIED: _ClassVar[Compression]
+    COMPRESSION_ZSTD: _ClassVar[Compression]
+    COMPRESSION_BLOSC: _ClassVar[Compression]
     COMPRESSION_NONE: _ClassVar[Compression]
-    ZSTD: _ClassVar[Compression]
-    BLOSC: _ClassVar[Compression]
-DTYPE_UNSPECIFIED: DType
-UINT8: DType
-INT8: DType
-UINT16: DType
-INT16: DType
-UINT32: DType
-INT32: DType
-FLOAT32: DType
-FLOAT64: DType
+DATA_TYPE_UNSPECIFIED: DataType
+DATA_TYPE_UINT8: DataType
+DATA_TYPE_INT8: DataType
+DATA_TYPE_UINT16: DataType
+DATA_TYPE_INT16: DataType
+DATA_TYPE_UINT32: DataType
+DATA_TYPE_INT32: DataType
+DATA_TYPE_FLOAT32: DataType
+DATA_TYPE_FLOAT64: DataType
 ENCODING_UNSPECIFIED: Encoding
-RAW: Encoding
-DICOM: Encoding
+ENCODING_RAW: Encoding
+ENCODING_DICOM: Encoding
+COMPRESSION_UNSPECIFIED: Compression
+COMPRESSION_ZSTD: Compression
+COMPRESSION_BLOSC: Compression
 COMPRESSION_NONE: Compression
-ZSTD: Compression
-BLOSC: Compression
 
 class ImageDescriptor(_message.Message):
     __slots__ = ("encoding", "shape", "dtype", "spacing_mm", "file_sizes", "compression", "size", "crc32")
@@ -58,13 +60,13 @@ class ImageDescriptor(_message.Message):
     CRC32_FIELD_NUMBER: _ClassVar[int]
     encoding: Encoding
     shape: _containers.RepeatedScalarFieldContainer[int]
-    dtype: DType
+    dtype: DataType
     spacing_mm: _containers.RepeatedScalarFieldContainer[float]
     file_sizes: _containers.RepeatedScalarFieldContainer[int]
     compression: Compression
     size: int
     crc32: int
-    def __init__(self, encoding: _Optional[_Union[Encoding, str]] = ..., shape: _Optional[_Iterable[int]] = ..., dtype: _Optional[_Union[DType, str]] = ..., spacing_mm: _Optional[_Iterable[float]] = ..., file_sizes: _Optional[_Iterable[int]] = ..., compression: _Optional[_Union[Compression, str]] = ..., size: _Optional[int] = ..., crc32: _Optional[int] = ...) -> None: ...
+    def __init__(self, encoding: _Optional[_Union[Encoding, str]] = ..., shape: _Optional[_Iterable[int]] = ..., dtype: _Optional[_Union[DataType, str]] = ..., spacing_mm: _Optional[_Iterable[float]] = ..., file_sizes: _Optional[_Iterable[int]] = ..., compression: _Optional[_Union[Compression, str]] = ..., size: _Optional[int] = ..., crc32: _Optional[int] = ...) -> None: ...
 
 class ImageSource(_message.Message):
     __slots__ = ("inline", "image_id")
@@ -75,9 +77,9 @@ class ImageSource(_message.Message):
     def __init__(self, inline: _Optional[_Union[ImageDescriptor, _Mapping]] = ..., image_id: _Optional[str] = ...) -> None: ...
 
 class Chunk(_message.Message):
-    __slots__ = ("image", "data")
-    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("data", "operand")
     DATA_FIELD_NUMBER: _ClassVar[int]
-    image: int
+    OPERAND_FIELD_NUMBER: _ClassVar[int]
     data: bytes
-    def __init__(self, image: _Optional[int] = ..., data: _Optional[bytes] = ...) -> None: ...
+    operand: int
+    def __init__(self, data: _Optional[bytes] = ..., operand: _Optional[int] = ...) -> None: ...

@@ -12,45 +12,49 @@ DESCRIPTOR: _descriptor.FileDescriptor
 class JobState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     JOB_STATE_UNSPECIFIED: _ClassVar[JobState]
-    RECEIVING: _ClassVar[JobState]
-    QUEUED: _ClassVar[JobState]
-    RUNNING: _ClassVar[JobState]
-    SUCCEEDED: _ClassVar[JobState]
-    FAILED: _ClassVar[JobState]
-    CANCELLED: _ClassVar[JobState]
+    JOB_STATE_RECEIVING: _ClassVar[JobState]
+    JOB_STATE_QUEUED: _ClassVar[JobState]
+    JOB_STATE_RUNNING: _ClassVar[JobState]
+    JOB_STATE_SUCCEEDED: _ClassVar[JobState]
+    JOB_STATE_FAILED: _ClassVar[JobState]
+    JOB_STATE_CANCELLED: _ClassVar[JobState]
 
 class DeliveryState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
-    DELIVERY_NONE: _ClassVar[DeliveryState]
-    DELIVERY_PENDING: _ClassVar[DeliveryState]
-    DELIVERED: _ClassVar[DeliveryState]
-    DELIVERY_FETCHED: _ClassVar[DeliveryState]
-    DELIVERY_FAILED: _ClassVar[DeliveryState]
+    DELIVERY_STATE_UNSPECIFIED: _ClassVar[DeliveryState]
+    DELIVERY_STATE_PENDING: _ClassVar[DeliveryState]
+    DELIVERY_STATE_DELIVERED: _ClassVar[DeliveryState]
+    DELIVERY_STATE_FETCHED: _ClassVar[DeliveryState]
+    DELIVERY_STATE_FAILED: _ClassVar[DeliveryState]
+    DELIVERY_STATE_NONE: _ClassVar[DeliveryState]
 
 class UsageGrouping(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
-    GROUP_NONE: _ClassVar[UsageGrouping]
-    GROUP_DAY: _ClassVar[UsageGrouping]
-    GROUP_OPERATION: _ClassVar[UsageGrouping]
-    GROUP_DEVICE: _ClassVar[UsageGrouping]
-    GROUP_SUBSCRIBER: _ClassVar[UsageGrouping]
+    USAGE_GROUPING_UNSPECIFIED: _ClassVar[UsageGrouping]
+    USAGE_GROUPING_DAY: _ClassVar[UsageGrouping]
+    USAGE_GROUPING_OPERATION: _ClassVar[UsageGrouping]
+    USAGE_GROUPING_DEVICE: _ClassVar[UsageGrouping]
+    USAGE_GROUPING_SUBSCRIBER: _ClassVar[UsageGrouping]
+    USAGE_GROUPING_NONE: _ClassVar[UsageGrouping]
 JOB_STATE_UNSPECIFIED: JobState
-RECEIVING: JobState
-QUEUED: JobState
-RUNNING: JobState
-SUCCEEDED: JobState
-FAILED: JobState
-CANCELLED: JobState
-DELIVERY_NONE: DeliveryState
-DELIVERY_PENDING: DeliveryState
-DELIVERED: DeliveryState
-DELIVERY_FETCHED: DeliveryState
-DELIVERY_FAILED: DeliveryState
-GROUP_NONE: UsageGrouping
-GROUP_DAY: UsageGrouping
-GROUP_OPERATION: UsageGrouping
-GROUP_DEVICE: UsageGrouping
-GROUP_SUBSCRIBER: UsageGrouping
+JOB_STATE_RECEIVING: JobState
+JOB_STATE_QUEUED: JobState
+JOB_STATE_RUNNING: JobState
+JOB_STATE_SUCCEEDED: JobState
+JOB_STATE_FAILED: JobState
+JOB_STATE_CANCELLED: JobState
+DELIVERY_STATE_UNSPECIFIED: DeliveryState
+DELIVERY_STATE_PENDING: DeliveryState
+DELIVERY_STATE_DELIVERED: DeliveryState
+DELIVERY_STATE_FETCHED: DeliveryState
+DELIVERY_STATE_FAILED: DeliveryState
+DELIVERY_STATE_NONE: DeliveryState
+USAGE_GROUPING_UNSPECIFIED: UsageGrouping
+USAGE_GROUPING_DAY: UsageGrouping
+USAGE_GROUPING_OPERATION: UsageGrouping
+USAGE_GROUPING_DEVICE: UsageGrouping
+USAGE_GROUPING_SUBSCRIBER: UsageGrouping
+USAGE_GROUPING_NONE: UsageGrouping
 
 class SubmitHeader(_message.Message):
     __slots__ = ("process", "idempotency_key", "destination", "label")
@@ -132,13 +136,19 @@ class GetJobRequest(_message.Message):
     job_id: str
     def __init__(self, job_id: _Optional[str] = ...) -> None: ...
 
+class GetJobResponse(_message.Message):
+    __slots__ = ("job",)
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    job: JobInfo
+    def __init__(self, job: _Optional[_Union[JobInfo, _Mapping]] = ...) -> None: ...
+
 class WatchJobRequest(_message.Message):
     __slots__ = ("job_id",)
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     def __init__(self, job_id: _Optional[str] = ...) -> None: ...
 
-class JobEvent(_message.Message):
+class WatchJobResponse(_message.Message):
     __slots__ = ("job", "message")
     JOB_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
@@ -152,11 +162,25 @@ class FetchRequest(_message.Message):
     job_id: str
     def __init__(self, job_id: _Optional[str] = ...) -> None: ...
 
+class FetchResponse(_message.Message):
+    __slots__ = ("header", "chunk")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    header: _processing_pb2.ResultHeader
+    chunk: _image_pb2.Chunk
+    def __init__(self, header: _Optional[_Union[_processing_pb2.ResultHeader, _Mapping]] = ..., chunk: _Optional[_Union[_image_pb2.Chunk, _Mapping]] = ...) -> None: ...
+
 class CancelJobRequest(_message.Message):
     __slots__ = ("job_id",)
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     def __init__(self, job_id: _Optional[str] = ...) -> None: ...
+
+class CancelJobResponse(_message.Message):
+    __slots__ = ("job",)
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    job: JobInfo
+    def __init__(self, job: _Optional[_Union[JobInfo, _Mapping]] = ...) -> None: ...
 
 class ListJobsRequest(_message.Message):
     __slots__ = ("states", "since", "until", "operation", "label", "page_size", "page_token", "subscriber")
@@ -229,6 +253,12 @@ class WatchInboxRequest(_message.Message):
     after_seq: int
     new_only: bool
     def __init__(self, after_seq: _Optional[int] = ..., new_only: _Optional[bool] = ...) -> None: ...
+
+class WatchInboxResponse(_message.Message):
+    __slots__ = ("delivery",)
+    DELIVERY_FIELD_NUMBER: _ClassVar[int]
+    delivery: Delivery
+    def __init__(self, delivery: _Optional[_Union[Delivery, _Mapping]] = ...) -> None: ...
 
 class GetUsageRequest(_message.Message):
     __slots__ = ("since", "until", "group_by", "subscriber", "all_subscribers", "include_records")
@@ -351,6 +381,12 @@ class SubscriberInvoice(_message.Message):
     gigabyte_days: float
     excluded_platform_failures: int
     def __init__(self, subscriber: _Optional[str] = ..., lines: _Optional[_Iterable[_Union[InvoiceLine, _Mapping]]] = ..., total: _Optional[str] = ..., usage: _Optional[_Union[UsageTotals, _Mapping]] = ..., gigabyte_days: _Optional[float] = ..., excluded_platform_failures: _Optional[int] = ...) -> None: ...
+
+class GetInvoiceResponse(_message.Message):
+    __slots__ = ("invoice",)
+    INVOICE_FIELD_NUMBER: _ClassVar[int]
+    invoice: Invoice
+    def __init__(self, invoice: _Optional[_Union[Invoice, _Mapping]] = ...) -> None: ...
 
 class Invoice(_message.Message):
     __slots__ = ("month", "currency", "tariff", "period_start", "period_end", "subscribers", "total")

@@ -4,7 +4,6 @@ import grpc
 import warnings
 
 from medcompute.proto.v1 import jobs_pb2 as medcompute_dot_v1_dot_jobs__pb2
-from medcompute.proto.v1 import processing_pb2 as medcompute_dot_v1_dot_processing__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -26,7 +25,7 @@ if _version_not_supported:
     )
 
 
-class JobsStub:
+class JobsServiceStub:
     """Missing associated documentation comment in .proto file."""
 
     def __init__(self, channel):
@@ -36,77 +35,77 @@ class JobsStub:
             channel: A grpc.Channel.
         """
         self.Submit = channel.stream_unary(
-                '/medcompute.v1.Jobs/Submit',
+                '/medcompute.v1.JobsService/Submit',
                 request_serializer=medcompute_dot_v1_dot_jobs__pb2.SubmitRequest.SerializeToString,
                 response_deserializer=medcompute_dot_v1_dot_jobs__pb2.SubmitResponse.FromString,
                 _registered_method=True)
-        self.Get = channel.unary_unary(
-                '/medcompute.v1.Jobs/Get',
+        self.GetJob = channel.unary_unary(
+                '/medcompute.v1.JobsService/GetJob',
                 request_serializer=medcompute_dot_v1_dot_jobs__pb2.GetJobRequest.SerializeToString,
-                response_deserializer=medcompute_dot_v1_dot_jobs__pb2.JobInfo.FromString,
+                response_deserializer=medcompute_dot_v1_dot_jobs__pb2.GetJobResponse.FromString,
                 _registered_method=True)
-        self.Watch = channel.unary_stream(
-                '/medcompute.v1.Jobs/Watch',
+        self.WatchJob = channel.unary_stream(
+                '/medcompute.v1.JobsService/WatchJob',
                 request_serializer=medcompute_dot_v1_dot_jobs__pb2.WatchJobRequest.SerializeToString,
-                response_deserializer=medcompute_dot_v1_dot_jobs__pb2.JobEvent.FromString,
+                response_deserializer=medcompute_dot_v1_dot_jobs__pb2.WatchJobResponse.FromString,
                 _registered_method=True)
         self.Fetch = channel.unary_stream(
-                '/medcompute.v1.Jobs/Fetch',
+                '/medcompute.v1.JobsService/Fetch',
                 request_serializer=medcompute_dot_v1_dot_jobs__pb2.FetchRequest.SerializeToString,
-                response_deserializer=medcompute_dot_v1_dot_processing__pb2.ProcessResponse.FromString,
+                response_deserializer=medcompute_dot_v1_dot_jobs__pb2.FetchResponse.FromString,
                 _registered_method=True)
-        self.Cancel = channel.unary_unary(
-                '/medcompute.v1.Jobs/Cancel',
+        self.CancelJob = channel.unary_unary(
+                '/medcompute.v1.JobsService/CancelJob',
                 request_serializer=medcompute_dot_v1_dot_jobs__pb2.CancelJobRequest.SerializeToString,
-                response_deserializer=medcompute_dot_v1_dot_jobs__pb2.JobInfo.FromString,
+                response_deserializer=medcompute_dot_v1_dot_jobs__pb2.CancelJobResponse.FromString,
                 _registered_method=True)
-        self.List = channel.unary_unary(
-                '/medcompute.v1.Jobs/List',
+        self.ListJobs = channel.unary_unary(
+                '/medcompute.v1.JobsService/ListJobs',
                 request_serializer=medcompute_dot_v1_dot_jobs__pb2.ListJobsRequest.SerializeToString,
                 response_deserializer=medcompute_dot_v1_dot_jobs__pb2.ListJobsResponse.FromString,
                 _registered_method=True)
         self.ListInbox = channel.unary_unary(
-                '/medcompute.v1.Jobs/ListInbox',
+                '/medcompute.v1.JobsService/ListInbox',
                 request_serializer=medcompute_dot_v1_dot_jobs__pb2.ListInboxRequest.SerializeToString,
                 response_deserializer=medcompute_dot_v1_dot_jobs__pb2.ListInboxResponse.FromString,
                 _registered_method=True)
         self.WatchInbox = channel.unary_stream(
-                '/medcompute.v1.Jobs/WatchInbox',
+                '/medcompute.v1.JobsService/WatchInbox',
                 request_serializer=medcompute_dot_v1_dot_jobs__pb2.WatchInboxRequest.SerializeToString,
-                response_deserializer=medcompute_dot_v1_dot_jobs__pb2.Delivery.FromString,
+                response_deserializer=medcompute_dot_v1_dot_jobs__pb2.WatchInboxResponse.FromString,
                 _registered_method=True)
         self.GetUsage = channel.unary_unary(
-                '/medcompute.v1.Jobs/GetUsage',
+                '/medcompute.v1.JobsService/GetUsage',
                 request_serializer=medcompute_dot_v1_dot_jobs__pb2.GetUsageRequest.SerializeToString,
                 response_deserializer=medcompute_dot_v1_dot_jobs__pb2.GetUsageResponse.FromString,
                 _registered_method=True)
         self.GetInvoice = channel.unary_unary(
-                '/medcompute.v1.Jobs/GetInvoice',
+                '/medcompute.v1.JobsService/GetInvoice',
                 request_serializer=medcompute_dot_v1_dot_jobs__pb2.GetInvoiceRequest.SerializeToString,
-                response_deserializer=medcompute_dot_v1_dot_jobs__pb2.Invoice.FromString,
+                response_deserializer=medcompute_dot_v1_dot_jobs__pb2.GetInvoiceResponse.FromString,
                 _registered_method=True)
 
 
-class JobsServicer:
+class JobsServiceServicer:
     """Missing associated documentation comment in .proto file."""
 
     def Submit(self, request_iterator, context):
         """Client stream: one SubmitRequest with a header, then the chunks of every inline
-        image (as for Processing.Process). Answers once the inputs are on disk and the job
+        image (as for ProcessingService.Process). Answers once the inputs are on disk and the job
         is queued; the work runs afterwards. Needs the process role.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def Get(self, request, context):
+    def GetJob(self, request, context):
         """One job as it stands now.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def Watch(self, request, context):
+    def WatchJob(self, request, context):
         """The job's state changes and progress, from its current state until it ends.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -114,21 +113,21 @@ class JobsServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Fetch(self, request, context):
-        """The result of a SUCCEEDED job: a ResultHeader, then its chunks. The sender of the
+        """The result of a JOB_STATE_SUCCEEDED job: a ResultHeader, then its chunks. The sender of the
         job, and its destination (receive role), may fetch it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def Cancel(self, request, context):
+    def CancelJob(self, request, context):
         """Stop a job that has not ended; answers the job as it stands after the request.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def List(self, request, context):
+    def ListJobs(self, request, context):
         """The caller's jobs, newest first, with filters.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -164,35 +163,35 @@ class JobsServicer:
         raise NotImplementedError('Method not implemented!')
 
 
-def add_JobsServicer_to_server(servicer, server):
+def add_JobsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Submit': grpc.stream_unary_rpc_method_handler(
                     servicer.Submit,
                     request_deserializer=medcompute_dot_v1_dot_jobs__pb2.SubmitRequest.FromString,
                     response_serializer=medcompute_dot_v1_dot_jobs__pb2.SubmitResponse.SerializeToString,
             ),
-            'Get': grpc.unary_unary_rpc_method_handler(
-                    servicer.Get,
+            'GetJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetJob,
                     request_deserializer=medcompute_dot_v1_dot_jobs__pb2.GetJobRequest.FromString,
-                    response_serializer=medcompute_dot_v1_dot_jobs__pb2.JobInfo.SerializeToString,
+                    response_serializer=medcompute_dot_v1_dot_jobs__pb2.GetJobResponse.SerializeToString,
             ),
-            'Watch': grpc.unary_stream_rpc_method_handler(
-                    servicer.Watch,
+            'WatchJob': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchJob,
                     request_deserializer=medcompute_dot_v1_dot_jobs__pb2.WatchJobRequest.FromString,
-                    response_serializer=medcompute_dot_v1_dot_jobs__pb2.JobEvent.SerializeToString,
+                    response_serializer=medcompute_dot_v1_dot_jobs__pb2.WatchJobResponse.SerializeToString,
             ),
             'Fetch': grpc.unary_stream_rpc_method_handler(
                     servicer.Fetch,
                     request_deserializer=medcompute_dot_v1_dot_jobs__pb2.FetchRequest.FromString,
-                    response_serializer=medcompute_dot_v1_dot_processing__pb2.ProcessResponse.SerializeToString,
+                    response_serializer=medcompute_dot_v1_dot_jobs__pb2.FetchResponse.SerializeToString,
             ),
-            'Cancel': grpc.unary_unary_rpc_method_handler(
-                    servicer.Cancel,
+            'CancelJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelJob,
                     request_deserializer=medcompute_dot_v1_dot_jobs__pb2.CancelJobRequest.FromString,
-                    response_serializer=medcompute_dot_v1_dot_jobs__pb2.JobInfo.SerializeToString,
+                    response_serializer=medcompute_dot_v1_dot_jobs__pb2.CancelJobResponse.SerializeToString,
             ),
-            'List': grpc.unary_unary_rpc_method_handler(
-                    servicer.List,
+            'ListJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListJobs,
                     request_deserializer=medcompute_dot_v1_dot_jobs__pb2.ListJobsRequest.FromString,
                     response_serializer=medcompute_dot_v1_dot_jobs__pb2.ListJobsResponse.SerializeToString,
             ),
@@ -204,7 +203,7 @@ def add_JobsServicer_to_server(servicer, server):
             'WatchInbox': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchInbox,
                     request_deserializer=medcompute_dot_v1_dot_jobs__pb2.WatchInboxRequest.FromString,
-                    response_serializer=medcompute_dot_v1_dot_jobs__pb2.Delivery.SerializeToString,
+                    response_serializer=medcompute_dot_v1_dot_jobs__pb2.WatchInboxResponse.SerializeToString,
             ),
             'GetUsage': grpc.unary_unary_rpc_method_handler(
                     servicer.GetUsage,
@@ -214,17 +213,17 @@ def add_JobsServicer_to_server(servicer, server):
             'GetInvoice': grpc.unary_unary_rpc_method_handler(
                     servicer.GetInvoice,
                     request_deserializer=medcompute_dot_v1_dot_jobs__pb2.GetInvoiceRequest.FromString,
-                    response_serializer=medcompute_dot_v1_dot_jobs__pb2.Invoice.SerializeToString,
+                    response_serializer=medcompute_dot_v1_dot_jobs__pb2.GetInvoiceResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
-            'medcompute.v1.Jobs', rpc_method_handlers)
+            'medcompute.v1.JobsService', rpc_method_handlers)
     server.add_generic_rpc_handlers((generic_handler,))
-    server.add_registered_method_handlers('medcompute.v1.Jobs', rpc_method_handlers)
+    server.add_registered_method_handlers('medcompute.v1.JobsService', rpc_method_handlers)
 
 
  # This class is part of an EXPERIMENTAL API.
-class Jobs:
+class JobsService:
     """Missing associated documentation comment in .proto file."""
 
     @staticmethod
@@ -241,7 +240,7 @@ class Jobs:
         return grpc.experimental.stream_unary(
             request_iterator,
             target,
-            '/medcompute.v1.Jobs/Submit',
+            '/medcompute.v1.JobsService/Submit',
             medcompute_dot_v1_dot_jobs__pb2.SubmitRequest.SerializeToString,
             medcompute_dot_v1_dot_jobs__pb2.SubmitResponse.FromString,
             options,
@@ -255,7 +254,7 @@ class Jobs:
             _registered_method=True)
 
     @staticmethod
-    def Get(request,
+    def GetJob(request,
             target,
             options=(),
             channel_credentials=None,
@@ -268,9 +267,9 @@ class Jobs:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/medcompute.v1.Jobs/Get',
+            '/medcompute.v1.JobsService/GetJob',
             medcompute_dot_v1_dot_jobs__pb2.GetJobRequest.SerializeToString,
-            medcompute_dot_v1_dot_jobs__pb2.JobInfo.FromString,
+            medcompute_dot_v1_dot_jobs__pb2.GetJobResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -282,7 +281,7 @@ class Jobs:
             _registered_method=True)
 
     @staticmethod
-    def Watch(request,
+    def WatchJob(request,
             target,
             options=(),
             channel_credentials=None,
@@ -295,9 +294,9 @@ class Jobs:
         return grpc.experimental.unary_stream(
             request,
             target,
-            '/medcompute.v1.Jobs/Watch',
+            '/medcompute.v1.JobsService/WatchJob',
             medcompute_dot_v1_dot_jobs__pb2.WatchJobRequest.SerializeToString,
-            medcompute_dot_v1_dot_jobs__pb2.JobEvent.FromString,
+            medcompute_dot_v1_dot_jobs__pb2.WatchJobResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -322,9 +321,9 @@ class Jobs:
         return grpc.experimental.unary_stream(
             request,
             target,
-            '/medcompute.v1.Jobs/Fetch',
+            '/medcompute.v1.JobsService/Fetch',
             medcompute_dot_v1_dot_jobs__pb2.FetchRequest.SerializeToString,
-            medcompute_dot_v1_dot_processing__pb2.ProcessResponse.FromString,
+            medcompute_dot_v1_dot_jobs__pb2.FetchResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -336,7 +335,7 @@ class Jobs:
             _registered_method=True)
 
     @staticmethod
-    def Cancel(request,
+    def CancelJob(request,
             target,
             options=(),
             channel_credentials=None,
@@ -349,9 +348,9 @@ class Jobs:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/medcompute.v1.Jobs/Cancel',
+            '/medcompute.v1.JobsService/CancelJob',
             medcompute_dot_v1_dot_jobs__pb2.CancelJobRequest.SerializeToString,
-            medcompute_dot_v1_dot_jobs__pb2.JobInfo.FromString,
+            medcompute_dot_v1_dot_jobs__pb2.CancelJobResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -363,7 +362,7 @@ class Jobs:
             _registered_method=True)
 
     @staticmethod
-    def List(request,
+    def ListJobs(request,
             target,
             options=(),
             channel_credentials=None,
@@ -376,7 +375,7 @@ class Jobs:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/medcompute.v1.Jobs/List',
+            '/medcompute.v1.JobsService/ListJobs',
             medcompute_dot_v1_dot_jobs__pb2.ListJobsRequest.SerializeToString,
             medcompute_dot_v1_dot_jobs__pb2.ListJobsResponse.FromString,
             options,
@@ -403,7 +402,7 @@ class Jobs:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/medcompute.v1.Jobs/ListInbox',
+            '/medcompute.v1.JobsService/ListInbox',
             medcompute_dot_v1_dot_jobs__pb2.ListInboxRequest.SerializeToString,
             medcompute_dot_v1_dot_jobs__pb2.ListInboxResponse.FromString,
             options,
@@ -430,9 +429,9 @@ class Jobs:
         return grpc.experimental.unary_stream(
             request,
             target,
-            '/medcompute.v1.Jobs/WatchInbox',
+            '/medcompute.v1.JobsService/WatchInbox',
             medcompute_dot_v1_dot_jobs__pb2.WatchInboxRequest.SerializeToString,
-            medcompute_dot_v1_dot_jobs__pb2.Delivery.FromString,
+            medcompute_dot_v1_dot_jobs__pb2.WatchInboxResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -457,7 +456,7 @@ class Jobs:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/medcompute.v1.Jobs/GetUsage',
+            '/medcompute.v1.JobsService/GetUsage',
             medcompute_dot_v1_dot_jobs__pb2.GetUsageRequest.SerializeToString,
             medcompute_dot_v1_dot_jobs__pb2.GetUsageResponse.FromString,
             options,
@@ -484,9 +483,9 @@ class Jobs:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/medcompute.v1.Jobs/GetInvoice',
+            '/medcompute.v1.JobsService/GetInvoice',
             medcompute_dot_v1_dot_jobs__pb2.GetInvoiceRequest.SerializeToString,
-            medcompute_dot_v1_dot_jobs__pb2.Invoice.FromString,
+            medcompute_dot_v1_dot_jobs__pb2.GetInvoiceResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -10,50 +10,50 @@ DESCRIPTOR: _descriptor.FileDescriptor
 class BoundaryMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     BOUNDARY_MODE_UNSPECIFIED: _ClassVar[BoundaryMode]
-    NEAREST: _ClassVar[BoundaryMode]
-    REFLECT: _ClassVar[BoundaryMode]
-    MIRROR: _ClassVar[BoundaryMode]
-    CONSTANT: _ClassVar[BoundaryMode]
-    WRAP: _ClassVar[BoundaryMode]
+    BOUNDARY_MODE_NEAREST: _ClassVar[BoundaryMode]
+    BOUNDARY_MODE_REFLECT: _ClassVar[BoundaryMode]
+    BOUNDARY_MODE_MIRROR: _ClassVar[BoundaryMode]
+    BOUNDARY_MODE_CONSTANT: _ClassVar[BoundaryMode]
+    BOUNDARY_MODE_WRAP: _ClassVar[BoundaryMode]
 
 class EdgeOperator(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     EDGE_OPERATOR_UNSPECIFIED: _ClassVar[EdgeOperator]
-    SOBEL: _ClassVar[EdgeOperator]
-    PREWITT: _ClassVar[EdgeOperator]
-    SCHARR: _ClassVar[EdgeOperator]
+    EDGE_OPERATOR_SOBEL: _ClassVar[EdgeOperator]
+    EDGE_OPERATOR_PREWITT: _ClassVar[EdgeOperator]
+    EDGE_OPERATOR_SCHARR: _ClassVar[EdgeOperator]
 
 class BandpassMethod(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     BANDPASS_METHOD_UNSPECIFIED: _ClassVar[BandpassMethod]
-    DOG: _ClassVar[BandpassMethod]
-    BUTTERWORTH: _ClassVar[BandpassMethod]
+    BANDPASS_METHOD_DOG: _ClassVar[BandpassMethod]
+    BANDPASS_METHOD_BUTTERWORTH: _ClassVar[BandpassMethod]
 
 class Projection(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     PROJECTION_UNSPECIFIED: _ClassVar[Projection]
-    MAX: _ClassVar[Projection]
-    MIN: _ClassVar[Projection]
-    MEAN: _ClassVar[Projection]
-    SUM: _ClassVar[Projection]
+    PROJECTION_MAX: _ClassVar[Projection]
+    PROJECTION_MIN: _ClassVar[Projection]
+    PROJECTION_MEAN: _ClassVar[Projection]
+    PROJECTION_SUM: _ClassVar[Projection]
 BOUNDARY_MODE_UNSPECIFIED: BoundaryMode
-NEAREST: BoundaryMode
-REFLECT: BoundaryMode
-MIRROR: BoundaryMode
-CONSTANT: BoundaryMode
-WRAP: BoundaryMode
+BOUNDARY_MODE_NEAREST: BoundaryMode
+BOUNDARY_MODE_REFLECT: BoundaryMode
+BOUNDARY_MODE_MIRROR: BoundaryMode
+BOUNDARY_MODE_CONSTANT: BoundaryMode
+BOUNDARY_MODE_WRAP: BoundaryMode
 EDGE_OPERATOR_UNSPECIFIED: EdgeOperator
-SOBEL: EdgeOperator
-PREWITT: EdgeOperator
-SCHARR: EdgeOperator
+EDGE_OPERATOR_SOBEL: EdgeOperator
+EDGE_OPERATOR_PREWITT: EdgeOperator
+EDGE_OPERATOR_SCHARR: EdgeOperator
 BANDPASS_METHOD_UNSPECIFIED: BandpassMethod
-DOG: BandpassMethod
-BUTTERWORTH: BandpassMethod
+BANDPASS_METHOD_DOG: BandpassMethod
+BANDPASS_METHOD_BUTTERWORTH: BandpassMethod
 PROJECTION_UNSPECIFIED: Projection
-MAX: Projection
-MIN: Projection
-MEAN: Projection
-SUM: Projection
+PROJECTION_MAX: Projection
+PROJECTION_MIN: Projection
+PROJECTION_MEAN: Projection
+PROJECTION_SUM: Projection
 
 class GaussianOp(_message.Message):
     __slots__ = ("sigma", "sigma_mm", "truncate", "mode", "cval")

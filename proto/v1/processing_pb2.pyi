@@ -11,21 +11,25 @@ DESCRIPTOR: _descriptor.FileDescriptor
 
 class Device(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
-    DEVICE_AUTO: _ClassVar[Device]
+    DEVICE_UNSPECIFIED: _ClassVar[Device]
     DEVICE_GPU: _ClassVar[Device]
     DEVICE_CPU: _ClassVar[Device]
+    DEVICE_AUTO: _ClassVar[Device]
 
 class OutputFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
-    OUTPUT_RAW: _ClassVar[OutputFormat]
-    OUTPUT_DICOM_SERIES: _ClassVar[OutputFormat]
-    OUTPUT_DICOM_FILE: _ClassVar[OutputFormat]
-DEVICE_AUTO: Device
+    OUTPUT_FORMAT_UNSPECIFIED: _ClassVar[OutputFormat]
+    OUTPUT_FORMAT_DICOM_SERIES: _ClassVar[OutputFormat]
+    OUTPUT_FORMAT_DICOM_FILE: _ClassVar[OutputFormat]
+    OUTPUT_FORMAT_RAW: _ClassVar[OutputFormat]
+DEVICE_UNSPECIFIED: Device
 DEVICE_GPU: Device
 DEVICE_CPU: Device
-OUTPUT_RAW: OutputFormat
-OUTPUT_DICOM_SERIES: OutputFormat
-OUTPUT_DICOM_FILE: OutputFormat
+DEVICE_AUTO: Device
+OUTPUT_FORMAT_UNSPECIFIED: OutputFormat
+OUTPUT_FORMAT_DICOM_SERIES: OutputFormat
+OUTPUT_FORMAT_DICOM_FILE: OutputFormat
+OUTPUT_FORMAT_RAW: OutputFormat
 
 class ProcessHeader(_message.Message):
     __slots__ = ("pipeline", "input", "operands", "device", "output_dtype", "compute_dtype", "output_format", "result_compression", "allow_fallback", "store_result", "retention_seconds", "recompute")
@@ -45,15 +49,15 @@ class ProcessHeader(_message.Message):
     input: _image_pb2.ImageSource
     operands: _containers.RepeatedCompositeFieldContainer[_image_pb2.ImageSource]
     device: Device
-    output_dtype: _image_pb2.DType
-    compute_dtype: _image_pb2.DType
+    output_dtype: _image_pb2.DataType
+    compute_dtype: _image_pb2.DataType
     output_format: OutputFormat
     result_compression: _image_pb2.Compression
     allow_fallback: bool
     store_result: bool
     retention_seconds: int
     recompute: bool
-    def __init__(self, pipeline: _Optional[_Iterable[_Union[_operations_pb2.Operation, _Mapping]]] = ..., input: _Optional[_Union[_image_pb2.ImageSource, _Mapping]] = ..., operands: _Optional[_Iterable[_Union[_image_pb2.ImageSource, _Mapping]]] = ..., device: _Optional[_Union[Device, str]] = ..., output_dtype: _Optional[_Union[_image_pb2.DType, str]] = ..., compute_dtype: _Optional[_Union[_image_pb2.DType, str]] = ..., output_format: _Optional[_Union[OutputFormat, str]] = ..., result_compression: _Optional[_Union[_image_pb2.Compression, str]] = ..., allow_fallback: _Optional[bool] = ..., store_result: _Optional[bool] = ..., retention_seconds: _Optional[int] = ..., recompute: _Optional[bool] = ...) -> None: ...
+    def __init__(self, pipeline: _Optional[_Iterable[_Union[_operations_pb2.Operation, _Mapping]]] = ..., input: _Optional[_Union[_image_pb2.ImageSource, _Mapping]] = ..., operands: _Optional[_Iterable[_Union[_image_pb2.ImageSource, _Mapping]]] = ..., device: _Optional[_Union[Device, str]] = ..., output_dtype: _Optional[_Union[_image_pb2.DataType, str]] = ..., compute_dtype: _Optional[_Union[_image_pb2.DataType, str]] = ..., output_format: _Optional[_Union[OutputFormat, str]] = ..., result_compression: _Optional[_Union[_image_pb2.Compression, str]] = ..., allow_fallback: _Optional[bool] = ..., store_result: _Optional[bool] = ..., retention_seconds: _Optional[int] = ..., recompute: _Optional[bool] = ...) -> None: ...
 
 class ProcessRequest(_message.Message):
     __slots__ = ("header", "chunk")

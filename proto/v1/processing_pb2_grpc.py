@@ -25,8 +25,9 @@ if _version_not_supported:
     )
 
 
-class ProcessingStub:
-    """Missing associated documentation comment in .proto file."""
+class ProcessingServiceStub:
+    """Process an image synchronously, and describe the operations.
+    """
 
     def __init__(self, channel):
         """Constructor.
@@ -35,19 +36,20 @@ class ProcessingStub:
             channel: A grpc.Channel.
         """
         self.Process = channel.stream_stream(
-                '/medcompute.v1.Processing/Process',
+                '/medcompute.v1.ProcessingService/Process',
                 request_serializer=medcompute_dot_v1_dot_processing__pb2.ProcessRequest.SerializeToString,
                 response_deserializer=medcompute_dot_v1_dot_processing__pb2.ProcessResponse.FromString,
                 _registered_method=True)
         self.ListOperations = channel.unary_unary(
-                '/medcompute.v1.Processing/ListOperations',
+                '/medcompute.v1.ProcessingService/ListOperations',
                 request_serializer=medcompute_dot_v1_dot_processing__pb2.ListOperationsRequest.SerializeToString,
                 response_deserializer=medcompute_dot_v1_dot_processing__pb2.ListOperationsResponse.FromString,
                 _registered_method=True)
 
 
-class ProcessingServicer:
-    """Missing associated documentation comment in .proto file."""
+class ProcessingServiceServicer:
+    """Process an image synchronously, and describe the operations.
+    """
 
     def Process(self, request_iterator, context):
         """Client stream: one ProcessRequest with a header, then the chunks of every
@@ -66,7 +68,7 @@ class ProcessingServicer:
         raise NotImplementedError('Method not implemented!')
 
 
-def add_ProcessingServicer_to_server(servicer, server):
+def add_ProcessingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Process': grpc.stream_stream_rpc_method_handler(
                     servicer.Process,
@@ -80,14 +82,15 @@ def add_ProcessingServicer_to_server(servicer, server):
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
-            'medcompute.v1.Processing', rpc_method_handlers)
+            'medcompute.v1.ProcessingService', rpc_method_handlers)
     server.add_generic_rpc_handlers((generic_handler,))
-    server.add_registered_method_handlers('medcompute.v1.Processing', rpc_method_handlers)
+    server.add_registered_method_handlers('medcompute.v1.ProcessingService', rpc_method_handlers)
 
 
  # This class is part of an EXPERIMENTAL API.
-class Processing:
-    """Missing associated documentation comment in .proto file."""
+class ProcessingService:
+    """Process an image synchronously, and describe the operations.
+    """
 
     @staticmethod
     def Process(request_iterator,
@@ -103,7 +106,7 @@ class Processing:
         return grpc.experimental.stream_stream(
             request_iterator,
             target,
-            '/medcompute.v1.Processing/Process',
+            '/medcompute.v1.ProcessingService/Process',
             medcompute_dot_v1_dot_processing__pb2.ProcessRequest.SerializeToString,
             medcompute_dot_v1_dot_processing__pb2.ProcessResponse.FromString,
             options,
@@ -130,7 +133,7 @@ class Processing:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/medcompute.v1.Processing/ListOperations',
+            '/medcompute.v1.ProcessingService/ListOperations',
             medcompute_dot_v1_dot_processing__pb2.ListOperationsRequest.SerializeToString,
             medcompute_dot_v1_dot_processing__pb2.ListOperationsResponse.FromString,
             options,

@@ -11,18 +11,20 @@ DESCRIPTOR: _descriptor.FileDescriptor
 class ImageKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     IMAGE_KIND_UNSPECIFIED: _ClassVar[ImageKind]
-    ORIGINAL: _ClassVar[ImageKind]
-    DERIVED: _ClassVar[ImageKind]
+    IMAGE_KIND_ORIGINAL: _ClassVar[ImageKind]
+    IMAGE_KIND_DERIVED: _ClassVar[ImageKind]
 
 class StoredFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
-    STORED_VOXELS: _ClassVar[StoredFormat]
-    STORED_DICOM: _ClassVar[StoredFormat]
+    STORED_FORMAT_UNSPECIFIED: _ClassVar[StoredFormat]
+    STORED_FORMAT_DICOM: _ClassVar[StoredFormat]
+    STORED_FORMAT_VOXELS: _ClassVar[StoredFormat]
 IMAGE_KIND_UNSPECIFIED: ImageKind
-ORIGINAL: ImageKind
-DERIVED: ImageKind
-STORED_VOXELS: StoredFormat
-STORED_DICOM: StoredFormat
+IMAGE_KIND_ORIGINAL: ImageKind
+IMAGE_KIND_DERIVED: ImageKind
+STORED_FORMAT_UNSPECIFIED: StoredFormat
+STORED_FORMAT_DICOM: StoredFormat
+STORED_FORMAT_VOXELS: StoredFormat
 
 class ImagingConditions(_message.Message):
     __slots__ = ("repetition_time_ms", "echo_time_ms", "inversion_time_ms", "flip_angle_deg", "field_strength_t", "kvp", "tube_current_ma", "exposure_mas", "exposure_time_ms", "pitch", "slice_thickness_mm", "other")
@@ -112,7 +114,7 @@ class StoredImage(_message.Message):
     kind: ImageKind
     metadata: ImageMetadata
     shape: _containers.RepeatedScalarFieldContainer[int]
-    dtype: _image_pb2.DType
+    dtype: _image_pb2.DataType
     spacing_mm: _containers.RepeatedScalarFieldContainer[float]
     size: int
     crc32: int
@@ -125,7 +127,7 @@ class StoredImage(_message.Message):
     operations: _containers.RepeatedScalarFieldContainer[str]
     derivation: str
     job_id: str
-    def __init__(self, image_id: _Optional[str] = ..., owner: _Optional[str] = ..., kind: _Optional[_Union[ImageKind, str]] = ..., metadata: _Optional[_Union[ImageMetadata, _Mapping]] = ..., shape: _Optional[_Iterable[int]] = ..., dtype: _Optional[_Union[_image_pb2.DType, str]] = ..., spacing_mm: _Optional[_Iterable[float]] = ..., size: _Optional[int] = ..., crc32: _Optional[int] = ..., dicom_files: _Optional[int] = ..., stored_bytes: _Optional[int] = ..., created_at: _Optional[float] = ..., expires_at: _Optional[float] = ..., source_image_id: _Optional[str] = ..., operand_image_ids: _Optional[_Iterable[str]] = ..., operations: _Optional[_Iterable[str]] = ..., derivation: _Optional[str] = ..., job_id: _Optional[str] = ...) -> None: ...
+    def __init__(self, image_id: _Optional[str] = ..., owner: _Optional[str] = ..., kind: _Optional[_Union[ImageKind, str]] = ..., metadata: _Optional[_Union[ImageMetadata, _Mapping]] = ..., shape: _Optional[_Iterable[int]] = ..., dtype: _Optional[_Union[_image_pb2.DataType, str]] = ..., spacing_mm: _Optional[_Iterable[float]] = ..., size: _Optional[int] = ..., crc32: _Optional[int] = ..., dicom_files: _Optional[int] = ..., stored_bytes: _Optional[int] = ..., created_at: _Optional[float] = ..., expires_at: _Optional[float] = ..., source_image_id: _Optional[str] = ..., operand_image_ids: _Optional[_Iterable[str]] = ..., operations: _Optional[_Iterable[str]] = ..., derivation: _Optional[str] = ..., job_id: _Optional[str] = ...) -> None: ...
 
 class RegisterHeader(_message.Message):
     __slots__ = ("image", "metadata", "retention_seconds")
@@ -145,13 +147,15 @@ class RegisterRequest(_message.Message):
     chunk: _image_pb2.Chunk
     def __init__(self, header: _Optional[_Union[RegisterHeader, _Mapping]] = ..., chunk: _Optional[_Union[_image_pb2.Chunk, _Mapping]] = ...) -> None: ...
 
-class RegisterReply(_message.Message):
-    __slots__ = ("image", "existing")
+class RegisterResponse(_message.Message):
+    __slots__ = ("image", "existing", "differing_fields")
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     EXISTING_FIELD_NUMBER: _ClassVar[int]
+    DIFFERING_FIELDS_FIELD_NUMBER: _ClassVar[int]
     image: StoredImage
     existing: bool
-    def __init__(self, image: _Optional[_Union[StoredImage, _Mapping]] = ..., existing: _Optional[bool] = ...) -> None: ...
+    differing_fields: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, image: _Optional[_Union[StoredImage, _Mapping]] = ..., existing: _Optional[bool] = ..., differing_fields: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class FindRequest(_message.Message):
     __slots__ = ("patient_id", "study_instance_uid", "series_instance_uid", "modality", "date_from", "date_to", "registered_by", "kind", "source_image_id", "page_size", "page_token")
@@ -179,7 +183,7 @@ class FindRequest(_message.Message):
     page_token: str
     def __init__(self, patient_id: _Optional[str] = ..., study_instance_uid: _Optional[str] = ..., series_instance_uid: _Optional[str] = ..., modality: _Optional[str] = ..., date_from: _Optional[str] = ..., date_to: _Optional[str] = ..., registered_by: _Optional[str] = ..., kind: _Optional[_Union[ImageKind, str]] = ..., source_image_id: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
-class FindReply(_message.Message):
+class FindResponse(_message.Message):
     __slots__ = ("images", "next_page_token")
     IMAGES_FIELD_NUMBER: _ClassVar[int]
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
@@ -221,7 +225,7 @@ class DeleteRequest(_message.Message):
     image_id: str
     def __init__(self, image_id: _Optional[str] = ...) -> None: ...
 
-class DeleteReply(_message.Message):
+class DeleteResponse(_message.Message):
     __slots__ = ("freed_bytes",)
     FREED_BYTES_FIELD_NUMBER: _ClassVar[int]
     freed_bytes: int
@@ -239,7 +243,7 @@ class PreviewRequest(_message.Message):
     window_width: float
     def __init__(self, image_id: _Optional[str] = ..., max_size: _Optional[int] = ..., window_center: _Optional[float] = ..., window_width: _Optional[float] = ...) -> None: ...
 
-class PreviewReply(_message.Message):
+class PreviewResponse(_message.Message):
     __slots__ = ("png", "width", "height", "rendering")
     PNG_FIELD_NUMBER: _ClassVar[int]
     WIDTH_FIELD_NUMBER: _ClassVar[int]
@@ -265,7 +269,7 @@ class VerifyProblem(_message.Message):
     problem: str
     def __init__(self, image_id: _Optional[str] = ..., blob: _Optional[str] = ..., problem: _Optional[str] = ...) -> None: ...
 
-class VerifyReply(_message.Message):
+class VerifyResponse(_message.Message):
     __slots__ = ("images", "blobs", "bytes", "problems", "unreferenced_blobs")
     IMAGES_FIELD_NUMBER: _ClassVar[int]
     BLOBS_FIELD_NUMBER: _ClassVar[int]
@@ -285,7 +289,7 @@ class BackupRequest(_message.Message):
     destination: str
     def __init__(self, destination: _Optional[str] = ...) -> None: ...
 
-class BackupReply(_message.Message):
+class BackupResponse(_message.Message):
     __slots__ = ("destination", "images", "blobs", "bytes")
     DESTINATION_FIELD_NUMBER: _ClassVar[int]
     IMAGES_FIELD_NUMBER: _ClassVar[int]
@@ -303,7 +307,7 @@ class PurgeRequest(_message.Message):
     dry_run: bool
     def __init__(self, dry_run: _Optional[bool] = ...) -> None: ...
 
-class PurgeReply(_message.Message):
+class PurgeResponse(_message.Message):
     __slots__ = ("image_ids", "freed_bytes", "blobs_removed")
     IMAGE_IDS_FIELD_NUMBER: _ClassVar[int]
     FREED_BYTES_FIELD_NUMBER: _ClassVar[int]

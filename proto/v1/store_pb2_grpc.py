@@ -25,7 +25,7 @@ if _version_not_supported:
     )
 
 
-class StoreStub:
+class StoreServiceStub:
     """Missing associated documentation comment in .proto file."""
 
     def __init__(self, channel):
@@ -35,55 +35,56 @@ class StoreStub:
             channel: A grpc.Channel.
         """
         self.Register = channel.stream_unary(
-                '/medcompute.v1.Store/Register',
+                '/medcompute.v1.StoreService/Register',
                 request_serializer=medcompute_dot_v1_dot_store__pb2.RegisterRequest.SerializeToString,
-                response_deserializer=medcompute_dot_v1_dot_store__pb2.RegisterReply.FromString,
+                response_deserializer=medcompute_dot_v1_dot_store__pb2.RegisterResponse.FromString,
                 _registered_method=True)
         self.Find = channel.unary_unary(
-                '/medcompute.v1.Store/Find',
+                '/medcompute.v1.StoreService/Find',
                 request_serializer=medcompute_dot_v1_dot_store__pb2.FindRequest.SerializeToString,
-                response_deserializer=medcompute_dot_v1_dot_store__pb2.FindReply.FromString,
+                response_deserializer=medcompute_dot_v1_dot_store__pb2.FindResponse.FromString,
                 _registered_method=True)
         self.Get = channel.unary_stream(
-                '/medcompute.v1.Store/Get',
+                '/medcompute.v1.StoreService/Get',
                 request_serializer=medcompute_dot_v1_dot_store__pb2.GetRequest.SerializeToString,
                 response_deserializer=medcompute_dot_v1_dot_store__pb2.GetResponse.FromString,
                 _registered_method=True)
         self.Delete = channel.unary_unary(
-                '/medcompute.v1.Store/Delete',
+                '/medcompute.v1.StoreService/Delete',
                 request_serializer=medcompute_dot_v1_dot_store__pb2.DeleteRequest.SerializeToString,
-                response_deserializer=medcompute_dot_v1_dot_store__pb2.DeleteReply.FromString,
+                response_deserializer=medcompute_dot_v1_dot_store__pb2.DeleteResponse.FromString,
                 _registered_method=True)
         self.Preview = channel.unary_unary(
-                '/medcompute.v1.Store/Preview',
+                '/medcompute.v1.StoreService/Preview',
                 request_serializer=medcompute_dot_v1_dot_store__pb2.PreviewRequest.SerializeToString,
-                response_deserializer=medcompute_dot_v1_dot_store__pb2.PreviewReply.FromString,
+                response_deserializer=medcompute_dot_v1_dot_store__pb2.PreviewResponse.FromString,
                 _registered_method=True)
         self.Verify = channel.unary_unary(
-                '/medcompute.v1.Store/Verify',
+                '/medcompute.v1.StoreService/Verify',
                 request_serializer=medcompute_dot_v1_dot_store__pb2.VerifyRequest.SerializeToString,
-                response_deserializer=medcompute_dot_v1_dot_store__pb2.VerifyReply.FromString,
+                response_deserializer=medcompute_dot_v1_dot_store__pb2.VerifyResponse.FromString,
                 _registered_method=True)
         self.Backup = channel.unary_unary(
-                '/medcompute.v1.Store/Backup',
+                '/medcompute.v1.StoreService/Backup',
                 request_serializer=medcompute_dot_v1_dot_store__pb2.BackupRequest.SerializeToString,
-                response_deserializer=medcompute_dot_v1_dot_store__pb2.BackupReply.FromString,
+                response_deserializer=medcompute_dot_v1_dot_store__pb2.BackupResponse.FromString,
                 _registered_method=True)
         self.Purge = channel.unary_unary(
-                '/medcompute.v1.Store/Purge',
+                '/medcompute.v1.StoreService/Purge',
                 request_serializer=medcompute_dot_v1_dot_store__pb2.PurgeRequest.SerializeToString,
-                response_deserializer=medcompute_dot_v1_dot_store__pb2.PurgeReply.FromString,
+                response_deserializer=medcompute_dot_v1_dot_store__pb2.PurgeResponse.FromString,
                 _registered_method=True)
 
 
-class StoreServicer:
+class StoreServiceServicer:
     """Missing associated documentation comment in .proto file."""
 
     def Register(self, request_iterator, context):
         """Client stream: one RegisterRequest with a header, then the image's chunks
-        (Chunk.image is 0). Answered once the image is durable: its blobs written and
+        (Chunk.operand absent). Answered once the image is durable: its blobs written and
         synced, its catalog row committed. The same instance registered twice by the same
-        subscriber answers the id it already has (existing = true).
+        subscriber answers the id it already has (existing = true; differing_fields when
+        the second registration's metadata disagrees with the one kept).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -140,17 +141,17 @@ class StoreServicer:
         raise NotImplementedError('Method not implemented!')
 
 
-def add_StoreServicer_to_server(servicer, server):
+def add_StoreServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Register': grpc.stream_unary_rpc_method_handler(
                     servicer.Register,
                     request_deserializer=medcompute_dot_v1_dot_store__pb2.RegisterRequest.FromString,
-                    response_serializer=medcompute_dot_v1_dot_store__pb2.RegisterReply.SerializeToString,
+                    response_serializer=medcompute_dot_v1_dot_store__pb2.RegisterResponse.SerializeToString,
             ),
             'Find': grpc.unary_unary_rpc_method_handler(
                     servicer.Find,
                     request_deserializer=medcompute_dot_v1_dot_store__pb2.FindRequest.FromString,
-                    response_serializer=medcompute_dot_v1_dot_store__pb2.FindReply.SerializeToString,
+                    response_serializer=medcompute_dot_v1_dot_store__pb2.FindResponse.SerializeToString,
             ),
             'Get': grpc.unary_stream_rpc_method_handler(
                     servicer.Get,
@@ -160,37 +161,37 @@ def add_StoreServicer_to_server(servicer, server):
             'Delete': grpc.unary_unary_rpc_method_handler(
                     servicer.Delete,
                     request_deserializer=medcompute_dot_v1_dot_store__pb2.DeleteRequest.FromString,
-                    response_serializer=medcompute_dot_v1_dot_store__pb2.DeleteReply.SerializeToString,
+                    response_serializer=medcompute_dot_v1_dot_store__pb2.DeleteResponse.SerializeToString,
             ),
             'Preview': grpc.unary_unary_rpc_method_handler(
                     servicer.Preview,
                     request_deserializer=medcompute_dot_v1_dot_store__pb2.PreviewRequest.FromString,
-                    response_serializer=medcompute_dot_v1_dot_store__pb2.PreviewReply.SerializeToString,
+                    response_serializer=medcompute_dot_v1_dot_store__pb2.PreviewResponse.SerializeToString,
             ),
             'Verify': grpc.unary_unary_rpc_method_handler(
                     servicer.Verify,
                     request_deserializer=medcompute_dot_v1_dot_store__pb2.VerifyRequest.FromString,
-                    response_serializer=medcompute_dot_v1_dot_store__pb2.VerifyReply.SerializeToString,
+                    response_serializer=medcompute_dot_v1_dot_store__pb2.VerifyResponse.SerializeToString,
             ),
             'Backup': grpc.unary_unary_rpc_method_handler(
                     servicer.Backup,
                     request_deserializer=medcompute_dot_v1_dot_store__pb2.BackupRequest.FromString,
-                    response_serializer=medcompute_dot_v1_dot_store__pb2.BackupReply.SerializeToString,
+                    response_serializer=medcompute_dot_v1_dot_store__pb2.BackupResponse.SerializeToString,
             ),
             'Purge': grpc.unary_unary_rpc_method_handler(
                     servicer.Purge,
                     request_deserializer=medcompute_dot_v1_dot_store__pb2.PurgeRequest.FromString,
-                    response_serializer=medcompute_dot_v1_dot_store__pb2.PurgeReply.SerializeToString,
+                    response_serializer=medcompute_dot_v1_dot_store__pb2.PurgeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
-            'medcompute.v1.Store', rpc_method_handlers)
+            'medcompute.v1.StoreService', rpc_method_handlers)
     server.add_generic_rpc_handlers((generic_handler,))
-    server.add_registered_method_handlers('medcompute.v1.Store', rpc_method_handlers)
+    server.add_registered_method_handlers('medcompute.v1.StoreService', rpc_method_handlers)
 
 
  # This class is part of an EXPERIMENTAL API.
-class Store:
+class StoreService:
     """Missing associated documentation comment in .proto file."""
 
     @staticmethod
@@ -207,9 +208,9 @@ class Store:
         return grpc.experimental.stream_unary(
             request_iterator,
             target,
-            '/medcompute.v1.Store/Register',
+            '/medcompute.v1.StoreService/Register',
             medcompute_dot_v1_dot_store__pb2.RegisterRequest.SerializeToString,
-            medcompute_dot_v1_dot_store__pb2.RegisterReply.FromString,
+            medcompute_dot_v1_dot_store__pb2.RegisterResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -234,9 +235,9 @@ class Store:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/medcompute.v1.Store/Find',
+            '/medcompute.v1.StoreService/Find',
             medcompute_dot_v1_dot_store__pb2.FindRequest.SerializeToString,
-            medcompute_dot_v1_dot_store__pb2.FindReply.FromString,
+            medcompute_dot_v1_dot_store__pb2.FindResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -261,7 +262,7 @@ class Store:
         return grpc.experimental.unary_stream(
             request,
             target,
-            '/medcompute.v1.Store/Get',
+            '/medcompute.v1.StoreService/Get',
             medcompute_dot_v1_dot_store__pb2.GetRequest.SerializeToString,
             medcompute_dot_v1_dot_store__pb2.GetResponse.FromString,
             options,
@@ -288,9 +289,9 @@ class Store:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/medcompute.v1.Store/Delete',
+            '/medcompute.v1.StoreService/Delete',
             medcompute_dot_v1_dot_store__pb2.DeleteRequest.SerializeToString,
-            medcompute_dot_v1_dot_store__pb2.DeleteReply.FromString,
+            medcompute_dot_v1_dot_store__pb2.DeleteResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -315,9 +316,9 @@ class Store:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/medcompute.v1.Store/Preview',
+            '/medcompute.v1.StoreService/Preview',
             medcompute_dot_v1_dot_store__pb2.PreviewRequest.SerializeToString,
-            medcompute_dot_v1_dot_store__pb2.PreviewReply.FromString,
+            medcompute_dot_v1_dot_store__pb2.PreviewResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -342,9 +343,9 @@ class Store:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/medcompute.v1.Store/Verify',
+            '/medcompute.v1.StoreService/Verify',
             medcompute_dot_v1_dot_store__pb2.VerifyRequest.SerializeToString,
-            medcompute_dot_v1_dot_store__pb2.VerifyReply.FromString,
+            medcompute_dot_v1_dot_store__pb2.VerifyResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -369,9 +370,9 @@ class Store:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/medcompute.v1.Store/Backup',
+            '/medcompute.v1.StoreService/Backup',
             medcompute_dot_v1_dot_store__pb2.BackupRequest.SerializeToString,
-            medcompute_dot_v1_dot_store__pb2.BackupReply.FromString,
+            medcompute_dot_v1_dot_store__pb2.BackupResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -396,9 +397,9 @@ class Store:
         return grpc.experimental.unary_unary(
             request,
             target,
-            '/medcompute.v1.Store/Purge',
+            '/medcompute.v1.StoreService/Purge',
             medcompute_dot_v1_dot_store__pb2.PurgeRequest.SerializeToString,
-            medcompute_dot_v1_dot_store__pb2.PurgeReply.FromString,
+            medcompute_dot_v1_dot_store__pb2.PurgeResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -14,16 +14,17 @@ def test_voxel_and_mm_and_per_axis():
 
 def test_enums_by_name_and_flags():
     op = parse_op("edge:operator=Scharr,axes=[1,2],mode=reflect")
-    assert op.edge.operator == o.SCHARR and list(op.edge.axes) == [1, 2]
-    assert op.edge.mode == o.REFLECT
+    assert op.edge.operator == o.EDGE_OPERATOR_SCHARR and list(op.edge.axes) == [1, 2]
+    assert op.edge.mode == o.BOUNDARY_MODE_REFLECT
     assert parse_op("gradient:axis=-1,per_mm=yes").gradient.per_mm is True
-    assert parse_op("butterworth:low_cutoff_mm=2,order=4").bandpass.method == o.BUTTERWORTH
+    bandpass = parse_op("butterworth:low_cutoff_mm=2,order=4").bandpass
+    assert bandpass.method == o.BANDPASS_METHOD_BUTTERWORTH
 
 
 def test_shorthands():
-    assert parse_op("mip:axis=1").project.kind == o.MAX
-    assert parse_op("minip").project.kind == o.MIN
-    assert parse_op("mip:kind=mean").project.kind == o.MEAN  # explicit wins
+    assert parse_op("mip:axis=1").project.kind == o.PROJECTION_MAX
+    assert parse_op("minip").project.kind == o.PROJECTION_MIN
+    assert parse_op("mip:kind=mean").project.kind == o.PROJECTION_MEAN  # explicit wins
     for alias, (name, _) in ALIASES.items():
         assert parse_op(alias).WhichOneof("op") == name
 

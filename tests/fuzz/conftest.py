@@ -80,7 +80,7 @@ class FuzzCaller:
         self.channel = grpc.insecure_channel(address, options=[
             ("grpc.max_receive_message_length", wire.MAX_MESSAGE_BYTES)])
         self._process = self.channel.stream_stream(
-            "/medcompute.v1.Processing/Process",
+            "/medcompute.v1.ProcessingService/Process",
             request_serializer=lambda b: b,
             response_deserializer=pb.ProcessResponse.FromString)
 
@@ -129,7 +129,8 @@ class FuzzCaller:
         head = pb.ProcessHeader(
             pipeline=[ops.Operation(gaussian=ops.GaussianOp(sigma=[0.0]))],
             input=img.ImageSource(inline=img.ImageDescriptor(
-                encoding=img.RAW, shape=a.shape, dtype=img.FLOAT32, size=a.nbytes,
+                encoding=img.ENCODING_RAW, shape=a.shape, dtype=img.DATA_TYPE_FLOAT32,
+                size=a.nbytes,
                 crc32=wire.crc32(a))))
         outcome = self.call([pb.ProcessRequest(header=head),
                              pb.ProcessRequest(chunk=img.Chunk(data=a.tobytes()))])
@@ -146,11 +147,12 @@ def _result(responses) -> Outcome:
     decoder = wire.ChunkDecoder(out.compression, "result")
     data = bytearray()
     for r in responses[1:]:
-        assert r.WhichOneof("msg") == "chunk" and r.chunk.image == 0, "a second result header"
+        assert r.WhichOneof("msg") == "chunk", "a second result header"
+        assert not r.chunk.HasField("operand"), "a result chunk names an operand"
         data += decoder.decode(r.chunk.data)
     assert len(data) == out.size, f"result has {len(data)} bytes, its header says {out.size}"
     assert zlib.crc32(data) == out.crc32, "result checksum mismatch"
-    if out.encoding == img.RAW:
+    if out.encoding == img.ENCODING_RAW:
         itemsize = wire.dtype_from_proto(out.dtype, "result.dtype").itemsize
         assert out.size == int(np.prod(out.shape)) * itemsize, "result shape and size disagree"
     else:

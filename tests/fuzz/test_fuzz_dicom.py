@@ -298,15 +298,17 @@ def uploads(draw):
         cuts = sorted(set(draw(st.lists(st.integers(1, len(blob)), max_size=4))))
         sizes = [b - a for a, b in zip([0, *cuts], [*cuts, len(blob)]) if b > a]
         mutations = [*mutations, "file_sizes"]
-    compression = draw(st.sampled_from([img.COMPRESSION_NONE] * 4 + [img.ZSTD, img.BLOSC]))
+    compression = draw(st.sampled_from([img.COMPRESSION_NONE] * 4 + [img.COMPRESSION_ZSTD,
+                                                                     img.COMPRESSION_BLOSC]))
     header = pb.ProcessHeader(
         pipeline=draw(st.sampled_from(PIPELINES)),
         input=img.ImageSource(inline=img.ImageDescriptor(
-            encoding=img.DICOM, file_sizes=sizes, size=len(blob), crc32=wire.crc32(blob),
+            encoding=img.ENCODING_DICOM, file_sizes=sizes, size=len(blob), crc32=wire.crc32(blob),
             compression=compression)),
-        output_format=draw(st.sampled_from([pb.OUTPUT_RAW, pb.OUTPUT_DICOM_SERIES,
-                                            pb.OUTPUT_DICOM_FILE])),
-        output_dtype=draw(st.sampled_from([0, img.UINT8, img.INT16, img.UINT16, img.FLOAT64])))
+        output_format=draw(st.sampled_from([pb.OUTPUT_FORMAT_RAW, pb.OUTPUT_FORMAT_DICOM_SERIES,
+                                            pb.OUTPUT_FORMAT_DICOM_FILE])),
+        output_dtype=draw(st.sampled_from([0, img.DATA_TYPE_UINT8, img.DATA_TYPE_INT16,
+                                           img.DATA_TYPE_UINT16, img.DATA_TYPE_FLOAT64])))
     messages = [pb.ProcessRequest(header=header)]
     messages += [pb.ProcessRequest(chunk=img.Chunk(data=c))
                  for c in wire.iter_chunks(blob, compression=compression)]
@@ -320,7 +322,7 @@ def test_damaged_dicom_uploads(fuzz, case):
     if not mutations and name in GOOD + [SERIES]:
         # A file as pydicom ships it is processed, unless the pipeline does not fit it.
         assert outcome.ok or "pipeline" in outcome.details, outcome
-    if outcome.ok and header.output_format != pb.OUTPUT_RAW:
+    if outcome.ok and header.output_format != pb.OUTPUT_FORMAT_RAW:
         # The derived files are DICOM again.
         at = 0
         for size in outcome.header.output.file_sizes:

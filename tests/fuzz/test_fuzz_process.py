@@ -189,7 +189,7 @@ def messages(draw, cls, overrides=None, plausible: bool = False):
 # -- images ----------------------------------------------------------------------------------
 
 DTYPES = sorted(wire.DTYPES)
-COMPRESSIONS = [img.COMPRESSION_NONE, img.ZSTD, img.BLOSC]
+COMPRESSIONS = [img.COMPRESSION_NONE, img.COMPRESSION_ZSTD, img.COMPRESSION_BLOSC]
 
 
 @st.composite
@@ -215,7 +215,7 @@ def arrays(draw, shape=None, max_side=6):
 def descriptor(a: np.ndarray, compression=img.COMPRESSION_NONE,
                spacing=None) -> img.ImageDescriptor:
     return img.ImageDescriptor(
-        encoding=img.RAW, shape=a.shape, dtype=wire.dtype_to_proto(a.dtype), size=a.nbytes,
+        encoding=img.ENCODING_RAW, shape=a.shape, dtype=wire.dtype_to_proto(a.dtype), size=a.nbytes,
         crc32=wire.crc32(a), compression=compression, spacing_mm=spacing or ())
 
 
@@ -277,7 +277,7 @@ def request(header: pb.ProcessHeader, images) -> list[pb.ProcessRequest]:
     """The header, then the chunks of each image in turn."""
     out = [pb.ProcessRequest(header=header)]
     for i, payloads in enumerate(images):
-        out.extend(pb.ProcessRequest(chunk=img.Chunk(image=i, data=p)) for p in payloads)
+        out.extend(pb.ProcessRequest(chunk=wire.image_chunk(i, p)) for p in payloads)
     return out
 
 
@@ -316,9 +316,10 @@ def headers(draw, plausible=False):
         overrides.update(
             device=_mostly(st.sampled_from([pb.DEVICE_AUTO, pb.DEVICE_CPU]),
                            st.sampled_from([pb.DEVICE_GPU, 7])),
-            compute_dtype=_mostly(st.sampled_from([0, img.FLOAT32, img.FLOAT64]),
+            compute_dtype=_mostly(st.sampled_from([0, img.DATA_TYPE_FLOAT32,
+                                                   img.DATA_TYPE_FLOAT64]),
                                   st.integers(-1, 9)),
-            output_format=_mostly(st.just(pb.OUTPUT_RAW), st.integers(-1, 3)))
+            output_format=_mostly(st.just(pb.OUTPUT_FORMAT_RAW), st.integers(-1, 3)))
     header = draw(messages(pb.ProcessHeader, plausible=plausible, overrides=overrides))
     del header.operands[:]
     for s, _ in operands:
@@ -366,7 +367,7 @@ def streams(draw):
         elif index == "raw":
             messages.append(payload)
         else:
-            messages.append(pb.ProcessRequest(chunk=img.Chunk(image=index, data=payload)))
+            messages.append(pb.ProcessRequest(chunk=wire.image_chunk(index, payload)))
     return a, compression, messages, faults
 
 
@@ -433,7 +434,7 @@ def _bomb(kind: str) -> bytes:
             _BOMBS[kind] = zstandard.ZstdCompressor(level=1, write_content_size=False
                                                     ).compress(zeros)
         else:  # a blosc header declaring 1 GiB, and one declaring the most it can
-            good = next(wire.iter_chunks(bytes(4096), compression=img.BLOSC))
+            good = next(wire.iter_chunks(bytes(4096), compression=img.COMPRESSION_BLOSC))
             size = (1 << 30) if kind == "blosc" else 0xFFFFFFFF
             _BOMBS[kind] = good[:4] + struct.pack("<I", size) + good[8:]
     return _BOMBS[kind]

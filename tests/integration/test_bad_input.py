@@ -18,7 +18,7 @@ INVALID = grpc.StatusCode.INVALID_ARGUMENT
 
 
 def _raw_desc(array, **changes):
-    desc = img.ImageDescriptor(encoding=img.RAW, shape=array.shape,
+    desc = img.ImageDescriptor(encoding=img.ENCODING_RAW, shape=array.shape,
                                dtype=wire.dtype_to_proto(array.dtype), size=array.nbytes,
                                crc32=wire.crc32(array))
     for key, value in changes.items():
@@ -37,10 +37,10 @@ def _messages(desc, payloads, ops=("gaussian:sigma=1",), operands=(), **header):
                             operands=[img.ImageSource(inline=d) for d, _ in operands], **header)
     yield pb.ProcessRequest(header=head)
     for data in payloads:
-        yield pb.ProcessRequest(chunk=img.Chunk(image=0, data=data))
-    for i, (_, blobs) in enumerate(operands, 1):
+        yield pb.ProcessRequest(chunk=img.Chunk(data=data))
+    for i, (_, blobs) in enumerate(operands):
         for data in blobs:
-            yield pb.ProcessRequest(chunk=img.Chunk(image=i, data=data))
+            yield pb.ProcessRequest(chunk=img.Chunk(operand=i, data=data))
 
 
 def _expect(raw, client, messages, code, *fragments):
@@ -145,8 +145,9 @@ def test_chunk_for_an_image_that_does_not_exist(raw, client):
     head = pb.ProcessHeader(pipeline=[parse_op("gaussian:sigma=1")],
                             input=img.ImageSource(inline=_raw_desc(A)))
     msgs = [pb.ProcessRequest(header=head),
-            pb.ProcessRequest(chunk=img.Chunk(image=3, data=A.tobytes()))]
-    _expect(raw, client, msgs, INVALID, "request[1].chunk.image", "does not exist")
+            pb.ProcessRequest(chunk=img.Chunk(operand=2, data=A.tobytes()))]
+    _expect(raw, client, msgs, INVALID, "request[1].chunk.operand", "operand 2 does not exist",
+            "0 operand(s), counted from 0")
 
 
 def test_first_message_without_a_header(raw, client):
@@ -169,7 +170,7 @@ def test_missing_input(raw, client):
 
 def test_dicom_output_from_raw_input(raw, client):
     _expect(raw, client, _messages(_raw_desc(A), [A.tobytes()],
-                                   output_format=pb.OUTPUT_DICOM_FILE),
+                                   output_format=pb.OUTPUT_FORMAT_DICOM_FILE),
             INVALID, "header.output_format", "DICOM input")
 
 
@@ -179,7 +180,7 @@ def test_gpu_asked_for_on_a_cluster_without_one(raw, client):
 
 
 def _dicom(blob: bytes, **header):
-    desc = img.ImageDescriptor(encoding=img.DICOM, file_sizes=[len(blob)], size=len(blob),
+    desc = img.ImageDescriptor(encoding=img.ENCODING_DICOM, file_sizes=[len(blob)], size=len(blob),
                                crc32=wire.crc32(blob))
     return _messages(desc, [blob], **header)
 
@@ -222,7 +223,7 @@ class _BytesCaller:
     def process(self, payloads):
         channel = grpc.insecure_channel(self.address)
         try:
-            call = channel.stream_stream("/medcompute.v1.Processing/Process",
+            call = channel.stream_stream("/medcompute.v1.ProcessingService/Process",
                                          request_serializer=lambda b: b,
                                          response_deserializer=pb.ProcessResponse.FromString)
             return list(call(iter(payloads), timeout=60))
@@ -242,8 +243,8 @@ def test_a_message_that_is_not_protobuf(client, server, where):
 
 
 def test_a_truncated_blosc_chunk(raw, client):
-    payload = next(wire.iter_chunks(A, compression=img.BLOSC, itemsize=2))
-    desc = _raw_desc(A, compression=img.BLOSC)
+    payload = next(wire.iter_chunks(A, compression=img.COMPRESSION_BLOSC, itemsize=2))
+    desc = _raw_desc(A, compression=img.COMPRESSION_BLOSC)
     _expect(raw, client, _messages(desc, [payload[:34]]), INVALID,
             "header.input.inline.compression", "BLOSC")
 
@@ -252,7 +253,7 @@ def test_a_zstd_bomb(raw, client):
     import zstandard
 
     bomb = zstandard.ZstdCompressor(level=1).compress(bytes(256 << 20))
-    desc = _raw_desc(A, compression=img.ZSTD)
+    desc = _raw_desc(A, compression=img.COMPRESSION_ZSTD)
     _expect(raw, client, _messages(desc, [bomb]), INVALID, "header.input.inline.compression",
             "more than")
 
@@ -265,5 +266,6 @@ def test_rle_data_that_makes_the_decoder_panic(raw, client):
 
 def test_dicom_output_of_a_projected_single_slice(raw, client):
     blob = Path(get_testdata_file("CT_small.dcm")).read_bytes()
-    _expect(raw, client, _dicom(blob, ops=["mip:axis=0"], output_format=pb.OUTPUT_DICOM_FILE),
+    _expect(raw, client, _dicom(blob, ops=["mip:axis=0"],
+                                output_format=pb.OUTPUT_FORMAT_DICOM_FILE),
             INVALID, "header.output_format", "2 or 3 axes")

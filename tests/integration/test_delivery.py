@@ -80,7 +80,7 @@ def test_a_delivered_result_reaches_the_recipient_who_watches_and_fetches_it(con
     image = _img()
     job = hospital.submit(image, ["gaussian:sigma=2"], destination="dr-lee",
                           label="CT chest, 2nd read")
-    assert job.destination == "dr-lee" and job.delivery == jobs_pb2.DELIVERY_PENDING
+    assert job.destination == "dr-lee" and job.delivery == jobs_pb2.DELIVERY_STATE_PENDING
     assert ready.wait(60)
     watcher.join(10)
     [(_, delivery)] = arrived
@@ -88,14 +88,15 @@ def test_a_delivered_result_reaches_the_recipient_who_watches_and_fetches_it(con
     assert delivery.label == "CT chest, 2nd read" and list(delivery.operations) == ["gaussian"]
     assert tuple(delivery.output.shape) == (32, 32) and delivery.fetched_at == 0
     # The sender sees the delivery state, not the recipient's inbox.
-    assert hospital.job(job.job_id).delivery == jobs_pb2.DELIVERED
+    assert hospital.job(job.job_id).delivery == jobs_pb2.DELIVERY_STATE_DELIVERED
     [listed] = [d for d in reader.inbox() if d.job_id == job.job_id]
     assert listed.seq == delivery.seq
     result = reader.fetch(job.job_id)
     np.testing.assert_array_equal(result.array,
                                   hospital.process(image, ["gaussian:sigma=2"]).array)
     after = hospital.job(job.job_id)
-    assert after.delivery == jobs_pb2.DELIVERY_FETCHED and after.fetched_at >= after.delivered_at
+    assert after.delivery == jobs_pb2.DELIVERY_STATE_FETCHED
+    assert after.fetched_at >= after.delivered_at
     assert [d.job_id for d in reader.inbox(unfetched_only=True)].count(job.job_id) == 0
 
 
@@ -185,8 +186,8 @@ def test_a_failed_delivery_job_shows_as_failed_and_lands_in_no_inbox(connect, al
     volume = np.random.default_rng(4).normal(100, 20, (24, 96, 96)).astype(np.float32)
     job = hospital.submit(volume, ["median:size=5"] * 40, destination="dr-lee", device="cpu")
     cancelled = hospital.cancel(job.job_id)
-    assert cancelled.state == jobs_pb2.CANCELLED
-    assert cancelled.delivery == jobs_pb2.DELIVERY_FAILED
+    assert cancelled.state == jobs_pb2.JOB_STATE_CANCELLED
+    assert cancelled.delivery == jobs_pb2.DELIVERY_STATE_FAILED
     assert job.job_id not in [d.job_id for d in reader.inbox()]
 
 

@@ -265,7 +265,7 @@ def test_a_cancelled_call_cancels_the_work(cluster, c):
     messages = [processing_pb2.ProcessRequest(header=header),
                 processing_pb2.ProcessRequest(chunk=image_pb2.Chunk(data=vol.tobytes()))]
     with grpc.insecure_channel(cluster.address) as channel, Started(cluster) as started:
-        call = processing_pb2_grpc.ProcessingStub(channel).Process(iter(messages))
+        call = processing_pb2_grpc.ProcessingServiceStub(channel).Process(iter(messages))
         assert started.event.wait(60)
         call.cancel()
     r = c.process(vol[:2, :16, :16], ["gaussian:sigma=1"], device="cpu")

@@ -55,7 +55,7 @@ def _wait_for(address, wanted, timeout=90):
     """Follow the health service's Watch stream until it reports ``wanted``."""
     with grpc.insecure_channel(address) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
-        request = health_pb2.HealthCheckRequest(service="medcompute.v1.Processing")
+        request = health_pb2.HealthCheckRequest(service="medcompute.v1.ProcessingService")
         for reply in stub.Watch(request, timeout=timeout):
             if reply.status == wanted:
                 return

@@ -43,10 +43,11 @@ def busy(tmp_path_factory, server_thread):
 def test_submit_returns_at_once_and_the_result_equals_a_synchronous_call(client, server):
     image = _img()
     info = client.submit(image, ["gaussian:sigma=2", "edge:operator=sobel"], label="tour")
-    assert info.state in (jobs_pb2.QUEUED, jobs_pb2.RUNNING, jobs_pb2.SUCCEEDED)
+    assert info.state in (jobs_pb2.JOB_STATE_QUEUED, jobs_pb2.JOB_STATE_RUNNING,
+                          jobs_pb2.JOB_STATE_SUCCEEDED)
     assert info.asynchronous and info.label == "tour" and info.queued_at >= info.created_at
     events = list(client.watch(info.job_id, timeout=60))
-    assert events[-1].job.state == jobs_pb2.SUCCEEDED
+    assert events[-1].job.state == jobs_pb2.JOB_STATE_SUCCEEDED
     assert events[-1].job.progress == 1.0 and events[-1].job.result_available
     states = [e.job.state for e in events]
     assert states == sorted(states)              # never backwards
@@ -101,14 +102,15 @@ def test_jobs_are_listed_newest_first_with_filters(client):
     assert [j.job_id for j in client.jobs(label="list-a").jobs] == [a.job_id]
     assert b.job_id in [j.job_id for j in client.jobs(operation="laplacian").jobs]
     assert a.job_id not in [j.job_id for j in client.jobs(operation="laplacian").jobs]
-    assert all(j.state == jobs_pb2.SUCCEEDED for j in client.jobs(states=["succeeded"]).jobs)
+    succeeded = client.jobs(states=["succeeded"]).jobs
+    assert all(j.state == jobs_pb2.JOB_STATE_SUCCEEDED for j in succeeded)
     first = client.jobs(limit=1)
     second = client.jobs(limit=1, page_token=first.next_page_token)
     assert first.next_page_token and first.jobs[0].job_id != second.jobs[0].job_id
     # Synchronous calls are jobs too.
     r = client.process(_img(seed=4), ["gaussian:sigma=1"])
     [sync] = [j for j in client.jobs(limit=5).jobs if j.job_id == r.job_id]
-    assert not sync.asynchronous and sync.state == jobs_pb2.SUCCEEDED
+    assert not sync.asynchronous and sync.state == jobs_pb2.JOB_STATE_SUCCEEDED
 
 
 def test_a_waiting_job_is_cancelled_without_running_and_a_running_one_stops(busy):
@@ -116,25 +118,25 @@ def test_a_waiting_job_is_cancelled_without_running_and_a_running_one_stops(busy
         running = c.submit(_img((24, 96, 96)), SLOW, device="cpu")
         waiting = c.submit(_img(seed=5), ["gaussian:sigma=1"])
         deadline = time.monotonic() + 60
-        while c.job(running.job_id).state != jobs_pb2.RUNNING:
+        while c.job(running.job_id).state != jobs_pb2.JOB_STATE_RUNNING:
             assert time.monotonic() < deadline
             time.sleep(0.1)
-        assert c.job(waiting.job_id).state == jobs_pb2.QUEUED
+        assert c.job(waiting.job_id).state == jobs_pb2.JOB_STATE_QUEUED
         cancelled = c.cancel(waiting.job_id)
-        assert cancelled.state == jobs_pb2.CANCELLED
+        assert cancelled.state == jobs_pb2.JOB_STATE_CANCELLED
         assert cancelled.error == "cancelled by the subscriber"
         stopped = c.cancel(running.job_id)
-        assert stopped.state == jobs_pb2.CANCELLED
+        assert stopped.state == jobs_pb2.JOB_STATE_CANCELLED
         assert stopped.finished_at - stopped.started_at < 30
         # Cancelling an ended job changes nothing.
-        assert c.cancel(running.job_id).state == jobs_pb2.CANCELLED
+        assert c.cancel(running.job_id).state == jobs_pb2.JOB_STATE_CANCELLED
         with pytest.raises(ServiceError) as info:
             c.fetch(running.job_id)
         assert info.value.code == grpc.StatusCode.FAILED_PRECONDITION
         assert "CANCELLED" in info.value.details
         # The worker is free again: a new job runs at once.
         after = c.submit(_img(seed=6), ["gaussian:sigma=1"])
-        assert c.wait(after.job_id, timeout=60).state == jobs_pb2.SUCCEEDED
+        assert c.wait(after.job_id, timeout=60).state == jobs_pb2.JOB_STATE_SUCCEEDED
         for job_id in (waiting.job_id, running.job_id):
             [usage] = _usage_rows(busy, job_id)
             assert usage["state"] == "CANCELLED" and usage["platform_fault"] is False
@@ -157,7 +159,7 @@ def test_watch_reports_the_slabs_of_a_split_volume_as_they_finish(busy):
     assert all(e.message == f"slab {k} of {n} done" for e, k in zip(done, counts))
     assert counts == sorted(set(counts))
     assert [e.job.progress for e in done] == [k / n for k in counts]
-    assert events[-1].job.state == jobs_pb2.SUCCEEDED
+    assert events[-1].job.state == jobs_pb2.JOB_STATE_SUCCEEDED
     np.testing.assert_array_equal(result.array, whole.array)
 
 
@@ -180,11 +182,11 @@ def test_pending_jobs_per_subscriber_are_limited(busy):
 def test_a_stored_image_by_id_is_answered_from_the_store_the_second_time(client):
     stored = client.store.register(_img((32, 32), seed=11))
     first = client.submit(f"id:{stored.image_id}", ["gaussian:sigma=1"], store_result=True)
-    assert client.wait(first.job_id, timeout=60).state == jobs_pb2.SUCCEEDED
+    assert client.wait(first.job_id, timeout=60).state == jobs_pb2.JOB_STATE_SUCCEEDED
     computed = client.fetch(first.job_id)
     assert not computed.reused and computed.stored_image_id
     again = client.submit(f"id:{stored.image_id}", ["gaussian:sigma=1"], store_result=True)
-    assert client.wait(again.job_id, timeout=60).state == jobs_pb2.SUCCEEDED
+    assert client.wait(again.job_id, timeout=60).state == jobs_pb2.JOB_STATE_SUCCEEDED
     reused = client.fetch(again.job_id)
     assert reused.reused and reused.stored_image_id == computed.stored_image_id
     assert reused.header.usage.compute_seconds == 0 and reused.header.usage.bytes_in == 0
@@ -194,7 +196,7 @@ def test_a_stored_image_by_id_is_answered_from_the_store_the_second_time(client)
 # -- bad input -----------------------------------------------------------------------
 def _raw_submit(address, messages):
     with grpc.insecure_channel(address) as channel:
-        return jobs_pb2_grpc.JobsStub(channel).Submit(iter(messages), timeout=30)
+        return jobs_pb2_grpc.JobsServiceStub(channel).Submit(iter(messages), timeout=30)
 
 
 def _header(image, ops=("gaussian:sigma=1",), **fields):
@@ -261,7 +263,7 @@ def test_a_short_upload_fails_the_job_and_frees_its_key(server, client):
     # The key was never answered with a job: a retry with it is a new job.
     retry = client.submit(image, ["gaussian:sigma=1"], idempotency_key="short-1")
     assert retry.job_id != failed[0].job_id
-    assert client.wait(retry.job_id, timeout=60).state == jobs_pb2.SUCCEEDED
+    assert client.wait(retry.job_id, timeout=60).state == jobs_pb2.JOB_STATE_SUCCEEDED
 
 
 @pytest.mark.parametrize("call", ["job", "fetch", "cancel", "watch"])
@@ -336,10 +338,10 @@ def test_watch_shows_the_upload_progress_of_a_job_still_receiving(server, client
     again = client.submit(image, ["gaussian:sigma=1"], label="slow-upload",
                           idempotency_key="slow-key")
     assert again.job_id == reply.job.job_id
-    uploading = [e.job.progress for e in events if e.job.state == jobs_pb2.RECEIVING]
+    uploading = [e.job.progress for e in events if e.job.state == jobs_pb2.JOB_STATE_RECEIVING]
     assert len(uploading) >= 2 and uploading == sorted(uploading) and 0 < uploading[-1] <= 1
     assert all(e.message == "receiving the inputs" for e in events
-               if e.job.state == jobs_pb2.RECEIVING and e.job.progress > 0)
-    assert events[-1].job.state == jobs_pb2.SUCCEEDED
+               if e.job.state == jobs_pb2.JOB_STATE_RECEIVING and e.job.progress > 0)
+    assert events[-1].job.state == jobs_pb2.JOB_STATE_SUCCEEDED
     np.testing.assert_array_equal(client.fetch(reply.job.job_id).array,
                                   client.process(image, ["gaussian:sigma=1"]).array)

@@ -116,7 +116,7 @@ def test_deliver_to_another_subscriber_and_fetch_from_the_inbox(cli, tmp_path):
     np.testing.assert_allclose(np.load(target), 1.0, rtol=1e-6)
     code, out, _ = cli("hospital", "jobs", "--json")
     [mine] = [j for j in json.loads(out)["jobs"] if j["job_id"] == job_id]
-    assert mine["delivery"] == "DELIVERY_FETCHED" and mine["destination"] == "dr-lee"
+    assert mine["delivery"] == "DELIVERY_STATE_FETCHED" and mine["destination"] == "dr-lee"
     code, _, err = cli("hospital", "inbox")
     assert code == 1 and "PERMISSION_DENIED" in err
 

@@ -59,7 +59,7 @@ def _slow_upload(address: str, image: np.ndarray, key: str, stop: threading.Even
 
     with grpc.insecure_channel(address) as channel:
         with pytest.raises(grpc.RpcError):
-            jobs_pb2_grpc.JobsStub(channel).Submit(messages(), timeout=120)
+            jobs_pb2_grpc.JobsServiceStub(channel).Submit(messages(), timeout=120)
 
 
 def test_sigkill_with_jobs_in_every_state_then_restart_ends_each_once(tmp_path):
@@ -79,9 +79,9 @@ def test_sigkill_with_jobs_in_every_state_then_restart_ends_each_once(tmp_path):
                 while not [j for j in c.jobs(states=["receiving"]).jobs]:
                     assert time.monotonic() < deadline
                     time.sleep(0.05)
-                assert _wait_state(c, running.job_id, [jobs_pb2.RUNNING]).state == \
-                    jobs_pb2.RUNNING
-                assert [c.job(q.job_id).state for q in queued] == [jobs_pb2.QUEUED] * 2
+                assert _wait_state(c, running.job_id, [jobs_pb2.JOB_STATE_RUNNING]).state == \
+                    jobs_pb2.JOB_STATE_RUNNING
+                assert [c.job(q.job_id).state for q in queued] == [jobs_pb2.JOB_STATE_QUEUED] * 2
                 first.kill()
                 stop_upload.set()
                 upload.result(30)
@@ -95,17 +95,17 @@ def test_sigkill_with_jobs_in_every_state_then_restart_ends_each_once(tmp_path):
         with Client(second.address, timeout=60) as c:
             for job in [running, *queued]:
                 info = c.wait(job.job_id, timeout=120)
-                assert info.state == jobs_pb2.SUCCEEDED, info.error
+                assert info.state == jobs_pb2.JOB_STATE_SUCCEEDED, info.error
             np.testing.assert_array_equal(c.fetch(running.job_id).array,
                                           c.process(_vol(1), SLOW, device="cpu").array)
             [receiving] = [j for j in c.jobs(limit=100).jobs if j.label == "interrupted-upload"]
-            assert receiving.state == jobs_pb2.FAILED and receiving.platform_fault
+            assert receiving.state == jobs_pb2.JOB_STATE_FAILED and receiving.platform_fault
             assert "stopped while receiving the inputs" in receiving.error
             # Its key was never answered: a retry makes the job anew.
             retry = c.submit(_vol(4, (16, 256, 256)), ["gaussian:sigma=1"],
                              idempotency_key="upload-1")
             assert retry.job_id != receiving.job_id
-            assert c.wait(retry.job_id, timeout=60).state == jobs_pb2.SUCCEEDED
+            assert c.wait(retry.job_id, timeout=60).state == jobs_pb2.JOB_STATE_SUCCEEDED
             usage = c.usage(include_records=True)
     finally:
         second.stop()
@@ -150,7 +150,7 @@ def test_a_worker_killed_under_an_asynchronous_job_bills_it_once(tmp_path, serve
             info = c.wait(job.job_id, timeout=180)
         finally:
             server.running.dispatcher.remove_listener(listener)
-        assert info.state == jobs_pb2.SUCCEEDED and info.worker != seen["worker"]
+        assert info.state == jobs_pb2.JOB_STATE_SUCCEEDED and info.worker != seen["worker"]
         usage = c.usage(include_records=True)
         assert [r.job_id for r in usage.records].count(job.job_id) == 1
         assert usage.totals.billable_jobs == 1
@@ -162,9 +162,9 @@ def test_a_graceful_stop_hands_running_jobs_to_the_next_server_at_once(tmp_path,
                           job_lease_seconds=600)         # no waiting for a lease to run out
     with server_thread(config) as first, Client(first.address, timeout=60) as c:
         job = c.submit(_vol(8), SLOW, device="cpu")
-        _wait_state(c, job.job_id, [jobs_pb2.RUNNING])
+        _wait_state(c, job.job_id, [jobs_pb2.JOB_STATE_RUNNING])
     with server_thread(config) as second, Client(second.address, timeout=60) as c:
         info = c.wait(job.job_id, timeout=120)
-        assert info.state == jobs_pb2.SUCCEEDED
+        assert info.state == jobs_pb2.JOB_STATE_SUCCEEDED
         usage = c.usage(include_records=True)
     assert [r.job_id for r in usage.records] == [job.job_id]

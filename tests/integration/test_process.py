@@ -131,14 +131,14 @@ def test_health_and_reflection(server):
 
     with grpc.insecure_channel(server.address) as channel:
         health = health_pb2_grpc.HealthStub(channel)
-        for name in ("", "medcompute.v1.Processing"):
+        for name in ("", "medcompute.v1.ProcessingService"):
             reply = health.Check(health_pb2.HealthCheckRequest(service=name), timeout=10)
             assert reply.status == health_pb2.HealthCheckResponse.SERVING
         stub = reflection_pb2_grpc.ServerReflectionStub(channel)
         request = reflection_pb2.ServerReflectionRequest(list_services="")
         [reply] = list(stub.ServerReflectionInfo(iter([request]), timeout=10))
         names = {s.name for s in reply.list_services_response.service}
-        assert {"medcompute.v1.Processing", "grpc.health.v1.Health"} <= names
+        assert {"medcompute.v1.ProcessingService", "grpc.health.v1.Health"} <= names
 
 
 def test_an_unreachable_server_is_one_exception_with_a_code():

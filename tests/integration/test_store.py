@@ -35,7 +35,7 @@ def store(server):
 @pytest.fixture
 def raw_store(server):
     channel = grpc.insecure_channel(server.address)
-    yield store_pb2_grpc.StoreStub(channel)
+    yield store_pb2_grpc.StoreServiceStub(channel)
     channel.close()
 
 
@@ -245,7 +245,7 @@ def test_chunks_for_a_stored_image_are_refused(client, raw):
                             input=image_pb2.ImageSource(image_id=img.image_id))
     with pytest.raises(grpc.RpcError) as caught:
         raw.process([pb.ProcessRequest(header=head),
-                     pb.ProcessRequest(chunk=image_pb2.Chunk(image=0, data=b"\0" * 64))])
+                     pb.ProcessRequest(chunk=image_pb2.Chunk(data=b"\0" * 64))])
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "stored image" in caught.value.details()
 
@@ -330,8 +330,8 @@ def test_a_client_that_disconnects_mid_upload_leaves_nothing(server, store, raw_
 
 
 def test_register_refuses_what_its_descriptor_does_not_promise(raw_store):
-    desc = image_pb2.ImageDescriptor(encoding=image_pb2.RAW, shape=[65535, 65535, 65535],
-                                     dtype=image_pb2.INT16)
+    desc = image_pb2.ImageDescriptor(encoding=image_pb2.ENCODING_RAW, shape=[65535, 65535, 65535],
+                                     dtype=image_pb2.DATA_TYPE_INT16)
     with pytest.raises(grpc.RpcError) as caught:
         raw_store.Register(iter([store_pb2.RegisterRequest(
             header=store_pb2.RegisterHeader(image=desc))]), timeout=30)
@@ -456,4 +456,4 @@ def test_the_store_is_listed_by_reflection(server):
         stub = reflection_pb2_grpc.ServerReflectionStub(channel)
         request = reflection_pb2.ServerReflectionRequest(list_services="")
         [reply] = list(stub.ServerReflectionInfo(iter([request]), timeout=10))
-    assert "medcompute.v1.Store" in {s.name for s in reply.list_services_response.service}
+    assert "medcompute.v1.StoreService" in {s.name for s in reply.list_services_response.service}

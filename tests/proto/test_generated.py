@@ -22,4 +22,4 @@ def test_stubs_import_under_the_namespaced_package():
     from medcompute.proto.v1 import processing_pb2, processing_pb2_grpc
 
     assert processing_pb2.DESCRIPTOR.package == "medcompute.v1"
-    assert hasattr(processing_pb2_grpc, "ProcessingStub")
+    assert hasattr(processing_pb2_grpc, "ProcessingServiceStub")

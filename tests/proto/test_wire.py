@@ -7,8 +7,8 @@ from medcompute.proto import wire
 from medcompute.proto.v1 import image_pb2
 
 
-@pytest.mark.parametrize("compression", [image_pb2.COMPRESSION_NONE, image_pb2.ZSTD,
-                                         image_pb2.BLOSC])
+@pytest.mark.parametrize("compression", [image_pb2.COMPRESSION_NONE, image_pb2.COMPRESSION_ZSTD,
+                                         image_pb2.COMPRESSION_BLOSC])
 @pytest.mark.parametrize("dtype", ["u1", "<i2", "<f4", "<f8"])
 def test_round_trip_over_several_chunks(compression, dtype):
     rng = np.random.default_rng(1)
@@ -36,7 +36,7 @@ def test_the_checksum_is_zlibs_crc32_whichever_library_computes_it():
     assert wire.crc32(data[7:], zlib.crc32(data[:7])) == zlib.crc32(data)
 
 
-@pytest.mark.parametrize("compression", [image_pb2.ZSTD, image_pb2.BLOSC])
+@pytest.mark.parametrize("compression", [image_pb2.COMPRESSION_ZSTD, image_pb2.COMPRESSION_BLOSC])
 def test_garbage_chunk_is_a_wire_error_naming_the_field(compression):
     dec = wire.ChunkDecoder(compression, "header.input.inline.compression")
     with pytest.raises(wire.WireError) as info:
@@ -50,7 +50,7 @@ def test_decompression_bomb_is_refused():
     bomb = zstandard.ZstdCompressor().compress(bytes(64 << 20))
     assert len(bomb) < 1 << 20
     with pytest.raises(wire.WireError, match="more than"):
-        wire.ChunkDecoder(image_pb2.ZSTD, "f").decode(bomb)
+        wire.ChunkDecoder(image_pb2.COMPRESSION_ZSTD, "f").decode(bomb)
 
 
 def test_unknown_compression_is_refused():
@@ -79,7 +79,7 @@ def test_a_bomb_that_states_its_size_is_refused_before_it_is_decoded():
     tracemalloc.start()
     try:
         with pytest.raises(wire.WireError, match="more than"):
-            wire.ChunkDecoder(image_pb2.ZSTD, "f").decode(bomb)
+            wire.ChunkDecoder(image_pb2.COMPRESSION_ZSTD, "f").decode(bomb)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
@@ -90,9 +90,10 @@ def test_a_bomb_that_states_its_size_is_refused_before_it_is_decoded():
 def test_a_short_blosc_chunk_is_refused_not_read_past_its_end(damage):
     # Its header states the compressed length; a decoder trusting it reads past the end
     # of a shorter chunk (and crashes the process).
-    good = next(wire.iter_chunks(np.arange(5000, dtype="<i2"), compression=image_pb2.BLOSC,
+    good = next(wire.iter_chunks(np.arange(5000, dtype="<i2"),
+                                 compression=image_pb2.COMPRESSION_BLOSC,
                                  itemsize=2))
-    decoder = wire.ChunkDecoder(image_pb2.BLOSC, "header.input.inline.compression")
+    decoder = wire.ChunkDecoder(image_pb2.COMPRESSION_BLOSC, "header.input.inline.compression")
     for cut in (16, 34, len(good) // 2, len(good) - 1):
         short = bytearray(good[:cut])
         if damage != "truncated":

@@ -287,9 +287,9 @@ def test_a_subscriber_sees_only_its_own_usage(data_dir, fields, field):
 
 def test_own_usage_grouped_by_operation_with_records_and_storage(data_dir):
     reply = _usage(data_dir, ALICE, since=NOV, until=NOV + 30 * DAY,
-                   group_by=jobs_pb2.GROUP_OPERATION, include_records=True)
+                   group_by=jobs_pb2.USAGE_GROUPING_OPERATION, include_records=True)
     assert reply == _usage(data_dir, ALICE, subscriber="alice", since=NOV,
-                           until=NOV + 30 * DAY, group_by=jobs_pb2.GROUP_OPERATION,
+                           until=NOV + 30 * DAY, group_by=jobs_pb2.USAGE_GROUPING_OPERATION,
                            include_records=True)                  # naming yourself is fine
     assert (reply.since, reply.until) == (NOV, NOV + 30 * DAY)
     t = reply.totals
@@ -305,7 +305,8 @@ def test_own_usage_grouped_by_operation_with_records_and_storage(data_dir):
 
 def test_an_admin_sees_everyone_by_subscriber(data_dir, monkeypatch):
     monkeypatch.setattr(billing_service, "MAX_RECORDS", 2)
-    reply = _usage(data_dir, ADMIN, all_subscribers=True, group_by=jobs_pb2.GROUP_SUBSCRIBER,
+    reply = _usage(data_dir, ADMIN, all_subscribers=True,
+                   group_by=jobs_pb2.USAGE_GROUPING_SUBSCRIBER,
                    include_records=True)
     assert reply.totals.jobs == 4
     assert reply.totals.gpu_seconds == 4.0 and reply.totals.energy_joules == 100.0
@@ -313,7 +314,7 @@ def test_an_admin_sees_everyone_by_subscriber(data_dir, monkeypatch):
     assert len(reply.records) == 2                                     # at most MAX_RECORDS
     assert [s.subscriber for s in reply.storage] == ["alice", "bob"]
     assert reply.storage[1].bytes_now == 0 and reply.storage[1].gigabyte_days == 0
-    bob = _usage(data_dir, ADMIN, subscriber="bob", group_by=jobs_pb2.GROUP_DEVICE)
+    bob = _usage(data_dir, ADMIN, subscriber="bob", group_by=jobs_pb2.USAGE_GROUPING_DEVICE)
     assert [(g.key, g.totals.gpu_seconds) for g in bob.groups] == [("NVIDIA H200", 4.0)]
 
 

@@ -7,7 +7,8 @@ import pytest
 from medcompute.client.ops import parse_op
 from medcompute.proto.v1 import operations_pb2 as o
 from medcompute.server.errors import InvalidArgument
-from medcompute.server.operations import OPERATIONS, Geometry, resolve_pipeline
+from medcompute.server.listing import OPERATIONS
+from medcompute.server.operations import Geometry, resolve_pipeline
 
 VOL = Geometry((10, 20, 30), (2.0, 0.5, 0.5))
 FLAT = Geometry((20, 30))

@@ -16,7 +16,7 @@ pytestmark = [pytest.mark.asyncio, pytest.mark.timeout(60)]
 CORRUPT = b"\x12\xff\xff\xff\xff\x0f"  # a length-delimited field longer than the message
 
 
-class _Processing(processing_pb2_grpc.ProcessingServicer):
+class _Processing(processing_pb2_grpc.ProcessingServiceServicer):
     def __init__(self, guard):
         self.guard = guard
 
@@ -25,7 +25,7 @@ class _Processing(processing_pb2_grpc.ProcessingServicer):
         return processing_pb2.ListOperationsResponse()
 
 
-class _Store(store_pb2_grpc.StoreServicer):
+class _Store(store_pb2_grpc.StoreServiceServicer):
     def __init__(self, guard):
         self.guard = guard
 
@@ -41,8 +41,8 @@ async def _serve(data_dir):
     # without keys (every call is the local subscriber).
     guard = Guard(ServerConfig(data_dir=data_dir), KeyStore(data_dir), AuditLog(data_dir))
     server = grpc.aio.server(interceptors=[UndecodableRequests()])
-    processing_pb2_grpc.add_ProcessingServicer_to_server(_Processing(guard), server)
-    store_pb2_grpc.add_StoreServicer_to_server(_Store(guard), server)
+    processing_pb2_grpc.add_ProcessingServiceServicer_to_server(_Processing(guard), server)
+    store_pb2_grpc.add_StoreServiceServicer_to_server(_Store(guard), server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
     return server, f"127.0.0.1:{port}"
@@ -53,8 +53,8 @@ async def test_an_undecodable_unary_request_is_invalid_argument(tmp_path):
     try:
         async with grpc.aio.insecure_channel(address) as channel:
             identity = dict(request_serializer=lambda b: b, response_deserializer=lambda b: b)
-            ops = channel.unary_unary("/medcompute.v1.Processing/ListOperations", **identity)
-            get = channel.unary_stream("/medcompute.v1.Store/Get", **identity)
+            ops = channel.unary_unary("/medcompute.v1.ProcessingService/ListOperations", **identity)
+            get = channel.unary_stream("/medcompute.v1.StoreService/Get", **identity)
             for call in (lambda: ops(CORRUPT), lambda: _drain(get(CORRUPT))):
                 with pytest.raises(grpc.aio.AioRpcError) as info:
                     await call()

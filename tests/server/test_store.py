@@ -68,7 +68,7 @@ def test_voxel_blob_round_trip_in_frames(tmp_path, dtype):
     assert (digest, size) == blobs.file_digest(tmp_path / "v")
     assert w.crc32 == wire.crc32(array)
     np.testing.assert_array_equal(blobs.read_voxels(tmp_path / "v"), array)
-    decoder = wire.ChunkDecoder(image_pb2.BLOSC, "test")  # frames are wire BLOSC chunks
+    decoder = wire.ChunkDecoder(image_pb2.COMPRESSION_BLOSC, "test")  # frames are wire BLOSC chunks
     decoded = [decoder.decode(f) for f in blobs.voxel_frames(tmp_path / "v")]
     assert all(len(d) <= FRAME_BYTES for d in decoded)
     assert b"".join(decoded) == array.tobytes()
@@ -148,9 +148,10 @@ def test_raw_array_is_kept_compressed_and_returned_exactly(tmp_path):
         assert record.metadata["acquisition_date"] == "20240305"
         voxels = record.blob("voxels")
         assert voxels.size < vol.nbytes and record.stored_bytes == voxels.size
-        for compression in (image_pb2.COMPRESSION_NONE, image_pb2.ZSTD, image_pb2.BLOSC):
+        for compression in (image_pb2.COMPRESSION_NONE, image_pb2.COMPRESSION_ZSTD,
+                            image_pb2.COMPRESSION_BLOSC):
             np.testing.assert_array_equal(await _voxels(store, record, compression), vol)
-        again, existing = await _put_raw(store, vol, compression=image_pb2.BLOSC,
+        again, existing = await _put_raw(store, vol, compression=image_pb2.COMPRESSION_BLOSC,
                                          metadata=meta)
         assert existing and again.id == record.id
         other, existing = await _put_raw(store, vol, owner="someone-else", metadata=meta)
@@ -204,8 +205,8 @@ def test_ct_file_keeps_its_bytes_metadata_and_conditions(tmp_path):
         assert c["exposure_time_ms"] == 1601.0 and c["slice_thickness_mm"] == 5.0
         assert c["other"]["ConvolutionKernel"] == "STANDARD"
         np.testing.assert_array_equal(await _voxels(store, record), expected)
-        info, chunks = store.stream(record, "dicom", image_pb2.ZSTD)
-        decoder = wire.ChunkDecoder(image_pb2.ZSTD, "test")
+        info, chunks = store.stream(record, "dicom", image_pb2.COMPRESSION_ZSTD)
+        decoder = wire.ChunkDecoder(image_pb2.COMPRESSION_ZSTD, "test")
         got = b"".join([decoder.decode(p) async for p in chunks])
         assert got == original and info.crc32 == wire.crc32(original)
         again, existing = await _put_dicom(store, [original])
@@ -304,8 +305,9 @@ def test_bad_dicom_is_refused_and_leaves_nothing(tmp_path, case):
 
 def test_over_the_limits_is_resource_exhausted(tmp_path):
     async def body(store):
-        desc = image_pb2.ImageDescriptor(encoding=image_pb2.RAW, shape=[65535, 65535, 65535],
-                                         dtype=image_pb2.INT16)
+        desc = image_pb2.ImageDescriptor(encoding=image_pb2.ENCODING_RAW, shape=[65535, 65535,
+                                                                                 65535],
+                                         dtype=image_pb2.DATA_TYPE_INT16)
         with pytest.raises(ResourceExhausted):
             await store.register(desc, H.stream([]), owner="local")
         with pytest.raises(ResourceExhausted):
@@ -342,7 +344,7 @@ def test_a_cancelled_upload_leaves_nothing(tmp_path):
         started = asyncio.Event()
 
         async def chunks():
-            yield 1, image_pb2.Chunk(image=0, data=b"\1" * 1000)
+            yield 1, image_pb2.Chunk(data=b"\1" * 1000)
             started.set()
             await asyncio.Event().wait()   # the client goes silent, then disconnects
 
@@ -666,10 +668,10 @@ def test_derivation_key_names_inputs_pipeline_and_options():
                   derivation_key(header("gaussian:sigma=1"), ["b"]),
                   derivation_key(header("gaussian:sigma=1"), ["a", "c"]),
                   derivation_key(header("gaussian:sigma=1", "mip"), ["a"]),
-                  derivation_key(header("gaussian:sigma=1", output_dtype=image_pb2.INT16),
+                  derivation_key(header("gaussian:sigma=1", output_dtype=image_pb2.DATA_TYPE_INT16),
                                  ["a"]),
                   derivation_key(header("gaussian:sigma=1", device=pb.DEVICE_CPU), ["a"])):
         assert other != key
     # Options left at their defaults and given explicitly are the same request.
-    assert derivation_key(header("gaussian:sigma=1", output_dtype=image_pb2.FLOAT32),
+    assert derivation_key(header("gaussian:sigma=1", output_dtype=image_pb2.DATA_TYPE_FLOAT32),
                           ["a"]) == key

@@ -10,8 +10,8 @@ F = "header.input.inline"
 
 
 def _raw(**kw):
-    kw.setdefault("encoding", img.RAW)
-    kw.setdefault("dtype", img.INT16)
+    kw.setdefault("encoding", img.ENCODING_RAW)
+    kw.setdefault("dtype", img.DATA_TYPE_INT16)
     return img.ImageDescriptor(**kw)
 
 
@@ -25,7 +25,7 @@ def test_over_the_size_limit_is_resource_exhausted():
         expect_image(_raw(shape=[100, 100]), F, max_bytes=100)
     assert info.value.field == f"{F}.shape"
     with pytest.raises(ResourceExhausted):
-        expect_image(img.ImageDescriptor(encoding=img.DICOM, file_sizes=[60, 60]), F,
+        expect_image(img.ImageDescriptor(encoding=img.ENCODING_DICOM, file_sizes=[60, 60]), F,
                      max_bytes=100)
 
 
@@ -35,9 +35,10 @@ def test_over_the_size_limit_is_resource_exhausted():
     (_raw(shape=[2, 3], spacing_mm=[1.0, float("nan")]), "spacing_mm", "finite"),
     (_raw(shape=[2, 3], file_sizes=[3]), "file_sizes", "only DICOM"),
     (_raw(shape=[2, 3], compression=9), "compression", "ZSTD"),
-    (img.ImageDescriptor(encoding=img.DICOM), "file_sizes", "byte length"),
-    (img.ImageDescriptor(encoding=img.DICOM, file_sizes=[5, 0]), "file_sizes", "> 0"),
-    (img.ImageDescriptor(encoding=img.DICOM, file_sizes=[5], size=6), "size", "add up to 5"),
+    (img.ImageDescriptor(encoding=img.ENCODING_DICOM), "file_sizes", "byte length"),
+    (img.ImageDescriptor(encoding=img.ENCODING_DICOM, file_sizes=[5, 0]), "file_sizes", "> 0"),
+    (img.ImageDescriptor(encoding=img.ENCODING_DICOM, file_sizes=[5], size=6), "size",
+     "add up to 5"),
     (img.ImageDescriptor(shape=[2]), "encoding", "RAW or DICOM"),
 ])
 def test_refusals_name_the_field(desc, field, words):
