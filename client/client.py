@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 import grpc
 import numpy as np
 from google.protobuf import json_format
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 
 from medcompute.client.channel import open_channel
 from medcompute.client.io import LocalImage, read_input
@@ -39,12 +41,37 @@ _COMPRESSION = {"none": image_pb2.COMPRESSION_NONE, "zstd": image_pb2.COMPRESSIO
 
 
 class ServiceError(Exception):
-    """A call failed; ``code`` is the gRPC status code, ``details`` the server's message."""
+    """A call failed; ``code`` is the gRPC status code, ``details`` the server's message.
 
-    def __init__(self, code: grpc.StatusCode, details: str):
+    ``violations`` are the ``google.rpc.BadRequest`` field violations the server sent in
+    the status details, as (field, description) pairs; empty when it sent none.
+    """
+
+    def __init__(self, code: grpc.StatusCode, details: str,
+                 violations: Sequence[tuple[str, str]] = ()):
         self.code = code
         self.details = details
+        self.violations = list(violations)
         super().__init__(f"{code.name}: {details}")
+
+    @classmethod
+    def from_rpc(cls, exc: grpc.RpcError) -> ServiceError:
+        """The ServiceError of a failed call, with the rich status details it carried."""
+        return cls(exc.code(), exc.details() or "", field_violations(exc))
+
+
+def field_violations(exc: grpc.RpcError) -> list[tuple[str, str]]:
+    """(field, description) of each BadRequest field violation in ``exc``'s status."""
+    try:
+        status = rpc_status.from_call(exc)
+    except (ValueError, AttributeError):   # no status details, or not a call
+        return []
+    out = []
+    for detail in status.details if status is not None else ():
+        bad = error_details_pb2.BadRequest()
+        if detail.Unpack(bad):
+            out.extend((v.field, v.description) for v in bad.field_violations)
+    return out
 
 
 def call(fn, *args, **kwargs):
@@ -52,7 +79,7 @@ def call(fn, *args, **kwargs):
     try:
         return fn(*args, **kwargs)
     except grpc.RpcError as exc:
-        raise ServiceError(exc.code(), exc.details() or "") from None
+        raise ServiceError.from_rpc(exc) from None
 
 
 @dataclass
@@ -191,7 +218,7 @@ def _stream(stream):
     try:
         yield from stream
     except grpc.RpcError as exc:
-        raise ServiceError(exc.code(), exc.details() or "") from None
+        raise ServiceError.from_rpc(exc) from None
     finally:
         stream.cancel()
 

@@ -49,6 +49,9 @@ class StoredImage:
     message: store_pb2.StoredImage
     #: Register only: the instance was registered before and this is its existing id.
     existing: bool = False
+    #: Register only, with ``existing``: the metadata fields sent differently from the
+    #: ones kept (which are unchanged), e.g. ``["metadata.acquisition_date"]``.
+    differing_fields: list[str] = field(default_factory=list)
 
     @property
     def image_id(self) -> str:
@@ -89,6 +92,8 @@ class StoredImage:
         data["dtype"] = self.dtype.name
         if self.existing:
             data["existing"] = True
+        if self.differing_fields:
+            data["differing_fields"] = list(self.differing_fields)
         return data
 
 
@@ -202,7 +207,8 @@ class StoreClient:
                 bar.close()
 
         reply = self._call(self._stub.Register, requests(), timeout=timeout or self.timeout)
-        return StoredImage(reply.image, existing=reply.existing)
+        return StoredImage(reply.image, existing=reply.existing,
+                           differing_fields=list(reply.differing_fields))
 
     # -- find -----------------------------------------------------------------------
     def find_page(self, *, page_size: int = 0, page_token: str = "", kind: str = "any",

@@ -103,6 +103,9 @@ def _put(args) -> int:
             elif not args.json:
                 note = "already stored" if image.existing else "stored"
                 print(f"{note} {_line(image)}  <- {name}")
+                if image.differing_fields:
+                    print(f"  registered before with other metadata (kept unchanged): "
+                          f"{', '.join(image.differing_fields)}")
     if args.json:
         print(json.dumps([i.to_dict() for i in stored], indent=2))
     return 1 if failed else 0

@@ -57,11 +57,12 @@ UNCOMPRESSED = frozenset({image_pb2.COMPRESSION_UNSPECIFIED, image_pb2.COMPRESSI
 def enum_choices(enum, value: int, accepted=None) -> str:
     """``expected one of A, B; got 7 (not a value of Enum)`` for an enum value refused.
 
-    ``enum`` is a generated enum wrapper (``image_pb2.Compression``); ``accepted`` the
+    ``enum`` is a generated enum wrapper (``image_pb2.Compression``) or its descriptor;
+    ``accepted`` the
     numbers allowed here (default: every value but the zero). The value sent is always
     named, with its enum name where it has one.
     """
-    desc = enum.DESCRIPTOR
+    desc = getattr(enum, "DESCRIPTOR", enum)   # a wrapper, or an EnumDescriptor
     numbers = [v.number for v in desc.values if v.number != 0] if accepted is None \
         else list(accepted)
     names = ", ".join(desc.values_by_number[n].name for n in numbers)

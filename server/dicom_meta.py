@@ -7,13 +7,14 @@ copied, never logged: patient ids and UIDs stay in the catalog.
 
 from __future__ import annotations
 
+import datetime
 import re
 
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence as DicomSequence
 
-__all__ = ["describe", "CONDITIONS", "OTHER_CONDITIONS", "normalise_date"]
+__all__ = ["describe", "CONDITIONS", "OTHER_CONDITIONS", "normalise_date", "check_uid"]
 
 #: Numeric imaging conditions: DICOM keyword(s) (the first present wins) -> field.
 CONDITIONS: dict[str, tuple[str, ...]] = {
@@ -46,8 +47,29 @@ def normalise_date(text: str) -> str:
     """``YYYYMMDD`` from ``YYYYMMDD`` or ``YYYY-MM-DD``; ValueError otherwise."""
     m = _DATE.match(text.strip())
     if not m:
-        raise ValueError("expected a date as YYYYMMDD or YYYY-MM-DD")
+        raise ValueError(f"expected a date as YYYYMMDD or YYYY-MM-DD, got {text!r}")
+    year, month, day = (int(g) for g in m.groups())
+    try:
+        datetime.date(year, month, day)
+    except ValueError as exc:
+        raise ValueError(f"{text!r} is not a date of the calendar ({exc}); expected "
+                         "YYYYMMDD or YYYY-MM-DD") from None
     return "".join(m.groups())
+
+
+#: A DICOM UID (PS3.5 9.1): components of digits separated by dots, no leading zero
+#: in a component of more than one digit, at most 64 characters.
+_UID = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))*$")
+
+
+def check_uid(text: str) -> str:
+    """``text`` when it is a valid DICOM UID; ValueError saying what is wrong otherwise."""
+    if not text or len(text) > 64:
+        raise ValueError(f"a UID has 1 to 64 characters, got {len(text)}")
+    if not _UID.match(text):
+        raise ValueError(f"{text!r} is not a DICOM UID: expected digits in components "
+                         "separated by single dots, no leading zeros (e.g. 1.2.840.10008.1.1)")
+    return text
 
 
 def _holders(ds: Dataset) -> list[Dataset]:

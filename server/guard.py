@@ -27,7 +27,7 @@ from medcompute.server.audit import AuditLog
 from medcompute.server.config import ServerConfig
 from medcompute.server.errors import PermissionDenied, ResourceExhausted, Unauthenticated
 from medcompute.server.keys import ROLES, KeyStore
-from medcompute.server.status import status_of
+from medcompute.server.status import rich_status
 
 __all__ = ["Principal", "Call", "Guard", "rpc"]
 
@@ -167,8 +167,8 @@ def rpc(action: str, role: str | tuple[str, ...] | None, *, job: bool = False,
                 code, details = outcome or ("CANCELLED", "the caller went away")
                 await guard.record(call, code, details)
 
-        def failed(exc: Exception) -> tuple[grpc.StatusCode, str]:
-            return status_of(exc)
+        def failed(exc: Exception) -> tuple[grpc.StatusCode, str, tuple]:
+            return rich_status(exc)
 
         if streaming:
             @functools.wraps(method)
@@ -182,9 +182,9 @@ def rpc(action: str, role: str | tuple[str, ...] | None, *, job: bool = False,
                 except (asyncio.CancelledError, grpc.aio.AbortError):
                     raise
                 except Exception as exc:
-                    code, details = failed(exc)
+                    code, details, trailers = failed(exc)
                     outcome = (code.name, details)
-                    await context.abort(code, details)
+                    await context.abort(code, details, trailing_metadata=trailers)
                 finally:
                     await asyncio.shield(leave(self, call, outcome))
             return streamed
@@ -200,9 +200,9 @@ def rpc(action: str, role: str | tuple[str, ...] | None, *, job: bool = False,
             except (asyncio.CancelledError, grpc.aio.AbortError):
                 raise
             except Exception as exc:
-                code, details = failed(exc)
+                code, details, trailers = failed(exc)
                 outcome = (code.name, details)
-                await context.abort(code, details)
+                await context.abort(code, details, trailing_metadata=trailers)
             finally:
                 await asyncio.shield(leave(self, call, outcome))
         return unary

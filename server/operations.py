@@ -17,6 +17,7 @@ from google.protobuf import unknown_fields
 
 from medcompute.kernels import gaussian_sigma_for_cutoff, projected_spacing, slab_count
 from medcompute.kernels._params import nearest_odd
+from medcompute.proto import wire
 from medcompute.proto.v1 import operations_pb2 as ops_pb2
 from medcompute.server.errors import InvalidArgument
 
@@ -173,11 +174,14 @@ def _lengths(msg, base: str, geom: Geometry, field: str, *, required: bool,
     return values, (Param(base, values, unit="voxel"), Param(base + "_mm", given, unit="mm"))
 
 
-def _enum(table: dict, value: int, name: str) -> str:
+def _enum(table: dict, msg, attr: str, field: str) -> str:
+    """``table[msg.attr]``; InvalidArgument naming the value sent and the accepted ones."""
+    value = getattr(msg, attr)
     try:
         return table[value]
     except KeyError:
-        raise InvalidArgument(f"unknown value {value}", name) from None
+        enum = msg.DESCRIPTOR.fields_by_name[attr].enum_type
+        raise InvalidArgument(wire.enum_choices(enum, value), f"{field}.{attr}") from None
 
 
 def _axis(axis: int, ndim: int, name: str) -> int:
@@ -195,7 +199,7 @@ def _truncate(msg, field: str) -> float:
 
 
 def _neighbourhood(msg, field: str) -> tuple[dict, tuple[Param, ...]]:
-    mode = _enum(MODES, msg.mode, f"{field}.mode")
+    mode = _enum(MODES, msg, "mode", field)
     cval = _finite(msg.cval, f"{field}.cval")
     params = (Param("mode", text=mode),) + ((Param("cval", (cval,)),) if mode == "constant" else ())
     return {"mode": mode, "cval": cval}, params
@@ -262,7 +266,7 @@ def _gradient(msg, geom, operands, field):
 
 
 def _edge(msg, geom, operands, field):
-    operator = _enum(EDGE_OPERATORS, msg.operator, f"{field}.operator")
+    operator = _enum(EDGE_OPERATORS, msg, "operator", field)
     axes = tuple(_axis(a, geom.ndim, f"{field}.axes") for a in msg.axes) or None
     if axes is not None and len(set(axes)) != len(axes):
         raise InvalidArgument(f"axes repeat: {list(msg.axes)}", f"{field}.axes")
@@ -296,7 +300,7 @@ def _bandpass(msg, geom, operands, field):
                               f"{field}.low_cutoff")
     if low is not None and high is not None and any(lo >= hi for lo, hi in zip(low, high)):
         raise InvalidArgument("low_cutoff must be smaller than high_cutoff", f"{field}.high_cutoff")
-    method = _enum(BANDPASS_METHODS, msg.method, f"{field}.method")
+    method = _enum(BANDPASS_METHODS, msg, "method", field)
     order = msg.order or 2
     kw, pm = _neighbourhood(msg, field)
     params = pl + ph + (Param("method", text=method),)
@@ -336,7 +340,7 @@ def _slab_length(msg, base: str, geom: Geometry, axis: int, field: str) -> int |
 
 
 def _project(msg, geom, operands, field):
-    kind = _enum(PROJECTIONS, msg.kind, f"{field}.kind")
+    kind = _enum(PROJECTIONS, msg, "kind", field)
     axis = _axis(msg.axis, geom.ndim, f"{field}.axis")
     thickness = _slab_length(msg, "thickness", geom, axis, field)
     step = _slab_length(msg, "step", geom, axis, field)

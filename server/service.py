@@ -105,6 +105,10 @@ class ProcessingService:
         for field, source in sources:
             kind = source.WhichOneof("source")
             if kind == "image_id":
+                if not source.image_id:
+                    raise InvalidArgument("required: the id of a stored image, as Register "
+                                          "returned it; got an empty string",
+                                          f"{field}.image_id")
                 expected.append(derived.placeholder(field, source.image_id))
                 continue
             if kind != "inline":

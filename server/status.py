@@ -3,6 +3,11 @@
 A :class:`MedcomputeError` becomes its code and details; anything unexpected is logged
 with its traceback and answered INTERNAL with a reference, never with the traceback
 itself. Servicer methods reach this through :func:`medcompute.server.guard.rpc`.
+
+An INVALID_ARGUMENT also carries the standard rich status (``grpc-status-details-bin``
+trailer: a ``google.rpc.Status`` whose details hold a ``google.rpc.BadRequest`` with one
+field violation, the field and what was expected), so that clients in any language read
+the field without parsing the message.
 """
 
 from __future__ import annotations
@@ -13,10 +18,12 @@ import uuid
 
 import grpc
 from google.protobuf.message import DecodeError
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
 
 from medcompute.server.errors import MedcomputeError
 
-__all__ = ["status_of", "UndecodableRequests"]
+__all__ = ["status_of", "rich_status", "UndecodableRequests"]
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +43,34 @@ def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     return grpc.StatusCode.INTERNAL, f"internal error (reference {ref}; see the server log)"
 
 
+def rich_status(exc: BaseException) -> tuple[grpc.StatusCode, str, tuple]:
+    """``status_of(exc)`` and the trailing metadata that carries its google.rpc details."""
+    code, details = status_of(exc)
+    if isinstance(exc, MedcomputeError):
+        field, description = exc.field, exc.message
+    elif isinstance(exc, DecodeError):
+        field, description = "request", details
+    else:
+        field = description = None
+    if code is not grpc.StatusCode.INVALID_ARGUMENT or not field:
+        return code, details, ()
+    violation = error_details_pb2.BadRequest.FieldViolation(field=field,
+                                                            description=description)
+    status = status_pb2.Status(code=code.value[0], message=details)
+    status.details.add().Pack(error_details_pb2.BadRequest(field_violations=[violation]))
+    return code, details, tuple(rpc_status.to_status(status).trailing_metadata)
+
+
 class _Undecodable:
     """Stands in for a unary request whose bytes did not parse."""
 
     def __init__(self, error: DecodeError):
         self.error = error
+
+
+async def _abort(context, error: DecodeError):
+    code, details, trailers = rich_status(error)
+    await context.abort(code, details, trailing_metadata=trailers)
 
 
 class UndecodableRequests(grpc.aio.ServerInterceptor):
@@ -70,13 +100,13 @@ class UndecodableRequests(grpc.aio.ServerInterceptor):
             if inspect.isasyncgenfunction(inner_stream):
                 async def streamed(request, context):
                     if isinstance(request, _Undecodable):
-                        await context.abort(*status_of(request.error))
+                        await _abort(context, request.error)
                     async for item in inner_stream(request, context):
                         yield item
             else:  # a method that sends its responses with context.write (health's Watch)
                 async def streamed(request, context):
                     if isinstance(request, _Undecodable):
-                        await context.abort(*status_of(request.error))
+                        await _abort(context, request.error)
                     return await inner_stream(request, context)
 
             return grpc.unary_stream_rpc_method_handler(
@@ -87,7 +117,7 @@ class UndecodableRequests(grpc.aio.ServerInterceptor):
 
         async def unary(request, context):
             if isinstance(request, _Undecodable):
-                await context.abort(*status_of(request.error))
+                await _abort(context, request.error)
             return await inner(request, context)
 
         return grpc.unary_unary_rpc_method_handler(

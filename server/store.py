@@ -35,7 +35,7 @@ from medcompute.server import blobs as blobfiles
 from medcompute.server import preview
 from medcompute.server.blobs import BlobStore, BlobWriter, VoxelWriter
 from medcompute.server.config import ServerConfig
-from medcompute.server.dicom_meta import normalise_date
+from medcompute.server.dicom_meta import check_uid, normalise_date
 from medcompute.server.errors import Internal, InvalidArgument, NotFound, ResourceExhausted
 from medcompute.server.image_catalog import (
     PAGE_MAX,
@@ -59,6 +59,12 @@ METADATA_TEXT_FIELDS = ("modality", "patient_id", "study_instance_uid", "series_
 _MAX_TEXT = 256
 _DEFAULT_PAGE = 100
 _END = object()
+
+
+def _require_id(image_id: str, field: str) -> None:
+    if not image_id:
+        raise InvalidArgument("required: the id of a stored image, as Register returned it; "
+                              "got an empty string", field)
 
 
 def new_image_id() -> str:
@@ -135,15 +141,36 @@ def _check_metadata(meta: dict, *, raw: bool) -> dict:
     if raw and len(sops) > 1:
         raise InvalidArgument("a raw array is one instance: give at most one UID",
                               "header.metadata.sop_instance_uids")
-    if any(not s or len(s) > 64 for s in sops):
-        raise InvalidArgument("each UID must have 1 to 64 characters",
-                              "header.metadata.sop_instance_uids")
+    for i, uid in enumerate(sops):
+        try:
+            check_uid(uid)
+        except ValueError as exc:
+            raise InvalidArgument(str(exc), f"header.metadata.sop_instance_uids[{i}]") from None
+    for name in ("study_instance_uid", "series_instance_uid"):
+        if out.get(name):
+            try:
+                check_uid(out[name])
+            except ValueError as exc:
+                raise InvalidArgument(str(exc), f"header.metadata.{name}") from None
     for name, value in out.get("conditions", {}).items():
         if name != "other" and not math.isfinite(value):
             raise InvalidArgument("must be a finite number", f"header.metadata.conditions.{name}")
     for key in ("window_center", "window_width"):
         if key in out and not math.isfinite(out[key]):
             raise InvalidArgument("must be a finite number", f"header.metadata.{key}")
+    return out
+
+
+def differing_fields(kept: dict, sent: dict) -> list[str]:
+    """The metadata fields (``metadata.NAME``, ``metadata.conditions.NAME``) that ``sent``
+    gives a value other than ``kept``'s; a field ``sent`` leaves empty is not compared."""
+    out = []
+    for name in sorted(set(kept) | set(sent)):
+        if name == "conditions":
+            a, b = kept.get(name) or {}, sent.get(name) or {}
+            out += [f"metadata.conditions.{k}" for k in sorted(b) if b[k] != a.get(k)]
+        elif sent.get(name) not in (None, "", [], ()) and sent.get(name) != kept.get(name):
+            out.append(f"metadata.{name}")
     return out
 
 
@@ -228,10 +255,12 @@ class ImageStore:
     # -- register -------------------------------------------------------------------
     async def register(self, descriptor, chunks: AsyncIterator, *, owner: str,
                        metadata: dict | None = None, retention: float = 0.0
-                       ) -> tuple[ImageRecord, bool]:
+                       ) -> tuple[ImageRecord, bool, list[str]]:
         """Receive one image (``chunks`` yields (message index, Chunk)) and keep it.
 
-        Returns the stored record and whether the instance was registered before.
+        Returns the stored record, whether the instance was registered before, and (when
+        it was) the metadata fields this registration sent differently from the ones kept
+        (``metadata.acquisition_date`` ...); the kept record is never changed.
         """
         e = expect_image(descriptor, "header.image", max_bytes=self.config.max_image_bytes)
         meta = _check_metadata(metadata or {}, raw=e.encoding == "raw")
@@ -288,7 +317,9 @@ class ImageStore:
                 shape=e.shape, dtype=e.dtype.str, size=e.size, crc32=writer.crc32,
                 created_at=time.time(), spacing=e.spacing, expires_at=expires, metadata=meta,
                 blobs=(BlobRef("voxels", digest, size),))
-            return await self.catalog.add(record, lambda: self.blobs.install(tmp, digest))
+            stored, existing = await self.catalog.add(
+                record, lambda: self.blobs.install(tmp, digest))
+            return stored, existing, differing_fields(stored.metadata, meta) if existing else []
         finally:
             writer.discard()
 
@@ -322,9 +353,10 @@ class ImageStore:
             sops = from_files["sop_instance_uids"]
             identity = ("dicom:" + hashlib.sha256("\n".join(sorted(sops)).encode()).hexdigest()
                         if sops else f"dicom-bytes:{digest}")
+            merged = _merge(from_files, meta)
             existing = await self.catalog.by_identity(owner, identity)
             if existing is not None:
-                return existing, True
+                return existing, True, differing_fields(existing.metadata, merged)
             written: Written = await self.runner(
                 ingest_dicom, str(tmp), e.file_sizes, str(voxels_tmp),
                 max_voxels=self.config.max_voxels, field=e.field)
@@ -333,7 +365,7 @@ class ImageStore:
                 shape=written.shape, dtype=written.dtype,
                 size=math.prod(written.shape) * np.dtype(written.dtype).itemsize,
                 crc32=written.crc32, created_at=time.time(), spacing=spacing,
-                expires_at=expires, metadata=_merge(from_files, meta),
+                expires_at=expires, metadata=merged,
                 file_sizes=e.file_sizes, dicom_crc32=writer.crc32,
                 blobs=(BlobRef("dicom", digest, size),
                        BlobRef("voxels", written.digest, written.size)))
@@ -341,18 +373,20 @@ class ImageStore:
             def install():
                 self.blobs.install(tmp, digest)
                 self.blobs.install(voxels_tmp, written.digest)
-            return await self.catalog.add(record, install)
+            stored, existing = await self.catalog.add(record, install)
+            return stored, existing, differing_fields(stored.metadata, merged) if existing else []
         finally:
             writer.discard()
             Path(voxels_tmp).unlink(missing_ok=True)
 
     # -- find and get ---------------------------------------------------------------
     async def get(self, image_id: str, *, owner: str, field: str = "image_id") -> ImageRecord:
-        """The image; NotFound when it does not exist or belongs to another subscriber."""
-        record = await self.catalog.get(image_id, owner) if image_id else None
+        """The image; NotFound when it does not exist or belongs to another subscriber,
+        InvalidArgument when ``image_id`` is empty."""
+        _require_id(image_id, field)
+        record = await self.catalog.get(image_id, owner)
         if record is None:
-            raise NotFound(f"no stored image {image_id!r}" if image_id
-                           else "expected an image id", field)
+            raise NotFound(f"no stored image {image_id!r}", field)
         return record
 
     async def find(self, f: FindFilter, *, owner: str, page_size: int = 0,
@@ -407,10 +441,10 @@ class ImageStore:
     # -- delete ---------------------------------------------------------------------
     async def delete(self, image_id: str, *, owner: str) -> int:
         """Remove the image; the bytes of blob files removed (shared blobs stay)."""
-        record = await self.catalog.delete(image_id, owner) if image_id else None
+        _require_id(image_id, "image_id")
+        record = await self.catalog.delete(image_id, owner)
         if record is None:
-            raise NotFound(f"no stored image {image_id!r}" if image_id
-                           else "expected an image id", "image_id")
+            raise NotFound(f"no stored image {image_id!r}", "image_id")
         freed, _ = await self._release(record.blobs)
         return freed
 

@@ -90,11 +90,14 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
         header, chunks = await header_and_chunks(request_iterator)
         if not header.HasField("image"):
             raise InvalidArgument("expected the image's descriptor", "header.image")
-        record, existing = await self.store.register(
+        record, existing, differing = await self.store.register(
             header.image, chunks, owner=call.principal.subscriber,
             metadata=metadata_from(header.metadata), retention=header.retention_seconds)
         call.object_id = record.id
-        return store_pb2.RegisterResponse(image=image_message(record), existing=existing)
+        if differing:
+            call.detail = "registered before with other metadata: " + ", ".join(differing)
+        return store_pb2.RegisterResponse(image=image_message(record), existing=existing,
+                                          differing_fields=differing)
 
     @rpc("store.find", ("store", "receive"))
     async def Find(self, request, context, call):

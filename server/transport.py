@@ -103,7 +103,7 @@ def expect_image(desc: image_pb2.ImageDescriptor, field: str, *, max_bytes: int)
                                   f"{field}.size")
         return ExpectedImage(field, "dicom", size, spacing=_spacing(desc, None, field),
                              file_sizes=sizes, compression=desc.compression, crc32=crc)
-    raise InvalidArgument(f"expected RAW or DICOM, got {desc.encoding}", f"{field}.encoding")
+    raise InvalidArgument(wire.enum_choices(image_pb2.Encoding, desc.encoding), f"{field}.encoding")
 
 
 class Spool:

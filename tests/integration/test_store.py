@@ -137,7 +137,7 @@ def test_another_subscribers_image_answers_not_found(client, server, store):
         desc = H.raw_descriptor(vol)
         return await store.register(desc, H.stream(H.payloads(vol)), owner="another")
 
-    record, _ = server.call(register_as_other())
+    record, _, _ = server.call(register_as_other())
     for call in (lambda: client.store.get(record.id), lambda: client.store.delete(record.id),
                  lambda: client.store.preview(record.id),
                  lambda: client.process(f"id:{record.id}", ["gaussian:sigma=1"])):

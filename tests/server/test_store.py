@@ -31,13 +31,15 @@ async def _put_raw(store, array, *, owner="local", compression=image_pb2.COMPRES
                    chunk_size=None, **kwargs):
     desc = H.raw_descriptor(array, compression)
     pieces = H.payloads(array, compression, array.dtype.itemsize, chunk_size)
-    return await store.register(desc, H.stream(pieces), owner=owner, **kwargs)
+    record, existing, _ = await store.register(desc, H.stream(pieces), owner=owner, **kwargs)
+    return record, existing
 
 
 async def _put_dicom(store, parts, *, owner="local", **kwargs):
     desc = H.dicom_descriptor(parts)
-    return await store.register(desc, H.stream(H.payloads(b"".join(parts))), owner=owner,
-                                **kwargs)
+    record, existing, _ = await store.register(desc, H.stream(H.payloads(b"".join(parts))),
+                                               owner=owner, **kwargs)
+    return record, existing
 
 
 async def _voxels(store, record, compression=image_pb2.COMPRESSION_NONE) -> np.ndarray:

@@ -39,7 +39,8 @@ def test_over_the_size_limit_is_resource_exhausted():
     (img.ImageDescriptor(encoding=img.ENCODING_DICOM, file_sizes=[5, 0]), "file_sizes", "> 0"),
     (img.ImageDescriptor(encoding=img.ENCODING_DICOM, file_sizes=[5], size=6), "size",
      "add up to 5"),
-    (img.ImageDescriptor(shape=[2]), "encoding", "RAW or DICOM"),
+    (img.ImageDescriptor(shape=[2]), "encoding",
+     "ENCODING_RAW, ENCODING_DICOM; got ENCODING_UNSPECIFIED"),
 ])
 def test_refusals_name_the_field(desc, field, words):
     with pytest.raises(InvalidArgument, match=words) as info:
