@@ -146,6 +146,8 @@ class JobRunner:
         while True:
             await asyncio.sleep(interval)
             try:
+                if self.service.unrecorded:
+                    await self.service.record_unrecorded()
                 for job_id, reason in await self.catalog.renew():
                     task = self._tasks.get(job_id)
                     if task is not None and job_id not in self._cancel_reasons:
@@ -275,6 +277,10 @@ class JobRunner:
                     "ended")
         with _process_fields():
             request = await self.service.prepare(submit.process, subscriber=subscriber)
+        if earlier is None or earlier.queued_at is None:
+            # Refused before anything is written when the disk is below its reserve; the
+            # retry of an answered submit writes nothing and is answered as before.
+            self.service.check_space(request, "jobs")
         job = self.service.new_job(request, subscriber=subscriber, destination=destination)
         blob = submit.SerializeToString(deterministic=True)
         job, created = await self.catalog.create_request(job, {
