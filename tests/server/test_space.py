@@ -1,0 +1,181 @@
+"""The free-space reserve and the mapping of storage faults (server/space.py).
+
+The reserve's arithmetic is tested with ``FakeStatvfs``, a fake of ``os.statvfs`` (what
+a filesystem reports cannot be chosen otherwise); everything that needs a disk that is
+really full runs on a tmpfs mounted by the test (tests/space_helpers.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import sqlite3
+import time
+
+import grpc
+import pytest
+
+from medcompute.server import jobs
+from medcompute.server.catalog import Catalog
+from medcompute.server.config import ServerConfig
+from medcompute.server.errors import (
+    InvalidArgument,
+    ResourceExhausted,
+    StorageFailure,
+    StorageFull,
+    Unavailable,
+)
+from medcompute.server.service import ProcessingService
+from medcompute.server.space import FreeSpaceReserve, MinFree, parse_min_free, storage_fault
+from medcompute.server.status import status_of
+from tests.space_helpers import MIB, fill, free_bytes, tmpfs
+
+
+class FakeStatvfs:
+    """A fake of ``os.statvfs``: a filesystem of ``total`` bytes with ``free`` available."""
+
+    def __init__(self, total: int, free: int):
+        self.total, self.free = total, free
+        self.asked: list[str] = []
+
+    def __call__(self, path: str):
+        self.asked.append(path)
+        return os.statvfs_result((4096, 4096, self.total // 4096, self.free // 4096,
+                                  self.free // 4096, 0, 0, 0, 0, 255))
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("512", MinFree(bytes=512 * MIB)), ("0", MinFree()), ("0.5", MinFree(bytes=MIB // 2)),
+    ("5%", MinFree(percent=5.0)), (" 2.5 % ", MinFree(percent=2.5))])
+def test_min_free_parses_mib_and_percent(text, expected):
+    assert parse_min_free(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "abc", "-1", "nan", "inf", "100%", "-3%", "5 MB"])
+def test_min_free_refuses_anything_else_saying_what_is_expected(text):
+    with pytest.raises(ValueError, match="MiB"):
+        parse_min_free(text)
+
+
+def test_reserve_in_bytes_refuses_a_write_below_it_naming_location_free_and_reserve(tmp_path):
+    statvfs = FakeStatvfs(total=1000 * MIB, free=100 * MIB)
+    reserve = FreeSpaceReserve(tmp_path, MinFree(bytes=64 * MIB), statvfs=statvfs)
+    reserve.check("blobs", "catalog")                     # 100 MiB free: fine
+    reserve.check("blobs", incoming=36 * MIB)             # exactly the reserve left
+    with pytest.raises(StorageFull) as refused:
+        reserve.check("catalog", "blobs", incoming=37 * MIB)
+    assert isinstance(refused.value, ResourceExhausted)
+    text = refused.value.details
+    assert "catalog location has 100.0 MB" in text and "37.0 MB" in text
+    assert "64.0 MB" in text and "(67108864 bytes) are reserved" in text
+    assert "--min-free 64 MiB" in text
+    statvfs.free = 10 * MIB
+    assert reserve.below() == ["catalog", "blobs", "spool", "jobs"]
+    assert reserve.status()["spool"] == (10 * MIB, 64 * MIB)
+    # A folder not made yet is asked about on its parent's filesystem.
+    assert all(os.path.exists(p) for p in statvfs.asked)
+
+
+def test_reserve_in_percent_is_a_share_of_the_filesystem(tmp_path):
+    statvfs = FakeStatvfs(total=2000 * MIB, free=150 * MIB)
+    reserve = FreeSpaceReserve(tmp_path, MinFree(percent=5), statvfs=statvfs)
+    assert reserve.reserved_bytes("jobs") == 100 * MIB
+    reserve.check("jobs", incoming=50 * MIB)
+    with pytest.raises(StorageFull, match=r"--min-free 5%"):
+        reserve.check("jobs", incoming=51 * MIB)
+    with pytest.raises(ValueError, match="unknown storage location 'disk'"):
+        reserve.free_bytes("disk")
+
+
+def test_reserve_comes_from_the_config(tmp_path):
+    config = ServerConfig(data_dir=tmp_path, min_free_bytes=3 * MIB, min_free_percent=0.0)
+    assert FreeSpaceReserve.from_config(config).min_free == MinFree(bytes=3 * MIB)
+    assert ServerConfig().min_free_bytes == 1 << 30       # the documented default
+
+
+@pytest.mark.parametrize(("exc", "kind", "code"), [
+    (OSError(errno.ENOSPC, "No space left on device"), StorageFull, "RESOURCE_EXHAUSTED"),
+    (OSError(errno.EDQUOT, "Disk quota exceeded"), StorageFull, "RESOURCE_EXHAUSTED"),
+    (OSError(errno.EIO, "Input/output error"), StorageFailure, "UNAVAILABLE"),
+    (sqlite3.OperationalError("database or disk is full"), StorageFull, "RESOURCE_EXHAUSTED"),
+    (sqlite3.OperationalError("disk I/O error"), StorageFailure, "UNAVAILABLE")])
+def test_storage_faults_become_resource_exhausted_or_unavailable_never_internal(exc, kind,
+                                                                                 code):
+    fault = storage_fault(exc)
+    assert isinstance(fault, kind) and fault.platform_fault
+    status, details = status_of(exc)
+    assert status is grpc.StatusCode[code]
+    assert "storage" in details or "catalog" in details
+    assert "internal error" not in details
+
+
+@pytest.mark.parametrize("exc", [OSError(errno.ENOENT, "missing"), ValueError("x"),
+                                 sqlite3.OperationalError("no such table: t"),
+                                 InvalidArgument("bad", "f"), Unavailable("no cluster")])
+def test_other_errors_are_not_storage_faults(exc):
+    assert storage_fault(exc) is None
+
+
+# -- on a real full disk ------------------------------------------------------------------
+
+def test_reserve_reads_the_real_filesystem(tmp_path):
+    with tmpfs(tmp_path / "fs", 8) as fs:
+        reserve = FreeSpaceReserve(fs, MinFree(bytes=2 * MIB))
+        assert abs(reserve.free_bytes("blobs") - 8 * MIB) <= 64 << 10
+        reserve.check("blobs")
+        filler = fill(fs, leave=MIB)
+        with pytest.raises(StorageFull, match="blobs location has 1.0 MB"):
+            reserve.check("blobs")
+        filler.unlink()
+        reserve.check("blobs", incoming=5 * MIB)
+        assert FreeSpaceReserve(fs, MinFree(percent=50)).reserved_bytes("catalog") == 4 * MIB
+
+
+def _job(subscriber="s") -> jobs.Job:
+    job = jobs.new_job(subscriber=subscriber, operations=["gaussian"], device="cpu",
+                       inputs=["inline:16"], created_at=time.time())
+    return jobs.apply(job, jobs.InputsReceived(time.time()))
+
+
+def test_a_job_end_met_by_a_full_disk_is_recorded_failed_unbilled_once_space_returns(
+        tmp_path):
+    """SQLite's 'database or disk is full' at the end of a job: the job is kept and
+    recorded FAILED as the platform's fault once the catalog can be written, never left
+    RUNNING; exactly one usage record."""
+    with tmpfs(tmp_path / "fs", 4) as fs:
+        config = ServerConfig(data_dir=fs, min_free_bytes=0)
+        catalog = Catalog(fs, runner="r1")
+        service = ProcessingService(config, catalog, dispatcher=None, spool=None)
+
+        async def main():
+            job = jobs.apply(_job(), jobs.Started(time.time(), "w"))
+            await catalog.put_job(job)
+            filler = fill(fs)
+            error = None
+            for _ in range(200):   # the WAL's last page may still hold a few records
+                try:
+                    await catalog.put_job(jobs.apply(_job(), jobs.Started(time.time(), "w")))
+                except sqlite3.OperationalError as exc:
+                    error = exc
+                    break
+            assert error is not None, "the catalog never met the full disk"
+            assert status_of(error)[0] is grpc.StatusCode.RESOURCE_EXHAUSTED
+            await service.fail(job, error, bytes_in=16, n_images=1)
+            assert set(service.unrecorded) == {job.id}
+            assert (await catalog.get_job(job.id)).state is jobs.State.RUNNING
+            assert await service.record_unrecorded() == 1       # still full: kept
+            filler.unlink()
+            assert await service.record_unrecorded() == 0
+            ended = await catalog.get_job(job.id)
+            assert ended.state is jobs.State.FAILED and ended.platform_fault
+            assert ended.error_code == "RESOURCE_EXHAUSTED"
+            [usage] = await catalog.usage_for(job.id)
+            assert usage["platform_fault"] and usage["state"] == "FAILED"
+            # The catalog serves again without being reopened.
+            assert await catalog.put_job(_job())
+        try:
+            asyncio.run(asyncio.wait_for(main(), 60))
+        finally:
+            catalog.close()
+        assert free_bytes(fs) > 0

@@ -1,0 +1,59 @@
+"""A real small filesystem for the storage-fault tests: a tmpfs mounted by the test.
+
+Mounting needs root (CAP_SYS_ADMIN); where it is not permitted the tests that need a
+real full disk are skipped with that reason (the reserve's own logic is tested with a
+fake statvfs, which needs no mount).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+MIB = 1 << 20
+
+
+@contextlib.contextmanager
+def tmpfs(path: Path, size_mb: int):
+    """Mount a ``size_mb`` MiB tmpfs on ``path`` for the block; unmounted afterwards."""
+    path.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_mb}m", "tmpfs", str(path)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip("needs a real small filesystem: mounting a tmpfs was not permitted here "
+                    f"(root with CAP_SYS_ADMIN is needed): {done.stderr.strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def free_bytes(path: Path) -> int:
+    st = os.statvfs(path)
+    return st.f_bavail * st.f_frsize
+
+
+def fill(path: Path, leave: int = 0) -> Path:
+    """Another process's file taking the filesystem's space until ``leave`` bytes are free
+    (0: until the disk is full, ENOSPC)."""
+    filler = path / f"filler-{len(list(path.glob('filler-*')))}"
+    with open(filler, "wb", buffering=0) as f:
+        block = 1 * MIB
+        while block >= 4096:
+            room = free_bytes(path) - leave
+            if leave and room < block:
+                if room < 4096:
+                    break
+                block = max(4096, room // 4096 * 4096)
+            try:
+                f.write(bytes(block))
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
+                block //= 2
+    return filler
