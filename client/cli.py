@@ -218,8 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"HOST:PORT to listen on, loopback only (default {DEFAULT_ADDRESS}; "
                        "port 0 picks a free one)")
     serve.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR),
-                       help=f"data directory: catalog and spool (default {DEFAULT_DATA_DIR}, "
-                       "or $MEDCOMPUTE_DATA_DIR)")
+                       help=f"data directory: catalog, image store, job files and spool (default "
+                       f"{DEFAULT_DATA_DIR}, or $MEDCOMPUTE_DATA_DIR; see --min-free)")
     serve.add_argument("--workers", type=int, default=None,
                        help="CPU worker processes of the embedded cluster (default: one per "
                        "core not taken by a GPU worker)")
