@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+import re
 import sqlite3
 import time
 
@@ -179,3 +180,46 @@ def test_a_job_end_met_by_a_full_disk_is_recorded_failed_unbilled_once_space_ret
         finally:
             catalog.close()
         assert free_bytes(fs) > 0
+
+
+# -- how it is exposed ----------------------------------------------------------------------
+
+def test_serve_takes_min_free_in_mib_or_percent_with_a_default():
+    from medcompute.client.cli import build_parser
+
+    parser = build_parser()
+    assert parser.parse_args(["serve"]).min_free == MinFree(bytes=1024 * MIB)
+    assert parser.parse_args(["serve", "--min-free", "5%"]).min_free == MinFree(percent=5)
+    assert parser.parse_args(["serve", "--min-free", "512"]).min_free == MinFree(bytes=512 * MIB)
+
+
+def test_serve_refuses_a_bad_min_free_naming_the_option(capsys):
+    from medcompute.client.cli import build_parser
+
+    with pytest.raises(SystemExit) as exited:
+        build_parser().parse_args(["serve", "--min-free", "lots"])
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert "--min-free" in err and "expected MiB (e.g. 512) or a percentage" in err
+
+
+def test_gauges_of_free_and_reserved_bytes_per_location(tmp_path):
+    from medcompute.server.metrics import Metrics
+
+    metrics = Metrics(gpu=False)
+    reserve = FreeSpaceReserve(tmp_path, MinFree(bytes=5 * MIB),
+                               statvfs=FakeStatvfs(total=100 * MIB, free=40 * MIB))
+    metrics.set_storage_source(reserve.status)
+    text = metrics.render().decode()
+    samples = dict(re.findall(r'^(medcompute_storage_\w+{location="\w+"}) (\S+)$', text,
+                              re.M))
+    for location in ("catalog", "blobs", "spool", "jobs"):
+        label = f'{{location="{location}"}}'
+        assert float(samples["medcompute_storage_free_bytes" + label]) == 40 * MIB
+        assert float(samples["medcompute_storage_reserved_bytes" + label]) == 5 * MIB
+
+    def broken():
+        raise OSError(errno.EIO, "Input/output error")
+    metrics.set_storage_source(broken)
+    text = metrics.render().decode()     # the scrape still answers, without those samples
+    assert "medcompute_storage_free_bytes" not in text and "medcompute_jobs_total" in text
