@@ -15,8 +15,10 @@ import sqlite3
 import time
 
 import grpc
+import numpy as np
 import pytest
 
+from medcompute.proto.v1 import image_pb2
 from medcompute.server import jobs
 from medcompute.server.catalog import Catalog
 from medcompute.server.config import ServerConfig
@@ -223,3 +225,66 @@ def test_gauges_of_free_and_reserved_bytes_per_location(tmp_path):
     metrics.set_storage_source(broken)
     text = metrics.render().decode()     # the scrape still answers, without those samples
     assert "medcompute_storage_free_bytes" not in text and "medcompute_jobs_total" in text
+
+
+# -- the image store on a full disk ---------------------------------------------------------
+
+def _register(store, array, *, fill_after: int | None = None, fs=None, leave: int = 0):
+    """Register ``array``; with ``fill_after``, another process fills the disk (to
+    ``leave`` bytes free) once that many chunks have been sent, after the call's check."""
+    from tests.store_helpers import payloads, raw_descriptor
+
+    async def chunks():
+        pieces = payloads(array.tobytes(), chunk_size=256 << 10)
+        for i, data in enumerate(pieces, 1):
+            yield i, image_pb2.Chunk(image=0, data=data)
+            if i == fill_after:
+                fill(fs, leave=leave)
+    return store.register(raw_descriptor(array), chunks(), owner="s")
+
+
+def test_an_upload_met_by_a_full_disk_leaves_nothing_and_succeeds_once_space_returns(
+        tmp_path):
+    from medcompute.server import store_admin
+    from tests.store_helpers import with_store
+
+    array = np.random.default_rng(1).integers(0, 1 << 15, (48, 256, 256)).astype(np.int16)
+    with tmpfs(tmp_path / "fs", 12) as fs:
+        async def body(store):
+            with pytest.raises(OSError) as met:     # 6 MiB; the disk fills after 1 MiB
+                await _register(store, array, fill_after=4, fs=fs)
+            assert status_of(met.value)[0] is grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert list(store.blobs.tmp.iterdir()) == []
+            assert await store.catalog.count() == 0
+            for filler in fs.glob("filler-*"):
+                filler.unlink()
+            record, existing = await _register(store, array)
+            assert not existing
+            report = await store_admin.verify(store)
+            assert report.ok and report.images == 1 and report.unreferenced == 0
+        with_store(fs / "data", body, min_free_bytes=0)
+
+
+def test_a_catalog_row_that_cannot_be_committed_leaves_no_blob_behind(tmp_path):
+    """The blob is written and installed, then SQLite finds the disk full: neither the row
+    nor the blob is kept (no row without its blob, no blob taking space without a row)."""
+    from medcompute.server import store_admin
+    from tests.store_helpers import with_store
+
+    first = np.ones((4, 4), np.int16)
+    array = np.zeros((256, 256), np.int16)     # 128 KiB that compress to one page
+    with tmpfs(tmp_path / "fs", 8) as fs:
+        async def body(store):
+            await _register(store, first)
+            before = sorted(store.blobs.digests())
+            with pytest.raises(sqlite3.OperationalError, match="database or disk is full"):
+                await _register(store, array, fill_after=1, fs=fs, leave=4096)
+            assert sorted(store.blobs.digests()) == before
+            assert list(store.blobs.tmp.iterdir()) == []
+            report = await store_admin.verify(store)
+            assert report.ok and report.images == 1 and report.unreferenced == 0
+            for filler in fs.glob("filler-*"):
+                filler.unlink()
+            _, existing = await _register(store, array)      # served again, no reopening
+            assert not existing and await store.catalog.count() == 2
+        with_store(fs / "data", body, min_free_bytes=0)
