@@ -41,6 +41,7 @@ from medcompute.server.errors import (
     ResourceExhausted,
     Unavailable,
 )
+from medcompute.server.space import storage_fault
 from medcompute.server.transport import receive_images
 
 __all__ = ["JobRunner", "job_info", "MAX_ATTEMPTS"]
@@ -162,8 +163,11 @@ class JobRunner:
                     await self.expire_results()
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("job upkeep failed; retrying")
+            except Exception as exc:
+                if storage_fault(exc) is not None:   # a full disk: retried each round
+                    log.warning("job upkeep: the catalog cannot be written (%s); retrying", exc)
+                else:
+                    log.exception("job upkeep failed; retrying")
 
     async def recover(self) -> None:
         """Take over the jobs of servers that stopped (this one's earlier life included)."""
