@@ -559,7 +559,13 @@ class JobRunner:
         return header, path, compression, itemsize, recipient
 
     async def fetched(self, job_id: str) -> None:
-        await self.catalog.mark_fetched(job_id)
+        try:
+            await self.catalog.mark_fetched(job_id)
+        except Exception as exc:
+            if storage_fault(exc) is None:
+                raise
+            # The result was sent: a full disk must not turn the fetch into an error.
+            log.warning("job %s: its fetch could not be recorded (%s)", job_id, exc)
         await self._notify()
 
     # -- inbox --------------------------------------------------------------------
