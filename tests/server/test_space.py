@@ -288,3 +288,28 @@ def test_a_catalog_row_that_cannot_be_committed_leaves_no_blob_behind(tmp_path):
             _, existing = await _register(store, array)      # served again, no reopening
             assert not existing and await store.catalog.count() == 2
         with_store(fs / "data", body, min_free_bytes=0)
+
+
+def test_a_fetch_whose_mark_meets_a_full_disk_still_succeeds(tmp_path):
+    from medcompute.server.job_runner import JobRunner
+
+    with tmpfs(tmp_path / "fs", 4) as fs:
+        config = ServerConfig(data_dir=fs, min_free_bytes=0)
+        catalog = Catalog(fs, runner="r1")
+        runner = JobRunner(config, service=None, catalog=catalog)
+        job = _job("sender")
+
+        async def main():
+            await catalog.put_job(job)
+            await catalog._call(catalog._transaction, lambda: Catalog.deliver(
+                catalog._db, job.id, "reader", "sender", time.time()))
+            filler = fill(fs)
+            await runner.fetched(job.id)                    # no error for the caller
+            assert (await catalog.delivery(job.id))["fetched_at"] is None
+            filler.unlink()
+            await runner.fetched(job.id)
+            assert (await catalog.delivery(job.id))["fetched_at"] is not None
+        try:
+            asyncio.run(asyncio.wait_for(main(), 60))
+        finally:
+            catalog.close()
