@@ -8,6 +8,7 @@ really full runs on a tmpfs mounted by the test (tests/space_helpers.py).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import os
 import re
@@ -313,3 +314,39 @@ def test_a_fetch_whose_mark_meets_a_full_disk_still_succeeds(tmp_path):
             asyncio.run(asyncio.wait_for(main(), 60))
         finally:
             catalog.close()
+
+
+def test_audit_and_job_upkeep_on_a_full_disk_warn_and_go_on(tmp_path, caplog):
+    import logging
+
+    from medcompute.server.audit import AuditLog
+    from medcompute.server.guard import Call, Guard, Principal
+    from medcompute.server.job_runner import JobRunner
+
+    with tmpfs(tmp_path / "fs", 4) as fs:
+        config = ServerConfig(data_dir=fs, min_free_bytes=0)
+        catalog = Catalog(fs, runner="r1", lease_seconds=0.6)
+        audit = AuditLog(fs)
+        guard = Guard(config, keys=None, audit=audit)
+        runner = JobRunner(config, ProcessingService(config, catalog, None, None), catalog)
+
+        async def main():
+            await catalog.put_job(jobs.apply(_job(), jobs.Started(time.time(), "w")))  # a lease
+            fill(fs)
+            call = Call("store.get", Principal("s", frozenset()), object_id="x")
+            await guard.record(call, "OK")                   # the served call stays served
+            upkeep = asyncio.create_task(runner._upkeep())
+            await asyncio.sleep(0.7)
+            upkeep.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await upkeep
+        try:
+            with caplog.at_level(logging.WARNING):
+                asyncio.run(asyncio.wait_for(main(), 60))
+        finally:
+            audit.close()
+            catalog.close()
+        messages = [r.getMessage() for r in caplog.records]
+        assert any("could not write the audit entry of store.get" in m for m in messages)
+        assert any("job upkeep: the catalog cannot be written" in m for m in messages)
+        assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
