@@ -350,3 +350,35 @@ def test_audit_and_job_upkeep_on_a_full_disk_warn_and_go_on(tmp_path, caplog):
         assert any("could not write the audit entry of store.get" in m for m in messages)
         assert any("job upkeep: the catalog cannot be written" in m for m in messages)
         assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+def test_storage_health_follows_the_reserve_and_an_unreadable_filesystem(tmp_path):
+    from grpc_health.v1 import health, health_pb2
+
+    from medcompute.server.app import STORAGE_HEALTH_NAME, _watch_storage
+
+    statvfs = FakeStatvfs(total=100 * MIB, free=50 * MIB)
+    reserve = FreeSpaceReserve(tmp_path, MinFree(bytes=10 * MIB), statvfs=statvfs)
+
+    async def main():
+        servicer = health.aio.HealthServicer()
+
+        async def status():
+            reply = await servicer.Check(
+                health_pb2.HealthCheckRequest(service=STORAGE_HEALTH_NAME), None)
+            return reply.status
+        state = await _watch_storage(reserve, servicer, None)
+        assert state and await status() == health_pb2.HealthCheckResponse.SERVING
+        statvfs.free = 5 * MIB
+        state = await _watch_storage(reserve, servicer, state)
+        assert not state and await status() == health_pb2.HealthCheckResponse.NOT_SERVING
+        statvfs.free = 50 * MIB
+        state = await _watch_storage(reserve, servicer, state)
+        assert state and await status() == health_pb2.HealthCheckResponse.SERVING
+
+        def unreadable(path):     # a filesystem that cannot be asked (gone, I/O error)
+            raise OSError(errno.EIO, "Input/output error")
+        reserve._statvfs = unreadable
+        state = await _watch_storage(reserve, servicer, state)
+        assert not state and await status() == health_pb2.HealthCheckResponse.NOT_SERVING
+    asyncio.run(asyncio.wait_for(main(), 30))
