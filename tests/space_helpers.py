@@ -33,6 +33,20 @@ def tmpfs(path: Path, size_mb: int):
         subprocess.run(["umount", "-l", str(path)], check=False)
 
 
+class FakeStatvfs:
+    """A fake of ``os.statvfs``: a filesystem of ``total`` bytes with ``free`` available
+    (for the reserve's arithmetic, and where no real small filesystem can be mounted)."""
+
+    def __init__(self, total: int, free: int):
+        self.total, self.free = total, free
+        self.asked: list[str] = []
+
+    def __call__(self, path: str):
+        self.asked.append(path)
+        return os.statvfs_result((4096, 4096, self.total // 4096, self.free // 4096,
+                                  self.free // 4096, 0, 0, 0, 0, 255))
+
+
 def free_bytes(path: Path) -> int:
     st = os.statvfs(path)
     return st.f_bavail * st.f_frsize

@@ -1,5 +1,8 @@
 """A full disk is refused cleanly and nothing acknowledged is lost.
 
+The first test runs wherever the reserve can be tested without a real small filesystem:
+the server's free-space reserve reads a fake statvfs (``FakeStatvfs``), set by the test.
+
 The server's data directory is a 40 MiB tmpfs mounted by the test (a real filesystem that
 really fills up). Uploads fill it to the free-space reserve; another process's file then
 takes it past the reserve while concurrent submits and a large result write to it. Every
@@ -24,7 +27,7 @@ from medcompute.client import Client, ServiceError
 from medcompute.proto.v1 import jobs_pb2
 from medcompute.server.app import STORAGE_HEALTH_NAME
 from medcompute.server.config import ServerConfig
-from tests.space_helpers import MIB, fill, free_bytes, tmpfs
+from tests.space_helpers import MIB, FakeStatvfs, fill, free_bytes, tmpfs
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -61,6 +64,39 @@ def _gauge(text: str, name: str, location: str) -> float:
 def _refused(exc: ServiceError) -> None:
     assert exc.code in CLEAN, f"{exc.code.name}: {exc.details}"
     assert "internal error" not in exc.details
+
+
+def test_the_reserve_refuses_writes_keeps_reads_and_lifts_without_a_restart_fake_statvfs(
+        tmp_path, server_thread):
+    """The reserve with a fake statvfs: runs where no tmpfs can be mounted (non-root)."""
+    config = ServerConfig(address="127.0.0.1:0", data_dir=tmp_path / "data", workers=1,
+                          min_free_bytes=100 * MIB)
+    with server_thread(config) as server, Client(server.address, timeout=120) as c:
+        fake = FakeStatvfs(total=1 << 30, free=500 * MIB)
+        server.running.store.space._statvfs = fake     # the one reserve every path uses
+        kept = c.store.register(_image(1))
+        small = _image(2)[0, :64, :64].astype(np.float32)
+        fake.free = 50 * MIB
+        for write in (lambda: c.store.register(_image(3)), lambda: c.submit(small, SMOOTH),
+                      lambda: c.process(small, SMOOTH),
+                      lambda: c.process("id:" + kept.image_id, SMOOTH)):
+            with pytest.raises(ServiceError) as exc:
+                write()
+            assert exc.value.code is grpc.StatusCode.RESOURCE_EXHAUSTED
+            assert "has 50.0 MB (52428800 bytes) free" in exc.value.details
+            assert "100.0 MB (104857600 bytes) are reserved" in exc.value.details
+        _health(server.address, health_pb2.HealthCheckResponse.NOT_SERVING)
+        metrics = server.running.metrics.render().decode()
+        assert _gauge(metrics, "medcompute_storage_free_bytes", "jobs") == 50 * MIB
+        assert np.array_equal(c.store.get(kept).array, _image(1))
+        assert c.store.verify()["problems"] == []
+        assert c.store.purge()["image_ids"] == []
+        fake.free = 500 * MIB                            # an operator made room
+        _health(server.address, health_pb2.HealthCheckResponse.SERVING)
+        again = c.store.register(_image(3))
+        assert c.wait(c.submit(small, SMOOTH).job_id, timeout=60).state == jobs_pb2.SUCCEEDED
+        assert c.process(small, SMOOTH).array.shape == small.shape
+        assert c.store.delete(again) > 0
 
 
 def test_a_filling_disk_is_refused_cleanly_and_serves_again_once_space_is_freed(

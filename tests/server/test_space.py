@@ -33,20 +33,7 @@ from medcompute.server.errors import (
 from medcompute.server.service import ProcessingService
 from medcompute.server.space import FreeSpaceReserve, MinFree, parse_min_free, storage_fault
 from medcompute.server.status import status_of
-from tests.space_helpers import MIB, fill, free_bytes, tmpfs
-
-
-class FakeStatvfs:
-    """A fake of ``os.statvfs``: a filesystem of ``total`` bytes with ``free`` available."""
-
-    def __init__(self, total: int, free: int):
-        self.total, self.free = total, free
-        self.asked: list[str] = []
-
-    def __call__(self, path: str):
-        self.asked.append(path)
-        return os.statvfs_result((4096, 4096, self.total // 4096, self.free // 4096,
-                                  self.free // 4096, 0, 0, 0, 0, 255))
+from tests.space_helpers import MIB, FakeStatvfs, fill, free_bytes, tmpfs
 
 
 @pytest.mark.parametrize(("text", "expected"), [
