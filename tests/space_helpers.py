@@ -29,7 +29,7 @@ def tmpfs(path: Path, size_mb: int):
         pytest.skip("needs a real small filesystem: this machine has no `mount` command")
     if done.returncode != 0:
         pytest.skip("needs a real small filesystem: mounting a tmpfs was not permitted here "
-                    f"(root with CAP_SYS_ADMIN is needed): {done.stderr.strip()}")
+                    f"(root with CAP_SYS_ADMIN is needed): {done.stderr.strip().splitlines()[0]}")
     try:
         yield path
     finally:
