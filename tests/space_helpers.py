@@ -28,8 +28,9 @@ def tmpfs(path: Path, size_mb: int):
     except FileNotFoundError:
         pytest.skip("needs a real small filesystem: this machine has no `mount` command")
     if done.returncode != 0:
+        reason = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[0]
         pytest.skip("needs a real small filesystem: mounting a tmpfs was not permitted here "
-                    f"(root with CAP_SYS_ADMIN is needed): {done.stderr.strip().splitlines()[0]}")
+                    f"(root with CAP_SYS_ADMIN is needed): {reason}")
     try:
         yield path
     finally:
