@@ -22,7 +22,13 @@ The locations are named, not given as paths: ``catalog`` (the data directory: SQ
 catalog, audit, keys), ``blobs``, ``spool`` and ``jobs`` (its sub-folders, which an
 operator may mount elsewhere). One :class:`FreeSpaceReserve` per server is built from
 its configuration (``--min-free``: MiB, or a percentage of each filesystem's size);
-``ImageStore.space`` and ``ProcessingService.space`` hold it.
+``ImageStore.space`` and ``ProcessingService.space`` hold it. A new ingress that keeps
+images in the store calls, before it writes anything::
+
+    store.space.check("blobs", "catalog", incoming=declared_bytes)   # StorageFull if not
+
+and lets any OSError/sqlite3 error it meets propagate (or passes it through
+``storage_fault``) so that it is answered RESOURCE_EXHAUSTED/UNAVAILABLE, not INTERNAL.
 """
 
 from __future__ import annotations
