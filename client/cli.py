@@ -1,7 +1,7 @@
 """The ``medcompute`` command line.
 
     medcompute serve [--address HOST:PORT] [--data-dir DIR] [--workers N] [--gpu-workers N]
-                     [--scheduler ADDR]
+                     [--scheduler ADDR] [--min-free MB|PERCENT]
     medcompute process INPUT... --op NAME[:key=value,...] [--op ...] -o OUTPUT [--json]
     medcompute submit INPUT... --op ... [--to SUBSCRIBER] [--key KEY]   (see jobs_cli.py)
     medcompute watch|fetch|cancel JOB, jobs, inbox [--watch], deliveries ...
@@ -41,6 +41,15 @@ def _path(value: str | None) -> Path | None:
     return Path(value) if value else None
 
 
+def _min_free(text: str):
+    from medcompute.server.space import parse_min_free
+
+    try:
+        return parse_min_free(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _serve(args) -> int:
     import asyncio
 
@@ -70,7 +79,9 @@ def _serve(args) -> int:
                           result_retention=args.result_retention,
                           job_lease_seconds=args.job_lease, tariff=_path(args.tariff),
                           metrics_port=args.metrics_port,
-                          metrics_address=args.metrics_address)
+                          metrics_address=args.metrics_address,
+                          min_free_bytes=args.min_free.bytes,
+                          min_free_percent=args.min_free.percent)
     try:
         asyncio.run(serve(config))
     except MedcomputeError as exc:
@@ -193,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     from medcompute.client.usage_cli import add_commands as add_usage_commands
     from medcompute.server.config import DEFAULT_ADDRESS, DEFAULT_DATA_DIR
+    from medcompute.server.space import DEFAULT_MIN_FREE
 
     parser = argparse.ArgumentParser(
         prog="medcompute",
@@ -206,8 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"HOST:PORT to listen on, loopback only (default {DEFAULT_ADDRESS}; "
                        "port 0 picks a free one)")
     serve.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR),
-                       help=f"data directory: catalog and spool (default {DEFAULT_DATA_DIR}, "
-                       "or $MEDCOMPUTE_DATA_DIR)")
+                       help=f"data directory: catalog, image store, job files and spool (default "
+                       f"{DEFAULT_DATA_DIR}, or $MEDCOMPUTE_DATA_DIR; see --min-free)")
     serve.add_argument("--workers", type=int, default=None,
                        help="CPU worker processes of the embedded cluster (default: one per "
                        "core not taken by a GPU worker)")
@@ -257,6 +269,14 @@ def build_parser() -> argparse.ArgumentParser:
     limits.add_argument("--max-pending-jobs", type=int, default=1000,
                         help="asynchronous jobs waiting or running per subscriber "
                         "(default 1000)")
+    limits.add_argument("--min-free", type=_min_free, default=_min_free(DEFAULT_MIN_FREE),
+                        metavar="MB|PERCENT",
+                        help="free-space reserve of the data directory, in MiB (e.g. 4096) or "
+                        "as a percentage of its filesystem (e.g. 5%%): below it, calls that "
+                        "write (register, submit, process, kept results) are refused with "
+                        "RESOURCE_EXHAUSTED, while reads, fetches, deletes, purges and key "
+                        f"administration still work (default {DEFAULT_MIN_FREE} MiB; "
+                        "see README: Running it for real)")
     jobs = serve.add_argument_group("asynchronous jobs, billing and monitoring")
     jobs.add_argument("--result-retention", type=parse_duration, default=7 * 86400.0,
                       metavar="DURATION",

@@ -44,6 +44,7 @@ from medcompute.server.keys import KeyStore
 from medcompute.server.metrics import Metrics
 from medcompute.server.service import ProcessingService
 from medcompute.server.servicer import ProcessingServicer
+from medcompute.server.space import FreeSpaceReserve
 from medcompute.server.status import UndecodableRequests
 from medcompute.server.store import ImageStore
 from medcompute.server.store_admin import maintain
@@ -65,6 +66,9 @@ WORKER_SERVICES = ("", SERVICE_NAME, STORE_SERVICE_NAME, JOBS_SERVICE_NAME)
 #: Message size limit on both ends: a chunk plus its envelope.
 MESSAGE_LIMIT = wire.MAX_MESSAGE_BYTES + (64 << 10)
 HEALTH_INTERVAL = 1.0
+#: The health service's name for the data directory's storage: NOT_SERVING while a
+#: location is below its free-space reserve (writes refused, reads still served).
+STORAGE_HEALTH_NAME = "medcompute.storage"
 
 
 def _host(address: str) -> str:
@@ -162,9 +166,31 @@ class Running:
             self.guard.audit.close()
 
 
-async def _watch_health(dispatcher: Dispatcher, servicer, metrics: Metrics | None = None):
-    serving = None
+async def _watch_storage(space: FreeSpaceReserve, servicer, was: bool | None) -> bool:
+    try:
+        below = await asyncio.to_thread(space.below)
+    except OSError as exc:
+        log.warning("health: cannot read the data directory's free space (%s)", exc)
+        below = ["catalog"]
+    ok = not below
+    if ok != was:
+        await servicer.set(STORAGE_HEALTH_NAME, health_pb2.HealthCheckResponse.SERVING if ok
+                           else health_pb2.HealthCheckResponse.NOT_SERVING)
+        if ok:
+            log.info("health: storage SERVING (every location above its free-space reserve)")
+        else:
+            log.warning("health: storage NOT_SERVING: %s below the free-space reserve "
+                        "(--min-free %s); writes are refused until space is freed",
+                        ", ".join(below), space.min_free)
+    return ok
+
+
+async def _watch_health(dispatcher: Dispatcher, servicer, metrics: Metrics | None = None,
+                        space: FreeSpaceReserve | None = None):
+    serving = storage = None
     while True:
+        if space is not None:
+            storage = await _watch_storage(space, servicer, storage)
         cpu, gpu = await dispatcher.worker_kinds()
         if metrics is not None:
             metrics.set_workers(cpu, gpu)
@@ -192,8 +218,10 @@ async def start(config: ServerConfig) -> Running:
     spool = Spool(config.data_dir)
     spool.clear()
     dispatcher = Dispatcher(config)
-    store = ImageStore(config, dispatcher.call)
+    space = FreeSpaceReserve.from_config(config)
+    store = ImageStore(config, dispatcher.call, space)
     metrics = Metrics()
+    metrics.set_storage_source(space.status)
     billing = BillingService(config.data_dir, tariff)
     runner = None
     try:
@@ -203,7 +231,8 @@ async def start(config: ServerConfig) -> Running:
             ("grpc.max_receive_message_length", MESSAGE_LIMIT),
             ("grpc.max_send_message_length", MESSAGE_LIMIT),
         ])
-        service = ProcessingService(config, catalog, dispatcher, spool, store, metrics=metrics)
+        service = ProcessingService(config, catalog, dispatcher, spool, store, metrics=metrics,
+                                    space=space)
         keys, audit = KeyStore(config.data_dir), AuditLog(config.data_dir)
         guard = Guard(config, keys, audit)
         runner = JobRunner(config, service, catalog, keys)
@@ -235,7 +264,7 @@ async def start(config: ServerConfig) -> Running:
         catalog.close()
         store.close()
         raise
-    watch = asyncio.create_task(_watch_health(dispatcher, health_servicer, metrics))
+    watch = asyncio.create_task(_watch_health(dispatcher, health_servicer, metrics, space))
     upkeep = asyncio.create_task(maintain(store, config.purge_interval))
     address = f"{_host(config.address)}:{port}"
     log.info("medcompute serving on %s (data in %s)", address, config.data_dir)

@@ -75,3 +75,8 @@ class ServerConfig:
     #: Prometheus metrics over HTTP on this port (0: any free port); None: off.
     metrics_port: int | None = None
     metrics_address: str = "127.0.0.1"
+    #: Free-space reserve of every storage location of the data directory (space.py):
+    #: writes that would go below it are refused with RESOURCE_EXHAUSTED. Bytes, or (when
+    #: ``min_free_percent`` is set) a percentage of each location's filesystem size.
+    min_free_bytes: int = 1 << 30
+    min_free_percent: float = 0.0

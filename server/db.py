@@ -10,6 +10,7 @@ may open the same file.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import threading
 from pathlib import Path
@@ -57,12 +58,18 @@ class Database:
         return await asyncio.to_thread(self._run, fn, *args)
 
     def _transaction(self, fn, *args):
-        """Run ``fn`` inside BEGIN IMMEDIATE ... COMMIT (ROLLBACK on any error)."""
+        """Run ``fn`` inside BEGIN IMMEDIATE ... COMMIT (ROLLBACK on any error).
+
+        The error that stopped the transaction is the one raised: SQLite may have rolled
+        back by itself (a full disk at COMMIT), and a failing ROLLBACK must not hide it.
+        """
         self._db.execute("BEGIN IMMEDIATE")
         try:
             out = fn(*args)
             self._db.execute("COMMIT")
             return out
         except BaseException:
-            self._db.execute("ROLLBACK")
+            if self._db.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
             raise

@@ -29,6 +29,7 @@ from medcompute.proto import wire
 from medcompute.server.config import ServerConfig
 from medcompute.server.errors import FailedPrecondition, Internal, Unavailable
 from medcompute.server.slabs import plan_split
+from medcompute.server.space import storage_fault
 from medcompute.server.tasks import (
     EVENT_TOPIC,
     GpuFailure,
@@ -307,6 +308,12 @@ class Dispatcher:
                     return await actor.run_batch(specs)
                 except Internal:          # the jobs' own failure, not the call's
                     raise
+                except OSError as exc:
+                    if storage_fault(exc) is not None:   # the worker's disk, not the call
+                        raise
+                    log.info("direct call to %s failed (%s); sending the jobs as a task",
+                             address, type(exc).__name__)
+                    self._runners.pop(address, None)
                 except Exception as exc:  # the worker (and its runner) went away
                     log.info("direct call to %s failed (%s); sending the jobs as a task",
                              address, type(exc).__name__)
@@ -362,6 +369,9 @@ class Dispatcher:
                 f"the job's task was lost together with the worker process running it, "
                 f"{allowed + 1} times (the cluster allows {allowed} failures): it may crash "
                 "or exhaust the memory of the workers; it was stopped and is not billed")
+        fault = storage_fault(exc)
+        if fault is not None:             # the disk a worker wrote to is full or failing
+            return fault
         if isinstance(exc, (OSError, ConnectionError)) and not isinstance(exc, FileNotFoundError):
             return Unavailable(f"the Dask cluster could not be reached ({type(exc).__name__})")
         return exc

@@ -18,11 +18,13 @@ __all__ = [
     "AlreadyExists",
     "Aborted",
     "ResourceExhausted",
+    "StorageFull",
     "Unauthenticated",
     "PermissionDenied",
     "Cancelled",
     "DeadlineExceeded",
     "Unavailable",
+    "StorageFailure",
     "Internal",
 ]
 
@@ -90,6 +92,13 @@ class ResourceExhausted(MedcomputeError):
     code_name = "RESOURCE_EXHAUSTED"
 
 
+class StorageFull(ResourceExhausted):
+    """The data directory's disk is full, or below its free-space reserve. Not the caller's
+    fault: a job that ends with it is not billed."""
+
+    platform_fault = True
+
+
 class Unauthenticated(MedcomputeError):
     code_name = "UNAUTHENTICATED"
 
@@ -110,6 +119,12 @@ class Unavailable(MedcomputeError):
     """The cluster or a dependency cannot be reached right now; retrying may help."""
 
     code_name = "UNAVAILABLE"
+
+
+class StorageFailure(Unavailable):
+    """The data directory's disk failed (an I/O error); retrying later may succeed."""
+
+    platform_fault = True
 
 
 class Internal(MedcomputeError):

@@ -27,6 +27,7 @@ from medcompute.server.audit import AuditLog
 from medcompute.server.config import ServerConfig
 from medcompute.server.errors import PermissionDenied, ResourceExhausted, Unauthenticated
 from medcompute.server.keys import ROLES, KeyStore
+from medcompute.server.space import storage_fault
 from medcompute.server.status import rich_status
 
 __all__ = ["Principal", "Call", "Guard", "rpc"]
@@ -139,8 +140,11 @@ class Guard:
         try:
             await self.audit.record(subscriber, call.action, call.object_id, outcome,
                                     detail or call.detail)
-        except Exception:  # the audit must not turn a served call into an error
-            log.exception("could not write the audit entry of %s", call.action)
+        except Exception as exc:  # the audit must not turn a served call into an error
+            if storage_fault(exc) is not None:   # a full disk: reads are still served
+                log.warning("could not write the audit entry of %s (%s)", call.action, exc)
+            else:
+                log.exception("could not write the audit entry of %s", call.action)
 
 
 def rpc(action: str, role: str | tuple[str, ...] | None, *, job: bool = False,

@@ -41,6 +41,7 @@ from medcompute.server.errors import (
     ResourceExhausted,
     Unavailable,
 )
+from medcompute.server.space import storage_fault
 from medcompute.server.transport import receive_images
 
 __all__ = ["JobRunner", "job_info", "MAX_ATTEMPTS"]
@@ -148,6 +149,8 @@ class JobRunner:
         while True:
             await asyncio.sleep(interval)
             try:
+                if self.service.unrecorded:
+                    await self.service.record_unrecorded()
                 for job_id, reason in await self.catalog.renew():
                     task = self._tasks.get(job_id)
                     if task is not None and job_id not in self._cancel_reasons:
@@ -162,8 +165,11 @@ class JobRunner:
                     await self.expire_results()
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("job upkeep failed; retrying")
+            except Exception as exc:
+                if storage_fault(exc) is not None:   # a full disk: retried each round
+                    log.warning("job upkeep: the catalog cannot be written (%s); retrying", exc)
+                else:
+                    log.exception("job upkeep failed; retrying")
 
     async def recover(self) -> None:
         """Take over the jobs of servers that stopped (this one's earlier life included)."""
@@ -277,6 +283,10 @@ class JobRunner:
                     "ended")
         with _process_fields():
             request = await self.service.prepare(submit.process, subscriber=subscriber)
+        if earlier is None or earlier.queued_at is None:
+            # Refused before anything is written when the disk is below its reserve; the
+            # retry of an answered submit writes nothing and is answered as before.
+            self.service.check_space(request, "jobs")
         job = self.service.new_job(request, subscriber=subscriber, destination=destination)
         blob = submit.SerializeToString(deterministic=True)
         job, created = await self.catalog.create_request(job, {
@@ -551,7 +561,13 @@ class JobRunner:
         return header, path, compression, itemsize, recipient
 
     async def fetched(self, job_id: str) -> None:
-        await self.catalog.mark_fetched(job_id)
+        try:
+            await self.catalog.mark_fetched(job_id)
+        except Exception as exc:
+            if storage_fault(exc) is None:
+                raise
+            # The result was sent: a full disk must not turn the fetch into an error.
+            log.warning("job %s: its fetch could not be recorded (%s)", job_id, exc)
         await self._notify()
 
     # -- inbox --------------------------------------------------------------------

@@ -118,6 +118,7 @@ class Metrics:
         self.registry = CollectorRegistry()
         self._lock = threading.Lock()
         self._queue_depth: Callable[[], int] | None = None
+        self._storage: Callable[[], Mapping[str, tuple[int, int]]] | None = None
         self._http = None
         self._http_thread: threading.Thread | None = None
         self._measured_gpu = False
@@ -219,6 +220,14 @@ class Metrics:
         with self._lock:
             self._queue_depth = source
 
+    def set_storage_source(self, source: Callable[[], Mapping[str, tuple[int, int]]] | None
+                           ) -> None:
+        """Read ``medcompute_storage_free_bytes{location}`` and
+        ``medcompute_storage_reserved_bytes{location}`` from ``source()`` at each scrape:
+        ``{location: (free bytes, reserved bytes)}`` (``FreeSpaceReserve.status``)."""
+        with self._lock:
+            self._storage = source
+
     def set_workers(self, cpu: int, gpu: int) -> None:
         """Record the Dask workers alive: ``medcompute_workers{kind="cpu"|"gpu"}``."""
         for name, value in (("cpu", cpu), ("gpu", gpu)):
@@ -278,10 +287,13 @@ class Metrics:
             if self._measured_energy:
                 families += self.energy.collect()
             source = self._queue_depth
+            storage = self._storage
         for family in families:
             # The client library adds a "<name>_created" timestamp series to every counter
             # and histogram; it doubles the series and says nothing a scrape needs here.
             family.samples = [s for s in family.samples if not s.name.endswith("_created")]
+        if storage is not None:
+            families += _storage_families(storage)
         if source is not None:
             try:
                 depth = int(source())
@@ -293,6 +305,25 @@ class Metrics:
                 family.add_metric([], depth)
                 families.append(family)
         return families
+
+
+def _storage_families(source) -> list[Metric]:
+    try:
+        status = dict(source())
+    except Exception:  # an unreadable filesystem drops the samples, not the scrape
+        log.exception("could not read the storage's free space for the metrics")
+        return []
+    free = GaugeMetricFamily("medcompute_storage_free_bytes",
+                             "Bytes free at each storage location of the data directory.",
+                             labels=["location"])
+    reserved = GaugeMetricFamily(
+        "medcompute_storage_reserved_bytes",
+        "Free-space reserve of each storage location (--min-free): below it, writes are "
+        "refused.", labels=["location"])
+    for location, (free_bytes, reserved_bytes) in sorted(status.items()):
+        free.add_metric([location], free_bytes)
+        reserved.add_metric([location], reserved_bytes)
+    return [free, reserved]
 
 
 class _UsageCollector:

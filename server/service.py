@@ -31,6 +31,7 @@ from medcompute.server.errors import (
 )
 from medcompute.server.metering import usage_record
 from medcompute.server.operations import Geometry, ResolvedOp, resolve_pipeline
+from medcompute.server.space import FreeSpaceReserve, storage_fault
 from medcompute.server.tasks import InputSpec, TaskResult, TaskSpec, request_field
 from medcompute.server.transport import ExpectedImage, Spool, expect_image, receive_images
 
@@ -89,8 +90,13 @@ class Staged:
 
 class ProcessingService:
     def __init__(self, config: ServerConfig, catalog: Catalog, dispatcher: Dispatcher,
-                 spool: Spool, store=None, metrics=None):
+                 spool: Spool, store=None, metrics=None, space: FreeSpaceReserve | None = None):
         self.metrics = metrics            # Prometheus counters, fed as usage is recorded
+        #: The free-space reserve every write checks first (space.py).
+        self.space = space if space is not None else FreeSpaceReserve.from_config(config)
+        #: Ends of jobs that could not be recorded (a full or failing disk), by job id:
+        #: recorded by :meth:`record_unrecorded` once the catalog can be written again.
+        self.unrecorded: dict[str, tuple[jobs.Job, dict]] = {}
         self.config = config
         self.catalog = catalog
         self.dispatcher = dispatcher
@@ -204,6 +210,15 @@ class ProcessingService:
         return Request(header, expected, device, output_format, output_dtype, compute_dtype,
                        names)
 
+    def check_space(self, request: Request, *locations: str) -> None:
+        """RESOURCE_EXHAUSTED before anything is written when the data directory is below
+        its free-space reserve (counting the inline images about to arrive)."""
+        incoming = sum(e.size for e in request.expected if e.stored is None)
+        where = [*locations, "catalog"]
+        if request.header.store_result:
+            where.append("blobs")
+        self.space.check(*where, incoming=incoming)
+
     def new_job(self, request: Request, *, subscriber: str, destination: str = "") -> jobs.Job:
         return jobs.new_job(subscriber=subscriber, operations=request.names,
                             device=request.device, destination=destination or None,
@@ -295,6 +310,7 @@ class ProcessingService:
                       on_job=None) -> Outcome:
         """Receive the inputs, run the pipeline on a worker, record the job and its usage."""
         request = await self.prepare(header, subscriber=subscriber)
+        self.check_space(request, "spool")
         reused = await derived.reuse(self, header, request.expected, subscriber=subscriber,
                                      output_format=request.output_format)
         if reused is not None:
@@ -322,12 +338,20 @@ class ProcessingService:
 
     async def fail(self, job: jobs.Job, exc: BaseException, *, bytes_in: int, n_images: int,
                    cancel_reason: str = "the call was cancelled or its deadline passed") -> None:
-        """Record the failure (or cancellation) ``exc`` ended the job with."""
+        """Record the failure (or cancellation) ``exc`` ended the job with.
+
+        A full or failing disk is the platform's fault (not billed). When the end cannot be
+        recorded either, the job is kept in :attr:`unrecorded` and recorded by
+        :meth:`record_unrecorded` once the catalog can be written again, so that it never
+        stays RUNNING.
+        """
         now = time.time()
+        exc = storage_fault(exc) or exc
         if isinstance(exc, asyncio.CancelledError):
             event = jobs.Cancelled(now, cancel_reason)
         elif isinstance(exc, MedcomputeError):
-            platform = exc.code_name in ("INTERNAL", "UNAVAILABLE")
+            platform = (exc.code_name in ("INTERNAL", "UNAVAILABLE")
+                        or getattr(exc, "platform_fault", False))
             event = jobs.Failed(now, exc.details, exc.code_name, platform_fault=platform)
         else:
             event = jobs.Failed(now, f"internal error ({type(exc).__name__})", "INTERNAL",
@@ -337,8 +361,27 @@ class ProcessingService:
                              bytes_out=0)
         try:
             await self.finish(job, usage)
-        except Exception:  # recording the failure must not hide the original error
-            log.exception("could not record the end of job %s", job.id)
+        except Exception as error:  # recording the failure must not hide the original error
+            if storage_fault(error) is None:
+                log.exception("could not record the end of job %s", job.id)
+            else:
+                log.warning("could not record the end of job %s (%s); it is recorded once the "
+                            "catalog can be written again", job.id, error)
+            self.unrecorded[job.id] = (job, usage)
+
+    async def record_unrecorded(self) -> int:
+        """Record the ends kept in :attr:`unrecorded` (a job that ended meanwhile, e.g.
+        taken over elsewhere, is left as it is); return how many are still waiting."""
+        for job_id, (job, usage) in list(self.unrecorded.items()):
+            try:
+                await self.finish(job, usage)
+            except Exception as error:
+                if storage_fault(error) is None:
+                    log.exception("could not record the end of job %s", job_id)
+                break           # the catalog still cannot be written; try again later
+            self.unrecorded.pop(job_id, None)
+            log.info("job %s: its end (%s) is recorded", job_id, job.state.value)
+        return len(self.unrecorded)
 
     def release(self, outcome: Outcome) -> None:
         """Remove the result's spool file once it has been sent."""

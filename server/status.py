@@ -1,6 +1,9 @@
 """The one place where domain errors become gRPC status codes.
 
-A :class:`MedcomputeError` becomes its code and details; anything unexpected is logged
+A :class:`MedcomputeError` becomes its code and details; a full or failing disk met
+anyway (``OSError`` ENOSPC/EIO, SQLite's "database or disk is full") becomes
+RESOURCE_EXHAUSTED or UNAVAILABLE through :func:`~medcompute.server.space.storage_fault`
+(logged, not INTERNAL); anything unexpected is logged
 with its traceback and answered INTERNAL with a reference, never with the traceback
 itself. Servicer methods reach this through :func:`medcompute.server.guard.rpc`.
 
@@ -22,6 +25,7 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 from medcompute.server.errors import MedcomputeError
+from medcompute.server.space import storage_fault
 
 __all__ = ["status_of", "rich_status", "UndecodableRequests"]
 
@@ -32,6 +36,10 @@ def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     """The status code and details a caller gets for ``exc``."""
     if isinstance(exc, MedcomputeError):
         return grpc.StatusCode[exc.code_name], exc.details
+    fault = storage_fault(exc)
+    if fault is not None:
+        log.warning("storage fault: %s (%s: %s)", fault.code_name, type(exc).__name__, exc)
+        return grpc.StatusCode[fault.code_name], fault.details
     if isinstance(exc, DecodeError):
         # Raised by gRPC while it reads a request stream (no server code parses protobuf
         # itself): the caller sent bytes that are not a message of the call's type.

@@ -45,6 +45,7 @@ from medcompute.server.image_catalog import (
     ImageRecord,
     decode_token,
 )
+from medcompute.server.space import FreeSpaceReserve
 from medcompute.server.store_tasks import Written, dicom_parts, ingest_dicom, render_preview
 from medcompute.server.transport import ExpectedImage, expect_image
 
@@ -202,9 +203,12 @@ class ImageStore:
         (``Dispatcher.call``).
     """
 
-    def __init__(self, config: ServerConfig, runner: Runner):
+    def __init__(self, config: ServerConfig, runner: Runner,
+                 space: FreeSpaceReserve | None = None):
         self.config = config
         self.runner = runner
+        #: The free-space reserve checked before every write (space.py).
+        self.space = space if space is not None else FreeSpaceReserve.from_config(config)
         self.blobs = BlobStore(Path(config.data_dir) / "blobs")
         self.catalog = ImageCatalog(config.data_dir)
         self._active = 0
@@ -252,6 +256,18 @@ class ImageStore:
             raise ResourceExhausted(f"the image has {voxels} voxels; this server accepts at "
                                     f"most {self.config.max_voxels}", field)
 
+    async def add(self, record: ImageRecord, install) -> tuple[ImageRecord, bool]:
+        """``catalog.add``; when it fails (a full disk at COMMIT), the blobs it installed
+        that no row refers to are removed again: no row without its blobs, and no blob
+        left taking space without its row."""
+        try:
+            return await self.catalog.add(record, install)
+        except BaseException:
+            with contextlib.suppress(Exception):   # else swept when the store next opens
+                await asyncio.shield(self.catalog.release([b.digest for b in record.blobs],
+                                                          self.blobs.remove))
+            raise
+
     # -- register -------------------------------------------------------------------
     async def register(self, descriptor, chunks: AsyncIterator, *, owner: str,
                        metadata: dict | None = None, retention: float = 0.0
@@ -265,6 +281,7 @@ class ImageStore:
         e = expect_image(descriptor, "header.image", max_bytes=self.config.max_image_bytes)
         meta = _check_metadata(metadata or {}, raw=e.encoding == "raw")
         expires = time.time() + retention if retention > 0 else None
+        self.space.check("blobs", "catalog", incoming=e.size)
         with self._activity():
             if e.encoding == "raw":
                 self._check_voxels(e.shape, "header.image.shape")
@@ -317,8 +334,7 @@ class ImageStore:
                 shape=e.shape, dtype=e.dtype.str, size=e.size, crc32=writer.crc32,
                 created_at=time.time(), spacing=e.spacing, expires_at=expires, metadata=meta,
                 blobs=(BlobRef("voxels", digest, size),))
-            stored, existing = await self.catalog.add(
-                record, lambda: self.blobs.install(tmp, digest))
+            stored, existing = await self.add(record, lambda: self.blobs.install(tmp, digest))
             return stored, existing, differing_fields(stored.metadata, meta) if existing else []
         finally:
             writer.discard()
@@ -373,7 +389,7 @@ class ImageStore:
             def install():
                 self.blobs.install(tmp, digest)
                 self.blobs.install(voxels_tmp, written.digest)
-            stored, existing = await self.catalog.add(record, install)
+            stored, existing = await self.add(record, install)
             return stored, existing, differing_fields(stored.metadata, merged) if existing else []
         finally:
             writer.discard()
@@ -485,8 +501,12 @@ class ImageStore:
                    "image_window": window, "spacing": record.spacing}
         voxels = str(self.blobs.path(record.blob("voxels").digest))
         result: preview.Preview = await self.runner(render_preview, voxels, options)
-        if default:
-            await self._keep_preview(record, result)
+        if default and not self.space.below():
+            # A cache: kept while the disk keeps its reserve; any failure only skips it.
+            try:
+                await self._keep_preview(record, result)
+            except Exception as exc:
+                log.warning("store: the preview could not be kept (%s)", type(exc).__name__)
         return result
 
     async def _keep_preview(self, record: ImageRecord, result: preview.Preview) -> None:
