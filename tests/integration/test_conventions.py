@@ -218,3 +218,18 @@ def test_list_operations_over_the_wire_is_the_catalogue_of_the_descriptors(clien
     bandpass = {p["name"]: p for p in listed["bandpass"]["parameters"]}
     assert not bandpass["low_cutoff"].get("per_axis") and not bandpass["high_cutoff_mm"].get(
         "per_axis")
+
+
+@pytest.mark.parametrize(("call", "request_", "field", "named"), [
+    ("Find", store_pb2.FindRequest(kind=12), "kind", "got 12 (not a value of ImageKind)"),
+    ("Get", store_pb2.GetRequest(image_id="x", format=5), "format",
+     "got 5 (not a value of StoredFormat)"),
+])
+def test_an_unknown_enum_value_in_a_store_call_is_named(server, call, request_, field, named):
+    with grpc.insecure_channel(server.address) as channel:
+        method = getattr(store_pb2_grpc.StoreServiceStub(channel), call)
+        with pytest.raises(grpc.RpcError) as info:
+            reply = method(request_, timeout=10)
+            list(reply) if call == "Get" else reply
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert info.value.details().startswith(field + ": ") and named in info.value.details()
