@@ -233,3 +233,26 @@ def test_an_unknown_enum_value_in_a_store_call_is_named(server, call, request_, 
             list(reply) if call == "Get" else reply
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert info.value.details().startswith(field + ": ") and named in info.value.details()
+
+
+def test_re_registering_dicom_files_with_other_metadata_says_so(client, tmp_path):
+    import pydicom
+    from pydicom.data import get_testdata_file
+    from pydicom.uid import generate_uid
+
+    # MR_small has no SeriesDescription: a caller's description fills it in. A SOP
+    # Instance UID of its own keeps it apart from other tests' copies of the file.
+    ds = pydicom.dcmread(get_testdata_file("MR_small.dcm"))
+    ds.SOPInstanceUID = generate_uid()
+    path = tmp_path / "mr.dcm"
+    ds.save_as(path)
+    first = client.store.register(str(path), metadata={"description": "first read"})
+    again = client.store.register(str(path), metadata={"description": "first read"})
+    assert again.existing and again.image_id == first.image_id
+    assert again.differing_fields == []
+    other = client.store.register(str(path), metadata={"description": "second read",
+                                                       "modality": "CT"})
+    # The files' own modality wins over a caller's (so it does not differ); the
+    # description does, and the kept one stays.
+    assert other.existing and other.differing_fields == ["metadata.description"]
+    assert client.store.info(first.image_id).message.metadata.description == "first read"
