@@ -10,7 +10,7 @@ BENCH_ARGS ?=
 # installed into $(TOOLS) (node and npm themselves from apt where missing).
 TOOLS   ?= .tools
 NPM_PACKAGES := @bufbuild/buf@1.75.0 @grpc/grpc-js@1.14.7 @grpc/proto-loader@0.8.1
-BUF     := $(TOOLS)/node_modules/.bin/buf
+BUF     = $(abspath $(TOOLS))/node_modules/.bin/buf
 
 .PHONY: run test fuzz proto bench bench-quick clean tools lint-proto breaking-image
 
@@ -45,14 +45,14 @@ $(TOOLS)/.installed: Makefile
 ## lint-proto: buf lint (STANDARD), buf format (no changes allowed), buf breaking against
 ## the committed v1 image proto/buf.image.binpb
 lint-proto: $(TOOLS)/.installed
-	cd proto && ../$(BUF) lint
-	cd proto && ../$(BUF) format --diff --exit-code
-	cd proto && ../$(BUF) breaking --against buf.image.binpb
+	cd proto && $(BUF) lint
+	cd proto && $(BUF) format --diff --exit-code
+	cd proto && $(BUF) breaking --against buf.image.binpb
 
 ## breaking-image: rewrite proto/buf.image.binpb from the protos as they are now (only when
 ## a change is meant to be the new baseline; buf breaking compares against it)
 breaking-image: $(TOOLS)/.installed
-	cd proto && ../$(BUF) build -o buf.image.binpb
+	cd proto && $(BUF) build -o buf.image.binpb
 
 ## test: set up .venv with the test extras and the tools, lint the protos, run the whole suite
 test: $(VENV)/.installed-test $(TOOLS)/.installed lint-proto

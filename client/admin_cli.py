@@ -99,19 +99,31 @@ def _keys(args) -> int:
     backend = _backend(args)
     if args.keys_command == "create":
         row, token = backend.create(args.subscriber, args.roles, args.cert_sha256 or "")
-        print(f"created key {row['key_id']} for {row['subscriber']} ({row['roles']}); "
-              "it is shown only now:", file=sys.stderr)
+        if args.json:
+            print(json.dumps({"key": row, "api_key": token}, indent=2))
+            return 0
+        if not args.quiet:
+            print(f"created key {row['key_id']} for {row['subscriber']} ({row['roles']}); "
+                  "it is shown only now:", file=sys.stderr)
         print(token)
     elif args.keys_command == "list":
         rows = backend.list(args.subscriber or "")
         if args.json:
             print(json.dumps(rows, indent=2))
         for r in [] if args.json else rows:
+            if args.quiet:
+                print(r["key_id"])
+                continue
             state = f"revoked {r['revoked']}" if r["revoked"] else "valid"
             print(f"{r['key_id']}  {r['subscriber']:<20} {r['roles']:<28} {r['created']}  {state}")
     else:
         row = backend.revoke(args.key_id)
-        print(f"revoked key {row['key_id']} of {row['subscriber']} at {row['revoked']}")
+        if args.json:
+            print(json.dumps(row, indent=2))
+        elif args.quiet:
+            print(row["key_id"])
+        else:
+            print(f"revoked key {row['key_id']} of {row['subscriber']} at {row['revoked']}")
     return 0
 
 
@@ -132,7 +144,7 @@ def _audit(args) -> int:
         r["at"] = _iso(r["at"])
     out = open(args.output, "w", newline="") if args.output else sys.stdout
     try:
-        if args.format == "json":
+        if args.format == "json" or args.json:
             json.dump(rows, out, indent=2)
             out.write("\n")
         elif args.format == "csv":
@@ -175,13 +187,23 @@ def add_commands(sub, connection_options) -> None:
     create.add_argument("--cert-sha256", metavar="HEX",
                         help="bind the key to the client certificate with this SHA-256 "
                         "(mTLS): it is refused over any other connection")
+    create.add_argument("--json", action="store_true",
+                        help="as JSON: {key: {key_id, subscriber, roles, created, revoked, "
+                        "certificate_sha256}, api_key}")
+    create.add_argument("-q", "--quiet", action="store_true",
+                        help="print the API key only (no note on stderr)")
     where(create)
     listing = keys_sub.add_parser("list", help="list keys (never their secrets)")
     listing.add_argument("--subscriber", help="only this subscriber's")
-    listing.add_argument("--json", action="store_true", help="as JSON")
+    listing.add_argument("--json", action="store_true",
+                         help="as JSON: a list of {key_id, subscriber, roles, created, "
+                         "revoked, certificate_sha256}")
+    listing.add_argument("-q", "--quiet", action="store_true", help="print the key ids only")
     where(listing)
     revoke = keys_sub.add_parser("revoke", help="revoke a key (at once, no restart)")
     revoke.add_argument("key_id", help="the key's id (the part after mc_)")
+    revoke.add_argument("--json", action="store_true", help="the revoked key as JSON")
+    revoke.add_argument("-q", "--quiet", action="store_true", help="print its id only")
     where(revoke)
     keys.set_defaults(func=_keys)
 
@@ -194,6 +216,9 @@ def add_commands(sub, connection_options) -> None:
     audit.add_argument("--action", help="only this action, e.g. process")
     audit.add_argument("--limit", type=int, default=0, help="at most this many entries")
     audit.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    audit.add_argument("--json", action="store_true",
+                       help="the same as --format json: a list of {seq, at, subscriber, "
+                       "action, object_id, outcome, detail}")
     audit.add_argument("-o", "--output", help="write to this file instead of stdout")
     where(audit)
     audit.set_defaults(func=_audit)

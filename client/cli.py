@@ -19,6 +19,7 @@ import os
 import sys
 from pathlib import Path
 
+from medcompute.client import exits
 from medcompute.client.channel import connection
 
 __all__ = ["main", "build_parser"]
@@ -133,7 +134,7 @@ def _process(args) -> int:
         kind = output_kind(out)
     except ValueError as exc:
         print(f"medcompute process: {exc}", file=sys.stderr)
-        return 2
+        return exits.USAGE
     output = "array" if kind == "npy" else kind
     progress = sys.stderr.isatty() and not args.quiet
     with open_client(args) as client:
@@ -146,7 +147,7 @@ def _process(args) -> int:
                 compression=args.compression, progress=progress, **process_options(args))
         except ValueError as exc:
             print(f"medcompute process: {exc}", file=sys.stderr)
-            return 2
+            return exits.USAGE
     if kind == "npy":
         out.parent.mkdir(parents=True, exist_ok=True)
         np.save(out, result.array)
@@ -155,7 +156,9 @@ def _process(args) -> int:
         written = write_dicom(result.files, out)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
-    elif not args.quiet:
+    elif args.quiet:
+        print(result.job_id)
+    else:
         usage = result.usage
         print(f"job {result.job_id}: {len(written)} file(s) written to {out}", file=sys.stderr)
         for a in result.applied:
@@ -323,13 +326,16 @@ def build_parser() -> argparse.ArgumentParser:
                       help="result: .npy (array), .dcm (one DICOM file) or a folder "
                       "(a DICOM derived series); DICOM output needs DICOM input")
     proc.add_argument("--json", action="store_true",
-                      help="print the result header (applied operations, usage) as JSON")
-    proc.add_argument("-q", "--quiet", action="store_true", help="no progress or summary")
+                      help="print the result header (ResultHeader: applied operations, usage) "
+                      "as JSON")
+    proc.add_argument("-q", "--quiet", action="store_true",
+                      help="no progress or summary; print the job id only")
     client_options(proc)
     proc.set_defaults(func=_process)
 
     ops = sub.add_parser("ops", help="list the operations, their parameters, units, defaults")
-    ops.add_argument("--json", action="store_true", help="as JSON")
+    ops.add_argument("--json", action="store_true",
+                     help="as JSON: a list of OperationSpec (name, summary, parameters)")
     client_options(ops)
     ops.set_defaults(func=_ops)
     add_process_options(proc)
@@ -341,14 +347,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; its exit status (see medcompute.client.exits)."""
+    from medcompute.client import exits
     from medcompute.client.client import ServiceError
 
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    exits.add_epilog(parser)
+    args = parser.parse_args(argv)
     try:
         return args.func(args)
     except ServiceError as exc:
         print(f"medcompute {args.command}: {exc.code.name}: {exc.details}", file=sys.stderr)
-        return 1
+        return exits.for_status(exc.code)
+    except KeyboardInterrupt:
+        return exits.INTERRUPTED
     except BrokenPipeError:
         # The reader went away (`medcompute ops | head`): stop quietly, as other tools do.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

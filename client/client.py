@@ -16,6 +16,7 @@ from grpc_status import rpc_status
 from medcompute.client.channel import open_channel
 from medcompute.client.io import LocalImage, read_input
 from medcompute.client.ops import to_operation
+from medcompute.client.output import message_json
 from medcompute.proto import wire
 from medcompute.proto.v1 import (
     admin_pb2,
@@ -303,8 +304,7 @@ class Client:
         """The server's operations with their parameters, units and defaults."""
         reply = self._call(self._stub.ListOperations, processing_pb2.ListOperationsRequest(),
                            timeout=timeout or self.timeout)
-        return [json_format.MessageToDict(o, preserving_proto_field_name=True)
-                for o in reply.operations]
+        return [message_json(o) for o in reply.operations]
 
     def process(
         self, image, ops: Sequence, *, spacing: Sequence[float] | None = None,

@@ -18,10 +18,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import grpc
-from google.protobuf import json_format
 
+from medcompute.client import exits
 from medcompute.client.cli import open_client
 from medcompute.client.client import ServiceError
+from medcompute.client.output import message_json, print_json
 
 __all__ = ["add_commands"]
 
@@ -47,10 +48,6 @@ def _when(ts: float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _as_dict(message) -> dict:
-    return json_format.MessageToDict(message, preserving_proto_field_name=True)
-
-
 def _show(info, out=None) -> None:
     line = f"job {info.job_id}: {_state(info)}"
     if info.destination:
@@ -60,10 +57,12 @@ def _show(info, out=None) -> None:
     print(line, file=out or sys.stderr)
 
 
-def _follow(client, job_id: str, *, quiet: bool, timeout: float | None = None) -> int:
-    """Follow a job until it ends, with a progress bar on a terminal; exit status."""
+def _follow(client, job_id: str, *, quiet: bool, timeout: float | None = None,
+            as_json: bool = False) -> tuple[int, object]:
+    """Follow a job until it ends, with a progress bar on a terminal (with ``as_json``,
+    each event as a JSON line on stdout instead); the exit status and the final JobInfo."""
     bar = None
-    if sys.stderr.isatty() and not quiet:
+    if sys.stderr.isatty() and not quiet and not as_json:
         from tqdm import tqdm
 
         bar = tqdm(total=100, desc=job_id[:12], unit="%", leave=False,
@@ -72,7 +71,9 @@ def _follow(client, job_id: str, *, quiet: bool, timeout: float | None = None) -
     try:
         for event in client.watch(job_id, timeout=timeout):
             last = event.job
-            if bar is not None:
+            if as_json:
+                print_json(message_json(event), lines=True)
+            elif bar is not None:
                 bar.n = round(100 * event.job.progress)
                 bar.set_postfix_str(f"{_state(event.job)}: {event.message}")
             elif not quiet:
@@ -83,9 +84,9 @@ def _follow(client, job_id: str, *, quiet: bool, timeout: float | None = None) -
             bar.close()
     if last is None:
         last = client.job(job_id)
-    if not quiet:
+    if not quiet and not as_json:
         _show(last)
-    return 0 if _state(last) == "SUCCEEDED" else 1
+    return (exits.OK if _state(last) == "SUCCEEDED" else exits.JOB_FAILED), last
 
 
 def _write(result, out: Path) -> list[Path]:
@@ -114,7 +115,7 @@ def _submit(args) -> int:
         ops = [parse_op(text) for text in args.op]
     except ValueError as exc:
         print(f"medcompute submit: {exc}", file=sys.stderr)
-        return 2
+        return exits.USAGE
     progress = sys.stderr.isatty() and not args.quiet
     with open_client(args) as client:
         try:
@@ -128,23 +129,35 @@ def _submit(args) -> int:
                 progress=progress, **process_options(args))
         except ValueError as exc:
             print(f"medcompute submit: {exc}", file=sys.stderr)
-            return 2
-        print(info.job_id, flush=True)
-        if not args.quiet:
+            return exits.USAGE
+        if not args.json:
+            print(info.job_id, flush=True)
+        if not args.quiet and not args.json:
             _show(info)
         if not args.wait:
-            return 0
-        status = _follow(client, info.job_id, quiet=args.quiet)
-        if status == 0 and args.output:
-            written = _write(client.fetch(info.job_id, progress=progress), Path(args.output))
-            if not args.quiet:
+            if args.json:
+                print_json(message_json(info))
+            return exits.OK
+        status, info = _follow(client, info.job_id, quiet=args.quiet or args.json)
+        if status == exits.OK and args.output:
+            try:
+                written = _write(client.fetch(info.job_id, progress=progress),
+                                 Path(args.output))
+            except ValueError as exc:
+                print(f"medcompute submit: {exc}", file=sys.stderr)
+                return exits.USAGE
+            if not args.quiet and not args.json:
                 print(f"  {len(written)} file(s) written to {args.output}", file=sys.stderr)
+        if args.json:
+            print_json(message_json(info))
         return status
 
 
 def _watch(args) -> int:
     with open_client(args) as client:
-        return _follow(client, args.job, quiet=args.quiet, timeout=args.timeout)
+        status, _ = _follow(client, args.job, quiet=args.quiet, timeout=args.timeout,
+                            as_json=args.json)
+    return status
 
 
 def _fetch(args) -> int:
@@ -156,7 +169,7 @@ def _fetch(args) -> int:
         written = _write(result, out)
     except ValueError as exc:
         print(f"medcompute fetch: {exc}", file=sys.stderr)
-        return 2
+        return exits.USAGE
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
     elif not args.quiet:
@@ -169,8 +182,13 @@ def _fetch(args) -> int:
 def _cancel(args) -> int:
     with open_client(args) as client:
         info = client.cancel(args.job)
-    _show(info, sys.stdout)
-    return 0 if _state(info) == "CANCELLED" else 1
+    if args.json:
+        print_json(message_json(info))
+    elif args.quiet:
+        print(info.job_id)
+    else:
+        _show(info, sys.stdout)
+    return exits.OK if _state(info) == "CANCELLED" else exits.JOB_FAILED
 
 
 def _jobs(args) -> int:
@@ -182,11 +200,14 @@ def _jobs(args) -> int:
                                subscriber=args.subscriber or "", limit=args.limit)
         except ValueError as exc:
             print(f"medcompute jobs: {exc}", file=sys.stderr)
-            return 2
+            return exits.USAGE
     if args.json:
-        print(json.dumps({"jobs": [_as_dict(j) for j in page.jobs],
-                          "next_page_token": page.next_page_token}, indent=2))
-        return 0
+        print_json(message_json(page))
+        return exits.OK
+    if args.quiet:
+        for j in page.jobs:
+            print(j.job_id)
+        return exits.OK
     print(f"{'JOB':<32}  {'STATE':<10} {'CREATED (UTC)':<19}  {'KIND':<5} "
           f"{'DELIVERED TO':<22} OPERATIONS / LABEL")
     for j in page.jobs:
@@ -216,8 +237,10 @@ def _inbox(args) -> int:
             try:
                 for d in client.watch_inbox(after_seq=args.after, new_only=args.new_only,
                                             timeout=args.timeout):
-                    print(json.dumps(_as_dict(d)) if args.json else _delivery_line(d),
-                          flush=True)
+                    if args.json:
+                        print_json(message_json(d), lines=True)
+                    else:
+                        print(d.job_id if args.quiet else _delivery_line(d), flush=True)
             except KeyboardInterrupt:
                 return 0
             except ServiceError as exc:
@@ -227,10 +250,10 @@ def _inbox(args) -> int:
         deliveries = client.inbox(unfetched_only=args.unfetched, after_seq=args.after,
                                   limit=args.limit)
     if args.json:
-        print(json.dumps([_as_dict(d) for d in deliveries], indent=2))
-        return 0
+        print_json([message_json(d) for d in deliveries])
+        return exits.OK
     for d in deliveries:
-        print(_delivery_line(d))
+        print(d.job_id if args.quiet else _delivery_line(d))
     if not deliveries:
         print("the inbox is empty" + (" (of unfetched results)" if args.unfetched else ""),
               file=sys.stderr)
@@ -242,6 +265,9 @@ def _deliveries(args) -> int:
         if args.action == "list":
             rules = client.delivery_rules(sender=args.sender or "",
                                           recipient=args.recipient or "")
+            if args.json:
+                print_json([message_json(r) for r in rules])
+                return exits.OK
             for r in rules:
                 print(f"{r.sender} -> {r.recipient}  (since {_when(r.created_at)})")
             if not rules:
@@ -250,14 +276,18 @@ def _deliveries(args) -> int:
         if not args.sender or not args.recipient:
             print(f"medcompute deliveries {args.action}: give SENDER and RECIPIENT",
                   file=sys.stderr)
-            return 2
+            return exits.USAGE
         if args.action == "allow":
-            client.allow_delivery(args.sender, args.recipient)
-            print(f"{args.sender} may deliver results to {args.recipient}")
+            rule = client.allow_delivery(args.sender, args.recipient)
+            text = f"{args.sender} may deliver results to {args.recipient}"
         else:
-            client.disallow_delivery(args.sender, args.recipient)
-            print(f"{args.sender} may no longer deliver results to {args.recipient}")
-    return 0
+            rule = client.disallow_delivery(args.sender, args.recipient)
+            text = f"{args.sender} may no longer deliver results to {args.recipient}"
+    if args.json:
+        print_json(message_json(rule))
+    else:
+        print(text)
+    return exits.OK
 
 
 def add_commands(sub, client_options) -> None:
@@ -289,6 +319,8 @@ def add_commands(sub, client_options) -> None:
     p.add_argument("-o", "--output", metavar="OUTPUT",
                    help="with --wait: fetch the result to .npy, .dcm or a folder")
     p.add_argument("-q", "--quiet", action="store_true", help="print the job id only")
+    p.add_argument("--json", action="store_true",
+                   help="print the job (JobInfo) as JSON instead; with --wait, as it ended")
     add_process_options(p)
     client_options(p)
     p.set_defaults(func=_submit)
@@ -298,6 +330,8 @@ def add_commands(sub, client_options) -> None:
                        "succeeded, 1 otherwise.")
     p.add_argument("job", metavar="JOB")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress, only the status")
+    p.add_argument("--json", action="store_true",
+                   help="each event (WatchJobResponse: job, message) as one JSON line")
     client_options(p, watch="until the job ends")
     p.set_defaults(func=_watch)
 
@@ -312,8 +346,12 @@ def add_commands(sub, client_options) -> None:
     client_options(p)
     p.set_defaults(func=_fetch)
 
-    p = sub.add_parser("cancel", help="cancel a job that has not ended")
+    p = sub.add_parser("cancel", help="cancel a job that has not ended",
+                       description="Cancel a job; exit status 0 when it is cancelled, 1 when "
+                       "it had already ended otherwise.")
     p.add_argument("job", metavar="JOB")
+    p.add_argument("--json", action="store_true", help="print the job (JobInfo) as JSON")
+    p.add_argument("-q", "--quiet", action="store_true", help="print the job id only")
     client_options(p)
     p.set_defaults(func=_cancel)
 
@@ -330,7 +368,9 @@ def add_commands(sub, client_options) -> None:
     p.add_argument("--label", metavar="TEXT", help="only jobs with this label")
     p.add_argument("--subscriber", metavar="NAME", help="another subscriber's (admin)")
     p.add_argument("--limit", type=int, default=50, help="at most this many (default 50)")
-    p.add_argument("--json", action="store_true", help="as JSON")
+    p.add_argument("--json", action="store_true",
+                   help="as JSON (ListJobsResponse: jobs, next_page_token)")
+    p.add_argument("-q", "--quiet", action="store_true", help="print the job ids only")
     client_options(p)
     p.set_defaults(func=_jobs)
 
@@ -346,8 +386,9 @@ def add_commands(sub, client_options) -> None:
     p.add_argument("--after", type=int, default=0, metavar="SEQ",
                    help="only deliveries after this sequence number")
     p.add_argument("--limit", type=int, default=100, help="at most this many (default 100)")
-    p.add_argument("--json", action="store_true", help="as JSON (one object per line with "
-                   "--watch)")
+    p.add_argument("--json", action="store_true", help="as JSON: a list of Delivery (one "
+                   "Delivery per line with --watch)")
+    p.add_argument("-q", "--quiet", action="store_true", help="print the job ids only")
     client_options(p, watch="with --watch, until stopped")
     p.set_defaults(func=_inbox)
 
@@ -357,5 +398,7 @@ def add_commands(sub, client_options) -> None:
     p.add_argument("action", choices=["allow", "disallow", "list"])
     p.add_argument("sender", nargs="?", metavar="SENDER")
     p.add_argument("recipient", nargs="?", metavar="RECIPIENT")
+    p.add_argument("--json", action="store_true",
+                   help="as JSON: a list of DeliveryRule, or the rule allowed or removed")
     client_options(p)
     p.set_defaults(func=_deliveries)

@@ -27,6 +27,7 @@ from medcompute.client.client import (
     call,
 )
 from medcompute.client.io import read_input
+from medcompute.client.output import message_json
 from medcompute.proto import wire
 from medcompute.proto.v1 import image_pb2, store_pb2, store_pb2_grpc
 
@@ -39,7 +40,7 @@ _KIND_NAMES[store_pb2.IMAGE_KIND_UNSPECIFIED] = ""
 
 
 def _dict(message) -> dict:
-    return json_format.MessageToDict(message, preserving_proto_field_name=True)
+    return message_json(message)
 
 
 @dataclass

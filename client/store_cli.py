@@ -20,7 +20,9 @@ import re
 import sys
 from pathlib import Path
 
+from medcompute.client import exits
 from medcompute.client.channel import connection
+from medcompute.client.output import print_json
 
 __all__ = ["add_store_commands", "add_process_options", "process_options", "kept_summary",
            "parse_duration"]
@@ -56,7 +58,7 @@ def _line(image) -> str:
 
 def _fail(command: str, message) -> int:
     print(f"medcompute store {command}: {message}", file=sys.stderr)
-    return 2
+    return exits.USAGE
 
 
 def _items(paths: list[str], series: bool) -> list:
@@ -84,7 +86,7 @@ def _put(args) -> int:
                                   ("acquisition_date", args.date),
                                   ("description", args.description)) if v}
     progress = sys.stderr.isatty() and not args.quiet
-    failed = 0
+    failed = exits.OK
     stored = []
     with StoreClient(args.server, timeout=args.timeout, **connection(args)) as store:
         for item in _items(args.paths, args.series):
@@ -94,7 +96,9 @@ def _put(args) -> int:
                                        retention=args.retention, compression=args.compression,
                                        progress=progress)
             except (ValueError, ServiceError) as exc:
-                failed += 1
+                code = exits.for_status(exc.code) if isinstance(exc, ServiceError) \
+                    else exits.USAGE
+                failed = failed or code
                 print(f"medcompute store put: {name}: {exc}", file=sys.stderr)
                 continue
             stored.append(image)
@@ -108,7 +112,7 @@ def _put(args) -> int:
                           f"{', '.join(image.differing_fields)}")
     if args.json:
         print(json.dumps([i.to_dict() for i in stored], indent=2))
-    return 1 if failed else 0
+    return failed
 
 
 def _find(args) -> int:
@@ -176,13 +180,26 @@ def _info(args) -> int:
 
 
 def _rm(args) -> int:
+    from medcompute.client import ServiceError
     from medcompute.client.store import StoreClient
 
+    status, deleted = exits.OK, []
     with StoreClient(args.server, timeout=args.timeout, **connection(args)) as store:
         for image_id in args.image_ids:
-            freed = store.delete(image_id)
-            print(f"deleted {image_id} ({_size(freed)} freed)")
-    return 0
+            try:
+                freed = store.delete(image_id)
+            except ServiceError as exc:
+                status = status or exits.for_status(exc.code)
+                print(f"medcompute store rm: {image_id}: {exc}", file=sys.stderr)
+                continue
+            deleted.append({"image_id": image_id, "freed_bytes": freed})
+            if args.quiet:
+                print(image_id)
+            elif not args.json:
+                print(f"deleted {image_id} ({_size(freed)} freed)")
+    if args.json:
+        print_json(deleted)
+    return status
 
 
 def _verify(args) -> int:
@@ -201,7 +218,7 @@ def _verify(args) -> int:
         if report["unreferenced_blobs"]:
             print(f"  {report['unreferenced_blobs']} blob file(s) no image refers to "
                   "(removed when the server starts)")
-    return 1 if report["problems"] else 0
+    return exits.PROBLEMS if report["problems"] else exits.OK
 
 
 def _backup(args) -> int:
@@ -209,6 +226,9 @@ def _backup(args) -> int:
 
     with StoreClient(args.server, timeout=args.timeout, **connection(args)) as store:
         report = store.backup(str(Path(args.destination).resolve()))
+    if args.json:
+        print_json(report)
+        return exits.OK
     print(f"backed up {report['images']} image(s), {report['blobs']} blob(s), "
           f"{_size(report['bytes'])} to {report['destination']}")
     return 0
@@ -219,6 +239,13 @@ def _purge(args) -> int:
 
     with StoreClient(args.server, timeout=args.timeout, **connection(args)) as store:
         report = store.purge(dry_run=args.dry_run)
+    if args.json:
+        print_json(report)
+        return exits.OK
+    if args.quiet:
+        for image_id in report["image_ids"]:
+            print(image_id)
+        return exits.OK
     verb = "would delete" if args.dry_run else "deleted"
     print(f"{verb} {len(report['image_ids'])} expired image(s), "
           f"{_size(report['freed_bytes'])} {'to free' if args.dry_run else 'freed'}")
@@ -287,16 +314,22 @@ def add_store_commands(sub, client_options) -> None:
 
     info = cmds.add_parser("info", help="a stored image's metadata, as JSON")
     info.add_argument("image_id", metavar="ID")
+    info.add_argument("--json", action="store_true",
+                      help="as JSON (the default and only form: the StoredImage)")
     info.set_defaults(func=_info)
 
     rm = cmds.add_parser("rm", help="delete stored images (catalog rows and blobs)")
     rm.add_argument("image_ids", nargs="+", metavar="ID")
+    rm.add_argument("--json", action="store_true",
+                    help="as JSON: a list of {image_id, freed_bytes} of the images deleted")
+    rm.add_argument("-q", "--quiet", action="store_true", help="print the deleted ids only")
     rm.set_defaults(func=_rm)
 
     verify = cmds.add_parser("verify", help="check every blob against its checksum",
-                             description="Read every blob back and check its SHA-256; exit 1 "
+                             description="Read every blob back and check its SHA-256; exit 7 "
                              "when any is missing or damaged.")
-    verify.add_argument("--json", action="store_true")
+    verify.add_argument("--json", action="store_true",
+                        help="as JSON: images, blobs, bytes, problems, unreferenced_blobs")
     verify.set_defaults(func=_verify)
 
     backup = cmds.add_parser("backup", help="a consistent copy of the store, while it serves",
@@ -304,10 +337,16 @@ def add_store_commands(sub, client_options) -> None:
                              "empty folder on the server's host; `medcompute serve --data-dir "
                              "DEST` serves the same images.")
     backup.add_argument("destination", metavar="DEST")
+    backup.add_argument("--json", action="store_true",
+                        help="as JSON: destination, images, blobs, bytes")
     backup.set_defaults(func=_backup)
 
     purge = cmds.add_parser("purge", help="delete images whose retention period has passed")
     purge.add_argument("--dry-run", action="store_true", help="report only")
+    purge.add_argument("--json", action="store_true",
+                       help="as JSON: image_ids, freed_bytes, blobs_removed")
+    purge.add_argument("-q", "--quiet", action="store_true",
+                       help="print the ids of the images (to be) deleted only")
     purge.set_defaults(func=_purge)
 
     for p in (put, find, get, info, rm, verify, backup, purge):

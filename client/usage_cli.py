@@ -177,7 +177,7 @@ def _invoice(args) -> int:
     with open_client(args) as client:
         invoice = client.invoice(args.month, subscriber=args.subscriber or "",
                                  all_subscribers=args.all_subscribers)
-    if args.format == "json":
+    if args.format == "json" or getattr(args, "json", False):
         print(json.dumps(message_dict(invoice), indent=2))
     elif args.format == "csv":
         from medcompute.server.billing import to_csv
@@ -243,5 +243,7 @@ def add_commands(sub, client_options) -> None:
     _scope_options(_Unset(invoice))
     invoice.add_argument("--format", choices=["text", "csv", "json"], default="text",
                          help="text (default), csv (with TOTAL rows) or json")
+    _Unset(invoice).add_argument("--json", action="store_true",
+                                 help="the same as --format json (the Invoice message)")
     client_options(_Unset(invoice))
     invoice.set_defaults(func=_invoice)

@@ -72,7 +72,7 @@ def image_message(r: ImageRecord) -> store_pb2.StoredImage:
 def _filter(request: store_pb2.FindRequest) -> FindFilter:
     kind = _KINDS.get(request.kind)
     if kind is None:
-        raise InvalidArgument(f"unknown image kind {request.kind}", "kind")
+        raise InvalidArgument(wire.enum_choices(store_pb2.ImageKind, request.kind), "kind")
     return FindFilter(patient_id=request.patient_id, study_uid=request.study_instance_uid,
                       series_uid=request.series_instance_uid, modality=request.modality,
                       date_from=request.date_from, date_to=request.date_to,

@@ -91,13 +91,13 @@ def test_mistakes_exit_non_zero_with_a_message(served, tmp_path):
     np.save(no_spacing, np.zeros((4, 4), np.float32))
     refused = _cli("process", str(no_spacing), "--op", "gaussian:sigma_mm=1", "-o",
                    str(tmp_path / "y.npy"), "--server", address, check=False)
-    assert refused.returncode == 1
+    assert refused.returncode == 3
     assert "INVALID_ARGUMENT" in refused.stderr and "sigma_mm" in refused.stderr
     not_dicom = tmp_path / "note.dcm"
     not_dicom.write_text("not an image")
     refused = _cli("process", str(not_dicom), "--op", "gaussian:sigma=1", "-o",
                    str(tmp_path / "z.npy"), "--server", address, check=False)
-    assert refused.returncode == 1 and "not a DICOM file" in refused.stderr
+    assert refused.returncode == 3 and "not a DICOM file" in refused.stderr
 
 
 def test_serve_refuses_a_non_loopback_address(tmp_path):

@@ -218,3 +218,41 @@ def test_list_operations_over_the_wire_is_the_catalogue_of_the_descriptors(clien
     bandpass = {p["name"]: p for p in listed["bandpass"]["parameters"]}
     assert not bandpass["low_cutoff"].get("per_axis") and not bandpass["high_cutoff_mm"].get(
         "per_axis")
+
+
+@pytest.mark.parametrize(("call", "request_", "field", "named"), [
+    ("Find", store_pb2.FindRequest(kind=12), "kind", "got 12 (not a value of ImageKind)"),
+    ("Get", store_pb2.GetRequest(image_id="x", format=5), "format",
+     "got 5 (not a value of StoredFormat)"),
+])
+def test_an_unknown_enum_value_in_a_store_call_is_named(server, call, request_, field, named):
+    with grpc.insecure_channel(server.address) as channel:
+        method = getattr(store_pb2_grpc.StoreServiceStub(channel), call)
+        with pytest.raises(grpc.RpcError) as info:
+            reply = method(request_, timeout=10)
+            list(reply) if call == "Get" else reply
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert info.value.details().startswith(field + ": ") and named in info.value.details()
+
+
+def test_re_registering_dicom_files_with_other_metadata_says_so(client, tmp_path):
+    import pydicom
+    from pydicom.data import get_testdata_file
+    from pydicom.uid import generate_uid
+
+    # MR_small has no SeriesDescription: a caller's description fills it in. A SOP
+    # Instance UID of its own keeps it apart from other tests' copies of the file.
+    ds = pydicom.dcmread(get_testdata_file("MR_small.dcm"))
+    ds.SOPInstanceUID = generate_uid()
+    path = tmp_path / "mr.dcm"
+    ds.save_as(path)
+    first = client.store.register(str(path), metadata={"description": "first read"})
+    again = client.store.register(str(path), metadata={"description": "first read"})
+    assert again.existing and again.image_id == first.image_id
+    assert again.differing_fields == []
+    other = client.store.register(str(path), metadata={"description": "second read",
+                                                       "modality": "CT"})
+    # The files' own modality wins over a caller's (so it does not differ); the
+    # description does, and the kept one stays.
+    assert other.existing and other.differing_fields == ["metadata.description"]
+    assert client.store.info(first.image_id).message.metadata.description == "first read"

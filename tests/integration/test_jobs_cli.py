@@ -118,7 +118,7 @@ def test_deliver_to_another_subscriber_and_fetch_from_the_inbox(cli, tmp_path):
     [mine] = [j for j in json.loads(out)["jobs"] if j["job_id"] == job_id]
     assert mine["delivery"] == "DELIVERY_STATE_FETCHED" and mine["destination"] == "dr-lee"
     code, _, err = cli("hospital", "inbox")
-    assert code == 1 and "PERMISSION_DENIED" in err
+    assert code == 6 and "PERMISSION_DENIED" in err
 
 
 def test_usage_and_the_invoice_of_this_month(cli, site):
@@ -136,7 +136,7 @@ def test_usage_and_the_invoice_of_this_month(cli, site):
     assert float(jobs[0]["quantity"]) == int(totals["billable_jobs"])
     # Another subscriber's invoice is an administrator's business.
     code, _, err = cli("hospital", "usage", "invoice", "--month", month, "--all")
-    assert code == 1 and "PERMISSION_DENIED" in err
+    assert code == 6 and "PERMISSION_DENIED" in err
     code, out, err = cli("admin", "usage", "invoice", "--month", month, "--all",
                          "--format", "json")
     assert code == 0, err
@@ -144,3 +144,50 @@ def test_usage_and_the_invoice_of_this_month(cli, site):
     with pytest.raises(SystemExit) as exit_:
         cli("hospital", "usage", "invoice", "--month", "2026-13")
     assert exit_.value.code == 2
+
+
+def test_json_shapes_and_ids_only(cli, tmp_path):
+    from medcompute.proto.v1 import jobs_pb2
+
+    fields = {f.name for f in jobs_pb2.JobInfo.DESCRIPTOR.fields}
+    src = tmp_path / "small.npy"
+    np.save(src, np.ones((8, 8), np.float32))
+    code, out, err = cli("hospital", "submit", str(src), "--op", "gaussian:sigma=1", "--json")
+    assert code == 0, err
+    job = json.loads(out)
+    assert set(job) == fields and len(job["job_id"]) == 32
+    assert job["state"] in ("JOB_STATE_QUEUED", "JOB_STATE_RUNNING", "JOB_STATE_SUCCEEDED")
+    code, out, err = cli("hospital", "watch", job["job_id"], "--json")
+    assert code == 0, err
+    events = [json.loads(line) for line in out.splitlines()]
+    assert events and all(set(e) == {"job", "message"} for e in events)
+    assert events[-1]["job"]["state"] == "JOB_STATE_SUCCEEDED" and err == ""
+    code, out, _ = cli("hospital", "jobs", "-q")
+    assert code == 0 and job["job_id"] in out.split()
+    assert all(len(line) == 32 for line in out.splitlines())
+    code, out, _ = cli("hospital", "jobs", "--json", "--limit", "1")
+    assert set(json.loads(out)) == {"jobs", "next_page_token"}
+    # A job that already succeeded is not cancelled: exit 1, the job as it is.
+    code, out, _ = cli("hospital", "cancel", job["job_id"], "--json")
+    assert code == 1 and json.loads(out)["state"] == "JOB_STATE_SUCCEEDED"
+    code, out, _ = cli("hospital", "process", str(src), "--op", "gaussian:sigma=1", "-o",
+                       str(tmp_path / "out.npy"), "-q")
+    assert code == 0 and len(out.strip()) == 32 and "\n" not in out.strip()
+    code, out, _ = cli("admin", "deliveries", "allow", "st-mary", "dr-lee", "--json")
+    assert code == 0 and json.loads(out)["sender"] == "st-mary"
+    code, out, _ = cli("admin", "deliveries", "list", "--json")
+    assert {"sender": "st-mary", "recipient": "dr-lee"}.items() <= json.loads(out)[0].items()
+
+
+def test_exit_statuses(cli, tmp_path):
+    src = tmp_path / "small.npy"
+    np.save(src, np.ones((8, 8), np.float32))
+    out = str(tmp_path / "out.npy")
+    code, _, err = cli("hospital", "process", str(src), "--op", "gausian:sigma=1", "-o", out)
+    assert code == 2 and "unknown operation" in err                  # usage
+    code, _, err = cli("hospital", "process", str(src), "--op", "gaussian:sigma=-1", "-o", out)
+    assert code == 3 and "INVALID_ARGUMENT" in err                   # server refused
+    code, _, err = cli("hospital", "fetch", "f" * 32, "-o", out)
+    assert code == 4 and "NOT_FOUND" in err                          # not found
+    code, _, err = cli("reader", "submit", str(src), "--op", "gaussian:sigma=1")
+    assert code == 6 and "PERMISSION_DENIED" in err                  # not allowed

@@ -415,9 +415,9 @@ def test_command_line_tour(server, capsys, tmp_path):
     code, out, _ = _cli(capsys, "store", "rm", vol_id, *s)
     assert code == 0 and f"deleted {vol_id}" in out
     code, _, err = _cli(capsys, "store", "get", vol_id, "-o", str(tmp_path / "x.npy"), *s)
-    assert code == 1 and "NOT_FOUND" in err
+    assert code == 4 and "NOT_FOUND" in err
     code, _, err = _cli(capsys, "store", "put", str(tmp_path / "missing.dcm"), *s)
-    assert code == 1 and "no such file" in err
+    assert code == 2 and "no such file" in err
 
 
 def test_put_reports_each_bad_path_and_goes_on(server, capsys, tmp_path):
@@ -426,7 +426,7 @@ def test_put_reports_each_bad_path_and_goes_on(server, capsys, tmp_path):
     for k, part in enumerate(H.mixed_series()):
         (mixed / f"IM{k}.dcm").write_bytes(part)
     code, out, err = _cli(capsys, "store", "put", str(mixed), H.MR, "--server", server.address)
-    assert code == 1
+    assert code == 3   # the server refused the mixed folder (INVALID_ARGUMENT); MR went on
     assert "2 different series" in err and "INVALID_ARGUMENT" in err
     assert "stored" in out and "MR" in out
 
@@ -457,3 +457,40 @@ def test_the_store_is_listed_by_reflection(server):
         request = reflection_pb2.ServerReflectionRequest(list_services="")
         [reply] = list(stub.ServerReflectionInfo(iter([request]), timeout=10))
     assert "medcompute.v1.StoreService" in {s.name for s in reply.list_services_response.service}
+
+
+def test_store_commands_json_quiet_and_exit_statuses(server, client, capsys, tmp_path):
+    s = ("--server", server.address)
+    a = client.store.register(np.full((3, 3), 1, np.uint8)).image_id
+    b = client.store.register(np.full((3, 3), 2, np.uint8)).image_id
+    code, out, _ = _cli(capsys, "store", "rm", a, "-q", *s)
+    assert code == 0 and out.split() == [a]
+    # The first id is gone: it is reported, the second still deleted, exit 4 (not found).
+    code, out, err = _cli(capsys, "store", "rm", a, b, "--json", *s)
+    assert code == 4 and "NOT_FOUND" in err
+    [deleted] = json.loads(out)
+    assert deleted["image_id"] == b and deleted["freed_bytes"] >= 0
+    code, out, _ = _cli(capsys, "store", "purge", "--dry-run", "--json", *s)
+    assert code == 0 and set(json.loads(out)) == {"image_ids", "freed_bytes", "blobs_removed"}
+    code, out, _ = _cli(capsys, "store", "verify", "--json", *s)
+    assert code == 0 and json.loads(out)["problems"] == []
+    code, out, _ = _cli(capsys, "store", "backup", str(tmp_path / "copy"), "--json", *s)
+    assert code == 0 and json.loads(out)["destination"] == str((tmp_path / "copy").resolve())
+
+
+def test_store_verify_exits_7_on_a_damaged_blob(server_thread, capsys, tmp_path):
+    from medcompute.server.config import ServerConfig
+
+    config = ServerConfig(address="127.0.0.1:0", data_dir=tmp_path / "data", workers=1)
+    with server_thread(config) as own:
+        code, out, _ = _cli(capsys, "store", "put", H.CT, "-q", "--server", own.address)
+        assert code == 0 and out.strip()
+        root = tmp_path / "data" / "blobs"
+        blobs = [p for p in root.rglob("*")
+                 if p.is_file() and "tmp" not in p.relative_to(root).parts]
+        assert blobs
+        damaged = blobs[0].read_bytes()
+        blobs[0].write_bytes(bytes([damaged[0] ^ 0xFF]) + damaged[1:])
+        code, out, _ = _cli(capsys, "store", "verify", "--json", "--server", own.address)
+        assert code == 7
+        assert json.loads(out)["problems"][0]["problem"]
