@@ -7,7 +7,7 @@ DATA_DIR ?= data
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: run test fuzz proto bench bench-quick clean
+.PHONY: run test fuzz proto bench bench-quick clean peers
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -27,8 +27,13 @@ $(VENV)/.installed-test: pyproject.toml | $(PY)
 run: $(VENV)/.installed
 	$(VENV)/bin/medcompute serve --address $(ADDRESS) --data-dir $(DATA_DIR)
 
-## test: set up .venv with the test extras and run the whole suite
-test: $(VENV)/.installed-test
+## peers: install the DICOM peers the tests run against (dcmtk, Orthanc) with apt-get where
+## missing; their packaged services are not started
+peers:
+	.ci/install-peers
+
+## test: set up .venv with the test extras and the DICOM peers, run the whole suite
+test: $(VENV)/.installed-test peers
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 ## fuzz: the property-based fuzz tests with thousands of examples each (make test runs a few dozen)
