@@ -8,6 +8,7 @@
     medcompute usage [...], usage invoice --month YYYY-MM          (see usage_cli.py)
     medcompute ops
     medcompute store put|find|get|info|rm|verify|backup|purge ...   (see store_cli.py)
+    medcompute dicom ae add|list|rm ...                              (see dicom_cli.py)
 """
 
 from __future__ import annotations
@@ -70,7 +71,13 @@ def _serve(args) -> int:
                           result_retention=args.result_retention,
                           job_lease_seconds=args.job_lease, tariff=_path(args.tariff),
                           metrics_port=args.metrics_port,
-                          metrics_address=args.metrics_address)
+                          metrics_address=args.metrics_address,
+                          dicom_port=args.dicom_port, dicom_address=args.dicom_address,
+                          dicom_ae_title=args.ae_title,
+                          dicom_quiet_seconds=args.series_quiet,
+                          dicom_complete_on_release=args.complete_on_release,
+                          dicom_max_associations=args.max_associations,
+                          dicom_max_instance_bytes=int(args.max_instance_mb * (1 << 20)))
     try:
         asyncio.run(serve(config))
     except MedcomputeError as exc:
@@ -185,6 +192,7 @@ def add_request_arguments(parser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from medcompute.client.admin_cli import add_commands as add_admin_commands
     from medcompute.client.client import DEFAULT_SERVER
+    from medcompute.client.dicom_cli import add_commands as add_dicom_commands
     from medcompute.client.jobs_cli import add_commands as add_jobs_commands
     from medcompute.client.store_cli import (
         add_process_options,
@@ -274,6 +282,25 @@ def build_parser() -> argparse.ArgumentParser:
                       "(0: any free port; default: off)")
     jobs.add_argument("--metrics-address", default="127.0.0.1", metavar="HOST",
                       help="the address of the metrics endpoint (default 127.0.0.1)")
+    dicom = serve.add_argument_group("as a DICOM node (see README: As a DICOM node)")
+    dicom.add_argument("--dicom-port", type=int, default=None, metavar="PORT",
+                       help="also accept DICOM associations (C-ECHO, C-STORE) on this port "
+                       "(0: any free port; default: off)")
+    dicom.add_argument("--dicom-address", default="127.0.0.1", metavar="HOST",
+                       help="the address of the DICOM port (default 127.0.0.1; another needs "
+                       "--insecure: DICOM TLS is not offered yet)")
+    dicom.add_argument("--ae-title", default="MEDCOMPUTE", metavar="AET",
+                       help="the service's own AE title (default MEDCOMPUTE)")
+    dicom.add_argument("--series-quiet", type=float, default=10.0, metavar="SECONDS",
+                       help="a received series is complete after this many seconds without "
+                       "a new instance (default 10)")
+    dicom.add_argument("--complete-on-release", action="store_true",
+                       help="... or as soon as the association that sent it is released")
+    dicom.add_argument("--max-associations", type=int, default=16, metavar="N",
+                       help="DICOM associations at once; more are rejected (default 16)")
+    dicom.add_argument("--max-instance-mb", type=float, default=512, metavar="MIB",
+                       help="largest instance accepted over DICOM (default 512; larger: "
+                       "status A700)")
     serve.add_argument("--log-level", default="info",
                        choices=["debug", "info", "warning", "error"])
     serve.set_defaults(func=_serve)
@@ -317,6 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_usage_commands(sub, client_options)
     add_store_commands(sub, client_options)
     add_admin_commands(sub, client_options)
+    add_dicom_commands(sub)
     return parser
 
 

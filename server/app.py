@@ -35,6 +35,7 @@ from medcompute.server.audit import AuditLog
 from medcompute.server.billing_service import BillingService
 from medcompute.server.catalog import Catalog
 from medcompute.server.config import ServerConfig
+from medcompute.server.dicomnet.node import DicomNode
 from medcompute.server.dispatch import Dispatcher
 from medcompute.server.errors import FailedPrecondition
 from medcompute.server.guard import Guard
@@ -94,6 +95,13 @@ def check_address(config: ServerConfig) -> None:
             f"refusing to serve metrics on {config.metrics_address}: the endpoint has no TLS "
             "or keys; keep it on 127.0.0.1 behind a scraping proxy, or use --insecure on a "
             "closed monitoring network", "--metrics-address")
+    if (config.dicom_port is not None and not _loopback(config.dicom_address)
+            and not config.insecure):
+        raise FailedPrecondition(
+            f"refusing to accept DICOM on {config.dicom_address}: DICOM TLS is not offered; "
+            "keep it on 127.0.0.1 behind a DICOM TLS proxy, or use --insecure on a closed "
+            "imaging network (calling AE titles are still checked against their hosts)",
+            "--dicom-address")
     if _loopback(host):
         return
     if config.insecure:
@@ -136,8 +144,16 @@ class Running:
     #: The port of the Prometheus endpoint; 0 when it is off.
     metrics_port: int = 0
     billing: BillingService | None = None
+    dicom: DicomNode | None = None
+
+    @property
+    def dicom_port(self) -> int:
+        """The DICOM port; 0 when it is off."""
+        return self.dicom.port if self.dicom is not None else 0
 
     async def stop(self, grace: float | None = 5.0) -> None:
+        if self.dicom is not None:
+            await self.dicom.stop()
         for task in (self._watch, self._maintain):
             if task is not None:
                 task.cancel()
@@ -193,6 +209,7 @@ async def start(config: ServerConfig) -> Running:
     metrics = Metrics()
     billing = BillingService(config.data_dir, tariff)
     runner = None
+    dicom = None
     try:
         await store.open()
         await dispatcher.start()
@@ -220,10 +237,15 @@ async def start(config: ServerConfig) -> Running:
         port = _bind(server, config)
         await runner.start()
         await server.start()
+        if config.dicom_port is not None:
+            dicom = DicomNode(config, store)
+            await dicom.start()
         metrics_port = 0
         if config.metrics_port is not None:
             metrics_port = metrics.start_http(config.metrics_address, config.metrics_port)
     except BaseException:
+        if dicom is not None:
+            await dicom.stop()
         if runner is not None:
             await runner.stop()
         await dispatcher.close()
@@ -238,7 +260,7 @@ async def start(config: ServerConfig) -> Running:
     log.info("medcompute serving on %s (data in %s)", address, config.data_dir)
     return Running(server, port, address, dispatcher, catalog, health_servicer, watch,
                    store=store, _maintain=upkeep, guard=guard, runner=runner, metrics=metrics,
-                   metrics_port=metrics_port, billing=billing)
+                   metrics_port=metrics_port, billing=billing, dicom=dicom)
 
 
 async def serve(config: ServerConfig) -> None:
@@ -246,8 +268,11 @@ async def serve(config: ServerConfig) -> None:
     running = await start(config)
     metrics = (f", Prometheus metrics on http://{config.metrics_address}:{running.metrics_port}"
                "/metrics" if running.metrics_port else "")
+    dicom = (f", DICOM AE {config.dicom_ae_title} on {config.dicom_address}:"
+             f"{running.dicom_port}" if running.dicom is not None else "")
     print(f"medcompute serving on {running.address} (data directory {config.data_dir}, "
-          f"Dask scheduler {running.dispatcher.scheduler_address}{metrics}); Ctrl-C stops",
+          f"Dask scheduler {running.dispatcher.scheduler_address}{metrics}{dicom}); "
+          "Ctrl-C stops",
           flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
