@@ -8,7 +8,7 @@
     medcompute usage [...], usage invoice --month YYYY-MM          (see usage_cli.py)
     medcompute ops
     medcompute store put|find|get|info|rm|verify|backup|purge ...   (see store_cli.py)
-    medcompute dicom ae add|list|rm ...                              (see dicom_cli.py)
+    medcompute dicom ae|rule|series ...                              (see dicom_cli.py)
 """
 
 from __future__ import annotations
@@ -344,7 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_usage_commands(sub, client_options)
     add_store_commands(sub, client_options)
     add_admin_commands(sub, client_options)
-    add_dicom_commands(sub)
+    add_dicom_commands(sub, client_options)
     return parser
 
 

@@ -3,11 +3,19 @@
     medcompute dicom ae add AET --subscriber S --host IP --data-dir DIR
     medcompute dicom ae list [--subscriber S] --data-dir DIR
     medcompute dicom ae rm AET --data-dir DIR
+    medcompute dicom rule add --subscriber S --op NAME[:k=v,...] [--op ...] [--calling-ae AET]
+                    [--called-ae AET] [--modality CT] [--series-description TEXT[*]]
+                    [--tag KEYWORD=VALUE[*]] [--output series|file] [--to SUBSCRIBER]
+                    [--label TEXT] --api-key ADMIN
+    medcompute dicom rule list [--subscriber S] --api-key ADMIN
+    medcompute dicom rule rm RULE --api-key ADMIN
+    medcompute dicom series --api-key KEY          (the caller's received series, their jobs)
 
 A calling AE title (a scanner, a PACS) is registered for the subscriber its images
 belong to and the host it calls from; associations from any other AE title or host are
 rejected. These commands work on the data directory on the server's machine (as the
 first admin key is made); a running server sees a change at its next association.
+Rules and series go through the server's DicomService.
 """
 
 from __future__ import annotations
@@ -70,10 +78,84 @@ def _ae_rm(args) -> int:
     return 0
 
 
-def add_commands(sub) -> None:
+def _rule_row(rule) -> dict:
+    from google.protobuf import json_format
+
+    return json_format.MessageToDict(rule, preserving_proto_field_name=True)
+
+
+def _rule_add(args) -> int:
+    from medcompute.client.cli import open_client
+
+    tags = {}
+    for item in args.tag:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            print(f"medcompute dicom rule add: --tag: expected KEYWORD=VALUE, got {item!r}",
+                  file=sys.stderr)
+            return 2
+        tags[key] = value
+    try:
+        with open_client(args) as client:
+            rule = client.dicom.create_rule(
+                args.subscriber, args.op, calling_ae=args.calling_ae, called_ae=args.called_ae,
+                modality=args.modality, series_description=args.series_description, tags=tags,
+                output=args.output, device=args.device, destination=args.to, label=args.label)
+    except ValueError as exc:
+        print(f"medcompute dicom rule add: {exc}", file=sys.stderr)
+        return 2
+    print(rule.rule_id)
+    return 0
+
+
+def _rule_list(args) -> int:
+    from medcompute.client.cli import open_client
+
+    with open_client(args) as client:
+        rules = client.dicom.rules(args.subscriber)
+    if args.json:
+        print(json.dumps([_rule_row(r) for r in rules], indent=2))
+        return 0
+    for r in rules:
+        match = " ".join(f"{k}={v}" for k, v in (
+            ("calling", r.calling_ae), ("called", r.called_ae), ("modality", r.modality),
+            ("description", r.series_description), *sorted(r.tags.items())) if v) or "any"
+        ops = ",".join(op.WhichOneof("op") or "?" for op in r.process.pipeline)
+        print(f"{r.rule_id}  {r.subscriber:<16}  {match}  -> {ops}"
+              f"{'  to ' + r.destination if r.destination else ''}")
+    return 0
+
+
+def _rule_rm(args) -> int:
+    from medcompute.client.cli import open_client
+
+    with open_client(args) as client:
+        client.dicom.delete_rule(args.rule_id)
+    return 0
+
+
+def _series(args) -> int:
+    from medcompute.client.cli import open_client
+    from medcompute.proto.v1 import dicom_pb2
+
+    with open_client(args) as client:
+        series = client.dicom.received_series()
+    if args.json:
+        print(json.dumps([_rule_row(s) for s in series], indent=2))
+        return 0
+    for s in series:
+        state = dicom_pb2.SeriesState.Name(s.state).removeprefix("SERIES_STATE_").lower()
+        jobs = ",".join(j.job_id for j in s.jobs if j.job_id) or "-"
+        print(f"{s.calling_ae:<16}  {state:<9}  {s.instances:>5} instance(s)  image "
+              f"{s.image_id or '-'}  jobs {jobs}{'  ' + s.reason if s.reason else ''}")
+    return 0
+
+
+def add_commands(sub, client_options) -> None:
     from medcompute.server.config import DEFAULT_DATA_DIR
 
-    dicom = sub.add_parser("dicom", help="the service as a DICOM node: calling AE titles",
+    dicom = sub.add_parser("dicom", help="the service as a DICOM node: calling AE titles, "
+                           "routing rules, received series",
                            description="Register the AE titles (scanners, PACS) that may send "
                            "to `medcompute serve --dicom-port`.")
     dsub = dicom.add_subparsers(dest="dicom_command", required=True, metavar="WHAT")
@@ -101,3 +183,41 @@ def add_commands(sub) -> None:
     rm.add_argument("ae_title", metavar="AET")
     data_dir(rm)
     rm.set_defaults(func=_ae_rm)
+
+    rule = dsub.add_parser("rule", help="routing rules: a received series that matches runs "
+                           "as a job (admin)")
+    rsub = rule.add_subparsers(dest="rule_command", required=True, metavar="ACTION")
+    radd = rsub.add_parser("add", help="add a routing rule; prints its id")
+    radd.add_argument("--subscriber", required=True,
+                      help="whose received series it routes (the jobs run as it)")
+    radd.add_argument("--op", action="append", required=True, metavar="NAME[:key=value,...]",
+                      help="an operation, applied in the order given (as for process)")
+    radd.add_argument("--calling-ae", default="", help="match the sender's AE title")
+    radd.add_argument("--called-ae", default="", help="match the AE title it called")
+    radd.add_argument("--modality", default="", help="match the modality (CT, MR, ...)")
+    radd.add_argument("--series-description", default="",
+                      help="match the series description (a trailing * matches a prefix)")
+    radd.add_argument("--tag", action="append", default=[], metavar="KEYWORD=VALUE",
+                      help="match another attribute by DICOM keyword, e.g. "
+                      "BodyPartExamined=CHEST (a trailing * matches a prefix)")
+    radd.add_argument("--output", choices=["series", "file"], default="series",
+                      help="a derived series (default) or one DICOM file")
+    radd.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto")
+    radd.add_argument("--to", default="", metavar="SUBSCRIBER",
+                      help="deliver each result to this subscriber's inbox")
+    radd.add_argument("--label", default="", help="shown in job lists (no patient data)")
+    client_options(radd)
+    radd.set_defaults(func=_rule_add)
+    rlist = rsub.add_parser("list", help="the routing rules")
+    rlist.add_argument("--subscriber", default="", help="only this subscriber's")
+    rlist.add_argument("--json", action="store_true", help="as JSON")
+    client_options(rlist)
+    rlist.set_defaults(func=_rule_list)
+    rrm = rsub.add_parser("rm", help="remove a routing rule")
+    rrm.add_argument("rule_id", metavar="RULE")
+    client_options(rrm)
+    rrm.set_defaults(func=_rule_rm)
+    series = dsub.add_parser("series", help="your series received over DICOM and their jobs")
+    series.add_argument("--json", action="store_true", help="as JSON")
+    client_options(series)
+    series.set_defaults(func=_series)

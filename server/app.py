@@ -23,6 +23,8 @@ from medcompute.proto import wire
 from medcompute.proto.v1 import (
     admin_pb2,
     admin_pb2_grpc,
+    dicom_pb2,
+    dicom_pb2_grpc,
     jobs_pb2,
     jobs_pb2_grpc,
     processing_pb2,
@@ -36,6 +38,9 @@ from medcompute.server.billing_service import BillingService
 from medcompute.server.catalog import Catalog
 from medcompute.server.config import ServerConfig
 from medcompute.server.dicomnet.node import DicomNode
+from medcompute.server.dicomnet.registry import NodeRegistry
+from medcompute.server.dicomnet.routing import RuleBook
+from medcompute.server.dicomnet.servicer import DicomServicer
 from medcompute.server.dispatch import Dispatcher
 from medcompute.server.errors import FailedPrecondition
 from medcompute.server.guard import Guard
@@ -60,6 +65,7 @@ SERVICE_NAME = processing_pb2.DESCRIPTOR.services_by_name["Processing"].full_nam
 STORE_SERVICE_NAME = store_pb2.DESCRIPTOR.services_by_name["Store"].full_name
 ADMIN_SERVICE_NAME = admin_pb2.DESCRIPTOR.services_by_name["Admin"].full_name
 JOBS_SERVICE_NAME = jobs_pb2.DESCRIPTOR.services_by_name["Jobs"].full_name
+DICOM_SERVICE_NAME = dicom_pb2.DESCRIPTOR.services_by_name["DicomService"].full_name
 #: Message size limit on both ends: a chunk plus its envelope.
 MESSAGE_LIMIT = wire.MAX_MESSAGE_BYTES + (64 << 10)
 HEALTH_INTERVAL = 1.0
@@ -145,6 +151,7 @@ class Running:
     metrics_port: int = 0
     billing: BillingService | None = None
     dicom: DicomNode | None = None
+    dicom_servicer: DicomServicer | None = None
 
     @property
     def dicom_port(self) -> int:
@@ -167,6 +174,8 @@ class Running:
             self.metrics.stop()
         if self.billing is not None:
             self.billing.close()
+        if self.dicom_servicer is not None:
+            self.dicom_servicer.close()
         self.catalog.close()
         if self.store is not None:
             self.store.close()
@@ -210,6 +219,7 @@ async def start(config: ServerConfig) -> Running:
     billing = BillingService(config.data_dir, tariff)
     runner = None
     dicom = None
+    dicom_servicer = None
     try:
         await store.open()
         await dispatcher.start()
@@ -228,17 +238,21 @@ async def start(config: ServerConfig) -> Running:
         admin_pb2_grpc.add_AdminServicer_to_server(AdminServicer(guard, keys, audit, catalog),
                                                    server)
         store_pb2_grpc.add_StoreServicer_to_server(StoreServicer(store, guard), server)
+        dicom_servicer = DicomServicer(guard, NodeRegistry(config.data_dir),
+                                       RuleBook(config.data_dir))
+        dicom_pb2_grpc.add_DicomServiceServicer_to_server(dicom_servicer, server)
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         reflection.enable_server_reflection(
             (SERVICE_NAME, STORE_SERVICE_NAME, ADMIN_SERVICE_NAME, JOBS_SERVICE_NAME,
+             DICOM_SERVICE_NAME,
              health.SERVICE_NAME,
              reflection.SERVICE_NAME), server)
         port = _bind(server, config)
         await runner.start()
         await server.start()
         if config.dicom_port is not None:
-            dicom = DicomNode(config, store)
+            dicom = DicomNode(config, store, runner)
             await dicom.start()
         metrics_port = 0
         if config.metrics_port is not None:
@@ -246,6 +260,8 @@ async def start(config: ServerConfig) -> Running:
     except BaseException:
         if dicom is not None:
             await dicom.stop()
+        if dicom_servicer is not None:
+            dicom_servicer.close()
         if runner is not None:
             await runner.stop()
         await dispatcher.close()
@@ -260,7 +276,8 @@ async def start(config: ServerConfig) -> Running:
     log.info("medcompute serving on %s (data in %s)", address, config.data_dir)
     return Running(server, port, address, dispatcher, catalog, health_servicer, watch,
                    store=store, _maintain=upkeep, guard=guard, runner=runner, metrics=metrics,
-                   metrics_port=metrics_port, billing=billing, dicom=dicom)
+                   metrics_port=metrics_port, billing=billing, dicom=dicom,
+                   dicom_servicer=dicom_servicer)
 
 
 async def serve(config: ServerConfig) -> None:

@@ -1,10 +1,12 @@
-"""The DICOM node of one server: the registry, the ingress and the storage SCP together."""
+"""The DICOM node of one server: the registry, the ingress, the routing and the storage SCP
+together."""
 
 from __future__ import annotations
 
 from medcompute.server.config import ServerConfig
 from medcompute.server.dicomnet.ingress import Ingress
 from medcompute.server.dicomnet.registry import NodeRegistry, check_ae_title
+from medcompute.server.dicomnet.routing import Router, RuleBook
 from medcompute.server.dicomnet.scp import StorageSCP
 from medcompute.server.errors import FailedPrecondition, InvalidArgument
 from medcompute.server.store import ImageStore
@@ -13,7 +15,7 @@ __all__ = ["DicomNode"]
 
 
 class DicomNode:
-    def __init__(self, config: ServerConfig, store: ImageStore):
+    def __init__(self, config: ServerConfig, store: ImageStore, runner):
         try:
             title = check_ae_title(config.dicom_ae_title, "--ae-title")
         except InvalidArgument as exc:
@@ -24,12 +26,16 @@ class DicomNode:
         self.registry = NodeRegistry(config.data_dir)
         self.ingress = Ingress(store, self.registry, quiet=config.dicom_quiet_seconds,
                                on_release=config.dicom_complete_on_release)
+        self.rules = RuleBook(config.data_dir)
+        self.router = Router(self.rules, store, runner, self.registry)
+        self.ingress.on_series.append(self.router.route)
         self.scp = StorageSCP(self.ingress, self.registry, ae_title=title,
                               max_associations=config.dicom_max_associations,
                               max_instance_bytes=config.dicom_max_instance_bytes)
         self.port = 0
 
     async def start(self) -> None:
+        await self.router.recover()
         await self.ingress.start()
         try:
             self.port = self.scp.start(self.config.dicom_address, self.config.dicom_port or 0)
@@ -43,3 +49,4 @@ class DicomNode:
         self.scp.stop()
         await self.ingress.stop()
         self.registry.close()
+        self.rules.close()

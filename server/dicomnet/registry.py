@@ -74,6 +74,8 @@ CREATE TABLE IF NOT EXISTS dicom_series (
     state      TEXT NOT NULL DEFAULT 'receiving',
     image_id   TEXT NOT NULL DEFAULT '',
     reason     TEXT NOT NULL DEFAULT '',
+    routed     INTEGER NOT NULL DEFAULT 0,
+    kept       INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (owner, series_uid)
 );
 CREATE INDEX IF NOT EXISTS dicom_series_state ON dicom_series(state, last_at);
@@ -90,8 +92,9 @@ CREATE INDEX IF NOT EXISTS dicom_instance_series ON dicom_instance(owner, series
 
 _SERIES_COLUMNS = ("s.owner, s.series_uid, s.calling_ae, s.called_ae, s.first_at, s.last_at, "
                    "s.released, s.state, s.image_id, s.reason, "
+                   "CASE WHEN s.state = 'complete' THEN s.kept ELSE "
                    "(SELECT COUNT(*) FROM dicom_instance i WHERE i.owner = s.owner AND "
-                   "i.series_uid = s.series_uid)")
+                   "i.series_uid = s.series_uid) END")
 
 
 def _series(row) -> Series:
@@ -168,7 +171,7 @@ class NodeRegistry(Database):
             self._db.execute(
                 "INSERT INTO dicom_series (owner, series_uid, calling_ae, called_ae, first_at, "
                 "last_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(owner, series_uid) DO UPDATE "
-                "SET last_at = excluded.last_at, released = 0, state = 'receiving', "
+                "SET last_at = excluded.last_at, released = 0, state = 'receiving', routed = 0, "
                 "reason = '', calling_ae = excluded.calling_ae, called_ae = excluded.called_ae",
                 (owner, series_uid, calling, called, now, now))
             self._db.execute(
@@ -212,10 +215,10 @@ class NodeRegistry(Database):
         instance arrived meanwhile (the series is receiving again)."""
         def finish():
             n = self._db.execute(
-                "UPDATE dicom_series SET state = ?, image_id = ?, reason = ? WHERE owner = ? "
-                "AND series_uid = ? AND state = 'receiving' AND last_at = ?",
-                ("failed" if reason else "complete", image_id, reason, s.owner, s.series_uid,
-                 s.last_at)).rowcount
+                "UPDATE dicom_series SET state = ?, image_id = ?, reason = ?, kept = ? WHERE "
+                "owner = ? AND series_uid = ? AND state = 'receiving' AND last_at = ?",
+                ("failed" if reason else "complete", image_id, reason, s.instances, s.owner,
+                 s.series_uid, s.last_at)).rowcount
             return bool(n)
         return await self._call(self._transaction, finish)
 
@@ -232,6 +235,18 @@ class NodeRegistry(Database):
             "SELECT i.owner, i.series_uid, i.image_id, s.image_id FROM dicom_instance i "
             "JOIN dicom_series s ON s.owner = i.owner AND s.series_uid = i.series_uid "
             "WHERE s.state = 'complete'").fetchall())
+
+    async def mark_routed(self, s: Series) -> None:
+        """The series' rules have started their jobs."""
+        await self._call(lambda: self._db.execute(
+            "UPDATE dicom_series SET routed = 1 WHERE owner = ? AND series_uid = ? AND "
+            "image_id = ?", (s.owner, s.series_uid, s.image_id)))
+
+    async def unrouted(self) -> list[Series]:
+        """Complete series whose rules have not (all) started their jobs."""
+        return await self._call(lambda: [_series(r) for r in self._db.execute(
+            f"SELECT {_SERIES_COLUMNS} FROM dicom_series s WHERE s.state = 'complete' AND "
+            "s.routed = 0 ORDER BY s.last_at")])
 
     def _list_series(self, owner: str) -> list[Series]:
         return [_series(r) for r in self._db.execute(
