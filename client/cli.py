@@ -77,7 +77,9 @@ def _serve(args) -> int:
                           dicom_quiet_seconds=args.series_quiet,
                           dicom_complete_on_release=args.complete_on_release,
                           dicom_max_associations=args.max_associations,
-                          dicom_max_instance_bytes=int(args.max_instance_mb * (1 << 20)))
+                          dicom_max_instance_bytes=int(args.max_instance_mb * (1 << 20)),
+                          dicom_push_attempts=args.push_attempts,
+                          dicom_push_backoff=args.push_backoff)
     try:
         asyncio.run(serve(config))
     except MedcomputeError as exc:
@@ -301,6 +303,12 @@ def build_parser() -> argparse.ArgumentParser:
     dicom.add_argument("--max-instance-mb", type=float, default=512, metavar="MIB",
                        help="largest instance accepted over DICOM (default 512; larger: "
                        "status A700)")
+    dicom.add_argument("--push-attempts", type=int, default=5, metavar="N",
+                       help="tries of a push to a DICOM node before it fails, for transient "
+                       "failures (default 5)")
+    dicom.add_argument("--push-backoff", type=float, default=5.0, metavar="SECONDS",
+                       help="wait before the second try of a push, doubled for each further "
+                       "one (default 5)")
     serve.add_argument("--log-level", default="info",
                        choices=["debug", "info", "warning", "error"])
     serve.set_defaults(func=_serve)

@@ -62,7 +62,8 @@ class DicomClient:
     def create_rule(self, subscriber: str, ops: Sequence[str], *, calling_ae: str = "",
                     called_ae: str = "", modality: str = "", series_description: str = "",
                     tags: Mapping[str, str] | None = None, output: str = "series",
-                    device: str = "auto", destination: str = "", label: str = ""):
+                    device: str = "auto", destination: str = "", label: str = "",
+                    dicom_nodes: Sequence[str] = ()):
         """A routing rule: series of ``subscriber`` that match run ``ops`` as a job."""
         if output not in OUTPUTS:
             raise ValueError(f"output: expected one of {', '.join(OUTPUTS)}, got {output!r}")
@@ -73,7 +74,8 @@ class DicomClient:
         rule = dicom_pb2.RoutingRule(
             subscriber=subscriber, calling_ae=calling_ae, called_ae=called_ae,
             modality=modality, series_description=series_description, tags=dict(tags or {}),
-            process=process, output=OUTPUTS[output], destination=destination, label=label)
+            process=process, output=OUTPUTS[output], destination=destination, label=label,
+            dicom_nodes=list(dicom_nodes))
         return self._do(self._stub.CreateRoutingRule,
                         dicom_pb2.CreateRoutingRuleRequest(rule=rule)).rule
 
@@ -89,3 +91,20 @@ class DicomClient:
     def received_series(self):
         return list(self._do(self._stub.ListReceivedSeries,
                              dicom_pb2.ListReceivedSeriesRequest()).series)
+
+    # -- the caller's DICOM nodes (receive role) and pushes ---------------------------
+    def register_node(self, name: str, ae_title: str, host: str, port: int):
+        return self._do(self._stub.RegisterNode, dicom_pb2.RegisterNodeRequest(
+            node=dicom_pb2.DicomNode(name=name, ae_title=ae_title, host=host,
+                                     port=port))).node
+
+    def delete_node(self, name: str) -> None:
+        self._do(self._stub.DeleteNode, dicom_pb2.DeleteNodeRequest(name=name))
+
+    def nodes(self):
+        return list(self._do(self._stub.ListNodes, dicom_pb2.ListNodesRequest()).nodes)
+
+    def pushes(self, job_id: str = ""):
+        """Pushes to DICOM nodes the caller sent or receives (of one job, or all)."""
+        return list(self._do(self._stub.ListPushes,
+                             dicom_pb2.ListPushesRequest(job_id=job_id)).pushes)

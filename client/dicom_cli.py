@@ -10,6 +10,9 @@
     medcompute dicom rule list [--subscriber S] --api-key ADMIN
     medcompute dicom rule rm RULE --api-key ADMIN
     medcompute dicom series --api-key KEY          (the caller's received series, their jobs)
+    medcompute dicom node add NAME --ae-title AET --host HOST --port N --api-key RECEIVER
+    medcompute dicom node list|rm ... --api-key RECEIVER
+    medcompute dicom pushes [--job JOB] --api-key KEY   (pushes sent or received, their state)
 
 A calling AE title (a scanner, a PACS) is registered for the subscriber its images
 belong to and the host it calls from; associations from any other AE title or host are
@@ -100,7 +103,8 @@ def _rule_add(args) -> int:
             rule = client.dicom.create_rule(
                 args.subscriber, args.op, calling_ae=args.calling_ae, called_ae=args.called_ae,
                 modality=args.modality, series_description=args.series_description, tags=tags,
-                output=args.output, device=args.device, destination=args.to, label=args.label)
+                output=args.output, device=args.device, destination=args.to, label=args.label,
+                dicom_nodes=args.push)
     except ValueError as exc:
         print(f"medcompute dicom rule add: {exc}", file=sys.stderr)
         return 2
@@ -148,6 +152,49 @@ def _series(args) -> int:
         jobs = ",".join(j.job_id for j in s.jobs if j.job_id) or "-"
         print(f"{s.calling_ae:<16}  {state:<9}  {s.instances:>5} instance(s)  image "
               f"{s.image_id or '-'}  jobs {jobs}{'  ' + s.reason if s.reason else ''}")
+    return 0
+
+
+def _node_add(args) -> int:
+    from medcompute.client.cli import open_client
+
+    with open_client(args) as client:
+        n = client.dicom.register_node(args.name, args.ae_title, args.host, args.port)
+    print(f"{n.name}: {n.ae_title}@{n.host}:{n.port}")
+    return 0
+
+
+def _node_list(args) -> int:
+    from medcompute.client.cli import open_client
+
+    with open_client(args) as client:
+        for n in client.dicom.nodes():
+            print(f"{n.name:<20}  {n.ae_title:<16}  {n.host}:{n.port}")
+    return 0
+
+
+def _node_rm(args) -> int:
+    from medcompute.client.cli import open_client
+
+    with open_client(args) as client:
+        client.dicom.delete_node(args.name)
+    return 0
+
+
+def _pushes(args) -> int:
+    from medcompute.client.cli import open_client
+    from medcompute.proto.v1 import dicom_pb2
+
+    with open_client(args) as client:
+        pushes = client.dicom.pushes(args.job)
+    if args.json:
+        print(json.dumps([_rule_row(p) for p in pushes], indent=2))
+        return 0
+    for p in pushes:
+        state = dicom_pb2.PushState.Name(p.state).removeprefix("PUSH_STATE_").lower()
+        print(f"{p.job_id}  {p.sender} -> {p.recipient}/{p.node}  {state}  tries "
+              f"{p.attempts}  instances {p.instances_delivered}"
+              f"{'  ' + p.reason if p.reason else ''}")
     return 0
 
 
@@ -206,6 +253,9 @@ def add_commands(sub, client_options) -> None:
     radd.add_argument("--to", default="", metavar="SUBSCRIBER",
                       help="deliver each result to this subscriber's inbox")
     radd.add_argument("--label", default="", help="shown in job lists (no patient data)")
+    radd.add_argument("--push", action="append", default=[], metavar="NODE",
+                      help="push each result by C-STORE to this DICOM node of the recipient "
+                      "(--to, or the subscriber itself); repeatable")
     client_options(radd)
     radd.set_defaults(func=_rule_add)
     rlist = rsub.add_parser("list", help="the routing rules")
@@ -221,3 +271,26 @@ def add_commands(sub, client_options) -> None:
     series.add_argument("--json", action="store_true", help="as JSON")
     client_options(series)
     series.set_defaults(func=_series)
+
+    node = dsub.add_parser("node", help="your DICOM nodes: where results are pushed (receive)")
+    nsub = node.add_subparsers(dest="node_command", required=True, metavar="ACTION")
+    nadd = nsub.add_parser("add", help="register (or change) a DICOM node")
+    nadd.add_argument("name", metavar="NAME", help="your name for it")
+    nadd.add_argument("--ae-title", required=True, help="its AE title")
+    nadd.add_argument("--host", required=True, help="its host name or IP address")
+    nadd.add_argument("--port", type=int, required=True, help="its DICOM port")
+    client_options(nadd)
+    nadd.set_defaults(func=_node_add)
+    nlist = nsub.add_parser("list", help="your DICOM nodes")
+    client_options(nlist)
+    nlist.set_defaults(func=_node_list)
+    nrm = nsub.add_parser("rm", help="remove a DICOM node")
+    nrm.add_argument("name", metavar="NAME")
+    client_options(nrm)
+    nrm.set_defaults(func=_node_rm)
+    pushes = dsub.add_parser("pushes", help="pushes of results to DICOM nodes: pending, "
+                             "sending, delivered, failed (with the reason)")
+    pushes.add_argument("--job", default="", help="only this job's")
+    pushes.add_argument("--json", action="store_true", help="as JSON")
+    client_options(pushes)
+    pushes.set_defaults(func=_pushes)

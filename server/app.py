@@ -38,6 +38,7 @@ from medcompute.server.billing_service import BillingService
 from medcompute.server.catalog import Catalog
 from medcompute.server.config import ServerConfig
 from medcompute.server.dicomnet.node import DicomNode
+from medcompute.server.dicomnet.push import PushBook
 from medcompute.server.dicomnet.registry import NodeRegistry
 from medcompute.server.dicomnet.routing import RuleBook
 from medcompute.server.dicomnet.servicer import DicomServicer
@@ -239,7 +240,7 @@ async def start(config: ServerConfig) -> Running:
                                                    server)
         store_pb2_grpc.add_StoreServicer_to_server(StoreServicer(store, guard), server)
         dicom_servicer = DicomServicer(guard, NodeRegistry(config.data_dir),
-                                       RuleBook(config.data_dir))
+                                       RuleBook(config.data_dir), PushBook(config.data_dir))
         dicom_pb2_grpc.add_DicomServiceServicer_to_server(dicom_servicer, server)
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

@@ -89,3 +89,7 @@ class ServerConfig:
     dicom_max_associations: int = 16
     #: Largest instance accepted over DICOM, in bytes; larger ones get 0xA700.
     dicom_max_instance_bytes: int = 512 << 20
+    #: Tries of a push to a DICOM node before it fails (transient failures only).
+    dicom_push_attempts: int = 5
+    #: Seconds before the second try of a push; doubled for each further one.
+    dicom_push_backoff: float = 5.0

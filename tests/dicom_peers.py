@@ -97,8 +97,10 @@ class StoreSCP:
 class Orthanc:
     """An Orthanc server with its own configuration, storage and index in ``folder``."""
 
-    def __init__(self, folder: Path, aet: str = "ORTHANC", modalities: dict | None = None):
+    def __init__(self, folder: Path, aet: str = "ORTHANC", modalities: dict | None = None,
+                 check_called_aet: bool = False):
         self.folder = Path(folder)
+        self.check_called_aet = check_called_aet
         self.aet = aet
         self.dicom_port = free_port()
         self.http_port = free_port()
@@ -112,7 +114,7 @@ class Orthanc:
             "StorageDirectory": str(self.folder / "storage"),
             "IndexDirectory": str(self.folder / "index"),
             "RemoteAccessAllowed": False, "AuthenticationEnabled": False,
-            "DicomModalities": self.modalities, "DicomCheckCalledAet": False,
+            "DicomModalities": self.modalities, "DicomCheckCalledAet": self.check_called_aet,
             "DicomAlwaysAllowEcho": True, "DicomAlwaysAllowStore": True,
             "UnknownSopClassAccepted": True, "Plugins": [], "ConcurrentJobs": 2,
             "StorageCommitmentReportsSize": 100,

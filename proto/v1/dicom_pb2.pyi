@@ -20,6 +20,14 @@ class SeriesState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     SERIES_STATE_RECEIVING: _ClassVar[SeriesState]
     SERIES_STATE_COMPLETE: _ClassVar[SeriesState]
     SERIES_STATE_FAILED: _ClassVar[SeriesState]
+
+class PushState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PUSH_STATE_UNSPECIFIED: _ClassVar[PushState]
+    PUSH_STATE_PENDING: _ClassVar[PushState]
+    PUSH_STATE_SENDING: _ClassVar[PushState]
+    PUSH_STATE_DELIVERED: _ClassVar[PushState]
+    PUSH_STATE_FAILED: _ClassVar[PushState]
 ROUTING_OUTPUT_UNSPECIFIED: RoutingOutput
 ROUTING_OUTPUT_DERIVED_SERIES: RoutingOutput
 ROUTING_OUTPUT_DICOM_FILE: RoutingOutput
@@ -27,6 +35,11 @@ SERIES_STATE_UNSPECIFIED: SeriesState
 SERIES_STATE_RECEIVING: SeriesState
 SERIES_STATE_COMPLETE: SeriesState
 SERIES_STATE_FAILED: SeriesState
+PUSH_STATE_UNSPECIFIED: PushState
+PUSH_STATE_PENDING: PushState
+PUSH_STATE_SENDING: PushState
+PUSH_STATE_DELIVERED: PushState
+PUSH_STATE_FAILED: PushState
 
 class CallingAe(_message.Message):
     __slots__ = ("ae_title", "subscriber", "host", "created_at")
@@ -75,7 +88,7 @@ class ListCallingAesResponse(_message.Message):
     def __init__(self, calling_aes: _Optional[_Iterable[_Union[CallingAe, _Mapping]]] = ...) -> None: ...
 
 class RoutingRule(_message.Message):
-    __slots__ = ("rule_id", "subscriber", "calling_ae", "called_ae", "modality", "series_description", "tags", "process", "output", "destination", "label", "created_at")
+    __slots__ = ("rule_id", "subscriber", "calling_ae", "called_ae", "modality", "series_description", "tags", "process", "output", "destination", "label", "created_at", "dicom_nodes")
     class TagsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -95,6 +108,7 @@ class RoutingRule(_message.Message):
     DESTINATION_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    DICOM_NODES_FIELD_NUMBER: _ClassVar[int]
     rule_id: str
     subscriber: str
     calling_ae: str
@@ -107,7 +121,8 @@ class RoutingRule(_message.Message):
     destination: str
     label: str
     created_at: float
-    def __init__(self, rule_id: _Optional[str] = ..., subscriber: _Optional[str] = ..., calling_ae: _Optional[str] = ..., called_ae: _Optional[str] = ..., modality: _Optional[str] = ..., series_description: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ..., process: _Optional[_Union[_processing_pb2.ProcessHeader, _Mapping]] = ..., output: _Optional[_Union[RoutingOutput, str]] = ..., destination: _Optional[str] = ..., label: _Optional[str] = ..., created_at: _Optional[float] = ...) -> None: ...
+    dicom_nodes: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, rule_id: _Optional[str] = ..., subscriber: _Optional[str] = ..., calling_ae: _Optional[str] = ..., called_ae: _Optional[str] = ..., modality: _Optional[str] = ..., series_description: _Optional[str] = ..., tags: _Optional[_Mapping[str, str]] = ..., process: _Optional[_Union[_processing_pb2.ProcessHeader, _Mapping]] = ..., output: _Optional[_Union[RoutingOutput, str]] = ..., destination: _Optional[str] = ..., label: _Optional[str] = ..., created_at: _Optional[float] = ..., dicom_nodes: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class CreateRoutingRuleRequest(_message.Message):
     __slots__ = ("rule",)
@@ -184,3 +199,91 @@ class ListReceivedSeriesResponse(_message.Message):
     SERIES_FIELD_NUMBER: _ClassVar[int]
     series: _containers.RepeatedCompositeFieldContainer[ReceivedSeries]
     def __init__(self, series: _Optional[_Iterable[_Union[ReceivedSeries, _Mapping]]] = ...) -> None: ...
+
+class DicomNode(_message.Message):
+    __slots__ = ("name", "subscriber", "ae_title", "host", "port", "created_at")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SUBSCRIBER_FIELD_NUMBER: _ClassVar[int]
+    AE_TITLE_FIELD_NUMBER: _ClassVar[int]
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    PORT_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    subscriber: str
+    ae_title: str
+    host: str
+    port: int
+    created_at: float
+    def __init__(self, name: _Optional[str] = ..., subscriber: _Optional[str] = ..., ae_title: _Optional[str] = ..., host: _Optional[str] = ..., port: _Optional[int] = ..., created_at: _Optional[float] = ...) -> None: ...
+
+class RegisterNodeRequest(_message.Message):
+    __slots__ = ("node",)
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    node: DicomNode
+    def __init__(self, node: _Optional[_Union[DicomNode, _Mapping]] = ...) -> None: ...
+
+class RegisterNodeResponse(_message.Message):
+    __slots__ = ("node",)
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    node: DicomNode
+    def __init__(self, node: _Optional[_Union[DicomNode, _Mapping]] = ...) -> None: ...
+
+class DeleteNodeRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class DeleteNodeResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListNodesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListNodesResponse(_message.Message):
+    __slots__ = ("nodes",)
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    nodes: _containers.RepeatedCompositeFieldContainer[DicomNode]
+    def __init__(self, nodes: _Optional[_Iterable[_Union[DicomNode, _Mapping]]] = ...) -> None: ...
+
+class Push(_message.Message):
+    __slots__ = ("push_id", "job_id", "sender", "recipient", "node", "state", "reason", "attempts", "instances_delivered", "proof", "created_at", "updated_at")
+    PUSH_ID_FIELD_NUMBER: _ClassVar[int]
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    SENDER_FIELD_NUMBER: _ClassVar[int]
+    RECIPIENT_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    INSTANCES_DELIVERED_FIELD_NUMBER: _ClassVar[int]
+    PROOF_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    push_id: str
+    job_id: str
+    sender: str
+    recipient: str
+    node: str
+    state: PushState
+    reason: str
+    attempts: int
+    instances_delivered: int
+    proof: str
+    created_at: float
+    updated_at: float
+    def __init__(self, push_id: _Optional[str] = ..., job_id: _Optional[str] = ..., sender: _Optional[str] = ..., recipient: _Optional[str] = ..., node: _Optional[str] = ..., state: _Optional[_Union[PushState, str]] = ..., reason: _Optional[str] = ..., attempts: _Optional[int] = ..., instances_delivered: _Optional[int] = ..., proof: _Optional[str] = ..., created_at: _Optional[float] = ..., updated_at: _Optional[float] = ...) -> None: ...
+
+class ListPushesRequest(_message.Message):
+    __slots__ = ("job_id",)
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    def __init__(self, job_id: _Optional[str] = ...) -> None: ...
+
+class ListPushesResponse(_message.Message):
+    __slots__ = ("pushes",)
+    PUSHES_FIELD_NUMBER: _ClassVar[int]
+    pushes: _containers.RepeatedCompositeFieldContainer[Push]
+    def __init__(self, pushes: _Optional[_Iterable[_Union[Push, _Mapping]]] = ...) -> None: ...

@@ -69,6 +69,26 @@ class DicomServiceStub:
                 request_serializer=medcompute_dot_v1_dot_dicom__pb2.ListReceivedSeriesRequest.SerializeToString,
                 response_deserializer=medcompute_dot_v1_dot_dicom__pb2.ListReceivedSeriesResponse.FromString,
                 _registered_method=True)
+        self.RegisterNode = channel.unary_unary(
+                '/medcompute.v1.DicomService/RegisterNode',
+                request_serializer=medcompute_dot_v1_dot_dicom__pb2.RegisterNodeRequest.SerializeToString,
+                response_deserializer=medcompute_dot_v1_dot_dicom__pb2.RegisterNodeResponse.FromString,
+                _registered_method=True)
+        self.DeleteNode = channel.unary_unary(
+                '/medcompute.v1.DicomService/DeleteNode',
+                request_serializer=medcompute_dot_v1_dot_dicom__pb2.DeleteNodeRequest.SerializeToString,
+                response_deserializer=medcompute_dot_v1_dot_dicom__pb2.DeleteNodeResponse.FromString,
+                _registered_method=True)
+        self.ListNodes = channel.unary_unary(
+                '/medcompute.v1.DicomService/ListNodes',
+                request_serializer=medcompute_dot_v1_dot_dicom__pb2.ListNodesRequest.SerializeToString,
+                response_deserializer=medcompute_dot_v1_dot_dicom__pb2.ListNodesResponse.FromString,
+                _registered_method=True)
+        self.ListPushes = channel.unary_unary(
+                '/medcompute.v1.DicomService/ListPushes',
+                request_serializer=medcompute_dot_v1_dot_dicom__pb2.ListPushesRequest.SerializeToString,
+                response_deserializer=medcompute_dot_v1_dot_dicom__pb2.ListPushesResponse.FromString,
+                _registered_method=True)
 
 
 class DicomServiceServicer:
@@ -123,6 +143,35 @@ class DicomServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RegisterNode(self, request, context):
+        """Register (or change) one of the caller's DICOM nodes: where results for it are
+        pushed by C-STORE. Receive role.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteNode(self, request, context):
+        """Remove one of the caller's DICOM nodes. Receive role.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListNodes(self, request, context):
+        """The caller's DICOM nodes. Receive role.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPushes(self, request, context):
+        """Pushes of results to DICOM nodes that the caller sent or receives, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DicomServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -160,6 +209,26 @@ def add_DicomServiceServicer_to_server(servicer, server):
                     servicer.ListReceivedSeries,
                     request_deserializer=medcompute_dot_v1_dot_dicom__pb2.ListReceivedSeriesRequest.FromString,
                     response_serializer=medcompute_dot_v1_dot_dicom__pb2.ListReceivedSeriesResponse.SerializeToString,
+            ),
+            'RegisterNode': grpc.unary_unary_rpc_method_handler(
+                    servicer.RegisterNode,
+                    request_deserializer=medcompute_dot_v1_dot_dicom__pb2.RegisterNodeRequest.FromString,
+                    response_serializer=medcompute_dot_v1_dot_dicom__pb2.RegisterNodeResponse.SerializeToString,
+            ),
+            'DeleteNode': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteNode,
+                    request_deserializer=medcompute_dot_v1_dot_dicom__pb2.DeleteNodeRequest.FromString,
+                    response_serializer=medcompute_dot_v1_dot_dicom__pb2.DeleteNodeResponse.SerializeToString,
+            ),
+            'ListNodes': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListNodes,
+                    request_deserializer=medcompute_dot_v1_dot_dicom__pb2.ListNodesRequest.FromString,
+                    response_serializer=medcompute_dot_v1_dot_dicom__pb2.ListNodesResponse.SerializeToString,
+            ),
+            'ListPushes': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPushes,
+                    request_deserializer=medcompute_dot_v1_dot_dicom__pb2.ListPushesRequest.FromString,
+                    response_serializer=medcompute_dot_v1_dot_dicom__pb2.ListPushesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -351,6 +420,114 @@ class DicomService:
             '/medcompute.v1.DicomService/ListReceivedSeries',
             medcompute_dot_v1_dot_dicom__pb2.ListReceivedSeriesRequest.SerializeToString,
             medcompute_dot_v1_dot_dicom__pb2.ListReceivedSeriesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RegisterNode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/medcompute.v1.DicomService/RegisterNode',
+            medcompute_dot_v1_dot_dicom__pb2.RegisterNodeRequest.SerializeToString,
+            medcompute_dot_v1_dot_dicom__pb2.RegisterNodeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteNode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/medcompute.v1.DicomService/DeleteNode',
+            medcompute_dot_v1_dot_dicom__pb2.DeleteNodeRequest.SerializeToString,
+            medcompute_dot_v1_dot_dicom__pb2.DeleteNodeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListNodes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/medcompute.v1.DicomService/ListNodes',
+            medcompute_dot_v1_dot_dicom__pb2.ListNodesRequest.SerializeToString,
+            medcompute_dot_v1_dot_dicom__pb2.ListNodesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPushes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/medcompute.v1.DicomService/ListPushes',
+            medcompute_dot_v1_dot_dicom__pb2.ListPushesRequest.SerializeToString,
+            medcompute_dot_v1_dot_dicom__pb2.ListPushesResponse.FromString,
             options,
             channel_credentials,
             insecure,

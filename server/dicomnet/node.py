@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from medcompute.server.config import ServerConfig
 from medcompute.server.dicomnet.ingress import Ingress
+from medcompute.server.dicomnet.push import PushBook, Pusher
 from medcompute.server.dicomnet.registry import NodeRegistry, check_ae_title
 from medcompute.server.dicomnet.routing import Router, RuleBook
 from medcompute.server.dicomnet.scp import StorageSCP
@@ -27,7 +28,11 @@ class DicomNode:
         self.ingress = Ingress(store, self.registry, quiet=config.dicom_quiet_seconds,
                                on_release=config.dicom_complete_on_release)
         self.rules = RuleBook(config.data_dir)
-        self.router = Router(self.rules, store, runner, self.registry)
+        self.pushes = PushBook(config.data_dir)
+        self.pusher = Pusher(self.pushes, runner, own_ae=title,
+                             max_attempts=config.dicom_push_attempts,
+                             backoff=config.dicom_push_backoff)
+        self.router = Router(self.rules, store, runner, self.registry, self.pushes)
         self.ingress.on_series.append(self.router.route)
         self.scp = StorageSCP(self.ingress, self.registry, ae_title=title,
                               max_associations=config.dicom_max_associations,
@@ -36,11 +41,13 @@ class DicomNode:
 
     async def start(self) -> None:
         await self.router.recover()
+        await self.pusher.start()
         await self.ingress.start()
         try:
             self.port = self.scp.start(self.config.dicom_address, self.config.dicom_port or 0)
         except OSError as exc:
             await self.ingress.stop()
+            await self.pusher.stop()
             raise FailedPrecondition(f"cannot listen on {self.config.dicom_address}:"
                                      f"{self.config.dicom_port}: {exc.strerror}",
                                      "--dicom-port") from None
@@ -48,5 +55,7 @@ class DicomNode:
     async def stop(self) -> None:
         self.scp.stop()
         await self.ingress.stop()
+        await self.pusher.stop()
         self.registry.close()
         self.rules.close()
+        self.pushes.close()

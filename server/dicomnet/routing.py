@@ -108,8 +108,15 @@ class RuleBook(Database):
 
     SCHEMA = _SCHEMA
 
-    async def create(self, rule: dicom_pb2.RoutingRule) -> dicom_pb2.RoutingRule:
+    async def create(self, rule: dicom_pb2.RoutingRule, pushes=None) -> dicom_pb2.RoutingRule:
+        """Keep a checked rule; ``pushes`` (a PushBook) checks its DICOM nodes exist."""
         rule = check_rule(rule)
+        recipient = rule.destination or rule.subscriber
+        for i, name in enumerate(rule.dicom_nodes):
+            if pushes is None or await pushes.node(recipient, name) is None:
+                raise InvalidArgument(f"{recipient!r} has no DICOM node {name!r} (it registers "
+                                      "its nodes with `medcompute dicom node add`)",
+                                      f"rule.dicom_nodes[{i}]")
         rule.rule_id = uuid.uuid4().hex[:16]
         rule.created_at = time.time()
         await self._call(lambda: self._db.execute(
@@ -164,8 +171,9 @@ def _attributes(path: str, file_sizes) -> dict[str, str]:
 class Router:
     """Runs the matching rules of each complete series as jobs."""
 
-    def __init__(self, rules: RuleBook, store: ImageStore, runner, registry):
+    def __init__(self, rules: RuleBook, store: ImageStore, runner, registry, pushes=None):
         self.rules = rules
+        self.pushes = pushes              # PushBook
         self.store = store
         self.runner = runner              # JobRunner
         self.registry = registry
@@ -199,6 +207,9 @@ class Router:
                 await self.rules.routed(series.owner, series.series_uid, record.id,
                                         rule.rule_id, "")
                 continue
+            for name in rule.dicom_nodes if self.pushes is not None else ():
+                await self.pushes.add_push(info.job_id, series.owner,
+                                           rule.destination or series.owner, name)
             await self.rules.routed(series.owner, series.series_uid, record.id, rule.rule_id,
                                     info.job_id)
             jobs.append(info.job_id)

@@ -4,6 +4,7 @@ subscriber's received series. Translation only."""
 from __future__ import annotations
 
 from medcompute.proto.v1 import dicom_pb2, dicom_pb2_grpc
+from medcompute.server.dicomnet.push import PROOF, Node, PushBook, PushRow
 from medcompute.server.dicomnet.registry import CallingAE, NodeRegistry
 from medcompute.server.dicomnet.routing import RuleBook
 from medcompute.server.guard import Guard, rpc
@@ -15,20 +16,41 @@ _STATES = {"receiving": dicom_pb2.SERIES_STATE_RECEIVING,
            "failed": dicom_pb2.SERIES_STATE_FAILED}
 
 
+_PUSH_STATES = {"pending": dicom_pb2.PUSH_STATE_PENDING, "sending": dicom_pb2.PUSH_STATE_SENDING,
+                "delivered": dicom_pb2.PUSH_STATE_DELIVERED,
+                "failed": dicom_pb2.PUSH_STATE_FAILED}
+
+
+def _node(n: Node) -> dicom_pb2.DicomNode:
+    return dicom_pb2.DicomNode(name=n.name, subscriber=n.subscriber, ae_title=n.ae_title,
+                               host=n.host, port=n.port, created_at=n.created_at)
+
+
+def _push(p: PushRow) -> dicom_pb2.Push:
+    return dicom_pb2.Push(push_id=p.push_id, job_id=p.job_id, sender=p.sender,
+                          recipient=p.recipient, node=p.node, state=_PUSH_STATES[p.state],
+                          reason=p.reason, attempts=p.attempts,
+                          instances_delivered=p.delivered, proof=PROOF,
+                          created_at=p.created_at, updated_at=p.updated_at)
+
+
 def _ae(ae: CallingAE) -> dicom_pb2.CallingAe:
     return dicom_pb2.CallingAe(ae_title=ae.ae_title, subscriber=ae.subscriber, host=ae.host,
                                created_at=ae.created_at)
 
 
 class DicomServicer(dicom_pb2_grpc.DicomServiceServicer):
-    def __init__(self, guard: Guard, registry: NodeRegistry, rules: RuleBook):
+    def __init__(self, guard: Guard, registry: NodeRegistry, rules: RuleBook,
+                 pushes: PushBook):
         self.guard = guard
         self.registry = registry
         self.rules = rules
+        self.pushes = pushes
 
     def close(self) -> None:
         self.registry.close()
         self.rules.close()
+        self.pushes.close()
 
     @rpc("dicom.ae.register", "admin")
     async def RegisterCallingAe(self, request, context, call):
@@ -50,7 +72,7 @@ class DicomServicer(dicom_pb2_grpc.DicomServiceServicer):
 
     @rpc("dicom.rules.create", "admin")
     async def CreateRoutingRule(self, request, context, call):
-        rule = await self.rules.create(request.rule)
+        rule = await self.rules.create(request.rule, self.pushes)
         call.object_id = rule.rule_id
         return dicom_pb2.CreateRoutingRuleResponse(rule=rule)
 
@@ -77,3 +99,27 @@ class DicomServicer(dicom_pb2_grpc.DicomServiceServicer):
                 jobs=[dicom_pb2.RoutedJob(rule_id=r, job_id=j)
                       for r, j in routed.get(s.series_uid, [])])
             for s in await self.registry.list_series(owner)])
+
+    @rpc("dicom.nodes.register", "receive")
+    async def RegisterNode(self, request, context, call):
+        n = request.node
+        call.object_id = n.name
+        node = await self.pushes.add_node(call.principal.subscriber, n.name, n.ae_title, n.host,
+                                          n.port)
+        return dicom_pb2.RegisterNodeResponse(node=_node(node))
+
+    @rpc("dicom.nodes.delete", "receive")
+    async def DeleteNode(self, request, context, call):
+        call.object_id = request.name
+        await self.pushes.delete_node(call.principal.subscriber, request.name)
+        return dicom_pb2.DeleteNodeResponse()
+
+    @rpc("dicom.nodes.list", "receive")
+    async def ListNodes(self, request, context, call):
+        nodes = await self.pushes.nodes(call.principal.subscriber)
+        return dicom_pb2.ListNodesResponse(nodes=[_node(n) for n in nodes])
+
+    @rpc("dicom.pushes.list", None)
+    async def ListPushes(self, request, context, call):
+        rows = await self.pushes.pushes(call.principal.subscriber, request.job_id)
+        return dicom_pb2.ListPushesResponse(pushes=[_push(p) for p in rows])
