@@ -13,6 +13,7 @@ import numpy as np
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
+from pydicom.uid import generate_uid
 
 from medcompute.client import Client
 from medcompute.client.cli import main
@@ -129,6 +130,47 @@ def test_results_are_pushed_retried_and_refused_with_reasons(node, tmp_path):
         dcmtk.stop()
         pacs.stop()
         later.stop()
+
+
+@pytest.mark.parametrize(("name", "propose"), [("MR_small_RLE.dcm", "-xr"),
+                                               ("MR_small_jpeg_ls_lossless.dcm", "-xt")])
+def test_a_compressed_file_is_routed_and_pushed(node, tmp_path, name, propose):
+    server = ["--server", node.address]
+    # Both files are copies of one MR slice: new UIDs make each its own series.
+    ds = pydicom.dcmread(get_testdata_file(name))
+    ds.SeriesInstanceUID, ds.SOPInstanceUID = generate_uid(), generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    path = tmp_path / name
+    ds.save_as(path)
+    with StoreSCP(tmp_path / "node", aet="MRSCP") as scp, \
+            Client(node.address, timeout=60) as c:
+        node_name = f"mr-{propose[1:]}"
+        c.dicom.register_node(node_name, "MRSCP", "127.0.0.1", scp.port)
+        rule = c.dicom.create_rule("local", ["gaussian:sigma=1"], modality="MR",
+                                   output="file", dicom_nodes=[node_name])
+        try:
+            done = storescu(node.running.dicom_port, [path], extra=(propose,))
+            assert done.returncode == 0, done.stderr
+            uid = pydicom.dcmread(path).SeriesInstanceUID
+            deadline = time.monotonic() + 60
+            while not (routed := [s for s in c.dicom.received_series()
+                                  if s.series_instance_uid == uid and s.jobs]):
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+            job_id = routed[0].jobs[-1].job_id
+            while not [p for p in c.dicom.pushes(job_id)
+                       if p.state == dicom_pb2.PUSH_STATE_DELIVERED]:
+                assert time.monotonic() < deadline, c.dicom.pushes(job_id)
+                time.sleep(0.2)
+        finally:
+            c.dicom.delete_rule(rule.rule_id)
+        (arrived,) = scp.files()
+    assert pydicom.dcmread(path).file_meta.TransferSyntaxUID == \
+        pydicom.dcmread(get_testdata_file(name)).file_meta.TransferSyntaxUID
+    assert main(["process", str(path), "--op", "gaussian:sigma=1", "-o", f"{tmp_path}/direct.dcm",
+                 "-q", *server]) == 0
+    np.testing.assert_array_equal(pydicom.dcmread(arrived).pixel_array,
+                                  pydicom.dcmread(tmp_path / "direct.dcm").pixel_array)
 
 
 @pytest.mark.parametrize(("code", "expected"), [
