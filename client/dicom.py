@@ -15,6 +15,7 @@ __all__ = ["DicomClient", "OUTPUTS"]
 
 OUTPUTS = {"series": dicom_pb2.ROUTING_OUTPUT_DERIVED_SERIES,
            "file": dicom_pb2.ROUTING_OUTPUT_DICOM_FILE}
+_METHODS = {"move": dicom_pb2.RETRIEVE_METHOD_MOVE, "get": dicom_pb2.RETRIEVE_METHOD_GET}
 _DEVICES = {"auto": processing_pb2.DEVICE_AUTO, "cpu": processing_pb2.DEVICE_CPU,
             "gpu": processing_pb2.DEVICE_GPU}
 
@@ -108,3 +109,27 @@ class DicomClient:
         """Pushes to DICOM nodes the caller sent or receives (of one job, or all)."""
         return list(self._do(self._stub.ListPushes,
                              dicom_pb2.ListPushesRequest(job_id=job_id)).pushes)
+
+    # -- collecting from the caller's PACS ------------------------------------------
+    def register_source(self, name: str, ae_title: str, host: str, port: int, *,
+                        method: str = "move"):
+        """A PACS to collect from (``method``: move or get)."""
+        if method not in _METHODS:
+            raise ValueError(f"method: expected one of {', '.join(_METHODS)}, got {method!r}")
+        return self._do(self._stub.RegisterSource, dicom_pb2.RegisterSourceRequest(
+            source=dicom_pb2.DicomSource(name=name, ae_title=ae_title, host=host, port=port,
+                                         method=_METHODS[method]))).source
+
+    def sources(self):
+        return list(self._do(self._stub.ListSources, dicom_pb2.ListSourcesRequest()).sources)
+
+    def collect(self, source: str, *, modality: str = "", date_from: str = "",
+                date_to: str = "", study_instance_uid: str = "", patient_id: str = "",
+                method: str = ""):
+        """Query the source and retrieve the matching series not collected before."""
+        if method and method not in _METHODS:
+            raise ValueError(f"method: expected one of {', '.join(_METHODS)}, got {method!r}")
+        return self._do(self._stub.Collect, dicom_pb2.CollectRequest(
+            source=source, modality=modality, date_from=date_from, date_to=date_to,
+            study_instance_uid=study_instance_uid, patient_id=patient_id,
+            method=_METHODS[method] if method else 0))

@@ -13,6 +13,10 @@
     medcompute dicom node add NAME --ae-title AET --host HOST --port N --api-key RECEIVER
     medcompute dicom node list|rm ... --api-key RECEIVER
     medcompute dicom pushes [--job JOB] --api-key KEY   (pushes sent or received, their state)
+    medcompute dicom source add NAME --ae-title AET --host HOST --port N [--method move|get]
+    medcompute dicom source list --api-key KEY
+    medcompute collect SOURCE [--modality M] [--date-from D] [--date-to D] [--study-uid UID]
+                       [--patient-id ID] [--method move|get] --api-key KEY
 
 A calling AE title (a scanner, a PACS) is registered for the subscriber its images
 belong to and the host it calls from; associations from any other AE title or host are
@@ -198,6 +202,42 @@ def _pushes(args) -> int:
     return 0
 
 
+def _source_add(args) -> int:
+    from medcompute.client.cli import open_client
+
+    with open_client(args) as client:
+        src = client.dicom.register_source(args.name, args.ae_title, args.host, args.port,
+                                           method=args.method)
+    print(f"{src.name}: {src.ae_title}@{src.host}:{src.port}")
+    return 0
+
+
+def _source_list(args) -> int:
+    from medcompute.client.cli import open_client
+    from medcompute.proto.v1 import dicom_pb2
+
+    with open_client(args) as client:
+        for s in client.dicom.sources():
+            method = dicom_pb2.RetrieveMethod.Name(s.method).removeprefix("RETRIEVE_METHOD_")
+            print(f"{s.name:<20}  {s.ae_title:<16}  {s.host}:{s.port}  {method.lower()}")
+    return 0
+
+
+def _collect(args) -> int:
+    from medcompute.client.cli import open_client
+
+    with open_client(args) as client:
+        out = client.dicom.collect(args.source, modality=args.modality,
+                                   date_from=args.date_from, date_to=args.date_to,
+                                   study_instance_uid=args.study_uid,
+                                   patient_id=args.patient_id, method=args.method)
+    print(f"{out.series_found} series found, {out.series_skipped} collected before, "
+          f"{out.series_retrieved} retrieved ({out.instances_retrieved} instances)")
+    for line in out.failures:
+        print(f"failed: {line}")
+    return 1 if out.failures else 0
+
+
 def add_commands(sub, client_options) -> None:
     from medcompute.server.config import DEFAULT_DATA_DIR
 
@@ -294,3 +334,35 @@ def add_commands(sub, client_options) -> None:
     pushes.add_argument("--json", action="store_true", help="as JSON")
     client_options(pushes)
     pushes.set_defaults(func=_pushes)
+
+    source = dsub.add_parser("source", help="your PACS to collect from: add, list")
+    ssub = source.add_subparsers(dest="source_command", required=True, metavar="ACTION")
+    sadd = ssub.add_parser("add", help="register (or change) a source; its AE title may then "
+                           "call this server (C-MOVE answers so)")
+    sadd.add_argument("name", metavar="NAME", help="your name for it")
+    sadd.add_argument("--ae-title", required=True, help="its AE title")
+    sadd.add_argument("--host", required=True, help="its host name or IP address")
+    sadd.add_argument("--port", type=int, required=True, help="its DICOM port")
+    sadd.add_argument("--method", choices=["move", "get"], default="move",
+                      help="C-MOVE to this server's AE (default; the PACS must know it as a "
+                      "destination) or C-GET")
+    client_options(sadd)
+    sadd.set_defaults(func=_source_add)
+    slist = ssub.add_parser("list", help="your sources")
+    client_options(slist)
+    slist.set_defaults(func=_source_list)
+
+    collect = sub.add_parser("collect", help="query a PACS source and retrieve the matching "
+                             "series not collected before (then routed as received)",
+                             description="C-FIND at series level with the filters given, "
+                             "then C-MOVE or C-GET of every series not collected before.")
+    collect.add_argument("source", metavar="SOURCE", help="the source's name")
+    collect.add_argument("--modality", default="")
+    collect.add_argument("--date-from", default="", help="study date, YYYYMMDD (inclusive)")
+    collect.add_argument("--date-to", default="", help="study date, YYYYMMDD (inclusive)")
+    collect.add_argument("--study-uid", default="", help="one study")
+    collect.add_argument("--patient-id", default="", help="one patient's studies")
+    collect.add_argument("--method", choices=["move", "get"], default="",
+                         help="override the source's method")
+    client_options(collect)
+    collect.set_defaults(func=_collect)

@@ -37,6 +37,7 @@ from medcompute.server.audit import AuditLog
 from medcompute.server.billing_service import BillingService
 from medcompute.server.catalog import Catalog
 from medcompute.server.config import ServerConfig
+from medcompute.server.dicomnet.collect import SourceBook
 from medcompute.server.dicomnet.node import DicomNode
 from medcompute.server.dicomnet.push import PushBook
 from medcompute.server.dicomnet.registry import NodeRegistry
@@ -240,7 +241,8 @@ async def start(config: ServerConfig) -> Running:
                                                    server)
         store_pb2_grpc.add_StoreServicer_to_server(StoreServicer(store, guard), server)
         dicom_servicer = DicomServicer(guard, NodeRegistry(config.data_dir),
-                                       RuleBook(config.data_dir), PushBook(config.data_dir))
+                                       RuleBook(config.data_dir), PushBook(config.data_dir),
+                                       SourceBook(config.data_dir))
         dicom_pb2_grpc.add_DicomServiceServicer_to_server(dicom_servicer, server)
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
@@ -255,6 +257,7 @@ async def start(config: ServerConfig) -> Running:
         if config.dicom_port is not None:
             dicom = DicomNode(config, store, runner)
             await dicom.start()
+            dicom_servicer.node = dicom
         metrics_port = 0
         if config.metrics_port is not None:
             metrics_port = metrics.start_http(config.metrics_address, config.metrics_port)

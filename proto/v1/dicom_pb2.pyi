@@ -28,6 +28,12 @@ class PushState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     PUSH_STATE_SENDING: _ClassVar[PushState]
     PUSH_STATE_DELIVERED: _ClassVar[PushState]
     PUSH_STATE_FAILED: _ClassVar[PushState]
+
+class RetrieveMethod(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    RETRIEVE_METHOD_UNSPECIFIED: _ClassVar[RetrieveMethod]
+    RETRIEVE_METHOD_MOVE: _ClassVar[RetrieveMethod]
+    RETRIEVE_METHOD_GET: _ClassVar[RetrieveMethod]
 ROUTING_OUTPUT_UNSPECIFIED: RoutingOutput
 ROUTING_OUTPUT_DERIVED_SERIES: RoutingOutput
 ROUTING_OUTPUT_DICOM_FILE: RoutingOutput
@@ -40,6 +46,9 @@ PUSH_STATE_PENDING: PushState
 PUSH_STATE_SENDING: PushState
 PUSH_STATE_DELIVERED: PushState
 PUSH_STATE_FAILED: PushState
+RETRIEVE_METHOD_UNSPECIFIED: RetrieveMethod
+RETRIEVE_METHOD_MOVE: RetrieveMethod
+RETRIEVE_METHOD_GET: RetrieveMethod
 
 class CallingAe(_message.Message):
     __slots__ = ("ae_title", "subscriber", "host", "created_at")
@@ -287,3 +296,75 @@ class ListPushesResponse(_message.Message):
     PUSHES_FIELD_NUMBER: _ClassVar[int]
     pushes: _containers.RepeatedCompositeFieldContainer[Push]
     def __init__(self, pushes: _Optional[_Iterable[_Union[Push, _Mapping]]] = ...) -> None: ...
+
+class DicomSource(_message.Message):
+    __slots__ = ("name", "subscriber", "ae_title", "host", "port", "method", "created_at")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SUBSCRIBER_FIELD_NUMBER: _ClassVar[int]
+    AE_TITLE_FIELD_NUMBER: _ClassVar[int]
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    PORT_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    subscriber: str
+    ae_title: str
+    host: str
+    port: int
+    method: RetrieveMethod
+    created_at: float
+    def __init__(self, name: _Optional[str] = ..., subscriber: _Optional[str] = ..., ae_title: _Optional[str] = ..., host: _Optional[str] = ..., port: _Optional[int] = ..., method: _Optional[_Union[RetrieveMethod, str]] = ..., created_at: _Optional[float] = ...) -> None: ...
+
+class RegisterSourceRequest(_message.Message):
+    __slots__ = ("source",)
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    source: DicomSource
+    def __init__(self, source: _Optional[_Union[DicomSource, _Mapping]] = ...) -> None: ...
+
+class RegisterSourceResponse(_message.Message):
+    __slots__ = ("source",)
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    source: DicomSource
+    def __init__(self, source: _Optional[_Union[DicomSource, _Mapping]] = ...) -> None: ...
+
+class ListSourcesRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListSourcesResponse(_message.Message):
+    __slots__ = ("sources",)
+    SOURCES_FIELD_NUMBER: _ClassVar[int]
+    sources: _containers.RepeatedCompositeFieldContainer[DicomSource]
+    def __init__(self, sources: _Optional[_Iterable[_Union[DicomSource, _Mapping]]] = ...) -> None: ...
+
+class CollectRequest(_message.Message):
+    __slots__ = ("source", "modality", "date_from", "date_to", "study_instance_uid", "patient_id", "method")
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    MODALITY_FIELD_NUMBER: _ClassVar[int]
+    DATE_FROM_FIELD_NUMBER: _ClassVar[int]
+    DATE_TO_FIELD_NUMBER: _ClassVar[int]
+    STUDY_INSTANCE_UID_FIELD_NUMBER: _ClassVar[int]
+    PATIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    source: str
+    modality: str
+    date_from: str
+    date_to: str
+    study_instance_uid: str
+    patient_id: str
+    method: RetrieveMethod
+    def __init__(self, source: _Optional[str] = ..., modality: _Optional[str] = ..., date_from: _Optional[str] = ..., date_to: _Optional[str] = ..., study_instance_uid: _Optional[str] = ..., patient_id: _Optional[str] = ..., method: _Optional[_Union[RetrieveMethod, str]] = ...) -> None: ...
+
+class CollectResponse(_message.Message):
+    __slots__ = ("series_found", "series_skipped", "series_retrieved", "instances_retrieved", "failures")
+    SERIES_FOUND_FIELD_NUMBER: _ClassVar[int]
+    SERIES_SKIPPED_FIELD_NUMBER: _ClassVar[int]
+    SERIES_RETRIEVED_FIELD_NUMBER: _ClassVar[int]
+    INSTANCES_RETRIEVED_FIELD_NUMBER: _ClassVar[int]
+    FAILURES_FIELD_NUMBER: _ClassVar[int]
+    series_found: int
+    series_skipped: int
+    series_retrieved: int
+    instances_retrieved: int
+    failures: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, series_found: _Optional[int] = ..., series_skipped: _Optional[int] = ..., series_retrieved: _Optional[int] = ..., instances_retrieved: _Optional[int] = ..., failures: _Optional[_Iterable[str]] = ...) -> None: ...

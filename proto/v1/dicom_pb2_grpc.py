@@ -89,6 +89,21 @@ class DicomServiceStub:
                 request_serializer=medcompute_dot_v1_dot_dicom__pb2.ListPushesRequest.SerializeToString,
                 response_deserializer=medcompute_dot_v1_dot_dicom__pb2.ListPushesResponse.FromString,
                 _registered_method=True)
+        self.RegisterSource = channel.unary_unary(
+                '/medcompute.v1.DicomService/RegisterSource',
+                request_serializer=medcompute_dot_v1_dot_dicom__pb2.RegisterSourceRequest.SerializeToString,
+                response_deserializer=medcompute_dot_v1_dot_dicom__pb2.RegisterSourceResponse.FromString,
+                _registered_method=True)
+        self.ListSources = channel.unary_unary(
+                '/medcompute.v1.DicomService/ListSources',
+                request_serializer=medcompute_dot_v1_dot_dicom__pb2.ListSourcesRequest.SerializeToString,
+                response_deserializer=medcompute_dot_v1_dot_dicom__pb2.ListSourcesResponse.FromString,
+                _registered_method=True)
+        self.Collect = channel.unary_unary(
+                '/medcompute.v1.DicomService/Collect',
+                request_serializer=medcompute_dot_v1_dot_dicom__pb2.CollectRequest.SerializeToString,
+                response_deserializer=medcompute_dot_v1_dot_dicom__pb2.CollectResponse.FromString,
+                _registered_method=True)
 
 
 class DicomServiceServicer:
@@ -172,6 +187,31 @@ class DicomServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RegisterSource(self, request, context):
+        """Register (or change) one of the caller's PACS as a source to collect from; its AE
+        title becomes a calling AE of the caller (C-MOVE sends back by calling us).
+        Process or store role.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSources(self, request, context):
+        """The caller's sources.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Collect(self, request, context):
+        """Query a source (C-FIND, series level) and retrieve the matching series not yet
+        collected (C-MOVE to this server's AE, or C-GET); they are then routed as received
+        series. Answers when the retrieval has ended.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DicomServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -229,6 +269,21 @@ def add_DicomServiceServicer_to_server(servicer, server):
                     servicer.ListPushes,
                     request_deserializer=medcompute_dot_v1_dot_dicom__pb2.ListPushesRequest.FromString,
                     response_serializer=medcompute_dot_v1_dot_dicom__pb2.ListPushesResponse.SerializeToString,
+            ),
+            'RegisterSource': grpc.unary_unary_rpc_method_handler(
+                    servicer.RegisterSource,
+                    request_deserializer=medcompute_dot_v1_dot_dicom__pb2.RegisterSourceRequest.FromString,
+                    response_serializer=medcompute_dot_v1_dot_dicom__pb2.RegisterSourceResponse.SerializeToString,
+            ),
+            'ListSources': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSources,
+                    request_deserializer=medcompute_dot_v1_dot_dicom__pb2.ListSourcesRequest.FromString,
+                    response_serializer=medcompute_dot_v1_dot_dicom__pb2.ListSourcesResponse.SerializeToString,
+            ),
+            'Collect': grpc.unary_unary_rpc_method_handler(
+                    servicer.Collect,
+                    request_deserializer=medcompute_dot_v1_dot_dicom__pb2.CollectRequest.FromString,
+                    response_serializer=medcompute_dot_v1_dot_dicom__pb2.CollectResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -528,6 +583,87 @@ class DicomService:
             '/medcompute.v1.DicomService/ListPushes',
             medcompute_dot_v1_dot_dicom__pb2.ListPushesRequest.SerializeToString,
             medcompute_dot_v1_dot_dicom__pb2.ListPushesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RegisterSource(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/medcompute.v1.DicomService/RegisterSource',
+            medcompute_dot_v1_dot_dicom__pb2.RegisterSourceRequest.SerializeToString,
+            medcompute_dot_v1_dot_dicom__pb2.RegisterSourceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSources(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/medcompute.v1.DicomService/ListSources',
+            medcompute_dot_v1_dot_dicom__pb2.ListSourcesRequest.SerializeToString,
+            medcompute_dot_v1_dot_dicom__pb2.ListSourcesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Collect(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/medcompute.v1.DicomService/Collect',
+            medcompute_dot_v1_dot_dicom__pb2.CollectRequest.SerializeToString,
+            medcompute_dot_v1_dot_dicom__pb2.CollectResponse.FromString,
             options,
             channel_credentials,
             insecure,

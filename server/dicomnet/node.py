@@ -4,6 +4,7 @@ together."""
 from __future__ import annotations
 
 from medcompute.server.config import ServerConfig
+from medcompute.server.dicomnet.collect import Collector, SourceBook
 from medcompute.server.dicomnet.ingress import Ingress
 from medcompute.server.dicomnet.push import PushBook, Pusher
 from medcompute.server.dicomnet.registry import NodeRegistry, check_ae_title
@@ -34,12 +35,15 @@ class DicomNode:
                              backoff=config.dicom_push_backoff)
         self.router = Router(self.rules, store, runner, self.registry, self.pushes)
         self.ingress.on_series.append(self.router.route)
+        self.sources = SourceBook(config.data_dir)
+        self.collector = Collector(self.sources, self.ingress, self.registry, own_ae=title)
         self.scp = StorageSCP(self.ingress, self.registry, ae_title=title,
                               max_associations=config.dicom_max_associations,
                               max_instance_bytes=config.dicom_max_instance_bytes)
         self.port = 0
 
     async def start(self) -> None:
+        self.collector.bind()
         await self.router.recover()
         await self.pusher.start()
         await self.ingress.start()
@@ -59,3 +63,4 @@ class DicomNode:
         self.registry.close()
         self.rules.close()
         self.pushes.close()
+        self.sources.close()

@@ -4,9 +4,11 @@ subscriber's received series. Translation only."""
 from __future__ import annotations
 
 from medcompute.proto.v1 import dicom_pb2, dicom_pb2_grpc
+from medcompute.server.dicomnet.collect import Query, Source, SourceBook, register_source
 from medcompute.server.dicomnet.push import PROOF, Node, PushBook, PushRow
 from medcompute.server.dicomnet.registry import CallingAE, NodeRegistry
 from medcompute.server.dicomnet.routing import RuleBook
+from medcompute.server.errors import FailedPrecondition
 from medcompute.server.guard import Guard, rpc
 
 __all__ = ["DicomServicer"]
@@ -34,6 +36,26 @@ def _push(p: PushRow) -> dicom_pb2.Push:
                           created_at=p.created_at, updated_at=p.updated_at)
 
 
+_METHODS = {dicom_pb2.RETRIEVE_METHOD_UNSPECIFIED: "", dicom_pb2.RETRIEVE_METHOD_MOVE: "move",
+            dicom_pb2.RETRIEVE_METHOD_GET: "get"}
+_METHOD_ENUMS = {"move": dicom_pb2.RETRIEVE_METHOD_MOVE, "get": dicom_pb2.RETRIEVE_METHOD_GET}
+
+
+def _method(value: int, field: str) -> str:
+    if value not in _METHODS:
+        from medcompute.server.errors import InvalidArgument
+
+        raise InvalidArgument(f"expected one of {', '.join(dicom_pb2.RetrieveMethod.keys())}",
+                              field)
+    return _METHODS[value]
+
+
+def _source(s: Source) -> dicom_pb2.DicomSource:
+    return dicom_pb2.DicomSource(name=s.name, subscriber=s.subscriber, ae_title=s.ae_title,
+                                 host=s.host, port=s.port, method=_METHOD_ENUMS[s.method],
+                                 created_at=s.created_at)
+
+
 def _ae(ae: CallingAE) -> dicom_pb2.CallingAe:
     return dicom_pb2.CallingAe(ae_title=ae.ae_title, subscriber=ae.subscriber, host=ae.host,
                                created_at=ae.created_at)
@@ -41,8 +63,11 @@ def _ae(ae: CallingAE) -> dicom_pb2.CallingAe:
 
 class DicomServicer(dicom_pb2_grpc.DicomServiceServicer):
     def __init__(self, guard: Guard, registry: NodeRegistry, rules: RuleBook,
-                 pushes: PushBook):
+                 pushes: PushBook, sources: SourceBook):
         self.guard = guard
+        self.sources = sources
+        #: The running DICOM node (set once it listens; None while --dicom-port is off).
+        self.node = None
         self.registry = registry
         self.rules = rules
         self.pushes = pushes
@@ -51,6 +76,7 @@ class DicomServicer(dicom_pb2_grpc.DicomServiceServicer):
         self.registry.close()
         self.rules.close()
         self.pushes.close()
+        self.sources.close()
 
     @rpc("dicom.ae.register", "admin")
     async def RegisterCallingAe(self, request, context, call):
@@ -123,3 +149,31 @@ class DicomServicer(dicom_pb2_grpc.DicomServiceServicer):
     async def ListPushes(self, request, context, call):
         rows = await self.pushes.pushes(call.principal.subscriber, request.job_id)
         return dicom_pb2.ListPushesResponse(pushes=[_push(p) for p in rows])
+
+    @rpc("dicom.sources.register", ("process", "store"))
+    async def RegisterSource(self, request, context, call):
+        s = request.source
+        call.object_id = s.name
+        src = await register_source(self.sources, self.registry, call.principal.subscriber,
+                                    s.name, s.ae_title, s.host, s.port,
+                                    _method(s.method, "source.method") or "move")
+        return dicom_pb2.RegisterSourceResponse(source=_source(src))
+
+    @rpc("dicom.sources.list", ("process", "store"))
+    async def ListSources(self, request, context, call):
+        sources = await self.sources.sources(call.principal.subscriber)
+        return dicom_pb2.ListSourcesResponse(sources=[_source(s) for s in sources])
+
+    @rpc("dicom.collect", ("process", "store"))
+    async def Collect(self, request, context, call):
+        call.object_id = request.source
+        if self.node is None:
+            raise FailedPrecondition("this server has no DICOM port: start it with "
+                                     "--dicom-port to collect", "source")
+        query = Query(request.modality, request.date_from, request.date_to,
+                      request.study_instance_uid, request.patient_id)
+        out = await self.node.collector.collect(call.principal.subscriber, request.source,
+                                                query, _method(request.method, "method"))
+        return dicom_pb2.CollectResponse(
+            series_found=out.found, series_skipped=out.skipped, series_retrieved=out.retrieved,
+            instances_retrieved=out.instances, failures=out.failures or [])
