@@ -112,13 +112,17 @@ class DicomClient:
 
     # -- collecting from the caller's PACS ------------------------------------------
     def register_source(self, name: str, ae_title: str, host: str, port: int, *,
-                        method: str = "move"):
-        """A PACS to collect from (``method``: move or get)."""
+                        method: str = "move", every_seconds: int = 0, schedule_days: int = 0,
+                        schedule_modality: str = ""):
+        """A PACS to collect from (``method``: move or get); with ``every_seconds``, also
+        collected on that schedule (studies of the last ``schedule_days`` days)."""
         if method not in _METHODS:
             raise ValueError(f"method: expected one of {', '.join(_METHODS)}, got {method!r}")
         return self._do(self._stub.RegisterSource, dicom_pb2.RegisterSourceRequest(
-            source=dicom_pb2.DicomSource(name=name, ae_title=ae_title, host=host, port=port,
-                                         method=_METHODS[method]))).source
+            source=dicom_pb2.DicomSource(
+                name=name, ae_title=ae_title, host=host, port=port, method=_METHODS[method],
+                every_seconds=every_seconds, schedule_days=schedule_days,
+                schedule_modality=schedule_modality))).source
 
     def sources(self):
         return list(self._do(self._stub.ListSources, dicom_pb2.ListSourcesRequest()).sources)

@@ -14,6 +14,7 @@
     medcompute dicom node list|rm ... --api-key RECEIVER
     medcompute dicom pushes [--job JOB] --api-key KEY   (pushes sent or received, their state)
     medcompute dicom source add NAME --ae-title AET --host HOST --port N [--method move|get]
+                    [--every DURATION [--days N] [--schedule-modality M]]
     medcompute dicom source list --api-key KEY
     medcompute collect SOURCE [--modality M] [--date-from D] [--date-to D] [--study-uid UID]
                        [--patient-id ID] [--method move|get] --api-key KEY
@@ -206,8 +207,10 @@ def _source_add(args) -> int:
     from medcompute.client.cli import open_client
 
     with open_client(args) as client:
-        src = client.dicom.register_source(args.name, args.ae_title, args.host, args.port,
-                                           method=args.method)
+        src = client.dicom.register_source(
+            args.name, args.ae_title, args.host, args.port, method=args.method,
+            every_seconds=int(args.every), schedule_days=args.days,
+            schedule_modality=args.schedule_modality)
     print(f"{src.name}: {src.ae_title}@{src.host}:{src.port}")
     return 0
 
@@ -239,6 +242,7 @@ def _collect(args) -> int:
 
 
 def add_commands(sub, client_options) -> None:
+    from medcompute.client.store_cli import parse_duration
     from medcompute.server.config import DEFAULT_DATA_DIR
 
     dicom = sub.add_parser("dicom", help="the service as a DICOM node: calling AE titles, "
@@ -346,6 +350,13 @@ def add_commands(sub, client_options) -> None:
     sadd.add_argument("--method", choices=["move", "get"], default="move",
                       help="C-MOVE to this server's AE (default; the PACS must know it as a "
                       "destination) or C-GET")
+    sadd.add_argument("--every", type=parse_duration, default=0, metavar="DURATION",
+                      help="also collect on this schedule, e.g. 15m, 1h (default: only on "
+                      "request with `medcompute collect`)")
+    sadd.add_argument("--days", type=int, default=0, metavar="N",
+                      help="scheduled collects: studies of the last N days (default: any)")
+    sadd.add_argument("--schedule-modality", default="", metavar="MODALITY",
+                      help="scheduled collects: only this modality")
     client_options(sadd)
     sadd.set_defaults(func=_source_add)
     slist = ssub.add_parser("list", help="your sources")

@@ -298,7 +298,7 @@ class ListPushesResponse(_message.Message):
     def __init__(self, pushes: _Optional[_Iterable[_Union[Push, _Mapping]]] = ...) -> None: ...
 
 class DicomSource(_message.Message):
-    __slots__ = ("name", "subscriber", "ae_title", "host", "port", "method", "created_at")
+    __slots__ = ("name", "subscriber", "ae_title", "host", "port", "method", "created_at", "every_seconds", "schedule_days", "schedule_modality", "last_run_at")
     NAME_FIELD_NUMBER: _ClassVar[int]
     SUBSCRIBER_FIELD_NUMBER: _ClassVar[int]
     AE_TITLE_FIELD_NUMBER: _ClassVar[int]
@@ -306,6 +306,10 @@ class DicomSource(_message.Message):
     PORT_FIELD_NUMBER: _ClassVar[int]
     METHOD_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    EVERY_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    SCHEDULE_DAYS_FIELD_NUMBER: _ClassVar[int]
+    SCHEDULE_MODALITY_FIELD_NUMBER: _ClassVar[int]
+    LAST_RUN_AT_FIELD_NUMBER: _ClassVar[int]
     name: str
     subscriber: str
     ae_title: str
@@ -313,7 +317,11 @@ class DicomSource(_message.Message):
     port: int
     method: RetrieveMethod
     created_at: float
-    def __init__(self, name: _Optional[str] = ..., subscriber: _Optional[str] = ..., ae_title: _Optional[str] = ..., host: _Optional[str] = ..., port: _Optional[int] = ..., method: _Optional[_Union[RetrieveMethod, str]] = ..., created_at: _Optional[float] = ...) -> None: ...
+    every_seconds: int
+    schedule_days: int
+    schedule_modality: str
+    last_run_at: float
+    def __init__(self, name: _Optional[str] = ..., subscriber: _Optional[str] = ..., ae_title: _Optional[str] = ..., host: _Optional[str] = ..., port: _Optional[int] = ..., method: _Optional[_Union[RetrieveMethod, str]] = ..., created_at: _Optional[float] = ..., every_seconds: _Optional[int] = ..., schedule_days: _Optional[int] = ..., schedule_modality: _Optional[str] = ..., last_run_at: _Optional[float] = ...) -> None: ...
 
 class RegisterSourceRequest(_message.Message):
     __slots__ = ("source",)

@@ -12,6 +12,7 @@ success) is remembered per subscriber and source and not fetched again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from dataclasses import dataclass
@@ -43,11 +44,15 @@ CREATE TABLE IF NOT EXISTS dicom_source (
     port       INTEGER NOT NULL,
     method     TEXT NOT NULL,
     created_at REAL NOT NULL,
+    every      INTEGER NOT NULL DEFAULT 0,
+    days       INTEGER NOT NULL DEFAULT 0,
+    modality   TEXT NOT NULL DEFAULT '',
+    last_run   REAL NOT NULL DEFAULT 0,
     PRIMARY KEY (subscriber, name)
 );
 CREATE TABLE IF NOT EXISTS dicom_collected (
     subscriber   TEXT NOT NULL,
-    source       TEXT NOT NULL,
+    source       TEXT NOT NULL,             -- the PACS: AE@host:port
     series_uid   TEXT NOT NULL,
     collected_at REAL NOT NULL,
     PRIMARY KEY (subscriber, source, series_uid)
@@ -66,6 +71,18 @@ class Source:
     port: int
     method: str
     created_at: float
+    every: int = 0
+    days: int = 0
+    modality: str = ""
+    last_run: float = 0.0
+
+    @property
+    def pacs(self) -> str:
+        return f"{self.ae_title}@{self.host}:{self.port}"
+
+
+_SOURCE = "subscriber, name, ae_title, host, port, method, created_at, every, days, modality, " \
+          "last_run"
 
 
 @dataclass(frozen=True)
@@ -90,7 +107,7 @@ class SourceBook(Database):
     SCHEMA = _SCHEMA
 
     async def add(self, subscriber: str, name: str, ae_title: str, host: str, port: int,
-                  method: str) -> Source:
+                  method: str, every: int = 0, days: int = 0, modality: str = "") -> Source:
         check_subscriber(name, "source.name")
         title = check_ae_title(ae_title, "source.ae_title")
         if not host or any(c.isspace() for c in host):
@@ -99,18 +116,34 @@ class SourceBook(Database):
             raise InvalidArgument(f"expected a TCP port 1 to 65535, got {port}", "source.port")
         if method not in METHODS:
             raise InvalidArgument(f"expected one of {', '.join(METHODS)}", "source.method")
-        src = Source(subscriber, name, title, host, port, method, time.time())
+        if len(modality) > 16 or "\\" in modality:
+            raise InvalidArgument("expected a modality code such as CT", "source.schedule_modality")
+        src = Source(subscriber, name, title, host, port, method, time.time(), every, days,
+                     modality.strip())
         await self._call(lambda: self._db.execute(
-            "INSERT INTO dicom_source VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(subscriber, "
-            "name) DO UPDATE SET ae_title = excluded.ae_title, host = excluded.host, "
-            "port = excluded.port, method = excluded.method",
-            (subscriber, name, title, host, port, method, src.created_at)))
+            f"INSERT INTO dicom_source ({_SOURCE}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0) "
+            "ON CONFLICT(subscriber, name) DO UPDATE SET ae_title = excluded.ae_title, "
+            "host = excluded.host, port = excluded.port, method = excluded.method, "
+            "every = excluded.every, days = excluded.days, modality = excluded.modality",
+            (subscriber, name, title, host, port, method, src.created_at, every, days,
+             src.modality)))
         return src
 
     async def sources(self, subscriber: str) -> list[Source]:
         return await self._call(lambda: [Source(*r) for r in self._db.execute(
-            "SELECT subscriber, name, ae_title, host, port, method, created_at FROM "
-            "dicom_source WHERE subscriber = ? ORDER BY name", (subscriber,))])
+            f"SELECT {_SOURCE} FROM dicom_source WHERE subscriber = ? ORDER BY name",
+            (subscriber,))])
+
+    async def scheduled(self, now: float) -> list[Source]:
+        """Sources whose schedule is due."""
+        return await self._call(lambda: [Source(*r) for r in self._db.execute(
+            f"SELECT {_SOURCE} FROM dicom_source WHERE every > 0 AND last_run + every <= ?",
+            (now,))])
+
+    async def ran(self, src: Source, at: float) -> None:
+        await self._call(lambda: self._db.execute(
+            "UPDATE dicom_source SET last_run = ? WHERE subscriber = ? AND name = ?",
+            (at, src.subscriber, src.name)))
 
     async def source(self, subscriber: str, name: str) -> Source:
         for s in await self.sources(subscriber):
@@ -131,9 +164,10 @@ class SourceBook(Database):
 
 
 async def register_source(book: SourceBook, registry, subscriber: str, name: str,
-                          ae_title: str, host: str, port: int, method: str) -> Source:
+                          ae_title: str, host: str, port: int, method: str, *, every: int = 0,
+                          days: int = 0, modality: str = "") -> Source:
     """Keep a source, and let its AE title call this server (C-MOVE answers so)."""
-    src = await book.add(subscriber, name, ae_title, host, port, method)
+    src = await book.add(subscriber, name, ae_title, host, port, method, every, days, modality)
     known = registry.calling_ae(src.ae_title)
     if known is not None and known.subscriber != subscriber:
         raise InvalidArgument(f"the AE title {src.ae_title!r} is registered for another "
@@ -187,7 +221,7 @@ class Collector:
         if method not in METHODS:
             raise InvalidArgument(f"expected one of {', '.join(METHODS)}", "method")
         found = await asyncio.to_thread(self._find, src, query)
-        done = await self.book.collected(subscriber, name)
+        done = await self.book.collected(subscriber, src.pacs)
         out = Collected(found=len(found), failures=[])
         for study_uid, series_uid in found:
             if series_uid in done:
@@ -198,7 +232,7 @@ class Collector:
             out.instances += count
             if ok:
                 out.retrieved += 1
-                await self.book.mark(subscriber, name, series_uid)
+                await self.book.mark(subscriber, src.pacs, series_uid)
                 await self.ingress.released([(subscriber, series_uid)])
             else:
                 out.failures.append(f"series {len(out.failures) + 1}: {reason}")
@@ -309,7 +343,36 @@ class Collector:
                 assoc.release()
 
     _loop: asyncio.AbstractEventLoop | None = None
+    _task: asyncio.Task | None = None
 
     def bind(self) -> None:
         """Remember the server's event loop (C-GET stores through it)."""
         self._loop = asyncio.get_running_loop()
+
+    # -- the schedule ---------------------------------------------------------------
+    async def start(self, poll: float = 1.0) -> None:
+        self.bind()
+        self._task = asyncio.create_task(self._schedule(poll))
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _schedule(self, poll: float) -> None:
+        while True:
+            now = time.time()
+            for src in await self.book.scheduled(now):
+                await self.book.ran(src, now)
+                since = (time.strftime("%Y%m%d", time.gmtime(now - src.days * 86400))
+                         if src.days else "")
+                try:
+                    await self.collect(src.subscriber, src.name,
+                                       Query(modality=src.modality, date_from=since))
+                except MedcomputeError as exc:
+                    log.warning("dicom: scheduled collect from %s failed: %s", src.ae_title,
+                                exc.details)
+                except Exception:
+                    log.exception("dicom: scheduled collect from %s failed", src.ae_title)
+            await asyncio.sleep(poll)

@@ -43,7 +43,7 @@ class DicomNode:
         self.port = 0
 
     async def start(self) -> None:
-        self.collector.bind()
+        await self.collector.start()
         await self.router.recover()
         await self.pusher.start()
         await self.ingress.start()
@@ -52,6 +52,7 @@ class DicomNode:
         except OSError as exc:
             await self.ingress.stop()
             await self.pusher.stop()
+            await self.collector.stop()
             raise FailedPrecondition(f"cannot listen on {self.config.dicom_address}:"
                                      f"{self.config.dicom_port}: {exc.strerror}",
                                      "--dicom-port") from None
@@ -60,6 +61,7 @@ class DicomNode:
         self.scp.stop()
         await self.ingress.stop()
         await self.pusher.stop()
+        await self.collector.stop()
         self.registry.close()
         self.rules.close()
         self.pushes.close()

@@ -53,7 +53,9 @@ def _method(value: int, field: str) -> str:
 def _source(s: Source) -> dicom_pb2.DicomSource:
     return dicom_pb2.DicomSource(name=s.name, subscriber=s.subscriber, ae_title=s.ae_title,
                                  host=s.host, port=s.port, method=_METHOD_ENUMS[s.method],
-                                 created_at=s.created_at)
+                                 created_at=s.created_at, every_seconds=s.every,
+                                 schedule_days=s.days, schedule_modality=s.modality,
+                                 last_run_at=s.last_run)
 
 
 def _ae(ae: CallingAE) -> dicom_pb2.CallingAe:
@@ -156,7 +158,9 @@ class DicomServicer(dicom_pb2_grpc.DicomServiceServicer):
         call.object_id = s.name
         src = await register_source(self.sources, self.registry, call.principal.subscriber,
                                     s.name, s.ae_title, s.host, s.port,
-                                    _method(s.method, "source.method") or "move")
+                                    _method(s.method, "source.method") or "move",
+                                    every=s.every_seconds, days=s.schedule_days,
+                                    modality=s.schedule_modality)
         return dicom_pb2.RegisterSourceResponse(source=_source(src))
 
     @rpc("dicom.sources.list", ("process", "store"))

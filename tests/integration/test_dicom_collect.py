@@ -12,6 +12,7 @@ import grpc
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
+from pydicom.uid import generate_uid
 
 from medcompute.client import Client
 from medcompute.client.cli import main
@@ -117,3 +118,22 @@ def test_collect_errors_name_the_field(node, pacs):
         with pytest.raises(ServiceError) as err:
             c.dicom.register_source("bad", "PACS", "127.0.0.1", 70000)
         assert err.value.details.startswith("source.port:")
+
+
+def test_a_scheduled_source_collects_new_series_only(node, pacs, tmp_path):
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    ds.SeriesInstanceUID, ds.SOPInstanceUID = generate_uid(), generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.save_as(tmp_path / "new.dcm")
+    done = storescu(pacs.dicom_port, [tmp_path / "new.dcm"], called="HOSPITALPACS")
+    assert done.returncode == 0, done.stderr
+    assert main(["dicom", "source", "add", "nightly", "--ae-title", "HOSPITALPACS", "--host",
+                 "127.0.0.1", "--port", str(pacs.dicom_port), "--method", "get", "--every",
+                 "1", "--schedule-modality", "CT", "--server", node.address]) == 0
+    with Client(node.address, timeout=60) as c:
+        _complete(c, ds.SeriesInstanceUID)
+        (nightly,) = [s for s in c.dicom.sources() if s.name == "nightly"]
+        assert nightly.every_seconds == 1 and nightly.last_run_at > 0
+        # Every CT series of that PACS is collected now, by this source or another.
+        out = c.dicom.collect("nightly", modality="CT")
+        assert (out.series_found, out.series_skipped, out.series_retrieved) == (3, 3, 0)
