@@ -12,7 +12,7 @@ TOOLS   ?= .tools
 NPM_PACKAGES := @bufbuild/buf@1.75.0 @grpc/grpc-js@1.14.7 @grpc/proto-loader@0.8.1
 BUF     = $(abspath $(TOOLS))/node_modules/.bin/buf
 
-.PHONY: run test fuzz proto bench bench-quick clean tools lint-proto breaking-image
+.PHONY: run test fuzz proto bench bench-quick clean tools lint-proto breaking-image peers
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -54,8 +54,14 @@ lint-proto: $(TOOLS)/.installed
 breaking-image: $(TOOLS)/.installed
 	cd proto && $(BUF) build -o buf.image.binpb
 
-## test: set up .venv with the test extras and the tools, lint the protos, run the whole suite
-test: $(VENV)/.installed-test $(TOOLS)/.installed lint-proto
+## peers: install the DICOM peers the tests run against (dcmtk, Orthanc) with apt-get where
+## missing; their packaged services are not started
+peers:
+	.ci/install-peers
+
+## test: set up .venv with the test extras, the tools and the DICOM peers, lint the protos,
+## run the whole suite
+test: $(VENV)/.installed-test $(TOOLS)/.installed peers lint-proto
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 ## fuzz: the property-based fuzz tests with thousands of examples each (make test runs a few dozen)

@@ -8,6 +8,7 @@
     medcompute usage [...], usage invoice --month YYYY-MM          (see usage_cli.py)
     medcompute ops
     medcompute store put|find|get|info|rm|verify|backup|purge ...   (see store_cli.py)
+    medcompute dicom ae|rule|series ...                              (see dicom_cli.py)
 """
 
 from __future__ import annotations
@@ -82,7 +83,15 @@ def _serve(args) -> int:
                           metrics_port=args.metrics_port,
                           metrics_address=args.metrics_address,
                           min_free_bytes=args.min_free.bytes,
-                          min_free_percent=args.min_free.percent)
+                          min_free_percent=args.min_free.percent,
+                          dicom_port=args.dicom_port, dicom_address=args.dicom_address,
+                          dicom_ae_title=args.ae_title,
+                          dicom_quiet_seconds=args.series_quiet,
+                          dicom_complete_on_release=args.complete_on_release,
+                          dicom_max_associations=args.max_associations,
+                          dicom_max_instance_bytes=int(args.max_instance_mb * (1 << 20)),
+                          dicom_push_attempts=args.push_attempts,
+                          dicom_push_backoff=args.push_backoff)
     try:
         asyncio.run(serve(config))
     except MedcomputeError as exc:
@@ -199,6 +208,7 @@ def add_request_arguments(parser) -> None:
 def build_parser() -> argparse.ArgumentParser:
     from medcompute.client.admin_cli import add_commands as add_admin_commands
     from medcompute.client.client import DEFAULT_SERVER
+    from medcompute.client.dicom_cli import add_commands as add_dicom_commands
     from medcompute.client.jobs_cli import add_commands as add_jobs_commands
     from medcompute.client.store_cli import (
         add_process_options,
@@ -297,6 +307,31 @@ def build_parser() -> argparse.ArgumentParser:
                       "(0: any free port; default: off)")
     jobs.add_argument("--metrics-address", default="127.0.0.1", metavar="HOST",
                       help="the address of the metrics endpoint (default 127.0.0.1)")
+    dicom = serve.add_argument_group("as a DICOM node (see README: As a DICOM node)")
+    dicom.add_argument("--dicom-port", type=int, default=None, metavar="PORT",
+                       help="also accept DICOM associations (C-ECHO, C-STORE) on this port "
+                       "(0: any free port; default: off)")
+    dicom.add_argument("--dicom-address", default="127.0.0.1", metavar="HOST",
+                       help="the address of the DICOM port (default 127.0.0.1; another needs "
+                       "--insecure: DICOM TLS is not offered yet)")
+    dicom.add_argument("--ae-title", default="MEDCOMPUTE", metavar="AET",
+                       help="the service's own AE title (default MEDCOMPUTE)")
+    dicom.add_argument("--series-quiet", type=float, default=10.0, metavar="SECONDS",
+                       help="a received series is complete after this many seconds without "
+                       "a new instance (default 10)")
+    dicom.add_argument("--complete-on-release", action="store_true",
+                       help="... or as soon as the association that sent it is released")
+    dicom.add_argument("--max-associations", type=int, default=16, metavar="N",
+                       help="DICOM associations at once; more are rejected (default 16)")
+    dicom.add_argument("--max-instance-mb", type=float, default=512, metavar="MIB",
+                       help="largest instance accepted over DICOM (default 512; larger: "
+                       "status A700)")
+    dicom.add_argument("--push-attempts", type=int, default=5, metavar="N",
+                       help="tries of a push to a DICOM node before it fails, for transient "
+                       "failures (default 5)")
+    dicom.add_argument("--push-backoff", type=float, default=5.0, metavar="SECONDS",
+                       help="wait before the second try of a push, doubled for each further "
+                       "one (default 5)")
     serve.add_argument("--log-level", default="info",
                        choices=["debug", "info", "warning", "error"])
     serve.set_defaults(func=_serve)
@@ -343,6 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_usage_commands(sub, client_options)
     add_store_commands(sub, client_options)
     add_admin_commands(sub, client_options)
+    add_dicom_commands(sub, client_options)
     return parser
 
 

@@ -272,6 +272,13 @@ class Client:
 
         return StoreClient(channel=self._channel, timeout=self.timeout)
 
+    @property
+    def dicom(self):
+        """The server's DICOM node settings and received series (a ``DicomClient``)."""
+        from medcompute.client.dicom import DicomClient
+
+        return DicomClient(channel=self._channel, timeout=self.timeout)
+
     _call = staticmethod(call)
 
     # -- administration (admin role) ------------------------------------------------

@@ -22,6 +22,8 @@ from medcompute.proto import wire
 from medcompute.proto.v1 import (
     admin_pb2,
     admin_pb2_grpc,
+    dicom_pb2,
+    dicom_pb2_grpc,
     jobs_pb2,
     jobs_pb2_grpc,
     processing_pb2,
@@ -35,6 +37,12 @@ from medcompute.server.audit import AuditLog
 from medcompute.server.billing_service import BillingService
 from medcompute.server.catalog import Catalog
 from medcompute.server.config import ServerConfig
+from medcompute.server.dicomnet.collect import SourceBook
+from medcompute.server.dicomnet.node import DicomNode
+from medcompute.server.dicomnet.push import PushBook
+from medcompute.server.dicomnet.registry import NodeRegistry
+from medcompute.server.dicomnet.routing import RuleBook
+from medcompute.server.dicomnet.servicer import DicomServicer
 from medcompute.server.dispatch import Dispatcher
 from medcompute.server.errors import FailedPrecondition
 from medcompute.server.guard import Guard
@@ -60,8 +68,10 @@ SERVICE_NAME = processing_pb2.DESCRIPTOR.services_by_name["ProcessingService"].f
 STORE_SERVICE_NAME = store_pb2.DESCRIPTOR.services_by_name["StoreService"].full_name
 ADMIN_SERVICE_NAME = admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name
 JOBS_SERVICE_NAME = jobs_pb2.DESCRIPTOR.services_by_name["JobsService"].full_name
+DICOM_SERVICE_NAME = dicom_pb2.DESCRIPTOR.services_by_name["DicomService"].full_name
 #: The services whose health follows the Dask workers (none: NOT_SERVING), and the
-#: server as a whole (""). AdminService needs no worker: it is SERVING while the server runs.
+#: server as a whole (""). AdminService and DicomService (node, rule and source
+#: administration) need no worker: they are SERVING while the server runs.
 WORKER_SERVICES = ("", SERVICE_NAME, STORE_SERVICE_NAME, JOBS_SERVICE_NAME)
 #: Message size limit on both ends: a chunk plus its envelope.
 MESSAGE_LIMIT = wire.MAX_MESSAGE_BYTES + (64 << 10)
@@ -101,6 +111,13 @@ def check_address(config: ServerConfig) -> None:
             f"refusing to serve metrics on {config.metrics_address}: the endpoint has no TLS "
             "or keys; keep it on 127.0.0.1 behind a scraping proxy, or use --insecure on a "
             "closed monitoring network", "--metrics-address")
+    if (config.dicom_port is not None and not _loopback(config.dicom_address)
+            and not config.insecure):
+        raise FailedPrecondition(
+            f"refusing to accept DICOM on {config.dicom_address}: DICOM TLS is not offered; "
+            "keep it on 127.0.0.1 behind a DICOM TLS proxy, or use --insecure on a closed "
+            "imaging network (calling AE titles are still checked against their hosts)",
+            "--dicom-address")
     if _loopback(host):
         return
     if config.insecure:
@@ -143,8 +160,17 @@ class Running:
     #: The port of the Prometheus endpoint; 0 when it is off.
     metrics_port: int = 0
     billing: BillingService | None = None
+    dicom: DicomNode | None = None
+    dicom_servicer: DicomServicer | None = None
+
+    @property
+    def dicom_port(self) -> int:
+        """The DICOM port; 0 when it is off."""
+        return self.dicom.port if self.dicom is not None else 0
 
     async def stop(self, grace: float | None = 5.0) -> None:
+        if self.dicom is not None:
+            await self.dicom.stop()
         for task in (self._watch, self._maintain):
             if task is not None:
                 task.cancel()
@@ -158,6 +184,8 @@ class Running:
             self.metrics.stop()
         if self.billing is not None:
             self.billing.close()
+        if self.dicom_servicer is not None:
+            self.dicom_servicer.close()
         self.catalog.close()
         if self.store is not None:
             self.store.close()
@@ -224,6 +252,8 @@ async def start(config: ServerConfig) -> Running:
     metrics.set_storage_source(space.status)
     billing = BillingService(config.data_dir, tariff)
     runner = None
+    dicom = None
+    dicom_servicer = None
     try:
         await store.open()
         await dispatcher.start()
@@ -244,18 +274,31 @@ async def start(config: ServerConfig) -> Running:
         admin_pb2_grpc.add_AdminServiceServicer_to_server(
             AdminServicer(guard, keys, audit, catalog), server)
         store_pb2_grpc.add_StoreServiceServicer_to_server(StoreServicer(store, guard), server)
+        dicom_servicer = DicomServicer(guard, NodeRegistry(config.data_dir),
+                                       RuleBook(config.data_dir), PushBook(config.data_dir),
+                                       SourceBook(config.data_dir))
+        dicom_pb2_grpc.add_DicomServiceServicer_to_server(dicom_servicer, server)
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-        await health_servicer.set(ADMIN_SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
+        for name in (ADMIN_SERVICE_NAME, DICOM_SERVICE_NAME):
+            await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
         reflection.enable((SERVICE_NAME, STORE_SERVICE_NAME, ADMIN_SERVICE_NAME,
-                           JOBS_SERVICE_NAME, health.SERVICE_NAME), server)
+                           JOBS_SERVICE_NAME, DICOM_SERVICE_NAME, health.SERVICE_NAME), server)
         port = _bind(server, config)
         await runner.start()
         await server.start()
+        if config.dicom_port is not None:
+            dicom = DicomNode(config, store, runner)
+            await dicom.start()
+            dicom_servicer.node = dicom
         metrics_port = 0
         if config.metrics_port is not None:
             metrics_port = metrics.start_http(config.metrics_address, config.metrics_port)
     except BaseException:
+        if dicom is not None:
+            await dicom.stop()
+        if dicom_servicer is not None:
+            dicom_servicer.close()
         if runner is not None:
             await runner.stop()
         await dispatcher.close()
@@ -270,7 +313,8 @@ async def start(config: ServerConfig) -> Running:
     log.info("medcompute serving on %s (data in %s)", address, config.data_dir)
     return Running(server, port, address, dispatcher, catalog, health_servicer, watch,
                    store=store, _maintain=upkeep, guard=guard, runner=runner, metrics=metrics,
-                   metrics_port=metrics_port, billing=billing)
+                   metrics_port=metrics_port, billing=billing, dicom=dicom,
+                   dicom_servicer=dicom_servicer)
 
 
 async def serve(config: ServerConfig) -> None:
@@ -278,8 +322,11 @@ async def serve(config: ServerConfig) -> None:
     running = await start(config)
     metrics = (f", Prometheus metrics on http://{config.metrics_address}:{running.metrics_port}"
                "/metrics" if running.metrics_port else "")
+    dicom = (f", DICOM AE {config.dicom_ae_title} on {config.dicom_address}:"
+             f"{running.dicom_port}" if running.dicom is not None else "")
     print(f"medcompute serving on {running.address} (data directory {config.data_dir}, "
-          f"Dask scheduler {running.dispatcher.scheduler_address}{metrics}); Ctrl-C stops",
+          f"Dask scheduler {running.dispatcher.scheduler_address}{metrics}{dicom}); "
+          "Ctrl-C stops",
           flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

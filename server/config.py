@@ -80,3 +80,21 @@ class ServerConfig:
     #: ``min_free_percent`` is set) a percentage of each location's filesystem size.
     min_free_bytes: int = 1 << 30
     min_free_percent: float = 0.0
+    #: DICOM storage SCP on this port (0: any free port); None: off.
+    dicom_port: int | None = None
+    #: The address it listens on (a non-loopback one needs --insecure: no DICOM TLS yet).
+    dicom_address: str = "127.0.0.1"
+    #: The service's own AE title.
+    dicom_ae_title: str = "MEDCOMPUTE"
+    #: A received series is complete when no instance arrived for this many seconds.
+    dicom_quiet_seconds: float = 10.0
+    #: ... or at once when the association that sent it is released.
+    dicom_complete_on_release: bool = False
+    #: DICOM associations open at once; more are rejected (transient, local limit).
+    dicom_max_associations: int = 16
+    #: Largest instance accepted over DICOM, in bytes; larger ones get 0xA700.
+    dicom_max_instance_bytes: int = 512 << 20
+    #: Tries of a push to a DICOM node before it fails (transient failures only).
+    dicom_push_attempts: int = 5
+    #: Seconds before the second try of a push; doubled for each further one.
+    dicom_push_backoff: float = 5.0

@@ -1,0 +1,379 @@
+"""``medcompute dicom``: the service as a DICOM node.
+
+    medcompute dicom ae add AET --subscriber S --host IP --data-dir DIR
+    medcompute dicom ae list [--subscriber S] --data-dir DIR
+    medcompute dicom ae rm AET --data-dir DIR
+    medcompute dicom rule add --subscriber S --op NAME[:k=v,...] [--op ...] [--calling-ae AET]
+                    [--called-ae AET] [--modality CT] [--series-description TEXT[*]]
+                    [--tag KEYWORD=VALUE[*]] [--output series|file] [--to SUBSCRIBER]
+                    [--label TEXT] --api-key ADMIN
+    medcompute dicom rule list [--subscriber S] --api-key ADMIN
+    medcompute dicom rule rm RULE --api-key ADMIN
+    medcompute dicom series --api-key KEY          (the caller's received series, their jobs)
+    medcompute dicom node add NAME --ae-title AET --host HOST --port N --api-key RECEIVER
+    medcompute dicom node list|rm ... --api-key RECEIVER
+    medcompute dicom pushes [--job JOB] --api-key KEY   (pushes sent or received, their state)
+    medcompute dicom source add NAME --ae-title AET --host HOST --port N [--method move|get]
+                    [--every DURATION [--days N] [--schedule-modality M]]
+    medcompute dicom source list --api-key KEY
+    medcompute collect SOURCE [--modality M] [--date-from D] [--date-to D] [--study-uid UID]
+                       [--patient-id ID] [--method move|get] --api-key KEY
+
+A calling AE title (a scanner, a PACS) is registered for the subscriber its images
+belong to and the host it calls from; associations from any other AE title or host are
+rejected. These commands work on the data directory on the server's machine (as the
+first admin key is made); a running server sees a change at its next association.
+Rules and series go through the server's DicomService.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+__all__ = ["add_commands"]
+
+
+def _registry(args):
+    from medcompute.server.dicomnet.registry import NodeRegistry
+
+    return NodeRegistry(args.data_dir)
+
+
+def _fail(exc) -> int:
+    print(f"medcompute dicom: {exc.details}", file=sys.stderr)
+    return 2
+
+
+def _ae_add(args) -> int:
+    from medcompute.server.errors import MedcomputeError
+
+    registry = _registry(args)
+    try:
+        ae = registry.add_ae_now(args.ae_title, args.subscriber, args.host)
+    except MedcomputeError as exc:
+        return _fail(exc)
+    finally:
+        registry.close()
+    print(f"{ae.ae_title} -> {ae.subscriber} (from {ae.host})")
+    return 0
+
+
+def _ae_list(args) -> int:
+    registry = _registry(args)
+    try:
+        aes = registry.list_aes_now(args.subscriber or "")
+    finally:
+        registry.close()
+    if args.json:
+        print(json.dumps([ae.__dict__ for ae in aes], indent=2))
+        return 0
+    for ae in aes:
+        print(f"{ae.ae_title:<16}  {ae.subscriber:<20}  {ae.host}")
+    return 0
+
+
+def _ae_rm(args) -> int:
+    from medcompute.server.errors import MedcomputeError
+
+    registry = _registry(args)
+    try:
+        registry.remove_ae_now(args.ae_title)
+    except MedcomputeError as exc:
+        return _fail(exc)
+    finally:
+        registry.close()
+    return 0
+
+
+def _rule_row(rule) -> dict:
+    from google.protobuf import json_format
+
+    return json_format.MessageToDict(rule, preserving_proto_field_name=True)
+
+
+def _rule_add(args) -> int:
+    from medcompute.client.cli import open_client
+
+    tags = {}
+    for item in args.tag:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            print(f"medcompute dicom rule add: --tag: expected KEYWORD=VALUE, got {item!r}",
+                  file=sys.stderr)
+            return 2
+        tags[key] = value
+    try:
+        with open_client(args) as client:
+            rule = client.dicom.create_rule(
+                args.subscriber, args.op, calling_ae=args.calling_ae, called_ae=args.called_ae,
+                modality=args.modality, series_description=args.series_description, tags=tags,
+                output=args.output, device=args.device, destination=args.to, label=args.label,
+                dicom_nodes=args.push)
+    except ValueError as exc:
+        print(f"medcompute dicom rule add: {exc}", file=sys.stderr)
+        return 2
+    print(rule.rule_id)
+    return 0
+
+
+def _rule_list(args) -> int:
+    from medcompute.client.cli import open_client
+
+    with open_client(args) as client:
+        rules = client.dicom.rules(args.subscriber)
+    if args.json:
+        print(json.dumps([_rule_row(r) for r in rules], indent=2))
+        return 0
+    for r in rules:
+        match = " ".join(f"{k}={v}" for k, v in (
+            ("calling", r.calling_ae), ("called", r.called_ae), ("modality", r.modality),
+            ("description", r.series_description), *sorted(r.tags.items())) if v) or "any"
+        ops = ",".join(op.WhichOneof("op") or "?" for op in r.process.pipeline)
+        print(f"{r.rule_id}  {r.subscriber:<16}  {match}  -> {ops}"
+              f"{'  to ' + r.destination if r.destination else ''}")
+    return 0
+
+
+def _rule_rm(args) -> int:
+    from medcompute.client.cli import open_client
+
+    with open_client(args) as client:
+        client.dicom.delete_rule(args.rule_id)
+    return 0
+
+
+def _series(args) -> int:
+    from medcompute.client.cli import open_client
+    from medcompute.proto.v1 import dicom_pb2
+
+    with open_client(args) as client:
+        series = client.dicom.received_series()
+    if args.json:
+        print(json.dumps([_rule_row(s) for s in series], indent=2))
+        return 0
+    for s in series:
+        state = dicom_pb2.SeriesState.Name(s.state).removeprefix("SERIES_STATE_").lower()
+        jobs = ",".join(j.job_id for j in s.jobs if j.job_id) or "-"
+        print(f"{s.calling_ae:<16}  {state:<9}  {s.instances:>5} instance(s)  image "
+              f"{s.image_id or '-'}  jobs {jobs}{'  ' + s.reason if s.reason else ''}")
+    return 0
+
+
+def _node_add(args) -> int:
+    from medcompute.client.cli import open_client
+
+    with open_client(args) as client:
+        n = client.dicom.register_node(args.name, args.ae_title, args.host, args.port)
+    print(f"{n.name}: {n.ae_title}@{n.host}:{n.port}")
+    return 0
+
+
+def _node_list(args) -> int:
+    from medcompute.client.cli import open_client
+
+    with open_client(args) as client:
+        for n in client.dicom.nodes():
+            print(f"{n.name:<20}  {n.ae_title:<16}  {n.host}:{n.port}")
+    return 0
+
+
+def _node_rm(args) -> int:
+    from medcompute.client.cli import open_client
+
+    with open_client(args) as client:
+        client.dicom.delete_node(args.name)
+    return 0
+
+
+def _pushes(args) -> int:
+    from medcompute.client.cli import open_client
+    from medcompute.proto.v1 import dicom_pb2
+
+    with open_client(args) as client:
+        pushes = client.dicom.pushes(args.job)
+    if args.json:
+        print(json.dumps([_rule_row(p) for p in pushes], indent=2))
+        return 0
+    for p in pushes:
+        state = dicom_pb2.PushState.Name(p.state).removeprefix("PUSH_STATE_").lower()
+        print(f"{p.job_id}  {p.sender} -> {p.recipient}/{p.node}  {state}  tries "
+              f"{p.attempts}  instances {p.instances_delivered}"
+              f"{'  ' + p.reason if p.reason else ''}")
+    return 0
+
+
+def _source_add(args) -> int:
+    from medcompute.client.cli import open_client
+
+    with open_client(args) as client:
+        src = client.dicom.register_source(
+            args.name, args.ae_title, args.host, args.port, method=args.method,
+            every_seconds=int(args.every), schedule_days=args.days,
+            schedule_modality=args.schedule_modality)
+    print(f"{src.name}: {src.ae_title}@{src.host}:{src.port}")
+    return 0
+
+
+def _source_list(args) -> int:
+    from medcompute.client.cli import open_client
+    from medcompute.proto.v1 import dicom_pb2
+
+    with open_client(args) as client:
+        for s in client.dicom.sources():
+            method = dicom_pb2.RetrieveMethod.Name(s.method).removeprefix("RETRIEVE_METHOD_")
+            print(f"{s.name:<20}  {s.ae_title:<16}  {s.host}:{s.port}  {method.lower()}")
+    return 0
+
+
+def _collect(args) -> int:
+    from medcompute.client.cli import open_client
+
+    with open_client(args) as client:
+        out = client.dicom.collect(args.source, modality=args.modality,
+                                   date_from=args.date_from, date_to=args.date_to,
+                                   study_instance_uid=args.study_uid,
+                                   patient_id=args.patient_id, method=args.method)
+    print(f"{out.series_found} series found, {out.series_skipped} collected before, "
+          f"{out.series_retrieved} retrieved ({out.instances_retrieved} instances)")
+    for line in out.failures:
+        print(f"failed: {line}")
+    return 1 if out.failures else 0
+
+
+def add_commands(sub, client_options) -> None:
+    from medcompute.client.store_cli import parse_duration
+    from medcompute.server.config import DEFAULT_DATA_DIR
+
+    dicom = sub.add_parser("dicom", help="the service as a DICOM node: calling AE titles, "
+                           "routing rules, received series",
+                           description="Register the AE titles (scanners, PACS) that may send "
+                           "to `medcompute serve --dicom-port`.")
+    dsub = dicom.add_subparsers(dest="dicom_command", required=True, metavar="WHAT")
+    ae = dsub.add_parser("ae", help="calling AE titles: add, list, rm")
+    asub = ae.add_subparsers(dest="ae_command", required=True, metavar="ACTION")
+
+    def data_dir(p):
+        p.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR),
+                       help=f"the server's data directory (default {DEFAULT_DATA_DIR})")
+
+    add = asub.add_parser("add", help="register a calling AE title for a subscriber and host")
+    add.add_argument("ae_title", metavar="AET")
+    add.add_argument("--subscriber", required=True,
+                     help="the subscriber the received images belong to")
+    add.add_argument("--host", required=True,
+                     help="the IP address (or host name) it calls from; * for any")
+    data_dir(add)
+    add.set_defaults(func=_ae_add)
+    lst = asub.add_parser("list", help="the registered calling AE titles")
+    lst.add_argument("--subscriber", default="", help="only this subscriber's")
+    lst.add_argument("--json", action="store_true", help="as JSON")
+    data_dir(lst)
+    lst.set_defaults(func=_ae_list)
+    rm = asub.add_parser("rm", help="unregister a calling AE title")
+    rm.add_argument("ae_title", metavar="AET")
+    data_dir(rm)
+    rm.set_defaults(func=_ae_rm)
+
+    rule = dsub.add_parser("rule", help="routing rules: a received series that matches runs "
+                           "as a job (admin)")
+    rsub = rule.add_subparsers(dest="rule_command", required=True, metavar="ACTION")
+    radd = rsub.add_parser("add", help="add a routing rule; prints its id")
+    radd.add_argument("--subscriber", required=True,
+                      help="whose received series it routes (the jobs run as it)")
+    radd.add_argument("--op", action="append", required=True, metavar="NAME[:key=value,...]",
+                      help="an operation, applied in the order given (as for process)")
+    radd.add_argument("--calling-ae", default="", help="match the sender's AE title")
+    radd.add_argument("--called-ae", default="", help="match the AE title it called")
+    radd.add_argument("--modality", default="", help="match the modality (CT, MR, ...)")
+    radd.add_argument("--series-description", default="",
+                      help="match the series description (a trailing * matches a prefix)")
+    radd.add_argument("--tag", action="append", default=[], metavar="KEYWORD=VALUE",
+                      help="match another attribute by DICOM keyword, e.g. "
+                      "BodyPartExamined=CHEST (a trailing * matches a prefix)")
+    radd.add_argument("--output", choices=["series", "file"], default="series",
+                      help="a derived series (default) or one DICOM file")
+    radd.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto")
+    radd.add_argument("--to", default="", metavar="SUBSCRIBER",
+                      help="deliver each result to this subscriber's inbox")
+    radd.add_argument("--label", default="", help="shown in job lists (no patient data)")
+    radd.add_argument("--push", action="append", default=[], metavar="NODE",
+                      help="push each result by C-STORE to this DICOM node of the recipient "
+                      "(--to, or the subscriber itself); repeatable")
+    client_options(radd)
+    radd.set_defaults(func=_rule_add)
+    rlist = rsub.add_parser("list", help="the routing rules")
+    rlist.add_argument("--subscriber", default="", help="only this subscriber's")
+    rlist.add_argument("--json", action="store_true", help="as JSON")
+    client_options(rlist)
+    rlist.set_defaults(func=_rule_list)
+    rrm = rsub.add_parser("rm", help="remove a routing rule")
+    rrm.add_argument("rule_id", metavar="RULE")
+    client_options(rrm)
+    rrm.set_defaults(func=_rule_rm)
+    series = dsub.add_parser("series", help="your series received over DICOM and their jobs")
+    series.add_argument("--json", action="store_true", help="as JSON")
+    client_options(series)
+    series.set_defaults(func=_series)
+
+    node = dsub.add_parser("node", help="your DICOM nodes: where results are pushed (receive)")
+    nsub = node.add_subparsers(dest="node_command", required=True, metavar="ACTION")
+    nadd = nsub.add_parser("add", help="register (or change) a DICOM node")
+    nadd.add_argument("name", metavar="NAME", help="your name for it")
+    nadd.add_argument("--ae-title", required=True, help="its AE title")
+    nadd.add_argument("--host", required=True, help="its host name or IP address")
+    nadd.add_argument("--port", type=int, required=True, help="its DICOM port")
+    client_options(nadd)
+    nadd.set_defaults(func=_node_add)
+    nlist = nsub.add_parser("list", help="your DICOM nodes")
+    client_options(nlist)
+    nlist.set_defaults(func=_node_list)
+    nrm = nsub.add_parser("rm", help="remove a DICOM node")
+    nrm.add_argument("name", metavar="NAME")
+    client_options(nrm)
+    nrm.set_defaults(func=_node_rm)
+    pushes = dsub.add_parser("pushes", help="pushes of results to DICOM nodes: pending, "
+                             "sending, delivered, failed (with the reason)")
+    pushes.add_argument("--job", default="", help="only this job's")
+    pushes.add_argument("--json", action="store_true", help="as JSON")
+    client_options(pushes)
+    pushes.set_defaults(func=_pushes)
+
+    source = dsub.add_parser("source", help="your PACS to collect from: add, list")
+    ssub = source.add_subparsers(dest="source_command", required=True, metavar="ACTION")
+    sadd = ssub.add_parser("add", help="register (or change) a source; its AE title may then "
+                           "call this server (C-MOVE answers so)")
+    sadd.add_argument("name", metavar="NAME", help="your name for it")
+    sadd.add_argument("--ae-title", required=True, help="its AE title")
+    sadd.add_argument("--host", required=True, help="its host name or IP address")
+    sadd.add_argument("--port", type=int, required=True, help="its DICOM port")
+    sadd.add_argument("--method", choices=["move", "get"], default="move",
+                      help="C-MOVE to this server's AE (default; the PACS must know it as a "
+                      "destination) or C-GET")
+    sadd.add_argument("--every", type=parse_duration, default=0, metavar="DURATION",
+                      help="also collect on this schedule, e.g. 15m, 1h (default: only on "
+                      "request with `medcompute collect`)")
+    sadd.add_argument("--days", type=int, default=0, metavar="N",
+                      help="scheduled collects: studies of the last N days (default: any)")
+    sadd.add_argument("--schedule-modality", default="", metavar="MODALITY",
+                      help="scheduled collects: only this modality")
+    client_options(sadd)
+    sadd.set_defaults(func=_source_add)
+    slist = ssub.add_parser("list", help="your sources")
+    client_options(slist)
+    slist.set_defaults(func=_source_list)
+
+    collect = sub.add_parser("collect", help="query a PACS source and retrieve the matching "
+                             "series not collected before (then routed as received)",
+                             description="C-FIND at series level with the filters given, "
+                             "then C-MOVE or C-GET of every series not collected before.")
+    collect.add_argument("source", metavar="SOURCE", help="the source's name")
+    collect.add_argument("--modality", default="")
+    collect.add_argument("--date-from", default="", help="study date, YYYYMMDD (inclusive)")
+    collect.add_argument("--date-to", default="", help="study date, YYYYMMDD (inclusive)")
+    collect.add_argument("--study-uid", default="", help="one study")
+    collect.add_argument("--patient-id", default="", help="one patient's studies")
+    collect.add_argument("--method", choices=["move", "get"], default="",
+                         help="override the source's method")
+    client_options(collect)
+    collect.set_defaults(func=_collect)

@@ -1,0 +1,1 @@
+"""The service as a DICOM node: storage SCP ingress (pynetdicom)."""

@@ -1,0 +1,378 @@
+"""Collect from a sender's PACS: C-FIND at series level, then C-MOVE or C-GET.
+
+A sending subscriber registers its PACS as a source; its AE title is registered as a
+calling AE of the subscriber from the source's host, because a C-MOVE is answered by
+the PACS opening an association to this server's storage SCP. C-GET brings the
+instances back on the query association; they go through the same ingress (stored
+durably before each success status). Either way the series then complete and are
+routed as any received series. A series collected once (every instance retrieved with
+success) is remembered per subscriber and source and not fetched again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+
+from pydicom.dataset import Dataset
+from pynetdicom import AE, StoragePresentationContexts, build_role, evt
+from pynetdicom.sop_class import (
+    StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelMove,
+)
+
+from medcompute.server.db import Database
+from medcompute.server.dicom_meta import normalise_date
+from medcompute.server.dicomnet.registry import check_ae_title
+from medcompute.server.errors import InvalidArgument, MedcomputeError, NotFound, Unavailable
+from medcompute.server.keys import check_subscriber
+
+__all__ = ["SourceBook", "Source", "Collector", "Collected", "Query", "register_source"]
+
+log = logging.getLogger(__name__)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS dicom_source (
+    subscriber TEXT NOT NULL,
+    name       TEXT NOT NULL,
+    ae_title   TEXT NOT NULL,
+    host       TEXT NOT NULL,
+    port       INTEGER NOT NULL,
+    method     TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    every      INTEGER NOT NULL DEFAULT 0,
+    days       INTEGER NOT NULL DEFAULT 0,
+    modality   TEXT NOT NULL DEFAULT '',
+    last_run   REAL NOT NULL DEFAULT 0,
+    PRIMARY KEY (subscriber, name)
+);
+CREATE TABLE IF NOT EXISTS dicom_collected (
+    subscriber   TEXT NOT NULL,
+    source       TEXT NOT NULL,             -- the PACS: AE@host:port
+    series_uid   TEXT NOT NULL,
+    collected_at REAL NOT NULL,
+    PRIMARY KEY (subscriber, source, series_uid)
+);
+"""
+
+METHODS = ("move", "get")
+
+
+@dataclass(frozen=True)
+class Source:
+    subscriber: str
+    name: str
+    ae_title: str
+    host: str
+    port: int
+    method: str
+    created_at: float
+    every: int = 0
+    days: int = 0
+    modality: str = ""
+    last_run: float = 0.0
+
+    @property
+    def pacs(self) -> str:
+        return f"{self.ae_title}@{self.host}:{self.port}"
+
+
+_SOURCE = "subscriber, name, ae_title, host, port, method, created_at, every, days, modality, " \
+          "last_run"
+
+
+@dataclass(frozen=True)
+class Query:
+    modality: str = ""
+    date_from: str = ""
+    date_to: str = ""
+    study_uid: str = ""
+    patient_id: str = ""
+
+
+@dataclass
+class Collected:
+    found: int = 0
+    skipped: int = 0
+    retrieved: int = 0
+    instances: int = 0
+    failures: list[str] | None = None
+
+
+class SourceBook(Database):
+    SCHEMA = _SCHEMA
+
+    async def add(self, subscriber: str, name: str, ae_title: str, host: str, port: int,
+                  method: str, every: int = 0, days: int = 0, modality: str = "") -> Source:
+        check_subscriber(name, "source.name")
+        title = check_ae_title(ae_title, "source.ae_title")
+        if not host or any(c.isspace() for c in host):
+            raise InvalidArgument("expected the PACS's host name or IP address", "source.host")
+        if not 1 <= port <= 65535:
+            raise InvalidArgument(f"expected a TCP port 1 to 65535, got {port}", "source.port")
+        if method not in METHODS:
+            raise InvalidArgument(f"expected one of {', '.join(METHODS)}", "source.method")
+        if len(modality) > 16 or "\\" in modality:
+            raise InvalidArgument("expected a modality code such as CT", "source.schedule_modality")
+        src = Source(subscriber, name, title, host, port, method, time.time(), every, days,
+                     modality.strip())
+        await self._call(lambda: self._db.execute(
+            f"INSERT INTO dicom_source ({_SOURCE}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0) "
+            "ON CONFLICT(subscriber, name) DO UPDATE SET ae_title = excluded.ae_title, "
+            "host = excluded.host, port = excluded.port, method = excluded.method, "
+            "every = excluded.every, days = excluded.days, modality = excluded.modality",
+            (subscriber, name, title, host, port, method, src.created_at, every, days,
+             src.modality)))
+        return src
+
+    async def sources(self, subscriber: str) -> list[Source]:
+        return await self._call(lambda: [Source(*r) for r in self._db.execute(
+            f"SELECT {_SOURCE} FROM dicom_source WHERE subscriber = ? ORDER BY name",
+            (subscriber,))])
+
+    async def scheduled(self, now: float) -> list[Source]:
+        """Sources whose schedule is due."""
+        return await self._call(lambda: [Source(*r) for r in self._db.execute(
+            f"SELECT {_SOURCE} FROM dicom_source WHERE every > 0 AND last_run + every <= ?",
+            (now,))])
+
+    async def ran(self, src: Source, at: float) -> None:
+        await self._call(lambda: self._db.execute(
+            "UPDATE dicom_source SET last_run = ? WHERE subscriber = ? AND name = ?",
+            (at, src.subscriber, src.name)))
+
+    async def source(self, subscriber: str, name: str) -> Source:
+        for s in await self.sources(subscriber):
+            if s.name == name:
+                return s
+        raise NotFound(f"no source {name!r} (register it with `medcompute dicom source add`)",
+                       "source")
+
+    async def collected(self, subscriber: str, source: str) -> set[str]:
+        return await self._call(lambda: {r[0] for r in self._db.execute(
+            "SELECT series_uid FROM dicom_collected WHERE subscriber = ? AND source = ?",
+            (subscriber, source))})
+
+    async def mark(self, subscriber: str, source: str, series_uid: str) -> None:
+        await self._call(lambda: self._db.execute(
+            "INSERT OR IGNORE INTO dicom_collected VALUES (?, ?, ?, ?)",
+            (subscriber, source, series_uid, time.time())))
+
+
+async def register_source(book: SourceBook, registry, subscriber: str, name: str,
+                          ae_title: str, host: str, port: int, method: str, *, every: int = 0,
+                          days: int = 0, modality: str = "") -> Source:
+    """Keep a source, and let its AE title call this server (C-MOVE answers so)."""
+    src = await book.add(subscriber, name, ae_title, host, port, method, every, days, modality)
+    known = registry.calling_ae(src.ae_title)
+    if known is not None and known.subscriber != subscriber:
+        raise InvalidArgument(f"the AE title {src.ae_title!r} is registered for another "
+                              "subscriber", "source.ae_title")
+    await registry.add_ae(src.ae_title, subscriber, src.host)
+    return src
+
+
+def check_query(q: Query) -> Query:
+    dates = {}
+    for name in ("date_from", "date_to"):
+        value = getattr(q, name)
+        try:
+            dates[name] = normalise_date(value) if value else ""
+        except ValueError as exc:
+            raise InvalidArgument(str(exc), name) from None
+    for name in ("modality", "study_uid", "patient_id"):
+        value = getattr(q, name)
+        if len(value) > 64 or "\\" in value:
+            raise InvalidArgument("expected at most 64 characters without a backslash",
+                                  "study_instance_uid" if name == "study_uid" else name)
+    return Query(q.modality.strip(), dates["date_from"], dates["date_to"], q.study_uid.strip(),
+                 q.patient_id.strip())
+
+
+def _identifier(q: Query) -> Dataset:
+    ds = Dataset()
+    ds.QueryRetrieveLevel = "SERIES"
+    ds.StudyInstanceUID = q.study_uid
+    ds.SeriesInstanceUID = ""
+    ds.Modality = q.modality
+    ds.PatientID = q.patient_id
+    ds.StudyDate = (f"{q.date_from}-{q.date_to}" if q.date_from or q.date_to else "")
+    return ds
+
+
+class Collector:
+    """Runs collections for one server (its AE title and ingress)."""
+
+    def __init__(self, book: SourceBook, ingress, registry, *, own_ae: str):
+        self.book = book
+        self.ingress = ingress
+        self.registry = registry
+        self.own_ae = own_ae
+
+    async def collect(self, subscriber: str, name: str, query: Query, method: str = ""
+                      ) -> Collected:
+        src = await self.book.source(subscriber, name)
+        query = check_query(query)
+        method = method or src.method
+        if method not in METHODS:
+            raise InvalidArgument(f"expected one of {', '.join(METHODS)}", "method")
+        found = await asyncio.to_thread(self._find, src, query)
+        done = await self.book.collected(subscriber, src.pacs)
+        out = Collected(found=len(found), failures=[])
+        for study_uid, series_uid in found:
+            if series_uid in done:
+                out.skipped += 1
+                continue
+            retrieve = self._move if method == "move" else self._get
+            ok, count, reason = await asyncio.to_thread(retrieve, src, study_uid, series_uid)
+            out.instances += count
+            if ok:
+                out.retrieved += 1
+                await self.book.mark(subscriber, src.pacs, series_uid)
+                await self.ingress.released([(subscriber, series_uid)])
+            else:
+                out.failures.append(f"series {len(out.failures) + 1}: {reason}")
+        log.info("dicom: collect from %s: %d series found, %d skipped, %d retrieved (%d "
+                 "instances), %d failed", src.ae_title, out.found, out.skipped, out.retrieved,
+                 out.instances, len(out.failures))
+        return out
+
+    # -- blocking DICOM exchanges (threads) -------------------------------------------
+    def _associate(self, src: Source, ae: AE, **kw):
+        assoc = ae.associate(src.host, src.port, ae_title=src.ae_title, **kw)
+        if not assoc.is_established:
+            raise Unavailable(f"the source {src.name!r} did not accept an association "
+                              f"({'rejected' if assoc.is_rejected else 'unreachable'})",
+                              "source")
+        return assoc
+
+    def _find(self, src: Source, query: Query) -> list[tuple[str, str]]:
+        ae = AE(ae_title=self.own_ae)
+        ae.add_requested_context(StudyRootQueryRetrieveInformationModelFind)
+        assoc = self._associate(src, ae)
+        found = []
+        try:
+            for status, identifier in assoc.send_c_find(
+                    _identifier(query), StudyRootQueryRetrieveInformationModelFind):
+                if not status:
+                    raise Unavailable("the source ended the query without an answer", "source")
+                if status.Status in (0xFF00, 0xFF01) and identifier is not None:
+                    uid = str(identifier.get("SeriesInstanceUID", ""))
+                    if uid:
+                        found.append((str(identifier.get("StudyInstanceUID", "")), uid))
+                elif status.Status != 0x0000:
+                    raise Unavailable(f"the source answered the query with status "
+                                      f"{status.Status:04X}", "source")
+        finally:
+            if assoc.is_established:
+                assoc.release()
+        return found
+
+    @staticmethod
+    def _retrieve_identifier(study_uid: str, series_uid: str) -> Dataset:
+        ds = Dataset()
+        ds.QueryRetrieveLevel = "SERIES"
+        ds.StudyInstanceUID = study_uid
+        ds.SeriesInstanceUID = series_uid
+        return ds
+
+    @staticmethod
+    def _outcome(responses) -> tuple[bool, int, str]:
+        completed, last = 0, None
+        for status, _ in responses:
+            if not status:
+                return False, completed, "the source ended the retrieval without an answer"
+            last = status
+            completed = int(status.get("NumberOfCompletedSuboperations", completed) or 0)
+        if last is None:
+            return False, 0, "no answer"
+        if last.Status != 0x0000:
+            failed = int(last.get("NumberOfFailedSuboperations", 0) or 0)
+            return False, completed, (f"status {last.Status:04X} ({failed} instance(s) "
+                                      "failed)")
+        return True, completed, ""
+
+    def _move(self, src: Source, study_uid: str, series_uid: str) -> tuple[bool, int, str]:
+        ae = AE(ae_title=self.own_ae)
+        ae.add_requested_context(StudyRootQueryRetrieveInformationModelMove)
+        assoc = self._associate(src, ae)
+        try:
+            return self._outcome(assoc.send_c_move(
+                self._retrieve_identifier(study_uid, series_uid), self.own_ae,
+                StudyRootQueryRetrieveInformationModelMove))
+        finally:
+            if assoc.is_established:
+                assoc.release()
+
+    def _get(self, src: Source, study_uid: str, series_uid: str) -> tuple[bool, int, str]:
+        loop = self._loop
+        stored = []
+
+        def on_store(event):
+            data = event.encoded_dataset(include_meta=True)
+            try:
+                asyncio.run_coroutine_threadsafe(self.ingress.receive(
+                    data, owner=src.subscriber, calling=src.ae_title, called=self.own_ae),
+                    loop).result(300)
+            except MedcomputeError as exc:
+                log.warning("dicom: an instance from %s refused: %s", src.ae_title,
+                            exc.details)
+                return 0xA700 if exc.code_name == "RESOURCE_EXHAUSTED" else 0xC000
+            stored.append(1)
+            return 0x0000
+
+        ae = AE(ae_title=self.own_ae)
+        ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
+        contexts = StoragePresentationContexts[:127]
+        for cx in contexts:
+            ae.add_requested_context(cx.abstract_syntax)
+        roles = [build_role(cx.abstract_syntax, scp_role=True) for cx in contexts]
+        assoc = self._associate(src, ae, ext_neg=roles,
+                                evt_handlers=[(evt.EVT_C_STORE, on_store)])
+        try:
+            ok, completed, reason = self._outcome(assoc.send_c_get(
+                self._retrieve_identifier(study_uid, series_uid),
+                StudyRootQueryRetrieveInformationModelGet))
+            return ok, max(completed, len(stored)), reason
+        finally:
+            if assoc.is_established:
+                assoc.release()
+
+    _loop: asyncio.AbstractEventLoop | None = None
+    _task: asyncio.Task | None = None
+
+    def bind(self) -> None:
+        """Remember the server's event loop (C-GET stores through it)."""
+        self._loop = asyncio.get_running_loop()
+
+    # -- the schedule ---------------------------------------------------------------
+    async def start(self, poll: float = 1.0) -> None:
+        self.bind()
+        self._task = asyncio.create_task(self._schedule(poll))
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _schedule(self, poll: float) -> None:
+        while True:
+            now = time.time()
+            for src in await self.book.scheduled(now):
+                await self.book.ran(src, now)
+                since = (time.strftime("%Y%m%d", time.gmtime(now - src.days * 86400))
+                         if src.days else "")
+                try:
+                    await self.collect(src.subscriber, src.name,
+                                       Query(modality=src.modality, date_from=since))
+                except MedcomputeError as exc:
+                    log.warning("dicom: scheduled collect from %s failed: %s", src.ae_title,
+                                exc.details)
+                except Exception:
+                    log.exception("dicom: scheduled collect from %s failed", src.ae_title)
+            await asyncio.sleep(poll)

@@ -1,0 +1,68 @@
+"""The DICOM node of one server: the registry, the ingress, the routing and the storage SCP
+together."""
+
+from __future__ import annotations
+
+from medcompute.server.config import ServerConfig
+from medcompute.server.dicomnet.collect import Collector, SourceBook
+from medcompute.server.dicomnet.ingress import Ingress
+from medcompute.server.dicomnet.push import PushBook, Pusher
+from medcompute.server.dicomnet.registry import NodeRegistry, check_ae_title
+from medcompute.server.dicomnet.routing import Router, RuleBook
+from medcompute.server.dicomnet.scp import StorageSCP
+from medcompute.server.errors import FailedPrecondition, InvalidArgument
+from medcompute.server.store import ImageStore
+
+__all__ = ["DicomNode"]
+
+
+class DicomNode:
+    def __init__(self, config: ServerConfig, store: ImageStore, runner):
+        try:
+            title = check_ae_title(config.dicom_ae_title, "--ae-title")
+        except InvalidArgument as exc:
+            raise FailedPrecondition(exc.message, exc.field) from None
+        if config.dicom_max_associations < 1:
+            raise FailedPrecondition("expected at least 1", "--max-associations")
+        self.config = config
+        self.registry = NodeRegistry(config.data_dir)
+        self.ingress = Ingress(store, self.registry, quiet=config.dicom_quiet_seconds,
+                               on_release=config.dicom_complete_on_release)
+        self.rules = RuleBook(config.data_dir)
+        self.pushes = PushBook(config.data_dir)
+        self.pusher = Pusher(self.pushes, runner, own_ae=title,
+                             max_attempts=config.dicom_push_attempts,
+                             backoff=config.dicom_push_backoff)
+        self.router = Router(self.rules, store, runner, self.registry, self.pushes)
+        self.ingress.on_series.append(self.router.route)
+        self.sources = SourceBook(config.data_dir)
+        self.collector = Collector(self.sources, self.ingress, self.registry, own_ae=title)
+        self.scp = StorageSCP(self.ingress, self.registry, ae_title=title,
+                              max_associations=config.dicom_max_associations,
+                              max_instance_bytes=config.dicom_max_instance_bytes)
+        self.port = 0
+
+    async def start(self) -> None:
+        await self.collector.start()
+        await self.router.recover()
+        await self.pusher.start()
+        await self.ingress.start()
+        try:
+            self.port = self.scp.start(self.config.dicom_address, self.config.dicom_port or 0)
+        except OSError as exc:
+            await self.ingress.stop()
+            await self.pusher.stop()
+            await self.collector.stop()
+            raise FailedPrecondition(f"cannot listen on {self.config.dicom_address}:"
+                                     f"{self.config.dicom_port}: {exc.strerror}",
+                                     "--dicom-port") from None
+
+    async def stop(self) -> None:
+        self.scp.stop()
+        await self.ingress.stop()
+        await self.pusher.stop()
+        await self.collector.stop()
+        self.registry.close()
+        self.rules.close()
+        self.pushes.close()
+        self.sources.close()

@@ -1,0 +1,332 @@
+"""Push delivery: a routed job's result sent by C-STORE to the recipient's DICOM nodes.
+
+A push is a row (pending, sending, delivered, failed) made when the rule starts the job,
+so it survives a restart; one left ``sending`` by a crash is pending again at start-up
+(the instances are sent again; a receiver keeps one copy per SOP Instance UID). Once
+the job has succeeded, the server opens the association itself and sends every
+instance of the result. "Delivered" means every instance was answered with status
+0000; a warning (Bxxx) or failure status never counts. Transient failures (the node
+unreachable, a transient association rejection, out of resources A7xx, processing
+failure 0110) are tried again with exponential backoff up to ``max_attempts``;
+permanent ones (a permanent rejection, e.g. "called AE title not recognised";
+A9xx/Cxxx; warnings) end the push at once. Storage commitment is not requested:
+each push says so in its ``proof``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import io
+import logging
+import socket
+import time
+import uuid
+from dataclasses import dataclass
+
+import pydicom
+from pynetdicom import AE
+
+from medcompute.server.db import Database
+from medcompute.server.dicomnet.registry import check_ae_title
+from medcompute.server.errors import InvalidArgument, NotFound
+from medcompute.server.keys import check_subscriber
+from medcompute.server.store_tasks import dicom_parts
+
+__all__ = ["PushBook", "Pusher", "Node", "PushRow", "classify_status", "classify_rejection",
+           "PROOF"]
+
+log = logging.getLogger(__name__)
+
+PROOF = "C-STORE success per instance; storage commitment not requested"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS dicom_node (
+    subscriber TEXT NOT NULL,
+    name       TEXT NOT NULL,
+    ae_title   TEXT NOT NULL,
+    host       TEXT NOT NULL,
+    port       INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (subscriber, name)
+);
+CREATE TABLE IF NOT EXISTS dicom_push (
+    push_id    TEXT PRIMARY KEY,
+    job_id     TEXT NOT NULL,
+    sender     TEXT NOT NULL,
+    recipient  TEXT NOT NULL,
+    node       TEXT NOT NULL,
+    state      TEXT NOT NULL,
+    reason     TEXT NOT NULL DEFAULT '',
+    attempts   INTEGER NOT NULL DEFAULT 0,
+    delivered  INTEGER NOT NULL DEFAULT 0,
+    next_at    REAL NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    UNIQUE (job_id, recipient, node)
+);
+CREATE INDEX IF NOT EXISTS dicom_push_state ON dicom_push(state, next_at);
+"""
+
+
+@dataclass(frozen=True)
+class Node:
+    subscriber: str
+    name: str
+    ae_title: str
+    host: str
+    port: int
+    created_at: float
+
+
+@dataclass(frozen=True)
+class PushRow:
+    push_id: str
+    job_id: str
+    sender: str
+    recipient: str
+    node: str
+    state: str
+    reason: str
+    attempts: int
+    delivered: int
+    next_at: float
+    created_at: float
+    updated_at: float
+
+
+_PUSH = ("push_id, job_id, sender, recipient, node, state, reason, attempts, delivered, "
+         "next_at, created_at, updated_at")
+
+
+def classify_status(code: int) -> bool | None:
+    """None: success; True: a transient failure (try again); False: a permanent one."""
+    if code == 0x0000:
+        return None
+    if (code & 0xFF00) == 0xA700 or code in (0x0110, 0x0213):
+        return True
+    return False            # A9xx, Cxxx, 01xx refusals and every Bxxx warning
+
+
+_REJECT_REASONS = {(1, 1): "no reason given", (1, 2): "application context not supported",
+                   (1, 3): "calling AE title not recognised",
+                   (1, 7): "called AE title not recognised", (2, 1): "no reason given",
+                   (2, 2): "protocol version not supported", (3, 1): "temporary congestion",
+                   (3, 2): "local limit exceeded"}
+
+
+def classify_rejection(result: int, source: int, diagnostic: int) -> tuple[bool, str]:
+    """(transient, reason) of an A-ASSOCIATE-RJ."""
+    kind = "permanent" if result == 1 else "transient"
+    why = _REJECT_REASONS.get((source, diagnostic), f"diagnostic {diagnostic}")
+    return result != 1, f"association rejected ({kind}): {why}"
+
+
+class PushBook(Database):
+    """DICOM nodes of receiving subscribers and the pushes to them, in the catalog file."""
+
+    SCHEMA = _SCHEMA
+
+    # -- nodes ----------------------------------------------------------------------
+    async def add_node(self, subscriber: str, name: str, ae_title: str, host: str,
+                       port: int) -> Node:
+        check_subscriber(name, "node.name")
+        title = check_ae_title(ae_title, "node.ae_title")
+        if not host or any(c.isspace() for c in host):
+            raise InvalidArgument("expected the node's host name or IP address", "node.host")
+        if not 1 <= port <= 65535:
+            raise InvalidArgument(f"expected a TCP port 1 to 65535, got {port}", "node.port")
+        node = Node(subscriber, name, title, host, port, time.time())
+        await self._call(lambda: self._db.execute(
+            "INSERT INTO dicom_node VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(subscriber, name) "
+            "DO UPDATE SET ae_title = excluded.ae_title, host = excluded.host, "
+            "port = excluded.port", (subscriber, name, title, host, port, node.created_at)))
+        return node
+
+    async def delete_node(self, subscriber: str, name: str) -> None:
+        n = await self._call(lambda: self._db.execute(
+            "DELETE FROM dicom_node WHERE subscriber = ? AND name = ?",
+            (subscriber, name)).rowcount)
+        if not n:
+            raise NotFound(f"no DICOM node {name!r}", "name")
+
+    async def nodes(self, subscriber: str) -> list[Node]:
+        return await self._call(lambda: [Node(*r) for r in self._db.execute(
+            "SELECT subscriber, name, ae_title, host, port, created_at FROM dicom_node "
+            "WHERE subscriber = ? ORDER BY name", (subscriber,))])
+
+    async def node(self, subscriber: str, name: str) -> Node | None:
+        rows = await self._call(lambda: self._db.execute(
+            "SELECT subscriber, name, ae_title, host, port, created_at FROM dicom_node "
+            "WHERE subscriber = ? AND name = ?", (subscriber, name)).fetchall())
+        return Node(*rows[0]) if rows else None
+
+    # -- pushes ---------------------------------------------------------------------
+    async def add_push(self, job_id: str, sender: str, recipient: str, node: str) -> None:
+        now = time.time()
+        await self._call(lambda: self._db.execute(
+            "INSERT OR IGNORE INTO dicom_push (push_id, job_id, sender, recipient, node, "
+            "state, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?)",
+            (uuid.uuid4().hex, job_id, sender, recipient, node, now, now)))
+
+    async def due(self) -> list[PushRow]:
+        return await self._call(lambda: [PushRow(*r) for r in self._db.execute(
+            f"SELECT {_PUSH} FROM dicom_push WHERE state = 'pending' AND next_at <= ? "
+            "ORDER BY next_at", (time.time(),))])
+
+    async def update(self, push_id: str, state: str, *, reason: str = "", attempts=None,
+                     delivered: int = 0, next_at: float = 0.0) -> None:
+        def write():
+            self._db.execute(
+                "UPDATE dicom_push SET state = ?, reason = ?, attempts = COALESCE(?, attempts),"
+                " delivered = ?, next_at = ?, updated_at = ? WHERE push_id = ?",
+                (state, reason, attempts, delivered, next_at, time.time(), push_id))
+        await self._call(write)
+
+    async def resume(self) -> int:
+        """Pushes a crash left ``sending`` are pending again."""
+        return await self._call(lambda: self._db.execute(
+            "UPDATE dicom_push SET state = 'pending', next_at = 0 WHERE state = 'sending'"
+        ).rowcount)
+
+    async def pushes(self, subscriber: str, job_id: str = "") -> list[PushRow]:
+        """Pushes the subscriber sent or receives."""
+        sql = (f"SELECT {_PUSH} FROM dicom_push WHERE (sender = ? OR recipient = ?)"
+               + (" AND job_id = ?" if job_id else "") + " ORDER BY created_at DESC")
+        args = (subscriber, subscriber, job_id) if job_id else (subscriber, subscriber)
+        return await self._call(lambda: [PushRow(*r) for r in self._db.execute(sql, args)])
+
+
+@dataclass
+class Outcome:
+    transient: bool | None          # None: delivered
+    reason: str
+    delivered: int
+
+
+def send_files(files: list[bytes], node: Node, *, own_ae: str, timeout: float = 30.0
+               ) -> Outcome:
+    """Open an association to ``node`` and C-STORE every file (blocking)."""
+    datasets = [pydicom.dcmread(io.BytesIO(f)) for f in files]
+    ae = AE(ae_title=own_ae)
+    ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
+    for pair in {(ds.SOPClassUID, ds.file_meta.TransferSyntaxUID) for ds in datasets}:
+        ae.add_requested_context(*pair)
+    # Reach the node first: pynetdicom reports a refused connection only in its log.
+    try:
+        socket.create_connection((node.host, node.port), timeout).close()
+    except OSError as exc:
+        return Outcome(True, f"the node is unreachable ({exc.strerror or exc})", 0)
+    assoc = ae.associate(node.host, node.port, ae_title=node.ae_title)
+    if assoc.is_rejected:
+        rj = assoc.acceptor.primitive
+        transient, reason = classify_rejection(rj.result, rj.result_source, rj.diagnostic)
+        return Outcome(transient, reason, 0)
+    if not assoc.is_established:
+        return Outcome(True, "the node did not accept an association (unreachable, or it "
+                       "aborted)", 0)
+    delivered = 0
+    try:
+        for ds in datasets:
+            status = assoc.send_c_store(ds)
+            if "Status" not in status:
+                return Outcome(True, "the association ended before the node answered "
+                               f"instance {delivered + 1} of {len(datasets)}", delivered)
+            code = int(status.Status)
+            transient = classify_status(code)
+            if transient is not None:
+                return Outcome(transient, f"instance {delivered + 1} of {len(datasets)} "
+                               f"answered with status {code:04X}", delivered)
+            delivered += 1
+    finally:
+        if assoc.is_established:
+            assoc.release()
+    return Outcome(None, "", delivered)
+
+
+class Pusher:
+    """Sends the pending pushes whose jobs have succeeded."""
+
+    def __init__(self, book: PushBook, runner, *, own_ae: str, max_attempts: int,
+                 backoff: float, poll: float = 0.25):
+        self.book = book
+        self.runner = runner              # JobRunner
+        self.own_ae = own_ae
+        self.max_attempts = max_attempts
+        self.backoff = backoff
+        self.poll = poll
+        self._task: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        resumed = await self.book.resume()
+        if resumed:
+            log.info("dicom: %d interrupted push(es) will be sent again", resumed)
+        self._task = asyncio.create_task(self._loop())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                for push in await self.book.due():
+                    await self.attempt(push)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("dicom: pushing results failed; trying again")
+            await asyncio.sleep(self.poll)
+
+    async def _files(self, push: PushRow) -> list[bytes] | str | None:
+        """The result's DICOM files; a reason when the job cannot deliver; None: wait."""
+        from medcompute.server import jobs
+
+        job = await self.runner.catalog.get_job(push.job_id)
+        if job is None:
+            return "the job no longer exists"
+        if not job.state.terminal:
+            return None
+        if job.state is not jobs.State.SUCCEEDED:
+            return f"the job ended {job.state.value}: nothing to deliver"
+        header, path, *_ = await self.runner.fetch(push.job_id, push.sender, ("process",))
+        sizes = list(header.output.file_sizes)
+        if not sizes:
+            return "the job's result is not DICOM (route with a DICOM output)"
+        return [bytes(p) for p in await asyncio.to_thread(dicom_parts, path, sizes)]
+
+    async def attempt(self, push: PushRow) -> None:
+        files = await self._files(push)
+        if files is None:
+            await self.book.update(push.push_id, "pending", next_at=time.time() + self.poll)
+            return
+        if isinstance(files, str):
+            await self.book.update(push.push_id, "failed", reason=files)
+            return
+        node = await self.book.node(push.recipient, push.node)
+        if node is None:
+            await self.book.update(push.push_id, "failed", reason=f"the recipient has no "
+                                   f"DICOM node {push.node!r} any more")
+            return
+        attempts = push.attempts + 1
+        await self.book.update(push.push_id, "sending", attempts=attempts)
+        outcome = await asyncio.to_thread(send_files, files, node, own_ae=self.own_ae)
+        if outcome.transient is None:
+            await self.book.update(push.push_id, "delivered", delivered=outcome.delivered)
+            log.info("dicom: pushed %d instance(s) of job %s to node %s", outcome.delivered,
+                     push.job_id, push.node)
+        elif outcome.transient and attempts < self.max_attempts:
+            delay = self.backoff * 2 ** (attempts - 1)
+            await self.book.update(push.push_id, "pending", reason=outcome.reason,
+                                   delivered=outcome.delivered, next_at=time.time() + delay)
+            log.warning("dicom: push of job %s to node %s: %s; try %d again in %.1f s",
+                        push.job_id, push.node, outcome.reason, attempts + 1, delay)
+        else:
+            reason = outcome.reason if not outcome.transient else (
+                f"{outcome.reason} (gave up after {attempts} tries)")
+            await self.book.update(push.push_id, "failed", reason=reason,
+                                   delivered=outcome.delivered)
+            log.warning("dicom: push of job %s to node %s failed: %s", push.job_id,
+                        push.node, reason)

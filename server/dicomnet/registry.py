@@ -1,0 +1,263 @@
+"""What the DICOM node keeps in the catalog file: the calling AE titles an administrator
+registered, the instances received over DICOM and the series they make up.
+
+A calling AE title belongs to one subscriber and may call only from its registered host.
+Every instance received is a stored image of that subscriber (``ImageStore.register``);
+the row here groups it into its series until the series is complete: no instance for
+the quiet time, or (when so configured) its association released. A complete series is
+registered as one stored volume and its instance images are removed.
+
+UIDs are kept here, never written to logs.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+
+from medcompute.server.db import Database
+from medcompute.server.errors import InvalidArgument, NotFound
+
+__all__ = ["NodeRegistry", "CallingAE", "Series", "check_ae_title"]
+
+_AE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")   # DICOM AE: 16 chars, no backslash
+
+
+def check_ae_title(value: str, field: str) -> str:
+    """An AE title (1-16 characters of the default repertoire, no backslash), stripped."""
+    title = value.strip()
+    if not title or not _AE.match(title):
+        raise InvalidArgument("expected 1 to 16 printable ASCII characters without a "
+                              f"backslash, not all spaces; got {value!r}", field)
+    return title
+
+
+@dataclass(frozen=True)
+class CallingAE:
+    ae_title: str
+    subscriber: str
+    host: str
+    created_at: float
+
+
+@dataclass(frozen=True)
+class Series:
+    owner: str
+    series_uid: str
+    calling_ae: str
+    called_ae: str
+    first_at: float
+    last_at: float
+    released: bool
+    state: str                  # receiving | complete | failed
+    image_id: str
+    reason: str
+    instances: int
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS dicom_calling_ae (
+    ae_title   TEXT PRIMARY KEY,
+    subscriber TEXT NOT NULL,
+    host       TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS dicom_series (
+    owner      TEXT NOT NULL,
+    series_uid TEXT NOT NULL,
+    calling_ae TEXT NOT NULL,
+    called_ae  TEXT NOT NULL,
+    first_at   REAL NOT NULL,
+    last_at    REAL NOT NULL,
+    released   INTEGER NOT NULL DEFAULT 0,
+    state      TEXT NOT NULL DEFAULT 'receiving',
+    image_id   TEXT NOT NULL DEFAULT '',
+    reason     TEXT NOT NULL DEFAULT '',
+    routed     INTEGER NOT NULL DEFAULT 0,
+    kept       INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (owner, series_uid)
+);
+CREATE INDEX IF NOT EXISTS dicom_series_state ON dicom_series(state, last_at);
+CREATE TABLE IF NOT EXISTS dicom_instance (
+    owner       TEXT NOT NULL,
+    series_uid  TEXT NOT NULL,
+    sop_uid     TEXT NOT NULL,
+    image_id    TEXT NOT NULL,
+    received_at REAL NOT NULL,
+    PRIMARY KEY (owner, sop_uid)
+);
+CREATE INDEX IF NOT EXISTS dicom_instance_series ON dicom_instance(owner, series_uid);
+"""
+
+_SERIES_COLUMNS = ("s.owner, s.series_uid, s.calling_ae, s.called_ae, s.first_at, s.last_at, "
+                   "s.released, s.state, s.image_id, s.reason, "
+                   "CASE WHEN s.state = 'complete' THEN s.kept ELSE "
+                   "(SELECT COUNT(*) FROM dicom_instance i WHERE i.owner = s.owner AND "
+                   "i.series_uid = s.series_uid) END")
+
+
+def _series(row) -> Series:
+    return Series(row[0], row[1], row[2], row[3], row[4], row[5], bool(row[6]), row[7], row[8],
+                  row[9], row[10])
+
+
+class NodeRegistry(Database):
+    """Calling AE titles, received instances and series, in the catalog file."""
+
+    SCHEMA = _SCHEMA
+
+    # -- calling AE titles (administrators) -------------------------------------------
+    def _add_ae(self, title: str, subscriber: str, host: str) -> CallingAE:
+        ae = CallingAE(title, subscriber, host, time.time())
+        self._db.execute(
+            "INSERT INTO dicom_calling_ae VALUES (?, ?, ?, ?) ON CONFLICT(ae_title) DO UPDATE "
+            "SET subscriber = excluded.subscriber, host = excluded.host",
+            (ae.ae_title, ae.subscriber, ae.host, ae.created_at))
+        return ae
+
+    def add_ae_now(self, title: str, subscriber: str, host: str) -> CallingAE:
+        """Register (or re-register) a calling AE title for ``subscriber`` from ``host``."""
+        title = check_ae_title(title, "ae_title")
+        if not subscriber:
+            raise InvalidArgument("expected the subscriber the AE title sends for",
+                                  "subscriber")
+        if not host or any(c.isspace() for c in host):
+            raise InvalidArgument("expected the host (IP address) the AE calls from", "host")
+        return self._run(self._add_ae, title, subscriber, host)
+
+    async def add_ae(self, title: str, subscriber: str, host: str) -> CallingAE:
+        return await _to_thread(self.add_ae_now, title, subscriber, host)
+
+    def remove_ae_now(self, title: str) -> None:
+        title = check_ae_title(title, "ae_title")
+        n = self._run(lambda: self._db.execute(
+            "DELETE FROM dicom_calling_ae WHERE ae_title = ?", (title,)).rowcount)
+        if not n:
+            raise NotFound(f"no calling AE title {title!r} is registered", "ae_title")
+
+    async def remove_ae(self, title: str) -> None:
+        await _to_thread(self.remove_ae_now, title)
+
+    def _aes(self, subscriber: str) -> list[CallingAE]:
+        sql = "SELECT ae_title, subscriber, host, created_at FROM dicom_calling_ae"
+        args: tuple = ()
+        if subscriber:
+            sql += " WHERE subscriber = ?"
+            args = (subscriber,)
+        return [CallingAE(*r) for r in self._db.execute(sql + " ORDER BY ae_title", args)]
+
+    def list_aes_now(self, subscriber: str = "") -> list[CallingAE]:
+        return self._run(self._aes, subscriber)
+
+    async def list_aes(self, subscriber: str = "") -> list[CallingAE]:
+        return await self._call(self._aes, subscriber)
+
+    def calling_ae(self, title: str) -> CallingAE | None:
+        """The registration of a calling AE title (blocking: association threads call it)."""
+        rows = self._run(lambda: self._db.execute(
+            "SELECT ae_title, subscriber, host, created_at FROM dicom_calling_ae "
+            "WHERE ae_title = ?", (title.strip(),)).fetchall())
+        return CallingAE(*rows[0]) if rows else None
+
+    # -- instances and series -----------------------------------------------------
+    def _record(self, owner, series_uid, sop_uid, image_id, calling, called, now) -> None:
+        def write():
+            # Instances of a series that completed before are not part of the new batch.
+            self._db.execute(
+                "DELETE FROM dicom_instance WHERE owner = ? AND series_uid = ? AND EXISTS ("
+                "SELECT 1 FROM dicom_series WHERE owner = ? AND series_uid = ? AND "
+                "state = 'complete')", (owner, series_uid, owner, series_uid))
+            self._db.execute(
+                "INSERT INTO dicom_series (owner, series_uid, calling_ae, called_ae, first_at, "
+                "last_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(owner, series_uid) DO UPDATE "
+                "SET last_at = excluded.last_at, released = 0, state = 'receiving', routed = 0, "
+                "reason = '', calling_ae = excluded.calling_ae, called_ae = excluded.called_ae",
+                (owner, series_uid, calling, called, now, now))
+            self._db.execute(
+                "INSERT INTO dicom_instance VALUES (?, ?, ?, ?, ?) ON CONFLICT(owner, sop_uid) "
+                "DO UPDATE SET series_uid = excluded.series_uid, image_id = excluded.image_id, "
+                "received_at = excluded.received_at",
+                (owner, series_uid, sop_uid, image_id, now))
+        self._transaction(write)
+
+    async def record_instance(self, owner: str, series_uid: str, sop_uid: str, image_id: str,
+                              calling: str, called: str) -> None:
+        """Add a received instance to its series (the series is receiving again)."""
+        await self._call(self._record, owner, series_uid, sop_uid, image_id, calling, called,
+                         time.time())
+
+    async def released(self, keys) -> None:
+        """The association that sent these (owner, series UID) ended."""
+        def mark():
+            self._db.executemany("UPDATE dicom_series SET released = 1 WHERE owner = ? AND "
+                                 "series_uid = ? AND state = 'receiving'", list(keys))
+        await self._call(self._transaction, mark)
+
+    def _due(self, before: float, on_release: bool) -> list[Series]:
+        sql = (f"SELECT {_SERIES_COLUMNS} FROM dicom_series s WHERE s.state = 'receiving' AND "
+               "(s.last_at < ?" + (" OR s.released = 1)" if on_release else ")") +
+               " ORDER BY s.last_at")
+        return [_series(r) for r in self._db.execute(sql, (before,))]
+
+    async def due(self, quiet: float, on_release: bool) -> list[Series]:
+        """Receiving series that are complete now."""
+        return await self._call(self._due, time.time() - quiet, on_release)
+
+    async def instances(self, owner: str, series_uid: str) -> list[str]:
+        """The image ids of a series' instances, in the order they arrived."""
+        return await self._call(lambda: [r[0] for r in self._db.execute(
+            "SELECT image_id FROM dicom_instance WHERE owner = ? AND series_uid = ? "
+            "ORDER BY received_at, sop_uid", (owner, series_uid))])
+
+    async def finish_series(self, s: Series, *, image_id: str = "", reason: str = "") -> bool:
+        """Mark a series complete (its volume's id) or failed (the reason); False when an
+        instance arrived meanwhile (the series is receiving again)."""
+        def finish():
+            n = self._db.execute(
+                "UPDATE dicom_series SET state = ?, image_id = ?, reason = ?, kept = ? WHERE "
+                "owner = ? AND series_uid = ? AND state = 'receiving' AND last_at = ?",
+                ("failed" if reason else "complete", image_id, reason, s.instances, s.owner,
+                 s.series_uid, s.last_at)).rowcount
+            return bool(n)
+        return await self._call(self._transaction, finish)
+
+    async def forget_instances(self, owner: str, series_uid: str, image_ids) -> None:
+        """Drop the rows of a complete series' instances (their images are removed)."""
+        await self._call(lambda: self._db.executemany(
+            "DELETE FROM dicom_instance WHERE owner = ? AND series_uid = ? AND image_id = ?",
+            [(owner, series_uid, i) for i in image_ids]))
+
+    async def leftovers(self) -> list[tuple[str, str, str]]:
+        """(owner, series UID, image id, the series' volume id) of instances of complete
+        series still present."""
+        return await self._call(lambda: self._db.execute(
+            "SELECT i.owner, i.series_uid, i.image_id, s.image_id FROM dicom_instance i "
+            "JOIN dicom_series s ON s.owner = i.owner AND s.series_uid = i.series_uid "
+            "WHERE s.state = 'complete'").fetchall())
+
+    async def mark_routed(self, s: Series) -> None:
+        """The series' rules have started their jobs."""
+        await self._call(lambda: self._db.execute(
+            "UPDATE dicom_series SET routed = 1 WHERE owner = ? AND series_uid = ? AND "
+            "image_id = ?", (s.owner, s.series_uid, s.image_id)))
+
+    async def unrouted(self) -> list[Series]:
+        """Complete series whose rules have not (all) started their jobs."""
+        return await self._call(lambda: [_series(r) for r in self._db.execute(
+            f"SELECT {_SERIES_COLUMNS} FROM dicom_series s WHERE s.state = 'complete' AND "
+            "s.routed = 0 ORDER BY s.last_at")])
+
+    def _list_series(self, owner: str) -> list[Series]:
+        return [_series(r) for r in self._db.execute(
+            f"SELECT {_SERIES_COLUMNS} FROM dicom_series s WHERE s.owner = ? "
+            "ORDER BY s.first_at", (owner,))]
+
+    async def list_series(self, owner: str) -> list[Series]:
+        return await self._call(self._list_series, owner)
+
+
+async def _to_thread(fn, *args):
+    import asyncio
+
+    return await asyncio.to_thread(fn, *args)

@@ -1,0 +1,232 @@
+"""Routing rules: a complete received series that matches a rule runs as a job.
+
+A rule belongs to the subscriber whose series it routes (an administrator creates it)
+and holds the processing (a ``ProcessHeader`` template), the output form and an inbox
+destination. When a series completes, every matching rule submits one ordinary
+asynchronous job through the job runner (metered, audited, listed in ``medcompute
+jobs``, run again after a crash), with the series' stored volume as input and an
+idempotency key made of the rule and the volume, so routing a series twice (a restart
+between completing it and recording its jobs) starts no second job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Mapping
+
+import pydicom
+from pydicom.datadict import tag_for_keyword
+
+from medcompute.proto.v1 import dicom_pb2, image_pb2, jobs_pb2, processing_pb2
+from medcompute.server.db import Database
+from medcompute.server.dicomnet.registry import Series, check_ae_title
+from medcompute.server.errors import InvalidArgument, MedcomputeError, NotFound
+from medcompute.server.keys import check_subscriber
+from medcompute.server.store import ImageStore
+from medcompute.server.store_tasks import dicom_parts
+
+__all__ = ["RuleBook", "Router", "matches", "check_rule", "OUTPUT_FORMATS"]
+
+log = logging.getLogger(__name__)
+
+OUTPUT_FORMATS = {
+    dicom_pb2.ROUTING_OUTPUT_UNSPECIFIED: processing_pb2.OUTPUT_FORMAT_DICOM_SERIES,
+    dicom_pb2.ROUTING_OUTPUT_DERIVED_SERIES: processing_pb2.OUTPUT_FORMAT_DICOM_SERIES,
+    dicom_pb2.ROUTING_OUTPUT_DICOM_FILE: processing_pb2.OUTPUT_FORMAT_DICOM_FILE,
+}
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS dicom_rule (
+    rule_id    TEXT PRIMARY KEY,
+    subscriber TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    rule       BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS dicom_routed (
+    owner      TEXT NOT NULL,
+    series_uid TEXT NOT NULL,
+    image_id   TEXT NOT NULL,
+    rule_id    TEXT NOT NULL,
+    job_id     TEXT NOT NULL,
+    PRIMARY KEY (image_id, rule_id)
+);
+CREATE INDEX IF NOT EXISTS dicom_routed_series ON dicom_routed(owner, series_uid);
+"""
+
+
+def _text(value) -> str:
+    return str(value).strip().upper()
+
+
+def _like(pattern: str, value) -> bool:
+    want, got = _text(pattern), _text(value)
+    return got.startswith(want[:-1]) if want.endswith("*") else got == want
+
+
+def matches(rule: dicom_pb2.RoutingRule, series: Series, attributes: Mapping[str, object]
+            ) -> bool:
+    """Whether every non-empty match of ``rule`` holds for the series (pure)."""
+    checks = [(rule.calling_ae, series.calling_ae), (rule.called_ae, series.called_ae),
+              (rule.modality, attributes.get("Modality", "")),
+              (rule.series_description, attributes.get("SeriesDescription", ""))]
+    checks += [(want, attributes.get(keyword, "")) for keyword, want in rule.tags.items()]
+    return all(_like(want, got) for want, got in checks if want)
+
+
+def check_rule(rule: dicom_pb2.RoutingRule) -> dicom_pb2.RoutingRule:
+    """A copy of ``rule`` with its checked, normalised fields; InvalidArgument names one."""
+    out = dicom_pb2.RoutingRule()
+    out.CopyFrom(rule)
+    out.subscriber = check_subscriber(rule.subscriber, "rule.subscriber")
+    for name in ("calling_ae", "called_ae"):
+        if getattr(rule, name):
+            setattr(out, name, check_ae_title(getattr(rule, name), f"rule.{name}"))
+    for keyword in rule.tags:
+        if tag_for_keyword(keyword) is None:
+            raise InvalidArgument(f"expected a DICOM keyword such as BodyPartExamined, got "
+                                  f"{keyword!r}", "rule.tags")
+    if not rule.process.pipeline:
+        raise InvalidArgument("expected at least one operation", "rule.process.pipeline")
+    if rule.process.HasField("input") or rule.process.operands:
+        raise InvalidArgument("leave it empty: the received series is the input",
+                              "rule.process.input")
+    if rule.output not in OUTPUT_FORMATS:
+        raise InvalidArgument(f"expected one of {', '.join(dicom_pb2.RoutingOutput.keys())}",
+                              "rule.output")
+    if rule.destination:
+        check_subscriber(rule.destination, "rule.destination")
+    if len(rule.label) > 256:
+        raise InvalidArgument("expected at most 256 characters", "rule.label")
+    return out
+
+
+class RuleBook(Database):
+    """The routing rules and the jobs they started, in the catalog file."""
+
+    SCHEMA = _SCHEMA
+
+    async def create(self, rule: dicom_pb2.RoutingRule, pushes=None) -> dicom_pb2.RoutingRule:
+        """Keep a checked rule; ``pushes`` (a PushBook) checks its DICOM nodes exist."""
+        rule = check_rule(rule)
+        recipient = rule.destination or rule.subscriber
+        for i, name in enumerate(rule.dicom_nodes):
+            if pushes is None or await pushes.node(recipient, name) is None:
+                raise InvalidArgument(f"{recipient!r} has no DICOM node {name!r} (it registers "
+                                      "its nodes with `medcompute dicom node add`)",
+                                      f"rule.dicom_nodes[{i}]")
+        rule.rule_id = uuid.uuid4().hex[:16]
+        rule.created_at = time.time()
+        await self._call(lambda: self._db.execute(
+            "INSERT INTO dicom_rule VALUES (?, ?, ?, ?)",
+            (rule.rule_id, rule.subscriber, rule.created_at, rule.SerializeToString())))
+        return rule
+
+    async def delete(self, rule_id: str) -> None:
+        n = await self._call(lambda: self._db.execute(
+            "DELETE FROM dicom_rule WHERE rule_id = ?", (rule_id,)).rowcount)
+        if not n:
+            raise NotFound(f"no routing rule {rule_id!r}", "rule_id")
+
+    async def list(self, subscriber: str = "") -> list[dicom_pb2.RoutingRule]:
+        sql, args = "SELECT rule FROM dicom_rule", ()
+        if subscriber:
+            sql, args = sql + " WHERE subscriber = ?", (subscriber,)
+        rows = await self._call(lambda: self._db.execute(sql + " ORDER BY created_at",
+                                                         args).fetchall())
+        return [dicom_pb2.RoutingRule.FromString(r[0]) for r in rows]
+
+    async def routed(self, owner: str, series_uid: str, image_id: str, rule_id: str,
+                     job_id: str) -> None:
+        await self._call(lambda: self._db.execute(
+            "INSERT OR REPLACE INTO dicom_routed VALUES (?, ?, ?, ?, ?)",
+            (owner, series_uid, image_id, rule_id, job_id)))
+
+    async def jobs_of(self, owner: str) -> dict[str, list[tuple[str, str]]]:
+        """Per series UID: (rule id, job id) of the jobs its rules started."""
+        rows = await self._call(lambda: self._db.execute(
+            "SELECT series_uid, rule_id, job_id FROM dicom_routed WHERE owner = ? "
+            "ORDER BY rowid", (owner,)).fetchall())
+        out: dict[str, list[tuple[str, str]]] = {}
+        for series_uid, rule_id, job_id in rows:
+            out.setdefault(series_uid, []).append((rule_id, job_id))
+        return out
+
+
+def _attributes(path: str, file_sizes) -> dict[str, str]:
+    """The first instance's attributes (no pixel data), by keyword, as text."""
+    first = dicom_parts(path, file_sizes[:1])[0]
+    import io
+
+    ds = pydicom.dcmread(io.BytesIO(first), stop_before_pixels=True, force=True)
+    out = {}
+    for element in ds.iterall():
+        if element.keyword and element.VR not in ("SQ", "OB", "OW", "UN"):
+            out.setdefault(element.keyword, str(element.value))
+    return out
+
+
+class Router:
+    """Runs the matching rules of each complete series as jobs."""
+
+    def __init__(self, rules: RuleBook, store: ImageStore, runner, registry, pushes=None):
+        self.rules = rules
+        self.pushes = pushes              # PushBook
+        self.store = store
+        self.runner = runner              # JobRunner
+        self.registry = registry
+
+    async def route(self, series: Series) -> list[str]:
+        """Submit one job per matching rule; the job ids."""
+        rules = await self.rules.list(series.owner)
+        if not rules:
+            await self.registry.mark_routed(series)
+            return []
+        record = await self.store.get(series.image_id, owner=series.owner)
+        blob = self.store.blobs.path(record.blob("dicom").digest)
+        attributes = await asyncio.to_thread(_attributes, str(blob), record.file_sizes)
+        jobs = []
+        for rule in rules:
+            if not matches(rule, series, attributes):
+                continue
+            process = processing_pb2.ProcessHeader()
+            process.CopyFrom(rule.process)
+            process.input.CopyFrom(image_pb2.ImageSource(image_id=record.id))
+            process.output_format = OUTPUT_FORMATS[rule.output]
+            submit = jobs_pb2.SubmitHeader(
+                process=process, idempotency_key=f"dicom:{rule.rule_id}:{record.id}",
+                destination=rule.destination, label=rule.label or f"dicom rule {rule.rule_id}")
+            try:
+                info, _ = await self.runner.submit(submit, _no_chunks(),
+                                                   subscriber=series.owner)
+            except MedcomputeError as exc:
+                log.warning("dicom: routing rule %s could not start its job: %s",
+                            rule.rule_id, exc.details)
+                await self.rules.routed(series.owner, series.series_uid, record.id,
+                                        rule.rule_id, "")
+                continue
+            for name in rule.dicom_nodes if self.pushes is not None else ():
+                await self.pushes.add_push(info.job_id, series.owner,
+                                           rule.destination or series.owner, name)
+            await self.rules.routed(series.owner, series.series_uid, record.id, rule.rule_id,
+                                    info.job_id)
+            jobs.append(info.job_id)
+        await self.registry.mark_routed(series)
+        if jobs:
+            log.info("dicom: a series from %s started %d job(s)", series.calling_ae, len(jobs))
+        return jobs
+
+    async def recover(self) -> None:
+        """Route the series that completed but were not routed before a crash."""
+        for series in await self.registry.unrouted():
+            try:
+                await self.route(series)
+            except MedcomputeError as exc:
+                log.warning("dicom: routing a received series failed: %s", exc.details)
+
+
+async def _no_chunks():
+    return
+    yield  # an async generator without items: a stored input has no chunks

@@ -1,0 +1,222 @@
+"""The storage SCP: DICOM associations in, instances into the store (pynetdicom).
+
+pynetdicom runs each association in a thread of its own; the C-STORE handler hands the
+instance's bytes to :class:`~medcompute.server.dicomnet.ingress.Ingress` on the server's
+event loop and answers only when it is durable. What is checked, and answered how:
+
+- the calling AE title must be registered for a subscriber and call from its host, or
+  the association is rejected (permanent, service user, "calling AE title not
+  recognised"); beyond ``max_associations`` at once it is rejected (transient,
+  "local limit exceeded", by pynetdicom);
+- an SOP class or transfer syntax not offered here: the presentation context is refused
+  (pynetdicom); a C-STORE on it is answered 0x0122 (SOP class not supported);
+- an instance larger than the limit, or one the store cannot take for lack of room:
+  0xA700 (out of resources); one whose data set or pixel data cannot be read: 0xC000
+  (cannot understand); anything else: 0x0110 (processing failure), logged.
+
+Logs carry AE titles, addresses and statuses, never data set contents.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import socket
+import threading
+from concurrent.futures import TimeoutError as FutureTimeout
+
+from pydicom.dataset import Dataset
+from pydicom.uid import (
+    JPEG2000,
+    UID,
+    DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian,
+    ExplicitVRLittleEndian,
+    ImplicitVRLittleEndian,
+    JPEG2000Lossless,
+    JPEGBaseline8Bit,
+    JPEGExtended12Bit,
+    JPEGLosslessSV1,
+    JPEGLSLossless,
+    JPEGLSNearLossless,
+    RLELossless,
+)
+from pydicom.uid import (
+    JPEGLossless as JPEGLosslessP14,
+)
+from pynetdicom import AE, AllStoragePresentationContexts, evt
+from pynetdicom.sop_class import Verification
+
+from medcompute.server.dicomnet.ingress import Ingress
+from medcompute.server.dicomnet.registry import CallingAE, NodeRegistry
+from medcompute.server.errors import InvalidArgument, MedcomputeError, ResourceExhausted
+from medcompute.server.space import storage_fault
+
+__all__ = ["StorageSCP", "TRANSFER_SYNTAXES", "STATUS"]
+
+log = logging.getLogger(__name__)
+
+#: Uncompressed first (what pynetdicom picks when a sender offers several), then the
+#: compressed syntaxes the store decodes.
+TRANSFER_SYNTAXES: tuple[UID, ...] = (
+    ExplicitVRLittleEndian, ImplicitVRLittleEndian, DeflatedExplicitVRLittleEndian,
+    ExplicitVRBigEndian, JPEGLosslessSV1, JPEGLosslessP14, JPEGLSLossless, JPEGLSNearLossless,
+    JPEG2000Lossless, JPEG2000, RLELossless, JPEGBaseline8Bit, JPEGExtended12Bit,
+)
+
+#: The C-STORE statuses this SCP answers (PS3.4 B.2.3).
+STATUS = {"success": 0x0000, "out_of_resources": 0xA700, "cannot_understand": 0xC000,
+          "processing_failure": 0x0110}
+#: Seconds a C-STORE waits for its instance to be stored.
+STORE_TIMEOUT = 300.0
+
+
+def _status(code: int, comment: str = "") -> Dataset:
+    ds = Dataset()
+    ds.Status = code
+    if comment:
+        ds.ErrorComment = comment[:64]
+    return ds
+
+
+def _host_matches(registered: str, address: str) -> bool:
+    if registered == "*":
+        return True
+    try:
+        return ipaddress.ip_address(registered) == ipaddress.ip_address(address)
+    except ValueError:
+        pass
+    try:
+        return address in socket.gethostbyname_ex(registered)[2]
+    except OSError:
+        return False
+
+
+class StorageSCP:
+    """One listening AE: C-ECHO and C-STORE of every storage SOP class."""
+
+    def __init__(self, ingress: Ingress, registry: NodeRegistry, *, ae_title: str,
+                 max_associations: int, max_instance_bytes: int):
+        self.ingress = ingress
+        self.registry = registry
+        self.ae_title = ae_title
+        self.max_instance_bytes = max_instance_bytes
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._server = None
+        self._callers: dict[int, CallingAE] = {}
+        self._series: dict[int, set[tuple[str, str]]] = {}
+        self._lock = threading.Lock()
+        ae = AE(ae_title=ae_title)
+        ae.maximum_associations = max_associations
+        ae.maximum_pdu_size = 0          # no limit on what the sender's PDUs carry
+        ae.network_timeout = 60
+        ae.acse_timeout = 10             # a connection that never negotiates frees its slot
+        ae.dimse_timeout = 60
+        ae.add_supported_context(Verification)
+        for context in AllStoragePresentationContexts:
+            ae.add_supported_context(context.abstract_syntax, TRANSFER_SYNTAXES)
+        self.ae = ae
+
+    # -- life-cycle -------------------------------------------------------------------
+    def start(self, address: str, port: int) -> int:
+        """Listen (in threads); the port bound (0 picks a free one)."""
+        self._loop = asyncio.get_running_loop()
+        handlers = [(evt.EVT_REQUESTED, self._on_requested), (evt.EVT_C_ECHO, self._on_echo),
+                    (evt.EVT_C_STORE, self._on_store), (evt.EVT_RELEASED, self._on_released),
+                    (evt.EVT_ABORTED, self._on_ended), (evt.EVT_CONN_CLOSE, self._on_ended)]
+        self._server = self.ae.start_server((address, port), block=False,
+                                            evt_handlers=handlers)
+        return self._server.server_address[1]
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server = None
+
+    # -- handlers (association threads) ---------------------------------------------
+    def _on_requested(self, event) -> None:
+        assoc = event.assoc
+        calling = assoc.requestor.primitive.calling_ae_title.strip()
+        address = assoc.requestor.address
+        known = self.registry.calling_ae(calling) if calling else None
+        if known is None or not _host_matches(known.host, address):
+            log.warning("dicom: rejected an association from %s (calling AE %r): %s", address,
+                        calling, "AE title not registered" if known is None
+                        else "not its registered host")
+            # Rejected permanent, by the service user: calling AE title not recognised.
+            assoc.acse.send_reject(0x01, 0x01, 0x03)
+            assoc.is_rejected = True
+            assoc.is_established = False
+            assoc.kill()
+            return
+        with self._lock:
+            self._callers[id(assoc)] = known
+
+    def _on_echo(self, event) -> int:
+        return 0x0000
+
+    def _run(self, coro, timeout: float):
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    def _on_store(self, event) -> Dataset:
+        assoc = event.assoc
+        with self._lock:
+            caller = self._callers.get(id(assoc))
+        if caller is None:                          # cannot happen after _on_requested
+            return _status(STATUS["processing_failure"], "calling AE not registered")
+        size = event.request.DataSet.getbuffer().nbytes
+        if size > self.max_instance_bytes:
+            log.warning("dicom: refused an instance of %d bytes from %s (limit %d)", size,
+                        caller.ae_title, self.max_instance_bytes)
+            return _status(STATUS["out_of_resources"],
+                           f"instance over {self.max_instance_bytes} bytes")
+        data = event.encoded_dataset(include_meta=True)
+        called = assoc.acceptor.ae_title.strip() if assoc.acceptor.ae_title else self.ae_title
+        try:
+            kept = self._run(self.ingress.receive(data, owner=caller.subscriber,
+                                                  calling=caller.ae_title, called=called),
+                             STORE_TIMEOUT)
+        except ResourceExhausted as exc:
+            log.warning("dicom: an instance from %s refused: %s", caller.ae_title, exc.details)
+            return _status(STATUS["out_of_resources"], exc.message)
+        except InvalidArgument as exc:
+            log.warning("dicom: an instance from %s cannot be read: %s", caller.ae_title,
+                        exc.details)
+            return _status(STATUS["cannot_understand"], exc.message)
+        except MedcomputeError as exc:
+            log.error("dicom: an instance from %s failed: %s", caller.ae_title, exc.details)
+            return _status(STATUS["processing_failure"], exc.message)
+        except FutureTimeout:
+            log.error("dicom: storing an instance from %s took over %.0f s", caller.ae_title,
+                      STORE_TIMEOUT)
+            return _status(STATUS["processing_failure"], "storing the instance timed out")
+        except Exception as exc:
+            fault = storage_fault(exc)   # a disk filled or failing under the write
+            if fault is None:
+                log.exception("dicom: storing an instance from %s failed", caller.ae_title)
+                return _status(STATUS["processing_failure"], "internal error")
+            log.warning("dicom: an instance from %s not stored: %s", caller.ae_title,
+                        fault.details)
+            full = isinstance(fault, ResourceExhausted)
+            return _status(STATUS["out_of_resources" if full else "processing_failure"],
+                           fault.message)
+        with self._lock:
+            self._series.setdefault(id(assoc), set()).add((caller.subscriber, kept.series_uid))
+        return _status(STATUS["success"])
+
+    def _on_released(self, event) -> None:
+        keys = self._forget(event.assoc)
+        if keys and self._loop is not None and not self._loop.is_closed():
+            try:
+                self._run(self.ingress.released(keys), 30)
+            except Exception:
+                log.exception("dicom: marking released series failed")
+
+    def _on_ended(self, event) -> None:
+        self._forget(event.assoc)
+
+    def _forget(self, assoc) -> set[tuple[str, str]]:
+        with self._lock:
+            self._callers.pop(id(assoc), None)
+            return self._series.pop(id(assoc), set())

@@ -1,0 +1,187 @@
+"""Push delivery: dcmtk's storescu sends CT5N, a rule runs a Gaussian, and the server
+itself pushes the derived series by C-STORE to a dcmtk storescp and to an Orthanc (whose
+REST API then shows it), with the same pixels as `medcompute process`. A node that
+refuses permanently fails at once with the reason; one that is down fails after its
+tries; one that comes back after a pause gets the result by retry."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.data import get_testdata_file
+from pydicom.uid import generate_uid
+
+from medcompute.client import Client
+from medcompute.client.cli import main
+from medcompute.proto.v1 import dicom_pb2
+from medcompute.server.config import ServerConfig
+from medcompute.server.dicomnet.push import classify_rejection, classify_status
+from medcompute.server.dicomnet.registry import NodeRegistry
+from tests.dicom_peers import Orthanc, StoreSCP, free_port, storescu
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+CT5N = os.path.join(os.path.dirname(get_testdata_file("CT_small.dcm")), "dicomdirtests",
+                    "98892001", "CT5N")
+ATTEMPTS = 4
+
+
+@pytest.fixture(scope="module")
+def node(server_thread, tmp_path_factory):
+    data_dir = tmp_path_factory.mktemp("push-data")
+    registry = NodeRegistry(data_dir)
+    registry.add_ae_now("SCANNER", "local", "127.0.0.1")
+    registry.close()
+    config = ServerConfig(address="127.0.0.1:0", data_dir=data_dir, workers=1,
+                          dicom_port=0, dicom_quiet_seconds=30.0,
+                          dicom_complete_on_release=True, dicom_push_attempts=ATTEMPTS,
+                          dicom_push_backoff=0.5)
+    with server_thread(config) as running:
+        yield running
+
+
+def _pixels(datasets) -> np.ndarray:
+    ordered = sorted(datasets, key=lambda ds: int(ds.InstanceNumber))
+    return np.stack([ds.pixel_array for ds in ordered])
+
+
+def _wait_pushes(client, job_id, timeout=60):
+    final = (dicom_pb2.PUSH_STATE_DELIVERED, dicom_pb2.PUSH_STATE_FAILED)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pushes = {p.node: p for p in client.dicom.pushes(job_id)}
+        if len(pushes) == 5 and all(p.state in final for p in pushes.values()):
+            return pushes
+        time.sleep(0.2)
+    raise AssertionError(f"pushes did not end: {client.dicom.pushes(job_id)}")
+
+
+def test_results_are_pushed_retried_and_refused_with_reasons(node, tmp_path):
+    server = ["--server", node.address]
+    dcmtk = StoreSCP(tmp_path / "dcmtk", aet="READSCP").start()
+    pacs = Orthanc(tmp_path / "orthanc", aet="PACS", check_called_aet=True).start()
+    later = StoreSCP(tmp_path / "later", aet="LATESCP", port=free_port())
+    down_port = free_port()
+    try:
+        with Client(node.address, timeout=60) as c:
+            c.dicom.register_node("reading-room", "READSCP", "127.0.0.1", dcmtk.port)
+            c.dicom.register_node("pacs", "PACS", "127.0.0.1", pacs.dicom_port)
+            c.dicom.register_node("wrong-ae", "NOTPACS", "127.0.0.1", pacs.dicom_port)
+            c.dicom.register_node("down", "NOBODY", "127.0.0.1", down_port)
+            assert main(["dicom", "node", "add", "later", "--ae-title", "LATESCP", "--host",
+                         "127.0.0.1", "--port", str(later.port), *server]) == 0
+            assert len(c.dicom.nodes()) == 5
+            rule = c.dicom.create_rule("local", ["gaussian:sigma=1"], modality="CT",
+                                       dicom_nodes=["reading-room", "pacs", "wrong-ae",
+                                                    "down", "later"])
+            files = sorted(os.path.join(CT5N, f) for f in os.listdir(CT5N))
+            done = storescu(node.running.dicom_port, files)
+            assert done.returncode == 0, done.stderr
+            deadline = time.monotonic() + 60
+            while not (series := [s for s in c.dicom.received_series() if s.jobs]):
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+            (job,) = series[0].jobs
+            assert job.rule_id == rule.rule_id
+            # The late node starts listening once a try to it has failed.
+            while not any(p.node == "later" and p.attempts >= 1 and p.reason
+                          for p in c.dicom.pushes(job.job_id)):
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            later.start()
+            pushes = _wait_pushes(c, job.job_id)
+        ok = dicom_pb2.PUSH_STATE_DELIVERED
+        assert pushes["reading-room"].state == ok and pushes["pacs"].state == ok
+        assert pushes["reading-room"].instances_delivered == 5
+        assert "storage commitment not requested" in pushes["pacs"].proof
+        wrong = pushes["wrong-ae"]
+        assert wrong.state == dicom_pb2.PUSH_STATE_FAILED and wrong.attempts == 1
+        assert wrong.reason == "association rejected (permanent): called AE title not " \
+            "recognised"
+        down = pushes["down"]
+        assert down.state == dicom_pb2.PUSH_STATE_FAILED and down.attempts == ATTEMPTS
+        assert down.reason == ("the node is unreachable (Connection refused) (gave up after "
+                               f"{ATTEMPTS} tries)")
+        assert pushes["later"].state == ok and pushes["later"].attempts >= 2
+
+        # The same pixels as `medcompute process` with the same pipeline.
+        assert main(["process", CT5N, "--op", "gaussian:sigma=1", "-o",
+                     f"{tmp_path}/direct/", "-q", *server]) == 0
+        want = _pixels(pydicom.dcmread(p) for p in (tmp_path / "direct").iterdir())
+        got = _pixels(pydicom.dcmread(p) for p in dcmtk.files())
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(_pixels(pydicom.dcmread(p) for p in later.files()),
+                                      want)
+        derived_uid = pydicom.dcmread(dcmtk.files()[0]).SeriesInstanceUID
+        (shown,) = [s for s in pacs.rest("/series?expand")
+                    if s["MainDicomTags"]["SeriesInstanceUID"] == derived_uid]
+        assert len(shown["Instances"]) == 5
+        from io import BytesIO
+
+        in_pacs = [pydicom.dcmread(BytesIO(pacs.rest_bytes(f"/instances/{i}/file")))
+                   for i in shown["Instances"]]
+        np.testing.assert_array_equal(_pixels(in_pacs), want)
+        assert main(["dicom", "pushes", "--job", job.job_id, *server]) == 0
+    finally:
+        dcmtk.stop()
+        pacs.stop()
+        later.stop()
+
+
+@pytest.mark.parametrize(("name", "propose"), [("MR_small_RLE.dcm", "-xr"),
+                                               ("MR_small_jpeg_ls_lossless.dcm", "-xt")])
+def test_a_compressed_file_is_routed_and_pushed(node, tmp_path, name, propose):
+    server = ["--server", node.address]
+    # Both files are copies of one MR slice: new UIDs make each its own series.
+    ds = pydicom.dcmread(get_testdata_file(name))
+    ds.SeriesInstanceUID, ds.SOPInstanceUID = generate_uid(), generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    path = tmp_path / name
+    ds.save_as(path)
+    with StoreSCP(tmp_path / "node", aet="MRSCP") as scp, \
+            Client(node.address, timeout=60) as c:
+        node_name = f"mr-{propose[1:]}"
+        c.dicom.register_node(node_name, "MRSCP", "127.0.0.1", scp.port)
+        rule = c.dicom.create_rule("local", ["gaussian:sigma=1"], modality="MR",
+                                   output="file", dicom_nodes=[node_name])
+        try:
+            done = storescu(node.running.dicom_port, [path], extra=(propose,))
+            assert done.returncode == 0, done.stderr
+            uid = pydicom.dcmread(path).SeriesInstanceUID
+            deadline = time.monotonic() + 60
+            while not (routed := [s for s in c.dicom.received_series()
+                                  if s.series_instance_uid == uid and s.jobs]):
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+            job_id = routed[0].jobs[-1].job_id
+            while not [p for p in c.dicom.pushes(job_id)
+                       if p.state == dicom_pb2.PUSH_STATE_DELIVERED]:
+                assert time.monotonic() < deadline, c.dicom.pushes(job_id)
+                time.sleep(0.2)
+        finally:
+            c.dicom.delete_rule(rule.rule_id)
+        (arrived,) = scp.files()
+    assert pydicom.dcmread(path).file_meta.TransferSyntaxUID == \
+        pydicom.dcmread(get_testdata_file(name)).file_meta.TransferSyntaxUID
+    assert main(["process", str(path), "--op", "gaussian:sigma=1", "-o", f"{tmp_path}/direct.dcm",
+                 "-q", *server]) == 0
+    np.testing.assert_array_equal(pydicom.dcmread(arrived).pixel_array,
+                                  pydicom.dcmread(tmp_path / "direct.dcm").pixel_array)
+
+
+@pytest.mark.parametrize(("code", "expected"), [
+    (0x0000, None), (0xA700, True), (0xA7FF, True), (0x0110, True), (0xA900, False),
+    (0xC000, False), (0xB000, False), (0xB007, False), (0x0122, False)])
+def test_statuses_are_classified(code, expected):
+    assert classify_status(code) is expected
+
+
+def test_rejections_are_classified():
+    assert classify_rejection(1, 1, 3) == (
+        False, "association rejected (permanent): calling AE title not recognised")
+    assert classify_rejection(2, 3, 2) == (
+        True, "association rejected (transient): local limit exceeded")

@@ -1,0 +1,71 @@
+"""The DICOM node's registry on a real SQLite file: calling AE titles, and the grouping
+of received instances into series that complete when quiet or released."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from medcompute.server.dicomnet.registry import NodeRegistry, check_ae_title
+from medcompute.server.errors import InvalidArgument, NotFound
+
+pytestmark = pytest.mark.timeout(30)
+
+
+@pytest.fixture
+def registry(tmp_path):
+    r = NodeRegistry(tmp_path)
+    yield r
+    r.close()
+
+
+@pytest.mark.parametrize("bad", ["", "   ", "A" * 17, "BACK\\SLASH", "TAB\tAE", "É"])
+def test_ae_titles_are_checked(bad):
+    with pytest.raises(InvalidArgument, match="16 printable ASCII") as err:
+        check_ae_title(bad, "ae_title")
+    assert err.value.field == "ae_title"
+
+
+def test_calling_aes_are_registered_replaced_and_removed(registry):
+    registry.add_ae_now(" CT1 ", "st-mary", "10.0.0.5")
+    assert registry.calling_ae("CT1").host == "10.0.0.5"
+    registry.add_ae_now("CT1", "st-mary", "10.0.0.6")
+    assert [(a.ae_title, a.host) for a in registry.list_aes_now()] == [("CT1", "10.0.0.6")]
+    assert registry.list_aes_now("other") == []
+    with pytest.raises(InvalidArgument, match="host"):
+        registry.add_ae_now("CT2", "st-mary", "")
+    with pytest.raises(InvalidArgument, match="subscriber"):
+        registry.add_ae_now("CT2", "", "10.0.0.5")
+    registry.remove_ae_now("CT1")
+    assert registry.calling_ae("CT1") is None
+    with pytest.raises(NotFound, match="no calling AE title 'CT1'"):
+        registry.remove_ae_now("CT1")
+
+
+def test_series_complete_when_quiet_or_released(registry):
+    async def scenario():
+        await registry.record_instance("s", "1.2.3", "1.2.3.1", "img1", "CT1", "MC")
+        await registry.record_instance("s", "1.2.3", "1.2.3.2", "img2", "CT1", "MC")
+        await registry.record_instance("s", "1.2.4", "1.2.4.1", "img3", "CT1", "MC")
+        assert await registry.due(3600, on_release=False) == []
+        await registry.released([("s", "1.2.3")])
+        (due,) = await registry.due(3600, on_release=True)
+        assert (due.series_uid, due.instances) == ("1.2.3", 2)
+        assert {s.series_uid for s in await registry.due(0, on_release=False)} == {
+            "1.2.3", "1.2.4"}
+        assert await registry.instances("s", "1.2.3") == ["img1", "img2"]
+        # An instance arriving after the series was read for completion wins.
+        await asyncio.sleep(0.01)
+        await registry.record_instance("s", "1.2.3", "1.2.3.3", "img4", "CT1", "MC")
+        assert not await registry.finish_series(due, image_id="vol")
+        (due,) = [s for s in await registry.due(0, False) if s.series_uid == "1.2.3"]
+        assert await registry.finish_series(due, image_id="vol")
+        assert sorted(await registry.leftovers()) == [("s", "1.2.3", i, "vol")
+                                              for i in ("img1", "img2", "img4")]
+        await registry.forget_instances("s", "1.2.3", ["img1", "img2", "img4"])
+        assert await registry.leftovers() == []
+        (done,) = [s for s in await registry.list_series("s") if s.series_uid == "1.2.3"]
+        assert (done.state, done.image_id) == ("complete", "vol")
+        assert await registry.list_series("other") == []
+    asyncio.run(scenario())
