@@ -50,6 +50,15 @@ def _min_free(text: str):
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _version_spec(text: str):
+    from medcompute.server.versions import parse_version
+
+    try:
+        return parse_version(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _serve(args) -> int:
     import asyncio
 
@@ -82,6 +91,12 @@ def _serve(args) -> int:
                           metrics_address=args.metrics_address,
                           min_free_bytes=args.min_free.bytes,
                           min_free_percent=args.min_free.percent)
+    if args.version:
+        names = [v.name for v in args.version]
+        if len(set(names)) != len(names):
+            print("medcompute serve: --version: each name once", file=sys.stderr)
+            return 2
+        config.versions = tuple(args.version)
     try:
         asyncio.run(serve(config))
     except MedcomputeError as exc:
@@ -277,6 +292,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "RESOURCE_EXHAUSTED, while reads, fetches, deletes, purges and key "
                         f"administration still work (default {DEFAULT_MIN_FREE} MiB; "
                         "see README: Running it for real)")
+    limits.add_argument("--version", type=_version_spec, action="append", metavar="SPEC",
+                        help="a compressed version kept of each stored DICOM image, "
+                        "NAME=RATIO[:PURPOSE] (lossy JPEG 2000 at that compression ratio) or "
+                        "NAME=lossless[:PURPOSE]; repeat for several; replaces the defaults "
+                        "lossless=lossless:archive, review=10:review, thumbnail=40:thumbnail")
     jobs = serve.add_argument_group("asynchronous jobs, billing and monitoring")
     jobs.add_argument("--result-retention", type=parse_duration, default=7 * 86400.0,
                       metavar="DURATION",

@@ -82,6 +82,12 @@ class StoredImage:
     def conditions(self) -> dict:
         return _dict(self.message.metadata.conditions)
 
+    @property
+    def versions(self) -> dict[str, dict]:
+        """The compressed versions made so far, by name: purpose, lossless,
+        compression_ratio, max_error, psnr_db, stored_bytes, resolution_levels ..."""
+        return {v.name: _dict(v) for v in self.message.versions}
+
     def __repr__(self) -> str:
         return (f"StoredImage({self.image_id}, {self.kind}, shape={self.shape}, "
                 f"dtype={self.dtype.name}{', existing' if self.existing else ''})")
@@ -104,6 +110,9 @@ class Fetched:
     image: StoredImage
     array: np.ndarray | None = None
     files: list[bytes] = field(default_factory=list)
+    #: The version sent (name, purpose, compression_ratio, max_error ...); None: the original.
+    version: dict | None = None
+    resolution_level: int = 0
 
 
 @dataclass
@@ -239,12 +248,17 @@ class StoreClient:
 
     # -- get, delete, preview -------------------------------------------------------
     def get(self, image_id, *, dicom: bool = False, compression: str = "none",
-            timeout: float | None = None, progress: bool = False) -> Fetched:
+            timeout: float | None = None, progress: bool = False, version: str = "",
+            resolution_level: int = 0) -> Fetched:
         """The voxels of a stored image, or (``dicom=True``) its DICOM files: the original
-        files, or a derived image's derived series."""
+        files, or a derived image's derived series. ``version`` (a name or a purpose, e.g.
+        ``"review"``) fetches that compressed version's DICOM files instead, optionally cut
+        to a lower ``resolution_level``."""
+        fmt = (store_pb2.STORED_FORMAT_DICOM if dicom or version
+               else store_pb2.STORED_FORMAT_VOXELS)
         request = store_pb2.GetRequest(
             image_id=stored_id(image_id) or str(image_id), compression=_codec(compression),
-            format=store_pb2.STORED_FORMAT_DICOM if dicom else store_pb2.STORED_FORMAT_VOXELS)
+            format=fmt, version=version, resolution_level=resolution_level)
         responses = self._stub.Get(request, timeout=timeout or self.timeout)
         return self._call(self._receive, responses, progress)
 
@@ -253,6 +267,8 @@ class StoreClient:
         if first is None or first.WhichOneof("msg") != "header":
             raise ServiceError(grpc.StatusCode.INTERNAL, "the server sent no header")
         image, data = StoredImage(first.header.image), first.header.data
+        version = _dict(first.header.version) if first.header.HasField("version") else None
+        level = first.header.resolution_level
         buffer = bytearray(data.size)
         decoder = wire.ChunkDecoder(data.compression, "data")
         got = crc = 0
@@ -284,7 +300,7 @@ class StoreClient:
         for n in data.file_sizes:
             files.append(bytes(view[at:at + n]))
             at += n
-        return Fetched(image, files=files)
+        return Fetched(image, files=files, version=version, resolution_level=level)
 
     def info(self, image_id, *, timeout: float | None = None) -> StoredImage:
         """The description of one image (a Get of its header only)."""

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from medcompute.server.versions import DEFAULT_VERSIONS, VersionSpec
 
 __all__ = ["ServerConfig", "DEFAULT_ADDRESS", "DEFAULT_DATA_DIR"]
 
@@ -80,3 +82,5 @@ class ServerConfig:
     #: ``min_free_percent`` is set) a percentage of each location's filesystem size.
     min_free_bytes: int = 1 << 30
     min_free_percent: float = 0.0
+    #: The compressed versions kept of each stored image (versions.py), by name and purpose.
+    versions: tuple[VersionSpec, ...] = field(default_factory=lambda: DEFAULT_VERSIONS)

@@ -48,6 +48,7 @@ from medcompute.server.image_catalog import (
 from medcompute.server.space import FreeSpaceReserve
 from medcompute.server.store_tasks import Written, dicom_parts, ingest_dicom, render_preview
 from medcompute.server.transport import ExpectedImage, expect_image
+from medcompute.server.versions import Versions
 
 __all__ = ["ImageStore", "Runner", "StreamInfo", "new_image_id", "METADATA_TEXT_FIELDS"]
 
@@ -217,6 +218,8 @@ class ImageStore:
         self._receiving = asyncio.Event()
         self._backups = 0
         self._deferred: set[str] = set()
+        #: The compressed versions of the images (versions.py).
+        self.versions = Versions(self, config.versions)
 
     # -- life-cycle -----------------------------------------------------------------
     async def open(self) -> None:
