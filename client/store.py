@@ -28,7 +28,13 @@ from medcompute.client.client import (
 )
 from medcompute.client.io import read_input
 from medcompute.proto import wire
-from medcompute.proto.v1 import image_pb2, store_pb2, store_pb2_grpc
+from medcompute.proto.v1 import (
+    capacity_pb2,
+    capacity_pb2_grpc,
+    image_pb2,
+    store_pb2,
+    store_pb2_grpc,
+)
 
 __all__ = ["StoreClient", "StoredImage", "Fetched", "Preview", "stored_id", "KINDS"]
 
@@ -40,6 +46,12 @@ _KIND_NAMES[store_pb2.IMAGE_KIND_UNSPECIFIED] = ""
 
 def _dict(message) -> dict:
     return json_format.MessageToDict(message, preserving_proto_field_name=True)
+
+
+def _storage(msg: capacity_pb2.SubscriberStorage) -> dict:
+    return {"subscriber": msg.subscriber,
+            "allocated_bytes": msg.allocated_bytes if msg.HasField("allocated_bytes") else None,
+            "used_bytes": msg.used_bytes, "tiers": {t.tier: t.used_bytes for t in msg.tiers}}
 
 
 @dataclass
@@ -163,6 +175,7 @@ class StoreClient:
         # connection: api_key, tls_ca, tls_cert, tls_key, as for Client.
         self._channel = channel or open_channel(address, **connection)
         self._stub = store_pb2_grpc.StoreServiceStub(self._channel)
+        self._capacity = capacity_pb2_grpc.CapacityServiceStub(self._channel)
 
     def __enter__(self) -> StoreClient:
         return self
@@ -311,6 +324,27 @@ class StoreClient:
             [response] = self._stub.Get(request, timeout=timeout or self.timeout)
             return StoredImage(response.header.image)
         return self._call(header)
+
+    # -- capacity -------------------------------------------------------------------
+    def usage(self, subscriber: str = "", *, all_subscribers: bool = False,
+              timeout: float | None = None) -> list[dict]:
+        """Allocated and used bytes (and used bytes per tier) of the caller, or (admin)
+        another subscriber or every one: dicts with ``subscriber``, ``allocated_bytes``
+        (None: unlimited), ``used_bytes`` and ``tiers`` ({tier: used bytes})."""
+        request = capacity_pb2.GetStorageUsageRequest(subscriber=subscriber,
+                                                      all_subscribers=all_subscribers)
+        reply = self._call(self._capacity.GetStorageUsage, request,
+                           timeout=timeout or self.timeout)
+        return [_storage(s) for s in reply.subscribers]
+
+    def set_capacity(self, subscriber: str, allocated_bytes: int | None, *,
+                     timeout: float | None = None) -> dict:
+        """Allocate a subscriber this many bytes (None: unlimited); admin role."""
+        request = capacity_pb2.SetCapacityRequest(subscriber=subscriber)
+        if allocated_bytes is not None:
+            request.allocated_bytes = allocated_bytes
+        reply = self._call(self._capacity.SetCapacity, request, timeout=timeout or self.timeout)
+        return _storage(reply.storage)
 
     def delete(self, image_id, *, timeout: float | None = None) -> int:
         """Delete a stored image; the bytes freed on the server's disk."""

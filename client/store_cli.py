@@ -8,6 +8,7 @@
     medcompute store info ID
     medcompute store rm ID...
     medcompute store verify | backup DEST | purge [--dry-run]
+    medcompute store usage | capacity SUBSCRIBER SIZE         (see capacity_cli.py)
 
 and the options ``process`` takes for the store (``--store``, ``--retention``,
 ``--recompute``); ``process id:ID`` processes a stored image.
@@ -329,6 +330,9 @@ def add_store_commands(sub, client_options) -> None:
 
     for p in (put, find, get, info, rm, verify, backup, purge):
         client_options(p)
+    from medcompute.client.capacity_cli import add_commands
+
+    add_commands(cmds, client_options)
 
 
 def add_process_options(parser) -> None:

@@ -22,6 +22,8 @@ from medcompute.proto import wire
 from medcompute.proto.v1 import (
     admin_pb2,
     admin_pb2_grpc,
+    capacity_pb2,
+    capacity_pb2_grpc,
     jobs_pb2,
     jobs_pb2_grpc,
     processing_pb2,
@@ -33,6 +35,7 @@ from medcompute.server import reflection
 from medcompute.server.admin_servicer import AdminServicer
 from medcompute.server.audit import AuditLog
 from medcompute.server.billing_service import BillingService
+from medcompute.server.capacity_servicer import CapacityServicer
 from medcompute.server.catalog import Catalog
 from medcompute.server.config import ServerConfig
 from medcompute.server.dispatch import Dispatcher
@@ -60,8 +63,10 @@ SERVICE_NAME = processing_pb2.DESCRIPTOR.services_by_name["ProcessingService"].f
 STORE_SERVICE_NAME = store_pb2.DESCRIPTOR.services_by_name["StoreService"].full_name
 ADMIN_SERVICE_NAME = admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name
 JOBS_SERVICE_NAME = jobs_pb2.DESCRIPTOR.services_by_name["JobsService"].full_name
+CAPACITY_SERVICE_NAME = capacity_pb2.DESCRIPTOR.services_by_name["CapacityService"].full_name
 #: The services whose health follows the Dask workers (none: NOT_SERVING), and the
-#: server as a whole (""). AdminService needs no worker: it is SERVING while the server runs.
+#: server as a whole (""). AdminService and CapacityService need no worker: they are
+#: SERVING while the server runs.
 WORKER_SERVICES = ("", SERVICE_NAME, STORE_SERVICE_NAME, JOBS_SERVICE_NAME)
 #: Message size limit on both ends: a chunk plus its envelope.
 MESSAGE_LIMIT = wire.MAX_MESSAGE_BYTES + (64 << 10)
@@ -244,11 +249,15 @@ async def start(config: ServerConfig) -> Running:
         admin_pb2_grpc.add_AdminServiceServicer_to_server(
             AdminServicer(guard, keys, audit, catalog), server)
         store_pb2_grpc.add_StoreServiceServicer_to_server(StoreServicer(store, guard), server)
+        capacity_pb2_grpc.add_CapacityServiceServicer_to_server(
+            CapacityServicer(store.catalog, guard), server)
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         await health_servicer.set(ADMIN_SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
+        await health_servicer.set(CAPACITY_SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
         reflection.enable((SERVICE_NAME, STORE_SERVICE_NAME, ADMIN_SERVICE_NAME,
-                           JOBS_SERVICE_NAME, health.SERVICE_NAME), server)
+                           JOBS_SERVICE_NAME, CAPACITY_SERVICE_NAME, health.SERVICE_NAME),
+                          server)
         port = _bind(server, config)
         await runner.start()
         await server.start()

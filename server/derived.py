@@ -208,7 +208,7 @@ async def keep(service, header, job: jobs.Job, spec, result: TaskResult,
             store.blobs.install(voxels_tmp, vox.digest)
             if dcm is not None:
                 store.blobs.install(dicom_tmp, dcm.digest)
-        stored, _ = await store.add(record, install)
+        stored, _ = await store.add(record, install, "header.store_result")
         return stored.id
     finally:
         voxels_tmp.unlink(missing_ok=True)

@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from medcompute.server import capacity
 from medcompute.server.db import Database
 
 __all__ = ["BlobRef", "ImageRecord", "FindFilter", "ImageCatalog", "PAGE_MAX"]
@@ -74,7 +75,12 @@ CREATE TABLE IF NOT EXISTS storage_ledger (
 );
 CREATE INDEX IF NOT EXISTS storage_ledger_subscriber ON storage_ledger (subscriber, at);
 CREATE INDEX IF NOT EXISTS storage_ledger_image ON storage_ledger (image_id);
-"""
+-- The storage tier of a blob file that is not in the data directory ('hot'): no row, hot.
+CREATE TABLE IF NOT EXISTS blob_tiers (
+    digest TEXT PRIMARY KEY,
+    tier TEXT NOT NULL
+);
+""" + capacity.SCHEMA
 
 _GIGABYTE_DAY = 1e9 * 86400
 
@@ -189,11 +195,13 @@ class ImageCatalog(Database):
         return [_record(text, self._blobs_of(image_id)) for image_id, text in rows]
 
     # -- adding ---------------------------------------------------------------------
-    def _add(self, record: ImageRecord, install: Callable[[], None]):
+    def _add(self, record: ImageRecord, install: Callable[[], None],
+             field: str = "header.image"):
         def step():
             existing = self._select("owner = ? AND identity = ?", (record.owner, record.identity))
             if existing:
                 return existing[0], True
+            capacity.check(self._db, record.owner, record.stored_bytes, field)
             install()
             self._db.execute("INSERT INTO images (id, owner, identity, kind, modality, "
                              "patient_id, study_uid, series_uid, acquisition_date, created_at,"
@@ -207,24 +215,30 @@ class ImageCatalog(Database):
             return record, False
         return self._transaction(step)
 
-    async def add(self, record: ImageRecord, install: Callable[[], None]
-                  ) -> tuple[ImageRecord, bool]:
+    async def add(self, record: ImageRecord, install: Callable[[], None],
+                  field: str = "header.image") -> tuple[ImageRecord, bool]:
         """Insert ``record`` unless its owner already has its identity.
 
         ``install()`` (putting its blob files in place) runs inside the transaction,
-        only when the row is new. Returns the stored record and whether it existed.
+        only when the row is new and fits its owner's allocated capacity (else
+        CapacityExceeded naming ``field``). Returns the stored record and whether it
+        existed.
         """
-        return await self._call(self._add, record, install)
+        return await self._call(self._add, record, install, field)
 
-    def _add_blob(self, image_id: str, blob: BlobRef, install: Callable[[], None]) -> bool:
+    def _add_blob(self, image_id: str, blob: BlobRef, install: Callable[[], None],
+                  field: str | None = None) -> bool:
         def step():
             owner = self._db.execute("SELECT owner FROM images WHERE id = ?",
                                      (image_id,)).fetchone()
             if not owner:
                 return False
-            install()
             replaced = self._db.execute("SELECT size FROM image_blobs WHERE image_id = ? AND "
                                         "role = ?", (image_id, blob.role)).fetchone()
+            if field is not None:
+                capacity.check(self._db, owner[0], blob.size - (replaced[0] if replaced else 0),
+                               field)
+            install()
             self._meter(owner[0], time.time(), blob.size - (replaced[0] if replaced else 0),
                         image_id)
             self._db.execute("INSERT OR REPLACE INTO image_blobs (image_id, role, digest, size,"
@@ -233,9 +247,38 @@ class ImageCatalog(Database):
             return True
         return self._transaction(step)
 
-    async def add_blob(self, image_id: str, blob: BlobRef, install: Callable[[], None]) -> bool:
-        """Attach one more blob (a cached preview); False when the image is gone."""
-        return await self._call(self._add_blob, image_id, blob, install)
+    async def add_blob(self, image_id: str, blob: BlobRef, install: Callable[[], None], *,
+                       field: str | None = None) -> bool:
+        """Attach one more blob (a cached preview, a version); False when the image is
+        gone. With ``field``, refused (CapacityExceeded naming it) beyond the owner's
+        allocated capacity; without, a cache that is counted but never refused."""
+        return await self._call(self._add_blob, image_id, blob, install, field)
+
+    # -- capacity -------------------------------------------------------------------
+    def _set_capacity(self, subscriber: str, allocated_bytes: int | None) -> None:
+        self._transaction(capacity.set_allocation, self._db, subscriber, allocated_bytes)
+
+    async def set_capacity(self, subscriber: str, allocated_bytes: int | None) -> None:
+        """Allocate ``subscriber`` this many bytes (None: unlimited)."""
+        await self._call(self._set_capacity, subscriber, allocated_bytes)
+
+    def _storage(self, subscriber: str | None) -> list[tuple[str, int | None, int, dict]]:
+        allocations = capacity.allocations(self._db)
+        used = self._stored_bytes_now(subscriber)
+        names = sorted(set(used) | (set(allocations) if subscriber is None else set()))
+        tiers: dict[str, dict[str, int]] = {}
+        for owner, tier, n in self._db.execute(
+                "SELECT i.owner, COALESCE(t.tier, 'hot'), SUM(b.size) FROM image_blobs b "
+                "JOIN images i ON i.id = b.image_id LEFT JOIN blob_tiers t ON "
+                "t.digest = b.digest GROUP BY 1, 2"):
+            tiers.setdefault(owner, {})[tier] = int(n)
+        return [(name, allocations.get(name), used.get(name, 0), tiers.get(name, {}))
+                for name in names]
+
+    async def storage(self, subscriber: str | None) -> list[tuple[str, int | None, int, dict]]:
+        """(subscriber, allocated bytes or None, used bytes, used bytes per tier) of one
+        subscriber or (None) of every one with an allocation or a ledger entry."""
+        return await self._call(self._storage, subscriber)
 
     # -- reading --------------------------------------------------------------------
     def _get(self, image_id: str, owner: str | None) -> ImageRecord | None:

@@ -259,12 +259,13 @@ class ImageStore:
             raise ResourceExhausted(f"the image has {voxels} voxels; this server accepts at "
                                     f"most {self.config.max_voxels}", field)
 
-    async def add(self, record: ImageRecord, install) -> tuple[ImageRecord, bool]:
+    async def add(self, record: ImageRecord, install, field: str = "header.image"
+                  ) -> tuple[ImageRecord, bool]:
         """``catalog.add``; when it fails (a full disk at COMMIT), the blobs it installed
         that no row refers to are removed again: no row without its blobs, and no blob
         left taking space without its row."""
         try:
-            return await self.catalog.add(record, install)
+            return await self.catalog.add(record, install, field)
         except BaseException:
             with contextlib.suppress(Exception):   # else swept when the store next opens
                 await asyncio.shield(self.catalog.release([b.digest for b in record.blobs],

@@ -167,7 +167,8 @@ class Versions:
                 "crc32": made["crc32"]}, sort_keys=True)
             blob = BlobRef(ROLE_PREFIX + spec.name, made["digest"], made["size"], info)
             await store.catalog.add_blob(record.id, blob,
-                                         lambda: store.blobs.install(tmp, made["digest"]))
+                                         lambda: store.blobs.install(tmp, made["digest"]),
+                                         field="version")
             return blob
         finally:
             tmp.unlink(missing_ok=True)
