@@ -91,6 +91,15 @@ def _serve(args) -> int:
                           metrics_address=args.metrics_address,
                           min_free_bytes=args.min_free.bytes,
                           min_free_percent=args.min_free.percent)
+    config.cold_dir = _path(args.cold_dir)
+    config.cold_after = args.cold_after
+    config.cold_statuses = tuple(args.cold_status or ())
+    config.recall_on_read = args.recall_on_read
+    if config.cold_dir is None and (args.cold_after is not None or args.cold_status
+                                    or args.recall_on_read):
+        print("medcompute serve: --cold-after, --cold-status and --recall-on-read need "
+              "--cold-dir", file=sys.stderr)
+        return 2
     if args.version:
         names = [v.name for v in args.version]
         if len(set(names)) != len(names):
@@ -297,6 +306,18 @@ def build_parser() -> argparse.ArgumentParser:
                         "NAME=RATIO[:PURPOSE] (lossy JPEG 2000 at that compression ratio) or "
                         "NAME=lossless[:PURPOSE]; repeat for several; replaces the defaults "
                         "lossless=lossless:archive, review=10:review, thumbnail=40:thumbnail")
+    tiers = serve.add_argument_group("storage tiers")
+    tiers.add_argument("--cold-dir", metavar="DIR",
+                       help="the cold tier: another directory or mount for originals and "
+                       "lossless versions the policy moves there (the data directory is hot)")
+    tiers.add_argument("--cold-after", type=parse_duration, metavar="DURATION",
+                       help="move images older than this to cold (e.g. 90d), at each upkeep "
+                       "round (hourly) or on `medcompute store tier-policy`")
+    tiers.add_argument("--cold-status", action="append", metavar="STATUS",
+                       help="move the images of studies in this reading status to cold "
+                       "(repeatable; e.g. archived)")
+    tiers.add_argument("--recall-on-read", action="store_true",
+                       help="a read served from cold moves the image back to hot")
     jobs = serve.add_argument_group("asynchronous jobs, billing and monitoring")
     jobs.add_argument("--result-retention", type=parse_duration, default=7 * 86400.0,
                       metavar="DURATION",

@@ -34,6 +34,8 @@ from medcompute.proto.v1 import (
     image_pb2,
     store_pb2,
     store_pb2_grpc,
+    tiers_pb2,
+    tiers_pb2_grpc,
 )
 
 __all__ = ["StoreClient", "StoredImage", "Fetched", "Preview", "stored_id", "KINDS"]
@@ -93,6 +95,11 @@ class StoredImage:
     @property
     def conditions(self) -> dict:
         return _dict(self.message.metadata.conditions)
+
+    @property
+    def tier(self) -> str:
+        """Where its original files are: "hot" or "cold"."""
+        return self.message.tier or "hot"
 
     @property
     def versions(self) -> dict[str, dict]:
@@ -176,6 +183,7 @@ class StoreClient:
         self._channel = channel or open_channel(address, **connection)
         self._stub = store_pb2_grpc.StoreServiceStub(self._channel)
         self._capacity = capacity_pb2_grpc.CapacityServiceStub(self._channel)
+        self._tiers = tiers_pb2_grpc.TierServiceStub(self._channel)
 
     def __enter__(self) -> StoreClient:
         return self
@@ -324,6 +332,24 @@ class StoreClient:
             [response] = self._stub.Get(request, timeout=timeout or self.timeout)
             return StoredImage(response.header.image)
         return self._call(header)
+
+    # -- tiers ----------------------------------------------------------------------
+    def move(self, image_id, tier: str, *, timeout: float | None = None) -> dict:
+        """Move an image to ``"cold"`` (its originals and lossless versions) or back to
+        ``"hot"``: {"blobs_moved", "bytes_moved", "tier"}."""
+        request = tiers_pb2.MoveImageRequest(image_id=stored_id(image_id) or str(image_id),
+                                             tier=tier)
+        reply = self._call(self._tiers.MoveImage, request, timeout=timeout or self.timeout)
+        return {"blobs_moved": reply.blobs_moved, "bytes_moved": reply.bytes_moved,
+                "tier": reply.tier}
+
+    def apply_tier_policy(self, *, dry_run: bool = False, timeout: float | None = None
+                          ) -> dict:
+        """Apply the server's tier policy now (admin): {"image_ids", "blobs", "bytes"}."""
+        reply = self._call(self._tiers.ApplyTierPolicy,
+                           tiers_pb2.ApplyTierPolicyRequest(dry_run=dry_run),
+                           timeout=timeout or self.timeout)
+        return {"image_ids": list(reply.image_ids), "blobs": reply.blobs, "bytes": reply.bytes}
 
     # -- capacity -------------------------------------------------------------------
     def usage(self, subscriber: str = "", *, all_subscribers: bool = False,

@@ -30,6 +30,8 @@ from medcompute.proto.v1 import (
     processing_pb2_grpc,
     store_pb2,
     store_pb2_grpc,
+    tiers_pb2,
+    tiers_pb2_grpc,
 )
 from medcompute.server import reflection
 from medcompute.server.admin_servicer import AdminServicer
@@ -53,6 +55,7 @@ from medcompute.server.store import ImageStore
 from medcompute.server.store_admin import maintain
 from medcompute.server.store_servicer import StoreServicer
 from medcompute.server.tariff import TariffError, load_tariff
+from medcompute.server.tiers_servicer import TierServicer
 from medcompute.server.transport import Spool
 
 __all__ = ["Running", "start", "serve", "SERVICE_NAME", "check_address"]
@@ -64,9 +67,10 @@ STORE_SERVICE_NAME = store_pb2.DESCRIPTOR.services_by_name["StoreService"].full_
 ADMIN_SERVICE_NAME = admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name
 JOBS_SERVICE_NAME = jobs_pb2.DESCRIPTOR.services_by_name["JobsService"].full_name
 CAPACITY_SERVICE_NAME = capacity_pb2.DESCRIPTOR.services_by_name["CapacityService"].full_name
+TIER_SERVICE_NAME = tiers_pb2.DESCRIPTOR.services_by_name["TierService"].full_name
 #: The services whose health follows the Dask workers (none: NOT_SERVING), and the
-#: server as a whole (""). AdminService and CapacityService need no worker: they are
-#: SERVING while the server runs.
+#: server as a whole (""). AdminService, CapacityService and TierService need no worker:
+#: they are SERVING while the server runs.
 WORKER_SERVICES = ("", SERVICE_NAME, STORE_SERVICE_NAME, JOBS_SERVICE_NAME)
 #: Message size limit on both ends: a chunk plus its envelope.
 MESSAGE_LIMIT = wire.MAX_MESSAGE_BYTES + (64 << 10)
@@ -251,13 +255,15 @@ async def start(config: ServerConfig) -> Running:
         store_pb2_grpc.add_StoreServiceServicer_to_server(StoreServicer(store, guard), server)
         capacity_pb2_grpc.add_CapacityServiceServicer_to_server(
             CapacityServicer(store.catalog, guard), server)
+        tiers_pb2_grpc.add_TierServiceServicer_to_server(TierServicer(store, guard), server)
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         await health_servicer.set(ADMIN_SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
-        await health_servicer.set(CAPACITY_SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
+        for name in (CAPACITY_SERVICE_NAME, TIER_SERVICE_NAME):
+            await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
         reflection.enable((SERVICE_NAME, STORE_SERVICE_NAME, ADMIN_SERVICE_NAME,
-                           JOBS_SERVICE_NAME, CAPACITY_SERVICE_NAME, health.SERVICE_NAME),
-                          server)
+                           JOBS_SERVICE_NAME, CAPACITY_SERVICE_NAME, TIER_SERVICE_NAME,
+                           health.SERVICE_NAME), server)
         port = _bind(server, config)
         await runner.start()
         await server.start()

@@ -84,3 +84,12 @@ class ServerConfig:
     min_free_percent: float = 0.0
     #: The compressed versions kept of each stored image (versions.py), by name and purpose.
     versions: tuple[VersionSpec, ...] = field(default_factory=lambda: DEFAULT_VERSIONS)
+    #: The cold storage tier: another directory or mount (tiers.py); None: hot only.
+    cold_dir: Path | None = None
+    #: Move originals and lossless versions of images older than this (seconds) to cold;
+    #: None: no move by age.
+    cold_after: float | None = None
+    #: Move the images of studies in these reading statuses to cold.
+    cold_statuses: tuple[str, ...] = ()
+    #: A read served from cold moves the image back to hot.
+    recall_on_read: bool = False

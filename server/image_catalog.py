@@ -18,6 +18,7 @@ share a content-addressed blob file.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import sqlite3
 import time
@@ -71,7 +72,8 @@ CREATE TABLE IF NOT EXISTS storage_ledger (
     subscriber TEXT NOT NULL,
     at REAL NOT NULL,
     delta_bytes INTEGER NOT NULL,
-    image_id TEXT NOT NULL
+    image_id TEXT NOT NULL,
+    tier TEXT NOT NULL DEFAULT 'hot'
 );
 CREATE INDEX IF NOT EXISTS storage_ledger_subscriber ON storage_ledger (subscriber, at);
 CREATE INDEX IF NOT EXISTS storage_ledger_image ON storage_ledger (image_id);
@@ -91,6 +93,7 @@ class BlobRef:
     digest: str          # sha256 hex of the file
     size: int            # bytes on disk
     info: str = ""       # JSON facts about it (a preview's size and rendering)
+    tier: str = "hot"    # the storage tier the catalog puts its file in (tiers.py)
 
 
 @dataclass(frozen=True)
@@ -122,6 +125,12 @@ class ImageRecord:
 
     def blob(self, role: str) -> BlobRef | None:
         return next((b for b in self.blobs if b.role == role), None)
+
+    @property
+    def tier(self) -> str:
+        """The tier of the original's files (its voxels)."""
+        voxels = self.blob("voxels")
+        return voxels.tier if voxels is not None else "hot"
 
     @property
     def stored_bytes(self) -> int:
@@ -183,11 +192,22 @@ class ImageCatalog(Database):
 
     def __init__(self, data_dir: str | Path):
         super().__init__(data_dir)
+        self._run(self._migrate)
         self._run(self._backfill)
 
+    def _migrate(self) -> None:
+        """A catalog written before storage tiers: its ledger rows are all hot."""
+        columns = {r[1] for r in self._db.execute("PRAGMA table_info(storage_ledger)")}
+        if "tier" not in columns:
+            with contextlib.suppress(sqlite3.OperationalError):   # another process did it
+                self._db.execute("ALTER TABLE storage_ledger ADD COLUMN tier TEXT NOT NULL "
+                                 "DEFAULT 'hot'")
+
     def _blobs_of(self, image_id: str) -> list[tuple]:
-        return self._db.execute("SELECT role, digest, size, info FROM image_blobs WHERE "
-                                "image_id = ? ORDER BY role", (image_id,)).fetchall()
+        return self._db.execute("SELECT b.role, b.digest, b.size, b.info, COALESCE(t.tier, "
+                                "'hot') FROM image_blobs b LEFT JOIN blob_tiers t ON t.digest "
+                                "= b.digest WHERE b.image_id = ? ORDER BY b.role",
+                                (image_id,)).fetchall()
 
     def _select(self, where: str, args: tuple, tail: str = "") -> list[ImageRecord]:
         rows = self._db.execute(f"SELECT id, record FROM images WHERE {where} {tail}",
@@ -203,6 +223,8 @@ class ImageCatalog(Database):
                 return existing[0], True
             capacity.check(self._db, record.owner, record.stored_bytes, field)
             install()
+            for b in record.blobs:   # a shared blob moved to cold is hot again: just written
+                self._switch_step(b.digest, "hot")
             self._db.execute("INSERT INTO images (id, owner, identity, kind, modality, "
                              "patient_id, study_uid, series_uid, acquisition_date, created_at,"
                              " expires_at, source_id, derivation_key, record) VALUES "
@@ -378,10 +400,11 @@ class ImageCatalog(Database):
             record = self._get(image_id, owner)
             if record is not None:
                 self._db.execute("DELETE FROM images WHERE id = ?", (image_id,))
-                counted = self._db.execute("SELECT COALESCE(SUM(delta_bytes), 0) FROM "
-                                           "storage_ledger WHERE image_id = ?",
-                                           (image_id,)).fetchone()[0]
-                self._meter(record.owner, time.time(), -counted, image_id)
+                at = time.time()
+                for tier, counted in self._db.execute(
+                        "SELECT tier, COALESCE(SUM(delta_bytes), 0) FROM storage_ledger WHERE "
+                        "image_id = ? GROUP BY tier ORDER BY tier", (image_id,)).fetchall():
+                    self._meter(record.owner, at, -counted, image_id, tier)
             return record
         return self._transaction(step)
 
@@ -396,6 +419,7 @@ class ImageCatalog(Database):
                 used = self._db.execute("SELECT 1 FROM image_blobs WHERE digest = ? LIMIT 1",
                                         (digest,)).fetchone()
                 if not used:
+                    self._db.execute("DELETE FROM blob_tiers WHERE digest = ?", (digest,))
                     size = remove(digest)
                     freed += size
                     removed += 1 if size else 0
@@ -422,11 +446,66 @@ class ImageCatalog(Database):
         return await self._call(self._sweep, present, remove)
 
     # -- storage ledger ---------------------------------------------------------------
-    def _meter(self, subscriber: str, at: float, delta: int, image_id: str) -> None:
+    def _meter(self, subscriber: str, at: float, delta: int, image_id: str,
+               tier: str = "hot") -> None:
         """One ledger row; the caller's transaction holds it together with the change."""
         if delta:
-            self._db.execute("INSERT INTO storage_ledger (subscriber, at, delta_bytes, image_id)"
-                             " VALUES (?, ?, ?, ?)", (subscriber, at, int(delta), image_id))
+            self._db.execute("INSERT INTO storage_ledger (subscriber, at, delta_bytes, image_id,"
+                             " tier) VALUES (?, ?, ?, ?, ?)",
+                             (subscriber, at, int(delta), image_id, tier))
+
+    # -- storage tiers ----------------------------------------------------------------
+    def _tier(self, digest: str) -> str:
+        row = self._db.execute("SELECT tier FROM blob_tiers WHERE digest = ?",
+                               (digest,)).fetchone()
+        return row[0] if row else "hot"
+
+    def tier(self, digest: str) -> str:
+        """The tier the catalog puts a blob file in ("hot" unless moved)."""
+        return self._run(self._tier, digest)
+
+    async def atier(self, digest: str) -> str:
+        return await self._call(self._tier, digest)
+
+    def _switch_tier(self, digest: str, tier: str) -> bool:
+        """Put ``digest`` in ``tier``, moving its bytes in the ledger of every image that
+        uses it; False (nothing changed) when no image uses it any more."""
+        return self._transaction(self._switch_step, digest, tier)
+
+    def _switch_step(self, digest: str, tier: str) -> bool:
+        users = self._db.execute(
+            "SELECT b.image_id, i.owner, b.size FROM image_blobs b JOIN images i ON "
+            "i.id = b.image_id WHERE b.digest = ? ORDER BY b.image_id", (digest,)).fetchall()
+        was = self._tier(digest)
+        if not users or was == tier:
+            return bool(users)
+        at = time.time()
+        for image_id, owner, size in users:
+            self._meter(owner, at, -size, image_id, was)
+            self._meter(owner, at, size, image_id, tier)
+        if tier == "hot":
+            self._db.execute("DELETE FROM blob_tiers WHERE digest = ?", (digest,))
+        else:
+            self._db.execute("INSERT OR REPLACE INTO blob_tiers (digest, tier) VALUES "
+                             "(?, ?)", (digest, tier))
+        return True
+
+    async def switch_tier(self, digest: str, tier: str) -> bool:
+        return await self._call(self._switch_tier, digest, tier)
+
+    def _all_images(self) -> list[ImageRecord]:
+        return self._select("1", (), "ORDER BY created_at, id")
+
+    async def all_images(self) -> list[ImageRecord]:
+        """Every image of every subscriber, oldest first."""
+        return await self._call(self._all_images)
+
+    def _tiers(self) -> dict[str, str]:
+        return dict(self._db.execute("SELECT digest, tier FROM blob_tiers").fetchall())
+
+    async def tiers(self) -> dict[str, str]:
+        """Every blob that is not hot, and its tier."""
+        return await self._call(self._tiers)
 
     def _backfill(self) -> None:
         """A catalog written before the ledger existed: one row per image, at its creation."""

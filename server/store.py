@@ -33,7 +33,7 @@ from medcompute.proto import wire
 from medcompute.proto.v1 import image_pb2
 from medcompute.server import blobs as blobfiles
 from medcompute.server import preview
-from medcompute.server.blobs import BlobStore, BlobWriter, VoxelWriter
+from medcompute.server.blobs import BlobWriter, TieredBlobStore, VoxelWriter
 from medcompute.server.config import ServerConfig
 from medcompute.server.dicom_meta import check_uid, normalise_date
 from medcompute.server.errors import Internal, InvalidArgument, NotFound, ResourceExhausted
@@ -47,6 +47,7 @@ from medcompute.server.image_catalog import (
 )
 from medcompute.server.space import FreeSpaceReserve
 from medcompute.server.store_tasks import Written, dicom_parts, ingest_dicom, render_preview
+from medcompute.server.tiers import TierMover
 from medcompute.server.transport import ExpectedImage, expect_image
 from medcompute.server.versions import Versions
 
@@ -210,7 +211,9 @@ class ImageStore:
         self.runner = runner
         #: The free-space reserve checked before every write (space.py).
         self.space = space if space is not None else FreeSpaceReserve.from_config(config)
-        self.blobs = BlobStore(Path(config.data_dir) / "blobs")
+        self.blobs = TieredBlobStore(Path(config.data_dir) / "blobs",
+                                     None if config.cold_dir is None
+                                     else Path(config.cold_dir) / "blobs")
         self.catalog = ImageCatalog(config.data_dir)
         self._active = 0
         self._idle = asyncio.Event()
@@ -220,10 +223,14 @@ class ImageStore:
         self._deferred: set[str] = set()
         #: The compressed versions of the images (versions.py).
         self.versions = Versions(self, config.versions)
+        #: Moves between the hot and the cold tier (tiers.py).
+        self.tiers = TierMover(self)
 
     # -- life-cycle -----------------------------------------------------------------
     async def open(self) -> None:
-        """Remove what interrupted writes left: temporary files, blobs without a row."""
+        """Settle interrupted tier moves; remove what interrupted writes left: temporary
+        files, blobs without a row."""
+        await asyncio.to_thread(self.tiers.recover)
         stale = await asyncio.to_thread(self.blobs.clear_stale)
         orphans = await self.catalog.sweep(self.blobs.digests, self.blobs.remove)
         if stale or orphans:

@@ -187,14 +187,15 @@ async def purge(store: ImageStore, *, now: float | None = None, dry_run: bool = 
 
 
 async def maintain(store: ImageStore, interval: float, *, rounds: int | None = None) -> None:
-    """Every ``interval`` seconds: purge expired images, remove stale temporary files
-    (forever, or ``rounds`` times)."""
+    """Every ``interval`` seconds: purge expired images, remove stale temporary files,
+    apply the tier policy (forever, or ``rounds`` times)."""
     done = 0
     while rounds is None or done < rounds:
         await asyncio.sleep(interval)
         try:
             await purge(store)
             await asyncio.to_thread(store.blobs.clear_stale)
+            await store.tiers.apply_policy()
         except Exception:  # keep the loop alive; the next round tries again
             log.exception("store: periodic purge failed")
         done += 1

@@ -76,7 +76,7 @@ def image_message(r: ImageRecord) -> store_pb2.StoredImage:
         crc32=r.crc32, dicom_files=len(r.file_sizes), stored_bytes=r.stored_bytes,
         created_at=r.created_at, source_image_id=r.source_id,
         operand_image_ids=r.operand_ids, operations=r.operations, derivation=r.derivation,
-        job_id=r.job_id, versions=[version_message(v) for v in versions_of(r)])
+        job_id=r.job_id, versions=[version_message(v) for v in versions_of(r)], tier=r.tier)
     if r.expires_at is not None:
         msg.expires_at = r.expires_at
     return msg
@@ -135,6 +135,7 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
                                       "version; name one in version", "resolution_level")
             info, payloads = self.store.stream(record, fmt, request.compression)
             header = store_pb2.GetHeader()
+            role = "dicom" if fmt == "dicom" else "voxels"
         else:
             if request.format == store_pb2.STORED_FORMAT_VOXELS:
                 raise InvalidArgument("a version is sent as its DICOM files: leave format "
@@ -145,6 +146,9 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
             header = store_pb2.GetHeader(version=version_message(version),
                                          resolution_level=request.resolution_level)
             call.detail = f"version {version.name}, resolution level {request.resolution_level}"
+            role = "version:" + version.name
+        if not request.header_only and self.store.tiers.read_from(record, role) == "cold":
+            call.detail = ", ".join(filter(None, [call.detail, "served from the cold tier"]))
         header.image.CopyFrom(image_message(record))
         header.data.CopyFrom(image_pb2.ImageDescriptor(
             encoding=info.encoding, shape=record.shape, dtype=wire.dtype_to_proto(record.dtype),

@@ -90,7 +90,7 @@ class ImageMetadata(_message.Message):
     def __init__(self, modality: _Optional[str] = ..., patient_id: _Optional[str] = ..., study_instance_uid: _Optional[str] = ..., series_instance_uid: _Optional[str] = ..., sop_instance_uids: _Optional[_Iterable[str]] = ..., acquisition_date: _Optional[str] = ..., manufacturer: _Optional[str] = ..., device_model: _Optional[str] = ..., conditions: _Optional[_Union[ImagingConditions, _Mapping]] = ..., description: _Optional[str] = ..., window_center: _Optional[float] = ..., window_width: _Optional[float] = ...) -> None: ...
 
 class StoredImage(_message.Message):
-    __slots__ = ("image_id", "owner", "kind", "metadata", "shape", "dtype", "spacing_mm", "size", "crc32", "dicom_files", "stored_bytes", "created_at", "expires_at", "source_image_id", "operand_image_ids", "operations", "derivation", "job_id", "versions")
+    __slots__ = ("image_id", "owner", "kind", "metadata", "shape", "dtype", "spacing_mm", "size", "crc32", "dicom_files", "stored_bytes", "created_at", "expires_at", "source_image_id", "operand_image_ids", "operations", "derivation", "job_id", "versions", "tier")
     IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
     OWNER_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
@@ -110,6 +110,7 @@ class StoredImage(_message.Message):
     DERIVATION_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    TIER_FIELD_NUMBER: _ClassVar[int]
     image_id: str
     owner: str
     kind: ImageKind
@@ -129,7 +130,8 @@ class StoredImage(_message.Message):
     derivation: str
     job_id: str
     versions: _containers.RepeatedCompositeFieldContainer[ImageVersion]
-    def __init__(self, image_id: _Optional[str] = ..., owner: _Optional[str] = ..., kind: _Optional[_Union[ImageKind, str]] = ..., metadata: _Optional[_Union[ImageMetadata, _Mapping]] = ..., shape: _Optional[_Iterable[int]] = ..., dtype: _Optional[_Union[_image_pb2.DataType, str]] = ..., spacing_mm: _Optional[_Iterable[float]] = ..., size: _Optional[int] = ..., crc32: _Optional[int] = ..., dicom_files: _Optional[int] = ..., stored_bytes: _Optional[int] = ..., created_at: _Optional[float] = ..., expires_at: _Optional[float] = ..., source_image_id: _Optional[str] = ..., operand_image_ids: _Optional[_Iterable[str]] = ..., operations: _Optional[_Iterable[str]] = ..., derivation: _Optional[str] = ..., job_id: _Optional[str] = ..., versions: _Optional[_Iterable[_Union[ImageVersion, _Mapping]]] = ...) -> None: ...
+    tier: str
+    def __init__(self, image_id: _Optional[str] = ..., owner: _Optional[str] = ..., kind: _Optional[_Union[ImageKind, str]] = ..., metadata: _Optional[_Union[ImageMetadata, _Mapping]] = ..., shape: _Optional[_Iterable[int]] = ..., dtype: _Optional[_Union[_image_pb2.DataType, str]] = ..., spacing_mm: _Optional[_Iterable[float]] = ..., size: _Optional[int] = ..., crc32: _Optional[int] = ..., dicom_files: _Optional[int] = ..., stored_bytes: _Optional[int] = ..., created_at: _Optional[float] = ..., expires_at: _Optional[float] = ..., source_image_id: _Optional[str] = ..., operand_image_ids: _Optional[_Iterable[str]] = ..., operations: _Optional[_Iterable[str]] = ..., derivation: _Optional[str] = ..., job_id: _Optional[str] = ..., versions: _Optional[_Iterable[_Union[ImageVersion, _Mapping]]] = ..., tier: _Optional[str] = ...) -> None: ...
 
 class ImageVersion(_message.Message):
     __slots__ = ("name", "purpose", "lossless", "transfer_syntax_uid", "configured_ratio", "compression_ratio", "max_error", "psnr_db", "stored_bytes", "resolution_levels")
