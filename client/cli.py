@@ -59,6 +59,15 @@ def _version_spec(text: str):
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _status_rule(text: str):
+    from medcompute.server.studies import parse_rule
+
+    try:
+        return parse_rule(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _serve(args) -> int:
     import asyncio
 
@@ -100,12 +109,24 @@ def _serve(args) -> int:
         print("medcompute serve: --cold-after, --cold-status and --recall-on-read need "
               "--cold-dir", file=sys.stderr)
         return 2
+    if args.statuses:
+        config.statuses = tuple(v.strip() for v in args.statuses.split(",") if v.strip())
+    if args.status_rule:
+        config.status_rules = dict(args.status_rule)
     if args.version:
         names = [v.name for v in args.version]
         if len(set(names)) != len(names):
             print("medcompute serve: --version: each name once", file=sys.stderr)
             return 2
         config.versions = tuple(args.version)
+    from medcompute.server.studies import StatusRules
+
+    try:
+        StatusRules(config.statuses, config.status_rules).check_config(
+            [v.name for v in config.versions])
+    except ValueError as exc:
+        print(f"medcompute serve: {exc}", file=sys.stderr)
+        return 2
     try:
         asyncio.run(serve(config))
     except MedcomputeError as exc:
@@ -306,6 +327,15 @@ def build_parser() -> argparse.ArgumentParser:
                         "NAME=RATIO[:PURPOSE] (lossy JPEG 2000 at that compression ratio) or "
                         "NAME=lossless[:PURPOSE]; repeat for several; replaces the defaults "
                         "lossless=lossless:archive, review=10:review, thumbnail=40:thumbnail")
+    reading = serve.add_argument_group("reading status")
+    reading.add_argument("--statuses", metavar="LIST",
+                         help="the reading statuses a study may have, comma-separated, unread "
+                         "first (default unread,read,archived)")
+    reading.add_argument("--status-rule", type=_status_rule, action="append", metavar="RULE",
+                         help="STATUS=VERSION[,VERSION...]: the versions (original, a version "
+                         "name, * for all) a study in STATUS may serve, e.g. "
+                         "unread=original,lossless; repeatable; a status without a rule serves "
+                         "every version")
     tiers = serve.add_argument_group("storage tiers")
     tiers.add_argument("--cold-dir", metavar="DIR",
                        help="the cold tier: another directory or mount for originals and "

@@ -34,6 +34,8 @@ from medcompute.proto.v1 import (
     image_pb2,
     store_pb2,
     store_pb2_grpc,
+    studies_pb2,
+    studies_pb2_grpc,
     tiers_pb2,
     tiers_pb2_grpc,
 )
@@ -184,6 +186,7 @@ class StoreClient:
         self._stub = store_pb2_grpc.StoreServiceStub(self._channel)
         self._capacity = capacity_pb2_grpc.CapacityServiceStub(self._channel)
         self._tiers = tiers_pb2_grpc.TierServiceStub(self._channel)
+        self._studies = studies_pb2_grpc.StudyServiceStub(self._channel)
 
     def __enter__(self) -> StoreClient:
         return self
@@ -332,6 +335,30 @@ class StoreClient:
             [response] = self._stub.Get(request, timeout=timeout or self.timeout)
             return StoredImage(response.header.image)
         return self._call(header)
+
+    # -- reading status -------------------------------------------------------------
+    def set_status(self, image_id, status: str, *, study_instance_uid: str = "",
+                   timeout: float | None = None) -> dict:
+        """Set the reading status of an image's study (or of ``study_instance_uid``):
+        {"status", "previous_status", "allowed_versions"}."""
+        request = studies_pb2.SetStudyStatusRequest(
+            image_id=(stored_id(image_id) or str(image_id)) if image_id else "",
+            study_instance_uid=study_instance_uid, status=status)
+        reply = self._call(self._studies.SetStudyStatus, request,
+                           timeout=timeout or self.timeout)
+        return {"status": reply.status, "previous_status": reply.previous_status,
+                "allowed_versions": list(reply.allowed_versions)}
+
+    def status(self, image_id, *, study_instance_uid: str = "",
+               timeout: float | None = None) -> dict:
+        """The reading status of an image's study: {"status", "changed_at", "changed_by",
+        "allowed_versions", "statuses"}."""
+        request = studies_pb2.GetStudyStatusRequest(
+            image_id=(stored_id(image_id) or str(image_id)) if image_id else "",
+            study_instance_uid=study_instance_uid)
+        r = self._call(self._studies.GetStudyStatus, request, timeout=timeout or self.timeout)
+        return {"status": r.status, "changed_at": r.changed_at, "changed_by": r.changed_by,
+                "allowed_versions": list(r.allowed_versions), "statuses": list(r.statuses)}
 
     # -- tiers ----------------------------------------------------------------------
     def move(self, image_id, tier: str, *, timeout: float | None = None) -> dict:

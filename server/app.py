@@ -30,6 +30,8 @@ from medcompute.proto.v1 import (
     processing_pb2_grpc,
     store_pb2,
     store_pb2_grpc,
+    studies_pb2,
+    studies_pb2_grpc,
     tiers_pb2,
     tiers_pb2_grpc,
 )
@@ -54,6 +56,7 @@ from medcompute.server.status import UndecodableRequests
 from medcompute.server.store import ImageStore
 from medcompute.server.store_admin import maintain
 from medcompute.server.store_servicer import StoreServicer
+from medcompute.server.studies_servicer import StudyServicer
 from medcompute.server.tariff import TariffError, load_tariff
 from medcompute.server.tiers_servicer import TierServicer
 from medcompute.server.transport import Spool
@@ -68,9 +71,10 @@ ADMIN_SERVICE_NAME = admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_
 JOBS_SERVICE_NAME = jobs_pb2.DESCRIPTOR.services_by_name["JobsService"].full_name
 CAPACITY_SERVICE_NAME = capacity_pb2.DESCRIPTOR.services_by_name["CapacityService"].full_name
 TIER_SERVICE_NAME = tiers_pb2.DESCRIPTOR.services_by_name["TierService"].full_name
+STUDY_SERVICE_NAME = studies_pb2.DESCRIPTOR.services_by_name["StudyService"].full_name
 #: The services whose health follows the Dask workers (none: NOT_SERVING), and the
-#: server as a whole (""). AdminService, CapacityService and TierService need no worker:
-#: they are SERVING while the server runs.
+#: server as a whole (""). AdminService, CapacityService, TierService and StudyService
+#: need no worker: they are SERVING while the server runs.
 WORKER_SERVICES = ("", SERVICE_NAME, STORE_SERVICE_NAME, JOBS_SERVICE_NAME)
 #: Message size limit on both ends: a chunk plus its envelope.
 MESSAGE_LIMIT = wire.MAX_MESSAGE_BYTES + (64 << 10)
@@ -256,14 +260,15 @@ async def start(config: ServerConfig) -> Running:
         capacity_pb2_grpc.add_CapacityServiceServicer_to_server(
             CapacityServicer(store.catalog, guard), server)
         tiers_pb2_grpc.add_TierServiceServicer_to_server(TierServicer(store, guard), server)
+        studies_pb2_grpc.add_StudyServiceServicer_to_server(StudyServicer(store, guard), server)
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         await health_servicer.set(ADMIN_SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
-        for name in (CAPACITY_SERVICE_NAME, TIER_SERVICE_NAME):
+        for name in (CAPACITY_SERVICE_NAME, TIER_SERVICE_NAME, STUDY_SERVICE_NAME):
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
         reflection.enable((SERVICE_NAME, STORE_SERVICE_NAME, ADMIN_SERVICE_NAME,
                            JOBS_SERVICE_NAME, CAPACITY_SERVICE_NAME, TIER_SERVICE_NAME,
-                           health.SERVICE_NAME), server)
+                           STUDY_SERVICE_NAME, health.SERVICE_NAME), server)
         port = _bind(server, config)
         await runner.start()
         await server.start()

@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from medcompute.server.studies import DEFAULT_RULES, DEFAULT_STATUSES
 from medcompute.server.versions import DEFAULT_VERSIONS, VersionSpec
 
 __all__ = ["ServerConfig", "DEFAULT_ADDRESS", "DEFAULT_DATA_DIR"]
@@ -93,3 +94,7 @@ class ServerConfig:
     cold_statuses: tuple[str, ...] = ()
     #: A read served from cold moves the image back to hot.
     recall_on_read: bool = False
+    #: The reading statuses a study may have (studies.py); every study starts unread.
+    statuses: tuple[str, ...] = DEFAULT_STATUSES
+    #: Which versions a study in each status may serve; a status without a rule: every one.
+    status_rules: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_RULES))

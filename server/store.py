@@ -36,7 +36,13 @@ from medcompute.server import preview
 from medcompute.server.blobs import BlobWriter, TieredBlobStore, VoxelWriter
 from medcompute.server.config import ServerConfig
 from medcompute.server.dicom_meta import check_uid, normalise_date
-from medcompute.server.errors import Internal, InvalidArgument, NotFound, ResourceExhausted
+from medcompute.server.errors import (
+    FailedPrecondition,
+    Internal,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+)
 from medcompute.server.image_catalog import (
     PAGE_MAX,
     BlobRef,
@@ -47,6 +53,7 @@ from medcompute.server.image_catalog import (
 )
 from medcompute.server.space import FreeSpaceReserve
 from medcompute.server.store_tasks import Written, dicom_parts, ingest_dicom, render_preview
+from medcompute.server.studies import StatusRules, StudyStatuses
 from medcompute.server.tiers import TierMover
 from medcompute.server.transport import ExpectedImage, expect_image
 from medcompute.server.versions import Versions
@@ -225,6 +232,9 @@ class ImageStore:
         self.versions = Versions(self, config.versions)
         #: Moves between the hot and the cold tier (tiers.py).
         self.tiers = TierMover(self)
+        #: Reading status of studies and the versions each may serve (studies.py).
+        self.studies = StudyStatuses(config.data_dir,
+                                     StatusRules(tuple(config.statuses), dict(config.status_rules)))
 
     # -- life-cycle -----------------------------------------------------------------
     async def open(self) -> None:
@@ -239,6 +249,7 @@ class ImageStore:
 
     def close(self) -> None:
         self.catalog.close()
+        self.studies.close()
 
     @contextlib.contextmanager
     def _activity(self):
@@ -457,6 +468,32 @@ class ImageStore:
         itemsize = np.dtype(record.dtype).itemsize
         return (StreamInfo(image_pb2.ENCODING_RAW, record.size, record.crc32, compression),
                 _prefetched(_voxel_payloads(path, compression, itemsize)))
+
+    async def readable(self, record: ImageRecord, version: str) -> str:
+        """The status of the image's study, or FailedPrecondition when that status may not
+        serve ``version`` (a version's name, or ``original``)."""
+        return await self.studies.check_read(record.owner,
+                                             record.metadata.get("study_instance_uid", ""),
+                                             version)
+
+    async def study_of(self, owner: str, image_id: str, study_uid: str) -> str:
+        """The StudyInstanceUID named by an image of the study or given as it is; NotFound
+        unless the caller keeps an image of that study."""
+        if image_id:
+            uid = (await self.get(image_id, owner=owner)).metadata.get("study_instance_uid", "")
+            if not uid:
+                raise FailedPrecondition("this image has no StudyInstanceUID (registered as a "
+                                         "raw array without one); it belongs to no study",
+                                         "image_id")
+            return uid
+        if not study_uid:
+            raise InvalidArgument("give image_id (an image of the study) or "
+                                  "study_instance_uid", "image_id")
+        found, _ = await self.catalog.find(FindFilter(study_uid=study_uid), owner=owner,
+                                           limit=1, after=None)
+        if not found:
+            raise NotFound("no stored image of this study", "study_instance_uid")
+        return study_uid
 
     def _present(self, blob: BlobRef) -> Path:
         path = self.blobs.path(blob.digest)

@@ -129,6 +129,8 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
                                   "format")
         record = await self.store.get(request.image_id, owner=call.principal.subscriber)
         spec = self.store.versions.resolve(request.version)
+        if not request.header_only:   # the study's reading status allows this version
+            await self.store.readable(record, spec.name if spec is not None else "original")
         if spec is None:
             if request.resolution_level:
                 raise InvalidArgument("resolution levels are served from a compressed "

@@ -195,20 +195,22 @@ class TierMover:
                     size += b.size
         return moved, size
 
-    async def apply_policy(self, *, now: float | None = None, dry_run: bool = False,
-                           statuses: dict[str, str] | None = None) -> MoveReport:
+    async def apply_policy(self, *, now: float | None = None, dry_run: bool = False
+                           ) -> MoveReport:
         """Move to cold what the policy says: images older than ``cold_after``, or whose
-        study's status (``statuses``: study UID -> status) is in ``cold_statuses``."""
+        study's reading status is in ``cold_statuses``."""
         cfg = self.store.config
         report = MoveReport()
         if not self.enabled or (cfg.cold_after is None and not cfg.cold_statuses):
             return report
         now = time.time() if now is None else now
         tiers = await self.store.catalog.tiers()
+        statuses = await self.store.studies.all() if cfg.cold_statuses else {}
         for record in await self.store.catalog.all_images():
             old = cfg.cold_after is not None and record.created_at <= now - cfg.cold_after
-            status = (statuses or {}).get(record.metadata.get("study_instance_uid", ""), "")
-            if not (old or (status and status in cfg.cold_statuses)):
+            status = statuses.get((record.owner, record.metadata.get("study_instance_uid", "")),
+                                  "unread")
+            if not (old or status in cfg.cold_statuses):
                 continue
             hot = [b for b in record.blobs if b.role in moving_roles(record)
                    and tiers.get(b.digest, HOT) == HOT]

@@ -9,10 +9,9 @@ __all__ = ["TierServicer"]
 
 
 class TierServicer(tiers_pb2_grpc.TierServiceServicer):
-    def __init__(self, store, guard: Guard, statuses=None):
+    def __init__(self, store, guard: Guard):
         self.store = store                # ImageStore
         self.guard = guard
-        self.statuses = statuses          # async () -> {study uid: status}, or None
 
     @rpc("tiers.move", "store")
     async def MoveImage(self, request, context, call):
@@ -25,7 +24,6 @@ class TierServicer(tiers_pb2_grpc.TierServiceServicer):
 
     @rpc("tiers.apply", "admin")
     async def ApplyTierPolicy(self, request, context, call):
-        statuses = await self.statuses() if self.statuses is not None else None
-        r = await self.store.tiers.apply_policy(dry_run=request.dry_run, statuses=statuses)
+        r = await self.store.tiers.apply_policy(dry_run=request.dry_run)
         return tiers_pb2.ApplyTierPolicyResponse(image_ids=r.image_ids, blobs=r.blobs,
                                                  bytes=r.bytes)
