@@ -525,13 +525,16 @@ class ImageCatalog(Database):
             self._transaction(step)
 
     def _gigabyte_days(self, subscriber: str | None, since: float, until: float,
-                       now: float | None) -> dict[str, float]:
+                       now: float | None, tier: str | None = None) -> dict[str, float]:
         now = time.time() if now is None else now
         end = min(until, now) if until else now
         where, args = "at < ?", [end]
         if subscriber is not None:
             where += " AND subscriber = ?"
             args.append(subscriber)
+        if tier is not None:
+            where += " AND tier = ?"
+            args.append(tier)
         rows = self._db.execute(f"SELECT subscriber, at, delta_bytes FROM storage_ledger WHERE "
                                 f"{where} ORDER BY subscriber, at, seq", args).fetchall()
         byte_seconds: dict[str, float] = {} if subscriber is None else {subscriber: 0.0}
@@ -564,10 +567,10 @@ class ImageCatalog(Database):
         return self._run(self._gigabyte_days, subscriber, since, until, now)
 
     async def agigabyte_days(self, subscriber: str | None, since: float = 0.0,
-                             until: float = 0.0, *, now: float | None = None
-                             ) -> dict[str, float]:
-        """:meth:`gigabyte_days`, off the event loop."""
-        return await self._call(self._gigabyte_days, subscriber, since, until, now)
+                             until: float = 0.0, *, now: float | None = None,
+                             tier: str | None = None) -> dict[str, float]:
+        """:meth:`gigabyte_days`, off the event loop; ``tier``: of that tier only."""
+        return await self._call(self._gigabyte_days, subscriber, since, until, now, tier)
 
     def _stored_bytes_now(self, subscriber: str | None) -> dict[str, int]:
         where, args = ("WHERE subscriber = ?", (subscriber,)) if subscriber is not None else (

@@ -43,6 +43,7 @@ from medcompute.server.errors import (
     NotFound,
     ResourceExhausted,
 )
+from medcompute.server.fetches import FetchLog, examination_of
 from medcompute.server.image_catalog import (
     PAGE_MAX,
     BlobRef,
@@ -232,6 +233,8 @@ class ImageStore:
         self.versions = Versions(self, config.versions)
         #: Moves between the hot and the cold tier (tiers.py).
         self.tiers = TierMover(self)
+        #: Examinations fetched, for the data fee (fetches.py).
+        self.fetches = FetchLog(config.data_dir)
         #: Reading status of studies and the versions each may serve (studies.py).
         self.studies = StudyStatuses(config.data_dir,
                                      StatusRules(tuple(config.statuses), dict(config.status_rules)))
@@ -250,6 +253,7 @@ class ImageStore:
     def close(self) -> None:
         self.catalog.close()
         self.studies.close()
+        self.fetches.close()
 
     @contextlib.contextmanager
     def _activity(self):
@@ -475,6 +479,16 @@ class ImageStore:
         return await self.studies.check_read(record.owner,
                                              record.metadata.get("study_instance_uid", ""),
                                              version)
+
+    async def fetched(self, record: ImageRecord, by: str) -> None:
+        """Note that ``by`` received the image's data (the invoice's data fee); a failure to
+        note it is logged, never the caller's error (the data was sent)."""
+        try:
+            await self.fetches.add(by, record.id, examination_of(
+                record.owner, record.id, record.metadata.get("study_instance_uid", "")))
+        except Exception as exc:
+            log.warning("store: a fetch could not be noted for the data fee (%s)",
+                        type(exc).__name__)
 
     async def study_of(self, owner: str, image_id: str, study_uid: str) -> str:
         """The StudyInstanceUID named by an image of the study or given as it is; NotFound

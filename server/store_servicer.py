@@ -165,6 +165,7 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
                 response = store_pb2.GetResponse()
                 response.chunk.data = payload
                 yield response
+        await self.store.fetched(record, call.principal.subscriber)
 
     @rpc("store.delete", "store")
     async def Delete(self, request, context, call):

@@ -4,6 +4,8 @@ study's UIDs), refusals name the field, and a status can send a study to the col
 
 from __future__ import annotations
 
+import time
+
 import grpc
 import numpy as np
 import pydicom
@@ -67,6 +69,9 @@ def test_rules_follow_the_status_and_changes_are_audited(site):
         by_uid = store.status("", study_instance_uid=study_uid)
         assert by_uid["status"] == "read" and by_uid["changed_by"] == "st-mary"
         assert by_uid["statuses"] == ["unread", "read", "reported", "archived"]
+        fetched = site.call(site.running.store.fetches.examinations("st-mary", 0,
+                                                                    time.time() + 1))
+        assert fetched == {"st-mary": 1}      # several fetches of one examination (study)
     with Client(site.address, timeout=60, api_key=site.tokens["admin"]) as admin:
         entries = admin.audit(action="study.set_status")
     assert [(e.subscriber, e.object_id, e.outcome, e.detail) for e in entries] == [
