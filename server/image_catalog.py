@@ -395,21 +395,41 @@ class ImageCatalog(Database):
         return await self._call(self._exclusive_bytes, ids)
 
     # -- removing -------------------------------------------------------------------
-    def _delete(self, image_id: str, owner: str | None) -> ImageRecord | None:
+    def _derived_from(self, image_id: str) -> list[ImageRecord]:
+        # Image ids are unique 32-digit hex: quoted, they appear in a record's JSON only as
+        # its own id, its source_id or one of its operand_ids.
+        return self._select("id != ? AND kind = 'derived' AND (source_id = ? OR record LIKE ?)",
+                            (image_id, image_id, f'%"{image_id}"%'), "ORDER BY created_at, id")
+
+    def _remove_row(self, record: ImageRecord) -> None:
+        self._db.execute("DELETE FROM images WHERE id = ?", (record.id,))
+        at = time.time()
+        for tier, counted in self._db.execute(
+                "SELECT tier, COALESCE(SUM(delta_bytes), 0) FROM storage_ledger WHERE "
+                "image_id = ? GROUP BY tier ORDER BY tier", (record.id,)).fetchall():
+            self._meter(record.owner, at, -counted, record.id, tier)
+
+    def _delete(self, image_id: str, owner: str | None) -> list[ImageRecord]:
         def step():
             record = self._get(image_id, owner)
-            if record is not None:
-                self._db.execute("DELETE FROM images WHERE id = ?", (image_id,))
-                at = time.time()
-                for tier, counted in self._db.execute(
-                        "SELECT tier, COALESCE(SUM(delta_bytes), 0) FROM storage_ledger WHERE "
-                        "image_id = ? GROUP BY tier ORDER BY tier", (image_id,)).fetchall():
-                    self._meter(record.owner, at, -counted, image_id, tier)
-            return record
+            if record is None:
+                return []
+            gone, todo = [], [record]
+            while todo:
+                r = todo.pop(0)
+                if any(g.id == r.id for g in gone):
+                    continue
+                gone.append(r)
+                todo.extend(self._derived_from(r.id))
+            for r in gone:
+                self._remove_row(r)
+            return gone
         return self._transaction(step)
 
-    async def delete(self, image_id: str, owner: str | None) -> ImageRecord | None:
-        """Remove the row (and its blob references); the record, or None if not found."""
+    async def delete(self, image_id: str, owner: str | None) -> list[ImageRecord]:
+        """Remove the row and (transitively) every image derived from it (its source or
+        an operand), with their blob references: the records removed, the image first;
+        empty when it was not found. One transaction: no derived image outlives it."""
         return await self._call(self._delete, image_id, owner)
 
     def _release(self, digests: Iterable[str], remove: Callable[[str], int]) -> tuple[int, int]:

@@ -518,13 +518,18 @@ class ImageStore:
 
     # -- delete ---------------------------------------------------------------------
     async def delete(self, image_id: str, *, owner: str) -> int:
-        """Remove the image; the bytes of blob files removed (shared blobs stay)."""
+        """`remove`; the bytes of blob files removed."""
+        return (await self.remove(image_id, owner=owner))[0]
+
+    async def remove(self, image_id: str, *, owner: str) -> tuple[int, list[str]]:
+        """Remove the image, every version of it on every tier, and the images derived from
+        it; the bytes of blob files removed (shared blobs stay) and the derived ids."""
         _require_id(image_id, "image_id")
-        record = await self.catalog.delete(image_id, owner)
-        if record is None:
+        gone = await self.catalog.delete(image_id, owner)
+        if not gone:
             raise NotFound(f"no stored image {image_id!r}", "image_id")
-        freed, _ = await self._release(record.blobs)
-        return freed
+        freed, _ = await self._release([b for r in gone for b in r.blobs])
+        return freed, [r.id for r in gone[1:]]
 
     async def _release(self, refs) -> tuple[int, int]:
         digests = [b.digest for b in refs]

@@ -177,9 +177,9 @@ async def purge(store: ImageStore, *, now: float | None = None, dry_run: bool = 
     refs = []
     deleted = []
     for record in expired:
-        if await store.catalog.delete(record.id, None) is not None:
-            deleted.append(record.id)
-            refs.extend(record.blobs)
+        for gone in await store.catalog.delete(record.id, None):   # with what derives from it
+            deleted.append(gone.id)
+            refs.extend(gone.blobs)
     freed, removed = await store._release(refs)
     if deleted:
         log.info("store: purged %d expired image(s), freed %d bytes", len(deleted), freed)

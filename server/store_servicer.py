@@ -170,8 +170,11 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
     @rpc("store.delete", "store")
     async def Delete(self, request, context, call):
         call.object_id = request.image_id
-        freed = await self.store.delete(request.image_id, owner=call.principal.subscriber)
-        return store_pb2.DeleteResponse(freed_bytes=freed)
+        freed, derived = await self.store.remove(request.image_id,
+                                                 owner=call.principal.subscriber)
+        if derived:
+            call.detail = f"with {len(derived)} derived image(s)"
+        return store_pb2.DeleteResponse(freed_bytes=freed, derived_image_ids=derived)
 
     @rpc("store.preview", ("store", "receive"))
     async def Preview(self, request, context, call):

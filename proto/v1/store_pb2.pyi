@@ -262,10 +262,12 @@ class DeleteRequest(_message.Message):
     def __init__(self, image_id: _Optional[str] = ...) -> None: ...
 
 class DeleteResponse(_message.Message):
-    __slots__ = ("freed_bytes",)
+    __slots__ = ("freed_bytes", "derived_image_ids")
     FREED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    DERIVED_IMAGE_IDS_FIELD_NUMBER: _ClassVar[int]
     freed_bytes: int
-    def __init__(self, freed_bytes: _Optional[int] = ...) -> None: ...
+    derived_image_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, freed_bytes: _Optional[int] = ..., derived_image_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class PreviewRequest(_message.Message):
     __slots__ = ("image_id", "max_size", "window_center", "window_width")
