@@ -106,7 +106,7 @@ async def _bench(parts: list[bytes], sizes, root: Path, cold_dir: Path | None) -
         original = common.measure(lambda: _decode(parts), repeats=sizes.repeats,
                                   in_process=True)
         out = {"shape": list(record.shape), "files": len(parts),
-               "original": {"bytes": sum(len(p) for p in parts), "pixel_bytes": pixel_bytes,
+               "original": {"bytes": sum(len(p) for p in parts), "voxel_bytes": pixel_bytes,
                             "decode": original}}
         rows = []
         for spec in store.versions.specs:

@@ -177,3 +177,20 @@ def test_start_up_settles_what_an_interrupted_move_left(tmp_path, state):
         return True
 
     assert H.with_store(data, check, cold_dir=cold)
+
+
+def test_a_cold_read_recalls_the_image_with_recall_on_read(tmp_path):
+    async def body(store):
+        ct = await _register(store, "CT_small.dcm")
+        await store.tiers.move_image(ct, "cold")
+        ct = await store.get(ct.id, owner="alice")
+        assert store.tiers.read_from(ct, "voxels") == "cold" and store.tiers.cold_reads == 1
+        await store.tiers.wait_recalls()
+        ct = await store.get(ct.id, owner="alice")
+        assert ct.tier == "hot" and ct.blob("dicom").tier == "hot"
+        assert store.tiers.read_from(ct, "voxels") == "hot" and store.tiers.cold_reads == 1
+        assert list((tmp_path / "cold" / "blobs").glob("??/*")) == []
+        return True
+
+    assert H.with_store(tmp_path / "data", body, cold_dir=tmp_path / "cold",
+                        recall_on_read=True)
