@@ -219,7 +219,8 @@ def add_request_arguments(parser) -> None:
     """The arguments of a processing request (``process`` and ``submit``)."""
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
                         help="a .npy file, a DICOM file, several DICOM files of one series, "
-                        "a folder of them, or id:ID (an image in the server's store)")
+                        "a folder of them, id:ID (an image in the server's store) or "
+                        "id:ID@VERSION (a compressed version of it, e.g. id:ID@review)")
     parser.add_argument("--op", action="append", required=True, metavar="NAME[:key=value,...]",
                         help=OP_HELP)
     parser.add_argument("--operand", metavar="PATH",

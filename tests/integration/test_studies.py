@@ -28,7 +28,7 @@ def site(tmp_path_factory, server_thread):
     keys = KeyStore(data)
     tokens = {}
     for name, subscriber, roles in [("admin", "operator", ["admin"]),
-                                    ("hospital", "st-mary", ["store"]),
+                                    ("hospital", "st-mary", ["store", "process"]),
                                     ("other", "north-clinic", ["store"])]:
         _, tokens[name] = keys.create(subscriber, roles)
     keys.close()
@@ -59,6 +59,11 @@ def test_rules_follow_the_status_and_changes_are_audited(site):
             "version: the study is 'unread', which serves only original, lossless; version "
             "'review' is served once the study's status allows it")
         assert store.info(mr).versions == {}                 # refused before it was made
+        with Client(site.address, timeout=60, api_key=site.tokens["hospital"]) as c:
+            with pytest.raises(ServiceError) as caught:                # processing too
+                c.process("id:" + mr.image_id + "@review", ["gaussian:sigma=1"])
+            assert caught.value.code == PRECONDITION
+            assert caught.value.details.startswith("header.input.version: the study is 'unread'")
         assert store.get(mr, version="lossless").version["lossless"]
         assert store.get(mr, dicom=True).files == [H.data_of("MR_small.dcm")]
         changed = store.set_status(mr, "read")

@@ -88,3 +88,38 @@ def test_store_get_version_on_the_command_line(server, capsys, tmp_path):
     assert main(["store", "get", ct_id, "--version", "review", "-o",
                  str(tmp_path / "x.npy"), *s]) != 0
     assert "written as DICOM files" in capsys.readouterr().err
+
+
+def test_processing_reads_the_lossless_voxels_unless_a_version_is_named(client, tmp_path):
+    folder = tmp_path / "series"
+    folder.mkdir()
+    for k, part in enumerate(H.ct_series(2, patient="VERSIONS")):
+        (folder / f"IM{k}.dcm").write_bytes(part)
+    series = client.store.register(folder)
+    ops = ["gaussian:sigma=1"]
+    original = client.process(series, ops)
+    inline_original = client.process(folder, ops)
+    np.testing.assert_array_equal(original.array, inline_original.array)
+    review = client.store.get(series, version="review")
+    (tmp_path / "review").mkdir()
+    for k, data in enumerate(review.files):
+        (tmp_path / "review" / f"IM{k}.dcm").write_bytes(data)
+    by_version = client.process("id:" + series.image_id + "@review", ops)
+    inline_review = client.process(tmp_path / "review", ops)
+    np.testing.assert_array_equal(by_version.array, inline_review.array)
+    assert np.abs(by_version.array - original.array).max() > 0          # it read the lossy one
+    by_purpose = client.process("id:" + series.image_id + "@archive", ops)   # lossless
+    np.testing.assert_array_equal(by_purpose.array, original.array)
+    kept = client.process("id:" + series.image_id + "@review", ops, store_result=True)
+    again = client.process(series, ops, store_result=True)
+    assert kept.stored_image_id != again.stored_image_id      # reuse tells the inputs apart
+    raw = client.store.register(np.zeros((8, 8), dtype=np.uint8))
+    for image, code, message in [
+        ("id:" + series.image_id + "@sharp", grpc.StatusCode.INVALID_ARGUMENT,
+         "header.input.version: expected a version"),
+        ("id:" + raw.image_id + "@review", grpc.StatusCode.FAILED_PRECONDITION,
+         "header.input.version: versions are made of DICOM files"),
+    ]:
+        with pytest.raises(ServiceError) as caught:
+            client.process(image, ops)
+        assert caught.value.code == code and caught.value.details.startswith(message)

@@ -203,3 +203,18 @@ def test_refusals_name_the_field(tmp_path):
         assert list(store.blobs.tmp.iterdir()) == []
 
     H.with_store(tmp_path, body)
+
+
+def test_a_version_of_an_inline_image_is_refused():
+    from types import SimpleNamespace
+
+    from medcompute.proto.v1 import image_pb2, processing_pb2
+    from medcompute.server.config import ServerConfig
+    from medcompute.server.service import ProcessingService
+
+    array = np.zeros((4, 4), dtype=np.uint8)
+    header = processing_pb2.ProcessHeader(
+        input=image_pb2.ImageSource(inline=H.raw_descriptor(array), version="review"))
+    with pytest.raises(InvalidArgument, match="give image_id, or leave version empty") as e:
+        ProcessingService._expected(SimpleNamespace(config=ServerConfig()), header)
+    assert e.value.field == "header.input.version"
