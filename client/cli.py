@@ -104,6 +104,7 @@ def _serve(args) -> int:
     config.cold_after = args.cold_after
     config.cold_statuses = tuple(args.cold_status or ())
     config.recall_on_read = args.recall_on_read
+    config.cold_mode = args.cold_mode
     if config.cold_dir is None and (args.cold_after is not None or args.cold_status
                                     or args.recall_on_read):
         print("medcompute serve: --cold-after, --cold-status and --recall-on-read need "
@@ -347,6 +348,10 @@ def build_parser() -> argparse.ArgumentParser:
     tiers.add_argument("--cold-status", action="append", metavar="STATUS",
                        help="move the images of studies in this reading status to cold "
                        "(repeatable; e.g. archived)")
+    tiers.add_argument("--cold-mode", choices=["move", "copy"], default="move",
+                       help="move: originals and lossless versions move to cold, lossy "
+                       "versions stay hot (default); copy: every version, lossy ones too, is "
+                       "kept on both tiers")
     tiers.add_argument("--recall-on-read", action="store_true",
                        help="a read served from cold moves the image back to hot")
     jobs = serve.add_argument_group("asynchronous jobs, billing and monitoring")

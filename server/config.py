@@ -92,6 +92,9 @@ class ServerConfig:
     cold_after: float | None = None
     #: Move the images of studies in these reading statuses to cold.
     cold_statuses: tuple[str, ...] = ()
+    #: "move": originals and lossless versions move to cold, lossy versions stay hot;
+    #: "copy": every version is kept on both tiers (the cold copy written by the policy).
+    cold_mode: str = "move"
     #: A read served from cold moves the image back to hot.
     recall_on_read: bool = False
     #: The reading statuses a study may have (studies.py); every study starts unread.

@@ -85,6 +85,10 @@ CREATE TABLE IF NOT EXISTS blob_tiers (
 """ + capacity.SCHEMA
 
 _GIGABYTE_DAY = 1e9 * 86400
+#: Where a blob of each tier has its file(s): "both" keeps a copy on each (and is metered
+#: on each).
+_LOCATIONS = {"hot": frozenset({"hot"}), "cold": frozenset({"cold"}),
+              "both": frozenset({"hot", "cold"})}
 
 
 @dataclass(frozen=True)
@@ -293,7 +297,9 @@ class ImageCatalog(Database):
                 "SELECT i.owner, COALESCE(t.tier, 'hot'), SUM(b.size) FROM image_blobs b "
                 "JOIN images i ON i.id = b.image_id LEFT JOIN blob_tiers t ON "
                 "t.digest = b.digest GROUP BY 1, 2"):
-            tiers.setdefault(owner, {})[tier] = int(n)
+            for where in _LOCATIONS[tier]:
+                mine = tiers.setdefault(owner, {})
+                mine[where] = mine.get(where, 0) + int(n)
         return [(name, allocations.get(name), used.get(name, 0), tiers.get(name, {}))
                 for name in names]
 
@@ -500,9 +506,12 @@ class ImageCatalog(Database):
         if not users or was == tier:
             return bool(users)
         at = time.time()
+        before, after = _LOCATIONS[was], _LOCATIONS[tier]
         for image_id, owner, size in users:
-            self._meter(owner, at, -size, image_id, was)
-            self._meter(owner, at, size, image_id, tier)
+            for gone in sorted(before - after):
+                self._meter(owner, at, -size, image_id, gone)
+            for added in sorted(after - before):
+                self._meter(owner, at, size, image_id, added)
         if tier == "hot":
             self._db.execute("DELETE FROM blob_tiers WHERE digest = ?", (digest,))
         else:

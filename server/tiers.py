@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 STEPS = ("copied", "synced", "verified", "switched", "deleted")
 #: Test hook: SIGKILL this process right after the named step of a move.
 KILL_STEP_ENV = "MEDCOMPUTE_TEST_KILL_AT_TIER_STEP"
-HOT, COLD = "hot", "cold"
+HOT, COLD, BOTH = "hot", "cold", "both"
 
 
 def _step(name: str) -> None:
@@ -56,17 +56,23 @@ def _step(name: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def moving_roles(record: ImageRecord) -> list[str]:
-    """The roles of an image's blobs that go to cold: originals and lossless versions."""
+def moving_roles(record: ImageRecord, mode: str = "move") -> list[str]:
+    """The roles of an image's blobs the policy sends to cold: originals and lossless
+    versions (``move``), or every version, lossy ones too (``copy``: kept on both)."""
     import json
 
     roles = []
     for b in record.blobs:
         if b.role in ("dicom", "voxels"):
             roles.append(b.role)
-        elif b.role.startswith(ROLE_PREFIX) and json.loads(b.info).get("lossless"):
+        elif b.role.startswith(ROLE_PREFIX) and (mode == "copy"
+                                                 or json.loads(b.info).get("lossless")):
             roles.append(b.role)
     return roles
+
+
+#: The folders a blob of each catalog tier has its file in.
+LOCATIONS = {HOT: (HOT,), COLD: (COLD,), BOTH: (HOT, COLD)}
 
 
 @dataclass
@@ -122,7 +128,7 @@ class TierMover:
 
     # -- one blob ---------------------------------------------------------------------
     def _copy(self, digest: str, target: str) -> None:
-        """Steps 1-3: the target tier holds a synced, verified copy."""
+        """Steps 1-3: the folder of ``target`` (hot or cold) holds a synced, verified copy."""
         import hashlib
 
         from medcompute.server.blobs import file_digest
@@ -155,9 +161,9 @@ class TierMover:
                                      "read back the same; nothing was moved", "image_id")
         _step("verified")
 
-    def _delete_source(self, digest: str, target: str) -> None:
-        source, _ = self._stores(target)
-        path = source.path(digest)
+    def _delete_at(self, digest: str, location: str) -> None:
+        folder = self.store.blobs.hot if location == HOT else self.store.blobs.cold
+        path = folder.path(digest)
         try:
             path.unlink()
         except FileNotFoundError:
@@ -166,31 +172,43 @@ class TierMover:
         _step("deleted")
 
     async def move_blob(self, digest: str, target: str) -> bool:
-        """Move one blob file to ``target``; False when it is there already or unused."""
+        """Put one blob file in ``target`` (hot, cold, or both: a copy on each); False when
+        it is there already or no image uses it."""
         catalog = self.store.catalog
-        if await catalog.atier(digest) == target:
+        was = await catalog.atier(digest)
+        if was == target:
             return False
-        await asyncio.to_thread(self._copy, digest, target)
+        for location in LOCATIONS[target]:
+            if location not in LOCATIONS[was]:
+                await asyncio.to_thread(self._copy, digest, location)
         if not await catalog.switch_tier(digest, target):
             return False    # deleted meanwhile; the sweep at start-up removes the copy
         _step("switched")
-        await asyncio.to_thread(self._delete_source, digest, target)
+        for location in LOCATIONS[was]:
+            if location not in LOCATIONS[target]:
+                await asyncio.to_thread(self._delete_at, digest, location)
         return True
 
     # -- images -------------------------------------------------------------------------
     async def move_image(self, record: ImageRecord, target: str) -> tuple[int, int]:
-        """Move the image's originals and lossless versions (to cold), or every blob of
-        it that is cold (to hot); (blobs moved, bytes)."""
+        """To cold: move the image's originals and lossless versions there (``--cold-mode
+        move``), or copy every version there, keeping the hot files (``copy``); to hot:
+        every blob of it back, the cold copies removed. (blobs moved, bytes)."""
         if not self.enabled:
             raise FailedPrecondition("this server has no cold tier (start it with "
                                      "--cold-dir)", "tier")
         if target not in (HOT, COLD):
             raise InvalidArgument(f"expected 'hot' or 'cold', got {target[:16]!r}", "tier")
-        roles = set(moving_roles(record)) if target == COLD else {b.role for b in record.blobs}
+        mode = self.store.config.cold_mode
+        if target == COLD:
+            roles = set(moving_roles(record, mode))
+            where = BOTH if mode == "copy" else COLD
+        else:
+            roles, where = {b.role for b in record.blobs}, HOT
         moved = size = 0
         async with self._lock:
             for b in record.blobs:
-                if b.role in roles and await self.move_blob(b.digest, target):
+                if b.role in roles and await self.move_blob(b.digest, where):
                     moved += 1
                     size += b.size
         return moved, size
@@ -212,7 +230,7 @@ class TierMover:
                                   "unread")
             if not (old or status in cfg.cold_statuses):
                 continue
-            hot = [b for b in record.blobs if b.role in moving_roles(record)
+            hot = [b for b in record.blobs if b.role in moving_roles(record, cfg.cold_mode)
                    and tiers.get(b.digest, HOT) == HOT]
             if not hot:
                 continue
@@ -242,6 +260,8 @@ class TierMover:
             if not blobs.hot_path(digest).exists():
                 continue
             keep = catalog.tier(digest)
+            if keep == BOTH:             # meant to be on both (--cold-mode copy)
+                continue
             kept = blobs.cold.path(digest) if keep == COLD else blobs.hot_path(digest)
             other = blobs.hot_path(digest) if keep == COLD else blobs.cold.path(digest)
             if file_digest(kept)[0] != digest:   # never remove the only good copy

@@ -50,8 +50,9 @@ class TierServiceServicer:
     """Missing associated documentation comment in .proto file."""
 
     def MoveImage(self, request, context):
-        """Move one of the caller's images: to "cold" its originals and lossless versions, to
-        "hot" every blob of it (a recall). Each blob is copied, synced, verified against its
+        """Move one of the caller's images: to "cold" its originals and lossless versions (with
+        --cold-mode copy: a copy of every version, the hot files kept), to "hot" every blob
+        of it (a recall). Each blob is copied, synced, verified against its
         checksum, switched in the catalog, then deleted from where it was.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

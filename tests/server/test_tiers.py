@@ -194,3 +194,40 @@ def test_a_cold_read_recalls_the_image_with_recall_on_read(tmp_path):
 
     assert H.with_store(tmp_path / "data", body, cold_dir=tmp_path / "cold",
                         recall_on_read=True)
+
+
+def test_copy_mode_keeps_every_version_on_both_tiers(tmp_path):
+    data, cold = tmp_path / "data", tmp_path / "cold"
+
+    async def body(store):
+        ct = await _register(store, "CT_small.dcm")
+        for name in ("lossless", "review"):
+            await store.versions.get(ct, store.versions.resolve(name))
+        ct = await store.get(ct.id, owner="alice")
+        moved, size = await store.tiers.move_image(ct, "cold")
+        ct = await store.get(ct.id, owner="alice")
+        assert moved == 4 and ct.tier == "both"
+        assert {b.role: b.tier for b in ct.blobs} == {
+            "dicom": "both", "voxels": "both", "version:lossless": "both",
+            "version:review": "both"}
+        assert sorted(_files(cold / "blobs")) == sorted(b.digest for b in ct.blobs)
+        [(_, _, used, tiers)] = await store.catalog.storage("alice")
+        assert tiers == {"hot": ct.stored_bytes, "cold": size} and used == ct.stored_bytes + size
+        assert store.tiers.read_from(ct, "voxels") == "hot"      # the hot copy serves
+        return ct
+
+    ct = H.with_store(data, body, cold_dir=cold, cold_mode="copy")
+
+    async def reopened(store):                 # start-up leaves intended copies alone
+        record = await store.get(ct.id, owner="alice")
+        assert record.tier == "both" and len(_files(cold / "blobs")) == 4
+        await store.tiers.move_image(record, "hot")
+        record = await store.get(ct.id, owner="alice")
+        assert record.tier == "hot" and _files(cold / "blobs") == []
+        await store.tiers.move_image(record, "cold")
+        await store.delete(ct.id, owner="alice")
+        assert _files(cold / "blobs") == [] and _files(data / "blobs") == []
+        assert await store.catalog.astored_bytes_now() == {"alice": 0}
+        return True
+
+    assert H.with_store(data, reopened, cold_dir=cold, cold_mode="copy")
