@@ -105,6 +105,7 @@ def _serve(args) -> int:
     config.cold_statuses = tuple(args.cold_status or ())
     config.recall_on_read = args.recall_on_read
     config.cold_mode = args.cold_mode
+    config.make_versions = args.make_versions
     if config.cold_dir is None and (args.cold_after is not None or args.cold_status
                                     or args.recall_on_read):
         print("medcompute serve: --cold-after, --cold-status and --recall-on-read need "
@@ -329,6 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "NAME=RATIO[:PURPOSE] (lossy JPEG 2000 at that compression ratio) or "
                         "NAME=lossless[:PURPOSE]; repeat for several; replaces the defaults "
                         "lossless=lossless:archive, review=10:review, thumbnail=40:thumbnail")
+    limits.add_argument("--make-versions", action="store_true",
+                        help="make every version of a newly registered DICOM image at once, in "
+                        "the background on the workers (default: each on its first request)")
     reading = serve.add_argument_group("reading status")
     reading.add_argument("--statuses", metavar="LIST",
                          help="the reading statuses a study may have, comma-separated, unread "

@@ -85,6 +85,9 @@ class ServerConfig:
     min_free_percent: float = 0.0
     #: The compressed versions kept of each stored image (versions.py), by name and purpose.
     versions: tuple[VersionSpec, ...] = field(default_factory=lambda: DEFAULT_VERSIONS)
+    #: Make every version of a newly registered DICOM image at once, in the background
+    #: (False: each on its first request).
+    make_versions: bool = False
     #: The cold storage tier: another directory or mount (tiers.py); None: hot only.
     cold_dir: Path | None = None
     #: Move originals and lossless versions of images older than this (seconds) to cold;

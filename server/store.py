@@ -312,7 +312,11 @@ class ImageStore:
             if e.encoding == "raw":
                 self._check_voxels(e.shape, "header.image.shape")
                 return await self._register_raw(e, chunks, owner, meta, expires)
-            return await self._register_dicom(e, chunks, owner, meta, expires)
+            stored, existing, differing = await self._register_dicom(e, chunks, owner, meta,
+                                                                     expires)
+        if self.config.make_versions and not existing:
+            self.versions.make_soon(stored)
+        return stored, existing, differing
 
     async def _receive(self, chunks: AsyncIterator, e: ExpectedImage, sink, crc_of) -> None:
         decoder = wire.ChunkDecoder(e.compression, f"{e.field}.compression")

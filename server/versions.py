@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
 
 __all__ = ["VersionSpec", "Version", "Versions", "DEFAULT_VERSIONS", "parse_version",
            "versions_of", "ORIGINAL", "ROLE_PREFIX"]
+
+log = logging.getLogger(__name__)
 
 ORIGINAL = "original"
 ROLE_PREFIX = "version:"
@@ -114,6 +117,30 @@ class Versions:
         self.store = store
         self.specs = tuple(specs)
         self._making: dict[tuple[str, str], asyncio.Lock] = {}
+        self._background: set[asyncio.Task] = set()
+
+    def make_soon(self, record: ImageRecord) -> None:
+        """Make every configured version of a newly registered image in the background
+        (``--make-versions``); a version that cannot be made is logged and left to be
+        made (or refused) on its first request."""
+        if record.blob("dicom") is None or not self.specs:
+            return
+        task = asyncio.get_running_loop().create_task(self._make_all(record))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _make_all(self, record: ImageRecord) -> None:
+        for spec in self.specs:
+            try:
+                await self.get(record, spec)
+            except Exception as exc:
+                log.warning("versions: the %s version of a new image was not made (%s)",
+                            spec.name, getattr(exc, "details", type(exc).__name__))
+
+    async def wait_background(self) -> None:
+        """Until the versions `make_soon` started are made (or given up)."""
+        while self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)
 
     def resolve(self, asked: str, field: str = "version") -> VersionSpec | None:
         """The spec named (by name, else by purpose); None for the original."""

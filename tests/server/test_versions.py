@@ -218,3 +218,19 @@ def test_a_version_of_an_inline_image_is_refused():
     with pytest.raises(InvalidArgument, match="give image_id, or leave version empty") as e:
         ProcessingService._expected(SimpleNamespace(config=ServerConfig()), header)
     assert e.value.field == "header.input.version"
+
+
+def test_make_versions_makes_every_version_after_registration(tmp_path):
+    async def body(store):
+        record = await _register(store, [H.data_of("MR_small.dcm")])
+        again = await _register(store, [H.data_of("MR_small.dcm")])   # existing: nothing new
+        assert again.id == record.id
+        await store.versions.wait_background()
+        kept = await store.get(record.id, owner="alice")
+        assert [v.name for v in versions_of(kept)] == ["lossless", "review", "thumbnail"]
+        tiny = await _register(store, [H.data_of("JPEGLSNearLossless_16.dcm")])
+        await store.versions.wait_background()                 # logged, not raised
+        assert versions_of(await store.get(tiny.id, owner="alice")) == []
+        return True
+
+    assert H.with_store(tmp_path, body, make_versions=True)
