@@ -235,6 +235,7 @@ async def start(config: ServerConfig) -> Running:
     store = ImageStore(config, dispatcher.call, space)
     metrics = Metrics()
     metrics.set_storage_source(space.status)
+    metrics.set_reads_source(lambda: dict(store.tiers.reads))
     billing = BillingService(config.data_dir, tariff)
     runner = None
     try:

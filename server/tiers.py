@@ -89,8 +89,12 @@ class TierMover:
         self.store = store
         self._lock = asyncio.Lock()
         self._recalls: set[asyncio.Task] = set()
-        #: Reads served from the cold tier since start.
-        self.cold_reads = 0
+        #: Reads of stored image data since start, by the tier served from (metrics).
+        self.reads = {HOT: 0, COLD: 0}
+
+    @property
+    def cold_reads(self) -> int:
+        return self.reads[COLD]
 
     def read_from(self, record: ImageRecord, role: str) -> str:
         """Where a read of the image's ``role`` blob is served from; a cold read is
@@ -98,8 +102,9 @@ class TierMover:
         blob = record.blob(role)
         if blob is None or not self.enabled or \
                 self.store.blobs.tier_of_file(blob.digest) != COLD:
+            self.reads[HOT] += 1
             return HOT
-        self.cold_reads += 1
+        self.reads[COLD] += 1
         if self.store.config.recall_on_read:
             task = asyncio.get_running_loop().create_task(self._recall(record))
             self._recalls.add(task)
