@@ -125,7 +125,19 @@ def _copy_blobs(store: ImageStore, dest: Path) -> tuple[int, int, int]:
     target.tmp.rmdir()
     for folder in (target.root, dest):
         fsync_dir(folder)
+    _all_hot(dest)
     return images, len(digests), total
+
+
+def _all_hot(dest: Path) -> None:
+    """The copy keeps every blob in its own (hot) folder: its catalog says so, and its
+    ledger moves the cold tier's bytes to hot as of now."""
+    copy = ImageCatalog(dest)
+    try:
+        for digest in copy._run(copy._tiers):
+            copy._run(copy._switch_tier, digest, "hot")
+    finally:
+        copy.close()
 
 
 async def backup(store: ImageStore, destination: str) -> BackupReport:
@@ -133,7 +145,8 @@ async def backup(store: ImageStore, destination: str) -> BackupReport:
 
     The catalog is copied as one SQLite snapshot; blobs are immutable, and none is
     removed while a backup runs (deletions wait for it), so every blob the snapshot
-    names is copied. A server started on the copy serves the same images.
+    names is copied. A server started on the copy serves the same images. Blobs of
+    the cold tier are copied into the copy's own blob folder: the copy is hot only.
     """
     dest = Path(destination)
     if not destination or not dest.is_absolute():

@@ -231,3 +231,28 @@ def test_copy_mode_keeps_every_version_on_both_tiers(tmp_path):
         return True
 
     assert H.with_store(data, reopened, cold_dir=cold, cold_mode="copy")
+
+
+def test_a_backup_of_a_tiered_store_is_hot_only_and_serves_the_same(tmp_path):
+    dest = tmp_path / "copy"
+
+    async def body(store):
+        ct = await _register(store, "CT_small.dcm")
+        dicom = await _read(store, ct, "dicom")
+        await store.tiers.move_image(ct, "cold")
+        report = await store_admin.backup(store, str(dest))
+        assert report.images == 1
+        assert (await store.get(ct.id, owner="alice")).tier == "cold"   # the source unchanged
+        return ct, dicom
+
+    ct, dicom = H.with_store(tmp_path / "data", body, cold_dir=tmp_path / "cold")
+
+    async def served(store):
+        record = await store.get(ct.id, owner="alice")
+        assert record.tier == "hot" and await _read(store, record, "dicom") == dicom
+        [(_, _, used, tiers)] = await store.catalog.storage("alice")
+        assert tiers == {"hot": used}
+        assert (await store_admin.verify(store)).ok
+        return True
+
+    assert H.with_store(dest, served)
