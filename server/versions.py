@@ -168,14 +168,18 @@ class Versions:
             raise FailedPrecondition("versions are made of DICOM files and this image was "
                                      "registered as a raw array (or derived from one); ask for "
                                      "the original", "version")
-        lock = self._making.setdefault((record.id, spec.name), asyncio.Lock())
-        async with lock:
-            fresh = await self.store.get(record.id, owner=record.owner)
-            if fresh.blob(role) is not None:
-                return _version(fresh.blob(role))
-            self.store.space.check("blobs", "catalog", incoming=dicom.size)
-            blob = await self._make(record, spec, dicom)
-        self._making.pop((record.id, spec.name), None)
+        key = (record.id, spec.name)
+        lock = self._making.setdefault(key, asyncio.Lock())
+        try:
+            async with lock:
+                fresh = await self.store.get(record.id, owner=record.owner)
+                if fresh.blob(role) is not None:
+                    return _version(fresh.blob(role))
+                self.store.space.check("blobs", "catalog", incoming=dicom.size)
+                blob = await self._make(record, spec, dicom)
+        finally:
+            if not lock.locked():       # nobody else is waiting on it
+                self._making.pop(key, None)
         return _version(blob)
 
     async def _make(self, record: ImageRecord, spec: VersionSpec, dicom: BlobRef) -> BlobRef:
