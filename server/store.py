@@ -20,10 +20,9 @@ import hashlib
 import json
 import logging
 import math
-import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -31,8 +30,8 @@ import numpy as np
 
 from medcompute.proto import wire
 from medcompute.proto.v1 import image_pb2
-from medcompute.server import blobs as blobfiles
 from medcompute.server import preview
+from medcompute.server.blob_streams import file_chunks, prefetched, voxel_payloads
 from medcompute.server.blobs import BlobWriter, TieredBlobStore, VoxelWriter
 from medcompute.server.config import ServerConfig
 from medcompute.server.dicom_meta import check_uid, normalise_date
@@ -69,7 +68,6 @@ METADATA_TEXT_FIELDS = ("modality", "patient_id", "study_instance_uid", "series_
                         "acquisition_date", "manufacturer", "device_model", "description")
 _MAX_TEXT = 256
 _DEFAULT_PAGE = 100
-_END = object()
 
 
 def _require_id(image_id: str, field: str) -> None:
@@ -91,49 +89,6 @@ class StreamInfo:
     crc32: int
     compression: int
     file_sizes: tuple[int, ...] = ()
-
-
-async def _prefetched(it: Iterator, depth: int = 4) -> AsyncIterator:
-    """Iterate a blocking iterator (reading, decompressing) in a thread that runs up to
-    ``depth`` items ahead, so the work overlaps with sending. Close it (``aclosing``)."""
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue = asyncio.Queue()
-    room = threading.Semaphore(depth)
-    stop = threading.Event()
-
-    def put(item, error=None):
-        with contextlib.suppress(RuntimeError):   # the loop closed: nobody is listening
-            loop.call_soon_threadsafe(queue.put_nowait, (item, error))
-
-    def produce():
-        try:
-            for item in it:
-                room.acquire()
-                if stop.is_set():
-                    return
-                put(item)
-            put(_END)
-        except BaseException as exc:  # handed to the consumer, raised there
-            put(_END, exc)
-        finally:
-            close = getattr(it, "close", None)
-            if close is not None:
-                close()
-
-    # A thread of its own: a slow reader must not hold one of the loop's executor threads.
-    threading.Thread(target=produce, name="store-stream", daemon=True).start()
-    try:
-        while True:
-            item, error = await queue.get()
-            if error is not None:
-                raise error
-            if item is _END:
-                return
-            room.release()
-            yield item
-    finally:
-        stop.set()
-        room.release()
 
 
 def _check_metadata(meta: dict, *, raw: bool) -> dict:
@@ -471,11 +426,11 @@ class ImageStore:
                                       "format")
             info = StreamInfo(image_pb2.ENCODING_DICOM, blob.size, record.dicom_crc32, compression,
                               record.file_sizes)
-            return info, _prefetched(_file_chunks(self._present(blob), compression))
+            return info, prefetched(file_chunks(self._present(blob), compression))
         path = self._present(record.blob("voxels"))
         itemsize = np.dtype(record.dtype).itemsize
         return (StreamInfo(image_pb2.ENCODING_RAW, record.size, record.crc32, compression),
-                _prefetched(_voxel_payloads(path, compression, itemsize)))
+                prefetched(voxel_payloads(path, compression, itemsize)))
 
     async def readable(self, record: ImageRecord, version: str) -> str:
         """The status of the image's study, or FailedPrecondition when that status may not
@@ -595,18 +550,3 @@ class ImageStore:
                                         lambda: self.blobs.install(tmp, digest))
         finally:
             tmp.unlink(missing_ok=True)
-
-
-def _file_chunks(path: Path, compression: int) -> Iterator[bytes]:
-    with open(path, "rb") as f:
-        while piece := f.read(wire.CHUNK_SIZE):
-            yield from wire.iter_chunks(piece, compression=compression)
-
-
-def _voxel_payloads(path: Path, compression: int, itemsize: int) -> Iterator[bytes]:
-    if compression == image_pb2.COMPRESSION_BLOSC:
-        # The stored frames are blosc2 chunks of at most a wire chunk: sent as they are.
-        yield from blobfiles.voxel_frames(path)
-        return
-    for data in blobfiles.voxel_chunks(path):
-        yield from wire.iter_chunks(data, compression=compression, itemsize=itemsize)

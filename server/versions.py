@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from medcompute.proto import wire
 from medcompute.proto.v1 import image_pb2
+from medcompute.server.blob_streams import file_chunks, prefetched
 from medcompute.server.errors import FailedPrecondition, InvalidArgument
 from medcompute.server.image_catalog import BlobRef, ImageRecord
 from medcompute.server.version_tasks import LOSSLESS_SYNTAX, LOSSY_SYNTAX, at_level, make_version
@@ -222,7 +223,6 @@ class Versions:
                      ) -> tuple[tuple[int, ...], int, int, AsyncIterator[bytes]]:
         """The version's files (cut to resolution ``level``): (file sizes, size, crc32,
         chunk payloads)."""
-        from medcompute.server.store import _file_chunks, _prefetched
 
         if level >= max(version.resolutions, 1):
             raise InvalidArgument(f"this version has resolution levels 0 to "
@@ -231,7 +231,7 @@ class Versions:
                                            version.stored_bytes))
         if level == 0:
             return (version.file_sizes, version.stored_bytes, version.crc32,
-                    _prefetched(_file_chunks(path, compression)))
+                    prefetched(file_chunks(path, compression)))
 
         def cut() -> list[bytes]:
             data, at, files = path.read_bytes(), 0, []
