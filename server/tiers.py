@@ -23,8 +23,9 @@ At start-up `recover` settles a blob found in both tiers by the catalog: the cop
 tier the catalog names is kept (checked against its checksum first) and the other one
 removed; a temporary file of an interrupted copy is removed like any other.
 
-For tests only, ``MEDCOMPUTE_TEST_KILL_AT_TIER_STEP=<step>`` makes the process SIGKILL
-itself right after that step of a move (a step-kill point, named as such).
+For tests only, ``MEDCOMPUTE_TEST_KILL_AT_TIER_STEP=<step>`` (or ``<target>:<step>``, for
+moves to that tier only) makes the process SIGKILL itself right after that step of a
+move (a step-kill point, named as such).
 """
 
 from __future__ import annotations
@@ -51,8 +52,11 @@ KILL_STEP_ENV = "MEDCOMPUTE_TEST_KILL_AT_TIER_STEP"
 HOT, COLD, BOTH = "hot", "cold", "both"
 
 
-def _step(name: str) -> None:
-    if os.environ.get(KILL_STEP_ENV) == name:
+def _step(name: str, target: str) -> None:
+    """The step-kill point: ``STEP`` kills in every move, ``TARGET:STEP`` in moves to
+    that tier only (e.g. ``hot:switched``, a recall)."""
+    wanted = os.environ.get(KILL_STEP_ENV)
+    if wanted in (name, f"{target}:{name}"):
         os.kill(os.getpid(), signal.SIGKILL)
 
 
@@ -132,8 +136,10 @@ class TierMover:
         return (blobs.hot, blobs.cold) if target == COLD else (blobs.cold, blobs.hot)
 
     # -- one blob ---------------------------------------------------------------------
-    def _copy(self, digest: str, target: str) -> None:
-        """Steps 1-3: the folder of ``target`` (hot or cold) holds a synced, verified copy."""
+    def _copy(self, digest: str, target: str, move: str | None = None) -> None:
+        """Steps 1-3 of a move to ``move`` (default ``target``): the folder of ``target``
+        (hot or cold) holds a synced, verified copy."""
+        move = move or target
         import hashlib
 
         from medcompute.server.blobs import file_digest
@@ -148,7 +154,7 @@ class TierMover:
                     while block := src.read(1 << 22):
                         h.update(block)
                         out.write(block)
-                    _step("copied")
+                    _step("copied", move)
                     out.flush()
                     os.fsync(out.fileno())
                 if h.hexdigest() != digest:
@@ -158,15 +164,15 @@ class TierMover:
                 dest.install(tmp, digest)
             finally:
                 tmp.unlink(missing_ok=True)
-        _step("synced")
+        _step("synced", move)
         if file_digest(final)[0] != digest:
             final.unlink()
             fsync_dir(final.parent)
             raise FailedPrecondition(f"the copy of blob {digest} in the {target} tier did not "
                                      "read back the same; nothing was moved", "image_id")
-        _step("verified")
+        _step("verified", move)
 
-    def _delete_at(self, digest: str, location: str) -> None:
+    def _delete_at(self, digest: str, location: str, move: str) -> None:
         folder = self.store.blobs.hot if location == HOT else self.store.blobs.cold
         path = folder.path(digest)
         try:
@@ -174,7 +180,7 @@ class TierMover:
         except FileNotFoundError:
             return
         fsync_dir(path.parent)
-        _step("deleted")
+        _step("deleted", move)
 
     async def move_blob(self, digest: str, target: str) -> bool:
         """Put one blob file in ``target`` (hot, cold, or both: a copy on each); False when
@@ -185,13 +191,13 @@ class TierMover:
             return False
         for location in LOCATIONS[target]:
             if location not in LOCATIONS[was]:
-                await asyncio.to_thread(self._copy, digest, location)
+                await asyncio.to_thread(self._copy, digest, location, target)
         if not await catalog.switch_tier(digest, target):
             return False    # deleted meanwhile; the sweep at start-up removes the copy
-        _step("switched")
+        _step("switched", target)
         for location in LOCATIONS[was]:
             if location not in LOCATIONS[target]:
-                await asyncio.to_thread(self._delete_at, digest, location)
+                await asyncio.to_thread(self._delete_at, digest, location, target)
         return True
 
     # -- images -------------------------------------------------------------------------

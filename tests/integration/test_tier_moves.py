@@ -1,6 +1,7 @@
-"""A tier move interrupted by SIGKILL at each of its steps loses nothing: `medcompute serve`
-(a real process, with a real Dask worker) kills itself right after the named step
-(the step-kill point MEDCOMPUTE_TEST_KILL_AT_TIER_STEP), and the next server on the same
+"""A tier move (to cold, and a recall to hot) interrupted by SIGKILL at each of its steps
+loses nothing: `medcompute serve` (a real process, with a real Dask worker) kills itself
+right after the named step (the step-kill point MEDCOMPUTE_TEST_KILL_AT_TIER_STEP), and
+the next server on the same
 data and cold directories serves every image, byte for byte, settles the blob the move
 left behind and verifies clean; a server without the kill point completes every move."""
 
@@ -47,7 +48,20 @@ def _reap(served: Served) -> None:
     served._close()
 
 
-def test_sigkill_at_each_step_of_a_move_loses_nothing(tmp_path, monkeypatch):
+# What each step leaves of the interrupted blob before the next server starts (a move to
+# "cold", and a recall to "hot"), and where the next server keeps it.
+LEFT = {
+    "cold": {"copied": ({"hot", "tmp:cold"}, "hot"), "synced": ({"hot", "cold"}, "hot"),
+             "verified": ({"hot", "cold"}, "hot"), "switched": ({"hot", "cold"}, "cold"),
+             "deleted": ({"cold"}, "cold")},
+    "hot": {"copied": ({"cold", "tmp:hot"}, "cold"), "synced": ({"hot", "cold"}, "cold"),
+            "verified": ({"hot", "cold"}, "cold"), "switched": ({"hot", "cold"}, "hot"),
+            "deleted": ({"hot"}, "hot")},
+}
+
+
+@pytest.mark.parametrize("target", ["cold", "hot"])
+def test_sigkill_at_each_step_of_a_move_loses_nothing(tmp_path, monkeypatch, target):
     data, cold = tmp_path / "data", tmp_path / "cold"
     kept: dict[str, bytes] = {}            # image id -> its DICOM file
     interrupted: tuple[str, str, str] | None = None   # (image id, step, dicom digest)
@@ -55,7 +69,7 @@ def test_sigkill_at_each_step_of_a_move_loses_nothing(tmp_path, monkeypatch):
         if step is None:
             monkeypatch.delenv(KILL_STEP_ENV, raising=False)
         else:
-            monkeypatch.setenv(KILL_STEP_ENV, step)
+            monkeypatch.setenv(KILL_STEP_ENV, f"{target}:{step}")
         served = Served(data, tmp_path / f"serve-{k}.log", "--cold-dir", str(cold))
         with StoreClient(served.address, timeout=60) as store:
             # what the previous server's interrupted move left is settled
@@ -70,11 +84,11 @@ def test_sigkill_at_each_step_of_a_move_loses_nothing(tmp_path, monkeypatch):
             assert not hot & {p.name for p in (cold / "blobs").glob("??/*")}
             if interrupted is not None:
                 image_id, was, digest = interrupted
-                where = "cold" if was in ("switched", "deleted") else "hot"
+                where = LEFT[target][was][1]
                 assert (digest in hot) == (where == "hot"), (was, where)
             if step is None:   # a server without the kill point: every move completes now
                 for image_id, original in kept.items():
-                    assert store.move(image_id, "cold")["tier"] == "cold"
+                    assert store.move(image_id, target)["tier"] == target
                     assert store.get(image_id, dicom=True).files == [original]
                 assert store.verify().get("problems", []) == []
                 assert not {p.name for p in (data / "blobs").glob("??/*")} & \
@@ -86,19 +100,19 @@ def test_sigkill_at_each_step_of_a_move_loses_nothing(tmp_path, monkeypatch):
             image = store.register(str(path))
             store.get(image, version="lossless")
             kept[image.image_id] = original
+            if target == "hot":
+                assert store.move(image, "cold")["tier"] == "cold"   # not a recall: not killed
             with pytest.raises(ServiceError):
-                store.move(image, "cold")                     # the server dies in it
+                store.move(image, target)                     # the server dies in it
         _reap(served)
         assert served.proc.returncode == -signal.SIGKILL        # it killed itself
         digest = hashlib.sha256(original).hexdigest()
-        left = {"hot": (data / "blobs" / digest[:2] / digest).exists(),
-                "cold": (cold / "blobs" / digest[:2] / digest).exists(),
-                "tmp": any((cold / "blobs" / "tmp").iterdir())}
-        assert left == {"copied": {"hot": True, "cold": False, "tmp": True},
-                        "synced": {"hot": True, "cold": True, "tmp": False},
-                        "verified": {"hot": True, "cold": True, "tmp": False},
-                        "switched": {"hot": True, "cold": True, "tmp": False},
-                        "deleted": {"hot": False, "cold": True, "tmp": False}}[step], step
+        left = {name for name, present in [
+            ("hot", (data / "blobs" / digest[:2] / digest).exists()),
+            ("cold", (cold / "blobs" / digest[:2] / digest).exists()),
+            ("tmp:hot", any((data / "blobs" / "tmp").iterdir())),
+            ("tmp:cold", any((cold / "blobs" / "tmp").iterdir()))] if present}
+        assert left == LEFT[target][step][0], step
         interrupted = (image.image_id, step, digest)
     served.stop()
     assert len(kept) == len(STEPS)
