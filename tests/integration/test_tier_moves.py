@@ -1,9 +1,9 @@
 """A tier move (to cold, and a recall to hot) interrupted by SIGKILL at each of its steps
 loses nothing: `medcompute serve` (a real process, with a real Dask worker) kills itself
 right after the named step (the step-kill point MEDCOMPUTE_TEST_KILL_AT_TIER_STEP), and
-the next server on the same
-data and cold directories serves every image, byte for byte, settles the blob the move
-left behind and verifies clean; a server without the kill point completes every move."""
+the next server on the same data and cold directories serves every image, byte for byte,
+settles the blob the move left behind and verifies clean; a server without the kill point
+completes every move."""
 
 from __future__ import annotations
 
