@@ -291,6 +291,32 @@ def _gpu(gpu) -> str:
                       "of peak"], rows, left=2))
 
 
+def _versions(v) -> str:
+    if not v or v.get("available") is False:
+        return f'<p class="absent">{_e((v or {}).get("reason", "not run"))}</p>'
+    o = v.get("original", {})
+    rows = [["original", "-", _num(o.get("bytes"), "{:.0f}"), "1", "0", "-", "-",
+             _ms((o.get("decode") or {}).get("seconds")), "1"]]
+    for r in v.get("versions", []):
+        rows.append([_e(r["name"]), _e(r["purpose"]), _num(r["bytes"], "{:.0f}"),
+                     _num(r["ratio"], "{:.1f}"), _num(r["max_error"], "{:g}"),
+                     _num(r.get("psnr_db"), "{:.1f}"), _ms(r["encode"]["seconds"]),
+                     _ms(r["decode"]["seconds"]), _num(r.get("decode_vs_original"), "{:.2f}")])
+    table = _table(["version", "purpose", "bytes", "ratio", "max error", "PSNR dB",
+                    "encode", "decode", "decode speed vs original"], rows)
+    levels = _table(["resolution level", "bytes"],
+                    [[str(lv["level"]), _num(lv["bytes"], "{:.0f}")]
+                     for lv in v.get("resolution_levels", [])])
+    t = v.get("tiers", {})
+    tiers = _table(["read", "seconds"], [
+        ["hot (page cache)", _ms((t.get("hot_read") or {}).get("seconds"))],
+        ["cold (from the medium)", _ms((t.get("cold_read") or {}).get("seconds"))],
+        ["cold / hot", _num(t.get("cold_vs_hot"), "{:.2f}")]])
+    notes = "".join(f'<p class="note">{_e(n)}</p>' for n in v.get("notes", []))
+    return (f"<p>{_e('x'.join(str(n) for n in v.get('shape', [])))} volume, "
+            f"{_e(v.get('files'))} files</p>" + table + levels + tiers + notes)
+
+
 def render(results: dict) -> str:
     plt = _pyplot()
     meta = results.get("meta", {})
@@ -331,6 +357,7 @@ def render(results: dict) -> str:
     parts.append("<h2>Scaling</h2>" + _scaling(results.get("scaling", {})))
     gpu = results.get("gpu", {})
     parts.append("<h2>GPU</h2>" + figure(plot_gpu, gpu) + _gpu(gpu))
+    parts.append("<h2>Stored versions and tiers</h2>" + _versions(results.get("versions")))
     versions = m.get("versions", {})
     parts.append("<h2>Software</h2>" + _table(["package", "version"],
                                                [[_e(k), _e(v)] for k, v in versions.items()]))

@@ -1,5 +1,6 @@
-"""medcompute's benchmark harness: kernels, service, throughput, scaling and GPU, in
-one run on one machine, every figure a ratio against a baseline measured in that run.
+"""medcompute's benchmark harness: kernels, service, throughput, scaling, GPU and stored
+versions and tiers, in one run on one machine, every figure a ratio against a baseline
+measured in that run.
 
     python benchmarks/run.py            # full (make bench)
     python benchmarks/run.py --quick    # CI-sized machines, a few minutes (make bench-quick)
@@ -28,8 +29,9 @@ import kernels_bench  # noqa: E402
 import report  # noqa: E402
 import service_bench  # noqa: E402
 import targets  # noqa: E402
+import versions_bench  # noqa: E402
 
-SECTIONS = ("kernels", "service", "store", "throughput", "scaling", "gpu")
+SECTIONS = ("kernels", "service", "store", "throughput", "scaling", "gpu", "versions")
 SERVICE_SECTIONS = ("service", "store", "throughput", "scaling")
 
 
@@ -77,6 +79,10 @@ def run(mode: str, sections: set[str], out_dir: Path, *, wait_idle: float = 0.0,
                                   results["kernels"].get("results", []), _log)
     else:
         results["gpu"] = {"available": False, "reason": "not run (--sections)", "results": []}
+    if "versions" in sections:
+        results["versions"] = _guarded("versions", versions_bench.run, sizes, _log)
+    else:
+        results["versions"] = {"available": False, "reason": "not run (--sections)"}
     results["targets"] = targets.evaluate(results)
     finished = time.time()
     results["meta"]["finished"] = datetime.fromtimestamp(finished, timezone.utc).isoformat()

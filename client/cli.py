@@ -52,6 +52,24 @@ def _min_free(text: str):
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _version_spec(text: str):
+    from medcompute.server.versions import parse_version
+
+    try:
+        return parse_version(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _status_rule(text: str):
+    from medcompute.server.studies import parse_rule
+
+    try:
+        return parse_rule(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _serve(args) -> int:
     import asyncio
 
@@ -92,6 +110,35 @@ def _serve(args) -> int:
                           dicom_max_instance_bytes=int(args.max_instance_mb * (1 << 20)),
                           dicom_push_attempts=args.push_attempts,
                           dicom_push_backoff=args.push_backoff)
+    config.cold_dir = _path(args.cold_dir)
+    config.cold_after = args.cold_after
+    config.cold_statuses = tuple(args.cold_status or ())
+    config.recall_on_read = args.recall_on_read
+    config.cold_mode = args.cold_mode
+    config.make_versions = args.make_versions
+    if config.cold_dir is None and (args.cold_after is not None or args.cold_status
+                                    or args.recall_on_read):
+        print("medcompute serve: --cold-after, --cold-status and --recall-on-read need "
+              "--cold-dir", file=sys.stderr)
+        return 2
+    if args.statuses:
+        config.statuses = tuple(v.strip() for v in args.statuses.split(",") if v.strip())
+    if args.status_rule:
+        config.status_rules = dict(args.status_rule)
+    if args.version:
+        names = [v.name for v in args.version]
+        if len(set(names)) != len(names):
+            print("medcompute serve: --version: each name once", file=sys.stderr)
+            return 2
+        config.versions = tuple(args.version)
+    from medcompute.server.studies import StatusRules
+
+    try:
+        StatusRules(config.statuses, config.status_rules).check_config(
+            [v.name for v in config.versions])
+    except ValueError as exc:
+        print(f"medcompute serve: {exc}", file=sys.stderr)
+        return 2
     try:
         asyncio.run(serve(config))
     except MedcomputeError as exc:
@@ -186,7 +233,8 @@ def add_request_arguments(parser) -> None:
     """The arguments of a processing request (``process`` and ``submit``)."""
     parser.add_argument("inputs", nargs="+", metavar="INPUT",
                         help="a .npy file, a DICOM file, several DICOM files of one series, "
-                        "a folder of them, or id:ID (an image in the server's store)")
+                        "a folder of them, id:ID (an image in the server's store) or "
+                        "id:ID@VERSION (a compressed version of it, e.g. id:ID@review)")
     parser.add_argument("--op", action="append", required=True, metavar="NAME[:key=value,...]",
                         help=OP_HELP)
     parser.add_argument("--operand", metavar="PATH",
@@ -290,6 +338,39 @@ def build_parser() -> argparse.ArgumentParser:
                         "RESOURCE_EXHAUSTED, while reads, fetches, deletes, purges and key "
                         f"administration still work (default {DEFAULT_MIN_FREE} MiB; "
                         "see README: Running it for real)")
+    limits.add_argument("--version", type=_version_spec, action="append", metavar="SPEC",
+                        help="a compressed version kept of each stored DICOM image, "
+                        "NAME=RATIO[:PURPOSE] (lossy JPEG 2000 at that compression ratio) or "
+                        "NAME=lossless[:PURPOSE]; repeat for several; replaces the defaults "
+                        "lossless=lossless:archive, review=10:review, thumbnail=40:thumbnail")
+    limits.add_argument("--make-versions", action="store_true",
+                        help="make every version of a newly registered DICOM image at once, in "
+                        "the background on the workers (default: each on its first request)")
+    reading = serve.add_argument_group("reading status")
+    reading.add_argument("--statuses", metavar="LIST",
+                         help="the reading statuses a study may have, comma-separated, unread "
+                         "first (default unread,read,archived)")
+    reading.add_argument("--status-rule", type=_status_rule, action="append", metavar="RULE",
+                         help="STATUS=VERSION[,VERSION...]: the versions (original, a version "
+                         "name, * for all) a study in STATUS may serve, e.g. "
+                         "unread=original,lossless; repeatable; a status without a rule serves "
+                         "every version")
+    tiers = serve.add_argument_group("storage tiers")
+    tiers.add_argument("--cold-dir", metavar="DIR",
+                       help="the cold tier: another directory or mount for originals and "
+                       "lossless versions the policy moves there (the data directory is hot)")
+    tiers.add_argument("--cold-after", type=parse_duration, metavar="DURATION",
+                       help="move images older than this to cold (e.g. 90d), at each upkeep "
+                       "round (hourly) or on `medcompute store tier-policy`")
+    tiers.add_argument("--cold-status", action="append", metavar="STATUS",
+                       help="move the images of studies in this reading status to cold "
+                       "(repeatable; e.g. archived)")
+    tiers.add_argument("--cold-mode", choices=["move", "copy"], default="move",
+                       help="move: originals and lossless versions move to cold, lossy "
+                       "versions stay hot (default); copy: every version, lossy ones too, is "
+                       "kept on both tiers")
+    tiers.add_argument("--recall-on-read", action="store_true",
+                       help="a read served from cold moves the image back to hot")
     jobs = serve.add_argument_group("asynchronous jobs, billing and monitoring")
     jobs.add_argument("--result-retention", type=parse_duration, default=7 * 86400.0,
                       metavar="DURATION",

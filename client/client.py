@@ -153,8 +153,9 @@ def _read(image, spacing=None) -> LocalImage | str:
 
 
 def _source(image: LocalImage | str, compression: int) -> image_pb2.ImageSource:
-    if isinstance(image, str):
-        return image_pb2.ImageSource(image_id=image)
+    if isinstance(image, str):   # "ID" or "ID@VERSION" (a compressed version of it)
+        image_id, _, version = image.partition("@")
+        return image_pb2.ImageSource(image_id=image_id, version=version)
     return image_pb2.ImageSource(inline=_descriptor(image, compression))
 
 
@@ -327,7 +328,8 @@ class Client:
         image : ndarray, path, list of paths, or stored image
             An array; a ``.npy`` file; a DICOM file; several DICOM files or a folder of
             them (one series); or an image in the server's store, as ``"id:ID"`` or a
-            ``StoredImage`` (nothing is uploaded: the worker reads it).
+            ``StoredImage`` (nothing is uploaded: the worker reads it), or one of its
+            compressed versions, as ``"id:ID@review"`` (a version's name or purpose).
         ops : sequence
             Operations, as ``"gaussian:sigma=2"`` strings, ``{"op": "gaussian", "sigma": 2}``
             dicts or ``Operation`` messages, applied in order.

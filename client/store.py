@@ -29,7 +29,17 @@ from medcompute.client.client import (
 from medcompute.client.io import read_input
 from medcompute.client.output import message_json
 from medcompute.proto import wire
-from medcompute.proto.v1 import image_pb2, store_pb2, store_pb2_grpc
+from medcompute.proto.v1 import (
+    capacity_pb2,
+    capacity_pb2_grpc,
+    image_pb2,
+    store_pb2,
+    store_pb2_grpc,
+    studies_pb2,
+    studies_pb2_grpc,
+    tiers_pb2,
+    tiers_pb2_grpc,
+)
 
 __all__ = ["StoreClient", "StoredImage", "Fetched", "Preview", "stored_id", "KINDS"]
 
@@ -41,6 +51,12 @@ _KIND_NAMES[store_pb2.IMAGE_KIND_UNSPECIFIED] = ""
 
 def _dict(message) -> dict:
     return message_json(message)
+
+
+def _storage(msg: capacity_pb2.SubscriberStorage) -> dict:
+    return {"subscriber": msg.subscriber,
+            "allocated_bytes": msg.allocated_bytes if msg.HasField("allocated_bytes") else None,
+            "used_bytes": msg.used_bytes, "tiers": {t.tier: t.used_bytes for t in msg.tiers}}
 
 
 @dataclass
@@ -83,6 +99,17 @@ class StoredImage:
     def conditions(self) -> dict:
         return _dict(self.message.metadata.conditions)
 
+    @property
+    def tier(self) -> str:
+        """Where its original files are: "hot" or "cold"."""
+        return self.message.tier or "hot"
+
+    @property
+    def versions(self) -> dict[str, dict]:
+        """The compressed versions made so far, by name: purpose, lossless,
+        compression_ratio, max_error, psnr_db, stored_bytes, resolution_levels ..."""
+        return {v.name: _dict(v) for v in self.message.versions}
+
     def __repr__(self) -> str:
         return (f"StoredImage({self.image_id}, {self.kind}, shape={self.shape}, "
                 f"dtype={self.dtype.name}{', existing' if self.existing else ''})")
@@ -105,6 +132,9 @@ class Fetched:
     image: StoredImage
     array: np.ndarray | None = None
     files: list[bytes] = field(default_factory=list)
+    #: The version sent (name, purpose, compression_ratio, max_error ...); None: the original.
+    version: dict | None = None
+    resolution_level: int = 0
 
 
 @dataclass
@@ -155,6 +185,9 @@ class StoreClient:
         # connection: api_key, tls_ca, tls_cert, tls_key, as for Client.
         self._channel = channel or open_channel(address, **connection)
         self._stub = store_pb2_grpc.StoreServiceStub(self._channel)
+        self._capacity = capacity_pb2_grpc.CapacityServiceStub(self._channel)
+        self._tiers = tiers_pb2_grpc.TierServiceStub(self._channel)
+        self._studies = studies_pb2_grpc.StudyServiceStub(self._channel)
 
     def __enter__(self) -> StoreClient:
         return self
@@ -240,12 +273,17 @@ class StoreClient:
 
     # -- get, delete, preview -------------------------------------------------------
     def get(self, image_id, *, dicom: bool = False, compression: str = "none",
-            timeout: float | None = None, progress: bool = False) -> Fetched:
+            timeout: float | None = None, progress: bool = False, version: str = "",
+            resolution_level: int = 0) -> Fetched:
         """The voxels of a stored image, or (``dicom=True``) its DICOM files: the original
-        files, or a derived image's derived series."""
+        files, or a derived image's derived series. ``version`` (a name or a purpose, e.g.
+        ``"review"``) fetches that compressed version's DICOM files instead, optionally cut
+        to a lower ``resolution_level``."""
+        fmt = (store_pb2.STORED_FORMAT_DICOM if dicom or version
+               else store_pb2.STORED_FORMAT_VOXELS)
         request = store_pb2.GetRequest(
             image_id=stored_id(image_id) or str(image_id), compression=_codec(compression),
-            format=store_pb2.STORED_FORMAT_DICOM if dicom else store_pb2.STORED_FORMAT_VOXELS)
+            format=fmt, version=version, resolution_level=resolution_level)
         responses = self._stub.Get(request, timeout=timeout or self.timeout)
         return self._call(self._receive, responses, progress)
 
@@ -254,6 +292,8 @@ class StoreClient:
         if first is None or first.WhichOneof("msg") != "header":
             raise ServiceError(grpc.StatusCode.INTERNAL, "the server sent no header")
         image, data = StoredImage(first.header.image), first.header.data
+        version = _dict(first.header.version) if first.header.HasField("version") else None
+        level = first.header.resolution_level
         buffer = bytearray(data.size)
         decoder = wire.ChunkDecoder(data.compression, "data")
         got = crc = 0
@@ -285,7 +325,7 @@ class StoreClient:
         for n in data.file_sizes:
             files.append(bytes(view[at:at + n]))
             at += n
-        return Fetched(image, files=files)
+        return Fetched(image, files=files, version=version, resolution_level=level)
 
     def info(self, image_id, *, timeout: float | None = None) -> StoredImage:
         """The description of one image (a Get of its header only)."""
@@ -296,6 +336,69 @@ class StoreClient:
             [response] = self._stub.Get(request, timeout=timeout or self.timeout)
             return StoredImage(response.header.image)
         return self._call(header)
+
+    # -- reading status -------------------------------------------------------------
+    def set_status(self, image_id, status: str, *, study_instance_uid: str = "",
+                   timeout: float | None = None) -> dict:
+        """Set the reading status of an image's study (or of ``study_instance_uid``):
+        {"status", "previous_status", "allowed_versions"}."""
+        request = studies_pb2.SetStudyStatusRequest(
+            image_id=(stored_id(image_id) or str(image_id)) if image_id else "",
+            study_instance_uid=study_instance_uid, status=status)
+        reply = self._call(self._studies.SetStudyStatus, request,
+                           timeout=timeout or self.timeout)
+        return {"status": reply.status, "previous_status": reply.previous_status,
+                "allowed_versions": list(reply.allowed_versions)}
+
+    def status(self, image_id, *, study_instance_uid: str = "",
+               timeout: float | None = None) -> dict:
+        """The reading status of an image's study: {"status", "changed_at", "changed_by",
+        "allowed_versions", "statuses"}."""
+        request = studies_pb2.GetStudyStatusRequest(
+            image_id=(stored_id(image_id) or str(image_id)) if image_id else "",
+            study_instance_uid=study_instance_uid)
+        r = self._call(self._studies.GetStudyStatus, request, timeout=timeout or self.timeout)
+        return {"status": r.status, "changed_at": r.changed_at, "changed_by": r.changed_by,
+                "allowed_versions": list(r.allowed_versions), "statuses": list(r.statuses)}
+
+    # -- tiers ----------------------------------------------------------------------
+    def move(self, image_id, tier: str, *, timeout: float | None = None) -> dict:
+        """Move an image to ``"cold"`` (its originals and lossless versions) or back to
+        ``"hot"``: {"blobs_moved", "bytes_moved", "tier"}."""
+        request = tiers_pb2.MoveImageRequest(image_id=stored_id(image_id) or str(image_id),
+                                             tier=tier)
+        reply = self._call(self._tiers.MoveImage, request, timeout=timeout or self.timeout)
+        return {"blobs_moved": reply.blobs_moved, "bytes_moved": reply.bytes_moved,
+                "tier": reply.tier}
+
+    def apply_tier_policy(self, *, dry_run: bool = False, timeout: float | None = None
+                          ) -> dict:
+        """Apply the server's tier policy now (admin): {"image_ids", "blobs", "bytes"}."""
+        reply = self._call(self._tiers.ApplyTierPolicy,
+                           tiers_pb2.ApplyTierPolicyRequest(dry_run=dry_run),
+                           timeout=timeout or self.timeout)
+        return {"image_ids": list(reply.image_ids), "blobs": reply.blobs, "bytes": reply.bytes}
+
+    # -- capacity -------------------------------------------------------------------
+    def usage(self, subscriber: str = "", *, all_subscribers: bool = False,
+              timeout: float | None = None) -> list[dict]:
+        """Allocated and used bytes (and used bytes per tier) of the caller, or (admin)
+        another subscriber or every one: dicts with ``subscriber``, ``allocated_bytes``
+        (None: unlimited), ``used_bytes`` and ``tiers`` ({tier: used bytes})."""
+        request = capacity_pb2.GetStorageUsageRequest(subscriber=subscriber,
+                                                      all_subscribers=all_subscribers)
+        reply = self._call(self._capacity.GetStorageUsage, request,
+                           timeout=timeout or self.timeout)
+        return [_storage(s) for s in reply.subscribers]
+
+    def set_capacity(self, subscriber: str, allocated_bytes: int | None, *,
+                     timeout: float | None = None) -> dict:
+        """Allocate a subscriber this many bytes (None: unlimited); admin role."""
+        request = capacity_pb2.SetCapacityRequest(subscriber=subscriber)
+        if allocated_bytes is not None:
+            request.allocated_bytes = allocated_bytes
+        reply = self._call(self._capacity.SetCapacity, request, timeout=timeout or self.timeout)
+        return _storage(reply.storage)
 
     def delete(self, image_id, *, timeout: float | None = None) -> int:
         """Delete a stored image; the bytes freed on the server's disk."""

@@ -4,9 +4,13 @@
     medcompute store find [--patient-id ID] [--study UID] [--series UID] [--modality M]
                           [--from DATE] [--to DATE] [--kind original|derived] [-q]
     medcompute store get ID -o OUT          (.npy voxels, .dcm or a folder DICOM, .png preview)
+                         [--version NAME|PURPOSE [--level N]]   (a compressed version, DICOM)
     medcompute store info ID
     medcompute store rm ID...
     medcompute store verify | backup DEST | purge [--dry-run]
+    medcompute store usage | capacity SUBSCRIBER SIZE         (see capacity_cli.py)
+    medcompute store tier ID hot|cold | tier-policy          (see tiers_cli.py)
+    medcompute store status ID [STATUS]                      (see studies_cli.py)
 
 and the options ``process`` takes for the store (``--store``, ``--retention``,
 ``--recompute``); ``process id:ID`` processes a stored image.
@@ -142,6 +146,8 @@ def _get(args) -> int:
         return _fail("get", f"{out}: expected .npy (voxels), .dcm or a folder (DICOM), "
                      ".png (preview)")
     progress = sys.stderr.isatty() and not args.quiet
+    if (args.version or args.level) and suffix in (".npy", ".png"):
+        return _fail("get", "--version: a version is written as DICOM files (.dcm or a folder)")
     with StoreClient(args.server, timeout=args.timeout, **connection(args)) as store:
         if suffix == ".png":
             preview = store.preview(args.image_id, max_size=args.size or 0)
@@ -157,12 +163,20 @@ def _get(args) -> int:
             written, image = [out], fetched.image
         else:
             fetched = store.get(args.image_id, dicom=True, compression=args.compression,
-                                progress=progress)
+                                progress=progress, version=args.version or "",
+                                resolution_level=args.level)
             try:
                 written = write_dicom(fetched.files, out)
             except ValueError as exc:
                 return _fail("get", exc)
             image = fetched.image
+            if fetched.version and not args.quiet:
+                v = fetched.version
+                error = ("bit-exact" if v.get("lossless") else
+                         f"max error {v.get('max_error', 0):g}, PSNR {v.get('psnr_db', 0):.1f} dB")
+                print(f"version {v['name']} ({v.get('purpose', '')}): compression ratio "
+                      f"{v.get('compression_ratio', 0):.1f}, {error}, resolution level "
+                      f"{fetched.resolution_level}", file=sys.stderr)
     if args.json:
         print(json.dumps(image.to_dict(), indent=2))
     elif not args.quiet:
@@ -307,6 +321,12 @@ def add_store_commands(sub, client_options) -> None:
     get.add_argument("image_id", metavar="ID")
     get.add_argument("-o", "--output", required=True, metavar="OUT")
     get.add_argument("--size", type=int, help="preview: longest edge in pixels (default 256)")
+    get.add_argument("--version", metavar="NAME",
+                     help="a compressed version by name or purpose (lossless, review, thumbnail "
+                          "or the server's own; default: the original), as DICOM")
+    get.add_argument("--level", type=int, default=0, metavar="N",
+                     help="with --version: a lower resolution level (N highest levels dropped; "
+                          "only the bytes it needs are sent)")
     get.add_argument("--compression", **compression)
     get.add_argument("--json", action="store_true", help="print the image's metadata as JSON")
     get.add_argument("-q", "--quiet", action="store_true", help="no progress or summary")
@@ -351,6 +371,11 @@ def add_store_commands(sub, client_options) -> None:
 
     for p in (put, find, get, info, rm, verify, backup, purge):
         client_options(p)
+    from medcompute.client import capacity_cli, studies_cli, tiers_cli
+
+    capacity_cli.add_commands(cmds, client_options)
+    tiers_cli.add_commands(cmds, client_options)
+    studies_cli.add_commands(cmds, client_options)
 
 
 def add_process_options(parser) -> None:

@@ -22,6 +22,8 @@ from medcompute.proto import wire
 from medcompute.proto.v1 import (
     admin_pb2,
     admin_pb2_grpc,
+    capacity_pb2,
+    capacity_pb2_grpc,
     dicom_pb2,
     dicom_pb2_grpc,
     jobs_pb2,
@@ -30,11 +32,16 @@ from medcompute.proto.v1 import (
     processing_pb2_grpc,
     store_pb2,
     store_pb2_grpc,
+    studies_pb2,
+    studies_pb2_grpc,
+    tiers_pb2,
+    tiers_pb2_grpc,
 )
 from medcompute.server import reflection
 from medcompute.server.admin_servicer import AdminServicer
 from medcompute.server.audit import AuditLog
 from medcompute.server.billing_service import BillingService
+from medcompute.server.capacity_servicer import CapacityServicer
 from medcompute.server.catalog import Catalog
 from medcompute.server.config import ServerConfig
 from medcompute.server.dicomnet.collect import SourceBook
@@ -57,7 +64,9 @@ from medcompute.server.status import UndecodableRequests
 from medcompute.server.store import ImageStore
 from medcompute.server.store_admin import maintain
 from medcompute.server.store_servicer import StoreServicer
+from medcompute.server.studies_servicer import StudyServicer
 from medcompute.server.tariff import TariffError, load_tariff
+from medcompute.server.tiers_servicer import TierServicer
 from medcompute.server.transport import Spool
 
 __all__ = ["Running", "start", "serve", "SERVICE_NAME", "check_address"]
@@ -69,9 +78,15 @@ STORE_SERVICE_NAME = store_pb2.DESCRIPTOR.services_by_name["StoreService"].full_
 ADMIN_SERVICE_NAME = admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name
 JOBS_SERVICE_NAME = jobs_pb2.DESCRIPTOR.services_by_name["JobsService"].full_name
 DICOM_SERVICE_NAME = dicom_pb2.DESCRIPTOR.services_by_name["DicomService"].full_name
+CAPACITY_SERVICE_NAME = capacity_pb2.DESCRIPTOR.services_by_name["CapacityService"].full_name
+TIER_SERVICE_NAME = tiers_pb2.DESCRIPTOR.services_by_name["TierService"].full_name
+STUDY_SERVICE_NAME = studies_pb2.DESCRIPTOR.services_by_name["StudyService"].full_name
 #: The services whose health follows the Dask workers (none: NOT_SERVING), and the
-#: server as a whole (""). AdminService and DicomService (node, rule and source
-#: administration) need no worker: they are SERVING while the server runs.
+#: server as a whole (""). The administration services (AdminService, DicomService,
+#: CapacityService, TierService, StudyService) need no worker: they are SERVING while the
+#: server runs.
+ADMINISTRATION_SERVICES = (ADMIN_SERVICE_NAME, DICOM_SERVICE_NAME, CAPACITY_SERVICE_NAME,
+                           TIER_SERVICE_NAME, STUDY_SERVICE_NAME)
 WORKER_SERVICES = ("", SERVICE_NAME, STORE_SERVICE_NAME, JOBS_SERVICE_NAME)
 #: Message size limit on both ends: a chunk plus its envelope.
 MESSAGE_LIMIT = wire.MAX_MESSAGE_BYTES + (64 << 10)
@@ -250,6 +265,7 @@ async def start(config: ServerConfig) -> Running:
     store = ImageStore(config, dispatcher.call, space)
     metrics = Metrics()
     metrics.set_storage_source(space.status)
+    metrics.set_reads_source(lambda: dict(store.tiers.reads))
     billing = BillingService(config.data_dir, tariff)
     runner = None
     dicom = None
@@ -278,12 +294,16 @@ async def start(config: ServerConfig) -> Running:
                                        RuleBook(config.data_dir), PushBook(config.data_dir),
                                        SourceBook(config.data_dir))
         dicom_pb2_grpc.add_DicomServiceServicer_to_server(dicom_servicer, server)
+        capacity_pb2_grpc.add_CapacityServiceServicer_to_server(
+            CapacityServicer(store.catalog, guard), server)
+        tiers_pb2_grpc.add_TierServiceServicer_to_server(TierServicer(store, guard), server)
+        studies_pb2_grpc.add_StudyServiceServicer_to_server(StudyServicer(store, guard), server)
         health_servicer = health.aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-        for name in (ADMIN_SERVICE_NAME, DICOM_SERVICE_NAME):
+        for name in ADMINISTRATION_SERVICES:
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-        reflection.enable((SERVICE_NAME, STORE_SERVICE_NAME, ADMIN_SERVICE_NAME,
-                           JOBS_SERVICE_NAME, DICOM_SERVICE_NAME, health.SERVICE_NAME), server)
+        reflection.enable((SERVICE_NAME, STORE_SERVICE_NAME, JOBS_SERVICE_NAME,
+                           *ADMINISTRATION_SERVICES, health.SERVICE_NAME), server)
         port = _bind(server, config)
         await runner.start()
         await server.start()

@@ -16,6 +16,9 @@ The rules
   cpu_second     CPU compute seconds of the billable jobs (usage.cpu_seconds)
   gpu_second     measured GPU seconds of the billable jobs
   gigabyte_month stored gigabyte-days over the month / the days in that month
+                 (hot tier only where the tariff prices the cold tier apart)
+  gigabyte_month_cold  the cold tier's gigabyte-days / the days (if priced)
+  examination_fetched  distinct examinations (studies) fetched (if priced)
   ============== ==========================================================
 
 - A line's amount is quantity × unit price, computed in exact decimals and rounded
@@ -34,7 +37,7 @@ from collections.abc import Mapping
 from decimal import ROUND_HALF_UP, Decimal
 
 from medcompute.server.errors import InvalidArgument
-from medcompute.server.tariff import ITEMS, Tariff
+from medcompute.server.tariff import Tariff
 from medcompute.server.usage import billable, cpu_seconds, totals
 
 __all__ = ["CSV_HEADER", "invoice", "month_bounds", "to_csv"]
@@ -74,8 +77,10 @@ def _text(value: Decimal) -> str:
     return format(value, "f")
 
 
-def _quantities(records: list[dict], gigabyte_days: float, days: int) -> dict[str, Decimal]:
+def _quantities(records: list[dict], gigabyte_days: float, days: int, *, cold: float,
+                cold_apart: bool, examinations: int) -> dict[str, Decimal]:
     charged = [r for r in records if billable(r)]
+    hot = gigabyte_days - cold if cold_apart else gigabyte_days
     gpu = [r["gpu_seconds"] for r in charged if r.get("gpu_seconds") is not None]
     return {
         "job": Decimal(len(charged)),
@@ -83,12 +88,16 @@ def _quantities(records: list[dict], gigabyte_days: float, days: int) -> dict[st
         "megabyte": Decimal(sum(int(r.get("bytes_in", 0)) for r in charged)) / 10 ** 6,
         "cpu_second": sum((_exact(cpu_seconds(r)) for r in charged), Decimal(0)),
         "gpu_second": sum((_exact(s) for s in gpu), Decimal(0)),
-        "gigabyte_month": _exact(gigabyte_days) / days,
+        "gigabyte_month": _exact(max(hot, 0.0)) / days,
+        "gigabyte_month_cold": _exact(cold) / days,
+        "examination_fetched": Decimal(examinations),
     }
 
 
 def invoice(month: str, records_by_subscriber: Mapping[str, list[dict]],
-            gigabyte_days: Mapping[str, float], tariff: Tariff) -> dict:
+            gigabyte_days: Mapping[str, float], tariff: Tariff, *,
+            cold_gigabyte_days: Mapping[str, float] | None = None,
+            examinations: Mapping[str, int] | None = None) -> dict:
     """The invoice of ``month`` (YYYY-MM), shaped like the Invoice message.
 
     Parameters
@@ -98,9 +107,13 @@ def invoice(month: str, records_by_subscriber: Mapping[str, list[dict]],
     records_by_subscriber : mapping of str to list of dict
         Each subscriber's usage records of the month.
     gigabyte_days : mapping of str to float
-        Each subscriber's stored gigabyte-days over the month.
+        Each subscriber's stored gigabyte-days over the month, every tier.
     tariff : Tariff
         The prices.
+    cold_gigabyte_days : mapping of str to float, optional
+        The part of them on the cold tier.
+    examinations : mapping of str to int, optional
+        Each subscriber's distinct examinations fetched in the month.
 
     Returns
     -------
@@ -114,12 +127,16 @@ def invoice(month: str, records_by_subscriber: Mapping[str, list[dict]],
     days = calendar.monthrange(year, number)[1]
     step = Decimal(1).scaleb(-tariff.decimals)
     subscribers, grand = [], Decimal(0)
-    for name in sorted(set(records_by_subscriber) | set(gigabyte_days)):
+    cold_days, fetched = cold_gigabyte_days or {}, examinations or {}
+    for name in sorted(set(records_by_subscriber) | set(gigabyte_days) | set(fetched)):
         records = list(records_by_subscriber.get(name, ()))
         stored = float(gigabyte_days.get(name, 0.0))
-        quantities = _quantities(records, stored, days)
+        cold = float(cold_days.get(name, 0.0))
+        quantities = _quantities(records, stored, days, cold=cold,
+                                 cold_apart="gigabyte_month_cold" in tariff.prices,
+                                 examinations=int(fetched.get(name, 0)))
         lines, total = [], Decimal(0)
-        for item in ITEMS:
+        for item in tariff.items:
             price = tariff.price(item)
             amount = (quantities[item] * price).quantize(step, rounding=ROUND_HALF_UP)
             total += amount
@@ -129,7 +146,8 @@ def invoice(month: str, records_by_subscriber: Mapping[str, list[dict]],
         grand += total
         subscribers.append({
             "subscriber": name, "lines": lines, "total": _text(total),
-            "usage": totals(records), "gigabyte_days": stored,
+            "usage": totals(records), "gigabyte_days": stored, "cold_gigabyte_days": cold,
+            "examinations_fetched": int(fetched.get(name, 0)),
             "excluded_platform_failures": sum(not billable(r) for r in records)})
     return {"month": month, "currency": tariff.currency, "tariff": tariff.name,
             "period_start": start, "period_end": end, "subscribers": subscribers,

@@ -17,6 +17,7 @@ from medcompute.proto import wire
 from medcompute.proto.v1 import jobs_pb2, processing_pb2
 from medcompute.server.billing import invoice, month_bounds
 from medcompute.server.errors import InvalidArgument, PermissionDenied
+from medcompute.server.fetches import FetchLog
 from medcompute.server.guard import Principal
 from medcompute.server.image_catalog import ImageCatalog
 from medcompute.server.tariff import Tariff, load_tariff
@@ -89,6 +90,7 @@ class BillingService:
         self.book = UsageBook(data_dir)
         try:
             self.ledger = ImageCatalog(data_dir)
+            self.fetches = FetchLog(data_dir)
         except BaseException:
             self.book.close()
             raise
@@ -96,6 +98,7 @@ class BillingService:
     def close(self) -> None:
         self.book.close()
         self.ledger.close()
+        self.fetches.close()
 
     async def _storage(self, who: str | None, since: float, until: float,
                        also: set[str]) -> list[jobs_pb2.StorageUsage]:
@@ -148,6 +151,9 @@ class BillingService:
         for r in records:
             by_subscriber.setdefault(r.get("subscriber", ""), []).append(r)
         days = await self.ledger.agigabyte_days(who, start, end)
+        cold = await self.ledger.agigabyte_days(who, start, end, tier="cold")
+        fetched = await self.fetches.examinations(who, start, end)
         stored = {name: value for name, value in days.items()
-                  if who is not None or value > 0 or name in by_subscriber}
-        return jobs_pb2.Invoice(**invoice(request.month, by_subscriber, stored, self.tariff))
+                  if who is not None or value > 0 or name in by_subscriber or name in fetched}
+        return jobs_pb2.Invoice(**invoice(request.month, by_subscriber, stored, self.tariff,
+                                          cold_gigabyte_days=cold, examinations=fetched))

@@ -32,8 +32,8 @@ import numpy as np
 
 from medcompute.proto import wire
 
-__all__ = ["BlobStore", "BlobWriter", "VoxelWriter", "read_voxels", "voxel_frames",
-           "voxel_chunks", "file_digest", "fsync_dir", "FRAME_BYTES"]
+__all__ = ["BlobStore", "TieredBlobStore", "BlobWriter", "VoxelWriter", "read_voxels",
+           "voxel_frames", "voxel_chunks", "file_digest", "fsync_dir", "FRAME_BYTES"]
 
 #: Decoded bytes per frame of a voxel blob (the wire's chunk size).
 FRAME_BYTES = 1 << 20
@@ -126,6 +126,57 @@ class BlobStore:
             if stale:
                 f.unlink(missing_ok=True)
                 removed += 1
+        return removed
+
+
+class TieredBlobStore(BlobStore):
+    """The hot blob folder (the data directory's), and a cold one (``--cold-dir``) or none.
+
+    New blobs are written hot. A blob file is in one tier, or, for the moment of a move
+    between tiers (``tiers.py``), in both with the same bytes: `path` gives the hot copy
+    while there is one, else the cold one, so every read finds the blob whichever step a
+    move has reached. `remove` removes both copies; `digests` lists both folders.
+    """
+
+    def __init__(self, root: str | os.PathLike, cold: str | os.PathLike | None = None):
+        super().__init__(root)
+        #: The hot folder alone (without the fall-back to cold), and the cold one.
+        self.hot = BlobStore(root)
+        self.cold = BlobStore(cold) if cold is not None else None
+
+    def path(self, digest: str) -> Path:
+        hot = super().path(digest)
+        if self.cold is None or hot.exists():
+            return hot
+        cold = self.cold.path(digest)
+        return cold if cold.exists() else hot
+
+    def hot_path(self, digest: str) -> Path:
+        return super().path(digest)
+
+    def tier_of_file(self, digest: str) -> str:
+        """Where the file is now: "hot", "cold", "both" or "missing"."""
+        hot = super().path(digest).exists()
+        cold = self.cold is not None and self.cold.path(digest).exists()
+        return {(True, False): "hot", (False, True): "cold", (True, True): "both"}.get(
+            (hot, cold), "missing")
+
+    def remove(self, digest: str) -> int:
+        size = super().remove(digest)
+        if self.cold is not None:
+            size = self.cold.remove(digest) or size
+        return size
+
+    def digests(self) -> Iterator[str]:
+        found = set(super().digests())
+        if self.cold is not None:
+            found.update(self.cold.digests())
+        yield from sorted(found)
+
+    def clear_stale(self, now: float | None = None) -> int:
+        removed = super().clear_stale(now)
+        if self.cold is not None:
+            removed += self.cold.clear_stale(now)
         return removed
 
 

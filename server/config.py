@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+
+from medcompute.server.studies import DEFAULT_RULES, DEFAULT_STATUSES
+from medcompute.server.versions import DEFAULT_VERSIONS, VersionSpec
 
 __all__ = ["ServerConfig", "DEFAULT_ADDRESS", "DEFAULT_DATA_DIR"]
 
@@ -98,3 +101,24 @@ class ServerConfig:
     dicom_push_attempts: int = 5
     #: Seconds before the second try of a push; doubled for each further one.
     dicom_push_backoff: float = 5.0
+    #: The compressed versions kept of each stored image (versions.py), by name and purpose.
+    versions: tuple[VersionSpec, ...] = field(default_factory=lambda: DEFAULT_VERSIONS)
+    #: Make every version of a newly registered DICOM image at once, in the background
+    #: (False: each on its first request).
+    make_versions: bool = False
+    #: The cold storage tier: another directory or mount (tiers.py); None: hot only.
+    cold_dir: Path | None = None
+    #: Move originals and lossless versions of images older than this (seconds) to cold;
+    #: None: no move by age.
+    cold_after: float | None = None
+    #: Move the images of studies in these reading statuses to cold.
+    cold_statuses: tuple[str, ...] = ()
+    #: "move": originals and lossless versions move to cold, lossy versions stay hot;
+    #: "copy": every version is kept on both tiers (the cold copy written by the policy).
+    cold_mode: str = "move"
+    #: A read served from cold moves the image back to hot.
+    recall_on_read: bool = False
+    #: The reading statuses a study may have (studies.py); every study starts unread.
+    statuses: tuple[str, ...] = DEFAULT_STATUSES
+    #: Which versions a study in each status may serve; a status without a rule: every one.
+    status_rules: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_RULES))

@@ -24,7 +24,7 @@ import numpy as np
 from medcompute.proto.v1 import image_pb2
 from medcompute.server import blobs as blobfiles
 from medcompute.server import jobs
-from medcompute.server.errors import Unavailable
+from medcompute.server.errors import MedcomputeError, Unavailable
 from medcompute.server.image_catalog import BlobRef, ImageRecord
 from medcompute.server.metering import usage_record
 from medcompute.server.operations import Geometry, resolve_pipeline
@@ -36,9 +36,9 @@ from medcompute.server.transport import ExpectedImage
 __all__ = ["placeholder", "resolve", "geometry", "input_ref", "derivation_key", "reuse", "keep"]
 
 
-def placeholder(field: str, image_id: str) -> ExpectedImage:
+def placeholder(field: str, image_id: str, version: str = "") -> ExpectedImage:
     """An ``image_id`` source before its record is looked up (see `resolve`)."""
-    return ExpectedImage(f"{field}.image_id", "stored", 0, stored=image_id)
+    return ExpectedImage(f"{field}.image_id", "stored", 0, stored=image_id, version=version)
 
 
 def _store(store: ImageStore | None) -> ImageStore:
@@ -56,15 +56,37 @@ async def resolve(store: ImageStore | None, expected: list[ExpectedImage], *,
             out.append(e)
             continue
         record = await _store(store).get(e.stored, owner=owner, field=e.field)
+        version = ""
+        if e.version:
+            version = await _version(store, record, e)
         out.append(ExpectedImage(
             e.field, "dicom" if record.blob("dicom") else "raw", 0, record.shape,
-            np.dtype(record.dtype), record.spacing, record.file_sizes, stored=record))
+            np.dtype(record.dtype), record.spacing, record.file_sizes, stored=record,
+            version=version))
     return out
 
 
+async def _version(store: ImageStore, record: ImageRecord, e: ExpectedImage):
+    """The version of a stored input the request names (made now if it was not yet),
+    when the study's reading status allows it."""
+    field = e.field.rsplit(".", 1)[0] + ".version"
+    try:
+        spec = store.versions.resolve(e.version, field)
+        await store.readable(record, spec.name)
+        return await store.versions.get(record, spec)
+    except MedcomputeError as exc:
+        if exc.field == "version":
+            raise type(exc)(exc.message, field) from None
+        raise
+
+
+def _ref(e: ExpectedImage) -> str:
+    return e.stored.id + (f"@{e.version.name}" if e.version else "")
+
+
 def input_ref(e: ExpectedImage) -> str:
-    """How a job record names an input."""
-    return f"image:{e.stored.id}" if e.stored is not None else f"inline:{e.size}"
+    """How a job record names an input (``image:ID@VERSION`` for a version)."""
+    return f"image:{_ref(e)}" if e.stored is not None else f"inline:{e.size}"
 
 
 def _spec(store: ImageStore, record: ImageRecord, field: str) -> InputSpec:
@@ -76,7 +98,13 @@ def _spec(store: ImageStore, record: ImageRecord, field: str) -> InputSpec:
 
 
 def geometry(store: ImageStore, e: ExpectedImage) -> tuple[Geometry, InputSpec]:
-    """The geometry and worker input of a resolved stored image."""
+    """The geometry and worker input of a resolved stored image: its voxels, or the files
+    of the version the request names (the worker decodes them)."""
+    if e.version:
+        v = e.version
+        return Geometry(e.shape, e.spacing), InputSpec(
+            str(store.blobs.path(v.digest)), "dicom", e.stored.shape, e.stored.dtype,
+            file_sizes=v.file_sizes, field=e.field)
     return Geometry(e.shape, e.spacing), _spec(store, e.stored, e.field)
 
 
@@ -96,7 +124,7 @@ def derivation_key(header, ids: list[str]) -> str:
 def _stored_key(header, expected: list[ExpectedImage]) -> str:
     if any(e.stored is None for e in expected):
         return ""
-    return derivation_key(header, [e.stored.id for e in expected])
+    return derivation_key(header, [_ref(e) for e in expected])
 
 
 def _materialise(store: ImageStore, record: ImageRecord, output_format: str, path: Path):
@@ -208,7 +236,7 @@ async def keep(service, header, job: jobs.Job, spec, result: TaskResult,
             store.blobs.install(voxels_tmp, vox.digest)
             if dcm is not None:
                 store.blobs.install(dicom_tmp, dcm.digest)
-        stored, _ = await store.add(record, install)
+        stored, _ = await store.add(record, install, "header.store_result")
         return stored.id
     finally:
         voxels_tmp.unlink(missing_ok=True)

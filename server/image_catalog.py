@@ -18,6 +18,7 @@ share a content-addressed blob file.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import sqlite3
 import time
@@ -25,7 +26,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from medcompute.server import capacity
 from medcompute.server.db import Database
+from medcompute.server.image_tiers import TierLedger
 
 __all__ = ["BlobRef", "ImageRecord", "FindFilter", "ImageCatalog", "PAGE_MAX"]
 
@@ -70,11 +73,17 @@ CREATE TABLE IF NOT EXISTS storage_ledger (
     subscriber TEXT NOT NULL,
     at REAL NOT NULL,
     delta_bytes INTEGER NOT NULL,
-    image_id TEXT NOT NULL
+    image_id TEXT NOT NULL,
+    tier TEXT NOT NULL DEFAULT 'hot'
 );
 CREATE INDEX IF NOT EXISTS storage_ledger_subscriber ON storage_ledger (subscriber, at);
 CREATE INDEX IF NOT EXISTS storage_ledger_image ON storage_ledger (image_id);
-"""
+-- The storage tier of a blob file that is not in the data directory ('hot'): no row, hot.
+CREATE TABLE IF NOT EXISTS blob_tiers (
+    digest TEXT PRIMARY KEY,
+    tier TEXT NOT NULL
+);
+""" + capacity.SCHEMA
 
 _GIGABYTE_DAY = 1e9 * 86400
 
@@ -85,6 +94,7 @@ class BlobRef:
     digest: str          # sha256 hex of the file
     size: int            # bytes on disk
     info: str = ""       # JSON facts about it (a preview's size and rendering)
+    tier: str = "hot"    # the storage tier the catalog puts its file in (tiers.py)
 
 
 @dataclass(frozen=True)
@@ -116,6 +126,12 @@ class ImageRecord:
 
     def blob(self, role: str) -> BlobRef | None:
         return next((b for b in self.blobs if b.role == role), None)
+
+    @property
+    def tier(self) -> str:
+        """The tier of the original's files (its voxels)."""
+        voxels = self.blob("voxels")
+        return voxels.tier if voxels is not None else "hot"
 
     @property
     def stored_bytes(self) -> int:
@@ -170,18 +186,29 @@ def decode_token(token: str) -> tuple[float, str]:
         raise ValueError("not a page token of this server") from exc
 
 
-class ImageCatalog(Database):
+class ImageCatalog(TierLedger, Database):
     """The image rows of one data directory's catalog file."""
 
     SCHEMA = _SCHEMA
 
     def __init__(self, data_dir: str | Path):
         super().__init__(data_dir)
+        self._run(self._migrate)
         self._run(self._backfill)
 
+    def _migrate(self) -> None:
+        """A catalog written before storage tiers: its ledger rows are all hot."""
+        columns = {r[1] for r in self._db.execute("PRAGMA table_info(storage_ledger)")}
+        if "tier" not in columns:
+            with contextlib.suppress(sqlite3.OperationalError):   # another process did it
+                self._db.execute("ALTER TABLE storage_ledger ADD COLUMN tier TEXT NOT NULL "
+                                 "DEFAULT 'hot'")
+
     def _blobs_of(self, image_id: str) -> list[tuple]:
-        return self._db.execute("SELECT role, digest, size, info FROM image_blobs WHERE "
-                                "image_id = ? ORDER BY role", (image_id,)).fetchall()
+        return self._db.execute("SELECT b.role, b.digest, b.size, b.info, COALESCE(t.tier, "
+                                "'hot') FROM image_blobs b LEFT JOIN blob_tiers t ON t.digest "
+                                "= b.digest WHERE b.image_id = ? ORDER BY b.role",
+                                (image_id,)).fetchall()
 
     def _select(self, where: str, args: tuple, tail: str = "") -> list[ImageRecord]:
         rows = self._db.execute(f"SELECT id, record FROM images WHERE {where} {tail}",
@@ -189,12 +216,16 @@ class ImageCatalog(Database):
         return [_record(text, self._blobs_of(image_id)) for image_id, text in rows]
 
     # -- adding ---------------------------------------------------------------------
-    def _add(self, record: ImageRecord, install: Callable[[], None]):
+    def _add(self, record: ImageRecord, install: Callable[[], None],
+             field: str = "header.image"):
         def step():
             existing = self._select("owner = ? AND identity = ?", (record.owner, record.identity))
             if existing:
                 return existing[0], True
+            capacity.check(self._db, record.owner, record.stored_bytes, field)
             install()
+            for b in record.blobs:   # a shared blob moved to cold is hot again: just written
+                self._switch_step(b.digest, "hot")
             self._db.execute("INSERT INTO images (id, owner, identity, kind, modality, "
                              "patient_id, study_uid, series_uid, acquisition_date, created_at,"
                              " expires_at, source_id, derivation_key, record) VALUES "
@@ -207,24 +238,30 @@ class ImageCatalog(Database):
             return record, False
         return self._transaction(step)
 
-    async def add(self, record: ImageRecord, install: Callable[[], None]
-                  ) -> tuple[ImageRecord, bool]:
+    async def add(self, record: ImageRecord, install: Callable[[], None],
+                  field: str = "header.image") -> tuple[ImageRecord, bool]:
         """Insert ``record`` unless its owner already has its identity.
 
         ``install()`` (putting its blob files in place) runs inside the transaction,
-        only when the row is new. Returns the stored record and whether it existed.
+        only when the row is new and fits its owner's allocated capacity (else
+        CapacityExceeded naming ``field``). Returns the stored record and whether it
+        existed.
         """
-        return await self._call(self._add, record, install)
+        return await self._call(self._add, record, install, field)
 
-    def _add_blob(self, image_id: str, blob: BlobRef, install: Callable[[], None]) -> bool:
+    def _add_blob(self, image_id: str, blob: BlobRef, install: Callable[[], None],
+                  field: str | None = None) -> bool:
         def step():
             owner = self._db.execute("SELECT owner FROM images WHERE id = ?",
                                      (image_id,)).fetchone()
             if not owner:
                 return False
-            install()
             replaced = self._db.execute("SELECT size FROM image_blobs WHERE image_id = ? AND "
                                         "role = ?", (image_id, blob.role)).fetchone()
+            if field is not None:
+                capacity.check(self._db, owner[0], blob.size - (replaced[0] if replaced else 0),
+                               field)
+            install()
             self._meter(owner[0], time.time(), blob.size - (replaced[0] if replaced else 0),
                         image_id)
             self._db.execute("INSERT OR REPLACE INTO image_blobs (image_id, role, digest, size,"
@@ -233,9 +270,12 @@ class ImageCatalog(Database):
             return True
         return self._transaction(step)
 
-    async def add_blob(self, image_id: str, blob: BlobRef, install: Callable[[], None]) -> bool:
-        """Attach one more blob (a cached preview); False when the image is gone."""
-        return await self._call(self._add_blob, image_id, blob, install)
+    async def add_blob(self, image_id: str, blob: BlobRef, install: Callable[[], None], *,
+                       field: str | None = None) -> bool:
+        """Attach one more blob (a cached preview, a version); False when the image is
+        gone. With ``field``, refused (CapacityExceeded naming it) beyond the owner's
+        allocated capacity; without, a cache that is counted but never refused."""
+        return await self._call(self._add_blob, image_id, blob, install, field)
 
     # -- reading --------------------------------------------------------------------
     def _get(self, image_id: str, owner: str | None) -> ImageRecord | None:
@@ -330,20 +370,41 @@ class ImageCatalog(Database):
         return await self._call(self._exclusive_bytes, ids)
 
     # -- removing -------------------------------------------------------------------
-    def _delete(self, image_id: str, owner: str | None) -> ImageRecord | None:
+    def _derived_from(self, image_id: str) -> list[ImageRecord]:
+        # Image ids are unique 32-digit hex: quoted, they appear in a record's JSON only as
+        # its own id, its source_id or one of its operand_ids.
+        return self._select("id != ? AND kind = 'derived' AND (source_id = ? OR record LIKE ?)",
+                            (image_id, image_id, f'%"{image_id}"%'), "ORDER BY created_at, id")
+
+    def _remove_row(self, record: ImageRecord) -> None:
+        self._db.execute("DELETE FROM images WHERE id = ?", (record.id,))
+        at = time.time()
+        for tier, counted in self._db.execute(
+                "SELECT tier, COALESCE(SUM(delta_bytes), 0) FROM storage_ledger WHERE "
+                "image_id = ? GROUP BY tier ORDER BY tier", (record.id,)).fetchall():
+            self._meter(record.owner, at, -counted, record.id, tier)
+
+    def _delete(self, image_id: str, owner: str | None) -> list[ImageRecord]:
         def step():
             record = self._get(image_id, owner)
-            if record is not None:
-                self._db.execute("DELETE FROM images WHERE id = ?", (image_id,))
-                counted = self._db.execute("SELECT COALESCE(SUM(delta_bytes), 0) FROM "
-                                           "storage_ledger WHERE image_id = ?",
-                                           (image_id,)).fetchone()[0]
-                self._meter(record.owner, time.time(), -counted, image_id)
-            return record
+            if record is None:
+                return []
+            gone, todo = [], [record]
+            while todo:
+                r = todo.pop(0)
+                if any(g.id == r.id for g in gone):
+                    continue
+                gone.append(r)
+                todo.extend(self._derived_from(r.id))
+            for r in gone:
+                self._remove_row(r)
+            return gone
         return self._transaction(step)
 
-    async def delete(self, image_id: str, owner: str | None) -> ImageRecord | None:
-        """Remove the row (and its blob references); the record, or None if not found."""
+    async def delete(self, image_id: str, owner: str | None) -> list[ImageRecord]:
+        """Remove the row and (transitively) every image derived from it (its source or
+        an operand), with their blob references: the records removed, the image first;
+        empty when it was not found. One transaction: no derived image outlives it."""
         return await self._call(self._delete, image_id, owner)
 
     def _release(self, digests: Iterable[str], remove: Callable[[str], int]) -> tuple[int, int]:
@@ -353,6 +414,7 @@ class ImageCatalog(Database):
                 used = self._db.execute("SELECT 1 FROM image_blobs WHERE digest = ? LIMIT 1",
                                         (digest,)).fetchone()
                 if not used:
+                    self._db.execute("DELETE FROM blob_tiers WHERE digest = ?", (digest,))
                     size = remove(digest)
                     freed += size
                     removed += 1 if size else 0
@@ -379,11 +441,20 @@ class ImageCatalog(Database):
         return await self._call(self._sweep, present, remove)
 
     # -- storage ledger ---------------------------------------------------------------
-    def _meter(self, subscriber: str, at: float, delta: int, image_id: str) -> None:
+    def _meter(self, subscriber: str, at: float, delta: int, image_id: str,
+               tier: str = "hot") -> None:
         """One ledger row; the caller's transaction holds it together with the change."""
         if delta:
-            self._db.execute("INSERT INTO storage_ledger (subscriber, at, delta_bytes, image_id)"
-                             " VALUES (?, ?, ?, ?)", (subscriber, at, int(delta), image_id))
+            self._db.execute("INSERT INTO storage_ledger (subscriber, at, delta_bytes, image_id,"
+                             " tier) VALUES (?, ?, ?, ?, ?)",
+                             (subscriber, at, int(delta), image_id, tier))
+
+    def _all_images(self) -> list[ImageRecord]:
+        return self._select("1", (), "ORDER BY created_at, id")
+
+    async def all_images(self) -> list[ImageRecord]:
+        """Every image of every subscriber, oldest first."""
+        return await self._call(self._all_images)
 
     def _backfill(self) -> None:
         """A catalog written before the ledger existed: one row per image, at its creation."""
@@ -403,13 +474,16 @@ class ImageCatalog(Database):
             self._transaction(step)
 
     def _gigabyte_days(self, subscriber: str | None, since: float, until: float,
-                       now: float | None) -> dict[str, float]:
+                       now: float | None, tier: str | None = None) -> dict[str, float]:
         now = time.time() if now is None else now
         end = min(until, now) if until else now
         where, args = "at < ?", [end]
         if subscriber is not None:
             where += " AND subscriber = ?"
             args.append(subscriber)
+        if tier is not None:
+            where += " AND tier = ?"
+            args.append(tier)
         rows = self._db.execute(f"SELECT subscriber, at, delta_bytes FROM storage_ledger WHERE "
                                 f"{where} ORDER BY subscriber, at, seq", args).fetchall()
         byte_seconds: dict[str, float] = {} if subscriber is None else {subscriber: 0.0}
@@ -442,10 +516,10 @@ class ImageCatalog(Database):
         return self._run(self._gigabyte_days, subscriber, since, until, now)
 
     async def agigabyte_days(self, subscriber: str | None, since: float = 0.0,
-                             until: float = 0.0, *, now: float | None = None
-                             ) -> dict[str, float]:
-        """:meth:`gigabyte_days`, off the event loop."""
-        return await self._call(self._gigabyte_days, subscriber, since, until, now)
+                             until: float = 0.0, *, now: float | None = None,
+                             tier: str | None = None) -> dict[str, float]:
+        """:meth:`gigabyte_days`, off the event loop; ``tier``: of that tier only."""
+        return await self._call(self._gigabyte_days, subscriber, since, until, now, tier)
 
     def _stored_bytes_now(self, subscriber: str | None) -> dict[str, int]:
         where, args = ("WHERE subscriber = ?", (subscriber,)) if subscriber is not None else (

@@ -119,6 +119,7 @@ class Metrics:
         self._lock = threading.Lock()
         self._queue_depth: Callable[[], int] | None = None
         self._storage: Callable[[], Mapping[str, tuple[int, int]]] | None = None
+        self._reads: Callable[[], Mapping[str, int]] | None = None
         self._http = None
         self._http_thread: threading.Thread | None = None
         self._measured_gpu = False
@@ -228,6 +229,12 @@ class Metrics:
         with self._lock:
             self._storage = source
 
+    def set_reads_source(self, source: Callable[[], Mapping[str, int]] | None) -> None:
+        """Read ``medcompute_store_reads_total{tier}`` from ``source()`` at each scrape:
+        ``{tier: reads of stored image data served from it}`` (``TierMover.reads``)."""
+        with self._lock:
+            self._reads = source
+
     def set_workers(self, cpu: int, gpu: int) -> None:
         """Record the Dask workers alive: ``medcompute_workers{kind="cpu"|"gpu"}``."""
         for name, value in (("cpu", cpu), ("gpu", gpu)):
@@ -288,12 +295,15 @@ class Metrics:
                 families += self.energy.collect()
             source = self._queue_depth
             storage = self._storage
+            reads = self._reads
         for family in families:
             # The client library adds a "<name>_created" timestamp series to every counter
             # and histogram; it doubles the series and says nothing a scrape needs here.
             family.samples = [s for s in family.samples if not s.name.endswith("_created")]
         if storage is not None:
             families += _storage_families(storage)
+        if reads is not None:
+            families += _reads_family(reads)
         if source is not None:
             try:
                 depth = int(source())
@@ -305,6 +315,20 @@ class Metrics:
                 family.add_metric([], depth)
                 families.append(family)
         return families
+
+
+def _reads_family(source) -> list[Metric]:
+    try:
+        counts = dict(source())
+    except Exception:  # a broken source drops the samples, not the scrape
+        log.exception("could not read the store's reads per tier for the metrics")
+        return []
+    family = CounterMetricFamily("medcompute_store_reads",
+                                 "Reads of stored image data (Get), by the tier served from.",
+                                 labels=["tier"])
+    for tier, n in sorted(counts.items()):
+        family.add_metric([tier], n)
+    return [family]
 
 
 def _storage_families(source) -> list[Metric]:

@@ -115,8 +115,11 @@ class ProcessingService:
                     raise InvalidArgument("required: the id of a stored image, as Register "
                                           "returned it; got an empty string",
                                           f"{field}.image_id")
-                expected.append(derived.placeholder(field, source.image_id))
+                expected.append(derived.placeholder(field, source.image_id, source.version))
                 continue
+            if source.version:
+                raise InvalidArgument("a version is one of a stored image: give image_id, or "
+                                      "leave version empty", f"{field}.version")
             if kind != "inline":
                 raise InvalidArgument("expected an image: set inline (a descriptor; the pixels "
                                       "follow as chunks) or image_id (a stored image)", field)

@@ -20,10 +20,9 @@ import hashlib
 import json
 import logging
 import math
-import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -31,12 +30,19 @@ import numpy as np
 
 from medcompute.proto import wire
 from medcompute.proto.v1 import image_pb2
-from medcompute.server import blobs as blobfiles
 from medcompute.server import preview
-from medcompute.server.blobs import BlobStore, BlobWriter, VoxelWriter
+from medcompute.server.blob_streams import file_chunks, prefetched, voxel_payloads
+from medcompute.server.blobs import BlobWriter, TieredBlobStore, VoxelWriter
 from medcompute.server.config import ServerConfig
 from medcompute.server.dicom_meta import check_uid, normalise_date
-from medcompute.server.errors import Internal, InvalidArgument, NotFound, ResourceExhausted
+from medcompute.server.errors import (
+    FailedPrecondition,
+    Internal,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+)
+from medcompute.server.fetches import FetchLog, examination_of
 from medcompute.server.image_catalog import (
     PAGE_MAX,
     BlobRef,
@@ -47,7 +53,10 @@ from medcompute.server.image_catalog import (
 )
 from medcompute.server.space import FreeSpaceReserve
 from medcompute.server.store_tasks import Written, dicom_parts, ingest_dicom, render_preview
+from medcompute.server.studies import StatusRules, StudyStatuses
+from medcompute.server.tiers import TierMover
 from medcompute.server.transport import ExpectedImage, expect_image
+from medcompute.server.versions import Versions
 
 __all__ = ["ImageStore", "Runner", "StreamInfo", "new_image_id", "METADATA_TEXT_FIELDS"]
 
@@ -59,7 +68,6 @@ METADATA_TEXT_FIELDS = ("modality", "patient_id", "study_instance_uid", "series_
                         "acquisition_date", "manufacturer", "device_model", "description")
 _MAX_TEXT = 256
 _DEFAULT_PAGE = 100
-_END = object()
 
 
 def _require_id(image_id: str, field: str) -> None:
@@ -81,49 +89,6 @@ class StreamInfo:
     crc32: int
     compression: int
     file_sizes: tuple[int, ...] = ()
-
-
-async def _prefetched(it: Iterator, depth: int = 4) -> AsyncIterator:
-    """Iterate a blocking iterator (reading, decompressing) in a thread that runs up to
-    ``depth`` items ahead, so the work overlaps with sending. Close it (``aclosing``)."""
-    loop = asyncio.get_running_loop()
-    queue: asyncio.Queue = asyncio.Queue()
-    room = threading.Semaphore(depth)
-    stop = threading.Event()
-
-    def put(item, error=None):
-        with contextlib.suppress(RuntimeError):   # the loop closed: nobody is listening
-            loop.call_soon_threadsafe(queue.put_nowait, (item, error))
-
-    def produce():
-        try:
-            for item in it:
-                room.acquire()
-                if stop.is_set():
-                    return
-                put(item)
-            put(_END)
-        except BaseException as exc:  # handed to the consumer, raised there
-            put(_END, exc)
-        finally:
-            close = getattr(it, "close", None)
-            if close is not None:
-                close()
-
-    # A thread of its own: a slow reader must not hold one of the loop's executor threads.
-    threading.Thread(target=produce, name="store-stream", daemon=True).start()
-    try:
-        while True:
-            item, error = await queue.get()
-            if error is not None:
-                raise error
-            if item is _END:
-                return
-            room.release()
-            yield item
-    finally:
-        stop.set()
-        room.release()
 
 
 def _check_metadata(meta: dict, *, raw: bool) -> dict:
@@ -209,7 +174,9 @@ class ImageStore:
         self.runner = runner
         #: The free-space reserve checked before every write (space.py).
         self.space = space if space is not None else FreeSpaceReserve.from_config(config)
-        self.blobs = BlobStore(Path(config.data_dir) / "blobs")
+        self.blobs = TieredBlobStore(Path(config.data_dir) / "blobs",
+                                     None if config.cold_dir is None
+                                     else Path(config.cold_dir) / "blobs")
         self.catalog = ImageCatalog(config.data_dir)
         self._active = 0
         self._idle = asyncio.Event()
@@ -217,10 +184,21 @@ class ImageStore:
         self._receiving = asyncio.Event()
         self._backups = 0
         self._deferred: set[str] = set()
+        #: The compressed versions of the images (versions.py).
+        self.versions = Versions(self, config.versions)
+        #: Moves between the hot and the cold tier (tiers.py).
+        self.tiers = TierMover(self)
+        #: Examinations fetched, for the data fee (fetches.py).
+        self.fetches = FetchLog(config.data_dir)
+        #: Reading status of studies and the versions each may serve (studies.py).
+        self.studies = StudyStatuses(config.data_dir,
+                                     StatusRules(tuple(config.statuses), dict(config.status_rules)))
 
     # -- life-cycle -----------------------------------------------------------------
     async def open(self) -> None:
-        """Remove what interrupted writes left: temporary files, blobs without a row."""
+        """Settle interrupted tier moves; remove what interrupted writes left: temporary
+        files, blobs without a row."""
+        await asyncio.to_thread(self.tiers.recover)
         stale = await asyncio.to_thread(self.blobs.clear_stale)
         orphans = await self.catalog.sweep(self.blobs.digests, self.blobs.remove)
         if stale or orphans:
@@ -229,6 +207,8 @@ class ImageStore:
 
     def close(self) -> None:
         self.catalog.close()
+        self.studies.close()
+        self.fetches.close()
 
     @contextlib.contextmanager
     def _activity(self):
@@ -256,12 +236,13 @@ class ImageStore:
             raise ResourceExhausted(f"the image has {voxels} voxels; this server accepts at "
                                     f"most {self.config.max_voxels}", field)
 
-    async def add(self, record: ImageRecord, install) -> tuple[ImageRecord, bool]:
+    async def add(self, record: ImageRecord, install, field: str = "header.image"
+                  ) -> tuple[ImageRecord, bool]:
         """``catalog.add``; when it fails (a full disk at COMMIT), the blobs it installed
         that no row refers to are removed again: no row without its blobs, and no blob
         left taking space without its row."""
         try:
-            return await self.catalog.add(record, install)
+            return await self.catalog.add(record, install, field)
         except BaseException:
             with contextlib.suppress(Exception):   # else swept when the store next opens
                 await asyncio.shield(self.catalog.release([b.digest for b in record.blobs],
@@ -286,7 +267,11 @@ class ImageStore:
             if e.encoding == "raw":
                 self._check_voxels(e.shape, "header.image.shape")
                 return await self._register_raw(e, chunks, owner, meta, expires)
-            return await self._register_dicom(e, chunks, owner, meta, expires)
+            stored, existing, differing = await self._register_dicom(e, chunks, owner, meta,
+                                                                     expires)
+        if self.config.make_versions and not existing:
+            self.versions.make_soon(stored)
+        return stored, existing, differing
 
     async def _receive(self, chunks: AsyncIterator, e: ExpectedImage, sink, crc_of) -> None:
         decoder = wire.ChunkDecoder(e.compression, f"{e.field}.compression")
@@ -441,11 +426,47 @@ class ImageStore:
                                       "format")
             info = StreamInfo(image_pb2.ENCODING_DICOM, blob.size, record.dicom_crc32, compression,
                               record.file_sizes)
-            return info, _prefetched(_file_chunks(self._present(blob), compression))
+            return info, prefetched(file_chunks(self._present(blob), compression))
         path = self._present(record.blob("voxels"))
         itemsize = np.dtype(record.dtype).itemsize
         return (StreamInfo(image_pb2.ENCODING_RAW, record.size, record.crc32, compression),
-                _prefetched(_voxel_payloads(path, compression, itemsize)))
+                prefetched(voxel_payloads(path, compression, itemsize)))
+
+    async def readable(self, record: ImageRecord, version: str) -> str:
+        """The status of the image's study, or FailedPrecondition when that status may not
+        serve ``version`` (a version's name, or ``original``)."""
+        return await self.studies.check_read(record.owner,
+                                             record.metadata.get("study_instance_uid", ""),
+                                             version)
+
+    async def fetched(self, record: ImageRecord, by: str) -> None:
+        """Note that ``by`` received the image's data (the invoice's data fee); a failure to
+        note it is logged, never the caller's error (the data was sent)."""
+        try:
+            await self.fetches.add(by, record.id, examination_of(
+                record.owner, record.id, record.metadata.get("study_instance_uid", "")))
+        except Exception as exc:
+            log.warning("store: a fetch could not be noted for the data fee (%s)",
+                        type(exc).__name__)
+
+    async def study_of(self, owner: str, image_id: str, study_uid: str) -> str:
+        """The StudyInstanceUID named by an image of the study or given as it is; NotFound
+        unless the caller keeps an image of that study."""
+        if image_id:
+            uid = (await self.get(image_id, owner=owner)).metadata.get("study_instance_uid", "")
+            if not uid:
+                raise FailedPrecondition("this image has no StudyInstanceUID (registered as a "
+                                         "raw array without one); it belongs to no study",
+                                         "image_id")
+            return uid
+        if not study_uid:
+            raise InvalidArgument("give image_id (an image of the study) or "
+                                  "study_instance_uid", "image_id")
+        found, _ = await self.catalog.find(FindFilter(study_uid=study_uid), owner=owner,
+                                           limit=1, after=None)
+        if not found:
+            raise NotFound("no stored image of this study", "study_instance_uid")
+        return study_uid
 
     def _present(self, blob: BlobRef) -> Path:
         path = self.blobs.path(blob.digest)
@@ -456,13 +477,18 @@ class ImageStore:
 
     # -- delete ---------------------------------------------------------------------
     async def delete(self, image_id: str, *, owner: str) -> int:
-        """Remove the image; the bytes of blob files removed (shared blobs stay)."""
+        """`remove`; the bytes of blob files removed."""
+        return (await self.remove(image_id, owner=owner))[0]
+
+    async def remove(self, image_id: str, *, owner: str) -> tuple[int, list[str]]:
+        """Remove the image, every version of it on every tier, and the images derived from
+        it; the bytes of blob files removed (shared blobs stay) and the derived ids."""
         _require_id(image_id, "image_id")
-        record = await self.catalog.delete(image_id, owner)
-        if record is None:
+        gone = await self.catalog.delete(image_id, owner)
+        if not gone:
             raise NotFound(f"no stored image {image_id!r}", "image_id")
-        freed, _ = await self._release(record.blobs)
-        return freed
+        freed, _ = await self._release([b for r in gone for b in r.blobs])
+        return freed, [r.id for r in gone[1:]]
 
     async def _release(self, refs) -> tuple[int, int]:
         digests = [b.digest for b in refs]
@@ -524,18 +550,3 @@ class ImageStore:
                                         lambda: self.blobs.install(tmp, digest))
         finally:
             tmp.unlink(missing_ok=True)
-
-
-def _file_chunks(path: Path, compression: int) -> Iterator[bytes]:
-    with open(path, "rb") as f:
-        while piece := f.read(wire.CHUNK_SIZE):
-            yield from wire.iter_chunks(piece, compression=compression)
-
-
-def _voxel_payloads(path: Path, compression: int, itemsize: int) -> Iterator[bytes]:
-    if compression == image_pb2.COMPRESSION_BLOSC:
-        # The stored frames are blosc2 chunks of at most a wire chunk: sent as they are.
-        yield from blobfiles.voxel_frames(path)
-        return
-    for data in blobfiles.voxel_chunks(path):
-        yield from wire.iter_chunks(data, compression=compression, itemsize=itemsize)

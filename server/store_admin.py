@@ -125,7 +125,19 @@ def _copy_blobs(store: ImageStore, dest: Path) -> tuple[int, int, int]:
     target.tmp.rmdir()
     for folder in (target.root, dest):
         fsync_dir(folder)
+    _all_hot(dest)
     return images, len(digests), total
+
+
+def _all_hot(dest: Path) -> None:
+    """The copy keeps every blob in its own (hot) folder: its catalog says so, and its
+    ledger moves the cold tier's bytes to hot as of now."""
+    copy = ImageCatalog(dest)
+    try:
+        for digest in copy._run(copy._tiers):
+            copy._run(copy._switch_tier, digest, "hot")
+    finally:
+        copy.close()
 
 
 async def backup(store: ImageStore, destination: str) -> BackupReport:
@@ -133,7 +145,8 @@ async def backup(store: ImageStore, destination: str) -> BackupReport:
 
     The catalog is copied as one SQLite snapshot; blobs are immutable, and none is
     removed while a backup runs (deletions wait for it), so every blob the snapshot
-    names is copied. A server started on the copy serves the same images.
+    names is copied. A server started on the copy serves the same images. Blobs of
+    the cold tier are copied into the copy's own blob folder: the copy is hot only.
     """
     dest = Path(destination)
     if not destination or not dest.is_absolute():
@@ -177,9 +190,9 @@ async def purge(store: ImageStore, *, now: float | None = None, dry_run: bool = 
     refs = []
     deleted = []
     for record in expired:
-        if await store.catalog.delete(record.id, None) is not None:
-            deleted.append(record.id)
-            refs.extend(record.blobs)
+        for gone in await store.catalog.delete(record.id, None):   # with what derives from it
+            deleted.append(gone.id)
+            refs.extend(gone.blobs)
     freed, removed = await store._release(refs)
     if deleted:
         log.info("store: purged %d expired image(s), freed %d bytes", len(deleted), freed)
@@ -187,14 +200,15 @@ async def purge(store: ImageStore, *, now: float | None = None, dry_run: bool = 
 
 
 async def maintain(store: ImageStore, interval: float, *, rounds: int | None = None) -> None:
-    """Every ``interval`` seconds: purge expired images, remove stale temporary files
-    (forever, or ``rounds`` times)."""
+    """Every ``interval`` seconds: purge expired images, remove stale temporary files,
+    apply the tier policy (forever, or ``rounds`` times)."""
     done = 0
     while rounds is None or done < rounds:
         await asyncio.sleep(interval)
         try:
             await purge(store)
             await asyncio.to_thread(store.blobs.clear_stale)
+            await store.tiers.apply_policy()
         except Exception:  # keep the loop alive; the next round tries again
             log.exception("store: periodic purge failed")
         done += 1

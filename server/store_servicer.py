@@ -13,6 +13,7 @@ from medcompute.server.guard import Guard, rpc
 from medcompute.server.image_catalog import FindFilter, ImageRecord
 from medcompute.server.store import METADATA_TEXT_FIELDS, ImageStore
 from medcompute.server.transport import header_and_chunks
+from medcompute.server.versions import Version, versions_of
 
 __all__ = ["StoreServicer", "image_message", "metadata_from", "metadata_message"]
 
@@ -55,6 +56,18 @@ def metadata_message(meta: dict) -> store_pb2.ImageMetadata:
     return msg
 
 
+def version_message(v: Version) -> store_pb2.ImageVersion:
+    msg = store_pb2.ImageVersion(
+        name=v.name, purpose=v.purpose, lossless=v.lossless, transfer_syntax_uid=v.transfer_syntax,
+        compression_ratio=v.ratio, max_error=v.max_error, stored_bytes=v.stored_bytes,
+        resolution_levels=v.resolutions)
+    if v.configured_ratio is not None:
+        msg.configured_ratio = v.configured_ratio
+    if v.psnr_db is not None:
+        msg.psnr_db = v.psnr_db
+    return msg
+
+
 def image_message(r: ImageRecord) -> store_pb2.StoredImage:
     msg = store_pb2.StoredImage(
         image_id=r.id, owner=r.owner, kind=_KIND_CODES[r.kind],
@@ -63,7 +76,7 @@ def image_message(r: ImageRecord) -> store_pb2.StoredImage:
         crc32=r.crc32, dicom_files=len(r.file_sizes), stored_bytes=r.stored_bytes,
         created_at=r.created_at, source_image_id=r.source_id,
         operand_image_ids=r.operand_ids, operations=r.operations, derivation=r.derivation,
-        job_id=r.job_id)
+        job_id=r.job_id, versions=[version_message(v) for v in versions_of(r)], tier=r.tier)
     if r.expires_at is not None:
         msg.expires_at = r.expires_at
     return msg
@@ -115,13 +128,35 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
             raise InvalidArgument(wire.enum_choices(store_pb2.StoredFormat, request.format),
                                   "format")
         record = await self.store.get(request.image_id, owner=call.principal.subscriber)
-        info, payloads = self.store.stream(record, fmt, request.compression)
-        data = image_pb2.ImageDescriptor(
+        spec = self.store.versions.resolve(request.version)
+        if not request.header_only:   # the study's reading status allows this version
+            await self.store.readable(record, spec.name if spec is not None else "original")
+        if spec is None:
+            if request.resolution_level:
+                raise InvalidArgument("resolution levels are served from a compressed "
+                                      "version; name one in version", "resolution_level")
+            info, payloads = self.store.stream(record, fmt, request.compression)
+            header = store_pb2.GetHeader()
+            role = "dicom" if fmt == "dicom" else "voxels"
+        else:
+            if request.format == store_pb2.STORED_FORMAT_VOXELS:
+                raise InvalidArgument("a version is sent as its DICOM files: leave format "
+                                      "unset or ask for STORED_FORMAT_DICOM", "format")
+            version, info, payloads = await self.store.versions.fetch(
+                record, spec, request.resolution_level, request.compression)
+            record = await self.store.get(request.image_id, owner=call.principal.subscriber)
+            header = store_pb2.GetHeader(version=version_message(version),
+                                         resolution_level=request.resolution_level)
+            call.detail = f"version {version.name}, resolution level {request.resolution_level}"
+            role = "version:" + version.name
+        if not request.header_only and self.store.tiers.read_from(record, role) == "cold":
+            call.detail = ", ".join(filter(None, [call.detail, "served from the cold tier"]))
+        header.image.CopyFrom(image_message(record))
+        header.data.CopyFrom(image_pb2.ImageDescriptor(
             encoding=info.encoding, shape=record.shape, dtype=wire.dtype_to_proto(record.dtype),
             spacing_mm=record.spacing or (), file_sizes=info.file_sizes,
-            compression=info.compression, size=info.size, crc32=info.crc32)
-        yield store_pb2.GetResponse(header=store_pb2.GetHeader(image=image_message(record),
-                                                               data=data))
+            compression=info.compression, size=info.size, crc32=info.crc32))
+        yield store_pb2.GetResponse(header=header)
         if request.header_only:
             await payloads.aclose()
             return
@@ -130,12 +165,16 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
                 response = store_pb2.GetResponse()
                 response.chunk.data = payload
                 yield response
+        await self.store.fetched(record, call.principal.subscriber)
 
     @rpc("store.delete", "store")
     async def Delete(self, request, context, call):
         call.object_id = request.image_id
-        freed = await self.store.delete(request.image_id, owner=call.principal.subscriber)
-        return store_pb2.DeleteResponse(freed_bytes=freed)
+        freed, derived = await self.store.remove(request.image_id,
+                                                 owner=call.principal.subscriber)
+        if derived:
+            call.detail = f"with {len(derived)} derived image(s)"
+        return store_pb2.DeleteResponse(freed_bytes=freed, derived_image_ids=derived)
 
     @rpc("store.preview", ("store", "receive"))
     async def Preview(self, request, context, call):

@@ -10,8 +10,12 @@
     megabyte = 0.0005         # per 10^6 bytes of decoded input processed (bytes_in)
     cpu_second = 0.0002       # per second of compute on a CPU backend
     gpu_second = 0.002        # per measured second of compute on a GPU
-    gigabyte_month = 0.03     # per 10^9 bytes stored for a month
+    gigabyte_month = 0.03     # per 10^9 bytes stored for a month (hot tier)
+    gigabyte_month_cold = 0.004   # optional: per 10^9 bytes on the cold tier for a month
+    examination_fetched = 0.05    # optional: data fee per examination (study) fetched
 
+Without ``gigabyte_month_cold`` the cold tier is priced like the hot one (one
+``gigabyte_month`` line for both); without ``examination_fetched`` there is no data fee.
 Prices are read as exact decimals (never through binary floats). Without a file, the
 example prices of ``default_tariff.toml``, shipped with the package, apply.
 """
@@ -29,9 +33,11 @@ try:
 except ModuleNotFoundError:  # Python 3.10: the same parser, published as tomli
     import tomli as tomllib
 
-__all__ = ["ITEMS", "Tariff", "TariffError", "load_tariff", "parse_tariff"]
+__all__ = ["ITEMS", "OPTIONAL_ITEMS", "Tariff", "TariffError", "load_tariff", "parse_tariff"]
 
 ITEMS = ("job", "image", "megabyte", "cpu_second", "gpu_second", "gigabyte_month")
+#: Priced only where the tariff names them.
+OPTIONAL_ITEMS = ("gigabyte_month_cold", "examination_fetched")
 DEFAULT_FILE = "default_tariff.toml"
 MAX_DECIMALS = 6
 
@@ -55,6 +61,11 @@ class Tariff:
 
     def price(self, item: str) -> Decimal:
         return self.prices[item]
+
+    @property
+    def items(self) -> tuple[str, ...]:
+        """The items an invoice lists: every required one, then the optional ones set."""
+        return ITEMS + tuple(i for i in OPTIONAL_ITEMS if i in self.prices)
 
 
 def _shown(value) -> str:
@@ -106,8 +117,8 @@ def _parse(text: str) -> Tariff:
     if not isinstance(prices, dict):
         raise TariffError(f"expected a table of the prices of {', '.join(ITEMS)}", "prices")
     for key in prices:
-        if key not in ITEMS:
-            raise TariffError(f"unknown key; expected one of {', '.join(ITEMS)}",
+        if key not in ITEMS + OPTIONAL_ITEMS:
+            raise TariffError(f"unknown key; expected one of {', '.join(ITEMS + OPTIONAL_ITEMS)}",
                               f"prices.{key}")
     parsed = {}
     for item in ITEMS:
@@ -115,6 +126,9 @@ def _parse(text: str) -> Tariff:
             raise TariffError("missing; expected a non-negative number (0 if it is free)",
                               f"prices.{item}")
         parsed[item] = _price(f"prices.{item}", prices[item])
+    for item in OPTIONAL_ITEMS:
+        if item in prices:
+            parsed[item] = _price(f"prices.{item}", prices[item])
     return Tariff(name=name, currency=currency, decimals=decimals,
                   prices=MappingProxyType(parsed))
 

@@ -43,6 +43,9 @@ class ExpectedImage:
     crc32: int | None = None
     #: A stored image (its catalog record, or its id until looked up): no chunks follow.
     stored: object = None
+    #: Of a stored image: the compressed version to process (versions.py), "" the voxels;
+    #: once resolved, the Version itself.
+    version: object = ""
 
 
 def _spacing(desc, ndim: int | None, field: str) -> tuple[float, ...] | None:

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19medcompute/v1/image.proto\x12\rmedcompute.v1\"\xf8\x01\n\x0fImageDescriptor\x12)\n\x08\x65ncoding\x18\x01 \x01(\x0e\x32\x17.medcompute.v1.Encoding\x12\r\n\x05shape\x18\x02 \x03(\x04\x12&\n\x05\x64type\x18\x03 \x01(\x0e\x32\x17.medcompute.v1.DataType\x12\x12\n\nspacing_mm\x18\x04 \x03(\x01\x12\x12\n\nfile_sizes\x18\x05 \x03(\x04\x12/\n\x0b\x63ompression\x18\x06 \x01(\x0e\x32\x1a.medcompute.v1.Compression\x12\x0c\n\x04size\x18\x07 \x01(\x04\x12\x12\n\x05\x63rc32\x18\x08 \x01(\x07H\x00\x88\x01\x01\x42\x08\n\x06_crc32\"]\n\x0bImageSource\x12\x30\n\x06inline\x18\x01 \x01(\x0b\x32\x1e.medcompute.v1.ImageDescriptorH\x00\x12\x12\n\x08image_id\x18\x02 \x01(\tH\x00\x42\x08\n\x06source\"D\n\x05\x43hunk\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x14\n\x07operand\x18\x03 \x01(\rH\x00\x88\x01\x01\x42\n\n\x08_operandJ\x04\x08\x01\x10\x02R\x05image*\xd2\x01\n\x08\x44\x61taType\x12\x19\n\x15\x44\x41TA_TYPE_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x44\x41TA_TYPE_UINT8\x10\x01\x12\x12\n\x0e\x44\x41TA_TYPE_INT8\x10\x02\x12\x14\n\x10\x44\x41TA_TYPE_UINT16\x10\x03\x12\x13\n\x0f\x44\x41TA_TYPE_INT16\x10\x04\x12\x14\n\x10\x44\x41TA_TYPE_UINT32\x10\x05\x12\x13\n\x0f\x44\x41TA_TYPE_INT32\x10\x06\x12\x15\n\x11\x44\x41TA_TYPE_FLOAT32\x10\x07\x12\x15\n\x11\x44\x41TA_TYPE_FLOAT64\x10\x08*J\n\x08\x45ncoding\x12\x18\n\x14\x45NCODING_UNSPECIFIED\x10\x00\x12\x10\n\x0c\x45NCODING_RAW\x10\x01\x12\x12\n\x0e\x45NCODING_DICOM\x10\x02*m\n\x0b\x43ompression\x12\x1b\n\x17\x43OMPRESSION_UNSPECIFIED\x10\x00\x12\x14\n\x10\x43OMPRESSION_ZSTD\x10\x01\x12\x15\n\x11\x43OMPRESSION_BLOSC\x10\x02\x12\x14\n\x10\x43OMPRESSION_NONE\x10\x03\x42.Z,medcompute/gen/go/medcompute/v1;medcomputev1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19medcompute/v1/image.proto\x12\rmedcompute.v1\"\xf8\x01\n\x0fImageDescriptor\x12)\n\x08\x65ncoding\x18\x01 \x01(\x0e\x32\x17.medcompute.v1.Encoding\x12\r\n\x05shape\x18\x02 \x03(\x04\x12&\n\x05\x64type\x18\x03 \x01(\x0e\x32\x17.medcompute.v1.DataType\x12\x12\n\nspacing_mm\x18\x04 \x03(\x01\x12\x12\n\nfile_sizes\x18\x05 \x03(\x04\x12/\n\x0b\x63ompression\x18\x06 \x01(\x0e\x32\x1a.medcompute.v1.Compression\x12\x0c\n\x04size\x18\x07 \x01(\x04\x12\x12\n\x05\x63rc32\x18\x08 \x01(\x07H\x00\x88\x01\x01\x42\x08\n\x06_crc32\"n\n\x0bImageSource\x12\x30\n\x06inline\x18\x01 \x01(\x0b\x32\x1e.medcompute.v1.ImageDescriptorH\x00\x12\x12\n\x08image_id\x18\x02 \x01(\tH\x00\x12\x0f\n\x07version\x18\x03 \x01(\tB\x08\n\x06source\"D\n\x05\x43hunk\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x14\n\x07operand\x18\x03 \x01(\rH\x00\x88\x01\x01\x42\n\n\x08_operandJ\x04\x08\x01\x10\x02R\x05image*\xd2\x01\n\x08\x44\x61taType\x12\x19\n\x15\x44\x41TA_TYPE_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x44\x41TA_TYPE_UINT8\x10\x01\x12\x12\n\x0e\x44\x41TA_TYPE_INT8\x10\x02\x12\x14\n\x10\x44\x41TA_TYPE_UINT16\x10\x03\x12\x13\n\x0f\x44\x41TA_TYPE_INT16\x10\x04\x12\x14\n\x10\x44\x41TA_TYPE_UINT32\x10\x05\x12\x13\n\x0f\x44\x41TA_TYPE_INT32\x10\x06\x12\x15\n\x11\x44\x41TA_TYPE_FLOAT32\x10\x07\x12\x15\n\x11\x44\x41TA_TYPE_FLOAT64\x10\x08*J\n\x08\x45ncoding\x12\x18\n\x14\x45NCODING_UNSPECIFIED\x10\x00\x12\x10\n\x0c\x45NCODING_RAW\x10\x01\x12\x12\n\x0e\x45NCODING_DICOM\x10\x02*m\n\x0b\x43ompression\x12\x1b\n\x17\x43OMPRESSION_UNSPECIFIED\x10\x00\x12\x14\n\x10\x43OMPRESSION_ZSTD\x10\x01\x12\x15\n\x11\x43OMPRESSION_BLOSC\x10\x02\x12\x14\n\x10\x43OMPRESSION_NONE\x10\x03\x42.Z,medcompute/gen/go/medcompute/v1;medcomputev1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,16 +32,16 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'medcompute.v1.image_pb2', _
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'Z,medcompute/gen/go/medcompute/v1;medcomputev1'
-  _globals['_DATATYPE']._serialized_start=461
-  _globals['_DATATYPE']._serialized_end=671
-  _globals['_ENCODING']._serialized_start=673
-  _globals['_ENCODING']._serialized_end=747
-  _globals['_COMPRESSION']._serialized_start=749
-  _globals['_COMPRESSION']._serialized_end=858
+  _globals['_DATATYPE']._serialized_start=478
+  _globals['_DATATYPE']._serialized_end=688
+  _globals['_ENCODING']._serialized_start=690
+  _globals['_ENCODING']._serialized_end=764
+  _globals['_COMPRESSION']._serialized_start=766
+  _globals['_COMPRESSION']._serialized_end=875
   _globals['_IMAGEDESCRIPTOR']._serialized_start=45
   _globals['_IMAGEDESCRIPTOR']._serialized_end=293
   _globals['_IMAGESOURCE']._serialized_start=295
-  _globals['_IMAGESOURCE']._serialized_end=388
-  _globals['_CHUNK']._serialized_start=390
-  _globals['_CHUNK']._serialized_end=458
+  _globals['_IMAGESOURCE']._serialized_end=405
+  _globals['_CHUNK']._serialized_start=407
+  _globals['_CHUNK']._serialized_end=475
 # @@protoc_insertion_point(module_scope)

@@ -69,12 +69,14 @@ class ImageDescriptor(_message.Message):
     def __init__(self, encoding: _Optional[_Union[Encoding, str]] = ..., shape: _Optional[_Iterable[int]] = ..., dtype: _Optional[_Union[DataType, str]] = ..., spacing_mm: _Optional[_Iterable[float]] = ..., file_sizes: _Optional[_Iterable[int]] = ..., compression: _Optional[_Union[Compression, str]] = ..., size: _Optional[int] = ..., crc32: _Optional[int] = ...) -> None: ...
 
 class ImageSource(_message.Message):
-    __slots__ = ("inline", "image_id")
+    __slots__ = ("inline", "image_id", "version")
     INLINE_FIELD_NUMBER: _ClassVar[int]
     IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
     inline: ImageDescriptor
     image_id: str
-    def __init__(self, inline: _Optional[_Union[ImageDescriptor, _Mapping]] = ..., image_id: _Optional[str] = ...) -> None: ...
+    version: str
+    def __init__(self, inline: _Optional[_Union[ImageDescriptor, _Mapping]] = ..., image_id: _Optional[str] = ..., version: _Optional[str] = ...) -> None: ...
 
 class Chunk(_message.Message):
     __slots__ = ("data", "operand")

@@ -367,20 +367,24 @@ class InvoiceLine(_message.Message):
     def __init__(self, subscriber: _Optional[str] = ..., item: _Optional[str] = ..., quantity: _Optional[float] = ..., unit_price: _Optional[str] = ..., amount: _Optional[str] = ...) -> None: ...
 
 class SubscriberInvoice(_message.Message):
-    __slots__ = ("subscriber", "lines", "total", "usage", "gigabyte_days", "excluded_platform_failures")
+    __slots__ = ("subscriber", "lines", "total", "usage", "gigabyte_days", "excluded_platform_failures", "cold_gigabyte_days", "examinations_fetched")
     SUBSCRIBER_FIELD_NUMBER: _ClassVar[int]
     LINES_FIELD_NUMBER: _ClassVar[int]
     TOTAL_FIELD_NUMBER: _ClassVar[int]
     USAGE_FIELD_NUMBER: _ClassVar[int]
     GIGABYTE_DAYS_FIELD_NUMBER: _ClassVar[int]
     EXCLUDED_PLATFORM_FAILURES_FIELD_NUMBER: _ClassVar[int]
+    COLD_GIGABYTE_DAYS_FIELD_NUMBER: _ClassVar[int]
+    EXAMINATIONS_FETCHED_FIELD_NUMBER: _ClassVar[int]
     subscriber: str
     lines: _containers.RepeatedCompositeFieldContainer[InvoiceLine]
     total: str
     usage: UsageTotals
     gigabyte_days: float
     excluded_platform_failures: int
-    def __init__(self, subscriber: _Optional[str] = ..., lines: _Optional[_Iterable[_Union[InvoiceLine, _Mapping]]] = ..., total: _Optional[str] = ..., usage: _Optional[_Union[UsageTotals, _Mapping]] = ..., gigabyte_days: _Optional[float] = ..., excluded_platform_failures: _Optional[int] = ...) -> None: ...
+    cold_gigabyte_days: float
+    examinations_fetched: int
+    def __init__(self, subscriber: _Optional[str] = ..., lines: _Optional[_Iterable[_Union[InvoiceLine, _Mapping]]] = ..., total: _Optional[str] = ..., usage: _Optional[_Union[UsageTotals, _Mapping]] = ..., gigabyte_days: _Optional[float] = ..., excluded_platform_failures: _Optional[int] = ..., cold_gigabyte_days: _Optional[float] = ..., examinations_fetched: _Optional[int] = ...) -> None: ...
 
 class GetInvoiceResponse(_message.Message):
     __slots__ = ("invoice",)

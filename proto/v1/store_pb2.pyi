@@ -90,7 +90,7 @@ class ImageMetadata(_message.Message):
     def __init__(self, modality: _Optional[str] = ..., patient_id: _Optional[str] = ..., study_instance_uid: _Optional[str] = ..., series_instance_uid: _Optional[str] = ..., sop_instance_uids: _Optional[_Iterable[str]] = ..., acquisition_date: _Optional[str] = ..., manufacturer: _Optional[str] = ..., device_model: _Optional[str] = ..., conditions: _Optional[_Union[ImagingConditions, _Mapping]] = ..., description: _Optional[str] = ..., window_center: _Optional[float] = ..., window_width: _Optional[float] = ...) -> None: ...
 
 class StoredImage(_message.Message):
-    __slots__ = ("image_id", "owner", "kind", "metadata", "shape", "dtype", "spacing_mm", "size", "crc32", "dicom_files", "stored_bytes", "created_at", "expires_at", "source_image_id", "operand_image_ids", "operations", "derivation", "job_id")
+    __slots__ = ("image_id", "owner", "kind", "metadata", "shape", "dtype", "spacing_mm", "size", "crc32", "dicom_files", "stored_bytes", "created_at", "expires_at", "source_image_id", "operand_image_ids", "operations", "derivation", "job_id", "versions", "tier")
     IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
     OWNER_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
@@ -109,6 +109,8 @@ class StoredImage(_message.Message):
     OPERATIONS_FIELD_NUMBER: _ClassVar[int]
     DERIVATION_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    TIER_FIELD_NUMBER: _ClassVar[int]
     image_id: str
     owner: str
     kind: ImageKind
@@ -127,7 +129,33 @@ class StoredImage(_message.Message):
     operations: _containers.RepeatedScalarFieldContainer[str]
     derivation: str
     job_id: str
-    def __init__(self, image_id: _Optional[str] = ..., owner: _Optional[str] = ..., kind: _Optional[_Union[ImageKind, str]] = ..., metadata: _Optional[_Union[ImageMetadata, _Mapping]] = ..., shape: _Optional[_Iterable[int]] = ..., dtype: _Optional[_Union[_image_pb2.DataType, str]] = ..., spacing_mm: _Optional[_Iterable[float]] = ..., size: _Optional[int] = ..., crc32: _Optional[int] = ..., dicom_files: _Optional[int] = ..., stored_bytes: _Optional[int] = ..., created_at: _Optional[float] = ..., expires_at: _Optional[float] = ..., source_image_id: _Optional[str] = ..., operand_image_ids: _Optional[_Iterable[str]] = ..., operations: _Optional[_Iterable[str]] = ..., derivation: _Optional[str] = ..., job_id: _Optional[str] = ...) -> None: ...
+    versions: _containers.RepeatedCompositeFieldContainer[ImageVersion]
+    tier: str
+    def __init__(self, image_id: _Optional[str] = ..., owner: _Optional[str] = ..., kind: _Optional[_Union[ImageKind, str]] = ..., metadata: _Optional[_Union[ImageMetadata, _Mapping]] = ..., shape: _Optional[_Iterable[int]] = ..., dtype: _Optional[_Union[_image_pb2.DataType, str]] = ..., spacing_mm: _Optional[_Iterable[float]] = ..., size: _Optional[int] = ..., crc32: _Optional[int] = ..., dicom_files: _Optional[int] = ..., stored_bytes: _Optional[int] = ..., created_at: _Optional[float] = ..., expires_at: _Optional[float] = ..., source_image_id: _Optional[str] = ..., operand_image_ids: _Optional[_Iterable[str]] = ..., operations: _Optional[_Iterable[str]] = ..., derivation: _Optional[str] = ..., job_id: _Optional[str] = ..., versions: _Optional[_Iterable[_Union[ImageVersion, _Mapping]]] = ..., tier: _Optional[str] = ...) -> None: ...
+
+class ImageVersion(_message.Message):
+    __slots__ = ("name", "purpose", "lossless", "transfer_syntax_uid", "configured_ratio", "compression_ratio", "max_error", "psnr_db", "stored_bytes", "resolution_levels")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PURPOSE_FIELD_NUMBER: _ClassVar[int]
+    LOSSLESS_FIELD_NUMBER: _ClassVar[int]
+    TRANSFER_SYNTAX_UID_FIELD_NUMBER: _ClassVar[int]
+    CONFIGURED_RATIO_FIELD_NUMBER: _ClassVar[int]
+    COMPRESSION_RATIO_FIELD_NUMBER: _ClassVar[int]
+    MAX_ERROR_FIELD_NUMBER: _ClassVar[int]
+    PSNR_DB_FIELD_NUMBER: _ClassVar[int]
+    STORED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    RESOLUTION_LEVELS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    purpose: str
+    lossless: bool
+    transfer_syntax_uid: str
+    configured_ratio: float
+    compression_ratio: float
+    max_error: float
+    psnr_db: float
+    stored_bytes: int
+    resolution_levels: int
+    def __init__(self, name: _Optional[str] = ..., purpose: _Optional[str] = ..., lossless: _Optional[bool] = ..., transfer_syntax_uid: _Optional[str] = ..., configured_ratio: _Optional[float] = ..., compression_ratio: _Optional[float] = ..., max_error: _Optional[float] = ..., psnr_db: _Optional[float] = ..., stored_bytes: _Optional[int] = ..., resolution_levels: _Optional[int] = ...) -> None: ...
 
 class RegisterHeader(_message.Message):
     __slots__ = ("image", "metadata", "retention_seconds")
@@ -192,24 +220,32 @@ class FindResponse(_message.Message):
     def __init__(self, images: _Optional[_Iterable[_Union[StoredImage, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class GetRequest(_message.Message):
-    __slots__ = ("image_id", "format", "compression", "header_only")
+    __slots__ = ("image_id", "format", "compression", "header_only", "version", "resolution_level")
     IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
     COMPRESSION_FIELD_NUMBER: _ClassVar[int]
     HEADER_ONLY_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    RESOLUTION_LEVEL_FIELD_NUMBER: _ClassVar[int]
     image_id: str
     format: StoredFormat
     compression: _image_pb2.Compression
     header_only: bool
-    def __init__(self, image_id: _Optional[str] = ..., format: _Optional[_Union[StoredFormat, str]] = ..., compression: _Optional[_Union[_image_pb2.Compression, str]] = ..., header_only: _Optional[bool] = ...) -> None: ...
+    version: str
+    resolution_level: int
+    def __init__(self, image_id: _Optional[str] = ..., format: _Optional[_Union[StoredFormat, str]] = ..., compression: _Optional[_Union[_image_pb2.Compression, str]] = ..., header_only: _Optional[bool] = ..., version: _Optional[str] = ..., resolution_level: _Optional[int] = ...) -> None: ...
 
 class GetHeader(_message.Message):
-    __slots__ = ("image", "data")
+    __slots__ = ("image", "data", "version", "resolution_level")
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    RESOLUTION_LEVEL_FIELD_NUMBER: _ClassVar[int]
     image: StoredImage
     data: _image_pb2.ImageDescriptor
-    def __init__(self, image: _Optional[_Union[StoredImage, _Mapping]] = ..., data: _Optional[_Union[_image_pb2.ImageDescriptor, _Mapping]] = ...) -> None: ...
+    version: ImageVersion
+    resolution_level: int
+    def __init__(self, image: _Optional[_Union[StoredImage, _Mapping]] = ..., data: _Optional[_Union[_image_pb2.ImageDescriptor, _Mapping]] = ..., version: _Optional[_Union[ImageVersion, _Mapping]] = ..., resolution_level: _Optional[int] = ...) -> None: ...
 
 class GetResponse(_message.Message):
     __slots__ = ("header", "chunk")
@@ -226,10 +262,12 @@ class DeleteRequest(_message.Message):
     def __init__(self, image_id: _Optional[str] = ...) -> None: ...
 
 class DeleteResponse(_message.Message):
-    __slots__ = ("freed_bytes",)
+    __slots__ = ("freed_bytes", "derived_image_ids")
     FREED_BYTES_FIELD_NUMBER: _ClassVar[int]
+    DERIVED_IMAGE_IDS_FIELD_NUMBER: _ClassVar[int]
     freed_bytes: int
-    def __init__(self, freed_bytes: _Optional[int] = ...) -> None: ...
+    derived_image_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, freed_bytes: _Optional[int] = ..., derived_image_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class PreviewRequest(_message.Message):
     __slots__ = ("image_id", "max_size", "window_center", "window_width")

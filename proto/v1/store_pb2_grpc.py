@@ -106,7 +106,8 @@ class StoreServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Delete(self, request, context):
-        """Removes the catalog row and every blob no other image shares.
+        """Removes the catalog row and every blob no other image shares (every version, on
+        every tier), and, the same way, every image derived from it (as source or operand).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -134,7 +135,8 @@ class StoreServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Purge(self, request, context):
-        """Deletes the images whose retention period has passed.
+        """Deletes the images whose retention period has passed, like Delete: with their
+        versions on every tier and the images derived from them.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

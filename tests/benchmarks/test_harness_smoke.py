@@ -12,7 +12,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 HARNESS = ROOT / "benchmarks"
-SECTIONS = ("meta", "kernels", "service", "store", "throughput", "scaling", "gpu", "targets")
+SECTIONS = ("meta", "kernels", "service", "store", "throughput", "scaling", "gpu", "versions",
+            "targets")
 OPS = {"gaussian", "mean", "median", "laplacian", "log", "gradient", "edge_sobel",
        "edge_prewitt", "edge_scharr", "bandpass_dog", "bandpass_butterworth", "project_max",
        "project_min", "project_mean", "project_sum", "subtract", "add"}
@@ -57,6 +58,13 @@ def test_tiny_run_writes_every_section(tiny_run):
     assert [lv["concurrency"] for lv in results["throughput"]["levels"]] == [1, 2]
     assert results["scaling"]["speedup"] > 0
     assert "available" in results["store"]
+    versions = results["versions"]
+    assert versions["available"], versions.get("traceback")
+    assert [v["name"] for v in versions["versions"]] == ["lossless", "review", "thumbnail"]
+    assert all(v["ratio"] >= (v["configured_ratio"] or 1) for v in versions["versions"])
+    assert versions["versions"][0]["max_error"] == 0
+    assert versions["tiers"]["served_from"] == "cold"
+    assert [lv["level"] for lv in versions["resolution_levels"]] == list(range(6))
     gpu = results["gpu"]
     assert gpu["available"] or gpu["reason"]
     _no_zero_figures(results)

@@ -388,3 +388,19 @@ def test_http_endpoint_serves_the_registry_and_stop_frees_the_port():
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind(("127.0.0.1", port))
         s.listen()
+
+
+def test_store_reads_per_tier_follow_their_source():
+    metrics = Metrics(gpu=False)
+    assert "medcompute_store_reads" not in metrics.render().decode()
+    reads = {"hot": 2, "cold": 0}
+    metrics.set_reads_source(lambda: reads)
+    reads["cold"] = 1
+    samples = _samples(metrics.render())
+    assert _value(samples, "medcompute_store_reads_total", tier="hot") == 2
+    assert _value(samples, "medcompute_store_reads_total", tier="cold") == 1
+
+    def broken():
+        raise OSError("gone")
+    metrics.set_reads_source(broken)
+    assert "medcompute_store_reads" not in metrics.render().decode()   # the scrape works
