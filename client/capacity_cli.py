@@ -1,7 +1,7 @@
 """``medcompute store usage`` and ``medcompute store capacity``: allocated and used storage.
 
     medcompute store usage [--subscriber NAME | --all] [--json]
-    medcompute store capacity SUBSCRIBER SIZE|unlimited        (admin role)
+    medcompute store capacity SUBSCRIBER SIZE|unlimited [--json]   (admin role)
 
 SIZE is bytes or a number with a unit: 500MB, 20GB, 1.5TB (decimal), 8GiB (binary).
 """
@@ -68,7 +68,10 @@ def _capacity(args) -> int:
 
     with StoreClient(args.server, timeout=args.timeout, **connection(args)) as store:
         row = store.set_capacity(args.subscriber, args.size)
-    _print([row])
+    if args.json:
+        print(json.dumps(row, indent=2))
+    else:
+        _print([row])
     return 0
 
 
@@ -88,6 +91,9 @@ def add_commands(cmds, client_options) -> None:
                           "RESOURCE_EXHAUSTED. SIZE: 500MB, 20GB, 8GiB, or unlimited.")
     cap.add_argument("subscriber", metavar="SUBSCRIBER")
     cap.add_argument("size", type=parse_size, metavar="SIZE")
+    cap.add_argument("--json", action="store_true",
+                     help="the subscriber's storage after the change, as `store usage --json` "
+                     "prints it")
     cap.set_defaults(func=_capacity)
     for p in (usage, cap):
         client_options(p)

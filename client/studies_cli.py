@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from medcompute.client.channel import connection
+from medcompute.client.output import print_json
 
 __all__ = ["add_commands"]
 
@@ -15,12 +16,14 @@ def _status(args) -> int:
     from medcompute.client.store import StoreClient
 
     with StoreClient(args.server, timeout=args.timeout, **connection(args)) as store:
-        if args.status:
-            r = store.set_status(args.image_id, args.status)
+        r = (store.set_status(args.image_id, args.status) if args.status
+             else store.status(args.image_id))
+        if args.json:
+            print_json(r)
+        elif args.status:
             print(f"study of {args.image_id}: {r['previous_status']} -> {r['status']}; serves "
                   f"{', '.join(r['allowed_versions'])}")
         else:
-            r = store.status(args.image_id)
             print(f"study of {args.image_id}: {r['status']}; serves "
                   f"{', '.join(r['allowed_versions'])} (statuses: {', '.join(r['statuses'])})")
     return 0
@@ -34,5 +37,8 @@ def add_commands(cmds, client_options) -> None:
                              "--status-rule says which versions each status serves.")
     status.add_argument("image_id", metavar="ID")
     status.add_argument("status", nargs="?", metavar="STATUS")
+    status.add_argument("--json", action="store_true",
+                        help="as JSON: status, previous_status (after a change) or changed_at, "
+                        "changed_by and statuses, and allowed_versions")
     status.set_defaults(func=_status)
     client_options(status)

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from medcompute.client.channel import connection
+from medcompute.client.output import print_json
 
 __all__ = ["add_commands"]
 
@@ -16,6 +17,9 @@ def _tier(args) -> int:
 
     with StoreClient(args.server, timeout=args.timeout, **connection(args)) as store:
         r = store.move(args.image_id, args.tier)
+    if args.json:
+        print_json(r)
+        return 0
     print(f"{args.image_id}: {r['blobs_moved']} blob(s), {r['bytes_moved']} bytes moved; its "
           f"original files are {r['tier']}")
     return 0
@@ -26,6 +30,9 @@ def _policy(args) -> int:
 
     with StoreClient(args.server, timeout=args.timeout, **connection(args)) as store:
         r = store.apply_tier_policy(dry_run=args.dry_run)
+    if args.json:
+        print_json(r)
+        return 0
     verb = "would move" if args.dry_run else "moved"
     print(f"{verb} {r['blobs']} blob(s) of {len(r['image_ids'])} image(s), {r['bytes']} bytes, "
           "to cold")
@@ -42,11 +49,15 @@ def add_commands(cmds, client_options) -> None:
                            "delete: crash-safe). Needs a server started with --cold-dir.")
     tier.add_argument("image_id", metavar="ID")
     tier.add_argument("tier", choices=["hot", "cold"])
+    tier.add_argument("--json", action="store_true",
+                      help="as JSON: blobs_moved, bytes_moved, tier")
     tier.set_defaults(func=_tier)
     policy = cmds.add_parser("tier-policy", help="apply the tier policy now (admin)",
                              description="Move to cold what serve --cold-after/--cold-status "
                              "say, now, instead of at the next hourly upkeep round.")
     policy.add_argument("--dry-run", action="store_true", help="report only")
+    policy.add_argument("--json", action="store_true",
+                        help="as JSON: image_ids, blobs, bytes")
     policy.set_defaults(func=_policy)
     for p in (tier, policy):
         client_options(p)

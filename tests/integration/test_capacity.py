@@ -5,6 +5,8 @@ store usage` shows allocated and used bytes per tier."""
 
 from __future__ import annotations
 
+import json
+
 import re
 
 import grpc
@@ -120,6 +122,11 @@ def test_store_usage_and_capacity_on_the_command_line(site, capsys):
         " nothing"
     assert main(["store", "usage", "--all", "--json", "--api-key", site.tokens["admin"], *s]) == 0
     assert '"subscriber": "st-mary"' in capsys.readouterr().out
+    assert main(["store", "capacity", "north-clinic", "3GB", "--json", "--api-key",
+                 site.tokens["admin"], *s]) == 0
+    assert json.loads(capsys.readouterr().out) == {
+        "subscriber": "north-clinic", "allocated_bytes": 3 * 10**9, "used_bytes": 0,
+        "tiers": {}}
     assert parse_size("1.5TB") == 1_500_000_000_000 and parse_size("8GiB") == 8 << 30
     assert parse_size("unlimited") is None
     with pytest.raises(SystemExit):

@@ -4,6 +4,8 @@ study's UIDs), refusals name the field, and a status can send a study to the col
 
 from __future__ import annotations
 
+import json
+
 import time
 
 import grpc
@@ -139,3 +141,14 @@ def test_an_archived_study_goes_cold_and_serves_only_what_its_rule_allows(site, 
     assert main(["store", "status", image.image_id, "--api-key", site.tokens["hospital"],
                  *s]) == 0
     assert "archived; serves lossless" in capsys.readouterr().out
+    assert main(["store", "status", image.image_id, "--json", "--api-key",
+                 site.tokens["hospital"], *s]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert (shown["status"], shown["allowed_versions"]) == ("archived", ["lossless"])
+    assert main(["store", "tier", image.image_id, "hot", "--json", "--api-key",
+                 site.tokens["hospital"], *s]) == 0
+    moved = json.loads(capsys.readouterr().out)
+    assert moved["tier"] == "hot" and moved["blobs_moved"] > 0
+    assert main(["store", "tier-policy", "--dry-run", "--json", "--api-key",
+                 site.tokens["admin"], *s]) == 0
+    assert image.image_id in json.loads(capsys.readouterr().out)["image_ids"]
