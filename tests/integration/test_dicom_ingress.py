@@ -140,9 +140,14 @@ def test_storescu_series_is_stored_grouped_and_completed(node):
     assert volume.shape[0] == len(files)
     expected = np.stack([pydicom.dcmread(f).pixel_array for f in files])
     assert volume.shape == expected.shape
-    # Only the series' volume is left of it: the instance images were removed.
-    found, _ = node.call(store.find(FindFilter(series_uid=series_uid),
-                                    owner="st-mary"))
+    # Only the series' volume is left of it: the instance images are removed right after
+    # the series is marked complete.
+    deadline = time.monotonic() + 30
+    while True:
+        found, _ = node.call(store.find(FindFilter(series_uid=series_uid), owner="st-mary"))
+        if len(found) == 1 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     assert [r.id for r in found] == [s.image_id]
     # Another subscriber does not see it.
     assert node.call(store.find(FindFilter(series_uid=series_uid),
