@@ -33,8 +33,8 @@ from medcompute.server.errors import InvalidArgument, NotFound
 from medcompute.server.keys import check_subscriber
 from medcompute.server.store_tasks import dicom_parts
 
-__all__ = ["PushBook", "Pusher", "Node", "PushRow", "classify_status", "classify_rejection",
-           "PROOF"]
+__all__ = ["PushBook", "Pusher", "reachable", "Node", "PushRow", "classify_status",
+           "classify_rejection", "PROOF"]
 
 log = logging.getLogger(__name__)
 
@@ -204,6 +204,16 @@ class Outcome:
     delivered: int
 
 
+def reachable(host: str, port: int, timeout: float) -> str:
+    """Empty when a TCP connection to host:port opens, else why not. (pynetdicom reports a
+    refused connection only in its log, and leaves its socket open.)"""
+    try:
+        socket.create_connection((host, port), timeout).close()
+    except OSError as exc:
+        return str(exc.strerror or exc)
+    return ""
+
+
 def send_files(files: list[bytes], node: Node, *, own_ae: str, timeout: float = 30.0
                ) -> Outcome:
     """Open an association to ``node`` and C-STORE every file (blocking)."""
@@ -212,11 +222,9 @@ def send_files(files: list[bytes], node: Node, *, own_ae: str, timeout: float = 
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
     for pair in {(ds.SOPClassUID, ds.file_meta.TransferSyntaxUID) for ds in datasets}:
         ae.add_requested_context(*pair)
-    # Reach the node first: pynetdicom reports a refused connection only in its log.
-    try:
-        socket.create_connection((node.host, node.port), timeout).close()
-    except OSError as exc:
-        return Outcome(True, f"the node is unreachable ({exc.strerror or exc})", 0)
+    unreachable = reachable(node.host, node.port, timeout)
+    if unreachable:
+        return Outcome(True, f"the node is unreachable ({unreachable})", 0)
     assoc = ae.associate(node.host, node.port, ae_title=node.ae_title)
     if assoc.is_rejected:
         rj = assoc.acceptor.primitive
