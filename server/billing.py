@@ -34,7 +34,7 @@ from collections.abc import Mapping
 from decimal import ROUND_HALF_UP, Decimal
 
 from medcompute.server.errors import InvalidArgument
-from medcompute.server.tariff import ITEMS, Tariff
+from medcompute.server.tariff import Tariff
 from medcompute.server.usage import billable, cpu_seconds, totals
 
 __all__ = ["CSV_HEADER", "invoice", "month_bounds", "to_csv"]
@@ -74,7 +74,8 @@ def _text(value: Decimal) -> str:
     return format(value, "f")
 
 
-def _quantities(records: list[dict], gigabyte_days: float, days: int) -> dict[str, Decimal]:
+def _quantities(records: list[dict], gigabyte_days: float, days: int, deliveries: int = 0
+                ) -> dict[str, Decimal]:
     charged = [r for r in records if billable(r)]
     gpu = [r["gpu_seconds"] for r in charged if r.get("gpu_seconds") is not None]
     return {
@@ -84,11 +85,13 @@ def _quantities(records: list[dict], gigabyte_days: float, days: int) -> dict[st
         "cpu_second": sum((_exact(cpu_seconds(r)) for r in charged), Decimal(0)),
         "gpu_second": sum((_exact(s) for s in gpu), Decimal(0)),
         "gigabyte_month": _exact(gigabyte_days) / days,
+        "delivery": Decimal(deliveries),
     }
 
 
 def invoice(month: str, records_by_subscriber: Mapping[str, list[dict]],
-            gigabyte_days: Mapping[str, float], tariff: Tariff) -> dict:
+            gigabyte_days: Mapping[str, float], tariff: Tariff,
+            deliveries: Mapping[str, int] | None = None) -> dict:
     """The invoice of ``month`` (YYYY-MM), shaped like the Invoice message.
 
     Parameters
@@ -101,6 +104,9 @@ def invoice(month: str, records_by_subscriber: Mapping[str, list[dict]],
         Each subscriber's stored gigabyte-days over the month.
     tariff : Tariff
         The prices.
+    deliveries : mapping of str to int, optional
+        Each subscriber's results delivered to DICOM nodes in the month (a ``delivery``
+        line where the tariff prices it).
 
     Returns
     -------
@@ -114,12 +120,13 @@ def invoice(month: str, records_by_subscriber: Mapping[str, list[dict]],
     days = calendar.monthrange(year, number)[1]
     step = Decimal(1).scaleb(-tariff.decimals)
     subscribers, grand = [], Decimal(0)
-    for name in sorted(set(records_by_subscriber) | set(gigabyte_days)):
+    deliveries = dict(deliveries or {})
+    for name in sorted(set(records_by_subscriber) | set(gigabyte_days) | set(deliveries)):
         records = list(records_by_subscriber.get(name, ()))
         stored = float(gigabyte_days.get(name, 0.0))
-        quantities = _quantities(records, stored, days)
+        quantities = _quantities(records, stored, days, deliveries.get(name, 0))
         lines, total = [], Decimal(0)
-        for item in ITEMS:
+        for item in tariff.items:
             price = tariff.price(item)
             amount = (quantities[item] * price).quantize(step, rounding=ROUND_HALF_UP)
             total += amount

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from medcompute.proto.v1 import jobs_pb2, processing_pb2
 from medcompute.server.billing import invoice, month_bounds
+from medcompute.server.dicomnet.push import PushBook
 from medcompute.server.errors import InvalidArgument, PermissionDenied
 from medcompute.server.guard import Principal
 from medcompute.server.image_catalog import ImageCatalog
@@ -87,6 +88,7 @@ class BillingService:
         self.book = UsageBook(data_dir)
         try:
             self.ledger = ImageCatalog(data_dir)
+            self.pushes = PushBook(data_dir)
         except BaseException:
             self.book.close()
             raise
@@ -94,6 +96,7 @@ class BillingService:
     def close(self) -> None:
         self.book.close()
         self.ledger.close()
+        self.pushes.close()
 
     async def _storage(self, who: str | None, since: float, until: float,
                        also: set[str]) -> list[jobs_pb2.StorageUsage]:
@@ -148,4 +151,6 @@ class BillingService:
         days = await self.ledger.agigabyte_days(who, start, end)
         stored = {name: value for name, value in days.items()
                   if who is not None or value > 0 or name in by_subscriber}
-        return jobs_pb2.Invoice(**invoice(request.month, by_subscriber, stored, self.tariff))
+        delivered = await self.pushes.delivered_counts(who, start, end)
+        return jobs_pb2.Invoice(**invoice(request.month, by_subscriber, stored, self.tariff,
+                                          delivered))

@@ -11,6 +11,7 @@
     cpu_second = 0.0002       # per second of compute on a CPU backend
     gpu_second = 0.002        # per measured second of compute on a GPU
     gigabyte_month = 0.03     # per 10^9 bytes stored for a month
+    delivery = 0.005          # optional: per result delivered to a DICOM node
 
 Prices are read as exact decimals (never through binary floats). Without a file, the
 example prices of ``default_tariff.toml``, shipped with the package, apply.
@@ -29,9 +30,11 @@ try:
 except ModuleNotFoundError:  # Python 3.10: the same parser, published as tomli
     import tomli as tomllib
 
-__all__ = ["ITEMS", "Tariff", "TariffError", "load_tariff", "parse_tariff"]
+__all__ = ["ITEMS", "OPTIONAL_ITEMS", "Tariff", "TariffError", "load_tariff", "parse_tariff"]
 
 ITEMS = ("job", "image", "megabyte", "cpu_second", "gpu_second", "gigabyte_month")
+#: Priced (and invoiced) only when the tariff names them.
+OPTIONAL_ITEMS = ("delivery",)
 DEFAULT_FILE = "default_tariff.toml"
 MAX_DECIMALS = 6
 
@@ -50,11 +53,16 @@ class TariffError(ValueError):
 class Tariff:
     name: str
     currency: str
-    prices: MappingProxyType        # item -> Decimal, for every item of ITEMS
+    prices: MappingProxyType        # item -> Decimal: every item of ITEMS, optional ones given
     decimals: int = 2
 
     def price(self, item: str) -> Decimal:
         return self.prices[item]
+
+    @property
+    def items(self) -> tuple[str, ...]:
+        """The items an invoice lists: every one of ITEMS, and the optional ones priced."""
+        return ITEMS + tuple(i for i in OPTIONAL_ITEMS if i in self.prices)
 
 
 def _shown(value) -> str:
@@ -106,8 +114,8 @@ def _parse(text: str) -> Tariff:
     if not isinstance(prices, dict):
         raise TariffError(f"expected a table of the prices of {', '.join(ITEMS)}", "prices")
     for key in prices:
-        if key not in ITEMS:
-            raise TariffError(f"unknown key; expected one of {', '.join(ITEMS)}",
+        if key not in ITEMS + OPTIONAL_ITEMS:
+            raise TariffError(f"unknown key; expected one of {', '.join(ITEMS + OPTIONAL_ITEMS)}",
                               f"prices.{key}")
     parsed = {}
     for item in ITEMS:
@@ -115,6 +123,9 @@ def _parse(text: str) -> Tariff:
             raise TariffError("missing; expected a non-negative number (0 if it is free)",
                               f"prices.{item}")
         parsed[item] = _price(f"prices.{item}", prices[item])
+    for item in OPTIONAL_ITEMS:
+        if item in prices:
+            parsed[item] = _price(f"prices.{item}", prices[item])
     return Tariff(name=name, currency=currency, decimals=decimals,
                   prices=MappingProxyType(parsed))
 

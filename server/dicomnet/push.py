@@ -189,6 +189,17 @@ class PushBook(Database):
             "UPDATE dicom_push SET state = 'pending', next_at = 0 WHERE state = 'sending'"
         ).rowcount)
 
+    async def delivered_counts(self, sender: str | None, since: float, until: float
+                               ) -> dict[str, int]:
+        """Per sender: pushes delivered in [since, until) (metered as ``delivery``)."""
+        sql = ("SELECT sender, COUNT(*) FROM dicom_push WHERE state = 'delivered' AND "
+               "updated_at >= ? AND updated_at < ?")
+        args: tuple = (since, until)
+        if sender is not None:
+            sql, args = sql + " AND sender = ?", (*args, sender)
+        return await self._call(lambda: dict(self._db.execute(sql + " GROUP BY sender",
+                                                              args).fetchall()))
+
     async def pushes(self, subscriber: str, job_id: str = "") -> list[PushRow]:
         """Pushes the subscriber sent or receives."""
         sql = (f"SELECT {_PUSH} FROM dicom_push WHERE (sender = ? OR recipient = ?)"

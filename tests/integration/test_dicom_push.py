@@ -126,6 +126,12 @@ def test_results_are_pushed_retried_and_refused_with_reasons(node, tmp_path):
                    for i in shown["Instances"]]
         np.testing.assert_array_equal(_pixels(in_pacs), want)
         assert main(["dicom", "pushes", "--job", job.job_id, *server]) == 0
+        # Each delivered push is metered and priced (the built-in tariff prices delivery).
+        with Client(node.address, timeout=60) as c:
+            invoice = c.invoice(time.strftime("%Y-%m", time.gmtime()))
+        (mine,) = invoice.subscribers
+        (line,) = [x for x in mine.lines if x.item == "delivery"]
+        assert line.quantity == 3 and line.unit_price == "0.005" and line.amount == "0.02"
     finally:
         dcmtk.stop()
         pacs.stop()
