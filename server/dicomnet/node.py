@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+from medcompute.server.audit import AuditLog
 from medcompute.server.config import ServerConfig
 from medcompute.server.dicomnet.collect import Collector, SourceBook
 from medcompute.server.dicomnet.ingress import Ingress
@@ -36,7 +37,9 @@ class DicomNode:
         self.pusher = Pusher(self.pushes, runner, own_ae=title,
                              max_attempts=config.dicom_push_attempts,
                              backoff=config.dicom_push_backoff)
-        self.router = Router(self.rules, store, runner, self.registry, self.pushes)
+        self.audit = AuditLog(config.data_dir)
+        self.router = Router(self.rules, store, runner, self.registry, self.pushes,
+                             audit=self.audit)
         self.ingress.on_series.append(self.router.route)
         self.sources = SourceBook(config.data_dir)
         self.collector = Collector(self.sources, self.ingress, self.registry, own_ae=title)
@@ -71,3 +74,4 @@ class DicomNode:
         self.rules.close()
         self.pushes.close()
         self.sources.close()
+        self.audit.close()
