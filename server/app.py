@@ -184,13 +184,13 @@ class Running:
         return self.dicom.port if self.dicom is not None else 0
 
     async def stop(self, grace: float | None = 5.0) -> None:
-        if self.dicom is not None:
-            await self.dicom.stop()
         for task in (self._watch, self._maintain):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        if self.dicom is not None:
+            await self.dicom.stop()
         await self.server.stop(grace)
         if self.runner is not None:
             await self.runner.stop()

@@ -78,7 +78,7 @@ def _text(value: Decimal) -> str:
 
 
 def _quantities(records: list[dict], gigabyte_days: float, days: int, *, cold: float,
-                cold_apart: bool, examinations: int) -> dict[str, Decimal]:
+                cold_apart: bool, examinations: int, deliveries: int) -> dict[str, Decimal]:
     charged = [r for r in records if billable(r)]
     hot = gigabyte_days - cold if cold_apart else gigabyte_days
     gpu = [r["gpu_seconds"] for r in charged if r.get("gpu_seconds") is not None]
@@ -91,13 +91,15 @@ def _quantities(records: list[dict], gigabyte_days: float, days: int, *, cold: f
         "gigabyte_month": _exact(max(hot, 0.0)) / days,
         "gigabyte_month_cold": _exact(cold) / days,
         "examination_fetched": Decimal(examinations),
+        "delivery": Decimal(deliveries),
     }
 
 
 def invoice(month: str, records_by_subscriber: Mapping[str, list[dict]],
             gigabyte_days: Mapping[str, float], tariff: Tariff, *,
             cold_gigabyte_days: Mapping[str, float] | None = None,
-            examinations: Mapping[str, int] | None = None) -> dict:
+            examinations: Mapping[str, int] | None = None,
+            deliveries: Mapping[str, int] | None = None) -> dict:
     """The invoice of ``month`` (YYYY-MM), shaped like the Invoice message.
 
     Parameters
@@ -114,6 +116,9 @@ def invoice(month: str, records_by_subscriber: Mapping[str, list[dict]],
         The part of them on the cold tier.
     examinations : mapping of str to int, optional
         Each subscriber's distinct examinations fetched in the month.
+    deliveries : mapping of str to int, optional
+        Each subscriber's results delivered to DICOM nodes in the month (a ``delivery``
+        line where the tariff prices it).
 
     Returns
     -------
@@ -128,13 +133,16 @@ def invoice(month: str, records_by_subscriber: Mapping[str, list[dict]],
     step = Decimal(1).scaleb(-tariff.decimals)
     subscribers, grand = [], Decimal(0)
     cold_days, fetched = cold_gigabyte_days or {}, examinations or {}
-    for name in sorted(set(records_by_subscriber) | set(gigabyte_days) | set(fetched)):
+    deliveries = dict(deliveries or {})
+    for name in sorted(set(records_by_subscriber) | set(gigabyte_days) | set(fetched)
+                       | set(deliveries)):
         records = list(records_by_subscriber.get(name, ()))
         stored = float(gigabyte_days.get(name, 0.0))
         cold = float(cold_days.get(name, 0.0))
         quantities = _quantities(records, stored, days, cold=cold,
                                  cold_apart="gigabyte_month_cold" in tariff.prices,
-                                 examinations=int(fetched.get(name, 0)))
+                                 examinations=int(fetched.get(name, 0)),
+                                 deliveries=int(deliveries.get(name, 0)))
         lines, total = [], Decimal(0)
         for item in tariff.items:
             price = tariff.price(item)

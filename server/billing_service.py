@@ -16,6 +16,7 @@ from pathlib import Path
 from medcompute.proto import wire
 from medcompute.proto.v1 import jobs_pb2, processing_pb2
 from medcompute.server.billing import invoice, month_bounds
+from medcompute.server.dicomnet.push import PushBook
 from medcompute.server.errors import InvalidArgument, PermissionDenied
 from medcompute.server.fetches import FetchLog
 from medcompute.server.guard import Principal
@@ -91,6 +92,7 @@ class BillingService:
         try:
             self.ledger = ImageCatalog(data_dir)
             self.fetches = FetchLog(data_dir)
+            self.pushes = PushBook(data_dir)
         except BaseException:
             self.book.close()
             raise
@@ -99,6 +101,7 @@ class BillingService:
         self.book.close()
         self.ledger.close()
         self.fetches.close()
+        self.pushes.close()
 
     async def _storage(self, who: str | None, since: float, until: float,
                        also: set[str]) -> list[jobs_pb2.StorageUsage]:
@@ -155,5 +158,7 @@ class BillingService:
         fetched = await self.fetches.examinations(who, start, end)
         stored = {name: value for name, value in days.items()
                   if who is not None or value > 0 or name in by_subscriber or name in fetched}
+        delivered = await self.pushes.delivered_counts(who, start, end)
         return jobs_pb2.Invoice(**invoice(request.month, by_subscriber, stored, self.tariff,
-                                          cold_gigabyte_days=cold, examinations=fetched))
+                                          cold_gigabyte_days=cold, examinations=fetched,
+                                          deliveries=delivered))

@@ -13,6 +13,7 @@
     gigabyte_month = 0.03     # per 10^9 bytes stored for a month (hot tier)
     gigabyte_month_cold = 0.004   # optional: per 10^9 bytes on the cold tier for a month
     examination_fetched = 0.05    # optional: data fee per examination (study) fetched
+    delivery = 0.005          # optional: per result delivered to a DICOM node
 
 Without ``gigabyte_month_cold`` the cold tier is priced like the hot one (one
 ``gigabyte_month`` line for both); without ``examination_fetched`` there is no data fee.
@@ -36,8 +37,8 @@ except ModuleNotFoundError:  # Python 3.10: the same parser, published as tomli
 __all__ = ["ITEMS", "OPTIONAL_ITEMS", "Tariff", "TariffError", "load_tariff", "parse_tariff"]
 
 ITEMS = ("job", "image", "megabyte", "cpu_second", "gpu_second", "gigabyte_month")
-#: Priced only where the tariff names them.
-OPTIONAL_ITEMS = ("gigabyte_month_cold", "examination_fetched")
+#: Priced (and invoiced) only where the tariff names them.
+OPTIONAL_ITEMS = ("gigabyte_month_cold", "examination_fetched", "delivery")
 DEFAULT_FILE = "default_tariff.toml"
 MAX_DECIMALS = 6
 
@@ -56,7 +57,7 @@ class TariffError(ValueError):
 class Tariff:
     name: str
     currency: str
-    prices: MappingProxyType        # item -> Decimal, for every item of ITEMS
+    prices: MappingProxyType        # item -> Decimal: every item of ITEMS, optional ones given
     decimals: int = 2
 
     def price(self, item: str) -> Decimal:

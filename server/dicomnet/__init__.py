@@ -1,1 +1,2 @@
-"""The service as a DICOM node: storage SCP ingress (pynetdicom)."""
+"""The service as a DICOM node (pynetdicom): storage SCP ingress, routing rules, push
+delivery, collection from PACS sources and Query/Retrieve of the store."""

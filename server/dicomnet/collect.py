@@ -27,6 +27,7 @@ from pynetdicom.sop_class import (
 
 from medcompute.server.db import Database
 from medcompute.server.dicom_meta import normalise_date
+from medcompute.server.dicomnet.push import reachable
 from medcompute.server.dicomnet.registry import check_ae_title
 from medcompute.server.errors import InvalidArgument, MedcomputeError, NotFound, Unavailable
 from medcompute.server.keys import check_subscriber
@@ -243,6 +244,10 @@ class Collector:
 
     # -- blocking DICOM exchanges (threads) -------------------------------------------
     def _associate(self, src: Source, ae: AE, **kw):
+        unreachable = reachable(src.host, src.port, 30)
+        if unreachable:
+            raise Unavailable(f"the source {src.name!r} is unreachable ({unreachable})",
+                              "source")
         assoc = ae.associate(src.host, src.port, ae_title=src.ae_title, **kw)
         if not assoc.is_established:
             raise Unavailable(f"the source {src.name!r} did not accept an association "

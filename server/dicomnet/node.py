@@ -3,10 +3,14 @@ together."""
 
 from __future__ import annotations
 
+import asyncio
+
+from medcompute.server.audit import AuditLog
 from medcompute.server.config import ServerConfig
 from medcompute.server.dicomnet.collect import Collector, SourceBook
 from medcompute.server.dicomnet.ingress import Ingress
 from medcompute.server.dicomnet.push import PushBook, Pusher
+from medcompute.server.dicomnet.qr import StoreIndex
 from medcompute.server.dicomnet.registry import NodeRegistry, check_ae_title
 from medcompute.server.dicomnet.routing import Router, RuleBook
 from medcompute.server.dicomnet.scp import StorageSCP
@@ -33,13 +37,16 @@ class DicomNode:
         self.pusher = Pusher(self.pushes, runner, own_ae=title,
                              max_attempts=config.dicom_push_attempts,
                              backoff=config.dicom_push_backoff)
-        self.router = Router(self.rules, store, runner, self.registry, self.pushes)
+        self.audit = AuditLog(config.data_dir)
+        self.router = Router(self.rules, store, runner, self.registry, self.pushes,
+                             audit=self.audit)
         self.ingress.on_series.append(self.router.route)
         self.sources = SourceBook(config.data_dir)
         self.collector = Collector(self.sources, self.ingress, self.registry, own_ae=title)
         self.scp = StorageSCP(self.ingress, self.registry, ae_title=title,
                               max_associations=config.dicom_max_associations,
-                              max_instance_bytes=config.dicom_max_instance_bytes)
+                              max_instance_bytes=config.dicom_max_instance_bytes,
+                              index=StoreIndex(store), pushes=self.pushes)
         self.port = 0
 
     async def start(self) -> None:
@@ -58,7 +65,8 @@ class DicomNode:
                                      "--dicom-port") from None
 
     async def stop(self) -> None:
-        self.scp.stop()
+        # pynetdicom's shutdown blocks until its threads notice: not on the event loop.
+        await asyncio.to_thread(self.scp.stop)
         await self.ingress.stop()
         await self.pusher.stop()
         await self.collector.stop()
@@ -66,3 +74,4 @@ class DicomNode:
         self.rules.close()
         self.pushes.close()
         self.sources.close()
+        self.audit.close()

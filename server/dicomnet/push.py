@@ -33,8 +33,8 @@ from medcompute.server.errors import InvalidArgument, NotFound
 from medcompute.server.keys import check_subscriber
 from medcompute.server.store_tasks import dicom_parts
 
-__all__ = ["PushBook", "Pusher", "Node", "PushRow", "classify_status", "classify_rejection",
-           "PROOF"]
+__all__ = ["PushBook", "Pusher", "reachable", "Node", "PushRow", "classify_status",
+           "classify_rejection", "PROOF"]
 
 log = logging.getLogger(__name__)
 
@@ -189,6 +189,17 @@ class PushBook(Database):
             "UPDATE dicom_push SET state = 'pending', next_at = 0 WHERE state = 'sending'"
         ).rowcount)
 
+    async def delivered_counts(self, sender: str | None, since: float, until: float
+                               ) -> dict[str, int]:
+        """Per sender: pushes delivered in [since, until) (metered as ``delivery``)."""
+        sql = ("SELECT sender, COUNT(*) FROM dicom_push WHERE state = 'delivered' AND "
+               "updated_at >= ? AND updated_at < ?")
+        args: tuple = (since, until)
+        if sender is not None:
+            sql, args = sql + " AND sender = ?", (*args, sender)
+        return await self._call(lambda: dict(self._db.execute(sql + " GROUP BY sender",
+                                                              args).fetchall()))
+
     async def pushes(self, subscriber: str, job_id: str = "") -> list[PushRow]:
         """Pushes the subscriber sent or receives."""
         sql = (f"SELECT {_PUSH} FROM dicom_push WHERE (sender = ? OR recipient = ?)"
@@ -204,6 +215,16 @@ class Outcome:
     delivered: int
 
 
+def reachable(host: str, port: int, timeout: float) -> str:
+    """Empty when a TCP connection to host:port opens, else why not. (pynetdicom reports a
+    refused connection only in its log, and leaves its socket open.)"""
+    try:
+        socket.create_connection((host, port), timeout).close()
+    except OSError as exc:
+        return str(exc.strerror or exc)
+    return ""
+
+
 def send_files(files: list[bytes], node: Node, *, own_ae: str, timeout: float = 30.0
                ) -> Outcome:
     """Open an association to ``node`` and C-STORE every file (blocking)."""
@@ -212,11 +233,9 @@ def send_files(files: list[bytes], node: Node, *, own_ae: str, timeout: float = 
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
     for pair in {(ds.SOPClassUID, ds.file_meta.TransferSyntaxUID) for ds in datasets}:
         ae.add_requested_context(*pair)
-    # Reach the node first: pynetdicom reports a refused connection only in its log.
-    try:
-        socket.create_connection((node.host, node.port), timeout).close()
-    except OSError as exc:
-        return Outcome(True, f"the node is unreachable ({exc.strerror or exc})", 0)
+    unreachable = reachable(node.host, node.port, timeout)
+    if unreachable:
+        return Outcome(True, f"the node is unreachable ({unreachable})", 0)
     assoc = ae.associate(node.host, node.port, ae_title=node.ae_title)
     if assoc.is_rejected:
         rj = assoc.acceptor.primitive

@@ -171,8 +171,10 @@ def _attributes(path: str, file_sizes) -> dict[str, str]:
 class Router:
     """Runs the matching rules of each complete series as jobs."""
 
-    def __init__(self, rules: RuleBook, store: ImageStore, runner, registry, pushes=None):
+    def __init__(self, rules: RuleBook, store: ImageStore, runner, registry, pushes=None,
+                 audit=None):
         self.rules = rules
+        self.audit = audit                # AuditLog: each job a rule starts is audited
         self.pushes = pushes              # PushBook
         self.store = store
         self.runner = runner              # JobRunner
@@ -204,6 +206,7 @@ class Router:
             except MedcomputeError as exc:
                 log.warning("dicom: routing rule %s could not start its job: %s",
                             rule.rule_id, exc.details)
+                await self._audit(series, rule, "", exc.code_name, exc.details)
                 await self.rules.routed(series.owner, series.series_uid, record.id,
                                         rule.rule_id, "")
                 continue
@@ -212,11 +215,22 @@ class Router:
                                            rule.destination or series.owner, name)
             await self.rules.routed(series.owner, series.series_uid, record.id, rule.rule_id,
                                     info.job_id)
+            await self._audit(series, rule, info.job_id, "OK", "")
             jobs.append(info.job_id)
         await self.registry.mark_routed(series)
         if jobs:
             log.info("dicom: a series from %s started %d job(s)", series.calling_ae, len(jobs))
         return jobs
+
+    async def _audit(self, series: Series, rule, job_id: str, outcome: str, why: str) -> None:
+        if self.audit is None:
+            return
+        detail = f"rule {rule.rule_id}, series from {series.calling_ae}" + (
+            f": {why}" if why else "")
+        try:
+            await self.audit.record(series.owner, "dicom.route", job_id, outcome, detail)
+        except Exception:       # the audit must not stop the routing
+            log.exception("could not write the audit entry of a routed job")
 
     async def recover(self) -> None:
         """Route the series that completed but were not routed before a crash."""

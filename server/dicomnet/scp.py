@@ -45,8 +45,13 @@ from pydicom.uid import (
 from pydicom.uid import (
     JPEGLossless as JPEGLosslessP14,
 )
-from pynetdicom import AE, AllStoragePresentationContexts, evt
-from pynetdicom.sop_class import Verification
+from pynetdicom import AE, AllStoragePresentationContexts, build_context, evt
+from pynetdicom.sop_class import (
+    StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelGet,
+    StudyRootQueryRetrieveInformationModelMove,
+    Verification,
+)
 
 from medcompute.server.dicomnet.ingress import Ingress
 from medcompute.server.dicomnet.registry import CallingAE, NodeRegistry
@@ -97,8 +102,10 @@ class StorageSCP:
     """One listening AE: C-ECHO and C-STORE of every storage SOP class."""
 
     def __init__(self, ingress: Ingress, registry: NodeRegistry, *, ae_title: str,
-                 max_associations: int, max_instance_bytes: int):
+                 max_associations: int, max_instance_bytes: int, index=None, pushes=None):
         self.ingress = ingress
+        self.index = index                # StoreIndex: Query/Retrieve of the store
+        self.pushes = pushes              # PushBook: C-MOVE destinations
         self.registry = registry
         self.ae_title = ae_title
         self.max_instance_bytes = max_instance_bytes
@@ -115,7 +122,14 @@ class StorageSCP:
         ae.dimse_timeout = 60
         ae.add_supported_context(Verification)
         for context in AllStoragePresentationContexts:
-            ae.add_supported_context(context.abstract_syntax, TRANSFER_SYNTAXES)
+            # Both roles: a C-GET requestor takes the SCP role of its storage contexts.
+            ae.add_supported_context(context.abstract_syntax, TRANSFER_SYNTAXES,
+                                     scu_role=True, scp_role=True)
+        if index is not None:
+            for model in (StudyRootQueryRetrieveInformationModelFind,
+                          StudyRootQueryRetrieveInformationModelMove,
+                          StudyRootQueryRetrieveInformationModelGet):
+                ae.add_supported_context(model)
         self.ae = ae
 
     # -- life-cycle -------------------------------------------------------------------
@@ -124,7 +138,9 @@ class StorageSCP:
         self._loop = asyncio.get_running_loop()
         handlers = [(evt.EVT_REQUESTED, self._on_requested), (evt.EVT_C_ECHO, self._on_echo),
                     (evt.EVT_C_STORE, self._on_store), (evt.EVT_RELEASED, self._on_released),
-                    (evt.EVT_ABORTED, self._on_ended), (evt.EVT_CONN_CLOSE, self._on_ended)]
+                    (evt.EVT_ABORTED, self._on_ended), (evt.EVT_CONN_CLOSE, self._on_ended),
+                    (evt.EVT_C_FIND, self._on_find), (evt.EVT_C_MOVE, self._on_move),
+                    (evt.EVT_C_GET, self._on_get)]
         self._server = self.ae.start_server((address, port), block=False,
                                             evt_handlers=handlers)
         return self._server.server_address[1]
@@ -204,6 +220,73 @@ class StorageSCP:
         with self._lock:
             self._series.setdefault(id(assoc), set()).add((caller.subscriber, kept.series_uid))
         return _status(STATUS["success"])
+
+    # -- Query/Retrieve of the store -------------------------------------------------
+    def _caller(self, event) -> CallingAE | None:
+        with self._lock:
+            return self._callers.get(id(event.assoc))
+
+    def _on_find(self, event):
+        caller = self._caller(event)
+        if caller is None or self.index is None:
+            yield 0xC000, None
+            return
+        try:
+            replies = self._run(self.index.find(caller.subscriber, event.identifier), 120)
+        except ValueError:
+            yield 0xA900, None          # identifier does not match SOP class (level)
+            return
+        except Exception:
+            log.exception("dicom: a query from %s failed", caller.ae_title)
+            yield 0xC001, None
+            return
+        for reply in replies:
+            if event.is_cancelled:
+                yield 0xFE00, None
+                return
+            yield 0xFF00, reply
+
+    def _instances(self, caller: CallingAE, identifier):
+        return self._run(self.index.datasets(caller.subscriber, identifier), 300)
+
+    def _on_move(self, event):
+        caller = self._caller(event)
+        if caller is None or self.index is None or self.pushes is None:
+            yield None, None
+            return
+        destination = event.move_destination.strip()
+        nodes = self._run(self.pushes.nodes(caller.subscriber), 30)
+        node = next((n for n in nodes if n.ae_title == destination), None)
+        if node is None:
+            log.warning("dicom: C-MOVE from %s to an AE title that is not one of its "
+                        "subscriber's nodes", caller.ae_title)
+            yield None, None            # pynetdicom answers A801: destination unknown
+            return
+        datasets = self._instances(caller, event.identifier)
+        # The sub-association proposes exactly what it sends: each SOP class in the
+        # transfer syntax its instances are stored in.
+        pairs = sorted({(str(ds.SOPClassUID), str(ds.file_meta.TransferSyntaxUID))
+                        for ds in datasets})[:128]
+        yield node.host, node.port, {"contexts": [build_context(*p) for p in pairs]}
+        yield len(datasets)
+        for ds in datasets:
+            if event.is_cancelled:
+                yield 0xFE00, None
+                return
+            yield 0xFF00, ds
+
+    def _on_get(self, event):
+        caller = self._caller(event)
+        if caller is None or self.index is None:
+            yield 0
+            return
+        datasets = self._instances(caller, event.identifier)
+        yield len(datasets)
+        for ds in datasets:
+            if event.is_cancelled:
+                yield 0xFE00, None
+                return
+            yield 0xFF00, ds
 
     def _on_released(self, event) -> None:
         keys = self._forget(event.assoc)

@@ -137,3 +137,8 @@ def test_a_scheduled_source_collects_new_series_only(node, pacs, tmp_path):
         # Every CT series of that PACS is collected now, by this source or another.
         out = c.dicom.collect("nightly", modality="CT")
         assert (out.series_found, out.series_skipped, out.series_retrieved) == (3, 3, 0)
+        # Registered again without a schedule: it stops.
+        c.dicom.register_source("nightly", "HOSPITALPACS", "127.0.0.1", pacs.dicom_port,
+                                method="get")
+        (nightly,) = [s for s in c.dicom.sources() if s.name == "nightly"]
+        assert nightly.every_seconds == 0

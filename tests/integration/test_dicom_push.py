@@ -54,7 +54,7 @@ def _wait_pushes(client, job_id, timeout=60):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         pushes = {p.node: p for p in client.dicom.pushes(job_id)}
-        if len(pushes) == 5 and all(p.state in final for p in pushes.values()):
+        if len(pushes) == 6 and all(p.state in final for p in pushes.values()):
             return pushes
         time.sleep(0.2)
     raise AssertionError(f"pushes did not end: {client.dicom.pushes(job_id)}")
@@ -65,6 +65,8 @@ def test_results_are_pushed_retried_and_refused_with_reasons(node, tmp_path):
     dcmtk = StoreSCP(tmp_path / "dcmtk", aet="READSCP").start()
     pacs = Orthanc(tmp_path / "orthanc", aet="PACS", check_called_aet=True).start()
     later = StoreSCP(tmp_path / "later", aet="LATESCP", port=free_port())
+    # Accepts the association, then aborts it on the first C-STORE request.
+    aborts = StoreSCP(tmp_path / "aborts", aet="ABORTSCP", extra=("--abort-after",)).start()
     down_port = free_port()
     try:
         with Client(node.address, timeout=60) as c:
@@ -72,12 +74,13 @@ def test_results_are_pushed_retried_and_refused_with_reasons(node, tmp_path):
             c.dicom.register_node("pacs", "PACS", "127.0.0.1", pacs.dicom_port)
             c.dicom.register_node("wrong-ae", "NOTPACS", "127.0.0.1", pacs.dicom_port)
             c.dicom.register_node("down", "NOBODY", "127.0.0.1", down_port)
+            c.dicom.register_node("aborts", "ABORTSCP", "127.0.0.1", aborts.port)
             assert main(["dicom", "node", "add", "later", "--ae-title", "LATESCP", "--host",
                          "127.0.0.1", "--port", str(later.port), *server]) == 0
-            assert len(c.dicom.nodes()) == 5
+            assert len(c.dicom.nodes()) == 6
             rule = c.dicom.create_rule("local", ["gaussian:sigma=1"], modality="CT",
                                        dicom_nodes=["reading-room", "pacs", "wrong-ae",
-                                                    "down", "later"])
+                                                    "down", "later", "aborts"])
             files = sorted(os.path.join(CT5N, f) for f in os.listdir(CT5N))
             done = storescu(node.running.dicom_port, files)
             assert done.returncode == 0, done.stderr
@@ -107,6 +110,11 @@ def test_results_are_pushed_retried_and_refused_with_reasons(node, tmp_path):
         assert down.reason == ("the node is unreachable (Connection refused) (gave up after "
                                f"{ATTEMPTS} tries)")
         assert pushes["later"].state == ok and pushes["later"].attempts >= 2
+        cut = pushes["aborts"]
+        assert cut.state == dicom_pb2.PUSH_STATE_FAILED and cut.attempts == ATTEMPTS
+        assert cut.reason == ("the association ended before the node answered instance 1 of "
+                              f"5 (gave up after {ATTEMPTS} tries)")
+        assert cut.instances_delivered == 0
 
         # The same pixels as `medcompute process` with the same pipeline.
         assert main(["process", CT5N, "--op", "gaussian:sigma=1", "-o",
@@ -126,10 +134,17 @@ def test_results_are_pushed_retried_and_refused_with_reasons(node, tmp_path):
                    for i in shown["Instances"]]
         np.testing.assert_array_equal(_pixels(in_pacs), want)
         assert main(["dicom", "pushes", "--job", job.job_id, *server]) == 0
+        # Each delivered push is metered and priced (the built-in tariff prices delivery).
+        with Client(node.address, timeout=60) as c:
+            invoice = c.invoice(time.strftime("%Y-%m", time.gmtime()))
+        (mine,) = invoice.subscribers
+        (line,) = [x for x in mine.lines if x.item == "delivery"]
+        assert line.quantity == 3 and line.unit_price == "0.005" and line.amount == "0.02"
     finally:
         dcmtk.stop()
         pacs.stop()
         later.stop()
+        aborts.stop()
 
 
 @pytest.mark.parametrize(("name", "propose"), [("MR_small_RLE.dcm", "-xr"),

@@ -107,6 +107,10 @@ def test_matching_rules_run_as_jobs_equal_to_process(node, client, capsys, tmp_p
     assert "SCANNER" in out and jobs[smooth_rule] in out
     assert main(["jobs", *server]) == 0
     assert jobs[smooth_rule] in capsys.readouterr().out
+    # Audited: one entry per job a rule started.
+    entries = node.call(node.running.guard.audit.alist(action="dicom.route"))
+    assert {e.object_id for e in entries} == set(jobs.values())
+    assert all(e.outcome == "OK" and e.subscriber == "local" for e in entries)
 
 
 @pytest.mark.parametrize(("change", "field"), [

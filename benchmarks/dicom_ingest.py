@@ -1,0 +1,193 @@
+"""DICOM ingest: dcmtk's storescu sending a CT series into `medcompute serve --dicom-port`
+against storescu into dcmtk's storescp on the same machine, in the same run, and the time
+from the last slice acknowledged to the derived series (a routed Gaussian, pushed back by
+C-STORE) having arrived at a dcmtk storescp.
+
+    python benchmarks/dicom_ingest.py                    # 300 slices of 512x512 int16
+    python benchmarks/dicom_ingest.py --slices 20 --size 128
+
+Needs dcmtk (`make peers`). Writes benchmarks/results/<timestamp>-dicom.json and prints
+the figures. The baseline is run before and after the service; both are reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pydicom
+from pydicom.data import get_testdata_file
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+HERE = Path(__file__).resolve().parent
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on {port}")
+
+
+def write_series(folder: Path, slices: int, size: int) -> list[Path]:
+    """A CT series: pydicom's CT slice's header, seeded int16 voxels, 1 mm apart."""
+    folder.mkdir(parents=True)
+    template = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    rng = np.random.default_rng(12)
+    series, study = generate_uid(), generate_uid()
+    paths = []
+    for i in range(slices):
+        ds = template.copy()
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.StudyInstanceUID, ds.SeriesInstanceUID = study, series
+        ds.SOPInstanceUID = generate_uid()
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.Rows = ds.Columns = size
+        ds.PixelSpacing = [0.7, 0.7]
+        ds.InstanceNumber = i + 1
+        ds.ImagePositionPatient = [0.0, 0.0, float(i)]
+        ds.SliceThickness = 1.0
+        ds.PixelData = rng.integers(-1000, 2000, (size, size), dtype=np.int16).tobytes()
+        path = folder / f"{i:04d}.dcm"
+        ds.save_as(path, enforce_file_format=True)
+        paths.append(path)
+    return paths
+
+
+def storescu(port: int, files, aet: str, called: str) -> float:
+    """Seconds storescu takes to send every file (one association); fails loudly."""
+    start = time.perf_counter()
+    done = subprocess.run(["storescu", "-aet", aet, "-aec", called, "127.0.0.1", str(port),
+                           *map(str, files)], capture_output=True, text=True)
+    took = time.perf_counter() - start
+    if done.returncode != 0:
+        raise RuntimeError(f"storescu failed: {done.stderr[-2000:]}")
+    return took
+
+
+def storescp(folder: Path, aet: str) -> tuple[subprocess.Popen, int]:
+    folder.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    proc = subprocess.Popen(["storescp", "-aet", aet, "+xa", "-uf", "-od", str(folder),
+                             str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(port)
+    return proc, port
+
+
+def baseline(tmp: Path, files, name: str) -> float:
+    proc, port = storescp(tmp / name, "BASESCP")
+    try:
+        return storescu(port, files, "SCANNER", "BASESCP")
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        shutil.rmtree(tmp / name, ignore_errors=True)
+
+
+def service(tmp: Path, files, workers: int) -> dict:
+    from medcompute.client import Client
+    from medcompute.server.dicomnet.registry import NodeRegistry
+
+    data, port = tmp / "data", free_port()
+    registry = NodeRegistry(data)
+    registry.add_ae_now("SCANNER", "local", "127.0.0.1")
+    registry.close()
+    log = open(tmp / "serve.log", "w")
+    proc = subprocess.Popen(
+        [str(BIN / "medcompute"), "serve", "--address", "127.0.0.1:0", "--data-dir", str(data),
+         "--workers", str(workers), "--log-level", "warning", "--dicom-port", str(port),
+         "--complete-on-release", "--series-quiet", "30"], stdout=subprocess.PIPE,
+        stderr=log, text=True, start_new_session=True)
+    dest_proc = None
+    try:
+        match = re.search(r"medcompute serving on (\S+)", proc.stdout.readline())
+        if match is None:
+            raise RuntimeError(f"the server did not start: {(tmp / 'serve.log').read_text()}")
+        dest_proc, dest_port = storescp(tmp / "dest", "DESTSCP")
+        with Client(match.group(1), timeout=600) as c:
+            c.dicom.register_node("dest", "DESTSCP", "127.0.0.1", dest_port)
+            c.dicom.create_rule("local", ["gaussian:sigma=1"], dicom_nodes=["dest"])
+            took = storescu(port, files, "SCANNER", "MEDCOMPUTE")
+            acked = time.perf_counter()
+            while len(list((tmp / "dest").iterdir())) < len(files):
+                if time.perf_counter() - acked > 600:
+                    raise TimeoutError("the derived series did not arrive in 600 s")
+                time.sleep(0.02)
+            arrived = time.perf_counter() - acked
+            (push,) = c.dicom.pushes()
+        return {"seconds": took, "last_slice_to_arrival_s": arrived,
+                "push_attempts": push.attempts}
+    finally:
+        if dest_proc is not None:
+            dest_proc.terminate()
+            dest_proc.wait(10)
+        os.killpg(proc.pid, signal.SIGINT)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--slices", type=int, default=300)
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--workers", type=int, default=None,
+                        help="Dask workers of the server (default: one per core)")
+    parser.add_argument("--out", type=Path, default=HERE / "results")
+    args = parser.parse_args(argv)
+    tmp = Path(tempfile.mkdtemp(prefix="medcompute-dicom-bench-"))
+    try:
+        files = write_series(tmp / "series", args.slices, args.size)
+        n = len(files)
+        first = baseline(tmp, files, "base1")
+        ours = service(tmp, files, args.workers or os.cpu_count() or 1)
+        second = baseline(tmp, files, "base2")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    base = min(first, second)
+    result = {
+        "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "slices": n, "size": args.size, "cpu_count": os.cpu_count(),
+        "storescp_seconds": [first, second],
+        "storescp_instances_per_s": n / base,
+        "service_seconds": ours["seconds"],
+        "service_instances_per_s": n / ours["seconds"],
+        "service_over_storescp": (n / ours["seconds"]) / (n / base),
+        "target_service_over_storescp": 0.7,
+        "last_slice_to_derived_series_arrived_s": ours["last_slice_to_arrival_s"],
+        "push_attempts": ours["push_attempts"],
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    (args.out / f"{stamp}-dicom.json").write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,139 @@
+"""Query/Retrieve of the service's own store over DICOM (study root: C-FIND, C-MOVE,
+C-GET), with the isolation of the gRPC API: a calling AE sees only the images of the
+subscriber it is registered for. C-MOVE sends only to that subscriber's own DICOM
+nodes (by AE title); any other destination is answered A801 (move destination unknown).
+
+Every stored image with DICOM files (a received series, a derived series) is one
+series here; its attributes come from its first file's header.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from dataclasses import dataclass
+
+import pydicom
+from pydicom.dataset import Dataset
+
+from medcompute.server.image_catalog import FindFilter
+from medcompute.server.store import ImageStore
+from medcompute.server.store_tasks import dicom_parts
+
+__all__ = ["StoreIndex", "Entry", "LEVEL_KEYS"]
+
+#: What a response carries at each level (besides the keys a query asked for).
+LEVEL_KEYS = {
+    "STUDY": ("StudyInstanceUID", "StudyDate", "StudyDescription", "PatientID",
+              "PatientName", "AccessionNumber", "ModalitiesInStudy"),
+    "SERIES": ("StudyInstanceUID", "SeriesInstanceUID", "Modality", "SeriesDescription",
+               "SeriesNumber", "NumberOfSeriesRelatedInstances"),
+}
+_PAGE = 500
+
+
+@dataclass(frozen=True)
+class Entry:
+    image_id: str
+    header: Dataset            # the first file's attributes, no pixel data
+    instances: int
+
+
+def _header(path: str, file_sizes) -> Dataset:
+    first = dicom_parts(path, file_sizes[:1])[0]
+    return pydicom.dcmread(io.BytesIO(first), stop_before_pixels=True, force=True)
+
+
+def _matches(want, got) -> bool:
+    """DICOM matching of one attribute: empty is universal, * and ? wildcards, a-b ranges
+    for dates, a backslash list for UIDs."""
+    want = "" if want is None else str(want)
+    if not want or want == "*":
+        return True
+    got = "" if got is None else str(got)
+    if "\\" in want:
+        return got in want.split("\\")
+    if "-" in want and want.replace("-", "").isdigit():
+        low, _, high = want.partition("-")
+        return (not low or got >= low) and (not high or got <= high)
+    if "*" in want or "?" in want:
+        import fnmatch
+
+        return fnmatch.fnmatchcase(got.upper(), want.upper())
+    return got == want
+
+
+class StoreIndex:
+    def __init__(self, store: ImageStore):
+        self.store = store
+
+    async def entries(self, owner: str) -> list[Entry]:
+        out, token = [], ""
+        while True:
+            page, token = await self.store.find(FindFilter(), owner=owner, page_size=_PAGE,
+                                                page_token=token)
+            for record in page:
+                blob = record.blob("dicom")
+                if blob is None or not record.file_sizes:
+                    continue
+                path = str(self.store.blobs.path(blob.digest))
+                header = await asyncio.to_thread(_header, path, record.file_sizes)
+                out.append(Entry(record.id, header, len(record.file_sizes)))
+            if not token:
+                return out
+
+    async def find(self, owner: str, query: Dataset) -> list[Dataset]:
+        level = str(query.get("QueryRetrieveLevel", "")).upper()
+        if level not in LEVEL_KEYS:
+            raise ValueError(level)
+        asked = [e.keyword for e in query if e.keyword and e.keyword != "QueryRetrieveLevel"]
+        replies: dict[str, Dataset] = {}
+        for entry in await self.entries(owner):
+            h = entry.header
+            if not all(_matches(query.get(k), self._value(entry, k)) for k in asked
+                       if k not in ("ModalitiesInStudy", "NumberOfSeriesRelatedInstances")):
+                continue
+            if level == "STUDY" and query.get("ModalitiesInStudy") and not _matches(
+                    query.ModalitiesInStudy, h.get("Modality", "")):
+                continue
+            key = h.StudyInstanceUID if level == "STUDY" else h.SeriesInstanceUID
+            reply = replies.get(key)
+            if reply is None:
+                reply = Dataset()
+                reply.QueryRetrieveLevel = level
+                for k in dict.fromkeys([*LEVEL_KEYS[level], *asked]):
+                    setattr(reply, k, self._value(entry, k))
+                replies[key] = reply
+            elif level == "STUDY":
+                mods = set(str(reply.ModalitiesInStudy).split("\\")) - {""}
+                mods.add(str(h.get("Modality", "")))
+                reply.ModalitiesInStudy = "\\".join(sorted(mods))
+        return list(replies.values())
+
+    @staticmethod
+    def _value(entry: Entry, keyword: str):
+        if keyword == "NumberOfSeriesRelatedInstances":
+            return entry.instances
+        if keyword == "ModalitiesInStudy":
+            return str(entry.header.get("Modality", ""))
+        value = entry.header.get(keyword, "")
+        return "" if value is None else value
+
+    async def datasets(self, owner: str, query: Dataset) -> list[Dataset]:
+        """The instances a C-MOVE/C-GET identifier names (study or series level)."""
+        study = str(query.get("StudyInstanceUID", ""))
+        series = str(query.get("SeriesInstanceUID", ""))
+        if not study and not series:
+            return []
+        out = []
+        for entry in await self.entries(owner):
+            h = entry.header
+            if study and not _matches(study, h.get("StudyInstanceUID")):
+                continue
+            if series and not _matches(series, h.get("SeriesInstanceUID")):
+                continue
+            record = await self.store.get(entry.image_id, owner=owner)
+            path = str(self.store.blobs.path(record.blob("dicom").digest))
+            parts = await asyncio.to_thread(dicom_parts, path, record.file_sizes)
+            out.extend(pydicom.dcmread(io.BytesIO(bytes(p))) for p in parts)
+        return out

@@ -1,0 +1,136 @@
+"""Query/Retrieve of the service's own store, with dcmtk's findscu, movescu and getscu
+and pynetdicom: a calling AE sees and retrieves only its subscriber's images, and C-MOVE
+sends only to that subscriber's own DICOM nodes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+
+import pydicom
+import pytest
+from pydicom.data import get_testdata_file
+from pydicom.dataset import Dataset
+from pynetdicom import AE
+from pynetdicom.sop_class import (
+    StudyRootQueryRetrieveInformationModelFind,
+    StudyRootQueryRetrieveInformationModelMove,
+)
+
+from medcompute.server.config import ServerConfig
+from medcompute.server.dicomnet.registry import NodeRegistry
+from tests.dicom_peers import StoreSCP, program, storescu
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+CT5N = os.path.join(os.path.dirname(get_testdata_file("CT_small.dcm")), "dicomdirtests",
+                    "98892001", "CT5N")
+FILES = sorted(os.path.join(CT5N, f) for f in os.listdir(CT5N))
+SERIES_UID = pydicom.dcmread(FILES[0]).SeriesInstanceUID
+
+
+@pytest.fixture(scope="module")
+def node(server_thread, tmp_path_factory):
+    data_dir = tmp_path_factory.mktemp("qr-data")
+    registry = NodeRegistry(data_dir)
+    for aet, subscriber in (("SCANNER_A", "a"), ("VIEWER_A", "a"), ("VIEWER_B", "b")):
+        registry.add_ae_now(aet, subscriber, "127.0.0.1")
+    registry.close()
+    config = ServerConfig(address="127.0.0.1:0", data_dir=data_dir, workers=1, dicom_port=0,
+                          dicom_quiet_seconds=30.0, dicom_complete_on_release=True)
+    with server_thread(config) as running:
+        done = storescu(running.running.dicom_port, FILES, aet="SCANNER_A")
+        assert done.returncode == 0, done.stderr
+        deadline = time.monotonic() + 60
+        registry = running.running.dicom.registry
+        while not [s for s in running.call(registry.list_series("a"))
+                   if s.state == "complete"]:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        yield running
+
+
+def _port(node) -> int:
+    return node.running.dicom_port
+
+
+def _find(node, aet, **keys):
+    ae = AE(ae_title=aet)
+    ae.add_requested_context(StudyRootQueryRetrieveInformationModelFind)
+    assoc = ae.associate("127.0.0.1", _port(node), ae_title="MEDCOMPUTE")
+    assert assoc.is_established
+    query = Dataset()
+    for k, v in keys.items():
+        setattr(query, k, v)
+    try:
+        return [(s.Status, i) for s, i in assoc.send_c_find(
+            query, StudyRootQueryRetrieveInformationModelFind)]
+    finally:
+        assoc.release()
+
+
+def test_find_shows_only_the_callers_subscriber(node):
+    mine = _find(node, "VIEWER_A", QueryRetrieveLevel="SERIES", SeriesInstanceUID="",
+                 Modality="CT", NumberOfSeriesRelatedInstances="")
+    pending = [i for s, i in mine if s == 0xFF00]
+    assert [(i.SeriesInstanceUID, int(i.NumberOfSeriesRelatedInstances)) for i in pending] \
+        == [(SERIES_UID, 5)]
+    assert mine[-1][0] == 0x0000
+    assert _find(node, "VIEWER_A", QueryRetrieveLevel="SERIES", SeriesInstanceUID="",
+                 Modality="MR")[-1] == (0x0000, None)
+    studies = [i for s, i in _find(node, "VIEWER_A", QueryRetrieveLevel="STUDY",
+                                   StudyInstanceUID="", StudyDate="19000101-29991231")
+               if s == 0xFF00]
+    assert [i.StudyInstanceUID for i in studies] == [pydicom.dcmread(FILES[0]).StudyInstanceUID]
+    # Another subscriber's viewer sees nothing of it.
+    assert _find(node, "VIEWER_B", QueryRetrieveLevel="SERIES",
+                 SeriesInstanceUID="") == [(0x0000, None)]
+    done = subprocess.run([program("findscu"), "-S", "-aet", "VIEWER_A", "-aec", "MEDCOMPUTE",
+                           "-k", "QueryRetrieveLevel=SERIES", "-k", "SeriesInstanceUID",
+                           "127.0.0.1", str(_port(node))], capture_output=True, text=True,
+                          timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert SERIES_UID in done.stdout + done.stderr
+
+
+def test_move_to_the_subscribers_node_only(node, tmp_path):
+    with StoreSCP(tmp_path / "dest", aet="DESTSCP") as dest:
+        node.call(node.running.dicom.pushes.add_node("a", "workstation", "DESTSCP",
+                                                     "127.0.0.1", dest.port))
+        done = subprocess.run([program("movescu"), "-S", "-aet", "VIEWER_A", "-aec",
+                               "MEDCOMPUTE", "-aem", "DESTSCP", "-k",
+                               "QueryRetrieveLevel=SERIES", "-k",
+                               f"SeriesInstanceUID={SERIES_UID}", "127.0.0.1",
+                               str(_port(node))], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        got = {pydicom.dcmread(p).SOPInstanceUID for p in dest.files()}
+        assert got == {pydicom.dcmread(f).SOPInstanceUID for f in FILES}
+        # Subscriber b may not move a's images, nor send to a's node.
+        ae = AE(ae_title="VIEWER_B")
+        ae.add_requested_context(StudyRootQueryRetrieveInformationModelMove)
+        assoc = ae.associate("127.0.0.1", _port(node), ae_title="MEDCOMPUTE")
+        query = Dataset()
+        query.QueryRetrieveLevel, query.SeriesInstanceUID = "SERIES", SERIES_UID
+        try:
+            statuses = [s.Status for s, _ in assoc.send_c_move(
+                query, "DESTSCP", StudyRootQueryRetrieveInformationModelMove)]
+        finally:
+            assoc.release()
+        assert statuses == [0xA801]         # move destination unknown
+
+
+def test_get_returns_only_the_callers_images(node, tmp_path):
+    out = tmp_path / "got"
+    out.mkdir()
+    args = ["-S", "-od", str(out), "-aec", "MEDCOMPUTE", "-k", "QueryRetrieveLevel=SERIES",
+            "-k", f"SeriesInstanceUID={SERIES_UID}", "127.0.0.1", str(_port(node))]
+    done = subprocess.run([program("getscu"), "-aet", "VIEWER_A", *args],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert len(list(out.iterdir())) == 5
+    for f in out.iterdir():
+        f.unlink()
+    done = subprocess.run([program("getscu"), "-aet", "VIEWER_B", *args],
+                          capture_output=True, text=True, timeout=60)
+    assert list(out.iterdir()) == []
