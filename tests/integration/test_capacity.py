@@ -6,7 +6,6 @@ store usage` shows allocated and used bytes per tier."""
 from __future__ import annotations
 
 import json
-
 import re
 
 import grpc

@@ -5,7 +5,6 @@ study's UIDs), refusals name the field, and a status can send a study to the col
 from __future__ import annotations
 
 import json
-
 import time
 
 import grpc
