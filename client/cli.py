@@ -131,10 +131,23 @@ def _process(args) -> int:
     try:
         ops = [parse_op(text) for text in args.op]
         out = Path(args.output)
-        kind = output_kind(out)
+        kind = "npy" if args.each else output_kind(out)
     except ValueError as exc:
         print(f"medcompute process: {exc}", file=sys.stderr)
         return exits.USAGE
+    if args.each:
+        from medcompute.client.batch_cli import process_each
+
+        with open_client(args) as client:
+            try:
+                return process_each(args, client, ops, dict(
+                    spacing=args.spacing, operands=[args.operand] if args.operand else (),
+                    device=args.device, allow_fallback=args.allow_fallback,
+                    output_dtype=args.output_dtype, compression=args.compression,
+                    **process_options(args)))
+            except ValueError as exc:
+                print(f"medcompute process: {exc}", file=sys.stderr)
+                return exits.USAGE
     output = "array" if kind == "npy" else kind
     progress = sys.stderr.isatty() and not args.quiet
     with open_client(args) as client:
@@ -330,6 +343,19 @@ def build_parser() -> argparse.ArgumentParser:
                       "as JSON")
     proc.add_argument("-q", "--quiet", action="store_true",
                       help="no progress or summary; print the job id only")
+    each = proc.add_argument_group("many images in one request (--each)")
+    each.add_argument("--each", action="store_true",
+                      help="every file of the inputs (each file of a folder: a folder of "
+                      "slices) is its own image and job, sent as one batch request; -o names "
+                      "a folder that gets one result per image, named after its input; "
+                      "--json prints a list of {index, input, output, result} (or failure); "
+                      "-q prints the job ids; exit 1 when some image's job failed")
+    each.add_argument("--each-format", choices=["npy", "dcm"], default="npy",
+                      help="with --each: write each result as NAME.npy (default) or, for "
+                      "DICOM input, as NAME.dcm (a derived DICOM file)")
+    each.add_argument("--streams", type=int, default=1, metavar="N",
+                      help="with --each: send the images as N concurrent calls (with a "
+                      "round-robin --server ipv4:HOST:A,HOST:B each goes to the next server)")
     client_options(proc)
     proc.set_defaults(func=_process)
 

@@ -22,6 +22,8 @@ from medcompute.proto import wire
 from medcompute.proto.v1 import (
     admin_pb2,
     admin_pb2_grpc,
+    batch_pb2,
+    batch_pb2_grpc,
     jobs_pb2,
     jobs_pb2_grpc,
     processing_pb2,
@@ -32,6 +34,8 @@ from medcompute.proto.v1 import (
 from medcompute.server import reflection
 from medcompute.server.admin_servicer import AdminServicer
 from medcompute.server.audit import AuditLog
+from medcompute.server.batch import BatchProcessing
+from medcompute.server.batch_servicer import BatchServicer
 from medcompute.server.billing_service import BillingService
 from medcompute.server.catalog import Catalog
 from medcompute.server.config import ServerConfig
@@ -60,9 +64,10 @@ SERVICE_NAME = processing_pb2.DESCRIPTOR.services_by_name["ProcessingService"].f
 STORE_SERVICE_NAME = store_pb2.DESCRIPTOR.services_by_name["StoreService"].full_name
 ADMIN_SERVICE_NAME = admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name
 JOBS_SERVICE_NAME = jobs_pb2.DESCRIPTOR.services_by_name["JobsService"].full_name
+BATCH_SERVICE_NAME = batch_pb2.DESCRIPTOR.services_by_name["BatchService"].full_name
 #: The services whose health follows the Dask workers (none: NOT_SERVING), and the
 #: server as a whole (""). AdminService needs no worker: it is SERVING while the server runs.
-WORKER_SERVICES = ("", SERVICE_NAME, STORE_SERVICE_NAME, JOBS_SERVICE_NAME)
+WORKER_SERVICES = ("", SERVICE_NAME, STORE_SERVICE_NAME, JOBS_SERVICE_NAME, BATCH_SERVICE_NAME)
 #: Message size limit on both ends: a chunk plus its envelope.
 MESSAGE_LIMIT = wire.MAX_MESSAGE_BYTES + (64 << 10)
 HEALTH_INTERVAL = 1.0
@@ -239,6 +244,8 @@ async def start(config: ServerConfig) -> Running:
         metrics.set_queue_depth_source(lambda: guard.counters.jobs + runner.active())
         processing_pb2_grpc.add_ProcessingServiceServicer_to_server(
             ProcessingServicer(service, guard), server)
+        batch_pb2_grpc.add_BatchServiceServicer_to_server(
+            BatchServicer(BatchProcessing(service), guard), server)
         jobs_pb2_grpc.add_JobsServiceServicer_to_server(JobsServicer(runner, guard, billing),
                                                         server)
         admin_pb2_grpc.add_AdminServiceServicer_to_server(
@@ -248,7 +255,7 @@ async def start(config: ServerConfig) -> Running:
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         await health_servicer.set(ADMIN_SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
         reflection.enable((SERVICE_NAME, STORE_SERVICE_NAME, ADMIN_SERVICE_NAME,
-                           JOBS_SERVICE_NAME, health.SERVICE_NAME), server)
+                           JOBS_SERVICE_NAME, BATCH_SERVICE_NAME, health.SERVICE_NAME), server)
         port = _bind(server, config)
         await runner.start()
         await server.start()

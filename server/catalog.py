@@ -130,6 +130,11 @@ class Catalog(Database):
         when the job had already ended (nothing is written)."""
         return await self._call(self._transaction, self._put_job, job)
 
+    async def put_jobs(self, jobs: list[Job]) -> list[bool]:
+        """:meth:`put_job` for many jobs in one transaction (one fsync)."""
+        return await self._call(self._transaction,
+                                lambda: [self._put_job(job) for job in jobs])
+
     def _finish(self, job: Job, usage: dict | None, extra=None) -> bool:
         row = self._db.execute("SELECT state FROM jobs WHERE id = ?", (job.id,)).fetchone()
         if row is not None and State(row[0]).terminal:

@@ -22,8 +22,8 @@ from medcompute.proto import wire
 from medcompute.proto.v1 import image_pb2
 from medcompute.server.errors import InvalidArgument, ResourceExhausted
 
-__all__ = ["ExpectedImage", "Spool", "expect_image", "receive_images", "result_chunks",
-           "header_and_chunks"]
+__all__ = ["ExpectedImage", "ImageWriter", "Spool", "expect_image", "receive_images",
+           "result_chunks", "header_and_chunks"]
 
 MAX_DIMS = 4
 
@@ -150,6 +150,55 @@ async def header_and_chunks(request_iterator):
     return first.header, chunks()
 
 
+class ImageWriter:
+    """One image's chunks: decoded, checked against its descriptor, folded into its CRC
+    and appended to its file. :meth:`finish` checks that every declared byte arrived."""
+
+    def __init__(self, expected: ExpectedImage, path):
+        self.expected = expected
+        self.decoder = wire.ChunkDecoder(expected.compression, f"{expected.field}.compression")
+        self.got = 0
+        self.crc = 0
+        self.file = open(path, "wb")
+
+    @property
+    def complete(self) -> bool:
+        return self.got >= self.expected.size
+
+    def write(self, payload: bytes) -> None:
+        e = self.expected
+        try:
+            data = self.decoder.decode(payload)
+        except wire.WireError as exc:
+            raise InvalidArgument(exc.message, exc.field) from None
+        if self.got + len(data) > e.size:
+            raise InvalidArgument(f"more bytes arrived than the {e.size} declared",
+                                  f"{e.field}.size")
+        self.file.write(data)
+        self.got += len(data)
+        self.crc = wire.crc32(data, self.crc)
+
+    def close(self) -> None:
+        self.file.close()
+
+    def finish(self) -> None:
+        """Close the file; InvalidArgument when bytes are missing or the CRC differs."""
+        self.close()
+        e = self.expected
+        if self.got < e.size:
+            raise InvalidArgument(
+                f"the stream ended after {self.got} of the {e.size} bytes declared",
+                f"{e.field}.size")
+        if e.crc32 is not None and self.crc != e.crc32:
+            raise InvalidArgument(
+                f"checksum mismatch: declared {e.crc32:#010x}, the received bytes give "
+                f"{self.crc:#010x}", f"{e.field}.crc32")
+
+
+NOT_PROTOBUF = ("not a valid protobuf encoding of a request message; send messages encoded "
+                "as the API's .proto files define them")
+
+
 async def receive_images(chunks: AsyncIterator, expected: list[ExpectedImage],
                          paths: list[Path]) -> int:
     """Spool the chunks of every image to ``paths``; return the bytes received on the wire.
@@ -157,11 +206,8 @@ async def receive_images(chunks: AsyncIterator, expected: list[ExpectedImage],
     ``chunks`` yields (message index, Chunk). Raises InvalidArgument for a chunk of an
     unknown image, too many or too few bytes, or a checksum mismatch.
     """
-    decoders = [wire.ChunkDecoder(e.compression, f"{e.field}.compression") for e in expected]
-    got = [0] * len(expected)
-    crcs = [0] * len(expected)
+    writers = [ImageWriter(e, p) for e, p in zip(expected, paths)]
     wire_bytes = 0
-    files = [open(p, "wb") for p in paths]
     index = 0
     try:
         async for index, chunk in chunks:
@@ -173,36 +219,18 @@ async def receive_images(chunks: AsyncIterator, expected: list[ExpectedImage],
                     f"operand {chunk.operand} does not exist: this request has "
                     f"{len(expected) - 1} operand(s), counted from 0 (leave operand unset "
                     "for the input image)", f"request[{index}].chunk.operand")
-            e = expected[i]
-            if e.stored is not None:
+            if expected[i].stored is not None:
                 raise InvalidArgument(f"{what} is a stored image (image_id); send no chunks "
                                       "for it", f"request[{index}].chunk.operand")
             wire_bytes += len(chunk.data)
-            try:
-                data = decoders[i].decode(chunk.data)
-            except wire.WireError as exc:
-                raise InvalidArgument(exc.message, exc.field) from None
-            if got[i] + len(data) > e.size:
-                raise InvalidArgument(
-                    f"more bytes arrived than the {e.size} declared", f"{e.field}.size")
-            files[i].write(data)
-            got[i] += len(data)
-            crcs[i] = wire.crc32(data, crcs[i])
+            writers[i].write(chunk.data)
     except DecodeError:  # raised by gRPC while it reads the stream: not a request message
-        raise InvalidArgument("not a valid protobuf encoding of a request message; send "
-                              "messages encoded as the API's .proto files define them",
-                              f"request[{index + 1}]") from None
+        raise InvalidArgument(NOT_PROTOBUF, f"request[{index + 1}]") from None
     finally:
-        for f in files:
-            f.close()
-    for e, n, crc in zip(expected, got, crcs):
-        if n < e.size:
-            raise InvalidArgument(
-                f"the stream ended after {n} of the {e.size} bytes declared", f"{e.field}.size")
-        if e.crc32 is not None and crc != e.crc32:
-            raise InvalidArgument(
-                f"checksum mismatch: declared {e.crc32:#010x}, the received bytes give "
-                f"{crc:#010x}", f"{e.field}.crc32")
+        for w in writers:
+            w.close()
+    for w in writers:
+        w.finish()
     return wire_bytes
 
 
