@@ -20,19 +20,22 @@ from medcompute.client.client import (
     _source,
 )
 from medcompute.proto import wire
-from medcompute.proto.v1 import batch_pb2, batch_pb2_grpc, image_pb2
+from medcompute.proto.v1 import batch_pb2, batch_pb2_grpc, image_pb2, jobs_pb2
 
-__all__ = ["BatchItem", "process_many"]
+__all__ = ["BatchItem", "process_many", "submit_many"]
 
 
 @dataclass
 class BatchItem:
-    """One image of a batch: its ``result``, or the ``error`` its job ended with."""
+    """One image of a batch: its ``result`` (``process_many``) or its queued ``job``
+    (``submit_many``), or the ``error`` its job ended with."""
 
     index: int
     result: Result | None = None
     error: ServiceError | None = None
     job_id: str = ""
+    job: jobs_pb2.JobInfo | None = None
+    existing: bool = False       # submit_many: the idempotency key named an existing job
 
     @property
     def ok(self) -> bool:
@@ -49,6 +52,12 @@ def _messages(header, images, indices, codec: int, sent):
                 item=item, chunk=image_pb2.Chunk(data=payload)))
             if sent is not None:
                 sent.update(min(len(payload), wire.CHUNK_SIZE))
+
+
+def _error(f: batch_pb2.BatchItemFailure) -> ServiceError:
+    code = grpc.StatusCode[f.code] if f.code in grpc.StatusCode.__members__ \
+        else grpc.StatusCode.UNKNOWN
+    return ServiceError(code, f.message, [(f.field, f.message)] if f.field else [])
 
 
 def _items(responses, offset: int) -> Iterator[BatchItem]:
@@ -70,11 +79,7 @@ def _items(responses, offset: int) -> Iterator[BatchItem]:
             current = (message.result.item, _Assembly(message.result.header))
         elif kind == "failure":
             f = message.failure
-            code = grpc.StatusCode[f.code] if f.code in grpc.StatusCode.__members__ \
-                else grpc.StatusCode.UNKNOWN
-            violations = [(f.field, f.message)] if f.field else []
-            yield BatchItem(f.item + offset, error=ServiceError(code, f.message, violations),
-                            job_id=f.job_id)
+            yield BatchItem(f.item + offset, error=_error(f), job_id=f.job_id)
     if current is not None:
         yield BatchItem(current[0] + offset, current[1].result(),
                         job_id=current[1].header.job_id)
@@ -152,3 +157,41 @@ def process_many(client, images: Sequence, ops: Sequence, *, streams: int = 1,
             t.join(timeout=5)
         if sent is not None:
             sent.close()
+
+
+def submit_many(client, images: Sequence, ops: Sequence, *, idempotency_key: str = "",
+                destination: str = "", label: str = "", timeout: float | None = None,
+                progress: bool = False, spacing=None, **options) -> list[BatchItem]:
+    """See :meth:`medcompute.client.Client.submit_many`."""
+    images = list(images)
+    if not images:
+        raise ValueError("images: expected at least one image")
+    template, _ = _header(images[0], ops, spacing=spacing, **options)
+    codec = template.result_compression
+    template.ClearField("input")
+    read = [_read(image, spacing) for image in images]
+    header = batch_pb2.SubmitBatchHeader(
+        submit=jobs_pb2.SubmitHeader(process=template, idempotency_key=idempotency_key,
+                                     destination=destination, label=label),
+        inputs=[_source(i, codec) for i in read])
+    sent = _progress(sum(i.nbytes for i in read if not isinstance(i, str)), "upload", progress)
+    stub = batch_pb2_grpc.BatchServiceStub(client._channel)
+
+    def messages():
+        first = True
+        for m in _messages(None, read, range(len(read)), codec, sent):
+            if first:        # the process batch header: replaced by the submit's
+                first = False
+                yield batch_pb2.SubmitBatchRequest(header=header)
+            else:
+                yield batch_pb2.SubmitBatchRequest(chunk=m.chunk)
+
+    try:
+        reply = client._call(stub.SubmitBatch, messages(), timeout=timeout or client.timeout)
+    finally:
+        if sent is not None:
+            sent.close()
+    return [BatchItem(item.item, job=item.job if item.HasField("job") else None,
+                      job_id=item.job.job_id, existing=item.existing,
+                      error=_error(item.failure) if item.HasField("failure") else None)
+            for item in reply.items]

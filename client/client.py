@@ -394,6 +394,30 @@ class Client:
             recompute=recompute, streams=streams)
 
     # -- asynchronous jobs -----------------------------------------------------------
+    def submit_many(self, images: Sequence, ops: Sequence, *, idempotency_key: str = "",
+                    destination: str = "", label: str = "", spacing=None,
+                    operands: Sequence = (), device: str = "auto", output_dtype="float32",
+                    compute_dtype="float32", output: str = "array", compression: str = "none",
+                    allow_fallback: bool = False, store_result: bool = False,
+                    retention: float | None = None, recompute: bool = False,
+                    timeout: float | None = None, progress: bool = False):
+        """Submit many images with one pipeline in one call: a list of ``BatchItem`` in the
+        order of ``images``, each with its queued ``job`` (``JobInfo``; watch and fetch it
+        by ``job_id``) or the ``error`` its upload ended with.
+
+        Takes the arguments of :meth:`submit`; with ``idempotency_key`` image i's job is
+        keyed ``KEY#i``, so the same call again returns the same jobs (``existing``).
+        """
+        from medcompute.client.batch import submit_many
+
+        return submit_many(
+            self, images, ops, idempotency_key=idempotency_key, destination=destination,
+            label=label, spacing=spacing, operands=operands, device=device,
+            output_dtype=output_dtype, compute_dtype=compute_dtype, output=output,
+            compression=compression, allow_fallback=allow_fallback,
+            store_result=store_result, retention=retention, recompute=recompute,
+            timeout=timeout, progress=progress)
+
     def submit(self, image, ops: Sequence, *, idempotency_key: str = "", destination: str = "",
                label: str = "", spacing=None, operands: Sequence = (), device: str = "auto",
                output_dtype="float32", compute_dtype="float32", output: str = "array",

@@ -36,6 +36,7 @@ from medcompute.server.admin_servicer import AdminServicer
 from medcompute.server.audit import AuditLog
 from medcompute.server.batch import BatchProcessing
 from medcompute.server.batch_servicer import BatchServicer
+from medcompute.server.batch_submit import BatchSubmit
 from medcompute.server.billing_service import BillingService
 from medcompute.server.catalog import Catalog
 from medcompute.server.config import ServerConfig
@@ -244,8 +245,9 @@ async def start(config: ServerConfig) -> Running:
         metrics.set_queue_depth_source(lambda: guard.counters.jobs + runner.active())
         processing_pb2_grpc.add_ProcessingServiceServicer_to_server(
             ProcessingServicer(service, guard), server)
+        batch = BatchProcessing(service)
         batch_pb2_grpc.add_BatchServiceServicer_to_server(
-            BatchServicer(BatchProcessing(service), guard), server)
+            BatchServicer(batch, guard, BatchSubmit(batch, runner)), server)
         jobs_pb2_grpc.add_JobsServiceServicer_to_server(JobsServicer(runner, guard, billing),
                                                         server)
         admin_pb2_grpc.add_AdminServiceServicer_to_server(

@@ -1,4 +1,5 @@
 from medcompute.proto.v1 import image_pb2 as _image_pb2
+from medcompute.proto.v1 import jobs_pb2 as _jobs_pb2
 from medcompute.proto.v1 import processing_pb2 as _processing_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
@@ -63,3 +64,37 @@ class ProcessBatchResponse(_message.Message):
     chunk: BatchChunk
     failure: BatchItemFailure
     def __init__(self, result: _Optional[_Union[BatchItemResult, _Mapping]] = ..., chunk: _Optional[_Union[BatchChunk, _Mapping]] = ..., failure: _Optional[_Union[BatchItemFailure, _Mapping]] = ...) -> None: ...
+
+class SubmitBatchHeader(_message.Message):
+    __slots__ = ("submit", "inputs")
+    SUBMIT_FIELD_NUMBER: _ClassVar[int]
+    INPUTS_FIELD_NUMBER: _ClassVar[int]
+    submit: _jobs_pb2.SubmitHeader
+    inputs: _containers.RepeatedCompositeFieldContainer[_image_pb2.ImageSource]
+    def __init__(self, submit: _Optional[_Union[_jobs_pb2.SubmitHeader, _Mapping]] = ..., inputs: _Optional[_Iterable[_Union[_image_pb2.ImageSource, _Mapping]]] = ...) -> None: ...
+
+class SubmitBatchRequest(_message.Message):
+    __slots__ = ("header", "chunk")
+    HEADER_FIELD_NUMBER: _ClassVar[int]
+    CHUNK_FIELD_NUMBER: _ClassVar[int]
+    header: SubmitBatchHeader
+    chunk: BatchChunk
+    def __init__(self, header: _Optional[_Union[SubmitBatchHeader, _Mapping]] = ..., chunk: _Optional[_Union[BatchChunk, _Mapping]] = ...) -> None: ...
+
+class SubmitBatchItem(_message.Message):
+    __slots__ = ("item", "job", "existing", "failure")
+    ITEM_FIELD_NUMBER: _ClassVar[int]
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    EXISTING_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_FIELD_NUMBER: _ClassVar[int]
+    item: int
+    job: _jobs_pb2.JobInfo
+    existing: bool
+    failure: BatchItemFailure
+    def __init__(self, item: _Optional[int] = ..., job: _Optional[_Union[_jobs_pb2.JobInfo, _Mapping]] = ..., existing: _Optional[bool] = ..., failure: _Optional[_Union[BatchItemFailure, _Mapping]] = ...) -> None: ...
+
+class SubmitBatchResponse(_message.Message):
+    __slots__ = ("items",)
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[SubmitBatchItem]
+    def __init__(self, items: _Optional[_Iterable[_Union[SubmitBatchItem, _Mapping]]] = ...) -> None: ...

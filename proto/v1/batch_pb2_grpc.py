@@ -40,6 +40,11 @@ class BatchServiceStub:
                 request_serializer=medcompute_dot_v1_dot_batch__pb2.ProcessBatchRequest.SerializeToString,
                 response_deserializer=medcompute_dot_v1_dot_batch__pb2.ProcessBatchResponse.FromString,
                 _registered_method=True)
+        self.SubmitBatch = channel.stream_unary(
+                '/medcompute.v1.BatchService/SubmitBatch',
+                request_serializer=medcompute_dot_v1_dot_batch__pb2.SubmitBatchRequest.SerializeToString,
+                response_deserializer=medcompute_dot_v1_dot_batch__pb2.SubmitBatchResponse.FromString,
+                _registered_method=True)
 
 
 class BatchServiceServicer:
@@ -58,6 +63,16 @@ class BatchServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SubmitBatch(self, request_iterator, context):
+        """Client stream: one SubmitBatchRequest with a header, then the chunks of every inline
+        image. Each image becomes its own asynchronous job, as JobsService.Submit makes it
+        (inputs on disk, QUEUED) before the reply; watch and fetch each by its id. A mistake
+        in the header fails the whole call; an image whose upload fails fails alone.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_BatchServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -65,6 +80,11 @@ def add_BatchServiceServicer_to_server(servicer, server):
                     servicer.ProcessBatch,
                     request_deserializer=medcompute_dot_v1_dot_batch__pb2.ProcessBatchRequest.FromString,
                     response_serializer=medcompute_dot_v1_dot_batch__pb2.ProcessBatchResponse.SerializeToString,
+            ),
+            'SubmitBatch': grpc.stream_unary_rpc_method_handler(
+                    servicer.SubmitBatch,
+                    request_deserializer=medcompute_dot_v1_dot_batch__pb2.SubmitBatchRequest.FromString,
+                    response_serializer=medcompute_dot_v1_dot_batch__pb2.SubmitBatchResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -95,6 +115,33 @@ class BatchService:
             '/medcompute.v1.BatchService/ProcessBatch',
             medcompute_dot_v1_dot_batch__pb2.ProcessBatchRequest.SerializeToString,
             medcompute_dot_v1_dot_batch__pb2.ProcessBatchResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitBatch(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/medcompute.v1.BatchService/SubmitBatch',
+            medcompute_dot_v1_dot_batch__pb2.SubmitBatchRequest.SerializeToString,
+            medcompute_dot_v1_dot_batch__pb2.SubmitBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,

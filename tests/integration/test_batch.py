@@ -245,3 +245,70 @@ def test_cli_each_refuses_two_inputs_with_one_result_name(server, tmp_path, caps
                    "mean:size=3", "-o", str(tmp_path / "o"), "--server", server.address])
     assert status == 2
     assert "same" in capsys.readouterr().err
+
+
+# -- SubmitBatch: each image its own asynchronous job ---------------------------------------
+
+def test_submit_many_queues_one_job_per_image_and_fetches_equal_one_by_one(client, server):
+    from medcompute.proto.v1 import jobs_pb2
+
+    images = _slices(5, shape=(14, 18), seed=17)
+    items = client.submit_many(images, ["gaussian:sigma=1"], label="batch",
+                               idempotency_key="series-17")
+    assert [item.index for item in items] == list(range(5))
+    assert all(item.ok and not item.existing for item in items)
+    assert len({item.job_id for item in items}) == 5
+    for item in items:
+        assert client.wait(item.job_id, timeout=120).state == jobs_pb2.JOB_STATE_SUCCEEDED
+        fetched = client.fetch(item.job_id)
+        single = client.process(images[item.index], ["gaussian:sigma=1"])
+        np.testing.assert_array_equal(fetched.array, single.array)
+        assert len(server.call(server.catalog.usage_for(item.job_id))) == 1
+    again = client.submit_many(images, ["gaussian:sigma=1"], label="batch",
+                               idempotency_key="series-17")
+    assert [item.job_id for item in again] == [item.job_id for item in items]
+    assert all(item.existing for item in again)
+
+
+def _submit_call(server, messages):
+    with grpc.insecure_channel(server.address) as channel:
+        stub = batch_pb2_grpc.BatchServiceStub(channel)
+        return stub.SubmitBatch(iter(messages), timeout=60)
+
+
+def test_submit_batch_a_corrupt_image_fails_alone(server):
+    from medcompute.proto.v1 import jobs_pb2
+
+    raw = _raw_header(n=2)
+    raw.inputs[0].inline.crc32 = wire.crc32(bytes(16)) ^ 1
+    header = batch_pb2.SubmitBatchHeader(submit=jobs_pb2.SubmitHeader(process=raw.process),
+                                         inputs=raw.inputs)
+    reply = _submit_call(server, [
+        batch_pb2.SubmitBatchRequest(header=header),
+        batch_pb2.SubmitBatchRequest(chunk=batch_pb2.BatchChunk(
+            item=0, chunk=image_pb2.Chunk(data=bytes(16)))),
+        batch_pb2.SubmitBatchRequest(chunk=batch_pb2.BatchChunk(
+            item=1, chunk=image_pb2.Chunk(data=bytes(16))))])
+    bad, good = reply.items
+    assert bad.HasField("failure") and bad.failure.field == "header.inputs[0].inline.crc32"
+    assert bad.job.state == jobs_pb2.JOB_STATE_FAILED
+    assert not good.HasField("failure") and good.job.state != jobs_pb2.JOB_STATE_FAILED
+
+
+@pytest.mark.parametrize("change, field", [
+    (lambda h: h.submit.process.input.CopyFrom(h.inputs[0]), "header.submit.process.input"),
+    (lambda h: h.inputs[1].inline.ClearField("shape"), "header.inputs[1].inline.shape"),
+    (lambda h: setattr(h.submit, "idempotency_key", "k" * 121),
+     "header.submit.idempotency_key"),
+])
+def test_submit_batch_a_mistake_in_the_header_names_its_field(server, change, field):
+    from medcompute.proto.v1 import jobs_pb2
+
+    raw = _raw_header(n=2)
+    header = batch_pb2.SubmitBatchHeader(submit=jobs_pb2.SubmitHeader(process=raw.process),
+                                         inputs=raw.inputs)
+    change(header)
+    with pytest.raises(grpc.RpcError) as info:
+        _submit_call(server, [batch_pb2.SubmitBatchRequest(header=header)])
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert info.value.details().startswith(field), info.value.details()
