@@ -239,7 +239,7 @@ async def start(config: ServerConfig) -> Running:
         ])
         service = ProcessingService(config, catalog, dispatcher, spool, store, metrics=metrics,
                                     space=space)
-        keys, audit = KeyStore(config.data_dir), AuditLog(config.data_dir)
+        keys, audit = KeyStore(config.data_dir), AuditLog(config.data_dir, writer=catalog)
         guard = Guard(config, keys, audit)
         runner = JobRunner(config, service, catalog, keys)
         metrics.set_queue_depth_source(lambda: guard.counters.jobs + runner.active())
