@@ -68,7 +68,7 @@ def _serve(args) -> int:
                           scheduler=args.scheduler, worker_memory=args.worker_memory,
                           split_bytes=int(args.split_mb * (1 << 20)),
                           batch_bytes=int(args.batch_mb * (1 << 20)),
-                          direct_calls=args.direct_calls,
+                          direct_calls=args.direct_calls, memory_inputs=args.memory_inputs,
                           tls_cert=_path(args.tls_cert), tls_key=_path(args.tls_key),
                           client_ca=_path(args.client_ca), require_keys=args.require_keys,
                           insecure=args.insecure,
@@ -256,6 +256,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="send every job as a Dask task (by default small CPU jobs go by "
                        "direct call to a runner actor on each worker, without a scheduler "
                        "round trip)")
+    serve.add_argument("--no-memory-inputs", dest="memory_inputs", action="store_false",
+                       help="spool every inline image to a file for the worker (by default "
+                       "a synchronous call's images up to --batch-mb travel to the worker in "
+                       "memory, and its result back)")
     serve.add_argument("--scheduler", default=None,
                        help="address of an external Dask scheduler (tcp://HOST:PORT) "
                        "instead of an embedded cluster")

@@ -143,12 +143,15 @@ class BatchProcessing:
                 on_job([job.id for _, job in pending.values()])
         slots = asyncio.Semaphore(self.concurrency)
         tasks: dict[int, asyncio.Task] = {}
-        paths = {i: service.spool.path(job.id, "in0") for i, (_, job) in pending.items()}
+        # Small images travel to the worker in memory (None), as for a synchronous Process.
+        paths = {i: None if service.in_memory(request) else service.spool.path(job.id, "in0")
+                 for i, (request, job) in pending.items()}
 
-        def launch(i: int, bytes_in: int, error: BaseException | None = None) -> None:
+        def launch(i: int, bytes_in: int, error: BaseException | None = None,
+                   data: bytes | None = None) -> None:
             request, job = pending[i]
-            tasks[i] = asyncio.create_task(
-                self._item(i, request, job, paths.get(i), bytes_in, slots, ready, error))
+            tasks[i] = asyncio.create_task(self._item(i, request, job, paths.get(i), data,
+                                                      bytes_in, slots, ready, error))
 
         receiver = asyncio.create_task(self._receive(chunks, requests, pending, paths, launch))
         try:
@@ -184,9 +187,9 @@ class BatchProcessing:
         launched: set[int] = set()
         failed: set[int] = set()
 
-        def start(i: int, error: BaseException | None = None) -> None:
+        def start(i: int, error: BaseException | None = None, data=None) -> None:
             launched.add(i)
-            launch(i, wire[i], error)
+            launch(i, wire[i], error, data)
 
         for i in pending:
             if requests[i].expected[0].stored is not None:
@@ -220,7 +223,7 @@ class BatchProcessing:
                     if writer.complete:
                         del writers[i]
                         writer.finish()
-                        start(i)
+                        start(i, data=writer.data)
                 except InvalidArgument as exc:
                     writer.close()
                     writers.pop(i, None)
@@ -241,18 +244,19 @@ class BatchProcessing:
                 except InvalidArgument as exc:
                     start(i, _rename(exc, i))
 
-    async def _item(self, i: int, request: Request, job: jobs.Job, path, bytes_in: int,
+    async def _item(self, i: int, request: Request, job: jobs.Job, path, data, bytes_in: int,
                     slots: asyncio.Semaphore, ready: asyncio.Queue,
                     error: BaseException | None) -> None:
         service = self.service
-        out_path = service.spool.path(job.id, "out")
+        stored = request.expected[0].stored is not None
+        out_path = service.spool.path(job.id, "out") if path or stored else None
         try:
             if error is not None:
                 raise error
             async with slots:
                 with _named(i):
-                    staged = await service.stage(request, [path] + [None] * (
-                        len(request.expected) - 1))
+                    others = [None] * (len(request.expected) - 1)
+                    staged = await service.stage(request, [path, *others], [data, *others])
                     job = jobs.apply(job, jobs.InputsReceived(time.time()))
                     outcome = await service.execute(job, request, staged, out_path,
                                                     bytes_in=bytes_in)

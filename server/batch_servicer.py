@@ -9,7 +9,7 @@ from medcompute.server.batch_submit import BatchSubmit
 from medcompute.server.guard import Guard, rpc
 from medcompute.server.servicer import result_header
 from medcompute.server.status import status_of
-from medcompute.server.transport import header_and_chunks, result_chunks
+from medcompute.server.transport import header_and_chunks, result_payloads
 
 __all__ = ["BatchServicer"]
 
@@ -67,8 +67,8 @@ class BatchServicer(batch_pb2_grpc.BatchServiceServicer):
                     item=item.index, header=result_header(outcome, compression)))
                 itemsize = wire.DTYPES[wire.dtype_to_proto(outcome.result.dtype)].itemsize \
                     if outcome.output_format == "raw" else 1
-                for payload in result_chunks(outcome.result.out_path, compression=compression,
-                                             itemsize=itemsize):
+                for payload in result_payloads(outcome.result, compression=compression,
+                                               itemsize=itemsize):
                     yield batch_pb2.ProcessBatchResponse(chunk=batch_pb2.BatchChunk(
                         item=item.index, chunk=image_pb2.Chunk(data=payload)))
             finally:

@@ -33,6 +33,10 @@ class ServerConfig:
     #: Send small CPU jobs to a runner actor on each worker by direct calls, without a
     #: scheduler round trip per job (False: every job is a Dask task).
     direct_calls: bool = True
+    #: Send the inline images of a synchronous call (together at most batch_bytes) to the
+    #: worker in memory, with the task, and get the result back the same way, instead of
+    #: through spool files (asynchronous jobs keep theirs on disk: they are durable).
+    memory_inputs: bool = True
     #: Test double: workers that declare GPU=1 but run the FakeGPU backend (fakegpu.py).
     fake_gpu_workers: int = 0
     fake_gpu_memory: int | None = None

@@ -23,7 +23,7 @@ from medcompute.proto.v1 import image_pb2
 from medcompute.server.errors import InvalidArgument, ResourceExhausted
 
 __all__ = ["ExpectedImage", "ImageWriter", "Spool", "expect_image", "receive_images",
-           "result_chunks", "header_and_chunks"]
+           "receive_in_memory", "result_chunks", "result_payloads", "header_and_chunks"]
 
 MAX_DIMS = 4
 
@@ -152,14 +152,21 @@ async def header_and_chunks(request_iterator):
 
 class ImageWriter:
     """One image's chunks: decoded, checked against its descriptor, folded into its CRC
-    and appended to its file. :meth:`finish` checks that every declared byte arrived."""
+    and appended to its file (``path`` None: kept in memory, :attr:`data`).
+    :meth:`finish` checks that every declared byte arrived."""
 
     def __init__(self, expected: ExpectedImage, path):
         self.expected = expected
         self.decoder = wire.ChunkDecoder(expected.compression, f"{expected.field}.compression")
         self.got = 0
         self.crc = 0
-        self.file = open(path, "wb")
+        self.buffer = bytearray() if path is None else None
+        self.file = open(path, "wb") if path is not None else None
+
+    @property
+    def data(self) -> bytes | None:
+        """The image's bytes, when kept in memory."""
+        return bytes(self.buffer) if self.buffer is not None else None
 
     @property
     def complete(self) -> bool:
@@ -174,12 +181,16 @@ class ImageWriter:
         if self.got + len(data) > e.size:
             raise InvalidArgument(f"more bytes arrived than the {e.size} declared",
                                   f"{e.field}.size")
-        self.file.write(data)
+        if self.file is not None:
+            self.file.write(data)
+        else:
+            self.buffer += data
         self.got += len(data)
         self.crc = wire.crc32(data, self.crc)
 
     def close(self) -> None:
-        self.file.close()
+        if self.file is not None:
+            self.file.close()
 
     def finish(self) -> None:
         """Close the file; InvalidArgument when bytes are missing or the CRC differs."""
@@ -206,7 +217,19 @@ async def receive_images(chunks: AsyncIterator, expected: list[ExpectedImage],
     ``chunks`` yields (message index, Chunk). Raises InvalidArgument for a chunk of an
     unknown image, too many or too few bytes, or a checksum mismatch.
     """
-    writers = [ImageWriter(e, p) for e, p in zip(expected, paths)]
+    return await _receive(chunks, [ImageWriter(e, p) for e, p in zip(expected, paths)])
+
+
+async def receive_in_memory(chunks: AsyncIterator,
+                            expected: list[ExpectedImage]) -> tuple[int, list[bytes]]:
+    """:func:`receive_images` into memory: (wire bytes, each image's bytes)."""
+    writers = [ImageWriter(e, None) for e in expected]
+    wire_bytes = await _receive(chunks, writers)
+    return wire_bytes, [w.data for w in writers]
+
+
+async def _receive(chunks: AsyncIterator, writers: list[ImageWriter]) -> int:
+    expected = [w.expected for w in writers]
     wire_bytes = 0
     index = 0
     try:
@@ -232,6 +255,14 @@ async def receive_images(chunks: AsyncIterator, expected: list[ExpectedImage],
     for w in writers:
         w.finish()
     return wire_bytes
+
+
+def result_payloads(result, *, compression: int, itemsize: int) -> Iterator[bytes]:
+    """The chunk payloads of a TaskResult: its bytes in memory, or its file."""
+    if result.data is not None:
+        yield from wire.iter_chunks(result.data, compression=compression, itemsize=itemsize)
+    else:
+        yield from result_chunks(result.out_path, compression=compression, itemsize=itemsize)
 
 
 def result_chunks(path: str | os.PathLike, *, compression: int, itemsize: int) -> Iterator[bytes]:
