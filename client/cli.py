@@ -57,6 +57,7 @@ def _serve(args) -> int:
     from medcompute.server.app import serve
     from medcompute.server.config import ServerConfig
     from medcompute.server.errors import MedcomputeError
+    from medcompute.server.front_ends import default_processes
 
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -82,7 +83,13 @@ def _serve(args) -> int:
                           metrics_port=args.metrics_port,
                           metrics_address=args.metrics_address,
                           min_free_bytes=args.min_free.bytes,
-                          min_free_percent=args.min_free.percent)
+                          min_free_percent=args.min_free.percent,
+                          processes=(args.processes if args.processes is not None
+                                     else default_processes()))
+    if config.processes < 1:
+        print(f"medcompute serve: --processes: expected >= 1, got {config.processes}",
+              file=sys.stderr)
+        return exits.USAGE
     try:
         asyncio.run(serve(config))
     except MedcomputeError as exc:
@@ -236,6 +243,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR),
                        help=f"data directory: catalog, image store, job files and spool (default "
                        f"{DEFAULT_DATA_DIR}, or $MEDCOMPUTE_DATA_DIR; see --min-free)")
+    serve.add_argument("--processes", type=int, default=None, metavar="N",
+                       help="server processes on the one --address (SO_REUSEPORT), sharing "
+                       "the data directory and the Dask cluster, each with its own event "
+                       "loop (default: one per 4 cores, at most 8: 1 on a 2-core machine); "
+                       "the limits below hold per process")
     serve.add_argument("--workers", type=int, default=None,
                        help="CPU worker processes of the embedded cluster (default: one per "
                        "core not taken by a GPU worker)")

@@ -221,7 +221,7 @@ async def start(config: ServerConfig) -> Running:
     config.data_dir.mkdir(parents=True, exist_ok=True)
     catalog = Catalog(config.data_dir, runner=uuid.uuid4().hex,
                       lease_seconds=config.job_lease_seconds)
-    spool = Spool(config.data_dir)
+    spool = Spool(config.data_dir, config.spool_name)
     spool.clear()
     dispatcher = Dispatcher(config)
     space = FreeSpaceReserve.from_config(config)
@@ -231,11 +231,14 @@ async def start(config: ServerConfig) -> Running:
     billing = BillingService(config.data_dir, tariff)
     runner = None
     try:
-        await store.open()
+        if config.sweep_store:
+            await store.open()
         await dispatcher.start()
         server = grpc.aio.server(interceptors=[UndecodableRequests()], options=[
             ("grpc.max_receive_message_length", MESSAGE_LIMIT),
             ("grpc.max_send_message_length", MESSAGE_LIMIT),
+            # Several server processes may listen on one address (serve --processes).
+            ("grpc.so_reuseport", 1),
         ])
         service = ProcessingService(config, catalog, dispatcher, spool, store, metrics=metrics,
                                     space=space)
@@ -282,14 +285,29 @@ async def start(config: ServerConfig) -> Running:
                    metrics_port=metrics_port, billing=billing)
 
 
-async def serve(config: ServerConfig) -> None:
-    """Run until SIGINT or SIGTERM, then stop gracefully."""
+async def serve(config: ServerConfig, ready=None) -> None:
+    """Run until SIGINT or SIGTERM, then stop gracefully. With ``config.processes`` > 1,
+    start the other server processes on the same address once this one serves.
+    ``ready``: an event set once serving (an extra process), instead of the printed line."""
+    from medcompute.server.front_ends import FrontEnds
+
     running = await start(config)
+    extra = FrontEnds(config, running.address, running.dispatcher.scheduler_address)
+    try:
+        await extra.start()
+    except BaseException:
+        await extra.stop()
+        await running.stop(config.grace)
+        raise
     metrics = (f", Prometheus metrics on http://{config.metrics_address}:{running.metrics_port}"
                "/metrics" if running.metrics_port else "")
-    print(f"medcompute serving on {running.address} (data directory {config.data_dir}, "
-          f"Dask scheduler {running.dispatcher.scheduler_address}{metrics}); Ctrl-C stops",
-          flush=True)
+    processes = f", {config.processes} server processes" if config.processes > 1 else ""
+    if ready is not None:
+        ready.set()
+    else:
+        print(f"medcompute serving on {running.address} (data directory {config.data_dir}, "
+              f"Dask scheduler {running.dispatcher.scheduler_address}{metrics}{processes}); "
+              "Ctrl-C stops", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -297,4 +315,5 @@ async def serve(config: ServerConfig) -> None:
     try:
         await stop.wait()
     finally:
+        await extra.stop()
         await running.stop(config.grace)

@@ -84,3 +84,11 @@ class ServerConfig:
     #: ``min_free_percent`` is set) a percentage of each location's filesystem size.
     min_free_bytes: int = 1 << 30
     min_free_percent: float = 0.0
+    #: Server processes on the one address (SO_REUSEPORT), sharing the data directory and
+    #: the Dask cluster (front_ends.py); the first one runs the embedded cluster.
+    processes: int = 1
+    #: This process's own folder under <data_dir>/spool ("": the folder itself).
+    spool_name: str = ""
+    #: Sweep the store's unfinished temporary files and unreferenced blobs at start
+    #: (False for the extra processes of --processes, which start beside a serving one).
+    sweep_store: bool = True

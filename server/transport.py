@@ -109,14 +109,18 @@ def expect_image(desc: image_pb2.ImageDescriptor, field: str, *, max_bytes: int)
 class Spool:
     """Transient files of images in flight, in ``<data_dir>/spool``."""
 
-    def __init__(self, data_dir: Path):
+    def __init__(self, data_dir: Path, name: str = ""):
         self.dir = Path(data_dir) / "spool"
+        if name:                     # one of several server processes: its own folder
+            self.dir = self.dir / name
         self.dir.mkdir(parents=True, exist_ok=True)
 
     def clear(self) -> None:
-        """Remove what an earlier server process left behind."""
+        """Remove what an earlier server process left behind (the folders of the other
+        processes of ``serve --processes`` are theirs to clear)."""
         for path in self.dir.iterdir():
-            path.unlink(missing_ok=True)
+            if not path.is_dir():
+                path.unlink(missing_ok=True)
 
     def path(self, job_id: str, name: str) -> Path:
         return self.dir / f"{job_id}.{name}.{uuid.uuid4().hex[:8]}"
