@@ -21,8 +21,10 @@ import hashlib
 import json
 import math
 import os
+import queue
 import socket
 import struct
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -152,10 +154,13 @@ class BlobWriter:
     """Writes one blob to a temporary file, hashing it; `finish` syncs it.
 
     Use as a context manager: leaving it without `finish` (an error, a cancelled
-    call) removes the temporary file.
+    call) removes the temporary file. With ``pipelined=True`` the hashing and writing
+    run in a thread of their own, a few pieces behind :meth:`write` (which then returns
+    at once), so that the caller's work on the next piece (decoding, compressing)
+    overlaps with them; an error of that thread is raised by a later call.
     """
 
-    def __init__(self, path: str | os.PathLike, *, crc: bool = False):
+    def __init__(self, path: str | os.PathLike, *, crc: bool = False, pipelined: bool = False):
         self.path = Path(path)
         self._file = open(self.path, "xb")
         self._hash = hashlib.sha256()
@@ -164,16 +169,49 @@ class BlobWriter:
         self.digest = ""
         #: CRC-32 of the bytes written (with ``crc=True``); VoxelWriter: of the decoded bytes.
         self.crc32 = 0
+        self._pieces: queue.Queue | None = None
+        self._error: BaseException | None = None
+        if pipelined:
+            self._pieces = queue.Queue(maxsize=8)
+            self._thread = threading.Thread(target=self._drain, name="blob-write", daemon=True)
+            self._thread.start()
 
-    def write(self, data) -> None:
+    def _store(self, data) -> None:
         self._file.write(data)
         self._hash.update(data)
+
+    def _drain(self) -> None:
+        while (data := self._pieces.get()) is not None:
+            if self._error is None:
+                try:
+                    self._store(data)
+                except BaseException as exc:   # raised by the next write or finish
+                    self._error = exc
+
+    def _stop(self) -> None:
+        """Let the writing thread finish what it was given; raise its error."""
+        if self._pieces is not None:
+            self._pieces.put(None)
+            self._thread.join()
+            self._pieces = None
+        if self._error is not None:
+            raise self._error
+
+    def write(self, data) -> None:
+        if self._error is not None:
+            raise self._error
+        if self._pieces is not None:
+            # The caller may reuse its buffer: the thread gets bytes of its own.
+            self._pieces.put(data if isinstance(data, bytes) else bytes(data))
+        else:
+            self._store(data)
         self.size += len(memoryview(data).cast("B"))
         if self._crc:
             self.crc32 = wire.crc32(data, self.crc32)
 
     def finish(self) -> tuple[str, int]:
         """Flush and fsync; return (sha256 hex, size)."""
+        self._stop()
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()
@@ -181,6 +219,8 @@ class BlobWriter:
         return self.digest, self.size
 
     def discard(self) -> None:
+        with contextlib.suppress(BaseException):
+            self._stop()
         with contextlib.suppress(OSError):
             self._file.close()
         self.path.unlink(missing_ok=True)
@@ -206,8 +246,8 @@ class VoxelWriter(BlobWriter):
     `FRAME_BYTES`, so the blob depends only on the array (and the codec's version).
     """
 
-    def __init__(self, path: str | os.PathLike, shape, dtype):
-        super().__init__(path)
+    def __init__(self, path: str | os.PathLike, shape, dtype, *, pipelined: bool = False):
+        super().__init__(path, pipelined=pipelined)
         self.shape = tuple(int(n) for n in shape)
         self.dtype = np.dtype(dtype)
         self.expected = math.prod(self.shape) * self.dtype.itemsize
