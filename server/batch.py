@@ -30,6 +30,8 @@ __all__ = ["BatchProcessing", "Item", "MAX_ITEMS", "batch_field"]
 
 #: The most images one batch request may carry.
 MAX_ITEMS = 10_000
+#: Seconds a stream that ended with images missing waits for its call's cancellation.
+CUT_OFF_GRACE = 0.1
 
 
 @dataclass
@@ -112,13 +114,14 @@ class BatchProcessing:
         return requests
 
     async def run(self, header, chunks: AsyncIterator, *, subscriber: str,
-                  on_job=None) -> AsyncIterator[Item]:
+                  on_job=None, cancelled=None) -> AsyncIterator[Item]:
         """Receive the images, run one job per image, yield each :class:`Item` as it ends.
 
         ``chunks`` yields (message index, BatchChunk). A protocol mistake in the stream
         (a chunk for an image that does not exist or is stored, a message that is not a
         request) ends the call with InvalidArgument; the jobs still running are cancelled
-        and recorded so.
+        and recorded so. ``cancelled()`` says whether the caller went away: a stream that
+        ends then was cut off, and the images it lacks are cancelled, not failed.
         """
         service = self.service
         requests = await self.prepare(header, subscriber=subscriber)
@@ -153,7 +156,8 @@ class BatchProcessing:
             tasks[i] = asyncio.create_task(self._item(i, request, job, paths.get(i), data,
                                                       bytes_in, slots, ready, error))
 
-        receiver = asyncio.create_task(self._receive(chunks, requests, pending, paths, launch))
+        receiver = asyncio.create_task(self._receive(chunks, requests, pending, paths, launch,
+                                                     cancelled or (lambda: False)))
         try:
             for _ in range(n):
                 if not receiver.done():
@@ -179,7 +183,7 @@ class BatchProcessing:
                                                       n_images=len(request.expected)))
             service.spool.remove(*paths.values())
 
-    async def _receive(self, chunks, requests, pending, paths, launch) -> None:
+    async def _receive(self, chunks, requests, pending, paths, launch, cancelled) -> None:
         """Spool each inline image; launch its job once its bytes are all there (or with
         the error that ended its upload)."""
         writers: dict[int, ImageWriter] = {}
@@ -234,6 +238,13 @@ class BatchProcessing:
         finally:
             for writer in writers.values():
                 writer.close()
+        if len(launched) < len(pending):
+            # A call its caller cancels sees its stream end before gRPC marks it cancelled
+            # (and cancels this task): give that a moment before failing the images the
+            # stream lacks, so that they end CANCELLED rather than FAILED.
+            await asyncio.sleep(CUT_OFF_GRACE)
+            if cancelled():
+                raise asyncio.CancelledError()
         # The stream has ended: an image whose bytes did not all arrive fails alone.
         for i in pending:
             if i not in launched:

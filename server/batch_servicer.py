@@ -56,7 +56,7 @@ class BatchServicer(batch_pb2_grpc.BatchServiceServicer):
         service = self.batch.service
         async for item in self.batch.run(header, chunks,
                                          subscriber=call.principal.subscriber,
-                                         on_job=on_jobs):
+                                         on_job=on_jobs, cancelled=context.cancelled):
             if item.outcome is None:
                 yield batch_pb2.ProcessBatchResponse(
                     failure=_failure(item.index, item.job_id, item.error))

@@ -312,3 +312,73 @@ def test_submit_batch_a_mistake_in_the_header_names_its_field(server, change, fi
         _submit_call(server, [batch_pb2.SubmitBatchRequest(header=header)])
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert info.value.details().startswith(field), info.value.details()
+
+
+# -- a batch call that ends early: every job it made is ended and recorded ------------------
+
+def _jobs_with_input(server, ref: str) -> list:
+    import sqlite3
+
+    with sqlite3.connect(server.config.data_dir / "catalog.sqlite3") as db:
+        rows = db.execute("SELECT record FROM jobs").fetchall()
+    import json
+
+    return [r for r in (json.loads(row[0]) for row in rows) if r["inputs"] == [ref]]
+
+
+def _wait_ended(server, ref: str, n: int, timeout=30.0) -> list:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        rows = _jobs_with_input(server, ref)
+        if len(rows) == n and all(r["state"] in ("SUCCEEDED", "FAILED", "CANCELLED")
+                                  for r in rows):
+            return rows
+        assert time.monotonic() < deadline, rows
+        time.sleep(0.1)
+
+
+def test_a_cancelled_batch_call_ends_every_job_it_made(server):
+    import threading
+
+    shape = (7, 3)                     # a size no other test sends: its jobs are found by it
+    header = _raw_header(n=3, shape=shape)
+    release = threading.Event()
+
+    def messages():
+        yield batch_pb2.ProcessBatchRequest(header=header)
+        yield _chunk(0, bytes(21))
+        release.wait(30)               # images 1 and 2 never come
+
+    with grpc.insecure_channel(server.address) as channel:
+        call = batch_pb2_grpc.BatchServiceStub(channel).ProcessBatch(messages(), timeout=60)
+        try:
+            first = next(call)
+            assert first.HasField("result") and first.result.item == 0
+            call.cancel()              # the caller goes away, its stream still open
+            rows = _wait_ended(server, "inline:21", 3)
+        finally:
+            release.set()
+    states = sorted(r["state"] for r in rows)
+    assert states[-1] == "SUCCEEDED"
+    # Cancelled (or, had gRPC been slow to mark the call cancelled, failed as cut off):
+    # never left running, never billed twice.
+    assert set(states[:2]) <= {"CANCELLED", "FAILED"}, rows
+    for r in rows:
+        assert len(server.call(server.catalog.usage_for(r["id"]))) == 1
+
+
+def test_a_stream_mistake_after_some_images_fails_the_rest_naming_it(server):
+    header = _raw_header(n=3, shape=(5, 5))
+    messages = [batch_pb2.ProcessBatchRequest(header=header), _chunk(0, bytes(25)),
+                _chunk(9, bytes(25))]
+    with pytest.raises(grpc.RpcError) as info:
+        _call(server, messages)
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "request[2].chunk.item" in info.value.details()
+    rows = _wait_ended(server, "inline:25", 3)
+    failed = [r for r in rows if r["state"] == "FAILED"]
+    assert len(failed) >= 2
+    assert all(r["error_code"] == "INVALID_ARGUMENT" and "request[2].chunk.item" in r["error"]
+               for r in failed)
