@@ -382,3 +382,18 @@ def test_a_stream_mistake_after_some_images_fails_the_rest_naming_it(server):
     assert len(failed) >= 2
     assert all(r["error_code"] == "INVALID_ARGUMENT" and "request[2].chunk.item" in r["error"]
                for r in failed)
+
+
+def test_a_batch_can_keep_each_result_in_the_store(client):
+    images = _slices(3, shape=(12, 10), seed=21)
+    kept = client.store.register(images[0])
+    items = {i.index: i for i in client.process_many([kept, images[1], images[2]],
+                                                     ["mean:size=3"], store_result=True)}
+    ids = [items[k].result.stored_image_id for k in range(3)]
+    assert all(ids) and len(set(ids)) == 3
+    for k in range(3):
+        np.testing.assert_array_equal(client.store.get(ids[k]).array,
+                                      items[k].result.array)
+    # The same request again on the stored image is answered from the store.
+    [again] = list(client.process_many([kept], ["mean:size=3"], store_result=True))
+    assert again.result.reused and again.result.stored_image_id == ids[0]
