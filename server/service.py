@@ -170,6 +170,10 @@ class ProcessingService:
         if e.stored is not None:
             return derived.geometry(self.store, e)
         where = "" if data is not None else str(path)
+        if data is not None:
+            # An array, not bytes: Dask pickles its buffer out of band (no copy into the
+            # message) on the way to the worker.
+            data = np.frombuffer(data, np.uint8)
         if e.encoding == "raw":
             return (Geometry(e.shape, e.spacing),
                     InputSpec(where, "raw", e.shape, e.dtype.str, field=e.field, data=data))

@@ -44,9 +44,10 @@ class InputSpec:
     #: A stored image (encoding "stored"): its compressed voxel blob; ``path`` and
     #: ``file_sizes`` are then its DICOM files, if it has any.
     voxels: str = ""
-    #: A small inline image of a synchronous call: its bytes, sent to the worker with the
-    #: task instead of a spool file (``path`` is then empty).
-    data: bytes | None = None
+    #: A small inline image of a synchronous call: its bytes (any buffer; a uint8 array
+    #: travels out of band), sent to the worker with the task instead of a spool file
+    #: (``path`` is then empty).
+    data: object = None
 
 
 @dataclass(frozen=True)
@@ -87,7 +88,9 @@ class TaskResult:
     versions: dict = field(default_factory=dict)
     gpu_seconds: float | None = None      # absent unless measured on a GPU
     energy_joules: float | None = None    # absent unless NVML reports it
-    data: bytes | None = None             # the result itself (TaskSpec.result_in_memory)
+    #: The result itself (TaskSpec.result_in_memory): a RAW result's array (sent back out
+    #: of band), or a DICOM result's files, concatenated.
+    data: object = None
 
 
 @cache
@@ -386,8 +389,8 @@ def _run_task(spec: TaskSpec) -> TaskResult:
     data = None
     if spec.region is None and spec.result_in_memory:
         if spec.output_format == "raw":
-            data = out.tobytes()
-            nbytes = len(data)
+            data = np.ascontiguousarray(out)
+            nbytes = data.nbytes
         else:
             files = _derived_files(spec, out)
             data = b"".join(files)
