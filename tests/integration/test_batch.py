@@ -397,3 +397,33 @@ def test_a_batch_can_keep_each_result_in_the_store(client):
     # The same request again on the stored image is answered from the store.
     [again] = list(client.process_many([kept], ["mean:size=3"], store_result=True))
     assert again.result.reused and again.result.stored_image_id == ids[0]
+
+
+def test_submit_batch_a_stream_mistake_fails_the_call_and_ends_its_jobs(server):
+    import time
+
+    from medcompute.proto.v1 import jobs_pb2
+
+    raw = _raw_header(n=2, shape=(3, 11))
+    header = batch_pb2.SubmitBatchHeader(submit=jobs_pb2.SubmitHeader(process=raw.process),
+                                         inputs=raw.inputs)
+
+    def messages():
+        yield batch_pb2.SubmitBatchRequest(header=header)
+        yield batch_pb2.SubmitBatchRequest(chunk=batch_pb2.BatchChunk(
+            item=0, chunk=image_pb2.Chunk(data=bytes(33))))
+        deadline = time.monotonic() + 20      # until both jobs exist (image 1 receiving)
+        while len(_jobs_with_input(server, "inline:33")) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        yield batch_pb2.SubmitBatchRequest(chunk=batch_pb2.BatchChunk(
+            item=7, chunk=image_pb2.Chunk(data=bytes(33))))
+
+    with pytest.raises(grpc.RpcError) as info:
+        _submit_call(server, messages())
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert info.value.details().startswith("request[2].chunk.item: image 7 does not exist")
+    rows = _jobs_with_input(server, "inline:33")
+    # Each image's upload ends with the stream: the call failed, so none was queued (all
+    # or nothing) and none is left receiving.
+    assert len(rows) == 2
+    assert all(r["queued_at"] is None and r["state"] == "CANCELLED" for r in rows), rows
