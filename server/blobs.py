@@ -154,10 +154,10 @@ class BlobWriter:
     """Writes one blob to a temporary file, hashing it; `finish` syncs it.
 
     Use as a context manager: leaving it without `finish` (an error, a cancelled
-    call) removes the temporary file. With ``pipelined=True`` the hashing and writing
-    run in a thread of their own, a few pieces behind :meth:`write` (which then returns
-    at once), so that the caller's work on the next piece (decoding, compressing)
-    overlaps with them; an error of that thread is raised by a later call.
+    call) removes the temporary file. With ``pipelined=True`` the writing and the hashing
+    each run in a thread of their own, a few pieces behind :meth:`write` (which then
+    returns at once), so that the caller's work on the next piece (decoding,
+    compressing) overlaps with them; an error of those threads is raised by a later call.
     """
 
     def __init__(self, path: str | os.PathLike, *, crc: bool = False, pipelined: bool = False):
@@ -169,42 +169,56 @@ class BlobWriter:
         self.digest = ""
         #: CRC-32 of the bytes written (with ``crc=True``); VoxelWriter: of the decoded bytes.
         self.crc32 = 0
-        self._pieces: queue.Queue | None = None
+        self._queues: list[queue.Queue] = []
+        self._threads: list[threading.Thread] = []
         self._error: BaseException | None = None
         if pipelined:
-            self._pieces = queue.Queue(maxsize=8)
-            self._thread = threading.Thread(target=self._drain, name="blob-write", daemon=True)
-            self._thread.start()
+            # Writing and hashing each in a thread of their own (both release the GIL on
+            # large pieces): the slower of the two bounds the blob, not their sum.
+            for step, name in ((self._write_piece, "blob-write"),
+                               (self._hash_piece, "blob-hash")):
+                pieces: queue.Queue = queue.Queue(maxsize=8)
+                thread = threading.Thread(target=self._drain, args=(pieces, step), name=name,
+                                          daemon=True)
+                thread.start()
+                self._queues.append(pieces)
+                self._threads.append(thread)
 
-    def _store(self, data) -> None:
+    def _write_piece(self, data) -> None:
         self._file.write(data)
+
+    def _hash_piece(self, data) -> None:
         self._hash.update(data)
 
-    def _drain(self) -> None:
-        while (data := self._pieces.get()) is not None:
+    def _drain(self, pieces: queue.Queue, step) -> None:
+        while (data := pieces.get()) is not None:
             if self._error is None:
                 try:
-                    self._store(data)
+                    step(data)
                 except BaseException as exc:   # raised by the next write or finish
                     self._error = exc
 
     def _stop(self) -> None:
-        """Let the writing thread finish what it was given; raise its error."""
-        if self._pieces is not None:
-            self._pieces.put(None)
-            self._thread.join()
-            self._pieces = None
+        """Let the threads finish what they were given; raise the first error."""
+        for pieces in self._queues:
+            pieces.put(None)
+        for thread in self._threads:
+            thread.join()
+        self._queues, self._threads = [], []
         if self._error is not None:
             raise self._error
 
     def write(self, data) -> None:
         if self._error is not None:
             raise self._error
-        if self._pieces is not None:
-            # The caller may reuse its buffer: the thread gets bytes of its own.
-            self._pieces.put(data if isinstance(data, bytes) else bytes(data))
+        if self._queues:
+            # The caller may reuse its buffer: the threads get bytes of their own.
+            piece = data if isinstance(data, bytes) else bytes(data)
+            for pieces in self._queues:
+                pieces.put(piece)
         else:
-            self._store(data)
+            self._write_piece(data)
+            self._hash_piece(data)
         self.size += len(memoryview(data).cast("B"))
         if self._crc:
             self.crc32 = wire.crc32(data, self.crc32)

@@ -77,13 +77,12 @@ def test_a_pipelined_voxel_blob_equals_a_plain_one(tmp_path):
     assert out[0] == out[1]
 
 
-def test_a_write_error_of_the_thread_is_raised_and_the_file_removed(tmp_path):
-    writer = BlobWriter(tmp_path / "full", pipelined=True)
-
+def test_a_write_error_of_the_thread_is_raised_and_the_file_removed(tmp_path, monkeypatch):
     def full(data):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    writer._store = full
+    monkeypatch.setattr(BlobWriter, "_write_piece", lambda self, data: full(data))
+    writer = BlobWriter(tmp_path / "full", pipelined=True)
     writer.write(b"x" * 10)
     with pytest.raises(OSError) as info:
         for _ in range(100):
