@@ -31,6 +31,7 @@ class Sizes:
     scaling_shape: tuple[int, int, int]
     split_mb: float | None        # the servers' --split-mb (None: the server's default)
     sitk_volume: bool = True      # time SimpleITK on the volume too (slow: up to 12 s a call)
+    batch_images: int = 200       # throughput: slices in one batch request (process_many)
     notes: tuple[str, ...] = field(default=())
 
 
@@ -46,7 +47,7 @@ MODES = {
                           "on the slice; SimpleITK timed on the slice only",)),
     "tiny": Sizes("tiny", (64, 64), (8, 64, 64), repeats=2, slow_repeats=1,
                   service_repeats=1, concurrency=(1, 2), images_per_client=2,
-                  min_images=4, scaling_shape=(16, 64, 64), split_mb=0.05,
+                  min_images=4, scaling_shape=(16, 64, 64), split_mb=0.05, batch_images=8,
                   notes=("tiny: a smoke run of every section on small arrays; its figures "
                          "say nothing about speed",)),
 }

@@ -44,6 +44,10 @@ class Served:
             self.args += ["--split-mb", str(split_mb)]
         self.workers = workers
 
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
     def __enter__(self) -> str:
         self.log = Path(self.tmp.name) / "serve.log"
         script = Path(sys.executable).parent / "medcompute"
@@ -201,9 +205,48 @@ def _percentiles(latencies: list[float]) -> dict:
     return {f"p{q}_ms": float(np.percentile(a, q) * 1e3) for q in (50, 95, 99)}
 
 
-def throughput(address: str, sizes: Sizes, log) -> dict:
+def _server_cpu(pid: int | None) -> float | None:
+    """CPU seconds (user + system) the server process has used so far: its gRPC, its
+    catalog, its Dask client and the embedded scheduler, not its worker processes."""
+    if pid is None:
+        return None
+    import psutil
+
+    t = psutil.Process(pid).cpu_times()
+    return t.user + t.system
+
+
+def _per_image_ms(before: float | None, after: float | None, images: int) -> float | None:
+    return None if before is None or after is None else (after - before) / images * 1e3
+
+
+def batch(address: str, pool: list[np.ndarray], n: int, pid: int | None, sizes: Sizes,
+          scipy_per_s: float) -> dict:
+    """``n`` slices as one batch request (Client.process_many): images/s against the
+    in-process scipy loop, and the server's CPU per image."""
+    images = [pool[i % len(pool)] for i in range(n)]
+    calls = [0]
+    with Client(address, timeout=600) as client:
+        def run():
+            calls[0] += 1
+            got = sum(1 for item in client.process_many(images, SERVICE_OPS, device="cpu")
+                      if item.ok)
+            if got != n:
+                raise RuntimeError(f"{n - got} of the {n} batch images failed")
+        run()                                      # warm-up
+        calls[0] = 0
+        before = _server_cpu(pid)
+        t = measure(run, repeats=max(1, sizes.service_repeats), slow_repeats=1)
+        after = _server_cpu(pid)
+    per_s = n / t["seconds"]
+    return {**t, "images": n, "images_per_s": per_s, "ratio_vs_scipy_loop": per_s / scipy_per_s,
+            "server_cpu_ms_per_image": _per_image_ms(before, after, n * calls[0])}
+
+
+def throughput(address: str, sizes: Sizes, log, pid: int | None = None) -> dict:
     """Many slices from 1..16 concurrent clients: images/s and latency percentiles,
-    against an in-process scipy.ndimage loop (and the in-process kernel loop)."""
+    against an in-process scipy.ndimage loop (and the in-process kernel loop); the same
+    slices as one batch request; the server process's CPU per job."""
     rng = np.random.default_rng(7)
     pool = [rng.integers(-1000, 3000, size=sizes.slice_shape).astype(np.int16)
             for _ in range(32)]
@@ -220,25 +263,37 @@ def throughput(address: str, sizes: Sizes, log) -> dict:
     kernel = loop(lambda x: K.gaussian(x, SIGMA))
     levels = []
     for c in sizes.concurrency:
-        level = _level(address, c, max(sizes.min_images, c * sizes.images_per_client), pool)
+        level = _level(address, c, max(sizes.min_images, c * sizes.images_per_client), pool,
+                       pid)
         if "error" not in level:
             level["ratio_vs_scipy_loop"] = level["images_per_s"] / scipy["images_per_s"]
+            cpu = level.get("server_cpu_ms_per_job")
             log(f"throughput c={c:2d}: {level['images_per_s']:7.1f} images/s "
                 f"({level['ratio_vs_scipy_loop']:.2f}x scipy loop), p50 {level['p50_ms']:.1f} "
-                f"p95 {level['p95_ms']:.1f} p99 {level['p99_ms']:.1f} ms")
+                f"p95 {level['p95_ms']:.1f} p99 {level['p99_ms']:.1f} ms"
+                + (f", server CPU {cpu:.1f} ms/job" if cpu is not None else ""))
         else:
             log(f"throughput c={c:2d}: failed: {level['error']}")
         levels.append(level)
     measured = [lv for lv in levels if "images_per_s" in lv]
     best = max(measured, key=lambda lv: lv["images_per_s"]) if measured else None
+    batched = batch(address, pool, sizes.batch_images, pid, sizes, scipy["images_per_s"])
+    log(f"batch of {batched['images']}: {batched['images_per_s']:.1f} images/s "
+        f"({batched['ratio_vs_scipy_loop']:.2f}x scipy loop)"
+        + (f", server CPU {batched['server_cpu_ms_per_image']:.1f} ms/image"
+           if batched.get("server_cpu_ms_per_image") is not None else ""))
+    at8 = next((lv for lv in measured if lv["concurrency"] == 8), None)
     return {"shape": list(sizes.slice_shape), "ops": SERVICE_OPS, "levels": levels,
             "scipy_loop": scipy, "kernel_loop": kernel,
             "best": best, "best_ratio_vs_scipy_loop": best["ratio_vs_scipy_loop"] if best
-            else None}
+            else None, "batch": batched,
+            "server_cpu_ms_per_job": (at8 or best or {}).get("server_cpu_ms_per_job")}
 
 
-def _level(address: str, c: int, total: int, pool: list[np.ndarray]) -> dict:
-    """``total`` images from ``c`` concurrent clients, each on its own connection."""
+def _level(address: str, c: int, total: int, pool: list[np.ndarray],
+           pid: int | None = None) -> dict:
+    """``total`` images from ``c`` concurrent clients, each on its own connection; with the
+    server's ``pid``, its CPU per job over the timed part."""
     clients = [Client(address, timeout=120) for _ in range(c)]
     latencies: list[float] = []
     lock = threading.Lock()
@@ -261,16 +316,19 @@ def _level(address: str, c: int, total: int, pool: list[np.ndarray]) -> dict:
     share = [total // c + (1 if k < total % c else 0) for k in range(c)]
     try:
         _run_threads(c, lambda k: work(k, 1, record=False))  # connections and caches warm
+        before = _server_cpu(pid)
         t0 = time.perf_counter()
         _run_threads(c, lambda k: work(k, share[k]))
         wall = time.perf_counter() - t0
+        after = _server_cpu(pid)
     finally:
         for client in clients:
             client.close()
     if errors:
         return {"concurrency": c, "images": total, "error": repr(errors[0])}
     return {"concurrency": c, "images": total, "seconds": wall, "images_per_s": total / wall,
-            **_percentiles(latencies)}
+            **_percentiles(latencies),
+            "server_cpu_ms_per_job": _per_image_ms(before, after, total)}
 
 
 def _run_threads(n: int, fn) -> None:
@@ -338,7 +396,8 @@ def run_all(sizes: Sizes, sections: set[str], log, wait_idle: float = 0.0) -> di
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     with EchoServer() as echo_address:
         # The main server has the default shape: one worker per core.
-        with Served(split_mb=sizes.split_mb) as address:
+        main = Served(split_mb=sizes.split_mb)
+        with main as address:
             if "service" in sections:
                 quiet()
                 results["service"] = _section("service", log, end_to_end, address,
@@ -350,7 +409,7 @@ def run_all(sizes: Sizes, sections: set[str], log, wait_idle: float = 0.0) -> di
             if "throughput" in sections:
                 quiet()
                 results["throughput"] = _section("throughput", log, throughput, address,
-                                                 sizes, log)
+                                                 sizes, log, main.pid)
             if "scaling" in sections:
                 quiet()
                 with Served(workers=1, split_mb=sizes.split_mb) as one:

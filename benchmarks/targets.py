@@ -69,6 +69,19 @@ def _evaluate(results: dict) -> list[dict]:
     out.append(_check("throughput", f"concurrent {shape} images/s (best level) / in-process "
                       "scipy loop", ">= 2x", best, None if best is None else best >= 2.0, "x",
                       "" if best is not None else tp.get("reason", "not measured")))
+    batched = tp.get("batch") or {}
+    b = batched.get("ratio_vs_scipy_loop")
+    out.append(_check("batch", f"a batch request of {batched.get('images', 200)} {shape} "
+                      "slices, images/s / in-process scipy loop", ">= 4x", b,
+                      None if b is None else b >= 4.0, "x",
+                      "" if b is not None else tp.get("reason", "not measured")))
+    cpu = tp.get("server_cpu_ms_per_job")
+    out.append(_check("server-cpu-per-job", "server process CPU per small job (concurrency 8; "
+                      "gRPC, catalog, Dask client and the embedded scheduler)", "<= 3 ms",
+                      cpu, None if cpu is None else cpu <= 3.0, "ms",
+                      (f"in a batch request: {batched['server_cpu_ms_per_image']:.2f} ms/image"
+                       if batched.get("server_cpu_ms_per_image") is not None else "")
+                      if cpu is not None else "not measured"))
     at8 = next((lv for lv in tp.get("levels", []) if lv.get("concurrency") == 8
                 and "p99_ms" in lv), None)
     out.append(_check("latency-p99-c8", "p99 latency at concurrency 8", "< 50 ms",

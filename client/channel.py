@@ -10,7 +10,7 @@ import grpc
 
 from medcompute.proto import wire
 
-__all__ = ["open_channel", "connection", "API_KEY_ENV", "MESSAGE_LIMIT"]
+__all__ = ["open_channel", "round_robin", "connection", "API_KEY_ENV", "MESSAGE_LIMIT"]
 
 API_KEY_ENV = "MEDCOMPUTE_API_KEY"
 MESSAGE_LIMIT = wire.MAX_MESSAGE_BYTES + (64 << 10)
@@ -51,6 +51,12 @@ def _read(path) -> bytes | None:
     return Path(path).read_bytes() if path else None
 
 
+def round_robin(address: str) -> bool:
+    """Whether ``address`` names several servers (a gRPC target such as
+    ``ipv4:127.0.0.1:50051,127.0.0.1:50052``) that calls are spread over."""
+    return "," in address
+
+
 def open_channel(address: str, *, api_key: str | None = None, tls_ca=None, tls_cert=None,
                  tls_key=None) -> grpc.Channel:
     """A channel to ``address``.
@@ -61,6 +67,10 @@ def open_channel(address: str, *, api_key: str | None = None, tls_ca=None, tls_c
     """
     options = [("grpc.max_receive_message_length", MESSAGE_LIMIT),
                ("grpc.max_send_message_length", MESSAGE_LIMIT)]
+    if round_robin(address):
+        # Several servers (ipv4:127.0.0.1:A,127.0.0.1:B): each call goes to the next one
+        # that is up, instead of every call to the first.
+        options.append(("grpc.lb_policy_name", "round_robin"))
     if bool(tls_cert) != bool(tls_key):
         raise ValueError("tls_cert and tls_key: give both (a client certificate and its key)")
     if tls_ca or tls_cert:

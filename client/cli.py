@@ -76,6 +76,7 @@ def _serve(args) -> int:
     from medcompute.server.app import serve
     from medcompute.server.config import ServerConfig
     from medcompute.server.errors import MedcomputeError
+    from medcompute.server.front_ends import default_processes
 
     logging.basicConfig(level=args.log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -87,7 +88,7 @@ def _serve(args) -> int:
                           scheduler=args.scheduler, worker_memory=args.worker_memory,
                           split_bytes=int(args.split_mb * (1 << 20)),
                           batch_bytes=int(args.batch_mb * (1 << 20)),
-                          direct_calls=args.direct_calls,
+                          direct_calls=args.direct_calls, memory_inputs=args.memory_inputs,
                           tls_cert=_path(args.tls_cert), tls_key=_path(args.tls_key),
                           client_ca=_path(args.client_ca), require_keys=args.require_keys,
                           insecure=args.insecure,
@@ -109,7 +110,9 @@ def _serve(args) -> int:
                           dicom_max_associations=args.max_associations,
                           dicom_max_instance_bytes=int(args.max_instance_mb * (1 << 20)),
                           dicom_push_attempts=args.push_attempts,
-                          dicom_push_backoff=args.push_backoff)
+                          dicom_push_backoff=args.push_backoff,
+                          processes=(args.processes if args.processes is not None
+                                     else default_processes()))
     config.cold_dir = _path(args.cold_dir)
     config.cold_after = args.cold_after
     config.cold_statuses = tuple(args.cold_status or ())
@@ -139,6 +142,10 @@ def _serve(args) -> int:
     except ValueError as exc:
         print(f"medcompute serve: {exc}", file=sys.stderr)
         return 2
+    if config.processes < 1:
+        print(f"medcompute serve: --processes: expected >= 1, got {config.processes}",
+              file=sys.stderr)
+        return exits.USAGE
     try:
         asyncio.run(serve(config))
     except MedcomputeError as exc:
@@ -187,10 +194,23 @@ def _process(args) -> int:
     try:
         ops = [parse_op(text) for text in args.op]
         out = Path(args.output)
-        kind = output_kind(out)
+        kind = "npy" if args.each else output_kind(out)
     except ValueError as exc:
         print(f"medcompute process: {exc}", file=sys.stderr)
         return exits.USAGE
+    if args.each:
+        from medcompute.client.batch_cli import process_each
+
+        with open_client(args) as client:
+            try:
+                return process_each(args, client, ops, dict(
+                    spacing=args.spacing, operands=[args.operand] if args.operand else (),
+                    device=args.device, allow_fallback=args.allow_fallback,
+                    output_dtype=args.output_dtype, compression=args.compression,
+                    **process_options(args)))
+            except ValueError as exc:
+                print(f"medcompute process: {exc}", file=sys.stderr)
+                return exits.USAGE
     output = "array" if kind == "npy" else kind
     progress = sys.stderr.isatty() and not args.quiet
     with open_client(args) as client:
@@ -281,6 +301,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR),
                        help=f"data directory: catalog, image store, job files and spool (default "
                        f"{DEFAULT_DATA_DIR}, or $MEDCOMPUTE_DATA_DIR; see --min-free)")
+    serve.add_argument("--processes", type=int, default=None, metavar="N",
+                       help="server processes on the one --address (SO_REUSEPORT), sharing "
+                       "the data directory and the Dask cluster, each with its own event "
+                       "loop (default: one per 4 cores, at most 8: 1 on a 2-core machine); "
+                       "the limits below hold per process")
     serve.add_argument("--workers", type=int, default=None,
                        help="CPU worker processes of the embedded cluster (default: one per "
                        "core not taken by a GPU worker)")
@@ -301,6 +326,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="send every job as a Dask task (by default small CPU jobs go by "
                        "direct call to a runner actor on each worker, without a scheduler "
                        "round trip)")
+    serve.add_argument("--no-memory-inputs", dest="memory_inputs", action="store_false",
+                       help="spool every inline image to a file for the worker (by default "
+                       "a synchronous call's images up to --batch-mb travel to the worker in "
+                       "memory, and its result back)")
     serve.add_argument("--scheduler", default=None,
                        help="address of an external Dask scheduler (tcp://HOST:PORT) "
                        "instead of an embedded cluster")
@@ -446,6 +475,19 @@ def build_parser() -> argparse.ArgumentParser:
                       "as JSON")
     proc.add_argument("-q", "--quiet", action="store_true",
                       help="no progress or summary; print the job id only")
+    each = proc.add_argument_group("many images in one request (--each)")
+    each.add_argument("--each", action="store_true",
+                      help="every file of the inputs (each file of a folder: a folder of "
+                      "slices) is its own image and job, sent as one batch request; -o names "
+                      "a folder that gets one result per image, named after its input; "
+                      "--json prints a list of {index, input, output, result} (or failure); "
+                      "-q prints the job ids; exit 1 when some image's job failed")
+    each.add_argument("--each-format", choices=["npy", "dcm"], default="npy",
+                      help="with --each: write each result as NAME.npy (default) or, for "
+                      "DICOM input, as NAME.dcm (a derived DICOM file)")
+    each.add_argument("--streams", type=int, default=1, metavar="N",
+                      help="with --each: send the images as N concurrent calls (with a "
+                      "round-robin --server ipv4:HOST:A,HOST:B each goes to the next server)")
     client_options(proc)
     proc.set_defaults(func=_process)
 

@@ -367,7 +367,66 @@ class Client:
                                                             timeout=timeout or self.timeout),
                           progress)
 
+    def process_many(
+        self, images: Sequence, ops: Sequence, *, spacing: Sequence[float] | None = None,
+        operands: Sequence = (), device: str = "auto", output_dtype="float32",
+        compute_dtype="float32", output: str = "array", compression: str = "none",
+        allow_fallback: bool = False, timeout: float | None = None, progress: bool = False,
+        store_result: bool = False, retention: float | None = None, recompute: bool = False,
+        streams: int = 1,
+    ):
+        """Process many images with one pipeline in one batch request; an iterator of
+        ``BatchItem`` (``index`` into ``images``, ``result`` or ``error``, ``job_id``) in
+        the order the images finish.
+
+        Each image is its own job on the server, with its own result, applied operations
+        and usage record; one image failing (``item.error``, a :class:`ServiceError`) does
+        not stop the others. Takes the arguments of :meth:`process` (``images``: a
+        sequence of what ``image`` takes; ``operands`` must be stored images, shared by
+        every image), and:
+
+        streams : int
+            Split the images into this many consecutive parts sent as concurrent calls;
+            on a round-robin target (``ipv4:127.0.0.1:A,127.0.0.1:B``) each part goes to
+            the next server, so the servers share the batch.
+
+        A mistake in the request (an unknown operation, a stored id that does not exist)
+        raises :class:`ServiceError` before any image is processed.
+        """
+        from medcompute.client.batch import process_many
+
+        return process_many(
+            self, images, ops, spacing=spacing, operands=operands, device=device,
+            output_dtype=output_dtype, compute_dtype=compute_dtype, output=output,
+            compression=compression, allow_fallback=allow_fallback, timeout=timeout,
+            progress=progress, store_result=store_result, retention=retention,
+            recompute=recompute, streams=streams)
+
     # -- asynchronous jobs -----------------------------------------------------------
+    def submit_many(self, images: Sequence, ops: Sequence, *, idempotency_key: str = "",
+                    destination: str = "", label: str = "", spacing=None,
+                    operands: Sequence = (), device: str = "auto", output_dtype="float32",
+                    compute_dtype="float32", output: str = "array", compression: str = "none",
+                    allow_fallback: bool = False, store_result: bool = False,
+                    retention: float | None = None, recompute: bool = False,
+                    timeout: float | None = None, progress: bool = False):
+        """Submit many images with one pipeline in one call: a list of ``BatchItem`` in the
+        order of ``images``, each with its queued ``job`` (``JobInfo``; watch and fetch it
+        by ``job_id``) or the ``error`` its upload ended with.
+
+        Takes the arguments of :meth:`submit`; with ``idempotency_key`` image i's job is
+        keyed ``KEY#i``, so the same call again returns the same jobs (``existing``).
+        """
+        from medcompute.client.batch import submit_many
+
+        return submit_many(
+            self, images, ops, idempotency_key=idempotency_key, destination=destination,
+            label=label, spacing=spacing, operands=operands, device=device,
+            output_dtype=output_dtype, compute_dtype=compute_dtype, output=output,
+            compression=compression, allow_fallback=allow_fallback,
+            store_result=store_result, retention=retention, recompute=recompute,
+            timeout=timeout, progress=progress)
+
     def submit(self, image, ops: Sequence, *, idempotency_key: str = "", destination: str = "",
                label: str = "", spacing=None, operands: Sequence = (), device: str = "auto",
                output_dtype="float32", compute_dtype="float32", output: str = "array",
@@ -501,22 +560,37 @@ class Client:
         first = next(responses, None)
         if first is None or first.WhichOneof("msg") != "header":
             raise ServiceError(grpc.StatusCode.INTERNAL, "the server sent no result header")
-        header = first.header
-        out = header.output
-        buffer = bytearray(out.size)
-        decoder = wire.ChunkDecoder(out.compression, "result")
-        got = 0
-        bar = _progress(out.size, "download", progress)
+        assembly = _Assembly(first.header, progress)
         for message in responses:
-            data = decoder.decode(message.chunk.data)
-            if got + len(data) > out.size:
-                raise ServiceError(grpc.StatusCode.DATA_LOSS, "the result is longer than declared")
-            buffer[got:got + len(data)] = data
-            got += len(data)
-            if bar is not None:
-                bar.update(len(data))
-        if bar is not None:
-            bar.close()
+            assembly.add(message.chunk.data)
+        return assembly.result()
+
+
+class _Assembly:
+    """A result arriving in chunks: decoded, checked against its header, then built."""
+
+    def __init__(self, header: processing_pb2.ResultHeader, progress: bool = False):
+        self.header = header
+        out = header.output
+        self.buffer = bytearray(out.size)
+        self.decoder = wire.ChunkDecoder(out.compression, "result")
+        self.got = 0
+        self.bar = _progress(out.size, "download", progress)
+
+    def add(self, payload: bytes) -> None:
+        data = self.decoder.decode(payload)
+        if self.got + len(data) > self.header.output.size:
+            raise ServiceError(grpc.StatusCode.DATA_LOSS, "the result is longer than declared")
+        self.buffer[self.got:self.got + len(data)] = data
+        self.got += len(data)
+        if self.bar is not None:
+            self.bar.update(len(data))
+
+    def result(self) -> Result:
+        header, buffer, got = self.header, self.buffer, self.got
+        out = header.output
+        if self.bar is not None:
+            self.bar.close()
         if got != out.size:
             raise ServiceError(grpc.StatusCode.DATA_LOSS,
                                f"the result ended after {got} of {out.size} bytes")

@@ -22,6 +22,8 @@ from medcompute.proto import wire
 from medcompute.proto.v1 import (
     admin_pb2,
     admin_pb2_grpc,
+    batch_pb2,
+    batch_pb2_grpc,
     capacity_pb2,
     capacity_pb2_grpc,
     dicom_pb2,
@@ -40,6 +42,9 @@ from medcompute.proto.v1 import (
 from medcompute.server import reflection
 from medcompute.server.admin_servicer import AdminServicer
 from medcompute.server.audit import AuditLog
+from medcompute.server.batch import BatchProcessing
+from medcompute.server.batch_servicer import BatchServicer
+from medcompute.server.batch_submit import BatchSubmit
 from medcompute.server.billing_service import BillingService
 from medcompute.server.capacity_servicer import CapacityServicer
 from medcompute.server.catalog import Catalog
@@ -87,7 +92,8 @@ STUDY_SERVICE_NAME = studies_pb2.DESCRIPTOR.services_by_name["StudyService"].ful
 #: server runs.
 ADMINISTRATION_SERVICES = (ADMIN_SERVICE_NAME, DICOM_SERVICE_NAME, CAPACITY_SERVICE_NAME,
                            TIER_SERVICE_NAME, STUDY_SERVICE_NAME)
-WORKER_SERVICES = ("", SERVICE_NAME, STORE_SERVICE_NAME, JOBS_SERVICE_NAME)
+BATCH_SERVICE_NAME = batch_pb2.DESCRIPTOR.services_by_name["BatchService"].full_name
+WORKER_SERVICES = ("", SERVICE_NAME, STORE_SERVICE_NAME, JOBS_SERVICE_NAME, BATCH_SERVICE_NAME)
 #: Message size limit on both ends: a chunk plus its envelope.
 MESSAGE_LIMIT = wire.MAX_MESSAGE_BYTES + (64 << 10)
 HEALTH_INTERVAL = 1.0
@@ -258,7 +264,7 @@ async def start(config: ServerConfig) -> Running:
     config.data_dir.mkdir(parents=True, exist_ok=True)
     catalog = Catalog(config.data_dir, runner=uuid.uuid4().hex,
                       lease_seconds=config.job_lease_seconds)
-    spool = Spool(config.data_dir)
+    spool = Spool(config.data_dir, config.spool_name)
     spool.clear()
     dispatcher = Dispatcher(config)
     space = FreeSpaceReserve.from_config(config)
@@ -271,20 +277,26 @@ async def start(config: ServerConfig) -> Running:
     dicom = None
     dicom_servicer = None
     try:
-        await store.open()
+        if config.sweep_store:
+            await store.open()
         await dispatcher.start()
         server = grpc.aio.server(interceptors=[UndecodableRequests()], options=[
             ("grpc.max_receive_message_length", MESSAGE_LIMIT),
             ("grpc.max_send_message_length", MESSAGE_LIMIT),
+            # Several server processes may listen on one address (serve --processes).
+            ("grpc.so_reuseport", 1),
         ])
         service = ProcessingService(config, catalog, dispatcher, spool, store, metrics=metrics,
                                     space=space)
-        keys, audit = KeyStore(config.data_dir), AuditLog(config.data_dir)
+        keys, audit = KeyStore(config.data_dir), AuditLog(config.data_dir, writer=catalog)
         guard = Guard(config, keys, audit)
         runner = JobRunner(config, service, catalog, keys)
         metrics.set_queue_depth_source(lambda: guard.counters.jobs + runner.active())
         processing_pb2_grpc.add_ProcessingServiceServicer_to_server(
             ProcessingServicer(service, guard), server)
+        batch = BatchProcessing(service)
+        batch_pb2_grpc.add_BatchServiceServicer_to_server(
+            BatchServicer(batch, guard, BatchSubmit(batch, runner)), server)
         jobs_pb2_grpc.add_JobsServiceServicer_to_server(JobsServicer(runner, guard, billing),
                                                         server)
         admin_pb2_grpc.add_AdminServiceServicer_to_server(
@@ -303,7 +315,8 @@ async def start(config: ServerConfig) -> Running:
         for name in ADMINISTRATION_SERVICES:
             await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
         reflection.enable((SERVICE_NAME, STORE_SERVICE_NAME, JOBS_SERVICE_NAME,
-                           *ADMINISTRATION_SERVICES, health.SERVICE_NAME), server)
+                           BATCH_SERVICE_NAME, *ADMINISTRATION_SERVICES, health.SERVICE_NAME),
+                          server)
         port = _bind(server, config)
         await runner.start()
         await server.start()
@@ -337,17 +350,31 @@ async def start(config: ServerConfig) -> Running:
                    dicom_servicer=dicom_servicer)
 
 
-async def serve(config: ServerConfig) -> None:
-    """Run until SIGINT or SIGTERM, then stop gracefully."""
+async def serve(config: ServerConfig, ready=None) -> None:
+    """Run until SIGINT or SIGTERM, then stop gracefully. With ``config.processes`` > 1,
+    start the other server processes on the same address once this one serves.
+    ``ready``: an event set once serving (an extra process), instead of the printed line."""
+    from medcompute.server.front_ends import FrontEnds
+
     running = await start(config)
+    extra = FrontEnds(config, running.address, running.dispatcher.scheduler_address)
+    try:
+        await extra.start()
+    except BaseException:
+        await extra.stop()
+        await running.stop(config.grace)
+        raise
     metrics = (f", Prometheus metrics on http://{config.metrics_address}:{running.metrics_port}"
                "/metrics" if running.metrics_port else "")
     dicom = (f", DICOM AE {config.dicom_ae_title} on {config.dicom_address}:"
              f"{running.dicom_port}" if running.dicom is not None else "")
-    print(f"medcompute serving on {running.address} (data directory {config.data_dir}, "
-          f"Dask scheduler {running.dispatcher.scheduler_address}{metrics}{dicom}); "
-          "Ctrl-C stops",
-          flush=True)
+    processes = f", {config.processes} server processes" if config.processes > 1 else ""
+    if ready is not None:
+        ready.set()
+    else:
+        print(f"medcompute serving on {running.address} (data directory {config.data_dir}, "
+              f"Dask scheduler {running.dispatcher.scheduler_address}{metrics}{dicom}"
+              f"{processes}); Ctrl-C stops", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -355,4 +382,5 @@ async def serve(config: ServerConfig) -> None:
     try:
         await stop.wait()
     finally:
+        await extra.stop()
         await running.stop(config.grace)

@@ -44,16 +44,27 @@ class AuditEntry:
 
 
 class AuditLog(Database):
+    """The audit table. ``writer``: the store of the same catalog file whose group
+    commits the entries join (the server passes its job catalog, so a job's end and the
+    audit entries of concurrent calls share one COMMIT); default: this log's own."""
+
     SCHEMA = _SCHEMA
 
-    def _add(self, *row) -> None:
-        self._db.execute("INSERT INTO audit (at, subscriber, action, object_id, outcome, detail)"
-                         " VALUES (?, ?, ?, ?, ?, ?)", row)
+    def __init__(self, data_dir, *, writer: Database | None = None):
+        super().__init__(data_dir)
+        self.writer = writer if writer is not None else self
+
+    @staticmethod
+    def _add(db, *row) -> None:
+        db.execute("INSERT INTO audit (at, subscriber, action, object_id, outcome, detail)"
+                   " VALUES (?, ?, ?, ?, ?, ?)", row)
 
     async def record(self, subscriber: str, action: str, object_id: str, outcome: str,
                      detail: str = "") -> None:
-        await self._call(self._add, time.time(), subscriber or "", action, object_id or "",
-                         outcome, detail[:500])
+        """Add an entry; on disk when this returns (a group commit)."""
+        writer, at = self.writer, time.time()
+        await writer._commit(lambda: self._add(writer._db, at, subscriber or "", action,
+                                               object_id or "", outcome, detail[:500]))
 
     def _list(self, since, until, subscriber, action, after_seq, limit):
         where, args = ["seq > ?"], [after_seq]

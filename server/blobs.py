@@ -21,8 +21,10 @@ import hashlib
 import json
 import math
 import os
+import queue
 import socket
 import struct
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -203,10 +205,13 @@ class BlobWriter:
     """Writes one blob to a temporary file, hashing it; `finish` syncs it.
 
     Use as a context manager: leaving it without `finish` (an error, a cancelled
-    call) removes the temporary file.
+    call) removes the temporary file. With ``pipelined=True`` the writing and the hashing
+    each run in a thread of their own, a few pieces behind :meth:`write` (which then
+    returns at once), so that the caller's work on the next piece (decoding,
+    compressing) overlaps with them; an error of those threads is raised by a later call.
     """
 
-    def __init__(self, path: str | os.PathLike, *, crc: bool = False):
+    def __init__(self, path: str | os.PathLike, *, crc: bool = False, pipelined: bool = False):
         self.path = Path(path)
         self._file = open(self.path, "xb")
         self._hash = hashlib.sha256()
@@ -215,16 +220,63 @@ class BlobWriter:
         self.digest = ""
         #: CRC-32 of the bytes written (with ``crc=True``); VoxelWriter: of the decoded bytes.
         self.crc32 = 0
+        self._queues: list[queue.Queue] = []
+        self._threads: list[threading.Thread] = []
+        self._error: BaseException | None = None
+        if pipelined:
+            # Writing and hashing each in a thread of their own (both release the GIL on
+            # large pieces): the slower of the two bounds the blob, not their sum.
+            for step, name in ((self._write_piece, "blob-write"),
+                               (self._hash_piece, "blob-hash")):
+                pieces: queue.Queue = queue.Queue(maxsize=8)
+                thread = threading.Thread(target=self._drain, args=(pieces, step), name=name,
+                                          daemon=True)
+                thread.start()
+                self._queues.append(pieces)
+                self._threads.append(thread)
+
+    def _write_piece(self, data) -> None:
+        self._file.write(data)
+
+    def _hash_piece(self, data) -> None:
+        self._hash.update(data)
+
+    def _drain(self, pieces: queue.Queue, step) -> None:
+        while (data := pieces.get()) is not None:
+            if self._error is None:
+                try:
+                    step(data)
+                except BaseException as exc:   # raised by the next write or finish
+                    self._error = exc
+
+    def _stop(self) -> None:
+        """Let the threads finish what they were given; raise the first error."""
+        for pieces in self._queues:
+            pieces.put(None)
+        for thread in self._threads:
+            thread.join()
+        self._queues, self._threads = [], []
+        if self._error is not None:
+            raise self._error
 
     def write(self, data) -> None:
-        self._file.write(data)
-        self._hash.update(data)
+        if self._error is not None:
+            raise self._error
+        if self._queues:
+            # The caller may reuse its buffer: the threads get bytes of their own.
+            piece = data if isinstance(data, bytes) else bytes(data)
+            for pieces in self._queues:
+                pieces.put(piece)
+        else:
+            self._write_piece(data)
+            self._hash_piece(data)
         self.size += len(memoryview(data).cast("B"))
         if self._crc:
             self.crc32 = wire.crc32(data, self.crc32)
 
     def finish(self) -> tuple[str, int]:
         """Flush and fsync; return (sha256 hex, size)."""
+        self._stop()
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()
@@ -232,6 +284,8 @@ class BlobWriter:
         return self.digest, self.size
 
     def discard(self) -> None:
+        with contextlib.suppress(BaseException):
+            self._stop()
         with contextlib.suppress(OSError):
             self._file.close()
         self.path.unlink(missing_ok=True)
@@ -257,8 +311,8 @@ class VoxelWriter(BlobWriter):
     `FRAME_BYTES`, so the blob depends only on the array (and the codec's version).
     """
 
-    def __init__(self, path: str | os.PathLike, shape, dtype):
-        super().__init__(path)
+    def __init__(self, path: str | os.PathLike, shape, dtype, *, pipelined: bool = False):
+        super().__init__(path, pipelined=pipelined)
         self.shape = tuple(int(n) for n in shape)
         self.dtype = np.dtype(dtype)
         self.expected = math.prod(self.shape) * self.dtype.itemsize

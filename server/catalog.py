@@ -128,7 +128,11 @@ class Catalog(Database):
     async def put_job(self, job: Job) -> bool:
         """Insert or update a job that has not ended; durable when this returns. False
         when the job had already ended (nothing is written)."""
-        return await self._call(self._transaction, self._put_job, job)
+        return await self._commit(self._put_job, job)
+
+    async def put_jobs(self, jobs: list[Job]) -> list[bool]:
+        """:meth:`put_job` for many jobs in one write (one savepoint of a group commit)."""
+        return await self._commit(lambda: [self._put_job(job) for job in jobs])
 
     def _finish(self, job: Job, usage: dict | None, extra=None) -> bool:
         row = self._db.execute("SELECT state FROM jobs WHERE id = ?", (job.id,)).fetchone()
@@ -152,7 +156,7 @@ class Catalog(Database):
         """Store a job's final state and its usage record in one transaction (with
         ``extra(db)`` run inside it). False, writing nothing, when the job had already
         ended."""
-        return await self._call(self._transaction, self._finish, job, usage, extra)
+        return await self._commit(self._finish, job, usage, extra)
 
     def _get_job(self, job_id: str) -> Job | None:
         row = self._db.execute("SELECT record FROM jobs WHERE id = ?", (job_id,)).fetchone()
@@ -213,7 +217,7 @@ class Catalog(Database):
     async def create_request(self, job: Job, request: dict) -> tuple[Job, bool]:
         """Record a new asynchronous job and its request; with an idempotency key that
         names an earlier job, that job and False instead."""
-        return await self._call(self._transaction, self._create, job, request)
+        return await self._commit(self._create, job, request)
 
     def _queue(self, job: Job, bytes_in: int) -> bool:
         if not self._put_job(job):
@@ -224,7 +228,7 @@ class Catalog(Database):
 
     async def queue(self, job: Job, bytes_in: int) -> bool:
         """The job's inputs are on disk: it is QUEUED (durable when this returns)."""
-        return await self._call(self._transaction, self._queue, job, bytes_in)
+        return await self._commit(self._queue, job, bytes_in)
 
     def _request(self, job_id: str) -> dict | None:
         cur = self._db.execute("SELECT * FROM job_requests WHERE job_id = ?", (job_id,))
@@ -305,7 +309,7 @@ class Catalog(Database):
     async def claim(self, job_id: str) -> int | None:
         """Take over an orphaned job; the number of take-overs so far, or None when
         another server holds it or it has ended."""
-        return await self._call(self._transaction, self._claim, job_id, time.time())
+        return await self._commit(self._claim, job_id, time.time())
 
     # -- results ----------------------------------------------------------------
     @staticmethod

@@ -36,6 +36,10 @@ class ServerConfig:
     #: Send small CPU jobs to a runner actor on each worker by direct calls, without a
     #: scheduler round trip per job (False: every job is a Dask task).
     direct_calls: bool = True
+    #: Send the inline images of a synchronous call (together at most batch_bytes) to the
+    #: worker in memory, with the task, and get the result back the same way, instead of
+    #: through spool files (asynchronous jobs keep theirs on disk: they are durable).
+    memory_inputs: bool = True
     #: Test double: workers that declare GPU=1 but run the FakeGPU backend (fakegpu.py).
     fake_gpu_workers: int = 0
     fake_gpu_memory: int | None = None
@@ -122,3 +126,11 @@ class ServerConfig:
     statuses: tuple[str, ...] = DEFAULT_STATUSES
     #: Which versions a study in each status may serve; a status without a rule: every one.
     status_rules: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_RULES))
+    #: Server processes on the one address (SO_REUSEPORT), sharing the data directory and
+    #: the Dask cluster (front_ends.py); the first one runs the embedded cluster.
+    processes: int = 1
+    #: This process's own folder under <data_dir>/spool ("": the folder itself).
+    spool_name: str = ""
+    #: Sweep the store's unfinished temporary files and unreferenced blobs at start
+    #: (False for the extra processes of --processes, which start beside a serving one).
+    sweep_store: bool = True

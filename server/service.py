@@ -33,7 +33,13 @@ from medcompute.server.metering import usage_record
 from medcompute.server.operations import Geometry, ResolvedOp, resolve_pipeline
 from medcompute.server.space import FreeSpaceReserve, storage_fault
 from medcompute.server.tasks import InputSpec, TaskResult, TaskSpec, request_field
-from medcompute.server.transport import ExpectedImage, Spool, expect_image, receive_images
+from medcompute.server.transport import (
+    ExpectedImage,
+    Spool,
+    expect_image,
+    receive_images,
+    receive_in_memory,
+)
 
 __all__ = ["ProcessingService", "Outcome", "Request", "Staged"]
 
@@ -162,17 +168,26 @@ class ProcessingService:
             raise ResourceExhausted(f"the image has {voxels} voxels; this server accepts at "
                                     f"most {self.config.max_voxels}", field)
 
-    async def _geometry(self, e: ExpectedImage, path) -> tuple[Geometry, InputSpec]:
+    async def _geometry(self, e: ExpectedImage, path,
+                        data: bytes | None = None) -> tuple[Geometry, InputSpec]:
         if e.stored is not None:
             return derived.geometry(self.store, e)
+        where = "" if data is not None else str(path)
+        if data is not None:
+            # An array, not bytes: Dask pickles its buffer out of band (no copy into the
+            # message) on the way to the worker.
+            data = np.frombuffer(data, np.uint8)
         if e.encoding == "raw":
             return (Geometry(e.shape, e.spacing),
-                    InputSpec(str(path), "raw", e.shape, e.dtype.str, field=e.field))
+                    InputSpec(where, "raw", e.shape, e.dtype.str, field=e.field, data=data))
         from medcompute.server import dicom
 
         def info():
-            with open(path, "rb") as f:
-                blob = memoryview(f.read())
+            if data is not None:
+                blob = memoryview(data)
+            else:
+                with open(path, "rb") as f:
+                    blob = memoryview(f.read())
             parts, at = [], 0
             for n in e.file_sizes:
                 parts.append(blob[at:at + n])
@@ -194,8 +209,8 @@ class ProcessingService:
                 f"expected {len(meta.shape)} values (one per axis), got {len(spacing)}",
                 f"{e.field}.spacing_mm")
         return (Geometry(tuple(meta.shape), spacing),
-                InputSpec(str(path), "dicom", tuple(meta.shape), np.dtype(meta.dtype).str,
-                          file_sizes=e.file_sizes, field=e.field))
+                InputSpec(where, "dicom", tuple(meta.shape), np.dtype(meta.dtype).str,
+                          file_sizes=e.file_sizes, field=e.field, data=data))
 
     # -- the phases of a job -------------------------------------------------------
     async def prepare(self, header, *, subscriber: str) -> Request:
@@ -237,9 +252,27 @@ class ProcessingService:
             geoms = [Geometry(e.shape, e.spacing) for e in request.expected]
             resolve_pipeline(request.header.pipeline, geoms[0], geoms[1:])
 
-    async def stage(self, request: Request, paths) -> Staged:
-        """The inputs' geometry (DICOM headers read), limits, and the resolved pipeline."""
-        pairs = [await self._geometry(e, p) for e, p in zip(request.expected, paths)]
+    def in_memory(self, request: Request) -> bool:
+        """Whether a synchronous call's inline images travel to the worker in memory (and
+        its result back) instead of through spool files: small images (together at most
+        the batching size), not kept in the store. Such a job is not durable anyway: its
+        caller holds the call open and gets an error if the server stops."""
+        if not self.config.memory_inputs or request.header.store_result:
+            return False
+        if any(e.stored is not None for e in request.expected):
+            return False
+        # Float32 working size, as the dispatcher counts it (a DICOM file's voxels are
+        # bounded by its bytes); never a job that would be split into slabs.
+        work = sum(4 * (math.prod(e.shape) if e.encoding == "raw" else e.size)
+                   for e in request.expected)
+        return work <= min(self.config.batch_bytes, self.config.split_bytes)
+
+    async def stage(self, request: Request, paths, datas=None) -> Staged:
+        """The inputs' geometry (DICOM headers read), limits, and the resolved pipeline
+        (``datas``: the images' bytes, for images kept in memory)."""
+        datas = datas or [None] * len(request.expected)
+        pairs = [await self._geometry(e, p, d)
+                 for e, p, d in zip(request.expected, paths, datas)]
         geoms = [g for g, _ in pairs]
         for e, g in zip(request.expected, geoms):
             self._check_size(g.shape, e.field)
@@ -255,6 +288,7 @@ class ProcessingService:
                       bytes_in: int, finish_extra=None) -> Outcome:
         """Run a QUEUED (or RUNNING) job on a worker; record its end and its usage.
 
+        ``out_path`` None: the result comes back in memory (TaskResult.data).
         ``finish_extra(db, outcome)`` runs inside the transaction that records the end.
         Raises what the run raised; the caller records a failure with :meth:`fail`.
         """
@@ -262,7 +296,8 @@ class ProcessingService:
         voxels = sum(math.prod(g.shape) for g in staged.geoms)
         spec = TaskSpec(
             job_id=job.id, inputs=staged.inputs, ops=tuple(staged.ops),
-            out_path=str(out_path), compute_dtype=request.compute_dtype,
+            out_path=str(out_path or ""), result_in_memory=out_path is None,
+            compute_dtype=request.compute_dtype,
             output_dtype=request.output_dtype, output_format=request.output_format,
             output_spacing=staged.out_geom.spacing,
             description="; ".join(op.summary for op in staged.ops),
@@ -322,13 +357,18 @@ class ProcessingService:
         await self.catalog.put_job(job)
         if on_job is not None:
             on_job(job.id)
-        paths = [self.spool.path(job.id, f"in{i}") for i in range(len(request.expected))]
-        out_path = self.spool.path(job.id, "out")
+        memory = self.in_memory(request)
+        paths = [None if memory else self.spool.path(job.id, f"in{i}")
+                 for i in range(len(request.expected))]
+        out_path = None if memory else self.spool.path(job.id, "out")
         bytes_in = 0
         try:
             self.precheck(request)
-            bytes_in = await receive_images(chunks, request.expected, paths)
-            staged = await self.stage(request, paths)
+            if memory:
+                bytes_in, datas = await receive_in_memory(chunks, request.expected)
+            else:
+                bytes_in, datas = await receive_images(chunks, request.expected, paths), None
+            staged = await self.stage(request, paths, datas)
             job = jobs.apply(job, jobs.InputsReceived(time.time()))
             return await self.execute(job, request, staged, out_path, bytes_in=bytes_in)
         except BaseException as exc:

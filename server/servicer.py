@@ -7,7 +7,7 @@ from medcompute.proto.v1 import image_pb2, processing_pb2, processing_pb2_grpc
 from medcompute.server.guard import Guard, rpc
 from medcompute.server.listing import OPERATIONS
 from medcompute.server.service import Outcome, ProcessingService
-from medcompute.server.transport import header_and_chunks, result_chunks
+from medcompute.server.transport import header_and_chunks, result_payloads
 
 __all__ = ["ProcessingServicer", "result_header", "usage_message"]
 
@@ -73,8 +73,8 @@ class ProcessingServicer(processing_pb2_grpc.ProcessingServiceServicer):
             yield processing_pb2.ProcessResponse(header=result_header(outcome, compression))
             itemsize = wire.DTYPES[wire.dtype_to_proto(outcome.result.dtype)].itemsize \
                 if outcome.output_format == "raw" else 1
-            for payload in result_chunks(outcome.result.out_path, compression=compression,
-                                         itemsize=itemsize):
+            for payload in result_payloads(outcome.result, compression=compression,
+                                           itemsize=itemsize):
                 yield processing_pb2.ProcessResponse(chunk=image_pb2.Chunk(data=payload))
         finally:
             self.service.release(outcome)

@@ -51,6 +51,7 @@ from medcompute.server.image_catalog import (
     ImageRecord,
     decode_token,
 )
+from medcompute.server.pipeline import ThreadStage
 from medcompute.server.space import FreeSpaceReserve
 from medcompute.server.store_tasks import Written, dicom_parts, ingest_dicom, render_preview
 from medcompute.server.studies import StatusRules, StudyStatuses
@@ -274,27 +275,34 @@ class ImageStore:
         return stored, existing, differing
 
     async def _receive(self, chunks: AsyncIterator, e: ExpectedImage, sink, crc_of) -> None:
+        """Receive on the event loop while a thread decodes and ``sink`` takes the bytes
+        (pipeline.py): the next chunk arrives while this one is decoded and compressed."""
         decoder = wire.ChunkDecoder(e.compression, f"{e.field}.compression")
         got = 0
 
         def step(payload):
-            data = decoder.decode(payload)
+            nonlocal got
+            try:
+                data = decoder.decode(payload)
+            except wire.WireError as exc:
+                raise InvalidArgument(exc.message, exc.field) from None
             if got + len(data) > e.size:
                 raise InvalidArgument(f"more bytes arrived than the {e.size} declared",
                                       f"{e.field}.size")
             sink(data)
-            return len(data)
+            got += len(data)
 
-        async for index, chunk in chunks:
-            if chunk.HasField("operand"):
-                raise InvalidArgument(f"a registration carries one image and no operands "
-                                      f"(leave operand unset); got operand {chunk.operand}",
-                                      f"request[{index}].chunk.operand")
-            try:
-                got += await asyncio.to_thread(step, chunk.data)
-            except wire.WireError as exc:
-                raise InvalidArgument(exc.message, exc.field) from None
-            self._receiving.set()
+        stage = ThreadStage(step, name="store-receive")
+        try:
+            async for index, chunk in chunks:
+                if chunk.HasField("operand"):
+                    raise InvalidArgument(f"a registration carries one image and no operands "
+                                          f"(leave operand unset); got operand {chunk.operand}",
+                                          f"request[{index}].chunk.operand")
+                await stage.feed(chunk.data)
+                self._receiving.set()
+        finally:
+            await stage.close()
         if got < e.size:
             raise InvalidArgument(f"the stream ended after {got} of the {e.size} bytes declared",
                                   f"{e.field}.size")
@@ -304,7 +312,7 @@ class ImageStore:
 
     async def _register_raw(self, e: ExpectedImage, chunks, owner, meta, expires):
         tmp = self.blobs.new_tmp()
-        writer = VoxelWriter(tmp, e.shape, e.dtype)
+        writer = VoxelWriter(tmp, e.shape, e.dtype, pipelined=True)
         try:
             await self._receive(chunks, e, writer.add, lambda: writer.crc32)
             digest, size = await asyncio.to_thread(writer.finish)
@@ -341,7 +349,7 @@ class ImageStore:
 
     async def _register_dicom(self, e: ExpectedImage, chunks, owner, meta, expires):
         tmp, voxels_tmp = self.blobs.new_tmp(), self.blobs.new_tmp()
-        writer = BlobWriter(tmp, crc=True)
+        writer = BlobWriter(tmp, crc=True, pipelined=True)
         try:
             await self._receive(chunks, e, writer.write, lambda: writer.crc32)
             digest, size = await asyncio.to_thread(writer.finish)

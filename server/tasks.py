@@ -44,6 +44,10 @@ class InputSpec:
     #: A stored image (encoding "stored"): its compressed voxel blob; ``path`` and
     #: ``file_sizes`` are then its DICOM files, if it has any.
     voxels: str = ""
+    #: A small inline image of a synchronous call: its bytes (any buffer; a uint8 array
+    #: travels out of band), sent to the worker with the task instead of a spool file
+    #: (``path`` is then empty).
+    data: object = None
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,9 @@ class TaskSpec:
     #: a raw file of shape out_shape shared by every slab.
     region: Region | None = None
     out_shape: tuple[int, ...] | None = None
+    #: Return the result's bytes in TaskResult.data instead of writing out_path (small
+    #: results of synchronous calls).
+    result_in_memory: bool = False
 
 
 @dataclass
@@ -81,6 +88,9 @@ class TaskResult:
     versions: dict = field(default_factory=dict)
     gpu_seconds: float | None = None      # absent unless measured on a GPU
     energy_joules: float | None = None    # absent unless NVML reports it
+    #: The result itself (TaskSpec.result_in_memory): a RAW result's array (sent back out
+    #: of band), or a DICOM result's files, concatenated.
+    data: object = None
 
 
 @cache
@@ -99,9 +109,12 @@ def versions() -> dict[str, str]:
 
 
 def _dicom_parts(spec: InputSpec) -> list[memoryview]:
-    with open(spec.path, "rb") as f:
-        f.seek(spec.offset)
-        blob = memoryview(f.read(sum(spec.file_sizes)))
+    if spec.data is not None:
+        blob = memoryview(spec.data)
+    else:
+        with open(spec.path, "rb") as f:
+            f.seek(spec.offset)
+            blob = memoryview(f.read(sum(spec.file_sizes)))
     parts, at = [], 0
     for size in spec.file_sizes:
         parts.append(blob[at:at + size])
@@ -124,6 +137,9 @@ def load_image(spec: InputSpec) -> np.ndarray:
             raise InvalidArgument(exc.message, request_field(exc.field, spec.field)) from None
         return array
     count = int(np.prod(spec.shape))
+    if spec.data is not None:
+        return np.frombuffer(spec.data, dtype=np.dtype(spec.dtype),
+                             count=count).reshape(spec.shape)
     return np.fromfile(spec.path, dtype=np.dtype(spec.dtype), count=count,
                        offset=spec.offset).reshape(spec.shape)
 
@@ -370,7 +386,17 @@ def _run_task(spec: TaskSpec) -> TaskResult:
 
     checksum = 0
     file_sizes: tuple[int, ...] = ()
-    if spec.region is not None:
+    data = None
+    if spec.region is None and spec.result_in_memory:
+        if spec.output_format == "raw":
+            data = np.ascontiguousarray(out)
+            nbytes = data.nbytes
+        else:
+            files = _derived_files(spec, out)
+            data = b"".join(files)
+            file_sizes, nbytes = tuple(len(b) for b in files), len(data)
+        checksum = wire.crc32(data)
+    elif spec.region is not None:
         r = spec.region
         core = _take(out, r.out_axis, r.start - r.lo, r.stop - r.lo)
         target = np.memmap(spec.out_path, dtype=out.dtype, mode="r+", shape=spec.out_shape)
@@ -390,11 +416,11 @@ def _run_task(spec: TaskSpec) -> TaskResult:
         file_sizes=file_sizes, nbytes=nbytes, started_at=started_at, finished_at=time.time(),
         compute_seconds=seconds, backend=backend.name, device=backend.device,
         worker=_worker_address(), crc32=checksum, versions=versions(),
-        gpu_seconds=gpu_seconds, energy_joules=energy,
+        gpu_seconds=gpu_seconds, energy_joules=energy, data=data,
     )
 
 
-def _write_dicom(spec: TaskSpec, out: np.ndarray) -> tuple[tuple[int, ...], int]:
+def _derived_files(spec: TaskSpec, out: np.ndarray) -> list[bytes]:
     from medcompute.server import dicom
 
     if out.ndim not in (2, 3):  # e.g. a projection of a single slice
@@ -402,9 +428,13 @@ def _write_dicom(spec: TaskSpec, out: np.ndarray) -> tuple[tuple[int, ...], int]
             f"a DICOM result needs 2 or 3 axes, but this pipeline gives shape {out.shape}; "
             "ask for OUTPUT_RAW, or project a volume rather than a single slice",
             "header.output_format")
-    files = dicom.write_derived(
+    return dicom.write_derived(
         _dicom_parts(spec.inputs[0]), out, spacing=spec.output_spacing,
         description=spec.description, single_file=spec.output_format == "dicom_file")
+
+
+def _write_dicom(spec: TaskSpec, out: np.ndarray) -> tuple[tuple[int, ...], int]:
+    files = _derived_files(spec, out)
     checksum = 0
     with open(spec.out_path, "wb") as f:
         for blob in files:

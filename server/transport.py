@@ -22,8 +22,8 @@ from medcompute.proto import wire
 from medcompute.proto.v1 import image_pb2
 from medcompute.server.errors import InvalidArgument, ResourceExhausted
 
-__all__ = ["ExpectedImage", "Spool", "expect_image", "receive_images", "result_chunks",
-           "header_and_chunks"]
+__all__ = ["ExpectedImage", "ImageWriter", "Spool", "expect_image", "receive_images",
+           "receive_in_memory", "result_chunks", "result_payloads", "header_and_chunks"]
 
 MAX_DIMS = 4
 
@@ -112,14 +112,18 @@ def expect_image(desc: image_pb2.ImageDescriptor, field: str, *, max_bytes: int)
 class Spool:
     """Transient files of images in flight, in ``<data_dir>/spool``."""
 
-    def __init__(self, data_dir: Path):
+    def __init__(self, data_dir: Path, name: str = ""):
         self.dir = Path(data_dir) / "spool"
+        if name:                     # one of several server processes: its own folder
+            self.dir = self.dir / name
         self.dir.mkdir(parents=True, exist_ok=True)
 
     def clear(self) -> None:
-        """Remove what an earlier server process left behind."""
+        """Remove what an earlier server process left behind (the folders of the other
+        processes of ``serve --processes`` are theirs to clear)."""
         for path in self.dir.iterdir():
-            path.unlink(missing_ok=True)
+            if not path.is_dir():
+                path.unlink(missing_ok=True)
 
     def path(self, job_id: str, name: str) -> Path:
         return self.dir / f"{job_id}.{name}.{uuid.uuid4().hex[:8]}"
@@ -153,6 +157,66 @@ async def header_and_chunks(request_iterator):
     return first.header, chunks()
 
 
+class ImageWriter:
+    """One image's chunks: decoded, checked against its descriptor, folded into its CRC
+    and appended to its file (``path`` None: kept in memory, :attr:`data`).
+    :meth:`finish` checks that every declared byte arrived."""
+
+    def __init__(self, expected: ExpectedImage, path):
+        self.expected = expected
+        self.decoder = wire.ChunkDecoder(expected.compression, f"{expected.field}.compression")
+        self.got = 0
+        self.crc = 0
+        self.buffer = bytearray() if path is None else None
+        self.file = open(path, "wb") if path is not None else None
+
+    @property
+    def data(self) -> bytes | None:
+        """The image's bytes, when kept in memory."""
+        return bytes(self.buffer) if self.buffer is not None else None
+
+    @property
+    def complete(self) -> bool:
+        return self.got >= self.expected.size
+
+    def write(self, payload: bytes) -> None:
+        e = self.expected
+        try:
+            data = self.decoder.decode(payload)
+        except wire.WireError as exc:
+            raise InvalidArgument(exc.message, exc.field) from None
+        if self.got + len(data) > e.size:
+            raise InvalidArgument(f"more bytes arrived than the {e.size} declared",
+                                  f"{e.field}.size")
+        if self.file is not None:
+            self.file.write(data)
+        else:
+            self.buffer += data
+        self.got += len(data)
+        self.crc = wire.crc32(data, self.crc)
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+
+    def finish(self) -> None:
+        """Close the file; InvalidArgument when bytes are missing or the CRC differs."""
+        self.close()
+        e = self.expected
+        if self.got < e.size:
+            raise InvalidArgument(
+                f"the stream ended after {self.got} of the {e.size} bytes declared",
+                f"{e.field}.size")
+        if e.crc32 is not None and self.crc != e.crc32:
+            raise InvalidArgument(
+                f"checksum mismatch: declared {e.crc32:#010x}, the received bytes give "
+                f"{self.crc:#010x}", f"{e.field}.crc32")
+
+
+NOT_PROTOBUF = ("not a valid protobuf encoding of a request message; send messages encoded "
+                "as the API's .proto files define them")
+
+
 async def receive_images(chunks: AsyncIterator, expected: list[ExpectedImage],
                          paths: list[Path]) -> int:
     """Spool the chunks of every image to ``paths``; return the bytes received on the wire.
@@ -160,11 +224,20 @@ async def receive_images(chunks: AsyncIterator, expected: list[ExpectedImage],
     ``chunks`` yields (message index, Chunk). Raises InvalidArgument for a chunk of an
     unknown image, too many or too few bytes, or a checksum mismatch.
     """
-    decoders = [wire.ChunkDecoder(e.compression, f"{e.field}.compression") for e in expected]
-    got = [0] * len(expected)
-    crcs = [0] * len(expected)
+    return await _receive(chunks, [ImageWriter(e, p) for e, p in zip(expected, paths)])
+
+
+async def receive_in_memory(chunks: AsyncIterator,
+                            expected: list[ExpectedImage]) -> tuple[int, list[bytes]]:
+    """:func:`receive_images` into memory: (wire bytes, each image's bytes)."""
+    writers = [ImageWriter(e, None) for e in expected]
+    wire_bytes = await _receive(chunks, writers)
+    return wire_bytes, [w.data for w in writers]
+
+
+async def _receive(chunks: AsyncIterator, writers: list[ImageWriter]) -> int:
+    expected = [w.expected for w in writers]
     wire_bytes = 0
-    files = [open(p, "wb") for p in paths]
     index = 0
     try:
         async for index, chunk in chunks:
@@ -176,37 +249,27 @@ async def receive_images(chunks: AsyncIterator, expected: list[ExpectedImage],
                     f"operand {chunk.operand} does not exist: this request has "
                     f"{len(expected) - 1} operand(s), counted from 0 (leave operand unset "
                     "for the input image)", f"request[{index}].chunk.operand")
-            e = expected[i]
-            if e.stored is not None:
+            if expected[i].stored is not None:
                 raise InvalidArgument(f"{what} is a stored image (image_id); send no chunks "
                                       "for it", f"request[{index}].chunk.operand")
             wire_bytes += len(chunk.data)
-            try:
-                data = decoders[i].decode(chunk.data)
-            except wire.WireError as exc:
-                raise InvalidArgument(exc.message, exc.field) from None
-            if got[i] + len(data) > e.size:
-                raise InvalidArgument(
-                    f"more bytes arrived than the {e.size} declared", f"{e.field}.size")
-            files[i].write(data)
-            got[i] += len(data)
-            crcs[i] = wire.crc32(data, crcs[i])
+            writers[i].write(chunk.data)
     except DecodeError:  # raised by gRPC while it reads the stream: not a request message
-        raise InvalidArgument("not a valid protobuf encoding of a request message; send "
-                              "messages encoded as the API's .proto files define them",
-                              f"request[{index + 1}]") from None
+        raise InvalidArgument(NOT_PROTOBUF, f"request[{index + 1}]") from None
     finally:
-        for f in files:
-            f.close()
-    for e, n, crc in zip(expected, got, crcs):
-        if n < e.size:
-            raise InvalidArgument(
-                f"the stream ended after {n} of the {e.size} bytes declared", f"{e.field}.size")
-        if e.crc32 is not None and crc != e.crc32:
-            raise InvalidArgument(
-                f"checksum mismatch: declared {e.crc32:#010x}, the received bytes give "
-                f"{crc:#010x}", f"{e.field}.crc32")
+        for w in writers:
+            w.close()
+    for w in writers:
+        w.finish()
     return wire_bytes
+
+
+def result_payloads(result, *, compression: int, itemsize: int) -> Iterator[bytes]:
+    """The chunk payloads of a TaskResult: its bytes in memory, or its file."""
+    if result.data is not None:
+        yield from wire.iter_chunks(result.data, compression=compression, itemsize=itemsize)
+    else:
+        yield from result_chunks(result.out_path, compression=compression, itemsize=itemsize)
 
 
 def result_chunks(path: str | os.PathLike, *, compression: int, itemsize: int) -> Iterator[bytes]:
