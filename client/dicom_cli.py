@@ -28,8 +28,11 @@ Rules and series go through the server's DicomService.
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import sys
+
+from medcompute.client import exits
+from medcompute.client.output import message_json, print_json
 
 __all__ = ["add_commands"]
 
@@ -41,8 +44,10 @@ def _registry(args):
 
 
 def _fail(exc) -> int:
+    import grpc
+
     print(f"medcompute dicom: {exc.details}", file=sys.stderr)
-    return 2
+    return exits.for_status(grpc.StatusCode[exc.code_name])
 
 
 def _ae_add(args) -> int:
@@ -55,7 +60,10 @@ def _ae_add(args) -> int:
         return _fail(exc)
     finally:
         registry.close()
-    print(f"{ae.ae_title} -> {ae.subscriber} (from {ae.host})")
+    if args.json:
+        print_json(dataclasses.asdict(ae))
+    else:
+        print(f"{ae.ae_title} -> {ae.subscriber} (from {ae.host})")
     return 0
 
 
@@ -66,7 +74,7 @@ def _ae_list(args) -> int:
     finally:
         registry.close()
     if args.json:
-        print(json.dumps([ae.__dict__ for ae in aes], indent=2))
+        print_json([dataclasses.asdict(ae) for ae in aes])
         return 0
     for ae in aes:
         print(f"{ae.ae_title:<16}  {ae.subscriber:<20}  {ae.host}")
@@ -83,13 +91,9 @@ def _ae_rm(args) -> int:
         return _fail(exc)
     finally:
         registry.close()
+    if args.json:
+        print_json({"ae_title": args.ae_title, "removed": True})
     return 0
-
-
-def _rule_row(rule) -> dict:
-    from google.protobuf import json_format
-
-    return json_format.MessageToDict(rule, preserving_proto_field_name=True)
 
 
 def _rule_add(args) -> int:
@@ -113,7 +117,10 @@ def _rule_add(args) -> int:
     except ValueError as exc:
         print(f"medcompute dicom rule add: {exc}", file=sys.stderr)
         return 2
-    print(rule.rule_id)
+    if args.json:
+        print_json(message_json(rule))
+    else:
+        print(rule.rule_id)
     return 0
 
 
@@ -123,7 +130,7 @@ def _rule_list(args) -> int:
     with open_client(args) as client:
         rules = client.dicom.rules(args.subscriber)
     if args.json:
-        print(json.dumps([_rule_row(r) for r in rules], indent=2))
+        print_json([message_json(r) for r in rules])
         return 0
     for r in rules:
         match = " ".join(f"{k}={v}" for k, v in (
@@ -140,6 +147,8 @@ def _rule_rm(args) -> int:
 
     with open_client(args) as client:
         client.dicom.delete_rule(args.rule_id)
+    if args.json:
+        print_json({"rule_id": args.rule_id, "removed": True})
     return 0
 
 
@@ -150,7 +159,7 @@ def _series(args) -> int:
     with open_client(args) as client:
         series = client.dicom.received_series()
     if args.json:
-        print(json.dumps([_rule_row(s) for s in series], indent=2))
+        print_json([message_json(s) for s in series])
         return 0
     for s in series:
         state = dicom_pb2.SeriesState.Name(s.state).removeprefix("SERIES_STATE_").lower()
@@ -165,7 +174,10 @@ def _node_add(args) -> int:
 
     with open_client(args) as client:
         n = client.dicom.register_node(args.name, args.ae_title, args.host, args.port)
-    print(f"{n.name}: {n.ae_title}@{n.host}:{n.port}")
+    if args.json:
+        print_json(message_json(n))
+    else:
+        print(f"{n.name}: {n.ae_title}@{n.host}:{n.port}")
     return 0
 
 
@@ -173,8 +185,12 @@ def _node_list(args) -> int:
     from medcompute.client.cli import open_client
 
     with open_client(args) as client:
-        for n in client.dicom.nodes():
-            print(f"{n.name:<20}  {n.ae_title:<16}  {n.host}:{n.port}")
+        nodes = client.dicom.nodes()
+    if args.json:
+        print_json([message_json(n) for n in nodes])
+        return 0
+    for n in nodes:
+        print(f"{n.name:<20}  {n.ae_title:<16}  {n.host}:{n.port}")
     return 0
 
 
@@ -183,6 +199,8 @@ def _node_rm(args) -> int:
 
     with open_client(args) as client:
         client.dicom.delete_node(args.name)
+    if args.json:
+        print_json({"name": args.name, "removed": True})
     return 0
 
 
@@ -193,7 +211,7 @@ def _pushes(args) -> int:
     with open_client(args) as client:
         pushes = client.dicom.pushes(args.job)
     if args.json:
-        print(json.dumps([_rule_row(p) for p in pushes], indent=2))
+        print_json([message_json(p) for p in pushes])
         return 0
     for p in pushes:
         state = dicom_pb2.PushState.Name(p.state).removeprefix("PUSH_STATE_").lower()
@@ -211,7 +229,10 @@ def _source_add(args) -> int:
             args.name, args.ae_title, args.host, args.port, method=args.method,
             every_seconds=int(args.every), schedule_days=args.days,
             schedule_modality=args.schedule_modality)
-    print(f"{src.name}: {src.ae_title}@{src.host}:{src.port}")
+    if args.json:
+        print_json(message_json(src))
+    else:
+        print(f"{src.name}: {src.ae_title}@{src.host}:{src.port}")
     return 0
 
 
@@ -220,9 +241,13 @@ def _source_list(args) -> int:
     from medcompute.proto.v1 import dicom_pb2
 
     with open_client(args) as client:
-        for s in client.dicom.sources():
-            method = dicom_pb2.RetrieveMethod.Name(s.method).removeprefix("RETRIEVE_METHOD_")
-            print(f"{s.name:<20}  {s.ae_title:<16}  {s.host}:{s.port}  {method.lower()}")
+        sources = client.dicom.sources()
+    if args.json:
+        print_json([message_json(s) for s in sources])
+        return 0
+    for s in sources:
+        method = dicom_pb2.RetrieveMethod.Name(s.method).removeprefix("RETRIEVE_METHOD_")
+        print(f"{s.name:<20}  {s.ae_title:<16}  {s.host}:{s.port}  {method.lower()}")
     return 0
 
 
@@ -234,11 +259,14 @@ def _collect(args) -> int:
                                    date_from=args.date_from, date_to=args.date_to,
                                    study_instance_uid=args.study_uid,
                                    patient_id=args.patient_id, method=args.method)
-    print(f"{out.series_found} series found, {out.series_skipped} collected before, "
-          f"{out.series_retrieved} retrieved ({out.instances_retrieved} instances)")
-    for line in out.failures:
-        print(f"failed: {line}")
-    return 1 if out.failures else 0
+    if args.json:
+        print_json(message_json(out))
+    else:
+        print(f"{out.series_found} series found, {out.series_skipped} collected before, "
+              f"{out.series_retrieved} retrieved ({out.instances_retrieved} instances)")
+        for line in out.failures:
+            print(f"failed: {line}")
+    return exits.JOB_FAILED if out.failures else exits.OK
 
 
 def add_commands(sub, client_options) -> None:
@@ -264,6 +292,7 @@ def add_commands(sub, client_options) -> None:
     add.add_argument("--host", required=True,
                      help="the IP address (or host name) it calls from; * for any")
     data_dir(add)
+    add.add_argument("--json", action="store_true", help="the registered calling AE title as JSON")
     add.set_defaults(func=_ae_add)
     lst = asub.add_parser("list", help="the registered calling AE titles")
     lst.add_argument("--subscriber", default="", help="only this subscriber's")
@@ -273,6 +302,7 @@ def add_commands(sub, client_options) -> None:
     rm = asub.add_parser("rm", help="unregister a calling AE title")
     rm.add_argument("ae_title", metavar="AET")
     data_dir(rm)
+    rm.add_argument("--json", action="store_true", help="as JSON: {ae_title, removed}")
     rm.set_defaults(func=_ae_rm)
 
     rule = dsub.add_parser("rule", help="routing rules: a received series that matches runs "
@@ -301,6 +331,7 @@ def add_commands(sub, client_options) -> None:
                       help="push each result by C-STORE to this DICOM node of the recipient "
                       "(--to, or the subscriber itself); repeatable")
     client_options(radd)
+    radd.add_argument("--json", action="store_true", help="the rule (RoutingRule) as JSON")
     radd.set_defaults(func=_rule_add)
     rlist = rsub.add_parser("list", help="the routing rules")
     rlist.add_argument("--subscriber", default="", help="only this subscriber's")
@@ -310,6 +341,7 @@ def add_commands(sub, client_options) -> None:
     rrm = rsub.add_parser("rm", help="remove a routing rule")
     rrm.add_argument("rule_id", metavar="RULE")
     client_options(rrm)
+    rrm.add_argument("--json", action="store_true", help="as JSON: {rule_id, removed}")
     rrm.set_defaults(func=_rule_rm)
     series = dsub.add_parser("series", help="your series received over DICOM and their jobs")
     series.add_argument("--json", action="store_true", help="as JSON")
@@ -324,13 +356,16 @@ def add_commands(sub, client_options) -> None:
     nadd.add_argument("--host", required=True, help="its host name or IP address")
     nadd.add_argument("--port", type=int, required=True, help="its DICOM port")
     client_options(nadd)
+    nadd.add_argument("--json", action="store_true", help="the node (DicomNode) as JSON")
     nadd.set_defaults(func=_node_add)
     nlist = nsub.add_parser("list", help="your DICOM nodes")
     client_options(nlist)
+    nlist.add_argument("--json", action="store_true", help="as JSON: a list of DicomNode")
     nlist.set_defaults(func=_node_list)
     nrm = nsub.add_parser("rm", help="remove a DICOM node")
     nrm.add_argument("name", metavar="NAME")
     client_options(nrm)
+    nrm.add_argument("--json", action="store_true", help="as JSON: {name, removed}")
     nrm.set_defaults(func=_node_rm)
     pushes = dsub.add_parser("pushes", help="pushes of results to DICOM nodes: pending, "
                              "sending, delivered, failed (with the reason)")
@@ -358,9 +393,11 @@ def add_commands(sub, client_options) -> None:
     sadd.add_argument("--schedule-modality", default="", metavar="MODALITY",
                       help="scheduled collects: only this modality")
     client_options(sadd)
+    sadd.add_argument("--json", action="store_true", help="the source (DicomSource) as JSON")
     sadd.set_defaults(func=_source_add)
     slist = ssub.add_parser("list", help="your sources")
     client_options(slist)
+    slist.add_argument("--json", action="store_true", help="as JSON: a list of DicomSource")
     slist.set_defaults(func=_source_list)
 
     collect = sub.add_parser("collect", help="query a PACS source and retrieve the matching "
@@ -376,4 +413,6 @@ def add_commands(sub, client_options) -> None:
     collect.add_argument("--method", choices=["move", "get"], default="",
                          help="override the source's method")
     client_options(collect)
+    collect.add_argument("--json", action="store_true",
+                         help="the outcome (CollectResponse) as JSON")
     collect.set_defaults(func=_collect)
