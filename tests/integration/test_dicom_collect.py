@@ -5,6 +5,7 @@ routed like received ones."""
 
 from __future__ import annotations
 
+import json
 import os
 import time
 
@@ -77,6 +78,9 @@ def test_collect_by_move_then_not_again(node, pacs, capsys):
     # Collected before: not fetched again.
     assert main(["collect", "pacs", "--modality", "CT", *server]) == 0
     assert "2 series found, 2 collected before, 0 retrieved" in capsys.readouterr().out
+    assert main(["collect", "pacs", "--modality", "CT", "--json", *server]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert (out["series_found"], out["series_skipped"], out["series_retrieved"]) == (2, 2, 0)
 
 
 def test_collect_by_get_and_routing(node, pacs):

@@ -4,6 +4,7 @@ success, series grouped and completed, bad input answered with DICOM statuses.""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
@@ -18,6 +19,7 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 from pynetdicom import AE
 from pynetdicom.sop_class import CTImageStorage, Verification
 
+from medcompute.client import exits
 from medcompute.client.cli import main
 from medcompute.server.config import ServerConfig
 from medcompute.server.dicomnet.registry import NodeRegistry
@@ -113,7 +115,10 @@ def test_an_ae_registered_from_the_command_line_may_then_call(node, capsys):
     assert _echo(node, "LATECOMER").is_rejected
     data_dir = str(node.config.data_dir)
     assert main(["dicom", "ae", "add", "LATECOMER", "--subscriber", "st-mary", "--host",
-                 "127.0.0.1", "--data-dir", data_dir]) == 0
+                 "127.0.0.1", "--json", "--data-dir", data_dir]) == 0
+    added = json.loads(capsys.readouterr().out)
+    assert (added["ae_title"], added["subscriber"], added["host"]) == \
+        ("LATECOMER", "st-mary", "127.0.0.1")
     assert main(["dicom", "ae", "list", "--data-dir", data_dir]) == 0
     assert "LATECOMER" in capsys.readouterr().out
     assoc = _echo(node, "LATECOMER")
@@ -122,7 +127,7 @@ def test_an_ae_registered_from_the_command_line_may_then_call(node, capsys):
     assoc.release()
     assert main(["dicom", "ae", "rm", "LATECOMER", "--data-dir", data_dir]) == 0
     assert _echo(node, "LATECOMER").is_rejected
-    assert main(["dicom", "ae", "rm", "LATECOMER", "--data-dir", data_dir]) == 2
+    assert main(["dicom", "ae", "rm", "LATECOMER", "--data-dir", data_dir]) == exits.NOT_FOUND
     assert main(["dicom", "ae", "add", "BAD\\AE", "--subscriber", "s", "--host", "h",
                  "--data-dir", data_dir]) == 2
     assert "ae_title: expected 1 to 16" in capsys.readouterr().err

@@ -5,6 +5,7 @@ pixels as the same pipeline run through `medcompute process`."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import time
 
@@ -68,8 +69,11 @@ def test_matching_rules_run_as_jobs_equal_to_process(node, client, capsys, tmp_p
                  "--modality", "CT", "--calling-ae", "SCANNER", "--label", "smooth", *server]) == 0
     smooth_rule = capsys.readouterr().out.strip()
     assert main(["dicom", "rule", "add", "--subscriber", "local", "--op", "mip:axis=0",
-                 "--tag", "BodyPartExamined=*", "--output", "file", *server]) == 0
-    mip_rule = capsys.readouterr().out.strip()
+                 "--tag", "BodyPartExamined=*", "--output", "file", "--json", *server]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert (shown["subscriber"], shown["tags"], shown["output"]) == \
+        ("local", {"BodyPartExamined": "*"}, "ROUTING_OUTPUT_DICOM_FILE")
+    mip_rule = shown["rule_id"]
     # Rules that do not match start nothing.
     assert main(["dicom", "rule", "add", "--subscriber", "local", "--op", "gaussian:sigma=2",
                  "--modality", "MR", *server]) == 0
