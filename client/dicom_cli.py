@@ -44,9 +44,12 @@ def _registry(args):
 
 
 def _fail(exc) -> int:
+    """A local registry's refusal: its message, and the exit status of the table."""
     import grpc
 
     print(f"medcompute dicom: {exc.details}", file=sys.stderr)
+    if exc.code_name == "INVALID_ARGUMENT":    # a local command: the arguments were wrong
+        return exits.USAGE
     return exits.for_status(grpc.StatusCode[exc.code_name])
 
 

@@ -39,13 +39,14 @@ def test_delivery_is_an_optional_price():
 
 def test_invoice_prices_deliveries():
     tariff = parse_tariff(BASE + "delivery = 0.25\n")
-    got = invoice("2026-11", {}, {}, tariff, {"alice": 3})
+    got = invoice("2026-11", {}, {}, tariff, deliveries={"alice": 3})
     (alice,) = got["subscribers"]
     (line,) = [x for x in alice["lines"] if x["item"] == "delivery"]
     assert (line["quantity"], line["amount"]) == (3.0, "0.75")
     assert got["total"] == "0.75"
     # Without a delivery price there is no delivery line.
-    (alice,) = invoice("2026-11", {}, {}, parse_tariff(BASE), {"alice": 3})["subscribers"]
+    (alice,) = invoice("2026-11", {}, {}, parse_tariff(BASE),
+                       deliveries={"alice": 3})["subscribers"]
     assert "delivery" not in {x["item"] for x in alice["lines"]}
 
 
