@@ -316,14 +316,17 @@ def test_submit_batch_a_mistake_in_the_header_names_its_field(server, change, fi
 
 # -- a batch call that ends early: every job it made is ended and recorded ------------------
 
-def _jobs_with_input(server, ref: str) -> list:
+def _jobs_with_input(server, ref: str, since: float = 0.0) -> list:
+    """The jobs whose one input is ``ref``, created at or after ``since`` (the server is
+    shared with other tests)."""
     import sqlite3
 
     with sqlite3.connect(server.config.data_dir / "catalog.sqlite3") as db:
         rows = db.execute("SELECT record FROM jobs").fetchall()
     import json
 
-    return [r for r in (json.loads(row[0]) for row in rows) if r["inputs"] == [ref]]
+    return [r for r in (json.loads(row[0]) for row in rows)
+            if r["inputs"] == [ref] and r["created_at"] >= since]
 
 
 def _wait_ended(server, ref: str, n: int, timeout=30.0) -> list:
@@ -405,6 +408,7 @@ def test_submit_batch_a_stream_mistake_fails_the_call_and_ends_its_jobs(server):
     from medcompute.proto.v1 import jobs_pb2
 
     raw = _raw_header(n=2, shape=(3, 11))
+    started = time.time()
     header = batch_pb2.SubmitBatchHeader(submit=jobs_pb2.SubmitHeader(process=raw.process),
                                          inputs=raw.inputs)
 
@@ -413,7 +417,8 @@ def test_submit_batch_a_stream_mistake_fails_the_call_and_ends_its_jobs(server):
         yield batch_pb2.SubmitBatchRequest(chunk=batch_pb2.BatchChunk(
             item=0, chunk=image_pb2.Chunk(data=bytes(33))))
         deadline = time.monotonic() + 20      # until both jobs exist (image 1 receiving)
-        while len(_jobs_with_input(server, "inline:33")) < 2 and time.monotonic() < deadline:
+        while (len(_jobs_with_input(server, "inline:33", started)) < 2
+               and time.monotonic() < deadline):
             time.sleep(0.05)
         yield batch_pb2.SubmitBatchRequest(chunk=batch_pb2.BatchChunk(
             item=7, chunk=image_pb2.Chunk(data=bytes(33))))
@@ -422,7 +427,7 @@ def test_submit_batch_a_stream_mistake_fails_the_call_and_ends_its_jobs(server):
         _submit_call(server, messages())
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert info.value.details().startswith("request[2].chunk.item: image 7 does not exist")
-    rows = _jobs_with_input(server, "inline:33")
+    rows = _jobs_with_input(server, "inline:33", started)
     # Each image's upload ends with the stream: the call failed, so none was queued (all
     # or nothing) and none is left receiving.
     assert len(rows) == 2
