@@ -26,7 +26,7 @@ from medcompute.server.errors import InvalidArgument, MedcomputeError, ResourceE
 from medcompute.server.service import Outcome, ProcessingService, Request
 from medcompute.server.transport import NOT_PROTOBUF, ImageWriter
 
-__all__ = ["BatchProcessing", "Item", "MAX_ITEMS", "batch_field"]
+__all__ = ["BatchProcessing", "Item", "MAX_ITEMS", "batch_field", "chunk_item"]
 
 #: The most images one batch request may carry.
 MAX_ITEMS = 10_000
@@ -74,6 +74,22 @@ def _rename(exc: BaseException, index: int | None) -> BaseException:
             exc.field = renamed
             exc.args = (exc.details,)
     return exc
+
+
+def chunk_item(index: int, message, requests) -> int:
+    """The image a batch chunk (request ``index`` of the stream) belongs to, after the
+    checks every batch call makes: an image of the batch, not a stored one, no operand."""
+    i = message.item
+    if i >= len(requests):
+        raise InvalidArgument(f"image {i} does not exist: this batch has {len(requests)} "
+                              "image(s), counted from 0", f"request[{index}].chunk.item")
+    if requests[i].expected[0].stored is not None:
+        raise InvalidArgument(f"image {i} is a stored image (image_id); send no chunks for "
+                              "it", f"request[{index}].chunk.item")
+    if message.chunk.HasField("operand"):
+        raise InvalidArgument("not used in a batch (the operands are stored images)",
+                              f"request[{index}].chunk.chunk.operand")
+    return i
 
 
 class BatchProcessing:
@@ -201,17 +217,7 @@ class BatchProcessing:
         index = 0
         try:
             async for index, message in chunks:
-                i = message.item
-                if i >= len(requests):
-                    raise InvalidArgument(f"image {i} does not exist: this batch has "
-                                          f"{len(requests)} image(s), counted from 0",
-                                          f"request[{index}].chunk.item")
-                if requests[i].expected[0].stored is not None:
-                    raise InvalidArgument(f"image {i} is a stored image (image_id); send no "
-                                          "chunks for it", f"request[{index}].chunk.item")
-                if message.chunk.HasField("operand"):
-                    raise InvalidArgument("not used in a batch (the operands are stored "
-                                          "images)", f"request[{index}].chunk.chunk.operand")
+                i = chunk_item(index, message, requests)
                 if i in failed:
                     continue                 # its job has failed already: the rest is dropped
                 if i in launched:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from google.protobuf.message import DecodeError
 
 from medcompute.proto.v1 import batch_pb2, jobs_pb2
-from medcompute.server.batch import BatchProcessing
+from medcompute.server.batch import BatchProcessing, chunk_item
 from medcompute.server.errors import InvalidArgument, MedcomputeError
 from medcompute.server.transport import NOT_PROTOBUF
 
@@ -123,17 +123,7 @@ class BatchSubmit:
         index = 0
         try:
             async for index, message in chunks:
-                i = message.item
-                if i >= len(requests):
-                    raise InvalidArgument(f"image {i} does not exist: this batch has "
-                                          f"{len(requests)} image(s), counted from 0",
-                                          f"request[{index}].chunk.item")
-                if requests[i].expected[0].stored is not None:
-                    raise InvalidArgument(f"image {i} is a stored image (image_id); send no "
-                                          "chunks for it", f"request[{index}].chunk.item")
-                if message.chunk.HasField("operand"):
-                    raise InvalidArgument("not used in a batch (the operands are stored "
-                                          "images)", f"request[{index}].chunk.chunk.operand")
+                i = chunk_item(index, message, requests)
                 await _put(queues[i], tasks[i], (index, message.chunk))
         except DecodeError:
             raise InvalidArgument(NOT_PROTOBUF, f"request[{index + 1}]") from None
