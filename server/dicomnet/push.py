@@ -228,6 +228,17 @@ class PushBook(Database):
         return await self._call(lambda: dict(self._db.execute(sql + " GROUP BY sender",
                                                               args).fetchall()))
 
+    async def delivered_times(self, sender: str | None, since: float, until: float
+                              ) -> list[tuple[str, float]]:
+        """(sender, delivered at) of each push delivered in [since, until)."""
+        sql = ("SELECT sender, updated_at FROM dicom_push WHERE state = 'delivered' AND "
+               "updated_at >= ? AND updated_at < ?")
+        args: tuple = (since, until)
+        if sender is not None:
+            sql, args = sql + " AND sender = ?", (*args, sender)
+        return await self._call(lambda: [tuple(r) for r in self._db.execute(
+            sql + " ORDER BY updated_at", args)])
+
     async def pushes(self, subscriber: str, job_id: str = "") -> list[PushRow]:
         """Pushes the subscriber sent or receives."""
         sql = (f"SELECT {_PUSH} FROM dicom_push WHERE (sender = ? OR recipient = ?)"

@@ -191,6 +191,10 @@ def test_results_are_pushed_retried_and_refused_with_reasons(node, tmp_path, cap
         # Each delivered push is metered and priced (the built-in tariff prices delivery).
         with Client(node.address, timeout=60) as c:
             invoice = c.invoice(time.strftime("%Y-%m", time.gmtime()))
+            usage = c.usage(group_by="subscriber")
+        # GetUsage counts them too: reading-room, pacs and later were delivered.
+        assert usage.totals.deliveries == 3
+        assert [(g.key, g.totals.deliveries) for g in usage.groups] == [("local", 3)]
         (mine,) = invoice.subscribers
         (line,) = [x for x in mine.lines if x.item == "delivery"]
         assert line.quantity == 3 and line.unit_price == "0.005" and line.amount == "0.02"
