@@ -111,6 +111,7 @@ def _serve(args) -> int:
                           dicom_max_instance_bytes=int(args.max_instance_mb * (1 << 20)),
                           dicom_push_attempts=args.push_attempts,
                           dicom_push_backoff=args.push_backoff,
+                          dicom_commit_timeout=args.commit_timeout,
                           processes=(args.processes if args.processes is not None
                                      else default_processes()))
     config.cold_dir = _path(args.cold_dir)
@@ -442,6 +443,9 @@ def build_parser() -> argparse.ArgumentParser:
     dicom.add_argument("--push-backoff", type=float, default=5.0, metavar="SECONDS",
                        help="wait before the second try of a push, doubled for each further "
                        "one (default 5)")
+    dicom.add_argument("--commit-timeout", type=float, default=30.0, metavar="SECONDS",
+                       help="wait for a destination's storage commitment report "
+                       "(N-EVENT-REPORT) before the try counts as failed (default 30)")
     serve.add_argument("--log-level", default="info",
                        choices=["debug", "info", "warning", "error"])
     serve.set_defaults(func=_serve)

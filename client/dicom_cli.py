@@ -220,6 +220,7 @@ def _pushes(args) -> int:
         state = dicom_pb2.PushState.Name(p.state).removeprefix("PUSH_STATE_").lower()
         print(f"{p.job_id}  {p.sender} -> {p.recipient}/{p.node}  {state}  tries "
               f"{p.attempts}  instances {p.instances_delivered}"
+              f"{'  ' + p.proof.split('; ', 1)[-1] if p.proof else ''}"
               f"{'  ' + p.reason if p.reason else ''}")
     return 0
 

@@ -94,15 +94,17 @@ def _gpu(totals) -> str:
 
 def _row(key: str, t) -> str:
     return (f"{key:<24} {t.jobs:>7} {t.billable_jobs:>9} {t.failed_jobs:>7} "
-            f"{t.cpu_seconds:>10.2f} {_gpu(t):>10} {_mb(t.bytes_in):>10} {_mb(t.bytes_out):>10}")
+            f"{t.cpu_seconds:>10.2f} {_gpu(t):>10} {_mb(t.bytes_in):>10} {_mb(t.bytes_out):>10}"
+            f" {t.deliveries:>10}")
 
 
 def format_usage(reply, group_by: str = "none") -> str:
-    """A GetUsageResponse as a table: one row per group, the total, stored bytes."""
+    """A GetUsageResponse as a table: one row per group, the total, stored bytes.
+    ``deliveries`` are the pushes to DICOM nodes delivered in the period."""
     label = {"none": "", "day": "day (UTC)"}.get(group_by, group_by)
     lines = [f"usage, {_period(reply.since, reply.until)}", "",
              f"{label:<24} {'jobs':>7} {'billable':>9} {'failed':>7} {'CPU s':>10} "
-             f"{'GPU s':>10} {'MB in':>10} {'MB out':>10}"]
+             f"{'GPU s':>10} {'MB in':>10} {'MB out':>10} {'deliveries':>10}"]
     if group_by != "none":
         lines.extend(_row(g.key or "(none)", g.totals) for g in reply.groups)
     lines.append(_row("total", reply.totals))

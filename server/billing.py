@@ -154,7 +154,8 @@ def invoice(month: str, records_by_subscriber: Mapping[str, list[dict]],
         grand += total
         subscribers.append({
             "subscriber": name, "lines": lines, "total": _text(total),
-            "usage": totals(records), "gigabyte_days": stored, "cold_gigabyte_days": cold,
+            "usage": {**totals(records), "deliveries": int(deliveries.get(name, 0))},
+            "gigabyte_days": stored, "cold_gigabyte_days": cold,
             "examinations_fetched": int(fetched.get(name, 0)),
             "excluded_platform_failures": sum(not billable(r) for r in records)})
     return {"month": month, "currency": tariff.currency, "tariff": tariff.name,

@@ -22,7 +22,7 @@ from medcompute.server.fetches import FetchLog
 from medcompute.server.guard import Principal
 from medcompute.server.image_catalog import ImageCatalog
 from medcompute.server.tariff import Tariff, load_tariff
-from medcompute.server.usage import UsageBook, summarize
+from medcompute.server.usage import UsageBook, day_of, summarize, totals
 
 __all__ = ["BillingService", "MAX_RECORDS", "scope"]
 
@@ -73,6 +73,22 @@ def _time(value: float, field: str) -> float:
 def _record(record: dict) -> processing_pb2.UsageRecord:
     return processing_pb2.UsageRecord(**{k: v for k, v in record.items()
                                          if k in _RECORD_FIELDS and v is not None})
+
+
+def _with_deliveries(groups: list[tuple[str, dict]], group_by: str,
+                     pushed: list[tuple[str, float]]) -> list[tuple[str, dict]]:
+    """The groups with their deliveries: by sender or by UTC day of delivery (a group of
+    deliveries only is added); operation and device groups have none."""
+    if group_by not in ("subscriber", "day", "none"):
+        return groups
+    counts: dict[str, int] = {}
+    for sender, at in pushed:
+        key = {"subscriber": sender, "day": day_of(at), "none": ""}[group_by]
+        counts[key] = counts.get(key, 0) + 1
+    found = dict(groups)
+    for key in counts:
+        found.setdefault(key, totals([]))
+    return [(key, {**found[key], "deliveries": counts.get(key, 0)}) for key in sorted(found)]
 
 
 class BillingService:
@@ -131,9 +147,12 @@ class BillingService:
             raise InvalidArgument(wire.enum_choices(jobs_pb2.UsageGrouping, request.group_by),
                                   "group_by")
         records = await self.book.arecords(who, since, until)
-        totals, groups = summarize(records, group_by)
+        sums, groups = summarize(records, group_by)
+        pushed = await self.pushes.delivered_times(who, since, until or math.inf)
+        sums["deliveries"] = len(pushed)
+        groups = _with_deliveries(groups, group_by, pushed)
         reply = jobs_pb2.GetUsageResponse(
-            totals=jobs_pb2.UsageTotals(**totals),
+            totals=jobs_pb2.UsageTotals(**sums),
             groups=[jobs_pb2.UsageGroup(key=key, totals=jobs_pb2.UsageTotals(**t))
                     for key, t in groups],
             since=request.since, until=request.until)

@@ -105,6 +105,9 @@ class ServerConfig:
     dicom_push_attempts: int = 5
     #: Seconds before the second try of a push; doubled for each further one.
     dicom_push_backoff: float = 5.0
+    #: Seconds a push waits for a destination's storage commitment report (N-EVENT-REPORT)
+    #: before the try counts as a transient failure.
+    dicom_commit_timeout: float = 30.0
     #: The compressed versions kept of each stored image (versions.py), by name and purpose.
     versions: tuple[VersionSpec, ...] = field(default_factory=lambda: DEFAULT_VERSIONS)
     #: Make every version of a newly registered DICOM image at once, in the background

@@ -25,7 +25,7 @@ from collections.abc import Iterable
 
 from medcompute.server.db import Database
 
-__all__ = ["GPU_BACKENDS", "GROUPINGS", "UsageBook", "billable", "cpu_seconds", "on_gpu",
+__all__ = ["GPU_BACKENDS", "GROUPINGS", "UsageBook", "billable", "day_of", "cpu_seconds", "on_gpu",
            "summarize", "totals"]
 
 GPU_BACKENDS = frozenset({"cupy", "fake-gpu"})
@@ -74,9 +74,13 @@ def totals(records: Iterable[dict]) -> dict:
     return out
 
 
+def day_of(ts: float) -> str:
+    """The UTC date (YYYY-MM-DD) of unix seconds."""
+    return dt.datetime.fromtimestamp(float(ts), dt.timezone.utc).strftime("%Y-%m-%d")
+
+
 def _day(record: dict) -> str:
-    moment = dt.datetime.fromtimestamp(float(record.get("finished_at", 0.0)), dt.timezone.utc)
-    return moment.strftime("%Y-%m-%d")
+    return day_of(record.get("finished_at", 0.0))
 
 
 def _keys(record: dict, group_by: str) -> list[str]:

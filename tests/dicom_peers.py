@@ -98,8 +98,9 @@ class Orthanc:
     """An Orthanc server with its own configuration, storage and index in ``folder``."""
 
     def __init__(self, folder: Path, aet: str = "ORTHANC", modalities: dict | None = None,
-                 check_called_aet: bool = False):
+                 check_called_aet: bool = False, lua: str = ""):
         self.folder = Path(folder)
+        self.lua = lua                   # a Lua script Orthanc runs (its callbacks)
         self.check_called_aet = check_called_aet
         self.aet = aet
         self.dicom_port = free_port()
@@ -118,10 +119,13 @@ class Orthanc:
             "DicomAlwaysAllowEcho": True, "DicomAlwaysAllowStore": True,
             "UnknownSopClassAccepted": True, "Plugins": [], "ConcurrentJobs": 2,
             "StorageCommitmentReportsSize": 100,
+            "LuaScripts": [str(self.folder / "script.lua")] if self.lua else [],
         }
 
     def start(self) -> Orthanc:
         self.folder.mkdir(parents=True, exist_ok=True)
+        if self.lua:
+            (self.folder / "script.lua").write_text(self.lua)
         path = self.folder / "orthanc.json"
         path.write_text(json.dumps(self.config(), indent=1))
         self.proc = subprocess.Popen([program("Orthanc"), str(path)],

@@ -258,7 +258,7 @@ class ListNodesResponse(_message.Message):
     def __init__(self, nodes: _Optional[_Iterable[_Union[DicomNode, _Mapping]]] = ...) -> None: ...
 
 class Push(_message.Message):
-    __slots__ = ("push_id", "job_id", "sender", "recipient", "node", "state", "reason", "attempts", "instances_delivered", "proof", "created_at", "updated_at")
+    __slots__ = ("push_id", "job_id", "sender", "recipient", "node", "state", "reason", "attempts", "instances_delivered", "proof", "created_at", "updated_at", "committed")
     PUSH_ID_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     SENDER_FIELD_NUMBER: _ClassVar[int]
@@ -271,6 +271,7 @@ class Push(_message.Message):
     PROOF_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
+    COMMITTED_FIELD_NUMBER: _ClassVar[int]
     push_id: str
     job_id: str
     sender: str
@@ -283,7 +284,8 @@ class Push(_message.Message):
     proof: str
     created_at: float
     updated_at: float
-    def __init__(self, push_id: _Optional[str] = ..., job_id: _Optional[str] = ..., sender: _Optional[str] = ..., recipient: _Optional[str] = ..., node: _Optional[str] = ..., state: _Optional[_Union[PushState, str]] = ..., reason: _Optional[str] = ..., attempts: _Optional[int] = ..., instances_delivered: _Optional[int] = ..., proof: _Optional[str] = ..., created_at: _Optional[float] = ..., updated_at: _Optional[float] = ...) -> None: ...
+    committed: bool
+    def __init__(self, push_id: _Optional[str] = ..., job_id: _Optional[str] = ..., sender: _Optional[str] = ..., recipient: _Optional[str] = ..., node: _Optional[str] = ..., state: _Optional[_Union[PushState, str]] = ..., reason: _Optional[str] = ..., attempts: _Optional[int] = ..., instances_delivered: _Optional[int] = ..., proof: _Optional[str] = ..., created_at: _Optional[float] = ..., updated_at: _Optional[float] = ..., committed: _Optional[bool] = ...) -> None: ...
 
 class ListPushesRequest(_message.Message):
     __slots__ = ("job_id",)

@@ -277,7 +277,7 @@ class GetUsageRequest(_message.Message):
     def __init__(self, since: _Optional[float] = ..., until: _Optional[float] = ..., group_by: _Optional[_Union[UsageGrouping, str]] = ..., subscriber: _Optional[str] = ..., all_subscribers: _Optional[bool] = ..., include_records: _Optional[bool] = ...) -> None: ...
 
 class UsageTotals(_message.Message):
-    __slots__ = ("jobs", "billable_jobs", "failed_jobs", "platform_failures", "images", "voxels", "bytes_in", "bytes_out", "cpu_seconds", "gpu_seconds", "energy_joules", "fallbacks", "wall_seconds", "queue_seconds")
+    __slots__ = ("jobs", "billable_jobs", "failed_jobs", "platform_failures", "images", "voxels", "bytes_in", "bytes_out", "cpu_seconds", "gpu_seconds", "energy_joules", "fallbacks", "wall_seconds", "queue_seconds", "deliveries")
     JOBS_FIELD_NUMBER: _ClassVar[int]
     BILLABLE_JOBS_FIELD_NUMBER: _ClassVar[int]
     FAILED_JOBS_FIELD_NUMBER: _ClassVar[int]
@@ -292,6 +292,7 @@ class UsageTotals(_message.Message):
     FALLBACKS_FIELD_NUMBER: _ClassVar[int]
     WALL_SECONDS_FIELD_NUMBER: _ClassVar[int]
     QUEUE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    DELIVERIES_FIELD_NUMBER: _ClassVar[int]
     jobs: int
     billable_jobs: int
     failed_jobs: int
@@ -306,7 +307,8 @@ class UsageTotals(_message.Message):
     fallbacks: int
     wall_seconds: float
     queue_seconds: float
-    def __init__(self, jobs: _Optional[int] = ..., billable_jobs: _Optional[int] = ..., failed_jobs: _Optional[int] = ..., platform_failures: _Optional[int] = ..., images: _Optional[int] = ..., voxels: _Optional[int] = ..., bytes_in: _Optional[int] = ..., bytes_out: _Optional[int] = ..., cpu_seconds: _Optional[float] = ..., gpu_seconds: _Optional[float] = ..., energy_joules: _Optional[float] = ..., fallbacks: _Optional[int] = ..., wall_seconds: _Optional[float] = ..., queue_seconds: _Optional[float] = ...) -> None: ...
+    deliveries: int
+    def __init__(self, jobs: _Optional[int] = ..., billable_jobs: _Optional[int] = ..., failed_jobs: _Optional[int] = ..., platform_failures: _Optional[int] = ..., images: _Optional[int] = ..., voxels: _Optional[int] = ..., bytes_in: _Optional[int] = ..., bytes_out: _Optional[int] = ..., cpu_seconds: _Optional[float] = ..., gpu_seconds: _Optional[float] = ..., energy_joules: _Optional[float] = ..., fallbacks: _Optional[int] = ..., wall_seconds: _Optional[float] = ..., queue_seconds: _Optional[float] = ..., deliveries: _Optional[int] = ...) -> None: ...
 
 class UsageGroup(_message.Message):
     __slots__ = ("key", "totals")

@@ -8,6 +8,7 @@ import asyncio
 from medcompute.server.audit import AuditLog
 from medcompute.server.config import ServerConfig
 from medcompute.server.dicomnet.collect import Collector, SourceBook
+from medcompute.server.dicomnet.commit import Commitments
 from medcompute.server.dicomnet.ingress import Ingress
 from medcompute.server.dicomnet.push import PushBook, Pusher
 from medcompute.server.dicomnet.qr import StoreIndex
@@ -34,9 +35,12 @@ class DicomNode:
                                on_release=config.dicom_complete_on_release)
         self.rules = RuleBook(config.data_dir)
         self.pushes = PushBook(config.data_dir)
+        self.commitments = Commitments()
         self.pusher = Pusher(self.pushes, runner, own_ae=title,
                              max_attempts=config.dicom_push_attempts,
-                             backoff=config.dicom_push_backoff)
+                             backoff=config.dicom_push_backoff,
+                             commitments=self.commitments,
+                             commit_timeout=config.dicom_commit_timeout)
         self.audit = AuditLog(config.data_dir)
         self.router = Router(self.rules, store, runner, self.registry, self.pushes,
                              audit=self.audit)
@@ -46,7 +50,8 @@ class DicomNode:
         self.scp = StorageSCP(self.ingress, self.registry, ae_title=title,
                               max_associations=config.dicom_max_associations,
                               max_instance_bytes=config.dicom_max_instance_bytes,
-                              index=StoreIndex(store), pushes=self.pushes)
+                              index=StoreIndex(store), pushes=self.pushes,
+                              commitments=self.commitments)
         self.port = 0
 
     async def start(self) -> None:

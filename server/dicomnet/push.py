@@ -9,8 +9,10 @@ instance of the result. "Delivered" means every instance was answered with statu
 unreachable, a transient association rejection, out of resources A7xx, processing
 failure 0110) are tried again with exponential backoff up to ``max_attempts``;
 permanent ones (a permanent rejection, e.g. "called AE title not recognised";
-A9xx/Cxxx; warnings) end the push at once. Storage commitment is not requested:
-each push says so in its ``proof``.
+A9xx/Cxxx; warnings) end the push at once. Where the node accepts Storage Commitment
+(see :mod:`.commit`), "delivered" also means committed; a failed commitment fails the
+push, a report that does not come within ``commit_timeout`` is a transient failure.
+Each push says which in its ``proof``.
 """
 
 from __future__ import annotations
@@ -20,25 +22,33 @@ import contextlib
 import io
 import logging
 import socket
+import sqlite3
 import time
 import uuid
 from dataclasses import dataclass
 
 import pydicom
-from pynetdicom import AE
+from pynetdicom import AE, evt
 
 from medcompute.server.db import Database
+from medcompute.server.dicomnet import commit
+from medcompute.server.dicomnet.commit import Commitments
 from medcompute.server.dicomnet.registry import check_ae_title
 from medcompute.server.errors import InvalidArgument, NotFound
 from medcompute.server.keys import check_subscriber
 from medcompute.server.store_tasks import dicom_parts
 
 __all__ = ["PushBook", "Pusher", "reachable", "Node", "PushRow", "classify_status",
-           "classify_rejection", "PROOF"]
+           "classify_rejection", "PROOF", "proof_of"]
 
 log = logging.getLogger(__name__)
 
 PROOF = "C-STORE success per instance; storage commitment not requested"
+
+
+def proof_of(row: PushRow) -> str:
+    """What "delivered" means for this push (older rows: commitment not requested)."""
+    return row.proof or (PROOF if row.state == "delivered" else "")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS dicom_node (
@@ -63,6 +73,7 @@ CREATE TABLE IF NOT EXISTS dicom_push (
     next_at    REAL NOT NULL DEFAULT 0,
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL,
+    proof      TEXT NOT NULL DEFAULT '',
     UNIQUE (job_id, recipient, node)
 );
 CREATE INDEX IF NOT EXISTS dicom_push_state ON dicom_push(state, next_at);
@@ -93,10 +104,15 @@ class PushRow:
     next_at: float
     created_at: float
     updated_at: float
+    proof: str = ""
+
+    @property
+    def committed(self) -> bool:
+        return self.proof == commit.COMMITTED
 
 
 _PUSH = ("push_id, job_id, sender, recipient, node, state, reason, attempts, delivered, "
-         "next_at, created_at, updated_at")
+         "next_at, created_at, updated_at, proof")
 
 
 def classify_status(code: int) -> bool | None:
@@ -126,6 +142,18 @@ class PushBook(Database):
     """DICOM nodes of receiving subscribers and the pushes to them, in the catalog file."""
 
     SCHEMA = _SCHEMA
+
+    def __init__(self, data_dir):
+        super().__init__(data_dir)
+        self._run(self._migrate)
+
+    def _migrate(self) -> None:
+        """A catalog written before storage commitment: its pushes have no proof column."""
+        columns = {r[1] for r in self._db.execute("PRAGMA table_info(dicom_push)")}
+        if "proof" not in columns:
+            with contextlib.suppress(sqlite3.OperationalError):   # another process did it
+                self._db.execute("ALTER TABLE dicom_push ADD COLUMN proof TEXT NOT NULL "
+                                 "DEFAULT ''")
 
     # -- nodes ----------------------------------------------------------------------
     async def add_node(self, subscriber: str, name: str, ae_title: str, host: str,
@@ -175,12 +203,12 @@ class PushBook(Database):
             "ORDER BY next_at", (time.time(),))])
 
     async def update(self, push_id: str, state: str, *, reason: str = "", attempts=None,
-                     delivered: int = 0, next_at: float = 0.0) -> None:
+                     delivered: int = 0, next_at: float = 0.0, proof: str = "") -> None:
         def write():
             self._db.execute(
                 "UPDATE dicom_push SET state = ?, reason = ?, attempts = COALESCE(?, attempts),"
-                " delivered = ?, next_at = ?, updated_at = ? WHERE push_id = ?",
-                (state, reason, attempts, delivered, next_at, time.time(), push_id))
+                " delivered = ?, next_at = ?, updated_at = ?, proof = ? WHERE push_id = ?",
+                (state, reason, attempts, delivered, next_at, time.time(), proof, push_id))
         await self._call(write)
 
     async def resume(self) -> int:
@@ -200,6 +228,17 @@ class PushBook(Database):
         return await self._call(lambda: dict(self._db.execute(sql + " GROUP BY sender",
                                                               args).fetchall()))
 
+    async def delivered_times(self, sender: str | None, since: float, until: float
+                              ) -> list[tuple[str, float]]:
+        """(sender, delivered at) of each push delivered in [since, until)."""
+        sql = ("SELECT sender, updated_at FROM dicom_push WHERE state = 'delivered' AND "
+               "updated_at >= ? AND updated_at < ?")
+        args: tuple = (since, until)
+        if sender is not None:
+            sql, args = sql + " AND sender = ?", (*args, sender)
+        return await self._call(lambda: [tuple(r) for r in self._db.execute(
+            sql + " ORDER BY updated_at", args)])
+
     async def pushes(self, subscriber: str, job_id: str = "") -> list[PushRow]:
         """Pushes the subscriber sent or receives."""
         sql = (f"SELECT {_PUSH} FROM dicom_push WHERE (sender = ? OR recipient = ?)"
@@ -213,6 +252,7 @@ class Outcome:
     transient: bool | None          # None: delivered
     reason: str
     delivered: int
+    proof: str = ""
 
 
 def reachable(host: str, port: int, timeout: float) -> str:
@@ -225,18 +265,24 @@ def reachable(host: str, port: int, timeout: float) -> str:
     return ""
 
 
-def send_files(files: list[bytes], node: Node, *, own_ae: str, timeout: float = 30.0
+def send_files(files: list[bytes], node: Node, *, own_ae: str, timeout: float = 30.0,
+               commitments: Commitments | None = None, commit_timeout: float = 30.0
                ) -> Outcome:
-    """Open an association to ``node`` and C-STORE every file (blocking)."""
+    """Open an association to ``node``, C-STORE every file and, where the node accepts
+    it, request storage commitment of them all (blocking)."""
     datasets = [pydicom.dcmread(io.BytesIO(f)) for f in files]
     ae = AE(ae_title=own_ae)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
     for pair in {(ds.SOPClassUID, ds.file_meta.TransferSyntaxUID) for ds in datasets}:
         ae.add_requested_context(*pair)
+    if commitments is not None:
+        ae.add_requested_context(commit.StorageCommitmentPushModel)
     unreachable = reachable(node.host, node.port, timeout)
     if unreachable:
         return Outcome(True, f"the node is unreachable ({unreachable})", 0)
-    assoc = ae.associate(node.host, node.port, ae_title=node.ae_title)
+    handlers = ([(evt.EVT_N_EVENT_REPORT, commitments.on_report)]
+                if commitments is not None else [])
+    assoc = ae.associate(node.host, node.port, ae_title=node.ae_title, evt_handlers=handlers)
     if assoc.is_rejected:
         rj = assoc.acceptor.primitive
         transient, reason = classify_rejection(rj.result, rj.result_source, rj.diagnostic)
@@ -257,23 +303,57 @@ def send_files(files: list[bytes], node: Node, *, own_ae: str, timeout: float = 
                 return Outcome(transient, f"instance {delivered + 1} of {len(datasets)} "
                                f"answered with status {code:04X}", delivered)
             delivered += 1
+        offered = commitments is not None and any(
+            cx.abstract_syntax == commit.StorageCommitmentPushModel
+            for cx in assoc.accepted_contexts)
+        if not offered:
+            return Outcome(None, "", delivered, commit.NOT_OFFERED)
+        return _commit(assoc, datasets, node, commitments, delivered, commit_timeout)
     finally:
         if assoc.is_established:
             assoc.release()
-    return Outcome(None, "", delivered)
+
+
+def _commit(assoc, datasets, node: Node, commitments: Commitments, delivered: int,
+            timeout: float) -> Outcome:
+    """N-ACTION for every stored instance, then the N-EVENT-REPORT (bounded wait)."""
+    uid = commitments.open(node.ae_title, node.host, len(datasets))
+    try:
+        status, _ = assoc.send_n_action(commit.request_dataset(uid, datasets), 1,
+                                        commit.StorageCommitmentPushModel,
+                                        commit.StorageCommitmentPushModelInstance)
+        if "Status" not in status:
+            return Outcome(True, "the association ended before the node answered the "
+                           "storage commitment request", delivered)
+        code = int(status.Status)
+        if code != 0x0000:
+            return Outcome(classify_status(code) is True, "the storage commitment request "
+                           f"was answered with status {code:04X}", delivered)
+        report = commitments.wait(uid, timeout)
+    finally:
+        commitments.close(uid)
+    if report is None:
+        return Outcome(True, f"no storage commitment report within {timeout:g} s",
+                       delivered)
+    if not report.committed:
+        return Outcome(False, report.reason, delivered)
+    return Outcome(None, "", delivered, commit.COMMITTED)
 
 
 class Pusher:
     """Sends the pending pushes whose jobs have succeeded."""
 
     def __init__(self, book: PushBook, runner, *, own_ae: str, max_attempts: int,
-                 backoff: float, poll: float = 0.25):
+                 backoff: float, poll: float = 0.25, commitments: Commitments | None = None,
+                 commit_timeout: float = 30.0):
         self.book = book
         self.runner = runner              # JobRunner
         self.own_ae = own_ae
         self.max_attempts = max_attempts
         self.backoff = backoff
         self.poll = poll
+        self.commitments = commitments
+        self.commit_timeout = commit_timeout
         self._task: asyncio.Task | None = None
 
     async def start(self) -> None:
@@ -331,9 +411,12 @@ class Pusher:
             return
         attempts = push.attempts + 1
         await self.book.update(push.push_id, "sending", attempts=attempts)
-        outcome = await asyncio.to_thread(send_files, files, node, own_ae=self.own_ae)
+        outcome = await asyncio.to_thread(send_files, files, node, own_ae=self.own_ae,
+                                          commitments=self.commitments,
+                                          commit_timeout=self.commit_timeout)
         if outcome.transient is None:
-            await self.book.update(push.push_id, "delivered", delivered=outcome.delivered)
+            await self.book.update(push.push_id, "delivered", delivered=outcome.delivered,
+                                   proof=outcome.proof or PROOF)
             log.info("dicom: pushed %d instance(s) of job %s to node %s", outcome.delivered,
                      push.job_id, push.node)
         elif outcome.transient and attempts < self.max_attempts:

@@ -7,7 +7,9 @@ event loop and answers only when it is durable. What is checked, and answered ho
 - the calling AE title must be registered for a subscriber and call from its host, or
   the association is rejected (permanent, service user, "calling AE title not
   recognised"); beyond ``max_associations`` at once it is rejected (transient,
-  "local limit exceeded", by pynetdicom);
+  "local limit exceeded", by pynetdicom); a destination of a push whose storage
+  commitment is in flight may also call in (from that node's host), only to send its
+  N-EVENT-REPORT (anything else it sends has no subscriber and is refused);
 - an SOP class or transfer syntax not offered here: the presentation context is refused
   (pynetdicom); a C-STORE on it is answered 0x0122 (SOP class not supported);
 - an instance larger than the limit, or one the store cannot take for lack of room:
@@ -47,6 +49,7 @@ from pydicom.uid import (
 )
 from pynetdicom import AE, AllStoragePresentationContexts, build_context, evt
 from pynetdicom.sop_class import (
+    StorageCommitmentPushModel,
     StudyRootQueryRetrieveInformationModelFind,
     StudyRootQueryRetrieveInformationModelGet,
     StudyRootQueryRetrieveInformationModelMove,
@@ -102,11 +105,13 @@ class StorageSCP:
     """One listening AE: C-ECHO and C-STORE of every storage SOP class."""
 
     def __init__(self, ingress: Ingress, registry: NodeRegistry, *, ae_title: str,
-                 max_associations: int, max_instance_bytes: int, index=None, pushes=None):
+                 max_associations: int, max_instance_bytes: int, index=None, pushes=None,
+                 commitments=None):
         self.ingress = ingress
         self.index = index                # StoreIndex: Query/Retrieve of the store
         self.pushes = pushes              # PushBook: C-MOVE destinations
         self.registry = registry
+        self.commitments = commitments    # Commitments: reports of pushes' transactions
         self.ae_title = ae_title
         self.max_instance_bytes = max_instance_bytes
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -130,6 +135,10 @@ class StorageSCP:
                           StudyRootQueryRetrieveInformationModelMove,
                           StudyRootQueryRetrieveInformationModelGet):
                 ae.add_supported_context(model)
+        if commitments is not None:
+            # A destination reporting a commitment calls in as Storage Commitment SCP.
+            ae.add_supported_context(StorageCommitmentPushModel, scu_role=True,
+                                     scp_role=True)
         self.ae = ae
 
     # -- life-cycle -------------------------------------------------------------------
@@ -141,6 +150,8 @@ class StorageSCP:
                     (evt.EVT_ABORTED, self._on_ended), (evt.EVT_CONN_CLOSE, self._on_ended),
                     (evt.EVT_C_FIND, self._on_find), (evt.EVT_C_MOVE, self._on_move),
                     (evt.EVT_C_GET, self._on_get)]
+        if self.commitments is not None:
+            handlers.append((evt.EVT_N_EVENT_REPORT, self.commitments.on_report))
         self._server = self.ae.start_server((address, port), block=False,
                                             evt_handlers=handlers)
         return self._server.server_address[1]
@@ -156,6 +167,11 @@ class StorageSCP:
         calling = assoc.requestor.primitive.calling_ae_title.strip()
         address = assoc.requestor.address
         known = self.registry.calling_ae(calling) if calling else None
+        if known is None and self.commitments is not None and any(
+                _host_matches(host, address) for host in self.commitments.callers(calling)):
+            log.info("dicom: node %r at %s calls in to report storage commitment", calling,
+                     address)
+            return          # no subscriber: it may only report (N-EVENT-REPORT)
         if known is None or not _host_matches(known.host, address):
             log.warning("dicom: rejected an association from %s (calling AE %r): %s", address,
                         calling, "AE title not registered" if known is None
@@ -179,7 +195,7 @@ class StorageSCP:
         assoc = event.assoc
         with self._lock:
             caller = self._callers.get(id(assoc))
-        if caller is None:                          # cannot happen after _on_requested
+        if caller is None:               # a node calling in only to report a commitment
             return _status(STATUS["processing_failure"], "calling AE not registered")
         size = event.request.DataSet.getbuffer().nbytes
         if size > self.max_instance_bytes:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from medcompute.proto.v1 import dicom_pb2, dicom_pb2_grpc
 from medcompute.server.dicomnet.collect import Query, Source, SourceBook, register_source
-from medcompute.server.dicomnet.push import PROOF, Node, PushBook, PushRow
+from medcompute.server.dicomnet.push import Node, PushBook, PushRow, proof_of
 from medcompute.server.dicomnet.registry import CallingAE, NodeRegistry
 from medcompute.server.dicomnet.routing import RuleBook
 from medcompute.server.errors import FailedPrecondition
@@ -32,7 +32,8 @@ def _push(p: PushRow) -> dicom_pb2.Push:
     return dicom_pb2.Push(push_id=p.push_id, job_id=p.job_id, sender=p.sender,
                           recipient=p.recipient, node=p.node, state=_PUSH_STATES[p.state],
                           reason=p.reason, attempts=p.attempts,
-                          instances_delivered=p.delivered, proof=PROOF,
+                          instances_delivered=p.delivered, proof=proof_of(p),
+                          committed=p.committed,
                           created_at=p.created_at, updated_at=p.updated_at)
 
 

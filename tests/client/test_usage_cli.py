@@ -89,12 +89,14 @@ def test_usage_and_its_invoice_subcommand_parse():
 
 def _reply() -> jobs_pb2.GetUsageResponse:
     cpu = jobs_pb2.UsageTotals(jobs=3, billable_jobs=2, failed_jobs=1, platform_failures=1,
-                               cpu_seconds=12.5, bytes_in=5_500_000, bytes_out=2_000_000)
+                               cpu_seconds=12.5, bytes_in=5_500_000, bytes_out=2_000_000,
+                               deliveries=2)
     gpu = jobs_pb2.UsageTotals(jobs=1, billable_jobs=1, gpu_seconds=4.0, energy_joules=360.0,
                                bytes_in=1_000_000)
     total = jobs_pb2.UsageTotals(jobs=4, billable_jobs=3, failed_jobs=1, platform_failures=1,
                                  cpu_seconds=12.5, gpu_seconds=4.0, energy_joules=360.0,
-                                 bytes_in=6_500_000, bytes_out=2_000_000, fallbacks=1)
+                                 bytes_in=6_500_000, bytes_out=2_000_000, fallbacks=1,
+                                 deliveries=2)
     return jobs_pb2.GetUsageResponse(
         totals=total, since=NOV, until=NOV + 30 * DAY,
         groups=[jobs_pb2.UsageGroup(key="cpu", totals=cpu),
@@ -108,11 +110,11 @@ def test_the_usage_table():
     lines = text.splitlines()
     assert lines[0] == "usage, 2026-11-01 to 2026-12-01 (UTC)"
     assert lines[2].split() == ["device", "jobs", "billable", "failed", "CPU", "s", "GPU", "s",
-                                "MB", "in", "MB", "out"]
-    assert lines[3].split() == ["cpu", "3", "2", "1", "12.50", "—", "5.50", "2.00"]
+                                "MB", "in", "MB", "out", "deliveries"]
+    assert lines[3].split() == ["cpu", "3", "2", "1", "12.50", "—", "5.50", "2.00", "2"]
     assert lines[4].split() == ["NVIDIA", "H200", "1", "1", "0", "0.00", "4.00", "1.00",
-                                "0.00"]
-    assert lines[5].split() == ["total", "4", "3", "1", "12.50", "4.00", "6.50", "2.00"]
+                                "0.00", "0"]
+    assert lines[5].split() == ["total", "4", "3", "1", "12.50", "4.00", "6.50", "2.00", "2"]
     assert "1 failed through the platform's fault (not charged)" in lines[6]
     assert "GPU energy 0.0001 kWh" in lines[6]
     assert lines[-1].split() == ["alice", "30.000", "1.500"]
@@ -122,7 +124,7 @@ def test_without_grouping_only_the_total_and_a_dash_for_unmeasured_gpu():
     reply = jobs_pb2.GetUsageResponse(totals=jobs_pb2.UsageTotals(jobs=1, cpu_seconds=1.0))
     lines = format_usage(reply).splitlines()
     assert lines[0] == "usage, all time"
-    assert lines[3].split() == ["total", "1", "0", "0", "1.00", "—", "0.00", "0.00"]
+    assert lines[3].split() == ["total", "1", "0", "0", "1.00", "—", "0.00", "0.00", "0"]
     assert len(lines) == 4
 
 

@@ -7,6 +7,7 @@ tries; one that comes back after a pause gets the result by retry."""
 from __future__ import annotations
 
 import os
+import re
 import time
 
 import numpy as np
@@ -28,6 +29,12 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 CT5N = os.path.join(os.path.dirname(get_testdata_file("CT_small.dcm")), "dicomdirtests",
                     "98892001", "CT5N")
 ATTEMPTS = 4
+COMMIT_TIMEOUT = 2.0
+FORGET_LUA = """
+function OnStoredInstance(instanceId, tags, metadata, origin)
+  RestApiDelete('/instances/' .. instanceId)
+end
+"""
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +46,7 @@ def node(server_thread, tmp_path_factory):
     config = ServerConfig(address="127.0.0.1:0", data_dir=data_dir, workers=1,
                           dicom_port=0, dicom_quiet_seconds=30.0,
                           dicom_complete_on_release=True, dicom_push_attempts=ATTEMPTS,
-                          dicom_push_backoff=0.5)
+                          dicom_push_backoff=0.5, dicom_commit_timeout=COMMIT_TIMEOUT)
     with server_thread(config) as running:
         yield running
 
@@ -54,16 +61,30 @@ def _wait_pushes(client, job_id, timeout=60):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         pushes = {p.node: p for p in client.dicom.pushes(job_id)}
-        if len(pushes) == 6 and all(p.state in final for p in pushes.values()):
+        if len(pushes) == 9 and all(p.state in final for p in pushes.values()):
             return pushes
         time.sleep(0.2)
     raise AssertionError(f"pushes did not end: {client.dicom.pushes(job_id)}")
 
 
-def test_results_are_pushed_retried_and_refused_with_reasons(node, tmp_path):
+def test_results_are_pushed_retried_and_refused_with_reasons(node, tmp_path, capsys):
     server = ["--server", node.address]
     dcmtk = StoreSCP(tmp_path / "dcmtk", aet="READSCP").start()
-    pacs = Orthanc(tmp_path / "orthanc", aet="PACS", check_called_aet=True).start()
+    # Orthanc reports storage commitment back on an association to the service's own AE.
+    service = {"AET": "MEDCOMPUTE", "Host": "127.0.0.1", "Port": node.running.dicom_port,
+               "AllowStorageCommitment": True}
+    pacs = Orthanc(tmp_path / "orthanc", aet="PACS", check_called_aet=True,
+                   modalities={"medcompute": service}).start()
+    # A PACS that loses what it stored (its Lua script deletes each instance once stored):
+    # it reports the commitment failed for them.
+    forgets = Orthanc(tmp_path / "forgets", aet="FORGETS", modalities={"medcompute": service},
+                      lua=FORGET_LUA).start()
+    # A PACS that does not know the service's AE: it aborts on the commitment request.
+    refuses = Orthanc(tmp_path / "refuses", aet="REFUSES").start()
+    # A PACS that accepts the request but reports to a port where nothing listens: the
+    # wait for the report ends, and each try counts as failed.
+    nowhere = dict(service, Port=free_port())
+    mute = Orthanc(tmp_path / "mute", aet="MUTE", modalities={"medcompute": nowhere}).start()
     later = StoreSCP(tmp_path / "later", aet="LATESCP", port=free_port())
     # Accepts the association, then aborts it on the first C-STORE request.
     aborts = StoreSCP(tmp_path / "aborts", aet="ABORTSCP", extra=("--abort-after",)).start()
@@ -75,12 +96,16 @@ def test_results_are_pushed_retried_and_refused_with_reasons(node, tmp_path):
             c.dicom.register_node("wrong-ae", "NOTPACS", "127.0.0.1", pacs.dicom_port)
             c.dicom.register_node("down", "NOBODY", "127.0.0.1", down_port)
             c.dicom.register_node("aborts", "ABORTSCP", "127.0.0.1", aborts.port)
+            c.dicom.register_node("forgets", "FORGETS", "127.0.0.1", forgets.dicom_port)
+            c.dicom.register_node("mute", "MUTE", "127.0.0.1", mute.dicom_port)
+            c.dicom.register_node("refuses", "REFUSES", "127.0.0.1", refuses.dicom_port)
             assert main(["dicom", "node", "add", "later", "--ae-title", "LATESCP", "--host",
                          "127.0.0.1", "--port", str(later.port), *server]) == 0
-            assert len(c.dicom.nodes()) == 6
+            assert len(c.dicom.nodes()) == 9
             rule = c.dicom.create_rule("local", ["gaussian:sigma=1"], modality="CT",
                                        dicom_nodes=["reading-room", "pacs", "wrong-ae",
-                                                    "down", "later", "aborts"])
+                                                    "down", "later", "aborts", "forgets",
+                                                    "mute", "refuses"])
             files = sorted(os.path.join(CT5N, f) for f in os.listdir(CT5N))
             done = storescu(node.running.dicom_port, files)
             assert done.returncode == 0, done.stderr
@@ -100,7 +125,15 @@ def test_results_are_pushed_retried_and_refused_with_reasons(node, tmp_path):
         ok = dicom_pb2.PUSH_STATE_DELIVERED
         assert pushes["reading-room"].state == ok and pushes["pacs"].state == ok
         assert pushes["reading-room"].instances_delivered == 5
-        assert "storage commitment not requested" in pushes["pacs"].proof
+        # Orthanc commits (N-ACTION, then its N-EVENT-REPORT); dcmtk's storescp does not
+        # offer storage commitment.
+        assert pushes["pacs"].committed
+        assert pushes["pacs"].proof == ("C-STORE success per instance; storage "
+                                        "commitment: committed")
+        assert not pushes["reading-room"].committed
+        assert pushes["reading-room"].proof == (
+            "C-STORE success per instance; not committed: the destination does not offer "
+            "storage commitment")
         wrong = pushes["wrong-ae"]
         assert wrong.state == dicom_pb2.PUSH_STATE_FAILED and wrong.attempts == 1
         assert wrong.reason == "association rejected (permanent): called AE title not " \
@@ -115,6 +148,20 @@ def test_results_are_pushed_retried_and_refused_with_reasons(node, tmp_path):
         assert cut.reason == ("the association ended before the node answered instance 1 of "
                               f"5 (gave up after {ATTEMPTS} tries)")
         assert cut.instances_delivered == 0
+        lost = pushes["forgets"]
+        assert lost.state == dicom_pb2.PUSH_STATE_FAILED and lost.attempts == 1
+        assert re.fullmatch(r"storage commitment failed for [1-5] of 5 instance\(s\): [1-5] x "
+                            r"0112 no such object instance", lost.reason), lost.reason
+        assert not lost.committed and lost.instances_delivered == 5
+        silent = pushes["mute"]
+        assert silent.state == dicom_pb2.PUSH_STATE_FAILED and silent.attempts == ATTEMPTS
+        assert silent.reason == (f"no storage commitment report within {COMMIT_TIMEOUT:g} s "
+                                 f"(gave up after {ATTEMPTS} tries)")
+        aborted = pushes["refuses"]
+        assert aborted.state == dicom_pb2.PUSH_STATE_FAILED and aborted.attempts == ATTEMPTS
+        assert aborted.reason == ("the association ended before the node answered the "
+                                  f"storage commitment request (gave up after {ATTEMPTS} "
+                                  "tries)")
 
         # The same pixels as `medcompute process` with the same pipeline.
         assert main(["process", CT5N, "--op", "gaussian:sigma=1", "-o",
@@ -133,10 +180,21 @@ def test_results_are_pushed_retried_and_refused_with_reasons(node, tmp_path):
         in_pacs = [pydicom.dcmread(BytesIO(pacs.rest_bytes(f"/instances/{i}/file")))
                    for i in shown["Instances"]]
         np.testing.assert_array_equal(_pixels(in_pacs), want)
+        capsys.readouterr()
         assert main(["dicom", "pushes", "--job", job.job_id, *server]) == 0
+        shown_lines = {line.split()[3].split("/")[1]: line
+                       for line in capsys.readouterr().out.splitlines()}
+        assert "delivered" in shown_lines["pacs"]
+        assert shown_lines["pacs"].endswith("instances 5  storage commitment: committed")
+        assert "not committed: the destination does not offer storage commitment" in \
+            shown_lines["reading-room"]
         # Each delivered push is metered and priced (the built-in tariff prices delivery).
         with Client(node.address, timeout=60) as c:
             invoice = c.invoice(time.strftime("%Y-%m", time.gmtime()))
+            usage = c.usage(group_by="subscriber")
+        # GetUsage counts them too: reading-room, pacs and later were delivered.
+        assert usage.totals.deliveries == 3
+        assert [(g.key, g.totals.deliveries) for g in usage.groups] == [("local", 3)]
         (mine,) = invoice.subscribers
         (line,) = [x for x in mine.lines if x.item == "delivery"]
         assert line.quantity == 3 and line.unit_price == "0.005" and line.amount == "0.02"
@@ -145,6 +203,9 @@ def test_results_are_pushed_retried_and_refused_with_reasons(node, tmp_path):
         pacs.stop()
         later.stop()
         aborts.stop()
+        forgets.stop()
+        mute.stop()
+        refuses.stop()
 
 
 @pytest.mark.parametrize(("name", "propose"), [("MR_small_RLE.dcm", "-xr"),

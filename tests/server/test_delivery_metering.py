@@ -69,3 +69,48 @@ def test_delivered_pushes_are_counted_per_sender_and_period(tmp_path):
         asyncio.run(scenario())
     finally:
         book.close()
+
+
+def test_get_usage_totals_show_deliveries_per_subscriber_and_day(tmp_path):
+    from medcompute.proto.v1 import jobs_pb2
+    from medcompute.server.billing_service import BillingService
+    from medcompute.server.guard import Principal
+    from medcompute.server.usage import day_of
+
+    pushes = PushBook(tmp_path)
+    service = BillingService(tmp_path)
+    admin = Principal("ops", frozenset({"admin"}))
+
+    async def scenario():
+        for job, sender, node in (("j1", "a", "n1"), ("j1", "a", "n2"), ("j2", "b", "n1"),
+                                  ("j3", "a", "n1")):
+            await pushes.add_push(job, sender, "r", node)
+        rows = {(p.job_id, p.node): p for p in await pushes.pushes("r")}
+        for key in (("j1", "n1"), ("j2", "n1"), ("j3", "n1")):
+            await pushes.update(rows[key].push_id, "delivered", delivered=5)
+        await pushes.update(rows["j1", "n2"].push_id, "failed", reason="refused")
+        group = jobs_pb2.USAGE_GROUPING_SUBSCRIBER
+        every = await service.get_usage(jobs_pb2.GetUsageRequest(
+            all_subscribers=True, group_by=group), admin)
+        assert every.totals.deliveries == 3 and every.totals.jobs == 0
+        # Subscribers with deliveries only still get their group.
+        assert {g.key: g.totals.deliveries for g in every.groups} == {"a": 2, "b": 1}
+        mine = await service.get_usage(jobs_pb2.GetUsageRequest(),
+                                       Principal("b", frozenset()))
+        assert mine.totals.deliveries == 1
+        days = await service.get_usage(jobs_pb2.GetUsageRequest(
+            all_subscribers=True, group_by=jobs_pb2.USAGE_GROUPING_DAY), admin)
+        assert [(g.key, g.totals.deliveries) for g in days.groups] == [
+            (day_of(time.time()), 3)]
+        # No push was delivered before this test's pushes were made.
+        earlier = await service.get_usage(jobs_pb2.GetUsageRequest(
+            all_subscribers=True, until=rows["j1", "n1"].created_at), admin)
+        assert earlier.totals.deliveries == 0
+        by_device = await service.get_usage(jobs_pb2.GetUsageRequest(
+            all_subscribers=True, group_by=jobs_pb2.USAGE_GROUPING_DEVICE), admin)
+        assert by_device.totals.deliveries == 3 and list(by_device.groups) == []
+    try:
+        asyncio.run(scenario())
+    finally:
+        pushes.close()
+        service.close()
