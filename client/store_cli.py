@@ -337,8 +337,8 @@ def add_store_commands(sub, client_options) -> None:
                           "or the server's own; default: the original), as DICOM; .npy "
                           "for an image registered as a raw array")
     get.add_argument("--level", type=int, default=0, metavar="N",
-                     help="with --version: a lower resolution level (N highest levels dropped; "
-                          "only the bytes it needs are sent)")
+                     help="with --version: a lower resolution level, the image reduced by 2**N "
+                          "per axis (only the bytes it needs are sent)")
     get.add_argument("--compression", **compression)
     get.add_argument("--json", action="store_true", help="print the image's metadata as JSON")
     get.add_argument("-q", "--quiet", action="store_true", help="no progress or summary")

@@ -226,8 +226,10 @@ def make_raw_version(voxels_path: str, tmp: str, *, name: str, ratio: float | No
 
 
 def at_level(files: Sequence[bytes], level: int, *, name: str) -> list[bytes]:
-    """A version's files with every frame cut to resolution level ``level`` (``j2k.prefix``),
-    labelled lossy (a cut lossless version is lossy too)."""
+    """A version's files at resolution level ``level``: every frame the codestream of the
+    image reduced by ``2**level`` per axis (``j2k.reduced``: only the packets that level
+    needs), Rows, Columns and the pixel spacings changed to match, labelled lossy (a
+    reduced lossless version is lossy too)."""
     import pydicom
     from pydicom.encaps import encapsulate, generate_frames
 
@@ -238,8 +240,13 @@ def at_level(files: Sequence[bytes], level: int, *, name: str) -> list[bytes]:
         with dicom.quiet_pydicom():
             ds = pydicom.dcmread(io.BytesIO(data))
         frames = int(ds.get("NumberOfFrames", 1) or 1)
-        streams = [j2k.prefix(f, level) for f in
+        streams = [j2k.reduced(f, level) for f in
                    generate_frames(ds.PixelData, number_of_frames=frames)]
+        ds.Rows = j2k.reduced_size(int(ds.Rows), level)
+        ds.Columns = j2k.reduced_size(int(ds.Columns), level)
+        for keyword in ("PixelSpacing", "ImagerPixelSpacing", "NominalScannedPixelSpacing"):
+            if ds.get(keyword):
+                setattr(ds, keyword, [round(float(v) * 2 ** level, 6) for v in ds[keyword].value])
         raw = frames * int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1)) \
             * int(ds.BitsAllocated) // 8
         coded = sum(len(s) for s in streams)

@@ -8,7 +8,7 @@ The first request for a version of an image makes it on a Dask worker
 image (role ``version:<name>``) with what was measured (ratio, maximum error, PSNR,
 resolution levels) in the blob's facts, and counted in the image's stored bytes. Later
 requests are served from that blob. A version can be sent cut to a lower resolution
-level: only the bytes of each frame's codestream that level needs (``j2k.prefix``).
+level: the image reduced by 2**level per axis, from only the bytes it needs (``j2k.reduced``).
 
 Versions are DICOM files. An image registered as a raw array (or derived from one) gets
 them too, made of its voxels: one multi-frame secondary-capture file, each slice a

@@ -112,6 +112,17 @@ def test_raw_volume_versions_as_voxels_on_the_command_line(server, client, capsy
     assert recorded["compression_ratio"] >= recorded["configured_ratio"] == 10
     fetched = client.store.get(image, version="thumbnail")
     assert fetched.array.shape == volume.shape and fetched.files
+    small = tmp_path / "small.npy"
+    assert main(["store", "get", image.image_id, "--version", "lossless", "--level", "2",
+                 "-o", str(small), *s]) == 0
+    assert "resolution level 2" in capsys.readouterr().err
+    reduced = np.load(small)
+    assert reduced.shape == (2, 16, 16) and reduced.dtype == np.int16
+    means = volume.astype(float).reshape(2, 16, 4, 16, 4).mean(axis=(2, 4))
+    assert np.abs(reduced - means).mean() < 0.05 * (float(volume.max()) - float(volume.min()))
+    cut = client.store.get(image, version="lossless", resolution_level=2)
+    assert sum(map(len, cut.files)) < sum(map(len, client.store.get(
+        image, version="lossless").files))
 
 
 def test_processing_reads_the_lossless_voxels_unless_a_version_is_named(client, tmp_path):

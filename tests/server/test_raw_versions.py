@@ -127,3 +127,28 @@ def test_make_versions_makes_a_raw_volume_s_versions_after_registration(tmp_path
         return True
 
     assert H.with_store(tmp_path, body, make_versions=True)
+
+
+@pytest.mark.parametrize("name", ["lossless", "review"])
+def test_a_raw_volume_at_a_lower_resolution_level_is_reduced_per_axis(tmp_path, name):
+    from scipy.ndimage import uniform_filter
+
+    volume = H.synthetic_volume("uint16", shape=(2, 96, 80), seed=6)
+
+    async def body(store):
+        record = await register(store, volume)
+        spec = store.versions.resolve(name)
+        _, full = await fetched_files(store, record, spec)
+        for level in (1, 2):
+            version, files = await fetched_files(store, record, spec, level)
+            assert sum(map(len, files)) < sum(map(len, full))
+            small = version_voxels(files, record.shape, np.dtype(record.dtype))
+            f = 2 ** level
+            assert small.shape == (2, 96 // f, 80 // f) and small.dtype == np.uint16
+            expected = uniform_filter(volume.astype(float), size=(1, f, f),
+                                      mode="nearest")[:, ::f, ::f]
+            span = float(volume.max()) - float(volume.min())
+            assert float(np.abs(small - expected).mean()) < 0.02 * span
+        return True
+
+    assert H.with_store(tmp_path, body)
