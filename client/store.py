@@ -125,6 +125,26 @@ class StoredImage:
         return data
 
 
+def version_voxels(files: Sequence[bytes], shape: Sequence[int], dtype) -> np.ndarray:
+    """The voxels of a raw image's version: its frames (slices, in order, JPEG 2000
+    decoded by pydicom) as an array of the image's ``shape``; at a lower resolution level
+    the frames are smaller and so are the last two axes."""
+    import io
+
+    import pydicom
+
+    frames = []
+    for data in files:
+        ds = pydicom.dcmread(io.BytesIO(data))
+        frames.append(ds.pixel_array.reshape(-1, int(ds.Rows), int(ds.Columns)))
+    stack = np.concatenate(frames)
+    out_shape = tuple(shape[:-2]) + stack.shape[1:]
+    if math.prod(out_shape) != stack.size:
+        raise ServiceError(grpc.StatusCode.DATA_LOSS, f"the version's {stack.shape[0]} frames "
+                           f"do not make an image of shape {tuple(shape)}")
+    return stack.reshape(out_shape).astype(dtype, copy=False)
+
+
 @dataclass
 class Fetched:
     """What Get returned: the image's description, and its voxels or its DICOM files."""
@@ -132,6 +152,8 @@ class Fetched:
     image: StoredImage
     array: np.ndarray | None = None
     files: list[bytes] = field(default_factory=list)
+    #: A version of an image registered as a raw array also comes decoded in ``array``
+    #: (at a resolution level N, each of the last two axes ``ceil(n / 2**N)`` long).
     #: The version sent (name, purpose, compression_ratio, max_error ...); None: the original.
     version: dict | None = None
     resolution_level: int = 0
@@ -278,7 +300,8 @@ class StoreClient:
         """The voxels of a stored image, or (``dicom=True``) its DICOM files: the original
         files, or a derived image's derived series. ``version`` (a name or a purpose, e.g.
         ``"review"``) fetches that compressed version's DICOM files instead, optionally cut
-        to a lower ``resolution_level``."""
+        to a lower ``resolution_level``; for an image registered as a raw array they also
+        come decoded, as ``array``."""
         fmt = (store_pb2.STORED_FORMAT_DICOM if dicom or version
                else store_pb2.STORED_FORMAT_VOXELS)
         request = store_pb2.GetRequest(
@@ -325,7 +348,9 @@ class StoreClient:
         for n in data.file_sizes:
             files.append(bytes(view[at:at + n]))
             at += n
-        return Fetched(image, files=files, version=version, resolution_level=level)
+        array = (version_voxels(files, image.shape, image.dtype)
+                 if version is not None and not image.message.dicom_files else None)
+        return Fetched(image, array=array, files=files, version=version, resolution_level=level)
 
     def info(self, image_id, *, timeout: float | None = None) -> StoredImage:
         """The description of one image (a Get of its header only)."""

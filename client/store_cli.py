@@ -4,7 +4,8 @@
     medcompute store find [--patient-id ID] [--study UID] [--series UID] [--modality M]
                           [--from DATE] [--to DATE] [--kind original|derived] [-q]
     medcompute store get ID -o OUT          (.npy voxels, .dcm or a folder DICOM, .png preview)
-                         [--version NAME|PURPOSE [--level N]]   (a compressed version, DICOM)
+                         [--version NAME|PURPOSE [--level N]]   (a compressed version: DICOM,
+                                   or .npy voxels of an image registered as a raw array)
     medcompute store info ID
     medcompute store rm ID...
     medcompute store verify | backup DEST | purge [--dry-run]
@@ -146,8 +147,9 @@ def _get(args) -> int:
         return _fail("get", f"{out}: expected .npy (voxels), .dcm or a folder (DICOM), "
                      ".png (preview)")
     progress = sys.stderr.isatty() and not args.quiet
-    if (args.version or args.level) and suffix in (".npy", ".png"):
-        return _fail("get", "--version: a version is written as DICOM files (.dcm or a folder)")
+    if args.version and suffix == ".png":
+        return _fail("get", "--version: a version is written as DICOM files (.dcm or a folder) "
+                     "or, of an image registered as a raw array, as voxels (.npy)")
     with StoreClient(args.server, timeout=args.timeout, **connection(args)) as store:
         if suffix == ".png":
             preview = store.preview(args.image_id, max_size=args.size or 0)
@@ -157,7 +159,12 @@ def _get(args) -> int:
         elif suffix == ".npy":
             import numpy as np
 
-            fetched = store.get(args.image_id, compression=args.compression, progress=progress)
+            fetched = store.get(args.image_id, compression=args.compression, progress=progress,
+                                version=args.version or "", resolution_level=args.level)
+            if fetched.array is None:
+                return _fail("get", "--version: a version of a DICOM image is written as DICOM "
+                             "files (.dcm or a folder); .npy takes versions of raw arrays")
+            _print_version(fetched, args)
             out.parent.mkdir(parents=True, exist_ok=True)
             np.save(out, fetched.array)
             written, image = [out], fetched.image
@@ -170,18 +177,22 @@ def _get(args) -> int:
             except ValueError as exc:
                 return _fail("get", exc)
             image = fetched.image
-            if fetched.version and not args.quiet:
-                v = fetched.version
-                error = ("bit-exact" if v.get("lossless") else
-                         f"max error {v.get('max_error', 0):g}, PSNR {v.get('psnr_db', 0):.1f} dB")
-                print(f"version {v['name']} ({v.get('purpose', '')}): compression ratio "
-                      f"{v.get('compression_ratio', 0):.1f}, {error}, resolution level "
-                      f"{fetched.resolution_level}", file=sys.stderr)
+            _print_version(fetched, args)
     if args.json:
         print(json.dumps(image.to_dict(), indent=2))
     elif not args.quiet:
         print(f"{_line(image)}: {len(written)} file(s) written to {out}", file=sys.stderr)
     return 0
+
+
+def _print_version(fetched, args) -> None:
+    if fetched.version and not args.quiet:
+        v = fetched.version
+        error = ("bit-exact" if v.get("lossless") else
+                 f"max error {v.get('max_error', 0):g}, PSNR {v.get('psnr_db', 0):.1f} dB")
+        print(f"version {v['name']} ({v.get('purpose', '')}): compression ratio "
+              f"{v.get('compression_ratio', 0):.1f}, {error}, resolution level "
+              f"{fetched.resolution_level}", file=sys.stderr)
 
 
 def _info(args) -> int:
@@ -323,10 +334,11 @@ def add_store_commands(sub, client_options) -> None:
     get.add_argument("--size", type=int, help="preview: longest edge in pixels (default 256)")
     get.add_argument("--version", metavar="NAME",
                      help="a compressed version by name or purpose (lossless, review, thumbnail "
-                          "or the server's own; default: the original), as DICOM")
+                          "or the server's own; default: the original), as DICOM; .npy "
+                          "for an image registered as a raw array")
     get.add_argument("--level", type=int, default=0, metavar="N",
-                     help="with --version: a lower resolution level (N highest levels dropped; "
-                          "only the bytes it needs are sent)")
+                     help="with --version: a lower resolution level, the image reduced by 2**N "
+                          "per axis (only the bytes it needs are sent)")
     get.add_argument("--compression", **compression)
     get.add_argument("--json", action="store_true", help="print the image's metadata as JSON")
     get.add_argument("-q", "--quiet", action="store_true", help="no progress or summary")

@@ -24,7 +24,7 @@ import numpy as np
 from medcompute.proto.v1 import image_pb2
 from medcompute.server import blobs as blobfiles
 from medcompute.server import jobs
-from medcompute.server.errors import MedcomputeError, Unavailable
+from medcompute.server.errors import FailedPrecondition, MedcomputeError, Unavailable
 from medcompute.server.image_catalog import BlobRef, ImageRecord
 from medcompute.server.metering import usage_record
 from medcompute.server.operations import Geometry, resolve_pipeline
@@ -72,6 +72,10 @@ async def _version(store: ImageStore, record: ImageRecord, e: ExpectedImage):
     field = e.field.rsplit(".", 1)[0] + ".version"
     try:
         spec = store.versions.resolve(e.version, field)
+        if record.blob("dicom") is None:
+            raise FailedPrecondition("versions are made of DICOM files for processing: this "
+                                     "image was registered as a raw array, whose versions "
+                                     "Store.Get serves; process the original", field)
         await store.readable(record, spec.name)
         return await store.versions.get(record, spec)
     except MedcomputeError as exc:

@@ -11,6 +11,14 @@ lowest resolutions, a prefix of the codestream. `prefix` cuts it, rewrites the
 tile-part length and closes it with EOC; a standard decoder decodes it to the full
 size with the dropped detail bands at zero (an upsampled lower resolution).
 
+`reduced` makes of the same prefix the codestream of the image at that lower resolution
+(each axis ``ceil(n / 2**level)`` long), without decoding: the image and tile sizes in
+SIZ divided, ``level`` fewer decomposition levels in COD (and their precinct sizes
+dropped), the quantization of the dropped sub-bands left out of QCD, the packet lengths
+of the kept packets in PLT. The kept packets decode to the same low-pass coefficients,
+so any decoder gives what a decoder asked to discard ``level`` resolutions (OpenJPEG's
+``reduce``, which the installed binding does not expose) gives.
+
 No I/O, no Dask: used by the worker tasks that make versions and by the store.
 """
 
@@ -23,9 +31,12 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = ["Encoded", "Layout", "encode_frame", "decode_frame", "layout", "prefix",
-           "error_of", "CodestreamError"]
+           "reduced", "reduced_size", "error_of", "CodestreamError"]
 
 _SOC, _SIZ, _COD, _SOT, _PLT, _SOD, _EOC = 0xFF4F, 0xFF51, 0xFF52, 0xFF90, 0xFF58, 0xFF93, 0xFFD9
+_QCD = 0xFF5C
+#: Main-header markers `reduced` carries over unchanged (comments, capabilities).
+_KEPT = frozenset({0xFF64, 0xFF50})
 _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
 
@@ -148,3 +159,67 @@ def prefix(codestream: bytes, level: int, where: Layout | None = None) -> bytes:
     _U32.pack_into(out, lay.sot + 6, len(out) - lay.sot)   # Psot: this tile-part's length
     out += _U16.pack(_EOC)
     return bytes(out)
+
+
+def reduced_size(n: int, level: int) -> int:
+    """The length of an axis of ``n`` samples at resolution level ``level``."""
+    return -(-n >> level)
+
+
+def _segments(cs: bytes, lay: Layout) -> list[tuple[int, bytearray]]:
+    """The main header's marker segments (marker, body after the length), SOC to SOT."""
+    at, out = 2, []
+    while at < lay.sot:
+        marker, length = _U16.unpack_from(cs, at)[0], _U16.unpack_from(cs, at + 2)[0]
+        out.append((marker, bytearray(cs[at + 4:at + 2 + length])))
+        at += 2 + length
+    return out
+
+
+def _plt(lengths) -> bytes:
+    body = bytearray([0])                                   # Zplt
+    for value in lengths:
+        groups = [value & 0x7F]
+        while value := value >> 7:
+            groups.append(value & 0x7F)
+        body += bytes([g | 0x80 for g in reversed(groups[1:])] + [groups[0]])
+    return bytes(body)
+
+
+def reduced(codestream: bytes, level: int, where: Layout | None = None) -> bytes:
+    """The codestream of the image at resolution level ``level`` (0: unchanged): each
+    axis ``reduced_size(n, level)`` long, made of the packets `prefix` keeps."""
+    lay = where or layout(codestream)
+    if not 0 <= level < lay.resolutions:
+        raise ValueError(f"level {level} outside 0..{lay.resolutions - 1}")
+    if level == 0:
+        return bytes(codestream)
+    levels = lay.resolutions - 1                            # decomposition levels
+    out = bytearray(_U16.pack(_SOC))
+    for marker, body in _segments(codestream, lay):
+        if marker == _SIZ:
+            for at in (2, 6, 18, 22):                       # Xsiz, Ysiz, XTsiz, YTsiz
+                _U32.pack_into(body, at, reduced_size(_U32.unpack_from(body, at)[0], level))
+            if any(_U32.unpack_from(body, at)[0] for at in (10, 14, 26, 30)):
+                raise CodestreamError("an image or tile offset in SIZ")
+        elif marker == _COD:
+            body[5] = levels - level
+            if body[0] & 1:                                 # precinct sizes, one a resolution
+                del body[11 + levels - level:11 + levels]
+        elif marker == _QCD:
+            style, bands = body[0] & 0x1F, 3 * (levels - level) + 1
+            if style == 0:                                  # no quantization: 1 byte a band
+                del body[1 + bands:]
+            elif style == 2:                                # scalar expounded: 2 bytes a band
+                del body[1 + 2 * bands:]
+        elif marker not in _KEPT:
+            raise CodestreamError(f"marker {marker:#06x} in the main header")
+        out += _U16.pack(marker) + _U16.pack(len(body) + 2) + body
+    keep = (lay.resolutions - level) * lay.components
+    plt = _plt(lay.packets[:keep])
+    packets = codestream[lay.data:lay.data + sum(lay.packets[:keep])]
+    tile = bytearray(_U16.pack(_SOT) + _U16.pack(10) + _U16.pack(0) + _U32.pack(0)
+                     + bytes([0, 1]))                       # Isot 0, Psot, TPsot 0, TNsot 1
+    tile += _U16.pack(_PLT) + _U16.pack(len(plt) + 2) + plt + _U16.pack(_SOD) + packets
+    _U32.pack_into(tile, 6, len(tile))
+    return bytes(out + tile + _U16.pack(_EOC))

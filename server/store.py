@@ -267,9 +267,11 @@ class ImageStore:
         with self._activity():
             if e.encoding == "raw":
                 self._check_voxels(e.shape, "header.image.shape")
-                return await self._register_raw(e, chunks, owner, meta, expires)
-            stored, existing, differing = await self._register_dicom(e, chunks, owner, meta,
-                                                                     expires)
+                stored, existing, differing = await self._register_raw(e, chunks, owner,
+                                                                       meta, expires)
+            else:
+                stored, existing, differing = await self._register_dicom(e, chunks, owner,
+                                                                         meta, expires)
         if self.config.make_versions and not existing:
             self.versions.make_soon(stored)
         return stored, existing, differing

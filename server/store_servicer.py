@@ -11,6 +11,7 @@ from medcompute.server.dicom_meta import CONDITIONS
 from medcompute.server.errors import InvalidArgument
 from medcompute.server.guard import Guard, rpc
 from medcompute.server.image_catalog import FindFilter, ImageRecord
+from medcompute.server.j2k import reduced_size
 from medcompute.server.store import METADATA_TEXT_FIELDS, ImageStore
 from medcompute.server.transport import header_and_chunks
 from medcompute.server.versions import Version, versions_of
@@ -149,11 +150,15 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
                                          resolution_level=request.resolution_level)
             call.detail = f"version {version.name}, resolution level {request.resolution_level}"
             role = "version:" + version.name
+        shape = tuple(record.shape)
+        if spec is not None and request.resolution_level:   # each frame reduced per axis
+            shape = shape[:-2] + tuple(reduced_size(n, request.resolution_level)
+                                       for n in shape[-2:])
         if not request.header_only and self.store.tiers.read_from(record, role) == "cold":
             call.detail = ", ".join(filter(None, [call.detail, "served from the cold tier"]))
         header.image.CopyFrom(image_message(record))
         header.data.CopyFrom(image_pb2.ImageDescriptor(
-            encoding=info.encoding, shape=record.shape, dtype=wire.dtype_to_proto(record.dtype),
+            encoding=info.encoding, shape=shape, dtype=wire.dtype_to_proto(record.dtype),
             spacing_mm=record.spacing or (), file_sizes=info.file_sizes,
             compression=info.compression, size=info.size, crc32=info.crc32))
         yield store_pb2.GetResponse(header=header)

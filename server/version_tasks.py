@@ -25,7 +25,8 @@ from medcompute.server.blobs import BlobWriter
 from medcompute.server.errors import FailedPrecondition
 from medcompute.server.store_tasks import dicom_parts
 
-__all__ = ["make_version", "at_level", "LOSSLESS_SYNTAX", "LOSSY_SYNTAX"]
+__all__ = ["make_version", "make_raw_version", "at_level", "raw_dataset", "RAW_DTYPES",
+           "LOSSLESS_SYNTAX", "LOSSY_SYNTAX"]
 
 LOSSLESS_SYNTAX = "1.2.840.10008.1.2.4.90"    # JPEG 2000 Image Compression (Lossless Only)
 LOSSY_SYNTAX = "1.2.840.10008.1.2.4.91"       # JPEG 2000 Image Compression
@@ -144,9 +145,13 @@ def make_version(dicom_path: str, file_sizes, tmp: str, *, name: str,
     uncompressed to coded pixel bytes, the maximum absolute error and the lowest PSNR
     of any frame (None when bit-exact), the resolution levels every frame has.
     """
+    return _made([_version_file(part, ratio, name)
+                  for part in dicom_parts(dicom_path, file_sizes)], tmp)
+
+
+def _made(made: list[tuple[bytes, dict]], tmp: str) -> dict:
     files, raw, coded, worst, psnr, levels = [], 0, 0, 0.0, None, 64
-    for part in dicom_parts(dicom_path, file_sizes):
-        data, facts = _version_file(part, ratio, name)
+    for data, facts in made:
         files.append(data)
         raw += facts["raw_bytes"]
         coded += facts["coded_bytes"]
@@ -163,9 +168,68 @@ def make_version(dicom_path: str, file_sizes, tmp: str, *, name: str,
             "psnr_db": psnr, "resolutions": levels, "pixel_bytes": coded}
 
 
+#: The dtypes of raw arrays that get versions: integers of 8 and 16 bits. 32-bit integers
+#: and floats have none (JPEG 2000 in DICOM, as OpenJPEG encodes it, carries at most 16
+#: bits allocated per sample here and no floating point).
+RAW_DTYPES = ("|u1", "|i1", "<u2", "<i2")
+_SC_BYTE = "1.2.840.10008.5.1.4.1.1.7.2"     # Multi-frame Grayscale Byte SC Image Storage
+_SC_WORD = "1.2.840.10008.5.1.4.1.1.7.3"     # Multi-frame Grayscale Word SC Image Storage
+
+
+def raw_dataset(array: np.ndarray, *, uid_source: str):
+    """A raw array (rows, cols) or (frames, rows, cols) as one uncompressed multi-frame
+    secondary-capture DICOM dataset, frame k being ``array[k]``: what a raw image's
+    versions are made of. Carries no patient data; the UIDs derive from ``uid_source``."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    dtype = np.dtype(array.dtype)
+    if dtype.str not in RAW_DTYPES:
+        raise FailedPrecondition(f"versions of a raw array are made of 8- or 16-bit integers "
+                                 f"(uint8, int8, uint16, int16); this image's dtype is "
+                                 f"{dtype.name}", "version")
+    if array.ndim not in (2, 3):
+        raise FailedPrecondition(f"versions of a raw array are made of 2-D images or 3-D "
+                                 f"volumes (frames, rows, cols); this image has {array.ndim} "
+                                 "axes", "version")
+    frames = array.reshape((-1,) + array.shape[-2:])
+    bits = dtype.itemsize * 8
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID = _SC_BYTE if bits == 8 else _SC_WORD
+    ds.SOPInstanceUID = generate_uid(entropy_srcs=[uid_source, "instance"])
+    ds.StudyInstanceUID = generate_uid(entropy_srcs=[uid_source, "study"])
+    ds.SeriesInstanceUID = generate_uid(entropy_srcs=[uid_source, "series"])
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.Modality = "OT"
+    ds.ConversionType = "WSD"
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.NumberOfFrames = frames.shape[0]
+    ds.Rows, ds.Columns = frames.shape[1], frames.shape[2]
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = bits, bits, bits - 1
+    ds.PixelRepresentation = 1 if dtype.kind == "i" else 0
+    ds.PixelData = np.ascontiguousarray(frames, dtype=dtype.newbyteorder("<")).tobytes()
+    ds["PixelData"].VR = "OB" if bits == 8 else "OW"
+    return ds
+
+
+def make_raw_version(voxels_path: str, tmp: str, *, name: str, ratio: float | None,
+                     uid_source: str) -> dict:
+    """`make_version` for an image registered as a raw array: its voxels as one
+    multi-frame DICOM file (`raw_dataset`), every frame (slice) a JPEG 2000 codestream."""
+    from medcompute.server.blobs import read_voxels
+
+    data = _write(raw_dataset(read_voxels(voxels_path), uid_source=uid_source))
+    return _made([_version_file(data, ratio, name)], tmp)
+
+
 def at_level(files: Sequence[bytes], level: int, *, name: str) -> list[bytes]:
-    """A version's files with every frame cut to resolution level ``level`` (``j2k.prefix``),
-    labelled lossy (a cut lossless version is lossy too)."""
+    """A version's files at resolution level ``level``: every frame the codestream of the
+    image reduced by ``2**level`` per axis (``j2k.reduced``: only the packets that level
+    needs), Rows, Columns and the pixel spacings changed to match, labelled lossy (a
+    reduced lossless version is lossy too)."""
     import pydicom
     from pydicom.encaps import encapsulate, generate_frames
 
@@ -176,8 +240,13 @@ def at_level(files: Sequence[bytes], level: int, *, name: str) -> list[bytes]:
         with dicom.quiet_pydicom():
             ds = pydicom.dcmread(io.BytesIO(data))
         frames = int(ds.get("NumberOfFrames", 1) or 1)
-        streams = [j2k.prefix(f, level) for f in
+        streams = [j2k.reduced(f, level) for f in
                    generate_frames(ds.PixelData, number_of_frames=frames)]
+        ds.Rows = j2k.reduced_size(int(ds.Rows), level)
+        ds.Columns = j2k.reduced_size(int(ds.Columns), level)
+        for keyword in ("PixelSpacing", "ImagerPixelSpacing", "NominalScannedPixelSpacing"):
+            if ds.get(keyword):
+                setattr(ds, keyword, [round(float(v) * 2 ** level, 6) for v in ds[keyword].value])
         raw = frames * int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel", 1)) \
             * int(ds.BitsAllocated) // 8
         coded = sum(len(s) for s in streams)

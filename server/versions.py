@@ -8,10 +8,14 @@ The first request for a version of an image makes it on a Dask worker
 image (role ``version:<name>``) with what was measured (ratio, maximum error, PSNR,
 resolution levels) in the blob's facts, and counted in the image's stored bytes. Later
 requests are served from that blob. A version can be sent cut to a lower resolution
-level: only the bytes of each frame's codestream that level needs (``j2k.prefix``).
+level: the image reduced by 2**level per axis, from only the bytes it needs (``j2k.reduced``).
 
-Versions are made of DICOM files: an image registered as a raw array has none.
-Processing always reads the stored voxels, decoded from the original (lossless).
+Versions are DICOM files. An image registered as a raw array (or derived from one) gets
+them too, made of its voxels: one multi-frame secondary-capture file, each slice a
+frame (``version_tasks.raw_dataset``; 8- and 16-bit integer dtypes only, others are
+refused with FailedPrecondition naming the dtype); processing takes versions of DICOM
+images only. Processing always reads the stored voxels, decoded from the original
+(lossless), unless the request names a version.
 """
 
 from __future__ import annotations
@@ -23,12 +27,21 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from medcompute.proto import wire
 from medcompute.proto.v1 import image_pb2
 from medcompute.server.blob_streams import file_chunks, prefetched
 from medcompute.server.errors import FailedPrecondition, InvalidArgument
 from medcompute.server.image_catalog import BlobRef, ImageRecord
-from medcompute.server.version_tasks import LOSSLESS_SYNTAX, LOSSY_SYNTAX, at_level, make_version
+from medcompute.server.version_tasks import (
+    LOSSLESS_SYNTAX,
+    LOSSY_SYNTAX,
+    RAW_DTYPES,
+    at_level,
+    make_raw_version,
+    make_version,
+)
 
 if TYPE_CHECKING:
     from medcompute.server.store import StreamInfo
@@ -124,7 +137,8 @@ class Versions:
         """Make every configured version of a newly registered image in the background
         (``--make-versions``); a version that cannot be made is logged and left to be
         made (or refused) on its first request."""
-        if record.blob("dicom") is None or not self.specs:
+        if not self.specs or (record.blob("dicom") is None
+                              and record.dtype not in RAW_DTYPES):
             return
         task = asyncio.get_running_loop().create_task(self._make_all(record))
         self._background.add(task)
@@ -165,10 +179,12 @@ class Versions:
         if blob is not None:
             return _version(blob)
         dicom = record.blob("dicom")
-        if dicom is None:
-            raise FailedPrecondition("versions are made of DICOM files and this image was "
-                                     "registered as a raw array (or derived from one); ask for "
-                                     "the original", "version")
+        source = dicom or record.blob("voxels")
+        if dicom is None and record.dtype not in RAW_DTYPES:
+            raise FailedPrecondition(
+                f"versions of a raw array are made of 8- or 16-bit integers (uint8, int8, "
+                f"uint16, int16); this image's dtype is {np.dtype(record.dtype).name}: ask "
+                "for the original", "version")
         key = (record.id, spec.name)
         lock = self._making.setdefault(key, asyncio.Lock())
         try:
@@ -176,20 +192,27 @@ class Versions:
                 fresh = await self.store.get(record.id, owner=record.owner)
                 if fresh.blob(role) is not None:
                     return _version(fresh.blob(role))
-                self.store.space.check("blobs", "catalog", incoming=dicom.size)
+                self.store.space.check("blobs", "catalog", incoming=source.size)
                 blob = await self._make(record, spec, dicom)
         finally:
             if not lock.locked():       # nobody else is waiting on it
                 self._making.pop(key, None)
         return _version(blob)
 
-    async def _make(self, record: ImageRecord, spec: VersionSpec, dicom: BlobRef) -> BlobRef:
+    async def _make(self, record: ImageRecord, spec: VersionSpec, dicom: BlobRef | None
+                    ) -> BlobRef:
         store = self.store
         tmp = store.blobs.new_tmp()
         try:
-            made = await store.runner(make_version, str(store.blobs.path(dicom.digest)),
-                                      record.file_sizes, str(tmp), name=spec.name,
-                                      ratio=spec.ratio)
+            if dicom is not None:
+                made = await store.runner(make_version, str(store.blobs.path(dicom.digest)),
+                                          record.file_sizes, str(tmp), name=spec.name,
+                                          ratio=spec.ratio)
+            else:
+                voxels = record.blob("voxels")
+                made = await store.runner(make_raw_version, str(store.blobs.path(voxels.digest)),
+                                          str(tmp), name=spec.name, ratio=spec.ratio,
+                                          uid_source=f"{record.id}:{voxels.digest}")
             info = json.dumps({
                 "name": spec.name, "purpose": spec.purpose, "lossless": spec.lossless,
                 "syntax": LOSSLESS_SYNTAX if spec.lossless else LOSSY_SYNTAX,

@@ -218,3 +218,15 @@ def jpeg_lossless_ct() -> bytes:
     ds.file_meta.TransferSyntaxUID = JPEGLosslessSV1
     ds.SOPInstanceUID = generate_uid()
     return encode(ds)
+
+
+def synthetic_volume(dtype: str, shape=(3, 96, 80), seed: int = 11) -> np.ndarray:
+    """Smooth anatomy-like ramps and blobs plus seeded noise, over most of the dtype's
+    range (negative values too for int16)."""
+    rng = np.random.default_rng(seed)
+    z, y, x = np.mgrid[0:shape[0], 0:shape[1], 0:shape[2]]
+    info = np.iinfo(dtype)
+    field = 0.5 + 0.35 * np.sin(x / 11.0 + z) * np.cos(y / 15.0)
+    field += rng.normal(0, 0.01, field.shape)
+    values = info.min + field * (float(info.max) - info.min)
+    return np.clip(values, info.min, info.max).astype(dtype)

@@ -49,7 +49,7 @@ def test_versions_over_grpc_by_name_and_purpose(client):
 
 def test_version_refusals_name_the_field(client, raw_store):
     ct = client.store.register(H.CT)
-    array = client.store.register(np.zeros((8, 8), dtype=np.uint8))
+    array = client.store.register(np.zeros((64, 64), dtype=np.float32))
     cases = [
         (store_pb2.GetRequest(image_id=ct.image_id, version="sharp"),
          grpc.StatusCode.INVALID_ARGUMENT, "version: expected a version (original, lossless"),
@@ -61,7 +61,9 @@ def test_version_refusals_name_the_field(client, raw_store):
         (store_pb2.GetRequest(image_id=ct.image_id, version="review", resolution_level=9),
          grpc.StatusCode.INVALID_ARGUMENT, "resolution_level: this version has resolution"),
         (store_pb2.GetRequest(image_id=array.image_id, version="review"),
-         grpc.StatusCode.FAILED_PRECONDITION, "version: versions are made of DICOM files"),
+         grpc.StatusCode.FAILED_PRECONDITION,
+         "version: versions of a raw array are made of 8- or 16-bit integers (uint8, int8, "
+         "uint16, int16); this image's dtype is float32"),
     ]
     for request, code, message in cases:
         with pytest.raises(grpc.RpcError) as caught:
@@ -88,6 +90,39 @@ def test_store_get_version_on_the_command_line(server, capsys, tmp_path):
     assert main(["store", "get", ct_id, "--version", "review", "-o",
                  str(tmp_path / "x.npy"), *s]) != 0
     assert "written as DICOM files" in capsys.readouterr().err
+
+
+def test_raw_volume_versions_as_voxels_on_the_command_line(server, client, capsys, tmp_path):
+    volume = H.synthetic_volume("int16", shape=(2, 64, 64), seed=5)
+    image = client.store.register(volume)
+    s = ("--server", server.address)
+    exact, review = tmp_path / "lossless.npy", tmp_path / "review.npy"
+    assert main(["store", "get", image.image_id, "--version", "lossless", "-o", str(exact),
+                 *s]) == 0
+    assert "bit-exact" in capsys.readouterr().err
+    np.testing.assert_array_equal(np.load(exact), volume)
+    assert main(["store", "get", image.image_id, "--version", "review", "-o", str(review),
+                 *s]) == 0
+    assert "version review (review)" in capsys.readouterr().err
+    lossy = np.load(review)
+    assert lossy.shape == volume.shape and lossy.dtype == np.int16
+    recorded = client.store.info(image).versions["review"]
+    error = np.abs(lossy.astype(float) - volume).max()
+    assert 0 < error <= recorded["max_error"]
+    assert recorded["compression_ratio"] >= recorded["configured_ratio"] == 10
+    fetched = client.store.get(image, version="thumbnail")
+    assert fetched.array.shape == volume.shape and fetched.files
+    small = tmp_path / "small.npy"
+    assert main(["store", "get", image.image_id, "--version", "lossless", "--level", "2",
+                 "-o", str(small), *s]) == 0
+    assert "resolution level 2" in capsys.readouterr().err
+    reduced = np.load(small)
+    assert reduced.shape == (2, 16, 16) and reduced.dtype == np.int16
+    means = volume.astype(float).reshape(2, 16, 4, 16, 4).mean(axis=(2, 4))
+    assert np.abs(reduced - means).mean() < 0.05 * (float(volume.max()) - float(volume.min()))
+    cut = client.store.get(image, version="lossless", resolution_level=2)
+    assert sum(map(len, cut.files)) < sum(map(len, client.store.get(
+        image, version="lossless").files))
 
 
 def test_processing_reads_the_lossless_voxels_unless_a_version_is_named(client, tmp_path):

@@ -56,6 +56,50 @@ def test_prefix_holds_only_the_lower_resolutions_and_decodes(ct):
         j2k.prefix(cs, 6)
 
 
+@pytest.mark.parametrize("ratio", [None, 10])
+def test_reduced_is_the_image_at_the_lower_resolution_from_the_same_packets(ratio):
+    rng = np.random.default_rng(7)
+    y, x = np.mgrid[0:100, 0:75]                      # odd sizes: ceil(n / 2**level)
+    image = ((np.sin(x / 17) * np.cos(y / 15) + 1) * 20000
+             + rng.normal(0, 300, x.shape)).clip(0, 65535).astype(np.uint16)
+    cs = j2k.encode_frame(image, 16, ratio=ratio)
+    lay = j2k.layout(cs)
+    assert j2k.reduced(cs, 0) == cs
+    for level in range(1, lay.resolutions):
+        small = j2k.reduced(cs, level)
+        decoded = j2k.decode_frame(small)
+        assert decoded.shape == (j2k.reduced_size(100, level), j2k.reduced_size(75, level))
+        assert decoded.dtype == np.uint16
+        kept = j2k.layout(small)                      # one resolution fewer a level
+        assert kept.resolutions == lay.resolutions - level
+        assert kept.packets == lay.packets[:kept.resolutions]
+        assert len(small) <= len(j2k.prefix(cs, level)) < len(cs)
+        if ratio is None:   # 5/3: the full-size prefix's even samples are the low-pass band
+            np.testing.assert_array_equal(
+                decoded, j2k.decode_frame(j2k.prefix(cs, level))[::2 ** level, ::2 ** level])
+    assert j2k.reduced_size(100, 2) == 25 and j2k.reduced_size(75, 2) == 19
+    with pytest.raises(ValueError, match="level 6 outside 0..5"):
+        j2k.reduced(cs, 6)
+
+
+def test_reduced_keeps_every_component_and_signed_values():
+    rng = np.random.default_rng(8)
+    signed = rng.integers(-3000, 3000, (64, 48)).astype(np.int16)
+    decoded = j2k.decode_frame(j2k.reduced(j2k.encode_frame(signed, 16, ratio=None), 2))
+    assert decoded.shape == (16, 12) and decoded.dtype == np.int16 and decoded.min() < 0
+    rgb = rng.integers(0, 255, (64, 48, 3)).astype(np.uint8)
+    decoded = j2k.decode_frame(j2k.reduced(j2k.encode_frame(rgb, 8, ratio=None, rgb=True), 1))
+    assert decoded.shape == (32, 24, 3)
+
+
+def test_reduced_refuses_a_main_header_it_does_not_know(ct):
+    cs = j2k.encode_frame(ct, 16, ratio=None)
+    lay = j2k.layout(cs)
+    poc = b"\xff\x5f\x00\x09" + bytes(7)                 # a progression order change
+    with pytest.raises(j2k.CodestreamError, match="marker 0xff5f in the main header"):
+        j2k.reduced(cs[:lay.sot] + poc + cs[lay.sot:], 1)
+
+
 def test_layout_refuses_what_it_cannot_cut(ct):
     with pytest.raises(j2k.CodestreamError, match="no SOC marker"):
         j2k.layout(b"\x00\x01\x02\x03")

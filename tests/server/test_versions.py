@@ -159,25 +159,50 @@ def test_configured_versions_replace_the_defaults(tmp_path):
     H.with_store(tmp_path, body, versions=(VersionSpec("key", "teaching", 25.0),))
 
 
-def test_resolution_levels_send_only_the_bytes_they_need(tmp_path):
+def downsampled(image: np.ndarray, level: int) -> np.ndarray:
+    """``image`` downsampled by ``2**level`` per axis: the mean of the ``2**level`` square
+    around each kept sample (rows and columns ``0, 2**level, ...``, as JPEG 2000 keeps)."""
+    from scipy.ndimage import uniform_filter
+
+    f = 2 ** level
+    return uniform_filter(image.astype(float), size=f, mode="nearest")[::f, ::f]
+
+
+@pytest.mark.parametrize("name", ["lossless", "review"])
+def test_resolution_levels_send_a_reduced_image_of_only_the_bytes_it_needs(tmp_path, name):
+    from medcompute.server import j2k
+
     async def body(store):
-        record = await _register(store, synthetic_series(12, n=2))
-        spec = store.versions.resolve("lossless")
+        parts = synthetic_series(12, n=2)
+        record = await _register(store, parts)
+        spec = store.versions.resolve(name)
         full_version, info, payloads = await store.versions.fetch(record, spec, 0, NONE)
         full = await _files(payloads, info.file_sizes)
         assert full_version.resolutions == 6
+        original = _pixels(parts[0]).astype(float)
         sizes, errors = [], []
-        for level in (1, 3, 5):
+        for level in (1, 2, 3):
             _, info, payloads = await store.versions.fetch(record, spec, level, NONE)
             files = await _files(payloads, info.file_sizes)
             sizes.append(info.size)
             ds = pydicom.dcmread(io.BytesIO(files[0]))
             assert ds.LossyImageCompression == "01"
-            assert ds.pixel_array.shape == (128, 128)
-            errors.append(float(np.abs(ds.pixel_array.astype(float)
-                                       - _pixels(full[0])).mean()))
+            side = 128 // 2 ** level
+            assert (ds.Rows, ds.Columns) == (side, side)
+            assert [float(v) for v in ds.PixelSpacing] == pytest.approx(
+                [float(v) * 2 ** level for v in pydicom.dcmread(io.BytesIO(parts[0])).PixelSpacing])
+            small = ds.pixel_array
+            assert small.shape == (side, side)
+            # The same packets as the full-size prefix: for the reversible 5/3 wavelet its
+            # even samples are the low-pass coefficients themselves.
+            frame = next(pydicom.encaps.generate_frames(
+                pydicom.dcmread(io.BytesIO(full[0])).PixelData, number_of_frames=1))
+            upsampled = j2k.decode_frame(j2k.prefix(frame, level))
+            if name == "lossless":
+                np.testing.assert_array_equal(small, upsampled[::2 ** level, ::2 ** level])
+            errors.append(float(np.abs(small - downsampled(original, level)).mean()))
         assert sum(len(f) for f in full) > sizes[0] > sizes[1] > sizes[2]
-        assert 0 < errors[0] < errors[1] < errors[2]
+        assert max(errors) < 0.03 * 4095, errors          # close to the downsampled original
         with pytest.raises(InvalidArgument, match="levels 0 to 5; got 6") as e:
             await store.versions.fetch(record, spec, 6, NONE)
         assert e.value.field == "resolution_level"
@@ -187,10 +212,10 @@ def test_resolution_levels_send_only_the_bytes_they_need(tmp_path):
 
 def test_refusals_name_the_field(tmp_path):
     async def body(store):
-        array = np.arange(64 * 64, dtype=np.int16).reshape(64, 64)
+        array = np.arange(64 * 64, dtype=np.float32).reshape(64, 64)
         raw, _, _ = await store.register(H.raw_descriptor(array),
                                          H.stream(H.payloads(array.tobytes())), owner="alice")
-        with pytest.raises(FailedPrecondition, match="registered as a raw array") as e:
+        with pytest.raises(FailedPrecondition, match="dtype is float32") as e:
             await store.versions.get(raw, store.versions.resolve("review"))
         assert e.value.field == "version"
         with pytest.raises(InvalidArgument, match="got 'sharp'") as e:
