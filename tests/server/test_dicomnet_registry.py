@@ -69,3 +69,29 @@ def test_series_complete_when_quiet_or_released(registry):
         assert (done.state, done.image_id) == ("complete", "vol")
         assert await registry.list_series("other") == []
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("host, port, field, message", [
+    ("", 104, "host", "expected the node's host name or IP address"),
+    ("pacs .example", 104, "host", "expected the node's host name or IP address"),
+    ("pacs", 0, "port", "expected a TCP port 1 to 65535, got 0"),
+    ("pacs", 65536, "port", "expected a TCP port 1 to 65535, got 65536"),
+])
+def test_a_node_or_source_address_is_checked_and_nothing_is_kept(tmp_path, host, port, field,
+                                                                   message):
+    from medcompute.server.dicomnet.collect import SourceBook
+    from medcompute.server.dicomnet.push import PushBook
+
+    pushes, sources = PushBook(tmp_path), SourceBook(tmp_path)
+    try:
+        with pytest.raises(InvalidArgument) as err:
+            asyncio.run(pushes.add_node("st-mary", "pacs", "PACS", host, port))
+        assert (err.value.field, err.value.message) == (f"node.{field}", message)
+        with pytest.raises(InvalidArgument) as err:
+            asyncio.run(sources.add("st-mary", "pacs", "PACS", host, port, "move"))
+        assert err.value.field == f"source.{field}"
+        assert err.value.message == message.replace("the node's", "the PACS's")
+        assert asyncio.run(pushes.nodes("st-mary")) == []
+    finally:
+        pushes.close()
+        sources.close()
