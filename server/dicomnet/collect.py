@@ -28,7 +28,7 @@ from pynetdicom.sop_class import (
 from medcompute.server.db import Database
 from medcompute.server.dicom_meta import normalise_date
 from medcompute.server.dicomnet.push import reachable
-from medcompute.server.dicomnet.registry import check_ae_title
+from medcompute.server.dicomnet.registry import check_address, check_ae_title
 from medcompute.server.errors import InvalidArgument, MedcomputeError, NotFound, Unavailable
 from medcompute.server.keys import check_subscriber
 
@@ -111,10 +111,7 @@ class SourceBook(Database):
                   method: str, every: int = 0, days: int = 0, modality: str = "") -> Source:
         check_subscriber(name, "source.name")
         title = check_ae_title(ae_title, "source.ae_title")
-        if not host or any(c.isspace() for c in host):
-            raise InvalidArgument("expected the PACS's host name or IP address", "source.host")
-        if not 1 <= port <= 65535:
-            raise InvalidArgument(f"expected a TCP port 1 to 65535, got {port}", "source.port")
+        check_address(host, port, "source", "the PACS's")
         if method not in METHODS:
             raise InvalidArgument(f"expected one of {', '.join(METHODS)}", "source.method")
         if len(modality) > 16 or "\\" in modality:

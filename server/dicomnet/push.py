@@ -33,8 +33,8 @@ from pynetdicom import AE, evt
 from medcompute.server.db import Database
 from medcompute.server.dicomnet import commit
 from medcompute.server.dicomnet.commit import Commitments
-from medcompute.server.dicomnet.registry import check_ae_title
-from medcompute.server.errors import InvalidArgument, NotFound
+from medcompute.server.dicomnet.registry import check_address, check_ae_title
+from medcompute.server.errors import NotFound
 from medcompute.server.keys import check_subscriber
 from medcompute.server.store_tasks import dicom_parts
 
@@ -160,10 +160,7 @@ class PushBook(Database):
                        port: int) -> Node:
         check_subscriber(name, "node.name")
         title = check_ae_title(ae_title, "node.ae_title")
-        if not host or any(c.isspace() for c in host):
-            raise InvalidArgument("expected the node's host name or IP address", "node.host")
-        if not 1 <= port <= 65535:
-            raise InvalidArgument(f"expected a TCP port 1 to 65535, got {port}", "node.port")
+        check_address(host, port, "node", "the node's")
         node = Node(subscriber, name, title, host, port, time.time())
         await self._call(lambda: self._db.execute(
             "INSERT INTO dicom_node VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(subscriber, name) "

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from medcompute.server.db import Database
 from medcompute.server.errors import InvalidArgument, NotFound
 
-__all__ = ["NodeRegistry", "CallingAE", "Series", "check_ae_title"]
+__all__ = ["NodeRegistry", "CallingAE", "Series", "check_ae_title", "check_address"]
 
 _AE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")   # DICOM AE: 16 chars, no backslash
 
@@ -31,6 +31,15 @@ def check_ae_title(value: str, field: str) -> str:
         raise InvalidArgument("expected 1 to 16 printable ASCII characters without a "
                               f"backslash, not all spaces; got {value!r}", field)
     return title
+
+
+def check_address(host: str, port: int, field: str, whose: str) -> None:
+    """A peer's host (``field.host``) and TCP port (``field.port``); ``whose`` names the peer
+    in the message ("the node's")."""
+    if not host or any(c.isspace() for c in host):
+        raise InvalidArgument(f"expected {whose} host name or IP address", f"{field}.host")
+    if not 1 <= port <= 65535:
+        raise InvalidArgument(f"expected a TCP port 1 to 65535, got {port}", f"{field}.port")
 
 
 @dataclass(frozen=True)

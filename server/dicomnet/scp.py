@@ -101,6 +101,14 @@ def _host_matches(registered: str, address: str) -> bool:
         return False
 
 
+def _sent(event, datasets):
+    """A C-MOVE's or C-GET's instances, one pending status each, until it is cancelled."""
+    for ds in datasets:
+        if event.is_cancelled:
+            yield 0xFE00, None
+            return
+        yield 0xFF00, ds
+
 class StorageSCP:
     """One listening AE: C-ECHO and C-STORE of every storage SOP class."""
 
@@ -285,11 +293,7 @@ class StorageSCP:
                         for ds in datasets})[:128]
         yield node.host, node.port, {"contexts": [build_context(*p) for p in pairs]}
         yield len(datasets)
-        for ds in datasets:
-            if event.is_cancelled:
-                yield 0xFE00, None
-                return
-            yield 0xFF00, ds
+        yield from _sent(event, datasets)
 
     def _on_get(self, event):
         caller = self._caller(event)
@@ -298,11 +302,7 @@ class StorageSCP:
             return
         datasets = self._instances(caller, event.identifier)
         yield len(datasets)
-        for ds in datasets:
-            if event.is_cancelled:
-                yield 0xFE00, None
-                return
-            yield 0xFF00, ds
+        yield from _sent(event, datasets)
 
     def _on_released(self, event) -> None:
         keys = self._forget(event.assoc)
