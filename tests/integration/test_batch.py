@@ -329,12 +329,12 @@ def _jobs_with_input(server, ref: str, since: float = 0.0) -> list:
             if r["inputs"] == [ref] and r["created_at"] >= since]
 
 
-def _wait_ended(server, ref: str, n: int, timeout=30.0) -> list:
+def _wait_ended(server, ref: str, n: int, timeout=30.0, since: float = 0.0) -> list:
     import time
 
     deadline = time.monotonic() + timeout
     while True:
-        rows = _jobs_with_input(server, ref)
+        rows = _jobs_with_input(server, ref, since)
         if len(rows) == n and all(r["state"] in ("SUCCEEDED", "FAILED", "CANCELLED")
                                   for r in rows):
             return rows
@@ -373,6 +373,9 @@ def test_a_cancelled_batch_call_ends_every_job_it_made(server):
 
 
 def test_a_stream_mistake_after_some_images_fails_the_rest_naming_it(server):
+    import time
+
+    started = time.time()      # the server is shared: other tests send 5x5 images too
     header = _raw_header(n=3, shape=(5, 5))
     messages = [batch_pb2.ProcessBatchRequest(header=header), _chunk(0, bytes(25)),
                 _chunk(9, bytes(25))]
@@ -380,7 +383,7 @@ def test_a_stream_mistake_after_some_images_fails_the_rest_naming_it(server):
         _call(server, messages)
     assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "request[2].chunk.item" in info.value.details()
-    rows = _wait_ended(server, "inline:25", 3)
+    rows = _wait_ended(server, "inline:25", 3, since=started)
     failed = [r for r in rows if r["state"] == "FAILED"]
     assert len(failed) >= 2
     assert all(r["error_code"] == "INVALID_ARGUMENT" and "request[2].chunk.item" in r["error"]
