@@ -31,9 +31,11 @@ class BatchServicer(batch_pb2_grpc.BatchServiceServicer):
         header, chunks = await header_and_chunks(request_iterator)
         job_ids = []
 
+        call.per_job = True
+
         def on_job(job_id):
             job_ids.append(job_id)
-            call.object_id = job_ids[0]
+            call.runs(job_id)
             call.detail = f"batch of {len(header.inputs)} images, {len(job_ids)} job(s)"
 
         items = await self.submitter.submit(header, chunks,
@@ -48,8 +50,10 @@ class BatchServicer(batch_pb2_grpc.BatchServiceServicer):
     async def ProcessBatch(self, request_iterator, context, call):
         header, chunks = await header_and_chunks(request_iterator)
 
+        call.per_job = True
+
         def on_jobs(job_ids):
-            call.object_id = job_ids[0]
+            call.runs(*job_ids)
             call.detail = f"batch of {len(header.inputs)} images, jobs {job_ids[0]} ..."
 
         compression = header.process.result_compression

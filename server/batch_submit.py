@@ -105,15 +105,18 @@ class BatchSubmit:
                 yield got
 
         job_ids = []
+
+        def created(job_id: str) -> None:
+            job_ids.append(job_id)
+            if on_job is not None:
+                on_job(job_id)
+
         try:
             info, existing = await self.runner.submit(item, chunks(), subscriber=subscriber,
-                                                      on_job=job_ids.append)
+                                                      on_job=created)
         except Exception as exc:
             job = await self.runner.info(job_ids[0]) if job_ids else None
             return Submitted(i, job=job, error=_rename(exc, i))
-        finally:
-            if job_ids and on_job is not None:
-                on_job(job_ids[0])
         return Submitted(i, job=info, existing=existing)
 
     @staticmethod

@@ -219,16 +219,19 @@ class Catalog(Database):
         names an earlier job, that job and False instead."""
         return await self._commit(self._create, job, request)
 
-    def _queue(self, job: Job, bytes_in: int) -> bool:
+    def _queue(self, job: Job, bytes_in: int, extra=None) -> bool:
         if not self._put_job(job):
             return False
         self._db.execute("UPDATE job_requests SET bytes_in = ? WHERE job_id = ?",
                          (bytes_in, job.id))
+        if extra is not None:
+            extra(self._db)
         return True
 
-    async def queue(self, job: Job, bytes_in: int) -> bool:
-        """The job's inputs are on disk: it is QUEUED (durable when this returns)."""
-        return await self._commit(self._queue, job, bytes_in)
+    async def queue(self, job: Job, bytes_in: int, extra=None) -> bool:
+        """The job's inputs are on disk: it is QUEUED (durable when this returns), with
+        ``extra(db)`` run in the same transaction."""
+        return await self._commit(self._queue, job, bytes_in, extra)
 
     def _request(self, job_id: str) -> dict | None:
         cur = self._db.execute("SELECT * FROM job_requests WHERE job_id = ?", (job_id,))

@@ -6,6 +6,12 @@ bound to one), checks the role the call needs and the limits, and afterwards wri
 one audit entry with the outcome. Errors are mapped to status codes by
 :func:`medcompute.server.status.status_of`, the one place that does so.
 
+A call that runs jobs names them (:meth:`Call.runs`). The end of such a job carries the
+audit entry into the transaction that records the job's end and its usage record
+(:func:`job_audit`), so that the three are on disk together or not at all; the call's
+own entry is then not written a second time, unless the call ended otherwise than its
+job (its caller went away while the result was being sent, say).
+
 Without any API key in the data directory, a server on loopback serves every call as
 the subscriber ``local`` with every role (the embedded default); the first key created
 makes keys required for every call.
@@ -14,11 +20,13 @@ makes keys required for every call.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import functools
 import hashlib
 import inspect
 import logging
 import ssl
+import time
 from dataclasses import dataclass, field
 
 import grpc
@@ -30,7 +38,7 @@ from medcompute.server.keys import ROLES, KeyStore
 from medcompute.server.space import storage_fault
 from medcompute.server.status import rich_status
 
-__all__ = ["Principal", "Call", "Guard", "rpc"]
+__all__ = ["Principal", "Call", "Guard", "JobAudit", "job_audit", "rpc", "CURRENT_CALL"]
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +59,58 @@ class Call:
     object_id: str = ""
     detail: str = ""
     acquired: bool = False
+    #: The jobs this call runs whose ends have not been recorded yet.
+    jobs: set[str] = field(default_factory=set)
+    #: One audit entry per job (a batch), besides the call's own; else the job's entry is
+    #: the call's.
+    per_job: bool = False
+    #: (outcome, detail) of the call's entry, once written with its job's end.
+    audited: tuple[str, str] | None = None
+
+    def runs(self, *job_ids: str) -> None:
+        """The call runs these jobs: the first one is the object it touched."""
+        if not self.object_id and job_ids:
+            self.object_id = job_ids[0]
+        self.jobs.update(job_ids)
+
+
+#: The call being served in this task (set by :func:`rpc` for every call).
+CURRENT_CALL: contextvars.ContextVar[Call | None] = contextvars.ContextVar(
+    "medcompute_call", default=None)
+
+
+@dataclass
+class JobAudit:
+    """The audit entry a job's end writes in its own transaction (see :func:`job_audit`)."""
+
+    call: Call
+    job_id: str
+    outcome: str
+    detail: str
+
+    def write(self, db) -> None:
+        """Insert the entry through ``db``, the connection of the job's transaction."""
+        subscriber = self.call.principal.subscriber if self.call.principal else ""
+        AuditLog._add(db, time.time(), subscriber, self.call.action, self.job_id,
+                      self.outcome, self.detail[:500])
+
+    def committed(self) -> None:
+        """The job's transaction, and so this entry, is on disk."""
+        self.call.jobs.discard(self.job_id)
+        if not self.call.per_job:
+            self.call.audited = (self.outcome, self.detail)
+
+
+def job_audit(job) -> JobAudit | None:
+    """The audit entry for the end of ``job``, when the call being served runs it."""
+    call = CURRENT_CALL.get()
+    if call is None or job.id not in call.jobs:
+        return None
+    state = getattr(job.state, "value", job.state)
+    if state in ("SUCCEEDED", "QUEUED"):     # done; or, for a Submit, accepted
+        return JobAudit(call, job.id, "OK", "" if call.per_job else call.detail)
+    outcome = "CANCELLED" if state == "CANCELLED" else (job.error_code or "UNKNOWN")
+    return JobAudit(call, job.id, outcome, job.error)
 
 
 @dataclass
@@ -158,6 +218,7 @@ def rpc(action: str, role: str | tuple[str, ...] | None, *, job: bool = False,
 
         async def enter(self, context, call: Call) -> None:
             guard: Guard = self.guard
+            CURRENT_CALL.set(call)
             call.principal = await guard.authenticate(context)
             guard.authorize(call.principal, role)
             guard.acquire(call.principal, stream=stream, job=job)
@@ -169,6 +230,8 @@ def rpc(action: str, role: str | tuple[str, ...] | None, *, job: bool = False,
                 guard.release(call.principal, stream=stream, job=job)
             if audit:
                 code, details = outcome or ("CANCELLED", "the caller went away")
+                if call.audited is not None and call.audited[0] == code:
+                    return               # written with its job's end
                 await guard.record(call, code, details)
 
         def failed(exc: Exception) -> tuple[grpc.StatusCode, str, tuple]:

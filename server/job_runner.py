@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import hashlib
 import json
 import logging
@@ -41,6 +42,7 @@ from medcompute.server.errors import (
     ResourceExhausted,
     Unavailable,
 )
+from medcompute.server.guard import job_audit
 from medcompute.server.space import storage_fault
 from medcompute.server.transport import receive_images
 
@@ -310,7 +312,12 @@ class JobRunner:
                 await asyncio.to_thread(_fsync_files, paths, directory)
                 await self.service.stage(request, paths)
             job = jobs.apply(job, jobs.InputsReceived(time.time()))
-            queued = await self.catalog.queue(job, bytes_in)
+            # The submit call's audit entry commits with its job's QUEUED row.
+            entry = job_audit(job)
+            queued = await self.catalog.queue(job, bytes_in,
+                                              entry.write if entry is not None else None)
+            if queued and entry is not None:
+                entry.committed()
         except BaseException as exc:
             reason = self._cancel_reasons.pop(job.id, "the upload was cancelled")
             await asyncio.shield(self.service.fail(job, exc, bytes_in=bytes_in,
@@ -340,7 +347,9 @@ class JobRunner:
     def _launch(self, job_id: str) -> None:
         if job_id in self._tasks or self._stopping:
             return
-        task = asyncio.get_running_loop().create_task(self._run(job_id))
+        # In a context of its own: not the call's that submitted it (its audit entry).
+        task = contextvars.Context().run(asyncio.get_running_loop().create_task,
+                                         self._run(job_id))
         self._tasks[job_id] = task
         task.add_done_callback(lambda _: self._tasks.pop(job_id, None))
 

@@ -21,7 +21,7 @@ class JobsServicer(jobs_pb2_grpc.JobsServiceServicer):
         header, chunks = await header_and_chunks(request_iterator)
         info, existing = await self.runner.submit(
             header, chunks, subscriber=call.principal.subscriber,
-            on_job=lambda job_id: setattr(call, "object_id", job_id))
+            on_job=call.runs)
         if existing:
             call.detail = "idempotency key: the existing job"
         return jobs_pb2.SubmitResponse(job=info, existing=existing)

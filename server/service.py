@@ -29,6 +29,7 @@ from medcompute.server.errors import (
     MedcomputeError,
     ResourceExhausted,
 )
+from medcompute.server.guard import job_audit
 from medcompute.server.metering import usage_record
 from medcompute.server.operations import Geometry, ResolvedOp, resolve_pipeline
 from medcompute.server.space import FreeSpaceReserve, storage_fault
@@ -44,6 +45,17 @@ from medcompute.server.transport import (
 __all__ = ["ProcessingService", "Outcome", "Request", "Staged"]
 
 log = logging.getLogger(__name__)
+
+
+def _both(first, second):
+    """``first(db)`` then ``second(db)`` (either may be None)."""
+    if first is None:
+        return second
+
+    def both(db):
+        first(db)
+        second(db)
+    return both
 
 # The zero values (*_UNSPECIFIED) are the documented defaults: AUTO and RAW.
 _DEVICES = {processing_pb2.DEVICE_UNSPECIFIED: "auto", processing_pb2.DEVICE_AUTO: "auto",
@@ -334,8 +346,16 @@ class ProcessingService:
         return outcome
 
     async def finish(self, job: jobs.Job, usage: dict, extra=None) -> bool:
-        """Record a job's end and its one usage record; False if it had already ended."""
+        """Record a job's end and its one usage record; False if it had already ended.
+
+        When the call being served runs the job, its audit entry is written in the same
+        transaction (:func:`medcompute.server.guard.job_audit`)."""
+        entry = job_audit(job)
+        if entry is not None:
+            extra = _both(extra, entry.write)
         done = await self.catalog.finish_job(job, usage, extra)
+        if done and entry is not None:
+            entry.committed()
         if done and self.metrics is not None:
             try:
                 self.metrics.job_finished(usage)

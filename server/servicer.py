@@ -67,7 +67,7 @@ class ProcessingServicer(processing_pb2_grpc.ProcessingServiceServicer):
         header, chunks = await header_and_chunks(request_iterator)
         outcome = await self.service.process(
             header, chunks, subscriber=call.principal.subscriber,
-            on_job=lambda job_id: setattr(call, "object_id", job_id))
+            on_job=call.runs)
         try:
             compression = header.result_compression
             yield processing_pb2.ProcessResponse(header=result_header(outcome, compression))
