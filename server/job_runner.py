@@ -231,12 +231,15 @@ class JobRunner:
     def _on_worker_event(self, message: dict) -> None:
         # A slab's start says little (the finished slabs are counted instead); a whole job's
         # start names its worker. Events arrive through the scheduler, possibly late.
-        job_id = message.get("job")
-        if job_id in self._tasks and message.get("slab") is None:
-            fraction, text = self._progress.get(job_id, (0.0, ""))
-            if not text.startswith("slab "):
-                self._set_progress(job_id, fraction,
-                                   f"started on {message.get('worker', 'a worker')}")
+        # Several small jobs run together are announced once (``jobs``).
+        if message.get("slab") is not None:
+            return
+        for job_id in message.get("jobs") or [message.get("job")]:
+            if job_id in self._tasks:
+                fraction, text = self._progress.get(job_id, (0.0, ""))
+                if not text.startswith("slab "):
+                    self._set_progress(job_id, fraction,
+                                       f"started on {message.get('worker', 'a worker')}")
 
     # -- submit -------------------------------------------------------------------
     def _job_dir(self, job_id: str) -> Path:

@@ -358,19 +358,21 @@ def _reported(task):
 
 
 @_reported
-def run_task(spec: TaskSpec) -> TaskResult:
-    """Run one job (or one slab of it) on this worker and write its result."""
+def run_task(spec: TaskSpec, *, announce: bool = True) -> TaskResult:
+    """Run one job (or one slab of it) on this worker and write its result; ``announce``:
+    say that it started (a batch of several jobs says so once for all)."""
     _running.job = spec.job_id
     try:
-        return _run_task(spec)
+        return _run_task(spec, announce)
     finally:
         _running.job = None
 
 
-def _run_task(spec: TaskSpec) -> TaskResult:
+def _run_task(spec: TaskSpec, announce: bool = True) -> TaskResult:
     started_at = time.time()
-    _announce(spec.job_id, worker=_worker_address(),
-              slab=spec.region.start if spec.region else None)
+    if announce:
+        _announce(spec.job_id, worker=_worker_address(),
+                  slab=spec.region.start if spec.region else None)
     backend = _backend(spec.device)
     try:
         if spec.region is None:
@@ -445,14 +447,20 @@ def _write_dicom(spec: TaskSpec, out: np.ndarray) -> tuple[tuple[int, ...], int]
 
 @_reported
 def run_batch(specs: list[TaskSpec]) -> list:
-    """Run several small jobs in one task; each gets its own result or its own error."""
+    """Run several small jobs in one task; each gets its own result or its own error.
+
+    Several jobs are announced once, together (``jobs``: their ids): an event per small job
+    costs the worker, the scheduler and the server more than the job itself."""
     results: list = []
+    together = len(specs) > 1
+    if together:
+        _announce(specs[0].job_id, jobs=[s.job_id for s in specs], worker=_worker_address())
     for spec in specs:
         if _cancelled() or spec.job_id in _CANCELLED_JOBS:
             results.append(TaskCancelled("the batch was cancelled"))
             continue
         try:
-            results.append(run_task(spec))
+            results.append(run_task(spec, announce=not together))
         except Exception as exc:  # reported per job, the others still run
             results.append(exc)
     return results
