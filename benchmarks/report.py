@@ -257,9 +257,28 @@ def _throughput(tp) -> str:
                      f'{lv["p95_ms"]:.1f}', f'{lv["p99_ms"]:.1f}'])
     text = _table(["clients", "images", "images/s", "vs scipy loop", "p50 ms", "p95 ms",
                    "p99 ms"], rows)
-    return text + (f'<p>In-process scipy.ndimage loop: {tp["scipy_loop"]["images_per_s"]:.1f} '
-                   f'images/s; in-process medcompute kernel loop: '
-                   f'{tp["kernel_loop"]["images_per_s"]:.1f} images/s.</p>')
+    text += (f'<p>In-process scipy.ndimage loop: {tp["scipy_loop"]["images_per_s"]:.1f} '
+             f'images/s; in-process medcompute kernel loop: '
+             f'{tp["kernel_loop"]["images_per_s"]:.1f} images/s.</p>')
+    splits = [(f'{lv["concurrency"]} clients', lv.get("cpu_per_image"))
+              for lv in tp["levels"] if lv.get("cpu_per_image")]
+    batched = tp.get("batch") or {}
+    if batched.get("cpu_per_image"):
+        splits.append((f'batch of {batched["images"]}', batched["cpu_per_image"]))
+    if splits:
+        text += ("<p>CPU per image, by process (ms), against what the level's target "
+                 "leaves on this machine's cores:</p>" + _table(
+                     ["run", "clients", "server", "workers", "total", "target leaves"],
+                     [[name, f'{s["client_ms"]:.2f}', f'{s["server_ms"]:.2f}',
+                       f'{s["workers_ms"]:.2f}', f'{s["total_ms"]:.2f}',
+                       f'{s["allowed_ms_at_target"]:.2f}'] for name, s in splits]))
+    ceiling = tp.get("transport_ceiling")
+    if ceiling:
+        text += (f'<p>Transport ceiling: the raw gRPC echo of the batch\'s bytes runs at '
+                 f'{ceiling["images_per_s"]:.1f} images/s '
+                 f'({ceiling["ratio_vs_scipy_loop"]:.2f}x the scipy loop); the batch reached '
+                 f'{batched.get("fraction_of_transport_ceiling", 0):.0%} of it.</p>')
+    return text
 
 
 def _scaling(sc) -> str:

@@ -220,6 +220,56 @@ def _per_image_ms(before: float | None, after: float | None, images: int) -> flo
     return None if before is None or after is None else (after - before) / images * 1e3
 
 
+def _machine_cpu(pid: int | None) -> dict | None:
+    """CPU seconds so far of this harness process (the clients), the server process and
+    its worker processes (the Dask workers of the embedded cluster), each summed."""
+    if pid is None:
+        return None
+    import psutil
+
+    server = psutil.Process(pid)
+    workers = 0.0
+    for child in server.children(recursive=True):
+        try:
+            t = child.cpu_times()
+        except psutil.Error:        # gone meanwhile (a resource tracker)
+            continue
+        workers += t.user + t.system
+    t = server.cpu_times()
+    return {"client": time.process_time(), "server": t.user + t.system, "workers": workers}
+
+
+def _cpu_split(before: dict | None, after: dict | None, images: int, cores: int,
+               allowed_per_s: float) -> dict | None:
+    """Milliseconds of CPU per image in each process, their sum, and what a rate of
+    ``allowed_per_s`` images/s leaves per image on ``cores`` cores."""
+    if before is None or after is None:
+        return None
+    split = {f"{k}_ms": (after[k] - before[k]) / images * 1e3 for k in before}
+    split["total_ms"] = sum(split.values())
+    split["cores"] = cores
+    split["allowed_ms_at_target"] = cores / allowed_per_s * 1e3
+    return split
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def transport_ceiling(echo_address: str, image: np.ndarray, n: int, out_itemsize: int,
+                      sizes: Sizes) -> dict:
+    """The raw gRPC echo of a batch's bytes (``n`` images in, ``n`` float32 results out):
+    the images/s a service that did nothing but move them would reach."""
+    payload = np.concatenate([image.ravel()] * n)
+    reply = n * image.size * out_itemsize
+    with EchoClient(echo_address) as echo:
+        echo.echo(payload, reply)                              # warm-up
+        t = measure(lambda: echo.echo(payload, reply), repeats=max(1, sizes.service_repeats),
+                    slow_repeats=1)
+    return {**t, "images": n, "bytes_in": payload.nbytes, "bytes_out": reply,
+            "images_per_s": n / t["seconds"]}
+
+
 def batch(address: str, pool: list[np.ndarray], n: int, pid: int | None, sizes: Sizes,
           scipy_per_s: float) -> dict:
     """``n`` slices as one batch request (Client.process_many): images/s against the
@@ -235,18 +285,23 @@ def batch(address: str, pool: list[np.ndarray], n: int, pid: int | None, sizes: 
                 raise RuntimeError(f"{n - got} of the {n} batch images failed")
         run()                                      # warm-up
         calls[0] = 0
-        before = _server_cpu(pid)
+        before, cpu_before = _server_cpu(pid), _machine_cpu(pid)
         t = measure(run, repeats=max(1, sizes.service_repeats), slow_repeats=1)
-        after = _server_cpu(pid)
+        after, cpu_after = _server_cpu(pid), _machine_cpu(pid)
     per_s = n / t["seconds"]
     return {**t, "images": n, "images_per_s": per_s, "ratio_vs_scipy_loop": per_s / scipy_per_s,
-            "server_cpu_ms_per_image": _per_image_ms(before, after, n * calls[0])}
+            "server_cpu_ms_per_image": _per_image_ms(before, after, n * calls[0]),
+            "cpu_per_image": _cpu_split(cpu_before, cpu_after, n * calls[0], _cores(),
+                                        4 * scipy_per_s)}
 
 
-def throughput(address: str, sizes: Sizes, log, pid: int | None = None) -> dict:
+def throughput(address: str, sizes: Sizes, log, pid: int | None = None,
+               echo_address: str | None = None) -> dict:
     """Many slices from 1..16 concurrent clients: images/s and latency percentiles,
     against an in-process scipy.ndimage loop (and the in-process kernel loop); the same
-    slices as one batch request; the server process's CPU per job."""
+    slices as one batch request; the server process's CPU per job, and the CPU of every
+    process (clients, server, workers) per image; the raw echo of the batch's bytes (what
+    the transport alone allows)."""
     rng = np.random.default_rng(7)
     pool = [rng.integers(-1000, 3000, size=sizes.slice_shape).astype(np.int16)
             for _ in range(32)]
@@ -264,7 +319,7 @@ def throughput(address: str, sizes: Sizes, log, pid: int | None = None) -> dict:
     levels = []
     for c in sizes.concurrency:
         level = _level(address, c, max(sizes.min_images, c * sizes.images_per_client), pool,
-                       pid)
+                       pid, allowed_per_s=2 * scipy["images_per_s"])
         if "error" not in level:
             level["ratio_vs_scipy_loop"] = level["images_per_s"] / scipy["images_per_s"]
             cpu = level.get("server_cpu_ms_per_job")
@@ -282,8 +337,24 @@ def throughput(address: str, sizes: Sizes, log, pid: int | None = None) -> dict:
         f"({batched['ratio_vs_scipy_loop']:.2f}x scipy loop)"
         + (f", server CPU {batched['server_cpu_ms_per_image']:.1f} ms/image"
            if batched.get("server_cpu_ms_per_image") is not None else ""))
+    split = batched.get("cpu_per_image")
+    if split:
+        log(f"batch CPU per image: clients {split['client_ms']:.1f}, server "
+            f"{split['server_ms']:.1f}, workers {split['workers_ms']:.1f} ms; total "
+            f"{split['total_ms']:.1f} ms on {split['cores']} cores, where 4x the scipy loop "
+            f"leaves {split['allowed_ms_at_target']:.1f} ms")
+    ceiling = None
+    if echo_address is not None:
+        ceiling = transport_ceiling(echo_address, pool[0], sizes.batch_images, 4, sizes)
+        ceiling["ratio_vs_scipy_loop"] = ceiling["images_per_s"] / scipy["images_per_s"]
+        batched["fraction_of_transport_ceiling"] = (batched["images_per_s"]
+                                                    / ceiling["images_per_s"])
+        log(f"transport ceiling (raw echo of the batch's bytes): "
+            f"{ceiling['images_per_s']:.1f} images/s ({ceiling['ratio_vs_scipy_loop']:.2f}x "
+            f"scipy loop); the batch reached {batched['fraction_of_transport_ceiling']:.0%}")
     at8 = next((lv for lv in measured if lv["concurrency"] == 8), None)
     return {"shape": list(sizes.slice_shape), "ops": SERVICE_OPS, "levels": levels,
+            "transport_ceiling": ceiling,
             "scipy_loop": scipy, "kernel_loop": kernel,
             "best": best, "best_ratio_vs_scipy_loop": best["ratio_vs_scipy_loop"] if best
             else None, "batch": batched,
@@ -291,9 +362,9 @@ def throughput(address: str, sizes: Sizes, log, pid: int | None = None) -> dict:
 
 
 def _level(address: str, c: int, total: int, pool: list[np.ndarray],
-           pid: int | None = None) -> dict:
+           pid: int | None = None, allowed_per_s: float = 0.0) -> dict:
     """``total`` images from ``c`` concurrent clients, each on its own connection; with the
-    server's ``pid``, its CPU per job over the timed part."""
+    server's ``pid``, its CPU per job over the timed part, and every process's."""
     clients = [Client(address, timeout=120) for _ in range(c)]
     latencies: list[float] = []
     lock = threading.Lock()
@@ -316,11 +387,11 @@ def _level(address: str, c: int, total: int, pool: list[np.ndarray],
     share = [total // c + (1 if k < total % c else 0) for k in range(c)]
     try:
         _run_threads(c, lambda k: work(k, 1, record=False))  # connections and caches warm
-        before = _server_cpu(pid)
+        before, cpu_before = _server_cpu(pid), _machine_cpu(pid)
         t0 = time.perf_counter()
         _run_threads(c, lambda k: work(k, share[k]))
         wall = time.perf_counter() - t0
-        after = _server_cpu(pid)
+        after, cpu_after = _server_cpu(pid), _machine_cpu(pid)
     finally:
         for client in clients:
             client.close()
@@ -328,7 +399,9 @@ def _level(address: str, c: int, total: int, pool: list[np.ndarray],
         return {"concurrency": c, "images": total, "error": repr(errors[0])}
     return {"concurrency": c, "images": total, "seconds": wall, "images_per_s": total / wall,
             **_percentiles(latencies),
-            "server_cpu_ms_per_job": _per_image_ms(before, after, total)}
+            "server_cpu_ms_per_job": _per_image_ms(before, after, total),
+            "cpu_per_image": _cpu_split(cpu_before, cpu_after, total, _cores(),
+                                        allowed_per_s) if allowed_per_s else None}
 
 
 def _run_threads(n: int, fn) -> None:
@@ -393,7 +466,7 @@ def run_all(sizes: Sizes, sections: set[str], log, wait_idle: float = 0.0) -> di
         if wait_idle:
             wait_for_idle(wait_idle)
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = _cores()
     with EchoServer() as echo_address:
         # The main server has the default shape: one worker per core.
         main = Served(split_mb=sizes.split_mb)
@@ -409,7 +482,7 @@ def run_all(sizes: Sizes, sections: set[str], log, wait_idle: float = 0.0) -> di
             if "throughput" in sections:
                 quiet()
                 results["throughput"] = _section("throughput", log, throughput, address,
-                                                 sizes, log, main.pid)
+                                                 sizes, log, main.pid, echo_address)
             if "scaling" in sections:
                 quiet()
                 with Served(workers=1, split_mb=sizes.split_mb) as one:

@@ -7,6 +7,21 @@ a figure that was not measured leaves its target unjudged (met is None), with th
 from __future__ import annotations
 
 
+def _bound(split: dict | None, ceiling: dict | None = None) -> str:
+    """What bounds a throughput figure: the raw echo of its bytes, and the CPU per image of
+    every process against what the target leaves."""
+    parts = []
+    if ceiling and ceiling.get("ratio_vs_scipy_loop") is not None:
+        parts.append(f"the raw gRPC echo of the same bytes alone reaches "
+                     f"{ceiling['ratio_vs_scipy_loop']:.2f}x")
+    if split:
+        parts.append(f"CPU per image: clients {split['client_ms']:.1f} + server "
+                     f"{split['server_ms']:.1f} + workers {split['workers_ms']:.1f} = "
+                     f"{split['total_ms']:.1f} ms on {split['cores']} cores; the target leaves "
+                     f"{split['allowed_ms_at_target']:.1f} ms")
+    return "; ".join(parts)
+
+
 def _check(tid, what, target, value, met, unit="", note=""):
     return {"id": tid, "what": what, "target": target, "value": value, "unit": unit,
             "met": met, "note": note}
@@ -66,15 +81,18 @@ def _evaluate(results: dict) -> list[dict]:
     tp = results.get("throughput") or {}
     best = tp.get("best_ratio_vs_scipy_loop")
     shape = "x".join(map(str, tp.get("shape", [])))
+    top = tp.get("best") or {}
     out.append(_check("throughput", f"concurrent {shape} images/s (best level) / in-process "
                       "scipy loop", ">= 2x", best, None if best is None else best >= 2.0, "x",
-                      "" if best is not None else tp.get("reason", "not measured")))
+                      _bound(top.get("cpu_per_image")) if best is not None
+                      else tp.get("reason", "not measured")))
     batched = tp.get("batch") or {}
     b = batched.get("ratio_vs_scipy_loop")
     out.append(_check("batch", f"a batch request of {batched.get('images', 200)} {shape} "
                       "slices, images/s / in-process scipy loop", ">= 4x", b,
                       None if b is None else b >= 4.0, "x",
-                      "" if b is not None else tp.get("reason", "not measured")))
+                      _bound(batched.get("cpu_per_image"), tp.get("transport_ceiling"))
+                      if b is not None else tp.get("reason", "not measured")))
     cpu = tp.get("server_cpu_ms_per_job")
     out.append(_check("server-cpu-per-job", "server process CPU per small job (concurrency 8; "
                       "gRPC, catalog, Dask client and the embedded scheduler)", "<= 3 ms",
