@@ -306,7 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="server processes on the one --address (SO_REUSEPORT), sharing "
                        "the data directory and the Dask cluster, each with its own event "
                        "loop (default: one per 4 cores, at most 8: 1 on a 2-core machine); "
-                       "the limits below hold per process")
+                       "one that ends is started again; the limits below hold per process")
     serve.add_argument("--workers", type=int, default=None,
                        help="CPU worker processes of the embedded cluster (default: one per "
                        "core not taken by a GPU worker)")

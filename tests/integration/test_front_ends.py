@@ -101,6 +101,35 @@ def test_serve_processes_runs_several_servers_on_one_address(tmp_path):
     assert all(usage[j] == 1 for j in jobs)
 
 
+def test_a_killed_front_end_is_started_again_and_the_address_serves_on(tmp_path):
+    import os
+    import signal
+    import time
+
+    data = tmp_path / "data"
+    log = tmp_path / "serve.log"
+    served = Served(data, log, "--processes", "2")
+    try:
+        port = int(served.address.rsplit(":", 1)[1])
+        listeners = _listeners(served.proc.pid, port)
+        [extra] = listeners - {served.proc.pid}
+        os.kill(extra, signal.SIGKILL)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            now = _listeners(served.proc.pid, port)
+            if len(now) == 2 and extra not in now:
+                break
+            time.sleep(0.5)
+        assert len(now) == 2 and extra not in now, "no process took the killed one's place"
+        for k in range(4):             # new connections, spread over both again
+            with Client(served.address, timeout=120) as c:
+                r = c.process(np.full((8, 8), k, np.uint8), ["mean:size=3"])
+                np.testing.assert_allclose(r.array, k)
+    finally:
+        served.stop()
+    assert "server process p1 ended (exit status -9); starting it again" in log.read_text()
+
+
 def test_serve_refuses_zero_processes(tmp_path):
     import subprocess
 
