@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 import time
 from dataclasses import dataclass
 
@@ -27,9 +28,17 @@ from pynetdicom.sop_class import (
 
 from medcompute.server.db import Database
 from medcompute.server.dicom_meta import normalise_date
+from medcompute.server.dicomnet.offload import Offload, check_offload
 from medcompute.server.dicomnet.push import reachable
 from medcompute.server.dicomnet.registry import check_address, check_ae_title
-from medcompute.server.errors import InvalidArgument, MedcomputeError, NotFound, Unavailable
+from medcompute.server.dicomnet.tls import Tls, check_tls, dumps, loads, probe, tls_args
+from medcompute.server.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    MedcomputeError,
+    NotFound,
+    Unavailable,
+)
 from medcompute.server.keys import check_subscriber
 
 __all__ = ["SourceBook", "Source", "Collector", "Collected", "Query", "register_source"]
@@ -49,6 +58,13 @@ CREATE TABLE IF NOT EXISTS dicom_source (
     days       INTEGER NOT NULL DEFAULT 0,
     modality   TEXT NOT NULL DEFAULT '',
     last_run   REAL NOT NULL DEFAULT 0,
+    tls        TEXT NOT NULL DEFAULT '',
+    capacity_url TEXT NOT NULL DEFAULT '',
+    below_percent REAL NOT NULL DEFAULT 0,
+    below_mib  INTEGER NOT NULL DEFAULT 0,
+    capacity_state TEXT NOT NULL DEFAULT '',
+    capacity_at REAL NOT NULL DEFAULT 0,
+    max_mib    INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (subscriber, name)
 );
 CREATE TABLE IF NOT EXISTS dicom_collected (
@@ -76,14 +92,37 @@ class Source:
     days: int = 0
     modality: str = ""
     last_run: float = 0.0
+    tls: Tls | None = None
+    capacity_url: str = ""
+    below_percent: float = 0.0
+    below_mib: int = 0
+    capacity_state: str = ""
+    capacity_at: float = 0.0
+    max_mib: int = 0
+
+    @property
+    def offload(self) -> Offload:
+        return Offload(self.capacity_url, self.below_percent, self.below_mib, self.max_mib)
 
     @property
     def pacs(self) -> str:
         return f"{self.ae_title}@{self.host}:{self.port}"
 
 
-_SOURCE = "subscriber, name, ae_title, host, port, method, created_at, every, days, modality, " \
-          "last_run"
+_SOURCE = ("subscriber, name, ae_title, host, port, method, created_at, every, days, modality, "
+           "last_run, tls, capacity_url, below_percent, below_mib, capacity_state, capacity_at, "
+           "max_mib")
+#: Columns added since the first catalogs (the migration adds them).
+_ADDED = (("tls", "TEXT NOT NULL DEFAULT ''"), ("capacity_url", "TEXT NOT NULL DEFAULT ''"),
+          ("below_percent", "REAL NOT NULL DEFAULT 0"),
+          ("below_mib", "INTEGER NOT NULL DEFAULT 0"),
+          ("capacity_state", "TEXT NOT NULL DEFAULT ''"),
+          ("capacity_at", "REAL NOT NULL DEFAULT 0"),
+          ("max_mib", "INTEGER NOT NULL DEFAULT 0"))
+
+
+def _source(row) -> Source:
+    return Source(*row[:11], loads(row[11]), *row[12:])
 
 
 @dataclass(frozen=True)
@@ -107,8 +146,21 @@ class Collected:
 class SourceBook(Database):
     SCHEMA = _SCHEMA
 
+    def __init__(self, data_dir):
+        super().__init__(data_dir)
+        self._run(self._migrate)
+
+    def _migrate(self) -> None:
+        """A catalog written before DICOM TLS and storage offload."""
+        columns = {r[1] for r in self._db.execute("PRAGMA table_info(dicom_source)")}
+        for column, kind in _ADDED:
+            if column not in columns:
+                with contextlib.suppress(sqlite3.OperationalError):   # another process did
+                    self._db.execute(f"ALTER TABLE dicom_source ADD COLUMN {column} {kind}")
+
     async def add(self, subscriber: str, name: str, ae_title: str, host: str, port: int,
-                  method: str, every: int = 0, days: int = 0, modality: str = "") -> Source:
+                  method: str, every: int = 0, days: int = 0, modality: str = "",
+                  tls: Tls | None = None, offload: Offload | None = None) -> Source:
         check_subscriber(name, "source.name")
         title = check_ae_title(ae_title, "source.ae_title")
         check_address(host, port, "source", "the PACS's")
@@ -116,25 +168,46 @@ class SourceBook(Database):
             raise InvalidArgument(f"expected one of {', '.join(METHODS)}", "source.method")
         if len(modality) > 16 or "\\" in modality:
             raise InvalidArgument("expected a modality code such as CT", "source.schedule_modality")
+        if tls is not None:
+            tls = check_tls(tls, "source.tls")
+        offload = check_offload(offload or Offload(), every)
         src = Source(subscriber, name, title, host, port, method, time.time(), every, days,
-                     modality.strip())
+                     modality.strip(), 0.0, tls, offload.url, offload.below_percent,
+                     offload.below_mib, max_mib=offload.max_mib)
         await self._call(lambda: self._db.execute(
-            f"INSERT INTO dicom_source ({_SOURCE}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0) "
+            f"INSERT INTO dicom_source ({_SOURCE}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, "
+            "?, ?, ?, '', 0, ?) "
             "ON CONFLICT(subscriber, name) DO UPDATE SET ae_title = excluded.ae_title, "
             "host = excluded.host, port = excluded.port, method = excluded.method, "
-            "every = excluded.every, days = excluded.days, modality = excluded.modality",
+            "every = excluded.every, days = excluded.days, modality = excluded.modality, "
+            "tls = excluded.tls, capacity_url = excluded.capacity_url, "
+            "below_percent = excluded.below_percent, below_mib = excluded.below_mib, "
+            "max_mib = excluded.max_mib, capacity_state = '', capacity_at = 0",
             (subscriber, name, title, host, port, method, src.created_at, every, days,
-             src.modality)))
+             src.modality, dumps(tls), offload.url, offload.below_percent,
+             offload.below_mib, offload.max_mib)))
         return src
 
+    async def delete(self, subscriber: str, name: str) -> None:
+        n = await self._call(lambda: self._db.execute(
+            "DELETE FROM dicom_source WHERE subscriber = ? AND name = ?",
+            (subscriber, name)).rowcount)
+        if not n:
+            raise NotFound(f"no source {name!r}", "name")
+
+    async def capacity_checked(self, src: Source, state: str, at: float) -> None:
+        await self._call(lambda: self._db.execute(
+            "UPDATE dicom_source SET capacity_state = ?, capacity_at = ? WHERE subscriber = ? "
+            "AND name = ?", (state, at, src.subscriber, src.name)))
+
     async def sources(self, subscriber: str) -> list[Source]:
-        return await self._call(lambda: [Source(*r) for r in self._db.execute(
+        return await self._call(lambda: [_source(r) for r in self._db.execute(
             f"SELECT {_SOURCE} FROM dicom_source WHERE subscriber = ? ORDER BY name",
             (subscriber,))])
 
     async def scheduled(self, now: float) -> list[Source]:
         """Sources whose schedule is due."""
-        return await self._call(lambda: [Source(*r) for r in self._db.execute(
+        return await self._call(lambda: [_source(r) for r in self._db.execute(
             f"SELECT {_SOURCE} FROM dicom_source WHERE every > 0 AND last_run + every <= ?",
             (now,))])
 
@@ -163,9 +236,11 @@ class SourceBook(Database):
 
 async def register_source(book: SourceBook, registry, subscriber: str, name: str,
                           ae_title: str, host: str, port: int, method: str, *, every: int = 0,
-                          days: int = 0, modality: str = "") -> Source:
+                          days: int = 0, modality: str = "", tls: Tls | None = None,
+                          offload: Offload | None = None) -> Source:
     """Keep a source, and let its AE title call this server (C-MOVE answers so)."""
-    src = await book.add(subscriber, name, ae_title, host, port, method, every, days, modality)
+    src = await book.add(subscriber, name, ae_title, host, port, method, every, days, modality,
+                         tls, offload)
     known = registry.calling_ae(src.ae_title)
     if known is not None and known.subscriber != subscriber:
         raise InvalidArgument(f"the AE title {src.ae_title!r} is registered for another "
@@ -241,11 +316,20 @@ class Collector:
 
     # -- blocking DICOM exchanges (threads) -------------------------------------------
     def _associate(self, src: Source, ae: AE, **kw):
-        unreachable = reachable(src.host, src.port, 30)
-        if unreachable:
-            raise Unavailable(f"the source {src.name!r} is unreachable ({unreachable})",
-                              "source")
-        assoc = ae.associate(src.host, src.port, ae_title=src.ae_title, **kw)
+        if src.tls is None:
+            unreachable = reachable(src.host, src.port, 30)
+            if unreachable:
+                raise Unavailable(f"the source {src.name!r} is unreachable ({unreachable})",
+                                  "source")
+        else:
+            refused = probe(src.host, src.port, src.tls, 30)
+            if refused is not None:
+                transient, reason = refused
+                if transient:
+                    raise Unavailable(f"the source {src.name!r} is {reason}", "source")
+                raise FailedPrecondition(f"the source {src.name!r}: {reason}", "source.tls")
+        assoc = ae.associate(src.host, src.port, ae_title=src.ae_title,
+                             tls_args=tls_args(src.tls, src.host), **kw)
         if not assoc.is_established:
             raise Unavailable(f"the source {src.name!r} did not accept an association "
                               f"({'rejected' if assoc.is_rejected else 'unreachable'})",
