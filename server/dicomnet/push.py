@@ -11,7 +11,8 @@ failure 0110) are tried again with exponential backoff up to ``max_attempts``;
 permanent ones (a permanent rejection, e.g. "called AE title not recognised";
 A9xx/Cxxx; warnings) end the push at once. Where the node accepts Storage Commitment
 (see :mod:`.commit`), "delivered" also means committed; a failed commitment fails the
-push, a report that does not come within ``commit_timeout`` is a transient failure.
+push, a report that does not come within ``commit_timeout`` is a transient failure, and a
+refused commitment request leaves the push delivered, not committed, with the reason.
 Each push says which in its ``proof``. A node registered with TLS is associated over
 DICOM TLS (see :mod:`.tls`); a certificate that does not verify, or a failed handshake,
 is permanent.
@@ -343,13 +344,14 @@ def _commit(assoc, datasets, node: Node, commitments: Commitments, delivered: in
         status, _ = assoc.send_n_action(commit.request_dataset(uid, datasets), 1,
                                         commit.StorageCommitmentPushModel,
                                         commit.StorageCommitmentPushModelInstance)
+        # A refused request: delivered (every C-STORE succeeded), not committed.
         if "Status" not in status:
-            return Outcome(True, "the association ended before the node answered the "
-                           "storage commitment request", delivered)
+            return Outcome(None, "the association ended before the node answered the "
+                           "storage commitment request", delivered, commit.REFUSED)
         code = int(status.Status)
         if code != 0x0000:
-            return Outcome(classify_status(code) is True, "the storage commitment request "
-                           f"was answered with status {code:04X}", delivered)
+            return Outcome(None, "the storage commitment request was answered with status "
+                           f"{code:04X}", delivered, commit.REFUSED)
         report = commitments.wait(uid, timeout)
     finally:
         commitments.close(uid)
@@ -436,8 +438,8 @@ class Pusher:
                                           commitments=self.commitments,
                                           commit_timeout=self.commit_timeout)
         if outcome.transient is None:
-            await self.book.update(push.push_id, "delivered", delivered=outcome.delivered,
-                                   proof=outcome.proof or PROOF)
+            await self.book.update(push.push_id, "delivered", reason=outcome.reason,
+                                   delivered=outcome.delivered, proof=outcome.proof or PROOF)
             log.info("dicom: pushed %d instance(s) of job %s to node %s", outcome.delivered,
                      push.job_id, push.node)
         elif outcome.transient and attempts < self.max_attempts:

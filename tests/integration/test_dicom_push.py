@@ -2,7 +2,8 @@
 itself pushes the derived series by C-STORE to a dcmtk storescp and to an Orthanc (whose
 REST API then shows it), with the same pixels as `medcompute process`. A node that
 refuses permanently fails at once with the reason; one that is down fails after its
-tries; one that comes back after a pause gets the result by retry."""
+tries; one that comes back after a pause gets the result by retry; one that stores every
+instance and then refuses storage commitment is delivered, not committed."""
 
 from __future__ import annotations
 
@@ -157,11 +158,16 @@ def test_results_are_pushed_retried_and_refused_with_reasons(node, tmp_path, cap
         assert silent.state == dicom_pb2.PUSH_STATE_FAILED and silent.attempts == ATTEMPTS
         assert silent.reason == (f"no storage commitment report within {COMMIT_TIMEOUT:g} s "
                                  f"(gave up after {ATTEMPTS} tries)")
+        # Every C-STORE succeeded, then the commitment request was aborted: delivered,
+        # not committed, with the reason; not sent again.
         aborted = pushes["refuses"]
-        assert aborted.state == dicom_pb2.PUSH_STATE_FAILED and aborted.attempts == ATTEMPTS
+        assert aborted.state == ok and aborted.attempts == 1
+        assert not aborted.committed and aborted.instances_delivered == 5
+        assert aborted.proof == ("C-STORE success per instance; not committed: the "
+                                 "destination refused the storage commitment request")
         assert aborted.reason == ("the association ended before the node answered the "
-                                  f"storage commitment request (gave up after {ATTEMPTS} "
-                                  "tries)")
+                                  "storage commitment request")
+        assert len(refuses.rest("/instances")) == 5
 
         # The same pixels as `medcompute process` with the same pipeline.
         assert main(["process", CT5N, "--op", "gaussian:sigma=1", "-o",
@@ -188,16 +194,19 @@ def test_results_are_pushed_retried_and_refused_with_reasons(node, tmp_path, cap
         assert shown_lines["pacs"].endswith("instances 5  storage commitment: committed")
         assert "not committed: the destination does not offer storage commitment" in \
             shown_lines["reading-room"]
+        assert shown_lines["refuses"].endswith(
+            "not committed: the destination refused the storage commitment request  the "
+            "association ended before the node answered the storage commitment request")
         # Each delivered push is metered and priced (the built-in tariff prices delivery).
         with Client(node.address, timeout=60) as c:
             invoice = c.invoice(time.strftime("%Y-%m", time.gmtime()))
             usage = c.usage(group_by="subscriber")
-        # GetUsage counts them too: reading-room, pacs and later were delivered.
-        assert usage.totals.deliveries == 3
-        assert [(g.key, g.totals.deliveries) for g in usage.groups] == [("local", 3)]
+        # GetUsage counts them too: reading-room, pacs, later and refuses were delivered.
+        assert usage.totals.deliveries == 4
+        assert [(g.key, g.totals.deliveries) for g in usage.groups] == [("local", 4)]
         (mine,) = invoice.subscribers
         (line,) = [x for x in mine.lines if x.item == "delivery"]
-        assert line.quantity == 3 and line.unit_price == "0.005" and line.amount == "0.02"
+        assert line.quantity == 4 and line.unit_price == "0.005" and line.amount == "0.02"
     finally:
         dcmtk.stop()
         pacs.stop()
