@@ -6,7 +6,10 @@ the PACS opening an association to this server's storage SCP. C-GET brings the
 instances back on the query association; they go through the same ingress (stored
 durably before each success status). Either way the series then complete and are
 routed as any received series. A series collected once (every instance retrieved with
-success) is remembered per subscriber and source and not fetched again.
+success) is remembered per subscriber and source and not fetched again. A source may be
+reached over DICOM TLS (see :mod:`.tls`). A source registered with a capacity URL is
+collected on its schedule only when its free capacity runs low, oldest studies first
+(see :mod:`.offload`).
 """
 
 from __future__ import annotations
@@ -28,7 +31,15 @@ from pynetdicom.sop_class import (
 
 from medcompute.server.db import Database
 from medcompute.server.dicom_meta import normalise_date
-from medcompute.server.dicomnet.offload import Offload, check_offload
+from medcompute.server.dicomnet.offload import (
+    Offload,
+    check_offload,
+    describe,
+    oldest_first,
+    read_capacity,
+    study_size,
+    threshold_bytes,
+)
 from medcompute.server.dicomnet.push import reachable
 from medcompute.server.dicomnet.registry import check_address, check_ae_title
 from medcompute.server.dicomnet.tls import Tls, check_tls, dumps, loads, probe, tls_args
@@ -314,6 +325,80 @@ class Collector:
                  out.instances, len(out.failures))
         return out
 
+    # -- storage offload -------------------------------------------------------------
+    async def offload(self, src: Source) -> str:
+        """Check the source's capacity and, when its free capacity is below the threshold,
+        collect its oldest studies (see :mod:`.offload`); the state it leaves."""
+        try:
+            state = await self._offload(src)
+        except MedcomputeError as exc:
+            state = f"the source could not be queried: {exc.message}; nothing collected"
+        await self.book.capacity_checked(src, state, time.time())
+        log.info("dicom: capacity of source %s: %s", src.ae_title, state)
+        return state
+
+    async def _offload(self, src: Source) -> str:
+        o = src.offload
+        cap = await asyncio.to_thread(read_capacity, o)
+        if cap.why_unknown:
+            return f"capacity not known: {cap.why_unknown}; nothing collected"
+        threshold = threshold_bytes(o, cap.maximum)
+        below = (f"{o.below_percent:g}%" if o.below_percent else describe(threshold))
+        seen = f"free {describe(cap.free)} of {describe(cap.maximum)}"
+        if cap.free >= threshold:
+            return f"{seen}: not below {below}"
+        studies = oldest_first(await asyncio.to_thread(self._find_studies, src))
+        projected, fetched, before, failed = cap.free, 0, 0, 0
+        for study_uid, _, _ in studies:
+            if projected >= threshold:
+                break
+            size = await asyncio.to_thread(study_size, o, study_uid)
+            out = await self.collect(src.subscriber, src.name, Query(study_uid=study_uid))
+            if out.failures or size is None:
+                failed += 1         # not safe to count as freed
+                continue
+            if out.retrieved:
+                fetched += 1
+            else:
+                before += 1
+            projected += size
+        done = (f"{fetched} oldest stud{'y' if fetched == 1 else 'ies'} collected, "
+                f"{before} collected before")
+        if failed:
+            done += f", {failed} not collected (see the log)"
+        enough = "" if projected >= threshold else f"; still below {below}"
+        return (f"{seen}: below {below}: {done}; free once they are removed: "
+                f"{describe(projected)}{enough}")
+
+    def _find_studies(self, src: Source) -> list[tuple[str, str, str]]:
+        """(study UID, StudyDate, StudyTime) of every study of the source (C-FIND)."""
+        ds = Dataset()
+        ds.QueryRetrieveLevel = "STUDY"
+        ds.StudyInstanceUID = ""
+        ds.StudyDate = ""
+        ds.StudyTime = ""
+        ae = AE(ae_title=self.own_ae)
+        ae.add_requested_context(StudyRootQueryRetrieveInformationModelFind)
+        assoc = self._associate(src, ae)
+        found = []
+        try:
+            for status, identifier in assoc.send_c_find(
+                    ds, StudyRootQueryRetrieveInformationModelFind):
+                if not status:
+                    raise Unavailable("the source ended the query without an answer", "source")
+                if status.Status in (0xFF00, 0xFF01) and identifier is not None:
+                    uid = str(identifier.get("StudyInstanceUID", ""))
+                    if uid:
+                        found.append((uid, str(identifier.get("StudyDate", "") or ""),
+                                      str(identifier.get("StudyTime", "") or "")))
+                elif status.Status != 0x0000:
+                    raise Unavailable(f"the source answered the query with status "
+                                      f"{status.Status:04X}", "source")
+        finally:
+            if assoc.is_established:
+                assoc.release()
+        return found
+
     # -- blocking DICOM exchanges (threads) -------------------------------------------
     def _associate(self, src: Source, ae: AE, **kw):
         if src.tls is None:
@@ -454,8 +539,11 @@ class Collector:
                 since = (time.strftime("%Y%m%d", time.gmtime(now - src.days * 86400))
                          if src.days else "")
                 try:
-                    await self.collect(src.subscriber, src.name,
-                                       Query(modality=src.modality, date_from=since))
+                    if src.capacity_url:        # an offload source: only when it runs low
+                        await self.offload(src)
+                    else:
+                        await self.collect(src.subscriber, src.name,
+                                           Query(modality=src.modality, date_from=since))
                 except MedcomputeError as exc:
                     log.warning("dicom: scheduled collect from %s failed: %s", src.ae_title,
                                 exc.details)

@@ -114,3 +114,26 @@ def threshold_bytes(o: Offload, maximum: int) -> int:
     if o.below_percent:
         return int(maximum * o.below_percent / 100)
     return o.below_mib * MIB
+
+
+def study_size(o: Offload, study_uid: str, timeout: float = 10.0) -> int | None:
+    """Bytes the source keeps for a study (Orthanc: ``/tools/lookup``, then the study's
+    ``/statistics`` DiskSize); None when it does not say."""
+    req = urllib.request.Request(f"{o.url}/tools/lookup", data=study_uid.encode(),
+                                 method="POST")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:      # noqa: S310
+            found = json.loads(r.read())
+        (study,) = [f for f in found if f.get("Type") == "Study"]
+        return int(_get(f"{o.url}/studies/{study['ID']}/statistics", timeout)["DiskSize"])
+    except (urllib.error.URLError, OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def oldest_first(studies: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
+    """(study UID, StudyDate, StudyTime), the oldest first; those without a date last."""
+    return sorted(studies, key=lambda s: (not s[1], s[1], s[2] or "", s[0]))
+
+
+def describe(n: int) -> str:
+    return f"{n / MIB:.2f} MiB"
