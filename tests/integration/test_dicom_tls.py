@@ -27,7 +27,7 @@ from medcompute.server.config import ServerConfig
 from medcompute.server.dicomnet.registry import NodeRegistry
 from medcompute.server.dicomnet.tls import listener_context
 from medcompute.server.errors import FailedPrecondition
-from tests.dicom_peers import StoreSCP, program, storescu
+from tests.dicom_peers import Orthanc, StoreSCP, program, storescu
 from tests.dicom_tls import Authority
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -252,3 +252,44 @@ def test_the_listener_needs_a_usable_certificate_and_key(pki, tmp_path):
         check_address(ServerConfig(dicom_port=0, dicom_address="0.0.0.0"))
     assert err.value.field == "--dicom-address"
     assert "--dicom-tls-cert" in err.value.message
+
+
+def test_collect_from_an_orthanc_over_tls_by_get_and_by_move(node, pki, tmp_path):
+    pacs_pem, ca = pki["pacs"], pki["ca"].ca
+    me = {"AET": "MEDCOMPUTE", "Host": "127.0.0.1", "Port": node.running.dicom_port,
+          "UseDicomTls": True}
+    orthanc_tls = {"DicomTlsEnabled": True, "DicomTlsCertificate": str(pacs_pem.cert),
+                   "DicomTlsPrivateKey": str(pacs_pem.key),
+                   "DicomTlsTrustedCertificates": str(ca),
+                   "DicomTlsRemoteCertificateRequired": True}
+    mine = pki["server"]
+    with Orthanc(tmp_path / "pacs", aet="TLSPACS", modalities={"medcompute": me},
+                 extra=orthanc_tls) as pacs, Client(node.address, timeout=60) as c:
+        done = _tls_storescu(pacs.dicom_port, [get_testdata_file("CT_small.dcm"),
+                                               get_testdata_file("MR_small.dcm")],
+                             pki["scanner"], ca)
+        # (storescu calls as SCANNER; the called AE is not checked by this Orthanc)
+        assert done.returncode == 0, done.stderr
+        settings = tls(ca_pem=ca.read_text(), client_cert_pem=mine.cert.read_text(),
+                       client_key_pem=mine.key.read_text())
+        c.dicom.register_source("tls-pacs", "TLSPACS", "127.0.0.1", pacs.dicom_port,
+                                method="get", tls=settings)
+        (listed,) = [s for s in c.dicom.sources() if s.name == "tls-pacs"]
+        assert listed.HasField("tls") and listed.tls.client_key_set
+        out = c.dicom.collect("tls-pacs", modality="CT")
+        assert (out.series_found, out.series_retrieved, out.instances_retrieved) == (1, 1, 1)
+        assert not out.failures
+        # C-MOVE: the Orthanc calls back over TLS, presenting its certificate.
+        out = c.dicom.collect("tls-pacs", modality="MR", method="move")
+        assert (out.series_found, out.series_retrieved) == (1, 1), out.failures
+        # Registered with a CA that did not sign the Orthanc's certificate: refused, with
+        # the TLS reason.
+        c.dicom.register_source("tls-pacs", "TLSPACS", "127.0.0.1", pacs.dicom_port,
+                                method="get", tls=tls(ca_pem=pki["other"].ca.read_text()))
+        with pytest.raises(ServiceError) as err:
+            c.dicom.collect("tls-pacs")
+        assert err.value.code == grpc.StatusCode.FAILED_PRECONDITION
+        assert err.value.details.startswith("source.tls: the source 'tls-pacs': TLS: the "
+                                            "peer's certificate did not verify"), \
+            err.value.details
+        c.dicom.delete_source("tls-pacs")
