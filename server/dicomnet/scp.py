@@ -49,6 +49,9 @@ from pydicom.uid import (
 )
 from pynetdicom import AE, AllStoragePresentationContexts, build_context, evt
 from pynetdicom.sop_class import (
+    PatientRootQueryRetrieveInformationModelFind,
+    PatientRootQueryRetrieveInformationModelGet,
+    PatientRootQueryRetrieveInformationModelMove,
     StorageCommitmentPushModel,
     StudyRootQueryRetrieveInformationModelFind,
     StudyRootQueryRetrieveInformationModelGet,
@@ -142,7 +145,10 @@ class StorageSCP:
         if index is not None:
             for model in (StudyRootQueryRetrieveInformationModelFind,
                           StudyRootQueryRetrieveInformationModelMove,
-                          StudyRootQueryRetrieveInformationModelGet):
+                          StudyRootQueryRetrieveInformationModelGet,
+                          PatientRootQueryRetrieveInformationModelFind,
+                          PatientRootQueryRetrieveInformationModelMove,
+                          PatientRootQueryRetrieveInformationModelGet):
                 ae.add_supported_context(model)
         if commitments is not None:
             # A destination reporting a commitment calls in as Storage Commitment SCP.
@@ -267,7 +273,10 @@ class StorageSCP:
             yield 0xC000, None
             return
         try:
-            replies = self._run(self.index.find(caller.subscriber, event.identifier), 120)
+            patient_root = (event.request.AffectedSOPClassUID ==
+                            PatientRootQueryRetrieveInformationModelFind)
+            replies = self._run(self.index.find(caller.subscriber, event.identifier,
+                                                patient_root=patient_root), 120)
         except ValueError:
             yield 0xA900, None          # identifier does not match SOP class (level)
             return
