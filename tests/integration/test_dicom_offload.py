@@ -142,6 +142,17 @@ def test_an_unreachable_capacity_url_and_a_plenty_source(node, tmp_path):
         c.dicom.delete_source("gone")
         assert state.startswith("capacity not known: the capacity URL did not answer ("), state
         assert state.endswith("; nothing collected")
+        # Low on capacity, but its DICOM port does not answer: said so, nothing collected.
+        done = storescu(pacs.dicom_port, [get_testdata_file("CT_small.dcm")],
+                        called="BIGPACS")
+        assert done.returncode == 0, done.stderr
+        c.dicom.register_source("mute", "BIGPACS", "127.0.0.1", free_port(), every_seconds=1,
+                                capacity_url=f"http://127.0.0.1:{pacs.http_port}",
+                                offload_below_percent=99.99, capacity_max_mib=1)
+        state = _state(c, "mute").capacity_state
+        c.dicom.delete_source("mute")
+        assert state == ("the source could not be queried: the source 'mute' is unreachable "
+                         "(Connection refused); nothing collected"), state
 
 
 @pytest.mark.parametrize(("settings", "field"), [

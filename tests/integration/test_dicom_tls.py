@@ -27,7 +27,7 @@ from medcompute.server.config import ServerConfig
 from medcompute.server.dicomnet.registry import NodeRegistry
 from medcompute.server.dicomnet.tls import listener_context
 from medcompute.server.errors import FailedPrecondition
-from tests.dicom_peers import Orthanc, StoreSCP, program, storescu
+from tests.dicom_peers import Orthanc, StoreSCP, free_port, program, storescu
 from tests.dicom_tls import Authority
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -145,10 +145,13 @@ def test_results_are_pushed_over_tls_and_an_untrusted_node_fails_with_the_reason
                                           client_key_pem=mine.key.read_text()))
             c.dicom.register_node("not-tls", "PLAINSCP", "127.0.0.1", plain.port,
                                   tls=tls(ca_pem=ca.read_text()))
+            c.dicom.register_node("tls-down", "NOBODY", "127.0.0.1", free_port(),
+                                  tls=tls(ca_pem=ca.read_text()))
             (listed,) = [n for n in c.dicom.nodes() if n.name == "secure"]
             assert listed.HasField("tls") and not listed.tls.client_key_pem
             rule = c.dicom.create_rule("local", ["gaussian:sigma=1"], modality="CT",
-                                       dicom_nodes=["secure", "untrusted", "not-tls"])
+                                       dicom_nodes=["secure", "untrusted", "not-tls",
+                                                    "tls-down"])
             try:
                 # A series of its own (new UIDs would be the same pixels): CT5N again is
                 # received again, as a new batch.
@@ -159,7 +162,7 @@ def test_results_are_pushed_over_tls_and_an_untrusted_node_fails_with_the_reason
                                     if j.rule_id == rule.rule_id]):
                     assert time.monotonic() < deadline
                     time.sleep(0.2)
-                pushes = _wait(c, jobs[0].job_id, 3)
+                pushes = _wait(c, jobs[0].job_id, 4)
             finally:
                 c.dicom.delete_rule(rule.rule_id)
         ok = pushes["secure"]
@@ -174,6 +177,11 @@ def test_results_are_pushed_over_tls_and_an_untrusted_node_fails_with_the_reason
         assert nope.state == dicom_pb2.PUSH_STATE_FAILED and nope.attempts == 1
         assert nope.reason.startswith("TLS: "), nope.reason
         assert not plain.files()
+        # Nothing listens: transient as without TLS, tried again, then given up.
+        down = pushes["tls-down"]
+        assert down.state == dicom_pb2.PUSH_STATE_FAILED and down.attempts == 3
+        assert down.reason == ("the node is unreachable (Connection refused) (gave up after "
+                               "3 tries)")
     finally:
         secure.stop()
         untrusted.stop()
@@ -292,4 +300,12 @@ def test_collect_from_an_orthanc_over_tls_by_get_and_by_move(node, pki, tmp_path
         assert err.value.details.startswith("source.tls: the source 'tls-pacs': TLS: the "
                                             "peer's certificate did not verify"), \
             err.value.details
+        # Nothing listens: unavailable, as without TLS.
+        c.dicom.register_source("tls-pacs", "TLSPACS", "127.0.0.1", free_port(),
+                                tls=tls(ca_pem=ca.read_text()))
+        with pytest.raises(ServiceError) as err:
+            c.dicom.collect("tls-pacs")
+        assert err.value.code == grpc.StatusCode.UNAVAILABLE
+        assert err.value.details == ("source: the source 'tls-pacs' is unreachable "
+                                     "(Connection refused)")
         c.dicom.delete_source("tls-pacs")
