@@ -132,6 +132,11 @@ def check_address(config: ServerConfig) -> None:
             f"refusing to serve metrics on {config.metrics_address}: the endpoint has no TLS "
             "or keys; keep it on 127.0.0.1 behind a scraping proxy, or use --insecure on a "
             "closed monitoring network", "--metrics-address")
+    if config.dicom_port is not None and (config.dicom_tls_cert or config.dicom_tls_key
+                                          or config.dicom_tls_ca):
+        from medcompute.server.dicomnet.tls import listener_context
+
+        listener_context(config.dicom_tls_cert, config.dicom_tls_key, config.dicom_tls_ca)
     if (config.dicom_port is not None and not _loopback(config.dicom_address)
             and not config.dicom_tls_cert and not config.insecure):
         raise FailedPrecondition(

@@ -262,6 +262,19 @@ def test_the_listener_needs_a_usable_certificate_and_key(pki, tmp_path):
     assert "--dicom-tls-cert" in err.value.message
 
 
+
+def test_serve_refuses_an_unusable_dicom_certificate_before_starting(tmp_path, capsys):
+    assert main(["serve", "--address", "127.0.0.1:0", "--data-dir", str(tmp_path / "data"),
+                 "--dicom-port", "0", "--dicom-tls-cert", str(tmp_path / "none.pem"),
+                 "--dicom-tls-key", str(tmp_path / "none.key")]) == exits.USAGE
+    err = capsys.readouterr().err
+    assert "--dicom-tls-cert: cannot use" in err and "No such file or directory" in err
+    assert main(["serve", "--address", "127.0.0.1:0", "--data-dir", str(tmp_path / "data"),
+                 "--dicom-port", "0", "--dicom-tls-ca", str(tmp_path / "ca.pem")]) == \
+        exits.USAGE
+    assert "--dicom-tls-ca needs --dicom-tls-cert" in capsys.readouterr().err
+
+
 def test_collect_from_an_orthanc_over_tls_by_get_and_by_move(node, pki, tmp_path):
     pacs_pem, ca = pki["pacs"], pki["ca"].ca
     me = {"AET": "MEDCOMPUTE", "Host": "127.0.0.1", "Port": node.running.dicom_port,
