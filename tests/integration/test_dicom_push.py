@@ -270,3 +270,69 @@ def test_rejections_are_classified():
         False, "association rejected (permanent): calling AE title not recognised")
     assert classify_rejection(2, 3, 2) == (
         True, "association rejected (transient): local limit exceeded")
+
+
+class FakeCommitRefusingSCP:
+    """A fake destination (pynetdicom, not a product): it stores every instance with
+    success, offers storage commitment, and answers each N-ACTION with 0110."""
+
+    def __init__(self, aet: str = "FAKEREFUSER"):
+        from pynetdicom import AE, AllStoragePresentationContexts, evt
+        from pynetdicom.sop_class import StorageCommitmentPushModel
+
+        self.aet = aet
+        self.stored = 0
+        ae = AE(ae_title=aet)
+        for cx in AllStoragePresentationContexts:
+            ae.add_supported_context(cx.abstract_syntax)
+        ae.add_supported_context(StorageCommitmentPushModel)
+        self._server = ae.start_server(("127.0.0.1", 0), block=False, evt_handlers=[
+            (evt.EVT_C_STORE, self._store), (evt.EVT_N_ACTION, lambda event: (0x0110, None))])
+        self.port = self._server.server_address[1]
+
+    def _store(self, event):
+        self.stored += 1
+        return 0x0000
+
+    def stop(self):
+        self._server.shutdown()
+
+
+def test_a_commitment_refused_with_a_status_is_delivered_not_committed(node, tmp_path):
+    ds = pydicom.dcmread(get_testdata_file("MR_small.dcm"))
+    ds.SeriesInstanceUID, ds.SOPInstanceUID = generate_uid(), generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.SeriesDescription = "commit-refused"
+    path = tmp_path / "mr.dcm"
+    ds.save_as(path)
+    fake = FakeCommitRefusingSCP()
+    try:
+        with Client(node.address, timeout=60) as c:
+            c.dicom.register_node("fake-refuser", fake.aet, "127.0.0.1", fake.port)
+            rule = c.dicom.create_rule("local", ["gaussian:sigma=1"], modality="MR",
+                                       series_description="commit-refused", output="file",
+                                       dicom_nodes=["fake-refuser"])
+            try:
+                done = storescu(node.running.dicom_port, [path])
+                assert done.returncode == 0, done.stderr
+                deadline = time.monotonic() + 60
+                while not (routed := [s for s in c.dicom.received_series()
+                                      if s.series_instance_uid == ds.SeriesInstanceUID
+                                      and s.jobs]):
+                    assert time.monotonic() < deadline
+                    time.sleep(0.2)
+                job_id = routed[0].jobs[-1].job_id
+                while not (ended := [p for p in c.dicom.pushes(job_id) if p.state in (
+                        dicom_pb2.PUSH_STATE_DELIVERED, dicom_pb2.PUSH_STATE_FAILED)]):
+                    assert time.monotonic() < deadline, c.dicom.pushes(job_id)
+                    time.sleep(0.2)
+            finally:
+                c.dicom.delete_rule(rule.rule_id)
+        (push,) = ended
+        assert push.state == dicom_pb2.PUSH_STATE_DELIVERED and push.attempts == 1
+        assert not push.committed and push.instances_delivered == 1 and fake.stored == 1
+        assert push.proof == ("C-STORE success per instance; not committed: the destination "
+                              "refused the storage commitment request")
+        assert push.reason == "the storage commitment request was answered with status 0110"
+    finally:
+        fake.stop()
