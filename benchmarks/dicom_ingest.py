@@ -7,7 +7,9 @@ C-STORE) having arrived at a dcmtk storescp.
     python benchmarks/dicom_ingest.py --slices 20 --size 128
 
 Needs dcmtk (`make peers`). Writes benchmarks/results/<timestamp>-dicom.json and prints
-the figures. The baseline is run before and after the service; both are reported.
+the figures. The baseline is run before and after the service; both are reported, and
+the faster is the one compared with. Also the "dicom" section of benchmarks/run.py
+(`make bench`; smaller with --quick and --tiny, see ``SIZES``).
 """
 
 from __future__ import annotations
@@ -33,6 +35,20 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
+#: (slices, rows = columns) of each mode of benchmarks/run.py.
+SIZES = {"full": (300, 512), "quick": (60, 256), "tiny": (8, 64)}
+
+
+def dcmtk(name: str) -> str:
+    """dcmtk's program by its path: pynetdicom puts programs of the same names, with
+    other options, into the virtual environment's bin."""
+    for folder in ("/usr/bin", "/usr/local/bin"):
+        if os.access(f"{folder}/{name}", os.X_OK):
+            return f"{folder}/{name}"
+    found = shutil.which(name)
+    if found is None or Path(found).parent == BIN:
+        raise RuntimeError(f"dcmtk's {name} is not installed: run `make peers`")
+    return found
 
 
 def free_port() -> int:
@@ -80,7 +96,7 @@ def write_series(folder: Path, slices: int, size: int) -> list[Path]:
 def storescu(port: int, files, aet: str, called: str) -> float:
     """Seconds storescu takes to send every file (one association); fails loudly."""
     start = time.perf_counter()
-    done = subprocess.run(["storescu", "-aet", aet, "-aec", called, "127.0.0.1", str(port),
+    done = subprocess.run([dcmtk("storescu"), "-aet", aet, "-aec", called, "127.0.0.1", str(port),
                            *map(str, files)], capture_output=True, text=True)
     took = time.perf_counter() - start
     if done.returncode != 0:
@@ -91,7 +107,7 @@ def storescu(port: int, files, aet: str, called: str) -> float:
 def storescp(folder: Path, aet: str) -> tuple[subprocess.Popen, int]:
     folder.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    proc = subprocess.Popen(["storescp", "-aet", aet, "+xa", "-uf", "-od", str(folder),
+    proc = subprocess.Popen([dcmtk("storescp"), "-aet", aet, "+xa", "-uf", "-od", str(folder),
                              str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_port(port)
     return proc, port
@@ -152,27 +168,22 @@ def service(tmp: Path, files, workers: int) -> dict:
         log.close()
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--slices", type=int, default=300)
-    parser.add_argument("--size", type=int, default=512)
-    parser.add_argument("--workers", type=int, default=None,
-                        help="Dask workers of the server (default: one per core)")
-    parser.add_argument("--out", type=Path, default=HERE / "results")
-    args = parser.parse_args(argv)
+def measure(slices: int, size: int, workers: int | None = None) -> dict:
+    """The figures of one run: storescp, the service, storescp again."""
     tmp = Path(tempfile.mkdtemp(prefix="medcompute-dicom-bench-"))
     try:
-        files = write_series(tmp / "series", args.slices, args.size)
+        files = write_series(tmp / "series", slices, size)
         n = len(files)
         first = baseline(tmp, files, "base1")
-        ours = service(tmp, files, args.workers or os.cpu_count() or 1)
+        ours = service(tmp, files, workers or os.cpu_count() or 1)
         second = baseline(tmp, files, "base2")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     base = min(first, second)
-    result = {
+    return {
+        "available": True,
         "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "slices": n, "size": args.size, "cpu_count": os.cpu_count(),
+        "slices": n, "size": size, "cpu_count": os.cpu_count(),
         "storescp_seconds": [first, second],
         "storescp_instances_per_s": n / base,
         "service_seconds": ours["seconds"],
@@ -182,6 +193,24 @@ def main(argv=None) -> int:
         "last_slice_to_derived_series_arrived_s": ours["last_slice_to_arrival_s"],
         "push_attempts": ours["push_attempts"],
     }
+
+
+def run(sizes, log) -> dict:
+    """The "dicom" section of benchmarks/run.py, sized by its mode."""
+    slices, size = SIZES.get(sizes.name, SIZES["quick"])
+    log(f"dicom: storescu of {slices} {size}x{size} slices into storescp and the service")
+    return measure(slices, size)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--slices", type=int, default=300)
+    parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--workers", type=int, default=None,
+                        help="Dask workers of the server (default: one per core)")
+    parser.add_argument("--out", type=Path, default=HERE / "results")
+    args = parser.parse_args(argv)
+    result = measure(args.slices, args.size, args.workers)
     args.out.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     (args.out / f"{stamp}-dicom.json").write_text(json.dumps(result, indent=2))

@@ -336,6 +336,21 @@ def _versions(v) -> str:
             f"{_e(v.get('files'))} files</p>" + table + levels + tiers + notes)
 
 
+def _dicom(d) -> str:
+    if not d or d.get("available") is False:
+        return f'<p class="absent">{_e((d or {}).get("reason", "not run"))}</p>'
+    rows = [["dcmtk storescp (baseline, faster of two)", _num(d.get("storescp_instances_per_s"),
+                                                              "{:.1f}"), "-"],
+            ["medcompute (stored, fsynced, grouped)",
+             _num(d.get("service_instances_per_s"), "{:.1f}"),
+             _num(d.get("service_over_storescp"), "{:.2f}")]]
+    return (f"<p>storescu of {_e(d.get('slices'))} CT slices of {_e(d.get('size'))}^2 int16, "
+            "one association</p>" + _table(["receiver", "instances/s", "vs storescp"], rows)
+            + f"<p>last slice acknowledged to the derived series (a routed Gaussian, pushed "
+            f"by C-STORE) arrived at a storescp: "
+            f"{_num(d.get('last_slice_to_derived_series_arrived_s'), '{:.2f}')} s</p>")
+
+
 def render(results: dict) -> str:
     plt = _pyplot()
     meta = results.get("meta", {})
@@ -377,6 +392,7 @@ def render(results: dict) -> str:
     gpu = results.get("gpu", {})
     parts.append("<h2>GPU</h2>" + figure(plot_gpu, gpu) + _gpu(gpu))
     parts.append("<h2>Stored versions and tiers</h2>" + _versions(results.get("versions")))
+    parts.append("<h2>DICOM ingest</h2>" + _dicom(results.get("dicom")))
     versions = m.get("versions", {})
     parts.append("<h2>Software</h2>" + _table(["package", "version"],
                                                [[_e(k), _e(v)] for k, v in versions.items()]))

@@ -25,13 +25,14 @@ if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
 import common  # noqa: E402
+import dicom_ingest  # noqa: E402
 import kernels_bench  # noqa: E402
 import report  # noqa: E402
 import service_bench  # noqa: E402
 import targets  # noqa: E402
 import versions_bench  # noqa: E402
 
-SECTIONS = ("kernels", "service", "store", "throughput", "scaling", "gpu", "versions")
+SECTIONS = ("kernels", "service", "store", "throughput", "scaling", "gpu", "versions", "dicom")
 SERVICE_SECTIONS = ("service", "store", "throughput", "scaling")
 
 
@@ -83,6 +84,10 @@ def run(mode: str, sections: set[str], out_dir: Path, *, wait_idle: float = 0.0,
         results["versions"] = _guarded("versions", versions_bench.run, sizes, _log)
     else:
         results["versions"] = {"available": False, "reason": "not run (--sections)"}
+    if "dicom" in sections:
+        results["dicom"] = _guarded("dicom", dicom_ingest.run, sizes, _log)
+    else:
+        results["dicom"] = {"available": False, "reason": "not run (--sections)"}
     results["targets"] = targets.evaluate(results)
     finished = time.time()
     results["meta"]["finished"] = datetime.fromtimestamp(finished, timezone.utc).isoformat()

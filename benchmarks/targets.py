@@ -125,4 +125,13 @@ def _evaluate(results: dict) -> list[dict]:
         out.append(_check("gpu", "GPU against CPU and bandwidth fraction", "reported where "
                           "CuPy finds a device", None, None,
                           note=gpu.get("reason", "not measured")))
+    dicom = results.get("dicom") or {}
+    ratio = dicom.get("service_over_storescp")
+    out.append(_check(
+        "dicom-ingest", f"storescu of {dicom.get('slices', 300)} {dicom.get('size', 512)}^2 "
+        "CT slices: into the service, instances/s / into dcmtk's storescp", ">= 0.70", ratio,
+        None if ratio is None else ratio >= 0.70, "",
+        (f"last slice to derived series arrived: "
+         f"{dicom['last_slice_to_derived_series_arrived_s']:.2f} s") if ratio is not None
+        else dicom.get("reason", "not measured")))
     return out

@@ -112,6 +112,9 @@ def _serve(args) -> int:
                           dicom_push_attempts=args.push_attempts,
                           dicom_push_backoff=args.push_backoff,
                           dicom_commit_timeout=args.commit_timeout,
+                          dicom_tls_cert=args.dicom_tls_cert or "",
+                          dicom_tls_key=args.dicom_tls_key or "",
+                          dicom_tls_ca=args.dicom_tls_ca or "",
                           processes=(args.processes if args.processes is not None
                                      else default_processes()))
     config.cold_dir = _path(args.cold_dir)
@@ -424,7 +427,15 @@ def build_parser() -> argparse.ArgumentParser:
                        "(0: any free port; default: off)")
     dicom.add_argument("--dicom-address", default="127.0.0.1", metavar="HOST",
                        help="the address of the DICOM port (default 127.0.0.1; another needs "
-                       "--insecure: DICOM TLS is not offered yet)")
+                       "--dicom-tls-cert/--dicom-tls-key, or --insecure)")
+    dicom.add_argument("--dicom-tls-cert", default=None, metavar="PEM",
+                       help="DICOM TLS on the DICOM port: this server's certificate (chain), "
+                       "with --dicom-tls-key; callers must then speak TLS")
+    dicom.add_argument("--dicom-tls-key", default=None, metavar="PEM",
+                       help="the private key of --dicom-tls-cert (unencrypted PEM)")
+    dicom.add_argument("--dicom-tls-ca", default=None, metavar="PEM",
+                       help="also require each caller's certificate, signed by one of these "
+                       "CA certificates (mutual TLS)")
     dicom.add_argument("--ae-title", default="MEDCOMPUTE", metavar="AET",
                        help="the service's own AE title (default MEDCOMPUTE)")
     dicom.add_argument("--series-quiet", type=float, default=10.0, metavar="SECONDS",

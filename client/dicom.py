@@ -11,13 +11,20 @@ from medcompute.client.client import DEFAULT_SERVER, call
 from medcompute.client.ops import parse_op
 from medcompute.proto.v1 import dicom_pb2, dicom_pb2_grpc, processing_pb2
 
-__all__ = ["DicomClient", "OUTPUTS"]
+__all__ = ["DicomClient", "OUTPUTS", "tls"]
 
 OUTPUTS = {"series": dicom_pb2.ROUTING_OUTPUT_DERIVED_SERIES,
            "file": dicom_pb2.ROUTING_OUTPUT_DICOM_FILE}
 _METHODS = {"move": dicom_pb2.RETRIEVE_METHOD_MOVE, "get": dicom_pb2.RETRIEVE_METHOD_GET}
 _DEVICES = {"auto": processing_pb2.DEVICE_AUTO, "cpu": processing_pb2.DEVICE_CPU,
             "gpu": processing_pb2.DEVICE_GPU}
+
+
+def tls(*, ca_pem: str = "", client_cert_pem: str = "", client_key_pem: str = "",
+        server_name: str = "") -> dicom_pb2.DicomTls:
+    """DICOM TLS settings of a node or source: PEM text (not paths), see DicomTls."""
+    return dicom_pb2.DicomTls(ca_pem=ca_pem, client_cert_pem=client_cert_pem,
+                              client_key_pem=client_key_pem, server_name=server_name)
 
 
 class DicomClient:
@@ -94,10 +101,13 @@ class DicomClient:
                              dicom_pb2.ListReceivedSeriesRequest()).series)
 
     # -- the caller's DICOM nodes (receive role) and pushes ---------------------------
-    def register_node(self, name: str, ae_title: str, host: str, port: int):
+    def register_node(self, name: str, ae_title: str, host: str, port: int, *,
+                      tls: dicom_pb2.DicomTls | None = None):
+        """A DICOM node results are pushed to; with ``tls`` (see :func:`tls`), over DICOM
+        TLS."""
         return self._do(self._stub.RegisterNode, dicom_pb2.RegisterNodeRequest(
-            node=dicom_pb2.DicomNode(name=name, ae_title=ae_title, host=host,
-                                     port=port))).node
+            node=dicom_pb2.DicomNode(name=name, ae_title=ae_title, host=host, port=port,
+                                     tls=tls))).node
 
     def delete_node(self, name: str) -> None:
         self._do(self._stub.DeleteNode, dicom_pb2.DeleteNodeRequest(name=name))
@@ -113,16 +123,26 @@ class DicomClient:
     # -- collecting from the caller's PACS ------------------------------------------
     def register_source(self, name: str, ae_title: str, host: str, port: int, *,
                         method: str = "move", every_seconds: int = 0, schedule_days: int = 0,
-                        schedule_modality: str = ""):
+                        schedule_modality: str = "", tls: dicom_pb2.DicomTls | None = None,
+                        capacity_url: str = "", offload_below_percent: float = 0.0,
+                        offload_below_mib: int = 0, capacity_max_mib: int = 0):
         """A PACS to collect from (``method``: move or get); with ``every_seconds``, also
-        collected on that schedule (studies of the last ``schedule_days`` days)."""
+        collected on that schedule (studies of the last ``schedule_days`` days); with
+        ``capacity_url`` and a threshold, its oldest studies are collected when its free
+        capacity is below the threshold (storage offload)."""
         if method not in _METHODS:
             raise ValueError(f"method: expected one of {', '.join(_METHODS)}, got {method!r}")
         return self._do(self._stub.RegisterSource, dicom_pb2.RegisterSourceRequest(
             source=dicom_pb2.DicomSource(
                 name=name, ae_title=ae_title, host=host, port=port, method=_METHODS[method],
                 every_seconds=every_seconds, schedule_days=schedule_days,
-                schedule_modality=schedule_modality))).source
+                schedule_modality=schedule_modality, tls=tls, capacity_url=capacity_url,
+                offload_below_percent=offload_below_percent,
+                offload_below_mib=offload_below_mib,
+                capacity_max_mib=capacity_max_mib))).source
+
+    def delete_source(self, name: str) -> None:
+        self._do(self._stub.DeleteSource, dicom_pb2.DeleteSourceRequest(name=name))
 
     def sources(self):
         return list(self._do(self._stub.ListSources, dicom_pb2.ListSourcesRequest()).sources)

@@ -1,8 +1,8 @@
 """``medcompute dicom``: the service as a DICOM node.
 
-    medcompute dicom ae add AET --subscriber S --host IP --data-dir DIR
-    medcompute dicom ae list [--subscriber S] --data-dir DIR
-    medcompute dicom ae rm AET --data-dir DIR
+    medcompute dicom ae add AET --subscriber S --host IP --api-key ADMIN  (or --data-dir DIR)
+    medcompute dicom ae list [--subscriber S] --api-key ADMIN            (or --data-dir DIR)
+    medcompute dicom ae rm AET --api-key ADMIN                           (or --data-dir DIR)
     medcompute dicom rule add --subscriber S --op NAME[:k=v,...] [--op ...] [--calling-ae AET]
                     [--called-ae AET] [--modality CT] [--series-description TEXT[*]]
                     [--tag KEYWORD=VALUE[*]] [--output series|file] [--to SUBSCRIBER]
@@ -10,25 +10,29 @@
     medcompute dicom rule list [--subscriber S] --api-key ADMIN
     medcompute dicom rule rm RULE --api-key ADMIN
     medcompute dicom series --api-key KEY          (the caller's received series, their jobs)
-    medcompute dicom node add NAME --ae-title AET --host HOST --port N --api-key RECEIVER
+    medcompute dicom node add NAME --ae-title AET --host HOST --port N [--dicom-tls
+                    [--dicom-tls-ca PEM] [--dicom-tls-cert PEM --dicom-tls-key PEM]
+                    [--dicom-tls-server-name NAME]] --api-key RECEIVER
     medcompute dicom node list|rm ... --api-key RECEIVER
     medcompute dicom pushes [--job JOB] --api-key KEY   (pushes sent or received, their state)
     medcompute dicom source add NAME --ae-title AET --host HOST --port N [--method move|get]
                     [--every DURATION [--days N] [--schedule-modality M]]
-    medcompute dicom source list --api-key KEY
+                    [--dicom-tls ...] [--capacity-url URL --offload-below N%|NMiB
+                    [--capacity-max-mib N]]
+    medcompute dicom source list|rm ... --api-key KEY
     medcompute collect SOURCE [--modality M] [--date-from D] [--date-to D] [--study-uid UID]
                        [--patient-id ID] [--method move|get] --api-key KEY
 
 A calling AE title (a scanner, a PACS) is registered for the subscriber its images
 belong to and the host it calls from; associations from any other AE title or host are
-rejected. These commands work on the data directory on the server's machine (as the
-first admin key is made); a running server sees a change at its next association.
-Rules and series go through the server's DicomService.
+rejected. The `ae` commands go through the server's DicomService with an admin key, or,
+with --data-dir, work on the data directory on the server's machine (before any key
+exists, as the first admin key is made); a running server sees a change at its next
+association. Everything else goes through the server's DicomService.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import sys
 
 from medcompute.client import exits
@@ -53,31 +57,48 @@ def _fail(exc) -> int:
     return exits.for_status(grpc.StatusCode[exc.code_name])
 
 
-def _ae_add(args) -> int:
-    from medcompute.server.errors import MedcomputeError
+def _ae_dict(ae) -> dict:
+    return {"ae_title": ae.ae_title, "subscriber": ae.subscriber, "host": ae.host,
+            "created_at": ae.created_at}
 
-    registry = _registry(args)
-    try:
-        ae = registry.add_ae_now(args.ae_title, args.subscriber, args.host)
-    except MedcomputeError as exc:
-        return _fail(exc)
-    finally:
-        registry.close()
+
+def _ae_add(args) -> int:
+    if args.data_dir:
+        from medcompute.server.errors import MedcomputeError
+
+        registry = _registry(args)
+        try:
+            ae = registry.add_ae_now(args.ae_title, args.subscriber, args.host)
+        except MedcomputeError as exc:
+            return _fail(exc)
+        finally:
+            registry.close()
+    else:
+        from medcompute.client.cli import open_client
+
+        with open_client(args) as client:
+            ae = client.dicom.register_calling_ae(args.ae_title, args.subscriber, args.host)
     if args.json:
-        print_json(dataclasses.asdict(ae))
+        print_json(_ae_dict(ae))
     else:
         print(f"{ae.ae_title} -> {ae.subscriber} (from {ae.host})")
     return 0
 
 
 def _ae_list(args) -> int:
-    registry = _registry(args)
-    try:
-        aes = registry.list_aes_now(args.subscriber or "")
-    finally:
-        registry.close()
+    if args.data_dir:
+        registry = _registry(args)
+        try:
+            aes = registry.list_aes_now(args.subscriber or "")
+        finally:
+            registry.close()
+    else:
+        from medcompute.client.cli import open_client
+
+        with open_client(args) as client:
+            aes = client.dicom.calling_aes(args.subscriber or "")
     if args.json:
-        print_json([dataclasses.asdict(ae) for ae in aes])
+        print_json([_ae_dict(ae) for ae in aes])
         return 0
     for ae in aes:
         print(f"{ae.ae_title:<16}  {ae.subscriber:<20}  {ae.host}")
@@ -85,15 +106,21 @@ def _ae_list(args) -> int:
 
 
 def _ae_rm(args) -> int:
-    from medcompute.server.errors import MedcomputeError
+    if args.data_dir:
+        from medcompute.server.errors import MedcomputeError
 
-    registry = _registry(args)
-    try:
-        registry.remove_ae_now(args.ae_title)
-    except MedcomputeError as exc:
-        return _fail(exc)
-    finally:
-        registry.close()
+        registry = _registry(args)
+        try:
+            registry.remove_ae_now(args.ae_title)
+        except MedcomputeError as exc:
+            return _fail(exc)
+        finally:
+            registry.close()
+    else:
+        from medcompute.client.cli import open_client
+
+        with open_client(args) as client:
+            client.dicom.delete_calling_ae(args.ae_title)
     if args.json:
         print_json({"ae_title": args.ae_title, "removed": True})
     return 0
@@ -172,15 +199,54 @@ def _series(args) -> int:
     return 0
 
 
+class _Usage(Exception):
+    """A local file named by an option cannot be read (exit 2)."""
+
+
+def _read_pem(path: str | None, option: str) -> str:
+    if not path:
+        return ""
+    try:
+        with open(path, encoding="ascii") as f:
+            return f.read()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _Usage(f"{option}: cannot read {path}: "
+                     f"{getattr(exc, 'strerror', None) or exc}") from None
+
+
+def _tls(args):
+    """The DicomTls of --dicom-tls and its files (read here: the server reads no file a
+    caller names); None without TLS."""
+    from medcompute.client.dicom import tls
+
+    given = (args.dicom_tls_ca, args.dicom_tls_cert, args.dicom_tls_key,
+             args.dicom_tls_server_name)
+    if not args.dicom_tls and not any(given):
+        return None
+    return tls(ca_pem=_read_pem(args.dicom_tls_ca, "--dicom-tls-ca"),
+               client_cert_pem=_read_pem(args.dicom_tls_cert, "--dicom-tls-cert"),
+               client_key_pem=_read_pem(args.dicom_tls_key, "--dicom-tls-key"),
+               server_name=args.dicom_tls_server_name or "")
+
+
+def _peer(n) -> str:
+    return f"{n.ae_title}@{n.host}:{n.port}{' (TLS)' if n.HasField('tls') else ''}"
+
+
 def _node_add(args) -> int:
     from medcompute.client.cli import open_client
 
+    try:
+        tls = _tls(args)
+    except _Usage as exc:
+        print(f"medcompute dicom node add: {exc}", file=sys.stderr)
+        return exits.USAGE
     with open_client(args) as client:
-        n = client.dicom.register_node(args.name, args.ae_title, args.host, args.port)
+        n = client.dicom.register_node(args.name, args.ae_title, args.host, args.port, tls=tls)
     if args.json:
         print_json(message_json(n))
     else:
-        print(f"{n.name}: {n.ae_title}@{n.host}:{n.port}")
+        print(f"{n.name}: {_peer(n)}")
     return 0
 
 
@@ -193,7 +259,8 @@ def _node_list(args) -> int:
         print_json([message_json(n) for n in nodes])
         return 0
     for n in nodes:
-        print(f"{n.name:<20}  {n.ae_title:<16}  {n.host}:{n.port}")
+        print(f"{n.name:<20}  {n.ae_title:<16}  {n.host}:{n.port}"
+              f"{'  TLS' if n.HasField('tls') else ''}")
     return 0
 
 
@@ -225,18 +292,54 @@ def _pushes(args) -> int:
     return 0
 
 
+def _threshold(text: str | None) -> tuple[float, int]:
+    """--offload-below: (percent, MiB) from "20%" or "500MiB" (or "500MB", "500")."""
+    if not text:
+        return 0.0, 0
+    value = text.strip()
+    try:
+        if value.endswith("%"):
+            return float(value[:-1]), 0
+        for unit in ("MiB", "MB", "M"):
+            if value.endswith(unit):
+                value = value[: -len(unit)]
+                break
+        return 0.0, int(value)
+    except ValueError:
+        raise _Usage(f"--offload-below: expected a percentage (20%) or MiB (500MiB), got "
+                     f"{text!r}") from None
+
+
 def _source_add(args) -> int:
     from medcompute.client.cli import open_client
 
+    try:
+        tls = _tls(args)
+        percent, mib = _threshold(args.offload_below)
+    except _Usage as exc:
+        print(f"medcompute dicom source add: {exc}", file=sys.stderr)
+        return exits.USAGE
     with open_client(args) as client:
         src = client.dicom.register_source(
             args.name, args.ae_title, args.host, args.port, method=args.method,
             every_seconds=int(args.every), schedule_days=args.days,
-            schedule_modality=args.schedule_modality)
+            schedule_modality=args.schedule_modality, tls=tls,
+            capacity_url=args.capacity_url, offload_below_percent=percent,
+            offload_below_mib=mib, capacity_max_mib=args.capacity_max_mib)
     if args.json:
         print_json(message_json(src))
     else:
-        print(f"{src.name}: {src.ae_title}@{src.host}:{src.port}")
+        print(f"{src.name}: {_peer(src)}")
+    return 0
+
+
+def _source_rm(args) -> int:
+    from medcompute.client.cli import open_client
+
+    with open_client(args) as client:
+        client.dicom.delete_source(args.name)
+    if args.json:
+        print_json({"name": args.name, "removed": True})
     return 0
 
 
@@ -251,7 +354,9 @@ def _source_list(args) -> int:
         return 0
     for s in sources:
         method = dicom_pb2.RetrieveMethod.Name(s.method).removeprefix("RETRIEVE_METHOD_")
-        print(f"{s.name:<20}  {s.ae_title:<16}  {s.host}:{s.port}  {method.lower()}")
+        print(f"{s.name:<20}  {s.ae_title:<16}  {s.host}:{s.port}  {method.lower()}"
+              f"{'  TLS' if s.HasField('tls') else ''}"
+              f"{'  capacity: ' + s.capacity_state if s.capacity_state else ''}")
     return 0
 
 
@@ -286,8 +391,26 @@ def add_commands(sub, client_options) -> None:
     asub = ae.add_subparsers(dest="ae_command", required=True, metavar="ACTION")
 
     def data_dir(p):
-        p.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR),
-                       help=f"the server's data directory (default {DEFAULT_DATA_DIR})")
+        client_options(p)
+        p.add_argument("--data-dir", default=None,
+                       help="work on this data directory on the server's machine instead of "
+                       f"through the server (e.g. {DEFAULT_DATA_DIR}, before any admin key "
+                       "exists)")
+
+    def peer_tls(p):
+        g = p.add_argument_group("DICOM TLS to it (the files are read here and sent)")
+        g.add_argument("--dicom-tls", action="store_true",
+                       help="associate over DICOM TLS (implied by the options below)")
+        g.add_argument("--dicom-tls-ca", metavar="PEM",
+                       help="the CA certificates that must have signed its certificate "
+                       "(default: the server machine's trusted ones)")
+        g.add_argument("--dicom-tls-cert", metavar="PEM",
+                       help="a client certificate to present, for a peer that requires one "
+                       "(mutual TLS), with --dicom-tls-key")
+        g.add_argument("--dicom-tls-key", metavar="PEM",
+                       help="the unencrypted private key of --dicom-tls-cert")
+        g.add_argument("--dicom-tls-server-name", metavar="NAME",
+                       help="the name its certificate must carry (default: --host)")
 
     add = asub.add_parser("add", help="register a calling AE title for a subscriber and host")
     add.add_argument("ae_title", metavar="AET")
@@ -359,6 +482,7 @@ def add_commands(sub, client_options) -> None:
     nadd.add_argument("--ae-title", required=True, help="its AE title")
     nadd.add_argument("--host", required=True, help="its host name or IP address")
     nadd.add_argument("--port", type=int, required=True, help="its DICOM port")
+    peer_tls(nadd)
     client_options(nadd)
     nadd.add_argument("--json", action="store_true", help="the node (DicomNode) as JSON")
     nadd.set_defaults(func=_node_add)
@@ -378,7 +502,7 @@ def add_commands(sub, client_options) -> None:
     client_options(pushes)
     pushes.set_defaults(func=_pushes)
 
-    source = dsub.add_parser("source", help="your PACS to collect from: add, list")
+    source = dsub.add_parser("source", help="your PACS to collect from: add, list, rm")
     ssub = source.add_subparsers(dest="source_command", required=True, metavar="ACTION")
     sadd = ssub.add_parser("add", help="register (or change) a source; its AE title may then "
                            "call this server (C-MOVE answers so)")
@@ -396,6 +520,19 @@ def add_commands(sub, client_options) -> None:
                       help="scheduled collects: studies of the last N days (default: any)")
     sadd.add_argument("--schedule-modality", default="", metavar="MODALITY",
                       help="scheduled collects: only this modality")
+    peer_tls(sadd)
+    off = sadd.add_argument_group("storage offload: collect its oldest studies when its free "
+                                  "capacity is low (checked on the --every schedule; nothing "
+                                  "is deleted from it)")
+    off.add_argument("--capacity-url", default="", metavar="URL",
+                     help="its REST API that reports its storage (an Orthanc: "
+                     "http://HOST:8042)")
+    off.add_argument("--offload-below", default="", metavar="N%%|NMiB",
+                     help="collect when its free capacity is below this share of its maximum "
+                     "storage, or below this many MiB")
+    off.add_argument("--capacity-max-mib", type=int, default=0, metavar="MIB",
+                     help="its maximum storage (Orthanc's MaximumStorageSize), where it does "
+                     "not report it (Orthanc 1.10 does not)")
     client_options(sadd)
     sadd.add_argument("--json", action="store_true", help="the source (DicomSource) as JSON")
     sadd.set_defaults(func=_source_add)
@@ -403,6 +540,11 @@ def add_commands(sub, client_options) -> None:
     client_options(slist)
     slist.add_argument("--json", action="store_true", help="as JSON: a list of DicomSource")
     slist.set_defaults(func=_source_list)
+    srm = ssub.add_parser("rm", help="remove a source (what it collected stays)")
+    srm.add_argument("name", metavar="NAME")
+    client_options(srm)
+    srm.add_argument("--json", action="store_true", help="as JSON: {name, removed}")
+    srm.set_defaults(func=_source_rm)
 
     collect = sub.add_parser("collect", help="query a PACS source and retrieve the matching "
                              "series not collected before (then routed as received)",

@@ -132,13 +132,18 @@ def check_address(config: ServerConfig) -> None:
             f"refusing to serve metrics on {config.metrics_address}: the endpoint has no TLS "
             "or keys; keep it on 127.0.0.1 behind a scraping proxy, or use --insecure on a "
             "closed monitoring network", "--metrics-address")
+    if config.dicom_port is not None and (config.dicom_tls_cert or config.dicom_tls_key
+                                          or config.dicom_tls_ca):
+        from medcompute.server.dicomnet.tls import listener_context
+
+        listener_context(config.dicom_tls_cert, config.dicom_tls_key, config.dicom_tls_ca)
     if (config.dicom_port is not None and not _loopback(config.dicom_address)
-            and not config.insecure):
+            and not config.dicom_tls_cert and not config.insecure):
         raise FailedPrecondition(
-            f"refusing to accept DICOM on {config.dicom_address}: DICOM TLS is not offered; "
-            "keep it on 127.0.0.1 behind a DICOM TLS proxy, or use --insecure on a closed "
-            "imaging network (calling AE titles are still checked against their hosts)",
-            "--dicom-address")
+            f"refusing to accept DICOM on {config.dicom_address} without TLS: give "
+            "--dicom-tls-cert and --dicom-tls-key (and --dicom-tls-ca to require callers' "
+            "certificates), or use --insecure on a closed imaging network (calling AE titles "
+            "are still checked against their hosts)", "--dicom-address")
     if _loopback(host):
         return
     if config.insecure:
@@ -367,7 +372,9 @@ async def serve(config: ServerConfig, ready=None) -> None:
     metrics = (f", Prometheus metrics on http://{config.metrics_address}:{running.metrics_port}"
                "/metrics" if running.metrics_port else "")
     dicom = (f", DICOM AE {config.dicom_ae_title} on {config.dicom_address}:"
-             f"{running.dicom_port}" if running.dicom is not None else "")
+             f"{running.dicom_port}"
+             f"{' (TLS)' if running.dicom.tls is not None else ''}"
+             if running.dicom is not None else "")
     processes = f", {config.processes} server processes" if config.processes > 1 else ""
     if ready is not None:
         ready.set()

@@ -89,8 +89,13 @@ class ServerConfig:
     min_free_percent: float = 0.0
     #: DICOM storage SCP on this port (0: any free port); None: off.
     dicom_port: int | None = None
-    #: The address it listens on (a non-loopback one needs --insecure: no DICOM TLS yet).
+    #: The address it listens on (a non-loopback one needs DICOM TLS, or --insecure).
     dicom_address: str = "127.0.0.1"
+    #: DICOM TLS on the DICOM port: the PEM certificate (chain) and key files; with
+    #: ``dicom_tls_ca``, callers must present a certificate signed by one of its CAs.
+    dicom_tls_cert: str = ""
+    dicom_tls_key: str = ""
+    dicom_tls_ca: str = ""
     #: The service's own AE title.
     dicom_ae_title: str = "MEDCOMPUTE"
     #: A received series is complete when no instance arrived for this many seconds.

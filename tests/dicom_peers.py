@@ -98,8 +98,9 @@ class Orthanc:
     """An Orthanc server with its own configuration, storage and index in ``folder``."""
 
     def __init__(self, folder: Path, aet: str = "ORTHANC", modalities: dict | None = None,
-                 check_called_aet: bool = False, lua: str = ""):
+                 check_called_aet: bool = False, lua: str = "", extra: dict | None = None):
         self.folder = Path(folder)
+        self.extra = extra or {}         # more configuration (e.g. MaximumStorageSize)
         self.lua = lua                   # a Lua script Orthanc runs (its callbacks)
         self.check_called_aet = check_called_aet
         self.aet = aet
@@ -120,6 +121,7 @@ class Orthanc:
             "UnknownSopClassAccepted": True, "Plugins": [], "ConcurrentJobs": 2,
             "StorageCommitmentReportsSize": 100,
             "LuaScripts": [str(self.folder / "script.lua")] if self.lua else [],
+            **self.extra,
         }
 
     def start(self) -> Orthanc:
@@ -141,6 +143,12 @@ class Orthanc:
     def rest(self, path: str, body: dict | None = None):
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(f"http://127.0.0.1:{self.http_port}{path}", data=data)
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return json.loads(r.read())
+
+    def rest_post(self, path: str, text: str):
+        req = urllib.request.Request(f"http://127.0.0.1:{self.http_port}{path}",
+                                     data=text.encode(), method="POST")
         with urllib.request.urlopen(req, timeout=30) as r:
             return json.loads(r.read())
 

@@ -210,20 +210,36 @@ class ListReceivedSeriesResponse(_message.Message):
     def __init__(self, series: _Optional[_Iterable[_Union[ReceivedSeries, _Mapping]]] = ...) -> None: ...
 
 class DicomNode(_message.Message):
-    __slots__ = ("name", "subscriber", "ae_title", "host", "port", "created_at")
+    __slots__ = ("name", "subscriber", "ae_title", "host", "port", "created_at", "tls")
     NAME_FIELD_NUMBER: _ClassVar[int]
     SUBSCRIBER_FIELD_NUMBER: _ClassVar[int]
     AE_TITLE_FIELD_NUMBER: _ClassVar[int]
     HOST_FIELD_NUMBER: _ClassVar[int]
     PORT_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    TLS_FIELD_NUMBER: _ClassVar[int]
     name: str
     subscriber: str
     ae_title: str
     host: str
     port: int
     created_at: float
-    def __init__(self, name: _Optional[str] = ..., subscriber: _Optional[str] = ..., ae_title: _Optional[str] = ..., host: _Optional[str] = ..., port: _Optional[int] = ..., created_at: _Optional[float] = ...) -> None: ...
+    tls: DicomTls
+    def __init__(self, name: _Optional[str] = ..., subscriber: _Optional[str] = ..., ae_title: _Optional[str] = ..., host: _Optional[str] = ..., port: _Optional[int] = ..., created_at: _Optional[float] = ..., tls: _Optional[_Union[DicomTls, _Mapping]] = ...) -> None: ...
+
+class DicomTls(_message.Message):
+    __slots__ = ("ca_pem", "client_cert_pem", "client_key_pem", "server_name", "client_key_set")
+    CA_PEM_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_CERT_PEM_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_KEY_PEM_FIELD_NUMBER: _ClassVar[int]
+    SERVER_NAME_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_KEY_SET_FIELD_NUMBER: _ClassVar[int]
+    ca_pem: str
+    client_cert_pem: str
+    client_key_pem: str
+    server_name: str
+    client_key_set: bool
+    def __init__(self, ca_pem: _Optional[str] = ..., client_cert_pem: _Optional[str] = ..., client_key_pem: _Optional[str] = ..., server_name: _Optional[str] = ..., client_key_set: _Optional[bool] = ...) -> None: ...
 
 class RegisterNodeRequest(_message.Message):
     __slots__ = ("node",)
@@ -300,7 +316,7 @@ class ListPushesResponse(_message.Message):
     def __init__(self, pushes: _Optional[_Iterable[_Union[Push, _Mapping]]] = ...) -> None: ...
 
 class DicomSource(_message.Message):
-    __slots__ = ("name", "subscriber", "ae_title", "host", "port", "method", "created_at", "every_seconds", "schedule_days", "schedule_modality", "last_run_at")
+    __slots__ = ("name", "subscriber", "ae_title", "host", "port", "method", "created_at", "every_seconds", "schedule_days", "schedule_modality", "last_run_at", "tls", "capacity_url", "offload_below_percent", "offload_below_mib", "capacity_state", "capacity_checked_at", "capacity_max_mib")
     NAME_FIELD_NUMBER: _ClassVar[int]
     SUBSCRIBER_FIELD_NUMBER: _ClassVar[int]
     AE_TITLE_FIELD_NUMBER: _ClassVar[int]
@@ -312,6 +328,13 @@ class DicomSource(_message.Message):
     SCHEDULE_DAYS_FIELD_NUMBER: _ClassVar[int]
     SCHEDULE_MODALITY_FIELD_NUMBER: _ClassVar[int]
     LAST_RUN_AT_FIELD_NUMBER: _ClassVar[int]
+    TLS_FIELD_NUMBER: _ClassVar[int]
+    CAPACITY_URL_FIELD_NUMBER: _ClassVar[int]
+    OFFLOAD_BELOW_PERCENT_FIELD_NUMBER: _ClassVar[int]
+    OFFLOAD_BELOW_MIB_FIELD_NUMBER: _ClassVar[int]
+    CAPACITY_STATE_FIELD_NUMBER: _ClassVar[int]
+    CAPACITY_CHECKED_AT_FIELD_NUMBER: _ClassVar[int]
+    CAPACITY_MAX_MIB_FIELD_NUMBER: _ClassVar[int]
     name: str
     subscriber: str
     ae_title: str
@@ -323,7 +346,14 @@ class DicomSource(_message.Message):
     schedule_days: int
     schedule_modality: str
     last_run_at: float
-    def __init__(self, name: _Optional[str] = ..., subscriber: _Optional[str] = ..., ae_title: _Optional[str] = ..., host: _Optional[str] = ..., port: _Optional[int] = ..., method: _Optional[_Union[RetrieveMethod, str]] = ..., created_at: _Optional[float] = ..., every_seconds: _Optional[int] = ..., schedule_days: _Optional[int] = ..., schedule_modality: _Optional[str] = ..., last_run_at: _Optional[float] = ...) -> None: ...
+    tls: DicomTls
+    capacity_url: str
+    offload_below_percent: float
+    offload_below_mib: int
+    capacity_state: str
+    capacity_checked_at: float
+    capacity_max_mib: int
+    def __init__(self, name: _Optional[str] = ..., subscriber: _Optional[str] = ..., ae_title: _Optional[str] = ..., host: _Optional[str] = ..., port: _Optional[int] = ..., method: _Optional[_Union[RetrieveMethod, str]] = ..., created_at: _Optional[float] = ..., every_seconds: _Optional[int] = ..., schedule_days: _Optional[int] = ..., schedule_modality: _Optional[str] = ..., last_run_at: _Optional[float] = ..., tls: _Optional[_Union[DicomTls, _Mapping]] = ..., capacity_url: _Optional[str] = ..., offload_below_percent: _Optional[float] = ..., offload_below_mib: _Optional[int] = ..., capacity_state: _Optional[str] = ..., capacity_checked_at: _Optional[float] = ..., capacity_max_mib: _Optional[int] = ...) -> None: ...
 
 class RegisterSourceRequest(_message.Message):
     __slots__ = ("source",)
@@ -346,6 +376,16 @@ class ListSourcesResponse(_message.Message):
     SOURCES_FIELD_NUMBER: _ClassVar[int]
     sources: _containers.RepeatedCompositeFieldContainer[DicomSource]
     def __init__(self, sources: _Optional[_Iterable[_Union[DicomSource, _Mapping]]] = ...) -> None: ...
+
+class DeleteSourceRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class DeleteSourceResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
 
 class CollectRequest(_message.Message):
     __slots__ = ("source", "modality", "date_from", "date_to", "study_instance_uid", "patient_id", "method")

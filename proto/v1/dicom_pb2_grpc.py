@@ -99,6 +99,11 @@ class DicomServiceStub:
                 request_serializer=medcompute_dot_v1_dot_dicom__pb2.ListSourcesRequest.SerializeToString,
                 response_deserializer=medcompute_dot_v1_dot_dicom__pb2.ListSourcesResponse.FromString,
                 _registered_method=True)
+        self.DeleteSource = channel.unary_unary(
+                '/medcompute.v1.DicomService/DeleteSource',
+                request_serializer=medcompute_dot_v1_dot_dicom__pb2.DeleteSourceRequest.SerializeToString,
+                response_deserializer=medcompute_dot_v1_dot_dicom__pb2.DeleteSourceResponse.FromString,
+                _registered_method=True)
         self.Collect = channel.unary_unary(
                 '/medcompute.v1.DicomService/Collect',
                 request_serializer=medcompute_dot_v1_dot_dicom__pb2.CollectRequest.SerializeToString,
@@ -203,6 +208,14 @@ class DicomServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeleteSource(self, request, context):
+        """Remove one of the caller's sources (what it collected stays; its AE title stays a
+        calling AE of the caller until an administrator removes it).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Collect(self, request, context):
         """Query a source (C-FIND, series level) and retrieve the matching series not yet
         collected (C-MOVE to this server's AE, or C-GET); they are then routed as received
@@ -279,6 +292,11 @@ def add_DicomServiceServicer_to_server(servicer, server):
                     servicer.ListSources,
                     request_deserializer=medcompute_dot_v1_dot_dicom__pb2.ListSourcesRequest.FromString,
                     response_serializer=medcompute_dot_v1_dot_dicom__pb2.ListSourcesResponse.SerializeToString,
+            ),
+            'DeleteSource': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteSource,
+                    request_deserializer=medcompute_dot_v1_dot_dicom__pb2.DeleteSourceRequest.FromString,
+                    response_serializer=medcompute_dot_v1_dot_dicom__pb2.DeleteSourceResponse.SerializeToString,
             ),
             'Collect': grpc.unary_unary_rpc_method_handler(
                     servicer.Collect,
@@ -637,6 +655,33 @@ class DicomService:
             '/medcompute.v1.DicomService/ListSources',
             medcompute_dot_v1_dot_dicom__pb2.ListSourcesRequest.SerializeToString,
             medcompute_dot_v1_dot_dicom__pb2.ListSourcesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteSource(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/medcompute.v1.DicomService/DeleteSource',
+            medcompute_dot_v1_dot_dicom__pb2.DeleteSourceRequest.SerializeToString,
+            medcompute_dot_v1_dot_dicom__pb2.DeleteSourceResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -6,7 +6,10 @@ the PACS opening an association to this server's storage SCP. C-GET brings the
 instances back on the query association; they go through the same ingress (stored
 durably before each success status). Either way the series then complete and are
 routed as any received series. A series collected once (every instance retrieved with
-success) is remembered per subscriber and source and not fetched again.
+success) is remembered per subscriber and source and not fetched again. A source may be
+reached over DICOM TLS (see :mod:`.tls`). A source registered with a capacity URL is
+collected on its schedule only when its free capacity runs low, oldest studies first
+(see :mod:`.offload`).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 import time
 from dataclasses import dataclass
 
@@ -27,9 +31,25 @@ from pynetdicom.sop_class import (
 
 from medcompute.server.db import Database
 from medcompute.server.dicom_meta import normalise_date
+from medcompute.server.dicomnet.offload import (
+    Offload,
+    check_offload,
+    describe,
+    oldest_first,
+    read_capacity,
+    study_size,
+    threshold_bytes,
+)
 from medcompute.server.dicomnet.push import reachable
 from medcompute.server.dicomnet.registry import check_address, check_ae_title
-from medcompute.server.errors import InvalidArgument, MedcomputeError, NotFound, Unavailable
+from medcompute.server.dicomnet.tls import Tls, check_tls, dumps, loads, probe, tls_args
+from medcompute.server.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    MedcomputeError,
+    NotFound,
+    Unavailable,
+)
 from medcompute.server.keys import check_subscriber
 
 __all__ = ["SourceBook", "Source", "Collector", "Collected", "Query", "register_source"]
@@ -49,6 +69,13 @@ CREATE TABLE IF NOT EXISTS dicom_source (
     days       INTEGER NOT NULL DEFAULT 0,
     modality   TEXT NOT NULL DEFAULT '',
     last_run   REAL NOT NULL DEFAULT 0,
+    tls        TEXT NOT NULL DEFAULT '',
+    capacity_url TEXT NOT NULL DEFAULT '',
+    below_percent REAL NOT NULL DEFAULT 0,
+    below_mib  INTEGER NOT NULL DEFAULT 0,
+    capacity_state TEXT NOT NULL DEFAULT '',
+    capacity_at REAL NOT NULL DEFAULT 0,
+    max_mib    INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (subscriber, name)
 );
 CREATE TABLE IF NOT EXISTS dicom_collected (
@@ -76,14 +103,37 @@ class Source:
     days: int = 0
     modality: str = ""
     last_run: float = 0.0
+    tls: Tls | None = None
+    capacity_url: str = ""
+    below_percent: float = 0.0
+    below_mib: int = 0
+    capacity_state: str = ""
+    capacity_at: float = 0.0
+    max_mib: int = 0
+
+    @property
+    def offload(self) -> Offload:
+        return Offload(self.capacity_url, self.below_percent, self.below_mib, self.max_mib)
 
     @property
     def pacs(self) -> str:
         return f"{self.ae_title}@{self.host}:{self.port}"
 
 
-_SOURCE = "subscriber, name, ae_title, host, port, method, created_at, every, days, modality, " \
-          "last_run"
+_SOURCE = ("subscriber, name, ae_title, host, port, method, created_at, every, days, modality, "
+           "last_run, tls, capacity_url, below_percent, below_mib, capacity_state, capacity_at, "
+           "max_mib")
+#: Columns added since the first catalogs (the migration adds them).
+_ADDED = (("tls", "TEXT NOT NULL DEFAULT ''"), ("capacity_url", "TEXT NOT NULL DEFAULT ''"),
+          ("below_percent", "REAL NOT NULL DEFAULT 0"),
+          ("below_mib", "INTEGER NOT NULL DEFAULT 0"),
+          ("capacity_state", "TEXT NOT NULL DEFAULT ''"),
+          ("capacity_at", "REAL NOT NULL DEFAULT 0"),
+          ("max_mib", "INTEGER NOT NULL DEFAULT 0"))
+
+
+def _source(row) -> Source:
+    return Source(*row[:11], loads(row[11]), *row[12:])
 
 
 @dataclass(frozen=True)
@@ -107,8 +157,21 @@ class Collected:
 class SourceBook(Database):
     SCHEMA = _SCHEMA
 
+    def __init__(self, data_dir):
+        super().__init__(data_dir)
+        self._run(self._migrate)
+
+    def _migrate(self) -> None:
+        """A catalog written before DICOM TLS and storage offload."""
+        columns = {r[1] for r in self._db.execute("PRAGMA table_info(dicom_source)")}
+        for column, kind in _ADDED:
+            if column not in columns:
+                with contextlib.suppress(sqlite3.OperationalError):   # another process did
+                    self._db.execute(f"ALTER TABLE dicom_source ADD COLUMN {column} {kind}")
+
     async def add(self, subscriber: str, name: str, ae_title: str, host: str, port: int,
-                  method: str, every: int = 0, days: int = 0, modality: str = "") -> Source:
+                  method: str, every: int = 0, days: int = 0, modality: str = "",
+                  tls: Tls | None = None, offload: Offload | None = None) -> Source:
         check_subscriber(name, "source.name")
         title = check_ae_title(ae_title, "source.ae_title")
         check_address(host, port, "source", "the PACS's")
@@ -116,25 +179,46 @@ class SourceBook(Database):
             raise InvalidArgument(f"expected one of {', '.join(METHODS)}", "source.method")
         if len(modality) > 16 or "\\" in modality:
             raise InvalidArgument("expected a modality code such as CT", "source.schedule_modality")
+        if tls is not None:
+            tls = check_tls(tls, "source.tls")
+        offload = check_offload(offload or Offload(), every)
         src = Source(subscriber, name, title, host, port, method, time.time(), every, days,
-                     modality.strip())
+                     modality.strip(), 0.0, tls, offload.url, offload.below_percent,
+                     offload.below_mib, max_mib=offload.max_mib)
         await self._call(lambda: self._db.execute(
-            f"INSERT INTO dicom_source ({_SOURCE}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0) "
+            f"INSERT INTO dicom_source ({_SOURCE}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, "
+            "?, ?, ?, '', 0, ?) "
             "ON CONFLICT(subscriber, name) DO UPDATE SET ae_title = excluded.ae_title, "
             "host = excluded.host, port = excluded.port, method = excluded.method, "
-            "every = excluded.every, days = excluded.days, modality = excluded.modality",
+            "every = excluded.every, days = excluded.days, modality = excluded.modality, "
+            "tls = excluded.tls, capacity_url = excluded.capacity_url, "
+            "below_percent = excluded.below_percent, below_mib = excluded.below_mib, "
+            "max_mib = excluded.max_mib, capacity_state = '', capacity_at = 0",
             (subscriber, name, title, host, port, method, src.created_at, every, days,
-             src.modality)))
+             src.modality, dumps(tls), offload.url, offload.below_percent,
+             offload.below_mib, offload.max_mib)))
         return src
 
+    async def delete(self, subscriber: str, name: str) -> None:
+        n = await self._call(lambda: self._db.execute(
+            "DELETE FROM dicom_source WHERE subscriber = ? AND name = ?",
+            (subscriber, name)).rowcount)
+        if not n:
+            raise NotFound(f"no source {name!r}", "name")
+
+    async def capacity_checked(self, src: Source, state: str, at: float) -> None:
+        await self._call(lambda: self._db.execute(
+            "UPDATE dicom_source SET capacity_state = ?, capacity_at = ? WHERE subscriber = ? "
+            "AND name = ?", (state, at, src.subscriber, src.name)))
+
     async def sources(self, subscriber: str) -> list[Source]:
-        return await self._call(lambda: [Source(*r) for r in self._db.execute(
+        return await self._call(lambda: [_source(r) for r in self._db.execute(
             f"SELECT {_SOURCE} FROM dicom_source WHERE subscriber = ? ORDER BY name",
             (subscriber,))])
 
     async def scheduled(self, now: float) -> list[Source]:
         """Sources whose schedule is due."""
-        return await self._call(lambda: [Source(*r) for r in self._db.execute(
+        return await self._call(lambda: [_source(r) for r in self._db.execute(
             f"SELECT {_SOURCE} FROM dicom_source WHERE every > 0 AND last_run + every <= ?",
             (now,))])
 
@@ -163,9 +247,11 @@ class SourceBook(Database):
 
 async def register_source(book: SourceBook, registry, subscriber: str, name: str,
                           ae_title: str, host: str, port: int, method: str, *, every: int = 0,
-                          days: int = 0, modality: str = "") -> Source:
+                          days: int = 0, modality: str = "", tls: Tls | None = None,
+                          offload: Offload | None = None) -> Source:
     """Keep a source, and let its AE title call this server (C-MOVE answers so)."""
-    src = await book.add(subscriber, name, ae_title, host, port, method, every, days, modality)
+    src = await book.add(subscriber, name, ae_title, host, port, method, every, days, modality,
+                         tls, offload)
     known = registry.calling_ae(src.ae_title)
     if known is not None and known.subscriber != subscriber:
         raise InvalidArgument(f"the AE title {src.ae_title!r} is registered for another "
@@ -239,13 +325,96 @@ class Collector:
                  out.instances, len(out.failures))
         return out
 
+    # -- storage offload -------------------------------------------------------------
+    async def offload(self, src: Source) -> str:
+        """Check the source's capacity and, when its free capacity is below the threshold,
+        collect its oldest studies (see :mod:`.offload`); the state it leaves."""
+        try:
+            state = await self._offload(src)
+        except MedcomputeError as exc:
+            state = f"the source could not be queried: {exc.message}; nothing collected"
+        await self.book.capacity_checked(src, state, time.time())
+        log.info("dicom: capacity of source %s: %s", src.ae_title, state)
+        return state
+
+    async def _offload(self, src: Source) -> str:
+        o = src.offload
+        cap = await asyncio.to_thread(read_capacity, o)
+        if cap.why_unknown:
+            return f"capacity not known: {cap.why_unknown}; nothing collected"
+        threshold = threshold_bytes(o, cap.maximum)
+        below = (f"{o.below_percent:g}%" if o.below_percent else describe(threshold))
+        seen = f"free {describe(cap.free)} of {describe(cap.maximum)}"
+        if cap.free >= threshold:
+            return f"{seen}: not below {below}"
+        studies = oldest_first(await asyncio.to_thread(self._find_studies, src))
+        projected, fetched, before, failed = cap.free, 0, 0, 0
+        for study_uid, _, _ in studies:
+            if projected >= threshold:
+                break
+            size = await asyncio.to_thread(study_size, o, study_uid)
+            out = await self.collect(src.subscriber, src.name, Query(study_uid=study_uid))
+            if out.failures or size is None:
+                failed += 1         # not safe to count as freed
+                continue
+            if out.retrieved:
+                fetched += 1
+            else:
+                before += 1
+            projected += size
+        done = (f"{fetched} oldest stud{'y' if fetched == 1 else 'ies'} collected, "
+                f"{before} collected before")
+        if failed:
+            done += f", {failed} not collected (see the log)"
+        enough = "" if projected >= threshold else f"; still below {below}"
+        return (f"{seen}: below {below}: {done}; free once they are removed: "
+                f"{describe(projected)}{enough}")
+
+    def _find_studies(self, src: Source) -> list[tuple[str, str, str]]:
+        """(study UID, StudyDate, StudyTime) of every study of the source (C-FIND)."""
+        ds = Dataset()
+        ds.QueryRetrieveLevel = "STUDY"
+        ds.StudyInstanceUID = ""
+        ds.StudyDate = ""
+        ds.StudyTime = ""
+        ae = AE(ae_title=self.own_ae)
+        ae.add_requested_context(StudyRootQueryRetrieveInformationModelFind)
+        assoc = self._associate(src, ae)
+        found = []
+        try:
+            for status, identifier in assoc.send_c_find(
+                    ds, StudyRootQueryRetrieveInformationModelFind):
+                if not status:
+                    raise Unavailable("the source ended the query without an answer", "source")
+                if status.Status in (0xFF00, 0xFF01) and identifier is not None:
+                    uid = str(identifier.get("StudyInstanceUID", ""))
+                    if uid:
+                        found.append((uid, str(identifier.get("StudyDate", "") or ""),
+                                      str(identifier.get("StudyTime", "") or "")))
+                elif status.Status != 0x0000:
+                    raise Unavailable(f"the source answered the query with status "
+                                      f"{status.Status:04X}", "source")
+        finally:
+            if assoc.is_established:
+                assoc.release()
+        return found
+
     # -- blocking DICOM exchanges (threads) -------------------------------------------
     def _associate(self, src: Source, ae: AE, **kw):
-        unreachable = reachable(src.host, src.port, 30)
-        if unreachable:
-            raise Unavailable(f"the source {src.name!r} is unreachable ({unreachable})",
-                              "source")
-        assoc = ae.associate(src.host, src.port, ae_title=src.ae_title, **kw)
+        if src.tls is None:
+            unreachable = reachable(src.host, src.port, 30)
+            if unreachable:
+                raise Unavailable(f"the source {src.name!r} is unreachable ({unreachable})",
+                                  "source")
+        else:
+            refused = probe(src.host, src.port, src.tls, 30)
+            if refused is not None:
+                transient, reason = refused
+                if transient:
+                    raise Unavailable(f"the source {src.name!r} is {reason}", "source")
+                raise FailedPrecondition(f"the source {src.name!r}: {reason}", "source.tls")
+        assoc = ae.associate(src.host, src.port, ae_title=src.ae_title,
+                             tls_args=tls_args(src.tls, src.host), **kw)
         if not assoc.is_established:
             raise Unavailable(f"the source {src.name!r} did not accept an association "
                               f"({'rejected' if assoc.is_rejected else 'unreachable'})",
@@ -370,8 +539,11 @@ class Collector:
                 since = (time.strftime("%Y%m%d", time.gmtime(now - src.days * 86400))
                          if src.days else "")
                 try:
-                    await self.collect(src.subscriber, src.name,
-                                       Query(modality=src.modality, date_from=since))
+                    if src.capacity_url:        # an offload source: only when it runs low
+                        await self.offload(src)
+                    else:
+                        await self.collect(src.subscriber, src.name,
+                                           Query(modality=src.modality, date_from=since))
                 except MedcomputeError as exc:
                     log.warning("dicom: scheduled collect from %s failed: %s", src.ae_title,
                                 exc.details)

@@ -7,6 +7,14 @@ N-EVENT-REPORT: on the same association, or on one the destination opens to the
 service's own AE (the storage SCP accepts it from a node with a transaction in flight,
 see :meth:`Commitments.callers`). Event type 1 means every instance is committed; event
 type 2 carries a Failed SOP Sequence, and the push fails with its reasons.
+
+A destination that offers the SOP class but then refuses the N-ACTION (a failure status,
+or an abort: an Orthanc aborts when the calling AE is not one of its DicomModalities)
+has answered every C-STORE with success: the instances are there, only the proof of
+safe keeping is missing. The push is then delivered, not committed (``REFUSED``, with
+the reason), and not sent again: sending every instance again would get the same
+refusal. An accepted request whose report does not come in time is different: the
+destination agreed to commit, and the try counts as a transient failure.
 """
 
 from __future__ import annotations
@@ -19,11 +27,14 @@ from pydicom.uid import generate_uid
 from pynetdicom.sop_class import StorageCommitmentPushModel, StorageCommitmentPushModelInstance
 
 __all__ = ["Commitments", "Report", "request_dataset", "read_report", "COMMITTED",
-           "NOT_OFFERED", "StorageCommitmentPushModel", "StorageCommitmentPushModelInstance"]
+           "NOT_OFFERED", "REFUSED", "StorageCommitmentPushModel",
+           "StorageCommitmentPushModelInstance"]
 
 COMMITTED = "C-STORE success per instance; storage commitment: committed"
 NOT_OFFERED = ("C-STORE success per instance; not committed: the destination does not "
                "offer storage commitment")
+REFUSED = ("C-STORE success per instance; not committed: the destination refused the "
+           "storage commitment request")
 
 _FAILURE_REASONS = {0x0110: "processing failure", 0x0112: "no such object instance",
                     0x0213: "resource limitation", 0x0122: "referenced SOP class not "

@@ -15,6 +15,7 @@ from medcompute.server.dicomnet.qr import StoreIndex
 from medcompute.server.dicomnet.registry import NodeRegistry, check_ae_title
 from medcompute.server.dicomnet.routing import Router, RuleBook
 from medcompute.server.dicomnet.scp import StorageSCP
+from medcompute.server.dicomnet.tls import listener_context
 from medcompute.server.errors import FailedPrecondition, InvalidArgument
 from medcompute.server.store import ImageStore
 
@@ -29,6 +30,11 @@ class DicomNode:
             raise FailedPrecondition(exc.message, exc.field) from None
         if config.dicom_max_associations < 1:
             raise FailedPrecondition("expected at least 1", "--max-associations")
+        #: DICOM TLS on the port (``serve --dicom-tls-cert/--dicom-tls-key``); None: off.
+        self.tls = None
+        if config.dicom_tls_cert or config.dicom_tls_key or config.dicom_tls_ca:
+            self.tls = listener_context(config.dicom_tls_cert, config.dicom_tls_key,
+                                        config.dicom_tls_ca)
         self.config = config
         self.registry = NodeRegistry(config.data_dir)
         self.ingress = Ingress(store, self.registry, quiet=config.dicom_quiet_seconds,
@@ -60,7 +66,8 @@ class DicomNode:
         await self.pusher.start()
         await self.ingress.start()
         try:
-            self.port = self.scp.start(self.config.dicom_address, self.config.dicom_port or 0)
+            self.port = self.scp.start(self.config.dicom_address, self.config.dicom_port or 0,
+                                       self.tls)
         except OSError as exc:
             await self.ingress.stop()
             await self.pusher.stop()

@@ -11,8 +11,11 @@ failure 0110) are tried again with exponential backoff up to ``max_attempts``;
 permanent ones (a permanent rejection, e.g. "called AE title not recognised";
 A9xx/Cxxx; warnings) end the push at once. Where the node accepts Storage Commitment
 (see :mod:`.commit`), "delivered" also means committed; a failed commitment fails the
-push, a report that does not come within ``commit_timeout`` is a transient failure.
-Each push says which in its ``proof``.
+push, a report that does not come within ``commit_timeout`` is a transient failure, and a
+refused commitment request leaves the push delivered, not committed, with the reason.
+Each push says which in its ``proof``. A node registered with TLS is associated over
+DICOM TLS (see :mod:`.tls`); a certificate that does not verify, or a failed handshake,
+is permanent.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from medcompute.server.db import Database
 from medcompute.server.dicomnet import commit
 from medcompute.server.dicomnet.commit import Commitments
 from medcompute.server.dicomnet.registry import check_address, check_ae_title
+from medcompute.server.dicomnet.tls import Tls, check_tls, dumps, loads, probe, tls_args
 from medcompute.server.errors import NotFound
 from medcompute.server.keys import check_subscriber
 from medcompute.server.store_tasks import dicom_parts
@@ -58,6 +62,7 @@ CREATE TABLE IF NOT EXISTS dicom_node (
     host       TEXT NOT NULL,
     port       INTEGER NOT NULL,
     created_at REAL NOT NULL,
+    tls        TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (subscriber, name)
 );
 CREATE TABLE IF NOT EXISTS dicom_push (
@@ -88,6 +93,14 @@ class Node:
     host: str
     port: int
     created_at: float
+    tls: Tls | None = None
+
+
+_NODE = "subscriber, name, ae_title, host, port, created_at, tls"
+
+
+def _node(row) -> Node:
+    return Node(*row[:6], loads(row[6]))
 
 
 @dataclass(frozen=True)
@@ -148,24 +161,29 @@ class PushBook(Database):
         self._run(self._migrate)
 
     def _migrate(self) -> None:
-        """A catalog written before storage commitment: its pushes have no proof column."""
-        columns = {r[1] for r in self._db.execute("PRAGMA table_info(dicom_push)")}
-        if "proof" not in columns:
-            with contextlib.suppress(sqlite3.OperationalError):   # another process did it
-                self._db.execute("ALTER TABLE dicom_push ADD COLUMN proof TEXT NOT NULL "
-                                 "DEFAULT ''")
+        """A catalog written before storage commitment (its pushes have no proof
+        column) or before DICOM TLS (its nodes have no tls column)."""
+        for table, column in (("dicom_push", "proof"), ("dicom_node", "tls")):
+            columns = {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}
+            if column not in columns:
+                with contextlib.suppress(sqlite3.OperationalError):   # another process did
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} TEXT NOT NULL "
+                                     "DEFAULT ''")
 
     # -- nodes ----------------------------------------------------------------------
     async def add_node(self, subscriber: str, name: str, ae_title: str, host: str,
-                       port: int) -> Node:
+                       port: int, tls: Tls | None = None) -> Node:
         check_subscriber(name, "node.name")
         title = check_ae_title(ae_title, "node.ae_title")
         check_address(host, port, "node", "the node's")
-        node = Node(subscriber, name, title, host, port, time.time())
+        if tls is not None:
+            tls = check_tls(tls, "node.tls")
+        node = Node(subscriber, name, title, host, port, time.time(), tls)
         await self._call(lambda: self._db.execute(
-            "INSERT INTO dicom_node VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(subscriber, name) "
-            "DO UPDATE SET ae_title = excluded.ae_title, host = excluded.host, "
-            "port = excluded.port", (subscriber, name, title, host, port, node.created_at)))
+            f"INSERT INTO dicom_node ({_NODE}) VALUES (?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT(subscriber, name) DO UPDATE SET ae_title = excluded.ae_title, "
+            "host = excluded.host, port = excluded.port, tls = excluded.tls",
+            (subscriber, name, title, host, port, node.created_at, dumps(tls))))
         return node
 
     async def delete_node(self, subscriber: str, name: str) -> None:
@@ -176,15 +194,15 @@ class PushBook(Database):
             raise NotFound(f"no DICOM node {name!r}", "name")
 
     async def nodes(self, subscriber: str) -> list[Node]:
-        return await self._call(lambda: [Node(*r) for r in self._db.execute(
-            "SELECT subscriber, name, ae_title, host, port, created_at FROM dicom_node "
-            "WHERE subscriber = ? ORDER BY name", (subscriber,))])
+        return await self._call(lambda: [_node(r) for r in self._db.execute(
+            f"SELECT {_NODE} FROM dicom_node WHERE subscriber = ? ORDER BY name",
+            (subscriber,))])
 
     async def node(self, subscriber: str, name: str) -> Node | None:
         rows = await self._call(lambda: self._db.execute(
-            "SELECT subscriber, name, ae_title, host, port, created_at FROM dicom_node "
-            "WHERE subscriber = ? AND name = ?", (subscriber, name)).fetchall())
-        return Node(*rows[0]) if rows else None
+            f"SELECT {_NODE} FROM dicom_node WHERE subscriber = ? AND name = ?",
+            (subscriber, name)).fetchall())
+        return _node(rows[0]) if rows else None
 
     # -- pushes ---------------------------------------------------------------------
     async def add_push(self, job_id: str, sender: str, recipient: str, node: str) -> None:
@@ -274,12 +292,19 @@ def send_files(files: list[bytes], node: Node, *, own_ae: str, timeout: float = 
         ae.add_requested_context(*pair)
     if commitments is not None:
         ae.add_requested_context(commit.StorageCommitmentPushModel)
-    unreachable = reachable(node.host, node.port, timeout)
-    if unreachable:
-        return Outcome(True, f"the node is unreachable ({unreachable})", 0)
+    if node.tls is None:
+        unreachable = reachable(node.host, node.port, timeout)
+        if unreachable:
+            return Outcome(True, f"the node is unreachable ({unreachable})", 0)
+    else:
+        refused = probe(node.host, node.port, node.tls, timeout)
+        if refused is not None:
+            transient, reason = refused
+            return Outcome(transient, f"the node is {reason}" if transient else reason, 0)
     handlers = ([(evt.EVT_N_EVENT_REPORT, commitments.on_report)]
                 if commitments is not None else [])
-    assoc = ae.associate(node.host, node.port, ae_title=node.ae_title, evt_handlers=handlers)
+    assoc = ae.associate(node.host, node.port, ae_title=node.ae_title, evt_handlers=handlers,
+                         tls_args=tls_args(node.tls, node.host))
     if assoc.is_rejected:
         rj = assoc.acceptor.primitive
         transient, reason = classify_rejection(rj.result, rj.result_source, rj.diagnostic)
@@ -319,13 +344,14 @@ def _commit(assoc, datasets, node: Node, commitments: Commitments, delivered: in
         status, _ = assoc.send_n_action(commit.request_dataset(uid, datasets), 1,
                                         commit.StorageCommitmentPushModel,
                                         commit.StorageCommitmentPushModelInstance)
+        # A refused request: delivered (every C-STORE succeeded), not committed.
         if "Status" not in status:
-            return Outcome(True, "the association ended before the node answered the "
-                           "storage commitment request", delivered)
+            return Outcome(None, "the association ended before the node answered the "
+                           "storage commitment request", delivered, commit.REFUSED)
         code = int(status.Status)
         if code != 0x0000:
-            return Outcome(classify_status(code) is True, "the storage commitment request "
-                           f"was answered with status {code:04X}", delivered)
+            return Outcome(None, "the storage commitment request was answered with status "
+                           f"{code:04X}", delivered, commit.REFUSED)
         report = commitments.wait(uid, timeout)
     finally:
         commitments.close(uid)
@@ -412,8 +438,8 @@ class Pusher:
                                           commitments=self.commitments,
                                           commit_timeout=self.commit_timeout)
         if outcome.transient is None:
-            await self.book.update(push.push_id, "delivered", delivered=outcome.delivered,
-                                   proof=outcome.proof or PROOF)
+            await self.book.update(push.push_id, "delivered", reason=outcome.reason,
+                                   delivered=outcome.delivered, proof=outcome.proof or PROOF)
             log.info("dicom: pushed %d instance(s) of job %s to node %s", outcome.delivered,
                      push.job_id, push.node)
         elif outcome.transient and attempts < self.max_attempts:

@@ -1,7 +1,9 @@
-"""Query/Retrieve of the service's own store over DICOM (study root: C-FIND, C-MOVE,
-C-GET), with the isolation of the gRPC API: a calling AE sees only the images of the
-subscriber it is registered for. C-MOVE sends only to that subscriber's own DICOM
-nodes (by AE title); any other destination is answered A801 (move destination unknown).
+"""Query/Retrieve of the service's own store over DICOM (study root and patient root:
+C-FIND, C-MOVE, C-GET), with the isolation of the gRPC API: a calling AE sees only the
+images of the subscriber it is registered for (its patients are those of its images).
+The PATIENT level is answered only in the patient root model, as PS3.4 C.6 says. C-MOVE
+sends only to that subscriber's own DICOM nodes (by AE title); any other destination is
+answered A801 (move destination unknown).
 
 Every stored image with DICOM files (a received series, a derived series) is one
 series here; its attributes come from its first file's header.
@@ -24,12 +26,17 @@ __all__ = ["StoreIndex", "Entry", "LEVEL_KEYS"]
 
 #: What a response carries at each level (besides the keys a query asked for).
 LEVEL_KEYS = {
+    "PATIENT": ("PatientID", "PatientName", "PatientBirthDate", "PatientSex",
+                "NumberOfPatientRelatedStudies"),
     "STUDY": ("StudyInstanceUID", "StudyDate", "StudyDescription", "PatientID",
               "PatientName", "AccessionNumber", "ModalitiesInStudy"),
     "SERIES": ("StudyInstanceUID", "SeriesInstanceUID", "Modality", "SeriesDescription",
                "SeriesNumber", "NumberOfSeriesRelatedInstances"),
 }
 _PAGE = 500
+#: Counted, not matched.
+_COUNTS = ("ModalitiesInStudy", "NumberOfSeriesRelatedInstances",
+           "NumberOfPatientRelatedStudies")
 
 
 @dataclass(frozen=True)
@@ -82,21 +89,24 @@ class StoreIndex:
             if not token:
                 return out
 
-    async def find(self, owner: str, query: Dataset) -> list[Dataset]:
+    async def find(self, owner: str, query: Dataset, *, patient_root: bool = False
+                   ) -> list[Dataset]:
         level = str(query.get("QueryRetrieveLevel", "")).upper()
-        if level not in LEVEL_KEYS:
+        if level not in LEVEL_KEYS or (level == "PATIENT" and not patient_root):
             raise ValueError(level)
         asked = [e.keyword for e in query if e.keyword and e.keyword != "QueryRetrieveLevel"]
         replies: dict[str, Dataset] = {}
+        studies: dict[str, set[str]] = {}
         for entry in await self.entries(owner):
             h = entry.header
             if not all(_matches(query.get(k), self._value(entry, k)) for k in asked
-                       if k not in ("ModalitiesInStudy", "NumberOfSeriesRelatedInstances")):
+                       if k not in _COUNTS):
                 continue
             if level == "STUDY" and query.get("ModalitiesInStudy") and not _matches(
                     query.ModalitiesInStudy, h.get("Modality", "")):
                 continue
-            key = h.StudyInstanceUID if level == "STUDY" else h.SeriesInstanceUID
+            key = {"PATIENT": str(h.get("PatientID", "")), "STUDY": h.StudyInstanceUID,
+                   "SERIES": h.SeriesInstanceUID}[level]
             reply = replies.get(key)
             if reply is None:
                 reply = Dataset()
@@ -104,6 +114,10 @@ class StoreIndex:
                 for k in dict.fromkeys([*LEVEL_KEYS[level], *asked]):
                     setattr(reply, k, self._value(entry, k))
                 replies[key] = reply
+                studies[key] = {str(h.get("StudyInstanceUID", ""))}
+            elif level == "PATIENT":
+                studies[key].add(str(h.get("StudyInstanceUID", "")))
+                reply.NumberOfPatientRelatedStudies = len(studies[key])
             elif level == "STUDY":
                 mods = set(str(reply.ModalitiesInStudy).split("\\")) - {""}
                 mods.add(str(h.get("Modality", "")))
@@ -114,20 +128,26 @@ class StoreIndex:
     def _value(entry: Entry, keyword: str):
         if keyword == "NumberOfSeriesRelatedInstances":
             return entry.instances
+        if keyword == "NumberOfPatientRelatedStudies":
+            return 1
         if keyword == "ModalitiesInStudy":
             return str(entry.header.get("Modality", ""))
         value = entry.header.get(keyword, "")
         return "" if value is None else value
 
     async def datasets(self, owner: str, query: Dataset) -> list[Dataset]:
-        """The instances a C-MOVE/C-GET identifier names (study or series level)."""
+        """The instances a C-MOVE/C-GET identifier names (patient, study or series
+        level)."""
+        patient = str(query.get("PatientID", ""))
         study = str(query.get("StudyInstanceUID", ""))
         series = str(query.get("SeriesInstanceUID", ""))
-        if not study and not series:
+        if not study and not series and not patient:
             return []
         out = []
         for entry in await self.entries(owner):
             h = entry.header
+            if patient and str(h.get("PatientID", "")) != patient:
+                continue
             if study and not _matches(study, h.get("StudyInstanceUID")):
                 continue
             if series and not _matches(series, h.get("SeriesInstanceUID")):

@@ -49,6 +49,9 @@ from pydicom.uid import (
 )
 from pynetdicom import AE, AllStoragePresentationContexts, build_context, evt
 from pynetdicom.sop_class import (
+    PatientRootQueryRetrieveInformationModelFind,
+    PatientRootQueryRetrieveInformationModelGet,
+    PatientRootQueryRetrieveInformationModelMove,
     StorageCommitmentPushModel,
     StudyRootQueryRetrieveInformationModelFind,
     StudyRootQueryRetrieveInformationModelGet,
@@ -58,6 +61,7 @@ from pynetdicom.sop_class import (
 
 from medcompute.server.dicomnet.ingress import Ingress
 from medcompute.server.dicomnet.registry import CallingAE, NodeRegistry
+from medcompute.server.dicomnet.tls import TlsAssociationServer, tls_args
 from medcompute.server.errors import InvalidArgument, MedcomputeError, ResourceExhausted
 from medcompute.server.space import storage_fault
 
@@ -141,7 +145,10 @@ class StorageSCP:
         if index is not None:
             for model in (StudyRootQueryRetrieveInformationModelFind,
                           StudyRootQueryRetrieveInformationModelMove,
-                          StudyRootQueryRetrieveInformationModelGet):
+                          StudyRootQueryRetrieveInformationModelGet,
+                          PatientRootQueryRetrieveInformationModelFind,
+                          PatientRootQueryRetrieveInformationModelMove,
+                          PatientRootQueryRetrieveInformationModelGet):
                 ae.add_supported_context(model)
         if commitments is not None:
             # A destination reporting a commitment calls in as Storage Commitment SCP.
@@ -150,8 +157,9 @@ class StorageSCP:
         self.ae = ae
 
     # -- life-cycle -------------------------------------------------------------------
-    def start(self, address: str, port: int) -> int:
-        """Listen (in threads); the port bound (0 picks a free one)."""
+    def start(self, address: str, port: int, ssl_context=None) -> int:
+        """Listen (in threads); the port bound (0 picks a free one). With ``ssl_context``
+        every association is DICOM TLS."""
         self._loop = asyncio.get_running_loop()
         handlers = [(evt.EVT_REQUESTED, self._on_requested), (evt.EVT_C_ECHO, self._on_echo),
                     (evt.EVT_C_STORE, self._on_store), (evt.EVT_RELEASED, self._on_released),
@@ -160,8 +168,17 @@ class StorageSCP:
                     (evt.EVT_C_GET, self._on_get)]
         if self.commitments is not None:
             handlers.append((evt.EVT_N_EVENT_REPORT, self.commitments.on_report))
-        self._server = self.ae.start_server((address, port), block=False,
-                                            evt_handlers=handlers)
+        if ssl_context is None:
+            self._server = self.ae.start_server((address, port), block=False,
+                                                evt_handlers=handlers)
+        else:
+            server = self.ae.make_server((address, port), evt_handlers=handlers,
+                                         server_class=TlsAssociationServer)
+            server.tls_context = ssl_context
+            threading.Thread(target=server.serve_forever, name="dicom-tls-acceptor",
+                             daemon=True).start()
+            self.ae._servers.append(server)     # as start_server does: shutdown removes it
+            self._server = server
         return self._server.server_address[1]
 
     def stop(self) -> None:
@@ -256,7 +273,10 @@ class StorageSCP:
             yield 0xC000, None
             return
         try:
-            replies = self._run(self.index.find(caller.subscriber, event.identifier), 120)
+            patient_root = (event.request.AffectedSOPClassUID ==
+                            PatientRootQueryRetrieveInformationModelFind)
+            replies = self._run(self.index.find(caller.subscriber, event.identifier,
+                                                patient_root=patient_root), 120)
         except ValueError:
             yield 0xA900, None          # identifier does not match SOP class (level)
             return
@@ -291,7 +311,10 @@ class StorageSCP:
         # transfer syntax its instances are stored in.
         pairs = sorted({(str(ds.SOPClassUID), str(ds.file_meta.TransferSyntaxUID))
                         for ds in datasets})[:128]
-        yield node.host, node.port, {"contexts": [build_context(*p) for p in pairs]}
+        options = {"contexts": [build_context(*p) for p in pairs]}
+        if node.tls is not None:
+            options["tls_args"] = tls_args(node.tls, node.host)
+        yield node.host, node.port, options
         yield len(datasets)
         yield from _sent(event, datasets)
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from medcompute.proto.v1 import dicom_pb2, dicom_pb2_grpc
 from medcompute.server.dicomnet.collect import Query, Source, SourceBook, register_source
+from medcompute.server.dicomnet.offload import Offload
 from medcompute.server.dicomnet.push import Node, PushBook, PushRow, proof_of
 from medcompute.server.dicomnet.registry import CallingAE, NodeRegistry
 from medcompute.server.dicomnet.routing import RuleBook
+from medcompute.server.dicomnet.tls import Tls
 from medcompute.server.errors import FailedPrecondition
 from medcompute.server.guard import Guard, rpc
 
@@ -23,9 +25,24 @@ _PUSH_STATES = {"pending": dicom_pb2.PUSH_STATE_PENDING, "sending": dicom_pb2.PU
                 "failed": dicom_pb2.PUSH_STATE_FAILED}
 
 
+def _tls_out(t: Tls | None) -> dicom_pb2.DicomTls | None:
+    if t is None:
+        return None
+    return dicom_pb2.DicomTls(ca_pem=t.ca_pem, client_cert_pem=t.cert_pem,
+                              server_name=t.server_name, client_key_set=bool(t.key_pem))
+
+
+def _tls_in(holder) -> Tls | None:
+    if not holder.HasField("tls"):
+        return None
+    t = holder.tls
+    return Tls(t.ca_pem, t.client_cert_pem, t.client_key_pem, t.server_name)
+
+
 def _node(n: Node) -> dicom_pb2.DicomNode:
     return dicom_pb2.DicomNode(name=n.name, subscriber=n.subscriber, ae_title=n.ae_title,
-                               host=n.host, port=n.port, created_at=n.created_at)
+                               host=n.host, port=n.port, created_at=n.created_at,
+                               tls=_tls_out(n.tls))
 
 
 def _push(p: PushRow) -> dicom_pb2.Push:
@@ -56,7 +73,12 @@ def _source(s: Source) -> dicom_pb2.DicomSource:
                                  host=s.host, port=s.port, method=_METHOD_ENUMS[s.method],
                                  created_at=s.created_at, every_seconds=s.every,
                                  schedule_days=s.days, schedule_modality=s.modality,
-                                 last_run_at=s.last_run)
+                                 last_run_at=s.last_run, tls=_tls_out(s.tls),
+                                 capacity_url=s.capacity_url,
+                                 offload_below_percent=s.below_percent,
+                                 offload_below_mib=s.below_mib, capacity_max_mib=s.max_mib,
+                                 capacity_state=s.capacity_state,
+                                 capacity_checked_at=s.capacity_at)
 
 
 def _ae(ae: CallingAE) -> dicom_pb2.CallingAe:
@@ -134,7 +156,7 @@ class DicomServicer(dicom_pb2_grpc.DicomServiceServicer):
         n = request.node
         call.object_id = n.name
         node = await self.pushes.add_node(call.principal.subscriber, n.name, n.ae_title, n.host,
-                                          n.port)
+                                          n.port, _tls_in(n))
         return dicom_pb2.RegisterNodeResponse(node=_node(node))
 
     @rpc("dicom.nodes.delete", "receive")
@@ -161,8 +183,16 @@ class DicomServicer(dicom_pb2_grpc.DicomServiceServicer):
                                     s.name, s.ae_title, s.host, s.port,
                                     _method(s.method, "source.method") or "move",
                                     every=s.every_seconds, days=s.schedule_days,
-                                    modality=s.schedule_modality)
+                                    modality=s.schedule_modality, tls=_tls_in(s),
+                                    offload=Offload(s.capacity_url, s.offload_below_percent,
+                                                    s.offload_below_mib, s.capacity_max_mib))
         return dicom_pb2.RegisterSourceResponse(source=_source(src))
+
+    @rpc("dicom.sources.delete", ("process", "store"))
+    async def DeleteSource(self, request, context, call):
+        call.object_id = request.name
+        await self.sources.delete(call.principal.subscriber, request.name)
+        return dicom_pb2.DeleteSourceResponse()
 
     @rpc("dicom.sources.list", ("process", "store"))
     async def ListSources(self, request, context, call):

@@ -13,7 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 HARNESS = ROOT / "benchmarks"
 SECTIONS = ("meta", "kernels", "service", "store", "throughput", "scaling", "gpu", "versions",
-            "targets")
+            "dicom", "targets")
 OPS = {"gaussian", "mean", "median", "laplacian", "log", "gradient", "edge_sobel",
        "edge_prewitt", "edge_scharr", "bandpass_dog", "bandpass_butterworth", "project_max",
        "project_min", "project_mean", "project_sum", "subtract", "add"}
@@ -37,13 +37,14 @@ def _no_zero_figures(node, path="results"):
 def tiny_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
     proc = subprocess.run([sys.executable, str(HARNESS / "run.py"), "--tiny", "--out", str(out)],
-                          capture_output=True, text=True, timeout=110, cwd=ROOT)
+                          capture_output=True, text=True, timeout=160, cwd=ROOT)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     [json_file] = out.glob("*-tiny.json")
     return json.loads(json_file.read_text()), (out / "report.html").read_text(), proc.stdout
 
 
 @pytest.mark.integration
+@pytest.mark.timeout(180)
 def test_tiny_run_writes_every_section(tiny_run):
     results, _, stdout = tiny_run
     assert set(SECTIONS) <= set(results)
@@ -67,6 +68,9 @@ def test_tiny_run_writes_every_section(tiny_run):
     assert [lv["level"] for lv in versions["resolution_levels"]] == list(range(6))
     gpu = results["gpu"]
     assert gpu["available"] or gpu["reason"]
+    dicom = results["dicom"]
+    assert dicom["available"], dicom.get("traceback")
+    assert dicom["slices"] == 8 and dicom["service_instances_per_s"] > 0
     _no_zero_figures(results)
     # A tiny run judges no target: its arrays are too small to say anything about speed.
     assert all(t["met"] is None for t in results["targets"])
@@ -74,10 +78,11 @@ def test_tiny_run_writes_every_section(tiny_run):
 
 
 @pytest.mark.integration
+@pytest.mark.timeout(180)
 def test_tiny_run_writes_a_self_contained_report(tiny_run):
     _, page, _ = tiny_run
     for heading in ("Targets", "Kernels", "Service", "Throughput and latency", "Scaling",
-                    "GPU"):
+                    "GPU", "DICOM ingest"):
         assert f"<h2>{heading}</h2>" in page
     assert "http://" not in page and "https://" not in page  # nothing fetched from elsewhere
 

@@ -15,7 +15,7 @@ import pytest
 from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 
-from medcompute.client import Client
+from medcompute.client import Client, exits
 from medcompute.client.cli import main
 from medcompute.client.client import ServiceError
 from medcompute.proto.v1 import dicom_pb2
@@ -146,3 +146,25 @@ def test_a_scheduled_source_collects_new_series_only(node, pacs, tmp_path):
                                 method="get")
         (nightly,) = [s for s in c.dicom.sources() if s.name == "nightly"]
         assert nightly.every_seconds == 0
+
+
+def test_a_source_is_removed_and_then_unknown(node, pacs, capsys):
+    server = ["--server", node.address]
+    assert main(["dicom", "source", "add", "short-lived", "--ae-title", "HOSPITALPACS",
+                 "--host", "127.0.0.1", "--port", str(pacs.dicom_port), *server]) == 0
+    capsys.readouterr()
+    assert main(["dicom", "source", "rm", "short-lived", "--json", *server]) == 0
+    assert json.loads(capsys.readouterr().out) == {"name": "short-lived", "removed": True}
+    with Client(node.address, timeout=60) as c:
+        assert "short-lived" not in [s.name for s in c.dicom.sources()]
+        with pytest.raises(ServiceError) as err:
+            c.dicom.collect("short-lived")
+        assert err.value.code == grpc.StatusCode.NOT_FOUND
+        with pytest.raises(ServiceError) as err:
+            c.dicom.delete_source("short-lived")
+        assert err.value.code == grpc.StatusCode.NOT_FOUND
+        assert err.value.details.startswith("name:")
+        # The PACS's AE title stays a calling AE of the subscriber (other sources use it).
+        assert "HOSPITALPACS" in [a.ae_title for a in c.dicom.calling_aes()]
+    assert main(["dicom", "source", "rm", "short-lived", *server]) == exits.NOT_FOUND
+    assert "name: no source 'short-lived'" in capsys.readouterr().err

@@ -133,6 +133,35 @@ def test_an_ae_registered_from_the_command_line_may_then_call(node, capsys):
     assert "ae_title: expected 1 to 16" in capsys.readouterr().err
 
 
+def test_an_ae_registered_through_the_server_may_then_call(node, capsys):
+    server = ["--server", node.address]
+    assert _echo(node, "VIAGRPC").is_rejected
+    assert main(["dicom", "ae", "add", "VIAGRPC", "--subscriber", "st-mary", "--host",
+                 "127.0.0.1", "--json", *server]) == 0
+    added = json.loads(capsys.readouterr().out)
+    assert (added["ae_title"], added["subscriber"], added["host"]) == \
+        ("VIAGRPC", "st-mary", "127.0.0.1")
+    assert main(["dicom", "ae", "list", "--subscriber", "st-mary", "--json", *server]) == 0
+    assert "VIAGRPC" in [a["ae_title"] for a in json.loads(capsys.readouterr().out)]
+    assoc = _echo(node, "VIAGRPC")
+    assert assoc.is_established
+    assoc.release()
+    assert main(["dicom", "ae", "rm", "VIAGRPC", "--json", *server]) == 0
+    assert json.loads(capsys.readouterr().out) == {"ae_title": "VIAGRPC", "removed": True}
+    assert _echo(node, "VIAGRPC").is_rejected
+    assert main(["dicom", "ae", "rm", "VIAGRPC", *server]) == exits.NOT_FOUND
+    assert "ae_title:" in capsys.readouterr().err
+    assert main(["dicom", "ae", "add", "BAD\\AE", "--subscriber", "s", "--host", "h",
+                 *server]) == exits.SERVER
+    assert "ae_title: expected 1 to 16" in capsys.readouterr().err
+    assert main(["dicom", "ae", "add", "GOOD", "--subscriber", "s", "--host", "two words",
+                 *server]) == exits.SERVER
+    assert "host:" in capsys.readouterr().err
+    # No server answers: unreachable.
+    assert main(["dicom", "ae", "list", "--server", "127.0.0.1:1", "--timeout", "2"]) == \
+        exits.UNREACHABLE
+
+
 def test_storescu_series_is_stored_grouped_and_completed(node):
     files = sorted(os.path.join(CT5N, f) for f in os.listdir(CT5N))
     done = storescu(_port(node), files)

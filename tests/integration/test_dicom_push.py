@@ -2,7 +2,8 @@
 itself pushes the derived series by C-STORE to a dcmtk storescp and to an Orthanc (whose
 REST API then shows it), with the same pixels as `medcompute process`. A node that
 refuses permanently fails at once with the reason; one that is down fails after its
-tries; one that comes back after a pause gets the result by retry."""
+tries; one that comes back after a pause gets the result by retry; one that stores every
+instance and then refuses storage commitment is delivered, not committed."""
 
 from __future__ import annotations
 
@@ -157,11 +158,16 @@ def test_results_are_pushed_retried_and_refused_with_reasons(node, tmp_path, cap
         assert silent.state == dicom_pb2.PUSH_STATE_FAILED and silent.attempts == ATTEMPTS
         assert silent.reason == (f"no storage commitment report within {COMMIT_TIMEOUT:g} s "
                                  f"(gave up after {ATTEMPTS} tries)")
+        # Every C-STORE succeeded, then the commitment request was aborted: delivered,
+        # not committed, with the reason; not sent again.
         aborted = pushes["refuses"]
-        assert aborted.state == dicom_pb2.PUSH_STATE_FAILED and aborted.attempts == ATTEMPTS
+        assert aborted.state == ok and aborted.attempts == 1
+        assert not aborted.committed and aborted.instances_delivered == 5
+        assert aborted.proof == ("C-STORE success per instance; not committed: the "
+                                 "destination refused the storage commitment request")
         assert aborted.reason == ("the association ended before the node answered the "
-                                  f"storage commitment request (gave up after {ATTEMPTS} "
-                                  "tries)")
+                                  "storage commitment request")
+        assert len(refuses.rest("/instances")) == 5
 
         # The same pixels as `medcompute process` with the same pipeline.
         assert main(["process", CT5N, "--op", "gaussian:sigma=1", "-o",
@@ -188,16 +194,19 @@ def test_results_are_pushed_retried_and_refused_with_reasons(node, tmp_path, cap
         assert shown_lines["pacs"].endswith("instances 5  storage commitment: committed")
         assert "not committed: the destination does not offer storage commitment" in \
             shown_lines["reading-room"]
+        assert shown_lines["refuses"].endswith(
+            "not committed: the destination refused the storage commitment request  the "
+            "association ended before the node answered the storage commitment request")
         # Each delivered push is metered and priced (the built-in tariff prices delivery).
         with Client(node.address, timeout=60) as c:
             invoice = c.invoice(time.strftime("%Y-%m", time.gmtime()))
             usage = c.usage(group_by="subscriber")
-        # GetUsage counts them too: reading-room, pacs and later were delivered.
-        assert usage.totals.deliveries == 3
-        assert [(g.key, g.totals.deliveries) for g in usage.groups] == [("local", 3)]
+        # GetUsage counts them too: reading-room, pacs, later and refuses were delivered.
+        assert usage.totals.deliveries == 4
+        assert [(g.key, g.totals.deliveries) for g in usage.groups] == [("local", 4)]
         (mine,) = invoice.subscribers
         (line,) = [x for x in mine.lines if x.item == "delivery"]
-        assert line.quantity == 3 and line.unit_price == "0.005" and line.amount == "0.02"
+        assert line.quantity == 4 and line.unit_price == "0.005" and line.amount == "0.02"
     finally:
         dcmtk.stop()
         pacs.stop()
@@ -261,3 +270,69 @@ def test_rejections_are_classified():
         False, "association rejected (permanent): calling AE title not recognised")
     assert classify_rejection(2, 3, 2) == (
         True, "association rejected (transient): local limit exceeded")
+
+
+class FakeCommitRefusingSCP:
+    """A fake destination (pynetdicom, not a product): it stores every instance with
+    success, offers storage commitment, and answers each N-ACTION with 0110."""
+
+    def __init__(self, aet: str = "FAKEREFUSER"):
+        from pynetdicom import AE, AllStoragePresentationContexts, evt
+        from pynetdicom.sop_class import StorageCommitmentPushModel
+
+        self.aet = aet
+        self.stored = 0
+        ae = AE(ae_title=aet)
+        for cx in AllStoragePresentationContexts:
+            ae.add_supported_context(cx.abstract_syntax)
+        ae.add_supported_context(StorageCommitmentPushModel)
+        self._server = ae.start_server(("127.0.0.1", 0), block=False, evt_handlers=[
+            (evt.EVT_C_STORE, self._store), (evt.EVT_N_ACTION, lambda event: (0x0110, None))])
+        self.port = self._server.server_address[1]
+
+    def _store(self, event):
+        self.stored += 1
+        return 0x0000
+
+    def stop(self):
+        self._server.shutdown()
+
+
+def test_a_commitment_refused_with_a_status_is_delivered_not_committed(node, tmp_path):
+    ds = pydicom.dcmread(get_testdata_file("MR_small.dcm"))
+    ds.SeriesInstanceUID, ds.SOPInstanceUID = generate_uid(), generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    ds.SeriesDescription = "commit-refused"
+    path = tmp_path / "mr.dcm"
+    ds.save_as(path)
+    fake = FakeCommitRefusingSCP()
+    try:
+        with Client(node.address, timeout=60) as c:
+            c.dicom.register_node("fake-refuser", fake.aet, "127.0.0.1", fake.port)
+            rule = c.dicom.create_rule("local", ["gaussian:sigma=1"], modality="MR",
+                                       series_description="commit-refused", output="file",
+                                       dicom_nodes=["fake-refuser"])
+            try:
+                done = storescu(node.running.dicom_port, [path])
+                assert done.returncode == 0, done.stderr
+                deadline = time.monotonic() + 60
+                while not (routed := [s for s in c.dicom.received_series()
+                                      if s.series_instance_uid == ds.SeriesInstanceUID
+                                      and s.jobs]):
+                    assert time.monotonic() < deadline
+                    time.sleep(0.2)
+                job_id = routed[0].jobs[-1].job_id
+                while not (ended := [p for p in c.dicom.pushes(job_id) if p.state in (
+                        dicom_pb2.PUSH_STATE_DELIVERED, dicom_pb2.PUSH_STATE_FAILED)]):
+                    assert time.monotonic() < deadline, c.dicom.pushes(job_id)
+                    time.sleep(0.2)
+            finally:
+                c.dicom.delete_rule(rule.rule_id)
+        (push,) = ended
+        assert push.state == dicom_pb2.PUSH_STATE_DELIVERED and push.attempts == 1
+        assert not push.committed and push.instances_delivered == 1 and fake.stored == 1
+        assert push.proof == ("C-STORE success per instance; not committed: the destination "
+                              "refused the storage commitment request")
+        assert push.reason == "the storage commitment request was answered with status 0110"
+    finally:
+        fake.stop()

@@ -1,6 +1,6 @@
 """Query/Retrieve of the service's own store, with dcmtk's findscu, movescu and getscu
-and pynetdicom: a calling AE sees and retrieves only its subscriber's images, and C-MOVE
-sends only to that subscriber's own DICOM nodes."""
+and pynetdicom, study root and patient root: a calling AE sees and retrieves only its
+subscriber's images, and C-MOVE sends only to that subscriber's own DICOM nodes."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
 from pynetdicom import AE
 from pynetdicom.sop_class import (
+    PatientRootQueryRetrieveInformationModelFind,
     StudyRootQueryRetrieveInformationModelFind,
     StudyRootQueryRetrieveInformationModelMove,
 )
@@ -133,4 +134,60 @@ def test_get_returns_only_the_callers_images(node, tmp_path):
         f.unlink()
     done = subprocess.run([program("getscu"), "-aet", "VIEWER_B", *args],
                           capture_output=True, text=True, timeout=60)
+    assert list(out.iterdir()) == []
+
+
+def _find_patient_root(node, aet, **keys):
+    ae = AE(ae_title=aet)
+    ae.add_requested_context(PatientRootQueryRetrieveInformationModelFind)
+    assoc = ae.associate("127.0.0.1", _port(node), ae_title="MEDCOMPUTE")
+    assert assoc.is_established
+    query = Dataset()
+    for k, v in keys.items():
+        setattr(query, k, v)
+    try:
+        return [(s.Status, i) for s, i in assoc.send_c_find(
+            query, PatientRootQueryRetrieveInformationModelFind)]
+    finally:
+        assoc.release()
+
+
+def test_patient_root_queries_and_retrieves(node, tmp_path):
+    patient = str(pydicom.dcmread(FILES[0]).PatientID)
+    mine = _find_patient_root(node, "VIEWER_A", QueryRetrieveLevel="PATIENT", PatientID="",
+                              NumberOfPatientRelatedStudies="")
+    pending = [i for s, i in mine if s == 0xFF00]
+    assert [(i.PatientID, int(i.NumberOfPatientRelatedStudies)) for i in pending] == \
+        [(patient, 1)]
+    assert mine[-1][0] == 0x0000
+    # The studies of that patient, then another subscriber's viewer: nothing.
+    studies = [i for s, i in _find_patient_root(node, "VIEWER_A", QueryRetrieveLevel="STUDY",
+                                                PatientID=patient, StudyInstanceUID="")
+               if s == 0xFF00]
+    assert [i.StudyInstanceUID for i in studies] == [pydicom.dcmread(FILES[0]).StudyInstanceUID]
+    assert _find_patient_root(node, "VIEWER_B", QueryRetrieveLevel="PATIENT",
+                              PatientID="") == [(0x0000, None)]
+    # The PATIENT level is not part of the study root model: identifier does not match.
+    assert _find(node, "VIEWER_A", QueryRetrieveLevel="PATIENT", PatientID="")[-1][0] == \
+        0xA900
+    # dcmtk's findscu and getscu with the patient root model (-P).
+    done = subprocess.run([program("findscu"), "-P", "-aet", "VIEWER_A", "-aec", "MEDCOMPUTE",
+                           "-k", "QueryRetrieveLevel=PATIENT", "-k", "PatientID",
+                           "127.0.0.1", str(_port(node))], capture_output=True, text=True,
+                          timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert patient in done.stdout + done.stderr
+    out = tmp_path / "got"
+    out.mkdir()
+    args = ["-P", "-od", str(out), "-aec", "MEDCOMPUTE", "-k", "QueryRetrieveLevel=PATIENT",
+            "-k", f"PatientID={patient}", "127.0.0.1", str(_port(node))]
+    done = subprocess.run([program("getscu"), "-aet", "VIEWER_A", *args],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert {pydicom.dcmread(p).SOPInstanceUID for p in out.iterdir()} >= \
+        {pydicom.dcmread(f).SOPInstanceUID for f in FILES}
+    for f in out.iterdir():
+        f.unlink()
+    subprocess.run([program("getscu"), "-aet", "VIEWER_B", *args], capture_output=True,
+                   text=True, timeout=60)
     assert list(out.iterdir()) == []
