@@ -219,8 +219,22 @@ class Dispatcher:
         for listener in list(self._listeners):
             listener(message)
 
+    def _sent(self, job_ids: list[str], address: str) -> None:
+        """Tell the listeners that these jobs were sent to the worker at ``address`` (its
+        runner runs them in order as soon as it is free)."""
+        message = {"job": job_ids[0], "event": "sent", "worker": address, "at": time.time()}
+        if len(job_ids) > 1:
+            message["jobs"] = list(job_ids)
+        for listener in list(self._listeners):
+            try:
+                listener(message)
+            except Exception:  # a listener must not fail the jobs
+                log.exception("a job event listener failed")
+
     def add_listener(self, listener) -> None:
-        """Call ``listener(message)`` for every task-start event of the cluster."""
+        """Call ``listener(message)`` for every job-start event: ``started`` from a worker,
+        or ``sent`` (to ``worker``) by a direct call; ``job``, and ``jobs`` when several
+        start together."""
         self._listeners.append(listener)
 
     def remove_listener(self, listener) -> None:
@@ -304,8 +318,11 @@ class Dispatcher:
                 job_ids = [s.job_id for s in specs]
                 cancel[:] = [lambda: actor.cancel(job_ids)]
                 self._runner_load[address] = self._runner_load.get(address, 0) + 1
+                # Said here, where the worker is chosen: an event from the worker would
+                # cross the scheduler and cost more than a small job.
+                self._sent(job_ids, address)
                 try:
-                    return await actor.run_batch(specs)
+                    return await actor.run_batch(specs, False)
                 except Internal:          # the jobs' own failure, not the call's
                     raise
                 except OSError as exc:

@@ -238,8 +238,9 @@ class JobRunner:
             if job_id in self._tasks:
                 fraction, text = self._progress.get(job_id, (0.0, ""))
                 if not text.startswith("slab "):
+                    where = "sent to" if message.get("event") == "sent" else "started on"
                     self._set_progress(job_id, fraction,
-                                       f"started on {message.get('worker', 'a worker')}")
+                                       f"{where} {message.get('worker', 'a worker')}")
 
     # -- submit -------------------------------------------------------------------
     def _job_dir(self, job_id: str) -> Path:

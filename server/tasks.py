@@ -232,8 +232,10 @@ class WorkerRunner:
     ~1 ms for an actor call). A call runs in the worker's actor thread; :meth:`cancel`
     runs on the worker's event loop, so it reaches a job that is running."""
 
-    def run_batch(self, specs: list[TaskSpec]) -> list:
-        return run_batch(specs)
+    def run_batch(self, specs: list[TaskSpec], announce: bool = True) -> list:
+        """``announce=False``: the caller, which chose this worker, says itself where the
+        jobs went (no event through the scheduler)."""
+        return run_batch(specs, announce=announce)
 
     async def cancel(self, job_ids: list[str]) -> None:
         for job_id in job_ids:
@@ -446,14 +448,15 @@ def _write_dicom(spec: TaskSpec, out: np.ndarray) -> tuple[tuple[int, ...], int]
 
 
 @_reported
-def run_batch(specs: list[TaskSpec]) -> list:
+def run_batch(specs: list[TaskSpec], *, announce: bool = True) -> list:
     """Run several small jobs in one task; each gets its own result or its own error.
 
     Several jobs are announced once, together (``jobs``: their ids): an event per small job
-    costs the worker, the scheduler and the server more than the job itself."""
+    costs the worker, the scheduler and the server more than the job itself; with
+    ``announce=False`` none is (the caller says where they went)."""
     results: list = []
-    together = len(specs) > 1
-    if together:
+    together = len(specs) > 1 or not announce
+    if announce and together:
         _announce(specs[0].job_id, jobs=[s.job_id for s in specs], worker=_worker_address())
     for spec in specs:
         if _cancelled() or spec.job_id in _CANCELLED_JOBS:

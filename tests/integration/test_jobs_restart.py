@@ -138,7 +138,7 @@ def test_a_worker_killed_under_an_asynchronous_job_bills_it_once(tmp_path, serve
         seen = {}
 
         def listener(message):
-            if message.get("event") == "started" and not started.is_set():
+            if message.get("event") in ("started", "sent") and not started.is_set():
                 seen.update(message)
                 started.set()
 

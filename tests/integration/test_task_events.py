@@ -6,6 +6,7 @@ import threading
 import numpy as np
 import pytest
 
+from medcompute.client import Client
 from medcompute.server import tasks
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -60,3 +61,25 @@ def test_a_job_alone_is_announced_as_before(server, tmp_path):
     [spec] = _specs(tmp_path, 1)
     events = _events_of(server, [spec])
     assert len(events) == 1 and events[0]["job"] == spec.job_id and "jobs" not in events[0]
+
+
+def test_jobs_sent_by_a_direct_call_are_told_by_the_server_with_their_worker(server):
+    """No event crosses the scheduler for them: the dispatcher, which chose the worker,
+    tells its listeners itself."""
+    seen, lock = [], threading.Lock()
+
+    def listener(message):
+        with lock:
+            seen.append(message)
+
+    dispatcher = server.running.dispatcher
+    dispatcher.add_listener(listener)
+    try:
+        with Client(server.address, timeout=60) as c:
+            r = c.process(np.arange(64, dtype=np.int16).reshape(8, 8), ["gaussian:sigma=1"],
+                          device="cpu")
+        threading.Event().wait(0.3)          # an event from the worker would come by now
+    finally:
+        dispatcher.remove_listener(listener)
+    mine = [m for m in seen if r.job_id in (m.get("jobs") or [m.get("job")])]
+    assert [(m["event"], m["worker"]) for m in mine] == [("sent", r.header.worker)]
