@@ -377,27 +377,7 @@ class Collector:
         ds.StudyInstanceUID = ""
         ds.StudyDate = ""
         ds.StudyTime = ""
-        ae = AE(ae_title=self.own_ae)
-        ae.add_requested_context(StudyRootQueryRetrieveInformationModelFind)
-        assoc = self._associate(src, ae)
-        found = []
-        try:
-            for status, identifier in assoc.send_c_find(
-                    ds, StudyRootQueryRetrieveInformationModelFind):
-                if not status:
-                    raise Unavailable("the source ended the query without an answer", "source")
-                if status.Status in (0xFF00, 0xFF01) and identifier is not None:
-                    uid = str(identifier.get("StudyInstanceUID", ""))
-                    if uid:
-                        found.append((uid, str(identifier.get("StudyDate", "") or ""),
-                                      str(identifier.get("StudyTime", "") or "")))
-                elif status.Status != 0x0000:
-                    raise Unavailable(f"the source answered the query with status "
-                                      f"{status.Status:04X}", "source")
-        finally:
-            if assoc.is_established:
-                assoc.release()
-        return found
+        return self._query(src, ds, ("StudyInstanceUID", "StudyDate", "StudyTime"))
 
     # -- blocking DICOM exchanges (threads) -------------------------------------------
     def _associate(self, src: Source, ae: AE, **kw):
@@ -422,19 +402,27 @@ class Collector:
         return assoc
 
     def _find(self, src: Source, query: Query) -> list[tuple[str, str]]:
+        """(study UID, series UID) of the series that match ``query`` (C-FIND)."""
+        return self._query(src, _identifier(query), ("StudyInstanceUID", "SeriesInstanceUID"),
+                           required="SeriesInstanceUID")
+
+    def _query(self, src: Source, identifier: Dataset, keys: tuple[str, ...], *,
+               required: str | None = None) -> list[tuple[str, ...]]:
+        """The values of ``keys`` in each match of a study root C-FIND (a match without
+        ``required``, default the first key, is left out)."""
         ae = AE(ae_title=self.own_ae)
         ae.add_requested_context(StudyRootQueryRetrieveInformationModelFind)
         assoc = self._associate(src, ae)
+        required = required or keys[0]
         found = []
         try:
-            for status, identifier in assoc.send_c_find(
-                    _identifier(query), StudyRootQueryRetrieveInformationModelFind):
+            for status, match in assoc.send_c_find(
+                    identifier, StudyRootQueryRetrieveInformationModelFind):
                 if not status:
                     raise Unavailable("the source ended the query without an answer", "source")
-                if status.Status in (0xFF00, 0xFF01) and identifier is not None:
-                    uid = str(identifier.get("SeriesInstanceUID", ""))
-                    if uid:
-                        found.append((str(identifier.get("StudyInstanceUID", "")), uid))
+                if status.Status in (0xFF00, 0xFF01) and match is not None:
+                    if str(match.get(required, "")):
+                        found.append(tuple(str(match.get(k, "") or "") for k in keys))
                 elif status.Status != 0x0000:
                     raise Unavailable(f"the source answered the query with status "
                                       f"{status.Status:04X}", "source")

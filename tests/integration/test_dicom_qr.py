@@ -56,17 +56,17 @@ def _port(node) -> int:
     return node.running.dicom_port
 
 
-def _find(node, aet, **keys):
+def _find(node, aet, model=StudyRootQueryRetrieveInformationModelFind, **keys):
+    """(status, identifier) of each answer of a C-FIND in ``model`` (study root)."""
     ae = AE(ae_title=aet)
-    ae.add_requested_context(StudyRootQueryRetrieveInformationModelFind)
+    ae.add_requested_context(model)
     assoc = ae.associate("127.0.0.1", _port(node), ae_title="MEDCOMPUTE")
     assert assoc.is_established
     query = Dataset()
     for k, v in keys.items():
         setattr(query, k, v)
     try:
-        return [(s.Status, i) for s, i in assoc.send_c_find(
-            query, StudyRootQueryRetrieveInformationModelFind)]
+        return [(s.Status, i) for s, i in assoc.send_c_find(query, model)]
     finally:
         assoc.release()
 
@@ -138,18 +138,7 @@ def test_get_returns_only_the_callers_images(node, tmp_path):
 
 
 def _find_patient_root(node, aet, **keys):
-    ae = AE(ae_title=aet)
-    ae.add_requested_context(PatientRootQueryRetrieveInformationModelFind)
-    assoc = ae.associate("127.0.0.1", _port(node), ae_title="MEDCOMPUTE")
-    assert assoc.is_established
-    query = Dataset()
-    for k, v in keys.items():
-        setattr(query, k, v)
-    try:
-        return [(s.Status, i) for s, i in assoc.send_c_find(
-            query, PatientRootQueryRetrieveInformationModelFind)]
-    finally:
-        assoc.release()
+    return _find(node, aet, PatientRootQueryRetrieveInformationModelFind, **keys)
 
 
 def test_patient_root_queries_and_retrieves(node, tmp_path):
