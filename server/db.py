@@ -130,6 +130,15 @@ class Database:
         self.committed_writes += len(batch)
         return outcomes
 
+    def _add_columns(self, table: str, columns: dict[str, str]) -> None:
+        """Migrate a catalog written before these columns of ``table`` existed: add each
+        missing one (``{name: type and default}``); another process may have done it."""
+        have = {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}
+        for name, kind in columns.items():
+            if name not in have:
+                with contextlib.suppress(sqlite3.OperationalError):   # another process did
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
+
     def _transaction(self, fn, *args):
         """Run ``fn`` inside BEGIN IMMEDIATE ... COMMIT (ROLLBACK on any error).
 

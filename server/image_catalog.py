@@ -18,7 +18,6 @@ share a content-addressed blob file.
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import sqlite3
 import time
@@ -198,11 +197,7 @@ class ImageCatalog(TierLedger, Database):
 
     def _migrate(self) -> None:
         """A catalog written before storage tiers: its ledger rows are all hot."""
-        columns = {r[1] for r in self._db.execute("PRAGMA table_info(storage_ledger)")}
-        if "tier" not in columns:
-            with contextlib.suppress(sqlite3.OperationalError):   # another process did it
-                self._db.execute("ALTER TABLE storage_ledger ADD COLUMN tier TEXT NOT NULL "
-                                 "DEFAULT 'hot'")
+        self._add_columns("storage_ledger", {"tier": "TEXT NOT NULL DEFAULT 'hot'"})
 
     def _blobs_of(self, image_id: str) -> list[tuple]:
         return self._db.execute("SELECT b.role, b.digest, b.size, b.info, COALESCE(t.tier, "

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sqlite3
 import time
 from dataclasses import dataclass
 
@@ -163,11 +162,7 @@ class SourceBook(Database):
 
     def _migrate(self) -> None:
         """A catalog written before DICOM TLS and storage offload."""
-        columns = {r[1] for r in self._db.execute("PRAGMA table_info(dicom_source)")}
-        for column, kind in _ADDED:
-            if column not in columns:
-                with contextlib.suppress(sqlite3.OperationalError):   # another process did
-                    self._db.execute(f"ALTER TABLE dicom_source ADD COLUMN {column} {kind}")
+        self._add_columns("dicom_source", dict(_ADDED))
 
     async def add(self, subscriber: str, name: str, ae_title: str, host: str, port: int,
                   method: str, every: int = 0, days: int = 0, modality: str = "",

@@ -25,7 +25,6 @@ import contextlib
 import io
 import logging
 import socket
-import sqlite3
 import time
 import uuid
 from dataclasses import dataclass
@@ -163,12 +162,8 @@ class PushBook(Database):
     def _migrate(self) -> None:
         """A catalog written before storage commitment (its pushes have no proof
         column) or before DICOM TLS (its nodes have no tls column)."""
-        for table, column in (("dicom_push", "proof"), ("dicom_node", "tls")):
-            columns = {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}
-            if column not in columns:
-                with contextlib.suppress(sqlite3.OperationalError):   # another process did
-                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} TEXT NOT NULL "
-                                     "DEFAULT ''")
+        self._add_columns("dicom_push", {"proof": "TEXT NOT NULL DEFAULT ''"})
+        self._add_columns("dicom_node", {"tls": "TEXT NOT NULL DEFAULT ''"})
 
     # -- nodes ----------------------------------------------------------------------
     async def add_node(self, subscriber: str, name: str, ae_title: str, host: str,
