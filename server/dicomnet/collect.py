@@ -39,9 +39,9 @@ from medcompute.server.dicomnet.offload import (
     study_size,
     threshold_bytes,
 )
-from medcompute.server.dicomnet.push import reachable
+from medcompute.server.dicomnet.push import reach
 from medcompute.server.dicomnet.registry import check_address, check_ae_title
-from medcompute.server.dicomnet.tls import Tls, check_tls, dumps, loads, probe, tls_args
+from medcompute.server.dicomnet.tls import Tls, check_tls, dumps, loads, tls_args
 from medcompute.server.errors import (
     FailedPrecondition,
     InvalidArgument,
@@ -376,18 +376,12 @@ class Collector:
 
     # -- blocking DICOM exchanges (threads) -------------------------------------------
     def _associate(self, src: Source, ae: AE, **kw):
-        if src.tls is None:
-            unreachable = reachable(src.host, src.port, 30)
-            if unreachable:
-                raise Unavailable(f"the source {src.name!r} is unreachable ({unreachable})",
-                                  "source")
-        else:
-            refused = probe(src.host, src.port, src.tls, 30)
-            if refused is not None:
-                transient, reason = refused
-                if transient:
-                    raise Unavailable(f"the source {src.name!r} is {reason}", "source")
-                raise FailedPrecondition(f"the source {src.name!r}: {reason}", "source.tls")
+        refused = reach(src.host, src.port, src.tls, 30)
+        if refused is not None:
+            transient, reason = refused
+            if transient:
+                raise Unavailable(f"the source {src.name!r} is {reason}", "source")
+            raise FailedPrecondition(f"the source {src.name!r}: {reason}", "source.tls")
         assoc = ae.associate(src.host, src.port, ae_title=src.ae_title,
                              tls_args=tls_args(src.tls, src.host), **kw)
         if not assoc.is_established:

@@ -275,6 +275,15 @@ def reachable(host: str, port: int, timeout: float) -> str:
     return ""
 
 
+def reach(host: str, port: int, tls: Tls | None, timeout: float) -> tuple[bool, str] | None:
+    """None when host:port takes a connection (with ``tls``, a TLS handshake too); else
+    (transient, reason): "unreachable (...)" is transient, a TLS refusal is not."""
+    if tls is not None:
+        return probe(host, port, tls, timeout)
+    unreachable = reachable(host, port, timeout)
+    return (True, f"unreachable ({unreachable})") if unreachable else None
+
+
 def send_files(files: list[bytes], node: Node, *, own_ae: str, timeout: float = 30.0,
                commitments: Commitments | None = None, commit_timeout: float = 30.0
                ) -> Outcome:
@@ -287,15 +296,10 @@ def send_files(files: list[bytes], node: Node, *, own_ae: str, timeout: float = 
         ae.add_requested_context(*pair)
     if commitments is not None:
         ae.add_requested_context(commit.StorageCommitmentPushModel)
-    if node.tls is None:
-        unreachable = reachable(node.host, node.port, timeout)
-        if unreachable:
-            return Outcome(True, f"the node is unreachable ({unreachable})", 0)
-    else:
-        refused = probe(node.host, node.port, node.tls, timeout)
-        if refused is not None:
-            transient, reason = refused
-            return Outcome(transient, f"the node is {reason}" if transient else reason, 0)
+    refused = reach(node.host, node.port, node.tls, timeout)
+    if refused is not None:
+        transient, reason = refused
+        return Outcome(transient, f"the node is {reason}" if transient else reason, 0)
     handlers = ([(evt.EVT_N_EVENT_REPORT, commitments.on_report)]
                 if commitments is not None else [])
     assoc = ae.associate(node.host, node.port, ae_title=node.ae_title, evt_handlers=handlers,
