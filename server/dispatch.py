@@ -216,8 +216,7 @@ class Dispatcher:
     # -- what the cluster looks like ------------------------------------------------
     def _on_event(self, event) -> None:
         _, message = event
-        for listener in list(self._listeners):
-            listener(message)
+        self._tell(message)
 
     def _sent(self, job_ids: list[str], address: str) -> None:
         """Tell the listeners that these jobs were sent to the worker at ``address`` (its
@@ -225,10 +224,13 @@ class Dispatcher:
         message = {"job": job_ids[0], "event": "sent", "worker": address, "at": time.time()}
         if len(job_ids) > 1:
             message["jobs"] = list(job_ids)
+        self._tell(message)
+
+    def _tell(self, message: dict) -> None:
         for listener in list(self._listeners):
             try:
                 listener(message)
-            except Exception:  # a listener must not fail the jobs
+            except Exception:  # a listener must not fail the jobs or the event stream
                 log.exception("a job event listener failed")
 
     def add_listener(self, listener) -> None:
