@@ -34,6 +34,7 @@ import grpc
 from medcompute.server.audit import AuditLog
 from medcompute.server.config import ServerConfig
 from medcompute.server.errors import PermissionDenied, ResourceExhausted, Unauthenticated
+from medcompute.server.jobs import State
 from medcompute.server.keys import ROLES, KeyStore
 from medcompute.server.space import storage_fault
 from medcompute.server.status import rich_status
@@ -106,10 +107,9 @@ def job_audit(job) -> JobAudit | None:
     call = CURRENT_CALL.get()
     if call is None or job.id not in call.jobs:
         return None
-    state = getattr(job.state, "value", job.state)
-    if state in ("SUCCEEDED", "QUEUED"):     # done; or, for a Submit, accepted
+    if job.state in (State.SUCCEEDED, State.QUEUED):     # done; or, for a Submit, accepted
         return JobAudit(call, job.id, "OK", "" if call.per_job else call.detail)
-    outcome = "CANCELLED" if state == "CANCELLED" else (job.error_code or "UNKNOWN")
+    outcome = "CANCELLED" if job.state is State.CANCELLED else (job.error_code or "UNKNOWN")
     return JobAudit(call, job.id, outcome, job.error)
 
 

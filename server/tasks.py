@@ -455,15 +455,15 @@ def run_batch(specs: list[TaskSpec], *, announce: bool = True) -> list:
     costs the worker, the scheduler and the server more than the job itself; with
     ``announce=False`` none is (the caller says where they went)."""
     results: list = []
-    together = len(specs) > 1 or not announce
-    if announce and together:
+    each = announce and len(specs) == 1         # as a job alone
+    if announce and not each:
         _announce(specs[0].job_id, jobs=[s.job_id for s in specs], worker=_worker_address())
     for spec in specs:
         if _cancelled() or spec.job_id in _CANCELLED_JOBS:
             results.append(TaskCancelled("the batch was cancelled"))
             continue
         try:
-            results.append(run_task(spec, announce=not together))
+            results.append(run_task(spec, announce=each))
         except Exception as exc:  # reported per job, the others still run
             results.append(exc)
     return results
