@@ -39,9 +39,9 @@ from medcompute.server.dicomnet.offload import (
     study_size,
     threshold_bytes,
 )
-from medcompute.server.dicomnet.push import reach
+from medcompute.server.dicomnet.push import associate, reach
 from medcompute.server.dicomnet.registry import check_address, check_ae_title
-from medcompute.server.dicomnet.tls import Tls, check_tls, dumps, loads, tls_args
+from medcompute.server.dicomnet.tls import Tls, check_tls, dumps, loads
 from medcompute.server.errors import (
     FailedPrecondition,
     InvalidArgument,
@@ -382,12 +382,11 @@ class Collector:
             if transient:
                 raise Unavailable(f"the source {src.name!r} is {reason}", "source")
             raise FailedPrecondition(f"the source {src.name!r}: {reason}", "source.tls")
-        assoc = ae.associate(src.host, src.port, ae_title=src.ae_title,
-                             tls_args=tls_args(src.tls, src.host), **kw)
+        assoc, rejected = associate(ae, src.host, src.port, src.ae_title, src.tls, **kw)
         if not assoc.is_established:
+            why = rejected[1] if rejected else "unreachable, or it aborted"
             raise Unavailable(f"the source {src.name!r} did not accept an association "
-                              f"({'rejected' if assoc.is_rejected else 'unreachable'})",
-                              "source")
+                              f"({why})", "source")
         return assoc
 
     def _find(self, src: Source, query: Query) -> list[tuple[str, str]]:

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 import pydicom
 from pynetdicom import AE, evt
+from pynetdicom.pdu import A_ASSOCIATE_RJ
 
 from medcompute.server.db import Database
 from medcompute.server.dicomnet import commit
@@ -284,6 +285,33 @@ def reach(host: str, port: int, tls: Tls | None, timeout: float) -> tuple[bool, 
     return (True, f"unreachable ({unreachable})") if unreachable else None
 
 
+def associate(ae: AE, host: str, port: int, ae_title: str, tls: Tls | None,
+              evt_handlers: list | None = None, **kw):
+    """``ae.associate`` to host:port, and (transient, reason) when the peer rejected it.
+
+    The rejection is read from the A-ASSOCIATE-RJ PDU as it arrives: a peer that rejects
+    and closes at once can end the transport before pynetdicom looks at its reply, and the
+    association then reads as never connected rather than rejected."""
+    rejections = []
+
+    def on_pdu(event):
+        if isinstance(event.pdu, A_ASSOCIATE_RJ):
+            rejections.append(event.pdu)
+
+    handlers = [*(evt_handlers or []), (evt.EVT_PDU_RECV, on_pdu)]
+    assoc = ae.associate(host, port, ae_title=ae_title, evt_handlers=handlers,
+                         tls_args=tls_args(tls, host), **kw)
+    if assoc.is_established:
+        return assoc, None
+    if assoc.is_rejected:
+        rj = assoc.acceptor.primitive
+        return assoc, classify_rejection(rj.result, rj.result_source, rj.diagnostic)
+    if rejections:
+        rj = rejections[0]
+        return assoc, classify_rejection(rj.result, rj.source, rj.reason_diagnostic)
+    return assoc, None
+
+
 def send_files(files: list[bytes], node: Node, *, own_ae: str, timeout: float = 30.0,
                commitments: Commitments | None = None, commit_timeout: float = 30.0
                ) -> Outcome:
@@ -302,11 +330,9 @@ def send_files(files: list[bytes], node: Node, *, own_ae: str, timeout: float = 
         return Outcome(transient, f"the node is {reason}" if transient else reason, 0)
     handlers = ([(evt.EVT_N_EVENT_REPORT, commitments.on_report)]
                 if commitments is not None else [])
-    assoc = ae.associate(node.host, node.port, ae_title=node.ae_title, evt_handlers=handlers,
-                         tls_args=tls_args(node.tls, node.host))
-    if assoc.is_rejected:
-        rj = assoc.acceptor.primitive
-        transient, reason = classify_rejection(rj.result, rj.result_source, rj.diagnostic)
+    assoc, rejected = associate(ae, node.host, node.port, node.ae_title, node.tls, handlers)
+    if rejected is not None:
+        transient, reason = rejected
         return Outcome(transient, reason, 0)
     if not assoc.is_established:
         return Outcome(True, "the node did not accept an association (unreachable, or it "

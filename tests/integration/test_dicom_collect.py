@@ -168,3 +168,16 @@ def test_a_source_is_removed_and_then_unknown(node, pacs, capsys):
         assert "HOSPITALPACS" in [a.ae_title for a in c.dicom.calling_aes()]
     assert main(["dicom", "source", "rm", "short-lived", *server]) == exits.NOT_FOUND
     assert "name: no source 'short-lived'" in capsys.readouterr().err
+
+
+def test_a_source_that_rejects_the_association_says_why(node, tmp_path):
+    with Orthanc(tmp_path / "strict", aet="STRICTPACS", check_called_aet=True) as strict, \
+            Client(node.address, timeout=60) as c:
+        c.dicom.register_source("strict", "NOTSTRICT", "127.0.0.1", strict.dicom_port)
+        with pytest.raises(ServiceError) as err:
+            c.dicom.collect("strict")
+        assert err.value.code == grpc.StatusCode.UNAVAILABLE
+        assert err.value.details == (
+            "source: the source 'strict' did not accept an association (association "
+            "rejected (permanent): called AE title not recognised)")
+        c.dicom.delete_source("strict")

@@ -21,7 +21,7 @@ from medcompute.client import Client
 from medcompute.client.cli import main
 from medcompute.proto.v1 import dicom_pb2
 from medcompute.server.config import ServerConfig
-from medcompute.server.dicomnet.push import classify_rejection, classify_status
+from medcompute.server.dicomnet.push import Node, classify_rejection, classify_status, send_files
 from medcompute.server.dicomnet.registry import NodeRegistry
 from tests.dicom_peers import Orthanc, StoreSCP, free_port, storescu
 
@@ -270,6 +270,22 @@ def test_rejections_are_classified():
         False, "association rejected (permanent): calling AE title not recognised")
     assert classify_rejection(2, 3, 2) == (
         True, "association rejected (transient): local limit exceeded")
+
+
+def test_a_node_that_rejects_and_hangs_up_at_once_reads_as_rejected_each_time(tmp_path):
+    # Orthanc sends its A-ASSOCIATE-RJ and closes the connection straight after; the close
+    # can reach pynetdicom before it reads the reply, which then looks like no association
+    # at all. Each of these tries must still be a permanent rejection, not "try again".
+    with open(get_testdata_file("CT_small.dcm"), "rb") as f:
+        files = [f.read()]
+    with Orthanc(tmp_path / "pacs", aet="PACS", check_called_aet=True) as pacs:
+        node = Node("local", "wrong-ae", "NOTPACS", "127.0.0.1", pacs.dicom_port, 0.0)
+        outcomes = {(o.transient, o.reason, o.delivered)
+                    for o in (send_files(files, node, own_ae="MEDCOMPUTE", timeout=10)
+                              for _ in range(30))}
+        assert outcomes == {
+            (False, "association rejected (permanent): called AE title not recognised", 0)}
+        assert pacs.rest("/instances") == []
 
 
 class FakeCommitRefusingSCP:
