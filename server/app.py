@@ -281,6 +281,7 @@ async def start(config: ServerConfig) -> Running:
     runner = None
     dicom = None
     dicom_servicer = None
+    server = keys = audit = None
     try:
         if config.sweep_store:
             await store.open()
@@ -326,19 +327,26 @@ async def start(config: ServerConfig) -> Running:
         await runner.start()
         await server.start()
         if config.dicom_port is not None:
-            dicom = DicomNode(config, store, runner)
-            await dicom.start()
-            dicom_servicer.node = dicom
+            node = DicomNode(config, store, runner)
+            await node.start()          # stops what it started if it cannot listen
+            dicom = dicom_servicer.node = node
         metrics_port = 0
         if config.metrics_port is not None:
             metrics_port = metrics.start_http(config.metrics_address, config.metrics_port)
     except BaseException:
+        # Whatever was started before the failure stops, the gRPC port included.
+        if server is not None:
+            await server.stop(None)
         if dicom is not None:
             await dicom.stop()
         if dicom_servicer is not None:
             dicom_servicer.close()
         if runner is not None:
             await runner.stop()
+        if keys is not None:
+            keys.close()
+        if audit is not None:
+            audit.close()
         await dispatcher.close()
         metrics.stop()
         billing.close()

@@ -69,9 +69,7 @@ class DicomNode:
             self.port = self.scp.start(self.config.dicom_address, self.config.dicom_port or 0,
                                        self.tls)
         except OSError as exc:
-            await self.ingress.stop()
-            await self.pusher.stop()
-            await self.collector.stop()
+            await self.stop()
             raise FailedPrecondition(f"cannot listen on {self.config.dicom_address}:"
                                      f"{self.config.dicom_port}: {exc.strerror}",
                                      "--dicom-port") from None

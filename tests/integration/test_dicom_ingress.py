@@ -4,6 +4,7 @@ success, series grouped and completed, bad input answered with DICOM statuses.""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -286,3 +287,27 @@ def test_below_the_free_space_reserve_an_instance_gets_out_of_resources(server_t
         full.running.store.space.min_free = MinFree()
         assert _send(full, [_ct()]) == [0x0000]
         assert full.call(full.running.store.catalog.count()) == 1
+
+
+def test_a_taken_dicom_port_stops_the_start_and_frees_the_grpc_port(tmp_path):
+    """Startup fails naming the flag, and what had started (the gRPC port, the cluster)
+    is stopped: the address can be served again at once."""
+    from medcompute.server.app import start
+    from medcompute.server.errors import FailedPrecondition
+    from tests.dicom_peers import free_port
+
+    grpc_port = free_port()
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        config = ServerConfig(address=f"127.0.0.1:{grpc_port}", data_dir=tmp_path, workers=1,
+                              dicom_port=taken.getsockname()[1])
+
+        async def start_then_probe():
+            with pytest.raises(FailedPrecondition) as err:
+                await start(config)
+            with pytest.raises(ConnectionRefusedError):
+                socket.create_connection(("127.0.0.1", grpc_port), timeout=5).close()
+            return err.value
+
+        err = asyncio.run(start_then_probe())
+    assert err.field == "--dicom-port"
+    assert "cannot listen on" in str(err)
