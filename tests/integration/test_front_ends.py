@@ -14,7 +14,7 @@ from tests.served import Served
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
-SLOW = ["median:size=5"] * 20          # a second or two on one worker
+SLOW = ["median:size=5"] * 12          # about a second on one worker
 
 
 def _vol(seed, shape=(16, 96, 96)):
@@ -38,7 +38,7 @@ def test_two_servers_share_the_calls_and_a_killed_one_loses_no_acknowledged_job(
             assert sorted(i.index for i in items) == list(range(8))
             assert len({i.result.header.worker for i in items}) == 2
             submitted = [c.submit(_vol(k), SLOW, device="cpu", label=f"slow-{k}")
-                         for k in range(6)]
+                         for k in range(4)]
         a.kill()                       # with some of its submitted jobs not ended yet
         with sqlite3.connect(data / "catalog.sqlite3") as db:
             states = dict(db.execute("SELECT id, state FROM jobs"))

@@ -24,7 +24,7 @@ from tests.served import Served
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
-SLOW = ["median:size=5"] * 40          # a few seconds on one worker
+SLOW = ["median:size=5"] * 16          # several seconds on one worker
 
 
 def _vol(seed, shape=(24, 96, 96)):
