@@ -294,11 +294,12 @@ class Collector:
 
     async def collect(self, subscriber: str, name: str, query: Query, method: str = ""
                       ) -> Collected:
-        src = await self.book.source(subscriber, name)
+        # The request's own fields first: a malformed one is refused whatever it names.
         query = check_query(query)
-        method = method or src.method
-        if method not in METHODS:
+        if method and method not in METHODS:
             raise InvalidArgument(f"expected one of {', '.join(METHODS)}", "method")
+        src = await self.book.source(subscriber, name)
+        method = method or src.method
         found = await asyncio.to_thread(self._find, src, query)
         done = await self.book.collected(subscriber, src.pacs)
         out = Collected(found=len(found), failures=[])

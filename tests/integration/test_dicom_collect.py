@@ -116,7 +116,7 @@ def test_collect_errors_name_the_field(node, pacs):
         assert err.value.code == grpc.StatusCode.NOT_FOUND
         assert err.value.details.startswith("source:")
         with pytest.raises(ServiceError) as err:
-            c.dicom.collect("pacs", date_from="yesterday")
+            c.dicom.collect("nowhere", date_from="yesterday")
         assert err.value.code == grpc.StatusCode.INVALID_ARGUMENT
         assert err.value.details.startswith("date_from:")
         with pytest.raises(ServiceError) as err:
