@@ -20,7 +20,7 @@ from medcompute.client.client import (
     _source,
 )
 from medcompute.proto import wire
-from medcompute.proto.v1 import batch_pb2, batch_pb2_grpc, image_pb2, jobs_pb2
+from medcompute.proto.v1 import batch_pb2, batch_pb2_grpc, jobs_pb2
 
 __all__ = ["BatchItem", "process_many", "submit_many"]
 
@@ -48,8 +48,7 @@ def _messages(header, images, indices, codec: int, sent):
         if isinstance(img, str):
             continue          # a stored image: the server has it
         for payload in _payload(img, codec):
-            yield batch_pb2.ProcessBatchRequest(chunk=batch_pb2.BatchChunk(
-                item=item, chunk=image_pb2.Chunk(data=payload)))
+            yield wire.chunk_message(batch_pb2.ProcessBatchRequest, payload, item=item)
             if sent is not None:
                 sent.update(min(len(payload), wire.CHUNK_SIZE))
 

@@ -209,7 +209,7 @@ def _messages(header, images, message_type, progress: bool, codec: int):
         if isinstance(img, str):
             continue   # a stored image: the server has it
         for payload in _payload(img, codec):
-            yield message_type(chunk=wire.image_chunk(index, payload))
+            yield wire.chunk_message(message_type, payload, index=index)
             if sent is not None:
                 sent.update(min(len(payload), wire.CHUNK_SIZE))
     if sent is not None:

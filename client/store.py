@@ -256,7 +256,7 @@ class StoreClient:
         def requests():
             yield store_pb2.RegisterRequest(header=header)
             for payload in _payload(local, codec):
-                yield store_pb2.RegisterRequest(chunk=image_pb2.Chunk(data=payload))
+                yield wire.chunk_message(store_pb2.RegisterRequest, payload)
                 if bar is not None:
                     bar.update(min(len(payload), wire.CHUNK_SIZE))
             if bar is not None:

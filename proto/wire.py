@@ -28,6 +28,7 @@ __all__ = [
     "ChunkDecoder",
     "UNCOMPRESSED",
     "enum_choices",
+    "chunk_message",
     "image_chunk",
 ]
 
@@ -90,6 +91,23 @@ def image_chunk(index: int, data) -> image_pb2.Chunk:
     if index:
         return image_pb2.Chunk(data=data, operand=index - 1)
     return image_pb2.Chunk(data=data)
+
+
+def chunk_message(message_type, data, *, index: int = 0, item: int | None = None):
+    """A new ``message_type`` whose ``chunk`` carries ``data``: an image Chunk of image
+    ``index`` (as in :func:`image_chunk`), or with ``item`` a BatchChunk of batch image
+    ``item``. The fields are set in place: a Chunk built first and handed to the outer
+    constructor is copied once more at each level of nesting, which for a 1 MiB chunk
+    costs more than the rest of the message's way through the process."""
+    message = message_type()
+    chunk = message.chunk
+    if item is not None:
+        chunk.item = item
+        chunk = chunk.chunk
+    chunk.data = data
+    if index:
+        chunk.operand = index - 1
+    return message
 
 
 def dtype_to_proto(dtype) -> int:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from medcompute.proto import wire
-from medcompute.proto.v1 import batch_pb2, batch_pb2_grpc, image_pb2
+from medcompute.proto.v1 import batch_pb2, batch_pb2_grpc
 from medcompute.server.batch import BatchProcessing
 from medcompute.server.batch_submit import BatchSubmit
 from medcompute.server.guard import Guard, rpc
@@ -73,8 +73,8 @@ class BatchServicer(batch_pb2_grpc.BatchServiceServicer):
                     if outcome.output_format == "raw" else 1
                 for payload in result_payloads(outcome.result, compression=compression,
                                                itemsize=itemsize):
-                    yield batch_pb2.ProcessBatchResponse(chunk=batch_pb2.BatchChunk(
-                        item=item.index, chunk=image_pb2.Chunk(data=payload)))
+                    yield wire.chunk_message(batch_pb2.ProcessBatchResponse, payload,
+                                             item=item.index)
             finally:
                 service.release(outcome)
 

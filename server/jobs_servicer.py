@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from medcompute.proto.v1 import image_pb2, jobs_pb2, jobs_pb2_grpc
+from medcompute.proto import wire
+from medcompute.proto.v1 import jobs_pb2, jobs_pb2_grpc
 from medcompute.server.guard import Guard, rpc
 from medcompute.server.job_runner import JobRunner
 from medcompute.server.transport import header_and_chunks, result_chunks
@@ -45,7 +46,7 @@ class JobsServicer(jobs_pb2_grpc.JobsServiceServicer):
             request.job_id, call.principal.subscriber, call.principal.roles)
         yield jobs_pb2.FetchResponse(header=header)
         for payload in result_chunks(path, compression=compression, itemsize=itemsize):
-            yield jobs_pb2.FetchResponse(chunk=image_pb2.Chunk(data=payload))
+            yield wire.chunk_message(jobs_pb2.FetchResponse, payload)
         if recipient:
             await self.runner.fetched(request.job_id)
 

@@ -75,7 +75,7 @@ class ProcessingServicer(processing_pb2_grpc.ProcessingServiceServicer):
                 if outcome.output_format == "raw" else 1
             for payload in result_payloads(outcome.result, compression=compression,
                                            itemsize=itemsize):
-                yield processing_pb2.ProcessResponse(chunk=image_pb2.Chunk(data=payload))
+                yield wire.chunk_message(processing_pb2.ProcessResponse, payload)
         finally:
             self.service.release(outcome)
 

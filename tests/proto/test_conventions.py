@@ -99,3 +99,16 @@ def test_operands_are_counted_from_zero_in_chunks_as_in_operations():
     assert wire.image_chunk(1, b"x").operand == 0
     assert wire.image_chunk(3, b"x").operand == 2
     assert "image" not in image_pb2.Chunk.DESCRIPTOR.fields_by_name
+
+
+def test_chunk_messages_set_in_place_equal_the_nested_constructors():
+    from medcompute.proto.v1 import batch_pb2
+
+    data = bytes(range(256)) * 16
+    for index in (0, 1, 3):
+        assert wire.chunk_message(processing_pb2.ProcessRequest, data, index=index) == \
+            processing_pb2.ProcessRequest(chunk=wire.image_chunk(index, data))
+    built = wire.chunk_message(batch_pb2.ProcessBatchResponse, data, item=7)
+    assert built.SerializeToString() == batch_pb2.ProcessBatchResponse(
+        chunk=batch_pb2.BatchChunk(item=7, chunk=image_pb2.Chunk(data=data))).SerializeToString()
+    assert built.WhichOneof("msg") == "chunk" and not built.chunk.chunk.HasField("operand")
