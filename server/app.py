@@ -367,8 +367,10 @@ async def serve(config: ServerConfig, ready=None) -> None:
     """Run until SIGINT or SIGTERM, then stop gracefully. With ``config.processes`` > 1,
     start the other server processes on the same address once this one serves.
     ``ready``: an event set once serving (an extra process), instead of the printed line."""
+    from medcompute.server.allocator import keep_large_buffers
     from medcompute.server.front_ends import FrontEnds
 
+    keep_large_buffers()          # this process's own: the workers keep Dask's settings
     running = await start(config)
     extra = FrontEnds(config, running.address, running.dispatcher.scheduler_address)
     try:
