@@ -12,9 +12,15 @@ a small virtual machine costs more than the copies themselves (building and seri
 :func:`keep_large_buffers` raises the mmap threshold to 16 MiB and the trim threshold to
 128 MiB, so buffers up to a few MiB come from the heap and their pages are reused: the
 process keeps up to 128 MiB of freed memory for that. Larger blocks (volumes) still get
-pages of their own. Only ``medcompute serve`` calls it, for its own process; the Dask
-workers keep the allocator settings Dask gives them. An operator who sets
-``MALLOC_MMAP_THRESHOLD_`` or ``MALLOC_TRIM_THRESHOLD_`` keeps their own settings.
+pages of their own. ``medcompute serve`` calls it for its own process.
+
+The workers of the embedded Dask cluster get the same through their environment
+(:func:`worker_settings`, read by each nanny as it starts its worker), with smaller
+thresholds: 4 MiB, which covers a slice and its float32 result, and 32 MiB kept, instead
+of the 64 KiB trim threshold Dask sets so that a worker's memory reads true. A worker's
+memory limit is usually GiBs; 32 MiB of it is what the reuse costs. Workers of an external
+cluster (``--scheduler``) are not touched. An operator who sets ``MALLOC_MMAP_THRESHOLD_``
+or ``MALLOC_TRIM_THRESHOLD_`` keeps their own settings, in the server and in its workers.
 """
 
 from __future__ import annotations
@@ -24,7 +30,8 @@ import logging
 import os
 import sys
 
-__all__ = ["MMAP_THRESHOLD", "TRIM_THRESHOLD", "keep_large_buffers"]
+__all__ = ["MMAP_THRESHOLD", "TRIM_THRESHOLD", "WORKER_MMAP_THRESHOLD",
+           "WORKER_TRIM_THRESHOLD", "keep_large_buffers", "worker_settings"]
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +39,36 @@ log = logging.getLogger(__name__)
 MMAP_THRESHOLD = 16 << 20
 #: Free memory at the heap's top kept rather than returned (glibc M_TRIM_THRESHOLD).
 TRIM_THRESHOLD = 128 << 20
+#: The same for the embedded cluster's workers.
+WORKER_MMAP_THRESHOLD = 4 << 20
+WORKER_TRIM_THRESHOLD = 32 << 20
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 _OPERATOR_SETTINGS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
+
+
+#: Whether the operator set their own, read once at import: a Dask nanny writes its
+#: workers' settings into the environment of the process it runs in, and the server's
+#: other processes (``serve --processes``) inherit that environment. The answer is passed
+#: on to them in ``MEDCOMPUTE_MALLOC_BY_OPERATOR``.
+_INHERITED = "MEDCOMPUTE_MALLOC_BY_OPERATOR"
+_OPERATOR = (os.environ[_INHERITED] == "1" if _INHERITED in os.environ
+             else any(name in os.environ for name in _OPERATOR_SETTINGS))
+os.environ[_INHERITED] = "1" if _OPERATOR else "0"
+
+
+def _operator_settings() -> bool:
+    return _OPERATOR
+
+
+def worker_settings() -> dict:
+    """The Dask configuration that starts the embedded cluster's workers with the workers'
+    thresholds (none where the operator set their own)."""
+    if _operator_settings():
+        return {}
+    environ = "distributed.nanny.pre-spawn-environ."
+    return {environ + "MALLOC_MMAP_THRESHOLD_": WORKER_MMAP_THRESHOLD,
+            environ + "MALLOC_TRIM_THRESHOLD_": WORKER_TRIM_THRESHOLD}
 
 
 def keep_large_buffers() -> bool:
@@ -42,7 +76,7 @@ def keep_large_buffers() -> bool:
     False, with nothing changed, elsewhere or where the operator set them."""
     if not sys.platform.startswith("linux"):
         return False
-    if any(name in os.environ for name in _OPERATOR_SETTINGS):
+    if _operator_settings():
         log.debug("allocator: keeping the operator's malloc settings")
         return False
     try:

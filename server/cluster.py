@@ -11,6 +11,8 @@ import logging
 import os
 from dataclasses import dataclass
 
+from medcompute.server.allocator import worker_settings
+
 __all__ = ["GpuInfo", "detect_gpus", "worker_specs", "start_embedded"]
 
 log = logging.getLogger(__name__)
@@ -107,7 +109,7 @@ async def start_embedded(*, cpu_workers: int | None, gpu_workers: int | None,
     import dask
     from distributed import Scheduler, SpecCluster
 
-    dask.config.set(QUIET_MONITORING)
+    dask.config.set({**QUIET_MONITORING, **worker_settings()})
     gpus = detect_gpus()
     if gpu_workers is not None:
         gpus = gpus[:gpu_workers]

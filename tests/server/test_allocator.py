@@ -29,10 +29,15 @@ print(kept, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 """
 
 
+def _environ(**env) -> dict:
+    """This environment without malloc settings (nor this process's answer about them)."""
+    return {**{k: v for k, v in os.environ.items()
+               if not k.startswith("MALLOC_") and k != "MEDCOMPUTE_MALLOC_BY_OPERATOR"}, **env}
+
+
 def _loop(mode: str, **env) -> tuple[str, int]:
-    environ = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
     out = subprocess.run([sys.executable, "-c", LOOP, mode], capture_output=True, text=True,
-                         check=True, env={**environ, **env}, timeout=60).stdout.split()
+                         check=True, env=_environ(**env), timeout=60).stdout.split()
     return out[0], int(out[1])
 
 
@@ -49,3 +54,39 @@ def test_an_operators_malloc_settings_are_kept():
     kept, faults = _loop("keep", MALLOC_TRIM_THRESHOLD_="131072")
     assert kept == "False"
     assert faults > 200 * 100          # the operator's (here: glibc's default) behaviour
+
+
+def test_the_embedded_workers_start_with_the_workers_thresholds(server):
+    from medcompute.server.allocator import WORKER_MMAP_THRESHOLD, WORKER_TRIM_THRESHOLD
+
+    async def environ():
+        return await server.running.dispatcher.client.run(
+            lambda: (os.environ.get("MALLOC_MMAP_THRESHOLD_"),
+                     os.environ.get("MALLOC_TRIM_THRESHOLD_")))
+
+    found = set(server.call(environ()).values())
+    assert found == {(str(WORKER_MMAP_THRESHOLD), str(WORKER_TRIM_THRESHOLD))}
+
+
+def test_no_worker_settings_where_the_operator_set_their_own():
+    show = "from medcompute.server.allocator import worker_settings; print(worker_settings())"
+
+    def settings(**env):
+        return subprocess.run([sys.executable, "-c", show], capture_output=True, text=True,
+                              check=True, env=_environ(**env), timeout=60).stdout.strip()
+
+    assert "MALLOC_MMAP_THRESHOLD_" in settings()
+    assert settings(MALLOC_MMAP_THRESHOLD_="1048576") == "{}"
+
+
+def test_the_server_processes_started_later_keep_the_first_ones_answer():
+    # What a nanny leaves in the environment is not the operator's: a process started from
+    # the server after its cluster (an extra front end) still keeps large buffers.
+    child = "from medcompute.server.allocator import keep_large_buffers as k; print(k())"
+    parent = ("import os, subprocess, sys\n"
+              "import medcompute.server.allocator\n"
+              "os.environ['MALLOC_TRIM_THRESHOLD_'] = '65536'    # as a nanny leaves it\n"
+              f"subprocess.run([sys.executable, '-c', {child!r}], check=True)\n")
+    out = subprocess.run([sys.executable, "-c", parent], capture_output=True, text=True,
+                         check=True, env=_environ(), timeout=60)
+    assert out.stdout.strip() == "True", out.stderr
