@@ -344,8 +344,11 @@ def _wait_ended(server, ref: str, n: int, timeout=30.0, since: float = 0.0) -> l
 
 def test_a_cancelled_batch_call_ends_every_job_it_made(server):
     import threading
+    import time
 
-    shape = (7, 3)                     # a size no other test sends: its jobs are found by it
+    # The server is shared: its jobs are those of this size created from now on.
+    started = time.time()
+    shape = (7, 3)
     header = _raw_header(n=3, shape=shape)
     release = threading.Event()
 
@@ -360,7 +363,7 @@ def test_a_cancelled_batch_call_ends_every_job_it_made(server):
             first = next(call)
             assert first.HasField("result") and first.result.item == 0
             call.cancel()              # the caller goes away, its stream still open
-            rows = _wait_ended(server, "inline:21", 3)
+            rows = _wait_ended(server, "inline:21", 3, since=started)
         finally:
             release.set()
     states = sorted(r["state"] for r in rows)
