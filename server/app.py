@@ -370,7 +370,7 @@ async def serve(config: ServerConfig, ready=None) -> None:
     from medcompute.server.allocator import keep_large_buffers
     from medcompute.server.front_ends import FrontEnds
 
-    keep_large_buffers()          # this process's own: the workers keep Dask's settings
+    keep_large_buffers()          # this process; the embedded workers: cluster.py
     running = await start(config)
     extra = FrontEnds(config, running.address, running.dispatcher.scheduler_address)
     try:
