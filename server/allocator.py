@@ -57,14 +57,10 @@ _OPERATOR = (os.environ[_INHERITED] == "1" if _INHERITED in os.environ
 os.environ[_INHERITED] = "1" if _OPERATOR else "0"
 
 
-def _operator_settings() -> bool:
-    return _OPERATOR
-
-
 def worker_settings() -> dict:
     """The Dask configuration that starts the embedded cluster's workers with the workers'
     thresholds (none where the operator set their own)."""
-    if _operator_settings():
+    if _OPERATOR:
         return {}
     environ = "distributed.nanny.pre-spawn-environ."
     return {environ + "MALLOC_MMAP_THRESHOLD_": WORKER_MMAP_THRESHOLD,
@@ -76,7 +72,7 @@ def keep_large_buffers() -> bool:
     False, with nothing changed, elsewhere or where the operator set them."""
     if not sys.platform.startswith("linux"):
         return False
-    if _operator_settings():
+    if _OPERATOR:
         log.debug("allocator: keeping the operator's malloc settings")
         return False
     try:
