@@ -172,14 +172,21 @@ def _rule_list(args) -> int:
     return 0
 
 
-def _rule_rm(args) -> int:
-    from medcompute.client.cli import open_client
+def _remover(method: str, key: str):
+    """The ``rm`` command that calls ``client.dicom.<method>(args.<key>)`` and, with --json,
+    prints ``{key: ..., "removed": true}``."""
+    def rm(args) -> int:
+        from medcompute.client.cli import open_client
 
-    with open_client(args) as client:
-        client.dicom.delete_rule(args.rule_id)
-    if args.json:
-        print_json({"rule_id": args.rule_id, "removed": True})
-    return 0
+        with open_client(args) as client:
+            getattr(client.dicom, method)(getattr(args, key))
+        if args.json:
+            print_json({key: getattr(args, key), "removed": True})
+        return 0
+    return rm
+
+
+_rule_rm = _remover("delete_rule", "rule_id")
 
 
 def _series(args) -> int:
@@ -264,14 +271,7 @@ def _node_list(args) -> int:
     return 0
 
 
-def _node_rm(args) -> int:
-    from medcompute.client.cli import open_client
-
-    with open_client(args) as client:
-        client.dicom.delete_node(args.name)
-    if args.json:
-        print_json({"name": args.name, "removed": True})
-    return 0
+_node_rm = _remover("delete_node", "name")
 
 
 def _pushes(args) -> int:
@@ -333,14 +333,7 @@ def _source_add(args) -> int:
     return 0
 
 
-def _source_rm(args) -> int:
-    from medcompute.client.cli import open_client
-
-    with open_client(args) as client:
-        client.dicom.delete_source(args.name)
-    if args.json:
-        print_json({"name": args.name, "removed": True})
-    return 0
+_source_rm = _remover("delete_source", "name")
 
 
 def _source_list(args) -> int:
