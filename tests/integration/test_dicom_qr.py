@@ -121,20 +121,25 @@ def test_move_to_the_subscribers_node_only(node, tmp_path):
         assert statuses == [0xA801]         # move destination unknown
 
 
+def _getscu(aet: str, args: list[str], out) -> tuple[subprocess.CompletedProcess, list]:
+    """dcmtk's getscu calling as ``aet`` into the folder ``out``, emptied first: its run
+    and the files it retrieved."""
+    for f in out.iterdir():
+        f.unlink()
+    done = subprocess.run([program("getscu"), "-aet", aet, *args], capture_output=True,
+                          text=True, timeout=60)
+    return done, list(out.iterdir())
+
+
 def test_get_returns_only_the_callers_images(node, tmp_path):
     out = tmp_path / "got"
     out.mkdir()
     args = ["-S", "-od", str(out), "-aec", "MEDCOMPUTE", "-k", "QueryRetrieveLevel=SERIES",
             "-k", f"SeriesInstanceUID={SERIES_UID}", "127.0.0.1", str(_port(node))]
-    done = subprocess.run([program("getscu"), "-aet", "VIEWER_A", *args],
-                          capture_output=True, text=True, timeout=60)
+    done, got = _getscu("VIEWER_A", args, out)
     assert done.returncode == 0, done.stderr
-    assert len(list(out.iterdir())) == 5
-    for f in out.iterdir():
-        f.unlink()
-    done = subprocess.run([program("getscu"), "-aet", "VIEWER_B", *args],
-                          capture_output=True, text=True, timeout=60)
-    assert list(out.iterdir()) == []
+    assert len(got) == 5
+    assert _getscu("VIEWER_B", args, out)[1] == []
 
 
 def _find_patient_root(node, aet, **keys):
@@ -170,13 +175,8 @@ def test_patient_root_queries_and_retrieves(node, tmp_path):
     out.mkdir()
     args = ["-P", "-od", str(out), "-aec", "MEDCOMPUTE", "-k", "QueryRetrieveLevel=PATIENT",
             "-k", f"PatientID={patient}", "127.0.0.1", str(_port(node))]
-    done = subprocess.run([program("getscu"), "-aet", "VIEWER_A", *args],
-                          capture_output=True, text=True, timeout=60)
+    done, got = _getscu("VIEWER_A", args, out)
     assert done.returncode == 0, done.stderr
-    assert {pydicom.dcmread(p).SOPInstanceUID for p in out.iterdir()} >= \
+    assert {pydicom.dcmread(p).SOPInstanceUID for p in got} >= \
         {pydicom.dcmread(f).SOPInstanceUID for f in FILES}
-    for f in out.iterdir():
-        f.unlink()
-    subprocess.run([program("getscu"), "-aet", "VIEWER_B", *args], capture_output=True,
-                   text=True, timeout=60)
-    assert list(out.iterdir()) == []
+    assert _getscu("VIEWER_B", args, out)[1] == []
