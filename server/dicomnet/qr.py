@@ -43,7 +43,19 @@ _COUNTS = ("ModalitiesInStudy", "NumberOfSeriesRelatedInstances",
 class Entry:
     image_id: str
     header: Dataset            # the first file's attributes, no pixel data
-    instances: int
+    #: The SOP Instance UIDs of its files (where the catalog lacks them: one id per file).
+    sops: tuple[str, ...]
+
+    @property
+    def instances(self) -> int:
+        return len(self.sops)
+
+
+def _sops(record) -> tuple[str, ...]:
+    sops = record.metadata.get("sop_instance_uids") or []
+    if len(sops) == len(record.file_sizes):
+        return tuple(sops)
+    return tuple(f"{record.id}/{k}" for k in range(len(record.file_sizes)))
 
 
 def _header(path: str, file_sizes) -> Dataset:
@@ -85,7 +97,7 @@ class StoreIndex:
                     continue
                 path = str(self.store.blobs.path(blob.digest))
                 header = await asyncio.to_thread(_header, path, record.file_sizes)
-                out.append(Entry(record.id, header, len(record.file_sizes)))
+                out.append(Entry(record.id, header, _sops(record)))
             if not token:
                 return out
 
@@ -97,6 +109,9 @@ class StoreIndex:
         asked = [e.keyword for e in query if e.keyword and e.keyword != "QueryRetrieveLevel"]
         replies: dict[str, Dataset] = {}
         studies: dict[str, set[str]] = {}
+        # A series may stand in several stored images (its instances one by one, or for a
+        # moment after it completed both its volume and its instances): counted once each.
+        instances: dict[str, set[str]] = {}
         for entry in await self.entries(owner):
             h = entry.header
             if not all(_matches(query.get(k), self._value(entry, k)) for k in asked
@@ -115,6 +130,11 @@ class StoreIndex:
                     setattr(reply, k, self._value(entry, k))
                 replies[key] = reply
                 studies[key] = {str(h.get("StudyInstanceUID", ""))}
+                instances[key] = set(entry.sops)
+            elif level == "SERIES":
+                instances[key].update(entry.sops)
+                if "NumberOfSeriesRelatedInstances" in reply:
+                    reply.NumberOfSeriesRelatedInstances = len(instances[key])
             elif level == "PATIENT":
                 studies[key].add(str(h.get("StudyInstanceUID", "")))
                 reply.NumberOfPatientRelatedStudies = len(studies[key])
@@ -143,7 +163,7 @@ class StoreIndex:
         series = str(query.get("SeriesInstanceUID", ""))
         if not study and not series and not patient:
             return []
-        out = []
+        out, sent = [], set()
         for entry in await self.entries(owner):
             h = entry.header
             if patient and str(h.get("PatientID", "")) != patient:
@@ -155,5 +175,9 @@ class StoreIndex:
             record = await self.store.get(entry.image_id, owner=owner)
             path = str(self.store.blobs.path(record.blob("dicom").digest))
             parts = await asyncio.to_thread(dicom_parts, path, record.file_sizes)
-            out.extend(pydicom.dcmread(io.BytesIO(bytes(p))) for p in parts)
+            for part in parts:
+                ds = pydicom.dcmread(io.BytesIO(bytes(part)))
+                if ds.SOPInstanceUID not in sent:       # an instance in two stored images
+                    sent.add(ds.SOPInstanceUID)
+                    out.append(ds)
         return out
