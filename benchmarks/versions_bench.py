@@ -83,7 +83,7 @@ async def _bench(parts: list[bytes], sizes, root: Path, cold_dir: Path | None) -
     from medcompute.proto import wire
     from medcompute.proto.v1 import image_pb2
     from medcompute.server.config import ServerConfig
-    from medcompute.server.store import ImageStore
+    from medcompute.server.store.images import ImageStore
 
     cold = cold_dir or root / "cold"
     store = ImageStore(ServerConfig(address="127.0.0.1:0", data_dir=root / "data",

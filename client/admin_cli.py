@@ -47,8 +47,8 @@ def _key_row(k) -> dict:
 
 class _Local:
     def __init__(self, data_dir: str):
-        from medcompute.server.audit import AuditLog
-        from medcompute.server.keys import KeyStore
+        from medcompute.server.storage.audit import AuditLog
+        from medcompute.server.storage.keys import KeyStore
 
         path = Path(data_dir)
         self.keys = KeyStore(path)

@@ -44,7 +44,7 @@ def _path(value: str | None) -> Path | None:
 
 
 def _min_free(text: str):
-    from medcompute.server.space import parse_min_free
+    from medcompute.server.storage.space import parse_min_free
 
     try:
         return parse_min_free(text)
@@ -53,7 +53,7 @@ def _min_free(text: str):
 
 
 def _version_spec(text: str):
-    from medcompute.server.versions import parse_version
+    from medcompute.server.store.versions import parse_version
 
     try:
         return parse_version(text)
@@ -62,7 +62,7 @@ def _version_spec(text: str):
 
 
 def _status_rule(text: str):
-    from medcompute.server.studies import parse_rule
+    from medcompute.server.storage.studies import parse_rule
 
     try:
         return parse_rule(text)
@@ -138,7 +138,7 @@ def _serve(args) -> int:
             print("medcompute serve: --version: each name once", file=sys.stderr)
             return 2
         config.versions = tuple(args.version)
-    from medcompute.server.studies import StatusRules
+    from medcompute.server.storage.studies import StatusRules
 
     try:
         StatusRules(config.statuses, config.status_rules).check_config(
@@ -289,7 +289,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     from medcompute.client.usage_cli import add_commands as add_usage_commands
     from medcompute.server.config import DEFAULT_ADDRESS, DEFAULT_DATA_DIR
-    from medcompute.server.space import DEFAULT_MIN_FREE
+    from medcompute.server.storage.space import DEFAULT_MIN_FREE
 
     parser = argparse.ArgumentParser(
         prog="medcompute",

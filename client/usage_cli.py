@@ -182,7 +182,7 @@ def _invoice(args) -> int:
     if args.format == "json" or getattr(args, "json", False):
         print(json.dumps(message_dict(invoice), indent=2))
     elif args.format == "csv":
-        from medcompute.server.billing import to_csv
+        from medcompute.server.billing.invoices import to_csv
 
         sys.stdout.write(to_csv(message_dict(invoice)))
     else:

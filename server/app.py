@@ -39,40 +39,40 @@ from medcompute.proto.v1 import (
     tiers_pb2,
     tiers_pb2_grpc,
 )
-from medcompute.server import reflection
-from medcompute.server.admin_servicer import AdminServicer
-from medcompute.server.audit import AuditLog
-from medcompute.server.batch import BatchProcessing
-from medcompute.server.batch_servicer import BatchServicer
-from medcompute.server.batch_submit import BatchSubmit
-from medcompute.server.billing_service import BillingService
-from medcompute.server.capacity_servicer import CapacityServicer
-from medcompute.server.catalog import Catalog
+from medcompute.server.api import reflection
+from medcompute.server.api.admin import AdminServicer
+from medcompute.server.api.batch import BatchServicer
+from medcompute.server.api.capacity import CapacityServicer
+from medcompute.server.api.dicom import DicomServicer
+from medcompute.server.api.guard import Guard
+from medcompute.server.api.jobs import JobsServicer
+from medcompute.server.api.processing import ProcessingServicer
+from medcompute.server.api.status import UndecodableRequests
+from medcompute.server.api.store import StoreServicer
+from medcompute.server.api.studies import StudyServicer
+from medcompute.server.api.tiers import TierServicer
+from medcompute.server.api.transport import Spool
+from medcompute.server.billing.service import BillingService
+from medcompute.server.billing.tariff import TariffError, load_tariff
 from medcompute.server.config import ServerConfig
 from medcompute.server.dicomnet.collect import SourceBook
 from medcompute.server.dicomnet.node import DicomNode
 from medcompute.server.dicomnet.push import PushBook
 from medcompute.server.dicomnet.registry import NodeRegistry
 from medcompute.server.dicomnet.routing import RuleBook
-from medcompute.server.dicomnet.servicer import DicomServicer
-from medcompute.server.dispatch import Dispatcher
+from medcompute.server.dispatch.dispatcher import Dispatcher
 from medcompute.server.errors import FailedPrecondition
-from medcompute.server.guard import Guard
-from medcompute.server.job_runner import JobRunner
-from medcompute.server.jobs_servicer import JobsServicer
-from medcompute.server.keys import KeyStore
-from medcompute.server.metrics import Metrics
-from medcompute.server.service import ProcessingService
-from medcompute.server.servicer import ProcessingServicer
-from medcompute.server.space import FreeSpaceReserve
-from medcompute.server.status import UndecodableRequests
-from medcompute.server.store import ImageStore
-from medcompute.server.store_admin import maintain
-from medcompute.server.store_servicer import StoreServicer
-from medcompute.server.studies_servicer import StudyServicer
-from medcompute.server.tariff import TariffError, load_tariff
-from medcompute.server.tiers_servicer import TierServicer
-from medcompute.server.transport import Spool
+from medcompute.server.jobs.batch import BatchProcessing
+from medcompute.server.jobs.batch_submit import BatchSubmit
+from medcompute.server.jobs.catalog import Catalog
+from medcompute.server.jobs.process import ProcessingService
+from medcompute.server.jobs.runner import JobRunner
+from medcompute.server.monitoring.metrics import Metrics
+from medcompute.server.storage.audit import AuditLog
+from medcompute.server.storage.keys import KeyStore
+from medcompute.server.storage.space import FreeSpaceReserve
+from medcompute.server.store.admin import maintain
+from medcompute.server.store.images import ImageStore
 
 __all__ = ["Running", "start", "serve", "SERVICE_NAME", "check_address"]
 
@@ -367,7 +367,7 @@ async def serve(config: ServerConfig, ready=None) -> None:
     """Run until SIGINT or SIGTERM, then stop gracefully. With ``config.processes`` > 1,
     start the other server processes on the same address once this one serves.
     ``ready``: an event set once serving (an extra process), instead of the printed line."""
-    from medcompute.server.allocator import keep_large_buffers
+    from medcompute.server.dispatch.allocator import keep_large_buffers
     from medcompute.server.front_ends import FrontEnds
 
     keep_large_buffers()          # this process; the embedded workers: cluster.py

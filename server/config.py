@@ -6,8 +6,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from medcompute.server.studies import DEFAULT_RULES, DEFAULT_STATUSES
-from medcompute.server.versions import DEFAULT_VERSIONS, VersionSpec
+from medcompute.server.storage.studies import DEFAULT_RULES, DEFAULT_STATUSES
+from medcompute.server.store.versions import DEFAULT_VERSIONS, VersionSpec
 
 __all__ = ["ServerConfig", "DEFAULT_ADDRESS", "DEFAULT_DATA_DIR"]
 

@@ -31,7 +31,7 @@ async def in_threads(fn, *args, **kwargs):
 def with_store(path, body, **config):
     """Run ``await body(store)`` against a fresh ImageStore in ``path``."""
     from medcompute.server.config import ServerConfig
-    from medcompute.server.store import ImageStore
+    from medcompute.server.store.images import ImageStore
 
     async def main():
         store = ImageStore(ServerConfig(address="127.0.0.1:0", data_dir=Path(path), **config),

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from medcompute.server.catalog import Catalog
-from medcompute.server.jobs import Job, State
+from medcompute.server.jobs.catalog import Catalog
+from medcompute.server.jobs.states import Job, State
 
 __all__ = ["DAY1", "DAY2", "record", "finish_usage"]
 

@@ -28,8 +28,7 @@ from pynetdicom.sop_class import (
     StudyRootQueryRetrieveInformationModelMove,
 )
 
-from medcompute.server.db import Database
-from medcompute.server.dicom_meta import normalise_date
+from medcompute.server.dicom.meta import normalise_date
 from medcompute.server.dicomnet.offload import (
     Offload,
     check_offload,
@@ -49,7 +48,8 @@ from medcompute.server.errors import (
     NotFound,
     Unavailable,
 )
-from medcompute.server.keys import check_subscriber
+from medcompute.server.storage.db import Database
+from medcompute.server.storage.keys import check_subscriber
 
 __all__ = ["SourceBook", "Source", "Collector", "Collected", "Query", "register_source"]
 

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from medcompute.proto.v1 import image_pb2
 from medcompute.server.dicomnet.registry import NodeRegistry, Series
 from medcompute.server.errors import InvalidArgument, MedcomputeError, NotFound
-from medcompute.server.store import ImageStore
+from medcompute.server.store.images import ImageStore
 
 __all__ = ["Ingress", "Received"]
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 
-from medcompute.server.audit import AuditLog
 from medcompute.server.config import ServerConfig
 from medcompute.server.dicomnet.collect import Collector, SourceBook
 from medcompute.server.dicomnet.commit import Commitments
@@ -17,7 +16,8 @@ from medcompute.server.dicomnet.routing import Router, RuleBook
 from medcompute.server.dicomnet.scp import StorageSCP
 from medcompute.server.dicomnet.tls import listener_context
 from medcompute.server.errors import FailedPrecondition, InvalidArgument
-from medcompute.server.store import ImageStore
+from medcompute.server.storage.audit import AuditLog
+from medcompute.server.store.images import ImageStore
 
 __all__ = ["DicomNode"]
 

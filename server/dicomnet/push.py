@@ -33,14 +33,14 @@ import pydicom
 from pynetdicom import AE, evt
 from pynetdicom.pdu import A_ASSOCIATE_RJ
 
-from medcompute.server.db import Database
 from medcompute.server.dicomnet import commit
 from medcompute.server.dicomnet.commit import Commitments
 from medcompute.server.dicomnet.registry import check_address, check_ae_title
 from medcompute.server.dicomnet.tls import Tls, check_tls, dumps, loads, probe, tls_args
 from medcompute.server.errors import NotFound
-from medcompute.server.keys import check_subscriber
-from medcompute.server.store_tasks import dicom_parts
+from medcompute.server.storage.db import Database
+from medcompute.server.storage.keys import check_subscriber
+from medcompute.server.worker.store_tasks import dicom_parts
 
 __all__ = ["PushBook", "Pusher", "reachable", "Node", "PushRow", "classify_status",
            "classify_rejection", "PROOF", "proof_of"]
@@ -429,7 +429,7 @@ class Pusher:
 
     async def _files(self, push: PushRow) -> list[bytes] | str | None:
         """The result's DICOM files; a reason when the job cannot deliver; None: wait."""
-        from medcompute.server import jobs
+        from medcompute.server.jobs import states as jobs
 
         job = await self.runner.catalog.get_job(push.job_id)
         if job is None:

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 import pydicom
 from pydicom.dataset import Dataset
 
-from medcompute.server.image_catalog import FindFilter
-from medcompute.server.store import ImageStore
-from medcompute.server.store_tasks import dicom_parts
+from medcompute.server.storage.images import FindFilter
+from medcompute.server.store.images import ImageStore
+from medcompute.server.worker.store_tasks import dicom_parts
 
 __all__ = ["StoreIndex", "Entry", "LEVEL_KEYS"]
 

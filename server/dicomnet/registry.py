@@ -16,8 +16,8 @@ import re
 import time
 from dataclasses import dataclass
 
-from medcompute.server.db import Database
 from medcompute.server.errors import InvalidArgument, NotFound
+from medcompute.server.storage.db import Database
 
 __all__ = ["NodeRegistry", "CallingAE", "Series", "check_ae_title", "check_address"]
 

@@ -21,12 +21,12 @@ import pydicom
 from pydicom.datadict import tag_for_keyword
 
 from medcompute.proto.v1 import dicom_pb2, image_pb2, jobs_pb2, processing_pb2
-from medcompute.server.db import Database
 from medcompute.server.dicomnet.registry import Series, check_ae_title
 from medcompute.server.errors import InvalidArgument, MedcomputeError, NotFound
-from medcompute.server.keys import check_subscriber
-from medcompute.server.store import ImageStore
-from medcompute.server.store_tasks import dicom_parts
+from medcompute.server.storage.db import Database
+from medcompute.server.storage.keys import check_subscriber
+from medcompute.server.store.images import ImageStore
+from medcompute.server.worker.store_tasks import dicom_parts
 
 __all__ = ["RuleBook", "Router", "matches", "check_rule", "OUTPUT_FORMATS"]
 

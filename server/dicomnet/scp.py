@@ -63,7 +63,7 @@ from medcompute.server.dicomnet.ingress import Ingress
 from medcompute.server.dicomnet.registry import CallingAE, NodeRegistry
 from medcompute.server.dicomnet.tls import TlsAssociationServer, tls_args
 from medcompute.server.errors import InvalidArgument, MedcomputeError, ResourceExhausted
-from medcompute.server.space import storage_fault
+from medcompute.server.storage.space import storage_fault
 
 __all__ = ["StorageSCP", "TRANSFER_SYNTAXES", "STATUS"]
 

@@ -22,11 +22,11 @@ from medcompute.client.usage_cli import (
     parse_month,
 )
 from medcompute.proto.v1 import jobs_pb2, processing_pb2
-from medcompute.server.billing import invoice, to_csv
-from medcompute.server.catalog import Catalog
+from medcompute.server.billing.invoices import invoice, to_csv
+from medcompute.server.billing.tariff import parse_tariff
 from medcompute.server.config import ServerConfig
-from medcompute.server.keys import KeyStore
-from medcompute.server.tariff import parse_tariff
+from medcompute.server.jobs.catalog import Catalog
+from medcompute.server.storage.keys import KeyStore
 from tests.usage_helpers import finish_usage, record
 
 pytestmark = pytest.mark.timeout(60)

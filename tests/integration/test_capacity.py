@@ -16,7 +16,7 @@ from medcompute.client.capacity_cli import parse_size
 from medcompute.client.cli import main
 from medcompute.client.store import StoreClient
 from medcompute.server.config import ServerConfig
-from medcompute.server.keys import KeyStore
+from medcompute.server.storage.keys import KeyStore
 from tests import store_helpers as H
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]

@@ -17,7 +17,7 @@ from medcompute.proto import wire
 from medcompute.proto.v1 import image_pb2 as img
 from medcompute.proto.v1 import processing_pb2 as pb
 from medcompute.proto.v1 import store_pb2, store_pb2_grpc
-from medcompute.server.listing import OPERATIONS
+from medcompute.server.api.operations import OPERATIONS
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

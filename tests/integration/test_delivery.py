@@ -11,7 +11,7 @@ import pytest
 from medcompute.client import Client, ServiceError
 from medcompute.proto.v1 import jobs_pb2
 from medcompute.server.config import ServerConfig
-from medcompute.server.keys import KeyStore
+from medcompute.server.storage.keys import KeyStore
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 

@@ -24,8 +24,8 @@ from medcompute.client import exits
 from medcompute.client.cli import main
 from medcompute.server.config import ServerConfig
 from medcompute.server.dicomnet.registry import NodeRegistry
-from medcompute.server.image_catalog import FindFilter
-from medcompute.server.space import MinFree
+from medcompute.server.storage.images import FindFilter
+from medcompute.server.storage.space import MinFree
 from tests.dicom_peers import program, storescu
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]

@@ -16,7 +16,7 @@ from medcompute.client.client import ServiceError
 from medcompute.proto.v1 import dicom_pb2
 from medcompute.server.config import ServerConfig
 from medcompute.server.dicomnet.registry import NodeRegistry
-from medcompute.server.keys import KeyStore
+from medcompute.server.storage.keys import KeyStore
 from tests.dicom_peers import StoreSCP, storescu
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]

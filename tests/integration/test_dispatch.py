@@ -15,7 +15,7 @@ import pytest
 from medcompute import kernels
 from medcompute.client import Client, ServiceError
 from medcompute.server.config import ServerConfig
-from medcompute.server.fakegpu import DEVICE_NAME
+from medcompute.server.worker.fakegpu import DEVICE_NAME
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -116,8 +116,8 @@ SPLIT_CASES = [
 def _whole(vol, texts, operands=()):
     """The same pipeline, whole volume, in this process with the same kernels."""
     from medcompute.client.ops import parse_op
-    from medcompute.server.operations import Geometry, resolve_pipeline
-    from medcompute.server.tasks import run_pipeline
+    from medcompute.server.jobs.operations import Geometry, resolve_pipeline
+    from medcompute.server.worker.tasks import run_pipeline
 
     ops, _ = resolve_pipeline([parse_op(t) for t in texts], Geometry(vol.shape),
                               [Geometry(o.shape) for o in operands])

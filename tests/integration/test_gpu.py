@@ -5,8 +5,8 @@ import pytest
 
 from medcompute import kernels
 from medcompute.client import Client
-from medcompute.server.cluster import detect_gpus
 from medcompute.server.config import ServerConfig
+from medcompute.server.dispatch.cluster import detect_gpus
 
 pytestmark = [
     pytest.mark.gpu, pytest.mark.integration, pytest.mark.timeout(300),

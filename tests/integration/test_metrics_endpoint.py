@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from medcompute.client import Client, ServiceError
 from medcompute.server.config import ServerConfig
-from medcompute.server.metrics import Metrics
+from medcompute.server.monitoring.metrics import Metrics
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 

@@ -19,7 +19,8 @@ from medcompute.client import ServiceError
 from medcompute.client.cli import main
 from medcompute.proto import wire
 from medcompute.proto.v1 import image_pb2, store_pb2, store_pb2_grpc
-from medcompute.server import dicom, store_admin
+from medcompute.server.dicom import read as dicom
+from medcompute.server.store import admin as store_admin
 from tests import store_helpers
 
 H = store_helpers

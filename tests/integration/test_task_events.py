@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from medcompute.client import Client
-from medcompute.server import tasks
+from medcompute.server.worker import tasks
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

@@ -19,7 +19,7 @@ import pytest
 from pydicom.uid import generate_uid
 
 from medcompute.client import ServiceError, StoreClient
-from medcompute.server.tiers import KILL_STEP_ENV, STEPS
+from medcompute.server.store.tiers import KILL_STEP_ENV, STEPS
 from tests import store_helpers as H
 from tests.served import Served
 

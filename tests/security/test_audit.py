@@ -16,7 +16,7 @@ from pydicom.data import get_testdata_file
 
 from medcompute.client import Client, ServiceError
 from medcompute.server.config import ServerConfig
-from medcompute.server.keys import KeyStore
+from medcompute.server.storage.keys import KeyStore
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 

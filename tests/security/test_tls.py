@@ -11,7 +11,7 @@ from medcompute.client import Client, ServiceError
 from medcompute.server.app import check_address
 from medcompute.server.config import ServerConfig
 from medcompute.server.errors import FailedPrecondition
-from medcompute.server.keys import KeyStore
+from medcompute.server.storage.keys import KeyStore
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 

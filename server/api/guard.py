@@ -1,0 +1,277 @@
+"""Who may call what: authentication, roles, limits and the audit trail of every call.
+
+Every servicer method is declared with :func:`rpc`, which, before the method runs,
+identifies the caller from its bearer token (and client certificate where a key is
+bound to one), checks the role the call needs and the limits, and afterwards writes
+one audit entry with the outcome. Errors are mapped to status codes by
+:func:`medcompute.server.api.status.status_of`, the one place that does so.
+
+A call that runs jobs names them (:meth:`Call.runs`). The end of such a job carries the
+audit entry into the transaction that records the job's end and its usage record
+(:func:`job_audit`), so that the three are on disk together or not at all; the call's
+own entry is then not written a second time, unless the call ended otherwise than its
+job (its caller went away while the result was being sent, say).
+
+Without any API key in the data directory, a server on loopback serves every call as
+the subscriber ``local`` with every role (the embedded default); the first key created
+makes keys required for every call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import functools
+import hashlib
+import inspect
+import logging
+import ssl
+import time
+from dataclasses import dataclass, field
+
+import grpc
+
+from medcompute.server.api.status import rich_status
+from medcompute.server.config import ServerConfig
+from medcompute.server.errors import PermissionDenied, ResourceExhausted, Unauthenticated
+from medcompute.server.jobs.states import State
+from medcompute.server.storage.audit import AuditLog
+from medcompute.server.storage.keys import ROLES, KeyStore
+from medcompute.server.storage.space import storage_fault
+
+__all__ = ["Principal", "Call", "Guard", "JobAudit", "job_audit", "rpc", "CURRENT_CALL"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Principal:
+    subscriber: str
+    roles: frozenset[str]
+    key_id: str = ""
+
+
+@dataclass
+class Call:
+    """One call as the guard sees it; the method fills in what it touched."""
+
+    action: str
+    principal: Principal | None = None
+    object_id: str = ""
+    detail: str = ""
+    acquired: bool = False
+    #: The jobs this call runs whose ends have not been recorded yet.
+    jobs: set[str] = field(default_factory=set)
+    #: One audit entry per job (a batch), besides the call's own; else the job's entry is
+    #: the call's.
+    per_job: bool = False
+    #: (outcome, detail) of the call's entry, once written with its job's end.
+    audited: tuple[str, str] | None = None
+
+    def runs(self, *job_ids: str) -> None:
+        """The call runs these jobs: the first one is the object it touched."""
+        if not self.object_id and job_ids:
+            self.object_id = job_ids[0]
+        self.jobs.update(job_ids)
+
+
+#: The call being served in this task (set by :func:`rpc` for every call).
+CURRENT_CALL: contextvars.ContextVar[Call | None] = contextvars.ContextVar(
+    "medcompute_call", default=None)
+
+
+@dataclass
+class JobAudit:
+    """The audit entry a job's end writes in its own transaction (see :func:`job_audit`)."""
+
+    call: Call
+    job_id: str
+    outcome: str
+    detail: str
+
+    def write(self, db) -> None:
+        """Insert the entry through ``db``, the connection of the job's transaction."""
+        subscriber = self.call.principal.subscriber if self.call.principal else ""
+        AuditLog._add(db, time.time(), subscriber, self.call.action, self.job_id,
+                      self.outcome, self.detail[:500])
+
+    def committed(self) -> None:
+        """The job's transaction, and so this entry, is on disk."""
+        self.call.jobs.discard(self.job_id)
+        if not self.call.per_job:
+            self.call.audited = (self.outcome, self.detail)
+
+
+def job_audit(job) -> JobAudit | None:
+    """The audit entry for the end of ``job``, when the call being served runs it."""
+    call = CURRENT_CALL.get()
+    if call is None or job.id not in call.jobs:
+        return None
+    if job.state in (State.SUCCEEDED, State.QUEUED):     # done; or, for a Submit, accepted
+        return JobAudit(call, job.id, "OK", "" if call.per_job else call.detail)
+    outcome = "CANCELLED" if job.state is State.CANCELLED else (job.error_code or "UNKNOWN")
+    return JobAudit(call, job.id, outcome, job.error)
+
+
+@dataclass
+class _Counters:
+    streams: int = 0
+    jobs: int = 0
+    jobs_by_subscriber: dict[str, int] = field(default_factory=dict)
+
+
+def certificate_sha256(context) -> str:
+    """SHA-256 (hex) of the client certificate of a TLS call; empty without one."""
+    pems = context.auth_context().get("x509_pem_cert") or []
+    if not pems:
+        return ""
+    der = ssl.PEM_cert_to_DER_cert(pems[0].decode())
+    return hashlib.sha256(der).hexdigest()
+
+
+class Guard:
+    def __init__(self, config: ServerConfig, keys: KeyStore, audit: AuditLog):
+        self.config = config
+        self.keys = keys
+        self.audit = audit
+        self.counters = _Counters()
+
+    async def authenticate(self, context) -> Principal:
+        metadata = dict(context.invocation_metadata() or ())
+        header = metadata.get("authorization", "")
+        if not header:
+            if not self.config.require_keys and not await asyncio.to_thread(self.keys.any):
+                return Principal(self.config.subscriber, frozenset(ROLES))
+            raise Unauthenticated("no API key: send the metadata 'authorization: Bearer <key>' "
+                                  "(medcompute --api-key or $MEDCOMPUTE_API_KEY)")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthenticated("expected the metadata 'authorization: Bearer <key>'")
+        info = await self.keys.verify(token.strip())
+        if info is None:
+            raise Unauthenticated("the API key is not valid (unknown, revoked or malformed)")
+        if info.certificate_sha256 and info.certificate_sha256 != certificate_sha256(context):
+            raise Unauthenticated("this API key is bound to a client certificate; connect "
+                                  "with that certificate")
+        return Principal(info.subscriber, frozenset(info.roles), info.key_id)
+
+    @staticmethod
+    def authorize(principal: Principal, role: str | tuple[str, ...] | None) -> None:
+        """PERMISSION_DENIED unless the caller has the role (or one of the roles)."""
+        if role is None:
+            return
+        wanted = (role,) if isinstance(role, str) else role
+        if not principal.roles.intersection(wanted):
+            have = ", ".join(sorted(principal.roles)) or "none"
+            need = " or ".join(wanted)
+            raise PermissionDenied(f"this call needs the {need} role; the key has {have}")
+
+    def acquire(self, principal: Principal, *, stream: bool, job: bool) -> None:
+        """Take the call's places under the limits, or RESOURCE_EXHAUSTED at once."""
+        c, cfg = self.counters, self.config
+        if stream and c.streams >= cfg.max_streams:
+            raise ResourceExhausted(f"the server has {c.streams} streams open, its limit "
+                                    f"(max_streams={cfg.max_streams}); retry shortly")
+        if job:
+            mine = c.jobs_by_subscriber.get(principal.subscriber, 0)
+            if mine >= cfg.max_jobs_per_subscriber:
+                raise ResourceExhausted(
+                    f"{mine} jobs of this subscriber are in progress, its limit "
+                    f"(max_jobs_per_subscriber={cfg.max_jobs_per_subscriber}); retry when one "
+                    "has finished")
+            if c.jobs >= cfg.max_queue:
+                raise ResourceExhausted(f"the server's queue is full ({c.jobs} jobs, "
+                                        f"max_queue={cfg.max_queue}); retry shortly")
+            c.jobs += 1
+            c.jobs_by_subscriber[principal.subscriber] = mine + 1
+        if stream:
+            c.streams += 1
+
+    def release(self, principal: Principal, *, stream: bool, job: bool) -> None:
+        c = self.counters
+        if stream:
+            c.streams -= 1
+        if job:
+            c.jobs -= 1
+            c.jobs_by_subscriber[principal.subscriber] -= 1
+
+    async def record(self, call: Call, outcome: str, detail: str = "") -> None:
+        subscriber = call.principal.subscriber if call.principal else ""
+        try:
+            await self.audit.record(subscriber, call.action, call.object_id, outcome,
+                                    detail or call.detail)
+        except Exception as exc:  # the audit must not turn a served call into an error
+            if storage_fault(exc) is not None:   # a full disk: reads are still served
+                log.warning("could not write the audit entry of %s (%s)", call.action, exc)
+            else:
+                log.exception("could not write the audit entry of %s", call.action)
+
+
+def rpc(action: str, role: str | tuple[str, ...] | None, *, job: bool = False,
+        audit: bool = True):
+    """Declare a servicer method: the action it audits, the role it needs, and whether it
+    runs a job (limits). The method gets a :class:`Call` as its last argument."""
+
+    def decorate(method):
+        streaming = inspect.isasyncgenfunction(method)
+        stream = streaming or method.__code__.co_varnames[1] == "request_iterator"
+
+        async def enter(self, context, call: Call) -> None:
+            guard: Guard = self.guard
+            CURRENT_CALL.set(call)
+            call.principal = await guard.authenticate(context)
+            guard.authorize(call.principal, role)
+            guard.acquire(call.principal, stream=stream, job=job)
+            call.acquired = True
+
+        async def leave(self, call: Call, outcome: tuple[str, str] | None) -> None:
+            guard: Guard = self.guard
+            if call.acquired:
+                guard.release(call.principal, stream=stream, job=job)
+            if audit:
+                code, details = outcome or ("CANCELLED", "the caller went away")
+                if call.audited is not None and call.audited[0] == code:
+                    return               # written with its job's end
+                await guard.record(call, code, details)
+
+        def failed(exc: Exception) -> tuple[grpc.StatusCode, str, tuple]:
+            return rich_status(exc)
+
+        if streaming:
+            @functools.wraps(method)
+            async def streamed(self, request, context):
+                call, outcome = Call(action), None
+                try:
+                    await enter(self, context, call)
+                    async for item in method(self, request, context, call):
+                        yield item
+                    outcome = ("OK", "")
+                except (asyncio.CancelledError, grpc.aio.AbortError):
+                    raise
+                except Exception as exc:
+                    code, details, trailers = failed(exc)
+                    outcome = (code.name, details)
+                    await context.abort(code, details, trailing_metadata=trailers)
+                finally:
+                    await asyncio.shield(leave(self, call, outcome))
+            return streamed
+
+        @functools.wraps(method)
+        async def unary(self, request, context):
+            call, outcome = Call(action), None
+            try:
+                await enter(self, context, call)
+                result = await method(self, request, context, call)
+                outcome = ("OK", "")
+                return result
+            except (asyncio.CancelledError, grpc.aio.AbortError):
+                raise
+            except Exception as exc:
+                code, details, trailers = failed(exc)
+                outcome = (code.name, details)
+                await context.abort(code, details, trailing_metadata=trailers)
+            finally:
+                await asyncio.shield(leave(self, call, outcome))
+        return unary
+
+    return decorate

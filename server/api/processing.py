@@ -1,0 +1,84 @@
+"""gRPC servicers: translation only. Unpack the proto, await the domain, pack the reply."""
+
+from __future__ import annotations
+
+from medcompute.proto import wire
+from medcompute.proto.v1 import image_pb2, processing_pb2, processing_pb2_grpc
+from medcompute.server.api.guard import Guard, rpc
+from medcompute.server.api.operations import OPERATIONS
+from medcompute.server.api.transport import header_and_chunks, result_payloads
+from medcompute.server.jobs.process import Outcome, ProcessingService
+
+__all__ = ["ProcessingServicer", "result_header", "usage_message"]
+
+
+def usage_message(usage: dict) -> processing_pb2.UsageRecord:
+    return processing_pb2.UsageRecord(**usage)
+
+
+def result_header(outcome: Outcome, compression: int) -> processing_pb2.ResultHeader:
+    r = outcome.result
+    if outcome.output_format == "raw":
+        output = image_pb2.ImageDescriptor(
+            encoding=image_pb2.ENCODING_RAW, shape=r.shape, dtype=wire.dtype_to_proto(r.dtype),
+            spacing_mm=outcome.spacing or (), size=r.nbytes, crc32=r.crc32,
+            compression=compression)
+    else:
+        output = image_pb2.ImageDescriptor(
+            encoding=image_pb2.ENCODING_DICOM, file_sizes=r.file_sizes, size=r.nbytes,
+            crc32=r.crc32,
+            shape=r.shape, dtype=wire.dtype_to_proto(r.dtype), spacing_mm=outcome.spacing or (),
+            compression=compression)
+    applied = [
+        processing_pb2.AppliedOperation(
+            name=op.name, summary=op.summary,
+            parameters=[processing_pb2.Parameter(name=p.name, values=p.values, text=p.text,
+                                                 unit=p.unit) for p in op.params])
+        for op in outcome.ops
+    ]
+    return processing_pb2.ResultHeader(
+        job_id=outcome.job.id, output=output, applied=applied, backend=r.backend,
+        device=r.device, worker=r.worker,
+        fallback=processing_pb2.Fallback(happened=bool(outcome.fallback_reason),
+                                         reason=outcome.fallback_reason),
+        versions=r.versions, usage=usage_message(outcome.usage), slabs=outcome.slabs,
+        workers=outcome.workers or [w for w in (r.worker,) if w],
+        stored_image_id=outcome.stored_image_id, reused=outcome.reused)
+
+
+def operations_message() -> processing_pb2.ListOperationsResponse:
+    specs = []
+    for spec in OPERATIONS.values():
+        specs.append(processing_pb2.OperationSpec(
+            name=spec.name, summary=spec.summary,
+            parameters=[processing_pb2.ParameterSpec(
+                name=p.name, type=p.type, per_axis=p.per_axis, unit=p.unit, default=p.default,
+                choices=p.choices, description=p.description) for p in spec.params]))
+    return processing_pb2.ListOperationsResponse(operations=specs)
+
+
+class ProcessingServicer(processing_pb2_grpc.ProcessingServiceServicer):
+    def __init__(self, service: ProcessingService, guard: Guard):
+        self.service = service
+        self.guard = guard
+
+    @rpc("process", "process", job=True)
+    async def Process(self, request_iterator, context, call):
+        header, chunks = await header_and_chunks(request_iterator)
+        outcome = await self.service.process(
+            header, chunks, subscriber=call.principal.subscriber,
+            on_job=call.runs)
+        try:
+            compression = header.result_compression
+            yield processing_pb2.ProcessResponse(header=result_header(outcome, compression))
+            itemsize = wire.DTYPES[wire.dtype_to_proto(outcome.result.dtype)].itemsize \
+                if outcome.output_format == "raw" else 1
+            for payload in result_payloads(outcome.result, compression=compression,
+                                           itemsize=itemsize):
+                yield wire.chunk_message(processing_pb2.ProcessResponse, payload)
+        finally:
+            self.service.release(outcome)
+
+    @rpc("operations.list", None, audit=False)
+    async def ListOperations(self, request, context, call):
+        return operations_message()

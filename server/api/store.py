@@ -1,0 +1,215 @@
+"""The Store servicer: translation only. Unpack the proto, await the store, pack the reply."""
+
+from __future__ import annotations
+
+import contextlib
+
+from medcompute.proto import wire
+from medcompute.proto.v1 import image_pb2, store_pb2, store_pb2_grpc
+from medcompute.server.api.guard import Guard, rpc
+from medcompute.server.api.transport import header_and_chunks
+from medcompute.server.dicom.j2k import reduced_size
+from medcompute.server.dicom.meta import CONDITIONS
+from medcompute.server.errors import InvalidArgument
+from medcompute.server.storage.images import FindFilter, ImageRecord
+from medcompute.server.store import admin as store_admin
+from medcompute.server.store.images import METADATA_TEXT_FIELDS, ImageStore
+from medcompute.server.store.versions import Version, versions_of
+
+__all__ = ["StoreServicer", "image_message", "metadata_from", "metadata_message"]
+
+_KINDS = {store_pb2.IMAGE_KIND_UNSPECIFIED: "", store_pb2.IMAGE_KIND_ORIGINAL: "original",
+          store_pb2.IMAGE_KIND_DERIVED: "derived"}
+_KIND_CODES = {name: code for code, name in _KINDS.items() if name}
+# STORED_FORMAT_UNSPECIFIED is the documented default: the voxels.
+_FORMATS = {store_pb2.STORED_FORMAT_UNSPECIFIED: "voxels", store_pb2.STORED_FORMAT_VOXELS: "voxels",
+            store_pb2.STORED_FORMAT_DICOM: "dicom"}
+
+
+def metadata_from(msg: store_pb2.ImageMetadata) -> dict:
+    """The metadata a caller gave, as the store's dict (unset fields left out)."""
+    meta: dict = {name: getattr(msg, name) for name in METADATA_TEXT_FIELDS
+                  if getattr(msg, name)}
+    if msg.sop_instance_uids:
+        meta["sop_instance_uids"] = list(msg.sop_instance_uids)
+    for name in ("window_center", "window_width"):
+        if msg.HasField(name):
+            meta[name] = getattr(msg, name)
+    conditions: dict = {name: getattr(msg.conditions, name) for name in CONDITIONS
+                        if msg.conditions.HasField(name)}
+    if msg.conditions.other:
+        conditions["other"] = dict(msg.conditions.other)
+    if conditions:
+        meta["conditions"] = conditions
+    return meta
+
+
+def metadata_message(meta: dict) -> store_pb2.ImageMetadata:
+    conditions = dict(meta.get("conditions", {}))
+    other = conditions.pop("other", {})
+    msg = store_pb2.ImageMetadata(
+        **{name: meta.get(name, "") for name in METADATA_TEXT_FIELDS},
+        sop_instance_uids=meta.get("sop_instance_uids", []),
+        conditions=store_pb2.ImagingConditions(**conditions, other=other))
+    for name in ("window_center", "window_width"):
+        if name in meta:
+            setattr(msg, name, meta[name])
+    return msg
+
+
+def version_message(v: Version) -> store_pb2.ImageVersion:
+    msg = store_pb2.ImageVersion(
+        name=v.name, purpose=v.purpose, lossless=v.lossless, transfer_syntax_uid=v.transfer_syntax,
+        compression_ratio=v.ratio, max_error=v.max_error, stored_bytes=v.stored_bytes,
+        resolution_levels=v.resolutions)
+    if v.configured_ratio is not None:
+        msg.configured_ratio = v.configured_ratio
+    if v.psnr_db is not None:
+        msg.psnr_db = v.psnr_db
+    return msg
+
+
+def image_message(r: ImageRecord) -> store_pb2.StoredImage:
+    msg = store_pb2.StoredImage(
+        image_id=r.id, owner=r.owner, kind=_KIND_CODES[r.kind],
+        metadata=metadata_message(r.metadata), shape=r.shape,
+        dtype=wire.dtype_to_proto(r.dtype), spacing_mm=r.spacing or (), size=r.size,
+        crc32=r.crc32, dicom_files=len(r.file_sizes), stored_bytes=r.stored_bytes,
+        created_at=r.created_at, source_image_id=r.source_id,
+        operand_image_ids=r.operand_ids, operations=r.operations, derivation=r.derivation,
+        job_id=r.job_id, versions=[version_message(v) for v in versions_of(r)], tier=r.tier)
+    if r.expires_at is not None:
+        msg.expires_at = r.expires_at
+    return msg
+
+
+def _filter(request: store_pb2.FindRequest) -> FindFilter:
+    kind = _KINDS.get(request.kind)
+    if kind is None:
+        raise InvalidArgument(wire.enum_choices(store_pb2.ImageKind, request.kind), "kind")
+    return FindFilter(patient_id=request.patient_id, study_uid=request.study_instance_uid,
+                      series_uid=request.series_instance_uid, modality=request.modality,
+                      date_from=request.date_from, date_to=request.date_to,
+                      registered_by=request.registered_by, kind=kind,
+                      source_id=request.source_image_id)
+
+
+class StoreServicer(store_pb2_grpc.StoreServiceServicer):
+    def __init__(self, store: ImageStore, guard: Guard):
+        self.store = store
+        self.guard = guard
+
+    @rpc("store.register", "store")
+    async def Register(self, request_iterator, context, call):
+        header, chunks = await header_and_chunks(request_iterator)
+        if not header.HasField("image"):
+            raise InvalidArgument("expected the image's descriptor", "header.image")
+        record, existing, differing = await self.store.register(
+            header.image, chunks, owner=call.principal.subscriber,
+            metadata=metadata_from(header.metadata), retention=header.retention_seconds)
+        call.object_id = record.id
+        if differing:
+            call.detail = "registered before with other metadata: " + ", ".join(differing)
+        return store_pb2.RegisterResponse(image=image_message(record), existing=existing,
+                                          differing_fields=differing)
+
+    @rpc("store.find", ("store", "receive"))
+    async def Find(self, request, context, call):
+        records, token = await self.store.find(_filter(request), owner=call.principal.subscriber,
+                                               page_size=request.page_size,
+                                               page_token=request.page_token)
+        return store_pb2.FindResponse(images=[image_message(r) for r in records],
+                                   next_page_token=token)
+
+    @rpc("store.get", ("store", "receive"))
+    async def Get(self, request, context, call):
+        call.object_id = request.image_id
+        fmt = _FORMATS.get(request.format)
+        if fmt is None:
+            raise InvalidArgument(wire.enum_choices(store_pb2.StoredFormat, request.format),
+                                  "format")
+        record = await self.store.get(request.image_id, owner=call.principal.subscriber)
+        spec = self.store.versions.resolve(request.version)
+        if not request.header_only:   # the study's reading status allows this version
+            await self.store.readable(record, spec.name if spec is not None else "original")
+        if spec is None:
+            if request.resolution_level:
+                raise InvalidArgument("resolution levels are served from a compressed "
+                                      "version; name one in version", "resolution_level")
+            info, payloads = self.store.stream(record, fmt, request.compression)
+            header = store_pb2.GetHeader()
+            role = "dicom" if fmt == "dicom" else "voxels"
+        else:
+            if request.format == store_pb2.STORED_FORMAT_VOXELS:
+                raise InvalidArgument("a version is sent as its DICOM files: leave format "
+                                      "unset or ask for STORED_FORMAT_DICOM", "format")
+            version, info, payloads = await self.store.versions.fetch(
+                record, spec, request.resolution_level, request.compression)
+            record = await self.store.get(request.image_id, owner=call.principal.subscriber)
+            header = store_pb2.GetHeader(version=version_message(version),
+                                         resolution_level=request.resolution_level)
+            call.detail = f"version {version.name}, resolution level {request.resolution_level}"
+            role = "version:" + version.name
+        shape = tuple(record.shape)
+        if spec is not None and request.resolution_level:   # each frame reduced per axis
+            shape = shape[:-2] + tuple(reduced_size(n, request.resolution_level)
+                                       for n in shape[-2:])
+        if not request.header_only and self.store.tiers.read_from(record, role) == "cold":
+            call.detail = ", ".join(filter(None, [call.detail, "served from the cold tier"]))
+        header.image.CopyFrom(image_message(record))
+        header.data.CopyFrom(image_pb2.ImageDescriptor(
+            encoding=info.encoding, shape=shape, dtype=wire.dtype_to_proto(record.dtype),
+            spacing_mm=record.spacing or (), file_sizes=info.file_sizes,
+            compression=info.compression, size=info.size, crc32=info.crc32))
+        yield store_pb2.GetResponse(header=header)
+        if request.header_only:
+            await payloads.aclose()
+            return
+        async with contextlib.aclosing(payloads):
+            async for payload in payloads:
+                response = store_pb2.GetResponse()
+                response.chunk.data = payload
+                yield response
+        await self.store.fetched(record, call.principal.subscriber)
+
+    @rpc("store.delete", "store")
+    async def Delete(self, request, context, call):
+        call.object_id = request.image_id
+        freed, derived = await self.store.remove(request.image_id,
+                                                 owner=call.principal.subscriber)
+        if derived:
+            call.detail = f"with {len(derived)} derived image(s)"
+        return store_pb2.DeleteResponse(freed_bytes=freed, derived_image_ids=derived)
+
+    @rpc("store.preview", ("store", "receive"))
+    async def Preview(self, request, context, call):
+        call.object_id = request.image_id
+        window = {}
+        if request.HasField("window_center"):
+            window["center"] = request.window_center
+        if request.HasField("window_width"):
+            window["width"] = request.window_width
+        p = await self.store.preview(request.image_id, owner=call.principal.subscriber,
+                                     max_size=request.max_size, **window)
+        return store_pb2.PreviewResponse(png=p.png, width=p.width, height=p.height,
+                                      rendering=p.rendering)
+
+    @rpc("store.verify", "admin")
+    async def Verify(self, request, context, call):
+        r = await store_admin.verify(self.store)
+        return store_pb2.VerifyResponse(
+            images=r.images, blobs=r.blobs, bytes=r.bytes, unreferenced_blobs=r.unreferenced,
+            problems=[store_pb2.VerifyProblem(image_id=i, blob=b, problem=p)
+                      for i, b, p in r.problems])
+
+    @rpc("store.backup", "admin")
+    async def Backup(self, request, context, call):
+        r = await store_admin.backup(self.store, request.destination)
+        return store_pb2.BackupResponse(destination=r.destination, images=r.images, blobs=r.blobs,
+                                     bytes=r.bytes)
+
+    @rpc("store.purge", "admin")
+    async def Purge(self, request, context, call):
+        r = await store_admin.purge(self.store, dry_run=request.dry_run)
+        return store_pb2.PurgeResponse(image_ids=r.image_ids, freed_bytes=r.freed_bytes,
+                                    blobs_removed=r.blobs_removed)

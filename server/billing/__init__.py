@@ -1,0 +1,2 @@
+"""Billing: tariffs, invoices and the billing service (usage, invoices, capacity
+reports)."""

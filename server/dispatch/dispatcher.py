@@ -1,0 +1,547 @@
+"""The one owner of the ``distributed.Client``: where, how and what-if for every task.
+
+- **Where**: a GPU worker (``resources={"GPU": 1}``) for ``device=gpu``, or for
+  ``device=auto`` when one exists and the job fits its memory; otherwise CPU workers.
+- **How**: a whole image per task; many small images batched into one task while
+  the workers are busy; a large volume split into slabs with a halo (slabs.py).
+- **What if**: a GPU failure re-runs the job on CPU and says why; a cancelled call
+  cancels its futures; a task that keeps killing workers ends with a clear error.
+
+Embedded: a cluster of worker *processes* on loopback (cluster.py). External:
+``--scheduler tcp://HOST:PORT`` joins a running cluster. No job runs in the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import math
+import os
+import time
+import uuid
+from collections import deque
+from dataclasses import dataclass, field, replace
+
+import dask
+
+from medcompute.proto import wire
+from medcompute.server.config import ServerConfig
+from medcompute.server.errors import FailedPrecondition, Internal, Unavailable
+from medcompute.server.storage.space import storage_fault
+from medcompute.server.worker.slabs import plan_split
+from medcompute.server.worker.tasks import (
+    EVENT_TOPIC,
+    GpuFailure,
+    TaskResult,
+    TaskSpec,
+    WorkerRunner,
+    encode_dicom,
+    materialize,
+    run_batch,
+    run_task,
+    warm_up,
+)
+
+__all__ = ["Dispatcher", "Execution", "WorkerView"]
+
+log = logging.getLogger(__name__)
+
+#: Bytes of working memory per voxel a job needs on a device (input, result, temporaries).
+BYTES_PER_VOXEL = 16
+VIEW_TTL = 1.0
+
+
+@dataclass(frozen=True)
+class WorkerView:
+    """The cluster's workers by kind, as the scheduler reports them."""
+
+    cpu: tuple[str, ...] = ()
+    gpu: tuple[str, ...] = ()
+    memory_limit: dict = field(default_factory=dict)
+    gpu_memory: dict = field(default_factory=dict)
+
+
+@dataclass
+class Execution:
+    """How a job ran: its (merged) result, and where and how it was placed."""
+
+    result: TaskResult
+    fallback_reason: str = ""
+    slabs: int = 1
+    workers: tuple[str, ...] = ()
+
+
+def _gpu_memory() -> int:
+    """Device memory of this GPU worker, in bytes (runs on the worker)."""
+    if os.environ.get("MEDCOMPUTE_GPU_BACKEND") == "fake":
+        from medcompute.server.worker.fakegpu import fake_memory
+
+        return fake_memory()
+    import cupy
+
+    return int(cupy.cuda.runtime.memGetInfo()[1])
+
+
+class _Batcher:
+    """Coalesces small jobs of one kind into few calls while the workers are busy.
+
+    At most ``slots`` batches are in flight; a job that finds a free slot is sent at once
+    (no added latency at low load), the others queue and leave together, up to
+    ``max_items`` per batch, when a slot frees. A batch goes to a CPU worker's
+    :class:`~medcompute.server.worker.tasks.WorkerRunner` directly where it can, else as a task.
+    """
+
+    def __init__(self, dispatcher: Dispatcher, kind: str, max_items: int):
+        self.dispatcher = dispatcher
+        self.kind = kind
+        self.max_items = max_items
+        self.queue: deque[tuple[TaskSpec, asyncio.Future]] = deque()
+        self.in_flight = 0
+        self.tasks = 0                  # batches sent (direct calls and tasks)
+        self.sent: dict[asyncio.Future, tuple] = {}
+
+    async def run(self, spec: TaskSpec) -> TaskResult:
+        waiter = asyncio.get_running_loop().create_future()
+        self.queue.append((spec, waiter))
+        self._pump()
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            # When every caller of a batch has gone, the batch is cancelled too.
+            cancel, waiters = self.sent.pop(waiter, (None, ()))
+            if cancel and all(w.done() for w in waiters):
+                await asyncio.shield(cancel[0]())
+            raise
+
+    def _pump(self) -> None:
+        slots = max(1, self.dispatcher.slots(self.kind))
+        while self.queue and self.in_flight < slots:
+            batch = []
+            while self.queue and len(batch) < self.max_items:
+                spec, waiter = self.queue.popleft()
+                if not waiter.done():   # a cancelled call leaves the queue here
+                    batch.append((spec, waiter))
+            if not batch:
+                return
+            self.in_flight += 1
+            self.tasks += 1
+            specs = [spec for spec, _ in batch]
+            waiters = [w for _, w in batch]
+            cancel: list = []           # how to cancel the batch, once it is sent
+            for w in waiters:
+                self.sent[w] = (cancel, waiters)
+            asyncio.create_task(self._collect(specs, waiters, cancel))
+
+    async def _collect(self, specs, waiters, cancel: list) -> None:
+        try:
+            try:
+                results = await self.dispatcher.send_batch(self.kind, specs, cancel)
+            except BaseException as exc:
+                error = self.dispatcher.translate(exc)
+                for waiter in waiters:
+                    if not waiter.done():
+                        waiter.set_exception(error)
+                return
+            for waiter, outcome in zip(waiters, results):
+                if waiter.done():
+                    continue
+                if isinstance(outcome, BaseException):
+                    waiter.set_exception(outcome)
+                else:
+                    waiter.set_result(outcome)
+        finally:
+            for waiter in waiters:
+                self.sent.pop(waiter, None)
+            self.in_flight -= 1
+            self._pump()
+
+
+class Dispatcher:
+    """Submits jobs to a Dask cluster and awaits them.
+
+    Parameters
+    ----------
+    config : ServerConfig
+        ``scheduler`` (external cluster) or the embedded cluster's shape, and the
+        split and batch thresholds.
+    """
+
+    def __init__(self, config: ServerConfig):
+        self.config = config
+        self.cluster = None
+        self.client = None
+        self._view: WorkerView | None = None
+        self._view_at = 0.0
+        self._listeners: list = []
+        #: job id -> ``hook(done, total)``, called as each slab of a split job finishes.
+        self.progress_hooks: dict = {}
+        self._batchers = {kind: _Batcher(self, kind, config.batch_max_items)
+                          for kind in ("cpu", "gpu")}
+        self._runners: dict[str, tuple] = {}        # CPU worker address -> (actor, future)
+        self._runner_load: dict[str, int] = {}
+
+    # -- life-cycle --------------------------------------------------------------
+    async def start(self) -> None:
+        from distributed import Client
+
+        if self.config.scheduler:
+            log.info("joining the Dask cluster at %s", self.config.scheduler)
+            self.client = await Client(self.config.scheduler, asynchronous=True,
+                                       direct_to_workers=True)
+        else:
+            from medcompute.server.dispatch.cluster import start_embedded
+
+            self.cluster = await start_embedded(
+                cpu_workers=self.config.workers, gpu_workers=self.config.gpu_workers,
+                fake_gpu_workers=self.config.fake_gpu_workers,
+                fake_gpu_memory=self.config.fake_gpu_memory,
+                fake_gpu_control=self.config.fake_gpu_control,
+                memory_limit=self.config.worker_memory)
+            self.client = await Client(self.cluster, asynchronous=True, direct_to_workers=True)
+        self.client.subscribe_topic(EVENT_TOPIC, self._on_event)
+        await self.client.wait_for_workers(1)
+        await self.client.run(warm_up)
+
+    async def close(self) -> None:
+        if self.client is not None:
+            await self.client.close()
+        if self.cluster is not None:
+            await self.cluster.close()
+
+    @property
+    def scheduler_address(self) -> str:
+        return self.client.scheduler.address if self.client else ""
+
+    # -- what the cluster looks like ------------------------------------------------
+    def _on_event(self, event) -> None:
+        _, message = event
+        self._tell(message)
+
+    def _sent(self, job_ids: list[str], address: str) -> None:
+        """Tell the listeners that these jobs were sent to the worker at ``address`` (its
+        runner runs them in order as soon as it is free)."""
+        message = {"job": job_ids[0], "event": "sent", "worker": address, "at": time.time()}
+        if len(job_ids) > 1:
+            message["jobs"] = list(job_ids)
+        self._tell(message)
+
+    def _tell(self, message: dict) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(message)
+            except Exception:  # a listener must not fail the jobs or the event stream
+                log.exception("a job event listener failed")
+
+    def add_listener(self, listener) -> None:
+        """Call ``listener(message)`` for every job-start event: ``started`` from a worker,
+        or ``sent`` (to ``worker``) by a direct call; ``job``, and ``jobs`` when several
+        start together."""
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener) -> None:
+        self._listeners.remove(listener)
+
+    async def _identity(self, timeout: float = 5.0) -> dict:
+        if self.client is None or self.client.status not in ("running", "connecting"):
+            await self._reconnect()
+        try:
+            return await asyncio.wait_for(self.client.scheduler.identity(), timeout)
+        except (OSError, asyncio.TimeoutError) as exc:
+            raise Unavailable(f"the Dask scheduler at {self.scheduler_address} cannot be "
+                              f"reached ({type(exc).__name__})") from None
+
+    async def _reconnect(self) -> None:
+        """A client that gave up on a lost scheduler is replaced (external clusters)."""
+        from distributed import Client
+
+        if not self.config.scheduler:
+            raise Unavailable("the embedded Dask cluster is not running")
+        try:
+            client = await asyncio.wait_for(
+                Client(self.config.scheduler, asynchronous=True, direct_to_workers=True), 5)
+        except (OSError, asyncio.TimeoutError) as exc:
+            raise Unavailable(f"the Dask scheduler at {self.config.scheduler} cannot be "
+                              f"reached ({type(exc).__name__})") from None
+        old, self.client = self.client, client
+        client.subscribe_topic(EVENT_TOPIC, self._on_event)
+        if old is not None:
+            await old.close()
+        log.info("reconnected to the Dask scheduler at %s", self.config.scheduler)
+
+    async def view(self) -> WorkerView:
+        """Workers by kind (cached for a second)."""
+        now = time.monotonic()
+        if self._view is not None and now - self._view_at < VIEW_TTL:
+            return self._view
+        workers = (await self._identity()).get("workers", {})
+        gpu = tuple(a for a, w in workers.items() if w.get("resources", {}).get("GPU", 0) > 0)
+        cpu = tuple(a for a in workers if a not in gpu)
+        known = self._view.gpu_memory if self._view else {}
+        missing = [a for a in gpu if a not in known]
+        gpu_memory = {a: known[a] for a in gpu if a in known}
+        if missing:
+            gpu_memory.update(await self.client.run(_gpu_memory, workers=missing))
+        self._view = WorkerView(cpu, gpu, {a: w.get("memory_limit") or 0
+                                           for a, w in workers.items()}, gpu_memory)
+        self._view_at = now
+        return self._view
+
+    async def worker_kinds(self) -> tuple[int, int]:
+        """(CPU workers, GPU workers) alive now; (0, 0) when the scheduler cannot be
+        reached. Uncached, and leaves the placement's view alone."""
+        try:
+            workers = (await self._identity()).get("workers", {})
+        except Unavailable:
+            return 0, 0
+        gpu = sum(1 for w in workers.values() if w.get("resources", {}).get("GPU", 0) > 0)
+        return len(workers) - gpu, gpu
+
+    async def worker_count(self) -> int:
+        """Workers alive (0 when the scheduler cannot be reached)."""
+        try:
+            return len((await self._identity()).get("workers", {}))
+        except Unavailable:
+            return 0
+
+    def slots(self, kind: str) -> int:
+        view = self._view or WorkerView()
+        return len(view.gpu if kind == "gpu" else (view.cpu or view.gpu))
+
+    # -- running ----------------------------------------------------------------
+    async def send_batch(self, kind: str, specs: list[TaskSpec], cancel: list) -> list:
+        """Run small jobs together: by a direct call to a CPU worker's runner where one
+        answers, else as one task. ``cancel`` receives the coroutine function that
+        cancels the batch once it is sent."""
+        if kind == "cpu" and self.config.direct_calls:
+            runner = await self._runner()
+            if runner is not None:
+                address, actor = runner
+                job_ids = [s.job_id for s in specs]
+                cancel[:] = [lambda: actor.cancel(job_ids)]
+                self._runner_load[address] = self._runner_load.get(address, 0) + 1
+                # Said here, where the worker is chosen: an event from the worker would
+                # cross the scheduler and cost more than a small job.
+                self._sent(job_ids, address)
+                try:
+                    return await actor.run_batch(specs, False)
+                except Internal:          # the jobs' own failure, not the call's
+                    raise
+                except OSError as exc:
+                    if storage_fault(exc) is not None:   # the worker's disk, not the call
+                        raise
+                    log.info("direct call to %s failed (%s); sending the jobs as a task",
+                             address, type(exc).__name__)
+                    self._runners.pop(address, None)
+                except Exception as exc:  # the worker (and its runner) went away
+                    log.info("direct call to %s failed (%s); sending the jobs as a task",
+                             address, type(exc).__name__)
+                    self._runners.pop(address, None)
+                finally:
+                    self._runner_load[address] -= 1
+        future = self.submit(run_batch, specs, kind=kind, key=f"batch-{uuid.uuid4().hex}")
+        cancel[:] = [lambda: self.client.cancel([future], force=True)]
+        return await future
+
+    async def _runner(self):
+        """(address, actor) of the least busy CPU worker's runner, started on first use;
+        None when there is no CPU worker or the runner cannot be started."""
+        view = self._view or await self.view()
+        for address in [a for a in self._runners if a not in view.cpu]:
+            del self._runners[address]              # the worker has gone
+        if not view.cpu:
+            return None
+        address = min(view.cpu, key=lambda a: self._runner_load.get(a, 0))
+        entry = self._runners.get(address)
+        if entry is None:
+            future = self.client.submit(WorkerRunner, actor=True, workers=[address],
+                                        allow_other_workers=False, pure=False,
+                                        key=f"runner-{uuid.uuid4().hex}")
+            async def started():
+                return await future
+            try:
+                actor = await asyncio.wait_for(started(), 10)
+            except Exception as exc:
+                log.info("no runner on %s (%s)", address, type(exc).__name__)
+                return None
+            # The future keeps the actor alive on its worker.
+            entry = self._runners[address] = (actor, future)
+        return address, entry[0]
+
+    def submit(self, fn, *args, kind: str, key: str):
+        view = self._view or WorkerView()
+        if kind == "gpu":
+            return self.client.submit(fn, *args, key=key, pure=False, resources={"GPU": 1})
+        if view.cpu and view.gpu:
+            # Prefer CPU workers; a GPU worker may still take CPU work (as NumPy) if they go.
+            return self.client.submit(fn, *args, key=key, pure=False, workers=list(view.cpu),
+                                      allow_other_workers=True)
+        return self.client.submit(fn, *args, key=key, pure=False)
+
+    def translate(self, exc: BaseException) -> BaseException:
+        """Dask's failures as domain errors (the task's own errors pass through)."""
+        from distributed.scheduler import KilledWorker
+
+        if isinstance(exc, KilledWorker):
+            allowed = dask.config.get("distributed.scheduler.allowed-failures")
+            return Internal(
+                f"the job's task was lost together with the worker process running it, "
+                f"{allowed + 1} times (the cluster allows {allowed} failures): it may crash "
+                "or exhaust the memory of the workers; it was stopped and is not billed")
+        fault = storage_fault(exc)
+        if fault is not None:             # the disk a worker wrote to is full or failing
+            return fault
+        if isinstance(exc, (OSError, ConnectionError)) and not isinstance(exc, FileNotFoundError):
+            return Unavailable(f"the Dask cluster could not be reached ({type(exc).__name__})")
+        return exc
+
+    async def _await(self, futures: list, progress=None):
+        waits = futures
+        if progress is not None:
+            done = 0
+
+            async def counted(future):
+                nonlocal done
+                result = await future
+                done += 1
+                progress(done, len(futures))
+                return result
+            waits = [counted(f) for f in futures]
+        try:
+            return await asyncio.gather(*waits)
+        except asyncio.CancelledError:
+            await asyncio.shield(self.client.cancel(futures, force=True))
+            raise
+        except BaseException as exc:
+            await asyncio.shield(self.client.cancel(futures, force=True))
+            raise self.translate(exc) from None
+
+    async def call(self, fn, *args, **kwargs):
+        """Run a small task ``fn(*args, **kwargs)`` on a CPU worker and return its result
+        (the image store's decoding, previews, kept results); cancelling cancels it."""
+        if self.client is None:
+            raise Unavailable("the Dask cluster is not started")
+        future = self.submit(functools.partial(fn, *args, **kwargs), kind="cpu",
+                             key=f"{fn.__name__}-{uuid.uuid4().hex}")
+        [result] = await self._await([future])
+        return result
+
+    async def check_gpu(self, *, allow_fallback: bool) -> None:
+        """FAILED_PRECONDITION when a GPU is required and the cluster has none."""
+        if not allow_fallback and not (await self.view()).gpu:
+            raise FailedPrecondition(
+                "device=gpu was asked for but this cluster has no GPU worker; use device=auto "
+                "or device=cpu, or allow fallback to CPU", "header.device")
+
+    async def _place(self, device: str, allow_fallback: bool, voxels: int) -> tuple[str, str]:
+        view = await self.view()
+        if device == "cpu":
+            return "cpu", ""
+        if not view.gpu:
+            if device == "gpu":
+                await self.check_gpu(allow_fallback=allow_fallback)
+                return "cpu", "no GPU worker in the cluster"
+            return "cpu", ""
+        if device == "auto":
+            need = voxels * BYTES_PER_VOXEL
+            if need > max(view.gpu_memory.values(), default=0):
+                return "cpu", ""
+        return "gpu", ""
+
+    async def run(self, spec: TaskSpec, *, device: str = "auto", allow_fallback: bool = False,
+                  voxels: int = 0, out_shape: tuple[int, ...] | None = None,
+                  out_dtype: str = "float32") -> Execution:
+        """Run one job where it fits; on a GPU failure, again on CPU."""
+        if self.client is None:
+            raise Unavailable("the Dask cluster is not started")
+        kind, reason = await self._place(device, allow_fallback, voxels)
+        try:
+            execution = await self._run_kind(kind, spec, voxels, out_shape, out_dtype)
+        except GpuFailure as exc:
+            if kind != "gpu":
+                raise
+            log.warning("job %s: GPU failed (%s); re-running on CPU", spec.job_id, exc.reason)
+            reason = f"GPU failed: {exc.reason}"
+            execution = await self._run_kind("cpu", replace(spec, device="cpu"), voxels,
+                                              out_shape, out_dtype)
+        execution.fallback_reason = reason
+        return execution
+
+    async def _run_kind(self, kind, spec, voxels, out_shape, out_dtype) -> Execution:
+        spec = replace(spec, device=kind)
+        nbytes = voxels * 4
+        if kind == "cpu" and out_shape is not None and nbytes > self.config.split_bytes:
+            split = await self._run_split(spec, voxels, out_shape, out_dtype)
+            if split is not None:
+                return split
+        if nbytes <= self.config.batch_bytes:
+            result = await self._batchers[kind].run(spec)
+        else:
+            [result] = await self._await([self.submit(run_task, spec, kind=kind,
+                                                      key=f"job-{spec.job_id}")])
+        return Execution(result, workers=(result.worker,))
+
+    def _slab_count(self, voxels: int) -> int:
+        view = self._view or WorkerView()
+        workers = max(1, len(view.cpu) or len(view.gpu))
+        limits = [m for a, m in view.memory_limit.items() if a in view.cpu and m]
+        need = voxels * BYTES_PER_VOXEL
+        by_memory = math.ceil(need / (0.5 * min(limits))) if limits else 1
+        by_size = math.ceil(voxels * 4 / self.config.split_bytes)
+        return max(workers, by_memory, by_size)
+
+    async def _run_split(self, spec: TaskSpec, voxels, out_shape, out_dtype) -> Execution | None:
+        shape = spec.inputs[0].shape
+        plan = plan_split(spec.ops, shape, self._slab_count(voxels))
+        if plan is None:
+            return None
+        inputs = list(spec.inputs)
+        decode = [i for i, s in enumerate(inputs) if s.encoding != "raw"]
+        if decode:
+            futures = [self.submit(materialize, inputs[i], f"{spec.out_path}.in{i}.raw",
+                                   kind="cpu", key=f"job-{spec.job_id}-decode{i}")
+                       for i in decode]
+            for i, decoded in zip(decode, await self._await(futures)):
+                inputs[i] = decoded
+        dicom_out = spec.output_format != "raw"
+        raw_path = spec.out_path + ".raw" if dicom_out else spec.out_path
+        itemsize = wire.DTYPES[wire.dtype_to_proto(out_dtype)].itemsize
+        with open(raw_path, "wb") as f:
+            f.truncate(math.prod(out_shape) * itemsize)
+        slab_spec = replace(spec, inputs=tuple(inputs), out_path=raw_path, output_format="raw",
+                            out_shape=tuple(out_shape))
+        futures = [self.submit(run_task, replace(slab_spec, region=r), kind="cpu",
+                               key=f"job-{spec.job_id}-slab{k}")
+                   for k, r in enumerate(plan.regions)]
+        try:
+            parts = await self._await(futures, self.progress_hooks.get(spec.job_id))
+        finally:
+            for i in decode:
+                if os.path.exists(inputs[i].path):
+                    os.unlink(inputs[i].path)
+        if dicom_out:
+            [merged] = await self._await([self.submit(
+                encode_dicom, spec, tuple(out_shape), parts[0].dtype, kind="cpu",
+                key=f"job-{spec.job_id}-encode")])
+        else:
+            crc = await asyncio.to_thread(_file_crc, raw_path)
+            merged = replace(parts[0], out_path=raw_path, shape=tuple(out_shape),
+                             nbytes=math.prod(out_shape) * itemsize, crc32=crc,
+                             file_sizes=())
+        gpu = [p.gpu_seconds for p in parts if p.gpu_seconds is not None]
+        merged = replace(
+            merged, started_at=min(p.started_at for p in parts),
+            finished_at=max(p.finished_at for p in parts),
+            compute_seconds=sum(p.compute_seconds for p in parts),
+            backend=parts[0].backend, device=parts[0].device, worker=parts[0].worker,
+            gpu_seconds=sum(gpu) if gpu else None)
+        workers = tuple(dict.fromkeys(p.worker for p in parts))
+        return Execution(merged, slabs=len(parts), workers=workers)
+
+
+def _file_crc(path: str) -> int:
+    crc = 0
+    with open(path, "rb") as f:
+        while block := f.read(1 << 22):
+            crc = wire.crc32(block, crc)
+    return crc

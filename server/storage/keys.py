@@ -1,0 +1,147 @@
+"""Subscribers' API keys, stored hashed in the catalog.
+
+A key reads ``mc_<key id>_<secret>``. Only the SHA-256 of the secret is stored
+(the secret has 256 bits of entropy, so a slow hash adds nothing); a presented key
+is looked up by its id and its hash compared in constant time. Keys are read from
+the database on every call, so a revocation takes effect at once, also on other
+servers sharing the data directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import time
+from dataclasses import dataclass
+
+from medcompute.server.errors import InvalidArgument, NotFound
+from medcompute.server.storage.db import Database
+
+__all__ = ["ROLES", "KeyInfo", "KeyStore", "parse_roles", "check_subscriber"]
+
+ROLES = ("process", "store", "receive", "admin")
+_KEY = re.compile(r"^mc_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
+_SUBSCRIBER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS api_keys (
+    key_id TEXT PRIMARY KEY,
+    subscriber TEXT NOT NULL,
+    roles TEXT NOT NULL,
+    secret_sha256 TEXT NOT NULL,
+    certificate_sha256 TEXT NOT NULL DEFAULT '',
+    created_at REAL NOT NULL,
+    revoked_at REAL
+);
+CREATE INDEX IF NOT EXISTS api_keys_subscriber ON api_keys (subscriber);
+"""
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    key_id: str
+    subscriber: str
+    roles: tuple[str, ...]
+    created_at: float
+    revoked_at: float | None = None
+    certificate_sha256: str = ""
+
+    @property
+    def valid(self) -> bool:
+        return self.revoked_at is None
+
+
+def parse_roles(roles, field: str = "roles") -> tuple[str, ...]:
+    """Roles from a list or a comma-separated string; InvalidArgument for unknown ones."""
+    if isinstance(roles, str):
+        roles = roles.split(",")
+    out = tuple(dict.fromkeys(r.strip() for r in roles if r.strip()))
+    unknown = [r for r in out if r not in ROLES]
+    if unknown or not out:
+        raise InvalidArgument(f"expected one or more of {', '.join(ROLES)}, got "
+                              f"{', '.join(unknown) or 'none'}", field)
+    return out
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _info(row) -> KeyInfo:
+    key_id, subscriber, roles, cert, created, revoked = row
+    return KeyInfo(key_id, subscriber, tuple(roles.split(",")), created, revoked, cert)
+
+
+_COLUMNS = "key_id, subscriber, roles, certificate_sha256, created_at, revoked_at"
+
+
+def check_subscriber(name: str, field: str = "subscriber") -> str:
+    """``name`` if it is a valid subscriber name, else InvalidArgument."""
+    if not _SUBSCRIBER.match(name or ""):
+        raise InvalidArgument("expected 1 to 64 letters, digits or . _ @ -, starting with "
+                              "a letter or digit", field)
+    return name
+
+
+class KeyStore(Database):
+    SCHEMA = _SCHEMA
+
+    def create(self, subscriber: str, roles, certificate_sha256: str = "") -> tuple[KeyInfo, str]:
+        """A new key; returns its record and the token, which is never stored."""
+        check_subscriber(subscriber)
+        roles = parse_roles(roles)
+        cert = certificate_sha256.lower().replace(":", "")
+        if cert and not re.fullmatch(r"[0-9a-f]{64}", cert):
+            raise InvalidArgument("expected the SHA-256 of a certificate, 64 hex digits",
+                                  "certificate_sha256")
+        key_id = secrets.token_hex(6)
+        secret = secrets.token_urlsafe(32)
+        info = KeyInfo(key_id, subscriber, roles, time.time(), None, cert)
+        self._run(self._db.execute,
+                  "INSERT INTO api_keys (key_id, subscriber, roles, secret_sha256,"
+                  " certificate_sha256, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+                  (key_id, subscriber, ",".join(roles), _digest(secret), cert, info.created_at))
+        return info, f"mc_{key_id}_{secret}"
+
+    def _lookup(self, key_id: str):
+        return self._db.execute(f"SELECT {_COLUMNS}, secret_sha256 FROM api_keys WHERE key_id = ?",
+                                (key_id,)).fetchone()
+
+    async def verify(self, token: str) -> KeyInfo | None:
+        """The key a token belongs to, if it is well-formed, known, matching and not revoked."""
+        m = _KEY.match(token or "")
+        if m is None:
+            return None
+        row = await self._call(self._lookup, m.group(1))
+        if row is None:
+            # Compare anyway, so that an unknown id takes as long as a wrong secret.
+            hmac.compare_digest(_digest(m.group(2)), _digest(""))
+            return None
+        if not hmac.compare_digest(_digest(m.group(2)), row[6]):
+            return None
+        info = _info(row[:6])
+        return info if info.valid else None
+
+    def list(self, subscriber: str = "") -> list[KeyInfo]:
+        where, args = ("WHERE subscriber = ?", (subscriber,)) if subscriber else ("", ())
+        rows = self._run(lambda: self._db.execute(
+            f"SELECT {_COLUMNS} FROM api_keys {where} ORDER BY created_at", args).fetchall())
+        return [_info(r) for r in rows]
+
+    def revoke(self, key_id: str) -> KeyInfo:
+        def revoke():
+            self._db.execute("UPDATE api_keys SET revoked_at = ? WHERE key_id = ? AND"
+                             " revoked_at IS NULL", (time.time(), key_id))
+            return self._lookup(key_id)
+
+        row = self._run(self._transaction, revoke)
+        if row is None:
+            raise NotFound(f"no key with id {key_id!r}", "key_id")
+        return _info(row[:6])
+
+    def any(self) -> bool:
+        """Whether any key was ever created (then every call must present one)."""
+        return self._run(lambda: self._db.execute(
+            "SELECT 1 FROM api_keys LIMIT 1").fetchone()) is not None

@@ -1,0 +1,120 @@
+"""What a Dask worker runs for the image store: decode and compress, keep a result, render.
+
+The server passes paths in the data directory (a shared filesystem in a multi-node
+deployment); the worker reads and writes the blob files itself and returns only
+small facts (digests, sizes, UIDs), so voxels never pass through the scheduler.
+Each function writes temporary blob files and syncs them; the server installs them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from medcompute.server.errors import InvalidArgument
+from medcompute.server.storage.blobs import BlobWriter, VoxelWriter, read_voxels
+
+__all__ = ["Written", "ingest_dicom", "keep_result", "render_preview", "dicom_parts"]
+
+
+@dataclass(frozen=True)
+class Written:
+    """A synced temporary blob file, ready to install."""
+
+    tmp: str
+    digest: str
+    size: int
+    shape: tuple[int, ...] = ()
+    dtype: str = ""
+    crc32: int = 0
+    file_sizes: tuple[int, ...] = ()
+
+
+def dicom_parts(path: str, file_sizes, offset: int = 0) -> list[memoryview]:
+    with open(path, "rb") as f:
+        f.seek(offset)
+        blob = memoryview(f.read(sum(file_sizes)))
+    parts, at = [], 0
+    for size in file_sizes:
+        parts.append(blob[at:at + size])
+        at += size
+    return parts
+
+
+def _write_voxels(array: np.ndarray, tmp: str) -> Written:
+    with VoxelWriter(tmp, array.shape, array.dtype) as w:
+        w.add_array(array)
+        digest, size = w.finish()
+    return Written(tmp, digest, size, tuple(array.shape), w.dtype.str, w.crc32)
+
+
+def _write_files(files, tmp: str) -> Written:
+    with BlobWriter(tmp, crc=True) as w:
+        for blob in files:
+            w.write(blob)
+        digest, size = w.finish()
+    return Written(tmp, digest, size, crc32=w.crc32, file_sizes=tuple(len(b) for b in files))
+
+
+def ingest_dicom(path: str, file_sizes, voxels_tmp: str, *, max_voxels: int,
+                 field: str = "header.image") -> Written:
+    """Decode registered DICOM files (rescaled, in slice order) into a voxel blob."""
+    from medcompute.server.dicom import read as dicom
+    from medcompute.server.worker.tasks import request_field
+
+    try:
+        array, _ = dicom.decode(dicom_parts(path, file_sizes), max_voxels=max_voxels)
+    except InvalidArgument as exc:
+        raise InvalidArgument(exc.message, request_field(exc.field, field)) from None
+    return _write_voxels(array, voxels_tmp)
+
+
+def _metadata(parts) -> dict:
+    from medcompute.server.dicom import read as dicom
+    from medcompute.server.dicom.meta import describe
+
+    with dicom.quiet_pydicom():   # pydicom's warnings would quote element values
+        volume = dicom.load(parts, max_voxels=dicom.MAX_VOXELS, field="input.dicom")
+        return describe(volume.datasets, volume.info.order)
+
+
+def keep_result(out_path: str, output_format: str, shape, dtype: str, file_sizes,
+                source: tuple | None, spacing, description: str, voxels_tmp: str,
+                dicom_tmp: str) -> dict:
+    """Turn a job's result file into blobs: the voxels, and DICOM files where the source
+    was DICOM (the result's own files when it was DICOM output, else a derived series).
+
+    ``source`` is (path, file_sizes, offset) of the source's DICOM files, or None.
+    With DICOM output the voxels are read back from the derived files (16-bit, with
+    their rescale). Returns the written blobs and the derived files' metadata.
+    """
+    from medcompute.server.dicom import read as dicom
+
+    out: dict = {"voxels": None, "dicom": None, "metadata": {}, "source_metadata": {}}
+    if output_format == "raw":
+        array = np.fromfile(out_path, dtype=np.dtype(dtype)).reshape(tuple(shape))
+        out["voxels"] = _write_voxels(array, voxels_tmp)
+        if source is not None:
+            parts = dicom_parts(*source)
+            files = dicom.write_derived(parts, array, spacing=spacing, description=description,
+                                        single_file=False)
+            out["dicom"] = _write_files(files, dicom_tmp)
+            out["source_metadata"] = _metadata(parts)
+            out["metadata"] = _metadata(files)
+        return out
+    parts = dicom_parts(out_path, file_sizes)
+    out["dicom"] = _write_files([bytes(p) for p in parts], dicom_tmp)
+    array, _ = dicom.decode(parts)
+    out["voxels"] = _write_voxels(array, voxels_tmp)
+    out["metadata"] = _metadata(parts)
+    if source is not None:
+        out["source_metadata"] = _metadata(dicom_parts(*source))
+    return out
+
+
+def render_preview(voxels_path: str, options: dict):
+    """The PNG preview of a voxel blob (see ``preview.render`` for ``options``)."""
+    from medcompute.server.worker.preview import render
+
+    return render(read_voxels(voxels_path), **options)

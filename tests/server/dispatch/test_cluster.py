@@ -1,0 +1,33 @@
+"""Worker specs of the embedded cluster: GPU workers pinned and declaring GPU=1."""
+
+from medcompute.server.dispatch.cluster import GpuInfo, detect_gpus, worker_specs
+from medcompute.server.worker import fakegpu
+
+
+def test_cpu_and_gpu_worker_specs():
+    gpus = [GpuInfo(0, "A", 1 << 34), GpuInfo(3, "B", 1 << 34)]
+    specs = worker_specs(cpu_workers=2, gpus=gpus, memory_limit="2GiB")
+    assert sorted(specs) == ["cpu-0", "cpu-1", "gpu-0", "gpu-3"]
+    for name in ("cpu-0", "cpu-1"):
+        options = specs[name]["options"]
+        assert "resources" not in options and "env" not in options
+        assert options["host"] == "127.0.0.1" and options["memory_limit"] == "2GiB"
+    gpu3 = specs["gpu-3"]["options"]
+    assert gpu3["resources"] == {"GPU": 1}
+    assert gpu3["env"]["CUDA_VISIBLE_DEVICES"] == "3"
+    assert gpu3["env"]["MEDCOMPUTE_GPU_BACKEND"] == "cupy"
+    assert all(s["options"]["nthreads"] == 1 for s in specs.values())
+
+
+def test_fake_gpu_workers_are_named_as_such():
+    specs = worker_specs(cpu_workers=1, gpus=[], fake_gpu_workers=1, fake_gpu_memory=123,
+                         fake_gpu_control="/tmp/ctl.json")
+    fake = specs["fake-gpu-0"]["options"]
+    assert fake["resources"] == {"GPU": 1}
+    assert fake["env"] == {"MEDCOMPUTE_GPU_BACKEND": "fake", fakegpu.MEMORY_ENV: "123",
+                           fakegpu.CONTROL_ENV: "/tmp/ctl.json"}
+
+
+def test_detect_gpus_returns_a_list_here_or_anywhere():
+    gpus = detect_gpus()
+    assert all(isinstance(g, GpuInfo) and g.memory > 0 for g in gpus)

@@ -1,0 +1,78 @@
+"""The SQLite catalog: durable settings, one usage record per job, survives a reopen."""
+
+import asyncio
+import sqlite3
+
+import pytest
+
+from medcompute.server.jobs import states as jobs
+from medcompute.server.jobs.catalog import Catalog
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def _run(coro):
+    return asyncio.run(coro)
+
+
+def _finished(job_id="j1"):
+    job = jobs.new_job(subscriber="local", operations=["gaussian"], inputs=["inline:8"],
+                       device="cpu", created_at=10.0, job_id=job_id)
+    job = jobs.apply(job, jobs.InputsReceived(11.0))
+    job = jobs.apply(job, jobs.Started(12.0, "tcp://w"))
+    return job, jobs.apply(job, jobs.Succeeded(13.0))
+
+
+def test_wal_and_full_sync(tmp_path):
+    catalog = Catalog(tmp_path)
+    try:
+        assert catalog._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert catalog._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    finally:
+        catalog.close()
+
+
+def test_exactly_one_usage_record_per_job(tmp_path):
+    catalog = Catalog(tmp_path)
+    running, done = _finished()
+    try:
+        _run(catalog.put_job(running))
+        _run(catalog.finish_job(done, {"job_id": "j1", "compute_seconds": 1.0}))
+        # A second finish (a retried task reporting again) does not add or replace a record.
+        _run(catalog.finish_job(done, {"job_id": "j1", "compute_seconds": 9.0}))
+        records = _run(catalog.usage_for("j1"))
+        assert records == [{"job_id": "j1", "compute_seconds": 1.0}]
+    finally:
+        catalog.close()
+
+
+def test_jobs_survive_a_reopen(tmp_path):
+    catalog = Catalog(tmp_path)
+    running, done = _finished()
+    _run(catalog.put_job(running))
+    catalog.close()
+    again = Catalog(tmp_path)
+    try:
+        assert _run(again.get_job("j1")) == running
+        assert [j.id for j in _run(again.unfinished_jobs())] == ["j1"]
+        _run(again.finish_job(done, None))
+        assert _run(again.get_job("j1")).state is jobs.State.SUCCEEDED
+        assert _run(again.unfinished_jobs()) == []
+        assert _run(again.get_job("nope")) is None
+    finally:
+        again.close()
+
+
+def test_a_failed_transaction_leaves_nothing_half_written(tmp_path):
+    catalog = Catalog(tmp_path)
+    running, done = _finished()
+    try:
+        _run(catalog.put_job(running))
+        with pytest.raises(TypeError):
+            _run(catalog.finish_job(done, {"unserialisable": object()}))
+        assert _run(catalog.get_job("j1")).state is jobs.State.RUNNING
+        assert _run(catalog.usage_for("j1")) == []
+    finally:
+        catalog.close()
+    with sqlite3.connect(tmp_path / Catalog.FILENAME) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
