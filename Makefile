@@ -12,7 +12,7 @@ TOOLS   ?= .tools
 NPM_PACKAGES := @bufbuild/buf@1.75.0 @grpc/grpc-js@1.14.7 @grpc/proto-loader@0.8.1
 BUF     = $(abspath $(TOOLS))/node_modules/.bin/buf
 
-.PHONY: run test fuzz proto bench bench-quick clean tools lint-proto breaking-image peers
+.PHONY: run test fuzz proto bench bench-quick clean tools lint-proto breaking-image peers imports
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -59,9 +59,18 @@ breaking-image: $(TOOLS)/.installed
 peers:
 	.ci/install-peers
 
+## imports: check the house plan's import contracts (pyproject.toml [tool.importlinter]).
+## import-linter reads packages from folders named as they import, so build/imports holds
+## medcompute/{server,client,kernels,proto} as links to the top-level folders.
+imports: $(VENV)/.installed-test
+	rm -rf build/imports && mkdir -p build/imports/medcompute
+	touch build/imports/medcompute/__init__.py
+	for d in server client kernels proto; do ln -s $(CURDIR)/$$d build/imports/medcompute/$$d; done
+	PYTHONPATH=build/imports $(VENV)/bin/lint-imports --no-cache
+
 ## test: set up .venv with the test extras, the tools and the DICOM peers, lint the protos,
-## run the whole suite
-test: $(VENV)/.installed-test $(TOOLS)/.installed peers lint-proto
+## check the import contracts, run the whole suite
+test: $(VENV)/.installed-test $(TOOLS)/.installed peers lint-proto imports
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 ## fuzz: the property-based fuzz tests with thousands of examples each (make test runs a few dozen)
