@@ -51,7 +51,6 @@ from medcompute.server.api.status import UndecodableRequests
 from medcompute.server.api.store import StoreServicer
 from medcompute.server.api.studies import StudyServicer
 from medcompute.server.api.tiers import TierServicer
-from medcompute.server.api.transport import Spool
 from medcompute.server.billing.service import BillingService
 from medcompute.server.billing.tariff import TariffError, load_tariff
 from medcompute.server.config import ServerConfig
@@ -71,6 +70,7 @@ from medcompute.server.monitoring.metrics import Metrics
 from medcompute.server.storage.audit import AuditLog
 from medcompute.server.storage.keys import KeyStore
 from medcompute.server.storage.space import FreeSpaceReserve
+from medcompute.server.storage.spool import Spool
 from medcompute.server.store.admin import maintain
 from medcompute.server.store.images import ImageStore
 

@@ -21,11 +21,12 @@ from dataclasses import dataclass
 from google.protobuf.message import DecodeError
 
 from medcompute.proto.v1 import processing_pb2
-from medcompute.server.api.transport import NOT_PROTOBUF, ImageWriter
+from medcompute.server.api.transport import NOT_PROTOBUF
 from medcompute.server.errors import InvalidArgument, MedcomputeError, ResourceExhausted
 from medcompute.server.jobs import derived
 from medcompute.server.jobs import states as jobs
 from medcompute.server.jobs.process import Outcome, ProcessingService, Request
+from medcompute.server.storage.spool import ImageWriter
 
 __all__ = ["BatchProcessing", "Item", "MAX_ITEMS", "batch_field", "chunk_item"]
 

@@ -22,13 +22,13 @@ from pathlib import Path
 import numpy as np
 
 from medcompute.proto.v1 import image_pb2
-from medcompute.server.api.transport import ExpectedImage
 from medcompute.server.errors import FailedPrecondition, MedcomputeError, Unavailable
 from medcompute.server.jobs import states as jobs
 from medcompute.server.jobs.metering import usage_record
 from medcompute.server.jobs.operations import Geometry, resolve_pipeline
 from medcompute.server.storage import blobs as blobfiles
 from medcompute.server.storage.images import BlobRef, ImageRecord
+from medcompute.server.storage.spool import ExpectedImage
 from medcompute.server.store.images import ImageStore, new_image_id
 from medcompute.server.worker.store_tasks import keep_result
 from medcompute.server.worker.tasks import InputSpec, TaskResult

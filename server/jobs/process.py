@@ -21,8 +21,6 @@ from medcompute.proto import wire
 from medcompute.proto.v1 import image_pb2, processing_pb2
 from medcompute.server.api.guard import job_audit
 from medcompute.server.api.transport import (
-    ExpectedImage,
-    Spool,
     expect_image,
     receive_images,
     receive_in_memory,
@@ -41,6 +39,7 @@ from medcompute.server.jobs.catalog import Catalog
 from medcompute.server.jobs.metering import usage_record
 from medcompute.server.jobs.operations import Geometry, ResolvedOp, resolve_pipeline
 from medcompute.server.storage.space import FreeSpaceReserve, storage_fault
+from medcompute.server.storage.spool import ExpectedImage, Spool
 from medcompute.server.worker.tasks import InputSpec, TaskResult, TaskSpec, request_field
 
 __all__ = ["ProcessingService", "Outcome", "Request", "Staged"]

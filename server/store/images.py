@@ -30,7 +30,7 @@ import numpy as np
 
 from medcompute.proto import wire
 from medcompute.proto.v1 import image_pb2
-from medcompute.server.api.transport import ExpectedImage, expect_image
+from medcompute.server.api.transport import expect_image
 from medcompute.server.config import ServerConfig
 from medcompute.server.dicom.meta import check_uid, normalise_date
 from medcompute.server.errors import (
@@ -51,6 +51,7 @@ from medcompute.server.storage.images import (
     decode_token,
 )
 from medcompute.server.storage.space import FreeSpaceReserve
+from medcompute.server.storage.spool import ExpectedImage
 from medcompute.server.storage.studies import StatusRules, StudyStatuses
 from medcompute.server.store.blob_streams import file_chunks, prefetched, voxel_payloads
 from medcompute.server.store.stages import ThreadStage
