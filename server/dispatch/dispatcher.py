@@ -21,13 +21,20 @@ import os
 import time
 import uuid
 from collections import deque
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 import dask
 
 from medcompute.proto import wire
 from medcompute.server.config import ServerConfig
-from medcompute.server.errors import FailedPrecondition, Internal, Unavailable
+from medcompute.server.dispatch.placement import (
+    WorkerView,
+    place,
+    require_gpu,
+    route,
+    slab_count,
+)
+from medcompute.server.errors import Internal, Unavailable
 from medcompute.server.storage.space import storage_fault
 from medcompute.server.worker.slabs import plan_split
 from medcompute.server.worker.tasks import (
@@ -47,19 +54,7 @@ __all__ = ["Dispatcher", "Execution", "WorkerView"]
 
 log = logging.getLogger(__name__)
 
-#: Bytes of working memory per voxel a job needs on a device (input, result, temporaries).
-BYTES_PER_VOXEL = 16
 VIEW_TTL = 1.0
-
-
-@dataclass(frozen=True)
-class WorkerView:
-    """The cluster's workers by kind, as the scheduler reports them."""
-
-    cpu: tuple[str, ...] = ()
-    gpu: tuple[str, ...] = ()
-    memory_limit: dict = field(default_factory=dict)
-    gpu_memory: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -428,25 +423,7 @@ class Dispatcher:
 
     async def check_gpu(self, *, allow_fallback: bool) -> None:
         """FAILED_PRECONDITION when a GPU is required and the cluster has none."""
-        if not allow_fallback and not (await self.view()).gpu:
-            raise FailedPrecondition(
-                "device=gpu was asked for but this cluster has no GPU worker; use device=auto "
-                "or device=cpu, or allow fallback to CPU", "header.device")
-
-    async def _place(self, device: str, allow_fallback: bool, voxels: int) -> tuple[str, str]:
-        view = await self.view()
-        if device == "cpu":
-            return "cpu", ""
-        if not view.gpu:
-            if device == "gpu":
-                await self.check_gpu(allow_fallback=allow_fallback)
-                return "cpu", "no GPU worker in the cluster"
-            return "cpu", ""
-        if device == "auto":
-            need = voxels * BYTES_PER_VOXEL
-            if need > max(view.gpu_memory.values(), default=0):
-                return "cpu", ""
-        return "gpu", ""
+        require_gpu(await self.view(), allow_fallback=allow_fallback)
 
     async def run(self, spec: TaskSpec, *, device: str = "auto", allow_fallback: bool = False,
                   voxels: int = 0, out_shape: tuple[int, ...] | None = None,
@@ -454,7 +431,8 @@ class Dispatcher:
         """Run one job where it fits; on a GPU failure, again on CPU."""
         if self.client is None:
             raise Unavailable("the Dask cluster is not started")
-        kind, reason = await self._place(device, allow_fallback, voxels)
+        kind, reason = place(await self.view(), device, allow_fallback=allow_fallback,
+                             voxels=voxels)
         try:
             execution = await self._run_kind(kind, spec, voxels, out_shape, out_dtype)
         except GpuFailure as exc:
@@ -469,30 +447,25 @@ class Dispatcher:
 
     async def _run_kind(self, kind, spec, voxels, out_shape, out_dtype) -> Execution:
         spec = replace(spec, device=kind)
-        nbytes = voxels * 4
-        if kind == "cpu" and out_shape is not None and nbytes > self.config.split_bytes:
+        how = route(kind, voxels, splittable=out_shape is not None,
+                    split_bytes=self.config.split_bytes, batch_bytes=self.config.batch_bytes)
+        if how == "split":
             split = await self._run_split(spec, voxels, out_shape, out_dtype)
             if split is not None:
                 return split
-        if nbytes <= self.config.batch_bytes:
+            how = route(kind, voxels, splittable=False, split_bytes=self.config.split_bytes,
+                        batch_bytes=self.config.batch_bytes)
+        if how == "batch":
             result = await self._batchers[kind].run(spec)
         else:
             [result] = await self._await([self.submit(run_task, spec, kind=kind,
                                                       key=f"job-{spec.job_id}")])
         return Execution(result, workers=(result.worker,))
 
-    def _slab_count(self, voxels: int) -> int:
-        view = self._view or WorkerView()
-        workers = max(1, len(view.cpu) or len(view.gpu))
-        limits = [m for a, m in view.memory_limit.items() if a in view.cpu and m]
-        need = voxels * BYTES_PER_VOXEL
-        by_memory = math.ceil(need / (0.5 * min(limits))) if limits else 1
-        by_size = math.ceil(voxels * 4 / self.config.split_bytes)
-        return max(workers, by_memory, by_size)
-
     async def _run_split(self, spec: TaskSpec, voxels, out_shape, out_dtype) -> Execution | None:
         shape = spec.inputs[0].shape
-        plan = plan_split(spec.ops, shape, self._slab_count(voxels))
+        plan = plan_split(spec.ops, shape, slab_count(self._view or WorkerView(), voxels,
+                                                      split_bytes=self.config.split_bytes))
         if plan is None:
             return None
         inputs = list(spec.inputs)

@@ -1,0 +1,80 @@
+"""Placement decisions, apart from the Dask calls that carry them out: which kind of
+worker a job runs on, how many slabs a large volume is cut into, and whether a job goes
+in a batch, as a task of its own, or in slabs. Pure functions of the cluster's view and
+the job's size, unit-tested without a cluster."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from medcompute.server.errors import FailedPrecondition
+
+__all__ = ["BYTES_PER_VOXEL", "WorkerView", "place", "require_gpu", "route", "slab_count"]
+
+#: Bytes of working memory per voxel a job needs on a device (input, result, temporaries).
+BYTES_PER_VOXEL = 16
+
+
+@dataclass(frozen=True)
+class WorkerView:
+    """The cluster's workers by kind, as the scheduler reports them."""
+
+    cpu: tuple[str, ...] = ()
+    gpu: tuple[str, ...] = ()
+    memory_limit: dict = field(default_factory=dict)
+    gpu_memory: dict = field(default_factory=dict)
+
+
+def require_gpu(view: WorkerView, *, allow_fallback: bool) -> None:
+    """FAILED_PRECONDITION when a GPU is required and the cluster has none."""
+    if not allow_fallback and not view.gpu:
+        raise FailedPrecondition(
+            "device=gpu was asked for but this cluster has no GPU worker; use device=auto "
+            "or device=cpu, or allow fallback to CPU", "header.device")
+
+
+def place(view: WorkerView, device: str, *, allow_fallback: bool,
+          voxels: int) -> tuple[str, str]:
+    """(kind, fallback reason) for a job asking for ``device`` (auto, gpu or cpu).
+
+    ``auto`` takes a GPU worker when one exists and the job's working memory fits the
+    largest GPU; ``gpu`` on a cluster without one runs on CPU with the reason when the
+    caller allowed fallback, and is refused otherwise."""
+    if device == "cpu":
+        return "cpu", ""
+    if not view.gpu:
+        if device == "gpu":
+            require_gpu(view, allow_fallback=allow_fallback)
+            return "cpu", "no GPU worker in the cluster"
+        return "cpu", ""
+    if device == "auto":
+        need = voxels * BYTES_PER_VOXEL
+        if need > max(view.gpu_memory.values(), default=0):
+            return "cpu", ""
+    return "gpu", ""
+
+
+def slab_count(view: WorkerView, voxels: int, *, split_bytes: int) -> int:
+    """Slabs for a volume of ``voxels``: at least one per CPU worker (else per GPU
+    worker), enough that each slab's working memory is under half the smallest CPU
+    worker's memory limit, and enough that none holds more than ``split_bytes`` of
+    float32."""
+    workers = max(1, len(view.cpu) or len(view.gpu))
+    limits = [m for a, m in view.memory_limit.items() if a in view.cpu and m]
+    need = voxels * BYTES_PER_VOXEL
+    by_memory = math.ceil(need / (0.5 * min(limits))) if limits else 1
+    by_size = math.ceil(voxels * 4 / split_bytes)
+    return max(workers, by_memory, by_size)
+
+
+def route(kind: str, voxels: int, *, splittable: bool, split_bytes: int,
+          batch_bytes: int) -> str:
+    """How a job of ``voxels`` (float32 work) goes to its workers: "split" (CPU jobs over
+    ``split_bytes`` whose output shape is known; the slab planner may still decline),
+    "batch" (up to ``batch_bytes``: coalesced with other small jobs), or "task" (a task
+    of its own)."""
+    nbytes = voxels * 4
+    if kind == "cpu" and splittable and nbytes > split_bytes:
+        return "split"
+    return "batch" if nbytes <= batch_bytes else "task"

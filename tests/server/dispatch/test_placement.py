@@ -1,0 +1,75 @@
+"""Placement decisions without a cluster: worker kind, slab count, batch/task/split."""
+
+import pytest
+
+from medcompute.server.dispatch.placement import (
+    BYTES_PER_VOXEL,
+    WorkerView,
+    place,
+    route,
+    slab_count,
+)
+from medcompute.server.errors import FailedPrecondition
+
+GIB = 1 << 30
+CPU_ONLY = WorkerView(cpu=("tcp://c1", "tcp://c2"), memory_limit={"tcp://c1": 4 * GIB,
+                                                                  "tcp://c2": 4 * GIB})
+WITH_GPU = WorkerView(cpu=("tcp://c1",), gpu=("tcp://g1",),
+                      memory_limit={"tcp://c1": 4 * GIB, "tcp://g1": 8 * GIB},
+                      gpu_memory={"tcp://g1": 1 * GIB})
+
+
+@pytest.mark.parametrize("view", [CPU_ONLY, WITH_GPU])
+def test_cpu_asked_is_cpu_everywhere(view):
+    assert place(view, "cpu", allow_fallback=False, voxels=10) == ("cpu", "")
+
+
+def test_auto_takes_the_gpu_when_the_job_fits_its_memory():
+    fits = GIB // BYTES_PER_VOXEL
+    assert place(WITH_GPU, "auto", allow_fallback=False, voxels=fits) == ("gpu", "")
+    assert place(WITH_GPU, "auto", allow_fallback=False, voxels=fits + 1) == ("cpu", "")
+
+
+def test_auto_without_a_gpu_is_cpu_without_a_fallback_reason():
+    assert place(CPU_ONLY, "auto", allow_fallback=False, voxels=10) == ("cpu", "")
+
+
+def test_gpu_asked_is_the_gpu_even_when_the_job_is_large():
+    # An explicit device=gpu is not second-guessed by the memory estimate.
+    assert place(WITH_GPU, "gpu", allow_fallback=False, voxels=10 * GIB) == ("gpu", "")
+
+
+def test_gpu_asked_without_a_gpu_falls_back_only_when_allowed():
+    assert place(CPU_ONLY, "gpu", allow_fallback=True, voxels=10) == (
+        "cpu", "no GPU worker in the cluster")
+    with pytest.raises(FailedPrecondition) as err:
+        place(CPU_ONLY, "gpu", allow_fallback=False, voxels=10)
+    assert err.value.field == "header.device"
+    assert "no GPU worker" in err.value.message
+
+
+def test_slabs_are_at_least_one_per_cpu_worker():
+    assert slab_count(CPU_ONLY, 1000, split_bytes=1 << 40) == 2
+    assert slab_count(WorkerView(), 1000, split_bytes=1 << 40) == 1
+    # Only GPU workers: one slab per GPU worker.
+    assert slab_count(WorkerView(gpu=("a", "b", "c")), 1000, split_bytes=1 << 40) == 3
+
+
+def test_slabs_keep_each_under_half_the_smallest_workers_memory():
+    view = WorkerView(cpu=("a", "b"), memory_limit={"a": 4 * GIB, "b": 1 * GIB})
+    voxels = 3 * GIB // BYTES_PER_VOXEL          # 3 GiB of working memory
+    assert slab_count(view, voxels, split_bytes=1 << 40) == 6  # 3 GiB / 0.5 GiB
+
+
+def test_slabs_keep_each_under_the_split_size():
+    voxels = 100 << 20                           # 400 MiB of float32
+    assert slab_count(CPU_ONLY, voxels, split_bytes=64 << 20) == 7
+
+
+def test_route_by_size_and_kind():
+    kw = {"split_bytes": 64 << 20, "batch_bytes": 4 << 20}
+    assert route("cpu", 1 << 20, splittable=True, **kw) == "batch"      # 4 MiB: batched
+    assert route("cpu", (1 << 20) + 1, splittable=True, **kw) == "task"
+    assert route("cpu", (16 << 20) + 1, splittable=True, **kw) == "split"
+    assert route("cpu", (16 << 20) + 1, splittable=False, **kw) == "task"
+    assert route("gpu", (16 << 20) + 1, splittable=True, **kw) == "task"  # GPU jobs whole
