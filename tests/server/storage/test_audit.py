@@ -1,0 +1,60 @@
+"""The audit table (storage/audit.py): entries on disk when recorded, listed by filter."""
+
+import asyncio
+
+from medcompute.server.storage.audit import PAGE_MAX, AuditLog
+from medcompute.server.storage.db import Database
+
+
+def _fill(log, rows):
+    async def scenario():
+        for subscriber, action in rows:
+            await log.record(subscriber, action, "obj", "OK", "x" * 600)
+    asyncio.run(scenario())
+
+
+def test_entries_are_listed_in_order_with_filters(tmp_path):
+    log = AuditLog(tmp_path)
+    try:
+        _fill(log, [("a", "Process"), ("b", "Process"), ("a", "Store.Get"), (None, "Process")])
+        everything = log.list()
+        assert [(e.subscriber, e.action) for e in everything] == [
+            ("a", "Process"), ("b", "Process"), ("a", "Store.Get"), ("", "Process")]
+        assert all(len(e.detail) == 500 for e in everything)       # details are cut
+        assert [e.action for e in log.list(subscriber="a")] == ["Process", "Store.Get"]
+        assert [e.subscriber for e in log.list(action="Process")] == ["a", "b", ""]
+        after = log.list(after_seq=everything[1].seq)
+        assert [e.seq for e in after] == [everything[2].seq, everything[3].seq]
+        assert [e.seq for e in log.list(limit=2)] == [everything[0].seq, everything[1].seq]
+        assert log.list(since=everything[-1].at + 1) == []
+        assert len(log.list(until=everything[-1].at + 1)) == 4
+        assert log.list(until=everything[0].at) == []                # until is exclusive
+    finally:
+        log.close()
+
+
+def test_a_page_is_capped(tmp_path):
+    log = AuditLog(tmp_path)
+    try:
+        _fill(log, [("a", "Process")] * (PAGE_MAX + 5))
+        assert len(log.list(limit=10**9)) == PAGE_MAX
+        assert len(log.list(limit=0)) == 100                        # the default page
+    finally:
+        log.close()
+
+
+def test_entries_join_another_stores_commits_and_survive_reopening(tmp_path):
+    writer = Database(tmp_path)
+    log = AuditLog(tmp_path, writer=writer)
+    try:
+        _fill(log, [("a", "Process"), ("b", "Process")])
+        assert writer.commits >= 1 and writer.committed_writes == 2
+        assert log.commits == 0
+    finally:
+        log.close()
+        writer.close()
+    reopened = AuditLog(tmp_path)
+    try:
+        assert [e.subscriber for e in reopened.list()] == ["a", "b"]
+    finally:
+        reopened.close()
