@@ -61,6 +61,7 @@ from medcompute.server.dicomnet.registry import NodeRegistry
 from medcompute.server.dicomnet.routing import RuleBook
 from medcompute.server.dispatch.dispatcher import Dispatcher
 from medcompute.server.errors import FailedPrecondition
+from medcompute.server.front_ends import FrontEnds
 from medcompute.server.jobs.batch import BatchProcessing
 from medcompute.server.jobs.batch_submit import BatchSubmit
 from medcompute.server.jobs.catalog import Catalog
@@ -368,11 +369,10 @@ async def serve(config: ServerConfig, ready=None) -> None:
     start the other server processes on the same address once this one serves.
     ``ready``: an event set once serving (an extra process), instead of the printed line."""
     from medcompute.server.dispatch.allocator import keep_large_buffers
-    from medcompute.server.front_ends import FrontEnds
 
     keep_large_buffers()          # this process; the embedded workers: cluster.py
     running = await start(config)
-    extra = FrontEnds(config, running.address, running.dispatcher.scheduler_address)
+    extra = FrontEnds(config, running.address, running.dispatcher.scheduler_address, serve)
     try:
         await extra.start()
     except BaseException:
