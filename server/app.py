@@ -3,6 +3,9 @@
 :func:`start` returns a :class:`Running` with the port it bound (tests bind
 port 0); :meth:`Running.stop` stops it gracefully. :func:`serve` runs until
 SIGINT or SIGTERM.
+
+Which servicer serves which service is api/registry.py's; what the health service
+says, monitoring/health.py's.
 """
 
 from __future__ import annotations
@@ -16,41 +19,17 @@ import uuid
 from dataclasses import dataclass
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from medcompute.proto import wire
-from medcompute.proto.v1 import (
-    admin_pb2,
-    admin_pb2_grpc,
-    batch_pb2,
-    batch_pb2_grpc,
-    capacity_pb2,
-    capacity_pb2_grpc,
-    dicom_pb2,
-    dicom_pb2_grpc,
-    jobs_pb2,
-    jobs_pb2_grpc,
-    processing_pb2,
-    processing_pb2_grpc,
-    store_pb2,
-    store_pb2_grpc,
-    studies_pb2,
-    studies_pb2_grpc,
-    tiers_pb2,
-    tiers_pb2_grpc,
-)
-from medcompute.server.api import reflection
-from medcompute.server.api.admin import AdminServicer
-from medcompute.server.api.batch import BatchServicer
-from medcompute.server.api.capacity import CapacityServicer
-from medcompute.server.api.dicom import DicomServicer
 from medcompute.server.api.guard import Guard
-from medcompute.server.api.jobs import JobsServicer
-from medcompute.server.api.processing import ProcessingServicer
+from medcompute.server.api.health import publisher
+from medcompute.server.api.registry import (
+    SERVICE_NAME,
+    WORKER_SERVICES,
+    Components,
+    add_servicers,
+)
 from medcompute.server.api.status import UndecodableRequests
-from medcompute.server.api.store import StoreServicer
-from medcompute.server.api.studies import StudyServicer
-from medcompute.server.api.tiers import TierServicer
 from medcompute.server.billing.service import BillingService
 from medcompute.server.billing.tariff import TariffError, load_tariff
 from medcompute.server.config import ServerConfig
@@ -67,6 +46,7 @@ from medcompute.server.jobs.batch_submit import BatchSubmit
 from medcompute.server.jobs.catalog import Catalog
 from medcompute.server.jobs.process import ProcessingService
 from medcompute.server.jobs.runner import JobRunner
+from medcompute.server.monitoring.health import STORAGE_HEALTH_NAME, watch_health, watch_storage
 from medcompute.server.monitoring.metrics import Metrics
 from medcompute.server.storage.audit import AuditLog
 from medcompute.server.storage.keys import KeyStore
@@ -75,32 +55,13 @@ from medcompute.server.storage.spool import Spool
 from medcompute.server.store.admin import maintain
 from medcompute.server.store.images import ImageStore
 
-__all__ = ["Running", "start", "serve", "SERVICE_NAME", "check_address"]
+__all__ = ["Running", "start", "serve", "SERVICE_NAME", "STORAGE_HEALTH_NAME",
+           "check_address"]
 
 log = logging.getLogger(__name__)
 
-SERVICE_NAME = processing_pb2.DESCRIPTOR.services_by_name["ProcessingService"].full_name
-STORE_SERVICE_NAME = store_pb2.DESCRIPTOR.services_by_name["StoreService"].full_name
-ADMIN_SERVICE_NAME = admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name
-JOBS_SERVICE_NAME = jobs_pb2.DESCRIPTOR.services_by_name["JobsService"].full_name
-DICOM_SERVICE_NAME = dicom_pb2.DESCRIPTOR.services_by_name["DicomService"].full_name
-CAPACITY_SERVICE_NAME = capacity_pb2.DESCRIPTOR.services_by_name["CapacityService"].full_name
-TIER_SERVICE_NAME = tiers_pb2.DESCRIPTOR.services_by_name["TierService"].full_name
-STUDY_SERVICE_NAME = studies_pb2.DESCRIPTOR.services_by_name["StudyService"].full_name
-#: The services whose health follows the Dask workers (none: NOT_SERVING), and the
-#: server as a whole (""). The administration services (AdminService, DicomService,
-#: CapacityService, TierService, StudyService) need no worker: they are SERVING while the
-#: server runs.
-ADMINISTRATION_SERVICES = (ADMIN_SERVICE_NAME, DICOM_SERVICE_NAME, CAPACITY_SERVICE_NAME,
-                           TIER_SERVICE_NAME, STUDY_SERVICE_NAME)
-BATCH_SERVICE_NAME = batch_pb2.DESCRIPTOR.services_by_name["BatchService"].full_name
-WORKER_SERVICES = ("", SERVICE_NAME, STORE_SERVICE_NAME, JOBS_SERVICE_NAME, BATCH_SERVICE_NAME)
 #: Message size limit on both ends: a chunk plus its envelope.
 MESSAGE_LIMIT = wire.MAX_MESSAGE_BYTES + (64 << 10)
-HEALTH_INTERVAL = 1.0
-#: The health service's name for the data directory's storage: NOT_SERVING while a
-#: location is below its free-space reserve (writes refused, reads still served).
-STORAGE_HEALTH_NAME = "medcompute.storage"
 
 
 def _host(address: str) -> str:
@@ -177,7 +138,7 @@ class Running:
     address: str
     dispatcher: Dispatcher
     catalog: Catalog
-    health: health.aio.HealthServicer
+    health: object
     _watch: asyncio.Task
     store: ImageStore | None = None
     _maintain: asyncio.Task | None = None
@@ -188,7 +149,7 @@ class Running:
     metrics_port: int = 0
     billing: BillingService | None = None
     dicom: DicomNode | None = None
-    dicom_servicer: DicomServicer | None = None
+    dicom_servicer: object = None
 
     @property
     def dicom_port(self) -> int:
@@ -222,42 +183,9 @@ class Running:
 
 
 async def _watch_storage(space: FreeSpaceReserve, servicer, was: bool | None) -> bool:
-    try:
-        below = await asyncio.to_thread(space.below)
-    except OSError as exc:
-        log.warning("health: cannot read the data directory's free space (%s)", exc)
-        below = ["catalog"]
-    ok = not below
-    if ok != was:
-        await servicer.set(STORAGE_HEALTH_NAME, health_pb2.HealthCheckResponse.SERVING if ok
-                           else health_pb2.HealthCheckResponse.NOT_SERVING)
-        if ok:
-            log.info("health: storage SERVING (every location above its free-space reserve)")
-        else:
-            log.warning("health: storage NOT_SERVING: %s below the free-space reserve "
-                        "(--min-free %s); writes are refused until space is freed",
-                        ", ".join(below), space.min_free)
-    return ok
-
-
-async def _watch_health(dispatcher: Dispatcher, servicer, metrics: Metrics | None = None,
-                        space: FreeSpaceReserve | None = None):
-    serving = storage = None
-    while True:
-        if space is not None:
-            storage = await _watch_storage(space, servicer, storage)
-        cpu, gpu = await dispatcher.worker_kinds()
-        if metrics is not None:
-            metrics.set_workers(cpu, gpu)
-        ok = cpu + gpu > 0
-        if ok != serving:
-            status = (health_pb2.HealthCheckResponse.SERVING if ok
-                      else health_pb2.HealthCheckResponse.NOT_SERVING)
-            for name in WORKER_SERVICES:
-                await servicer.set(name, status)
-            log.info("health: %s", "SERVING" if ok else "NOT_SERVING (no Dask worker)")
-            serving = ok
-        await asyncio.sleep(HEALTH_INTERVAL)
+    """One look at the storage's health (monitoring/health.py), onto a gRPC health
+    servicer."""
+    return await watch_storage(space, publisher(servicer), was)
 
 
 async def start(config: ServerConfig) -> Running:
@@ -299,31 +227,13 @@ async def start(config: ServerConfig) -> Running:
         guard = Guard(config, keys, audit)
         runner = JobRunner(config, service, catalog, keys)
         metrics.set_queue_depth_source(lambda: guard.counters.jobs + runner.active())
-        processing_pb2_grpc.add_ProcessingServiceServicer_to_server(
-            ProcessingServicer(service, guard), server)
         batch = BatchProcessing(service)
-        batch_pb2_grpc.add_BatchServiceServicer_to_server(
-            BatchServicer(batch, guard, BatchSubmit(batch, runner)), server)
-        jobs_pb2_grpc.add_JobsServiceServicer_to_server(JobsServicer(runner, guard, billing),
-                                                        server)
-        admin_pb2_grpc.add_AdminServiceServicer_to_server(
-            AdminServicer(guard, keys, audit, catalog), server)
-        store_pb2_grpc.add_StoreServiceServicer_to_server(StoreServicer(store, guard), server)
-        dicom_servicer = DicomServicer(guard, NodeRegistry(config.data_dir),
-                                       RuleBook(config.data_dir), PushBook(config.data_dir),
-                                       SourceBook(config.data_dir))
-        dicom_pb2_grpc.add_DicomServiceServicer_to_server(dicom_servicer, server)
-        capacity_pb2_grpc.add_CapacityServiceServicer_to_server(
-            CapacityServicer(store.catalog, guard), server)
-        tiers_pb2_grpc.add_TierServiceServicer_to_server(TierServicer(store, guard), server)
-        studies_pb2_grpc.add_StudyServiceServicer_to_server(StudyServicer(store, guard), server)
-        health_servicer = health.aio.HealthServicer()
-        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-        for name in ADMINISTRATION_SERVICES:
-            await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-        reflection.enable((SERVICE_NAME, STORE_SERVICE_NAME, JOBS_SERVICE_NAME,
-                           BATCH_SERVICE_NAME, *ADMINISTRATION_SERVICES, health.SERVICE_NAME),
-                          server)
+        servicers = await add_servicers(server, Components(
+            guard=guard, service=service, batch=batch, batch_submit=BatchSubmit(batch, runner),
+            runner=runner, billing=billing, keys=keys, audit=audit, catalog=catalog,
+            store=store, nodes=NodeRegistry(config.data_dir), rules=RuleBook(config.data_dir),
+            pushes=PushBook(config.data_dir), sources=SourceBook(config.data_dir)))
+        dicom_servicer, health_servicer = servicers.dicom, servicers.health
         port = _bind(server, config)
         await runner.start()
         await server.start()
@@ -354,7 +264,8 @@ async def start(config: ServerConfig) -> Running:
         catalog.close()
         store.close()
         raise
-    watch = asyncio.create_task(_watch_health(dispatcher, health_servicer, metrics, space))
+    watch = asyncio.create_task(watch_health(dispatcher, servicers.publish(), WORKER_SERVICES,
+                                             metrics, space))
     upkeep = asyncio.create_task(maintain(store, config.purge_interval))
     address = f"{_host(config.address)}:{port}"
     log.info("medcompute serving on %s (data in %s)", address, config.data_dir)
