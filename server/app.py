@@ -1,8 +1,18 @@
-"""Start the service: the data directory, the Dask cluster, the gRPC server.
+"""The composition root: build every part of the server, and close it again.
 
-:func:`start` returns a :class:`Running` with the port it bound (tests bind
-port 0); :meth:`Running.stop` stops it gracefully. :func:`serve` runs until
-SIGINT or SIGTERM.
+:func:`start` builds the parts (the data directory's catalog, the Dask cluster, the
+store, the gRPC server, the DICOM node, ...) one after the other; each part, once
+built, hands its close to one :class:`contextlib.AsyncExitStack`. So there is one
+teardown, in the reverse order of construction: at once when a part fails to start
+(what was built before it is closed, and the error raised), or by
+:meth:`Running.stop`. Whoever builds a part closes it; no part closes another.
+
+:func:`start` returns a :class:`Running` with the port it bound (tests bind port 0);
+:meth:`Running.stop` stops it gracefully. :func:`serve` runs until SIGINT or SIGTERM,
+with the extra server processes of ``--processes`` (front_ends.py).
+
+Which servicer serves which service is api/registry.py's; what the health service
+says, monitoring/health.py's.
 """
 
 from __future__ import annotations
@@ -13,44 +23,20 @@ import ipaddress
 import logging
 import signal
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from medcompute.proto import wire
-from medcompute.proto.v1 import (
-    admin_pb2,
-    admin_pb2_grpc,
-    batch_pb2,
-    batch_pb2_grpc,
-    capacity_pb2,
-    capacity_pb2_grpc,
-    dicom_pb2,
-    dicom_pb2_grpc,
-    jobs_pb2,
-    jobs_pb2_grpc,
-    processing_pb2,
-    processing_pb2_grpc,
-    store_pb2,
-    store_pb2_grpc,
-    studies_pb2,
-    studies_pb2_grpc,
-    tiers_pb2,
-    tiers_pb2_grpc,
-)
-from medcompute.server.api import reflection
-from medcompute.server.api.admin import AdminServicer
-from medcompute.server.api.batch import BatchServicer
-from medcompute.server.api.capacity import CapacityServicer
-from medcompute.server.api.dicom import DicomServicer
 from medcompute.server.api.guard import Guard
-from medcompute.server.api.jobs import JobsServicer
-from medcompute.server.api.processing import ProcessingServicer
+from medcompute.server.api.health import publisher
+from medcompute.server.api.registry import (
+    SERVICE_NAME,
+    WORKER_SERVICES,
+    Components,
+    add_servicers,
+)
 from medcompute.server.api.status import UndecodableRequests
-from medcompute.server.api.store import StoreServicer
-from medcompute.server.api.studies import StudyServicer
-from medcompute.server.api.tiers import TierServicer
 from medcompute.server.billing.service import BillingService
 from medcompute.server.billing.tariff import TariffError, load_tariff
 from medcompute.server.config import ServerConfig
@@ -61,11 +47,13 @@ from medcompute.server.dicomnet.registry import NodeRegistry
 from medcompute.server.dicomnet.routing import RuleBook
 from medcompute.server.dispatch.dispatcher import Dispatcher
 from medcompute.server.errors import FailedPrecondition
+from medcompute.server.front_ends import FrontEnds
 from medcompute.server.jobs.batch import BatchProcessing
 from medcompute.server.jobs.batch_submit import BatchSubmit
 from medcompute.server.jobs.catalog import Catalog
 from medcompute.server.jobs.process import ProcessingService
 from medcompute.server.jobs.runner import JobRunner
+from medcompute.server.monitoring.health import STORAGE_HEALTH_NAME, watch_health, watch_storage
 from medcompute.server.monitoring.metrics import Metrics
 from medcompute.server.storage.audit import AuditLog
 from medcompute.server.storage.keys import KeyStore
@@ -74,32 +62,13 @@ from medcompute.server.storage.spool import Spool
 from medcompute.server.store.admin import maintain
 from medcompute.server.store.images import ImageStore
 
-__all__ = ["Running", "start", "serve", "SERVICE_NAME", "check_address"]
+__all__ = ["Running", "start", "serve", "SERVICE_NAME", "STORAGE_HEALTH_NAME",
+           "check_address"]
 
 log = logging.getLogger(__name__)
 
-SERVICE_NAME = processing_pb2.DESCRIPTOR.services_by_name["ProcessingService"].full_name
-STORE_SERVICE_NAME = store_pb2.DESCRIPTOR.services_by_name["StoreService"].full_name
-ADMIN_SERVICE_NAME = admin_pb2.DESCRIPTOR.services_by_name["AdminService"].full_name
-JOBS_SERVICE_NAME = jobs_pb2.DESCRIPTOR.services_by_name["JobsService"].full_name
-DICOM_SERVICE_NAME = dicom_pb2.DESCRIPTOR.services_by_name["DicomService"].full_name
-CAPACITY_SERVICE_NAME = capacity_pb2.DESCRIPTOR.services_by_name["CapacityService"].full_name
-TIER_SERVICE_NAME = tiers_pb2.DESCRIPTOR.services_by_name["TierService"].full_name
-STUDY_SERVICE_NAME = studies_pb2.DESCRIPTOR.services_by_name["StudyService"].full_name
-#: The services whose health follows the Dask workers (none: NOT_SERVING), and the
-#: server as a whole (""). The administration services (AdminService, DicomService,
-#: CapacityService, TierService, StudyService) need no worker: they are SERVING while the
-#: server runs.
-ADMINISTRATION_SERVICES = (ADMIN_SERVICE_NAME, DICOM_SERVICE_NAME, CAPACITY_SERVICE_NAME,
-                           TIER_SERVICE_NAME, STUDY_SERVICE_NAME)
-BATCH_SERVICE_NAME = batch_pb2.DESCRIPTOR.services_by_name["BatchService"].full_name
-WORKER_SERVICES = ("", SERVICE_NAME, STORE_SERVICE_NAME, JOBS_SERVICE_NAME, BATCH_SERVICE_NAME)
 #: Message size limit on both ends: a chunk plus its envelope.
 MESSAGE_LIMIT = wire.MAX_MESSAGE_BYTES + (64 << 10)
-HEALTH_INTERVAL = 1.0
-#: The health service's name for the data directory's storage: NOT_SERVING while a
-#: location is below its free-space reserve (writes refused, reads still served).
-STORAGE_HEALTH_NAME = "medcompute.storage"
 
 
 def _host(address: str) -> str:
@@ -169,25 +138,66 @@ def _bind(server: grpc.aio.Server, config: ServerConfig) -> int:
     return server.add_secure_port(config.address, credentials)
 
 
+def _grpc_server() -> grpc.aio.Server:
+    return grpc.aio.server(interceptors=[UndecodableRequests()], options=[
+        ("grpc.max_receive_message_length", MESSAGE_LIMIT),
+        ("grpc.max_send_message_length", MESSAGE_LIMIT),
+        # Several server processes may listen on one address (serve --processes).
+        ("grpc.so_reuseport", 1),
+    ])
+
+
+async def _watch_storage(space: FreeSpaceReserve, servicer, was: bool | None) -> bool:
+    """One look at the storage's health (monitoring/health.py), onto a gRPC health
+    servicer."""
+    return await watch_storage(space, publisher(servicer), was)
+
+
+class _Grace:
+    """The grace the gRPC server stops with: none (at once) when a start fails
+    half-way, the caller's on :meth:`Running.stop`."""
+
+    seconds: float | None = None
+
+
+async def _cancel(task: asyncio.Task) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def _background(stack: contextlib.AsyncExitStack, coro) -> asyncio.Task:
+    """Run ``coro`` as a task that the stack cancels."""
+    task = asyncio.create_task(coro)
+    stack.push_async_callback(_cancel, task)
+    return task
+
+
 @dataclass
 class Running:
+    """A started server: the parts the callers and the tests look at, and the one stack
+    that closes them all."""
+
     server: grpc.aio.Server
     port: int
     address: str
     dispatcher: Dispatcher
     catalog: Catalog
-    health: health.aio.HealthServicer
-    _watch: asyncio.Task
-    store: ImageStore | None = None
-    _maintain: asyncio.Task | None = None
-    guard: Guard | None = None
-    runner: JobRunner | None = None
-    metrics: Metrics | None = None
+    store: ImageStore
+    guard: Guard
+    runner: JobRunner
+    metrics: Metrics
+    billing: BillingService
+    #: The standard gRPC health service's servicer.
+    health: object
+    #: The DicomService's servicer.
+    dicom_servicer: object
     #: The port of the Prometheus endpoint; 0 when it is off.
     metrics_port: int = 0
-    billing: BillingService | None = None
     dicom: DicomNode | None = None
-    dicom_servicer: DicomServicer | None = None
+    _stack: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack,
+                                              repr=False)
+    _grace: _Grace = field(default_factory=_Grace, repr=False)
 
     @property
     def dicom_port(self) -> int:
@@ -195,209 +205,121 @@ class Running:
         return self.dicom.port if self.dicom is not None else 0
 
     async def stop(self, grace: float | None = 5.0) -> None:
-        for task in (self._watch, self._maintain):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        if self.dicom is not None:
-            await self.dicom.stop()
-        await self.server.stop(grace)
-        if self.runner is not None:
-            await self.runner.stop()
-        await self.dispatcher.close()
-        if self.metrics is not None:
-            self.metrics.stop()
-        if self.billing is not None:
-            self.billing.close()
-        if self.dicom_servicer is not None:
-            self.dicom_servicer.close()
-        self.catalog.close()
-        if self.store is not None:
-            self.store.close()
-        if self.guard is not None:
-            self.guard.keys.close()
-            self.guard.audit.close()
-
-
-async def _watch_storage(space: FreeSpaceReserve, servicer, was: bool | None) -> bool:
-    try:
-        below = await asyncio.to_thread(space.below)
-    except OSError as exc:
-        log.warning("health: cannot read the data directory's free space (%s)", exc)
-        below = ["catalog"]
-    ok = not below
-    if ok != was:
-        await servicer.set(STORAGE_HEALTH_NAME, health_pb2.HealthCheckResponse.SERVING if ok
-                           else health_pb2.HealthCheckResponse.NOT_SERVING)
-        if ok:
-            log.info("health: storage SERVING (every location above its free-space reserve)")
-        else:
-            log.warning("health: storage NOT_SERVING: %s below the free-space reserve "
-                        "(--min-free %s); writes are refused until space is freed",
-                        ", ".join(below), space.min_free)
-    return ok
-
-
-async def _watch_health(dispatcher: Dispatcher, servicer, metrics: Metrics | None = None,
-                        space: FreeSpaceReserve | None = None):
-    serving = storage = None
-    while True:
-        if space is not None:
-            storage = await _watch_storage(space, servicer, storage)
-        cpu, gpu = await dispatcher.worker_kinds()
-        if metrics is not None:
-            metrics.set_workers(cpu, gpu)
-        ok = cpu + gpu > 0
-        if ok != serving:
-            status = (health_pb2.HealthCheckResponse.SERVING if ok
-                      else health_pb2.HealthCheckResponse.NOT_SERVING)
-            for name in WORKER_SERVICES:
-                await servicer.set(name, status)
-            log.info("health: %s", "SERVING" if ok else "NOT_SERVING (no Dask worker)")
-            serving = ok
-        await asyncio.sleep(HEALTH_INTERVAL)
+        """Close every part, in the reverse order of :func:`start`; the gRPC server lets
+        the calls in progress end within ``grace`` seconds. A second stop does nothing."""
+        self._grace.seconds = grace
+        await self._stack.aclose()
 
 
 async def start(config: ServerConfig) -> Running:
-    """Start everything; return once the server accepts calls."""
+    """Start everything; return once the server accepts calls.
+
+    Each part registers its close on one exit stack as soon as it is built: when a part
+    fails to start, those built before it close in reverse order and the error is
+    raised (a taken ``--dicom-port`` leaves the gRPC port closed again)."""
     check_address(config)
     try:
         tariff = load_tariff(config.tariff)
     except TariffError as exc:
         raise FailedPrecondition(str(exc), "--tariff") from None
     config.data_dir.mkdir(parents=True, exist_ok=True)
-    catalog = Catalog(config.data_dir, runner=uuid.uuid4().hex,
-                      lease_seconds=config.job_lease_seconds)
-    spool = Spool(config.data_dir, config.spool_name)
-    spool.clear()
-    dispatcher = Dispatcher(config)
-    space = FreeSpaceReserve.from_config(config)
-    store = ImageStore(config, dispatcher.call, space)
-    metrics = Metrics()
-    metrics.set_storage_source(space.status)
-    metrics.set_reads_source(lambda: dict(store.tiers.reads))
-    billing = BillingService(config.data_dir, tariff)
-    runner = None
-    dicom = None
-    dicom_servicer = None
-    server = keys = audit = None
-    try:
+    grace = _Grace()
+    async with contextlib.AsyncExitStack() as stack:
+        catalog = Catalog(config.data_dir, runner=uuid.uuid4().hex,
+                          lease_seconds=config.job_lease_seconds)
+        stack.callback(catalog.close)
+        spool = Spool(config.data_dir, config.spool_name)
+        spool.clear()
+        dispatcher = Dispatcher(config)
+        stack.push_async_callback(dispatcher.close)
+        space = FreeSpaceReserve.from_config(config)
+        store = ImageStore(config, dispatcher.call, space)
+        stack.callback(store.close)
+        metrics = Metrics()
+        stack.callback(metrics.stop)            # and its HTTP endpoint, once started
+        metrics.set_storage_source(space.status)
+        metrics.set_reads_source(lambda: dict(store.tiers.reads))
+        billing = BillingService(config.data_dir, tariff)
+        stack.callback(billing.close)
         if config.sweep_store:
             await store.open()
         await dispatcher.start()
-        server = grpc.aio.server(interceptors=[UndecodableRequests()], options=[
-            ("grpc.max_receive_message_length", MESSAGE_LIMIT),
-            ("grpc.max_send_message_length", MESSAGE_LIMIT),
-            # Several server processes may listen on one address (serve --processes).
-            ("grpc.so_reuseport", 1),
-        ])
         service = ProcessingService(config, catalog, dispatcher, spool, store, metrics=metrics,
                                     space=space)
-        keys, audit = KeyStore(config.data_dir), AuditLog(config.data_dir, writer=catalog)
+        keys = KeyStore(config.data_dir)
+        stack.callback(keys.close)
+        audit = AuditLog(config.data_dir, writer=catalog)
+        stack.callback(audit.close)
         guard = Guard(config, keys, audit)
         runner = JobRunner(config, service, catalog, keys)
+        stack.push_async_callback(runner.stop)  # after the gRPC server: built before it
         metrics.set_queue_depth_source(lambda: guard.counters.jobs + runner.active())
-        processing_pb2_grpc.add_ProcessingServiceServicer_to_server(
-            ProcessingServicer(service, guard), server)
+        books = []
+        for book in (NodeRegistry, RuleBook, PushBook, SourceBook):
+            books.append(book(config.data_dir))
+            stack.callback(books[-1].close)
         batch = BatchProcessing(service)
-        batch_pb2_grpc.add_BatchServiceServicer_to_server(
-            BatchServicer(batch, guard, BatchSubmit(batch, runner)), server)
-        jobs_pb2_grpc.add_JobsServiceServicer_to_server(JobsServicer(runner, guard, billing),
-                                                        server)
-        admin_pb2_grpc.add_AdminServiceServicer_to_server(
-            AdminServicer(guard, keys, audit, catalog), server)
-        store_pb2_grpc.add_StoreServiceServicer_to_server(StoreServicer(store, guard), server)
-        dicom_servicer = DicomServicer(guard, NodeRegistry(config.data_dir),
-                                       RuleBook(config.data_dir), PushBook(config.data_dir),
-                                       SourceBook(config.data_dir))
-        dicom_pb2_grpc.add_DicomServiceServicer_to_server(dicom_servicer, server)
-        capacity_pb2_grpc.add_CapacityServiceServicer_to_server(
-            CapacityServicer(store.catalog, guard), server)
-        tiers_pb2_grpc.add_TierServiceServicer_to_server(TierServicer(store, guard), server)
-        studies_pb2_grpc.add_StudyServiceServicer_to_server(StudyServicer(store, guard), server)
-        health_servicer = health.aio.HealthServicer()
-        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-        for name in ADMINISTRATION_SERVICES:
-            await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-        reflection.enable((SERVICE_NAME, STORE_SERVICE_NAME, JOBS_SERVICE_NAME,
-                           BATCH_SERVICE_NAME, *ADMINISTRATION_SERVICES, health.SERVICE_NAME),
-                          server)
+        server = _grpc_server()
+        stack.push_async_callback(lambda: server.stop(grace.seconds))
+        servicers = await add_servicers(server, Components(
+            guard=guard, service=service, batch=batch, batch_submit=BatchSubmit(batch, runner),
+            runner=runner, billing=billing, keys=keys, audit=audit, catalog=catalog,
+            store=store, nodes=books[0], rules=books[1], pushes=books[2], sources=books[3]))
         port = _bind(server, config)
         await runner.start()
         await server.start()
+        dicom = None
         if config.dicom_port is not None:
-            node = DicomNode(config, store, runner)
-            await node.start()          # stops what it started if it cannot listen
-            dicom = dicom_servicer.node = node
+            dicom = DicomNode(config, store, runner)
+            await dicom.start()          # stops what it started if it cannot listen
+            stack.push_async_callback(dicom.stop)
+            servicers.dicom.node = dicom
         metrics_port = 0
         if config.metrics_port is not None:
             metrics_port = metrics.start_http(config.metrics_address, config.metrics_port)
-    except BaseException:
-        # Whatever was started before the failure stops, the gRPC port included.
-        if server is not None:
-            await server.stop(None)
-        if dicom is not None:
-            await dicom.stop()
-        if dicom_servicer is not None:
-            dicom_servicer.close()
-        if runner is not None:
-            await runner.stop()
-        if keys is not None:
-            keys.close()
-        if audit is not None:
-            audit.close()
-        await dispatcher.close()
-        metrics.stop()
-        billing.close()
-        catalog.close()
-        store.close()
-        raise
-    watch = asyncio.create_task(_watch_health(dispatcher, health_servicer, metrics, space))
-    upkeep = asyncio.create_task(maintain(store, config.purge_interval))
-    address = f"{_host(config.address)}:{port}"
+        _background(stack, watch_health(dispatcher, servicers.publish(), WORKER_SERVICES,
+                                        metrics, space))
+        _background(stack, maintain(store, config.purge_interval))
+        address = f"{_host(config.address)}:{port}"
+        running = Running(server, port, address, dispatcher, catalog, store, guard, runner,
+                          metrics, billing, servicers.health, servicers.dicom,
+                          metrics_port=metrics_port, dicom=dicom, _stack=stack.pop_all(),
+                          _grace=grace)
     log.info("medcompute serving on %s (data in %s)", address, config.data_dir)
-    return Running(server, port, address, dispatcher, catalog, health_servicer, watch,
-                   store=store, _maintain=upkeep, guard=guard, runner=runner, metrics=metrics,
-                   metrics_port=metrics_port, billing=billing, dicom=dicom,
-                   dicom_servicer=dicom_servicer)
+    return running
 
 
-async def serve(config: ServerConfig, ready=None) -> None:
-    """Run until SIGINT or SIGTERM, then stop gracefully. With ``config.processes`` > 1,
-    start the other server processes on the same address once this one serves.
-    ``ready``: an event set once serving (an extra process), instead of the printed line."""
+async def serve(config: ServerConfig, ready=None) -> int:
+    """Run until SIGINT or SIGTERM, then stop gracefully; return the port it served on.
+    With ``config.processes`` > 1, start the other server processes on the same address
+    once this one serves. ``ready``: an event set once serving (an extra process),
+    instead of the printed line."""
     from medcompute.server.dispatch.allocator import keep_large_buffers
-    from medcompute.server.front_ends import FrontEnds
 
     keep_large_buffers()          # this process; the embedded workers: cluster.py
-    running = await start(config)
-    extra = FrontEnds(config, running.address, running.dispatcher.scheduler_address)
-    try:
+    async with contextlib.AsyncExitStack() as stack:
+        running = await start(config)
+        stack.push_async_callback(running.stop, config.grace)
+        extra = FrontEnds(config, running.address, running.dispatcher.scheduler_address,
+                          serve)
+        stack.push_async_callback(extra.stop)
         await extra.start()
-    except BaseException:
-        await extra.stop()
-        await running.stop(config.grace)
-        raise
-    metrics = (f", Prometheus metrics on http://{config.metrics_address}:{running.metrics_port}"
-               "/metrics" if running.metrics_port else "")
-    dicom = (f", DICOM AE {config.dicom_ae_title} on {config.dicom_address}:"
-             f"{running.dicom_port}"
-             f"{' (TLS)' if running.dicom.tls is not None else ''}"
-             if running.dicom is not None else "")
-    processes = f", {config.processes} server processes" if config.processes > 1 else ""
-    if ready is not None:
-        ready.set()
-    else:
-        print(f"medcompute serving on {running.address} (data directory {config.data_dir}, "
-              f"Dask scheduler {running.dispatcher.scheduler_address}{metrics}{dicom}"
-              f"{processes}); Ctrl-C stops", flush=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
+        metrics = (f", Prometheus metrics on http://{config.metrics_address}:"
+                   f"{running.metrics_port}/metrics" if running.metrics_port else "")
+        dicom = (f", DICOM AE {config.dicom_ae_title} on {config.dicom_address}:"
+                 f"{running.dicom_port}"
+                 f"{' (TLS)' if running.dicom.tls is not None else ''}"
+                 if running.dicom is not None else "")
+        processes = f", {config.processes} server processes" if config.processes > 1 else ""
+        if ready is not None:
+            ready.set()
+        else:
+            print(f"medcompute serving on {running.address} (data directory "
+                  f"{config.data_dir}, Dask scheduler {running.dispatcher.scheduler_address}"
+                  f"{metrics}{dicom}{processes}); Ctrl-C stops", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
         await stop.wait()
-    finally:
-        await extra.stop()
-        await running.stop(config.grace)
+    return running.port

@@ -49,10 +49,8 @@ def default_processes(cpus: int | None = None) -> int:
     return max(1, min(8, cpus // 4))
 
 
-def _run(config: ServerConfig, ready, level: int) -> None:
-    """The body of an extra server process."""
-    from medcompute.server.app import serve
-
+def _run(serve, config: ServerConfig, ready, level: int) -> None:
+    """The body of an extra server process: ``serve(config, ready)``."""
     logging.basicConfig(level=level,
                         format=f"%(asctime)s %(levelname)s [{config.spool_name}] %(name)s: "
                         "%(message)s")
@@ -65,10 +63,14 @@ def _run(config: ServerConfig, ready, level: int) -> None:
 
 
 class FrontEnds:
-    """The extra server processes of one ``serve`` (none when ``processes`` is 1)."""
+    """The extra server processes of one ``serve`` (none when ``processes`` is 1); each
+    runs the ``serve`` it is given."""
 
-    def __init__(self, config: ServerConfig, address: str, scheduler: str):
+    def __init__(self, config: ServerConfig, address: str, scheduler: str, serve):
         self.config = config
+        #: ``async serve(config, ready)``, the body of each process (app.serve): a
+        #: module-level function, since the spawned processes import it by name.
+        self.serve = serve
         self.address = address
         self.scheduler = scheduler
         self.procs: list = []
@@ -90,7 +92,7 @@ class FrontEnds:
         context = multiprocessing.get_context("spawn")
         level = logging.getLogger().getEffectiveLevel()
         ready = context.Event()
-        proc = context.Process(target=_run, args=(self.config_of(k), ready, level),
+        proc = context.Process(target=_run, args=(self.serve, self.config_of(k), ready, level),
                                name=f"medcompute-serve-p{k}")
         proc.start()
         return proc, ready

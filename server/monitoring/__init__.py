@@ -1,1 +1,1 @@
-"""Monitoring: Prometheus metrics."""
+"""Monitoring: Prometheus metrics, and the health watch (workers, free space)."""

@@ -1,0 +1,69 @@
+"""The server's health: whether it can run work (a Dask worker is alive) and whether it
+can store (every location of the data directory is above its free-space reserve).
+
+The watch decides; it publishes each change through a ``publish(name, serving)``
+coroutine that the API layer hands over (api/health.py puts it on the standard gRPC
+health service), so nothing here speaks grpc.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+
+__all__ = ["HEALTH_INTERVAL", "STORAGE_HEALTH_NAME", "Publish", "watch_health",
+           "watch_storage"]
+
+log = logging.getLogger(__name__)
+
+#: Seconds between looks at the workers and the free space.
+HEALTH_INTERVAL = 1.0
+#: The health name of the data directory's storage: not serving while a location is below
+#: its free-space reserve (writes refused, reads still served).
+STORAGE_HEALTH_NAME = "medcompute.storage"
+
+#: ``await publish(name, serving)``: tell the health service that ``name`` now serves or
+#: not.
+Publish = Callable[[str, bool], Awaitable[None]]
+
+
+async def watch_storage(space, publish: Publish, was: bool | None) -> bool:
+    """Look at the free space of ``space`` (a FreeSpaceReserve) once; publish
+    :data:`STORAGE_HEALTH_NAME` when it changed from ``was``; return whether it serves."""
+    try:
+        below = await asyncio.to_thread(space.below)
+    except OSError as exc:
+        log.warning("health: cannot read the data directory's free space (%s)", exc)
+        below = ["catalog"]
+    ok = not below
+    if ok != was:
+        await publish(STORAGE_HEALTH_NAME, ok)
+        if ok:
+            log.info("health: storage SERVING (every location above its free-space reserve)")
+        else:
+            log.warning("health: storage NOT_SERVING: %s below the free-space reserve "
+                        "(--min-free %s); writes are refused until space is freed",
+                        ", ".join(below), space.min_free)
+    return ok
+
+
+async def watch_health(dispatcher, publish: Publish, worker_services: Sequence[str],
+                       metrics=None, space=None, interval: float = HEALTH_INTERVAL) -> None:
+    """Until cancelled: publish ``worker_services`` as serving while the dispatcher sees a
+    Dask worker (and hand the worker counts to ``metrics``), and the storage's health
+    while ``space`` is given."""
+    serving = storage = None
+    while True:
+        if space is not None:
+            storage = await watch_storage(space, publish, storage)
+        cpu, gpu = await dispatcher.worker_kinds()
+        if metrics is not None:
+            metrics.set_workers(cpu, gpu)
+        ok = cpu + gpu > 0
+        if ok != serving:
+            for name in worker_services:
+                await publish(name, ok)
+            log.info("health: %s", "SERVING" if ok else "NOT_SERVING (no Dask worker)")
+            serving = ok
+        await asyncio.sleep(interval)

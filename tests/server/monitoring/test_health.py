@@ -1,0 +1,60 @@
+"""The health watch: what it publishes as the workers and the free space change."""
+
+from __future__ import annotations
+
+import asyncio
+
+from medcompute.server.monitoring.health import STORAGE_HEALTH_NAME, watch_health
+from medcompute.server.monitoring.metrics import Metrics
+from medcompute.server.storage.space import FreeSpaceReserve, MinFree
+from tests.space_helpers import MIB, FakeStatvfs
+
+
+class FakeDispatcher:
+    """Answers worker_kinds from a script of (cpu, gpu) counts, the last one repeated."""
+
+    def __init__(self, *kinds):
+        self.kinds = list(kinds)
+        self.asked = 0
+
+    async def worker_kinds(self):
+        self.asked += 1
+        return self.kinds[min(self.asked, len(self.kinds)) - 1]
+
+
+def _watch(dispatcher, looks: int, **kwargs) -> list[tuple[str, bool]]:
+    """What watch_health publishes in its first ``looks`` looks."""
+    published = []
+
+    async def publish(name, serving):
+        published.append((name, serving))
+
+    async def main():
+        task = asyncio.create_task(watch_health(dispatcher, publish, ("", "svc"), interval=0,
+                                                **kwargs))
+        while dispatcher.asked < looks:
+            await asyncio.sleep(0)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    asyncio.run(asyncio.wait_for(main(), 30))
+    return published
+
+
+def test_the_worker_services_follow_the_workers_and_publish_changes_only():
+    metrics = Metrics()
+    try:
+        published = _watch(FakeDispatcher((1, 0), (1, 0), (0, 0), (0, 1)), looks=5,
+                           metrics=metrics)
+        assert published == [("", True), ("svc", True), ("", False), ("svc", False),
+                             ("", True), ("svc", True)]
+        text = metrics.render().decode()
+        assert 'medcompute_workers{kind="gpu"} 1.0' in text
+    finally:
+        metrics.stop()
+
+
+def test_the_storage_is_published_before_the_workers(tmp_path):
+    statvfs = FakeStatvfs(total=100 * MIB, free=5 * MIB)
+    space = FreeSpaceReserve(tmp_path, MinFree(bytes=10 * MIB), statvfs=statvfs)
+    published = _watch(FakeDispatcher((0, 0)), looks=3, space=space)
+    assert published == [(STORAGE_HEALTH_NAME, False), ("", False), ("svc", False)]
