@@ -9,9 +9,9 @@
     medcompute store info ID
     medcompute store rm ID...
     medcompute store verify | backup DEST | purge [--dry-run]
-    medcompute store usage | capacity SUBSCRIBER SIZE         (see capacity_cli.py)
-    medcompute store tier ID hot|cold | tier-policy          (see tiers_cli.py)
-    medcompute store status ID [STATUS]                      (see studies_cli.py)
+    medcompute store usage | capacity SUBSCRIBER SIZE         (see capacity.py)
+    medcompute store tier ID hot|cold | tier-policy          (see tiers.py)
+    medcompute store status ID [STATUS]                      (see studies.py)
 
 and the options ``process`` takes for the store (``--store``, ``--retention``,
 ``--recompute``); ``process id:ID`` processes a stored image.
@@ -383,11 +383,11 @@ def add_store_commands(sub, client_options) -> None:
 
     for p in (put, find, get, info, rm, verify, backup, purge):
         client_options(p)
-    from medcompute.client import capacity_cli, studies_cli, tiers_cli
+    from medcompute.client.cli import capacity, studies, tiers
 
-    capacity_cli.add_commands(cmds, client_options)
-    tiers_cli.add_commands(cmds, client_options)
-    studies_cli.add_commands(cmds, client_options)
+    capacity.add_commands(cmds, client_options)
+    tiers.add_commands(cmds, client_options)
+    studies.add_commands(cmds, client_options)
 
 
 def add_process_options(parser) -> None:

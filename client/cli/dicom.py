@@ -372,7 +372,7 @@ def _collect(args) -> int:
 
 
 def add_commands(sub, client_options) -> None:
-    from medcompute.client.store_cli import parse_duration
+    from medcompute.client.cli.store import parse_duration
     from medcompute.server.config import DEFAULT_DATA_DIR
 
     dicom = sub.add_parser("dicom", help="the service as a DICOM node: calling AE titles, "

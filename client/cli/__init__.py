@@ -3,12 +3,12 @@
     medcompute serve [--address HOST:PORT] [--data-dir DIR] [--workers N] [--gpu-workers N]
                      [--scheduler ADDR] [--min-free MB|PERCENT]
     medcompute process INPUT... --op NAME[:key=value,...] [--op ...] -o OUTPUT [--json]
-    medcompute submit INPUT... --op ... [--to SUBSCRIBER] [--key KEY]   (see jobs_cli.py)
+    medcompute submit INPUT... --op ... [--to SUBSCRIBER] [--key KEY]   (see jobs.py)
     medcompute watch|fetch|cancel JOB, jobs, inbox [--watch], deliveries ...
-    medcompute usage [...], usage invoice --month YYYY-MM          (see usage_cli.py)
+    medcompute usage [...], usage invoice --month YYYY-MM          (see usage.py)
     medcompute ops
-    medcompute store put|find|get|info|rm|verify|backup|purge ...   (see store_cli.py)
-    medcompute dicom ae|rule|series ...                              (see dicom_cli.py)
+    medcompute store put|find|get|info|rm|verify|backup|purge ...   (see store.py)
+    medcompute dicom ae|rule|series ...                              (see dicom.py)
 """
 
 from __future__ import annotations
@@ -193,7 +193,7 @@ def _process(args) -> int:
 
     from medcompute.client.io import output_kind, write_dicom
     from medcompute.client.ops import parse_op
-    from medcompute.client.store_cli import kept_summary, process_options
+    from medcompute.client.cli.store import kept_summary, process_options
 
     try:
         ops = [parse_op(text) for text in args.op]
@@ -203,7 +203,7 @@ def _process(args) -> int:
         print(f"medcompute process: {exc}", file=sys.stderr)
         return exits.USAGE
     if args.each:
-        from medcompute.client.batch_cli import process_each
+        from medcompute.client.cli.batch import process_each
 
         with open_client(args) as client:
             try:
@@ -278,16 +278,16 @@ def add_request_arguments(parser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from medcompute.client.admin_cli import add_commands as add_admin_commands
+    from medcompute.client.cli.admin import add_commands as add_admin_commands
     from medcompute.client.client import DEFAULT_SERVER
-    from medcompute.client.dicom_cli import add_commands as add_dicom_commands
-    from medcompute.client.jobs_cli import add_commands as add_jobs_commands
-    from medcompute.client.store_cli import (
+    from medcompute.client.cli.dicom import add_commands as add_dicom_commands
+    from medcompute.client.cli.jobs import add_commands as add_jobs_commands
+    from medcompute.client.cli.store import (
         add_process_options,
         add_store_commands,
         parse_duration,
     )
-    from medcompute.client.usage_cli import add_commands as add_usage_commands
+    from medcompute.client.cli.usage import add_commands as add_usage_commands
     from medcompute.server.config import DEFAULT_ADDRESS, DEFAULT_DATA_DIR
     from medcompute.server.storage.space import DEFAULT_MIN_FREE
 

@@ -109,7 +109,7 @@ def _write(result, out: Path) -> list[Path]:
 # -- commands ---------------------------------------------------------------------
 def _submit(args) -> int:
     from medcompute.client.ops import parse_op
-    from medcompute.client.store_cli import process_options
+    from medcompute.client.cli.store import process_options
 
     try:
         ops = [parse_op(text) for text in args.op]
@@ -292,8 +292,8 @@ def _deliveries(args) -> int:
 
 def add_commands(sub, client_options) -> None:
     from medcompute.client.cli import add_request_arguments
-    from medcompute.client.store_cli import add_process_options
-    from medcompute.client.usage_cli import parse_moment
+    from medcompute.client.cli.store import add_process_options
+    from medcompute.client.cli.usage import parse_moment
 
     p = sub.add_parser(
         "submit", help="submit a job and return at once (prints the job id)",
