@@ -191,9 +191,9 @@ def _ops(args) -> int:
 def _process(args) -> int:
     import numpy as np
 
+    from medcompute.client.cli.store import kept_summary, process_options
     from medcompute.client.io import output_kind, write_dicom
     from medcompute.client.ops import parse_op
-    from medcompute.client.cli.store import kept_summary, process_options
 
     try:
         ops = [parse_op(text) for text in args.op]
@@ -279,7 +279,6 @@ def add_request_arguments(parser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from medcompute.client.cli.admin import add_commands as add_admin_commands
-    from medcompute.client.client import DEFAULT_SERVER
     from medcompute.client.cli.dicom import add_commands as add_dicom_commands
     from medcompute.client.cli.jobs import add_commands as add_jobs_commands
     from medcompute.client.cli.store import (
@@ -288,6 +287,7 @@ def build_parser() -> argparse.ArgumentParser:
         parse_duration,
     )
     from medcompute.client.cli.usage import add_commands as add_usage_commands
+    from medcompute.client.client import DEFAULT_SERVER
     from medcompute.server.config import DEFAULT_ADDRESS, DEFAULT_DATA_DIR
     from medcompute.server.storage.space import DEFAULT_MIN_FREE
 

@@ -108,8 +108,8 @@ def _write(result, out: Path) -> list[Path]:
 
 # -- commands ---------------------------------------------------------------------
 def _submit(args) -> int:
-    from medcompute.client.ops import parse_op
     from medcompute.client.cli.store import process_options
+    from medcompute.client.ops import parse_op
 
     try:
         ops = [parse_op(text) for text in args.op]
