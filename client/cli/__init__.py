@@ -203,7 +203,7 @@ def _process(args) -> int:
         print(f"medcompute process: {exc}", file=sys.stderr)
         return exits.USAGE
     if args.each:
-        from medcompute.client.cli.batch import process_each
+        from medcompute.client.cli.process import process_each
 
         with open_client(args) as client:
             try:
