@@ -20,7 +20,13 @@ from pathlib import Path
 import grpc
 
 from medcompute.client import exits
-from medcompute.client.cli import open_client
+from medcompute.client.cli.common import (
+    add_process_options,
+    add_request_arguments,
+    open_client,
+    parse_moment,
+    process_options,
+)
 from medcompute.client.client import ServiceError
 from medcompute.client.output import message_json, print_json
 
@@ -108,7 +114,6 @@ def _write(result, out: Path) -> list[Path]:
 
 # -- commands ---------------------------------------------------------------------
 def _submit(args) -> int:
-    from medcompute.client.cli.store import process_options
     from medcompute.client.ops import parse_op
 
     try:
@@ -291,9 +296,6 @@ def _deliveries(args) -> int:
 
 
 def add_commands(sub, client_options) -> None:
-    from medcompute.client.cli import add_request_arguments
-    from medcompute.client.cli.store import add_process_options
-    from medcompute.client.cli.usage import parse_moment
 
     p = sub.add_parser(
         "submit", help="submit a job and return at once (prints the job id)",

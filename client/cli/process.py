@@ -1,15 +1,25 @@
-"""``medcompute process --each``: every file of the inputs is its own image, in one batch
-request; one result file per image."""
+"""``medcompute process`` and ``medcompute ops``: process an image and write the result,
+or, with ``--each``, every file of the inputs as its own image, in one batch request, one
+result file per image; and the operations the server offers."""
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
 from medcompute.client import exits
+from medcompute.client.cli.common import (
+    add_process_options,
+    add_request_arguments,
+    kept_summary,
+    open_client,
+    process_options,
+)
+from medcompute.client.ops import ALIASES
 from medcompute.client.output import message_json, print_json
 
-__all__ = ["each_inputs", "process_each"]
+__all__ = ["add_commands", "each_inputs", "process_each"]
 
 _SKIP = {".txt", ".json", ".md", ".xml", ".csv", ".png", ".jpg"}
 
@@ -86,3 +96,129 @@ def process_each(args, client, ops, options: dict) -> int:
         done = sum(1 for r in report if "result" in r)
         print(f"{done} of {len(named)} image(s) processed into {out}", file=sys.stderr)
     return status
+
+
+def _ops(args) -> int:
+    with open_client(args) as client:
+        ops = client.operations()
+    if args.json:
+        print(json.dumps(ops, indent=2))
+        return 0
+    for op in ops:
+        print(f"{op['name']}: {op.get('summary', '')}")
+        for p in op.get("parameters", []):
+            bits = [p.get("type", "")]
+            if p.get("per_axis"):
+                bits.append("per axis")
+            if p.get("unit"):
+                bits.append(p["unit"])
+            if p.get("default"):
+                bits.append(f"default {p['default']}")
+            if p.get("choices"):
+                bits.append("one of " + "|".join(p["choices"]))
+            print(f"    {p['name']:<16} {', '.join(bits)}: {p.get('description', '')}")
+    print("\nshorthands:")
+    for alias, (name, preset) in ALIASES.items():
+        extra = ",".join(f"{k}={v}" for k, v in preset.items())
+        print(f"    {alias:<12} = {name}{':' + extra if extra else ''}")
+    return 0
+
+
+def _process(args) -> int:
+    import numpy as np
+
+    from medcompute.client.io import output_kind, write_dicom
+    from medcompute.client.ops import parse_op
+
+    try:
+        ops = [parse_op(text) for text in args.op]
+        out = Path(args.output)
+        kind = "npy" if args.each else output_kind(out)
+    except ValueError as exc:
+        print(f"medcompute process: {exc}", file=sys.stderr)
+        return exits.USAGE
+    if args.each:
+        with open_client(args) as client:
+            try:
+                return process_each(args, client, ops, dict(
+                    spacing=args.spacing, operands=[args.operand] if args.operand else (),
+                    device=args.device, allow_fallback=args.allow_fallback,
+                    output_dtype=args.output_dtype, compression=args.compression,
+                    **process_options(args)))
+            except ValueError as exc:
+                print(f"medcompute process: {exc}", file=sys.stderr)
+                return exits.USAGE
+    output = "array" if kind == "npy" else kind
+    progress = sys.stderr.isatty() and not args.quiet
+    with open_client(args) as client:
+        try:
+            result = client.process(
+                args.inputs if len(args.inputs) > 1 else args.inputs[0], ops,
+                spacing=args.spacing, operands=[args.operand] if args.operand else (),
+                device=args.device, allow_fallback=args.allow_fallback,
+                output_dtype=args.output_dtype, output=output,
+                compression=args.compression, progress=progress, **process_options(args))
+        except ValueError as exc:
+            print(f"medcompute process: {exc}", file=sys.stderr)
+            return exits.USAGE
+    if kind == "npy":
+        out.parent.mkdir(parents=True, exist_ok=True)
+        np.save(out, result.array)
+        written = [out]
+    else:
+        written = write_dicom(result.files, out)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+    elif args.quiet:
+        print(result.job_id)
+    else:
+        usage = result.usage
+        print(f"job {result.job_id}: {len(written)} file(s) written to {out}", file=sys.stderr)
+        for a in result.applied:
+            print(f"  applied {a['summary']}", file=sys.stderr)
+        if result.header.fallback.happened:
+            print(f"  fell back to CPU: {result.header.fallback.reason}", file=sys.stderr)
+        if kept := kept_summary(result):
+            print(kept, file=sys.stderr)
+        print(f"  on {result.header.backend}/{result.header.device} "
+              f"({result.header.worker}); compute {usage.get('compute_seconds', 0):.3f} s, "
+              f"wall {usage.get('wall_seconds', 0):.3f} s", file=sys.stderr)
+    return 0
+
+
+def add_commands(sub, client_options) -> None:
+    """Add ``process`` and ``ops`` to the ``medcompute`` parser."""
+    proc = sub.add_parser("process", help="process an image and write the result",
+                          description="Send an image and a pipeline of operations; write the "
+                          "result.")
+    add_request_arguments(proc)
+    proc.add_argument("-o", "--output", required=True, metavar="OUTPUT",
+                      help="result: .npy (array), .dcm (one DICOM file) or a folder "
+                      "(a DICOM derived series); DICOM output needs DICOM input")
+    proc.add_argument("--json", action="store_true",
+                      help="print the result header (ResultHeader: applied operations, usage) "
+                      "as JSON")
+    proc.add_argument("-q", "--quiet", action="store_true",
+                      help="no progress or summary; print the job id only")
+    each = proc.add_argument_group("many images in one request (--each)")
+    each.add_argument("--each", action="store_true",
+                      help="every file of the inputs (each file of a folder: a folder of "
+                      "slices) is its own image and job, sent as one batch request; -o names "
+                      "a folder that gets one result per image, named after its input; "
+                      "--json prints a list of {index, input, output, result} (or failure); "
+                      "-q prints the job ids; exit 1 when some image's job failed")
+    each.add_argument("--each-format", choices=["npy", "dcm"], default="npy",
+                      help="with --each: write each result as NAME.npy (default) or, for "
+                      "DICOM input, as NAME.dcm (a derived DICOM file)")
+    each.add_argument("--streams", type=int, default=1, metavar="N",
+                      help="with --each: send the images as N concurrent calls (with a "
+                      "round-robin --server ipv4:HOST:A,HOST:B each goes to the next server)")
+    client_options(proc)
+    proc.set_defaults(func=_process)
+
+    ops = sub.add_parser("ops", help="list the operations, their parameters, units, defaults")
+    ops.add_argument("--json", action="store_true",
+                     help="as JSON: a list of OperationSpec (name, summary, parameters)")
+    client_options(ops)
+    ops.set_defaults(func=_ops)
+    add_process_options(proc)
