@@ -296,7 +296,6 @@ def _deliveries(args) -> int:
 
 
 def add_commands(sub, client_options) -> None:
-
     p = sub.add_parser(
         "submit", help="submit a job and return at once (prints the job id)",
         description="Send an image and a pipeline; the server stores the inputs, queues the "

@@ -13,8 +13,10 @@
     medcompute store tier ID hot|cold | tier-policy          (see tiers.py)
     medcompute store status ID [STATUS]                      (see studies.py)
 
-and the options ``process`` takes for the store (``--store``, ``--retention``,
-``--recompute``); ``process id:ID`` processes a stored image.
+The store's own commands; ``medcompute`` adds the ``usage``, ``capacity``, ``tier``,
+``tier-policy`` and ``status`` commands of capacity.py, tiers.py and studies.py to
+``store`` too. The options ``process`` takes for the store (``--store``, ``--retention``,
+``--recompute``) are in common.py; ``process id:ID`` processes a stored image.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from medcompute.client.cli.common import parse_duration
 from medcompute.client.output import print_json
 
 __all__ = ["add_store_commands"]
+
 
 def _size(n: int) -> str:
     for unit in ("B", "KiB", "MiB", "GiB"):
@@ -266,7 +269,8 @@ def _purge(args) -> int:
 
 
 def add_store_commands(sub, client_options) -> None:
-    """Add ``store`` and its subcommands to the ``medcompute`` parser."""
+    """Add ``store`` and its subcommands to the ``medcompute`` parser; its subparsers, for
+    the commands other modules add under ``store``."""
     store = sub.add_parser("store", help="register, find, fetch and delete stored images",
                            description="The server's image store: register images once, "
                            "then process them by id (`medcompute process id:ID`).")

@@ -24,9 +24,6 @@ __all__ = ["add_commands", "format_invoice", "format_records", "format_usage",
 
 GROUPS = ("none", "day", "operation", "device", "subscriber")
 ABSENT = "—"
-_NUMBER = re.compile(r"\d+(\.\d*)?")
-
-
 def parse_month(text: str) -> str:
     """``YYYY-MM``, checked."""
     m = re.fullmatch(r"(\d{4})-(\d{2})", text.strip())

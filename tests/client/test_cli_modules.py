@@ -15,7 +15,7 @@ else:
 
 ROOT = Path(__file__).resolve().parents[2]
 CLI = ROOT / "client" / "cli"
-SHARED = {"__init__", "common"}
+SHARED = {"__init__", "__main__", "common"}
 
 
 def _command_modules() -> list[str]:
