@@ -50,13 +50,13 @@ def _status_rule(text: str):
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-
 def add_parser(subparsers, *, duration: Callable[[str], float]) -> argparse.ArgumentParser:
     """Add ``serve`` to the ``medcompute`` parser's ``subparsers``; ``duration`` parses the
     DURATION values (3600, 90m, 12h, 30d, 1y) as the command line's other commands do."""
-    serve = subparsers.add_parser("serve", help="run the server (gRPC + an embedded Dask cluster)",
-                           description="Run the gRPC server with an embedded Dask LocalCluster "
-                           "of worker processes, or joined to an external scheduler.")
+    serve = subparsers.add_parser(
+        "serve", help="run the server (gRPC + an embedded Dask cluster)",
+        description="Run the gRPC server with an embedded Dask LocalCluster of worker "
+        "processes, or joined to an external scheduler.")
     serve.add_argument("--address", default=DEFAULT_ADDRESS,
                        help=f"HOST:PORT to listen on, loopback only (default {DEFAULT_ADDRESS}; "
                        "port 0 picks a free one)")
