@@ -9,16 +9,15 @@ from dataclasses import dataclass
 
 import grpc
 
-from medcompute.client.client import (
+from medcompute.client.calls import (
     Result,
     ServiceError,
     _Assembly,
-    _header,
     _payload,
     _progress,
-    _read,
     _source,
 )
+from medcompute.client.request import _header, _read
 from medcompute.proto import wire
 from medcompute.proto.v1 import batch_pb2, batch_pb2_grpc, jobs_pb2
 

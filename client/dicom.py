@@ -7,7 +7,8 @@ from collections.abc import Mapping, Sequence
 
 import grpc
 
-from medcompute.client.client import DEFAULT_SERVER, call
+from medcompute.client.calls import DEFAULT_SERVER, call
+from medcompute.client.channel import open_channel
 from medcompute.client.ops import parse_op
 from medcompute.proto.v1 import dicom_pb2, dicom_pb2_grpc, processing_pb2
 
@@ -32,8 +33,6 @@ class DicomClient:
 
     def __init__(self, address: str = DEFAULT_SERVER, *, timeout: float = 600.0,
                  channel: grpc.Channel | None = None, **connection):
-        from medcompute.client.channel import open_channel
-
         self.timeout = timeout
         self._own = channel is None
         self._channel = channel or open_channel(address, **connection)

@@ -16,8 +16,7 @@ import grpc
 import numpy as np
 from google.protobuf import json_format
 
-from medcompute.client.channel import open_channel
-from medcompute.client.client import (
+from medcompute.client.calls import (
     _COMPRESSION,
     DEFAULT_SERVER,
     ServiceError,
@@ -26,6 +25,7 @@ from medcompute.client.client import (
     _progress,
     call,
 )
+from medcompute.client.channel import open_channel
 from medcompute.client.io import read_input
 from medcompute.client.output import message_json
 from medcompute.proto import wire

@@ -13,7 +13,7 @@ import pytest
 
 from medcompute.client import ServiceError
 from medcompute.client.cli import build_parser
-from medcompute.client.usage_cli import (
+from medcompute.client.cli.usage import (
     format_invoice,
     format_records,
     format_usage,

@@ -12,7 +12,7 @@ import grpc
 import pytest
 
 from medcompute.client import ServiceError
-from medcompute.client.capacity_cli import parse_size
+from medcompute.client.cli.capacity import parse_size
 from medcompute.client.cli import main
 from medcompute.client.store import StoreClient
 from medcompute.server.config import ServerConfig

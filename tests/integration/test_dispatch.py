@@ -253,7 +253,7 @@ def test_a_passed_deadline_cancels_the_work_on_the_worker(c, cluster):
 
 
 def test_a_cancelled_call_cancels_the_work(cluster, c):
-    from medcompute.client.client import _descriptor
+    from medcompute.client.calls import _descriptor
     from medcompute.client.io import LocalImage
     from medcompute.client.ops import parse_op
     from medcompute.proto.v1 import image_pb2, processing_pb2, processing_pb2_grpc

@@ -117,7 +117,7 @@ def test_a_submit_writes_its_entry_with_the_queued_job(served):
 
 def test_a_caller_that_goes_away_while_the_result_is_sent_gets_a_second_entry(served):
     """The job succeeded (entry OK, with its end); the call did not: CANCELLED too."""
-    from medcompute.client.client import _descriptor
+    from medcompute.client.calls import _descriptor
     from medcompute.client.io import LocalImage
     from medcompute.client.ops import parse_op
     from medcompute.proto.v1 import image_pb2, processing_pb2, processing_pb2_grpc

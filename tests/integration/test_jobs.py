@@ -200,7 +200,7 @@ def _raw_submit(address, messages):
 
 
 def _header(image, ops=("gaussian:sigma=1",), **fields):
-    from medcompute.client.client import _header as build
+    from medcompute.client.request import _header as build
 
     header, _ = build(image, list(ops), spacing=None, operands=(), device="auto",
                       output_dtype="float32", compute_dtype="float32", output="array",

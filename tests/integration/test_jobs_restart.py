@@ -43,7 +43,7 @@ def _wait_state(c: Client, job_id: str, states, timeout=60.0):
 
 def _slow_upload(address: str, image: np.ndarray, key: str, stop: threading.Event):
     """A submit whose chunks trickle in until ``stop`` (the server dies first)."""
-    from medcompute.client.client import _header
+    from medcompute.client.request import _header
 
     header, _ = _header(image, ["gaussian:sigma=1"], spacing=None, operands=(), device="auto",
                         output_dtype="float32", compute_dtype="float32", output="array",

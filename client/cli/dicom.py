@@ -36,15 +36,14 @@ from __future__ import annotations
 import sys
 
 from medcompute.client import exits
+from medcompute.client.cli.common import open_client, parse_duration, server_side
 from medcompute.client.output import message_json, print_json
 
 __all__ = ["add_commands"]
 
 
 def _registry(args):
-    from medcompute.server.dicomnet.registry import NodeRegistry
-
-    return NodeRegistry(args.data_dir)
+    return server_side().node_registry(args.data_dir)
 
 
 def _fail(exc) -> int:
@@ -64,18 +63,14 @@ def _ae_dict(ae) -> dict:
 
 def _ae_add(args) -> int:
     if args.data_dir:
-        from medcompute.server.errors import MedcomputeError
-
         registry = _registry(args)
         try:
             ae = registry.add_ae_now(args.ae_title, args.subscriber, args.host)
-        except MedcomputeError as exc:
+        except server_side().MedcomputeError as exc:
             return _fail(exc)
         finally:
             registry.close()
     else:
-        from medcompute.client.cli import open_client
-
         with open_client(args) as client:
             ae = client.dicom.register_calling_ae(args.ae_title, args.subscriber, args.host)
     if args.json:
@@ -93,8 +88,6 @@ def _ae_list(args) -> int:
         finally:
             registry.close()
     else:
-        from medcompute.client.cli import open_client
-
         with open_client(args) as client:
             aes = client.dicom.calling_aes(args.subscriber or "")
     if args.json:
@@ -107,18 +100,14 @@ def _ae_list(args) -> int:
 
 def _ae_rm(args) -> int:
     if args.data_dir:
-        from medcompute.server.errors import MedcomputeError
-
         registry = _registry(args)
         try:
             registry.remove_ae_now(args.ae_title)
-        except MedcomputeError as exc:
+        except server_side().MedcomputeError as exc:
             return _fail(exc)
         finally:
             registry.close()
     else:
-        from medcompute.client.cli import open_client
-
         with open_client(args) as client:
             client.dicom.delete_calling_ae(args.ae_title)
     if args.json:
@@ -127,7 +116,6 @@ def _ae_rm(args) -> int:
 
 
 def _rule_add(args) -> int:
-    from medcompute.client.cli import open_client
 
     tags = {}
     for item in args.tag:
@@ -155,7 +143,6 @@ def _rule_add(args) -> int:
 
 
 def _rule_list(args) -> int:
-    from medcompute.client.cli import open_client
 
     with open_client(args) as client:
         rules = client.dicom.rules(args.subscriber)
@@ -176,8 +163,6 @@ def _remover(method: str, key: str):
     """The ``rm`` command that calls ``client.dicom.<method>(args.<key>)`` and, with --json,
     prints ``{key: ..., "removed": true}``."""
     def rm(args) -> int:
-        from medcompute.client.cli import open_client
-
         with open_client(args) as client:
             getattr(client.dicom, method)(getattr(args, key))
         if args.json:
@@ -190,7 +175,6 @@ _rule_rm = _remover("delete_rule", "rule_id")
 
 
 def _series(args) -> int:
-    from medcompute.client.cli import open_client
     from medcompute.proto.v1 import dicom_pb2
 
     with open_client(args) as client:
@@ -241,7 +225,6 @@ def _peer(n) -> str:
 
 
 def _node_add(args) -> int:
-    from medcompute.client.cli import open_client
 
     try:
         tls = _tls(args)
@@ -258,7 +241,6 @@ def _node_add(args) -> int:
 
 
 def _node_list(args) -> int:
-    from medcompute.client.cli import open_client
 
     with open_client(args) as client:
         nodes = client.dicom.nodes()
@@ -275,7 +257,6 @@ _node_rm = _remover("delete_node", "name")
 
 
 def _pushes(args) -> int:
-    from medcompute.client.cli import open_client
     from medcompute.proto.v1 import dicom_pb2
 
     with open_client(args) as client:
@@ -311,7 +292,6 @@ def _threshold(text: str | None) -> tuple[float, int]:
 
 
 def _source_add(args) -> int:
-    from medcompute.client.cli import open_client
 
     try:
         tls = _tls(args)
@@ -337,7 +317,6 @@ _source_rm = _remover("delete_source", "name")
 
 
 def _source_list(args) -> int:
-    from medcompute.client.cli import open_client
     from medcompute.proto.v1 import dicom_pb2
 
     with open_client(args) as client:
@@ -354,7 +333,6 @@ def _source_list(args) -> int:
 
 
 def _collect(args) -> int:
-    from medcompute.client.cli import open_client
 
     with open_client(args) as client:
         out = client.dicom.collect(args.source, modality=args.modality,
@@ -372,8 +350,7 @@ def _collect(args) -> int:
 
 
 def add_commands(sub, client_options) -> None:
-    from medcompute.client.store_cli import parse_duration
-    from medcompute.server.config import DEFAULT_DATA_DIR
+    DEFAULT_DATA_DIR = server_side().DEFAULT_DATA_DIR
 
     dicom = sub.add_parser("dicom", help="the service as a DICOM node: calling AE titles, "
                            "routing rules, received series",

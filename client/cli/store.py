@@ -9,39 +9,28 @@
     medcompute store info ID
     medcompute store rm ID...
     medcompute store verify | backup DEST | purge [--dry-run]
-    medcompute store usage | capacity SUBSCRIBER SIZE         (see capacity_cli.py)
-    medcompute store tier ID hot|cold | tier-policy          (see tiers_cli.py)
-    medcompute store status ID [STATUS]                      (see studies_cli.py)
+    medcompute store usage | capacity SUBSCRIBER SIZE         (see capacity.py)
+    medcompute store tier ID hot|cold | tier-policy          (see tiers.py)
+    medcompute store status ID [STATUS]                      (see studies.py)
 
-and the options ``process`` takes for the store (``--store``, ``--retention``,
-``--recompute``); ``process id:ID`` processes a stored image.
+The store's own commands; ``medcompute`` adds the ``usage``, ``capacity``, ``tier``,
+``tier-policy`` and ``status`` commands of capacity.py, tiers.py and studies.py to
+``store`` too. The options ``process`` takes for the store (``--store``, ``--retention``,
+``--recompute``) are in common.py; ``process id:ID`` processes a stored image.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import re
 import sys
 from pathlib import Path
 
 from medcompute.client import exits
 from medcompute.client.channel import connection
+from medcompute.client.cli.common import parse_duration
 from medcompute.client.output import print_json
 
-__all__ = ["add_store_commands", "add_process_options", "process_options", "kept_summary",
-           "parse_duration"]
-
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
-
-
-def parse_duration(text: str) -> float:
-    """Seconds from ``3600``, ``90m``, ``12h``, ``30d``, ``2w`` or ``1y``."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdwy]?)\s*", text)
-    if not m:
-        raise argparse.ArgumentTypeError(
-            f"expected a duration such as 3600, 90m, 12h, 30d or 1y, got {text!r}")
-    return float(m.group(1)) * _UNITS[m.group(2) or "s"]
+__all__ = ["add_store_commands"]
 
 
 def _size(n: int) -> str:
@@ -280,7 +269,8 @@ def _purge(args) -> int:
 
 
 def add_store_commands(sub, client_options) -> None:
-    """Add ``store`` and its subcommands to the ``medcompute`` parser."""
+    """Add ``store`` and its subcommands to the ``medcompute`` parser; its subparsers, for
+    the commands other modules add under ``store``."""
     store = sub.add_parser("store", help="register, find, fetch and delete stored images",
                            description="The server's image store: register images once, "
                            "then process them by id (`medcompute process id:ID`).")
@@ -383,31 +373,4 @@ def add_store_commands(sub, client_options) -> None:
 
     for p in (put, find, get, info, rm, verify, backup, purge):
         client_options(p)
-    from medcompute.client import capacity_cli, studies_cli, tiers_cli
-
-    capacity_cli.add_commands(cmds, client_options)
-    tiers_cli.add_commands(cmds, client_options)
-    studies_cli.add_commands(cmds, client_options)
-
-
-def add_process_options(parser) -> None:
-    """The store's options of ``medcompute process``."""
-    parser.add_argument("--store", action="store_true",
-                        help="keep the result in the store as a derived image (its id is "
-                        "printed)")
-    parser.add_argument("--retention", type=parse_duration, metavar="DURATION",
-                        help="with --store: keep the derived image this long (12h, 30d)")
-    parser.add_argument("--recompute", action="store_true",
-                        help="compute even when the store holds this result already")
-
-
-def process_options(args) -> dict:
-    return {"store_result": args.store, "retention": args.retention,
-            "recompute": args.recompute}
-
-
-def kept_summary(result) -> str | None:
-    if not result.stored_image_id:
-        return None
-    how = "reused (nothing computed)" if result.reused else "kept"
-    return f"  {how}: derived image {result.stored_image_id}"
+    return cmds

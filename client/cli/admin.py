@@ -12,9 +12,9 @@ import datetime as dt
 import io
 import json
 import sys
-from pathlib import Path
 
 from medcompute.client.channel import connection
+from medcompute.client.cli.common import server_side
 
 __all__ = ["add_commands"]
 
@@ -47,12 +47,9 @@ def _key_row(k) -> dict:
 
 class _Local:
     def __init__(self, data_dir: str):
-        from medcompute.server.storage.audit import AuditLog
-        from medcompute.server.storage.keys import KeyStore
-
-        path = Path(data_dir)
-        self.keys = KeyStore(path)
-        self.audit = AuditLog(path)
+        server = server_side()
+        self.keys = server.key_store(data_dir)
+        self.audit = server.audit_log(data_dir)
 
     def create(self, subscriber, roles, cert):
         info, token = self.keys.create(subscriber, roles, cert)
@@ -167,7 +164,7 @@ def _audit(args) -> int:
 
 def add_commands(sub, connection_options) -> None:
     """Add ``keys`` and ``audit`` to the ``medcompute`` parser."""
-    from medcompute.server.config import DEFAULT_DATA_DIR
+    DEFAULT_DATA_DIR = server_side().DEFAULT_DATA_DIR
 
     def where(p):
         p.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR),

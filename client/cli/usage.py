@@ -17,33 +17,13 @@ import json
 import re
 import sys
 
-from medcompute.client.cli import open_client
+from medcompute.client.cli.common import open_client, parse_moment, server_side
 
 __all__ = ["add_commands", "format_invoice", "format_records", "format_usage",
            "message_dict", "parse_moment", "parse_month"]
 
 GROUPS = ("none", "day", "operation", "device", "subscriber")
 ABSENT = "—"
-_NUMBER = re.compile(r"\d+(\.\d*)?")
-
-
-def parse_moment(text: str) -> float:
-    """Unix seconds from ``2026-11-23`` (UTC midnight), ``2026-11-23T08:00`` (UTC unless
-    an offset is given) or unix seconds such as ``1795392000``."""
-    text = text.strip()
-    if _NUMBER.fullmatch(text):
-        return float(text)
-    try:
-        moment = dt.datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected a date like 2026-11-23, a time like 2026-11-23T08:00 (UTC) or unix "
-            f"seconds, got {text!r}") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.timezone.utc)
-    return moment.timestamp()
-
-
 def parse_month(text: str) -> str:
     """``YYYY-MM``, checked."""
     m = re.fullmatch(r"(\d{4})-(\d{2})", text.strip())
@@ -182,9 +162,7 @@ def _invoice(args) -> int:
     if args.format == "json" or getattr(args, "json", False):
         print(json.dumps(message_dict(invoice), indent=2))
     elif args.format == "csv":
-        from medcompute.server.billing.invoices import to_csv
-
-        sys.stdout.write(to_csv(message_dict(invoice)))
+        sys.stdout.write(server_side().invoice_csv(message_dict(invoice)))
     else:
         sys.stdout.write(format_invoice(invoice))
     return 0

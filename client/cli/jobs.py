@@ -20,7 +20,13 @@ from pathlib import Path
 import grpc
 
 from medcompute.client import exits
-from medcompute.client.cli import open_client
+from medcompute.client.cli.common import (
+    add_process_options,
+    add_request_arguments,
+    open_client,
+    parse_moment,
+    process_options,
+)
 from medcompute.client.client import ServiceError
 from medcompute.client.output import message_json, print_json
 
@@ -109,7 +115,6 @@ def _write(result, out: Path) -> list[Path]:
 # -- commands ---------------------------------------------------------------------
 def _submit(args) -> int:
     from medcompute.client.ops import parse_op
-    from medcompute.client.store_cli import process_options
 
     try:
         ops = [parse_op(text) for text in args.op]
@@ -291,10 +296,6 @@ def _deliveries(args) -> int:
 
 
 def add_commands(sub, client_options) -> None:
-    from medcompute.client.cli import add_request_arguments
-    from medcompute.client.store_cli import add_process_options
-    from medcompute.client.usage_cli import parse_moment
-
     p = sub.add_parser(
         "submit", help="submit a job and return at once (prints the job id)",
         description="Send an image and a pipeline; the server stores the inputs, queues the "

@@ -1,0 +1,81 @@
+"""server/serve.py: the ``serve`` command's arguments and the ServerConfig checks made
+before anything starts, and the offline helpers the command line uses on a data
+directory."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from medcompute.server import serve
+from medcompute.server.config import DEFAULT_ADDRESS, DEFAULT_DATA_DIR
+
+
+def _duration(text: str) -> float:
+    return float(text.rstrip("s"))
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="medcompute")
+    sub = parser.add_subparsers(dest="command", required=True)
+    serve.add_parser(sub, duration=_duration)
+    return parser
+
+
+def test_serve_parser_defaults():
+    args = _parser().parse_args(["serve"])
+    assert args.func is serve.run
+    assert args.address == DEFAULT_ADDRESS
+    assert args.data_dir == str(DEFAULT_DATA_DIR)
+    assert args.result_retention == 7 * 86400.0
+    assert args.min_free.bytes is not None or args.min_free.percent is not None
+
+
+def test_serve_parser_uses_the_duration_it_is_given():
+    args = _parser().parse_args(["serve", "--cold-dir", "cold", "--cold-after", "90s",
+                                 "--result-retention", "12s"])
+    assert (args.cold_after, args.result_retention) == (90.0, 12.0)
+
+
+def test_serve_parser_refuses_a_bad_min_free(capsys):
+    with pytest.raises(SystemExit) as stop:
+        _parser().parse_args(["serve", "--min-free", "lots"])
+    assert stop.value.code == 2
+    assert "--min-free" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--cold-after", "5s"], "need --cold-dir"),
+    (["--version", "a=10", "--version", "a=20"], "each name once"),
+    (["--processes", "0"], "--processes: expected >= 1"),
+])
+def test_run_refuses_a_configuration_before_starting(tmp_path, capsys, argv, message):
+    args = _parser().parse_args(["serve", "--data-dir", str(tmp_path), *argv])
+    assert serve.run(args) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_offline_keys_and_audit_on_a_data_directory(tmp_path):
+    keys = serve.key_store(tmp_path)
+    info, token = keys.create("alice", ["process"])
+    assert token
+    assert [k.key_id for k in serve.key_store(str(tmp_path)).list("alice")] == [info.key_id]
+    assert serve.audit_log(tmp_path).list() == []
+
+
+def test_offline_node_registry_and_its_refusals(tmp_path):
+    registry = serve.node_registry(tmp_path)
+    try:
+        registry.add_ae_now("CT_1", "alice", "127.0.0.1")
+        assert [ae.ae_title for ae in registry.list_aes_now()] == ["CT_1"]
+        with pytest.raises(serve.MedcomputeError):
+            registry.remove_ae_now("NOT_THERE")
+    finally:
+        registry.close()
+
+
+def test_invoice_csv():
+    text = serve.invoice_csv({"month": "2026-11", "currency": "EUR", "total": "0.00",
+                              "subscribers": []})
+    assert text.splitlines()[-1] == "2026-11,EUR,,TOTAL,,,0.00"
