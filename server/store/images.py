@@ -23,7 +23,7 @@ import math
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -54,13 +54,14 @@ from medcompute.server.storage.space import FreeSpaceReserve
 from medcompute.server.storage.spool import ExpectedImage
 from medcompute.server.storage.studies import StatusRules, StudyStatuses
 from medcompute.server.store.blob_streams import file_chunks, prefetched, voxel_payloads
+from medcompute.server.store.coding import StreamInfo
 from medcompute.server.store.stages import ThreadStage
 from medcompute.server.store.tiers import TierMover
 from medcompute.server.store.versions import Versions
 from medcompute.server.worker import preview
 from medcompute.server.worker.store_tasks import Written, dicom_parts, ingest_dicom, render_preview
 
-__all__ = ["ImageStore", "Runner", "StreamInfo", "new_image_id", "METADATA_TEXT_FIELDS"]
+__all__ = ["ImageStore", "Runner", "new_image_id", "METADATA_TEXT_FIELDS"]
 
 log = logging.getLogger(__name__)
 
@@ -80,17 +81,6 @@ def _require_id(image_id: str, field: str) -> None:
 
 def new_image_id() -> str:
     return uuid.uuid4().hex
-
-
-@dataclass(frozen=True)
-class StreamInfo:
-    """What a Get stream carries, for its header."""
-
-    encoding: int                   # image_pb2.ENCODING_RAW or image_pb2.ENCODING_DICOM
-    size: int
-    crc32: int
-    compression: int
-    file_sizes: tuple[int, ...] = ()
 
 
 def _check_metadata(meta: dict, *, raw: bool) -> dict:

@@ -25,7 +25,6 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -34,6 +33,7 @@ from medcompute.proto.v1 import image_pb2
 from medcompute.server.errors import FailedPrecondition, InvalidArgument
 from medcompute.server.storage.images import BlobRef, ImageRecord
 from medcompute.server.store.blob_streams import file_chunks, prefetched
+from medcompute.server.store.coding import StreamInfo
 from medcompute.server.worker.version_tasks import (
     LOSSLESS_SYNTAX,
     LOSSY_SYNTAX,
@@ -42,9 +42,6 @@ from medcompute.server.worker.version_tasks import (
     make_raw_version,
     make_version,
 )
-
-if TYPE_CHECKING:
-    from medcompute.server.store.images import StreamInfo
 
 __all__ = ["VersionSpec", "Version", "Versions", "DEFAULT_VERSIONS", "parse_version",
            "versions_of", "ORIGINAL", "ROLE_PREFIX"]
@@ -232,8 +229,6 @@ class Versions:
                     ) -> tuple[Version, StreamInfo, AsyncIterator[bytes]]:
         """What Get sends of a version: the version (made now if it was not), a
         description of the stream and its chunk payloads."""
-        from medcompute.server.store.images import StreamInfo
-
         if compression not in image_pb2.Compression.values():
             raise InvalidArgument(wire.enum_choices(image_pb2.Compression, compression),
                                   "compression")
