@@ -30,6 +30,7 @@ import numpy as np
 
 from medcompute.proto import wire
 from medcompute.proto.v1 import image_pb2
+from medcompute.server.config import VersionSpec
 from medcompute.server.errors import FailedPrecondition, InvalidArgument
 from medcompute.server.storage.images import BlobRef, ImageRecord
 from medcompute.server.store.blob_streams import file_chunks, prefetched
@@ -43,28 +44,13 @@ from medcompute.server.worker.version_tasks import (
     make_version,
 )
 
-__all__ = ["VersionSpec", "Version", "Versions", "DEFAULT_VERSIONS", "parse_version",
+__all__ = ["VersionSpec", "Version", "Versions", "parse_version",
            "versions_of", "ORIGINAL", "ROLE_PREFIX"]
 
 log = logging.getLogger(__name__)
 
 ORIGINAL = "original"
 ROLE_PREFIX = "version:"
-
-
-@dataclass(frozen=True)
-class VersionSpec:
-    name: str
-    purpose: str
-    ratio: float | None = None            # None: lossless
-
-    @property
-    def lossless(self) -> bool:
-        return self.ratio is None
-
-
-DEFAULT_VERSIONS = (VersionSpec("lossless", "archive"), VersionSpec("review", "review", 10.0),
-                    VersionSpec("thumbnail", "thumbnail", 40.0))
 
 
 def parse_version(text: str) -> VersionSpec:
