@@ -15,12 +15,12 @@ from medcompute.server.store import admin as store_admin
 from tests import store_helpers as H
 
 pytestmark = pytest.mark.timeout(120)
-NONE = 3
+NONE = H.coder()   # COMPRESSION_NONE
 
 
 async def _register(store, name, owner="alice"):
     parts = [H.data_of(name)]
-    record, _, _ = await store.register(H.dicom_descriptor(parts),
+    record, _, _ = await H.register(store, H.dicom_descriptor(parts),
                                         H.stream(H.payloads(b"".join(parts))), owner=owner)
     return record
 
