@@ -10,7 +10,6 @@ from medcompute.proto import wire
 from medcompute.proto.v1 import image_pb2, store_pb2, store_pb2_grpc
 from medcompute.server.api.guard import Guard, rpc
 from medcompute.server.api.transport import expect_image, header_and_chunks
-from medcompute.server.dicom.j2k import reduced_size
 from medcompute.server.dicom.meta import CONDITIONS
 from medcompute.server.errors import InvalidArgument
 from medcompute.server.storage.images import FindFilter, ImageRecord
@@ -18,6 +17,7 @@ from medcompute.server.storage.spool import ExpectedImage
 from medcompute.server.store import admin as store_admin
 from medcompute.server.store.coding import BLOSC, DICOM, NONE, RAW, ZSTD
 from medcompute.server.store.images import METADATA_TEXT_FIELDS, ImageStore
+from medcompute.server.store.retrieval import retrieve
 from medcompute.server.store.versions import Version, versions_of
 
 __all__ = ["StoreServicer", "image_message", "metadata_from", "metadata_message", "WireCoder",
@@ -26,8 +26,9 @@ __all__ = ["StoreServicer", "image_message", "metadata_from", "metadata_message"
 _KINDS = {store_pb2.IMAGE_KIND_UNSPECIFIED: "", store_pb2.IMAGE_KIND_ORIGINAL: "original",
           store_pb2.IMAGE_KIND_DERIVED: "derived"}
 _KIND_CODES = {name: code for code, name in _KINDS.items() if name}
-# STORED_FORMAT_UNSPECIFIED is the documented default: the voxels.
-_FORMATS = {store_pb2.STORED_FORMAT_UNSPECIFIED: "voxels", store_pb2.STORED_FORMAT_VOXELS: "voxels",
+# STORED_FORMAT_UNSPECIFIED is the documented default (the store's ""): the voxels, or a
+# version's files.
+_FORMATS = {store_pb2.STORED_FORMAT_UNSPECIFIED: "", store_pb2.STORED_FORMAT_VOXELS: "voxels",
             store_pb2.STORED_FORMAT_DICOM: "dicom"}
 # COMPRESSION_UNSPECIFIED is documented as treated exactly as COMPRESSION_NONE.
 _COMPRESSIONS = {image_pb2.COMPRESSION_UNSPECIFIED: NONE, image_pb2.COMPRESSION_NONE: NONE,
@@ -178,50 +179,32 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
         if fmt is None:
             raise InvalidArgument(wire.enum_choices(store_pb2.StoredFormat, request.format),
                                   "format")
-        record = await self.store.get(request.image_id, owner=call.principal.subscriber)
-        spec = self.store.versions.resolve(request.version)
-        if not request.header_only:   # the study's reading status allows this version
-            await self.store.readable(record, spec.name if spec is not None else "original")
-        if spec is None:
-            if request.resolution_level:
-                raise InvalidArgument("resolution levels are served from a compressed "
-                                      "version; name one in version", "resolution_level")
-            info, payloads = self.store.stream(record, fmt, coder)
-            header = store_pb2.GetHeader()
-            role = "dicom" if fmt == "dicom" else "voxels"
-        else:
-            if request.format == store_pb2.STORED_FORMAT_VOXELS:
-                raise InvalidArgument("a version is sent as its DICOM files: leave format "
-                                      "unset or ask for STORED_FORMAT_DICOM", "format")
-            version, info, payloads = await self.store.versions.fetch(
-                record, spec, request.resolution_level, coder)
-            record = await self.store.get(request.image_id, owner=call.principal.subscriber)
-            header = store_pb2.GetHeader(version=version_message(version),
-                                         resolution_level=request.resolution_level)
-            call.detail = f"version {version.name}, resolution level {request.resolution_level}"
-            role = "version:" + version.name
-        shape = tuple(record.shape)
-        if spec is not None and request.resolution_level:   # each frame reduced per axis
-            shape = shape[:-2] + tuple(reduced_size(n, request.resolution_level)
-                                       for n in shape[-2:])
-        if not request.header_only and self.store.tiers.read_from(record, role) == "cold":
+        r = await retrieve(self.store, request.image_id, owner=call.principal.subscriber,
+                           coder=coder, fmt=fmt, version=request.version,
+                           level=request.resolution_level, header_only=request.header_only)
+        header = store_pb2.GetHeader()
+        if r.version is not None:
+            header.version.CopyFrom(version_message(r.version))
+            header.resolution_level = r.level
+            call.detail = f"version {r.version.name}, resolution level {r.level}"
+        if r.cold:
             call.detail = ", ".join(filter(None, [call.detail, "served from the cold tier"]))
-        header.image.CopyFrom(image_message(record))
+        header.image.CopyFrom(image_message(r.record))
         header.data.CopyFrom(image_pb2.ImageDescriptor(
-            encoding=_ENCODING_CODES[info.encoding], shape=shape,
-            dtype=wire.dtype_to_proto(record.dtype), spacing_mm=record.spacing or (),
-            file_sizes=info.file_sizes, compression=coder.code, size=info.size,
-            crc32=info.crc32))
+            encoding=_ENCODING_CODES[r.info.encoding], shape=r.shape,
+            dtype=wire.dtype_to_proto(r.record.dtype), spacing_mm=r.record.spacing or (),
+            file_sizes=r.info.file_sizes, compression=coder.code, size=r.info.size,
+            crc32=r.info.crc32))
         yield store_pb2.GetResponse(header=header)
         if request.header_only:
-            await payloads.aclose()
+            await r.payloads.aclose()
             return
-        async with contextlib.aclosing(payloads):
-            async for payload in payloads:
+        async with contextlib.aclosing(r.payloads):
+            async for payload in r.payloads:
                 response = store_pb2.GetResponse()
                 response.chunk.data = payload
                 yield response
-        await self.store.fetched(record, call.principal.subscriber)
+        await self.store.fetched(r.record, call.principal.subscriber)
 
     @rpc("store.delete", "store")
     async def Delete(self, request, context, call):

@@ -42,7 +42,8 @@ from medcompute.server.storage.blobs import BlobStore, fsync_dir
 from medcompute.server.storage.images import ImageRecord
 from medcompute.server.store.versions import ROLE_PREFIX
 
-__all__ = ["TierMover", "MoveReport", "STEPS", "KILL_STEP_ENV", "moving_roles"]
+__all__ = ["TierMover", "MoveReport", "STEPS", "KILL_STEP_ENV", "moving_roles", "HOT", "COLD",
+           "BOTH"]
 
 log = logging.getLogger(__name__)
 

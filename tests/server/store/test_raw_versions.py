@@ -23,7 +23,7 @@ NONE = H.coder()   # COMPRESSION_NONE
 
 async def register(store, array, owner="alice"):
     record, _, _ = await H.register(store, H.raw_descriptor(array),
-                                        H.stream(H.payloads(array.tobytes())), owner=owner)
+                                    H.stream(H.payloads(array.tobytes())), owner=owner)
     return record
 
 

@@ -21,7 +21,7 @@ NONE = H.coder()   # COMPRESSION_NONE
 async def _register(store, name, owner="alice"):
     parts = [H.data_of(name)]
     record, _, _ = await H.register(store, H.dicom_descriptor(parts),
-                                        H.stream(H.payloads(b"".join(parts))), owner=owner)
+                                    H.stream(H.payloads(b"".join(parts))), owner=owner)
     return record
 
 

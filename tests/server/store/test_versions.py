@@ -57,7 +57,7 @@ CASES = {
 
 async def _register(store, parts, owner="alice"):
     record, _, _ = await H.register(store, H.dicom_descriptor(parts),
-                                        H.stream(H.payloads(b"".join(parts))), owner=owner)
+                                    H.stream(H.payloads(b"".join(parts))), owner=owner)
     return record
 
 
@@ -214,7 +214,7 @@ def test_refusals_name_the_field(tmp_path):
     async def body(store):
         array = np.arange(64 * 64, dtype=np.float32).reshape(64, 64)
         raw, _, _ = await H.register(store, H.raw_descriptor(array),
-                                         H.stream(H.payloads(array.tobytes())), owner="alice")
+                                     H.stream(H.payloads(array.tobytes())), owner="alice")
         with pytest.raises(FailedPrecondition, match="dtype is float32") as e:
             await store.versions.get(raw, store.versions.resolve("review"))
         assert e.value.field == "version"
