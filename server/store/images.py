@@ -30,7 +30,8 @@ import numpy as np
 
 from medcompute.proto import wire
 from medcompute.server.config import ServerConfig
-from medcompute.server.dicom.meta import check_uid, normalise_date
+from medcompute.server.dicom import read as dicom
+from medcompute.server.dicom.meta import check_uid, describe, normalise_date
 from medcompute.server.errors import (
     FailedPrecondition,
     Internal,
@@ -58,6 +59,7 @@ from medcompute.server.store.tiers import TierMover
 from medcompute.server.store.versions import Versions
 from medcompute.server.worker import preview
 from medcompute.server.worker.store_tasks import Written, dicom_parts, ingest_dicom, render_preview
+from medcompute.server.worker.tasks import request_field
 
 __all__ = ["ImageStore", "Runner", "new_image_id", "METADATA_TEXT_FIELDS"]
 
@@ -322,10 +324,6 @@ class ImageStore:
             writer.discard()
 
     def _read_dicom(self, path: Path, e: ExpectedImage):
-        from medcompute.server.dicom import read as dicom
-        from medcompute.server.dicom.meta import describe
-        from medcompute.server.worker.tasks import request_field
-
         parts = dicom_parts(str(path), e.file_sizes)
         try:
             with dicom.quiet_pydicom():
