@@ -419,8 +419,8 @@ class ImageStore:
                                       "format")
             info = StreamInfo(DICOM, blob.size, record.dicom_crc32, coder.compression,
                               record.file_sizes)
-            return info, prefetched(file_chunks(self._present(blob), coder))
-        path = self._present(record.blob("voxels"))
+            return info, prefetched(file_chunks(self.present(blob), coder))
+        path = self.present(record.blob("voxels"))
         itemsize = np.dtype(record.dtype).itemsize
         return (StreamInfo(RAW, record.size, record.crc32, coder.compression),
                 prefetched(voxel_payloads(path, coder, itemsize)))
@@ -461,7 +461,8 @@ class ImageStore:
             raise NotFound("no stored image of this study", "study_instance_uid")
         return study_uid
 
-    def _present(self, blob: BlobRef) -> Path:
+    def present(self, blob: BlobRef) -> Path:
+        """The file of a blob of an image; Internal when it is missing."""
         path = self.blobs.path(blob.digest)
         if not path.exists():
             raise Internal(f"the {blob.role} blob of this image is missing from the store; run "

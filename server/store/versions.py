@@ -226,7 +226,7 @@ class Versions:
         if level >= max(version.resolutions, 1):
             raise InvalidArgument(f"this version has resolution levels 0 to "
                                   f"{version.resolutions - 1}; got {level}", "resolution_level")
-        path = self.store._present(BlobRef(ROLE_PREFIX + version.name, version.digest,
+        path = self.store.present(BlobRef(ROLE_PREFIX + version.name, version.digest,
                                            version.stored_bytes))
         if level == 0:
             return (version.file_sizes, version.stored_bytes, version.crc32,
