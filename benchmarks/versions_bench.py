@@ -82,6 +82,7 @@ async def _in_threads(fn, *args, **kwargs):
 async def _bench(parts: list[bytes], sizes, root: Path, cold_dir: Path | None) -> dict:
     from medcompute.proto import wire
     from medcompute.proto.v1 import image_pb2
+    from medcompute.server.api.store import registration, stream_coder
     from medcompute.server.config import ServerConfig
     from medcompute.server.store.images import ImageStore
 
@@ -101,7 +102,9 @@ async def _bench(parts: list[bytes], sizes, root: Path, cold_dir: Path | None) -
         async def chunks():
             for i, data in enumerate(wire.iter_chunks(b"".join(parts)), 1):
                 yield i, wire.image_chunk(0, data)
-        record, _, _ = await store.register(desc, chunks(), owner="bench")
+        expected, payloads = registration(desc, chunks(), max_bytes=store.config.max_image_bytes)
+        record, _, _ = await store.register(expected, payloads, owner="bench")
+        none = stream_coder(image_pb2.COMPRESSION_NONE)
         pixel_bytes = int(np.prod(record.shape)) * np.dtype(record.dtype).itemsize
         original = common.measure(lambda: _decode(parts), repeats=sizes.repeats,
                                   in_process=True)
@@ -113,7 +116,7 @@ async def _bench(parts: list[bytes], sizes, root: Path, cold_dir: Path | None) -
             t0 = time.perf_counter()
             version = await store.versions.get(record, spec)
             encode = time.perf_counter() - t0
-            _, info, payloads = await store.versions.fetch(record, spec, 0, 3)
+            _, info, payloads = await store.versions.fetch(record, spec, 0, none)
             data = b"".join([p async for p in payloads])
             files, at = [], 0
             for n in info.file_sizes:
@@ -134,13 +137,13 @@ async def _bench(parts: list[bytes], sizes, root: Path, cold_dir: Path | None) -
         if lossless is not None:
             made = await store.versions.get(record, lossless)
             for level in range(made.resolutions):
-                _, info, payloads = await store.versions.fetch(record, lossless, level, 3)
+                _, info, payloads = await store.versions.fetch(record, lossless, level, none)
                 [p async for p in payloads]
                 levels.append({"level": level, "bytes": info.size})
         out["resolution_levels"] = levels
 
         async def read() -> None:
-            _, payloads = store.stream(record, "voxels", 3)
+            _, payloads = store.stream(record, "voxels", none)
             async for _ in payloads:
                 pass
 

@@ -1,4 +1,9 @@
-"""Server configuration: one dataclass, filled from the command line."""
+"""Server configuration: one dataclass, filled from the command line.
+
+A leaf: it imports nothing of the server. Its defaults are plain data, read by the rooms
+that use them (the versions by store/versions.py, the reading statuses by
+storage/studies.py).
+"""
 
 from __future__ import annotations
 
@@ -6,13 +11,35 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from medcompute.server.storage.studies import DEFAULT_RULES, DEFAULT_STATUSES
-from medcompute.server.store.versions import DEFAULT_VERSIONS, VersionSpec
-
-__all__ = ["ServerConfig", "DEFAULT_ADDRESS", "DEFAULT_DATA_DIR"]
+__all__ = ["ServerConfig", "VersionSpec", "DEFAULT_ADDRESS", "DEFAULT_DATA_DIR",
+           "DEFAULT_VERSIONS", "DEFAULT_STATUSES", "DEFAULT_RULES"]
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
 DEFAULT_DATA_DIR = Path(os.environ.get("MEDCOMPUTE_DATA_DIR", "data"))
+
+
+@dataclass(frozen=True)
+class VersionSpec:
+    """A compressed version the operator configures (``--version NAME=RATIO[:PURPOSE]``,
+    parsed by ``store.versions.parse_version``): a name, a purpose, a ratio (None:
+    lossless)."""
+
+    name: str
+    purpose: str
+    ratio: float | None = None            # None: lossless
+
+    @property
+    def lossless(self) -> bool:
+        return self.ratio is None
+
+
+DEFAULT_VERSIONS = (VersionSpec("lossless", "archive"), VersionSpec("review", "review", 10.0),
+                    VersionSpec("thumbnail", "thumbnail", 40.0))
+#: The reading statuses of studies (storage/studies.py); the first, ``unread``, is every
+#: study's status until someone changes it.
+DEFAULT_STATUSES = ("unread", "read", "archived")
+#: No rule: every status serves every version.
+DEFAULT_RULES: dict[str, tuple[str, ...]] = {}
 
 
 @dataclass

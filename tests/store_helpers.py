@@ -90,6 +90,23 @@ async def stream(pieces, image=0):
         await asyncio.sleep(0)
 
 
+async def register(store, desc, chunks, **kwargs):
+    """``store.register`` as the Store servicer calls it: the descriptor checked and the
+    (index, Chunk) pairs taken apart at the API edge (api/store.py's ``registration``)."""
+    from medcompute.server.api.store import registration
+
+    expected, pieces = registration(desc, chunks, max_bytes=store.config.max_image_bytes)
+    return await store.register(expected, pieces, **kwargs)
+
+
+def coder(compression=image_pb2.COMPRESSION_NONE):
+    """The Coder of a Get stream in ``compression`` (a Compression enum value), as the
+    Store servicer gives it to the store."""
+    from medcompute.server.api.store import stream_coder
+
+    return stream_coder(compression)
+
+
 def ct_series(n=5, *, step=2.5, series_uid=None, patient="P-SERIES"):
     """``n`` copies of CT_small along the slice normal; slice k holds stored + 10 * k."""
     base = pydicom.dcmread(CT)

@@ -3,27 +3,75 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 
 from medcompute.proto import wire
 from medcompute.proto.v1 import image_pb2, store_pb2, store_pb2_grpc
 from medcompute.server.api.guard import Guard, rpc
-from medcompute.server.api.transport import header_and_chunks
-from medcompute.server.dicom.j2k import reduced_size
+from medcompute.server.api.transport import expect_image, header_and_chunks
 from medcompute.server.dicom.meta import CONDITIONS
 from medcompute.server.errors import InvalidArgument
 from medcompute.server.storage.images import FindFilter, ImageRecord
+from medcompute.server.storage.spool import ExpectedImage
 from medcompute.server.store import admin as store_admin
+from medcompute.server.store.coding import BLOSC, DICOM, NONE, RAW, ZSTD
 from medcompute.server.store.images import METADATA_TEXT_FIELDS, ImageStore
+from medcompute.server.store.retrieval import retrieve
 from medcompute.server.store.versions import Version, versions_of
 
-__all__ = ["StoreServicer", "image_message", "metadata_from", "metadata_message"]
+__all__ = ["StoreServicer", "image_message", "metadata_from", "metadata_message", "WireCoder",
+           "stream_coder", "registration"]
 
 _KINDS = {store_pb2.IMAGE_KIND_UNSPECIFIED: "", store_pb2.IMAGE_KIND_ORIGINAL: "original",
           store_pb2.IMAGE_KIND_DERIVED: "derived"}
 _KIND_CODES = {name: code for code, name in _KINDS.items() if name}
-# STORED_FORMAT_UNSPECIFIED is the documented default: the voxels.
-_FORMATS = {store_pb2.STORED_FORMAT_UNSPECIFIED: "voxels", store_pb2.STORED_FORMAT_VOXELS: "voxels",
+# STORED_FORMAT_UNSPECIFIED is the documented default (the store's ""): the voxels, or a
+# version's files.
+_FORMATS = {store_pb2.STORED_FORMAT_UNSPECIFIED: "", store_pb2.STORED_FORMAT_VOXELS: "voxels",
             store_pb2.STORED_FORMAT_DICOM: "dicom"}
+# COMPRESSION_UNSPECIFIED is documented as treated exactly as COMPRESSION_NONE.
+_COMPRESSIONS = {image_pb2.COMPRESSION_UNSPECIFIED: NONE, image_pb2.COMPRESSION_NONE: NONE,
+                 image_pb2.COMPRESSION_ZSTD: ZSTD, image_pb2.COMPRESSION_BLOSC: BLOSC}
+_ENCODING_CODES = {RAW: image_pb2.ENCODING_RAW, DICOM: image_pb2.ENCODING_DICOM}
+
+
+@dataclass(frozen=True)
+class WireCoder:
+    """The store's Coder of a Get stream: the wire format's chunks (medcompute.proto.wire)
+    in the Compression a caller asked for."""
+
+    compression: str                      # the store's name for it
+    code: int                             # the Compression enum value asked for
+
+    def chunks(self, data, *, itemsize: int = 1) -> Iterator[bytes]:
+        return wire.iter_chunks(data, compression=self.code, itemsize=itemsize)
+
+
+def stream_coder(code: int, field: str = "compression") -> WireCoder:
+    """The coder of a Compression enum value; InvalidArgument naming ``field`` for a
+    value the enum does not have."""
+    name = _COMPRESSIONS.get(code)
+    if name is None:
+        raise InvalidArgument(wire.enum_choices(image_pb2.Compression, code), field)
+    return WireCoder(name, code)
+
+
+async def _payloads(chunks: AsyncIterator) -> AsyncIterator[bytes]:
+    async for index, chunk in chunks:
+        if chunk.HasField("operand"):
+            raise InvalidArgument(f"a registration carries one image and no operands "
+                                  f"(leave operand unset); got operand {chunk.operand}",
+                                  f"request[{index}].chunk.operand")
+        yield chunk.data
+
+
+def registration(descriptor: image_pb2.ImageDescriptor, chunks: AsyncIterator, *,
+                 max_bytes: int) -> tuple[ExpectedImage, AsyncIterator[bytes]]:
+    """What a Register call hands the store: the image its descriptor promises
+    (``header.image``) and the payloads of its chunks (``chunks`` yields (message index,
+    Chunk), as header_and_chunks gives them; a chunk of an operand is refused)."""
+    return expect_image(descriptor, "header.image", max_bytes=max_bytes), _payloads(chunks)
 
 
 def metadata_from(msg: store_pb2.ImageMetadata) -> dict:
@@ -104,8 +152,10 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
         header, chunks = await header_and_chunks(request_iterator)
         if not header.HasField("image"):
             raise InvalidArgument("expected the image's descriptor", "header.image")
+        expected, payloads = registration(header.image, chunks,
+                                          max_bytes=self.store.config.max_image_bytes)
         record, existing, differing = await self.store.register(
-            header.image, chunks, owner=call.principal.subscriber,
+            expected, payloads, owner=call.principal.subscriber,
             metadata=metadata_from(header.metadata), retention=header.retention_seconds)
         call.object_id = record.id
         if differing:
@@ -124,53 +174,37 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
     @rpc("store.get", ("store", "receive"))
     async def Get(self, request, context, call):
         call.object_id = request.image_id
+        coder = stream_coder(request.compression)
         fmt = _FORMATS.get(request.format)
         if fmt is None:
             raise InvalidArgument(wire.enum_choices(store_pb2.StoredFormat, request.format),
                                   "format")
-        record = await self.store.get(request.image_id, owner=call.principal.subscriber)
-        spec = self.store.versions.resolve(request.version)
-        if not request.header_only:   # the study's reading status allows this version
-            await self.store.readable(record, spec.name if spec is not None else "original")
-        if spec is None:
-            if request.resolution_level:
-                raise InvalidArgument("resolution levels are served from a compressed "
-                                      "version; name one in version", "resolution_level")
-            info, payloads = self.store.stream(record, fmt, request.compression)
-            header = store_pb2.GetHeader()
-            role = "dicom" if fmt == "dicom" else "voxels"
-        else:
-            if request.format == store_pb2.STORED_FORMAT_VOXELS:
-                raise InvalidArgument("a version is sent as its DICOM files: leave format "
-                                      "unset or ask for STORED_FORMAT_DICOM", "format")
-            version, info, payloads = await self.store.versions.fetch(
-                record, spec, request.resolution_level, request.compression)
-            record = await self.store.get(request.image_id, owner=call.principal.subscriber)
-            header = store_pb2.GetHeader(version=version_message(version),
-                                         resolution_level=request.resolution_level)
-            call.detail = f"version {version.name}, resolution level {request.resolution_level}"
-            role = "version:" + version.name
-        shape = tuple(record.shape)
-        if spec is not None and request.resolution_level:   # each frame reduced per axis
-            shape = shape[:-2] + tuple(reduced_size(n, request.resolution_level)
-                                       for n in shape[-2:])
-        if not request.header_only and self.store.tiers.read_from(record, role) == "cold":
+        r = await retrieve(self.store, request.image_id, owner=call.principal.subscriber,
+                           coder=coder, fmt=fmt, version=request.version,
+                           level=request.resolution_level, header_only=request.header_only)
+        header = store_pb2.GetHeader()
+        if r.version is not None:
+            header.version.CopyFrom(version_message(r.version))
+            header.resolution_level = r.level
+            call.detail = f"version {r.version.name}, resolution level {r.level}"
+        if r.cold:
             call.detail = ", ".join(filter(None, [call.detail, "served from the cold tier"]))
-        header.image.CopyFrom(image_message(record))
+        header.image.CopyFrom(image_message(r.record))
         header.data.CopyFrom(image_pb2.ImageDescriptor(
-            encoding=info.encoding, shape=shape, dtype=wire.dtype_to_proto(record.dtype),
-            spacing_mm=record.spacing or (), file_sizes=info.file_sizes,
-            compression=info.compression, size=info.size, crc32=info.crc32))
+            encoding=_ENCODING_CODES[r.info.encoding], shape=r.shape,
+            dtype=wire.dtype_to_proto(r.record.dtype), spacing_mm=r.record.spacing or (),
+            file_sizes=r.info.file_sizes, compression=coder.code, size=r.info.size,
+            crc32=r.info.crc32))
         yield store_pb2.GetResponse(header=header)
         if request.header_only:
-            await payloads.aclose()
+            await r.payloads.aclose()
             return
-        async with contextlib.aclosing(payloads):
-            async for payload in payloads:
+        async with contextlib.aclosing(r.payloads):
+            async for payload in r.payloads:
                 response = store_pb2.GetResponse()
                 response.chunk.data = payload
                 yield response
-        await self.store.fetched(record, call.principal.subscriber)
+        await self.store.fetched(r.record, call.principal.subscriber)
 
     @rpc("store.delete", "store")
     async def Delete(self, request, context, call):

@@ -16,11 +16,10 @@ class TierServicer(tiers_pb2_grpc.TierServiceServicer):
     @rpc("tiers.move", "store")
     async def MoveImage(self, request, context, call):
         call.object_id = request.image_id
-        record = await self.store.get(request.image_id, owner=call.principal.subscriber)
-        moved, size = await self.store.tiers.move_image(record, request.tier)
-        call.detail = f"to {request.tier}: {moved} blob(s), {size} bytes"
-        record = await self.store.get(request.image_id, owner=call.principal.subscriber)
-        return tiers_pb2.MoveImageResponse(blobs_moved=moved, bytes_moved=size, tier=record.tier)
+        r = await self.store.tiers.move(request.image_id, owner=call.principal.subscriber,
+                                        target=request.tier)
+        call.detail = f"to {request.tier}: {r.blobs} blob(s), {r.bytes} bytes"
+        return tiers_pb2.MoveImageResponse(blobs_moved=r.blobs, bytes_moved=r.bytes, tier=r.tier)
 
     @rpc("tiers.apply", "admin")
     async def ApplyTierPolicy(self, request, context, call):

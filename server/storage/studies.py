@@ -23,12 +23,9 @@ from pathlib import Path
 from medcompute.server.errors import FailedPrecondition, InvalidArgument
 from medcompute.server.storage.db import Database
 
-__all__ = ["StatusRules", "StudyStatuses", "DEFAULT_STATUSES", "DEFAULT_RULES", "UNREAD",
-           "parse_rule"]
+__all__ = ["StatusRules", "StudyStatuses", "UNREAD", "parse_rule"]
 
 UNREAD = "unread"
-DEFAULT_STATUSES = (UNREAD, "read", "archived")
-DEFAULT_RULES: dict[str, tuple[str, ...]] = {}
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
 
 _SCHEMA = """
@@ -55,8 +52,11 @@ def parse_rule(text: str) -> tuple[str, tuple[str, ...]]:
 
 @dataclass(frozen=True)
 class StatusRules:
-    statuses: tuple[str, ...] = DEFAULT_STATUSES
-    rules: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_RULES))
+    """The operator's statuses (``ServerConfig.statuses``; they include ``unread``) and
+    rules (``ServerConfig.status_rules``; none: every status serves every version)."""
+
+    statuses: tuple[str, ...]
+    rules: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     def check_config(self, version_names: list[str]) -> None:
         """ValueError for a rule naming an unknown status or version."""
@@ -99,9 +99,9 @@ class StudyStatuses(Database):
 
     SCHEMA = _SCHEMA
 
-    def __init__(self, data_dir: str | Path, rules: StatusRules | None = None):
+    def __init__(self, data_dir: str | Path, rules: StatusRules):
         super().__init__(data_dir)
-        self.rules = rules or StatusRules()
+        self.rules = rules
 
     def _get(self, owner: str, study_uid: str) -> tuple[str, float, str]:
         row = self._db.execute("SELECT status, changed_at, changed_by FROM study_status WHERE "

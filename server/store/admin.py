@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
 import shutil
@@ -86,8 +87,6 @@ async def verify(store: ImageStore) -> VerifyReport:
 
 def _copy_blob(source: Path, target_blobs: BlobStore, digest: str) -> int:
     """Copy one blob atomically into another blob folder, checking it on the way."""
-    import hashlib
-
     tmp = target_blobs.new_tmp()
     h = hashlib.sha256()
     try:

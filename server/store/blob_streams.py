@@ -12,8 +12,8 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 from medcompute.proto import wire
-from medcompute.proto.v1 import image_pb2
 from medcompute.server.storage import blobs as blobfiles
+from medcompute.server.store.coding import BLOSC, Coder
 
 __all__ = ["prefetched", "file_chunks", "voxel_payloads"]
 
@@ -63,16 +63,16 @@ async def prefetched(it: Iterator, depth: int = 4) -> AsyncIterator:
         room.release()
 
 
-def file_chunks(path: Path, compression: int) -> Iterator[bytes]:
+def file_chunks(path: Path, coder: Coder) -> Iterator[bytes]:
     with open(path, "rb") as f:
         while piece := f.read(wire.CHUNK_SIZE):
-            yield from wire.iter_chunks(piece, compression=compression)
+            yield from coder.chunks(piece)
 
 
-def voxel_payloads(path: Path, compression: int, itemsize: int) -> Iterator[bytes]:
-    if compression == image_pb2.COMPRESSION_BLOSC:
+def voxel_payloads(path: Path, coder: Coder, itemsize: int) -> Iterator[bytes]:
+    if coder.compression == BLOSC:
         # The stored frames are blosc2 chunks of at most a wire chunk: sent as they are.
         yield from blobfiles.voxel_frames(path)
         return
     for data in blobfiles.voxel_chunks(path):
-        yield from wire.iter_chunks(data, compression=compression, itemsize=itemsize)
+        yield from coder.chunks(data, itemsize=itemsize)

@@ -23,16 +23,15 @@ import math
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from medcompute.proto import wire
-from medcompute.proto.v1 import image_pb2
-from medcompute.server.api.transport import expect_image
 from medcompute.server.config import ServerConfig
-from medcompute.server.dicom.meta import check_uid, normalise_date
+from medcompute.server.dicom import read as dicom
+from medcompute.server.dicom.meta import check_uid, describe, normalise_date
 from medcompute.server.errors import (
     FailedPrecondition,
     Internal,
@@ -54,13 +53,15 @@ from medcompute.server.storage.space import FreeSpaceReserve
 from medcompute.server.storage.spool import ExpectedImage
 from medcompute.server.storage.studies import StatusRules, StudyStatuses
 from medcompute.server.store.blob_streams import file_chunks, prefetched, voxel_payloads
+from medcompute.server.store.coding import DICOM, RAW, Coder, StreamInfo
 from medcompute.server.store.stages import ThreadStage
 from medcompute.server.store.tiers import TierMover
 from medcompute.server.store.versions import Versions
 from medcompute.server.worker import preview
 from medcompute.server.worker.store_tasks import Written, dicom_parts, ingest_dicom, render_preview
+from medcompute.server.worker.tasks import request_field
 
-__all__ = ["ImageStore", "Runner", "StreamInfo", "new_image_id", "METADATA_TEXT_FIELDS"]
+__all__ = ["ImageStore", "Runner", "new_image_id", "METADATA_TEXT_FIELDS"]
 
 log = logging.getLogger(__name__)
 
@@ -80,17 +81,6 @@ def _require_id(image_id: str, field: str) -> None:
 
 def new_image_id() -> str:
     return uuid.uuid4().hex
-
-
-@dataclass(frozen=True)
-class StreamInfo:
-    """What a Get stream carries, for its header."""
-
-    encoding: int                   # image_pb2.ENCODING_RAW or image_pb2.ENCODING_DICOM
-    size: int
-    crc32: int
-    compression: int
-    file_sizes: tuple[int, ...] = ()
 
 
 def _check_metadata(meta: dict, *, raw: bool) -> dict:
@@ -252,32 +242,33 @@ class ImageStore:
             raise
 
     # -- register -------------------------------------------------------------------
-    async def register(self, descriptor, chunks: AsyncIterator, *, owner: str,
+    async def register(self, e: ExpectedImage, payloads: AsyncIterator[bytes], *, owner: str,
                        metadata: dict | None = None, retention: float = 0.0
                        ) -> tuple[ImageRecord, bool, list[str]]:
-        """Receive one image (``chunks`` yields (message index, Chunk)) and keep it.
+        """Receive one image (what ``e`` promises, in the chunk payloads ``payloads``
+        yields) and keep it.
 
         Returns the stored record, whether the instance was registered before, and (when
         it was) the metadata fields this registration sent differently from the ones kept
         (``metadata.acquisition_date`` ...); the kept record is never changed.
         """
-        e = expect_image(descriptor, "header.image", max_bytes=self.config.max_image_bytes)
-        meta = _check_metadata(metadata or {}, raw=e.encoding == "raw")
+        meta = _check_metadata(metadata or {}, raw=e.encoding == RAW)
         expires = time.time() + retention if retention > 0 else None
         self.space.check("blobs", "catalog", incoming=e.size)
         with self._activity():
-            if e.encoding == "raw":
-                self._check_voxels(e.shape, "header.image.shape")
-                stored, existing, differing = await self._register_raw(e, chunks, owner,
+            if e.encoding == RAW:
+                self._check_voxels(e.shape, f"{e.field}.shape")
+                stored, existing, differing = await self._register_raw(e, payloads, owner,
                                                                        meta, expires)
             else:
-                stored, existing, differing = await self._register_dicom(e, chunks, owner,
+                stored, existing, differing = await self._register_dicom(e, payloads, owner,
                                                                          meta, expires)
         if self.config.make_versions and not existing:
             self.versions.make_soon(stored)
         return stored, existing, differing
 
-    async def _receive(self, chunks: AsyncIterator, e: ExpectedImage, sink, crc_of) -> None:
+    async def _receive(self, payloads: AsyncIterator[bytes], e: ExpectedImage, sink,
+                       crc_of) -> None:
         """Receive on the event loop while a thread decodes and ``sink`` takes the bytes
         (pipeline.py): the next chunk arrives while this one is decoded and compressed."""
         decoder = wire.ChunkDecoder(e.compression, f"{e.field}.compression")
@@ -297,12 +288,8 @@ class ImageStore:
 
         stage = ThreadStage(step, name="store-receive")
         try:
-            async for index, chunk in chunks:
-                if chunk.HasField("operand"):
-                    raise InvalidArgument(f"a registration carries one image and no operands "
-                                          f"(leave operand unset); got operand {chunk.operand}",
-                                          f"request[{index}].chunk.operand")
-                await stage.feed(chunk.data)
+            async for payload in payloads:
+                await stage.feed(payload)
                 self._receiving.set()
         finally:
             await stage.close()
@@ -313,11 +300,11 @@ class ImageStore:
             raise InvalidArgument(f"checksum mismatch: declared {e.crc32:#010x}, the received "
                                   f"bytes give {crc_of():#010x}", f"{e.field}.crc32")
 
-    async def _register_raw(self, e: ExpectedImage, chunks, owner, meta, expires):
+    async def _register_raw(self, e: ExpectedImage, payloads, owner, meta, expires):
         tmp = self.blobs.new_tmp()
         writer = VoxelWriter(tmp, e.shape, e.dtype, pipelined=True)
         try:
-            await self._receive(chunks, e, writer.add, lambda: writer.crc32)
+            await self._receive(payloads, e, writer.add, lambda: writer.crc32)
             digest, size = await asyncio.to_thread(writer.finish)
             sops = meta.get("sop_instance_uids", [])
             # Without a UID, the same instance is the same voxels with the same description.
@@ -330,16 +317,13 @@ class ImageStore:
                 shape=e.shape, dtype=e.dtype.str, size=e.size, crc32=writer.crc32,
                 created_at=time.time(), spacing=e.spacing, expires_at=expires, metadata=meta,
                 blobs=(BlobRef("voxels", digest, size),))
-            stored, existing = await self.add(record, lambda: self.blobs.install(tmp, digest))
+            stored, existing = await self.add(record, lambda: self.blobs.install(tmp, digest),
+                                             e.field)
             return stored, existing, differing_fields(stored.metadata, meta) if existing else []
         finally:
             writer.discard()
 
     def _read_dicom(self, path: Path, e: ExpectedImage):
-        from medcompute.server.dicom import read as dicom
-        from medcompute.server.dicom.meta import describe
-        from medcompute.server.worker.tasks import request_field
-
         parts = dicom_parts(str(path), e.file_sizes)
         try:
             with dicom.quiet_pydicom():
@@ -350,11 +334,11 @@ class ImageStore:
         except InvalidArgument as exc:
             raise InvalidArgument(exc.message, request_field(exc.field, e.field)) from None
 
-    async def _register_dicom(self, e: ExpectedImage, chunks, owner, meta, expires):
+    async def _register_dicom(self, e: ExpectedImage, payloads, owner, meta, expires):
         tmp, voxels_tmp = self.blobs.new_tmp(), self.blobs.new_tmp()
         writer = BlobWriter(tmp, crc=True, pipelined=True)
         try:
-            await self._receive(chunks, e, writer.write, lambda: writer.crc32)
+            await self._receive(payloads, e, writer.write, lambda: writer.crc32)
             digest, size = await asyncio.to_thread(writer.finish)
             info, from_files = await asyncio.to_thread(self._read_dicom, tmp, e)
             self._check_voxels(info.shape, e.field)
@@ -385,7 +369,7 @@ class ImageStore:
             def install():
                 self.blobs.install(tmp, digest)
                 self.blobs.install(voxels_tmp, written.digest)
-            stored, existing = await self.add(record, install)
+            stored, existing = await self.add(record, install, e.field)
             return stored, existing, differing_fields(stored.metadata, merged) if existing else []
         finally:
             writer.discard()
@@ -423,25 +407,23 @@ class ImageStore:
         return await self.catalog.find(replace(f, **dates), owner=owner,
                                        limit=page_size or _DEFAULT_PAGE, after=after)
 
-    def stream(self, record: ImageRecord, fmt: str, compression: int
+    def stream(self, record: ImageRecord, fmt: str, coder: Coder
                ) -> tuple[StreamInfo, AsyncIterator[bytes]]:
-        """What Get sends: a description and the chunk payloads (``fmt``: voxels | dicom)."""
-        if compression not in image_pb2.Compression.values():
-            raise InvalidArgument(wire.enum_choices(image_pb2.Compression, compression),
-                                  "compression")
+        """What Get sends: a description and the chunk payloads (``fmt``: voxels | dicom),
+        coded by ``coder``."""
         if fmt == "dicom":
             blob = record.blob("dicom")
             if blob is None:
                 raise InvalidArgument("this image has no DICOM files (it was registered as a "
                                       "raw array, or derived from one); ask for the voxels",
                                       "format")
-            info = StreamInfo(image_pb2.ENCODING_DICOM, blob.size, record.dicom_crc32, compression,
+            info = StreamInfo(DICOM, blob.size, record.dicom_crc32, coder.compression,
                               record.file_sizes)
-            return info, prefetched(file_chunks(self._present(blob), compression))
-        path = self._present(record.blob("voxels"))
+            return info, prefetched(file_chunks(self.present(blob), coder))
+        path = self.present(record.blob("voxels"))
         itemsize = np.dtype(record.dtype).itemsize
-        return (StreamInfo(image_pb2.ENCODING_RAW, record.size, record.crc32, compression),
-                prefetched(voxel_payloads(path, compression, itemsize)))
+        return (StreamInfo(RAW, record.size, record.crc32, coder.compression),
+                prefetched(voxel_payloads(path, coder, itemsize)))
 
     async def readable(self, record: ImageRecord, version: str) -> str:
         """The status of the image's study, or FailedPrecondition when that status may not
@@ -479,7 +461,8 @@ class ImageStore:
             raise NotFound("no stored image of this study", "study_instance_uid")
         return study_uid
 
-    def _present(self, blob: BlobRef) -> Path:
+    def present(self, blob: BlobRef) -> Path:
+        """The file of a blob of an image; Internal when it is missing."""
         path = self.blobs.path(blob.digest)
         if not path.exists():
             raise Internal(f"the {blob.role} blob of this image is missing from the store; run "

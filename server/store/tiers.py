@@ -31,6 +31,8 @@ move (a step-kill point, named as such).
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 import os
 import signal
@@ -38,11 +40,12 @@ import time
 from dataclasses import dataclass, field
 
 from medcompute.server.errors import FailedPrecondition, InvalidArgument
-from medcompute.server.storage.blobs import BlobStore, fsync_dir
+from medcompute.server.storage.blobs import BlobStore, file_digest, fsync_dir
 from medcompute.server.storage.images import ImageRecord
 from medcompute.server.store.versions import ROLE_PREFIX
 
-__all__ = ["TierMover", "MoveReport", "STEPS", "KILL_STEP_ENV", "moving_roles"]
+__all__ = ["TierMover", "MoveReport", "STEPS", "KILL_STEP_ENV", "moving_roles", "HOT", "COLD",
+           "BOTH"]
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +66,6 @@ def _step(name: str, target: str) -> None:
 def moving_roles(record: ImageRecord, mode: str = "move") -> list[str]:
     """The roles of an image's blobs the policy sends to cold: originals and lossless
     versions (``move``), or every version, lossy ones too (``copy``: kept on both)."""
-    import json
-
     roles = []
     for b in record.blobs:
         if b.role in ("dicom", "voxels"):
@@ -84,6 +85,8 @@ class MoveReport:
     image_ids: list[str] = field(default_factory=list)
     blobs: int = 0
     bytes: int = 0
+    #: Of a move of one image: its tier after the move ("hot", "cold" or "both").
+    tier: str = ""
 
 
 class TierMover:
@@ -140,10 +143,6 @@ class TierMover:
         """Steps 1-3 of a move to ``move`` (default ``target``): the folder of ``target``
         (hot or cold) holds a synced, verified copy."""
         move = move or target
-        import hashlib
-
-        from medcompute.server.storage.blobs import file_digest
-
         source, dest = self._stores(target)
         final = dest.path(digest)
         if not final.exists():
@@ -224,6 +223,14 @@ class TierMover:
                     size += b.size
         return moved, size
 
+    async def move(self, image_id: str, *, owner: str, target: str) -> MoveReport:
+        """`move_image` of the caller's image ``image_id`` (NotFound otherwise): what was
+        moved, and the image's tier after the move (its ``tier`` in the catalog)."""
+        record = await self.store.get(image_id, owner=owner)
+        moved, size = await self.move_image(record, target)
+        record = await self.store.get(image_id, owner=owner)
+        return MoveReport([image_id], moved, size, record.tier)
+
     async def apply_policy(self, *, now: float | None = None, dry_run: bool = False
                            ) -> MoveReport:
         """Move to cold what the policy says: images older than ``cold_after``, or whose
@@ -263,8 +270,6 @@ class TierMover:
         """Settle every blob an interrupted move left in both tiers; how many."""
         if not self.enabled:
             return 0
-        from medcompute.server.storage.blobs import file_digest
-
         blobs, catalog = self.store.blobs, self.store.catalog
         settled = 0
         for digest in list(blobs.cold.digests()):

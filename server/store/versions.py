@@ -25,15 +25,15 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from medcompute.proto import wire
-from medcompute.proto.v1 import image_pb2
+from medcompute.server.config import VersionSpec
 from medcompute.server.errors import FailedPrecondition, InvalidArgument
 from medcompute.server.storage.images import BlobRef, ImageRecord
 from medcompute.server.store.blob_streams import file_chunks, prefetched
+from medcompute.server.store.coding import DICOM, Coder, StreamInfo
 from medcompute.server.worker.version_tasks import (
     LOSSLESS_SYNTAX,
     LOSSY_SYNTAX,
@@ -43,31 +43,13 @@ from medcompute.server.worker.version_tasks import (
     make_version,
 )
 
-if TYPE_CHECKING:
-    from medcompute.server.store.images import StreamInfo
-
-__all__ = ["VersionSpec", "Version", "Versions", "DEFAULT_VERSIONS", "parse_version",
+__all__ = ["VersionSpec", "Version", "Versions", "parse_version",
            "versions_of", "ORIGINAL", "ROLE_PREFIX"]
 
 log = logging.getLogger(__name__)
 
 ORIGINAL = "original"
 ROLE_PREFIX = "version:"
-
-
-@dataclass(frozen=True)
-class VersionSpec:
-    name: str
-    purpose: str
-    ratio: float | None = None            # None: lossless
-
-    @property
-    def lossless(self) -> bool:
-        return self.ratio is None
-
-
-DEFAULT_VERSIONS = (VersionSpec("lossless", "archive"), VersionSpec("review", "review", 10.0),
-                    VersionSpec("thumbnail", "thumbnail", 40.0))
 
 
 def parse_version(text: str) -> VersionSpec:
@@ -228,21 +210,15 @@ class Versions:
         finally:
             tmp.unlink(missing_ok=True)
 
-    async def fetch(self, record: ImageRecord, spec: VersionSpec, level: int, compression: int
+    async def fetch(self, record: ImageRecord, spec: VersionSpec, level: int, coder: Coder
                     ) -> tuple[Version, StreamInfo, AsyncIterator[bytes]]:
         """What Get sends of a version: the version (made now if it was not), a
         description of the stream and its chunk payloads."""
-        from medcompute.server.store.images import StreamInfo
-
-        if compression not in image_pb2.Compression.values():
-            raise InvalidArgument(wire.enum_choices(image_pb2.Compression, compression),
-                                  "compression")
         version = await self.get(record, spec)
-        sizes, size, crc, payloads = await self.stream(version, level, compression)
-        return version, StreamInfo(image_pb2.ENCODING_DICOM, size, crc, compression, sizes), \
-            payloads
+        sizes, size, crc, payloads = await self.stream(version, level, coder)
+        return version, StreamInfo(DICOM, size, crc, coder.compression, sizes), payloads
 
-    async def stream(self, version: Version, level: int, compression: int
+    async def stream(self, version: Version, level: int, coder: Coder
                      ) -> tuple[tuple[int, ...], int, int, AsyncIterator[bytes]]:
         """The version's files (cut to resolution ``level``): (file sizes, size, crc32,
         chunk payloads)."""
@@ -250,11 +226,11 @@ class Versions:
         if level >= max(version.resolutions, 1):
             raise InvalidArgument(f"this version has resolution levels 0 to "
                                   f"{version.resolutions - 1}; got {level}", "resolution_level")
-        path = self.store._present(BlobRef(ROLE_PREFIX + version.name, version.digest,
+        path = self.store.present(BlobRef(ROLE_PREFIX + version.name, version.digest,
                                            version.stored_bytes))
         if level == 0:
             return (version.file_sizes, version.stored_bytes, version.crc32,
-                    prefetched(file_chunks(path, compression)))
+                    prefetched(file_chunks(path, coder)))
 
         def cut() -> list[bytes]:
             data, at, files = path.read_bytes(), 0, []
@@ -266,7 +242,7 @@ class Versions:
         blob = b"".join(files)
 
         async def payloads():
-            for payload in wire.iter_chunks(blob, compression=compression):
+            for payload in coder.chunks(blob):
                 yield payload
         return tuple(len(f) for f in files), len(blob), wire.crc32(blob), payloads()
 

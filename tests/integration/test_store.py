@@ -136,7 +136,7 @@ def test_another_subscribers_image_answers_not_found(client, server, store):
 
     async def register_as_other():
         desc = H.raw_descriptor(vol)
-        return await store.register(desc, H.stream(H.payloads(vol)), owner="another")
+        return await H.register(store, desc, H.stream(H.payloads(vol)), owner="another")
 
     record, _, _ = server.call(register_as_other())
     for call in (lambda: client.store.get(record.id), lambda: client.store.delete(record.id),

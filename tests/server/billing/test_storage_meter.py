@@ -155,7 +155,7 @@ def test_a_catalog_made_before_the_ledger_is_backfilled_once(tmp_path):
 async def _put_raw(store, array, *, owner, retention=0.0):
     desc = H.raw_descriptor(array, image_pb2.COMPRESSION_NONE)
     pieces = H.payloads(array, image_pb2.COMPRESSION_NONE, array.dtype.itemsize)
-    record, _, _ = await store.register(desc, H.stream(pieces), owner=owner, retention=retention)
+    record, _, _ = await H.register(store, desc, H.stream(pieces), owner=owner, retention=retention)
     return record
 
 

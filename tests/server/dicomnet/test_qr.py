@@ -10,12 +10,19 @@ import pydicom
 from pydicom.dataset import Dataset
 
 from medcompute.server.dicomnet.qr import StoreIndex
-from tests.store_helpers import ct_series, dicom_descriptor, payloads, stream, with_store
+from tests.store_helpers import (
+    ct_series,
+    dicom_descriptor,
+    payloads,
+    register,
+    stream,
+    with_store,
+)
 
 
 async def _register(store, parts, owner="a"):
-    record, _, _ = await store.register(dicom_descriptor(parts), stream(payloads(b"".join(parts))),
-                                        owner=owner)
+    record, _, _ = await register(store, dicom_descriptor(parts),
+                                  stream(payloads(b"".join(parts))), owner=owner)
     return record
 
 

@@ -220,7 +220,7 @@ def test_gauges_of_free_and_reserved_bytes_per_location(tmp_path):
 def _register(store, array, *, fill_after: int | None = None, fs=None, leave: int = 0):
     """Register ``array``; with ``fill_after``, another process fills the disk (to
     ``leave`` bytes free) once that many chunks have been sent, after the call's check."""
-    from tests.store_helpers import payloads, raw_descriptor
+    from tests.store_helpers import payloads, raw_descriptor, register
 
     async def chunks():
         pieces = payloads(array.tobytes(), chunk_size=256 << 10)
@@ -228,7 +228,7 @@ def _register(store, array, *, fill_after: int | None = None, fs=None, leave: in
             yield i, image_pb2.Chunk(data=data)
             if i == fill_after:
                 fill(fs, leave=leave)
-    return store.register(raw_descriptor(array), chunks(), owner="s")
+    return register(store, raw_descriptor(array), chunks(), owner="s")
 
 
 def test_an_upload_met_by_a_full_disk_leaves_nothing_and_succeeds_once_space_returns(

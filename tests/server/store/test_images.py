@@ -33,20 +33,21 @@ async def _put_raw(store, array, *, owner="local", compression=image_pb2.COMPRES
                    chunk_size=None, **kwargs):
     desc = H.raw_descriptor(array, compression)
     pieces = H.payloads(array, compression, array.dtype.itemsize, chunk_size)
-    record, existing, _ = await store.register(desc, H.stream(pieces), owner=owner, **kwargs)
+    record, existing, _ = await H.register(store, desc, H.stream(pieces), owner=owner,
+                                            **kwargs)
     return record, existing
 
 
 async def _put_dicom(store, parts, *, owner="local", **kwargs):
     desc = H.dicom_descriptor(parts)
-    record, existing, _ = await store.register(desc, H.stream(H.payloads(b"".join(parts))),
-                                               owner=owner, **kwargs)
+    record, existing, _ = await H.register(store, desc, H.stream(H.payloads(b"".join(parts))),
+                                            owner=owner, **kwargs)
     return record, existing
 
 
 async def _voxels(store, record, compression=image_pb2.COMPRESSION_NONE) -> np.ndarray:
-    info, chunks = store.stream(record, "voxels", compression)
-    decoder = wire.ChunkDecoder(info.compression, "test")
+    info, chunks = store.stream(record, "voxels", H.coder(compression))
+    decoder = wire.ChunkDecoder(compression, "test")
     data = bytearray()
     async for payload in chunks:
         data += decoder.decode(payload)
@@ -209,7 +210,7 @@ def test_ct_file_keeps_its_bytes_metadata_and_conditions(tmp_path):
         assert c["exposure_time_ms"] == 1601.0 and c["slice_thickness_mm"] == 5.0
         assert c["other"]["ConvolutionKernel"] == "STANDARD"
         np.testing.assert_array_equal(await _voxels(store, record), expected)
-        info, chunks = store.stream(record, "dicom", image_pb2.COMPRESSION_ZSTD)
+        info, chunks = store.stream(record, "dicom", H.coder(image_pb2.COMPRESSION_ZSTD))
         decoder = wire.ChunkDecoder(image_pb2.COMPRESSION_ZSTD, "test")
         got = b"".join([decoder.decode(p) async for p in chunks])
         assert got == original and info.crc32 == wire.crc32(original)
@@ -313,7 +314,7 @@ def test_over_the_limits_is_resource_exhausted(tmp_path):
                                                                                  65535],
                                          dtype=image_pb2.DATA_TYPE_INT16)
         with pytest.raises(ResourceExhausted):
-            await store.register(desc, H.stream([]), owner="local")
+            await H.register(store, desc, H.stream([]), owner="local")
         with pytest.raises(ResourceExhausted):
             await _put_raw(store, np.zeros((40, 40), np.uint8))
 
@@ -337,7 +338,7 @@ def test_a_stream_that_breaks_its_descriptor_leaves_nothing(tmp_path, mistake):
         else:
             image = 1
         with pytest.raises(InvalidArgument):
-            await store.register(desc, H.stream(pieces, image=image), owner="local")
+            await H.register(store, desc, H.stream(pieces, image=image), owner="local")
         assert _files(store.blobs.root) == set() and await store.catalog.count() == 0
 
     H.with_store(tmp_path, body)
@@ -353,7 +354,7 @@ def test_a_cancelled_upload_leaves_nothing(tmp_path):
             await asyncio.Event().wait()   # the client goes silent, then disconnects
 
         desc = H.raw_descriptor(np.zeros(100_000, np.uint8))
-        task = asyncio.create_task(store.register(desc, chunks(), owner="local"))
+        task = asyncio.create_task(H.register(store, desc, chunks(), owner="local"))
         await started.wait()
         await store.wait_receiving()
         task.cancel()
@@ -533,7 +534,7 @@ def test_verify_finds_damaged_and_missing_blobs(tmp_path):
         assert problems == {(a.id, "missing"),
                             (b.id, "checksum mismatch: the file's SHA-256 is not its name")}
         with pytest.raises(Internal) as caught:
-            store.stream(a, "voxels", image_pb2.COMPRESSION_NONE)
+            store.stream(a, "voxels", H.coder(image_pb2.COMPRESSION_NONE))
         assert "store verify" in caught.value.message
 
     H.with_store(tmp_path, body)

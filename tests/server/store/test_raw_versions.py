@@ -18,12 +18,12 @@ from medcompute.server.worker.version_tasks import LOSSLESS_SYNTAX, LOSSY_SYNTAX
 from tests import store_helpers as H
 
 pytestmark = pytest.mark.timeout(120)
-NONE = 3   # image_pb2.COMPRESSION_NONE
+NONE = H.coder()   # COMPRESSION_NONE
 
 
 async def register(store, array, owner="alice"):
-    record, _, _ = await store.register(H.raw_descriptor(array),
-                                        H.stream(H.payloads(array.tobytes())), owner=owner)
+    record, _, _ = await H.register(store, H.raw_descriptor(array),
+                                    H.stream(H.payloads(array.tobytes())), owner=owner)
     return record
 
 

@@ -10,18 +10,18 @@ import time
 
 import pytest
 
-from medcompute.server.errors import FailedPrecondition, InvalidArgument
+from medcompute.server.errors import FailedPrecondition, InvalidArgument, NotFound
 from medcompute.server.store import admin as store_admin
 from tests import store_helpers as H
 
 pytestmark = pytest.mark.timeout(120)
-NONE = 3
+NONE = H.coder()   # COMPRESSION_NONE
 
 
 async def _register(store, name, owner="alice"):
     parts = [H.data_of(name)]
-    record, _, _ = await store.register(H.dicom_descriptor(parts),
-                                        H.stream(H.payloads(b"".join(parts))), owner=owner)
+    record, _, _ = await H.register(store, H.dicom_descriptor(parts),
+                                    H.stream(H.payloads(b"".join(parts))), owner=owner)
     return record
 
 
@@ -119,6 +119,23 @@ def test_the_policy_moves_old_images_and_a_dry_run_moves_nothing(tmp_path):
         return True
 
     assert H.with_store(tmp_path / "data", body, cold_dir=tmp_path / "cold", cold_after=3600.0)
+
+
+def test_a_move_by_id_reports_the_image_s_tier_after_it(tmp_path):
+    async def body(store):
+        ct = await _register(store, "CT_small.dcm")
+        await store.versions.get(ct, store.versions.resolve("review"))
+        with pytest.raises(NotFound):
+            await store.tiers.move(ct.id, owner="bob", target="cold")
+        r = await store.tiers.move(ct.id, owner="alice", target="cold")
+        ct = await store.get(ct.id, owner="alice")
+        assert (r.image_ids, r.tier) == ([ct.id], ct.tier)
+        assert r.blobs == 2 and r.bytes == ct.blob("dicom").size + ct.blob("voxels").size
+        r = await store.tiers.move(ct.id, owner="alice", target="hot")
+        assert (r.blobs, r.tier) == (2, "hot")
+        return True
+
+    assert H.with_store(tmp_path / "data", body, cold_dir=tmp_path / "cold")
 
 
 def test_moves_refuse_without_a_cold_tier_or_with_a_bad_one(tmp_path):

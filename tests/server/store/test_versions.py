@@ -19,7 +19,7 @@ from medcompute.server.worker.version_tasks import LOSSLESS_SYNTAX, LOSSY_SYNTAX
 from tests import store_helpers as H
 
 pytestmark = pytest.mark.timeout(120)
-NONE = 3   # image_pb2.COMPRESSION_NONE
+NONE = H.coder()   # COMPRESSION_NONE
 
 
 def synthetic_series(bits: int, n: int = 3) -> list[bytes]:
@@ -56,8 +56,8 @@ CASES = {
 
 
 async def _register(store, parts, owner="alice"):
-    record, _, _ = await store.register(H.dicom_descriptor(parts),
-                                        H.stream(H.payloads(b"".join(parts))), owner=owner)
+    record, _, _ = await H.register(store, H.dicom_descriptor(parts),
+                                    H.stream(H.payloads(b"".join(parts))), owner=owner)
     return record
 
 
@@ -213,8 +213,8 @@ def test_resolution_levels_send_a_reduced_image_of_only_the_bytes_it_needs(tmp_p
 def test_refusals_name_the_field(tmp_path):
     async def body(store):
         array = np.arange(64 * 64, dtype=np.float32).reshape(64, 64)
-        raw, _, _ = await store.register(H.raw_descriptor(array),
-                                         H.stream(H.payloads(array.tobytes())), owner="alice")
+        raw, _, _ = await H.register(store, H.raw_descriptor(array),
+                                     H.stream(H.payloads(array.tobytes())), owner="alice")
         with pytest.raises(FailedPrecondition, match="dtype is float32") as e:
             await store.versions.get(raw, store.versions.resolve("review"))
         assert e.value.field == "version"
