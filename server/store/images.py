@@ -336,16 +336,16 @@ class ImageStore:
             writer.discard()
 
     def _read_dicom(self, path: Path, e: ExpectedImage):
-        from medcompute.server.dicom import read as dicom
         from medcompute.server.dicom.meta import describe
+        from medcompute.server.dicom.volume import load, quiet_pydicom
         from medcompute.server.worker.tasks import request_field
 
         parts = dicom_parts(str(path), e.file_sizes)
         try:
-            with dicom.quiet_pydicom():
+            with quiet_pydicom():
                 # This server's voxel limit also bounds how far a deflated file is inflated.
-                volume = dicom.load(parts, max_voxels=self.config.max_voxels,
-                                    field="input.dicom")
+                volume = load(parts, max_voxels=self.config.max_voxels,
+                              field="input.dicom")
                 return volume.info, describe(volume.datasets, volume.info.order)
         except InvalidArgument as exc:
             raise InvalidArgument(exc.message, request_field(exc.field, e.field)) from None
