@@ -15,13 +15,13 @@ from pathlib import Path
 
 from medcompute.proto import wire
 from medcompute.proto.v1 import jobs_pb2, processing_pb2
-from medcompute.server.api.guard import Principal
 from medcompute.server.billing.invoices import invoice, month_bounds
 from medcompute.server.billing.tariff import Tariff, load_tariff
 from medcompute.server.dicomnet.push import PushBook
 from medcompute.server.errors import InvalidArgument, PermissionDenied
 from medcompute.server.storage.fetches import FetchLog
 from medcompute.server.storage.images import ImageCatalog
+from medcompute.server.storage.keys import Principal
 from medcompute.server.storage.usage import UsageBook, day_of, summarize, totals
 
 __all__ = ["BillingService", "MAX_RECORDS", "scope"]

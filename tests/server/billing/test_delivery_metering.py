@@ -73,8 +73,8 @@ def test_delivered_pushes_are_counted_per_sender_and_period(tmp_path):
 
 def test_get_usage_totals_show_deliveries_per_subscriber_and_day(tmp_path):
     from medcompute.proto.v1 import jobs_pb2
-    from medcompute.server.api.guard import Principal
     from medcompute.server.billing.service import BillingService
+    from medcompute.server.storage.keys import Principal
     from medcompute.server.storage.usage import day_of
 
     pushes = PushBook(tmp_path)

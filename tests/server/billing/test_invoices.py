@@ -7,7 +7,6 @@ import asyncio
 import pytest
 
 from medcompute.proto.v1 import jobs_pb2
-from medcompute.server.api.guard import Principal
 from medcompute.server.billing import service as billing_service
 from medcompute.server.billing.invoices import invoice, month_bounds, to_csv
 from medcompute.server.billing.service import BillingService
@@ -15,6 +14,7 @@ from medcompute.server.billing.tariff import parse_tariff
 from medcompute.server.errors import InvalidArgument, PermissionDenied
 from medcompute.server.jobs.catalog import Catalog
 from medcompute.server.storage.images import BlobRef, ImageCatalog, ImageRecord
+from medcompute.server.storage.keys import Principal
 from tests.usage_helpers import finish_usage, record
 
 pytestmark = pytest.mark.timeout(60)

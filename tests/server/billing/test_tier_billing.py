@@ -9,13 +9,13 @@ import asyncio
 import pytest
 
 from medcompute.proto.v1 import jobs_pb2
-from medcompute.server.api.guard import Principal
 from medcompute.server.billing.invoices import invoice
 from medcompute.server.billing.service import BillingService
 from medcompute.server.billing.tariff import TariffError, parse_tariff
 from medcompute.server.storage import images as image_catalog
 from medcompute.server.storage.fetches import FetchLog, examination_of
 from medcompute.server.storage.images import BlobRef, ImageCatalog, ImageRecord
+from medcompute.server.storage.keys import Principal
 
 NOV = 1_793_491_200.0          # 2026-11-01 00:00 UTC
 DAY = 86400.0
