@@ -2,9 +2,10 @@
 
 A subscriber sees its own usage; naming another subscriber, or asking for every
 subscriber at once, needs the ``admin`` role. Usage records come from the catalog's
-``usage`` table (usage.py), stored bytes from the image store's storage ledger
-(image_catalog.py), prices from the tariff (tariff.py) and the invoice rules from
-billing.py. The servicer only unpacks the request and hands this module the caller.
+``usage`` table (storage/usage.py), stored bytes from the image store's storage ledger
+(storage/images.py), delivered pushes from the push table (storage/deliveries.py),
+prices from the tariff (tariff.py) and the invoice rules from invoices.py. The servicer
+only unpacks the request and hands this module the caller.
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from medcompute.proto import wire
 from medcompute.proto.v1 import jobs_pb2, processing_pb2
 from medcompute.server.billing.invoices import invoice, month_bounds
 from medcompute.server.billing.tariff import Tariff, load_tariff
-from medcompute.server.dicomnet.push import PushBook
 from medcompute.server.errors import InvalidArgument, PermissionDenied
+from medcompute.server.storage.deliveries import DeliveryLog
 from medcompute.server.storage.fetches import FetchLog
 from medcompute.server.storage.images import ImageCatalog
 from medcompute.server.storage.keys import Principal
@@ -100,15 +101,20 @@ class BillingService:
         The data directory (its catalog file holds the usage records and the ledger).
     tariff : Tariff, optional
         The prices; default: the example prices shipped with the package.
+    deliveries : DeliveryLog, optional
+        Where delivered pushes are counted (e.g. the server's ``PushBook``, which is
+        one); default: the data directory's own, opened and closed by this service.
     """
 
-    def __init__(self, data_dir: str | Path, tariff: Tariff | None = None):
+    def __init__(self, data_dir: str | Path, tariff: Tariff | None = None,
+                 deliveries: DeliveryLog | None = None):
         self.tariff = tariff if tariff is not None else load_tariff()
         self.book = UsageBook(data_dir)
+        self._owns_deliveries = deliveries is None
         try:
             self.ledger = ImageCatalog(data_dir)
             self.fetches = FetchLog(data_dir)
-            self.pushes = PushBook(data_dir)
+            self.deliveries = deliveries if deliveries is not None else DeliveryLog(data_dir)
         except BaseException:
             self.book.close()
             raise
@@ -117,7 +123,8 @@ class BillingService:
         self.book.close()
         self.ledger.close()
         self.fetches.close()
-        self.pushes.close()
+        if self._owns_deliveries:
+            self.deliveries.close()
 
     async def _storage(self, who: str | None, since: float, until: float,
                        also: set[str]) -> list[jobs_pb2.StorageUsage]:
@@ -148,7 +155,7 @@ class BillingService:
                                   "group_by")
         records = await self.book.arecords(who, since, until)
         sums, groups = summarize(records, group_by)
-        pushed = await self.pushes.delivered_times(who, since, until or math.inf)
+        pushed = await self.deliveries.delivered_times(who, since, until or math.inf)
         sums["deliveries"] = len(pushed)
         groups = _with_deliveries(groups, group_by, pushed)
         reply = jobs_pb2.GetUsageResponse(
@@ -177,7 +184,7 @@ class BillingService:
         fetched = await self.fetches.examinations(who, start, end)
         stored = {name: value for name, value in days.items()
                   if who is not None or value > 0 or name in by_subscriber or name in fetched}
-        delivered = await self.pushes.delivered_counts(who, start, end)
+        delivered = await self.deliveries.delivered_counts(who, start, end)
         return jobs_pb2.Invoice(**invoice(request.month, by_subscriber, stored, self.tariff,
                                           cold_gigabyte_days=cold, examinations=fetched,
                                           deliveries=delivered))
