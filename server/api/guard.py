@@ -36,19 +36,12 @@ from medcompute.server.config import ServerConfig
 from medcompute.server.errors import PermissionDenied, ResourceExhausted, Unauthenticated
 from medcompute.server.jobs.states import State
 from medcompute.server.storage.audit import AuditLog
-from medcompute.server.storage.keys import ROLES, KeyStore
+from medcompute.server.storage.keys import ROLES, KeyStore, Principal
 from medcompute.server.storage.space import storage_fault
 
-__all__ = ["Principal", "Call", "Guard", "JobAudit", "job_audit", "rpc", "CURRENT_CALL"]
+__all__ = ["Call", "Guard", "JobAudit", "job_audit", "rpc", "CURRENT_CALL"]
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class Principal:
-    subscriber: str
-    roles: frozenset[str]
-    key_id: str = ""
 
 
 @dataclass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from medcompute.proto import wire
 from medcompute.proto.v1 import jobs_pb2, jobs_pb2_grpc
+from medcompute.server.api import billing as billing_api
 from medcompute.server.api.guard import Guard, rpc
 from medcompute.server.api.transport import header_and_chunks, result_chunks
 from medcompute.server.jobs.runner import JobRunner
@@ -75,9 +76,9 @@ class JobsServicer(jobs_pb2_grpc.JobsServiceServicer):
 
     @rpc("usage.get", None)
     async def GetUsage(self, request, context, call):
-        return await self.billing.get_usage(request, call.principal)
+        return await billing_api.get_usage(self.billing, request, call.principal)
 
     @rpc("usage.invoice", None)
     async def GetInvoice(self, request, context, call):
         return jobs_pb2.GetInvoiceResponse(
-            invoice=await self.billing.get_invoice(request, call.principal))
+            invoice=await billing_api.get_invoice(self.billing, request, call.principal))

@@ -1,43 +1,53 @@
-"""GetUsage and GetInvoice as domain calls: who may see what, and the replies they build.
+"""Usage reports and invoices as domain calls: who may see what, and what they hold.
 
 A subscriber sees its own usage; naming another subscriber, or asking for every
 subscriber at once, needs the ``admin`` role. Usage records come from the catalog's
-``usage`` table (usage.py), stored bytes from the image store's storage ledger
-(image_catalog.py), prices from the tariff (tariff.py) and the invoice rules from
-billing.py. The servicer only unpacks the request and hands this module the caller.
+``usage`` table (storage/usage.py), stored bytes from the image store's storage ledger
+(storage/images.py), delivered pushes from the push table (storage/deliveries.py),
+prices from the tariff (tariff.py) and the invoice rules from invoices.py. Calls take
+plain values and return plain values; the GetUsage/GetInvoice messages are built by
+the API layer (api/billing.py).
 """
 
 from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from medcompute.proto import wire
-from medcompute.proto.v1 import jobs_pb2, processing_pb2
-from medcompute.server.api.guard import Principal
 from medcompute.server.billing.invoices import invoice, month_bounds
 from medcompute.server.billing.tariff import Tariff, load_tariff
-from medcompute.server.dicomnet.push import PushBook
 from medcompute.server.errors import InvalidArgument, PermissionDenied
+from medcompute.server.storage.deliveries import DeliveryLog
 from medcompute.server.storage.fetches import FetchLog
 from medcompute.server.storage.images import ImageCatalog
-from medcompute.server.storage.usage import UsageBook, day_of, summarize, totals
+from medcompute.server.storage.keys import Principal
+from medcompute.server.storage.usage import GROUPINGS, UsageBook, day_of, summarize, totals
 
-__all__ = ["BillingService", "MAX_RECORDS", "scope"]
+__all__ = ["BillingService", "MAX_RECORDS", "StorageUsage", "Usage", "scope"]
 
 MAX_RECORDS = 10000
 ADMIN = "admin"
 
-_GROUPINGS = {
-    jobs_pb2.USAGE_GROUPING_UNSPECIFIED: "none",   # the documented default
-    jobs_pb2.USAGE_GROUPING_NONE: "none",
-    jobs_pb2.USAGE_GROUPING_DAY: "day",
-    jobs_pb2.USAGE_GROUPING_OPERATION: "operation",
-    jobs_pb2.USAGE_GROUPING_DEVICE: "device",
-    jobs_pb2.USAGE_GROUPING_SUBSCRIBER: "subscriber",
-}
-_RECORD_FIELDS = frozenset(processing_pb2.UsageRecord.DESCRIPTOR.fields_by_name)
+
+@dataclass(frozen=True)
+class StorageUsage:
+    """A subscriber's stored bytes: gigabyte-days over a period, and bytes held now."""
+
+    subscriber: str
+    gigabyte_days: float
+    bytes_now: int
+
+
+@dataclass
+class Usage:
+    """A usage report: totals, ``(key, totals)`` groups, records (if asked) and storage."""
+
+    totals: dict
+    groups: list[tuple[str, dict]]
+    records: list[dict] = field(default_factory=list)
+    storage: list[StorageUsage] = field(default_factory=list)
 
 
 def scope(principal: Principal, subscriber: str, all_subscribers: bool) -> str | None:
@@ -70,11 +80,6 @@ def _time(value: float, field: str) -> float:
     return value
 
 
-def _record(record: dict) -> processing_pb2.UsageRecord:
-    return processing_pb2.UsageRecord(**{k: v for k, v in record.items()
-                                         if k in _RECORD_FIELDS and v is not None})
-
-
 def _with_deliveries(groups: list[tuple[str, dict]], group_by: str,
                      pushed: list[tuple[str, float]]) -> list[tuple[str, dict]]:
     """The groups with their deliveries: by sender or by UTC day of delivery (a group of
@@ -100,15 +105,20 @@ class BillingService:
         The data directory (its catalog file holds the usage records and the ledger).
     tariff : Tariff, optional
         The prices; default: the example prices shipped with the package.
+    deliveries : DeliveryLog, optional
+        Where delivered pushes are counted (e.g. the server's ``PushBook``, which is
+        one); default: the data directory's own, opened and closed by this service.
     """
 
-    def __init__(self, data_dir: str | Path, tariff: Tariff | None = None):
+    def __init__(self, data_dir: str | Path, tariff: Tariff | None = None,
+                 deliveries: DeliveryLog | None = None):
         self.tariff = tariff if tariff is not None else load_tariff()
         self.book = UsageBook(data_dir)
+        self._owns_deliveries = deliveries is None
         try:
             self.ledger = ImageCatalog(data_dir)
             self.fetches = FetchLog(data_dir)
-            self.pushes = PushBook(data_dir)
+            self.deliveries = deliveries if deliveries is not None else DeliveryLog(data_dir)
         except BaseException:
             self.book.close()
             raise
@@ -117,10 +127,11 @@ class BillingService:
         self.book.close()
         self.ledger.close()
         self.fetches.close()
-        self.pushes.close()
+        if self._owns_deliveries:
+            self.deliveries.close()
 
     async def _storage(self, who: str | None, since: float, until: float,
-                       also: set[str]) -> list[jobs_pb2.StorageUsage]:
+                       also: set[str]) -> list[StorageUsage]:
         now = time.time()
         days = await self.ledger.agigabyte_days(who, since, until, now=now)
         held = await self.ledger.astored_bytes_now(who)
@@ -129,45 +140,42 @@ class BillingService:
         else:
             names = ({n for n, v in days.items() if v > 0} | {n for n, v in held.items() if v > 0}
                      | also)
-        return [jobs_pb2.StorageUsage(subscriber=name, gigabyte_days=days.get(name, 0.0),
-                                      bytes_now=max(0, held.get(name, 0)))
+        return [StorageUsage(subscriber=name, gigabyte_days=days.get(name, 0.0),
+                             bytes_now=max(0, held.get(name, 0)))
                 for name in sorted(names)]
 
-    async def get_usage(self, request: jobs_pb2.GetUsageRequest,
-                        principal: Principal) -> jobs_pb2.GetUsageResponse:
+    async def usage(self, principal: Principal, *, subscriber: str = "",
+                    all_subscribers: bool = False, since: float = 0.0, until: float = 0.0,
+                    group_by: str = "none", include_records: bool = False) -> Usage:
         """Totals, groups, optionally the records (at most MAX_RECORDS) and stored bytes
-        of a period, for the caller or (admin) another subscriber or everyone."""
-        who = scope(principal, request.subscriber, request.all_subscribers)
-        since, until = _time(request.since, "since"), _time(request.until, "until")
+        of [since, until) (0: unbounded), for the caller or (admin) another subscriber
+        or everyone; `group_by` is one of ``storage.usage.GROUPINGS``."""
+        who = scope(principal, subscriber, all_subscribers)
+        since, until = _time(since, "since"), _time(until, "until")
         if until and until < since:
             raise InvalidArgument(f"expected a time after since ({since}), got {until}",
                                   "until")
-        group_by = _GROUPINGS.get(request.group_by)
-        if group_by is None:
-            raise InvalidArgument(wire.enum_choices(jobs_pb2.UsageGrouping, request.group_by),
+        if group_by not in GROUPINGS:
+            raise InvalidArgument(f"expected one of {', '.join(GROUPINGS)}, got {group_by!r}",
                                   "group_by")
         records = await self.book.arecords(who, since, until)
         sums, groups = summarize(records, group_by)
-        pushed = await self.pushes.delivered_times(who, since, until or math.inf)
+        pushed = await self.deliveries.delivered_times(who, since, until or math.inf)
         sums["deliveries"] = len(pushed)
-        groups = _with_deliveries(groups, group_by, pushed)
-        reply = jobs_pb2.GetUsageResponse(
-            totals=jobs_pb2.UsageTotals(**sums),
-            groups=[jobs_pb2.UsageGroup(key=key, totals=jobs_pb2.UsageTotals(**t))
-                    for key, t in groups],
-            since=request.since, until=request.until)
-        if request.include_records:
-            reply.records.extend(_record(r) for r in records[:MAX_RECORDS])
+        report = Usage(totals=sums, groups=_with_deliveries(groups, group_by, pushed))
+        if include_records:
+            report.records = records[:MAX_RECORDS]
         also = {r.get("subscriber", "") for r in records}
-        reply.storage.extend(await self._storage(who, since, until, also))
-        return reply
+        report.storage = await self._storage(who, since, until, also)
+        return report
 
-    async def get_invoice(self, request: jobs_pb2.GetInvoiceRequest,
-                          principal: Principal) -> jobs_pb2.Invoice:
-        """The invoice of one UTC month for the caller or (admin) another subscriber or
-        everyone with usage or stored images in that month."""
-        who = scope(principal, request.subscriber, request.all_subscribers)
-        start, end = month_bounds(request.month)
+    async def invoice(self, principal: Principal, month: str, *, subscriber: str = "",
+                      all_subscribers: bool = False) -> dict:
+        """The invoice (as `invoices.invoice` returns it) of one UTC month ``YYYY-MM`` for
+        the caller or (admin) another subscriber or everyone with usage or stored images
+        in that month."""
+        who = scope(principal, subscriber, all_subscribers)
+        start, end = month_bounds(month)
         records = await self.book.arecords(who, start, end)
         by_subscriber: dict[str, list[dict]] = {} if who is None else {who: []}
         for r in records:
@@ -177,7 +185,6 @@ class BillingService:
         fetched = await self.fetches.examinations(who, start, end)
         stored = {name: value for name, value in days.items()
                   if who is not None or value > 0 or name in by_subscriber or name in fetched}
-        delivered = await self.pushes.delivered_counts(who, start, end)
-        return jobs_pb2.Invoice(**invoice(request.month, by_subscriber, stored, self.tariff,
-                                          cold_gigabyte_days=cold, examinations=fetched,
-                                          deliveries=delivered))
+        delivered = await self.deliveries.delivered_counts(who, start, end)
+        return invoice(month, by_subscriber, stored, self.tariff, cold_gigabyte_days=cold,
+                       examinations=fetched, deliveries=delivered)

@@ -1,6 +1,6 @@
 """What the image store's catalog records of DICOM files: ids, dates, device, conditions.
 
-Read from the headers `dicom.load` parsed (pixels are never touched). The result is
+Read from the headers `dicom.volume.load` parsed (pixels are never touched). The result is
 a plain dict with the fields of the API's ``ImageMetadata`` message. Values are
 copied, never logged: patient ids and UIDs stay in the catalog.
 """

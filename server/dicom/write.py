@@ -1,4 +1,4 @@
-"""Write a processing result as a derived DICOM series (also exported by ``dicom``).
+"""Write a processing result as a derived DICOM series (from a ``dicom.volume.Volume``).
 
 Output, always Explicit VR Little Endian, uncompressed, with file meta:
 
@@ -24,7 +24,6 @@ import datetime
 import io
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pydicom
@@ -35,8 +34,7 @@ from pydicom.tag import Tag
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, generate_uid
 from pydicom.valuerep import format_number_as_ds
 
-if TYPE_CHECKING:
-    from medcompute.server.dicom.read import Volume
+from medcompute.server.dicom.volume import Volume, load, quiet_pydicom
 
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
 MULTIFRAME_WORD_SC = "1.2.840.10008.5.1.4.1.1.7.3"
@@ -97,7 +95,7 @@ def write_derived(parts: Sequence[bytes | memoryview], array: np.ndarray, *,
     Parameters
     ----------
     parts : sequence of bytes
-        The source files, as given to `dicom.decode`.
+        The source files, as given to ``dicom.read.decode``.
     array : numpy.ndarray
         The result: the source grid, a 2-D image (a projection) or a stack of slices.
     spacing : tuple of float or None
@@ -115,14 +113,12 @@ def write_derived(parts: Sequence[bytes | memoryview], array: np.ndarray, *,
     Raises
     ------
     InvalidArgument
-        When `parts` cannot be read (as `dicom.read_info`).
+        When `parts` cannot be read (as ``dicom.read.read_info``).
     ValueError
         When `array` or `spacing` is malformed (a fault of the caller's code).
     """
-    from medcompute.server.dicom import read as dicom  # imports this module
-
-    with dicom.quiet_pydicom():
-        vol = dicom.load(parts, max_voxels=2**63, field=field)
+    with quiet_pydicom():
+        vol = load(parts, max_voxels=2**63, field=field)
         return _write(vol, array, spacing=spacing, description=description,
                       single_file=single_file)
 

@@ -20,9 +20,10 @@ from collections.abc import Awaitable, Callable
 from medcompute.proto.v1 import image_pb2
 from medcompute.server.dicomnet.registry import NodeRegistry, Series
 from medcompute.server.errors import InvalidArgument, MedcomputeError, NotFound
+from medcompute.server.storage.spool import ExpectedImage
 from medcompute.server.store.images import ImageStore
 
-__all__ = ["Ingress", "Received"]
+__all__ = ["Ingress", "Received", "dicom_image"]
 
 log = logging.getLogger(__name__)
 
@@ -30,15 +31,36 @@ OnSeries = Callable[[Series], Awaitable[None]]
 _PIECE = 1 << 20
 
 
-def _dicom_descriptor(sizes) -> image_pb2.ImageDescriptor:
-    return image_pb2.ImageDescriptor(encoding=image_pb2.ENCODING_DICOM, file_sizes=list(sizes),
-                                     size=sum(sizes))
+def dicom_image(sizes) -> ExpectedImage:
+    """What received files promise the store: DICOM files of these sizes, uncompressed."""
+    sizes = tuple(int(n) for n in sizes)
+    return ExpectedImage("header.image", "dicom", sum(sizes), file_sizes=sizes)
 
 
-async def _pieces(data: bytes):
-    view = memoryview(data)
-    for start in range(0, len(view), _PIECE):
-        yield 0, image_pb2.Chunk(data=bytes(view[start:start + _PIECE]))
+async def _payloads(files):
+    """The files' bytes, one after the other, in pieces of at most 1 MiB."""
+    for data in files:
+        view = memoryview(data)
+        for start in range(0, len(view), _PIECE):
+            yield bytes(view[start:start + _PIECE])
+
+
+async def _register(store: ImageStore, expected: ExpectedImage, payloads, owner: str):
+    """``store.register`` of `expected` and its payloads.
+
+    The store's registration still takes an image descriptor and (index, Chunk) pairs;
+    once it takes the ExpectedImage and the payloads themselves, this is
+    ``store.register(expected, payloads, owner=owner)`` and ``image_pb2`` goes.
+    """
+    descriptor = image_pb2.ImageDescriptor(encoding=image_pb2.ENCODING_DICOM,
+                                           file_sizes=list(expected.file_sizes),
+                                           size=expected.size)
+
+    async def chunks():
+        async for payload in payloads:
+            yield 0, image_pb2.Chunk(data=payload)
+
+    return await store.register(descriptor, chunks(), owner=owner)
 
 
 class Received:
@@ -74,8 +96,8 @@ class Ingress:
 
     async def receive(self, data: bytes, *, owner: str, calling: str, called: str) -> Received:
         """Store one instance (the whole DICOM file, with its meta header) durably."""
-        record, existed, _ = await self.store.register(
-            _dicom_descriptor([len(data)]), _pieces(data), owner=owner)
+        record, existed, _ = await _register(self.store, dicom_image([len(data)]),
+                                             _payloads([data]), owner)
         meta = record.metadata
         sops = meta.get("sop_instance_uids") or []
         series_uid = meta.get("series_instance_uid", "")
@@ -112,9 +134,8 @@ class Ingress:
         try:
             records = [await self.store.get(i, owner=series.owner) for i in ids]
             files = [await asyncio.to_thread(self._dicom_bytes, r) for r in records]
-            volume, _, _ = await self.store.register(
-                _dicom_descriptor([len(f) for f in files]), _joined(files),
-                owner=series.owner)
+            volume, _, _ = await _register(self.store, dicom_image(len(f) for f in files),
+                                           _payloads(files), series.owner)
         except MedcomputeError as exc:
             # E.g. slices of different sizes: the instances stay stored one by one.
             if await self.registry.finish_series(series, reason=exc.details):
@@ -157,8 +178,3 @@ class Ingress:
         for (owner, series_uid), ids in groups.items():
             await self._remove_instances(owner, series_uid, ids)
 
-
-async def _joined(files: list[bytes]):
-    for data in files:
-        async for item in _pieces(data):
-            yield item

@@ -38,7 +38,7 @@ from medcompute.server.dicomnet.commit import Commitments
 from medcompute.server.dicomnet.registry import check_address, check_ae_title
 from medcompute.server.dicomnet.tls import Tls, check_tls, dumps, loads, probe, tls_args
 from medcompute.server.errors import NotFound
-from medcompute.server.storage.db import Database
+from medcompute.server.storage.deliveries import PUSH_SCHEMA, DeliveryLog
 from medcompute.server.storage.keys import check_subscriber
 from medcompute.server.worker.store_tasks import dicom_parts
 
@@ -65,24 +65,7 @@ CREATE TABLE IF NOT EXISTS dicom_node (
     tls        TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (subscriber, name)
 );
-CREATE TABLE IF NOT EXISTS dicom_push (
-    push_id    TEXT PRIMARY KEY,
-    job_id     TEXT NOT NULL,
-    sender     TEXT NOT NULL,
-    recipient  TEXT NOT NULL,
-    node       TEXT NOT NULL,
-    state      TEXT NOT NULL,
-    reason     TEXT NOT NULL DEFAULT '',
-    attempts   INTEGER NOT NULL DEFAULT 0,
-    delivered  INTEGER NOT NULL DEFAULT 0,
-    next_at    REAL NOT NULL DEFAULT 0,
-    created_at REAL NOT NULL,
-    updated_at REAL NOT NULL,
-    proof      TEXT NOT NULL DEFAULT '',
-    UNIQUE (job_id, recipient, node)
-);
-CREATE INDEX IF NOT EXISTS dicom_push_state ON dicom_push(state, next_at);
-"""
+""" + PUSH_SCHEMA  # the pushes table is storage/deliveries.py's
 
 
 @dataclass(frozen=True)
@@ -151,7 +134,7 @@ def classify_rejection(result: int, source: int, diagnostic: int) -> tuple[bool,
     return result != 1, f"association rejected ({kind}): {why}"
 
 
-class PushBook(Database):
+class PushBook(DeliveryLog):
     """DICOM nodes of receiving subscribers and the pushes to them, in the catalog file."""
 
     SCHEMA = _SCHEMA
@@ -227,28 +210,6 @@ class PushBook(Database):
         return await self._call(lambda: self._db.execute(
             "UPDATE dicom_push SET state = 'pending', next_at = 0 WHERE state = 'sending'"
         ).rowcount)
-
-    async def delivered_counts(self, sender: str | None, since: float, until: float
-                               ) -> dict[str, int]:
-        """Per sender: pushes delivered in [since, until) (metered as ``delivery``)."""
-        sql = ("SELECT sender, COUNT(*) FROM dicom_push WHERE state = 'delivered' AND "
-               "updated_at >= ? AND updated_at < ?")
-        args: tuple = (since, until)
-        if sender is not None:
-            sql, args = sql + " AND sender = ?", (*args, sender)
-        return await self._call(lambda: dict(self._db.execute(sql + " GROUP BY sender",
-                                                              args).fetchall()))
-
-    async def delivered_times(self, sender: str | None, since: float, until: float
-                              ) -> list[tuple[str, float]]:
-        """(sender, delivered at) of each push delivered in [since, until)."""
-        sql = ("SELECT sender, updated_at FROM dicom_push WHERE state = 'delivered' AND "
-               "updated_at >= ? AND updated_at < ?")
-        args: tuple = (since, until)
-        if sender is not None:
-            sql, args = sql + " AND sender = ?", (*args, sender)
-        return await self._call(lambda: [tuple(r) for r in self._db.execute(
-            sql + " ORDER BY updated_at", args)])
 
     async def pushes(self, subscriber: str, job_id: str = "") -> list[PushRow]:
         """Pushes the subscriber sent or receives."""

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from medcompute.server.errors import InvalidArgument, NotFound
 from medcompute.server.storage.db import Database
 
-__all__ = ["ROLES", "KeyInfo", "KeyStore", "parse_roles", "check_subscriber"]
+__all__ = ["ROLES", "KeyInfo", "KeyStore", "Principal", "parse_roles", "check_subscriber"]
 
 ROLES = ("process", "store", "receive", "admin")
 _KEY = re.compile(r"^mc_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
@@ -37,6 +37,15 @@ CREATE TABLE IF NOT EXISTS api_keys (
 );
 CREATE INDEX IF NOT EXISTS api_keys_subscriber ON api_keys (subscriber);
 """
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who a call is made by: the subscriber its key belongs to, and the key's roles."""
+
+    subscriber: str
+    roles: frozenset[str]
+    key_id: str = ""
 
 
 @dataclass(frozen=True)

@@ -30,8 +30,8 @@ import numpy as np
 
 from medcompute.proto import wire
 from medcompute.server.config import ServerConfig
-from medcompute.server.dicom import read as dicom
 from medcompute.server.dicom.meta import check_uid, describe, normalise_date
+from medcompute.server.dicom.volume import load, quiet_pydicom
 from medcompute.server.errors import (
     FailedPrecondition,
     Internal,
@@ -326,10 +326,10 @@ class ImageStore:
     def _read_dicom(self, path: Path, e: ExpectedImage):
         parts = dicom_parts(str(path), e.file_sizes)
         try:
-            with dicom.quiet_pydicom():
+            with quiet_pydicom():
                 # This server's voxel limit also bounds how far a deflated file is inflated.
-                volume = dicom.load(parts, max_voxels=self.config.max_voxels,
-                                    field="input.dicom")
+                volume = load(parts, max_voxels=self.config.max_voxels,
+                              field="input.dicom")
                 return volume.info, describe(volume.datasets, volume.info.order)
         except InvalidArgument as exc:
             raise InvalidArgument(exc.message, request_field(exc.field, e.field)) from None

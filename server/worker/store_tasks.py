@@ -60,22 +60,23 @@ def _write_files(files, tmp: str) -> Written:
 def ingest_dicom(path: str, file_sizes, voxels_tmp: str, *, max_voxels: int,
                  field: str = "header.image") -> Written:
     """Decode registered DICOM files (rescaled, in slice order) into a voxel blob."""
-    from medcompute.server.dicom import read as dicom
+    from medcompute.server.dicom.read import decode
     from medcompute.server.worker.tasks import request_field
 
     try:
-        array, _ = dicom.decode(dicom_parts(path, file_sizes), max_voxels=max_voxels)
+        array, _ = decode(dicom_parts(path, file_sizes), max_voxels=max_voxels)
     except InvalidArgument as exc:
         raise InvalidArgument(exc.message, request_field(exc.field, field)) from None
     return _write_voxels(array, voxels_tmp)
 
 
 def _metadata(parts) -> dict:
-    from medcompute.server.dicom import read as dicom
     from medcompute.server.dicom.meta import describe
+    from medcompute.server.dicom.read import MAX_VOXELS
+    from medcompute.server.dicom.volume import load, quiet_pydicom
 
-    with dicom.quiet_pydicom():   # pydicom's warnings would quote element values
-        volume = dicom.load(parts, max_voxels=dicom.MAX_VOXELS, field="input.dicom")
+    with quiet_pydicom():   # pydicom's warnings would quote element values
+        volume = load(parts, max_voxels=MAX_VOXELS, field="input.dicom")
         return describe(volume.datasets, volume.info.order)
 
 
@@ -89,7 +90,8 @@ def keep_result(out_path: str, output_format: str, shape, dtype: str, file_sizes
     With DICOM output the voxels are read back from the derived files (16-bit, with
     their rescale). Returns the written blobs and the derived files' metadata.
     """
-    from medcompute.server.dicom import read as dicom
+    from medcompute.server.dicom.read import decode
+    from medcompute.server.dicom.write import write_derived
 
     out: dict = {"voxels": None, "dicom": None, "metadata": {}, "source_metadata": {}}
     if output_format == "raw":
@@ -97,15 +99,15 @@ def keep_result(out_path: str, output_format: str, shape, dtype: str, file_sizes
         out["voxels"] = _write_voxels(array, voxels_tmp)
         if source is not None:
             parts = dicom_parts(*source)
-            files = dicom.write_derived(parts, array, spacing=spacing, description=description,
-                                        single_file=False)
+            files = write_derived(parts, array, spacing=spacing, description=description,
+                                  single_file=False)
             out["dicom"] = _write_files(files, dicom_tmp)
             out["source_metadata"] = _metadata(parts)
             out["metadata"] = _metadata(files)
         return out
     parts = dicom_parts(out_path, file_sizes)
     out["dicom"] = _write_files([bytes(p) for p in parts], dicom_tmp)
-    array, _ = dicom.decode(parts)
+    array, _ = decode(parts)
     out["voxels"] = _write_voxels(array, voxels_tmp)
     out["metadata"] = _metadata(parts)
     if source is not None:

@@ -129,10 +129,10 @@ def load_image(spec: InputSpec) -> np.ndarray:
 
         return read_voxels(spec.voxels)
     if spec.encoding == "dicom":
-        from medcompute.server.dicom import read as dicom
+        from medcompute.server.dicom.read import decode
 
         try:
-            array, _ = dicom.decode(_dicom_parts(spec))
+            array, _ = decode(_dicom_parts(spec))
         except InvalidArgument as exc:
             raise InvalidArgument(exc.message, request_field(exc.field, spec.field)) from None
         return array
@@ -425,14 +425,14 @@ def _run_task(spec: TaskSpec, announce: bool = True) -> TaskResult:
 
 
 def _derived_files(spec: TaskSpec, out: np.ndarray) -> list[bytes]:
-    from medcompute.server.dicom import read as dicom
+    from medcompute.server.dicom.write import write_derived
 
     if out.ndim not in (2, 3):  # e.g. a projection of a single slice
         raise InvalidArgument(
             f"a DICOM result needs 2 or 3 axes, but this pipeline gives shape {out.shape}; "
             "ask for OUTPUT_RAW, or project a volume rather than a single slice",
             "header.output_format")
-    return dicom.write_derived(
+    return write_derived(
         _dicom_parts(spec.inputs[0]), out, spacing=spec.output_spacing,
         description=spec.description, single_file=spec.output_format == "dicom_file")
 
@@ -497,6 +497,6 @@ def warm_up() -> str:
     import scipy.ndimage  # noqa: F401
 
     from medcompute import kernels  # noqa: F401
-    from medcompute.server.dicom import read as dicom  # noqa: F401
+    from medcompute.server.dicom import read, write  # noqa: F401
 
     return str(os.getpid())

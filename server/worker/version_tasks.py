@@ -97,9 +97,9 @@ def _version_file(part, ratio: float | None, name: str) -> tuple[bytes, dict]:
     import pydicom
     from pydicom.encaps import encapsulate
 
-    from medcompute.server.dicom import read as dicom
+    from medcompute.server.dicom.volume import quiet_pydicom
 
-    with dicom.quiet_pydicom():
+    with quiet_pydicom():
         ds = pydicom.dcmread(io.BytesIO(bytes(part)))
         frames, rgb = _frames(ds)
     bits = int(ds.BitsStored)
@@ -233,11 +233,11 @@ def at_level(files: Sequence[bytes], level: int, *, name: str) -> list[bytes]:
     import pydicom
     from pydicom.encaps import encapsulate, generate_frames
 
-    from medcompute.server.dicom import read as dicom
+    from medcompute.server.dicom.volume import quiet_pydicom
 
     out = []
     for data in files:
-        with dicom.quiet_pydicom():
+        with quiet_pydicom():
             ds = pydicom.dcmread(io.BytesIO(data))
         frames = int(ds.get("NumberOfFrames", 1) or 1)
         streams = [j2k.reduced(f, level) for f in

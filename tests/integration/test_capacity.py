@@ -12,8 +12,8 @@ import grpc
 import pytest
 
 from medcompute.client import ServiceError
-from medcompute.client.cli.capacity import parse_size
 from medcompute.client.cli import main
+from medcompute.client.cli.capacity import parse_size
 from medcompute.client.store import StoreClient
 from medcompute.server.config import ServerConfig
 from medcompute.server.storage.keys import KeyStore

@@ -73,8 +73,9 @@ def test_delivered_pushes_are_counted_per_sender_and_period(tmp_path):
 
 def test_get_usage_totals_show_deliveries_per_subscriber_and_day(tmp_path):
     from medcompute.proto.v1 import jobs_pb2
-    from medcompute.server.api.guard import Principal
+    from medcompute.server.api.billing import get_usage
     from medcompute.server.billing.service import BillingService
+    from medcompute.server.storage.keys import Principal
     from medcompute.server.storage.usage import day_of
 
     pushes = PushBook(tmp_path)
@@ -90,23 +91,23 @@ def test_get_usage_totals_show_deliveries_per_subscriber_and_day(tmp_path):
             await pushes.update(rows[key].push_id, "delivered", delivered=5)
         await pushes.update(rows["j1", "n2"].push_id, "failed", reason="refused")
         group = jobs_pb2.USAGE_GROUPING_SUBSCRIBER
-        every = await service.get_usage(jobs_pb2.GetUsageRequest(
+        every = await get_usage(service, jobs_pb2.GetUsageRequest(
             all_subscribers=True, group_by=group), admin)
         assert every.totals.deliveries == 3 and every.totals.jobs == 0
         # Subscribers with deliveries only still get their group.
         assert {g.key: g.totals.deliveries for g in every.groups} == {"a": 2, "b": 1}
-        mine = await service.get_usage(jobs_pb2.GetUsageRequest(),
-                                       Principal("b", frozenset()))
+        mine = await get_usage(service, jobs_pb2.GetUsageRequest(),
+                               Principal("b", frozenset()))
         assert mine.totals.deliveries == 1
-        days = await service.get_usage(jobs_pb2.GetUsageRequest(
+        days = await get_usage(service, jobs_pb2.GetUsageRequest(
             all_subscribers=True, group_by=jobs_pb2.USAGE_GROUPING_DAY), admin)
         assert [(g.key, g.totals.deliveries) for g in days.groups] == [
             (day_of(time.time()), 3)]
         # No push was delivered before this test's pushes were made.
-        earlier = await service.get_usage(jobs_pb2.GetUsageRequest(
+        earlier = await get_usage(service, jobs_pb2.GetUsageRequest(
             all_subscribers=True, until=rows["j1", "n1"].created_at), admin)
         assert earlier.totals.deliveries == 0
-        by_device = await service.get_usage(jobs_pb2.GetUsageRequest(
+        by_device = await get_usage(service, jobs_pb2.GetUsageRequest(
             all_subscribers=True, group_by=jobs_pb2.USAGE_GROUPING_DEVICE), admin)
         assert by_device.totals.deliveries == 3 and list(by_device.groups) == []
     try:
@@ -114,3 +115,25 @@ def test_get_usage_totals_show_deliveries_per_subscriber_and_day(tmp_path):
     finally:
         pushes.close()
         service.close()
+
+
+def test_the_service_counts_the_deliveries_it_is_given_and_leaves_them_open(tmp_path):
+    from medcompute.server.billing.service import BillingService
+    from medcompute.server.storage.keys import Principal
+
+    pushes = PushBook(tmp_path)        # the server's push book is a DeliveryLog
+    service = BillingService(tmp_path, deliveries=pushes)
+
+    async def scenario():
+        await pushes.add_push("j1", "a", "r", "n1")
+        [row] = await pushes.pushes("r")
+        await pushes.update(row.push_id, "delivered", delivered=1)
+        got = await service.invoice(Principal("a", frozenset()),
+                                    time.strftime("%Y-%m", time.gmtime()))
+        assert got["subscribers"][0]["usage"]["deliveries"] == 1
+    try:
+        asyncio.run(scenario())
+    finally:
+        service.close()
+        assert asyncio.run(pushes.delivered_counts(None, 0, time.time() + 60)) == {"a": 1}
+        pushes.close()

@@ -7,14 +7,15 @@ import asyncio
 import pytest
 
 from medcompute.proto.v1 import jobs_pb2
-from medcompute.server.api.guard import Principal
+from medcompute.server.api import billing as billing_api
 from medcompute.server.billing import service as billing_service
 from medcompute.server.billing.invoices import invoice, month_bounds, to_csv
-from medcompute.server.billing.service import BillingService
+from medcompute.server.billing.service import BillingService, StorageUsage, Usage
 from medcompute.server.billing.tariff import parse_tariff
 from medcompute.server.errors import InvalidArgument, PermissionDenied
 from medcompute.server.jobs.catalog import Catalog
 from medcompute.server.storage.images import BlobRef, ImageCatalog, ImageRecord
+from medcompute.server.storage.keys import Principal
 from tests.usage_helpers import finish_usage, record
 
 pytestmark = pytest.mark.timeout(60)
@@ -259,7 +260,8 @@ def _service(path) -> BillingService:
 def _usage(path, principal, **fields) -> jobs_pb2.GetUsageResponse:
     service = _service(path)
     try:
-        return asyncio.run(service.get_usage(jobs_pb2.GetUsageRequest(**fields), principal))
+        return asyncio.run(billing_api.get_usage(service, jobs_pb2.GetUsageRequest(**fields),
+                                                 principal))
     finally:
         service.close()
 
@@ -267,7 +269,8 @@ def _usage(path, principal, **fields) -> jobs_pb2.GetUsageResponse:
 def _invoice(path, principal, **fields) -> jobs_pb2.Invoice:
     service = _service(path)
     try:
-        return asyncio.run(service.get_invoice(jobs_pb2.GetInvoiceRequest(**fields), principal))
+        return asyncio.run(billing_api.get_invoice(service, jobs_pb2.GetInvoiceRequest(**fields),
+                                                   principal))
     finally:
         service.close()
 
@@ -332,6 +335,25 @@ def test_bad_periods_are_refused(data_dir):
     with pytest.raises(InvalidArgument) as caught:
         _invoice(data_dir, ALICE, month="2026-13")
     assert caught.value.field == "month"
+
+
+def test_the_service_takes_and_returns_plain_values(data_dir):
+    service = _service(data_dir)
+    try:
+        report = asyncio.run(service.usage(ALICE, since=NOV, until=NOV + 30 * DAY,
+                                           group_by="operation", include_records=True))
+        bill = asyncio.run(service.invoice(ALICE, "2026-11"))
+        with pytest.raises(InvalidArgument) as caught:
+            asyncio.run(service.usage(ALICE, group_by="week"))
+    finally:
+        service.close()
+    assert isinstance(report, Usage)
+    assert (report.totals["jobs"], report.totals["deliveries"]) == (2, 0)
+    assert [(key, t["jobs"]) for key, t in report.groups] == [("edge", 1), ("gaussian", 2)]
+    assert [r["job_id"] for r in report.records] == ["a1", "a2"]
+    assert report.storage == [StorageUsage("alice", pytest.approx(30.0), 10 ** 9)]
+    assert bill["total"] == "0.77" and bill["subscribers"][0]["subscriber"] == "alice"
+    assert caught.value.field == "group_by" and "operation" in caught.value.message
 
 
 def test_invoices_of_one_subscriber_and_of_everyone(data_dir):

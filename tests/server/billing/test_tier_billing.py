@@ -9,13 +9,14 @@ import asyncio
 import pytest
 
 from medcompute.proto.v1 import jobs_pb2
-from medcompute.server.api.guard import Principal
+from medcompute.server.api import billing as billing_api
 from medcompute.server.billing.invoices import invoice
 from medcompute.server.billing.service import BillingService
 from medcompute.server.billing.tariff import TariffError, parse_tariff
 from medcompute.server.storage import images as image_catalog
 from medcompute.server.storage.fetches import FetchLog, examination_of
 from medcompute.server.storage.images import BlobRef, ImageCatalog, ImageRecord
+from medcompute.server.storage.keys import Principal
 
 NOV = 1_793_491_200.0          # 2026-11-01 00:00 UTC
 DAY = 86400.0
@@ -106,8 +107,9 @@ def test_invoice_from_the_ledger_per_tier_and_the_fetches(tmp_path, monkeypatch)
 
     service = BillingService(tmp_path, TIERED)
     try:
-        got = asyncio.run(service.get_invoice(jobs_pb2.GetInvoiceRequest(month="2026-11"),
-                                              Principal("alice", frozenset({"store"}))))
+        got = asyncio.run(billing_api.get_invoice(
+            service, jobs_pb2.GetInvoiceRequest(month="2026-11"),
+            Principal("alice", frozenset({"store"}))))
     finally:
         service.close()
     [alice] = got.subscribers

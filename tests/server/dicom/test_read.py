@@ -1,4 +1,5 @@
-"""Tests of medcompute.server.dicom.read: headers, pixels, refusals and derived series.
+"""Tests of medcompute.server.dicom.read (headers, pixels, refusals) and of the derived series
+medcompute.server.dicom.write writes from the same parsed volume.
 
 Every DICOM file here is one of pydicom's bundled test files, or made from one.
 """
@@ -18,7 +19,9 @@ from pydicom.dataset import Dataset
 from pydicom.uid import DeflatedExplicitVRLittleEndian, generate_uid
 
 from medcompute.server.dicom import read as dicom
-from medcompute.server.dicom.read import DicomInfo, decode, derived_uid, read_info, write_derived
+from medcompute.server.dicom.read import decode, read_info
+from medcompute.server.dicom.volume import DicomInfo
+from medcompute.server.dicom.write import derived_uid, write_derived
 from medcompute.server.errors import InvalidArgument
 
 NAME, PID = "SENTINEL^PATIENT", "SENTINELID"

@@ -306,9 +306,10 @@ def test_a_fetch_whose_mark_meets_a_full_disk_still_succeeds(tmp_path):
 def test_audit_and_job_upkeep_on_a_full_disk_warn_and_go_on(tmp_path, caplog):
     import logging
 
-    from medcompute.server.api.guard import Call, Guard, Principal
+    from medcompute.server.api.guard import Call, Guard
     from medcompute.server.jobs.runner import JobRunner
     from medcompute.server.storage.audit import AuditLog
+    from medcompute.server.storage.keys import Principal
 
     with tmpfs(tmp_path / "fs", 4) as fs:
         config = ServerConfig(data_dir=fs, min_free_bytes=0)

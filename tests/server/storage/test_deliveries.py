@@ -1,0 +1,49 @@
+"""Tests of medcompute.server.storage.deliveries: the delivered pushes billing counts,
+read from the push table without the DICOM network code (real SQLite)."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+
+import pytest
+
+from medcompute.server.storage.db import FILENAME
+from medcompute.server.storage.deliveries import DeliveryLog
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def _push(path, push_id: str, sender: str, state: str, at: float) -> None:
+    db = sqlite3.connect(path / FILENAME)
+    try:
+        db.execute("INSERT INTO dicom_push (push_id, job_id, sender, recipient, node, state, "
+                   "created_at, updated_at) VALUES (?, ?, ?, 'r', 'n', ?, ?, ?)",
+                   (push_id, push_id, sender, state, at, at))
+        db.commit()
+    finally:
+        db.close()
+
+
+def test_a_fresh_data_directory_has_no_deliveries(tmp_path):
+    log = DeliveryLog(tmp_path)        # creates the push table when it is missing
+    try:
+        assert asyncio.run(log.delivered_counts(None, 0, time.time())) == {}
+        assert asyncio.run(log.delivered_times("a", 0, time.time())) == []
+    finally:
+        log.close()
+
+
+def test_only_delivered_pushes_count_by_sender_and_time(tmp_path):
+    log = DeliveryLog(tmp_path)
+    try:
+        _push(tmp_path, "p1", "a", "delivered", 100.0)
+        _push(tmp_path, "p2", "a", "failed", 110.0)
+        _push(tmp_path, "p3", "b", "delivered", 120.0)
+        _push(tmp_path, "p4", "a", "delivered", 200.0)
+        assert asyncio.run(log.delivered_counts(None, 0, 150)) == {"a": 1, "b": 1}
+        assert asyncio.run(log.delivered_counts("a", 0, 300)) == {"a": 2}
+        assert asyncio.run(log.delivered_times(None, 100, 200)) == [("a", 100.0), ("b", 120.0)]
+    finally:
+        log.close()
