@@ -17,10 +17,10 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
-from medcompute.proto.v1 import image_pb2
 from medcompute.server.dicomnet.registry import NodeRegistry, Series
 from medcompute.server.errors import InvalidArgument, MedcomputeError, NotFound
 from medcompute.server.storage.spool import ExpectedImage
+from medcompute.server.store.coding import DICOM
 from medcompute.server.store.images import ImageStore
 
 __all__ = ["Ingress", "Received", "dicom_image"]
@@ -34,7 +34,7 @@ _PIECE = 1 << 20
 def dicom_image(sizes) -> ExpectedImage:
     """What received files promise the store: DICOM files of these sizes, uncompressed."""
     sizes = tuple(int(n) for n in sizes)
-    return ExpectedImage("header.image", "dicom", sum(sizes), file_sizes=sizes)
+    return ExpectedImage("header.image", DICOM, sum(sizes), file_sizes=sizes)
 
 
 async def _payloads(files):
@@ -43,24 +43,6 @@ async def _payloads(files):
         view = memoryview(data)
         for start in range(0, len(view), _PIECE):
             yield bytes(view[start:start + _PIECE])
-
-
-async def _register(store: ImageStore, expected: ExpectedImage, payloads, owner: str):
-    """``store.register`` of `expected` and its payloads.
-
-    The store's registration still takes an image descriptor and (index, Chunk) pairs;
-    once it takes the ExpectedImage and the payloads themselves, this is
-    ``store.register(expected, payloads, owner=owner)`` and ``image_pb2`` goes.
-    """
-    descriptor = image_pb2.ImageDescriptor(encoding=image_pb2.ENCODING_DICOM,
-                                           file_sizes=list(expected.file_sizes),
-                                           size=expected.size)
-
-    async def chunks():
-        async for payload in payloads:
-            yield 0, image_pb2.Chunk(data=payload)
-
-    return await store.register(descriptor, chunks(), owner=owner)
 
 
 class Received:
@@ -96,8 +78,8 @@ class Ingress:
 
     async def receive(self, data: bytes, *, owner: str, calling: str, called: str) -> Received:
         """Store one instance (the whole DICOM file, with its meta header) durably."""
-        record, existed, _ = await _register(self.store, dicom_image([len(data)]),
-                                             _payloads([data]), owner)
+        record, existed, _ = await self.store.register(dicom_image([len(data)]),
+                                                       _payloads([data]), owner=owner)
         meta = record.metadata
         sops = meta.get("sop_instance_uids") or []
         series_uid = meta.get("series_instance_uid", "")
@@ -134,8 +116,8 @@ class Ingress:
         try:
             records = [await self.store.get(i, owner=series.owner) for i in ids]
             files = [await asyncio.to_thread(self._dicom_bytes, r) for r in records]
-            volume, _, _ = await _register(self.store, dicom_image(len(f) for f in files),
-                                           _payloads(files), series.owner)
+            volume, _, _ = await self.store.register(dicom_image(len(f) for f in files),
+                                                     _payloads(files), owner=series.owner)
         except MedcomputeError as exc:
             # E.g. slices of different sizes: the instances stay stored one by one.
             if await self.registry.finish_series(series, reason=exc.details):
