@@ -160,6 +160,12 @@ class _Grace:
     seconds: float | None = None
 
 
+def _closing(stack: contextlib.AsyncExitStack, part):
+    """``part``, its ``close()`` put on the stack."""
+    stack.callback(part.close)
+    return part
+
+
 async def _cancel(task: asyncio.Task) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
@@ -225,46 +231,39 @@ async def start(config: ServerConfig) -> Running:
     config.data_dir.mkdir(parents=True, exist_ok=True)
     grace = _Grace()
     async with contextlib.AsyncExitStack() as stack:
-        catalog = Catalog(config.data_dir, runner=uuid.uuid4().hex,
-                          lease_seconds=config.job_lease_seconds)
-        stack.callback(catalog.close)
+        catalog = _closing(stack, Catalog(config.data_dir, runner=uuid.uuid4().hex,
+                                          lease_seconds=config.job_lease_seconds))
         spool = Spool(config.data_dir, config.spool_name)
         spool.clear()
         dispatcher = Dispatcher(config)
         stack.push_async_callback(dispatcher.close)
         space = FreeSpaceReserve.from_config(config)
-        store = ImageStore(config, dispatcher.call, space)
-        stack.callback(store.close)
+        store = _closing(stack, ImageStore(config, dispatcher.call, space))
         metrics = Metrics()
         stack.callback(metrics.stop)            # and its HTTP endpoint, once started
         metrics.set_storage_source(space.status)
         metrics.set_reads_source(lambda: dict(store.tiers.reads))
-        billing = BillingService(config.data_dir, tariff)
-        stack.callback(billing.close)
+        billing = _closing(stack, BillingService(config.data_dir, tariff))
         if config.sweep_store:
             await store.open()
         await dispatcher.start()
         service = ProcessingService(config, catalog, dispatcher, spool, store, metrics=metrics,
                                     space=space)
-        keys = KeyStore(config.data_dir)
-        stack.callback(keys.close)
-        audit = AuditLog(config.data_dir, writer=catalog)
-        stack.callback(audit.close)
+        keys = _closing(stack, KeyStore(config.data_dir))
+        audit = _closing(stack, AuditLog(config.data_dir, writer=catalog))
         guard = Guard(config, keys, audit)
         runner = JobRunner(config, service, catalog, keys)
         stack.push_async_callback(runner.stop)  # after the gRPC server: built before it
         metrics.set_queue_depth_source(lambda: guard.counters.jobs + runner.active())
-        books = []
-        for book in (NodeRegistry, RuleBook, PushBook, SourceBook):
-            books.append(book(config.data_dir))
-            stack.callback(books[-1].close)
+        nodes, rules, pushes, sources = (_closing(stack, book(config.data_dir)) for book in
+                                         (NodeRegistry, RuleBook, PushBook, SourceBook))
         batch = BatchProcessing(service)
         server = _grpc_server()
         stack.push_async_callback(lambda: server.stop(grace.seconds))
         servicers = await add_servicers(server, Components(
             guard=guard, service=service, batch=batch, batch_submit=BatchSubmit(batch, runner),
             runner=runner, billing=billing, keys=keys, audit=audit, catalog=catalog,
-            store=store, nodes=books[0], rules=books[1], pushes=books[2], sources=books[3]))
+            store=store, nodes=nodes, rules=rules, pushes=pushes, sources=sources))
         port = _bind(server, config)
         await runner.start()
         await server.start()
