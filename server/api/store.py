@@ -174,11 +174,11 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
     @rpc("store.get", ("store", "receive"))
     async def Get(self, request, context, call):
         call.object_id = request.image_id
-        coder = stream_coder(request.compression)
         fmt = _FORMATS.get(request.format)
         if fmt is None:
             raise InvalidArgument(wire.enum_choices(store_pb2.StoredFormat, request.format),
                                   "format")
+        coder = stream_coder(request.compression)
         r = await retrieve(self.store, request.image_id, owner=call.principal.subscriber,
                            coder=coder, fmt=fmt, version=request.version,
                            level=request.resolution_level, header_only=request.header_only)
