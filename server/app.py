@@ -29,7 +29,6 @@ import grpc
 
 from medcompute.proto import wire
 from medcompute.server.api.guard import Guard
-from medcompute.server.api.health import publisher
 from medcompute.server.api.registry import (
     SERVICE_NAME,
     WORKER_SERVICES,
@@ -53,7 +52,7 @@ from medcompute.server.jobs.batch_submit import BatchSubmit
 from medcompute.server.jobs.catalog import Catalog
 from medcompute.server.jobs.process import ProcessingService
 from medcompute.server.jobs.runner import JobRunner
-from medcompute.server.monitoring.health import STORAGE_HEALTH_NAME, watch_health, watch_storage
+from medcompute.server.monitoring.health import watch_health
 from medcompute.server.monitoring.metrics import Metrics
 from medcompute.server.storage.audit import AuditLog
 from medcompute.server.storage.keys import KeyStore
@@ -62,8 +61,7 @@ from medcompute.server.storage.spool import Spool
 from medcompute.server.store.admin import maintain
 from medcompute.server.store.images import ImageStore
 
-__all__ = ["Running", "start", "serve", "SERVICE_NAME", "STORAGE_HEALTH_NAME",
-           "check_address"]
+__all__ = ["Running", "start", "serve", "SERVICE_NAME", "check_address"]
 
 log = logging.getLogger(__name__)
 
@@ -145,12 +143,6 @@ def _grpc_server() -> grpc.aio.Server:
         # Several server processes may listen on one address (serve --processes).
         ("grpc.so_reuseport", 1),
     ])
-
-
-async def _watch_storage(space: FreeSpaceReserve, servicer, was: bool | None) -> bool:
-    """One look at the storage's health (monitoring/health.py), onto a gRPC health
-    servicer."""
-    return await watch_storage(space, publisher(servicer), was)
 
 
 class _Grace:

@@ -97,12 +97,6 @@ class DicomServicer(dicom_pb2_grpc.DicomServiceServicer):
         self.rules = rules
         self.pushes = pushes
 
-    def close(self) -> None:
-        self.registry.close()
-        self.rules.close()
-        self.pushes.close()
-        self.sources.close()
-
     @rpc("dicom.ae.register", "admin")
     async def RegisterCallingAe(self, request, context, call):
         ae = request.calling_ae

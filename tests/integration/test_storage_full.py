@@ -25,8 +25,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from medcompute.client import Client, ServiceError
 from medcompute.proto.v1 import jobs_pb2
-from medcompute.server.app import STORAGE_HEALTH_NAME
 from medcompute.server.config import ServerConfig
+from medcompute.server.monitoring.health import STORAGE_HEALTH_NAME
 from tests.space_helpers import MIB, FakeStatvfs, fill, free_bytes, tmpfs
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]

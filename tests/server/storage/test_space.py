@@ -343,7 +343,11 @@ def test_audit_and_job_upkeep_on_a_full_disk_warn_and_go_on(tmp_path, caplog):
 def test_storage_health_follows_the_reserve_and_an_unreadable_filesystem(tmp_path):
     from grpc_health.v1 import health, health_pb2
 
-    from medcompute.server.app import STORAGE_HEALTH_NAME, _watch_storage
+    from medcompute.server.api.health import publisher
+    from medcompute.server.monitoring.health import STORAGE_HEALTH_NAME, watch_storage
+
+    async def _watch_storage(space, servicer, was):
+        return await watch_storage(space, publisher(servicer), was)
 
     statvfs = FakeStatvfs(total=100 * MIB, free=50 * MIB)
     reserve = FreeSpaceReserve(tmp_path, MinFree(bytes=10 * MIB), statvfs=statvfs)
