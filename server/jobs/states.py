@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 __all__ = [
     "State", "Job", "InvalidTransition", "new_job", "apply", "handle", "Event",
-    "Admitted", "InputsReceived", "Started", "Succeeded", "Failed", "Cancelled", "Failure",
+    "Admitted", "InputsReceived", "Started", "Succeeded", "AnsweredFromStore", "EndRecorded", "Failed", "Cancelled", "Failure",
     "CancelRequested", "TakenOver", "ResultExpired", "Fault", "classify", "MAX_ATTEMPTS",
     "Instruction", "Persist", "Launch", "RecordEnd", "RemoveFiles", "Notify",
     "NotifyRecipient", "CancelRun", "MarkResultRemoved",
@@ -124,11 +124,27 @@ class Started:
 
 @dataclass(frozen=True)
 class Succeeded:
-    """The run finished well. ``recorded``: the run recorded the end itself, with its
-    usage and result in one transaction (the processing pipeline does)."""
+    """The run finished well."""
 
     at: float
-    recorded: bool = False
+
+
+@dataclass(frozen=True)
+class AnsweredFromStore:
+    """The store holds this very result already (stored inputs, ``store_result``): the
+    job succeeds without running, queued and started ``at`` if it was not yet."""
+
+    at: float
+    finished_at: float
+
+
+@dataclass(frozen=True)
+class EndRecorded:
+    """The job's end was recorded by its run (the processing pipeline records a success
+    with its usage and result in one transaction) or by another server: what follows
+    an end remains to be done here."""
+
+    at: float
 
 
 @dataclass(frozen=True)
@@ -189,8 +205,8 @@ class ResultExpired:
     at: float
 
 
-Event = (Admitted | InputsReceived | Started | Succeeded | Failed | Cancelled | Failure
-         | CancelRequested | TakenOver | ResultExpired)
+Event = (Admitted | InputsReceived | Started | Succeeded | AnsweredFromStore | EndRecorded
+         | Failed | Cancelled | Failure | CancelRequested | TakenOver | ResultExpired)
 
 
 # -- instructions --------------------------------------------------------------------
@@ -268,17 +284,20 @@ class InvalidTransition(RuntimeError):
 
 
 _LIVE = (State.RECEIVING, State.QUEUED, State.RUNNING)
+_ENDED = (State.SUCCEEDED, State.FAILED, State.CANCELLED)
 _ACCEPTS: dict[type, tuple[State, ...]] = {
     Admitted: (State.RECEIVING,),
     InputsReceived: (State.RECEIVING,),
     Started: (State.QUEUED,),
     Succeeded: (State.RUNNING,),
+    AnsweredFromStore: _LIVE,
+    EndRecorded: _ENDED,
     Failed: _LIVE,
     Cancelled: _LIVE,
     Failure: _LIVE,
-    CancelRequested: (*_LIVE, State.SUCCEEDED, State.FAILED, State.CANCELLED),
+    CancelRequested: (*_LIVE, *_ENDED),
     TakenOver: _LIVE,
-    ResultExpired: (State.SUCCEEDED, State.FAILED, State.CANCELLED),
+    ResultExpired: _ENDED,
 }
 
 
@@ -345,7 +364,15 @@ def handle(job: Job, event: Event) -> tuple[Job, list[Instruction]]:
         return job, [Persist(job), Notify()]
     if isinstance(event, Succeeded):
         job = replace(job, state=State.SUCCEEDED, finished_at=event.at)
-        return job, _ended(job, record=not event.recorded)
+        return job, _ended(job)
+    if isinstance(event, AnsweredFromStore):
+        if job.state is not State.RUNNING:
+            job = replace(job, queued_at=job.queued_at or event.at, started_at=event.at,
+                          worker="")
+        job = replace(job, state=State.SUCCEEDED, finished_at=event.finished_at)
+        return job, _ended(job)
+    if isinstance(event, EndRecorded):
+        return job, _ended(job, record=False)
     if isinstance(event, Failed):
         fault = Fault.INFRASTRUCTURE if event.platform_fault else Fault.CALLER
         job = replace(_end(job, fault, event.at, event.reason, event.code),

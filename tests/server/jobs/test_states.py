@@ -96,10 +96,16 @@ def test_a_success_records_its_end_keeps_the_result_and_drops_the_inputs():
                     jobs.Notify()]
 
 
-def test_a_success_the_run_recorded_itself_is_not_recorded_again():
-    job, todo = jobs.handle(_running(), jobs.Succeeded(103.0, recorded=True))
-    assert not [i for i in todo if isinstance(i, jobs.RecordEnd)]
-    assert jobs.RemoveFiles("j1", inputs=True) in todo
+def test_an_end_recorded_by_the_run_is_followed_up_not_recorded_again():
+    ended = jobs.apply(_running(), jobs.Succeeded(103.0))
+    same, todo = jobs.handle(ended, jobs.EndRecorded(104.0))
+    assert same is ended
+    assert todo == [jobs.RemoveFiles("j1", inputs=True), jobs.Notify()]
+    failed = jobs.apply(_running(), jobs.Failed(103.0, "x", "INTERNAL", platform_fault=True))
+    assert jobs.handle(failed, jobs.EndRecorded(104.0))[1][0] == jobs.RemoveFiles(
+        "j1", inputs=True, result=True)
+    with pytest.raises(jobs.InvalidTransition):
+        jobs.handle(_running(), jobs.EndRecorded(104.0))
 
 
 def test_a_delivered_job_wakes_the_recipients_inbox():
@@ -208,3 +214,15 @@ def test_refused_transitions(state, refused):
     for event in refused:
         with pytest.raises(jobs.InvalidTransition):
             jobs.handle(job, event)
+
+
+@pytest.mark.parametrize("before", ["receiving", "queued", "running"])
+def test_a_job_answered_from_the_store_succeeds_without_running(before):
+    job = {"receiving": _job, "queued": _queued, "running": _running}[before]()
+    done, todo = jobs.handle(job, jobs.AnsweredFromStore(150.0, 151.0))
+    assert (done.state, done.finished_at) == (State.SUCCEEDED, 151.0)
+    assert done.queued_at == (150.0 if before == "receiving" else 101.0)
+    assert done.started_at == (102.0 if before == "running" else 150.0)
+    assert todo[0] == jobs.RecordEnd(done, State.SUCCEEDED)
+    with pytest.raises(jobs.InvalidTransition):
+        jobs.handle(done, jobs.AnsweredFromStore(152.0, 153.0))
