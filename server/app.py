@@ -44,8 +44,8 @@ from medcompute.server.api.admin import AdminServicer
 from medcompute.server.api.batch import BatchServicer
 from medcompute.server.api.capacity import CapacityServicer
 from medcompute.server.api.dicom import DicomServicer
-from medcompute.server.api.guard import Guard
-from medcompute.server.api.jobs import JobsServicer
+from medcompute.server.api.guard import Guard, job_audit
+from medcompute.server.api.jobs import JobInfoRunner, JobsServicer, ProtoJobCodec
 from medcompute.server.api.processing import ProcessingServicer
 from medcompute.server.api.status import UndecodableRequests
 from medcompute.server.api.store import StoreServicer
@@ -296,13 +296,13 @@ async def start(config: ServerConfig) -> Running:
                                     space=space)
         keys, audit = KeyStore(config.data_dir), AuditLog(config.data_dir, writer=catalog)
         guard = Guard(config, keys, audit)
-        runner = JobRunner(config, service, catalog, keys)
+        runner = JobRunner(config, service, catalog, keys, codec=ProtoJobCodec(), audit=job_audit)
         metrics.set_queue_depth_source(lambda: guard.counters.jobs + runner.active())
         processing_pb2_grpc.add_ProcessingServiceServicer_to_server(
             ProcessingServicer(service, guard), server)
         batch = BatchProcessing(service)
         batch_pb2_grpc.add_BatchServiceServicer_to_server(
-            BatchServicer(batch, guard, BatchSubmit(batch, runner)), server)
+            BatchServicer(batch, guard, BatchSubmit(batch, JobInfoRunner(runner))), server)
         jobs_pb2_grpc.add_JobsServiceServicer_to_server(JobsServicer(runner, guard, billing),
                                                         server)
         admin_pb2_grpc.add_AdminServiceServicer_to_server(
