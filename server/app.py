@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 import grpc
 
 from medcompute.proto import wire
-from medcompute.server.api.guard import Guard
+from medcompute.server.api.guard import Guard, job_audit
+from medcompute.server.api.jobs import JobInfoRunner, ProtoJobCodec
 from medcompute.server.api.registry import (
     SERVICE_NAME,
     WORKER_SERVICES,
@@ -244,7 +245,8 @@ async def start(config: ServerConfig) -> Running:
         keys = _closing(stack, KeyStore(config.data_dir))
         audit = _closing(stack, AuditLog(config.data_dir, writer=catalog))
         guard = Guard(config, keys, audit)
-        runner = JobRunner(config, service, catalog, keys)
+        runner = JobRunner(config, service, catalog, keys, codec=ProtoJobCodec(),
+                           audit=job_audit)
         stack.push_async_callback(runner.stop)  # after the gRPC server: built before it
         metrics.set_queue_depth_source(lambda: guard.counters.jobs + runner.active())
         nodes, rules, pushes, sources = (_closing(stack, book(config.data_dir)) for book in
@@ -253,7 +255,8 @@ async def start(config: ServerConfig) -> Running:
         server = _grpc_server()
         stack.push_async_callback(lambda: server.stop(grace.seconds))
         servicers = await add_servicers(server, Components(
-            guard=guard, service=service, batch=batch, batch_submit=BatchSubmit(batch, runner),
+            guard=guard, service=service, batch=batch,
+            batch_submit=BatchSubmit(batch, JobInfoRunner(runner)),
             runner=runner, billing=billing, keys=keys, audit=audit, catalog=catalog,
             store=store, nodes=nodes, rules=rules, pushes=pushes, sources=sources))
         port = _bind(server, config)

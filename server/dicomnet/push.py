@@ -399,11 +399,11 @@ class Pusher:
             return None
         if job.state is not jobs.State.SUCCEEDED:
             return f"the job ended {job.state.value}: nothing to deliver"
-        header, path, *_ = await self.runner.fetch(push.job_id, push.sender, ("process",))
-        sizes = list(header.output.file_sizes)
+        result = await self.runner.fetch(push.job_id, push.sender, ("process",))
+        sizes = list(result.file_sizes)
         if not sizes:
             return "the job's result is not DICOM (route with a DICOM output)"
-        return [bytes(p) for p in await asyncio.to_thread(dicom_parts, path, sizes)]
+        return [bytes(p) for p in await asyncio.to_thread(dicom_parts, result.path, sizes)]
 
     async def attempt(self, push: PushRow) -> None:
         files = await self._files(push)

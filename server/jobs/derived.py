@@ -179,10 +179,7 @@ async def reuse(service, header, expected: list[ExpectedImage], *, subscriber: s
         nbytes=nbytes, started_at=now, finished_at=time.time(), compute_seconds=0.0,
         backend=computed.get("backend", ""), device=computed.get("device", ""), worker="",
         crc32=crc, versions=computed.get("versions", {}))
-    events = {jobs.State.RECEIVING: (jobs.InputsReceived(now), jobs.Started(now, "")),
-              jobs.State.QUEUED: (jobs.Started(now, ""),)}.get(job.state, ())
-    for event in (*events, jobs.Succeeded(time.time())):
-        job = jobs.apply(job, event)
+    job = jobs.apply(job, jobs.AnsweredFromStore(now, time.time()))
     usage = usage_record(job, result, images=len(expected),
                          voxels=sum(math.prod(g.shape) for g in geoms), bytes_in=0,
                          bytes_out=nbytes)

@@ -1,0 +1,191 @@
+"""The asynchronous layer under the job state machine (states.py): it applies the
+machine's instructions (write the job, launch its run, record its end and usage, remove
+its files, wake its watchers, stop its run) and keeps what the jobs of this server share
+at run time: their tasks, their progress, the reasons they were cancelled for.
+
+The runner (intake and runs), the leases (renewal, take-over, expiry) and the queries
+all use one :class:`JobEffects`; none of them imports another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from medcompute.server.config import ServerConfig
+from medcompute.server.errors import MedcomputeError
+from medcompute.server.jobs import states as jobs
+from medcompute.server.jobs.catalog import Catalog
+from medcompute.server.jobs.metering import usage_record
+from medcompute.server.jobs.views import JobAudit
+from medcompute.server.storage.space import storage_fault
+
+__all__ = ["JobEffects", "failure"]
+
+log = logging.getLogger(__name__)
+
+
+def failure(exc: BaseException, *, at: float, reason: str, images: int,
+            bytes_in: int) -> jobs.Failure:
+    """The event of a job that ended with ``exc`` (``reason``: why it was cancelled, for
+    a cancellation). A full or failing disk is the platform's fault (not billed)."""
+    exc = storage_fault(exc) or exc
+    if isinstance(exc, asyncio.CancelledError):
+        return jobs.Failure(at, jobs.Fault.CANCELLED, reason, images=images, bytes_in=bytes_in)
+    if isinstance(exc, MedcomputeError):
+        fault = jobs.classify(exc.code_name, platform_fault=getattr(exc, "platform_fault", False))
+        return jobs.Failure(at, fault, exc.details, exc.code_name, images=images,
+                            bytes_in=bytes_in)
+    return jobs.Failure(at, jobs.Fault.INFRASTRUCTURE, f"internal error ({type(exc).__name__})",
+                        "INTERNAL", images=images, bytes_in=bytes_in)
+
+
+class JobEffects:
+    """Applies instructions for the jobs of one server; see the module's docstring.
+
+    ``launch(job_id)`` starts a job's run (the runner's); ``audit(job)`` gives the audit
+    entry a submit's QUEUED row commits with (the API layer's)."""
+
+    def __init__(self, config: ServerConfig, catalog: Catalog, service, *,
+                 launch: Callable[[str], None], audit: JobAudit | None = None):
+        self.catalog = catalog
+        self.service = service
+        self.launch = launch
+        self.audit = audit
+        self.dir = Path(config.data_dir) / "jobs"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.tasks: dict[str, asyncio.Task] = {}
+        self.progress: dict[str, tuple[float, str]] = {}
+        self.cancel_reasons: dict[str, str] = {}
+        self.stopping = False
+        self._changed = asyncio.Condition()
+        self._delivered = asyncio.Condition()
+
+    def job_dir(self, job_id: str) -> Path:
+        return self.dir / job_id
+
+    # -- applying the machine's instructions ------------------------------------------
+    async def handle(self, job: jobs.Job, event: jobs.Event) -> jobs.Job:
+        """Apply ``event`` to ``job`` and carry out what it asks for; the job after it."""
+        job, todo = jobs.handle(job, event)
+        await self.apply(todo)
+        return job
+
+    async def apply(self, instructions: Iterable[jobs.Instruction]) -> bool:
+        """Carry out ``instructions`` in order; False when a Persist found the job ended
+        meanwhile (the rest is dropped)."""
+        for todo in instructions:
+            if isinstance(todo, jobs.Persist):
+                if not await self._persist(todo):
+                    return False
+            elif isinstance(todo, jobs.Launch):
+                self.launch(todo.job_id)
+            elif isinstance(todo, jobs.RecordEnd):
+                await self._record_end(todo)
+            elif isinstance(todo, jobs.RemoveFiles):
+                await self._remove(todo)
+            elif isinstance(todo, jobs.Notify):
+                await self.notify()
+            elif isinstance(todo, jobs.NotifyRecipient):
+                async with self._delivered:
+                    self._delivered.notify_all()
+            elif isinstance(todo, jobs.CancelRun):
+                await self._cancel_run(todo)
+            elif isinstance(todo, jobs.MarkResultRemoved):
+                await self.catalog.result_removed(todo.job_id)
+            else:
+                raise TypeError(f"unknown instruction {todo!r}")
+        return True
+
+    async def _persist(self, todo: jobs.Persist) -> bool:
+        if todo.bytes_in is None:
+            return await self.catalog.put_job(todo.job)
+        # The submit call's audit entry commits with its job's QUEUED row.
+        entry = self.audit(todo.job) if self.audit is not None else None
+        queued = await self.catalog.queue(todo.job, todo.bytes_in,
+                                          entry.write if entry is not None else None)
+        if queued and entry is not None:
+            entry.committed()
+        return queued
+
+    async def _record_end(self, todo: jobs.RecordEnd) -> None:
+        """Record the end and its usage. When the catalog cannot be written (a full or
+        failing disk), the service keeps the end and records it once it can, so that the
+        job never stays RUNNING."""
+        job = todo.job
+        usage = usage_record(job, None, images=todo.images, voxels=0, bytes_in=todo.bytes_in,
+                             bytes_out=0)
+        try:
+            await self.service.finish(job, usage)
+        except Exception as error:  # recording the end must not hide why the job ended
+            if storage_fault(error) is None:
+                log.exception("could not record the end of job %s", job.id)
+            else:
+                log.warning("could not record the end of job %s (%s); it is recorded once the "
+                            "catalog can be written again", job.id, error)
+            self.service.unrecorded[job.id] = (job, usage)
+
+    async def _remove(self, todo: jobs.RemoveFiles) -> None:
+        directory = self.job_dir(todo.job_id)
+        if todo.folder:
+            await asyncio.to_thread(shutil.rmtree, directory, True)
+            return
+        if not directory.is_dir():
+            return
+        if todo.inputs:
+            for path in directory.glob("in*"):
+                path.unlink(missing_ok=True)
+        if todo.result:
+            for name in ("out", "out.raw"):
+                (directory / name).unlink(missing_ok=True)
+
+    async def _cancel_run(self, todo: jobs.CancelRun) -> None:
+        await self.catalog.request_cancel(todo.job_id, todo.reason)
+        task = self.tasks.get(todo.job_id)
+        if task is not None:
+            self.cancel_reasons.setdefault(todo.job_id, todo.reason)
+            task.cancel()
+            return
+        job = await self.catalog.get_job(todo.job_id)
+        if job is not None and job.state in (jobs.State.QUEUED, jobs.State.RUNNING):
+            # Held by another server (it sees the request when it renews its leases), or
+            # by none: then it is ended here.
+            if await self.catalog.claim(todo.job_id) is not None:
+                await self.end_cancelled(todo.job_id, todo.reason)
+
+    async def end_cancelled(self, job_id: str, reason: str) -> None:
+        """End a job this server holds but does not run (cancelled before its run)."""
+        job = await self.catalog.get_job(job_id)
+        if job is None or job.state.terminal:
+            return
+        request = await self.catalog.request(job_id)
+        await self.handle(job, jobs.Failure(
+            time.time(), jobs.Fault.CANCELLED, reason, images=len(job.inputs),
+            bytes_in=request["bytes_in"] if request else 0))
+
+    # -- progress and watchers ----------------------------------------------------------
+    async def notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def wait_change(self, timeout: float) -> None:
+        async with self._changed:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), timeout)
+
+    async def wait_delivery(self, timeout: float) -> None:
+        async with self._delivered:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._delivered.wait(), timeout)
+
+    def set_progress(self, job_id: str, fraction: float, message: str) -> None:
+        self.progress[job_id] = (fraction, message)
+        asyncio.get_running_loop().create_task(self.notify())
+
+    def progress_of(self, job_id: str) -> tuple[float, str]:
+        return self.progress.get(job_id, (0.0, ""))
