@@ -44,7 +44,7 @@ from medcompute.server.api.admin import AdminServicer
 from medcompute.server.api.batch import BatchServicer
 from medcompute.server.api.capacity import CapacityServicer
 from medcompute.server.api.dicom import DicomServicer
-from medcompute.server.api.guard import Guard
+from medcompute.server.api.guard import Guard, job_audit
 from medcompute.server.api.jobs import JobsServicer
 from medcompute.server.api.processing import ProcessingServicer
 from medcompute.server.api.status import UndecodableRequests
@@ -293,7 +293,7 @@ async def start(config: ServerConfig) -> Running:
             ("grpc.so_reuseport", 1),
         ])
         service = ProcessingService(config, catalog, dispatcher, spool, store, metrics=metrics,
-                                    space=space)
+                                    space=space, job_audit=job_audit)
         keys, audit = KeyStore(config.data_dir), AuditLog(config.data_dir, writer=catalog)
         guard = Guard(config, keys, audit)
         runner = JobRunner(config, service, catalog, keys)

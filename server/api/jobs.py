@@ -5,7 +5,8 @@ from __future__ import annotations
 from medcompute.proto import wire
 from medcompute.proto.v1 import jobs_pb2, jobs_pb2_grpc
 from medcompute.server.api.guard import Guard, rpc
-from medcompute.server.api.transport import header_and_chunks, result_chunks
+from medcompute.server.api.requests import HEADER, submit_request
+from medcompute.server.api.transport import header_and_chunks, image_payloads, result_chunks
 from medcompute.server.jobs.runner import JobRunner
 
 __all__ = ["JobsServicer"]
@@ -20,9 +21,11 @@ class JobsServicer(jobs_pb2_grpc.JobsServiceServicer):
     @rpc("jobs.submit", "process")
     async def Submit(self, request_iterator, context, call):
         header, chunks = await header_and_chunks(request_iterator)
-        info, existing = await self.runner.submit(
-            header, chunks, subscriber=call.principal.subscriber,
-            on_job=call.runs)
+        with HEADER.placed():
+            submit = submit_request(header, max_image_bytes=self.runner.config.max_image_bytes)
+            info, existing = await self.runner.submit(
+                submit, image_payloads(chunks, submit.process.expected),
+                subscriber=call.principal.subscriber, on_job=call.runs)
         if existing:
             call.detail = "idempotency key: the existing job"
         return jobs_pb2.SubmitResponse(job=info, existing=existing)

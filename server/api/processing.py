@@ -6,8 +6,10 @@ from medcompute.proto import wire
 from medcompute.proto.v1 import image_pb2, processing_pb2, processing_pb2_grpc
 from medcompute.server.api.guard import Guard, rpc
 from medcompute.server.api.operations import OPERATIONS
-from medcompute.server.api.transport import header_and_chunks, result_payloads
-from medcompute.server.jobs.process import Outcome, ProcessingService
+from medcompute.server.api.requests import HEADER, process_request
+from medcompute.server.api.transport import header_and_chunks, image_payloads, result_payloads
+from medcompute.server.jobs.process import ProcessingService
+from medcompute.server.jobs.results import JobResult
 
 __all__ = ["ProcessingServicer", "result_header", "usage_message"]
 
@@ -16,7 +18,7 @@ def usage_message(usage: dict) -> processing_pb2.UsageRecord:
     return processing_pb2.UsageRecord(**usage)
 
 
-def result_header(outcome: Outcome, compression: int) -> processing_pb2.ResultHeader:
+def result_header(outcome: JobResult, compression: int) -> processing_pb2.ResultHeader:
     r = outcome.result
     if outcome.output_format == "raw":
         output = image_pb2.ImageDescriptor(
@@ -65,9 +67,11 @@ class ProcessingServicer(processing_pb2_grpc.ProcessingServiceServicer):
     @rpc("process", "process", job=True)
     async def Process(self, request_iterator, context, call):
         header, chunks = await header_and_chunks(request_iterator)
-        outcome = await self.service.process(
-            header, chunks, subscriber=call.principal.subscriber,
-            on_job=call.runs)
+        with HEADER.placed():
+            request = process_request(header, max_image_bytes=self.service.config.max_image_bytes)
+            outcome = await self.service.process(
+                request, image_payloads(chunks, request.expected),
+                subscriber=call.principal.subscriber, on_job=call.runs)
         try:
             compression = header.result_compression
             yield processing_pb2.ProcessResponse(header=result_header(outcome, compression))

@@ -29,13 +29,10 @@ from pathlib import Path
 
 from medcompute.proto import wire
 from medcompute.proto.v1 import jobs_pb2
-from medcompute.server.api.guard import job_audit
-from medcompute.server.api.transport import receive_images
 from medcompute.server.config import ServerConfig
 from medcompute.server.errors import (
     FailedPrecondition,
     InvalidArgument,
-    MedcomputeError,
     NotFound,
     PermissionDenied,
     ResourceExhausted,
@@ -44,7 +41,8 @@ from medcompute.server.errors import (
 from medcompute.server.jobs import derived
 from medcompute.server.jobs import states as jobs
 from medcompute.server.jobs.catalog import Catalog
-from medcompute.server.storage.blobs import fsync_dir
+from medcompute.server.jobs.pipeline import JobFolder
+from medcompute.server.jobs.requests import SubmitRequest, nested
 from medcompute.server.storage.space import storage_fault
 
 __all__ = ["JobRunner", "job_info", "MAX_ATTEMPTS"]
@@ -89,17 +87,6 @@ def job_info(job: jobs.Job, request: dict | None, delivery: dict | None = None,
         platform_fault=job.platform_fault,
         progress=1.0 if job.state is jobs.State.SUCCEEDED else progress,
         result_available=available, asynchronous=bool(request))
-
-
-def _fsync_files(paths, directory: Path) -> None:
-    """Make the received input files, and their names in ``directory``, durable."""
-    for path in paths:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    fsync_dir(directory)
 
 
 class JobRunner:
@@ -275,9 +262,6 @@ class JobRunner:
         if len(submit.label) > 256:
             raise InvalidArgument(f"expected at most 256 characters, got {len(submit.label)}",
                                   "header.label")
-        if not submit.HasField("process"):
-            raise InvalidArgument("expected the processing request (pipeline, input, ...)",
-                                  "header.process")
         destination = await self._check_destination(subscriber, submit.destination)
         # A retry of a submit that was answered is not a new job: no limit applies to it.
         earlier = await self.catalog.keyed_job(subscriber, key) if key else None
@@ -288,14 +272,14 @@ class JobRunner:
                     f"this subscriber has {pending} jobs waiting or running, its limit "
                     f"(max_pending_jobs={self.config.max_pending_jobs}); submit when some have "
                     "ended")
-        with _process_fields():
+        with nested("process"):
             request = await self.service.prepare(submit.process, subscriber=subscriber)
         if earlier is None or earlier.queued_at is None:
             # Refused before anything is written when the disk is below its reserve; the
             # retry of an answered submit writes nothing and is answered as before.
             self.service.check_space(request, "jobs")
         job = self.service.new_job(request, subscriber=subscriber, destination=destination)
-        blob = submit.SerializeToString(deterministic=True)
+        blob = submit.encode()
         job, created = await self.catalog.create_request(job, {
             "idempotency_key": key, "request_sha256": hashlib.sha256(blob).hexdigest(),
             "header": blob, "label": submit.label, "destination": destination})
@@ -309,16 +293,15 @@ class JobRunner:
         bytes_in = 0
         self._tasks[job.id] = asyncio.current_task()
         try:
-            with _process_fields():
+            with nested("process"):
                 self.service.precheck(request)
                 total = sum(e.size for e in request.expected if e.stored is None) or 1
-                bytes_in = await receive_images(self._counted(job.id, chunks, total),
-                                                request.expected, paths)
-                await asyncio.to_thread(_fsync_files, paths, directory)
+                bytes_in, _ = await self.service.receive(
+                    request, self._counted(job.id, chunks, total), paths, JobFolder(directory))
                 await self.service.stage(request, paths)
             job = jobs.apply(job, jobs.InputsReceived(time.time()))
             # The submit call's audit entry commits with its job's QUEUED row.
-            entry = job_audit(job)
+            entry = self.service.job_audit(job)
             queued = await self.catalog.queue(job, bytes_in,
                                               entry.write if entry is not None else None)
             if queued and entry is not None:
@@ -342,7 +325,7 @@ class JobRunner:
     async def _counted(self, job_id: str, chunks, total: int):
         got, step = 0, 0
         async for index, chunk in chunks:
-            got += len(chunk.data)
+            got += len(chunk)
             if got * 20 // total > step:        # every 5 %
                 step = got * 20 // total
                 self._set_progress(job_id, min(1.0, got / total), "receiving the inputs")
@@ -383,8 +366,7 @@ class JobRunner:
         request_row = await self.catalog.request(job_id)
         if job is None or request_row is None or job.state.terminal:
             return
-        submit = jobs_pb2.SubmitHeader.FromString(request_row["header"])
-        header = submit.process
+        header = SubmitRequest.decode(request_row["header"]).process
         directory = self._job_dir(job_id)
         n_images = len(job.inputs)
         bytes_in = request_row["bytes_in"]
@@ -403,9 +385,7 @@ class JobRunner:
         try:
             request = await self.service.prepare(header, subscriber=job.subscriber)
             # The store may hold this very result already (stored inputs, store_result).
-            if await derived.reuse(self.service, header, request.expected,
-                                   subscriber=job.subscriber,
-                                   output_format=request.output_format, job=job,
+            if await derived.reuse(self.service, request, subscriber=job.subscriber, job=job,
                                    out_path=out_path, finish_extra=finish_extra):
                 log.info("job %s: answered from the store", job_id)
                 await self._delivered_now(job)
@@ -613,17 +593,3 @@ class JobRunner:
             async with self._delivered:
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._delivered.wait(), 1.0)
-
-
-@contextlib.contextmanager
-def _process_fields():
-    """Errors about the processing request name its place in a submit: header.process.*."""
-    try:
-        yield
-    except MedcomputeError as exc:
-        if exc.field and exc.field.startswith("header.") and not exc.field.startswith(
-                ("header.process", "header.idempotency_key", "header.label",
-                 "header.destination")):
-            exc.field = "header.process." + exc.field[len("header."):]
-            exc.args = (exc.details,)
-        raise
