@@ -16,10 +16,9 @@ from medcompute.server.api.requests import (
 )
 from medcompute.server.api.status import status_of
 from medcompute.server.api.transport import batch_payloads, header_and_chunks, result_payloads
-from medcompute.server.errors import InvalidArgument
+from medcompute.server.errors import InvalidArgument, named
 from medcompute.server.jobs.batch import BatchProcessing, image_moves
 from medcompute.server.jobs.batch_submit import BatchSubmit
-from medcompute.server.jobs.requests import nested
 
 __all__ = ["BatchServicer"]
 
@@ -35,7 +34,7 @@ def _images(inputs, *, max_image_bytes: int) -> list:
     """The batch's images (``header.inputs``), each as its own request's input."""
     images = []
     for i, source in enumerate(inputs):
-        with nested(moves=image_moves(i)):
+        with named(moves=image_moves(i)):
             images.append(image_source(source, "input", max_bytes=max_image_bytes))
     return images
 
@@ -61,7 +60,7 @@ class BatchServicer(batch_pb2_grpc.BatchServiceServicer):
         limit = self.batch.service.config.max_image_bytes
         with SUBMIT_BATCH.placed():
             template = submit_request(header.submit, max_image_bytes=limit, template=True)
-            with nested("process"):
+            with named("process"):
                 _no_input(header.submit.process)
             images = _images(header.inputs, max_image_bytes=limit)
             items = await self.submitter.submit(

@@ -68,7 +68,7 @@ def rule_of(message: dicom_pb2.RoutingRule, *, max_image_bytes: int) -> Rule:
     if message.output not in _OUTPUTS:
         raise InvalidArgument(f"expected one of {', '.join(dicom_pb2.RoutingOutput.keys())}",
                               "rule.output")
-    with Fields("rule.process.").placed():
+    with Fields("rule.process").placed():
         process = process_request(message.process, max_image_bytes=max_image_bytes,
                                   template=True)
     if message.process.HasField("input"):

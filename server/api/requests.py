@@ -8,14 +8,12 @@ for every door. The domain names its error fields relative to its request; a
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from medcompute.proto import wire
 from medcompute.proto.v1 import image_pb2, processing_pb2
 from medcompute.server.api.transport import expect_image
-from medcompute.server.errors import InvalidArgument, MedcomputeError
+from medcompute.server.errors import InvalidArgument, Moves, named, renamed
 from medcompute.server.jobs.requests import ProcessRequest, SubmitRequest
 from medcompute.server.storage.spool import ExpectedImage
 
@@ -113,59 +111,34 @@ def submit_request(submit, *, max_image_bytes: int, template: bool = False) -> S
     if not submit.HasField("process"):
         raise InvalidArgument("expected the processing request (pipeline, input, ...)",
                               "process")
-    try:
+    with named("process"):
         process = process_request(submit.process, max_image_bytes=max_image_bytes,
                                   template=template)
-    except MedcomputeError as exc:
-        _place(exc, lambda f: f"process.{f}")
-        raise
     return SubmitRequest(process, idempotency_key=submit.idempotency_key,
                          label=submit.label, destination=submit.destination)
 
 
-def _place(exc: MedcomputeError, where: Callable[[str], str]) -> None:
-    field = exc.field
-    if not field or field.startswith("request["):    # a place in the stream: absolute
-        return
-    exc.field = where(field.removeprefix("header."))
-    exc.args = (exc.details,)
-
-
 @dataclass(frozen=True)
 class Fields:
-    """Where a domain request's fields sit in one wire message: under ``prefix``, except
-    the fields named in ``places`` (their first segment: ``inputs``, ``idempotency_key``)
-    which go under the prefix given there."""
+    """Where a domain request's fields sit in one wire message: under ``parent``, except
+    those under the first path of one of ``moves`` (see
+    :func:`medcompute.server.errors.within`)."""
 
-    prefix: str = "header."
-    places: tuple[tuple[str, str], ...] = ()
-
-    def name(self, field: str) -> str:
-        head = field.split(".", 1)[0].split("[", 1)[0]
-        for name, prefix in self.places:
-            if head == name:
-                return prefix + field
-        return self.prefix + field
+    parent: str = "header"
+    moves: Moves = ()
 
     def place(self, exc: BaseException) -> BaseException:
         """Name ``exc``'s field in the wire message (once: the call's last word)."""
-        if isinstance(exc, MedcomputeError):
-            _place(exc, self.name)
-        return exc
+        return renamed(exc, self.parent, self.moves)
 
-    @contextlib.contextmanager
     def placed(self):
         """Errors raised inside name their fields in the wire message."""
-        try:
-            yield
-        except MedcomputeError as exc:
-            self.place(exc)
-            raise
+        return named(self.parent, self.moves)
 
 
 #: Process and Submit: every field of the request is one of the header.
-HEADER = Fields("header.")
+HEADER = Fields("header")
 #: ProcessBatch: the images are header.inputs[i], the rest is the shared header.process.
-BATCH = Fields("header.process.", (("inputs", "header."),))
+BATCH = Fields("header.process", (("inputs", "header.inputs"),))
 #: SubmitBatch: the images are header.inputs[i], the rest is under header.submit.
-SUBMIT_BATCH = Fields("header.submit.", (("inputs", "header."),))
+SUBMIT_BATCH = Fields("header.submit", (("inputs", "header.inputs"),))

@@ -25,8 +25,8 @@ import pydicom
 from pydicom.datadict import tag_for_keyword
 
 from medcompute.server.dicomnet.registry import Series, check_ae_title
-from medcompute.server.errors import InvalidArgument, MedcomputeError, NotFound
-from medcompute.server.jobs.requests import ProcessRequest, SubmitRequest, nested
+from medcompute.server.errors import InvalidArgument, MedcomputeError, NotFound, named
+from medcompute.server.jobs.requests import ProcessRequest, SubmitRequest
 from medcompute.server.jobs.validate import check_template
 from medcompute.server.storage.spool import ExpectedImage
 from medcompute.server.storage.db import Database
@@ -121,7 +121,7 @@ def check_rule(rule: Rule) -> Rule:
         if tag_for_keyword(keyword) is None:
             raise InvalidArgument(f"expected a DICOM keyword such as BodyPartExamined, got "
                                   f"{keyword!r}", "rule.tags")
-    with nested("rule.process"):
+    with named("rule.process"):
         check_template(rule.process)
     if rule.output not in OUTPUT_FORMATS:
         raise InvalidArgument(f"expected one of {', '.join(OUTPUT_FORMATS)}", "rule.output")

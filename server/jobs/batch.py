@@ -20,12 +20,12 @@ import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
-from medcompute.server.errors import InvalidArgument, ResourceExhausted
+from medcompute.server.errors import InvalidArgument, ResourceExhausted, named, renamed
 from medcompute.server.jobs import derived
 from medcompute.server.jobs import states as jobs
 from medcompute.server.jobs.pipeline import InMemory, Spooled
 from medcompute.server.jobs.process import ProcessingService
-from medcompute.server.jobs.requests import ProcessRequest, nested, rename
+from medcompute.server.jobs.requests import ProcessRequest
 from medcompute.server.jobs.results import JobResult
 from medcompute.server.storage.spool import ExpectedImage, ImageWriter
 
@@ -75,7 +75,7 @@ class BatchProcessing:
                                       "(medcompute store put)", f"operands[{k}]")
         requests = []
         for i, image in enumerate(images):
-            with nested(moves=image_moves(i)):
+            with named(moves=image_moves(i)):
                 request = await self.service.prepare(
                     template.with_images([image, *template.operands]), subscriber=subscriber)
                 # RAW images: limits and pipeline checked before any job exists.
@@ -188,7 +188,7 @@ class BatchProcessing:
                     writer.close()
                     writers.pop(i, None)
                     failed.add(i)
-                    start(i, rename(exc, moves=image_moves(i)))
+                    start(i, renamed(exc, moves=image_moves(i)))
         finally:
             for writer in writers.values():
                 writer.close()
@@ -207,7 +207,7 @@ class BatchProcessing:
                     writer.finish()
                     start(i)
                 except InvalidArgument as exc:
-                    start(i, rename(exc, moves=image_moves(i)))
+                    start(i, renamed(exc, moves=image_moves(i)))
 
     async def _item(self, i: int, request: ProcessRequest, job: jobs.Job, path, data,
                     bytes_in: int, slots: asyncio.Semaphore, ready: asyncio.Queue,
@@ -228,6 +228,6 @@ class BatchProcessing:
         except BaseException as exc:
             if not isinstance(exc, Exception):
                 raise
-            ready.put_nowait(Item(i, error=rename(exc, moves=image_moves(i)), job_id=job.id))
+            ready.put_nowait(Item(i, error=renamed(exc, moves=image_moves(i)), job_id=job.id))
             return
         ready.put_nowait(Item(i, result=ended, job_id=job.id))

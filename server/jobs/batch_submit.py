@@ -17,9 +17,9 @@ import contextlib
 import dataclasses
 from dataclasses import dataclass
 
-from medcompute.server.errors import InvalidArgument
+from medcompute.server.errors import InvalidArgument, named, renamed
 from medcompute.server.jobs.batch import BatchProcessing
-from medcompute.server.jobs.requests import SubmitRequest, nested, rename
+from medcompute.server.jobs.requests import SubmitRequest
 from medcompute.server.storage.spool import ExpectedImage
 
 __all__ = ["BatchSubmit", "Submitted"]
@@ -56,7 +56,7 @@ class BatchSubmit:
         if len(key) > 120:
             raise InvalidArgument(f"expected at most 120 characters in a batch (each image's "
                                   f"job is keyed KEY#i), got {len(key)}", "idempotency_key")
-        with nested("process", (("inputs", "inputs"),)):
+        with named("process", (("inputs", "inputs"),)):
             requests = await self.batch.prepare(template.process, images,
                                                 subscriber=subscriber)
         queues = [asyncio.Queue(_QUEUED_CHUNKS) for _ in requests]
@@ -96,7 +96,7 @@ class BatchSubmit:
                                                       on_job=created)
         except Exception as exc:
             job = await self.runner.info(job_ids[0]) if job_ids else None
-            return Submitted(i, job=job, error=rename(exc, moves=_moves(i)))
+            return Submitted(i, job=job, error=renamed(exc, moves=_moves(i)))
         return Submitted(i, job=info, existing=existing)
 
     @staticmethod

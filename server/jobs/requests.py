@@ -8,14 +8,14 @@ door the request came through: gRPC, or a DICOM routing rule.
 
 Error fields are paths relative to the request (``input.inline.shape``,
 ``pipeline[1].gaussian.sigma_mm``); the API layer places them in its message once.
-A request nested in another names its fields under the outer one with :func:`nested`.
+A request held in another names its fields under the outer one with
+:func:`medcompute.server.errors.named`.
 The pipeline travels as the API's ``Operation`` messages: the operation schema is the
 one generated type allowed to cross into the domain (operations.py resolves it).
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 from dataclasses import dataclass
@@ -23,10 +23,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from medcompute.proto.v1 import operations_pb2
-from medcompute.server.errors import MedcomputeError
 from medcompute.server.storage.spool import ExpectedImage
 
-__all__ = ["ProcessRequest", "SubmitRequest", "nested", "rename"]
+__all__ = ["ProcessRequest", "SubmitRequest"]
 
 
 @dataclass(frozen=True)
@@ -124,34 +123,3 @@ def _image(d: dict) -> ExpectedImage:
         np.dtype(d["dtype"]) if d["dtype"] else None,
         tuple(d["spacing"]) if d["spacing"] is not None else None, tuple(d["file_sizes"]),
         compression=d["compression"], crc32=d["crc32"])
-
-
-def rename(exc: BaseException, parent: str = "",
-           moves: tuple[tuple[str, str], ...] = ()) -> BaseException:
-    """Name ``exc``'s field (relative to a request) as a field of the request that holds
-    that one at ``parent``; a field under one of ``moves``' first paths goes under its
-    second instead (a batch's ``input`` is its ``inputs[i]``). A field that names a place
-    in the request stream (``request[3]...``) is absolute and kept; the ``header.`` some
-    lower rooms start theirs with is the request's root."""
-    if not isinstance(exc, MedcomputeError) or not exc.field \
-            or exc.field.startswith("request["):
-        return exc
-    rel = exc.field.removeprefix("header.")
-    for old, new in moves:
-        if rel == old or rel.startswith((old + ".", old + "[")):
-            exc.field = new + rel[len(old):]
-            break
-    else:
-        exc.field = f"{parent}.{rel}" if parent else rel
-    exc.args = (exc.details,)
-    return exc
-
-
-@contextlib.contextmanager
-def nested(parent: str = "", moves: tuple[tuple[str, str], ...] = ()):
-    """Errors raised inside are renamed by :func:`rename`."""
-    try:
-        yield
-    except MedcomputeError as exc:
-        rename(exc, parent, moves)
-        raise

@@ -37,12 +37,13 @@ from medcompute.server.errors import (
     PermissionDenied,
     ResourceExhausted,
     Unavailable,
+    named,
 )
 from medcompute.server.jobs import derived
 from medcompute.server.jobs import states as jobs
 from medcompute.server.jobs.catalog import Catalog
 from medcompute.server.jobs.pipeline import JobFolder
-from medcompute.server.jobs.requests import SubmitRequest, nested
+from medcompute.server.jobs.requests import SubmitRequest
 from medcompute.server.storage.space import storage_fault
 
 __all__ = ["JobRunner", "job_info", "MAX_ATTEMPTS"]
@@ -272,7 +273,7 @@ class JobRunner:
                     f"this subscriber has {pending} jobs waiting or running, its limit "
                     f"(max_pending_jobs={self.config.max_pending_jobs}); submit when some have "
                     "ended")
-        with nested("process"):
+        with named("process"):
             request = await self.service.prepare(submit.process, subscriber=subscriber)
         if earlier is None or earlier.queued_at is None:
             # Refused before anything is written when the disk is below its reserve; the
@@ -293,7 +294,7 @@ class JobRunner:
         bytes_in = 0
         self._tasks[job.id] = asyncio.current_task()
         try:
-            with nested("process"):
+            with named("process"):
                 self.service.precheck(request)
                 total = sum(e.size for e in request.expected if e.stored is None) or 1
                 bytes_in, _ = await self.service.receive(

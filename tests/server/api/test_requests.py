@@ -88,7 +88,7 @@ def test_a_submit_without_process_is_refused():
     (SUBMIT_BATCH, "inputs[1].size", "header.inputs[1].size"),
     (SUBMIT_BATCH, "idempotency_key", "header.submit.idempotency_key"),
     (SUBMIT_BATCH, "process.pipeline", "header.submit.process.pipeline"),
-    (Fields("rule.process."), "pipeline", "rule.process.pipeline"),
+    (Fields("rule.process"), "pipeline", "rule.process.pipeline"),
 ])
 def test_fields_are_placed_in_the_wire_message(fields, field, placed):
     error = fields.place(InvalidArgument("wrong", field))

@@ -12,7 +12,7 @@ import pytest
 from medcompute.proto import wire
 from medcompute.proto.v1 import operations_pb2
 from medcompute.server.config import ServerConfig
-from medcompute.server.errors import InvalidArgument, ResourceExhausted
+from medcompute.server.errors import InvalidArgument, ResourceExhausted, named, renamed
 from medcompute.server.jobs import states as jobs
 from medcompute.server.jobs.catalog import Catalog
 from medcompute.server.jobs.pipeline import (
@@ -22,7 +22,7 @@ from medcompute.server.jobs.pipeline import (
     Spooled,
     receive,
 )
-from medcompute.server.jobs.requests import ProcessRequest, SubmitRequest, nested, rename
+from medcompute.server.jobs.requests import ProcessRequest, SubmitRequest
 from medcompute.server.storage.spool import ExpectedImage, ImageWriter, Spool
 
 pytestmark = pytest.mark.timeout(120)
@@ -203,19 +203,19 @@ def test_fields_are_renamed_relative_to_the_holding_request():
     def field(exc):
         return exc.field
 
-    assert field(rename(InvalidArgument("x", "pipeline[0]"), "process")) == \
+    assert field(renamed(InvalidArgument("x", "pipeline[0]"), "process")) == \
         "process.pipeline[0]"
-    assert field(rename(InvalidArgument("x", "header.device"), "process")) == "process.device"
-    assert field(rename(InvalidArgument("x", "request[3].chunk"), "process")) == \
+    assert field(renamed(InvalidArgument("x", "header.device"), "process")) == "process.device"
+    assert field(renamed(InvalidArgument("x", "request[3].chunk"), "process")) == \
         "request[3].chunk"
     moves = (("input", "inputs[2]"),)
-    assert field(rename(InvalidArgument("x", "input.inline.size"), moves=moves)) == \
+    assert field(renamed(InvalidArgument("x", "input.inline.size"), moves=moves)) == \
         "inputs[2].inline.size"
     # Renaming again changes nothing: inputs[2] is not input.
-    assert field(rename(InvalidArgument("x", "inputs[2].size"), moves=moves)) == \
+    assert field(renamed(InvalidArgument("x", "inputs[2].size"), moves=moves)) == \
         "inputs[2].size"
     with pytest.raises(InvalidArgument) as err:
-        with nested("rule.process"):
+        with named("rule.process"):
             raise InvalidArgument("x", "pipeline")
     assert err.value.field == "rule.process.pipeline"
     assert err.value.details == "rule.process.pipeline: x"
