@@ -8,14 +8,15 @@ from medcompute.server.api.guard import Guard, rpc
 from medcompute.server.api.operations import OPERATIONS
 from medcompute.server.api.requests import HEADER, process_request
 from medcompute.server.api.transport import header_and_chunks, image_payloads, result_payloads
+from medcompute.server.jobs.metering import Usage
 from medcompute.server.jobs.process import ProcessingService
 from medcompute.server.jobs.results import JobResult
 
 __all__ = ["ProcessingServicer", "result_header", "usage_message"]
 
 
-def usage_message(usage: dict) -> processing_pb2.UsageRecord:
-    return processing_pb2.UsageRecord(**usage)
+def usage_message(usage: Usage) -> processing_pb2.UsageRecord:
+    return processing_pb2.UsageRecord(**usage.as_dict())
 
 
 def result_header(outcome: JobResult, compression: int) -> processing_pb2.ResultHeader:

@@ -36,7 +36,7 @@ from medcompute.server.jobs import derived
 from medcompute.server.jobs import states as jobs
 from medcompute.server.jobs import validate
 from medcompute.server.jobs.catalog import Catalog
-from medcompute.server.jobs.metering import usage_record
+from medcompute.server.jobs.metering import Usage, usage_record
 from medcompute.server.jobs.operations import Geometry, ResolvedOp, resolve_pipeline
 from medcompute.server.jobs.requests import ProcessRequest
 from medcompute.server.jobs.results import JobResult
@@ -170,7 +170,7 @@ class Pipeline:
         self.space = space if space is not None else FreeSpaceReserve.from_config(config)
         #: Ends of jobs that could not be recorded (a full or failing disk), by job id:
         #: recorded by :meth:`record_unrecorded` once the catalog can be written again.
-        self.unrecorded: dict[str, tuple[jobs.Job, dict]] = {}
+        self.unrecorded: dict[str, tuple[jobs.Job, Usage]] = {}
         self.config = config
         self.catalog = catalog
         self.dispatcher = dispatcher
@@ -383,7 +383,7 @@ class Pipeline:
                                      "(cancelled)")
         return ended
 
-    async def finish(self, job: jobs.Job, usage: dict, extra=None) -> bool:
+    async def finish(self, job: jobs.Job, usage: Usage, extra=None) -> bool:
         """Record a job's end and its one usage record; False if it had already ended.
 
         When the call being served runs the job, its audit entry is written in the same
@@ -391,12 +391,13 @@ class Pipeline:
         entry = self.job_audit(job)
         if entry is not None:
             extra = _both(extra, entry.write)
-        done = await self.catalog.finish_job(job, usage, extra)
+        record = usage.as_dict()
+        done = await self.catalog.finish_job(job, record, extra)
         if done and entry is not None:
             entry.committed()
         if done and self.metrics is not None:
             try:
-                self.metrics.job_finished(usage)
+                self.metrics.job_finished(record)
             except Exception:  # the job is recorded; a metric must not turn it into an error
                 log.exception("could not count job %s in the metrics", job.id)
         return done

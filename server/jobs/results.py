@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from medcompute.server.jobs import states as jobs
+from medcompute.server.jobs.metering import Usage
 from medcompute.server.jobs.operations import ResolvedOp
 from medcompute.server.worker.tasks import TaskResult
 
@@ -22,7 +23,7 @@ class JobResult:
     result: TaskResult
     spacing: tuple[float, ...] | None
     output_format: str
-    usage: dict
+    usage: Usage
     fallback_reason: str = ""
     slabs: int = 1
     workers: tuple[str, ...] = ()

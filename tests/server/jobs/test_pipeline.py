@@ -174,8 +174,9 @@ def test_a_run_in_memory_and_through_the_spool_records_the_end(tmp_path):
         in_memory, spooled = asyncio.run(main())
         for ended in (in_memory, spooled):
             assert ended.job.state is jobs.State.SUCCEEDED
-            assert ended.usage["bytes_in"] == IMAGE.nbytes
-            assert ended.usage["images"] == 1
+            assert ended.usage.bytes_in == IMAGE.nbytes
+            assert ended.usage.images == 1 and ended.usage.state == "SUCCEEDED"
+            assert "gpu_seconds" not in ended.usage.as_dict()       # not measured on a CPU
             assert ended.result.shape == IMAGE.shape
             assert [op.name for op in ended.ops] == ["gaussian"]
         assert in_memory.result.data is not None and in_memory.result.out_path == ""
