@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import logging
 import signal
@@ -43,7 +44,7 @@ from medcompute.server.api import reflection
 from medcompute.server.api.admin import AdminServicer
 from medcompute.server.api.batch import BatchServicer
 from medcompute.server.api.capacity import CapacityServicer
-from medcompute.server.api.dicom import DicomServicer
+from medcompute.server.api.dicom import DicomServicer, legacy_rule
 from medcompute.server.api.guard import Guard, job_audit
 from medcompute.server.api.jobs import JobsServicer
 from medcompute.server.api.processing import ProcessingServicer
@@ -308,9 +309,15 @@ async def start(config: ServerConfig) -> Running:
         admin_pb2_grpc.add_AdminServiceServicer_to_server(
             AdminServicer(guard, keys, audit, catalog), server)
         store_pb2_grpc.add_StoreServiceServicer_to_server(StoreServicer(store, guard), server)
-        dicom_servicer = DicomServicer(guard, NodeRegistry(config.data_dir),
-                                       RuleBook(config.data_dir), PushBook(config.data_dir),
-                                       SourceBook(config.data_dir))
+        rules = RuleBook(config.data_dir)
+        try:        # rules an earlier version kept as RoutingRule messages
+            await rules.upgrade(functools.partial(legacy_rule,
+                                                  max_image_bytes=config.max_image_bytes))
+        except BaseException:
+            rules.close()
+            raise
+        dicom_servicer = DicomServicer(guard, NodeRegistry(config.data_dir), rules,
+                                       PushBook(config.data_dir), SourceBook(config.data_dir))
         dicom_pb2_grpc.add_DicomServiceServicer_to_server(dicom_servicer, server)
         capacity_pb2_grpc.add_CapacityServiceServicer_to_server(
             CapacityServicer(store.catalog, guard), server)

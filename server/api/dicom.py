@@ -3,6 +3,8 @@ subscriber's received series. Translation only."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from medcompute.proto.v1 import dicom_pb2, dicom_pb2_grpc
 from medcompute.server.api.guard import Guard, rpc
 from medcompute.server.api.requests import Fields, process_header, process_request
@@ -79,6 +81,14 @@ def rule_of(message: dicom_pb2.RoutingRule, *, max_image_bytes: int) -> Rule:
                 series_description=message.series_description, tags=dict(message.tags),
                 output=_OUTPUTS[message.output], destination=message.destination,
                 label=message.label, dicom_nodes=tuple(message.dicom_nodes))
+
+
+def legacy_rule(blob: bytes, *, max_image_bytes: int) -> Rule:
+    """A rule as earlier versions kept it (a RoutingRule message), for
+    :meth:`RuleBook.upgrade`."""
+    message = dicom_pb2.RoutingRule.FromString(blob)
+    return dataclasses.replace(rule_of(message, max_image_bytes=max_image_bytes),
+                               rule_id=message.rule_id, created_at=message.created_at)
 
 
 def rule_message(rule: Rule) -> dicom_pb2.RoutingRule:

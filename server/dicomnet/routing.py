@@ -166,6 +166,23 @@ class RuleBook(Database):
                                                          args).fetchall())
         return [Rule.decode(r[0]) for r in rows]
 
+    async def upgrade(self, legacy) -> int:
+        """Rewrite, as :meth:`Rule.encode` makes them, the rules an earlier version kept
+        in another form (``legacy(blob)`` reads one: the API layer's); how many."""
+        def old_rows():
+            rows = self._db.execute("SELECT rule_id, rule FROM dicom_rule").fetchall()
+            return [(rule_id, bytes(blob)) for rule_id, blob in rows
+                    if not bytes(blob).startswith(b"{")]
+
+        def rewrite(rule_id: str, rule: Rule):
+            self._db.execute("UPDATE dicom_rule SET rule = ? WHERE rule_id = ?",
+                             (rule.encode(), rule_id))
+
+        old = await self._call(old_rows)
+        for rule_id, blob in old:
+            await self._call(rewrite, rule_id, legacy(blob))
+        return len(old)
+
     async def routed(self, owner: str, series_uid: str, image_id: str, rule_id: str,
                      job_id: str) -> None:
         await self._call(lambda: self._db.execute(
