@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 from medcompute.proto import wire
-from medcompute.proto.v1 import image_pb2, processing_pb2, processing_pb2_grpc
+from medcompute.proto.v1 import image_pb2, jobs_pb2, processing_pb2, processing_pb2_grpc
 from medcompute.server.api.guard import Guard, rpc
 from medcompute.server.api.operations import OPERATIONS
-from medcompute.server.api.requests import HEADER, process_request
+from medcompute.server.api.requests import HEADER, process_request, submit_request
 from medcompute.server.api.transport import header_and_chunks, image_payloads, result_payloads
 from medcompute.server.jobs.metering import Usage
 from medcompute.server.jobs.process import ProcessingService
+from medcompute.server.jobs.requests import SubmitRequest
 from medcompute.server.jobs.results import JobResult
 
-__all__ = ["ProcessingServicer", "result_header", "usage_message"]
+__all__ = ["ProcessingServicer", "result_header", "usage_message", "stored_submit"]
 
 
 def usage_message(usage: Usage) -> processing_pb2.UsageRecord:
@@ -47,6 +48,15 @@ def result_header(outcome: JobResult, compression: int) -> processing_pb2.Result
         versions=r.versions, usage=usage_message(outcome.usage), slabs=outcome.slabs,
         workers=outcome.workers or [w for w in (r.worker,) if w],
         stored_image_id=outcome.stored_image_id, reused=outcome.reused)
+
+
+def stored_submit(blob: bytes) -> SubmitRequest:
+    """An asynchronous job's request as its record keeps it (SubmitRequest.encode), or as
+    earlier versions kept it: the SubmitHeader message (its limits were checked when it
+    was accepted)."""
+    if blob.startswith(b"{"):
+        return SubmitRequest.decode(blob)
+    return submit_request(jobs_pb2.SubmitHeader.FromString(blob), max_image_bytes=1 << 62)
 
 
 def operations_message() -> processing_pb2.ListOperationsResponse:

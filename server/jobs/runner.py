@@ -43,7 +43,6 @@ from medcompute.server.jobs import derived
 from medcompute.server.jobs import states as jobs
 from medcompute.server.jobs.catalog import Catalog
 from medcompute.server.jobs.pipeline import JobFolder
-from medcompute.server.jobs.requests import SubmitRequest
 from medcompute.server.storage.space import storage_fault
 
 __all__ = ["JobRunner", "job_info", "MAX_ATTEMPTS"]
@@ -361,13 +360,13 @@ class JobRunner:
             await self._notify()
 
     async def _run_now(self, job_id: str) -> None:
-        from medcompute.server.api.processing import result_header
+        from medcompute.server.api.processing import result_header, stored_submit
 
         job = await self.catalog.get_job(job_id)
         request_row = await self.catalog.request(job_id)
         if job is None or request_row is None or job.state.terminal:
             return
-        header = SubmitRequest.decode(request_row["header"]).process
+        header = stored_submit(request_row["header"]).process
         directory = self._job_dir(job_id)
         n_images = len(job.inputs)
         bytes_in = request_row["bytes_in"]

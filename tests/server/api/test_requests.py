@@ -99,3 +99,14 @@ def test_fields_are_placed_in_the_wire_message(fields, field, placed):
 def test_an_error_without_a_field_is_left_as_it_is():
     error = BATCH.place(InvalidArgument("wrong"))
     assert error.field is None and error.details == "wrong"
+
+
+def test_a_stored_submit_is_read_in_either_form():
+    from medcompute.server.api.processing import stored_submit
+
+    header = jobs_pb2.SubmitHeader(process=processing_pb2.ProcessHeader(
+        pipeline=[GAUSSIAN], input=_inline(), device=processing_pb2.DEVICE_CPU),
+        idempotency_key="k", label="l")
+    earlier = stored_submit(header.SerializeToString())       # as earlier versions kept it
+    assert earlier == submit_request(header, max_image_bytes=LIMIT)
+    assert stored_submit(earlier.encode()) == earlier
