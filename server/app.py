@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import logging
 import signal
@@ -28,6 +29,7 @@ from dataclasses import dataclass, field
 import grpc
 
 from medcompute.proto import wire
+from medcompute.server.api.dicom import legacy_rule
 from medcompute.server.api.guard import Guard, job_audit
 from medcompute.server.api.jobs import JobInfoRunner, ProtoJobCodec
 from medcompute.server.api.registry import (
@@ -241,7 +243,7 @@ async def start(config: ServerConfig) -> Running:
             await store.open()
         await dispatcher.start()
         service = ProcessingService(config, catalog, dispatcher, spool, store, metrics=metrics,
-                                    space=space)
+                                    space=space, job_audit=job_audit)
         keys = _closing(stack, KeyStore(config.data_dir))
         audit = _closing(stack, AuditLog(config.data_dir, writer=catalog))
         guard = Guard(config, keys, audit)
@@ -252,6 +254,9 @@ async def start(config: ServerConfig) -> Running:
         nodes, rules, pushes, sources = (_closing(stack, book(config.data_dir)) for book in
                                          (NodeRegistry, RuleBook, PushBook, SourceBook))
         batch = BatchProcessing(service)
+        # Rules an earlier version kept as RoutingRule messages, in today's form.
+        await rules.upgrade(functools.partial(legacy_rule,
+                                              max_image_bytes=config.max_image_bytes))
         server = _grpc_server()
         stack.push_async_callback(lambda: server.stop(grace.seconds))
         servicers = await add_servicers(server, Components(

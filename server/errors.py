@@ -1,7 +1,10 @@
 """Domain errors, raised by domain code and mapped to gRPC status codes in one place.
 
 Each error carries the request *field* it is about (a dotted path such as
-``header.pipeline[1].gaussian.sigma_mm``) and a message a person can act on.
+``header.pipeline[1].gaussian.sigma_mm``) and a message a person can act on. Below the
+API layer the path is relative to the request the code was given (``pipeline[1]...``);
+whoever holds that request in a larger one names the field there with :func:`within`
+(:func:`renamed`, :func:`named`): the API layer, once, in its wire message.
 The message never contains patient names or ids.
 
 The classes pickle cleanly, so a worker process can raise them and the server
@@ -10,7 +13,13 @@ receives the same class back from Dask.
 
 from __future__ import annotations
 
+import contextlib
+
 __all__ = [
+    "within",
+    "renamed",
+    "named",
+    "Moves",
     "MedcomputeError",
     "InvalidArgument",
     "NotFound",
@@ -131,3 +140,46 @@ class Internal(MedcomputeError):
     """A fault of the service, not of the caller."""
 
     code_name = "INTERNAL"
+
+
+Moves = tuple[tuple[str, str], ...]
+
+
+def within(field: str | None, parent: str = "", moves: Moves = ()) -> str | None:
+    """``field``, relative to a request, as a field of the request that holds that one at
+    ``parent``; a field under the first path of one of ``moves`` goes under its second
+    instead (a batch's ``input`` is its ``inputs[i]``).
+
+    A field that names a place in the request stream (``request[3]...``) is absolute and
+    kept; the ``header.`` some lower rooms start theirs with is the request's root.
+
+    >>> within("pipeline[0].gaussian", "header.process")
+    'header.process.pipeline[0].gaussian'
+    >>> within("input.size", moves=(("input", "inputs[2]"),))
+    'inputs[2].size'
+    """
+    if not field or field.startswith("request["):
+        return field
+    rel = field.removeprefix("header.")
+    for old, new in moves:
+        if rel == old or rel.startswith((old + ".", old + "[")):
+            return new + rel[len(old):]
+    return f"{parent}.{rel}" if parent else rel
+
+
+def renamed(exc: BaseException, parent: str = "", moves: Moves = ()) -> BaseException:
+    """``exc`` with its field named by :func:`within` (other exceptions unchanged)."""
+    if isinstance(exc, MedcomputeError) and exc.field:
+        exc.field = within(exc.field, parent, moves)
+        exc.args = (exc.details,)
+    return exc
+
+
+@contextlib.contextmanager
+def named(parent: str = "", moves: Moves = ()):
+    """Errors raised inside are :func:`renamed`."""
+    try:
+        yield
+    except MedcomputeError as exc:
+        renamed(exc, parent, moves)
+        raise

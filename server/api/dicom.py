@@ -3,15 +3,18 @@ subscriber's received series. Translation only."""
 
 from __future__ import annotations
 
+import dataclasses
+
 from medcompute.proto.v1 import dicom_pb2, dicom_pb2_grpc
 from medcompute.server.api.guard import Guard, rpc
+from medcompute.server.api.requests import Fields, process_header, process_request
 from medcompute.server.dicomnet.collect import Query, Source, SourceBook, register_source
 from medcompute.server.dicomnet.offload import Offload
 from medcompute.server.dicomnet.push import Node, PushBook, PushRow, proof_of
 from medcompute.server.dicomnet.registry import CallingAE, NodeRegistry
-from medcompute.server.dicomnet.routing import RuleBook
+from medcompute.server.dicomnet.routing import Rule, RuleBook
 from medcompute.server.dicomnet.tls import Tls
-from medcompute.server.errors import FailedPrecondition
+from medcompute.server.errors import FailedPrecondition, InvalidArgument
 
 __all__ = ["DicomServicer"]
 
@@ -52,6 +55,50 @@ def _push(p: PushRow) -> dicom_pb2.Push:
                           instances_delivered=p.delivered, proof=proof_of(p),
                           committed=p.committed,
                           created_at=p.created_at, updated_at=p.updated_at)
+
+
+_OUTPUTS = {dicom_pb2.ROUTING_OUTPUT_UNSPECIFIED: "dicom_series",
+            dicom_pb2.ROUTING_OUTPUT_DERIVED_SERIES: "dicom_series",
+            dicom_pb2.ROUTING_OUTPUT_DICOM_FILE: "dicom_file"}
+_OUTPUT_ENUMS = {"dicom_series": dicom_pb2.ROUTING_OUTPUT_DERIVED_SERIES,
+                 "dicom_file": dicom_pb2.ROUTING_OUTPUT_DICOM_FILE}
+
+
+def rule_of(message: dicom_pb2.RoutingRule, *, max_image_bytes: int) -> Rule:
+    """The domain's rule for a RoutingRule (its wire fields checked; the domain checks
+    the rest)."""
+    if message.output not in _OUTPUTS:
+        raise InvalidArgument(f"expected one of {', '.join(dicom_pb2.RoutingOutput.keys())}",
+                              "rule.output")
+    with Fields("rule.process").placed():
+        process = process_request(message.process, max_image_bytes=max_image_bytes,
+                                  template=True)
+    if message.process.HasField("input"):
+        raise InvalidArgument("leave it empty: the received series is the input",
+                              "rule.process.input")
+    return Rule(message.subscriber, process, calling_ae=message.calling_ae,
+                called_ae=message.called_ae, modality=message.modality,
+                series_description=message.series_description, tags=dict(message.tags),
+                output=_OUTPUTS[message.output], destination=message.destination,
+                label=message.label, dicom_nodes=tuple(message.dicom_nodes))
+
+
+def legacy_rule(blob: bytes, *, max_image_bytes: int) -> Rule:
+    """A rule as earlier versions kept it (a RoutingRule message), for
+    :meth:`RuleBook.upgrade`."""
+    message = dicom_pb2.RoutingRule.FromString(blob)
+    return dataclasses.replace(rule_of(message, max_image_bytes=max_image_bytes),
+                               rule_id=message.rule_id, created_at=message.created_at)
+
+
+def rule_message(rule: Rule) -> dicom_pb2.RoutingRule:
+    return dicom_pb2.RoutingRule(
+        rule_id=rule.rule_id, subscriber=rule.subscriber, calling_ae=rule.calling_ae,
+        called_ae=rule.called_ae, modality=rule.modality,
+        series_description=rule.series_description, tags=dict(rule.tags),
+        process=process_header(rule.process), output=_OUTPUT_ENUMS[rule.output],
+        destination=rule.destination, label=rule.label, created_at=rule.created_at,
+        dicom_nodes=list(rule.dicom_nodes))
 
 
 _METHODS = {dicom_pb2.RETRIEVE_METHOD_UNSPECIFIED: "", dicom_pb2.RETRIEVE_METHOD_MOVE: "move",
@@ -117,9 +164,10 @@ class DicomServicer(dicom_pb2_grpc.DicomServiceServicer):
 
     @rpc("dicom.rules.create", "admin")
     async def CreateRoutingRule(self, request, context, call):
-        rule = await self.rules.create(request.rule, self.pushes)
+        rule = rule_of(request.rule, max_image_bytes=self.guard.config.max_image_bytes)
+        rule = await self.rules.create(rule, self.pushes)
         call.object_id = rule.rule_id
-        return dicom_pb2.CreateRoutingRuleResponse(rule=rule)
+        return dicom_pb2.CreateRoutingRuleResponse(rule=rule_message(rule))
 
     @rpc("dicom.rules.delete", "admin")
     async def DeleteRoutingRule(self, request, context, call):
@@ -129,7 +177,8 @@ class DicomServicer(dicom_pb2_grpc.DicomServiceServicer):
 
     @rpc("dicom.rules.list", "admin")
     async def ListRoutingRules(self, request, context, call):
-        return dicom_pb2.ListRoutingRulesResponse(rules=await self.rules.list(request.subscriber))
+        return dicom_pb2.ListRoutingRulesResponse(
+            rules=[rule_message(r) for r in await self.rules.list(request.subscriber)])
 
     @rpc("dicom.series.list", ("store", "process"))
     async def ListReceivedSeries(self, request, context, call):

@@ -11,9 +11,11 @@ from medcompute.proto import wire
 from medcompute.proto.v1 import jobs_pb2, jobs_pb2_grpc, processing_pb2
 from medcompute.server.api import billing as billing_api
 from medcompute.server.api.guard import Guard, rpc
-from medcompute.server.api.processing import result_header
-from medcompute.server.api.transport import header_and_chunks, receive_images, result_chunks
+from medcompute.server.api.processing import result_header, stored_submit
+from medcompute.server.api.requests import HEADER, submit_request
+from medcompute.server.api.transport import header_and_chunks, image_payloads, result_chunks
 from medcompute.server.errors import InvalidArgument
+from medcompute.server.jobs.requests import ProcessRequest
 from medcompute.server.jobs.runner import JobRunner
 from medcompute.server.jobs.states import State
 from medcompute.server.jobs.views import (
@@ -23,7 +25,6 @@ from medcompute.server.jobs.views import (
     JobUpdate,
     JobView,
     ResultInfo,
-    Submission,
 )
 
 __all__ = ["JobsServicer", "ProtoJobCodec", "JobInfoRunner", "job_info", "job_state",
@@ -79,25 +80,18 @@ def delivery_message(view: DeliveryView) -> jobs_pb2.Delivery:
 
 
 class ProtoJobCodec:
-    """The stored forms of an asynchronous job's request (a SubmitHeader) and result (a
-    ResultHeader), as the catalog keeps them; the runner's
+    """The stored forms of an asynchronous job's request (a SubmitRequest, or the
+    SubmitHeader an earlier version kept) and result (a ResultHeader), as the catalog keeps
+    them; the runner's
     :class:`~medcompute.server.jobs.views.JobCodec`."""
 
     @staticmethod
-    def submission(message: jobs_pb2.SubmitHeader) -> Submission:
-        return Submission(
-            idempotency_key=message.idempotency_key, label=message.label,
-            destination=message.destination,
-            process=message.process if message.HasField("process") else None,
-            stored=message.SerializeToString(deterministic=True))
-
-    @staticmethod
-    def process_header(stored: bytes) -> processing_pb2.ProcessHeader:
-        return jobs_pb2.SubmitHeader.FromString(stored).process
+    def process_header(stored: bytes) -> ProcessRequest:
+        return stored_submit(stored).process
 
     @staticmethod
     def result_header(outcome, stored: bytes) -> bytes:
-        compression = jobs_pb2.SubmitHeader.FromString(stored).process.result_compression
+        compression = stored_submit(stored).process.result_compression
         return result_header(outcome, compression).SerializeToString()
 
     @staticmethod
@@ -106,10 +100,6 @@ class ProtoJobCodec:
         itemsize = (wire.DTYPES[output.dtype].itemsize
                     if output.encoding == 0 and output.dtype else 1)
         return ResultInfo(output.compression, itemsize, tuple(output.file_sizes))
-
-    @staticmethod
-    async def receive_images(chunks, expected, paths) -> int:
-        return await receive_images(chunks, expected, paths)
 
 
 class JobInfoRunner:
@@ -136,9 +126,11 @@ class JobsServicer(jobs_pb2_grpc.JobsServiceServicer):
     @rpc("jobs.submit", "process")
     async def Submit(self, request_iterator, context, call):
         header, chunks = await header_and_chunks(request_iterator)
-        view, existing = await self.runner.submit(
-            header, chunks, subscriber=call.principal.subscriber,
-            on_job=call.runs)
+        with HEADER.placed():
+            submit = submit_request(header, max_image_bytes=self.runner.config.max_image_bytes)
+            view, existing = await self.runner.submit(
+                submit, image_payloads(chunks, submit.process.expected),
+                subscriber=call.principal.subscriber, on_job=call.runs)
         if existing:
             call.detail = "idempotency key: the existing job"
         return jobs_pb2.SubmitResponse(job=job_info(view), existing=existing)

@@ -3,47 +3,60 @@
 from __future__ import annotations
 
 from medcompute.proto import wire
-from medcompute.proto.v1 import image_pb2, processing_pb2, processing_pb2_grpc
+from medcompute.proto.v1 import image_pb2, jobs_pb2, processing_pb2, processing_pb2_grpc
 from medcompute.server.api.guard import Guard, rpc
 from medcompute.server.api.operations import OPERATIONS
-from medcompute.server.api.transport import header_and_chunks, result_payloads
-from medcompute.server.jobs.process import Outcome, ProcessingService
+from medcompute.server.api.requests import HEADER, process_request, submit_request
+from medcompute.server.api.transport import header_and_chunks, image_payloads, result_payloads
+from medcompute.server.jobs.metering import Usage
+from medcompute.server.jobs.process import ProcessingService
+from medcompute.server.jobs.requests import SubmitRequest
+from medcompute.server.jobs.results import JobResult
 
-__all__ = ["ProcessingServicer", "result_header", "usage_message"]
+__all__ = ["ProcessingServicer", "result_header", "usage_message", "stored_submit"]
 
 
-def usage_message(usage: dict) -> processing_pb2.UsageRecord:
-    return processing_pb2.UsageRecord(**usage)
+def usage_message(usage: Usage) -> processing_pb2.UsageRecord:
+    return processing_pb2.UsageRecord(**usage.as_dict())
 
 
-def result_header(outcome: Outcome, compression: int) -> processing_pb2.ResultHeader:
-    r = outcome.result
-    if outcome.output_format == "raw":
+def result_header(ended: JobResult, compression: int) -> processing_pb2.ResultHeader:
+    r = ended.result
+    if ended.output_format == "raw":
         output = image_pb2.ImageDescriptor(
             encoding=image_pb2.ENCODING_RAW, shape=r.shape, dtype=wire.dtype_to_proto(r.dtype),
-            spacing_mm=outcome.spacing or (), size=r.nbytes, crc32=r.crc32,
+            spacing_mm=ended.spacing or (), size=r.nbytes, crc32=r.crc32,
             compression=compression)
     else:
         output = image_pb2.ImageDescriptor(
             encoding=image_pb2.ENCODING_DICOM, file_sizes=r.file_sizes, size=r.nbytes,
             crc32=r.crc32,
-            shape=r.shape, dtype=wire.dtype_to_proto(r.dtype), spacing_mm=outcome.spacing or (),
+            shape=r.shape, dtype=wire.dtype_to_proto(r.dtype), spacing_mm=ended.spacing or (),
             compression=compression)
     applied = [
         processing_pb2.AppliedOperation(
             name=op.name, summary=op.summary,
             parameters=[processing_pb2.Parameter(name=p.name, values=p.values, text=p.text,
                                                  unit=p.unit) for p in op.params])
-        for op in outcome.ops
+        for op in ended.ops
     ]
     return processing_pb2.ResultHeader(
-        job_id=outcome.job.id, output=output, applied=applied, backend=r.backend,
+        job_id=ended.job.id, output=output, applied=applied, backend=r.backend,
         device=r.device, worker=r.worker,
-        fallback=processing_pb2.Fallback(happened=bool(outcome.fallback_reason),
-                                         reason=outcome.fallback_reason),
-        versions=r.versions, usage=usage_message(outcome.usage), slabs=outcome.slabs,
-        workers=outcome.workers or [w for w in (r.worker,) if w],
-        stored_image_id=outcome.stored_image_id, reused=outcome.reused)
+        fallback=processing_pb2.Fallback(happened=bool(ended.fallback_reason),
+                                         reason=ended.fallback_reason),
+        versions=r.versions, usage=usage_message(ended.usage), slabs=ended.slabs,
+        workers=ended.workers or [w for w in (r.worker,) if w],
+        stored_image_id=ended.stored_image_id, reused=ended.reused)
+
+
+def stored_submit(blob: bytes) -> SubmitRequest:
+    """An asynchronous job's request as its record keeps it (SubmitRequest.encode), or as
+    earlier versions kept it: the SubmitHeader message (its limits were checked when it
+    was accepted)."""
+    if blob.startswith(b"{"):
+        return SubmitRequest.decode(blob)
+    return submit_request(jobs_pb2.SubmitHeader.FromString(blob), max_image_bytes=1 << 62)
 
 
 def operations_message() -> processing_pb2.ListOperationsResponse:
@@ -65,19 +78,21 @@ class ProcessingServicer(processing_pb2_grpc.ProcessingServiceServicer):
     @rpc("process", "process", job=True)
     async def Process(self, request_iterator, context, call):
         header, chunks = await header_and_chunks(request_iterator)
-        outcome = await self.service.process(
-            header, chunks, subscriber=call.principal.subscriber,
-            on_job=call.runs)
+        with HEADER.placed():
+            request = process_request(header, max_image_bytes=self.service.config.max_image_bytes)
+            ended = await self.service.process(
+                request, image_payloads(chunks, request.expected),
+                subscriber=call.principal.subscriber, on_job=call.runs)
         try:
             compression = header.result_compression
-            yield processing_pb2.ProcessResponse(header=result_header(outcome, compression))
-            itemsize = wire.DTYPES[wire.dtype_to_proto(outcome.result.dtype)].itemsize \
-                if outcome.output_format == "raw" else 1
-            for payload in result_payloads(outcome.result, compression=compression,
+            yield processing_pb2.ProcessResponse(header=result_header(ended, compression))
+            itemsize = wire.DTYPES[wire.dtype_to_proto(ended.result.dtype)].itemsize \
+                if ended.output_format == "raw" else 1
+            for payload in result_payloads(ended.result, compression=compression,
                                            itemsize=itemsize):
                 yield wire.chunk_message(processing_pb2.ProcessResponse, payload)
         finally:
-            self.service.release(outcome)
+            self.service.release(ended)
 
     @rpc("operations.list", None, audit=False)
     async def ListOperations(self, request, context, call):

@@ -1,6 +1,6 @@
 """Server side of the chunked transport: validate image descriptors into
-ExpectedImages, feed the chunks of a request stream to each image's writer
-(storage/spool.py), and stream a result back.
+ExpectedImages, turn the chunks of a request stream into each image's payloads (which the
+domain writes where it chooses, storage/spool.py), and stream a result back.
 """
 
 from __future__ import annotations
@@ -8,16 +8,15 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 from google.protobuf.message import DecodeError
 
 from medcompute.proto import wire
 from medcompute.proto.v1 import image_pb2
 from medcompute.server.errors import InvalidArgument, ResourceExhausted
-from medcompute.server.storage.spool import ExpectedImage, ImageWriter
+from medcompute.server.storage.spool import ExpectedImage
 
-__all__ = ["expect_image", "receive_images", "receive_in_memory", "result_chunks",
+__all__ = ["expect_image", "image_payloads", "batch_payloads", "result_chunks",
            "result_payloads", "header_and_chunks"]
 
 MAX_DIMS = 4
@@ -110,27 +109,14 @@ NOT_PROTOBUF = ("not a valid protobuf encoding of a request message; send messag
                 "as the API's .proto files define them")
 
 
-async def receive_images(chunks: AsyncIterator, expected: list[ExpectedImage],
-                         paths: list[Path]) -> int:
-    """Spool the chunks of every image to ``paths``; return the bytes received on the wire.
+async def image_payloads(chunks: AsyncIterator,
+                         expected: list[ExpectedImage]) -> AsyncIterator[tuple[int, bytes]]:
+    """The chunks of one request's images as (image, payload): ``image`` 0 is the input,
+    ``k + 1`` is ``operands[k]``; the payload as it came (compressed or not).
 
     ``chunks`` yields (message index, Chunk). Raises InvalidArgument for a chunk of an
-    unknown image, too many or too few bytes, or a checksum mismatch.
+    unknown or a stored image, or a message that is not a request message.
     """
-    return await _receive(chunks, [ImageWriter(e, p) for e, p in zip(expected, paths)])
-
-
-async def receive_in_memory(chunks: AsyncIterator,
-                            expected: list[ExpectedImage]) -> tuple[int, list[bytes]]:
-    """:func:`receive_images` into memory: (wire bytes, each image's bytes)."""
-    writers = [ImageWriter(e, None) for e in expected]
-    wire_bytes = await _receive(chunks, writers)
-    return wire_bytes, [w.data for w in writers]
-
-
-async def _receive(chunks: AsyncIterator, writers: list[ImageWriter]) -> int:
-    expected = [w.expected for w in writers]
-    wire_bytes = 0
     index = 0
     try:
         async for index, chunk in chunks:
@@ -145,16 +131,33 @@ async def _receive(chunks: AsyncIterator, writers: list[ImageWriter]) -> int:
             if expected[i].stored is not None:
                 raise InvalidArgument(f"{what} is a stored image (image_id); send no chunks "
                                       "for it", f"request[{index}].chunk.operand")
-            wire_bytes += len(chunk.data)
-            writers[i].write(chunk.data)
+            yield i, chunk.data
     except DecodeError:  # raised by gRPC while it reads the stream: not a request message
         raise InvalidArgument(NOT_PROTOBUF, f"request[{index + 1}]") from None
-    finally:
-        for w in writers:
-            w.close()
-    for w in writers:
-        w.finish()
-    return wire_bytes
+
+
+async def batch_payloads(chunks: AsyncIterator,
+                         expected: list[ExpectedImage]) -> AsyncIterator[tuple[int, bytes]]:
+    """The chunks of a batch's images as (image, payload), after the checks every batch
+    call makes: an image of the batch (``expected[i]`` is image i), not a stored one, no
+    operand. ``chunks`` yields (message index, BatchChunk)."""
+    index = 0
+    try:
+        async for index, message in chunks:
+            i = message.item
+            if i >= len(expected):
+                raise InvalidArgument(f"image {i} does not exist: this batch has "
+                                      f"{len(expected)} image(s), counted from 0",
+                                      f"request[{index}].chunk.item")
+            if expected[i].stored is not None:
+                raise InvalidArgument(f"image {i} is a stored image (image_id); send no "
+                                      "chunks for it", f"request[{index}].chunk.item")
+            if message.chunk.HasField("operand"):
+                raise InvalidArgument("not used in a batch (the operands are stored images)",
+                                      f"request[{index}].chunk.chunk.operand")
+            yield i, message.chunk.data
+    except DecodeError:
+        raise InvalidArgument(NOT_PROTOBUF, f"request[{index + 1}]") from None
 
 
 def result_payloads(result, *, compression: int, itemsize: int) -> Iterator[bytes]:

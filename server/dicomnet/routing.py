@@ -1,42 +1,76 @@
 """Routing rules: a complete received series that matches a rule runs as a job.
 
 A rule belongs to the subscriber whose series it routes (an administrator creates it)
-and holds the processing (a ``ProcessHeader`` template), the output form and an inbox
-destination. When a series completes, every matching rule submits one ordinary
-asynchronous job through the job runner (metered, audited, listed in ``medcompute
-jobs``, run again after a crash), with the series' stored volume as input and an
-idempotency key made of the rule and the volume, so routing a series twice (a restart
-between completing it and recording its jobs) starts no second job.
+and holds the processing (a :class:`~medcompute.server.jobs.requests.ProcessRequest`
+without its input), the output form and an inbox destination. When a series completes,
+every matching rule submits one ordinary asynchronous job through the job runner
+(metered, audited, listed in ``medcompute jobs``, run again after a crash), with the
+series' stored volume as input and an idempotency key made of the rule and the volume,
+so routing a series twice (a restart between completing it and recording its jobs)
+starts no second job.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import logging
 import time
 import uuid
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 import pydicom
 from pydicom.datadict import tag_for_keyword
 
-from medcompute.proto.v1 import dicom_pb2, image_pb2, jobs_pb2, processing_pb2
 from medcompute.server.dicomnet.registry import Series, check_ae_title
-from medcompute.server.errors import InvalidArgument, MedcomputeError, NotFound
+from medcompute.server.errors import InvalidArgument, MedcomputeError, NotFound, named
+from medcompute.server.jobs.requests import ProcessRequest, SubmitRequest
+from medcompute.server.jobs.validate import check_template
 from medcompute.server.storage.db import Database
 from medcompute.server.storage.keys import check_subscriber
+from medcompute.server.storage.spool import ExpectedImage
 from medcompute.server.store.images import ImageStore
 from medcompute.server.worker.store_tasks import dicom_parts
 
-__all__ = ["RuleBook", "Router", "matches", "check_rule", "OUTPUT_FORMATS"]
+__all__ = ["Rule", "RuleBook", "Router", "matches", "check_rule", "OUTPUT_FORMATS"]
 
 log = logging.getLogger(__name__)
 
-OUTPUT_FORMATS = {
-    dicom_pb2.ROUTING_OUTPUT_UNSPECIFIED: processing_pb2.OUTPUT_FORMAT_DICOM_SERIES,
-    dicom_pb2.ROUTING_OUTPUT_DERIVED_SERIES: processing_pb2.OUTPUT_FORMAT_DICOM_SERIES,
-    dicom_pb2.ROUTING_OUTPUT_DICOM_FILE: processing_pb2.OUTPUT_FORMAT_DICOM_FILE,
-}
+#: What a rule's job returns: a derived series, or one DICOM file.
+OUTPUT_FORMATS = ("dicom_series", "dicom_file")
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A routing rule: which series it matches, and the job it starts for each."""
+
+    subscriber: str
+    process: ProcessRequest                 # without its input: the series is
+    calling_ae: str = ""
+    called_ae: str = ""
+    modality: str = ""
+    series_description: str = ""
+    tags: Mapping[str, str] = field(default_factory=dict)
+    output: str = "dicom_series"            # one of OUTPUT_FORMATS
+    destination: str = ""
+    label: str = ""
+    dicom_nodes: tuple[str, ...] = ()
+    rule_id: str = ""
+    created_at: float = 0.0
+
+    def encode(self) -> bytes:
+        data = dataclasses.asdict(dataclasses.replace(self, process=None))
+        data["process"] = self.process.to_json()
+        data["tags"] = dict(self.tags)
+        return json.dumps(data, sort_keys=True).encode()
+
+    @classmethod
+    def decode(cls, blob: bytes) -> Rule:
+        data = json.loads(blob)
+        return cls(**{**data, "process": ProcessRequest.from_json(data["process"]),
+                      "dicom_nodes": tuple(data["dicom_nodes"])})
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS dicom_rule (
@@ -66,8 +100,7 @@ def _like(pattern: str, value) -> bool:
     return got.startswith(want[:-1]) if want.endswith("*") else got == want
 
 
-def matches(rule: dicom_pb2.RoutingRule, series: Series, attributes: Mapping[str, object]
-            ) -> bool:
+def matches(rule: Rule, series: Series, attributes: Mapping[str, object]) -> bool:
     """Whether every non-empty match of ``rule`` holds for the series (pure)."""
     checks = [(rule.calling_ae, series.calling_ae), (rule.called_ae, series.called_ae),
               (rule.modality, attributes.get("Modality", "")),
@@ -76,26 +109,22 @@ def matches(rule: dicom_pb2.RoutingRule, series: Series, attributes: Mapping[str
     return all(_like(want, got) for want, got in checks if want)
 
 
-def check_rule(rule: dicom_pb2.RoutingRule) -> dicom_pb2.RoutingRule:
-    """A copy of ``rule`` with its checked, normalised fields; InvalidArgument names one."""
-    out = dicom_pb2.RoutingRule()
-    out.CopyFrom(rule)
-    out.subscriber = check_subscriber(rule.subscriber, "rule.subscriber")
+def check_rule(rule: Rule) -> Rule:
+    """``rule`` with its checked, normalised fields; InvalidArgument names one."""
+    out = dataclasses.replace(rule, subscriber=check_subscriber(rule.subscriber,
+                                                                "rule.subscriber"))
     for name in ("calling_ae", "called_ae"):
         if getattr(rule, name):
-            setattr(out, name, check_ae_title(getattr(rule, name), f"rule.{name}"))
+            out = dataclasses.replace(
+                out, **{name: check_ae_title(getattr(rule, name), f"rule.{name}")})
     for keyword in rule.tags:
         if tag_for_keyword(keyword) is None:
             raise InvalidArgument(f"expected a DICOM keyword such as BodyPartExamined, got "
                                   f"{keyword!r}", "rule.tags")
-    if not rule.process.pipeline:
-        raise InvalidArgument("expected at least one operation", "rule.process.pipeline")
-    if rule.process.HasField("input") or rule.process.operands:
-        raise InvalidArgument("leave it empty: the received series is the input",
-                              "rule.process.input")
+    with named("rule.process"):
+        check_template(rule.process)
     if rule.output not in OUTPUT_FORMATS:
-        raise InvalidArgument(f"expected one of {', '.join(dicom_pb2.RoutingOutput.keys())}",
-                              "rule.output")
+        raise InvalidArgument(f"expected one of {', '.join(OUTPUT_FORMATS)}", "rule.output")
     if rule.destination:
         check_subscriber(rule.destination, "rule.destination")
     if len(rule.label) > 256:
@@ -108,7 +137,7 @@ class RuleBook(Database):
 
     SCHEMA = _SCHEMA
 
-    async def create(self, rule: dicom_pb2.RoutingRule, pushes=None) -> dicom_pb2.RoutingRule:
+    async def create(self, rule: Rule, pushes=None) -> Rule:
         """Keep a checked rule; ``pushes`` (a PushBook) checks its DICOM nodes exist."""
         rule = check_rule(rule)
         recipient = rule.destination or rule.subscriber
@@ -117,11 +146,10 @@ class RuleBook(Database):
                 raise InvalidArgument(f"{recipient!r} has no DICOM node {name!r} (it registers "
                                       "its nodes with `medcompute dicom node add`)",
                                       f"rule.dicom_nodes[{i}]")
-        rule.rule_id = uuid.uuid4().hex[:16]
-        rule.created_at = time.time()
+        rule = dataclasses.replace(rule, rule_id=uuid.uuid4().hex[:16], created_at=time.time())
         await self._call(lambda: self._db.execute(
             "INSERT INTO dicom_rule VALUES (?, ?, ?, ?)",
-            (rule.rule_id, rule.subscriber, rule.created_at, rule.SerializeToString())))
+            (rule.rule_id, rule.subscriber, rule.created_at, rule.encode())))
         return rule
 
     async def delete(self, rule_id: str) -> None:
@@ -130,13 +158,30 @@ class RuleBook(Database):
         if not n:
             raise NotFound(f"no routing rule {rule_id!r}", "rule_id")
 
-    async def list(self, subscriber: str = "") -> list[dicom_pb2.RoutingRule]:
+    async def list(self, subscriber: str = "") -> list[Rule]:
         sql, args = "SELECT rule FROM dicom_rule", ()
         if subscriber:
             sql, args = sql + " WHERE subscriber = ?", (subscriber,)
         rows = await self._call(lambda: self._db.execute(sql + " ORDER BY created_at",
                                                          args).fetchall())
-        return [dicom_pb2.RoutingRule.FromString(r[0]) for r in rows]
+        return [Rule.decode(r[0]) for r in rows]
+
+    async def upgrade(self, legacy) -> int:
+        """Rewrite, as :meth:`Rule.encode` makes them, the rules an earlier version kept
+        in another form (``legacy(blob)`` reads one: the API layer's); how many."""
+        def old_rows():
+            rows = self._db.execute("SELECT rule_id, rule FROM dicom_rule").fetchall()
+            return [(rule_id, bytes(blob)) for rule_id, blob in rows
+                    if not bytes(blob).startswith(b"{")]
+
+        def rewrite(rule_id: str, rule: Rule):
+            self._db.execute("UPDATE dicom_rule SET rule = ? WHERE rule_id = ?",
+                             (rule.encode(), rule_id))
+
+        old = await self._call(old_rows)
+        for rule_id, blob in old:
+            await self._call(rewrite, rule_id, legacy(blob))
+        return len(old)
 
     async def routed(self, owner: str, series_uid: str, image_id: str, rule_id: str,
                      job_id: str) -> None:
@@ -193,12 +238,11 @@ class Router:
         for rule in rules:
             if not matches(rule, series, attributes):
                 continue
-            process = processing_pb2.ProcessHeader()
-            process.CopyFrom(rule.process)
-            process.input.CopyFrom(image_pb2.ImageSource(image_id=record.id))
-            process.output_format = OUTPUT_FORMATS[rule.output]
-            submit = jobs_pb2.SubmitHeader(
-                process=process, idempotency_key=f"dicom:{rule.rule_id}:{record.id}",
+            series_image = ExpectedImage("input.image_id", "stored", 0, stored=record.id)
+            process = dataclasses.replace(rule.process.with_images([series_image]),
+                                          output_format=rule.output)
+            submit = SubmitRequest(
+                process, idempotency_key=f"dicom:{rule.rule_id}:{record.id}",
                 destination=rule.destination, label=rule.label or f"dicom rule {rule.rule_id}")
             try:
                 info, _ = await self.runner.submit(submit, _no_chunks(),

@@ -21,11 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
-from medcompute.proto.v1 import image_pb2
 from medcompute.server.errors import FailedPrecondition, MedcomputeError, Unavailable
 from medcompute.server.jobs import states as jobs
 from medcompute.server.jobs.metering import usage_record
 from medcompute.server.jobs.operations import Geometry, resolve_pipeline
+from medcompute.server.jobs.requests import ProcessRequest
+from medcompute.server.jobs.results import JobResult
 from medcompute.server.storage import blobs as blobfiles
 from medcompute.server.storage.images import BlobRef, ImageRecord
 from medcompute.server.storage.spool import ExpectedImage
@@ -33,12 +34,7 @@ from medcompute.server.store.images import ImageStore, new_image_id
 from medcompute.server.worker.store_tasks import keep_result
 from medcompute.server.worker.tasks import InputSpec, TaskResult
 
-__all__ = ["placeholder", "resolve", "geometry", "input_ref", "derivation_key", "reuse", "keep"]
-
-
-def placeholder(field: str, image_id: str, version: str = "") -> ExpectedImage:
-    """An ``image_id`` source before its record is looked up (see `resolve`)."""
-    return ExpectedImage(f"{field}.image_id", "stored", 0, stored=image_id, version=version)
+__all__ = ["resolve", "geometry", "input_ref", "derivation_key", "reuse", "keep"]
 
 
 def _store(store: ImageStore | None) -> ImageStore:
@@ -112,23 +108,22 @@ def geometry(store: ImageStore, e: ExpectedImage) -> tuple[Geometry, InputSpec]:
     return Geometry(e.shape, e.spacing), _spec(store, e.stored, e.field)
 
 
-def derivation_key(header, ids: list[str]) -> str:
+def derivation_key(request: ProcessRequest, ids: list[str]) -> str:
     """Identifies a request's result: its stored inputs, pipeline and output options."""
     h = hashlib.sha256(json.dumps({
-        "inputs": ids, "device": header.device,
-        "output_dtype": header.output_dtype or image_pb2.DATA_TYPE_FLOAT32,
-        "compute_dtype": header.compute_dtype or image_pb2.DATA_TYPE_FLOAT32,
-        "output_format": header.output_format}, sort_keys=True).encode())
-    for op in header.pipeline:
+        "inputs": ids, "device": request.device, "output_dtype": request.output_dtype,
+        "compute_dtype": request.compute_dtype, "output_format": request.output_format},
+        sort_keys=True).encode())
+    for op in request.pipeline:
         data = op.SerializeToString(deterministic=True)
         h.update(len(data).to_bytes(8, "little") + data)
     return h.hexdigest()
 
 
-def _stored_key(header, expected: list[ExpectedImage]) -> str:
-    if any(e.stored is None for e in expected):
+def _stored_key(request: ProcessRequest) -> str:
+    if any(e.stored is None for e in request.expected):
         return ""
-    return derivation_key(header, [_ref(e) for e in expected])
+    return derivation_key(request, [_ref(e) for e in request.expected])
 
 
 def _materialise(store: ImageStore, record: ImageRecord, output_format: str, path: Path):
@@ -143,28 +138,25 @@ def _materialise(store: ImageStore, record: ImageRecord, output_format: str, pat
     return record.file_sizes, sum(record.file_sizes), record.dicom_crc32
 
 
-async def reuse(service, header, expected: list[ExpectedImage], *, subscriber: str,
-                output_format: str, job: jobs.Job | None = None, out_path=None,
-                finish_extra=None):
-    """The Outcome of a request the store already answered, or None (compute it).
+async def reuse(service, request: ProcessRequest, *, subscriber: str,
+                job: jobs.Job | None = None, out_path=None, finish_extra=None):
+    """The JobResult of a request the store already answered, or None (compute it).
 
     A synchronous call passes no ``job`` (one is made here) and gets the result in a
     spool file; an asynchronous job passes itself, where its result goes, and what its
-    end also records (``finish_extra(db, outcome)``, as for ``service.execute``).
+    end also records (``finish_extra(db, result)``, as for ``service.execute``).
     """
-    from medcompute.server.jobs.process import _DEVICES, Outcome
-
-    key = "" if header.recompute else _stored_key(header, expected)
+    expected, output_format = request.expected, request.output_format
+    key = "" if request.recompute else _stored_key(request)
     record = await service.store.catalog.by_derivation(subscriber, key) if key else None
     if record is None or (output_format != "raw" and record.blob("dicom") is None):
         return None
     geoms = [Geometry(e.shape, e.spacing) for e in expected]
-    ops, out_geom = resolve_pipeline(header.pipeline, geoms[0], geoms[1:])
-    names = [op.WhichOneof("op") or "?" for op in header.pipeline]
+    ops, out_geom = resolve_pipeline(request.pipeline, geoms[0], geoms[1:], field="pipeline")
     now = time.time()
     if job is None:
-        job = jobs.new_job(subscriber=subscriber, operations=names,
-                           device=_DEVICES.get(header.device, "auto"),
+        job = jobs.new_job(subscriber=subscriber, operations=request.names,
+                           device=request.device,
                            inputs=[input_ref(e) for e in expected], created_at=now)
     out_path = out_path or service.spool.path(job.id, "out")
     try:
@@ -183,9 +175,9 @@ async def reuse(service, header, expected: list[ExpectedImage], *, subscriber: s
     usage = usage_record(job, result, images=len(expected),
                          voxels=sum(math.prod(g.shape) for g in geoms), bytes_in=0,
                          bytes_out=nbytes)
-    outcome = Outcome(job, ops, result, record.spacing or out_geom.spacing, output_format,
+    ended = JobResult(job, ops, result, record.spacing or out_geom.spacing, output_format,
                       usage, stored_image_id=record.id, reused=True)
-    return await service.complete(outcome, finish_extra)
+    return await service.complete(ended, finish_extra)
 
 
 def _metadata(expected: list[ExpectedImage], out: dict, names: list[str]) -> dict:
@@ -200,10 +192,11 @@ def _metadata(expected: list[ExpectedImage], out: dict, names: list[str]) -> dic
     return meta
 
 
-async def keep(service, header, job: jobs.Job, spec, result: TaskResult,
-               expected: list[ExpectedImage], ops, out_geom: Geometry) -> str:
+async def keep(service, request: ProcessRequest, job: jobs.Job, spec, result: TaskResult,
+               ops, out_geom: Geometry) -> str:
     """Keep a finished job's result as a derived image (``store_result``); its id."""
     store = _store(service.store)
+    expected = request.expected
     source = spec.inputs[0]
     dicom_source = (source.path, source.file_sizes, source.offset) if source.file_sizes else None
     voxels_tmp, dicom_tmp = store.blobs.new_tmp(), store.blobs.new_tmp()
@@ -217,7 +210,7 @@ async def keep(service, header, job: jobs.Job, spec, result: TaskResult,
         refs = [BlobRef("voxels", vox.digest, vox.size)]
         if dcm is not None:
             refs.append(BlobRef("dicom", dcm.digest, dcm.size))
-        retention = header.retention_seconds
+        retention = request.retention_seconds
         record = ImageRecord(
             id=new_image_id(), owner=job.subscriber, identity=f"derived:{job.id}",
             kind="derived", shape=vox.shape, dtype=vox.dtype,
@@ -229,7 +222,7 @@ async def keep(service, header, job: jobs.Job, spec, result: TaskResult,
             blobs=tuple(refs), source_id=expected[0].stored.id if expected[0].stored else "",
             operand_ids=tuple(e.stored.id for e in expected[1:] if e.stored is not None),
             operations=tuple(names), derivation=spec.description,
-            derivation_key=_stored_key(header, expected), job_id=job.id,
+            derivation_key=_stored_key(request), job_id=job.id,
             computed={"backend": result.backend, "device": result.device,
                       "versions": dict(result.versions)})
 
@@ -237,7 +230,7 @@ async def keep(service, header, job: jobs.Job, spec, result: TaskResult,
             store.blobs.install(voxels_tmp, vox.digest)
             if dcm is not None:
                 store.blobs.install(dicom_tmp, dcm.digest)
-        stored, _ = await store.add(record, install, "header.store_result")
+        stored, _ = await store.add(record, install, "store_result")
         return stored.id
     finally:
         voxels_tmp.unlink(missing_ok=True)

@@ -2,23 +2,70 @@
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
+
 from medcompute.server.jobs.states import Job
 from medcompute.server.worker.tasks import TaskResult
 
-__all__ = ["usage_record"]
+__all__ = ["Usage", "usage_record"]
+
+
+@dataclass(frozen=True)
+class Usage:
+    """One job's usage (the fields of the UsageRecord message).
+
+    ``gpu_seconds`` and ``energy_joules`` are None when they were not measured: absent
+    from :meth:`as_dict`, never zero.
+    """
+
+    job_id: str
+    subscriber: str
+    operations: tuple[str, ...]
+    images: int
+    voxels: int
+    bytes_in: int
+    bytes_out: int
+    queue_seconds: float
+    compute_seconds: float
+    wall_seconds: float
+    backend: str
+    device: str
+    fallback: bool
+    state: str
+    created_at: float
+    finished_at: float
+    platform_fault: bool
+    destination: str
+    gpu_seconds: float | None = None
+    energy_joules: float | None = None
+
+    def as_dict(self) -> dict:
+        """The record as the catalog keeps it and the metrics count it (a plain dict,
+        without the figures that were not measured)."""
+        out = dataclasses.asdict(self)
+        out["operations"] = list(self.operations)
+        for name in ("gpu_seconds", "energy_joules"):
+            if out[name] is None:
+                del out[name]
+        return out
 
 
 def usage_record(job: Job, result: TaskResult | None, *, images: int, voxels: int,
-                 bytes_in: int, bytes_out: int, fallback: bool = False) -> dict:
-    """One job's usage as a plain dict (the fields of the UsageRecord message).
-
-    ``gpu_seconds`` and ``energy_joules`` appear only when they were measured.
-    """
+                 bytes_in: int, bytes_out: int, fallback: bool = False) -> Usage:
+    """One job's usage; ``result`` None for a job that did not run to its end."""
     end = job.finished_at or job.created_at
-    record = {
+    measured = {}
+    if result is not None:
+        start = job.queued_at or job.created_at
+        measured = dict(queue_seconds=max(0.0, result.started_at - start),
+                        compute_seconds=result.compute_seconds, backend=result.backend,
+                        device=result.device, gpu_seconds=result.gpu_seconds,
+                        energy_joules=result.energy_joules)
+    return Usage(**{
         "job_id": job.id,
         "subscriber": job.subscriber,
-        "operations": list(job.operations),
+        "operations": tuple(job.operations),
         "images": images,
         "voxels": voxels,
         "bytes_in": bytes_in,
@@ -34,17 +81,5 @@ def usage_record(job: Job, result: TaskResult | None, *, images: int, voxels: in
         "finished_at": end,
         "platform_fault": job.platform_fault,
         "destination": "" if job.destination == job.subscriber else job.destination,
-    }
-    if result is not None:
-        start = job.queued_at or job.created_at
-        record.update(
-            queue_seconds=max(0.0, result.started_at - start),
-            compute_seconds=result.compute_seconds,
-            backend=result.backend,
-            device=result.device,
-        )
-        if result.gpu_seconds is not None:
-            record["gpu_seconds"] = result.gpu_seconds
-        if result.energy_joules is not None:
-            record["energy_joules"] = result.energy_joules
-    return record
+        **measured,
+    })

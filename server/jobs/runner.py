@@ -22,7 +22,6 @@ import contextlib
 import contextvars
 import hashlib
 import logging
-import os
 import re
 import time
 from pathlib import Path
@@ -31,15 +30,16 @@ from medcompute.server.config import ServerConfig
 from medcompute.server.errors import (
     FailedPrecondition,
     InvalidArgument,
-    MedcomputeError,
     PermissionDenied,
     ResourceExhausted,
+    named,
 )
 from medcompute.server.jobs import derived
 from medcompute.server.jobs import states as jobs
 from medcompute.server.jobs.catalog import Catalog
 from medcompute.server.jobs.effects import JobEffects, failure
 from medcompute.server.jobs.leases import Leases
+from medcompute.server.jobs.pipeline import JobFolder
 from medcompute.server.jobs.queries import JobQueries
 from medcompute.server.jobs.views import (
     JobAudit,
@@ -47,9 +47,7 @@ from medcompute.server.jobs.views import (
     JobPage,
     JobView,
     StoredResult,
-    Submission,
 )
-from medcompute.server.storage.blobs import fsync_dir
 
 __all__ = ["JobRunner", "MAX_ATTEMPTS"]
 
@@ -58,17 +56,6 @@ log = logging.getLogger(__name__)
 MAX_ATTEMPTS = jobs.MAX_ATTEMPTS
 _KEY = re.compile(r"^[\x21-\x7e]{1,128}$")
 _ENDED = (jobs.State.SUCCEEDED, jobs.State.FAILED, jobs.State.CANCELLED)
-
-
-def _fsync_files(paths, directory: Path) -> None:
-    """Make the received input files, and their names in ``directory``, durable."""
-    for path in paths:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    fsync_dir(directory)
 
 
 class JobRunner:
@@ -160,9 +147,7 @@ class JobRunner:
                      on_job=None) -> tuple[JobView, bool]:
         """Store a new job and its inputs durably; (its view, whether it existed already).
 
-        ``submit``: a :class:`Submission`, or a submit message the codec reads."""
-        if not isinstance(submit, Submission):
-            submit = self.codec.submission(submit)
+        ``submit``: the :class:`~medcompute.server.jobs.requests.SubmitRequest` the API built."""
         key = submit.idempotency_key
         if key and not _KEY.match(key):
             raise InvalidArgument("expected 1 to 128 printable ASCII characters without spaces",
@@ -170,9 +155,6 @@ class JobRunner:
         if len(submit.label) > 256:
             raise InvalidArgument(f"expected at most 256 characters, got {len(submit.label)}",
                                   "header.label")
-        if submit.process is None:
-            raise InvalidArgument("expected the processing request (pipeline, input, ...)",
-                                  "header.process")
         destination = await self._check_destination(subscriber, submit.destination)
         # A retry of a submit that was answered is not a new job: no limit applies to it.
         earlier = await self.catalog.keyed_job(subscriber, key) if key else None
@@ -183,7 +165,7 @@ class JobRunner:
                     f"this subscriber has {pending} jobs waiting or running, its limit "
                     f"(max_pending_jobs={self.config.max_pending_jobs}); submit when some have "
                     "ended")
-        with _process_fields():
+        with named("process"):
             request = await self.service.prepare(submit.process, subscriber=subscriber)
         if earlier is None or earlier.queued_at is None:
             # Refused before anything is written when the disk is below its reserve; the
@@ -192,7 +174,7 @@ class JobRunner:
         job = self.service.new_job(request, subscriber=subscriber, destination=destination)
         # Admitted: its Persist is the job with its request, in one transaction.
         job, _ = jobs.handle(job, jobs.Admitted(job.created_at))
-        blob = submit.stored
+        blob = submit.encode()
         job, created = await self.catalog.create_request(job, {
             "idempotency_key": key, "request_sha256": hashlib.sha256(blob).hexdigest(),
             "header": blob, "label": submit.label, "destination": destination})
@@ -206,12 +188,11 @@ class JobRunner:
         bytes_in = 0
         self.effects.tasks[job.id] = asyncio.current_task()
         try:
-            with _process_fields():
+            with named("process"):
                 self.service.precheck(request)
                 total = sum(e.size for e in request.expected if e.stored is None) or 1
-                bytes_in = await self.codec.receive_images(
-                    self._counted(job.id, chunks, total), request.expected, paths)
-                await asyncio.to_thread(_fsync_files, paths, directory)
+                bytes_in, _ = await self.service.receive(
+                    request, self._counted(job.id, chunks, total), paths, JobFolder(directory))
                 await self.service.stage(request, paths)
             queued, todo = jobs.handle(job, jobs.InputsReceived(time.time(), bytes_in))
             # The QUEUED row first (durable, with the call's audit entry); its run is
@@ -236,7 +217,7 @@ class JobRunner:
     async def _counted(self, job_id: str, chunks, total: int):
         got, step = 0, 0
         async for index, chunk in chunks:
-            got += len(chunk.data)
+            got += len(chunk)
             if got * 20 // total > step:        # every 5 %
                 step = got * 20 // total
                 self.effects.set_progress(job_id, min(1.0, got / total),
@@ -298,10 +279,8 @@ class JobRunner:
         try:
             request = await self.service.prepare(header, subscriber=job.subscriber)
             # The store may hold this very result already (stored inputs, store_result).
-            outcome = await derived.reuse(self.service, header, request.expected,
-                                          subscriber=job.subscriber,
-                                          output_format=request.output_format, job=job,
-                                          out_path=out_path, finish_extra=finish_extra)
+            outcome = await derived.reuse(self.service, request, subscriber=job.subscriber,
+                                          job=job, out_path=out_path, finish_extra=finish_extra)
             if outcome is not None:
                 log.info("job %s: answered from the store", job_id)
             else:
@@ -391,17 +370,3 @@ class JobRunner:
 
     def watch_inbox(self, recipient: str, **filters):
         return self.queries.watch_inbox(recipient, **filters)
-
-
-@contextlib.contextmanager
-def _process_fields():
-    """Errors about the processing request name its place in a submit: header.process.*."""
-    try:
-        yield
-    except MedcomputeError as exc:
-        if exc.field and exc.field.startswith("header.") and not exc.field.startswith(
-                ("header.process", "header.idempotency_key", "header.label",
-                 "header.destination")):
-            exc.field = "header.process." + exc.field[len("header."):]
-            exc.args = (exc.details,)
-        raise

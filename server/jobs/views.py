@@ -9,14 +9,14 @@ layer lends it at construction.
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from medcompute.server.jobs.states import Job, State
 
 __all__ = ["DeliveryState", "JobView", "JobUpdate", "JobPage", "DeliveryView", "StoredResult",
-           "ResultInfo", "Submission", "JobCodec", "AuditEntry", "JobAudit", "job_view"]
+           "ResultInfo", "JobCodec", "AuditEntry", "JobAudit", "job_view"]
 
 
 class DeliveryState(str, enum.Enum):
@@ -103,18 +103,6 @@ class StoredResult:
     recipient: bool              # fetched by the recipient of a delivery
 
 
-@dataclass(frozen=True)
-class Submission:
-    """An asynchronous job's request: ``process`` goes to the processing service as it
-    is; ``stored`` is what the catalog keeps (and hashes for the idempotency key)."""
-
-    idempotency_key: str
-    label: str
-    destination: str
-    process: Any
-    stored: bytes
-
-
 class AuditEntry(Protocol):
     def write(self, db) -> None: ...
 
@@ -124,20 +112,14 @@ class AuditEntry(Protocol):
 class JobCodec(Protocol):
     """The wire formats of the API layer, lent to the runner (api/jobs.py has the one)."""
 
-    def submission(self, message) -> Submission:
-        """A submit message as the runner takes it (InvalidArgument when incomplete)."""
-
     def process_header(self, stored: bytes) -> Any:
-        """The processing request of a stored submit, as the processing service takes it."""
+        """The processing request (a ProcessRequest) of a stored submit."""
 
     def result_header(self, outcome, stored: bytes) -> bytes:
         """The stored description of the result of a job (``stored``: its request)."""
 
     def result_info(self, header: bytes) -> ResultInfo:
         """What sending a stored result needs of its description."""
-
-    async def receive_images(self, chunks: AsyncIterator, expected, paths) -> int:
-        """Write the images of the chunk stream to ``paths``; the bytes received."""
 
 
 #: The audit entry of a call's job, written with its QUEUED row (None: no call runs it).

@@ -19,7 +19,7 @@ from functools import cache, wraps
 import numpy as np
 
 from medcompute.proto import wire
-from medcompute.server.errors import Internal, InvalidArgument
+from medcompute.server.errors import Internal, InvalidArgument, within
 from medcompute.server.worker.slabs import Region
 
 __all__ = ["InputSpec", "TaskSpec", "TaskResult", "GpuFailure", "TaskCancelled", "run_task",
@@ -145,11 +145,11 @@ def load_image(spec: InputSpec) -> np.ndarray:
 
 
 def request_field(dicom_field: str | None, image_field: str) -> str:
-    """Place a DICOM error's field ("input.dicom[2]") under the request's image field."""
-    if not dicom_field:
+    """Place a DICOM error's field ("input.dicom[2]": the reader calls its image
+    ``input``) under the request's image field."""
+    if not dicom_field or not dicom_field.startswith("input."):
         return image_field
-    head, _, rest = dicom_field.partition(".")
-    return f"{image_field}.{rest}" if head == "input" and rest else image_field
+    return within(dicom_field, moves=(("input", image_field),))
 
 
 def _worker_address() -> str:

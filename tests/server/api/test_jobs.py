@@ -14,6 +14,7 @@ from medcompute.server.api.jobs import (
     list_response,
     watch_response,
 )
+from medcompute.server.api.requests import submit_request
 from medcompute.server.errors import InvalidArgument
 from medcompute.server.jobs import states as jobs
 from medcompute.server.jobs.views import (
@@ -86,15 +87,17 @@ def test_a_delivery_carries_the_stored_results_output():
     assert list(message.output.file_sizes) == [3, 4]
 
 
-def test_the_codec_keeps_a_submit_as_it_came_and_gives_back_its_parts():
+def test_the_codec_reads_a_stored_submit_in_todays_and_the_earlier_form():
     submit = jobs_pb2.SubmitHeader(idempotency_key="k", label="night", destination="reader")
     submit.process.result_compression = image_pb2.COMPRESSION_ZSTD
-    submission = ProtoJobCodec.submission(submit)
-    assert (submission.idempotency_key, submission.label, submission.destination) == (
-        "k", "night", "reader")
-    assert submission.stored == submit.SerializeToString(deterministic=True)
-    assert ProtoJobCodec.process_header(submission.stored) == submit.process
-    assert ProtoJobCodec.submission(jobs_pb2.SubmitHeader()).process is None
+    submit.process.input.image_id = "img"
+    submit.process.pipeline.add().gaussian.sigma.extend([1.0])
+    request = submit_request(submit, max_image_bytes=1 << 30)
+    for stored in (request.encode(), submit.SerializeToString()):
+        process = ProtoJobCodec.process_header(stored)
+        assert process.result_compression == image_pb2.COMPRESSION_ZSTD
+        assert [e.stored for e in process.expected] == ["img"]
+        assert list(process.pipeline) == list(submit.process.pipeline)
 
 
 def test_the_codec_reads_what_sending_a_stored_result_needs():

@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
-from medcompute.proto.v1 import dicom_pb2, operations_pb2, processing_pb2
+from medcompute.proto.v1 import operations_pb2
 from medcompute.server.dicomnet.registry import Series
-from medcompute.server.dicomnet.routing import check_rule, matches
+from medcompute.server.dicomnet.routing import Rule, check_rule, matches
 from medcompute.server.errors import InvalidArgument
+from medcompute.server.jobs.requests import ProcessRequest
+from medcompute.server.storage.spool import ExpectedImage
 
 SERIES = Series("s", "1.2", "CT_SCANNER_1", "MEDCOMPUTE", 0.0, 0.0, True, "complete", "img",
                 "", 5)
 ATTRS = {"Modality": "CT", "SeriesDescription": "Thorax 1.0 B31f", "BodyPartExamined": "CHEST"}
 
 
-def _rule(**kw) -> dicom_pb2.RoutingRule:
-    pipeline = [operations_pb2.Operation(gaussian=operations_pb2.GaussianOp())]
-    return dicom_pb2.RoutingRule(subscriber="s", process=processing_pb2.ProcessHeader(
-        pipeline=pipeline), **kw)
+def _rule(**kw) -> Rule:
+    pipeline = (operations_pb2.Operation(gaussian=operations_pb2.GaussianOp()),)
+    return Rule(subscriber="s", process=ProcessRequest(pipeline=pipeline), **kw)
 
 
 @pytest.mark.parametrize(("kw", "expected"), [
@@ -39,12 +42,13 @@ def test_matches(kw, expected):
 
 def test_check_rule_normalises_and_refuses_naming_the_field():
     assert check_rule(_rule(calling_ae=" CT1 ")).calling_ae == "CT1"
-    cases = [(dicom_pb2.RoutingRule(subscriber="s"), "rule.process.pipeline"),
-             (_rule(output=7), "rule.output"),
+    cases = [(Rule(subscriber="s", process=ProcessRequest()), "rule.process.pipeline"),
+             (_rule(output="7"), "rule.output"),
              (_rule(destination="not valid"), "rule.destination"),
              (_rule(label="x" * 300), "rule.label")]
-    bad_input = _rule()
-    bad_input.process.input.image_id = "abc"
+    rule = _rule()
+    bad_input = dataclasses.replace(rule, process=dataclasses.replace(
+        rule.process, input=ExpectedImage("input.image_id", "stored", 0, stored="abc")))
     cases.append((bad_input, "rule.process.input"))
     for rule, field in cases:
         with pytest.raises(InvalidArgument) as err:

@@ -662,10 +662,12 @@ def test_preview_flattening_and_windows():
 def test_derivation_key_names_inputs_pipeline_and_options():
     from medcompute.client.ops import parse_op
     from medcompute.proto.v1 import processing_pb2 as pb
+    from medcompute.server.api.requests import process_request
     from medcompute.server.jobs.derived import derivation_key
 
     def header(*ops, **options):
-        return pb.ProcessHeader(pipeline=[parse_op(o) for o in ops], **options)
+        return process_request(pb.ProcessHeader(pipeline=[parse_op(o) for o in ops], **options),
+                               max_image_bytes=1, template=True)
 
     key = derivation_key(header("gaussian:sigma=1"), ["a"])
     assert key == derivation_key(header("gaussian:sigma=1"), ["a"])

@@ -231,17 +231,16 @@ def test_refusals_name_the_field(tmp_path):
 
 
 def test_a_version_of_an_inline_image_is_refused():
-    from types import SimpleNamespace
-
     from medcompute.proto.v1 import image_pb2, processing_pb2
+    from medcompute.server.api.requests import HEADER, process_request
     from medcompute.server.config import ServerConfig
-    from medcompute.server.jobs.process import ProcessingService
 
     array = np.zeros((4, 4), dtype=np.uint8)
     header = processing_pb2.ProcessHeader(
         input=image_pb2.ImageSource(inline=H.raw_descriptor(array), version="review"))
     with pytest.raises(InvalidArgument, match="give image_id, or leave version empty") as e:
-        ProcessingService._expected(SimpleNamespace(config=ServerConfig()), header)
+        with HEADER.placed():
+            process_request(header, max_image_bytes=ServerConfig().max_image_bytes)
     assert e.value.field == "header.input.version"
 
 

@@ -1,0 +1,144 @@
+"""Wire headers -> domain requests, and the domain's error fields -> the wire's.
+
+The checks here are about the wire: enum numbers, which member of a oneof is set, image
+descriptors. What a request means is checked in the domain (jobs/validate.py), the same
+for every door. The domain names its error fields relative to its request; a
+:class:`Fields` puts them in place in one wire message, once per call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from medcompute.proto import wire
+from medcompute.proto.v1 import image_pb2, processing_pb2
+from medcompute.server.api.transport import expect_image
+from medcompute.server.errors import InvalidArgument, Moves, named, renamed
+from medcompute.server.jobs.requests import ProcessRequest, SubmitRequest
+from medcompute.server.storage.spool import ExpectedImage
+
+__all__ = ["Fields", "HEADER", "BATCH", "SUBMIT_BATCH", "process_request", "submit_request",
+           "image_source", "DEVICES", "FORMATS"]
+
+# The zero values (*_UNSPECIFIED) are the documented defaults: AUTO and RAW.
+DEVICES = {processing_pb2.DEVICE_UNSPECIFIED: "auto", processing_pb2.DEVICE_AUTO: "auto",
+           processing_pb2.DEVICE_GPU: "gpu", processing_pb2.DEVICE_CPU: "cpu"}
+FORMATS = {processing_pb2.OUTPUT_FORMAT_UNSPECIFIED: "raw",
+           processing_pb2.OUTPUT_FORMAT_RAW: "raw",
+           processing_pb2.OUTPUT_FORMAT_DICOM_SERIES: "dicom_series",
+           processing_pb2.OUTPUT_FORMAT_DICOM_FILE: "dicom_file"}
+
+
+def image_source(source, field: str, *, max_bytes: int) -> ExpectedImage:
+    """An ``ImageSource`` (at ``field``, relative to the request) as an ExpectedImage: an
+    inline descriptor checked, or a stored image's id (looked up by the domain)."""
+    kind = source.WhichOneof("source")
+    if kind == "image_id":
+        if not source.image_id:
+            raise InvalidArgument("required: the id of a stored image, as Register "
+                                  "returned it; got an empty string", f"{field}.image_id")
+        return ExpectedImage(f"{field}.image_id", "stored", 0, stored=source.image_id,
+                             version=source.version)
+    if source.version:
+        raise InvalidArgument("a version is one of a stored image: give image_id, or "
+                              "leave version empty", f"{field}.version")
+    if kind != "inline":
+        raise InvalidArgument("expected an image: set inline (a descriptor; the pixels "
+                              "follow as chunks) or image_id (a stored image)", field)
+    return expect_image(source.inline, f"{field}.inline", max_bytes=max_bytes)
+
+
+def process_request(header: processing_pb2.ProcessHeader, *, max_image_bytes: int,
+                    template: bool = False) -> ProcessRequest:
+    """The domain's request for a ``ProcessHeader``; field paths relative to it.
+
+    ``template``: a request whose input comes later (a batch's, a routing rule's): its
+    ``input`` is not read.
+    """
+    image = None
+    if not template:
+        image = image_source(header.input, "input", max_bytes=max_image_bytes)
+    operands = tuple(image_source(s, f"operands[{i}]", max_bytes=max_image_bytes)
+                     for i, s in enumerate(header.operands))
+    device = DEVICES.get(header.device)
+    if device is None:
+        raise InvalidArgument(wire.enum_choices(processing_pb2.Device, header.device), "device")
+    output_format = FORMATS.get(header.output_format)
+    if output_format is None:
+        raise InvalidArgument(wire.enum_choices(processing_pb2.OutputFormat,
+                                                header.output_format), "output_format")
+    out_code = header.output_dtype or image_pb2.DATA_TYPE_FLOAT32
+    try:
+        output_dtype = wire.dtype_from_proto(out_code, "output_dtype").name
+    except wire.WireError as exc:
+        raise InvalidArgument(exc.message, exc.field) from None
+    compute_code = header.compute_dtype or image_pb2.DATA_TYPE_FLOAT32
+    if compute_code not in (image_pb2.DATA_TYPE_FLOAT32, image_pb2.DATA_TYPE_FLOAT64):
+        raise InvalidArgument(wire.enum_choices(
+            image_pb2.DataType, compute_code,
+            (image_pb2.DATA_TYPE_FLOAT32, image_pb2.DATA_TYPE_FLOAT64)), "compute_dtype")
+    if header.result_compression not in image_pb2.Compression.values():
+        raise InvalidArgument(wire.enum_choices(image_pb2.Compression,
+                                                header.result_compression),
+                              "result_compression")
+    return ProcessRequest(
+        pipeline=tuple(header.pipeline), input=image, operands=operands, device=device,
+        allow_fallback=header.allow_fallback, output_format=output_format,
+        output_dtype=output_dtype, compute_dtype=wire.DTYPES[compute_code].name,
+        result_compression=header.result_compression, store_result=header.store_result,
+        recompute=header.recompute, retention_seconds=header.retention_seconds)
+
+
+def process_header(request: ProcessRequest) -> processing_pb2.ProcessHeader:
+    """The ``ProcessHeader`` of a request without its images (a routing rule's)."""
+    return processing_pb2.ProcessHeader(
+        pipeline=list(request.pipeline), device=_ENUM_OF[request.device],
+        allow_fallback=request.allow_fallback,
+        output_format=_ENUM_OF_FORMAT[request.output_format],
+        output_dtype=wire.dtype_to_proto(request.output_dtype),
+        compute_dtype=wire.dtype_to_proto(request.compute_dtype),
+        result_compression=request.result_compression, store_result=request.store_result,
+        recompute=request.recompute, retention_seconds=request.retention_seconds)
+
+
+_ENUM_OF = {"auto": processing_pb2.DEVICE_AUTO, "gpu": processing_pb2.DEVICE_GPU,
+            "cpu": processing_pb2.DEVICE_CPU}
+_ENUM_OF_FORMAT = {name: code for code, name in FORMATS.items() if code}
+
+
+def submit_request(submit, *, max_image_bytes: int, template: bool = False) -> SubmitRequest:
+    """The domain's request for a ``SubmitHeader``; field paths relative to it."""
+    if not submit.HasField("process"):
+        raise InvalidArgument("expected the processing request (pipeline, input, ...)",
+                              "process")
+    with named("process"):
+        process = process_request(submit.process, max_image_bytes=max_image_bytes,
+                                  template=template)
+    return SubmitRequest(process, idempotency_key=submit.idempotency_key,
+                         label=submit.label, destination=submit.destination)
+
+
+@dataclass(frozen=True)
+class Fields:
+    """Where a domain request's fields sit in one wire message: under ``parent``, except
+    those under the first path of one of ``moves`` (see
+    :func:`medcompute.server.errors.within`)."""
+
+    parent: str = "header"
+    moves: Moves = ()
+
+    def place(self, exc: BaseException) -> BaseException:
+        """Name ``exc``'s field in the wire message (once: the call's last word)."""
+        return renamed(exc, self.parent, self.moves)
+
+    def placed(self):
+        """Errors raised inside name their fields in the wire message."""
+        return named(self.parent, self.moves)
+
+
+#: Process and Submit: every field of the request is one of the header.
+HEADER = Fields("header")
+#: ProcessBatch: the images are header.inputs[i], the rest is the shared header.process.
+BATCH = Fields("header.process", (("inputs", "header.inputs"),))
+#: SubmitBatch: the images are header.inputs[i], the rest is under header.submit.
+SUBMIT_BATCH = Fields("header.submit", (("inputs", "header.inputs"),))

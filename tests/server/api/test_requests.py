@@ -1,0 +1,112 @@
+"""Wire headers -> domain requests (api/requests.py), and the domain's error fields placed
+in each wire message once."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from medcompute.proto import wire
+from medcompute.proto.v1 import image_pb2, jobs_pb2, operations_pb2, processing_pb2
+from medcompute.server.api.requests import (
+    BATCH,
+    HEADER,
+    SUBMIT_BATCH,
+    Fields,
+    process_header,
+    process_request,
+    submit_request,
+)
+from medcompute.server.errors import InvalidArgument
+
+LIMIT = 1 << 20
+ARRAY = np.zeros((4, 4), np.uint8)
+GAUSSIAN = operations_pb2.Operation(gaussian=operations_pb2.GaussianOp(sigma=[1.0]))
+
+
+def _inline() -> image_pb2.ImageSource:
+    return image_pb2.ImageSource(inline=image_pb2.ImageDescriptor(
+        encoding=image_pb2.ENCODING_RAW, shape=ARRAY.shape,
+        dtype=wire.dtype_to_proto(ARRAY.dtype), size=ARRAY.nbytes))
+
+
+def test_a_process_header_becomes_domain_values():
+    header = processing_pb2.ProcessHeader(
+        pipeline=[GAUSSIAN], input=_inline(),
+        operands=[image_pb2.ImageSource(image_id="img1", version="review")],
+        device=processing_pb2.DEVICE_GPU, allow_fallback=True,
+        output_dtype=image_pb2.DATA_TYPE_UINT16, store_result=True, retention_seconds=5)
+    request = process_request(header, max_image_bytes=LIMIT)
+    assert request.device == "gpu" and request.allow_fallback
+    assert request.output_format == "raw"
+    assert request.output_dtype == "uint16" and request.compute_dtype == "float32"
+    assert request.input.field == "input.inline" and request.input.shape == (4, 4)
+    assert request.operands[0].field == "operands[0].image_id"
+    assert request.operands[0].stored == "img1" and request.operands[0].version == "review"
+    assert request.store_result and request.retention_seconds == 5
+    assert request.names == ["gaussian"]
+    back = process_header(request)
+    assert back.pipeline[0] == GAUSSIAN and back.device == processing_pb2.DEVICE_GPU
+    assert back.output_dtype == image_pb2.DATA_TYPE_UINT16
+
+
+@pytest.mark.parametrize(("header", "field"), [
+    (processing_pb2.ProcessHeader(), "header.input"),
+    (processing_pb2.ProcessHeader(input=_inline(), device=9), "header.device"),
+    (processing_pb2.ProcessHeader(input=_inline(), output_format=9), "header.output_format"),
+    (processing_pb2.ProcessHeader(input=_inline(), compute_dtype=image_pb2.DATA_TYPE_UINT8),
+     "header.compute_dtype"),
+    (processing_pb2.ProcessHeader(input=image_pb2.ImageSource(image_id="")),
+     "header.input.image_id"),
+])
+def test_wire_mistakes_name_the_header_field(header, field):
+    with pytest.raises(InvalidArgument) as err:
+        with HEADER.placed():
+            process_request(header, max_image_bytes=LIMIT)
+    assert err.value.field == field
+
+
+def test_a_submit_without_process_is_refused():
+    with pytest.raises(InvalidArgument) as err:
+        with HEADER.placed():
+            submit_request(jobs_pb2.SubmitHeader(), max_image_bytes=LIMIT)
+    assert err.value.field == "header.process"
+    with pytest.raises(InvalidArgument) as err:
+        with HEADER.placed():
+            submit_request(jobs_pb2.SubmitHeader(process=processing_pb2.ProcessHeader(
+                input=_inline(), device=9)), max_image_bytes=LIMIT)
+    assert err.value.field == "header.process.device"
+
+
+@pytest.mark.parametrize(("fields", "field", "placed"), [
+    (HEADER, "input.inline.size", "header.input.inline.size"),
+    (HEADER, "header.idempotency_key", "header.idempotency_key"),
+    (HEADER, "request[2].chunk.operand", "request[2].chunk.operand"),
+    (BATCH, "inputs[3].inline.size", "header.inputs[3].inline.size"),
+    (BATCH, "pipeline[0].gaussian.sigma", "header.process.pipeline[0].gaussian.sigma"),
+    (BATCH, "header.device", "header.process.device"),
+    (SUBMIT_BATCH, "inputs[1].size", "header.inputs[1].size"),
+    (SUBMIT_BATCH, "idempotency_key", "header.submit.idempotency_key"),
+    (SUBMIT_BATCH, "process.pipeline", "header.submit.process.pipeline"),
+    (Fields("rule.process"), "pipeline", "rule.process.pipeline"),
+])
+def test_fields_are_placed_in_the_wire_message(fields, field, placed):
+    error = fields.place(InvalidArgument("wrong", field))
+    assert error.field == placed
+    assert error.details == f"{placed}: wrong"
+
+
+def test_an_error_without_a_field_is_left_as_it_is():
+    error = BATCH.place(InvalidArgument("wrong"))
+    assert error.field is None and error.details == "wrong"
+
+
+def test_a_stored_submit_is_read_in_either_form():
+    from medcompute.server.api.processing import stored_submit
+
+    header = jobs_pb2.SubmitHeader(process=processing_pb2.ProcessHeader(
+        pipeline=[GAUSSIAN], input=_inline(), device=processing_pb2.DEVICE_CPU),
+        idempotency_key="k", label="l")
+    earlier = stored_submit(header.SerializeToString())       # as earlier versions kept it
+    assert earlier == submit_request(header, max_image_bytes=LIMIT)
+    assert stored_submit(earlier.encode()) == earlier
