@@ -7,7 +7,8 @@ from medcompute.server.jobs.catalog import Catalog
 
 
 class FakeService:
-    """Records ends in the real catalog (``finish``), as the processing service does."""
+    """Records ends in the real catalog (``finish``), as the processing service does: the
+    typed usage record stored as its dict."""
 
     def __init__(self, catalog: Catalog, error: BaseException | None = None):
         self.catalog = catalog
@@ -19,7 +20,7 @@ class FakeService:
         if self.error is not None:
             raise self.error
         self.finished.append((job, usage))
-        return await self.catalog.finish_job(job, usage, extra)
+        return await self.catalog.finish_job(job, usage.as_dict(), extra)
 
     async def record_unrecorded(self) -> int:
         return len(self.unrecorded)
