@@ -18,7 +18,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from medcompute.server.dicomnet.registry import NodeRegistry, Series
-from medcompute.server.errors import InvalidArgument, MedcomputeError, NotFound
+from medcompute.server.errors import InvalidArgument, MedcomputeError, NotFound, ResourceExhausted
 from medcompute.server.storage.spool import ExpectedImage
 from medcompute.server.store.coding import DICOM
 from medcompute.server.store.images import ImageStore
@@ -31,10 +31,15 @@ OnSeries = Callable[[Series], Awaitable[None]]
 _PIECE = 1 << 20
 
 
-def dicom_image(sizes) -> ExpectedImage:
-    """What received files promise the store: DICOM files of these sizes, uncompressed."""
+def dicom_image(sizes, max_bytes: int) -> ExpectedImage:
+    """What received files promise the store: DICOM files of these sizes, uncompressed;
+    ResourceExhausted when they hold more than ``max_bytes`` (the server's image limit)."""
     sizes = tuple(int(n) for n in sizes)
-    return ExpectedImage("header.image", DICOM, sum(sizes), file_sizes=sizes)
+    size = sum(sizes)
+    if size > max_bytes:
+        raise ResourceExhausted(f"the files have {size} bytes; this server accepts at most "
+                                f"{max_bytes}", "header.image.file_sizes")
+    return ExpectedImage("header.image", DICOM, size, file_sizes=sizes)
 
 
 async def _payloads(files):
@@ -59,6 +64,7 @@ class Ingress:
                  on_release: bool, poll: float = 0.25):
         self.store = store
         self.registry = registry
+        self.max_bytes = store.config.max_image_bytes
         self.quiet = quiet
         self.on_release = on_release
         self.poll = poll
@@ -78,8 +84,9 @@ class Ingress:
 
     async def receive(self, data: bytes, *, owner: str, calling: str, called: str) -> Received:
         """Store one instance (the whole DICOM file, with its meta header) durably."""
-        record, existed, _ = await self.store.register(dicom_image([len(data)]),
-                                                       _payloads([data]), owner=owner)
+        expected = dicom_image([len(data)], self.max_bytes)
+        record, existed, _ = await self.store.register(expected, _payloads([data]),
+                                                       owner=owner)
         meta = record.metadata
         sops = meta.get("sop_instance_uids") or []
         series_uid = meta.get("series_instance_uid", "")
@@ -116,8 +123,9 @@ class Ingress:
         try:
             records = [await self.store.get(i, owner=series.owner) for i in ids]
             files = [await asyncio.to_thread(self._dicom_bytes, r) for r in records]
-            volume, _, _ = await self.store.register(dicom_image(len(f) for f in files),
-                                                     _payloads(files), owner=series.owner)
+            expected = dicom_image((len(f) for f in files), self.max_bytes)
+            volume, _, _ = await self.store.register(expected, _payloads(files),
+                                                     owner=series.owner)
         except MedcomputeError as exc:
             # E.g. slices of different sizes: the instances stay stored one by one.
             if await self.registry.finish_series(series, reason=exc.details):
