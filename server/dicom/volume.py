@@ -37,7 +37,7 @@ from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, Implic
 from medcompute.server.errors import InvalidArgument
 
 __all__ = ["DicomInfo", "Volume", "as_invalid_argument", "header_int", "load", "parse",
-           "quiet_pydicom", "transfer_syntax"]
+           "quiet_pydicom", "transfer_syntax", "unit_normal"]
 
 _MAX_EDGE, _MAX_FRAMES = 65_535, 100_000
 _DEFER = 16_384  # a header-only read skips (does not copy) elements larger than this
@@ -379,7 +379,9 @@ def _item(holders: tuple, sequence: str, where: str) -> Dataset | None:
     return None
 
 
-def _normal(orientation: np.ndarray | None) -> np.ndarray | None:
+def unit_normal(orientation: np.ndarray | None) -> np.ndarray | None:
+    """The unit normal of an ImageOrientationPatient (row and column cosines), or None
+    when there is none or the two directions are (nearly) parallel."""
     if orientation is None:
         return None
     normal = np.cross(orientation[:3], orientation[3:])
@@ -412,7 +414,7 @@ def _geometry(ds: Dataset, desc: _Part, where: str) -> None:
     if all(positions):
         desc.positions = [np.array(p) for p in positions]
     else:
-        desc.positions = _classic_positions(ds, desc.frames, _normal(desc.orientation), where)
+        desc.positions = _classic_positions(ds, desc.frames, unit_normal(desc.orientation), where)
     desc.rescale = [(1.0, 0.0)] * desc.frames
     if not desc.floating:  # RT Dose scales its values by DoseGridScaling
         dose = ds.get("SOPClassUID") == _RT_DOSE and _positive(
@@ -478,7 +480,7 @@ def _assemble(datasets: list[Dataset], descs: list[_Part], field: str) -> Volume
     if all(descs[p].positions is not None for p in order):
         positions = np.array([descs[p].positions[f] for p, f in slices])
     n = len(slices)
-    step = _slice_spacing(positions, _normal(first.orientation)) if n > 1 else None
+    step = _slice_spacing(positions, unit_normal(first.orientation)) if n > 1 else None
     step = step or first.between or first.thickness
     rescale = [descs[p].rescale[f] for p, f in slices]
     spacing = None
@@ -538,7 +540,7 @@ def _close(a, b) -> bool:
 
 def _series_order(datasets: list[Dataset], descs: list[_Part], field: str) -> list[int]:
     """Along the slice normal; without geometry by InstanceNumber; else as sent."""
-    normal = _normal(descs[0].orientation)
+    normal = unit_normal(descs[0].orientation)
     if normal is not None and all(d.positions is not None for d in descs):
         along = np.array([float(np.dot(d.positions[0], normal)) for d in descs])
         order = [int(i) for i in np.argsort(along, kind="stable")]

@@ -34,7 +34,7 @@ from pydicom.tag import Tag
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, generate_uid
 from pydicom.valuerep import format_number_as_ds
 
-from medcompute.server.dicom.volume import Volume, load, quiet_pydicom
+from medcompute.server.dicom.volume import Volume, load, quiet_pydicom, unit_normal
 
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
 MULTIFRAME_WORD_SC = "1.2.840.10008.5.1.4.1.1.7.3"
@@ -178,7 +178,7 @@ class _Plan:
                 self.positions = vol.positions[0] + np.outer(np.arange(n) * step, direction)
         elif spacing and len(shape) == 3:
             self.thickness = self.between = spacing[0]
-        self.normal = _unit_normal(self.orientation)
+        self.normal = unit_normal(self.orientation)
         self.complete = (self.positions is not None and self.orientation is not None
                          and self.pixel_spacing is not None)
 
@@ -187,20 +187,12 @@ class _Plan:
         step = vol.positions[-1] - vol.positions[0]
         if np.linalg.norm(step) > 1e-6:
             return step / np.linalg.norm(step)
-        return _unit_normal(vol.orientation)
+        return unit_normal(vol.orientation)
 
     def location(self, k: int) -> float | None:
         if self.positions is not None and self.normal is not None:
             return float(np.dot(self.positions[k], self.normal))
         return k * self.between if self.between else None
-
-
-def _unit_normal(orientation: np.ndarray | None) -> np.ndarray | None:
-    if orientation is None:
-        return None
-    normal = np.cross(orientation[:3], orientation[3:])
-    size = np.linalg.norm(normal)
-    return normal / size if size > 0.5 else None
 
 
 class _Coding:
