@@ -12,7 +12,7 @@ TOOLS   ?= .tools
 NPM_PACKAGES := @bufbuild/buf@1.75.0 @grpc/grpc-js@1.14.7 @grpc/proto-loader@0.8.1
 BUF     = $(abspath $(TOOLS))/node_modules/.bin/buf
 
-.PHONY: run test fuzz proto bench bench-quick clean tools lint-proto breaking-image peers imports
+.PHONY: run test fuzz proto bench bench-quick clean tools lint-proto breaking-image peers imports lint
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -68,9 +68,13 @@ imports: $(VENV)/.installed-test
 	for d in server client kernels proto; do ln -s $(CURDIR)/$$d build/imports/medcompute/$$d; done
 	PYTHONPATH=build/imports $(VENV)/bin/lint-imports --no-cache
 
-## test: set up .venv with the test extras, the tools and the DICOM peers, lint the protos,
-## check the import contracts, run the whole suite
-test: $(VENV)/.installed-test $(TOOLS)/.installed peers lint-proto imports
+## lint: ruff (pyflakes, pycodestyle, import order, bugbear, pyupgrade) over the Python code
+lint: $(VENV)/.installed-test
+	$(VENV)/bin/ruff check server client kernels proto tests benchmarks
+
+## test: set up .venv with the test extras, the tools and the DICOM peers, lint the protos
+## and the code, check the import contracts, run the whole suite
+test: $(VENV)/.installed-test $(TOOLS)/.installed peers lint-proto lint imports
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 ## fuzz: the property-based fuzz tests with thousands of examples each (make test runs a few dozen)
