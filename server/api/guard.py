@@ -60,6 +60,8 @@ class Call:
     per_job: bool = False
     #: (outcome, detail) of the call's entry, once written with its job's end.
     audited: tuple[str, str] | None = None
+    #: The call's end is recorded (its limits released, its audit entry written).
+    left: bool = False
 
     def runs(self, *job_ids: str) -> None:
         """The call runs these jobs: the first one is the object it touched."""
@@ -244,9 +246,13 @@ def rpc(action: str, role: str | tuple[str, ...] | None, *, job: bool = False,
                 except Exception as exc:
                     code, details, trailers = failed(exc)
                     outcome = (code.name, details)
+                    # The entry is on disk before the caller hears of the failure.
+                    await asyncio.shield(leave(self, call, outcome))
+                    call.left = True
                     await context.abort(code, details, trailing_metadata=trailers)
                 finally:
-                    await asyncio.shield(leave(self, call, outcome))
+                    if not call.left:
+                        await asyncio.shield(leave(self, call, outcome))
             return streamed
 
         @functools.wraps(method)
@@ -262,9 +268,13 @@ def rpc(action: str, role: str | tuple[str, ...] | None, *, job: bool = False,
             except Exception as exc:
                 code, details, trailers = failed(exc)
                 outcome = (code.name, details)
+                # The entry is on disk before the caller hears of the failure.
+                await asyncio.shield(leave(self, call, outcome))
+                call.left = True
                 await context.abort(code, details, trailing_metadata=trailers)
             finally:
-                await asyncio.shield(leave(self, call, outcome))
+                if not call.left:
+                    await asyncio.shield(leave(self, call, outcome))
         return unary
 
     return decorate
