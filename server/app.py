@@ -245,7 +245,7 @@ async def start(config: ServerConfig) -> Running:
         service = ProcessingService(config, catalog, dispatcher, spool, store, metrics=metrics,
                                     space=space, job_audit=job_audit)
         keys = _closing(stack, KeyStore(config.data_dir))
-        audit = _closing(stack, AuditLog(config.data_dir, writer=catalog))
+        audit = _closing(stack, AuditLog(catalog.db))
         guard = Guard(config, keys, audit)
         runner = JobRunner(config, service, catalog, keys, codec=ProtoJobCodec(),
                            audit=job_audit)

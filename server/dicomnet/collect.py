@@ -48,7 +48,7 @@ from medcompute.server.errors import (
     NotFound,
     Unavailable,
 )
-from medcompute.server.storage.db import Database
+from medcompute.server.storage.db import Store, add_columns, table
 from medcompute.server.storage.keys import check_subscriber
 
 __all__ = ["SourceBook", "Source", "Collector", "Collected", "Query", "register_source"]
@@ -153,16 +153,19 @@ class Collected:
     failures: list[str] | None = None
 
 
-class SourceBook(Database):
-    SCHEMA = _SCHEMA
+@table
+def create(tx) -> None:
+    """The sources table; a catalog written before DICOM TLS and storage offload gets
+    their columns."""
+    tx.executescript(_SCHEMA)
+    add_columns(tx, "dicom_source", dict(_ADDED))
+
+
+class SourceBook(Store):
+    TABLES = (create,)
 
     def __init__(self, data_dir):
         super().__init__(data_dir)
-        self._run(self._migrate)
-
-    def _migrate(self) -> None:
-        """A catalog written before DICOM TLS and storage offload."""
-        self._add_columns("dicom_source", dict(_ADDED))
 
     async def add(self, subscriber: str, name: str, ae_title: str, host: str, port: int,
                   method: str, every: int = 0, days: int = 0, modality: str = "",

@@ -38,6 +38,7 @@ from medcompute.server.dicomnet.commit import Commitments
 from medcompute.server.dicomnet.registry import check_address, check_ae_title
 from medcompute.server.dicomnet.tls import Tls, check_tls, dumps, loads, probe, tls_args
 from medcompute.server.errors import NotFound
+from medcompute.server.storage.db import add_columns, table
 from medcompute.server.storage.deliveries import PUSH_SCHEMA, DeliveryLog
 from medcompute.server.storage.keys import check_subscriber
 from medcompute.server.worker.store_tasks import dicom_parts
@@ -134,20 +135,22 @@ def classify_rejection(result: int, source: int, diagnostic: int) -> tuple[bool,
     return result != 1, f"association rejected ({kind}): {why}"
 
 
+@table
+def create(tx) -> None:
+    """The node and push tables; a catalog written before storage commitment (its pushes
+    have no proof column) or before DICOM TLS (its nodes have no tls column) gets them."""
+    tx.executescript(_SCHEMA)
+    add_columns(tx, "dicom_push", {"proof": "TEXT NOT NULL DEFAULT ''"})
+    add_columns(tx, "dicom_node", {"tls": "TEXT NOT NULL DEFAULT ''"})
+
+
 class PushBook(DeliveryLog):
     """DICOM nodes of receiving subscribers and the pushes to them, in the catalog file."""
 
-    SCHEMA = _SCHEMA
+    TABLES = (create,)
 
     def __init__(self, data_dir):
         super().__init__(data_dir)
-        self._run(self._migrate)
-
-    def _migrate(self) -> None:
-        """A catalog written before storage commitment (its pushes have no proof
-        column) or before DICOM TLS (its nodes have no tls column)."""
-        self._add_columns("dicom_push", {"proof": "TEXT NOT NULL DEFAULT ''"})
-        self._add_columns("dicom_node", {"tls": "TEXT NOT NULL DEFAULT ''"})
 
     # -- nodes ----------------------------------------------------------------------
     async def add_node(self, subscriber: str, name: str, ae_title: str, host: str,

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 
 from medcompute.server.errors import InvalidArgument, NotFound
-from medcompute.server.storage.db import Database
+from medcompute.server.storage.db import Store, schema, table
 
 __all__ = ["NodeRegistry", "CallingAE", "Series", "check_ae_title", "check_address"]
 
@@ -111,10 +111,14 @@ def _series(row) -> Series:
                   row[9], row[10])
 
 
-class NodeRegistry(Database):
+#: The schema of this module's tables, applied by every Database (db.py).
+create = table(schema(_SCHEMA))
+
+
+class NodeRegistry(Store):
     """Calling AE titles, received instances and series, in the catalog file."""
 
-    SCHEMA = _SCHEMA
+    TABLES = (create,)
 
     # -- calling AE titles (administrators) -------------------------------------------
     def _add_ae(self, title: str, subscriber: str, host: str) -> CallingAE:

@@ -28,7 +28,7 @@ from medcompute.server.dicomnet.registry import Series, check_ae_title
 from medcompute.server.errors import InvalidArgument, MedcomputeError, NotFound, named
 from medcompute.server.jobs.requests import ProcessRequest, SubmitRequest
 from medcompute.server.jobs.validate import check_template
-from medcompute.server.storage.db import Database
+from medcompute.server.storage.db import Store, schema, table
 from medcompute.server.storage.keys import check_subscriber
 from medcompute.server.storage.spool import ExpectedImage
 from medcompute.server.store.images import ImageStore
@@ -132,10 +132,14 @@ def check_rule(rule: Rule) -> Rule:
     return out
 
 
-class RuleBook(Database):
+#: The schema of this module's tables, applied by every Database (db.py).
+create = table(schema(_SCHEMA))
+
+
+class RuleBook(Store):
     """The routing rules and the jobs they started, in the catalog file."""
 
-    SCHEMA = _SCHEMA
+    TABLES = (create,)
 
     async def create(self, rule: Rule, pushes=None) -> Rule:
         """Keep a checked rule; ``pushes`` (a PushBook) checks its DICOM nodes exist."""

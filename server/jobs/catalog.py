@@ -15,7 +15,7 @@ from dataclasses import asdict
 
 from medcompute.server.errors import Aborted, AlreadyExists
 from medcompute.server.jobs.states import Job, State
-from medcompute.server.storage.db import Database
+from medcompute.server.storage.db import Store, schema, table
 
 __all__ = ["Catalog"]
 
@@ -94,14 +94,18 @@ def _job_from(record: str) -> Job:
     return Job(**data)
 
 
-class Catalog(Database):
+#: The schema of this module's tables, applied by every Database (db.py).
+create = table(schema(_SCHEMA))
+
+
+class Catalog(Store):
     """Jobs and usage records of one data directory.
 
     ``runner`` names this server process in the leases of the jobs it runs;
     ``lease_seconds`` is how long a lease lasts without renewal.
     """
 
-    SCHEMA = _SCHEMA
+    TABLES = (create,)
 
     def __init__(self, data_dir, *, runner: str = "", lease_seconds: float = 30.0):
         super().__init__(data_dir)

@@ -9,7 +9,7 @@ file (``db.py``).
 
 from __future__ import annotations
 
-from medcompute.server.storage.db import Database
+from medcompute.server.storage.db import Store, schema, table
 
 __all__ = ["DeliveryLog", "PUSH_SCHEMA"]
 
@@ -34,10 +34,14 @@ CREATE INDEX IF NOT EXISTS dicom_push_state ON dicom_push(state, next_at);
 """
 
 
-class DeliveryLog(Database):
+#: The schema of this module's tables, applied by every Database (db.py).
+create = table(schema(PUSH_SCHEMA))
+
+
+class DeliveryLog(Store):
     """The delivered pushes of the catalog file, by sender and time of delivery."""
 
-    SCHEMA = PUSH_SCHEMA
+    TABLES = (create,)
 
     async def delivered_counts(self, sender: str | None, since: float, until: float
                                ) -> dict[str, int]:

@@ -13,7 +13,7 @@ import hashlib
 import time
 from pathlib import Path
 
-from medcompute.server.storage.db import Database
+from medcompute.server.storage.db import Store, schema, table
 
 __all__ = ["FetchLog", "examination_of"]
 
@@ -34,8 +34,12 @@ def examination_of(owner: str, image_id: str, study_uid: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
-class FetchLog(Database):
-    SCHEMA = _SCHEMA
+#: The schema of this module's tables, applied by every Database (db.py).
+create = table(schema(_SCHEMA))
+
+
+class FetchLog(Store):
+    TABLES = (create,)
 
     def __init__(self, data_dir: str | Path):
         super().__init__(data_dir)

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass
 
 from medcompute.server.errors import InvalidArgument, NotFound
-from medcompute.server.storage.db import Database
+from medcompute.server.storage.db import Store, schema, table
 
 __all__ = ["ROLES", "KeyInfo", "KeyStore", "Principal", "parse_roles", "check_subscriber"]
 
@@ -94,8 +94,12 @@ def check_subscriber(name: str, field: str = "subscriber") -> str:
     return name
 
 
-class KeyStore(Database):
-    SCHEMA = _SCHEMA
+#: The schema of this module's tables, applied by every Database (db.py).
+create = table(schema(_SCHEMA))
+
+
+class KeyStore(Store):
+    TABLES = (create,)
 
     def create(self, subscriber: str, roles, certificate_sha256: str = "") -> tuple[KeyInfo, str]:
         """A new key; returns its record and the token, which is never stored."""

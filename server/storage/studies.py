@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from medcompute.server.errors import FailedPrecondition, InvalidArgument
-from medcompute.server.storage.db import Database
+from medcompute.server.storage.db import Store, schema, table
 
 __all__ = ["StatusRules", "StudyStatuses", "UNREAD", "parse_rule"]
 
@@ -94,10 +94,14 @@ class StatusRules:
         return status
 
 
-class StudyStatuses(Database):
+#: The schema of this module's tables, applied by every Database (db.py).
+create = table(schema(_SCHEMA))
+
+
+class StudyStatuses(Store):
     """The status rows of one data directory's catalog file."""
 
-    SCHEMA = _SCHEMA
+    TABLES = (create,)
 
     def __init__(self, data_dir: str | Path, rules: StatusRules):
         super().__init__(data_dir)

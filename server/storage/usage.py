@@ -23,7 +23,7 @@ import datetime as dt
 import json
 from collections.abc import Iterable
 
-from medcompute.server.storage.db import Database
+from medcompute.server.storage.db import Store
 
 __all__ = ["GPU_BACKENDS", "GROUPINGS", "UsageBook", "billable", "day_of", "cpu_seconds", "on_gpu",
            "summarize", "totals"]
@@ -129,7 +129,7 @@ def summarize(records: Iterable[dict], group_by: str = "none"
     return totals(records), [(key, totals(members[key])) for key in sorted(members)]
 
 
-class UsageBook(Database):
+class UsageBook(Store):
     """Reads the usage records of one data directory (the ``usage`` table of catalog.py)."""
 
     def _records(self, subscriber: str | None, since: float, until: float,

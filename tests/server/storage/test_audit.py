@@ -45,13 +45,14 @@ def test_a_page_is_capped(tmp_path):
 
 def test_entries_join_another_stores_commits_and_survive_reopening(tmp_path):
     writer = Database(tmp_path)
-    log = AuditLog(tmp_path, writer=writer)
+    log = AuditLog(writer)
     try:
         _fill(log, [("a", "Process"), ("b", "Process")])
         assert writer.commits >= 1 and writer.committed_writes == 2
-        assert log.commits == 0
+        assert log.db is writer                  # no connection of its own
     finally:
         log.close()
+        assert not writer.connection.in_transaction   # a shared Database stays open
         writer.close()
     reopened = AuditLog(tmp_path)
     try:

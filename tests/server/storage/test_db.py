@@ -13,7 +13,7 @@ import pytest
 from medcompute.server.jobs import states as jobs
 from medcompute.server.jobs.catalog import Catalog
 from medcompute.server.storage.audit import AuditLog
-from medcompute.server.storage.db import FILENAME
+from medcompute.server.storage.db import FILENAME, Database
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -95,8 +95,9 @@ def test_a_lost_transaction_fails_every_write_it_held(tmp_path):
 
 
 def test_audit_entries_join_the_catalogs_commits(tmp_path):
-    catalog = Catalog(tmp_path)
-    audit = AuditLog(tmp_path, writer=catalog)
+    db = Database(tmp_path)
+    catalog = Catalog(db)
+    audit = AuditLog(db)
 
     async def main():
         await asyncio.gather(*[catalog.put_job(_job(f"j{k}")) for k in range(5)],
@@ -109,6 +110,7 @@ def test_audit_entries_join_the_catalogs_commits(tmp_path):
     finally:
         audit.close()
         catalog.close()
+        db.close()
 
 
 _WRITER = textwrap.dedent("""
