@@ -15,9 +15,10 @@ from dataclasses import asdict
 
 from medcompute.server.errors import Aborted, AlreadyExists
 from medcompute.server.jobs.states import Job, State
+from medcompute.server.storage import usage as usage_table
 from medcompute.server.storage.db import Store, schema, table
 
-__all__ = ["Catalog"]
+__all__ = ["Catalog", "finish_job", "put_job", "queue"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -29,13 +30,6 @@ CREATE TABLE IF NOT EXISTS jobs (
     record TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS jobs_subscriber ON jobs (subscriber, created_at);
-CREATE TABLE IF NOT EXISTS usage (
-    job_id TEXT PRIMARY KEY,
-    subscriber TEXT NOT NULL,
-    finished_at REAL NOT NULL,
-    record TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS usage_subscriber ON usage (subscriber, finished_at);
 CREATE TABLE IF NOT EXISTS job_requests (
     job_id TEXT PRIMARY KEY,
     subscriber TEXT NOT NULL,
@@ -94,6 +88,46 @@ def _job_from(record: str) -> Job:
     return Job(**data)
 
 
+
+def put_job(tx, job: Job, runner: str = "", lease_seconds: float = 30.0) -> bool:
+    """Insert or update ``job`` unless it has ended; False (nothing written) when it had.
+    A job that has not ended gets (or renews) ``runner``'s lease for ``lease_seconds``."""
+    changed = tx.execute(
+        "INSERT INTO jobs (id, subscriber, state, created_at, finished_at, record)"
+        " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET state = excluded.state,"
+        " finished_at = excluded.finished_at, record = excluded.record"
+        f" WHERE jobs.state NOT IN {_TERMINAL}",
+        _job_row(job),
+    ).rowcount
+    if changed and runner and not job.state.terminal:
+        tx.execute(
+            "INSERT INTO job_leases (job_id, runner, until) VALUES (?, ?, ?)"
+            " ON CONFLICT (job_id) DO UPDATE SET runner = excluded.runner,"
+            " until = excluded.until",
+            (job.id, runner, time.time() + lease_seconds))
+    return bool(changed)
+
+
+def finish_job(tx, job: Job) -> bool:
+    """Store the end of ``job`` (its final state) and drop its lease; False, writing
+    nothing, when it had already ended. Its usage record (storage/usage.py ``add``) and
+    audit entry (storage/audit.py ``add``) go in the same transaction ``tx``."""
+    row = tx.execute("SELECT state FROM jobs WHERE id = ?", (job.id,)).fetchone()
+    if row is not None and State(row[0]).terminal:
+        return False
+    put_job(tx, job)
+    tx.execute("DELETE FROM job_leases WHERE job_id = ?", (job.id,))
+    return True
+
+def queue(tx, job: Job, bytes_in: int, runner: str = "", lease_seconds: float = 30.0) -> bool:
+    """An asynchronous job's inputs are on disk: store it (QUEUED) and the bytes it
+    received; False, writing nothing, when it had ended meanwhile."""
+    if not put_job(tx, job, runner, lease_seconds):
+        return False
+    tx.execute("UPDATE job_requests SET bytes_in = ? WHERE job_id = ?", (bytes_in, job.id))
+    return True
+
+
 #: The schema of this module's tables, applied by every Database (db.py).
 create = table(schema(_SCHEMA))
 
@@ -105,7 +139,7 @@ class Catalog(Store):
     ``lease_seconds`` is how long a lease lasts without renewal.
     """
 
-    TABLES = (create,)
+    TABLES = (create, usage_table.create)
 
     def __init__(self, data_dir, *, runner: str = "", lease_seconds: float = 30.0):
         super().__init__(data_dir)
@@ -114,53 +148,32 @@ class Catalog(Store):
 
     # -- jobs ---------------------------------------------------------------
     def _put_job(self, job: Job) -> bool:
-        changed = self._db.execute(
-            "INSERT INTO jobs (id, subscriber, state, created_at, finished_at, record)"
-            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET state = excluded.state,"
-            " finished_at = excluded.finished_at, record = excluded.record"
-            f" WHERE jobs.state NOT IN {_TERMINAL}",
-            _job_row(job),
-        ).rowcount
-        if changed and self.runner and not job.state.terminal:
-            self._db.execute(
-                "INSERT INTO job_leases (job_id, runner, until) VALUES (?, ?, ?)"
-                " ON CONFLICT (job_id) DO UPDATE SET runner = excluded.runner,"
-                " until = excluded.until",
-                (job.id, self.runner, time.time() + self.lease_seconds))
-        return bool(changed)
+        return put_job(self._db, job, self.runner, self.lease_seconds)
 
     async def put_job(self, job: Job) -> bool:
         """Insert or update a job that has not ended; durable when this returns. False
         when the job had already ended (nothing is written)."""
-        return await self._commit(self._put_job, job)
+        return await self.db.write(put_job, job, self.runner, self.lease_seconds)
 
     async def put_jobs(self, jobs: list[Job]) -> list[bool]:
         """:meth:`put_job` for many jobs in one write (one savepoint of a group commit)."""
-        return await self._commit(lambda: [self._put_job(job) for job in jobs])
-
-    def _finish(self, job: Job, usage: dict | None, extra=None) -> bool:
-        row = self._db.execute("SELECT state FROM jobs WHERE id = ?", (job.id,)).fetchone()
-        if row is not None and State(row[0]).terminal:
-            return False
-        self._put_job(job)
-        if usage is not None:
-            # Exactly one usage record per job: a second write for the same job is ignored.
-            self._db.execute(
-                "INSERT OR IGNORE INTO usage (job_id, subscriber, finished_at, record)"
-                " VALUES (?, ?, ?, ?)",
-                (job.id, job.subscriber, job.finished_at or 0.0,
-                 json.dumps(usage, sort_keys=True)),
-            )
-        self._db.execute("DELETE FROM job_leases WHERE job_id = ?", (job.id,))
-        if extra is not None:
-            extra(self._db)
-        return True
+        return await self.db.write(
+            lambda tx: [put_job(tx, job, self.runner, self.lease_seconds) for job in jobs])
 
     async def finish_job(self, job: Job, usage: dict | None, extra=None) -> bool:
         """Store a job's final state and its usage record in one transaction (with
-        ``extra(db)`` run inside it). False, writing nothing, when the job had already
-        ended."""
-        return await self._commit(self._finish, job, usage, extra)
+        ``extra(tx)`` run inside it). False, writing nothing, when the job had already
+        ended. (The server's job pipeline writes the same, and the call's audit entry,
+        itself: ``jobs.pipeline.JobPipeline.finish``.)"""
+        def end(tx) -> bool:
+            if not finish_job(tx, job):
+                return False
+            if usage is not None:
+                usage_table.add(tx, job.id, job.subscriber, job.finished_at or 0.0, usage)
+            if extra is not None:
+                extra(tx)
+            return True
+        return await self.db.write(end)
 
     def _get_job(self, job_id: str) -> Job | None:
         row = self._db.execute("SELECT record FROM jobs WHERE id = ?", (job_id,)).fetchone()
@@ -169,13 +182,9 @@ class Catalog(Store):
     async def get_job(self, job_id: str) -> Job | None:
         return await self._call(self._get_job, job_id)
 
-    def _usage(self, job_id: str) -> list[dict]:
-        rows = self._db.execute("SELECT record FROM usage WHERE job_id = ?", (job_id,)).fetchall()
-        return [json.loads(r[0]) for r in rows]
-
     async def usage_for(self, job_id: str) -> list[dict]:
         """Every usage record stored for a job (there is at most one)."""
-        return await self._call(self._usage, job_id)
+        return await self.db.read(usage_table.for_job, job_id)
 
     def _unfinished(self) -> list[Job]:
         rows = self._db.execute(
@@ -223,19 +232,16 @@ class Catalog(Store):
         names an earlier job, that job and False instead."""
         return await self._commit(self._create, job, request)
 
-    def _queue(self, job: Job, bytes_in: int, extra=None) -> bool:
-        if not self._put_job(job):
-            return False
-        self._db.execute("UPDATE job_requests SET bytes_in = ? WHERE job_id = ?",
-                         (bytes_in, job.id))
-        if extra is not None:
-            extra(self._db)
-        return True
-
     async def queue(self, job: Job, bytes_in: int, extra=None) -> bool:
         """The job's inputs are on disk: it is QUEUED (durable when this returns), with
-        ``extra(db)`` run in the same transaction."""
-        return await self._commit(self._queue, job, bytes_in, extra)
+        ``extra(tx)`` run in the same transaction."""
+        def write(tx) -> bool:
+            if not queue(tx, job, bytes_in, self.runner, self.lease_seconds):
+                return False
+            if extra is not None:
+                extra(tx)
+            return True
+        return await self.db.write(write)
 
     def _request(self, job_id: str) -> dict | None:
         cur = self._db.execute("SELECT * FROM job_requests WHERE job_id = ?", (job_id,))

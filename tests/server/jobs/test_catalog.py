@@ -76,3 +76,24 @@ def test_a_failed_transaction_leaves_nothing_half_written(tmp_path):
         catalog.close()
     with sqlite3.connect(tmp_path / Catalog.FILENAME) as db:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_the_job_table_functions_store_a_job_once_ended_and_its_lease(tmp_path):
+    from medcompute.server.jobs import catalog as job_table
+    from medcompute.server.storage.db import Database
+
+    db = Database(tmp_path)
+    try:
+        running, done = _finished()
+        assert db.transaction(job_table.put_job, running, "runner-1", 30.0)
+        leases = db.run(lambda tx: tx.execute("SELECT job_id, runner FROM job_leases").fetchall())
+        assert leases == [("j1", "runner-1")]
+        assert db.transaction(job_table.finish_job, done)
+        assert db.run(lambda tx: tx.execute("SELECT COUNT(*) FROM job_leases").fetchone()) == (0,)
+        # Ended once: a second end, or any later write, changes nothing.
+        assert not db.transaction(job_table.finish_job, done)
+        assert not db.transaction(job_table.put_job, running, "runner-1", 30.0)
+        assert not db.transaction(job_table.queue, running, 100)
+        assert _run(Catalog(db).get_job("j1")) == done
+    finally:
+        db.close()
