@@ -95,3 +95,35 @@ def test_a_node_or_source_address_is_checked_and_nothing_is_kept(tmp_path, host,
     finally:
         pushes.close()
         sources.close()
+
+
+def test_the_table_functions_group_instances_into_series(tmp_path):
+    from medcompute.server.dicomnet import registry as nodes
+    from medcompute.server.storage.db import Database
+
+    db = Database(tmp_path)
+    try:
+        ae = nodes.CallingAE("SCANNER", "alice", "10.0.0.1", 1.0)
+        db.run(nodes.add_ae, ae)
+        assert db.run(nodes.calling_ae, " SCANNER ") == ae
+        assert db.run(nodes.list_aes, "bob") == []
+        db.transaction(nodes.record_instance, "alice", "1.2", "1.2.1", "i1", "SCANNER", "MC", 10.0)
+        db.transaction(nodes.record_instance, "alice", "1.2", "1.2.2", "i2", "SCANNER", "MC", 11.0)
+        assert db.run(nodes.due, 11.0, False) == []             # the last one is not quiet
+        db.transaction(nodes.released, [("alice", "1.2")])
+        [series] = db.run(nodes.due, 11.0, True)
+        assert (series.instances, series.state) == (2, "receiving")
+        assert db.run(nodes.instances, "alice", "1.2") == ["i1", "i2"]
+        assert db.transaction(nodes.finish_series, series, "vol")
+        assert not db.transaction(nodes.finish_series, series, "vol")    # not receiving
+        assert db.run(nodes.leftovers) == [("alice", "1.2", "i1", "vol"),
+                                           ("alice", "1.2", "i2", "vol")]
+        [done] = db.run(nodes.unrouted)
+        db.run(nodes.mark_routed, done)
+        assert db.run(nodes.unrouted) == []
+        db.run(nodes.forget_instances, "alice", "1.2", ["i1", "i2"])
+        assert db.run(nodes.leftovers) == []
+        assert [s.image_id for s in db.run(nodes.list_series, "alice")] == ["vol"]
+        assert db.run(nodes.remove_ae, "SCANNER") and not db.run(nodes.remove_ae, "SCANNER")
+    finally:
+        db.close()
