@@ -7,11 +7,13 @@ applies the schema of every table module when opened. The server builds one and 
 it to every store (app.py); the command line and the tests may open their own. Several
 processes (servers sharing a data directory, the command line) may open the same file.
 
-The table modules (audit.py, usage.py, jobs/catalog.py, ...) keep their SQL as plain
-functions taking ``tx``, the sqlite3 connection inside the transaction, passed
-explicitly; the connection and transaction handling lives here only. A module registers
-its schema (and the columns it added later) with :func:`table`; its facade class
-(:class:`Store`) holds the shared Database.
+The table modules (audit.py, usage.py, keys.py, jobs/catalog.py, ...) keep their SQL as
+plain functions taking ``tx``, the sqlite3 connection inside the transaction, passed
+explicitly; the connection and transaction handling lives here only (the seam for another
+database backend). A module registers its schema (and the columns it added later) with
+:func:`table`; its facade class (:class:`Store`) holds the shared Database. The image
+catalog and the DICOM sources and pushes still run their SQL through the facade's
+``_run``/``_call``/``_transaction`` helpers, on the same connection.
 
 **Group commit.** :meth:`Database.write` is how the server's coroutines write: the
 writes that arrive while one COMMIT (and its fsync) is under way wait, and then go
