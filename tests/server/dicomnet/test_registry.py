@@ -127,3 +127,31 @@ def test_the_table_functions_group_instances_into_series(tmp_path):
         assert db.run(nodes.remove_ae, "SCANNER") and not db.run(nodes.remove_ae, "SCANNER")
     finally:
         db.close()
+
+
+def test_the_source_table_functions_keep_sources_and_what_was_collected(tmp_path):
+    from medcompute.server.dicomnet import collect
+    from medcompute.server.storage.db import Database
+
+    db = Database(tmp_path)
+    try:
+        src = collect.Source("alice", "pacs", "PACS", "10.0.0.2", 104, "move", 1.0, every=60)
+        db.run(collect.put_source, src)
+        assert db.run(collect.sources, "alice") == [src]
+        assert db.run(collect.scheduled, 59.0) == []            # every 60 s since 0
+        assert db.run(collect.scheduled, 60.0) == [src]
+        db.run(collect.ran, "alice", "pacs", 100.0)
+        assert db.run(collect.scheduled, 159.0) == []
+        assert [s.name for s in db.run(collect.scheduled, 160.0)] == ["pacs"]
+        db.run(collect.capacity_checked, "alice", "pacs", "full", 7.0)
+        [kept] = db.run(collect.sources, "alice")
+        assert (kept.capacity_state, kept.capacity_at, kept.last_run) == ("full", 7.0, 100.0)
+        db.run(collect.put_source, src)                          # new settings reset it
+        assert db.run(collect.sources, "alice")[0].capacity_state == ""
+        db.run(collect.mark, "alice", "pacs", "1.2", 5.0)
+        db.run(collect.mark, "alice", "pacs", "1.2", 6.0)
+        assert db.run(collect.collected, "alice", "pacs") == {"1.2"}
+        assert db.run(collect.delete_source, "alice", "pacs")
+        assert not db.run(collect.delete_source, "alice", "pacs")
+    finally:
+        db.close()
