@@ -12,7 +12,7 @@ plain functions taking ``tx``, the sqlite3 connection inside the transaction, pa
 explicitly; the connection and transaction handling lives here only (the seam for another
 database backend). A module registers its schema (and the columns it added later) with
 :func:`table`; its facade class (:class:`Store`) holds the shared Database. The image
-catalog and the DICOM pushes still run their SQL through the facade's
+catalog (images.py, image_tiers.py) still runs its SQL through the facade's
 ``_run``/``_call``/``_transaction`` helpers, on the same connection.
 
 **Group commit.** :meth:`Database.write` is how the server's coroutines write: the

@@ -155,3 +155,30 @@ def test_the_source_table_functions_keep_sources_and_what_was_collected(tmp_path
         assert not db.run(collect.delete_source, "alice", "pacs")
     finally:
         db.close()
+
+
+def test_the_push_table_functions_keep_nodes_and_pushes(tmp_path):
+    from medcompute.server.dicomnet import push
+    from medcompute.server.storage.db import Database
+
+    db = Database(tmp_path)
+    try:
+        node = push.Node("bob", "viewer", "VIEWER", "10.0.0.3", 104, 1.0, None)
+        db.run(push.put_node, node)
+        assert db.run(push.node, "bob", "viewer") == node
+        assert db.run(push.nodes, "bob") == [node] and db.run(push.node, "bob", "x") is None
+        db.run(push.add_push, "p1", "j1", "alice", "bob", "viewer", 5.0)
+        db.run(push.add_push, "p2", "j1", "alice", "bob", "viewer", 6.0)   # one per node
+        [row] = db.run(push.due, 5.0)
+        assert (row.push_id, row.state) == ("p1", "pending")
+        db.run(push.update, "p1", "sending", "", 1, 0, 0.0, "", 7.0)
+        assert db.run(push.due, 10.0) == [] and db.run(push.resume) == 1
+        db.run(push.update, "p1", "delivered", "", None, 3, 0.0, "proof", 8.0)
+        [done] = db.run(push.pushes, "alice", "j1")
+        assert (done.state, done.attempts, done.delivered, done.proof) == (
+            "delivered", 1, 3, "proof")
+        assert db.run(push.pushes, "bob") == [done] and db.run(push.pushes, "carol") == []
+        assert db.run(push.delete_node, "bob", "viewer")
+        assert not db.run(push.delete_node, "bob", "viewer")
+    finally:
+        db.close()
