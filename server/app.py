@@ -58,6 +58,7 @@ from medcompute.server.jobs.runner import JobRunner
 from medcompute.server.monitoring.health import watch_health
 from medcompute.server.monitoring.metrics import Metrics
 from medcompute.server.storage.audit import AuditLog
+from medcompute.server.storage.db import Database
 from medcompute.server.storage.keys import KeyStore
 from medcompute.server.storage.space import FreeSpaceReserve
 from medcompute.server.storage.spool import Spool
@@ -196,6 +197,8 @@ class Running:
     #: The port of the Prometheus endpoint; 0 when it is off.
     metrics_port: int = 0
     dicom: DicomNode | None = None
+    #: The catalog file's one Database (connection) that every store of the server holds.
+    db: Database | None = None
     _stack: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack,
                                               repr=False)
     _grace: _Grace = field(default_factory=_Grace, repr=False)
@@ -226,32 +229,35 @@ async def start(config: ServerConfig) -> Running:
     config.data_dir.mkdir(parents=True, exist_ok=True)
     grace = _Grace()
     async with contextlib.AsyncExitStack() as stack:
-        catalog = _closing(stack, Catalog(config.data_dir, runner=uuid.uuid4().hex,
+        # THE catalog file of this process: every store below holds this one Database
+        # (one connection, one group commit across all their tables).
+        db = _closing(stack, Database(config.data_dir))
+        catalog = _closing(stack, Catalog(db, runner=uuid.uuid4().hex,
                                           lease_seconds=config.job_lease_seconds))
         spool = Spool(config.data_dir, config.spool_name)
         spool.clear()
         dispatcher = Dispatcher(config)
         stack.push_async_callback(dispatcher.close)
         space = FreeSpaceReserve.from_config(config)
-        store = _closing(stack, ImageStore(config, dispatcher.call, space))
+        store = _closing(stack, ImageStore(config, dispatcher.call, space, db=db))
         metrics = Metrics()
         stack.callback(metrics.stop)            # and its HTTP endpoint, once started
         metrics.set_storage_source(space.status)
         metrics.set_reads_source(lambda: dict(store.tiers.reads))
-        billing = _closing(stack, BillingService(config.data_dir, tariff))
+        billing = _closing(stack, BillingService(db, tariff))
         if config.sweep_store:
             await store.open()
         await dispatcher.start()
         service = ProcessingService(config, catalog, dispatcher, spool, store, metrics=metrics,
                                     space=space, job_audit=job_audit)
-        keys = _closing(stack, KeyStore(config.data_dir))
-        audit = _closing(stack, AuditLog(config.data_dir, writer=catalog))
+        keys = _closing(stack, KeyStore(db))
+        audit = _closing(stack, AuditLog(db))
         guard = Guard(config, keys, audit)
         runner = JobRunner(config, service, catalog, keys, codec=ProtoJobCodec(),
                            audit=job_audit)
         stack.push_async_callback(runner.stop)  # after the gRPC server: built before it
         metrics.set_queue_depth_source(lambda: guard.counters.jobs + runner.active())
-        nodes, rules, pushes, sources = (_closing(stack, book(config.data_dir)) for book in
+        nodes, rules, pushes, sources = (_closing(stack, book(db)) for book in
                                          (NodeRegistry, RuleBook, PushBook, SourceBook))
         batch = BatchProcessing(service)
         # Rules an earlier version kept as RoutingRule messages, in today's form.
@@ -269,7 +275,7 @@ async def start(config: ServerConfig) -> Running:
         await server.start()
         dicom = None
         if config.dicom_port is not None:
-            dicom = DicomNode(config, store, runner)
+            dicom = DicomNode(config, store, runner, db=db)
             await dicom.start()          # stops what it started if it cannot listen
             stack.push_async_callback(dicom.stop)
             servicers.dicom.node = dicom
@@ -282,7 +288,7 @@ async def start(config: ServerConfig) -> Running:
         address = f"{_host(config.address)}:{port}"
         running = Running(server, port, address, dispatcher, catalog, store, guard, runner,
                           metrics, billing, servicers.health, servicers.dicom,
-                          metrics_port=metrics_port, dicom=dicom, _stack=stack.pop_all(),
+                          metrics_port=metrics_port, dicom=dicom, db=db, _stack=stack.pop_all(),
                           _grace=grace)
     log.info("medcompute serving on %s (data in %s)", address, config.data_dir)
     return running

@@ -26,7 +26,6 @@ import hashlib
 import inspect
 import logging
 import ssl
-import time
 from dataclasses import dataclass, field
 
 import grpc
@@ -35,6 +34,7 @@ from medcompute.server.api.status import rich_status
 from medcompute.server.config import ServerConfig
 from medcompute.server.errors import PermissionDenied, ResourceExhausted, Unauthenticated
 from medcompute.server.jobs.states import State
+from medcompute.server.storage import audit as audit_table
 from medcompute.server.storage.audit import AuditLog
 from medcompute.server.storage.keys import ROLES, KeyStore, Principal
 from medcompute.server.storage.space import storage_fault
@@ -87,8 +87,8 @@ class JobAudit:
     def write(self, db) -> None:
         """Insert the entry through ``db``, the connection of the job's transaction."""
         subscriber = self.call.principal.subscriber if self.call.principal else ""
-        AuditLog._add(db, time.time(), subscriber, self.call.action, self.job_id,
-                      self.outcome, self.detail[:500])
+        audit_table.add(db, audit_table.entry(subscriber, self.call.action, self.job_id,
+                                              self.outcome, self.detail))
 
     def committed(self) -> None:
         """The job's transaction, and so this entry, is on disk."""

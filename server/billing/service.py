@@ -19,6 +19,7 @@ from pathlib import Path
 from medcompute.server.billing.invoices import invoice, month_bounds
 from medcompute.server.billing.tariff import Tariff, load_tariff
 from medcompute.server.errors import InvalidArgument, PermissionDenied
+from medcompute.server.storage.db import Database
 from medcompute.server.storage.deliveries import DeliveryLog
 from medcompute.server.storage.fetches import FetchLog
 from medcompute.server.storage.images import ImageCatalog
@@ -101,8 +102,9 @@ class BillingService:
 
     Parameters
     ----------
-    data_dir : str or Path
-        The data directory (its catalog file holds the usage records and the ledger).
+    data_dir : str, Path or Database
+        The server's shared catalog Database, or a data directory (this service then
+        opens its own): the catalog file holds the usage records and the ledger.
     tariff : Tariff, optional
         The prices; default: the example prices shipped with the package.
     deliveries : DeliveryLog, optional
@@ -110,15 +112,16 @@ class BillingService:
         one); default: the data directory's own, opened and closed by this service.
     """
 
-    def __init__(self, data_dir: str | Path, tariff: Tariff | None = None,
+    def __init__(self, data_dir: str | Path | Database, tariff: Tariff | None = None,
                  deliveries: DeliveryLog | None = None):
         self.tariff = tariff if tariff is not None else load_tariff()
         self.book = UsageBook(data_dir)
         self._owns_deliveries = deliveries is None
         try:
-            self.ledger = ImageCatalog(data_dir)
-            self.fetches = FetchLog(data_dir)
-            self.deliveries = deliveries if deliveries is not None else DeliveryLog(data_dir)
+            db = self.book.db
+            self.ledger = ImageCatalog(db)
+            self.fetches = FetchLog(db)
+            self.deliveries = deliveries if deliveries is not None else DeliveryLog(db)
         except BaseException:
             self.book.close()
             raise

@@ -48,10 +48,12 @@ from medcompute.server.errors import (
     NotFound,
     Unavailable,
 )
-from medcompute.server.storage.db import Database
+from medcompute.server.storage.db import Store, add_columns, table
 from medcompute.server.storage.keys import check_subscriber
 
-__all__ = ["SourceBook", "Source", "Collector", "Collected", "Query", "register_source"]
+__all__ = ["SourceBook", "Source", "Collector", "Collected", "Query", "capacity_checked",
+           "collected", "delete_source", "mark", "put_source", "ran", "register_source",
+           "scheduled", "sources"]
 
 log = logging.getLogger(__name__)
 
@@ -153,16 +155,80 @@ class Collected:
     failures: list[str] | None = None
 
 
-class SourceBook(Database):
-    SCHEMA = _SCHEMA
+@table
+def create(tx) -> None:
+    """The sources table; a catalog written before DICOM TLS and storage offload gets
+    their columns."""
+    tx.executescript(_SCHEMA)
+    add_columns(tx, "dicom_source", dict(_ADDED))
 
-    def __init__(self, data_dir):
-        super().__init__(data_dir)
-        self._run(self._migrate)
 
-    def _migrate(self) -> None:
-        """A catalog written before DICOM TLS and storage offload."""
-        self._add_columns("dicom_source", dict(_ADDED))
+_UPSERT = (
+    f"INSERT INTO dicom_source ({_SOURCE}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, "
+    "?, ?, ?, '', 0, ?) "
+    "ON CONFLICT(subscriber, name) DO UPDATE SET ae_title = excluded.ae_title, "
+    "host = excluded.host, port = excluded.port, method = excluded.method, "
+    "every = excluded.every, days = excluded.days, modality = excluded.modality, "
+    "tls = excluded.tls, capacity_url = excluded.capacity_url, "
+    "below_percent = excluded.below_percent, below_mib = excluded.below_mib, "
+    "max_mib = excluded.max_mib, capacity_state = '', capacity_at = 0")
+
+
+def put_source(tx, src: Source) -> None:
+    """Keep a checked source (a new one, or new settings of one of that name)."""
+    tx.execute(_UPSERT, (src.subscriber, src.name, src.ae_title, src.host, src.port,
+                         src.method, src.created_at, src.every, src.days, src.modality,
+                         dumps(src.tls), src.capacity_url, src.below_percent, src.below_mib,
+                         src.max_mib))
+
+
+def delete_source(tx, subscriber: str, name: str) -> bool:
+    """False when there is no such source."""
+    return bool(tx.execute("DELETE FROM dicom_source WHERE subscriber = ? AND name = ?",
+                           (subscriber, name)).rowcount)
+
+
+def capacity_checked(tx, subscriber: str, name: str, state: str, at: float) -> None:
+    tx.execute("UPDATE dicom_source SET capacity_state = ?, capacity_at = ? WHERE "
+               "subscriber = ? AND name = ?", (state, at, subscriber, name))
+
+
+def sources(tx, subscriber: str) -> list[Source]:
+    return [_source(r) for r in tx.execute(
+        f"SELECT {_SOURCE} FROM dicom_source WHERE subscriber = ? ORDER BY name",
+        (subscriber,))]
+
+
+def scheduled(tx, now: float) -> list[Source]:
+    """Sources whose schedule is due at ``now``."""
+    return [_source(r) for r in tx.execute(
+        f"SELECT {_SOURCE} FROM dicom_source WHERE every > 0 AND last_run + every <= ?",
+        (now,))]
+
+
+def ran(tx, subscriber: str, name: str, at: float) -> None:
+    tx.execute("UPDATE dicom_source SET last_run = ? WHERE subscriber = ? AND name = ?",
+               (at, subscriber, name))
+
+
+def collected(tx, subscriber: str, source: str) -> set[str]:
+    """The series UIDs already collected from ``source``."""
+    return {r[0] for r in tx.execute(
+        "SELECT series_uid FROM dicom_collected WHERE subscriber = ? AND source = ?",
+        (subscriber, source))}
+
+
+def mark(tx, subscriber: str, source: str, series_uid: str, at: float) -> None:
+    tx.execute("INSERT OR IGNORE INTO dicom_collected VALUES (?, ?, ?, ?)",
+               (subscriber, source, series_uid, at))
+
+
+class SourceBook(Store):
+    """The PACS sources and the series collected from them: a facade over this module's
+    table functions, built on the server's shared Database or on a data directory (it
+    then opens its own)."""
+
+    TABLES = (create,)
 
     async def add(self, subscriber: str, name: str, ae_title: str, host: str, port: int,
                   method: str, every: int = 0, days: int = 0, modality: str = "",
@@ -180,47 +246,25 @@ class SourceBook(Database):
         src = Source(subscriber, name, title, host, port, method, time.time(), every, days,
                      modality.strip(), 0.0, tls, offload.url, offload.below_percent,
                      offload.below_mib, max_mib=offload.max_mib)
-        await self._call(lambda: self._db.execute(
-            f"INSERT INTO dicom_source ({_SOURCE}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, "
-            "?, ?, ?, '', 0, ?) "
-            "ON CONFLICT(subscriber, name) DO UPDATE SET ae_title = excluded.ae_title, "
-            "host = excluded.host, port = excluded.port, method = excluded.method, "
-            "every = excluded.every, days = excluded.days, modality = excluded.modality, "
-            "tls = excluded.tls, capacity_url = excluded.capacity_url, "
-            "below_percent = excluded.below_percent, below_mib = excluded.below_mib, "
-            "max_mib = excluded.max_mib, capacity_state = '', capacity_at = 0",
-            (subscriber, name, title, host, port, method, src.created_at, every, days,
-             src.modality, dumps(tls), offload.url, offload.below_percent,
-             offload.below_mib, offload.max_mib)))
+        await self.db.read(put_source, src)
         return src
 
     async def delete(self, subscriber: str, name: str) -> None:
-        n = await self._call(lambda: self._db.execute(
-            "DELETE FROM dicom_source WHERE subscriber = ? AND name = ?",
-            (subscriber, name)).rowcount)
-        if not n:
+        if not await self.db.read(delete_source, subscriber, name):
             raise NotFound(f"no source {name!r}", "name")
 
     async def capacity_checked(self, src: Source, state: str, at: float) -> None:
-        await self._call(lambda: self._db.execute(
-            "UPDATE dicom_source SET capacity_state = ?, capacity_at = ? WHERE subscriber = ? "
-            "AND name = ?", (state, at, src.subscriber, src.name)))
+        await self.db.read(capacity_checked, src.subscriber, src.name, state, at)
 
     async def sources(self, subscriber: str) -> list[Source]:
-        return await self._call(lambda: [_source(r) for r in self._db.execute(
-            f"SELECT {_SOURCE} FROM dicom_source WHERE subscriber = ? ORDER BY name",
-            (subscriber,))])
+        return await self.db.read(sources, subscriber)
 
     async def scheduled(self, now: float) -> list[Source]:
         """Sources whose schedule is due."""
-        return await self._call(lambda: [_source(r) for r in self._db.execute(
-            f"SELECT {_SOURCE} FROM dicom_source WHERE every > 0 AND last_run + every <= ?",
-            (now,))])
+        return await self.db.read(scheduled, now)
 
     async def ran(self, src: Source, at: float) -> None:
-        await self._call(lambda: self._db.execute(
-            "UPDATE dicom_source SET last_run = ? WHERE subscriber = ? AND name = ?",
-            (at, src.subscriber, src.name)))
+        await self.db.read(ran, src.subscriber, src.name, at)
 
     async def source(self, subscriber: str, name: str) -> Source:
         for s in await self.sources(subscriber):
@@ -230,14 +274,10 @@ class SourceBook(Database):
                        "source")
 
     async def collected(self, subscriber: str, source: str) -> set[str]:
-        return await self._call(lambda: {r[0] for r in self._db.execute(
-            "SELECT series_uid FROM dicom_collected WHERE subscriber = ? AND source = ?",
-            (subscriber, source))})
+        return await self.db.read(collected, subscriber, source)
 
     async def mark(self, subscriber: str, source: str, series_uid: str) -> None:
-        await self._call(lambda: self._db.execute(
-            "INSERT OR IGNORE INTO dicom_collected VALUES (?, ?, ?, ?)",
-            (subscriber, source, series_uid, time.time())))
+        await self.db.read(mark, subscriber, source, series_uid, time.time())
 
 
 async def register_source(book: SourceBook, registry, subscriber: str, name: str,

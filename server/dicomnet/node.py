@@ -17,13 +17,17 @@ from medcompute.server.dicomnet.scp import StorageSCP
 from medcompute.server.dicomnet.tls import listener_context
 from medcompute.server.errors import FailedPrecondition, InvalidArgument
 from medcompute.server.storage.audit import AuditLog
+from medcompute.server.storage.db import Database
 from medcompute.server.store.images import ImageStore
 
 __all__ = ["DicomNode"]
 
 
 class DicomNode:
-    def __init__(self, config: ServerConfig, store: ImageStore, runner):
+    def __init__(self, config: ServerConfig, store: ImageStore, runner,
+                 db: Database | None = None):
+        """``db``: the server's shared catalog Database, which its books use; without
+        one they open their own on ``config.data_dir``."""
         try:
             title = check_ae_title(config.dicom_ae_title, "--ae-title")
         except InvalidArgument as exc:
@@ -36,22 +40,24 @@ class DicomNode:
             self.tls = listener_context(config.dicom_tls_cert, config.dicom_tls_key,
                                         config.dicom_tls_ca)
         self.config = config
-        self.registry = NodeRegistry(config.data_dir)
+        tables = db if db is not None else Database(config.data_dir)
+        self._own_db = None if db is not None else tables
+        self.registry = NodeRegistry(tables)
         self.ingress = Ingress(store, self.registry, quiet=config.dicom_quiet_seconds,
                                on_release=config.dicom_complete_on_release)
-        self.rules = RuleBook(config.data_dir)
-        self.pushes = PushBook(config.data_dir)
+        self.rules = RuleBook(tables)
+        self.pushes = PushBook(tables)
         self.commitments = Commitments()
         self.pusher = Pusher(self.pushes, runner, own_ae=title,
                              max_attempts=config.dicom_push_attempts,
                              backoff=config.dicom_push_backoff,
                              commitments=self.commitments,
                              commit_timeout=config.dicom_commit_timeout)
-        self.audit = AuditLog(config.data_dir)
+        self.audit = AuditLog(tables)
         self.router = Router(self.rules, store, runner, self.registry, self.pushes,
                              audit=self.audit)
         self.ingress.on_series.append(self.router.route)
-        self.sources = SourceBook(config.data_dir)
+        self.sources = SourceBook(tables)
         self.collector = Collector(self.sources, self.ingress, self.registry, own_ae=title)
         self.scp = StorageSCP(self.ingress, self.registry, ae_title=title,
                               max_associations=config.dicom_max_associations,
@@ -85,3 +91,5 @@ class DicomNode:
         self.pushes.close()
         self.sources.close()
         self.audit.close()
+        if self._own_db is not None:
+            self._own_db.close()

@@ -38,12 +38,14 @@ from medcompute.server.dicomnet.commit import Commitments
 from medcompute.server.dicomnet.registry import check_address, check_ae_title
 from medcompute.server.dicomnet.tls import Tls, check_tls, dumps, loads, probe, tls_args
 from medcompute.server.errors import NotFound
+from medcompute.server.storage.db import add_columns, table
 from medcompute.server.storage.deliveries import PUSH_SCHEMA, DeliveryLog
 from medcompute.server.storage.keys import check_subscriber
 from medcompute.server.worker.store_tasks import dicom_parts
 
 __all__ = ["PushBook", "Pusher", "reachable", "Node", "PushRow", "classify_status",
-           "classify_rejection", "PROOF", "proof_of"]
+           "classify_rejection", "PROOF", "proof_of", "add_push", "delete_node", "due", "node",
+           "nodes", "pushes", "put_node", "resume", "update"]
 
 log = logging.getLogger(__name__)
 
@@ -134,20 +136,85 @@ def classify_rejection(result: int, source: int, diagnostic: int) -> tuple[bool,
     return result != 1, f"association rejected ({kind}): {why}"
 
 
+@table
+def create(tx) -> None:
+    """The node and push tables; a catalog written before storage commitment (its pushes
+    have no proof column) or before DICOM TLS (its nodes have no tls column) gets them."""
+    tx.executescript(_SCHEMA)
+    add_columns(tx, "dicom_push", {"proof": "TEXT NOT NULL DEFAULT ''"})
+    add_columns(tx, "dicom_node", {"tls": "TEXT NOT NULL DEFAULT ''"})
+
+
+# -- nodes --------------------------------------------------------------------------------
+def put_node(tx, node: Node) -> None:
+    """Keep a checked node (a new one, or new settings of one of that name)."""
+    tx.execute(f"INSERT INTO dicom_node ({_NODE}) VALUES (?, ?, ?, ?, ?, ?, ?) "
+               "ON CONFLICT(subscriber, name) DO UPDATE SET ae_title = excluded.ae_title, "
+               "host = excluded.host, port = excluded.port, tls = excluded.tls",
+               (node.subscriber, node.name, node.ae_title, node.host, node.port,
+                node.created_at, dumps(node.tls)))
+
+
+def delete_node(tx, subscriber: str, name: str) -> bool:
+    """False when there is no such node."""
+    return bool(tx.execute("DELETE FROM dicom_node WHERE subscriber = ? AND name = ?",
+                           (subscriber, name)).rowcount)
+
+
+def nodes(tx, subscriber: str) -> list[Node]:
+    return [_node(r) for r in tx.execute(
+        f"SELECT {_NODE} FROM dicom_node WHERE subscriber = ? ORDER BY name", (subscriber,))]
+
+
+def node(tx, subscriber: str, name: str) -> Node | None:
+    rows = tx.execute(f"SELECT {_NODE} FROM dicom_node WHERE subscriber = ? AND name = ?",
+                      (subscriber, name)).fetchall()
+    return _node(rows[0]) if rows else None
+
+
+# -- pushes -------------------------------------------------------------------------------
+def add_push(tx, push_id: str, job_id: str, sender: str, recipient: str, node: str,
+             now: float) -> None:
+    """A pending push of ``job_id``'s result to ``recipient``'s node (once per node)."""
+    tx.execute("INSERT OR IGNORE INTO dicom_push (push_id, job_id, sender, recipient, node, "
+               "state, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?)",
+               (push_id, job_id, sender, recipient, node, now, now))
+
+
+def due(tx, now: float) -> list[PushRow]:
+    return [PushRow(*r) for r in tx.execute(
+        f"SELECT {_PUSH} FROM dicom_push WHERE state = 'pending' AND next_at <= ? "
+        "ORDER BY next_at", (now,))]
+
+
+def update(tx, push_id: str, state: str, reason: str, attempts, delivered: int,
+           next_at: float, proof: str, now: float) -> None:
+    """A push's new state (``attempts`` None keeps the count)."""
+    tx.execute("UPDATE dicom_push SET state = ?, reason = ?, attempts = COALESCE(?, attempts),"
+               " delivered = ?, next_at = ?, updated_at = ?, proof = ? WHERE push_id = ?",
+               (state, reason, attempts, delivered, next_at, now, proof, push_id))
+
+
+def resume(tx) -> int:
+    """Pushes a crash left ``sending`` are pending again; how many."""
+    return tx.execute("UPDATE dicom_push SET state = 'pending', next_at = 0 "
+                      "WHERE state = 'sending'").rowcount
+
+
+def pushes(tx, subscriber: str, job_id: str = "") -> list[PushRow]:
+    """Pushes the subscriber sent or receives (of ``job_id`` when given), newest first."""
+    sql = (f"SELECT {_PUSH} FROM dicom_push WHERE (sender = ? OR recipient = ?)"
+           + (" AND job_id = ?" if job_id else "") + " ORDER BY created_at DESC")
+    args = (subscriber, subscriber, job_id) if job_id else (subscriber, subscriber)
+    return [PushRow(*r) for r in tx.execute(sql, args)]
+
+
 class PushBook(DeliveryLog):
-    """DICOM nodes of receiving subscribers and the pushes to them, in the catalog file."""
+    """DICOM nodes of receiving subscribers and the pushes to them, in the catalog file: a
+    facade over this module's table functions, built on the server's shared Database or on
+    a data directory (it then opens its own)."""
 
-    SCHEMA = _SCHEMA
-
-    def __init__(self, data_dir):
-        super().__init__(data_dir)
-        self._run(self._migrate)
-
-    def _migrate(self) -> None:
-        """A catalog written before storage commitment (its pushes have no proof
-        column) or before DICOM TLS (its nodes have no tls column)."""
-        self._add_columns("dicom_push", {"proof": "TEXT NOT NULL DEFAULT ''"})
-        self._add_columns("dicom_node", {"tls": "TEXT NOT NULL DEFAULT ''"})
+    TABLES = (create,)
 
     # -- nodes ----------------------------------------------------------------------
     async def add_node(self, subscriber: str, name: str, ae_title: str, host: str,
@@ -157,66 +224,40 @@ class PushBook(DeliveryLog):
         check_address(host, port, "node", "the node's")
         if tls is not None:
             tls = check_tls(tls, "node.tls")
-        node = Node(subscriber, name, title, host, port, time.time(), tls)
-        await self._call(lambda: self._db.execute(
-            f"INSERT INTO dicom_node ({_NODE}) VALUES (?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT(subscriber, name) DO UPDATE SET ae_title = excluded.ae_title, "
-            "host = excluded.host, port = excluded.port, tls = excluded.tls",
-            (subscriber, name, title, host, port, node.created_at, dumps(tls))))
-        return node
+        new = Node(subscriber, name, title, host, port, time.time(), tls)
+        await self.db.read(put_node, new)
+        return new
 
     async def delete_node(self, subscriber: str, name: str) -> None:
-        n = await self._call(lambda: self._db.execute(
-            "DELETE FROM dicom_node WHERE subscriber = ? AND name = ?",
-            (subscriber, name)).rowcount)
-        if not n:
+        if not await self.db.read(delete_node, subscriber, name):
             raise NotFound(f"no DICOM node {name!r}", "name")
 
     async def nodes(self, subscriber: str) -> list[Node]:
-        return await self._call(lambda: [_node(r) for r in self._db.execute(
-            f"SELECT {_NODE} FROM dicom_node WHERE subscriber = ? ORDER BY name",
-            (subscriber,))])
+        return await self.db.read(nodes, subscriber)
 
     async def node(self, subscriber: str, name: str) -> Node | None:
-        rows = await self._call(lambda: self._db.execute(
-            f"SELECT {_NODE} FROM dicom_node WHERE subscriber = ? AND name = ?",
-            (subscriber, name)).fetchall())
-        return _node(rows[0]) if rows else None
+        return await self.db.read(node, subscriber, name)
 
     # -- pushes ---------------------------------------------------------------------
     async def add_push(self, job_id: str, sender: str, recipient: str, node: str) -> None:
-        now = time.time()
-        await self._call(lambda: self._db.execute(
-            "INSERT OR IGNORE INTO dicom_push (push_id, job_id, sender, recipient, node, "
-            "state, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?)",
-            (uuid.uuid4().hex, job_id, sender, recipient, node, now, now)))
+        await self.db.read(add_push, uuid.uuid4().hex, job_id, sender, recipient, node,
+                           time.time())
 
     async def due(self) -> list[PushRow]:
-        return await self._call(lambda: [PushRow(*r) for r in self._db.execute(
-            f"SELECT {_PUSH} FROM dicom_push WHERE state = 'pending' AND next_at <= ? "
-            "ORDER BY next_at", (time.time(),))])
+        return await self.db.read(due, time.time())
 
     async def update(self, push_id: str, state: str, *, reason: str = "", attempts=None,
                      delivered: int = 0, next_at: float = 0.0, proof: str = "") -> None:
-        def write():
-            self._db.execute(
-                "UPDATE dicom_push SET state = ?, reason = ?, attempts = COALESCE(?, attempts),"
-                " delivered = ?, next_at = ?, updated_at = ?, proof = ? WHERE push_id = ?",
-                (state, reason, attempts, delivered, next_at, time.time(), proof, push_id))
-        await self._call(write)
+        await self.db.read(update, push_id, state, reason, attempts, delivered, next_at,
+                           proof, time.time())
 
     async def resume(self) -> int:
         """Pushes a crash left ``sending`` are pending again."""
-        return await self._call(lambda: self._db.execute(
-            "UPDATE dicom_push SET state = 'pending', next_at = 0 WHERE state = 'sending'"
-        ).rowcount)
+        return await self.db.read(resume)
 
     async def pushes(self, subscriber: str, job_id: str = "") -> list[PushRow]:
         """Pushes the subscriber sent or receives."""
-        sql = (f"SELECT {_PUSH} FROM dicom_push WHERE (sender = ? OR recipient = ?)"
-               + (" AND job_id = ?" if job_id else "") + " ORDER BY created_at DESC")
-        args = (subscriber, subscriber, job_id) if job_id else (subscriber, subscriber)
-        return await self._call(lambda: [PushRow(*r) for r in self._db.execute(sql, args)])
+        return await self.db.read(pushes, subscriber, job_id)
 
 
 @dataclass

@@ -17,9 +17,12 @@ import time
 from dataclasses import dataclass
 
 from medcompute.server.errors import InvalidArgument, NotFound
-from medcompute.server.storage.db import Database
+from medcompute.server.storage.db import Store, schema, table
 
-__all__ = ["NodeRegistry", "CallingAE", "Series", "check_ae_title", "check_address"]
+__all__ = ["NodeRegistry", "CallingAE", "Series", "add_ae", "calling_ae", "check_ae_title",
+           "check_address", "due", "finish_series", "forget_instances", "instances",
+           "leftovers", "list_aes", "list_series", "mark_routed", "record_instance", "released",
+           "remove_ae", "unrouted"]
 
 _AE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")   # DICOM AE: 16 chars, no backslash
 
@@ -111,20 +114,135 @@ def _series(row) -> Series:
                   row[9], row[10])
 
 
-class NodeRegistry(Database):
-    """Calling AE titles, received instances and series, in the catalog file."""
+#: The schema of this module's tables, applied by every Database (db.py).
+create = table(schema(_SCHEMA))
 
-    SCHEMA = _SCHEMA
+
+# -- calling AE titles (administrators) -----------------------------------------------
+def add_ae(tx, ae: CallingAE) -> None:
+    """Register (or re-register) a calling AE title (checked by the caller)."""
+    tx.execute("INSERT INTO dicom_calling_ae VALUES (?, ?, ?, ?) ON CONFLICT(ae_title) DO UPDATE "
+               "SET subscriber = excluded.subscriber, host = excluded.host",
+               (ae.ae_title, ae.subscriber, ae.host, ae.created_at))
+
+
+def remove_ae(tx, title: str) -> bool:
+    """False when no such title is registered."""
+    return bool(tx.execute("DELETE FROM dicom_calling_ae WHERE ae_title = ?",
+                           (title,)).rowcount)
+
+
+def list_aes(tx, subscriber: str = "") -> list[CallingAE]:
+    sql = "SELECT ae_title, subscriber, host, created_at FROM dicom_calling_ae"
+    args: tuple = ()
+    if subscriber:
+        sql += " WHERE subscriber = ?"
+        args = (subscriber,)
+    return [CallingAE(*r) for r in tx.execute(sql + " ORDER BY ae_title", args)]
+
+
+def calling_ae(tx, title: str) -> CallingAE | None:
+    rows = tx.execute("SELECT ae_title, subscriber, host, created_at FROM dicom_calling_ae "
+                      "WHERE ae_title = ?", (title.strip(),)).fetchall()
+    return CallingAE(*rows[0]) if rows else None
+
+
+# -- instances and series ---------------------------------------------------------------
+def record_instance(tx, owner, series_uid, sop_uid, image_id, calling, called, now) -> None:
+    """Add a received instance to its series (the series is receiving again); three
+    statements, to run inside one transaction."""
+    # Instances of a series that completed before are not part of the new batch.
+    tx.execute(
+        "DELETE FROM dicom_instance WHERE owner = ? AND series_uid = ? AND EXISTS ("
+        "SELECT 1 FROM dicom_series WHERE owner = ? AND series_uid = ? AND "
+        "state = 'complete')", (owner, series_uid, owner, series_uid))
+    tx.execute(
+        "INSERT INTO dicom_series (owner, series_uid, calling_ae, called_ae, first_at, "
+        "last_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(owner, series_uid) DO UPDATE "
+        "SET last_at = excluded.last_at, released = 0, state = 'receiving', routed = 0, "
+        "reason = '', calling_ae = excluded.calling_ae, called_ae = excluded.called_ae",
+        (owner, series_uid, calling, called, now, now))
+    tx.execute(
+        "INSERT INTO dicom_instance VALUES (?, ?, ?, ?, ?) ON CONFLICT(owner, sop_uid) "
+        "DO UPDATE SET series_uid = excluded.series_uid, image_id = excluded.image_id, "
+        "received_at = excluded.received_at",
+        (owner, series_uid, sop_uid, image_id, now))
+
+
+def released(tx, keys) -> None:
+    """The association that sent these (owner, series UID) ended."""
+    tx.executemany("UPDATE dicom_series SET released = 1 WHERE owner = ? AND "
+                   "series_uid = ? AND state = 'receiving'", list(keys))
+
+
+def due(tx, before: float, on_release: bool) -> list[Series]:
+    """Receiving series quiet since ``before`` (or released, with ``on_release``)."""
+    sql = (f"SELECT {_SERIES_COLUMNS} FROM dicom_series s WHERE s.state = 'receiving' AND "
+           "(s.last_at < ?" + (" OR s.released = 1)" if on_release else ")") +
+           " ORDER BY s.last_at")
+    return [_series(r) for r in tx.execute(sql, (before,))]
+
+
+def instances(tx, owner: str, series_uid: str) -> list[str]:
+    """The image ids of a series' instances, in the order they arrived."""
+    return [r[0] for r in tx.execute(
+        "SELECT image_id FROM dicom_instance WHERE owner = ? AND series_uid = ? "
+        "ORDER BY received_at, sop_uid", (owner, series_uid))]
+
+
+def finish_series(tx, s: Series, image_id: str = "", reason: str = "") -> bool:
+    """Mark a series complete (its volume's id) or failed (the reason); False when an
+    instance arrived meanwhile (the series is receiving again)."""
+    return bool(tx.execute(
+        "UPDATE dicom_series SET state = ?, image_id = ?, reason = ?, kept = ? WHERE "
+        "owner = ? AND series_uid = ? AND state = 'receiving' AND last_at = ?",
+        ("failed" if reason else "complete", image_id, reason, s.instances, s.owner,
+         s.series_uid, s.last_at)).rowcount)
+
+
+def forget_instances(tx, owner: str, series_uid: str, image_ids) -> None:
+    """Drop the rows of a complete series' instances (their images are removed)."""
+    tx.executemany(
+        "DELETE FROM dicom_instance WHERE owner = ? AND series_uid = ? AND image_id = ?",
+        [(owner, series_uid, i) for i in image_ids])
+
+
+def leftovers(tx) -> list[tuple[str, str, str, str]]:
+    """(owner, series UID, image id, the series' volume id) of instances of complete
+    series still present."""
+    return tx.execute(
+        "SELECT i.owner, i.series_uid, i.image_id, s.image_id FROM dicom_instance i "
+        "JOIN dicom_series s ON s.owner = i.owner AND s.series_uid = i.series_uid "
+        "WHERE s.state = 'complete'").fetchall()
+
+
+def mark_routed(tx, s: Series) -> None:
+    """The series' rules have started their jobs."""
+    tx.execute("UPDATE dicom_series SET routed = 1 WHERE owner = ? AND series_uid = ? AND "
+               "image_id = ?", (s.owner, s.series_uid, s.image_id))
+
+
+def unrouted(tx) -> list[Series]:
+    """Complete series whose rules have not (all) started their jobs."""
+    return [_series(r) for r in tx.execute(
+        f"SELECT {_SERIES_COLUMNS} FROM dicom_series s WHERE s.state = 'complete' AND "
+        "s.routed = 0 ORDER BY s.last_at")]
+
+
+def list_series(tx, owner: str) -> list[Series]:
+    return [_series(r) for r in tx.execute(
+        f"SELECT {_SERIES_COLUMNS} FROM dicom_series s WHERE s.owner = ? "
+        "ORDER BY s.first_at", (owner,))]
+
+
+class NodeRegistry(Store):
+    """Calling AE titles, received instances and series, in the catalog file: a facade
+    over this module's table functions, built on the server's shared Database or on a
+    data directory (it then opens its own: the command line, the tests)."""
+
+    TABLES = (create,)
 
     # -- calling AE titles (administrators) -------------------------------------------
-    def _add_ae(self, title: str, subscriber: str, host: str) -> CallingAE:
-        ae = CallingAE(title, subscriber, host, time.time())
-        self._db.execute(
-            "INSERT INTO dicom_calling_ae VALUES (?, ?, ?, ?) ON CONFLICT(ae_title) DO UPDATE "
-            "SET subscriber = excluded.subscriber, host = excluded.host",
-            (ae.ae_title, ae.subscriber, ae.host, ae.created_at))
-        return ae
-
     def add_ae_now(self, title: str, subscriber: str, host: str) -> CallingAE:
         """Register (or re-register) a calling AE title for ``subscriber`` from ``host``."""
         title = check_ae_title(title, "ae_title")
@@ -133,137 +251,74 @@ class NodeRegistry(Database):
                                   "subscriber")
         if not host or any(c.isspace() for c in host):
             raise InvalidArgument("expected the host (IP address) the AE calls from", "host")
-        return self._run(self._add_ae, title, subscriber, host)
+        ae = CallingAE(title, subscriber, host, time.time())
+        self.db.run(add_ae, ae)
+        return ae
 
     async def add_ae(self, title: str, subscriber: str, host: str) -> CallingAE:
         return await _to_thread(self.add_ae_now, title, subscriber, host)
 
     def remove_ae_now(self, title: str) -> None:
         title = check_ae_title(title, "ae_title")
-        n = self._run(lambda: self._db.execute(
-            "DELETE FROM dicom_calling_ae WHERE ae_title = ?", (title,)).rowcount)
-        if not n:
+        if not self.db.run(remove_ae, title):
             raise NotFound(f"no calling AE title {title!r} is registered", "ae_title")
 
     async def remove_ae(self, title: str) -> None:
         await _to_thread(self.remove_ae_now, title)
 
-    def _aes(self, subscriber: str) -> list[CallingAE]:
-        sql = "SELECT ae_title, subscriber, host, created_at FROM dicom_calling_ae"
-        args: tuple = ()
-        if subscriber:
-            sql += " WHERE subscriber = ?"
-            args = (subscriber,)
-        return [CallingAE(*r) for r in self._db.execute(sql + " ORDER BY ae_title", args)]
-
     def list_aes_now(self, subscriber: str = "") -> list[CallingAE]:
-        return self._run(self._aes, subscriber)
+        return self.db.run(list_aes, subscriber)
 
     async def list_aes(self, subscriber: str = "") -> list[CallingAE]:
-        return await self._call(self._aes, subscriber)
+        return await self.db.read(list_aes, subscriber)
 
     def calling_ae(self, title: str) -> CallingAE | None:
         """The registration of a calling AE title (blocking: association threads call it)."""
-        rows = self._run(lambda: self._db.execute(
-            "SELECT ae_title, subscriber, host, created_at FROM dicom_calling_ae "
-            "WHERE ae_title = ?", (title.strip(),)).fetchall())
-        return CallingAE(*rows[0]) if rows else None
+        return self.db.run(calling_ae, title)
 
     # -- instances and series -----------------------------------------------------
-    def _record(self, owner, series_uid, sop_uid, image_id, calling, called, now) -> None:
-        def write():
-            # Instances of a series that completed before are not part of the new batch.
-            self._db.execute(
-                "DELETE FROM dicom_instance WHERE owner = ? AND series_uid = ? AND EXISTS ("
-                "SELECT 1 FROM dicom_series WHERE owner = ? AND series_uid = ? AND "
-                "state = 'complete')", (owner, series_uid, owner, series_uid))
-            self._db.execute(
-                "INSERT INTO dicom_series (owner, series_uid, calling_ae, called_ae, first_at, "
-                "last_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(owner, series_uid) DO UPDATE "
-                "SET last_at = excluded.last_at, released = 0, state = 'receiving', routed = 0, "
-                "reason = '', calling_ae = excluded.calling_ae, called_ae = excluded.called_ae",
-                (owner, series_uid, calling, called, now, now))
-            self._db.execute(
-                "INSERT INTO dicom_instance VALUES (?, ?, ?, ?, ?) ON CONFLICT(owner, sop_uid) "
-                "DO UPDATE SET series_uid = excluded.series_uid, image_id = excluded.image_id, "
-                "received_at = excluded.received_at",
-                (owner, series_uid, sop_uid, image_id, now))
-        self._transaction(write)
-
     async def record_instance(self, owner: str, series_uid: str, sop_uid: str, image_id: str,
                               calling: str, called: str) -> None:
         """Add a received instance to its series (the series is receiving again)."""
-        await self._call(self._record, owner, series_uid, sop_uid, image_id, calling, called,
-                         time.time())
+        await _to_thread(self.db.transaction, record_instance, owner, series_uid, sop_uid,
+                         image_id, calling, called, time.time())
 
     async def released(self, keys) -> None:
         """The association that sent these (owner, series UID) ended."""
-        def mark():
-            self._db.executemany("UPDATE dicom_series SET released = 1 WHERE owner = ? AND "
-                                 "series_uid = ? AND state = 'receiving'", list(keys))
-        await self._call(self._transaction, mark)
-
-    def _due(self, before: float, on_release: bool) -> list[Series]:
-        sql = (f"SELECT {_SERIES_COLUMNS} FROM dicom_series s WHERE s.state = 'receiving' AND "
-               "(s.last_at < ?" + (" OR s.released = 1)" if on_release else ")") +
-               " ORDER BY s.last_at")
-        return [_series(r) for r in self._db.execute(sql, (before,))]
+        await _to_thread(self.db.transaction, released, list(keys))
 
     async def due(self, quiet: float, on_release: bool) -> list[Series]:
         """Receiving series that are complete now."""
-        return await self._call(self._due, time.time() - quiet, on_release)
+        return await self.db.read(due, time.time() - quiet, on_release)
 
     async def instances(self, owner: str, series_uid: str) -> list[str]:
         """The image ids of a series' instances, in the order they arrived."""
-        return await self._call(lambda: [r[0] for r in self._db.execute(
-            "SELECT image_id FROM dicom_instance WHERE owner = ? AND series_uid = ? "
-            "ORDER BY received_at, sop_uid", (owner, series_uid))])
+        return await self.db.read(instances, owner, series_uid)
 
     async def finish_series(self, s: Series, *, image_id: str = "", reason: str = "") -> bool:
         """Mark a series complete (its volume's id) or failed (the reason); False when an
         instance arrived meanwhile (the series is receiving again)."""
-        def finish():
-            n = self._db.execute(
-                "UPDATE dicom_series SET state = ?, image_id = ?, reason = ?, kept = ? WHERE "
-                "owner = ? AND series_uid = ? AND state = 'receiving' AND last_at = ?",
-                ("failed" if reason else "complete", image_id, reason, s.instances, s.owner,
-                 s.series_uid, s.last_at)).rowcount
-            return bool(n)
-        return await self._call(self._transaction, finish)
+        return await _to_thread(self.db.transaction, finish_series, s, image_id, reason)
 
     async def forget_instances(self, owner: str, series_uid: str, image_ids) -> None:
         """Drop the rows of a complete series' instances (their images are removed)."""
-        await self._call(lambda: self._db.executemany(
-            "DELETE FROM dicom_instance WHERE owner = ? AND series_uid = ? AND image_id = ?",
-            [(owner, series_uid, i) for i in image_ids]))
+        await self.db.read(forget_instances, owner, series_uid, list(image_ids))
 
-    async def leftovers(self) -> list[tuple[str, str, str]]:
+    async def leftovers(self) -> list[tuple[str, str, str, str]]:
         """(owner, series UID, image id, the series' volume id) of instances of complete
         series still present."""
-        return await self._call(lambda: self._db.execute(
-            "SELECT i.owner, i.series_uid, i.image_id, s.image_id FROM dicom_instance i "
-            "JOIN dicom_series s ON s.owner = i.owner AND s.series_uid = i.series_uid "
-            "WHERE s.state = 'complete'").fetchall())
+        return await self.db.read(leftovers)
 
     async def mark_routed(self, s: Series) -> None:
         """The series' rules have started their jobs."""
-        await self._call(lambda: self._db.execute(
-            "UPDATE dicom_series SET routed = 1 WHERE owner = ? AND series_uid = ? AND "
-            "image_id = ?", (s.owner, s.series_uid, s.image_id)))
+        await self.db.read(mark_routed, s)
 
     async def unrouted(self) -> list[Series]:
         """Complete series whose rules have not (all) started their jobs."""
-        return await self._call(lambda: [_series(r) for r in self._db.execute(
-            f"SELECT {_SERIES_COLUMNS} FROM dicom_series s WHERE s.state = 'complete' AND "
-            "s.routed = 0 ORDER BY s.last_at")])
-
-    def _list_series(self, owner: str) -> list[Series]:
-        return [_series(r) for r in self._db.execute(
-            f"SELECT {_SERIES_COLUMNS} FROM dicom_series s WHERE s.owner = ? "
-            "ORDER BY s.first_at", (owner,))]
+        return await self.db.read(unrouted)
 
     async def list_series(self, owner: str) -> list[Series]:
-        return await self._call(self._list_series, owner)
+        return await self.db.read(list_series, owner)
 
 
 async def _to_thread(fn, *args):

@@ -28,13 +28,14 @@ from medcompute.server.dicomnet.registry import Series, check_ae_title
 from medcompute.server.errors import InvalidArgument, MedcomputeError, NotFound, named
 from medcompute.server.jobs.requests import ProcessRequest, SubmitRequest
 from medcompute.server.jobs.validate import check_template
-from medcompute.server.storage.db import Database
+from medcompute.server.storage.db import Store, schema, table
 from medcompute.server.storage.keys import check_subscriber
 from medcompute.server.storage.spool import ExpectedImage
 from medcompute.server.store.images import ImageStore
 from medcompute.server.worker.store_tasks import dicom_parts
 
-__all__ = ["Rule", "RuleBook", "Router", "matches", "check_rule", "OUTPUT_FORMATS"]
+__all__ = ["Rule", "RuleBook", "Router", "matches", "check_rule", "OUTPUT_FORMATS", "add_routed",
+           "add_rule", "delete_rule", "jobs_of", "legacy_rules", "list_rules", "rewrite_rule"]
 
 log = logging.getLogger(__name__)
 
@@ -132,10 +133,63 @@ def check_rule(rule: Rule) -> Rule:
     return out
 
 
-class RuleBook(Database):
-    """The routing rules and the jobs they started, in the catalog file."""
+#: The schema of this module's tables, applied by every Database (db.py).
+create_tables = table(schema(_SCHEMA))
 
-    SCHEMA = _SCHEMA
+
+def add_rule(tx, rule: Rule) -> None:
+    """Keep a checked rule (its id and time set)."""
+    tx.execute("INSERT INTO dicom_rule VALUES (?, ?, ?, ?)",
+               (rule.rule_id, rule.subscriber, rule.created_at, rule.encode()))
+
+
+def delete_rule(tx, rule_id: str) -> bool:
+    """False when there is no such rule."""
+    return bool(tx.execute("DELETE FROM dicom_rule WHERE rule_id = ?", (rule_id,)).rowcount)
+
+
+def list_rules(tx, subscriber: str = "") -> list[Rule]:
+    """Every rule (of ``subscriber`` when given), oldest first."""
+    sql, args = "SELECT rule FROM dicom_rule", ()
+    if subscriber:
+        sql, args = sql + " WHERE subscriber = ?", (subscriber,)
+    return [Rule.decode(r[0]) for r in tx.execute(sql + " ORDER BY created_at", args)]
+
+
+def legacy_rules(tx) -> list[tuple[str, bytes]]:
+    """(rule id, blob) of the rules an earlier version kept in another form."""
+    rows = tx.execute("SELECT rule_id, rule FROM dicom_rule").fetchall()
+    return [(rule_id, bytes(blob)) for rule_id, blob in rows
+            if not bytes(blob).startswith(b"{")]
+
+
+def rewrite_rule(tx, rule_id: str, rule: Rule) -> None:
+    tx.execute("UPDATE dicom_rule SET rule = ? WHERE rule_id = ?", (rule.encode(), rule_id))
+
+
+def add_routed(tx, owner: str, series_uid: str, image_id: str, rule_id: str,
+               job_id: str) -> None:
+    """A rule started ``job_id`` for a series."""
+    tx.execute("INSERT OR REPLACE INTO dicom_routed VALUES (?, ?, ?, ?, ?)",
+               (owner, series_uid, image_id, rule_id, job_id))
+
+
+def jobs_of(tx, owner: str) -> dict[str, list[tuple[str, str]]]:
+    """Per series UID: (rule id, job id) of the jobs its rules started."""
+    out: dict[str, list[tuple[str, str]]] = {}
+    for series_uid, rule_id, job_id in tx.execute(
+            "SELECT series_uid, rule_id, job_id FROM dicom_routed WHERE owner = ? "
+            "ORDER BY rowid", (owner,)).fetchall():
+        out.setdefault(series_uid, []).append((rule_id, job_id))
+    return out
+
+
+class RuleBook(Store):
+    """The routing rules and the jobs they started, in the catalog file: a facade over
+    this module's table functions, built on the server's shared Database or on a data
+    directory (it then opens its own)."""
+
+    TABLES = (create_tables,)
 
     async def create(self, rule: Rule, pushes=None) -> Rule:
         """Keep a checked rule; ``pushes`` (a PushBook) checks its DICOM nodes exist."""
@@ -147,57 +201,31 @@ class RuleBook(Database):
                                       "its nodes with `medcompute dicom node add`)",
                                       f"rule.dicom_nodes[{i}]")
         rule = dataclasses.replace(rule, rule_id=uuid.uuid4().hex[:16], created_at=time.time())
-        await self._call(lambda: self._db.execute(
-            "INSERT INTO dicom_rule VALUES (?, ?, ?, ?)",
-            (rule.rule_id, rule.subscriber, rule.created_at, rule.encode())))
+        await self.db.read(add_rule, rule)
         return rule
 
     async def delete(self, rule_id: str) -> None:
-        n = await self._call(lambda: self._db.execute(
-            "DELETE FROM dicom_rule WHERE rule_id = ?", (rule_id,)).rowcount)
-        if not n:
+        if not await self.db.read(delete_rule, rule_id):
             raise NotFound(f"no routing rule {rule_id!r}", "rule_id")
 
     async def list(self, subscriber: str = "") -> list[Rule]:
-        sql, args = "SELECT rule FROM dicom_rule", ()
-        if subscriber:
-            sql, args = sql + " WHERE subscriber = ?", (subscriber,)
-        rows = await self._call(lambda: self._db.execute(sql + " ORDER BY created_at",
-                                                         args).fetchall())
-        return [Rule.decode(r[0]) for r in rows]
+        return await self.db.read(list_rules, subscriber)
 
     async def upgrade(self, legacy) -> int:
         """Rewrite, as :meth:`Rule.encode` makes them, the rules an earlier version kept
         in another form (``legacy(blob)`` reads one: the API layer's); how many."""
-        def old_rows():
-            rows = self._db.execute("SELECT rule_id, rule FROM dicom_rule").fetchall()
-            return [(rule_id, bytes(blob)) for rule_id, blob in rows
-                    if not bytes(blob).startswith(b"{")]
-
-        def rewrite(rule_id: str, rule: Rule):
-            self._db.execute("UPDATE dicom_rule SET rule = ? WHERE rule_id = ?",
-                             (rule.encode(), rule_id))
-
-        old = await self._call(old_rows)
+        old = await self.db.read(legacy_rules)
         for rule_id, blob in old:
-            await self._call(rewrite, rule_id, legacy(blob))
+            await self.db.read(rewrite_rule, rule_id, legacy(blob))
         return len(old)
 
     async def routed(self, owner: str, series_uid: str, image_id: str, rule_id: str,
                      job_id: str) -> None:
-        await self._call(lambda: self._db.execute(
-            "INSERT OR REPLACE INTO dicom_routed VALUES (?, ?, ?, ?, ?)",
-            (owner, series_uid, image_id, rule_id, job_id)))
+        await self.db.read(add_routed, owner, series_uid, image_id, rule_id, job_id)
 
     async def jobs_of(self, owner: str) -> dict[str, list[tuple[str, str]]]:
         """Per series UID: (rule id, job id) of the jobs its rules started."""
-        rows = await self._call(lambda: self._db.execute(
-            "SELECT series_uid, rule_id, job_id FROM dicom_routed WHERE owner = ? "
-            "ORDER BY rowid", (owner,)).fetchall())
-        out: dict[str, list[tuple[str, str]]] = {}
-        for series_uid, rule_id, job_id in rows:
-            out.setdefault(series_uid, []).append((rule_id, job_id))
-        return out
+        return await self.db.read(jobs_of, owner)
 
 
 def _attributes(path: str, file_sizes) -> dict[str, str]:

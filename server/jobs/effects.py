@@ -19,6 +19,7 @@ from pathlib import Path
 
 from medcompute.server.config import ServerConfig
 from medcompute.server.errors import MedcomputeError
+from medcompute.server.jobs import catalog as job_table
 from medcompute.server.jobs import states as jobs
 from medcompute.server.jobs.catalog import Catalog
 from medcompute.server.jobs.metering import usage_record
@@ -105,10 +106,19 @@ class JobEffects:
     async def _persist(self, todo: jobs.Persist) -> bool:
         if todo.bytes_in is None:
             return await self.catalog.put_job(todo.job)
-        # The submit call's audit entry commits with its job's QUEUED row.
+        # The submit call's audit entry commits with its job's QUEUED row: one write.
         entry = self.audit(todo.job) if self.audit is not None else None
-        queued = await self.catalog.queue(todo.job, todo.bytes_in,
-                                          entry.write if entry is not None else None)
+        catalog = self.catalog
+
+        def queued_and_audited(tx) -> bool:
+            if not job_table.queue(tx, todo.job, todo.bytes_in, catalog.runner,
+                                   catalog.lease_seconds):
+                return False
+            if entry is not None:
+                entry.write(tx)         # storage/audit.py add(tx, ...)
+            return True
+
+        queued = await catalog.db.write(queued_and_audited)
         if queued and entry is not None:
             entry.committed()
         return queued

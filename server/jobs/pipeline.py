@@ -34,11 +34,13 @@ from medcompute.server.dispatch.dispatcher import Dispatcher
 from medcompute.server.errors import FailedPrecondition, InvalidArgument, MedcomputeError
 from medcompute.server.jobs import derived, validate
 from medcompute.server.jobs import states as jobs
+from medcompute.server.jobs import catalog as job_table
 from medcompute.server.jobs.catalog import Catalog
 from medcompute.server.jobs.metering import Usage, usage_record
 from medcompute.server.jobs.operations import Geometry, ResolvedOp, resolve_pipeline
 from medcompute.server.jobs.requests import ProcessRequest
 from medcompute.server.jobs.results import JobResult
+from medcompute.server.storage import usage as usage_table
 from medcompute.server.storage.blobs import fsync_dir
 from medcompute.server.storage.space import FreeSpaceReserve, storage_fault
 from medcompute.server.storage.spool import ExpectedImage, ImageWriter, Spool
@@ -52,17 +54,6 @@ log = logging.getLogger(__name__)
 #: The images of a request as they arrive: (image, payload); image 0 is the input,
 #: ``k + 1`` is ``operands[k]``.
 Payloads = AsyncIterator[tuple[int, bytes]]
-
-
-def _both(first, second):
-    """``first(db)`` then ``second(db)`` (either may be None)."""
-    if first is None:
-        return second
-
-    def both(db):
-        first(db)
-        second(db)
-    return both
 
 
 async def receive(payloads: Payloads, writers: list[ImageWriter]) -> int:
@@ -385,13 +376,25 @@ class Pipeline:
     async def finish(self, job: jobs.Job, usage: Usage, extra=None) -> bool:
         """Record a job's end and its one usage record; False if it had already ended.
 
-        When the call being served runs the job, its audit entry is written in the same
-        transaction (:attr:`job_audit`)."""
+        One write (a savepoint of the catalog's group commit) holds the job's end
+        (jobs/catalog.py ``finish_job``), its usage record (storage/usage.py ``add``),
+        ``extra(tx)`` and, when the call being served runs the job, the call's audit
+        entry (:attr:`job_audit`, storage/audit.py ``add``)."""
         entry = self.job_audit(job)
-        if entry is not None:
-            extra = _both(extra, entry.write)
         record = usage.as_dict()
-        done = await self.catalog.finish_job(job, record, extra)
+
+        def end(tx) -> bool:
+            """The job's end, its usage record and its call's audit entry: one write."""
+            if not job_table.finish_job(tx, job):
+                return False
+            usage_table.add(tx, job.id, job.subscriber, job.finished_at or 0.0, record)
+            if extra is not None:
+                extra(tx)
+            if entry is not None:
+                entry.write(tx)         # storage/audit.py add(tx, ...)
+            return True
+
+        done = await self.catalog.db.write(end)
         if done and entry is not None:
             entry.committed()
         if done and self.metrics is not None:

@@ -11,9 +11,9 @@ import asyncio
 import time
 from dataclasses import dataclass
 
-from medcompute.server.storage.db import Database
+from medcompute.server.storage.db import Store, schema, table
 
-__all__ = ["AuditEntry", "AuditLog"]
+__all__ = ["AuditEntry", "AuditLog", "add", "entry", "list_entries"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit (
@@ -43,52 +43,69 @@ class AuditEntry:
     detail: str
 
 
-class AuditLog(Database):
-    """The audit table. ``writer``: the store of the same catalog file whose group
-    commits the entries join (the server passes its job catalog, so a job's end and the
-    audit entries of concurrent calls share one COMMIT); default: this log's own."""
+#: The schema of this module's tables, applied by every Database (db.py).
+create = table(schema(_SCHEMA))
 
-    SCHEMA = _SCHEMA
 
-    def __init__(self, data_dir, *, writer: Database | None = None):
-        super().__init__(data_dir)
-        self.writer = writer if writer is not None else self
+def add(tx, entry: AuditEntry) -> None:
+    """Insert ``entry`` (its ``seq`` is ignored: the table numbers entries) through ``tx``,
+    the connection of the transaction it joins; its detail is cut to 500 characters."""
+    tx.execute("INSERT INTO audit (at, subscriber, action, object_id, outcome, detail)"
+               " VALUES (?, ?, ?, ?, ?, ?)",
+               (entry.at, entry.subscriber or "", entry.action, entry.object_id or "",
+                entry.outcome, entry.detail[:500]))
 
-    @staticmethod
-    def _add(db, *row) -> None:
-        db.execute("INSERT INTO audit (at, subscriber, action, object_id, outcome, detail)"
-                   " VALUES (?, ?, ?, ?, ?, ?)", row)
+
+def entry(subscriber: str, action: str, object_id: str, outcome: str,
+          detail: str = "", at: float | None = None) -> AuditEntry:
+    """A new entry (not yet numbered), at ``at`` or now."""
+    return AuditEntry(0, time.time() if at is None else at, subscriber or "", action,
+                      object_id or "", outcome, detail[:500])
+
+
+def list_entries(tx, *, since: float = 0, until: float = 0, subscriber: str = "",
+                 action: str = "", after_seq: int = 0, limit: int = 100) -> list[AuditEntry]:
+    """The entries after ``after_seq`` matching the filters, oldest first; at most
+    ``limit`` (100 when 0, never more than :data:`PAGE_MAX`)."""
+    limit = max(1, min(limit or 100, PAGE_MAX))
+    where, args = ["seq > ?"], [after_seq]
+    if since:
+        where.append("at >= ?")
+        args.append(since)
+    if until:
+        where.append("at < ?")
+        args.append(until)
+    if subscriber:
+        where.append("subscriber = ?")
+        args.append(subscriber)
+    if action:
+        where.append("action = ?")
+        args.append(action)
+    rows = tx.execute(
+        f"SELECT seq, at, subscriber, action, object_id, outcome, detail FROM audit"
+        f" WHERE {' AND '.join(where)} ORDER BY seq LIMIT ?", (*args, limit)).fetchall()
+    return [AuditEntry(*r) for r in rows]
+
+
+class AuditLog(Store):
+    """The audit table: a facade over :func:`add` and :func:`list_entries`.
+
+    Built on the server's shared :class:`~medcompute.server.storage.db.Database` (its
+    entries then join the group commits of every store on it, a job's end included), or
+    on a data directory (it opens its own Database: the tests, the command line)."""
+
+    TABLES = (create,)
 
     async def record(self, subscriber: str, action: str, object_id: str, outcome: str,
                      detail: str = "") -> None:
         """Add an entry; on disk when this returns (a group commit)."""
-        writer, at = self.writer, time.time()
-        await writer._commit(lambda: self._add(writer._db, at, subscriber or "", action,
-                                               object_id or "", outcome, detail[:500]))
-
-    def _list(self, since, until, subscriber, action, after_seq, limit):
-        where, args = ["seq > ?"], [after_seq]
-        if since:
-            where.append("at >= ?")
-            args.append(since)
-        if until:
-            where.append("at < ?")
-            args.append(until)
-        if subscriber:
-            where.append("subscriber = ?")
-            args.append(subscriber)
-        if action:
-            where.append("action = ?")
-            args.append(action)
-        rows = self._db.execute(
-            f"SELECT seq, at, subscriber, action, object_id, outcome, detail FROM audit"
-            f" WHERE {' AND '.join(where)} ORDER BY seq LIMIT ?", (*args, limit)).fetchall()
-        return [AuditEntry(*r) for r in rows]
+        await self.db.write(add, entry(subscriber, action, object_id, outcome, detail))
 
     def list(self, *, since: float = 0, until: float = 0, subscriber: str = "",
              action: str = "", after_seq: int = 0, limit: int = 100) -> list[AuditEntry]:
-        limit = max(1, min(limit or 100, PAGE_MAX))
-        return self._run(self._list, since, until, subscriber, action, after_seq, limit)
+        return self.db.run(lambda tx: list_entries(
+            tx, since=since, until=until, subscriber=subscriber, action=action,
+            after_seq=after_seq, limit=limit))
 
     async def alist(self, **kw) -> list[AuditEntry]:
         return await asyncio.to_thread(self.list, **kw)

@@ -9,9 +9,9 @@ file (``db.py``).
 
 from __future__ import annotations
 
-from medcompute.server.storage.db import Database
+from medcompute.server.storage.db import Store, schema, table
 
-__all__ = ["DeliveryLog", "PUSH_SCHEMA"]
+__all__ = ["DeliveryLog", "PUSH_SCHEMA", "delivered_counts", "delivered_times"]
 
 PUSH_SCHEMA = """
 CREATE TABLE IF NOT EXISTS dicom_push (
@@ -34,29 +34,46 @@ CREATE INDEX IF NOT EXISTS dicom_push_state ON dicom_push(state, next_at);
 """
 
 
-class DeliveryLog(Database):
-    """The delivered pushes of the catalog file, by sender and time of delivery."""
+#: The schema of this module's tables, applied by every Database (db.py).
+create = table(schema(PUSH_SCHEMA))
 
-    SCHEMA = PUSH_SCHEMA
+
+def _delivered(sender: str | None, since: float, until: float, columns: str
+               ) -> tuple[str, tuple]:
+    sql = (f"SELECT {columns} FROM dicom_push WHERE state = 'delivered' AND "
+           "updated_at >= ? AND updated_at < ?")
+    args: tuple = (since, until)
+    if sender is not None:
+        sql, args = sql + " AND sender = ?", (*args, sender)
+    return sql, args
+
+
+def delivered_counts(tx, sender: str | None, since: float, until: float) -> dict[str, int]:
+    """Per sender: pushes delivered in [since, until) (metered as ``delivery``)."""
+    sql, args = _delivered(sender, since, until, "sender, COUNT(*)")
+    return dict(tx.execute(sql + " GROUP BY sender", args).fetchall())
+
+
+def delivered_times(tx, sender: str | None, since: float, until: float
+                    ) -> list[tuple[str, float]]:
+    """(sender, delivered at) of each push delivered in [since, until)."""
+    sql, args = _delivered(sender, since, until, "sender, updated_at")
+    return [tuple(r) for r in tx.execute(sql + " ORDER BY updated_at", args)]
+
+
+class DeliveryLog(Store):
+    """The delivered pushes of the catalog file, by sender and time of delivery: a facade
+    over :func:`delivered_counts` and :func:`delivered_times`, built on the server's shared
+    Database or on a data directory (it then opens its own)."""
+
+    TABLES = (create,)
 
     async def delivered_counts(self, sender: str | None, since: float, until: float
                                ) -> dict[str, int]:
         """Per sender: pushes delivered in [since, until) (metered as ``delivery``)."""
-        sql = ("SELECT sender, COUNT(*) FROM dicom_push WHERE state = 'delivered' AND "
-               "updated_at >= ? AND updated_at < ?")
-        args: tuple = (since, until)
-        if sender is not None:
-            sql, args = sql + " AND sender = ?", (*args, sender)
-        return await self._call(lambda: dict(self._db.execute(sql + " GROUP BY sender",
-                                                              args).fetchall()))
+        return await self.db.read(delivered_counts, sender, since, until)
 
     async def delivered_times(self, sender: str | None, since: float, until: float
                               ) -> list[tuple[str, float]]:
         """(sender, delivered at) of each push delivered in [since, until)."""
-        sql = ("SELECT sender, updated_at FROM dicom_push WHERE state = 'delivered' AND "
-               "updated_at >= ? AND updated_at < ?")
-        args: tuple = (since, until)
-        if sender is not None:
-            sql, args = sql + " AND sender = ?", (*args, sender)
-        return await self._call(lambda: [tuple(r) for r in self._db.execute(
-            sql + " ORDER BY updated_at", args)])
+        return await self.db.read(delivered_times, sender, since, until)

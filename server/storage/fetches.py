@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import time
-from pathlib import Path
 
-from medcompute.server.storage.db import Database
+from medcompute.server.storage.db import Store, schema, table
 
-__all__ = ["FetchLog", "examination_of"]
+__all__ = ["FetchLog", "add", "examination_of", "examinations"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS data_fetches (
@@ -34,32 +33,40 @@ def examination_of(owner: str, image_id: str, study_uid: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
-class FetchLog(Database):
-    SCHEMA = _SCHEMA
+#: The schema of this module's tables, applied by every Database (db.py).
+create = table(schema(_SCHEMA))
 
-    def __init__(self, data_dir: str | Path):
-        super().__init__(data_dir)
 
-    def _add(self, subscriber: str, at: float, image_id: str, examination: str) -> None:
-        self._db.execute("INSERT INTO data_fetches (subscriber, at, image_id, examination) "
-                         "VALUES (?, ?, ?, ?)", (subscriber, at, image_id, examination))
+def add(tx, subscriber: str, at: float, image_id: str, examination: str) -> None:
+    """One fetch of ``image_id`` (of ``examination``, :func:`examination_of`)."""
+    tx.execute("INSERT INTO data_fetches (subscriber, at, image_id, examination) "
+               "VALUES (?, ?, ?, ?)", (subscriber, at, image_id, examination))
+
+
+def examinations(tx, subscriber: str | None, since: float, until: float) -> dict[str, int]:
+    """Distinct examinations each subscriber (or only ``subscriber``) fetched in
+    [since, until)."""
+    where, args = "at >= ? AND at < ?", [since, until]
+    if subscriber is not None:
+        where += " AND subscriber = ?"
+        args.append(subscriber)
+    return {name: int(n) for name, n in tx.execute(
+        f"SELECT subscriber, COUNT(DISTINCT examination) FROM data_fetches WHERE {where} "
+        "GROUP BY subscriber", args)}
+
+
+class FetchLog(Store):
+    """The fetches table: a facade over :func:`add` and :func:`examinations`, built on the
+    server's shared Database or on a data directory (it then opens its own)."""
+
+    TABLES = (create,)
 
     async def add(self, subscriber: str, image_id: str, examination: str,
                   at: float | None = None) -> None:
-        await self._call(self._add, subscriber, time.time() if at is None else at, image_id,
-                         examination)
-
-    def _examinations(self, subscriber: str | None, since: float, until: float
-                      ) -> dict[str, int]:
-        where, args = "at >= ? AND at < ?", [since, until]
-        if subscriber is not None:
-            where += " AND subscriber = ?"
-            args.append(subscriber)
-        return {name: int(n) for name, n in self._db.execute(
-            f"SELECT subscriber, COUNT(DISTINCT examination) FROM data_fetches WHERE {where} "
-            "GROUP BY subscriber", args)}
+        await self.db.read(add, subscriber, time.time() if at is None else at, image_id,
+                           examination)
 
     async def examinations(self, subscriber: str | None, since: float, until: float
                            ) -> dict[str, int]:
         """Distinct examinations each subscriber fetched in [since, until)."""
-        return await self._call(self._examinations, subscriber, since, until)
+        return await self.db.read(examinations, subscriber, since, until)

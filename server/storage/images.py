@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from medcompute.server.storage import capacity
-from medcompute.server.storage.db import Database
+from medcompute.server.storage.db import Store, add_columns, table
 from medcompute.server.storage.image_tiers import TierLedger
 
 __all__ = ["BlobRef", "ImageRecord", "FindFilter", "ImageCatalog", "PAGE_MAX"]
@@ -185,19 +185,22 @@ def decode_token(token: str) -> tuple[float, str]:
         raise ValueError("not a page token of this server") from exc
 
 
-class ImageCatalog(TierLedger, Database):
+@table
+def create(tx) -> None:
+    """The image tables; a catalog written before storage tiers: its ledger rows are all
+    hot."""
+    tx.executescript(_SCHEMA)
+    add_columns(tx, "storage_ledger", {"tier": "TEXT NOT NULL DEFAULT 'hot'"})
+
+
+class ImageCatalog(TierLedger, Store):
     """The image rows of one data directory's catalog file."""
 
-    SCHEMA = _SCHEMA
+    TABLES = (create,)
 
     def __init__(self, data_dir: str | Path):
         super().__init__(data_dir)
-        self._run(self._migrate)
         self._run(self._backfill)
-
-    def _migrate(self) -> None:
-        """A catalog written before storage tiers: its ledger rows are all hot."""
-        self._add_columns("storage_ledger", {"tier": "TEXT NOT NULL DEFAULT 'hot'"})
 
     def _blobs_of(self, image_id: str) -> list[tuple]:
         return self._db.execute("SELECT b.role, b.digest, b.size, b.info, COALESCE(t.tier, "

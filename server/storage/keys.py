@@ -17,9 +17,10 @@ import time
 from dataclasses import dataclass
 
 from medcompute.server.errors import InvalidArgument, NotFound
-from medcompute.server.storage.db import Database
+from medcompute.server.storage.db import Store, schema, table
 
-__all__ = ["ROLES", "KeyInfo", "KeyStore", "Principal", "parse_roles", "check_subscriber"]
+__all__ = ["ROLES", "KeyInfo", "KeyStore", "Principal", "any_key", "check_subscriber", "insert",
+           "list_keys", "lookup", "parse_roles", "revoke"]
 
 ROLES = ("process", "store", "receive", "admin")
 _KEY = re.compile(r"^mc_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
@@ -94,8 +95,49 @@ def check_subscriber(name: str, field: str = "subscriber") -> str:
     return name
 
 
-class KeyStore(Database):
-    SCHEMA = _SCHEMA
+#: The schema of this module's tables, applied by every Database (db.py).
+create_tables = table(schema(_SCHEMA))
+
+
+def insert(tx, info: KeyInfo, secret_sha256: str) -> None:
+    """Store a new key (its secret only as the digest ``secret_sha256``)."""
+    tx.execute("INSERT INTO api_keys (key_id, subscriber, roles, secret_sha256,"
+               " certificate_sha256, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+               (info.key_id, info.subscriber, ",".join(info.roles), secret_sha256,
+                info.certificate_sha256, info.created_at))
+
+
+def lookup(tx, key_id: str) -> tuple | None:
+    """The key's row: its KeyInfo columns (:data:`_COLUMNS`) and then its secret's digest."""
+    return tx.execute(f"SELECT {_COLUMNS}, secret_sha256 FROM api_keys WHERE key_id = ?",
+                      (key_id,)).fetchone()
+
+
+def list_keys(tx, subscriber: str = "") -> list[KeyInfo]:
+    """Every key (of ``subscriber`` when given), oldest first."""
+    where, args = ("WHERE subscriber = ?", (subscriber,)) if subscriber else ("", ())
+    return [_info(r) for r in tx.execute(
+        f"SELECT {_COLUMNS} FROM api_keys {where} ORDER BY created_at", args).fetchall()]
+
+
+def revoke(tx, key_id: str, at: float) -> tuple | None:
+    """Revoke the key at ``at`` unless it was already; its row (:func:`lookup`), None
+    when there is no such key."""
+    tx.execute("UPDATE api_keys SET revoked_at = ? WHERE key_id = ? AND revoked_at IS NULL",
+               (at, key_id))
+    return lookup(tx, key_id)
+
+
+def any_key(tx) -> bool:
+    """Whether any key was ever created."""
+    return tx.execute("SELECT 1 FROM api_keys LIMIT 1").fetchone() is not None
+
+
+class KeyStore(Store):
+    """The API keys: a facade over this module's table functions, built on the server's
+    shared Database or on a data directory (it then opens its own: the command line)."""
+
+    TABLES = (create_tables,)
 
     def create(self, subscriber: str, roles, certificate_sha256: str = "") -> tuple[KeyInfo, str]:
         """A new key; returns its record and the token, which is never stored."""
@@ -108,22 +150,15 @@ class KeyStore(Database):
         key_id = secrets.token_hex(6)
         secret = secrets.token_urlsafe(32)
         info = KeyInfo(key_id, subscriber, roles, time.time(), None, cert)
-        self._run(self._db.execute,
-                  "INSERT INTO api_keys (key_id, subscriber, roles, secret_sha256,"
-                  " certificate_sha256, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                  (key_id, subscriber, ",".join(roles), _digest(secret), cert, info.created_at))
+        self.db.run(insert, info, _digest(secret))
         return info, f"mc_{key_id}_{secret}"
-
-    def _lookup(self, key_id: str):
-        return self._db.execute(f"SELECT {_COLUMNS}, secret_sha256 FROM api_keys WHERE key_id = ?",
-                                (key_id,)).fetchone()
 
     async def verify(self, token: str) -> KeyInfo | None:
         """The key a token belongs to, if it is well-formed, known, matching and not revoked."""
         m = _KEY.match(token or "")
         if m is None:
             return None
-        row = await self._call(self._lookup, m.group(1))
+        row = await self.db.read(lookup, m.group(1))
         if row is None:
             # Compare anyway, so that an unknown id takes as long as a wrong secret.
             hmac.compare_digest(_digest(m.group(2)), _digest(""))
@@ -134,23 +169,14 @@ class KeyStore(Database):
         return info if info.valid else None
 
     def list(self, subscriber: str = "") -> list[KeyInfo]:
-        where, args = ("WHERE subscriber = ?", (subscriber,)) if subscriber else ("", ())
-        rows = self._run(lambda: self._db.execute(
-            f"SELECT {_COLUMNS} FROM api_keys {where} ORDER BY created_at", args).fetchall())
-        return [_info(r) for r in rows]
+        return self.db.run(list_keys, subscriber)
 
     def revoke(self, key_id: str) -> KeyInfo:
-        def revoke():
-            self._db.execute("UPDATE api_keys SET revoked_at = ? WHERE key_id = ? AND"
-                             " revoked_at IS NULL", (time.time(), key_id))
-            return self._lookup(key_id)
-
-        row = self._run(self._transaction, revoke)
+        row = self.db.transaction(revoke, key_id, time.time())
         if row is None:
             raise NotFound(f"no key with id {key_id!r}", "key_id")
         return _info(row[:6])
 
     def any(self) -> bool:
         """Whether any key was ever created (then every call must present one)."""
-        return self._run(lambda: self._db.execute(
-            "SELECT 1 FROM api_keys LIMIT 1").fetchone()) is not None
+        return self.db.run(any_key)

@@ -15,15 +15,16 @@ naming the status and what it allows.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from medcompute.server.errors import FailedPrecondition, InvalidArgument
-from medcompute.server.storage.db import Database
+from medcompute.server.storage.db import Database, Store, schema, table
 
-__all__ = ["StatusRules", "StudyStatuses", "UNREAD", "parse_rule"]
+__all__ = ["StatusRules", "StudyStatuses", "UNREAD", "all_statuses", "get", "parse_rule", "set_status"]
 
 UNREAD = "unread"
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
@@ -94,45 +95,57 @@ class StatusRules:
         return status
 
 
-class StudyStatuses(Database):
-    """The status rows of one data directory's catalog file."""
+#: The schema of this module's tables, applied by every Database (db.py).
+create = table(schema(_SCHEMA))
 
-    SCHEMA = _SCHEMA
 
-    def __init__(self, data_dir: str | Path, rules: StatusRules):
+def get(tx, owner: str, study_uid: str) -> tuple[str, float, str]:
+    """(status, unix seconds it was set (0: never), by whom)."""
+    row = tx.execute("SELECT status, changed_at, changed_by FROM study_status WHERE "
+                     "owner = ? AND study_uid = ?", (owner, study_uid)).fetchone()
+    return tuple(row) if row else (UNREAD, 0.0, "")
+
+
+def set_status(tx, owner: str, study_uid: str, status: str, by: str, at: float) -> str:
+    """Set the status (checked by the caller); the one it had before. Run it inside a
+    transaction (:meth:`Database.transaction`), so that the two statements are one."""
+    was = get(tx, owner, study_uid)[0]
+    tx.execute("INSERT OR REPLACE INTO study_status (owner, study_uid, status, "
+               "changed_at, changed_by) VALUES (?, ?, ?, ?, ?)",
+               (owner, study_uid, status, at, by))
+    return was
+
+
+def all_statuses(tx) -> dict[tuple[str, str], str]:
+    """Every study with a status set: (owner, study uid) -> status."""
+    return {(o, u): s for o, u, s in
+            tx.execute("SELECT owner, study_uid, status FROM study_status")}
+
+
+class StudyStatuses(Store):
+    """The status rows of one data directory's catalog file: a facade over this module's
+    table functions, built on the server's shared Database or on a data directory (it
+    then opens its own)."""
+
+    TABLES = (create,)
+
+    def __init__(self, data_dir: str | Path | Database, rules: StatusRules):
         super().__init__(data_dir)
         self.rules = rules
 
-    def _get(self, owner: str, study_uid: str) -> tuple[str, float, str]:
-        row = self._db.execute("SELECT status, changed_at, changed_by FROM study_status WHERE "
-                               "owner = ? AND study_uid = ?", (owner, study_uid)).fetchone()
-        return tuple(row) if row else (UNREAD, 0.0, "")
-
     async def get(self, owner: str, study_uid: str) -> tuple[str, float, str]:
         """(status, unix seconds it was set (0: never), by whom)."""
-        return await self._call(self._get, owner, study_uid)
-
-    def _set(self, owner: str, study_uid: str, status: str, by: str) -> str:
-        def step():
-            was = self._get(owner, study_uid)[0]
-            self._db.execute("INSERT OR REPLACE INTO study_status (owner, study_uid, status, "
-                             "changed_at, changed_by) VALUES (?, ?, ?, ?, ?)",
-                             (owner, study_uid, status, time.time(), by))
-            return was
-        return self._transaction(step)
+        return await self.db.read(get, owner, study_uid)
 
     async def set(self, owner: str, study_uid: str, status: str, *, by: str) -> str:
         """Set the status; the one it had before."""
         self.rules.check_status(status)
-        return await self._call(self._set, owner, study_uid, status, by)
-
-    def _all(self) -> dict[tuple[str, str], str]:
-        return {(o, u): s for o, u, s in
-                self._db.execute("SELECT owner, study_uid, status FROM study_status")}
+        return await asyncio.to_thread(self.db.transaction, set_status, owner, study_uid,
+                                       status, by, time.time())
 
     async def all(self) -> dict[tuple[str, str], str]:
         """Every study with a status set: (owner, study uid) -> status."""
-        return await self._call(self._all)
+        return await self.db.read(all_statuses)
 
     async def check_read(self, owner: str, study_uid: str, version: str) -> str:
         """The study's status, or FailedPrecondition when it may not serve ``version``."""

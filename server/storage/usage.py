@@ -23,10 +23,21 @@ import datetime as dt
 import json
 from collections.abc import Iterable
 
-from medcompute.server.storage.db import Database
+from medcompute.server.storage.db import Store, schema, table
 
-__all__ = ["GPU_BACKENDS", "GROUPINGS", "UsageBook", "billable", "day_of", "cpu_seconds", "on_gpu",
-           "summarize", "totals"]
+__all__ = ["GPU_BACKENDS", "GROUPINGS", "UsageBook", "add", "billable", "day_of", "cpu_seconds",
+           "for_job", "on_gpu", "records", "summarize", "totals"]
+
+#: The usage table: one record per job (jobs/catalog.py writes it with the job's end).
+create = table(schema("""
+CREATE TABLE IF NOT EXISTS usage (
+    job_id TEXT PRIMARY KEY,
+    subscriber TEXT NOT NULL,
+    finished_at REAL NOT NULL,
+    record TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS usage_subscriber ON usage (subscriber, finished_at);
+"""))
 
 GPU_BACKENDS = frozenset({"cupy", "fake-gpu"})
 GROUPINGS = ("none", "day", "operation", "device", "subscriber")
@@ -129,29 +140,46 @@ def summarize(records: Iterable[dict], group_by: str = "none"
     return totals(records), [(key, totals(members[key])) for key in sorted(members)]
 
 
-class UsageBook(Database):
-    """Reads the usage records of one data directory (the ``usage`` table of catalog.py)."""
+def add(tx, job_id: str, subscriber: str, finished_at: float, record: dict) -> None:
+    """Store the usage ``record`` of a job, in the transaction ``tx`` that records its end.
+    Exactly one usage record per job: a second write for the same job is ignored."""
+    tx.execute("INSERT OR IGNORE INTO usage (job_id, subscriber, finished_at, record)"
+               " VALUES (?, ?, ?, ?)",
+               (job_id, subscriber, finished_at, json.dumps(record, sort_keys=True)))
 
-    def _records(self, subscriber: str | None, since: float, until: float,
-                 limit: int | None) -> list[dict]:
-        found = self._db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
-                                 "name = 'usage'").fetchone()
-        if not found:
-            return []   # no job has finished in this data directory yet
-        where, args = ["1"], []
-        if subscriber is not None:
-            where.append("subscriber = ?")
-            args.append(subscriber)
-        if since:
-            where.append("finished_at >= ?")
-            args.append(since)
-        if until:
-            where.append("finished_at < ?")
-            args.append(until)
-        tail = "" if limit is None else f" LIMIT {int(limit)}"
-        rows = self._db.execute(f"SELECT record FROM usage WHERE {' AND '.join(where)} "
-                                f"ORDER BY finished_at, job_id{tail}", args).fetchall()
-        return [json.loads(text) for (text,) in rows]
+
+def for_job(tx, job_id: str) -> list[dict]:
+    """Every usage record stored for a job (there is at most one)."""
+    rows = tx.execute("SELECT record FROM usage WHERE job_id = ?", (job_id,)).fetchall()
+    return [json.loads(r[0]) for r in rows]
+
+
+def records(tx, subscriber: str | None, since: float = 0.0, until: float = 0.0,
+            limit: int | None = None) -> list[dict]:
+    """Usage records finished in [since, until), oldest first (see
+    :meth:`UsageBook.records`)."""
+    where, args = ["1"], []
+    if subscriber is not None:
+        where.append("subscriber = ?")
+        args.append(subscriber)
+    if since:
+        where.append("finished_at >= ?")
+        args.append(since)
+    if until:
+        where.append("finished_at < ?")
+        args.append(until)
+    tail = "" if limit is None else f" LIMIT {int(limit)}"
+    rows = tx.execute(f"SELECT record FROM usage WHERE {' AND '.join(where)} "
+                      f"ORDER BY finished_at, job_id{tail}", args).fetchall()
+    return [json.loads(text) for (text,) in rows]
+
+
+class UsageBook(Store):
+    """Reads the usage records of one data directory (the ``usage`` table): a facade over
+    :func:`records`, built on the server's shared Database or on a data directory (it
+    then opens its own)."""
+
+    TABLES = (create,)
 
     def records(self, subscriber: str | None, since: float = 0.0, until: float = 0.0,
                 limit: int | None = None) -> list[dict]:
@@ -160,9 +188,9 @@ class UsageBook(Database):
         ``subscriber`` None means every subscriber; ``since`` or ``until`` 0 leaves that
         end open; ``limit`` None returns them all.
         """
-        return self._run(self._records, subscriber, since, until, limit)
+        return self.db.run(records, subscriber, since, until, limit)
 
     async def arecords(self, subscriber: str | None, since: float = 0.0, until: float = 0.0,
                        limit: int | None = None) -> list[dict]:
         """:meth:`records`, off the event loop."""
-        return await self._call(self._records, subscriber, since, until, limit)
+        return await self.db.read(records, subscriber, since, until, limit)

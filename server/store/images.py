@@ -40,6 +40,7 @@ from medcompute.server.errors import (
     ResourceExhausted,
 )
 from medcompute.server.storage.blobs import BlobWriter, TieredBlobStore, VoxelWriter
+from medcompute.server.storage.db import Database
 from medcompute.server.storage.fetches import FetchLog, examination_of
 from medcompute.server.storage.images import (
     PAGE_MAX,
@@ -158,10 +159,14 @@ class ImageStore:
     runner : callable
         ``await runner(fn, *args, **kwargs)`` runs ``fn`` on a Dask worker
         (``Dispatcher.call``).
+    space : FreeSpaceReserve, optional
+        The free-space reserve; default: the one ``config`` describes.
+    db : Database, optional
+        The server's shared catalog Database; default: one of its own on ``data_dir``.
     """
 
     def __init__(self, config: ServerConfig, runner: Runner,
-                 space: FreeSpaceReserve | None = None):
+                 space: FreeSpaceReserve | None = None, db: Database | None = None):
         self.config = config
         self.runner = runner
         #: The free-space reserve checked before every write (space.py).
@@ -169,7 +174,10 @@ class ImageStore:
         self.blobs = TieredBlobStore(Path(config.data_dir) / "blobs",
                                      None if config.cold_dir is None
                                      else Path(config.cold_dir) / "blobs")
-        self.catalog = ImageCatalog(config.data_dir)
+        #: The catalog file: ``db`` (the server's shared Database) or, without one, its
+        #: own opened on the data directory.
+        tables = db if db is not None else config.data_dir
+        self.catalog = ImageCatalog(tables)
         self._active = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -181,9 +189,9 @@ class ImageStore:
         #: Moves between the hot and the cold tier (tiers.py).
         self.tiers = TierMover(self)
         #: Examinations fetched, for the data fee (fetches.py).
-        self.fetches = FetchLog(config.data_dir)
+        self.fetches = FetchLog(self.catalog.db)
         #: Reading status of studies and the versions each may serve (studies.py).
-        self.studies = StudyStatuses(config.data_dir,
+        self.studies = StudyStatuses(self.catalog.db,
                                      StatusRules(tuple(config.statuses), dict(config.status_rules)))
 
     # -- life-cycle -----------------------------------------------------------------

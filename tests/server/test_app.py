@@ -9,21 +9,24 @@ a fake (:class:`FakeDispatcher`), so no worker process starts.
 from __future__ import annotations
 
 import asyncio
+import gc
 import inspect
 import socket
+import sqlite3
 
 import pytest
 
 from medcompute.server import app
 from medcompute.server.config import ServerConfig
 from medcompute.server.errors import FailedPrecondition
+from medcompute.server.storage.db import FILENAME
 
 #: The teardown of a server started with a DICOM node and a metrics endpoint, from the
 #: last part built to the first (GRACE: the grace its gRPC server stops with).
 TEARDOWN = ["DicomNode.stop", "server.stop(GRACE)", "SourceBook.close", "PushBook.close",
             "RuleBook.close", "NodeRegistry.close", "JobRunner.stop", "AuditLog.close",
             "KeyStore.close", "BillingService.close", "Metrics.stop", "ImageStore.close",
-            "FakeDispatcher.close", "Catalog.close"]
+            "FakeDispatcher.close", "Catalog.close", "Database.close"]
 
 
 class FakeDispatcher:
@@ -82,7 +85,7 @@ def events(monkeypatch):
                          ("AuditLog", "close"), ("JobRunner", "stop"),
                          ("NodeRegistry", "close"), ("RuleBook", "close"),
                          ("PushBook", "close"), ("SourceBook", "close"),
-                         ("DicomNode", "stop")):
+                         ("DicomNode", "stop"), ("Database", "close")):
         monkeypatch.setattr(app, name, _recording(getattr(app, name), method, events))
     real_server = app._grpc_server
 
@@ -189,3 +192,39 @@ def test_a_failing_close_does_not_keep_the_others_open(tmp_path, events, monkeyp
             await running.stop(grace=0)
     _run(main())
     assert events == [s for s in _teardown(0) if s != "DicomNode.stop"]
+
+
+def _connections_to(path) -> int:
+    """The open sqlite3 connections of this process to the database file ``path``."""
+    gc.collect()
+    found = 0
+    for obj in gc.get_objects():
+        if isinstance(obj, sqlite3.Connection):
+            try:
+                files = [row[2] for row in obj.execute("PRAGMA database_list")]
+            except sqlite3.ProgrammingError:        # closed
+                continue
+            found += str(path) in files
+    return found
+
+
+def test_a_server_holds_one_catalog_connection_shared_by_every_store(tmp_path, monkeypatch):
+    monkeypatch.setattr(app, "Dispatcher", FakeDispatcher)
+    config = ServerConfig(address="127.0.0.1:0", data_dir=tmp_path, dicom_port=0)
+    path = tmp_path / FILENAME
+
+    async def main():
+        running = await app.start(config)
+        try:
+            assert _connections_to(path) == 1
+            db, dicom, billing = running.db, running.dicom, running.billing
+            stores = [running.catalog, running.store.catalog, running.store.fetches,
+                      running.store.studies, billing.book, billing.ledger, billing.fetches,
+                      billing.deliveries, running.guard.keys, running.guard.audit,
+                      dicom.registry, dicom.rules, dicom.pushes, dicom.sources, dicom.audit]
+            assert all(store.db is db for store in stores)
+            assert db.connection is running.catalog._db
+        finally:
+            await running.stop(grace=0)
+        assert _connections_to(path) == 0
+    _run(main())

@@ -95,3 +95,90 @@ def test_a_node_or_source_address_is_checked_and_nothing_is_kept(tmp_path, host,
     finally:
         pushes.close()
         sources.close()
+
+
+def test_the_table_functions_group_instances_into_series(tmp_path):
+    from medcompute.server.dicomnet import registry as nodes
+    from medcompute.server.storage.db import Database
+
+    db = Database(tmp_path)
+    try:
+        ae = nodes.CallingAE("SCANNER", "alice", "10.0.0.1", 1.0)
+        db.run(nodes.add_ae, ae)
+        assert db.run(nodes.calling_ae, " SCANNER ") == ae
+        assert db.run(nodes.list_aes, "bob") == []
+        db.transaction(nodes.record_instance, "alice", "1.2", "1.2.1", "i1", "SCANNER", "MC", 10.0)
+        db.transaction(nodes.record_instance, "alice", "1.2", "1.2.2", "i2", "SCANNER", "MC", 11.0)
+        assert db.run(nodes.due, 11.0, False) == []             # the last one is not quiet
+        db.transaction(nodes.released, [("alice", "1.2")])
+        [series] = db.run(nodes.due, 11.0, True)
+        assert (series.instances, series.state) == (2, "receiving")
+        assert db.run(nodes.instances, "alice", "1.2") == ["i1", "i2"]
+        assert db.transaction(nodes.finish_series, series, "vol")
+        assert not db.transaction(nodes.finish_series, series, "vol")    # not receiving
+        assert db.run(nodes.leftovers) == [("alice", "1.2", "i1", "vol"),
+                                           ("alice", "1.2", "i2", "vol")]
+        [done] = db.run(nodes.unrouted)
+        db.run(nodes.mark_routed, done)
+        assert db.run(nodes.unrouted) == []
+        db.run(nodes.forget_instances, "alice", "1.2", ["i1", "i2"])
+        assert db.run(nodes.leftovers) == []
+        assert [s.image_id for s in db.run(nodes.list_series, "alice")] == ["vol"]
+        assert db.run(nodes.remove_ae, "SCANNER") and not db.run(nodes.remove_ae, "SCANNER")
+    finally:
+        db.close()
+
+
+def test_the_source_table_functions_keep_sources_and_what_was_collected(tmp_path):
+    from medcompute.server.dicomnet import collect
+    from medcompute.server.storage.db import Database
+
+    db = Database(tmp_path)
+    try:
+        src = collect.Source("alice", "pacs", "PACS", "10.0.0.2", 104, "move", 1.0, every=60)
+        db.run(collect.put_source, src)
+        assert db.run(collect.sources, "alice") == [src]
+        assert db.run(collect.scheduled, 59.0) == []            # every 60 s since 0
+        assert db.run(collect.scheduled, 60.0) == [src]
+        db.run(collect.ran, "alice", "pacs", 100.0)
+        assert db.run(collect.scheduled, 159.0) == []
+        assert [s.name for s in db.run(collect.scheduled, 160.0)] == ["pacs"]
+        db.run(collect.capacity_checked, "alice", "pacs", "full", 7.0)
+        [kept] = db.run(collect.sources, "alice")
+        assert (kept.capacity_state, kept.capacity_at, kept.last_run) == ("full", 7.0, 100.0)
+        db.run(collect.put_source, src)                          # new settings reset it
+        assert db.run(collect.sources, "alice")[0].capacity_state == ""
+        db.run(collect.mark, "alice", "pacs", "1.2", 5.0)
+        db.run(collect.mark, "alice", "pacs", "1.2", 6.0)
+        assert db.run(collect.collected, "alice", "pacs") == {"1.2"}
+        assert db.run(collect.delete_source, "alice", "pacs")
+        assert not db.run(collect.delete_source, "alice", "pacs")
+    finally:
+        db.close()
+
+
+def test_the_push_table_functions_keep_nodes_and_pushes(tmp_path):
+    from medcompute.server.dicomnet import push
+    from medcompute.server.storage.db import Database
+
+    db = Database(tmp_path)
+    try:
+        node = push.Node("bob", "viewer", "VIEWER", "10.0.0.3", 104, 1.0, None)
+        db.run(push.put_node, node)
+        assert db.run(push.node, "bob", "viewer") == node
+        assert db.run(push.nodes, "bob") == [node] and db.run(push.node, "bob", "x") is None
+        db.run(push.add_push, "p1", "j1", "alice", "bob", "viewer", 5.0)
+        db.run(push.add_push, "p2", "j1", "alice", "bob", "viewer", 6.0)   # one per node
+        [row] = db.run(push.due, 5.0)
+        assert (row.push_id, row.state) == ("p1", "pending")
+        db.run(push.update, "p1", "sending", "", 1, 0, 0.0, "", 7.0)
+        assert db.run(push.due, 10.0) == [] and db.run(push.resume) == 1
+        db.run(push.update, "p1", "delivered", "", None, 3, 0.0, "proof", 8.0)
+        [done] = db.run(push.pushes, "alice", "j1")
+        assert (done.state, done.attempts, done.delivered, done.proof) == (
+            "delivered", 1, 3, "proof")
+        assert db.run(push.pushes, "bob") == [done] and db.run(push.pushes, "carol") == []
+        assert db.run(push.delete_node, "bob", "viewer")
+        assert not db.run(push.delete_node, "bob", "viewer")
+    finally:
+        db.close()

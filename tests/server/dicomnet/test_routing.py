@@ -54,3 +54,22 @@ def test_check_rule_normalises_and_refuses_naming_the_field():
         with pytest.raises(InvalidArgument) as err:
             check_rule(rule)
         assert err.value.field == field
+
+
+def test_the_table_functions_keep_rules_and_the_jobs_they_started(tmp_path):
+    from medcompute.server.dicomnet import routing
+    from medcompute.server.storage.db import Database
+
+    db = Database(tmp_path)
+    try:
+        rule = dataclasses.replace(_rule(), rule_id="r1", created_at=5.0)
+        db.run(routing.add_rule, rule)
+        assert [r.rule_id for r in db.run(routing.list_rules, "s")] == ["r1"]
+        assert db.run(routing.list_rules, "other") == []
+        assert db.run(routing.legacy_rules) == []           # kept as Rule.encode makes it
+        db.run(routing.add_routed, "s", "1.2", "vol", "r1", "j1")
+        db.run(routing.add_routed, "s", "1.2", "vol", "r2", "j2")
+        assert db.run(routing.jobs_of, "s") == {"1.2": [("r1", "j1"), ("r2", "j2")]}
+        assert db.run(routing.delete_rule, "r1") and not db.run(routing.delete_rule, "r1")
+    finally:
+        db.close()

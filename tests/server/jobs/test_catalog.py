@@ -76,3 +76,75 @@ def test_a_failed_transaction_leaves_nothing_half_written(tmp_path):
         catalog.close()
     with sqlite3.connect(tmp_path / Catalog.FILENAME) as db:
         assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_the_job_table_functions_store_a_job_once_ended_and_its_lease(tmp_path):
+    from medcompute.server.jobs import catalog as job_table
+    from medcompute.server.storage.db import Database
+
+    db = Database(tmp_path)
+    try:
+        running, done = _finished()
+        assert db.transaction(job_table.put_job, running, "runner-1", 30.0)
+        leases = db.run(lambda tx: tx.execute("SELECT job_id, runner FROM job_leases").fetchall())
+        assert leases == [("j1", "runner-1")]
+        assert db.transaction(job_table.finish_job, done)
+        assert db.run(lambda tx: tx.execute("SELECT COUNT(*) FROM job_leases").fetchone()) == (0,)
+        # Ended once: a second end, or any later write, changes nothing.
+        assert not db.transaction(job_table.finish_job, done)
+        assert not db.transaction(job_table.put_job, running, "runner-1", 30.0)
+        assert not db.transaction(job_table.queue, running, 100)
+        assert _run(Catalog(db).get_job("j1")) == done
+    finally:
+        db.close()
+
+
+def test_the_table_functions_for_requests_leases_and_deliveries(tmp_path):
+    from medcompute.server.jobs import catalog as job_table
+    from medcompute.server.storage.db import Database
+
+    db = Database(tmp_path)
+    try:
+        running, done = _finished()
+        request = {"idempotency_key": "k", "request_sha256": "s", "header": b"h", "label": "L"}
+        job, created = db.transaction(job_table.create_request, running, request, "r1", 30.0)
+        assert created and job == running
+        assert db.transaction(job_table.create_request, running, request, "r1", 30.0) == (
+            running, False)
+        assert db.run(job_table.keyed_job, "local", "k") == running
+        assert db.run(job_table.request_of, "j1")["label"] == "L"
+        assert db.run(job_table.pending_jobs, "local") == 1
+        assert db.run(job_table.unfinished_jobs) == [running]
+        # Leases: r1 holds it until its lease runs out; then r2 takes it over.
+        assert db.run(job_table.orphans, 0.0) == []
+        assert db.transaction(job_table.claim, "j1", "r2", 0.0, 30.0) is None
+        db.run(job_table.request_cancel, "j1", "asked")
+        assert db.run(job_table.renew, "r1", 50.0) == [("j1", "asked")]
+        assert db.run(job_table.orphans, 60.0) == [running]
+        assert db.transaction(job_table.claim, "j1", "r2", 60.0, 30.0) == 1
+        db.run(job_table.release_leases, "r2")
+        assert db.run(job_table.orphans, 61.0) == [running]
+        # The end, with its result and delivery, in one transaction.
+        def end(tx):
+            assert job_table.finish_job(tx, done)
+            job_table.store_result(tx, "j1", b"res", "/r")
+            job_table.deliver(tx, "j1", "bob", "local", 14.0)
+        db.transaction(end)
+        assert db.run(job_table.results_before, 100.0) == [("j1", "/r")]
+        db.run(job_table.result_removed, "j1", 15.0)
+        assert db.run(job_table.results_before, 100.0) == []
+        assert [d["job_id"] for d in db.run(job_table.inbox, "bob", 0, True, 10)] == ["j1"]
+        assert db.run(job_table.last_delivery_seq) == 1
+        db.run(job_table.mark_fetched, "j1", 16.0)
+        assert db.run(job_table.inbox, "bob", 0, True, 10) == []
+        assert db.run(job_table.delivery, "j1")["fetched_at"] == 16.0
+        listed = db.run(job_table.list_jobs, "local", [], 0.0, 0.0, "", "L", 10, None)
+        assert [(j.id, r["label"], d["fetched_at"]) for j, r, d in listed] == [("j1", "L", 16.0)]
+        # Delivery rules.
+        assert db.run(job_table.allow_delivery, "local", "bob", 5.0) == 5.0
+        assert db.run(job_table.allow_delivery, "local", "bob", 6.0) == 5.0
+        assert db.run(job_table.delivery_rules, "local") == [("local", "bob", 5.0)]
+        assert db.run(job_table.disallow_delivery, "local", "bob")
+        assert not db.run(job_table.disallow_delivery, "local", "bob")
+    finally:
+        db.close()

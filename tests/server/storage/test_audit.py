@@ -45,16 +45,36 @@ def test_a_page_is_capped(tmp_path):
 
 def test_entries_join_another_stores_commits_and_survive_reopening(tmp_path):
     writer = Database(tmp_path)
-    log = AuditLog(tmp_path, writer=writer)
+    log = AuditLog(writer)
     try:
         _fill(log, [("a", "Process"), ("b", "Process")])
         assert writer.commits >= 1 and writer.committed_writes == 2
-        assert log.commits == 0
+        assert log.db is writer                  # no connection of its own
     finally:
         log.close()
+        assert not writer.connection.in_transaction   # a shared Database stays open
         writer.close()
     reopened = AuditLog(tmp_path)
     try:
         assert [e.subscriber for e in reopened.list()] == ["a", "b"]
     finally:
         reopened.close()
+
+
+def test_the_table_functions_add_and_list_entries_in_a_transaction(tmp_path):
+    from medcompute.server.storage import audit as audit_table
+
+    db = Database(tmp_path)
+    try:
+        entry = audit_table.entry(None, "Process", None, "OK", "y" * 600, at=5.0)
+        assert (entry.subscriber, entry.object_id, len(entry.detail)) == ("", "", 500)
+        db.transaction(audit_table.add, entry)
+        db.transaction(audit_table.add, audit_table.entry("a", "Store.Get", "i1", "NOT_FOUND"))
+        listed = db.run(audit_table.list_entries)
+        assert [(e.subscriber, e.action, e.at) for e in listed][0] == ("", "Process", 5.0)
+        assert [e.object_id for e in db.run(lambda tx: audit_table.list_entries(
+            tx, subscriber="a"))] == ["i1"]
+        assert len(db.run(lambda tx: audit_table.list_entries(tx, limit=1))) == 1
+        assert AuditLog(db).list() == listed
+    finally:
+        db.close()

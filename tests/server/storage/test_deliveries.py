@@ -47,3 +47,26 @@ def test_only_delivered_pushes_count_by_sender_and_time(tmp_path):
         assert asyncio.run(log.delivered_times(None, 100, 200)) == [("a", 100.0), ("b", 120.0)]
     finally:
         log.close()
+
+
+def test_the_table_functions_count_only_delivered_pushes_in_the_window(tmp_path):
+    from medcompute.server.storage import deliveries
+    from medcompute.server.storage.db import Database
+
+    db = Database(tmp_path)
+
+    def push(tx, push_id, sender, state, at):
+        tx.execute("INSERT INTO dicom_push (push_id, job_id, sender, recipient, node, state,"
+                   " created_at, updated_at) VALUES (?, 'j', ?, 'r', ?, ?, ?, ?)",
+                   (push_id, sender, push_id, state, at, at))
+    try:
+        db.transaction(push, "p1", "a", "delivered", 10.0)
+        db.transaction(push, "p2", "a", "delivered", 20.0)
+        db.transaction(push, "p3", "b", "failed", 15.0)
+        db.transaction(push, "p4", "b", "delivered", 30.0)
+        assert db.run(deliveries.delivered_counts, None, 0.0, 25.0) == {"a": 2}
+        assert db.run(deliveries.delivered_counts, "b", 0.0, 100.0) == {"b": 1}
+        assert db.run(deliveries.delivered_times, None, 15.0, 100.0) == [("a", 20.0),
+                                                                          ("b", 30.0)]
+    finally:
+        db.close()

@@ -33,3 +33,19 @@ def test_distinct_examinations_per_subscriber_in_the_window(tmp_path):
         log.close()
     assert everyone == {"a": 2, "b": 1}
     assert only_b == {"b": 1} and before == {}
+
+
+def test_the_table_functions_count_distinct_examinations(tmp_path):
+    from medcompute.server.storage import fetches
+    from medcompute.server.storage.db import Database
+
+    db = Database(tmp_path)
+    try:
+        db.transaction(fetches.add, "a", 100.0, "i1", "e1")
+        db.transaction(fetches.add, "a", 110.0, "i2", "e1")
+        db.transaction(fetches.add, "b", 120.0, "i3", "e2")
+        assert db.run(fetches.examinations, None, 100.0, 200.0) == {"a": 1, "b": 1}
+        assert db.run(fetches.examinations, "b", 0.0, 200.0) == {"b": 1}
+        assert db.run(fetches.examinations, None, 0.0, 100.0) == {}
+    finally:
+        db.close()

@@ -84,3 +84,24 @@ def test_audit_log_filters_and_pages(tmp_path):
     assert [e.object_id for e in log.list(after_seq=page[-1].seq, limit=2)] == ["job2", "job3"]
     assert everything[-1].outcome == "UNAUTHENTICATED" and everything[-1].subscriber == ""
     log.close()
+
+
+def test_the_table_functions_store_look_up_list_and_revoke(tmp_path):
+    from medcompute.server.storage import keys
+    from medcompute.server.storage.db import Database
+
+    db = Database(tmp_path)
+    try:
+        assert not db.run(keys.any_key)
+        info = keys.KeyInfo("0123456789ab", "alice", ("process",), 5.0)
+        db.transaction(keys.insert, info, "d" * 64)
+        assert db.run(keys.any_key)
+        assert db.run(keys.lookup, info.key_id)[1:3] == ("alice", "process")
+        assert db.run(keys.lookup, info.key_id)[6] == "d" * 64
+        assert db.run(keys.list_keys, "alice") == [info]
+        assert db.run(keys.list_keys, "bob") == []
+        assert db.transaction(keys.revoke, info.key_id, 9.0)[5] == 9.0
+        assert db.transaction(keys.revoke, info.key_id, 10.0)[5] == 9.0   # revoked once
+        assert db.transaction(keys.revoke, "nope", 10.0) is None
+    finally:
+        db.close()

@@ -121,3 +121,24 @@ def test_usage_book_of_a_data_directory_without_jobs(tmp_path):
         assert book.records(None) == []
     finally:
         book.close()
+
+
+def test_the_table_functions_add_one_record_per_job_and_read_them_back(tmp_path):
+    from medcompute.server.storage import usage as usage_table
+    from medcompute.server.storage.db import Database
+
+    db = Database(tmp_path)
+    try:
+        db.transaction(usage_table.add, "j2", "b", 20.0, {"job_id": "j2", "images": 2})
+        db.transaction(usage_table.add, "j1", "a", 10.0, {"job_id": "j1", "images": 1})
+        db.transaction(usage_table.add, "j1", "a", 30.0, {"job_id": "j1", "images": 9})
+        assert db.run(usage_table.for_job, "j1") == [{"job_id": "j1", "images": 1}]
+        assert db.run(usage_table.for_job, "nope") == []
+        assert [r["job_id"] for r in db.run(usage_table.records, None)] == ["j1", "j2"]
+        assert [r["job_id"] for r in db.run(usage_table.records, "b")] == ["j2"]
+        assert [r["job_id"] for r in db.run(usage_table.records, None, 15.0)] == ["j2"]
+        assert [r["job_id"] for r in db.run(usage_table.records, None, 0.0, 15.0)] == ["j1"]
+        assert len(db.run(usage_table.records, None, 0.0, 0.0, 1)) == 1
+        assert UsageBook(db).records(None) == db.run(usage_table.records, None)
+    finally:
+        db.close()
