@@ -32,9 +32,9 @@ import numpy as np
 from medcompute.server.config import ServerConfig
 from medcompute.server.dispatch.dispatcher import Dispatcher
 from medcompute.server.errors import FailedPrecondition, InvalidArgument, MedcomputeError
+from medcompute.server.jobs import catalog as job_table
 from medcompute.server.jobs import derived, validate
 from medcompute.server.jobs import states as jobs
-from medcompute.server.jobs import catalog as job_table
 from medcompute.server.jobs.catalog import Catalog
 from medcompute.server.jobs.metering import Usage, usage_record
 from medcompute.server.jobs.operations import Geometry, ResolvedOp, resolve_pipeline

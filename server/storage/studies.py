@@ -24,7 +24,8 @@ from pathlib import Path
 from medcompute.server.errors import FailedPrecondition, InvalidArgument
 from medcompute.server.storage.db import Database, Store, schema, table
 
-__all__ = ["StatusRules", "StudyStatuses", "UNREAD", "all_statuses", "get", "parse_rule", "set_status"]
+__all__ = ["StatusRules", "StudyStatuses", "UNREAD", "all_statuses", "get", "parse_rule",
+           "set_status"]
 
 UNREAD = "unread"
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")

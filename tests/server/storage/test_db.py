@@ -18,9 +18,9 @@ from medcompute.server.jobs.catalog import Catalog
 from medcompute.server.storage import audit as audit_table
 from medcompute.server.storage import usage as usage_table
 from medcompute.server.storage.audit import AuditLog
+from medcompute.server.storage.db import FILENAME, Database
 from medcompute.server.storage.keys import KeyStore
 from medcompute.server.storage.usage import UsageBook
-from medcompute.server.storage.db import FILENAME, Database
 
 pytestmark = pytest.mark.timeout(60)
 
