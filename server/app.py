@@ -31,7 +31,7 @@ import grpc
 from medcompute.proto import wire
 from medcompute.server.api.dicom import legacy_rule
 from medcompute.server.api.guard import Guard, job_audit
-from medcompute.server.api.jobs import JobInfoRunner, ProtoJobCodec
+from medcompute.server.api.jobs import ProtoJobCodec
 from medcompute.server.api.registry import (
     SERVICE_NAME,
     WORKER_SERVICES,
@@ -267,7 +267,7 @@ async def start(config: ServerConfig) -> Running:
         stack.push_async_callback(lambda: server.stop(grace.seconds))
         servicers = await add_servicers(server, Components(
             guard=guard, service=service, batch=batch,
-            batch_submit=BatchSubmit(batch, JobInfoRunner(runner)),
+            batch_submit=BatchSubmit(batch, runner),
             runner=runner, billing=billing, keys=keys, audit=audit, catalog=catalog,
             store=store, nodes=nodes, rules=rules, pushes=pushes, sources=sources))
         port = _bind(server, config)

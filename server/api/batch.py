@@ -5,6 +5,7 @@ from __future__ import annotations
 from medcompute.proto import wire
 from medcompute.proto.v1 import batch_pb2, batch_pb2_grpc
 from medcompute.server.api.guard import Guard, rpc
+from medcompute.server.api.jobs import job_info
 from medcompute.server.api.processing import result_header
 from medcompute.server.api.requests import (
     BATCH,
@@ -67,7 +68,8 @@ class BatchServicer(batch_pb2_grpc.BatchServiceServicer):
                 template, images, batch_payloads(chunks, images),
                 subscriber=call.principal.subscriber, on_job=on_job)
         return batch_pb2.SubmitBatchResponse(items=[batch_pb2.SubmitBatchItem(
-            item=s.index, job=s.job, existing=s.existing,
+            item=s.index, job=job_info(s.job) if s.job is not None else None,
+            existing=s.existing,
             failure=_failure(s.index, s.job.job_id if s.job else "", s.error, SUBMIT_BATCH)
             if s.error is not None else None) for s in items])
 

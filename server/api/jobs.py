@@ -27,7 +27,7 @@ from medcompute.server.jobs.views import (
     ResultInfo,
 )
 
-__all__ = ["JobsServicer", "ProtoJobCodec", "JobInfoRunner", "job_info", "job_state",
+__all__ = ["JobsServicer", "ProtoJobCodec", "job_info", "job_state",
            "domain_state", "delivery_message"]
 
 _STATES = {s: jobs_pb2.JobState.Value(f"JOB_STATE_{s.value}") for s in State}
@@ -100,21 +100,6 @@ class ProtoJobCodec:
         itemsize = (wire.DTYPES[output.dtype].itemsize
                     if output.encoding == 0 and output.dtype else 1)
         return ResultInfo(output.compression, itemsize, tuple(output.file_sizes))
-
-
-class JobInfoRunner:
-    """The runner's submit and info answering JobInfo messages, for jobs/batch_submit.py,
-    which builds its reply items from them."""
-
-    def __init__(self, runner: JobRunner):
-        self._runner = runner
-
-    async def submit(self, submit, chunks, **kwargs) -> tuple[jobs_pb2.JobInfo, bool]:
-        view, existing = await self._runner.submit(submit, chunks, **kwargs)
-        return job_info(view), existing
-
-    async def info(self, job_id: str) -> jobs_pb2.JobInfo:
-        return job_info(await self._runner.info(job_id))
 
 
 class JobsServicer(jobs_pb2_grpc.JobsServiceServicer):

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from medcompute.server.errors import InvalidArgument, named, renamed
 from medcompute.server.jobs.batch import BatchProcessing
 from medcompute.server.jobs.requests import SubmitRequest
+from medcompute.server.jobs.views import JobView
 from medcompute.server.storage.spool import ExpectedImage
 
 __all__ = ["BatchSubmit", "Submitted"]
@@ -34,7 +35,7 @@ class Submitted:
     """One image of a batch submit: its job, or the error its upload ended with."""
 
     index: int
-    job: object = None              # the job's info, as the runner gives it
+    job: JobView | None = None      # the job, as the runner gives it
     existing: bool = False
     error: BaseException | None = None
 
