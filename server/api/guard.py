@@ -220,6 +220,10 @@ def rpc(action: str, role: str | tuple[str, ...] | None, *, job: bool = False,
             call.acquired = True
 
         async def leave(self, call: Call, outcome: tuple[str, str] | None) -> None:
+            """Release the call's limits and write its audit entry, once."""
+            if call.left:
+                return
+            call.left = True
             guard: Guard = self.guard
             if call.acquired:
                 guard.release(call.principal, stream=stream, job=job)
@@ -229,8 +233,11 @@ def rpc(action: str, role: str | tuple[str, ...] | None, *, job: bool = False,
                     return               # written with its job's end
                 await guard.record(call, code, details)
 
-        def failed(exc: Exception) -> tuple[grpc.StatusCode, str, tuple]:
-            return rich_status(exc)
+        async def refuse(self, context, call: Call, exc: Exception) -> None:
+            code, details, trailers = rich_status(exc)
+            # The entry is on disk before the caller hears of the failure.
+            await asyncio.shield(leave(self, call, (code.name, details)))
+            await context.abort(code, details, trailing_metadata=trailers)
 
         if streaming:
             @functools.wraps(method)
@@ -244,15 +251,9 @@ def rpc(action: str, role: str | tuple[str, ...] | None, *, job: bool = False,
                 except (asyncio.CancelledError, grpc.aio.AbortError):
                     raise
                 except Exception as exc:
-                    code, details, trailers = failed(exc)
-                    outcome = (code.name, details)
-                    # The entry is on disk before the caller hears of the failure.
-                    await asyncio.shield(leave(self, call, outcome))
-                    call.left = True
-                    await context.abort(code, details, trailing_metadata=trailers)
+                    await refuse(self, context, call, exc)
                 finally:
-                    if not call.left:
-                        await asyncio.shield(leave(self, call, outcome))
+                    await asyncio.shield(leave(self, call, outcome))
             return streamed
 
         @functools.wraps(method)
@@ -266,15 +267,9 @@ def rpc(action: str, role: str | tuple[str, ...] | None, *, job: bool = False,
             except (asyncio.CancelledError, grpc.aio.AbortError):
                 raise
             except Exception as exc:
-                code, details, trailers = failed(exc)
-                outcome = (code.name, details)
-                # The entry is on disk before the caller hears of the failure.
-                await asyncio.shield(leave(self, call, outcome))
-                call.left = True
-                await context.abort(code, details, trailing_metadata=trailers)
+                await refuse(self, context, call, exc)
             finally:
-                if not call.left:
-                    await asyncio.shield(leave(self, call, outcome))
+                await asyncio.shield(leave(self, call, outcome))
         return unary
 
     return decorate
