@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from medcompute.server.jobs import states as jobs
 from medcompute.server.jobs.catalog import Catalog
+from medcompute.server.jobs.pipeline import Pipeline
 
 
 class FakeService:
@@ -21,6 +22,9 @@ class FakeService:
             raise self.error
         self.finished.append((job, usage))
         return await self.catalog.finish_job(job, usage.as_dict(), extra)
+
+    #: The processing service's own: finish, or keep the end in ``unrecorded``.
+    record_end = Pipeline.record_end
 
     async def record_unrecorded(self) -> int:
         return len(self.unrecorded)

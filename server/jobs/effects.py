@@ -124,21 +124,11 @@ class JobEffects:
         return queued
 
     async def _record_end(self, todo: jobs.RecordEnd) -> None:
-        """Record the end and its usage. When the catalog cannot be written (a full or
-        failing disk), the service keeps the end and records it once it can, so that the
-        job never stays RUNNING."""
+        """Record the end and its usage (the service keeps an end the catalog cannot take
+        yet and records it once it can: :meth:`Pipeline.record_end`)."""
         job = todo.job
-        usage = usage_record(job, None, images=todo.images, voxels=0, bytes_in=todo.bytes_in,
-                             bytes_out=0)
-        try:
-            await self.service.finish(job, usage)
-        except Exception as error:  # recording the end must not hide why the job ended
-            if storage_fault(error) is None:
-                log.exception("could not record the end of job %s", job.id)
-            else:
-                log.warning("could not record the end of job %s (%s); it is recorded once the "
-                            "catalog can be written again", job.id, error)
-            self.service.unrecorded[job.id] = (job, usage)
+        await self.service.record_end(job, usage_record(
+            job, None, images=todo.images, voxels=0, bytes_in=todo.bytes_in, bytes_out=0))
 
     async def _remove(self, todo: jobs.RemoveFiles) -> None:
         directory = self.job_dir(todo.job_id)

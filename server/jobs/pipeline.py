@@ -425,11 +425,17 @@ class Pipeline:
             event = jobs.Failed(now, f"internal error ({type(exc).__name__})", "INTERNAL",
                                 platform_fault=True)
         job = jobs.apply(job, event)
-        usage = usage_record(job, None, images=n_images, voxels=0, bytes_in=bytes_in,
-                             bytes_out=0)
+        await self.record_end(job, usage_record(job, None, images=n_images, voxels=0,
+                                                bytes_in=bytes_in, bytes_out=0))
+
+    async def record_end(self, job: jobs.Job, usage: Usage) -> None:
+        """Record the end of a job that failed or was cancelled, and its usage. When the
+        catalog cannot be written (a full or failing disk), the end is kept in
+        :attr:`unrecorded` and recorded by :meth:`record_unrecorded` once it can, so that
+        the job never stays RUNNING; recording it never hides why the job ended."""
         try:
             await self.finish(job, usage)
-        except Exception as error:  # recording the failure must not hide the original error
+        except Exception as error:
             if storage_fault(error) is None:
                 log.exception("could not record the end of job %s", job.id)
             else:
