@@ -23,7 +23,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,6 +54,10 @@ log = logging.getLogger(__name__)
 #: The images of a request as they arrive: (image, payload); image 0 is the input,
 #: ``k + 1`` is ``operands[k]``.
 Payloads = AsyncIterator[tuple[int, bytes]]
+#: ``started(job)``: a run's step before its worker (see :meth:`Pipeline.run`).
+OnStart = Callable[[jobs.Job], Awaitable[jobs.Job | None]]
+#: ``failed(job, exc, *, bytes_in, n_images)``: records a run's failure.
+OnFailure = Callable[..., Awaitable[None]]
 
 
 async def receive(payloads: Payloads, writers: list[ImageWriter]) -> int:
@@ -335,12 +339,20 @@ class Pipeline:
     async def run(self, job: jobs.Job, request: ProcessRequest, place: InputPlace, *,
                   payloads: Payloads | None = None, paths=None, datas=None,
                   bytes_in: int = 0, error: BaseException | None = None,
-                  before_run=None) -> JobResult:
+                  before_run=None, started: OnStart | None = None,
+                  failed: OnFailure | None = None, finish_extra=None) -> JobResult | None:
         """The phases after admission, for a job in the catalog: receive its inputs from
-        ``payloads`` (or take those already at ``paths`` / in ``datas``), stage them, run
-        the job and record its end; on any error record the failure and raise it.
-        ``error``: the job's inputs failed already (a batch image's upload). The inputs
-        are released at the end either way."""
+        ``payloads`` (or take those already at ``paths`` / in ``datas``, or in ``place``),
+        stage them, run the job and record its end; on any error record the failure and
+        raise it. ``error``: the job's inputs failed already (a batch image's upload). The
+        inputs are released at the end either way.
+
+        The caller's state machine steps (the asynchronous runner's, which persists them):
+        ``started(job)`` just before the job goes to a worker, the job to run or None when
+        it ended elsewhere (then nothing runs and None is returned); ``failed(job, exc,
+        bytes_in=, n_images=)`` records a failure instead of :meth:`fail` (the partial
+        result is then its to remove). ``finish_extra(db, result)`` runs inside the
+        transaction that records the end (:meth:`execute`)."""
         paths = paths if paths is not None else place.paths(job.id, len(request.expected))
         out_path = place.out_path(job.id)
         try:
@@ -350,14 +362,24 @@ class Pipeline:
                 self.precheck(request)
                 bytes_in, datas = await self.receive(request, payloads, paths, place)
             staged = await self.stage(request, paths, datas)
-            job = jobs.apply(job, jobs.InputsReceived(time.time()))
+            if job.state is jobs.State.RECEIVING:
+                job = jobs.apply(job, jobs.InputsReceived(time.time()))
             if before_run is not None:
                 await before_run()
-            return await self.execute(job, request, staged, out_path, bytes_in=bytes_in)
+            if started is not None:
+                job = await started(job)
+                if job is None:
+                    return None
+            return await self.execute(job, request, staged, out_path, bytes_in=bytes_in,
+                                      finish_extra=finish_extra)
         except BaseException as exc:
-            Spool.remove(out_path)
-            await asyncio.shield(self.fail(job, exc, bytes_in=bytes_in,
-                                           n_images=len(request.expected)))
+            n_images = len(request.expected)
+            if failed is not None:
+                await asyncio.shield(failed(job, exc, bytes_in=bytes_in, n_images=n_images))
+            else:
+                Spool.remove(out_path)
+                await asyncio.shield(self.fail(job, exc, bytes_in=bytes_in,
+                                               n_images=n_images))
             raise
         finally:
             place.release(paths)
