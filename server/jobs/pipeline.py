@@ -31,7 +31,7 @@ import numpy as np
 
 from medcompute.server.config import ServerConfig
 from medcompute.server.dispatch.dispatcher import Dispatcher
-from medcompute.server.errors import FailedPrecondition, InvalidArgument, MedcomputeError
+from medcompute.server.errors import FailedPrecondition, InvalidArgument
 from medcompute.server.jobs import catalog as job_table
 from medcompute.server.jobs import derived, validate
 from medcompute.server.jobs import states as jobs
@@ -428,25 +428,14 @@ class Pipeline:
 
     async def fail(self, job: jobs.Job, exc: BaseException, *, bytes_in: int, n_images: int,
                    cancel_reason: str = "the call was cancelled or its deadline passed") -> None:
-        """Record the failure (or cancellation) ``exc`` ended the job with.
-
-        A full or failing disk is the platform's fault (not billed). When the end cannot be
-        recorded either, the job is kept in :attr:`unrecorded` and recorded by
-        :meth:`record_unrecorded` once the catalog can be written again, so that it never
-        stays RUNNING.
+        """Record the failure (or cancellation) ``exc`` ended the job with, classified by
+        the job state machine (states.py ``failure``: a full or failing disk is the
+        platform's fault, not billed). When the end cannot be recorded either, the job is
+        kept in :attr:`unrecorded` and recorded by :meth:`record_unrecorded` once the
+        catalog can be written again, so that it never stays RUNNING.
         """
-        now = time.time()
-        exc = storage_fault(exc) or exc
-        if isinstance(exc, asyncio.CancelledError):
-            event = jobs.Cancelled(now, cancel_reason)
-        elif isinstance(exc, MedcomputeError):
-            platform = (exc.code_name in ("INTERNAL", "UNAVAILABLE")
-                        or getattr(exc, "platform_fault", False))
-            event = jobs.Failed(now, exc.details, exc.code_name, platform_fault=platform)
-        else:
-            event = jobs.Failed(now, f"internal error ({type(exc).__name__})", "INTERNAL",
-                                platform_fault=True)
-        job = jobs.apply(job, event)
+        job = jobs.apply(job, jobs.failure(exc, at=time.time(), reason=cancel_reason,
+                                           images=n_images, bytes_in=bytes_in))
         await self.record_end(job, usage_record(job, None, images=n_images, voxels=0,
                                                 bytes_in=bytes_in, bytes_out=0))
 

@@ -37,7 +37,7 @@ from medcompute.server.errors import (
 from medcompute.server.jobs import derived
 from medcompute.server.jobs import states as jobs
 from medcompute.server.jobs.catalog import Catalog
-from medcompute.server.jobs.effects import JobEffects, failure
+from medcompute.server.jobs.effects import JobEffects
 from medcompute.server.jobs.leases import Leases
 from medcompute.server.jobs.pipeline import JobFolder
 from medcompute.server.jobs.queries import JobQueries
@@ -201,7 +201,7 @@ class JobRunner:
             accepted = await self.effects.apply([persist])
         except BaseException as exc:
             reason = self.effects.cancel_reasons.pop(job.id, "the upload was cancelled")
-            await asyncio.shield(self.effects.handle(job, failure(
+            await asyncio.shield(self.effects.handle(job, jobs.failure(
                 exc, at=time.time(), reason=reason, images=len(request.expected),
                 bytes_in=bytes_in)))
             raise
@@ -284,8 +284,8 @@ class JobRunner:
                 return          # the server stops: the job is taken over later, not ended
             reason = effects.cancel_reasons.get(job_id, "cancelled")
             # Recorded unless it ended elsewhere meanwhile (a job ends once).
-            await effects.handle(job, failure(exc, at=time.time(), reason=reason,
-                                              images=n_images, bytes_in=bytes_in))
+            await effects.handle(job, jobs.failure(exc, at=time.time(), reason=reason,
+                                                   images=n_images, bytes_in=bytes_in))
 
         hooks = self.service.dispatcher.progress_hooks
         try:

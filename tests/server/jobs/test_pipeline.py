@@ -145,6 +145,32 @@ def test_a_failed_upload_ends_the_job_failed_with_one_usage_record(tmp_path):
         catalog.close()
 
 
+@pytest.mark.parametrize("exc, state, code, platform, reason", [
+    (asyncio.CancelledError(), jobs.State.CANCELLED, "CANCELLED", False, "the call went"),
+    (ValueError("boom"), jobs.State.FAILED, "INTERNAL", True, "internal error (ValueError)"),
+    (InvalidArgument("bad", "x"), jobs.State.FAILED, "INVALID_ARGUMENT", False, "x: bad"),
+])
+def test_fail_records_the_machines_classification(tmp_path, exc, state, code, platform,
+                                                   reason):
+    catalog = Catalog(tmp_path)
+    try:
+        pipeline = Pipeline(_config(tmp_path), catalog, None, Spool(tmp_path))
+
+        async def main():
+            job = pipeline.new_job(_request(), subscriber="s")
+            await catalog.put_job(job)
+            await pipeline.fail(job, exc, bytes_in=5, n_images=1,
+                                cancel_reason="the call went")
+            return await catalog.get_job(job.id), await catalog.usage_for(job.id)
+
+        ended, [usage] = asyncio.run(main())
+        assert (ended.state, ended.error_code, ended.platform_fault, ended.error) == (
+            state, code, platform, reason)
+        assert (usage["bytes_in"], usage["images"], usage["state"]) == (5, 1, state.value)
+    finally:
+        catalog.close()
+
+
 # -- the caller's steps (the asynchronous runner's) ------------------------------------
 def _queued_in_folder(tmp_path, pipeline, catalog, request):
     """A QUEUED job whose input is in its job folder already (an asynchronous job)."""
