@@ -8,7 +8,7 @@ messages, maps job states to and from the JobState enum, and lends the runner th
 from __future__ import annotations
 
 from medcompute.proto import wire
-from medcompute.proto.v1 import jobs_pb2, jobs_pb2_grpc, processing_pb2
+from medcompute.proto.v1 import image_pb2, jobs_pb2, jobs_pb2_grpc, processing_pb2
 from medcompute.server.api import billing as billing_api
 from medcompute.server.api.guard import Guard, rpc
 from medcompute.server.api.processing import result_header, stored_submit
@@ -97,8 +97,10 @@ class ProtoJobCodec:
     @staticmethod
     def result_info(header: bytes) -> ResultInfo:
         output = processing_pb2.ResultHeader.FromString(header).output
+        # An array's chunks are shuffled by its voxel size, as a Process reply's are;
+        # DICOM files byte by byte.
         itemsize = (wire.DTYPES[output.dtype].itemsize
-                    if output.encoding == 0 and output.dtype else 1)
+                    if output.encoding != image_pb2.ENCODING_DICOM and output.dtype else 1)
         return ResultInfo(output.compression, itemsize, tuple(output.file_sizes))
 
 

@@ -391,9 +391,6 @@ class Catalog(Store):
         self.lease_seconds = lease_seconds
 
     # -- jobs ---------------------------------------------------------------
-    def _put_job(self, job: Job) -> bool:
-        return put_job(self._db, job, self.runner, self.lease_seconds)
-
     async def put_job(self, job: Job) -> bool:
         """Insert or update a job that has not ended; durable when this returns. False
         when the job had already ended (nothing is written)."""

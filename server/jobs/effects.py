@@ -18,32 +18,15 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from medcompute.server.config import ServerConfig
-from medcompute.server.errors import MedcomputeError
 from medcompute.server.jobs import catalog as job_table
 from medcompute.server.jobs import states as jobs
 from medcompute.server.jobs.catalog import Catalog
 from medcompute.server.jobs.metering import usage_record
 from medcompute.server.jobs.views import JobAudit
-from medcompute.server.storage.space import storage_fault
 
-__all__ = ["JobEffects", "failure"]
+__all__ = ["JobEffects"]
 
 log = logging.getLogger(__name__)
-
-
-def failure(exc: BaseException, *, at: float, reason: str, images: int,
-            bytes_in: int) -> jobs.Failure:
-    """The event of a job that ended with ``exc`` (``reason``: why it was cancelled, for
-    a cancellation). A full or failing disk is the platform's fault (not billed)."""
-    exc = storage_fault(exc) or exc
-    if isinstance(exc, asyncio.CancelledError):
-        return jobs.Failure(at, jobs.Fault.CANCELLED, reason, images=images, bytes_in=bytes_in)
-    if isinstance(exc, MedcomputeError):
-        fault = jobs.classify(exc.code_name, platform_fault=getattr(exc, "platform_fault", False))
-        return jobs.Failure(at, fault, exc.details, exc.code_name, images=images,
-                            bytes_in=bytes_in)
-    return jobs.Failure(at, jobs.Fault.INFRASTRUCTURE, f"internal error ({type(exc).__name__})",
-                        "INTERNAL", images=images, bytes_in=bytes_in)
 
 
 class JobEffects:

@@ -23,7 +23,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +31,7 @@ import numpy as np
 
 from medcompute.server.config import ServerConfig
 from medcompute.server.dispatch.dispatcher import Dispatcher
-from medcompute.server.errors import FailedPrecondition, InvalidArgument, MedcomputeError
+from medcompute.server.errors import FailedPrecondition, InvalidArgument
 from medcompute.server.jobs import catalog as job_table
 from medcompute.server.jobs import derived, validate
 from medcompute.server.jobs import states as jobs
@@ -54,6 +54,10 @@ log = logging.getLogger(__name__)
 #: The images of a request as they arrive: (image, payload); image 0 is the input,
 #: ``k + 1`` is ``operands[k]``.
 Payloads = AsyncIterator[tuple[int, bytes]]
+#: ``started(job)``: a run's step before its worker (see :meth:`Pipeline.run`).
+OnStart = Callable[[jobs.Job], Awaitable[jobs.Job | None]]
+#: ``failed(job, exc, *, bytes_in, n_images)``: records a run's failure.
+OnFailure = Callable[..., Awaitable[None]]
 
 
 async def receive(payloads: Payloads, writers: list[ImageWriter]) -> int:
@@ -335,12 +339,20 @@ class Pipeline:
     async def run(self, job: jobs.Job, request: ProcessRequest, place: InputPlace, *,
                   payloads: Payloads | None = None, paths=None, datas=None,
                   bytes_in: int = 0, error: BaseException | None = None,
-                  before_run=None) -> JobResult:
+                  before_run=None, started: OnStart | None = None,
+                  failed: OnFailure | None = None, finish_extra=None) -> JobResult | None:
         """The phases after admission, for a job in the catalog: receive its inputs from
-        ``payloads`` (or take those already at ``paths`` / in ``datas``), stage them, run
-        the job and record its end; on any error record the failure and raise it.
-        ``error``: the job's inputs failed already (a batch image's upload). The inputs
-        are released at the end either way."""
+        ``payloads`` (or take those already at ``paths`` / in ``datas``, or in ``place``),
+        stage them, run the job and record its end; on any error record the failure and
+        raise it. ``error``: the job's inputs failed already (a batch image's upload). The
+        inputs are released at the end either way.
+
+        The caller's state machine steps (the asynchronous runner's, which persists them):
+        ``started(job)`` just before the job goes to a worker, the job to run or None when
+        it ended elsewhere (then nothing runs and None is returned); ``failed(job, exc,
+        bytes_in=, n_images=)`` records a failure instead of :meth:`fail` (the partial
+        result is then its to remove). ``finish_extra(db, result)`` runs inside the
+        transaction that records the end (:meth:`execute`)."""
         paths = paths if paths is not None else place.paths(job.id, len(request.expected))
         out_path = place.out_path(job.id)
         try:
@@ -350,14 +362,24 @@ class Pipeline:
                 self.precheck(request)
                 bytes_in, datas = await self.receive(request, payloads, paths, place)
             staged = await self.stage(request, paths, datas)
-            job = jobs.apply(job, jobs.InputsReceived(time.time()))
+            if job.state is jobs.State.RECEIVING:
+                job = jobs.apply(job, jobs.InputsReceived(time.time()))
             if before_run is not None:
                 await before_run()
-            return await self.execute(job, request, staged, out_path, bytes_in=bytes_in)
+            if started is not None:
+                job = await started(job)
+                if job is None:
+                    return None
+            return await self.execute(job, request, staged, out_path, bytes_in=bytes_in,
+                                      finish_extra=finish_extra)
         except BaseException as exc:
-            Spool.remove(out_path)
-            await asyncio.shield(self.fail(job, exc, bytes_in=bytes_in,
-                                           n_images=len(request.expected)))
+            n_images = len(request.expected)
+            if failed is not None:
+                await asyncio.shield(failed(job, exc, bytes_in=bytes_in, n_images=n_images))
+            else:
+                Spool.remove(out_path)
+                await asyncio.shield(self.fail(job, exc, bytes_in=bytes_in,
+                                               n_images=n_images))
             raise
         finally:
             place.release(paths)
@@ -406,25 +428,14 @@ class Pipeline:
 
     async def fail(self, job: jobs.Job, exc: BaseException, *, bytes_in: int, n_images: int,
                    cancel_reason: str = "the call was cancelled or its deadline passed") -> None:
-        """Record the failure (or cancellation) ``exc`` ended the job with.
-
-        A full or failing disk is the platform's fault (not billed). When the end cannot be
-        recorded either, the job is kept in :attr:`unrecorded` and recorded by
-        :meth:`record_unrecorded` once the catalog can be written again, so that it never
-        stays RUNNING.
+        """Record the failure (or cancellation) ``exc`` ended the job with, classified by
+        the job state machine (states.py ``failure``: a full or failing disk is the
+        platform's fault, not billed). When the end cannot be recorded either, the job is
+        kept in :attr:`unrecorded` and recorded by :meth:`record_unrecorded` once the
+        catalog can be written again, so that it never stays RUNNING.
         """
-        now = time.time()
-        exc = storage_fault(exc) or exc
-        if isinstance(exc, asyncio.CancelledError):
-            event = jobs.Cancelled(now, cancel_reason)
-        elif isinstance(exc, MedcomputeError):
-            platform = (exc.code_name in ("INTERNAL", "UNAVAILABLE")
-                        or getattr(exc, "platform_fault", False))
-            event = jobs.Failed(now, exc.details, exc.code_name, platform_fault=platform)
-        else:
-            event = jobs.Failed(now, f"internal error ({type(exc).__name__})", "INTERNAL",
-                                platform_fault=True)
-        job = jobs.apply(job, event)
+        job = jobs.apply(job, jobs.failure(exc, at=time.time(), reason=cancel_reason,
+                                           images=n_images, bytes_in=bytes_in))
         await self.record_end(job, usage_record(job, None, images=n_images, voxels=0,
                                                 bytes_in=bytes_in, bytes_out=0))
 

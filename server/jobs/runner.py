@@ -3,9 +3,10 @@
 A submit stores the job and its request in the catalog, writes the inputs under
 ``<data_dir>/jobs/<job id>/`` (fsynced) and marks the job QUEUED in one transaction;
 only then does the caller get its id. The :class:`JobRunner` runs queued jobs through
-the same phases as a synchronous call (:class:`~medcompute.server.jobs.process.ProcessingService`),
-keeps the result file next to the inputs, and records the end of the job, its usage
-record, its result and its delivery in one transaction.
+the same phases as a synchronous call (``Pipeline.run``, with a
+:class:`~medcompute.server.jobs.pipeline.JobFolder` as the place of its inputs), keeps the
+result file next to the inputs, and records the end of the job, its usage record, its
+result and its delivery in one transaction.
 
 Each step is an event of the job state machine (states.py); the instructions it returns
 are carried out by effects.py. Leases (leases.py) make a stopped server's jobs visible
@@ -24,7 +25,6 @@ import hashlib
 import logging
 import re
 import time
-from pathlib import Path
 
 from medcompute.server.config import ServerConfig
 from medcompute.server.errors import (
@@ -37,7 +37,7 @@ from medcompute.server.errors import (
 from medcompute.server.jobs import derived
 from medcompute.server.jobs import states as jobs
 from medcompute.server.jobs.catalog import Catalog
-from medcompute.server.jobs.effects import JobEffects, failure
+from medcompute.server.jobs.effects import JobEffects
 from medcompute.server.jobs.leases import Leases
 from medcompute.server.jobs.pipeline import JobFolder
 from medcompute.server.jobs.queries import JobQueries
@@ -201,7 +201,7 @@ class JobRunner:
             accepted = await self.effects.apply([persist])
         except BaseException as exc:
             reason = self.effects.cancel_reasons.pop(job.id, "the upload was cancelled")
-            await asyncio.shield(self.effects.handle(job, failure(
+            await asyncio.shield(self.effects.handle(job, jobs.failure(
                 exc, at=time.time(), reason=reason, images=len(request.expected),
                 bytes_in=bytes_in)))
             raise
@@ -254,6 +254,8 @@ class JobRunner:
             await effects.notify()
 
     async def _run_now(self, job_id: str) -> None:
+        """Run one QUEUED (or taken-over) job through the job pipeline, with its inputs in
+        its job folder; the state machine's steps are carried out by the effects."""
         effects = self.effects
         job = await self.catalog.get_job(job_id)
         request_row = await self.catalog.request(job_id)
@@ -261,13 +263,13 @@ class JobRunner:
             return
         stored = request_row["header"]
         header = self.codec.process_header(stored)
-        directory = effects.job_dir(job_id)
+        place = JobFolder(effects.job_dir(job_id))
         n_images = len(job.inputs)
         bytes_in = request_row["bytes_in"]
         if request_row["cancel_reason"]:
             await effects.end_cancelled(job_id, request_row["cancel_reason"])
             return
-        out_path = directory / "out"
+        out_path = place.out_path(job_id)
 
         def finish_extra(db, outcome):
             Catalog.store_result(db, job_id, self.codec.result_header(outcome, stored),
@@ -276,60 +278,68 @@ class JobRunner:
                 Catalog.deliver(db, job_id, job.destination, job.subscriber,
                                 outcome.job.finished_at or time.time())
 
+        async def failed(job: jobs.Job, exc: BaseException, *, bytes_in: int = bytes_in,
+                         n_images: int = n_images) -> None:
+            if isinstance(exc, asyncio.CancelledError) and effects.stopping:
+                return          # the server stops: the job is taken over later, not ended
+            reason = effects.cancel_reasons.get(job_id, "cancelled")
+            # Recorded unless it ended elsewhere meanwhile (a job ends once).
+            await effects.handle(job, jobs.failure(exc, at=time.time(), reason=reason,
+                                                   images=n_images, bytes_in=bytes_in))
+
+        hooks = self.service.dispatcher.progress_hooks
         try:
-            request = await self.service.prepare(header, subscriber=job.subscriber)
-            # The store may hold this very result already (stored inputs, store_result).
-            outcome = await derived.reuse(self.service, request, subscriber=job.subscriber,
-                                          job=job, out_path=out_path, finish_extra=finish_extra)
+            try:
+                request = await self.service.prepare(header, subscriber=job.subscriber)
+                # The store may hold this very result already (stored inputs, store_result).
+                outcome = await derived.reuse(self.service, request, subscriber=job.subscriber,
+                                              job=job, out_path=out_path,
+                                              finish_extra=finish_extra)
+            except BaseException as exc:
+                await asyncio.shield(failed(job, exc))
+                raise
             if outcome is not None:
                 log.info("job %s: answered from the store", job_id)
             else:
-                paths = [directory / f"in{i}" for i in range(len(request.expected))]
-                staged = await self.service.stage(request, paths)
-                if job.state is jobs.State.QUEUED:
-                    started, todo = jobs.handle(job, jobs.Started(time.time(), ""))
-                    if not await effects.apply(todo):
-                        await self._ended_elsewhere(job_id)
-                        return
-                    job = started
-                outcome = await self._execute(job, request, staged, out_path, bytes_in,
-                                              finish_extra)
+                hooks[job_id] = lambda done, total: effects.set_progress(
+                    job_id, done / total, f"slab {done} of {total} done")
+                outcome = await self.service.run(
+                    job, request, place, bytes_in=bytes_in, started=self._started,
+                    failed=failed, finish_extra=finish_extra)
+                if outcome is None:
+                    return
                 log.info("job %s: succeeded", job_id)
         except BaseException as exc:
             cancelled = isinstance(exc, asyncio.CancelledError)
             if cancelled and effects.stopping:
                 raise           # the server stops: the job is taken over later, not ended
-            reason = effects.cancel_reasons.get(job_id, "cancelled")
-            # Recorded unless it ended elsewhere meanwhile (a job ends once).
-            await asyncio.shield(effects.handle(job, failure(
-                exc, at=time.time(), reason=reason, images=n_images, bytes_in=bytes_in)))
             if not isinstance(exc, Exception | asyncio.CancelledError):
                 raise
             log.info("job %s: %s", job_id, "cancelled" if cancelled else
                      f"failed ({getattr(exc, 'code_name', type(exc).__name__)})")
             return
+        finally:
+            hooks.pop(job_id, None)
         # The run recorded its end, usage and result in one transaction.
         await effects.handle(outcome.job, jobs.EndRecorded(time.time()))
+
+    async def _started(self, job: jobs.Job) -> jobs.Job | None:
+        """The job goes to a worker: RUNNING persisted (a QUEUED job), its progress told;
+        None when another server ended it (cancelled) before it started here."""
+        if job.state is jobs.State.QUEUED:
+            started, todo = jobs.handle(job, jobs.Started(time.time(), ""))
+            if not await self.effects.apply(todo):
+                await self._ended_elsewhere(job.id)
+                return None
+            job = started
+        self.effects.set_progress(job.id, 0.0, "running")
+        return job
 
     async def _ended_elsewhere(self, job_id: str) -> None:
         """A job that another server ended (cancelled) before it started here."""
         ended = await self.catalog.get_job(job_id)
         if ended is not None and ended.state.terminal:
             await self.effects.handle(ended, jobs.EndRecorded(time.time()))
-
-    async def _execute(self, job: jobs.Job, request, staged, out_path: Path, bytes_in: int,
-                       finish_extra):
-        """Run the job on a worker, its progress told; its Outcome (recorded)."""
-        effects = self.effects
-        effects.set_progress(job.id, 0.0, "running")
-        hooks = self.service.dispatcher.progress_hooks
-        hooks[job.id] = lambda done, total: effects.set_progress(
-            job.id, done / total, f"slab {done} of {total} done")
-        try:
-            return await self.service.execute(job, request, staged, out_path,
-                                              bytes_in=bytes_in, finish_extra=finish_extra)
-        finally:
-            hooks.pop(job.id, None)
 
     # -- cancel -----------------------------------------------------------------------
     async def cancel(self, job_id: str, subscriber: str) -> JobView:

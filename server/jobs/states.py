@@ -12,7 +12,9 @@ the instructions, in order, so every transition is unit-tested alone (as distrib
         └────────────┴──────────┴──────▶ FAILED | CANCELLED
 
 A failure is classified (:class:`Fault`): the caller's mistake, the infrastructure's (not
-billed), a cancellation, or a passed deadline. A job whose server stopped is taken over
+billed), a cancellation, or a passed deadline. :func:`failure` turns the exception a job
+ended with into its :class:`Failure`, for every way a job runs (a synchronous call's,
+a batch image's and an asynchronous job's end alike). A job whose server stopped is taken over
 (:class:`TakenOver`): run again from its stored inputs, or failed with the reason when
 they never fully arrived. :func:`apply` is the same machine for callers that only need
 the new job.
@@ -20,15 +22,19 @@ the new job.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import enum
 import uuid
 from dataclasses import dataclass
 
+from medcompute.server.errors import MedcomputeError
+from medcompute.server.storage.space import storage_fault
+
 __all__ = [
     "State", "Job", "InvalidTransition", "new_job", "apply", "handle", "Event",
     "Admitted", "InputsReceived", "Started", "Succeeded", "AnsweredFromStore", "EndRecorded",
-    "Failed", "Cancelled", "Failure",
+    "Failure", "failure",
     "CancelRequested", "TakenOver", "ResultExpired", "Fault", "classify", "MAX_ATTEMPTS",
     "Instruction", "Persist", "Launch", "RecordEnd", "RemoveFiles", "Notify",
     "NotifyRecipient", "CancelRun", "MarkResultRemoved",
@@ -149,22 +155,6 @@ class EndRecorded:
 
 
 @dataclass(frozen=True)
-class Failed:
-    """A failure, already classified as FAILED (see :class:`Failure` to classify)."""
-
-    at: float
-    reason: str
-    code: str
-    platform_fault: bool = False
-
-
-@dataclass(frozen=True)
-class Cancelled:
-    at: float
-    reason: str
-
-
-@dataclass(frozen=True)
 class Failure:
     """The job ended with an error of ``fault``: it becomes FAILED or CANCELLED."""
 
@@ -174,6 +164,21 @@ class Failure:
     code: str = ""
     images: int = 0          # for the usage record of its end
     bytes_in: int = 0
+
+
+def failure(exc: BaseException, *, at: float, reason: str, images: int = 0,
+            bytes_in: int = 0) -> Failure:
+    """The event of a job that ended with ``exc`` (``reason``: why it was cancelled, for a
+    cancellation). A full or failing disk is the platform's fault (not billed); an error
+    that is not the domain's is an internal one."""
+    exc = storage_fault(exc) or exc
+    if isinstance(exc, asyncio.CancelledError):
+        return Failure(at, Fault.CANCELLED, reason, images=images, bytes_in=bytes_in)
+    if isinstance(exc, MedcomputeError):
+        fault = classify(exc.code_name, platform_fault=getattr(exc, "platform_fault", False))
+        return Failure(at, fault, exc.details, exc.code_name, images=images, bytes_in=bytes_in)
+    return Failure(at, Fault.INFRASTRUCTURE, f"internal error ({type(exc).__name__})",
+                   "INTERNAL", images=images, bytes_in=bytes_in)
 
 
 @dataclass(frozen=True)
@@ -207,7 +212,7 @@ class ResultExpired:
 
 
 Event = (Admitted | InputsReceived | Started | Succeeded | AnsweredFromStore | EndRecorded
-         | Failed | Cancelled | Failure | CancelRequested | TakenOver | ResultExpired)
+         | Failure | CancelRequested | TakenOver | ResultExpired)
 
 
 # -- instructions --------------------------------------------------------------------
@@ -293,8 +298,6 @@ _ACCEPTS: dict[type, tuple[State, ...]] = {
     Succeeded: (State.RUNNING,),
     AnsweredFromStore: _LIVE,
     EndRecorded: _ENDED,
-    Failed: _LIVE,
-    Cancelled: _LIVE,
     Failure: _LIVE,
     CancelRequested: (*_LIVE, *_ENDED),
     TakenOver: _LIVE,
@@ -374,14 +377,6 @@ def handle(job: Job, event: Event) -> tuple[Job, list[Instruction]]:
         return job, _ended(job)
     if isinstance(event, EndRecorded):
         return job, _ended(job, record=False)
-    if isinstance(event, Failed):
-        fault = Fault.INFRASTRUCTURE if event.platform_fault else Fault.CALLER
-        job = replace(_end(job, fault, event.at, event.reason, event.code),
-                      error_code=event.code)
-        return job, _ended(job)
-    if isinstance(event, Cancelled):
-        job = _end(job, Fault.CANCELLED, event.at, event.reason, "CANCELLED")
-        return job, _ended(job)
     if isinstance(event, Failure):
         job = _end(job, event.fault, event.at, event.reason, event.code)
         return job, _ended(job, images=event.images, bytes_in=event.bytes_in)

@@ -2,13 +2,13 @@
 
 An administrator allocates a subscriber a number of bytes (``medcompute store capacity``);
 a subscriber without an allocation is unlimited. What a subscriber uses is the storage
-ledger's sum (``image_catalog``: every blob of every image it keeps, versions
+ledger's sum (image_tiers.py: every blob of every image it keeps, versions
 included). A change that would take the subscriber past its allocation is refused
 inside the same transaction that would have made it, before any blob is installed,
 so nothing is half-stored: `check` raises ResourceExhausted naming the numbers.
 
-Plain functions on the catalog's connection: the callers (``ImageCatalog``) hold its
-lock and, for `check`, its write transaction.
+Plain functions of ``tx``, the catalog's connection inside the transaction: the image
+catalog's functions (images.py) call `check` inside their write transaction.
 """
 
 from __future__ import annotations

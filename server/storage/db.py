@@ -11,9 +11,9 @@ The table modules (audit.py, usage.py, keys.py, jobs/catalog.py, ...) keep their
 plain functions taking ``tx``, the sqlite3 connection inside the transaction, passed
 explicitly; the connection and transaction handling lives here only (the seam for another
 database backend). A module registers its schema (and the columns it added later) with
-:func:`table`; its facade class (:class:`Store`) holds the shared Database. The image
-catalog (images.py, image_tiers.py) still runs its SQL through the facade's
-``_run``/``_call``/``_transaction`` helpers, on the same connection.
+:func:`table`; its facade class (:class:`Store`) holds the shared Database. A caller
+may compose several modules' functions in one ``db.write`` (a job's end, its usage
+record and its audit entry).
 
 **Group commit.** :meth:`Database.write` is how the server's coroutines write: the
 writes that arrive while one COMMIT (and its fsync) is under way wait, and then go
@@ -220,9 +220,6 @@ class Store:
     Built on the shared Database (the server's) or on a data directory, when it opens
     and owns its own (the tests, the offline command line); :meth:`close` closes only a
     Database it opened. ``TABLES``: the schema functions it needs (:func:`table`).
-    The ``_run``, ``_call``, ``_commit`` and ``_transaction`` helpers take functions of
-    no connection argument (they use :attr:`_db`) for the facades not yet written as
-    table functions.
     """
 
     TABLES: tuple[Callable[[sqlite3.Connection], None], ...] = ()
@@ -241,10 +238,6 @@ class Store:
         return self.db.path
 
     @property
-    def _db(self) -> sqlite3.Connection:
-        return self.db.connection
-
-    @property
     def commits(self) -> int:
         return self.db.commits
 
@@ -255,15 +248,3 @@ class Store:
     def close(self) -> None:
         if self._owns_db:
             self.db.close()
-
-    def _run(self, fn, *args):
-        return self.db.run(lambda tx: fn(*args))
-
-    async def _call(self, fn, *args):
-        return await self.db.read(lambda tx: fn(*args))
-
-    async def _commit(self, fn, *args):
-        return await self.db.write(lambda tx: fn(*args))
-
-    def _transaction(self, fn, *args):
-        return Database._transaction(self._db, lambda tx: fn(*args))

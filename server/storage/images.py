@@ -1,18 +1,21 @@
 """The image store's tables in the SQLite catalog: one row per image, one per blob it uses.
 
 Same file and the same rules as the other tables (``db.py``: WAL, ``synchronous=FULL``,
-one connection used under a lock from worker threads). Every change that installs or
-removes blob files does so inside a ``BEGIN IMMEDIATE`` transaction, which holds
-SQLite's write lock: installing blobs and inserting their row is one step for
-every other connection (a server sharing the store, the orphan sweep), and a blob
-is removed only while no row refers to it.
+one connection used under a lock from worker threads). The SQL is in functions taking
+``tx``, the connection inside the transaction, passed explicitly (``Database.write``,
+``read``, ``transaction``); :class:`ImageCatalog` is the facade over them. The functions
+that change rows (``add``, ``add_blob``, ``delete``, ``release``, ``sweep``) expect a
+write transaction (``BEGIN IMMEDIATE``, which holds SQLite's write lock) and install or
+remove blob files inside it: installing blobs and inserting their row is one step for
+every other connection (a server sharing the store, the orphan sweep), and a blob is
+removed only while no row refers to it. A caller may compose them with other tables'
+functions in one ``db.write``.
 
-The storage ledger meters what each subscriber keeps stored, for billing: one row per
-change of an image's stored bytes (+ when it is registered or gains a blob such as a
-cached preview, − what was counted for it when it is deleted or purged), written in
-the same transaction as the change itself. Integrating it over a period gives
-gigabyte-days. Each image counts the bytes of its own blobs, even where two images
-share a content-addressed blob file.
+The storage ledger (image_tiers.py) meters what each subscriber keeps stored, for
+billing: one row per change of an image's stored bytes (+ when it is registered or gains
+a blob such as a cached preview, − what was counted for it when it is deleted or purged),
+written in the same transaction as the change itself. Each image counts the bytes of its
+own blobs, even where two images share a content-addressed blob file.
 """
 
 from __future__ import annotations
@@ -27,9 +30,12 @@ from pathlib import Path
 
 from medcompute.server.storage import capacity
 from medcompute.server.storage.db import Store, add_columns, table
-from medcompute.server.storage.image_tiers import TierLedger
+from medcompute.server.storage.image_tiers import TierLedger, backfill, backfill_needed, meter
+from medcompute.server.storage.image_tiers import switch_tier as _switch_tier
 
-__all__ = ["BlobRef", "ImageRecord", "FindFilter", "ImageCatalog", "PAGE_MAX"]
+__all__ = ["BlobRef", "ImageRecord", "FindFilter", "ImageCatalog", "PAGE_MAX", "add",
+           "add_blob", "all_images", "backup", "blob_rows", "by_derivation", "by_identity",
+           "count", "delete", "exclusive_bytes", "expired", "find", "get", "release", "sweep"]
 
 PAGE_MAX = 1000
 
@@ -83,8 +89,6 @@ CREATE TABLE IF NOT EXISTS blob_tiers (
     tier TEXT NOT NULL
 );
 """ + capacity.SCHEMA
-
-_GIGABYTE_DAY = 1e9 * 86400
 
 
 @dataclass(frozen=True)
@@ -193,360 +197,288 @@ def create(tx) -> None:
     add_columns(tx, "storage_ledger", {"tier": "TEXT NOT NULL DEFAULT 'hot'"})
 
 
+def _blobs_of(tx, image_id: str) -> list[tuple]:
+    return tx.execute("SELECT b.role, b.digest, b.size, b.info, COALESCE(t.tier, 'hot') "
+                      "FROM image_blobs b LEFT JOIN blob_tiers t ON t.digest = b.digest "
+                      "WHERE b.image_id = ? ORDER BY b.role", (image_id,)).fetchall()
+
+
+def _select(tx, where: str, args: tuple, tail: str = "") -> list[ImageRecord]:
+    rows = tx.execute(f"SELECT id, record FROM images WHERE {where} {tail}", args).fetchall()
+    return [_record(text, _blobs_of(tx, image_id)) for image_id, text in rows]
+
+
+def _first(found: list[ImageRecord]) -> ImageRecord | None:
+    return found[0] if found else None
+
+
+# -- adding -------------------------------------------------------------------------
+def add(tx, record: ImageRecord, install: Callable[[], None],
+        field: str = "header.image") -> tuple[ImageRecord, bool]:
+    """Insert ``record`` unless its owner already has its identity (write transaction).
+
+    ``install()`` (putting its blob files in place) runs inside the transaction, only
+    when the row is new and fits its owner's allocated capacity (else CapacityExceeded
+    naming ``field``). Returns the stored record and whether it existed.
+    """
+    existing = by_identity(tx, record.owner, record.identity)
+    if existing is not None:
+        return existing, True
+    capacity.check(tx, record.owner, record.stored_bytes, field)
+    install()
+    for b in record.blobs:       # a shared blob moved to cold is hot again: just written
+        _switch_tier(tx, b.digest, "hot")
+    tx.execute("INSERT INTO images (id, owner, identity, kind, modality, patient_id, "
+               "study_uid, series_uid, acquisition_date, created_at, expires_at, source_id, "
+               "derivation_key, record) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+               _row(record))
+    tx.executemany("INSERT INTO image_blobs (image_id, role, digest, size, info) VALUES "
+                   "(?, ?, ?, ?, ?)", [(record.id, b.role, b.digest, b.size, b.info)
+                                       for b in record.blobs])
+    meter(tx, record.owner, record.created_at, record.stored_bytes, record.id)
+    return record, False
+
+
+def add_blob(tx, image_id: str, blob: BlobRef, install: Callable[[], None],
+             field: str | None = None) -> bool:
+    """Attach one more blob (a cached preview, a version); False when the image is gone
+    (write transaction). With ``field``, refused (CapacityExceeded naming it) beyond the
+    owner's allocated capacity; without, a cache that is counted but never refused."""
+    owner = tx.execute("SELECT owner FROM images WHERE id = ?", (image_id,)).fetchone()
+    if not owner:
+        return False
+    replaced = tx.execute("SELECT size FROM image_blobs WHERE image_id = ? AND role = ?",
+                          (image_id, blob.role)).fetchone()
+    grows = blob.size - (replaced[0] if replaced else 0)
+    if field is not None:
+        capacity.check(tx, owner[0], grows, field)
+    install()
+    meter(tx, owner[0], time.time(), grows, image_id)
+    tx.execute("INSERT OR REPLACE INTO image_blobs (image_id, role, digest, size, info) "
+               "VALUES (?, ?, ?, ?, ?)", (image_id, blob.role, blob.digest, blob.size,
+                                          blob.info))
+    return True
+
+
+# -- reading ------------------------------------------------------------------------
+def get(tx, image_id: str, owner: str | None) -> ImageRecord | None:
+    """The image, when it exists and (unless ``owner`` is None) belongs to ``owner``."""
+    if owner is None:
+        return _first(_select(tx, "id = ?", (image_id,)))
+    return _first(_select(tx, "id = ? AND owner = ?", (image_id, owner)))
+
+
+def by_identity(tx, owner: str, identity: str) -> ImageRecord | None:
+    return _first(_select(tx, "owner = ? AND identity = ?", (owner, identity)))
+
+
+def by_derivation(tx, owner: str, key: str) -> ImageRecord | None:
+    return _first(_select(tx, "owner = ? AND derivation_key = ?", (owner, key),
+                          "ORDER BY created_at DESC LIMIT 1"))
+
+
+def find(tx, f: FindFilter, owner: str, limit: int, after: tuple[float, str] | None = None
+         ) -> tuple[list[ImageRecord], str]:
+    """One page of ``owner``'s images matching ``f``, oldest first, and the next token."""
+    clauses, args = ["owner = ?"], [owner]
+    for column, value in (("patient_id", f.patient_id), ("study_uid", f.study_uid),
+                          ("series_uid", f.series_uid), ("modality", f.modality),
+                          ("kind", f.kind), ("source_id", f.source_id),
+                          ("owner", f.registered_by)):
+        if value:
+            clauses.append(f"{column} = ?")
+            args.append(value)
+    if f.date_from:
+        clauses.append("acquisition_date != '' AND acquisition_date >= ?")
+        args.append(f.date_from)
+    if f.date_to:
+        clauses.append("acquisition_date != '' AND acquisition_date <= ?")
+        args.append(f.date_to)
+    if after is not None:
+        clauses.append("(created_at, id) > (?, ?)")
+        args.extend(after)
+    found = _select(tx, " AND ".join(clauses), tuple(args),
+                    f"ORDER BY created_at, id LIMIT {int(limit) + 1}")
+    more = len(found) > limit
+    found = found[:limit]
+    token = encode_token(found[-1].created_at, found[-1].id) if more else ""
+    return found, token
+
+
+def expired(tx, now: float) -> list[ImageRecord]:
+    return _select(tx, "expires_at IS NOT NULL AND expires_at <= ?", (now,),
+                   "ORDER BY expires_at")
+
+
+def all_images(tx) -> list[ImageRecord]:
+    """Every image of every subscriber, oldest first."""
+    return _select(tx, "1", (), "ORDER BY created_at, id")
+
+
+def blob_rows(tx) -> list[tuple]:
+    """(image id, role, digest, size) of every blob reference."""
+    return tx.execute("SELECT image_id, role, digest, size FROM image_blobs "
+                      "ORDER BY digest").fetchall()
+
+
+def count(tx) -> int:
+    return tx.execute("SELECT COUNT(*) FROM images").fetchone()[0]
+
+
+def exclusive_bytes(tx, ids: list[str]) -> int:
+    """Bytes of the blobs only these images use (what deleting them frees)."""
+    if not ids:
+        return 0
+    marks = ",".join("?" * len(ids))
+    row = tx.execute(
+        f"SELECT COALESCE(SUM(size), 0) FROM (SELECT DISTINCT digest, size FROM image_blobs "
+        f"WHERE image_id IN ({marks}) AND digest NOT IN (SELECT digest FROM image_blobs "
+        f"WHERE image_id NOT IN ({marks})))", (*ids, *ids)).fetchone()
+    return int(row[0])
+
+
+# -- removing -----------------------------------------------------------------------
+def _derived_from(tx, image_id: str) -> list[ImageRecord]:
+    # Image ids are unique 32-digit hex: quoted, they appear in a record's JSON only as
+    # its own id, its source_id or one of its operand_ids.
+    return _select(tx, "id != ? AND kind = 'derived' AND (source_id = ? OR record LIKE ?)",
+                   (image_id, image_id, f'%"{image_id}"%'), "ORDER BY created_at, id")
+
+
+def _remove_row(tx, record: ImageRecord) -> None:
+    tx.execute("DELETE FROM images WHERE id = ?", (record.id,))
+    at = time.time()
+    for tier, counted in tx.execute(
+            "SELECT tier, COALESCE(SUM(delta_bytes), 0) FROM storage_ledger WHERE "
+            "image_id = ? GROUP BY tier ORDER BY tier", (record.id,)).fetchall():
+        meter(tx, record.owner, at, -counted, record.id, tier)
+
+
+def delete(tx, image_id: str, owner: str | None) -> list[ImageRecord]:
+    """Remove the row and (transitively) every image derived from it (its source or an
+    operand), with their blob references: the records removed, the image first; empty
+    when it was not found. In one write transaction, no derived image outlives it."""
+    record = get(tx, image_id, owner)
+    if record is None:
+        return []
+    gone, todo = [], [record]
+    while todo:
+        r = todo.pop(0)
+        if any(g.id == r.id for g in gone):
+            continue
+        gone.append(r)
+        todo.extend(_derived_from(tx, r.id))
+    for r in gone:
+        _remove_row(tx, r)
+    return gone
+
+
+def release(tx, digests: Iterable[str], remove: Callable[[str], int]) -> tuple[int, int]:
+    """Remove each blob no row refers to any more (write transaction); (bytes freed,
+    blobs removed)."""
+    freed = removed = 0
+    for digest in sorted(set(digests)):
+        used = tx.execute("SELECT 1 FROM image_blobs WHERE digest = ? LIMIT 1",
+                          (digest,)).fetchone()
+        if not used:
+            tx.execute("DELETE FROM blob_tiers WHERE digest = ?", (digest,))
+            size = remove(digest)
+            freed += size
+            removed += 1 if size else 0
+    return freed, removed
+
+
+def sweep(tx, present: Callable[[], Iterable[str]], remove: Callable[[str], int]) -> int:
+    """Remove blob files no row refers to (left by a write that was interrupted), in a
+    write transaction; how many."""
+    used = {r[0] for r in tx.execute("SELECT DISTINCT digest FROM image_blobs")}
+    orphans = [d for d in present() if d not in used]
+    for digest in orphans:
+        remove(digest)
+    return len(orphans)
+
+
+# -- backup -------------------------------------------------------------------------
+def backup(tx, dest: Path) -> None:
+    """Copy the whole catalog file as one snapshot to ``dest`` (``tx``: the connection,
+    outside a transaction)."""
+    target = sqlite3.connect(dest, isolation_level=None)
+    try:
+        tx.backup(target)            # one step: a consistent snapshot of every table
+        target.execute("PRAGMA journal_mode=WAL")
+    finally:
+        target.close()
+
+
 class ImageCatalog(TierLedger, Store):
-    """The image rows of one data directory's catalog file."""
+    """The image rows of one data directory's catalog file: a facade over this module's
+    functions (and image_tiers.py's, :class:`TierLedger`), built on the server's shared
+    Database or on a data directory. Reads run off the event loop; writes join the
+    Database's group commit."""
 
     TABLES = (create,)
 
-    def __init__(self, data_dir: str | Path):
+    def __init__(self, data_dir):
         super().__init__(data_dir)
-        self._run(self._backfill)
-
-    def _blobs_of(self, image_id: str) -> list[tuple]:
-        return self._db.execute("SELECT b.role, b.digest, b.size, b.info, COALESCE(t.tier, "
-                                "'hot') FROM image_blobs b LEFT JOIN blob_tiers t ON t.digest "
-                                "= b.digest WHERE b.image_id = ? ORDER BY b.role",
-                                (image_id,)).fetchall()
-
-    def _select(self, where: str, args: tuple, tail: str = "") -> list[ImageRecord]:
-        rows = self._db.execute(f"SELECT id, record FROM images WHERE {where} {tail}",
-                                args).fetchall()
-        return [_record(text, self._blobs_of(image_id)) for image_id, text in rows]
-
-    # -- adding ---------------------------------------------------------------------
-    def _add(self, record: ImageRecord, install: Callable[[], None],
-             field: str = "header.image"):
-        def step():
-            existing = self._select("owner = ? AND identity = ?", (record.owner, record.identity))
-            if existing:
-                return existing[0], True
-            capacity.check(self._db, record.owner, record.stored_bytes, field)
-            install()
-            for b in record.blobs:   # a shared blob moved to cold is hot again: just written
-                self._switch_step(b.digest, "hot")
-            self._db.execute("INSERT INTO images (id, owner, identity, kind, modality, "
-                             "patient_id, study_uid, series_uid, acquisition_date, created_at,"
-                             " expires_at, source_id, derivation_key, record) VALUES "
-                             "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", _row(record))
-            self._db.executemany(
-                "INSERT INTO image_blobs (image_id, role, digest, size, info) VALUES "
-                "(?, ?, ?, ?, ?)", [(record.id, b.role, b.digest, b.size, b.info)
-                                    for b in record.blobs])
-            self._meter(record.owner, record.created_at, record.stored_bytes, record.id)
-            return record, False
-        return self._transaction(step)
+        if self.db.run(backfill_needed):
+            self.db.transaction(backfill)
 
     async def add(self, record: ImageRecord, install: Callable[[], None],
                   field: str = "header.image") -> tuple[ImageRecord, bool]:
-        """Insert ``record`` unless its owner already has its identity.
-
-        ``install()`` (putting its blob files in place) runs inside the transaction,
-        only when the row is new and fits its owner's allocated capacity (else
-        CapacityExceeded naming ``field``). Returns the stored record and whether it
-        existed.
-        """
-        return await self._call(self._add, record, install, field)
-
-    def _add_blob(self, image_id: str, blob: BlobRef, install: Callable[[], None],
-                  field: str | None = None) -> bool:
-        def step():
-            owner = self._db.execute("SELECT owner FROM images WHERE id = ?",
-                                     (image_id,)).fetchone()
-            if not owner:
-                return False
-            replaced = self._db.execute("SELECT size FROM image_blobs WHERE image_id = ? AND "
-                                        "role = ?", (image_id, blob.role)).fetchone()
-            if field is not None:
-                capacity.check(self._db, owner[0], blob.size - (replaced[0] if replaced else 0),
-                               field)
-            install()
-            self._meter(owner[0], time.time(), blob.size - (replaced[0] if replaced else 0),
-                        image_id)
-            self._db.execute("INSERT OR REPLACE INTO image_blobs (image_id, role, digest, size,"
-                             " info) VALUES (?, ?, ?, ?, ?)", (image_id, blob.role, blob.digest,
-                                                              blob.size, blob.info))
-            return True
-        return self._transaction(step)
+        """:func:`add`: the stored record and whether it existed."""
+        return await self.db.write(add, record, install, field)
 
     async def add_blob(self, image_id: str, blob: BlobRef, install: Callable[[], None], *,
                        field: str | None = None) -> bool:
-        """Attach one more blob (a cached preview, a version); False when the image is
-        gone. With ``field``, refused (CapacityExceeded naming it) beyond the owner's
-        allocated capacity; without, a cache that is counted but never refused."""
-        return await self._call(self._add_blob, image_id, blob, install, field)
-
-    # -- reading --------------------------------------------------------------------
-    def _get(self, image_id: str, owner: str | None) -> ImageRecord | None:
-        if owner is None:
-            found = self._select("id = ?", (image_id,))
-        else:
-            found = self._select("id = ? AND owner = ?", (image_id, owner))
-        return found[0] if found else None
+        """:func:`add_blob`: False when the image is gone."""
+        return await self.db.write(add_blob, image_id, blob, install, field)
 
     async def get(self, image_id: str, owner: str | None) -> ImageRecord | None:
         """The image, when it exists and (unless ``owner`` is None) belongs to ``owner``."""
-        return await self._call(self._get, image_id, owner)
-
-    def _by_identity(self, owner: str, identity: str) -> ImageRecord | None:
-        found = self._select("owner = ? AND identity = ?", (owner, identity))
-        return found[0] if found else None
+        return await self.db.read(get, image_id, owner)
 
     async def by_identity(self, owner: str, identity: str) -> ImageRecord | None:
-        return await self._call(self._by_identity, owner, identity)
-
-    def _by_derivation(self, owner: str, key: str) -> ImageRecord | None:
-        found = self._select("owner = ? AND derivation_key = ?", (owner, key),
-                             "ORDER BY created_at DESC LIMIT 1")
-        return found[0] if found else None
+        return await self.db.read(by_identity, owner, identity)
 
     async def by_derivation(self, owner: str, key: str) -> ImageRecord | None:
-        return await self._call(self._by_derivation, owner, key)
-
-    def _find(self, f: FindFilter, owner: str, limit: int, after: tuple[float, str] | None):
-        clauses, args = ["owner = ?"], [owner]
-        for column, value in (("patient_id", f.patient_id), ("study_uid", f.study_uid),
-                              ("series_uid", f.series_uid), ("modality", f.modality),
-                              ("kind", f.kind), ("source_id", f.source_id),
-                              ("owner", f.registered_by)):
-            if value:
-                clauses.append(f"{column} = ?")
-                args.append(value)
-        if f.date_from:
-            clauses.append("acquisition_date != '' AND acquisition_date >= ?")
-            args.append(f.date_from)
-        if f.date_to:
-            clauses.append("acquisition_date != '' AND acquisition_date <= ?")
-            args.append(f.date_to)
-        if after is not None:
-            clauses.append("(created_at, id) > (?, ?)")
-            args.extend(after)
-        found = self._select(" AND ".join(clauses), tuple(args),
-                             f"ORDER BY created_at, id LIMIT {int(limit) + 1}")
-        more = len(found) > limit
-        found = found[:limit]
-        token = encode_token(found[-1].created_at, found[-1].id) if more else ""
-        return found, token
+        return await self.db.read(by_derivation, owner, key)
 
     async def find(self, f: FindFilter, *, owner: str, limit: int,
                    after: tuple[float, str] | None = None) -> tuple[list[ImageRecord], str]:
         """One page of ``owner``'s images matching ``f``, oldest first, and the next token."""
-        return await self._call(self._find, f, owner, limit, after)
-
-    def _expired(self, now: float) -> list[ImageRecord]:
-        return self._select("expires_at IS NOT NULL AND expires_at <= ?", (now,),
-                            "ORDER BY expires_at")
+        return await self.db.read(find, f, owner, limit, after)
 
     async def expired(self, now: float) -> list[ImageRecord]:
-        return await self._call(self._expired, now)
-
-    def _blob_rows(self) -> list[tuple]:
-        return self._db.execute("SELECT image_id, role, digest, size FROM image_blobs "
-                                "ORDER BY digest").fetchall()
+        return await self.db.read(expired, now)
 
     async def blob_rows(self) -> list[tuple]:
         """(image id, role, digest, size) of every blob reference."""
-        return await self._call(self._blob_rows)
-
-    def _count(self) -> int:
-        return self._db.execute("SELECT COUNT(*) FROM images").fetchone()[0]
+        return await self.db.read(blob_rows)
 
     async def count(self) -> int:
-        return await self._call(self._count)
-
-    def _exclusive_bytes(self, ids: list[str]) -> int:
-        """Bytes of the blobs only these images use (what deleting them frees)."""
-        if not ids:
-            return 0
-        marks = ",".join("?" * len(ids))
-        row = self._db.execute(
-            f"SELECT COALESCE(SUM(size), 0) FROM (SELECT DISTINCT digest, size FROM image_blobs "
-            f"WHERE image_id IN ({marks}) AND digest NOT IN (SELECT digest FROM image_blobs "
-            f"WHERE image_id NOT IN ({marks})))", (*ids, *ids)).fetchone()
-        return int(row[0])
+        return await self.db.read(count)
 
     async def exclusive_bytes(self, ids: list[str]) -> int:
-        return await self._call(self._exclusive_bytes, ids)
+        return await self.db.read(exclusive_bytes, ids)
 
-    # -- removing -------------------------------------------------------------------
-    def _derived_from(self, image_id: str) -> list[ImageRecord]:
-        # Image ids are unique 32-digit hex: quoted, they appear in a record's JSON only as
-        # its own id, its source_id or one of its operand_ids.
-        return self._select("id != ? AND kind = 'derived' AND (source_id = ? OR record LIKE ?)",
-                            (image_id, image_id, f'%"{image_id}"%'), "ORDER BY created_at, id")
-
-    def _remove_row(self, record: ImageRecord) -> None:
-        self._db.execute("DELETE FROM images WHERE id = ?", (record.id,))
-        at = time.time()
-        for tier, counted in self._db.execute(
-                "SELECT tier, COALESCE(SUM(delta_bytes), 0) FROM storage_ledger WHERE "
-                "image_id = ? GROUP BY tier ORDER BY tier", (record.id,)).fetchall():
-            self._meter(record.owner, at, -counted, record.id, tier)
-
-    def _delete(self, image_id: str, owner: str | None) -> list[ImageRecord]:
-        def step():
-            record = self._get(image_id, owner)
-            if record is None:
-                return []
-            gone, todo = [], [record]
-            while todo:
-                r = todo.pop(0)
-                if any(g.id == r.id for g in gone):
-                    continue
-                gone.append(r)
-                todo.extend(self._derived_from(r.id))
-            for r in gone:
-                self._remove_row(r)
-            return gone
-        return self._transaction(step)
+    async def all_images(self) -> list[ImageRecord]:
+        """Every image of every subscriber, oldest first."""
+        return await self.db.read(all_images)
 
     async def delete(self, image_id: str, owner: str | None) -> list[ImageRecord]:
-        """Remove the row and (transitively) every image derived from it (its source or
-        an operand), with their blob references: the records removed, the image first;
-        empty when it was not found. One transaction: no derived image outlives it."""
-        return await self._call(self._delete, image_id, owner)
-
-    def _release(self, digests: Iterable[str], remove: Callable[[str], int]) -> tuple[int, int]:
-        def step():
-            freed = removed = 0
-            for digest in sorted(set(digests)):
-                used = self._db.execute("SELECT 1 FROM image_blobs WHERE digest = ? LIMIT 1",
-                                        (digest,)).fetchone()
-                if not used:
-                    self._db.execute("DELETE FROM blob_tiers WHERE digest = ?", (digest,))
-                    size = remove(digest)
-                    freed += size
-                    removed += 1 if size else 0
-            return freed, removed
-        return self._transaction(step)
+        """:func:`delete`: the records removed, the image first; empty when not found."""
+        return await self.db.write(delete, image_id, owner)
 
     async def release(self, digests: Iterable[str], remove: Callable[[str], int]
                       ) -> tuple[int, int]:
         """Remove each blob no row refers to any more; (bytes freed, blobs removed)."""
-        return await self._call(self._release, list(digests), remove)
-
-    def _sweep(self, present: Callable[[], Iterable[str]], remove: Callable[[str], int]) -> int:
-        def step():
-            used = {r[0] for r in self._db.execute("SELECT DISTINCT digest FROM image_blobs")}
-            orphans = [d for d in present() if d not in used]
-            for digest in orphans:
-                remove(digest)
-            return len(orphans)
-        return self._transaction(step)
+        return await self.db.write(release, list(digests), remove)
 
     async def sweep(self, present: Callable[[], Iterable[str]],
                     remove: Callable[[str], int]) -> int:
         """Remove blob files no row refers to (left by a write that was interrupted)."""
-        return await self._call(self._sweep, present, remove)
-
-    # -- storage ledger ---------------------------------------------------------------
-    def _meter(self, subscriber: str, at: float, delta: int, image_id: str,
-               tier: str = "hot") -> None:
-        """One ledger row; the caller's transaction holds it together with the change."""
-        if delta:
-            self._db.execute("INSERT INTO storage_ledger (subscriber, at, delta_bytes, image_id,"
-                             " tier) VALUES (?, ?, ?, ?, ?)",
-                             (subscriber, at, int(delta), image_id, tier))
-
-    def _all_images(self) -> list[ImageRecord]:
-        return self._select("1", (), "ORDER BY created_at, id")
-
-    async def all_images(self) -> list[ImageRecord]:
-        """Every image of every subscriber, oldest first."""
-        return await self._call(self._all_images)
-
-    def _backfill(self) -> None:
-        """A catalog written before the ledger existed: one row per image, at its creation."""
-        def needed() -> bool:
-            return bool(self._db.execute(
-                "SELECT NOT EXISTS (SELECT 1 FROM storage_ledger) AND "
-                "EXISTS (SELECT 1 FROM images)").fetchone()[0])
-
-        def step():
-            if needed():   # checked again under the write lock: another process may be here
-                self._db.execute(
-                    "INSERT INTO storage_ledger (subscriber, at, delta_bytes, image_id) "
-                    "SELECT i.owner, i.created_at, SUM(b.size), i.id FROM images i "
-                    "JOIN image_blobs b ON b.image_id = i.id GROUP BY i.id "
-                    "HAVING SUM(b.size) != 0 ORDER BY i.created_at, i.id")
-        if needed():
-            self._transaction(step)
-
-    def _gigabyte_days(self, subscriber: str | None, since: float, until: float,
-                       now: float | None, tier: str | None = None) -> dict[str, float]:
-        now = time.time() if now is None else now
-        end = min(until, now) if until else now
-        where, args = "at < ?", [end]
-        if subscriber is not None:
-            where += " AND subscriber = ?"
-            args.append(subscriber)
-        if tier is not None:
-            where += " AND tier = ?"
-            args.append(tier)
-        rows = self._db.execute(f"SELECT subscriber, at, delta_bytes FROM storage_ledger WHERE "
-                                f"{where} ORDER BY subscriber, at, seq", args).fetchall()
-        byte_seconds: dict[str, float] = {} if subscriber is None else {subscriber: 0.0}
-        level: dict[str, int] = {}
-        last: dict[str, float] = {}
-        for name, at, delta in rows:
-            held, prev = level.get(name, 0), last.get(name, since)
-            if at > prev:
-                byte_seconds[name] = byte_seconds.get(name, 0.0) + held * (at - prev)
-                last[name] = at
-            else:
-                byte_seconds.setdefault(name, 0.0)
-            level[name] = held + delta
-        for name, held in level.items():
-            prev = last.get(name, since)
-            if end > prev:
-                byte_seconds[name] += held * (end - prev)
-        return {name: value / _GIGABYTE_DAY for name, value in byte_seconds.items()}
-
-    def gigabyte_days(self, subscriber: str | None, since: float = 0.0, until: float = 0.0,
-                      *, now: float | None = None) -> dict[str, float]:
-        """Stored bytes integrated over [since, until), per subscriber, in gigabyte-days
-        (10^9 bytes kept for 24 hours).
-
-        ``subscriber`` None: every subscriber with a ledger entry before the end (always
-        included when named). ``since`` 0: from the first entry; ``until`` 0, or any end
-        later than ``now`` (default: the current time): up to ``now``, so that time not
-        yet passed is never counted.
-        """
-        return self._run(self._gigabyte_days, subscriber, since, until, now)
-
-    async def agigabyte_days(self, subscriber: str | None, since: float = 0.0,
-                             until: float = 0.0, *, now: float | None = None,
-                             tier: str | None = None) -> dict[str, float]:
-        """:meth:`gigabyte_days`, off the event loop; ``tier``: of that tier only."""
-        return await self._call(self._gigabyte_days, subscriber, since, until, now, tier)
-
-    def _stored_bytes_now(self, subscriber: str | None) -> dict[str, int]:
-        where, args = ("WHERE subscriber = ?", (subscriber,)) if subscriber is not None else (
-            "", ())
-        rows = self._db.execute(f"SELECT subscriber, SUM(delta_bytes) FROM storage_ledger "
-                                f"{where} GROUP BY subscriber ORDER BY subscriber",
-                                args).fetchall()
-        found = {name: int(total) for name, total in rows}
-        if subscriber is not None:
-            found.setdefault(subscriber, 0)
-        return found
-
-    def stored_bytes_now(self, subscriber: str | None = None) -> dict[str, int]:
-        """Bytes each subscriber keeps stored now, by the ledger (None: every subscriber)."""
-        return self._run(self._stored_bytes_now, subscriber)
-
-    async def astored_bytes_now(self, subscriber: str | None = None) -> dict[str, int]:
-        """:meth:`stored_bytes_now`, off the event loop."""
-        return await self._call(self._stored_bytes_now, subscriber)
-
-    # -- backup ---------------------------------------------------------------------
-    def _backup(self, dest: Path) -> None:
-        target = sqlite3.connect(dest, isolation_level=None)
-        try:
-            self._db.backup(target)   # one step: a consistent snapshot of every table
-            target.execute("PRAGMA journal_mode=WAL")
-        finally:
-            target.close()
+        return await self.db.write(sweep, present, remove)
 
     async def backup(self, dest: Path) -> None:
         """Copy the whole catalog file (images, jobs, usage) as one snapshot to ``dest``."""
-        await self._call(self._backup, Path(dest))
+        await self.db.read(backup, Path(dest))

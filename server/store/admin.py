@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from medcompute.server.errors import FailedPrecondition, Internal, InvalidArgument
+from medcompute.server.storage import image_tiers
 from medcompute.server.storage.blobs import BlobStore, file_digest, fsync_dir
 from medcompute.server.storage.images import ImageCatalog
 from medcompute.server.store.images import ImageStore
@@ -131,10 +132,13 @@ def _copy_blobs(store: ImageStore, dest: Path) -> tuple[int, int, int]:
 def _all_hot(dest: Path) -> None:
     """The copy keeps every blob in its own (hot) folder: its catalog says so, and its
     ledger moves the cold tier's bytes to hot as of now."""
+    def all_hot(tx) -> None:
+        for digest in image_tiers.tiers(tx):
+            image_tiers.switch_tier(tx, digest, "hot")
+
     copy = ImageCatalog(dest)
     try:
-        for digest in copy._run(copy._tiers):
-            copy._run(copy._switch_tier, digest, "hot")
+        copy.db.transaction(all_hot)
     finally:
         copy.close()
 

@@ -40,6 +40,7 @@ import time
 from dataclasses import dataclass, field
 
 from medcompute.server.errors import FailedPrecondition, InvalidArgument
+from medcompute.server.storage import image_tiers
 from medcompute.server.storage.blobs import BlobStore, file_digest, fsync_dir
 from medcompute.server.storage.images import ImageRecord
 from medcompute.server.store.versions import ROLE_PREFIX
@@ -284,8 +285,8 @@ class TierMover:
                 log.error("tiers: blob %s is damaged in the %s tier; its other copy is kept",
                           digest, keep)
                 kept, other = other, kept
-                catalog._run(catalog._transaction, catalog._switch_step, digest,
-                             HOT if keep == COLD else COLD)
+                catalog.db.transaction(image_tiers.switch_tier, digest,
+                                       HOT if keep == COLD else COLD)
             other.unlink()
             fsync_dir(other.parent)
             settled += 1

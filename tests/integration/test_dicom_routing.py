@@ -146,7 +146,7 @@ def test_a_series_routed_again_after_a_restart_starts_no_second_job(node, client
               for s in client.dicom.received_series() for j in s.jobs}
     assert before, "the routing test above left routed series"
     registry = node.running.dicom.registry
-    registry._run(lambda: registry._db.execute("UPDATE dicom_series SET routed = 0"))
+    registry.db.run(lambda tx: tx.execute("UPDATE dicom_series SET routed = 0"))
     assert node.call(registry.unrouted())
     node.call(node.running.dicom.router.recover())
     assert node.call(registry.unrouted()) == []

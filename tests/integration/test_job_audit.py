@@ -20,7 +20,7 @@ class Transactions:
     trace callback on the server's connection)."""
 
     def __init__(self, server):
-        self.db = server.running.catalog._db
+        self.db = server.running.catalog.db.connection
         self.lock = threading.Lock()
         self.blocks: list[list[str]] = []
         self._open: list[str] | None = None

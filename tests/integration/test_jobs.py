@@ -64,6 +64,24 @@ def test_submit_returns_at_once_and_the_result_equals_a_synchronous_call(client,
     assert sorted(p.name for p in job_dir.iterdir()) == ["out"]
 
 
+def test_a_fetched_blosc_result_is_shuffled_by_its_voxel_size_as_a_process_reply(client,
+                                                                                server):
+    image = _img(seed=7)
+    info = client.submit(image, ["gaussian:sigma=1"], compression="blosc")
+    assert client.wait(info.job_id, timeout=60).state == jobs_pb2.JOB_STATE_SUCCEEDED
+    with grpc.insecure_channel(server.address) as channel:
+        replies = list(jobs_pb2_grpc.JobsServiceStub(channel).Fetch(
+            jobs_pb2.FetchRequest(job_id=info.job_id), timeout=60))
+    output = replies[0].header.output
+    assert (output.encoding, output.dtype) == (image_pb2.ENCODING_RAW,
+                                               image_pb2.DATA_TYPE_FLOAT32)
+    payloads = [r.chunk.data for r in replies[1:]]
+    # A BLOSC chunk's fourth header byte is its type size, the shuffle unit.
+    assert payloads and {p[3] for p in payloads} == {4}
+    np.testing.assert_array_equal(client.fetch(info.job_id).array,
+                                  client.process(image, ["gaussian:sigma=1"]).array)
+
+
 def test_an_idempotency_key_returns_the_same_job_never_a_second(client, server):
     image = _img(seed=1)
     first = client.submit(image, ["mean:size=3"], idempotency_key="scan-0042")

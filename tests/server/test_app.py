@@ -223,7 +223,7 @@ def test_a_server_holds_one_catalog_connection_shared_by_every_store(tmp_path, m
                       billing.deliveries, running.guard.keys, running.guard.audit,
                       dicom.registry, dicom.rules, dicom.pushes, dicom.sources, dicom.audit]
             assert all(store.db is db for store in stores)
-            assert db.connection is running.catalog._db
+            assert db.connection is running.catalog.db.connection
         finally:
             await running.stop(grace=0)
         assert _connections_to(path) == 0

@@ -51,7 +51,7 @@ def test_rules_stored_as_messages_are_upgraded(tmp_path):
     old = _message(rule_id="r1", created_at=5.0)
 
     async def main():
-        await book._call(lambda: book._db.execute(
+        await book.db.write(lambda tx: tx.execute(
             "INSERT INTO dicom_rule VALUES (?, ?, ?, ?)",
             ("r1", "s", 5.0, old.SerializeToString())))
         created = await book.create(rule_of(_message(), max_image_bytes=LIMIT))

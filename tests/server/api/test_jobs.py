@@ -107,3 +107,17 @@ def test_the_codec_reads_what_sending_a_stored_result_needs():
     info = ProtoJobCodec.result_info(dicom)
     assert (info.compression, info.itemsize, info.file_sizes) == (
         image_pb2.COMPRESSION_BLOSC, 1, (3, 4))
+
+
+def test_a_stored_raw_result_is_sent_with_its_dtype_as_the_shuffle_unit():
+    # As result_header describes a raw result: ENCODING_RAW, with its dtype.
+    raw = processing_pb2.ResultHeader(output=image_pb2.ImageDescriptor(
+        encoding=image_pb2.ENCODING_RAW, dtype=image_pb2.DATA_TYPE_FLOAT32, shape=[2, 3],
+        compression=image_pb2.COMPRESSION_BLOSC)).SerializeToString()
+    info = ProtoJobCodec.result_info(raw)
+    assert (info.compression, info.itemsize, info.file_sizes) == (
+        image_pb2.COMPRESSION_BLOSC, 4, ())
+    # A description an earlier version stored without its encoding reads the same.
+    unspecified = processing_pb2.ResultHeader(output=image_pb2.ImageDescriptor(
+        dtype=image_pb2.DATA_TYPE_INT16, shape=[2, 3])).SerializeToString()
+    assert ProtoJobCodec.result_info(unspecified).itemsize == 2

@@ -14,6 +14,7 @@ from medcompute.server.billing.service import BillingService, StorageUsage, Usag
 from medcompute.server.billing.tariff import parse_tariff
 from medcompute.server.errors import InvalidArgument, PermissionDenied
 from medcompute.server.jobs.catalog import Catalog
+from medcompute.server.storage import images as image_table
 from medcompute.server.storage.images import BlobRef, ImageCatalog, ImageRecord
 from medcompute.server.storage.keys import Principal
 from tests.usage_helpers import finish_usage, record
@@ -247,7 +248,7 @@ def data_dir(tmp_path):
         image = ImageRecord(id="im1", owner="alice", identity="im1", kind="original",
                             shape=(1,), dtype="<u1", size=1, crc32=0, created_at=NOV,
                             blobs=(blob,))
-        images._run(images._add, image, lambda: None)
+        images.db.transaction(image_table.add, image, lambda: None)
     finally:
         images.close()
     return tmp_path

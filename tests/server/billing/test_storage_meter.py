@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from medcompute.proto.v1 import image_pb2
+from medcompute.server.storage import images as image_table
 from medcompute.server.storage.db import FILENAME
 from medcompute.server.storage.images import BlobRef, ImageCatalog, ImageRecord
 from medcompute.server.store import admin as store_admin
@@ -38,6 +39,19 @@ def _nothing() -> None:
     pass
 
 
+def _add(catalog: ImageCatalog, *args):
+    """images.add in a transaction of its own."""
+    return catalog.db.transaction(image_table.add, *args)
+
+
+def _add_blob(catalog: ImageCatalog, *args):
+    return catalog.db.transaction(image_table.add_blob, *args)
+
+
+def _delete(catalog: ImageCatalog, *args):
+    return catalog.db.transaction(image_table.delete, *args)
+
+
 def _ledger(path: Path) -> list[tuple]:
     db = sqlite3.connect(path / FILENAME)
     try:
@@ -56,9 +70,9 @@ def catalog(tmp_path):
 
 def test_a_gigabyte_kept_two_days_is_two_gigabyte_days(catalog):
     t0 = time.time() - 2 * DAY
-    catalog._run(catalog._add, _image("im1", "alice", t0, GB), _nothing)
+    _add(catalog, _image("im1", "alice", t0, GB), _nothing)
     assert catalog.stored_bytes_now() == {"alice": GB}
-    catalog._run(catalog._delete, "im1", "alice")
+    _delete(catalog, "im1", "alice")
     deleted = time.time()
     assert catalog.stored_bytes_now() == {"alice": 0}
     assert catalog.gigabyte_days(None) == {"alice": pytest.approx(2.0, abs=CLOCK)}
@@ -68,8 +82,8 @@ def test_a_gigabyte_kept_two_days_is_two_gigabyte_days(catalog):
 
 def test_a_period_that_overlaps_part_of_the_time_kept(catalog):
     t0 = time.time() - 2 * DAY
-    catalog._run(catalog._add, _image("im1", "alice", t0, GB), _nothing)
-    catalog._run(catalog._delete, "im1", None)
+    _add(catalog, _image("im1", "alice", t0, GB), _nothing)
+    _delete(catalog, "im1", None)
     # Kept over [t0, t0 + 2 days): each period counts only its overlap with that.
     assert catalog.gigabyte_days("alice", t0 + 1.5 * DAY, 0) == {
         "alice": pytest.approx(0.5, abs=CLOCK)}
@@ -82,9 +96,9 @@ def test_a_period_that_overlaps_part_of_the_time_kept(catalog):
 
 def test_exact_integral_of_several_images_and_subscribers(catalog):
     now = 1_800_000_000.0
-    catalog._run(catalog._add, _image("a", "alice", now - 10 * DAY, 2 * GB), _nothing)
-    catalog._run(catalog._add, _image("b", "alice", now - 4 * DAY, GB // 2, GB // 2), _nothing)
-    catalog._run(catalog._add, _image("c", "bob", now - 1 * DAY, 3 * GB), _nothing)
+    _add(catalog, _image("a", "alice", now - 10 * DAY, 2 * GB), _nothing)
+    _add(catalog, _image("b", "alice", now - 4 * DAY, GB // 2, GB // 2), _nothing)
+    _add(catalog, _image("c", "bob", now - 1 * DAY, 3 * GB), _nothing)
     # alice over [now - 6 days, now - 2 days): 2 GB for 4 days, and 1 GB for 2 days = 10;
     # bob, who stored nothing before the end, is not listed.
     assert catalog.gigabyte_days(None, now - 6 * DAY, now - 2 * DAY, now=now) == {
@@ -103,15 +117,15 @@ def test_exact_integral_of_several_images_and_subscribers(catalog):
 
 
 def test_blobs_added_later_count_and_deleting_takes_back_what_was_counted(catalog, tmp_path):
-    catalog._run(catalog._add, _image("im1", "alice", time.time(), 1000), _nothing)
-    assert catalog._run(catalog._add_blob, "im1", BlobRef("preview", "p" * 64, 300), _nothing)
+    _add(catalog, _image("im1", "alice", time.time(), 1000), _nothing)
+    assert _add_blob(catalog, "im1", BlobRef("preview", "p" * 64, 300), _nothing)
     assert catalog.stored_bytes_now() == {"alice": 1300}
     # A preview rendered again replaces the first: only the difference counts.
-    assert catalog._run(catalog._add_blob, "im1", BlobRef("preview", "q" * 64, 250), _nothing)
+    assert _add_blob(catalog, "im1", BlobRef("preview", "q" * 64, 250), _nothing)
     assert catalog.stored_bytes_now() == {"alice": 1250}
-    assert not catalog._run(catalog._add_blob, "gone", BlobRef("preview", "r" * 64, 9),
+    assert not _add_blob(catalog, "gone", BlobRef("preview", "r" * 64, 9),
                             _nothing)
-    catalog._run(catalog._delete, "im1", "alice")
+    _delete(catalog, "im1", "alice")
     assert catalog.stored_bytes_now() == {"alice": 0}
     assert _ledger(tmp_path) == [("alice", 1000, "im1"), ("alice", 300, "im1"),
                                  ("alice", -50, "im1"), ("alice", -1250, "im1")]
@@ -122,18 +136,18 @@ def test_a_registration_that_fails_leaves_no_ledger_entry(catalog, tmp_path):
         raise OSError("disk full")
 
     with pytest.raises(OSError):
-        catalog._run(catalog._add, _image("im1", "alice", time.time(), 1000), install)
+        _add(catalog, _image("im1", "alice", time.time(), 1000), install)
     # The same identity again is not counted twice.
-    catalog._run(catalog._add, _image("im2", "alice", time.time(), 1000), _nothing)
-    catalog._run(catalog._add, _image("im2", "alice", time.time(), 1000), _nothing)
+    _add(catalog, _image("im2", "alice", time.time(), 1000), _nothing)
+    _add(catalog, _image("im2", "alice", time.time(), 1000), _nothing)
     assert _ledger(tmp_path) == [("alice", 1000, "im2")]
 
 
 def test_a_catalog_made_before_the_ledger_is_backfilled_once(tmp_path):
     now = 1_800_000_000.0
     first = ImageCatalog(tmp_path)
-    first._run(first._add, _image("a", "alice", now - 3 * DAY, GB), _nothing)
-    first._run(first._add, _image("b", "bob", now - 1 * DAY, 2 * GB, GB), _nothing)
+    _add(first, _image("a", "alice", now - 3 * DAY, GB), _nothing)
+    _add(first, _image("b", "bob", now - 1 * DAY, 2 * GB, GB), _nothing)
     first.close()
     db = sqlite3.connect(tmp_path / FILENAME)
     db.execute("DROP TABLE storage_ledger")      # as a catalog of an earlier version

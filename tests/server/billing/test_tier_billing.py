@@ -13,6 +13,7 @@ from medcompute.server.api import billing as billing_api
 from medcompute.server.billing.invoices import invoice
 from medcompute.server.billing.service import BillingService
 from medcompute.server.billing.tariff import TariffError, parse_tariff
+from medcompute.server.storage import image_tiers
 from medcompute.server.storage import images as image_catalog
 from medcompute.server.storage.fetches import FetchLog, examination_of
 from medcompute.server.storage.images import BlobRef, ImageCatalog, ImageRecord
@@ -81,12 +82,14 @@ def test_invoice_from_the_ledger_per_tier_and_the_fetches(tmp_path, monkeypatch)
         image = ImageRecord(id="im1", owner="alice", identity="im1", kind="original",
                             shape=(1,), dtype="<u1", size=1, crc32=0, created_at=NOV,
                             blobs=(blob,))
-        images._run(images._add, image, lambda: None)
+        images.db.transaction(image_catalog.add, image, lambda: None)
         clock[0] = NOV + 10 * DAY
-        assert images._run(images._switch_tier, "d" * 64, "cold")     # 10 days hot, 20 cold
+        # 10 days hot, 20 cold
+        assert images.db.transaction(image_tiers.switch_tier, "d" * 64, "cold")
         clock[0] = NOV + 40 * DAY
         days = images.gigabyte_days("alice", NOV, NOV + 30 * DAY)
-        cold = images._run(images._gigabyte_days, "alice", NOV, NOV + 30 * DAY, None, "cold")
+        cold = images.db.run(image_tiers.gigabyte_days, "alice", NOV, NOV + 30 * DAY, None,
+                            "cold")
         assert days == {"alice": pytest.approx(30.0)} and cold == {"alice": pytest.approx(20.0)}
     finally:
         images.close()

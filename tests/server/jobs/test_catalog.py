@@ -26,8 +26,8 @@ def _finished(job_id="j1"):
 def test_wal_and_full_sync(tmp_path):
     catalog = Catalog(tmp_path)
     try:
-        assert catalog._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert catalog._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+        assert catalog.db.connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert catalog.db.connection.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
     finally:
         catalog.close()
 

@@ -6,15 +6,9 @@ import errno
 import pytest
 
 from medcompute.server.config import ServerConfig
-from medcompute.server.errors import (
-    DeadlineExceeded,
-    InvalidArgument,
-    StorageFull,
-    Unavailable,
-)
 from medcompute.server.jobs import states as jobs
 from medcompute.server.jobs.catalog import Catalog
-from medcompute.server.jobs.effects import JobEffects, failure
+from medcompute.server.jobs.effects import JobEffects
 from tests.jobs_helpers import FakeService, submitted
 
 pytestmark = pytest.mark.timeout(30)
@@ -93,7 +87,8 @@ def test_queueing_commits_the_audit_entry_and_launches(tmp_path):
 def test_a_job_ended_meanwhile_is_not_written_or_launched(tmp_path):
     async def body(catalog, service, effects, launched):
         job = await submitted(catalog)
-        await catalog.finish_job(jobs.apply(job, jobs.Cancelled(12.0, "elsewhere")), None)
+        await catalog.finish_job(jobs.apply(job, jobs.Failure(12.0, jobs.Fault.CANCELLED,
+                                                              "elsewhere")), None)
         _, todo = jobs.handle(job, jobs.Started(13.0, ""))
         assert not await effects.apply([*todo, jobs.Launch("j1")])
         assert launched == [] and (await catalog.get_job("j1")).state is jobs.State.CANCELLED
@@ -141,23 +136,3 @@ def test_a_cancel_of_a_job_another_server_holds_is_left_to_it(tmp_path):
         assert (await catalog.get_job("j1")).state is jobs.State.QUEUED
         assert await catalog.renew() == [("j1", "stop it")]
     _with(tmp_path, body)
-
-
-@pytest.mark.parametrize("exc, fault, code", [
-    (asyncio.CancelledError(), jobs.Fault.CANCELLED, ""),
-    (InvalidArgument("bad", "header.x"), jobs.Fault.CALLER, "INVALID_ARGUMENT"),
-    (DeadlineExceeded("late"), jobs.Fault.DEADLINE, "DEADLINE_EXCEEDED"),
-    (Unavailable("gone"), jobs.Fault.INFRASTRUCTURE, "UNAVAILABLE"),
-    (StorageFull("full"), jobs.Fault.INFRASTRUCTURE, "RESOURCE_EXHAUSTED"),
-    (OSError(errno.ENOSPC, "full"), jobs.Fault.INFRASTRUCTURE, "RESOURCE_EXHAUSTED"),
-    (ValueError("boom"), jobs.Fault.INFRASTRUCTURE, "INTERNAL"),
-])
-def test_failure_classifies_the_exception(exc, fault, code):
-    event = failure(exc, at=1.0, reason="why", images=1, bytes_in=2)
-    assert (event.fault, event.code, event.images, event.bytes_in) == (fault, code, 1, 2)
-    if fault is jobs.Fault.CANCELLED:
-        assert event.reason == "why"
-    if isinstance(exc, ValueError):
-        assert event.reason == "internal error (ValueError)"
-    if isinstance(exc, InvalidArgument):
-        assert event.reason == "header.x: bad"

@@ -145,6 +145,85 @@ def test_a_failed_upload_ends_the_job_failed_with_one_usage_record(tmp_path):
         catalog.close()
 
 
+@pytest.mark.parametrize("exc, state, code, platform, reason", [
+    (asyncio.CancelledError(), jobs.State.CANCELLED, "CANCELLED", False, "the call went"),
+    (ValueError("boom"), jobs.State.FAILED, "INTERNAL", True, "internal error (ValueError)"),
+    (InvalidArgument("bad", "x"), jobs.State.FAILED, "INVALID_ARGUMENT", False, "x: bad"),
+])
+def test_fail_records_the_machines_classification(tmp_path, exc, state, code, platform,
+                                                   reason):
+    catalog = Catalog(tmp_path)
+    try:
+        pipeline = Pipeline(_config(tmp_path), catalog, None, Spool(tmp_path))
+
+        async def main():
+            job = pipeline.new_job(_request(), subscriber="s")
+            await catalog.put_job(job)
+            await pipeline.fail(job, exc, bytes_in=5, n_images=1,
+                                cancel_reason="the call went")
+            return await catalog.get_job(job.id), await catalog.usage_for(job.id)
+
+        ended, [usage] = asyncio.run(main())
+        assert (ended.state, ended.error_code, ended.platform_fault, ended.error) == (
+            state, code, platform, reason)
+        assert (usage["bytes_in"], usage["images"], usage["state"]) == (5, 1, state.value)
+    finally:
+        catalog.close()
+
+
+# -- the caller's steps (the asynchronous runner's) ------------------------------------
+def _queued_in_folder(tmp_path, pipeline, catalog, request):
+    """A QUEUED job whose input is in its job folder already (an asynchronous job)."""
+    job = pipeline.new_job(request, subscriber="s")
+    job = jobs.apply(job, jobs.InputsReceived(job.created_at))
+    asyncio.run(catalog.put_job(job))
+    place = JobFolder(tmp_path / "jobs" / job.id)
+    place.paths(job.id, 1)[0].write_bytes(IMAGE.tobytes())
+    return job, place
+
+
+def test_a_run_whose_job_ended_elsewhere_before_it_started_runs_nothing(tmp_path):
+    catalog = Catalog(tmp_path)
+    try:
+        # No dispatcher: running the job would fail.
+        pipeline = Pipeline(_config(tmp_path), catalog, None, Spool(tmp_path))
+        request = _request()
+        job, place = _queued_in_folder(tmp_path, pipeline, catalog, request)
+        seen = []
+
+        async def started(job):
+            seen.append(job.state)
+            return None
+
+        got = asyncio.run(pipeline.run(job, request, place, bytes_in=128, started=started))
+        assert got is None and seen == [jobs.State.QUEUED]     # inputs already received
+        assert asyncio.run(catalog.get_job(job.id)).state is jobs.State.QUEUED
+        assert place.paths(job.id, 1)[0].exists()            # a job folder keeps its inputs
+    finally:
+        catalog.close()
+
+
+def test_a_run_with_its_own_failure_step_records_nothing_itself(tmp_path):
+    catalog = Catalog(tmp_path)
+    try:
+        pipeline = Pipeline(_config(tmp_path, max_voxels=10), catalog, None, Spool(tmp_path))
+        request = _request()
+        job, place = _queued_in_folder(tmp_path, pipeline, catalog, request)
+        place.out_path(job.id).write_bytes(b"partial")
+        calls = []
+
+        async def failed(job, exc, *, bytes_in, n_images):
+            calls.append((job.state, type(exc), bytes_in, n_images))
+
+        with pytest.raises(ResourceExhausted):              # staged: over the voxel limit
+            asyncio.run(pipeline.run(job, request, place, bytes_in=128, failed=failed))
+        assert calls == [(jobs.State.QUEUED, ResourceExhausted, 128, 1)]
+        assert asyncio.run(catalog.get_job(job.id)).state is jobs.State.QUEUED
+        assert place.out_path(job.id).exists()               # the failure step's to remove
+    finally:
+        catalog.close()
+
+
 # -- a whole run on a real cluster ----------------------------------------------------
 @pytest.mark.timeout(300)
 def test_a_run_in_memory_and_through_the_spool_records_the_end(tmp_path):

@@ -1,7 +1,11 @@
 """The job state machine, without I/O."""
 
+import asyncio
+import errno
+
 import pytest
 
+from medcompute.server.errors import DeadlineExceeded, InvalidArgument, StorageFull, Unavailable
 from medcompute.server.jobs import states as jobs
 from medcompute.server.jobs.states import State
 
@@ -30,11 +34,11 @@ def test_failure_and_cancellation_from_every_live_state(before):
         job = jobs.apply(job, jobs.InputsReceived(1.0))
     if before == "running":
         job = jobs.apply(job, jobs.Started(2.0, "w"))
-    failed = jobs.apply(job, jobs.Failed(3.0, "bad", "INVALID_ARGUMENT"))
+    failed = jobs.apply(job, jobs.Failure(3.0, jobs.Fault.CALLER, "bad", "INVALID_ARGUMENT"))
     assert (failed.state, failed.error, failed.error_code) == (State.FAILED, "bad",
                                                                 "INVALID_ARGUMENT")
     assert not failed.platform_fault
-    cancelled = jobs.apply(job, jobs.Cancelled(3.0, "deadline"))
+    cancelled = jobs.apply(job, jobs.Failure(3.0, jobs.Fault.CANCELLED, "deadline"))
     assert cancelled.state is State.CANCELLED and cancelled.error_code == "CANCELLED"
 
 
@@ -45,9 +49,10 @@ def test_events_out_of_order_are_refused(event):
 
 
 def test_terminal_states_accept_nothing():
-    job = jobs.apply(_job(), jobs.Failed(1.0, "x", "INTERNAL", platform_fault=True))
+    job = jobs.apply(_job(), jobs.Failure(1.0, jobs.Fault.INFRASTRUCTURE, "x", "INTERNAL"))
     assert job.platform_fault
-    for event in (jobs.InputsReceived(2.0), jobs.Cancelled(2.0, "x"), jobs.Succeeded(2.0)):
+    for event in (jobs.InputsReceived(2.0), jobs.Failure(2.0, jobs.Fault.CANCELLED, "x"),
+                  jobs.Succeeded(2.0)):
         with pytest.raises(jobs.InvalidTransition):
             jobs.apply(job, event)
 
@@ -101,7 +106,8 @@ def test_an_end_recorded_by_the_run_is_followed_up_not_recorded_again():
     same, todo = jobs.handle(ended, jobs.EndRecorded(104.0))
     assert same is ended
     assert todo == [jobs.RemoveFiles("j1", inputs=True), jobs.Notify()]
-    failed = jobs.apply(_running(), jobs.Failed(103.0, "x", "INTERNAL", platform_fault=True))
+    failed = jobs.apply(_running(), jobs.Failure(103.0, jobs.Fault.INFRASTRUCTURE, "x",
+                                                 "INTERNAL"))
     assert jobs.handle(failed, jobs.EndRecorded(104.0))[1][0] == jobs.RemoveFiles(
         "j1", inputs=True, result=True)
     with pytest.raises(jobs.InvalidTransition):
@@ -152,6 +158,27 @@ def test_a_failed_upload_removes_the_whole_job_folder():
 ])
 def test_classify(code, platform, fault):
     assert jobs.classify(code, platform_fault=platform) is fault
+
+
+# The exception a job ended with, classified (Process, batches and the runner alike).
+@pytest.mark.parametrize("exc, fault, code", [
+    (asyncio.CancelledError(), jobs.Fault.CANCELLED, ""),
+    (InvalidArgument("bad", "header.x"), jobs.Fault.CALLER, "INVALID_ARGUMENT"),
+    (DeadlineExceeded("late"), jobs.Fault.DEADLINE, "DEADLINE_EXCEEDED"),
+    (Unavailable("gone"), jobs.Fault.INFRASTRUCTURE, "UNAVAILABLE"),
+    (StorageFull("full"), jobs.Fault.INFRASTRUCTURE, "RESOURCE_EXHAUSTED"),
+    (OSError(errno.ENOSPC, "full"), jobs.Fault.INFRASTRUCTURE, "RESOURCE_EXHAUSTED"),
+    (ValueError("boom"), jobs.Fault.INFRASTRUCTURE, "INTERNAL"),
+])
+def test_failure_classifies_the_exception(exc, fault, code):
+    event = jobs.failure(exc, at=1.0, reason="why", images=1, bytes_in=2)
+    assert (event.fault, event.code, event.images, event.bytes_in) == (fault, code, 1, 2)
+    if fault is jobs.Fault.CANCELLED:
+        assert event.reason == "why"
+    if isinstance(exc, ValueError):
+        assert event.reason == "internal error (ValueError)"
+    if isinstance(exc, InvalidArgument):
+        assert event.reason == "header.x: bad"
 
 
 def test_a_cancel_request_stops_a_live_run_and_is_nothing_once_ended():

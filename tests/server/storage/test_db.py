@@ -60,12 +60,12 @@ def test_concurrent_writes_share_commits_and_are_committed_when_they_return(tmp_
 def test_a_write_that_raises_is_rolled_back_alone(tmp_path):
     catalog = Catalog(tmp_path)
 
-    def half_then_fail():
-        catalog._put_job(_job("bad"))
+    def half_then_fail(tx):
+        job_table.put_job(tx, _job("bad"))
         raise ValueError("refused after writing")
 
     async def main():
-        return await asyncio.gather(catalog.put_job(_job("a")), catalog._commit(half_then_fail),
+        return await asyncio.gather(catalog.put_job(_job("a")), catalog.db.write(half_then_fail),
                                     catalog.put_job(_job("b")), return_exceptions=True)
 
     try:
@@ -80,13 +80,13 @@ def test_a_write_that_raises_is_rolled_back_alone(tmp_path):
 def test_a_lost_transaction_fails_every_write_it_held(tmp_path):
     catalog = Catalog(tmp_path)
 
-    def ends_the_transaction():
-        catalog._db.execute("ROLLBACK")      # as SQLite does on some I/O errors
+    def ends_the_transaction(tx):
+        tx.execute("ROLLBACK")      # as SQLite does on some I/O errors
         raise sqlite3.OperationalError("disk I/O error")
 
     async def main():
         return await asyncio.gather(catalog.put_job(_job("a")),
-                                    catalog._commit(ends_the_transaction),
+                                    catalog.db.write(ends_the_transaction),
                                     catalog.put_job(_job("b")), return_exceptions=True)
 
     try:
@@ -138,7 +138,7 @@ def test_stores_on_one_database_share_its_one_connection(tmp_path):
     stores = [Catalog(db), AuditLog(db), UsageBook(db), KeyStore(db)]
     try:
         assert _connections_to(tmp_path / FILENAME) == 1
-        assert all(store.db is db and store._db is db.connection for store in stores)
+        assert all(store.db is db and store.db.connection is db.connection for store in stores)
         for store in stores:
             store.close()                   # a shared Database stays open
         assert db.run(lambda tx: tx.execute("SELECT COUNT(*) FROM jobs").fetchone()) == (0,)

@@ -289,8 +289,7 @@ def test_a_fetch_whose_mark_meets_a_full_disk_still_succeeds(tmp_path):
 
         async def main():
             await catalog.put_job(job)
-            await catalog._call(catalog._transaction, lambda: Catalog.deliver(
-                catalog._db, job.id, "reader", "sender", time.time()))
+            await catalog.db.write(Catalog.deliver, job.id, "reader", "sender", time.time())
             filler = fill(fs)
             await runner.fetched(job.id)                    # no error for the caller
             assert (await catalog.delivery(job.id))["fetched_at"] is None

@@ -479,7 +479,7 @@ def test_previews_are_windowed_projected_and_cached(tmp_path):
 
 def test_catalog_is_wal_with_full_sync(tmp_path):
     async def body(store):
-        db = store.catalog._db
+        db = store.catalog.db.connection
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert db.execute("PRAGMA synchronous").fetchone()[0] == 2
 
@@ -607,7 +607,8 @@ def test_purge_deletes_expired_images_and_reports_what_it_freed(tmp_path):
 def test_the_periodic_task_purges(tmp_path):
     async def body(store):
         old, _ = await _put_raw(store, np.ones(10, np.uint8), retention=1)
-        store.catalog._db.execute("UPDATE images SET expires_at = 0 WHERE id = ?", (old.id,))
+        store.catalog.db.connection.execute("UPDATE images SET expires_at = 0 WHERE id = ?",
+                                            (old.id,))
         await store_admin.maintain(store, 0, rounds=1)
         assert await store.catalog.count() == 0
 

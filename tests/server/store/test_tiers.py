@@ -64,7 +64,7 @@ def test_move_to_cold_read_and_recall(tmp_path):
         [(_, _, used, tiers)] = await store.catalog.storage("alice")
         assert tiers == {"hot": used - size, "cold": size}
         assert used == ct.stored_bytes + mr.stored_bytes
-        ledger = dict(store.catalog._db.execute(
+        ledger = dict(store.catalog.db.connection.execute(
             "SELECT tier, SUM(delta_bytes) FROM storage_ledger GROUP BY tier").fetchall())
         assert ledger == tiers
         assert (await store_admin.verify(store)).ok
