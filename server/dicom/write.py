@@ -24,6 +24,7 @@ import datetime
 import io
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pydicom
@@ -89,7 +90,7 @@ def derived_uid() -> str:
 
 def write_derived(parts: Sequence[bytes | memoryview], array: np.ndarray, *,
                   spacing: tuple[float, ...] | None, description: str, single_file: bool,
-                  field: str = "input.dicom") -> list[bytes]:
+                  field: str = "input.dicom", series: Series | None = None) -> list[bytes]:
     """Write `array`, computed from the DICOM `parts`, as a derived series.
 
     Parameters
@@ -104,6 +105,10 @@ def write_derived(parts: Sequence[bytes | memoryview], array: np.ndarray, *,
         The operations applied, stored as DerivationDescription (ASCII, 1024 characters).
     single_file : bool
         One (multi-frame) file instead of one file per slice.
+    series : Series, optional
+        Write only the slices ``series.slices`` of one derived series whose UID and time
+        ``series`` names, so that several processes can write one series' files in parts
+        (one file per slice only). By default: every slice of a new series.
 
     Returns
     -------
@@ -120,10 +125,21 @@ def write_derived(parts: Sequence[bytes | memoryview], array: np.ndarray, *,
     with quiet_pydicom():
         vol = load(parts, max_voxels=2**63, field=field)
         return _write(vol, array, spacing=spacing, description=description,
-                      single_file=single_file)
+                      single_file=single_file, series=series)
 
 
-def _write(vol: Volume, array, *, spacing, description: str, single_file: bool) -> list[bytes]:
+@dataclass(frozen=True)
+class Series:
+    """One derived series written in parts: its UID, its creation time (Unix seconds) and
+    the slices ``[start, stop)`` of this part."""
+
+    uid: str
+    created: float
+    slices: tuple[int, int]
+
+
+def _write(vol: Volume, array, *, spacing, description: str, single_file: bool,
+           series: Series | None = None) -> list[bytes]:
     array = np.asarray(array)
     if array.ndim not in (2, 3) or array.size == 0:
         raise ValueError(f"expected a non-empty 2-D or 3-D result, got shape {array.shape}")
@@ -142,15 +158,26 @@ def _write(vol: Volume, array, *, spacing, description: str, single_file: bool) 
     keep = (source_class in _KEEP_CLASS and geometry.complete and not multi)
     sop_class = MULTIFRAME_WORD_SC if multi else source_class if keep else SECONDARY_CAPTURE
     first = vol.datasets[vol.slices[0][0]]
+    if series is not None and multi:
+        raise ValueError("a multi-frame result is one file: it is not written in parts")
     shared = {
-        "series": derived_uid(), "now": datetime.datetime.now(), "class": sop_class,
+        "series": series.uid if series else derived_uid(),
+        "now": datetime.datetime.fromtimestamp(series.created) if series else
+        datetime.datetime.now(), "class": sop_class,
         "description": _clean(description), "coding": _Coding(stack, unsigned=multi),
-        "keep": keep, "frame_of_reference": first.get("FrameOfReferenceUID") or derived_uid(),
-        "study": first.get("StudyInstanceUID") or derived_uid(),
+        "keep": keep,
+        "frame_of_reference": first.get("FrameOfReferenceUID") or _made(series, "frame"),
+        "study": first.get("StudyInstanceUID") or _made(series, "study"),
     }
     if multi:
         return [_multiframe(vol, stack, geometry, shared)]
-    return [_single(vol, stack, k, geometry, shared) for k in range(stack.shape[0])]
+    start, stop = series.slices if series else (0, stack.shape[0])
+    return [_single(vol, stack, k, geometry, shared) for k in range(start, stop)]
+
+
+def _made(series: Series | None, what: str) -> str:
+    """A UID the source lacks: new, or the same in every part of ``series``."""
+    return generate_uid(entropy_srcs=[series.uid, what]) if series else derived_uid()
 
 
 class _Plan:
