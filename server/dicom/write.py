@@ -28,8 +28,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import pydicom
-from pydicom.dataelem import RawDataElement
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.tag import Tag
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, generate_uid
@@ -168,6 +169,7 @@ def _write(vol: Volume, array, *, spacing, description: str, single_file: bool,
         "keep": keep,
         "frame_of_reference": first.get("FrameOfReferenceUID") or _made(series, "frame"),
         "study": first.get("StudyInstanceUID") or _made(series, "study"),
+        "lossy": _lossy(vol),
     }
     if multi:
         return [_multiframe(vol, stack, geometry, shared)]
@@ -261,8 +263,10 @@ class _Coding:
             stored = values.astype(np.int64) - int(self.intercept) if self.intercept else values
         else:
             limits = np.iinfo(self.dtype)
-            real = np.nan_to_num(values.astype(np.float64), nan=0.0, posinf=self.hi,
-                                 neginf=self.lo)
+            real = values.astype(np.float64)
+            if not np.isfinite(real).all():
+                real = np.nan_to_num(real, copy=False, nan=0.0, posinf=self.hi,
+                                     neginf=self.lo)
             stored = np.clip(np.rint((real - self.intercept) / self.slope), limits.min,
                              limits.max)
         return stored.astype(self.dtype.newbyteorder("<")).tobytes()
@@ -310,9 +314,7 @@ def _base(vol: Volume, source: Dataset, shared: dict) -> Dataset:
     ds.SeriesDate = ds.ContentDate = ds.InstanceCreationDate = now.strftime("%Y%m%d")
     ds.SeriesTime = ds.ContentTime = ds.InstanceCreationTime = now.strftime("%H%M%S")
     ds.Manufacturer = ds.ManufacturerModelName = "medcompute"
-    lossy = [d for d in vol.datasets if d.get("LossyImageCompression") == "01"]
-    method = lossy[0].get("LossyImageCompressionMethod") if lossy else None
-    method = method or _LOSSY_METHOD.get(vol.info.transfer_syntax_uid)
+    lossy, method = shared["lossy"]
     if lossy or method:
         ds.LossyImageCompression = "01"
         ds.LossyImageCompressionMethod = method or ""
@@ -326,10 +328,27 @@ def _base(vol: Volume, source: Dataset, shared: dict) -> Dataset:
     return ds
 
 
+def _lossy(vol: Volume) -> tuple[bool, str | None]:
+    """Whether a source was lossy compressed, and how (once per series)."""
+    lossy = [d for d in vol.datasets if d.get("LossyImageCompression") == "01"]
+    method = lossy[0].get("LossyImageCompressionMethod") if lossy else None
+    return bool(lossy), method or _LOSSY_METHOD.get(vol.info.transfer_syntax_uid)
+
+
 def _copy(source: Dataset, target: Dataset, tag) -> None:
-    """Copy one element; one that cannot be read is left out (its value is never shown)."""
+    """Copy one element; one that cannot be read is left out (its value is never shown).
+
+    A sequence is copied deeply; any other element shares its value (a string, a number or
+    bytes), with its own list where it has several: the output's elements are replaced,
+    never changed in place."""
     try:
-        target.add(copy.deepcopy(source[tag]))
+        elem = source[tag]
+        if elem.VR == "SQ":
+            target.add(copy.deepcopy(elem))
+            return
+        value = elem.value
+        target.add(DataElement(elem.tag, elem.VR, list(value) if isinstance(value, MultiValue)
+                               else value, is_undefined_length=elem.is_undefined_length))
     except MemoryError:
         raise
     except Exception:  # noqa: BLE001, S110 - a damaged source value: the output goes without it
