@@ -70,11 +70,11 @@ def wait_port(port: int, timeout: float = 30) -> None:
     raise TimeoutError(f"nothing listens on {port}")
 
 
-def write_series(folder: Path, slices: int, size: int) -> list[Path]:
+def write_series(folder: Path, slices: int, size: int, seed: int = 12) -> list[Path]:
     """A CT series: pydicom's CT slice's header, seeded int16 voxels, 1 mm apart."""
     folder.mkdir(parents=True)
     template = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
-    rng = np.random.default_rng(12)
+    rng = np.random.default_rng(seed)
     series, study = generate_uid(), generate_uid()
     paths = []
     for i in range(slices):
