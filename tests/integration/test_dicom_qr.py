@@ -180,3 +180,59 @@ def test_patient_root_queries_and_retrieves(node, tmp_path):
     assert {pydicom.dcmread(p).SOPInstanceUID for p in got} >= \
         {pydicom.dcmread(f).SOPInstanceUID for f in FILES}
     assert _getscu("VIEWER_B", args, out)[1] == []
+
+
+def _changed_ct(patient: str, **changes) -> Dataset:
+    from pydicom.uid import generate_uid
+
+    from medcompute.server.dicom.volume import quiet_pydicom
+
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    ds.SOPInstanceUID, ds.SeriesInstanceUID, ds.PatientID = generate_uid(), generate_uid(), \
+        patient
+    with quiet_pydicom():
+        for keyword, value in changes.items():
+            if value is None:
+                delattr(ds, keyword)
+            else:
+                setattr(ds, keyword, value)
+    return ds
+
+
+@pytest.mark.parametrize(("changes", "attribute"), [
+    ({"SeriesInstanceUID": None}, "SeriesInstanceUID"),
+    ({"StudyInstanceUID": None}, "StudyInstanceUID"),
+    ({"PixelSpacing": [-1, 0]}, "PixelSpacing"),
+    ({"ImageOrientationPatient": [0] * 6}, "ImageOrientationPatient"),
+])
+def test_an_instance_the_validator_refuses_is_not_stored_and_queries_go_on(node, changes,
+                                                                           attribute):
+    """Refused with a DICOM failure status naming the attribute, nothing kept; the
+    subscriber's universal STUDY and PATIENT C-FINDs still answer as before."""
+    from pydicom.uid import ExplicitVRLittleEndian
+    from pynetdicom.sop_class import CTImageStorage
+
+    from medcompute.server.storage.images import FindFilter
+
+    patient = f"P-REFUSED-{attribute}"
+    ae = AE(ae_title="SCANNER_A")
+    ae.add_requested_context(CTImageStorage, ExplicitVRLittleEndian)
+    assoc = ae.associate("127.0.0.1", _port(node), ae_title="MEDCOMPUTE")
+    assert assoc.is_established
+    try:
+        status = assoc.send_c_store(_changed_ct(patient, **changes))
+    finally:
+        assoc.release()
+    assert status.Status == 0xC000                      # cannot understand
+    assert str(status.ErrorComment).startswith(attribute)
+    found, _ = node.call(node.running.store.find(FindFilter(patient_id=patient), owner="a"))
+    assert found == []
+    study_uid = pydicom.dcmread(FILES[0]).StudyInstanceUID
+    studies = _find(node, "VIEWER_A", QueryRetrieveLevel="STUDY", StudyInstanceUID="")
+    assert studies[-1] == (0x0000, None)
+    assert [i.StudyInstanceUID for s, i in studies if s == 0xFF00] == [study_uid]
+    patients = _find(node, "VIEWER_A", PatientRootQueryRetrieveInformationModelFind,
+                     QueryRetrieveLevel="PATIENT", PatientID="")
+    assert patients[-1] == (0x0000, None)
+    assert [i.PatientID for s, i in patients if s == 0xFF00] == \
+        [pydicom.dcmread(FILES[0]).PatientID]
