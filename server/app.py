@@ -55,6 +55,7 @@ from medcompute.server.jobs.batch_submit import BatchSubmit
 from medcompute.server.jobs.catalog import Catalog
 from medcompute.server.jobs.process import ProcessingService
 from medcompute.server.jobs.runner import JobRunner
+from medcompute.server.logs import install as install_log_redaction
 from medcompute.server.monitoring.health import watch_health
 from medcompute.server.monitoring.metrics import Metrics
 from medcompute.server.storage.audit import AuditLog
@@ -221,6 +222,7 @@ async def start(config: ServerConfig) -> Running:
     Each part registers its close on one exit stack as soon as it is built: when a part
     fails to start, those built before it close in reverse order and the error is
     raised (a taken ``--dicom-port`` leaves the gRPC port closed again)."""
+    install_log_redaction()      # first: no patient data in this process's or a worker's log
     check_address(config)
     try:
         tariff = load_tariff(config.tariff)
