@@ -7,9 +7,11 @@ C-FIND, C-GET and C-MOVE identifier element by element at INFO
 (``(0010,0020) LO [98890234]  # 1 PatientID``) and its responses at DEBUG; pydicom's
 value warnings quote the value (``Invalid value for VR PN: 'Doe^John'``). So:
 
-- :func:`install` switches pynetdicom's identifier dumps off (``_config``), and makes
-  every log record of the process pass :func:`redact` as it is created (a record factory:
-  any logger, any level, any handler, including handlers added later), and has every
+- :func:`install` switches pynetdicom's identifier dumps off (``_config``), has Python's
+  warnings logged instead of printed (pydicom warns with the value), and makes every log
+  record of the process pass :func:`redact` as it is created (a record factory: any
+  logger, any level, any handler, including handlers added later; the filter below on the
+  root logger's handlers as well, for records made otherwise), and has every
   worker of the embedded Dask cluster do the same (a worker preload of this module,
   :func:`dask_setup`). ``app.start`` calls it first. Workers of an external cluster
   (``--scheduler``) get it with ``dask worker --preload medcompute.server.logs``.
@@ -98,14 +100,25 @@ def redact(text: str, *, quoted: bool = False) -> str:
     return "".join(out)
 
 
+#: Loggers whose quoted text is a value: pydicom's, and Python's warnings (pydicom warns
+#: with the same text it logs).
+_QUOTING = ("pydicom", "py.warnings")
+_FORMATTER = logging.Formatter()
+
+
 def _scrub(record: logging.LogRecord) -> None:
-    """Format the record's message now and keep only its redacted text."""
+    """Format the record's message (and traceback) now and keep only the redacted text."""
+    if getattr(record, "patient_data_removed", False):
+        return
     try:
         message = record.getMessage()
     except Exception:  # noqa: BLE001 - arguments that do not format: never print them
         message = f"{record.msg} <arguments removed: they did not format>"
-    record.msg = redact(message, quoted=record.name.startswith("pydicom"))
+    record.msg = redact(message, quoted=record.name.startswith(_QUOTING))
     record.args = None
+    if record.exc_info and not record.exc_text:
+        record.exc_text = redact(_FORMATTER.formatException(record.exc_info))
+    record.patient_data_removed = True
 
 
 class PatientDataFilter(logging.Filter):
@@ -117,11 +130,18 @@ class PatientDataFilter(logging.Filter):
 
 
 def _install_here() -> None:
-    """This process: pynetdicom's identifier dumps off, every record redacted."""
+    """This process: pynetdicom's identifier dumps off; warnings logged (pydicom's quote
+    values) rather than printed; every record redacted as it is made, and by a filter on
+    the root logger's handlers."""
     from pynetdicom import _config as pynetdicom_config
 
     pynetdicom_config.LOG_REQUEST_IDENTIFIERS = False
     pynetdicom_config.LOG_RESPONSE_IDENTIFIERS = False
+    logging.captureWarnings(True)
+    for handler in [*logging.getLogger().handlers, logging.lastResort]:
+        if handler is not None and not any(isinstance(f, PatientDataFilter)
+                                           for f in handler.filters):
+            handler.addFilter(PatientDataFilter())
     make = logging.getLogRecordFactory()
     if getattr(make, "redacts_patient_data", False):
         return

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import pydicom
 from pydicom.dataset import Dataset
 
+from medcompute.server.dicom.volume import quiet_pydicom
 from medcompute.server.storage.images import FindFilter
 from medcompute.server.store.images import ImageStore
 from medcompute.server.worker.store_tasks import dicom_parts
@@ -123,6 +124,13 @@ class StoreIndex:
 
     async def find(self, owner: str, query: Dataset, *, patient_root: bool = False
                    ) -> list[Dataset]:
+        """The C-FIND answers of ``owner``'s images to ``query``; ValueError for a level the
+        model does not have. pydicom's value validation is off meanwhile: its warnings
+        quote the values (a name, an id) of the query and the headers."""
+        with quiet_pydicom():
+            return await self._find(owner, query, patient_root)
+
+    async def _find(self, owner: str, query: Dataset, patient_root: bool) -> list[Dataset]:
         level = str(query.get("QueryRetrieveLevel", "")).upper()
         if level not in LEVEL_KEYS or (level == "PATIENT" and not patient_root):
             raise ValueError(level)
@@ -182,7 +190,11 @@ class StoreIndex:
 
     async def datasets(self, owner: str, query: Dataset) -> list[Dataset]:
         """The instances a C-MOVE/C-GET identifier names (patient, study or series
-        level)."""
+        level); pydicom's value validation off, as for `find`."""
+        with quiet_pydicom():
+            return await self._datasets(owner, query)
+
+    async def _datasets(self, owner: str, query: Dataset) -> list[Dataset]:
         patient = str(query.get("PatientID", ""))
         study = str(query.get("StudyInstanceUID", ""))
         series = str(query.get("SeriesInstanceUID", ""))

@@ -131,3 +131,31 @@ def test_install_switches_pynetdicoms_dumps_off_and_preloads_the_workers(install
     assert logging.getLogRecordFactory() is factory
     assert dask.config.get("distributed.worker.preload") == ["some.other.preload",
                                                              "medcompute.server.logs"]
+
+
+def test_a_process_that_installed_it_prints_no_value_of_warnings_or_tracebacks():
+    """In a process of its own (as `serve`): pydicom's warnings quote the value and go to
+    stderr unless logged; a traceback of a data set dump goes through the log as well."""
+    import subprocess
+    import sys
+
+    script = "\n".join([
+        "import logging, warnings",
+        "logging.basicConfig(level=logging.DEBUG)",
+        "from medcompute.server import logs",
+        "logs.install()",
+        "warnings.warn(\"Invalid value for VR PN: 'Doe^Jane'\")",
+        "try:",
+        "    raise ValueError('(0010,0020) LO [98890234]  # 1 PatientID')",
+        "except ValueError:",
+        "    logging.getLogger('grpc').exception('failed')",
+        "root = logging.getLogger().handlers[0]",
+        "print(any(isinstance(f, logs.PatientDataFilter) for f in root.filters))",
+    ])
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "True"                 # the root handler's filter too
+    assert "Invalid value for VR PN" in done.stderr and "failed" in done.stderr
+    assert "ValueError: (0010,0020) " + REMOVED in done.stderr
+    assert _clean(done.stderr), done.stderr
