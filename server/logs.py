@@ -129,14 +129,16 @@ class PatientDataFilter(logging.Filter):
         return True
 
 
-def _install_here() -> None:
-    """This process: pynetdicom's identifier dumps off; warnings logged (pydicom's quote
+def _install_here(*, dicom_network: bool) -> None:
+    """This process: with ``dicom_network``, pynetdicom's identifier dumps off (a Dask
+    worker does not import pynetdicom: not there); warnings logged (pydicom's quote
     values) rather than printed; every record redacted as it is made, and by a filter on
     the root logger's handlers."""
-    from pynetdicom import _config as pynetdicom_config
+    if dicom_network:
+        from pynetdicom import _config as pynetdicom_config
 
-    pynetdicom_config.LOG_REQUEST_IDENTIFIERS = False
-    pynetdicom_config.LOG_RESPONSE_IDENTIFIERS = False
+        pynetdicom_config.LOG_REQUEST_IDENTIFIERS = False
+        pynetdicom_config.LOG_RESPONSE_IDENTIFIERS = False
     logging.captureWarnings(True)
     for handler in [*logging.getLogger().handlers, logging.lastResort]:
         if handler is not None and not any(isinstance(f, PatientDataFilter)
@@ -159,7 +161,7 @@ def install() -> None:
     workers the embedded cluster starts from now on (their preload)."""
     import dask
 
-    _install_here()
+    _install_here(dicom_network=True)
     preload = list(dask.config.get("distributed.worker.preload", default=None) or [])
     if PRELOAD not in preload:
         dask.config.set({"distributed.worker.preload": [*preload, PRELOAD]})
@@ -167,4 +169,4 @@ def install() -> None:
 
 def dask_setup(worker=None) -> None:
     """A Dask worker's preload hook (``--preload medcompute.server.logs``)."""
-    _install_here()
+    _install_here(dicom_network=False)

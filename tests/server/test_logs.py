@@ -159,3 +159,18 @@ def test_a_process_that_installed_it_prints_no_value_of_warnings_or_tracebacks()
     assert "Invalid value for VR PN" in done.stderr and "failed" in done.stderr
     assert "ValueError: (0010,0020) " + REMOVED in done.stderr
     assert _clean(done.stderr), done.stderr
+
+
+def test_a_workers_preload_hook_installs_the_factory(monkeypatch):
+    monkeypatch.setattr(pynetdicom_config, "LOG_REQUEST_IDENTIFIERS", True)
+    factory = logging.getLogRecordFactory()
+    logging.setLogRecordFactory(logging.LogRecord)
+    try:
+        logs.dask_setup(object())
+        record = logging.getLogger("distributed.worker").makeRecord(
+            "distributed.worker", logging.INFO, __file__, 1, "(0010,0010) PN [Doe^Jane]",
+            (), None)
+        assert record.getMessage() == f"(0010,0010) {REMOVED}"
+        assert pynetdicom_config.LOG_REQUEST_IDENTIFIERS is True      # not its business
+    finally:
+        logging.setLogRecordFactory(factory)
