@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 import pytest
@@ -107,8 +108,12 @@ def test_install_covers_every_logger_level_and_handler(installed, caplog):
     keep = Keep()
     logging.getLogger().addHandler(keep)
     try:
-        with caplog.at_level(logging.DEBUG), caplog.at_level(logging.DEBUG, logger="pydicom"):
-            for name in ("pynetdicom.service_class", "pydicom", "distributed.worker", "grpc"):
+        names = ("pynetdicom.service_class", "pydicom", "distributed.worker", "grpc")
+        with contextlib.ExitStack() as levels:
+            levels.enter_context(caplog.at_level(logging.DEBUG))
+            for name in names:          # libraries set their loggers' levels themselves
+                levels.enter_context(caplog.at_level(logging.DEBUG, logger=name))
+            for name in names:
                 logging.getLogger(name).debug("(0010,0010) PN [Doe^Jane]  # 1 PatientName")
             logging.getLogger("pydicom").warning("Invalid value for VR PN: %r", "Doe^Jane")
             logging.getLogger("x").info("args that do not format %d", "Doe^Jane")
