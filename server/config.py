@@ -164,6 +164,9 @@ class ServerConfig:
     #: Server processes on the one address (SO_REUSEPORT), sharing the data directory and
     #: the Dask cluster (front_ends.py); the first one runs the embedded cluster.
     processes: int = 1
+    #: An extra process of a ``processes`` group: it binds the address its first process
+    #: holds (SO_REUSEPORT) instead of requiring a free one (app.py).
+    joins_group: bool = False
     #: This process's own folder under <data_dir>/spool ("": the folder itself).
     spool_name: str = ""
     #: Sweep the store's unfinished temporary files and unreferenced blobs at start

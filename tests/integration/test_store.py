@@ -495,3 +495,21 @@ def test_store_verify_exits_7_on_a_damaged_blob(server_thread, capsys, tmp_path)
         code, out, _ = _cli(capsys, "store", "verify", "--json", "--server", own.address)
         assert code == 7
         assert json.loads(out)["problems"][0]["problem"]
+
+
+@pytest.mark.parametrize(("changes", "attribute"), [
+    ({"StudyInstanceUID": None}, "StudyInstanceUID"),
+    ({"PixelSpacing": [-1, 0]}, "PixelSpacing"),
+])
+def test_register_refuses_what_the_dicom_port_refuses(client, store, tmp_path, changes,
+                                                      attribute):
+    """The one instance validator over gRPC: INVALID_ARGUMENT naming the file and the
+    attribute, and nothing kept (as C-STORE answers C000, test_dicom_qr.py)."""
+    path = tmp_path / "refused.dcm"
+    path.write_bytes(H.changed_ct(**changes))
+    before = _blob_files(store)
+    with pytest.raises(ServiceError) as caught:
+        client.store.register(str(path))
+    assert caught.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert caught.value.details.startswith(f"header.image.dicom[0]: {attribute} (")
+    assert _blob_files(store) == before
