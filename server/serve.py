@@ -328,6 +328,12 @@ def run(args) -> int:
         print(f"medcompute serve: --processes: expected >= 1, got {config.processes}",
               file=sys.stderr)
         return 2
+    if config.batch_delay < 0 or config.batch_queue < 1:
+        print(f"medcompute serve: --batch-delay: expected >= 0, got "
+              f"{args.batch_delay:g}" if config.batch_delay < 0 else
+              f"medcompute serve: --batch-queue: expected >= 1, got {config.batch_queue}",
+              file=sys.stderr)
+        return 2
     try:
         asyncio.run(serve(config))
     except MedcomputeError as exc:
