@@ -279,7 +279,7 @@ class _Stacking:
                      if (key := stacks.stack_key(service, request)) is not None}
         self.sizes = {i: stacks.work_bytes(pending[i][0]) for i in self.keys}
         self.waiting: dict[tuple, list[tuple[int, bytes, int]]] = {}
-        self.order: list[tuple] = []                # keys, by their oldest waiting image
+        self.order: list[tuple] = []                # keys with waiting images, in turn
         self.running = 0
         self.closed = False
 

@@ -35,7 +35,7 @@ from medcompute.server.jobs.requests import ProcessRequest
 from medcompute.server.jobs.results import JobResult
 from medcompute.server.worker.tasks import StackSpec, TaskResult
 
-__all__ = ["Member", "stack_key", "work_bytes", "plan", "compute", "run"]
+__all__ = ["Member", "stack_key", "work_bytes", "compute", "run"]
 
 
 @dataclass
@@ -76,24 +76,6 @@ def stack_key(service, request: ProcessRequest) -> tuple | None:
             tuple(derived.input_ref(o) for o in request.expected[1:]),
             request.device, request.allow_fallback, request.compute_dtype,
             request.output_dtype)
-
-
-def plan(keys: dict[int, tuple | None], sizes: dict[int, int], limit: int) -> list[list[int]]:
-    """The stacks of a batch: images with the same key, in their order, cut so that a
-    stack holds at most ``limit`` working bytes (at least one image). Only stacks of two
-    images or more are returned; every other image is computed alone."""
-    groups: dict[tuple, list[list[int]]] = {}
-    used: dict[tuple, int] = {}
-    for i, key in keys.items():
-        if key is None:
-            continue
-        stacks = groups.setdefault(key, [[]])
-        if stacks[-1] and used[key] + sizes[i] > limit:
-            stacks.append([])
-            used[key] = 0
-        stacks[-1].append(i)
-        used[key] = used.get(key, 0) + sizes[i]
-    return [s for stacks in groups.values() for s in stacks if len(s) > 1]
 
 
 async def compute(service, members: list[Member]) -> list[JobResult | BaseException]:

@@ -1,6 +1,6 @@
-"""Stacked execution in the jobs room: which images stack, how a batch's images are cut
-into stacks, and a stack's run on a real cluster: one worker call, one transaction for
-the ends, each image its own job, result and usage line, a failing image alone."""
+"""Stacked execution in the jobs room: which images stack, and a stack's run on a real
+cluster: one worker call, one transaction for the ends, each image its own job, result
+and usage line, a failing image alone."""
 
 import dataclasses
 
@@ -52,14 +52,6 @@ def test_no_stacks_when_disabled_or_too_big_or_with_an_inline_operand():
     assert stacks.stack_key(_Service(batch_bytes=100), request) is None
     inline = dataclasses.replace(request, operands=(request.input,))
     assert stacks.stack_key(_Service(), inline) is None
-
-
-def test_a_plan_groups_by_key_in_order_and_cuts_by_bytes():
-    keys = {0: "a", 1: "b", 2: "a", 3: None, 4: "a", 5: "a", 6: "b", 7: "c"}
-    sizes = dict.fromkeys(keys, 10)
-    assert stacks.plan(keys, sizes, 100) == [[0, 2, 4, 5], [1, 6]]
-    assert stacks.plan(keys, sizes, 25) == [[0, 2], [4, 5], [1, 6]]
-    assert stacks.plan(keys, sizes, 5) == []          # every image alone
 
 
 # -- on a real cluster and catalog ------------------------------------------------------
