@@ -141,3 +141,36 @@ def test_a_pipeline_that_does_not_fit_fails_every_image_of_the_stack(server):
         job = server.call(server.catalog.get_job(member.job.id))
         assert job.state.value == "FAILED" and job.error_code == "INVALID_ARGUMENT"
         assert len(server.call(server.catalog.usage_for(member.job.id))) == 1
+
+
+@pytest.mark.integration
+def test_a_stack_cancelled_while_it_runs_ends_every_image_cancelled_once(server):
+    import asyncio
+
+    service = server.running.runner.service
+    images = [np.zeros((5, 5), np.uint16) for _ in range(3)]
+    members = _members(service, images, _request(shape=(5, 5)))
+
+    reached = []
+
+    async def forever(spec, **kwargs):           # the worker call that never answers
+        reached.append(spec.job_ids)
+        await asyncio.Event().wait()
+
+    async def cancelled_run():
+        task = asyncio.ensure_future(_run(service, members, []))
+        while not reached:
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    service.dispatcher.run_stack = forever
+    try:
+        server.call(cancelled_run())
+    finally:
+        del service.dispatcher.run_stack
+    for member in members:
+        job = server.call(server.catalog.get_job(member.job.id))
+        assert job.state.value == "CANCELLED"
+        assert len(server.call(server.catalog.usage_for(member.job.id))) == 1
