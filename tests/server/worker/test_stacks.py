@@ -130,3 +130,53 @@ def test_run_batch_runs_stacks_and_jobs_together():
     assert isinstance(alone, tasks.TaskResult) and isinstance(stacked, tasks.StackResult)
     assert stacked.out[0].tobytes() == alone.data.tobytes()
     assert tasks.job_ids(stack) == ["a", "b"] and tasks.job_ids(job) == ["alone"]
+
+
+def _gpu_specs(images, operand, ops):
+    alone = [tasks.TaskSpec(job_id=f"a{k}", inputs=(_raw(image), _raw(operand)), ops=ops,
+                            out_path="", result_in_memory=True, device="gpu")
+             for k, image in enumerate(images)]
+    stack = tasks.StackSpec(job_ids=tuple(f"s{k}" for k in range(len(images))),
+                            stack=_raw(np.stack(images)), operands=(_raw(operand),), ops=ops,
+                            device="gpu")
+    return alone, stack
+
+
+@pytest.mark.parametrize("name", ["gaussian", "median", "bandpass-butterworth", "subtract"])
+def test_a_stack_on_a_fake_gpu_equals_its_images_one_by_one(monkeypatch, tmp_path, name):
+    import json
+
+    from medcompute.server.worker import fakegpu
+
+    control = tmp_path / "control.json"
+    control.write_text(json.dumps({"fail": None}))
+    monkeypatch.setenv("MEDCOMPUTE_GPU_BACKEND", "fake")
+    monkeypatch.setenv(fakegpu.CONTROL_ENV, str(control))
+    images = _images("<f4")
+    alone, stack = _gpu_specs(images, _images("<f4", seed=1)[0], _ops(PIPELINES[name]))
+    stacked = tasks.run_stack(stack, announce=False)
+    assert stacked.gpu and stacked.backend == "fake-gpu"
+    for k, spec in enumerate(alone):
+        assert stacked.out[k].tobytes() == tasks.run_task(spec, announce=False).data.tobytes()
+    control.write_text(json.dumps({"fail": "oom"}))
+    with pytest.raises(tasks.GpuFailure, match="FakeGPUOutOfMemory"):
+        tasks.run_stack(stack, announce=False)     # the dispatcher runs it again on CPU
+
+
+def _cupy_device() -> bool:
+    from medcompute.server.dispatch.cluster import detect_gpus
+
+    return bool(detect_gpus())
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", sorted(PIPELINES))
+def test_a_stack_on_the_gpu_equals_its_images_one_by_one(name):
+    if not _cupy_device():
+        pytest.skip("no GPU that NVML reports and CuPy can use")
+    images = _images("<i2")
+    alone, stack = _gpu_specs(images, _images("<i2", seed=1)[0], _ops(PIPELINES[name]))
+    stacked = tasks.run_stack(stack, announce=False)
+    assert stacked.backend == "cupy"
+    for k, spec in enumerate(alone):
+        assert stacked.out[k].tobytes() == tasks.run_task(spec, announce=False).data.tobytes()
