@@ -178,6 +178,10 @@ class Dispatcher:
                           for kind in ("cpu", "gpu")}
         self._runners: dict[str, tuple] = {}        # CPU worker address -> (actor, future)
         self._runner_load: dict[str, int] = {}
+        #: When each runner was last chosen (a count): among equally busy runners the one
+        #: chosen longest ago goes next, so that few large calls (stacks) still spread.
+        self._runner_turn: dict[str, int] = {}
+        self._turns = 0
 
     # -- life-cycle --------------------------------------------------------------
     async def start(self) -> None:
@@ -342,14 +346,18 @@ class Dispatcher:
         return await future
 
     async def _runner(self):
-        """(address, actor) of the least busy CPU worker's runner, started on first use;
-        None when there is no CPU worker or the runner cannot be started."""
+        """(address, actor) of the least busy CPU worker's runner (of equally busy ones, the
+        one chosen longest ago), started on first use; None when there is no CPU worker or
+        the runner cannot be started."""
         view = self._view or await self.view()
         for address in [a for a in self._runners if a not in view.cpu]:
             del self._runners[address]              # the worker has gone
         if not view.cpu:
             return None
-        address = min(view.cpu, key=lambda a: self._runner_load.get(a, 0))
+        address = min(view.cpu, key=lambda a: (self._runner_load.get(a, 0),
+                                               self._runner_turn.get(a, -1)))
+        self._turns += 1
+        self._runner_turn[address] = self._turns
         entry = self._runners.get(address)
         if entry is None:
             future = self.client.submit(WorkerRunner, actor=True, workers=[address],
