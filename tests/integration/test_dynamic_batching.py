@@ -94,7 +94,7 @@ def test_a_call_past_its_deadline_ends_alone_and_the_others_succeed(served):
 def test_a_full_subscriber_queue_answers_resource_exhausted(served):
     shape = (12, 12)                  # three of these do not fill a stack
     waiting = threading.Thread(target=_concurrently, args=(
-        served.address, _images(6, seed=4, shape=shape)), kwargs={"timeout": 5.0})
+        served.address, _images(6, seed=4, shape=shape)), kwargs={"timeout": 20.0})
     started = time.time()
     waiting.start()
     try:
