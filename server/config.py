@@ -67,6 +67,16 @@ class ServerConfig:
     #: worker in memory, with the task, and get the result back the same way, instead of
     #: through spool files (asynchronous jobs keep theirs on disk: they are durable).
     memory_inputs: bool = True
+    #: Images of a batch that share shape, dtype and pipeline are processed as one array
+    #: (a stack) in one worker call, up to this float32 working size per stack (0: each
+    #: image alone). Concurrent single-image calls batched together form stacks too.
+    stack_bytes: int = 64 << 20
+    #: Seconds a single-image Process call waits for others with the same pipeline and
+    #: geometry to join its stack (dynamic batching; 0 disables it).
+    batch_delay: float = 0.002
+    #: Single-image calls of one subscriber waiting to join a stack; more answer
+    #: RESOURCE_EXHAUSTED.
+    batch_queue: int = 64
     #: Test double: workers that declare GPU=1 but run the FakeGPU backend (fakegpu.py).
     fake_gpu_workers: int = 0
     fake_gpu_memory: int | None = None
