@@ -122,6 +122,7 @@ class Client:
         compute_dtype="float32", output: str = "array", compression: str = "none",
         allow_fallback: bool = False, timeout: float | None = None, progress: bool = False,
         store_result: bool = False, retention: float | None = None, recompute: bool = False,
+        priority: str = "normal",
     ) -> Result:
         """Process an image and return the result.
 
@@ -157,12 +158,16 @@ class Client:
         recompute : bool
             Compute even when the store already holds the result of this request on these
             stored images (otherwise that result is returned, ``Result.reused``).
+        priority : {"low", "normal", "high"}
+            While calls wait on the server to be computed together (``serve
+            --batch-delay``), those of higher priority leave first.
         """
         header, images = _header(image, ops, spacing=spacing, operands=operands, device=device,
                                  output_dtype=output_dtype, compute_dtype=compute_dtype,
                                  output=output, compression=compression,
                                  allow_fallback=allow_fallback, store_result=store_result,
-                                 retention=retention, recompute=recompute)
+                                 retention=retention, recompute=recompute,
+                                 priority=priority)
         messages = _messages(header, images, processing_pb2.ProcessRequest, progress,
                              header.result_compression)
         return self._call(self._receive, self._stub.Process(messages,

@@ -20,6 +20,8 @@ _DEVICES = {"auto": processing_pb2.DEVICE_AUTO, "gpu": processing_pb2.DEVICE_GPU
 _OUTPUTS = {"array": processing_pb2.OUTPUT_FORMAT_RAW,
             "dicom_series": processing_pb2.OUTPUT_FORMAT_DICOM_SERIES,
             "dicom_file": processing_pb2.OUTPUT_FORMAT_DICOM_FILE}
+_PRIORITIES = {"low": processing_pb2.PRIORITY_LOW, "normal": processing_pb2.PRIORITY_NORMAL,
+               "high": processing_pb2.PRIORITY_HIGH}
 
 
 def _read(image, spacing=None) -> LocalImage | str:
@@ -31,7 +33,8 @@ def _read(image, spacing=None) -> LocalImage | str:
 
 
 def _header(image, ops, *, spacing, operands, device, output_dtype, compute_dtype, output,
-            compression, allow_fallback, store_result, retention, recompute):
+            compression, allow_fallback, store_result, retention, recompute,
+            priority="normal"):
     if device not in _DEVICES:
         raise ValueError(f"device: expected one of {', '.join(_DEVICES)}, got {device!r}")
     if output not in _OUTPUTS:
@@ -39,6 +42,9 @@ def _header(image, ops, *, spacing, operands, device, output_dtype, compute_dtyp
     if compression not in _COMPRESSION:
         raise ValueError(f"compression: expected one of {', '.join(_COMPRESSION)}, "
                          f"got {compression!r}")
+    if priority not in _PRIORITIES:
+        raise ValueError(f"priority: expected one of {', '.join(_PRIORITIES)}, "
+                         f"got {priority!r}")
     codec = _COMPRESSION[compression]
     images = [_read(image, spacing)] + [_read(o) for o in operands]
     header = processing_pb2.ProcessHeader(
@@ -49,6 +55,7 @@ def _header(image, ops, *, spacing, operands, device, output_dtype, compute_dtyp
         result_compression=codec, allow_fallback=allow_fallback,
         store_result=store_result, retention_seconds=round(retention or 0),
         recompute=recompute,
+        priority=_PRIORITIES[priority] if priority != "normal" else 0,
     )
     return header, images
 

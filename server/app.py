@@ -7,6 +7,9 @@ teardown, in the reverse order of construction: at once when a part fails to sta
 (what was built before it is closed, and the error raised), or by
 :meth:`Running.stop`. Whoever builds a part closes it; no part closes another.
 
+A server starts only on a free address (:func:`check_free`): the processes of one
+``serve --processes N`` share theirs (SO_REUSEPORT), no one else does.
+
 :func:`start` returns a :class:`Running` with the port it bound (tests bind port 0);
 :meth:`Running.stop` stops it gracefully. :func:`serve` runs until SIGINT or SIGTERM,
 with the extra server processes of ``--processes`` (front_ends.py).
@@ -19,10 +22,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import functools
 import ipaddress
 import logging
 import signal
+import socket
 import uuid
 from dataclasses import dataclass, field
 
@@ -55,6 +60,7 @@ from medcompute.server.jobs.batch_submit import BatchSubmit
 from medcompute.server.jobs.catalog import Catalog
 from medcompute.server.jobs.process import ProcessingService
 from medcompute.server.jobs.runner import JobRunner
+from medcompute.server.logs import install as install_log_redaction
 from medcompute.server.monitoring.health import watch_health
 from medcompute.server.monitoring.metrics import Metrics
 from medcompute.server.storage.audit import AuditLog
@@ -65,7 +71,7 @@ from medcompute.server.storage.spool import Spool
 from medcompute.server.store.admin import maintain
 from medcompute.server.store.images import ImageStore
 
-__all__ = ["Running", "start", "serve", "SERVICE_NAME", "check_address"]
+__all__ = ["Running", "start", "serve", "SERVICE_NAME", "check_address", "check_free"]
 
 log = logging.getLogger(__name__)
 
@@ -130,22 +136,59 @@ def check_address(config: ServerConfig) -> None:
             "accept the risk", "--address")
 
 
+def _in_use(address: str) -> FailedPrecondition:
+    return FailedPrecondition(
+        f"address {address} is in use: another server (or program) listens on it; stop it, "
+        "or choose another --address (only the processes of one `serve --processes N` share "
+        "an address)", "--address")
+
+
+def check_free(config: ServerConfig) -> None:
+    """FailedPrecondition naming the address when something already listens on it.
+
+    A bind without SO_REUSEPORT (with SO_REUSEADDR, as gRPC binds) fails on an address any
+    socket holds, with or without SO_REUSEPORT: so a server started on a taken address stops
+    here, before it builds anything, even when it would bind with SO_REUSEPORT itself (the
+    first process of ``--processes N``). Port 0 (any free port) is always free; an
+    address this host cannot bind is left to the gRPC bind to report."""
+    host, _, port = config.address.rpartition(":")
+    if not port.isdigit() or int(port) == 0:
+        return
+    try:
+        candidates = socket.getaddrinfo(host.strip("[]") or None, int(port),
+                                        type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror:
+        return
+    for family, kind, proto, _, where in candidates:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(where)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise _in_use(config.address) from None
+
+
 def _bind(server: grpc.aio.Server, config: ServerConfig) -> int:
-    if not config.tls_cert:
-        return server.add_insecure_port(config.address)
-    credentials = grpc.ssl_server_credentials(
-        [(config.tls_key.read_bytes(), config.tls_cert.read_bytes())],
-        root_certificates=config.client_ca.read_bytes() if config.client_ca else None,
-        require_client_auth=config.client_ca is not None)
-    return server.add_secure_port(config.address, credentials)
+    try:
+        if not config.tls_cert:
+            return server.add_insecure_port(config.address)
+        credentials = grpc.ssl_server_credentials(
+            [(config.tls_key.read_bytes(), config.tls_cert.read_bytes())],
+            root_certificates=config.client_ca.read_bytes() if config.client_ca else None,
+            require_client_auth=config.client_ca is not None)
+        return server.add_secure_port(config.address, credentials)
+    except RuntimeError:        # grpc: "Failed to bind to address ..."
+        raise _in_use(config.address) from None
 
 
-def _grpc_server() -> grpc.aio.Server:
+def _grpc_server(share_address: bool = False) -> grpc.aio.Server:
+    """The gRPC server; ``share_address``: the processes of one ``serve --processes N``
+    listen on its address together (SO_REUSEPORT), no other server."""
     return grpc.aio.server(interceptors=[UndecodableRequests()], options=[
         ("grpc.max_receive_message_length", MESSAGE_LIMIT),
         ("grpc.max_send_message_length", MESSAGE_LIMIT),
-        # Several server processes may listen on one address (serve --processes).
-        ("grpc.so_reuseport", 1),
+        ("grpc.so_reuseport", 1 if share_address else 0),
     ])
 
 
@@ -221,7 +264,10 @@ async def start(config: ServerConfig) -> Running:
     Each part registers its close on one exit stack as soon as it is built: when a part
     fails to start, those built before it close in reverse order and the error is
     raised (a taken ``--dicom-port`` leaves the gRPC port closed again)."""
+    install_log_redaction()      # first: no patient data in this process's or a worker's log
     check_address(config)
+    if not config.joins_group:
+        check_free(config)
     try:
         tariff = load_tariff(config.tariff)
     except TariffError as exc:
@@ -263,7 +309,7 @@ async def start(config: ServerConfig) -> Running:
         # Rules an earlier version kept as RoutingRule messages, in today's form.
         await rules.upgrade(functools.partial(legacy_rule,
                                               max_image_bytes=config.max_image_bytes))
-        server = _grpc_server()
+        server = _grpc_server(share_address=config.processes > 1 or config.joins_group)
         stack.push_async_callback(lambda: server.stop(grace.seconds))
         servicers = await add_servicers(server, Components(
             guard=guard, service=service, batch=batch,

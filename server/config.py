@@ -67,6 +67,16 @@ class ServerConfig:
     #: worker in memory, with the task, and get the result back the same way, instead of
     #: through spool files (asynchronous jobs keep theirs on disk: they are durable).
     memory_inputs: bool = True
+    #: Images of a batch that share shape, dtype and pipeline are processed as one array
+    #: (a stack) in one worker call, up to this float32 working size per stack (0: each
+    #: image alone). Concurrent single-image calls batched together form stacks too.
+    stack_bytes: int = 64 << 20
+    #: Seconds a single-image Process call waits for others with the same pipeline and
+    #: geometry to join its stack (dynamic batching; 0 disables it).
+    batch_delay: float = 0.002
+    #: Single-image calls of one subscriber waiting to join a stack; more answer
+    #: RESOURCE_EXHAUSTED.
+    batch_queue: int = 64
     #: Test double: workers that declare GPU=1 but run the FakeGPU backend (fakegpu.py).
     fake_gpu_workers: int = 0
     fake_gpu_memory: int | None = None
@@ -167,6 +177,9 @@ class ServerConfig:
     #: Server processes on the one address (SO_REUSEPORT), sharing the data directory and
     #: the Dask cluster (front_ends.py); the first one runs the embedded cluster.
     processes: int = 1
+    #: An extra process of a ``processes`` group: it binds the address its first process
+    #: holds (SO_REUSEPORT) instead of requiring a free one (app.py).
+    joins_group: bool = False
     #: This process's own folder under <data_dir>/spool ("": the folder itself).
     spool_name: str = ""
     #: Sweep the store's unfinished temporary files and unreferenced blobs at start

@@ -1,9 +1,11 @@
 """``medcompute serve --processes N``: N server processes on one address.
 
-The first process (the one started) runs the embedded Dask cluster, sweeps the store
-and binds the address; it then starts N - 1 more server processes (spawned, so nothing
-of its event loop or its threads is inherited) that bind the same address with
-SO_REUSEPORT, so the kernel spreads the incoming connections over all of them. Every
+The first process (the one started) checks that the address is free, runs the embedded
+Dask cluster, sweeps the store and binds the address with SO_REUSEPORT; it then starts
+N - 1 more server processes (spawned, so nothing of its event loop or its threads is
+inherited) that bind the same address with SO_REUSEPORT (``joins_group``), so the kernel
+spreads the incoming connections over all of them. Only they share it: any other server
+started on the address, alone or as another group, finds it in use and stops (app.py). Every
 process joins the same Dask scheduler and serves the same data directory: the one
 SQLite catalog (WAL; jobs, usage, audit), the store, and the job folders, each with its
 own spool folder and its own job leases (catalog.py), so a job of a process that dies
@@ -85,7 +87,8 @@ class FrontEnds:
         (the first process is the DICOM node: its port, pushes and scheduled collects)."""
         return dataclasses.replace(
             self.config, address=self.address, scheduler=self.scheduler, processes=1,
-            spool_name=f"p{k}", sweep_store=False, metrics_port=None, dicom_port=None)
+            joins_group=True, spool_name=f"p{k}", sweep_store=False, metrics_port=None,
+            dicom_port=None)
 
     def _spawn(self, k: int):
         """Start process k; return it and the event it sets once it serves."""

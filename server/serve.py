@@ -29,6 +29,24 @@ def _path(value: str | None) -> Path | None:
     return Path(value) if value else None
 
 
+_UNITS = {"": 1, "b": 1, "kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30}
+
+
+def _byte_size(text: str) -> int:
+    """``65536``, ``64MiB``, ``1.5GiB``: a size in bytes (KiB, MiB, GiB are powers of 2)."""
+    value = text.strip()
+    number = value.rstrip("BbKkIiMmGg")
+    unit = value[len(number):].strip().lower()
+    try:
+        size = float(number)
+    except ValueError:
+        size = -1.0
+    if unit not in _UNITS or size < 0:
+        raise argparse.ArgumentTypeError(f"expected a size in bytes (e.g. 67108864 or 64MiB), "
+                                         f"got {text!r}")
+    return int(size * _UNITS[unit])
+
+
 def _min_free(text: str):
     try:
         return parse_min_free(text)
@@ -84,6 +102,17 @@ def add_parser(subparsers, *, duration: Callable[[str], float]) -> argparse.Argu
     serve.add_argument("--batch-mb", type=float, default=4,
                        help="while the workers are busy, batch jobs up to this many MiB "
                        "(float32) into shared tasks (default 4; 0 sends every job alone)")
+    serve.add_argument("--stack-bytes", type=_byte_size, default=64 << 20,
+                       help="images of a batch with one shape, dtype and pipeline run as one "
+                       "array in one worker call, up to this float32 size per stack (bytes, "
+                       "or with KiB/MiB/GiB; default 64MiB; 0: each image alone)")
+    serve.add_argument("--batch-delay", type=float, default=2.0, metavar="MS",
+                       help="milliseconds a single-image Process call waits for calls with "
+                       "the same pipeline and geometry to join its stack (default 2; 0 "
+                       "disables dynamic batching)")
+    serve.add_argument("--batch-queue", type=int, default=64,
+                       help="single-image calls of one subscriber waiting to join a stack; "
+                       "more answer RESOURCE_EXHAUSTED (default 64)")
     serve.add_argument("--no-direct-calls", dest="direct_calls", action="store_false",
                        help="send every job as a Dask task (by default small CPU jobs go by "
                        "direct call to a runner actor on each worker, without a scheduler "
@@ -242,6 +271,8 @@ def run(args) -> int:
                           split_bytes=int(args.split_mb * (1 << 20)),
                           batch_bytes=int(args.batch_mb * (1 << 20)),
                           direct_calls=args.direct_calls, memory_inputs=args.memory_inputs,
+                          stack_bytes=args.stack_bytes, batch_delay=args.batch_delay / 1000,
+                          batch_queue=args.batch_queue,
                           tls_cert=_path(args.tls_cert), tls_key=_path(args.tls_key),
                           client_ca=_path(args.client_ca), require_keys=args.require_keys,
                           insecure=args.insecure,
@@ -299,10 +330,15 @@ def run(args) -> int:
         print(f"medcompute serve: {exc}", file=sys.stderr)
         return 2
     for flag, value in (("--processes", config.processes),
-                        ("--push-associations", config.dicom_push_associations)):
+                        ("--push-associations", config.dicom_push_associations),
+                        ("--batch-queue", config.batch_queue)):
         if value < 1:
             print(f"medcompute serve: {flag}: expected >= 1, got {value}", file=sys.stderr)
             return 2
+    if config.batch_delay < 0:
+        print(f"medcompute serve: --batch-delay: expected >= 0, got {args.batch_delay:g}",
+              file=sys.stderr)
+        return 2
     try:
         asyncio.run(serve(config))
     except MedcomputeError as exc:

@@ -153,6 +153,30 @@ def no_pixel_data() -> bytes:
     return data_of("rtstruct.dcm")
 
 
+def with_uids(data: bytes) -> bytes:
+    """The file, given the Study and Series Instance UIDs it lacks (the store keeps only
+    instances that have them; a few of pydicom's test files have none)."""
+    ds = pydicom.dcmread(io.BytesIO(data))
+    for keyword in ("StudyInstanceUID", "SeriesInstanceUID"):
+        if not ds.get(keyword):
+            setattr(ds, keyword, generate_uid())
+    return encode(ds)
+
+
+def changed_ct(**changes) -> bytes:
+    """CT_small with ``changes`` (None: the attribute removed), as a sender could make it."""
+    from medcompute.server.dicom.volume import quiet_pydicom
+
+    ds = _ct()
+    with quiet_pydicom():       # values pydicom would warn of are the point here
+        for keyword, value in changes.items():
+            if value is None:
+                delattr(ds, keyword)
+            else:
+                setattr(ds, keyword, value)
+        return encode(ds)
+
+
 def short_pixel_data() -> bytes:
     ds = _ct()
     ds.PixelData = ds.PixelData[:-100]

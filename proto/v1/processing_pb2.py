@@ -26,7 +26,7 @@ from medcompute.proto.v1 import image_pb2 as medcompute_dot_v1_dot_image__pb2
 from medcompute.proto.v1 import operations_pb2 as medcompute_dot_v1_dot_operations__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1emedcompute/v1/processing.proto\x12\rmedcompute.v1\x1a\x19medcompute/v1/image.proto\x1a\x1emedcompute/v1/operations.proto\"\xe2\x03\n\rProcessHeader\x12*\n\x08pipeline\x18\x01 \x03(\x0b\x32\x18.medcompute.v1.Operation\x12)\n\x05input\x18\x02 \x01(\x0b\x32\x1a.medcompute.v1.ImageSource\x12,\n\x08operands\x18\x03 \x03(\x0b\x32\x1a.medcompute.v1.ImageSource\x12%\n\x06\x64\x65vice\x18\x04 \x01(\x0e\x32\x15.medcompute.v1.Device\x12-\n\x0coutput_dtype\x18\x05 \x01(\x0e\x32\x17.medcompute.v1.DataType\x12.\n\rcompute_dtype\x18\x06 \x01(\x0e\x32\x17.medcompute.v1.DataType\x12\x32\n\routput_format\x18\x07 \x01(\x0e\x32\x1b.medcompute.v1.OutputFormat\x12\x36\n\x12result_compression\x18\x08 \x01(\x0e\x32\x1a.medcompute.v1.Compression\x12\x16\n\x0e\x61llow_fallback\x18\t \x01(\x08\x12\x14\n\x0cstore_result\x18\n \x01(\x08\x12\x19\n\x11retention_seconds\x18\x0b \x01(\x04\x12\x11\n\trecompute\x18\x0c \x01(\x08\"n\n\x0eProcessRequest\x12.\n\x06header\x18\x01 \x01(\x0b\x32\x1c.medcompute.v1.ProcessHeaderH\x00\x12%\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x14.medcompute.v1.ChunkH\x00\x42\x05\n\x03msg\"E\n\tParameter\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06values\x18\x02 \x03(\x01\x12\x0c\n\x04text\x18\x03 \x01(\t\x12\x0c\n\x04unit\x18\x04 \x01(\t\"_\n\x10\x41ppliedOperation\x12\x0c\n\x04name\x18\x01 \x01(\t\x12,\n\nparameters\x18\x02 \x03(\x0b\x32\x18.medcompute.v1.Parameter\x12\x0f\n\x07summary\x18\x03 \x01(\t\",\n\x08\x46\x61llback\x12\x10\n\x08happened\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\xc0\x03\n\x0bUsageRecord\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x12\n\nsubscriber\x18\x02 \x01(\t\x12\x12\n\noperations\x18\x03 \x03(\t\x12\x0e\n\x06images\x18\x04 \x01(\r\x12\x0e\n\x06voxels\x18\x05 \x01(\x04\x12\x10\n\x08\x62ytes_in\x18\x06 \x01(\x04\x12\x11\n\tbytes_out\x18\x07 \x01(\x04\x12\x15\n\rqueue_seconds\x18\x08 \x01(\x01\x12\x17\n\x0f\x63ompute_seconds\x18\t \x01(\x01\x12\x14\n\x0cwall_seconds\x18\n \x01(\x01\x12\x0f\n\x07\x62\x61\x63kend\x18\x0b \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x0c \x01(\t\x12\x18\n\x0bgpu_seconds\x18\r \x01(\x01H\x00\x88\x01\x01\x12\x1a\n\renergy_joules\x18\x0e \x01(\x01H\x01\x88\x01\x01\x12\x10\n\x08\x66\x61llback\x18\x0f \x01(\x08\x12\r\n\x05state\x18\x10 \x01(\t\x12\x12\n\ncreated_at\x18\x11 \x01(\x01\x12\x13\n\x0b\x66inished_at\x18\x12 \x01(\x01\x12\x16\n\x0eplatform_fault\x18\x13 \x01(\x08\x12\x13\n\x0b\x64\x65stination\x18\x14 \x01(\tB\x0e\n\x0c_gpu_secondsB\x10\n\x0e_energy_joules\"\xbe\x03\n\x0cResultHeader\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12.\n\x06output\x18\x02 \x01(\x0b\x32\x1e.medcompute.v1.ImageDescriptor\x12\x30\n\x07\x61pplied\x18\x03 \x03(\x0b\x32\x1f.medcompute.v1.AppliedOperation\x12\x0f\n\x07\x62\x61\x63kend\x18\x04 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x05 \x01(\t\x12\x0e\n\x06worker\x18\x06 \x01(\t\x12)\n\x08\x66\x61llback\x18\x07 \x01(\x0b\x32\x17.medcompute.v1.Fallback\x12;\n\x08versions\x18\x08 \x03(\x0b\x32).medcompute.v1.ResultHeader.VersionsEntry\x12)\n\x05usage\x18\t \x01(\x0b\x32\x1a.medcompute.v1.UsageRecord\x12\r\n\x05slabs\x18\n \x01(\r\x12\x0f\n\x07workers\x18\x0b \x03(\t\x12\x17\n\x0fstored_image_id\x18\x0c \x01(\t\x12\x0e\n\x06reused\x18\r \x01(\x08\x1a/\n\rVersionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"n\n\x0fProcessResponse\x12-\n\x06header\x18\x01 \x01(\x0b\x32\x1b.medcompute.v1.ResultHeaderH\x00\x12%\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x14.medcompute.v1.ChunkH\x00\x42\x05\n\x03msg\"\x17\n\x15ListOperationsRequest\"\x82\x01\n\rParameterSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x10\n\x08per_axis\x18\x03 \x01(\x08\x12\x0c\n\x04unit\x18\x04 \x01(\t\x12\x0f\n\x07\x64\x65\x66\x61ult\x18\x05 \x01(\t\x12\x0f\n\x07\x63hoices\x18\x06 \x03(\t\x12\x13\n\x0b\x64\x65scription\x18\x07 \x01(\t\"`\n\rOperationSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07summary\x18\x02 \x01(\t\x12\x30\n\nparameters\x18\x03 \x03(\x0b\x32\x1c.medcompute.v1.ParameterSpec\"J\n\x16ListOperationsResponse\x12\x30\n\noperations\x18\x01 \x03(\x0b\x32\x1c.medcompute.v1.OperationSpec*Q\n\x06\x44\x65vice\x12\x16\n\x12\x44\x45VICE_UNSPECIFIED\x10\x00\x12\x0e\n\nDEVICE_GPU\x10\x01\x12\x0e\n\nDEVICE_CPU\x10\x02\x12\x0f\n\x0b\x44\x45VICE_AUTO\x10\x03*\x82\x01\n\x0cOutputFormat\x12\x1d\n\x19OUTPUT_FORMAT_UNSPECIFIED\x10\x00\x12\x1e\n\x1aOUTPUT_FORMAT_DICOM_SERIES\x10\x01\x12\x1c\n\x18OUTPUT_FORMAT_DICOM_FILE\x10\x02\x12\x15\n\x11OUTPUT_FORMAT_RAW\x10\x03\x32\xc0\x01\n\x11ProcessingService\x12L\n\x07Process\x12\x1d.medcompute.v1.ProcessRequest\x1a\x1e.medcompute.v1.ProcessResponse(\x01\x30\x01\x12]\n\x0eListOperations\x12$.medcompute.v1.ListOperationsRequest\x1a%.medcompute.v1.ListOperationsResponseB.Z,medcompute/gen/go/medcompute/v1;medcomputev1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1emedcompute/v1/processing.proto\x12\rmedcompute.v1\x1a\x19medcompute/v1/image.proto\x1a\x1emedcompute/v1/operations.proto\"\x8d\x04\n\rProcessHeader\x12*\n\x08pipeline\x18\x01 \x03(\x0b\x32\x18.medcompute.v1.Operation\x12)\n\x05input\x18\x02 \x01(\x0b\x32\x1a.medcompute.v1.ImageSource\x12,\n\x08operands\x18\x03 \x03(\x0b\x32\x1a.medcompute.v1.ImageSource\x12%\n\x06\x64\x65vice\x18\x04 \x01(\x0e\x32\x15.medcompute.v1.Device\x12-\n\x0coutput_dtype\x18\x05 \x01(\x0e\x32\x17.medcompute.v1.DataType\x12.\n\rcompute_dtype\x18\x06 \x01(\x0e\x32\x17.medcompute.v1.DataType\x12\x32\n\routput_format\x18\x07 \x01(\x0e\x32\x1b.medcompute.v1.OutputFormat\x12\x36\n\x12result_compression\x18\x08 \x01(\x0e\x32\x1a.medcompute.v1.Compression\x12\x16\n\x0e\x61llow_fallback\x18\t \x01(\x08\x12\x14\n\x0cstore_result\x18\n \x01(\x08\x12\x19\n\x11retention_seconds\x18\x0b \x01(\x04\x12\x11\n\trecompute\x18\x0c \x01(\x08\x12)\n\x08priority\x18\r \x01(\x0e\x32\x17.medcompute.v1.Priority\"n\n\x0eProcessRequest\x12.\n\x06header\x18\x01 \x01(\x0b\x32\x1c.medcompute.v1.ProcessHeaderH\x00\x12%\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x14.medcompute.v1.ChunkH\x00\x42\x05\n\x03msg\"E\n\tParameter\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06values\x18\x02 \x03(\x01\x12\x0c\n\x04text\x18\x03 \x01(\t\x12\x0c\n\x04unit\x18\x04 \x01(\t\"_\n\x10\x41ppliedOperation\x12\x0c\n\x04name\x18\x01 \x01(\t\x12,\n\nparameters\x18\x02 \x03(\x0b\x32\x18.medcompute.v1.Parameter\x12\x0f\n\x07summary\x18\x03 \x01(\t\",\n\x08\x46\x61llback\x12\x10\n\x08happened\x18\x01 \x01(\x08\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\xc0\x03\n\x0bUsageRecord\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x12\n\nsubscriber\x18\x02 \x01(\t\x12\x12\n\noperations\x18\x03 \x03(\t\x12\x0e\n\x06images\x18\x04 \x01(\r\x12\x0e\n\x06voxels\x18\x05 \x01(\x04\x12\x10\n\x08\x62ytes_in\x18\x06 \x01(\x04\x12\x11\n\tbytes_out\x18\x07 \x01(\x04\x12\x15\n\rqueue_seconds\x18\x08 \x01(\x01\x12\x17\n\x0f\x63ompute_seconds\x18\t \x01(\x01\x12\x14\n\x0cwall_seconds\x18\n \x01(\x01\x12\x0f\n\x07\x62\x61\x63kend\x18\x0b \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x0c \x01(\t\x12\x18\n\x0bgpu_seconds\x18\r \x01(\x01H\x00\x88\x01\x01\x12\x1a\n\renergy_joules\x18\x0e \x01(\x01H\x01\x88\x01\x01\x12\x10\n\x08\x66\x61llback\x18\x0f \x01(\x08\x12\r\n\x05state\x18\x10 \x01(\t\x12\x12\n\ncreated_at\x18\x11 \x01(\x01\x12\x13\n\x0b\x66inished_at\x18\x12 \x01(\x01\x12\x16\n\x0eplatform_fault\x18\x13 \x01(\x08\x12\x13\n\x0b\x64\x65stination\x18\x14 \x01(\tB\x0e\n\x0c_gpu_secondsB\x10\n\x0e_energy_joules\"\xbe\x03\n\x0cResultHeader\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12.\n\x06output\x18\x02 \x01(\x0b\x32\x1e.medcompute.v1.ImageDescriptor\x12\x30\n\x07\x61pplied\x18\x03 \x03(\x0b\x32\x1f.medcompute.v1.AppliedOperation\x12\x0f\n\x07\x62\x61\x63kend\x18\x04 \x01(\t\x12\x0e\n\x06\x64\x65vice\x18\x05 \x01(\t\x12\x0e\n\x06worker\x18\x06 \x01(\t\x12)\n\x08\x66\x61llback\x18\x07 \x01(\x0b\x32\x17.medcompute.v1.Fallback\x12;\n\x08versions\x18\x08 \x03(\x0b\x32).medcompute.v1.ResultHeader.VersionsEntry\x12)\n\x05usage\x18\t \x01(\x0b\x32\x1a.medcompute.v1.UsageRecord\x12\r\n\x05slabs\x18\n \x01(\r\x12\x0f\n\x07workers\x18\x0b \x03(\t\x12\x17\n\x0fstored_image_id\x18\x0c \x01(\t\x12\x0e\n\x06reused\x18\r \x01(\x08\x1a/\n\rVersionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"n\n\x0fProcessResponse\x12-\n\x06header\x18\x01 \x01(\x0b\x32\x1b.medcompute.v1.ResultHeaderH\x00\x12%\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x14.medcompute.v1.ChunkH\x00\x42\x05\n\x03msg\"\x17\n\x15ListOperationsRequest\"\x82\x01\n\rParameterSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12\x10\n\x08per_axis\x18\x03 \x01(\x08\x12\x0c\n\x04unit\x18\x04 \x01(\t\x12\x0f\n\x07\x64\x65\x66\x61ult\x18\x05 \x01(\t\x12\x0f\n\x07\x63hoices\x18\x06 \x03(\t\x12\x13\n\x0b\x64\x65scription\x18\x07 \x01(\t\"`\n\rOperationSpec\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07summary\x18\x02 \x01(\t\x12\x30\n\nparameters\x18\x03 \x03(\x0b\x32\x1c.medcompute.v1.ParameterSpec\"J\n\x16ListOperationsResponse\x12\x30\n\noperations\x18\x01 \x03(\x0b\x32\x1c.medcompute.v1.OperationSpec*Q\n\x06\x44\x65vice\x12\x16\n\x12\x44\x45VICE_UNSPECIFIED\x10\x00\x12\x0e\n\nDEVICE_GPU\x10\x01\x12\x0e\n\nDEVICE_CPU\x10\x02\x12\x0f\n\x0b\x44\x45VICE_AUTO\x10\x03*\x82\x01\n\x0cOutputFormat\x12\x1d\n\x19OUTPUT_FORMAT_UNSPECIFIED\x10\x00\x12\x1e\n\x1aOUTPUT_FORMAT_DICOM_SERIES\x10\x01\x12\x1c\n\x18OUTPUT_FORMAT_DICOM_FILE\x10\x02\x12\x15\n\x11OUTPUT_FORMAT_RAW\x10\x03*^\n\x08Priority\x12\x18\n\x14PRIORITY_UNSPECIFIED\x10\x00\x12\x10\n\x0cPRIORITY_LOW\x10\x01\x12\x13\n\x0fPRIORITY_NORMAL\x10\x02\x12\x11\n\rPRIORITY_HIGH\x10\x03\x32\xc0\x01\n\x11ProcessingService\x12L\n\x07Process\x12\x1d.medcompute.v1.ProcessRequest\x1a\x1e.medcompute.v1.ProcessResponse(\x01\x30\x01\x12]\n\x0eListOperations\x12$.medcompute.v1.ListOperationsRequest\x1a%.medcompute.v1.ListOperationsResponseB.Z,medcompute/gen/go/medcompute/v1;medcomputev1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,36 +36,38 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._serialized_options = b'Z,medcompute/gen/go/medcompute/v1;medcomputev1'
   _globals['_RESULTHEADER_VERSIONSENTRY']._loaded_options = None
   _globals['_RESULTHEADER_VERSIONSENTRY']._serialized_options = b'8\001'
-  _globals['_DEVICE']._serialized_start=2263
-  _globals['_DEVICE']._serialized_end=2344
-  _globals['_OUTPUTFORMAT']._serialized_start=2347
-  _globals['_OUTPUTFORMAT']._serialized_end=2477
+  _globals['_DEVICE']._serialized_start=2306
+  _globals['_DEVICE']._serialized_end=2387
+  _globals['_OUTPUTFORMAT']._serialized_start=2390
+  _globals['_OUTPUTFORMAT']._serialized_end=2520
+  _globals['_PRIORITY']._serialized_start=2522
+  _globals['_PRIORITY']._serialized_end=2616
   _globals['_PROCESSHEADER']._serialized_start=109
-  _globals['_PROCESSHEADER']._serialized_end=591
-  _globals['_PROCESSREQUEST']._serialized_start=593
-  _globals['_PROCESSREQUEST']._serialized_end=703
-  _globals['_PARAMETER']._serialized_start=705
-  _globals['_PARAMETER']._serialized_end=774
-  _globals['_APPLIEDOPERATION']._serialized_start=776
-  _globals['_APPLIEDOPERATION']._serialized_end=871
-  _globals['_FALLBACK']._serialized_start=873
-  _globals['_FALLBACK']._serialized_end=917
-  _globals['_USAGERECORD']._serialized_start=920
-  _globals['_USAGERECORD']._serialized_end=1368
-  _globals['_RESULTHEADER']._serialized_start=1371
-  _globals['_RESULTHEADER']._serialized_end=1817
-  _globals['_RESULTHEADER_VERSIONSENTRY']._serialized_start=1770
-  _globals['_RESULTHEADER_VERSIONSENTRY']._serialized_end=1817
-  _globals['_PROCESSRESPONSE']._serialized_start=1819
-  _globals['_PROCESSRESPONSE']._serialized_end=1929
-  _globals['_LISTOPERATIONSREQUEST']._serialized_start=1931
-  _globals['_LISTOPERATIONSREQUEST']._serialized_end=1954
-  _globals['_PARAMETERSPEC']._serialized_start=1957
-  _globals['_PARAMETERSPEC']._serialized_end=2087
-  _globals['_OPERATIONSPEC']._serialized_start=2089
-  _globals['_OPERATIONSPEC']._serialized_end=2185
-  _globals['_LISTOPERATIONSRESPONSE']._serialized_start=2187
-  _globals['_LISTOPERATIONSRESPONSE']._serialized_end=2261
-  _globals['_PROCESSINGSERVICE']._serialized_start=2480
-  _globals['_PROCESSINGSERVICE']._serialized_end=2672
+  _globals['_PROCESSHEADER']._serialized_end=634
+  _globals['_PROCESSREQUEST']._serialized_start=636
+  _globals['_PROCESSREQUEST']._serialized_end=746
+  _globals['_PARAMETER']._serialized_start=748
+  _globals['_PARAMETER']._serialized_end=817
+  _globals['_APPLIEDOPERATION']._serialized_start=819
+  _globals['_APPLIEDOPERATION']._serialized_end=914
+  _globals['_FALLBACK']._serialized_start=916
+  _globals['_FALLBACK']._serialized_end=960
+  _globals['_USAGERECORD']._serialized_start=963
+  _globals['_USAGERECORD']._serialized_end=1411
+  _globals['_RESULTHEADER']._serialized_start=1414
+  _globals['_RESULTHEADER']._serialized_end=1860
+  _globals['_RESULTHEADER_VERSIONSENTRY']._serialized_start=1813
+  _globals['_RESULTHEADER_VERSIONSENTRY']._serialized_end=1860
+  _globals['_PROCESSRESPONSE']._serialized_start=1862
+  _globals['_PROCESSRESPONSE']._serialized_end=1972
+  _globals['_LISTOPERATIONSREQUEST']._serialized_start=1974
+  _globals['_LISTOPERATIONSREQUEST']._serialized_end=1997
+  _globals['_PARAMETERSPEC']._serialized_start=2000
+  _globals['_PARAMETERSPEC']._serialized_end=2130
+  _globals['_OPERATIONSPEC']._serialized_start=2132
+  _globals['_OPERATIONSPEC']._serialized_end=2228
+  _globals['_LISTOPERATIONSRESPONSE']._serialized_start=2230
+  _globals['_LISTOPERATIONSRESPONSE']._serialized_end=2304
+  _globals['_PROCESSINGSERVICE']._serialized_start=2619
+  _globals['_PROCESSINGSERVICE']._serialized_end=2811
 # @@protoc_insertion_point(module_scope)

@@ -22,6 +22,13 @@ class OutputFormat(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     OUTPUT_FORMAT_DICOM_SERIES: _ClassVar[OutputFormat]
     OUTPUT_FORMAT_DICOM_FILE: _ClassVar[OutputFormat]
     OUTPUT_FORMAT_RAW: _ClassVar[OutputFormat]
+
+class Priority(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PRIORITY_UNSPECIFIED: _ClassVar[Priority]
+    PRIORITY_LOW: _ClassVar[Priority]
+    PRIORITY_NORMAL: _ClassVar[Priority]
+    PRIORITY_HIGH: _ClassVar[Priority]
 DEVICE_UNSPECIFIED: Device
 DEVICE_GPU: Device
 DEVICE_CPU: Device
@@ -30,9 +37,13 @@ OUTPUT_FORMAT_UNSPECIFIED: OutputFormat
 OUTPUT_FORMAT_DICOM_SERIES: OutputFormat
 OUTPUT_FORMAT_DICOM_FILE: OutputFormat
 OUTPUT_FORMAT_RAW: OutputFormat
+PRIORITY_UNSPECIFIED: Priority
+PRIORITY_LOW: Priority
+PRIORITY_NORMAL: Priority
+PRIORITY_HIGH: Priority
 
 class ProcessHeader(_message.Message):
-    __slots__ = ("pipeline", "input", "operands", "device", "output_dtype", "compute_dtype", "output_format", "result_compression", "allow_fallback", "store_result", "retention_seconds", "recompute")
+    __slots__ = ("pipeline", "input", "operands", "device", "output_dtype", "compute_dtype", "output_format", "result_compression", "allow_fallback", "store_result", "retention_seconds", "recompute", "priority")
     PIPELINE_FIELD_NUMBER: _ClassVar[int]
     INPUT_FIELD_NUMBER: _ClassVar[int]
     OPERANDS_FIELD_NUMBER: _ClassVar[int]
@@ -45,6 +56,7 @@ class ProcessHeader(_message.Message):
     STORE_RESULT_FIELD_NUMBER: _ClassVar[int]
     RETENTION_SECONDS_FIELD_NUMBER: _ClassVar[int]
     RECOMPUTE_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
     pipeline: _containers.RepeatedCompositeFieldContainer[_operations_pb2.Operation]
     input: _image_pb2.ImageSource
     operands: _containers.RepeatedCompositeFieldContainer[_image_pb2.ImageSource]
@@ -57,7 +69,8 @@ class ProcessHeader(_message.Message):
     store_result: bool
     retention_seconds: int
     recompute: bool
-    def __init__(self, pipeline: _Optional[_Iterable[_Union[_operations_pb2.Operation, _Mapping]]] = ..., input: _Optional[_Union[_image_pb2.ImageSource, _Mapping]] = ..., operands: _Optional[_Iterable[_Union[_image_pb2.ImageSource, _Mapping]]] = ..., device: _Optional[_Union[Device, str]] = ..., output_dtype: _Optional[_Union[_image_pb2.DataType, str]] = ..., compute_dtype: _Optional[_Union[_image_pb2.DataType, str]] = ..., output_format: _Optional[_Union[OutputFormat, str]] = ..., result_compression: _Optional[_Union[_image_pb2.Compression, str]] = ..., allow_fallback: _Optional[bool] = ..., store_result: _Optional[bool] = ..., retention_seconds: _Optional[int] = ..., recompute: _Optional[bool] = ...) -> None: ...
+    priority: Priority
+    def __init__(self, pipeline: _Optional[_Iterable[_Union[_operations_pb2.Operation, _Mapping]]] = ..., input: _Optional[_Union[_image_pb2.ImageSource, _Mapping]] = ..., operands: _Optional[_Iterable[_Union[_image_pb2.ImageSource, _Mapping]]] = ..., device: _Optional[_Union[Device, str]] = ..., output_dtype: _Optional[_Union[_image_pb2.DataType, str]] = ..., compute_dtype: _Optional[_Union[_image_pb2.DataType, str]] = ..., output_format: _Optional[_Union[OutputFormat, str]] = ..., result_compression: _Optional[_Union[_image_pb2.Compression, str]] = ..., allow_fallback: _Optional[bool] = ..., store_result: _Optional[bool] = ..., retention_seconds: _Optional[int] = ..., recompute: _Optional[bool] = ..., priority: _Optional[_Union[Priority, str]] = ...) -> None: ...
 
 class ProcessRequest(_message.Message):
     __slots__ = ("header", "chunk")

@@ -8,6 +8,8 @@ from medcompute.server.api.guard import Guard, rpc
 from medcompute.server.api.operations import OPERATIONS
 from medcompute.server.api.requests import HEADER, process_request, submit_request
 from medcompute.server.api.transport import header_and_chunks, image_payloads, result_payloads
+from medcompute.server.errors import InvalidArgument
+from medcompute.server.jobs import batcher as batching
 from medcompute.server.jobs.metering import Usage
 from medcompute.server.jobs.process import ProcessingService
 from medcompute.server.jobs.requests import SubmitRequest
@@ -70,19 +72,38 @@ def operations_message() -> processing_pb2.ListOperationsResponse:
     return processing_pb2.ListOperationsResponse(operations=specs)
 
 
+#: ProcessHeader.priority, as the batcher orders its queue.
+PRIORITIES = {processing_pb2.PRIORITY_UNSPECIFIED: batching.NORMAL,
+              processing_pb2.PRIORITY_LOW: batching.LOW,
+              processing_pb2.PRIORITY_NORMAL: batching.NORMAL,
+              processing_pb2.PRIORITY_HIGH: batching.HIGH}
+
+
+def priority(header: processing_pb2.ProcessHeader) -> int:
+    level = PRIORITIES.get(header.priority)
+    if level is None:
+        raise InvalidArgument(wire.enum_choices(processing_pb2.Priority, header.priority),
+                              "priority")
+    return level
+
+
 class ProcessingServicer(processing_pb2_grpc.ProcessingServiceServicer):
-    def __init__(self, service: ProcessingService, guard: Guard):
+    def __init__(self, service: ProcessingService, guard: Guard,
+                 batcher: batching.DynamicBatcher | None = None):
         self.service = service
         self.guard = guard
+        #: Joins concurrent single-image calls into stacks (serve --batch-delay).
+        self.batcher = batcher or batching.DynamicBatcher(service)
 
     @rpc("process", "process", job=True)
     async def Process(self, request_iterator, context, call):
         header, chunks = await header_and_chunks(request_iterator)
         with HEADER.placed():
             request = process_request(header, max_image_bytes=self.service.config.max_image_bytes)
-            ended = await self.service.process(
+            level = priority(header)
+            ended = await self.batcher.process(
                 request, image_payloads(chunks, request.expected),
-                subscriber=call.principal.subscriber, on_job=call.runs)
+                subscriber=call.principal.subscriber, on_job=call.runs, priority=level)
         try:
             compression = header.result_compression
             yield processing_pb2.ProcessResponse(header=result_header(ended, compression))

@@ -5,7 +5,9 @@ a 2-D image; one multi-frame file, or a series of single-frame files, is a volum
 ``(slices, rows, columns)``. `read_info` reads headers only (Pixel Data is skipped,
 never decoded) and checks all it can, so a request is refused before work is queued;
 `decode` (in a worker) returns the pixels in the order and dtype `read_info` reported.
-Both parse headers with ``dicom.volume.load``; ``dicom.write`` writes results back as DICOM.
+Both parse headers with ``dicom.volume.load``; `read_info` also runs the instance
+validator (``dicom.instance``: the geometry processing relies on); ``dicom.write`` writes
+results back as DICOM.
 
 Rescale (RescaleSlope/Intercept, per frame in enhanced multi-frame files, DoseGridScaling
 for RT Dose) is applied. The dtype is the stored dtype, else int16, else int32 when every
@@ -26,6 +28,7 @@ from pydicom.dataset import Dataset
 from pydicom.pixels import iter_pixels
 from pydicom.uid import UID
 
+from medcompute.server.dicom.instance import check_instances
 from medcompute.server.dicom.volume import (
     DicomInfo,
     Volume,
@@ -49,9 +52,12 @@ MAX_VOXELS = 2**31
 
 def read_info(parts: Sequence[bytes | memoryview], *, max_voxels: int = MAX_VOXELS,
               field: str = "input.dicom") -> DicomInfo:
-    """Describe the image in `parts` from headers alone; raise `InvalidArgument` if unusable."""
+    """Describe the image in `parts` from headers alone; raise `InvalidArgument` if unusable
+    (``dicom.instance``: its geometry too)."""
     with quiet_pydicom():
-        return load(parts, max_voxels=max_voxels, field=field).info
+        vol = load(parts, max_voxels=max_voxels, field=field)
+        check_instances(vol, field, identity=False)
+        return vol.info
 
 
 def decode(parts: Sequence[bytes | memoryview], *, max_voxels: int = MAX_VOXELS,

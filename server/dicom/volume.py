@@ -36,8 +36,9 @@ from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, Implic
 
 from medcompute.server.errors import InvalidArgument
 
-__all__ = ["DicomInfo", "Volume", "as_invalid_argument", "header_int", "load", "parse",
-           "quiet_pydicom", "transfer_syntax", "unit_normal"]
+__all__ = ["DicomInfo", "Volume", "as_invalid_argument", "header_floats", "header_int",
+           "header_value", "load", "parse", "quiet_pydicom", "tag_name", "transfer_syntax",
+           "unit_normal"]
 
 _MAX_EDGE, _MAX_FRAMES = 65_535, 100_000
 _DEFER = 16_384  # a header-only read skips (does not copy) elements larger than this
@@ -222,45 +223,48 @@ def _check_inflated_size(data: bytes, where: str, limit: int) -> None:
 # -- header values -------------------------------------------------------------------------
 
 
-def _tag(keyword: str) -> str:
+def tag_name(keyword: str) -> str:
+    """``Keyword (GGGG,EEEE)``, how messages name an attribute (never its value)."""
     tag = tag_for_keyword(keyword) or 0
     return f"{keyword} ({tag >> 16:04X},{tag & 0xFFFF:04X})"
 
 
-def _get(ds: Dataset, keyword: str, where: str):
+def header_value(ds: Dataset, keyword: str, where: str):
+    """The element's value (None when absent); InvalidArgument when pydicom cannot read it."""
     try:
         return ds.get(keyword)
     except MemoryError:
         raise
     except Exception:  # noqa: BLE001 - a value pydicom cannot convert
-        raise InvalidArgument(f"{_tag(keyword)} could not be read; re-export the file",
+        raise InvalidArgument(f"{tag_name(keyword)} could not be read; re-export the file",
                               where) from None
 
 
-def _floats(ds: Dataset, keyword: str, where: str, n: int | None = None):
+def header_floats(ds: Dataset, keyword: str, where: str, n: int | None = None):
     """The numbers of a DS/IS/US... element, checked; None when absent or empty."""
-    value = _get(ds, keyword, where)
+    value = header_value(ds, keyword, where)
     values = list(value) if isinstance(value, (list, tuple, MultiValue)) else [value]
     if value is None or value == "" or not values:
         return None
     try:
         out = tuple(float(v) for v in values)
     except (TypeError, ValueError):
-        raise InvalidArgument(f"{_tag(keyword)} is not a number", where) from None
+        raise InvalidArgument(f"{tag_name(keyword)} is not a number", where) from None
     if (n is not None and len(out) != n) or not all(np.isfinite(out)):
-        raise InvalidArgument(f"{_tag(keyword)} must hold {n or 'only'} finite numbers; it holds "
-                              f"{len(out)} values", where)
+        raise InvalidArgument(f"{tag_name(keyword)} must hold {n or 'only'} finite numbers; it "
+                              f"holds {len(out)} values", where)
     return out
 
 
 def header_int(ds: Dataset, keyword: str, where: str, default: int | None = None) -> int:
-    values = _floats(ds, keyword, where)
+    values = header_floats(ds, keyword, where)
     if values is None:
         if default is None:
-            raise InvalidArgument(f"{_tag(keyword)} is missing; an image must have it", where)
+            raise InvalidArgument(f"{tag_name(keyword)} is missing; an image must have it",
+                                  where)
         return default
     if len(values) != 1 or values[0] != int(values[0]):
-        raise InvalidArgument(f"{_tag(keyword)} must be one integer", where)
+        raise InvalidArgument(f"{tag_name(keyword)} must be one integer", where)
     return int(values[0])
 
 
@@ -294,7 +298,7 @@ def _describe(ds: Dataset, buffer: bytes | None, where: str, max_voxels: int) ->
     if samples != 1:
         raise InvalidArgument(f"colour images are not supported: SamplesPerPixel (0028,0002) is "
                               f"{samples}; send grayscale images (SamplesPerPixel 1)", where)
-    photometric = str(_get(ds, "PhotometricInterpretation", where) or "MONOCHROME2").strip()
+    photometric = str(header_value(ds, "PhotometricInterpretation", where) or "MONOCHROME2").strip()
     if photometric not in ("MONOCHROME1", "MONOCHROME2"):
         raise InvalidArgument("PhotometricInterpretation (0028,0004) is neither MONOCHROME1 nor "
                               "MONOCHROME2 (a colour or palette image); send grayscale images",
@@ -373,7 +377,7 @@ def _check_pixel_bytes(ds: Dataset, desc: _Part, tag: int, buffer: bytes | None,
 def _item(holders: tuple, sequence: str, where: str) -> Dataset | None:
     """The first item of `sequence` in the per-frame, else the shared, functional group."""
     for holder in holders:
-        seq = _get(holder, sequence, where) if holder is not None else None
+        seq = header_value(holder, sequence, where) if holder is not None else None
         if seq:
             return seq[0]
     return None
@@ -391,26 +395,28 @@ def unit_normal(orientation: np.ndarray | None) -> np.ndarray | None:
 
 def _geometry(ds: Dataset, desc: _Part, where: str) -> None:
     """Fill in positions, orientation, spacing and rescale of each frame of one part."""
-    shared = (_get(ds, "SharedFunctionalGroupsSequence", where) or [None])[0]
-    per_frame = _get(ds, "PerFrameFunctionalGroupsSequence", where)
+    shared = (header_value(ds, "SharedFunctionalGroupsSequence", where) or [None])[0]
+    per_frame = header_value(ds, "PerFrameFunctionalGroupsSequence", where)
     if per_frame is not None and len(per_frame) < desc.frames:
         per_frame = None  # incomplete: ignore it rather than guess which item is which frame
     holders = [(per_frame[i] if per_frame else None, shared) for i in range(desc.frames)]
-    iop = _floats(_item(holders[0], "PlaneOrientationSequence", where) or ds,
+    iop = header_floats(_item(holders[0], "PlaneOrientationSequence", where) or ds,
                   "ImageOrientationPatient", where, 6)
     desc.orientation = np.array(iop) if iop else None
     measures = _item(holders[0], "PixelMeasuresSequence", where)
     for holder, keyword in ((measures, "PixelSpacing"), (ds, "PixelSpacing"),
                             (ds, "ImagerPixelSpacing")):
         if holder is not None and desc.pixel_spacing is None:
-            desc.pixel_spacing = _floats(holder, keyword, where, 2)
+            desc.pixel_spacing = header_floats(holder, keyword, where, 2)
     for holder in (measures, ds):
         if holder is not None:
-            desc.thickness = desc.thickness or _positive(_floats(holder, "SliceThickness", where))
-            desc.between = desc.between or _positive(_floats(holder, "SpacingBetweenSlices",
-                                                             where))
+            desc.thickness = desc.thickness or _positive(
+                header_floats(holder, "SliceThickness", where))
+            desc.between = desc.between or _positive(
+                header_floats(holder, "SpacingBetweenSlices", where))
     items = [_item(h, "PlanePositionSequence", where) for h in holders]
-    positions = [_floats(i, "ImagePositionPatient", where, 3) if i else None for i in items]
+    positions = [header_floats(i, "ImagePositionPatient", where, 3) if i else None
+                 for i in items]
     if all(positions):
         desc.positions = [np.array(p) for p in positions]
     else:
@@ -418,16 +424,16 @@ def _geometry(ds: Dataset, desc: _Part, where: str) -> None:
     desc.rescale = [(1.0, 0.0)] * desc.frames
     if not desc.floating:  # RT Dose scales its values by DoseGridScaling
         dose = ds.get("SOPClassUID") == _RT_DOSE and _positive(
-            _floats(ds, "DoseGridScaling", where))
+            header_floats(ds, "DoseGridScaling", where))
         desc.rescale = [_rescale(_item(h, "PixelValueTransformationSequence", where) or ds,
                                  dose or 1.0, where) for h in holders]
 
 
 def _classic_positions(ds: Dataset, frames: int, normal, where: str) -> list[np.ndarray] | None:
-    ipp = _floats(ds, "ImagePositionPatient", where, 3)
+    ipp = header_floats(ds, "ImagePositionPatient", where, 3)
     if ipp is None or frames == 1:
         return None if ipp is None else [np.array(ipp)]
-    offsets = _floats(ds, "GridFrameOffsetVector", where)  # RT Dose
+    offsets = header_floats(ds, "GridFrameOffsetVector", where)  # RT Dose
     if offsets is None or normal is None or len(offsets) != frames:
         return None
     base = 0.0 if offsets[0] == 0 else float(np.dot(ipp, normal))  # relative, or absolute z
@@ -435,10 +441,10 @@ def _classic_positions(ds: Dataset, frames: int, normal, where: str) -> list[np.
 
 
 def _rescale(holder: Dataset, default_slope: float, where: str) -> tuple[float, float]:
-    slope = (_floats(holder, "RescaleSlope", where, 1) or (default_slope,))[0]
+    slope = (header_floats(holder, "RescaleSlope", where, 1) or (default_slope,))[0]
     if slope == 0:
         raise InvalidArgument("RescaleSlope (0028,1053) is 0; it must be a non-zero number", where)
-    return slope, (_floats(holder, "RescaleIntercept", where, 1) or (0.0,))[0]
+    return slope, (header_floats(holder, "RescaleIntercept", where, 1) or (0.0,))[0]
 
 
 # -- putting the parts together ------------------------------------------------------------

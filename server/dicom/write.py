@@ -36,6 +36,7 @@ from pydicom.tag import Tag
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, generate_uid
 from pydicom.valuerep import format_number_as_ds
 
+from medcompute.server.dicom.instance import check_instances
 from medcompute.server.dicom.volume import Volume, load, quiet_pydicom, unit_normal
 
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
@@ -119,12 +120,14 @@ def write_derived(parts: Sequence[bytes | memoryview], array: np.ndarray, *,
     Raises
     ------
     InvalidArgument
-        When `parts` cannot be read (as ``dicom.read.read_info``).
+        When `parts` cannot be read or their geometry is unusable (as
+        ``dicom.read.read_info``).
     ValueError
         When `array` or `spacing` is malformed (a fault of the caller's code).
     """
     with quiet_pydicom():
         vol = load(parts, max_voxels=2**63, field=field)
+        check_instances(vol, field, identity=False)
         return _write(vol, array, spacing=spacing, description=description,
                       single_file=single_file, series=series)
 

@@ -1,13 +1,15 @@
 """Instances received over DICOM into the image store, grouped into series.
 
-Each instance is registered through the store's own path (``ImageStore.register``): its
-bytes and decoded voxels are written, fsynced and renamed, and its catalog row
-committed, before :meth:`Ingress.receive` returns, so a C-STORE success status always
-means durable. The instance is then added to its series. A series is complete when no
-instance arrived for ``quiet`` seconds (or, with ``on_release``, once the association
-that sent it is released); then its instances are registered as one stored volume (the
-DICOM files one after the other), the instance images are removed, and the ``on_series``
-callbacks run (routing).
+Each instance is registered through the store's own path (``ImageStore.register``): it is
+checked by the validator every door shares (``dicom.instance``: its Study, Series and SOP
+Instance UIDs, its geometry, its pixel data) before anything is kept, so a refused
+instance leaves nothing behind; its bytes and decoded voxels are written, fsynced and
+renamed, and its catalog row committed, before :meth:`Ingress.receive` returns, so a
+C-STORE success status always means durable. The instance is then added to its series.
+A series is complete when no instance arrived for ``quiet`` seconds (or, with
+``on_release``, once the association that sent it is released); then its instances are
+registered as one stored volume (the DICOM files one after the other), the instance
+images are removed, and the ``on_series`` callbacks run (routing).
 """
 
 from __future__ import annotations
@@ -83,7 +85,9 @@ class Ingress:
                 await self._task
 
     async def receive(self, data: bytes, *, owner: str, calling: str, called: str) -> Received:
-        """Store one instance (the whole DICOM file, with its meta header) durably."""
+        """Store one instance (the whole DICOM file, with its meta header) durably;
+        InvalidArgument naming the attribute, with nothing stored, when the validator
+        refuses it."""
         expected = dicom_image([len(data)], self.max_bytes)
         record, existed, _ = await self.store.register(expected, _payloads([data]),
                                                        owner=owner)
@@ -91,8 +95,10 @@ class Ingress:
         sops = meta.get("sop_instance_uids") or []
         series_uid = meta.get("series_instance_uid", "")
         if not sops or not series_uid:
-            raise InvalidArgument("the instance has no SOP Instance UID or no Series Instance "
-                                  "UID", "dataset")
+            # Only an instance an earlier version kept without them (it is that one again).
+            raise InvalidArgument("SeriesInstanceUID (0020,000E) or SOPInstanceUID "
+                                  "(0008,0018) is missing in the instance kept before",
+                                  "dataset")
         await self.registry.record_instance(owner, series_uid, sops[0], record.id, calling,
                                             called)
         return Received(record.id, series_uid, existed)

@@ -6,23 +6,30 @@ sends only to that subscriber's own DICOM nodes (by AE title); any other destina
 answered A801 (move destination unknown).
 
 Every stored image with DICOM files (a received series, a derived series) is one
-series here; its attributes come from its first file's header.
+series here; its attributes come from its first file's header. What is stored now has
+its Study, Series and SOP Instance UIDs (``dicom.instance``); an image an earlier version
+kept without one, or whose header no longer reads, is left out of the answers that need
+it (it cannot be a study or a series) rather than failing everyone's query.
 """
 
 from __future__ import annotations
 
 import asyncio
 import io
+import logging
 from dataclasses import dataclass
 
 import pydicom
 from pydicom.dataset import Dataset
 
+from medcompute.server.dicom.volume import quiet_pydicom
 from medcompute.server.storage.images import FindFilter
 from medcompute.server.store.images import ImageStore
 from medcompute.server.worker.store_tasks import dicom_parts
 
 __all__ = ["StoreIndex", "Entry", "LEVEL_KEYS"]
+
+log = logging.getLogger(__name__)
 
 #: What a response carries at each level (besides the keys a query asked for).
 LEVEL_KEYS = {
@@ -63,6 +70,15 @@ def _header(path: str, file_sizes) -> Dataset:
     return pydicom.dcmread(io.BytesIO(first), stop_before_pixels=True, force=True)
 
 
+def _text(ds: Dataset, keyword: str) -> str:
+    """The attribute as text; "" when it is absent or pydicom cannot read it."""
+    try:
+        value = ds.get(keyword)
+    except Exception:  # noqa: BLE001 - a value pydicom cannot convert
+        return ""
+    return "" if value is None else str(value).strip()
+
+
 def _matches(want, got) -> bool:
     """DICOM matching of one attribute: empty is universal, * and ? wildcards, a-b ranges
     for dates, a backslash list for UIDs."""
@@ -96,13 +112,25 @@ class StoreIndex:
                 if blob is None or not record.file_sizes:
                     continue
                 path = str(self.store.blobs.path(blob.digest))
-                header = await asyncio.to_thread(_header, path, record.file_sizes)
+                try:
+                    header = await asyncio.to_thread(_header, path, record.file_sizes)
+                except Exception as exc:  # noqa: BLE001 - one unreadable image, not the query
+                    log.warning("dicom: the header of stored image %s cannot be read (%s); "
+                                "left out of queries", record.id, type(exc).__name__)
+                    continue
                 out.append(Entry(record.id, header, _sops(record)))
             if not token:
                 return out
 
     async def find(self, owner: str, query: Dataset, *, patient_root: bool = False
                    ) -> list[Dataset]:
+        """The C-FIND answers of ``owner``'s images to ``query``; ValueError for a level the
+        model does not have. pydicom's value validation is off meanwhile: its warnings
+        quote the values (a name, an id) of the query and the headers."""
+        with quiet_pydicom():
+            return await self._find(owner, query, patient_root)
+
+    async def _find(self, owner: str, query: Dataset, patient_root: bool) -> list[Dataset]:
         level = str(query.get("QueryRetrieveLevel", "")).upper()
         if level not in LEVEL_KEYS or (level == "PATIENT" and not patient_root):
             raise ValueError(level)
@@ -120,8 +148,10 @@ class StoreIndex:
             if level == "STUDY" and query.get("ModalitiesInStudy") and not _matches(
                     query.ModalitiesInStudy, h.get("Modality", "")):
                 continue
-            key = {"PATIENT": str(h.get("PatientID", "")), "STUDY": h.StudyInstanceUID,
-                   "SERIES": h.SeriesInstanceUID}[level]
+            key = _text(h, {"PATIENT": "PatientID", "STUDY": "StudyInstanceUID",
+                            "SERIES": "SeriesInstanceUID"}[level])
+            if not key and level != "PATIENT":
+                continue            # kept by an earlier version without the UID
             reply = replies.get(key)
             if reply is None:
                 reply = Dataset()
@@ -129,14 +159,14 @@ class StoreIndex:
                 for k in dict.fromkeys([*LEVEL_KEYS[level], *asked]):
                     setattr(reply, k, self._value(entry, k))
                 replies[key] = reply
-                studies[key] = {str(h.get("StudyInstanceUID", ""))}
+                studies[key] = {_text(h, "StudyInstanceUID")}
                 instances[key] = set(entry.sops)
             elif level == "SERIES":
                 instances[key].update(entry.sops)
                 if "NumberOfSeriesRelatedInstances" in reply:
                     reply.NumberOfSeriesRelatedInstances = len(instances[key])
             elif level == "PATIENT":
-                studies[key].add(str(h.get("StudyInstanceUID", "")))
+                studies[key].add(_text(h, "StudyInstanceUID"))
                 reply.NumberOfPatientRelatedStudies = len(studies[key])
             elif level == "STUDY":
                 mods = set(str(reply.ModalitiesInStudy).split("\\")) - {""}
@@ -152,12 +182,19 @@ class StoreIndex:
             return 1
         if keyword == "ModalitiesInStudy":
             return str(entry.header.get("Modality", ""))
-        value = entry.header.get(keyword, "")
+        try:
+            value = entry.header.get(keyword, "")
+        except Exception:  # noqa: BLE001 - a value pydicom cannot convert: none
+            return ""
         return "" if value is None else value
 
     async def datasets(self, owner: str, query: Dataset) -> list[Dataset]:
         """The instances a C-MOVE/C-GET identifier names (patient, study or series
-        level)."""
+        level); pydicom's value validation off, as for `find`."""
+        with quiet_pydicom():
+            return await self._datasets(owner, query)
+
+    async def _datasets(self, owner: str, query: Dataset) -> list[Dataset]:
         patient = str(query.get("PatientID", ""))
         study = str(query.get("StudyInstanceUID", ""))
         series = str(query.get("SeriesInstanceUID", ""))
@@ -177,7 +214,8 @@ class StoreIndex:
             parts = await asyncio.to_thread(dicom_parts, path, record.file_sizes)
             for part in parts:
                 ds = pydicom.dcmread(io.BytesIO(bytes(part)))
-                if ds.SOPInstanceUID not in sent:       # an instance in two stored images
-                    sent.add(ds.SOPInstanceUID)
+                sop = _text(ds, "SOPInstanceUID")
+                if sop and sop not in sent:       # an instance in two stored images once
+                    sent.add(sop)
                     out.append(ds)
         return out

@@ -42,10 +42,13 @@ from medcompute.server.worker.slabs import plan_split
 from medcompute.server.worker.tasks import (
     EVENT_TOPIC,
     GpuFailure,
+    StackResult,
+    StackSpec,
     TaskResult,
     TaskSpec,
     WorkerRunner,
     encode_dicom,
+    job_ids,
     materialize,
     run_batch,
     run_task,
@@ -93,12 +96,12 @@ class _Batcher:
         self.dispatcher = dispatcher
         self.kind = kind
         self.max_items = max_items
-        self.queue: deque[tuple[TaskSpec, asyncio.Future]] = deque()
+        self.queue: deque[tuple[TaskSpec | StackSpec, asyncio.Future]] = deque()
         self.in_flight = 0
         self.tasks = 0                  # batches sent (direct calls and tasks)
         self.sent: dict[asyncio.Future, tuple] = {}
 
-    async def run(self, spec: TaskSpec) -> TaskResult:
+    async def run(self, spec: TaskSpec | StackSpec) -> TaskResult | StackResult:
         waiter = asyncio.get_running_loop().create_future()
         self.queue.append((spec, waiter))
         self._pump()
@@ -177,6 +180,10 @@ class Dispatcher:
                           for kind in ("cpu", "gpu")}
         self._runners: dict[str, tuple] = {}        # CPU worker address -> (actor, future)
         self._runner_load: dict[str, int] = {}
+        #: When each runner was last chosen (a count): among equally busy runners the one
+        #: chosen longest ago goes next, so that few large calls (stacks) still spread.
+        self._runner_turn: dict[str, int] = {}
+        self._turns = 0
 
     # -- life-cycle --------------------------------------------------------------
     async def start(self) -> None:
@@ -306,20 +313,20 @@ class Dispatcher:
         return len(view.gpu if kind == "gpu" else (view.cpu or view.gpu))
 
     # -- running ----------------------------------------------------------------
-    async def send_batch(self, kind: str, specs: list[TaskSpec], cancel: list) -> list:
-        """Run small jobs together: by a direct call to a CPU worker's runner where one
+    async def send_batch(self, kind: str, specs: list, cancel: list) -> list:
+        """Run small jobs (and stacks) together: by a direct call to a CPU worker's runner where one
         answers, else as one task. ``cancel`` receives the coroutine function that
         cancels the batch once it is sent."""
         if kind == "cpu" and self.config.direct_calls:
             runner = await self._runner()
             if runner is not None:
                 address, actor = runner
-                job_ids = [s.job_id for s in specs]
-                cancel[:] = [lambda: actor.cancel(job_ids)]
+                ids = [j for s in specs for j in job_ids(s)]
+                cancel[:] = [lambda: actor.cancel(ids)]
                 self._runner_load[address] = self._runner_load.get(address, 0) + 1
                 # Said here, where the worker is chosen: an event from the worker would
                 # cross the scheduler and cost more than a small job.
-                self._sent(job_ids, address)
+                self._sent(ids, address)
                 try:
                     return await actor.run_batch(specs, False)
                 except Internal:          # the jobs' own failure, not the call's
@@ -341,14 +348,18 @@ class Dispatcher:
         return await future
 
     async def _runner(self):
-        """(address, actor) of the least busy CPU worker's runner, started on first use;
-        None when there is no CPU worker or the runner cannot be started."""
+        """(address, actor) of the least busy CPU worker's runner (of equally busy ones, the
+        one chosen longest ago), started on first use; None when there is no CPU worker or
+        the runner cannot be started."""
         view = self._view or await self.view()
         for address in [a for a in self._runners if a not in view.cpu]:
             del self._runners[address]              # the worker has gone
         if not view.cpu:
             return None
-        address = min(view.cpu, key=lambda a: self._runner_load.get(a, 0))
+        address = min(view.cpu, key=lambda a: (self._runner_load.get(a, 0),
+                                               self._runner_turn.get(a, -1)))
+        self._turns += 1
+        self._runner_turn[address] = self._turns
         entry = self._runners.get(address)
         if entry is None:
             future = self.client.submit(WorkerRunner, actor=True, workers=[address],
@@ -446,6 +457,25 @@ class Dispatcher:
                                               out_shape, out_dtype)
         execution.fallback_reason = reason
         return execution
+
+    async def run_stack(self, spec: StackSpec, *, device: str = "auto",
+                        allow_fallback: bool = False, voxels: int = 0) -> tuple[StackResult, str]:
+        """Run a stack (images of one shape, one pipeline) in one worker call, placed as
+        one job of ``voxels``; on a GPU failure, again on CPU. (its result, the fallback
+        reason or "")."""
+        if self.client is None:
+            raise Unavailable("the Dask cluster is not started")
+        kind, reason = place(await self.view(), device, allow_fallback=allow_fallback,
+                             voxels=voxels)
+        try:
+            return await self._batchers[kind].run(replace(spec, device=kind)), reason
+        except GpuFailure as exc:
+            if kind != "gpu":
+                raise
+            log.warning("stack of job %s: GPU failed (%s); re-running on CPU", spec.job_id,
+                        exc.reason)
+            result = await self._batchers["cpu"].run(replace(spec, device="cpu"))
+            return result, f"GPU failed: {exc.reason}"
 
     async def _run_kind(self, kind, spec, voxels, out_shape, out_dtype) -> Execution:
         spec = replace(spec, device=kind)

@@ -6,7 +6,10 @@ job starts as soon as that image's bytes have arrived, while the next images are
 arriving; the jobs run concurrently, so the dispatcher spreads them over every worker
 (coalescing small ones into few tasks while the workers are busy). Each job goes through
 the phases of every job (pipeline.py) and ends with its own result, applied-operations
-record and usage record. :meth:`BatchProcessing.run` yields each image's :class:`Item` as
+record and usage record. Images that share shape, dtype and pipeline are computed as
+stacks (stacks.py, :class:`_Stacking`): while the workers are busy, arrived images of one
+kind gather and leave together, in one worker call, and the ends of a stack's jobs are
+recorded in one transaction. :meth:`BatchProcessing.run` yields each image's :class:`Item` as
 its job ends, in the order they end.
 
 Error fields are relative to the batch request: image ``i`` is ``inputs[i]``, every other
@@ -21,7 +24,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from medcompute.server.errors import InvalidArgument, ResourceExhausted, named, renamed
-from medcompute.server.jobs import derived
+from medcompute.server.jobs import derived, stacks
 from medcompute.server.jobs import states as jobs
 from medcompute.server.jobs.pipeline import InMemory, Spooled
 from medcompute.server.jobs.process import ProcessingService
@@ -114,12 +117,17 @@ class BatchProcessing:
                 on_job([job.id for _, job in pending.values()])
         slots = asyncio.Semaphore(self.concurrency)
         tasks: dict[int, asyncio.Task] = {}
-        # Small images travel to the worker in memory (None), as for a synchronous Process.
-        paths = {i: service.place(request).paths(job.id, 1)[0]
+        stacking = _Stacking(self, pending, slots, ready, tasks)
+        # Small images travel to the worker in memory (None), as for a synchronous Process;
+        # so do the images that may be stacked.
+        paths = {i: None if i in stacking.keys else service.place(request).paths(job.id, 1)[0]
                  for i, (request, job) in pending.items()}
 
         def launch(i: int, bytes_in: int, error: BaseException | None = None,
                    data: bytes | None = None) -> None:
+            if i in stacking.keys and error is None:
+                stacking.arrived(i, data, bytes_in)
+                return
             request, job = pending[i]
             tasks[i] = asyncio.create_task(self._item(i, request, job, paths.get(i), data,
                                                       bytes_in, slots, ready, error))
@@ -138,9 +146,10 @@ class BatchProcessing:
                     receiver.result()          # a mistake in the stream ends the call
                 yield await ready.get()
         finally:
+            stacking.closed = True
             for task in (receiver, *tasks.values()):
                 task.cancel()
-            for task in (receiver, *tasks.values()):
+            for task in (receiver, *set(tasks.values())):
                 with contextlib.suppress(BaseException):
                     await task
             ended = (receiver.exception() if receiver.done() and not receiver.cancelled()
@@ -209,6 +218,25 @@ class BatchProcessing:
                 except InvalidArgument as exc:
                     start(i, renamed(exc, moves=image_moves(i)))
 
+    async def _stack(self, members: list[tuple], slots: asyncio.Semaphore,
+                     ready: asyncio.Queue) -> None:
+        """Run a stack: ``members`` (index, request, job, data, bytes_in)."""
+        stack = [stacks.Member(job, request, data, bytes_in)
+                 for _, request, job, data, bytes_in in members]
+        try:
+            async with slots:
+                outcomes = await stacks.run(self.service, stack)
+        except BaseException as exc:
+            if not isinstance(exc, Exception):
+                raise
+            outcomes = [exc] * len(members)
+        for (i, _, job, _, _), outcome in zip(members, outcomes):
+            if isinstance(outcome, BaseException):
+                ready.put_nowait(Item(i, error=renamed(outcome, moves=image_moves(i)),
+                                      job_id=job.id))
+            else:
+                ready.put_nowait(Item(i, result=outcome, job_id=job.id))
+
     async def _item(self, i: int, request: ProcessRequest, job: jobs.Job, path, data,
                     bytes_in: int, slots: asyncio.Semaphore, ready: asyncio.Queue,
                     error: BaseException | None) -> None:
@@ -231,3 +259,66 @@ class BatchProcessing:
             ready.put_nowait(Item(i, error=renamed(exc, moves=image_moves(i)), job_id=job.id))
             return
         ready.put_nowait(Item(i, result=ended, job_id=job.id))
+
+
+class _Stacking:
+    """Which images of a batch run as stacks, and when each stack leaves.
+
+    An image that may be stacked (stacks.py's key) waits, once its bytes have arrived,
+    with the others of its key. While fewer stacks are running than the cluster has
+    workers, the waiting images leave at once (an image alone runs as a job alone: no
+    latency is added); while the workers are busy they gather, and leave together, up to
+    the stack size in bytes, when a stack ends."""
+
+    def __init__(self, batch: BatchProcessing, pending: dict, slots, ready, tasks: dict):
+        service = batch.service
+        self.batch, self.pending, self.slots, self.ready = batch, pending, slots, ready
+        self.tasks = tasks
+        self.limit = service.config.stack_bytes
+        self.keys = {i: key for i, (request, _) in pending.items()
+                     if (key := stacks.stack_key(service, request)) is not None}
+        self.sizes = {i: stacks.work_bytes(pending[i][0]) for i in self.keys}
+        self.waiting: dict[tuple, list[tuple[int, bytes, int]]] = {}
+        self.order: list[tuple] = []                # keys with waiting images, in turn
+        self.running = 0
+        self.closed = False
+
+    def arrived(self, i: int, data, bytes_in: int) -> None:
+        key = self.keys[i]
+        if key not in self.waiting:
+            self.waiting[key] = []
+            self.order.append(key)
+        self.waiting[key].append((i, data, bytes_in))
+        self.pump()
+
+    def pump(self) -> None:
+        dispatcher = self.batch.service.dispatcher
+        workers = max(1, dispatcher.slots("cpu") + dispatcher.slots("gpu"))
+        while self.order and self.running < workers and not self.closed:
+            key = self.order.pop(0)
+            queue = self.waiting[key]
+            taken, used = [], 0
+            while queue and (not taken or used + self.sizes[queue[0][0]] <= self.limit):
+                taken.append(queue.pop(0))
+                used += self.sizes[taken[-1][0]]
+            if queue:
+                self.order.append(key)
+            else:
+                del self.waiting[key]
+            self.running += 1
+            if len(taken) == 1:
+                [(i, data, bytes_in)] = taken
+                request, job = self.pending[i]
+                task = asyncio.create_task(self.batch._item(
+                    i, request, job, None, data, bytes_in, self.slots, self.ready, None))
+            else:
+                task = asyncio.create_task(self.batch._stack(
+                    [(i, *self.pending[i], data, bytes_in) for i, data, bytes_in in taken],
+                    self.slots, self.ready))
+            for i, _, _ in taken:
+                self.tasks[i] = task
+            task.add_done_callback(self._ended)
+
+    def _ended(self, _task) -> None:
+        self.running -= 1
+        self.pump()

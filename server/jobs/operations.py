@@ -128,6 +128,11 @@ def _need_spacing(geom: Geometry, name: str) -> tuple[float, ...]:
         raise InvalidArgument(
             "given in mm but the image has no voxel spacing; send the spacing in the image "
             "descriptor (spacing_mm) or give the length in voxels", name)
+    if not all(math.isfinite(s) and s > 0 for s in geom.spacing):
+        # Only an image an earlier version stored: every door now refuses such spacing.
+        raise InvalidArgument(
+            "given in mm but the image's voxel spacing is not a positive number on every "
+            "axis; give the length in voxels", name)
     return geom.spacing
 
 

@@ -426,6 +426,35 @@ class Pipeline:
                 log.exception("could not count job %s in the metrics", job.id)
         return done
 
+    async def finish_many(self, ends: list[tuple[jobs.Job, Usage]]) -> list[bool]:
+        """:meth:`finish` for many jobs in one write (the images of a batch's stack): each
+        job's end, its usage record and its call's audit entry; per job, False when it had
+        already ended (nothing is written for it)."""
+        entries = [self.job_audit(job) for job, _ in ends]
+        records = [usage.as_dict() for _, usage in ends]
+
+        def end(tx) -> list[bool]:
+            done = []
+            for (job, _), record, entry in zip(ends, records, entries):
+                ok = job_table.finish_job(tx, job)
+                if ok:
+                    usage_table.add(tx, job.id, job.subscriber, job.finished_at or 0.0, record)
+                    if entry is not None:
+                        entry.write(tx)
+                done.append(ok)
+            return done
+
+        done = await self.catalog.db.write(end)
+        for ok, entry, record, (job, _) in zip(done, entries, records, ends):
+            if ok and entry is not None:
+                entry.committed()
+            if ok and self.metrics is not None:
+                try:
+                    self.metrics.job_finished(record)
+                except Exception:  # the job is recorded; a metric must not undo that
+                    log.exception("could not count job %s in the metrics", job.id)
+        return done
+
     async def fail(self, job: jobs.Job, exc: BaseException, *, bytes_in: int, n_images: int,
                    cancel_reason: str = "the call was cancelled or its deadline passed") -> None:
         """Record the failure (or cancellation) ``exc`` ended the job with, classified by

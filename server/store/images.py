@@ -4,8 +4,10 @@ Domain code. An image is a catalog row (``image_catalog``) and content-addressed
 blobs (``blobs``): the voxels, losslessly compressed; the original DICOM files as
 they arrived (or a derived image's DICOM series); a cached preview. A call is
 acknowledged only after its blobs are synced and renamed into place and its row is
-committed. Pixel work (decoding DICOM, rendering previews, keeping processing
-results) runs on Dask workers, which read and write the blob files themselves.
+committed. DICOM files are checked first by the instance validator every door shares
+(``dicom.instance``: UIDs, geometry, pixel data), so what it refuses is never stored.
+Pixel work (decoding DICOM, rendering previews, keeping processing results) runs on
+Dask workers, which read and write the blob files themselves.
 
 Every image belongs to the subscriber that registered it; an id owned by another
 subscriber is answered like an unknown id (NotFound). Patient ids and UIDs are kept
@@ -30,6 +32,7 @@ import numpy as np
 
 from medcompute.proto import wire
 from medcompute.server.config import ServerConfig
+from medcompute.server.dicom.instance import check_instances
 from medcompute.server.dicom.meta import check_uid, describe, normalise_date
 from medcompute.server.dicom.volume import load, quiet_pydicom
 from medcompute.server.errors import (
@@ -338,6 +341,9 @@ class ImageStore:
                 # This server's voxel limit also bounds how far a deflated file is inflated.
                 volume = load(parts, max_voxels=self.config.max_voxels,
                               field="input.dicom")
+                # The one validator of every door (gRPC Register, DICOM C-STORE): UIDs and
+                # geometry, before anything is kept.
+                check_instances(volume, "input.dicom", identity=True)
                 return volume.info, describe(volume.datasets, volume.info.order)
         except InvalidArgument as exc:
             raise InvalidArgument(exc.message, request_field(exc.field, e.field)) from None

@@ -22,9 +22,9 @@ from medcompute.proto import wire
 from medcompute.server.errors import Internal, InvalidArgument, within
 from medcompute.server.worker.slabs import Region
 
-__all__ = ["InputSpec", "TaskSpec", "TaskResult", "GpuFailure", "TaskCancelled", "run_task",
-           "run_batch", "materialize", "encode_dicom", "load_image", "versions", "EVENT_TOPIC",
-           "WorkerRunner"]
+__all__ = ["InputSpec", "TaskSpec", "TaskResult", "StackSpec", "StackResult", "GpuFailure",
+           "TaskCancelled", "run_task", "run_batch", "run_stack", "job_ids", "materialize",
+           "encode_dicom", "load_image", "versions", "EVENT_TOPIC", "WorkerRunner"]
 
 #: Dask event topic on which tasks announce that they started.
 EVENT_TOPIC = "medcompute"
@@ -69,6 +69,49 @@ class TaskSpec:
     #: Return the result's bytes in TaskResult.data instead of writing out_path (small
     #: results of synchronous calls).
     result_in_memory: bool = False
+
+
+@dataclass(frozen=True)
+class StackSpec:
+    """Images of one shape and dtype, one pipeline: one array with a new leading axis.
+
+    Image ``k`` of :attr:`stack` is job ``job_ids[k]``; the operands are shared by every
+    image. Each image is processed on its own (a loop over the leading axis, inside this
+    one call), so its result equals the one it would have alone, bit for bit.
+    """
+
+    job_ids: tuple[str, ...]
+    stack: InputSpec                      # raw, shape (images, *image shape)
+    operands: tuple[InputSpec, ...]
+    ops: tuple                            # ResolvedOp values
+    compute_dtype: str = "float32"
+    output_dtype: str = "float32"
+    device: str = "cpu"                   # "cpu" | "gpu"
+
+    @property
+    def job_id(self) -> str:
+        """The first image's job (a stack is announced and keyed by it)."""
+        return self.job_ids[0]
+
+
+@dataclass
+class StackResult:
+    """The results of a stack: one array with the stack's leading axis (an image that
+    failed leaves zeros), and per image its CRC-32, compute seconds and error (None: it
+    succeeded)."""
+
+    out: object                           # np.ndarray (images, *result shape), or None
+    crc32: list[int]
+    seconds: list[float]
+    errors: list
+    started_at: float
+    finished_at: float
+    backend: str
+    device: str
+    worker: str
+    versions: dict = field(default_factory=dict)
+    gpu: bool = False                     # seconds are GPU seconds as well
+    energy_joules: float | None = None    # the whole stack's, where NVML reports it
 
 
 @dataclass
@@ -232,7 +275,7 @@ class WorkerRunner:
     ~1 ms for an actor call). A call runs in the worker's actor thread; :meth:`cancel`
     runs on the worker's event loop, so it reaches a job that is running."""
 
-    def run_batch(self, specs: list[TaskSpec], announce: bool = True) -> list:
+    def run_batch(self, specs: list, announce: bool = True) -> list:
         """``announce=False``: the caller, which chose this worker, says itself where the
         jobs went (no event through the scheduler)."""
         return run_batch(specs, announce=announce)
@@ -449,9 +492,15 @@ def _write_dicom(spec: TaskSpec, out: np.ndarray, series=None, path: str = ""
     return tuple(len(b) for b in files), checksum
 
 
+def job_ids(spec) -> list[str]:
+    """The jobs a :class:`TaskSpec` or a :class:`StackSpec` runs."""
+    return list(spec.job_ids) if isinstance(spec, StackSpec) else [spec.job_id]
+
+
 @_reported
-def run_batch(specs: list[TaskSpec], *, announce: bool = True) -> list:
-    """Run several small jobs in one task; each gets its own result or its own error.
+def run_batch(specs: list, *, announce: bool = True) -> list:
+    """Run several small jobs (or stacks) in one task; each gets its own result or its own
+    error.
 
     Several jobs are announced once, together (``jobs``: their ids): an event per small job
     costs the worker, the scheduler and the server more than the job itself; with
@@ -459,16 +508,73 @@ def run_batch(specs: list[TaskSpec], *, announce: bool = True) -> list:
     results: list = []
     each = announce and len(specs) == 1         # as a job alone
     if announce and not each:
-        _announce(specs[0].job_id, jobs=[s.job_id for s in specs], worker=_worker_address())
+        _announce(specs[0].job_id, jobs=[j for s in specs for j in job_ids(s)],
+                  worker=_worker_address())
     for spec in specs:
-        if _cancelled() or spec.job_id in _CANCELLED_JOBS:
+        if _cancelled() or all(j in _CANCELLED_JOBS for j in job_ids(spec)):
             results.append(TaskCancelled("the batch was cancelled"))
             continue
         try:
-            results.append(run_task(spec, announce=each))
+            if isinstance(spec, StackSpec):
+                results.append(run_stack(spec, announce=each))
+            else:
+                results.append(run_task(spec, announce=each))
         except Exception as exc:  # reported per job, the others still run
             results.append(exc)
     return results
+
+
+@_reported
+def run_stack(spec: StackSpec, *, announce: bool = True) -> StackResult:
+    """Run a stack's pipeline image by image in this one call; each image gets its own
+    result or its own error (the others still run). A GPU failure fails the whole stack
+    (:class:`GpuFailure`: the dispatcher runs it again on CPU)."""
+    from medcompute import kernels
+
+    started_at = time.time()
+    if announce:
+        _announce(spec.job_id, jobs=list(spec.job_ids), worker=_worker_address())
+    backend = _backend(spec.device)
+    meter = _GpuMeter(backend)
+    n = len(spec.job_ids)
+    out = None
+    crcs, seconds, errors = [0] * n, [0.0] * n, [None] * n
+    try:
+        stack = load_image(spec.stack)
+        operands = [backend.asarray(load_image(s)) for s in spec.operands]
+        for k, job_id in enumerate(spec.job_ids):
+            if job_id in _CANCELLED_JOBS:
+                errors[k] = TaskCancelled("the job was cancelled")
+                continue
+            _running.job = job_id
+            try:
+                # As _compute does for an image alone: the same calls on the same values.
+                t0 = time.perf_counter()
+                result = run_pipeline(backend.asarray(stack[k]), operands, spec.ops,
+                                      compute_dtype=spec.compute_dtype)
+                result = kernels.saturating_cast(result, np.dtype(spec.output_dtype))
+                backend.synchronize()
+                seconds[k] = time.perf_counter() - t0
+                host = np.ascontiguousarray(backend.to_host(result))
+            except Exception as exc:
+                if spec.device == "gpu" and _is_gpu_error(exc):
+                    raise
+                errors[k] = exc          # this image fails alone
+                continue
+            finally:
+                _running.job = None
+            if out is None:
+                out = np.zeros((n, *host.shape), host.dtype)
+            out[k] = host
+            crcs[k] = wire.crc32(out[k])
+    except Exception as exc:
+        if spec.device == "gpu" and _is_gpu_error(exc):
+            raise GpuFailure(f"{type(exc).__name__} on {backend.device}: {exc}") from None
+        raise
+    return StackResult(out=out, crc32=crcs, seconds=seconds, errors=errors,
+                       started_at=started_at, finished_at=time.time(), backend=backend.name,
+                       device=backend.device, worker=_worker_address(), versions=versions(),
+                       gpu=backend.name != "numpy", energy_joules=meter.energy_joules())
 
 
 @_reported

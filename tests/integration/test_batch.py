@@ -4,7 +4,7 @@ import grpc
 import numpy as np
 import pytest
 
-from medcompute.client import ServiceError
+from medcompute.client import Client, ServiceError
 from medcompute.proto import wire
 from medcompute.proto.v1 import batch_pb2, batch_pb2_grpc, image_pb2, operations_pb2
 from medcompute.proto.v1 import processing_pb2 as pp
@@ -438,3 +438,33 @@ def test_submit_batch_a_stream_mistake_fails_the_call_and_ends_its_jobs(server):
     # or nothing) and none is left receiving.
     assert len(rows) == 2
     assert all(r["queued_at"] is None and r["state"] == "CANCELLED" for r in rows), rows
+
+
+def test_a_batch_of_stacks_fails_a_corrupt_image_alone(server):
+    # Twelve images of one shape (stacked while the workers are busy), one of them with a
+    # wrong checksum: it fails alone, the others equal their one-by-one results.
+    rng = np.random.default_rng(11)
+    images = [rng.integers(0, 255, size=(9, 7), dtype=np.uint8) for _ in range(12)]
+    header = _raw_header(n=len(images), shape=(9, 7))
+    for i, image in enumerate(images):
+        header.inputs[i].inline.crc32 = wire.crc32(image.tobytes()) ^ (1 if i == 5 else 0)
+    messages = [batch_pb2.ProcessBatchRequest(header=header),
+                *(_chunk(i, image.tobytes()) for i, image in enumerate(images))]
+    responses = _call(server, messages)
+    failures = [r.failure for r in responses if r.HasField("failure")]
+    assert [(f.item, f.code, f.field) for f in failures] == [
+        (5, "INVALID_ARGUMENT", "header.inputs[5].inline.crc32")]
+    results = {r.result.item: r.result.header for r in responses if r.HasField("result")}
+    data: dict[int, bytes] = {}
+    for r in responses:
+        if r.HasField("chunk"):
+            data[r.chunk.item] = data.get(r.chunk.item, b"") + r.chunk.chunk.data
+    assert sorted(results) == [i for i in range(12) if i != 5]
+    with Client(server.address, timeout=120) as client:
+        for i in results:
+            alone = client.process(images[i], ["mean:size=3"])
+            assert data[i] == alone.array.tobytes()
+            usage = server.call(server.catalog.usage_for(results[i].job_id))
+            assert len(usage) == 1 and usage[0]["images"] == 1
+    failed = server.call(server.catalog.get_job(failures[0].job_id))
+    assert failed.state.value == "FAILED" and failed.error_code == "INVALID_ARGUMENT"

@@ -76,3 +76,30 @@ def test_a_folder_series_is_one_volume_and_comes_back_as_a_series(client, tmp_pa
     # Sorted along the normal: slice k holds the base image + 10*k.
     diffs = np.diff(volume.array.mean(axis=(1, 2)))
     np.testing.assert_allclose(diffs, 10.0, atol=1e-3)
+
+
+@pytest.mark.parametrize(("changes", "ops", "output", "attribute"), [
+    ({"PixelSpacing": [-1, 0]}, ["gaussian:sigma_mm=1"], "array", "PixelSpacing"),
+    ({"PixelSpacing": [-1, 0]}, ["gaussian:sigma=1"], "dicom_file", "PixelSpacing"),
+    ({"ImageOrientationPatient": [0] * 6}, ["gaussian:sigma=1"], "dicom_file",
+     "ImageOrientationPatient"),
+])
+def test_geometry_processing_cannot_use_is_refused_naming_the_attribute(client, tmp_path,
+                                                                        changes, ops, output,
+                                                                        attribute):
+    """Refused as the caller's mistake before a job runs: never INTERNAL (ZeroDivisionError
+    in the operations, a failing DICOM writer)."""
+    from medcompute.client import ServiceError
+    from medcompute.server.dicom.volume import quiet_pydicom
+
+    ds = pydicom.dcmread(CT)
+    path = tmp_path / "bad.dcm"
+    with quiet_pydicom():
+        for keyword, value in changes.items():
+            setattr(ds, keyword, value)
+        ds.save_as(path)
+    with pytest.raises(ServiceError) as caught:
+        client.process(str(path), ops, output=output)
+    assert caught.value.code.name == "INVALID_ARGUMENT", caught.value
+    assert "header.input.inline.dicom[0]" in str(caught.value), caught.value
+    assert attribute in str(caught.value)

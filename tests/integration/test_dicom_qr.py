@@ -4,6 +4,7 @@ subscriber's images, and C-MOVE sends only to that subscriber's own DICOM nodes.
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import time
@@ -58,9 +59,13 @@ def _port(node) -> int:
 
 def _find(node, aet, model=StudyRootQueryRetrieveInformationModelFind, **keys):
     """(status, identifier) of each answer of a C-FIND in ``model`` (study root)."""
+    return _find_on(_port(node), aet, model, **keys)
+
+
+def _find_on(port: int, aet, model, **keys):
     ae = AE(ae_title=aet)
     ae.add_requested_context(model)
-    assoc = ae.associate("127.0.0.1", _port(node), ae_title="MEDCOMPUTE")
+    assoc = ae.associate("127.0.0.1", port, ae_title="MEDCOMPUTE")
     assert assoc.is_established
     query = Dataset()
     for k, v in keys.items():
@@ -180,3 +185,136 @@ def test_patient_root_queries_and_retrieves(node, tmp_path):
     assert {pydicom.dcmread(p).SOPInstanceUID for p in got} >= \
         {pydicom.dcmread(f).SOPInstanceUID for f in FILES}
     assert _getscu("VIEWER_B", args, out)[1] == []
+
+
+def _changed_ct(patient: str, **changes) -> Dataset:
+    from pydicom.uid import generate_uid
+
+    from medcompute.server.dicom.volume import quiet_pydicom
+
+    ds = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    ds.SOPInstanceUID, ds.SeriesInstanceUID, ds.PatientID = generate_uid(), generate_uid(), \
+        patient
+    with quiet_pydicom():
+        for keyword, value in changes.items():
+            if value is None:
+                delattr(ds, keyword)
+            else:
+                setattr(ds, keyword, value)
+    return ds
+
+
+@pytest.mark.parametrize(("changes", "attribute"), [
+    ({"SeriesInstanceUID": None}, "SeriesInstanceUID"),
+    ({"StudyInstanceUID": None}, "StudyInstanceUID"),
+    ({"PixelSpacing": [-1, 0]}, "PixelSpacing"),
+    ({"ImageOrientationPatient": [0] * 6}, "ImageOrientationPatient"),
+])
+def test_an_instance_the_validator_refuses_is_not_stored_and_queries_go_on(node, changes,
+                                                                           attribute):
+    """Refused with a DICOM failure status naming the attribute, nothing kept; the
+    subscriber's universal STUDY and PATIENT C-FINDs still answer as before."""
+    from pydicom.uid import ExplicitVRLittleEndian
+    from pynetdicom.sop_class import CTImageStorage
+
+    from medcompute.server.storage.images import FindFilter
+
+    patient = f"P-REFUSED-{attribute}"
+    ae = AE(ae_title="SCANNER_A")
+    ae.add_requested_context(CTImageStorage, ExplicitVRLittleEndian)
+    assoc = ae.associate("127.0.0.1", _port(node), ae_title="MEDCOMPUTE")
+    assert assoc.is_established
+    try:
+        status = assoc.send_c_store(_changed_ct(patient, **changes))
+    finally:
+        assoc.release()
+    assert status.Status == 0xC000                      # cannot understand
+    assert str(status.ErrorComment).startswith(attribute)
+    found, _ = node.call(node.running.store.find(FindFilter(patient_id=patient), owner="a"))
+    assert found == []
+    study_uid = pydicom.dcmread(FILES[0]).StudyInstanceUID
+    studies = _find(node, "VIEWER_A", QueryRetrieveLevel="STUDY", StudyInstanceUID="")
+    assert studies[-1] == (0x0000, None)
+    assert [i.StudyInstanceUID for s, i in studies if s == 0xFF00] == [study_uid]
+    patients = _find(node, "VIEWER_A", PatientRootQueryRetrieveInformationModelFind,
+                     QueryRetrieveLevel="PATIENT", PatientID="")
+    assert patients[-1] == (0x0000, None)
+    assert [i.PatientID for s, i in patients if s == 0xFF00] == \
+        [pydicom.dcmread(FILES[0]).PatientID]
+
+
+def _patient_data() -> tuple[str, ...]:
+    ds = pydicom.dcmread(FILES[0])
+    return str(ds.PatientID), str(ds.PatientName), str(ds.PatientName).split("^")[0]
+
+
+def test_no_patient_data_in_the_log_of_queries_and_retrievals_at_debug(node, tmp_path,
+                                                                        caplog):
+    """pynetdicom logs C-FIND/C-GET identifiers element by element; none of their patient
+    attributes reaches a log record, at any level."""
+    pid, name, family = _patient_data()
+    out = tmp_path / "got"
+    out.mkdir()
+    with caplog.at_level(logging.DEBUG), caplog.at_level(logging.DEBUG, logger="pynetdicom"):
+        found = _find_patient_root(node, "VIEWER_A", QueryRetrieveLevel="PATIENT",
+                                   PatientID=pid, PatientName=f"{family}*",
+                                   PatientBirthDate="")
+        done, got = _getscu("VIEWER_A", ["-P", "-od", str(out), "-aec", "MEDCOMPUTE", "-k",
+                                         "QueryRetrieveLevel=PATIENT", "-k",
+                                         f"PatientID={pid}", "127.0.0.1",
+                                         str(_port(node))], out)
+    assert [str(i.PatientID) for s, i in found if s == 0xFF00] == [pid]
+    assert done.returncode == 0 and len(got) == 5
+    text = caplog.text
+    assert "pynetdicom" in text and "Find SCP" in text       # it did log the query
+    for secret in (pid, name, family):
+        assert secret not in text, secret
+
+
+def test_the_dask_workers_redact_their_log_too(node):
+    """Every worker of the embedded cluster runs the same record factory (its preload)."""
+    import logging as worker_logging
+
+    def redacts() -> bool:
+        return getattr(worker_logging.getLogRecordFactory(), "redacts_patient_data", False)
+
+    async def ask():
+        return await node.running.dispatcher.client.run(redacts)
+
+    answers = node.call(ask())
+    assert answers and all(answers.values()), answers
+
+
+def test_no_patient_data_in_the_log_of_a_serve_process_at_debug(tmp_path):
+    """The whole log of `medcompute serve --log-level debug` (its stderr: the server, its
+    threads and its Dask workers) after a C-STORE, C-FIND and C-GET of a patient."""
+    from tests.dicom_peers import free_port
+    from tests.served import Served
+
+    data = tmp_path / "data"
+    registry = NodeRegistry(data)
+    registry.add_ae_now("SCANNER_A", "local", "127.0.0.1")
+    registry.close()
+    port = free_port()
+    log = tmp_path / "serve.log"
+    served = Served(data, log, "--dicom-port", str(port), "--log-level", "debug",
+                    "--complete-on-release")
+    pid, name, family = _patient_data()
+    out = tmp_path / "got"
+    out.mkdir()
+    try:
+        done = storescu(port, FILES[:2], aet="SCANNER_A")
+        assert done.returncode == 0, done.stderr
+        found = _find_on(port, "SCANNER_A", PatientRootQueryRetrieveInformationModelFind,
+                         QueryRetrieveLevel="PATIENT", PatientID=pid,
+                         PatientName=f"{family}*")
+        assert [str(i.PatientID) for s, i in found if s == 0xFF00] == [pid]
+        _getscu("SCANNER_A", ["-P", "-od", str(out), "-aec", "MEDCOMPUTE", "-k",
+                              "QueryRetrieveLevel=PATIENT", "-k", f"PatientID={pid}",
+                              "127.0.0.1", str(port)], out)
+    finally:
+        served.stop()
+    text = log.read_text()
+    assert "DEBUG" in text and "pynetdicom" in text              # it did log, verbosely
+    for secret in (pid, name, family):
+        assert secret not in text, secret

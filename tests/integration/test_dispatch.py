@@ -92,6 +92,19 @@ def test_gpu_failure_falls_back_to_cpu_visibly(c, fake_gpu, mode, words):
     np.testing.assert_array_equal(r.array, cpu.array)  # the same as a CPU-only run
 
 
+def test_a_stack_whose_gpu_fails_runs_again_on_cpu_for_every_image(c, fake_gpu):
+    images = [_vol((4, 16, 16), seed=k) for k in range(6)]
+    cpu = [c.process(image, ["gaussian:sigma=1"], device="cpu") for image in images]
+    fake_gpu("oom")
+    items = {item.index: item for item in c.process_many(images, ["gaussian:sigma=1"],
+                                                          device="gpu")}
+    for k, single in enumerate(cpu):
+        r = items[k].result
+        assert r.header.fallback.happened and "FakeGPUOutOfMemory" in r.header.fallback.reason
+        assert r.header.usage.fallback and r.header.backend == "numpy"
+        assert r.array.tobytes() == single.array.tobytes()
+
+
 def test_gpu_required_on_a_cluster_without_one_can_fall_back(client):
     r = client.process(_vol((2, 8, 8)), ["gaussian:sigma=1"], device="gpu", allow_fallback=True)
     assert r.header.fallback.happened and "no GPU worker" in r.header.fallback.reason

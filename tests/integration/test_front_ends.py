@@ -145,3 +145,32 @@ def test_default_processes_suit_the_machine():
     from medcompute.server.front_ends import default_processes
 
     assert [default_processes(n) for n in (1, 2, 4, 16, 64)] == [1, 1, 1, 4, 8]
+
+
+def test_a_second_serve_on_a_taken_address_exits_naming_it(tmp_path):
+    """Only the processes of one `serve --processes N` share an address: another `serve`
+    on it, alone or as a group of its own, stops at once (exit status 2)."""
+    import subprocess
+
+    from tests.served import BIN
+
+    served = Served(tmp_path / "data", tmp_path / "serve.log", "--processes", "2")
+    try:
+        for extra in ((), ("--processes", "2")):
+            second = subprocess.Popen(
+                [str(BIN / "medcompute"), "serve", "--address", served.address, "--data-dir",
+                 str(tmp_path / f"other{len(extra)}"), "--workers", "1", *extra],
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            try:
+                out, err = second.communicate(timeout=120)
+            except subprocess.TimeoutExpired:       # it serves: the address was shared
+                second.kill()
+                out, err = second.communicate()
+            assert second.returncode == 2, out + err
+            assert f"--address: address {served.address} is in use" in err
+            assert "serving on" not in out
+        with Client(served.address, timeout=120) as c:     # the first serves on
+            np.testing.assert_allclose(c.process(np.ones((8, 8), np.uint8),
+                                                 ["mean:size=3"]).array, 1)
+    finally:
+        served.stop()

@@ -517,3 +517,21 @@ def test_a_split_volume_with_a_dicom_series_result_is_written_in_parts(client, s
     assert len({ds.SOPInstanceUID for ds in a}) == 40
     assert [ds.PixelData for ds in a] == [ds.PixelData for ds in b]
     assert not list((server.config.data_dir).rglob("*.part*"))
+
+
+@pytest.mark.parametrize(("changes", "attribute"), [
+    ({"StudyInstanceUID": None}, "StudyInstanceUID"),
+    ({"PixelSpacing": [-1, 0]}, "PixelSpacing"),
+])
+def test_register_refuses_what_the_dicom_port_refuses(client, store, tmp_path, changes,
+                                                      attribute):
+    """The one instance validator over gRPC: INVALID_ARGUMENT naming the file and the
+    attribute, and nothing kept (as C-STORE answers C000, test_dicom_qr.py)."""
+    path = tmp_path / "refused.dcm"
+    path.write_bytes(H.changed_ct(**changes))
+    before = _blob_files(store)
+    with pytest.raises(ServiceError) as caught:
+        client.store.register(str(path))
+    assert caught.value.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert caught.value.details.startswith(f"header.image.dicom[0]: {attribute} (")
+    assert _blob_files(store) == before

@@ -89,8 +89,8 @@ def events(monkeypatch):
         monkeypatch.setattr(app, name, _recording(getattr(app, name), method, events))
     real_server = app._grpc_server
 
-    def grpc_server():
-        server = real_server()
+    def grpc_server(*args, **kwargs):
+        server = real_server(*args, **kwargs)
         stop = server.stop
 
         async def recorded_stop(grace):
@@ -228,3 +228,79 @@ def test_a_server_holds_one_catalog_connection_shared_by_every_store(tmp_path, m
             await running.stop(grace=0)
         assert _connections_to(path) == 0
     _run(main())
+
+
+# -- one address, one server (or the processes of one --processes group) ------------------
+
+@pytest.mark.parametrize("second", [{}, {"processes": 2}], ids=["alone", "a group"])
+@pytest.mark.parametrize("first", [{}, {"processes": 2}], ids=["alone", "a group"])
+def test_a_second_server_on_a_taken_address_stops_naming_it(tmp_path, monkeypatch, first,
+                                                           second):
+    """Before anything is built (no cluster started): the address in use, with the flag."""
+    monkeypatch.setattr(app, "Dispatcher", FakeDispatcher)
+
+    async def main():
+        running = await app.start(ServerConfig(address="127.0.0.1:0", data_dir=tmp_path / "a",
+                                               **first))
+        try:
+            address = f"127.0.0.1:{running.port}"
+            started = []
+            monkeypatch.setattr(FakeDispatcher, "start", lambda self: started.append(self))
+            with pytest.raises(FailedPrecondition) as err:
+                await app.start(ServerConfig(address=address, data_dir=tmp_path / "b",
+                                             **second))
+            assert started == []
+            return address, err.value
+        finally:
+            await running.stop(grace=0)
+
+    address, err = _run(main())
+    assert err.field == "--address"
+    assert f"address {address} is in use" in err.message
+
+
+def test_the_processes_of_one_group_share_its_address(tmp_path, monkeypatch):
+    """The first process of ``--processes 2`` binds with SO_REUSEPORT; an extra process of
+    the group (``joins_group``, front_ends.py) binds beside it; a server of its own not."""
+    monkeypatch.setattr(app, "Dispatcher", FakeDispatcher)
+
+    async def main():
+        first = await app.start(ServerConfig(address="127.0.0.1:0", data_dir=tmp_path,
+                                             processes=2))
+        address = f"127.0.0.1:{first.port}"
+        try:
+            extra = await app.start(ServerConfig(address=address, data_dir=tmp_path,
+                                                 joins_group=True, spool_name="p1",
+                                                 sweep_store=False))
+            assert extra.port == first.port
+            await extra.stop(grace=0)
+        finally:
+            await first.stop(grace=0)
+        alone = await app.start(ServerConfig(address="127.0.0.1:0", data_dir=tmp_path))
+        try:       # a lone server does not share: not even with a group's extra process
+            with pytest.raises(FailedPrecondition):
+                await app.start(ServerConfig(address=f"127.0.0.1:{alone.port}",
+                                             data_dir=tmp_path, joins_group=True))
+        finally:
+            await alone.stop(grace=0)
+    _run(main())
+
+
+def test_a_second_dicom_listener_on_a_taken_dicom_port_stops(tmp_path, monkeypatch):
+    """pynetdicom binds with SO_REUSEADDR only: the DICOM port of a running server is
+    refused to the next one, naming the flag."""
+    monkeypatch.setattr(app, "Dispatcher", FakeDispatcher)
+
+    async def main():
+        running = await app.start(ServerConfig(address="127.0.0.1:0", data_dir=tmp_path / "a",
+                                               dicom_port=0))
+        try:
+            with pytest.raises(FailedPrecondition) as err:
+                await app.start(ServerConfig(address="127.0.0.1:0", data_dir=tmp_path / "b",
+                                             dicom_port=running.dicom_port))
+            return err.value
+        finally:
+            await running.stop(grace=0)
+
+    err = _run(main())
+    assert err.field == "--dicom-port" and "cannot listen on" in err.message

@@ -45,7 +45,30 @@ def test_serve_parser_refuses_a_bad_min_free(capsys):
     assert "--min-free" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("text, size", [
+    ("1048576", 1 << 20), ("64MiB", 64 << 20), ("1.5GiB", 3 << 29), ("512KiB", 512 << 10),
+    ("0", 0),
+])
+def test_stack_bytes_takes_bytes_or_binary_units(text, size):
+    assert _parser().parse_args(["serve", "--stack-bytes", text]).stack_bytes == size
+
+
+def test_batching_defaults():
+    args = _parser().parse_args(["serve"])
+    assert (args.stack_bytes, args.batch_delay, args.batch_queue) == (64 << 20, 2.0, 64)
+
+
+@pytest.mark.parametrize("text", ["lots", "-1", "64MB", ""])
+def test_stack_bytes_refuses_what_is_not_a_size(capsys, text):
+    with pytest.raises(SystemExit) as stop:
+        _parser().parse_args(["serve", "--stack-bytes", text])
+    assert stop.value.code == 2
+    assert "--stack-bytes" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("argv, message", [
+    (["--batch-delay", "-1"], "--batch-delay: expected >= 0, got -1"),
+    (["--batch-queue", "0"], "--batch-queue: expected >= 1, got 0"),
     (["--cold-after", "5s"], "need --cold-dir"),
     (["--version", "a=10", "--version", "a=20"], "each name once"),
     (["--processes", "0"], "--processes: expected >= 1"),

@@ -64,3 +64,59 @@ def test_a_series_stored_one_by_one_counts_all_its_instances(tmp_path):
         return int(reply.NumberOfSeriesRelatedInstances)
 
     assert with_store(tmp_path, body) == 3
+
+
+
+def _without(part: bytes, keyword: str) -> bytes:
+    ds = pydicom.dcmread(io.BytesIO(part))
+    delattr(ds, keyword)
+    out = io.BytesIO()
+    ds.save_as(out)
+    return out.getvalue()
+
+
+def _query(level: str, **keys) -> Dataset:
+    query = Dataset()
+    query.QueryRetrieveLevel = level
+    query.PatientID = ""
+    if level != "PATIENT":
+        query.StudyInstanceUID = ""
+    if level == "SERIES":
+        query.SeriesInstanceUID = ""
+    for keyword, value in keys.items():
+        setattr(query, keyword, value)
+    return query
+
+
+def test_an_image_an_earlier_version_kept_without_uids_breaks_no_query(tmp_path, monkeypatch):
+    """The validator now refuses an instance without its Series or Study Instance UID; an
+    image kept before it (here: kept with the validator skipped) is left out of the levels
+    that need the UID, and every other image is still found and retrieved."""
+    from medcompute.server.store import images
+
+    good = ct_series(1, patient="P-GOOD")[0]
+    no_series = _without(ct_series(1, patient="P-OLD")[0], "SeriesInstanceUID")
+    no_study = _without(ct_series(1, patient="P-OLD")[0], "StudyInstanceUID")
+
+    async def body(store):
+        await _register(store, [good])
+        with monkeypatch.context() as m:
+            m.setattr(images, "check_instances", lambda *args, **kwargs: None)
+            await _register(store, [no_series])
+            await _register(store, [no_study])
+        index = StoreIndex(store)
+        studies = await index.find("a", _query("STUDY"))
+        patients = await index.find("a", _query("PATIENT"), patient_root=True)
+        series = await index.find("a", _query("SERIES"))
+        old = await index.datasets("a", _query("PATIENT", PatientID="P-OLD"))
+        return studies, patients, series, old
+
+    studies, patients, series, old = with_store(tmp_path, body)
+    good_ds = pydicom.dcmread(io.BytesIO(good))
+    # CT_small's study: the good image and the one without a series UID are of it.
+    assert [str(r.StudyInstanceUID) for r in studies] == [good_ds.StudyInstanceUID]
+    assert sorted(str(r.PatientID) for r in patients) == ["P-GOOD", "P-OLD"]
+    no_study_series = pydicom.dcmread(io.BytesIO(no_study)).SeriesInstanceUID
+    assert sorted(str(r.SeriesInstanceUID) for r in series) == sorted(
+        [good_ds.SeriesInstanceUID, no_study_series])
+    assert len(old) == 2            # retrieved by patient: both have their SOP Instance UID

@@ -143,6 +143,15 @@ def test_the_largest_kernels_allowed_resolve():
     _one("bandpass:low_cutoff=1,high_cutoff=1e9,method=butterworth")  # an FFT: no kernel
 
 
+@pytest.mark.parametrize("spacing", [(-1.0, 0.0), (0.5, 0.0), (math.inf, 0.5)])
+def test_mm_on_a_spacing_that_is_not_positive_is_refused(spacing):
+    """A stored image an earlier version kept with such spacing (every door refuses it
+    now): refused naming the parameter, not a ZeroDivisionError."""
+    err = _refusal("gaussian:sigma_mm=1", Geometry((20, 30), spacing))
+    assert err.field == "header.pipeline[0].gaussian.sigma_mm"
+    assert "not a positive number" in err.message and "in voxels" in err.message
+
+
 def test_mm_without_spacing_says_what_to_do():
     err = _refusal("gaussian:sigma_mm=1", FLAT)
     assert err.field == "header.pipeline[0].gaussian.sigma_mm"

@@ -284,6 +284,13 @@ BAD = {
     "absurd dimensions": (lambda: [H.absurd_dimensions()], "absurd image size"),
     "deflate bomb": (lambda: [H.deflate_bomb()], "inflates to more than"),
     "mixed series": (H.mixed_series, "2 different series"),
+    # The instance validator (dicom/instance.py), as over DICOM C-STORE:
+    "no series uid": (lambda: [H.changed_ct(SeriesInstanceUID=None)], "SeriesInstanceUID"),
+    "no study uid": (lambda: [H.changed_ct(StudyInstanceUID=None)], "StudyInstanceUID"),
+    "invalid sop uid": (lambda: [H.changed_ct(SOPInstanceUID="1.02.3")], "SOPInstanceUID"),
+    "negative spacing": (lambda: [H.changed_ct(PixelSpacing=[-1, 0])], "PixelSpacing"),
+    "zero orientation": (lambda: [H.changed_ct(ImageOrientationPatient=[0] * 6)],
+                         "ImageOrientationPatient"),
 }
 
 

@@ -221,7 +221,8 @@ def test_refusals_name_the_field(tmp_path):
         with pytest.raises(InvalidArgument, match="got 'sharp'") as e:
             store.versions.resolve("sharp")
         assert e.value.field == "version"
-        tiny = await _register(store, [H.data_of("JPEGLSNearLossless_16.dcm")])   # 50 x 10
+        tiny = await _register(store,                                  # 50 x 10
+                               [H.with_uids(H.data_of("JPEGLSNearLossless_16.dcm"))])
         with pytest.raises(FailedPrecondition, match="cannot be encoded as JPEG 2000"):
             await store.versions.get(tiny, store.versions.resolve("lossless"))
         assert versions_of(await store.get(tiny.id, owner="alice")) == []
@@ -252,7 +253,7 @@ def test_make_versions_makes_every_version_after_registration(tmp_path):
         await store.versions.wait_background()
         kept = await store.get(record.id, owner="alice")
         assert [v.name for v in versions_of(kept)] == ["lossless", "review", "thumbnail"]
-        tiny = await _register(store, [H.data_of("JPEGLSNearLossless_16.dcm")])
+        tiny = await _register(store, [H.with_uids(H.data_of("JPEGLSNearLossless_16.dcm"))])
         await store.versions.wait_background()                 # logged, not raised
         assert versions_of(await store.get(tiny.id, owner="alice")) == []
         return True

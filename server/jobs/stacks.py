@@ -1,0 +1,159 @@
+"""Stacked execution: images of one shape, dtype and pipeline computed as one array.
+
+A batch's images (batch.py), or concurrent single-image calls (batcher.py), that share
+their geometry and their pipeline become one array with a new leading axis, sent to one
+worker in one call (:func:`~medcompute.server.worker.tasks.run_stack`). The worker
+runs the pipeline image by image over that axis, with the very calls an image alone
+gets, so each result equals the one-by-one result bit for bit; the result comes back as
+one array too and is sliced back per image. On the server the work per image is copying
+its bytes into the stack, and a view of its result out of it.
+
+Each image keeps its own job, result, applied-operations record and usage line. For a
+batch the ends of a stack's jobs are recorded in one transaction
+(:meth:`~medcompute.server.jobs.pipeline.Pipeline.finish_many`). An image whose
+computation fails fails alone; the others of its stack still succeed.
+
+Only images that travel in memory are stacked: RAW inline images whose result is RAW and
+not kept in the store, with no operands but stored ones (shared by every image).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import math
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from medcompute.server.errors import FailedPrecondition
+from medcompute.server.jobs import derived
+from medcompute.server.jobs import states as jobs
+from medcompute.server.jobs.metering import usage_record
+from medcompute.server.jobs.requests import ProcessRequest
+from medcompute.server.jobs.results import JobResult
+from medcompute.server.worker.tasks import StackSpec, TaskResult
+
+__all__ = ["Member", "stack_key", "work_bytes", "compute", "run"]
+
+
+@dataclass
+class Member:
+    """One image of a stack: its job (in the catalog), its request and its bytes."""
+
+    job: jobs.Job
+    request: ProcessRequest
+    data: bytes | bytearray | memoryview
+    bytes_in: int = 0
+
+
+def work_bytes(request: ProcessRequest) -> int:
+    """An image's working size in a stack (its voxels at the compute dtype, at least
+    float32, as the dispatcher counts a job)."""
+    e = request.expected[0]
+    width = max(4, np.dtype(request.compute_dtype).itemsize, e.dtype.itemsize)
+    return math.prod(e.shape) * width
+
+
+def stack_key(service, request: ProcessRequest) -> tuple | None:
+    """What requests must share for their images to be stacked together (None: this one
+    is computed alone). ``service``: the :class:`~medcompute.server.jobs.pipeline.Pipeline`."""
+    config = service.config
+    if config.stack_bytes <= 0 or not config.memory_inputs:
+        return None
+    e = request.expected[0]
+    if e.stored is not None or e.encoding != "raw" or e.dtype is None:
+        return None
+    if request.store_result or request.output_format != "raw":
+        return None
+    if any(o.stored is None for o in request.expected[1:]):
+        return None                 # an inline operand belongs to its own request
+    if work_bytes(request) > min(config.batch_bytes, config.split_bytes, config.stack_bytes):
+        return None                 # a job that the dispatcher would not keep small
+    return (tuple(e.shape), e.dtype.str, e.spacing,
+            tuple(op.SerializeToString(deterministic=True) for op in request.pipeline),
+            tuple(derived.input_ref(o) for o in request.expected[1:]),
+            request.device, request.allow_fallback, request.compute_dtype,
+            request.output_dtype)
+
+
+async def compute(service, members: list[Member]) -> list[JobResult | BaseException]:
+    """Run the members' pipeline on their stack in one worker call; per member its
+    result (not recorded yet) or the error it failed with. Raises what fails the whole
+    stack (its pipeline does not fit the geometry, the cluster went away)."""
+    first = members[0].request
+    n_images = len(first.expected)
+    others = [None] * (n_images - 1)
+    staged = await service.stage(first, [None, *others], [members[0].data, *others])
+    e = first.expected[0]
+    shape = tuple(e.shape)
+    stack = np.empty((len(members), *shape), e.dtype)
+    for k, member in enumerate(members):          # the per-image work: copying its bytes
+        stack[k] = np.frombuffer(member.data, e.dtype, math.prod(shape)).reshape(shape)
+    spec = StackSpec(
+        job_ids=tuple(m.job.id for m in members),
+        stack=dataclasses.replace(staged.inputs[0], shape=stack.shape,
+                                  data=stack.reshape(-1).view(np.uint8)),
+        operands=staged.inputs[1:], ops=tuple(staged.ops),
+        compute_dtype=first.compute_dtype, output_dtype=first.output_dtype)
+    received = time.time()
+    started = [jobs.apply(m.job, jobs.InputsReceived(received)) for m in members]
+    result, reason = await service.dispatcher.run_stack(
+        spec, device=first.device, allow_fallback=first.allow_fallback,
+        voxels=math.prod(stack.shape))
+    voxels = sum(math.prod(g.shape) for g in staged.geoms)
+    energy = (result.energy_joules / len(members) if result.energy_joules is not None
+              else None)
+    outcomes: list[JobResult | BaseException] = []
+    for k, (member, job) in enumerate(zip(members, started)):
+        if result.errors[k] is not None:
+            outcomes.append(result.errors[k])
+            continue
+        data = result.out[k]
+        task = TaskResult(
+            out_path="", shape=tuple(data.shape), dtype=data.dtype.str, file_sizes=(),
+            nbytes=data.nbytes, started_at=result.started_at, finished_at=result.finished_at,
+            compute_seconds=result.seconds[k], backend=result.backend, device=result.device,
+            worker=result.worker, crc32=result.crc32[k], versions=result.versions,
+            gpu_seconds=result.seconds[k] if result.gpu else None, energy_joules=energy,
+            data=data)
+        job = jobs.apply(job, jobs.Started(result.started_at, result.worker))
+        job = jobs.apply(job, jobs.Succeeded(time.time()))
+        usage = usage_record(job, task, images=n_images, voxels=voxels,
+                             bytes_in=member.bytes_in, bytes_out=task.nbytes,
+                             fallback=bool(reason))
+        outcomes.append(JobResult(job, staged.ops, task, staged.out_geom.spacing, "raw", usage,
+                                  fallback_reason=reason, workers=(result.worker,)))
+    return outcomes
+
+
+async def run(service, members: list[Member]) -> list[JobResult | BaseException]:
+    """:func:`compute`, then record every member's end: the successes in one
+    transaction, each failure as its own job's failure. Per member its recorded result
+    or its error; an error of the whole stack is recorded for every member and raised."""
+    try:
+        outcomes = await compute(service, members)
+    except BaseException as exc:
+        await asyncio.shield(_fail(service, [(m, exc) for m in members]))
+        raise
+    ok = [(k, o) for k, o in enumerate(outcomes) if isinstance(o, JobResult)]
+    failed = [(members[k], o) for k, o in enumerate(outcomes) if not isinstance(o, JobResult)]
+    try:
+        done = await asyncio.shield(service.finish_many([(o.job, o.usage) for _, o in ok]))
+    except BaseException as exc:
+        await asyncio.shield(_fail(service, [*((members[k], exc) for k, _ in ok), *failed]))
+        raise
+    for (k, o), recorded in zip(ok, done):
+        if not recorded:
+            outcomes[k] = FailedPrecondition(f"job {o.job.id} ended elsewhere while it ran "
+                                             "(cancelled)")
+    if failed:
+        await asyncio.shield(_fail(service, failed))
+    return outcomes
+
+
+async def _fail(service, failures: list[tuple[Member, BaseException]]) -> None:
+    for member, exc in failures:
+        await service.fail(member.job, exc, bytes_in=member.bytes_in,
+                           n_images=len(member.request.expected))
