@@ -15,6 +15,7 @@ the faster is the one compared with. Also the "dicom" section of benchmarks/run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -35,6 +36,7 @@ from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
+PUSH_DELIVERED, PUSH_FAILED = 3, 4     # dicom.proto's PushState
 #: (slices, rows = columns) of each mode of benchmarks/run.py.
 SIZES = {"full": (300, 512), "quick": (60, 256), "tiny": (8, 64)}
 
@@ -68,11 +70,11 @@ def wait_port(port: int, timeout: float = 30) -> None:
     raise TimeoutError(f"nothing listens on {port}")
 
 
-def write_series(folder: Path, slices: int, size: int) -> list[Path]:
+def write_series(folder: Path, slices: int, size: int, seed: int = 12) -> list[Path]:
     """A CT series: pydicom's CT slice's header, seeded int16 voxels, 1 mm apart."""
     folder.mkdir(parents=True)
     template = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
-    rng = np.random.default_rng(12)
+    rng = np.random.default_rng(seed)
     series, study = generate_uid(), generate_uid()
     paths = []
     for i in range(slices):
@@ -93,11 +95,18 @@ def write_series(folder: Path, slices: int, size: int) -> list[Path]:
     return paths
 
 
+#: dcmtk as Debian builds it leaves Nagle's algorithm on unless TCP_NODELAY is set in its
+#: environment; every instance then waits for the peer's delayed acknowledgement (about
+#: 40 ms on Linux), for the baseline and the service alike. Scanners and PACS send with
+#: it off, so the peers here do too.
+PEER_ENV = {**os.environ, "TCP_NODELAY": "1"}
+
+
 def storescu(port: int, files, aet: str, called: str) -> float:
     """Seconds storescu takes to send every file (one association); fails loudly."""
     start = time.perf_counter()
     done = subprocess.run([dcmtk("storescu"), "-aet", aet, "-aec", called, "127.0.0.1", str(port),
-                           *map(str, files)], capture_output=True, text=True)
+                           *map(str, files)], capture_output=True, text=True, env=PEER_ENV)
     took = time.perf_counter() - start
     if done.returncode != 0:
         raise RuntimeError(f"storescu failed: {done.stderr[-2000:]}")
@@ -105,10 +114,13 @@ def storescu(port: int, files, aet: str, called: str) -> float:
 
 
 def storescp(folder: Path, aet: str) -> tuple[subprocess.Popen, int]:
+    """dcmtk's storescp; ``--fork``: one process per association, as a PACS accepts several
+    at once."""
     folder.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    proc = subprocess.Popen([dcmtk("storescp"), "-aet", aet, "+xa", "-uf", "-od", str(folder),
-                             str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen([dcmtk("storescp"), "--fork", "-aet", aet, "+xa", "-uf", "-od",
+                             str(folder), str(port)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env=PEER_ENV, start_new_session=True)
     wait_port(port)
     return proc, port
 
@@ -118,9 +130,15 @@ def baseline(tmp: Path, files, name: str) -> float:
     try:
         return storescu(port, files, "SCANNER", "BASESCP")
     finally:
-        proc.terminate()
-        proc.wait(10)
+        stop_storescp(proc)
         shutil.rmtree(tmp / name, ignore_errors=True)
+
+
+def stop_storescp(proc: subprocess.Popen) -> None:
+    """The listener and the children it forked (its own process group)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    proc.wait(10)
 
 
 def service(tmp: Path, files, workers: int) -> dict:
@@ -147,25 +165,48 @@ def service(tmp: Path, files, workers: int) -> dict:
             c.dicom.register_node("dest", "DESTSCP", "127.0.0.1", dest_port)
             c.dicom.create_rule("local", ["gaussian:sigma=1"], dicom_nodes=["dest"])
             took = storescu(port, files, "SCANNER", "MEDCOMPUTE")
-            acked = time.perf_counter()
+            acked, acked_wall = time.perf_counter(), time.time()
             while len(list((tmp / "dest").iterdir())) < len(files):
                 if time.perf_counter() - acked > 600:
                     raise TimeoutError("the derived series did not arrive in 600 s")
                 time.sleep(0.02)
             arrived = time.perf_counter() - acked
-            (push,) = c.dicom.pushes()
+            # The last file can land before the push's end is recorded.
+            while (push := c.dicom.pushes()[0]).state not in (PUSH_DELIVERED, PUSH_FAILED):
+                time.sleep(0.02)
+            job = c.job(push.job_id)
+            usage = [r for r in c.usage(include_records=True).records
+                     if r.job_id == push.job_id]
         return {"seconds": took, "last_slice_to_arrival_s": arrived,
-                "push_attempts": push.attempts}
+                "push_attempts": push.attempts,
+                "breakdown_s": breakdown(acked_wall, arrived, job, push, usage)}
     finally:
         if dest_proc is not None:
-            dest_proc.terminate()
-            dest_proc.wait(10)
+            stop_storescp(dest_proc)
         os.killpg(proc.pid, signal.SIGINT)
         try:
             proc.wait(60)
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
         log.close()
+
+
+def breakdown(acked: float, arrived: float, job, push, usage) -> dict:
+    """Where the time from the last slice acknowledged to the derived series arrived went,
+    from the server's own timestamps (Unix seconds, one clock): the series completing and
+    the routed job being made; the job waiting for a worker; the job running (reading the
+    series, the kernel, writing the derived files); the push (fetching the result's files,
+    the associations and every C-STORE); and what is left until the last file is on disk
+    at the destination (the harness's poll). ``kernel`` is the part of ``job_run`` the
+    worker measured around the kernels; the rest of it is reading and writing DICOM."""
+    pushed = push.updated_at
+    kernel = usage[0].compute_seconds if usage else None
+    return {"completion": job.created_at - acked,
+            "queue": job.started_at - job.created_at,
+            "job_run": job.finished_at - job.started_at,
+            "kernel": kernel,
+            "push": pushed - job.finished_at,
+            "arrival": acked + arrived - pushed}
 
 
 def measure(slices: int, size: int, workers: int | None = None) -> dict:
@@ -192,6 +233,7 @@ def measure(slices: int, size: int, workers: int | None = None) -> dict:
         "target_service_over_storescp": 0.7,
         "last_slice_to_derived_series_arrived_s": ours["last_slice_to_arrival_s"],
         "push_attempts": ours["push_attempts"],
+        "last_slice_to_derived_series_breakdown_s": ours["breakdown_s"],
     }
 
 

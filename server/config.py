@@ -147,6 +147,9 @@ class ServerConfig:
     dicom_push_attempts: int = 5
     #: Seconds before the second try of a push; doubled for each further one.
     dicom_push_backoff: float = 5.0
+    #: Associations a push opens to its node at once, each sending its share of the
+    #: instances, so several are in flight; 1 sends them one by one.
+    dicom_push_associations: int = 4
     #: Seconds a push waits for a destination's storage commitment report (N-EVENT-REPORT)
     #: before the try counts as a transient failure.
     dicom_commit_timeout: float = 30.0

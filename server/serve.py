@@ -241,6 +241,10 @@ def add_parser(subparsers, *, duration: Callable[[str], float]) -> argparse.Argu
     dicom.add_argument("--push-backoff", type=float, default=5.0, metavar="SECONDS",
                        help="wait before the second try of a push, doubled for each further "
                        "one (default 5)")
+    dicom.add_argument("--push-associations", type=int, default=4, metavar="N",
+                       help="associations a push opens to its DICOM node at once, each "
+                       "sending its share, so several instances are in flight (default 4; "
+                       "1: one by one)")
     dicom.add_argument("--commit-timeout", type=float, default=30.0, metavar="SECONDS",
                        help="wait for a destination's storage commitment report "
                        "(N-EVENT-REPORT) before the try counts as failed (default 30)")
@@ -291,6 +295,7 @@ def run(args) -> int:
                           dicom_max_instance_bytes=int(args.max_instance_mb * (1 << 20)),
                           dicom_push_attempts=args.push_attempts,
                           dicom_push_backoff=args.push_backoff,
+                          dicom_push_associations=args.push_associations,
                           dicom_commit_timeout=args.commit_timeout,
                           dicom_tls_cert=args.dicom_tls_cert or "",
                           dicom_tls_key=args.dicom_tls_key or "",
@@ -324,14 +329,14 @@ def run(args) -> int:
     except ValueError as exc:
         print(f"medcompute serve: {exc}", file=sys.stderr)
         return 2
-    if config.processes < 1:
-        print(f"medcompute serve: --processes: expected >= 1, got {config.processes}",
-              file=sys.stderr)
-        return 2
-    if config.batch_delay < 0 or config.batch_queue < 1:
-        print(f"medcompute serve: --batch-delay: expected >= 0, got "
-              f"{args.batch_delay:g}" if config.batch_delay < 0 else
-              f"medcompute serve: --batch-queue: expected >= 1, got {config.batch_queue}",
+    for flag, value in (("--processes", config.processes),
+                        ("--push-associations", config.dicom_push_associations),
+                        ("--batch-queue", config.batch_queue)):
+        if value < 1:
+            print(f"medcompute serve: {flag}: expected >= 1, got {value}", file=sys.stderr)
+            return 2
+    if config.batch_delay < 0:
+        print(f"medcompute serve: --batch-delay: expected >= 0, got {args.batch_delay:g}",
               file=sys.stderr)
         return 2
     try:

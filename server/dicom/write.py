@@ -24,11 +24,13 @@ import datetime
 import io
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pydicom
-from pydicom.dataelem import RawDataElement
+from pydicom.dataelem import DataElement, RawDataElement
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence as DicomSequence
 from pydicom.tag import Tag
 from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, generate_uid
@@ -90,7 +92,7 @@ def derived_uid() -> str:
 
 def write_derived(parts: Sequence[bytes | memoryview], array: np.ndarray, *,
                   spacing: tuple[float, ...] | None, description: str, single_file: bool,
-                  field: str = "input.dicom") -> list[bytes]:
+                  field: str = "input.dicom", series: Series | None = None) -> list[bytes]:
     """Write `array`, computed from the DICOM `parts`, as a derived series.
 
     Parameters
@@ -105,6 +107,10 @@ def write_derived(parts: Sequence[bytes | memoryview], array: np.ndarray, *,
         The operations applied, stored as DerivationDescription (ASCII, 1024 characters).
     single_file : bool
         One (multi-frame) file instead of one file per slice.
+    series : Series, optional
+        Write only the slices ``series.slices`` of one derived series whose UID and time
+        ``series`` names, so that several processes can write one series' files in parts
+        (one file per slice only). By default: every slice of a new series.
 
     Returns
     -------
@@ -123,10 +129,21 @@ def write_derived(parts: Sequence[bytes | memoryview], array: np.ndarray, *,
         vol = load(parts, max_voxels=2**63, field=field)
         check_instances(vol, field, identity=False)
         return _write(vol, array, spacing=spacing, description=description,
-                      single_file=single_file)
+                      single_file=single_file, series=series)
 
 
-def _write(vol: Volume, array, *, spacing, description: str, single_file: bool) -> list[bytes]:
+@dataclass(frozen=True)
+class Series:
+    """One derived series written in parts: its UID, its creation time (Unix seconds) and
+    the slices ``[start, stop)`` of this part."""
+
+    uid: str
+    created: float
+    slices: tuple[int, int]
+
+
+def _write(vol: Volume, array, *, spacing, description: str, single_file: bool,
+           series: Series | None = None) -> list[bytes]:
     array = np.asarray(array)
     if array.ndim not in (2, 3) or array.size == 0:
         raise ValueError(f"expected a non-empty 2-D or 3-D result, got shape {array.shape}")
@@ -145,15 +162,27 @@ def _write(vol: Volume, array, *, spacing, description: str, single_file: bool) 
     keep = (source_class in _KEEP_CLASS and geometry.complete and not multi)
     sop_class = MULTIFRAME_WORD_SC if multi else source_class if keep else SECONDARY_CAPTURE
     first = vol.datasets[vol.slices[0][0]]
+    if series is not None and multi:
+        raise ValueError("a multi-frame result is one file: it is not written in parts")
     shared = {
-        "series": derived_uid(), "now": datetime.datetime.now(), "class": sop_class,
+        "series": series.uid if series else derived_uid(),
+        "now": datetime.datetime.fromtimestamp(series.created) if series else
+        datetime.datetime.now(), "class": sop_class,
         "description": _clean(description), "coding": _Coding(stack, unsigned=multi),
-        "keep": keep, "frame_of_reference": first.get("FrameOfReferenceUID") or derived_uid(),
-        "study": first.get("StudyInstanceUID") or derived_uid(),
+        "keep": keep,
+        "frame_of_reference": first.get("FrameOfReferenceUID") or _made(series, "frame"),
+        "study": first.get("StudyInstanceUID") or _made(series, "study"),
+        "lossy": _lossy(vol),
     }
     if multi:
         return [_multiframe(vol, stack, geometry, shared)]
-    return [_single(vol, stack, k, geometry, shared) for k in range(stack.shape[0])]
+    start, stop = series.slices if series else (0, stack.shape[0])
+    return [_single(vol, stack, k, geometry, shared) for k in range(start, stop)]
+
+
+def _made(series: Series | None, what: str) -> str:
+    """A UID the source lacks: new, or the same in every part of ``series``."""
+    return generate_uid(entropy_srcs=[series.uid, what]) if series else derived_uid()
 
 
 class _Plan:
@@ -237,8 +266,10 @@ class _Coding:
             stored = values.astype(np.int64) - int(self.intercept) if self.intercept else values
         else:
             limits = np.iinfo(self.dtype)
-            real = np.nan_to_num(values.astype(np.float64), nan=0.0, posinf=self.hi,
-                                 neginf=self.lo)
+            real = values.astype(np.float64)
+            if not np.isfinite(real).all():
+                real = np.nan_to_num(real, copy=False, nan=0.0, posinf=self.hi,
+                                     neginf=self.lo)
             stored = np.clip(np.rint((real - self.intercept) / self.slope), limits.min,
                              limits.max)
         return stored.astype(self.dtype.newbyteorder("<")).tobytes()
@@ -286,9 +317,7 @@ def _base(vol: Volume, source: Dataset, shared: dict) -> Dataset:
     ds.SeriesDate = ds.ContentDate = ds.InstanceCreationDate = now.strftime("%Y%m%d")
     ds.SeriesTime = ds.ContentTime = ds.InstanceCreationTime = now.strftime("%H%M%S")
     ds.Manufacturer = ds.ManufacturerModelName = "medcompute"
-    lossy = [d for d in vol.datasets if d.get("LossyImageCompression") == "01"]
-    method = lossy[0].get("LossyImageCompressionMethod") if lossy else None
-    method = method or _LOSSY_METHOD.get(vol.info.transfer_syntax_uid)
+    lossy, method = shared["lossy"]
     if lossy or method:
         ds.LossyImageCompression = "01"
         ds.LossyImageCompressionMethod = method or ""
@@ -302,10 +331,27 @@ def _base(vol: Volume, source: Dataset, shared: dict) -> Dataset:
     return ds
 
 
+def _lossy(vol: Volume) -> tuple[bool, str | None]:
+    """Whether a source was lossy compressed, and how (once per series)."""
+    lossy = [d for d in vol.datasets if d.get("LossyImageCompression") == "01"]
+    method = lossy[0].get("LossyImageCompressionMethod") if lossy else None
+    return bool(lossy), method or _LOSSY_METHOD.get(vol.info.transfer_syntax_uid)
+
+
 def _copy(source: Dataset, target: Dataset, tag) -> None:
-    """Copy one element; one that cannot be read is left out (its value is never shown)."""
+    """Copy one element; one that cannot be read is left out (its value is never shown).
+
+    A sequence is copied deeply; any other element shares its value (a string, a number or
+    bytes), with its own list where it has several: the output's elements are replaced,
+    never changed in place."""
     try:
-        target.add(copy.deepcopy(source[tag]))
+        elem = source[tag]
+        if elem.VR == "SQ":
+            target.add(copy.deepcopy(elem))
+            return
+        value = elem.value
+        target.add(DataElement(elem.tag, elem.VR, list(value) if isinstance(value, MultiValue)
+                               else value, is_undefined_length=elem.is_undefined_length))
     except MemoryError:
         raise
     except Exception:  # noqa: BLE001, S110 - a damaged source value: the output goes without it

@@ -140,18 +140,21 @@ class Ingress:
             return
         if not await self.registry.finish_series(series, image_id=volume.id):
             return      # an instance arrived meanwhile: the series completes later
-        # A series of one instance is that instance's image (the same identity).
-        await self._remove_instances(series.owner, series.series_uid,
-                                     [i for i in ids if i != volume.id], keep=volume.id)
         log.info("dicom: series of %d instance(s) from %s complete (image %s)", len(ids),
                  series.calling_ae, volume.id)
         done = await self.registry.list_series(series.owner)
         current = next((s for s in done if s.series_uid == series.series_uid), series)
+        # The routed jobs start before the instances are removed: removing them is
+        # housekeeping (the volume holds every instance, and a crash in between leaves
+        # them to _clean_leftovers at the next start).
         for callback in self.on_series:
             try:
                 await callback(current)
             except Exception:
                 log.exception("dicom: a callback on a complete series failed")
+        # A series of one instance is that instance's image (the same identity).
+        await self._remove_instances(series.owner, series.series_uid,
+                                     [i for i in ids if i != volume.id], keep=volume.id)
 
     def _dicom_bytes(self, record) -> bytes:
         return self.store.blobs.path(record.blob("dicom").digest).read_bytes()

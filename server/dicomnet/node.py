@@ -52,7 +52,8 @@ class DicomNode:
                              max_attempts=config.dicom_push_attempts,
                              backoff=config.dicom_push_backoff,
                              commitments=self.commitments,
-                             commit_timeout=config.dicom_commit_timeout)
+                             commit_timeout=config.dicom_commit_timeout,
+                             associations=config.dicom_push_associations)
         self.audit = AuditLog(tables)
         self.router = Router(self.rules, store, runner, self.registry, self.pushes,
                              audit=self.audit)

@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import io
 import logging
 import socket
+import threading
 import time
 import uuid
 from dataclasses import dataclass
@@ -36,6 +38,7 @@ from pynetdicom.pdu import A_ASSOCIATE_RJ
 from medcompute.server.dicomnet import commit
 from medcompute.server.dicomnet.commit import Commitments
 from medcompute.server.dicomnet.registry import check_address, check_ae_title
+from medcompute.server.dicomnet.sockets import NO_DELAY
 from medcompute.server.dicomnet.tls import Tls, check_tls, dumps, loads, probe, tls_args
 from medcompute.server.errors import NotFound
 from medcompute.server.storage.db import add_columns, table
@@ -300,7 +303,7 @@ def associate(ae: AE, host: str, port: int, ae_title: str, tls: Tls | None,
         if isinstance(event.pdu, A_ASSOCIATE_RJ):
             rejections.append(event.pdu)
 
-    handlers = [*(evt_handlers or []), (evt.EVT_PDU_RECV, on_pdu)]
+    handlers = [*(evt_handlers or []), (evt.EVT_PDU_RECV, on_pdu), NO_DELAY]
     assoc = ae.associate(host, port, ae_title=ae_title, evt_handlers=handlers,
                          tls_args=tls_args(tls, host), **kw)
     if assoc.is_established:
@@ -314,18 +317,37 @@ def associate(ae: AE, host: str, port: int, ae_title: str, tls: Tls | None,
     return assoc, None
 
 
-def send_files(files: list[bytes], node: Node, *, own_ae: str, timeout: float = 30.0,
-               commitments: Commitments | None = None, commit_timeout: float = 30.0
-               ) -> Outcome:
-    """Open an association to ``node``, C-STORE every file and, where the node accepts
-    it, request storage commitment of them all (blocking)."""
-    datasets = [pydicom.dcmread(io.BytesIO(f)) for f in files]
+def _ae(own_ae: str, datasets, timeout: float, commitments) -> AE:
     ae = AE(ae_title=own_ae)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
     for pair in {(ds.SOPClassUID, ds.file_meta.TransferSyntaxUID) for ds in datasets}:
         ae.add_requested_context(*pair)
     if commitments is not None:
         ae.add_requested_context(commit.StorageCommitmentPushModel)
+    return ae
+
+
+#: Seconds a push waits for a further association to be accepted: a node that serves one
+#: association at a time leaves it queued, and the first one sends everything instead.
+EXTRA_ASSOCIATION_WAIT = 3.0
+
+
+def send_files(files: list[bytes], node: Node, *, own_ae: str, timeout: float = 30.0,
+               commitments: Commitments | None = None, commit_timeout: float = 30.0,
+               associations: int = 1) -> Outcome:
+    """Open associations to ``node``, C-STORE every file and, where the node accepts it,
+    request storage commitment of them all (blocking).
+
+    With ``associations`` above 1, up to that many associations send at once, each taking
+    the next instance not yet sent, so several instances are in flight: a C-STORE waits
+    for its response, and pynetdicom does not negotiate asynchronous operations. The first
+    association decides: its refusal is the push's refusal. A further association that the
+    node rejects, or does not accept within ``EXTRA_ASSOCIATION_WAIT`` (a node serving one
+    at a time), leaves the work to those that opened. Every instance's status is still
+    checked: the first failure (in instance order) stops every association and is the
+    outcome, and ``delivered`` counts the instances answered 0000."""
+    datasets = [pydicom.dcmread(io.BytesIO(f)) for f in files]
+    ae = _ae(own_ae, datasets, timeout, commitments)
     refused = reach(node.host, node.port, node.tls, timeout)
     if refused is not None:
         transient, reason = refused
@@ -339,19 +361,17 @@ def send_files(files: list[bytes], node: Node, *, own_ae: str, timeout: float = 
     if not assoc.is_established:
         return Outcome(True, "the node did not accept an association (unreachable, or it "
                        "aborted)", 0)
-    delivered = 0
     try:
-        for ds in datasets:
-            status = assoc.send_c_store(ds)
-            if "Status" not in status:
-                return Outcome(True, "the association ended before the node answered "
-                               f"instance {delivered + 1} of {len(datasets)}", delivered)
-            code = int(status.Status)
-            transient = classify_status(code)
-            if transient is not None:
-                return Outcome(transient, f"instance {delivered + 1} of {len(datasets)} "
-                               f"answered with status {code:04X}", delivered)
-            delivered += 1
+        extra = _ae(own_ae, datasets, timeout, None)
+        extra.acse_timeout = EXTRA_ASSOCIATION_WAIT
+
+        def more():
+            a, _ = associate(extra, node.host, node.port, node.ae_title, node.tls)
+            return a
+        failure = _store_all(assoc, more, min(associations, len(datasets)) - 1, datasets)
+        if failure is not None:
+            return failure
+        delivered = len(datasets)
         offered = commitments is not None and any(
             cx.abstract_syntax == commit.StorageCommitmentPushModel
             for cx in assoc.accepted_contexts)
@@ -361,6 +381,75 @@ def send_files(files: list[bytes], node: Node, *, own_ae: str, timeout: float = 
     finally:
         if assoc.is_established:
             assoc.release()
+
+
+def _store_all(first, more, extra: int, datasets: list) -> Outcome | None:
+    """C-STORE ``datasets`` over the association ``first`` and up to ``extra`` more that
+    ``more()`` opens, each taking the next instance; the first failure in instance order,
+    or None when every instance was answered 0000. It returns once no instance is left or
+    in flight: an association still being opened then finds nothing to send."""
+    n = len(datasets)
+    done = threading.Condition()
+    queue = iter(range(n))
+    inflight = [0]
+    stop = threading.Event()
+    failures: dict[int, Outcome] = {}       # index of the failed instance -> its outcome
+    stored = [0]                            # instances answered 0000
+
+    def send(assoc) -> None:
+        while not stop.is_set():
+            with done:
+                i = next(queue, None)
+                if i is None:
+                    return
+                inflight[0] += 1
+            outcome = Outcome(True, f"instance {i + 1} of {n} could not be sent", 0)
+            try:
+                outcome = _store_one(assoc, datasets[i], i, n)
+            finally:
+                with done:
+                    inflight[0] -= 1
+                    if outcome is None:
+                        stored[0] += 1
+                    else:
+                        failures[i] = outcome
+                        stop.set()
+                    done.notify_all()
+
+    def helper() -> None:
+        assoc = more()
+        try:
+            if assoc.is_established:
+                send(assoc)
+        finally:
+            if assoc.is_established:
+                assoc.release()
+
+    for j in range(extra):
+        threading.Thread(target=helper, name=f"dicom-push-{j + 1}", daemon=True).start()
+    send(first)
+    with done:
+        done.wait_for(lambda: inflight[0] == 0)
+        if not failures:
+            return None
+        return dataclasses.replace(failures[min(failures)], delivered=stored[0])
+
+
+def _store_one(assoc, ds, i: int, n: int) -> Outcome | None:
+    """C-STORE instance ``i`` of ``n``: None when answered 0000, else why not."""
+    try:
+        status = assoc.send_c_store(ds)
+    except (RuntimeError, OSError) as exc:      # the association went away under it
+        log.warning("dicom: a push association ended: %s", type(exc).__name__)
+        status = {}
+    if "Status" not in status:
+        return Outcome(True, f"the association ended before the node answered instance "
+                       f"{i + 1} of {n}", 0)
+    code = int(status.Status)
+    transient = classify_status(code)
+    if transient is None:
+        return None
+    return Outcome(transient, f"instance {i + 1} of {n} answered with status {code:04X}", 0)
 
 
 def _commit(assoc, datasets, node: Node, commitments: Commitments, delivered: int,
@@ -395,7 +484,7 @@ class Pusher:
 
     def __init__(self, book: PushBook, runner, *, own_ae: str, max_attempts: int,
                  backoff: float, poll: float = 0.25, commitments: Commitments | None = None,
-                 commit_timeout: float = 30.0):
+                 commit_timeout: float = 30.0, associations: int = 1):
         self.book = book
         self.runner = runner              # JobRunner
         self.own_ae = own_ae
@@ -404,6 +493,7 @@ class Pusher:
         self.poll = poll
         self.commitments = commitments
         self.commit_timeout = commit_timeout
+        self.associations = associations
         self._task: asyncio.Task | None = None
 
     async def start(self) -> None:
@@ -463,7 +553,8 @@ class Pusher:
         await self.book.update(push.push_id, "sending", attempts=attempts)
         outcome = await asyncio.to_thread(send_files, files, node, own_ae=self.own_ae,
                                           commitments=self.commitments,
-                                          commit_timeout=self.commit_timeout)
+                                          commit_timeout=self.commit_timeout,
+                                          associations=self.associations)
         if outcome.transient is None:
             await self.book.update(push.push_id, "delivered", reason=outcome.reason,
                                    delivered=outcome.delivered, proof=outcome.proof or PROOF)

@@ -14,6 +14,7 @@ Embedded: a cluster of worker *processes* on loopback (cluster.py). External:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import math
@@ -27,6 +28,7 @@ import dask
 
 from medcompute.proto import wire
 from medcompute.server.config import ServerConfig
+from medcompute.server.dicom.write import Series, derived_uid
 from medcompute.server.dispatch.placement import (
     WorkerView,
     place,
@@ -523,9 +525,7 @@ class Dispatcher:
                 if os.path.exists(inputs[i].path):
                     os.unlink(inputs[i].path)
         if dicom_out:
-            [merged] = await self._await([self.submit(
-                encode_dicom, spec, tuple(out_shape), parts[0].dtype, kind="cpu",
-                key=f"job-{spec.job_id}-encode")])
+            merged = await self._encode(spec, tuple(out_shape), parts[0].dtype)
         else:
             crc = await asyncio.to_thread(_file_crc, raw_path)
             merged = replace(parts[0], out_path=raw_path, shape=tuple(out_shape),
@@ -540,6 +540,53 @@ class Dispatcher:
             gpu_seconds=sum(gpu) if gpu else None)
         workers = tuple(dict.fromkeys(p.worker for p in parts))
         return Execution(merged, slabs=len(parts), workers=workers)
+
+    async def _encode(self, spec: TaskSpec, shape: tuple[int, ...], dtype: str) -> TaskResult:
+        """The DICOM files of a result that slabs wrote raw: one task, or, for a series of
+        one file per slice, a share of the slices per CPU worker, joined here in order."""
+        workers = len((self._view or WorkerView()).cpu)
+        slices = shape[0] if len(shape) == 3 else 1
+        count = min(workers, slices // ENCODE_SLICES_MIN) \
+            if spec.output_format == "dicom_series" else 1
+        if count <= 1:
+            [result] = await self._await([self.submit(
+                encode_dicom, spec, shape, dtype, kind="cpu", key=f"job-{spec.job_id}-encode")])
+            return result
+        uid, created = derived_uid(), time.time()
+        bounds = [slices * i // count for i in range(count + 1)]
+        shares = [Series(uid, created, (bounds[i], bounds[i + 1])) for i in range(count)]
+        try:
+            parts = await self._await([
+                self.submit(encode_dicom, spec, shape, dtype, share, kind="cpu",
+                            key=f"job-{spec.job_id}-encode{k}")
+                for k, share in enumerate(shares)])
+            crc = await asyncio.to_thread(_join, [p.out_path for p in parts], spec.out_path)
+        finally:
+            for share in shares:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(f"{spec.out_path}.part{share.slices[0]}")
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(spec.out_path + ".raw")
+        sizes = tuple(size for p in parts for size in p.file_sizes)
+        return replace(parts[0], out_path=spec.out_path, file_sizes=sizes, nbytes=sum(sizes),
+                       crc32=crc, started_at=min(p.started_at for p in parts),
+                       finished_at=max(p.finished_at for p in parts))
+
+
+#: Slices each worker writes at least when a derived series' files are written in parts.
+ENCODE_SLICES_MIN = 16
+
+
+def _join(paths: list[str], out: str) -> int:
+    """Append the files ``paths`` to ``out`` in order; the CRC-32 of the whole."""
+    crc = 0
+    with open(out, "wb") as target:
+        for path in paths:
+            with open(path, "rb") as f:
+                while block := f.read(1 << 22):
+                    crc = wire.crc32(block, crc)
+                    target.write(block)
+    return crc
 
 
 def _file_crc(path: str) -> int:

@@ -354,22 +354,31 @@ class ImageStore:
         try:
             await self._receive(payloads, e, writer.write, lambda: writer.crc32)
             digest, size = await asyncio.to_thread(writer.finish)
-            info, from_files = await asyncio.to_thread(self._read_dicom, tmp, e)
-            self._check_voxels(info.shape, e.field)
-            spacing = e.spacing if e.spacing is not None else info.spacing
-            if spacing is not None and len(spacing) != len(info.shape):
-                raise InvalidArgument(f"expected {len(info.shape)} values (one per axis), got "
-                                      f"{len(spacing)}", f"{e.field}.spacing_mm")
-            sops = from_files["sop_instance_uids"]
-            identity = ("dicom:" + hashlib.sha256("\n".join(sorted(sops)).encode()).hexdigest()
-                        if sops else f"dicom-bytes:{digest}")
-            merged = _merge(from_files, meta)
-            existing = await self.catalog.by_identity(owner, identity)
-            if existing is not None:
-                return existing, True, differing_fields(existing.metadata, merged)
-            written: Written = await self.runner(
+            # A worker decodes the voxels while this process reads and checks the headers:
+            # the two are independent. A refusal, or an instance kept before, waits for the
+            # decoding to end (its file is removed below) and drops it.
+            decoding = asyncio.ensure_future(self.runner(
                 ingest_dicom, str(tmp), e.file_sizes, str(voxels_tmp),
-                max_voxels=self.config.max_voxels, field=e.field)
+                max_voxels=self.config.max_voxels, field=e.field))
+            try:
+                info, from_files = await asyncio.to_thread(self._read_dicom, tmp, e)
+                self._check_voxels(info.shape, e.field)
+                spacing = e.spacing if e.spacing is not None else info.spacing
+                if spacing is not None and len(spacing) != len(info.shape):
+                    raise InvalidArgument(f"expected {len(info.shape)} values (one per axis), "
+                                          f"got {len(spacing)}", f"{e.field}.spacing_mm")
+                sops = from_files["sop_instance_uids"]
+                identity = ("dicom:" + hashlib.sha256("\n".join(sorted(sops)).encode()).hexdigest()
+                            if sops else f"dicom-bytes:{digest}")
+                merged = _merge(from_files, meta)
+                existing = await self.catalog.by_identity(owner, identity)
+            except BaseException:
+                await _settled(decoding)
+                raise
+            if existing is not None:
+                await _settled(decoding)
+                return existing, True, differing_fields(existing.metadata, merged)
+            written: Written = await decoding
             record = ImageRecord(
                 id=new_image_id(), owner=owner, identity=identity, kind="original",
                 shape=written.shape, dtype=written.dtype,
@@ -558,3 +567,9 @@ class ImageStore:
                                         lambda: self.blobs.install(tmp, digest))
         finally:
             tmp.unlink(missing_ok=True)
+
+
+async def _settled(task: asyncio.Future) -> None:
+    """Wait for ``task`` to end, whatever its outcome (what it wrote is then removed)."""
+    with contextlib.suppress(BaseException):
+        await asyncio.shield(task)

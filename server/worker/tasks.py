@@ -467,7 +467,7 @@ def _run_task(spec: TaskSpec, announce: bool = True) -> TaskResult:
     )
 
 
-def _derived_files(spec: TaskSpec, out: np.ndarray) -> list[bytes]:
+def _derived_files(spec: TaskSpec, out: np.ndarray, series=None) -> list[bytes]:
     from medcompute.server.dicom.write import write_derived
 
     if out.ndim not in (2, 3):  # e.g. a projection of a single slice
@@ -477,13 +477,15 @@ def _derived_files(spec: TaskSpec, out: np.ndarray) -> list[bytes]:
             "header.output_format")
     return write_derived(
         _dicom_parts(spec.inputs[0]), out, spacing=spec.output_spacing,
-        description=spec.description, single_file=spec.output_format == "dicom_file")
+        description=spec.description, single_file=spec.output_format == "dicom_file",
+        series=series)
 
 
-def _write_dicom(spec: TaskSpec, out: np.ndarray) -> tuple[tuple[int, ...], int]:
-    files = _derived_files(spec, out)
+def _write_dicom(spec: TaskSpec, out: np.ndarray, series=None, path: str = ""
+                 ) -> tuple[tuple[int, ...], int]:
+    files = _derived_files(spec, out, series)
     checksum = 0
-    with open(spec.out_path, "wb") as f:
+    with open(path or spec.out_path, "wb") as f:
         for blob in files:
             f.write(blob)
             checksum = wire.crc32(blob, checksum)
@@ -584,15 +586,23 @@ def materialize(spec: InputSpec, path: str) -> InputSpec:
 
 
 @_reported
-def encode_dicom(spec: TaskSpec, shape: tuple[int, ...], dtype: str) -> TaskResult:
-    """Turn the raw result that slabs wrote into the DICOM files the request asked for."""
+def encode_dicom(spec: TaskSpec, shape: tuple[int, ...], dtype: str, series=None
+                 ) -> TaskResult:
+    """Turn the raw result that slabs wrote into the DICOM files the request asked for.
+
+    With ``series`` (a :class:`~medcompute.server.dicom.write.Series`), only the files of
+    its slices, into ``<out_path>.part<start>``: several workers write one series' files
+    at once, and the caller joins the parts and removes the raw result."""
     started_at = time.time()
     raw = spec.out_path + ".raw"
-    out = np.fromfile(raw, dtype=np.dtype(dtype)).reshape(shape)
-    file_sizes, checksum = _write_dicom(spec, out)
-    os.unlink(raw)
+    out = np.memmap(raw, dtype=np.dtype(dtype), mode="r", shape=shape)
+    path = f"{spec.out_path}.part{series.slices[0]}" if series is not None else spec.out_path
+    file_sizes, checksum = _write_dicom(spec, out, series, path)
+    del out
+    if series is None:
+        os.unlink(raw)
     return TaskResult(
-        out_path=spec.out_path, shape=shape, dtype=dtype, file_sizes=file_sizes,
+        out_path=path, shape=shape, dtype=dtype, file_sizes=file_sizes,
         nbytes=sum(file_sizes), started_at=started_at, finished_at=time.time(),
         compute_seconds=0.0, backend="numpy", device="cpu", worker=_worker_address(),
         crc32=checksum, versions=versions())

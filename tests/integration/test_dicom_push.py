@@ -352,3 +352,90 @@ def test_a_commitment_refused_with_a_status_is_delivered_not_committed(node, tmp
         assert push.reason == "the storage commitment request was answered with status 0110"
     finally:
         fake.stop()
+
+
+class FakeRefusingSCP:
+    """A fake destination (pynetdicom, not a product): it accepts several associations at
+    once, answers the instance whose InstanceNumber is ``refuse`` with ``status`` and every
+    other one with success, and counts the associations that stored at the same time."""
+
+    def __init__(self, refuse: int, status: int, aet: str = "FAKESTORE"):
+        import threading
+
+        from pynetdicom import AE, AllStoragePresentationContexts, evt
+
+        self.aet, self.refuse, self.status = aet, refuse, status
+        self.stored: list[int] = []
+        self.storing: set[int] = set()
+        self.most = 0
+        self._lock = threading.Lock()
+        ae = AE(ae_title=aet)
+        for cx in AllStoragePresentationContexts:
+            ae.add_supported_context(cx.abstract_syntax)
+        self._server = ae.start_server(("127.0.0.1", 0), block=False,
+                                       evt_handlers=[(evt.EVT_C_STORE, self._store)])
+        self.port = self._server.server_address[1]
+
+    def _store(self, event):
+        number = int(event.dataset.InstanceNumber)
+        with self._lock:
+            self.storing.add(id(event.assoc))
+            self.most = max(self.most, len(self.storing))
+        time.sleep(0.05)                # an instance takes a while: the others overlap
+        with self._lock:
+            self.storing.discard(id(event.assoc))
+            if number == self.refuse:
+                return self.status
+            self.stored.append(number)
+        return 0x0000
+
+    def stop(self):
+        self._server.shutdown()
+
+
+def _numbered(n: int) -> list[bytes]:
+    import io
+
+    base = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    files = []
+    for k in range(n):
+        base.SOPInstanceUID = base.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+        base.InstanceNumber = k + 1
+        buf = io.BytesIO()
+        base.save_as(buf, enforce_file_format=True)
+        files.append(buf.getvalue())
+    return files
+
+
+def test_several_instances_in_flight_still_end_failed_on_a_refused_instance():
+    files = _numbered(24)
+    fake = FakeRefusingSCP(refuse=13, status=0xC000)
+    try:
+        node = Node("local", "fake", fake.aet, "127.0.0.1", fake.port, 0.0)
+        outcome = send_files(files, node, own_ae="MEDCOMPUTE", timeout=10, associations=4)
+    finally:
+        fake.stop()
+    assert fake.most > 1, "the instances were not sent over several associations at once"
+    assert outcome.transient is False
+    assert outcome.reason == "instance 13 of 24 answered with status C000"
+    assert outcome.delivered == len(fake.stored) < 24 and 13 not in fake.stored
+
+
+def test_several_associations_deliver_every_instance_once_and_a_node_serving_one_at_a_time_too(
+        tmp_path):
+    files = _numbered(20)
+    fake = FakeRefusingSCP(refuse=0, status=0)
+    try:
+        node = Node("local", "fake", fake.aet, "127.0.0.1", fake.port, 0.0)
+        outcome = send_files(files, node, own_ae="MEDCOMPUTE", timeout=10, associations=4)
+    finally:
+        fake.stop()
+    assert (outcome.transient, outcome.delivered) == (None, 20) and fake.most > 1
+    assert sorted(fake.stored) == list(range(1, 21))
+    # dcmtk's storescp (without --fork) serves one association at a time: the further
+    # associations are not accepted while the first one sends, which then sends them all.
+    with StoreSCP(tmp_path / "scp", aet="ONEATATIME") as scp:
+        node = Node("local", "one", scp.aet, "127.0.0.1", scp.port, 0.0)
+        outcome = send_files(files, node, own_ae="MEDCOMPUTE", timeout=10, associations=4)
+        assert (outcome.transient, outcome.delivered) == (None, 20)
+        assert len(list((tmp_path / "scp").iterdir())) == 20

@@ -497,6 +497,28 @@ def test_store_verify_exits_7_on_a_damaged_blob(server_thread, capsys, tmp_path)
         assert json.loads(out)["problems"][0]["problem"]
 
 
+def test_a_split_volume_with_a_dicom_series_result_is_written_in_parts(client, server,
+                                                                        monkeypatch, tmp_path):
+    # 40 slices of 128x128 over 64 KiB: slabs, then each of the two workers writes the
+    # files of half the slices; the series is the one written whole.
+    folder = tmp_path / "series"
+    folder.mkdir()
+    for k, part in enumerate(H.ct_series(40)):
+        (folder / f"IM{k}.dcm").write_bytes(part)
+    series = client.store.register(folder)
+    whole = client.process(series, ["gaussian:sigma=1"], output="dicom_series")
+    monkeypatch.setattr(server.config, "split_bytes", 64 << 10)
+    split = client.process(series, ["gaussian:sigma=1"], output="dicom_series")
+    assert split.header.slabs > 1 and whole.header.slabs <= 1
+    a = [pydicom.dcmread(io.BytesIO(b)) for b in split.files]
+    b = [pydicom.dcmread(io.BytesIO(b)) for b in whole.files]
+    assert len(a) == 40 and len({ds.SeriesInstanceUID for ds in a}) == 1
+    assert [ds.InstanceNumber for ds in a] == list(range(1, 41))
+    assert len({ds.SOPInstanceUID for ds in a}) == 40
+    assert [ds.PixelData for ds in a] == [ds.PixelData for ds in b]
+    assert not list((server.config.data_dir).rglob("*.part*"))
+
+
 @pytest.mark.parametrize(("changes", "attribute"), [
     ({"StudyInstanceUID": None}, "StudyInstanceUID"),
     ({"PixelSpacing": [-1, 0]}, "PixelSpacing"),

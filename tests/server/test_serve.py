@@ -72,6 +72,7 @@ def test_stack_bytes_refuses_what_is_not_a_size(capsys, text):
     (["--cold-after", "5s"], "need --cold-dir"),
     (["--version", "a=10", "--version", "a=20"], "each name once"),
     (["--processes", "0"], "--processes: expected >= 1"),
+    (["--push-associations", "0"], "--push-associations: expected >= 1"),
 ])
 def test_run_refuses_a_configuration_before_starting(tmp_path, capsys, argv, message):
     args = _parser().parse_args(["serve", "--data-dir", str(tmp_path), *argv])
