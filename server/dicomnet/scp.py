@@ -85,6 +85,10 @@ STATUS = {"success": 0x0000, "out_of_resources": 0xA700, "cannot_understand": 0x
 STORE_TIMEOUT = 300.0
 
 
+#: Seconds a closed connection's series wait for its release to be reported.
+RELEASE_GRACE = 5.0
+
+
 def _status(code: int, comment: str = "") -> Dataset:
     ds = Dataset()
     ds.Status = code
@@ -337,7 +341,18 @@ class StorageSCP:
                 log.exception("dicom: marking released series failed")
 
     def _on_ended(self, event) -> None:
-        self._forget(event.assoc)
+        if event.event is evt.EVT_ABORTED:
+            self._forget(event.assoc)
+            return
+        # The connection closed. After a release, pynetdicom's DUL thread can report the
+        # close (the peer hung up on the A-RELEASE-RP) before the association's thread
+        # reports the release: forgetting the association's series now would lose the
+        # release, and the series would complete only after --series-quiet. So a closed
+        # connection's series are forgotten a little later, when a release has had its
+        # turn (an association that ended without one completes by quiet, as before).
+        timer = threading.Timer(RELEASE_GRACE, self._forget, (event.assoc,))
+        timer.daemon = True
+        timer.start()
 
     def _forget(self, assoc) -> set[tuple[str, str]]:
         with self._lock:
