@@ -29,10 +29,12 @@ import dicom_ingest  # noqa: E402
 import kernels_bench  # noqa: E402
 import report  # noqa: E402
 import service_bench  # noqa: E402
+import store_orthanc  # noqa: E402
 import targets  # noqa: E402
 import versions_bench  # noqa: E402
 
-SECTIONS = ("kernels", "service", "store", "throughput", "scaling", "gpu", "versions", "dicom")
+SECTIONS = ("kernels", "service", "store", "throughput", "scaling", "gpu", "versions", "dicom",
+            "orthanc")
 SERVICE_SECTIONS = ("service", "store", "throughput", "scaling")
 
 
@@ -88,6 +90,10 @@ def run(mode: str, sections: set[str], out_dir: Path, *, wait_idle: float = 0.0,
         results["dicom"] = _guarded("dicom", dicom_ingest.run, sizes, _log)
     else:
         results["dicom"] = {"available": False, "reason": "not run (--sections)"}
+    if "orthanc" in sections:
+        results["orthanc"] = _guarded("orthanc", store_orthanc.run, sizes, _log)
+    else:
+        results["orthanc"] = {"available": False, "reason": "not run (--sections)"}
     results["targets"] = targets.evaluate(results)
     finished = time.time()
     results["meta"]["finished"] = datetime.fromtimestamp(finished, timezone.utc).isoformat()

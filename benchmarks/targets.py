@@ -134,4 +134,25 @@ def _evaluate(results: dict) -> list[dict]:
         (f"last slice to derived series arrived: "
          f"{dicom['last_slice_to_derived_series_arrived_s']:.2f} s") if ratio is not None
         else dicom.get("reason", "not measured")))
+    arrived = dicom.get("last_slice_to_derived_series_arrived_s")
+    full = dicom.get("slices") == 300 and dicom.get("size") == 512
+    parts = dicom.get("last_slice_to_derived_series_breakdown_s") or {}
+    out.append(_check(
+        "dicom-path", "last slice acknowledged to the derived series at the destination, "
+        "300 slices of 512^2", "<= 5 s", arrived,
+        None if arrived is None or not full else arrived <= 5.0, "s",
+        ", ".join(f"{k} {v:.2f} s" for k, v in parts.items() if v is not None)
+        if arrived is not None and full else
+        f"{dicom.get('slices')} slices of {dicom.get('size')}^2: judged on 300 of 512^2 only"
+        if arrived is not None else dicom.get("reason", "not measured")))
+    orthanc = results.get("orthanc") or {}
+    for what, key in (("put", "put_over_orthanc"), ("get", "get_over_orthanc")):
+        ratio = orthanc.get(key)
+        med = orthanc.get("median_seconds") or {}
+        out.append(_check(
+            f"store-{what}-orthanc", f"store {what} of a {orthanc.get('slices', 200)}-slice "
+            f"512^2 series, speed / Orthanc's REST API", ">= 1.00", ratio,
+            None if ratio is None else ratio >= 1.0, "",
+            f"{med[what]:.2f} s against Orthanc's {med['orthanc_' + what]:.2f} s"
+            if ratio is not None else orthanc.get("reason", "not measured")))
     return out

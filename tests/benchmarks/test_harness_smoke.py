@@ -71,6 +71,12 @@ def test_tiny_run_writes_every_section(tiny_run):
     dicom = results["dicom"]
     assert dicom["available"], dicom.get("traceback")
     assert dicom["slices"] == 8 and dicom["service_instances_per_s"] > 0
+    assert {"completion", "queue", "job_run", "push"} <= set(
+        dicom["last_slice_to_derived_series_breakdown_s"])
+    orthanc = results["orthanc"]
+    assert orthanc["available"], orthanc.get("traceback")
+    assert orthanc["slices"] == 4 and orthanc["put_over_orthanc"] > 0
+    assert orthanc["get_over_orthanc"] > 0
     _no_zero_figures(results)
     # A tiny run judges no target: its arrays are too small to say anything about speed.
     assert all(t["met"] is None for t in results["targets"])
