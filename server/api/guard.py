@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 
 import grpc
 
+from medcompute.server.api.requests import check_ranges
 from medcompute.server.api.status import rich_status
 from medcompute.server.config import ServerConfig
 from medcompute.server.errors import PermissionDenied, ResourceExhausted, Unauthenticated
@@ -209,13 +210,16 @@ def rpc(action: str, role: str | tuple[str, ...] | None, *, job: bool = False,
 
     def decorate(method):
         streaming = inspect.isasyncgenfunction(method)
-        stream = streaming or method.__code__.co_varnames[1] == "request_iterator"
+        iterated = method.__code__.co_varnames[1] == "request_iterator"
+        stream = streaming or iterated
 
-        async def enter(self, context, call: Call) -> None:
+        async def enter(self, context, call: Call, request) -> None:
             guard: Guard = self.guard
             CURRENT_CALL.set(call)
             call.principal = await guard.authenticate(context)
             guard.authorize(call.principal, role)
+            if not iterated:
+                check_ranges(request)     # a streamed request's header: where it is read
             guard.acquire(call.principal, stream=stream, job=job)
             call.acquired = True
 
@@ -244,7 +248,7 @@ def rpc(action: str, role: str | tuple[str, ...] | None, *, job: bool = False,
             async def streamed(self, request, context):
                 call, outcome = Call(action), None
                 try:
-                    await enter(self, context, call)
+                    await enter(self, context, call, request)
                     async for item in method(self, request, context, call):
                         yield item
                     outcome = ("OK", "")
@@ -260,7 +264,7 @@ def rpc(action: str, role: str | tuple[str, ...] | None, *, job: bool = False,
         async def unary(self, request, context):
             call, outcome = Call(action), None
             try:
-                await enter(self, context, call)
+                await enter(self, context, call, request)
                 result = await method(self, request, context, call)
                 outcome = ("OK", "")
                 return result
