@@ -157,9 +157,13 @@ async def backup(store: ImageStore, destination: str) -> BackupReport:
         raise FailedPrecondition("exists and is not an empty folder; choose a new one",
                                  "destination")
     created = not dest.exists()
-    store._backups += 1
     try:
         await asyncio.to_thread(dest.mkdir, parents=True, exist_ok=True)
+    except OSError as exc:     # /proc/x, a read-only file system, no permission
+        raise FailedPrecondition(f"cannot create the folder here ({exc.strerror}); choose "
+                                 "a writable place", "destination") from None
+    store._backups += 1
+    try:
         await store.catalog.backup(dest / ImageCatalog.FILENAME)
         images, blobs, total = await asyncio.to_thread(_copy_blobs, store, dest)
     except BaseException:
