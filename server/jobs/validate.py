@@ -17,12 +17,29 @@ __all__ = ["check_template", "check_request", "check_size", "check_inline",
            "check_output_geometry"]
 
 
+#: The images a template's pipeline is resolved against, its input being unknown: a
+#: received series (3 axes), a single frame (2), a multi-frame series (4); each axis long
+#: enough for any slab, 1 mm voxels. Its parameters are checked as a request's are; what
+#: depends on the real image (its size, an axis it lacks) is checked when one arrives.
+TEMPLATE_IMAGES = tuple(Geometry((1 << 16,) * n, (1.0,) * n) for n in (3, 2, 4))
+
+
 def check_template(request: ProcessRequest) -> None:
-    """What holds of a request before its input is known (a routing rule's)."""
+    """What holds of a request before its input is known (a routing rule's): its
+    pipeline resolves, as a request's does, for a series, a frame or a multi-frame series.
+    """
     if not request.pipeline:
         raise InvalidArgument("expected at least one operation", "pipeline")
     if request.input is not None or request.operands:
         raise InvalidArgument("leave it empty: the received series is the input", "input")
+    first = None
+    for image in TEMPLATE_IMAGES:
+        try:
+            resolve_pipeline(request.pipeline, image, field="pipeline")
+            return
+        except InvalidArgument as exc:
+            first = first or exc
+    raise first
 
 
 def check_request(request: ProcessRequest) -> None:
