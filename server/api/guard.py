@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 import grpc
 
-from medcompute.server.api.requests import check_ranges
+from medcompute.server.api.requests import READ_APART, check_ranges
 from medcompute.server.api.status import rich_status
 from medcompute.server.config import ServerConfig
 from medcompute.server.errors import PermissionDenied, ResourceExhausted, Unauthenticated
@@ -259,6 +259,17 @@ class Guard:
         await self._write_summaries(self.refused.due(time.time(), every=True))
 
 
+async def checked_header(request_iterator):
+    """The messages of a streamed request, its header's fields range-checked as it is read
+    (the pipeline and image descriptors where they are read, with their own messages)."""
+    first = True
+    async for message in request_iterator:
+        if first and message.WhichOneof("msg") == "header":
+            check_ranges(message.header, "header", skip=READ_APART)
+        first = False
+        yield message
+
+
 def rpc(action: str, role: str | tuple[str, ...] | None, *, job: bool = False,
         audit: bool = True):
     """Declare a servicer method: the action it audits, the role it needs, and whether it
@@ -276,7 +287,7 @@ def rpc(action: str, role: str | tuple[str, ...] | None, *, job: bool = False,
             call.principal = await guard.authenticate(context)
             guard.authorize(call.principal, role)
             if not iterated:
-                check_ranges(request)     # a streamed request's header: where it is read
+                check_ranges(request)     # a streamed request's header: as it is read
             guard.acquire(call.principal, stream=stream, job=job)
             call.acquired = True
 
@@ -306,6 +317,8 @@ def rpc(action: str, role: str | tuple[str, ...] | None, *, job: bool = False,
                 call, outcome = Call(action), None
                 try:
                     await enter(self, context, call, request)
+                    if iterated:
+                        request = checked_header(request)
                     async for item in method(self, request, context, call):
                         yield item
                     outcome = ("OK", "")
@@ -322,6 +335,8 @@ def rpc(action: str, role: str | tuple[str, ...] | None, *, job: bool = False,
             call, outcome = Call(action), None
             try:
                 await enter(self, context, call, request)
+                if iterated:
+                    request = checked_header(request)
                 result = await method(self, request, context, call)
                 outcome = ("OK", "")
                 return result

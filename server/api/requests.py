@@ -21,7 +21,8 @@ from medcompute.server.jobs.requests import ProcessRequest, SubmitRequest
 from medcompute.server.storage.spool import ExpectedImage
 
 __all__ = ["Fields", "HEADER", "BATCH", "SUBMIT_BATCH", "process_request", "submit_request",
-           "image_source", "DEVICES", "FORMATS", "MAX_ID_CHARS", "INT_MAX", "check_ranges"]
+           "image_source", "DEVICES", "FORMATS", "MAX_ID_CHARS", "INT_MAX", "READ_APART",
+           "check_ranges"]
 
 #: The longest id a request may carry (image, job, rule and key ids are 32 characters):
 #: a longer one is refused with INVALID_ARGUMENT before anything looks it up.
@@ -48,11 +49,19 @@ def _check_value(fd, value, field: str) -> None:
                               f"{len(value)}", field)
 
 
-def check_ranges(message, prefix: str = "") -> None:
+#: Parts of a streamed request's header checked where they are read, with messages of
+#: their own: the pipeline (operations.py) and inline image descriptors (transport.py).
+READ_APART = frozenset({"pipeline", "inline"})
+
+
+def check_ranges(message, prefix: str = "", *, skip: frozenset = frozenset()) -> None:
     """Every field of a request in the range the server can use, before any of it is:
     64-bit integers SQLite can hold, finite floats, ids of at most :data:`MAX_ID_CHARS`
-    characters; nested messages too. InvalidArgument names the first field that is not."""
+    characters; nested messages too (but those named in ``skip``). InvalidArgument names
+    the first field that is not."""
     for fd, value in message.ListFields():
+        if fd.name in skip:
+            continue
         field = f"{prefix}.{fd.name}" if prefix else fd.name
         repeated = fd.is_repeated
         values = list(value) if repeated else [value]
@@ -60,7 +69,7 @@ def check_ranges(message, prefix: str = "") -> None:
             if fd.message_type.GetOptions().map_entry:
                 continue
             for i, item in enumerate(values):
-                check_ranges(item, f"{field}[{i}]" if repeated else field)
+                check_ranges(item, f"{field}[{i}]" if repeated else field, skip=skip)
             continue
         for i, item in enumerate(values):
             _check_value(fd, item, f"{field}[{i}]" if repeated else field)

@@ -109,3 +109,30 @@ def test_a_routing_rule_is_checked_as_a_request(channel):
     rule = create("gaussian:sigma=1").rule
     dicom.DeleteRoutingRule(dicom_pb2.DeleteRoutingRuleRequest(rule_id=rule.rule_id),
                             timeout=30)
+
+
+def _register(metadata: store_pb2.ImageMetadata = None, **header):
+    import numpy as np
+
+    from medcompute.proto import wire
+    from medcompute.proto.v1 import image_pb2
+
+    array = np.zeros((4, 4), np.uint8)
+    desc = image_pb2.ImageDescriptor(encoding=image_pb2.ENCODING_RAW, shape=array.shape,
+                                     dtype=wire.dtype_to_proto(array.dtype), size=array.nbytes,
+                                     crc32=wire.crc32(array))
+    yield store_pb2.RegisterRequest(header=store_pb2.RegisterHeader(image=desc,
+                                                                    metadata=metadata,
+                                                                    **header))
+    yield store_pb2.RegisterRequest(chunk=image_pb2.Chunk(data=array.tobytes()))
+
+
+def test_a_streamed_header_is_range_checked_as_it_is_read(channel):
+    store = store_pb2_grpc.StoreServiceStub(channel)
+    _fails(lambda: store.Register(_register(retention_seconds=2**64 - 1), timeout=30),
+           INVALID, "header.retention_seconds", "2**63 - 1")
+    _fails(lambda: store.Register(_register(store_pb2.ImageMetadata(
+        window_center=float("inf"))), timeout=30), INVALID, "header.metadata.window_center",
+        "finite")
+    reply = store.Register(_register(store_pb2.ImageMetadata(window_center=40.0)), timeout=30)
+    assert reply.image.metadata.window_center == 40.0
