@@ -91,8 +91,12 @@ def test_a_long_id_is_refused_without_being_echoed(channel):
     _fails(lambda: store.Get(store_pb2.GetRequest(image_id=huge), timeout=30),
            INVALID, "image_id")
     # At the documented maximum: looked up, and not there.
-    _fails(lambda: jobs.GetJob(jobs_pb2.GetJobRequest(job_id="f" * MAX_ID_CHARS),
-                               timeout=30), grpc.StatusCode.NOT_FOUND, "job_id")
+    details = _fails(lambda: jobs.GetJob(jobs_pb2.GetJobRequest(job_id="f" * MAX_ID_CHARS),
+                                         timeout=30), grpc.StatusCode.NOT_FOUND, "job_id")
+    assert "f" * 65 not in details and "…" in details          # the id is cut
+    details = _fails(lambda: list(store.Get(store_pb2.GetRequest(image_id="e" * MAX_ID_CHARS),
+                                            timeout=30)), grpc.StatusCode.NOT_FOUND, "image_id")
+    assert "e" * 65 not in details
 
 
 def test_a_routing_rule_is_checked_as_a_request(channel):
