@@ -119,8 +119,9 @@ def check_memory(ops: Sequence[ResolvedOp], image: Geometry, *, compute_dtype: s
         if need > budget:
             raise ResourceExhausted(
                 f"{op.summary} on an image of {'x'.join(map(str, shape))} voxels needs about "
-                f"{_gib(need)} of working memory; a worker has {_gib(budget)} "
-                "(--worker-memory): use a smaller value", _driver_field(op, f"{field}[{i}]"))
+                f"{_gib(need)} of working memory; a task may use {_gib(budget)} of a "
+                "worker's memory (--worker-memory): use a smaller value",
+                _driver_field(op, f"{field}[{i}]"))
 
 
 def _gib(n: float) -> str:
