@@ -9,7 +9,6 @@ around the kernels, with the device synchronised before the clock is read.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import platform
@@ -22,6 +21,7 @@ import numpy as np
 
 from medcompute.proto import wire
 from medcompute.server.errors import Internal, InvalidArgument, within
+from medcompute.server.worker import cancel
 from medcompute.server.worker.slabs import Region
 
 __all__ = ["InputSpec", "TaskSpec", "TaskResult", "GpuFailure", "TaskCancelled", "run_task",
@@ -243,49 +243,13 @@ class WorkerRunner:
 
     async def cancel(self, job_ids: list[str]) -> None:
         """The jobs stop before their next operation; a job still inside a kernel
-        :data:`CANCEL_GRACE` seconds later has its worker process restarted (a kernel
+        ``cancel.CANCEL_GRACE`` seconds later has its worker process restarted (a kernel
         cannot be interrupted), so that the calls behind it do not wait for it."""
         for job_id in job_ids:
             _CANCELLED_JOBS[job_id] = None
         while len(_CANCELLED_JOBS) > _CANCELLED_KEEP:
             del _CANCELLED_JOBS[next(iter(_CANCELLED_JOBS))]
-        running = [j for j in job_ids if j in _RUNNING_JOBS]
-        if running:
-            asyncio.get_running_loop().call_later(CANCEL_GRACE, _stop_abandoned, running)
-
-
-#: Seconds a cancelled job may stay inside a kernel before its worker is restarted.
-CANCEL_GRACE = 2.0
-#: Jobs running in this process now.
-_RUNNING_JOBS: set[str] = set()
-
-
-def _stop_abandoned(job_ids: list[str]) -> None:
-    """Restart this worker process when a cancelled job is still running: its nanny
-    starts a fresh one (the jobs of this process that still had callers are sent again
-    by the server, as when a worker dies). Without a nanny nothing would restart it, so
-    the job is left to finish."""
-    still = [j for j in job_ids if j in _RUNNING_JOBS]
-    if not still:
-        return
-    try:
-        from distributed import get_worker
-
-        nanny = get_worker().nanny
-    except ValueError:           # not a Dask worker (a test calling the runner directly)
-        nanny = None
-    if not nanny:
-        log.warning("cancelled job %s is still running; without a nanny this worker cannot "
-                    "be restarted, so it runs to its end", still[0])
-        return
-    log.warning("cancelled job %s is still running %g s later: restarting this worker",
-                still[0], CANCEL_GRACE)
-    logging.shutdown()
-    os._exit(RESTART_EXIT_CODE)
-
-
-#: The exit status of a worker restarted to stop an abandoned kernel.
-RESTART_EXIT_CODE = 75
+        cancel.stop_later(job_ids)
 
 
 def _announce(job_id: str, **extra) -> None:
@@ -408,12 +372,11 @@ def run_task(spec: TaskSpec, *, announce: bool = True) -> TaskResult:
     """Run one job (or one slab of it) on this worker and write its result; ``announce``:
     say that it started (a batch of several jobs says so once for all)."""
     _running.job = spec.job_id
-    _RUNNING_JOBS.add(spec.job_id)
     try:
-        return _run_task(spec, announce)
+        with cancel.running(spec.job_id):
+            return _run_task(spec, announce)
     finally:
         _running.job = None
-        _RUNNING_JOBS.discard(spec.job_id)
 
 
 def _run_task(spec: TaskSpec, announce: bool = True) -> TaskResult:

@@ -49,3 +49,4 @@ def test_a_call_after_an_expired_long_call_completes(small_workers):
         # Well under the minute the abandoned kernel would still run.
         ok = c.process(small, ["gaussian:sigma=1"], timeout=40)
         assert ok.array.shape == (8, 8)
+

@@ -28,19 +28,3 @@ def test_a_panic_in_a_task_is_reported_not_lost(tmp_path, monkeypatch):
     [error] = tasks.run_batch([job])
     assert isinstance(error, Internal)
 
-
-def test_a_cancelled_job_still_running_outside_a_nanny_is_left_to_finish(caplog):
-    import logging
-
-    from medcompute.server.worker import tasks
-
-    tasks._RUNNING_JOBS.add("job-abandoned")
-    try:
-        with caplog.at_level(logging.WARNING, logger=tasks.__name__):
-            tasks._stop_abandoned(["job-abandoned", "job-finished"])
-        assert "without a nanny" in caplog.text and "job-abandoned" in caplog.text
-    finally:
-        tasks._RUNNING_JOBS.discard("job-abandoned")
-    caplog.clear()
-    tasks._stop_abandoned(["job-abandoned"])         # finished meanwhile: nothing to do
-    assert caplog.text == ""
