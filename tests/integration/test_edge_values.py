@@ -69,8 +69,9 @@ def test_a_capacity_sqlite_cannot_hold(channel):
 
 def test_a_backup_where_no_folder_can_be_made(channel):
     store = store_pb2_grpc.StoreServiceStub(channel)
-    _fails(lambda: store.Backup(store_pb2.BackupRequest(destination="/proc/x"), timeout=30),
-           grpc.StatusCode.FAILED_PRECONDITION, "destination", "cannot create")
+    for where in ("/proc/x", "/tmp/" + "a" * 5000, "/dev/null/x"):
+        _fails(lambda w=where: store.Backup(store_pb2.BackupRequest(destination=w), timeout=30),
+               grpc.StatusCode.FAILED_PRECONDITION, "destination", "cannot create")
 
 
 def test_a_preview_window_that_is_not_finite(channel):
