@@ -141,3 +141,12 @@ def test_a_streamed_header_is_range_checked_as_it_is_read(channel):
         "finite")
     reply = store.Register(_register(store_pb2.ImageMetadata(window_center=40.0)), timeout=30)
     assert reply.image.metadata.window_center == 40.0
+
+
+def test_a_long_value_repeated_in_an_error_does_not_cost_the_status(channel):
+    from medcompute.proto.v1 import admin_pb2, admin_pb2_grpc
+
+    admin = admin_pb2_grpc.AdminServiceStub(channel)
+    details = _fails(lambda: admin.CreateKey(admin_pb2.CreateKeyRequest(
+        subscriber="s", roles=["x" * 100_000]), timeout=30), INVALID, "roles")
+    assert len(details) <= 1024
