@@ -31,6 +31,7 @@ from .filters import (
     median,
 )
 from .footprint import footprint_radius, gaussian_radius, window_radius
+from .memory import working_memory
 from .projection import project, projected_spacing, slab_count
 
 __all__ = [
@@ -62,4 +63,5 @@ __all__ = [
     "slab_count",
     "subtract",
     "window_radius",
+    "working_memory",
 ]

@@ -8,6 +8,7 @@ subtraction angiography (DSA) run.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -15,7 +16,7 @@ import numpy as np
 from . import _params as P
 from .backend import backend_for
 
-__all__ = ["add", "subtract"]
+__all__ = ["add", "arithmetic_memory", "subtract"]
 
 
 def _other_of(backend: Any, image: Any, other: Any) -> None:
@@ -47,6 +48,21 @@ def _frame_of(mask_frame: Any, image: Any) -> int:
     if not -n <= k < n:
         raise ValueError(f"mask_frame: must be in [{-n}, {n - 1}] for {n} frames, got {k}")
     return k % n
+
+
+def arithmetic_memory(shape: Any, *_: Any, dtype: Any = np.float32,
+                      logarithmic: bool = False, **__: Any) -> int:
+    """Peak bytes :func:`add` or :func:`subtract` allocates for an image of ``shape``: the
+    image and the operand cast to ``dtype`` and the result (and the logarithms of both
+    for a logarithmic subtraction).
+
+    Examples
+    --------
+    >>> arithmetic_memory((100, 100))
+    120000
+    """
+    copies = 5 if logarithmic else 3
+    return copies * math.prod(int(n) for n in shape) * np.dtype(dtype).itemsize
 
 
 def subtract(

@@ -23,7 +23,7 @@ from . import _params as P
 from ._separable import correlate_terms, gaussian_weights
 from .backend import backend_for
 
-__all__ = ["bandpass", "butterworth_mask", "gaussian_sigma_for_cutoff"]
+__all__ = ["bandpass", "bandpass_memory", "butterworth_mask", "gaussian_sigma_for_cutoff"]
 
 METHODS = ("dog", "butterworth")
 SIGMA_PER_WAVELENGTH = math.sqrt(math.log(2.0) / 2.0) / math.pi
@@ -263,6 +263,36 @@ def bandpass(
         return _dog(image, lo, hi, truncate=truncate, mode=mode, cval=cval, dtype=dt)
     img = image.astype(dt, copy=False)
     return _butterworth(backend, img, lo, hi, order, mode=mode, cval=cval)
+
+
+def bandpass_memory(shape: Any, low_cutoff: Any = None, high_cutoff: Any = None, *,
+                    method: str = "dog", mode: str = "nearest", dtype: Any = np.float32,
+                    **_: Any) -> int:
+    """Peak bytes :func:`bandpass` allocates for an image of ``shape`` (cutoffs in voxels).
+
+    A difference of Gaussians: the cast image, the result and an intermediate. A
+    Butterworth filter: the image padded by the longest cutoff (at most half the axis on
+    each side), its spectrum, the mask and the inverse transform, each of the padded size.
+
+    Examples
+    --------
+    >>> bandpass_memory((64, 64), None, 8.0)
+    49152
+    >>> bandpass_memory((64, 64), None, 8.0, method="butterworth")
+    135168
+    """
+    shape = tuple(int(n) for n in shape)
+    c = np.dtype(dtype).itemsize
+    voxels = math.prod(shape)
+    if method != "butterworth":
+        return 3 * voxels * c
+    padded = voxels
+    if mode != "wrap":
+        cutoffs = [P.per_axis(v, len(shape), "cutoff") for v in (low_cutoff, high_cutoff)
+                   if v is not None]
+        padded = math.prod(n + 2 * min(math.ceil(max((v[axis] for v in cutoffs), default=0)),
+                                       n // 2) for axis, n in enumerate(shape))
+    return 4 * padded * c + 2 * voxels * c
 
 
 def _dog(image, lo, hi, *, truncate, mode, cval, dtype):

@@ -10,6 +10,7 @@ scipy.ndimage's: ``"reflect"``, ``"constant"``, ``"nearest"``, ``"mirror"``,
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -27,6 +28,8 @@ __all__ = [
     "laplacian",
     "mean",
     "median",
+    "median_memory",
+    "separable_memory",
 ]
 
 _EDGE_SMOOTHING = {
@@ -200,6 +203,56 @@ def median(
     cval = P.finite(cval, "cval")
     img = image.astype(P.compute_dtype(dtype), copy=False)
     return backend.ndimage.median_filter(img, size=sizes, mode=mode, cval=cval)
+
+
+def median_memory(shape: Any, size: Any, *, dtype: Any = np.float32, **_: Any) -> int:
+    """Peak bytes :func:`median` allocates for an image of ``shape`` (CPU).
+
+    The image cast to ``dtype`` and the result, and scipy's table of window offsets:
+    one entry (8 bytes) per window voxel for each distinct way the window meets the
+    border, ``prod(min(shape, size))`` of them, which is the window times the image
+    when the window is as large as the image.
+
+    Parameters
+    ----------
+    shape : sequence of int
+        The image's shape.
+    size : int or sequence of int
+        Window size in voxels per axis, as :func:`median` takes it.
+    dtype : {numpy.float32, numpy.float64}, optional
+        Compute dtype.
+
+    Returns
+    -------
+    int
+        Bytes.
+
+    Examples
+    --------
+    >>> median_memory((128, 128), 301) // 2**30
+    11
+    >>> median_memory((512, 512), 3)
+    2097872
+    """
+    shape = tuple(int(n) for n in shape)
+    sizes = [int(v) for v in P.per_axis(size, len(shape), "size")]
+    window = math.prod(sizes)
+    borders = math.prod(min(n, w) for n, w in zip(shape, sizes))
+    return 2 * math.prod(shape) * np.dtype(dtype).itemsize + 8 * window * (borders + 1)
+
+
+def separable_memory(shape: Any, *_: Any, dtype: Any = np.float32, **__: Any) -> int:
+    """Peak bytes of a separable filter (:func:`gaussian`, :func:`mean`,
+    :func:`laplacian`, :func:`gradient`, :func:`edge`) for an image of ``shape``: the
+    image cast to ``dtype``, the result and one intermediate of the image's size (the
+    weights and per-plane scratch are small beside them).
+
+    Examples
+    --------
+    >>> separable_memory((100, 100), 2.0)
+    120000
+    """
+    return 3 * math.prod(int(n) for n in shape) * np.dtype(dtype).itemsize
 
 
 def laplacian(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -9,7 +10,7 @@ import numpy as np
 from . import _params as P
 from .backend import backend_for
 
-__all__ = ["project", "projected_spacing", "slab_count"]
+__all__ = ["project", "project_memory", "projected_spacing", "slab_count"]
 
 KINDS = ("max", "min", "mean", "sum")
 
@@ -96,6 +97,18 @@ def projected_spacing(
     t = _slab_length(thickness, "thickness", units="voxel", spacing_axis=None)
     s = t if step is None else _slab_length(step, "step", units="voxel", spacing_axis=None)
     return values[:axis] + (values[axis] * s,) + values[axis + 1:]
+
+
+def project_memory(shape: Any, *_: Any, dtype: Any = np.float32, **__: Any) -> int:
+    """Peak bytes :func:`project` allocates for an image of ``shape``: the image cast to
+    ``dtype`` and a result no larger than it.
+
+    Examples
+    --------
+    >>> project_memory((10, 100, 100))
+    800000
+    """
+    return 2 * math.prod(int(n) for n in shape) * np.dtype(dtype).itemsize
 
 
 def project(

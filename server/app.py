@@ -299,6 +299,7 @@ async def start(config: ServerConfig) -> Running:
         keys = _closing(stack, KeyStore(db))
         audit = _closing(stack, AuditLog(db))
         guard = Guard(config, keys, audit)
+        stack.push_async_callback(guard.close)  # the counted refusals' summaries written
         runner = JobRunner(config, service, catalog, keys, codec=ProtoJobCodec(),
                            audit=job_audit)
         stack.push_async_callback(runner.stop)  # after the gRPC server: built before it

@@ -35,7 +35,23 @@ __all__ = [
     "Unavailable",
     "StorageFailure",
     "Internal",
+    "shown_id",
+    "SHOWN_ID_CHARS",
 ]
+
+#: Characters of an id an error message repeats; a longer one is cut, with "…".
+SHOWN_ID_CHARS = 64
+
+
+def shown_id(value: str) -> str:
+    """``value`` quoted for a message, cut to :data:`SHOWN_ID_CHARS` characters: an error
+    never carries a caller's long id back whole.
+
+    >>> shown_id("ab12"), shown_id("f" * 70)[-4:]
+    ("'ab12'", "ff'…")
+    """
+    text = value if len(value) <= SHOWN_ID_CHARS else value[:SHOWN_ID_CHARS]
+    return repr(text) + ("…" if len(value) > SHOWN_ID_CHARS else "")
 
 
 class MedcomputeError(Exception):

@@ -26,16 +26,18 @@ import hashlib
 import inspect
 import logging
 import ssl
+import time
 from dataclasses import dataclass, field
 
 import grpc
 
+from medcompute.server.api.requests import READ_APART, check_ranges
 from medcompute.server.api.status import rich_status
 from medcompute.server.config import ServerConfig
 from medcompute.server.errors import PermissionDenied, ResourceExhausted, Unauthenticated
 from medcompute.server.jobs.states import State
 from medcompute.server.storage import audit as audit_table
-from medcompute.server.storage.audit import AuditLog
+from medcompute.server.storage.audit import AuditLog, RefusedCalls
 from medcompute.server.storage.keys import ROLES, KeyStore, Principal
 from medcompute.server.storage.space import storage_fault
 
@@ -62,6 +64,8 @@ class Call:
     audited: tuple[str, str] | None = None
     #: The call's end is recorded (its limits released, its audit entry written).
     left: bool = False
+    #: The caller's host, as gRPC reports its peer.
+    source: str = ""
 
     def runs(self, *job_ids: str) -> None:
         """The call runs these jobs: the first one is the object it touched."""
@@ -115,6 +119,20 @@ class _Counters:
     jobs_by_subscriber: dict[str, int] = field(default_factory=dict)
 
 
+def peer_host(peer: str) -> str:
+    """The host of a gRPC peer (``ipv4:127.0.0.1:5000``, ``ipv6:[::1]:5000``, ``unix:...``).
+
+    >>> peer_host("ipv4:127.0.0.1:5000"), peer_host("ipv6:[::1]:5000")
+    ('127.0.0.1', '::1')
+    """
+    kind, _, rest = (peer or "").partition(":")
+    if kind == "ipv4":
+        return rest.rpartition(":")[0] or rest
+    if kind == "ipv6":
+        return rest.rpartition(":")[0].strip("[]") or rest
+    return kind or "unknown"
+
+
 def certificate_sha256(context) -> str:
     """SHA-256 (hex) of the client certificate of a TLS call; empty without one."""
     pems = context.auth_context().get("x509_pem_cert") or []
@@ -130,6 +148,9 @@ class Guard:
         self.keys = keys
         self.audit = audit
         self.counters = _Counters()
+        #: Refused unauthenticated calls: a few entries per source, the rest summarised.
+        self.refused = RefusedCalls()
+        self._summaries: dict[str, asyncio.Task] = {}
 
     async def authenticate(self, context) -> Principal:
         metadata = dict(context.invocation_metadata() or ())
@@ -193,13 +214,60 @@ class Guard:
     async def record(self, call: Call, outcome: str, detail: str = "") -> None:
         subscriber = call.principal.subscriber if call.principal else ""
         try:
+            if call.principal is None and outcome == "UNAUTHENTICATED":
+                own, summaries = self.refused.admit(call.source, time.time())
+                self._summarise_later(call.source)
+                await self.audit.record_entries(summaries)
+                if not own:
+                    return                    # counted in its window's summary
             await self.audit.record(subscriber, call.action, call.object_id, outcome,
                                     detail or call.detail)
         except Exception as exc:  # the audit must not turn a served call into an error
-            if storage_fault(exc) is not None:   # a full disk: reads are still served
-                log.warning("could not write the audit entry of %s (%s)", call.action, exc)
-            else:
-                log.exception("could not write the audit entry of %s", call.action)
+            self._audit_failed(call.action, exc)
+
+    @staticmethod
+    def _audit_failed(action: str, exc: Exception) -> None:
+        if storage_fault(exc) is not None:   # a full disk: reads are still served
+            log.warning("could not write the audit entry of %s (%s)", action, exc)
+        else:
+            log.exception("could not write the audit entry of %s", action)
+
+    def _summarise_later(self, source: str) -> None:
+        """Write the summary of ``source``'s window when it ends, once some of its calls
+        are only counted (a flood that stops still leaves its count)."""
+        ends = self.refused.ends(source)
+        if ends is None or source in self._summaries:
+            return
+        task = asyncio.get_running_loop().create_task(self._summarise(source, ends))
+        self._summaries[source] = task
+        task.add_done_callback(lambda _: self._summaries.pop(source, None))
+
+    async def _summarise(self, source: str, ends: float) -> None:
+        await asyncio.sleep(max(0.0, ends - time.time()))
+        await self._write_summaries(self.refused.due(max(time.time(), ends)))
+
+    async def _write_summaries(self, summaries) -> None:
+        try:
+            await self.audit.record_entries(summaries)
+        except Exception as exc:
+            self._audit_failed("the refused calls' summary", exc)
+
+    async def close(self) -> None:
+        """Write the summaries of the windows still open (the server stops)."""
+        for task in list(self._summaries.values()):
+            task.cancel()
+        await self._write_summaries(self.refused.due(time.time(), every=True))
+
+
+async def checked_header(request_iterator):
+    """The messages of a streamed request, its header's fields range-checked as it is read
+    (the pipeline and image descriptors where they are read, with their own messages)."""
+    first = True
+    async for message in request_iterator:
+        if first and message.WhichOneof("msg") == "header":
+            check_ranges(message.header, "header", skip=READ_APART)
+        first = False
+        yield message
 
 
 def rpc(action: str, role: str | tuple[str, ...] | None, *, job: bool = False,
@@ -209,13 +277,17 @@ def rpc(action: str, role: str | tuple[str, ...] | None, *, job: bool = False,
 
     def decorate(method):
         streaming = inspect.isasyncgenfunction(method)
-        stream = streaming or method.__code__.co_varnames[1] == "request_iterator"
+        iterated = method.__code__.co_varnames[1] == "request_iterator"
+        stream = streaming or iterated
 
-        async def enter(self, context, call: Call) -> None:
+        async def enter(self, context, call: Call, request) -> None:
             guard: Guard = self.guard
             CURRENT_CALL.set(call)
+            call.source = peer_host(context.peer())
             call.principal = await guard.authenticate(context)
             guard.authorize(call.principal, role)
+            if not iterated:
+                check_ranges(request)     # a streamed request's header: as it is read
             guard.acquire(call.principal, stream=stream, job=job)
             call.acquired = True
 
@@ -244,7 +316,9 @@ def rpc(action: str, role: str | tuple[str, ...] | None, *, job: bool = False,
             async def streamed(self, request, context):
                 call, outcome = Call(action), None
                 try:
-                    await enter(self, context, call)
+                    await enter(self, context, call, request)
+                    if iterated:
+                        request = checked_header(request)
                     async for item in method(self, request, context, call):
                         yield item
                     outcome = ("OK", "")
@@ -260,7 +334,9 @@ def rpc(action: str, role: str | tuple[str, ...] | None, *, job: bool = False,
         async def unary(self, request, context):
             call, outcome = Call(action), None
             try:
-                await enter(self, context, call)
+                await enter(self, context, call, request)
+                if iterated:
+                    request = checked_header(request)
                 result = await method(self, request, context, call)
                 outcome = ("OK", "")
                 return result

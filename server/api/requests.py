@@ -8,7 +8,10 @@ for every door. The domain names its error fields relative to its request; a
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+
+from google.protobuf.descriptor import FieldDescriptor
 
 from medcompute.proto import wire
 from medcompute.proto.v1 import image_pb2, processing_pb2
@@ -18,7 +21,58 @@ from medcompute.server.jobs.requests import ProcessRequest, SubmitRequest
 from medcompute.server.storage.spool import ExpectedImage
 
 __all__ = ["Fields", "HEADER", "BATCH", "SUBMIT_BATCH", "process_request", "submit_request",
-           "image_source", "DEVICES", "FORMATS"]
+           "image_source", "DEVICES", "FORMATS", "MAX_ID_CHARS", "INT_MAX", "READ_APART",
+           "check_ranges"]
+
+#: The longest id a request may carry (image, job, rule and key ids are 32 characters):
+#: a longer one is refused with INVALID_ARGUMENT before anything looks it up.
+MAX_ID_CHARS = 256
+#: The largest integer a request may carry: SQLite keeps 64-bit signed integers.
+INT_MAX = 2**63 - 1
+
+_F = FieldDescriptor
+_INTS = (_F.TYPE_UINT64, _F.TYPE_INT64, _F.TYPE_FIXED64, _F.TYPE_SFIXED64, _F.TYPE_SINT64)
+_FLOATS = (_F.TYPE_DOUBLE, _F.TYPE_FLOAT)
+
+
+def _is_id(name: str) -> bool:
+    return name.endswith("_id") or name.endswith("_ids")
+
+
+def _check_value(fd, value, field: str) -> None:
+    if fd.type in _INTS and not -INT_MAX - 1 <= value <= INT_MAX:
+        raise InvalidArgument(f"expected at most {INT_MAX} (2**63 - 1), got {value}", field)
+    if fd.type in _FLOATS and not math.isfinite(value):
+        raise InvalidArgument(f"must be finite, got {value}", field)
+    if fd.type == _F.TYPE_STRING and _is_id(fd.name) and len(value) > MAX_ID_CHARS:
+        raise InvalidArgument(f"expected an id of at most {MAX_ID_CHARS} characters, got "
+                              f"{len(value)}", field)
+
+
+#: Parts of a streamed request's header checked where they are read, with messages of
+#: their own: the pipeline (operations.py) and inline image descriptors (transport.py).
+READ_APART = frozenset({"pipeline", "inline"})
+
+
+def check_ranges(message, prefix: str = "", *, skip: frozenset = frozenset()) -> None:
+    """Every field of a request in the range the server can use, before any of it is:
+    64-bit integers SQLite can hold, finite floats, ids of at most :data:`MAX_ID_CHARS`
+    characters; nested messages too (but those named in ``skip``). InvalidArgument names
+    the first field that is not."""
+    for fd, value in message.ListFields():
+        if fd.name in skip:
+            continue
+        field = f"{prefix}.{fd.name}" if prefix else fd.name
+        repeated = fd.is_repeated
+        values = list(value) if repeated else [value]
+        if fd.type == _F.TYPE_MESSAGE:
+            if fd.message_type.GetOptions().map_entry:
+                continue
+            for i, item in enumerate(values):
+                check_ranges(item, f"{field}[{i}]" if repeated else field, skip=skip)
+            continue
+        for i, item in enumerate(values):
+            _check_value(fd, item, f"{field}[{i}]" if repeated else field)
 
 # The zero values (*_UNSPECIFIED) are the documented defaults: AUTO and RAW.
 DEVICES = {processing_pb2.DEVICE_UNSPECIFIED: "auto", processing_pb2.DEVICE_AUTO: "auto",
@@ -37,6 +91,7 @@ def image_source(source, field: str, *, max_bytes: int) -> ExpectedImage:
         if not source.image_id:
             raise InvalidArgument("required: the id of a stored image, as Register "
                                   "returned it; got an empty string", f"{field}.image_id")
+        check_ranges(source, field)
         return ExpectedImage(f"{field}.image_id", "stored", 0, stored=source.image_id,
                              version=source.version)
     if source.version:

@@ -6,6 +6,8 @@ RESOURCE_EXHAUSTED or UNAVAILABLE through :func:`~medcompute.server.storage.spac
 (logged, not INTERNAL); anything unexpected is logged
 with its traceback and answered INTERNAL with a reference, never with the traceback
 itself. Servicer methods reach this through :func:`medcompute.server.api.guard.rpc`.
+Details are cut to :data:`MAX_DETAILS` characters, so that a message repeating a long
+value never costs the caller its status (gRPC's metadata limit).
 
 An INVALID_ARGUMENT also carries the standard rich status (``grpc-status-details-bin``
 trailer: a ``google.rpc.Status`` whose details hold a ``google.rpc.BadRequest`` with one
@@ -27,15 +29,24 @@ from grpc_status import rpc_status
 from medcompute.server.errors import MedcomputeError
 from medcompute.server.storage.space import storage_fault
 
-__all__ = ["status_of", "rich_status", "UndecodableRequests"]
+__all__ = ["status_of", "rich_status", "UndecodableRequests", "MAX_DETAILS"]
 
 log = logging.getLogger(__name__)
+
+
+#: The longest message a caller gets: a status travels in gRPC's metadata (8 KiB by
+#: default), so a message repeating a long value the caller sent is cut, with "…".
+MAX_DETAILS = 1024
+
+
+def _cut(text: str) -> str:
+    return text if len(text) <= MAX_DETAILS else text[:MAX_DETAILS - 1] + "…"
 
 
 def status_of(exc: BaseException) -> tuple[grpc.StatusCode, str]:
     """The status code and details a caller gets for ``exc``."""
     if isinstance(exc, MedcomputeError):
-        return grpc.StatusCode[exc.code_name], exc.details
+        return grpc.StatusCode[exc.code_name], _cut(exc.details)
     fault = storage_fault(exc)
     if fault is not None:
         log.warning("storage fault: %s (%s: %s)", fault.code_name, type(exc).__name__, exc)
@@ -55,7 +66,7 @@ def rich_status(exc: BaseException) -> tuple[grpc.StatusCode, str, tuple]:
     """``status_of(exc)`` and the trailing metadata that carries its google.rpc details."""
     code, details = status_of(exc)
     if isinstance(exc, MedcomputeError):
-        field, description = exc.field, exc.message
+        field, description = exc.field, _cut(exc.message)
     elif isinstance(exc, DecodeError):
         field, description = "request", details
     else:

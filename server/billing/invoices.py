@@ -63,9 +63,10 @@ def month_bounds(month: str) -> tuple[float, float]:
     (2678400.0, 5097600.0)
     """
     year, number = _month(month)
-    start = dt.datetime(year, number, 1, tzinfo=dt.timezone.utc)
-    end = dt.datetime(year + number // 12, number % 12 + 1, 1, tzinfo=dt.timezone.utc)
-    return start.timestamp(), end.timestamp()
+    start = dt.datetime(year, number, 1, tzinfo=dt.timezone.utc).timestamp()
+    # Its days counted on, not the next month's first day: December 9999 ends in a year
+    # that datetime cannot hold.
+    return start, start + calendar.monthrange(year, number)[1] * 86400.0
 
 
 def _exact(value) -> Decimal:

@@ -25,7 +25,7 @@ import pydicom
 from pydicom.datadict import tag_for_keyword
 
 from medcompute.server.dicomnet.registry import Series, check_ae_title
-from medcompute.server.errors import InvalidArgument, MedcomputeError, NotFound, named
+from medcompute.server.errors import InvalidArgument, MedcomputeError, NotFound, named, shown_id
 from medcompute.server.jobs.requests import ProcessRequest, SubmitRequest
 from medcompute.server.jobs.validate import check_template
 from medcompute.server.storage.db import Store, schema, table
@@ -206,7 +206,7 @@ class RuleBook(Store):
 
     async def delete(self, rule_id: str) -> None:
         if not await self.db.read(delete_rule, rule_id):
-            raise NotFound(f"no routing rule {rule_id!r}", "rule_id")
+            raise NotFound(f"no routing rule {shown_id(rule_id)}", "rule_id")
 
     async def list(self, subscriber: str = "") -> list[Rule]:
         return await self.db.read(list_rules, subscriber)

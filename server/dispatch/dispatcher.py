@@ -36,7 +36,7 @@ from medcompute.server.dispatch.placement import (
     route,
     slab_count,
 )
-from medcompute.server.errors import Internal, Unavailable
+from medcompute.server.errors import Cancelled, Internal, Unavailable
 from medcompute.server.storage.space import storage_fault
 from medcompute.server.worker.slabs import plan_split
 from medcompute.server.worker.tasks import (
@@ -83,6 +83,10 @@ def _gpu_memory() -> int:
     return int(cupy.cuda.runtime.memGetInfo()[1])
 
 
+#: Marks a batch whose callers all went away (see :meth:`_Batcher.run`).
+CALLERS_GONE = object()
+
+
 class _Batcher:
     """Coalesces small jobs of one kind into few calls while the workers are busy.
 
@@ -111,7 +115,9 @@ class _Batcher:
             # When every caller of a batch has gone, the batch is cancelled too.
             cancel, waiters = self.sent.pop(waiter, (None, ()))
             if cancel and all(w.done() for w in waiters):
-                await asyncio.shield(cancel[0]())
+                stop = cancel[0]
+                cancel.append(CALLERS_GONE)     # not sent again if its worker goes
+                await asyncio.shield(stop())
             raise
 
     def _pump(self) -> None:
@@ -343,6 +349,9 @@ class Dispatcher:
                     self._runners.pop(address, None)
                 finally:
                     self._runner_load[address] -= 1
+        if cancel[-1:] == [CALLERS_GONE]:
+            # Cancelled while on a worker that went away (restarted to stop its kernel).
+            raise Cancelled("every caller of these jobs went away")
         future = self.submit(run_batch, specs, kind=kind, key=f"batch-{uuid.uuid4().hex}")
         cancel[:] = [lambda: self.client.cancel([future], force=True)]
         return await future

@@ -21,7 +21,7 @@ from medcompute.proto import wire
 from medcompute.proto.v1 import operations_pb2 as ops_pb2
 from medcompute.server.errors import InvalidArgument
 
-__all__ = ["Geometry", "ResolvedOp", "Param", "resolve_pipeline"]
+__all__ = ["Geometry", "ResolvedOp", "Param", "resolve_pipeline", "shapes_seen"]
 
 MODES = {
     ops_pb2.BOUNDARY_MODE_UNSPECIFIED: "nearest",
@@ -374,6 +374,25 @@ def _project(msg, geom, operands, field):
         raise InvalidArgument("a 1-D image cannot be projected", f"{field}.axis")
     kwargs = dict(kind=kind, axis=axis, thickness=thickness, step=step)
     return ResolvedOp(name, "project", (), kwargs, params=tuple(params)), Geometry(shape, spacing)
+
+
+def _projected_shape(op: ResolvedOp, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The shape of ``project``'s result for an image of ``shape`` (as resolved above)."""
+    axis, thickness = op.kwargs["axis"], op.kwargs["thickness"]
+    if thickness is None:
+        return shape[:axis] + shape[axis + 1:]
+    return shape[:axis] + (slab_count(shape[axis], thickness, op.kwargs["step"]),) + \
+        shape[axis + 1:]
+
+
+def shapes_seen(ops: Sequence[ResolvedOp], shape: tuple[int, ...]) -> list[tuple[int, ...]]:
+    """The shape of the image each resolved operation is given, in order."""
+    seen = []
+    for op in ops:
+        seen.append(shape)
+        if op.kernel == "project":
+            shape = _projected_shape(op, shape)
+    return seen
 
 
 def _check_operand(msg, geom, operands, field, *, allow_mask_frame: bool):

@@ -31,7 +31,11 @@ import numpy as np
 
 from medcompute.server.config import ServerConfig
 from medcompute.server.dispatch.dispatcher import Dispatcher
-from medcompute.server.errors import FailedPrecondition, InvalidArgument
+from medcompute.server.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    Unavailable,
+)
 from medcompute.server.jobs import catalog as job_table
 from medcompute.server.jobs import derived, validate
 from medcompute.server.jobs import states as jobs
@@ -151,6 +155,11 @@ class Staged:
     geoms: list[Geometry]
     ops: list[ResolvedOp]
     out_geom: Geometry
+
+
+#: The share of a worker's memory limit one task may plan to use: Dask pauses a worker
+#: at 80% of its limit and kills it at 95%, and the worker itself takes some.
+TASK_MEMORY_SHARE = 0.8
 
 
 class Pipeline:
@@ -295,7 +304,30 @@ class Pipeline:
         ops, out_geom = resolve_pipeline(request.pipeline, geoms[0], geoms[1:],
                                          field="pipeline")
         validate.check_output_geometry(request, out_geom)
+        validate.check_memory(ops, geoms[0], compute_dtype=request.compute_dtype,
+                              budget=await self.memory_budget())
         return Staged(tuple(s for _, s in pairs), geoms, ops, out_geom)
+
+    async def memory_budget(self) -> int:
+        """What one task may use of a worker's memory, in bytes: :data:`TASK_MEMORY_SHARE`
+        of the smallest limit of a CPU worker as Dask reports it (``--worker-memory``),
+        else of the configured one, else of the host's memory."""
+        try:
+            view = await self.dispatcher.view()
+            limits = [m for a, m in view.memory_limit.items() if a in view.cpu and m]
+        except Unavailable:
+            limits = []
+        if limits:
+            limit = min(limits)
+        elif self.config.worker_memory not in ("auto", 0, None):
+            from dask.utils import parse_bytes
+
+            limit = parse_bytes(self.config.worker_memory)
+        else:
+            import psutil
+
+            limit = psutil.virtual_memory().total
+        return int(limit * TASK_MEMORY_SHARE)
 
     # -- run ---------------------------------------------------------------------
     async def execute(self, job: jobs.Job, request: ProcessRequest, staged: Staged, out_path,

@@ -8,7 +8,7 @@ import logging
 import os
 from collections.abc import AsyncIterator
 
-from medcompute.server.errors import FailedPrecondition, InvalidArgument, NotFound
+from medcompute.server.errors import FailedPrecondition, InvalidArgument, NotFound, shown_id
 from medcompute.server.jobs import states as jobs
 from medcompute.server.jobs.catalog import Catalog
 from medcompute.server.jobs.effects import JobEffects
@@ -42,7 +42,7 @@ class JobQueries:
         if job is None or (job.subscriber != subscriber
                            and not (recipient_ok and job.destination == subscriber)):
             # Also for another subscriber's job: its existence is not revealed.
-            raise NotFound(f"no job {job_id!r}", "job_id")
+            raise NotFound(f"no job {shown_id(job_id)}", "job_id")
         return job
 
     async def info(self, job_id: str) -> JobView:

@@ -8,21 +8,51 @@ Fields are relative to the request (requests.py).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
+from medcompute.kernels import working_memory
+from medcompute.server.dispatch.placement import BYTES_PER_VOXEL
 from medcompute.server.errors import InvalidArgument, ResourceExhausted
-from medcompute.server.jobs.operations import Geometry, resolve_pipeline
+from medcompute.server.jobs.operations import (
+    Geometry,
+    ResolvedOp,
+    resolve_pipeline,
+    shapes_seen,
+)
 from medcompute.server.jobs.requests import ProcessRequest
 
 __all__ = ["check_template", "check_request", "check_size", "check_inline",
-           "check_output_geometry"]
+           "check_output_geometry", "check_memory", "piece_shape"]
+
+#: The parameter whose value makes an operation's working memory grow beyond the image's:
+#: the one a refusal names (an operation without one is named itself).
+_DRIVER = {"median": "size", "mean": "size", "gaussian": "sigma", "laplacian": "sigma",
+           "bandpass": "high_cutoff"}
+
+
+#: The images a template's pipeline is resolved against, its input being unknown: a
+#: received series (3 axes), a single frame (2), a multi-frame series (4); each axis long
+#: enough for any slab, 1 mm voxels. Its parameters are checked as a request's are; what
+#: depends on the real image (its size, an axis it lacks) is checked when one arrives.
+TEMPLATE_IMAGES = tuple(Geometry((1 << 16,) * n, (1.0,) * n) for n in (3, 2, 4))
 
 
 def check_template(request: ProcessRequest) -> None:
-    """What holds of a request before its input is known (a routing rule's)."""
+    """What holds of a request before its input is known (a routing rule's): its
+    pipeline resolves, as a request's does, for a series, a frame or a multi-frame series.
+    """
     if not request.pipeline:
         raise InvalidArgument("expected at least one operation", "pipeline")
     if request.input is not None or request.operands:
         raise InvalidArgument("leave it empty: the received series is the input", "input")
+    first = None
+    for image in TEMPLATE_IMAGES:
+        try:
+            resolve_pipeline(request.pipeline, image, field="pipeline")
+            return
+        except InvalidArgument as exc:
+            first = first or exc
+    raise first
 
 
 def check_request(request: ProcessRequest) -> None:
@@ -55,3 +85,44 @@ def check_output_geometry(request: ProcessRequest, out_geom: Geometry) -> None:
         raise InvalidArgument(
             f"a DICOM result needs 2 or 3 axes; this pipeline gives "
             f"{len(out_geom.shape)} (use the array output)", "output_format")
+
+
+def piece_shape(shape: tuple[int, ...], op: ResolvedOp, budget: int) -> tuple[int, ...]:
+    """The largest part of an image of ``shape`` a worker holds at once for ``op``: the
+    whole image, or, when the image's arrays exceed half a worker's memory, the slab the
+    dispatcher cuts along axis 0 (placement.slab_count), with the halo of a window op."""
+    voxels = math.prod(shape)
+    pieces = math.ceil(voxels * BYTES_PER_VOXEL / (budget / 2))
+    if pieces < 2 or len(shape) < 2:
+        return shape
+    reach = op.args[0][0] // 2 if op.kernel in ("mean", "median") else 0
+    return (min(shape[0], math.ceil(shape[0] / pieces) + 2 * reach),) + shape[1:]
+
+
+def _driver_field(op: ResolvedOp, where: str) -> str:
+    base = _DRIVER.get(op.kernel)
+    names = (base, base + "_mm", "low_cutoff", "low_cutoff_mm") if base else ()
+    # The last one given: the length in mm when the caller gave mm; a high cutoff first.
+    given = [p.name for p in op.params if p.name in names]
+    return f"{where}.{op.kernel}.{given[-1]}" if given else f"{where}.{op.kernel}"
+
+
+def check_memory(ops: Sequence[ResolvedOp], image: Geometry, *, compute_dtype: str,
+                 budget: int, field: str = "pipeline") -> None:
+    """RESOURCE_EXHAUSTED, naming the parameter, when an operation's working memory
+    (kernels.working_memory, on the part of the image a worker holds at once) exceeds
+    ``budget``, a worker's memory in bytes: refused before a task starts, rather than a
+    worker killed for it."""
+    for i, (op, shape) in enumerate(zip(ops, shapes_seen(ops, image.shape))):
+        need = working_memory(op.kernel, piece_shape(shape, op, budget), *op.args,
+                              dtype=compute_dtype, **op.kwargs)
+        if need > budget:
+            raise ResourceExhausted(
+                f"{op.summary} on an image of {'x'.join(map(str, shape))} voxels needs about "
+                f"{_gib(need)} of working memory; a task may use {_gib(budget)} of a "
+                "worker's memory (--worker-memory): use a smaller value",
+                _driver_field(op, f"{field}[{i}]"))
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:.3g} GiB" if n >= 2**30 else f"{n / 2**20:.3g} MiB"

@@ -3,6 +3,11 @@
 One row per call, failures included, in the catalog (durable like everything in
 it). Entries hold ids, action names, status code names and the caller's error
 message, which by design never carries patient names or ids.
+
+Calls refused for want of a valid key are the exception: anyone can make them, so that
+they do not grow the catalog each source gets at most :data:`REFUSED_ENTRIES` entries of
+their own per :data:`REFUSED_WINDOW` seconds, and one summary entry counts the rest
+(:class:`RefusedCalls`).
 """
 
 from __future__ import annotations
@@ -13,7 +18,8 @@ from dataclasses import dataclass
 
 from medcompute.server.storage.db import Store, schema, table
 
-__all__ = ["AuditEntry", "AuditLog", "add", "entry", "list_entries"]
+__all__ = ["AuditEntry", "AuditLog", "RefusedCalls", "REFUSED_ACTION", "REFUSED_ENTRIES",
+           "REFUSED_WINDOW", "add", "entry", "list_entries"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit (
@@ -30,6 +36,15 @@ CREATE INDEX IF NOT EXISTS audit_subscriber ON audit (subscriber, at);
 """
 
 PAGE_MAX = 1000
+#: Refused unauthenticated calls from one source written as entries of their own in one
+#: window; the others of the window are counted in its summary entry.
+REFUSED_ENTRIES = 10
+#: Seconds of one window of :class:`RefusedCalls`.
+REFUSED_WINDOW = 60.0
+#: The action of a summary entry.
+REFUSED_ACTION = "auth.refused"
+#: Sources counted apart; calls from any further source in a window share one count.
+REFUSED_SOURCES = 1024
 
 
 @dataclass(frozen=True)
@@ -54,6 +69,11 @@ def add(tx, entry: AuditEntry) -> None:
                " VALUES (?, ?, ?, ?, ?, ?)",
                (entry.at, entry.subscriber or "", entry.action, entry.object_id or "",
                 entry.outcome, entry.detail[:500]))
+
+
+def _add_all(tx, entries: list[AuditEntry]) -> None:
+    for e in entries:
+        add(tx, e)
 
 
 def entry(subscriber: str, action: str, object_id: str, outcome: str,
@@ -87,6 +107,55 @@ def list_entries(tx, *, since: float = 0, until: float = 0, subscriber: str = ""
     return [AuditEntry(*r) for r in rows]
 
 
+@dataclass
+class _Window:
+    start: float
+    calls: int = 0
+
+
+class RefusedCalls:
+    """Which refused unauthenticated calls get an entry of their own: the first
+    ``per_window`` from a source in each ``window`` seconds; the rest are counted, and the
+    window's summary entry says how many there were. Pure: the caller gives the time and
+    writes the entries."""
+
+    def __init__(self, per_window: int = REFUSED_ENTRIES, window: float = REFUSED_WINDOW,
+                 max_sources: int = REFUSED_SOURCES):
+        self.per_window = per_window
+        self.window = window
+        self.max_sources = max_sources
+        self.windows: dict[str, _Window] = {}
+
+    def admit(self, source: str, now: float) -> tuple[bool, list[AuditEntry]]:
+        """(whether this call gets an entry of its own, the summaries of ended windows)."""
+        summaries = self.due(now)
+        if source not in self.windows and len(self.windows) >= self.max_sources:
+            source = "other sources"
+        w = self.windows.setdefault(source, _Window(now))
+        w.calls += 1
+        return w.calls <= self.per_window, summaries
+
+    def ends(self, source: str) -> float | None:
+        """When the window of ``source`` ends, if some of its calls are only counted."""
+        w = self.windows.get(source)
+        return w.start + self.window if w and w.calls > self.per_window else None
+
+    def due(self, now: float, *, every: bool = False) -> list[AuditEntry]:
+        """The summary entries of the windows that ended by ``now`` (``every``: of all
+        windows, the server stops), forgotten here."""
+        out = []
+        for source, w in list(self.windows.items()):
+            if now - w.start < self.window and not every:
+                continue
+            del self.windows[source]
+            if w.calls > self.per_window:
+                out.append(entry("", REFUSED_ACTION, source, "UNAUTHENTICATED",
+                                 f"{w.calls} refused unauthenticated calls from {source} in "
+                                 f"the last {self.window:g} s ({self.per_window} with "
+                                 f"entries of their own)", at=min(now, w.start + self.window)))
+        return out
+
+
 class AuditLog(Store):
     """The audit table: a facade over :func:`add` and :func:`list_entries`.
 
@@ -100,6 +169,11 @@ class AuditLog(Store):
                      detail: str = "") -> None:
         """Add an entry; on disk when this returns (a group commit)."""
         await self.db.write(add, entry(subscriber, action, object_id, outcome, detail))
+
+    async def record_entries(self, entries: list[AuditEntry]) -> None:
+        """Add made entries (summaries) in one transaction."""
+        if entries:
+            await self.db.write(_add_all, entries)
 
     def list(self, *, since: float = 0, until: float = 0, subscriber: str = "",
              action: str = "", after_seq: int = 0, limit: int = 100) -> list[AuditEntry]:

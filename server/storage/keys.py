@@ -16,7 +16,7 @@ import secrets
 import time
 from dataclasses import dataclass
 
-from medcompute.server.errors import InvalidArgument, NotFound
+from medcompute.server.errors import InvalidArgument, NotFound, shown_id
 from medcompute.server.storage.db import Store, schema, table
 
 __all__ = ["ROLES", "KeyInfo", "KeyStore", "Principal", "any_key", "check_subscriber", "insert",
@@ -174,7 +174,7 @@ class KeyStore(Store):
     def revoke(self, key_id: str) -> KeyInfo:
         row = self.db.transaction(revoke, key_id, time.time())
         if row is None:
-            raise NotFound(f"no key with id {key_id!r}", "key_id")
+            raise NotFound(f"no key with id {shown_id(key_id)}", "key_id")
         return _info(row[:6])
 
     def any(self) -> bool:

@@ -143,6 +143,27 @@ def _all_hot(dest: Path) -> None:
         copy.close()
 
 
+def _destination(store: ImageStore, destination: str) -> tuple[Path, bool]:
+    """The backup's folder, checked and made: (its path, whether it was made here)."""
+    dest = Path(destination)
+    if not destination or not dest.is_absolute():
+        raise InvalidArgument("expected an absolute path on the server's host", "destination")
+    try:
+        data = Path(store.config.data_dir).resolve()
+        if dest.resolve() == data or data in dest.resolve().parents:
+            raise InvalidArgument("the backup must be outside the data directory",
+                                  "destination")
+        if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
+            raise FailedPrecondition("exists and is not an empty folder; choose a new one",
+                                     "destination")
+        created = not dest.exists()
+        dest.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:     # /proc/x, a name too long, a read-only file system ...
+        raise FailedPrecondition(f"cannot create the folder here ({exc.strerror}); choose "
+                                 "a writable place", "destination") from None
+    return dest, created
+
+
 async def backup(store: ImageStore, destination: str) -> BackupReport:
     """A consistent copy of the catalog and every blob it refers to, taken while serving.
 
@@ -151,19 +172,9 @@ async def backup(store: ImageStore, destination: str) -> BackupReport:
     names is copied. A server started on the copy serves the same images. Blobs of
     the cold tier are copied into the copy's own blob folder: the copy is hot only.
     """
-    dest = Path(destination)
-    if not destination or not dest.is_absolute():
-        raise InvalidArgument("expected an absolute path on the server's host", "destination")
-    data = Path(store.config.data_dir).resolve()
-    if dest.resolve() == data or data in dest.resolve().parents:
-        raise InvalidArgument("the backup must be outside the data directory", "destination")
-    if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
-        raise FailedPrecondition("exists and is not an empty folder; choose a new one",
-                                 "destination")
-    created = not dest.exists()
+    dest, created = await asyncio.to_thread(_destination, store, destination)
     store._backups += 1
     try:
-        await asyncio.to_thread(dest.mkdir, parents=True, exist_ok=True)
         await store.catalog.backup(dest / ImageCatalog.FILENAME)
         images, blobs, total = await asyncio.to_thread(_copy_blobs, store, dest)
     except BaseException:

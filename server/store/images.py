@@ -41,6 +41,7 @@ from medcompute.server.errors import (
     InvalidArgument,
     NotFound,
     ResourceExhausted,
+    shown_id,
 )
 from medcompute.server.storage.blobs import BlobWriter, TieredBlobStore, VoxelWriter
 from medcompute.server.storage.db import Database
@@ -405,7 +406,7 @@ class ImageStore:
         _require_id(image_id, field)
         record = await self.catalog.get(image_id, owner)
         if record is None:
-            raise NotFound(f"no stored image {image_id!r}", field)
+            raise NotFound(f"no stored image {shown_id(image_id)}", field)
         return record
 
     async def find(self, f: FindFilter, *, owner: str, page_size: int = 0,
@@ -503,7 +504,7 @@ class ImageStore:
         _require_id(image_id, "image_id")
         gone = await self.catalog.delete(image_id, owner)
         if not gone:
-            raise NotFound(f"no stored image {image_id!r}", "image_id")
+            raise NotFound(f"no stored image {shown_id(image_id)}", "image_id")
         freed, _ = await self._release([b for r in gone for b in r.blobs])
         return freed, [r.id for r in gone[1:]]
 

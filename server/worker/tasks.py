@@ -9,6 +9,7 @@ around the kernels, with the device synchronised before the clock is read.
 
 from __future__ import annotations
 
+import logging
 import os
 import platform
 import threading
@@ -20,6 +21,7 @@ import numpy as np
 
 from medcompute.proto import wire
 from medcompute.server.errors import Internal, InvalidArgument, within
+from medcompute.server.worker import cancel
 from medcompute.server.worker.slabs import Region
 
 __all__ = ["InputSpec", "TaskSpec", "TaskResult", "StackSpec", "StackResult", "GpuFailure",
@@ -28,6 +30,8 @@ __all__ = ["InputSpec", "TaskSpec", "TaskResult", "StackSpec", "StackResult", "G
 
 #: Dask event topic on which tasks announce that they started.
 EVENT_TOPIC = "medcompute"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -281,10 +285,14 @@ class WorkerRunner:
         return run_batch(specs, announce=announce)
 
     async def cancel(self, job_ids: list[str]) -> None:
+        """The jobs stop before their next operation; a job still inside a kernel
+        ``cancel.CANCEL_GRACE`` seconds later has its worker process restarted (a kernel
+        cannot be interrupted), so that the calls behind it do not wait for it."""
         for job_id in job_ids:
             _CANCELLED_JOBS[job_id] = None
         while len(_CANCELLED_JOBS) > _CANCELLED_KEEP:
             del _CANCELLED_JOBS[next(iter(_CANCELLED_JOBS))]
+        cancel.stop_later(job_ids)
 
 
 def _announce(job_id: str, **extra) -> None:
@@ -408,7 +416,8 @@ def run_task(spec: TaskSpec, *, announce: bool = True) -> TaskResult:
     say that it started (a batch of several jobs says so once for all)."""
     _running.job = spec.job_id
     try:
-        return _run_task(spec, announce)
+        with cancel.running(spec.job_id):
+            return _run_task(spec, announce)
     finally:
         _running.job = None
 

@@ -9,7 +9,7 @@ from medcompute import kernels
 
 MODULES = [
     "_opencv", "_separable", "arithmetic", "backend", "bandpass", "cast", "filters", "footprint",
-    "projection",
+    "projection", "memory",
 ]
 
 

@@ -89,3 +89,44 @@ def test_audit_and_no_phi_anywhere(tmp_path, server_thread, caplog):
     for sentinel in (NAME, PID, "SENTINELNAME", "SENTINELPID"):
         assert sentinel not in everything
     assert grpc.StatusCode.INVALID_ARGUMENT.name in everything  # the search had material
+
+
+def test_a_flood_of_unauthenticated_calls_is_summarised_not_written_row_by_row(
+        tmp_path, server_thread):
+    from medcompute.proto.v1 import jobs_pb2, jobs_pb2_grpc
+    from medcompute.server.storage.audit import REFUSED_ACTION, REFUSED_ENTRIES, AuditLog
+
+    keys = KeyStore(tmp_path / "data")
+    _, reader = keys.create("hospital-a", "receive")
+    keys.close()
+    config = ServerConfig(address="127.0.0.1:0", data_dir=tmp_path / "data", workers=1,
+                          gpu_workers=0, require_keys=True)
+    flood = 5 * REFUSED_ENTRIES
+    with server_thread(config) as server, grpc.insecure_channel(server.address) as channel:
+        jobs = jobs_pb2_grpc.JobsServiceStub(channel)
+        for i in range(flood):
+            metadata = [("authorization", "Bearer not-a-key")] if i % 2 else None
+            with pytest.raises(grpc.RpcError) as info:
+                jobs.GetJob(jobs_pb2.GetJobRequest(job_id="f" * 32), metadata=metadata,
+                            timeout=30)
+            assert info.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        # A caller with a key keeps an entry for each refusal.
+        for _ in range(REFUSED_ENTRIES + 2):
+            with pytest.raises(grpc.RpcError) as info:
+                jobs.GetJob(jobs_pb2.GetJobRequest(job_id="f" * 32),
+                            metadata=[("authorization", f"Bearer {reader}")], timeout=30)
+            assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    log = AuditLog(tmp_path / "data")
+    try:
+        entries = log.list(limit=1000)
+    finally:
+        log.close()
+    refused = [e for e in entries if e.outcome == "UNAUTHENTICATED"]
+    own = [e for e in refused if e.action == "jobs.get"]
+    [summary] = [e for e in refused if e.action == REFUSED_ACTION]
+    assert len(own) == REFUSED_ENTRIES
+    assert summary.object_id == "127.0.0.1"
+    assert summary.detail.startswith(f"{flood} refused unauthenticated calls from 127.0.0.1")
+    denied = [e for e in entries if e.outcome == "PERMISSION_DENIED"]
+    assert len(denied) == REFUSED_ENTRIES + 2
+    assert {e.subscriber for e in denied} == {"hospital-a"}

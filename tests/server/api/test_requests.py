@@ -110,3 +110,63 @@ def test_a_stored_submit_is_read_in_either_form():
     earlier = stored_submit(header.SerializeToString())       # as earlier versions kept it
     assert earlier == submit_request(header, max_image_bytes=LIMIT)
     assert stored_submit(earlier.encode()) == earlier
+
+
+# -- every field's range, before use (check_ranges) ---------------------------------
+
+def _refused(message, field: str, *fragments: str) -> None:
+    from medcompute.server.api.requests import check_ranges
+
+    with pytest.raises(InvalidArgument) as info:
+        check_ranges(message)
+    assert info.value.field == field
+    for fragment in fragments:
+        assert fragment in info.value.message
+
+
+def test_a_sequence_number_sqlite_cannot_hold_is_refused():
+    _refused(jobs_pb2.ListInboxRequest(after_seq=2**63), "after_seq", "2**63 - 1")
+    _refused(jobs_pb2.WatchInboxRequest(after_seq=2**64 - 1), "after_seq")
+    from medcompute.server.api.requests import check_ranges
+
+    check_ranges(jobs_pb2.ListInboxRequest(after_seq=2**63 - 1))
+
+
+def test_a_float_that_is_not_finite_is_refused():
+    from medcompute.proto.v1 import store_pb2
+
+    _refused(store_pb2.PreviewRequest(image_id="a", window_center=float("inf")),
+             "window_center", "finite")
+    _refused(jobs_pb2.ListJobsRequest(since=float("nan")), "since", "finite")
+
+
+def test_an_id_longer_than_the_maximum_is_refused_without_echoing_it():
+    from medcompute.proto.v1 import store_pb2
+    from medcompute.server.api.requests import MAX_ID_CHARS, check_ranges
+
+    long_id = "f" * 10_000
+    _refused(jobs_pb2.GetJobRequest(job_id=long_id), "job_id", str(MAX_ID_CHARS), "10000")
+    with pytest.raises(InvalidArgument) as info:
+        check_ranges(jobs_pb2.GetJobRequest(job_id=long_id))
+    assert long_id[:100] not in info.value.details
+    check_ranges(store_pb2.GetRequest(image_id="f" * MAX_ID_CHARS))
+
+
+def test_nested_and_repeated_fields_are_checked_with_their_paths():
+    from medcompute.proto.v1 import dicom_pb2
+
+    rule = dicom_pb2.RoutingRule(subscriber="a", process=processing_pb2.ProcessHeader(
+        pipeline=[operations_pb2.Operation(gaussian=operations_pb2.GaussianOp(
+            sigma=[1.0, float("inf")]))]))
+    _refused(dicom_pb2.CreateRoutingRuleRequest(rule=rule),
+             "rule.process.pipeline[0].gaussian.sigma[1]", "finite")
+
+
+def test_an_image_id_in_a_streamed_header_is_bounded_too():
+    from medcompute.server.api.requests import MAX_ID_CHARS
+
+    header = processing_pb2.ProcessHeader(
+        pipeline=[GAUSSIAN], input=image_pb2.ImageSource(image_id="a" * (MAX_ID_CHARS + 1)))
+    with pytest.raises(InvalidArgument) as info:
+        process_request(header, max_image_bytes=LIMIT)
+    assert info.value.field == "input.image_id"

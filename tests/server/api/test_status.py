@@ -91,3 +91,14 @@ async def test_a_streaming_method_that_writes_its_responses_still_works():
             watch.cancel()
     finally:
         await server.stop(None)
+
+
+async def test_a_long_message_is_cut_so_the_status_fits_in_metadata():
+    from medcompute.server.api.status import MAX_DETAILS, rich_status, status_of
+    from medcompute.server.errors import InvalidArgument
+
+    exc = InvalidArgument(f"no such role {'x' * 100_000!r}", "roles")
+    code, details = status_of(exc)
+    assert len(details) == MAX_DETAILS and details.endswith("…")
+    _, _, trailers = rich_status(exc)
+    assert sum(len(v) for _, v in trailers) < 4 * MAX_DETAILS

@@ -380,3 +380,9 @@ def test_invoices_of_one_subscriber_and_of_everyone(data_dir):
 
     carol = _invoice(data_dir, ADMIN, month="2026-11", subscriber="carol")
     assert [s.subscriber for s in carol.subscribers] == ["carol"] and carol.total == "0.00"
+
+
+def test_the_last_month_datetime_can_start_has_bounds():
+    start, end = month_bounds("9999-12")
+    assert end - start == 31 * 86400
+    assert month_bounds("2026-12")[1] == month_bounds("2027-01")[0]

@@ -19,7 +19,7 @@ ATTRS = {"Modality": "CT", "SeriesDescription": "Thorax 1.0 B31f", "BodyPartExam
 
 
 def _rule(**kw) -> Rule:
-    pipeline = (operations_pb2.Operation(gaussian=operations_pb2.GaussianOp()),)
+    pipeline = (operations_pb2.Operation(gaussian=operations_pb2.GaussianOp(sigma=[1.0])),)
     return Rule(subscriber="s", process=ProcessRequest(pipeline=pipeline), **kw)
 
 

@@ -78,3 +78,37 @@ def test_the_table_functions_add_and_list_entries_in_a_transaction(tmp_path):
         assert AuditLog(db).list() == listed
     finally:
         db.close()
+
+
+def test_refused_calls_get_a_few_entries_each_and_a_summary_counts_the_rest():
+    from medcompute.server.storage.audit import REFUSED_ACTION, RefusedCalls
+
+    counter = RefusedCalls(per_window=3, window=60.0)
+    admitted = [counter.admit("10.0.0.1", 1000.0 + i / 10)[0] for i in range(500)]
+    assert admitted == [True] * 3 + [False] * 497
+    assert counter.admit("10.0.0.2", 1001.0)[0]        # another source has its own count
+    assert counter.ends("10.0.0.1") == 1060.0
+    assert counter.ends("10.0.0.2") is None            # none of its calls only counted
+    assert counter.due(1059.0) == []
+    own, summaries = counter.admit("10.0.0.1", 1060.0)  # a new window begins
+    assert own
+    [summary] = summaries
+    assert (summary.action, summary.object_id, summary.outcome) == (
+        REFUSED_ACTION, "10.0.0.1", "UNAUTHENTICATED")
+    assert summary.detail.startswith("500 refused unauthenticated calls from 10.0.0.1 in "
+                                     "the last 60 s")
+
+
+def test_the_open_windows_are_summarised_when_the_server_stops():
+    from medcompute.server.storage.audit import RefusedCalls
+
+    counter = RefusedCalls(per_window=1, window=60.0, max_sources=2)
+    for source in ("a", "b", "c", "d"):
+        for _ in range(2):
+            counter.admit(source, 0.0)
+    assert counter.due(10.0) == []
+    summaries = counter.due(10.0, every=True)
+    # Sources past the tracked number share one count.
+    assert sorted((s.object_id, s.detail.split()[0]) for s in summaries) == [
+        ("a", "2"), ("b", "2"), ("other sources", "4")]
+    assert counter.windows == {}

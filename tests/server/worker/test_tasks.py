@@ -27,3 +27,4 @@ def test_a_panic_in_a_task_is_reported_not_lost(tmp_path, monkeypatch):
     job = tasks.TaskSpec(job_id="j", inputs=(spec,), ops=(), out_path=str(tmp_path / "o"))
     [error] = tasks.run_batch([job])
     assert isinstance(error, Internal)
+
