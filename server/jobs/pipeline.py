@@ -312,11 +312,13 @@ class Pipeline:
         """What one task may use of a worker's memory, in bytes: :data:`TASK_MEMORY_SHARE`
         of the smallest limit of a CPU worker as Dask reports it (``--worker-memory``),
         else of the configured one, else of the host's memory."""
-        try:
-            view = await self.dispatcher.view()
-            limits = [m for a, m in view.memory_limit.items() if a in view.cpu and m]
-        except Unavailable:
-            limits = []
+        limits = []
+        if self.dispatcher is not None:         # None: no cluster (a job that cannot run)
+            try:
+                view = await self.dispatcher.view()
+                limits = [m for a, m in view.memory_limit.items() if a in view.cpu and m]
+            except Unavailable:
+                pass
         if limits:
             limit = min(limits)
         elif self.config.worker_memory not in ("auto", 0, None):
