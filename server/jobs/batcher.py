@@ -49,6 +49,9 @@ class _Waiting:
     size: int
     future: asyncio.Future
     release: object = field(default=None)   # frees the call's place in its subscriber's queue
+    #: Once sent: the task computing its stack, and the calls of that stack.
+    stack: asyncio.Task | None = None
+    mates: list = field(default_factory=list)
 
 
 class DynamicBatcher:
@@ -147,6 +150,10 @@ class DynamicBatcher:
         finally:
             if not entry.future.done():
                 entry.future.cancel()
+            if entry.stack is not None and all(e.future.done() for e in entry.mates):
+                # Every call of its stack has gone: the stack stops (its worker too when
+                # it is inside a kernel), so the calls behind it do not wait for it.
+                entry.stack.cancel()
             if entry in self.waiting.get(key, ()):      # cancelled while waiting
                 self.waiting[key].remove(entry)
                 if not self.waiting[key]:
@@ -200,6 +207,8 @@ class DynamicBatcher:
         self.stacks += 1
         task = asyncio.create_task(self._run(taken))
         task.add_done_callback(self._ended)
+        for entry in taken:
+            entry.stack, entry.mates = task, taken
 
     def _ended(self, _task) -> None:
         self.running -= 1

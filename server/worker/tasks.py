@@ -557,12 +557,14 @@ def run_stack(spec: StackSpec, *, announce: bool = True) -> StackResult:
                 continue
             _running.job = job_id
             try:
-                # As _compute does for an image alone: the same calls on the same values.
+                # As _compute does for an image alone: the same calls on the same values;
+                # a cancelled image still in its kernel stops as a job alone does.
                 t0 = time.perf_counter()
-                result = run_pipeline(backend.asarray(stack[k]), operands, spec.ops,
-                                      compute_dtype=spec.compute_dtype)
-                result = kernels.saturating_cast(result, np.dtype(spec.output_dtype))
-                backend.synchronize()
+                with cancel.running(job_id):
+                    result = run_pipeline(backend.asarray(stack[k]), operands, spec.ops,
+                                          compute_dtype=spec.compute_dtype)
+                    result = kernels.saturating_cast(result, np.dtype(spec.output_dtype))
+                    backend.synchronize()
                 seconds[k] = time.perf_counter() - t0
                 host = np.ascontiguousarray(backend.to_host(result))
             except Exception as exc:
