@@ -128,7 +128,7 @@ class Ingress:
         ids = await self.registry.instances(series.owner, series.series_uid)
         try:
             records = [await self.store.get(i, owner=series.owner) for i in ids]
-            files = [await asyncio.to_thread(self._dicom_bytes, r) for r in records]
+            files = await asyncio.to_thread(lambda: [self._dicom_bytes(r) for r in records])
             expected = dicom_image((len(f) for f in files), self.max_bytes)
             volume, _, _ = await self.store.register(expected, _payloads(files),
                                                      owner=series.owner)
