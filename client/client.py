@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Sequence
 
 import grpc
@@ -65,7 +66,11 @@ class Client:
         self.address = address
         #: Whether ``process`` may use shared memory (until the server refuses it).
         self.shared_memory = shared_memory and is_local(address)
-        self._arena: SharedArena | None = None
+        #: One shared-memory region per call in flight (threads may share a client): all
+        #: of them, and those no call uses now.
+        self._arenas: list[SharedArena] = []
+        self._free: list[SharedArena] = []
+        self._arenas_lock = threading.Lock()
         self.timeout = timeout
         self._channel = open_channel(address, api_key=api_key, tls_ca=tls_ca,
                                      tls_cert=tls_cert, tls_key=tls_key)
@@ -80,9 +85,10 @@ class Client:
         self.close()
 
     def close(self) -> None:
-        if self._arena is not None:
-            self._arena.release()        # unregistered and unlinked
-            self._arena = None
+        with self._arenas_lock:
+            arenas, self._arenas, self._free = self._arenas, [], []
+        for arena in arenas:
+            arena.release()              # unregistered and unlinked
         self._channel.close()
 
     @property
@@ -199,23 +205,32 @@ class Client:
     def _process_shared(self, header, array, timeout: float) -> Result | None:
         """``process`` over this client's shared-memory region (None: the server cannot
         use it; chunks from then on)."""
-        if self._arena is None:
-            self._arena = SharedArena(self._stub, self.timeout)
-        for attempt in (0, 1):
-            try:
-                result = process_shared(self._arena, self._stub, header, array,
-                                        timeout=timeout)
-            except ServiceError as exc:
-                # The server forgot the region (it restarted): register it again, once.
-                if attempt or exc.code != grpc.StatusCode.NOT_FOUND \
-                        or "region" not in exc.details:
-                    raise
-                self._arena.release()
-                continue
-            if result is None:
-                self.shared_memory = False
-            return result
-        return None
+        with self._arenas_lock:
+            if self._free:
+                arena = self._free.pop()
+            else:
+                arena = SharedArena(self._stub, self.timeout)
+                self._arenas.append(arena)
+        try:
+            for attempt in (0, 1):
+                try:
+                    result = process_shared(arena, self._stub, header, array,
+                                            timeout=timeout)
+                except ServiceError as exc:
+                    # The server forgot the region (it restarted): register it again, once.
+                    if attempt or exc.code != grpc.StatusCode.NOT_FOUND \
+                            or "region" not in exc.details:
+                        raise
+                    arena.release()
+                    continue
+                if result is None:
+                    self.shared_memory = False
+                return result
+            return None
+        finally:
+            with self._arenas_lock:
+                if arena in self._arenas:            # not closed meanwhile
+                    self._free.append(arena)
 
     def process_many(
         self, images: Sequence, ops: Sequence, *, spacing: Sequence[float] | None = None,

@@ -117,7 +117,7 @@ def test_results_over_a_region_equal_results_over_chunks_bit_for_bit(site, dtype
         for output_dtype in ("float32", "int16"):
             over = c.process(image, OPS, device="cpu", output_dtype=output_dtype)
             sent = chunks.process(image, OPS, device="cpu", output_dtype=output_dtype)
-            assert c._arena is not None and c._arena.region_id     # it did use a region
+            assert [a.region_id != "" for a in c._arenas] == [True]   # it used a region
             assert over.array.dtype == sent.array.dtype
             assert over.array.tobytes() == sent.array.tobytes()
             assert over.applied == sent.applied
@@ -128,7 +128,7 @@ def test_results_over_a_region_equal_results_over_chunks_bit_for_bit(site, dtype
         assert over.array.shape == image.shape
         assert over.array.tobytes() == chunks.process(volume, ["mip"],
                                                       device="cpu").array.tobytes()
-        name = c._arena.shm.name
+        name = c._arenas[0].shm.name
         assert os.path.exists(f"/dev/shm/{name}")
     assert not os.path.exists(f"/dev/shm/{name}")       # closed: unregistered and unlinked
     assert all(r.name != name for r in _regions(site).regions.values())
@@ -267,7 +267,7 @@ KILLED_CLIENT = textwrap.dedent("""
     c = Client(sys.argv[1], timeout=600, api_key=sys.argv[2])
     image = np.zeros((64, 64), np.int16)
     c.process(image, ["gaussian:sigma=1"], device="cpu")      # registers the region
-    print(c._arena.shm.name, flush=True)
+    print(c._arenas[0].shm.name, flush=True)
     big = np.random.default_rng(0).normal(0, 1, (96, 256, 256)).astype(np.float32)
     c.process(big, ["gaussian:sigma=6", "gaussian:sigma=6", "gaussian:sigma=6"],
               device="cpu", compute_dtype="float64")          # killed while it runs
@@ -343,3 +343,20 @@ def test_calls_over_regions_on_a_batching_server_give_the_same_results(batching)
         for k, image in enumerate(images):
             expected = chunks.process(image, OPS, device="cpu")
             assert results[k].array.tobytes() == expected.array.tobytes()
+
+
+def test_threads_sharing_one_client_each_get_their_own_result(site):
+    from concurrent.futures import ThreadPoolExecutor
+
+    images = [_image(20 + k, (48, 48)) for k in range(12)]
+    with Client(site.address, timeout=60, api_key=site.tokens["a"]) as c, \
+            ThreadPoolExecutor(6) as pool:
+        results = list(pool.map(lambda im: c.process(im, OPS, device="cpu"), images))
+        assert c._arenas and len(c._free) == len(c._arenas)     # every region back
+        names = [a.shm.name for a in c._arenas]
+    with Client(site.address, timeout=60, api_key=site.tokens["a"],
+                shared_memory=False) as chunks:
+        for image, result in zip(images, results):
+            assert result.array.tobytes() == chunks.process(image, OPS,
+                                                            device="cpu").array.tobytes()
+    assert not any(os.path.exists(f"/dev/shm/{n}") for n in names)
