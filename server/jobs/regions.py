@@ -22,7 +22,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from medcompute.server.errors import FailedPrecondition, InvalidArgument, NotFound
+from medcompute.server.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+)
 from medcompute.server.jobs.requests import ProcessRequest, RegionRef
 from medcompute.server.worker import shm
 
@@ -44,10 +49,13 @@ class Region:
 
 
 class RegionRegistry:
-    """The registered regions of this server process (see the module's docstring)."""
+    """The registered regions of this server process (see the module's docstring); at
+    most ``per_subscriber`` of one subscriber at once (a client holds one per call in
+    flight)."""
 
-    def __init__(self):
+    def __init__(self, per_subscriber: int = 256):
         self.regions: dict[str, Region] = {}
+        self.per_subscriber = per_subscriber
 
     def register(self, subscriber: str, name: str, size: int) -> Region:
         """Register the object ``name`` of at least ``size`` bytes for ``subscriber``."""
@@ -63,6 +71,13 @@ class RegionRegistry:
         if actual < size:
             raise InvalidArgument(f"the shared-memory object holds {actual} bytes, fewer "
                                   f"than the {size} given", "size")
+        held = sum(1 for r in self.regions.values() if r.subscriber == subscriber)
+        if held >= self.per_subscriber:
+            self.sweep()
+            held = sum(1 for r in self.regions.values() if r.subscriber == subscriber)
+        if held >= self.per_subscriber:
+            raise ResourceExhausted(f"this subscriber has {held} regions registered, the "
+                                    "most it may; unregister some first")
         region = Region(secrets.token_hex(12), subscriber, name.lstrip("/"), size)
         self.regions[region.id] = region
         return region

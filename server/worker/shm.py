@@ -14,6 +14,8 @@ import os
 
 import numpy as np
 
+from medcompute.server.errors import FailedPrecondition
+
 __all__ = ["SHM_DIR", "valid_name", "size", "read", "write"]
 
 #: Where Linux keeps POSIX shared-memory objects.
@@ -41,14 +43,24 @@ def size(name: str) -> int | None:
 
 
 class _Mapped:
-    """The object ``name`` mapped (read-only or writable), closed on exit."""
+    """The object ``name`` mapped (read-only or writable), closed on exit; FailedPrecondition
+    at ``field`` when it is gone or holds fewer than ``end`` bytes."""
 
-    def __init__(self, name: str, writable: bool):
-        self.name, self.writable = name, writable
+    def __init__(self, name: str, writable: bool, end: int, field: str):
+        self.name, self.writable, self.end, self.field = name, writable, end, field
 
     def __enter__(self) -> mmap.mmap:
-        fd = os.open(_path(self.name), os.O_RDWR if self.writable else os.O_RDONLY)
         try:
+            fd = os.open(_path(self.name), os.O_RDWR if self.writable else os.O_RDONLY)
+        except FileNotFoundError:
+            raise FailedPrecondition("the region's shared-memory object no longer exists "
+                                     "(its client unlinked it)", self.field) from None
+        try:
+            held = os.fstat(fd).st_size
+            if held < self.end:
+                raise FailedPrecondition(
+                    f"the region's shared-memory object holds {held} bytes now, fewer than "
+                    f"the {self.end} this call needs (its client shrank it)", self.field)
             self.map = mmap.mmap(fd, 0, access=mmap.ACCESS_WRITE if self.writable
                                  else mmap.ACCESS_READ)
         finally:
@@ -59,22 +71,23 @@ class _Mapped:
         self.map.close()
 
 
-def read(name: str, offset: int, shape: tuple[int, ...], dtype) -> np.ndarray:
+def read(name: str, offset: int, shape: tuple[int, ...], dtype,
+         field: str = "input_region") -> np.ndarray:
     """A copy of the array at ``offset`` of the object (the client may reuse its bytes
     once the call has ended; the copy is what the kernels read)."""
     dtype = np.dtype(dtype)
     count = int(np.prod(shape))
-    with _Mapped(name, writable=False) as m:
+    with _Mapped(name, False, offset + count * dtype.itemsize, field) as m:
         view = np.frombuffer(m, dtype=dtype, count=count, offset=offset)
         out = view.reshape(shape).copy()
         del view
     return out
 
 
-def write(name: str, offset: int, array: np.ndarray) -> None:
+def write(name: str, offset: int, array: np.ndarray, field: str = "output_region") -> None:
     """Copy ``array``'s bytes into the object at ``offset``."""
     data = np.ascontiguousarray(array)
-    with _Mapped(name, writable=True) as m:
+    with _Mapped(name, True, offset + data.nbytes, field) as m:
         target = np.frombuffer(m, dtype=np.uint8, count=data.nbytes, offset=offset)
         target[...] = data.reshape(-1).view(np.uint8)
         del target

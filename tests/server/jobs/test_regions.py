@@ -10,7 +10,12 @@ import numpy as np
 import pytest
 
 from medcompute.proto.v1 import operations_pb2
-from medcompute.server.errors import FailedPrecondition, InvalidArgument, NotFound
+from medcompute.server.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+)
 from medcompute.server.jobs import validate
 from medcompute.server.jobs.regions import NOT_ON_THIS_HOST, RegionRegistry
 from medcompute.server.jobs.requests import ProcessRequest, RegionRef
@@ -120,3 +125,14 @@ def test_a_region_input_takes_no_operands_and_a_region_output_no_stored_image():
     with pytest.raises(InvalidArgument) as exc:
         validate.check_regions(dicom, input_size=4096, output_size=None)
     assert exc.value.field == "input.inline.encoding"
+
+
+def test_a_subscriber_holds_a_bounded_number_of_regions(obj):
+    registry = RegionRegistry(per_subscriber=2)
+    first = registry.register("s", obj.name, 16)
+    registry.register("s", obj.name, 16)
+    with pytest.raises(ResourceExhausted):
+        registry.register("s", obj.name, 16)
+    registry.register("other", obj.name, 16)          # another subscriber's own count
+    registry.unregister("s", first.id)
+    registry.register("s", obj.name, 16)

@@ -7,6 +7,7 @@ from multiprocessing import shared_memory
 import numpy as np
 import pytest
 
+from medcompute.server.errors import FailedPrecondition
 from medcompute.server.worker import shm
 
 
@@ -40,3 +41,12 @@ def test_size_is_the_objects_or_none_when_it_does_not_exist(region):
 ])
 def test_valid_names_are_those_shm_open_takes(name, ok):
     assert shm.valid_name(name) is ok
+
+
+def test_an_object_gone_or_shrunk_is_a_failed_precondition_naming_the_region(region):
+    with pytest.raises(FailedPrecondition) as exc:
+        shm.read(region.name, region.size - 4, (4,), np.int16)
+    assert exc.value.field == "input_region" and "fewer than" in exc.value.message
+    with pytest.raises(FailedPrecondition) as exc:
+        shm.write("medcompute-no-such-object", 0, np.zeros(4, np.int16))
+    assert exc.value.field == "output_region" and "no longer exists" in exc.value.message
