@@ -360,3 +360,37 @@ def test_threads_sharing_one_client_each_get_their_own_result(site):
             assert result.array.tobytes() == chunks.process(image, OPS,
                                                             device="cpu").array.tobytes()
     assert not any(os.path.exists(f"/dev/shm/{n}") for n in names)
+
+
+@pytest.fixture(scope="module")
+def slabs(tmp_path_factory, server_thread):
+    """Volumes over 64 KiB of float32 work are split into slabs."""
+    config = ServerConfig(address="127.0.0.1:0", data_dir=tmp_path_factory.mktemp("shms"),
+                          workers=1, gpu_workers=0, batch_delay=0.0, split_bytes=1 << 16)
+    with server_thread(config) as server:
+        yield server
+
+
+def test_a_volume_split_into_slabs_reads_and_fills_its_regions(slabs):
+    volume = np.random.default_rng(30).normal(1000, 300, (64, 32, 32)).astype(np.int16)
+    ops = ["mean:size=3"]
+    with Client(slabs.address, timeout=60) as c, \
+            Client(slabs.address, timeout=60, shared_memory=False) as chunks:
+        over = c.process(volume, ops, device="cpu")
+        sent = chunks.process(volume, ops, device="cpu")
+        assert c._arenas                                   # through a region
+    assert over.header.slabs > 1
+    assert over.array.tobytes() == sent.array.tobytes()
+
+
+def test_a_client_whose_region_the_server_forgot_registers_again(site):
+    image = _image(40)
+    with Client(site.address, timeout=60, api_key=site.tokens["a"]) as c:
+        first = c.process(image, OPS, device="cpu")
+        [arena] = c._arenas
+        old = arena.region_id
+        # As after a restart, or a call that reached another process of `serve --processes`.
+        _regions(site).regions.pop(old)
+        again = c.process(image, OPS, device="cpu")
+        assert arena.region_id not in ("", old) and arena.region_id in _regions(site).regions
+    assert again.array.tobytes() == first.array.tobytes()
