@@ -155,14 +155,18 @@ def header_with(header, input_region, output_region) -> processing_pb2.ProcessHe
 
 
 def _first(stub, header, timeout) -> processing_pb2.ResultHeader:
-    """The result header of a Process call whose result is in a region (the header is
-    its one reply)."""
+    """The result header of a Process call whose result is in a region: its one reply,
+    read to the end of the call (the call then ends OK on the server too, never
+    cancelled by the client going on)."""
     try:
         responses = stub.Process(iter([processing_pb2.ProcessRequest(header=header)]),
                                  timeout=timeout)
-        first = next(responses, None)
+        replies = list(responses)
     except grpc.RpcError as exc:
         raise ServiceError.from_rpc(exc) from None
-    if first is None or first.WhichOneof("msg") != "header":
+    if not replies or replies[0].WhichOneof("msg") != "header":
         raise ServiceError(grpc.StatusCode.INTERNAL, "the server sent no result header")
-    return first.header
+    if len(replies) > 1:
+        raise ServiceError(grpc.StatusCode.INTERNAL, "the server sent chunks of a result "
+                           "it was to write into the region")
+    return replies[0].header

@@ -343,6 +343,11 @@ def test_calls_over_regions_on_a_batching_server_give_the_same_results(batching)
         for k, image in enumerate(images):
             expected = chunks.process(image, OPS, device="cpu")
             assert results[k].array.tobytes() == expected.array.tobytes()
+        # Each call read to its end: one audit entry, OK (never also CANCELLED).
+        audit = chunks.audit(limit=1000)
+    for r in results.values():
+        assert [(e.action, e.outcome) for e in audit if e.object_id == r.job_id] == [
+            ("process", "OK")]
 
 
 def test_threads_sharing_one_client_each_get_their_own_result(site):
