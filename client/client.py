@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator, Sequence
 
 import grpc
@@ -19,6 +20,7 @@ from medcompute.client.channel import open_channel
 from medcompute.client.dicom import DicomClient
 from medcompute.client.output import message_json
 from medcompute.client.request import _header, _messages
+from medcompute.client.shm import SharedArena, is_local, process_shared
 from medcompute.client.store import StoreClient
 from medcompute.proto.v1 import (
     admin_pb2,
@@ -45,6 +47,11 @@ class Client:
     tls_ca, tls_cert, tls_key : path, optional
         TLS: the CA of the server's certificate (default: the system's); a client
         certificate and its key for mTLS. Any of them turns TLS on.
+    shared_memory : bool
+        With a server on this host (a loopback address or a unix socket), ``process``
+        hands it arrays through a POSIX shared-memory region instead of chunks
+        (client/shm.py); False always sends chunks. A server that cannot reach the
+        region (on another machine) is answered with chunks from then on.
 
     Examples
     --------
@@ -54,8 +61,16 @@ class Client:
     """
 
     def __init__(self, address: str = DEFAULT_SERVER, *, timeout: float = 600.0,
-                 api_key: str | None = None, tls_ca=None, tls_cert=None, tls_key=None):
+                 api_key: str | None = None, tls_ca=None, tls_cert=None, tls_key=None,
+                 shared_memory: bool = True):
         self.address = address
+        #: Whether ``process`` may use shared memory (until the server refuses it).
+        self.shared_memory = shared_memory and is_local(address)
+        #: One shared-memory region per call in flight (threads may share a client): all
+        #: of them, and those no call uses now.
+        self._arenas: list[SharedArena] = []
+        self._free: list[SharedArena] = []
+        self._arenas_lock = threading.Lock()
         self.timeout = timeout
         self._channel = open_channel(address, api_key=api_key, tls_ca=tls_ca,
                                      tls_cert=tls_cert, tls_key=tls_key)
@@ -70,6 +85,10 @@ class Client:
         self.close()
 
     def close(self) -> None:
+        with self._arenas_lock:
+            arenas, self._arenas, self._free = self._arenas, [], []
+        for arena in arenas:
+            arena.release()              # unregistered and unlinked
         self._channel.close()
 
     @property
@@ -122,7 +141,7 @@ class Client:
         compute_dtype="float32", output: str = "array", compression: str = "none",
         allow_fallback: bool = False, timeout: float | None = None, progress: bool = False,
         store_result: bool = False, retention: float | None = None, recompute: bool = False,
-        priority: str = "normal",
+        priority: str = "normal", shared_memory: bool | None = None,
     ) -> Result:
         """Process an image and return the result.
 
@@ -161,6 +180,9 @@ class Client:
         priority : {"low", "normal", "high"}
             While calls wait on the server to be computed together (``serve
             --batch-delay``), those of higher priority leave first.
+        shared_memory : bool, optional
+            An array without operands goes through a shared-memory region when the
+            server is on this host (see the class); False: chunks. Default: the client's.
         """
         header, images = _header(image, ops, spacing=spacing, operands=operands, device=device,
                                  output_dtype=output_dtype, compute_dtype=compute_dtype,
@@ -168,11 +190,47 @@ class Client:
                                  allow_fallback=allow_fallback, store_result=store_result,
                                  retention=retention, recompute=recompute,
                                  priority=priority)
+        if (self.shared_memory if shared_memory is None else shared_memory) \
+                and len(images) == 1 and not isinstance(images[0], str) \
+                and images[0].array is not None and output == "array" and not store_result:
+            result = self._process_shared(header, images[0].array, timeout or self.timeout)
+            if result is not None:
+                return result
         messages = _messages(header, images, processing_pb2.ProcessRequest, progress,
                              header.result_compression)
         return self._call(self._receive, self._stub.Process(messages,
                                                             timeout=timeout or self.timeout),
                           progress)
+
+    def _process_shared(self, header, array, timeout: float) -> Result | None:
+        """``process`` over this client's shared-memory region (None: the server cannot
+        use it; chunks from then on)."""
+        with self._arenas_lock:
+            if self._free:
+                arena = self._free.pop()
+            else:
+                arena = SharedArena(self._stub, self.timeout)
+                self._arenas.append(arena)
+        try:
+            for attempt in (0, 1):
+                try:
+                    result = process_shared(arena, self._stub, header, array,
+                                            timeout=timeout)
+                except ServiceError as exc:
+                    # The server forgot the region (it restarted): register it again, once.
+                    if attempt or exc.code != grpc.StatusCode.NOT_FOUND \
+                            or "region" not in exc.details:
+                        raise
+                    arena.release()
+                    continue
+                if result is None:
+                    self.shared_memory = False
+                return result
+            return None
+        finally:
+            with self._arenas_lock:
+                if arena in self._arenas:            # not closed meanwhile
+                    self._free.append(arena)
 
     def process_many(
         self, images: Sequence, ops: Sequence, *, spacing: Sequence[float] | None = None,

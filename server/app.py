@@ -59,6 +59,7 @@ from medcompute.server.jobs.batch import BatchProcessing
 from medcompute.server.jobs.batch_submit import BatchSubmit
 from medcompute.server.jobs.catalog import Catalog
 from medcompute.server.jobs.process import ProcessingService
+from medcompute.server.jobs.regions import sweep_every
 from medcompute.server.jobs.runner import JobRunner
 from medcompute.server.logs import install as install_log_redaction
 from medcompute.server.monitoring.health import watch_health
@@ -332,6 +333,7 @@ async def start(config: ServerConfig) -> Running:
         _background(stack, watch_health(dispatcher, servicers.publish(), WORKER_SERVICES,
                                         metrics, space))
         _background(stack, maintain(store, config.purge_interval))
+        _background(stack, sweep_every(service.regions))
         address = f"{_host(config.address)}:{port}"
         running = Running(server, port, address, dispatcher, catalog, store, guard, runner,
                           metrics, billing, servicers.health, servicers.dicom,

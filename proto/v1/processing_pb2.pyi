@@ -43,7 +43,7 @@ PRIORITY_NORMAL: Priority
 PRIORITY_HIGH: Priority
 
 class ProcessHeader(_message.Message):
-    __slots__ = ("pipeline", "input", "operands", "device", "output_dtype", "compute_dtype", "output_format", "result_compression", "allow_fallback", "store_result", "retention_seconds", "recompute", "priority")
+    __slots__ = ("pipeline", "input", "operands", "device", "output_dtype", "compute_dtype", "output_format", "result_compression", "allow_fallback", "store_result", "retention_seconds", "recompute", "priority", "input_region", "output_region")
     PIPELINE_FIELD_NUMBER: _ClassVar[int]
     INPUT_FIELD_NUMBER: _ClassVar[int]
     OPERANDS_FIELD_NUMBER: _ClassVar[int]
@@ -57,6 +57,8 @@ class ProcessHeader(_message.Message):
     RETENTION_SECONDS_FIELD_NUMBER: _ClassVar[int]
     RECOMPUTE_FIELD_NUMBER: _ClassVar[int]
     PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    INPUT_REGION_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_REGION_FIELD_NUMBER: _ClassVar[int]
     pipeline: _containers.RepeatedCompositeFieldContainer[_operations_pb2.Operation]
     input: _image_pb2.ImageSource
     operands: _containers.RepeatedCompositeFieldContainer[_image_pb2.ImageSource]
@@ -70,7 +72,43 @@ class ProcessHeader(_message.Message):
     retention_seconds: int
     recompute: bool
     priority: Priority
-    def __init__(self, pipeline: _Optional[_Iterable[_Union[_operations_pb2.Operation, _Mapping]]] = ..., input: _Optional[_Union[_image_pb2.ImageSource, _Mapping]] = ..., operands: _Optional[_Iterable[_Union[_image_pb2.ImageSource, _Mapping]]] = ..., device: _Optional[_Union[Device, str]] = ..., output_dtype: _Optional[_Union[_image_pb2.DataType, str]] = ..., compute_dtype: _Optional[_Union[_image_pb2.DataType, str]] = ..., output_format: _Optional[_Union[OutputFormat, str]] = ..., result_compression: _Optional[_Union[_image_pb2.Compression, str]] = ..., allow_fallback: _Optional[bool] = ..., store_result: _Optional[bool] = ..., retention_seconds: _Optional[int] = ..., recompute: _Optional[bool] = ..., priority: _Optional[_Union[Priority, str]] = ...) -> None: ...
+    input_region: SharedRegion
+    output_region: SharedRegion
+    def __init__(self, pipeline: _Optional[_Iterable[_Union[_operations_pb2.Operation, _Mapping]]] = ..., input: _Optional[_Union[_image_pb2.ImageSource, _Mapping]] = ..., operands: _Optional[_Iterable[_Union[_image_pb2.ImageSource, _Mapping]]] = ..., device: _Optional[_Union[Device, str]] = ..., output_dtype: _Optional[_Union[_image_pb2.DataType, str]] = ..., compute_dtype: _Optional[_Union[_image_pb2.DataType, str]] = ..., output_format: _Optional[_Union[OutputFormat, str]] = ..., result_compression: _Optional[_Union[_image_pb2.Compression, str]] = ..., allow_fallback: _Optional[bool] = ..., store_result: _Optional[bool] = ..., retention_seconds: _Optional[int] = ..., recompute: _Optional[bool] = ..., priority: _Optional[_Union[Priority, str]] = ..., input_region: _Optional[_Union[SharedRegion, _Mapping]] = ..., output_region: _Optional[_Union[SharedRegion, _Mapping]] = ...) -> None: ...
+
+class SharedRegion(_message.Message):
+    __slots__ = ("region_id", "offset", "length")
+    REGION_ID_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    LENGTH_FIELD_NUMBER: _ClassVar[int]
+    region_id: str
+    offset: int
+    length: int
+    def __init__(self, region_id: _Optional[str] = ..., offset: _Optional[int] = ..., length: _Optional[int] = ...) -> None: ...
+
+class RegisterRegionRequest(_message.Message):
+    __slots__ = ("name", "size")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    size: int
+    def __init__(self, name: _Optional[str] = ..., size: _Optional[int] = ...) -> None: ...
+
+class RegisterRegionResponse(_message.Message):
+    __slots__ = ("region_id",)
+    REGION_ID_FIELD_NUMBER: _ClassVar[int]
+    region_id: str
+    def __init__(self, region_id: _Optional[str] = ...) -> None: ...
+
+class UnregisterRegionRequest(_message.Message):
+    __slots__ = ("region_id",)
+    REGION_ID_FIELD_NUMBER: _ClassVar[int]
+    region_id: str
+    def __init__(self, region_id: _Optional[str] = ...) -> None: ...
+
+class UnregisterRegionResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
 
 class ProcessRequest(_message.Message):
     __slots__ = ("header", "chunk")

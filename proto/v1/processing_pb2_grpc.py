@@ -45,6 +45,16 @@ class ProcessingServiceStub:
                 request_serializer=medcompute_dot_v1_dot_processing__pb2.ListOperationsRequest.SerializeToString,
                 response_deserializer=medcompute_dot_v1_dot_processing__pb2.ListOperationsResponse.FromString,
                 _registered_method=True)
+        self.RegisterRegion = channel.unary_unary(
+                '/medcompute.v1.ProcessingService/RegisterRegion',
+                request_serializer=medcompute_dot_v1_dot_processing__pb2.RegisterRegionRequest.SerializeToString,
+                response_deserializer=medcompute_dot_v1_dot_processing__pb2.RegisterRegionResponse.FromString,
+                _registered_method=True)
+        self.UnregisterRegion = channel.unary_unary(
+                '/medcompute.v1.ProcessingService/UnregisterRegion',
+                request_serializer=medcompute_dot_v1_dot_processing__pb2.UnregisterRegionRequest.SerializeToString,
+                response_deserializer=medcompute_dot_v1_dot_processing__pb2.UnregisterRegionResponse.FromString,
+                _registered_method=True)
 
 
 class ProcessingServiceServicer:
@@ -67,6 +77,23 @@ class ProcessingServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RegisterRegion(self, request, context):
+        """A POSIX shared-memory object of a client on this server's host, for Process calls
+        that name their input and output by region (ProcessHeader.input_region,
+        output_region) instead of sending chunks. FAILED_PRECONDITION when no object of that
+        name exists on the server's host (the client is on another machine).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnregisterRegion(self, request, context):
+        """Forget a registered region (its shared-memory object is the client's to unlink).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ProcessingServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -79,6 +106,16 @@ def add_ProcessingServiceServicer_to_server(servicer, server):
                     servicer.ListOperations,
                     request_deserializer=medcompute_dot_v1_dot_processing__pb2.ListOperationsRequest.FromString,
                     response_serializer=medcompute_dot_v1_dot_processing__pb2.ListOperationsResponse.SerializeToString,
+            ),
+            'RegisterRegion': grpc.unary_unary_rpc_method_handler(
+                    servicer.RegisterRegion,
+                    request_deserializer=medcompute_dot_v1_dot_processing__pb2.RegisterRegionRequest.FromString,
+                    response_serializer=medcompute_dot_v1_dot_processing__pb2.RegisterRegionResponse.SerializeToString,
+            ),
+            'UnregisterRegion': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnregisterRegion,
+                    request_deserializer=medcompute_dot_v1_dot_processing__pb2.UnregisterRegionRequest.FromString,
+                    response_serializer=medcompute_dot_v1_dot_processing__pb2.UnregisterRegionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -136,6 +173,60 @@ class ProcessingService:
             '/medcompute.v1.ProcessingService/ListOperations',
             medcompute_dot_v1_dot_processing__pb2.ListOperationsRequest.SerializeToString,
             medcompute_dot_v1_dot_processing__pb2.ListOperationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RegisterRegion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/medcompute.v1.ProcessingService/RegisterRegion',
+            medcompute_dot_v1_dot_processing__pb2.RegisterRegionRequest.SerializeToString,
+            medcompute_dot_v1_dot_processing__pb2.RegisterRegionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnregisterRegion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/medcompute.v1.ProcessingService/UnregisterRegion',
+            medcompute_dot_v1_dot_processing__pb2.UnregisterRegionRequest.SerializeToString,
+            medcompute_dot_v1_dot_processing__pb2.UnregisterRegionResponse.FromString,
             options,
             channel_credentials,
             insecure,

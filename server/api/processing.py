@@ -99,7 +99,8 @@ class ProcessingServicer(processing_pb2_grpc.ProcessingServiceServicer):
     async def Process(self, request_iterator, context, call):
         header, chunks = await header_and_chunks(request_iterator)
         with HEADER.placed():
-            request = process_request(header, max_image_bytes=self.service.config.max_image_bytes)
+            request = process_request(header, max_image_bytes=self.service.config.max_image_bytes,
+                                      regions=True)
             level = priority(header)
             ended = await self.batcher.process(
                 request, image_payloads(chunks, request.expected),
@@ -107,6 +108,8 @@ class ProcessingServicer(processing_pb2_grpc.ProcessingServiceServicer):
         try:
             compression = header.result_compression
             yield processing_pb2.ProcessResponse(header=result_header(ended, compression))
+            if request.output_region is not None:
+                return                  # the result is in the client's region
             itemsize = wire.DTYPES[wire.dtype_to_proto(ended.result.dtype)].itemsize \
                 if ended.output_format == "raw" else 1
             for payload in result_payloads(ended.result, compression=compression,
@@ -114,6 +117,17 @@ class ProcessingServicer(processing_pb2_grpc.ProcessingServiceServicer):
                 yield wire.chunk_message(processing_pb2.ProcessResponse, payload)
         finally:
             self.service.release(ended)
+
+    @rpc("region.register", "process")
+    async def RegisterRegion(self, request, context, call):
+        region = self.service.regions.register(call.principal.subscriber, request.name,
+                                               request.size)
+        return processing_pb2.RegisterRegionResponse(region_id=region.id)
+
+    @rpc("region.unregister", "process")
+    async def UnregisterRegion(self, request, context, call):
+        self.service.regions.unregister(call.principal.subscriber, request.region_id)
+        return processing_pb2.UnregisterRegionResponse()
 
     @rpc("operations.list", None, audit=False)
     async def ListOperations(self, request, context, call):

@@ -17,7 +17,7 @@ from medcompute.proto import wire
 from medcompute.proto.v1 import image_pb2, processing_pb2
 from medcompute.server.api.transport import expect_image
 from medcompute.server.errors import InvalidArgument, Moves, named, renamed
-from medcompute.server.jobs.requests import ProcessRequest, SubmitRequest
+from medcompute.server.jobs.requests import ProcessRequest, RegionRef, SubmitRequest
 from medcompute.server.storage.spool import ExpectedImage
 
 __all__ = ["Fields", "HEADER", "BATCH", "SUBMIT_BATCH", "process_request", "submit_request",
@@ -103,13 +103,37 @@ def image_source(source, field: str, *, max_bytes: int) -> ExpectedImage:
     return expect_image(source.inline, f"{field}.inline", max_bytes=max_bytes)
 
 
+def region_ref(header: processing_pb2.ProcessHeader, name: str) -> RegionRef | None:
+    """The ``SharedRegion`` at ``name`` of the header, if set."""
+    if not header.HasField(name):
+        return None
+    region = getattr(header, name)
+    if not region.region_id:
+        raise InvalidArgument("required: the id RegisterRegion returned",
+                              f"{name}.region_id")
+    if not region.length:
+        raise InvalidArgument("expected the bytes of the region to use, more than 0",
+                              f"{name}.length")
+    return RegionRef(region.region_id, region.offset, region.length)
+
+
 def process_request(header: processing_pb2.ProcessHeader, *, max_image_bytes: int,
-                    template: bool = False) -> ProcessRequest:
+                    template: bool = False, regions: bool = False) -> ProcessRequest:
     """The domain's request for a ``ProcessHeader``; field paths relative to it.
 
     ``template``: a request whose input comes later (a batch's, a routing rule's): its
-    ``input`` is not read.
+    ``input`` is not read. ``regions``: the call may name shared-memory regions (a
+    synchronous Process call's).
     """
+    input_region = region_ref(header, "input_region")
+    output_region = region_ref(header, "output_region")
+    if not regions and (input_region or output_region):
+        raise InvalidArgument("shared-memory regions are for Process calls: send the "
+                              "images as chunks",
+                              "input_region" if input_region else "output_region")
+    if input_region is not None and header.input.WhichOneof("source") != "inline":
+        raise InvalidArgument("describe the image in the region with input.inline (a RAW "
+                              "descriptor)", "input.inline")
     image = None
     if not template:
         image = image_source(header.input, "input", max_bytes=max_image_bytes)
@@ -141,7 +165,8 @@ def process_request(header: processing_pb2.ProcessHeader, *, max_image_bytes: in
         allow_fallback=header.allow_fallback, output_format=output_format,
         output_dtype=output_dtype, compute_dtype=wire.DTYPES[compute_code].name,
         result_compression=header.result_compression, store_result=header.store_result,
-        recompute=header.recompute, retention_seconds=header.retention_seconds)
+        recompute=header.recompute, retention_seconds=header.retention_seconds,
+        input_region=input_region, output_region=output_region)
 
 
 def process_header(request: ProcessRequest) -> processing_pb2.ProcessHeader:

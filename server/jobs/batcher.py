@@ -15,6 +15,10 @@ Each call keeps its own job, result, usage record and audit entry: the stack onl
 computes; every call records its own end, in its own task. A call cancelled, or past its
 deadline, leaves the queue (or, once its stack runs, stops waiting for it); its job ends
 CANCELLED and the others of its stack are untouched.
+
+A call whose image is in a client's shared-memory region (regions.py) joins a stack as
+any other: the server copies its bytes from the region into the stack, and its result
+into the region.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import logging
 from dataclasses import dataclass, field
 
 from medcompute.server.errors import ResourceExhausted
-from medcompute.server.jobs import stacks
+from medcompute.server.jobs import regions, stacks
 from medcompute.server.jobs.pipeline import InMemory, Payloads
 from medcompute.server.jobs.process import ProcessingService
 from medcompute.server.jobs.requests import ProcessRequest
@@ -90,6 +94,8 @@ class DynamicBatcher:
         release = self._admit(subscriber)
         try:
             request = await service.prepare(request, subscriber=subscriber)
+            if request.input_region is not None or request.output_region is not None:
+                request = service.admit_regions(request, subscriber=subscriber)
             service.check_space(request, "spool")
             job = service.new_job(request, subscriber=subscriber)
             await service.catalog.put_job(job)
@@ -98,10 +104,20 @@ class DynamicBatcher:
             bytes_in = 0
             try:
                 service.precheck(request)
-                bytes_in, datas = await service.receive(
-                    request, payloads, [None] * len(request.expected), InMemory())
+                if request.input_region is not None:
+                    # A stack's images are copied into it by the server: this one from
+                    # the client's shared-memory region.
+                    bytes_in = request.input_region.length
+                    datas = [await asyncio.to_thread(regions.read_bytes,
+                                                     request.input_region)]
+                else:
+                    bytes_in, datas = await service.receive(
+                        request, payloads, [None] * len(request.expected), InMemory())
                 member = stacks.Member(job, request, datas[0], bytes_in)
                 ended = await self._join(key, member, priority, release)
+                if request.output_region is not None:
+                    await asyncio.to_thread(regions.write_array, request.output_region,
+                                            ended.result.data)
                 return await service.complete(ended)
             except BaseException as exc:
                 await asyncio.shield(service.fail(job, exc, bytes_in=bytes_in,

@@ -42,6 +42,7 @@ from medcompute.server.jobs import states as jobs
 from medcompute.server.jobs.catalog import Catalog
 from medcompute.server.jobs.metering import Usage, usage_record
 from medcompute.server.jobs.operations import Geometry, ResolvedOp, resolve_pipeline
+from medcompute.server.jobs.regions import RegionRegistry
 from medcompute.server.jobs.requests import ProcessRequest
 from medcompute.server.jobs.results import JobResult
 from medcompute.server.storage import usage as usage_table
@@ -147,6 +148,12 @@ def _fsync_files(paths, directory: Path) -> None:
     fsync_dir(directory)
 
 
+def _copy_into_region(path: str, region) -> None:
+    from medcompute.server.worker import shm
+
+    shm.write(region.name, region.offset, np.fromfile(path, dtype=np.uint8))
+
+
 @dataclass
 class Staged:
     """The inputs (on disk or in memory), their geometry and the resolved pipeline."""
@@ -182,6 +189,8 @@ class Pipeline:
         #: ``job_audit(job)``: the audit entry of the call that runs ``job``, written in
         #: the transaction that records its end (or None); the API layer's guard.
         self.job_audit = job_audit or (lambda job: None)
+        #: The shared-memory regions of same-host clients (regions.py).
+        self.regions = RegionRegistry()
 
     # -- admit -------------------------------------------------------------------
     async def prepare(self, request: ProcessRequest, *, subscriber: str) -> ProcessRequest:
@@ -299,6 +308,10 @@ class Pipeline:
         pairs = [await self._geometry(e, p, d)
                  for e, p, d in zip(request.expected, paths, datas)]
         geoms = [g for g, _ in pairs]
+        region = request.input_region
+        if region is not None and datas[0] is None:   # the worker reads the region
+            pairs[0] = (pairs[0][0], dataclasses.replace(
+                pairs[0][1], path="", data=None, shm=region.name, offset=region.offset))
         for e, g in zip(request.expected, geoms):
             validate.check_size(g.shape, e.field, max_voxels=self.config.max_voxels)
         ops, out_geom = resolve_pipeline(request.pipeline, geoms[0], geoms[1:],
@@ -348,11 +361,17 @@ class Pipeline:
             output_dtype=request.output_dtype, output_format=request.output_format,
             output_spacing=staged.out_geom.spacing,
             description="; ".join(op.summary for op in staged.ops),
+            out_region=(None if request.output_region is None else
+                        (request.output_region.name, request.output_region.offset)),
         )
         execution = await self.dispatcher.run(
             spec, device=request.device, allow_fallback=request.allow_fallback,
             voxels=voxels, out_shape=staged.out_geom.shape, out_dtype=request.output_dtype)
         result = execution.result
+        if request.output_region is not None and execution.slabs > 1:
+            # Slabs wrote a spool file (they share it): copied into the region here.
+            await asyncio.to_thread(_copy_into_region, result.out_path,
+                                    request.output_region)
         kept = (await derived.keep(self, request, job, spec, result, staged.ops,
                                    staged.out_geom)
                 if request.store_result else "")
@@ -395,6 +414,8 @@ class Pipeline:
             if payloads is not None:
                 self.precheck(request)
                 bytes_in, datas = await self.receive(request, payloads, paths, place)
+            elif request.input_region is not None:
+                self.precheck(request)       # the input is in a client's region
             staged = await self.stage(request, paths, datas)
             if job.state is jobs.State.RECEIVING:
                 job = jobs.apply(job, jobs.InputsReceived(time.time()))

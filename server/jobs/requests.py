@@ -25,7 +25,18 @@ import numpy as np
 from medcompute.proto.v1 import operations_pb2
 from medcompute.server.storage.spool import ExpectedImage
 
-__all__ = ["ProcessRequest", "SubmitRequest"]
+__all__ = ["ProcessRequest", "SubmitRequest", "RegionRef"]
+
+
+@dataclass(frozen=True)
+class RegionRef:
+    """Bytes of a client's registered shared-memory region (jobs/regions.py)."""
+
+    region_id: str
+    offset: int
+    length: int
+    #: The shared-memory object's name, once the registry has looked the id up.
+    name: str = ""
 
 
 @dataclass(frozen=True)
@@ -46,6 +57,10 @@ class ProcessRequest:
     store_result: bool = False
     recompute: bool = False
     retention_seconds: float = 0.0
+    #: A synchronous call's input in a shared-memory region (no chunks arrive for it).
+    input_region: RegionRef | None = None
+    #: A synchronous call's RAW result, written into a shared-memory region.
+    output_region: RegionRef | None = None
 
     @property
     def expected(self) -> list[ExpectedImage]:
@@ -64,7 +79,8 @@ class ProcessRequest:
     # -- as stored with an asynchronous job ------------------------------------------
     def to_json(self) -> dict:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-               if f.name not in ("pipeline", "input", "operands")}
+               if f.name not in ("pipeline", "input", "operands", "input_region",
+                                 "output_region")}
         out["pipeline"] = [op.SerializeToString(deterministic=True).hex()
                            for op in self.pipeline]
         out["images"] = [_image_json(e) for e in self.expected if e is not None]

@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
+
 from medcompute.kernels import working_memory
 from medcompute.server.dispatch.placement import BYTES_PER_VOXEL
 from medcompute.server.errors import InvalidArgument, ResourceExhausted
@@ -19,10 +21,10 @@ from medcompute.server.jobs.operations import (
     resolve_pipeline,
     shapes_seen,
 )
-from medcompute.server.jobs.requests import ProcessRequest
+from medcompute.server.jobs.requests import ProcessRequest, RegionRef
 
 __all__ = ["check_template", "check_request", "check_size", "check_inline",
-           "check_output_geometry", "check_memory", "piece_shape"]
+           "check_output_geometry", "check_memory", "piece_shape", "check_regions"]
 
 #: The parameter whose value makes an operation's working memory grow beyond the image's:
 #: the one a refusal names (an operation without one is named itself).
@@ -126,3 +128,62 @@ def check_memory(ops: Sequence[ResolvedOp], image: Geometry, *, compute_dtype: s
 
 def _gib(n: float) -> str:
     return f"{n / 2**30:.3g} GiB" if n >= 2**30 else f"{n / 2**20:.3g} MiB"
+
+
+def check_regions(request: ProcessRequest, *, input_size: int | None,
+                  output_size: int | None) -> None:
+    """What holds of a request that names shared-memory regions (``input_size``,
+    ``output_size``: the bytes of the regions it names), before any job: the input is a
+    RAW image of exactly ``input_region.length`` bytes, each part lies within its region,
+    and the output region holds the whole result (when the pipeline fits the images:
+    else the job fails as any job whose pipeline does not fit)."""
+    if request.input_region is None and request.output_region is None:
+        return
+    if request.store_result:
+        raise InvalidArgument("a result kept in the store does not use shared memory: "
+                              "leave store_result false, or send the image as chunks",
+                              "store_result")
+    given = request.input_region
+    if given is not None:
+        image = request.input
+        if request.operands:
+            raise InvalidArgument("a request whose input is in a shared-memory region "
+                                  "takes no operands (send them all as chunks)", "operands")
+        if image.encoding != "raw":
+            raise InvalidArgument("the image in a shared-memory region is a RAW array",
+                                  "input.inline.encoding")
+        if given.length != image.size:
+            raise InvalidArgument(
+                f"expected the input's {image.size} bytes (its shape times its dtype's "
+                f"itemsize), got {given.length}", "input_region.length")
+        _within(given, input_size, "input_region")
+    out = request.output_region
+    if out is not None:
+        if request.output_format != "raw":
+            raise InvalidArgument("a result in a shared-memory region is a RAW array",
+                                  "output_format")
+        if any(e.encoding != "raw" or e.stored is not None for e in request.expected):
+            raise InvalidArgument("a result in a shared-memory region needs RAW images "
+                                  "sent with the request (its size is checked first)",
+                                  "output_region")
+        _within(out, output_size, "output_region")
+    if out is not None:
+        geoms = [Geometry(e.shape, e.spacing) for e in request.expected]
+        try:
+            _, result = resolve_pipeline(request.pipeline, geoms[0], geoms[1:],
+                                         field="pipeline")
+        except (InvalidArgument, ResourceExhausted):
+            return      # the job refuses its pipeline, as any job's (check_inline)
+        need = math.prod(result.shape) * np.dtype(request.output_dtype).itemsize
+        if out.length < need:
+            shape = "x".join(str(n) for n in result.shape)
+            raise InvalidArgument(
+                f"the result ({shape} {request.output_dtype}) needs {need} bytes; the "
+                f"region's part holds {out.length}", "output_region.length")
+
+
+def _within(ref: RegionRef, size: int, field: str) -> None:
+    if ref.offset + ref.length > size:
+        raise InvalidArgument(
+            f"offset {ref.offset} + length {ref.length} = {ref.offset + ref.length} runs "
+            f"past the region's {size} bytes", f"{field}.offset")

@@ -52,6 +52,9 @@ class InputSpec:
     #: travels out of band), sent to the worker with the task instead of a spool file
     #: (``path`` is then empty).
     data: object = None
+    #: A raw image in a client's shared-memory object of this name, at ``offset``
+    #: (worker/shm.py; ``path`` is then empty).
+    shm: str = ""
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,8 @@ class TaskSpec:
     #: Return the result's bytes in TaskResult.data instead of writing out_path (small
     #: results of synchronous calls).
     result_in_memory: bool = False
+    #: Write a RAW result into a client's shared-memory object: (its name, the offset).
+    out_region: tuple[str, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -184,6 +189,10 @@ def load_image(spec: InputSpec) -> np.ndarray:
             raise InvalidArgument(exc.message, request_field(exc.field, spec.field)) from None
         return array
     count = int(np.prod(spec.shape))
+    if spec.shm:
+        from medcompute.server.worker import shm
+
+        return shm.read(spec.shm, spec.offset, spec.shape, spec.dtype)
     if spec.data is not None:
         return np.frombuffer(spec.data, dtype=np.dtype(spec.dtype),
                              count=count).reshape(spec.shape)
@@ -337,6 +346,8 @@ def _load_region(spec: InputSpec, region: Region, image_ndim: int) -> np.ndarray
     axis = region.axis - (image_ndim - ndim)
     if axis < 0:
         return load_image(spec)
+    if spec.encoding == "raw" and spec.shm:
+        return np.ascontiguousarray(_take(load_image(spec), axis, region.lo, region.hi))
     if spec.encoding == "raw":
         mapped = np.memmap(spec.path, dtype=np.dtype(spec.dtype), mode="r",
                            offset=spec.offset, shape=spec.shape)
@@ -443,7 +454,13 @@ def _run_task(spec: TaskSpec, announce: bool = True) -> TaskResult:
     checksum = 0
     file_sizes: tuple[int, ...] = ()
     data = None
-    if spec.region is None and spec.result_in_memory:
+    if spec.region is None and spec.out_region is not None:
+        from medcompute.server.worker import shm
+
+        shm.write(spec.out_region[0], spec.out_region[1], out)
+        nbytes = out.nbytes
+        checksum = wire.crc32(out)
+    elif spec.region is None and spec.result_in_memory:
         if spec.output_format == "raw":
             data = np.ascontiguousarray(out)
             nbytes = data.nbytes

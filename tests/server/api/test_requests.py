@@ -170,3 +170,48 @@ def test_an_image_id_in_a_streamed_header_is_bounded_too():
     with pytest.raises(InvalidArgument) as info:
         process_request(header, max_image_bytes=LIMIT)
     assert info.value.field == "input.image_id"
+
+
+def _region(region_id="r1", offset=0, length=ARRAY.nbytes) -> processing_pb2.SharedRegion:
+    return processing_pb2.SharedRegion(region_id=region_id, offset=offset, length=length)
+
+
+def test_shared_memory_regions_of_a_process_header_become_references():
+    header = processing_pb2.ProcessHeader(
+        pipeline=[GAUSSIAN], input=_inline(), input_region=_region(offset=64),
+        output_region=_region("r2", 4096, 64))
+    request = process_request(header, max_image_bytes=LIMIT, regions=True)
+    assert (request.input_region.region_id, request.input_region.offset,
+            request.input_region.length) == ("r1", 64, ARRAY.nbytes)
+    assert (request.output_region.region_id, request.output_region.offset,
+            request.output_region.length) == ("r2", 4096, 64)
+    plain = process_request(processing_pb2.ProcessHeader(pipeline=[GAUSSIAN], input=_inline()),
+                            max_image_bytes=LIMIT, regions=True)
+    assert plain.input_region is None and plain.output_region is None
+
+
+@pytest.mark.parametrize("change, field", [
+    (lambda h: h.input_region.CopyFrom(_region(region_id="")), "input_region.region_id"),
+    (lambda h: h.output_region.CopyFrom(_region(length=0)), "output_region.length"),
+    (lambda h: (h.input_region.CopyFrom(_region()),
+                h.input.CopyFrom(image_pb2.ImageSource(image_id="img1"))), "input.inline"),
+])
+def test_malformed_regions_are_refused_naming_the_field(change, field):
+    header = processing_pb2.ProcessHeader(pipeline=[GAUSSIAN], input=_inline())
+    change(header)
+    with pytest.raises(InvalidArgument) as exc:
+        process_request(header, max_image_bytes=LIMIT, regions=True)
+    assert exc.value.field == field
+
+
+def test_regions_are_refused_where_the_call_is_not_a_process_call():
+    header = processing_pb2.ProcessHeader(pipeline=[GAUSSIAN], input=_inline(),
+                                          output_region=_region())
+    with pytest.raises(InvalidArgument) as exc:
+        process_request(header, max_image_bytes=LIMIT)
+    assert exc.value.field == "output_region"
+    with pytest.raises(InvalidArgument) as exc:
+        submit_request(jobs_pb2.SubmitHeader(process=processing_pb2.ProcessHeader(
+            pipeline=[GAUSSIAN], input=_inline(), input_region=_region())),
+            max_image_bytes=LIMIT)
+    assert exc.value.field == "process.input_region"
