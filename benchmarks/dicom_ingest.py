@@ -179,7 +179,11 @@ def service(tmp: Path, files, workers: int) -> dict:
                      if r.job_id == push.job_id]
         return {"seconds": took, "last_slice_to_arrival_s": arrived,
                 "push_attempts": push.attempts,
-                "breakdown_s": breakdown(acked_wall, arrived, job, push, usage)}
+                "breakdown_s": breakdown(acked_wall, arrived, job, push, usage),
+                # Why a try of the push did not deliver (the server's warnings), if one did not.
+                "push_retries": [line.strip() for line in
+                                 (tmp / "serve.log").read_text(errors="replace").splitlines()
+                                 if "dicom: push of job" in line]}
     finally:
         if dest_proc is not None:
             stop_storescp(dest_proc)
@@ -233,6 +237,7 @@ def measure(slices: int, size: int, workers: int | None = None) -> dict:
         "target_service_over_storescp": 0.7,
         "last_slice_to_derived_series_arrived_s": ours["last_slice_to_arrival_s"],
         "push_attempts": ours["push_attempts"],
+        "push_retries": ours["push_retries"],
         "last_slice_to_derived_series_breakdown_s": ours["breakdown_s"],
     }
 
