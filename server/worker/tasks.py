@@ -14,7 +14,6 @@ import os
 import platform
 import threading
 import time
-from dataclasses import dataclass, field
 from functools import cache, wraps
 
 import numpy as np
@@ -23,6 +22,13 @@ from medcompute.proto import wire
 from medcompute.server.errors import Internal, InvalidArgument, within
 from medcompute.server.worker import cancel
 from medcompute.server.worker.slabs import Region
+from medcompute.server.worker.specs import (
+    InputSpec,
+    StackResult,
+    StackSpec,
+    TaskResult,
+    TaskSpec,
+)
 
 __all__ = ["InputSpec", "TaskSpec", "TaskResult", "StackSpec", "StackResult", "GpuFailure",
            "TaskCancelled", "run_task", "run_batch", "run_stack", "job_ids", "materialize",
@@ -32,117 +38,6 @@ __all__ = ["InputSpec", "TaskSpec", "TaskResult", "StackSpec", "StackResult", "G
 EVENT_TOPIC = "medcompute"
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class InputSpec:
-    """An image spooled to ``path``: a raw array, or concatenated DICOM files."""
-
-    path: str
-    encoding: str                         # "raw" | "dicom" | "stored"
-    shape: tuple[int, ...]
-    dtype: str
-    file_sizes: tuple[int, ...] = ()
-    offset: int = 0
-    field: str = "header.input.inline"    # the request field, for error messages
-    #: A stored image (encoding "stored"): its compressed voxel blob; ``path`` and
-    #: ``file_sizes`` are then its DICOM files, if it has any.
-    voxels: str = ""
-    #: A small inline image of a synchronous call: its bytes (any buffer; a uint8 array
-    #: travels out of band), sent to the worker with the task instead of a spool file
-    #: (``path`` is then empty).
-    data: object = None
-    #: A raw image in a client's shared-memory object of this name, at ``offset``
-    #: (worker/shm.py; ``path`` is then empty).
-    shm: str = ""
-
-
-@dataclass(frozen=True)
-class TaskSpec:
-    job_id: str
-    inputs: tuple[InputSpec, ...]         # the image, then the operands
-    ops: tuple                            # ResolvedOp values
-    out_path: str
-    compute_dtype: str = "float32"
-    output_dtype: str = "float32"
-    output_format: str = "raw"            # "raw" | "dicom_series" | "dicom_file"
-    output_spacing: tuple[float, ...] | None = None
-    description: str = ""
-    device: str = "cpu"                   # "cpu" | "gpu"
-    #: A slab of a split volume: read its rows plus halo, write its core into out_path,
-    #: a raw file of shape out_shape shared by every slab.
-    region: Region | None = None
-    out_shape: tuple[int, ...] | None = None
-    #: Return the result's bytes in TaskResult.data instead of writing out_path (small
-    #: results of synchronous calls).
-    result_in_memory: bool = False
-    #: Write a RAW result into a client's shared-memory object: (its name, the offset).
-    out_region: tuple[str, int] | None = None
-
-
-@dataclass(frozen=True)
-class StackSpec:
-    """Images of one shape and dtype, one pipeline: one array with a new leading axis.
-
-    Image ``k`` of :attr:`stack` is job ``job_ids[k]``; the operands are shared by every
-    image. Each image is processed on its own (a loop over the leading axis, inside this
-    one call), so its result equals the one it would have alone, bit for bit.
-    """
-
-    job_ids: tuple[str, ...]
-    stack: InputSpec                      # raw, shape (images, *image shape)
-    operands: tuple[InputSpec, ...]
-    ops: tuple                            # ResolvedOp values
-    compute_dtype: str = "float32"
-    output_dtype: str = "float32"
-    device: str = "cpu"                   # "cpu" | "gpu"
-
-    @property
-    def job_id(self) -> str:
-        """The first image's job (a stack is announced and keyed by it)."""
-        return self.job_ids[0]
-
-
-@dataclass
-class StackResult:
-    """The results of a stack: one array with the stack's leading axis (an image that
-    failed leaves zeros), and per image its CRC-32, compute seconds and error (None: it
-    succeeded)."""
-
-    out: object                           # np.ndarray (images, *result shape), or None
-    crc32: list[int]
-    seconds: list[float]
-    errors: list
-    started_at: float
-    finished_at: float
-    backend: str
-    device: str
-    worker: str
-    versions: dict = field(default_factory=dict)
-    gpu: bool = False                     # seconds are GPU seconds as well
-    energy_joules: float | None = None    # the whole stack's, where NVML reports it
-
-
-@dataclass
-class TaskResult:
-    out_path: str
-    shape: tuple[int, ...]
-    dtype: str
-    file_sizes: tuple[int, ...]
-    nbytes: int
-    started_at: float
-    finished_at: float
-    compute_seconds: float
-    backend: str
-    device: str
-    worker: str
-    crc32: int = 0
-    versions: dict = field(default_factory=dict)
-    gpu_seconds: float | None = None      # absent unless measured on a GPU
-    energy_joules: float | None = None    # absent unless NVML reports it
-    #: The result itself (TaskSpec.result_in_memory): a RAW result's array (sent back out
-    #: of band), or a DICOM result's files, concatenated.
-    data: object = None
 
 
 @cache
