@@ -125,6 +125,9 @@ class ServerConfig:
     dicom_tls_ca: str = ""
     #: The service's own AE title.
     dicom_ae_title: str = "MEDCOMPUTE"
+    #: Other called AE titles the node answers to (``--dicom-ae-alias``); any other called
+    #: AE title is rejected ("called AE title not recognised").
+    dicom_ae_aliases: tuple[str, ...] = ()
     #: A received series is complete when no instance arrived for this many seconds.
     dicom_quiet_seconds: float = 10.0
     #: ... or at once when the association that sent it is released.

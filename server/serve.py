@@ -203,6 +203,10 @@ def add_parser(subparsers, *, duration: Callable[[str], float]) -> argparse.Argu
                        help="... or as soon as the association that sent it is released")
     dicom.add_argument("--max-associations", type=int, default=16, metavar="N",
                        help="DICOM associations at once; more are rejected (default 16)")
+    dicom.add_argument("--dicom-ae-alias", action="append", default=[], metavar="AET",
+                       help="another called AE title the node answers to (repeat for more); "
+                       "any other called AE title is rejected (\"called AE title not "
+                       "recognised\")")
     dicom.add_argument("--max-instance-mb", type=float, default=512, metavar="MIB",
                        help="largest instance accepted over DICOM (default 512; larger: "
                        "status A700)")
@@ -257,6 +261,7 @@ def run(args) -> int:
                           dicom_quiet_seconds=args.series_quiet,
                           dicom_complete_on_release=args.complete_on_release,
                           dicom_max_associations=args.max_associations,
+                          dicom_ae_aliases=tuple(args.dicom_ae_alias),
                           dicom_max_instance_bytes=int(args.max_instance_mb * (1 << 20)),
                           dicom_push_attempts=args.push_attempts,
                           dicom_push_backoff=args.push_backoff,

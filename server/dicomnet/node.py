@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from medcompute.server.config import ServerConfig
+from medcompute.server.dicomnet.access import Access, Retrievals
 from medcompute.server.dicomnet.collect import Collector, SourceBook
 from medcompute.server.dicomnet.commit import Commitments
 from medcompute.server.dicomnet.ingress import Ingress
@@ -30,6 +31,11 @@ class DicomNode:
         one they open their own on ``config.data_dir``."""
         try:
             title = check_ae_title(config.dicom_ae_title, "--ae-title")
+        except InvalidArgument as exc:
+            raise FailedPrecondition(exc.message, exc.field) from None
+        try:
+            aliases = tuple(check_ae_title(a, "--dicom-ae-alias")
+                            for a in config.dicom_ae_aliases)
         except InvalidArgument as exc:
             raise FailedPrecondition(exc.message, exc.field) from None
         if config.dicom_max_associations < 1:
@@ -58,8 +64,12 @@ class DicomNode:
                              audit=self.audit)
         self.ingress.on_series.append(self.router.route)
         self.sources = SourceBook(tables)
-        self.collector = Collector(self.sources, self.ingress, self.registry, own_ae=title)
-        self.scp = StorageSCP(self.ingress, self.registry, ae_title=title,
+        retrievals = Retrievals()
+        #: Who may call the DICOM port (the one place that decides).
+        self.access = Access(self.registry, own_ae=title, aliases=aliases,
+                             retrievals=retrievals, commitments=self.commitments)
+        self.collector = Collector(self.sources, self.ingress, retrievals, own_ae=title)
+        self.scp = StorageSCP(self.ingress, self.access, ae_title=title,
                               max_associations=config.dicom_max_associations,
                               max_instance_bytes=config.dicom_max_instance_bytes,
                               index=StoreIndex(store), pushes=self.pushes,

@@ -4,12 +4,14 @@ pynetdicom runs each association in a thread of its own; the C-STORE handler han
 instance's bytes to :class:`~medcompute.server.dicomnet.ingress.Ingress` on the server's
 event loop and answers only when it is durable. What is checked, and answered how:
 
-- the calling AE title must be registered for a subscriber and call from its host, or
-  the association is rejected (permanent, service user, "calling AE title not
-  recognised"); beyond ``max_associations`` at once it is rejected (transient,
-  "local limit exceeded", by pynetdicom); a destination of a push whose storage
-  commitment is in flight may also call in (from that node's host), only to send its
-  N-EVENT-REPORT (anything else it sends has no subscriber and is refused);
+- who may call is decided by :class:`~medcompute.server.dicomnet.access.Access`: the
+  called AE title must be this node's (else rejected, permanent, service user, "called
+  AE title not recognised"), the calling AE title one registered for a subscriber and
+  calling from its host or network, a source returning a retrieve of ours, or a node
+  reporting a storage commitment (else "calling AE title not recognised"); beyond
+  ``max_associations`` at once it is rejected (transient, "local limit exceeded", by
+  pynetdicom); an instance from a caller the access rules give no subscriber is refused
+  (0x0110);
 - an SOP class or transfer syntax not offered here: the presentation context is refused
   (pynetdicom); a C-STORE on it is answered 0x0122 (SOP class not supported);
 - an instance larger than the limit, or one the store cannot take for lack of room:
@@ -22,9 +24,7 @@ Logs carry AE titles, addresses and statuses, never data set contents.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
-import socket
 import threading
 from concurrent.futures import TimeoutError as FutureTimeout
 
@@ -59,8 +59,8 @@ from pynetdicom.sop_class import (
     Verification,
 )
 
+from medcompute.server.dicomnet.access import Access, Caller, Refused
 from medcompute.server.dicomnet.ingress import Ingress
-from medcompute.server.dicomnet.registry import CallingAE, NodeRegistry
 from medcompute.server.dicomnet.tls import TlsAssociationServer, tls_args
 from medcompute.server.errors import InvalidArgument, MedcomputeError, ResourceExhausted
 from medcompute.server.storage.space import storage_fault
@@ -92,19 +92,6 @@ def _status(code: int, comment: str = "") -> Dataset:
     return ds
 
 
-def _host_matches(registered: str, address: str) -> bool:
-    if registered == "*":
-        return True
-    try:
-        return ipaddress.ip_address(registered) == ipaddress.ip_address(address)
-    except ValueError:
-        pass
-    try:
-        return address in socket.gethostbyname_ex(registered)[2]
-    except OSError:
-        return False
-
-
 def _sent(event, datasets):
     """A C-MOVE's or C-GET's instances, one pending status each, until it is cancelled."""
     for ds in datasets:
@@ -116,19 +103,19 @@ def _sent(event, datasets):
 class StorageSCP:
     """One listening AE: C-ECHO and C-STORE of every storage SOP class."""
 
-    def __init__(self, ingress: Ingress, registry: NodeRegistry, *, ae_title: str,
+    def __init__(self, ingress: Ingress, access: Access, *, ae_title: str,
                  max_associations: int, max_instance_bytes: int, index=None, pushes=None,
                  commitments=None):
         self.ingress = ingress
         self.index = index                # StoreIndex: Query/Retrieve of the store
         self.pushes = pushes              # PushBook: C-MOVE destinations
-        self.registry = registry
+        self.access = access              # who may call, and whose an instance is
         self.commitments = commitments    # Commitments: reports of pushes' transactions
         self.ae_title = ae_title
         self.max_instance_bytes = max_instance_bytes
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server = None
-        self._callers: dict[int, CallingAE] = {}
+        self._callers: dict[int, Caller] = {}
         self._series: dict[int, set[tuple[str, str]]] = {}
         self._lock = threading.Lock()
         ae = AE(ae_title=ae_title)
@@ -189,26 +176,24 @@ class StorageSCP:
     # -- handlers (association threads) ---------------------------------------------
     def _on_requested(self, event) -> None:
         assoc = event.assoc
-        calling = assoc.requestor.primitive.calling_ae_title.strip()
+        rq = assoc.requestor.primitive
+        calling = (rq.calling_ae_title or "").strip()
         address = assoc.requestor.address
-        known = self.registry.calling_ae(calling) if calling else None
-        if known is None and self.commitments is not None and any(
-                _host_matches(host, address) for host in self.commitments.callers(calling)):
-            log.info("dicom: node %r at %s calls in to report storage commitment", calling,
-                     address)
-            return          # no subscriber: it may only report (N-EVENT-REPORT)
-        if known is None or not _host_matches(known.host, address):
+        decided = self.access.admit(calling, rq.called_ae_title or "", address)
+        if isinstance(decided, Refused):
             log.warning("dicom: rejected an association from %s (calling AE %r): %s", address,
-                        calling, "AE title not registered" if known is None
-                        else "not its registered host")
-            # Rejected permanent, by the service user: calling AE title not recognised.
-            assoc.acse.send_reject(0x01, 0x01, 0x03)
+                        calling, decided.why)
+            # Rejected permanent, by the service user, with the reason.
+            assoc.acse.send_reject(0x01, 0x01, decided.diagnostic)
             assoc.is_rejected = True
             assoc.is_established = False
             assoc.kill()
             return
+        if decided.registered is None:
+            log.info("dicom: %r at %s calls in to return a retrieve or report a storage "
+                     "commitment", calling, address)
         with self._lock:
-            self._callers[id(assoc)] = known
+            self._callers[id(assoc)] = decided
 
     def _on_echo(self, event) -> int:
         return 0x0000
@@ -220,7 +205,13 @@ class StorageSCP:
         assoc = event.assoc
         with self._lock:
             caller = self._callers.get(id(assoc))
-        if caller is None:               # a node calling in only to report a commitment
+        request = event.request
+        owner = None if caller is None else self.access.store_owner(
+            caller, request.MoveOriginatorApplicationEntityTitle,
+            request.MoveOriginatorMessageID)
+        if owner is None:                # a node calling in only to report a commitment
+            log.warning("dicom: refused an instance from %r: it may not store here",
+                        caller.ae_title if caller else "")
             return _status(STATUS["processing_failure"], "calling AE not registered")
         size = event.request.DataSet.getbuffer().nbytes
         if size > self.max_instance_bytes:
@@ -229,9 +220,9 @@ class StorageSCP:
             return _status(STATUS["out_of_resources"],
                            f"instance over {self.max_instance_bytes} bytes")
         data = event.encoded_dataset(include_meta=True)
-        called = assoc.acceptor.ae_title.strip() if assoc.acceptor.ae_title else self.ae_title
+        called = (assoc.requestor.primitive.called_ae_title or self.ae_title).strip()
         try:
-            kept = self._run(self.ingress.receive(data, owner=caller.subscriber,
+            kept = self._run(self.ingress.receive(data, owner=owner,
                                                   calling=caller.ae_title, called=called),
                              STORE_TIMEOUT)
         except ResourceExhausted as exc:
@@ -259,13 +250,15 @@ class StorageSCP:
             return _status(STATUS["out_of_resources" if full else "processing_failure"],
                            fault.message)
         with self._lock:
-            self._series.setdefault(id(assoc), set()).add((caller.subscriber, kept.series_uid))
+            self._series.setdefault(id(assoc), set()).add((owner, kept.series_uid))
         return _status(STATUS["success"])
 
     # -- Query/Retrieve of the store -------------------------------------------------
-    def _caller(self, event) -> CallingAE | None:
+    def _caller(self, event) -> Caller | None:
+        """The caller of the event's association, where it may query and retrieve."""
         with self._lock:
-            return self._callers.get(id(event.assoc))
+            caller = self._callers.get(id(event.assoc))
+        return caller if caller is not None and caller.subscriber is not None else None
 
     def _on_find(self, event):
         caller = self._caller(event)
@@ -290,7 +283,7 @@ class StorageSCP:
                 return
             yield 0xFF00, reply
 
-    def _instances(self, caller: CallingAE, identifier):
+    def _instances(self, caller: Caller, identifier):
         return self._run(self.index.datasets(caller.subscriber, identifier), 300)
 
     def _on_move(self, event):
