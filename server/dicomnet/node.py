@@ -10,6 +10,7 @@ from medcompute.server.dicomnet.access import Access, Retrievals
 from medcompute.server.dicomnet.collect import Collector, SourceBook
 from medcompute.server.dicomnet.commit import Commitments
 from medcompute.server.dicomnet.ingress import Ingress
+from medcompute.server.dicomnet.listener import Limits
 from medcompute.server.dicomnet.push import PushBook, Pusher
 from medcompute.server.dicomnet.qr import StoreIndex
 from medcompute.server.dicomnet.registry import NodeRegistry, check_ae_title
@@ -21,7 +22,25 @@ from medcompute.server.storage.audit import AuditLog
 from medcompute.server.storage.db import Database
 from medcompute.server.store.images import ImageStore
 
-__all__ = ["DicomNode"]
+__all__ = ["DicomNode", "limits_of", "MIN_PDU", "MAX_PDU"]
+
+#: The range of --dicom-max-pdu.
+MIN_PDU, MAX_PDU = 4 << 10, 1 << 30
+
+
+def limits_of(config: ServerConfig) -> Limits:
+    """The DICOM port's listener limits of ``config``, checked (FailedPrecondition naming
+    the option)."""
+    if not 0 < config.dicom_pending_timeout <= 3600:
+        raise FailedPrecondition("expected seconds above 0, at most 3600, got "
+                                 f"{config.dicom_pending_timeout:g}", "--dicom-pending-timeout")
+    if not MIN_PDU <= config.dicom_max_pdu <= MAX_PDU:
+        raise FailedPrecondition(f"expected {MIN_PDU} bytes (4KiB) to {MAX_PDU} bytes (1GiB), "
+                                 f"got {config.dicom_max_pdu}", "--dicom-max-pdu")
+    if config.dicom_max_per_host < 1:
+        raise FailedPrecondition(f"expected at least 1, got {config.dicom_max_per_host}",
+                                 "--dicom-max-per-host")
+    return Limits(config.dicom_pending_timeout, config.dicom_max_pdu, config.dicom_max_per_host)
 
 
 class DicomNode:
@@ -40,6 +59,7 @@ class DicomNode:
             raise FailedPrecondition(exc.message, exc.field) from None
         if config.dicom_max_associations < 1:
             raise FailedPrecondition("expected at least 1", "--max-associations")
+        limits = limits_of(config)
         #: DICOM TLS on the port (``serve --dicom-tls-cert/--dicom-tls-key``); None: off.
         self.tls = None
         if config.dicom_tls_cert or config.dicom_tls_key or config.dicom_tls_ca:
@@ -73,7 +93,8 @@ class DicomNode:
                               max_associations=config.dicom_max_associations,
                               max_instance_bytes=config.dicom_max_instance_bytes,
                               index=StoreIndex(store), pushes=self.pushes,
-                              commitments=self.commitments)
+                              commitments=self.commitments,
+                              limits=limits)
         self.port = 0
 
     async def start(self) -> None:

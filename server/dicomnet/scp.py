@@ -9,9 +9,10 @@ event loop and answers only when it is durable. What is checked, and answered ho
   AE title not recognised"), the calling AE title one registered for a subscriber and
   calling from its host or network, a source returning a retrieve of ours, or a node
   reporting a storage commitment (else "calling AE title not recognised"); beyond
-  ``max_associations`` at once it is rejected (transient, "local limit exceeded", by
-  pynetdicom); an instance from a caller the access rules give no subscriber is refused
-  (0x0110);
+  ``max_associations`` admitted at once it is rejected (transient, "local limit
+  exceeded"); connections that have not sent their A-ASSOCIATE-RQ do not count, and are
+  bounded by the listener (:mod:`.listener`: pending timeout, PDU length, per host); an
+  instance from a caller the access rules give no subscriber is refused (0x0110);
 - an SOP class or transfer syntax not offered here: the presentation context is refused
   (pynetdicom); a C-STORE on it is answered 0x0122 (SOP class not supported);
 - an instance larger than the limit, or one the store cannot take for lack of room:
@@ -61,7 +62,8 @@ from pynetdicom.sop_class import (
 
 from medcompute.server.dicomnet.access import Access, Caller, Refused
 from medcompute.server.dicomnet.ingress import Ingress
-from medcompute.server.dicomnet.tls import TlsAssociationServer, tls_args
+from medcompute.server.dicomnet.listener import DicomServer, Limits, TlsDicomServer
+from medcompute.server.dicomnet.tls import tls_args
 from medcompute.server.errors import InvalidArgument, MedcomputeError, ResourceExhausted
 from medcompute.server.storage.space import storage_fault
 
@@ -105,7 +107,7 @@ class StorageSCP:
 
     def __init__(self, ingress: Ingress, access: Access, *, ae_title: str,
                  max_associations: int, max_instance_bytes: int, index=None, pushes=None,
-                 commitments=None):
+                 commitments=None, limits: Limits | None = None):
         self.ingress = ingress
         self.index = index                # StoreIndex: Query/Retrieve of the store
         self.pushes = pushes              # PushBook: C-MOVE destinations
@@ -118,11 +120,17 @@ class StorageSCP:
         self._callers: dict[int, Caller] = {}
         self._series: dict[int, set[tuple[str, str]]] = {}
         self._lock = threading.Lock()
+        self.limits = limits or Limits()
+        self.max_associations = max_associations
         ae = AE(ae_title=ae_title)
-        ae.maximum_associations = max_associations
-        ae.maximum_pdu_size = 0          # no limit on what the sender's PDUs carry
+        # Admitted associations are counted by the listener (DicomServer.take_slot), not
+        # by pynetdicom, which would count connections still waiting for their request.
+        ae.maximum_associations = 1 << 20
+        ae.maximum_pdu_size = self.limits.max_pdu      # announced; longer PDUs are refused
         ae.network_timeout = 60
-        ae.acse_timeout = 10             # a connection that never negotiates frees its slot
+        # A connection that never sends a byte is closed after this (pynetdicom's ARTIM
+        # timer); one that sends part of its request, by the listener's socket.
+        ae.acse_timeout = self.limits.pending_timeout
         ae.dimse_timeout = 60
         ae.add_supported_context(Verification)
         for context in AllStoragePresentationContexts:
@@ -155,17 +163,16 @@ class StorageSCP:
                     (evt.EVT_C_GET, self._on_get)]
         if self.commitments is not None:
             handlers.append((evt.EVT_N_EVENT_REPORT, self.commitments.on_report))
-        if ssl_context is None:
-            self._server = self.ae.start_server((address, port), block=False,
-                                                evt_handlers=handlers)
-        else:
-            server = self.ae.make_server((address, port), evt_handlers=handlers,
-                                         server_class=TlsAssociationServer)
+        server = self.ae.make_server(
+            (address, port), evt_handlers=handlers, limits=self.limits,
+            max_associations=self.max_associations,
+            server_class=DicomServer if ssl_context is None else TlsDicomServer)
+        if ssl_context is not None:
             server.tls_context = ssl_context
-            threading.Thread(target=server.serve_forever, name="dicom-tls-acceptor",
-                             daemon=True).start()
-            self.ae._servers.append(server)     # as start_server does: shutdown removes it
-            self._server = server
+        threading.Thread(target=server.serve_forever, name="dicom-acceptor",
+                         daemon=True).start()
+        self.ae._servers.append(server)     # as start_server does: shutdown removes it
+        self._server = server
         return self._server.server_address[1]
 
     def stop(self) -> None:
@@ -185,6 +192,16 @@ class StorageSCP:
                         calling, decided.why)
             # Rejected permanent, by the service user, with the reason.
             assoc.acse.send_reject(0x01, 0x01, decided.diagnostic)
+            assoc.is_rejected = True
+            assoc.is_established = False
+            assoc.kill()
+            return
+        if not self._server.take_slot(assoc):
+            log.warning("dicom: rejected an association from %s (calling AE %r): %d "
+                        "associations at once (--max-associations)", address, calling,
+                        self.max_associations)
+            # Rejected transient, by the service provider: local limit exceeded.
+            assoc.acse.send_reject(0x02, 0x03, 0x02)
             assoc.is_rejected = True
             assoc.is_established = False
             assoc.kill()
