@@ -32,13 +32,15 @@ from collections import Counter
 from dataclasses import dataclass
 
 from pynetdicom import evt
+from pynetdicom.dimse import DIMSEServiceProvider
+from pynetdicom.fsm import TRANSITION_TABLE, StateMachine
 from pynetdicom.pdu import A_ABORT_RQ
 from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAssociationServer
 
 from medcompute.server.dicomnet.tls import TlsAssociationServer
 
-__all__ = ["Limits", "BoundedSocket", "DicomServer", "TlsDicomServer", "MAX_REQUEST_PDU",
-           "P_DATA_TF"]
+__all__ = ["Limits", "BoundedSocket", "GuardedDIMSE", "GuardedStateMachine", "DicomServer",
+           "TlsDicomServer", "MAX_REQUEST_PDU", "P_DATA_TF"]
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +164,39 @@ class BoundedSocket(AssociationSocket):
         sock.close()
 
 
+class GuardedDIMSE(DIMSEServiceProvider):
+    """pynetdicom's DIMSE provider: a message whose command set cannot be decoded (a
+    missing Command Field, a bad length) is an invalid PDU (Evt19: A-ABORT, the
+    association ends), as pynetdicom already makes one it cannot convert, instead of an
+    exception that ends the reader's thread unhandled."""
+
+    def receive_primitive(self, primitive) -> None:
+        try:
+            super().receive_primitive(primitive)
+        except Exception as exc:
+            info = self.assoc.requestor.address_info
+            log.warning("dicom: aborted the association from %s: a DIMSE message it sent "
+                        "cannot be decoded (%s)", info.address if info else "?",
+                        type(exc).__name__)
+            self.message = None
+            self.dul.event_queue.put("Evt19")
+
+
+class GuardedStateMachine(StateMachine):
+    """pynetdicom's DICOM upper layer state machine, which ignores an event that has no
+    transition while the connection is closed or closing (Sta1, Sta13): a primitive of
+    the local user that lost the race with the peer's abort, for instance. pynetdicom
+    raises there, ending the reader's thread unhandled."""
+
+    def do_action(self, event: str) -> None:
+        if ((event, self.current_state) not in TRANSITION_TABLE
+                and self.current_state in ("Sta1", "Sta13")):
+            log.debug("dicom: ignored %s in %s (the connection is closing)", event,
+                      self.current_state)
+            return
+        super().do_action(event)
+
+
 class BoundedRequestHandler(RequestHandler):
     """pynetdicom's handler, with a :class:`BoundedSocket`, holding its thread until the
     association ends (so that the server counts the connection until then)."""
@@ -173,9 +208,13 @@ class BoundedRequestHandler(RequestHandler):
         sock = assoc.dul.socket
         # pynetdicom builds the AssociationSocket in _create_association, which also
         # queues its transport-connection event: a second socket would queue a second
-        # one. The one built is made a BoundedSocket instead (it adds methods only).
+        # one. The one built is made a BoundedSocket instead; likewise the association's
+        # DIMSE provider and state machine, built by its constructor (the subclasses
+        # override methods only, and add no state pynetdicom would have to set up).
         sock.__class__ = BoundedSocket
         sock.bound(self.server.limits, self.ae.network_timeout)
+        assoc.dimse.__class__ = GuardedDIMSE
+        assoc.dul.state_machine.__class__ = GuardedStateMachine
         evt.trigger(assoc, evt.EVT_CONN_OPEN, {"address": self.client_address})
         assoc.start()
         assoc.join()
