@@ -28,14 +28,27 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from medcompute.server.dicomnet.registry import CallingAE, host_matches
+from medcompute.server.dicomnet.registry import CallingAE, check_caller_host, host_matches
+from medcompute.server.errors import InvalidArgument
 
 __all__ = ["Access", "Caller", "Refused", "Retrieval", "Retrievals", "CALLING_NOT_RECOGNISED",
-           "CALLED_NOT_RECOGNISED"]
+           "CALLED_NOT_RECOGNISED", "unusable"]
 
 #: A-ASSOCIATE-RJ reasons (result permanent, source service user, PS3.8 9.3.4).
 CALLING_NOT_RECOGNISED = 0x03
 CALLED_NOT_RECOGNISED = 0x07
+
+
+def unusable(aes) -> list[CallingAE]:
+    """The registered calling AEs whose host matches no caller: rows earlier versions
+    wrote (a source's AE title registered as a calling AE, with host ``*``, for one)."""
+    out = []
+    for ae in aes:
+        try:
+            check_caller_host(ae.host, "host")
+        except InvalidArgument:
+            out.append(ae)
+    return out
 
 
 @dataclass(frozen=True)

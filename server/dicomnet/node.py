@@ -4,9 +4,10 @@ together."""
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from medcompute.server.config import ServerConfig
-from medcompute.server.dicomnet.access import Access, Retrievals
+from medcompute.server.dicomnet.access import Access, Retrievals, unusable
 from medcompute.server.dicomnet.collect import Collector, SourceBook
 from medcompute.server.dicomnet.commit import Commitments
 from medcompute.server.dicomnet.ingress import Ingress
@@ -23,6 +24,8 @@ from medcompute.server.storage.db import Database
 from medcompute.server.store.images import ImageStore
 
 __all__ = ["DicomNode", "limits_of", "MIN_PDU", "MAX_PDU"]
+
+log = logging.getLogger(__name__)
 
 #: The range of --dicom-max-pdu.
 MIN_PDU, MAX_PDU = 4 << 10, 1 << 30
@@ -98,6 +101,10 @@ class DicomNode:
         self.port = 0
 
     async def start(self) -> None:
+        for ae in unusable(await self.registry.list_aes()):
+            log.warning("dicom: the calling AE %r (subscriber %s) is registered from host %r, "
+                        "which no caller matches: register it again with its address, "
+                        "network or host name", ae.ae_title, ae.subscriber, ae.host)
         await self.collector.start()
         await self.router.recover()
         await self.pusher.start()

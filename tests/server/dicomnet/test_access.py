@@ -101,3 +101,20 @@ def test_message_ids_are_unique_while_in_flight_and_wrap():
             flights.expect("s", "P", "10.0.0.1") as c:
         assert (a, b, c) == (0xFFFF, 1, 2)
     assert flights.of("P", "10.0.0.1") == []
+
+
+def test_rows_of_earlier_versions_that_match_no_caller_are_found(tmp_path):
+    from medcompute.server.dicomnet import registry as tables
+    from medcompute.server.dicomnet.access import unusable
+    from medcompute.server.dicomnet.registry import CallingAE
+
+    registry = NodeRegistry(tmp_path)
+    try:
+        registry.add_ae_now("CT_1", "st-mary", "10.0.4.21")
+        # What RegisterSource used to write for a source registered with host '*'.
+        registry.db.run(tables.add_ae, CallingAE("WILD_B", "hospital-b", "*", 0.0))
+        assert [a.ae_title for a in unusable(registry.list_aes_now())] == ["WILD_B"]
+        access = Access(registry, own_ae="MEDCOMPUTE", retrievals=Retrievals())
+        assert isinstance(access.admit("WILD_B", "MEDCOMPUTE", "127.0.0.1"), Refused)
+    finally:
+        registry.close()
