@@ -48,6 +48,8 @@ log = logging.getLogger(__name__)
 #: storage SOP class in a dozen transfer syntaxes is about 40 KiB.
 MAX_REQUEST_PDU = 64 << 10
 P_DATA_TF = 0x04
+#: The PDU types pynetdicom's reader knows (it reads no body after any other header).
+_PDU_TYPES = frozenset(range(0x01, 0x08))
 _HEADER = struct.Struct(">BBL")       # PDU type, reserved, length of what follows
 
 
@@ -120,7 +122,8 @@ class BoundedSocket(AssociationSocket):
                             else "before the association is accepted")
                 self.refuse()
                 return bytearray()
-            self._body = length
+            if pdu_type in _PDU_TYPES:       # the reader reads the body of these only
+                self._body = length
         return data
 
     def _recv_pending(self, nr_bytes: int) -> bytearray | None:

@@ -81,11 +81,14 @@ def test_a_connection_without_an_association_request_is_closed(node):
     assert _echoscu(node).returncode == 0
 
 
-def test_a_4_gib_pdu_header_is_refused_before_its_body_is_read(node):
-    # The reproduction: an A-ASSOCIATE-RQ declaring a 4 GiB PDU, then its bytes.
+@pytest.mark.parametrize("before", [b"", struct.pack(">BBL", 0x22, 0, 0)],
+                         ids=["first", "after an unknown PDU type"])
+def test_a_4_gib_pdu_header_is_refused_before_its_body_is_read(node, before):
+    # The reproduction: an A-ASSOCIATE-RQ declaring a 4 GiB PDU, then its bytes
+    # (or after a PDU header of a type pynetdicom reads no body of).
     for _ in range(3):
         with socket.create_connection(("127.0.0.1", _port(node)), 5) as s:
-            s.sendall(struct.pack(">BBL", 0x01, 0, 0xFFFFFFFF))
+            s.sendall(before + struct.pack(">BBL", 0x01, 0, 0xFFFFFFFF))
             sent = 0
             with pytest.raises(OSError):    # the server closes: the send breaks off
                 for _ in range(4096):       # up to 256 MiB
