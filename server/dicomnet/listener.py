@@ -270,11 +270,6 @@ class _Bounded:
             sock.admit()
         return True
 
-    def connections(self) -> dict[str, int]:
-        """Open connections by host (for the tests and the log)."""
-        with self._lock:
-            return dict(self._hosts)
-
 
 class DicomServer(_Bounded, ThreadedAssociationServer):
     """The plain DICOM port."""
