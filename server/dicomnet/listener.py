@@ -144,6 +144,19 @@ class BoundedSocket(AssociationSocket):
         self.refuse()
         return None
 
+    def _shutdown_socket(self) -> None:
+        """Shut the connection down and close it. pynetdicom's own skips the close when
+        the shutdown fails (a connection its peer has already reset), leaving the socket
+        to the garbage collector."""
+        sock = self.socket
+        if sock is None:
+            return
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        sock.close()
+
     def refuse(self) -> None:
         """A-ABORT (service provider, invalid PDU parameter value) and close; the reader
         then sees the transport closed (called in the reader's thread)."""
@@ -158,13 +171,7 @@ class BoundedSocket(AssociationSocket):
             sock.sendall(abort.encode())
         except OSError:
             pass
-        try:
-            sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        # Closed here: pynetdicom's own close is skipped when its shutdown fails, as it
-        # does on a socket shut down already.
-        sock.close()
+        self._shutdown_socket()
 
 
 class GuardedDIMSE(DIMSEServiceProvider):

@@ -63,8 +63,8 @@ def node(server_thread, tmp_path_factory):
     registry.add_ae_now("FUZZER", "fuzz", "127.0.0.1")
     registry.close()
     config = ServerConfig(address="127.0.0.1:0", data_dir=data_dir, workers=1, gpu_workers=0,
-                          dicom_port=0, dicom_quiet_seconds=1.0, dicom_pending_timeout=1.0,
-                          dicom_max_per_host=4096, dicom_max_pdu=1 << 20)
+                          dicom_port=0, dicom_quiet_seconds=1.0, dicom_max_per_host=4096,
+                          dicom_max_pdu=1 << 20)
     with server_thread(config) as running:
         yield running
 
