@@ -94,6 +94,14 @@ def _status(code: int, comment: str = "") -> Dataset:
     return ds
 
 
+def _reject(assoc, result: int, source: int, diagnostic: int) -> None:
+    """Answer an association request A-ASSOCIATE-RJ and end it (from EVT_REQUESTED)."""
+    assoc.acse.send_reject(result, source, diagnostic)
+    assoc.is_rejected = True
+    assoc.is_established = False
+    assoc.kill()
+
+
 def _sent(event, datasets):
     """A C-MOVE's or C-GET's instances, one pending status each, until it is cancelled."""
     for ds in datasets:
@@ -191,20 +199,14 @@ class StorageSCP:
             log.warning("dicom: rejected an association from %s (calling AE %r): %s", address,
                         calling, decided.why)
             # Rejected permanent, by the service user, with the reason.
-            assoc.acse.send_reject(0x01, 0x01, decided.diagnostic)
-            assoc.is_rejected = True
-            assoc.is_established = False
-            assoc.kill()
+            _reject(assoc, 0x01, 0x01, decided.diagnostic)
             return
         if not self._server.take_slot(assoc):
             log.warning("dicom: rejected an association from %s (calling AE %r): %d "
                         "associations at once (--max-associations)", address, calling,
                         self.max_associations)
             # Rejected transient, by the service provider: local limit exceeded.
-            assoc.acse.send_reject(0x02, 0x03, 0x02)
-            assoc.is_rejected = True
-            assoc.is_established = False
-            assoc.kill()
+            _reject(assoc, 0x02, 0x03, 0x02)
             return
         if decided.registered is None:
             log.info("dicom: %r at %s calls in to return a retrieve or report a storage "
