@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 from pynetdicom import evt
 from pynetdicom.dimse import DIMSEServiceProvider
-from pynetdicom.fsm import TRANSITION_TABLE, StateMachine
+from pynetdicom.fsm import TRANSITION_TABLE, InvalidEventError, StateMachine
 from pynetdicom.pdu import A_ABORT_RQ
 from pynetdicom.transport import AssociationSocket, RequestHandler, ThreadedAssociationServer
 
@@ -193,10 +193,16 @@ class GuardedDIMSE(DIMSEServiceProvider):
 
 
 class GuardedStateMachine(StateMachine):
-    """pynetdicom's DICOM upper layer state machine, which ignores an event that has no
-    transition while the connection is closed or closing (Sta1, Sta13): a primitive of
-    the local user that lost the race with the peer's abort, for instance. pynetdicom
-    raises there, ending the reader's thread unhandled."""
+    """pynetdicom's DICOM upper layer state machine, made to end an association where
+    pynetdicom ends the reader's thread with an unhandled exception:
+
+    - an event that has no transition while the connection is closed or closing (Sta1,
+      Sta13), such as a primitive of the local user that lost the race with the peer's
+      abort, is ignored;
+    - an action that fails on what the peer sent (an A-ASSOCIATE-RQ whose presentation
+      context ID is even, say: pynetdicom decodes it, then raises converting it) is
+      answered A-ABORT and the connection closed, as an invalid PDU is. pynetdicom has
+      already logged it and stopped the reader."""
 
     def do_action(self, event: str) -> None:
         if ((event, self.current_state) not in TRANSITION_TABLE
@@ -204,7 +210,18 @@ class GuardedStateMachine(StateMachine):
             log.debug("dicom: ignored %s in %s (the connection is closing)", event,
                       self.current_state)
             return
-        super().do_action(event)
+        try:
+            super().do_action(event)
+        except InvalidEventError:
+            raise
+        except Exception as exc:
+            sock = self.dul.socket
+            info = self.dul.assoc.requestor.address_info
+            log.warning("dicom: aborted the connection from %s: what it sent cannot be "
+                        "handled (%s)", info.address if info else "?", type(exc).__name__)
+            if isinstance(sock, BoundedSocket):
+                sock.refuse()
+            self.current_state = "Sta1"
 
 
 class BoundedRequestHandler(RequestHandler):

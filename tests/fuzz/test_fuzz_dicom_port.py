@@ -26,18 +26,12 @@ from pydicom.filewriter import write_dataset
 from pynetdicom import AE
 from pynetdicom.dimse_messages import C_STORE_RQ
 from pynetdicom.dimse_primitives import C_STORE
-from pynetdicom.pdu import A_ASSOCIATE_RQ, P_DATA_TF
-from pynetdicom.pdu_primitives import (
-    A_ASSOCIATE,
-    ImplementationClassUIDNotification,
-    MaximumLengthNotification,
-)
-from pynetdicom.presentation import build_context
+from pynetdicom.pdu import P_DATA_TF
 from pynetdicom.sop_class import CTImageStorage, MRImageStorage, Verification
-from pynetdicom.transport import AddressInformation
 
 from medcompute.server.config import ServerConfig
 from medcompute.server.dicomnet.registry import NodeRegistry
+from tests.dicom_peers import association_request
 
 pytestmark = [pytest.mark.integration,
               pytest.mark.timeout(180 + 3 * settings().max_examples)]
@@ -67,29 +61,6 @@ def node(server_thread, tmp_path_factory):
                           dicom_max_pdu=1 << 20)
     with server_thread(config) as running:
         yield running
-
-
-@cache
-def _association_request(calling: str = "FUZZER", called: str = "MEDCOMPUTE") -> bytes:
-    rq = A_ASSOCIATE()
-    rq.application_context_name = "1.2.840.10008.3.1.1.1"
-    rq.calling_ae_title, rq.called_ae_title = calling, called
-    contexts = []
-    for abstract, context_id in CONTEXTS.items():
-        cx = build_context(abstract)
-        cx.context_id = context_id
-        contexts.append(cx)
-    rq.presentation_context_definition_list = contexts
-    length = MaximumLengthNotification()
-    length.maximum_length_received = 16384
-    uid = ImplementationClassUIDNotification()
-    uid.implementation_class_uid = "1.2.826.0.1.3680043.9.7433.1"
-    rq.user_information = [length, uid]
-    rq.calling_presentation_address = AddressInformation("127.0.0.1", 0)
-    rq.called_presentation_address = AddressInformation("127.0.0.1", 104)
-    pdu = A_ASSOCIATE_RQ()
-    pdu.from_primitive(rq)
-    return pdu.encode()
 
 
 @cache
@@ -134,7 +105,7 @@ def _exchange(node, *parts: bytes, associated: bool = False) -> bytes:
     answer = b""
     with socket.create_connection(("127.0.0.1", node.running.dicom_port), 60) as s:
         if associated:
-            s.sendall(_association_request())
+            s.sendall(association_request())
             pdu_type, _ = _pdu_of(s)
             assert pdu_type == 0x02, "the valid association request was not accepted"
         s.settimeout(LISTEN)
@@ -216,7 +187,7 @@ def test_random_pdus_leave_the_node_serving(node, pdus):
 @given(data=st.data(), calling=st.sampled_from(["FUZZER", "STRANGER", "X"]),
        called=st.sampled_from(["MEDCOMPUTE", "WRONGAE"]))
 def test_mutated_association_requests_leave_the_node_serving(node, data, calling, called):
-    request = data.draw(_mutated(_association_request(calling, called)))
+    request = data.draw(_mutated(association_request(calling, called)))
     answer = _check(node, request)
     assert answer[:1] in (b"", b"\x02", b"\x03", b"\x07"), answer[:16]
 
@@ -230,7 +201,7 @@ def test_the_unmutated_exchanges_are_answered(node):
     """The bases of the mutations are valid: the association is accepted and the C-STORE
     answered."""
     with socket.create_connection(("127.0.0.1", node.running.dicom_port), 60) as s:
-        s.sendall(_association_request())
+        s.sendall(association_request())
         assert _pdu_of(s)[0] == 0x02                    # A-ASSOCIATE-AC
         s.sendall(_store_pdus("CT_small.dcm"))
         assert _pdu_of(s)[0] == 0x04                    # P-DATA-TF: the C-STORE-RSP

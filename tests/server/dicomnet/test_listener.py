@@ -11,9 +11,11 @@ from pydicom.filewriter import write_dataset
 from pynetdicom import AE
 from pynetdicom.association import Association
 from pynetdicom.fsm import InvalidEventError
+from pynetdicom.pdu import A_ASSOCIATE_RQ
 from pynetdicom.pdu_primitives import P_DATA
 
 from medcompute.server.dicomnet.listener import GuardedDIMSE, GuardedStateMachine
+from tests.dicom_peers import association_request
 
 
 def _acceptor() -> Association:
@@ -56,3 +58,28 @@ def test_an_event_without_transition_is_ignored_only_while_closing():
     machine.current_state = "Sta6"
     with pytest.raises(InvalidEventError):
         machine.do_action("Evt5")
+
+
+def test_an_association_request_pynetdicom_cannot_convert_ends_the_connection():
+    data = bytearray(association_request())
+    # The first presentation context item (type 0x20): its ID, 1, made even.
+    at = data.index(b"\x20\x00", 74)
+    assert data[at + 4] == 1
+    data[at + 4] = 2
+
+    def received(guarded: bool):
+        pdu = A_ASSOCIATE_RQ()
+        pdu.decode(bytes(data))
+        assoc = _acceptor()
+        if guarded:
+            assoc.dul.state_machine.__class__ = GuardedStateMachine
+        assoc.dul.state_machine.current_state = "Sta2"
+        assoc.dul._recv_pdu.put(pdu)
+        assoc.dul.state_machine.do_action("Evt6")
+        return assoc
+
+    with pytest.raises(ValueError, match="context_id"):
+        received(guarded=False)                     # pynetdicom alone
+    assoc = received(guarded=True)
+    assert assoc.dul.state_machine.current_state == "Sta1"
+    assert assoc.dul._kill_thread                   # the reader stops
