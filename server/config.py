@@ -135,12 +135,23 @@ class ServerConfig:
     dicom_tls_ca: str = ""
     #: The service's own AE title.
     dicom_ae_title: str = "MEDCOMPUTE"
+    #: Other called AE titles the node answers to (``--dicom-ae-alias``); any other called
+    #: AE title is rejected ("called AE title not recognised").
+    dicom_ae_aliases: tuple[str, ...] = ()
     #: A received series is complete when no instance arrived for this many seconds.
     dicom_quiet_seconds: float = 10.0
     #: ... or at once when the association that sent it is released.
     dicom_complete_on_release: bool = False
     #: DICOM associations open at once; more are rejected (transient, local limit).
     dicom_max_associations: int = 16
+    #: Seconds a DICOM connection may take to send its whole A-ASSOCIATE-RQ; then it is
+    #: closed. Waiting connections do not count against dicom_max_associations.
+    dicom_pending_timeout: float = 5.0
+    #: Largest P-DATA-TF PDU read over DICOM (what its header declares), in bytes; the
+    #: node announces it as its maximum length. Longer: A-ABORT, connection closed.
+    dicom_max_pdu: int = 16 << 20
+    #: DICOM connections open at once from one host (waiting or associated).
+    dicom_max_per_host: int = 8
     #: Largest instance accepted over DICOM, in bytes; larger ones get 0xA700.
     dicom_max_instance_bytes: int = 512 << 20
     #: Tries of a push to a DICOM node before it fails (transient failures only).

@@ -68,6 +68,16 @@ def _status_rule(text: str):
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _size(text: str) -> int:
+    """Bytes, or a number with KiB, MiB or GiB (``16MiB``)."""
+    value = text.strip()
+    for unit, scale in (("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30), ("", 1)):
+        if value.endswith(unit) and value[:len(value) - len(unit)].strip().isdigit():
+            return int(value[:len(value) - len(unit)]) * scale
+    raise argparse.ArgumentTypeError(f"expected bytes, or a number with KiB, MiB or GiB "
+                                     f"(16MiB), got {text!r}")
+
+
 def add_parser(subparsers, *, duration: Callable[[str], float]) -> argparse.ArgumentParser:
     """Add ``serve`` to the ``medcompute`` parser's ``subparsers``; ``duration`` parses the
     DURATION values (3600, 90m, 12h, 30d, 1y) as the command line's other commands do."""
@@ -231,7 +241,23 @@ def add_parser(subparsers, *, duration: Callable[[str], float]) -> argparse.Argu
     dicom.add_argument("--complete-on-release", action="store_true",
                        help="... or as soon as the association that sent it is released")
     dicom.add_argument("--max-associations", type=int, default=16, metavar="N",
-                       help="DICOM associations at once; more are rejected (default 16)")
+                       help="DICOM associations accepted at once; more are rejected "
+                       "(default 16)")
+    dicom.add_argument("--dicom-ae-alias", action="append", default=[], metavar="AET",
+                       help="another called AE title the node answers to (repeat for more); "
+                       "any other called AE title is rejected (\"called AE title not "
+                       "recognised\")")
+    dicom.add_argument("--dicom-pending-timeout", type=float, default=5.0, metavar="SECONDS",
+                       help="close a connection that has not sent its whole A-ASSOCIATE-RQ "
+                       "within this many seconds (default 5); waiting connections do not "
+                       "count against --max-associations")
+    dicom.add_argument("--dicom-max-pdu", type=_size, default=16 << 20, metavar="SIZE",
+                       help="largest P-DATA PDU read, announced as the node's maximum length "
+                       "(default 16MiB); an A-ASSOCIATE-RQ may have 64KiB; a longer PDU is "
+                       "aborted unread")
+    dicom.add_argument("--dicom-max-per-host", type=int, default=8, metavar="N",
+                       help="DICOM connections open at once from one host, waiting or "
+                       "associated (default 8); more are closed at once")
     dicom.add_argument("--max-instance-mb", type=float, default=512, metavar="MIB",
                        help="largest instance accepted over DICOM (default 512; larger: "
                        "status A700)")
@@ -292,6 +318,10 @@ def run(args) -> int:
                           dicom_quiet_seconds=args.series_quiet,
                           dicom_complete_on_release=args.complete_on_release,
                           dicom_max_associations=args.max_associations,
+                          dicom_ae_aliases=tuple(args.dicom_ae_alias),
+                          dicom_pending_timeout=args.dicom_pending_timeout,
+                          dicom_max_pdu=args.dicom_max_pdu,
+                          dicom_max_per_host=args.dicom_max_per_host,
                           dicom_max_instance_bytes=int(args.max_instance_mb * (1 << 20)),
                           dicom_push_attempts=args.push_attempts,
                           dicom_push_backoff=args.push_backoff,

@@ -8,6 +8,7 @@ never used: each test's Orthanc runs with its own JSON configuration.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -18,7 +19,8 @@ import time
 import urllib.request
 from pathlib import Path
 
-__all__ = ["free_port", "program", "StoreSCP", "Orthanc", "storescu", "wait_port"]
+__all__ = ["free_port", "program", "StoreSCP", "Orthanc", "storescu", "wait_port",
+           "association_request"]
 
 _SBIN = ("/usr/bin", "/usr/sbin", "/usr/local/bin", "/usr/local/sbin")
 
@@ -171,3 +173,39 @@ def storescu(port: int, files, *, aet: str = "SCANNER", called: str = "MEDCOMPUT
         [program("storescu"), "-aet", aet, "-aec", called, *extra, "127.0.0.1", str(port),
          *[str(f) for f in files]],
         capture_output=True, text=True, timeout=timeout)
+
+
+@functools.cache
+def association_request(calling: str = "FUZZER", called: str = "MEDCOMPUTE") -> bytes:
+    """An A-ASSOCIATE-RQ PDU, encoded, proposing Verification (context 1), CT Image
+    Storage (3) and MR Image Storage (5) in the default transfer syntax."""
+    from pynetdicom.pdu import A_ASSOCIATE_RQ
+    from pynetdicom.pdu_primitives import (
+        A_ASSOCIATE,
+        ImplementationClassUIDNotification,
+        MaximumLengthNotification,
+    )
+    from pynetdicom.presentation import build_context
+    from pynetdicom.sop_class import CTImageStorage, MRImageStorage, Verification
+    from pynetdicom.transport import AddressInformation
+
+    rq = A_ASSOCIATE()
+    rq.application_context_name = "1.2.840.10008.3.1.1.1"
+    rq.calling_ae_title, rq.called_ae_title = calling, called
+    contexts = []
+    for abstract, context_id in ((Verification, 1), (CTImageStorage, 3),
+                                  (MRImageStorage, 5)):
+        cx = build_context(abstract)
+        cx.context_id = context_id
+        contexts.append(cx)
+    rq.presentation_context_definition_list = contexts
+    length = MaximumLengthNotification()
+    length.maximum_length_received = 16384
+    uid = ImplementationClassUIDNotification()
+    uid.implementation_class_uid = "1.2.826.0.1.3680043.9.7433.1"
+    rq.user_information = [length, uid]
+    rq.calling_presentation_address = AddressInformation("127.0.0.1", 0)
+    rq.called_presentation_address = AddressInformation("127.0.0.1", 104)
+    pdu = A_ASSOCIATE_RQ()
+    pdu.from_primitive(rq)
+    return pdu.encode()

@@ -1,6 +1,7 @@
 """``medcompute dicom``: the service as a DICOM node.
 
-    medcompute dicom ae add AET --subscriber S --host IP --api-key ADMIN  (or --data-dir DIR)
+    medcompute dicom ae add AET --subscriber S --host IP|CIDR|NAME --api-key ADMIN
+                                                                         (or --data-dir DIR)
     medcompute dicom ae list [--subscriber S] --api-key ADMIN            (or --data-dir DIR)
     medcompute dicom ae rm AET --api-key ADMIN                           (or --data-dir DIR)
     medcompute dicom rule add --subscriber S --op NAME[:k=v,...] [--op ...] [--calling-ae AET]
@@ -23,9 +24,11 @@
     medcompute collect SOURCE [--modality M] [--date-from D] [--date-to D] [--study-uid UID]
                        [--patient-id ID] [--method move|get] --api-key KEY
 
-A calling AE title (a scanner, a PACS) is registered for the subscriber its images
-belong to and the host it calls from; associations from any other AE title or host are
-rejected. The `ae` commands go through the server's DicomService with an admin key, or,
+A calling AE title (a scanner, a PACS) is registered, by an administrator only, for the
+subscriber its images belong to and the host or network it calls from (never any host);
+associations from any other AE title or host are rejected. A source opens no door: the
+server accepts its association only to answer a C-MOVE the server itself sent it. The
+`ae` commands go through the server's DicomService with an admin key, or,
 with --data-dir, work on the data directory on the server's machine (before any key
 exists, as the first admin key is made); a running server sees a change at its next
 association. Everything else goes through the server's DicomService.
@@ -387,7 +390,8 @@ def add_commands(sub, client_options) -> None:
     add.add_argument("--subscriber", required=True,
                      help="the subscriber the received images belong to")
     add.add_argument("--host", required=True,
-                     help="the IP address (or host name) it calls from; * for any")
+                     help="the IP address, network (CIDR, e.g. 10.0.4.0/24) or host name "
+                     "it calls from (never any host)")
     data_dir(add)
     add.add_argument("--json", action="store_true", help="the registered calling AE title as JSON")
     add.set_defaults(func=_ae_add)
@@ -474,8 +478,8 @@ def add_commands(sub, client_options) -> None:
 
     source = dsub.add_parser("source", help="your PACS to collect from: add, list, rm")
     ssub = source.add_subparsers(dest="source_command", required=True, metavar="ACTION")
-    sadd = ssub.add_parser("add", help="register (or change) a source; its AE title may then "
-                           "call this server (C-MOVE answers so)")
+    sadd = ssub.add_parser("add", help="register (or change) a source to collect from (it may "
+                           "call this server only to answer a C-MOVE of ours, while it runs)")
     sadd.add_argument("name", metavar="NAME", help="your name for it")
     sadd.add_argument("--ae-title", required=True, help="its AE title")
     sadd.add_argument("--host", required=True, help="its host name or IP address")

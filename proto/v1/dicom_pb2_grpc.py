@@ -193,9 +193,11 @@ class DicomServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def RegisterSource(self, request, context):
-        """Register (or change) one of the caller's PACS as a source to collect from; its AE
-        title becomes a calling AE of the caller (C-MOVE sends back by calling us).
-        Process or store role.
+        """Register (or change) one of the caller's PACS as a source to collect from. It opens
+        no door: the association a source opens to send back what a C-MOVE of ours asked
+        for is accepted (from the source's AE title and host) only while that C-MOVE runs.
+        A source whose AE title is another subscriber's calling AE is refused, and nothing
+        is kept. Process or store role.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -209,8 +211,7 @@ class DicomServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def DeleteSource(self, request, context):
-        """Remove one of the caller's sources (what it collected stays; its AE title stays a
-        calling AE of the caller until an administrator removes it).
+        """Remove one of the caller's sources (what it collected stays; nothing else is left).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -8,7 +8,7 @@ import dataclasses
 from medcompute.proto.v1 import dicom_pb2, dicom_pb2_grpc
 from medcompute.server.api.guard import Guard, rpc
 from medcompute.server.api.requests import Fields, process_header, process_request
-from medcompute.server.dicomnet.collect import Query, Source, SourceBook, register_source
+from medcompute.server.dicomnet.collect import Query, Source, SourceBook
 from medcompute.server.dicomnet.offload import Offload
 from medcompute.server.dicomnet.push import Node, PushBook, PushRow, proof_of
 from medcompute.server.dicomnet.registry import CallingAE, NodeRegistry
@@ -222,13 +222,12 @@ class DicomServicer(dicom_pb2_grpc.DicomServiceServicer):
     async def RegisterSource(self, request, context, call):
         s = request.source
         call.object_id = s.name
-        src = await register_source(self.sources, self.registry, call.principal.subscriber,
-                                    s.name, s.ae_title, s.host, s.port,
-                                    _method(s.method, "source.method") or "move",
-                                    every=s.every_seconds, days=s.schedule_days,
-                                    modality=s.schedule_modality, tls=_tls_in(s),
-                                    offload=Offload(s.capacity_url, s.offload_below_percent,
-                                                    s.offload_below_mib, s.capacity_max_mib))
+        src = await self.sources.add(call.principal.subscriber, s.name, s.ae_title, s.host,
+                                     s.port, _method(s.method, "source.method") or "move",
+                                     every=s.every_seconds, days=s.schedule_days,
+                                     modality=s.schedule_modality, tls=_tls_in(s),
+                                     offload=Offload(s.capacity_url, s.offload_below_percent,
+                                                     s.offload_below_mib, s.capacity_max_mib))
         return dicom_pb2.RegisterSourceResponse(source=_source(src))
 
     @rpc("dicom.sources.delete", ("process", "store"))

@@ -1,9 +1,11 @@
 """Collect from a sender's PACS: C-FIND at series level, then C-MOVE or C-GET.
 
-A sending subscriber registers its PACS as a source; its AE title is registered as a
-calling AE of the subscriber from the source's host, because a C-MOVE is answered by
-the PACS opening an association to this server's storage SCP. C-GET brings the
-instances back on the query association; they go through the same ingress (stored
+A sending subscriber registers its PACS as a source: something this server calls out
+to, which opens no door into it. A C-MOVE is answered by the PACS opening an association
+to this server's storage SCP; while the C-MOVE is in flight, that association (the
+source's AE title, from the source's host) is accepted to send its instances back, and
+nothing else (see :mod:`.access`). C-GET brings the instances back on the query
+association; they go through the same ingress (stored
 durably before each success status). Either way the series then complete and are
 routed as any received series. A series collected once (every instance retrieved with
 success) is remembered per subscriber and source and not fetched again. A source may be
@@ -29,6 +31,7 @@ from pynetdicom.sop_class import (
 )
 
 from medcompute.server.dicom.meta import normalise_date
+from medcompute.server.dicomnet.access import Retrievals
 from medcompute.server.dicomnet.offload import (
     Offload,
     check_offload,
@@ -39,7 +42,7 @@ from medcompute.server.dicomnet.offload import (
     threshold_bytes,
 )
 from medcompute.server.dicomnet.push import associate, reach
-from medcompute.server.dicomnet.registry import check_address, check_ae_title
+from medcompute.server.dicomnet.registry import calling_ae, check_address, check_ae_title
 from medcompute.server.dicomnet.tls import Tls, check_tls, dumps, loads
 from medcompute.server.errors import (
     FailedPrecondition,
@@ -52,7 +55,7 @@ from medcompute.server.storage.db import Store, add_columns, table
 from medcompute.server.storage.keys import check_subscriber
 
 __all__ = ["SourceBook", "Source", "Collector", "Collected", "Query", "capacity_checked",
-           "collected", "delete_source", "mark", "put_source", "ran", "register_source",
+           "collected", "delete_source", "keep_source", "mark", "put_source", "ran",
            "scheduled", "sources"]
 
 log = logging.getLogger(__name__)
@@ -182,6 +185,16 @@ def put_source(tx, src: Source) -> None:
                          src.max_mib))
 
 
+def keep_source(tx, src: Source) -> None:
+    """Keep a checked source unless its AE title is a calling AE of another subscriber
+    (then InvalidArgument, and nothing is written): to run in one transaction."""
+    known = calling_ae(tx, src.ae_title)
+    if known is not None and known.subscriber != src.subscriber:
+        raise InvalidArgument(f"the AE title {src.ae_title!r} is registered for another "
+                              "subscriber", "source.ae_title")
+    put_source(tx, src)
+
+
 def delete_source(tx, subscriber: str, name: str) -> bool:
     """False when there is no such source."""
     return bool(tx.execute("DELETE FROM dicom_source WHERE subscriber = ? AND name = ?",
@@ -233,6 +246,8 @@ class SourceBook(Store):
     async def add(self, subscriber: str, name: str, ae_title: str, host: str, port: int,
                   method: str, every: int = 0, days: int = 0, modality: str = "",
                   tls: Tls | None = None, offload: Offload | None = None) -> Source:
+        """Keep a source (a new one, or new settings of one of that name): every field
+        checked first, then one transaction; a refused one leaves nothing behind."""
         check_subscriber(name, "source.name")
         title = check_ae_title(ae_title, "source.ae_title")
         check_address(host, port, "source", "the PACS's")
@@ -246,7 +261,7 @@ class SourceBook(Store):
         src = Source(subscriber, name, title, host, port, method, time.time(), every, days,
                      modality.strip(), 0.0, tls, offload.url, offload.below_percent,
                      offload.below_mib, max_mib=offload.max_mib)
-        await self.db.read(put_source, src)
+        await asyncio.to_thread(self.db.transaction, keep_source, src)
         return src
 
     async def delete(self, subscriber: str, name: str) -> None:
@@ -280,21 +295,6 @@ class SourceBook(Store):
         await self.db.read(mark, subscriber, source, series_uid, time.time())
 
 
-async def register_source(book: SourceBook, registry, subscriber: str, name: str,
-                          ae_title: str, host: str, port: int, method: str, *, every: int = 0,
-                          days: int = 0, modality: str = "", tls: Tls | None = None,
-                          offload: Offload | None = None) -> Source:
-    """Keep a source, and let its AE title call this server (C-MOVE answers so)."""
-    src = await book.add(subscriber, name, ae_title, host, port, method, every, days, modality,
-                         tls, offload)
-    known = registry.calling_ae(src.ae_title)
-    if known is not None and known.subscriber != subscriber:
-        raise InvalidArgument(f"the AE title {src.ae_title!r} is registered for another "
-                              "subscriber", "source.ae_title")
-    await registry.add_ae(src.ae_title, subscriber, src.host)
-    return src
-
-
 def check_query(q: Query) -> Query:
     dates = {}
     for name in ("date_from", "date_to"):
@@ -326,10 +326,11 @@ def _identifier(q: Query) -> Dataset:
 class Collector:
     """Runs collections for one server (its AE title and ingress)."""
 
-    def __init__(self, book: SourceBook, ingress, registry, *, own_ae: str):
+    def __init__(self, book: SourceBook, ingress, retrievals: Retrievals, *, own_ae: str):
         self.book = book
         self.ingress = ingress
-        self.registry = registry
+        #: The C-MOVEs in flight, whose sources may call in to send their instances.
+        self.retrievals = retrievals
         self.own_ae = own_ae
 
     async def collect(self, subscriber: str, name: str, query: Query, method: str = ""
@@ -487,14 +488,15 @@ class Collector:
     def _move(self, src: Source, study_uid: str, series_uid: str) -> tuple[bool, int, str]:
         ae = AE(ae_title=self.own_ae)
         ae.add_requested_context(StudyRootQueryRetrieveInformationModelMove)
-        assoc = self._associate(src, ae)
-        try:
-            return self._outcome(assoc.send_c_move(
-                self._retrieve_identifier(study_uid, series_uid), self.own_ae,
-                StudyRootQueryRetrieveInformationModelMove))
-        finally:
-            if assoc.is_established:
-                assoc.release()
+        with self.retrievals.expect(src.subscriber, src.ae_title, src.host) as message_id:
+            assoc = self._associate(src, ae)
+            try:
+                return self._outcome(assoc.send_c_move(
+                    self._retrieve_identifier(study_uid, series_uid), self.own_ae,
+                    StudyRootQueryRetrieveInformationModelMove, msg_id=message_id))
+            finally:
+                if assoc.is_established:
+                    assoc.release()
 
     def _get(self, src: Source, study_uid: str, series_uid: str) -> tuple[bool, int, str]:
         loop = self._loop

@@ -4,11 +4,14 @@ together."""
 from __future__ import annotations
 
 import asyncio
+import logging
 
 from medcompute.server.config import ServerConfig
+from medcompute.server.dicomnet.access import Access, Retrievals, unusable
 from medcompute.server.dicomnet.collect import Collector, SourceBook
 from medcompute.server.dicomnet.commit import Commitments
 from medcompute.server.dicomnet.ingress import Ingress
+from medcompute.server.dicomnet.listener import Limits
 from medcompute.server.dicomnet.push import PushBook, Pusher
 from medcompute.server.dicomnet.qr import StoreIndex
 from medcompute.server.dicomnet.registry import NodeRegistry, check_ae_title
@@ -20,7 +23,27 @@ from medcompute.server.storage.audit import AuditLog
 from medcompute.server.storage.db import Database
 from medcompute.server.store.images import ImageStore
 
-__all__ = ["DicomNode"]
+__all__ = ["DicomNode", "limits_of", "MIN_PDU", "MAX_PDU"]
+
+log = logging.getLogger(__name__)
+
+#: The range of --dicom-max-pdu.
+MIN_PDU, MAX_PDU = 4 << 10, 1 << 30
+
+
+def limits_of(config: ServerConfig) -> Limits:
+    """The DICOM port's listener limits of ``config``, checked (FailedPrecondition naming
+    the option)."""
+    if not 0 < config.dicom_pending_timeout <= 3600:
+        raise FailedPrecondition("expected seconds above 0, at most 3600, got "
+                                 f"{config.dicom_pending_timeout:g}", "--dicom-pending-timeout")
+    if not MIN_PDU <= config.dicom_max_pdu <= MAX_PDU:
+        raise FailedPrecondition(f"expected {MIN_PDU} bytes (4KiB) to {MAX_PDU} bytes (1GiB), "
+                                 f"got {config.dicom_max_pdu}", "--dicom-max-pdu")
+    if config.dicom_max_per_host < 1:
+        raise FailedPrecondition(f"expected at least 1, got {config.dicom_max_per_host}",
+                                 "--dicom-max-per-host")
+    return Limits(config.dicom_pending_timeout, config.dicom_max_pdu, config.dicom_max_per_host)
 
 
 class DicomNode:
@@ -32,8 +55,14 @@ class DicomNode:
             title = check_ae_title(config.dicom_ae_title, "--ae-title")
         except InvalidArgument as exc:
             raise FailedPrecondition(exc.message, exc.field) from None
+        try:
+            aliases = tuple(check_ae_title(a, "--dicom-ae-alias")
+                            for a in config.dicom_ae_aliases)
+        except InvalidArgument as exc:
+            raise FailedPrecondition(exc.message, exc.field) from None
         if config.dicom_max_associations < 1:
             raise FailedPrecondition("expected at least 1", "--max-associations")
+        limits = limits_of(config)
         #: DICOM TLS on the port (``serve --dicom-tls-cert/--dicom-tls-key``); None: off.
         self.tls = None
         if config.dicom_tls_cert or config.dicom_tls_key or config.dicom_tls_ca:
@@ -59,15 +88,24 @@ class DicomNode:
                              audit=self.audit)
         self.ingress.on_series.append(self.router.route)
         self.sources = SourceBook(tables)
-        self.collector = Collector(self.sources, self.ingress, self.registry, own_ae=title)
-        self.scp = StorageSCP(self.ingress, self.registry, ae_title=title,
+        retrievals = Retrievals()
+        #: Who may call the DICOM port (the one place that decides).
+        self.access = Access(self.registry, own_ae=title, aliases=aliases,
+                             retrievals=retrievals, commitments=self.commitments)
+        self.collector = Collector(self.sources, self.ingress, retrievals, own_ae=title)
+        self.scp = StorageSCP(self.ingress, self.access, ae_title=title,
                               max_associations=config.dicom_max_associations,
                               max_instance_bytes=config.dicom_max_instance_bytes,
                               index=StoreIndex(store), pushes=self.pushes,
-                              commitments=self.commitments)
+                              commitments=self.commitments,
+                              limits=limits)
         self.port = 0
 
     async def start(self) -> None:
+        for ae in unusable(await self.registry.list_aes()):
+            log.warning("dicom: the calling AE %r (subscriber %s) is registered from host %r, "
+                        "which no caller matches: register it again with its address, "
+                        "network or host name", ae.ae_title, ae.subscriber, ae.host)
         await self.collector.start()
         await self.router.recover()
         await self.pusher.start()

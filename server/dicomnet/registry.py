@@ -1,7 +1,10 @@
 """What the DICOM node keeps in the catalog file: the calling AE titles an administrator
 registered, the instances received over DICOM and the series they make up.
 
-A calling AE title belongs to one subscriber and may call only from its registered host.
+A calling AE title belongs to one subscriber and may call only from its registered host
+or network: an IP address, a network in CIDR notation (10.0.4.0/24) or a host name
+(resolved when it calls), never "any host" (see :mod:`.access`, which decides who may
+call). Only administrators register calling AE titles.
 Every instance received is a stored image of that subscriber (``ImageStore.register``);
 the row here groups it into its series until the series is complete: no instance for
 the quiet time, or (when so configured) its association released. A complete series is
@@ -12,7 +15,9 @@ UIDs are kept here, never written to logs.
 
 from __future__ import annotations
 
+import ipaddress
 import re
+import socket
 import time
 from dataclasses import dataclass
 
@@ -20,11 +25,13 @@ from medcompute.server.errors import InvalidArgument, NotFound
 from medcompute.server.storage.db import Store, schema, table
 
 __all__ = ["NodeRegistry", "CallingAE", "Series", "add_ae", "calling_ae", "check_ae_title",
-           "check_address", "due", "finish_series", "forget_instances", "instances",
-           "leftovers", "list_aes", "list_series", "mark_routed", "record_instance", "released",
-           "remove_ae", "unrouted"]
+           "check_address", "check_caller_host", "host_matches", "due", "finish_series",
+           "forget_instances", "instances", "leftovers", "list_aes", "list_series",
+           "mark_routed", "record_instance", "released", "remove_ae", "unrouted"]
 
 _AE = re.compile(r"^[\x20-\x5b\x5d-\x7e]{1,16}$")   # DICOM AE: 16 chars, no backslash
+_HOST_NAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+                        r"(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?$")
 
 
 def check_ae_title(value: str, field: str) -> str:
@@ -39,10 +46,72 @@ def check_ae_title(value: str, field: str) -> str:
 def check_address(host: str, port: int, field: str, whose: str) -> None:
     """A peer's host (``field.host``) and TCP port (``field.port``); ``whose`` names the peer
     in the message ("the node's")."""
-    if not host or any(c.isspace() for c in host):
+    if not host or not _peer_host(host):
         raise InvalidArgument(f"expected {whose} host name or IP address", f"{field}.host")
     if not 1 <= port <= 65535:
         raise InvalidArgument(f"expected a TCP port 1 to 65535, got {port}", f"{field}.port")
+
+
+def _peer_host(host: str) -> bool:
+    """A host this server can connect to: an IP address or a host name (no wildcard)."""
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return bool(_HOST_NAME.match(host))
+    return True
+
+
+def check_caller_host(value: str, field: str) -> str:
+    """The host a calling AE may call from: an IP address, a network in CIDR notation
+    (returned normalised: 10.0.4.7/24 is 10.0.4.0/24) or a host name; never a wildcard,
+    the unspecified address or a network of every address."""
+    host = value.strip()
+    expected = ("expected the IP address, network (CIDR, such as 10.0.4.0/24) or host name "
+                "the AE calls from")
+    if not host:
+        raise InvalidArgument(expected, field)
+    if "/" in host:
+        try:
+            net = ipaddress.ip_network(host, strict=False)
+        except ValueError:
+            raise InvalidArgument(f"{expected}; got {value!r}", field) from None
+        if net.prefixlen == 0:
+            raise InvalidArgument(f"{expected}; {value!r} is every address: name the "
+                                  "scanner's own address or network", field)
+        return str(net)
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        if not _HOST_NAME.match(host):
+            raise InvalidArgument(f"{expected}; got {value!r} (any host, '*', is not "
+                                  "allowed)" if "*" in host else f"{expected}; got {value!r}",
+                                  field) from None
+        return host
+    if address.is_unspecified:
+        raise InvalidArgument(f"{expected}; {value!r} is no one address", field)
+    return str(address)
+
+
+def host_matches(registered: str, address: str) -> bool:
+    """Whether a caller at IP ``address`` is at the ``registered`` host: the address, in
+    the network, or one the host name resolves to. A registration that is no host (the
+    ``*`` earlier versions stored for a source) matches nothing."""
+    try:
+        caller = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    if isinstance(caller, ipaddress.IPv6Address) and caller.ipv4_mapped is not None:
+        caller = caller.ipv4_mapped
+    try:
+        return caller in ipaddress.ip_network(registered, strict=False)
+    except ValueError:
+        pass
+    if not _HOST_NAME.match(registered):
+        return False
+    try:
+        return str(caller) in socket.gethostbyname_ex(registered)[2]
+    except OSError:
+        return False
 
 
 @dataclass(frozen=True)
@@ -249,8 +318,7 @@ class NodeRegistry(Store):
         if not subscriber:
             raise InvalidArgument("expected the subscriber the AE title sends for",
                                   "subscriber")
-        if not host or any(c.isspace() for c in host):
-            raise InvalidArgument("expected the host (IP address) the AE calls from", "host")
+        host = check_caller_host(host, "host")
         ae = CallingAE(title, subscriber, host, time.time())
         self.db.run(add_ae, ae)
         return ae

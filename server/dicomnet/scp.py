@@ -4,12 +4,15 @@ pynetdicom runs each association in a thread of its own; the C-STORE handler han
 instance's bytes to :class:`~medcompute.server.dicomnet.ingress.Ingress` on the server's
 event loop and answers only when it is durable. What is checked, and answered how:
 
-- the calling AE title must be registered for a subscriber and call from its host, or
-  the association is rejected (permanent, service user, "calling AE title not
-  recognised"); beyond ``max_associations`` at once it is rejected (transient,
-  "local limit exceeded", by pynetdicom); a destination of a push whose storage
-  commitment is in flight may also call in (from that node's host), only to send its
-  N-EVENT-REPORT (anything else it sends has no subscriber and is refused);
+- who may call is decided by :class:`~medcompute.server.dicomnet.access.Access`: the
+  called AE title must be this node's (else rejected, permanent, service user, "called
+  AE title not recognised"), the calling AE title one registered for a subscriber and
+  calling from its host or network, a source returning a retrieve of ours, or a node
+  reporting a storage commitment (else "calling AE title not recognised"); beyond
+  ``max_associations`` admitted at once it is rejected (transient, "local limit
+  exceeded"); connections that have not sent their A-ASSOCIATE-RQ do not count, and are
+  bounded by the listener (:mod:`.listener`: pending timeout, PDU length, per host); an
+  instance from a caller the access rules give no subscriber is refused (0x0110);
 - an SOP class or transfer syntax not offered here: the presentation context is refused
   (pynetdicom); a C-STORE on it is answered 0x0122 (SOP class not supported);
 - an instance larger than the limit, or one the store cannot take for lack of room:
@@ -22,9 +25,7 @@ Logs carry AE titles, addresses and statuses, never data set contents.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
-import socket
 import threading
 from concurrent.futures import TimeoutError as FutureTimeout
 
@@ -59,10 +60,11 @@ from pynetdicom.sop_class import (
     Verification,
 )
 
+from medcompute.server.dicomnet.access import Access, Caller, Refused
 from medcompute.server.dicomnet.ingress import Ingress
-from medcompute.server.dicomnet.registry import CallingAE, NodeRegistry
+from medcompute.server.dicomnet.listener import DicomServer, Limits, TlsDicomServer
 from medcompute.server.dicomnet.sockets import NO_DELAY
-from medcompute.server.dicomnet.tls import TlsAssociationServer, tls_args
+from medcompute.server.dicomnet.tls import tls_args
 from medcompute.server.errors import InvalidArgument, MedcomputeError, ResourceExhausted
 from medcompute.server.storage.space import storage_fault
 
@@ -97,17 +99,12 @@ def _status(code: int, comment: str = "") -> Dataset:
     return ds
 
 
-def _host_matches(registered: str, address: str) -> bool:
-    if registered == "*":
-        return True
-    try:
-        return ipaddress.ip_address(registered) == ipaddress.ip_address(address)
-    except ValueError:
-        pass
-    try:
-        return address in socket.gethostbyname_ex(registered)[2]
-    except OSError:
-        return False
+def _reject(assoc, result: int, source: int, diagnostic: int) -> None:
+    """Answer an association request A-ASSOCIATE-RJ and end it (from EVT_REQUESTED)."""
+    assoc.acse.send_reject(result, source, diagnostic)
+    assoc.is_rejected = True
+    assoc.is_established = False
+    assoc.kill()
 
 
 def _sent(event, datasets):
@@ -121,26 +118,32 @@ def _sent(event, datasets):
 class StorageSCP:
     """One listening AE: C-ECHO and C-STORE of every storage SOP class."""
 
-    def __init__(self, ingress: Ingress, registry: NodeRegistry, *, ae_title: str,
+    def __init__(self, ingress: Ingress, access: Access, *, ae_title: str,
                  max_associations: int, max_instance_bytes: int, index=None, pushes=None,
-                 commitments=None):
+                 commitments=None, limits: Limits | None = None):
         self.ingress = ingress
         self.index = index                # StoreIndex: Query/Retrieve of the store
         self.pushes = pushes              # PushBook: C-MOVE destinations
-        self.registry = registry
+        self.access = access              # who may call, and whose an instance is
         self.commitments = commitments    # Commitments: reports of pushes' transactions
         self.ae_title = ae_title
         self.max_instance_bytes = max_instance_bytes
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server = None
-        self._callers: dict[int, CallingAE] = {}
+        self._callers: dict[int, Caller] = {}
         self._series: dict[int, set[tuple[str, str]]] = {}
         self._lock = threading.Lock()
+        self.limits = limits or Limits()
+        self.max_associations = max_associations
         ae = AE(ae_title=ae_title)
-        ae.maximum_associations = max_associations
-        ae.maximum_pdu_size = 0          # no limit on what the sender's PDUs carry
+        # Admitted associations are counted by the listener (DicomServer.take_slot), not
+        # by pynetdicom, which would count connections still waiting for their request.
+        ae.maximum_associations = 1 << 20
+        ae.maximum_pdu_size = self.limits.max_pdu      # announced; longer PDUs are refused
         ae.network_timeout = 60
-        ae.acse_timeout = 10             # a connection that never negotiates frees its slot
+        # A connection that never sends a byte is closed after this (pynetdicom's ARTIM
+        # timer); one that sends part of its request, by the listener's socket.
+        ae.acse_timeout = self.limits.pending_timeout
         ae.dimse_timeout = 60
         ae.add_supported_context(Verification)
         for context in AllStoragePresentationContexts:
@@ -173,17 +176,16 @@ class StorageSCP:
                     (evt.EVT_C_GET, self._on_get), NO_DELAY]
         if self.commitments is not None:
             handlers.append((evt.EVT_N_EVENT_REPORT, self.commitments.on_report))
-        if ssl_context is None:
-            self._server = self.ae.start_server((address, port), block=False,
-                                                evt_handlers=handlers)
-        else:
-            server = self.ae.make_server((address, port), evt_handlers=handlers,
-                                         server_class=TlsAssociationServer)
+        server = self.ae.make_server(
+            (address, port), evt_handlers=handlers, limits=self.limits,
+            max_associations=self.max_associations,
+            server_class=DicomServer if ssl_context is None else TlsDicomServer)
+        if ssl_context is not None:
             server.tls_context = ssl_context
-            threading.Thread(target=server.serve_forever, name="dicom-tls-acceptor",
-                             daemon=True).start()
-            self.ae._servers.append(server)     # as start_server does: shutdown removes it
-            self._server = server
+        threading.Thread(target=server.serve_forever, name="dicom-acceptor",
+                         daemon=True).start()
+        self.ae._servers.append(server)     # as start_server does: shutdown removes it
+        self._server = server
         return self._server.server_address[1]
 
     def stop(self) -> None:
@@ -194,26 +196,28 @@ class StorageSCP:
     # -- handlers (association threads) ---------------------------------------------
     def _on_requested(self, event) -> None:
         assoc = event.assoc
-        calling = assoc.requestor.primitive.calling_ae_title.strip()
+        rq = assoc.requestor.primitive
+        calling = (rq.calling_ae_title or "").strip()
         address = assoc.requestor.address
-        known = self.registry.calling_ae(calling) if calling else None
-        if known is None and self.commitments is not None and any(
-                _host_matches(host, address) for host in self.commitments.callers(calling)):
-            log.info("dicom: node %r at %s calls in to report storage commitment", calling,
-                     address)
-            return          # no subscriber: it may only report (N-EVENT-REPORT)
-        if known is None or not _host_matches(known.host, address):
+        decided = self.access.admit(calling, rq.called_ae_title or "", address)
+        if isinstance(decided, Refused):
             log.warning("dicom: rejected an association from %s (calling AE %r): %s", address,
-                        calling, "AE title not registered" if known is None
-                        else "not its registered host")
-            # Rejected permanent, by the service user: calling AE title not recognised.
-            assoc.acse.send_reject(0x01, 0x01, 0x03)
-            assoc.is_rejected = True
-            assoc.is_established = False
-            assoc.kill()
+                        calling, decided.why)
+            # Rejected permanent, by the service user, with the reason.
+            _reject(assoc, 0x01, 0x01, decided.diagnostic)
             return
+        if not self._server.take_slot(assoc):
+            log.warning("dicom: rejected an association from %s (calling AE %r): %d "
+                        "associations at once (--max-associations)", address, calling,
+                        self.max_associations)
+            # Rejected transient, by the service provider: local limit exceeded.
+            _reject(assoc, 0x02, 0x03, 0x02)
+            return
+        if decided.registered is None:
+            log.info("dicom: %r at %s calls in to return a retrieve or report a storage "
+                     "commitment", calling, address)
         with self._lock:
-            self._callers[id(assoc)] = known
+            self._callers[id(assoc)] = decided
 
     def _on_echo(self, event) -> int:
         return 0x0000
@@ -225,7 +229,13 @@ class StorageSCP:
         assoc = event.assoc
         with self._lock:
             caller = self._callers.get(id(assoc))
-        if caller is None:               # a node calling in only to report a commitment
+        request = event.request
+        owner = None if caller is None else self.access.store_owner(
+            caller, request.MoveOriginatorApplicationEntityTitle,
+            request.MoveOriginatorMessageID)
+        if owner is None:                # a node calling in only to report a commitment
+            log.warning("dicom: refused an instance from %r: it may not store here",
+                        caller.ae_title if caller else "")
             return _status(STATUS["processing_failure"], "calling AE not registered")
         size = event.request.DataSet.getbuffer().nbytes
         if size > self.max_instance_bytes:
@@ -234,9 +244,9 @@ class StorageSCP:
             return _status(STATUS["out_of_resources"],
                            f"instance over {self.max_instance_bytes} bytes")
         data = event.encoded_dataset(include_meta=True)
-        called = assoc.acceptor.ae_title.strip() if assoc.acceptor.ae_title else self.ae_title
+        called = (assoc.requestor.primitive.called_ae_title or self.ae_title).strip()
         try:
-            kept = self._run(self.ingress.receive(data, owner=caller.subscriber,
+            kept = self._run(self.ingress.receive(data, owner=owner,
                                                   calling=caller.ae_title, called=called),
                              STORE_TIMEOUT)
         except ResourceExhausted as exc:
@@ -264,13 +274,15 @@ class StorageSCP:
             return _status(STATUS["out_of_resources" if full else "processing_failure"],
                            fault.message)
         with self._lock:
-            self._series.setdefault(id(assoc), set()).add((caller.subscriber, kept.series_uid))
+            self._series.setdefault(id(assoc), set()).add((owner, kept.series_uid))
         return _status(STATUS["success"])
 
     # -- Query/Retrieve of the store -------------------------------------------------
-    def _caller(self, event) -> CallingAE | None:
+    def _caller(self, event) -> Caller | None:
+        """The caller of the event's association, where it may query and retrieve."""
         with self._lock:
-            return self._callers.get(id(event.assoc))
+            caller = self._callers.get(id(event.assoc))
+        return caller if caller is not None and caller.subscriber is not None else None
 
     def _on_find(self, event):
         caller = self._caller(event)
@@ -295,7 +307,7 @@ class StorageSCP:
                 return
             yield 0xFF00, reply
 
-    def _instances(self, caller: CallingAE, identifier):
+    def _instances(self, caller: Caller, identifier):
         return self._run(self.index.datasets(caller.subscriber, identifier), 300)
 
     def _on_move(self, event):

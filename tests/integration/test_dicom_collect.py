@@ -164,8 +164,8 @@ def test_a_source_is_removed_and_then_unknown(node, pacs, capsys):
             c.dicom.delete_source("short-lived")
         assert err.value.code == grpc.StatusCode.NOT_FOUND
         assert err.value.details.startswith("name:")
-        # The PACS's AE title stays a calling AE of the subscriber (other sources use it).
-        assert "HOSPITALPACS" in [a.ae_title for a in c.dicom.calling_aes()]
+        # A source opens no door: its AE title was never a calling AE, and none is left.
+        assert "HOSPITALPACS" not in [a.ae_title for a in c.dicom.calling_aes()]
     assert main(["dicom", "source", "rm", "short-lived", *server]) == exits.NOT_FOUND
     assert "name: no source 'short-lived'" in capsys.readouterr().err
 

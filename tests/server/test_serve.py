@@ -103,3 +103,23 @@ def test_invoice_csv():
     text = serve.invoice_csv({"month": "2026-11", "currency": "EUR", "total": "0.00",
                               "subscribers": []})
     assert text.splitlines()[-1] == "2026-11,EUR,,TOTAL,,,0.00"
+
+
+def test_serve_parser_takes_the_dicom_port_limits():
+    args = _parser().parse_args(["serve"])
+    assert (args.dicom_pending_timeout, args.dicom_max_pdu, args.dicom_max_per_host,
+            args.dicom_ae_alias) == (5.0, 16 << 20, 8, [])
+    args = _parser().parse_args(["serve", "--dicom-pending-timeout", "2.5", "--dicom-max-pdu",
+                                 "64KiB", "--dicom-max-per-host", "4", "--dicom-ae-alias",
+                                 "OLD_NAME", "--dicom-ae-alias", "OTHER"])
+    assert (args.dicom_pending_timeout, args.dicom_max_pdu, args.dicom_max_per_host,
+            args.dicom_ae_alias) == (2.5, 64 << 10, 4, ["OLD_NAME", "OTHER"])
+    assert _parser().parse_args(["serve", "--dicom-max-pdu", "1048576"]).dicom_max_pdu == 1 << 20
+
+
+@pytest.mark.parametrize("size", ["16 MB", "-1", "lots", "1.5MiB"])
+def test_serve_parser_refuses_a_pdu_size_it_cannot_read(size, capsys):
+    with pytest.raises(SystemExit):
+        _parser().parse_args(["serve", "--dicom-max-pdu", size])
+    assert "--dicom-max-pdu: expected bytes, or a number with KiB, MiB or GiB" in \
+        capsys.readouterr().err

@@ -7,7 +7,13 @@ import asyncio
 
 import pytest
 
-from medcompute.server.dicomnet.registry import NodeRegistry, check_ae_title
+from medcompute.server.dicomnet.registry import (
+    NodeRegistry,
+    check_address,
+    check_ae_title,
+    check_caller_host,
+    host_matches,
+)
 from medcompute.server.errors import InvalidArgument, NotFound
 
 pytestmark = pytest.mark.timeout(30)
@@ -182,3 +188,45 @@ def test_the_push_table_functions_keep_nodes_and_pushes(tmp_path):
         assert not db.run(push.delete_node, "bob", "viewer")
     finally:
         db.close()
+
+
+@pytest.mark.parametrize("host, kept", [
+    ("10.0.4.21", "10.0.4.21"), (" 10.0.4.7/24 ", "10.0.4.0/24"), ("fd00::/64", "fd00::/64"),
+    ("ct-scanner.st-mary.example", "ct-scanner.st-mary.example"), ("::1", "::1")])
+def test_a_caller_host_is_an_address_a_network_or_a_name(host, kept):
+    assert check_caller_host(host, "host") == kept
+
+
+@pytest.mark.parametrize("host", ["", "*", "*.example.org", "0.0.0.0", "::", "0.0.0.0/0",
+                                  "::/0", "10.0.0.0/33", "two words", "a;b"])
+def test_any_host_is_never_a_caller_host(host):
+    with pytest.raises(InvalidArgument, match="the AE calls from") as err:
+        check_caller_host(host, "calling_ae.host")
+    assert err.value.field == "calling_ae.host"
+
+
+def test_a_calling_ae_is_registered_with_a_concrete_host_only(registry):
+    with pytest.raises(InvalidArgument, match=r"any host, '\*', is not allowed"):
+        registry.add_ae_now("WILD", "st-mary", "*")
+    with pytest.raises(InvalidArgument, match="is every address"):
+        registry.add_ae_now("WILD", "st-mary", "0.0.0.0/0")
+    assert registry.list_aes_now() == []
+    assert registry.add_ae_now("WARD", "st-mary", "10.0.4.9/24").host == "10.0.4.0/24"
+
+
+def test_hosts_match_addresses_networks_and_names_never_a_wildcard():
+    assert host_matches("10.0.4.21", "10.0.4.21")
+    assert not host_matches("10.0.4.21", "10.0.4.22")
+    assert host_matches("10.0.4.0/24", "10.0.4.200")
+    assert not host_matches("10.0.4.0/24", "10.0.5.1")
+    assert host_matches("127.0.0.1", "::ffff:127.0.0.1")     # an IPv4 caller on a v6 socket
+    assert host_matches("localhost", "127.0.0.1")
+    assert not host_matches("*", "127.0.0.1")                # as earlier versions stored it
+    assert not host_matches("10.0.4.21", "not an address")
+
+
+@pytest.mark.parametrize("host", ["*", "", "pacs example", "a/b"])
+def test_a_peer_host_is_an_address_or_a_name(host):
+    with pytest.raises(InvalidArgument, match="expected the PACS's host") as err:
+        check_address(host, 104, "source", "the PACS's")
+    assert err.value.field == "source.host"
