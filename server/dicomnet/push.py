@@ -38,7 +38,7 @@ from pynetdicom.pdu import A_ASSOCIATE_RJ
 from medcompute.server.dicomnet import commit
 from medcompute.server.dicomnet.commit import Commitments
 from medcompute.server.dicomnet.registry import check_address, check_ae_title
-from medcompute.server.dicomnet.sockets import NO_DELAY
+from medcompute.server.dicomnet.sockets import SOCKET_HANDLERS
 from medcompute.server.dicomnet.tls import Tls, check_tls, dumps, loads, probe, tls_args
 from medcompute.server.errors import NotFound
 from medcompute.server.storage.db import add_columns, table
@@ -303,7 +303,7 @@ def associate(ae: AE, host: str, port: int, ae_title: str, tls: Tls | None,
         if isinstance(event.pdu, A_ASSOCIATE_RJ):
             rejections.append(event.pdu)
 
-    handlers = [*(evt_handlers or []), (evt.EVT_PDU_RECV, on_pdu), NO_DELAY]
+    handlers = [*(evt_handlers or []), (evt.EVT_PDU_RECV, on_pdu), *SOCKET_HANDLERS]
     assoc = ae.associate(host, port, ae_title=ae_title, evt_handlers=handlers,
                          tls_args=tls_args(tls, host), **kw)
     if assoc.is_established:

@@ -63,7 +63,7 @@ from pynetdicom.sop_class import (
 from medcompute.server.dicomnet.access import Access, Caller, Refused
 from medcompute.server.dicomnet.ingress import Ingress
 from medcompute.server.dicomnet.listener import DicomServer, Limits, TlsDicomServer
-from medcompute.server.dicomnet.sockets import NO_DELAY
+from medcompute.server.dicomnet.sockets import SOCKET_HANDLERS
 from medcompute.server.dicomnet.tls import tls_args
 from medcompute.server.errors import InvalidArgument, MedcomputeError, ResourceExhausted
 from medcompute.server.storage.space import storage_fault
@@ -173,7 +173,7 @@ class StorageSCP:
                     (evt.EVT_C_STORE, self._on_store), (evt.EVT_RELEASED, self._on_released),
                     (evt.EVT_ABORTED, self._on_ended), (evt.EVT_CONN_CLOSE, self._on_ended),
                     (evt.EVT_C_FIND, self._on_find), (evt.EVT_C_MOVE, self._on_move),
-                    (evt.EVT_C_GET, self._on_get), NO_DELAY]
+                    (evt.EVT_C_GET, self._on_get), *SOCKET_HANDLERS]
         if self.commitments is not None:
             handlers.append((evt.EVT_N_EVENT_REPORT, self.commitments.on_report))
         server = self.ae.make_server(
