@@ -456,7 +456,7 @@ class Dispatcher:
         if dicom_out:
             merged = await self._encode(spec, tuple(out_shape), parts[0].dtype)
         else:
-            crc = await asyncio.to_thread(_file_crc, raw_path)
+            crc = await asyncio.to_thread(_join, [raw_path])
             merged = replace(parts[0], out_path=raw_path, shape=tuple(out_shape),
                              nbytes=math.prod(out_shape) * itemsize, crc32=crc,
                              file_sizes=())
@@ -506,21 +506,15 @@ class Dispatcher:
 ENCODE_SLICES_MIN = 16
 
 
-def _join(paths: list[str], out: str) -> int:
-    """Append the files ``paths`` to ``out`` in order; the CRC-32 of the whole."""
+def _join(paths: list[str], out: str | None = None) -> int:
+    """The CRC-32 of the files ``paths`` read in order; with ``out``, also written there
+    one after the other."""
     crc = 0
-    with open(out, "wb") as target:
+    with open(out, "wb") if out else contextlib.nullcontext() as target:
         for path in paths:
             with open(path, "rb") as f:
                 while block := f.read(1 << 22):
                     crc = wire.crc32(block, crc)
-                    target.write(block)
-    return crc
-
-
-def _file_crc(path: str) -> int:
-    crc = 0
-    with open(path, "rb") as f:
-        while block := f.read(1 << 22):
-            crc = wire.crc32(block, crc)
+                    if target is not None:
+                        target.write(block)
     return crc
