@@ -50,6 +50,7 @@ from medcompute.server.worker.tasks import (
     encode_dicom,
     job_ids,
     materialize,
+    part_path,
     run_batch,
     run_task,
     warm_up,
@@ -493,7 +494,7 @@ class Dispatcher:
         finally:
             for share in shares:
                 with contextlib.suppress(FileNotFoundError):
-                    os.unlink(f"{spec.out_path}.part{share.slices[0]}")
+                    os.unlink(part_path(spec.out_path, share))
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(spec.out_path + ".raw")
         sizes = tuple(size for p in parts for size in p.file_sizes)

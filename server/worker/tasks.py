@@ -32,7 +32,7 @@ from medcompute.server.worker.specs import (
 
 __all__ = ["InputSpec", "TaskSpec", "TaskResult", "StackSpec", "StackResult", "GpuFailure",
            "TaskCancelled", "run_task", "run_batch", "run_stack", "job_ids", "materialize",
-           "encode_dicom", "load_image", "versions", "EVENT_TOPIC", "WorkerRunner"]
+           "encode_dicom", "part_path", "load_image", "versions", "EVENT_TOPIC", "WorkerRunner"]
 
 #: Dask event topic on which tasks announce that they started.
 EVENT_TOPIC = "medcompute"
@@ -508,6 +508,11 @@ def materialize(spec: InputSpec, path: str) -> InputSpec:
     return InputSpec(path, "raw", tuple(array.shape), array.dtype.str, field=spec.field)
 
 
+def part_path(out_path: str, series) -> str:
+    """Where :func:`encode_dicom` writes the files of one part of a derived series."""
+    return f"{out_path}.part{series.slices[0]}"
+
+
 @_reported
 def encode_dicom(spec: TaskSpec, shape: tuple[int, ...], dtype: str, series=None
                  ) -> TaskResult:
@@ -519,7 +524,7 @@ def encode_dicom(spec: TaskSpec, shape: tuple[int, ...], dtype: str, series=None
     started_at = time.time()
     raw = spec.out_path + ".raw"
     out = np.memmap(raw, dtype=np.dtype(dtype), mode="r", shape=shape)
-    path = f"{spec.out_path}.part{series.slices[0]}" if series is not None else spec.out_path
+    path = part_path(spec.out_path, series) if series is not None else spec.out_path
     file_sizes, checksum = _write_dicom(spec, out, series, path)
     del out
     if series is None:
