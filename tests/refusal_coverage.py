@@ -1,0 +1,131 @@
+"""Which refusals in server/ no test triggers.
+
+A *refusal* is a ``raise`` of one of the domain errors a caller can be given
+(server/errors.py: InvalidArgument, NotFound, FailedPrecondition, ...). A refusal counts as
+tested when a test file under tests/ contains one literal piece of its message whole, or four
+words of it in a row (the text a test that triggers it checks). Run it to list the untested ones::
+
+    python tests/refusal_coverage.py            # untested refusals, one a line
+    python tests/refusal_coverage.py --all      # every refusal with where its test is
+
+``tests/test_refusal_coverage.py`` runs the same scan in ``make test`` and fails on an
+untested refusal that is not in :data:`ALLOWED` (each entry there says why).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import pathlib
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+#: The errors a caller can be given; Internal and StorageFailure are the service's own faults.
+REFUSALS = frozenset({
+    "InvalidArgument", "NotFound", "FailedPrecondition", "AlreadyExists", "Aborted",
+    "ResourceExhausted", "StorageFull", "Unauthenticated", "PermissionDenied",
+    "Cancelled", "DeadlineExceeded", "Unavailable",
+})
+
+#: Shortest literal piece that identifies a message; shorter ones match too much.
+MIN_PIECE = 10
+
+#: Untested refusals accepted on purpose: "path:text" -> the reason.
+ALLOWED: dict[str, str] = {}
+
+
+@dataclasses.dataclass(frozen=True)
+class Refusal:
+    path: str
+    line: int
+    error: str
+    piece: str
+    pieces: tuple[str, ...] = ()
+
+    def tested_in(self, text: str) -> bool:
+        """Whether ``text`` (the tests' source) holds a piece of the message whole, or four
+        of its words in a row."""
+        for piece in self.pieces:
+            if piece in text:
+                return True
+            words = piece.split()
+            if any(" ".join(words[i:i + 4]) in text for i in range(len(words) - 3)):
+                return True
+        return False
+
+    @property
+    def key(self) -> str:
+        return f"{self.path}:{self.piece}"
+
+
+def _pieces(node: ast.expr) -> list[str]:
+    """The literal text pieces of a message expression (a string, an f-string, a concatenation)."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return [node.value]
+    if isinstance(node, ast.JoinedStr):
+        return [v.value for v in node.values
+                if isinstance(v, ast.Constant) and isinstance(v.value, str)]
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        return _pieces(node.left) + _pieces(node.right)
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mod):
+        return _pieces(node.left)
+    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+            and node.func.attr == "format"):
+        return _pieces(node.func.value)
+    return []
+
+
+def _cleaned(pieces: list[str]) -> list[str]:
+    # stripped of the punctuation an f-string leaves at its seams; short pieces match too much
+    cleaned = (p.strip(" :;,.'\"()[]{}") for p in pieces)
+    return [p for p in cleaned if len(p) >= MIN_PIECE]
+
+
+def refusals(root: pathlib.Path = ROOT) -> list[Refusal]:
+    found = []
+    for path in sorted((root / "server").rglob("*.py")):
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Raise) or not isinstance(node.exc, ast.Call):
+                continue
+            func = node.exc.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            if name not in REFUSALS or not node.exc.args:
+                continue
+            pieces = _cleaned(_pieces(node.exc.args[0]))
+            if not pieces:
+                continue  # a message built elsewhere, or too short to identify
+            found.append(Refusal(str(path.relative_to(root)), node.lineno, name,
+                                 max(pieces, key=len), tuple(pieces)))
+    return found
+
+
+def test_text(root: pathlib.Path = ROOT) -> str:
+    return "\n".join(p.read_text() for p in sorted((root / "tests").rglob("*.py"))
+                     if p.name != "refusal_coverage.py")
+
+
+def untested(root: pathlib.Path = ROOT) -> list[Refusal]:
+    text = test_text(root)
+    return [r for r in refusals(root) if not r.tested_in(text) and r.key not in ALLOWED]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--all", action="store_true", help="list every refusal, tested or not")
+    args = parser.parse_args(argv)
+    text = test_text()
+    every = refusals()
+    missing = [r for r in every if not r.tested_in(text) and r.key not in ALLOWED]
+    for r in every if args.all else missing:
+        mark = "untested" if r in missing else "tested"
+        print(f"{r.path}:{r.line}: {r.error}: {r.piece!r} ({mark})")
+    print(f"{len(every)} refusals, {len(missing)} untested, {len(ALLOWED)} allowed",
+          file=sys.stderr)
+    return 1 if missing else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
