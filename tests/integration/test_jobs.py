@@ -120,7 +120,8 @@ def test_jobs_are_listed_newest_first_with_filters(client):
     assert [j.job_id for j in client.jobs(label="list-a").jobs] == [a.job_id]
     assert b.job_id in [j.job_id for j in client.jobs(operation="laplacian").jobs]
     assert a.job_id not in [j.job_id for j in client.jobs(operation="laplacian").jobs]
-    succeeded = client.jobs(states=["succeeded"]).jobs
+    succeeded = client.jobs(states=["succeeded"], limit=1000).jobs
+    assert {a.job_id, b.job_id} <= {j.job_id for j in succeeded}
     assert all(j.state == jobs_pb2.JOB_STATE_SUCCEEDED for j in succeeded)
     first = client.jobs(limit=1)
     second = client.jobs(limit=1, page_token=first.next_page_token)

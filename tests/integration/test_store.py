@@ -365,8 +365,9 @@ def test_purge_deletes_expired_images(client, server, store):
     assert img.image_id in dry["image_ids"]
     report = client.store.purge()
     assert img.image_id in report["image_ids"] and report["freed_bytes"] > 0
-    with pytest.raises(ServiceError):
+    with pytest.raises(ServiceError) as gone:
         client.store.get(img)
+    assert gone.value.code.name == "NOT_FOUND" and "image_id" in gone.value.details
     _assert_sound(server, store)
 
 

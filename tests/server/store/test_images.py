@@ -18,7 +18,13 @@ import pytest
 from medcompute.proto import wire
 from medcompute.proto.v1 import image_pb2
 from medcompute.server.dicom import read as dicom
-from medcompute.server.errors import Internal, InvalidArgument, NotFound, ResourceExhausted
+from medcompute.server.errors import (
+    FailedPrecondition,
+    Internal,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+)
 from medcompute.server.storage import blobs
 from medcompute.server.storage.blobs import FRAME_BYTES, BlobStore, BlobWriter, VoxelWriter
 from medcompute.server.storage.images import FindFilter
@@ -556,9 +562,9 @@ def test_backup_is_a_store_that_serves_the_same_images(tmp_path):
         ct, _ = await _put_dicom(store, [H.data_of("CT_small.dcm")])
         report = await store_admin.backup(store, str(dest))
         assert (report.images, report.blobs) == (2, 3)
-        with pytest.raises(Exception) as caught:              # not over an existing backup
+        with pytest.raises(FailedPrecondition) as caught:     # not over an existing backup
             await store_admin.backup(store, str(dest))
-        assert "empty" in str(caught.value)
+        assert "exists and is not an empty folder" in caught.value.message
         with pytest.raises(InvalidArgument):
             await store_admin.backup(store, "relative/path")
         return raw, ct
