@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import os
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -32,6 +35,7 @@ from medcompute.server.store import admin as store_admin
 from tests import store_helpers
 
 H = store_helpers
+ROOT = Path(__file__).resolve().parents[3]
 pytestmark = pytest.mark.timeout(60)
 
 
@@ -499,36 +503,56 @@ def test_catalog_is_wal_with_full_sync(tmp_path):
     H.with_store(tmp_path, body)
 
 
-def test_a_blob_is_synced_renamed_and_its_folder_synced_before_the_row_commits(
-        tmp_path, monkeypatch):
-    events = []
-    real_fsync, real_replace = os.fsync, os.replace
+_DURABILITY_ORDER = """
+import asyncio, json, os, sys
+from pathlib import Path
+import numpy as np
+import tests.store_helpers as H
 
-    def fsync(fd):
-        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
-        real_fsync(fd)
+events = []
+real_fsync, real_replace = os.fsync, os.replace
 
-    def replace(src, dst):
-        events.append(("rename", str(dst)))
-        real_replace(src, dst)
+def fsync(fd):
+    events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+    real_fsync(fd)
 
-    async def body(store):
-        monkeypatch.setattr(os, "fsync", fsync)
-        monkeypatch.setattr(os, "replace", replace)
-        record, _ = await _put_raw(store, np.arange(1000, dtype=np.int16))
-        monkeypatch.undo()
-        final = str(store.blobs.path(record.blob("voxels").digest))
-        blob_events = [e for e in events if "blobs" in e[1]]
-        assert blob_events[0][0] == "fsync" and "/blobs/tmp/" in blob_events[0][1]  # the file
-        assert ("rename", final) in blob_events
-        after = blob_events[blob_events.index(("rename", final)) + 1:]
-        assert ("fsync", str(Path(final).parent)) in after                    # its folder
-        # Committed when register returns: another connection sees the row.
-        other = sqlite3.connect(store.catalog.path)
-        assert other.execute("SELECT COUNT(*) FROM images").fetchone()[0] == 1
-        other.close()
+def replace(src, dst):
+    events.append(("rename", str(dst)))
+    real_replace(src, dst)
 
-    H.with_store(tmp_path, body)
+async def body(store):
+    array = np.arange(1000, dtype=np.int16)
+    desc = H.raw_descriptor(array)
+    pieces = H.payloads(array, itemsize=2)
+    os.fsync, os.replace = fsync, replace
+    try:
+        record, _, _ = await H.register(store, desc, H.stream(pieces), owner="local")
+    finally:
+        os.fsync, os.replace = real_fsync, real_replace
+    return str(store.blobs.path(record.blob("voxels").digest)), str(store.catalog.path)
+
+final, catalog = H.with_store(sys.argv[1], body)
+print(json.dumps({"events": events, "final": final, "catalog": catalog}))
+"""
+
+
+def test_a_blob_is_synced_renamed_and_its_folder_synced_before_the_row_commits(tmp_path):
+    """os.fsync and os.replace are wrapped to record their order: in an interpreter of the
+    test's own, so that no other server of this test run ever sees the wrapped functions."""
+    done = subprocess.run([sys.executable, "-c", _DURABILITY_ORDER, str(tmp_path)],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    events, final = [tuple(e) for e in seen["events"]], seen["final"]
+    blob_events = [e for e in events if "blobs" in e[1]]
+    assert blob_events[0][0] == "fsync" and "/blobs/tmp/" in blob_events[0][1]  # the file
+    assert ("rename", final) in blob_events
+    after = blob_events[blob_events.index(("rename", final)) + 1:]
+    assert ("fsync", str(Path(final).parent)) in after                    # its folder
+    # Committed when register returns: another connection sees the row.
+    other = sqlite3.connect(seen["catalog"])
+    assert other.execute("SELECT COUNT(*) FROM images").fetchone()[0] == 1
+    other.close()
 
 
 def test_verify_finds_damaged_and_missing_blobs(tmp_path):
