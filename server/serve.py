@@ -275,7 +275,8 @@ def add_parser(subparsers, *, duration: Callable[[str], float]) -> argparse.Argu
                        help="wait for a destination's storage commitment report "
                        "(N-EVENT-REPORT) before the try counts as failed (default 30)")
     serve.add_argument("--log-level", default="info",
-                       choices=["debug", "info", "warning", "error"])
+                       choices=["debug", "info", "warning", "error"],
+                       help="the least severe messages logged (default: info)")
     serve.set_defaults(func=run)
     return serve
 

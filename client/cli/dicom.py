@@ -386,7 +386,7 @@ def add_commands(sub, client_options) -> None:
                        help="the name its certificate must carry (default: --host)")
 
     add = asub.add_parser("add", help="register a calling AE title for a subscriber and host")
-    add.add_argument("ae_title", metavar="AET")
+    add.add_argument("ae_title", metavar="AET", help="the calling AE title the scanner sends")
     add.add_argument("--subscriber", required=True,
                      help="the subscriber the received images belong to")
     add.add_argument("--host", required=True,
@@ -401,7 +401,7 @@ def add_commands(sub, client_options) -> None:
     data_dir(lst)
     lst.set_defaults(func=_ae_list)
     rm = asub.add_parser("rm", help="unregister a calling AE title")
-    rm.add_argument("ae_title", metavar="AET")
+    rm.add_argument("ae_title", metavar="AET", help="the calling AE title to unregister")
     data_dir(rm)
     rm.add_argument("--json", action="store_true", help="as JSON: {ae_title, removed}")
     rm.set_defaults(func=_ae_rm)
@@ -424,7 +424,8 @@ def add_commands(sub, client_options) -> None:
                       "BodyPartExamined=CHEST (a trailing * matches a prefix)")
     radd.add_argument("--output", choices=["series", "file"], default="series",
                       help="a derived series (default) or one DICOM file")
-    radd.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto")
+    radd.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto",
+                      help="where the rule's jobs run (default: auto)")
     radd.add_argument("--to", default="", metavar="SUBSCRIBER",
                       help="deliver each result to this subscriber's inbox")
     radd.add_argument("--label", default="", help="shown in job lists (no patient data)")
@@ -440,7 +441,7 @@ def add_commands(sub, client_options) -> None:
     client_options(rlist)
     rlist.set_defaults(func=_rule_list)
     rrm = rsub.add_parser("rm", help="remove a routing rule")
-    rrm.add_argument("rule_id", metavar="RULE")
+    rrm.add_argument("rule_id", metavar="RULE", help="the id `dicom rule add` printed")
     client_options(rrm)
     rrm.add_argument("--json", action="store_true", help="as JSON: {rule_id, removed}")
     rrm.set_defaults(func=_rule_rm)
@@ -465,7 +466,7 @@ def add_commands(sub, client_options) -> None:
     nlist.add_argument("--json", action="store_true", help="as JSON: a list of DicomNode")
     nlist.set_defaults(func=_node_list)
     nrm = nsub.add_parser("rm", help="remove a DICOM node")
-    nrm.add_argument("name", metavar="NAME")
+    nrm.add_argument("name", metavar="NAME", help="the node's name")
     client_options(nrm)
     nrm.add_argument("--json", action="store_true", help="as JSON: {name, removed}")
     nrm.set_defaults(func=_node_rm)
@@ -515,7 +516,7 @@ def add_commands(sub, client_options) -> None:
     slist.add_argument("--json", action="store_true", help="as JSON: a list of DicomSource")
     slist.set_defaults(func=_source_list)
     srm = ssub.add_parser("rm", help="remove a source (what it collected stays)")
-    srm.add_argument("name", metavar="NAME")
+    srm.add_argument("name", metavar="NAME", help="the source's name")
     client_options(srm)
     srm.add_argument("--json", action="store_true", help="as JSON: {name, removed}")
     srm.set_defaults(func=_source_rm)
@@ -525,7 +526,8 @@ def add_commands(sub, client_options) -> None:
                              description="C-FIND at series level with the filters given, "
                              "then C-MOVE or C-GET of every series not collected before.")
     collect.add_argument("source", metavar="SOURCE", help="the source's name")
-    collect.add_argument("--modality", default="")
+    collect.add_argument("--modality", default="",
+                         help="only studies of this modality (CT, MR ...)")
     collect.add_argument("--date-from", default="", help="study date, YYYYMMDD (inclusive)")
     collect.add_argument("--date-to", default="", help="study date, YYYYMMDD (inclusive)")
     collect.add_argument("--study-uid", default="", help="one study")
