@@ -162,19 +162,21 @@ def _rule_list(args) -> int:
     return 0
 
 
-def _remover(method: str, key: str):
-    """The ``rm`` command that calls ``client.dicom.<method>(args.<key>)`` and, with --json,
-    prints ``{key: ..., "removed": true}``."""
+def _remover(method: str, key: str, what: str):
+    """The ``rm`` command that calls ``client.dicom.<method>(args.<key>)`` and says what it
+    removed (with --json, ``{key: ..., "removed": true}``)."""
     def rm(args) -> int:
         with open_client(args) as client:
             getattr(client.dicom, method)(getattr(args, key))
         if args.json:
             print_json({key: getattr(args, key), "removed": True})
+        else:
+            print(f"removed {what} {getattr(args, key)}")
         return 0
     return rm
 
 
-_rule_rm = _remover("delete_rule", "rule_id")
+_rule_rm = _remover("delete_rule", "rule_id", "routing rule")
 
 
 def _series(args) -> int:
@@ -256,7 +258,7 @@ def _node_list(args) -> int:
     return 0
 
 
-_node_rm = _remover("delete_node", "name")
+_node_rm = _remover("delete_node", "name", "DICOM node")
 
 
 def _pushes(args) -> int:
@@ -316,7 +318,7 @@ def _source_add(args) -> int:
     return 0
 
 
-_source_rm = _remover("delete_source", "name")
+_source_rm = _remover("delete_source", "name", "source")
 
 
 def _source_list(args) -> int:
