@@ -73,6 +73,17 @@ def test_removing_a_delivery_rule_that_does_not_exist_is_not_found(channel):
              "recipient", "no rule lets 'clinic-x' deliver to 'lab-y'")
 
 
+def test_a_source_with_a_retrieve_method_the_enum_has_not_is_refused(channel):
+    stub = dicom_pb2_grpc.DicomServiceStub(channel)
+    source = dicom_pb2.DicomSource(name="pacs", ae_title="PACS", host="127.0.0.1", port=11112,
+                                   method=9)
+    _refused(lambda: stub.RegisterSource(dicom_pb2.RegisterSourceRequest(source=source),
+                                         timeout=60),
+             grpc.StatusCode.INVALID_ARGUMENT, "source.method",
+             "expected one of RETRIEVE_METHOD_UNSPECIFIED, RETRIEVE_METHOD_MOVE, "
+             "RETRIEVE_METHOD_GET")
+
+
 def test_collect_on_a_server_without_a_dicom_port_fails_its_precondition(channel):
     stub = dicom_pb2_grpc.DicomServiceStub(channel)
     _refused(lambda: stub.Collect(dicom_pb2.CollectRequest(source="pacs"), timeout=60),

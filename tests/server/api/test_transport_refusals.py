@@ -23,6 +23,15 @@ INT16 = image_pb2.DATA_TYPE_INT16
 
 
 @pytest.mark.parametrize("desc, error, field, words", [
+    (image_pb2.ImageDescriptor(encoding=RAW, dtype=INT16, shape=[1, 1, 1, 2, 2]),
+     InvalidArgument, "shape", "expected 1 to 4 axes, got 5"),
+    (image_pb2.ImageDescriptor(encoding=RAW, dtype=INT16, shape=[2, 3], spacing_mm=[1.0]),
+     InvalidArgument, "spacing_mm", "expected 2 values (one per axis), got 1"),
+    (image_pb2.ImageDescriptor(encoding=RAW, dtype=INT16, shape=[2, 3],
+                               spacing_mm=[1.0, float("nan")]),
+     InvalidArgument, "spacing_mm", "every spacing must be finite and > 0 mm, got nan"),
+    (image_pb2.ImageDescriptor(encoding=DICOM, file_sizes=[300], spacing_mm=[0.5, 0.0]),
+     InvalidArgument, "spacing_mm", "every spacing must be finite and > 0 mm, got 0.0"),
     (image_pb2.ImageDescriptor(encoding=RAW, dtype=INT16, shape=[4, 0]), InvalidArgument,
      "shape", "every axis must be >= 1, got [4, 0] (an empty image)"),
     (image_pb2.ImageDescriptor(encoding=RAW, dtype=INT16, shape=[2, 3], size=13),
@@ -66,6 +75,22 @@ def test_a_stream_must_start_with_its_header(messages):
         asyncio.run(header_and_chunks(_stream(*messages)))
     assert caught.value.field == "request[0].header"
     assert "the first message must carry the header" in caught.value.message
+
+
+def test_only_the_first_message_carries_a_header():
+    header = processing_pb2.ProcessHeader()
+    stream = _stream(processing_pb2.ProcessRequest(header=header),
+                     processing_pb2.ProcessRequest(chunk=image_pb2.Chunk(data=b"ab")),
+                     processing_pb2.ProcessRequest(header=header))
+
+    async def run():
+        _, chunks = await header_and_chunks(stream)
+        return [index async for index, _ in chunks]
+
+    with pytest.raises(InvalidArgument) as caught:
+        asyncio.run(run())
+    assert caught.value.field == "request[2]"
+    assert caught.value.message == "only the first message carries a header; the rest are chunks"
 
 
 INLINE = ExpectedImage("input.inline", "raw", 4)

@@ -53,6 +53,14 @@ def test_a_usage_period_that_is_not_one_is_refused(billing, since, until, field,
     assert caught.value.field == field and caught.value.message == words
 
 
+def test_a_grouping_the_service_has_not_is_refused(billing):
+    with pytest.raises(InvalidArgument) as caught:
+        asyncio.run(billing.usage(CLINIC, group_by="week"))
+    assert caught.value.field == "group_by"
+    assert caught.value.message == ("expected one of none, day, operation, device, "
+                                    "subscriber, got 'week'")
+
+
 @pytest.mark.parametrize("month", ["2026-13", "2026-1", "1969-12", "Nov 2026", ""])
 def test_a_month_that_is_not_yyyy_mm_is_refused(billing, month):
     with pytest.raises(InvalidArgument) as caught:

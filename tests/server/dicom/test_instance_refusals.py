@@ -36,6 +36,9 @@ def _ct(**changes) -> bytes:
     (_ct(StudyInstanceUID=""),
      "StudyInstanceUID (0020,000D) is missing or empty; an instance is kept only with its "
      "Study, Series and SOP Instance UIDs"),
+    (_ct(SOPInstanceUID="1.2.03.4"),
+     "SOPInstanceUID (0008,0018) is not a valid UID: expected 1 to 64 characters, digits in "
+     "components separated by single dots, no leading zeros (PS3.5 9.1)"),
     (_ct(PixelSpacing=[0.5, 0]),
      "PixelSpacing (0028,0030) must be two positive numbers (mm between rows, between "
      "columns); a value is 0 or negative"),

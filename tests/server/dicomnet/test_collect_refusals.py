@@ -5,6 +5,7 @@ anything is asked of the PACS, an unknown source, and a PACS that fails the quer
 from __future__ import annotations
 
 import asyncio
+import socket
 
 import pytest
 from pynetdicom import AE, evt
@@ -31,6 +32,34 @@ def test_a_modality_that_is_no_code_is_refused(book):
         assert caught.value.field == "source.schedule_modality"
         assert caught.value.message == "expected a modality code such as CT"
     assert not asyncio.run(book.sources("clinic-a"))                  # nothing kept
+
+
+def test_a_retrieve_method_that_is_not_one_is_refused(book):
+    with pytest.raises(InvalidArgument) as caught:
+        asyncio.run(book.add("clinic-a", "pacs", "PACS", "127.0.0.1", 11112, "push"))
+    assert caught.value.field == "source.method"
+    assert caught.value.message == "expected one of move, get"
+    collector = Collector(book, ingress=None, retrievals=None, own_ae="MEDCOMPUTE")
+    with pytest.raises(InvalidArgument) as caught:
+        asyncio.run(collector.collect("clinic-a", "pacs", Query(), "push"))
+    assert caught.value.field == "method"
+    assert caught.value.message == "expected one of move, get"
+
+
+def _closed_port() -> int:
+    """A port on 127.0.0.1 nothing listens on (bound, then closed)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_source_nothing_listens_for_is_unavailable(book):
+    asyncio.run(book.add("clinic-a", "pacs", "PACS", "127.0.0.1", _closed_port(), "move"))
+    collector = Collector(book, ingress=None, retrievals=None, own_ae="MEDCOMPUTE")
+    with pytest.raises(Unavailable) as caught:
+        asyncio.run(collector.collect("clinic-a", "pacs", Query(modality="CT")))
+    assert caught.value.field == "source"
+    assert caught.value.message.startswith("the source 'pacs' is unreachable (")
 
 
 @pytest.mark.parametrize("query, field", [

@@ -24,6 +24,7 @@ def _rule(**kw) -> Rule:
     (_rule(tags={"BodyPart": "CHEST"}), "rule.tags",
      "expected a DICOM keyword such as BodyPartExamined, got 'BodyPart'"),
     (_rule(label="x" * 257), "rule.label", "expected at most 256 characters"),
+    (_rule(output="dicom_video"), "rule.output", "expected one of dicom_series, dicom_file"),
 ])
 def test_a_rule_with_a_wrong_field_is_refused(rule, field, words):
     with pytest.raises(InvalidArgument) as caught:
