@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from medcompute.server.dicomnet.registry import NodeRegistry, check_caller_host
+from medcompute.server.dicomnet.registry import NodeRegistry, check_ae_title, check_caller_host
 from medcompute.server.errors import InvalidArgument
 
 EXPECTED = ("expected the IP address, network (CIDR, such as 10.0.4.0/24) or host name the "
@@ -37,3 +37,16 @@ def test_a_calling_ae_without_its_subscriber_is_refused(tmp_path):
         assert registry.add_ae_now("CT_SCANNER_1", "clinic-a", "10.0.4.7").host == "10.0.4.7"
     finally:
         registry.close()
+
+
+@pytest.mark.parametrize("title, shown", [
+    ("CT\\SCANNER", "'CT\\\\SCANNER'"),
+    ("   ", "'   '"),
+    ("A" * 300, "'" + "A" * 64 + "'…"),
+])
+def test_an_ae_title_that_is_not_one_is_refused_and_not_echoed_whole(title, shown):
+    with pytest.raises(InvalidArgument) as caught:
+        check_ae_title(title, "ae_title")
+    assert caught.value.field == "ae_title"
+    assert caught.value.message == ("expected 1 to 16 printable ASCII characters without a "
+                                    f"backslash, not all spaces; got {shown}")
