@@ -5,6 +5,7 @@ pydicom's test files with an attribute changed in memory: the part it names
 from __future__ import annotations
 
 import io
+import pathlib
 
 import pydicom
 import pytest
@@ -170,3 +171,61 @@ def test_the_same_instance_twice_is_refused():
     assert error.field == f"{FIELD}[1]"
     assert error.message == ("is the same instance (SOPInstanceUID) as input.dicom[0]; send "
                              "each file once")
+
+
+def _ct_bytes() -> bytes:
+    return _encode(_ds())
+
+
+def _cut(data: bytes, end: int) -> bytes:
+    """The first ``end`` bytes of a file: a transfer that stopped early."""
+    return data[:end]
+
+
+def _rle_frames(n: int) -> bytes:
+    ds = _mr_rle()
+    ds.NumberOfFrames = n          # one fragment holds one frame
+    return _encode(ds)
+
+
+def _short_pixels() -> bytes:
+    ds = _ds()
+    ds.PixelData = ds.PixelData[:1000]
+    return _encode(ds)
+
+
+CT = _ct_bytes()
+PIXEL_TAG = CT.rfind(b"\xe0\x7f\x10\x00")
+
+
+@pytest.mark.parametrize("parts, max_voxels, field, words", [
+    ([_cut(CT, len(CT) - 1000)], 1 << 30, f"{FIELD}[0]",
+     "the file is truncated: element (7FE0,0010) declares 32768 bytes but only 31906 follow; "
+     "send the complete file"),
+    ([_cut(CT, PIXEL_TAG + 6)], 1 << 30, f"{FIELD}[0]",
+     "the file is truncated inside its Pixel Data (7FE0,0010); send the complete file"),
+    ([pathlib.Path(get_testdata_file("rtstruct.dcm")).read_bytes()], 1 << 30, f"{FIELD}[0]",
+     "has no Pixel Data (7FE0,0010) (SOP class: RT Structure Set Storage): it is not an image "
+     "(for example a structured report or an RT structure set); send image files such as CT "
+     "or MR"),
+    ([_encode(_ds(Rows=0))], 1 << 30, f"{FIELD}[0]",
+     "absurd image size 1 x 0 x 128 (frames x rows x columns); rows and columns must be "
+     "1..65535 and frames 1..100000"),
+    ([CT], 1000, f"{FIELD}[0]",
+     "the image has 1 x 128 x 128 voxels, more than the limit of 1000 of this server; send a "
+     "smaller image"),
+    ([CT, CT], 128 * 128 + 10, FIELD,
+     "the 2 files hold more than 16394 voxels, over this server's limit; send fewer or "
+     "smaller images"),
+    ([_rle_frames(3)], 1 << 30, f"{FIELD}[0]",
+     "the encapsulated pixel data holds 1 fragments for 3 frames; the file is truncated or "
+     "damaged"),
+    ([_short_pixels()], 1 << 30, f"{FIELD}[0]",
+     "the Pixel Data holds 1000 bytes but Rows x Columns x NumberOfFrames x BitsAllocated/8 "
+     "= 128 x 128 x 1 x 16/8 needs 32768; the file is truncated or its header is wrong"),
+])
+def test_a_truncated_oversized_or_pixel_less_file_is_refused(parts, max_voxels, field, words):
+    with pytest.raises(InvalidArgument) as caught, quiet_pydicom():
+        load(parts, max_voxels=max_voxels, field=FIELD)
+    assert caught.value.field == field
+    assert caught.value.message == words
