@@ -50,6 +50,7 @@ from medcompute.server.errors import (
     MedcomputeError,
     NotFound,
     Unavailable,
+    shown_id,
 )
 from medcompute.server.storage.db import Store, add_columns, table
 from medcompute.server.storage.keys import check_subscriber
@@ -266,7 +267,7 @@ class SourceBook(Store):
 
     async def delete(self, subscriber: str, name: str) -> None:
         if not await self.db.read(delete_source, subscriber, name):
-            raise NotFound(f"no source {name!r}", "name")
+            raise NotFound(f"no source {shown_id(name)}", "name")
 
     async def capacity_checked(self, src: Source, state: str, at: float) -> None:
         await self.db.read(capacity_checked, src.subscriber, src.name, state, at)
@@ -285,8 +286,8 @@ class SourceBook(Store):
         for s in await self.sources(subscriber):
             if s.name == name:
                 return s
-        raise NotFound(f"no source {name!r} (register it with `medcompute dicom source add`)",
-                       "source")
+        raise NotFound(f"no source {shown_id(name)} (register it with "
+                       "`medcompute dicom source add`)", "source")
 
     async def collected(self, subscriber: str, source: str) -> set[str]:
         return await self.db.read(collected, subscriber, source)
