@@ -12,7 +12,7 @@ TOOLS   ?= .tools
 NPM_PACKAGES := @bufbuild/buf@1.75.0 @grpc/grpc-js@1.14.7 @grpc/proto-loader@0.8.1
 BUF     = $(abspath $(TOOLS))/node_modules/.bin/buf
 
-.PHONY: run test fuzz proto bench bench-quick clean tools lint-proto breaking-image peers imports lint
+.PHONY: run test fuzz proto bench bench-quick clean tools lint-proto breaking-image peers imports lint stress
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -76,6 +76,13 @@ lint: $(VENV)/.installed-test
 ## and the code, check the import contracts, run the whole suite
 test: $(VENV)/.installed-test $(TOOLS)/.installed peers lint-proto lint imports
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+## stress: the whole suite $(RUNS) times in a row (default 5) while stress-ng (installed with
+## apt-get where missing) keeps every core busy; stops at the first failing run
+RUNS ?= 5
+stress: $(VENV)/.installed-test $(TOOLS)/.installed peers
+	.ci/install-stress
+	.ci/stress-runs $(RUNS) $(PYTEST_ARGS)
 
 ## fuzz: the property-based fuzz tests with thousands of examples each (make test runs a few dozen)
 fuzz: $(VENV)/.installed-test
