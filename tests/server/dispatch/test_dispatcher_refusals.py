@@ -11,7 +11,7 @@ import pytest
 
 from medcompute.server.config import ServerConfig
 from medcompute.server.dispatch.dispatcher import Dispatcher
-from medcompute.server.errors import Unavailable
+from medcompute.server.errors import Cancelled, Unavailable
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -40,3 +40,49 @@ def test_an_external_scheduler_that_cannot_be_reached_is_unavailable():
     assert info.value.field is None
     assert info.value.message.startswith(f"the Dask scheduler at {address} cannot be "
                                          "reached (")
+
+
+class FakeRunner:
+    """Stands for a worker's runner (a Dask actor) whose worker is restarted to stop the
+    kernel of a cancelled batch: a fault no test cluster makes on cue. ``cancel`` ends
+    the call in flight as the restart does, with the comm closed."""
+
+    def __init__(self):
+        self.cancelled = asyncio.Event()
+
+    async def run_batch(self, specs, _direct):
+        await self.cancelled.wait()
+        from distributed.comm.core import CommClosedError
+
+        raise CommClosedError("the worker restarted")
+
+    async def cancel(self, ids):
+        self.cancelled.set()
+
+
+def test_a_batch_whose_callers_went_away_is_not_sent_again_when_its_worker_goes():
+    from medcompute.server.dispatch.dispatcher import WorkerView
+    from medcompute.server.dispatch.small_jobs import CALLERS_GONE
+    from medcompute.server.worker.specs import TaskSpec
+
+    spec = TaskSpec("job-1", (), (), "/nonexistent/out")   # never run: the worker is gone
+
+    async def main():
+        dispatcher = Dispatcher(ServerConfig())
+        dispatcher._view = WorkerView(cpu=("tcp://a",))
+        dispatcher._runners = {"tcp://a": (FakeRunner(), None)}
+        cancel: list = []
+        sent = asyncio.create_task(dispatcher.send_batch("cpu", [spec], cancel))
+        while not cancel:
+            await asyncio.sleep(0)
+        # every caller went away (SmallJobs.run): the batch marked, then cancelled
+        stop = cancel[0]
+        cancel.append(CALLERS_GONE)
+        await stop()
+        with pytest.raises(Cancelled) as info:
+            await sent                          # not resent as a task (there is no client)
+        return info.value
+
+    err = asyncio.run(asyncio.wait_for(main(), 30))
+    assert err.field is None
+    assert err.message == "every caller of these jobs went away"
