@@ -42,6 +42,27 @@ def test_an_external_scheduler_that_cannot_be_reached_is_unavailable():
                                          "reached (")
 
 
+
+def test_a_scheduler_that_went_away_after_joining_is_unavailable():
+    from distributed import Client, Scheduler
+
+    async def main():
+        async with Scheduler(host="127.0.0.1", port=0, dashboard_address=":0") as scheduler:
+            address = scheduler.address
+            dispatcher = Dispatcher(ServerConfig(scheduler=address))
+            dispatcher.client = await Client(address, asynchronous=True)
+            assert (await dispatcher.view()).cpu == ()          # joined: no worker yet
+        try:                                                    # the scheduler has stopped
+            with pytest.raises(Unavailable) as info:
+                await dispatcher._identity(timeout=1.0)
+        finally:
+            await dispatcher.client.close()
+        return address, info.value
+
+    address, err = asyncio.run(asyncio.wait_for(main(), 30))
+    assert err.field is None
+    assert err.message == f"the Dask scheduler at {address} cannot be reached (TimeoutError)"
+
 class FakeRunner:
     """Stands for a worker's runner (a Dask actor) whose worker is restarted to stop the
     kernel of a cancelled batch: a fault no test cluster makes on cue. ``cancel`` ends
