@@ -2,7 +2,7 @@
 
 A *refusal* is a ``raise`` of one of the domain errors a caller can be given
 (server/errors.py: InvalidArgument, NotFound, FailedPrecondition, ...). A refusal counts as
-tested when a test file under tests/ contains one literal piece of its message whole, or four
+tested when a test file under tests/ contains one literal piece of its message whole, or five
 words of it in a row (the text a test that triggers it checks). Run it to list the untested ones::
 
     python tests/refusal_coverage.py            # untested refusals, one a line
@@ -32,6 +32,9 @@ REFUSALS = frozenset({
 #: Shortest literal piece that identifies a message; shorter ones match too much.
 MIN_PIECE = 10
 
+#: Words of a message in a row that a test must hold (fewer match unrelated tests).
+RUN_OF_WORDS = 5
+
 #: Untested refusals accepted on purpose: "path:text" -> the reason.
 ALLOWED: dict[str, str] = {}
 
@@ -45,13 +48,14 @@ class Refusal:
     pieces: tuple[str, ...] = ()
 
     def tested_in(self, text: str) -> bool:
-        """Whether ``text`` (the tests' source) holds a piece of the message whole, or four
-        of its words in a row."""
+        """Whether ``text`` (the tests' source) holds a piece of the message whole, or
+        :data:`RUN_OF_WORDS` of its words in a row."""
         for piece in self.pieces:
             if piece in text:
                 return True
             words = piece.split()
-            if any(" ".join(words[i:i + 4]) in text for i in range(len(words) - 3)):
+            n = RUN_OF_WORDS
+            if any(" ".join(words[i:i + n]) in text for i in range(len(words) - n + 1)):
                 return True
         return False
 
