@@ -4,11 +4,15 @@ Output, always Explicit VR Little Endian, uncompressed, with file meta:
 
 - a new SeriesInstanceUID for the whole output and a new SOPInstanceUID per file, the
   StudyInstanceUID and the patient and study modules of the source, ImageType
-  DERIVED\\SECONDARY, a DerivationDescription, a Source Image Sequence;
+  DERIVED\\SECONDARY (and the third value CT and MR require; DERIVED\\PRIMARY in PET), a
+  DerivationDescription, a Source Image Sequence; what the IOD requires, as dciodvfy
+  checks it (docs/conformance.md, "IODs created");
 - 16-bit pixels: integer results that fit int16 (or uint16) are stored as they are;
   anything else (floats, wider integers) is mapped linearly onto the 16-bit range with a
   RescaleSlope/RescaleIntercept, so ``stored * slope + intercept`` gives the value back to
-  within (max - min) / 65535; NaN is written as 0;
+  within (max - min) / 65535; NaN is written as 0. MR, whose IOD has no Modality LUT,
+  carries the mapping as a Real World Value Mapping instead; PET, whose Rescale
+  Intercept is 0, a slope alone (within max(|min|, |max|) / 32767);
 - one file per slice keeps the SOP class of the source when it is a classic single-frame
   image (CT, MR, PET, CR, SC) and the result keeps its geometry, else it is Secondary
   Capture; ``single_file`` with several slices writes one Multi-frame Grayscale Word
@@ -42,12 +46,13 @@ from medcompute.server.dicom.volume import Volume, load, quiet_pydicom, unit_nor
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
 CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
 MR_IMAGE = "1.2.840.10008.5.1.4.1.1.4"
+PET_IMAGE = "1.2.840.10008.5.1.4.1.1.128"
 MULTIFRAME_WORD_SC = "1.2.840.10008.5.1.4.1.1.7.3"
 # classic single-frame image classes a derived slice can keep when its geometry is known
 _KEEP_CLASS = {
     CT_IMAGE,  # CT Image Storage
     MR_IMAGE,  # MR Image Storage
-    "1.2.840.10008.5.1.4.1.1.128",  # Positron Emission Tomography Image Storage
+    PET_IMAGE,  # Positron Emission Tomography Image Storage
     "1.2.840.10008.5.1.4.1.1.1",  # Computed Radiography Image Storage
     SECONDARY_CAPTURE,
 }
@@ -170,7 +175,8 @@ def _write(vol: Volume, array, *, spacing, description: str, single_file: bool,
         "series": series.uid if series else derived_uid(),
         "now": datetime.datetime.fromtimestamp(series.created) if series else
         datetime.datetime.now(), "class": sop_class,
-        "description": _clean(description), "coding": _Coding(stack, unsigned=multi),
+        "description": _clean(description),
+        "coding": _Coding(stack, unsigned=multi, no_intercept=keep and sop_class == PET_IMAGE),
         "keep": keep,
         "frame_of_reference": first.get("FrameOfReferenceUID") or _made(series, "frame"),
         "study": first.get("StudyInstanceUID") or _made(series, "study"),
@@ -232,7 +238,7 @@ class _Plan:
 class _Coding:
     """How result values become 16-bit stored values: dtype, slope and intercept."""
 
-    def __init__(self, stack: np.ndarray, *, unsigned: bool):
+    def __init__(self, stack: np.ndarray, *, unsigned: bool, no_intercept: bool = False):
         if stack.dtype == bool:
             stack = stack.view(np.uint8)
         self.dtype = np.dtype(np.uint16 if unsigned else np.int16)
@@ -251,8 +257,15 @@ class _Coding:
             self.dtype, self.slope, self.intercept = np.dtype(np.uint16), 1.0, 0.0
         elif self.integer and limits.min <= lo and hi <= limits.max:
             self.slope, self.intercept = 1.0, 0.0
-        elif self.integer and hi - lo <= 65535:  # exact: a shift is enough
+        elif self.integer and hi - lo <= 65535 and not no_intercept:  # exact: a shift
             self.slope, self.intercept = 1.0, float(lo - int(limits.min))
+        elif no_intercept:  # a slope alone (PET's Rescale Intercept is 0)
+            self.integer = False
+            if lo >= 0:
+                self.dtype = np.dtype(np.uint16)
+            step = max(abs(lo), abs(hi)) / int(np.iinfo(self.dtype).max)
+            self.slope = float(format_number_as_ds(step * 1.000001)) if step else 1.0
+            self.intercept = 0.0
         else:
             self.integer = False
             slope = float(format_number_as_ds((hi - lo) / 65535.0)) if hi > lo else 1.0
@@ -349,9 +362,11 @@ def _base(vol: Volume, source: Dataset, shared: dict) -> Dataset:
 def _image_type(source: Dataset, keep: bool) -> list[str]:
     """DERIVED\\SECONDARY, and where the source's IOD is kept (CT and MR require a third
     value), the source's third value (CT: AXIAL or LOCALIZER), else AXIAL for CT and
-    OTHER for the rest."""
+    OTHER for the rest; DERIVED\\PRIMARY for PET, whose second value is PRIMARY."""
     if not keep:
         return ["DERIVED", "SECONDARY"]
+    if source.get("SOPClassUID") == PET_IMAGE:  # value 2 is PRIMARY in PET
+        return ["DERIVED", "PRIMARY"]
     values = source.get("ImageType")
     values = [values] if isinstance(values, str) else list(values or [])
     third = str(values[2]).strip() if len(values) > 2 and str(values[2]).strip() else \

@@ -75,6 +75,44 @@ def _read(data: bytes) -> pydicom.Dataset:
     return pydicom.dcmread(io.BytesIO(data))
 
 
+def _as(name: str, sop_class: str, modality: str) -> bytes:
+    """A bundled file relabelled as another IOD (pydicom bundles no grayscale PET or CR)."""
+    ds = _read(data_of(name))
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = sop_class
+    ds.Modality = modality
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(("sop_class", "modality"), [
+    (pydicom.uid.PositronEmissionTomographyImageStorage, "PT"),
+    (pydicom.uid.ComputedRadiographyImageStorage, "CR"),
+    (pydicom.uid.DigitalXRayImageStorageForPresentation, "DX"),
+    (pydicom.uid.NuclearMedicineImageStorage, "NM"),
+    (pydicom.uid.UltrasoundImageStorage, "US"),
+], ids=["PT", "CR", "DX", "NM", "US"])
+def test_other_modalities_add_no_validator_error(sop_class, modality):
+    parts = [_as("CT_small.dcm", sop_class, modality)]
+    volume, _ = decode(parts)
+    for result in _results(volume).values():
+        _assert_clean(write_derived(parts, result, spacing=None, description="x",
+                                    single_file=False), parts)
+
+
+def test_a_derived_pet_has_no_rescale_intercept_and_gives_its_values_back():
+    parts = [_as("CT_small.dcm", pydicom.uid.PositronEmissionTomographyImageStorage, "PT")]
+    volume, _ = decode(parts)
+    for result in (volume.astype(np.float32) * 1.5 + 0.25, volume.astype(np.float32) + 5000):
+        out = write_derived(parts, result, spacing=None, description="x", single_file=False)[0]
+        ds = _read(out)
+        assert ds.SOPClassUID == pydicom.uid.PositronEmissionTomographyImageStorage
+        assert list(ds.ImageType) == ["DERIVED", "PRIMARY"]
+        assert float(ds.RescaleIntercept) == 0
+        back, _ = decode([out])
+        assert np.abs(back - result).max() <= np.abs(result).max() / 32767
+
+
 def test_a_derived_ct_keeps_its_iod_with_a_third_image_type_value():
     parts = [data_of("CT_small.dcm")]
     volume, _ = decode(parts)
