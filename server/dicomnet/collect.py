@@ -93,6 +93,13 @@ CREATE TABLE IF NOT EXISTS dicom_collected (
 """
 
 METHODS = ("move", "get")
+#: What collecting proposes, as SCU: the study root C-FIND, C-MOVE and C-GET models, and
+#: for a C-GET the SCP role of pynetdicom's storage SOP classes (at most 127 of them:
+#: with the C-GET model, 128 presentation contexts fill an association).
+QUERY_MODELS = (StudyRootQueryRetrieveInformationModelFind,
+                StudyRootQueryRetrieveInformationModelMove,
+                StudyRootQueryRetrieveInformationModelGet)
+GET_STORAGE_CONTEXTS = tuple(StoragePresentationContexts[:127])
 
 
 @dataclass(frozen=True)
@@ -518,7 +525,7 @@ class Collector:
 
         ae = AE(ae_title=self.own_ae)
         ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
-        contexts = StoragePresentationContexts[:127]
+        contexts = GET_STORAGE_CONTEXTS
         for cx in contexts:
             ae.add_requested_context(cx.abstract_syntax)
         roles = [build_role(cx.abstract_syntax, scp_role=True) for cx in contexts]
