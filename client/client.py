@@ -21,6 +21,7 @@ from medcompute.client.dicom import DicomClient
 from medcompute.client.output import message_json
 from medcompute.client.request import _header, _messages
 from medcompute.client.shm import SharedArena, is_local, process_shared
+from medcompute.client.software import SoftwareClient
 from medcompute.client.store import StoreClient
 from medcompute.proto.v1 import (
     admin_pb2,
@@ -100,6 +101,11 @@ class Client:
     def dicom(self):
         """The server's DICOM node settings and received series (a ``DicomClient``)."""
         return DicomClient(channel=self._channel, timeout=self.timeout)
+
+    @property
+    def software(self):
+        """The server's software registry (a ``SoftwareClient`` on this connection)."""
+        return SoftwareClient(channel=self._channel, timeout=self.timeout)
 
     _call = staticmethod(call)
 

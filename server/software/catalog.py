@@ -1,0 +1,103 @@
+"""The approved packages' operations, as the pipeline resolver looks them up.
+
+One :class:`ApprovedOps` per server process (:data:`APPROVED`), bound to the registry's
+tables when the server starts (:meth:`ApprovedOps.bind`). It reads the versions from the
+catalog on every lookup of a package it has not seen and after every approval or
+retirement this process made, so an approval by another server sharing the data
+directory is seen too, at the latest by that server's next lookup of that package.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from medcompute.server.errors import FailedPrecondition, NotFound, shown_id
+from medcompute.server.storage.software import PackageRow
+
+__all__ = ["APPROVED", "ApprovedOps", "Limits", "version_key"]
+
+
+def version_key(version: str) -> tuple:
+    """An order of versions: numeric parts as numbers (``1.10`` after ``1.9``)."""
+    parts = []
+    for part in version.replace("-", ".").split("."):
+        parts.append((0, int(part), "") if part.isdigit() else (1, 0, part))
+    return tuple(parts)
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a package's operation may use on a worker for one image."""
+
+    memory_bytes: int = 1 << 30
+    seconds: float = 120.0
+
+
+class ApprovedOps:
+    def __init__(self):
+        self._load: Callable[[str], list[PackageRow]] | None = None
+        self._wheel: Callable[[str], str] = str
+        self._cache: dict[str, list[PackageRow]] = {}
+        self._lock = threading.Lock()
+        self.limits = Limits()
+
+    def bind(self, load: Callable[[str], list[PackageRow]], wheel: Callable[[str], str],
+             limits: Limits) -> None:
+        """``load(name)``: every version of a package from the catalog; ``wheel(sha256)``:
+        the path of its wheel."""
+        with self._lock:
+            self._load, self._wheel, self.limits = load, wheel, limits
+            self._cache.clear()
+
+    def forget(self, name: str = "") -> None:
+        """Read ``name`` (every package when empty) from the catalog at its next lookup."""
+        with self._lock:
+            if name:
+                self._cache.pop(name, None)
+            else:
+                self._cache.clear()
+
+    def wheel(self, sha256: str) -> str:
+        return self._wheel(sha256)
+
+    def _versions(self, name: str) -> list[PackageRow]:
+        with self._lock:
+            rows = self._cache.get(name)
+            if rows is None and self._load is not None:
+                rows = self._cache[name] = self._load(name)
+            return rows or []
+
+    def find(self, name: str, version: str, field: str) -> PackageRow:
+        """The approved version ``version`` of ``name`` (its newest approved one when
+        ``version`` is empty); NotFound or FailedPrecondition naming ``field``."""
+        rows = self._versions(name)
+        if not rows:
+            raise NotFound(f"no software package {shown_id(name)}; `medcompute software "
+                           "list` shows the approved ones", f"{field}.package")
+        if not version:
+            approved = [r for r in rows if r.status == "approved"]
+            if not approved:
+                raise FailedPrecondition(f"package {shown_id(name)} has no approved version",
+                                         f"{field}.package")
+            return max(approved, key=lambda r: version_key(r.version))
+        for row in rows:
+            if row.version == version:
+                if row.status != "approved":
+                    raise FailedPrecondition(
+                        f"version {shown_id(version)} of {shown_id(name)} is {row.status}; "
+                        "only approved versions run", f"{field}.version")
+                return row
+        raise NotFound(f"package {shown_id(name)} has no version {shown_id(version)}; it has "
+                       f"{', '.join(r.version for r in rows)}", f"{field}.version")
+
+    def approved(self) -> list[PackageRow]:
+        """Every approved version of the packages read so far and of those ``load('')``
+        returns (the listing of ListOperations)."""
+        rows = self._load("") if self._load is not None else []
+        return [r for r in rows if r.status == "approved"]
+
+
+#: The approved operations of this server process (bound in app.py).
+APPROVED = ApprovedOps()
