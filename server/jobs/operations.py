@@ -465,7 +465,8 @@ def _package(msg, geom, operands, field):
               for n, p in declared.items()}
     limits = APPROVED.limits
     run = PackageRun(row.name, row.version, row.sha256, msg.operation, values,
-                     APPROVED.wheel(row.sha256), limits.memory_bytes, limits.seconds)
+                     APPROVED.wheel(row.sha256), limits.memory_bytes, limits.seconds,
+                     fee=row.fee_per_use)
     params = tuple(Param(n, (v,), unit=declared[n]["unit"]) for n, v in values.items()) + (
         Param("package", text=row.name), Param("version", text=row.version),
         Param("sha256", text=row.sha256))

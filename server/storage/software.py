@@ -55,8 +55,6 @@ CREATE TABLE IF NOT EXISTS software_events (
     job_id TEXT NOT NULL DEFAULT '',
     at REAL NOT NULL
 );
-CREATE UNIQUE INDEX IF NOT EXISTS software_events_use
-    ON software_events (job_id, name, version) WHERE kind = 'use';
 CREATE INDEX IF NOT EXISTS software_events_subscriber ON software_events (subscriber, at);
 """))
 
@@ -127,10 +125,18 @@ def granted(tx, name: str, subscriber: str) -> bool:
 
 def add_event(tx, name: str, version: str, subscriber: str, kind: str, fee: float,
               at: float, job_id: str = "") -> None:
-    """One download or use (``kind``); a job's use of a version is counted once."""
-    tx.execute("INSERT OR IGNORE INTO software_events (name, version, subscriber, kind, fee,"
+    """One download or use (``kind``)."""
+    tx.execute("INSERT INTO software_events (name, version, subscriber, kind, fee,"
                " job_id, at) VALUES (?, ?, ?, ?, ?, ?, ?)",
                (name, version, subscriber, kind, fee, job_id, at))
+
+
+def add_uses(tx, job_id: str, subscriber: str, at: float, record: dict) -> None:
+    """A use event for each software line of a job's usage ``record`` (usage.py), written
+    in the transaction that records the job's end."""
+    for line in record.get("software", ()):
+        add_event(tx, line["package"], line["version"], subscriber, "use", line["fee"], at,
+                  job_id)
 
 
 def events(tx, subscriber: str | None, since: float = 0.0, until: float = 0.0) -> list[dict]:

@@ -50,6 +50,8 @@ class PackageRun:
     wheel: str                 # the wheel's path in the data directory
     memory_bytes: int
     seconds: float
+    #: The publisher's fee for one use (a line of the job's usage record).
+    fee: float = 0.0
 
 
 def plugin_name(name: str, version: str) -> str:

@@ -6,6 +6,7 @@ failing their jobs alone, delivered to the subscribers its publisher granted it.
 import hashlib
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import grpc
@@ -184,6 +185,9 @@ def test_the_result_equals_the_function_called_in_process(connect, approved, sam
     assert params["package"]["text"] == "sharpen" and params["version"]["text"] == "1.0"
     assert params["sha256"]["text"] == approved.sha256
     assert params["amount"]["values"] == [1.5] and params["sigma"]["unit"] == "voxel"
+    assert r.usage["software"] == [{"package": "sharpen", "version": "1.0",
+                                    "sha256": approved.sha256, "operation": "unsharp_mask",
+                                    "fee": 0.25}]
 
 
 def test_a_package_operation_joins_a_pipeline_of_built_in_ones(connect, approved, sample):
@@ -294,8 +298,21 @@ def test_a_retired_version_neither_runs_nor_is_delivered(connect, approved, tmp_
                                       for p in connect("hospital").software.list()}
 
 
-def test_the_publisher_sees_the_uses_and_downloads_of_its_packages(connect, approved):
+def test_the_publisher_sees_the_uses_and_downloads_and_the_invoice_prices_them(
+        connect, approved):
     uses = {(u.name, u.version): u for u in connect("publisher").software.uses()}
-    assert uses[("sharpen", "1.0")].downloads == 1
+    one, two = uses[("sharpen", "1.0")], uses[("sharpen", "2.0")]
+    # The successful jobs of the tests above: a failed job is no use.
+    assert (one.uses, one.downloads, two.uses, two.downloads) == (6, 1, 2, 0)
+    assert one.fees == pytest.approx(6 * 0.25) and two.fees == pytest.approx(2 * 0.5)
     code, _ = code_of(lambda: connect("hospital").software.uses())
     assert code == grpc.StatusCode.PERMISSION_DENIED
+    month = time.strftime("%Y-%m", time.gmtime())
+    inv = connect("admin").invoice(month, all_subscribers=True)
+    lines = {(s.subscriber, line.item, line.package): line
+             for s in inv.subscribers for line in s.lines if line.package}
+    used = lines[("st-mary", "software_use", "sharpen==1.0")]
+    assert used.quantity == 6 and used.unit_price == "0.251"      # fee + the tariff's 0.001
+    assert lines[("st-mary", "software_use", "sharpen==2.0")].quantity == 2
+    got = lines[("north-clinic", "software_download", "sharpen==1.0")]
+    assert (got.quantity, got.unit_price, got.amount) == (1, "0.01", "0.01")
