@@ -4,6 +4,7 @@ pipelines beside the built-in operations (its result the function's own), its fa
 failing their jobs alone, delivered to the subscribers its publisher granted it."""
 
 import hashlib
+import json
 import subprocess
 import sys
 import time
@@ -14,7 +15,8 @@ import numpy as np
 import pytest
 
 from medcompute import kernels
-from medcompute.client import Client, ServiceError
+from medcompute.client import Client, ServiceError, exits
+from medcompute.client.cli import main
 from medcompute.server.config import ServerConfig
 from medcompute.server.storage.keys import KeyStore
 from medcompute.server.worker import packages
@@ -316,3 +318,51 @@ def test_the_publisher_sees_the_uses_and_downloads_and_the_invoice_prices_them(
     assert lines[("st-mary", "software_use", "sharpen==2.0")].quantity == 2
     got = lines[("north-clinic", "software_download", "sharpen==1.0")]
     assert (got.quantity, got.unit_price, got.amount) == (1, "0.01", "0.01")
+
+
+@pytest.fixture
+def cli(site, capsys):
+    def run(who, *args):
+        code = main([*args, "--server", site.address, "--api-key", site.tokens[who]])
+        out, err = capsys.readouterr()
+        return code, out, err
+    return run
+
+
+def test_the_software_commands(cli, tmp_path):
+    source = "def invert(image, offset=0.0):\n    \"\"\"Negative.\"\"\"\n" \
+             "    return offset - image\n\n\ninvert.params = {'offset': {'default': 0}}\n"
+    wheel = build_wheel(tmp_path / "w", name="negatives", version="0.3", source=source,
+                        operations={"invert": "invert"})
+    code, _, err = cli("hospital", "software", "add", str(wheel), "--vendor", "Acme")
+    assert code == exits.for_status(grpc.StatusCode.PERMISSION_DENIED), err
+    code, out, err = cli("publisher", "software", "add", str(wheel), "--vendor", "Acme",
+                         "--fee", "0.1", "--json")
+    assert code == 0, err
+    added = json.loads(out)
+    assert (added["name"], added["status"], added["licence"]) == ("negatives", "pending", "MIT")
+    code, out, _ = cli("admin", "software", "approve", "negatives==0.3")
+    assert code == 0 and out.startswith("negatives==0.3  approved")
+    code, out, _ = cli("hospital", "software", "info", "negatives")
+    assert code == 0 and "invert: Negative." in out and "offset" in out
+    code, out, _ = cli("hospital", "software", "list")
+    assert "negatives==0.3  approved" in out
+    code, out, _ = cli("hospital", "ops", "--json")
+    assert any(o["name"] == "invert" and o.get("package") == "negatives"
+               for o in json.loads(out))
+    np.save(tmp_path / "in.npy", np.arange(12, dtype=np.float32).reshape(3, 4))
+    code, _, err = cli("hospital", "process", str(tmp_path / "in.npy"), "--op",
+                       "invert@negatives:offset=100", "-o", str(tmp_path / "out.npy"))
+    assert code == 0, err
+    np.testing.assert_array_equal(np.load(tmp_path / "out.npy"),
+                                  100 - np.arange(12, dtype=np.float32).reshape(3, 4))
+    code, _, err = cli("clinic", "software", "get", "negatives==0.3", "-o", str(tmp_path))
+    assert code == exits.for_status(grpc.StatusCode.PERMISSION_DENIED), err
+    assert cli("publisher", "software", "grant", "negatives", "north-clinic")[0] == 0
+    code, out, _ = cli("clinic", "software", "get", "negatives==0.3", "-o",
+                       str(tmp_path / "got"))
+    assert code == 0 and Path(out.strip()).read_bytes() == wheel.read_bytes()
+    code, _, err = cli("clinic", "software", "get", "negatives", "-o", str(tmp_path))
+    assert code == 2 and "NAME==VERSION" in err
+    code, out, _ = cli("publisher", "software", "uses")
+    assert "negatives==0.3  1 use(s), 1 download(s)" in out
