@@ -49,6 +49,7 @@ from medcompute.server.billing.tariff import TariffError, load_tariff
 from medcompute.server.config import ServerConfig
 from medcompute.server.dicomnet.collect import SourceBook
 from medcompute.server.dicomnet.node import DicomNode
+from medcompute.server.dicomnet.printing import Printing
 from medcompute.server.dicomnet.push import PushBook
 from medcompute.server.dicomnet.registry import NodeRegistry
 from medcompute.server.dicomnet.routing import RuleBook
@@ -313,6 +314,7 @@ async def start(config: ServerConfig) -> Running:
             db, config.data_dir, dispatcher,
             Limits(config.software_memory_bytes, config.software_seconds)))
         await software.start()
+        printing = _closing(stack, Printing(db, store, pushes, own_ae=config.dicom_ae_title))
         batch = BatchProcessing(service)
         # Rules an earlier version kept as RoutingRule messages, in today's form.
         await rules.upgrade(functools.partial(legacy_rule,
@@ -324,7 +326,7 @@ async def start(config: ServerConfig) -> Running:
             batch_submit=BatchSubmit(batch, runner),
             runner=runner, billing=billing, keys=keys, audit=audit, catalog=catalog,
             store=store, nodes=nodes, rules=rules, pushes=pushes, sources=sources,
-            software=software))
+            software=software, printing=printing))
         port = _bind(server, config)
         await runner.start()
         await server.start()

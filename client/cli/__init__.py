@@ -12,6 +12,7 @@
     medcompute dicom ae|rule|series ...                              (see dicom.py)
     medcompute keys create|list|revoke, audit                       (see admin.py)
     medcompute software add|list|info|approve|retire|grant|get|uses (see software.py)
+    medcompute print IMAGE_ID --printer NODE [...]                  (see printing.py)
 
 Each command module adds its commands to the parser and imports only ``common`` and the
 client library, never another command module; ``serve`` comes from the server's side,
@@ -31,6 +32,7 @@ from medcompute.client.cli import (
     capacity,
     dicom,
     jobs,
+    printing,
     process,
     software,
     store,
@@ -61,6 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     admin.add_commands(sub, client_options)
     dicom.add_commands(sub, client_options)
     software.add_commands(sub, client_options)
+    printing.add_commands(sub, client_options)
     return parser
 
 

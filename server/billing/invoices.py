@@ -19,6 +19,7 @@ The rules
                  (hot tier only where the tariff prices the cold tier apart)
   gigabyte_month_cold  the cold tier's gigabyte-days / the days (if priced)
   examination_fetched  distinct examinations (studies) fetched (if priced)
+  printed_sheet  sheets printed on DICOM printers, copies counted (if priced)
   ============== ==========================================================
 
 - Software packages: one ``software_use`` line per package version the subscriber's
@@ -83,7 +84,8 @@ def _text(value: Decimal) -> str:
 
 
 def _quantities(records: list[dict], gigabyte_days: float, days: int, *, cold: float,
-                cold_apart: bool, examinations: int, deliveries: int) -> dict[str, Decimal]:
+                cold_apart: bool, examinations: int, deliveries: int,
+                sheets: int = 0) -> dict[str, Decimal]:
     charged = [r for r in records if billable(r)]
     hot = gigabyte_days - cold if cold_apart else gigabyte_days
     gpu = [r["gpu_seconds"] for r in charged if r.get("gpu_seconds") is not None]
@@ -97,6 +99,7 @@ def _quantities(records: list[dict], gigabyte_days: float, days: int, *, cold: f
         "gigabyte_month_cold": _exact(cold) / days,
         "examination_fetched": Decimal(examinations),
         "delivery": Decimal(deliveries),
+        "printed_sheet": Decimal(sheets),
     }
 
 
@@ -121,7 +124,8 @@ def invoice(month: str, records_by_subscriber: Mapping[str, list[dict]],
             cold_gigabyte_days: Mapping[str, float] | None = None,
             examinations: Mapping[str, int] | None = None,
             deliveries: Mapping[str, int] | None = None,
-            software: Mapping[str, list[dict]] | None = None) -> dict:
+            software: Mapping[str, list[dict]] | None = None,
+            sheets: Mapping[str, int] | None = None) -> dict:
     """The invoice of ``month`` (YYYY-MM), shaped like the Invoice message.
 
     Parameters
@@ -141,6 +145,9 @@ def invoice(month: str, records_by_subscriber: Mapping[str, list[dict]],
     deliveries : mapping of str to int, optional
         Each subscriber's results delivered to DICOM nodes in the month (a ``delivery``
         line where the tariff prices it).
+    sheets : mapping of str to int, optional
+        Each subscriber's sheets printed in the month (a ``printed_sheet`` line where the
+        tariff prices it).
     software : mapping of str to list of dict, optional
         Each subscriber's uses and downloads of software packages in the month (the
         events of storage/software.py: name, version, kind, fee).
@@ -159,16 +166,17 @@ def invoice(month: str, records_by_subscriber: Mapping[str, list[dict]],
     subscribers, grand = [], Decimal(0)
     cold_days, fetched = cold_gigabyte_days or {}, examinations or {}
     deliveries = dict(deliveries or {})
-    software = dict(software or {})
+    software, sheets = dict(software or {}), dict(sheets or {})
     for name in sorted(set(records_by_subscriber) | set(gigabyte_days) | set(fetched)
-                       | set(deliveries) | set(software)):
+                       | set(deliveries) | set(software) | set(sheets)):
         records = list(records_by_subscriber.get(name, ()))
         stored = float(gigabyte_days.get(name, 0.0))
         cold = float(cold_days.get(name, 0.0))
         quantities = _quantities(records, stored, days, cold=cold,
                                  cold_apart="gigabyte_month_cold" in tariff.prices,
                                  examinations=int(fetched.get(name, 0)),
-                                 deliveries=int(deliveries.get(name, 0)))
+                                 deliveries=int(deliveries.get(name, 0)),
+                                 sheets=int(sheets.get(name, 0)))
         lines, total = [], Decimal(0)
         for item in tariff.items:
             price = tariff.price(item)

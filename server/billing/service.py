@@ -19,6 +19,7 @@ from pathlib import Path
 from medcompute.server.billing.invoices import invoice, month_bounds
 from medcompute.server.billing.tariff import Tariff, load_tariff
 from medcompute.server.errors import InvalidArgument, PermissionDenied
+from medcompute.server.storage import prints as print_table
 from medcompute.server.storage import software as software_table
 from medcompute.server.storage.db import Database
 from medcompute.server.storage.deliveries import DeliveryLog
@@ -123,6 +124,7 @@ class BillingService:
             self.ledger = ImageCatalog(db)
             self.fetches = FetchLog(db)
             self.software = software_table.SoftwareBook(db)
+            self.prints = print_table.PrintBook(db)
             self.deliveries = deliveries if deliveries is not None else DeliveryLog(db)
         except BaseException:
             self.book.close()
@@ -133,6 +135,7 @@ class BillingService:
         self.ledger.close()
         self.fetches.close()
         self.software.close()
+        self.prints.close()
         if self._owns_deliveries:
             self.deliveries.close()
 
@@ -195,5 +198,7 @@ class BillingService:
         software: dict[str, list[dict]] = {}
         for event in await self.book.db.read(software_table.events, who, start, end):
             software.setdefault(event["subscriber"], []).append(event)
+        sheets = await self.book.db.read(print_table.sheets, who, start, end)
         return invoice(month, by_subscriber, stored, self.tariff, cold_gigabyte_days=cold,
-                       examinations=fetched, deliveries=delivered, software=software)
+                       examinations=fetched, deliveries=delivered, software=software,
+                       sheets=sheets)

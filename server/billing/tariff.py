@@ -14,6 +14,7 @@
     gigabyte_month_cold = 0.004   # optional: per 10^9 bytes on the cold tier for a month
     examination_fetched = 0.05    # optional: data fee per examination (study) fetched
     delivery = 0.005          # optional: per result delivered to a DICOM node
+    printed_sheet = 0.5       # optional: per sheet printed on a DICOM printer (copies count)
     software_use = 0.001      # optional: the service's charge per use of a package's
                               # operation, on top of the package's own fee per use
     software_download = 0.01  # optional: per download of a package's wheel
@@ -45,7 +46,7 @@ __all__ = ["ITEMS", "OPTIONAL_ITEMS", "PACKAGE_ITEMS", "Tariff", "TariffError", 
 
 ITEMS = ("job", "image", "megabyte", "cpu_second", "gpu_second", "gigabyte_month")
 #: Priced (and invoiced) only where the tariff names them.
-OPTIONAL_ITEMS = ("gigabyte_month_cold", "examination_fetched", "delivery")
+OPTIONAL_ITEMS = ("gigabyte_month_cold", "examination_fetched", "delivery", "printed_sheet")
 #: Priced per package version used or downloaded (invoices.py), not per subscriber.
 PACKAGE_ITEMS = ("software_use", "software_download")
 DEFAULT_FILE = "default_tariff.toml"

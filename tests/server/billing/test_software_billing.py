@@ -67,3 +67,12 @@ def test_unpriced_the_uses_still_cost_their_fees_and_downloads_nothing():
     lines = {line["item"]: line for line in inv["subscribers"][0]["lines"]}
     assert lines["software_use"]["amount"] == "0.25"
     assert lines["software_download"]["amount"] == "0.00"
+
+
+def test_printed_sheets_are_a_line_where_the_tariff_prices_them():
+    tariff = parse_tariff(BASE + "printed_sheet = 0.5\n")
+    inv = invoice("2026-11", {}, {}, tariff, sheets={"st-mary": 3})
+    lines = {line["item"]: line for line in inv["subscribers"][0]["lines"]}
+    assert (lines["printed_sheet"]["quantity"], lines["printed_sheet"]["amount"]) == (3, "1.50")
+    unpriced = invoice("2026-11", {}, {}, parse_tariff(BASE), sheets={"st-mary": 3})
+    assert "printed_sheet" not in {line["item"] for line in unpriced["subscribers"][0]["lines"]}
