@@ -49,11 +49,8 @@ class Printing:
         if node.tls is not None:
             raise FailedPrecondition("printing over DICOM TLS is not supported yet; register "
                                      "the printer without TLS", "printer")
-        voxels = record.blob("voxels")
-        if voxels is None:
-            raise FailedPrecondition(f"image {shown_id(image_id)} has no voxels to print",
-                                     "image_id")
-        volume = await asyncio.to_thread(read_voxels, self.store.blobs.path(voxels.digest))
+        path = self.store.present(record.blob("voxels"))     # every stored image has them
+        volume = await asyncio.to_thread(read_voxels, path)
         sheets = films.pages(volume, o)
         sent = await asyncio.to_thread(films.send, sheets, o, host=node.host, port=node.port,
                                        called_ae=node.ae_title, own_ae=self.own_ae,

@@ -177,6 +177,33 @@ def test_an_unknown_printer_or_image_is_not_found(client, stored):
     assert caught.value.code == grpc.StatusCode.NOT_FOUND
 
 
+def test_a_printer_registered_with_tls_is_refused_for_now(client, stored, tmp_path):
+    from medcompute.client.dicom import tls
+    from tests.dicom_tls import Authority
+
+    ca = Authority(tmp_path / "pki")
+    client.dicom.register_node("secure", "PRINTSCP", "127.0.0.1", 11112,
+                               tls=tls(ca_pem=ca.ca.read_text()))
+    with pytest.raises(ServiceError) as caught:
+        client.printing.print_image(stored, "secure")
+    assert caught.value.code == grpc.StatusCode.FAILED_PRECONDITION
+    assert caught.value.details.startswith("printer:")
+
+
+def test_the_print_command(server, stored, capsys):
+    from medcompute.client.cli import main
+
+    code = main(["print", stored, "--printer", "film", "--slices", "1,4", "--format",
+                 "STANDARD\\1,2", "--server", server.address])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "DONE, 1 sheet(s) of 8INX10IN portrait, STANDARD\\1,2, slices 1,4" in out
+    assert main(["print", stored, "--printer", "film", "--slices", "a",
+                 "--server", server.address]) == 2
+    code = main(["print", stored, "--printer", "nope", "--server", server.address])
+    assert code == 4 and "NOT_FOUND: printer:" in capsys.readouterr().err
+
+
 def test_a_printer_that_does_not_answer_fails_the_job_with_the_reason(client, stored):
     with pytest.raises(ServiceError) as caught:
         client.printing.print_image(stored, "nowhere", slices=[0])
