@@ -116,7 +116,8 @@ class SoftwareRegistry:
         if self.dispatcher is None:
             return
         data = await asyncio.to_thread(table.wheel_path(self.data_dir, row.sha256).read_bytes)
-        plugin = packages.SoftwarePlugin(row.name, row.version, row.sha256, row.filename, data)
+        plugin = packages.software_plugin(row.name, row.version, row.sha256, row.filename,
+                                          data)
         await self.dispatcher.install_plugin(plugin, packages.plugin_name(row.name, row.version))
 
     # -- publishing ------------------------------------------------------------------

@@ -1,9 +1,9 @@
 """Software packages on a Dask worker: installed by a worker plug-in, run in a sandbox.
 
-:class:`SoftwarePlugin` carries one approved package version's wheel; Dask runs its
-``setup`` on every worker, those that join later included, which installs the wheel
-(``pip install --no-deps --no-index --target``) into a folder of its own under the
-worker's local directory, so two versions coexist. :func:`apply` runs one of its
+``SoftwarePlugin`` (:func:`software_plugin`) carries one approved package version's
+wheel; Dask runs its ``setup`` on every worker, those that join later included, which
+installs the wheel (``pip install --no-deps --no-index --target``) into a folder of its
+own under the worker's local directory, so two versions coexist. :func:`apply` runs one of its
 operations on an image in a separate process (``sandbox.py``) with an address-space
 limit and a time limit: a package that raises, exits, blows up its memory or never
 returns fails its own job with the reason, and the worker and the other jobs go on.
@@ -11,6 +11,7 @@ returns fails its own job with the reason, and the worker and the other jobs go 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -21,12 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from distributed import WorkerPlugin
 
 from medcompute.server.errors import FailedPrecondition
 
-__all__ = ["GROUP", "PackageRun", "SoftwarePlugin", "apply", "describe", "install", "installed",
-           "plugin_name"]
+__all__ = ["GROUP", "PackageRun", "apply", "describe", "install", "installed", "plugin_name",
+           "software_plugin"]
 
 GROUP = "medcompute.operations"
 SANDBOX = str(Path(__file__).with_name("sandbox.py"))
@@ -107,8 +107,8 @@ def _ensure(run: PackageRun) -> str:
         return _INSTALLED[key]
 
 
-class SoftwarePlugin(WorkerPlugin):
-    """A Dask worker plug-in that installs one package version on every worker."""
+class _Software:
+    """What ``SoftwarePlugin`` does: install one package version on a worker."""
 
     idempotent = True
 
@@ -124,6 +124,32 @@ class SoftwarePlugin(WorkerPlugin):
             path.write_bytes(self.wheel)
             with _LOCK:
                 _INSTALLED[key] = install(path, _folder(root, *key))
+
+
+@functools.cache
+def _plugin_class() -> type:
+    """``SoftwarePlugin``: a ``distributed.WorkerPlugin`` (as ``register_plugin`` needs),
+    made on first use, so that importing this module does not import distributed (whose
+    import sets up its loggers)."""
+    from distributed import WorkerPlugin
+
+    cls = type("SoftwarePlugin", (_Software, WorkerPlugin),
+               {"__module__": __name__, "__doc__": "A Dask worker plug-in that installs one "
+                "package version on every worker, those that join later included."})
+    globals()["SoftwarePlugin"] = cls
+    return cls
+
+
+def software_plugin(name: str, version: str, sha256: str, filename: str, wheel: bytes):
+    """The worker plug-in that installs this version (the wheel ``filename``, its bytes)."""
+    return _plugin_class()(name, version, sha256, filename, wheel)
+
+
+def __getattr__(name: str):
+    """``SoftwarePlugin`` by name, as pickle looks the class up on a worker."""
+    if name == "SoftwarePlugin":
+        return _plugin_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def describe(folder: str | Path, *, memory_bytes: int, seconds: float) -> list[dict]:
