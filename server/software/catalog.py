@@ -35,20 +35,44 @@ class Limits:
     seconds: float = 120.0
 
 
+@dataclass(frozen=True, eq=False)
+class _Binding:
+    load: Callable[[str], list[PackageRow]]
+    wheel: Callable[[str], str]
+    limits: Limits
+
+
 class ApprovedOps:
     def __init__(self):
-        self._load: Callable[[str], list[PackageRow]] | None = None
-        self._wheel: Callable[[str], str] = str
+        #: The registries bound, the last one current (servers started in one process,
+        #: as the tests do, each bound while it runs).
+        self._bindings: list[_Binding] = []
         self._cache: dict[str, list[PackageRow]] = {}
         self._lock = threading.Lock()
-        self.limits = Limits()
+
+    @property
+    def _load(self):
+        return self._bindings[-1].load if self._bindings else None
+
+    @property
+    def limits(self) -> Limits:
+        return self._bindings[-1].limits if self._bindings else Limits()
 
     def bind(self, load: Callable[[str], list[PackageRow]], wheel: Callable[[str], str],
-             limits: Limits) -> None:
+             limits: Limits) -> object:
         """``load(name)``: every version of a package from the catalog; ``wheel(sha256)``:
-        the path of its wheel."""
+        the path of its wheel. Returns the binding, for :meth:`unbind`."""
+        binding = _Binding(load, wheel, limits)
         with self._lock:
-            self._load, self._wheel, self.limits = load, wheel, limits
+            self._bindings.append(binding)
+            self._cache.clear()
+        return binding
+
+    def unbind(self, binding) -> None:
+        """Forget a binding (its registry closed); the one bound before it is current."""
+        with self._lock:
+            if binding in self._bindings:
+                self._bindings.remove(binding)
             self._cache.clear()
 
     def forget(self, name: str = "") -> None:
@@ -60,7 +84,7 @@ class ApprovedOps:
                 self._cache.clear()
 
     def wheel(self, sha256: str) -> str:
-        return self._wheel(sha256)
+        return self._bindings[-1].wheel(sha256) if self._bindings else ""
 
     def _versions(self, name: str) -> list[PackageRow]:
         with self._lock:
@@ -95,7 +119,8 @@ class ApprovedOps:
     def approved(self) -> list[PackageRow]:
         """Every approved version of the packages read so far and of those ``load('')``
         returns (the listing of ListOperations)."""
-        rows = self._load("") if self._load is not None else []
+        load = self._load
+        rows = load("") if load is not None else []
         return [r for r in rows if r.status == "approved"]
 
 

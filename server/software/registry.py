@@ -100,10 +100,12 @@ class SoftwareRegistry:
         self.data_dir = Path(data_dir)
         self.dispatcher = dispatcher            # installs the approved versions' plug-ins
         self.limits = limits = limits or Limits()
-        APPROVED.bind(lambda name: db.run(table.versions, name),
-                      lambda sha: str(table.wheel_path(self.data_dir, sha)), limits)
+        self._binding = APPROVED.bind(lambda name: db.run(table.versions, name),
+                                      lambda sha: str(table.wheel_path(self.data_dir, sha)),
+                                      limits)
 
     def close(self) -> None:
+        APPROVED.unbind(self._binding)
         self.book.close()
 
     async def start(self) -> None:

@@ -150,3 +150,19 @@ def test_the_resolver_finds_the_newest_approved_version(registry, tmp_path):
 def test_versions_order_numerically():
     assert sorted(["1.10", "1.9", "1.9.1", "2.0rc1", "1"], key=version_key) == [
         "1", "1.9", "1.9.1", "1.10", "2.0rc1"]
+
+
+def test_a_closed_registry_hands_the_lookups_back_to_the_one_bound_before(registry, tmp_path):
+    add(registry, build_wheel(tmp_path / "a"))
+    run(registry.approve("sharpen", "1.0"))
+    db = Database(tmp_path / "other")
+    other = reg.SoftwareRegistry(db, tmp_path / "other")
+    try:
+        with pytest.raises(NotFound):           # the other server's catalog has none
+            APPROVED.find("sharpen", "", "op")
+        assert APPROVED.approved() == []
+    finally:
+        other.close()
+        db.close()
+    assert APPROVED.find("sharpen", "", "op").version == "1.0"
+    assert APPROVED.wheel("ab").endswith("software/ab.whl")
