@@ -1,22 +1,26 @@
 """The approved packages' operations, as the pipeline resolver looks them up.
 
 One :class:`ApprovedOps` per server process (:data:`APPROVED`), bound to the registry's
-tables when the server starts (:meth:`ApprovedOps.bind`). It reads the versions from the
-catalog on every lookup of a package it has not seen and after every approval or
-retirement this process made, so an approval by another server sharing the data
-directory is seen too, at the latest by that server's next lookup of that package.
+tables when the server starts (:meth:`ApprovedOps.bind`). It reads a package's versions
+from the catalog when it has not read them for :data:`FRESH_SECONDS`, and again after
+every approval or retirement this process made: an approval or retirement by another
+server sharing the data directory is seen within that time.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from medcompute.server.errors import FailedPrecondition, NotFound, shown_id
 from medcompute.server.storage.software import PackageRow
 
-__all__ = ["APPROVED", "ApprovedOps", "Limits", "version_key"]
+__all__ = ["APPROVED", "ApprovedOps", "FRESH_SECONDS", "Limits", "version_key"]
+
+#: How long a package's versions, once read, are used without reading them again.
+FRESH_SECONDS = 2.0
 
 
 def version_key(version: str) -> tuple:
@@ -47,7 +51,7 @@ class ApprovedOps:
         #: The registries bound, the last one current (servers started in one process,
         #: as the tests do, each bound while it runs).
         self._bindings: list[_Binding] = []
-        self._cache: dict[str, list[PackageRow]] = {}
+        self._cache: dict[str, tuple[float, list[PackageRow]]] = {}
         self._lock = threading.Lock()
 
     @property
@@ -88,9 +92,11 @@ class ApprovedOps:
 
     def _versions(self, name: str) -> list[PackageRow]:
         with self._lock:
-            rows = self._cache.get(name)
-            if rows is None and self._load is not None:
-                rows = self._cache[name] = self._load(name)
+            at, rows = self._cache.get(name, (0.0, None))
+            now = time.monotonic()
+            if (rows is None or now - at > FRESH_SECONDS) and self._load is not None:
+                rows = self._load(name)
+                self._cache[name] = (now, rows)
             return rows or []
 
     def find(self, name: str, version: str, field: str) -> PackageRow:

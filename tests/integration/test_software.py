@@ -350,6 +350,8 @@ def test_the_software_commands(cli, tmp_path):
     code, out, _ = cli("hospital", "ops", "--json")
     assert any(o["name"] == "invert" and o.get("package") == "negatives"
                for o in json.loads(out))
+    code, out, _ = cli("hospital", "ops")
+    assert "invert (negatives 0.3): Negative." in out
     np.save(tmp_path / "in.npy", np.arange(12, dtype=np.float32).reshape(3, 4))
     code, _, err = cli("hospital", "process", str(tmp_path / "in.npy"), "--op",
                        "invert@negatives:offset=100", "-o", str(tmp_path / "out.npy"))

@@ -166,3 +166,19 @@ def test_a_closed_registry_hands_the_lookups_back_to_the_one_bound_before(regist
         db.close()
     assert APPROVED.find("sharpen", "", "op").version == "1.0"
     assert APPROVED.wheel("ab").endswith("software/ab.whl")
+
+
+def test_a_retirement_by_another_server_is_read_again(registry, tmp_path, monkeypatch):
+    from medcompute.server.software import catalog
+
+    add(registry, build_wheel(tmp_path / "a"))
+    run(registry.approve("sharpen", "1.0"))
+    assert APPROVED.find("sharpen", "1.0", "op").status == "approved"
+    elsewhere = Database(registry.data_dir)       # another server's connection to the file
+    try:
+        elsewhere.transaction(table.set_status, "sharpen", "1.0", "retired", 0.0)
+    finally:
+        elsewhere.close()
+    monkeypatch.setattr(catalog, "FRESH_SECONDS", 0.0)
+    with pytest.raises(FailedPrecondition, match="is retired"):
+        APPROVED.find("sharpen", "1.0", "op")
