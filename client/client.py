@@ -19,8 +19,10 @@ from medcompute.client.calls import (
 from medcompute.client.channel import open_channel
 from medcompute.client.dicom import DicomClient
 from medcompute.client.output import message_json
+from medcompute.client.printing import PrintClient
 from medcompute.client.request import _header, _messages
 from medcompute.client.shm import SharedArena, is_local, process_shared
+from medcompute.client.software import SoftwareClient
 from medcompute.client.store import StoreClient
 from medcompute.proto.v1 import (
     admin_pb2,
@@ -100,6 +102,16 @@ class Client:
     def dicom(self):
         """The server's DICOM node settings and received series (a ``DicomClient``)."""
         return DicomClient(channel=self._channel, timeout=self.timeout)
+
+    @property
+    def software(self):
+        """The server's software registry (a ``SoftwareClient`` on this connection)."""
+        return SoftwareClient(channel=self._channel, timeout=self.timeout)
+
+    @property
+    def printing(self):
+        """The server's print service (a ``PrintClient`` on this connection)."""
+        return PrintClient(channel=self._channel, timeout=self.timeout)
 
     _call = staticmethod(call)
 

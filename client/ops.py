@@ -2,7 +2,9 @@
 
 ``NAME[:key=value,...]``: NAME is an operation (see ``medcompute ops``) or a
 shorthand; a per-axis value is one number for all axes or ``[a,b,c]``;
-enumerations take their names (``operator=scharr``, ``mode=reflect``).
+enumerations take their names (``operator=scharr``, ``mode=reflect``). An operation of
+a software package is ``OPERATION@PACKAGE[==VERSION]`` (``unsharp_mask@sharpen==1.0:
+amount=1.5``); its parameters are numbers.
 """
 
 from __future__ import annotations
@@ -11,7 +13,8 @@ from google.protobuf.descriptor import FieldDescriptor
 
 from medcompute.proto.v1 import operations_pb2
 
-__all__ = ["ALIASES", "parse_op", "op_from_dict", "to_operation", "operation_names"]
+__all__ = ["ALIASES", "parse_op", "op_from_dict", "package_op", "to_operation",
+           "operation_names"]
 
 #: Shorthands: name -> (operation, preset parameters).
 ALIASES: dict[str, tuple[str, dict[str, str]]] = {
@@ -103,8 +106,27 @@ def _value(fd: FieldDescriptor, value, where: str):
     return [_scalar(fd, value, where)] if repeated else _scalar(fd, value, where)
 
 
+def package_op(name: str, params: dict | None = None) -> operations_pb2.Operation:
+    """A PackageOp from ``OPERATION@PACKAGE[==VERSION]`` and numeric parameters."""
+    operation, _, package = name.strip().partition("@")
+    package, _, version = package.partition("==")
+    if not operation or not package:
+        raise ValueError(f"expected OPERATION@PACKAGE[==VERSION], got {name!r}")
+    values = {}
+    for k, v in (params or {}).items():
+        try:
+            values[k] = float(v)
+        except (TypeError, ValueError):
+            raise ValueError(f"{operation}.{k}: expected a number, got {v!r}") from None
+    return operations_pb2.Operation(package=operations_pb2.PackageOp(
+        package=package.strip(), version=version.strip(), operation=operation.strip(),
+        params=values))
+
+
 def op_from_dict(name: str, params: dict | None = None) -> operations_pb2.Operation:
     """An Operation from a name (or shorthand) and a dict of parameters."""
+    if "@" in name:
+        return package_op(name, params)
     key = name.strip().lower()
     preset: dict = {}
     if key in ALIASES:

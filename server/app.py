@@ -49,6 +49,7 @@ from medcompute.server.billing.tariff import TariffError, load_tariff
 from medcompute.server.config import ServerConfig
 from medcompute.server.dicomnet.collect import SourceBook
 from medcompute.server.dicomnet.node import DicomNode
+from medcompute.server.dicomnet.printing import Printing
 from medcompute.server.dicomnet.push import PushBook
 from medcompute.server.dicomnet.registry import NodeRegistry
 from medcompute.server.dicomnet.routing import RuleBook
@@ -64,6 +65,8 @@ from medcompute.server.jobs.runner import JobRunner
 from medcompute.server.logs import install as install_log_redaction
 from medcompute.server.monitoring.health import watch_health
 from medcompute.server.monitoring.metrics import Metrics
+from medcompute.server.software.catalog import Limits
+from medcompute.server.software.registry import SoftwareRegistry
 from medcompute.server.storage.audit import AuditLog
 from medcompute.server.storage.db import Database
 from medcompute.server.storage.keys import KeyStore
@@ -307,6 +310,11 @@ async def start(config: ServerConfig) -> Running:
         metrics.set_queue_depth_source(lambda: guard.counters.jobs + runner.active())
         nodes, rules, pushes, sources = (_closing(stack, book(db)) for book in
                                          (NodeRegistry, RuleBook, PushBook, SourceBook))
+        software = _closing(stack, SoftwareRegistry(
+            db, config.data_dir, dispatcher,
+            Limits(config.software_memory_bytes, config.software_seconds)))
+        await software.start()
+        printing = _closing(stack, Printing(db, store, pushes, own_ae=config.dicom_ae_title))
         batch = BatchProcessing(service)
         # Rules an earlier version kept as RoutingRule messages, in today's form.
         await rules.upgrade(functools.partial(legacy_rule,
@@ -317,7 +325,8 @@ async def start(config: ServerConfig) -> Running:
             guard=guard, service=service, batch=batch,
             batch_submit=BatchSubmit(batch, runner),
             runner=runner, billing=billing, keys=keys, audit=audit, catalog=catalog,
-            store=store, nodes=nodes, rules=rules, pushes=pushes, sources=sources))
+            store=store, nodes=nodes, rules=rules, pushes=pushes, sources=sources,
+            software=software, printing=printing))
         port = _bind(server, config)
         await runner.start()
         await server.start()

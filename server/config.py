@@ -98,6 +98,10 @@ class ServerConfig:
     max_queue: int = 64
     #: Streaming calls open at once on this server.
     max_streams: int = 128
+    #: Address space (bytes) and seconds a software package's operation may use for one
+    #: image, in the process it runs in (worker/packages.py).
+    software_memory_bytes: int = 1 << 30
+    software_seconds: float = 120.0
     #: TLS: the server's certificate chain and key (PEM files).
     tls_cert: Path | None = None
     tls_key: Path | None = None

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import math
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -45,6 +46,16 @@ def _byte_size(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a size in bytes (e.g. 67108864 or 64MiB), "
                                          f"got {text!r}")
     return int(size * _UNITS[unit])
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
 
 
 def _min_free(text: str):
@@ -157,6 +168,12 @@ def add_parser(subparsers, *, duration: Callable[[str], float]) -> argparse.Argu
                         help="jobs in progress on this server (default 64)")
     limits.add_argument("--max-streams", type=int, default=128,
                         help="streaming calls open at once (default 128)")
+    limits.add_argument("--software-memory-mb", type=_positive, default=1024,
+                        help="address space a software package's operation may use for one "
+                        "image, in its own process (default 1024)")
+    limits.add_argument("--software-seconds", type=_positive, default=120,
+                        help="seconds a software package's operation may run for one image "
+                        "(default 120)")
     limits.add_argument("--max-pending-jobs", type=int, default=1000,
                         help="asynchronous jobs waiting or running per subscriber "
                         "(default 1000)")
@@ -308,6 +325,8 @@ def run(args) -> int:
                           max_jobs_per_subscriber=args.max_jobs_per_subscriber,
                           max_queue=args.max_queue, max_streams=args.max_streams,
                           max_pending_jobs=args.max_pending_jobs,
+                          software_memory_bytes=int(args.software_memory_mb * (1 << 20)),
+                          software_seconds=args.software_seconds,
                           result_retention=args.result_retention,
                           job_lease_seconds=args.job_lease, tariff=_path(args.tariff),
                           metrics_port=args.metrics_port,

@@ -11,6 +11,8 @@
     medcompute store put|find|get|info|rm|verify|backup|purge ...   (see store.py)
     medcompute dicom ae|rule|series ...                              (see dicom.py)
     medcompute keys create|list|revoke, audit                       (see admin.py)
+    medcompute software add|list|info|approve|retire|grant|get|uses (see software.py)
+    medcompute print IMAGE_ID --printer NODE [...]                  (see printing.py)
 
 Each command module adds its commands to the parser and imports only ``common`` and the
 client library, never another command module; ``serve`` comes from the server's side,
@@ -30,7 +32,9 @@ from medcompute.client.cli import (
     capacity,
     dicom,
     jobs,
+    printing,
     process,
+    software,
     store,
     studies,
     tiers,
@@ -58,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     studies.add_commands(cmds, client_options)
     admin.add_commands(sub, client_options)
     dicom.add_commands(sub, client_options)
+    software.add_commands(sub, client_options)
+    printing.add_commands(sub, client_options)
     _describe(parser)
     return parser
 

@@ -105,7 +105,8 @@ def _ops(args) -> int:
         print(json.dumps(ops, indent=2))
         return 0
     for op in ops:
-        print(f"{op['name']}: {op.get('summary', '')}")
+        package = f" ({op['package']} {op.get('version', '')})" if op.get("package") else ""
+        print(f"{op['name']}{package}: {op.get('summary', '')}")
         for p in op.get("parameters", []):
             bits = [p.get("type", "")]
             if p.get("per_axis"):

@@ -355,18 +355,20 @@ class GetInvoiceRequest(_message.Message):
     def __init__(self, month: _Optional[str] = ..., subscriber: _Optional[str] = ..., all_subscribers: _Optional[bool] = ...) -> None: ...
 
 class InvoiceLine(_message.Message):
-    __slots__ = ("subscriber", "item", "quantity", "unit_price", "amount")
+    __slots__ = ("subscriber", "item", "quantity", "unit_price", "amount", "package")
     SUBSCRIBER_FIELD_NUMBER: _ClassVar[int]
     ITEM_FIELD_NUMBER: _ClassVar[int]
     QUANTITY_FIELD_NUMBER: _ClassVar[int]
     UNIT_PRICE_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    PACKAGE_FIELD_NUMBER: _ClassVar[int]
     subscriber: str
     item: str
     quantity: float
     unit_price: str
     amount: str
-    def __init__(self, subscriber: _Optional[str] = ..., item: _Optional[str] = ..., quantity: _Optional[float] = ..., unit_price: _Optional[str] = ..., amount: _Optional[str] = ...) -> None: ...
+    package: str
+    def __init__(self, subscriber: _Optional[str] = ..., item: _Optional[str] = ..., quantity: _Optional[float] = ..., unit_price: _Optional[str] = ..., amount: _Optional[str] = ..., package: _Optional[str] = ...) -> None: ...
 
 class SubscriberInvoice(_message.Message):
     __slots__ = ("subscriber", "lines", "total", "usage", "gigabyte_days", "excluded_platform_failures", "cold_gigabyte_days", "examinations_fetched")

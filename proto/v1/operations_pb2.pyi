@@ -191,8 +191,27 @@ class AddOp(_message.Message):
     weight: float
     def __init__(self, operand: _Optional[int] = ..., weight: _Optional[float] = ...) -> None: ...
 
+class PackageOp(_message.Message):
+    __slots__ = ("package", "version", "operation", "params")
+    class ParamsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    PACKAGE_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    OPERATION_FIELD_NUMBER: _ClassVar[int]
+    PARAMS_FIELD_NUMBER: _ClassVar[int]
+    package: str
+    version: str
+    operation: str
+    params: _containers.ScalarMap[str, float]
+    def __init__(self, package: _Optional[str] = ..., version: _Optional[str] = ..., operation: _Optional[str] = ..., params: _Optional[_Mapping[str, float]] = ...) -> None: ...
+
 class Operation(_message.Message):
-    __slots__ = ("gaussian", "mean", "median", "laplacian", "gradient", "edge", "bandpass", "project", "subtract", "add")
+    __slots__ = ("gaussian", "mean", "median", "laplacian", "gradient", "edge", "bandpass", "project", "subtract", "add", "package")
     GAUSSIAN_FIELD_NUMBER: _ClassVar[int]
     MEAN_FIELD_NUMBER: _ClassVar[int]
     MEDIAN_FIELD_NUMBER: _ClassVar[int]
@@ -203,6 +222,7 @@ class Operation(_message.Message):
     PROJECT_FIELD_NUMBER: _ClassVar[int]
     SUBTRACT_FIELD_NUMBER: _ClassVar[int]
     ADD_FIELD_NUMBER: _ClassVar[int]
+    PACKAGE_FIELD_NUMBER: _ClassVar[int]
     gaussian: GaussianOp
     mean: MeanOp
     median: MedianOp
@@ -213,4 +233,5 @@ class Operation(_message.Message):
     project: ProjectOp
     subtract: SubtractOp
     add: AddOp
-    def __init__(self, gaussian: _Optional[_Union[GaussianOp, _Mapping]] = ..., mean: _Optional[_Union[MeanOp, _Mapping]] = ..., median: _Optional[_Union[MedianOp, _Mapping]] = ..., laplacian: _Optional[_Union[LaplacianOp, _Mapping]] = ..., gradient: _Optional[_Union[GradientOp, _Mapping]] = ..., edge: _Optional[_Union[EdgeOp, _Mapping]] = ..., bandpass: _Optional[_Union[BandpassOp, _Mapping]] = ..., project: _Optional[_Union[ProjectOp, _Mapping]] = ..., subtract: _Optional[_Union[SubtractOp, _Mapping]] = ..., add: _Optional[_Union[AddOp, _Mapping]] = ...) -> None: ...
+    package: PackageOp
+    def __init__(self, gaussian: _Optional[_Union[GaussianOp, _Mapping]] = ..., mean: _Optional[_Union[MeanOp, _Mapping]] = ..., median: _Optional[_Union[MedianOp, _Mapping]] = ..., laplacian: _Optional[_Union[LaplacianOp, _Mapping]] = ..., gradient: _Optional[_Union[GradientOp, _Mapping]] = ..., edge: _Optional[_Union[EdgeOp, _Mapping]] = ..., bandpass: _Optional[_Union[BandpassOp, _Mapping]] = ..., project: _Optional[_Union[ProjectOp, _Mapping]] = ..., subtract: _Optional[_Union[SubtractOp, _Mapping]] = ..., add: _Optional[_Union[AddOp, _Mapping]] = ..., package: _Optional[_Union[PackageOp, _Mapping]] = ...) -> None: ...

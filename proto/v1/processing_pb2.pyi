@@ -149,7 +149,7 @@ class Fallback(_message.Message):
     def __init__(self, happened: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class UsageRecord(_message.Message):
-    __slots__ = ("job_id", "subscriber", "operations", "images", "voxels", "bytes_in", "bytes_out", "queue_seconds", "compute_seconds", "wall_seconds", "backend", "device", "gpu_seconds", "energy_joules", "fallback", "state", "created_at", "finished_at", "platform_fault", "destination")
+    __slots__ = ("job_id", "subscriber", "operations", "images", "voxels", "bytes_in", "bytes_out", "queue_seconds", "compute_seconds", "wall_seconds", "backend", "device", "gpu_seconds", "energy_joules", "fallback", "state", "created_at", "finished_at", "platform_fault", "destination", "software")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     SUBSCRIBER_FIELD_NUMBER: _ClassVar[int]
     OPERATIONS_FIELD_NUMBER: _ClassVar[int]
@@ -170,6 +170,7 @@ class UsageRecord(_message.Message):
     FINISHED_AT_FIELD_NUMBER: _ClassVar[int]
     PLATFORM_FAULT_FIELD_NUMBER: _ClassVar[int]
     DESTINATION_FIELD_NUMBER: _ClassVar[int]
+    SOFTWARE_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     subscriber: str
     operations: _containers.RepeatedScalarFieldContainer[str]
@@ -190,7 +191,22 @@ class UsageRecord(_message.Message):
     finished_at: float
     platform_fault: bool
     destination: str
-    def __init__(self, job_id: _Optional[str] = ..., subscriber: _Optional[str] = ..., operations: _Optional[_Iterable[str]] = ..., images: _Optional[int] = ..., voxels: _Optional[int] = ..., bytes_in: _Optional[int] = ..., bytes_out: _Optional[int] = ..., queue_seconds: _Optional[float] = ..., compute_seconds: _Optional[float] = ..., wall_seconds: _Optional[float] = ..., backend: _Optional[str] = ..., device: _Optional[str] = ..., gpu_seconds: _Optional[float] = ..., energy_joules: _Optional[float] = ..., fallback: _Optional[bool] = ..., state: _Optional[str] = ..., created_at: _Optional[float] = ..., finished_at: _Optional[float] = ..., platform_fault: _Optional[bool] = ..., destination: _Optional[str] = ...) -> None: ...
+    software: _containers.RepeatedCompositeFieldContainer[SoftwareUse]
+    def __init__(self, job_id: _Optional[str] = ..., subscriber: _Optional[str] = ..., operations: _Optional[_Iterable[str]] = ..., images: _Optional[int] = ..., voxels: _Optional[int] = ..., bytes_in: _Optional[int] = ..., bytes_out: _Optional[int] = ..., queue_seconds: _Optional[float] = ..., compute_seconds: _Optional[float] = ..., wall_seconds: _Optional[float] = ..., backend: _Optional[str] = ..., device: _Optional[str] = ..., gpu_seconds: _Optional[float] = ..., energy_joules: _Optional[float] = ..., fallback: _Optional[bool] = ..., state: _Optional[str] = ..., created_at: _Optional[float] = ..., finished_at: _Optional[float] = ..., platform_fault: _Optional[bool] = ..., destination: _Optional[str] = ..., software: _Optional[_Iterable[_Union[SoftwareUse, _Mapping]]] = ...) -> None: ...
+
+class SoftwareUse(_message.Message):
+    __slots__ = ("package", "version", "sha256", "operation", "fee")
+    PACKAGE_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    OPERATION_FIELD_NUMBER: _ClassVar[int]
+    FEE_FIELD_NUMBER: _ClassVar[int]
+    package: str
+    version: str
+    sha256: str
+    operation: str
+    fee: float
+    def __init__(self, package: _Optional[str] = ..., version: _Optional[str] = ..., sha256: _Optional[str] = ..., operation: _Optional[str] = ..., fee: _Optional[float] = ...) -> None: ...
 
 class ResultHeader(_message.Message):
     __slots__ = ("job_id", "output", "applied", "backend", "device", "worker", "fallback", "versions", "usage", "slabs", "workers", "stored_image_id", "reused")
@@ -260,14 +276,20 @@ class ParameterSpec(_message.Message):
     def __init__(self, name: _Optional[str] = ..., type: _Optional[str] = ..., per_axis: _Optional[bool] = ..., unit: _Optional[str] = ..., default: _Optional[str] = ..., choices: _Optional[_Iterable[str]] = ..., description: _Optional[str] = ...) -> None: ...
 
 class OperationSpec(_message.Message):
-    __slots__ = ("name", "summary", "parameters")
+    __slots__ = ("name", "summary", "parameters", "package", "version", "sha256")
     NAME_FIELD_NUMBER: _ClassVar[int]
     SUMMARY_FIELD_NUMBER: _ClassVar[int]
     PARAMETERS_FIELD_NUMBER: _ClassVar[int]
+    PACKAGE_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
     name: str
     summary: str
     parameters: _containers.RepeatedCompositeFieldContainer[ParameterSpec]
-    def __init__(self, name: _Optional[str] = ..., summary: _Optional[str] = ..., parameters: _Optional[_Iterable[_Union[ParameterSpec, _Mapping]]] = ...) -> None: ...
+    package: str
+    version: str
+    sha256: str
+    def __init__(self, name: _Optional[str] = ..., summary: _Optional[str] = ..., parameters: _Optional[_Iterable[_Union[ParameterSpec, _Mapping]]] = ..., package: _Optional[str] = ..., version: _Optional[str] = ..., sha256: _Optional[str] = ...) -> None: ...
 
 class ListOperationsResponse(_message.Message):
     __slots__ = ("operations",)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from medcompute.proto import wire
 from medcompute.proto.v1 import image_pb2, jobs_pb2, processing_pb2, processing_pb2_grpc
 from medcompute.server.api.guard import Guard, rpc
@@ -14,6 +16,7 @@ from medcompute.server.jobs.metering import Usage
 from medcompute.server.jobs.process import ProcessingService
 from medcompute.server.jobs.requests import SubmitRequest
 from medcompute.server.jobs.results import JobResult
+from medcompute.server.software.catalog import APPROVED
 
 __all__ = ["ProcessingServicer", "result_header", "usage_message", "stored_submit"]
 
@@ -61,6 +64,20 @@ def stored_submit(blob: bytes) -> SubmitRequest:
     return submit_request(jobs_pb2.SubmitHeader.FromString(blob), max_image_bytes=1 << 62)
 
 
+def _package_specs() -> list[processing_pb2.OperationSpec]:
+    """The operations of the approved software packages, each with its package."""
+    specs = []
+    for row in APPROVED.approved():
+        for op in row.operations:
+            specs.append(processing_pb2.OperationSpec(
+                name=op["name"], summary=op["summary"], package=row.name,
+                version=row.version, sha256=row.sha256,
+                parameters=[processing_pb2.ParameterSpec(
+                    name=p["name"], type="float", unit=p["unit"], default=f"{p['default']:g}",
+                    description=p["description"]) for p in op["parameters"]]))
+    return specs
+
+
 def operations_message() -> processing_pb2.ListOperationsResponse:
     specs = []
     for spec in OPERATIONS.values():
@@ -69,7 +86,7 @@ def operations_message() -> processing_pb2.ListOperationsResponse:
             parameters=[processing_pb2.ParameterSpec(
                 name=p.name, type=p.type, per_axis=p.per_axis, unit=p.unit, default=p.default,
                 choices=p.choices, description=p.description) for p in spec.params]))
-    return processing_pb2.ListOperationsResponse(operations=specs)
+    return processing_pb2.ListOperationsResponse(operations=specs + _package_specs())
 
 
 #: ProcessHeader.priority, as the batcher orders its queue.
@@ -131,4 +148,4 @@ class ProcessingServicer(processing_pb2_grpc.ProcessingServiceServicer):
 
     @rpc("operations.list", None, audit=False)
     async def ListOperations(self, request, context, call):
-        return operations_message()
+        return await asyncio.to_thread(operations_message)     # reads the approved packages

@@ -23,8 +23,12 @@ from medcompute.proto.v1 import (
     dicom_pb2_grpc,
     jobs_pb2,
     jobs_pb2_grpc,
+    print_pb2,
+    print_pb2_grpc,
     processing_pb2,
     processing_pb2_grpc,
+    software_pb2,
+    software_pb2_grpc,
     store_pb2,
     store_pb2_grpc,
     studies_pb2,
@@ -41,7 +45,9 @@ from medcompute.server.api.guard import Guard
 from medcompute.server.api.health import SERVICE_NAME as HEALTH_SERVICE_NAME
 from medcompute.server.api.health import add_health, publisher
 from medcompute.server.api.jobs import JobsServicer
+from medcompute.server.api.printing import PrintServicer
 from medcompute.server.api.processing import ProcessingServicer
+from medcompute.server.api.software import SoftwareServicer
 from medcompute.server.api.store import StoreServicer
 from medcompute.server.api.studies import StudyServicer
 from medcompute.server.api.tiers import TierServicer
@@ -57,13 +63,16 @@ DICOM_SERVICE_NAME = dicom_pb2.DESCRIPTOR.services_by_name["DicomService"].full_
 CAPACITY_SERVICE_NAME = capacity_pb2.DESCRIPTOR.services_by_name["CapacityService"].full_name
 TIER_SERVICE_NAME = tiers_pb2.DESCRIPTOR.services_by_name["TierService"].full_name
 STUDY_SERVICE_NAME = studies_pb2.DESCRIPTOR.services_by_name["StudyService"].full_name
+SOFTWARE_SERVICE_NAME = software_pb2.DESCRIPTOR.services_by_name["SoftwareService"].full_name
+PRINT_SERVICE_NAME = print_pb2.DESCRIPTOR.services_by_name["PrintService"].full_name
 BATCH_SERVICE_NAME = batch_pb2.DESCRIPTOR.services_by_name["BatchService"].full_name
 #: The services whose health follows the Dask workers (none: NOT_SERVING), and the
 #: server as a whole (""). The administration services (AdminService, DicomService,
-#: CapacityService, TierService, StudyService) need no worker: they are SERVING while the
-#: server runs.
+#: CapacityService, TierService, StudyService, SoftwareService, PrintService) need no
+#: worker: they are SERVING while the server runs.
 ADMINISTRATION_SERVICES = (ADMIN_SERVICE_NAME, DICOM_SERVICE_NAME, CAPACITY_SERVICE_NAME,
-                           TIER_SERVICE_NAME, STUDY_SERVICE_NAME)
+                           TIER_SERVICE_NAME, STUDY_SERVICE_NAME, SOFTWARE_SERVICE_NAME,
+                           PRINT_SERVICE_NAME)
 WORKER_SERVICES = ("", SERVICE_NAME, STORE_SERVICE_NAME, JOBS_SERVICE_NAME, BATCH_SERVICE_NAME)
 
 
@@ -92,6 +101,10 @@ class Components:
     rules: object
     pushes: object
     sources: object
+    #: software.registry.SoftwareRegistry
+    software: object = None
+    #: dicomnet.printing.Printing
+    printing: object = None
 
 
 @dataclass(frozen=True)
@@ -128,6 +141,10 @@ async def add_servicers(server, parts: Components) -> Servicers:
     tiers_pb2_grpc.add_TierServiceServicer_to_server(TierServicer(parts.store, guard), server)
     studies_pb2_grpc.add_StudyServiceServicer_to_server(StudyServicer(parts.store, guard),
                                                         server)
+    software_pb2_grpc.add_SoftwareServiceServicer_to_server(
+        SoftwareServicer(parts.software, guard), server)
+    print_pb2_grpc.add_PrintServiceServicer_to_server(PrintServicer(parts.printing, guard),
+                                                      server)
     health_servicer = add_health(server)
     publish = publisher(health_servicer)
     for name in ADMINISTRATION_SERVICES:

@@ -19,8 +19,13 @@ The rules
                  (hot tier only where the tariff prices the cold tier apart)
   gigabyte_month_cold  the cold tier's gigabyte-days / the days (if priced)
   examination_fetched  distinct examinations (studies) fetched (if priced)
+  printed_sheet  sheets printed on DICOM printers, copies counted (if priced)
   ============== ==========================================================
 
+- Software packages: one ``software_use`` line per package version the subscriber's
+  jobs used (quantity: the uses; unit price: the package's fee per use plus the tariff's
+  ``software_use``) and one ``software_download`` line per version it downloaded (unit
+  price: the tariff's ``software_download``), each naming the version in ``package``.
 - A line's amount is quantity × unit price, computed in exact decimals and rounded
   half-up to the tariff's ``decimals``. A subscriber's total is the sum of its rounded
   line amounts; the invoice total is the sum of the subscribers' totals.
@@ -79,7 +84,8 @@ def _text(value: Decimal) -> str:
 
 
 def _quantities(records: list[dict], gigabyte_days: float, days: int, *, cold: float,
-                cold_apart: bool, examinations: int, deliveries: int) -> dict[str, Decimal]:
+                cold_apart: bool, examinations: int, deliveries: int,
+                sheets: int = 0) -> dict[str, Decimal]:
     charged = [r for r in records if billable(r)]
     hot = gigabyte_days - cold if cold_apart else gigabyte_days
     gpu = [r["gpu_seconds"] for r in charged if r.get("gpu_seconds") is not None]
@@ -93,14 +99,33 @@ def _quantities(records: list[dict], gigabyte_days: float, days: int, *, cold: f
         "gigabyte_month_cold": _exact(cold) / days,
         "examination_fetched": Decimal(examinations),
         "delivery": Decimal(deliveries),
+        "printed_sheet": Decimal(sheets),
     }
+
+
+def _package_lines(events, tariff: Tariff) -> list[dict]:
+    """One software_use line per (version, fee) used, one software_download line per
+    version downloaded, in the order of the versions' first events."""
+    counts: dict[tuple[str, str, Decimal], int] = {}
+    for e in events:
+        if e["kind"] == "use":
+            key = ("software_use", f"{e['name']}=={e['version']}",
+                   _exact(e["fee"]) + tariff.price_or_zero("software_use"))
+        else:
+            key = ("software_download", f"{e['name']}=={e['version']}",
+                   tariff.price_or_zero("software_download"))
+        counts[key] = counts.get(key, 0) + 1
+    return [{"item": item, "package": package, "quantity": Decimal(n), "unit_price": price}
+            for (item, package, price), n in counts.items()]
 
 
 def invoice(month: str, records_by_subscriber: Mapping[str, list[dict]],
             gigabyte_days: Mapping[str, float], tariff: Tariff, *,
             cold_gigabyte_days: Mapping[str, float] | None = None,
             examinations: Mapping[str, int] | None = None,
-            deliveries: Mapping[str, int] | None = None) -> dict:
+            deliveries: Mapping[str, int] | None = None,
+            software: Mapping[str, list[dict]] | None = None,
+            sheets: Mapping[str, int] | None = None) -> dict:
     """The invoice of ``month`` (YYYY-MM), shaped like the Invoice message.
 
     Parameters
@@ -120,6 +145,12 @@ def invoice(month: str, records_by_subscriber: Mapping[str, list[dict]],
     deliveries : mapping of str to int, optional
         Each subscriber's results delivered to DICOM nodes in the month (a ``delivery``
         line where the tariff prices it).
+    sheets : mapping of str to int, optional
+        Each subscriber's sheets printed in the month (a ``printed_sheet`` line where the
+        tariff prices it).
+    software : mapping of str to list of dict, optional
+        Each subscriber's uses and downloads of software packages in the month (the
+        events of storage/software.py: name, version, kind, fee).
 
     Returns
     -------
@@ -135,15 +166,17 @@ def invoice(month: str, records_by_subscriber: Mapping[str, list[dict]],
     subscribers, grand = [], Decimal(0)
     cold_days, fetched = cold_gigabyte_days or {}, examinations or {}
     deliveries = dict(deliveries or {})
+    software, sheets = dict(software or {}), dict(sheets or {})
     for name in sorted(set(records_by_subscriber) | set(gigabyte_days) | set(fetched)
-                       | set(deliveries)):
+                       | set(deliveries) | set(software) | set(sheets)):
         records = list(records_by_subscriber.get(name, ()))
         stored = float(gigabyte_days.get(name, 0.0))
         cold = float(cold_days.get(name, 0.0))
         quantities = _quantities(records, stored, days, cold=cold,
                                  cold_apart="gigabyte_month_cold" in tariff.prices,
                                  examinations=int(fetched.get(name, 0)),
-                                 deliveries=int(deliveries.get(name, 0)))
+                                 deliveries=int(deliveries.get(name, 0)),
+                                 sheets=int(sheets.get(name, 0)))
         lines, total = [], Decimal(0)
         for item in tariff.items:
             price = tariff.price(item)
@@ -152,6 +185,14 @@ def invoice(month: str, records_by_subscriber: Mapping[str, list[dict]],
             lines.append({"subscriber": name, "item": item,
                           "quantity": float(quantities[item]), "unit_price": _text(price),
                           "amount": _text(amount)})
+        for line in _package_lines(software.get(name, ()), tariff):
+            line["amount"] = (line["quantity"] * line["unit_price"]).quantize(
+                step, rounding=ROUND_HALF_UP)
+            total += line["amount"]
+            lines.append({"subscriber": name, "item": line["item"],
+                          "package": line["package"], "quantity": float(line["quantity"]),
+                          "unit_price": _text(line["unit_price"]),
+                          "amount": _text(line["amount"])})
         grand += total
         subscribers.append({
             "subscriber": name, "lines": lines, "total": _text(total),
@@ -177,8 +218,9 @@ def to_csv(invoice_dict: Mapping) -> str:
     head = (invoice_dict.get("month", ""), invoice_dict.get("currency", ""))
     for sub in invoice_dict.get("subscribers", ()):
         for line in sub.get("lines", ()):
+            item = " ".join(filter(None, (line.get("item", ""), line.get("package", ""))))
             writer.writerow((*head, line.get("subscriber", sub.get("subscriber", "")),
-                             line.get("item", ""), _quantity(line.get("quantity", 0.0)),
+                             item, _quantity(line.get("quantity", 0.0)),
                              line.get("unit_price", ""), line.get("amount", "")))
         writer.writerow((*head, sub.get("subscriber", ""), "TOTAL", "", "", sub.get("total", "")))
     writer.writerow((*head, "", "TOTAL", "", "", invoice_dict.get("total", "")))

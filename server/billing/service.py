@@ -19,6 +19,8 @@ from pathlib import Path
 from medcompute.server.billing.invoices import invoice, month_bounds
 from medcompute.server.billing.tariff import Tariff, load_tariff
 from medcompute.server.errors import InvalidArgument, PermissionDenied
+from medcompute.server.storage import prints as print_table
+from medcompute.server.storage import software as software_table
 from medcompute.server.storage.db import Database
 from medcompute.server.storage.deliveries import DeliveryLog
 from medcompute.server.storage.fetches import FetchLog
@@ -121,6 +123,8 @@ class BillingService:
             db = self.book.db
             self.ledger = ImageCatalog(db)
             self.fetches = FetchLog(db)
+            self.software = software_table.SoftwareBook(db)
+            self.prints = print_table.PrintBook(db)
             self.deliveries = deliveries if deliveries is not None else DeliveryLog(db)
         except BaseException:
             self.book.close()
@@ -130,6 +134,8 @@ class BillingService:
         self.book.close()
         self.ledger.close()
         self.fetches.close()
+        self.software.close()
+        self.prints.close()
         if self._owns_deliveries:
             self.deliveries.close()
 
@@ -189,5 +195,10 @@ class BillingService:
         stored = {name: value for name, value in days.items()
                   if who is not None or value > 0 or name in by_subscriber or name in fetched}
         delivered = await self.deliveries.delivered_counts(who, start, end)
+        software: dict[str, list[dict]] = {}
+        for event in await self.book.db.read(software_table.events, who, start, end):
+            software.setdefault(event["subscriber"], []).append(event)
+        sheets = await self.book.db.read(print_table.sheets, who, start, end)
         return invoice(month, by_subscriber, stored, self.tariff, cold_gigabyte_days=cold,
-                       examinations=fetched, deliveries=delivered)
+                       examinations=fetched, deliveries=delivered, software=software,
+                       sheets=sheets)

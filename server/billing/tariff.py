@@ -14,9 +14,16 @@
     gigabyte_month_cold = 0.004   # optional: per 10^9 bytes on the cold tier for a month
     examination_fetched = 0.05    # optional: data fee per examination (study) fetched
     delivery = 0.005          # optional: per result delivered to a DICOM node
+    printed_sheet = 0.5       # optional: per sheet printed on a DICOM printer (copies count)
+    software_use = 0.001      # optional: the service's charge per use of a package's
+                              # operation, on top of the package's own fee per use
+    software_download = 0.01  # optional: per download of a package's wheel
 
 Without ``gigabyte_month_cold`` the cold tier is priced like the hot one (one
 ``gigabyte_month`` line for both); without ``examination_fetched`` there is no data fee.
+The software items are invoiced one line per package version used or downloaded (the
+package's fee per use added to ``software_use``), only where there were uses or
+downloads; unpriced, they cost 0 (the uses still their packages' fees).
 Prices are read as exact decimals (never through binary floats). Without a file, the
 example prices of ``default_tariff.toml``, shipped with the package, apply.
 """
@@ -34,11 +41,14 @@ try:
 except ModuleNotFoundError:  # Python 3.10: the same parser, published as tomli
     import tomli as tomllib
 
-__all__ = ["ITEMS", "OPTIONAL_ITEMS", "Tariff", "TariffError", "load_tariff", "parse_tariff"]
+__all__ = ["ITEMS", "OPTIONAL_ITEMS", "PACKAGE_ITEMS", "Tariff", "TariffError", "load_tariff",
+           "parse_tariff"]
 
 ITEMS = ("job", "image", "megabyte", "cpu_second", "gpu_second", "gigabyte_month")
 #: Priced (and invoiced) only where the tariff names them.
-OPTIONAL_ITEMS = ("gigabyte_month_cold", "examination_fetched", "delivery")
+OPTIONAL_ITEMS = ("gigabyte_month_cold", "examination_fetched", "delivery", "printed_sheet")
+#: Priced per package version used or downloaded (invoices.py), not per subscriber.
+PACKAGE_ITEMS = ("software_use", "software_download")
 DEFAULT_FILE = "default_tariff.toml"
 MAX_DECIMALS = 6
 
@@ -62,6 +72,10 @@ class Tariff:
 
     def price(self, item: str) -> Decimal:
         return self.prices[item]
+
+    def price_or_zero(self, item: str) -> Decimal:
+        """An optional item's price; 0 where the tariff does not price it."""
+        return self.prices.get(item, Decimal(0))
 
     @property
     def items(self) -> tuple[str, ...]:
@@ -117,9 +131,10 @@ def _parse(text: str) -> Tariff:
     prices = data.get("prices")
     if not isinstance(prices, dict):
         raise TariffError(f"expected a table of the prices of {', '.join(ITEMS)}", "prices")
+    known = ITEMS + OPTIONAL_ITEMS + PACKAGE_ITEMS
     for key in prices:
-        if key not in ITEMS + OPTIONAL_ITEMS:
-            raise TariffError(f"unknown key; expected one of {', '.join(ITEMS + OPTIONAL_ITEMS)}",
+        if key not in known:
+            raise TariffError(f"unknown key; expected one of {', '.join(known)}",
                               f"prices.{key}")
     parsed = {}
     for item in ITEMS:
@@ -127,7 +142,7 @@ def _parse(text: str) -> Tariff:
             raise TariffError("missing; expected a non-negative number (0 if it is free)",
                               f"prices.{item}")
         parsed[item] = _price(f"prices.{item}", prices[item])
-    for item in OPTIONAL_ITEMS:
+    for item in OPTIONAL_ITEMS + PACKAGE_ITEMS:
         if item in prices:
             parsed[item] = _price(f"prices.{item}", prices[item])
     return Tariff(name=name, currency=currency, decimals=decimals,

@@ -354,6 +354,13 @@ class Dispatcher:
             await asyncio.shield(self.client.cancel(futures, force=True))
             raise self.translate(exc) from None
 
+    async def install_plugin(self, plugin, name: str) -> None:
+        """Register a worker plug-in: Dask runs its ``setup`` on every worker now and on
+        every worker that joins later (the software packages, worker/packages.py)."""
+        if self.client is None:
+            raise Unavailable("the Dask cluster is not started")
+        await self.client.register_plugin(plugin, name=name)
+
     async def call(self, fn, *args, **kwargs):
         """Run a small task ``fn(*args, **kwargs)`` on a CPU worker and return its result
         (the image store's decoding, previews, kept results); cancelling cancels it."""

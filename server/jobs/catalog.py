@@ -20,6 +20,7 @@ from dataclasses import asdict
 
 from medcompute.server.errors import Aborted, AlreadyExists
 from medcompute.server.jobs.states import Job, State
+from medcompute.server.storage import software as software_table
 from medcompute.server.storage import usage as usage_table
 from medcompute.server.storage.db import Store, schema, table
 
@@ -383,7 +384,7 @@ class Catalog(Store):
     ``lease_seconds`` is how long a lease lasts without renewal.
     """
 
-    TABLES = (create, usage_table.create)
+    TABLES = (create, usage_table.create, software_table.create_tables)
 
     def __init__(self, data_dir, *, runner: str = "", lease_seconds: float = 30.0):
         super().__init__(data_dir)
@@ -411,6 +412,8 @@ class Catalog(Store):
                 return False
             if usage is not None:
                 usage_table.add(tx, job.id, job.subscriber, job.finished_at or 0.0, usage)
+                software_table.add_uses(tx, job.id, job.subscriber, job.finished_at or 0.0,
+                                        usage)
             if extra is not None:
                 extra(tx)
             return True

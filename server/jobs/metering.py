@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from medcompute.server.jobs.states import Job
@@ -39,21 +40,36 @@ class Usage:
     destination: str
     gpu_seconds: float | None = None
     energy_joules: float | None = None
+    #: One line per use of a software package's operation: package, version, sha256,
+    #: operation, fee (absent from :meth:`as_dict` when the job used none).
+    software: tuple[dict, ...] = ()
 
     def as_dict(self) -> dict:
         """The record as the catalog keeps it and the metrics count it (a plain dict,
         without the figures that were not measured)."""
         out = dataclasses.asdict(self)
         out["operations"] = list(self.operations)
+        out["software"] = [dict(line) for line in self.software]
+        if not out["software"]:
+            del out["software"]
         for name in ("gpu_seconds", "energy_joules"):
             if out[name] is None:
                 del out[name]
         return out
 
 
+def software_lines(ops: Sequence) -> tuple[dict, ...]:
+    """The usage lines of the software packages' operations among resolved ``ops``."""
+    return tuple({"package": run.name, "version": run.version, "sha256": run.sha256,
+                  "operation": run.operation, "fee": run.fee}
+                 for run in (op.args[0] for op in ops if op.kernel == "package"))
+
+
 def usage_record(job: Job, result: TaskResult | None, *, images: int, voxels: int,
-                 bytes_in: int, bytes_out: int, fallback: bool = False) -> Usage:
-    """One job's usage; ``result`` None for a job that did not run to its end."""
+                 bytes_in: int, bytes_out: int, fallback: bool = False,
+                 ops: Sequence = ()) -> Usage:
+    """One job's usage; ``result`` None for a job that did not run to its end; ``ops``:
+    the resolved operations of a job that ran them (their software packages' uses)."""
     end = job.finished_at or job.created_at
     measured = {}
     if result is not None:
@@ -81,5 +97,6 @@ def usage_record(job: Job, result: TaskResult | None, *, images: int, voxels: in
         "finished_at": end,
         "platform_fault": job.platform_fault,
         "destination": "" if job.destination == job.subscriber else job.destination,
+        "software": software_lines(ops) if result is not None else (),
         **measured,
     })

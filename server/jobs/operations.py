@@ -20,6 +20,8 @@ from medcompute.kernels._params import nearest_odd
 from medcompute.proto import wire
 from medcompute.proto.v1 import operations_pb2 as ops_pb2
 from medcompute.server.errors import InvalidArgument
+from medcompute.server.software.catalog import APPROVED
+from medcompute.server.worker.packages import PackageRun
 
 __all__ = ["Geometry", "ResolvedOp", "Param", "resolve_pipeline", "shapes_seen"]
 
@@ -435,6 +437,38 @@ def _add(msg, geom, operands, field):
                       params=p + (Param("weight", (weight,)),)), geom
 
 
+def _package(msg, geom, operands, field):
+    """An approved package's operation: its parameters checked against those it declares,
+    absent ones given their defaults; the op carries what the worker needs to run it."""
+    if not msg.package:
+        raise InvalidArgument("required: the name of an approved software package",
+                              f"{field}.package")
+    row = APPROVED.find(msg.package, msg.version, field)
+    ops = {o["name"]: o for o in row.operations}
+    spec = ops.get(msg.operation)
+    if spec is None:
+        raise InvalidArgument(f"{row.name} {row.version} has no operation "
+                              f"{msg.operation!r}; it has {', '.join(sorted(ops))}",
+                              f"{field}.operation")
+    declared = {p["name"]: p for p in spec["parameters"]}
+    for name in sorted(msg.params):
+        if name not in declared:
+            raise InvalidArgument(f"{msg.operation} takes "
+                                  f"{', '.join(declared) or 'no parameters'}",
+                                  f"{field}.params[{name}]")
+        _finite(msg.params[name], f"{field}.params[{name}]")
+    values = {n: float(msg.params[n]) if n in msg.params else float(p["default"])
+              for n, p in declared.items()}
+    limits = APPROVED.limits
+    run = PackageRun(row.name, row.version, row.sha256, msg.operation, values,
+                     APPROVED.wheel(row.sha256), limits.memory_bytes, limits.seconds,
+                     fee=row.fee_per_use)
+    params = tuple(Param(n, (v,), unit=declared[n]["unit"]) for n, v in values.items()) + (
+        Param("package", text=row.name), Param("version", text=row.version),
+        Param("sha256", text=row.sha256))
+    return ResolvedOp(msg.operation, "package", (run,), params=params), geom
+
+
 _RESOLVERS = {
     "gaussian": _gaussian,
     "mean": _box("mean"),
@@ -446,6 +480,7 @@ _RESOLVERS = {
     "project": _project,
     "subtract": _subtract,
     "add": _add,
+    "package": _package,
 }
 
 
@@ -466,6 +501,11 @@ def resolve_pipeline(pipeline: Sequence, image: Geometry, operands: Sequence[Geo
     for i, op in enumerate(pipeline):
         name = op.WhichOneof("op")
         where = f"{field}[{i}]"
+        if op.HasField("package"):
+            if name is not None:
+                raise InvalidArgument(f"give one operation: {name} or package, not both",
+                                      f"{where}.package")
+            name = "package"
         if name is None:
             unknown = _unknown(op)
             what = f"an operation this server does not know (field {unknown[0]})" if unknown \

@@ -45,6 +45,7 @@ from medcompute.server.jobs.operations import Geometry, ResolvedOp, resolve_pipe
 from medcompute.server.jobs.regions import RegionRegistry
 from medcompute.server.jobs.requests import ProcessRequest
 from medcompute.server.jobs.results import JobResult
+from medcompute.server.storage import software as software_table
 from medcompute.server.storage import usage as usage_table
 from medcompute.server.storage.blobs import fsync_dir
 from medcompute.server.storage.space import FreeSpaceReserve, storage_fault
@@ -379,7 +380,7 @@ class Pipeline:
         job = jobs.apply(job, jobs.Succeeded(time.time()))
         usage = usage_record(job, result, images=len(request.expected), voxels=voxels,
                              bytes_in=bytes_in, bytes_out=result.nbytes,
-                             fallback=bool(execution.fallback_reason))
+                             fallback=bool(execution.fallback_reason), ops=staged.ops)
         ended = JobResult(job, staged.ops, result, staged.out_geom.spacing,
                           request.output_format, usage,
                           fallback_reason=execution.fallback_reason, slabs=execution.slabs,
@@ -462,6 +463,7 @@ class Pipeline:
             if not job_table.finish_job(tx, job):
                 return False
             usage_table.add(tx, job.id, job.subscriber, job.finished_at or 0.0, record)
+            software_table.add_uses(tx, job.id, job.subscriber, job.finished_at or 0.0, record)
             if extra is not None:
                 extra(tx)
             if entry is not None:
@@ -491,6 +493,8 @@ class Pipeline:
                 ok = job_table.finish_job(tx, job)
                 if ok:
                     usage_table.add(tx, job.id, job.subscriber, job.finished_at or 0.0, record)
+                    software_table.add_uses(tx, job.id, job.subscriber, job.finished_at or 0.0,
+                                            record)
                     if entry is not None:
                         entry.write(tx)
                 done.append(ok)

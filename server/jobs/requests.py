@@ -70,7 +70,9 @@ class ProcessRequest:
     @property
     def names(self) -> list[str]:
         """The operations' names, as a job record lists them."""
-        return [op.WhichOneof("op") or "?" for op in self.pipeline]
+        return [op.WhichOneof("op") or (f"{op.package.operation}@{op.package.package}"
+                                        if op.HasField("package") else "?")
+                for op in self.pipeline]
 
     def with_images(self, expected) -> ProcessRequest:
         """This request with ``expected`` (input first) as its images."""

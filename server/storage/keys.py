@@ -22,7 +22,7 @@ from medcompute.server.storage.db import Store, schema, table
 __all__ = ["ROLES", "KeyInfo", "KeyStore", "Principal", "any_key", "check_subscriber", "insert",
            "list_keys", "lookup", "parse_roles", "revoke"]
 
-ROLES = ("process", "store", "receive", "admin")
+ROLES = ("process", "store", "receive", "admin", "publisher")
 _KEY = re.compile(r"^mc_([0-9a-f]{12})_([A-Za-z0-9_-]{43})$")
 _SUBSCRIBER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
 

@@ -42,8 +42,8 @@ class SplitPlan:
 def _reach(op, ndim: int) -> tuple[int, ...] | None:
     """Per-axis reach of one resolved operation; None when it reads the whole image."""
     kw = op.kwargs
-    if kw.get("mode") == "wrap":
-        return None
+    if kw.get("mode") == "wrap" or op.kernel == "package":
+        return None          # a package's operation may read the whole image
     if op.kernel in ("gaussian", "laplacian"):
         return footprint_radius(op.kernel, sigma=op.args[0], truncate=kw.get("truncate", 4.0))
     if op.kernel in ("mean", "median"):

@@ -218,6 +218,14 @@ def run_pipeline(image, operands, ops, *, compute_dtype="float32"):
     for i, op in enumerate(ops):
         if _cancelled():
             raise TaskCancelled(f"cancelled before operation {i}")
+        if op.kernel == "package":
+            # A package's operation runs in a process of its own (packages.py).
+            from medcompute.server.worker import packages
+
+            # It is given the image in the compute dtype, as a kernel computes in it.
+            x = packages.apply(op.args[0], x.astype(dtype, copy=False),
+                               f"header.pipeline[{i}].package")
+            continue
         fn = getattr(kernels, op.kernel)
         args = (operands[op.operand], *op.args) if op.operand is not None else op.args
         try:

@@ -123,3 +123,15 @@ def test_serve_parser_refuses_a_pdu_size_it_cannot_read(size, capsys):
         _parser().parse_args(["serve", "--dicom-max-pdu", size])
     assert "--dicom-max-pdu: expected bytes, or a number with KiB, MiB or GiB" in \
         capsys.readouterr().err
+
+
+def test_the_software_limits(capsys):
+    args = _parser().parse_args(["serve", "--software-memory-mb", "512",
+                                 "--software-seconds", "30"])
+    assert (args.software_memory_mb, args.software_seconds) == (512.0, 30.0)
+    for bad in (["--software-memory-mb", "0"], ["--software-seconds", "-1"],
+                ["--software-seconds", "nan"], ["--software-memory-mb", "lots"]):
+        with pytest.raises(SystemExit) as stop:
+            _parser().parse_args(["serve", *bad])
+        assert stop.value.code == 2
+        assert f"{bad[0]}: expected a number > 0" in capsys.readouterr().err
