@@ -127,7 +127,7 @@ def _find(args) -> int:
 
 
 def _get(args) -> int:
-    from medcompute.client.io import write_dicom
+    from medcompute.client.io import check_output, make_folder, write_dicom
     from medcompute.client.store import StoreClient
 
     out = Path(args.output)
@@ -135,6 +135,10 @@ def _get(args) -> int:
     if suffix not in ("", ".npy", ".dcm", ".dicom", ".png") and not out.is_dir():
         return _fail("get", f"{out}: expected .npy (voxels), .dcm or a folder (DICOM), "
                      ".png (preview)")
+    try:
+        check_output(out)
+    except ValueError as exc:
+        return _fail("get", str(exc))
     progress = sys.stderr.isatty() and not args.quiet
     if args.version and suffix == ".png":
         return _fail("get", "--version: a version is written as DICOM files (.dcm or a folder) "
@@ -142,7 +146,7 @@ def _get(args) -> int:
     with StoreClient(args.server, timeout=args.timeout, **connection(args)) as store:
         if suffix == ".png":
             preview = store.preview(args.image_id, max_size=args.size or 0)
-            out.parent.mkdir(parents=True, exist_ok=True)
+            make_folder(out.parent)
             out.write_bytes(preview.png)
             written, image = [out], store.info(args.image_id)
         elif suffix == ".npy":
@@ -154,7 +158,7 @@ def _get(args) -> int:
                 return _fail("get", "--version: a version of a DICOM image is written as DICOM "
                              "files (.dcm or a folder); .npy takes versions of raw arrays")
             _print_version(fetched, args)
-            out.parent.mkdir(parents=True, exist_ok=True)
+            make_folder(out.parent)
             np.save(out, fetched.array)
             written, image = [out], fetched.image
         else:
