@@ -115,6 +115,8 @@ def _ae_rm(args) -> int:
             client.dicom.delete_calling_ae(args.ae_title)
     if args.json:
         print_json({"ae_title": args.ae_title, "removed": True})
+    else:
+        print(f"removed calling AE title {args.ae_title}: it can no longer associate")
     return 0
 
 
@@ -162,19 +164,21 @@ def _rule_list(args) -> int:
     return 0
 
 
-def _remover(method: str, key: str):
-    """The ``rm`` command that calls ``client.dicom.<method>(args.<key>)`` and, with --json,
-    prints ``{key: ..., "removed": true}``."""
+def _remover(method: str, key: str, what: str):
+    """The ``rm`` command that calls ``client.dicom.<method>(args.<key>)`` and prints what
+    it removed (``removed <what> <key>``; with --json ``{key: ..., "removed": true}``)."""
     def rm(args) -> int:
         with open_client(args) as client:
             getattr(client.dicom, method)(getattr(args, key))
         if args.json:
             print_json({key: getattr(args, key), "removed": True})
+        else:
+            print(f"removed {what} {getattr(args, key)}")
         return 0
     return rm
 
 
-_rule_rm = _remover("delete_rule", "rule_id")
+_rule_rm = _remover("delete_rule", "rule_id", "routing rule")
 
 
 def _series(args) -> int:
@@ -256,7 +260,7 @@ def _node_list(args) -> int:
     return 0
 
 
-_node_rm = _remover("delete_node", "name")
+_node_rm = _remover("delete_node", "name", "DICOM node")
 
 
 def _pushes(args) -> int:
@@ -316,7 +320,7 @@ def _source_add(args) -> int:
     return 0
 
 
-_source_rm = _remover("delete_source", "name")
+_source_rm = _remover("delete_source", "name", "DICOM source")
 
 
 def _source_list(args) -> int:
