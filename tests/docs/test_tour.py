@@ -20,6 +20,7 @@ import shlex
 import socket
 import subprocess
 import sys
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +32,8 @@ ROOT = Path(__file__).resolve().parents[2]
 # The tour, in the order a newcomer reads it: after subscribers.md every call needs a key.
 PAGES = ["README.md", "docs/store.md", "docs/jobs.md", "docs/shared-memory.md",
          "docs/subscribers.md", "docs/dicom-node.md"]
-_FENCE = re.compile(r"^```([^\n`]*)\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
+# A fenced block, at the start of a line or indented in a list item.
+_FENCE = re.compile(r"^([ \t]*)```([^\n`]*)\n(.*?)^\1```[ \t]*$", re.MULTILINE | re.DOTALL)
 
 pytestmark = [pytest.mark.tour, pytest.mark.integration, pytest.mark.timeout(900)]
 
@@ -58,8 +60,9 @@ class Block:
 
 def tour_blocks(page: str) -> list[Block]:
     text = (ROOT / page).read_text()
-    return [Block(page, text.count("\n", 0, m.start()) + 1, m.group(1).strip(), m.group(2))
-            for m in _FENCE.finditer(text) if m.group(1).strip() in ("bash", "python")]
+    return [Block(page, text.count("\n", 0, m.start()) + 1, m.group(2).strip(),
+                  textwrap.dedent(m.group(3)))
+            for m in _FENCE.finditer(text) if m.group(2).strip() in ("bash", "python")]
 
 
 def _free_port() -> int:
