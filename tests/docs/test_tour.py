@@ -92,7 +92,7 @@ def _script(blocks: list[Block], address: str, dicom_port: int) -> str:
     parts = ["set -euo pipefail"]
     for block in blocks:
         text = block.text.replace("127.0.0.1:50051", address).replace("11112", str(dicom_port))
-        parts.append(f"echo '>>> {block.page}:{block.line}' >&2")
+        parts.append(f"echo \">>> {block.page}:{block.line} (at ${{SECONDS}} s)\" >&2")
         if block.language == "python":
             parts.append(f"python - <<'TOUR_PYTHON_EOF'\n{text}TOUR_PYTHON_EOF")
         else:
@@ -141,6 +141,7 @@ def _run(blocks, folder, env, address, dicom_port, tmp_path):
     done = subprocess.run(["bash", "-c", _script(blocks, address, dicom_port)], cwd=folder,
                           env={**env, "MEDCOMPUTE_SERVER": address}, capture_output=True,
                           text=True, timeout=600)
+    print(done.stderr)      # the blocks' progress and times (shown with -s or on failure)
     if done.returncode != 0:
         log = (tmp_path / "server.log").read_text()[-3000:]
         pytest.fail(f"the tour failed (exit {done.returncode}) in the block started at the "
