@@ -202,14 +202,20 @@ def _adopt(args) -> int:
 
     from medcompute.client.cli.common import server_side
 
-    server = server_side()
-    try:
-        ids = server.adopt_images(args.data_dir, args.subscriber, args.from_subscriber)
-    except server.MedcomputeError as exc:
-        print(f"medcompute store adopt: {exc.details}", file=sys.stderr)
-        if exc.code_name == "INVALID_ARGUMENT":    # a local command: the arguments were wrong
-            return exits.USAGE
-        return exits.for_status(grpc.StatusCode[exc.code_name])
+    if args.data_dir:                  # on the server's machine, without a key
+        server = server_side()
+        try:
+            ids = server.adopt_images(args.data_dir, args.subscriber, args.from_subscriber)
+        except server.MedcomputeError as exc:
+            print(f"medcompute store adopt: {exc.details}", file=sys.stderr)
+            if exc.code_name == "INVALID_ARGUMENT":  # a local command: the arguments were wrong
+                return exits.USAGE
+            return exits.for_status(grpc.StatusCode[exc.code_name])
+    else:                              # through the server, with an admin key
+        from medcompute.client.store import StoreClient
+
+        with StoreClient(args.server, timeout=args.timeout, **connection(args)) as store:
+            ids = store.adopt(args.subscriber, from_subscriber=args.from_subscriber)
     source = args.from_subscriber or "local"
     if args.json:
         print_json({"subscriber": args.subscriber, "from": source, "image_ids": ids})
@@ -372,17 +378,20 @@ def add_store_commands(sub, client_options) -> None:
         "adopt", help="hand the images registered before the first key to a subscriber",
         description="While the data directory has no API key every call is the subscriber "
         "`local`, and so are the images registered then; once keys exist no key's "
-        "subscriber sees them. On the server's machine, hand every one of them (their "
+        "subscriber sees them. Hand every one of them (their "
         "stored bytes, derived images and reading statuses) to SUBSCRIBER, in one "
-        "transaction; the server may be running.")
+        "transaction: through the server with an admin key, or with --data-dir on the "
+        "server's machine (the server may be running).")
     adopt.add_argument("subscriber", metavar="SUBSCRIBER", help="the new owner")
     adopt.add_argument("--from", dest="from_subscriber", default="", metavar="SUBSCRIBER",
                        help="whose images (default local, the keyless subscriber)")
-    adopt.add_argument("--data-dir", required=True,
-                       help="the server's data directory (on the server's machine)")
+    adopt.add_argument("--data-dir",
+                       help="work on this data directory, on the server's machine, instead "
+                       "of through the server")
     adopt.add_argument("--json", action="store_true",
                        help="as JSON: {subscriber, from, image_ids}")
     adopt.add_argument("-q", "--quiet", action="store_true", help="print the ids handed over")
+    client_options(adopt)
     adopt.set_defaults(func=_adopt)
 
     rm = cmds.add_parser("rm", help="delete stored images (catalog rows and blobs)")

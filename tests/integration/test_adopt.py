@@ -32,15 +32,17 @@ def test_images_registered_before_the_first_key_are_handed_to_a_subscriber(tmp_p
                               *s)
         assert code == 0, err
         image_id = out.strip()
-        code, _admin, _ = _cli(capsys, "keys", "create", "--subscriber", "operator", "--roles",
+        code, admin, _ = _cli(capsys, "keys", "create", "--subscriber", "operator", "--roles",
                               "admin", "--data-dir", data, "-q")
         code, hospital, _ = _cli(capsys, "keys", "create", "--subscriber", "st-mary",
                                  "--roles", "process,store", "--data-dir", data, "-q")
-        hospital_key = ("--api-key", hospital.strip())
+        admin_key, hospital_key = ("--api-key", admin.strip()), ("--api-key", hospital.strip())
         code, _, err = _cli(capsys, "store", "info", image_id, *s, *hospital_key)
         assert code == exits.NOT_FOUND, err
+        code, _, err = _cli(capsys, "store", "adopt", "st-mary", *s, *hospital_key)
+        assert code == exits.DENIED and "PERMISSION_DENIED" in err, err
 
-        code, out, err = _cli(capsys, "store", "adopt", "st-mary", "--data-dir", data)
+        code, out, err = _cli(capsys, "store", "adopt", "st-mary", *s, *admin_key)
         assert code == 0, err
         assert out == "handed 1 image(s) of local to st-mary\n"
         code, out, err = _cli(capsys, "store", "info", image_id, *s, *hospital_key)
@@ -52,8 +54,18 @@ def test_images_registered_before_the_first_key_are_handed_to_a_subscriber(tmp_p
         code, out, err = _cli(capsys, "store", "usage", "--json", *s, *hospital_key)
         assert code == 0, err
         assert int(json.loads(out)[0]["used_bytes"]) > 0
-        code, out, _ = _cli(capsys, "store", "adopt", "st-mary", "--data-dir", data, "--json")
+        code, out, _ = _cli(capsys, "store", "adopt", "st-mary", "--json", *s, *admin_key)
         assert json.loads(out) == {"subscriber": "st-mary", "from": "local", "image_ids": []}
+        code, _, err = _cli(capsys, "store", "adopt", "not a name", *s, *admin_key)
+        assert code == exits.SERVER and "INVALID_ARGUMENT: subscriber:" in err, err
+
+        # On the server's machine, without a key (--data-dir), from another subscriber.
+        code, out, err = _cli(capsys, "store", "adopt", "st-luke", "--from", "st-mary",
+                              "--data-dir", data)
+        assert code == 0, err
+        assert out == "handed 1 image(s) of st-mary to st-luke\n"
+        code, _, err = _cli(capsys, "store", "info", image_id, *s, *hospital_key)
+        assert code == exits.NOT_FOUND, err
         code, _, err = _cli(capsys, "store", "adopt", "not a name", "--data-dir", data)
         assert code == exits.USAGE and "subscriber:" in err, err
     finally:
