@@ -15,6 +15,7 @@ BUF     = $(abspath $(TOOLS))/node_modules/.bin/buf
 .PHONY: run test fuzz proto bench bench-quick clean tools lint-proto breaking-image peers imports lint
 .PHONY: stress
 .PHONY: dicom3tools
+.PHONY: docs tour
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -74,9 +75,29 @@ imports: $(VENV)/.installed-test
 lint: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check server client kernels proto tests benchmarks
 
+# ... plus the documentation site's extras (MkDocs, mkdocstrings).
+$(VENV)/.installed-docs: pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e '.[docs]'
+	touch $@ $(VENV)/.installed
+
+## docs: the documentation site (docs/, mkdocs.yml) into build/site: the gRPC API reference
+## generated from the protos' comments, the Python client's from its docstrings;
+## mkdocs build --strict fails on a broken link, anchor or reference
+docs: $(VENV)/.installed-docs
+	rm -rf build/docs-src && mkdir -p build/docs-src/medcompute
+	touch build/docs-src/medcompute/__init__.py
+	for d in server client kernels proto; do ln -s $(CURDIR)/$$d build/docs-src/medcompute/$$d; done
+	$(PY) -m medcompute.proto.reference --out docs/reference/grpc-api.md
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
+
+## tour: run the README's and the docs' tour blocks, in order, against a real server
+tour: $(VENV)/.installed-test
+	$(PY) -m pytest -m tour tests/docs $(PYTEST_ARGS)
+
 ## test: set up .venv with the test extras, the tools, the DICOM peers and dciodvfy, lint the protos
-## and the code, check the import contracts, run the whole suite
-test: $(VENV)/.installed-test $(TOOLS)/.installed peers dicom3tools lint-proto lint imports
+## and the code, check the import contracts, build the docs, run the whole suite (the
+## tour included)
+test: $(VENV)/.installed-test $(TOOLS)/.installed peers dicom3tools lint-proto lint imports docs
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 ## stress: the whole suite $(RUNS) times in a row (default 5) while stress-ng (installed with

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["LocalImage", "read_input", "dicom_files_in", "write_dicom", "output_kind"]
+__all__ = ["LocalImage", "read_input", "dicom_files_in", "write_dicom", "output_kind",
+           "check_output", "make_folder"]
 
 
 @dataclass
@@ -72,15 +73,42 @@ def output_kind(path: Path) -> str:
     raise ValueError(f"{path}: expected an output ending in .npy or .dcm, or a folder")
 
 
+def _missing_above(folder: Path) -> str | None:
+    folder = Path(folder).absolute()
+    if folder.exists() or folder.parent.is_dir():
+        return None
+    return (f"the folder {folder.parent} does not exist (only the output's own folder is "
+            "created: create the folders above it first)")
+
+
+def check_output(path: Path) -> None:
+    """ValueError unless writing ``path`` creates at most one folder: the output's own
+    (``-o new/`` or ``-o new/x.npy`` in an existing folder). A mistyped path such as
+    ``/nonexistent/dir/x.npy`` is refused before anything is sent or created."""
+    path = Path(path)
+    folder = path if path.is_dir() or path.suffix == "" else path.parent
+    why = _missing_above(folder)
+    if why:
+        raise ValueError(f"{path}: {why}")
+
+
+def make_folder(folder: Path) -> None:
+    """Create ``folder`` (an output's folder) when missing, and nothing above it."""
+    why = _missing_above(folder)
+    if why:
+        raise ValueError(f"{folder}: {why}")
+    Path(folder).mkdir(exist_ok=True)
+
+
 def write_dicom(files: list[bytes], path: Path) -> list[Path]:
     """Write DICOM result files: one file to ``path``, or a series into the folder ``path``."""
     if output_kind(path) == "dicom_file":
         if len(files) != 1:
             raise ValueError(f"{path}: the result has {len(files)} files; give a folder")
-        path.parent.mkdir(parents=True, exist_ok=True)
+        make_folder(path.parent)
         path.write_bytes(files[0])
         return [path]
-    path.mkdir(parents=True, exist_ok=True)
+    make_folder(path)
     written = []
     for i, blob in enumerate(files, 1):
         target = path / f"IM{i:05d}.dcm"

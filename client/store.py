@@ -464,6 +464,16 @@ class StoreClient:
         return {"destination": reply.destination, "images": reply.images,
                 "blobs": reply.blobs, "bytes": reply.bytes}
 
+    def adopt(self, subscriber: str, *, from_subscriber: str = "",
+              timeout: float | None = None) -> list[str]:
+        """Hand every image of ``from_subscriber`` (default: ``local``, the images
+        registered before the first key) to ``subscriber`` (admin role); the ids handed
+        over."""
+        reply = self._call(self._stub.Adopt, store_pb2.AdoptRequest(
+            subscriber=subscriber, from_subscriber=from_subscriber),
+            timeout=timeout or self.timeout)
+        return list(reply.image_ids)
+
     def purge(self, *, dry_run: bool = False, timeout: float | None = None) -> dict:
         """Delete the images whose retention period has passed; what was freed."""
         reply = self._call(self._stub.Purge, store_pb2.PurgeRequest(dry_run=dry_run),

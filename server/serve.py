@@ -408,6 +408,19 @@ def key_store(data_dir: str | Path):
     return KeyStore(Path(data_dir))
 
 
+def adopt_images(data_dir: str | Path, subscriber: str, from_subscriber: str = "") -> list[str]:
+    """Hand every image of ``from_subscriber`` (default: the keyless subscriber, ``local``)
+    to ``subscriber`` (``medcompute store adopt --data-dir``); the ids handed over. Its
+    refusals are :class:`MedcomputeError`."""
+    from medcompute.server.storage.adoption import Adoption
+
+    store = Adoption(Path(data_dir))
+    try:
+        return store.adopt(from_subscriber or ServerConfig.subscriber, subscriber)
+    finally:
+        store.close()
+
+
 def audit_log(data_dir: str | Path):
     """The data directory's audit log (``medcompute audit --data-dir``)."""
     from medcompute.server.storage.audit import AuditLog

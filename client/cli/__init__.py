@@ -25,6 +25,8 @@ import argparse
 import os
 import sys
 
+import grpc
+
 from medcompute.client import exits
 from medcompute.client.calls import ServiceError
 from medcompute.client.cli import (
@@ -79,6 +81,16 @@ def _describe(parser: argparse.ArgumentParser) -> None:
                 _describe(command)
 
 
+def _said(exc: ServiceError, args) -> str:
+    """The failure in words: a refused connection is a server that is not running."""
+    text = f"{exc.code.name}: {exc.details}"
+    if exc.code == grpc.StatusCode.UNAVAILABLE and "connection refused" in exc.details.lower():
+        address = getattr(args, "server", None) or "its address"
+        return (f"the server is not running at {address} (connection refused; start it "
+                f"with `make run` or `medcompute serve`): {text}")
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command; its exit status (see medcompute.client.exits)."""
     parser = build_parser()
@@ -87,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except ServiceError as exc:
-        print(f"medcompute {args.command}: {exc.code.name}: {exc.details}", file=sys.stderr)
+        print(f"medcompute {args.command}: {_said(exc, args)}", file=sys.stderr)
         return exits.for_status(exc.code)
     except KeyboardInterrupt:
         return exits.INTERRUPTED

@@ -111,6 +111,19 @@ def kept_summary(result) -> str | None:
     return f"  {how}: derived image {result.stored_image_id}"
 
 
+def where_summary(result) -> str:
+    """Where the result was computed, and how long it took; for a result the store
+    already held, that nothing was computed (its header names no worker)."""
+    usage = result.usage
+    wall = f"wall {usage.get('wall_seconds', 0):.3f} s"
+    if result.reused:
+        return f"  nothing computed: the stored result was sent; {wall}"
+    h = result.header
+    worker = f" ({h.worker})" if h.worker else ""
+    return (f"  on {h.backend}/{h.device}{worker}; compute "
+            f"{usage.get('compute_seconds', 0):.3f} s, {wall}")
+
+
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
 
 

@@ -115,6 +115,8 @@ def _ae_rm(args) -> int:
             client.dicom.delete_calling_ae(args.ae_title)
     if args.json:
         print_json({"ae_title": args.ae_title, "removed": True})
+    else:
+        print(f"removed calling AE title {args.ae_title}: it can no longer associate")
     return 0
 
 
@@ -163,8 +165,8 @@ def _rule_list(args) -> int:
 
 
 def _remover(method: str, key: str, what: str):
-    """The ``rm`` command that calls ``client.dicom.<method>(args.<key>)`` and says what it
-    removed (with --json, ``{key: ..., "removed": true}``)."""
+    """The ``rm`` command that calls ``client.dicom.<method>(args.<key>)`` and prints what
+    it removed (``removed <what> <key>``; with --json ``{key: ..., "removed": true}``)."""
     def rm(args) -> int:
         with open_client(args) as client:
             getattr(client.dicom, method)(getattr(args, key))
@@ -318,7 +320,7 @@ def _source_add(args) -> int:
     return 0
 
 
-_source_rm = _remover("delete_source", "name", "source")
+_source_rm = _remover("delete_source", "name", "DICOM source")
 
 
 def _source_list(args) -> int:

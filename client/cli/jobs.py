@@ -98,13 +98,13 @@ def _follow(client, job_id: str, *, quiet: bool, timeout: float | None = None,
 def _write(result, out: Path) -> list[Path]:
     import numpy as np
 
-    from medcompute.client.io import output_kind, write_dicom
+    from medcompute.client.io import make_folder, output_kind, write_dicom
 
     kind = output_kind(out)
     if result.array is not None:
         if kind != "npy":
             raise ValueError(f"{out}: the result is an array; write it to a .npy file")
-        out.parent.mkdir(parents=True, exist_ok=True)
+        make_folder(out.parent)
         np.save(out, result.array)
         return [out]
     if kind == "npy":
@@ -114,10 +114,13 @@ def _write(result, out: Path) -> list[Path]:
 
 # -- commands ---------------------------------------------------------------------
 def _submit(args) -> int:
+    from medcompute.client.io import check_output
     from medcompute.client.ops import parse_op
 
     try:
         ops = [parse_op(text) for text in args.op]
+        if args.output:
+            check_output(Path(args.output))
     except ValueError as exc:
         print(f"medcompute submit: {exc}", file=sys.stderr)
         return exits.USAGE
@@ -166,7 +169,14 @@ def _watch(args) -> int:
 
 
 def _fetch(args) -> int:
+    from medcompute.client.io import check_output
+
     out = Path(args.output)
+    try:
+        check_output(out)
+    except ValueError as exc:
+        print(f"medcompute fetch: {exc}", file=sys.stderr)
+        return exits.USAGE
     progress = sys.stderr.isatty() and not args.quiet
     with open_client(args) as client:
         result = client.fetch(args.job, progress=progress)

@@ -15,6 +15,7 @@ from medcompute.client.cli.common import (
     kept_summary,
     open_client,
     process_options,
+    where_summary,
 )
 from medcompute.client.ops import ALIASES
 from medcompute.client.output import message_json, print_json
@@ -54,6 +55,8 @@ def process_each(args, client, ops, options: dict) -> int:
     (or ``.dcm`` with ``--each-format dcm``). Exit 1 when some image's job failed."""
     import numpy as np
 
+    from medcompute.client.io import make_folder
+
     try:
         named = each_inputs(args.inputs)
     except ValueError as exc:
@@ -63,7 +66,7 @@ def process_each(args, client, ops, options: dict) -> int:
     if out.exists() and not out.is_dir():
         print(f"medcompute process: {out}: with --each, -o names a folder", file=sys.stderr)
         return exits.USAGE
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out)
     suffix = ".dcm" if args.each_format == "dcm" else ".npy"
     output = "dicom_file" if suffix == ".dcm" else "array"
     status, report = exits.OK, []
@@ -128,13 +131,14 @@ def _ops(args) -> int:
 def _process(args) -> int:
     import numpy as np
 
-    from medcompute.client.io import output_kind, write_dicom
+    from medcompute.client.io import check_output, make_folder, output_kind, write_dicom
     from medcompute.client.ops import parse_op
 
     try:
         ops = [parse_op(text) for text in args.op]
         out = Path(args.output)
         kind = "npy" if args.each else output_kind(out)
+        check_output(out)
     except ValueError as exc:
         print(f"medcompute process: {exc}", file=sys.stderr)
         return exits.USAGE
@@ -163,7 +167,7 @@ def _process(args) -> int:
             print(f"medcompute process: {exc}", file=sys.stderr)
             return exits.USAGE
     if kind == "npy":
-        out.parent.mkdir(parents=True, exist_ok=True)
+        make_folder(out.parent)
         np.save(out, result.array)
         written = [out]
     else:
@@ -173,7 +177,6 @@ def _process(args) -> int:
     elif args.quiet:
         print(result.job_id)
     else:
-        usage = result.usage
         print(f"job {result.job_id}: {len(written)} file(s) written to {out}", file=sys.stderr)
         for a in result.applied:
             print(f"  applied {a['summary']}", file=sys.stderr)
@@ -181,9 +184,7 @@ def _process(args) -> int:
             print(f"  fell back to CPU: {result.header.fallback.reason}", file=sys.stderr)
         if kept := kept_summary(result):
             print(kept, file=sys.stderr)
-        print(f"  on {result.header.backend}/{result.header.device} "
-              f"({result.header.worker}); compute {usage.get('compute_seconds', 0):.3f} s, "
-              f"wall {usage.get('wall_seconds', 0):.3f} s", file=sys.stderr)
+        print(where_summary(result), file=sys.stderr)
     return 0
 
 

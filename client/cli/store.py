@@ -127,7 +127,7 @@ def _find(args) -> int:
 
 
 def _get(args) -> int:
-    from medcompute.client.io import write_dicom
+    from medcompute.client.io import check_output, make_folder, write_dicom
     from medcompute.client.store import StoreClient
 
     out = Path(args.output)
@@ -135,6 +135,10 @@ def _get(args) -> int:
     if suffix not in ("", ".npy", ".dcm", ".dicom", ".png") and not out.is_dir():
         return _fail("get", f"{out}: expected .npy (voxels), .dcm or a folder (DICOM), "
                      ".png (preview)")
+    try:
+        check_output(out)
+    except ValueError as exc:
+        return _fail("get", str(exc))
     progress = sys.stderr.isatty() and not args.quiet
     if args.version and suffix == ".png":
         return _fail("get", "--version: a version is written as DICOM files (.dcm or a folder) "
@@ -142,7 +146,7 @@ def _get(args) -> int:
     with StoreClient(args.server, timeout=args.timeout, **connection(args)) as store:
         if suffix == ".png":
             preview = store.preview(args.image_id, max_size=args.size or 0)
-            out.parent.mkdir(parents=True, exist_ok=True)
+            make_folder(out.parent)
             out.write_bytes(preview.png)
             written, image = [out], store.info(args.image_id)
         elif suffix == ".npy":
@@ -154,7 +158,7 @@ def _get(args) -> int:
                 return _fail("get", "--version: a version of a DICOM image is written as DICOM "
                              "files (.dcm or a folder); .npy takes versions of raw arrays")
             _print_version(fetched, args)
-            out.parent.mkdir(parents=True, exist_ok=True)
+            make_folder(out.parent)
             np.save(out, fetched.array)
             written, image = [out], fetched.image
         else:
@@ -191,6 +195,36 @@ def _info(args) -> int:
         image = store.info(args.image_id)
     print(json.dumps(image.to_dict(), indent=2))
     return 0
+
+
+def _adopt(args) -> int:
+    import grpc
+
+    from medcompute.client.cli.common import server_side
+
+    if args.data_dir:                  # on the server's machine, without a key
+        server = server_side()
+        try:
+            ids = server.adopt_images(args.data_dir, args.subscriber, args.from_subscriber)
+        except server.MedcomputeError as exc:
+            print(f"medcompute store adopt: {exc.details}", file=sys.stderr)
+            if exc.code_name == "INVALID_ARGUMENT":  # a local command: the arguments were wrong
+                return exits.USAGE
+            return exits.for_status(grpc.StatusCode[exc.code_name])
+    else:                              # through the server, with an admin key
+        from medcompute.client.store import StoreClient
+
+        with StoreClient(args.server, timeout=args.timeout, **connection(args)) as store:
+            ids = store.adopt(args.subscriber, from_subscriber=args.from_subscriber)
+    source = args.from_subscriber or "local"
+    if args.json:
+        print_json({"subscriber": args.subscriber, "from": source, "image_ids": ids})
+    elif args.quiet:
+        for image_id in ids:
+            print(image_id)
+    else:
+        print(f"handed {len(ids)} image(s) of {source} to {args.subscriber}")
+    return exits.OK
 
 
 def _rm(args) -> int:
@@ -343,6 +377,26 @@ def add_store_commands(sub, client_options) -> None:
     info.add_argument("--json", action="store_true",
                       help="as JSON (the default and only form: the StoredImage)")
     info.set_defaults(func=_info)
+
+    adopt = cmds.add_parser(
+        "adopt", help="hand the images registered before the first key to a subscriber",
+        description="While the data directory has no API key every call is the subscriber "
+        "`local`, and so are the images registered then; once keys exist no key's "
+        "subscriber sees them. Hand every one of them (their "
+        "stored bytes, derived images and reading statuses) to SUBSCRIBER, in one "
+        "transaction: through the server with an admin key, or with --data-dir on the "
+        "server's machine (the server may be running).")
+    adopt.add_argument("subscriber", metavar="SUBSCRIBER", help="the new owner")
+    adopt.add_argument("--from", dest="from_subscriber", default="", metavar="SUBSCRIBER",
+                       help="whose images (default local, the keyless subscriber)")
+    adopt.add_argument("--data-dir",
+                       help="work on this data directory, on the server's machine, instead "
+                       "of through the server")
+    adopt.add_argument("--json", action="store_true",
+                       help="as JSON: {subscriber, from, image_ids}")
+    adopt.add_argument("-q", "--quiet", action="store_true", help="print the ids handed over")
+    client_options(adopt)
+    adopt.set_defaults(func=_adopt)
 
     rm = cmds.add_parser("rm", help="delete stored images (catalog rows and blobs)")
     rm.add_argument("image_ids", nargs="+", metavar="ID", help="the ids to delete")

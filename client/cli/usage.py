@@ -127,12 +127,14 @@ def format_invoice(invoice) -> str:
     """An Invoice message as readable text."""
     lines = [f"invoice {invoice.month} ({_period(invoice.period_start, invoice.period_end)}), "
              f"tariff {invoice.tariff!r}, amounts in {invoice.currency}"]
+    # The item column as wide as its longest name (gigabyte_month_cold, examination_fetched).
+    w = max([16] + [len(line.item) for sub in invoice.subscribers for line in sub.lines])
     for sub in invoice.subscribers:
         lines += ["", sub.subscriber or "(no subscriber)",
-                  f"  {'item':<16} {'quantity':>16} {'unit price':>12} {'amount':>12}"]
-        lines.extend(f"  {line.item:<16} {_quantity(line.quantity):>16} "
+                  f"  {'item':<{w}} {'quantity':>16} {'unit price':>12} {'amount':>12}"]
+        lines.extend(f"  {line.item:<{w}} {_quantity(line.quantity):>16} "
                      f"{line.unit_price:>12} {line.amount:>12}" for line in sub.lines)
-        lines.append(f"  {'total':<16} {'':>16} {'':>12} {sub.total:>12}")
+        lines.append(f"  {'total':<{w}} {'':>16} {'':>12} {sub.total:>12}")
         if sub.excluded_platform_failures:
             lines.append(f"  not charged: {sub.excluded_platform_failures} job(s) failed "
                          "through the platform's fault")

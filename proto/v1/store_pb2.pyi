@@ -354,3 +354,17 @@ class PurgeResponse(_message.Message):
     freed_bytes: int
     blobs_removed: int
     def __init__(self, image_ids: _Optional[_Iterable[str]] = ..., freed_bytes: _Optional[int] = ..., blobs_removed: _Optional[int] = ...) -> None: ...
+
+class AdoptRequest(_message.Message):
+    __slots__ = ("subscriber", "from_subscriber")
+    SUBSCRIBER_FIELD_NUMBER: _ClassVar[int]
+    FROM_SUBSCRIBER_FIELD_NUMBER: _ClassVar[int]
+    subscriber: str
+    from_subscriber: str
+    def __init__(self, subscriber: _Optional[str] = ..., from_subscriber: _Optional[str] = ...) -> None: ...
+
+class AdoptResponse(_message.Message):
+    __slots__ = ("image_ids",)
+    IMAGE_IDS_FIELD_NUMBER: _ClassVar[int]
+    image_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, image_ids: _Optional[_Iterable[str]] = ...) -> None: ...

@@ -74,6 +74,11 @@ class StoreServiceStub:
                 request_serializer=medcompute_dot_v1_dot_store__pb2.PurgeRequest.SerializeToString,
                 response_deserializer=medcompute_dot_v1_dot_store__pb2.PurgeResponse.FromString,
                 _registered_method=True)
+        self.Adopt = channel.unary_unary(
+                '/medcompute.v1.StoreService/Adopt',
+                request_serializer=medcompute_dot_v1_dot_store__pb2.AdoptRequest.SerializeToString,
+                response_deserializer=medcompute_dot_v1_dot_store__pb2.AdoptResponse.FromString,
+                _registered_method=True)
 
 
 class StoreServiceServicer:
@@ -142,6 +147,17 @@ class StoreServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Adopt(self, request, context):
+        """Hands every image of one subscriber (default "local": the images registered while
+        the data directory had no key) to another, in one transaction (admin role): owner,
+        stored bytes, derived images and the studies' reading statuses. FAILED_PRECONDITION
+        when the new owner already holds one of the same instances, RESOURCE_EXHAUSTED past
+        its allocated capacity; nothing is handed over then.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_StoreServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -184,6 +200,11 @@ def add_StoreServiceServicer_to_server(servicer, server):
                     servicer.Purge,
                     request_deserializer=medcompute_dot_v1_dot_store__pb2.PurgeRequest.FromString,
                     response_serializer=medcompute_dot_v1_dot_store__pb2.PurgeResponse.SerializeToString,
+            ),
+            'Adopt': grpc.unary_unary_rpc_method_handler(
+                    servicer.Adopt,
+                    request_deserializer=medcompute_dot_v1_dot_store__pb2.AdoptRequest.FromString,
+                    response_serializer=medcompute_dot_v1_dot_store__pb2.AdoptResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -402,6 +423,33 @@ class StoreService:
             '/medcompute.v1.StoreService/Purge',
             medcompute_dot_v1_dot_store__pb2.PurgeRequest.SerializeToString,
             medcompute_dot_v1_dot_store__pb2.PurgeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Adopt(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/medcompute.v1.StoreService/Adopt',
+            medcompute_dot_v1_dot_store__pb2.AdoptRequest.SerializeToString,
+            medcompute_dot_v1_dot_store__pb2.AdoptResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -242,6 +242,12 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
         return store_pb2.BackupResponse(destination=r.destination, images=r.images, blobs=r.blobs,
                                      bytes=r.bytes)
 
+    @rpc("store.adopt", "admin")
+    async def Adopt(self, request, context, call):
+        call.object_id = request.subscriber
+        ids = await store_admin.adopt(self.store, request.subscriber, request.from_subscriber)
+        return store_pb2.AdoptResponse(image_ids=ids)
+
     @rpc("store.purge", "admin")
     async def Purge(self, request, context, call):
         r = await store_admin.purge(self.store, dry_run=request.dry_run)

@@ -68,6 +68,31 @@ class Encoded:
     psnr_db: float | None         # over the frame's value range; None when bit-exact
 
 
+#: The smallest side a frame may have: OpenJPEG encodes six resolution levels (five
+#: decompositions), each halving the image, and refuses a frame smaller than 2**5.
+MIN_SIDE = 32
+#: The bits allocated per sample a version carries.
+BITS = (8, 16)
+
+
+def refusal(rows: int, cols: int, bits_allocated: int | None = None,
+            bits_stored: int | None = None) -> str | None:
+    """Why frames of this size and depth cannot be encoded as the versions' JPEG 2000
+    (None when they can), in words a caller can act on."""
+    if rows < MIN_SIDE or cols < MIN_SIDE:
+        return (f"the pixel data cannot be encoded as JPEG 2000: its frames are {rows} x "
+                f"{cols} pixels (rows x columns), and versions need at least {MIN_SIDE} x "
+                f"{MIN_SIDE} (six resolution levels); no compressed version of this image: "
+                "ask for the original")
+    if bits_allocated is not None and (bits_allocated not in BITS or
+                                       (bits_stored or bits_allocated) > bits_allocated):
+        return (f"the pixel data cannot be encoded as JPEG 2000: it has {bits_stored} bits "
+                f"stored in {bits_allocated} allocated per sample, and versions carry 8 or "
+                "16 bits allocated; no compressed version of this image: ask for the "
+                "original")
+    return None
+
+
 def encode_frame(frame: np.ndarray, bits_stored: int, *, ratio: float | None,
                  rgb: bool = False) -> bytes:
     """One frame (rows, cols[, 3]) as a J2K codestream: lossless (``ratio`` None) or

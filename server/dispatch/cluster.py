@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass
 
 from medcompute.server.dispatch.allocator import worker_settings
+from medcompute.server.worker import interrupts
 
 __all__ = ["GpuInfo", "detect_gpus", "worker_specs", "start_embedded"]
 
@@ -110,6 +111,9 @@ async def start_embedded(*, cpu_workers: int | None, gpu_workers: int | None,
     from distributed import Scheduler, SpecCluster
 
     dask.config.set({**QUIET_MONITORING, **worker_settings()})
+    preload = list(dask.config.get("distributed.worker.preload", default=None) or [])
+    if interrupts.PRELOAD not in preload:     # Ctrl-C is the server's to act on
+        dask.config.set({"distributed.worker.preload": [*preload, interrupts.PRELOAD]})
     gpus = detect_gpus()
     if gpu_workers is not None:
         gpus = gpus[:gpu_workers]

@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from medcompute.server.errors import FailedPrecondition, Internal, InvalidArgument
-from medcompute.server.storage import image_tiers
+from medcompute.server.storage import adoption, image_tiers
 from medcompute.server.storage.blobs import BlobStore, file_digest, fsync_dir
 from medcompute.server.storage.images import ImageCatalog
 from medcompute.server.store.images import ImageStore
 
-__all__ = ["VerifyReport", "BackupReport", "PurgeReport", "verify", "backup", "purge",
+__all__ = ["VerifyReport", "BackupReport", "PurgeReport", "verify", "backup", "purge", "adopt",
            "maintain"]
 
 log = logging.getLogger(__name__)
@@ -226,3 +226,12 @@ async def maintain(store: ImageStore, interval: float, *, rounds: int | None = N
         except Exception:  # keep the loop alive; the next round tries again
             log.exception("store: periodic purge failed")
         done += 1
+
+
+async def adopt(store: ImageStore, subscriber: str, from_subscriber: str = "") -> list[str]:
+    """Hand every image of ``from_subscriber`` (default: the keyless subscriber of the
+    server's configuration, ``local``) to ``subscriber``, in one catalog transaction
+    (storage/adoption.py); the ids handed over."""
+    return await store.catalog.db.write(adoption.adopt, from_subscriber
+                                        or store.config.subscriber, subscriber)
+

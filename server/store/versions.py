@@ -30,6 +30,7 @@ import numpy as np
 
 from medcompute.proto import wire
 from medcompute.server.config import VersionSpec
+from medcompute.server.dicom import j2k
 from medcompute.server.errors import FailedPrecondition, InvalidArgument
 from medcompute.server.storage.images import BlobRef, ImageRecord
 from medcompute.server.store.blob_streams import file_chunks, prefetched
@@ -167,6 +168,9 @@ class Versions:
                 f"versions of a raw array are made of 8- or 16-bit integers (uint8, int8, "
                 f"uint16, int16); this image's dtype is {np.dtype(record.dtype).name}: ask "
                 "for the original", "version")
+        why = j2k.refusal(*record.shape[-2:]) if len(record.shape) >= 2 else None
+        if why:                      # known from the catalog: no task for a worker
+            raise FailedPrecondition(why, "version")
         key = (record.id, spec.name)
         lock = self._making.setdefault(key, asyncio.Lock())
         try:
@@ -202,6 +206,8 @@ class Versions:
                 "max_error": made["max_error"], "psnr_db": made["psnr_db"],
                 "resolutions": made["resolutions"], "file_sizes": made["file_sizes"],
                 "crc32": made["crc32"]}, sort_keys=True)
+            if "refused" in made:     # the worker's answer for this image (version_tasks)
+                raise FailedPrecondition(made["refused"], made["field"])
             blob = BlobRef(ROLE_PREFIX + spec.name, made["digest"], made["size"], info)
             await store.catalog.add_blob(record.id, blob,
                                          lambda: store.blobs.install(tmp, made["digest"]),

@@ -25,7 +25,7 @@ from medcompute.server.errors import FailedPrecondition
 from medcompute.server.storage.blobs import BlobWriter
 from medcompute.server.worker.store_tasks import dicom_parts
 
-__all__ = ["make_version", "make_raw_version", "at_level", "raw_dataset", "RAW_DTYPES",
+__all__ = ["make_version", "make_raw_version", "refused", "at_level", "raw_dataset", "RAW_DTYPES",
            "LOSSLESS_SYNTAX", "LOSSY_SYNTAX"]
 
 LOSSLESS_SYNTAX = "1.2.840.10008.1.2.4.90"    # JPEG 2000 Image Compression (Lossless Only)
@@ -103,6 +103,9 @@ def _version_file(part, ratio: float | None, name: str) -> tuple[bytes, dict]:
         ds = pydicom.dcmread(io.BytesIO(bytes(part)))
         frames, rgb = _frames(ds)
     bits = int(ds.BitsStored)
+    why = j2k.refusal(int(ds.Rows), int(ds.Columns), int(ds.BitsAllocated), bits)
+    if why:
+        raise FailedPrecondition(why, "version")
     streams, worst, psnrs = [], 0.0, []
     frame_bytes = frames[0].size * int(ds.BitsAllocated) // 8
     for frame in frames:
@@ -145,8 +148,17 @@ def make_version(dicom_path: str, file_sizes, tmp: str, *, name: str,
     uncompressed to coded pixel bytes, the maximum absolute error and the lowest PSNR
     of any frame (None when bit-exact), the resolution levels every frame has.
     """
-    return _made([_version_file(part, ratio, name)
-                  for part in dicom_parts(dicom_path, file_sizes)], tmp)
+    try:
+        return _made([_version_file(part, ratio, name)
+                      for part in dicom_parts(dicom_path, file_sizes)], tmp)
+    except FailedPrecondition as exc:
+        return refused(exc)
+
+
+def refused(exc: FailedPrecondition) -> dict:
+    """A refusal as the task's result, raised again by the server (``versions.py``): the
+    caller's answer, not a failed task that Dask would log with its traceback."""
+    return {"refused": exc.message, "field": exc.field}
 
 
 def _made(made: list[tuple[bytes, dict]], tmp: str) -> dict:
@@ -248,8 +260,11 @@ def make_raw_version(voxels_path: str, tmp: str, *, name: str, ratio: float | No
     multi-frame DICOM file (`raw_dataset`), every frame (slice) a JPEG 2000 codestream."""
     from medcompute.server.storage.blobs import read_voxels
 
-    data = _write(raw_dataset(read_voxels(voxels_path), uid_source=uid_source))
-    return _made([_version_file(data, ratio, name)], tmp)
+    try:
+        data = _write(raw_dataset(read_voxels(voxels_path), uid_source=uid_source))
+        return _made([_version_file(data, ratio, name)], tmp)
+    except FailedPrecondition as exc:
+        return refused(exc)
 
 
 def at_level(files: Sequence[bytes], level: int, *, name: str) -> list[bytes]:

@@ -89,6 +89,19 @@ def test_an_unreachable_server_exits_5(capsys):
     assert "UNAVAILABLE" in capsys.readouterr().err
 
 
+def test_a_refused_connection_says_the_server_is_not_running(capsys):
+    import socket
+
+    with socket.socket() as s:   # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    assert main(["store", "find", "--server", f"127.0.0.1:{port}"]) == exits.UNREACHABLE
+    err = capsys.readouterr().err
+    assert err.startswith(f"medcompute store: the server is not running at 127.0.0.1:{port} "
+                          "(connection refused; start it with `make run` or `medcompute "
+                          "serve`): UNAVAILABLE: "), err
+
+
 def test_keys_json_and_quiet_on_a_data_directory(tmp_path, capsys):
     d = ["--data-dir", str(tmp_path)]
     assert main(["keys", "create", "--subscriber", "ward-7", "--roles", "process",

@@ -249,3 +249,20 @@ def test_another_subscriber_needs_an_admin_key(server, capsys):
         args.func(args)
     assert caught.value.code == grpc.StatusCode.PERMISSION_DENIED
     assert "subscriber" in caught.value.details
+
+
+def test_the_invoices_columns_stay_aligned_with_long_item_names():
+    message = _invoice_message()
+    line = message.subscribers[0].lines.add()
+    line.item, line.quantity, line.unit_price, line.amount = \
+        "gigabyte_month_cold", 0.25, "0.10", "0.03"
+    lines = format_invoice(message).splitlines()
+    table = [ln for ln in lines if ln.startswith("  ") and not ln.startswith("  not charged")]
+    assert any("gigabyte_month_cold" in ln for ln in table)
+    header = table[0]
+    for column in ("quantity", "unit price", "amount"):
+        end = header.index(column) + len(column)       # right-aligned: every row ends here
+        for row in table[1:]:
+            assert row[end - 1] != " " or row.strip().startswith("total"), (column, row)
+            assert len(row) <= end or row[end] == " ", (column, row)
+    assert len({len(row) for row in table}) == 1, table

@@ -68,7 +68,7 @@ def test_sources_are_listed(node, capsys):
     [listed] = json.loads(_run(capsys, "dicom", "source", "list", "--json", *s)[1])
     assert (listed["name"], listed["method"]) == ("pacs", "RETRIEVE_METHOD_MOVE")
     code, out, _ = _run(capsys, "dicom", "source", "rm", "pacs", *s)
-    assert code == 0 and out.strip() == "removed source pacs"
+    assert code == 0 and out.strip() == "removed DICOM source pacs"
 
 
 def test_a_delivery_rule_is_taken_back(node, capsys):

@@ -136,7 +136,10 @@ def test_an_ae_registered_from_the_command_line_may_then_call(node, capsys):
     assert assoc.is_established
     assert assoc.send_c_echo().Status == 0x0000
     assoc.release()
+    capsys.readouterr()
     assert main(["dicom", "ae", "rm", "LATECOMER", "--data-dir", data_dir]) == 0
+    assert capsys.readouterr().out == \
+        "removed calling AE title LATECOMER: it can no longer associate\n"
     assert _echo(node, "LATECOMER").is_rejected
     assert main(["dicom", "ae", "rm", "LATECOMER", "--data-dir", data_dir]) == exits.NOT_FOUND
     assert main(["dicom", "ae", "add", "BAD\\AE", "--subscriber", "s", "--host", "h",
@@ -162,6 +165,11 @@ def test_an_ae_registered_through_the_server_may_then_call(node, capsys):
     assert _echo(node, "VIAGRPC").is_rejected
     assert main(["dicom", "ae", "rm", "VIAGRPC", *server]) == exits.NOT_FOUND
     assert "ae_title:" in capsys.readouterr().err
+    assert main(["dicom", "node", "add", "pacs", "--ae-title", "PACS", "--host", "127.0.0.1",
+                 "--port", "104", *server]) == 0
+    capsys.readouterr()
+    assert main(["dicom", "node", "rm", "pacs", *server]) == 0
+    assert capsys.readouterr().out == "removed DICOM node pacs\n"
     assert main(["dicom", "ae", "add", "BAD\\AE", "--subscriber", "s", "--host", "h",
                  *server]) == exits.SERVER
     assert "ae_title: expected 1 to 16" in capsys.readouterr().err

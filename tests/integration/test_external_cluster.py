@@ -61,6 +61,15 @@ def _wait_for(address, wanted, timeout=90):
                 return
 
 
+def _wait_for_workers(scheduler: str, n: int, timeout: float = 120) -> None:
+    """Until the scheduler has ``n`` workers (asked of the scheduler itself: the server's
+    health is SERVING as soon as one worker is alive)."""
+    from distributed import Client as DaskClient
+
+    with DaskClient(scheduler, timeout=timeout, set_as_default=False) as dask_client:
+        dask_client.wait_for_workers(n, timeout=timeout)
+
+
 def test_external_cluster_and_health(tmp_path, server_thread):
     port = _free_port()
     scheduler = f"tcp://127.0.0.1:{port}"
@@ -77,7 +86,8 @@ def test_external_cluster_and_health(tmp_path, server_thread):
         config = ServerConfig(address="127.0.0.1:0", data_dir=tmp_path / "data",
                               scheduler=scheduler)
         with server_thread(config) as server:
-            _wait_for(server.address, SERVING)
+            _wait_for(server.address, SERVING)      # one live worker is enough for that
+            _wait_for_workers(scheduler, 2)          # the GPU worker too, for device="gpu"
             with Client(server.address, timeout=120) as c:
                 image = np.arange(64, dtype=np.float32).reshape(8, 8)
                 cpu = c.process(image, ["gaussian:sigma=1"], device="cpu")

@@ -422,6 +422,12 @@ def test_command_line_tour(server, capsys, tmp_path):
                           "--store", "-o", str(tmp_path / "smooth"), *s)
     assert code == 0 and "kept: derived image" in err, err
     derived = err.split("kept: derived image ")[1].split()[0]
+    assert "  on " in err and " ()" not in err and "; compute " in err, err
+    code, out, err = _cli(capsys, "process", f"id:{series_id}", "--op", "gaussian:sigma=1",
+                          "--store", "-o", str(tmp_path / "smooth-again"), *s)
+    assert code == 0 and f"reused (nothing computed): derived image {derived}" in err, err
+    assert "nothing computed: the stored result was sent; wall " in err
+    assert "()" not in err and "  on " not in err, err
     code, out, _ = _cli(capsys, "store", "find", "--source", series_id, "-q", *s)
     assert out.split() == [derived]
     code, _, err = _cli(capsys, "store", "get", derived, "-o", str(tmp_path / "again"), *s)

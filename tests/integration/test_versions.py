@@ -158,3 +158,16 @@ def test_processing_reads_the_lossless_voxels_unless_a_version_is_named(client, 
         with pytest.raises(ServiceError) as caught:
             client.process(image, ops)
         assert caught.value.code == code and caught.value.details.startswith(message)
+
+
+def test_a_series_too_small_for_versions_is_refused_with_its_size(client):
+    from pathlib import Path
+
+    folder = Path(H.CT).parent / "dicomdirtests" / "98892001" / "CT5N"     # 16 x 16 slices
+    series = client.store.register(str(folder))
+    with pytest.raises(ServiceError) as caught:
+        client.store.get(series, version="review")
+    assert caught.value.code == grpc.StatusCode.FAILED_PRECONDITION
+    assert caught.value.details.startswith(
+        "version: the pixel data cannot be encoded as JPEG 2000: its frames are 16 x 16 "
+        "pixels (rows x columns), and versions need at least 32 x 32"), caught.value.details

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import copy
 import io
+from pathlib import Path
 
 import numpy as np
 import pydicom
@@ -229,6 +230,57 @@ def test_refusals_name_the_field(tmp_path):
         assert list(store.blobs.tmp.iterdir()) == []
 
     H.with_store(tmp_path, body)
+
+
+def test_frames_too_small_are_refused_with_their_size_before_any_worker_task(tmp_path):
+    calls = []
+
+    async def counting(fn, *args, **kwargs):
+        calls.append(fn.__name__)
+        return await H.in_threads(fn, *args, **kwargs)
+
+    async def body(store):
+        store.runner = counting
+        folder = Path(H.CT).parent / "dicomdirtests" / "98892001" / "CT5N"   # 16 x 16
+        record = await _register(store, [f.read_bytes() for f in sorted(folder.iterdir())])
+        rows, cols = record.shape[-2:]
+        assert rows < 32 and cols < 32
+        calls.clear()
+        for name in ("review", "lossless"):
+            with pytest.raises(FailedPrecondition) as e:
+                await store.versions.get(record, store.versions.resolve(name))
+            assert e.value.field == "version"
+            assert e.value.code_name == "FAILED_PRECONDITION"
+            assert f"its frames are {rows} x {cols} pixels" in e.value.message
+            assert "at least 32 x 32" in e.value.message
+            assert "opj_" not in e.value.message
+        assert calls == []                  # refused from the catalog: no worker task
+        assert versions_of(await store.get(record.id, owner="alice")) == []
+
+    H.with_store(tmp_path, body)
+
+
+def test_the_worker_answers_a_refusal_instead_of_failing_its_task(tmp_path):
+    from medcompute.server.worker.version_tasks import make_version
+
+    part = H.with_uids(H.data_of("JPEGLSNearLossless_16.dcm"))       # 50 rows, 10 columns
+    path = tmp_path / "blob"
+    path.write_bytes(part)
+    made = make_version(str(path), [len(part)], str(tmp_path / "tmp"), name="review",
+                        ratio=10.0)
+    assert made["field"] == "version"
+    assert "its frames are 50 x 10 pixels (rows x columns)" in made["refused"]
+    assert not (tmp_path / "tmp").exists()
+
+
+def test_j2k_refusal_names_sizes_and_bits():
+    from medcompute.server.dicom import j2k
+
+    assert j2k.refusal(32, 32, 16, 12) is None
+    assert j2k.refusal(512, 512, 8, 8) is None
+    assert "16 x 20 pixels" in j2k.refusal(16, 20)
+    assert "32 bits stored in 32 allocated" in j2k.refusal(64, 64, 32, 32)
+    assert "17 bits stored in 16 allocated" in j2k.refusal(64, 64, 16, 17)
 
 
 def test_a_version_of_an_inline_image_is_refused():
