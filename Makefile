@@ -12,7 +12,7 @@ TOOLS   ?= .tools
 NPM_PACKAGES := @bufbuild/buf@1.75.0 @grpc/grpc-js@1.14.7 @grpc/proto-loader@0.8.1
 BUF     = $(abspath $(TOOLS))/node_modules/.bin/buf
 
-.PHONY: run test fuzz proto bench bench-quick clean tools lint-proto breaking-image peers imports lint
+.PHONY: run test fuzz proto bench bench-quick clean tools lint-proto breaking-image peers imports lint postgres
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +59,11 @@ breaking-image: $(TOOLS)/.installed
 peers:
 	.ci/install-peers
 
+## postgres: install PostgreSQL (apt-get, where missing), the catalog the tests also run
+## against; its packaged service is not started (the tests start their own server)
+postgres:
+	.ci/install-postgres
+
 ## imports: check the house plan's import contracts (pyproject.toml [tool.importlinter]).
 ## import-linter reads packages from folders named as they import, so build/imports holds
 ## medcompute/{server,client,kernels,proto} as links to the top-level folders.
@@ -74,7 +79,7 @@ lint: $(VENV)/.installed-test
 
 ## test: set up .venv with the test extras, the tools and the DICOM peers, lint the protos
 ## and the code, check the import contracts, run the whole suite
-test: $(VENV)/.installed-test $(TOOLS)/.installed peers lint-proto lint imports
+test: $(VENV)/.installed-test $(TOOLS)/.installed peers postgres lint-proto lint imports
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 ## fuzz: the property-based fuzz tests with thousands of examples each (make test runs a few dozen)

@@ -179,8 +179,9 @@ def node(tx, subscriber: str, name: str) -> Node | None:
 def add_push(tx, push_id: str, job_id: str, sender: str, recipient: str, node: str,
              now: float) -> None:
     """A pending push of ``job_id``'s result to ``recipient``'s node (once per node)."""
-    tx.execute("INSERT OR IGNORE INTO dicom_push (push_id, job_id, sender, recipient, node, "
-               "state, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?)",
+    tx.execute("INSERT INTO dicom_push (push_id, job_id, sender, recipient, node, "
+               "state, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?) "
+               "ON CONFLICT DO NOTHING",
                (push_id, job_id, sender, recipient, node, now, now))
 
 

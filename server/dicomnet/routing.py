@@ -170,7 +170,9 @@ def rewrite_rule(tx, rule_id: str, rule: Rule) -> None:
 def add_routed(tx, owner: str, series_uid: str, image_id: str, rule_id: str,
                job_id: str) -> None:
     """A rule started ``job_id`` for a series."""
-    tx.execute("INSERT OR REPLACE INTO dicom_routed VALUES (?, ?, ?, ?, ?)",
+    tx.execute("INSERT INTO dicom_routed VALUES (?, ?, ?, ?, ?) ON CONFLICT (image_id, rule_id) "
+               "DO UPDATE SET owner = excluded.owner, series_uid = excluded.series_uid, "
+               "job_id = excluded.job_id",
                (owner, series_uid, image_id, rule_id, job_id))
 
 

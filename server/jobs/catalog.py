@@ -318,8 +318,8 @@ def list_jobs(tx, subscriber: str, states, since, until, operation, label, limit
 # -- deliveries -------------------------------------------------------------------------
 def deliver(tx, job_id: str, recipient: str, sender: str, at: float) -> None:
     """Inside a finishing transaction: the result goes to ``recipient``'s inbox."""
-    tx.execute("INSERT OR IGNORE INTO deliveries (job_id, recipient, sender, delivered_at)"
-               " VALUES (?, ?, ?, ?)", (job_id, recipient, sender, at))
+    tx.execute("INSERT INTO deliveries (job_id, recipient, sender, delivered_at)"
+               " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING", (job_id, recipient, sender, at))
 
 
 def delivery(tx, job_id: str) -> dict | None:
@@ -350,8 +350,8 @@ def mark_fetched(tx, job_id: str, at: float) -> None:
 # -- delivery rules ---------------------------------------------------------------------
 def allow_delivery(tx, sender: str, recipient: str, at: float) -> float:
     """Let ``sender`` deliver to ``recipient``; when the rule was made."""
-    tx.execute("INSERT OR IGNORE INTO delivery_rules (sender, recipient, created_at)"
-               " VALUES (?, ?, ?)", (sender, recipient, at))
+    tx.execute("INSERT INTO delivery_rules (sender, recipient, created_at)"
+               " VALUES (?, ?, ?) ON CONFLICT DO NOTHING", (sender, recipient, at))
     return tx.execute("SELECT created_at FROM delivery_rules WHERE sender = ?"
                       " AND recipient = ?", (sender, recipient)).fetchone()[0]
 
@@ -362,7 +362,7 @@ def disallow_delivery(tx, sender: str, recipient: str) -> bool:
 
 
 def delivery_rules(tx, sender: str = "", recipient: str = "") -> list[tuple]:
-    sql, args = "SELECT sender, recipient, created_at FROM delivery_rules WHERE 1", []
+    sql, args = "SELECT sender, recipient, created_at FROM delivery_rules WHERE 1 = 1", []
     if sender:
         sql += " AND sender = ?"
         args.append(sender)
