@@ -276,9 +276,9 @@ async def start(config: ServerConfig) -> Running:
     config.data_dir.mkdir(parents=True, exist_ok=True)
     grace = _Grace()
     async with contextlib.AsyncExitStack() as stack:
-        # THE catalog file of this process: every store below holds this one Database
-        # (one connection, one group commit across all their tables).
-        db = _closing(stack, Database(config.data_dir))
+        # THE catalog of this process: every store below holds this one Database (one
+        # connection or pool, one group commit across all their tables).
+        db = _closing(stack, Database.open(config.catalog or None, config.data_dir))
         catalog = _closing(stack, Catalog(db, runner=uuid.uuid4().hex,
                                           lease_seconds=config.job_lease_seconds))
         spool = Spool(config.data_dir, config.spool_name)

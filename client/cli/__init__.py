@@ -11,6 +11,7 @@
     medcompute store put|find|get|info|rm|verify|backup|purge ...   (see store.py)
     medcompute dicom ae|rule|series ...                              (see dicom.py)
     medcompute keys create|list|revoke, audit                       (see admin.py)
+    medcompute catalog migrate|copy                                 (see catalog.py)
 
 Each command module adds its commands to the parser and imports only ``common`` and the
 client library, never another command module; ``serve`` comes from the server's side,
@@ -28,6 +29,7 @@ from medcompute.client.calls import ServiceError
 from medcompute.client.cli import (
     admin,
     capacity,
+    catalog,
     dicom,
     jobs,
     process,
@@ -58,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     studies.add_commands(cmds, client_options)
     admin.add_commands(sub, client_options)
     dicom.add_commands(sub, client_options)
+    catalog.add_commands(sub, client_options)
     return parser
 
 
