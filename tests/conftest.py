@@ -116,3 +116,4 @@ def catalog_at(request, tmp_path):
     if request.param == "sqlite":
         return tmp_path
     return request.getfixturevalue("postgres").fresh_url()
+

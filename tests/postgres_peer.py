@@ -23,9 +23,11 @@ import time
 import uuid
 from pathlib import Path
 
+import pytest
+
 from tests.dicom_peers import free_port, wait_port
 
-__all__ = ["PostgresServer", "bindir"]
+__all__ = ["CATALOGS", "PostgresServer", "bindir", "catalog_spec"]
 
 USER = "medcompute"
 
@@ -118,3 +120,15 @@ class PostgresServer:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+#: The catalog backends a module-scoped server fixture runs on (``params=CATALOGS``).
+CATALOGS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+
+
+def catalog_spec(request) -> str:
+    """``--catalog`` for a fixture parametrised with CATALOGS: "" (the data directory's
+    SQLite file) or the URL of a fresh schema on the session's PostgreSQL."""
+    if request.param == "sqlite":
+        return ""
+    return request.getfixturevalue("postgres").fresh_url()
