@@ -278,7 +278,8 @@ async def start(config: ServerConfig) -> Running:
     async with contextlib.AsyncExitStack() as stack:
         # THE catalog of this process: every store below holds this one Database (one
         # connection or pool, one group commit across all their tables).
-        db = _closing(stack, Database.open(config.catalog or None, config.data_dir))
+        db = _closing(stack, Database.open(config.catalog or None, config.data_dir,
+                                           timeout=config.catalog_timeout))
         catalog = _closing(stack, Catalog(db, runner=uuid.uuid4().hex,
                                           lease_seconds=config.job_lease_seconds))
         spool = Spool(config.data_dir, config.spool_name)

@@ -196,6 +196,8 @@ class ServerConfig:
     #: The catalog (storage/db.py Database.open): "" for the data directory's SQLite file,
     #: "sqlite:PATH", or "postgresql://..." shared by the front ends of several hosts.
     catalog: str = ""
+    #: PostgreSQL: how long a call waits for a catalog connection before UNAVAILABLE.
+    catalog_timeout: float = 5.0
     #: Sweep the store's unfinished temporary files and unreferenced blobs at start
     #: (False for the extra processes of --processes, which start beside a serving one).
     sweep_store: bool = True

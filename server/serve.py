@@ -97,6 +97,9 @@ def add_parser(subparsers, *, duration: Callable[[str], float]) -> argparse.Argu
                        "between the front ends of several hosts (with --data-dir on a shared "
                        "filesystem and --scheduler; see docs/several-hosts.md), or "
                        "sqlite:PATH (default: the SQLite file in --data-dir)")
+    serve.add_argument("--catalog-timeout", type=duration, default=5.0, metavar="SECONDS",
+                       help="a PostgreSQL catalog: how long a call waits for a connection "
+                       "before it fails with UNAVAILABLE (default 5s)")
     serve.add_argument("--spool-name", default="", metavar="NAME",
                        help="this front end's own spool folder under DATA_DIR/spool (several "
                        "hosts sharing one data directory: a different NAME each, e.g. the "
@@ -342,7 +345,8 @@ def run(args) -> int:
                           dicom_tls_ca=args.dicom_tls_ca or "",
                           processes=(args.processes if args.processes is not None
                                      else default_processes()),
-                          catalog=args.catalog, spool_name=args.spool_name)
+                          catalog=args.catalog, spool_name=args.spool_name,
+                          catalog_timeout=args.catalog_timeout)
     config.cold_dir = _path(args.cold_dir)
     config.cold_after = args.cold_after
     config.cold_statuses = tuple(args.cold_status or ())
@@ -376,7 +380,7 @@ def run(args) -> int:
         if value < 1:
             print(f"medcompute serve: {flag}: expected >= 1, got {value}", file=sys.stderr)
             return 2
-    problem = catalog_problem(config.catalog, config.spool_name)
+    problem = catalog_problem(config.catalog, config.spool_name, config.catalog_timeout)
     if problem:
         print(f"medcompute serve: {problem}", file=sys.stderr)
         return 2
@@ -395,8 +399,9 @@ def run(args) -> int:
 
 
 
-def catalog_problem(catalog: str, spool_name: str) -> str | None:
-    """What is wrong with ``--catalog`` / ``--spool-name``; None when nothing is."""
+def catalog_problem(catalog: str, spool_name: str, timeout: float = 5.0) -> str | None:
+    """What is wrong with ``--catalog``, ``--spool-name`` or ``--catalog-timeout``; None
+    when nothing is."""
     from medcompute.server.storage.postgres import is_url
     if catalog and not is_url(catalog) and not catalog.startswith("sqlite:"):
         scheme = catalog.split("://")[0].split(":")[0]
@@ -404,6 +409,8 @@ def catalog_problem(catalog: str, spool_name: str) -> str | None:
                 f"starting {scheme!r}")
     if catalog == "sqlite:":
         return "--catalog: sqlite:PATH needs the catalog file's PATH"
+    if not timeout > 0:
+        return f"--catalog-timeout: expected more than 0 seconds, got {timeout:g}"
     if spool_name and (spool_name in (".", "..") or not re.fullmatch(r"[\w.-]+", spool_name)):
         return (f"--spool-name: expected a folder name (letters, digits, '.', '-', '_'), "
                 f"got {spool_name!r}")

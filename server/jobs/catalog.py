@@ -21,7 +21,7 @@ from dataclasses import asdict
 from medcompute.server.errors import Aborted, AlreadyExists
 from medcompute.server.jobs.states import Job, State
 from medcompute.server.storage import usage as usage_table
-from medcompute.server.storage.db import Store, schema, table
+from medcompute.server.storage.db import Store, notify, schema, table
 
 __all__ = ["Catalog", "allow_delivery", "claim", "create_request", "deliver", "delivery",
            "delivery_rules", "disallow_delivery", "finish_job", "get_job", "inbox", "keyed_job",
@@ -81,6 +81,10 @@ CREATE TABLE IF NOT EXISTS delivery_rules (
 
 _TERMINAL = "('SUCCEEDED', 'FAILED', 'CANCELLED')"
 
+#: The channel on which a job's change is announced to the other front ends
+#: (storage.db.notify; :meth:`Catalog.on_change`).
+JOB_EVENTS = "medcompute_jobs"
+
 
 def _job_row(job: Job) -> tuple:
     record = asdict(job)
@@ -108,6 +112,8 @@ def put_job(tx, job: Job, runner: str = "", lease_seconds: float = 30.0) -> bool
         f" WHERE jobs.state NOT IN {_TERMINAL}",
         _job_row(job),
     ).rowcount
+    if changed:
+        notify(tx, JOB_EVENTS, job.id)      # watchers on other front ends (PostgreSQL)
     if changed and runner and not job.state.terminal:
         tx.execute(
             "INSERT INTO job_leases (job_id, runner, until) VALUES (?, ?, ?)"
@@ -389,6 +395,12 @@ class Catalog(Store):
         super().__init__(data_dir)
         self.runner = runner
         self.lease_seconds = lease_seconds
+
+    def on_change(self, callback) -> bool:
+        """Call ``callback(job_id)`` (from another thread) when any front end sharing the
+        catalog changes a job; False on a backend without notifications (SQLite: the
+        watchers poll)."""
+        return self.db.listen(JOB_EVENTS, callback)
 
     # -- jobs ---------------------------------------------------------------
     async def put_job(self, job: Job) -> bool:

@@ -42,7 +42,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 __all__ = ["Database", "FILENAME", "Migration", "SqliteBackend", "Store", "add_columns",
-           "connect", "schema", "table"]
+           "connect", "notify", "schema", "table"]
 
 FILENAME = "catalog.sqlite3"
 
@@ -64,6 +64,14 @@ def connect(path: Path) -> sqlite3.Connection:
     db.execute("PRAGMA synchronous=FULL")
     db.execute("PRAGMA foreign_keys=ON")
     return db
+
+
+def notify(tx, channel: str, payload: str) -> None:
+    """Tell every front end listening on ``channel`` (:meth:`Database.listen`) once the
+    transaction ``tx`` commits (PostgreSQL's NOTIFY; nothing on SQLite, whose front ends
+    share one host and poll the catalog)."""
+    if not isinstance(tx, sqlite3.Connection):
+        tx.execute("SELECT pg_notify(?, ?)", (channel, payload))
 
 
 class Migration:
@@ -220,7 +228,8 @@ class Database:
     @classmethod
     def open(cls, spec: str | None, data_dir: str | Path | None = None, **options) -> Database:
         """The catalog ``spec`` names (``--catalog``): None or ``""`` for the data
-        directory's file, ``sqlite:PATH`` for that SQLite file, ``postgresql://...``."""
+        directory's file, ``sqlite:PATH`` for that SQLite file, ``postgresql://...``
+        (``options``: the PostgreSQL backend's, e.g. ``timeout``; SQLite takes none)."""
         from medcompute.server.storage.postgres import is_url
         if spec and is_url(spec):
             return cls(url=spec, **options)
@@ -250,6 +259,16 @@ class Database:
         if not isinstance(self.backend, SqliteBackend):
             raise AttributeError("a PostgreSQL catalog has no single connection")
         return self.backend.conn
+
+    def listen(self, channel: str, callback: Callable[[str], None]) -> bool:
+        """Call ``callback(payload)`` (from a thread of its own) for each :func:`notify`
+        on ``channel`` committed by any process sharing this catalog; False when the
+        backend has no notifications (SQLite)."""
+        listen = getattr(self.backend, "listen", None)
+        if listen is None:
+            return False
+        listen(channel, callback)
+        return True
 
     def versions(self) -> dict[str, int]:
         """The recorded version of every migration applied to this catalog."""

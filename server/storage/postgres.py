@@ -28,14 +28,18 @@ ones in the background, so the service recovers by itself once the database is b
 from __future__ import annotations
 
 import functools
+import logging
 import re
+import threading
 import time
 from collections.abc import Callable
 
-from medcompute.server.errors import Unavailable
+from medcompute.server.errors import StorageFailure
 
 __all__ = ["CatalogUnavailable", "PostgresBackend", "Tx", "WRITE_LOCK", "ddl", "is_url",
            "placeholders"]
+
+log = logging.getLogger(__name__)
 
 #: The advisory lock every write transaction takes (pg_advisory_xact_lock): "MEDC".
 WRITE_LOCK = 0x4D454443
@@ -53,7 +57,7 @@ def redact(url: str) -> str:
     return re.sub(r"(://[^:/@]+):[^@/]*@", r"\1:***@", url)
 
 
-class CatalogUnavailable(Unavailable):
+class CatalogUnavailable(StorageFailure):
     """The PostgreSQL catalog could not be reached (or failed) during the call: nothing of
     the call was kept; retry."""
 
@@ -167,12 +171,13 @@ class PostgresBackend:
     """A psycopg connection pool on ``url``; :meth:`run` lends a connection (autocommit)
     as a :class:`Tx`; :meth:`begin` opens a write transaction holding :data:`WRITE_LOCK`.
 
-    ``options``: the libpq ``options`` (e.g. ``-c search_path=...``).
+    ``options``: the libpq ``options`` (e.g. ``-c search_path=...``); ``timeout``: how
+    long a call waits for a connection before it fails with :class:`CatalogUnavailable`.
     """
 
     name = "postgresql"
 
-    def __init__(self, url: str, *, max_size: int = 8, timeout: float = 10.0,
+    def __init__(self, url: str, *, max_size: int = 8, timeout: float = 5.0,
                  options: str | None = None):
         try:
             import psycopg
@@ -185,10 +190,17 @@ class PostgresBackend:
         kwargs = {"autocommit": True}
         if options:
             kwargs["options"] = options
+        self._kwargs = {k: v for k, v in kwargs.items() if k != "autocommit"}
+        self._stopping = threading.Event()
+        self._listeners: list[threading.Thread] = []
         self.max_size = max_size
         self.latency: Callable[[float], None] | None = None
         self.pool = ConnectionPool(url, min_size=1, max_size=max_size, kwargs=kwargs,
                                    timeout=timeout, check=ConnectionPool.check_connection,
+                                   # Retries of a lost database give up after ``timeout``
+                                   # and start afresh on the next call, so the backoff
+                                   # never grows past it: a restarted server is found soon.
+                                   reconnect_timeout=max(1.0, timeout),
                                    configure=self._configure, open=False,
                                    name="medcompute-catalog")
         self.pool.open(wait=False)
@@ -214,6 +226,30 @@ class PostgresBackend:
                 "the server's catalog database could not be reached or failed during the "
                 f"call ({type(exc).__name__}); the call was not completed; retry") from exc
 
+    def listen(self, channel: str, callback: Callable[[str], None]) -> None:
+        """LISTEN on ``channel`` on a connection of its own, in a daemon thread that calls
+        ``callback(payload)`` per notification; it reconnects when the connection fails
+        (a front end that missed notifications meanwhile still polls the catalog)."""
+        thread = threading.Thread(target=self._listen, args=(channel, callback),
+                                  name=f"catalog-listen-{channel}", daemon=True)
+        self._listeners.append(thread)
+        thread.start()
+
+    def _listen(self, channel: str, callback: Callable[[str], None]) -> None:
+        psycopg = self._psycopg
+        while not self._stopping.is_set():
+            try:
+                with psycopg.connect(self.url, autocommit=True, **self._kwargs) as conn:
+                    conn.execute(f"LISTEN {channel}")
+                    while not self._stopping.is_set():
+                        for note in conn.notifies(timeout=0.5, stop_after=64):
+                            try:
+                                callback(note.payload)
+                            except Exception:       # the listener must outlive a callback
+                                log.exception("catalog notification callback failed")
+            except psycopg.Error:
+                self._stopping.wait(1.0)            # the database is away: try again
+
     @staticmethod
     def begin(tx: Tx) -> None:
         tx.conn.execute("BEGIN")
@@ -224,4 +260,7 @@ class PostgresBackend:
         return (self._psycopg.Error,)
 
     def close(self) -> None:
+        self._stopping.set()
+        for thread in self._listeners:
+            thread.join(5)
         self.pool.close()

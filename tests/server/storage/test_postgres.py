@@ -155,3 +155,32 @@ def test_two_hosts_can_never_both_pass_a_quota_meant_for_one(postgres):
     finally:
         for h in hosts:
             h.close()
+
+
+def test_a_job_changed_on_one_front_end_is_announced_to_another(postgres):
+    url = postgres.fresh_url()
+    host_a, host_b = Catalog(url, runner="a"), Catalog(url, runner="b")
+    heard, arrived = [], threading.Event()
+
+    def on_change(job_id):
+        heard.append(job_id)
+        arrived.set()
+    try:
+        assert host_b.on_change(on_change)
+        deadline = 30
+        while not arrived.is_set() and deadline > 0:  # the listener connects meanwhile
+            asyncio.run(host_a.put_job(_job("j-a")))
+            arrived.wait(1.0)
+            deadline -= 1
+        assert "j-a" in heard
+    finally:
+        host_a.close()
+        host_b.close()
+
+
+def test_sqlite_has_no_notifications_and_its_watchers_poll(tmp_path):
+    catalog = Catalog(tmp_path)
+    try:
+        assert catalog.on_change(lambda job_id: None) is False
+    finally:
+        catalog.close()
