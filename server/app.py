@@ -291,6 +291,8 @@ async def start(config: ServerConfig) -> Running:
         metrics = Metrics()
         stack.callback(metrics.stop)            # and its HTTP endpoint, once started
         metrics.set_storage_source(space.status)
+        metrics.set_catalog(db.kind, db.backend.stats)
+        db.backend.latency = metrics.catalog_call
         metrics.set_reads_source(lambda: dict(store.tiers.reads))
         billing = _closing(stack, BillingService(db, tariff))
         if config.sweep_store:
@@ -332,7 +334,7 @@ async def start(config: ServerConfig) -> Running:
         if config.metrics_port is not None:
             metrics_port = metrics.start_http(config.metrics_address, config.metrics_port)
         _background(stack, watch_health(dispatcher, servicers.publish(), WORKER_SERVICES,
-                                        metrics, space))
+                                        metrics, space, db=db))
         _background(stack, maintain(store, config.purge_interval))
         _background(stack, sweep_every(service.regions))
         address = f"{_host(config.address)}:{port}"

@@ -165,14 +165,15 @@ class SqliteBackend:
                 "max": 1}
 
     def run(self, fn, *args):
-        with self._lock:
-            if self.latency is None:
+        if self.latency is None:
+            with self._lock:
                 return fn(self.conn, *args)
-            start = time.perf_counter()
-            try:
+        start = time.perf_counter()
+        try:
+            with self._lock:
                 return fn(self.conn, *args)
-            finally:
-                self.latency(time.perf_counter() - start)
+        finally:
+            self.latency(time.perf_counter() - start)
 
     @staticmethod
     def begin(tx: sqlite3.Connection) -> None:

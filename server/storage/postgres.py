@@ -107,16 +107,12 @@ class Tx:
 
     dialect = "postgresql"
 
-    def __init__(self, conn, metrics: Callable[[float], None] | None = None):
+    def __init__(self, conn):
         self.conn = conn
-        self._observe = metrics
 
     def execute(self, sql: str, params=()):
         cur = self.conn.cursor()
-        start = time.perf_counter()
         cur.execute(placeholders(sql), tuple(params) if params else None)
-        if self._observe is not None:
-            self._observe(time.perf_counter() - start)
         return cur
 
     def executemany(self, sql: str, rows):
@@ -218,13 +214,17 @@ class PostgresBackend:
                 "waiting": s.get("requests_waiting", 0), "max": self.max_size}
 
     def run(self, fn, *args):
+        start = time.perf_counter()
         try:
             with self.pool.connection() as conn:
-                return fn(Tx(conn, self.latency), *args)
+                return fn(Tx(conn), *args)
         except self._psycopg.OperationalError as exc:
             raise CatalogUnavailable(
                 "the server's catalog database could not be reached or failed during the "
                 f"call ({type(exc).__name__}); the call was not completed; retry") from exc
+        finally:
+            if self.latency is not None:
+                self.latency(time.perf_counter() - start)
 
     def listen(self, channel: str, callback: Callable[[str], None]) -> None:
         """LISTEN on ``channel`` on a connection of its own, in a daemon thread that calls
