@@ -216,7 +216,7 @@ class Database:
         self._closed = False
         self._applied: set = set()
         self._ensure_lock = threading.Lock()
-        self.run(lambda tx: tx.executescript(_VERSIONS))
+        self._schema(lambda tx: tx.executescript(_VERSIONS))
         for create in list(_TABLES):
             self.ensure(create)
         self._pending: list[tuple] = []
@@ -283,15 +283,24 @@ class Database:
             if create in self._applied:
                 return
             if isinstance(create, Migration):
-                self.run(self._migrate, create)
+                self._schema(self._migrate, create)
             else:
-                self.run(create)
+                self._schema(create)
             self._applied.add(create)
 
+    def _schema(self, fn, *args) -> None:
+        """Run a schema change: on PostgreSQL in one write transaction (its DDL is
+        transactional, and two front ends creating one table at once would collide in
+        its catalog without the writers' lock); on SQLite in autocommit (its scripts
+        commit on their own; each step is idempotent and SQLite locks the file)."""
+        if self.kind == "sqlite":
+            self.run(fn, *args)
+        else:
+            self.transaction(fn, *args)
+
     def _migrate(self, tx, migration: Migration) -> None:
-        """Apply the steps of ``migration`` past the version recorded, then record it.
-        The steps run in autocommit (SQLite's scripts commit on their own); each is
-        idempotent, so two processes migrating at once end the same."""
+        """Apply the steps of ``migration`` past the version recorded, then record it;
+        each step is idempotent, so two processes migrating at once end the same."""
         row = tx.execute("SELECT version FROM schema_versions WHERE name = ?",
                          (migration.name,)).fetchone()
         done = row[0] if row else 0

@@ -184,3 +184,27 @@ def test_sqlite_has_no_notifications_and_its_watchers_poll(tmp_path):
         assert catalog.on_change(lambda job_id: None) is False
     finally:
         catalog.close()
+
+
+def test_front_ends_starting_together_migrate_one_catalog_without_colliding(postgres):
+    url = postgres.fresh_url()
+    start, errors, opened = threading.Barrier(4), [], []
+
+    def open_one():
+        start.wait(30)
+        try:
+            opened.append(Catalog(url))
+        except Exception as exc:        # noqa: BLE001 - the assertion below shows it
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_one) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    try:
+        assert errors == [] and len(opened) == 4
+        assert opened[0].db.versions()["jobs"] == 1
+    finally:
+        for c in opened:
+            c.close()
