@@ -342,7 +342,8 @@ async def start(config: ServerConfig) -> Running:
                           metrics, billing, servicers.health, servicers.dicom,
                           metrics_port=metrics_port, dicom=dicom, db=db, _stack=stack.pop_all(),
                           _grace=grace)
-    log.info("medcompute serving on %s (data in %s)", address, config.data_dir)
+    log.info("medcompute serving on %s (data in %s, catalog %s)", address, config.data_dir,
+             db.describe())
     return running
 
 

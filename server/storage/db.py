@@ -216,9 +216,13 @@ class Database:
         self._closed = False
         self._applied: set = set()
         self._ensure_lock = threading.Lock()
-        self._schema(lambda tx: tx.executescript(_VERSIONS))
-        for create in list(_TABLES):
-            self.ensure(create)
+        try:
+            self._schema(lambda tx: tx.executescript(_VERSIONS))
+            for create in list(_TABLES):
+                self.ensure(create)
+        except BaseException:               # e.g. the database is unreachable
+            self.backend.close()
+            raise
         self._pending: list[tuple] = []
         self._flushing = False
         self._flusher: asyncio.Task | None = None
