@@ -16,6 +16,7 @@ BUF     = $(abspath $(TOOLS))/node_modules/.bin/buf
 .PHONY: stress
 .PHONY: dicom3tools
 .PHONY: docs tour
+.PHONY: postgres
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -62,6 +63,11 @@ breaking-image: $(TOOLS)/.installed
 peers:
 	.ci/install-peers
 
+## postgres: install PostgreSQL (apt-get, where missing), the catalog the tests also run
+## against; its packaged service is not started (the tests start their own server)
+postgres:
+	.ci/install-postgres
+
 ## imports: check the house plan's import contracts (pyproject.toml [tool.importlinter]).
 ## import-linter reads packages from folders named as they import, so build/imports holds
 ## medcompute/{server,client,kernels,proto} as links to the top-level folders.
@@ -94,16 +100,16 @@ docs: $(VENV)/.installed-docs
 tour: $(VENV)/.installed-test
 	$(PY) -m pytest -m tour tests/docs $(PYTEST_ARGS)
 
-## test: set up .venv with the test extras, the tools, the DICOM peers and dciodvfy, lint the protos
-## and the code, check the import contracts, build the docs, run the whole suite (the
-## tour included)
-test: $(VENV)/.installed-test $(TOOLS)/.installed peers dicom3tools lint-proto lint imports docs
+## test: set up .venv with the test extras, the tools, the DICOM peers, dciodvfy and PostgreSQL,
+## lint the protos and the code, check the import contracts, build the docs, run the whole
+## suite (the tour included)
+test: $(VENV)/.installed-test $(TOOLS)/.installed peers dicom3tools postgres lint-proto lint imports docs
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 ## stress: the whole suite $(RUNS) times in a row (default 5) while stress-ng (installed with
 ## apt-get where missing) keeps every core busy; stops at the first failing run
 RUNS ?= 5
-stress: $(VENV)/.installed-test $(TOOLS)/.installed peers dicom3tools
+stress: $(VENV)/.installed-test $(TOOLS)/.installed peers dicom3tools postgres
 	.ci/install-stress
 	.ci/stress-runs $(RUNS) $(PYTEST_ARGS)
 

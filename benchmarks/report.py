@@ -351,6 +351,28 @@ def _dicom(d) -> str:
             f"{_num(d.get('last_slice_to_derived_series_arrived_s'), '{:.2f}')} s</p>")
 
 
+def _catalog(c) -> str:
+    if not c or c.get("available") is False:
+        return f'<p class="absent">{_e((c or {}).get("reason", "not run"))}</p>'
+    rows = []
+    for name, label, ratio in (("sqlite", "SQLite (baseline)", 1.0),
+                               ("postgresql", "PostgreSQL, one front end",
+                                c.get("postgresql_vs_sqlite")),
+                               ("postgresql_two_front_ends", "PostgreSQL, two front ends",
+                                None)):
+        r = c.get(name) or {}
+        rows.append([_e(label), _num(r.get("jobs_per_s"), "{:.0f}"),
+                     _num(r.get("call_median_ms"), "{:.2f}"), _num(r.get("call_p95_ms"),
+                                                                   "{:.2f}"),
+                     _num(r.get("writes_per_commit"), "{:.1f}"), _num(ratio, "{:.2f}")])
+    notes = "".join(f'<p class="note">{_e(n)}</p>' for n in c.get("notes", []))
+    return (f"<p>{_e(c.get('jobs'))} jobs' bookkeeping (4 durable writes each) per front "
+            f"end, {_e(c.get('clients_per_front_end'))} concurrent writers each; two front "
+            f"ends against one: {_num(c.get('two_front_ends_vs_one'), '{:.2f}')}x</p>"
+            + _table(["catalog", "jobs/s", "call median ms", "call p95 ms",
+                      "writes per commit", "vs SQLite"], rows) + notes)
+
+
 def render(results: dict) -> str:
     plt = _pyplot()
     meta = results.get("meta", {})
@@ -393,6 +415,7 @@ def render(results: dict) -> str:
     parts.append("<h2>GPU</h2>" + figure(plot_gpu, gpu) + _gpu(gpu))
     parts.append("<h2>Stored versions and tiers</h2>" + _versions(results.get("versions")))
     parts.append("<h2>DICOM ingest</h2>" + _dicom(results.get("dicom")))
+    parts.append("<h2>Catalog</h2>" + _catalog(results.get("catalog")))
     versions = m.get("versions", {})
     parts.append("<h2>Software</h2>" + _table(["package", "version"],
                                                [[_e(k), _e(v)] for k, v in versions.items()]))

@@ -1,6 +1,6 @@
-"""medcompute's benchmark harness: kernels, service, throughput, scaling, GPU and stored
-versions and tiers, in one run on one machine, every figure a ratio against a baseline
-measured in that run.
+"""medcompute's benchmark harness: kernels, service, throughput, scaling, GPU, stored
+versions and tiers, DICOM, and the catalog (SQLite against PostgreSQL), in one run on one
+machine, every figure a ratio against a baseline measured in that run.
 
     python benchmarks/run.py            # full (make bench)
     python benchmarks/run.py --quick    # CI-sized machines, a few minutes (make bench-quick)
@@ -24,6 +24,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
+import catalog_bench  # noqa: E402
 import common  # noqa: E402
 import dicom_ingest  # noqa: E402
 import kernels_bench  # noqa: E402
@@ -34,7 +35,7 @@ import targets  # noqa: E402
 import versions_bench  # noqa: E402
 
 SECTIONS = ("kernels", "service", "store", "throughput", "scaling", "gpu", "versions", "dicom",
-            "orthanc")
+            "orthanc", "catalog")
 SERVICE_SECTIONS = ("service", "store", "throughput", "scaling")
 
 
@@ -94,6 +95,10 @@ def run(mode: str, sections: set[str], out_dir: Path, *, wait_idle: float = 0.0,
         results["orthanc"] = _guarded("orthanc", store_orthanc.run, sizes, _log)
     else:
         results["orthanc"] = {"available": False, "reason": "not run (--sections)"}
+    if "catalog" in sections:
+        results["catalog"] = _guarded("catalog", catalog_bench.run, sizes, _log)
+    else:
+        results["catalog"] = {"available": False, "reason": "not run (--sections)"}
     results["targets"] = targets.evaluate(results)
     finished = time.time()
     results["meta"]["finished"] = datetime.fromtimestamp(finished, timezone.utc).isoformat()

@@ -279,9 +279,10 @@ async def start(config: ServerConfig) -> Running:
     config.data_dir.mkdir(parents=True, exist_ok=True)
     grace = _Grace()
     async with contextlib.AsyncExitStack() as stack:
-        # THE catalog file of this process: every store below holds this one Database
-        # (one connection, one group commit across all their tables).
-        db = _closing(stack, Database(config.data_dir))
+        # THE catalog of this process: every store below holds this one Database (one
+        # connection or pool, one group commit across all their tables).
+        db = _closing(stack, Database.open(config.catalog or None, config.data_dir,
+                                           timeout=config.catalog_timeout))
         catalog = _closing(stack, Catalog(db, runner=uuid.uuid4().hex,
                                           lease_seconds=config.job_lease_seconds))
         spool = Spool(config.data_dir, config.spool_name)
@@ -293,6 +294,8 @@ async def start(config: ServerConfig) -> Running:
         metrics = Metrics()
         stack.callback(metrics.stop)            # and its HTTP endpoint, once started
         metrics.set_storage_source(space.status)
+        metrics.set_catalog(db.kind, db.backend.stats)
+        db.backend.latency = metrics.catalog_call
         metrics.set_reads_source(lambda: dict(store.tiers.reads))
         billing = _closing(stack, BillingService(db, tariff))
         if config.sweep_store:
@@ -340,7 +343,7 @@ async def start(config: ServerConfig) -> Running:
         if config.metrics_port is not None:
             metrics_port = metrics.start_http(config.metrics_address, config.metrics_port)
         _background(stack, watch_health(dispatcher, servicers.publish(), WORKER_SERVICES,
-                                        metrics, space))
+                                        metrics, space, db=db))
         _background(stack, maintain(store, config.purge_interval))
         _background(stack, sweep_every(service.regions))
         address = f"{_host(config.address)}:{port}"
@@ -348,7 +351,8 @@ async def start(config: ServerConfig) -> Running:
                           metrics, billing, servicers.health, servicers.dicom,
                           metrics_port=metrics_port, dicom=dicom, db=db, _stack=stack.pop_all(),
                           _grace=grace)
-    log.info("medcompute serving on %s (data in %s)", address, config.data_dir)
+    log.info("medcompute serving on %s (data in %s, catalog %s)", address, config.data_dir,
+             db.describe())
     return running
 
 

@@ -197,6 +197,11 @@ class ServerConfig:
     joins_group: bool = False
     #: This process's own folder under <data_dir>/spool ("": the folder itself).
     spool_name: str = ""
+    #: The catalog (storage/db.py Database.open): "" for the data directory's SQLite file,
+    #: "sqlite:PATH", or "postgresql://..." shared by the front ends of several hosts.
+    catalog: str = ""
+    #: PostgreSQL: how long a call waits for a catalog connection before UNAVAILABLE.
+    catalog_timeout: float = 5.0
     #: Sweep the store's unfinished temporary files and unreferenced blobs at start
     #: (False for the extra processes of --processes, which start beside a serving one).
     sweep_store: bool = True

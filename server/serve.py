@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import logging
 import math
+import re
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -102,6 +103,18 @@ def add_parser(subparsers, *, duration: Callable[[str], float]) -> argparse.Argu
     serve.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR),
                        help=f"data directory: catalog, image store, job files and spool (default "
                        f"{DEFAULT_DATA_DIR}, or $MEDCOMPUTE_DATA_DIR; see --min-free)")
+    serve.add_argument("--catalog", default="", metavar="URL",
+                       help="the catalog: postgresql://USER@HOST/DB to share one catalog "
+                       "between the front ends of several hosts (with --data-dir on a shared "
+                       "filesystem and --scheduler; see docs/several-hosts.md), or "
+                       "sqlite:PATH (default: the SQLite file in --data-dir)")
+    serve.add_argument("--catalog-timeout", type=duration, default=5.0, metavar="SECONDS",
+                       help="a PostgreSQL catalog: how long a call waits for a connection "
+                       "before it fails with UNAVAILABLE (default 5s)")
+    serve.add_argument("--spool-name", default="", metavar="NAME",
+                       help="this front end's own spool folder under DATA_DIR/spool (several "
+                       "hosts sharing one data directory: a different NAME each, e.g. the "
+                       "host name; default: the spool folder itself)")
     serve.add_argument("--processes", type=int, default=None, metavar="N",
                        help="server processes on the one --address (SO_REUSEPORT), sharing "
                        "the data directory and the Dask cluster, each with its own event "
@@ -351,7 +364,9 @@ def run(args) -> int:
                           dicom_tls_key=args.dicom_tls_key or "",
                           dicom_tls_ca=args.dicom_tls_ca or "",
                           processes=(args.processes if args.processes is not None
-                                     else default_processes()))
+                                     else default_processes()),
+                          catalog=args.catalog, spool_name=args.spool_name,
+                          catalog_timeout=args.catalog_timeout)
     config.cold_dir = _path(args.cold_dir)
     config.cold_after = args.cold_after
     config.cold_statuses = tuple(args.cold_status or ())
@@ -385,6 +400,10 @@ def run(args) -> int:
         if value < 1:
             print(f"medcompute serve: {flag}: expected >= 1, got {value}", file=sys.stderr)
             return 2
+    problem = catalog_problem(config.catalog, config.spool_name, config.catalog_timeout)
+    if problem:
+        print(f"medcompute serve: {problem}", file=sys.stderr)
+        return 2
     if config.batch_delay < 0:
         print(f"medcompute serve: --batch-delay: expected >= 0, got {args.batch_delay:g}",
               file=sys.stderr)
@@ -398,6 +417,24 @@ def run(args) -> int:
         pass
     return 0
 
+
+
+def catalog_problem(catalog: str, spool_name: str, timeout: float = 5.0) -> str | None:
+    """What is wrong with ``--catalog``, ``--spool-name`` or ``--catalog-timeout``; None
+    when nothing is."""
+    from medcompute.server.storage.postgres import is_url
+    if catalog and not is_url(catalog) and not catalog.startswith("sqlite:"):
+        scheme = catalog.split("://")[0].split(":")[0]
+        return (f"--catalog: expected postgresql://USER@HOST/DB or sqlite:PATH, got a value "
+                f"starting {scheme!r}")
+    if catalog == "sqlite:":
+        return "--catalog: sqlite:PATH needs the catalog file's PATH"
+    if not timeout > 0:
+        return f"--catalog-timeout: expected more than 0 seconds, got {timeout:g}"
+    if spool_name and (spool_name in (".", "..") or not re.fullmatch(r"[\w.-]+", spool_name)):
+        return (f"--spool-name: expected a folder name (letters, digits, '.', '-', '_'), "
+                f"got {spool_name!r}")
+    return None
 
 
 # -- offline, on the data directory (``--data-dir``) of the server's machine ----------------
@@ -441,3 +478,56 @@ def invoice_csv(invoice: Mapping) -> str:
     from medcompute.server.billing.invoices import to_csv
 
     return to_csv(invoice)
+
+
+# -- the catalog (``medcompute catalog migrate|copy``) ------------------------------------
+def _register_tables() -> None:
+    """Import every module that keeps tables in the catalog, so that opening one brings
+    ALL of them to the current version (not only those this process happened to use)."""
+    import medcompute.server.dicomnet.collect
+    import medcompute.server.dicomnet.push
+    import medcompute.server.dicomnet.registry
+    import medcompute.server.dicomnet.routing
+    import medcompute.server.jobs.catalog
+    import medcompute.server.storage.audit
+    import medcompute.server.storage.deliveries
+    import medcompute.server.storage.fetches
+    import medcompute.server.storage.images
+    import medcompute.server.storage.keys
+    import medcompute.server.storage.studies
+    import medcompute.server.storage.usage  # noqa: F401
+
+
+def open_catalog(spec: str | None, data_dir: str | Path | None = None):
+    """The catalog ``spec`` names (``--catalog``; None: ``data_dir``'s SQLite file) at the
+    current version of every table; its errors are ValueError (the spec) or
+    :class:`MedcomputeError` (e.g. the database is unreachable)."""
+    from medcompute.server.storage.db import Database
+
+    _register_tables()
+    return Database.open(spec or None, data_dir)
+
+
+def catalog_migrate(spec: str | None, data_dir: str | Path | None = None) -> dict[str, int]:
+    """Bring the catalog to the current version; each table module's version."""
+    db = open_catalog(spec, data_dir)
+    try:
+        return db.versions()
+    finally:
+        db.close()
+
+
+def catalog_copy(source: str, target: str):
+    """Copy the catalog ``source`` into the empty catalog ``target`` and verify it row for
+    row (storage/transfer.py); the copy's report."""
+    from medcompute.server.storage.transfer import copy
+
+    src = open_catalog(source)
+    try:
+        dst = open_catalog(target)
+        try:
+            return copy(src, dst)
+        finally:
+            dst.close()
+    finally:
+        src.close()

@@ -97,3 +97,23 @@ def raw(server) -> RawCaller:
     caller = RawCaller(server.address)
     yield caller
     caller.close()
+
+
+# -- the catalog's two backends ----------------------------------------------------------
+@pytest.fixture(scope="session")
+def postgres():
+    """One real PostgreSQL server for the session (tests/postgres_peer.py)."""
+    from tests.postgres_peer import PostgresServer
+    with PostgresServer() as server:
+        yield server
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def catalog_at(request, tmp_path):
+    """Where a test's catalog is, on each backend: the data directory (its SQLite file)
+    or the URL of a fresh schema on the session's PostgreSQL; a Store or a Database takes
+    either."""
+    if request.param == "sqlite":
+        return tmp_path
+    return request.getfixturevalue("postgres").fresh_url()
+

@@ -13,6 +13,7 @@
     medcompute keys create|list|revoke, audit                       (see admin.py)
     medcompute software add|list|info|approve|retire|grant|get|uses (see software.py)
     medcompute print IMAGE_ID --printer NODE [...]                  (see printing.py)
+    medcompute catalog migrate|copy                                 (see catalog.py)
 
 Each command module adds its commands to the parser and imports only ``common`` and the
 client library, never another command module; ``serve`` comes from the server's side,
@@ -32,6 +33,7 @@ from medcompute.client.calls import ServiceError
 from medcompute.client.cli import (
     admin,
     capacity,
+    catalog,
     dicom,
     jobs,
     printing,
@@ -66,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     dicom.add_commands(sub, client_options)
     software.add_commands(sub, client_options)
     printing.add_commands(sub, client_options)
+    catalog.add_commands(sub, client_options)
     _describe(parser)
     return parser
 

@@ -240,7 +240,7 @@ def collected(tx, subscriber: str, source: str) -> set[str]:
 
 
 def mark(tx, subscriber: str, source: str, series_uid: str, at: float) -> None:
-    tx.execute("INSERT OR IGNORE INTO dicom_collected VALUES (?, ?, ?, ?)",
+    tx.execute("INSERT INTO dicom_collected VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
                (subscriber, source, series_uid, at))
 
 

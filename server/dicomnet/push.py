@@ -48,7 +48,7 @@ from medcompute.server.worker.store_tasks import dicom_parts
 
 __all__ = ["PushBook", "Pusher", "reachable", "Node", "PushRow", "classify_status",
            "classify_rejection", "PROOF", "proof_of", "add_push", "delete_node", "due", "node",
-           "nodes", "pushes", "put_node", "resume", "update"]
+           "nodes", "pushes", "put_node", "resume", "update", "claim"]
 
 log = logging.getLogger(__name__)
 
@@ -179,8 +179,9 @@ def node(tx, subscriber: str, name: str) -> Node | None:
 def add_push(tx, push_id: str, job_id: str, sender: str, recipient: str, node: str,
              now: float) -> None:
     """A pending push of ``job_id``'s result to ``recipient``'s node (once per node)."""
-    tx.execute("INSERT OR IGNORE INTO dicom_push (push_id, job_id, sender, recipient, node, "
-               "state, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?)",
+    tx.execute("INSERT INTO dicom_push (push_id, job_id, sender, recipient, node, "
+               "state, created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'pending', ?, ?) "
+               "ON CONFLICT DO NOTHING",
                (push_id, job_id, sender, recipient, node, now, now))
 
 
@@ -196,6 +197,15 @@ def update(tx, push_id: str, state: str, reason: str, attempts, delivered: int,
     tx.execute("UPDATE dicom_push SET state = ?, reason = ?, attempts = COALESCE(?, attempts),"
                " delivered = ?, next_at = ?, updated_at = ?, proof = ? WHERE push_id = ?",
                (state, reason, attempts, delivered, next_at, now, proof, push_id))
+
+
+def claim(tx, push_id: str, attempts: int, now: float) -> bool:
+    """Take a pending push for sending (try ``attempts``); False, changing nothing, when it
+    is no longer pending (another front end on the shared catalog took it first)."""
+    return bool(tx.execute(
+        "UPDATE dicom_push SET state = 'sending', reason = '', attempts = ?, delivered = 0, "
+        "next_at = 0, updated_at = ?, proof = '' WHERE push_id = ? AND state = 'pending'",
+        (attempts, now, push_id)).rowcount)
 
 
 def resume(tx) -> int:
@@ -253,6 +263,10 @@ class PushBook(DeliveryLog):
                      delivered: int = 0, next_at: float = 0.0, proof: str = "") -> None:
         await self.db.read(update, push_id, state, reason, attempts, delivered, next_at,
                            proof, time.time())
+
+    async def claim(self, push_id: str, attempts: int) -> bool:
+        """Take a pending push for sending; False when another front end took it."""
+        return await self.db.read(claim, push_id, attempts, time.time())
 
     async def resume(self) -> int:
         """Pushes a crash left ``sending`` are pending again."""
@@ -550,7 +564,9 @@ class Pusher:
                                    f"DICOM node {push.node!r} any more")
             return
         attempts = push.attempts + 1
-        await self.book.update(push.push_id, "sending", attempts=attempts)
+        if not await self.book.claim(push.push_id, attempts):
+            return                      # another front end sends it
+
         outcome = await asyncio.to_thread(send_files, files, node, own_ae=self.own_ae,
                                           commitments=self.commitments,
                                           commit_timeout=self.commit_timeout,

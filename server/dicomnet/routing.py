@@ -28,7 +28,7 @@ from medcompute.server.dicomnet.registry import Series, check_ae_title
 from medcompute.server.errors import InvalidArgument, MedcomputeError, NotFound, named, shown_id
 from medcompute.server.jobs.requests import ProcessRequest, SubmitRequest
 from medcompute.server.jobs.validate import check_template
-from medcompute.server.storage.db import Store, schema, table
+from medcompute.server.storage.db import Store, add_columns, schema, table
 from medcompute.server.storage.keys import check_subscriber
 from medcompute.server.storage.spool import ExpectedImage
 from medcompute.server.store.images import ImageStore
@@ -133,8 +133,17 @@ def check_rule(rule: Rule) -> Rule:
     return out
 
 
-#: The schema of this module's tables, applied by every Database (db.py).
-create_tables = table(schema(_SCHEMA))
+def _started_at(tx) -> None:
+    """Version 2: the jobs a series' rules started are listed by when they started (a
+    column both backends order by), no longer by SQLite's rowid; a SQLite catalog's
+    earlier rows keep their order (their rowids, all below any time)."""
+    add_columns(tx, "dicom_routed", {"started_at": "REAL NOT NULL DEFAULT 0"})
+    if getattr(tx, "dialect", "sqlite") == "sqlite":
+        tx.execute("UPDATE dicom_routed SET started_at = rowid WHERE started_at = 0")
+
+
+#: The schema of this module's tables, applied by every Database (db.py), in order.
+create_tables = table(schema(_SCHEMA), _started_at)
 
 
 def add_rule(tx, rule: Rule) -> None:
@@ -170,8 +179,11 @@ def rewrite_rule(tx, rule_id: str, rule: Rule) -> None:
 def add_routed(tx, owner: str, series_uid: str, image_id: str, rule_id: str,
                job_id: str) -> None:
     """A rule started ``job_id`` for a series."""
-    tx.execute("INSERT OR REPLACE INTO dicom_routed VALUES (?, ?, ?, ?, ?)",
-               (owner, series_uid, image_id, rule_id, job_id))
+    tx.execute("INSERT INTO dicom_routed (owner, series_uid, image_id, rule_id, job_id, "
+               "started_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (image_id, rule_id) "
+               "DO UPDATE SET owner = excluded.owner, series_uid = excluded.series_uid, "
+               "job_id = excluded.job_id, started_at = excluded.started_at",
+               (owner, series_uid, image_id, rule_id, job_id, time.time()))
 
 
 def jobs_of(tx, owner: str) -> dict[str, list[tuple[str, str]]]:
@@ -179,7 +191,7 @@ def jobs_of(tx, owner: str) -> dict[str, list[tuple[str, str]]]:
     out: dict[str, list[tuple[str, str]]] = {}
     for series_uid, rule_id, job_id in tx.execute(
             "SELECT series_uid, rule_id, job_id FROM dicom_routed WHERE owner = ? "
-            "ORDER BY rowid", (owner,)).fetchall():
+            "ORDER BY started_at, job_id", (owner,)).fetchall():
         out.setdefault(series_uid, []).append((rule_id, job_id))
     return out
 

@@ -22,7 +22,7 @@ from medcompute.server.errors import Aborted, AlreadyExists
 from medcompute.server.jobs.states import Job, State
 from medcompute.server.storage import software as software_table
 from medcompute.server.storage import usage as usage_table
-from medcompute.server.storage.db import Store, schema, table
+from medcompute.server.storage.db import Store, notify, schema, table
 
 __all__ = ["Catalog", "allow_delivery", "claim", "create_request", "deliver", "delivery",
            "delivery_rules", "disallow_delivery", "finish_job", "get_job", "inbox", "keyed_job",
@@ -82,6 +82,10 @@ CREATE TABLE IF NOT EXISTS delivery_rules (
 
 _TERMINAL = "('SUCCEEDED', 'FAILED', 'CANCELLED')"
 
+#: The channel on which a job's change is announced to the other front ends
+#: (storage.db.notify; :meth:`Catalog.on_change`).
+JOB_EVENTS = "medcompute_jobs"
+
 
 def _job_row(job: Job) -> tuple:
     record = asdict(job)
@@ -109,6 +113,8 @@ def put_job(tx, job: Job, runner: str = "", lease_seconds: float = 30.0) -> bool
         f" WHERE jobs.state NOT IN {_TERMINAL}",
         _job_row(job),
     ).rowcount
+    if changed:
+        notify(tx, JOB_EVENTS, job.id)      # watchers on other front ends (PostgreSQL)
     if changed and runner and not job.state.terminal:
         tx.execute(
             "INSERT INTO job_leases (job_id, runner, until) VALUES (?, ?, ?)"
@@ -319,8 +325,8 @@ def list_jobs(tx, subscriber: str, states, since, until, operation, label, limit
 # -- deliveries -------------------------------------------------------------------------
 def deliver(tx, job_id: str, recipient: str, sender: str, at: float) -> None:
     """Inside a finishing transaction: the result goes to ``recipient``'s inbox."""
-    tx.execute("INSERT OR IGNORE INTO deliveries (job_id, recipient, sender, delivered_at)"
-               " VALUES (?, ?, ?, ?)", (job_id, recipient, sender, at))
+    tx.execute("INSERT INTO deliveries (job_id, recipient, sender, delivered_at)"
+               " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING", (job_id, recipient, sender, at))
 
 
 def delivery(tx, job_id: str) -> dict | None:
@@ -351,8 +357,8 @@ def mark_fetched(tx, job_id: str, at: float) -> None:
 # -- delivery rules ---------------------------------------------------------------------
 def allow_delivery(tx, sender: str, recipient: str, at: float) -> float:
     """Let ``sender`` deliver to ``recipient``; when the rule was made."""
-    tx.execute("INSERT OR IGNORE INTO delivery_rules (sender, recipient, created_at)"
-               " VALUES (?, ?, ?)", (sender, recipient, at))
+    tx.execute("INSERT INTO delivery_rules (sender, recipient, created_at)"
+               " VALUES (?, ?, ?) ON CONFLICT DO NOTHING", (sender, recipient, at))
     return tx.execute("SELECT created_at FROM delivery_rules WHERE sender = ?"
                       " AND recipient = ?", (sender, recipient)).fetchone()[0]
 
@@ -363,7 +369,7 @@ def disallow_delivery(tx, sender: str, recipient: str) -> bool:
 
 
 def delivery_rules(tx, sender: str = "", recipient: str = "") -> list[tuple]:
-    sql, args = "SELECT sender, recipient, created_at FROM delivery_rules WHERE 1", []
+    sql, args = "SELECT sender, recipient, created_at FROM delivery_rules WHERE 1 = 1", []
     if sender:
         sql += " AND sender = ?"
         args.append(sender)
@@ -390,6 +396,12 @@ class Catalog(Store):
         super().__init__(data_dir)
         self.runner = runner
         self.lease_seconds = lease_seconds
+
+    def on_change(self, callback) -> bool:
+        """Call ``callback(job_id)`` (from another thread) when any front end sharing the
+        catalog changes a job; False on a backend without notifications (SQLite: the
+        watchers poll)."""
+        return self.db.listen(JOB_EVENTS, callback)
 
     # -- jobs ---------------------------------------------------------------
     async def put_job(self, job: Job) -> bool:

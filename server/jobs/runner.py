@@ -87,6 +87,12 @@ class JobRunner:
     # -- life-cycle -----------------------------------------------------------------
     async def start(self) -> None:
         self.service.dispatcher.add_listener(self._on_worker_event)
+        loop = asyncio.get_running_loop()
+
+        def changed(_job_id: str) -> None:      # a job changed on any front end
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(lambda: loop.create_task(self.effects.notify()))
+        self.catalog.on_change(changed)
         await self.recover()
         self._loop = asyncio.create_task(self._upkeep())
 

@@ -12,8 +12,8 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
-__all__ = ["HEALTH_INTERVAL", "STORAGE_HEALTH_NAME", "Publish", "watch_health",
-           "watch_storage"]
+__all__ = ["CATALOG_HEALTH_NAME", "HEALTH_INTERVAL", "STORAGE_HEALTH_NAME", "Publish",
+           "catalog_health_names", "watch_catalog", "watch_health", "watch_storage"]
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +22,11 @@ HEALTH_INTERVAL = 1.0
 #: The health name of the data directory's storage: not serving while a location is below
 #: its free-space reserve (writes refused, reads still served).
 STORAGE_HEALTH_NAME = "medcompute.storage"
+
+#: The health name of the catalog: not serving while it cannot be read (a PostgreSQL
+#: that is away); ``medcompute.catalog.<backend>`` (sqlite, postgresql) says the same
+#: and names the backend in use.
+CATALOG_HEALTH_NAME = "medcompute.catalog"
 
 #: ``await publish(name, serving)``: tell the health service that ``name`` now serves or
 #: not.
@@ -48,15 +53,43 @@ async def watch_storage(space, publish: Publish, was: bool | None) -> bool:
     return ok
 
 
+def catalog_health_names(kind: str) -> tuple[str, str]:
+    """The health names of a catalog of backend ``kind``."""
+    return CATALOG_HEALTH_NAME, f"{CATALOG_HEALTH_NAME}.{kind}"
+
+
+async def watch_catalog(db, publish: Publish, was: bool | None) -> bool:
+    """Read the catalog ``db`` (a storage.db.Database) once; publish its health names
+    when that changed from ``was``; return whether it serves."""
+    try:
+        await db.read(lambda tx: tx.execute("SELECT 1").fetchone())
+        ok = True
+    except Exception as exc:        # whatever stops a read makes the catalog unusable
+        ok = False
+        reason = exc
+    if ok != was:
+        for name in catalog_health_names(db.kind):
+            await publish(name, ok)
+        if ok:
+            log.info("health: catalog SERVING (%s)", db.kind)
+        else:
+            log.warning("health: catalog NOT_SERVING (%s: %s)", db.kind,
+                        type(reason).__name__)
+    return ok
+
+
 async def watch_health(dispatcher, publish: Publish, worker_services: Sequence[str],
-                       metrics=None, space=None, interval: float = HEALTH_INTERVAL) -> None:
+                       metrics=None, space=None, interval: float = HEALTH_INTERVAL,
+                       db=None) -> None:
     """Until cancelled: publish ``worker_services`` as serving while the dispatcher sees a
-    Dask worker (and hand the worker counts to ``metrics``), and the storage's health
-    while ``space`` is given."""
-    serving = storage = None
+    Dask worker (and hand the worker counts to ``metrics``), the storage's health while
+    ``space`` is given, and the catalog's while ``db`` is."""
+    serving = storage = catalog = None
     while True:
         if space is not None:
             storage = await watch_storage(space, publish, storage)
+        if db is not None:
+            catalog = await watch_catalog(db, publish, catalog)
         cpu, gpu = await dispatcher.worker_kinds()
         if metrics is not None:
             metrics.set_workers(cpu, gpu)

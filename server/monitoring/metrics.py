@@ -50,6 +50,11 @@ log = logging.getLogger(__name__)
 DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
                     10.0, 25.0, 60.0, 120.0, 300.0, 600.0)
 
+#: Catalog calls: a read is well under a millisecond, a group commit an fsync or a
+#: round trip to a database on another host.
+CATALOG_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                   0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
 _DEVICES = ("cpu", "gpu", "none")
 _STATES = ("succeeded", "failed", "cancelled")
 _NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
@@ -164,6 +169,12 @@ class Metrics:
             "Jobs that failed through the service's fault (never charged).", registry=None)
         self.workers = Gauge("medcompute_workers", "Dask workers alive, by kind.", ["kind"],
                              registry=None)
+        self.catalog_seconds = Histogram(
+            "medcompute_catalog_call_seconds",
+            "Catalog calls (a read, or a group commit of writes), from asking for a "
+            "connection to its end, by backend.", ["backend"], buckets=CATALOG_BUCKETS,
+            registry=None)
+        self._catalog: tuple[str, Callable[[], Mapping[str, int]]] | None = None
         self.registry.register(_UsageCollector(self))
 
         self.gpus = GpuCollector.open() if gpu else None
@@ -210,6 +221,21 @@ class Metrics:
                 self.fallbacks.inc()
             if usage.get("platform_fault"):
                 self.platform_failures.inc()
+
+    def set_catalog(self, backend: str, stats: Callable[[], Mapping[str, int]]) -> None:
+        """Expose the catalog: ``medcompute_catalog_info{backend}`` and, read from
+        ``stats()`` at each scrape (``{size, available, waiting, max}``), its connections
+        ``medcompute_catalog_connections{state="open"|"idle"|"max"}`` and the calls
+        waiting for one, ``medcompute_catalog_waiting``."""
+        with self._lock:
+            self._catalog = (backend, stats)
+            self.catalog_seconds.labels(backend)
+
+    def catalog_call(self, seconds: float) -> None:
+        """Count one catalog call that took ``seconds`` (the backend's latency hook)."""
+        with self._lock:
+            if self._catalog is not None:
+                self.catalog_seconds.labels(self._catalog[0]).observe(seconds)
 
     def set_queue_depth_source(self, source: Callable[[], int] | None) -> None:
         """Read ``medcompute_queue_depth`` from ``source()`` at each scrape.
@@ -288,7 +314,8 @@ class Metrics:
                         *self.images.collect(), *self.voxels.collect(),
                         *self.bytes_in.collect(), *self.bytes_out.collect(),
                         *self.compute.collect(), *self.fallbacks.collect(),
-                        *self.platform_failures.collect(), *self.workers.collect()]
+                        *self.platform_failures.collect(), *self.workers.collect(),
+                        *self.catalog_seconds.collect()]
             if self._measured_gpu:
                 families += self.gpu_seconds.collect()
             if self._measured_energy:
@@ -296,6 +323,7 @@ class Metrics:
             source = self._queue_depth
             storage = self._storage
             reads = self._reads
+            catalog = self._catalog
         for family in families:
             # The client library adds a "<name>_created" timestamp series to every counter
             # and histogram; it doubles the series and says nothing a scrape needs here.
@@ -304,6 +332,8 @@ class Metrics:
             families += _storage_families(storage)
         if reads is not None:
             families += _reads_family(reads)
+        if catalog is not None:
+            families += _catalog_families(*catalog)
         if source is not None:
             try:
                 depth = int(source())
@@ -315,6 +345,26 @@ class Metrics:
                 family.add_metric([], depth)
                 families.append(family)
         return families
+
+
+def _catalog_families(backend: str, stats) -> list[Metric]:
+    info = GaugeMetricFamily("medcompute_catalog_info", "The catalog's backend (always 1).",
+                             labels=["backend"])
+    info.add_metric([backend], 1)
+    try:
+        now = dict(stats())
+    except Exception:  # a broken source drops the samples, not the scrape
+        log.exception("could not read the catalog's connections for the metrics")
+        return [info]
+    conns = GaugeMetricFamily("medcompute_catalog_connections",
+                              "The catalog's connections: open, idle (open, not lent), max.",
+                              labels=["backend", "state"])
+    for state, key in (("open", "size"), ("idle", "available"), ("max", "max")):
+        conns.add_metric([backend, state], int(now.get(key, 0)))
+    waiting = GaugeMetricFamily("medcompute_catalog_waiting",
+                                "Calls waiting for a catalog connection.", labels=["backend"])
+    waiting.add_metric([backend], int(now.get("waiting", 0)))
+    return [info, conns, waiting]
 
 
 def _reads_family(source) -> list[Metric]:

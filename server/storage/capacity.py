@@ -69,5 +69,7 @@ def set_allocation(db: sqlite3.Connection, subscriber: str, allocated_bytes: int
     if allocated_bytes is None:
         db.execute("DELETE FROM capacity WHERE subscriber = ?", (subscriber,))
     else:
-        db.execute("INSERT OR REPLACE INTO capacity (subscriber, allocated_bytes, set_at) "
-                   "VALUES (?, ?, ?)", (subscriber, int(allocated_bytes), time.time()))
+        db.execute("INSERT INTO capacity (subscriber, allocated_bytes, set_at) "
+                   "VALUES (?, ?, ?) ON CONFLICT (subscriber) DO UPDATE SET "
+                   "allocated_bytes = excluded.allocated_bytes, set_at = excluded.set_at",
+                   (subscriber, int(allocated_bytes), time.time()))

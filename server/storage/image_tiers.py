@@ -142,7 +142,8 @@ def switch_tier(tx, digest: str, to: str, at: float | None = None) -> bool:
     if to == "hot":
         tx.execute("DELETE FROM blob_tiers WHERE digest = ?", (digest,))
     else:
-        tx.execute("INSERT OR REPLACE INTO blob_tiers (digest, tier) VALUES (?, ?)",
+        tx.execute("INSERT INTO blob_tiers (digest, tier) VALUES (?, ?) "
+                   "ON CONFLICT (digest) DO UPDATE SET tier = excluded.tier",
                    (digest, to))
     return True
 

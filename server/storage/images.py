@@ -254,9 +254,10 @@ def add_blob(tx, image_id: str, blob: BlobRef, install: Callable[[], None],
         capacity.check(tx, owner[0], grows, field)
     install()
     meter(tx, owner[0], time.time(), grows, image_id)
-    tx.execute("INSERT OR REPLACE INTO image_blobs (image_id, role, digest, size, info) "
-               "VALUES (?, ?, ?, ?, ?)", (image_id, blob.role, blob.digest, blob.size,
-                                          blob.info))
+    tx.execute("INSERT INTO image_blobs (image_id, role, digest, size, info) "
+               "VALUES (?, ?, ?, ?, ?) ON CONFLICT (image_id, role) DO UPDATE SET "
+               "digest = excluded.digest, size = excluded.size, info = excluded.info",
+               (image_id, blob.role, blob.digest, blob.size, blob.info))
     return True
 
 
@@ -312,7 +313,7 @@ def expired(tx, now: float) -> list[ImageRecord]:
 
 def all_images(tx) -> list[ImageRecord]:
     """Every image of every subscriber, oldest first."""
-    return _select(tx, "1", (), "ORDER BY created_at, id")
+    return _select(tx, "1 = 1", (), "ORDER BY created_at, id")
 
 
 def blob_rows(tx) -> list[tuple]:

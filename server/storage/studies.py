@@ -111,8 +111,10 @@ def set_status(tx, owner: str, study_uid: str, status: str, by: str, at: float) 
     """Set the status (checked by the caller); the one it had before. Run it inside a
     transaction (:meth:`Database.transaction`), so that the two statements are one."""
     was = get(tx, owner, study_uid)[0]
-    tx.execute("INSERT OR REPLACE INTO study_status (owner, study_uid, status, "
-               "changed_at, changed_by) VALUES (?, ?, ?, ?, ?)",
+    tx.execute("INSERT INTO study_status (owner, study_uid, status, "
+               "changed_at, changed_by) VALUES (?, ?, ?, ?, ?) ON CONFLICT (owner, study_uid) "
+               "DO UPDATE SET status = excluded.status, changed_at = excluded.changed_at, "
+               "changed_by = excluded.changed_by",
                (owner, study_uid, status, at, by))
     return was
 

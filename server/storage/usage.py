@@ -143,8 +143,8 @@ def summarize(records: Iterable[dict], group_by: str = "none"
 def add(tx, job_id: str, subscriber: str, finished_at: float, record: dict) -> None:
     """Store the usage ``record`` of a job, in the transaction ``tx`` that records its end.
     Exactly one usage record per job: a second write for the same job is ignored."""
-    tx.execute("INSERT OR IGNORE INTO usage (job_id, subscriber, finished_at, record)"
-               " VALUES (?, ?, ?, ?)",
+    tx.execute("INSERT INTO usage (job_id, subscriber, finished_at, record)"
+               " VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
                (job_id, subscriber, finished_at, json.dumps(record, sort_keys=True)))
 
 
@@ -158,7 +158,7 @@ def records(tx, subscriber: str | None, since: float = 0.0, until: float = 0.0,
             limit: int | None = None) -> list[dict]:
     """Usage records finished in [since, until), oldest first (see
     :meth:`UsageBook.records`)."""
-    where, args = ["1"], []
+    where, args = ["1 = 1"], []
     if subscriber is not None:
         where.append("subscriber = ?")
         args.append(subscriber)

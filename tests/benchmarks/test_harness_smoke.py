@@ -13,7 +13,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 HARNESS = ROOT / "benchmarks"
 SECTIONS = ("meta", "kernels", "service", "store", "throughput", "scaling", "gpu", "versions",
-            "dicom", "targets")
+            "dicom", "catalog", "targets")
 OPS = {"gaussian", "mean", "median", "laplacian", "log", "gradient", "edge_sobel",
        "edge_prewitt", "edge_scharr", "bandpass_dog", "bandpass_butterworth", "project_max",
        "project_min", "project_mean", "project_sum", "subtract", "add"}
@@ -77,6 +77,12 @@ def test_tiny_run_writes_every_section(tiny_run):
     assert orthanc["available"], orthanc.get("traceback")
     assert orthanc["slices"] == 4 and orthanc["put_over_orthanc"] > 0
     assert orthanc["get_over_orthanc"] > 0
+    catalog = results["catalog"]
+    assert catalog["available"], catalog.get("traceback")
+    for name in ("sqlite", "postgresql", "postgresql_two_front_ends"):
+        assert catalog[name]["jobs_per_s"] > 0 and catalog[name]["call_p95_ms"] > 0
+    assert catalog["postgresql_two_front_ends"]["jobs"] == 2 * catalog["jobs"]
+    assert catalog["postgresql_vs_sqlite"] > 0 and catalog["two_front_ends_vs_one"] > 0
     _no_zero_figures(results)
     # A tiny run judges no target: its arrays are too small to say anything about speed.
     assert all(t["met"] is None for t in results["targets"])
@@ -88,7 +94,7 @@ def test_tiny_run_writes_every_section(tiny_run):
 def test_tiny_run_writes_a_self_contained_report(tiny_run):
     _, page, _ = tiny_run
     for heading in ("Targets", "Kernels", "Service", "Throughput and latency", "Scaling",
-                    "GPU", "DICOM ingest"):
+                    "GPU", "DICOM ingest", "Catalog"):
         assert f"<h2>{heading}</h2>" in page
     assert "http://" not in page and "https://" not in page  # nothing fetched from elsewhere
 

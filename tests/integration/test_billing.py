@@ -11,6 +11,7 @@ import pytest
 
 from medcompute.client import Client, ServiceError
 from medcompute.server.config import ServerConfig
+from tests.postgres_peer import CATALOGS, catalog_spec
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -29,13 +30,13 @@ gigabyte_month = 0
 """
 
 
-@pytest.fixture(scope="module")
-def priced(tmp_path_factory, server_thread):
+@pytest.fixture(scope="module", params=CATALOGS)
+def priced(request, tmp_path_factory, server_thread):
     data = tmp_path_factory.mktemp("billing")
     tariff = data / "tariff.toml"
     tariff.write_text(TARIFF)
     config = ServerConfig(address="127.0.0.1:0", data_dir=data / "data", workers=1,
-                          gpu_workers=0, tariff=tariff)
+                          gpu_workers=0, tariff=tariff, catalog=catalog_spec(request))
     with server_thread(config) as server:
         yield server
 

@@ -18,22 +18,25 @@ from medcompute.client.store import StoreClient
 from medcompute.server.config import ServerConfig
 from medcompute.server.storage.keys import KeyStore
 from tests import store_helpers as H
+from tests.postgres_peer import CATALOGS, catalog_spec
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 EXHAUSTED = grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory, server_thread):
+@pytest.fixture(scope="module", params=CATALOGS)
+def site(request, tmp_path_factory, server_thread):
     data = tmp_path_factory.mktemp("capacity")
-    keys = KeyStore(data)
+    catalog = catalog_spec(request)
+    keys = KeyStore(catalog or data)
     tokens = {}
     for name, subscriber, roles in [("admin", "operator", ["admin"]),
                                     ("hospital", "st-mary", ["store"]),
                                     ("other", "north-clinic", ["store"])]:
         _, tokens[name] = keys.create(subscriber, roles)
     keys.close()
-    config = ServerConfig(address="127.0.0.1:0", data_dir=data, workers=1, gpu_workers=0)
+    config = ServerConfig(address="127.0.0.1:0", data_dir=data, workers=1, gpu_workers=0,
+                          catalog=catalog)
     with server_thread(config) as server:
         server.tokens = tokens
         yield server

@@ -12,14 +12,16 @@ from medcompute.client import Client, ServiceError
 from medcompute.proto.v1 import jobs_pb2
 from medcompute.server.config import ServerConfig
 from medcompute.server.storage.keys import KeyStore
+from tests.postgres_peer import CATALOGS, catalog_spec
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory, server_thread):
+@pytest.fixture(scope="module", params=CATALOGS)
+def site(request, tmp_path_factory, server_thread):
     data = tmp_path_factory.mktemp("delivery")
-    keys = KeyStore(data)
+    catalog = catalog_spec(request)
+    keys = KeyStore(catalog or data)
     tokens = {}
     for name, subscriber, roles in [
         ("admin", "operator", ["admin"]),
@@ -30,7 +32,8 @@ def site(tmp_path_factory, server_thread):
     ]:
         _, tokens[name] = keys.create(subscriber, roles)
     keys.close()
-    config = ServerConfig(address="127.0.0.1:0", data_dir=data, workers=1, gpu_workers=0)
+    config = ServerConfig(address="127.0.0.1:0", data_dir=data, workers=1, gpu_workers=0,
+                          catalog=catalog)
     with server_thread(config) as server:
         server.tokens = tokens
         yield server

@@ -26,6 +26,7 @@ from medcompute.server.dicomnet.push import Node, classify_rejection, classify_s
 from medcompute.server.dicomnet.registry import NodeRegistry
 from tests import dciodvfy
 from tests.dicom_peers import Orthanc, StoreSCP, free_port, storescu
+from tests.postgres_peer import CATALOGS, catalog_spec
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -40,16 +41,18 @@ end
 """
 
 
-@pytest.fixture(scope="module")
-def node(server_thread, tmp_path_factory):
+@pytest.fixture(scope="module", params=CATALOGS)
+def node(request, server_thread, tmp_path_factory):
     data_dir = tmp_path_factory.mktemp("push-data")
-    registry = NodeRegistry(data_dir)
+    catalog = catalog_spec(request)
+    registry = NodeRegistry(catalog or data_dir)
     registry.add_ae_now("SCANNER", "local", "127.0.0.1")
     registry.close()
     config = ServerConfig(address="127.0.0.1:0", data_dir=data_dir, workers=1,
                           dicom_port=0, dicom_quiet_seconds=30.0,
                           dicom_complete_on_release=True, dicom_push_attempts=ATTEMPTS,
-                          dicom_push_backoff=0.5, dicom_commit_timeout=COMMIT_TIMEOUT)
+                          dicom_push_backoff=0.5, dicom_commit_timeout=COMMIT_TIMEOUT,
+                          catalog=catalog)
     with server_thread(config) as running:
         yield running
 

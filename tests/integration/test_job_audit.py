@@ -72,7 +72,7 @@ def test_a_process_call_writes_its_audit_entry_with_the_jobs_end(served):
         entries = _entries(c, r.job_id)
     assert [(e.action, e.outcome) for e in entries] == [("process", "OK")]
     # The usage record and the audit entry were inserted by the same transaction.
-    assert len(tx.holding("INSERT OR IGNORE INTO usage", "INSERT INTO audit")) == 1
+    assert len(tx.holding("INSERT INTO usage", "INSERT INTO audit")) == 1
 
 
 def test_a_job_that_fails_writes_one_entry_with_its_code_in_the_same_transaction(served):
@@ -86,7 +86,7 @@ def test_a_job_that_fails_writes_one_entry_with_its_code_in_the_same_transaction
         job = c.job(failed[-1].object_id)
     assert job.state == jobs_pb2.JOB_STATE_FAILED
     assert len([e for e in failed if e.object_id == failed[-1].object_id]) == 1
-    assert tx.holding("INSERT OR IGNORE INTO usage", "INSERT INTO audit")
+    assert tx.holding("INSERT INTO usage", "INSERT INTO audit")
 
 
 def test_a_batch_writes_one_entry_per_image_with_its_end_and_one_for_the_call(served):
@@ -101,7 +101,7 @@ def test_a_batch_writes_one_entry_per_image_with_its_end_and_one_for_the_call(se
     assert sorted(e.object_id for e in per_job if "batch of" not in e.detail) == \
         sorted(job_ids)
     assert [e.outcome for e in per_job if "batch of" in e.detail] == ["OK"]
-    assert len(tx.holding("INSERT OR IGNORE INTO usage", "INSERT INTO audit")) >= 1
+    assert len(tx.holding("INSERT INTO usage", "INSERT INTO audit")) >= 1
 
 
 def test_a_submit_writes_its_entry_with_the_queued_job(served):

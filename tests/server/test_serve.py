@@ -73,6 +73,11 @@ def test_stack_bytes_refuses_what_is_not_a_size(capsys, text):
     (["--version", "a=10", "--version", "a=20"], "each name once"),
     (["--processes", "0"], "--processes: expected >= 1"),
     (["--push-associations", "0"], "--push-associations: expected >= 1"),
+    (["--catalog", "mysql://db/x"], "--catalog: expected postgresql://USER@HOST/DB or "
+     "sqlite:PATH, got a value starting 'mysql'"),
+    (["--catalog", "sqlite:"], "--catalog: sqlite:PATH needs the catalog file's PATH"),
+    (["--spool-name", "../x"], "--spool-name: expected a folder name"),
+    (["--catalog-timeout", "0"], "--catalog-timeout: expected more than 0 seconds, got 0"),
 ])
 def test_run_refuses_a_configuration_before_starting(tmp_path, capsys, argv, message):
     args = _parser().parse_args(["serve", "--data-dir", str(tmp_path), *argv])

@@ -150,7 +150,8 @@ def test_a_catalog_made_before_the_ledger_is_backfilled_once(tmp_path):
     _add(first, _image("b", "bob", now - 1 * DAY, 2 * GB, GB), _nothing)
     first.close()
     db = sqlite3.connect(tmp_path / FILENAME)
-    db.execute("DROP TABLE storage_ledger")      # as a catalog of an earlier version
+    db.execute("DROP TABLE storage_ledger")      # as a catalog of an earlier version,
+    db.execute("DROP TABLE schema_versions")     # which recorded no schema versions
     db.commit()
     db.close()
     for _ in range(2):                           # reopening does not add them again

@@ -163,11 +163,11 @@ def test_the_source_table_functions_keep_sources_and_what_was_collected(tmp_path
         db.close()
 
 
-def test_the_push_table_functions_keep_nodes_and_pushes(tmp_path):
+def test_the_push_table_functions_keep_nodes_and_pushes(catalog_at):
     from medcompute.server.dicomnet import push
     from medcompute.server.storage.db import Database
 
-    db = Database(tmp_path)
+    db = Database(catalog_at)
     try:
         node = push.Node("bob", "viewer", "VIEWER", "10.0.0.3", 104, 1.0, None)
         db.run(push.put_node, node)
@@ -188,6 +188,24 @@ def test_the_push_table_functions_keep_nodes_and_pushes(tmp_path):
         assert not db.run(push.delete_node, "bob", "viewer")
     finally:
         db.close()
+
+
+def test_a_pending_push_is_claimed_for_sending_once(catalog_at):
+    """Two front ends on one catalog find the same push due: one of them sends it."""
+    from medcompute.server.dicomnet import push
+    from medcompute.server.storage.db import Database
+
+    host_a, host_b = Database(catalog_at), Database(catalog_at)
+    try:
+        host_a.run(push.add_push, "p1", "j1", "alice", "bob", "viewer", 5.0)
+        assert [r.push_id for r in host_b.run(push.due, 5.0)] == ["p1"]
+        assert host_a.run(push.claim, "p1", 1, 6.0) is True
+        assert host_b.run(push.claim, "p1", 1, 6.0) is False
+        [row] = host_b.run(push.pushes, "alice", "j1")
+        assert (row.state, row.attempts) == ("sending", 1)
+    finally:
+        host_a.close()
+        host_b.close()
 
 
 @pytest.mark.parametrize("host, kept", [

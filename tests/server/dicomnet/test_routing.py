@@ -56,11 +56,11 @@ def test_check_rule_normalises_and_refuses_naming_the_field():
         assert err.value.field == field
 
 
-def test_the_table_functions_keep_rules_and_the_jobs_they_started(tmp_path):
+def test_the_table_functions_keep_rules_and_the_jobs_they_started(catalog_at):
     from medcompute.server.dicomnet import routing
     from medcompute.server.storage.db import Database
 
-    db = Database(tmp_path)
+    db = Database(catalog_at)
     try:
         rule = dataclasses.replace(_rule(), rule_id="r1", created_at=5.0)
         db.run(routing.add_rule, rule)
@@ -71,5 +71,30 @@ def test_the_table_functions_keep_rules_and_the_jobs_they_started(tmp_path):
         db.run(routing.add_routed, "s", "1.2", "vol", "r2", "j2")
         assert db.run(routing.jobs_of, "s") == {"1.2": [("r1", "j1"), ("r2", "j2")]}
         assert db.run(routing.delete_rule, "r1") and not db.run(routing.delete_rule, "r1")
+    finally:
+        db.close()
+
+
+def test_a_catalog_from_before_version_2_keeps_the_order_its_jobs_started_in(tmp_path):
+    """Version 1 listed a series' jobs by SQLite's rowid; the migration to version 2
+    carries that order into the started_at column every backend orders by."""
+    import sqlite3
+
+    from medcompute.server.dicomnet import routing
+    from medcompute.server.storage.db import FILENAME, Database
+
+    old = sqlite3.connect(tmp_path / FILENAME)
+    old.executescript(routing._SCHEMA)          # version 1, no versions recorded
+    for rule_id, job_id in [("r9", "j-b"), ("r1", "j-a")]:
+        old.execute("INSERT INTO dicom_routed VALUES ('s', '1.2', 'vol', ?, ?)",
+                    (rule_id, job_id))
+    old.commit()
+    old.close()
+    db = Database(tmp_path)
+    try:
+        assert db.versions()["dicom_rule"] == 2
+        db.run(routing.add_routed, "s", "1.2", "vol", "r5", "j-c")
+        assert db.run(routing.jobs_of, "s") == {
+            "1.2": [("r9", "j-b"), ("r1", "j-a"), ("r5", "j-c")]}
     finally:
         db.close()

@@ -15,9 +15,9 @@ from tests.jobs_helpers import FakeService, new_job, submitted
 pytestmark = pytest.mark.timeout(30)
 
 
-def _with(tmp_path, body, **config):
+def _with(tmp_path, body, catalog_at=None, **config):
     async def main():
-        catalog = Catalog(tmp_path, runner="r1")
+        catalog = Catalog(catalog_at or tmp_path, runner="r1")
         try:
             launched = []
             cfg = ServerConfig(data_dir=tmp_path, **config)
@@ -29,7 +29,7 @@ def _with(tmp_path, body, **config):
     asyncio.run(main())
 
 
-def test_a_stopped_servers_queued_job_runs_again_here(tmp_path):
+def test_a_stopped_servers_queued_job_runs_again_here(tmp_path, catalog_at):
     async def body(catalog, effects, leases, launched):
         await submitted(catalog)
         await catalog.release_leases()               # its server stopped
@@ -38,10 +38,10 @@ def test_a_stopped_servers_queued_job_runs_again_here(tmp_path):
         assert (await catalog.request("j1"))["attempts"] == 1
         await leases.recover()                       # now held here: not taken twice
         assert launched == ["j1"]
-    _with(tmp_path, body)
+    _with(tmp_path, body, catalog_at)
 
 
-def test_a_job_whose_inputs_never_arrived_fails_unbilled(tmp_path):
+def test_a_job_whose_inputs_never_arrived_fails_unbilled(tmp_path, catalog_at):
     async def body(catalog, effects, leases, launched):
         await submitted(catalog, queued=False)
         folder = effects.job_dir("j1")
@@ -56,10 +56,10 @@ def test_a_job_whose_inputs_never_arrived_fails_unbilled(tmp_path):
         assert launched == [] and not folder.exists()
         [usage] = await catalog.usage_for("j1")
         assert usage["platform_fault"] and usage["images"] == 2
-    _with(tmp_path, body)
+    _with(tmp_path, body, catalog_at)
 
 
-def test_a_job_interrupted_too_often_fails(tmp_path):
+def test_a_job_interrupted_too_often_fails(tmp_path, catalog_at):
     async def body(catalog, effects, leases, launched):
         await submitted(catalog)
         for _ in range(jobs.MAX_ATTEMPTS):
@@ -68,10 +68,10 @@ def test_a_job_interrupted_too_often_fails(tmp_path):
         assert launched == ["j1"] * (jobs.MAX_ATTEMPTS - 1)
         job = await catalog.get_job("j1")
         assert job.state is jobs.State.FAILED and "interrupted" in job.error
-    _with(tmp_path, body)
+    _with(tmp_path, body, catalog_at)
 
 
-def test_a_synchronous_calls_job_fails_when_its_server_stopped(tmp_path):
+def test_a_synchronous_calls_job_fails_when_its_server_stopped(tmp_path, catalog_at):
     async def body(catalog, effects, leases, launched):
         await catalog.put_job(jobs.apply(new_job(), jobs.InputsReceived(11.0)))
         await catalog.release_leases()
@@ -79,10 +79,10 @@ def test_a_synchronous_calls_job_fails_when_its_server_stopped(tmp_path):
         job = await catalog.get_job("j1")
         assert job.state is jobs.State.FAILED and "stopped before the job ended" in job.error
         assert launched == []
-    _with(tmp_path, body)
+    _with(tmp_path, body, catalog_at)
 
 
-def test_results_past_the_retention_are_removed(tmp_path):
+def test_results_past_the_retention_are_removed(tmp_path, catalog_at):
     async def body(catalog, effects, leases, launched):
         job = await submitted(catalog)
         folder = effects.job_dir("j1")
@@ -96,4 +96,4 @@ def test_results_past_the_retention_are_removed(tmp_path):
         assert not folder.exists()
         assert (await catalog.request("j1"))["result_removed_at"] is not None
         assert await leases.expire_results(now=time.time() + 1000) == 0
-    _with(tmp_path, body, result_retention=100)
+    _with(tmp_path, body, catalog_at, result_retention=100)

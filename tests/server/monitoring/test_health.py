@@ -58,3 +58,35 @@ def test_the_storage_is_published_before_the_workers(tmp_path):
     space = FreeSpaceReserve(tmp_path, MinFree(bytes=10 * MIB), statvfs=statvfs)
     published = _watch(FakeDispatcher((0, 0)), looks=3, space=space)
     assert published == [(STORAGE_HEALTH_NAME, False), ("", False), ("svc", False)]
+
+
+def test_the_catalog_and_its_backend_are_published_and_follow_the_database():
+    """A real PostgreSQL, stopped and started: the catalog's two health names follow."""
+    from medcompute.server.monitoring.health import CATALOG_HEALTH_NAME
+    from medcompute.server.storage.db import Database
+    from tests.postgres_peer import PostgresServer
+
+    with PostgresServer() as pg:
+        db = Database(url=pg.url, timeout=1)
+        try:
+            up = _watch(FakeDispatcher((1, 0)), looks=2, db=db)
+            assert up[:2] == [(CATALOG_HEALTH_NAME, True),
+                              (f"{CATALOG_HEALTH_NAME}.postgresql", True)]
+            pg.stop()
+            down = _watch(FakeDispatcher((1, 0)), looks=2, db=db)
+            assert down[:2] == [(CATALOG_HEALTH_NAME, False),
+                                (f"{CATALOG_HEALTH_NAME}.postgresql", False)]
+        finally:
+            db.close()
+
+
+def test_a_sqlite_catalog_is_published_under_its_backend(tmp_path):
+    from medcompute.server.storage.db import Database
+
+    db = Database(tmp_path)
+    try:
+        published = _watch(FakeDispatcher((1, 0)), looks=2, db=db)
+        assert published[:2] == [("medcompute.catalog", True),
+                                 ("medcompute.catalog.sqlite", True)]
+    finally:
+        db.close()

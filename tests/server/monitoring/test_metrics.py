@@ -409,3 +409,41 @@ def test_store_reads_per_tier_follow_their_source():
         raise OSError("gone")
     metrics.set_reads_source(broken)
     assert "medcompute_store_reads" not in metrics.render().decode()   # the scrape works
+
+
+def test_the_catalogs_backend_connections_and_call_latency_are_exposed(tmp_path):
+    from medcompute.server.storage.db import Database
+
+    metrics = Metrics()
+    db = Database(tmp_path)
+    try:
+        metrics.set_catalog(db.kind, db.backend.stats)
+        db.backend.latency = metrics.catalog_call
+        db.run(lambda tx: tx.execute("SELECT 1").fetchone())
+        text = metrics.render().decode()
+        assert 'medcompute_catalog_info{backend="sqlite"} 1.0' in text
+        assert 'medcompute_catalog_connections{backend="sqlite",state="open"} 1.0' in text
+        assert 'medcompute_catalog_waiting{backend="sqlite"} 0.0' in text
+        assert 'medcompute_catalog_call_seconds_count{backend="sqlite"} 1.0' in text
+    finally:
+        db.close()
+        metrics.stop()
+
+
+def test_a_postgresql_catalogs_pool_is_exposed(postgres):
+    from medcompute.server.storage.db import Database
+
+    metrics = Metrics()
+    db = Database(url=postgres.fresh_url())
+    try:
+        metrics.set_catalog(db.kind, db.backend.stats)
+        db.backend.latency = metrics.catalog_call
+        for _ in range(3):
+            db.run(lambda tx: tx.execute("SELECT 1").fetchone())
+        text = metrics.render().decode()
+        assert 'medcompute_catalog_info{backend="postgresql"} 1.0' in text
+        assert 'medcompute_catalog_connections{backend="postgresql",state="max"} 8.0' in text
+        assert 'medcompute_catalog_call_seconds_count{backend="postgresql"} 3.0' in text
+    finally:
+        db.close()
+        metrics.stop()

@@ -13,8 +13,8 @@ def _fill(log, rows):
     asyncio.run(scenario())
 
 
-def test_entries_are_listed_in_order_with_filters(tmp_path):
-    log = AuditLog(tmp_path)
+def test_entries_are_listed_in_order_with_filters(catalog_at):
+    log = AuditLog(catalog_at)
     try:
         _fill(log, [("a", "Process"), ("b", "Process"), ("a", "Store.Get"), (None, "Process")])
         everything = log.list()
@@ -33,8 +33,8 @@ def test_entries_are_listed_in_order_with_filters(tmp_path):
         log.close()
 
 
-def test_a_page_is_capped(tmp_path):
-    log = AuditLog(tmp_path)
+def test_a_page_is_capped(catalog_at):
+    log = AuditLog(catalog_at)
     try:
         _fill(log, [("a", "Process")] * (PAGE_MAX + 5))
         assert len(log.list(limit=10**9)) == PAGE_MAX
@@ -43,8 +43,8 @@ def test_a_page_is_capped(tmp_path):
         log.close()
 
 
-def test_entries_join_another_stores_commits_and_survive_reopening(tmp_path):
-    writer = Database(tmp_path)
+def test_entries_join_another_stores_commits_and_survive_reopening(catalog_at):
+    writer = Database(catalog_at)
     log = AuditLog(writer)
     try:
         _fill(log, [("a", "Process"), ("b", "Process")])
@@ -52,19 +52,19 @@ def test_entries_join_another_stores_commits_and_survive_reopening(tmp_path):
         assert log.db is writer                  # no connection of its own
     finally:
         log.close()
-        assert not writer.connection.in_transaction   # a shared Database stays open
+        assert writer.run(lambda tx: not tx.in_transaction)   # a shared Database stays open
         writer.close()
-    reopened = AuditLog(tmp_path)
+    reopened = AuditLog(catalog_at)
     try:
         assert [e.subscriber for e in reopened.list()] == ["a", "b"]
     finally:
         reopened.close()
 
 
-def test_the_table_functions_add_and_list_entries_in_a_transaction(tmp_path):
+def test_the_table_functions_add_and_list_entries_in_a_transaction(catalog_at):
     from medcompute.server.storage import audit as audit_table
 
-    db = Database(tmp_path)
+    db = Database(catalog_at)
     try:
         entry = audit_table.entry(None, "Process", None, "OK", "y" * 600, at=5.0)
         assert (entry.subscriber, entry.object_id, len(entry.detail)) == ("", "", 500)

@@ -1,18 +1,27 @@
-"""Capacity allocations (storage/capacity.py) on a real catalog file."""
+"""Capacity allocations (storage/capacity.py) on a real catalog, on each backend."""
 
 import pytest
 
 from medcompute.server.storage import capacity
 from medcompute.server.storage.db import FILENAME, connect
 from medcompute.server.storage.images import ImageCatalog
+from medcompute.server.storage.postgres import Tx, is_url
 
 
 @pytest.fixture
-def db(tmp_path):
-    ImageCatalog(tmp_path).close()          # the catalog's tables, as a server creates them
-    conn = connect(tmp_path / FILENAME)
-    yield conn
-    conn.close()
+def db(catalog_at):
+    store = ImageCatalog(catalog_at)        # the catalog's tables, as a server creates them
+    if not is_url(str(catalog_at)):
+        store.close()
+        conn = connect(catalog_at / FILENAME)
+        yield conn
+        conn.close()
+        return
+    try:
+        with store.db.backend.pool.connection() as conn:
+            yield Tx(conn)
+    finally:
+        store.close()
 
 
 def _use(db, subscriber, nbytes):

@@ -4,30 +4,29 @@ read from the push table without the DICOM network code (real SQLite)."""
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import time
 
 import pytest
 
-from medcompute.server.storage.db import FILENAME
+from medcompute.server.storage.db import Database
 from medcompute.server.storage.deliveries import DeliveryLog
 
 pytestmark = pytest.mark.timeout(30)
 
 
 def _push(path, push_id: str, sender: str, state: str, at: float) -> None:
-    db = sqlite3.connect(path / FILENAME)
+    db = Database(path)
     try:
-        db.execute("INSERT INTO dicom_push (push_id, job_id, sender, recipient, node, state, "
-                   "created_at, updated_at) VALUES (?, ?, ?, 'r', 'n', ?, ?, ?)",
-                   (push_id, push_id, sender, state, at, at))
-        db.commit()
+        db.run(lambda tx: tx.execute(
+            "INSERT INTO dicom_push (push_id, job_id, sender, recipient, node, state, "
+            "created_at, updated_at) VALUES (?, ?, ?, 'r', 'n', ?, ?, ?)",
+            (push_id, push_id, sender, state, at, at)))
     finally:
         db.close()
 
 
-def test_a_fresh_data_directory_has_no_deliveries(tmp_path):
-    log = DeliveryLog(tmp_path)        # creates the push table when it is missing
+def test_a_fresh_data_directory_has_no_deliveries(catalog_at):
+    log = DeliveryLog(catalog_at)        # creates the push table when it is missing
     try:
         assert asyncio.run(log.delivered_counts(None, 0, time.time())) == {}
         assert asyncio.run(log.delivered_times("a", 0, time.time())) == []
@@ -35,13 +34,13 @@ def test_a_fresh_data_directory_has_no_deliveries(tmp_path):
         log.close()
 
 
-def test_only_delivered_pushes_count_by_sender_and_time(tmp_path):
-    log = DeliveryLog(tmp_path)
+def test_only_delivered_pushes_count_by_sender_and_time(catalog_at):
+    log = DeliveryLog(catalog_at)
     try:
-        _push(tmp_path, "p1", "a", "delivered", 100.0)
-        _push(tmp_path, "p2", "a", "failed", 110.0)
-        _push(tmp_path, "p3", "b", "delivered", 120.0)
-        _push(tmp_path, "p4", "a", "delivered", 200.0)
+        _push(catalog_at, "p1", "a", "delivered", 100.0)
+        _push(catalog_at, "p2", "a", "failed", 110.0)
+        _push(catalog_at, "p3", "b", "delivered", 120.0)
+        _push(catalog_at, "p4", "a", "delivered", 200.0)
         assert asyncio.run(log.delivered_counts(None, 0, 150)) == {"a": 1, "b": 1}
         assert asyncio.run(log.delivered_counts("a", 0, 300)) == {"a": 2}
         assert asyncio.run(log.delivered_times(None, 100, 200)) == [("a", 100.0), ("b", 120.0)]
@@ -49,11 +48,11 @@ def test_only_delivered_pushes_count_by_sender_and_time(tmp_path):
         log.close()
 
 
-def test_the_table_functions_count_only_delivered_pushes_in_the_window(tmp_path):
+def test_the_table_functions_count_only_delivered_pushes_in_the_window(catalog_at):
     from medcompute.server.storage import deliveries
     from medcompute.server.storage.db import Database
 
-    db = Database(tmp_path)
+    db = Database(catalog_at)
 
     def push(tx, push_id, sender, state, at):
         tx.execute("INSERT INTO dicom_push (push_id, job_id, sender, recipient, node, state,"

@@ -13,8 +13,8 @@ def test_an_examination_is_a_study_of_its_owner_or_a_lone_image():
     assert "1.2.3" not in examination_of("a", "img1", "1.2.3")
 
 
-def test_distinct_examinations_per_subscriber_in_the_window(tmp_path):
-    log = FetchLog(tmp_path)
+def test_distinct_examinations_per_subscriber_in_the_window(catalog_at):
+    log = FetchLog(catalog_at)
 
     async def scenario():
         study = examination_of("owner", "i1", "1.2.3")
@@ -35,11 +35,11 @@ def test_distinct_examinations_per_subscriber_in_the_window(tmp_path):
     assert only_b == {"b": 1} and before == {}
 
 
-def test_the_table_functions_count_distinct_examinations(tmp_path):
+def test_the_table_functions_count_distinct_examinations(catalog_at):
     from medcompute.server.storage import fetches
     from medcompute.server.storage.db import Database
 
-    db = Database(tmp_path)
+    db = Database(catalog_at)
     try:
         db.transaction(fetches.add, "a", 100.0, "i1", "e1")
         db.transaction(fetches.add, "a", 110.0, "i2", "e1")

@@ -25,8 +25,8 @@ def _image(image_id: str, owner: str = "alice", size: int = 100, digest: str = "
 
 
 @pytest.fixture
-def db(tmp_path):
-    database = Database(tmp_path)
+def db(catalog_at):
+    database = Database(catalog_at)
     ImageCatalog(database)          # the image tables on this Database
     AuditLog(database)
     yield database

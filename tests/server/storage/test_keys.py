@@ -29,15 +29,15 @@ def test_a_key_verifies_and_only_its_hash_is_stored(tmp_path):
     lambda t: t + "x",                                    # malformed
     lambda t: "",
 ])
-def test_wrong_keys_do_not_verify(tmp_path, mangle):
-    keys = KeyStore(tmp_path)
+def test_wrong_keys_do_not_verify(catalog_at, mangle):
+    keys = KeyStore(catalog_at)
     _, token = keys.create("s", ["process"])
     assert asyncio.run(keys.verify(mangle(token))) is None
     keys.close()
 
 
-def test_revocation_takes_effect_for_another_connection_at_once(tmp_path):
-    admin, server = KeyStore(tmp_path), KeyStore(tmp_path)   # e.g. the CLI and a server
+def test_revocation_takes_effect_for_another_connection_at_once(catalog_at):
+    admin, server = KeyStore(catalog_at), KeyStore(catalog_at)   # e.g. the CLI and a server
     info, token = admin.create("s", ["receive"])
     assert asyncio.run(server.verify(token)) is not None
     revoked = admin.revoke(info.key_id)
@@ -50,8 +50,8 @@ def test_revocation_takes_effect_for_another_connection_at_once(tmp_path):
     server.close()
 
 
-def test_bad_subscribers_roles_and_certificates(tmp_path):
-    keys = KeyStore(tmp_path)
+def test_bad_subscribers_roles_and_certificates(catalog_at):
+    keys = KeyStore(catalog_at)
     assert not keys.any()
     with pytest.raises(InvalidArgument, match="process, store, receive, admin") as info:
         keys.create("s", "process,root")
@@ -68,8 +68,8 @@ def test_bad_subscribers_roles_and_certificates(tmp_path):
     keys.close()
 
 
-def test_audit_log_filters_and_pages(tmp_path):
-    log = AuditLog(tmp_path)
+def test_audit_log_filters_and_pages(catalog_at):
+    log = AuditLog(catalog_at)
 
     async def fill():
         for i in range(5):
@@ -86,11 +86,11 @@ def test_audit_log_filters_and_pages(tmp_path):
     log.close()
 
 
-def test_the_table_functions_store_look_up_list_and_revoke(tmp_path):
+def test_the_table_functions_store_look_up_list_and_revoke(catalog_at):
     from medcompute.server.storage import keys
     from medcompute.server.storage.db import Database
 
-    db = Database(tmp_path)
+    db = Database(catalog_at)
     try:
         assert not db.run(keys.any_key)
         info = keys.KeyInfo("0123456789ab", "alice", ("process",), 5.0)

@@ -12,8 +12,8 @@ from medcompute.server.storage.studies import UNREAD, StatusRules, StudyStatuses
 pytestmark = pytest.mark.timeout(30)
 
 
-def test_the_table_functions_set_and_read_a_status(tmp_path):
-    db = Database(tmp_path)
+def test_the_table_functions_set_and_read_a_status(catalog_at):
+    db = Database(catalog_at)
     try:
         assert db.run(studies.get, "o", "1.2") == (UNREAD, 0.0, "")
         assert db.transaction(studies.set_status, "o", "1.2", "read", "alice", 5.0) == UNREAD
@@ -24,8 +24,8 @@ def test_the_table_functions_set_and_read_a_status(tmp_path):
         db.close()
 
 
-def test_the_store_checks_statuses_and_rules(tmp_path):
-    db = Database(tmp_path)
+def test_the_store_checks_statuses_and_rules(catalog_at):
+    db = Database(catalog_at)
     store = StudyStatuses(db, StatusRules((UNREAD, "final"), {UNREAD: ("small",)}))
 
     async def scenario():

@@ -91,8 +91,8 @@ def test_summarize_refuses_an_unknown_grouping():
         summarize([], "week")
 
 
-def test_usage_book_reads_the_catalog_by_subscriber_and_period(tmp_path):
-    catalog = Catalog(tmp_path)
+def test_usage_book_reads_the_catalog_by_subscriber_and_period(catalog_at):
+    catalog = Catalog(catalog_at)
     try:
         for r in (record("a", finished_at=DAY1), record("b", finished_at=DAY2),
                   record("c", subscriber="bob", finished_at=DAY1 + 5,
@@ -100,7 +100,7 @@ def test_usage_book_reads_the_catalog_by_subscriber_and_period(tmp_path):
             finish_usage(catalog, r)
     finally:
         catalog.close()
-    book = UsageBook(tmp_path)
+    book = UsageBook(catalog_at)
     try:
         assert [r["job_id"] for r in book.records(None)] == ["a", "c", "b"]
         assert [r["job_id"] for r in book.records("alice")] == ["a", "b"]
@@ -115,19 +115,19 @@ def test_usage_book_reads_the_catalog_by_subscriber_and_period(tmp_path):
         book.close()
 
 
-def test_usage_book_of_a_data_directory_without_jobs(tmp_path):
-    book = UsageBook(tmp_path)
+def test_usage_book_of_a_data_directory_without_jobs(catalog_at):
+    book = UsageBook(catalog_at)
     try:
         assert book.records(None) == []
     finally:
         book.close()
 
 
-def test_the_table_functions_add_one_record_per_job_and_read_them_back(tmp_path):
+def test_the_table_functions_add_one_record_per_job_and_read_them_back(catalog_at):
     from medcompute.server.storage import usage as usage_table
     from medcompute.server.storage.db import Database
 
-    db = Database(tmp_path)
+    db = Database(catalog_at)
     try:
         db.transaction(usage_table.add, "j2", "b", 20.0, {"job_id": "j2", "images": 2})
         db.transaction(usage_table.add, "j1", "a", 10.0, {"job_id": "j1", "images": 1})
