@@ -29,18 +29,23 @@ async def in_threads(fn, *args, **kwargs):
 
 
 def with_store(path, body, **config):
-    """Run ``await body(store)`` against a fresh ImageStore in ``path``."""
+    """Run ``await body(store)`` against a fresh ImageStore in ``path`` (its catalog the
+    data directory's SQLite file, or ``catalog=URL``'s PostgreSQL)."""
     from medcompute.server.config import ServerConfig
+    from medcompute.server.storage.db import Database
     from medcompute.server.store.images import ImageStore
 
     async def main():
-        store = ImageStore(ServerConfig(address="127.0.0.1:0", data_dir=Path(path), **config),
-                           in_threads)
+        settings = ServerConfig(address="127.0.0.1:0", data_dir=Path(path), **config)
+        db = Database(settings.catalog) if settings.catalog else None
+        store = ImageStore(settings, in_threads, db=db)
         try:
             await store.open()
             return await body(store)
         finally:
             store.close()
+            if db is not None:
+                db.close()
     return asyncio.run(main())
 
 

@@ -60,9 +60,12 @@ def adopt(tx, from_owner: str, to_owner: str, at: float | None = None) -> list[s
     for image_id, tier, n in tiers:
         meter(tx, from_owner, at, -n, image_id, tier)
         meter(tx, to_owner, at, n, image_id, tier)
-    tx.execute("UPDATE OR IGNORE study_status SET owner = ? WHERE owner = ? AND study_uid IN "
-               f"(SELECT study_uid FROM images WHERE id IN ({marks}))",
-               (to_owner, from_owner, *ids))
+    # A study whose status the new owner has already keeps that one (and the old row).
+    tx.execute("UPDATE study_status SET owner = ? WHERE owner = ? AND study_uid IN "
+               f"(SELECT study_uid FROM images WHERE id IN ({marks})) AND NOT EXISTS "
+               "(SELECT 1 FROM study_status mine WHERE mine.owner = ? "
+               "AND mine.study_uid = study_status.study_uid)",
+               (to_owner, from_owner, *ids, to_owner))
     return ids
 
 

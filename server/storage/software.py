@@ -114,8 +114,8 @@ def set_status(tx, name: str, version: str, status: str, at: float) -> None:
 
 
 def grant(tx, name: str, subscriber: str, at: float) -> None:
-    tx.execute("INSERT OR IGNORE INTO software_grants (name, subscriber, granted_at) "
-               "VALUES (?, ?, ?)", (name, subscriber, at))
+    tx.execute("INSERT INTO software_grants (name, subscriber, granted_at) VALUES (?, ?, ?) "
+               "ON CONFLICT (name, subscriber) DO NOTHING", (name, subscriber, at))
 
 
 def granted(tx, name: str, subscriber: str) -> bool:
@@ -161,7 +161,8 @@ def counts(tx, publisher: str | None) -> list[tuple]:
     where, args = ("WHERE p.publisher = ?", (publisher,)) if publisher is not None else ("", ())
     return tx.execute(
         "SELECT p.name, p.version,"
-        " COALESCE(SUM(e.kind = 'use'), 0), COALESCE(SUM(e.kind = 'download'), 0),"
+        " COALESCE(SUM(CASE WHEN e.kind = 'use' THEN 1 ELSE 0 END), 0),"
+        " COALESCE(SUM(CASE WHEN e.kind = 'download' THEN 1 ELSE 0 END), 0),"
         " COALESCE(SUM(CASE WHEN e.kind = 'use' THEN e.fee ELSE 0 END), 0)"
         " FROM software_packages p LEFT JOIN software_events e"
         " ON e.name = p.name AND e.version = p.version"

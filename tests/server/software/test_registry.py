@@ -31,8 +31,8 @@ CLINIC = Principal("north-clinic", frozenset({"process"}))
 
 
 @pytest.fixture
-def registry(tmp_path):
-    db = Database(tmp_path / "data")
+def registry(tmp_path, catalog_at):
+    db = Database(catalog_at)
     r = reg.SoftwareRegistry(db, tmp_path / "data")
     yield r
     r.close()
@@ -168,13 +168,14 @@ def test_a_closed_registry_hands_the_lookups_back_to_the_one_bound_before(regist
     assert APPROVED.wheel("ab").endswith("software/ab.whl")
 
 
-def test_a_retirement_by_another_server_is_read_again(registry, tmp_path, monkeypatch):
+def test_a_retirement_by_another_server_is_read_again(registry, tmp_path, catalog_at,
+                                                     monkeypatch):
     from medcompute.server.software import catalog
 
     add(registry, build_wheel(tmp_path / "a"))
     run(registry.approve("sharpen", "1.0"))
     assert APPROVED.find("sharpen", "1.0", "op").status == "approved"
-    elsewhere = Database(registry.data_dir)       # another server's connection to the file
+    elsewhere = Database(catalog_at)              # another server's connection to the catalog
     try:
         elsewhere.transaction(table.set_status, "sharpen", "1.0", "retired", 0.0)
     finally:

@@ -24,7 +24,12 @@ async def _put(store, array, owner):
     return record
 
 
-def test_every_image_of_local_goes_to_the_subscriber_with_its_bytes(tmp_path):
+def _url(catalog_at) -> str:
+    """The store's catalog setting: "" for the data directory's SQLite file, else the URL."""
+    return catalog_at if isinstance(catalog_at, str) else ""
+
+
+def test_every_image_of_local_goes_to_the_subscriber_with_its_bytes(tmp_path, catalog_at):
     async def body(store):
         a = await _put(store, np.arange(64, dtype=np.int16).reshape(8, 8), "local")
         ct_bytes = H.data_of("CT_small.dcm")
@@ -36,7 +41,7 @@ def test_every_image_of_local_goes_to_the_subscriber_with_its_bytes(tmp_path):
         store.catalog.db.run(lambda tx: studies.set_status(tx, "local", study, "read",
                                                            "local", 1.0))
         before = store.catalog.db.run(stored_bytes_now)
-        adoption = Adoption(tmp_path)
+        adoption = Adoption(catalog_at)
         try:
             assert adoption.adopt("local", "st-mary") == [a.id, b.id]
             assert adoption.adopt("local", "st-mary") == []          # nothing left
@@ -55,15 +60,15 @@ def test_every_image_of_local_goes_to_the_subscriber_with_its_bytes(tmp_path):
         assert first.subscriber == "st-mary" and "2 image(s) of local" in first.detail
         assert "0 image(s) of local" in second.detail
 
-    H.with_store(tmp_path, body)
+    H.with_store(tmp_path, body, catalog=_url(catalog_at))
 
 
-def test_a_conflict_or_the_capacity_refuses_it_and_nothing_changes(tmp_path):
+def test_a_conflict_or_the_capacity_refuses_it_and_nothing_changes(tmp_path, catalog_at):
     async def body(store):
         array = np.arange(16, dtype=np.int16).reshape(4, 4)
         mine = await _put(store, array, "local")
         await _put(store, array, "st-mary")               # the same instance, kept by both
-        adoption = Adoption(tmp_path)
+        adoption = Adoption(catalog_at)
         try:
             with pytest.raises(FailedPrecondition, match="already holds 1 of the 1 image") as e:
                 adoption.adopt("local", "st-mary")
@@ -74,11 +79,13 @@ def test_a_conflict_or_the_capacity_refuses_it_and_nothing_changes(tmp_path):
             assert e.value.field == "subscriber"
             with pytest.raises(InvalidArgument):
                 adoption.adopt("local", "not a name")
-            with pytest.raises(InvalidArgument, match="already belong"):
+            with pytest.raises(InvalidArgument) as e:
                 adoption.adopt("local", "local")
+            assert e.value.field == "subscriber"
+            assert "the images already belong to 'local'" in e.value.message
         finally:
             adoption.close()
         assert store.catalog.db.run(get, mine.id, "local") is not None
         assert "st-luke" not in store.catalog.db.run(stored_bytes_now)
 
-    H.with_store(tmp_path, body)
+    H.with_store(tmp_path, body, catalog=_url(catalog_at))

@@ -112,3 +112,34 @@ def test_the_command_line_migrates_and_copies(tmp_path, postgres, capsys):
 def test_the_command_line_refuses_a_catalog_of_neither_backend(capsys):
     assert main(["catalog", "migrate", "--catalog", "mysql://db/x"]) == 2
     assert "expected postgresql://... or sqlite:PATH, got 'mysql'" in capsys.readouterr().err
+
+
+def test_a_target_catalog_of_an_older_schema_is_refused_naming_the_table(tmp_path, postgres):
+    """copy() checks the target's tables and columns before any row moves (catalog_copy
+    migrates the target first; a target opened by another version may still be older)."""
+    _fill(tmp_path)
+    source = open_catalog(None, tmp_path)
+    target = open_catalog(postgres.fresh_url())
+    try:
+        target.transaction(lambda tx: tx.execute("DROP TABLE api_keys"))
+        with pytest.raises(FailedPrecondition) as caught:
+            copy(source, target)
+        assert caught.value.field == "to"
+        assert caught.value.message == (
+            "the target catalog has no table api_keys: its schema is older than the "
+            "source's; run `medcompute catalog migrate` on it first")
+    finally:
+        target.close()
+    older = open_catalog(postgres.fresh_url())          # every table, at the current version
+    try:
+        older.transaction(lambda tx: tx.execute("ALTER TABLE audit DROP COLUMN detail"))
+        with pytest.raises(FailedPrecondition) as caught:
+            copy(source, older)
+        assert caught.value.field == "to"
+        assert caught.value.message == ("the target catalog's table audit lacks the columns "
+                                         "['detail']; run `medcompute catalog migrate` on it "
+                                         "first")
+        assert older.run(lambda tx: tx.execute("SELECT COUNT(*) FROM audit").fetchone()[0]) == 0
+    finally:
+        older.close()
+        source.close()
