@@ -140,7 +140,7 @@ def _grayscale(pixels: np.ndarray, bits: int):
     g.SamplesPerPixel = 1
     g.PhotometricInterpretation = "MONOCHROME2"
     g.Rows, g.Columns = (int(n) for n in pixels.shape)
-    g.PixelAspectRatio = [1, 1]
+    # Pixel Aspect Ratio (1C) is left out: the boxes' pixels are square (PS3.3 C.13.5).
     g.BitsAllocated = 8 if bits == 8 else 16
     g.BitsStored = bits
     g.HighBit = bits - 1

@@ -231,3 +231,20 @@ def test_the_printed_sheets_are_metered_on_the_invoice(server, client, stored):
     line = next(line for line in sub["lines"] if line["item"] == "printed_sheet")
     printed = sum(j.sheets for j in client.printing.jobs())
     assert printed >= 4 and line["quantity"] == printed
+
+
+def test_the_printed_objects_pass_the_standards_validator(client, stored, printer):
+    """What the print SCP kept of a sheet (its Stored Print and its Hardcopy Grayscale
+    images, made from the image boxes this service sent) has no error by dciodvfy but
+    that it does not know these two retired IODs (dcmprscp's own storage objects)."""
+    from tests import dciodvfy
+
+    before = set(printer[1].iterdir())
+    job = client.printing.print_image(stored, "film", display_format="STANDARD\\2,1",
+                                      slices=[0, 1])
+    assert job.status == "DONE"
+    made = sorted(set(printer[1].glob("*.dcm")) - before)
+    assert {p.name[:3] for p in made} == {"SP_", "HG_"}
+    for path in made:
+        errors = dciodvfy.check(path.read_bytes()).errors
+        assert errors == {"Error - Information Object Not found"}, (path.name, errors)
