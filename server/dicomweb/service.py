@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from medcompute.server.dicomnet.ingress import Ingress
 from medcompute.server.dicomweb import qido, stow, wado
 from medcompute.server.dicomweb.door import (
+    PROCESS,
     READ,
     WRITE,
     Door,
@@ -24,6 +25,7 @@ from medcompute.server.dicomweb.door import (
     http_status,
 )
 from medcompute.server.dicomweb.index import Index, Instance
+from medcompute.server.dicomweb.processed import Processing, parse_processing
 from medcompute.server.errors import MedcomputeError, NotFound
 from medcompute.server.store.images import ImageStore
 from medcompute.server.store.versions import ORIGINAL
@@ -53,8 +55,9 @@ def refusal(exc: Exception) -> Response:
 
 class DicomWeb:
     def __init__(self, store: ImageStore, door: Door, ingress: Ingress | None, *,
-                 ae_title: str, max_body: int):
+                 ae_title: str, max_body: int, processing: Processing | None = None):
         self.store = store
+        self.processing = processing
         self.door = door
         self.ingress = ingress
         self.index = Index(store)
@@ -77,7 +80,8 @@ class DicomWeb:
             await self.door.record(principal, action, _digest(object_id), code,
                                    exc.details if hasattr(exc, "details") else "internal")
             return response
-        await self.door.record(principal, action, _digest(object_id), "OK")
+        await self.door.record(principal, action, _digest(object_id), "OK",
+                               getattr(request.state, "audit_detail", ""))
         return response
 
     @staticmethod
@@ -134,19 +138,23 @@ class DicomWeb:
             wado.accepts(request.headers.get("accept", ""), ("application/dicom",),
                          syntax=syntax, multipart_only=True)
             await self._readable(found, principal.subscriber)
-            boundary = uuid.uuid4().hex
-
-            async def body():
-                for inst in found:
-                    path = str(self.store.present(inst.record.blob("dicom")))
-                    data = await asyncio.to_thread(wado.instance_bytes, path, inst)
-                    yield wado.part_head(boundary, wado.part_type("application/dicom", inst))
-                    yield data
-                    yield b"\r\n"
-                yield wado.closing(boundary)
-            return StreamingResponse(body(), media_type=(
-                f'multipart/related; type="application/dicom"; boundary={boundary}'))
+            return self._send(found)
         return await self.serve(request, "dicomweb.retrieve", READ, handle)
+
+    def _send(self, found: list[Instance], headers: dict | None = None) -> Response:
+        """The instances as stored, one part each, read as they are sent."""
+        boundary = uuid.uuid4().hex
+
+        async def body():
+            for inst in found:
+                path = str(self.store.present(inst.record.blob("dicom")))
+                data = await asyncio.to_thread(wado.instance_bytes, path, inst)
+                yield wado.part_head(boundary, wado.part_type("application/dicom", inst))
+                yield data
+                yield b"\r\n"
+            yield wado.closing(boundary)
+        return StreamingResponse(body(), headers=headers, media_type=(
+            f'multipart/related; type="application/dicom"; boundary={boundary}'))
 
     async def metadata(self, request: Request) -> Response:
         async def handle(request, principal):
@@ -200,6 +208,43 @@ class DicomWeb:
                                            int(quality))
             return Response(data, media_type=media)
         return await self.serve(request, "dicomweb.rendered", READ, handle)
+
+    # -- processing on retrieve ---------------------------------------------------------
+    async def processed(self, request: Request) -> Response:
+        async def handle(request, principal):
+            if self.processing is None:
+                raise HttpError(503, "this server does not process on retrieve")
+            accept = request.headers.get("accept", "")
+            rendered = "image/" in accept
+            media = (wado.accepts(accept, wado.RENDERED_TYPES) if rendered else
+                     wado.accepts(accept, ("application/dicom",), multipart_only=True))
+            process = parse_processing(list(request.query_params.multi_items()))
+            window = wado.window_of(request.query_params.get("window", ""))
+            study, series = request.path_params["study"], request.path_params["series"]
+            records = await self.index.records(principal.subscriber, study_uid=study,
+                                               series_uid=series)
+            if not records:
+                raise NotFound("no stored series with this UID", "series")
+            source = self.processing.source(records)
+            await self.store.readable(source, ORIGINAL)
+            job_id, derived = await self.processing.run(process, source,
+                                                        subscriber=principal.subscriber)
+            request.state.audit_detail = f"job {job_id}"
+            series = derived.metadata.get("series_instance_uid", "")
+            result = await self.index.instances(principal.subscriber, study_uid=study,
+                                                series_uid=series)
+            if not result:
+                raise NotFound("the derived series is not stored under this study", "study")
+            await self.store.fetched(derived, principal.subscriber)
+            headers = {"Content-Location": f"{self.base_url(request)}/studies/{study}/series/"
+                       f"{series}", "Medcompute-Job": job_id}
+            if not rendered:
+                return self._send(result, headers)
+            first = min(result, key=lambda i: int(i.header.get("InstanceNumber", 0) or 0))
+            path = str(self.store.present(first.record.blob("dicom")))
+            data = await asyncio.to_thread(wado.rendered, path, first, media, window)
+            return Response(data, media_type=media, headers=headers)
+        return await self.serve(request, "dicomweb.processed", PROCESS, handle)
 
     # -- STOW-RS ----------------------------------------------------------------------
     async def store_instances(self, request: Request) -> Response:

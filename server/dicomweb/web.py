@@ -14,6 +14,7 @@ from medcompute.server.config import ServerConfig
 from medcompute.server.dicomnet.ingress import Ingress
 from medcompute.server.dicomweb.door import Door, HttpError
 from medcompute.server.dicomweb.listener import HttpListener
+from medcompute.server.dicomweb.processed import Processing
 from medcompute.server.dicomweb.service import PREFIX, DicomWeb, refusal
 from medcompute.server.storage.audit import AuditLog
 from medcompute.server.storage.keys import KeyStore
@@ -48,6 +49,7 @@ def resources(web: DicomWeb) -> list:
         Route(_INSTANCE + "/rendered", web.rendered, methods=get),
         Route(_INSTANCE + "/frames/{frame:int}/rendered", web.rendered, methods=get),
         Route(_INSTANCE + "/bulk/{tag}", web.bulk, methods=get),
+        Route(_SERIES + "/processed", web.processed, methods=get),
     ]
 
 
@@ -64,18 +66,18 @@ def build_app(web: DicomWeb, *, cors: tuple[str, ...] = (), extra: list | None =
         middleware.append(Middleware(
             CORSMiddleware, allow_origins=list(cors), allow_methods=["GET", "POST"],
             allow_headers=["Authorization", "Accept", "Content-Type"],
-            expose_headers=["Warning", "Content-Type"]))
+            expose_headers=["Warning", "Content-Type", "Content-Location", "Medcompute-Job"]))
     return Starlette(routes=[Mount(PREFIX, routes=resources(web)), *(extra or [])],
                      middleware=middleware, exception_handlers={HTTPException: _http_error})
 
 
 def http_door(config: ServerConfig, store: ImageStore, keys: KeyStore, audit: AuditLog,
-              ingress: Ingress | None) -> HttpListener:
+              ingress: Ingress | None, runner) -> HttpListener:
     """The HTTP port of ``config`` (not yet listening): DICOMweb over ``store``, STOW-RS
-    through ``ingress``."""
+    through ``ingress``, processing on retrieve as jobs of ``runner`` (a JobRunner)."""
     door = Door(config, keys, audit)
     web = DicomWeb(store, door, ingress, ae_title=config.dicom_ae_title,
-                   max_body=config.http_max_body_bytes)
+                   max_body=config.http_max_body_bytes, processing=Processing(runner, store))
     return HttpListener(build_app(web, cors=config.http_cors), config.http_address,
                         config.http_port or 0, tls_cert=config.tls_cert,
                         tls_key=config.tls_key, grace=config.grace)

@@ -6,6 +6,7 @@ and the server serves on."""
 
 from __future__ import annotations
 
+import email
 import io
 import os
 import time
@@ -40,6 +41,7 @@ def web(server_thread, tmp_path_factory):
     keys = KeyStore(data_dir)
     tokens = {name: keys.create(subscriber, roles)[1] for name, subscriber, roles in (
         ("a", "a", "process,store,receive"), ("b", "b", "process,store,receive"),
+        ("c", "c", "process,store,receive"),
         ("reader", "a", "receive"), ("admin", "ops", "admin"))}
     keys.close()
     config = ServerConfig(address="127.0.0.1:0", data_dir=data_dir, workers=1, http_port=0,
@@ -291,3 +293,59 @@ def test_wado_accept_not_offered_is_406(web, stored):
     assert answer.status_code == 404 and answer.json()["error"]["field"] == "frames"
     answer = requests.get(f"{web.url}/nowhere", headers=_auth(web, "a"), timeout=30)
     assert answer.status_code == 404
+
+
+def _parts(answer) -> list[pydicom.Dataset]:
+    """The DICOM parts of a multipart/related answer (the standard library's parser)."""
+    message = email.message_from_bytes(
+        f"Content-Type: {answer.headers['Content-Type']}\r\n\r\n".encode() + answer.content)
+    return [pydicom.dcmread(io.BytesIO(part.get_payload(decode=True)))
+            for part in message.get_payload()]
+
+
+def test_processing_on_retrieve_runs_a_job_and_reuses_its_result(web, stored):
+    url = f"{web.url}/studies/{STUDY}/series/{SERIES}/processed"
+    params = [("op", "gaussian:sigma=1"), ("op", "mip:axis=0"), ("device", "cpu")]
+    answer = requests.get(url, params=params, headers=_auth(web, "a"), timeout=120)
+    assert answer.status_code == 200, answer.text
+    (mip,) = _parts(answer)
+    assert mip.ImageType[0] == "DERIVED" and mip.StudyInstanceUID == STUDY
+    assert mip.SeriesInstanceUID != SERIES
+    want = np.stack([pydicom.dcmread(f).pixel_array for f in FILES])
+    assert mip.pixel_array.shape == want.shape[1:]
+    job = answer.headers["Medcompute-Job"]
+    location = answer.headers["Content-Location"]
+    assert location.endswith(f"/series/{mip.SeriesInstanceUID}")
+    # The derived series is in the store: QIDO finds it, WADO sends it.
+    series = _dw(web, "a").search_for_series(STUDY)
+    assert {s["0020000E"]["Value"][0] for s in series} == {SERIES, mip.SeriesInstanceUID}
+    # The same request again: a new job, answered from the store (the derivation key).
+    again = requests.get(url, params=params, timeout=120,
+                         headers={**_auth(web, "a"), "Accept": "image/png"})
+    assert again.status_code == 200 and again.content[:4] == b"\x89PNG"
+    assert again.headers["Content-Location"] == location
+    assert again.headers["Medcompute-Job"] != job
+    with Client(web.address, timeout=60, api_key=web.tokens["a"]) as a:
+        listed = {j.job_id: j for j in a.jobs().jobs}
+        assert {job, again.headers["Medcompute-Job"]} <= set(listed)
+        usage = a.usage(include_records=True)
+        assert {job, again.headers["Medcompute-Job"]} <= {r.job_id for r in usage.records}
+    entries = web.call(web.running.guard.audit.alist(action="dicomweb.processed"))
+    assert {e.detail for e in entries} >= {f"job {job}"}
+
+
+@pytest.mark.parametrize(("params", "who", "status", "field"), [
+    ([("op", "nope:x=1")], "a", 400, "op[0]"),
+    ([("op", "gaussian:sigma=1"), ("op", "gaussian:bogus=1")], "a", 400, "op[1]"),
+    ([], "a", 400, "op"),
+    ([("op", "gaussian:sigma=-1")], "a", 400, "op[0].gaussian.sigma"),
+    ([("op", "mip"), ("colour", "red")], "a", 400, "colour"),
+    ([("op", "mip"), ("device", "tpu")], "a", 400, "device"),
+    ([("op", "mip")], "c", 404, "series"),            # a's series, another's key
+    ([("op", "mip")], "reader", 403, ""),
+])
+def test_processing_on_retrieve_refusals(web, stored, params, who, status, field):
+    answer = requests.get(f"{web.url}/studies/{STUDY}/series/{SERIES}/processed",
+                          params=params, headers=_auth(web, who), timeout=120)
+    assert answer.status_code == status, answer.text
+    assert answer.json()["error"]["field"].startswith(field)
