@@ -12,7 +12,7 @@ TOOLS   ?= .tools
 NPM_PACKAGES := @bufbuild/buf@1.75.0 @grpc/grpc-js@1.14.7 @grpc/proto-loader@0.8.1
 BUF     = $(abspath $(TOOLS))/node_modules/.bin/buf
 
-.PHONY: run test fuzz proto bench bench-quick clean tools lint-proto breaking-image peers imports lint
+.PHONY: run test fuzz proto bench bench-quick clean tools lint-proto breaking-image peers imports lint browser ohif
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -59,6 +59,23 @@ breaking-image: $(TOOLS)/.installed
 peers:
 	.ci/install-peers
 
+## browser: Chromium and chromedriver (apt-get, where missing), for the viewer tests
+browser:
+	.ci/install-browser
+
+## ohif: the OHIF Viewer's built application (npm's @ohif/app ships it in dist/) into
+## $(TOOLS)/ohif/dist, served by the viewer tests from the DICOMweb port
+OHIF_VERSION ?= 3.13.2
+ohif: $(TOOLS)/ohif/.installed
+
+$(TOOLS)/ohif/.installed: Makefile
+	rm -rf $(TOOLS)/ohif && mkdir -p $(TOOLS)/ohif
+	cd $(TOOLS)/ohif && npm pack --silent @ohif/app@$(OHIF_VERSION) >/dev/null && \
+		tar xzf ohif-app-$(OHIF_VERSION).tgz --strip-components=1 package/dist package/package.json && \
+		rm ohif-app-$(OHIF_VERSION).tgz
+	test -f $(TOOLS)/ohif/dist/index.html
+	touch $@
+
 ## imports: check the house plan's import contracts (pyproject.toml [tool.importlinter]).
 ## import-linter reads packages from folders named as they import, so build/imports holds
 ## medcompute/{server,client,kernels,proto} as links to the top-level folders.
@@ -74,7 +91,7 @@ lint: $(VENV)/.installed-test
 
 ## test: set up .venv with the test extras, the tools and the DICOM peers, lint the protos
 ## and the code, check the import contracts, run the whole suite
-test: $(VENV)/.installed-test $(TOOLS)/.installed peers lint-proto lint imports
+test: $(VENV)/.installed-test $(TOOLS)/.installed peers browser ohif lint-proto lint imports
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 ## fuzz: the property-based fuzz tests with thousands of examples each (make test runs a few dozen)

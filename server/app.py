@@ -349,7 +349,8 @@ async def start(config: ServerConfig) -> Running:
                 await dicom.start(listen=False)
                 stack.push_async_callback(dicom.stop)
                 servicers.dicom.node = dicom
-            http = http_door(config, store, keys, audit, dicom.ingress, runner)
+            http = http_door(config, store, keys, audit, ingress=dicom.ingress, runner=runner,
+                             billing=billing, pushes=dicom.pushes)
             stack.push_async_callback(http.stop)
             await http.start()
         metrics_port = 0

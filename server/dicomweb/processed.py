@@ -69,17 +69,23 @@ class Processing:
         return max(records, key=lambda r: (r.kind == "original", len(r.file_sizes),
                                            -r.created_at))
 
+    async def submit(self, request: ProcessRequest, record: ImageRecord, *,
+                     subscriber: str, label: str = "dicomweb processed"):
+        """Start ``request`` on ``record`` as an asynchronous job; its view."""
+        try:
+            view, _ = await self.runner.submit(SubmitRequest(
+                request.with_images([_source(record)]), label=label), _no_chunks(),
+                subscriber=subscriber)
+        except MedcomputeError as exc:
+            raise renamed(exc, moves=_FIELDS) from None
+        return view
+
     async def run(self, request: ProcessRequest, record: ImageRecord, *, subscriber: str
                   ) -> tuple[str, ImageRecord]:
         """Run ``request`` on ``record`` as a job and wait for its end; (the job's id, the
         derived image)."""
-        source = ExpectedImage("input.image_id", "stored", 0, stored=record.id)
-        process = request.with_images([source])
-        try:
-            view, _ = await self.runner.submit(SubmitRequest(
-                process, label="dicomweb processed"), _no_chunks(), subscriber=subscriber)
-        except MedcomputeError as exc:
-            raise renamed(exc, moves=_FIELDS) from None
+        view = await self.submit(request, record, subscriber=subscriber)
+        process = request.with_images([_source(record)])
         async for update in self.runner.watch(view.job_id, subscriber):
             job = update.job
         if job.state is not State.SUCCEEDED:
@@ -94,6 +100,10 @@ class Processing:
         if derived.blob("dicom") is None:
             raise FailedPrecondition("the derived image has no DICOM files", "op")
         return job.job_id, derived
+
+
+def _source(record: ImageRecord) -> ExpectedImage:
+    return ExpectedImage("input.image_id", "stored", 0, stored=record.id)
 
 
 async def _no_chunks():

@@ -12,6 +12,7 @@ from starlette.routing import Mount, Route
 
 from medcompute.server.config import ServerConfig
 from medcompute.server.dicomnet.ingress import Ingress
+from medcompute.server.dicomweb.console import Console
 from medcompute.server.dicomweb.door import Door, HttpError
 from medcompute.server.dicomweb.listener import HttpListener
 from medcompute.server.dicomweb.processed import Processing
@@ -71,13 +72,17 @@ def build_app(web: DicomWeb, *, cors: tuple[str, ...] = (), extra: list | None =
                      middleware=middleware, exception_handlers={HTTPException: _http_error})
 
 
-def http_door(config: ServerConfig, store: ImageStore, keys: KeyStore, audit: AuditLog,
-              ingress: Ingress | None, runner) -> HttpListener:
+def http_door(config: ServerConfig, store: ImageStore, keys: KeyStore, audit: AuditLog, *,
+              ingress: Ingress | None, runner, billing, pushes) -> HttpListener:
     """The HTTP port of ``config`` (not yet listening): DICOMweb over ``store``, STOW-RS
-    through ``ingress``, processing on retrieve as jobs of ``runner`` (a JobRunner)."""
+    through ``ingress``, processing on retrieve as jobs of ``runner`` (a JobRunner), and
+    the console (usage and invoices from ``billing``, DICOM pushes from ``pushes``)."""
     door = Door(config, keys, audit)
+    processing = Processing(runner, store)
     web = DicomWeb(store, door, ingress, ae_title=config.dicom_ae_title,
-                   max_body=config.http_max_body_bytes, processing=Processing(runner, store))
-    return HttpListener(build_app(web, cors=config.http_cors), config.http_address,
+                   max_body=config.http_max_body_bytes, processing=processing)
+    console = Console(door, web.index, runner, billing, pushes, processing)
+    app = build_app(web, cors=config.http_cors, extra=console.routes())
+    return HttpListener(app, config.http_address,
                         config.http_port or 0, tls_cert=config.tls_cert,
                         tls_key=config.tls_key, grace=config.grace)
