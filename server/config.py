@@ -142,6 +142,8 @@ class ServerConfig:
     http_cors: tuple[str, ...] = ()
     #: Largest request body (a STOW-RS request), in bytes; larger: 413.
     http_max_body_bytes: int = 512 << 20
+    #: A built web viewer (OHIF's dist/) served at / on the HTTP port; None: none.
+    http_viewer: Path | None = None
     #: The service's own AE title.
     dicom_ae_title: str = "MEDCOMPUTE"
     #: Other called AE titles the node answers to (``--dicom-ae-alias``); any other called

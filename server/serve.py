@@ -286,6 +286,10 @@ def add_parser(subparsers, *, duration: Callable[[str], float]) -> argparse.Argu
     web.add_argument("--http-cors", action="append", default=[], metavar="ORIGIN",
                      help="allow this origin (a viewer served elsewhere, e.g. "
                      "https://viewer.example.org) by CORS; repeatable")
+    web.add_argument("--http-viewer", default=None, metavar="DIR",
+                     help="serve this built web viewer at / on the HTTP port, configured for "
+                     "this service's DICOMweb (the OHIF Viewer's dist/ folder: make ohif "
+                     "puts one in .tools/ohif/dist)")
     web.add_argument("--http-max-body-mb", type=float, default=512, metavar="MIB",
                      help="largest STOW-RS request body (default 512; larger: 413)")
     serve.add_argument("--log-level", default="info",
@@ -345,7 +349,7 @@ def run(args) -> int:
                           dicom_tls_key=args.dicom_tls_key or "",
                           dicom_tls_ca=args.dicom_tls_ca or "",
                           http_port=args.http_port, http_address=args.http_address,
-                          http_cors=tuple(args.http_cors),
+                          http_cors=tuple(args.http_cors), http_viewer=_path(args.http_viewer),
                           http_max_body_bytes=int(args.http_max_body_mb * (1 << 20)),
                           processes=(args.processes if args.processes is not None
                                      else default_processes()))

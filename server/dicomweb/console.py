@@ -3,10 +3,11 @@ see their jobs (live: the page reloads while one runs), deliveries (results deli
 their inbox, and DICOM pushes with each node's status), usage and the month's invoice,
 and their stored studies with previews, from which a processing of a series starts.
 
-A log-in keeps the key in memory on the server, behind a random session id in a cookie
-(HttpOnly, SameSite=Strict, Secure over TLS) that lasts :data:`SESSION_SECONDS`; each
-page verifies the key again (a revoked key ends its sessions) and applies its roles and
-subscriber, as the DICOMweb resources do. Forms carry the session's CSRF token.
+A log-in keeps the key in memory on the server (door.Sessions), behind a random session
+id in a cookie (HttpOnly, SameSite=Strict, Secure over TLS); each page verifies the key
+again (a revoked key ends its sessions) and applies its roles and subscriber, as the
+DICOMweb resources do, which take the same cookie (a viewer served from this origin).
+Forms carry the session's CSRF token.
 """
 
 from __future__ import annotations
@@ -14,8 +15,6 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import hmac
-import secrets
-import time
 from html import escape
 from urllib.parse import quote, unquote
 
@@ -24,18 +23,22 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from medcompute.server.dicomweb import pages, wado
-from medcompute.server.dicomweb.door import PROCESS, READ, Door, HttpError, http_status
+from medcompute.server.dicomweb.door import (
+    COOKIE,
+    PROCESS,
+    READ,
+    SESSION_SECONDS,
+    Door,
+    HttpError,
+    http_status,
+)
 from medcompute.server.dicomweb.index import Index
 from medcompute.server.dicomweb.processed import Processing, parse_processing
 from medcompute.server.errors import MedcomputeError, Unauthenticated
 from medcompute.server.storage.keys import Principal
 from medcompute.server.store.versions import ORIGINAL
 
-__all__ = ["Console", "SESSION_SECONDS", "COOKIE"]
-
-SESSION_SECONDS = 8 * 3600.0
-COOKIE = "medcompute_console"
-_MAX_SESSIONS = 10000
+__all__ = ["Console"]
 
 
 class Console:
@@ -48,8 +51,7 @@ class Console:
         self.billing = billing            # BillingService
         self.pushes = pushes              # PushBook, or None without a DICOM node
         self.processing = processing
-        #: session id -> (API key text, CSRF token, expiry)
-        self._sessions: dict[str, tuple[str, str, float]] = {}
+        self.sessions = door.sessions
 
     def routes(self) -> list:
         return [
@@ -65,10 +67,8 @@ class Console:
 
     # -- sessions -----------------------------------------------------------------------
     async def _session(self, request: Request) -> tuple[Principal, str]:
-        sid = request.cookies.get(COOKIE, "")
-        held = self._sessions.get(sid)
-        if held is None or held[2] < time.time():
-            self._sessions.pop(sid, None)
+        held = self.sessions.get(request.cookies.get(COOKIE, ""))
+        if held is None:
             raise Unauthenticated("log in first")
         principal = await self.door.principal(f"Bearer {held[0]}" if held[0] else "")
         return principal, held[1]
@@ -104,16 +104,12 @@ class Console:
         except Unauthenticated as exc:
             await self.door.record(None, "console.login", "", "UNAUTHENTICATED", exc.message)
             return HTMLResponse(pages.login_page(exc.message, after), 401)
-        if len(self._sessions) >= _MAX_SESSIONS:
-            now = time.time()
-            self._sessions = {s: v for s, v in self._sessions.items() if v[2] > now}
-        sid = secrets.token_urlsafe(32)
-        self._sessions[sid] = (key, secrets.token_urlsafe(16), time.time() + SESSION_SECONDS)
+        sid = self.sessions.open(key)
         await self.door.record(principal, "console.login", "", "OK")
         response = RedirectResponse(after, 303)
         response.set_cookie(COOKIE, sid, max_age=int(SESSION_SECONDS), httponly=True,
                             samesite="strict", secure=request.url.scheme == "https",
-                            path="/console")
+                            path="/")
         return response
 
     async def _checked_form(self, request: Request, csrf: str):
@@ -124,13 +120,14 @@ class Console:
         return data
 
     async def logout(self, request: Request) -> Response:
-        held = self._sessions.get(request.cookies.get(COOKIE, ""))
+        sid = request.cookies.get(COOKIE, "")
+        held = self.sessions.get(sid)
         if held is not None:
             data = await request.form()
             if hmac.compare_digest(str(data.get("csrf", "")), held[1]):
-                self._sessions.pop(request.cookies.get(COOKIE, ""), None)
+                self.sessions.close(sid)
         response = RedirectResponse("/console/login", 303)
-        response.delete_cookie(COOKIE, path="/console")
+        response.delete_cookie(COOKIE, path="/")
         return response
 
     async def home(self, request: Request) -> Response:

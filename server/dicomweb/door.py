@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
+import time
 
 from medcompute.server.config import ServerConfig
 from medcompute.server.errors import MedcomputeError, PermissionDenied, Unauthenticated
 from medcompute.server.storage.audit import AuditLog
 from medcompute.server.storage.keys import ROLES, KeyStore, Principal
 
-__all__ = ["Door", "HttpError", "http_status", "error_body", "READ", "WRITE", "PROCESS"]
+__all__ = ["Door", "HttpError", "Sessions", "http_status", "error_body", "READ", "WRITE",
+           "PROCESS", "COOKIE"]
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +29,11 @@ log = logging.getLogger(__name__)
 READ = ("store", "receive")
 WRITE = ("store",)
 PROCESS = ("process",)
+
+#: The console's session cookie; a viewer served from this origin is authenticated by it.
+COOKIE = "medcompute_session"
+SESSION_SECONDS = 8 * 3600.0
+_MAX_SESSIONS = 10000
 
 _STATUS = {
     "INVALID_ARGUMENT": 400, "UNAUTHENTICATED": 401, "PERMISSION_DENIED": 403,
@@ -59,11 +67,48 @@ def error_body(status: int, code: str, field: str, message: str) -> dict:
                       "message": message}}
 
 
+class Sessions:
+    """Logged-in browsers: a random session id (the cookie) -> the API key it logged in
+    with, its CSRF token and its end. Held in memory: a restart logs everyone out."""
+
+    def __init__(self, seconds: float = SESSION_SECONDS):
+        self.seconds = seconds
+        self._held: dict[str, tuple[str, str, float]] = {}
+
+    def open(self, key: str) -> str:
+        now = time.time()
+        if len(self._held) >= _MAX_SESSIONS:
+            self._held = {s: v for s, v in self._held.items() if v[2] > now}
+        sid = secrets.token_urlsafe(32)
+        self._held[sid] = (key, secrets.token_urlsafe(16), now + self.seconds)
+        return sid
+
+    def get(self, sid: str) -> tuple[str, str] | None:
+        """(the key, the CSRF token) of a live session."""
+        held = self._held.get(sid or "")
+        if held is None or held[2] < time.time():
+            self._held.pop(sid or "", None)
+            return None
+        return held[0], held[1]
+
+    def close(self, sid: str) -> None:
+        self._held.pop(sid or "", None)
+
+
 class Door:
     def __init__(self, config: ServerConfig, keys: KeyStore, audit: AuditLog):
         self.config = config
         self.keys = keys
         self.audit = audit
+        self.sessions = Sessions()
+
+    async def caller(self, headers, cookies) -> Principal:
+        """The caller of a request: its ``Authorization`` header, else the console's
+        session cookie (a viewer served from this origin), else no key."""
+        header = headers.get("authorization", "")
+        if not header and (held := self.sessions.get(cookies.get(COOKIE, ""))) is not None:
+            return await self.principal(f"Bearer {held[0]}" if held[0] else "")
+        return await self.principal(header)
 
     async def principal(self, authorization: str) -> Principal:
         """The caller of a request with this ``Authorization`` header."""

@@ -69,7 +69,7 @@ class DicomWeb:
         ``roles``; refusals answered by :func:`refusal`, every outcome audited."""
         principal, object_id = None, request.path_params.get("study", "")
         try:
-            principal = await self.door.principal(request.headers.get("authorization", ""))
+            principal = await self.door.caller(request.headers, request.cookies)
             self.door.authorize(principal, roles)
             response = await handle(request, principal)
         except Exception as exc:
@@ -175,11 +175,13 @@ class DicomWeb:
     async def frames(self, request: Request) -> Response:
         async def handle(request, principal):
             wado.accepts(request.headers.get("accept", ""), ("application/octet-stream",),
-                         syntax="1.2.840.10008.1.2.1", multipart_only=True)
+                         syntax=wado.UNCOMPRESSED, multipart_only=True)
             path, inst = await self._one(request, principal)
             data = await asyncio.to_thread(wado.frames, path, inst,
                                            request.path_params["frames"])
-            return _multipart("application/octet-stream", data)
+            return _multipart("application/octet-stream", data,
+                              part="application/octet-stream; "
+                              f"transfer-syntax={wado.UNCOMPRESSED}")
         return await self.serve(request, "dicomweb.frames", READ, handle)
 
     async def bulk(self, request: Request) -> Response:
@@ -274,9 +276,9 @@ class DicomWeb:
         return await self.serve(request, "dicomweb.store", WRITE, handle)
 
 
-def _multipart(kind: str, parts: list[bytes]) -> Response:
+def _multipart(kind: str, parts: list[bytes], part: str = "") -> Response:
     boundary = uuid.uuid4().hex
-    body = b"".join(wado.multipart(((kind, p) for p in parts), boundary))
+    body = b"".join(wado.multipart(((part or kind, p) for p in parts), boundary))
     return Response(body, media_type=f'multipart/related; type="{kind}"; boundary={boundary}')
 
 

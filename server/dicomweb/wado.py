@@ -30,6 +30,8 @@ __all__ = ["accepts", "media_ranges", "instance_bytes", "frames", "rendered", "m
 
 #: The original transfer syntax, whatever it is.
 ANY_SYNTAX = "*"
+#: Explicit VR little endian: frames are sent so.
+UNCOMPRESSED = "1.2.840.10008.1.2.1"
 RENDERED_TYPES = ("image/jpeg", "image/png")
 #: Values at least this long are sent as bulk data URIs in metadata.
 BULK_THRESHOLD = 1024
@@ -82,7 +84,7 @@ def part_type(media: str, inst: Instance) -> str:
 
 def _syntax(inst: Instance) -> str:
     meta = getattr(inst.header, "file_meta", None)
-    return str(getattr(meta, "TransferSyntaxUID", "") or "1.2.840.10008.1.2.1")
+    return str(getattr(meta, "TransferSyntaxUID", "") or UNCOMPRESSED)
 
 
 def part_head(boundary: str, kind: str) -> bytes:

@@ -17,6 +17,7 @@ from medcompute.server.dicomweb.door import Door, HttpError
 from medcompute.server.dicomweb.listener import HttpListener
 from medcompute.server.dicomweb.processed import Processing
 from medcompute.server.dicomweb.service import PREFIX, DicomWeb, refusal
+from medcompute.server.dicomweb.viewer import viewer_routes
 from medcompute.server.storage.audit import AuditLog
 from medcompute.server.storage.keys import KeyStore
 from medcompute.server.store.images import ImageStore
@@ -82,7 +83,8 @@ def http_door(config: ServerConfig, store: ImageStore, keys: KeyStore, audit: Au
     web = DicomWeb(store, door, ingress, ae_title=config.dicom_ae_title,
                    max_body=config.http_max_body_bytes, processing=processing)
     console = Console(door, web.index, runner, billing, pushes, processing)
-    app = build_app(web, cors=config.http_cors, extra=console.routes())
+    app = build_app(web, cors=config.http_cors,
+                    extra=[*console.routes(), *viewer_routes(config.http_viewer)])
     return HttpListener(app, config.http_address,
                         config.http_port or 0, tls_cert=config.tls_cert,
                         tls_key=config.tls_key, grace=config.grace)
