@@ -124,7 +124,10 @@ def test_login_and_forms_are_checked(web):
         "csrf": _csrf(page.text), "study": FIRST.StudyInstanceUID,
         "series": FIRST.SeriesInstanceUID, "ops": "nope:x=1"})
     assert bad_op.status_code == 400 and "op[0]" in bad_op.text
+    # The session also opens DICOMweb (a viewer served from this origin).
+    assert len(a.get(f"{web.base}/dicomweb/studies", timeout=30).json()) == 1
     out = a.post(f"{web.base}/console/logout", data={"csrf": _csrf(page.text)}, timeout=30)
     assert out.url.endswith("/console/login")
     assert a.get(f"{web.base}/console/jobs", timeout=30).url.endswith(
         "/console/login?next=/console/jobs")
+    assert a.get(f"{web.base}/dicomweb/studies", timeout=30).status_code == 401
