@@ -116,9 +116,12 @@ class Index:
                         sop_uid: str = "") -> list[Instance]:
         """The instances of ``owner``'s stored series (of one study, series or instance),
         each once (an instance stored in two images, its instance image and its series'
-        volume for a moment, is the first one's)."""
+        volume for a moment, is the volume's)."""
         out, seen = [], set()
-        for record in await self.records(owner, study_uid=study_uid, series_uid=series_uid):
+        records = await self.records(owner, study_uid=study_uid, series_uid=series_uid)
+        # A series' volume before its instance images (removed once it is complete).
+        records.sort(key=lambda r: (-len(r.file_sizes), r.created_at))
+        for record in records:
             sops = record.metadata.get("sop_instance_uids") or []
             if sop_uid and sops and sop_uid not in sops:
                 continue

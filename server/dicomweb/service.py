@@ -27,8 +27,9 @@ from medcompute.server.dicomweb.door import (
 from medcompute.server.dicomweb.index import Index, Instance
 from medcompute.server.dicomweb.processed import Processing, parse_processing
 from medcompute.server.errors import MedcomputeError, NotFound
+from medcompute.server.storage.images import BlobRef
 from medcompute.server.store.images import ImageStore
-from medcompute.server.store.versions import ORIGINAL
+from medcompute.server.store.versions import ORIGINAL, ROLE_PREFIX
 
 __all__ = ["DicomWeb", "refusal", "PREFIX"]
 
@@ -133,13 +134,45 @@ class DicomWeb:
         async def handle(request, principal):
             found = await self._instances(request, principal.subscriber)
             syntaxes = {wado.part_type("application/dicom", i) for i in found}
-            syntax = wado.part_type("application/dicom", found[0]).split("=")[-1] \
-                if len(syntaxes) == 1 else ""
-            wado.accepts(request.headers.get("accept", ""), ("application/dicom",),
-                         syntax=syntax, multipart_only=True)
-            await self._readable(found, principal.subscriber)
-            return self._send(found)
+            stored = syntaxes.pop().split("=")[-1] if len(syntaxes) == 1 else ""
+            asked = wado.syntax_asked(request.headers.get("accept", ""), stored)
+            if not asked:
+                await self._readable(found, principal.subscriber)
+                return self._send(found)
+            return await self._send_version(found, asked, principal.subscriber)
         return await self.serve(request, "dicomweb.retrieve", READ, handle)
+
+    async def _send_version(self, found: list[Instance], syntax: str, by: str) -> Response:
+        """The instances' files of the store's JPEG 2000 version in ``syntax`` (made now
+        where it was not), as the study's reading status allows that version."""
+        lossless = syntax == wado.LOSSLESS_SYNTAX
+        spec = next((s for s in self.store.versions.specs if s.lossless == lossless), None)
+        if spec is None:
+            raise HttpError(406, f"this server keeps no {'lossless' if lossless else 'lossy'}"
+                            f" version (serve --version); transfer syntax {syntax} is not "
+                            "offered", "Accept")
+        records = {i.record.id: i.record for i in found}
+        made = {}
+        for record in records.values():
+            await self.store.readable(record, spec.name)
+            made[record.id] = await self.store.versions.get(record, spec)
+        for record in records.values():
+            await self.store.fetched(record, by)
+        boundary = uuid.uuid4().hex
+
+        async def body():
+            for inst in found:
+                version = made[inst.record.id]
+                path = str(self.store.present(BlobRef(ROLE_PREFIX + version.name,
+                                                      version.digest, version.stored_bytes)))
+                data = await asyncio.to_thread(wado.instance_bytes, path, inst,
+                                               version.file_sizes)
+                yield wado.part_head(boundary, f"application/dicom; transfer-syntax={syntax}")
+                yield data
+                yield b"\r\n"
+            yield wado.closing(boundary)
+        return StreamingResponse(body(), media_type=(
+            f'multipart/related; type="application/dicom"; boundary={boundary}'))
 
     def _send(self, found: list[Instance], headers: dict | None = None) -> Response:
         """The instances as stored, one part each, read as they are sent."""

@@ -1,8 +1,9 @@
 """WADO-RS (PS3.18 10.4): instances, metadata, frames, bulk data and rendered images of a
 subscriber's stored series.
 
-Instances are sent as stored (their original transfer syntax): a request whose
-``Accept`` names another transfer syntax is refused (406). Frames are sent uncompressed
+Instances are sent as stored (their original transfer syntax), or as the store's JPEG 2000
+version (lossless or lossy) when ``Accept`` names its transfer syntax; another transfer
+syntax is refused (406). Frames are sent uncompressed
 (``application/octet-stream``, little endian). Metadata comes from the files' headers
 (index.py), large binary values (and the pixel data) as bulk data URIs. Rendered images
 are PNG or JPEG, windowed by ``window=center,width[,linear]`` or else by the instance's
@@ -24,9 +25,11 @@ from medcompute.server.dicom.volume import quiet_pydicom
 from medcompute.server.dicomweb.door import HttpError
 from medcompute.server.dicomweb.index import Instance
 from medcompute.server.dicomweb.qido import tag_of
+from medcompute.server.worker.version_tasks import LOSSLESS_SYNTAX, LOSSY_SYNTAX
 
-__all__ = ["accepts", "media_ranges", "instance_bytes", "frames", "rendered", "metadata", "bulk",
-           "multipart", "part_head", "closing", "part_type", "window_of", "RENDERED_TYPES"]
+__all__ = ["accepts", "media_ranges", "syntax_asked", "instance_bytes", "frames", "rendered",
+           "metadata", "bulk", "multipart", "part_head", "closing", "part_type", "window_of",
+           "RENDERED_TYPES", "LOSSLESS_SYNTAX", "LOSSY_SYNTAX"]
 
 #: The original transfer syntax, whatever it is.
 ANY_SYNTAX = "*"
@@ -76,6 +79,29 @@ def accepts(accept: str, offered: tuple[str, ...], *, syntax: str = "",
     raise HttpError(406, f"this resource is offered as {shown}{kept}", "Accept")
 
 
+def syntax_asked(accept: str, stored: str) -> str:
+    """The transfer syntax the instances are asked in: "" for the stored one (also for
+    ``*`` or none named), or one of the JPEG 2000 versions' (LOSSLESS_SYNTAX,
+    LOSSY_SYNTAX); 406 otherwise. ``stored``: "" when the instances differ."""
+    for kind, params in media_ranges(accept):
+        if kind == "multipart/related":
+            inner = params.get("type", "application/dicom").lower()
+        elif kind == "*/*":
+            inner = kind
+        else:
+            continue
+        if inner not in ("application/dicom", "application/*", "*/*"):
+            continue
+        ts = params.get("transfer-syntax", "")
+        if ts in ("", ANY_SYNTAX) or (stored and ts == stored):
+            return ""
+        if ts in (LOSSLESS_SYNTAX, LOSSY_SYNTAX):
+            return ts
+    offered = ", ".join(filter(None, (stored or "as stored", LOSSLESS_SYNTAX, LOSSY_SYNTAX)))
+    raise HttpError(406, 'this resource is offered as multipart/related; '
+                    f'type="application/dicom" with transfer-syntax {offered} or *', "Accept")
+
+
 def part_type(media: str, inst: Instance) -> str:
     if media == "application/dicom":
         return f"application/dicom; transfer-syntax={_syntax(inst)}"
@@ -106,9 +132,10 @@ def multipart(parts: Iterator[tuple[str, bytes]], boundary: str) -> Iterator[byt
     yield closing(boundary)
 
 
-def instance_bytes(path: str, inst: Instance) -> bytes:
-    """The instance's file as stored."""
-    sizes = inst.record.file_sizes
+def instance_bytes(path: str, inst: Instance, sizes: tuple[int, ...] = ()) -> bytes:
+    """The instance's file as stored (or, with the ``sizes`` of a version's files at
+    ``path``, the version's file of it)."""
+    sizes = sizes or inst.record.file_sizes
     with open(path, "rb") as f:
         f.seek(sum(sizes[:inst.index]))
         return f.read(sizes[inst.index])

@@ -281,9 +281,29 @@ def test_stow_refused_instance_is_listed_and_not_stored(web, stored):
         .FailureReason == 0xA900
 
 
+@pytest.mark.parametrize(("syntax", "exact"), [("1.2.840.10008.1.2.4.90", True),
+                                              ("1.2.840.10008.1.2.4.91", False)])
+def test_wado_jpeg2000_versions_by_transfer_syntax(web, syntax, exact):
+    """The store's JPEG 2000 versions, by the transfer syntax Accept names (a 128x128
+    slice: CT5N's 16x16 ones are too small for the versions' resolution levels)."""
+    original = pydicom.dcmread(get_testdata_file("CT_small.dcm"))
+    _dw(web, "c").store_instances([original])
+    _complete(web, "c")
+    got = _dw(web, "c").retrieve_series(
+        original.StudyInstanceUID, original.SeriesInstanceUID,
+        media_types=(("application/dicom", syntax),))
+    (version,) = got          # the version's file of the one instance (its own SOP UID)
+    assert version.SeriesInstanceUID == original.SeriesInstanceUID
+    assert version.file_meta.TransferSyntaxUID == syntax
+    if exact:
+        np.testing.assert_array_equal(version.pixel_array, original.pixel_array)
+    else:
+        assert version.pixel_array.shape == original.pixel_array.shape
+
+
 def test_wado_accept_not_offered_is_406(web, stored):
     for accept in ('multipart/related; type="application/dicom"; '
-                   'transfer-syntax=1.2.840.10008.1.2.4.90', "application/pdf"):
+                   'transfer-syntax=1.2.840.10008.1.2.4.50', "application/pdf"):
         answer = requests.get(f"{web.url}/studies/{STUDY}/series/{SERIES}", timeout=30,
                               headers={**_auth(web, "a"), "Accept": accept})
         assert answer.status_code == 406

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from medcompute.server.dicomweb.door import HttpError
-from medcompute.server.dicomweb.wado import accepts, multipart, window_of
+from medcompute.server.dicomweb.wado import accepts, multipart, syntax_asked, window_of
 
 EXPLICIT = "1.2.840.10008.1.2.1"
 
@@ -25,7 +25,6 @@ def test_instances_accept(accept, got):
 
 @pytest.mark.parametrize("accept", [
     "application/dicom",                   # a bare part: instances travel as multipart
-    'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.4.90',
     'multipart/related; type="application/octet-stream"',
 ])
 def test_instances_not_offered(accept):
@@ -58,3 +57,24 @@ def test_multipart_body():
     body = b"".join(multipart(iter([("a/b", b"one"), ("c/d", b"two")]), "BB"))
     assert body == (b"--BB\r\nContent-Type: a/b\r\n\r\none\r\n"
                     b"--BB\r\nContent-Type: c/d\r\n\r\ntwo\r\n--BB--\r\n")
+
+
+@pytest.mark.parametrize(("accept", "got"), [
+    ("", ""), ("*/*", ""), ('multipart/related; type="application/dicom"', ""),
+    (f'multipart/related; type="application/dicom"; transfer-syntax={EXPLICIT}', ""),
+    ('multipart/related; type="application/dicom"; transfer-syntax=*', ""),
+    ('multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.4.90',
+     "1.2.840.10008.1.2.4.90"),
+    ('multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.4.50, '
+     'multipart/related; type="application/dicom"; transfer-syntax=1.2.840.10008.1.2.4.91',
+     "1.2.840.10008.1.2.4.91"),
+])
+def test_transfer_syntax_asked(accept, got):
+    assert syntax_asked(accept, EXPLICIT) == got
+
+
+def test_transfer_syntax_not_offered():
+    with pytest.raises(HttpError) as err:
+        syntax_asked('multipart/related; type="application/dicom"; '
+                     'transfer-syntax=1.2.840.10008.1.2.4.50', EXPLICIT)
+    assert err.value.status == 406 and "1.2.840.10008.1.2.4.90" in err.value.message
