@@ -24,7 +24,7 @@ from medcompute.server.dicomweb.door import HttpError
 from medcompute.server.dicomweb.index import Index
 
 __all__ = ["Query", "parse_query", "search", "STUDY", "SERIES", "INSTANCE", "FUZZY_WARNING",
-           "tag_of"]
+           "MORE_WARNING", "tag_of"]
 
 STUDY = ("StudyDate", "StudyTime", "AccessionNumber", "ReferringPhysicianName",
          "PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyInstanceUID",
@@ -41,6 +41,8 @@ _RANGED = ("DA", "TM", "DT")
 _RANGE = re.compile(r"^[0-9.+]*-[0-9.+]*$")
 #: The most results one query answers (``limit`` defaults to it).
 MAX_RESULTS = 10000
+MORE_WARNING = ('299 medcompute "there are more results than limit let through: ask again '
+                'with offset"')
 FUZZY_WARNING = ('299 medcompute "fuzzymatching: fuzzy matching of person names is not '
                  'offered; the query was matched exactly"')
 
@@ -155,9 +157,10 @@ def _reply(header: Dataset, keys, q: Query) -> Dataset:
 
 
 async def search(index: Index, owner: str, level: str, q: Query, *, study_uid: str = "",
-                 series_uid: str = "") -> list[dict]:
+                 series_uid: str = "") -> tuple[list[dict], bool]:
     """The DICOM JSON answers of ``owner``'s store to query ``q`` at ``level`` (studies,
-    series, instances), within one study or series where given."""
+    series, instances), within one study or series where given; and whether more
+    matched than ``limit`` let through."""
     if level == "instances":
         found = []
         for inst in await index.instances(owner, study_uid=study_uid, series_uid=series_uid):
@@ -195,4 +198,5 @@ async def search(index: Index, owner: str, level: str, q: Query, *, study_uid: s
                 reply.NumberOfSeriesRelatedInstances = len(sops)
             found.append(reply)
     page = found[q.offset:q.offset + q.limit]
-    return [ds.to_json_dict(bulk_data_threshold=1 << 30) for ds in page]
+    return ([ds.to_json_dict(bulk_data_threshold=1 << 30) for ds in page],
+            len(found) > q.offset + q.limit)

@@ -7,6 +7,7 @@ door's calls do. An id of another subscriber is answered as an unknown one (404)
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import uuid
 
@@ -103,10 +104,12 @@ class DicomWeb:
         async def handle(request, principal):
             wado.accepts(request.headers.get("accept", ""), (DICOM_JSON, "application/json"))
             q = qido.parse_query(list(request.query_params.multi_items()))
-            found = await qido.search(self.index, principal.subscriber, level, q,
-                                      study_uid=request.path_params.get("study", ""),
-                                      series_uid=request.path_params.get("series", ""))
-            headers = {"Warning": qido.FUZZY_WARNING} if q.fuzzy else {}
+            found, more = await qido.search(self.index, principal.subscriber, level, q,
+                                            study_uid=request.path_params.get("study", ""),
+                                            series_uid=request.path_params.get("series", ""))
+            warnings = [w for w, on in ((qido.FUZZY_WARNING, q.fuzzy),
+                                        (qido.MORE_WARNING, more)) if on]
+            headers = {"Warning": ", ".join(warnings)} if warnings else {}
             return JSONResponse(found, media_type=DICOM_JSON, headers=headers)
         return await self.serve(request, f"dicomweb.search.{level}", READ, handle)
 
@@ -317,6 +320,4 @@ def _multipart(kind: str, parts: list[bytes], part: str = "") -> Response:
 
 def _digest(uid: str) -> str:
     """The audit names a study by a digest of its UID (never the UID), as the gRPC door."""
-    import hashlib
-
     return "study:" + hashlib.sha256(uid.encode()).hexdigest()[:16] if uid else ""

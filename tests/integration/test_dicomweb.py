@@ -136,6 +136,12 @@ def test_qido_includefield_limit_offset(web, stored):
     assert "00080080" in study and "00180050" in study
     everything = client.search_for_instances(STUDY, SERIES, fields=["all"])
     assert all("00280030" in i for i in everything)            # PixelSpacing
+    more = requests.get(f"{web.url}/studies/{STUDY}/series/{SERIES}/instances",
+                        params={"limit": 2}, headers=_auth(web, "a"), timeout=30)
+    assert len(more.json()) == 2 and "more results" in more.headers["Warning"]
+    everything_at_once = requests.get(f"{web.url}/instances", headers=_auth(web, "a"),
+                                      timeout=30)
+    assert "Warning" not in everything_at_once.headers
     first = client.search_for_instances(STUDY, SERIES, limit=2)
     rest = client.search_for_instances(STUDY, SERIES, offset=2)
     assert len(first) == 2 and len(rest) == len(FILES) - 2
