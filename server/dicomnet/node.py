@@ -100,6 +100,8 @@ class DicomNode:
                               commitments=self.commitments,
                               limits=limits)
         self.port = 0
+        #: Whether start was asked to listen on the DICOM port (stop then stops the SCP).
+        self._listens = False
 
     async def start(self, *, listen: bool = True) -> None:
         """Start the node; ``listen``: also on its DICOM port (without: the ingress, the
@@ -114,6 +116,7 @@ class DicomNode:
         await self.ingress.start()
         if not listen:
             return
+        self._listens = True
         try:
             self.port = self.scp.start(self.config.dicom_address, self.config.dicom_port or 0,
                                        self.tls)
@@ -125,7 +128,7 @@ class DicomNode:
 
     async def stop(self) -> None:
         # pynetdicom's shutdown blocks until its threads notice: not on the event loop.
-        if self.port:
+        if self._listens:
             await asyncio.to_thread(self.scp.stop)
         await self.ingress.stop()
         await self.pusher.stop()
