@@ -56,8 +56,8 @@ def refusal(exc: Exception) -> Response:
 
 
 class DicomWeb:
-    def __init__(self, store: ImageStore, door: Door, ingress: Ingress | None, *,
-                 ae_title: str, max_body: int, processing: Processing | None = None):
+    def __init__(self, store: ImageStore, door: Door, ingress: Ingress, *,
+                 ae_title: str, max_body: int, processing: Processing):
         self.store = store
         self.processing = processing
         self.door = door
@@ -250,8 +250,6 @@ class DicomWeb:
     # -- processing on retrieve ---------------------------------------------------------
     async def processed(self, request: Request) -> Response:
         async def handle(request, principal):
-            if self.processing is None:
-                raise HttpError(503, "this server does not process on retrieve")
             accept = request.headers.get("accept", "")
             rendered = "image/" in accept
             media = (wado.accepts(accept, wado.RENDERED_TYPES) if rendered else
@@ -287,8 +285,6 @@ class DicomWeb:
     # -- STOW-RS ----------------------------------------------------------------------
     async def store_instances(self, request: Request) -> Response:
         async def handle(request, principal):
-            if self.ingress is None:
-                raise HttpError(503, "this server does not receive instances")
             length = request.headers.get("content-length", "")
             if length.isdigit() and int(length) > self.max_body:
                 raise HttpError(413, f"the body has {length} bytes; this server takes at most "

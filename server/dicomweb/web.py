@@ -74,7 +74,7 @@ def build_app(web: DicomWeb, *, cors: tuple[str, ...] = (), extra: list | None =
 
 
 def http_door(config: ServerConfig, store: ImageStore, keys: KeyStore, audit: AuditLog, *,
-              ingress: Ingress | None, runner, billing, pushes) -> HttpListener:
+              ingress: Ingress, runner, billing, pushes) -> HttpListener:
     """The HTTP port of ``config`` (not yet listening): DICOMweb over ``store``, STOW-RS
     through ``ingress``, processing on retrieve as jobs of ``runner`` (a JobRunner), and
     the console (usage and invoices from ``billing``, DICOM pushes from ``pushes``)."""

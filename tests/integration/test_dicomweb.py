@@ -375,3 +375,27 @@ def test_processing_on_retrieve_refusals(web, stored, params, who, status, field
                           params=params, headers=_auth(web, who), timeout=120)
     assert answer.status_code == status, answer.text
     assert answer.json()["error"]["field"].startswith(field)
+
+
+@pytest.mark.parametrize(("path", "params", "status", "field"), [
+    ("frames/a,b", {}, 400, "frames"),
+    ("frames/0", {}, 404, "frames"),
+    ("rendered", {"quality": "0"}, 400, "quality"),
+    ("rendered", {"zoom": "2"}, 400, "zoom"),
+    ("rendered", {"window": "40"}, 400, "window"),
+    ("frames/2/rendered", {}, 404, "frames"),
+    ("bulk/00540081", {}, 404, "bulk"),          # NumberOfSlices: not in these files
+    ("bulk/NotAKeyword", {}, 400, "bulk"),
+])
+def test_wado_bad_instance_requests_name_the_field(web, stored, path, params, status, field):
+    answer = requests.get(f"{web.url}/studies/{STUDY}/series/{SERIES}/instances/{SOPS[0]}/"
+                          f"{path}", params=params, headers=_auth(web, "a"), timeout=30)
+    assert answer.status_code == status, answer.text
+    assert answer.json()["error"]["field"] == field
+
+
+def test_a_key_named_otherwise_than_bearer_is_refused(web, stored):
+    answer = requests.get(f"{web.url}/studies", timeout=30,
+                          headers={"Authorization": f"Basic {web.tokens['a']}"})
+    assert answer.status_code == 401
+    assert "Bearer" in answer.json()["error"]["message"]
