@@ -12,7 +12,10 @@ TOOLS   ?= .tools
 NPM_PACKAGES := @bufbuild/buf@1.75.0 @grpc/grpc-js@1.14.7 @grpc/proto-loader@0.8.1
 BUF     = $(abspath $(TOOLS))/node_modules/.bin/buf
 
-.PHONY: run test fuzz proto bench bench-quick clean tools lint-proto breaking-image peers imports lint browser ohif
+.PHONY: run test fuzz proto bench bench-quick clean tools lint-proto breaking-image peers imports lint
+.PHONY: stress
+.PHONY: dicom3tools
+.PHONY: browser ohif
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -89,10 +92,18 @@ imports: $(VENV)/.installed-test
 lint: $(VENV)/.installed-test
 	$(VENV)/bin/ruff check server client kernels proto tests benchmarks
 
-## test: set up .venv with the test extras, the tools and the DICOM peers, lint the protos
+## test: set up .venv with the test extras, the tools, the DICOM peers, dciodvfy, the browser
+## and the OHIF Viewer, lint the protos
 ## and the code, check the import contracts, run the whole suite
-test: $(VENV)/.installed-test $(TOOLS)/.installed peers browser ohif lint-proto lint imports
+test: $(VENV)/.installed-test $(TOOLS)/.installed peers dicom3tools browser ohif lint-proto lint imports
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+## stress: the whole suite $(RUNS) times in a row (default 5) while stress-ng (installed with
+## apt-get where missing) keeps every core busy; stops at the first failing run
+RUNS ?= 5
+stress: $(VENV)/.installed-test $(TOOLS)/.installed peers dicom3tools
+	.ci/install-stress
+	.ci/stress-runs $(RUNS) $(PYTEST_ARGS)
 
 ## fuzz: the property-based fuzz tests with thousands of examples each (make test runs a few dozen)
 fuzz: $(VENV)/.installed-test
@@ -118,3 +129,8 @@ proto: $(VENV)/.installed-test
 
 clean:
 	rm -rf $(VENV) $(TOOLS) build *.egg-info .pytest_cache
+
+## dicom3tools: install dciodvfy (the DICOM IOD validator the conformance tests run) with
+## apt-get where missing
+dicom3tools:
+	.ci/install-dicom3tools

@@ -127,8 +127,9 @@ class StoredImage:
 
 def version_voxels(files: Sequence[bytes], shape: Sequence[int], dtype) -> np.ndarray:
     """The voxels of a raw image's version: its frames (slices, in order, JPEG 2000
-    decoded by pydicom) as an array of the image's ``shape``; at a lower resolution level
-    the frames are smaller and so are the last two axes."""
+    decoded by pydicom, shifted by their Rescale Intercept) as an array of the image's
+    ``shape``; at a lower resolution level the frames are smaller and so are the last two
+    axes."""
     import io
 
     import pydicom
@@ -136,7 +137,11 @@ def version_voxels(files: Sequence[bytes], shape: Sequence[int], dtype) -> np.nd
     frames = []
     for data in files:
         ds = pydicom.dcmread(io.BytesIO(data))
-        frames.append(ds.pixel_array.reshape(-1, int(ds.Rows), int(ds.Columns)))
+        stored = ds.pixel_array.reshape(-1, int(ds.Rows), int(ds.Columns))
+        # a signed array's version stores its values shifted into the unsigned range, as
+        # the secondary-capture IOD requires, with a Rescale Intercept that shifts them back
+        shift = int(float(ds.get("RescaleIntercept") or 0))
+        frames.append(stored.astype(np.int32) + shift if shift else stored)
     stack = np.concatenate(frames)
     out_shape = tuple(shape[:-2]) + stack.shape[1:]
     if math.prod(out_shape) != stack.size:

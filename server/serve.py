@@ -293,7 +293,8 @@ def add_parser(subparsers, *, duration: Callable[[str], float]) -> argparse.Argu
     web.add_argument("--http-max-body-mb", type=float, default=512, metavar="MIB",
                      help="largest STOW-RS request body (default 512; larger: 413)")
     serve.add_argument("--log-level", default="info",
-                       choices=["debug", "info", "warning", "error"])
+                       choices=["debug", "info", "warning", "error"],
+                       help="the least severe messages logged (default: info)")
     serve.set_defaults(func=run)
     return serve
 

@@ -19,11 +19,13 @@ BIN = Path(sys.executable).parent
 class Served:
     """``medcompute serve`` in its own process group (the server and its Dask workers)."""
 
-    def __init__(self, data: Path, log: Path, *extra: str):
+    def __init__(self, data: Path, log: Path, *extra: str, program: tuple[str, ...] = ()):
+        """``program``: what runs instead of the installed ``medcompute`` (a test's own
+        entry point with a fault-injection seam set), given the same arguments."""
         self.log = open(log, "w")
         self.proc = subprocess.Popen(
-            [str(BIN / "medcompute"), "serve", "--address", "127.0.0.1:0", "--data-dir",
-             str(data), "--workers", "1", "--log-level", "warning", *extra],
+            [*(program or (str(BIN / "medcompute"),)), "serve", "--address", "127.0.0.1:0",
+             "--data-dir", str(data), "--workers", "1", "--log-level", "warning", *extra],
             stdout=subprocess.PIPE, stderr=self.log, text=True, start_new_session=True)
         line = self.proc.stdout.readline()   # printed once the server accepts calls
         match = re.search(r"medcompute serving on (\S+)", line)

@@ -58,7 +58,19 @@ def build_parser() -> argparse.ArgumentParser:
     studies.add_commands(cmds, client_options)
     admin.add_commands(sub, client_options)
     dicom.add_commands(sub, client_options)
+    _describe(parser)
     return parser
+
+
+def _describe(parser: argparse.ArgumentParser) -> None:
+    """Each command's ``--help`` opens with the line its parent's listing gives it."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            listed = {a.dest: a.help for a in action._choices_actions}
+            for name, command in action.choices.items():
+                if not command.description and listed.get(name):
+                    command.description = listed[name][:1].upper() + listed[name][1:] + "."
+                _describe(command)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -212,7 +212,8 @@ def add_commands(sub, connection_options) -> None:
     audit.add_argument("--subscriber", help="only this subscriber's calls")
     audit.add_argument("--action", help="only this action, e.g. process")
     audit.add_argument("--limit", type=int, default=0, help="at most this many entries")
-    audit.add_argument("--format", choices=["table", "csv", "json"], default="table")
+    audit.add_argument("--format", choices=["table", "csv", "json"], default="table",
+                       help="how the entries are written (default: a table)")
     audit.add_argument("--json", action="store_true",
                        help="the same as --format json: a list of {seq, at, subscriber, "
                        "action, object_id, outcome, detail}")

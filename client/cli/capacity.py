@@ -83,14 +83,16 @@ def add_commands(cmds, client_options) -> None:
     who = usage.add_mutually_exclusive_group()
     who.add_argument("--subscriber", help="another subscriber's (admin role)")
     who.add_argument("--all", action="store_true", help="every subscriber's (admin role)")
-    usage.add_argument("--json", action="store_true")
+    usage.add_argument("--json", action="store_true", help="as JSON")
     usage.set_defaults(func=_usage)
     cap = cmds.add_parser("capacity", help="allocate a subscriber's storage capacity (admin)",
                           description="Allocate SUBSCRIBER a storage capacity: registrations, "
                           "kept results and versions beyond it are refused with "
                           "RESOURCE_EXHAUSTED. SIZE: 500MB, 20GB, 8GiB, or unlimited.")
-    cap.add_argument("subscriber", metavar="SUBSCRIBER")
-    cap.add_argument("size", type=parse_size, metavar="SIZE")
+    cap.add_argument("subscriber", metavar="SUBSCRIBER",
+                     help="the subscriber whose capacity is set")
+    cap.add_argument("size", type=parse_size, metavar="SIZE",
+                     help="the capacity: 500MB, 20GB, 8GiB, or unlimited")
     cap.add_argument("--json", action="store_true",
                      help="the subscriber's storage after the change, as `store usage --json` "
                      "prints it")

@@ -162,19 +162,21 @@ def _rule_list(args) -> int:
     return 0
 
 
-def _remover(method: str, key: str):
-    """The ``rm`` command that calls ``client.dicom.<method>(args.<key>)`` and, with --json,
-    prints ``{key: ..., "removed": true}``."""
+def _remover(method: str, key: str, what: str):
+    """The ``rm`` command that calls ``client.dicom.<method>(args.<key>)`` and says what it
+    removed (with --json, ``{key: ..., "removed": true}``)."""
     def rm(args) -> int:
         with open_client(args) as client:
             getattr(client.dicom, method)(getattr(args, key))
         if args.json:
             print_json({key: getattr(args, key), "removed": True})
+        else:
+            print(f"removed {what} {getattr(args, key)}")
         return 0
     return rm
 
 
-_rule_rm = _remover("delete_rule", "rule_id")
+_rule_rm = _remover("delete_rule", "rule_id", "routing rule")
 
 
 def _series(args) -> int:
@@ -256,7 +258,7 @@ def _node_list(args) -> int:
     return 0
 
 
-_node_rm = _remover("delete_node", "name")
+_node_rm = _remover("delete_node", "name", "DICOM node")
 
 
 def _pushes(args) -> int:
@@ -316,7 +318,7 @@ def _source_add(args) -> int:
     return 0
 
 
-_source_rm = _remover("delete_source", "name")
+_source_rm = _remover("delete_source", "name", "source")
 
 
 def _source_list(args) -> int:
@@ -386,7 +388,7 @@ def add_commands(sub, client_options) -> None:
                        help="the name its certificate must carry (default: --host)")
 
     add = asub.add_parser("add", help="register a calling AE title for a subscriber and host")
-    add.add_argument("ae_title", metavar="AET")
+    add.add_argument("ae_title", metavar="AET", help="the calling AE title the scanner sends")
     add.add_argument("--subscriber", required=True,
                      help="the subscriber the received images belong to")
     add.add_argument("--host", required=True,
@@ -401,7 +403,7 @@ def add_commands(sub, client_options) -> None:
     data_dir(lst)
     lst.set_defaults(func=_ae_list)
     rm = asub.add_parser("rm", help="unregister a calling AE title")
-    rm.add_argument("ae_title", metavar="AET")
+    rm.add_argument("ae_title", metavar="AET", help="the calling AE title to unregister")
     data_dir(rm)
     rm.add_argument("--json", action="store_true", help="as JSON: {ae_title, removed}")
     rm.set_defaults(func=_ae_rm)
@@ -424,7 +426,8 @@ def add_commands(sub, client_options) -> None:
                       "BodyPartExamined=CHEST (a trailing * matches a prefix)")
     radd.add_argument("--output", choices=["series", "file"], default="series",
                       help="a derived series (default) or one DICOM file")
-    radd.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto")
+    radd.add_argument("--device", choices=["auto", "cpu", "gpu"], default="auto",
+                      help="where the rule's jobs run (default: auto)")
     radd.add_argument("--to", default="", metavar="SUBSCRIBER",
                       help="deliver each result to this subscriber's inbox")
     radd.add_argument("--label", default="", help="shown in job lists (no patient data)")
@@ -440,7 +443,7 @@ def add_commands(sub, client_options) -> None:
     client_options(rlist)
     rlist.set_defaults(func=_rule_list)
     rrm = rsub.add_parser("rm", help="remove a routing rule")
-    rrm.add_argument("rule_id", metavar="RULE")
+    rrm.add_argument("rule_id", metavar="RULE", help="the id `dicom rule add` printed")
     client_options(rrm)
     rrm.add_argument("--json", action="store_true", help="as JSON: {rule_id, removed}")
     rrm.set_defaults(func=_rule_rm)
@@ -465,7 +468,7 @@ def add_commands(sub, client_options) -> None:
     nlist.add_argument("--json", action="store_true", help="as JSON: a list of DicomNode")
     nlist.set_defaults(func=_node_list)
     nrm = nsub.add_parser("rm", help="remove a DICOM node")
-    nrm.add_argument("name", metavar="NAME")
+    nrm.add_argument("name", metavar="NAME", help="the node's name")
     client_options(nrm)
     nrm.add_argument("--json", action="store_true", help="as JSON: {name, removed}")
     nrm.set_defaults(func=_node_rm)
@@ -515,7 +518,7 @@ def add_commands(sub, client_options) -> None:
     slist.add_argument("--json", action="store_true", help="as JSON: a list of DicomSource")
     slist.set_defaults(func=_source_list)
     srm = ssub.add_parser("rm", help="remove a source (what it collected stays)")
-    srm.add_argument("name", metavar="NAME")
+    srm.add_argument("name", metavar="NAME", help="the source's name")
     client_options(srm)
     srm.add_argument("--json", action="store_true", help="as JSON: {name, removed}")
     srm.set_defaults(func=_source_rm)
@@ -525,7 +528,8 @@ def add_commands(sub, client_options) -> None:
                              description="C-FIND at series level with the filters given, "
                              "then C-MOVE or C-GET of every series not collected before.")
     collect.add_argument("source", metavar="SOURCE", help="the source's name")
-    collect.add_argument("--modality", default="")
+    collect.add_argument("--modality", default="",
+                         help="only studies of this modality (CT, MR ...)")
     collect.add_argument("--date-from", default="", help="study date, YYYYMMDD (inclusive)")
     collect.add_argument("--date-to", default="", help="study date, YYYYMMDD (inclusive)")
     collect.add_argument("--study-uid", default="", help="one study")

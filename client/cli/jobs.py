@@ -329,7 +329,7 @@ def add_commands(sub, client_options) -> None:
     p = sub.add_parser("watch", help="follow a job's state and progress until it ends",
                        description="Follow a job until it ends; exit status 0 when it "
                        "succeeded, 1 otherwise.")
-    p.add_argument("job", metavar="JOB")
+    p.add_argument("job", metavar="JOB", help="the job id submit printed")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress, only the status")
     p.add_argument("--json", action="store_true",
                    help="each event (WatchJobResponse: job, message) as one JSON line")
@@ -339,7 +339,7 @@ def add_commands(sub, client_options) -> None:
     p = sub.add_parser("fetch", help="write the result of a job that succeeded",
                        description="Fetch the result of a SUCCEEDED job: yours, or one "
                        "delivered to your inbox.")
-    p.add_argument("job", metavar="JOB")
+    p.add_argument("job", metavar="JOB", help="the job id submit printed")
     p.add_argument("-o", "--output", required=True, metavar="OUTPUT",
                    help=".npy for an array result; .dcm or a folder for a DICOM one")
     p.add_argument("--json", action="store_true", help="print the result header as JSON")
@@ -350,7 +350,7 @@ def add_commands(sub, client_options) -> None:
     p = sub.add_parser("cancel", help="cancel a job that has not ended",
                        description="Cancel a job; exit status 0 when it is cancelled, 1 when "
                        "it had already ended otherwise.")
-    p.add_argument("job", metavar="JOB")
+    p.add_argument("job", metavar="JOB", help="the job id submit printed")
     p.add_argument("--json", action="store_true", help="print the job (JobInfo) as JSON")
     p.add_argument("-q", "--quiet", action="store_true", help="print the job id only")
     client_options(p)
@@ -396,9 +396,11 @@ def add_commands(sub, client_options) -> None:
     p = sub.add_parser("deliveries", help="who may deliver results to whom (admin)",
                        description="Allow a subscriber to deliver results to another one's "
                        "inbox, take it back, or list the rules. Needs the admin role.")
-    p.add_argument("action", choices=["allow", "disallow", "list"])
-    p.add_argument("sender", nargs="?", metavar="SENDER")
-    p.add_argument("recipient", nargs="?", metavar="RECIPIENT")
+    p.add_argument("action", choices=["allow", "disallow", "list"],
+                   help="allow or disallow SENDER to deliver to RECIPIENT, or list the rules")
+    p.add_argument("sender", nargs="?", metavar="SENDER", help="the subscriber that sends")
+    p.add_argument("recipient", nargs="?", metavar="RECIPIENT",
+                   help="the subscriber that receives")
     p.add_argument("--json", action="store_true",
                    help="as JSON: a list of DeliveryRule, or the rule allowed or removed")
     client_options(p)

@@ -282,7 +282,8 @@ def add_store_commands(sub, client_options) -> None:
                           description="Register each PATH: a DICOM file (single- or "
                           "multi-frame), a folder of one series (subfolders are series of "
                           "their own), or a .npy array. The same instance twice keeps its id.")
-    put.add_argument("paths", nargs="+", metavar="PATH")
+    put.add_argument("paths", nargs="+", metavar="PATH",
+                     help="DICOM files, folders of one series each, or .npy arrays")
     put.add_argument("--series", action="store_true",
                      help="all PATHs are the files of one series (one stored volume)")
     put.add_argument("--spacing", type=float, nargs="+", metavar="MM",
@@ -300,15 +301,17 @@ def add_store_commands(sub, client_options) -> None:
 
     find = cmds.add_parser("find", help="list stored images matching every filter",
                            description="List your stored images, oldest first.")
-    find.add_argument("--patient-id")
+    find.add_argument("--patient-id", help="only this patient's images")
     find.add_argument("--study", metavar="UID", help="StudyInstanceUID")
     find.add_argument("--series", metavar="UID", help="SeriesInstanceUID")
-    find.add_argument("--modality")
+    find.add_argument("--modality", help="only this modality (CT, MR ...)")
     find.add_argument("--from", dest="date_from", metavar="DATE",
                       help="acquired on or after (YYYYMMDD or YYYY-MM-DD)")
     find.add_argument("--to", dest="date_to", metavar="DATE", help="acquired on or before")
-    find.add_argument("--registered-by", metavar="SUBSCRIBER")
-    find.add_argument("--kind", choices=["any", "original", "derived"], default="any")
+    find.add_argument("--registered-by", metavar="SUBSCRIBER",
+                      help="only images this subscriber registered (admin)")
+    find.add_argument("--kind", choices=["any", "original", "derived"], default="any",
+                      help="originals, derived results or both (default)")
     find.add_argument("--source", metavar="ID", help="images derived from this one")
     find.add_argument("--limit", type=int, default=None, help="at most this many")
     find.add_argument("--json", action="store_true", help="as JSON, with all metadata")
@@ -319,8 +322,9 @@ def add_store_commands(sub, client_options) -> None:
                           description="Write a stored image: OUT.npy the voxels; OUT.dcm or a "
                           "folder its DICOM files (the originals, or a derived series); "
                           "OUT.png a preview.")
-    get.add_argument("image_id", metavar="ID")
-    get.add_argument("-o", "--output", required=True, metavar="OUT")
+    get.add_argument("image_id", metavar="ID", help="the id `store put` printed")
+    get.add_argument("-o", "--output", required=True, metavar="OUT",
+                     help="a .npy file, or a folder (ending in /) for DICOM files")
     get.add_argument("--size", type=int, help="preview: longest edge in pixels (default 256)")
     get.add_argument("--version", metavar="NAME",
                      help="a compressed version by name or purpose (lossless, review, thumbnail "
@@ -335,13 +339,13 @@ def add_store_commands(sub, client_options) -> None:
     get.set_defaults(func=_get)
 
     info = cmds.add_parser("info", help="a stored image's metadata, as JSON")
-    info.add_argument("image_id", metavar="ID")
+    info.add_argument("image_id", metavar="ID", help="the id `store put` printed")
     info.add_argument("--json", action="store_true",
                       help="as JSON (the default and only form: the StoredImage)")
     info.set_defaults(func=_info)
 
     rm = cmds.add_parser("rm", help="delete stored images (catalog rows and blobs)")
-    rm.add_argument("image_ids", nargs="+", metavar="ID")
+    rm.add_argument("image_ids", nargs="+", metavar="ID", help="the ids to delete")
     rm.add_argument("--json", action="store_true",
                     help="as JSON: a list of {image_id, freed_bytes} of the images deleted")
     rm.add_argument("-q", "--quiet", action="store_true", help="print the deleted ids only")
@@ -358,7 +362,8 @@ def add_store_commands(sub, client_options) -> None:
                              description="Copy the catalog and the blobs to DEST, a new or "
                              "empty folder on the server's host; `medcompute serve --data-dir "
                              "DEST` serves the same images.")
-    backup.add_argument("destination", metavar="DEST")
+    backup.add_argument("destination", metavar="DEST",
+                        help="a new, empty folder on the server's host (absolute path)")
     backup.add_argument("--json", action="store_true",
                         help="as JSON: destination, images, blobs, bytes")
     backup.set_defaults(func=_backup)

@@ -35,8 +35,9 @@ def add_commands(cmds, client_options) -> None:
                              description="The reading status of the study of image ID (unread "
                              "until changed); with STATUS, change it (audited). The server's "
                              "--status-rule says which versions each status serves.")
-    status.add_argument("image_id", metavar="ID")
-    status.add_argument("status", nargs="?", metavar="STATUS")
+    status.add_argument("image_id", metavar="ID", help="an image of the study")
+    status.add_argument("status", nargs="?", metavar="STATUS",
+                        help="the new reading status; without it, the current one is shown")
     status.add_argument("--json", action="store_true",
                         help="as JSON: status, previous_status (after a change) or changed_at, "
                         "changed_by and statuses, and allowed_versions")

@@ -47,8 +47,8 @@ def add_commands(cmds, client_options) -> None:
                            description="Move an image's originals and lossless versions to "
                            "cold, or every blob of it back to hot (copy, sync, verify, switch, "
                            "delete: crash-safe). Needs a server started with --cold-dir.")
-    tier.add_argument("image_id", metavar="ID")
-    tier.add_argument("tier", choices=["hot", "cold"])
+    tier.add_argument("image_id", metavar="ID", help="the image to move")
+    tier.add_argument("tier", choices=["hot", "cold"], help="where its files go")
     tier.add_argument("--json", action="store_true",
                       help="as JSON: blobs_moved, bytes_moved, tier")
     tier.set_defaults(func=_tier)

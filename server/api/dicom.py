@@ -108,8 +108,6 @@ _METHOD_ENUMS = {"move": dicom_pb2.RETRIEVE_METHOD_MOVE, "get": dicom_pb2.RETRIE
 
 def _method(value: int, field: str) -> str:
     if value not in _METHODS:
-        from medcompute.server.errors import InvalidArgument
-
         raise InvalidArgument(f"expected one of {', '.join(dicom_pb2.RetrieveMethod.keys())}",
                               field)
     return _METHODS[value]

@@ -441,10 +441,27 @@ def _classic_positions(ds: Dataset, frames: int, normal, where: str) -> list[np.
 
 
 def _rescale(holder: Dataset, default_slope: float, where: str) -> tuple[float, float]:
+    if "RescaleSlope" not in holder and "RescaleIntercept" not in holder:
+        mapped = _value_mapping(holder, where)
+        if mapped is not None:
+            return mapped
     slope = (header_floats(holder, "RescaleSlope", where, 1) or (default_slope,))[0]
     if slope == 0:
         raise InvalidArgument("RescaleSlope (0028,1053) is 0; it must be a non-zero number", where)
     return slope, (header_floats(holder, "RescaleIntercept", where, 1) or (0.0,))[0]
+
+
+def _value_mapping(holder: Dataset, where: str) -> tuple[float, float] | None:
+    """The slope and intercept of an image without a Modality LUT whose one Real World
+    Value Mapping item is linear (as an MR image with non-integer values is written)."""
+    items = header_value(holder, "RealWorldValueMappingSequence", where) or []
+    if len(items) != 1 or "RealWorldValueSlope" not in items[0]:
+        return None
+    slope = header_floats(items[0], "RealWorldValueSlope", where, 1)
+    intercept = header_floats(items[0], "RealWorldValueIntercept", where, 1)
+    if not slope or not slope[0]:
+        return None
+    return slope[0], (intercept or (0.0,))[0]
 
 
 # -- putting the parts together ------------------------------------------------------------

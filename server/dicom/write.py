@@ -4,11 +4,15 @@ Output, always Explicit VR Little Endian, uncompressed, with file meta:
 
 - a new SeriesInstanceUID for the whole output and a new SOPInstanceUID per file, the
   StudyInstanceUID and the patient and study modules of the source, ImageType
-  DERIVED\\SECONDARY, a DerivationDescription, a Source Image Sequence;
+  DERIVED\\SECONDARY (and the third value CT and MR require; DERIVED\\PRIMARY in PET), a
+  DerivationDescription, a Source Image Sequence; what the IOD requires, as dciodvfy
+  checks it (docs/conformance.md, "IODs created");
 - 16-bit pixels: integer results that fit int16 (or uint16) are stored as they are;
   anything else (floats, wider integers) is mapped linearly onto the 16-bit range with a
   RescaleSlope/RescaleIntercept, so ``stored * slope + intercept`` gives the value back to
-  within (max - min) / 65535; NaN is written as 0;
+  within (max - min) / 65535; NaN is written as 0. MR, whose IOD has no Modality LUT,
+  carries the mapping as a Real World Value Mapping instead; PET, whose Rescale
+  Intercept is 0, a slope alone (within max(|min|, |max|) / 32767);
 - one file per slice keeps the SOP class of the source when it is a classic single-frame
   image (CT, MR, PET, CR, SC) and the result keeps its geometry, else it is Secondary
   Capture; ``single_file`` with several slices writes one Multi-frame Grayscale Word
@@ -40,12 +44,15 @@ from medcompute.server.dicom.instance import check_instances
 from medcompute.server.dicom.volume import Volume, load, quiet_pydicom, unit_normal
 
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
+CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
+MR_IMAGE = "1.2.840.10008.5.1.4.1.1.4"
+PET_IMAGE = "1.2.840.10008.5.1.4.1.1.128"
 MULTIFRAME_WORD_SC = "1.2.840.10008.5.1.4.1.1.7.3"
 # classic single-frame image classes a derived slice can keep when its geometry is known
 _KEEP_CLASS = {
-    "1.2.840.10008.5.1.4.1.1.2",  # CT Image Storage
-    "1.2.840.10008.5.1.4.1.1.4",  # MR Image Storage
-    "1.2.840.10008.5.1.4.1.1.128",  # Positron Emission Tomography Image Storage
+    CT_IMAGE,  # CT Image Storage
+    MR_IMAGE,  # MR Image Storage
+    PET_IMAGE,  # Positron Emission Tomography Image Storage
     "1.2.840.10008.5.1.4.1.1.1",  # Computed Radiography Image Storage
     SECONDARY_CAPTURE,
 }
@@ -168,7 +175,8 @@ def _write(vol: Volume, array, *, spacing, description: str, single_file: bool,
         "series": series.uid if series else derived_uid(),
         "now": datetime.datetime.fromtimestamp(series.created) if series else
         datetime.datetime.now(), "class": sop_class,
-        "description": _clean(description), "coding": _Coding(stack, unsigned=multi),
+        "description": _clean(description),
+        "coding": _Coding(stack, unsigned=multi, no_intercept=keep and sop_class == PET_IMAGE),
         "keep": keep,
         "frame_of_reference": first.get("FrameOfReferenceUID") or _made(series, "frame"),
         "study": first.get("StudyInstanceUID") or _made(series, "study"),
@@ -230,7 +238,7 @@ class _Plan:
 class _Coding:
     """How result values become 16-bit stored values: dtype, slope and intercept."""
 
-    def __init__(self, stack: np.ndarray, *, unsigned: bool):
+    def __init__(self, stack: np.ndarray, *, unsigned: bool, no_intercept: bool = False):
         if stack.dtype == bool:
             stack = stack.view(np.uint8)
         self.dtype = np.dtype(np.uint16 if unsigned else np.int16)
@@ -249,14 +257,25 @@ class _Coding:
             self.dtype, self.slope, self.intercept = np.dtype(np.uint16), 1.0, 0.0
         elif self.integer and limits.min <= lo and hi <= limits.max:
             self.slope, self.intercept = 1.0, 0.0
-        elif self.integer and hi - lo <= 65535:  # exact: a shift is enough
+        elif self.integer and hi - lo <= 65535 and not no_intercept:  # exact: a shift
             self.slope, self.intercept = 1.0, float(lo - int(limits.min))
+        elif no_intercept:  # a slope alone (PET's Rescale Intercept is 0)
+            self.integer = False
+            if lo >= 0:
+                self.dtype = np.dtype(np.uint16)
+            step = max(abs(lo), abs(hi)) / int(np.iinfo(self.dtype).max)
+            self.slope = float(format_number_as_ds(step * 1.000001)) if step else 1.0
+            self.intercept = 0.0
         else:
             self.integer = False
             slope = float(format_number_as_ds((hi - lo) / 65535.0)) if hi > lo else 1.0
             self.slope = slope or 1.0
             self.intercept = float(format_number_as_ds(lo - self.slope * int(limits.min)))
         self.signed = self.dtype == np.int16
+
+    def stored(self, value: float) -> float:
+        """The stored value of a result value."""
+        return (value - self.intercept) / self.slope
 
     def encode(self, values: np.ndarray) -> bytes:
         """Stored little-endian bytes of `values`."""
@@ -292,9 +311,9 @@ def _base(vol: Volume, source: Dataset, shared: dict) -> Dataset:
             raw = source.get_item(tag, keep_deferred=True)
             group = tag >> 16
             if not (tag.is_private or group in (0x0002, 0x0028, 0xFFFA, 0xFFFC)
-                    or 0x5000 <= group <= 0x7FFF or tag in _NOT_COPIED
-                    or (isinstance(raw, RawDataElement) and raw.value is None)):
-                _copy(source, ds, tag)
+                    or 0x5000 <= group <= 0x7FFF or tag in _NOT_COPIED):
+                _copy(source, ds, tag, empty=isinstance(raw, RawDataElement)
+                      and raw.value is None)
     else:
         for keyword in _COPIED:
             if keyword in source:
@@ -302,6 +321,8 @@ def _base(vol: Volume, source: Dataset, shared: dict) -> Dataset:
         ds.ConversionType = "WSD"
         ds.PatientOrientation = ""
         ds.RescaleType = "US"
+        if "Laterality" not in ds and "BodyPartExamined" not in ds:
+            ds.Laterality = ""  # type 2C: unknown, as the body part is
     for keyword in _TYPE2:
         if keyword not in ds:
             setattr(ds, keyword, "")
@@ -310,7 +331,7 @@ def _base(vol: Volume, source: Dataset, shared: dict) -> Dataset:
     ds.StudyInstanceUID = shared["study"]
     ds.SOPClassUID = shared["class"]
     ds.SeriesInstanceUID = shared["series"]
-    ds.ImageType = ["DERIVED", "SECONDARY"]
+    ds.ImageType = _image_type(source, shared["keep"])
     ds.SeriesDescription = "medcompute derived"
     ds.SeriesNumber = 1000 + _series_number(source)
     ds.DerivationDescription = shared["description"]
@@ -325,10 +346,48 @@ def _base(vol: Volume, source: Dataset, shared: dict) -> Dataset:
     ds.PhotometricInterpretation = "MONOCHROME2"
     ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 16, 15
     ds.PixelRepresentation = 1 if coding.signed else 0
-    ds.RescaleIntercept, ds.RescaleSlope = _ds(coding.intercept), _ds(coding.slope)
-    ds.WindowCenter = _ds((coding.lo + coding.hi) / 2)
-    ds.WindowWidth = _ds(max(coding.hi - coding.lo, 1.0))
+    lo, hi = coding.lo, coding.hi
+    if ds.SOPClassUID != MR_IMAGE:
+        ds.RescaleIntercept, ds.RescaleSlope = _ds(coding.intercept), _ds(coding.slope)
+    elif coding.slope != 1.0 or coding.intercept != 0.0:
+        # the MR Image IOD has no Modality LUT: the values are mapped by a Real World Value
+        # Mapping instead, and the window is in stored values, as a viewer applies it
+        ds.RealWorldValueMappingSequence = [_value_mapping(coding)]
+        lo, hi = coding.stored(lo), coding.stored(hi)
+    ds.WindowCenter = _ds((lo + hi) / 2)
+    ds.WindowWidth = _ds(max(hi - lo, 1.0))
     return ds
+
+
+def _image_type(source: Dataset, keep: bool) -> list[str]:
+    """DERIVED\\SECONDARY, and where the source's IOD is kept (CT and MR require a third
+    value), the source's third value (CT: AXIAL or LOCALIZER), else AXIAL for CT and
+    OTHER for the rest; DERIVED\\PRIMARY for PET, whose second value is PRIMARY."""
+    if not keep:
+        return ["DERIVED", "SECONDARY"]
+    if source.get("SOPClassUID") == PET_IMAGE:  # value 2 is PRIMARY in PET
+        return ["DERIVED", "PRIMARY"]
+    values = source.get("ImageType")
+    values = [values] if isinstance(values, str) else list(values or [])
+    third = str(values[2]).strip() if len(values) > 2 and str(values[2]).strip() else \
+        ("AXIAL" if source.get("SOPClassUID") == CT_IMAGE else "OTHER")
+    return ["DERIVED", "SECONDARY", third]
+
+
+def _value_mapping(coding: _Coding) -> Dataset:
+    """One Real World Value Mapping item: stored values [first, last] to result values."""
+    item = Dataset()
+    limits = np.iinfo(coding.dtype)
+    item.RealWorldValueFirstValueMapped = int(limits.min)
+    item.RealWorldValueLastValueMapped = int(limits.max)
+    item.RealWorldValueIntercept = coding.intercept
+    item.RealWorldValueSlope = coding.slope
+    item.LUTExplanation = "medcompute result values"
+    item.LUTLabel = "MEDCOMPUTE"
+    units = Dataset()
+    units.CodeValue, units.CodingSchemeDesignator, units.CodeMeaning = "1", "UCUM", "no units"
+    item.MeasurementUnitsCodeSequence = [units]
+    return item
 
 
 def _lossy(vol: Volume) -> tuple[bool, str | None]:
@@ -338,14 +397,18 @@ def _lossy(vol: Volume) -> tuple[bool, str | None]:
     return bool(lossy), method or _LOSSY_METHOD.get(vol.info.transfer_syntax_uid)
 
 
-def _copy(source: Dataset, target: Dataset, tag) -> None:
-    """Copy one element; one that cannot be read is left out (its value is never shown).
+def _copy(source: Dataset, target: Dataset, tag, *, empty: bool = False) -> None:
+    """Copy one element; one that cannot be read is left out (its value is never shown);
+    an `empty` one (a type 2 element without a value) stays empty.
 
     A sequence is copied deeply; any other element shares its value (a string, a number or
     bytes), with its own list where it has several: the output's elements are replaced,
     never changed in place."""
     try:
         elem = source[tag]
+        if empty and elem.VR != "SQ":
+            target.add(DataElement(elem.tag, elem.VR, None))
+            return
         if elem.VR == "SQ":
             target.add(copy.deepcopy(elem))
             return

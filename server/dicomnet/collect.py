@@ -50,6 +50,7 @@ from medcompute.server.errors import (
     MedcomputeError,
     NotFound,
     Unavailable,
+    shown_id,
 )
 from medcompute.server.storage.db import Store, add_columns, table
 from medcompute.server.storage.keys import check_subscriber
@@ -92,6 +93,13 @@ CREATE TABLE IF NOT EXISTS dicom_collected (
 """
 
 METHODS = ("move", "get")
+#: What collecting proposes, as SCU: the study root C-FIND, C-MOVE and C-GET models, and
+#: for a C-GET the SCP role of pynetdicom's storage SOP classes (at most 127 of them:
+#: with the C-GET model, 128 presentation contexts fill an association).
+QUERY_MODELS = (StudyRootQueryRetrieveInformationModelFind,
+                StudyRootQueryRetrieveInformationModelMove,
+                StudyRootQueryRetrieveInformationModelGet)
+GET_STORAGE_CONTEXTS = tuple(StoragePresentationContexts[:127])
 
 
 @dataclass(frozen=True)
@@ -266,7 +274,7 @@ class SourceBook(Store):
 
     async def delete(self, subscriber: str, name: str) -> None:
         if not await self.db.read(delete_source, subscriber, name):
-            raise NotFound(f"no source {name!r}", "name")
+            raise NotFound(f"no source {shown_id(name)}", "name")
 
     async def capacity_checked(self, src: Source, state: str, at: float) -> None:
         await self.db.read(capacity_checked, src.subscriber, src.name, state, at)
@@ -285,8 +293,8 @@ class SourceBook(Store):
         for s in await self.sources(subscriber):
             if s.name == name:
                 return s
-        raise NotFound(f"no source {name!r} (register it with `medcompute dicom source add`)",
-                       "source")
+        raise NotFound(f"no source {shown_id(name)} (register it with "
+                       "`medcompute dicom source add`)", "source")
 
     async def collected(self, subscriber: str, source: str) -> set[str]:
         return await self.db.read(collected, subscriber, source)
@@ -517,7 +525,7 @@ class Collector:
 
         ae = AE(ae_title=self.own_ae)
         ae.add_requested_context(StudyRootQueryRetrieveInformationModelGet)
-        contexts = StoragePresentationContexts[:127]
+        contexts = GET_STORAGE_CONTEXTS
         for cx in contexts:
             ae.add_requested_context(cx.abstract_syntax)
         roles = [build_role(cx.abstract_syntax, scp_role=True) for cx in contexts]

@@ -40,7 +40,7 @@ from medcompute.server.dicomnet.commit import Commitments
 from medcompute.server.dicomnet.registry import check_address, check_ae_title
 from medcompute.server.dicomnet.sockets import SOCKET_HANDLERS
 from medcompute.server.dicomnet.tls import Tls, check_tls, dumps, loads, probe, tls_args
-from medcompute.server.errors import NotFound
+from medcompute.server.errors import NotFound, shown_id
 from medcompute.server.storage.db import add_columns, table
 from medcompute.server.storage.deliveries import PUSH_SCHEMA, DeliveryLog
 from medcompute.server.storage.keys import check_subscriber
@@ -233,7 +233,7 @@ class PushBook(DeliveryLog):
 
     async def delete_node(self, subscriber: str, name: str) -> None:
         if not await self.db.read(delete_node, subscriber, name):
-            raise NotFound(f"no DICOM node {name!r}", "name")
+            raise NotFound(f"no DICOM node {shown_id(name)}", "name")
 
     async def nodes(self, subscriber: str) -> list[Node]:
         return await self.db.read(nodes, subscriber)

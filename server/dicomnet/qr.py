@@ -156,6 +156,9 @@ class StoreIndex:
             if reply is None:
                 reply = Dataset()
                 reply.QueryRetrieveLevel = level
+                charset = self._value(entry, "SpecificCharacterSet")
+                if charset:  # the repertoire of the values answered (PS3.4 C.4.1.1.3.1)
+                    reply.SpecificCharacterSet = charset
                 for k in dict.fromkeys([*LEVEL_KEYS[level], *asked]):
                     setattr(reply, k, self._value(entry, k))
                 replies[key] = reply

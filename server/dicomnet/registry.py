@@ -21,7 +21,7 @@ import socket
 import time
 from dataclasses import dataclass
 
-from medcompute.server.errors import InvalidArgument, NotFound
+from medcompute.server.errors import InvalidArgument, NotFound, shown_id
 from medcompute.server.storage.db import Store, schema, table
 
 __all__ = ["NodeRegistry", "CallingAE", "Series", "add_ae", "calling_ae", "check_ae_title",
@@ -39,7 +39,7 @@ def check_ae_title(value: str, field: str) -> str:
     title = value.strip()
     if not title or not _AE.match(title):
         raise InvalidArgument("expected 1 to 16 printable ASCII characters without a "
-                              f"backslash, not all spaces; got {value!r}", field)
+                              f"backslash, not all spaces; got {shown_id(value)}", field)
     return title
 
 

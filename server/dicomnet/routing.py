@@ -197,8 +197,8 @@ class RuleBook(Store):
         recipient = rule.destination or rule.subscriber
         for i, name in enumerate(rule.dicom_nodes):
             if pushes is None or await pushes.node(recipient, name) is None:
-                raise InvalidArgument(f"{recipient!r} has no DICOM node {name!r} (it registers "
-                                      "its nodes with `medcompute dicom node add`)",
+                raise InvalidArgument(f"{recipient!r} has no DICOM node {shown_id(name)} (it "
+                                      "registers its nodes with `medcompute dicom node add`)",
                                       f"rule.dicom_nodes[{i}]")
         rule = dataclasses.replace(rule, rule_id=uuid.uuid4().hex[:16], created_at=time.time())
         await self.db.read(add_rule, rule)

@@ -230,8 +230,6 @@ def _box(kernel):
         if kernel == "median" and math.prod(size) > MAX_WINDOW:
             raise InvalidArgument(f"a median window of {int(math.prod(size))} voxels is too large; "
                                   f"at most {MAX_WINDOW} are allowed", f"{field}.{p[-1].name}")
-        if any(v != int(v) for v in size):
-            raise InvalidArgument(f"must be whole voxels, got {size}", f"{field}.size")
         size = tuple(int(v) for v in size)
         kw, pm = _neighbourhood(msg, field)
         return ResolvedOp(kernel, kernel, (size,), kw, params=p + pm), geom
@@ -370,8 +368,6 @@ def _project(msg, geom, operands, field):
         shape = geom.shape[:axis] + (slab_count(n, t, s),) + geom.shape[axis + 1:]
         spacing = projected_spacing(spacing, axis, t, s)
         params += [Param("thickness", (t,), unit="voxel"), Param("step", (s,), unit="voxel")]
-    if not shape:
-        raise InvalidArgument("a 1-D image cannot be projected", f"{field}.axis")
     kwargs = dict(kind=kind, axis=axis, thickness=thickness, step=step)
     return ResolvedOp(name, "project", (), kwargs, params=tuple(params)), Geometry(shape, spacing)
 

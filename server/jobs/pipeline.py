@@ -289,9 +289,6 @@ class Pipeline:
             meta = await asyncio.to_thread(info)
         except InvalidArgument as exc:
             raise InvalidArgument(exc.message, request_field(exc.field, e.field)) from None
-        if len(meta.shape) > 4:
-            raise InvalidArgument(f"expected at most 4 axes, the files give {len(meta.shape)}",
-                                  e.field)
         spacing = e.spacing if e.spacing is not None else meta.spacing
         if spacing is not None and len(spacing) != len(meta.shape):
             raise InvalidArgument(

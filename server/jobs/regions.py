@@ -27,6 +27,7 @@ from medcompute.server.errors import (
     InvalidArgument,
     NotFound,
     ResourceExhausted,
+    shown_id,
 )
 from medcompute.server.jobs.requests import ProcessRequest, RegionRef
 from medcompute.server.worker import shm
@@ -91,11 +92,11 @@ class RegionRegistry:
         subscriber's, or one whose shared-memory object is gone (then dropped)."""
         region = self.regions.get(region_id)
         if region is None or region.subscriber != subscriber:
-            raise NotFound(f"no region {region_id!r} of this subscriber (RegisterRegion "
+            raise NotFound(f"no region {shown_id(region_id)} of this subscriber (RegisterRegion "
                            "gives the ids)", field)
         if shm.size(region.name) is None:
             del self.regions[region_id]
-            raise NotFound(f"region {region_id!r}: its shared-memory object no longer "
+            raise NotFound(f"region {shown_id(region_id)}: its shared-memory object no longer "
                            "exists; the registration is dropped", field)
         return region
 

@@ -33,6 +33,7 @@ from medcompute.server.errors import (
     PermissionDenied,
     ResourceExhausted,
     named,
+    shown_id,
 )
 from medcompute.server.jobs import derived
 from medcompute.server.jobs import states as jobs
@@ -135,12 +136,13 @@ class JobRunner:
             return ""
         if not await self.catalog.delivery_allowed(sender, destination):
             raise PermissionDenied(
-                f"this subscriber may not deliver to {destination!r}: an administrator "
+                f"this subscriber may not deliver to {shown_id(destination)}: an administrator "
                 "allows it with `medcompute deliveries allow`", "header.destination")
         keys = await asyncio.to_thread(self.keys.list, destination) if self.keys else []
         if not any(k.valid and "receive" in k.roles for k in keys):
-            raise FailedPrecondition(f"{destination!r} has no valid key with the receive role",
-                                     "header.destination")
+            raise FailedPrecondition(
+                f"{shown_id(destination)} has no valid key with the receive role",
+                "header.destination")
         return destination
 
     async def submit(self, submit, chunks, *, subscriber: str,

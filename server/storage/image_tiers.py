@@ -122,16 +122,17 @@ def tier(tx, digest: str) -> str:
     return row[0] if row else "hot"
 
 
-def switch_tier(tx, digest: str, to: str) -> bool:
+def switch_tier(tx, digest: str, to: str, at: float | None = None) -> bool:
     """Put ``digest`` in tier ``to``, moving its bytes in the ledger of every image that
-    uses it (write transaction); False (nothing changed) when no image uses it any more."""
+    uses it at time ``at`` (now by default; write transaction); False (nothing changed)
+    when no image uses it any more."""
     users = tx.execute(
         "SELECT b.image_id, i.owner, b.size FROM image_blobs b JOIN images i ON "
         "i.id = b.image_id WHERE b.digest = ? ORDER BY b.image_id", (digest,)).fetchall()
     was = tier(tx, digest)
     if not users or was == to:
         return bool(users)
-    at = time.time()
+    at = time.time() if at is None else at
     before, after = LOCATIONS[was], LOCATIONS[to]
     for image_id, owner, size in users:
         for gone in sorted(before - after):

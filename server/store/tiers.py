@@ -23,9 +23,9 @@ At start-up `recover` settles a blob found in both tiers by the catalog: the cop
 tier the catalog names is kept (checked against its checksum first) and the other one
 removed; a temporary file of an interrupted copy is removed like any other.
 
-For tests only, ``MEDCOMPUTE_TEST_KILL_AT_TIER_STEP=<step>`` (or ``<target>:<step>``, for
-moves to that tier only) makes the process SIGKILL itself right after that step of a
-move (a step-kill point, named as such).
+:data:`step_hook` is the fault-injection seam: a callable given each step's name and the
+move's target right after the step (None in the service). The tests set it in a
+``medcompute serve`` process of their own (tests/tier_kill.py) to SIGKILL it there.
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ import hashlib
 import json
 import logging
 import os
-import signal
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from medcompute.server.errors import FailedPrecondition, InvalidArgument
@@ -45,23 +45,20 @@ from medcompute.server.storage.blobs import BlobStore, file_digest, fsync_dir
 from medcompute.server.storage.images import ImageRecord
 from medcompute.server.store.versions import ROLE_PREFIX
 
-__all__ = ["TierMover", "MoveReport", "STEPS", "KILL_STEP_ENV", "moving_roles", "HOT", "COLD",
+__all__ = ["TierMover", "MoveReport", "STEPS", "step_hook", "moving_roles", "HOT", "COLD",
            "BOTH"]
 
 log = logging.getLogger(__name__)
 
 STEPS = ("copied", "synced", "verified", "switched", "deleted")
-#: Test hook: SIGKILL this process right after the named step of a move.
-KILL_STEP_ENV = "MEDCOMPUTE_TEST_KILL_AT_TIER_STEP"
+#: Called with (step, target tier) right after each step of a move; None in the service.
+step_hook: Callable[[str, str], None] | None = None
 HOT, COLD, BOTH = "hot", "cold", "both"
 
 
 def _step(name: str, target: str) -> None:
-    """The step-kill point: ``STEP`` kills in every move, ``TARGET:STEP`` in moves to
-    that tier only (e.g. ``hot:switched``, a recall)."""
-    wanted = os.environ.get(KILL_STEP_ENV)
-    if wanted in (name, f"{target}:{name}"):
-        os.kill(os.getpid(), signal.SIGKILL)
+    if step_hook is not None:
+        step_hook(name, target)
 
 
 def moving_roles(record: ImageRecord, mode: str = "move") -> list[str]:

@@ -179,8 +179,15 @@ _SC_WORD = "1.2.840.10008.5.1.4.1.1.7.3"     # Multi-frame Grayscale Word SC Ima
 def raw_dataset(array: np.ndarray, *, uid_source: str):
     """A raw array (rows, cols) or (frames, rows, cols) as one uncompressed multi-frame
     secondary-capture DICOM dataset, frame k being ``array[k]``: what a raw image's
-    versions are made of. Carries no patient data; the UIDs derive from ``uid_source``."""
+    versions are made of. Carries no patient data (the patient and study attributes the
+    IOD requires are empty: unknown); the UIDs derive from ``uid_source``.
+
+    uint8 is a Multi-frame Grayscale Byte SC image, the other dtypes a Word SC image (int8
+    in 9 of its 16 bits), whose stored values are unsigned as the IOD requires: int8 and
+    int16 are stored shifted by 128 and 32768, with the Rescale Intercept (-128, -32768)
+    that gives the values back (``pydicom.pixels.apply_rescale``)."""
     from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.tag import Tag
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
     dtype = np.dtype(array.dtype)
@@ -193,26 +200,46 @@ def raw_dataset(array: np.ndarray, *, uid_source: str):
                                  f"volumes (frames, rows, cols); this image has {array.ndim} "
                                  "axes", "version")
     frames = array.reshape((-1,) + array.shape[-2:])
-    bits = dtype.itemsize * 8
+    byte = dtype == np.uint8
+    bits = 8 if byte else 16
+    shift = -int(np.iinfo(dtype).min)  # 128 or 32768 for a signed dtype, else 0
     ds = Dataset()
     ds.file_meta = FileMetaDataset()
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds.SOPClassUID = _SC_BYTE if bits == 8 else _SC_WORD
+    ds.SOPClassUID = _SC_BYTE if byte else _SC_WORD
     ds.SOPInstanceUID = generate_uid(entropy_srcs=[uid_source, "instance"])
     ds.StudyInstanceUID = generate_uid(entropy_srcs=[uid_source, "study"])
     ds.SeriesInstanceUID = generate_uid(entropy_srcs=[uid_source, "series"])
     ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID
     ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    for keyword in _RAW_UNKNOWN:  # type 2 (and 2C) attributes: present, empty
+        setattr(ds, keyword, None)
     ds.Modality = "OT"
+    ds.SeriesNumber = ds.InstanceNumber = 1  # the one instance of its own series
     ds.ConversionType = "WSD"
+    ds.ImageType = ["DERIVED", "SECONDARY"]
+    ds.BurnedInAnnotation = "NO"
     ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
     ds.NumberOfFrames = frames.shape[0]
+    ds.FrameLabelVector = [str(k + 1) for k in range(frames.shape[0])]
+    ds.FrameIncrementPointer = Tag("FrameLabelVector")
     ds.Rows, ds.Columns = frames.shape[1], frames.shape[2]
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit = bits, bits, bits - 1
-    ds.PixelRepresentation = 1 if dtype.kind == "i" else 0
-    ds.PixelData = np.ascontiguousarray(frames, dtype=dtype.newbyteorder("<")).tobytes()
-    ds["PixelData"].VR = "OB" if bits == 8 else "OW"
+    depth = 9 if dtype == np.int8 else bits  # Word SC stores 9 to 16 bits
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = bits, depth, depth - 1
+    ds.PixelRepresentation = 0
+    ds.RescaleIntercept, ds.RescaleSlope, ds.RescaleType = -shift, 1, "US"
+    ds.PresentationLUTShape = "IDENTITY"
+    stored = frames.astype(np.int32) + shift if shift else frames
+    ds.PixelData = np.ascontiguousarray(stored, dtype=f"<u{bits // 8}").tobytes()
+    ds["PixelData"].VR = "OB" if byte else "OW"
     return ds
+
+
+#: What a raw array's objects do not know: the patient, the study, the body part and the
+#: patient's orientation (empty, as the IOD allows for type 2 and 2C attributes).
+_RAW_UNKNOWN = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate",
+                "StudyTime", "ReferringPhysicianName", "StudyID", "AccessionNumber",
+                "Laterality", "PatientOrientation")
 
 
 def make_raw_version(voxels_path: str, tmp: str, *, name: str, ratio: float | None,

@@ -124,7 +124,9 @@ def test_help_texts():
     for cmd in ([], ["serve"], ["process"], ["ops"], ["submit"], ["watch"], ["fetch"],
                 ["cancel"], ["jobs"], ["inbox"], ["deliveries"], ["usage"],
                 ["usage", "invoice"]):
-        assert _cli(*cmd, "--help").returncode == 0
+        done = _cli(*cmd, "--help")
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.startswith(" ".join(["usage: medcompute", *cmd])), done.stdout
     assert os.path.exists(BIN / "medcompute")
 
 

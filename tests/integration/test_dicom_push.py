@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import time
+from pathlib import Path
 
 import numpy as np
 import pydicom
@@ -23,6 +24,7 @@ from medcompute.proto.v1 import dicom_pb2
 from medcompute.server.config import ServerConfig
 from medcompute.server.dicomnet.push import Node, classify_rejection, classify_status, send_files
 from medcompute.server.dicomnet.registry import NodeRegistry
+from tests import dciodvfy
 from tests.dicom_peers import Orthanc, StoreSCP, free_port, storescu
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -177,6 +179,9 @@ def test_results_are_pushed_retried_and_refused_with_reasons(node, tmp_path, cap
         np.testing.assert_array_equal(got, want)
         np.testing.assert_array_equal(_pixels(pydicom.dcmread(p) for p in later.files()),
                                       want)
+        sources = [Path(f).read_bytes() for f in files]
+        for pushed in dcmtk.files():  # what a node receives passes the IOD's validator
+            assert dciodvfy.new_errors(Path(pushed).read_bytes(), sources) == set()
         derived_uid = pydicom.dcmread(dcmtk.files()[0]).SeriesInstanceUID
         (shown,) = [s for s in pacs.rest("/series?expand")
                     if s["MainDicomTags"]["SeriesInstanceUID"] == derived_uid]
@@ -256,6 +261,7 @@ def test_a_compressed_file_is_routed_and_pushed(node, tmp_path, name, propose):
                  "-q", *server]) == 0
     np.testing.assert_array_equal(pydicom.dcmread(arrived).pixel_array,
                                   pydicom.dcmread(tmp_path / "direct.dcm").pixel_array)
+    assert dciodvfy.new_errors(Path(arrived).read_bytes(), [path.read_bytes()]) == set()
 
 
 @pytest.mark.parametrize(("code", "expected"), [

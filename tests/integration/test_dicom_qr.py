@@ -8,6 +8,7 @@ import logging
 import os
 import subprocess
 import time
+from pathlib import Path
 
 import pydicom
 import pytest
@@ -22,6 +23,7 @@ from pynetdicom.sop_class import (
 
 from medcompute.server.config import ServerConfig
 from medcompute.server.dicomnet.registry import NodeRegistry
+from tests import dciodvfy
 from tests.dicom_peers import StoreSCP, program, storescu
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -30,6 +32,7 @@ CT5N = os.path.join(os.path.dirname(get_testdata_file("CT_small.dcm")), "dicomdi
                     "98892001", "CT5N")
 FILES = sorted(os.path.join(CT5N, f) for f in os.listdir(CT5N))
 SERIES_UID = pydicom.dcmread(FILES[0]).SeriesInstanceUID
+SOURCES = [Path(f).read_bytes() for f in FILES]
 
 
 @pytest.fixture(scope="module")
@@ -112,6 +115,8 @@ def test_move_to_the_subscribers_node_only(node, tmp_path):
         assert done.returncode == 0, done.stderr
         got = {pydicom.dcmread(p).SOPInstanceUID for p in dest.files()}
         assert got == {pydicom.dcmread(f).SOPInstanceUID for f in FILES}
+        for moved in dest.files():  # what is served passes the IOD's validator
+            assert dciodvfy.new_errors(Path(moved).read_bytes(), SOURCES) == set()
         # Subscriber b may not move a's images, nor send to a's node.
         ae = AE(ae_title="VIEWER_B")
         ae.add_requested_context(StudyRootQueryRetrieveInformationModelMove)
@@ -144,6 +149,8 @@ def test_get_returns_only_the_callers_images(node, tmp_path):
     done, got = _getscu("VIEWER_A", args, out)
     assert done.returncode == 0, done.stderr
     assert len(got) == 5
+    for retrieved in got:
+        assert dciodvfy.new_errors(retrieved.read_bytes(), SOURCES) == set()
     assert _getscu("VIEWER_B", args, out)[1] == []
 
 

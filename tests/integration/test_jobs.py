@@ -3,6 +3,7 @@ list, idempotency keys and the errors of each call."""
 
 import json
 import sqlite3
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -120,7 +121,8 @@ def test_jobs_are_listed_newest_first_with_filters(client):
     assert [j.job_id for j in client.jobs(label="list-a").jobs] == [a.job_id]
     assert b.job_id in [j.job_id for j in client.jobs(operation="laplacian").jobs]
     assert a.job_id not in [j.job_id for j in client.jobs(operation="laplacian").jobs]
-    succeeded = client.jobs(states=["succeeded"]).jobs
+    succeeded = client.jobs(states=["succeeded"], limit=1000).jobs
+    assert {a.job_id, b.job_id} <= {j.job_id for j in succeeded}
     assert all(j.state == jobs_pb2.JOB_STATE_SUCCEEDED for j in succeeded)
     first = client.jobs(limit=1)
     second = client.jobs(limit=1, page_token=first.next_page_token)
@@ -326,31 +328,47 @@ def test_an_expired_result_is_gone_but_its_job_stays(server, client):
 
 
 def test_watch_shows_the_upload_progress_of_a_job_still_receiving(server, client):
-    image = _img((16, 256, 256))          # 4 MiB: four chunks, sent slowly
+    image = _img((16, 256, 256))          # 4 MiB: four chunks, each sent once watched
     data = image.tobytes()
     header = _header(image, label="slow-upload", idempotency_key="slow-key")
+    chunks = [data[at:at + (1 << 20)] for at in range(0, len(data), 1 << 20)]
+    # Chunk k leaves once the watch has shown the progress of the k before it: the upload
+    # is paced by what the watcher saw, not by the clock.
+    release = [threading.Event() for _ in chunks]
+    release[0].set()
 
-    def slowly():
+    def paced():
         yield jobs_pb2.SubmitRequest(header=header)
-        for at in range(0, len(data), 1 << 20):
-            yield jobs_pb2.SubmitRequest(chunk=image_pb2.Chunk(data=data[at:at + (1 << 20)]))
-            time.sleep(0.5)
+        for k, chunk in enumerate(chunks):
+            assert release[k].wait(60), f"chunk {k} was never released"
+            yield jobs_pb2.SubmitRequest(chunk=image_pb2.Chunk(data=chunk))
 
-    with ThreadPoolExecutor(1) as pool:
-        pending = pool.submit(_raw_submit, server.address, slowly())
+    def watch(job_id):
+        seen = []
+        for e in client.watch(job_id, timeout=120):
+            seen.append(e)
+            if e.job.state == jobs_pb2.JOB_STATE_RECEIVING:
+                arrived = round(e.job.progress * len(chunks))
+                if 0 < arrived < len(chunks):
+                    release[arrived].set()
+        return seen
+
+    with ThreadPoolExecutor(2) as pool:
+        pending = pool.submit(_raw_submit, server.address, paced())
         deadline = time.monotonic() + 30
         receiving = []
         while not receiving:
             assert time.monotonic() < deadline
             receiving = [j for j in client.jobs(states=["receiving"]).jobs
                          if j.label == "slow-upload"]
-        # The same request with the same key while the first is still receiving: retry later.
+        # The same request with the same key while the first is still receiving (its
+        # second chunk waits for the watch below): retry later.
         with pytest.raises(ServiceError) as info:
             client.submit(image, ["gaussian:sigma=1"], label="slow-upload",
                           idempotency_key="slow-key")
         assert info.value.code == grpc.StatusCode.ABORTED
         assert "still receiving" in info.value.details
-        events = list(client.watch(receiving[0].job_id, timeout=120))
+        events = pool.submit(watch, receiving[0].job_id).result(120)
         reply = pending.result(60)
     assert reply.job.job_id == receiving[0].job_id
     again = client.submit(image, ["gaussian:sigma=1"], label="slow-upload",

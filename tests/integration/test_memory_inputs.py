@@ -44,8 +44,12 @@ def test_a_small_dicom_file_needs_no_spool_file_and_its_dicom_result_comes_back(
 
 def test_an_image_over_the_batching_size_is_spooled(no_spool):
     big = np.zeros((300, 300), np.uint16)        # 360 KB float32 > batch_bytes (256 KiB)
-    with pytest.raises(ServiceError):
+    with pytest.raises(ServiceError) as caught:
         no_spool.process(big, ["mean:size=3"])
+    # Its spool file cannot be made (a file stands where the folder should be): the
+    # server's own fault, with a reference to its log, where the small images above passed.
+    assert caught.value.code.name == "INTERNAL", caught.value
+    assert "reference" in caught.value.details
 
 
 def test_a_batch_of_small_images_needs_no_spool_file(no_spool):

@@ -15,10 +15,11 @@ import pydicom
 import pytest
 import scipy.ndimage as ndi
 
-from medcompute.client import ServiceError
+from medcompute.client import Client, ServiceError
 from medcompute.client.cli import main
 from medcompute.proto import wire
 from medcompute.proto.v1 import image_pb2, store_pb2, store_pb2_grpc
+from medcompute.server.config import ServerConfig
 from medcompute.server.dicom import read as dicom
 from medcompute.server.store import admin as store_admin
 from tests import store_helpers
@@ -36,6 +37,29 @@ def store(server):
 @pytest.fixture
 def raw_store(server):
     channel = grpc.insecure_channel(server.address)
+    yield store_pb2_grpc.StoreServiceStub(channel)
+    channel.close()
+
+
+@pytest.fixture(scope="module")
+def tight(server_thread, tmp_path_factory):
+    """A server of this module's own with small limits (slabs of 64 KiB, 4 Mi voxels), so
+    that no test changes the configuration of the server the other tests share."""
+    config = ServerConfig(address="127.0.0.1:0", data_dir=tmp_path_factory.mktemp("tight"),
+                          workers=2, split_bytes=64 << 10, max_voxels=1 << 22)
+    with server_thread(config) as running:
+        yield running
+
+
+@pytest.fixture
+def tight_client(tight):
+    with Client(tight.address, timeout=120) as c:
+        yield c
+
+
+@pytest.fixture
+def tight_raw_store(tight):
+    channel = grpc.insecure_channel(tight.address)
     yield store_pb2_grpc.StoreServiceStub(channel)
     channel.close()
 
@@ -283,13 +307,13 @@ BAD = {
 
 @pytest.mark.parametrize("case", BAD, ids=list(BAD))
 def test_bad_dicom_gets_a_precise_error_and_the_store_stays_intact(
-        case, client, server, store, raw_store, monkeypatch):
+        case, tight, tight_client, tight_raw_store):
+    # The tight server's smaller voxel limit bounds how far it inflates a deflated file.
+    server, store, client, raw_store = tight, tight.running.store, tight_client, tight_raw_store
     make, words = BAD[case]
     kept = client.store.register(H.MR)
     before = _blob_files(store)
     count = server.call(store.catalog.count())
-    # A smaller voxel limit bounds how far the server inflates a deflated file.
-    monkeypatch.setattr(server.config, "max_voxels", 1 << 22)
     parts = make()
     messages = [store_pb2.RegisterRequest(header=store_pb2.RegisterHeader(
         image=H.dicom_descriptor(parts)))]
@@ -365,8 +389,9 @@ def test_purge_deletes_expired_images(client, server, store):
     assert img.image_id in dry["image_ids"]
     report = client.store.purge()
     assert img.image_id in report["image_ids"] and report["freed_bytes"] > 0
-    with pytest.raises(ServiceError):
+    with pytest.raises(ServiceError) as gone:
         client.store.get(img)
+    assert gone.value.code.name == "NOT_FOUND" and "image_id" in gone.value.details
     _assert_sound(server, store)
 
 
@@ -440,11 +465,10 @@ def test_wire_compressed_frames_are_sent_as_stored(client):
     assert wire.crc32(got.array) == img.message.crc32
 
 
-def test_a_stored_volume_split_into_slabs(client, server, monkeypatch):
+def test_a_stored_volume_split_into_slabs(tight_client):
     vol = np.random.default_rng(10).integers(0, 1000, (80, 64, 64)).astype(np.int16)
-    img = client.store.register(vol)
-    monkeypatch.setattr(server.config, "split_bytes", 1 << 20)
-    result = client.process(img, ["gaussian:sigma=1"])
+    img = tight_client.store.register(vol)
+    result = tight_client.process(img, ["gaussian:sigma=1"])
     assert result.header.slabs > 1
     expected = ndi.gaussian_filter(vol.astype(np.float32), 1.0, mode="nearest", truncate=4.0)
     np.testing.assert_allclose(result.array, expected, rtol=1e-5, atol=1e-3)
@@ -497,18 +521,18 @@ def test_store_verify_exits_7_on_a_damaged_blob(server_thread, capsys, tmp_path)
         assert json.loads(out)["problems"][0]["problem"]
 
 
-def test_a_split_volume_with_a_dicom_series_result_is_written_in_parts(client, server,
-                                                                        monkeypatch, tmp_path):
+def test_a_split_volume_with_a_dicom_series_result_is_written_in_parts(client, tight,
+                                                                        tight_client, tmp_path):
     # 40 slices of 128x128 over 64 KiB: slabs, then each of the two workers writes the
     # files of half the slices; the series is the one written whole.
     folder = tmp_path / "series"
     folder.mkdir()
     for k, part in enumerate(H.ct_series(40)):
         (folder / f"IM{k}.dcm").write_bytes(part)
-    series = client.store.register(folder)
-    whole = client.process(series, ["gaussian:sigma=1"], output="dicom_series")
-    monkeypatch.setattr(server.config, "split_bytes", 64 << 10)
-    split = client.process(series, ["gaussian:sigma=1"], output="dicom_series")
+    whole = client.process(client.store.register(folder), ["gaussian:sigma=1"],
+                           output="dicom_series")
+    split = tight_client.process(tight_client.store.register(folder), ["gaussian:sigma=1"],
+                                 output="dicom_series")
     assert split.header.slabs > 1 and whole.header.slabs <= 1
     a = [pydicom.dcmread(io.BytesIO(b)) for b in split.files]
     b = [pydicom.dcmread(io.BytesIO(b)) for b in whole.files]
@@ -516,7 +540,7 @@ def test_a_split_volume_with_a_dicom_series_result_is_written_in_parts(client, s
     assert [ds.InstanceNumber for ds in a] == list(range(1, 41))
     assert len({ds.SOPInstanceUID for ds in a}) == 40
     assert [ds.PixelData for ds in a] == [ds.PixelData for ds in b]
-    assert not list((server.config.data_dir).rglob("*.part*"))
+    assert not list((tight.config.data_dir).rglob("*.part*"))
 
 
 @pytest.mark.parametrize(("changes", "attribute"), [

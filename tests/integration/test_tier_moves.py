@@ -1,6 +1,6 @@
 """A tier move (to cold, and a recall to hot) interrupted by SIGKILL at each of its steps
 loses nothing: `medcompute serve` (a real process, with a real Dask worker) kills itself
-right after the named step (the step-kill point MEDCOMPUTE_TEST_KILL_AT_TIER_STEP), and
+right after the named step (tests/tier_kill.py sets the mover's step seam), and
 the next server on the same data and cold directories serves every image, byte for byte,
 settles the blob the move left behind and verifies clean; a server without the kill point
 completes every move."""
@@ -12,6 +12,7 @@ import hashlib
 import os
 import signal
 import subprocess
+import sys
 
 import numpy as np
 import pydicom
@@ -19,7 +20,7 @@ import pytest
 from pydicom.uid import generate_uid
 
 from medcompute.client import ServiceError, StoreClient
-from medcompute.server.store.tiers import KILL_STEP_ENV, STEPS
+from medcompute.server.store.tiers import STEPS
 from tests import store_helpers as H
 from tests.served import Served
 
@@ -61,16 +62,15 @@ LEFT = {
 
 
 @pytest.mark.parametrize("target", ["cold", "hot"])
-def test_sigkill_at_each_step_of_a_move_loses_nothing(tmp_path, monkeypatch, target):
+def test_sigkill_at_each_step_of_a_move_loses_nothing(tmp_path, target):
     data, cold = tmp_path / "data", tmp_path / "cold"
     kept: dict[str, bytes] = {}            # image id -> its DICOM file
     interrupted: tuple[str, str, str] | None = None   # (image id, step, dicom digest)
     for k, step in enumerate((*STEPS, None)):
-        if step is None:
-            monkeypatch.delenv(KILL_STEP_ENV, raising=False)
-        else:
-            monkeypatch.setenv(KILL_STEP_ENV, f"{target}:{step}")
-        served = Served(data, tmp_path / f"serve-{k}.log", "--cold-dir", str(cold))
+        killer = () if step is None else (sys.executable, "-m", "tests.tier_kill",
+                                           f"{target}:{step}")
+        served = Served(data, tmp_path / f"serve-{k}.log", "--cold-dir", str(cold),
+                        program=killer)
         with StoreClient(served.address, timeout=60) as store:
             # what the previous server's interrupted move left is settled
             for image_id, original in kept.items():

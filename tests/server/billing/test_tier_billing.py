@@ -73,9 +73,7 @@ def test_without_the_optional_prices_every_tier_is_one_line():
         parse_tariff(BASE + "gigabyte_month_warm = 1\n")
 
 
-def test_invoice_from_the_ledger_per_tier_and_the_fetches(tmp_path, monkeypatch):
-    clock = [NOV]
-    monkeypatch.setattr(image_catalog.time, "time", lambda: clock[0])
+def test_invoice_from_the_ledger_per_tier_and_the_fetches(tmp_path):
     images = ImageCatalog(tmp_path)
     try:
         blob = BlobRef("voxels", "d" * 64, 10 ** 9)
@@ -83,17 +81,14 @@ def test_invoice_from_the_ledger_per_tier_and_the_fetches(tmp_path, monkeypatch)
                             shape=(1,), dtype="<u1", size=1, crc32=0, created_at=NOV,
                             blobs=(blob,))
         images.db.transaction(image_catalog.add, image, lambda: None)
-        clock[0] = NOV + 10 * DAY
         # 10 days hot, 20 cold
-        assert images.db.transaction(image_tiers.switch_tier, "d" * 64, "cold")
-        clock[0] = NOV + 40 * DAY
+        assert images.db.transaction(image_tiers.switch_tier, "d" * 64, "cold", NOV + 10 * DAY)
         days = images.gigabyte_days("alice", NOV, NOV + 30 * DAY)
         cold = images.db.run(image_tiers.gigabyte_days, "alice", NOV, NOV + 30 * DAY, None,
                             "cold")
         assert days == {"alice": pytest.approx(30.0)} and cold == {"alice": pytest.approx(20.0)}
     finally:
         images.close()
-    monkeypatch.undo()
 
     async def fetch():
         log = FetchLog(tmp_path)

@@ -53,3 +53,39 @@ def test_quiet_pydicom_nests_and_restores_the_validation_modes():
             assert settings.reading_validation_mode == pydicom_config.IGNORE
         assert settings.writing_validation_mode == pydicom_config.IGNORE
     assert (settings.reading_validation_mode, settings.writing_validation_mode) == before
+
+
+def _mr_with_mapping(slope: float, intercept: float, *, rescale: bool) -> bytes:
+    ds = pydicom.dcmread(get_testdata_file("MR_small.dcm"))
+    item = pydicom.Dataset()
+    item.RealWorldValueFirstValueMapped, item.RealWorldValueLastValueMapped = -32768, 32767
+    item.RealWorldValueSlope, item.RealWorldValueIntercept = slope, intercept
+    item.LUTExplanation, item.LUTLabel = "test", "TEST"
+    ds.RealWorldValueMappingSequence = [item]
+    if rescale:
+        ds.RescaleSlope, ds.RescaleIntercept = 2, -5
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
+def test_an_image_without_a_modality_lut_is_read_through_its_real_world_value_mapping():
+    import numpy as np
+
+    from medcompute.server.dicom.read import decode
+
+    stored = pydicom.dcmread(get_testdata_file("MR_small.dcm")).pixel_array.astype(float)
+    mapped, _ = decode([_mr_with_mapping(0.5, 3.0, rescale=False)])
+    np.testing.assert_allclose(mapped, stored * 0.5 + 3.0, rtol=1e-6)
+    # a Modality LUT (Rescale Slope/Intercept), where there is one, decides
+    rescaled, _ = decode([_mr_with_mapping(0.5, 3.0, rescale=True)])
+    np.testing.assert_allclose(rescaled, stored * 2 - 5, rtol=1e-6)
+
+
+def test_a_real_world_value_mapping_that_is_not_a_number_is_refused_naming_it():
+    from medcompute.server.dicom.read import decode
+
+    with pytest.raises(InvalidArgument, match=r"RealWorldValueSlope \(0040,9225\) must hold "
+                                              r"1 finite numbers") as e:
+        decode([_mr_with_mapping(float("nan"), 0.0, rescale=False)])
+    assert e.value.field.startswith("input.dicom")

@@ -120,3 +120,36 @@ def test_an_image_an_earlier_version_kept_without_uids_breaks_no_query(tmp_path,
     assert sorted(str(r.SeriesInstanceUID) for r in series) == sorted(
         [good_ds.SeriesInstanceUID, no_study_series])
     assert len(old) == 2            # retrieved by patient: both have their SOP Instance UID
+
+
+def test_an_answer_carries_the_character_set_of_its_values(tmp_path):
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset
+
+    from tests.store_helpers import encode
+
+    parts = []
+    for part in ct_series(1):
+        ds = pydicom.dcmread(io.BytesIO(part))
+        ds.SpecificCharacterSet = "ISO_IR 100"  # Latin-1 (as CT_small names it)
+        ds.PatientName = "Müller^Jörg"
+        parts.append(encode(ds))
+    plain = [_without(p, "SpecificCharacterSet") for p in ct_series(1, patient="P-PLAIN")]
+
+    async def body(store):
+        await _register(store, parts)
+        await _register(store, plain)
+        index = StoreIndex(store)
+        latin = await index.find("a", _query("STUDY", PatientName="", StudyInstanceUID=str(
+            pydicom.dcmread(io.BytesIO(parts[0])).StudyInstanceUID)))
+        ascii_ = await index.find("a", _query("SERIES", SeriesInstanceUID=str(
+            pydicom.dcmread(io.BytesIO(plain[0])).SeriesInstanceUID)))
+        return latin, ascii_
+
+    (latin,), (ascii_,) = with_store(tmp_path, body)
+    assert latin.SpecificCharacterSet == "ISO_IR 100"
+    out = DicomBytesIO()  # encoded as a C-FIND response is, in its own character set
+    out.is_little_endian, out.is_implicit_VR = True, True
+    write_dataset(out, latin)
+    assert "Müller".encode("latin-1") in out.getvalue()
+    assert "SpecificCharacterSet" not in ascii_   # the default repertoire: none named

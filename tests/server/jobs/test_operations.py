@@ -138,9 +138,12 @@ def test_kernels_too_large_to_run_are_refused(text, geom, field, words):
 
 
 def test_the_largest_kernels_allowed_resolve():
-    _one("gaussian:sigma=1024")
-    _one("median:size=[1,1023,1025]")
-    _one("bandpass:low_cutoff=1,high_cutoff=1e9,method=butterworth")  # an FFT: no kernel
+    op, _ = _one("gaussian:sigma=1024")
+    assert op.kernel == "gaussian" and op.args == ((1024.0,) * 3,)
+    op, _ = _one("median:size=[1,1023,1025]")
+    assert op.kernel == "median" and op.args == ((1, 1023, 1025),)
+    op, _ = _one("bandpass:low_cutoff=1,high_cutoff=1e9,method=butterworth")  # an FFT
+    assert op.kernel == "bandpass" and op.kwargs["method"] == "butterworth"
 
 
 @pytest.mark.parametrize("spacing", [(-1.0, 0.0), (0.5, 0.0), (math.inf, 0.5)])

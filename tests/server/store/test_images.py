@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import os
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -18,7 +21,13 @@ import pytest
 from medcompute.proto import wire
 from medcompute.proto.v1 import image_pb2
 from medcompute.server.dicom import read as dicom
-from medcompute.server.errors import Internal, InvalidArgument, NotFound, ResourceExhausted
+from medcompute.server.errors import (
+    FailedPrecondition,
+    Internal,
+    InvalidArgument,
+    NotFound,
+    ResourceExhausted,
+)
 from medcompute.server.storage import blobs
 from medcompute.server.storage.blobs import FRAME_BYTES, BlobStore, BlobWriter, VoxelWriter
 from medcompute.server.storage.images import FindFilter
@@ -26,6 +35,7 @@ from medcompute.server.store import admin as store_admin
 from tests import store_helpers
 
 H = store_helpers
+ROOT = Path(__file__).resolve().parents[3]
 pytestmark = pytest.mark.timeout(60)
 
 
@@ -493,36 +503,56 @@ def test_catalog_is_wal_with_full_sync(tmp_path):
     H.with_store(tmp_path, body)
 
 
-def test_a_blob_is_synced_renamed_and_its_folder_synced_before_the_row_commits(
-        tmp_path, monkeypatch):
-    events = []
-    real_fsync, real_replace = os.fsync, os.replace
+_DURABILITY_ORDER = """
+import asyncio, json, os, sys
+from pathlib import Path
+import numpy as np
+import tests.store_helpers as H
 
-    def fsync(fd):
-        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
-        real_fsync(fd)
+events = []
+real_fsync, real_replace = os.fsync, os.replace
 
-    def replace(src, dst):
-        events.append(("rename", str(dst)))
-        real_replace(src, dst)
+def fsync(fd):
+    events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+    real_fsync(fd)
 
-    async def body(store):
-        monkeypatch.setattr(os, "fsync", fsync)
-        monkeypatch.setattr(os, "replace", replace)
-        record, _ = await _put_raw(store, np.arange(1000, dtype=np.int16))
-        monkeypatch.undo()
-        final = str(store.blobs.path(record.blob("voxels").digest))
-        blob_events = [e for e in events if "blobs" in e[1]]
-        assert blob_events[0][0] == "fsync" and "/blobs/tmp/" in blob_events[0][1]  # the file
-        assert ("rename", final) in blob_events
-        after = blob_events[blob_events.index(("rename", final)) + 1:]
-        assert ("fsync", str(Path(final).parent)) in after                    # its folder
-        # Committed when register returns: another connection sees the row.
-        other = sqlite3.connect(store.catalog.path)
-        assert other.execute("SELECT COUNT(*) FROM images").fetchone()[0] == 1
-        other.close()
+def replace(src, dst):
+    events.append(("rename", str(dst)))
+    real_replace(src, dst)
 
-    H.with_store(tmp_path, body)
+async def body(store):
+    array = np.arange(1000, dtype=np.int16)
+    desc = H.raw_descriptor(array)
+    pieces = H.payloads(array, itemsize=2)
+    os.fsync, os.replace = fsync, replace
+    try:
+        record, _, _ = await H.register(store, desc, H.stream(pieces), owner="local")
+    finally:
+        os.fsync, os.replace = real_fsync, real_replace
+    return str(store.blobs.path(record.blob("voxels").digest)), str(store.catalog.path)
+
+final, catalog = H.with_store(sys.argv[1], body)
+print(json.dumps({"events": events, "final": final, "catalog": catalog}))
+"""
+
+
+def test_a_blob_is_synced_renamed_and_its_folder_synced_before_the_row_commits(tmp_path):
+    """os.fsync and os.replace are wrapped to record their order: in an interpreter of the
+    test's own, so that no other server of this test run ever sees the wrapped functions."""
+    done = subprocess.run([sys.executable, "-c", _DURABILITY_ORDER, str(tmp_path)],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    events, final = [tuple(e) for e in seen["events"]], seen["final"]
+    blob_events = [e for e in events if "blobs" in e[1]]
+    assert blob_events[0][0] == "fsync" and "/blobs/tmp/" in blob_events[0][1]  # the file
+    assert ("rename", final) in blob_events
+    after = blob_events[blob_events.index(("rename", final)) + 1:]
+    assert ("fsync", str(Path(final).parent)) in after                    # its folder
+    # Committed when register returns: another connection sees the row.
+    other = sqlite3.connect(seen["catalog"])
+    assert other.execute("SELECT COUNT(*) FROM images").fetchone()[0] == 1
+    other.close()
 
 
 def test_verify_finds_damaged_and_missing_blobs(tmp_path):
@@ -556,9 +586,9 @@ def test_backup_is_a_store_that_serves_the_same_images(tmp_path):
         ct, _ = await _put_dicom(store, [H.data_of("CT_small.dcm")])
         report = await store_admin.backup(store, str(dest))
         assert (report.images, report.blobs) == (2, 3)
-        with pytest.raises(Exception) as caught:              # not over an existing backup
+        with pytest.raises(FailedPrecondition) as caught:     # not over an existing backup
             await store_admin.backup(store, str(dest))
-        assert "empty" in str(caught.value)
+        assert "exists and is not an empty folder" in caught.value.message
         with pytest.raises(InvalidArgument):
             await store_admin.backup(store, "relative/path")
         return raw, ct

@@ -259,3 +259,67 @@ def test_make_versions_makes_every_version_after_registration(tmp_path):
         return True
 
     assert H.with_store(tmp_path, body, make_versions=True)
+
+
+# -- conformance: every version's objects pass dciodvfy ---------------------------------
+
+
+@pytest.mark.parametrize("case", ["CT", "MR", "synthetic 12-bit"])
+def test_versions_add_no_validator_error_to_their_original(tmp_path, case):
+    from tests import dciodvfy
+
+    parts = CASES[case]()
+    had = set().union(*(dciodvfy.check(p).errors for p in parts))
+
+    async def body(store):
+        record = await _register(store, parts)
+        for name in ("lossless", "review", "thumbnail"):
+            spec = store.versions.resolve(name)
+            for level in (0, 1):
+                _, info, payloads = await store.versions.fetch(record, spec, level, NONE)
+                for data in await _files(payloads, info.file_sizes):
+                    report = dciodvfy.check(data)
+                    assert report.errors - had == set(), f"{name}@{level}:\n{report.text}"
+
+    H.with_store(tmp_path, body)
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "int8", "uint16", "int16"])
+def test_a_raw_arrays_versions_pass_the_validator_and_give_its_values_back(tmp_path, dtype):
+    from medcompute.client.store import version_voxels
+    from medcompute.server.worker.version_tasks import _write, raw_dataset
+    from tests import dciodvfy
+
+    info = np.iinfo(dtype)
+    y, x = np.mgrid[0:96, 0:96]
+    ramp = (np.sin(x / 7.0)[None] * np.cos(y / 11.0)[None] * np.arange(1, 3)[:, None, None])
+    array = (info.min + (ramp + 2) / 4 * (int(info.max) - int(info.min))).astype(dtype)
+    array[0, 0, :2] = info.min, info.max  # the extremes of the dtype
+    made = dciodvfy.check(_write(raw_dataset(array, uid_source="raw")))
+    assert made.errors == set(), made.text
+    assert made.iod == ("MultiframeGrayscaleByteSCImage" if dtype == "uint8"
+                        else "MultiframeGrayscaleWordSCImage")
+
+    async def body(store):
+        record, _, _ = await H.register(store, H.raw_descriptor(array),
+                                        H.stream(H.payloads(array.tobytes())), owner="alice")
+        for name in ("lossless", "review"):
+            spec = store.versions.resolve(name)
+            for level in (0, 1):
+                _, got, payloads = await store.versions.fetch(record, spec, level, NONE)
+                files = await _files(payloads, got.file_sizes)
+                for data in files:
+                    report = dciodvfy.check(data)
+                    assert report.errors == set(), f"{name}@{level}:\n{report.text}"
+                    ds = pydicom.dcmread(io.BytesIO(data))
+                    assert ds.PixelRepresentation == 0  # the IOD's only value
+                    assert ds.BurnedInAnnotation == "NO" and ds.PresentationLUTShape
+                    assert "PatientName" in ds and not ds.PatientName   # type 2: unknown
+                voxels = version_voxels(files, array.shape, array.dtype)
+                if name == "lossless" and level == 0:
+                    np.testing.assert_array_equal(voxels, array)
+                elif level == 0:  # lossy: close, not shifted by the stored offset
+                    span = float(info.max) - float(info.min)
+                    assert np.abs(voxels.astype(float) - array).mean() < 0.05 * span
+
+    H.with_store(tmp_path, body)
