@@ -125,15 +125,22 @@ class Index:
             sops = record.metadata.get("sop_instance_uids") or []
             if sop_uid and sops and sop_uid not in sops:
                 continue
-            headers = self._all.get(record.id)
-            if headers is None:
-                path = str(self.store.present(record.blob("dicom")))
-                headers = await asyncio.to_thread(_headers, path, record.file_sizes, False)
-                self._keep(self._all, record.id, headers)
-            for k, header in enumerate(headers):
+            for k, header in enumerate(await self._all_headers(record)):
                 sop = str(header.get("SOPInstanceUID", ""))
                 if sop in seen or (sop_uid and sop != sop_uid):
                     continue
                 seen.add(sop)
                 out.append(Instance(record, header, k))
         return out
+
+    async def _all_headers(self, record: ImageRecord) -> list[Dataset]:
+        headers = self._all.get(record.id)
+        if headers is None:
+            path = str(self.store.present(record.blob("dicom")))
+            headers = await asyncio.to_thread(_headers, path, record.file_sizes, False)
+            self._keep(self._all, record.id, headers)
+        return headers
+
+    async def instances_of(self, record: ImageRecord) -> list[Instance]:
+        """The instances of one stored image with DICOM files, in its files' order."""
+        return [Instance(record, h, k) for k, h in enumerate(await self._all_headers(record))]

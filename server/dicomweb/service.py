@@ -267,10 +267,7 @@ class DicomWeb:
                                                         subscriber=principal.subscriber)
             request.state.audit_detail = f"job {job_id}"
             series = derived.metadata.get("series_instance_uid", "")
-            result = await self.index.instances(principal.subscriber, study_uid=study,
-                                                series_uid=series)
-            if not result:
-                raise NotFound("the derived series is not stored under this study", "study")
+            result = await self.index.instances_of(derived)
             await self.store.fetched(derived, principal.subscriber)
             headers = {"Content-Location": f"{self.base_url(request)}/studies/{study}/series/"
                        f"{series}", "Medcompute-Job": job_id}

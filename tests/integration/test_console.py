@@ -113,7 +113,8 @@ def test_login_and_forms_are_checked(web):
     assert answer.url.endswith("/console/login?next=/console/jobs")
     bad = anonymous.post(f"{web.base}/console/login", data={"key": "mc_nope"}, timeout=30)
     assert bad.status_code == 401 and "not valid" in bad.text
-    assert anonymous.get(f"{web.base}/console/preview/1/2", timeout=30).status_code == 401
+    unseen = anonymous.get(f"{web.base}/console/preview/1/2", timeout=30)
+    assert unseen.status_code == 401 and unseen.text == "log in first"
     a = _login(web, "a")
     forged = a.post(f"{web.base}/console/process", timeout=30, data={
         "csrf": "forged", "study": FIRST.StudyInstanceUID,

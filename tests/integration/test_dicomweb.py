@@ -206,7 +206,9 @@ def test_isolation_b_never_sees_a(web, stored):
                  f"studies/{STUDY}/series/{SERIES}/instances/{SOPS[0]}/rendered"):
         answer = requests.get(f"{web.url}/{path}", headers=_auth(web, "b"), timeout=30)
         assert answer.status_code == 404, path
-        assert answer.json()["error"]["field"] in ("study", "series", "instance")
+        error = answer.json()["error"]
+        assert error["field"] in ("study", "series", "instance")
+        assert error["message"] == f"no stored {error['field']} with this UID"
 
 
 def test_keys_and_roles(web, stored):
@@ -375,6 +377,8 @@ def test_processing_on_retrieve_refusals(web, stored, params, who, status, field
                           params=params, headers=_auth(web, who), timeout=120)
     assert answer.status_code == status, answer.text
     assert answer.json()["error"]["field"].startswith(field)
+    if status == 404:
+        assert answer.json()["error"]["message"] == "no stored series with this UID"
 
 
 @pytest.mark.parametrize(("path", "params", "status", "field"), [
@@ -398,4 +402,5 @@ def test_a_key_named_otherwise_than_bearer_is_refused(web, stored):
     answer = requests.get(f"{web.url}/studies", timeout=30,
                           headers={"Authorization": f"Basic {web.tokens['a']}"})
     assert answer.status_code == 401
-    assert "Bearer" in answer.json()["error"]["message"]
+    assert answer.json()["error"]["message"] == ("expected the header 'Authorization: Bearer "
+                                                 "<key>'")

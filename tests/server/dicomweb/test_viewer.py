@@ -20,6 +20,8 @@ def test_a_folder_without_index_html_is_refused(tmp_path):
     with pytest.raises(FailedPrecondition) as err:
         viewer_routes(tmp_path)
     assert err.value.field == "--http-viewer"
+    assert err.value.message == (f"{tmp_path} has no index.html (expected a built viewer, "
+                                 "e.g. OHIF's dist/ folder: make ohif)")
     assert viewer_routes(None) == []
 
 
