@@ -71,7 +71,7 @@ browser:
 OHIF_VERSION ?= 3.13.2
 ohif: $(TOOLS)/ohif/.installed
 
-$(TOOLS)/ohif/.installed: Makefile
+$(TOOLS)/ohif/.installed: Makefile | $(TOOLS)/.installed
 	rm -rf $(TOOLS)/ohif && mkdir -p $(TOOLS)/ohif
 	cd $(TOOLS)/ohif && npm pack --silent @ohif/app@$(OHIF_VERSION) >/dev/null && \
 		tar xzf ohif-app-$(OHIF_VERSION).tgz --strip-components=1 package/dist package/package.json && \
