@@ -8,6 +8,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
+from starlette.responses import RedirectResponse
 from starlette.routing import Mount, Route
 
 from medcompute.server.config import ServerConfig
@@ -55,6 +56,11 @@ def resources(web: DicomWeb) -> list:
     ]
 
 
+async def _to_console(request) -> RedirectResponse:
+    """Without a viewer, / is the console."""
+    return RedirectResponse("/console/jobs", 303)
+
+
 async def _http_error(request, exc: HTTPException):
     what = "no such resource" if exc.status_code == 404 else (
         "method not allowed here" if exc.status_code == 405 else str(exc.detail))
@@ -83,8 +89,8 @@ def http_door(config: ServerConfig, store: ImageStore, keys: KeyStore, audit: Au
     web = DicomWeb(store, door, ingress, ae_title=config.dicom_ae_title,
                    max_body=config.http_max_body_bytes, processing=processing)
     console = Console(door, web.index, runner, billing, pushes, processing)
-    app = build_app(web, cors=config.http_cors,
-                    extra=[*console.routes(), *viewer_routes(config.http_viewer)])
+    viewer = viewer_routes(config.http_viewer) or [Route("/", _to_console)]
+    app = build_app(web, cors=config.http_cors, extra=[*console.routes(), *viewer])
     return HttpListener(app, config.http_address,
                         config.http_port or 0, tls_cert=config.tls_cert,
                         tls_key=config.tls_key, grace=config.grace)

@@ -109,6 +109,8 @@ def test_another_subscriber_sees_nothing_of_a(web):
 
 def test_login_and_forms_are_checked(web):
     anonymous = requests.Session()
+    answer = anonymous.get(f"{web.base}/", timeout=30)         # no viewer: the console
+    assert answer.url.endswith("/console/login?next=/console/jobs")
     answer = anonymous.get(f"{web.base}/console/jobs", timeout=30)
     assert answer.url.endswith("/console/login?next=/console/jobs")
     bad = anonymous.post(f"{web.base}/console/login", data={"key": "mc_nope"}, timeout=30)
