@@ -102,7 +102,8 @@ class Console:
         try:
             principal = await self.door.principal(f"Bearer {key}" if key else "")
         except Unauthenticated as exc:
-            await self.door.record(None, "console.login", "", "UNAUTHENTICATED", exc.message)
+            await self.door.record(None, "console.login", "", "UNAUTHENTICATED", exc.message,
+                                   source=request.client.host if request.client else "")
             return HTMLResponse(pages.login_page(exc.message, after), 401)
         sid = self.sessions.open(key)
         await self.door.record(principal, "console.login", "", "OK")

@@ -17,7 +17,7 @@ import time
 
 from medcompute.server.config import ServerConfig
 from medcompute.server.errors import MedcomputeError, PermissionDenied, Unauthenticated
-from medcompute.server.storage.audit import AuditLog
+from medcompute.server.storage.audit import AuditLog, RefusedCalls
 from medcompute.server.storage.keys import ROLES, KeyStore, Principal
 
 __all__ = ["Door", "HttpError", "Sessions", "http_status", "error_body", "READ", "WRITE",
@@ -101,6 +101,9 @@ class Door:
         self.keys = keys
         self.audit = audit
         self.sessions = Sessions()
+        #: Refused requests without a valid key: a few entries per source, the rest
+        #: counted in a summary (as the gRPC door's guard does).
+        self.refused = RefusedCalls()
 
     async def caller(self, headers, cookies) -> Principal:
         """The caller of a request: its ``Authorization`` header, else the console's
@@ -136,10 +139,24 @@ class Door:
                                    f"has {have}")
 
     async def record(self, principal: Principal | None, action: str, object_id: str,
-                     outcome: str, detail: str = "") -> None:
-        """One audit entry; a failure to write it is logged, never the caller's error."""
+                     outcome: str, detail: str = "", *, source: str = "") -> None:
+        """One audit entry (a refused request without a valid key: unless its source
+        already has its few in this window); a failure to write it is logged, never the
+        caller's error."""
         try:
+            if principal is None and outcome == "UNAUTHENTICATED":
+                own, summaries = self.refused.admit(source, time.time())
+                await self.audit.record_entries(summaries)
+                if not own:
+                    return
             await self.audit.record(principal.subscriber if principal else "", action,
                                     object_id, outcome, detail)
         except Exception:
             log.exception("could not write the audit entry of %s", action)
+
+    async def close(self) -> None:
+        """Write the summaries of the refused requests' windows still open."""
+        try:
+            await self.audit.record_entries(self.refused.due(time.time(), every=True))
+        except Exception:
+            log.exception("could not write the refused requests' summary")

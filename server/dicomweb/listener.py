@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 
 class HttpListener:
     def __init__(self, app, address: str, port: int, *, tls_cert=None, tls_key=None,
-                 grace: float = 5.0):
+                 grace: float = 5.0, on_stop=None):
         self.address = address
         self.wanted = port
         self.config = uvicorn.Config(
@@ -36,6 +36,8 @@ class HttpListener:
         self.server = uvicorn.Server(self.config)
         self.sockets: list[socket.socket] = []
         self.port = 0
+        #: ``async on_stop()``, once the port is closed (the door's audit summaries).
+        self.on_stop = on_stop
         self._task: asyncio.Task | None = None
 
     @property
@@ -83,3 +85,5 @@ class HttpListener:
         await asyncio.sleep(0)
         for sock in self.sockets:
             sock.close()
+        if self.on_stop is not None:
+            await self.on_stop()

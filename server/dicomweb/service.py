@@ -80,7 +80,8 @@ class DicomWeb:
             response = refusal(exc)
             code = exc.code_name if isinstance(exc, MedcomputeError) else str(response.status_code)
             await self.door.record(principal, action, _digest(object_id), code,
-                                   exc.details if hasattr(exc, "details") else "internal")
+                                   exc.details if hasattr(exc, "details") else "internal",
+                                   source=request.client.host if request.client else "")
             return response
         await self.door.record(principal, action, _digest(object_id), "OK",
                                getattr(request.state, "audit_detail", ""))

@@ -93,4 +93,4 @@ def http_door(config: ServerConfig, store: ImageStore, keys: KeyStore, audit: Au
     app = build_app(web, cors=config.http_cors, extra=[*console.routes(), *viewer])
     return HttpListener(app, config.http_address,
                         config.http_port or 0, tls_cert=config.tls_cert,
-                        tls_key=config.tls_key, grace=config.grace)
+                        tls_key=config.tls_key, grace=config.grace, on_stop=door.close)

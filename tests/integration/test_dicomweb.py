@@ -21,6 +21,7 @@ from pydicom.data import get_testdata_file
 from medcompute.client import Client
 from medcompute.proto.v1 import jobs_pb2
 from medcompute.server.config import ServerConfig
+from medcompute.server.storage.audit import REFUSED_ENTRIES
 from medcompute.server.storage.images import FindFilter
 from medcompute.server.storage.keys import KeyStore
 
@@ -404,3 +405,11 @@ def test_a_key_named_otherwise_than_bearer_is_refused(web, stored):
     assert answer.status_code == 401
     assert answer.json()["error"]["message"] == ("expected the header 'Authorization: Bearer "
                                                  "<key>'")
+
+
+def test_a_flood_without_keys_is_counted_not_written_entry_by_entry(web, stored):
+    for _ in range(25):
+        assert requests.get(f"{web.url}/series", timeout=30).status_code == 401
+    entries = web.call(web.running.guard.audit.alist(action="dicomweb.search.series"))
+    refused = [e for e in entries if e.outcome == "UNAUTHENTICATED"]
+    assert 0 < len(refused) <= REFUSED_ENTRIES
