@@ -78,6 +78,8 @@ class Index:
         self.store = store
         self._first: OrderedDict[str, Dataset] = OrderedDict()
         self._all: OrderedDict[str, list[Dataset]] = OrderedDict()
+        #: DICOM JSON of each file's attributes, per stored image (QIDO's instances).
+        self._json: OrderedDict[str, list[dict | None]] = OrderedDict()
 
     @staticmethod
     def _keep(cache: OrderedDict, key: str, value):
@@ -144,3 +146,12 @@ class Index:
     async def instances_of(self, record: ImageRecord) -> list[Instance]:
         """The instances of one stored image with DICOM files, in its files' order."""
         return [Instance(record, h, k) for k, h in enumerate(await self._all_headers(record))]
+
+    def json_of(self, inst: Instance) -> dict:
+        """The instance's attributes as DICOM JSON (binary values inline), made once."""
+        kept = self._json.get(inst.record.id)
+        if kept is None or len(kept) != len(inst.record.file_sizes):
+            kept = self._keep(self._json, inst.record.id, [None] * len(inst.record.file_sizes))
+        if kept[inst.index] is None:
+            kept[inst.index] = inst.header.to_json_dict(bulk_data_threshold=1 << 30)
+        return kept[inst.index]

@@ -139,6 +139,31 @@ def _fits(ds: Dataset, q: Query, skip=()) -> bool:
                if kw not in skip and kw not in _COUNTED)
 
 
+def _vr(tag: int) -> str:
+    """The VR of an attribute (the first of an ambiguous one's, "US or SS")."""
+    return dictionary_VR(tag).split(" or ")[0]
+
+
+def _tags(keys, q: Query) -> list[tuple[str, str]]:
+    """(JSON key, VR) of the attributes an answer carries: the level's keys, the matched
+    and the included ones (counts apart)."""
+    tags = {tag_for_keyword(k) for k in keys} | {t for t, _, _ in q.match} | q.include
+    return [(f"{t:08X}", _vr(t)) for t in sorted(tags)
+            if keyword_for_tag(t) not in _COUNTED]
+
+
+def _picked(full: dict, tags: list[tuple[str, str]], everything: bool) -> dict:
+    """Those attributes of an instance's DICOM JSON (``everything``: all but the pixel
+    data), empty where it lacks them."""
+    if everything:
+        out = {k: v for k, v in full.items() if not k.startswith("7FE0")}
+    else:
+        out = {}
+    for key, vr in tags:
+        out[key] = full.get(key) or {"vr": vr}
+    return dict(sorted(out.items()))
+
+
 def _reply(header: Dataset, keys, q: Query) -> Dataset:
     """The answer of one match: the level's keys, the matched and the included ones
     (``all``: every attribute but the pixel data), empty where the header lacks them."""
@@ -152,7 +177,7 @@ def _reply(header: Dataset, keys, q: Query) -> Dataset:
         if tag in header:
             out[tag] = header[tag]
         else:
-            out.add_new(tag, dictionary_VR(tag), None)
+            out.add_new(tag, _vr(tag), None)
     return out
 
 
@@ -162,12 +187,14 @@ async def search(index: Index, owner: str, level: str, q: Query, *, study_uid: s
     series, instances), within one study or series where given; and whether more
     matched than ``limit`` let through."""
     if level == "instances":
-        found = []
-        for inst in await index.instances(owner, study_uid=study_uid, series_uid=series_uid):
-            if _fits(inst.header, q):
-                keys = INSTANCE if series_uid else (
-                    (*SERIES, *INSTANCE) if study_uid else (*STUDY, *SERIES, *INSTANCE))
-                found.append(_reply(inst.header, keys, q))
+        keys = INSTANCE if series_uid else (
+            (*SERIES, *INSTANCE) if study_uid else (*STUDY, *SERIES, *INSTANCE))
+        tags = _tags(keys, q)
+        matched = [inst for inst in await index.instances(
+            owner, study_uid=study_uid, series_uid=series_uid) if _fits(inst.header, q)]
+        page = matched[q.offset:q.offset + q.limit]
+        return ([_picked(index.json_of(inst), tags, q.include_all) for inst in page],
+                len(matched) > q.offset + q.limit)
     else:
         all_series = await index.series(owner, study_uid=study_uid, series_uid=series_uid)
         groups: dict[str, list] = {}

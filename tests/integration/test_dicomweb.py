@@ -135,6 +135,9 @@ def test_qido_includefield_limit_offset(web, stored):
     client = _dw(web, "a")
     (study,) = client.search_for_studies(fields=["InstitutionName", "00180050"])
     assert "00080080" in study and "00180050" in study
+    # An attribute the files lack, of an ambiguous VR (US or SS): empty, of its first VR.
+    instances = client.search_for_instances(STUDY, SERIES, fields=["00280106"])
+    assert all(i["00280106"] == {"vr": "US"} for i in instances)
     everything = client.search_for_instances(STUDY, SERIES, fields=["all"])
     assert all("00280030" in i for i in everything)            # PixelSpacing
     more = requests.get(f"{web.url}/studies/{STUDY}/series/{SERIES}/instances",
