@@ -29,6 +29,8 @@ __all__ = ["Index", "Series", "Instance"]
 _PAGE = 500
 #: Stored images whose headers are kept.
 _CACHED = 4096
+#: Instances' QIDO answers kept.
+_ANSWERS = 200000
 
 
 @dataclass(frozen=True)
@@ -78,14 +80,14 @@ class Index:
         self.store = store
         self._first: OrderedDict[str, Dataset] = OrderedDict()
         self._all: OrderedDict[str, list[Dataset]] = OrderedDict()
-        #: DICOM JSON of each file's attributes, per stored image (QIDO's instances).
-        self._json: OrderedDict[str, list[dict | None]] = OrderedDict()
+        #: QIDO answers of instances, by instance and the attributes asked for.
+        self._answers: OrderedDict[tuple, dict] = OrderedDict()
 
     @staticmethod
-    def _keep(cache: OrderedDict, key: str, value):
+    def _keep(cache: OrderedDict, key, value, most: int = 0):
         cache[key] = value
         cache.move_to_end(key)
-        while len(cache) > _CACHED:
+        while len(cache) > (most or _CACHED):
             cache.popitem(last=False)
         return value
 
@@ -147,11 +149,12 @@ class Index:
         """The instances of one stored image with DICOM files, in its files' order."""
         return [Instance(record, h, k) for k, h in enumerate(await self._all_headers(record))]
 
-    def json_of(self, inst: Instance) -> dict:
-        """The instance's attributes as DICOM JSON (binary values inline), made once."""
-        kept = self._json.get(inst.record.id)
-        if kept is None or len(kept) != len(inst.record.file_sizes):
-            kept = self._keep(self._json, inst.record.id, [None] * len(inst.record.file_sizes))
-        if kept[inst.index] is None:
-            kept[inst.index] = inst.header.to_json_dict(bulk_data_threshold=1 << 30)
-        return kept[inst.index]
+    def answer(self, inst: Instance, asked: tuple, make) -> dict:
+        """The answer ``make(inst)`` for the attributes ``asked`` names, made once per
+        instance and kind of query (images never change once stored)."""
+        key = (inst.record.id, inst.index, asked)
+        got = self._answers.get(key)
+        if got is None:
+            got = make(inst)
+            self._keep(self._answers, key, got, _ANSWERS)
+        return got

@@ -144,26 +144,6 @@ def _vr(tag: int) -> str:
     return dictionary_VR(tag).split(" or ")[0]
 
 
-def _tags(keys, q: Query) -> list[tuple[str, str]]:
-    """(JSON key, VR) of the attributes an answer carries: the level's keys, the matched
-    and the included ones (counts apart)."""
-    tags = {tag_for_keyword(k) for k in keys} | {t for t, _, _ in q.match} | q.include
-    return [(f"{t:08X}", _vr(t)) for t in sorted(tags)
-            if keyword_for_tag(t) not in _COUNTED]
-
-
-def _picked(full: dict, tags: list[tuple[str, str]], everything: bool) -> dict:
-    """Those attributes of an instance's DICOM JSON (``everything``: all but the pixel
-    data), empty where it lacks them."""
-    if everything:
-        out = {k: v for k, v in full.items() if not k.startswith("7FE0")}
-    else:
-        out = {}
-    for key, vr in tags:
-        out[key] = full.get(key) or {"vr": vr}
-    return dict(sorted(out.items()))
-
-
 def _reply(header: Dataset, keys, q: Query) -> Dataset:
     """The answer of one match: the level's keys, the matched and the included ones
     (``all``: every attribute but the pixel data), empty where the header lacks them."""
@@ -189,11 +169,15 @@ async def search(index: Index, owner: str, level: str, q: Query, *, study_uid: s
     if level == "instances":
         keys = INSTANCE if series_uid else (
             (*SERIES, *INSTANCE) if study_uid else (*STUDY, *SERIES, *INSTANCE))
-        tags = _tags(keys, q)
+        asked = (keys, tuple(sorted(q.include)), q.include_all,
+                 tuple(sorted(t for t, _, _ in q.match)))
         matched = [inst for inst in await index.instances(
             owner, study_uid=study_uid, series_uid=series_uid) if _fits(inst.header, q)]
         page = matched[q.offset:q.offset + q.limit]
-        return ([_picked(index.json_of(inst), tags, q.include_all) for inst in page],
+
+        def make(inst):
+            return _reply(inst.header, keys, q).to_json_dict(bulk_data_threshold=1 << 30)
+        return ([index.answer(inst, asked, make) for inst in page],
                 len(matched) > q.offset + q.limit)
     else:
         all_series = await index.series(owner, study_uid=study_uid, series_uid=series_uid)
