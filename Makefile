@@ -17,6 +17,7 @@ BUF     = $(abspath $(TOOLS))/node_modules/.bin/buf
 .PHONY: dicom3tools
 .PHONY: docs tour
 .PHONY: postgres
+.PHONY: browser ohif
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -68,6 +69,23 @@ peers:
 postgres:
 	.ci/install-postgres
 
+## browser: Chromium and chromedriver (apt-get, where missing), for the viewer tests
+browser:
+	.ci/install-browser
+
+## ohif: the OHIF Viewer's built application (npm's @ohif/app ships it in dist/) into
+## $(TOOLS)/ohif/dist, served by the viewer tests from the DICOMweb port
+OHIF_VERSION ?= 3.13.2
+ohif: $(TOOLS)/ohif/.installed
+
+$(TOOLS)/ohif/.installed: Makefile | $(TOOLS)/.installed
+	rm -rf $(TOOLS)/ohif && mkdir -p $(TOOLS)/ohif
+	cd $(TOOLS)/ohif && npm pack --silent @ohif/app@$(OHIF_VERSION) >/dev/null && \
+		tar xzf ohif-app-$(OHIF_VERSION).tgz --strip-components=1 package/dist package/package.json && \
+		rm ohif-app-$(OHIF_VERSION).tgz
+	test -f $(TOOLS)/ohif/dist/index.html
+	touch $@
+
 ## imports: check the house plan's import contracts (pyproject.toml [tool.importlinter]).
 ## import-linter reads packages from folders named as they import, so build/imports holds
 ## medcompute/{server,client,kernels,proto} as links to the top-level folders.
@@ -100,10 +118,10 @@ docs: $(VENV)/.installed-docs
 tour: $(VENV)/.installed-test
 	$(PY) -m pytest -m tour tests/docs $(PYTEST_ARGS)
 
-## test: set up .venv with the test extras, the tools, the DICOM peers, dciodvfy and PostgreSQL,
-## lint the protos and the code, check the import contracts, build the docs, run the whole
-## suite (the tour included)
-test: $(VENV)/.installed-test $(TOOLS)/.installed peers dicom3tools postgres lint-proto lint imports docs
+## test: set up .venv with the test extras, the tools, the DICOM peers, dciodvfy, PostgreSQL,
+## Chromium and the OHIF Viewer, lint the protos and the code, check the import contracts,
+## build the docs, run the whole suite (the tour included)
+test: $(VENV)/.installed-test $(TOOLS)/.installed peers dicom3tools postgres browser ohif lint-proto lint imports docs
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 ## stress: the whole suite $(RUNS) times in a row (default 5) while stress-ng (installed with

@@ -373,6 +373,26 @@ def _catalog(c) -> str:
                       "writes per commit", "vs SQLite"], rows) + notes)
 
 
+def _dicomweb(d) -> str:
+    if not d or d.get("available") is False:
+        return f'<p class="absent">{_e((d or {}).get("reason", "not run"))}</p>'
+    w, q = d.get("wado", {}), d.get("qido", {})
+    wado = _table(["retrieval", "MB/s", "vs Store.Get"], [
+        ["gRPC Store.Get (baseline)", _num(w.get("grpc_get_mb_per_s"), "{:.0f}"), "1"],
+        ["WADO-RS series", _num(w.get("wado_mb_per_s"), "{:.0f}"),
+         _num(w.get("wado_over_grpc"), "{:.2f}")]])
+    rows = [[_e(name), _num(v.get("results"), "{:.0f}"), _ms(v.get("grpc_find_seconds")),
+             _ms(v.get("qido_seconds")), _ms(v.get("cold_seconds")),
+             _num(v.get("qido_over_grpc"), "{:.1f}")]
+            for name, v in (q.get("latency") or {}).items()]
+    return (f"<p>WADO-RS of a {_e(w.get('slices'))}-slice 512x512 CT series against "
+            "Store.Get of its DICOM files</p>" + wado
+            + f"<p>QIDO-RS with {_e(q.get('instances'))} instances stored, against "
+            "Store.Find with the same filter</p>"
+            + _table(["query", "results", "Store.Find", "QIDO-RS", "QIDO-RS cold",
+                      "QIDO / Find"], rows))
+
+
 def render(results: dict) -> str:
     plt = _pyplot()
     meta = results.get("meta", {})
@@ -416,6 +436,7 @@ def render(results: dict) -> str:
     parts.append("<h2>Stored versions and tiers</h2>" + _versions(results.get("versions")))
     parts.append("<h2>DICOM ingest</h2>" + _dicom(results.get("dicom")))
     parts.append("<h2>Catalog</h2>" + _catalog(results.get("catalog")))
+    parts.append("<h2>DICOMweb</h2>" + _dicomweb(results.get("dicomweb")))
     versions = m.get("versions", {})
     parts.append("<h2>Software</h2>" + _table(["package", "version"],
                                                [[_e(k), _e(v)] for k, v in versions.items()]))

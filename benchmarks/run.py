@@ -27,6 +27,7 @@ if str(HERE) not in sys.path:
 import catalog_bench  # noqa: E402
 import common  # noqa: E402
 import dicom_ingest  # noqa: E402
+import dicomweb_bench  # noqa: E402
 import kernels_bench  # noqa: E402
 import report  # noqa: E402
 import service_bench  # noqa: E402
@@ -35,7 +36,7 @@ import targets  # noqa: E402
 import versions_bench  # noqa: E402
 
 SECTIONS = ("kernels", "service", "store", "throughput", "scaling", "gpu", "versions", "dicom",
-            "orthanc", "catalog")
+            "orthanc", "catalog", "dicomweb")
 SERVICE_SECTIONS = ("service", "store", "throughput", "scaling")
 
 
@@ -99,6 +100,10 @@ def run(mode: str, sections: set[str], out_dir: Path, *, wait_idle: float = 0.0,
         results["catalog"] = _guarded("catalog", catalog_bench.run, sizes, _log)
     else:
         results["catalog"] = {"available": False, "reason": "not run (--sections)"}
+    if "dicomweb" in sections:
+        results["dicomweb"] = _guarded("dicomweb", dicomweb_bench.run, sizes, _log)
+    else:
+        results["dicomweb"] = {"available": False, "reason": "not run (--sections)"}
     results["targets"] = targets.evaluate(results)
     finished = time.time()
     results["meta"]["finished"] = datetime.fromtimestamp(finished, timezone.utc).isoformat()

@@ -53,6 +53,8 @@ from medcompute.server.dicomnet.printing import Printing
 from medcompute.server.dicomnet.push import PushBook
 from medcompute.server.dicomnet.registry import NodeRegistry
 from medcompute.server.dicomnet.routing import RuleBook
+from medcompute.server.dicomweb.listener import HttpListener
+from medcompute.server.dicomweb.web import http_door
 from medcompute.server.dispatch.dispatcher import Dispatcher
 from medcompute.server.errors import FailedPrecondition
 from medcompute.server.front_ends import FrontEnds
@@ -125,6 +127,12 @@ def check_address(config: ServerConfig) -> None:
             "--dicom-tls-cert and --dicom-tls-key (and --dicom-tls-ca to require callers' "
             "certificates), or use --insecure on a closed imaging network (calling AE titles "
             "are still checked against their hosts)", "--dicom-address")
+    if (config.http_port is not None and not _loopback(config.http_address)
+            and not config.insecure and (not config.tls_cert or not config.require_keys)):
+        raise FailedPrecondition(
+            f"refusing to serve HTTP on {config.http_address}: a non-loopback address needs "
+            "TLS (--tls-cert, --tls-key) and API keys (--require-keys); or use 127.0.0.1, or "
+            "--insecure to accept the risk", "--http-address")
     if _loopback(host):
         return
     if config.insecure:
@@ -244,11 +252,18 @@ class Running:
     #: The port of the Prometheus endpoint; 0 when it is off.
     metrics_port: int = 0
     dicom: DicomNode | None = None
+    #: The HTTP door (DICOMweb, the console); None when it is off.
+    http: HttpListener | None = None
     #: The catalog file's one Database (connection) that every store of the server holds.
     db: Database | None = None
     _stack: contextlib.AsyncExitStack = field(default_factory=contextlib.AsyncExitStack,
                                               repr=False)
     _grace: _Grace = field(default_factory=_Grace, repr=False)
+
+    @property
+    def http_port(self) -> int:
+        """The HTTP port; 0 when it is off."""
+        return self.http.port if self.http is not None else 0
 
     @property
     def dicom_port(self) -> int:
@@ -339,6 +354,17 @@ async def start(config: ServerConfig) -> Running:
             await dicom.start()          # stops what it started if it cannot listen
             stack.push_async_callback(dicom.stop)
             servicers.dicom.node = dicom
+        http = None
+        if config.http_port is not None:
+            if dicom is None:       # STOW-RS receives as the DICOM port does
+                dicom = DicomNode(config, store, runner, db=db)
+                await dicom.start(listen=False)
+                stack.push_async_callback(dicom.stop)
+                servicers.dicom.node = dicom
+            http = http_door(config, store, keys, audit, ingress=dicom.ingress, runner=runner,
+                             billing=billing, pushes=dicom.pushes)
+            stack.push_async_callback(http.stop)
+            await http.start()
         metrics_port = 0
         if config.metrics_port is not None:
             metrics_port = metrics.start_http(config.metrics_address, config.metrics_port)
@@ -349,8 +375,8 @@ async def start(config: ServerConfig) -> Running:
         address = f"{_host(config.address)}:{port}"
         running = Running(server, port, address, dispatcher, catalog, store, guard, runner,
                           metrics, billing, servicers.health, servicers.dicom,
-                          metrics_port=metrics_port, dicom=dicom, db=db, _stack=stack.pop_all(),
-                          _grace=grace)
+                          metrics_port=metrics_port, dicom=dicom, http=http, db=db,
+                          _stack=stack.pop_all(), _grace=grace)
     log.info("medcompute serving on %s (data in %s, catalog %s)", address, config.data_dir,
              db.describe())
     return running
@@ -376,14 +402,17 @@ async def serve(config: ServerConfig, ready=None) -> int:
         dicom = (f", DICOM AE {config.dicom_ae_title} on {config.dicom_address}:"
                  f"{running.dicom_port}"
                  f"{' (TLS)' if running.dicom.tls is not None else ''}"
-                 if running.dicom is not None else "")
+                 if running.dicom is not None and running.dicom_port else "")
+        web = (f", DICOMweb on http{'s' if running.http.tls else ''}://"
+               f"{config.http_address}:{running.http_port}/dicomweb"
+               if running.http is not None else "")
         processes = f", {config.processes} server processes" if config.processes > 1 else ""
         if ready is not None:
             ready.set()
         else:
             print(f"medcompute serving on {running.address} (data directory "
                   f"{config.data_dir}, Dask scheduler {running.dispatcher.scheduler_address}"
-                  f"{metrics}{dicom}{processes}); Ctrl-C stops", flush=True)
+                  f"{metrics}{dicom}{web}{processes}); Ctrl-C stops", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):

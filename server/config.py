@@ -137,6 +137,17 @@ class ServerConfig:
     dicom_tls_cert: str = ""
     dicom_tls_key: str = ""
     dicom_tls_ca: str = ""
+    #: The HTTP door (DICOMweb, the console) on this port (0: any free port); None: off.
+    #: It takes the server's TLS certificate (tls_cert, tls_key) and API keys.
+    http_port: int | None = None
+    #: The address it listens on (a non-loopback one needs TLS and keys, or --insecure).
+    http_address: str = "127.0.0.1"
+    #: Origins allowed by CORS (a viewer served from another origin); empty: none.
+    http_cors: tuple[str, ...] = ()
+    #: Largest request body (a STOW-RS request), in bytes; larger: 413.
+    http_max_body_bytes: int = 512 << 20
+    #: A built web viewer (OHIF's dist/) served at / on the HTTP port; None: none.
+    http_viewer: Path | None = None
     #: The service's own AE title.
     dicom_ae_title: str = "MEDCOMPUTE"
     #: Other called AE titles the node answers to (``--dicom-ae-alias``); any other called

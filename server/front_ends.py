@@ -84,11 +84,12 @@ class FrontEnds:
     def config_of(self, k: int) -> ServerConfig:
         """Process k's configuration: the same, on the bound address and the running
         cluster, with its own spool folder, and no metrics endpoint or DICOM node of its own
-        (the first process is the DICOM node: its port, pushes and scheduled collects)."""
+        (the first process is the DICOM node: its port, pushes and scheduled collects;
+        and the HTTP door)."""
         return dataclasses.replace(
             self.config, address=self.address, scheduler=self.scheduler, processes=1,
             joins_group=True, spool_name=f"p{k}", sweep_store=False, metrics_port=None,
-            dicom_port=None)
+            dicom_port=None, http_port=None)
 
     def _spawn(self, k: int):
         """Start process k; return it and the event it sets once it serves."""

@@ -304,6 +304,24 @@ def add_parser(subparsers, *, duration: Callable[[str], float]) -> argparse.Argu
     dicom.add_argument("--commit-timeout", type=float, default=30.0, metavar="SECONDS",
                        help="wait for a destination's storage commitment report "
                        "(N-EVENT-REPORT) before the try counts as failed (default 30)")
+    web = serve.add_argument_group("the HTTP door: DICOMweb and the console (see "
+                                   "docs/dicomweb.md)")
+    web.add_argument("--http-port", type=int, default=None, metavar="PORT",
+                     help="serve DICOMweb (QIDO-RS, WADO-RS, STOW-RS) under /dicomweb and the "
+                     "console on this port, with the same API keys and TLS certificate "
+                     "(0: any free port; default: off)")
+    web.add_argument("--http-address", default="127.0.0.1", metavar="HOST",
+                     help="the address of the HTTP port (default 127.0.0.1; another needs "
+                     "--tls-cert/--tls-key and --require-keys, or --insecure)")
+    web.add_argument("--http-cors", action="append", default=[], metavar="ORIGIN",
+                     help="allow this origin (a viewer served elsewhere, e.g. "
+                     "https://viewer.example.org) by CORS; repeatable")
+    web.add_argument("--http-viewer", default=None, metavar="DIR",
+                     help="serve this built web viewer at / on the HTTP port, configured for "
+                     "this service's DICOMweb (the OHIF Viewer's dist/ folder: make ohif "
+                     "puts one in .tools/ohif/dist)")
+    web.add_argument("--http-max-body-mb", type=float, default=512, metavar="MIB",
+                     help="largest STOW-RS request body (default 512; larger: 413)")
     serve.add_argument("--log-level", default="info",
                        choices=["debug", "info", "warning", "error"],
                        help="the least severe messages logged (default: info)")
@@ -363,6 +381,9 @@ def run(args) -> int:
                           dicom_tls_cert=args.dicom_tls_cert or "",
                           dicom_tls_key=args.dicom_tls_key or "",
                           dicom_tls_ca=args.dicom_tls_ca or "",
+                          http_port=args.http_port, http_address=args.http_address,
+                          http_cors=tuple(args.http_cors), http_viewer=_path(args.http_viewer),
+                          http_max_body_bytes=int(args.http_max_body_mb * (1 << 20)),
                           processes=(args.processes if args.processes is not None
                                      else default_processes()),
                           catalog=args.catalog, spool_name=args.spool_name,

@@ -100,8 +100,12 @@ class DicomNode:
                               commitments=self.commitments,
                               limits=limits)
         self.port = 0
+        #: Whether start was asked to listen on the DICOM port (stop then stops the SCP).
+        self._listens = False
 
-    async def start(self) -> None:
+    async def start(self, *, listen: bool = True) -> None:
+        """Start the node; ``listen``: also on its DICOM port (without: the ingress, the
+        routing and the pushes only, for instances received by another door, STOW-RS)."""
         for ae in unusable(await self.registry.list_aes()):
             log.warning("dicom: the calling AE %r (subscriber %s) is registered from host %r, "
                         "which no caller matches: register it again with its address, "
@@ -110,6 +114,9 @@ class DicomNode:
         await self.router.recover()
         await self.pusher.start()
         await self.ingress.start()
+        if not listen:
+            return
+        self._listens = True
         try:
             self.port = self.scp.start(self.config.dicom_address, self.config.dicom_port or 0,
                                        self.tls)
@@ -121,7 +128,8 @@ class DicomNode:
 
     async def stop(self) -> None:
         # pynetdicom's shutdown blocks until its threads notice: not on the event loop.
-        await asyncio.to_thread(self.scp.stop)
+        if self._listens:
+            await asyncio.to_thread(self.scp.stop)
         await self.ingress.stop()
         await self.pusher.stop()
         await self.collector.stop()

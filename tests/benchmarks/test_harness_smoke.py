@@ -58,6 +58,11 @@ def test_tiny_run_writes_every_section(tiny_run):
     assert results["service"]["echo"]["seconds"] > 0
     assert [lv["concurrency"] for lv in results["throughput"]["levels"]] == [1, 2]
     assert results["scaling"]["speedup"] > 0
+    web = results["dicomweb"]
+    assert web["wado"]["wado_mb_per_s"] > 0 and web["wado"]["grpc_get_mb_per_s"] > 0
+    assert set(web["qido"]["latency"]) == {"patient_studies", "series_instances",
+                                           "all_instances"}
+    assert web["qido"]["latency"]["series_instances"]["results"] == 100
     assert "available" in results["store"]
     versions = results["versions"]
     assert versions["available"], versions.get("traceback")

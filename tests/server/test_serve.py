@@ -140,3 +140,16 @@ def test_the_software_limits(capsys):
             _parser().parse_args(["serve", *bad])
         assert stop.value.code == 2
         assert f"{bad[0]}: expected a number > 0" in capsys.readouterr().err
+
+
+def test_the_http_door_options():
+    args = _parser().parse_args(["serve"])
+    assert (args.http_port, args.http_address, args.http_cors, args.http_viewer,
+            args.http_max_body_mb) == (None, "127.0.0.1", [], None, 512)
+    args = _parser().parse_args([
+        "serve", "--http-port", "8042", "--http-address", "10.0.0.5", "--http-cors",
+        "https://a.example.org", "--http-cors", "https://b.example.org", "--http-viewer",
+        "ohif/dist", "--http-max-body-mb", "2.5"])
+    assert (args.http_port, args.http_address, args.http_viewer, args.http_max_body_mb) == (
+        8042, "10.0.0.5", "ohif/dist", 2.5)
+    assert args.http_cors == ["https://a.example.org", "https://b.example.org"]
