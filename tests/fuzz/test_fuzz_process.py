@@ -169,7 +169,14 @@ def messages(draw, cls, overrides=None, plausible: bool = False):
                 items = draw(st.lists(value, min_size=1, max_size=3))
             else:
                 items = draw(_mostly(st.just([]), st.lists(value, max_size=4), 2))
-            if field.type == FD.TYPE_MESSAGE:
+            if field.type == FD.TYPE_MESSAGE and field.message_type.GetOptions().map_entry:
+                container = getattr(msg, field.name)   # a map: its entries by key
+                for item in items:
+                    if field.message_type.fields_by_name["value"].type == FD.TYPE_MESSAGE:
+                        container[item.key].CopyFrom(item.value)
+                    else:
+                        container[item.key] = item.value
+            elif field.type == FD.TYPE_MESSAGE:
                 for item in items:
                     getattr(msg, field.name).add().CopyFrom(item)
             else:
