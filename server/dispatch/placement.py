@@ -10,10 +10,29 @@ from dataclasses import dataclass, field
 
 from medcompute.server.errors import FailedPrecondition
 
-__all__ = ["BYTES_PER_VOXEL", "WorkerView", "place", "require_gpu", "route", "slab_count"]
+__all__ = ["BYTES_PER_VOXEL", "MEDIAN_GPU_WINDOW", "WorkerView", "gpu_unsuited", "place",
+           "require_gpu", "route", "slab_count"]
 
 #: Bytes of working memory per voxel a job needs on a device (input, result, temporaries).
 BYTES_PER_VOXEL = 16
+
+
+#: The largest median window (voxels) placed on a GPU. cupyx's median sorts every window
+#: on its own: larger windows take its slow path (minutes for a volume, with the GPU held
+#: and cancellation unable to stop a running kernel), and the largest the API allows do
+#: not launch at all. They run on CPU workers, in slabs, cancellable between slabs.
+MEDIAN_GPU_WINDOW = 125
+
+
+def gpu_unsuited(ops) -> str:
+    """Why these resolved operations should not run on a GPU ("" when they may)."""
+    for i, op in enumerate(ops):
+        if op.kernel == "median" and op.args:
+            window = math.prod(op.args[0])
+            if window > MEDIAN_GPU_WINDOW:
+                return (f"pipeline[{i}] is a median of {window} voxels, more than the "
+                        f"{MEDIAN_GPU_WINDOW} a GPU worker takes: placed on CPU")
+    return ""
 
 
 @dataclass(frozen=True)
@@ -35,18 +54,22 @@ def require_gpu(view: WorkerView, *, allow_fallback: bool) -> None:
 
 
 def place(view: WorkerView, device: str, *, allow_fallback: bool,
-          voxels: int) -> tuple[str, str]:
+          voxels: int, unsuited: str = "") -> tuple[str, str]:
     """(kind, fallback reason) for a job asking for ``device`` (auto, gpu or cpu).
 
     ``auto`` takes a GPU worker when one exists and the job's working memory fits the
-    largest GPU; ``gpu`` on a cluster without one runs on CPU with the reason when the
-    caller allowed fallback, and is refused otherwise."""
+    largest GPU's free memory; ``gpu`` on a cluster without one runs on CPU with the
+    reason when the caller allowed fallback, and is refused otherwise. A job whose
+    operations do not suit a GPU (``unsuited``, from :func:`gpu_unsuited`) is placed on
+    CPU: a placement, not a fallback (the caller reports ``unsuited`` as it)."""
     if device == "cpu":
         return "cpu", ""
     if not view.gpu:
         if device == "gpu":
             require_gpu(view, allow_fallback=allow_fallback)
             return "cpu", "no GPU worker in the cluster"
+        return "cpu", ""
+    if unsuited:
         return "cpu", ""
     if device == "auto":
         need = voxels * BYTES_PER_VOXEL
@@ -55,26 +78,34 @@ def place(view: WorkerView, device: str, *, allow_fallback: bool,
     return "gpu", ""
 
 
-def slab_count(view: WorkerView, voxels: int, *, split_bytes: int) -> int:
+def slab_count(view: WorkerView, voxels: int, *, split_bytes: int, kind: str = "cpu") -> int:
     """Slabs for a volume of ``voxels``: at least one per CPU worker (else per GPU
     worker), enough that each slab's working memory is under half the smallest CPU
     worker's memory limit, and enough that none holds more than ``split_bytes`` of
-    float32."""
+    float32. On the GPU (``kind="gpu"``): enough that each slab's working memory is
+    under half the smallest GPU's free memory."""
+    need = voxels * BYTES_PER_VOXEL
+    if kind == "gpu":
+        free = [m for a, m in view.gpu_memory.items() if a in view.gpu and m]
+        return max(1, math.ceil(need / (0.5 * min(free)))) if free else 1
     workers = max(1, len(view.cpu) or len(view.gpu))
     limits = [m for a, m in view.memory_limit.items() if a in view.cpu and m]
-    need = voxels * BYTES_PER_VOXEL
     by_memory = math.ceil(need / (0.5 * min(limits))) if limits else 1
     by_size = math.ceil(voxels * 4 / split_bytes)
     return max(workers, by_memory, by_size)
 
 
 def route(kind: str, voxels: int, *, splittable: bool, split_bytes: int,
-          batch_bytes: int) -> str:
+          batch_bytes: int, device_bytes: int | None = None) -> str:
     """How a job of ``voxels`` (float32 work) goes to its workers: "split" (CPU jobs over
-    ``split_bytes`` whose output shape is known; the slab planner may still decline),
-    "batch" (up to ``batch_bytes``: coalesced with other small jobs), or "task" (a task
-    of its own)."""
+    ``split_bytes``, GPU jobs whose working memory is over half the GPU's free memory
+    ``device_bytes``, when their output shape is known; the slab planner may still
+    decline), "batch" (up to ``batch_bytes``: coalesced with other small jobs), or
+    "task" (a task of its own)."""
     nbytes = voxels * 4
     if kind == "cpu" and splittable and nbytes > split_bytes:
+        return "split"
+    if kind == "gpu" and splittable and device_bytes and \
+            voxels * BYTES_PER_VOXEL > 0.5 * device_bytes:
         return "split"
     return "batch" if nbytes <= batch_bytes else "task"

@@ -15,8 +15,9 @@ __all__ = ["Usage", "usage_record"]
 class Usage:
     """One job's usage (the fields of the UsageRecord message).
 
-    ``gpu_seconds`` and ``energy_joules`` are None when they were not measured: absent
-    from :meth:`as_dict`, never zero.
+    ``gpu_seconds``, ``energy_joules``, ``transfer_seconds`` and ``compile_seconds`` are
+    None when they were not measured: absent from :meth:`as_dict`, never zero. Billing
+    charges ``gpu_seconds`` (the kernels); transfers and compiles are reported apart.
     """
 
     job_id: str
@@ -39,13 +40,15 @@ class Usage:
     destination: str
     gpu_seconds: float | None = None
     energy_joules: float | None = None
+    transfer_seconds: float | None = None
+    compile_seconds: float | None = None
 
     def as_dict(self) -> dict:
         """The record as the catalog keeps it and the metrics count it (a plain dict,
         without the figures that were not measured)."""
         out = dataclasses.asdict(self)
         out["operations"] = list(self.operations)
-        for name in ("gpu_seconds", "energy_joules"):
+        for name in ("gpu_seconds", "energy_joules", "transfer_seconds", "compile_seconds"):
             if out[name] is None:
                 del out[name]
         return out
@@ -61,7 +64,9 @@ def usage_record(job: Job, result: TaskResult | None, *, images: int, voxels: in
         measured = dict(queue_seconds=max(0.0, result.started_at - start),
                         compute_seconds=result.compute_seconds, backend=result.backend,
                         device=result.device, gpu_seconds=result.gpu_seconds,
-                        energy_joules=result.energy_joules)
+                        energy_joules=result.energy_joules,
+                        transfer_seconds=result.transfer_seconds,
+                        compile_seconds=result.compile_seconds)
     return Usage(**{
         "job_id": job.id,
         "subscriber": job.subscriber,

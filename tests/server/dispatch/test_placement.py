@@ -73,3 +73,31 @@ def test_route_by_size_and_kind():
     assert route("cpu", (16 << 20) + 1, splittable=True, **kw) == "split"
     assert route("cpu", (16 << 20) + 1, splittable=False, **kw) == "task"
     assert route("gpu", (16 << 20) + 1, splittable=True, **kw) == "task"  # GPU jobs whole
+
+
+def test_a_gpu_job_larger_than_the_gpus_free_memory_is_split_for_the_gpu():
+    kw = {"split_bytes": 64 << 20, "batch_bytes": 4 << 20}
+    fits = GIB // 2 // BYTES_PER_VOXEL            # half the free memory: one piece
+    assert route("gpu", fits, splittable=True, device_bytes=GIB, **kw) == "task"
+    assert route("gpu", fits + 1, splittable=True, device_bytes=GIB, **kw) == "split"
+    assert route("gpu", fits + 1, splittable=False, device_bytes=GIB, **kw) == "task"
+    # Slabs for the GPU: each under half its free memory, whatever the CPU workers have.
+    assert slab_count(WITH_GPU, 3 * GIB // BYTES_PER_VOXEL, split_bytes=1 << 40,
+                      kind="gpu") == 6
+    assert slab_count(WITH_GPU, 10, split_bytes=1 << 40, kind="gpu") == 1
+
+
+def test_a_median_above_a_small_window_is_placed_on_cpu_not_fallen_back():
+    from medcompute.server.dispatch.placement import MEDIAN_GPU_WINDOW, gpu_unsuited
+    from medcompute.server.jobs.operations import ResolvedOp
+
+    small = ResolvedOp("median", "median", ((5, 5, 5),))
+    large = ResolvedOp("median", "median", ((7, 7, 7),))
+    assert 5 ** 3 <= MEDIAN_GPU_WINDOW < 7 ** 3
+    assert gpu_unsuited([small]) == ""
+    why = gpu_unsuited([ResolvedOp("gaussian", "gaussian", ((1.0,),)), large])
+    assert "pipeline[1] is a median of 343 voxels" in why and "placed on CPU" in why
+    for device in ("auto", "gpu"):
+        assert place(WITH_GPU, device, allow_fallback=False, voxels=10, unsuited=why) == (
+            "cpu", "")                                  # no fallback reason: a placement
+    assert place(WITH_GPU, "auto", allow_fallback=False, voxels=10) == ("gpu", "")
