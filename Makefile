@@ -13,6 +13,7 @@ NPM_PACKAGES := @bufbuild/buf@1.75.0 @grpc/grpc-js@1.14.7 @grpc/proto-loader@0.8
 BUF     = $(abspath $(TOOLS))/node_modules/.bin/buf
 
 .PHONY: run test fuzz proto bench bench-quick clean tools lint-proto breaking-image peers imports lint
+.PHONY: gpu-check
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -101,3 +102,10 @@ proto: $(VENV)/.installed-test
 
 clean:
 	rm -rf $(VENV) $(TOOLS) build *.egg-info .pytest_cache
+
+## gpu-check: on a machine with a GPU, in under ten minutes: the gpu-marked tests, every
+## operation cold and warm on 128x512x512, the service end to end on a GPU worker against
+## CPU, the harness's GPU section; one JSON in benchmarks/results (docs/gpu-device.md).
+## Without a GPU it exits at once (status 3) saying so.
+gpu-check: $(VENV)/.installed-test
+	$(PY) benchmarks/gpu_check.py
