@@ -39,6 +39,7 @@ from medcompute.server.dispatch.placement import (
 from medcompute.server.dispatch.small_jobs import CALLERS_GONE, SmallJobs
 from medcompute.server.errors import Cancelled, Internal, Unavailable
 from medcompute.server.storage.space import storage_fault
+from medcompute.server.worker.gpu_meter import free_memory
 from medcompute.server.worker.kernel_cache import state as kernel_state
 from medcompute.server.worker.slabs import plan_split
 from medcompute.server.worker.tasks import (
@@ -56,6 +57,7 @@ from medcompute.server.worker.tasks import (
     part_path,
     run_batch,
     run_task,
+    warm_up,
 )
 
 __all__ = ["Dispatcher", "Execution", "WorkerView"]
@@ -75,19 +77,6 @@ class Execution:
     workers: tuple[str, ...] = ()
     #: Why it was placed on CPU although a GPU was asked for or possible ("" otherwise).
     placement: str = ""
-
-
-def _gpu_memory() -> int:
-    """Free device memory of this GPU worker, in bytes (runs on the worker): the driver's
-    free memory and what CuPy's pool holds unused (it is handed out again first)."""
-    if os.environ.get("MEDCOMPUTE_GPU_BACKEND") == "fake":
-        from medcompute.server.worker.fakegpu import fake_memory
-
-        return fake_memory()
-    import cupy
-
-    pool = cupy.get_default_memory_pool()
-    return int(cupy.cuda.runtime.memGetInfo()[0]) + int(pool.free_bytes())
 
 
 class Dispatcher:
@@ -139,6 +128,7 @@ class Dispatcher:
             self.client = await Client(self.cluster, asynchronous=True, direct_to_workers=True)
         self.client.subscribe_topic(EVENT_TOPIC, self._on_event)
         await self.client.wait_for_workers(1)
+        await self.client.run(warm_up)
         await self.client.register_plugin(WarmUp())
 
     async def close(self) -> None:
@@ -215,16 +205,18 @@ class Dispatcher:
         workers = (await self._identity()).get("workers", {})
         gpu = tuple(a for a, w in workers.items() if w.get("resources", {}).get("GPU", 0) > 0)
         cpu = tuple(a for a in workers if a not in gpu)
+        # Free memory: asked once of a new GPU worker, then as each of its jobs left it
+        # (TaskResult.device_free), so that placement never waits on a dying worker.
         known = self._view.gpu_memory if self._view else {}
-        gpu_memory = {}
-        if gpu:   # free memory changes: asked again whenever the view is
-            answers = await self.client.run(_gpu_memory, workers=list(gpu), on_error="return")
-            for address in gpu:
-                free = answers.get(address)
-                if isinstance(free, int):
-                    gpu_memory[address] = free
-                elif address in known:   # did not answer this time: as it last said
-                    gpu_memory[address] = known[address]
+        gpu_memory = {a: known[a] for a in gpu if a in known}
+        missing = [a for a in gpu if a not in known]
+        if missing:
+            try:
+                answers = await asyncio.wait_for(self.client.run(
+                    free_memory, workers=missing, on_error="return"), 5)
+            except asyncio.TimeoutError:
+                answers = {}
+            gpu_memory.update({a: m for a, m in answers.items() if isinstance(m, int)})
         self._view = WorkerView(cpu, gpu, {a: w.get("memory_limit") or 0
                                            for a, w in workers.items()}, gpu_memory)
         self._view_at = now
@@ -435,6 +427,7 @@ class Dispatcher:
             async with self._restarting(exc):
                 result = await self._batchers["cpu"].run(replace(spec, device="cpu"))
             reason = f"GPU failed: {exc.reason}"
+        self._learn_free_memory([result])
         return replace(result, placement=unsuited), reason
 
     @contextlib.asynccontextmanager
@@ -462,9 +455,11 @@ class Dispatcher:
         spec = replace(spec, device=kind)
         view = self._view or WorkerView()
         free = [m for a, m in view.gpu_memory.items() if a in view.gpu and m]
+        hosts = [m for a, m in view.memory_limit.items() if a in view.gpu and m]
         how = route(kind, voxels, splittable=out_shape is not None,
                     split_bytes=self.config.split_bytes, batch_bytes=self.config.batch_bytes,
-                    device_bytes=min(free) if free else None)
+                    device_bytes=min(free) if free else None,
+                    host_bytes=min(hosts) if hosts else None)
         if how == "split":
             split = await self._run_split(spec, voxels, out_shape, out_dtype)
             if split is not None:
@@ -476,7 +471,16 @@ class Dispatcher:
         else:
             [result] = await self._await([self.submit(run_task, spec, kind=kind,
                                                       key=f"job-{spec.job_id}")])
+        self._learn_free_memory([result])
         return Execution(result, workers=(result.worker,))
+
+    def _learn_free_memory(self, results) -> None:
+        """Each GPU worker's free memory as its last job left it."""
+        if self._view is None:
+            return
+        for r in results:
+            if getattr(r, "device_free", None) is not None and r.worker in self._view.gpu:
+                self._view.gpu_memory[r.worker] = r.device_free
 
     async def _run_split(self, spec: TaskSpec, voxels, out_shape, out_dtype) -> Execution | None:
         shape = spec.inputs[0].shape
@@ -505,6 +509,7 @@ class Dispatcher:
                    for k, r in enumerate(plan.regions)]
         try:
             parts = await self._await(futures, self.progress_hooks.get(spec.job_id))
+            self._learn_free_memory(parts)
         finally:
             for i in decode:
                 if os.path.exists(inputs[i].path):

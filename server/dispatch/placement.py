@@ -10,11 +10,15 @@ from dataclasses import dataclass, field
 
 from medcompute.server.errors import FailedPrecondition
 
-__all__ = ["BYTES_PER_VOXEL", "MEDIAN_GPU_WINDOW", "WorkerView", "gpu_unsuited", "place",
-           "require_gpu", "route", "slab_count"]
+__all__ = ["BYTES_PER_VOXEL", "GPU_HOST_BYTES_PER_VOXEL", "MEDIAN_GPU_WINDOW", "WorkerView",
+           "gpu_unsuited", "place", "require_gpu", "route", "slab_count"]
 
 #: Bytes of working memory per voxel a job needs on a device (input, result, temporaries).
 BYTES_PER_VOXEL = 16
+#: Bytes of host memory per voxel a GPU worker holds during a job: the loaded input (up
+#: to 4 bytes a voxel), CuPy's pinned staging copy of it (kept by the pinned pool) and
+#: the float32 result copied back.
+GPU_HOST_BYTES_PER_VOXEL = 12
 
 
 #: The largest median window (voxels) placed on a GPU. cupyx's median sorts every window
@@ -83,11 +87,16 @@ def slab_count(view: WorkerView, voxels: int, *, split_bytes: int, kind: str = "
     worker), enough that each slab's working memory is under half the smallest CPU
     worker's memory limit, and enough that none holds more than ``split_bytes`` of
     float32. On the GPU (``kind="gpu"``): enough that each slab's working memory is
-    under half the smallest GPU's free memory."""
+    under half the smallest GPU's free memory, and its host memory (input, pinned
+    staging copy, result) under half the smallest GPU worker's memory limit."""
     need = voxels * BYTES_PER_VOXEL
     if kind == "gpu":
         free = [m for a, m in view.gpu_memory.items() if a in view.gpu and m]
-        return max(1, math.ceil(need / (0.5 * min(free)))) if free else 1
+        hosts = [m for a, m in view.memory_limit.items() if a in view.gpu and m]
+        by_device = math.ceil(need / (0.5 * min(free))) if free else 1
+        by_host = math.ceil(voxels * GPU_HOST_BYTES_PER_VOXEL / (0.5 * min(hosts))) \
+            if hosts else 1
+        return max(1, by_device, by_host)
     workers = max(1, len(view.cpu) or len(view.gpu))
     limits = [m for a, m in view.memory_limit.items() if a in view.cpu and m]
     by_memory = math.ceil(need / (0.5 * min(limits))) if limits else 1
@@ -96,16 +105,19 @@ def slab_count(view: WorkerView, voxels: int, *, split_bytes: int, kind: str = "
 
 
 def route(kind: str, voxels: int, *, splittable: bool, split_bytes: int,
-          batch_bytes: int, device_bytes: int | None = None) -> str:
+          batch_bytes: int, device_bytes: int | None = None,
+          host_bytes: int | None = None) -> str:
     """How a job of ``voxels`` (float32 work) goes to its workers: "split" (CPU jobs over
-    ``split_bytes``, GPU jobs whose working memory is over half the GPU's free memory
-    ``device_bytes``, when their output shape is known; the slab planner may still
+    ``split_bytes``; GPU jobs whose working memory is over half the GPU's free memory
+    ``device_bytes``, or whose host memory is over half the GPU worker's memory limit
+    ``host_bytes``; when their output shape is known; the slab planner may still
     decline), "batch" (up to ``batch_bytes``: coalesced with other small jobs), or
     "task" (a task of its own)."""
     nbytes = voxels * 4
     if kind == "cpu" and splittable and nbytes > split_bytes:
         return "split"
-    if kind == "gpu" and splittable and device_bytes and \
-            voxels * BYTES_PER_VOXEL > 0.5 * device_bytes:
+    if kind == "gpu" and splittable and (
+            (device_bytes and voxels * BYTES_PER_VOXEL > 0.5 * device_bytes)
+            or (host_bytes and voxels * GPU_HOST_BYTES_PER_VOXEL > 0.5 * host_bytes)):
         return "split"
     return "batch" if nbytes <= batch_bytes else "task"

@@ -42,13 +42,16 @@ class Usage:
     energy_joules: float | None = None
     transfer_seconds: float | None = None
     compile_seconds: float | None = None
+    #: On a GPU without ``energy_joules``: why it is absent (None elsewhere).
+    energy_absent_reason: str | None = None
 
     def as_dict(self) -> dict:
         """The record as the catalog keeps it and the metrics count it (a plain dict,
         without the figures that were not measured)."""
         out = dataclasses.asdict(self)
         out["operations"] = list(self.operations)
-        for name in ("gpu_seconds", "energy_joules", "transfer_seconds", "compile_seconds"):
+        for name in ("gpu_seconds", "energy_joules", "transfer_seconds", "compile_seconds",
+                     "energy_absent_reason"):
             if out[name] is None:
                 del out[name]
         return out
@@ -66,7 +69,8 @@ def usage_record(job: Job, result: TaskResult | None, *, images: int, voxels: in
                         device=result.device, gpu_seconds=result.gpu_seconds,
                         energy_joules=result.energy_joules,
                         transfer_seconds=result.transfer_seconds,
-                        compile_seconds=result.compile_seconds)
+                        compile_seconds=result.compile_seconds,
+                        energy_absent_reason=result.energy_absent or None)
     return Usage(**{
         "job_id": job.id,
         "subscriber": job.subscriber,

@@ -121,7 +121,7 @@ async def compute(service, members: list[Member]) -> list[JobResult | BaseExcept
             # The compile ran before the first image: reported with it, not shared out.
             compile_seconds=(result.compile_seconds if k == 0 else 0.0) if result.gpu
             and result.compile_seconds is not None else None,
-            data=data)
+            energy_absent=result.energy_absent, data=data)
         job = jobs.apply(job, jobs.Started(result.started_at, result.worker))
         job = jobs.apply(job, jobs.Succeeded(time.time()))
         usage = usage_record(job, task, images=n_images, voxels=voxels,

@@ -18,6 +18,9 @@ change it while the cluster runs and it survives a worker restart::
                          # in this worker process fails too, until the process restarts
     {"fail": null}       # works
     {"compile_delay": 2.0}  # each new kernel configuration sleeps this long on first use
+    {"fail": ..., "fail_warm_up": true}  # the failure hits the worker's kernel warm-up
+                                         # too (else only jobs: a test's failure must not
+                                         # break a worker restarted meanwhile)
 
 Like CuPy, the fake "compiles" a kernel the first time a configuration is used in a
 process: the configuration is the ndimage function, the input's dtype and every
@@ -79,7 +82,12 @@ def _control() -> dict:
     if not path or not os.path.exists(path):
         return {}
     with open(path) as f:
-        return json.load(f)
+        control = json.load(f)
+    from medcompute.server.worker.kernel_cache import warming
+
+    if warming() and not control.get("fail_warm_up"):
+        control.pop("fail", None)
+    return control
 
 
 def fake_memory() -> int:

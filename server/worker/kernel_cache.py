@@ -27,7 +27,7 @@ import numpy as np
 
 from medcompute.server.errors import InvalidArgument
 
-__all__ = ["CACHE_ENV", "COMMON", "PROBE_EDGE", "prepare", "state", "warm_up"]
+__all__ = ["CACHE_ENV", "COMMON", "PROBE_EDGE", "prepare", "state", "warm_up", "warming"]
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +52,12 @@ COMMON: tuple = (
 
 _seen: set = set()
 _lock = threading.Lock()
+_thread = threading.local()
+
+
+def warming() -> bool:
+    """Whether this thread is compiling the common settings (the warm-up)."""
+    return getattr(_thread, "warming", False)
 _state: dict = {"state": "not started", "compiled": 0, "seconds": 0.0, "error": ""}
 
 
@@ -95,6 +101,7 @@ def prepare(spec, backend, host: list[np.ndarray], run_pipeline) -> float | None
 def _warm(backend) -> None:
     from medcompute import kernels
 
+    _thread.warming = True
     _state.update(state="running")
     t0 = time.perf_counter()
     try:

@@ -104,6 +104,10 @@ class StackResult:
     compile_seconds: float | None = None
     #: Set by the dispatcher: why it ran on CPU though a GPU was asked for ("" otherwise).
     placement: str = ""
+    #: On a GPU without energy_joules: why (gpu_meter.py).
+    energy_absent: str = ""
+    #: On a GPU: its free memory once the stack's arrays were released (for placement).
+    device_free: int | None = None
 
 
 @dataclass
@@ -128,6 +132,10 @@ class TaskResult:
     #: Compiling this pipeline's kernels on first use in the worker (GPU only), never
     #: billed; None on a GPU where the compile could not be separated from the run.
     compile_seconds: float | None = None
+    #: On a GPU without energy_joules: why (gpu_meter.py).
+    energy_absent: str = ""
+    #: On a GPU: its free memory once the job's arrays were released (for placement).
+    device_free: int | None = None
     #: The result itself (TaskSpec.result_in_memory): a RAW result's array (sent back out
     #: of band), or a DICOM result's files, concatenated.
     data: object = None

@@ -258,35 +258,14 @@ def _load_region(spec: InputSpec, region: Region, image_ndim: int) -> np.ndarray
     return np.ascontiguousarray(_take(load_image(spec), axis, region.lo, region.hi))
 
 
-class _GpuMeter:
-    """GPU seconds and, where NVML gives it, energy in joules of one task."""
+def _meter(backend):
+    """The energy meter of a job on ``backend`` (gpu_meter.py)."""
+    from medcompute.server.worker.gpu_meter import GpuMeter
 
-    def __init__(self, backend):
-        self.backend = backend
-        self.handle = None
-        self.energy_mj = None
-        if backend.name != "cupy":
-            return
-        try:
-            import pynvml
-
-            pynvml.nvmlInit()
-            bus_id = backend.xp.cuda.Device(backend.index or 0).pci_bus_id
-            self.handle = pynvml.nvmlDeviceGetHandleByPciBusId(bus_id)
-            self.energy_mj = pynvml.nvmlDeviceGetTotalEnergyConsumption(self.handle)
-        except Exception:  # no NVML, or a GPU without an energy counter: leave it absent
-            self.handle = None
-
-    def energy_joules(self) -> float | None:
-        if self.handle is None or self.energy_mj is None:
-            return None
-        try:
-            import pynvml
-
-            return (pynvml.nvmlDeviceGetTotalEnergyConsumption(self.handle)
-                    - self.energy_mj) / 1000.0
-        except Exception:
-            return None
+    bus_id = None
+    if backend.name == "cupy":   # CuPy backend: the device NVML reads the counter of
+        bus_id = backend.xp.cuda.Device(backend.index or 0).pci_bus_id
+    return GpuMeter(bus_id)
 
 
 def _write(path: str, data) -> None:
@@ -305,7 +284,7 @@ def _compute(spec: TaskSpec, backend, host: list[np.ndarray]):
 
     gpu = backend.name != "numpy"
     compile_seconds = kernel_cache.prepare(spec, backend, host, run_pipeline) if gpu else None
-    meter = _GpuMeter(backend)
+    meter = _meter(backend)
     t0 = time.perf_counter()
     arrays = [backend.asarray(a) for a in host]
     backend.synchronize()
@@ -320,7 +299,7 @@ def _compute(spec: TaskSpec, backend, host: list[np.ndarray]):
         return out, t2 - t0, {}
     return out, t2 - t0, dict(gpu_seconds=t2 - t1, transfer_seconds=(t1 - t0) + (t3 - t2),
                               compile_seconds=compile_seconds,
-                              energy_joules=meter.energy_joules())
+                              energy_joules=meter.joules(), energy_absent=meter.absent)
 
 
 def _reported(task):
@@ -363,6 +342,10 @@ def _run_task(spec: TaskSpec, announce: bool = True) -> TaskResult:
             ndim = len(spec.inputs[0].shape)
             host = [_load_region(s, spec.region, ndim) for s in spec.inputs]
         out, seconds, gpu = _compute(spec, backend, host)
+        if gpu:   # the job's device arrays are back in the pool now
+            from medcompute.server.worker.gpu_meter import free_memory
+
+            gpu["device_free"] = free_memory()
     except Exception as exc:
         failure = _gpu_failure(exc, backend) if spec.device == "gpu" else None
         if failure is not None:
@@ -490,7 +473,7 @@ def run_stack(spec: StackSpec, *, announce: bool = True) -> StackResult:
         if gpu and n:
             compile_seconds = kernel_cache.prepare(spec, backend, [stack[0], *operand_host],
                                                    run_pipeline)
-        meter = _GpuMeter(backend)
+        meter = _meter(backend)
         operands = [backend.asarray(a) for a in operand_host]
         for k, job_id in enumerate(spec.job_ids):
             if job_id in _CANCELLED_JOBS:
@@ -524,6 +507,12 @@ def run_stack(spec: StackSpec, *, announce: bool = True) -> StackResult:
                 out = np.zeros((n, *host.shape), host.dtype)
             out[k] = host
             crcs[k] = wire.crc32(out[k])
+        operands = image = result = None         # back into the device's pool
+        device_free = None
+        if gpu:
+            from medcompute.server.worker.gpu_meter import free_memory
+
+            device_free = free_memory()
     except Exception as exc:
         failure = _gpu_failure(exc, backend) if spec.device == "gpu" else None
         if failure is not None:
@@ -532,10 +521,11 @@ def run_stack(spec: StackSpec, *, announce: bool = True) -> StackResult:
     return StackResult(out=out, crc32=crcs, seconds=seconds, errors=errors,
                        started_at=started_at, finished_at=time.time(), backend=backend.name,
                        device=backend.device, worker=_worker_address(), versions=versions(),
-                       gpu=gpu, energy_joules=meter.energy_joules(),
+                       gpu=gpu, energy_joules=meter.joules(),
+                       energy_absent=meter.absent if gpu else "",
                        kernel_seconds=kernel if gpu else [],
                        transfer_seconds=transfer if gpu else [],
-                       compile_seconds=compile_seconds)
+                       compile_seconds=compile_seconds, device_free=device_free)
 
 
 @_reported
@@ -593,11 +583,12 @@ def warm_up() -> str:
 
 
 class WarmUp(WorkerPlugin):
-    """A Dask worker plugin: :func:`warm_up` on every worker, those that join or restart
-    later included (a restarted GPU worker compiles its common kernels again, from the
-    disk cache)."""
+    """A Dask worker plugin: :func:`warm_up` on every GPU worker, those that join or
+    restart later included (a restarted GPU worker compiles its common kernels again,
+    from the disk cache). CPU workers are warmed up once, at the cluster's start."""
 
     name = "medcompute-warm-up"
 
     def setup(self, worker) -> None:
-        warm_up()
+        if os.environ.get("MEDCOMPUTE_GPU_BACKEND"):
+            warm_up()

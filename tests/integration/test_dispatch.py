@@ -409,3 +409,13 @@ def test_a_large_median_asked_for_the_gpu_is_placed_on_cpu_and_says_why(c):
     assert "median of 343 voxels" in r.header.placement and not r.header.usage.fallback
     small = c.process(vol, ["median:size=3"], device="gpu")
     assert small.header.backend == "fake-gpu" and small.header.placement == ""
+
+
+def test_placement_learns_the_gpus_free_memory_from_its_jobs(c, cluster):
+    # Asked once of a new GPU worker, then told by each job: never waiting on the worker.
+    dispatcher = cluster.running.dispatcher
+    [gpu] = cluster.call(dispatcher.view()).gpu
+    cluster.call(dispatcher.view()).gpu_memory[gpu] = FAKE_MEMORY // 2
+    r = c.process(_vol(), ["gaussian:sigma=1"], device="gpu")
+    assert r.header.backend == "fake-gpu"
+    assert cluster.call(dispatcher.view()).gpu_memory[gpu] == FAKE_MEMORY

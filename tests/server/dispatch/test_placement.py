@@ -101,3 +101,16 @@ def test_a_median_above_a_small_window_is_placed_on_cpu_not_fallen_back():
         assert place(WITH_GPU, device, allow_fallback=False, voxels=10, unsuited=why) == (
             "cpu", "")                                  # no fallback reason: a placement
     assert place(WITH_GPU, "auto", allow_fallback=False, voxels=10) == ("gpu", "")
+
+
+def test_a_gpu_job_is_split_so_that_each_slab_fits_the_gpu_workers_host_memory():
+    # The GPU worker holds the input, CuPy's pinned staging copy and the result.
+    from medcompute.server.dispatch.placement import GPU_HOST_BYTES_PER_VOXEL
+
+    kw = {"split_bytes": 64 << 20, "batch_bytes": 4 << 20}
+    fits = GIB // 2 // GPU_HOST_BYTES_PER_VOXEL
+    big_gpu = {"device_bytes": 1 << 40}
+    assert route("gpu", fits, splittable=True, host_bytes=GIB, **big_gpu, **kw) == "task"
+    assert route("gpu", fits + 1, splittable=True, host_bytes=GIB, **big_gpu, **kw) == "split"
+    view = WorkerView(gpu=("g",), memory_limit={"g": GIB}, gpu_memory={"g": 1 << 40})
+    assert slab_count(view, 3 * fits, split_bytes=1 << 40, kind="gpu") == 3

@@ -82,7 +82,7 @@ def test_a_warm_up_that_cannot_compile_says_so(fake, monkeypatch):
     # As on a GPU without NVRTC: the first compile fails; health reads the state.
     monkeypatch.setattr(kernel_cache, "_state", {"state": "not started", "compiled": 0,
                                                  "seconds": 0.0, "error": ""})
-    fake(fail="after_upload")
+    fake(fail="after_upload", fail_warm_up=True)
     state = kernel_cache.warm_up(fakegpu.fake_gpu_backend(), wait=True)
     assert state["state"] == "failed" and "FakeGPUDriverError" in state["error"]
 
@@ -128,3 +128,13 @@ def test_a_stack_compiles_before_its_first_image_and_meters_each_image_apart(fak
     assert r.gpu and r.compile_seconds >= DELAY
     assert all(k < DELAY for k in r.kernel_seconds) and len(r.transfer_seconds) == 3
     assert tasks.run_stack(spec, announce=False).compile_seconds == 0.0
+
+
+def test_a_failure_set_for_jobs_leaves_the_warm_up_of_a_restarted_worker_alone(fake, monkeypatch):
+    monkeypatch.setattr(kernel_cache, "_state", {"state": "not started", "compiled": 0,
+                                                 "seconds": 0.0, "error": ""})
+    fake(fail="sticky")
+    state = kernel_cache.warm_up(fakegpu.fake_gpu_backend(), wait=True)
+    assert state["state"] == "done"
+    with pytest.raises(tasks.GpuFailure, match="FakeGPUContextError"):
+        tasks.run_task(_spec(VOL, ["gaussian:sigma=1"]), announce=False)
