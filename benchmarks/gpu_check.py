@@ -107,11 +107,17 @@ def _op_timings() -> dict:
         return out, time.perf_counter() - t0
 
     rows = []
+    pool = cupy.get_default_memory_pool()
     for op_name, text in OPS:
         ops, _ = resolve_pipeline([parse_op(text)], Geometry(SHAPE), [])
+        pool.free_all_blocks()
         dev, upload = clock(lambda: backend.asarray(host))
         _, cold = clock(lambda dev=dev, ops=ops: run_pipeline(dev, [], ops))
         result, warm = clock(lambda dev=dev, ops=ops: run_pipeline(dev, [], ops))
+        # The pool keeps every block it allocated: its size is the peak the op needed.
+        held = pool.total_bytes()
+        estimate = kernels.working_memory(ops[0].kernel, SHAPE, *ops[0].args,
+                                          **ops[0].kwargs) + host.nbytes
         t0 = time.perf_counter()
         back = backend.to_host(result)
         download = time.perf_counter() - t0
@@ -127,6 +133,8 @@ def _op_timings() -> dict:
             "bytes_moved_lower_bound": moved,
             "bandwidth_fraction_lower_bound": moved / warm / peak,
             "cpu_seconds": cpu,
+            "device_bytes_per_voxel": held / host.size,
+            "estimated_bytes_per_voxel": estimate / host.size,
             "speedup_device_resident": cpu / warm,
             "speedup_with_transfers": cpu / (upload + warm + download)})
         dev = result = None
@@ -135,7 +143,10 @@ def _op_timings() -> dict:
             "results": rows,
             "notes": ["cold: the first call in a process with an empty kernel cache; warm: "
                       "the second; the bandwidth counts input and output bytes once, a "
-                      "lower bound of what a multi-pass filter moves"]}
+                      "lower bound of what a multi-pass filter moves; device_bytes_per_voxel: "
+                      "CuPy's pool after the op (it keeps what it allocated), against "
+                      "estimated_bytes_per_voxel, the kernels' working-memory estimate that "
+                      "placement uses, plus the input"]}
 
 
 def op_timings(timeout: float) -> dict:

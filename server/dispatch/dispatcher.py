@@ -39,6 +39,7 @@ from medcompute.server.dispatch.placement import (
 from medcompute.server.dispatch.small_jobs import CALLERS_GONE, SmallJobs
 from medcompute.server.errors import Cancelled, Internal, Unavailable
 from medcompute.server.storage.space import storage_fault
+from medcompute.server.worker.cancel import restart_broken
 from medcompute.server.worker.gpu_meter import free_memory
 from medcompute.server.worker.kernel_cache import state as kernel_state
 from medcompute.server.worker.slabs import plan_split
@@ -434,22 +435,18 @@ class Dispatcher:
     async def _restarting(self, failure: GpuFailure):
         """While the job runs again on CPU: restart the GPU worker whose device context the
         failure broke (a sticky CUDA error fails every later call of that process), so
-        that placement does not keep sending jobs to it; done before the job returns."""
-        if not (failure.restart and failure.worker):
-            yield
-            return
-        log.warning("GPU worker %s: its device context is broken; restarting it",
-                    failure.worker)
-        restart = asyncio.ensure_future(self.client.restart_workers(
-            [failure.worker], raise_for_error=False))
-        try:
-            yield
-        finally:
+        that placement does not keep sending jobs to it. The worker process leaves and its
+        nanny starts a new one, as after a crash; nothing here waits for it."""
+        if failure.restart and failure.worker:
+            log.warning("GPU worker %s: its device context is broken; restarting it",
+                        failure.worker)
             try:
-                await restart
-            except Exception as exc:  # the worker went anyway; the scheduler replaces it
+                await self.client.run(restart_broken, "its device context is broken",
+                                      workers=[failure.worker], wait=False)
+            except Exception as exc:  # already gone: the scheduler replaces it
                 log.warning("restarting GPU worker %s failed (%s)", failure.worker, exc)
             self._view = None
+        yield
 
     async def _run_kind(self, kind, spec, voxels, out_shape, out_dtype) -> Execution:
         spec = replace(spec, device=kind)
