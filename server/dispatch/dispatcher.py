@@ -31,6 +31,7 @@ from medcompute.server.dicom.write import Series, derived_uid
 from medcompute.server.dispatch.placement import (
     WorkerView,
     gpu_unsuited,
+    job_need,
     place,
     require_gpu,
     route,
@@ -389,8 +390,9 @@ class Dispatcher:
             raise Unavailable("the Dask cluster is not started")
         view = await self.view()
         unsuited = gpu_unsuited(spec.ops) if device != "cpu" and view.gpu else ""
+        need = job_need(spec)
         kind, reason = place(view, device, allow_fallback=allow_fallback, voxels=voxels,
-                             unsuited=unsuited)
+                             unsuited=unsuited, need=need)
         if unsuited:
             log.info("job %s: %s", spec.job_id, unsuited)
         try:
@@ -416,8 +418,9 @@ class Dispatcher:
             raise Unavailable("the Dask cluster is not started")
         view = await self.view()
         unsuited = gpu_unsuited(spec.ops) if device != "cpu" and view.gpu else ""
+        need = job_need(spec)       # the device holds one image of the stack at a time
         kind, reason = place(view, device, allow_fallback=allow_fallback, voxels=voxels,
-                             unsuited=unsuited)
+                             unsuited=unsuited, need=need)
         try:
             result = await self._batchers[kind].run(replace(spec, device=kind))
         except GpuFailure as exc:
@@ -456,7 +459,7 @@ class Dispatcher:
         how = route(kind, voxels, splittable=out_shape is not None,
                     split_bytes=self.config.split_bytes, batch_bytes=self.config.batch_bytes,
                     device_bytes=min(free) if free else None,
-                    host_bytes=min(hosts) if hosts else None)
+                    host_bytes=min(hosts) if hosts else None, need=job_need(spec))
         if how == "split":
             split = await self._run_split(spec, voxels, out_shape, out_dtype)
             if split is not None:
@@ -483,7 +486,8 @@ class Dispatcher:
         shape = spec.inputs[0].shape
         plan = plan_split(spec.ops, shape, slab_count(self._view or WorkerView(), voxels,
                                                       split_bytes=self.config.split_bytes,
-                                                      kind=spec.device))
+                                                      kind=spec.device,
+                                                      need=job_need(spec)))
         if plan is None:
             return None
         inputs = list(spec.inputs)

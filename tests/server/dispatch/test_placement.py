@@ -114,3 +114,32 @@ def test_a_gpu_job_is_split_so_that_each_slab_fits_the_gpu_workers_host_memory()
     assert route("gpu", fits + 1, splittable=True, host_bytes=GIB, **big_gpu, **kw) == "split"
     view = WorkerView(gpu=("g",), memory_limit={"g": GIB}, gpu_memory={"g": 1 << 40})
     assert slab_count(view, 3 * fits, split_bytes=1 << 40, kind="gpu") == 3
+
+
+def test_the_device_need_is_the_inputs_and_the_largest_operations_working_memory():
+    from medcompute import kernels
+    from medcompute.server.dispatch.placement import device_need, job_need
+    from medcompute.server.jobs.operations import ResolvedOp
+    from medcompute.server.worker.specs import InputSpec, StackSpec, TaskSpec
+
+    shape = (16, 64, 64)
+    voxels = 16 * 64 * 64
+    mean = ResolvedOp("mean", "mean", ((3, 3, 3),), {"mode": "nearest", "cval": 0.0})
+    median = ResolvedOp("median", "median", ((5, 5, 5),), {"mode": "nearest", "cval": 0.0})
+    peak = max(kernels.working_memory("mean", shape, (3, 3, 3)),
+               kernels.working_memory("median", shape, (5, 5, 5)))
+    assert device_need([mean, median], shape, input_itemsize=2) == voxels * 2 + peak
+    assert device_need([mean], shape, operands=1) == voxels * 8 + \
+        kernels.working_memory("mean", shape, (3, 3, 3))
+    raw = InputSpec("in.raw", "raw", shape, "<i2")
+    assert job_need(TaskSpec("j", (raw,), (mean,), "out")) == device_need([mean], shape,
+                                                                          input_itemsize=2)
+    dicom = InputSpec("in.dcm", "dicom", (), "")
+    assert job_need(TaskSpec("j", (dicom,), (mean,), "out")) is None     # 16 B a voxel then
+    stack = StackSpec(("a", "b"), InputSpec("", "raw", (2, *shape), "<i2"), (), (mean,))
+    assert job_need(stack) == device_need([mean], shape, input_itemsize=2)   # one image
+    # Placement takes the need over the flat estimate where it is given.
+    view = WorkerView(gpu=("g",), gpu_memory={"g": voxels * 10})
+    assert place(view, "auto", allow_fallback=False, voxels=voxels) == ("cpu", "")
+    assert place(view, "auto", allow_fallback=False, voxels=voxels,
+                 need=voxels * 9) == ("gpu", "")
