@@ -18,6 +18,7 @@ BUF     = $(abspath $(TOOLS))/node_modules/.bin/buf
 .PHONY: docs tour
 .PHONY: postgres
 .PHONY: browser ohif
+.PHONY: gpu-check
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -160,3 +161,10 @@ clean:
 ## apt-get where missing
 dicom3tools:
 	.ci/install-dicom3tools
+
+## gpu-check: on a machine with a GPU, in under ten minutes: the gpu-marked tests, every
+## operation cold and warm on 128x512x512, the service end to end on a GPU worker against
+## CPU, the harness's GPU section; one JSON in benchmarks/results (docs/gpu-device.md).
+## Without a GPU it exits at once (status 3) saying so.
+gpu-check: $(VENV)/.installed-test
+	$(PY) benchmarks/gpu_check.py

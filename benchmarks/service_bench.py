@@ -34,10 +34,11 @@ SIGMA = 2.0
 class Served:
     """``medcompute serve`` on port 0 in its own process; the context gives its address."""
 
-    def __init__(self, *, workers: int | None = None, split_mb: float | None = None):
+    def __init__(self, *, workers: int | None = None, split_mb: float | None = None,
+                 gpu_workers: int = 0):
         self.tmp = tempfile.TemporaryDirectory(prefix="medcompute-bench-")
         self.args = ["serve", "--address", "127.0.0.1:0", "--data-dir", self.tmp.name,
-                     "--gpu-workers", "0", "--log-level", "warning"]
+                     "--gpu-workers", str(gpu_workers), "--log-level", "warning"]
         if workers is not None:
             self.args += ["--workers", str(workers)]
         if split_mb is not None:

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "STICKY_CUDA_ERRORS",
     "Backend",
     "BackendUnavailable",
     "backend_for",
@@ -31,6 +32,50 @@ __all__ = [
 
 class BackendUnavailable(RuntimeError):
     """Raised when a requested backend cannot run here (no CuPy, no CUDA device)."""
+
+
+#: CUDA error codes (the runtime's and the driver's share them) after which the
+#: process's context is unusable: every later call fails the same way until the process
+#: restarts. 700 illegal address, 702 launch timeout, 714 hardware stack error, 715
+#: illegal instruction, 716 misaligned address, 717 invalid address space, 718 invalid
+#: program counter, 719 launch failure.
+STICKY_CUDA_ERRORS = frozenset({700, 702, 714, 715, 716, 717, 718, 719})
+
+#: CuPy's exception classes for device failures, by module and name (looked up lazily:
+#: CuPy moves some between releases, and it is not installed everywhere).
+CUPY_ERROR_CLASSES = (
+    ("cupy.cuda.runtime", "CUDARuntimeError"),
+    ("cupy.cuda.driver", "CUDADriverError"),
+    ("cupy.cuda.memory", "OutOfMemoryError"),
+    ("cupy_backends.cuda.api.runtime", "CUDARuntimeError"),
+    ("cupy_backends.cuda.api.driver", "CUDADriverError"),
+    ("cupy.cuda.compiler", "CompileException"),
+    ("cupy_backends.cuda.libs.nvrtc", "NVRTCError"),
+    ("cupy.cuda.cufft", "CuFFTError"),
+)
+#: Of those, the ones whose ``status`` may be one of :data:`STICKY_CUDA_ERRORS`.
+CUPY_STATUS_CLASSES = (
+    ("cupy.cuda.runtime", "CUDARuntimeError"),
+    ("cupy.cuda.driver", "CUDADriverError"),
+    ("cupy_backends.cuda.api.runtime", "CUDARuntimeError"),
+    ("cupy_backends.cuda.api.driver", "CUDADriverError"),
+)
+
+
+def exception_classes(paths) -> tuple[type, ...]:
+    """The exception classes named by ``(module, name)`` pairs that can be imported here
+    (none without CuPy); each once."""
+    import importlib
+
+    found: list[type] = []
+    for module, name in paths:
+        try:
+            cls = getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError):
+            continue
+        if isinstance(cls, type) and issubclass(cls, BaseException) and cls not in found:
+            found.append(cls)
+    return tuple(found)
 
 
 @dataclass(frozen=True)
@@ -51,6 +96,15 @@ class Backend:
         ``"cpu"`` or the GPU's name as the driver reports it.
     index : int or None
         The GPU's ordinal as CUDA numbers it; None on the CPU.
+    device_errors : tuple of type
+        Exception classes that mean the device failed (out of memory, driver, runtime,
+        compiler): the job can run again elsewhere. Classified by type, never by the
+        module an exception comes from (a ``ValueError`` raised inside CuPy is the
+        caller's). Empty on the CPU.
+    context_errors : tuple of type
+        Exception classes that always mean the device context is broken for good.
+    status_errors : tuple of type
+        Exception classes whose ``status`` in :data:`STICKY_CUDA_ERRORS` means the same.
 
     Examples
     --------
@@ -68,6 +122,29 @@ class Backend:
     fft: ModuleType
     device: str
     index: int | None = None
+    device_errors: tuple = ()
+    context_errors: tuple = ()
+    status_errors: tuple = ()
+
+    def is_device_error(self, exc: BaseException) -> bool:
+        """Whether ``exc`` is a failure of the device rather than of the request."""
+        return isinstance(exc, self.device_errors + self.context_errors)
+
+    def is_context_error(self, exc: BaseException) -> bool:
+        """Whether ``exc`` left the device context unusable until the process restarts.
+
+        Examples
+        --------
+        >>> class CUDARuntimeError(RuntimeError):
+        ...     status = 700
+        >>> b = Backend("x", np, np, np, "gpu", 0, (CUDARuntimeError,), (), (CUDARuntimeError,))
+        >>> b.is_context_error(CUDARuntimeError()), b.is_context_error(ValueError())
+        (True, False)
+        """
+        if isinstance(exc, self.context_errors):
+            return True
+        return isinstance(exc, self.status_errors) and \
+            getattr(exc, "status", None) in STICKY_CUDA_ERRORS
 
     def asarray(self, host_array: Any) -> Any:
         """Move a host array onto this backend (a no-op for NumPy)."""
@@ -187,6 +264,8 @@ def _gpu_backend(device_id: int) -> Backend:
         fft=cupy.fft,
         device=str(name),
         index=device_id,
+        device_errors=exception_classes(CUPY_ERROR_CLASSES),
+        status_errors=exception_classes(CUPY_STATUS_CLASSES),
     )
 
 

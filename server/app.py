@@ -369,7 +369,8 @@ async def start(config: ServerConfig) -> Running:
         if config.metrics_port is not None:
             metrics_port = metrics.start_http(config.metrics_address, config.metrics_port)
         _background(stack, watch_health(dispatcher, servicers.publish(), WORKER_SERVICES,
-                                        metrics, space, db=db))
+                                        metrics, space, db=db,
+                                        gpu_states=lambda: dispatcher.gpu_kernels()))
         _background(stack, maintain(store, config.purge_interval))
         _background(stack, sweep_every(service.regions))
         address = f"{_host(config.address)}:{port}"

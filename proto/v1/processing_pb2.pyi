@@ -149,7 +149,7 @@ class Fallback(_message.Message):
     def __init__(self, happened: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class UsageRecord(_message.Message):
-    __slots__ = ("job_id", "subscriber", "operations", "images", "voxels", "bytes_in", "bytes_out", "queue_seconds", "compute_seconds", "wall_seconds", "backend", "device", "gpu_seconds", "energy_joules", "fallback", "state", "created_at", "finished_at", "platform_fault", "destination", "software")
+    __slots__ = ("job_id", "subscriber", "operations", "images", "voxels", "bytes_in", "bytes_out", "queue_seconds", "compute_seconds", "wall_seconds", "backend", "device", "gpu_seconds", "energy_joules", "fallback", "state", "created_at", "finished_at", "platform_fault", "destination", "software", "transfer_seconds", "compile_seconds", "energy_absent_reason")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     SUBSCRIBER_FIELD_NUMBER: _ClassVar[int]
     OPERATIONS_FIELD_NUMBER: _ClassVar[int]
@@ -171,6 +171,9 @@ class UsageRecord(_message.Message):
     PLATFORM_FAULT_FIELD_NUMBER: _ClassVar[int]
     DESTINATION_FIELD_NUMBER: _ClassVar[int]
     SOFTWARE_FIELD_NUMBER: _ClassVar[int]
+    TRANSFER_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    COMPILE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    ENERGY_ABSENT_REASON_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     subscriber: str
     operations: _containers.RepeatedScalarFieldContainer[str]
@@ -192,7 +195,10 @@ class UsageRecord(_message.Message):
     platform_fault: bool
     destination: str
     software: _containers.RepeatedCompositeFieldContainer[SoftwareUse]
-    def __init__(self, job_id: _Optional[str] = ..., subscriber: _Optional[str] = ..., operations: _Optional[_Iterable[str]] = ..., images: _Optional[int] = ..., voxels: _Optional[int] = ..., bytes_in: _Optional[int] = ..., bytes_out: _Optional[int] = ..., queue_seconds: _Optional[float] = ..., compute_seconds: _Optional[float] = ..., wall_seconds: _Optional[float] = ..., backend: _Optional[str] = ..., device: _Optional[str] = ..., gpu_seconds: _Optional[float] = ..., energy_joules: _Optional[float] = ..., fallback: _Optional[bool] = ..., state: _Optional[str] = ..., created_at: _Optional[float] = ..., finished_at: _Optional[float] = ..., platform_fault: _Optional[bool] = ..., destination: _Optional[str] = ..., software: _Optional[_Iterable[_Union[SoftwareUse, _Mapping]]] = ...) -> None: ...
+    transfer_seconds: float
+    compile_seconds: float
+    energy_absent_reason: str
+    def __init__(self, job_id: _Optional[str] = ..., subscriber: _Optional[str] = ..., operations: _Optional[_Iterable[str]] = ..., images: _Optional[int] = ..., voxels: _Optional[int] = ..., bytes_in: _Optional[int] = ..., bytes_out: _Optional[int] = ..., queue_seconds: _Optional[float] = ..., compute_seconds: _Optional[float] = ..., wall_seconds: _Optional[float] = ..., backend: _Optional[str] = ..., device: _Optional[str] = ..., gpu_seconds: _Optional[float] = ..., energy_joules: _Optional[float] = ..., fallback: _Optional[bool] = ..., state: _Optional[str] = ..., created_at: _Optional[float] = ..., finished_at: _Optional[float] = ..., platform_fault: _Optional[bool] = ..., destination: _Optional[str] = ..., software: _Optional[_Iterable[_Union[SoftwareUse, _Mapping]]] = ..., transfer_seconds: _Optional[float] = ..., compile_seconds: _Optional[float] = ..., energy_absent_reason: _Optional[str] = ...) -> None: ...
 
 class SoftwareUse(_message.Message):
     __slots__ = ("package", "version", "sha256", "operation", "fee")
@@ -209,7 +215,7 @@ class SoftwareUse(_message.Message):
     def __init__(self, package: _Optional[str] = ..., version: _Optional[str] = ..., sha256: _Optional[str] = ..., operation: _Optional[str] = ..., fee: _Optional[float] = ...) -> None: ...
 
 class ResultHeader(_message.Message):
-    __slots__ = ("job_id", "output", "applied", "backend", "device", "worker", "fallback", "versions", "usage", "slabs", "workers", "stored_image_id", "reused")
+    __slots__ = ("job_id", "output", "applied", "backend", "device", "worker", "fallback", "versions", "usage", "slabs", "workers", "stored_image_id", "reused", "placement")
     class VersionsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -230,6 +236,7 @@ class ResultHeader(_message.Message):
     WORKERS_FIELD_NUMBER: _ClassVar[int]
     STORED_IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
     REUSED_FIELD_NUMBER: _ClassVar[int]
+    PLACEMENT_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     output: _image_pb2.ImageDescriptor
     applied: _containers.RepeatedCompositeFieldContainer[AppliedOperation]
@@ -243,7 +250,8 @@ class ResultHeader(_message.Message):
     workers: _containers.RepeatedScalarFieldContainer[str]
     stored_image_id: str
     reused: bool
-    def __init__(self, job_id: _Optional[str] = ..., output: _Optional[_Union[_image_pb2.ImageDescriptor, _Mapping]] = ..., applied: _Optional[_Iterable[_Union[AppliedOperation, _Mapping]]] = ..., backend: _Optional[str] = ..., device: _Optional[str] = ..., worker: _Optional[str] = ..., fallback: _Optional[_Union[Fallback, _Mapping]] = ..., versions: _Optional[_Mapping[str, str]] = ..., usage: _Optional[_Union[UsageRecord, _Mapping]] = ..., slabs: _Optional[int] = ..., workers: _Optional[_Iterable[str]] = ..., stored_image_id: _Optional[str] = ..., reused: _Optional[bool] = ...) -> None: ...
+    placement: str
+    def __init__(self, job_id: _Optional[str] = ..., output: _Optional[_Union[_image_pb2.ImageDescriptor, _Mapping]] = ..., applied: _Optional[_Iterable[_Union[AppliedOperation, _Mapping]]] = ..., backend: _Optional[str] = ..., device: _Optional[str] = ..., worker: _Optional[str] = ..., fallback: _Optional[_Union[Fallback, _Mapping]] = ..., versions: _Optional[_Mapping[str, str]] = ..., usage: _Optional[_Union[UsageRecord, _Mapping]] = ..., slabs: _Optional[int] = ..., workers: _Optional[_Iterable[str]] = ..., stored_image_id: _Optional[str] = ..., reused: _Optional[bool] = ..., placement: _Optional[str] = ...) -> None: ...
 
 class ProcessResponse(_message.Message):
     __slots__ = ("header", "chunk")

@@ -52,7 +52,7 @@ def result_header(ended: JobResult, compression: int) -> processing_pb2.ResultHe
                                          reason=ended.fallback_reason),
         versions=r.versions, usage=usage_message(ended.usage), slabs=ended.slabs,
         workers=ended.workers or [w for w in (r.worker,) if w],
-        stored_image_id=ended.stored_image_id, reused=ended.reused)
+        stored_image_id=ended.stored_image_id, reused=ended.reused, placement=ended.placement)
 
 
 def stored_submit(blob: bytes) -> SubmitRequest:

@@ -1,8 +1,11 @@
 """The embedded Dask cluster: CPU worker processes and one worker per GPU.
 
-GPU workers are pinned to their device with ``CUDA_VISIBLE_DEVICES`` and declare
-the Dask resource ``GPU=1``; tasks that need a GPU ask for it. Everything listens
-on loopback only.
+GPU workers are pinned to their device with ``CUDA_VISIBLE_DEVICES`` (the device's
+UUID where NVML gives it, which also names a MIG slice; else its index, with
+``CUDA_DEVICE_ORDER=PCI_BUS_ID`` so that CUDA numbers devices as NVML does) and declare
+the Dask resource ``GPU=1``; tasks that need a GPU ask for it. Their compiled kernels
+are kept under the data directory (``CUPY_CACHE_DIR``). Everything listens on loopback
+only.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from dataclasses import dataclass
 
 from medcompute.server.dispatch.allocator import worker_settings
 from medcompute.server.worker import interrupts
+from medcompute.server.worker.kernel_cache import CACHE_ENV
 
 __all__ = ["GpuInfo", "detect_gpus", "worker_specs", "start_embedded"]
 
@@ -41,6 +45,12 @@ class GpuInfo:
     index: int
     name: str
     memory: int
+    uuid: str = ""      # "GPU-..." or "MIG-..." as NVML gives it; "" when it does not
+
+    @property
+    def visible(self) -> str:
+        """This device as ``CUDA_VISIBLE_DEVICES`` names it."""
+        return self.uuid or str(self.index)
 
 
 def detect_gpus() -> list[GpuInfo]:
@@ -60,7 +70,13 @@ def detect_gpus() -> list[GpuInfo]:
             handle = pynvml.nvmlDeviceGetHandleByIndex(i)
             name = pynvml.nvmlDeviceGetName(handle)
             memory = pynvml.nvmlDeviceGetMemoryInfo(handle).total
-            gpus.append(GpuInfo(i, name.decode() if isinstance(name, bytes) else name, memory))
+            try:
+                uuid = pynvml.nvmlDeviceGetUUID(handle)
+                uuid = uuid.decode() if isinstance(uuid, bytes) else str(uuid)
+            except pynvml.NVMLError:
+                uuid = ""
+            gpus.append(GpuInfo(i, name.decode() if isinstance(name, bytes) else name, memory,
+                                uuid))
     finally:
         pynvml.nvmlShutdown()
     if gpus:
@@ -77,8 +93,9 @@ def detect_gpus() -> list[GpuInfo]:
 
 def worker_specs(*, cpu_workers: int, gpus: list[GpuInfo], fake_gpu_workers: int = 0,
                  fake_gpu_memory: int | None = None, fake_gpu_control: str | None = None,
-                 memory_limit: str | int = "auto") -> dict:
-    """SpecCluster worker specs: ``cpu-N`` plain workers, ``gpu-N`` workers with ``GPU=1``."""
+                 memory_limit: str | int = "auto", kernel_cache: str | None = None) -> dict:
+    """SpecCluster worker specs: ``cpu-N`` plain workers, ``gpu-N`` workers with ``GPU=1``
+    (``kernel_cache``: the folder GPU workers keep their compiled kernels in)."""
     from distributed import Nanny
 
     from medcompute.server.worker import fakegpu
@@ -88,9 +105,12 @@ def worker_specs(*, cpu_workers: int, gpus: list[GpuInfo], fake_gpu_workers: int
     specs = {f"cpu-{i}": {"cls": Nanny, "options": {**base, "name": f"cpu-{i}"}}
              for i in range(cpu_workers)}
     for gpu in gpus:
+        env = {"CUDA_DEVICE_ORDER": "PCI_BUS_ID", "CUDA_VISIBLE_DEVICES": gpu.visible,
+               GPU_BACKEND_ENV: "cupy"}
+        if kernel_cache:
+            env[CACHE_ENV] = kernel_cache
         specs[f"gpu-{gpu.index}"] = {"cls": Nanny, "options": {
-            **base, "name": f"gpu-{gpu.index}", "resources": {"GPU": 1},
-            "env": {"CUDA_VISIBLE_DEVICES": str(gpu.index), GPU_BACKEND_ENV: "cupy"}}}
+            **base, "name": f"gpu-{gpu.index}", "resources": {"GPU": 1}, "env": env}}
     for i in range(fake_gpu_workers):
         env = {GPU_BACKEND_ENV: "fake"}
         if fake_gpu_memory is not None:
@@ -105,7 +125,7 @@ def worker_specs(*, cpu_workers: int, gpus: list[GpuInfo], fake_gpu_workers: int
 async def start_embedded(*, cpu_workers: int | None, gpu_workers: int | None,
                          fake_gpu_workers: int = 0, fake_gpu_memory: int | None = None,
                          fake_gpu_control: str | None = None,
-                         memory_limit: str | int = "auto"):
+                         memory_limit: str | int = "auto", kernel_cache: str | None = None):
     """Start a SpecCluster on loopback; return it (already running)."""
     import dask
     from distributed import Scheduler, SpecCluster
@@ -121,7 +141,9 @@ async def start_embedded(*, cpu_workers: int | None, gpu_workers: int | None,
         cpu_workers = max(1, (os.cpu_count() or 1) - len(gpus))
     specs = worker_specs(cpu_workers=cpu_workers, gpus=gpus, fake_gpu_workers=fake_gpu_workers,
                          fake_gpu_memory=fake_gpu_memory, fake_gpu_control=fake_gpu_control,
-                         memory_limit=memory_limit)
+                         memory_limit=memory_limit, kernel_cache=kernel_cache)
+    if kernel_cache and gpus:
+        os.makedirs(kernel_cache, exist_ok=True)
     scheduler = {"cls": Scheduler, "options": {
         "host": "127.0.0.1", "port": 0, "dashboard_address": "127.0.0.1:0"}}
     cluster = await SpecCluster(workers=specs, scheduler=scheduler, asynchronous=True,

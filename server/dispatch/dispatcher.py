@@ -30,6 +30,8 @@ from medcompute.server.config import ServerConfig
 from medcompute.server.dicom.write import Series, derived_uid
 from medcompute.server.dispatch.placement import (
     WorkerView,
+    gpu_unsuited,
+    job_need,
     place,
     require_gpu,
     route,
@@ -38,6 +40,9 @@ from medcompute.server.dispatch.placement import (
 from medcompute.server.dispatch.small_jobs import CALLERS_GONE, SmallJobs
 from medcompute.server.errors import Cancelled, Internal, Unavailable
 from medcompute.server.storage.space import storage_fault
+from medcompute.server.worker.cancel import restart_broken
+from medcompute.server.worker.gpu_meter import free_memory
+from medcompute.server.worker.kernel_cache import state as kernel_state
 from medcompute.server.worker.slabs import plan_split
 from medcompute.server.worker.tasks import (
     EVENT_TOPIC,
@@ -46,6 +51,7 @@ from medcompute.server.worker.tasks import (
     StackSpec,
     TaskResult,
     TaskSpec,
+    WarmUp,
     WorkerRunner,
     encode_dicom,
     job_ids,
@@ -71,17 +77,8 @@ class Execution:
     fallback_reason: str = ""
     slabs: int = 1
     workers: tuple[str, ...] = ()
-
-
-def _gpu_memory() -> int:
-    """Device memory of this GPU worker, in bytes (runs on the worker)."""
-    if os.environ.get("MEDCOMPUTE_GPU_BACKEND") == "fake":
-        from medcompute.server.worker.fakegpu import fake_memory
-
-        return fake_memory()
-    import cupy
-
-    return int(cupy.cuda.runtime.memGetInfo()[1])
+    #: Why it was placed on CPU although a GPU was asked for or possible ("" otherwise).
+    placement: str = ""
 
 
 class Dispatcher:
@@ -128,11 +125,13 @@ class Dispatcher:
                 fake_gpu_workers=self.config.fake_gpu_workers,
                 fake_gpu_memory=self.config.fake_gpu_memory,
                 fake_gpu_control=self.config.fake_gpu_control,
-                memory_limit=self.config.worker_memory)
+                memory_limit=self.config.worker_memory,
+                kernel_cache=str(self.config.data_dir / "kernel-cache" / "cupy"))
             self.client = await Client(self.cluster, asynchronous=True, direct_to_workers=True)
         self.client.subscribe_topic(EVENT_TOPIC, self._on_event)
         await self.client.wait_for_workers(1)
         await self.client.run(warm_up)
+        await self.client.register_plugin(WarmUp())
 
     async def close(self) -> None:
         if self.client is not None:
@@ -208,11 +207,18 @@ class Dispatcher:
         workers = (await self._identity()).get("workers", {})
         gpu = tuple(a for a, w in workers.items() if w.get("resources", {}).get("GPU", 0) > 0)
         cpu = tuple(a for a in workers if a not in gpu)
+        # Free memory: asked once of a new GPU worker, then as each of its jobs left it
+        # (TaskResult.device_free), so that placement never waits on a dying worker.
         known = self._view.gpu_memory if self._view else {}
-        missing = [a for a in gpu if a not in known]
         gpu_memory = {a: known[a] for a in gpu if a in known}
+        missing = [a for a in gpu if a not in known]
         if missing:
-            gpu_memory.update(await self.client.run(_gpu_memory, workers=missing))
+            try:
+                answers = await asyncio.wait_for(self.client.run(
+                    free_memory, workers=missing, on_error="return"), 5)
+            except asyncio.TimeoutError:
+                answers = {}
+            gpu_memory.update({a: m for a, m in answers.items() if isinstance(m, int)})
         self._view = WorkerView(cpu, gpu, {a: w.get("memory_limit") or 0
                                            for a, w in workers.items()}, gpu_memory)
         self._view_at = now
@@ -234,6 +240,14 @@ class Dispatcher:
             return len((await self._identity()).get("workers", {}))
         except Unavailable:
             return 0
+
+    async def gpu_kernels(self) -> dict:
+        """Each GPU worker's kernel warm-up (address -> kernel_cache.state()); {} without
+        GPU workers."""
+        view = await self.view()
+        if not view.gpu:
+            return {}
+        return await self.client.run(kernel_state, workers=list(view.gpu))
 
     def slots(self, kind: str) -> int:
         view = self._view or WorkerView()
@@ -381,8 +395,13 @@ class Dispatcher:
         """Run one job where it fits; on a GPU failure, again on CPU."""
         if self.client is None:
             raise Unavailable("the Dask cluster is not started")
-        kind, reason = place(await self.view(), device, allow_fallback=allow_fallback,
-                             voxels=voxels)
+        view = await self.view()
+        unsuited = gpu_unsuited(spec.ops) if device != "cpu" and view.gpu else ""
+        need = job_need(spec)
+        kind, reason = place(view, device, allow_fallback=allow_fallback, voxels=voxels,
+                             unsuited=unsuited, need=need)
+        if unsuited:
+            log.info("job %s: %s", spec.job_id, unsuited)
         try:
             execution = await self._run_kind(kind, spec, voxels, out_shape, out_dtype)
         except GpuFailure as exc:
@@ -390,9 +409,11 @@ class Dispatcher:
                 raise
             log.warning("job %s: GPU failed (%s); re-running on CPU", spec.job_id, exc.reason)
             reason = f"GPU failed: {exc.reason}"
-            execution = await self._run_kind("cpu", replace(spec, device="cpu"), voxels,
-                                              out_shape, out_dtype)
+            async with self._restarting(exc):
+                execution = await self._run_kind("cpu", replace(spec, device="cpu"), voxels,
+                                                  out_shape, out_dtype)
         execution.fallback_reason = reason
+        execution.placement = unsuited
         return execution
 
     async def run_stack(self, spec: StackSpec, *, device: str = "auto",
@@ -402,22 +423,50 @@ class Dispatcher:
         reason or "")."""
         if self.client is None:
             raise Unavailable("the Dask cluster is not started")
-        kind, reason = place(await self.view(), device, allow_fallback=allow_fallback,
-                             voxels=voxels)
+        view = await self.view()
+        unsuited = gpu_unsuited(spec.ops) if device != "cpu" and view.gpu else ""
+        need = job_need(spec)       # the device holds one image of the stack at a time
+        kind, reason = place(view, device, allow_fallback=allow_fallback, voxels=voxels,
+                             unsuited=unsuited, need=need)
         try:
-            return await self._batchers[kind].run(replace(spec, device=kind)), reason
+            result = await self._batchers[kind].run(replace(spec, device=kind))
         except GpuFailure as exc:
             if kind != "gpu":
                 raise
             log.warning("stack of job %s: GPU failed (%s); re-running on CPU", spec.job_id,
                         exc.reason)
-            result = await self._batchers["cpu"].run(replace(spec, device="cpu"))
-            return result, f"GPU failed: {exc.reason}"
+            async with self._restarting(exc):
+                result = await self._batchers["cpu"].run(replace(spec, device="cpu"))
+            reason = f"GPU failed: {exc.reason}"
+        self._learn_free_memory([result])
+        return replace(result, placement=unsuited), reason
+
+    @contextlib.asynccontextmanager
+    async def _restarting(self, failure: GpuFailure):
+        """While the job runs again on CPU: restart the GPU worker whose device context the
+        failure broke (a sticky CUDA error fails every later call of that process), so
+        that placement does not keep sending jobs to it. The worker process leaves and its
+        nanny starts a new one, as after a crash; nothing here waits for it."""
+        if failure.restart and failure.worker:
+            log.warning("GPU worker %s: its device context is broken; restarting it",
+                        failure.worker)
+            try:
+                await self.client.run(restart_broken, "its device context is broken",
+                                      workers=[failure.worker], wait=False)
+            except Exception as exc:  # already gone: the scheduler replaces it
+                log.warning("restarting GPU worker %s failed (%s)", failure.worker, exc)
+            self._view = None
+        yield
 
     async def _run_kind(self, kind, spec, voxels, out_shape, out_dtype) -> Execution:
         spec = replace(spec, device=kind)
+        view = self._view or WorkerView()
+        free = [m for a, m in view.gpu_memory.items() if a in view.gpu and m]
+        hosts = [m for a, m in view.memory_limit.items() if a in view.gpu and m]
         how = route(kind, voxels, splittable=out_shape is not None,
-                    split_bytes=self.config.split_bytes, batch_bytes=self.config.batch_bytes)
+                    split_bytes=self.config.split_bytes, batch_bytes=self.config.batch_bytes,
+                    device_bytes=min(free) if free else None,
+                    host_bytes=min(hosts) if hosts else None, need=job_need(spec))
         if how == "split":
             split = await self._run_split(spec, voxels, out_shape, out_dtype)
             if split is not None:
@@ -429,12 +478,23 @@ class Dispatcher:
         else:
             [result] = await self._await([self.submit(run_task, spec, kind=kind,
                                                       key=f"job-{spec.job_id}")])
+        self._learn_free_memory([result])
         return Execution(result, workers=(result.worker,))
+
+    def _learn_free_memory(self, results) -> None:
+        """Each GPU worker's free memory as its last job left it."""
+        if self._view is None:
+            return
+        for r in results:
+            if getattr(r, "device_free", None) is not None and r.worker in self._view.gpu:
+                self._view.gpu_memory[r.worker] = r.device_free
 
     async def _run_split(self, spec: TaskSpec, voxels, out_shape, out_dtype) -> Execution | None:
         shape = spec.inputs[0].shape
         plan = plan_split(spec.ops, shape, slab_count(self._view or WorkerView(), voxels,
-                                                      split_bytes=self.config.split_bytes))
+                                                      split_bytes=self.config.split_bytes,
+                                                      kind=spec.device,
+                                                      need=job_need(spec)))
         if plan is None:
             return None
         inputs = list(spec.inputs)
@@ -452,11 +512,12 @@ class Dispatcher:
             f.truncate(math.prod(out_shape) * itemsize)
         slab_spec = replace(spec, inputs=tuple(inputs), out_path=raw_path, output_format="raw",
                             out_shape=tuple(out_shape))
-        futures = [self.submit(run_task, replace(slab_spec, region=r), kind="cpu",
+        futures = [self.submit(run_task, replace(slab_spec, region=r), kind=spec.device,
                                key=f"job-{spec.job_id}-slab{k}")
                    for k, r in enumerate(plan.regions)]
         try:
             parts = await self._await(futures, self.progress_hooks.get(spec.job_id))
+            self._learn_free_memory(parts)
         finally:
             for i in decode:
                 if os.path.exists(inputs[i].path):
@@ -468,13 +529,17 @@ class Dispatcher:
             merged = replace(parts[0], out_path=raw_path, shape=tuple(out_shape),
                              nbytes=math.prod(out_shape) * itemsize, crc32=crc,
                              file_sizes=())
-        gpu = [p.gpu_seconds for p in parts if p.gpu_seconds is not None]
+        def total(name):
+            values = [getattr(p, name) for p in parts if getattr(p, name) is not None]
+            return sum(values) if values else None
+
         merged = replace(
             merged, started_at=min(p.started_at for p in parts),
             finished_at=max(p.finished_at for p in parts),
             compute_seconds=sum(p.compute_seconds for p in parts),
             backend=parts[0].backend, device=parts[0].device, worker=parts[0].worker,
-            gpu_seconds=sum(gpu) if gpu else None)
+            gpu_seconds=total("gpu_seconds"), transfer_seconds=total("transfer_seconds"),
+            compile_seconds=total("compile_seconds"))
         workers = tuple(dict.fromkeys(p.worker for p in parts))
         return Execution(merged, slabs=len(parts), workers=workers)
 

@@ -16,8 +16,9 @@ __all__ = ["Usage", "usage_record"]
 class Usage:
     """One job's usage (the fields of the UsageRecord message).
 
-    ``gpu_seconds`` and ``energy_joules`` are None when they were not measured: absent
-    from :meth:`as_dict`, never zero.
+    ``gpu_seconds``, ``energy_joules``, ``transfer_seconds`` and ``compile_seconds`` are
+    None when they were not measured: absent from :meth:`as_dict`, never zero. Billing
+    charges ``gpu_seconds`` (the kernels); transfers and compiles are reported apart.
     """
 
     job_id: str
@@ -43,6 +44,10 @@ class Usage:
     #: One line per use of a software package's operation: package, version, sha256,
     #: operation, fee (absent from :meth:`as_dict` when the job used none).
     software: tuple[dict, ...] = ()
+    transfer_seconds: float | None = None
+    compile_seconds: float | None = None
+    #: On a GPU without ``energy_joules``: why it is absent (None elsewhere).
+    energy_absent_reason: str | None = None
 
     def as_dict(self) -> dict:
         """The record as the catalog keeps it and the metrics count it (a plain dict,
@@ -52,7 +57,8 @@ class Usage:
         out["software"] = [dict(line) for line in self.software]
         if not out["software"]:
             del out["software"]
-        for name in ("gpu_seconds", "energy_joules"):
+        for name in ("gpu_seconds", "energy_joules", "transfer_seconds", "compile_seconds",
+                     "energy_absent_reason"):
             if out[name] is None:
                 del out[name]
         return out
@@ -77,7 +83,10 @@ def usage_record(job: Job, result: TaskResult | None, *, images: int, voxels: in
         measured = dict(queue_seconds=max(0.0, result.started_at - start),
                         compute_seconds=result.compute_seconds, backend=result.backend,
                         device=result.device, gpu_seconds=result.gpu_seconds,
-                        energy_joules=result.energy_joules)
+                        energy_joules=result.energy_joules,
+                        transfer_seconds=result.transfer_seconds,
+                        compile_seconds=result.compile_seconds,
+                        energy_absent_reason=result.energy_absent or None)
     return Usage(**{
         "job_id": job.id,
         "subscriber": job.subscriber,

@@ -57,6 +57,10 @@ DEFAULT_TRUNCATE = 4.0
 MAX_REACH = 4096
 #: Voxels in a median window (the median's work per voxel grows with them).
 MAX_WINDOW = 1 << 20
+#: The constant a ``mode=constant`` edge is filled with: a whole number in the range of
+#: the stored voxel types (int16 and uint16). A GPU compiles one kernel per value, so
+#: values are bounded and whole, and the worker compiles each once (kernel_cache.py).
+CVAL_RANGE = (-32768, 65535)
 
 
 @dataclass(frozen=True)
@@ -208,6 +212,12 @@ def _truncate(msg, field: str) -> float:
 def _neighbourhood(msg, field: str) -> tuple[dict, tuple[Param, ...]]:
     mode = _enum(MODES, msg, "mode", field)
     cval = _finite(msg.cval, f"{field}.cval")
+    if mode != "constant":
+        cval = 0.0      # not used; one value, so that it never makes a kernel of its own
+    elif cval != int(cval) or not CVAL_RANGE[0] <= cval <= CVAL_RANGE[1]:
+        raise InvalidArgument(f"must be a whole number from {CVAL_RANGE[0]} to "
+                              f"{CVAL_RANGE[1]} (the edge's fill value), got {cval:g}",
+                              f"{field}.cval")
     params = (Param("mode", text=mode),) + ((Param("cval", (cval,)),) if mode == "constant" else ())
     return {"mode": mode, "cval": cval}, params
 

@@ -384,7 +384,8 @@ class Pipeline:
         ended = JobResult(job, staged.ops, result, staged.out_geom.spacing,
                           request.output_format, usage,
                           fallback_reason=execution.fallback_reason, slabs=execution.slabs,
-                          workers=execution.workers, stored_image_id=kept)
+                          workers=execution.workers, placement=execution.placement,
+                          stored_image_id=kept)
         return await self.complete(ended, finish_extra)
 
     async def run(self, job: jobs.Job, request: ProcessRequest, place: InputPlace, *,

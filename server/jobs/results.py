@@ -27,5 +27,6 @@ class JobResult:
     fallback_reason: str = ""
     slabs: int = 1
     workers: tuple[str, ...] = ()
+    placement: str = ""               # why on CPU though a GPU was asked for (not a fallback)
     stored_image_id: str = ""         # the derived image kept in the store (or reused)
     reused: bool = False              # answered from the store, nothing computed

@@ -116,15 +116,20 @@ async def compute(service, members: list[Member]) -> list[JobResult | BaseExcept
             nbytes=data.nbytes, started_at=result.started_at, finished_at=result.finished_at,
             compute_seconds=result.seconds[k], backend=result.backend, device=result.device,
             worker=result.worker, crc32=result.crc32[k], versions=result.versions,
-            gpu_seconds=result.seconds[k] if result.gpu else None, energy_joules=energy,
-            data=data)
+            gpu_seconds=result.kernel_seconds[k] if result.gpu else None, energy_joules=energy,
+            transfer_seconds=result.transfer_seconds[k] if result.gpu else None,
+            # The compile ran before the first image: reported with it, not shared out.
+            compile_seconds=(result.compile_seconds if k == 0 else 0.0) if result.gpu
+            and result.compile_seconds is not None else None,
+            energy_absent=result.energy_absent, data=data)
         job = jobs.apply(job, jobs.Started(result.started_at, result.worker))
         job = jobs.apply(job, jobs.Succeeded(time.time()))
         usage = usage_record(job, task, images=n_images, voxels=voxels,
                              bytes_in=member.bytes_in, bytes_out=task.nbytes,
                              fallback=bool(reason), ops=staged.ops)
         outcomes.append(JobResult(job, staged.ops, task, staged.out_geom.spacing, "raw", usage,
-                                  fallback_reason=reason, workers=(result.worker,)))
+                                  fallback_reason=reason, workers=(result.worker,),
+                                  placement=result.placement))
     return outcomes
 
 

@@ -12,8 +12,9 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
-__all__ = ["CATALOG_HEALTH_NAME", "HEALTH_INTERVAL", "STORAGE_HEALTH_NAME", "Publish",
-           "catalog_health_names", "watch_catalog", "watch_health", "watch_storage"]
+__all__ = ["CATALOG_HEALTH_NAME", "GPU_HEALTH_NAME", "HEALTH_INTERVAL", "STORAGE_HEALTH_NAME",
+           "Publish", "catalog_health_names", "watch_catalog", "watch_gpu", "watch_health",
+           "watch_storage"]
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,11 @@ STORAGE_HEALTH_NAME = "medcompute.storage"
 #: that is away); ``medcompute.catalog.<backend>`` (sqlite, postgresql) says the same
 #: and names the backend in use.
 CATALOG_HEALTH_NAME = "medcompute.catalog"
+
+#: The health name of the GPU workers' kernels: not serving while a GPU worker could not
+#: compile its common kernels at start (no NVRTC, a broken device): its jobs would all
+#: fall back to CPU. Published only on a cluster with GPU workers.
+GPU_HEALTH_NAME = "medcompute.gpu"
 
 #: ``await publish(name, serving)``: tell the health service that ``name`` now serves or
 #: not.
@@ -75,22 +81,45 @@ async def watch_catalog(db, publish: Publish, was: bool | None) -> bool:
         else:
             log.warning("health: catalog NOT_SERVING (%s: %s)", db.kind,
                         type(reason).__name__)
+
+
+async def watch_gpu(gpu_states, publish: Publish, was: bool | None) -> bool:
+    """Look at the GPU workers' kernel warm-ups once (``await gpu_states()``: address ->
+    kernel_cache.state()); publish :data:`GPU_HEALTH_NAME` when it changed from ``was``;
+    return whether it serves."""
+    try:
+        states = await gpu_states()
+    except Exception as exc:  # a worker going away mid-call: look again next time
+        log.info("health: cannot read the GPU workers' kernel state (%s)", exc)
+        return was
+    failed = {a: s.get("error", "") for a, s in states.items() if s.get("state") == "failed"}
+    ok = not failed
+    if ok != was:
+        await publish(GPU_HEALTH_NAME, ok)
+        if ok:
+            log.info("health: GPU SERVING (every GPU worker compiles its kernels)")
+        else:
+            log.error("health: GPU NOT_SERVING: %s cannot compile kernels (%s); its jobs run "
+                      "on CPU", ", ".join(failed), "; ".join(sorted(set(failed.values()))))
     return ok
 
 
 async def watch_health(dispatcher, publish: Publish, worker_services: Sequence[str],
                        metrics=None, space=None, interval: float = HEALTH_INTERVAL,
-                       db=None) -> None:
+                       db=None, gpu_states=None) -> None:
     """Until cancelled: publish ``worker_services`` as serving while the dispatcher sees a
     Dask worker (and hand the worker counts to ``metrics``), the storage's health while
-    ``space`` is given, and the catalog's while ``db`` is."""
-    serving = storage = catalog = None
+    ``space`` is given, the catalog's while ``db`` is, and the GPU's (:func:`watch_gpu`)
+    while ``gpu_states`` is given and the cluster has GPU workers."""
+    serving = storage = catalog = gpu_ok = None
     while True:
         if space is not None:
             storage = await watch_storage(space, publish, storage)
         if db is not None:
             catalog = await watch_catalog(db, publish, catalog)
         cpu, gpu = await dispatcher.worker_kinds()
+        if gpu_states is not None and gpu:
+            gpu_ok = await watch_gpu(gpu_states, publish, gpu_ok)
         if metrics is not None:
             metrics.set_workers(cpu, gpu)
         ok = cpu + gpu > 0

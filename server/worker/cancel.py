@@ -60,6 +60,20 @@ def stop_abandoned(job_ids: list[str], nanny: str | None) -> None:
 #: The exit status of a worker restarted to stop an abandoned kernel.
 RESTART_EXIT_CODE = 75
 
+
+async def restart_broken(reason: str, dask_worker=None) -> None:
+    """Restart this worker process, whose GPU context is broken for good (a sticky CUDA
+    error fails every later call of the process): its nanny starts a fresh one, as
+    after a crash. Run by the dispatcher (``Client.run``) once the failing job's error
+    reached it (which hands it ``dask_worker``). Without a nanny it can only say so."""
+    nanny = dask_worker.nanny if dask_worker is not None else _nanny()
+    if not nanny:
+        log.error("%s; without a nanny this worker cannot be restarted", reason)
+        return
+    log.warning("%s: restarting this worker", reason)
+    logging.shutdown()
+    os._exit(RESTART_EXIT_CODE)
+
 #: Jobs running as Dask tasks in this process, with their tasks' keys: a task's future is
 #: cancelled by the server, not through the runner, so a watcher looks (every second).
 _TASK_KEYS: dict[str, str] = {}

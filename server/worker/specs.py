@@ -95,8 +95,19 @@ class StackResult:
     device: str
     worker: str
     versions: dict = field(default_factory=dict)
-    gpu: bool = False                     # seconds are GPU seconds as well
+    gpu: bool = False                     # a GPU ran it: see kernel and transfer seconds
     energy_joules: float | None = None    # the whole stack's, where NVML reports it
+    #: On a GPU, per image: the kernels alone, and the upload and download.
+    kernel_seconds: list = field(default_factory=list)
+    transfer_seconds: list = field(default_factory=list)
+    #: On a GPU: compiling the pipeline's kernels before the first image (kernel_cache).
+    compile_seconds: float | None = None
+    #: Set by the dispatcher: why it ran on CPU though a GPU was asked for ("" otherwise).
+    placement: str = ""
+    #: On a GPU without energy_joules: why (gpu_meter.py).
+    energy_absent: str = ""
+    #: On a GPU: its free memory once the stack's arrays were released (for placement).
+    device_free: int | None = None
 
 
 @dataclass
@@ -114,8 +125,17 @@ class TaskResult:
     worker: str
     crc32: int = 0
     versions: dict = field(default_factory=dict)
-    gpu_seconds: float | None = None      # absent unless measured on a GPU
+    gpu_seconds: float | None = None      # absent unless measured on a GPU: kernels only
     energy_joules: float | None = None    # absent unless NVML reports it
+    #: Upload and download between host and device (GPU only), apart from gpu_seconds.
+    transfer_seconds: float | None = None
+    #: Compiling this pipeline's kernels on first use in the worker (GPU only), never
+    #: billed; None on a GPU where the compile could not be separated from the run.
+    compile_seconds: float | None = None
+    #: On a GPU without energy_joules: why (gpu_meter.py).
+    energy_absent: str = ""
+    #: On a GPU: its free memory once the job's arrays were released (for placement).
+    device_free: int | None = None
     #: The result itself (TaskSpec.result_in_memory): a RAW result's array (sent back out
     #: of band), or a DICOM result's files, concatenated.
     data: object = None

@@ -17,10 +17,11 @@ import time
 from functools import cache, wraps
 
 import numpy as np
+from distributed.diagnostics.plugin import WorkerPlugin
 
 from medcompute.proto import wire
 from medcompute.server.errors import Internal, InvalidArgument, within
-from medcompute.server.worker import cancel
+from medcompute.server.worker import cancel, kernel_cache
 from medcompute.server.worker.slabs import Region
 from medcompute.server.worker.specs import (
     InputSpec,
@@ -32,7 +33,8 @@ from medcompute.server.worker.specs import (
 
 __all__ = ["InputSpec", "TaskSpec", "TaskResult", "StackSpec", "StackResult", "GpuFailure",
            "TaskCancelled", "run_task", "run_batch", "run_stack", "job_ids", "materialize",
-           "encode_dicom", "part_path", "load_image", "versions", "EVENT_TOPIC", "WorkerRunner"]
+           "encode_dicom", "part_path", "load_image", "versions", "EVENT_TOPIC", "WorkerRunner",
+           "WarmUp", "warm_up"]
 
 #: Dask event topic on which tasks announce that they started.
 EVENT_TOPIC = "medcompute"
@@ -114,29 +116,35 @@ def _worker_address() -> str:
 
 class GpuFailure(Exception):
     """The GPU could not run the task (out of memory, driver or kernel error); the
-    dispatcher re-runs it on a CPU worker. Carries only text, so it unpickles anywhere."""
+    dispatcher re-runs it on a CPU worker. ``restart``: the worker's device context is
+    broken for good (a sticky CUDA error), so the dispatcher restarts that worker too.
+    Carries only text and a flag, so it unpickles anywhere."""
 
-    def __init__(self, reason: str):
+    def __init__(self, reason: str, restart: bool = False, worker: str = ""):
         self.reason = reason
+        self.restart = restart
+        self.worker = worker
         super().__init__(reason)
 
     def __reduce__(self):
-        return (type(self), (self.reason,))
+        return (type(self), (self.reason, self.restart, self.worker))
 
 
 class TaskCancelled(Exception):
     """The task noticed that its future was cancelled and stopped early."""
 
 
-def _is_gpu_error(exc: BaseException) -> bool:
+def _gpu_failure(exc: BaseException, backend) -> GpuFailure | None:
+    """``exc`` as a :class:`GpuFailure` when the backend classifies its type as a device
+    failure (never by the module it was raised in); None when it is not one."""
     from medcompute.kernels import BackendUnavailable
-    from medcompute.server.worker.fakegpu import FakeGPUError
 
-    if isinstance(exc, (FakeGPUError, BackendUnavailable)):
-        return True
-    # CuPy backend: its CUDA errors (OutOfMemoryError, CUDARuntimeError, CUDADriverError,
-    # CompileException) live in cupy / cupy_backends modules.
-    return type(exc).__module__.split(".", 1)[0] in ("cupy", "cupy_backends", "cupyx")
+    if not (isinstance(exc, BackendUnavailable) or backend.is_device_error(exc)):
+        return None
+    restart = backend.is_context_error(exc)
+    return GpuFailure(f"{type(exc).__name__} on {backend.device}: {exc}"
+                      + ("; the worker's device context is broken: it is restarted"
+                         if restart else ""), restart, _worker_address())
 
 
 def _backend(device: str):
@@ -258,35 +266,14 @@ def _load_region(spec: InputSpec, region: Region, image_ndim: int) -> np.ndarray
     return np.ascontiguousarray(_take(load_image(spec), axis, region.lo, region.hi))
 
 
-class _GpuMeter:
-    """GPU seconds and, where NVML gives it, energy in joules of one task."""
+def _meter(backend):
+    """The energy meter of a job on ``backend`` (gpu_meter.py)."""
+    from medcompute.server.worker.gpu_meter import GpuMeter
 
-    def __init__(self, backend):
-        self.backend = backend
-        self.handle = None
-        self.energy_mj = None
-        if backend.name != "cupy":
-            return
-        try:
-            import pynvml
-
-            pynvml.nvmlInit()
-            bus_id = backend.xp.cuda.Device(backend.index or 0).pci_bus_id
-            self.handle = pynvml.nvmlDeviceGetHandleByPciBusId(bus_id)
-            self.energy_mj = pynvml.nvmlDeviceGetTotalEnergyConsumption(self.handle)
-        except Exception:  # no NVML, or a GPU without an energy counter: leave it absent
-            self.handle = None
-
-    def energy_joules(self) -> float | None:
-        if self.handle is None or self.energy_mj is None:
-            return None
-        try:
-            import pynvml
-
-            return (pynvml.nvmlDeviceGetTotalEnergyConsumption(self.handle)
-                    - self.energy_mj) / 1000.0
-        except Exception:
-            return None
+    bus_id = None
+    if backend.name == "cupy":   # CuPy backend: the device NVML reads the counter of
+        bus_id = backend.xp.cuda.Device(backend.index or 0).pci_bus_id
+    return GpuMeter(bus_id)
 
 
 def _write(path: str, data) -> None:
@@ -295,18 +282,32 @@ def _write(path: str, data) -> None:
 
 
 def _compute(spec: TaskSpec, backend, host: list[np.ndarray]):
+    """(result on the host, compute seconds, the GPU's figures for TaskResult).
+
+    On a GPU the kernels this pipeline needs are compiled first, outside the clock
+    (``compile_seconds``, None where the compile could not be separated); the upload
+    and the download are timed apart (``transfer_seconds``); ``gpu_seconds`` are the
+    kernels alone, device synchronised on both sides."""
     from medcompute import kernels
 
-    meter = _GpuMeter(backend)
+    gpu = backend.name != "numpy"
+    compile_seconds = kernel_cache.prepare(spec, backend, host, run_pipeline) if gpu else None
+    meter = _meter(backend)
     t0 = time.perf_counter()
     arrays = [backend.asarray(a) for a in host]
+    backend.synchronize()
+    t1 = time.perf_counter()
     result = run_pipeline(arrays[0], arrays[1:], spec.ops, compute_dtype=spec.compute_dtype)
     result = kernels.saturating_cast(result, np.dtype(spec.output_dtype))
     backend.synchronize()
-    seconds = time.perf_counter() - t0
+    t2 = time.perf_counter()
     out = np.ascontiguousarray(backend.to_host(result))
-    gpu = backend.name != "numpy"
-    return out, seconds, (seconds if gpu else None), meter.energy_joules()
+    t3 = time.perf_counter()
+    if not gpu:
+        return out, t2 - t0, {}
+    return out, t2 - t0, dict(gpu_seconds=t2 - t1, transfer_seconds=(t1 - t0) + (t3 - t2),
+                              compile_seconds=compile_seconds,
+                              energy_joules=meter.joules(), energy_absent=meter.absent)
 
 
 def _reported(task):
@@ -348,10 +349,15 @@ def _run_task(spec: TaskSpec, announce: bool = True) -> TaskResult:
         else:
             ndim = len(spec.inputs[0].shape)
             host = [_load_region(s, spec.region, ndim) for s in spec.inputs]
-        out, seconds, gpu_seconds, energy = _compute(spec, backend, host)
+        out, seconds, gpu = _compute(spec, backend, host)
+        if gpu:   # the job's device arrays are back in the pool now
+            from medcompute.server.worker.gpu_meter import free_memory
+
+            gpu["device_free"] = free_memory()
     except Exception as exc:
-        if spec.device == "gpu" and _is_gpu_error(exc):
-            raise GpuFailure(f"{type(exc).__name__} on {backend.device}: {exc}") from None
+        failure = _gpu_failure(exc, backend) if spec.device == "gpu" else None
+        if failure is not None:
+            raise failure from None
         raise
 
     checksum = 0
@@ -392,7 +398,7 @@ def _run_task(spec: TaskSpec, announce: bool = True) -> TaskResult:
         file_sizes=file_sizes, nbytes=nbytes, started_at=started_at, finished_at=time.time(),
         compute_seconds=seconds, backend=backend.name, device=backend.device,
         worker=_worker_address(), crc32=checksum, versions=versions(),
-        gpu_seconds=gpu_seconds, energy_joules=energy, data=data,
+        data=data, **gpu,
     )
 
 
@@ -464,13 +470,19 @@ def run_stack(spec: StackSpec, *, announce: bool = True) -> StackResult:
     if announce:
         _announce(spec.job_id, jobs=list(spec.job_ids), worker=_worker_address())
     backend = _backend(spec.device)
-    meter = _GpuMeter(backend)
+    gpu = backend.name != "numpy"
     n = len(spec.job_ids)
-    out = None
+    out, compile_seconds = None, None
     crcs, seconds, errors = [0] * n, [0.0] * n, [None] * n
+    kernel, transfer = [0.0] * n, [0.0] * n
     try:
         stack = load_image(spec.stack)
-        operands = [backend.asarray(load_image(s)) for s in spec.operands]
+        operand_host = [load_image(s) for s in spec.operands]
+        if gpu and n:
+            compile_seconds = kernel_cache.prepare(spec, backend, [stack[0], *operand_host],
+                                                   run_pipeline)
+        meter = _meter(backend)
+        operands = [backend.asarray(a) for a in operand_host]
         for k, job_id in enumerate(spec.job_ids):
             if job_id in _CANCELLED_JOBS:
                 errors[k] = TaskCancelled("the job was cancelled")
@@ -481,14 +493,19 @@ def run_stack(spec: StackSpec, *, announce: bool = True) -> StackResult:
                 # a cancelled image still in its kernel stops as a job alone does.
                 t0 = time.perf_counter()
                 with cancel.running(job_id):
-                    result = run_pipeline(backend.asarray(stack[k]), operands, spec.ops,
+                    image = backend.asarray(stack[k])
+                    backend.synchronize()
+                    t1 = time.perf_counter()
+                    result = run_pipeline(image, operands, spec.ops,
                                           compute_dtype=spec.compute_dtype)
                     result = kernels.saturating_cast(result, np.dtype(spec.output_dtype))
                     backend.synchronize()
-                seconds[k] = time.perf_counter() - t0
+                t2 = time.perf_counter()
+                seconds[k], kernel[k] = t2 - t0, t2 - t1
                 host = np.ascontiguousarray(backend.to_host(result))
+                transfer[k] = (t1 - t0) + (time.perf_counter() - t2)
             except Exception as exc:
-                if spec.device == "gpu" and _is_gpu_error(exc):
+                if spec.device == "gpu" and _gpu_failure(exc, backend) is not None:
                     raise
                 errors[k] = exc          # this image fails alone
                 continue
@@ -498,14 +515,25 @@ def run_stack(spec: StackSpec, *, announce: bool = True) -> StackResult:
                 out = np.zeros((n, *host.shape), host.dtype)
             out[k] = host
             crcs[k] = wire.crc32(out[k])
+        operands = image = result = None         # back into the device's pool
+        device_free = None
+        if gpu:
+            from medcompute.server.worker.gpu_meter import free_memory
+
+            device_free = free_memory()
     except Exception as exc:
-        if spec.device == "gpu" and _is_gpu_error(exc):
-            raise GpuFailure(f"{type(exc).__name__} on {backend.device}: {exc}") from None
+        failure = _gpu_failure(exc, backend) if spec.device == "gpu" else None
+        if failure is not None:
+            raise failure from None
         raise
     return StackResult(out=out, crc32=crcs, seconds=seconds, errors=errors,
                        started_at=started_at, finished_at=time.time(), backend=backend.name,
                        device=backend.device, worker=_worker_address(), versions=versions(),
-                       gpu=backend.name != "numpy", energy_joules=meter.energy_joules())
+                       gpu=gpu, energy_joules=meter.joules(),
+                       energy_absent=meter.absent if gpu else "",
+                       kernel_seconds=kernel if gpu else [],
+                       transfer_seconds=transfer if gpu else [],
+                       compile_seconds=compile_seconds, device_free=device_free)
 
 
 @_reported
@@ -545,10 +573,30 @@ def encode_dicom(spec: TaskSpec, shape: tuple[int, ...], dtype: str, series=None
 
 
 def warm_up() -> str:
-    """Import what tasks need, so the first job does not pay for it."""
+    """Import what tasks need, so the first job does not pay for it; on a GPU worker,
+    start compiling the common kernel settings (kernel_cache.py) in the background."""
     import scipy.ndimage  # noqa: F401
 
     from medcompute import kernels  # noqa: F401
     from medcompute.server.dicom import read, write  # noqa: F401
 
+    if os.environ.get("MEDCOMPUTE_GPU_BACKEND"):
+        from medcompute.server.worker import kernel_cache
+
+        try:
+            kernel_cache.warm_up(_backend("gpu"))
+        except kernels.BackendUnavailable as exc:
+            log.error("this GPU worker cannot use its GPU: %s", exc)
     return str(os.getpid())
+
+
+class WarmUp(WorkerPlugin):
+    """A Dask worker plugin: :func:`warm_up` on every GPU worker, those that join or
+    restart later included (a restarted GPU worker compiles its common kernels again,
+    from the disk cache). CPU workers are warmed up once, at the cluster's start."""
+
+    name = "medcompute-warm-up"
+
+    def setup(self, worker) -> None:
+        if os.environ.get("MEDCOMPUTE_GPU_BACKEND"):
+            warm_up()

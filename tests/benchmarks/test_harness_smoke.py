@@ -151,3 +151,72 @@ def test_gpu_section_logic_on_a_stand_in_device():
     assert gauss["speedup_vs_cpu"] == pytest.approx(1.0 / gauss["seconds"])
     assert 0 < gauss["bandwidth_fraction"] < 1
     assert rows[("gaussian", "slice")]["speedup_vs_cpu"] is None
+
+
+def test_gpu_section_reports_speedups_with_and_without_transfers():
+    common = _load("common")
+    kernels_bench = _load("kernels_bench")
+    from medcompute.kernels import cpu_backend
+
+    cpu = [{"op": "gaussian", "size": "volume", "seconds": 1.0}]
+    out = kernels_bench.run_gpu(common.MODES["tiny"], cpu, lambda message: None,
+                                device=(cpu_backend(), 1e12, "stand-in"))
+    gauss = {(r["op"], r["size"]): r for r in out["results"]}[("gaussian", "volume")]
+    assert gauss["seconds_with_transfers"] > 0 and gauss["bandwidth_fraction_is_lower_bound"]
+    assert gauss["speedup_vs_cpu_with_transfers"] == pytest.approx(
+        1.0 / gauss["seconds_with_transfers"])
+    assert "lower bound" in out["notes"][0]
+
+
+class _FakeNvml:
+    """NVML's calls the peak bandwidth needs, for a device of 2619 MHz on 5120 bits."""
+
+    NVML_CLOCK_MEM = 2
+
+    def __init__(self):
+        self.shut = False
+
+    def nvmlInit(self):
+        pass
+
+    def nvmlShutdown(self):
+        self.shut = True
+
+    def nvmlDeviceGetHandleByPciBusId(self, bus_id):
+        assert bus_id == "0000:19:00.0"
+        return "handle"
+
+    def nvmlDeviceGetMaxClockInfo(self, handle, clock):
+        assert clock == self.NVML_CLOCK_MEM
+        return 2619
+
+    def nvmlDeviceGetMemoryBusWidth(self, handle):
+        return 5120
+
+
+def test_peak_bandwidth_comes_from_nvml_where_cuda_no_longer_has_the_memory_clock():
+    from types import SimpleNamespace
+
+    kernels_bench = _load("kernels_bench")
+    props = {"name": b"Stand-in H100", "memoryBusWidth": 5120}   # CUDA 13: no clock rate
+    device = SimpleNamespace(id=0, pci_bus_id="0000:19:00.0")
+    cupy = SimpleNamespace(cuda=SimpleNamespace(
+        Device=lambda *a: device,
+        runtime=SimpleNamespace(getDeviceProperties=lambda i: props)))
+    nvml = _FakeNvml()
+    peak, name, source = kernels_bench.peak_bandwidth(cupy, nvml)
+    assert peak == pytest.approx(2 * 2619e6 * 5120 / 8) and name == "Stand-in H100"
+    assert source.startswith("nvml") and nvml.shut
+    props["memoryClockRate"] = 2619000
+    assert kernels_bench.peak_bandwidth(cupy, nvml)[2] == "cuda device properties"
+
+
+def test_gpu_check_without_a_device_exits_at_once_saying_so():
+    from medcompute.server.dispatch.cluster import detect_gpus
+
+    if detect_gpus():
+        pytest.skip("a GPU is here: make gpu-check runs for real")
+    proc = subprocess.run([sys.executable, str(HARNESS / "gpu_check.py")], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 3
+    assert "no GPU here" in proc.stderr and "nothing was checked" in proc.stderr

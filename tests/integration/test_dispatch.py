@@ -365,3 +365,102 @@ def test_a_job_that_keeps_killing_workers_fails_clearly_and_is_not_billed(c, clu
         await cluster.running.dispatcher.client.wait_for_workers(3, timeout=60)
     cluster.call(wait_workers(), timeout=90)
     assert c.process(_vol((2, 8, 8)), ["gaussian:sigma=1"]).header.backend == "fake-gpu"
+
+
+# -- compiled kernels, failures after upload, broken device contexts --------------------
+
+def _gpu_worker_state(cluster, fn):
+    async def on_gpu():
+        view = await cluster.running.dispatcher.view()
+        return await cluster.running.dispatcher.client.run(fn, workers=list(view.gpu))
+    return cluster.call(on_gpu())
+
+
+def test_the_gpu_worker_compiled_the_common_settings_at_start(cluster):
+    from medcompute.server.worker import kernel_cache
+
+    deadline = time.monotonic() + 60          # a generous bound on a warm-up on the fake
+    while True:
+        [state] = _gpu_worker_state(cluster, kernel_cache.state).values()
+        if state["state"] in ("done", "failed") or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert state["state"] == "done" and state["compiled"] == 2 * len(kernel_cache.COMMON)
+
+
+def test_compile_time_is_reported_apart_and_not_billed_as_gpu_seconds(c, cluster, fake_gpu):
+    delay = 1.0
+    cluster.control.write_text(json.dumps({"fail": None, "compile_delay": delay}))
+    vol = _vol()
+    r = c.process(vol, ["gaussian:sigma=1,mode=constant,cval=11"], device="gpu")
+    usage = r.header.usage
+    assert r.header.backend == "fake-gpu" and not r.header.fallback.happened
+    assert usage.compile_seconds >= delay              # a new kernel configuration
+    assert usage.gpu_seconds < delay                   # billed: the kernels alone
+    assert usage.HasField("transfer_seconds")
+    again = c.process(vol, ["gaussian:sigma=1,mode=constant,cval=11"], device="gpu")
+    assert again.header.usage.compile_seconds == 0.0
+    [record] = cluster.call(cluster.catalog.usage_for(r.job_id))
+    assert record["compile_seconds"] >= delay and record["gpu_seconds"] < delay
+    cpu = c.process(vol, ["gaussian:sigma=1"], device="cpu").header.usage
+    assert not cpu.HasField("compile_seconds") and not cpu.HasField("transfer_seconds")
+
+
+def test_a_gpu_that_fails_after_the_upload_falls_back_to_cpu(c, fake_gpu):
+    vol = _vol()
+    fake_gpu("after_upload")
+    r = c.process(vol, ["gaussian:sigma=2"], device="gpu")
+    assert r.header.fallback.happened and "kernel launch failed" in r.header.fallback.reason
+    assert r.header.backend == "numpy"
+
+
+def test_a_broken_device_context_restarts_the_gpu_worker(c, cluster, fake_gpu):
+    before = _gpu_worker_state(cluster, os.getpid)
+    vol = _vol()
+    fake_gpu("sticky")
+    r = c.process(vol, ["gaussian:sigma=2"], device="gpu")
+    assert r.header.fallback.happened and r.header.backend == "numpy"
+    assert "FakeGPUContextError" in r.header.fallback.reason
+    assert "restarted" in r.header.fallback.reason
+    fake_gpu(None)
+    # The context stays broken in that process: only a new process serves on the GPU again.
+    deadline = time.monotonic() + 120             # a generous bound on a worker restart
+    while time.monotonic() < deadline:
+        try:
+            after = _gpu_worker_state(cluster, os.getpid)
+        except Exception:                          # the old worker is leaving
+            after = {}
+        if after and set(after.values()).isdisjoint(before.values()):
+            break
+        time.sleep(0.2)
+    assert after and set(after.values()).isdisjoint(before.values())
+    r = c.process(vol, ["gaussian:sigma=2"], device="gpu")
+    assert r.header.backend == "fake-gpu" and not r.header.fallback.happened
+
+
+def test_a_volume_larger_than_the_gpus_memory_runs_on_the_gpu_in_slabs(c):
+    vol = _vol((36, 512, 512), seed=9)            # 36 MiB of float32 > the fake's 32 MiB
+    assert vol.nbytes > FAKE_MEMORY
+    r = c.process(vol, ["gaussian:sigma=1"], device="gpu")
+    assert r.header.backend == "fake-gpu" and not r.header.fallback.happened
+    np.testing.assert_allclose(r.array, _whole(vol, ["gaussian:sigma=1"]), rtol=1e-5,
+                               atol=1e-4)
+
+
+def test_a_large_median_asked_for_the_gpu_is_placed_on_cpu_and_says_why(c):
+    vol = _vol((8, 16, 16))
+    r = c.process(vol, ["median:size=7"], device="gpu")
+    assert r.header.backend == "numpy" and not r.header.fallback.happened
+    assert "median of 343 voxels" in r.header.placement and not r.header.usage.fallback
+    small = c.process(vol, ["median:size=3"], device="gpu")
+    assert small.header.backend == "fake-gpu" and small.header.placement == ""
+
+
+def test_placement_learns_the_gpus_free_memory_from_its_jobs(c, cluster):
+    # Asked once of a new GPU worker, then told by each job: never waiting on the worker.
+    dispatcher = cluster.running.dispatcher
+    [gpu] = cluster.call(dispatcher.view()).gpu
+    cluster.call(dispatcher.view()).gpu_memory[gpu] = FAKE_MEMORY // 2
+    r = c.process(_vol(), ["gaussian:sigma=1"], device="gpu")
+    assert r.header.backend == "fake-gpu"
+    assert cluster.call(dispatcher.view()).gpu_memory[gpu] == FAKE_MEMORY

@@ -117,3 +117,49 @@ def test_importing_the_package_does_not_import_cupy():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=60,
                             check=False)
     assert result.returncode == 0, result.stderr.decode()
+
+
+class CUDARuntimeError(RuntimeError):
+    """Shaped as CuPy's: a ``status`` code."""
+
+    def __init__(self, status):
+        self.status = status
+        super().__init__(f"cudaError {status}")
+
+
+class OutOfMemoryError(MemoryError):
+    pass
+
+
+def _device_backend():
+    from medcompute.kernels.backend import Backend
+
+    cpu = cpu_backend()
+    return Backend("cupy", cpu.xp, cpu.ndimage, cpu.fft, "GPU", 0,
+                   device_errors=(CUDARuntimeError, OutOfMemoryError),
+                   status_errors=(CUDARuntimeError,))
+
+
+def test_device_errors_are_classified_by_type_not_by_module():
+    backend = _device_backend()
+    raised_in_cupy = type("ValueError", (ValueError,), {"__module__": "cupy._core"})
+    assert backend.is_device_error(OutOfMemoryError("out of memory"))
+    assert backend.is_device_error(CUDARuntimeError(2))
+    assert not backend.is_device_error(raised_in_cupy("axis out of range"))  # the caller's
+    assert not cpu_backend().is_device_error(OutOfMemoryError())
+
+
+@pytest.mark.parametrize("status, sticky", [(700, True), (719, True), (2, False), (None, False)])
+def test_a_sticky_cuda_status_means_a_broken_context(status, sticky):
+    backend = _device_backend()
+    assert backend.is_context_error(CUDARuntimeError(status)) is sticky
+    assert not backend.is_context_error(OutOfMemoryError())
+
+
+def test_cupy_error_classes_are_found_only_where_cupy_is():
+    from medcompute.kernels.backend import CUPY_ERROR_CLASSES, exception_classes
+
+    found = exception_classes(CUPY_ERROR_CLASSES + (("builtins", "MemoryError"),
+                                                   ("builtins", "len"), ("no.such", "X")))
+    assert MemoryError in found and len not in found
+    assert all(issubclass(c, BaseException) for c in found)

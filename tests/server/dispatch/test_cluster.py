@@ -31,3 +31,14 @@ def test_fake_gpu_workers_are_named_as_such():
 def test_detect_gpus_returns_a_list_here_or_anywhere():
     gpus = detect_gpus()
     assert all(isinstance(g, GpuInfo) and g.memory > 0 for g in gpus)
+
+
+def test_gpu_workers_name_their_device_by_uuid_in_bus_order_and_keep_their_kernels():
+    gpus = [GpuInfo(0, "A", 1 << 34, "MIG-4f1c"), GpuInfo(1, "B", 1 << 34)]
+    specs = worker_specs(cpu_workers=1, gpus=gpus, kernel_cache="/data/kernel-cache/cupy")
+    mig, plain = specs["gpu-0"]["options"]["env"], specs["gpu-1"]["options"]["env"]
+    assert mig["CUDA_VISIBLE_DEVICES"] == "MIG-4f1c"      # a MIG slice is reachable
+    assert plain["CUDA_VISIBLE_DEVICES"] == "1"
+    assert mig["CUDA_DEVICE_ORDER"] == plain["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"
+    assert mig["CUPY_CACHE_DIR"] == "/data/kernel-cache/cupy"
+    assert "env" not in specs["cpu-0"]["options"]

@@ -205,3 +205,23 @@ def test_resolved_ops_are_plain_values():
     ops, _ = resolve_pipeline([parse_op("gaussian:sigma=1"), parse_op("mip")], VOL)
     assert pickle.loads(pickle.dumps(ops)) == ops
     assert all(math.isfinite(v) for v in ops[0].args[0])
+
+
+@pytest.mark.parametrize("text, words", [
+    ("gaussian:sigma=1,mode=constant,cval=0.5", "whole number from -32768 to 65535"),
+    ("mean:size=3,mode=constant,cval=70000", "got 70000"),
+    ("median:size=3,mode=constant,cval=-40000", "got -40000"),
+])
+def test_a_constant_edge_takes_a_bounded_whole_fill_value(text, words):
+    # A GPU compiles one kernel per fill value: a caller cannot ask for unboundedly many.
+    err = _refusal(text)
+    assert err.field == f"header.pipeline[0].{text.split(':')[0]}.cval"
+    assert words in err.message, err.message
+    op, _ = _one("gaussian:sigma=1,mode=constant,cval=-1024")
+    assert op.kwargs["cval"] == -1024.0
+
+
+def test_a_fill_value_without_a_constant_edge_is_not_kept():
+    # Unused, it would still make a kernel configuration of its own on a GPU.
+    op, _ = _one("gaussian:sigma=1,mode=reflect,cval=0.25")
+    assert op.kwargs["cval"] == 0.0

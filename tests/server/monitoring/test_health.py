@@ -90,3 +90,22 @@ def test_a_sqlite_catalog_is_published_under_its_backend(tmp_path):
                                  ("medcompute.catalog.sqlite", True)]
     finally:
         db.close()
+
+
+def test_a_gpu_worker_that_cannot_compile_its_kernels_is_not_serving_in_health():
+    # As on a GPU without NVRTC: the warm-up failed; its jobs would all run on CPU.
+    from medcompute.server.monitoring.health import GPU_HEALTH_NAME
+
+    script = iter([{"gpu-0": {"state": "running"}},
+                   {"gpu-0": {"state": "failed", "error": "CompileException: nvrtc"}}])
+    last = {}
+
+    async def gpu_states():
+        last.update(next(script, last))
+        return dict(last)
+    published = _watch(FakeDispatcher((1, 1)), looks=4, gpu_states=gpu_states)
+    gpu = [serving for name, serving in published if name == GPU_HEALTH_NAME]
+    assert gpu == [True, False]
+    # Without GPU workers nothing is published for the GPU.
+    published = _watch(FakeDispatcher((1, 0)), looks=3, gpu_states=gpu_states)
+    assert GPU_HEALTH_NAME not in [name for name, _ in published]

@@ -20,3 +20,16 @@ def test_a_job_is_running_only_inside_its_block():
     with cancel.running("job-1"):
         assert "job-1" in cancel.RUNNING
     assert "job-1" not in cancel.RUNNING
+
+
+def test_a_broken_gpu_worker_without_a_nanny_says_it_cannot_restart(caplog):
+    # With a nanny the process leaves (its nanny starts a new one): tests/integration.
+    import asyncio
+    from types import SimpleNamespace
+
+    from medcompute.server.worker import cancel as cancel_module
+
+    with caplog.at_level("ERROR"):
+        asyncio.run(cancel_module.restart_broken("its device context is broken",
+                                                 dask_worker=SimpleNamespace(nanny=None)))
+    assert "without a nanny this worker cannot be restarted" in caplog.text
