@@ -96,23 +96,36 @@ def to_json(ds: Dataset) -> str:
                        "dataset": body}, separators=(",", ":"))
 
 
+def _unbulked(value):
+    """A copy of DICOM JSON with its bulk data elements empty (no URI to resolve)."""
+    if isinstance(value, dict):
+        if "BulkDataURI" in value:
+            return {"vr": value["vr"]}
+        return {k: _unbulked(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unbulked(v) for v in value]
+    return value
+
+
 def from_json(text: str) -> Header:
     """The header :func:`to_json` wrote (bulk data values empty)."""
     got = json.loads(text)
+    body = got["dataset"]
     with quiet_pydicom():
-        ds = Dataset.from_json(got["dataset"], bulk_data_uri_handler=lambda tag, vr, uri: b"")
+        ds = Dataset.from_json(_unbulked(body) if BULK_MARK in text else body)
         ds.file_meta = FileMetaDataset(Dataset.from_json(got["meta"]))
-    return ds, got["dataset"]
+    return ds, body
 
 
 def _headers(path: str, file_sizes, first_only: bool) -> list[tuple[Header, str]]:
+    """Each file's header read from the stored files, with its text for the catalog."""
     parts = dicom_parts(path, file_sizes[:1] if first_only else file_sizes)
     out = []
     with quiet_pydicom():
         for p in parts:
-            text = to_json(pydicom.dcmread(io.BytesIO(bytes(p)), stop_before_pixels=True,
-                                           force=True))
-            out.append((from_json(text), text))
+            ds = pydicom.dcmread(io.BytesIO(bytes(p)), stop_before_pixels=True, force=True)
+            text = to_json(ds)
+            out.append(((ds, json.loads(text)["dataset"]), text))
     return out
 
 
