@@ -6,15 +6,15 @@ catalog, not the files.
 One row per file of a stored image (``image_id``, its place among the files): the
 attributes without the pixel data, and without large binary values (bulk data: written
 as a bulk data URI marker, see dicomweb/index.py). Images never change once stored, so a
-row never changes either; a second writer of the same image (two front ends) changes
-nothing (ON CONFLICT DO NOTHING).
+row never changes either (it goes with its image's catalog row, images.py); a second
+writer of the same image (two front ends) changes nothing (ON CONFLICT DO NOTHING).
 """
 
 from __future__ import annotations
 
 from medcompute.server.storage.db import Store, schema, table
 
-__all__ = ["HEADER_SCHEMA", "InstanceHeaders", "headers_of", "put_headers"]
+__all__ = ["HEADER_SCHEMA", "InstanceHeaders", "forget", "headers_of", "put_headers"]
 
 HEADER_SCHEMA = """
 CREATE TABLE IF NOT EXISTS instance_header (
@@ -35,6 +35,11 @@ def put_headers(tx, image_id: str, headers: list[str], first: int = 0) -> None:
     tx.executemany("INSERT INTO instance_header (image_id, position, header) VALUES (?, ?, ?)"
                    " ON CONFLICT (image_id, position) DO NOTHING",
                    [(image_id, first + k, h) for k, h in enumerate(headers)])
+
+
+def forget(tx, image_id: str) -> None:
+    """The rows of an image removed from the catalog (images.py, in the same transaction)."""
+    tx.execute("DELETE FROM instance_header WHERE image_id = ?", (image_id,))
 
 
 def headers_of(tx, image_ids: list[str], first_only: bool = False) -> dict[str, list[str]]:
