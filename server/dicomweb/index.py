@@ -198,11 +198,11 @@ class Index:
         records = await self.records(owner, study_uid=study_uid, series_uid=series_uid)
         # A series' volume before its instance images (removed once it is complete).
         records.sort(key=lambda r: (-len(r.file_sizes), r.created_at))
+        if sop_uid:         # only the images that may hold it (those that list theirs)
+            records = [r for r in records if not r.metadata.get("sop_instance_uids")
+                       or sop_uid in r.metadata["sop_instance_uids"]]
         await self._load(records)
         for record in records:
-            sops = record.metadata.get("sop_instance_uids") or []
-            if sop_uid and sops and sop_uid not in sops:
-                continue
             for k, (header, body) in enumerate(await self._all_headers(record)):
                 sop = str(header.get("SOPInstanceUID", ""))
                 if sop in seen or (sop_uid and sop != sop_uid):
