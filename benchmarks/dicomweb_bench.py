@@ -9,8 +9,11 @@
   against ``Store.Find`` by patient id; the instances of one series
   (``/studies/{s}/series/{x}/instances``) against ``Store.Find`` by series UID; every
   instance (``/instances``) against ``Store.Find`` of every image. The first QIDO call
-  reads the headers it has not seen (reported as ``cold``); the medians are of the calls
-  after it.
+  reads the headers it has not seen from the files and keeps them in the catalog
+  (reported as ``cold``); the medians are of the calls after it. The server is then
+  restarted on the same data and each query asked once more (``cold_after_restart``:
+  answered from the catalog's DICOM JSON, no file read), with its ratio to ``cold``
+  (below 1: the restarted server's first answer is faster than the first one from files).
 
     python benchmarks/dicomweb_bench.py [--slices 300] [--instances 10000] [--repeat 5]
 
@@ -150,6 +153,20 @@ def measure(slices: int, instances: int, repeat: int) -> dict:
                         "results": found, "cold_seconds": cold,
                         "qido_seconds": _median(runs), "grpc_find_seconds": _median(grpc_runs),
                         "qido_over_grpc": _median(runs) / _median(grpc_runs)}
+                # The same queries' first answers after a restart: from the catalog.
+                first_url = server.url
+                server.close()
+                server = Server(tmp / "data", tmp / "serve-restarted.log")
+                for name, (url, _) in queries.items():
+                    url = server.url + url[len(first_url):]
+                    cold, answer = _timed(lambda url=url: session.get(url, timeout=600))
+                    if answer.status_code != 200 or len(answer.json()) != \
+                            latency[name]["results"]:
+                        raise RuntimeError(f"QIDO-RS after a restart answered "
+                                           f"{answer.status_code}")
+                    latency[name]["cold_after_restart_seconds"] = cold
+                    latency[name]["restart_cold_over_cold"] = cold / latency[name][
+                        "cold_seconds"]
         finally:
             server.close()
     finally:
@@ -177,7 +194,10 @@ def run(sizes, log) -> dict:
         f"{w['grpc_get_mb_per_s']:.0f} MB/s ({w['slices']} slices)")
     for name, q in out["qido"]["latency"].items():
         log(f"dicomweb: QIDO {name} {q['qido_seconds'] * 1e3:.1f} ms, Store.Find "
-            f"{q['grpc_find_seconds'] * 1e3:.1f} ms ({out['qido']['instances']} instances)")
+            f"{q['grpc_find_seconds'] * 1e3:.1f} ms ({out['qido']['instances']} instances); "
+            f"cold {q['cold_seconds'] * 1e3:.0f} ms, cold after a restart "
+            f"{q['cold_after_restart_seconds'] * 1e3:.0f} ms "
+            f"(x{q['restart_cold_over_cold']:.2f})")
     return out
 
 

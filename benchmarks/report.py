@@ -383,6 +383,8 @@ def _dicomweb(d) -> str:
          _num(w.get("wado_over_grpc"), "{:.2f}")]])
     rows = [[_e(name), _num(v.get("results"), "{:.0f}"), _ms(v.get("grpc_find_seconds")),
              _ms(v.get("qido_seconds")), _ms(v.get("cold_seconds")),
+             _ms(v.get("cold_after_restart_seconds")),
+             _num(v.get("restart_cold_over_cold"), "{:.2f}"),
              _num(v.get("qido_over_grpc"), "{:.1f}")]
             for name, v in (q.get("latency") or {}).items()]
     return (f"<p>WADO-RS of a {_e(w.get('slices'))}-slice 512x512 CT series against "
@@ -390,7 +392,8 @@ def _dicomweb(d) -> str:
             + f"<p>QIDO-RS with {_e(q.get('instances'))} instances stored, against "
             "Store.Find with the same filter</p>"
             + _table(["query", "results", "Store.Find", "QIDO-RS", "QIDO-RS cold",
-                      "QIDO / Find"], rows))
+                      "cold after a restart (catalog)", "restart / cold", "QIDO / Find"],
+                     rows))
 
 
 def render(results: dict) -> str:

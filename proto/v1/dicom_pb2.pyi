@@ -274,7 +274,7 @@ class ListNodesResponse(_message.Message):
     def __init__(self, nodes: _Optional[_Iterable[_Union[DicomNode, _Mapping]]] = ...) -> None: ...
 
 class Push(_message.Message):
-    __slots__ = ("push_id", "job_id", "sender", "recipient", "node", "state", "reason", "attempts", "instances_delivered", "proof", "created_at", "updated_at", "committed")
+    __slots__ = ("push_id", "job_id", "sender", "recipient", "node", "state", "reason", "attempts", "instances_delivered", "proof", "created_at", "updated_at", "committed", "instances")
     PUSH_ID_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     SENDER_FIELD_NUMBER: _ClassVar[int]
@@ -288,6 +288,7 @@ class Push(_message.Message):
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_FIELD_NUMBER: _ClassVar[int]
     COMMITTED_FIELD_NUMBER: _ClassVar[int]
+    INSTANCES_FIELD_NUMBER: _ClassVar[int]
     push_id: str
     job_id: str
     sender: str
@@ -301,7 +302,20 @@ class Push(_message.Message):
     created_at: float
     updated_at: float
     committed: bool
-    def __init__(self, push_id: _Optional[str] = ..., job_id: _Optional[str] = ..., sender: _Optional[str] = ..., recipient: _Optional[str] = ..., node: _Optional[str] = ..., state: _Optional[_Union[PushState, str]] = ..., reason: _Optional[str] = ..., attempts: _Optional[int] = ..., instances_delivered: _Optional[int] = ..., proof: _Optional[str] = ..., created_at: _Optional[float] = ..., updated_at: _Optional[float] = ..., committed: _Optional[bool] = ...) -> None: ...
+    instances: _containers.RepeatedCompositeFieldContainer[PushInstance]
+    def __init__(self, push_id: _Optional[str] = ..., job_id: _Optional[str] = ..., sender: _Optional[str] = ..., recipient: _Optional[str] = ..., node: _Optional[str] = ..., state: _Optional[_Union[PushState, str]] = ..., reason: _Optional[str] = ..., attempts: _Optional[int] = ..., instances_delivered: _Optional[int] = ..., proof: _Optional[str] = ..., created_at: _Optional[float] = ..., updated_at: _Optional[float] = ..., committed: _Optional[bool] = ..., instances: _Optional[_Iterable[_Union[PushInstance, _Mapping]]] = ...) -> None: ...
+
+class PushInstance(_message.Message):
+    __slots__ = ("sop_instance_uid", "status", "answered", "commitment")
+    SOP_INSTANCE_UID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    ANSWERED_FIELD_NUMBER: _ClassVar[int]
+    COMMITMENT_FIELD_NUMBER: _ClassVar[int]
+    sop_instance_uid: str
+    status: int
+    answered: bool
+    commitment: str
+    def __init__(self, sop_instance_uid: _Optional[str] = ..., status: _Optional[int] = ..., answered: _Optional[bool] = ..., commitment: _Optional[str] = ...) -> None: ...
 
 class ListPushesRequest(_message.Message):
     __slots__ = ("job_id",)

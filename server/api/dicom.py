@@ -48,13 +48,17 @@ def _node(n: Node) -> dicom_pb2.DicomNode:
                                tls=_tls_out(n.tls))
 
 
-def _push(p: PushRow) -> dicom_pb2.Push:
+def _push(p: PushRow, instances=()) -> dicom_pb2.Push:
     return dicom_pb2.Push(push_id=p.push_id, job_id=p.job_id, sender=p.sender,
                           recipient=p.recipient, node=p.node, state=_PUSH_STATES[p.state],
                           reason=p.reason, attempts=p.attempts,
                           instances_delivered=p.delivered, proof=proof_of(p),
                           committed=p.committed,
-                          created_at=p.created_at, updated_at=p.updated_at)
+                          created_at=p.created_at, updated_at=p.updated_at,
+                          instances=[dicom_pb2.PushInstance(
+                              sop_instance_uid=i.sop_instance_uid, status=i.status or 0,
+                              answered=i.status is not None, commitment=i.commitment)
+                              for i in instances])
 
 
 _OUTPUTS = {dicom_pb2.ROUTING_OUTPUT_UNSPECIFIED: "dicom_series",
@@ -214,7 +218,9 @@ class DicomServicer(dicom_pb2_grpc.DicomServiceServicer):
     @rpc("dicom.pushes.list", None)
     async def ListPushes(self, request, context, call):
         rows = await self.pushes.pushes(call.principal.subscriber, request.job_id)
-        return dicom_pb2.ListPushesResponse(pushes=[_push(p) for p in rows])
+        instances = await self.pushes.instance_statuses(p.push_id for p in rows)
+        return dicom_pb2.ListPushesResponse(
+            pushes=[_push(p, instances[p.push_id]) for p in rows])
 
     @rpc("dicom.sources.register", ("process", "store"))
     async def RegisterSource(self, request, context, call):

@@ -182,6 +182,7 @@ def _write(vol: Volume, array, *, spacing, description: str, single_file: bool,
         "study": first.get("StudyInstanceUID") or _made(series, "study"),
         "lossy": _lossy(vol),
     }
+    shared["window"] = _window(first, stack, shared["coding"])
     if multi:
         return [_multiframe(vol, stack, geometry, shared)]
     start, stop = series.slices if series else (0, stack.shape[0])
@@ -346,7 +347,7 @@ def _base(vol: Volume, source: Dataset, shared: dict) -> Dataset:
     ds.PhotometricInterpretation = "MONOCHROME2"
     ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, 16, 15
     ds.PixelRepresentation = 1 if coding.signed else 0
-    lo, hi = coding.lo, coding.hi
+    lo, hi = shared["window"]
     if ds.SOPClassUID != MR_IMAGE:
         ds.RescaleIntercept, ds.RescaleSlope = _ds(coding.intercept), _ds(coding.slope)
     elif coding.slope != 1.0 or coding.intercept != 0.0:
@@ -357,6 +358,47 @@ def _base(vol: Volume, source: Dataset, shared: dict) -> Dataset:
     ds.WindowCenter = _ds((lo + hi) / 2)
     ds.WindowWidth = _ds(max(hi - lo, 1.0))
     return ds
+
+
+#: Values sampled from a result for its window (at most about this many).
+_WINDOW_SAMPLE = 1 << 20
+
+
+def _first_number(value) -> float | None:
+    if isinstance(value, (list, tuple, MultiValue)):
+        value = value[0] if len(value) else None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if np.isfinite(number) else None
+
+
+def _window(source: Dataset, stack: np.ndarray, coding: _Coding) -> tuple[float, float]:
+    """The lowest and highest result value of the derived series' window (VOI LUT).
+
+    The source's window (its first Window Center/Width) when the result's values fill at
+    least half of it: a filtered image, a projection, a resampling keep the units of the
+    source and are shown as the source was. Otherwise the range of the middle 99 % of the
+    result's values (a sample of at most ``_WINDOW_SAMPLE``), so that a few extreme
+    values do not wash the image out; the whole range where that is one value (a mask)."""
+    step = max(1, int(np.ceil(np.sqrt(stack.size / _WINDOW_SAMPLE))))
+    sample = stack[:, ::step, ::step]
+    if sample.dtype == bool:
+        sample = sample.view(np.uint8)
+    sample = sample[np.isfinite(sample)] if not coding.integer else sample.ravel()
+    if sample.size == 0:
+        return coding.lo, coding.hi
+    lo, hi = (float(v) for v in np.percentile(sample, [0.5, 99.5]))
+    if hi <= lo:
+        lo, hi = coding.lo, coding.hi
+    center = _first_number(source.get("WindowCenter"))
+    width = _first_number(source.get("WindowWidth"))
+    if center is not None and width is not None and width >= 1:
+        low, high = center - width / 2, center + width / 2
+        if min(high, hi) - max(low, lo) >= width / 2:
+            return low, high
+    return lo, hi
 
 
 def _image_type(source: Dataset, keep: bool) -> list[str]:

@@ -32,6 +32,7 @@ from pynetdicom.sop_class import (
 
 from medcompute.server.dicom.meta import normalise_date
 from medcompute.server.dicomnet.access import Retrievals
+from medcompute.server.dicomnet.association import associate, reach
 from medcompute.server.dicomnet.offload import (
     Offload,
     check_offload,
@@ -41,7 +42,6 @@ from medcompute.server.dicomnet.offload import (
     study_size,
     threshold_bytes,
 )
-from medcompute.server.dicomnet.push import associate, reach
 from medcompute.server.dicomnet.registry import calling_ae, check_address, check_ae_title
 from medcompute.server.dicomnet.tls import Tls, check_tls, dumps, loads
 from medcompute.server.errors import (

@@ -46,6 +46,12 @@ _FAILURE_REASONS = {0x0110: "processing failure", 0x0112: "no such object instan
 class Report:
     committed: bool
     reason: str = ""
+    #: Each reported instance (SOP Instance UID): "committed", or "failed: <code> <name>".
+    instances: dict[str, str] = field(default_factory=dict)
+
+    def of(self, uid: str) -> str:
+        """What the report says of instance ``uid`` ("not reported" when it is absent)."""
+        return self.instances.get(uid, "not reported")
 
 
 def request_dataset(transaction_uid: str, datasets) -> Dataset:
@@ -65,21 +71,24 @@ def request_dataset(transaction_uid: str, datasets) -> Dataset:
 def read_report(event_type: int, info: Dataset | None, expected: int) -> Report:
     """What an N-EVENT-REPORT says about a transaction of ``expected`` instances."""
     failed = list(getattr(info, "FailedSOPSequence", None) or []) if info is not None else []
+    referenced = list(getattr(info, "ReferencedSOPSequence", None) or []) if info else []
+    instances = {str(getattr(item, "ReferencedSOPInstanceUID", "")): "committed"
+                 for item in referenced}
     if event_type == 1 and not failed:
-        done = len(getattr(info, "ReferencedSOPSequence", None) or []) if info else 0
-        if done < expected:
-            return Report(False, f"storage commitment reported {done} of {expected} "
-                          "instances committed")
-        return Report(True)
+        if len(referenced) < expected:
+            return Report(False, f"storage commitment reported {len(referenced)} of "
+                          f"{expected} instances committed", instances)
+        return Report(True, "", instances)
     why: dict[str, int] = {}
     for item in failed:
         code = int(getattr(item, "FailureReason", 0x0110))
         name = _FAILURE_REASONS.get(code, "failure")
         key = f"{code:04X} {name}"
         why[key] = why.get(key, 0) + 1
+        instances[str(getattr(item, "ReferencedSOPInstanceUID", ""))] = f"failed: {key}"
     detail = ", ".join(f"{n} x {k}" for k, n in why.items()) or f"event type {event_type}"
     return Report(False, f"storage commitment failed for {len(failed)} of {expected} "
-                  f"instance(s): {detail}")
+                  f"instance(s): {detail}", instances)
 
 
 @dataclass

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from medcompute.server.dicomnet.push import reachable
+from medcompute.server.dicomnet.association import reachable
 from medcompute.server.dicomnet.sockets import SOCKET_HANDLERS
 from medcompute.server.errors import InvalidArgument
 

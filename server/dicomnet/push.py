@@ -25,7 +25,6 @@ import contextlib
 import dataclasses
 import io
 import logging
-import socket
 import threading
 import time
 import uuid
@@ -33,16 +32,25 @@ from dataclasses import dataclass
 
 import pydicom
 from pynetdicom import AE, evt
-from pynetdicom.pdu import A_ASSOCIATE_RJ
 
 from medcompute.server.dicomnet import commit
+from medcompute.server.dicomnet.association import (
+    associate,
+    classify_rejection,
+    reach,
+    reachable,
+)
 from medcompute.server.dicomnet.commit import Commitments
 from medcompute.server.dicomnet.registry import check_address, check_ae_title
-from medcompute.server.dicomnet.sockets import SOCKET_HANDLERS
-from medcompute.server.dicomnet.tls import Tls, check_tls, dumps, loads, probe, tls_args
+from medcompute.server.dicomnet.tls import Tls, check_tls, dumps, loads
 from medcompute.server.errors import NotFound, shown_id
 from medcompute.server.storage.db import add_columns, table
-from medcompute.server.storage.deliveries import PUSH_SCHEMA, DeliveryLog
+from medcompute.server.storage.deliveries import (
+    PUSH_SCHEMA,
+    DeliveryLog,
+    create_instances,
+    record_instances,
+)
 from medcompute.server.storage.keys import check_subscriber
 from medcompute.server.worker.store_tasks import dicom_parts
 
@@ -125,20 +133,6 @@ def classify_status(code: int) -> bool | None:
     return False            # A9xx, Cxxx, 01xx refusals and every Bxxx warning
 
 
-_REJECT_REASONS = {(1, 1): "no reason given", (1, 2): "application context not supported",
-                   (1, 3): "calling AE title not recognised",
-                   (1, 7): "called AE title not recognised", (2, 1): "no reason given",
-                   (2, 2): "protocol version not supported", (3, 1): "temporary congestion",
-                   (3, 2): "local limit exceeded"}
-
-
-def classify_rejection(result: int, source: int, diagnostic: int) -> tuple[bool, str]:
-    """(transient, reason) of an A-ASSOCIATE-RJ."""
-    kind = "permanent" if result == 1 else "transient"
-    why = _REJECT_REASONS.get((source, diagnostic), f"diagnostic {diagnostic}")
-    return result != 1, f"association rejected ({kind}): {why}"
-
-
 @table
 def create(tx) -> None:
     """The node and push tables; a catalog written before storage commitment (its pushes
@@ -192,11 +186,14 @@ def due(tx, now: float) -> list[PushRow]:
 
 
 def update(tx, push_id: str, state: str, reason: str, attempts, delivered: int,
-           next_at: float, proof: str, now: float) -> None:
-    """A push's new state (``attempts`` None keeps the count)."""
+           next_at: float, proof: str, now: float, instances=()) -> None:
+    """A push's new state (``attempts`` None keeps the count) and what the try did with
+    each instance (``instances``: see deliveries.record_instances)."""
     tx.execute("UPDATE dicom_push SET state = ?, reason = ?, attempts = COALESCE(?, attempts),"
                " delivered = ?, next_at = ?, updated_at = ?, proof = ? WHERE push_id = ?",
                (state, reason, attempts, delivered, next_at, now, proof, push_id))
+    if instances:
+        record_instances(tx, push_id, instances, now)
 
 
 def claim(tx, push_id: str, attempts: int, now: float) -> bool:
@@ -227,7 +224,7 @@ class PushBook(DeliveryLog):
     facade over this module's table functions, built on the server's shared Database or on
     a data directory (it then opens its own)."""
 
-    TABLES = (create,)
+    TABLES = (create, create_instances)
 
     # -- nodes ----------------------------------------------------------------------
     async def add_node(self, subscriber: str, name: str, ae_title: str, host: str,
@@ -260,9 +257,10 @@ class PushBook(DeliveryLog):
         return await self.db.read(due, time.time())
 
     async def update(self, push_id: str, state: str, *, reason: str = "", attempts=None,
-                     delivered: int = 0, next_at: float = 0.0, proof: str = "") -> None:
+                     delivered: int = 0, next_at: float = 0.0, proof: str = "",
+                     instances=()) -> None:
         await self.db.read(update, push_id, state, reason, attempts, delivered, next_at,
-                           proof, time.time())
+                           proof, time.time(), instances)
 
     async def claim(self, push_id: str, attempts: int) -> bool:
         """Take a pending push for sending; False when another front end took it."""
@@ -283,52 +281,8 @@ class Outcome:
     reason: str
     delivered: int
     proof: str = ""
-
-
-def reachable(host: str, port: int, timeout: float) -> str:
-    """Empty when a TCP connection to host:port opens, else why not. (pynetdicom reports a
-    refused connection only in its log, and leaves its socket open.)"""
-    try:
-        socket.create_connection((host, port), timeout).close()
-    except OSError as exc:
-        return str(exc.strerror or exc)
-    return ""
-
-
-def reach(host: str, port: int, tls: Tls | None, timeout: float) -> tuple[bool, str] | None:
-    """None when host:port takes a connection (with ``tls``, a TLS handshake too); else
-    (transient, reason): "unreachable (...)" is transient, a TLS refusal is not."""
-    if tls is not None:
-        return probe(host, port, tls, timeout)
-    unreachable = reachable(host, port, timeout)
-    return (True, f"unreachable ({unreachable})") if unreachable else None
-
-
-def associate(ae: AE, host: str, port: int, ae_title: str, tls: Tls | None,
-              evt_handlers: list | None = None, **kw):
-    """``ae.associate`` to host:port, and (transient, reason) when the peer rejected it.
-
-    The rejection is read from the A-ASSOCIATE-RJ PDU as it arrives: a peer that rejects
-    and closes at once can end the transport before pynetdicom looks at its reply, and the
-    association then reads as never connected rather than rejected."""
-    rejections = []
-
-    def on_pdu(event):
-        if isinstance(event.pdu, A_ASSOCIATE_RJ):
-            rejections.append(event.pdu)
-
-    handlers = [*(evt_handlers or []), (evt.EVT_PDU_RECV, on_pdu), *SOCKET_HANDLERS]
-    assoc = ae.associate(host, port, ae_title=ae_title, evt_handlers=handlers,
-                         tls_args=tls_args(tls, host), **kw)
-    if assoc.is_established:
-        return assoc, None
-    if assoc.is_rejected:
-        rj = assoc.acceptor.primitive
-        return assoc, classify_rejection(rj.result, rj.result_source, rj.diagnostic)
-    if rejections:
-        rj = rejections[0]
-        return assoc, classify_rejection(rj.result, rj.source, rj.reason_diagnostic)
-    return assoc, None
+    #: Each instance: (SOP Instance UID, C-STORE status or None, commitment's word on it).
+    instances: list = dataclasses.field(default_factory=list)
 
 
 def _ae(own_ae: str, datasets, timeout: float, commitments) -> AE:
@@ -359,8 +313,20 @@ def send_files(files: list[bytes], node: Node, *, own_ae: str, timeout: float = 
     node rejects, or does not accept within ``EXTRA_ASSOCIATION_WAIT`` (a node serving one
     at a time), leaves the work to those that opened. Every instance's status is still
     checked: the first failure (in instance order) stops every association and is the
-    outcome, and ``delivered`` counts the instances answered 0000."""
+    outcome, and ``delivered`` counts the instances answered 0000; ``instances`` says
+    what became of each one."""
     datasets = [pydicom.dcmread(io.BytesIO(f)) for f in files]
+    codes: dict[int, int] = {}          # index -> C-STORE status
+    said: dict[str, str] = {}           # SOP Instance UID -> the commitment's word on it
+    outcome = _send(datasets, node, own_ae, timeout, commitments, commit_timeout,
+                    associations, codes, said)
+    outcome.instances = [(str(ds.SOPInstanceUID), codes.get(i),
+                          said.get(str(ds.SOPInstanceUID), "")) for i, ds in enumerate(datasets)]
+    return outcome
+
+
+def _send(datasets, node: Node, own_ae: str, timeout: float, commitments, commit_timeout,
+          associations: int, codes: dict, said: dict) -> Outcome:
     ae = _ae(own_ae, datasets, timeout, commitments)
     refused = reach(node.host, node.port, node.tls, timeout)
     if refused is not None:
@@ -382,7 +348,8 @@ def send_files(files: list[bytes], node: Node, *, own_ae: str, timeout: float = 
         def more():
             a, _ = associate(extra, node.host, node.port, node.ae_title, node.tls)
             return a
-        failure = _store_all(assoc, more, min(associations, len(datasets)) - 1, datasets)
+        failure = _store_all(assoc, more, min(associations, len(datasets)) - 1, datasets,
+                             codes)
         if failure is not None:
             return failure
         delivered = len(datasets)
@@ -390,18 +357,21 @@ def send_files(files: list[bytes], node: Node, *, own_ae: str, timeout: float = 
             cx.abstract_syntax == commit.StorageCommitmentPushModel
             for cx in assoc.accepted_contexts)
         if not offered:
+            if commitments is not None:
+                said.update((str(ds.SOPInstanceUID), "not offered") for ds in datasets)
             return Outcome(None, "", delivered, commit.NOT_OFFERED)
-        return _commit(assoc, datasets, node, commitments, delivered, commit_timeout)
+        return _commit(assoc, datasets, node, commitments, delivered, commit_timeout, said)
     finally:
         if assoc.is_established:
             assoc.release()
 
 
-def _store_all(first, more, extra: int, datasets: list) -> Outcome | None:
+def _store_all(first, more, extra: int, datasets: list, codes: dict) -> Outcome | None:
     """C-STORE ``datasets`` over the association ``first`` and up to ``extra`` more that
     ``more()`` opens, each taking the next instance; the first failure in instance order,
     or None when every instance was answered 0000. It returns once no instance is left or
-    in flight: an association still being opened then finds nothing to send."""
+    in flight: an association still being opened then finds nothing to send. ``codes``
+    gets each answered instance's status by index."""
     n = len(datasets)
     done = threading.Condition()
     queue = iter(range(n))
@@ -419,7 +389,7 @@ def _store_all(first, more, extra: int, datasets: list) -> Outcome | None:
                 inflight[0] += 1
             outcome = Outcome(True, f"instance {i + 1} of {n} could not be sent", 0)
             try:
-                outcome = _store_one(assoc, datasets[i], i, n)
+                outcome = _store_one(assoc, datasets[i], i, n, codes)
             finally:
                 with done:
                     inflight[0] -= 1
@@ -449,7 +419,7 @@ def _store_all(first, more, extra: int, datasets: list) -> Outcome | None:
         return dataclasses.replace(failures[min(failures)], delivered=stored[0])
 
 
-def _store_one(assoc, ds, i: int, n: int) -> Outcome | None:
+def _store_one(assoc, ds, i: int, n: int, codes: dict) -> Outcome | None:
     """C-STORE instance ``i`` of ``n``: None when answered 0000, else why not."""
     try:
         status = assoc.send_c_store(ds)
@@ -459,7 +429,7 @@ def _store_one(assoc, ds, i: int, n: int) -> Outcome | None:
     if "Status" not in status:
         return Outcome(True, f"the association ended before the node answered instance "
                        f"{i + 1} of {n}", 0)
-    code = int(status.Status)
+    code = codes[i] = int(status.Status)
     transient = classify_status(code)
     if transient is None:
         return None
@@ -467,8 +437,11 @@ def _store_one(assoc, ds, i: int, n: int) -> Outcome | None:
 
 
 def _commit(assoc, datasets, node: Node, commitments: Commitments, delivered: int,
-            timeout: float) -> Outcome:
-    """N-ACTION for every stored instance, then the N-EVENT-REPORT (bounded wait)."""
+            timeout: float, said: dict) -> Outcome:
+    """N-ACTION for every stored instance, then the N-EVENT-REPORT (bounded wait); ``said``
+    gets the commitment's word on each instance."""
+    uids = [str(ds.SOPInstanceUID) for ds in datasets]
+    said.update((u, "request refused") for u in uids)
     uid = commitments.open(node.ae_title, node.host, len(datasets))
     try:
         status, _ = assoc.send_n_action(commit.request_dataset(uid, datasets), 1,
@@ -485,6 +458,7 @@ def _commit(assoc, datasets, node: Node, commitments: Commitments, delivered: in
         report = commitments.wait(uid, timeout)
     finally:
         commitments.close(uid)
+    said.update((u, "no report" if report is None else report.of(u)) for u in uids)
     if report is None:
         return Outcome(True, f"no storage commitment report within {timeout:g} s",
                        delivered)
@@ -573,19 +547,21 @@ class Pusher:
                                           associations=self.associations)
         if outcome.transient is None:
             await self.book.update(push.push_id, "delivered", reason=outcome.reason,
-                                   delivered=outcome.delivered, proof=outcome.proof or PROOF)
+                                   delivered=outcome.delivered, proof=outcome.proof or PROOF,
+                                   instances=outcome.instances)
             log.info("dicom: pushed %d instance(s) of job %s to node %s", outcome.delivered,
                      push.job_id, push.node)
         elif outcome.transient and attempts < self.max_attempts:
             delay = self.backoff * 2 ** (attempts - 1)
             await self.book.update(push.push_id, "pending", reason=outcome.reason,
-                                   delivered=outcome.delivered, next_at=time.time() + delay)
+                                   delivered=outcome.delivered, next_at=time.time() + delay,
+                                   instances=outcome.instances)
             log.warning("dicom: push of job %s to node %s: %s; try %d again in %.1f s",
                         push.job_id, push.node, outcome.reason, attempts + 1, delay)
         else:
             reason = outcome.reason if not outcome.transient else (
                 f"{outcome.reason} (gave up after {attempts} tries)")
             await self.book.update(push.push_id, "failed", reason=reason,
-                                   delivered=outcome.delivered)
+                                   delivered=outcome.delivered, instances=outcome.instances)
             log.warning("dicom: push of job %s to node %s failed: %s", push.job_id,
                         push.node, reason)

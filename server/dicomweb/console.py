@@ -164,6 +164,12 @@ class Console:
                      "storage commitment", "DICOM status / reason", "updated"),
                     [(p.job_id, p.node, p.recipient, p.state, p.delivered, p.attempts,
                       p.proof or "", p.reason, pages.when(p.updated_at)) for p in pushes])
+                instances = await self.pushes.instance_statuses(p.push_id for p in pushes)
+                body += "<h2>Each instance sent</h2>" + pages.table(
+                    ("job", "node", "#", "SOP Instance UID", "C-STORE status",
+                     "storage commitment"),
+                    [(p.job_id, p.node, i.position + 1, i.sop_instance_uid, i.shown,
+                      i.commitment) for p in pushes for i in instances[p.push_id]])
             return pages.page("Deliveries", body, who=principal.subscriber, csrf=csrf)
         return await self._page(request, READ + PROCESS, render)
 

@@ -22,6 +22,7 @@ import pydicom
 from pydicom.dataset import Dataset
 
 from medcompute.server.dicom.volume import quiet_pydicom
+from medcompute.server.dicomweb import index
 from medcompute.server.dicomweb.door import HttpError
 from medcompute.server.dicomweb.index import Instance
 from medcompute.server.dicomweb.qido import tag_of
@@ -37,7 +38,7 @@ ANY_SYNTAX = "*"
 UNCOMPRESSED = "1.2.840.10008.1.2.1"
 RENDERED_TYPES = ("image/jpeg", "image/png")
 #: Values at least this long are sent as bulk data URIs in metadata.
-BULK_THRESHOLD = 1024
+BULK_THRESHOLD = index.BULK_THRESHOLD
 _PIECE = 1 << 20
 
 
@@ -238,14 +239,29 @@ def rendered(path: str, inst: Instance, media: str, window: tuple | None,
 def metadata(inst: Instance, bulk_uri: str) -> dict:
     """The instance's attributes as DICOM JSON; large binary values, and the pixel
     data, as bulk data URIs under ``bulk_uri`` (``.../bulk/{tag}``)."""
-    def handler(element):
-        return f"{bulk_uri}/{element.tag:08X}"
-    out = inst.header.to_json_dict(bulk_data_threshold=BULK_THRESHOLD,
-                                   bulk_data_element_handler=handler)
+    if inst.json is not None:
+        out = _rebased(inst.json, bulk_uri)
+    else:
+        out = inst.header.to_json_dict(
+            bulk_data_threshold=BULK_THRESHOLD,
+            bulk_data_element_handler=lambda element: f"{bulk_uri}/{element.tag:08X}")
     if "7FE00010" not in out:
         out["7FE00010"] = {"vr": "OW" if int(inst.header.get("BitsAllocated", 16)) > 8
                            else "OB", "BulkDataURI": f"{bulk_uri}/7FE00010"}
     return out
+
+
+def _rebased(value, bulk_uri: str):
+    """A copy of the catalog's DICOM JSON with its bulk data markers as URIs under
+    ``bulk_uri`` (in sequence items too)."""
+    if isinstance(value, dict):
+        uri = value.get("BulkDataURI")
+        if isinstance(uri, str) and uri.startswith(index.BULK_MARK):
+            return {**value, "BulkDataURI": f"{bulk_uri}/{uri[len(index.BULK_MARK):]}"}
+        return {k: _rebased(v, bulk_uri) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_rebased(v, bulk_uri) for v in value]
+    return value
 
 
 def bulk(path: str, inst: Instance, tag_text: str) -> bytes:

@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from medcompute.server.storage import capacity
+from medcompute.server.storage import capacity, instance_headers
 from medcompute.server.storage.db import Store, add_columns, table
 from medcompute.server.storage.image_tiers import TierLedger, backfill, backfill_needed, meter
 from medcompute.server.storage.image_tiers import switch_tier as _switch_tier
@@ -348,6 +348,7 @@ def _derived_from(tx, image_id: str) -> list[ImageRecord]:
 
 def _remove_row(tx, record: ImageRecord) -> None:
     tx.execute("DELETE FROM images WHERE id = ?", (record.id,))
+    instance_headers.forget(tx, record.id)
     at = time.time()
     for tier, counted in tx.execute(
             "SELECT tier, COALESCE(SUM(delta_bytes), 0) FROM storage_ledger WHERE "
@@ -417,7 +418,7 @@ class ImageCatalog(TierLedger, Store):
     Database or on a data directory. Reads run off the event loop; writes join the
     Database's group commit."""
 
-    TABLES = (create,)
+    TABLES = (create, instance_headers.create)
 
     def __init__(self, data_dir):
         super().__init__(data_dir)

@@ -7,6 +7,7 @@ instance and then refuses storage commitment is delivered, not committed."""
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import time
@@ -15,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
+import requests
 from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 
@@ -52,7 +54,7 @@ def node(request, server_thread, tmp_path_factory):
                           dicom_port=0, dicom_quiet_seconds=30.0,
                           dicom_complete_on_release=True, dicom_push_attempts=ATTEMPTS,
                           dicom_push_backoff=0.5, dicom_commit_timeout=COMMIT_TIMEOUT,
-                          catalog=catalog)
+                          catalog=catalog, http_port=0)
     with server_thread(config) as running:
         yield running
 
@@ -173,6 +175,31 @@ def test_results_are_pushed_retried_and_refused_with_reasons(node, tmp_path, cap
         assert aborted.reason == ("the association ended before the node answered the "
                                   "storage commitment request")
         assert len(refuses.rest("/instances")) == 5
+        # Each instance's C-STORE status and what the storage commitment said of it.
+
+        def each(name):
+            return [(i.answered, i.status, i.commitment) for i in pushes[name].instances]
+        assert each("pacs") == [(True, 0, "committed")] * 5
+        assert each("reading-room") == [(True, 0, "not offered")] * 5
+        assert each("refuses") == [(True, 0, "request refused")] * 5
+        assert each("mute") == [(True, 0, "no report")] * 5
+        assert each("down") == each("wrong-ae") == each("aborts") == [(False, 0, "")] * 5
+        words = [i.commitment for i in lost.instances]
+        assert words.count("failed: 0112 no such object instance") == int(
+            lost.reason.split()[4])
+        assert set(words) <= {"committed", "failed: 0112 no such object instance"}
+        sent = [pydicom.dcmread(p) for p in dcmtk.files()]
+        assert sorted(i.sop_instance_uid for i in pushes["reading-room"].instances) == sorted(
+            str(d.SOPInstanceUID) for d in sent)
+        # The console's deliveries page shows the same, instance by instance.
+        web = requests.Session()
+        base = f"http://127.0.0.1:{node.running.http_port}"
+        assert web.post(f"{base}/console/login", data={"key": ""}, timeout=30).ok
+        page = web.get(f"{base}/console/deliveries", timeout=30).text
+        for i in pushes["pacs"].instances:
+            assert (f"<td>{i.sop_instance_uid}</td><td>0000</td><td>committed</td>"
+                    in page), i.sop_instance_uid
+        assert page.count("<td>not answered</td>") == 15
 
         # The same pixels as `medcompute process` with the same pipeline.
         assert main(["process", CT5N, "--op", "gaussian:sigma=1", "-o",
@@ -428,6 +455,12 @@ def test_several_instances_in_flight_still_end_failed_on_a_refused_instance():
     assert outcome.transient is False
     assert outcome.reason == "instance 13 of 24 answered with status C000"
     assert outcome.delivered == len(fake.stored) < 24 and 13 not in fake.stored
+    # Each instance: 0000 where stored, C000 for the refused one, unanswered for the rest.
+    uids = [str(pydicom.dcmread(io.BytesIO(f)).SOPInstanceUID) for f in files]
+    assert [uid for uid, _, _ in outcome.instances] == uids
+    assert [(k + 1, status) for k, (_, status, _) in enumerate(outcome.instances)
+            if status is not None] == sorted([(n, 0) for n in fake.stored] + [(13, 0xC000)])
+    assert {word for _, _, word in outcome.instances} == {""}
 
 
 def test_several_associations_deliver_every_instance_once_and_a_node_serving_one_at_a_time_too(
@@ -440,6 +473,7 @@ def test_several_associations_deliver_every_instance_once_and_a_node_serving_one
     finally:
         fake.stop()
     assert (outcome.transient, outcome.delivered) == (None, 20) and fake.most > 1
+    assert [status for _, status, _ in outcome.instances] == [0] * 20
     assert sorted(fake.stored) == list(range(1, 21))
     # dcmtk's storescp (without --fork) serves one association at a time: the further
     # associations are not accepted while the first one sends, which then sends them all.

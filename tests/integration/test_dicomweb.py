@@ -202,6 +202,47 @@ def test_wado_instances_metadata_frames_rendered_bulk(web, stored):
     assert len(bulk[0]) == want.nbytes
 
 
+def test_metadata_and_qido_after_a_restart_read_the_catalog_not_the_files(web, stored):
+    from medcompute.server.dicomweb import wado
+    from medcompute.server.dicomweb.index import Index
+
+    store = web.running.store
+    seen = web.call(Index(store).instances("a", study_uid=STUDY))
+    assert sorted(i.sop_uid for i in seen) == SOPS
+
+    def from_file(inst):            # what the stored file says, read here
+        path = str(store.present(inst.record.blob("dicom")))
+        ds = pydicom.dcmread(io.BytesIO(wado.instance_bytes(path, inst)),
+                             stop_before_pixels=True)
+        out = ds.to_json_dict(bulk_data_threshold=wado.BULK_THRESHOLD,
+                              bulk_data_element_handler=lambda e: f"u/{e.tag:08X}")
+        out["7FE00010"] = {"vr": "OW", "BulkDataURI": "u/7FE00010"}
+        return ds, out
+    truth = {i.sop_uid: from_file(i) for i in seen}
+    # A restarted server's index (nothing cached) with every stored file moved away:
+    # it answers from the catalog alone, the same attributes as the files.
+    fresh = Index(store)
+    paths = {str(store.present(i.record.blob("dicom"))) for i in seen}
+    for p in paths:
+        os.rename(p, p + ".away")
+    try:
+        series = web.call(fresh.series("a", study_uid=STUDY))
+        after = web.call(fresh.instances("a", study_uid=STUDY))
+    finally:
+        for p in paths:
+            os.rename(p + ".away", p)
+    assert sorted(i.sop_uid for i in after) == SOPS
+    for inst in after:
+        ds, meta = truth[inst.sop_uid]
+        assert wado.metadata(inst, "u") == meta
+        assert str(inst.header.PatientID) == str(ds.PatientID)
+        assert inst.header.ImagePositionPatient == ds.ImagePositionPatient
+        assert str(inst.header.file_meta.TransferSyntaxUID) == str(
+            ds.file_meta.TransferSyntaxUID)
+    assert {s.series_uid for s in series} >= {SERIES}
+    assert all(s.header.get("StudyInstanceUID") == STUDY for s in series)
+
+
 def test_isolation_b_never_sees_a(web, stored):
     b = _dw(web, "b")
     assert b.search_for_studies() == [] and b.search_for_instances() == []

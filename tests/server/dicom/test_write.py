@@ -67,3 +67,46 @@ def test_a_multiframe_result_is_not_written_in_parts():
     with pytest.raises(ValueError, match="not written in parts"):
         write_derived(parts, volume, spacing=None, description="x", single_file=True,
                       series=Series(derived_uid(), time.time(), (0, 2)))
+
+
+def _with_window(parts, center, width):
+    out = []
+    for p in parts:
+        ds = pydicom.dcmread(io.BytesIO(p))
+        ds.WindowCenter, ds.WindowWidth = center, width
+        out.append(_bytes(ds))
+    return out
+
+
+def test_a_filtered_series_keeps_the_source_window():
+    parts = _with_window(ct_series(4), 40, 400)             # a soft-tissue window in HU
+    volume, _ = decode(parts)
+    result = volume.astype(np.float32) * 0.9 + 3.5          # still in HU, as a filter is
+    written = [pydicom.dcmread(io.BytesIO(f)) for f in write_derived(
+        parts, result, spacing=None, description="gaussian", single_file=False)]
+    assert {(float(ds.WindowCenter), float(ds.WindowWidth)) for ds in written} == {(40, 400)}
+    # A multi-value window: its first value.
+    parts = _with_window(ct_series(2), [40, 300], [400, 1500])
+    (ds, _) = [pydicom.dcmread(io.BytesIO(f)) for f in write_derived(
+        parts, decode(parts)[0], spacing=None, description="x", single_file=False)]
+    assert (float(ds.WindowCenter), float(ds.WindowWidth)) == (40, 400)
+
+
+def test_a_result_in_other_units_is_windowed_on_its_values_not_washed_out():
+    parts = _with_window(ct_series(4), 40, 400)
+    volume, _ = decode(parts)
+    rng = np.random.default_rng(0)
+    result = rng.uniform(1000.0, 2000.0, volume.shape).astype(np.float32)
+    result[0, 0, :3] = 1e7                                   # a few extreme values
+    (ds, *_) = [pydicom.dcmread(io.BytesIO(f)) for f in write_derived(
+        parts, result, spacing=None, description="x", single_file=False)]
+    lo = float(ds.WindowCenter) - float(ds.WindowWidth) / 2
+    hi = float(ds.WindowCenter) + float(ds.WindowWidth) / 2
+    # The window spans the values but for the extremes: not the source's, not 0..1e7.
+    assert 1000 <= lo <= 1010 and 1990 <= hi <= 2000
+    # A mask (one value nearly everywhere): its whole range.
+    mask = np.zeros(volume.shape, bool)
+    mask[:, 10:12, 10:12] = True
+    (ds, *_) = [pydicom.dcmread(io.BytesIO(f)) for f in write_derived(
+        parts, mask, spacing=None, description="x", single_file=False)]
+    assert (float(ds.WindowCenter), float(ds.WindowWidth)) == (0.5, 1)

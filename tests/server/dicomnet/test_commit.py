@@ -54,6 +54,22 @@ def test_failed_instances_are_counted_by_reason():
                              "such object instance, 1 x A7F0 failure")
 
 
+def test_the_report_says_what_became_of_each_instance():
+    info = Dataset()
+    info.ReferencedSOPSequence = _refs(2)
+    failed = _refs(3, 0x0112)[2:] + _refs(4, 0xA7F0)[3:]
+    info.FailedSOPSequence = failed
+    report = read_report(2, info, 5)
+    assert report.instances == {"1.2.3.0": "committed", "1.2.3.1": "committed",
+                                "1.2.3.2": "failed: 0112 no such object instance",
+                                "1.2.3.3": "failed: A7F0 failure"}
+    assert report.of("1.2.3.4") == "not reported"
+    every = Dataset()
+    every.ReferencedSOPSequence = _refs(2)
+    assert read_report(1, every, 2).instances == {"1.2.3.0": "committed",
+                                                  "1.2.3.1": "committed"}
+
+
 def test_the_request_references_every_instance():
     ds = Dataset()
     ds.SOPClassUID, ds.SOPInstanceUID = "1.2.840.10008.5.1.4.1.1.2", "1.2.3.4"

@@ -69,3 +69,32 @@ def test_the_table_functions_count_only_delivered_pushes_in_the_window(catalog_a
                                                                           ("b", 30.0)]
     finally:
         db.close()
+
+
+def test_each_instance_keeps_the_status_of_the_last_try(catalog_at):
+    from medcompute.server.storage import deliveries
+    from medcompute.server.storage.deliveries import InstanceStatus
+
+    log = DeliveryLog(catalog_at)       # creates the instance table on an older catalog
+    try:
+        db = log.db
+        # A first try: the node answered the first instance with a warning, then went away.
+        db.transaction(deliveries.record_instances, "p1", [
+            ("1.2.1", 0xB000, ""), ("1.2.2", None, ""), ("1.2.3", None, "")], 10.0)
+        db.transaction(deliveries.record_instances, "p2", [("1.2.9", 0xA700, "")], 11.0)
+        # The next try of p1 overwrites each instance (the same UIDs: ON CONFLICT).
+        db.transaction(deliveries.record_instances, "p1", [
+            ("1.2.1", 0x0000, "committed"), ("1.2.2", 0x0000, "failed: 0112 no such object "
+                                              "instance"), ("1.2.3", 0x0000, "committed")],
+            20.0)
+        found = asyncio.run(log.instance_statuses(["p1", "p2", "p3"]))
+        assert found["p1"] == [InstanceStatus("1.2.1", 0, 0, "committed"),
+                               InstanceStatus("1.2.2", 1, 0, "failed: 0112 no such object "
+                                              "instance"),
+                               InstanceStatus("1.2.3", 2, 0, "committed")]
+        assert found["p2"] == [InstanceStatus("1.2.9", 0, 0xA700, "")]
+        assert found["p3"] == []
+        assert found["p2"][0].shown == "A700" and found["p1"][0].shown == "0000"
+        assert InstanceStatus("1.2.4", 3, None, "").shown == "not answered"
+    finally:
+        log.close()

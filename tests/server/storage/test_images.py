@@ -128,3 +128,14 @@ def test_switch_tier_moves_the_bytes_of_every_user_in_the_ledger(db):
     assert db.transaction(image_tiers.switch_tier, "s" * 64, "hot")
     assert db.run(image_tiers.tiers) == {}
     assert db.run(image_tiers.stored_bytes_now, None) == {"alice": 100, "bob": 100}
+
+
+def test_deleting_an_image_removes_its_instances_dicom_json(db):
+    from medcompute.server.storage import instance_headers
+
+    db.transaction(image_table.add, _image("a1", digest="s" * 64), lambda: None)
+    db.transaction(image_table.add, _image("a2", digest="t" * 64), lambda: None)
+    db.transaction(instance_headers.put_headers, "a1", ['{"x":1}', '{"x":2}'])
+    db.transaction(instance_headers.put_headers, "a2", ['{"y":1}'])
+    db.transaction(image_table.delete, "a1", "alice")
+    assert db.run(instance_headers.headers_of, ["a1", "a2"]) == {"a2": ['{"y":1}']}
