@@ -246,10 +246,14 @@ def orphans(tx, now: float) -> list[Job]:
 
 def claim(tx, job_id: str, runner: str, now: float, lease_seconds: float) -> int | None:
     """Take over an orphaned job for ``runner``; the number of take-overs so far, or None
-    when another runner holds it or it has ended."""
+    when another runner holds it or it has ended. On PostgreSQL the job's row is locked
+    for the claim (``FOR UPDATE ... SKIP LOCKED``): a job another transaction is claiming
+    or ending at that moment is skipped (None), not waited for."""
+    lock = (" FOR UPDATE OF j SKIP LOCKED" if getattr(tx, "dialect", "") == "postgresql"
+            else "")                # SQLite: BEGIN IMMEDIATE already excludes other writers
     row = tx.execute(
         "SELECT j.state, l.until FROM jobs j LEFT JOIN job_leases l ON l.job_id = j.id"
-        " WHERE j.id = ?", (job_id,)).fetchone()
+        " WHERE j.id = ?" + lock, (job_id,)).fetchone()
     if row is None or State(row[0]).terminal or (row[1] is not None and row[1] >= now):
         return None
     tx.execute(

@@ -149,3 +149,27 @@ def test_the_table_functions_for_requests_leases_and_deliveries(catalog_at):
         assert not db.run(job_table.disallow_delivery, "local", "bob")
     finally:
         db.close()
+
+
+@pytest.mark.postgres
+def test_a_job_row_another_transaction_holds_is_skipped_by_a_claim_on_postgresql(postgres):
+    """The takeover locks the job's row (FOR UPDATE ... SKIP LOCKED): while another
+    transaction holds it, a claim passes it by (None) instead of waiting; then takes it."""
+    import psycopg
+
+    from medcompute.server.jobs import catalog as job_table
+    from medcompute.server.storage.db import Database
+
+    url = postgres.fresh_url()
+    db = Database(url)
+    try:
+        running, _ = _finished()
+        request = {"idempotency_key": "k", "request_sha256": "s", "header": b"h", "label": ""}
+        db.transaction(job_table.create_request, running, request, "r1", 30.0)
+        with psycopg.connect(url) as other:         # a transaction of its own, left open
+            other.execute("SELECT id FROM jobs WHERE id = 'j1' FOR UPDATE")
+            assert db.transaction(job_table.claim, "j1", "r2", 1e10, 30.0) is None
+            other.rollback()
+        assert db.transaction(job_table.claim, "j1", "r2", 1e10, 30.0) == 1
+    finally:
+        db.close()
