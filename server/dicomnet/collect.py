@@ -11,7 +11,9 @@ routed as any received series. A series collected once (every instance retrieved
 success) is remembered per subscriber and source and not fetched again. A source may be
 reached over DICOM TLS (see :mod:`.tls`). A source registered with a capacity URL is
 collected on its schedule only when its free capacity runs low, oldest studies first
-(see :mod:`.offload`).
+(see :mod:`.offload`). Each front end sharing the catalog polls the schedules; the one
+that records a due run first (a compare-and-set of the source's ``last_run``) collects
+it, so a schedule runs once per period, not once per host.
 """
 
 from __future__ import annotations
@@ -227,9 +229,16 @@ def scheduled(tx, now: float) -> list[Source]:
         (now,))]
 
 
-def ran(tx, subscriber: str, name: str, at: float) -> None:
-    tx.execute("UPDATE dicom_source SET last_run = ? WHERE subscriber = ? AND name = ?",
-               (at, subscriber, name))
+def ran(tx, subscriber: str, name: str, at: float, last_run: float | None = None) -> bool:
+    """Record a run of the source's schedule at ``at``; with ``last_run`` (the run the
+    caller found due), only if no front end has recorded one since: the claim of the
+    period, so that front ends on several hosts sharing the catalog collect once per
+    period. False: another front end claimed it first."""
+    sql = "UPDATE dicom_source SET last_run = ? WHERE subscriber = ? AND name = ?"
+    args: tuple = (at, subscriber, name)
+    if last_run is not None:
+        sql, args = sql + " AND last_run = ?", (*args, last_run)
+    return bool(tx.execute(sql, args).rowcount)
 
 
 def collected(tx, subscriber: str, source: str) -> set[str]:
@@ -286,8 +295,10 @@ class SourceBook(Store):
         """Sources whose schedule is due."""
         return await self.db.read(scheduled, now)
 
-    async def ran(self, src: Source, at: float) -> None:
-        await self.db.read(ran, src.subscriber, src.name, at)
+    async def ran(self, src: Source, at: float) -> bool:
+        """Claim the due run of ``src`` (found with :meth:`scheduled`) at ``at``; False
+        when another front end on the shared catalog claimed it first."""
+        return await self.db.read(ran, src.subscriber, src.name, at, src.last_run)
 
     async def source(self, subscriber: str, name: str) -> Source:
         for s in await self.sources(subscriber):
@@ -562,7 +573,8 @@ class Collector:
         while True:
             now = time.time()
             for src in await self.book.scheduled(now):
-                await self.book.ran(src, now)
+                if not await self.book.ran(src, now):
+                    continue                # another front end runs this period's collect
                 since = (time.strftime("%Y%m%d", time.gmtime(now - src.days * 86400))
                          if src.days else "")
                 try:

@@ -12,7 +12,8 @@ from medcompute.server.dicomnet.collect import Collector, SourceBook
 from medcompute.server.dicomnet.commit import Commitments
 from medcompute.server.dicomnet.ingress import Ingress
 from medcompute.server.dicomnet.listener import Limits
-from medcompute.server.dicomnet.push import PushBook, Pusher
+from medcompute.server.dicomnet.push import PushBook
+from medcompute.server.dicomnet.pusher import Pusher
 from medcompute.server.dicomnet.qr import StoreIndex
 from medcompute.server.dicomnet.registry import NodeRegistry, check_ae_title
 from medcompute.server.dicomnet.routing import Router, RuleBook

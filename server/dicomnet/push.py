@@ -1,8 +1,12 @@
 """Push delivery: a routed job's result sent by C-STORE to the recipient's DICOM nodes.
 
 A push is a row (pending, sending, delivered, failed) made when the rule starts the job,
-so it survives a restart; one left ``sending`` by a crash is pending again at start-up
-(the instances are sent again; a receiver keeps one copy per SOP Instance UID). Once
+so it survives a restart. A front end takes a push for sending with its owner (the
+server's runner id) and a lease, renewed while it sends; a push left ``sending`` whose
+lease ran out (its front end was killed, or lost the catalog) is pending again for any
+front end (the instances are sent again; a receiver keeps one copy per SOP Instance UID),
+while one whose front end is alive on another host is left to it. A front end records a
+push's end only while it still owns it. Once
 the job has succeeded, the server opens the association itself and sends every
 instance of the result. "Delivered" means every instance was answered with status
 0000; a warning (Bxxx) or failure status never counts. Transient failures (the node
@@ -15,14 +19,13 @@ push, a report that does not come within ``commit_timeout`` is a transient failu
 refused commitment request leaves the push delivered, not committed, with the reason.
 Each push says which in its ``proof``. A node registered with TLS is associated over
 DICOM TLS (see :mod:`.tls`); a certificate that does not verify, or a failed handshake,
-is permanent.
+is permanent. The sending loop, and the push leases it holds, are in :mod:`.pusher`.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import dataclasses
+import functools
 import io
 import logging
 import threading
@@ -52,11 +55,11 @@ from medcompute.server.storage.deliveries import (
     record_instances,
 )
 from medcompute.server.storage.keys import check_subscriber
-from medcompute.server.worker.store_tasks import dicom_parts
 
-__all__ = ["PushBook", "Pusher", "reachable", "Node", "PushRow", "classify_status",
+__all__ = ["PushBook", "reachable", "Node", "PushRow", "classify_status",
            "classify_rejection", "PROOF", "proof_of", "add_push", "delete_node", "due", "node",
-           "nodes", "pushes", "put_node", "resume", "update", "claim"]
+           "nodes", "pushes", "put_node", "resume", "update", "claim", "renew_push",
+           "take_over"]
 
 log = logging.getLogger(__name__)
 
@@ -133,13 +136,23 @@ def classify_status(code: int) -> bool | None:
     return False            # A9xx, Cxxx, 01xx refusals and every Bxxx warning
 
 
-@table
 def create(tx) -> None:
     """The node and push tables; a catalog written before storage commitment (its pushes
     have no proof column) or before DICOM TLS (its nodes have no tls column) gets them."""
     tx.executescript(_SCHEMA)
     add_columns(tx, "dicom_push", {"proof": "TEXT NOT NULL DEFAULT ''"})
     add_columns(tx, "dicom_node", {"tls": "TEXT NOT NULL DEFAULT ''"})
+
+
+def push_leases(tx) -> None:
+    """A push being sent names its front end (``owner``) and how long it holds it
+    (``lease_until``); a push a catalog has from before is free to take (lease 0)."""
+    add_columns(tx, "dicom_push", {"owner": "TEXT NOT NULL DEFAULT ''",
+                                   "lease_until": "REAL NOT NULL DEFAULT 0"})
+
+
+#: The node and push tables' migration (version 2: the push leases).
+MIGRATION = table(create, push_leases)
 
 
 # -- nodes --------------------------------------------------------------------------------
@@ -186,27 +199,57 @@ def due(tx, now: float) -> list[PushRow]:
 
 
 def update(tx, push_id: str, state: str, reason: str, attempts, delivered: int,
-           next_at: float, proof: str, now: float, instances=()) -> None:
+           next_at: float, proof: str, now: float, instances=(), *, pending: bool = False,
+           owner: str | None = None) -> bool:
     """A push's new state (``attempts`` None keeps the count) and what the try did with
-    each instance (``instances``: see deliveries.record_instances)."""
-    tx.execute("UPDATE dicom_push SET state = ?, reason = ?, attempts = COALESCE(?, attempts),"
-               " delivered = ?, next_at = ?, updated_at = ?, proof = ? WHERE push_id = ?",
-               (state, reason, attempts, delivered, next_at, now, proof, push_id))
-    if instances:
+    each instance (``instances``: see deliveries.record_instances); with ``pending``, only
+    while it is pending (no front end has taken it meanwhile); with ``owner``, only while
+    that front end is sending it (its lease has not been taken over). False: nothing
+    changed (and no instance recorded)."""
+    sql = ("UPDATE dicom_push SET state = ?, reason = ?, attempts = COALESCE(?, attempts),"
+           " delivered = ?, next_at = ?, updated_at = ?, proof = ? WHERE push_id = ?")
+    args: tuple = (state, reason, attempts, delivered, next_at, now, proof, push_id)
+    if pending:
+        sql += " AND state = 'pending'"
+    if owner is not None:
+        sql, args = sql + " AND state = 'sending' AND owner = ?", (*args, owner)
+    changed = bool(tx.execute(sql, args).rowcount)
+    if changed and instances:
         record_instances(tx, push_id, instances, now)
+    return changed
 
 
-def claim(tx, push_id: str, attempts: int, now: float) -> bool:
-    """Take a pending push for sending (try ``attempts``); False, changing nothing, when it
-    is no longer pending (another front end on the shared catalog took it first)."""
+def claim(tx, push_id: str, attempts: int, now: float, owner: str = "",
+          lease_seconds: float = 30.0) -> bool:
+    """Take a pending push for sending (try ``attempts``) as ``owner`` for
+    ``lease_seconds``; False, changing nothing, when it is no longer pending (another
+    front end on the shared catalog took it first)."""
     return bool(tx.execute(
         "UPDATE dicom_push SET state = 'sending', reason = '', attempts = ?, delivered = 0, "
-        "next_at = 0, updated_at = ?, proof = '' WHERE push_id = ? AND state = 'pending'",
-        (attempts, now, push_id)).rowcount)
+        "next_at = 0, updated_at = ?, proof = '', owner = ?, lease_until = ? "
+        "WHERE push_id = ? AND state = 'pending'",
+        (attempts, now, owner, now + lease_seconds, push_id)).rowcount)
+
+
+def renew_push(tx, push_id: str, owner: str, until: float) -> bool:
+    """Extend ``owner``'s lease on the push it sends to ``until``; False when it is no
+    longer its to send (the lease ran out and another front end took the push over)."""
+    return bool(tx.execute(
+        "UPDATE dicom_push SET lease_until = ? WHERE push_id = ? AND state = 'sending' "
+        "AND owner = ?", (until, push_id, owner)).rowcount)
+
+
+def take_over(tx, now: float) -> int:
+    """Pushes left ``sending`` whose lease ran out by ``now`` (their front end stopped or
+    lost the catalog) are pending again; how many. One a live front end is sending (on
+    this host or another) is left alone."""
+    return tx.execute("UPDATE dicom_push SET state = 'pending', next_at = 0 "
+                      "WHERE state = 'sending' AND lease_until < ?", (now,)).rowcount
 
 
 def resume(tx) -> int:
-    """Pushes a crash left ``sending`` are pending again; how many."""
+    """Every push left ``sending`` is pending again, leases or not; how many (for a
+    catalog no front end uses: the server takes over with :func:`take_over`)."""
     return tx.execute("UPDATE dicom_push SET state = 'pending', next_at = 0 "
                       "WHERE state = 'sending'").rowcount
 
@@ -224,7 +267,7 @@ class PushBook(DeliveryLog):
     facade over this module's table functions, built on the server's shared Database or on
     a data directory (it then opens its own)."""
 
-    TABLES = (create, create_instances)
+    TABLES = (MIGRATION, create_instances)
 
     # -- nodes ----------------------------------------------------------------------
     async def add_node(self, subscriber: str, name: str, ae_title: str, host: str,
@@ -258,16 +301,29 @@ class PushBook(DeliveryLog):
 
     async def update(self, push_id: str, state: str, *, reason: str = "", attempts=None,
                      delivered: int = 0, next_at: float = 0.0, proof: str = "",
-                     instances=()) -> None:
-        await self.db.read(update, push_id, state, reason, attempts, delivered, next_at,
-                           proof, time.time(), instances)
+                     instances=(), pending: bool = False, owner: str | None = None) -> bool:
+        """False when ``pending``/``owner`` no longer hold (see :func:`update`)."""
+        return await self.db.read(functools.partial(update, pending=pending, owner=owner),
+                                  push_id, state, reason, attempts, delivered, next_at,
+                                  proof, time.time(), instances)
 
-    async def claim(self, push_id: str, attempts: int) -> bool:
+    async def claim(self, push_id: str, attempts: int, owner: str = "",
+                    lease_seconds: float = 30.0) -> bool:
         """Take a pending push for sending; False when another front end took it."""
-        return await self.db.read(claim, push_id, attempts, time.time())
+        return await self.db.read(claim, push_id, attempts, time.time(), owner,
+                                  lease_seconds)
+
+    async def renew(self, push_id: str, owner: str, lease_seconds: float) -> bool:
+        """Extend ``owner``'s lease on a push it sends; False when it lost it."""
+        return await self.db.read(renew_push, push_id, owner, time.time() + lease_seconds)
+
+    async def take_over(self) -> int:
+        """Pushes left ``sending`` whose lease ran out are pending again."""
+        return await self.db.read(take_over, time.time())
 
     async def resume(self) -> int:
-        """Pushes a crash left ``sending`` are pending again."""
+        """Every push left ``sending`` is pending again (no front end may be using the
+        catalog)."""
         return await self.db.read(resume)
 
     async def pushes(self, subscriber: str, job_id: str = "") -> list[PushRow]:
@@ -465,103 +521,3 @@ def _commit(assoc, datasets, node: Node, commitments: Commitments, delivered: in
     if not report.committed:
         return Outcome(False, report.reason, delivered)
     return Outcome(None, "", delivered, commit.COMMITTED)
-
-
-class Pusher:
-    """Sends the pending pushes whose jobs have succeeded."""
-
-    def __init__(self, book: PushBook, runner, *, own_ae: str, max_attempts: int,
-                 backoff: float, poll: float = 0.25, commitments: Commitments | None = None,
-                 commit_timeout: float = 30.0, associations: int = 1):
-        self.book = book
-        self.runner = runner              # JobRunner
-        self.own_ae = own_ae
-        self.max_attempts = max_attempts
-        self.backoff = backoff
-        self.poll = poll
-        self.commitments = commitments
-        self.commit_timeout = commit_timeout
-        self.associations = associations
-        self._task: asyncio.Task | None = None
-
-    async def start(self) -> None:
-        resumed = await self.book.resume()
-        if resumed:
-            log.info("dicom: %d interrupted push(es) will be sent again", resumed)
-        self._task = asyncio.create_task(self._loop())
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _loop(self) -> None:
-        while True:
-            try:
-                for push in await self.book.due():
-                    await self.attempt(push)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("dicom: pushing results failed; trying again")
-            await asyncio.sleep(self.poll)
-
-    async def _files(self, push: PushRow) -> list[bytes] | str | None:
-        """The result's DICOM files; a reason when the job cannot deliver; None: wait."""
-        from medcompute.server.jobs import states as jobs
-
-        job = await self.runner.catalog.get_job(push.job_id)
-        if job is None:
-            return "the job no longer exists"
-        if not job.state.terminal:
-            return None
-        if job.state is not jobs.State.SUCCEEDED:
-            return f"the job ended {job.state.value}: nothing to deliver"
-        result = await self.runner.fetch(push.job_id, push.sender, ("process",))
-        sizes = list(result.file_sizes)
-        if not sizes:
-            return "the job's result is not DICOM (route with a DICOM output)"
-        return [bytes(p) for p in await asyncio.to_thread(dicom_parts, result.path, sizes)]
-
-    async def attempt(self, push: PushRow) -> None:
-        files = await self._files(push)
-        if files is None:
-            await self.book.update(push.push_id, "pending", next_at=time.time() + self.poll)
-            return
-        if isinstance(files, str):
-            await self.book.update(push.push_id, "failed", reason=files)
-            return
-        node = await self.book.node(push.recipient, push.node)
-        if node is None:
-            await self.book.update(push.push_id, "failed", reason=f"the recipient has no "
-                                   f"DICOM node {push.node!r} any more")
-            return
-        attempts = push.attempts + 1
-        if not await self.book.claim(push.push_id, attempts):
-            return                      # another front end sends it
-
-        outcome = await asyncio.to_thread(send_files, files, node, own_ae=self.own_ae,
-                                          commitments=self.commitments,
-                                          commit_timeout=self.commit_timeout,
-                                          associations=self.associations)
-        if outcome.transient is None:
-            await self.book.update(push.push_id, "delivered", reason=outcome.reason,
-                                   delivered=outcome.delivered, proof=outcome.proof or PROOF,
-                                   instances=outcome.instances)
-            log.info("dicom: pushed %d instance(s) of job %s to node %s", outcome.delivered,
-                     push.job_id, push.node)
-        elif outcome.transient and attempts < self.max_attempts:
-            delay = self.backoff * 2 ** (attempts - 1)
-            await self.book.update(push.push_id, "pending", reason=outcome.reason,
-                                   delivered=outcome.delivered, next_at=time.time() + delay,
-                                   instances=outcome.instances)
-            log.warning("dicom: push of job %s to node %s: %s; try %d again in %.1f s",
-                        push.job_id, push.node, outcome.reason, attempts + 1, delay)
-        else:
-            reason = outcome.reason if not outcome.transient else (
-                f"{outcome.reason} (gave up after {attempts} tries)")
-            await self.book.update(push.push_id, "failed", reason=reason,
-                                   delivered=outcome.delivered, instances=outcome.instances)
-            log.warning("dicom: push of job %s to node %s failed: %s", push.job_id,
-                        push.node, reason)

@@ -124,13 +124,23 @@ def put_job(tx, job: Job, runner: str = "", lease_seconds: float = 30.0) -> bool
     return bool(changed)
 
 
-def finish_job(tx, job: Job) -> bool:
+def finish_job(tx, job: Job, runner: str = "") -> bool:
     """Store the end of ``job`` (its final state) and drop its lease; False, writing
     nothing, when it had already ended. Its usage record (storage/usage.py ``add``) and
-    audit entry (storage/audit.py ``add``) go in the same transaction ``tx``."""
+    audit entry (storage/audit.py ``add``) go in the same transaction ``tx``.
+
+    With ``runner`` (the server whose run ends), the end of a job that started is also
+    refused (False) when another server holds the job's lease: its lease ran out (the
+    server was cut off from the catalog) and that server took the job over; the job
+    then ends once, by the server running it now, with one usage record."""
     row = tx.execute("SELECT state FROM jobs WHERE id = ?", (job.id,)).fetchone()
     if row is not None and State(row[0]).terminal:
         return False
+    if runner and job.started_at is not None:
+        lease = tx.execute("SELECT runner FROM job_leases WHERE job_id = ?",
+                           (job.id,)).fetchone()
+        if lease is not None and lease[0] and lease[0] != runner:
+            return False
     put_job(tx, job)
     tx.execute("DELETE FROM job_leases WHERE job_id = ?", (job.id,))
     return True
@@ -246,10 +256,14 @@ def orphans(tx, now: float) -> list[Job]:
 
 def claim(tx, job_id: str, runner: str, now: float, lease_seconds: float) -> int | None:
     """Take over an orphaned job for ``runner``; the number of take-overs so far, or None
-    when another runner holds it or it has ended."""
+    when another runner holds it or it has ended. On PostgreSQL the job's row is locked
+    for the claim (``FOR UPDATE ... SKIP LOCKED``): a job another transaction is claiming
+    or ending at that moment is skipped (None), not waited for."""
+    lock = (" FOR UPDATE OF j SKIP LOCKED" if getattr(tx, "dialect", "") == "postgresql"
+            else "")                # SQLite: BEGIN IMMEDIATE already excludes other writers
     row = tx.execute(
         "SELECT j.state, l.until FROM jobs j LEFT JOIN job_leases l ON l.job_id = j.id"
-        " WHERE j.id = ?", (job_id,)).fetchone()
+        " WHERE j.id = ?" + lock, (job_id,)).fetchone()
     if row is None or State(row[0]).terminal or (row[1] is not None and row[1] >= now):
         return None
     tx.execute(

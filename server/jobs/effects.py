@@ -62,15 +62,21 @@ class JobEffects:
 
     async def apply(self, instructions: Iterable[jobs.Instruction]) -> bool:
         """Carry out ``instructions`` in order; False when a Persist found the job ended
-        meanwhile (the rest is dropped)."""
-        for todo in instructions:
+        meanwhile, or a RecordEnd was not recorded (the rest is dropped; for an end kept
+        until the catalog takes it, the rest follows once it is recorded)."""
+        instructions = list(instructions)
+        for i, todo in enumerate(instructions):
             if isinstance(todo, jobs.Persist):
                 if not await self._persist(todo):
                     return False
             elif isinstance(todo, jobs.Launch):
                 self.launch(todo.job_id)
             elif isinstance(todo, jobs.RecordEnd):
-                await self._record_end(todo)
+                rest = instructions[i + 1:]
+                if not await self._record_end(todo, lambda rest=rest: self.apply(rest)):
+                    # Kept (the rest follows once it is recorded) or refused (the job
+                    # ended elsewhere or was taken over: its files are the other's).
+                    return False
             elif isinstance(todo, jobs.RemoveFiles):
                 await self._remove(todo)
             elif isinstance(todo, jobs.Notify):
@@ -106,12 +112,14 @@ class JobEffects:
             entry.committed()
         return queued
 
-    async def _record_end(self, todo: jobs.RecordEnd) -> None:
-        """Record the end and its usage (the service keeps an end the catalog cannot take
-        yet and records it once it can: :meth:`Pipeline.record_end`)."""
+    async def _record_end(self, todo: jobs.RecordEnd, after) -> bool:
+        """Record the end and its usage; whether it was (the service keeps an end the
+        catalog cannot take yet, records it once it can and then awaits ``after()``:
+        :meth:`Pipeline.record_end`)."""
         job = todo.job
-        await self.service.record_end(job, usage_record(
-            job, None, images=todo.images, voxels=0, bytes_in=todo.bytes_in, bytes_out=0))
+        return await self.service.record_end(job, usage_record(
+            job, None, images=todo.images, voxels=0, bytes_in=todo.bytes_in, bytes_out=0),
+            after)
 
     async def _remove(self, todo: jobs.RemoveFiles) -> None:
         directory = self.job_dir(todo.job_id)

@@ -450,7 +450,8 @@ class Pipeline:
         return ended
 
     async def finish(self, job: jobs.Job, usage: Usage, extra=None) -> bool:
-        """Record a job's end and its one usage record; False if it had already ended.
+        """Record a job's end and its one usage record; False if it had already ended, or
+        if another server took it over while this one ran it (catalog.py ``finish_job``).
 
         One write (a savepoint of the catalog's group commit) holds the job's end
         (jobs/catalog.py ``finish_job``), its usage record (storage/usage.py ``add``),
@@ -458,10 +459,11 @@ class Pipeline:
         entry (:attr:`job_audit`, storage/audit.py ``add``)."""
         entry = self.job_audit(job)
         record = usage.as_dict()
+        runner = getattr(self.catalog, "runner", "")
 
         def end(tx) -> bool:
             """The job's end, its usage record and its call's audit entry: one write."""
-            if not job_table.finish_job(tx, job):
+            if not job_table.finish_job(tx, job, runner):
                 return False
             usage_table.add(tx, job.id, job.subscriber, job.finished_at or 0.0, record)
             software_table.add_uses(tx, job.id, job.subscriber, job.finished_at or 0.0, record)
@@ -487,11 +489,12 @@ class Pipeline:
         already ended (nothing is written for it)."""
         entries = [self.job_audit(job) for job, _ in ends]
         records = [usage.as_dict() for _, usage in ends]
+        runner = getattr(self.catalog, "runner", "")
 
         def end(tx) -> list[bool]:
             done = []
             for (job, _), record, entry in zip(ends, records, entries):
-                ok = job_table.finish_job(tx, job)
+                ok = job_table.finish_job(tx, job, runner)
                 if ok:
                     usage_table.add(tx, job.id, job.subscriber, job.finished_at or 0.0, record)
                     software_table.add_uses(tx, job.id, job.subscriber, job.finished_at or 0.0,
@@ -525,33 +528,45 @@ class Pipeline:
         await self.record_end(job, usage_record(job, None, images=n_images, voxels=0,
                                                 bytes_in=bytes_in, bytes_out=0))
 
-    async def record_end(self, job: jobs.Job, usage: Usage) -> None:
-        """Record the end of a job that failed or was cancelled, and its usage. When the
-        catalog cannot be written (a full or failing disk), the end is kept in
-        :attr:`unrecorded` and recorded by :meth:`record_unrecorded` once it can, so that
-        the job never stays RUNNING; recording it never hides why the job ended."""
+    async def record_end(self, job: jobs.Job, usage: Usage, after=None) -> bool:
+        """Record the end of a job that failed or was cancelled, and its usage; whether it
+        was recorded (False: kept, or refused because the job ended elsewhere or another
+        server took it over). When the catalog cannot be written (a full or failing disk,
+        the database away), the end is kept in :attr:`unrecorded` and recorded by
+        :meth:`record_unrecorded` once it can, so that the job never stays RUNNING;
+        recording it never hides why the job ended. ``after()`` (a coroutine function:
+        what follows the end, e.g. removing the job's files) is awaited by
+        :meth:`record_unrecorded` once a kept end is recorded, never for a refused one."""
         try:
-            await self.finish(job, usage)
+            return await self.finish(job, usage)
         except Exception as error:
             if storage_fault(error) is None:
                 log.exception("could not record the end of job %s", job.id)
             else:
                 log.warning("could not record the end of job %s (%s); it is recorded once the "
                             "catalog can be written again", job.id, error)
-            self.unrecorded[job.id] = (job, usage)
+            self.unrecorded[job.id] = (job, usage, after)
+            return False
 
     async def record_unrecorded(self) -> int:
-        """Record the ends kept in :attr:`unrecorded` (a job that ended meanwhile, e.g.
-        taken over elsewhere, is left as it is); return how many are still waiting."""
-        for job_id, (job, usage) in list(self.unrecorded.items()):
+        """Record the ends kept in :attr:`unrecorded` (a job that ended meanwhile, or that
+        another server took over, is left to it); return how many are still waiting."""
+        for job_id, (job, usage, *rest) in list(self.unrecorded.items()):
             try:
-                await self.finish(job, usage)
+                recorded = await self.finish(job, usage)
             except Exception as error:
                 if storage_fault(error) is None:
                     log.exception("could not record the end of job %s", job_id)
                 break           # the catalog still cannot be written; try again later
             self.unrecorded.pop(job_id, None)
+            if not recorded:
+                log.warning("job %s: its end here (%s) is dropped: the job ended elsewhere "
+                            "or another server took it over", job_id, job.state.value)
+                continue
             log.info("job %s: its end (%s) is recorded", job_id, job.state.value)
+            after = rest[0] if rest else None
+            if after is not None:
+                await after()
         return len(self.unrecorded)
 
     def release(self, ended: JobResult) -> None:

@@ -4,6 +4,7 @@ of received instances into series that complete when quiet or released."""
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 
 import pytest
 
@@ -206,6 +207,104 @@ def test_a_pending_push_is_claimed_for_sending_once(catalog_at):
     finally:
         host_a.close()
         host_b.close()
+
+
+def _owner(db, push_id: str) -> tuple[str, str, float]:
+    [row] = db.run(lambda tx: tx.execute(
+        "SELECT state, owner, lease_until FROM dicom_push WHERE push_id = ?",
+        (push_id,)).fetchall())
+    return tuple(row)
+
+
+def test_a_push_being_sent_is_taken_over_only_once_its_lease_ran_out(catalog_at):
+    """Host A sends a push (owner, lease); host B, starting, leaves it while A renews the
+    lease, takes it over once the lease ran out, and A's late end is then not recorded."""
+    from medcompute.server.dicomnet import push
+    from medcompute.server.storage.db import Database
+
+    host_a, host_b = Database(catalog_at), Database(catalog_at)
+    try:
+        host_a.run(push.add_push, "p1", "j1", "alice", "bob", "viewer", 5.0)
+        assert host_a.run(push.claim, "p1", 1, 6.0, "a", 30.0) is True
+        assert _owner(host_b, "p1") == ("sending", "a", 36.0)
+        assert host_b.run(push.take_over, 20.0) == 0          # A is alive: its lease holds
+        assert host_b.run(push.claim, "p1", 2, 20.0, "b", 30.0) is False
+        assert host_a.run(push.renew_push, "p1", "a", 50.0) is True
+        assert host_b.run(push.take_over, 40.0) == 0          # renewed past 40
+        assert host_b.run(push.take_over, 51.0) == 1          # A stopped renewing
+        assert host_a.run(push.renew_push, "p1", "a", 80.0) is False
+        assert host_b.run(push.claim, "p1", 2, 52.0, "b", 30.0) is True
+        # A's try ends late: nothing of it is recorded; B's end is.
+        assert host_a.run(partial(push.update, owner="a"), "p1", "delivered", "", None, 5,
+                          0.0, "x", 53.0) is False
+        assert _owner(host_b, "p1") == ("sending", "b", 82.0)
+        assert host_b.run(partial(push.update, owner="b"), "p1", "delivered", "", None, 5,
+                          0.0, "x", 54.0) is True
+        [row] = host_a.run(push.pushes, "alice", "j1")
+        assert (row.state, row.attempts, row.delivered) == ("delivered", 2, 5)
+        assert host_b.run(push.take_over, 1000.0) == 0        # delivered: not sending
+    finally:
+        host_a.close()
+        host_b.close()
+
+
+def test_a_push_another_front_end_took_is_not_rescheduled_as_pending(catalog_at):
+    """Host B found the push due and looks at its job; host A claims it meanwhile: B's
+    "not yet" (pending, later) or "cannot deliver" (failed) changes nothing."""
+    from medcompute.server.dicomnet import push
+    from medcompute.server.storage.db import Database
+
+    host_a, host_b = Database(catalog_at), Database(catalog_at)
+    try:
+        host_a.run(push.add_push, "p1", "j1", "alice", "bob", "viewer", 5.0)
+        assert host_a.run(push.claim, "p1", 1, 6.0, "a", 30.0)
+        assert host_b.run(partial(push.update, pending=True), "p1", "pending", "", None, 0,
+                          9.0, "", 7.0) is False
+        assert host_b.run(partial(push.update, pending=True), "p1", "failed", "gone", None,
+                          0, 0.0, "", 7.0) is False
+        assert _owner(host_a, "p1") == ("sending", "a", 36.0)
+    finally:
+        host_a.close()
+        host_b.close()
+
+
+def test_a_scheduled_collect_is_claimed_by_one_front_end_per_period(catalog_at):
+    """Two front ends find the same source due: the first to record the run collects it."""
+    from medcompute.server.dicomnet import collect
+    from medcompute.server.storage.db import Database
+
+    host_a, host_b = Database(catalog_at), Database(catalog_at)
+    try:
+        src = collect.Source("alice", "pacs", "PACS", "10.0.0.2", 104, "move", 1.0, every=60)
+        host_a.run(collect.put_source, src)
+        [due_a] = host_a.run(collect.scheduled, 60.0)
+        [due_b] = host_b.run(collect.scheduled, 60.5)
+        assert host_a.run(collect.ran, "alice", "pacs", 60.0, due_a.last_run) is True
+        assert host_b.run(collect.ran, "alice", "pacs", 60.5, due_b.last_run) is False
+        [kept] = host_b.run(collect.sources, "alice")
+        assert kept.last_run == 60.0
+        assert host_b.run(collect.scheduled, 119.0) == []     # the next period
+        [again] = host_b.run(collect.scheduled, 120.0)
+        assert host_b.run(collect.ran, "alice", "pacs", 120.0, again.last_run) is True
+    finally:
+        host_a.close()
+        host_b.close()
+
+
+def test_source_books_on_two_front_ends_claim_a_due_run_once(catalog_at):
+    """The facade the schedule loop uses: one of two books claims the due run."""
+    from medcompute.server.dicomnet.collect import SourceBook
+
+    book_a, book_b = SourceBook(catalog_at), SourceBook(catalog_at)
+    try:
+        async def both():
+            await book_a.add("alice", "pacs", "PACS", "10.0.0.2", 104, "move", every=1)
+            [src_a], [src_b] = await book_a.scheduled(1e10), await book_b.scheduled(1e10)
+            return [await book_a.ran(src_a, 1e10), await book_b.ran(src_b, 1e10 + 1)]
+        assert asyncio.run(both()) == [True, False]
+    finally:
+        book_a.close()
+        book_b.close()
 
 
 @pytest.mark.parametrize("host, kept", [

@@ -149,3 +149,56 @@ def test_the_table_functions_for_requests_leases_and_deliveries(catalog_at):
         assert not db.run(job_table.disallow_delivery, "local", "bob")
     finally:
         db.close()
+
+
+@pytest.mark.postgres
+def test_a_job_row_another_transaction_holds_is_skipped_by_a_claim_on_postgresql(postgres):
+    """The takeover locks the job's row (FOR UPDATE ... SKIP LOCKED): while another
+    transaction holds it, a claim passes it by (None) instead of waiting; then takes it."""
+    import psycopg
+
+    from medcompute.server.jobs import catalog as job_table
+    from medcompute.server.storage.db import Database
+
+    url = postgres.fresh_url()
+    db = Database(url)
+    try:
+        running, _ = _finished()
+        request = {"idempotency_key": "k", "request_sha256": "s", "header": b"h", "label": ""}
+        db.transaction(job_table.create_request, running, request, "r1", 30.0)
+        with psycopg.connect(url) as other:         # a transaction of its own, left open
+            other.execute("SELECT id FROM jobs WHERE id = 'j1' FOR UPDATE")
+            assert db.transaction(job_table.claim, "j1", "r2", 1e10, 30.0) is None
+            other.rollback()
+        assert db.transaction(job_table.claim, "j1", "r2", 1e10, 30.0) == 1
+    finally:
+        db.close()
+
+
+def test_a_run_whose_job_was_taken_over_does_not_end_it(catalog_at):
+    """Server r1 ran the job, lost the catalog, and its lease ran out; r2 took the job over.
+    r1's late end is refused; r2's is recorded, once; without a runner (or for a job that
+    never started, e.g. cancelled while queued) the end is not bound to the lease."""
+    from medcompute.server.jobs import catalog as job_table
+    from medcompute.server.storage.db import Database
+
+    db = Database(catalog_at)
+    try:
+        running, done = _finished()
+        request = {"idempotency_key": "k", "request_sha256": "s", "header": b"h", "label": ""}
+        db.transaction(job_table.create_request, running, request, "r1", 30.0)
+        assert db.transaction(job_table.claim, "j1", "r2", 1e10, 30.0) == 1
+        assert db.transaction(job_table.finish_job, done, "r1") is False
+        assert db.run(job_table.get_job, "j1").state is jobs.State.RUNNING
+        assert db.transaction(job_table.finish_job, done, "r2") is True
+        assert db.transaction(job_table.finish_job, done, "r1") is False     # ended once
+        assert db.run(job_table.get_job, "j1").state is jobs.State.SUCCEEDED
+
+        queued = jobs.apply(jobs.new_job(subscriber="local", operations=["gaussian"],
+                                         inputs=["inline:8"], device="cpu", created_at=10.0,
+                                         job_id="j2"), jobs.InputsReceived(11.0))
+        db.transaction(job_table.put_job, queued, "r1", 30.0)
+        cancelled = jobs.apply(queued, jobs.Failure(12.0, jobs.Fault.CANCELLED, "asked"))
+        assert db.transaction(job_table.finish_job, cancelled, "r2") is True
+    finally:
+        db.close()

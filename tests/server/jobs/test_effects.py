@@ -104,6 +104,42 @@ def test_an_end_the_catalog_cannot_take_is_kept_for_later(tmp_path):
     _with(tmp_path, body, error=OSError(errno.ENOSPC, "full"))
 
 
+def test_a_kept_end_keeps_the_jobs_files_until_it_is_recorded(tmp_path):
+    """The catalog cannot take the end: the job's files stay (another server may take the
+    job over and run it from them); once the end is recorded they go."""
+    from medcompute.server.jobs.pipeline import Pipeline
+
+    async def body(catalog, service, effects, launched):
+        job = await submitted(catalog)
+        folder = _files(effects, "j1", "in0", "in1")
+        await effects.handle(job, jobs.Failure(20.0, jobs.Fault.CALLER, "x", "NOT_FOUND"))
+        assert "j1" in service.unrecorded
+        assert sorted(p.name for p in folder.iterdir()) == ["in0", "in1"]
+        service.error = None                              # the catalog is back
+        assert await Pipeline.record_unrecorded(service) == 0
+        assert (await catalog.get_job("j1")).state is jobs.State.FAILED
+        assert list(folder.iterdir()) == []
+    _with(tmp_path, body, error=OSError(errno.ENOSPC, "full"))
+
+
+def test_a_kept_end_refused_later_leaves_the_job_and_its_files_to_the_other(tmp_path):
+    """The kept end finds the job ended elsewhere meanwhile: nothing of it is recorded and
+    the files (the other server's to handle) are left alone."""
+    from medcompute.server.jobs.pipeline import Pipeline
+
+    async def body(catalog, service, effects, launched):
+        job = await submitted(catalog)
+        folder = _files(effects, "j1", "in0")
+        await effects.handle(job, jobs.Failure(20.0, jobs.Fault.CALLER, "x", "NOT_FOUND"))
+        service.error = None
+        elsewhere = jobs.apply(job, jobs.Failure(21.0, jobs.Fault.CANCELLED, "elsewhere"))
+        assert await catalog.finish_job(elsewhere, None)
+        assert await Pipeline.record_unrecorded(service) == 0
+        assert (await catalog.get_job("j1")).state is jobs.State.CANCELLED
+        assert [p.name for p in folder.iterdir()] == ["in0"]
+    _with(tmp_path, body, error=OSError(errno.ENOSPC, "full"))
+
+
 def test_a_cancel_stops_the_run_here_with_its_reason(tmp_path):
     async def body(catalog, service, effects, launched):
         await submitted(catalog)
