@@ -51,7 +51,6 @@ from medcompute.server.worker.tasks import (
     StackSpec,
     TaskResult,
     TaskSpec,
-    WarmUp,
     WorkerRunner,
     encode_dicom,
     job_ids,
@@ -60,6 +59,7 @@ from medcompute.server.worker.tasks import (
     run_batch,
     run_task,
     warm_up,
+    warm_up_plugin,
 )
 
 __all__ = ["Dispatcher", "Execution", "WorkerView"]
@@ -131,7 +131,7 @@ class Dispatcher:
         self.client.subscribe_topic(EVENT_TOPIC, self._on_event)
         await self.client.wait_for_workers(1)
         await self.client.run(warm_up)
-        await self.client.register_plugin(WarmUp())
+        await self.client.register_plugin(warm_up_plugin())
 
     async def close(self) -> None:
         if self.client is not None:

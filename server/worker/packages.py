@@ -11,7 +11,6 @@ returns fails its own job with the reason, and the worker and the other jobs go 
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import subprocess
@@ -24,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from medcompute.server.errors import FailedPrecondition
+from medcompute.server.worker import plugins
 
 __all__ = ["GROUP", "PackageRun", "apply", "describe", "install", "installed", "plugin_name",
            "software_plugin"]
@@ -108,7 +108,8 @@ def _ensure(run: PackageRun) -> str:
 
 
 class _Software:
-    """What ``SoftwarePlugin`` does: install one package version on a worker."""
+    """A Dask worker plug-in that installs one package version on every worker, those
+    that join later included."""
 
     idempotent = True
 
@@ -126,30 +127,14 @@ class _Software:
                 _INSTALLED[key] = install(path, _folder(root, *key))
 
 
-@functools.cache
-def _plugin_class() -> type:
-    """``SoftwarePlugin``: a ``distributed.WorkerPlugin`` (as ``register_plugin`` needs),
-    made on first use, so that importing this module does not import distributed (whose
-    import sets up its loggers)."""
-    from distributed import WorkerPlugin
-
-    cls = type("SoftwarePlugin", (_Software, WorkerPlugin),
-               {"__module__": __name__, "__doc__": "A Dask worker plug-in that installs one "
-                "package version on every worker, those that join later included."})
-    globals()["SoftwarePlugin"] = cls
-    return cls
-
-
 def software_plugin(name: str, version: str, sha256: str, filename: str, wheel: bytes):
-    """The worker plug-in that installs this version (the wheel ``filename``, its bytes)."""
-    return _plugin_class()(name, version, sha256, filename, wheel)
+    """The worker plug-in that installs this version (the wheel ``filename``, its bytes):
+    a ``SoftwarePlugin``, made on first use (plugins.py)."""
+    return plugins.plugin_class(__name__, "SoftwarePlugin", _Software)(
+        name, version, sha256, filename, wheel)
 
 
-def __getattr__(name: str):
-    """``SoftwarePlugin`` by name, as pickle looks the class up on a worker."""
-    if name == "SoftwarePlugin":
-        return _plugin_class()
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = plugins.module_getattr(__name__, {"SoftwarePlugin": _Software})
 
 
 def describe(folder: str | Path, *, memory_bytes: int, seconds: float) -> list[dict]:

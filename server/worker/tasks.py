@@ -17,11 +17,10 @@ import time
 from functools import cache, wraps
 
 import numpy as np
-from distributed.diagnostics.plugin import WorkerPlugin
 
 from medcompute.proto import wire
 from medcompute.server.errors import Internal, InvalidArgument, within
-from medcompute.server.worker import cancel, kernel_cache
+from medcompute.server.worker import cancel, kernel_cache, plugins
 from medcompute.server.worker.slabs import Region
 from medcompute.server.worker.specs import (
     InputSpec,
@@ -34,7 +33,7 @@ from medcompute.server.worker.specs import (
 __all__ = ["InputSpec", "TaskSpec", "TaskResult", "StackSpec", "StackResult", "GpuFailure",
            "TaskCancelled", "run_task", "run_batch", "run_stack", "job_ids", "materialize",
            "encode_dicom", "part_path", "load_image", "versions", "EVENT_TOPIC", "WorkerRunner",
-           "WarmUp", "warm_up"]
+           "warm_up_plugin", "warm_up"]
 
 #: Dask event topic on which tasks announce that they started.
 EVENT_TOPIC = "medcompute"
@@ -590,7 +589,7 @@ def warm_up() -> str:
     return str(os.getpid())
 
 
-class WarmUp(WorkerPlugin):
+class _WarmUp:
     """A Dask worker plugin: :func:`warm_up` on every GPU worker, those that join or
     restart later included (a restarted GPU worker compiles its common kernels again,
     from the disk cache). CPU workers are warmed up once, at the cluster's start."""
@@ -600,3 +599,11 @@ class WarmUp(WorkerPlugin):
     def setup(self, worker) -> None:
         if os.environ.get("MEDCOMPUTE_GPU_BACKEND"):
             warm_up()
+
+
+def warm_up_plugin():
+    """The ``WarmUp`` worker plug-in, made on first use (plugins.py)."""
+    return plugins.plugin_class(__name__, "WarmUp", _WarmUp)()
+
+
+__getattr__ = plugins.module_getattr(__name__, {"WarmUp": _WarmUp})
