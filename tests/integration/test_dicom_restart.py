@@ -99,7 +99,9 @@ def test_sigkill_mid_association_loses_no_acknowledged_instance(tmp_path):
 def test_sigkill_mid_delivery_ends_delivered_after_restart(tmp_path):
     data, port = tmp_path / "data", free_port()
     _registered(data)
-    dicom = ("--dicom-port", str(port), "--complete-on-release", "--push-backoff", "0.5")
+    # A push a killed server was sending is sent again once its lease (--job-lease) ran out.
+    dicom = ("--dicom-port", str(port), "--complete-on-release", "--push-backoff", "0.5",
+             "--job-lease", "4")
     # A slow node: each C-STORE takes a second, so the push is caught while sending.
     slow = StoreSCP(tmp_path / "node", aet="SLOWSCP", extra=("--sleep-during", "1")).start()
     server = Served(data, tmp_path / "first.log", *dicom)
