@@ -113,7 +113,7 @@ docs: $(VENV)/.installed-docs
 	touch build/docs-src/medcompute/__init__.py
 	for d in server client kernels proto; do ln -s $(CURDIR)/$$d build/docs-src/medcompute/$$d; done
 	$(PY) -m medcompute.proto.reference --out docs/reference/grpc-api.md
-	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 ## tour: run the README's and the docs' tour blocks, in order, against a real server
 tour: $(VENV)/.installed-test
