@@ -14,7 +14,8 @@ from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence as DicomSequence
 
-__all__ = ["describe", "CONDITIONS", "OTHER_CONDITIONS", "normalise_date", "check_uid"]
+__all__ = ["describe", "CONDITIONS", "OTHER_CONDITIONS", "normalise_date", "check_uid",
+           "first_number"]
 
 #: Numeric imaging conditions: DICOM keyword(s) (the first present wins) -> field.
 CONDITIONS: dict[str, tuple[str, ...]] = {
@@ -103,7 +104,8 @@ def _value(holders: list[Dataset], keyword: str):
     return None
 
 
-def _number(value) -> float | None:
+def first_number(value) -> float | None:
+    """The first value of a (multi-valued) attribute as a finite float; None otherwise."""
     if isinstance(value, (list, tuple, MultiValue)):
         value = value[0] if len(value) else None
     try:
@@ -140,7 +142,7 @@ def describe(datasets: list[Dataset], order: tuple[int, ...]) -> dict:
     for name, keywords in CONDITIONS.items():
         values = []
         for h in holders:
-            number = next((n for k in keywords if (n := _number(_value(h, k))) is not None),
+            number = next((n for k in keywords if (n := first_number(_value(h, k))) is not None),
                           None)
             if number is not None:
                 values.append(number)
@@ -168,8 +170,8 @@ def describe(datasets: list[Dataset], order: tuple[int, ...]) -> dict:
         "conditions": conditions,
     }
     holders0 = holders[0]
-    center = _number(_value(holders0, "WindowCenter"))
-    width = _number(_value(holders0, "WindowWidth"))
+    center = first_number(_value(holders0, "WindowCenter"))
+    width = first_number(_value(holders0, "WindowWidth"))
     if center is not None and width is not None and width > 0:
         meta["window_center"], meta["window_width"] = center, width
     return meta

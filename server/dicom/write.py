@@ -41,6 +41,7 @@ from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, gene
 from pydicom.valuerep import format_number_as_ds
 
 from medcompute.server.dicom.instance import check_instances
+from medcompute.server.dicom.meta import first_number
 from medcompute.server.dicom.volume import Volume, load, quiet_pydicom, unit_normal
 
 SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
@@ -364,16 +365,6 @@ def _base(vol: Volume, source: Dataset, shared: dict) -> Dataset:
 _WINDOW_SAMPLE = 1 << 20
 
 
-def _first_number(value) -> float | None:
-    if isinstance(value, (list, tuple, MultiValue)):
-        value = value[0] if len(value) else None
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return None
-    return number if np.isfinite(number) else None
-
-
 def _window(source: Dataset, stack: np.ndarray, coding: _Coding) -> tuple[float, float]:
     """The lowest and highest result value of the derived series' window (VOI LUT).
 
@@ -392,8 +383,8 @@ def _window(source: Dataset, stack: np.ndarray, coding: _Coding) -> tuple[float,
     lo, hi = (float(v) for v in np.percentile(sample, [0.5, 99.5]))
     if hi <= lo:
         lo, hi = coding.lo, coding.hi
-    center = _first_number(source.get("WindowCenter"))
-    width = _first_number(source.get("WindowWidth"))
+    center = first_number(source.get("WindowCenter"))
+    width = first_number(source.get("WindowWidth"))
     if center is not None and width is not None and width >= 1:
         low, high = center - width / 2, center + width / 2
         if min(high, hi) - max(low, lo) >= width / 2:
