@@ -27,9 +27,7 @@ import json
 import os
 import re
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,38 +40,26 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 from dicom_ingest import write_series  # noqa: E402
+from store_throughput import Process  # noqa: E402
 
 #: (slices of the WADO series, instances for QIDO) of each mode of benchmarks/run.py.
 SIZES = {"full": (300, 10000), "quick": (100, 2000), "tiny": (4, 200)}
 _PER_SERIES = 100
 
 
-class Server:
+class Server(Process):
     """``medcompute serve`` with its HTTP port; the gRPC address and the DICOMweb URL."""
 
     def __init__(self, data: Path, log: Path):
-        self.log = open(log, "w")
-        self.proc = subprocess.Popen(
+        super().__init__(
             [str(Path(sys.executable).parent / "medcompute"), "serve", "--address",
              "127.0.0.1:0", "--data-dir", str(data), "--workers", "2", "--http-port", "0",
-             "--log-level", "warning"], stdout=subprocess.PIPE, stderr=self.log, text=True)
-        line = self.proc.stdout.readline()
-        grpc_at = re.search(r"serving on (\S+)", line)
-        web_at = re.search(r"DICOMweb on (\S+/dicomweb)", line)
-        if grpc_at is None or web_at is None:
+             "--log-level", "warning"], log)
+        web_at = re.search(r"DICOMweb on (\S+/dicomweb)", self.line)
+        if web_at is None:
             self.close()
-            raise SystemExit(f"medcompute serve did not start; see {log}")
-        self.address, self.url = grpc_at.group(1), web_at.group(1)
-
-    def close(self) -> None:
-        self.proc.send_signal(signal.SIGINT)
-        try:
-            self.proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.proc.stdout.close()
-        self.log.close()
+            raise SystemExit(f"medcompute serve did not start its HTTP port; see {log}")
+        self.url = web_at.group(1)
 
 
 def _median(values: list[float]) -> float:

@@ -72,7 +72,7 @@ class Process:
     def __init__(self, args: list[str], log: Path):
         self.log = open(log, "w")
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=self.log, text=True)
-        line = self.proc.stdout.readline()
+        line = self.line = self.proc.stdout.readline()
         match = re.search(r"serving on (\S+)", line)
         if match is None:
             self.close()
