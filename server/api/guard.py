@@ -34,11 +34,11 @@ import grpc
 from medcompute.server.api.requests import READ_APART, check_ranges
 from medcompute.server.api.status import rich_status
 from medcompute.server.config import ServerConfig
-from medcompute.server.errors import PermissionDenied, ResourceExhausted, Unauthenticated
+from medcompute.server.errors import PermissionDenied, ResourceExhausted
 from medcompute.server.jobs.states import State
 from medcompute.server.storage import audit as audit_table
 from medcompute.server.storage.audit import AuditLog, RefusedCalls
-from medcompute.server.storage.keys import ROLES, KeyStore, Principal
+from medcompute.server.storage.keys import KeyStore, Principal
 from medcompute.server.storage.space import storage_fault
 
 __all__ = ["Call", "Guard", "JobAudit", "job_audit", "rpc", "CURRENT_CALL"]
@@ -154,22 +154,12 @@ class Guard:
 
     async def authenticate(self, context) -> Principal:
         metadata = dict(context.invocation_metadata() or ())
-        header = metadata.get("authorization", "")
-        if not header:
-            if not self.config.require_keys and not await asyncio.to_thread(self.keys.any):
-                return Principal(self.config.subscriber, frozenset(ROLES))
-            raise Unauthenticated("no API key: send the metadata 'authorization: Bearer <key>' "
-                                  "(medcompute --api-key or $MEDCOMPUTE_API_KEY)")
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise Unauthenticated("expected the metadata 'authorization: Bearer <key>'")
-        info = await self.keys.verify(token.strip())
-        if info is None:
-            raise Unauthenticated("the API key is not valid (unknown, revoked or malformed)")
-        if info.certificate_sha256 and info.certificate_sha256 != certificate_sha256(context):
-            raise Unauthenticated("this API key is bound to a client certificate; connect "
-                                  "with that certificate")
-        return Principal(info.subscriber, frozenset(info.roles), info.key_id)
+        return await self.keys.authenticate(
+            metadata.get("authorization", ""),
+            anonymous=None if self.config.require_keys else self.config.subscriber,
+            form="the metadata 'authorization: Bearer <key>'",
+            hint=" (medcompute --api-key or $MEDCOMPUTE_API_KEY)",
+            certificate=lambda: certificate_sha256(context))
 
     @staticmethod
     def authorize(principal: Principal, role: str | tuple[str, ...] | None) -> None:

@@ -10,15 +10,14 @@ answers a JSON body naming the status, the field and what was expected, with a
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import secrets
 import time
 
 from medcompute.server.config import ServerConfig
-from medcompute.server.errors import MedcomputeError, PermissionDenied, Unauthenticated
+from medcompute.server.errors import MedcomputeError, PermissionDenied
 from medcompute.server.storage.audit import AuditLog, RefusedCalls
-from medcompute.server.storage.keys import ROLES, KeyStore, Principal
+from medcompute.server.storage.keys import KeyStore, Principal
 
 __all__ = ["Door", "HttpError", "Sessions", "http_status", "error_body", "READ", "WRITE",
            "PROCESS", "COOKIE"]
@@ -114,22 +113,11 @@ class Door:
         return await self.principal(header)
 
     async def principal(self, authorization: str) -> Principal:
-        """The caller of a request with this ``Authorization`` header."""
-        if not authorization:
-            if not self.config.require_keys and not await asyncio.to_thread(self.keys.any):
-                return Principal(self.config.subscriber, frozenset(ROLES))
-            raise Unauthenticated("no API key: send the header 'Authorization: Bearer <key>'")
-        scheme, _, token = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise Unauthenticated("expected the header 'Authorization: Bearer <key>'")
-        info = await self.keys.verify(token.strip())
-        if info is None:
-            raise Unauthenticated("the API key is not valid (unknown, revoked or malformed)")
-        if info.certificate_sha256:
-            raise Unauthenticated("this API key is bound to a client certificate; the HTTP "
-                                  "door does not take client certificates: use the gRPC API "
-                                  "or another key")
-        return Principal(info.subscriber, frozenset(info.roles), info.key_id)
+        """The caller of a request with this ``Authorization`` header (the same checks
+        as the gRPC door's, KeyStore.authenticate; no client certificates here)."""
+        return await self.keys.authenticate(
+            authorization, anonymous=None if self.config.require_keys else self.config.subscriber,
+            form="the header 'Authorization: Bearer <key>'")
 
     @staticmethod
     def authorize(principal: Principal, roles: tuple[str, ...]) -> None:

@@ -9,14 +9,16 @@ servers sharing the data directory.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import re
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from medcompute.server.errors import InvalidArgument, NotFound, shown_id
+from medcompute.server.errors import InvalidArgument, NotFound, Unauthenticated, shown_id
 from medcompute.server.storage.db import Store, schema, table
 
 __all__ = ["ROLES", "KeyInfo", "KeyStore", "Principal", "any_key", "check_subscriber", "insert",
@@ -152,6 +154,36 @@ class KeyStore(Store):
         info = KeyInfo(key_id, subscriber, roles, time.time(), None, cert)
         self.db.run(insert, info, _digest(secret))
         return info, f"mc_{key_id}_{secret}"
+
+    async def authenticate(self, authorization: str, *, anonymous: str | None, form: str,
+                           hint: str = "", certificate: Callable[[], str] | None = None
+                           ) -> Principal:
+        """The caller of a request whose ``Authorization`` value is ``authorization``, for
+        every door: without one, the subscriber ``anonymous`` with every role while no key
+        exists (None: keys are required); else the principal of its Bearer key.
+
+        ``form`` names how a door takes the key (in its refusals, with ``hint`` after the
+        first). ``certificate`` gives the SHA-256 of the caller's client certificate ("":
+        none), for a key bound to one; None: the door takes no client certificates.
+        """
+        if not authorization:
+            if anonymous is not None and not await asyncio.to_thread(self.any):
+                return Principal(anonymous, frozenset(ROLES))
+            raise Unauthenticated(f"no API key: send {form}{hint}")
+        scheme, _, token = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Unauthenticated(f"expected {form}")
+        info = await self.verify(token.strip())
+        if info is None:
+            raise Unauthenticated("the API key is not valid (unknown, revoked or malformed)")
+        if info.certificate_sha256 and certificate is None:
+            raise Unauthenticated("this API key is bound to a client certificate; the HTTP "
+                                  "door does not take client certificates: use the gRPC API "
+                                  "or another key")
+        if info.certificate_sha256 and info.certificate_sha256 != certificate():
+            raise Unauthenticated("this API key is bound to a client certificate; connect "
+                                  "with that certificate")
+        return Principal(info.subscriber, frozenset(info.roles), info.key_id)
 
     async def verify(self, token: str) -> KeyInfo | None:
         """The key a token belongs to, if it is well-formed, known, matching and not revoked."""
