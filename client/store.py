@@ -322,7 +322,12 @@ class StoreClient:
         image, data = StoredImage(first.header.image), first.header.data
         version = _dict(first.header.version) if first.header.HasField("version") else None
         level = first.header.resolution_level
-        buffer = bytearray(data.size)
+        raw = data.encoding == image_pb2.ENCODING_RAW
+        # Voxels go into one writable buffer; DICOM files are kept as the pieces that
+        # arrived (the server cuts chunks at file ends), so a file that came in one chunk
+        # is those bytes, not a copy.
+        buffer = bytearray(data.size) if raw else None
+        pieces = []
         decoder = wire.ChunkDecoder(data.compression, "data")
         got = crc = 0
         bar = _progress(data.size, "download", progress)
@@ -330,7 +335,10 @@ class StoreClient:
             piece = decoder.decode(message.chunk.data)
             if got + len(piece) > data.size:
                 raise ServiceError(grpc.StatusCode.DATA_LOSS, "more bytes than declared arrived")
-            buffer[got:got + len(piece)] = piece
+            if raw:
+                buffer[got:got + len(piece)] = piece
+            else:
+                pieces.append(piece)
             crc = wire.crc32(piece, crc)   # while the next chunk is on its way
             got += len(piece)
             if bar is not None:
@@ -342,17 +350,13 @@ class StoreClient:
                                f"the stream ended after {got} of {data.size} bytes")
         if data.HasField("crc32") and crc != data.crc32:
             raise ServiceError(grpc.StatusCode.DATA_LOSS, "the checksum does not match")
-        if data.encoding == image_pb2.ENCODING_RAW:
+        if raw:
             dtype = wire.dtype_from_proto(data.dtype, "data.dtype")
             shape = tuple(data.shape)
             if math.prod(shape) * dtype.itemsize != got:
                 raise ServiceError(grpc.StatusCode.DATA_LOSS, "the size does not match the shape")
             return Fetched(image, array=np.frombuffer(buffer, dtype=dtype).reshape(shape))
-        files, at = [], 0
-        view = memoryview(buffer)
-        for n in data.file_sizes:
-            files.append(bytes(view[at:at + n]))
-            at += n
+        files = _files(pieces, data.file_sizes)
         array = (version_voxels(files, image.shape, image.dtype)
                  if version is not None and not image.message.dicom_files else None)
         return Fetched(image, array=array, files=files, version=version, resolution_level=level)
@@ -480,3 +484,26 @@ class StoreClient:
                            timeout=timeout or self.timeout)
         return {"image_ids": list(reply.image_ids), "freed_bytes": reply.freed_bytes,
                 "blobs_removed": reply.blobs_removed}
+
+
+def _files(pieces: list[bytes], sizes) -> list[bytes]:
+    """Cut the received pieces into files of ``sizes``: a file that is exactly one piece
+    is that piece; others are joined from their parts (chunks may cross file ends)."""
+    files, k, at = [], 0, 0          # piece k, offset ``at`` within it
+    for n in sizes:
+        if at == 0 and k < len(pieces) and len(pieces[k]) == n:
+            files.append(bytes(pieces[k]))   # bytes already: no copy
+            k += 1
+            continue
+        parts = []
+        while n > 0:
+            piece = pieces[k]
+            take = min(n, len(piece) - at)
+            parts.append(memoryview(piece)[at:at + take])
+            at += take
+            n -= take
+            if at == len(piece):
+                k, at = k + 1, 0
+        files.append(b"".join(parts))
+    return files
+

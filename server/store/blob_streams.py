@@ -63,8 +63,18 @@ async def prefetched(it: Iterator, depth: int = 4) -> AsyncIterator:
         room.release()
 
 
-def file_chunks(path: Path, coder: Coder) -> Iterator[bytes]:
+def file_chunks(path: Path, coder: Coder, file_sizes=()) -> Iterator[bytes]:
+    """The blob's bytes in chunks. With ``file_sizes`` (the DICOM files stored one after
+    another), no chunk crosses a file's end: a client keeps a file that fits one chunk as
+    the bytes it received, without assembling it."""
     with open(path, "rb") as f:
+        for size in file_sizes:
+            while size > 0:
+                piece = f.read(min(size, wire.CHUNK_SIZE))
+                if not piece:
+                    return
+                size -= len(piece)
+                yield from coder.chunks(piece)
         while piece := f.read(wire.CHUNK_SIZE):
             yield from coder.chunks(piece)
 

@@ -443,7 +443,7 @@ class ImageStore:
                                       "format")
             info = StreamInfo(DICOM, blob.size, record.dicom_crc32, coder.compression,
                               record.file_sizes)
-            return info, prefetched(file_chunks(self.present(blob), coder))
+            return info, prefetched(file_chunks(self.present(blob), coder, record.file_sizes))
         path = self.present(record.blob("voxels"))
         itemsize = np.dtype(record.dtype).itemsize
         return (StreamInfo(RAW, record.size, record.crc32, coder.compression),

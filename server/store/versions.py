@@ -236,7 +236,7 @@ class Versions:
                                            version.stored_bytes))
         if level == 0:
             return (version.file_sizes, version.stored_bytes, version.crc32,
-                    prefetched(file_chunks(path, coder)))
+                    prefetched(file_chunks(path, coder, version.file_sizes)))
 
         def cut() -> list[bytes]:
             data, at, files = path.read_bytes(), 0, []
