@@ -81,11 +81,10 @@ class StackSpec:
 
 @dataclass
 class StackResult:
-    """The results of a stack: one array with the stack's leading axis (an image that
-    failed leaves zeros), and per image its CRC-32, compute seconds and error (None: it
-    succeeded)."""
+    """The results of a stack, per image: its result array (None where it failed), its
+    CRC-32, compute seconds and error (None: it succeeded)."""
 
-    out: object                           # np.ndarray (images, *result shape), or None
+    out: list                             # np.ndarray or None, one per image
     crc32: list[int]
     seconds: list[float]
     errors: list
