@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import re
 
+from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset
 from pydicom.multival import MultiValue
 from pydicom.sequence import Sequence as DicomSequence
@@ -82,15 +83,32 @@ def _holders(ds: Dataset) -> list[Dataset]:
         if seq:
             groups.append(seq[0])
     for holder in [ds, *groups]:
-        for element in holder:
-            if element.VR == "SQ" and element.value and element.keyword not in (
+        for element in _sequences(holder):
+            if element.value and element.keyword not in (
                     "SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
                 item = element.value[0]
                 out.append(item)
-                for inner in item:  # e.g. Radiopharmaceutical Information > ... one more level
-                    if inner.VR == "SQ" and inner.value and len(out) < 200:
+                for inner in _sequences(item):  # e.g. Radiopharmaceutical Information > ...
+                    if inner.value and len(out) < 200:
                         out.append(inner.value[0])
     return out
+
+
+def _sequences(holder: Dataset):
+    """The holder's sequence elements, found without converting the others' values (a
+    header's hundreds of elements, its pixel data among them)."""
+    for tag in list(holder.keys()):
+        raw = holder.get_item(tag, keep_deferred=True)
+        vr = raw.VR
+        if vr in (None, "UN") and not tag.is_private:   # implicit VR, or UN: the dictionary's
+            try:
+                vr = dictionary_VR(tag)
+            except KeyError:
+                vr = None
+        if vr in (None, "UN"):                          # private or unknown: as pydicom reads it
+            vr = holder[tag].VR
+        if vr == "SQ":
+            yield holder[tag]
 
 
 def _value(holders: list[Dataset], keyword: str):
