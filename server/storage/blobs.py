@@ -93,14 +93,15 @@ class BlobStore:
         return final
 
     def remove(self, digest: str) -> int:
-        """Delete a blob; its size, or 0 when it was not there."""
+        """Delete a blob; its size, or 0 when it was not there. The folder is not synced:
+        the catalog's commit is what removes an image, and a blob whose unlink a crash
+        undid is one no row refers to, which the store removes when it opens again."""
         path = self.path(digest)
         try:
             size = path.stat().st_size
             path.unlink()
         except FileNotFoundError:
             return 0
-        fsync_dir(path.parent)
         return size
 
     def digests(self) -> Iterator[str]:
