@@ -20,7 +20,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from medcompute.server.dicomnet.registry import NodeRegistry, Series
-from medcompute.server.errors import InvalidArgument, MedcomputeError, NotFound, ResourceExhausted
+from medcompute.server.errors import InvalidArgument, MedcomputeError, ResourceExhausted
 from medcompute.server.storage.spool import ExpectedImage
 from medcompute.server.store.coding import DICOM
 from medcompute.server.store.images import ImageStore
@@ -161,9 +161,7 @@ class Ingress:
 
     async def _remove_instances(self, owner: str, series_uid: str, ids, keep: str = ""
                                 ) -> None:
-        for image_id in ids:
-            with contextlib.suppress(NotFound):
-                await self.store.delete(image_id, owner=owner)
+        await self.store.remove_many(ids, owner=owner)
         await self.registry.forget_instances(owner, series_uid, [*ids, keep] if keep else ids)
 
     async def _clean_leftovers(self) -> None:

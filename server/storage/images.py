@@ -375,6 +375,12 @@ def delete(tx, image_id: str, owner: str | None) -> list[ImageRecord]:
     return gone
 
 
+def delete_many(tx, image_ids: Iterable[str], owner: str | None) -> list[ImageRecord]:
+    """:func:`delete` of each image, in one write transaction; an id already removed (not
+    found, or derived from one before it) removes nothing."""
+    return [r for image_id in image_ids for r in delete(tx, image_id, owner)]
+
+
 def release(tx, digests: Iterable[str], remove: Callable[[str], int]) -> tuple[int, int]:
     """Remove each blob no row refers to any more (write transaction); (bytes freed,
     blobs removed)."""
@@ -470,6 +476,11 @@ class ImageCatalog(TierLedger, Store):
     async def delete(self, image_id: str, owner: str | None) -> list[ImageRecord]:
         """:func:`delete`: the records removed, the image first; empty when not found."""
         return await self.db.write(delete, image_id, owner)
+
+    async def delete_many(self, image_ids: Iterable[str], owner: str | None
+                          ) -> list[ImageRecord]:
+        """:func:`delete_many`: every record removed."""
+        return await self.db.write(delete_many, list(image_ids), owner)
 
     async def release(self, digests: Iterable[str], remove: Callable[[str], int]
                       ) -> tuple[int, int]:

@@ -508,6 +508,13 @@ class ImageStore:
         freed, _ = await self._release([b for r in gone for b in r.blobs])
         return freed, [r.id for r in gone[1:]]
 
+    async def remove_many(self, image_ids, *, owner: str) -> int:
+        """Remove these images (and what derives from them) in one catalog transaction, the
+        ones not found skipped; the bytes of blob files removed."""
+        gone = await self.catalog.delete_many(image_ids, owner)
+        freed, _ = await self._release([b for r in gone for b in r.blobs])
+        return freed
+
     async def _release(self, refs) -> tuple[int, int]:
         digests = [b.digest for b in refs]
         if self._backups:

@@ -459,6 +459,27 @@ def test_delete_removes_the_row_and_unshared_blobs(tmp_path):
     H.with_store(tmp_path, body)
 
 
+def test_remove_many_removes_each_in_one_transaction_and_skips_the_missing(tmp_path):
+    async def body(store):
+        a, _ = await _put_raw(store, np.arange(5000, dtype=np.int32))
+        b, _ = await _put_raw(store, np.arange(6000, dtype=np.int16))
+        ct, _ = await _put_dicom(store, [H.data_of("CT_small.dcm")])
+        other, _ = await _put_raw(store, np.arange(7000, dtype=np.int16), owner="bob")
+        writes = store.catalog.db.committed_writes
+        freed = await store.remove_many([a.id, "img-missing", b.id, ct.id, other.id],
+                                        owner="local")
+        assert freed == a.stored_bytes + b.stored_bytes + ct.stored_bytes
+        assert set(store.blobs.digests()) == {other.blob("voxels").digest}  # bob's stays
+        assert await store.catalog.count() == 1
+        for image in (a, b, ct):
+            with pytest.raises(NotFound):
+                await store.get(image.id, owner="local")
+        # The rows in one write, the blobs no row refers to in one more.
+        assert store.catalog.db.committed_writes - writes == 2
+
+    H.with_store(tmp_path, body)
+
+
 # -- previews ------------------------------------------------------------------------------
 
 def _png(data: bytes) -> np.ndarray:
