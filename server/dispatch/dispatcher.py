@@ -498,7 +498,12 @@ class Dispatcher:
         if plan is None:
             return None
         inputs = list(spec.inputs)
-        decode = [i for i, s in enumerate(inputs) if s.encoding != "raw"]
+        image_ndim = len(shape)
+        # Slabs read a stored image's voxel blob in parts when the split is along its first
+        # axis (worker/tasks.py _load_region); others are decoded into a raw file first.
+        decode = [i for i, s in enumerate(inputs) if s.encoding != "raw" and not (
+            s.voxels and all(r.axis - (image_ndim - len(s.shape)) <= 0
+                             for r in plan.regions))]
         if decode:
             futures = [self.submit(materialize, inputs[i], f"{spec.out_path}.in{i}.raw",
                                    kind="cpu", key=f"job-{spec.job_id}-decode{i}")

@@ -35,7 +35,8 @@ import numpy as np
 from medcompute.proto import wire
 
 __all__ = ["BlobStore", "TieredBlobStore", "BlobWriter", "VoxelWriter", "read_voxels",
-           "voxel_frames", "voxel_chunks", "file_digest", "fsync_dir", "FRAME_BYTES"]
+           "read_voxel_slices", "voxel_frames", "voxel_chunks", "file_digest", "fsync_dir",
+           "FRAME_BYTES"]
 
 #: Decoded bytes per frame of a voxel blob (the wire's chunk size).
 FRAME_BYTES = 1 << 20
@@ -384,6 +385,45 @@ def voxel_chunks(path: str | os.PathLike) -> Iterator[bytes]:
     blosc2 = _blosc2()
     for frame in voxel_frames(path):
         yield blosc2.decompress(frame)
+
+
+def read_voxel_slices(path: str | os.PathLike, start: int, stop: int) -> np.ndarray:
+    """Slices ``[start, stop)`` along the first axis of a voxel blob, decoding only the
+    frames that hold them (every frame but the last holds the header's ``frame`` bytes)."""
+    blosc2 = _blosc2()
+    with open(path, "rb") as f:
+        header = _open_voxels(f)
+        dtype = np.dtype(header["dtype"])
+        shape = tuple(header["shape"])
+        frame = int(header.get("frame", FRAME_BYTES))
+        if not 0 <= start <= stop <= (shape[0] if shape else 0):
+            raise ValueError(f"{path}: slices {start}:{stop} of a first axis of "
+                             f"{shape[0] if shape else 0}")
+        row = math.prod(shape[1:]) * dtype.itemsize
+        lo, hi = start * row, stop * row
+        out = np.empty((stop - start, *shape[1:]), dtype=dtype)
+        view = memoryview(out.reshape(-1)).cast("B")
+        at = filled = 0                       # decoded offset of the next frame
+        while at < hi:
+            head = f.read(_LEN.size)
+            if len(head) != _LEN.size:
+                raise ValueError(f"{path}: the voxel blob is truncated")
+            (n,) = _LEN.unpack(head)
+            if at + frame <= lo:              # wholly before the slices: not decoded
+                f.seek(n, os.SEEK_CUR)
+                at += frame
+                continue
+            compressed = f.read(n)
+            if len(compressed) != n:
+                raise ValueError(f"{path}: the voxel blob is truncated")
+            data = memoryview(blosc2.decompress(compressed))
+            a, b = max(lo, at), min(hi, at + len(data))
+            view[a - lo:b - lo] = data[a - at:b - at]
+            filled += b - a
+            at += len(data)
+    if filled != hi - lo:
+        raise ValueError(f"{path}: the voxel blob holds fewer bytes than its header declares")
+    return out
 
 
 def read_voxels(path: str | os.PathLike) -> np.ndarray:

@@ -256,6 +256,11 @@ def _load_region(spec: InputSpec, region: Region, image_ndim: int) -> np.ndarray
     axis = region.axis - (image_ndim - ndim)
     if axis < 0:
         return load_image(spec)
+    if spec.voxels and axis == 0:
+        # A stored image split along its first axis: only the frames of these slices.
+        from medcompute.server.storage.blobs import read_voxel_slices
+
+        return read_voxel_slices(spec.voxels, region.lo, region.hi)
     if spec.encoding == "raw" and spec.shm:
         return np.ascontiguousarray(_take(load_image(spec), axis, region.lo, region.hi))
     if spec.encoding == "raw":

@@ -16,6 +16,7 @@ from medcompute.server.storage.blobs import (
     TieredBlobStore,
     VoxelWriter,
     file_digest,
+    read_voxel_slices,
     read_voxels,
     voxel_chunks,
 )
@@ -92,6 +93,33 @@ def test_voxels_round_trip_in_frames(tmp_path, dtype):
     chunks = list(voxel_chunks(path))           # decoded one compressed frame at a time
     assert b"".join(chunks) == raw
     assert all(len(c) <= FRAME_BYTES for c in chunks) and len(chunks) > 1
+
+
+@pytest.mark.parametrize("start,stop", [(0, 9), (0, 1), (3, 4), (2, 7), (8, 9), (5, 5),
+                                        (0, 0), (9, 9)])
+def test_slices_are_read_from_the_frames_that_hold_them(tmp_path, start, stop):
+    rng = np.random.default_rng(6)
+    array = rng.integers(-2000, 3000, size=(9, 300, 500)).astype(np.int16)  # frames cross slices
+    path = tmp_path / "v"
+    with VoxelWriter(path, array.shape, array.dtype) as w:
+        w.add(array.tobytes())
+        w.finish()
+    got = read_voxel_slices(path, start, stop)
+    assert got.dtype == array.dtype and np.array_equal(got, array[start:stop])
+
+
+def test_slices_outside_the_first_axis_or_a_truncated_blob_are_refused(tmp_path):
+    array = np.arange(4 * 600 * 600, dtype=np.int32).reshape(4, 600, 600)
+    path = tmp_path / "v"
+    with VoxelWriter(path, array.shape, array.dtype) as w:
+        w.add(array.tobytes())
+        w.finish()
+    with pytest.raises(ValueError, match="slices 3:5 of a first axis of 4"):
+        read_voxel_slices(path, 3, 5)
+    data = path.read_bytes()
+    (tmp_path / "cut").write_bytes(data[:len(data) - 100])
+    with pytest.raises(ValueError, match="truncated"):
+        read_voxel_slices(tmp_path / "cut", 0, 4)
 
 
 def test_a_voxel_writer_refuses_too_many_or_too_few_bytes(tmp_path):

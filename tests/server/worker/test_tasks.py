@@ -28,3 +28,20 @@ def test_a_panic_in_a_task_is_reported_not_lost(tmp_path, monkeypatch):
     [error] = tasks.run_batch([job])
     assert isinstance(error, Internal)
 
+
+
+@pytest.mark.parametrize("axis", [0, 1])
+def test_a_slab_of_a_stored_image_reads_its_rows_from_the_voxel_blob(tmp_path, axis):
+    from medcompute.server.storage.blobs import VoxelWriter
+    from medcompute.server.worker.slabs import Region
+
+    volume = np.random.default_rng(3).integers(0, 4000, (12, 256, 300)).astype(np.uint16)
+    blob = tmp_path / "voxels"
+    with VoxelWriter(blob, volume.shape, volume.dtype) as w:
+        w.add(volume.tobytes())
+        w.finish()
+    spec = tasks.InputSpec(str(tmp_path / "files"), "stored", volume.shape, volume.dtype.str,
+                           voxels=str(blob))           # its DICOM files are never read
+    region = Region(axis=axis, start=4, stop=8, lo=3, hi=9, out_axis=axis)
+    got = tasks._load_region(spec, region, volume.ndim)
+    assert np.array_equal(got, volume[3:9] if axis == 0 else volume[:, 3:9])
