@@ -100,6 +100,7 @@ def _evaluate(results: dict) -> list[dict]:
                       (f"in a batch request: {batched['server_cpu_ms_per_image']:.2f} ms/image"
                        if batched.get("server_cpu_ms_per_image") is not None else "")
                       if cpu is not None else "not measured"))
+    out.extend(_data_path(tp, batched, shape))
     at8 = next((lv for lv in tp.get("levels", []) if lv.get("concurrency") == 8
                 and "p99_ms" in lv), None)
     out.append(_check("latency-p99-c8", "p99 latency at concurrency 8", "< 50 ms",
@@ -156,3 +157,42 @@ def _evaluate(results: dict) -> list[dict]:
             f"{med[what]:.2f} s against Orthanc's {med['orthanc_' + what]:.2f} s"
             if ratio is not None else orthanc.get("reason", "not measured")))
     return out
+
+
+def _data_path(tp: dict, batched: dict, shape: str) -> list[dict]:
+    """The data path's targets on the throughput section's figures: a batch over gRPC,
+    8 concurrent single-slice clients, the server's CPU per image of a batch (stacks) and
+    the workers' CPU per image beyond the kernel (their CPU per image less the in-process
+    kernel loop's time per image, both measured in this run)."""
+    reason = tp.get("reason", "not measured")
+    b = batched.get("ratio_vs_scipy_loop")
+    out = [_check("batch-grpc", f"a batch request of {batched.get('images', 200)} {shape} "
+                  "slices over gRPC chunks, images/s / in-process scipy loop", ">= 1.8x", b,
+                  None if b is None else b >= 1.8, "x",
+                  _bound(batched.get("cpu_per_image"), tp.get("transport_ceiling"))
+                  if b is not None else reason)]
+    at8 = next((lv for lv in tp.get("levels", []) if lv.get("concurrency") == 8
+                and "ratio_vs_scipy_loop" in lv), None)
+    r = at8["ratio_vs_scipy_loop"] if at8 else None
+    out.append(_check("concurrent-8", f"8 concurrent clients of single {shape} slices, "
+                      "images/s / in-process scipy loop", ">= 1.5x", r,
+                      None if r is None else r >= 1.5, "x",
+                      _bound(at8.get("cpu_per_image")) if at8 else
+                      "concurrency 8 not measured" if tp else reason))
+    split = batched.get("cpu_per_image") or {}
+    server = split.get("server_ms")
+    out.append(_check("server-cpu-per-stack-image", "server process CPU per image of a batch "
+                      "request (its images computed as stacks)", "<= 0.5 ms", server,
+                      None if server is None else server <= 0.5, "ms",
+                      "" if server is not None else reason))
+    kernel = tp.get("kernel_loop") or {}
+    beyond = (split["workers_ms"] - 1e3 / kernel["images_per_s"]
+              if split.get("workers_ms") is not None and kernel.get("images_per_s") else None)
+    out.append(_check("worker-beyond-kernel", "workers' CPU per image of a batch less the "
+                      "in-process kernel loop's time per image", "<= 0.3 ms", beyond,
+                      None if beyond is None else beyond <= 0.3, "ms",
+                      (f"workers {split['workers_ms']:.2f} ms, kernel loop "
+                       f"{1e3 / kernel['images_per_s']:.2f} ms per image")
+                      if beyond is not None else reason))
+    return out
+

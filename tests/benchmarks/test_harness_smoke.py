@@ -220,3 +220,25 @@ def test_gpu_check_without_a_device_exits_at_once_saying_so():
                           text=True, timeout=120)
     assert proc.returncode == 3
     assert "no GPU here" in proc.stderr and "nothing was checked" in proc.stderr
+
+
+def test_the_data_path_targets_judge_the_throughput_figures():
+    targets = _load("targets")
+    split = {"client_ms": 1.0, "server_ms": 0.4, "workers_ms": 1.0, "total_ms": 2.4,
+             "cores": 2, "allowed_ms_at_target": 2.0}
+    tp = {"shape": [512, 512], "kernel_loop": {"images_per_s": 1250.0},
+          "batch": {"images": 200, "ratio_vs_scipy_loop": 1.9, "cpu_per_image": split},
+          "levels": [{"concurrency": 8, "ratio_vs_scipy_loop": 1.2, "p99_ms": 60.0,
+                      "cpu_per_image": {**split, "server_ms": 4.0}}]}
+    checks = {c["id"]: c for c in targets.evaluate({"meta": {"mode": "quick"},
+                                                    "throughput": tp})}
+    assert checks["batch-grpc"]["met"] is True and checks["batch-grpc"]["value"] == 1.9
+    assert checks["concurrent-8"]["met"] is False and checks["concurrent-8"]["value"] == 1.2
+    assert checks["server-cpu-per-stack-image"]["met"] is True
+    beyond = checks["worker-beyond-kernel"]
+    assert beyond["value"] == pytest.approx(0.2) and beyond["met"] is True
+    tp["batch"]["cpu_per_image"] = {**split, "workers_ms": 1.5, "server_ms": 2.9}
+    checks = {c["id"]: c for c in targets.evaluate({"meta": {"mode": "quick"},
+                                                    "throughput": tp})}
+    assert checks["worker-beyond-kernel"]["met"] is False
+    assert checks["server-cpu-per-stack-image"]["met"] is False
