@@ -18,6 +18,7 @@ from medcompute.client.calls import (
     _source,
 )
 from medcompute.client.request import _header, _read
+from medcompute.client.shm import batch_shared
 from medcompute.proto import wire
 from medcompute.proto.v1 import batch_pb2, batch_pb2_grpc, jobs_pb2
 
@@ -85,7 +86,8 @@ def _items(responses, offset: int) -> Iterator[BatchItem]:
 
 def process_many(client, images: Sequence, ops: Sequence, *, streams: int = 1,
                  timeout: float | None = None, progress: bool = False,
-                 spacing=None, **options) -> Iterator[BatchItem]:
+                 spacing=None, shared_memory: bool | None = None,
+                 **options) -> Iterator[BatchItem]:
     """See :meth:`medcompute.client.Client.process_many`."""
     images = list(images)
     if not images:
@@ -97,6 +99,14 @@ def process_many(client, images: Sequence, ops: Sequence, *, streams: int = 1,
     template.ClearField("input")
     read = [_read(image, spacing) for image in images]
     stub = batch_pb2_grpc.BatchServiceStub(client._channel)
+    if (client.shared_memory if shared_memory is None else shared_memory) and streams == 1 \
+            and options.get("output", "array") == "array" and not options.get("store_result") \
+            and not options.get("operands") \
+            and all(not isinstance(i, str) and i.array is not None for i in read):
+        done = yield from _process_shared(client, stub, template, read,
+                                          timeout or client.timeout)
+        if done:
+            return
     streams = min(streams, len(images))
     size = -(-len(images) // streams)
     parts = [(at, read[at:at + size]) for at in range(0, len(images), size)]
@@ -155,6 +165,23 @@ def process_many(client, images: Sequence, ops: Sequence, *, streams: int = 1,
             t.join(timeout=5)
         if sent is not None:
             sent.close()
+
+
+def _process_shared(client, stub, template, read, timeout: float):
+    """The batch over the client's shared-memory region (see client/shm.py); False when
+    the server cannot use it (chunks from then on), before any item."""
+    with client._arena() as arena:
+        items = batch_shared(arena, stub, template, [i.array for i in read],
+                             [_source(i, 0) for i in read], timeout=timeout)
+        if items is None:
+            client.shared_memory = False
+            return False
+        for index, got in items:
+            if isinstance(got, Result):
+                yield BatchItem(index, got, job_id=got.job_id)
+            else:
+                yield BatchItem(index, error=_error(got), job_id=got.job_id)
+    return True
 
 
 def submit_many(client, images: Sequence, ops: Sequence, *, idempotency_key: str = "",

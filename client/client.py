@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator, Sequence
 
@@ -214,9 +215,9 @@ class Client:
                                                             timeout=timeout or self.timeout),
                           progress)
 
-    def _process_shared(self, header, array, timeout: float) -> Result | None:
-        """``process`` over this client's shared-memory region (None: the server cannot
-        use it; chunks from then on)."""
+    @contextlib.contextmanager
+    def _arena(self):
+        """One of this client's shared-memory arenas, for one call at a time."""
         with self._arenas_lock:
             if self._free:
                 arena = self._free.pop()
@@ -224,6 +225,16 @@ class Client:
                 arena = SharedArena(self._stub, self.timeout)
                 self._arenas.append(arena)
         try:
+            yield arena
+        finally:
+            with self._arenas_lock:
+                if arena in self._arenas:            # not closed meanwhile
+                    self._free.append(arena)
+
+    def _process_shared(self, header, array, timeout: float) -> Result | None:
+        """``process`` over this client's shared-memory region (None: the server cannot
+        use it; chunks from then on)."""
+        with self._arena() as arena:
             for attempt in (0, 1):
                 try:
                     result = process_shared(arena, self._stub, header, array,
@@ -239,10 +250,6 @@ class Client:
                     self.shared_memory = False
                 return result
             return None
-        finally:
-            with self._arenas_lock:
-                if arena in self._arenas:            # not closed meanwhile
-                    self._free.append(arena)
 
     def process_many(
         self, images: Sequence, ops: Sequence, *, spacing: Sequence[float] | None = None,
@@ -250,7 +257,7 @@ class Client:
         compute_dtype="float32", output: str = "array", compression: str = "none",
         allow_fallback: bool = False, timeout: float | None = None, progress: bool = False,
         store_result: bool = False, retention: float | None = None, recompute: bool = False,
-        streams: int = 1,
+        streams: int = 1, shared_memory: bool | None = None,
     ):
         """Process many images with one pipeline in one batch request; an iterator of
         ``BatchItem`` (``index`` into ``images``, ``result`` or ``error``, ``job_id``) in
@@ -266,6 +273,11 @@ class Client:
             Split the images into this many consecutive parts sent as concurrent calls;
             on a round-robin target (``ipv4:127.0.0.1:A,127.0.0.1:B``) each part goes to
             the next server, so the servers share the batch.
+        shared_memory : bool, optional
+            Arrays in one stream, without operands, with array results not kept in the
+            store, go through a shared-memory region when the server is on this host
+            (see the class): the images are copied in, each result out as it ends, and
+            no pixel travels through gRPC. False: chunks. Default: the client's.
 
         A mistake in the request (an unknown operation, a stored id that does not exist)
         raises :class:`ServiceError` before any image is processed.
@@ -275,7 +287,7 @@ class Client:
             output_dtype=output_dtype, compute_dtype=compute_dtype, output=output,
             compression=compression, allow_fallback=allow_fallback, timeout=timeout,
             progress=progress, store_result=store_result, retention=retention,
-            recompute=recompute, streams=streams)
+            recompute=recompute, streams=streams, shared_memory=shared_memory)
 
     # -- asynchronous jobs -----------------------------------------------------------
     def submit_many(self, images: Sequence, ops: Sequence, *, idempotency_key: str = "",

@@ -24,9 +24,9 @@ import numpy as np
 
 from medcompute.client.calls import Result, ServiceError, call
 from medcompute.proto import wire
-from medcompute.proto.v1 import processing_pb2
+from medcompute.proto.v1 import batch_pb2, processing_pb2
 
-__all__ = ["is_local", "SharedArena", "process_shared"]
+__all__ = ["is_local", "SharedArena", "process_shared", "batch_shared"]
 
 #: A new object holds at least this much; it is page-aligned anyway.
 MIN_SIZE = 1 << 20
@@ -144,6 +144,66 @@ def process_shared(arena: SharedArena, stub, header: processing_pb2.ProcessHeade
     result = view.reshape(shape).copy()
     del view
     return Result(first, array=result)
+
+
+def batch_shared(arena: SharedArena, stub, template: processing_pb2.ProcessHeader,
+                 arrays: list[np.ndarray], sources, *, timeout: float):
+    """One ProcessBatch call over ``arena``: every image copied in, each result copied out
+    as it ends. Yields ``(index, Result)`` or ``(index, BatchItemFailure)``; returns
+    None before the call when the server cannot use this host's shared memory (as
+    :func:`process_shared`).
+
+    Each image's output part is sized as :func:`process_shared` sizes it."""
+    out_dtype = wire.dtype_from_proto(template.output_dtype, "output_dtype")
+    arrays = [np.ascontiguousarray(a) for a in arrays]
+    layout, at = [], 0
+    for a in arrays:
+        in_at, at = at, _align(at + a.nbytes)
+        out_at, at = at, _align(at + a.size * out_dtype.itemsize)
+        layout.append((in_at, a.nbytes, out_at, a.size * out_dtype.itemsize))
+    try:
+        arena.ensure(at)
+    except ServiceError as exc:
+        if exc.code in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.UNIMPLEMENTED):
+            return None
+        raise
+    buf = arena.shm.buf
+    for a, (in_at, in_len, _, _) in zip(arrays, layout):
+        target = np.frombuffer(buf, dtype=np.uint8, count=in_len, offset=in_at)
+        target[...] = a.reshape(-1).view(np.uint8)
+        del target
+    header = batch_pb2.ProcessBatchHeader(
+        process=template, inputs=sources,
+        input_regions=[arena.region(i, n) for i, n, _, _ in layout],
+        output_regions=[arena.region(o, n) for _, _, o, n in layout])
+    return _batch_items(stub, header, arena, layout, timeout)
+
+
+def _batch_items(stub, header, arena: SharedArena, layout, timeout: float):
+    responses = stub.ProcessBatch(iter([batch_pb2.ProcessBatchRequest(header=header)]),
+                                  timeout=timeout)
+    try:
+        for message in responses:
+            kind = message.WhichOneof("msg")
+            if kind == "failure":
+                yield message.failure.item, message.failure
+                continue
+            if kind != "result":
+                raise ServiceError(grpc.StatusCode.INTERNAL, "the server sent chunks of a "
+                                   "result it was to write into the region")
+            item, first = message.result.item, message.result.header
+            out = first.output
+            dtype = wire.dtype_from_proto(out.dtype, "result.dtype")
+            shape = tuple(out.shape)
+            view = np.frombuffer(arena.shm.buf, dtype=dtype, count=int(np.prod(shape)),
+                                 offset=layout[item][2])
+            array = view.reshape(shape).copy()
+            del view
+            yield item, Result(first, array=array)
+    except grpc.RpcError as exc:
+        raise ServiceError.from_rpc(exc) from None
+    finally:
+        responses.cancel()
 
 
 def header_with(header, input_region, output_region) -> processing_pb2.ProcessHeader:

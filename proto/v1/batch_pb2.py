@@ -27,7 +27,7 @@ from medcompute.proto.v1 import jobs_pb2 as medcompute_dot_v1_dot_jobs__pb2
 from medcompute.proto.v1 import processing_pb2 as medcompute_dot_v1_dot_processing__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19medcompute/v1/batch.proto\x12\rmedcompute.v1\x1a\x19medcompute/v1/image.proto\x1a\x18medcompute/v1/jobs.proto\x1a\x1emedcompute/v1/processing.proto\"o\n\x12ProcessBatchHeader\x12-\n\x07process\x18\x01 \x01(\x0b\x32\x1c.medcompute.v1.ProcessHeader\x12*\n\x06inputs\x18\x02 \x03(\x0b\x32\x1a.medcompute.v1.ImageSource\"?\n\nBatchChunk\x12\x0c\n\x04item\x18\x01 \x01(\r\x12#\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x14.medcompute.v1.Chunk\"}\n\x13ProcessBatchRequest\x12\x33\n\x06header\x18\x01 \x01(\x0b\x32!.medcompute.v1.ProcessBatchHeaderH\x00\x12*\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x19.medcompute.v1.BatchChunkH\x00\x42\x05\n\x03msg\"L\n\x0f\x42\x61tchItemResult\x12\x0c\n\x04item\x18\x01 \x01(\r\x12+\n\x06header\x18\x02 \x01(\x0b\x32\x1b.medcompute.v1.ResultHeader\"^\n\x10\x42\x61tchItemFailure\x12\x0c\n\x04item\x18\x01 \x01(\r\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x0c\n\x04\x63ode\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\r\n\x05\x66ield\x18\x05 \x01(\t\"\xaf\x01\n\x14ProcessBatchResponse\x12\x30\n\x06result\x18\x01 \x01(\x0b\x32\x1e.medcompute.v1.BatchItemResultH\x00\x12*\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x19.medcompute.v1.BatchChunkH\x00\x12\x32\n\x07\x66\x61ilure\x18\x03 \x01(\x0b\x32\x1f.medcompute.v1.BatchItemFailureH\x00\x42\x05\n\x03msg\"l\n\x11SubmitBatchHeader\x12+\n\x06submit\x18\x01 \x01(\x0b\x32\x1b.medcompute.v1.SubmitHeader\x12*\n\x06inputs\x18\x02 \x03(\x0b\x32\x1a.medcompute.v1.ImageSource\"{\n\x12SubmitBatchRequest\x12\x32\n\x06header\x18\x01 \x01(\x0b\x32 .medcompute.v1.SubmitBatchHeaderH\x00\x12*\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x19.medcompute.v1.BatchChunkH\x00\x42\x05\n\x03msg\"\x88\x01\n\x0fSubmitBatchItem\x12\x0c\n\x04item\x18\x01 \x01(\r\x12#\n\x03job\x18\x02 \x01(\x0b\x32\x16.medcompute.v1.JobInfo\x12\x10\n\x08\x65xisting\x18\x03 \x01(\x08\x12\x30\n\x07\x66\x61ilure\x18\x04 \x01(\x0b\x32\x1f.medcompute.v1.BatchItemFailure\"D\n\x13SubmitBatchResponse\x12-\n\x05items\x18\x01 \x03(\x0b\x32\x1e.medcompute.v1.SubmitBatchItem2\xc3\x01\n\x0c\x42\x61tchService\x12[\n\x0cProcessBatch\x12\".medcompute.v1.ProcessBatchRequest\x1a#.medcompute.v1.ProcessBatchResponse(\x01\x30\x01\x12V\n\x0bSubmitBatch\x12!.medcompute.v1.SubmitBatchRequest\x1a\".medcompute.v1.SubmitBatchResponse(\x01\x42.Z,medcompute/gen/go/medcompute/v1;medcomputev1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19medcompute/v1/batch.proto\x12\rmedcompute.v1\x1a\x19medcompute/v1/image.proto\x1a\x18medcompute/v1/jobs.proto\x1a\x1emedcompute/v1/processing.proto\"\xd8\x01\n\x12ProcessBatchHeader\x12-\n\x07process\x18\x01 \x01(\x0b\x32\x1c.medcompute.v1.ProcessHeader\x12*\n\x06inputs\x18\x02 \x03(\x0b\x32\x1a.medcompute.v1.ImageSource\x12\x32\n\rinput_regions\x18\x03 \x03(\x0b\x32\x1b.medcompute.v1.SharedRegion\x12\x33\n\x0eoutput_regions\x18\x04 \x03(\x0b\x32\x1b.medcompute.v1.SharedRegion\"?\n\nBatchChunk\x12\x0c\n\x04item\x18\x01 \x01(\r\x12#\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x14.medcompute.v1.Chunk\"}\n\x13ProcessBatchRequest\x12\x33\n\x06header\x18\x01 \x01(\x0b\x32!.medcompute.v1.ProcessBatchHeaderH\x00\x12*\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x19.medcompute.v1.BatchChunkH\x00\x42\x05\n\x03msg\"L\n\x0f\x42\x61tchItemResult\x12\x0c\n\x04item\x18\x01 \x01(\r\x12+\n\x06header\x18\x02 \x01(\x0b\x32\x1b.medcompute.v1.ResultHeader\"^\n\x10\x42\x61tchItemFailure\x12\x0c\n\x04item\x18\x01 \x01(\r\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x0c\n\x04\x63ode\x18\x03 \x01(\t\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\r\n\x05\x66ield\x18\x05 \x01(\t\"\xaf\x01\n\x14ProcessBatchResponse\x12\x30\n\x06result\x18\x01 \x01(\x0b\x32\x1e.medcompute.v1.BatchItemResultH\x00\x12*\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x19.medcompute.v1.BatchChunkH\x00\x12\x32\n\x07\x66\x61ilure\x18\x03 \x01(\x0b\x32\x1f.medcompute.v1.BatchItemFailureH\x00\x42\x05\n\x03msg\"l\n\x11SubmitBatchHeader\x12+\n\x06submit\x18\x01 \x01(\x0b\x32\x1b.medcompute.v1.SubmitHeader\x12*\n\x06inputs\x18\x02 \x03(\x0b\x32\x1a.medcompute.v1.ImageSource\"{\n\x12SubmitBatchRequest\x12\x32\n\x06header\x18\x01 \x01(\x0b\x32 .medcompute.v1.SubmitBatchHeaderH\x00\x12*\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x19.medcompute.v1.BatchChunkH\x00\x42\x05\n\x03msg\"\x88\x01\n\x0fSubmitBatchItem\x12\x0c\n\x04item\x18\x01 \x01(\r\x12#\n\x03job\x18\x02 \x01(\x0b\x32\x16.medcompute.v1.JobInfo\x12\x10\n\x08\x65xisting\x18\x03 \x01(\x08\x12\x30\n\x07\x66\x61ilure\x18\x04 \x01(\x0b\x32\x1f.medcompute.v1.BatchItemFailure\"D\n\x13SubmitBatchResponse\x12-\n\x05items\x18\x01 \x03(\x0b\x32\x1e.medcompute.v1.SubmitBatchItem2\xc3\x01\n\x0c\x42\x61tchService\x12[\n\x0cProcessBatch\x12\".medcompute.v1.ProcessBatchRequest\x1a#.medcompute.v1.ProcessBatchResponse(\x01\x30\x01\x12V\n\x0bSubmitBatch\x12!.medcompute.v1.SubmitBatchRequest\x1a\".medcompute.v1.SubmitBatchResponse(\x01\x42.Z,medcompute/gen/go/medcompute/v1;medcomputev1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,26 +35,26 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'medcompute.v1.batch_pb2', _
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'Z,medcompute/gen/go/medcompute/v1;medcomputev1'
-  _globals['_PROCESSBATCHHEADER']._serialized_start=129
-  _globals['_PROCESSBATCHHEADER']._serialized_end=240
-  _globals['_BATCHCHUNK']._serialized_start=242
-  _globals['_BATCHCHUNK']._serialized_end=305
-  _globals['_PROCESSBATCHREQUEST']._serialized_start=307
-  _globals['_PROCESSBATCHREQUEST']._serialized_end=432
-  _globals['_BATCHITEMRESULT']._serialized_start=434
-  _globals['_BATCHITEMRESULT']._serialized_end=510
-  _globals['_BATCHITEMFAILURE']._serialized_start=512
-  _globals['_BATCHITEMFAILURE']._serialized_end=606
-  _globals['_PROCESSBATCHRESPONSE']._serialized_start=609
-  _globals['_PROCESSBATCHRESPONSE']._serialized_end=784
-  _globals['_SUBMITBATCHHEADER']._serialized_start=786
-  _globals['_SUBMITBATCHHEADER']._serialized_end=894
-  _globals['_SUBMITBATCHREQUEST']._serialized_start=896
-  _globals['_SUBMITBATCHREQUEST']._serialized_end=1019
-  _globals['_SUBMITBATCHITEM']._serialized_start=1022
-  _globals['_SUBMITBATCHITEM']._serialized_end=1158
-  _globals['_SUBMITBATCHRESPONSE']._serialized_start=1160
-  _globals['_SUBMITBATCHRESPONSE']._serialized_end=1228
-  _globals['_BATCHSERVICE']._serialized_start=1231
-  _globals['_BATCHSERVICE']._serialized_end=1426
+  _globals['_PROCESSBATCHHEADER']._serialized_start=130
+  _globals['_PROCESSBATCHHEADER']._serialized_end=346
+  _globals['_BATCHCHUNK']._serialized_start=348
+  _globals['_BATCHCHUNK']._serialized_end=411
+  _globals['_PROCESSBATCHREQUEST']._serialized_start=413
+  _globals['_PROCESSBATCHREQUEST']._serialized_end=538
+  _globals['_BATCHITEMRESULT']._serialized_start=540
+  _globals['_BATCHITEMRESULT']._serialized_end=616
+  _globals['_BATCHITEMFAILURE']._serialized_start=618
+  _globals['_BATCHITEMFAILURE']._serialized_end=712
+  _globals['_PROCESSBATCHRESPONSE']._serialized_start=715
+  _globals['_PROCESSBATCHRESPONSE']._serialized_end=890
+  _globals['_SUBMITBATCHHEADER']._serialized_start=892
+  _globals['_SUBMITBATCHHEADER']._serialized_end=1000
+  _globals['_SUBMITBATCHREQUEST']._serialized_start=1002
+  _globals['_SUBMITBATCHREQUEST']._serialized_end=1125
+  _globals['_SUBMITBATCHITEM']._serialized_start=1128
+  _globals['_SUBMITBATCHITEM']._serialized_end=1264
+  _globals['_SUBMITBATCHRESPONSE']._serialized_start=1266
+  _globals['_SUBMITBATCHRESPONSE']._serialized_end=1334
+  _globals['_BATCHSERVICE']._serialized_start=1337
+  _globals['_BATCHSERVICE']._serialized_end=1532
 # @@protoc_insertion_point(module_scope)

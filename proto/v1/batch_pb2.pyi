@@ -10,12 +10,16 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class ProcessBatchHeader(_message.Message):
-    __slots__ = ("process", "inputs")
+    __slots__ = ("process", "inputs", "input_regions", "output_regions")
     PROCESS_FIELD_NUMBER: _ClassVar[int]
     INPUTS_FIELD_NUMBER: _ClassVar[int]
+    INPUT_REGIONS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_REGIONS_FIELD_NUMBER: _ClassVar[int]
     process: _processing_pb2.ProcessHeader
     inputs: _containers.RepeatedCompositeFieldContainer[_image_pb2.ImageSource]
-    def __init__(self, process: _Optional[_Union[_processing_pb2.ProcessHeader, _Mapping]] = ..., inputs: _Optional[_Iterable[_Union[_image_pb2.ImageSource, _Mapping]]] = ...) -> None: ...
+    input_regions: _containers.RepeatedCompositeFieldContainer[_processing_pb2.SharedRegion]
+    output_regions: _containers.RepeatedCompositeFieldContainer[_processing_pb2.SharedRegion]
+    def __init__(self, process: _Optional[_Union[_processing_pb2.ProcessHeader, _Mapping]] = ..., inputs: _Optional[_Iterable[_Union[_image_pb2.ImageSource, _Mapping]]] = ..., input_regions: _Optional[_Iterable[_Union[_processing_pb2.SharedRegion, _Mapping]]] = ..., output_regions: _Optional[_Iterable[_Union[_processing_pb2.SharedRegion, _Mapping]]] = ...) -> None: ...
 
 class BatchChunk(_message.Message):
     __slots__ = ("item", "chunk")

@@ -13,6 +13,7 @@ from medcompute.server.api.requests import (
     Fields,
     image_source,
     process_request,
+    region_refs,
     submit_request,
 )
 from medcompute.server.api.status import status_of
@@ -90,9 +91,13 @@ class BatchServicer(batch_pb2_grpc.BatchServiceServicer):
             _no_input(header.process)
             template = process_request(header.process, max_image_bytes=limit, template=True)
             images = _images(header.inputs, max_image_bytes=limit)
-            items = self.batch.run(template, images, batch_payloads(chunks, images),
+            n = len(header.inputs)
+            inputs = region_refs(header.input_regions, "input_regions", n)
+            outputs = region_refs(header.output_regions, "output_regions", n)
+            items = self.batch.run(template, images, batch_payloads(chunks, images, inputs),
                                    subscriber=call.principal.subscriber, on_job=on_jobs,
-                                   cancelled=context.cancelled)
+                                   cancelled=context.cancelled, input_regions=inputs,
+                                   output_regions=outputs)
             async for item in items:
                 if item.result is None:
                     yield batch_pb2.ProcessBatchResponse(
@@ -102,6 +107,8 @@ class BatchServicer(batch_pb2_grpc.BatchServiceServicer):
                 try:
                     yield batch_pb2.ProcessBatchResponse(result=batch_pb2.BatchItemResult(
                         item=item.index, header=result_header(ended, compression)))
+                    if outputs[item.index] is not None:
+                        continue        # the result is in the client's region
                     itemsize = wire.DTYPES[wire.dtype_to_proto(ended.result.dtype)].itemsize \
                         if ended.output_format == "raw" else 1
                     for payload in result_payloads(ended.result, compression=compression,

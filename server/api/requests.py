@@ -22,7 +22,7 @@ from medcompute.server.storage.spool import ExpectedImage
 
 __all__ = ["Fields", "HEADER", "BATCH", "SUBMIT_BATCH", "process_request", "submit_request",
            "image_source", "DEVICES", "FORMATS", "MAX_ID_CHARS", "INT_MAX", "READ_APART",
-           "check_ranges"]
+           "check_ranges", "region_ref", "region_refs"]
 
 #: The longest id a request may carry (image, job, rule and key ids are 32 characters):
 #: a longer one is refused with INVALID_ARGUMENT before anything looks it up.
@@ -107,7 +107,21 @@ def region_ref(header: processing_pb2.ProcessHeader, name: str) -> RegionRef | N
     """The ``SharedRegion`` at ``name`` of the header, if set."""
     if not header.HasField(name):
         return None
-    region = getattr(header, name)
+    return _region(getattr(header, name), name)
+
+
+def region_refs(regions, name: str, count: int) -> tuple[RegionRef | None, ...]:
+    """A batch's repeated ``SharedRegion`` ``name``: one per image, or none (every
+    image's entry None)."""
+    if not regions:
+        return (None,) * count
+    if len(regions) != count:
+        raise InvalidArgument(f"expected one region per image of inputs ({count}), or none; "
+                              f"got {len(regions)}", name)
+    return tuple(_region(r, f"{name}[{i}]") for i, r in enumerate(regions))
+
+
+def _region(region: processing_pb2.SharedRegion, name: str) -> RegionRef:
     if not region.region_id:
         raise InvalidArgument("required: the id RegisterRegion returned",
                               f"{name}.region_id")
@@ -218,7 +232,10 @@ class Fields:
 
 #: Process and Submit: every field of the request is one of the header.
 HEADER = Fields("header")
-#: ProcessBatch: the images are header.inputs[i], the rest is the shared header.process.
-BATCH = Fields("header.process", (("inputs", "header.inputs"),))
+#: ProcessBatch: the images are header.inputs[i] (their regions header.input_regions[i]
+#: and header.output_regions[i]), the rest is the shared header.process.
+BATCH = Fields("header.process", (("inputs", "header.inputs"),
+                                  ("input_regions", "header.input_regions"),
+                                  ("output_regions", "header.output_regions")))
 #: SubmitBatch: the images are header.inputs[i], the rest is under header.submit.
 SUBMIT_BATCH = Fields("header.submit", (("inputs", "header.inputs"),))

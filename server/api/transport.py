@@ -136,11 +136,12 @@ async def image_payloads(chunks: AsyncIterator,
         raise InvalidArgument(NOT_PROTOBUF, f"request[{index + 1}]") from None
 
 
-async def batch_payloads(chunks: AsyncIterator,
-                         expected: list[ExpectedImage]) -> AsyncIterator[tuple[int, bytes]]:
+async def batch_payloads(chunks: AsyncIterator, expected: list[ExpectedImage],
+                         regions=()) -> AsyncIterator[tuple[int, bytes]]:
     """The chunks of a batch's images as (image, payload), after the checks every batch
-    call makes: an image of the batch (``expected[i]`` is image i), not a stored one, no
-    operand. ``chunks`` yields (message index, BatchChunk)."""
+    call makes: an image of the batch (``expected[i]`` is image i), not a stored one nor
+    one in a shared-memory region (``regions[i]`` set), no operand. ``chunks`` yields
+    (message index, BatchChunk)."""
     index = 0
     try:
         async for index, message in chunks:
@@ -151,6 +152,9 @@ async def batch_payloads(chunks: AsyncIterator,
                                       f"request[{index}].chunk.item")
             if expected[i].stored is not None:
                 raise InvalidArgument(f"image {i} is a stored image (image_id); send no "
+                                      "chunks for it", f"request[{index}].chunk.item")
+            if regions and regions[i] is not None:
+                raise InvalidArgument(f"image {i}'s bytes are in input_regions[{i}]; send no "
                                       "chunks for it", f"request[{index}].chunk.item")
             if message.chunk.HasField("operand"):
                 raise InvalidArgument("not used in a batch (the operands are stored images)",

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from medcompute.server.errors import InvalidArgument, ResourceExhausted, named, renamed
 from medcompute.server.jobs import derived, stacks
@@ -50,9 +50,12 @@ class Item:
     job_id: str = ""
 
 
-def image_moves(index: int) -> tuple[tuple[str, str]]:
-    """One image's request names its image ``input``; the batch's, ``inputs[index]``."""
-    return (("input", f"inputs[{index}]"),)
+def image_moves(index: int) -> tuple[tuple[str, str], ...]:
+    """One image's request names its image ``input`` and its regions ``input_region`` and
+    ``output_region``; the batch's, ``inputs[index]``, ``input_regions[index]`` and
+    ``output_regions[index]``."""
+    return (("input", f"inputs[{index}]"), ("input_region", f"input_regions[{index}]"),
+            ("output_region", f"output_regions[{index}]"))
 
 
 class BatchProcessing:
@@ -64,8 +67,10 @@ class BatchProcessing:
         self.concurrency = concurrency or max(4, service.config.max_queue)
 
     async def prepare(self, template: ProcessRequest, images: list[ExpectedImage], *,
-                      subscriber: str) -> list[ProcessRequest]:
-        """One checked request per image (``template`` with that image as its input)."""
+                      subscriber: str, input_regions=(), output_regions=()
+                      ) -> list[ProcessRequest]:
+        """One checked request per image (``template`` with that image as its input, and
+        its shared-memory regions, looked up and checked, where it has them)."""
         if not images:
             raise InvalidArgument("expected at least one image", "inputs")
         if len(images) > MAX_ITEMS:
@@ -81,6 +86,14 @@ class BatchProcessing:
             with named(moves=image_moves(i)):
                 request = await self.service.prepare(
                     template.with_images([image, *template.operands]), subscriber=subscriber)
+                regions = {}
+                if input_regions and input_regions[i] is not None:
+                    regions["input_region"] = input_regions[i]
+                if output_regions and output_regions[i] is not None:
+                    regions["output_region"] = output_regions[i]
+                if regions:
+                    request = self.service.admit_regions(replace(request, **regions),
+                                                         subscriber=subscriber)
                 # RAW images: limits and pipeline checked before any job exists.
                 self.service.precheck(request)
             requests.append(request)
@@ -88,7 +101,8 @@ class BatchProcessing:
 
     async def run(self, template: ProcessRequest, images: list[ExpectedImage],
                   payloads: AsyncIterator, *, subscriber: str, on_job=None,
-                  cancelled=None) -> AsyncIterator[Item]:
+                  cancelled=None, input_regions=(), output_regions=()
+                  ) -> AsyncIterator[Item]:
         """Receive the images, run one job per image, yield each :class:`Item` as it ends.
 
         ``payloads`` yields (image, payload). A protocol mistake in the stream (raised by
@@ -97,8 +111,11 @@ class BatchProcessing:
         off, and the images it lacks are cancelled, not failed.
         """
         service = self.service
-        requests = await self.prepare(template, images, subscriber=subscriber)
-        incoming = sum(r.expected[0].size for r in requests if r.expected[0].stored is None)
+        requests = await self.prepare(template, images, subscriber=subscriber,
+                                      input_regions=input_regions,
+                                      output_regions=output_regions)
+        incoming = sum(r.expected[0].size for r in requests
+                       if r.expected[0].stored is None and r.input_region is None)
         where = ["spool", "catalog"] + (["blobs"] if template.store_result else [])
         service.space.check(*where, incoming=incoming)
         n = len(requests)
@@ -120,7 +137,8 @@ class BatchProcessing:
         stacking = _Stacking(self, pending, slots, ready, tasks)
         # Small images travel to the worker in memory (None), as for a synchronous Process;
         # so do the images that may be stacked.
-        paths = {i: None if i in stacking.keys else service.place(request).paths(job.id, 1)[0]
+        paths = {i: None if i in stacking.keys or request.input_region is not None
+                 else service.place(request).paths(job.id, 1)[0]
                  for i, (request, job) in pending.items()}
 
         def launch(i: int, bytes_in: int, error: BaseException | None = None,
@@ -173,7 +191,10 @@ class BatchProcessing:
             launch(i, wire[i], error, data)
 
         for i in pending:
-            if requests[i].expected[0].stored is not None:
+            if requests[i].input_region is not None:
+                wire[i] = requests[i].input_region.length   # read from the region
+                start(i)
+            elif requests[i].expected[0].stored is not None:
                 start(i)
         try:
             async for i, payload in payloads:

@@ -17,8 +17,8 @@ deadline, leaves the queue (or, once its stack runs, stops waiting for it); its 
 CANCELLED and the others of its stack are untouched.
 
 A call whose image is in a client's shared-memory region (regions.py) joins a stack as
-any other: the server copies its bytes from the region into the stack, and its result
-into the region.
+any other: the server copies its bytes from the region into the stack, and the worker
+writes its result into the region.
 """
 
 from __future__ import annotations
@@ -115,10 +115,7 @@ class DynamicBatcher:
                         request, payloads, [None] * len(request.expected), InMemory())
                 member = stacks.Member(job, request, datas[0], bytes_in)
                 ended = await self._join(key, member, priority, release)
-                if request.output_region is not None:
-                    await asyncio.to_thread(regions.write_array, request.output_region,
-                                            ended.result.data)
-                return await service.complete(ended)
+                return await service.complete(ended)   # a region's result: written there
             except BaseException as exc:
                 await asyncio.shield(service.fail(job, exc, bytes_in=bytes_in,
                                                   n_images=len(request.expected)))

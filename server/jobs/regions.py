@@ -129,6 +129,11 @@ def read_bytes(ref: RegionRef) -> np.ndarray:
     return shm.read(ref.name, ref.offset, (ref.length,), np.uint8)
 
 
+def read_into(ref: RegionRef, out: np.ndarray) -> None:
+    """Copy the bytes ``ref`` names (a looked-up region) into ``out`` (as many)."""
+    shm.read_into(ref.name, ref.offset, out)
+
+
 def write_array(ref: RegionRef, array) -> None:
     """Copy ``array``'s bytes into the region part ``ref`` names (a looked-up region)."""
     shm.write(ref.name, ref.offset, np.asarray(array))

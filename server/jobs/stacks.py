@@ -5,8 +5,10 @@ their geometry and their pipeline become one array with a new leading axis, sent
 worker in one call (:func:`~medcompute.server.worker.tasks.run_stack`). The worker
 runs the pipeline image by image over that axis, with the very calls an image alone
 gets, so each result equals the one-by-one result bit for bit; the result comes back as
-one array too and is sliced back per image. On the server the work per image is copying
-its bytes into the stack, and a view of its result out of it.
+one array per image. On the server the work per image is copying its bytes into the
+stack. A batch whose images are all in a client's shared-memory region (a batch over
+shared memory) sends no bytes: the worker reads each image from the region and writes
+each result into it.
 
 Each image keeps its own job, result, applied-operations record and usage line. For a
 batch the ends of a stack's jobs are recorded in one transaction
@@ -28,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from medcompute.server.errors import FailedPrecondition
-from medcompute.server.jobs import derived
+from medcompute.server.jobs import derived, regions
 from medcompute.server.jobs import states as jobs
 from medcompute.server.jobs.metering import usage_record
 from medcompute.server.jobs.requests import ProcessRequest
@@ -40,11 +42,12 @@ __all__ = ["Member", "stack_key", "work_bytes", "compute", "run"]
 
 @dataclass
 class Member:
-    """One image of a stack: its job (in the catalog), its request and its bytes."""
+    """One image of a stack: its job (in the catalog), its request and its bytes (None:
+    they are in the request's input region)."""
 
     job: jobs.Job
     request: ProcessRequest
-    data: bytes | bytearray | memoryview
+    data: bytes | bytearray | memoryview | None
     bytes_in: int = 0
 
 
@@ -88,20 +91,37 @@ async def compute(service, members: list[Member]) -> list[JobResult | BaseExcept
     staged = await service.stage(first, [None, *others], [members[0].data, *others])
     e = first.expected[0]
     shape = tuple(e.shape)
-    stack = np.empty((len(members), *shape), e.dtype)
-    for k, member in enumerate(members):          # the per-image work: copying its bytes
-        stack[k] = np.frombuffer(member.data, e.dtype, math.prod(shape)).reshape(shape)
+    base = dataclasses.replace(staged.inputs[0], path="", shm="", offset=0, data=None)
+    if all(m.data is None for m in members):
+        # Every image is in a client's shared-memory region (a batch over shared memory):
+        # the worker reads each there; nothing is copied here.
+        stacked = dataclasses.replace(base, shape=(len(members), *shape))
+        images = tuple(dataclasses.replace(base, shm=m.request.input_region.name,
+                                           offset=m.request.input_region.offset)
+                       for m in members)
+    else:
+        stack = np.empty((len(members), *shape), e.dtype)
+        for k, member in enumerate(members):      # the per-image work: copying its bytes
+            if member.data is None:               # from the client's shared-memory region
+                regions.read_into(member.request.input_region, stack[k])
+            else:
+                stack[k] = np.frombuffer(member.data, e.dtype, math.prod(shape)).reshape(shape)
+        stacked = dataclasses.replace(base, shape=stack.shape,
+                                      data=stack.reshape(-1).view(np.uint8))
+        images = ()
+    outs = tuple(None if m.request.output_region is None else
+                 (m.request.output_region.name, m.request.output_region.offset)
+                 for m in members)
     spec = StackSpec(
-        job_ids=tuple(m.job.id for m in members),
-        stack=dataclasses.replace(staged.inputs[0], shape=stack.shape,
-                                  data=stack.reshape(-1).view(np.uint8)),
+        job_ids=tuple(m.job.id for m in members), stack=stacked,
         operands=staged.inputs[1:], ops=tuple(staged.ops),
-        compute_dtype=first.compute_dtype, output_dtype=first.output_dtype)
+        compute_dtype=first.compute_dtype, output_dtype=first.output_dtype,
+        images=images, out_regions=outs if any(outs) else ())
     received = time.time()
     started = [jobs.apply(m.job, jobs.InputsReceived(received)) for m in members]
     result, reason = await service.dispatcher.run_stack(
         spec, device=first.device, allow_fallback=first.allow_fallback,
-        voxels=math.prod(stack.shape))
+        voxels=math.prod(stacked.shape))
     voxels = sum(math.prod(g.shape) for g in staged.geoms)
     energy = (result.energy_joules / len(members) if result.energy_joules is not None
               else None)
@@ -110,10 +130,13 @@ async def compute(service, members: list[Member]) -> list[JobResult | BaseExcept
         if result.errors[k] is not None:
             outcomes.append(result.errors[k])
             continue
-        data = result.out[k]
+        data = result.out[k]                # None: written into the member's region
+        out_shape = tuple(result.shapes[k]) if data is None else tuple(data.shape)
+        dtype = np.dtype(result.dtype if data is None else data.dtype)
         task = TaskResult(
-            out_path="", shape=tuple(data.shape), dtype=data.dtype.str, file_sizes=(),
-            nbytes=data.nbytes, started_at=result.started_at, finished_at=result.finished_at,
+            out_path="", shape=out_shape, dtype=dtype.str, file_sizes=(),
+            nbytes=math.prod(out_shape) * dtype.itemsize, started_at=result.started_at,
+            finished_at=result.finished_at,
             compute_seconds=result.seconds[k], backend=result.backend, device=result.device,
             worker=result.worker, crc32=result.crc32[k], versions=result.versions,
             gpu_seconds=result.kernel_seconds[k] if result.gpu else None, energy_joules=energy,

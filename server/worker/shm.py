@@ -16,7 +16,7 @@ import numpy as np
 
 from medcompute.server.errors import FailedPrecondition
 
-__all__ = ["SHM_DIR", "valid_name", "size", "read", "write"]
+__all__ = ["SHM_DIR", "valid_name", "size", "read", "read_into", "write"]
 
 #: Where Linux keeps POSIX shared-memory objects.
 SHM_DIR = "/dev/shm"
@@ -82,6 +82,15 @@ def read(name: str, offset: int, shape: tuple[int, ...], dtype,
         out = view.reshape(shape).copy()
         del view
     return out
+
+
+def read_into(name: str, offset: int, out: np.ndarray, field: str = "input_region") -> None:
+    """Copy ``out.nbytes`` bytes of the object at ``offset`` into ``out`` (contiguous)."""
+    target = out.reshape(-1).view(np.uint8)
+    with _Mapped(name, False, offset + target.nbytes, field) as m:
+        view = np.frombuffer(m, dtype=np.uint8, count=target.nbytes, offset=offset)
+        target[...] = view
+        del view
 
 
 def write(name: str, offset: int, array: np.ndarray, field: str = "output_region") -> None:

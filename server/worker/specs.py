@@ -72,6 +72,12 @@ class StackSpec:
     compute_dtype: str = "float32"
     output_dtype: str = "float32"
     device: str = "cpu"                   # "cpu" | "gpu"
+    #: Per image, where its bytes are (a client's shared-memory region): the worker reads
+    #: each there, and :attr:`stack` only describes them (no bytes of its own).
+    images: tuple[InputSpec, ...] = ()
+    #: Per image, the (object name, offset) its result is written into, or None (the
+    #: result comes back in StackResult.out).
+    out_regions: tuple = ()
 
     @property
     def job_id(self) -> str:
@@ -105,6 +111,10 @@ class StackResult:
     placement: str = ""
     #: On a GPU without energy_joules: why (gpu_meter.py).
     energy_absent: str = ""
+    #: Per image its result's shape, and the results' dtype (also for a result written
+    #: into a region, whose ``out`` entry is None).
+    shapes: list = field(default_factory=list)
+    dtype: str = ""
     #: On a GPU: its free memory once the stack's arrays were released (for placement).
     device_free: int | None = None
 

@@ -19,7 +19,7 @@ from functools import cache, wraps
 import numpy as np
 
 from medcompute.proto import wire
-from medcompute.server.errors import Internal, InvalidArgument, within
+from medcompute.server.errors import FailedPrecondition, Internal, InvalidArgument, within
 from medcompute.server.worker import cancel, kernel_cache, plugins
 from medcompute.server.worker.slabs import Region
 from medcompute.server.worker.specs import (
@@ -479,11 +479,18 @@ def run_stack(spec: StackSpec, *, announce: bool = True) -> StackResult:
     out, compile_seconds = [None] * len(spec.job_ids), None
     crcs, seconds, errors = [0] * n, [0.0] * n, [None] * n
     kernel, transfer = [0.0] * n, [0.0] * n
+    shapes, out_dtype = [()] * n, ""
     try:
-        stack = load_image(spec.stack)
+        # Image k: of the stack's array, or read from where spec.images[k] says (a
+        # client's shared-memory region).
+        stack = None if spec.images else load_image(spec.stack)
+
+        def image_of(k):
+            return stack[k] if stack is not None else load_image(spec.images[k])
+
         operand_host = [load_image(s) for s in spec.operands]
         if gpu and n:
-            compile_seconds = kernel_cache.prepare(spec, backend, [stack[0], *operand_host],
+            compile_seconds = kernel_cache.prepare(spec, backend, [image_of(0), *operand_host],
                                                    run_pipeline)
         meter = _meter(backend)
         operands = [backend.asarray(a) for a in operand_host]
@@ -497,7 +504,7 @@ def run_stack(spec: StackSpec, *, announce: bool = True) -> StackResult:
                 # a cancelled image still in its kernel stops as a job alone does.
                 t0 = time.perf_counter()
                 with cancel.running(job_id):
-                    image = backend.asarray(stack[k])
+                    image = backend.asarray(image_of(k))
                     backend.synchronize()
                     t1 = time.perf_counter()
                     result = run_pipeline(image, operands, spec.ops,
@@ -515,8 +522,18 @@ def run_stack(spec: StackSpec, *, announce: bool = True) -> StackResult:
                 continue
             finally:
                 _running.job = None
-            out[k] = host          # the kernel's own array: no copy into a stack
             crcs[k] = wire.crc32(host)
+            shapes[k], out_dtype = tuple(host.shape), host.dtype.str
+            region = spec.out_regions[k] if spec.out_regions else None
+            if region is not None:
+                from medcompute.server.worker import shm
+
+                try:
+                    shm.write(region[0], region[1], host)   # into the client's region
+                except FailedPrecondition as exc:         # it unlinked or shrank it
+                    errors[k] = exc
+            else:
+                out[k] = host      # the kernel's own array: no copy into a stack
         operands = image = result = None         # back into the device's pool
         device_free = None
         if gpu:
@@ -529,6 +546,7 @@ def run_stack(spec: StackSpec, *, announce: bool = True) -> StackResult:
             raise failure from None
         raise
     return StackResult(out=out, crc32=crcs, seconds=seconds, errors=errors,
+                       shapes=shapes, dtype=out_dtype,
                        started_at=started_at, finished_at=time.time(), backend=backend.name,
                        device=backend.device, worker=_worker_address(), versions=versions(),
                        gpu=gpu, energy_joules=meter.joules(),
