@@ -13,6 +13,7 @@ change it while the cluster runs and it survives a worker restart::
     {"fail": "oom"}      # every upload to the device raises an out-of-memory error
     {"fail": "driver"}   # ... raises a driver error
     {"fail": "crash"}    # ... kills the worker process (os._exit)
+    {"fail": "crash_in_kernel"}  # uploads work; the first kernel kills the worker process
     {"fail": "after_upload"}  # uploads work; the first kernel raises a driver error
     {"fail": "sticky"}   # the first kernel breaks the context: every later device call
                          # in this worker process fails too, until the process restarts
@@ -154,6 +155,8 @@ class _FakeNdimage:
             _check_context()
             control = _control()
             fail = control.get("fail")
+            if fail == "crash_in_kernel":
+                os._exit(70)
             if fail == "after_upload":
                 raise FakeGPUDriverError(f"{DEVICE_NAME}: kernel launch failed ({name})")
             if fail == "sticky":
