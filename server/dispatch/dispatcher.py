@@ -44,6 +44,7 @@ from medcompute.server.errors import Cancelled, Internal, Unavailable
 from medcompute.server.storage.space import storage_fault
 from medcompute.server.worker.cancel import restart_broken
 from medcompute.server.worker.gpu_meter import free_memory
+from medcompute.server.worker.gpu_slabs import run_slabs, slab_groups
 from medcompute.server.worker.kernel_cache import state as kernel_state
 from medcompute.server.worker.slabs import plan_split
 from medcompute.server.worker.tasks import (
@@ -536,12 +537,20 @@ class Dispatcher:
             f.truncate(math.prod(out_shape) * itemsize)
         slab_spec = replace(spec, inputs=tuple(inputs), out_path=raw_path, output_format="raw",
                             out_shape=tuple(out_shape))
-        futures = [self.submit(run_task, replace(slab_spec, region=r), kind=spec.device,
-                               key=_key(spec, f"-slab{k}"))
-                   for k, r in enumerate(plan.regions)]
+        if spec.device == "gpu":    # a run of slabs per GPU worker, double-buffered
+            futures = [self.submit(run_slabs, slab_spec, group, kind="gpu",
+                                   key=_key(spec, f"-slabs{k}")) for k, group in
+                       enumerate(slab_groups(plan.regions,
+                                             len((self._view or WorkerView()).gpu)))]
+        else:
+            futures = [self.submit(run_task, replace(slab_spec, region=r), kind=spec.device,
+                                   key=_key(spec, f"-slab{k}"))
+                       for k, r in enumerate(plan.regions)]
         try:
             parts = await self._gather(futures, spec.device,
                                        self.progress_hooks.get(spec.job_id))
+            if spec.device == "gpu":
+                parts = [part for group in parts for part in group]
             self._learn_free_memory(parts)
         finally:
             for i in decode:

@@ -539,13 +539,22 @@ def test_a_broken_device_context_restarts_the_gpu_worker(c, cluster, fake_gpu):
     assert r.header.backend == "fake-gpu" and not r.header.fallback.happened
 
 
-def test_a_volume_larger_than_the_gpus_memory_runs_on_the_gpu_in_slabs(c):
+def test_a_volume_larger_than_the_gpus_memory_runs_on_the_gpu_in_slabs(c, cluster):
+    from medcompute.server.worker import fakegpu
+
+    [before] = _gpu_worker_state(cluster, fakegpu.stream_events).values()
     vol = _vol((36, 512, 512), seed=9)            # 36 MiB of float32 > the fake's 32 MiB
     assert vol.nbytes > FAKE_MEMORY
     r = c.process(vol, ["gaussian:sigma=1"], device="gpu")
     assert r.header.backend == "fake-gpu" and not r.header.fallback.happened
     np.testing.assert_allclose(r.array, _whole(vol, ["gaussian:sigma=1"]), rtol=1e-5,
                                atol=1e-4)
+    # The slabs ran double-buffered in one task on the one GPU worker (gpu_slabs.py).
+    assert r.header.slabs > 1 and list(r.header.workers) == [r.header.worker]
+    assert r.header.usage.HasField("gpu_seconds") and r.header.usage.HasField("transfer_seconds")
+    [after] = _gpu_worker_state(cluster, fakegpu.stream_events).values()
+    done = [e for e in after[len(before):] if e[0] == "downloaded"]
+    assert len(done) == r.header.slabs
 
 
 def test_a_large_median_asked_for_the_gpu_is_placed_on_cpu_and_says_why(c):
