@@ -22,6 +22,7 @@ from dataclasses import replace
 import numpy as np
 
 from medcompute.server.worker import cancel, kernel_cache, tasks
+from medcompute.server.worker.devices import device_backend, gpu_failure, meter, worker_address
 from medcompute.server.worker.slabs import Region
 from medcompute.server.worker.specs import TaskResult, TaskSpec
 
@@ -58,14 +59,14 @@ def _run(spec: TaskSpec, regions: tuple[Region, ...], overlap: bool) -> list[Tas
     from medcompute import kernels
     from medcompute.kernels.streams import run_slabs as pipelined
 
-    worker = tasks._worker_address()
+    worker = worker_address()
     tasks._announce(spec.job_id, worker=worker, slab=regions[0].start)
-    backend = tasks._backend(spec.device)
+    backend = device_backend(spec.device)
     ndim = len(spec.inputs[0].shape)
     results: list[TaskResult] = []
     compiled: list = []
     target: list = []
-    meter = tasks._meter(backend)
+    energy = meter(backend)
 
     def load(k: int) -> list[np.ndarray]:
         if tasks._cancelled():
@@ -105,14 +106,14 @@ def _run(spec: TaskSpec, regions: tuple[Region, ...], overlap: bool) -> list[Tas
 
         device_free = free_memory()
     except Exception as exc:
-        failure = tasks._gpu_failure(exc, backend)
+        failure = gpu_failure(exc, backend)
         if failure is not None:
             raise failure from None
         raise
     finally:
         target.clear()
     if results:
-        results[0] = replace(results[0], energy_joules=meter.joules(),
-                             energy_absent=meter.absent)
+        results[0] = replace(results[0], energy_joules=energy.joules(),
+                             energy_absent=energy.absent)
         results[-1] = replace(results[-1], device_free=device_free)
     return results
