@@ -58,3 +58,23 @@ def test_a_download_is_in_its_buffer_only_once_its_event_was_waited_for():
     backend.wait(after)
     np.testing.assert_array_equal(out, np.arange(6, dtype=np.float32))
     assert backend.elapsed(before, after) >= 0
+
+
+@pytest.mark.gpu
+def test_overlapped_slabs_on_a_gpu_equal_one_slab_at_a_time_bit_for_bit():
+    try:
+        backend = kernels.gpu_backend(0)
+    except kernels.BackendUnavailable as exc:
+        pytest.skip(str(exc))
+    results = {}
+    for overlap in (True, False):
+        stored = []
+        run_slabs(backend, len(SLABS), lambda k: [SLABS[k]],
+                  lambda device: kernels.gaussian(device[0], (1.5, 1.0, 1.0)),
+                  lambda k, out, t, stored=stored: stored.append(out.copy()),
+                  overlap=overlap)
+        results[overlap] = stored
+    for a, b, slab in zip(results[True], results[False], SLABS):
+        assert a.tobytes() == b.tobytes()
+        np.testing.assert_allclose(a, ndi.gaussian_filter(slab, (1.5, 1.0, 1.0),
+                                                          mode="nearest"), rtol=1e-5, atol=1e-4)
