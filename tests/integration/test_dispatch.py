@@ -539,6 +539,27 @@ def test_a_broken_device_context_restarts_the_gpu_worker(c, cluster, fake_gpu):
     assert r.header.backend == "fake-gpu" and not r.header.fallback.happened
 
 
+def test_every_job_on_a_poisoned_gpu_worker_runs_again_on_cpu_billed_once(c, cluster,
+                                                                         fake_gpu):
+    # Jobs of their own (over the batch size): the first breaks the context and has the
+    # worker restarted; those it held meanwhile are lost with it, those after it fail
+    # on the broken context (or on a fresh worker, which the control breaks again).
+    vols = [_vol((17, 256, 256), seed=20 + k) for k in range(3)]
+    fake_gpu("sticky")
+    with ThreadPoolExecutor(len(vols)) as pool:
+        results = list(pool.map(lambda v: c.process(v, ["gaussian:sigma=1"], device="gpu"),
+                                vols))
+    fake_gpu(None)
+    for vol, r in zip(vols, results):
+        reason = r.header.fallback.reason
+        assert r.header.backend == "numpy" and r.header.fallback.happened
+        assert "FakeGPUContextError" in reason or "was lost while it ran the job" in reason
+        np.testing.assert_allclose(r.array, _scipy_gaussian(vol), rtol=1e-5, atol=1e-4)
+        record = _usage_record(cluster, r.job_id)
+        assert record["fallback_reason"] == reason and "gpu_seconds" not in record
+    _wait_for_the_gpu_worker(cluster, c)
+
+
 def test_a_volume_larger_than_the_gpus_memory_runs_on_the_gpu_in_slabs(c, cluster):
     from medcompute.server.worker import fakegpu
 
