@@ -16,7 +16,10 @@ time box and recorded even when it fails:
 3. the service end to end: the same volume and pipeline through ``medcompute serve``
    on a GPU worker against a CPU-only server (with the usage record's GPU, transfer
    and compile seconds);
-4. the harness's GPU section (benchmarks/run.py --sections kernels,gpu --quick).
+4. the harness's GPU section (benchmarks/run.py --sections kernels,gpu --quick);
+5. the double-buffered slab loop (kernels/streams.py) against one slab at a time on the
+   same volume in slabs: wall seconds of each, their ratio, the per-slab upload /
+   kernel / download sums, and whether the results are the same bit for bit.
 
 The JSON (``<out>/<timestamp>-gpu-check.json``) also holds the versions and the device.
 """
@@ -149,6 +152,50 @@ def _op_timings() -> dict:
                       "placement uses, plus the input"]}
 
 
+#: Slabs the volume is cut into for the overlap part (no halo: a timing, not a result).
+OVERLAP_SLABS = 8
+
+
+def _overlap() -> dict:
+    """Runs in the --op-timings process's place: the slab loop overlapped and not."""
+    import numpy as np
+
+    from medcompute import kernels
+    from medcompute.kernels.streams import run_slabs
+
+    backend = kernels.gpu_backend(0)
+    host = np.random.default_rng(2).integers(-1000, 3000, SHAPE).astype(np.int16)
+    slabs = np.array_split(host, OVERLAP_SLABS, axis=0)
+    rows = {}
+    for overlap in (True, False, True, False):      # the first two compile and warm up
+        stored, times = [], []
+        t0 = time.perf_counter()
+        run_slabs(backend, len(slabs), lambda k: [slabs[k]],
+                  lambda device: kernels.gaussian(device[0], (2.0, 2.0, 2.0)),
+                  lambda k, out, t, stored=stored, times=times: (
+                      stored.append(out.copy()), times.append(t)),
+                  overlap=overlap)
+        rows[overlap] = {"wall_seconds": time.perf_counter() - t0,
+                         "upload_seconds": sum(t.upload for t in times),
+                         "kernel_seconds": sum(t.kernel for t in times),
+                         "download_seconds": sum(t.download for t in times),
+                         "results": stored}
+    same = all(a.tobytes() == b.tobytes()
+               for a, b in zip(rows[True].pop("results"), rows[False].pop("results")))
+    return {"ok": same, "shape": list(SHAPE), "slabs": OVERLAP_SLABS,
+            "pipeline": "gaussian sigma 2", "overlapped": rows[True], "sequential": rows[False],
+            "sequential_over_overlapped": rows[False]["wall_seconds"]
+            / rows[True]["wall_seconds"], "bit_for_bit": same}
+
+
+def overlap(timeout: float) -> dict:
+    proc = subprocess.run([sys.executable, __file__, "--overlap"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        return {"ok": False, "error": proc.stderr.strip()[-2000:]}
+    return json.loads(proc.stdout)
+
+
 def op_timings(timeout: float) -> dict:
     with tempfile.TemporaryDirectory(prefix="medcompute-gpu-check-") as cache:
         env = {**os.environ, "CUPY_CACHE_DIR": cache}
@@ -218,9 +265,13 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=HERE / "results")
     parser.add_argument("--op-timings", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--overlap", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.op_timings:
         print(json.dumps(_op_timings()))
+        return 0
+    if args.overlap:
+        print(json.dumps(_overlap()))
         return 0
     gpus, why = device()
     if not gpus:
@@ -240,12 +291,13 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as bench_out:
         report["bench"] = _timed_part("bench sections",
                                       lambda: bench_sections(Path(bench_out), 150), log)
+    report["overlap"] = _timed_part("slab overlap", lambda: overlap(90), log)
     report["wall_seconds"] = time.monotonic() - started
     path = args.out / f"{time.strftime('%Y%m%d-%H%M%S')}-gpu-check.json"
     path.write_text(json.dumps(report, indent=1, default=str))
     log(f"wrote {path}")
     ok = all(report[k].get("ok", True) for k in ("gpu_tests", "operations", "end_to_end",
-                                                 "bench"))
+                                                 "bench", "overlap"))
     return 0 if ok else 1
 
 

@@ -10,6 +10,7 @@ CuPy array or an explicit GPU request asks for it.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import numbers
 from collections.abc import Callable
@@ -169,6 +170,65 @@ class Backend:
         # CuPy backend: kernels are queued on a stream; wait for them (timing, hand-over).
         with self.xp.cuda.Device(self.index):
             self.xp.cuda.get_current_stream().synchronize()
+
+    # -- streams: the seam of the double-buffered slab loop (streams.run_slabs) ---------
+    def new_stream(self) -> Any:
+        """A stream of its own: CuPy's non-blocking CUDA stream; on the CPU the stand-in
+        :class:`~medcompute.kernels.streams.HostStream`."""
+        if self.index is None:
+            from .streams import HostStream
+
+            return HostStream()
+        with self.xp.cuda.Device(self.index):
+            return self.xp.cuda.Stream(non_blocking=True)
+
+    def on_stream(self, stream: Any):
+        """A context in which kernels are queued on ``stream``."""
+        if self.index is None:
+            return contextlib.nullcontext()
+        return stream               # CuPy: a stream is the current one inside ``with``
+
+    def pinned_empty(self, shape, dtype) -> np.ndarray:
+        """A host buffer copies can be queued from and into (page-locked on a GPU)."""
+        if self.index is None:
+            return np.empty(shape, dtype)
+        import cupyx
+
+        return cupyx.empty_pinned(shape, dtype)
+
+    def upload(self, host_array: np.ndarray, stream: Any) -> Any:
+        """``host_array`` (pinned) copied to the device, the copy queued on ``stream``."""
+        if self.index is None:
+            return self.asarray(host_array)
+        with self.xp.cuda.Device(self.index):
+            out = self.xp.empty(host_array.shape, host_array.dtype)
+            out.set(host_array, stream=stream)
+            return out
+
+    def download(self, array: Any, stream: Any, out: np.ndarray) -> None:
+        """Queue the copy of ``array`` into the host buffer ``out`` on ``stream``: it is
+        there once an event recorded after it (:meth:`record`) was waited for."""
+        if self.index is None:
+            stream.defer(lambda: np.copyto(out, self.to_host(array)))
+            return
+        self.xp.asnumpy(array, stream=stream, out=out, blocking=False)
+
+    def record(self, stream: Any) -> Any:
+        """An event at this point of ``stream``."""
+        return stream.record()
+
+    def wait(self, event: Any) -> None:
+        """Wait until the work queued before ``event`` is done."""
+        event.synchronize()
+
+    def elapsed(self, start: Any, end: Any) -> float:
+        """Seconds between two events that were waited for (CUDA: measured on the
+        device)."""
+        if self.index is None:
+            start.synchronize()
+            end.synchronize()
+            return max(0.0, end.at - start.at)
+        return self.xp.cuda.get_elapsed_time(start, end) / 1000.0
 
 
 @functools.cache

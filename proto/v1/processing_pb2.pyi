@@ -149,7 +149,7 @@ class Fallback(_message.Message):
     def __init__(self, happened: _Optional[bool] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class UsageRecord(_message.Message):
-    __slots__ = ("job_id", "subscriber", "operations", "images", "voxels", "bytes_in", "bytes_out", "queue_seconds", "compute_seconds", "wall_seconds", "backend", "device", "gpu_seconds", "energy_joules", "fallback", "state", "created_at", "finished_at", "platform_fault", "destination", "software", "transfer_seconds", "compile_seconds", "energy_absent_reason")
+    __slots__ = ("job_id", "subscriber", "operations", "images", "voxels", "bytes_in", "bytes_out", "queue_seconds", "compute_seconds", "wall_seconds", "backend", "device", "gpu_seconds", "energy_joules", "fallback", "state", "created_at", "finished_at", "platform_fault", "destination", "software", "transfer_seconds", "compile_seconds", "energy_absent_reason", "fallback_reason")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     SUBSCRIBER_FIELD_NUMBER: _ClassVar[int]
     OPERATIONS_FIELD_NUMBER: _ClassVar[int]
@@ -174,6 +174,7 @@ class UsageRecord(_message.Message):
     TRANSFER_SECONDS_FIELD_NUMBER: _ClassVar[int]
     COMPILE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     ENERGY_ABSENT_REASON_FIELD_NUMBER: _ClassVar[int]
+    FALLBACK_REASON_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     subscriber: str
     operations: _containers.RepeatedScalarFieldContainer[str]
@@ -198,7 +199,8 @@ class UsageRecord(_message.Message):
     transfer_seconds: float
     compile_seconds: float
     energy_absent_reason: str
-    def __init__(self, job_id: _Optional[str] = ..., subscriber: _Optional[str] = ..., operations: _Optional[_Iterable[str]] = ..., images: _Optional[int] = ..., voxels: _Optional[int] = ..., bytes_in: _Optional[int] = ..., bytes_out: _Optional[int] = ..., queue_seconds: _Optional[float] = ..., compute_seconds: _Optional[float] = ..., wall_seconds: _Optional[float] = ..., backend: _Optional[str] = ..., device: _Optional[str] = ..., gpu_seconds: _Optional[float] = ..., energy_joules: _Optional[float] = ..., fallback: _Optional[bool] = ..., state: _Optional[str] = ..., created_at: _Optional[float] = ..., finished_at: _Optional[float] = ..., platform_fault: _Optional[bool] = ..., destination: _Optional[str] = ..., software: _Optional[_Iterable[_Union[SoftwareUse, _Mapping]]] = ..., transfer_seconds: _Optional[float] = ..., compile_seconds: _Optional[float] = ..., energy_absent_reason: _Optional[str] = ...) -> None: ...
+    fallback_reason: str
+    def __init__(self, job_id: _Optional[str] = ..., subscriber: _Optional[str] = ..., operations: _Optional[_Iterable[str]] = ..., images: _Optional[int] = ..., voxels: _Optional[int] = ..., bytes_in: _Optional[int] = ..., bytes_out: _Optional[int] = ..., queue_seconds: _Optional[float] = ..., compute_seconds: _Optional[float] = ..., wall_seconds: _Optional[float] = ..., backend: _Optional[str] = ..., device: _Optional[str] = ..., gpu_seconds: _Optional[float] = ..., energy_joules: _Optional[float] = ..., fallback: _Optional[bool] = ..., state: _Optional[str] = ..., created_at: _Optional[float] = ..., finished_at: _Optional[float] = ..., platform_fault: _Optional[bool] = ..., destination: _Optional[str] = ..., software: _Optional[_Iterable[_Union[SoftwareUse, _Mapping]]] = ..., transfer_seconds: _Optional[float] = ..., compile_seconds: _Optional[float] = ..., energy_absent_reason: _Optional[str] = ..., fallback_reason: _Optional[str] = ...) -> None: ...
 
 class SoftwareUse(_message.Message):
     __slots__ = ("package", "version", "sha256", "operation", "fee")

@@ -4,8 +4,9 @@
   ``device=auto`` when one exists and the job fits its memory; otherwise CPU workers.
 - **How**: a whole image per task; many small images batched into one task while
   the workers are busy; a large volume split into slabs with a halo (slabs.py).
-- **What if**: a GPU failure re-runs the job on CPU and says why; a cancelled call
-  cancels its futures; a task that keeps killing workers ends with a clear error.
+- **What if**: a GPU failure, or the loss of the GPU worker running the job
+  (losses.py), re-runs the job on CPU and says why; a cancelled call cancels its
+  futures; a task that keeps killing CPU workers ends with a clear error.
 
 Embedded: a cluster of worker *processes* on loopback (cluster.py). External:
 ``--scheduler tcp://HOST:PORT`` joins a running cluster. No job runs in the server.
@@ -27,7 +28,8 @@ import dask
 
 from medcompute.proto import wire
 from medcompute.server.config import ServerConfig
-from medcompute.server.dicom.write import Series, derived_uid
+from medcompute.server.dispatch.encoding import encode_parts, join
+from medcompute.server.dispatch.losses import LOSS_TOPIC, WorkerLosses, WorkerLost
 from medcompute.server.dispatch.placement import (
     WorkerView,
     gpu_unsuited,
@@ -42,6 +44,7 @@ from medcompute.server.errors import Cancelled, Internal, Unavailable
 from medcompute.server.storage.space import storage_fault
 from medcompute.server.worker.cancel import restart_broken
 from medcompute.server.worker.gpu_meter import free_memory
+from medcompute.server.worker.gpu_slabs import run_slabs, slab_groups
 from medcompute.server.worker.kernel_cache import state as kernel_state
 from medcompute.server.worker.slabs import plan_split
 from medcompute.server.worker.tasks import (
@@ -52,10 +55,8 @@ from medcompute.server.worker.tasks import (
     TaskResult,
     TaskSpec,
     WorkerRunner,
-    encode_dicom,
     job_ids,
     materialize,
-    part_path,
     run_batch,
     run_task,
     warm_up,
@@ -108,6 +109,8 @@ class Dispatcher:
         #: chosen longest ago goes next, so that few large calls (stacks) still spread.
         self._runner_turn: dict[str, int] = {}
         self._turns = 0
+        #: GPU tasks whose worker died: re-run on CPU at the first loss (losses.py).
+        self.losses = WorkerLosses()
 
     # -- life-cycle --------------------------------------------------------------
     async def start(self) -> None:
@@ -129,6 +132,7 @@ class Dispatcher:
                 kernel_cache=str(self.config.data_dir / "kernel-cache" / "cupy"))
             self.client = await Client(self.cluster, asynchronous=True, direct_to_workers=True)
         self.client.subscribe_topic(EVENT_TOPIC, self._on_event)
+        self.client.subscribe_topic(LOSS_TOPIC, self.losses.on_event)
         await self.client.wait_for_workers(1)
         await self.client.run(warm_up)
         await self.client.register_plugin(warm_up_plugin())
@@ -195,6 +199,7 @@ class Dispatcher:
                               f"reached ({type(exc).__name__})") from None
         old, self.client = self.client, client
         client.subscribe_topic(EVENT_TOPIC, self._on_event)
+        client.subscribe_topic(LOSS_TOPIC, self.losses.on_event)
         if old is not None:
             await old.close()
         log.info("reconnected to the Dask scheduler at %s", self.config.scheduler)
@@ -289,6 +294,9 @@ class Dispatcher:
             raise Cancelled("every caller of these jobs went away")
         future = self.submit(run_batch, specs, kind=kind, key=f"batch-{uuid.uuid4().hex}")
         cancel[:] = [lambda: self.client.cancel([future], force=True)]
+        if kind == "gpu":
+            [results] = await self._gather([future], kind)
+            return results
         return await future
 
     async def _runner(self):
@@ -330,10 +338,15 @@ class Dispatcher:
                                       allow_other_workers=True)
         return self.client.submit(fn, *args, key=key, pure=False)
 
-    def translate(self, exc: BaseException) -> BaseException:
-        """Dask's failures as domain errors (the task's own errors pass through)."""
+    def translate(self, exc: BaseException, kind: str = "cpu") -> BaseException:
+        """Dask's failures as domain errors (the task's own errors pass through); on a
+        GPU (``kind``), a task that lost its worker is a :class:`GpuFailure`: the job
+        runs again on CPU."""
         from distributed.scheduler import KilledWorker
 
+        if isinstance(exc, KilledWorker | WorkerLost) and kind == "gpu":
+            worker = getattr(exc, "worker", None) or getattr(exc, "last_worker", None)
+            return _lost(getattr(worker, "address", worker) or "")
         if isinstance(exc, KilledWorker):
             allowed = dask.config.get("distributed.scheduler.allowed-failures")
             return Internal(
@@ -347,7 +360,19 @@ class Dispatcher:
             return Unavailable(f"the Dask cluster could not be reached ({type(exc).__name__})")
         return exc
 
-    async def _await(self, futures: list, progress=None):
+    async def _gather(self, futures: list, kind: str, progress=None):
+        """:meth:`_await` the futures; on a GPU, a :class:`GpuFailure` as soon as the
+        worker holding one of them dies (losses.py), the futures then cancelled."""
+        if kind != "gpu":
+            return await self._await(futures, progress)
+        try:
+            return await self.losses.watch([f.key for f in futures],
+                                           self._await(futures, progress, kind))
+        except WorkerLost as exc:
+            self._view = None                       # that worker is gone
+            raise self.translate(exc, kind) from None
+
+    async def _await(self, futures: list, progress=None, kind: str = "cpu"):
         waits = futures
         if progress is not None:
             done = 0
@@ -366,7 +391,7 @@ class Dispatcher:
             raise
         except BaseException as exc:
             await asyncio.shield(self.client.cancel(futures, force=True))
-            raise self.translate(exc) from None
+            raise self.translate(exc, kind) from None
 
     async def install_plugin(self, plugin, name: str) -> None:
         """Register a worker plug-in: Dask runs its ``setup`` on every worker now and on
@@ -476,8 +501,8 @@ class Dispatcher:
         if how == "batch":
             result = await self._batchers[kind].run(spec)
         else:
-            [result] = await self._await([self.submit(run_task, spec, kind=kind,
-                                                      key=f"job-{spec.job_id}")])
+            [result] = await self._gather([self.submit(run_task, spec, kind=kind,
+                                                       key=_key(spec))], kind)
         self._learn_free_memory([result])
         return Execution(result, workers=(result.worker,))
 
@@ -506,7 +531,7 @@ class Dispatcher:
                              for r in plan.regions))]
         if decode:
             futures = [self.submit(materialize, inputs[i], f"{spec.out_path}.in{i}.raw",
-                                   kind="cpu", key=f"job-{spec.job_id}-decode{i}")
+                                   kind="cpu", key=_key(spec, f"-decode{i}"))
                        for i in decode]
             for i, decoded in zip(decode, await self._await(futures)):
                 inputs[i] = decoded
@@ -517,20 +542,29 @@ class Dispatcher:
             f.truncate(math.prod(out_shape) * itemsize)
         slab_spec = replace(spec, inputs=tuple(inputs), out_path=raw_path, output_format="raw",
                             out_shape=tuple(out_shape))
-        futures = [self.submit(run_task, replace(slab_spec, region=r), kind=spec.device,
-                               key=f"job-{spec.job_id}-slab{k}")
-                   for k, r in enumerate(plan.regions)]
+        if spec.device == "gpu":    # a run of slabs per GPU worker, double-buffered
+            futures = [self.submit(run_slabs, slab_spec, group, kind="gpu",
+                                   key=_key(spec, f"-slabs{k}")) for k, group in
+                       enumerate(slab_groups(plan.regions,
+                                             len((self._view or WorkerView()).gpu)))]
+        else:
+            futures = [self.submit(run_task, replace(slab_spec, region=r), kind=spec.device,
+                                   key=_key(spec, f"-slab{k}"))
+                       for k, r in enumerate(plan.regions)]
         try:
-            parts = await self._await(futures, self.progress_hooks.get(spec.job_id))
+            parts = await self._gather(futures, spec.device,
+                                       self.progress_hooks.get(spec.job_id))
+            if spec.device == "gpu":
+                parts = [part for group in parts for part in group]
             self._learn_free_memory(parts)
         finally:
             for i in decode:
                 if os.path.exists(inputs[i].path):
                     os.unlink(inputs[i].path)
         if dicom_out:
-            merged = await self._encode(spec, tuple(out_shape), parts[0].dtype)
+            merged = await encode_parts(self, spec, tuple(out_shape), parts[0].dtype)
         else:
-            crc = await asyncio.to_thread(_join, [raw_path])
+            crc = await asyncio.to_thread(join, [raw_path])
             merged = replace(parts[0], out_path=raw_path, shape=tuple(out_shape),
                              nbytes=math.prod(out_shape) * itemsize, crc32=crc,
                              file_sizes=())
@@ -548,51 +582,18 @@ class Dispatcher:
         workers = tuple(dict.fromkeys(p.worker for p in parts))
         return Execution(merged, slabs=len(parts), workers=workers)
 
-    async def _encode(self, spec: TaskSpec, shape: tuple[int, ...], dtype: str) -> TaskResult:
-        """The DICOM files of a result that slabs wrote raw: one task, or, for a series of
-        one file per slice, a share of the slices per CPU worker, joined here in order."""
-        workers = len((self._view or WorkerView()).cpu)
-        slices = shape[0] if len(shape) == 3 else 1
-        count = min(workers, slices // ENCODE_SLICES_MIN) \
-            if spec.output_format == "dicom_series" else 1
-        if count <= 1:
-            [result] = await self._await([self.submit(
-                encode_dicom, spec, shape, dtype, kind="cpu", key=f"job-{spec.job_id}-encode")])
-            return result
-        uid, created = derived_uid(), time.time()
-        bounds = [slices * i // count for i in range(count + 1)]
-        shares = [Series(uid, created, (bounds[i], bounds[i + 1])) for i in range(count)]
-        try:
-            parts = await self._await([
-                self.submit(encode_dicom, spec, shape, dtype, share, kind="cpu",
-                            key=f"job-{spec.job_id}-encode{k}")
-                for k, share in enumerate(shares)])
-            crc = await asyncio.to_thread(_join, [p.out_path for p in parts], spec.out_path)
-        finally:
-            for share in shares:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(part_path(spec.out_path, share))
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(spec.out_path + ".raw")
-        sizes = tuple(size for p in parts for size in p.file_sizes)
-        return replace(parts[0], out_path=spec.out_path, file_sizes=sizes, nbytes=sum(sizes),
-                       crc32=crc, started_at=min(p.started_at for p in parts),
-                       finished_at=max(p.finished_at for p in parts))
+
+def _key(spec: TaskSpec, part: str = "") -> str:
+    """The Dask key of a job's task (``part``: of one of its tasks): a GPU attempt's keys
+    differ from those of its CPU re-run, which may follow while the GPU attempt's
+    cancelled tasks are still being released."""
+    return f"job-{spec.job_id}{'-gpu' if spec.device == 'gpu' else ''}{part}"
 
 
-#: Slices each worker writes at least when a derived series' files are written in parts.
-ENCODE_SLICES_MIN = 16
-
-
-def _join(paths: list[str], out: str | None = None) -> int:
-    """The CRC-32 of the files ``paths`` read in order; with ``out``, also written there
-    one after the other."""
-    crc = 0
-    with open(out, "wb") if out else contextlib.nullcontext() as target:
-        for path in paths:
-            with open(path, "rb") as f:
-                while block := f.read(1 << 22):
-                    crc = wire.crc32(block, crc)
-                    if target is not None:
-                        target.write(block)
-    return crc
+def _lost(worker: str) -> GpuFailure:
+    """The failure of a GPU task whose worker process died (killed, out of host memory,
+    a crash in the driver): the job runs again on CPU; the dead worker's nanny starts a
+    new one."""
+    return GpuFailure(f"the GPU worker {worker or '(unknown)'} was lost while it ran the job "
+                      "(its process died: killed, out of host memory, or crashed)",
+                      worker=worker)

@@ -73,7 +73,7 @@ class SmallJobs:
             try:
                 results = await self.dispatcher.send_batch(self.kind, specs, cancel)
             except BaseException as exc:
-                error = self.dispatcher.translate(exc)
+                error = self.dispatcher.translate(exc, self.kind)
                 for waiter in waiters:
                     if not waiter.done():
                         waiter.set_exception(error)

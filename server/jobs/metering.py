@@ -48,6 +48,8 @@ class Usage:
     compile_seconds: float | None = None
     #: On a GPU without ``energy_joules``: why it is absent (None elsewhere).
     energy_absent_reason: str | None = None
+    #: Where ``fallback``: why the job ran on CPU ("" otherwise: absent from as_dict).
+    fallback_reason: str = ""
 
     def as_dict(self) -> dict:
         """The record as the catalog keeps it and the metrics count it (a plain dict,
@@ -57,6 +59,8 @@ class Usage:
         out["software"] = [dict(line) for line in self.software]
         if not out["software"]:
             del out["software"]
+        if not out["fallback_reason"]:
+            del out["fallback_reason"]
         for name in ("gpu_seconds", "energy_joules", "transfer_seconds", "compile_seconds",
                      "energy_absent_reason"):
             if out[name] is None:
@@ -73,9 +77,10 @@ def software_lines(ops: Sequence) -> tuple[dict, ...]:
 
 def usage_record(job: Job, result: TaskResult | None, *, images: int, voxels: int,
                  bytes_in: int, bytes_out: int, fallback: bool = False,
-                 ops: Sequence = ()) -> Usage:
+                 ops: Sequence = (), fallback_reason: str = "") -> Usage:
     """One job's usage; ``result`` None for a job that did not run to its end; ``ops``:
-    the resolved operations of a job that ran them (their software packages' uses)."""
+    the resolved operations of a job that ran them (their software packages' uses);
+    ``fallback_reason``: why a job meant for a GPU ran on CPU (``fallback`` then too)."""
     end = job.finished_at or job.created_at
     measured = {}
     if result is not None:
@@ -100,7 +105,8 @@ def usage_record(job: Job, result: TaskResult | None, *, images: int, voxels: in
         "wall_seconds": max(0.0, end - job.created_at),
         "backend": "",
         "device": "",
-        "fallback": fallback,
+        "fallback": fallback or bool(fallback_reason),
+        "fallback_reason": fallback_reason,
         "state": job.state.value,
         "created_at": job.created_at,
         "finished_at": end,

@@ -380,7 +380,7 @@ class Pipeline:
         job = jobs.apply(job, jobs.Succeeded(time.time()))
         usage = usage_record(job, result, images=len(request.expected), voxels=voxels,
                              bytes_in=bytes_in, bytes_out=result.nbytes,
-                             fallback=bool(execution.fallback_reason), ops=staged.ops)
+                             fallback_reason=execution.fallback_reason, ops=staged.ops)
         ended = JobResult(job, staged.ops, result, staged.out_geom.spacing,
                           request.output_format, usage,
                           fallback_reason=execution.fallback_reason, slabs=execution.slabs,

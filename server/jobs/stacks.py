@@ -149,7 +149,7 @@ async def compute(service, members: list[Member]) -> list[JobResult | BaseExcept
         job = jobs.apply(job, jobs.Succeeded(time.time()))
         usage = usage_record(job, task, images=n_images, voxels=voxels,
                              bytes_in=member.bytes_in, bytes_out=task.nbytes,
-                             fallback=bool(reason), ops=staged.ops)
+                             fallback_reason=reason, ops=staged.ops)
         outcomes.append(JobResult(job, staged.ops, task, staged.out_geom.spacing, "raw", usage,
                                   fallback_reason=reason, workers=(result.worker,),
                                   placement=result.placement))

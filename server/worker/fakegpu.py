@@ -13,6 +13,7 @@ change it while the cluster runs and it survives a worker restart::
     {"fail": "oom"}      # every upload to the device raises an out-of-memory error
     {"fail": "driver"}   # ... raises a driver error
     {"fail": "crash"}    # ... kills the worker process (os._exit)
+    {"fail": "crash_in_kernel"}  # uploads work; the first kernel kills the worker process
     {"fail": "after_upload"}  # uploads work; the first kernel raises a driver error
     {"fail": "sticky"}   # the first kernel breaks the context: every later device call
                          # in this worker process fails too, until the process restarts
@@ -29,6 +30,11 @@ window's radius make new kernels and the values of a Gaussian's weights do not. 
 ``compile_delay`` that first use sleeps, so tests see compile time apart from kernel
 time. Uploads larger than the fake's device memory (``MEDCOMPUTE_FAKE_GPU_MEMORY``)
 raise its out-of-memory error, as a volume larger than a GPU's memory does.
+
+Its streams are the CPU's stand-in (kernels/streams.py: a download runs when its event
+is waited for), and it records, in this process, the order in which the slab loop
+queued uploads and downloads and waited for them (:func:`stream_events`), so that tests
+check the overlap the loop would give on a device.
 """
 
 from __future__ import annotations
@@ -46,7 +52,8 @@ from medcompute.kernels import Backend, cpu_backend, register_backend
 
 __all__ = ["FakeGPUBackend", "FakeGPUError", "FakeGPUOutOfMemory", "FakeGPUDriverError",
            "FakeGPUContextError", "fake_gpu_backend", "CONTROL_ENV", "MEMORY_ENV",
-           "DEVICE_NAME", "fake_memory", "compiled", "restart", "FakeDeviceArray"]
+           "DEVICE_NAME", "fake_memory", "compiled", "restart", "FakeDeviceArray",
+           "stream_events"]
 
 CONTROL_ENV = "MEDCOMPUTE_FAKE_GPU_CONTROL"
 MEMORY_ENV = "MEDCOMPUTE_FAKE_GPU_MEMORY"
@@ -75,6 +82,15 @@ class FakeGPUContextError(FakeGPUDriverError):
 _broken: list[str] = []
 #: Kernel configurations "compiled" in this process (CuPy's in-memory kernel cache).
 _compiled: set = set()
+#: The stream work queued and done in this process, in order: ("upload", n) when the
+#: n-th upload was queued, ("download", n) when the n-th download was queued,
+#: ("downloaded", n) when it was done (its event waited for).
+_events: list[tuple[str, int]] = []
+
+
+def stream_events() -> list[tuple[str, int]]:
+    """The stream work of this process so far (see ``_events``)."""
+    return list(_events)
 
 
 def _control() -> dict:
@@ -115,6 +131,7 @@ def restart() -> None:
     (for tests that run the fake in their own process)."""
     _broken.clear()
     _compiled.clear()
+    _events.clear()
 
 
 def _check_context() -> None:
@@ -154,6 +171,8 @@ class _FakeNdimage:
             _check_context()
             control = _control()
             fail = control.get("fail")
+            if fail == "crash_in_kernel":
+                os._exit(70)
             if fail == "after_upload":
                 raise FakeGPUDriverError(f"{DEVICE_NAME}: kernel launch failed ({name})")
             if fail == "sticky":
@@ -184,6 +203,21 @@ class FakeGPUBackend(Backend):
     def to_host(self, array: Any) -> np.ndarray:
         _check_context()
         return np.asarray(array)
+
+    def upload(self, host_array: Any, stream: Any) -> Any:
+        device = super().upload(host_array, stream)     # asarray: the fake's failures
+        _events.append(("upload", sum(1 for e in _events if e[0] == "upload")))
+        return device
+
+    def download(self, array: Any, stream: Any, out: np.ndarray) -> None:
+        _check_context()
+        n = sum(1 for e in _events if e[0] == "download")
+        _events.append(("download", n))
+
+        def copy() -> None:
+            np.copyto(out, self.to_host(array))
+            _events.append(("downloaded", n))
+        stream.defer(copy)
 
 
 @functools.cache

@@ -21,6 +21,13 @@ import numpy as np
 from medcompute.proto import wire
 from medcompute.server.errors import FailedPrecondition, Internal, InvalidArgument, within
 from medcompute.server.worker import cancel, kernel_cache, plugins
+from medcompute.server.worker.devices import (
+    GpuFailure,
+    device_backend,
+    gpu_failure,
+    worker_address,
+)
+from medcompute.server.worker.devices import meter as energy_meter
 from medcompute.server.worker.slabs import Region
 from medcompute.server.worker.specs import (
     InputSpec,
@@ -104,59 +111,8 @@ def request_field(dicom_field: str | None, image_field: str) -> str:
     return within(dicom_field, moves=(("input", image_field),))
 
 
-def _worker_address() -> str:
-    try:
-        from distributed import get_worker
-
-        return get_worker().address
-    except ValueError:  # not inside a Dask worker (called directly, e.g. in a test)
-        return f"local:{os.getpid()}"
-
-
-class GpuFailure(Exception):
-    """The GPU could not run the task (out of memory, driver or kernel error); the
-    dispatcher re-runs it on a CPU worker. ``restart``: the worker's device context is
-    broken for good (a sticky CUDA error), so the dispatcher restarts that worker too.
-    Carries only text and a flag, so it unpickles anywhere."""
-
-    def __init__(self, reason: str, restart: bool = False, worker: str = ""):
-        self.reason = reason
-        self.restart = restart
-        self.worker = worker
-        super().__init__(reason)
-
-    def __reduce__(self):
-        return (type(self), (self.reason, self.restart, self.worker))
-
-
 class TaskCancelled(Exception):
     """The task noticed that its future was cancelled and stopped early."""
-
-
-def _gpu_failure(exc: BaseException, backend) -> GpuFailure | None:
-    """``exc`` as a :class:`GpuFailure` when the backend classifies its type as a device
-    failure (never by the module it was raised in); None when it is not one."""
-    from medcompute.kernels import BackendUnavailable
-
-    if not (isinstance(exc, BackendUnavailable) or backend.is_device_error(exc)):
-        return None
-    restart = backend.is_context_error(exc)
-    return GpuFailure(f"{type(exc).__name__} on {backend.device}: {exc}"
-                      + ("; the worker's device context is broken: it is restarted"
-                         if restart else ""), restart, _worker_address())
-
-
-def _backend(device: str):
-    from medcompute import kernels
-
-    if device != "gpu":
-        return kernels.cpu_backend()
-    # Read at task time, set per worker process by the cluster (cluster.py).
-    if os.environ.get("MEDCOMPUTE_GPU_BACKEND") == "fake":
-        from medcompute.server.worker.fakegpu import fake_gpu_backend
-
-        return fake_gpu_backend()
-    return kernels.gpu_backend(0)  # the worker is pinned to its GPU by CUDA_VISIBLE_DEVICES
 
 
 #: Jobs whose cancellation reached this worker through :meth:`WorkerRunner.cancel`
@@ -270,16 +226,6 @@ def _load_region(spec: InputSpec, region: Region, image_ndim: int) -> np.ndarray
     return np.ascontiguousarray(_take(load_image(spec), axis, region.lo, region.hi))
 
 
-def _meter(backend):
-    """The energy meter of a job on ``backend`` (gpu_meter.py)."""
-    from medcompute.server.worker.gpu_meter import GpuMeter
-
-    bus_id = None
-    if backend.name == "cupy":   # CuPy backend: the device NVML reads the counter of
-        bus_id = backend.xp.cuda.Device(backend.index or 0).pci_bus_id
-    return GpuMeter(bus_id)
-
-
 def _write(path: str, data) -> None:
     with open(path, "wb") as f:
         f.write(memoryview(data).cast("B") if not isinstance(data, bytes) else data)
@@ -296,7 +242,7 @@ def _compute(spec: TaskSpec, backend, host: list[np.ndarray]):
 
     gpu = backend.name != "numpy"
     compile_seconds = kernel_cache.prepare(spec, backend, host, run_pipeline) if gpu else None
-    meter = _meter(backend)
+    meter = energy_meter(backend)
     t0 = time.perf_counter()
     arrays = [backend.asarray(a) for a in host]
     backend.synchronize()
@@ -344,9 +290,9 @@ def run_task(spec: TaskSpec, *, announce: bool = True) -> TaskResult:
 def _run_task(spec: TaskSpec, announce: bool = True) -> TaskResult:
     started_at = time.time()
     if announce:
-        _announce(spec.job_id, worker=_worker_address(),
+        _announce(spec.job_id, worker=worker_address(),
                   slab=spec.region.start if spec.region else None)
-    backend = _backend(spec.device)
+    backend = device_backend(spec.device)
     try:
         if spec.region is None:
             host = [load_image(s) for s in spec.inputs]
@@ -359,7 +305,7 @@ def _run_task(spec: TaskSpec, announce: bool = True) -> TaskResult:
 
             gpu["device_free"] = free_memory()
     except Exception as exc:
-        failure = _gpu_failure(exc, backend) if spec.device == "gpu" else None
+        failure = gpu_failure(exc, backend) if spec.device == "gpu" else None
         if failure is not None:
             raise failure from None
         raise
@@ -401,7 +347,7 @@ def _run_task(spec: TaskSpec, announce: bool = True) -> TaskResult:
         out_path=spec.out_path, shape=tuple(out.shape), dtype=out.dtype.str,
         file_sizes=file_sizes, nbytes=nbytes, started_at=started_at, finished_at=time.time(),
         compute_seconds=seconds, backend=backend.name, device=backend.device,
-        worker=_worker_address(), crc32=checksum, versions=versions(),
+        worker=worker_address(), crc32=checksum, versions=versions(),
         data=data, **gpu,
     )
 
@@ -448,7 +394,7 @@ def run_batch(specs: list, *, announce: bool = True) -> list:
     each = announce and len(specs) == 1         # as a job alone
     if announce and not each:
         _announce(specs[0].job_id, jobs=[j for s in specs for j in job_ids(s)],
-                  worker=_worker_address())
+                  worker=worker_address())
     for spec in specs:
         if _cancelled() or all(j in _CANCELLED_JOBS for j in job_ids(spec)):
             results.append(TaskCancelled("the batch was cancelled"))
@@ -472,8 +418,8 @@ def run_stack(spec: StackSpec, *, announce: bool = True) -> StackResult:
 
     started_at = time.time()
     if announce:
-        _announce(spec.job_id, jobs=list(spec.job_ids), worker=_worker_address())
-    backend = _backend(spec.device)
+        _announce(spec.job_id, jobs=list(spec.job_ids), worker=worker_address())
+    backend = device_backend(spec.device)
     gpu = backend.name != "numpy"
     n = len(spec.job_ids)
     out, compile_seconds = [None] * len(spec.job_ids), None
@@ -492,7 +438,7 @@ def run_stack(spec: StackSpec, *, announce: bool = True) -> StackResult:
         if gpu and n:
             compile_seconds = kernel_cache.prepare(spec, backend, [image_of(0), *operand_host],
                                                    run_pipeline)
-        meter = _meter(backend)
+        meter = energy_meter(backend)
         operands = [backend.asarray(a) for a in operand_host]
         for k, job_id in enumerate(spec.job_ids):
             if job_id in _CANCELLED_JOBS:
@@ -516,7 +462,7 @@ def run_stack(spec: StackSpec, *, announce: bool = True) -> StackResult:
                 host = np.ascontiguousarray(backend.to_host(result))
                 transfer[k] = (t1 - t0) + (time.perf_counter() - t2)
             except Exception as exc:
-                if spec.device == "gpu" and _gpu_failure(exc, backend) is not None:
+                if spec.device == "gpu" and gpu_failure(exc, backend) is not None:
                     raise
                 errors[k] = exc          # this image fails alone
                 continue
@@ -541,14 +487,14 @@ def run_stack(spec: StackSpec, *, announce: bool = True) -> StackResult:
 
             device_free = free_memory()
     except Exception as exc:
-        failure = _gpu_failure(exc, backend) if spec.device == "gpu" else None
+        failure = gpu_failure(exc, backend) if spec.device == "gpu" else None
         if failure is not None:
             raise failure from None
         raise
     return StackResult(out=out, crc32=crcs, seconds=seconds, errors=errors,
                        shapes=shapes, dtype=out_dtype,
                        started_at=started_at, finished_at=time.time(), backend=backend.name,
-                       device=backend.device, worker=_worker_address(), versions=versions(),
+                       device=backend.device, worker=worker_address(), versions=versions(),
                        gpu=gpu, energy_joules=meter.joules(),
                        energy_absent=meter.absent if gpu else "",
                        kernel_seconds=kernel if gpu else [],
@@ -588,7 +534,7 @@ def encode_dicom(spec: TaskSpec, shape: tuple[int, ...], dtype: str, series=None
     return TaskResult(
         out_path=path, shape=shape, dtype=dtype, file_sizes=file_sizes,
         nbytes=sum(file_sizes), started_at=started_at, finished_at=time.time(),
-        compute_seconds=0.0, backend="numpy", device="cpu", worker=_worker_address(),
+        compute_seconds=0.0, backend="numpy", device="cpu", worker=worker_address(),
         crc32=checksum, versions=versions())
 
 
@@ -604,7 +550,7 @@ def warm_up() -> str:
         from medcompute.server.worker import kernel_cache
 
         try:
-            kernel_cache.warm_up(_backend("gpu"))
+            kernel_cache.warm_up(device_backend("gpu"))
         except kernels.BackendUnavailable as exc:
             log.error("this GPU worker cannot use its GPU: %s", exc)
     return str(os.getpid())

@@ -1,6 +1,7 @@
 """Dispatch on a real cluster: 2 CPU worker processes and 1 worker that declares GPU=1
 but runs the FakeGPU test backend (NumPy underneath, told to fail through a control file)."""
 
+import contextlib
 import json
 import os
 import signal
@@ -40,11 +41,18 @@ def cluster(tmp_path_factory, server_thread):
         yield server
 
 
+def _control(cluster, control: dict) -> None:
+    """Replace the FakeGPU's control file at once: a worker never reads half of it."""
+    staged = cluster.control.with_suffix(".new")
+    staged.write_text(json.dumps(control))
+    os.replace(staged, cluster.control)
+
+
 @pytest.fixture
 def fake_gpu(cluster):
     """Set the FakeGPU's behaviour for one test; it works again afterwards."""
     def set_failure(mode):
-        cluster.control.write_text(json.dumps({"fail": mode}))
+        _control(cluster, {"fail": mode})
     yield set_failure
     set_failure(None)
 
@@ -346,10 +354,102 @@ def test_a_killed_worker_does_not_lose_the_job_or_bill_it_twice(c, cluster):
     assert len(cluster.call(cluster.catalog.usage_for(r.job_id))) == 1
 
 
+def _wait_for_the_gpu_worker(cluster, c):
+    """The GPU worker's nanny started a new process; it serves on the GPU again."""
+    async def wait_workers():
+        await cluster.running.dispatcher.client.wait_for_workers(3, timeout=60)
+    cluster.call(wait_workers(), timeout=90)
+    deadline = time.monotonic() + 60      # a generous bound: placement sees the new worker
+    while time.monotonic() < deadline:
+        view = cluster.call(cluster.running.dispatcher.view())
+        if view.gpu and all(view.gpu_memory.get(a) for a in view.gpu):
+            break
+        time.sleep(0.2)
+    assert c.process(_vol((2, 8, 8)), ["gaussian:sigma=1"]).header.backend == "fake-gpu"
+
+
+def _usage_record(cluster, job_id: str) -> dict:
+    [record] = cluster.call(cluster.catalog.usage_for(job_id))     # billed once
+    return record
+
+
+@pytest.mark.parametrize("mode, shape", [
+    ("crash", (8, 32, 32)),                    # at the upload, in a batch of small jobs
+    ("crash_in_kernel", (17, 256, 256)),       # in the first kernel, a task of its own
+])
+def test_a_gpu_worker_that_dies_under_a_job_means_a_cpu_rerun_billed_once(
+        c, cluster, fake_gpu, mode, shape):
+    vol = _vol(shape, seed=3)
+    fake_gpu(mode)
+    r = c.process(vol, ["gaussian:sigma=1"], device="gpu")
+    fake_gpu(None)
+    assert r.header.backend == "numpy" and r.header.fallback.happened
+    assert "was lost while it ran the job" in r.header.fallback.reason
+    np.testing.assert_allclose(r.array, _scipy_gaussian(vol), rtol=1e-5, atol=1e-4)
+    assert r.header.usage.fallback and r.header.usage.fallback_reason == r.header.fallback.reason
+    record = _usage_record(cluster, r.job_id)
+    assert record["fallback"] and record["fallback_reason"] == r.header.fallback.reason
+    assert record["backend"] == "numpy" and record["state"] == "SUCCEEDED"
+    assert "gpu_seconds" not in record and "transfer_seconds" not in record
+    _wait_for_the_gpu_worker(cluster, c)
+
+
+class Killer:
+    """Kills (SIGKILL) every worker process a job starts on, as a job that exhausts the
+    memory of every worker would: a test thread maps each announced worker to its pid."""
+
+    def __init__(self, server):
+        self.server = server
+        self.addresses: list[str] = []
+        self.wake = threading.Condition()
+        self.stopped = False
+        self.kills = 0
+
+    def __call__(self, message):             # on the server's loop: never blocks
+        with self.wake:
+            self.addresses.append(message.get("worker", ""))
+            self.wake.notify()
+
+    def _kill(self):
+        async def pid(address):
+            return await self.server.running.dispatcher.client.run(
+                os.getpid, workers=[address], on_error="return")
+        while True:
+            with self.wake:
+                self.wake.wait_for(lambda: self.addresses or self.stopped)
+                if self.stopped:
+                    return
+                address = self.addresses.pop(0)
+            try:
+                pids = self.server.call(pid(address), timeout=30)
+            except Exception:                       # gone already
+                continue
+            for value in pids.values():
+                if isinstance(value, int):
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(value, signal.SIGKILL)
+                        self.kills += 1
+
+    def __enter__(self):
+        self.thread = threading.Thread(target=self._kill, daemon=True)
+        self.thread.start()
+        self.server.running.dispatcher.add_listener(self)
+        return self
+
+    def __exit__(self, *exc):
+        self.server.running.dispatcher.remove_listener(self)
+        with self.wake:
+            self.stopped = True
+            self.wake.notify()
+        self.thread.join(60)
+
+
 def test_a_job_that_keeps_killing_workers_fails_clearly_and_is_not_billed(c, cluster, fake_gpu):
+    # Its GPU worker dies at the upload; the CPU re-run kills every worker it starts on.
     fake_gpu("crash")
-    with pytest.raises(ServiceError) as info:
-        c.process(_vol((2, 8, 8)), ["gaussian:sigma=1"], device="gpu")
+    with Killer(cluster) as killer, pytest.raises(ServiceError) as info:
+        c.process(_vol((8, 64, 64)), ENDLESS, device="gpu")
+    assert killer.kills >= 2
     assert info.value.code == grpc.StatusCode.INTERNAL
     assert "lost together with the worker process" in info.value.details
     assert "not billed" in info.value.details
@@ -360,11 +460,8 @@ def test_a_job_that_keeps_killing_workers_fails_clearly_and_is_not_billed(c, clu
             "SELECT record FROM jobs ORDER BY created_at DESC LIMIT 1").fetchone()[0])
     assert record["state"] == "FAILED" and record["platform_fault"] is True
     fake_gpu(None)
-    # The restarted GPU worker serves again.
-    async def wait_workers():
-        await cluster.running.dispatcher.client.wait_for_workers(3, timeout=60)
-    cluster.call(wait_workers(), timeout=90)
-    assert c.process(_vol((2, 8, 8)), ["gaussian:sigma=1"]).header.backend == "fake-gpu"
+    # The restarted workers serve again.
+    _wait_for_the_gpu_worker(cluster, c)
 
 
 # -- compiled kernels, failures after upload, broken device contexts --------------------
@@ -390,7 +487,7 @@ def test_the_gpu_worker_compiled_the_common_settings_at_start(cluster):
 
 def test_compile_time_is_reported_apart_and_not_billed_as_gpu_seconds(c, cluster, fake_gpu):
     delay = 1.0
-    cluster.control.write_text(json.dumps({"fail": None, "compile_delay": delay}))
+    _control(cluster, {"fail": None, "compile_delay": delay})
     vol = _vol()
     r = c.process(vol, ["gaussian:sigma=1,mode=constant,cval=11"], device="gpu")
     usage = r.header.usage
@@ -422,6 +519,10 @@ def test_a_broken_device_context_restarts_the_gpu_worker(c, cluster, fake_gpu):
     assert r.header.fallback.happened and r.header.backend == "numpy"
     assert "FakeGPUContextError" in r.header.fallback.reason
     assert "restarted" in r.header.fallback.reason
+    np.testing.assert_allclose(r.array, _scipy_gaussian(vol, 2.0), rtol=1e-5, atol=1e-4)
+    record = _usage_record(cluster, r.job_id)
+    assert record["fallback"] and record["fallback_reason"] == r.header.fallback.reason
+    assert "gpu_seconds" not in record and record["backend"] == "numpy"
     fake_gpu(None)
     # The context stays broken in that process: only a new process serves on the GPU again.
     deadline = time.monotonic() + 120             # a generous bound on a worker restart
@@ -438,13 +539,43 @@ def test_a_broken_device_context_restarts_the_gpu_worker(c, cluster, fake_gpu):
     assert r.header.backend == "fake-gpu" and not r.header.fallback.happened
 
 
-def test_a_volume_larger_than_the_gpus_memory_runs_on_the_gpu_in_slabs(c):
+def test_every_job_on_a_poisoned_gpu_worker_runs_again_on_cpu_billed_once(c, cluster,
+                                                                         fake_gpu):
+    # Jobs of their own (over the batch size): the first breaks the context and has the
+    # worker restarted; those it held meanwhile are lost with it, those after it fail
+    # on the broken context (or on a fresh worker, which the control breaks again).
+    vols = [_vol((17, 256, 256), seed=20 + k) for k in range(3)]
+    fake_gpu("sticky")
+    with ThreadPoolExecutor(len(vols)) as pool:
+        results = list(pool.map(lambda v: c.process(v, ["gaussian:sigma=1"], device="gpu"),
+                                vols))
+    fake_gpu(None)
+    for vol, r in zip(vols, results):
+        reason = r.header.fallback.reason
+        assert r.header.backend == "numpy" and r.header.fallback.happened
+        assert "FakeGPUContextError" in reason or "was lost while it ran the job" in reason
+        np.testing.assert_allclose(r.array, _scipy_gaussian(vol), rtol=1e-5, atol=1e-4)
+        record = _usage_record(cluster, r.job_id)
+        assert record["fallback_reason"] == reason and "gpu_seconds" not in record
+    _wait_for_the_gpu_worker(cluster, c)
+
+
+def test_a_volume_larger_than_the_gpus_memory_runs_on_the_gpu_in_slabs(c, cluster):
+    from medcompute.server.worker import fakegpu
+
+    [before] = _gpu_worker_state(cluster, fakegpu.stream_events).values()
     vol = _vol((36, 512, 512), seed=9)            # 36 MiB of float32 > the fake's 32 MiB
     assert vol.nbytes > FAKE_MEMORY
     r = c.process(vol, ["gaussian:sigma=1"], device="gpu")
     assert r.header.backend == "fake-gpu" and not r.header.fallback.happened
     np.testing.assert_allclose(r.array, _whole(vol, ["gaussian:sigma=1"]), rtol=1e-5,
                                atol=1e-4)
+    # The slabs ran double-buffered in one task on the one GPU worker (gpu_slabs.py).
+    assert r.header.slabs > 1 and list(r.header.workers) == [r.header.worker]
+    assert r.header.usage.HasField("gpu_seconds") and r.header.usage.HasField("transfer_seconds")
+    [after] = _gpu_worker_state(cluster, fakegpu.stream_events).values()
+    done = [e for e in after[len(before):] if e[0] == "downloaded"]
+    assert len(done) == r.header.slabs
 
 
 def test_a_large_median_asked_for_the_gpu_is_placed_on_cpu_and_says_why(c):
