@@ -265,6 +265,10 @@ def _throughput(tp) -> str:
     batched = tp.get("batch") or {}
     if batched.get("cpu_per_image"):
         splits.append((f'batch of {batched["images"]}', batched["cpu_per_image"]))
+    shared = tp.get("batch_shared_memory") or {}
+    if shared.get("cpu_per_image"):
+        splits.append((f'batch of {shared["images"]} over shared memory',
+                       shared["cpu_per_image"]))
     if splits:
         text += ("<p>CPU per image, by process (ms), against what the level's target "
                  "leaves on this machine's cores:</p>" + _table(

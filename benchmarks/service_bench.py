@@ -272,15 +272,17 @@ def transport_ceiling(echo_address: str, image: np.ndarray, n: int, out_itemsize
 
 
 def batch(address: str, pool: list[np.ndarray], n: int, pid: int | None, sizes: Sizes,
-          scipy_per_s: float) -> dict:
-    """``n`` slices as one batch request (Client.process_many): images/s against the
-    in-process scipy loop, and the server's CPU per image."""
+          scipy_per_s: float, shared_memory: bool = False) -> dict:
+    """``n`` slices as one batch request (Client.process_many), over gRPC chunks or (a
+    same-host client) the client's shared-memory region: images/s against the in-process
+    scipy loop, and the server's CPU per image."""
     images = [pool[i % len(pool)] for i in range(n)]
     calls = [0]
     with Client(address, timeout=600) as client:
         def run():
             calls[0] += 1
-            got = sum(1 for item in client.process_many(images, SERVICE_OPS, device="cpu")
+            got = sum(1 for item in client.process_many(images, SERVICE_OPS, device="cpu",
+                                                        shared_memory=shared_memory)
                       if item.ok)
             if got != n:
                 raise RuntimeError(f"{n - got} of the {n} batch images failed")
@@ -290,7 +292,8 @@ def batch(address: str, pool: list[np.ndarray], n: int, pid: int | None, sizes: 
         t = measure(run, repeats=max(1, sizes.service_repeats), slow_repeats=1)
         after, cpu_after = _server_cpu(pid), _machine_cpu(pid)
     per_s = n / t["seconds"]
-    return {**t, "images": n, "images_per_s": per_s, "ratio_vs_scipy_loop": per_s / scipy_per_s,
+    return {**t, "images": n, "transport": "shared memory" if shared_memory else "gRPC chunks",
+            "images_per_s": per_s, "ratio_vs_scipy_loop": per_s / scipy_per_s,
             "server_cpu_ms_per_image": _per_image_ms(before, after, n * calls[0]),
             "cpu_per_image": _cpu_split(cpu_before, cpu_after, n * calls[0], _cores(),
                                         4 * scipy_per_s)}
@@ -338,6 +341,12 @@ def throughput(address: str, sizes: Sizes, log, pid: int | None = None,
         f"({batched['ratio_vs_scipy_loop']:.2f}x scipy loop)"
         + (f", server CPU {batched['server_cpu_ms_per_image']:.1f} ms/image"
            if batched.get("server_cpu_ms_per_image") is not None else ""))
+    shared = batch(address, pool, sizes.batch_images, pid, sizes, scipy["images_per_s"],
+                   shared_memory=True)
+    log(f"batch of {shared['images']} over shared memory: {shared['images_per_s']:.1f} "
+        f"images/s ({shared['ratio_vs_scipy_loop']:.2f}x scipy loop)"
+        + (f", server CPU {shared['server_cpu_ms_per_image']:.2f} ms/image"
+           if shared.get("server_cpu_ms_per_image") is not None else ""))
     split = batched.get("cpu_per_image")
     if split:
         log(f"batch CPU per image: clients {split['client_ms']:.1f}, server "
@@ -358,7 +367,7 @@ def throughput(address: str, sizes: Sizes, log, pid: int | None = None,
             "transport_ceiling": ceiling,
             "scipy_loop": scipy, "kernel_loop": kernel,
             "best": best, "best_ratio_vs_scipy_loop": best["ratio_vs_scipy_loop"] if best
-            else None, "batch": batched,
+            else None, "batch": batched, "batch_shared_memory": shared,
             "server_cpu_ms_per_job": (at8 or best or {}).get("server_cpu_ms_per_job")}
 
 

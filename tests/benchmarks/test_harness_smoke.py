@@ -242,3 +242,17 @@ def test_the_data_path_targets_judge_the_throughput_figures():
                                                     "throughput": tp})}
     assert checks["worker-beyond-kernel"]["met"] is False
     assert checks["server-cpu-per-stack-image"]["met"] is False
+    assert checks["batch-shared-memory"]["met"] is None          # not measured
+    # Over shared memory: its own ratio, and the cheaper transport's CPU is judged.
+    tp["batch_shared_memory"] = {"images": 200, "ratio_vs_scipy_loop": 3.0,
+                                 "transport": "shared memory",
+                                 "cpu_per_image": {**split, "server_ms": 0.45,
+                                                   "workers_ms": 1.0}}
+    checks = {c["id"]: c for c in targets.evaluate({"meta": {"mode": "quick"},
+                                                    "throughput": tp})}
+    assert checks["batch-shared-memory"]["met"] is False
+    assert checks["batch-shared-memory"]["value"] == 3.0
+    assert checks["server-cpu-per-stack-image"]["value"] == 0.45
+    assert checks["server-cpu-per-stack-image"]["met"] is True
+    assert checks["worker-beyond-kernel"]["value"] == pytest.approx(0.2)
+    assert "shared memory" in checks["worker-beyond-kernel"]["note"]
