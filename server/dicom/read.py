@@ -32,10 +32,8 @@ from medcompute.server.dicom.instance import check_instances
 from medcompute.server.dicom.volume import (
     DicomInfo,
     Volume,
-    as_invalid_argument,
     header_int,
     load,
-    parse,
     quiet_pydicom,
     transfer_syntax,
 )
@@ -68,11 +66,11 @@ def decode(parts: Sequence[bytes | memoryview], *, max_voxels: int = MAX_VOXELS,
         info = vol.info
         out = np.empty((len(vol.slices), *info.shape[-2:]), dtype=info.dtype)
         slot = {key: k for k, key in enumerate(vol.slices)}
-        for p in info.order:  # one part in memory at a time, besides `out`
+        for p in info.order:
             where = f"{field}[{p}]"
-            with as_invalid_argument(where):
-                ds, _ = parse(bytes(parts[p]), where, False, max_voxels)
-            _decode_part(ds, vol, p, out, slot, where)
+            # The header parsed by load(): its pixel data, deferred, is read from the
+            # file's bytes it keeps (a deflated file was read whole).
+            _decode_part(vol.datasets[p], vol, p, out, slot, where)
     return out.reshape(info.shape), info
 
 
