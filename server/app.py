@@ -305,7 +305,8 @@ async def start(config: ServerConfig) -> Running:
         dispatcher = Dispatcher(config)
         stack.push_async_callback(dispatcher.close)
         space = FreeSpaceReserve.from_config(config)
-        store = _closing(stack, ImageStore(config, dispatcher.call, space, db=db))
+        store = _closing(stack, ImageStore(config, dispatcher.call, space, db=db,
+                                           workers=lambda: dispatcher.slots("cpu")))
         metrics = Metrics()
         stack.callback(metrics.stop)            # and its HTTP endpoint, once started
         metrics.set_storage_source(space.status)

@@ -28,9 +28,10 @@ async def in_threads(fn, *args, **kwargs):
     return await asyncio.to_thread(fn, *args, **kwargs)
 
 
-def with_store(path, body, **config):
+def with_store(path, body, workers=None, **config):
     """Run ``await body(store)`` against a fresh ImageStore in ``path`` (its catalog the
-    data directory's SQLite file, or ``catalog=URL``'s PostgreSQL)."""
+    data directory's SQLite file, or ``catalog=URL``'s PostgreSQL; ``workers``: the CPU
+    workers it counts, for decoding in shares)."""
     from medcompute.server.config import ServerConfig
     from medcompute.server.storage.db import Database
     from medcompute.server.store.images import ImageStore
@@ -38,7 +39,8 @@ def with_store(path, body, **config):
     async def main():
         settings = ServerConfig(address="127.0.0.1:0", data_dir=Path(path), **config)
         db = Database(settings.catalog) if settings.catalog else None
-        store = ImageStore(settings, in_threads, db=db)
+        store = ImageStore(settings, in_threads, db=db,
+                           workers=None if workers is None else (lambda: workers))
         try:
             await store.open()
             return await body(store)

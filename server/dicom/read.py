@@ -21,6 +21,7 @@ call of this module runs (process-wide): its warnings and logs quote the values.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -39,7 +40,7 @@ from medcompute.server.dicom.volume import (
 )
 from medcompute.server.errors import InvalidArgument
 
-__all__ = ["MAX_VOXELS", "decode", "read_info"]
+__all__ = ["MAX_VOXELS", "decode", "decode_share", "share_bounds", "read_info"]
 
 MAX_VOXELS = 2**31
 """Default limit on the voxels of one request (all parts together)."""
@@ -74,13 +75,46 @@ def decode(parts: Sequence[bytes | memoryview], *, max_voxels: int = MAX_VOXELS,
     return out.reshape(info.shape), info
 
 
+def share_bounds(n: int, slice_bytes: int, k: int, shares: int, align: int) -> tuple[int, int]:
+    """Slices ``[start, stop)`` of share ``k`` of ``shares`` of a volume of ``n`` slices:
+    consecutive, about equal, each starting at a multiple of ``align`` decoded bytes
+    (shares of a series decoded apart join frame by frame); empty where ``n`` is too
+    short to cut there."""
+    step = align // math.gcd(align, slice_bytes)       # slices per aligned unit
+    units = -(-n // step)
+    start = min(n, units * k // shares * step)
+    stop = n if k == shares - 1 else min(n, units * (k + 1) // shares * step)
+    return start, max(start, stop)
+
+
+def decode_share(parts: Sequence[bytes | memoryview], k: int, shares: int, *, align: int,
+                 max_voxels: int = MAX_VOXELS, field: str = "input.dicom"
+                 ) -> tuple[np.ndarray, DicomInfo, int]:
+    """The slices of share ``k`` of ``shares`` (:func:`share_bounds`) decoded as
+    :func:`decode` decodes them: the array of those slices, the volume's info, and the
+    first slice's index. Every file holding one of those slices is checked as there."""
+    with quiet_pydicom():
+        vol = load(parts, max_voxels=max_voxels, field=field)
+        info = vol.info
+        plane = tuple(info.shape[-2:])
+        start, stop = share_bounds(len(vol.slices), math.prod(plane) * info.dtype.itemsize,
+                                   k, shares, align)
+        out = np.empty((stop - start, *plane), dtype=info.dtype)
+        slot = {key: i - start for i, key in enumerate(vol.slices) if start <= i < stop}
+        files = {p for p, _ in slot}
+        for p in info.order:
+            if p in files:
+                _decode_part(vol.datasets[p], vol, p, out, slot, f"{field}[{p}]", start)
+    return out, info, start
 
 
 # -- pixels --------------------------------------------------------------------------------
 
 
 def _decode_part(ds: Dataset, vol: Volume, p: int, out: np.ndarray, slot: dict,
-                 where: str) -> None:
+                 where: str, offset: int = 0) -> None:
+    """Decode file ``p`` into ``out[slot[(p, frame)]]`` (the volume's slice
+    ``slot + offset``); a frame without a slot is checked, not kept."""
     info = vol.info
     frames = header_int(ds, "NumberOfFrames", where, default=1)
     syntax = UID(transfer_syntax(ds))
@@ -98,8 +132,11 @@ def _decode_part(ds: Dataset, vol: Volume, p: int, out: np.ndarray, slot: dict,
                 raise InvalidArgument(
                     f"frame {f + 1} decodes to shape {frame.shape}, expected {info.shape[-2:]}; "
                     "the compressed data does not match Rows/Columns", where)
-            k = slot[(p, f)]
-            slope, intercept = vol.rescale[k]
+            k = slot.get((p, f))
+            if k is None:                      # a frame of another share (decode_share)
+                count += 1
+                continue
+            slope, intercept = vol.rescale[k + offset]
             out[k] = frame
             if integer and intercept:
                 out[k] += int(intercept)

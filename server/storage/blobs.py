@@ -36,7 +36,7 @@ from medcompute.proto import wire
 
 __all__ = ["BlobStore", "TieredBlobStore", "BlobWriter", "VoxelWriter", "read_voxels",
            "read_voxel_slices", "voxel_frames", "voxel_chunks", "file_digest", "fsync_dir",
-           "FRAME_BYTES"]
+           "voxel_header", "write_frames", "join_voxel_parts", "FRAME_BYTES"]
 
 #: Decoded bytes per frame of a voxel blob (the wire's chunk size).
 FRAME_BYTES = 1 << 20
@@ -320,9 +320,7 @@ class VoxelWriter(BlobWriter):
         self.expected = math.prod(self.shape) * self.dtype.itemsize
         self.received = 0
         self._pending = bytearray()
-        header = json.dumps({"dtype": self.dtype.str, "shape": self.shape, "codec": _CODEC,
-                             "frame": FRAME_BYTES}).encode()
-        self.write(_MAGIC + _LEN.pack(len(header)) + header)
+        self.write(voxel_header(self.shape, self.dtype))
 
     def add(self, data) -> None:
         """Append decoded bytes (raises ValueError past the array's size)."""
@@ -346,9 +344,7 @@ class VoxelWriter(BlobWriter):
             self.add(view[start:start + FRAME_BYTES])
 
     def _frame(self, piece) -> None:
-        blosc2 = _blosc2()
-        packed = blosc2.compress(piece, typesize=self.dtype.itemsize, codec=blosc2.Codec.LZ4,
-                                 clevel=5, filter=blosc2.Filter.SHUFFLE)
+        packed = _pack(piece, self.dtype.itemsize)
         self.write(_LEN.pack(len(packed)))
         self.write(packed)
 
@@ -359,6 +355,59 @@ class VoxelWriter(BlobWriter):
         if self.received != self.expected:
             raise ValueError(f"the array has {self.expected} bytes, {self.received} were given")
         return super().finish()
+
+
+def voxel_header(shape, dtype) -> bytes:
+    """What a voxel blob starts with: the magic, then its description."""
+    header = json.dumps({"dtype": np.dtype(dtype).str, "shape": tuple(int(n) for n in shape),
+                         "codec": _CODEC, "frame": FRAME_BYTES}).encode()
+    return _MAGIC + _LEN.pack(len(header)) + header
+
+
+def _pack(piece, itemsize: int) -> bytes:
+    blosc2 = _blosc2()
+    return blosc2.compress(piece, typesize=itemsize, codec=blosc2.Codec.LZ4, clevel=5,
+                           filter=blosc2.Filter.SHUFFLE)
+
+
+def write_frames(path: str | os.PathLike, array: np.ndarray) -> tuple[int, int]:
+    """The frames of ``array`` as a voxel blob holds them, without the blob's header, into
+    ``path`` (a part of a blob whose array starts at a multiple of FRAME_BYTES: see
+    :func:`join_voxel_parts`); the CRC-32 and the number of its decoded bytes."""
+    flat = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("<")).reshape(-1)
+    view = memoryview(flat).cast("B")
+    crc = 0
+    with open(path, "wb") as f:
+        for start in range(0, len(view), FRAME_BYTES):
+            piece = view[start:start + FRAME_BYTES]
+            crc = wire.crc32(piece, crc)
+            packed = _pack(piece, flat.dtype.itemsize)
+            f.write(_LEN.pack(len(packed)))
+            f.write(packed)
+    return crc, len(view)
+
+
+def join_voxel_parts(path: str | os.PathLike, shape, dtype, parts) -> tuple[str, int, int]:
+    """The voxel blob of an array whose consecutive parts were written by
+    :func:`write_frames` (``parts``: (path, crc32, decoded bytes), in order; each but the
+    last a whole number of frames), written and synced at ``path``: (digest, size, CRC-32 of
+    the decoded bytes), as :class:`VoxelWriter` gives for the whole array."""
+    from isal.isal_zlib import crc32_combine
+
+    expected = math.prod(tuple(shape)) * np.dtype(dtype).itemsize
+    if sum(n for _, _, n in parts) != expected:
+        raise ValueError(f"the parts hold {sum(n for _, _, n in parts)} of the array's "
+                         f"{expected} bytes")
+    crc = 0
+    with BlobWriter(path, pipelined=True) as w:
+        w.write(voxel_header(shape, dtype))
+        for part, part_crc, n in parts:
+            with open(part, "rb") as f:
+                while piece := f.read(FRAME_BYTES):
+                    w.write(piece)
+            crc = crc32_combine(crc, part_crc, n)
+        digest, size = w.finish()
+    return digest, size, crc
 
 
 def _open_voxels(f) -> dict:

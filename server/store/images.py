@@ -63,7 +63,14 @@ from medcompute.server.store.stages import ThreadStage
 from medcompute.server.store.tiers import TierMover
 from medcompute.server.store.versions import Versions
 from medcompute.server.worker import preview
-from medcompute.server.worker.store_tasks import Written, dicom_parts, ingest_dicom, render_preview
+from medcompute.server.worker.store_tasks import (
+    Written,
+    dicom_parts,
+    ingest_dicom,
+    ingest_dicom_share,
+    join_shares,
+    render_preview,
+)
 from medcompute.server.worker.tasks import request_field
 
 __all__ = ["ImageStore", "Runner", "new_image_id", "METADATA_TEXT_FIELDS"]
@@ -76,6 +83,8 @@ METADATA_TEXT_FIELDS = ("modality", "patient_id", "study_instance_uid", "series_
                         "acquisition_date", "manufacturer", "device_model", "description")
 _MAX_TEXT = 256
 _DEFAULT_PAGE = 100
+#: A series is decoded in shares (one per CPU worker) when each gets this many files.
+SHARE_FILES = 16
 
 
 def _require_id(image_id: str, field: str) -> None:
@@ -167,12 +176,19 @@ class ImageStore:
         The free-space reserve; default: the one ``config`` describes.
     db : Database, optional
         The server's shared catalog Database; default: one of its own on ``data_dir``.
+    workers : callable, optional
+        The number of CPU workers (``Dispatcher.slots("cpu")``): a series of many files
+        is decoded in that many shares at once.
     """
 
     def __init__(self, config: ServerConfig, runner: Runner,
-                 space: FreeSpaceReserve | None = None, db: Database | None = None):
+                 space: FreeSpaceReserve | None = None, db: Database | None = None,
+                 workers: Callable[[], int] | None = None):
         self.config = config
         self.runner = runner
+        #: How many CPU workers there are now: a large series is decoded in that many
+        #: shares at once (None: one task).
+        self.workers = workers or (lambda: 1)
         #: The free-space reserve checked before every write (space.py).
         self.space = space if space is not None else FreeSpaceReserve.from_config(config)
         self.blobs = TieredBlobStore(Path(config.data_dir) / "blobs",
@@ -358,9 +374,7 @@ class ImageStore:
             # A worker decodes the voxels while this process reads and checks the headers:
             # the two are independent. A refusal, or an instance kept before, waits for the
             # decoding to end (its file is removed below) and drops it.
-            decoding = asyncio.ensure_future(self.runner(
-                ingest_dicom, str(tmp), e.file_sizes, str(voxels_tmp),
-                max_voxels=self.config.max_voxels, field=e.field))
+            decoding = asyncio.ensure_future(self._decode(tmp, e, voxels_tmp))
             try:
                 info, from_files = await asyncio.to_thread(self._read_dicom, tmp, e)
                 self._check_voxels(info.shape, e.field)
@@ -398,6 +412,28 @@ class ImageStore:
         finally:
             writer.discard()
             Path(voxels_tmp).unlink(missing_ok=True)
+
+    async def _decode(self, path: Path, e: ExpectedImage, voxels_tmp) -> Written:
+        """The voxel blob of registered DICOM files, decoded on the workers: a series of
+        many files in one share per CPU worker at once (joined here), else in one task."""
+        shares = min(self.workers(), len(e.file_sizes) // SHARE_FILES)
+        if shares < 2:
+            return await self.runner(ingest_dicom, str(path), e.file_sizes, str(voxels_tmp),
+                                     max_voxels=self.config.max_voxels, field=e.field)
+        frames = [f"{voxels_tmp}.share{k}" for k in range(shares)]
+        try:
+            # Every share ends (its file written or not) before a failure is raised.
+            done = await asyncio.gather(*(
+                self.runner(ingest_dicom_share, str(path), e.file_sizes, frames[k], k, shares,
+                            max_voxels=self.config.max_voxels, field=e.field)
+                for k in range(shares)), return_exceptions=True)
+            for outcome in done:
+                if isinstance(outcome, BaseException):
+                    raise outcome
+            return await asyncio.to_thread(join_shares, list(done), str(voxels_tmp))
+        finally:
+            for f in frames:
+                Path(f).unlink(missing_ok=True)
 
     # -- find and get ---------------------------------------------------------------
     async def get(self, image_id: str, *, owner: str, field: str = "image_id") -> ImageRecord:

@@ -13,9 +13,17 @@ from dataclasses import dataclass
 import numpy as np
 
 from medcompute.server.errors import InvalidArgument
-from medcompute.server.storage.blobs import BlobWriter, VoxelWriter, read_voxels
+from medcompute.server.storage.blobs import (
+    FRAME_BYTES,
+    BlobWriter,
+    VoxelWriter,
+    join_voxel_parts,
+    read_voxels,
+    write_frames,
+)
 
-__all__ = ["Written", "ingest_dicom", "keep_result", "render_preview", "dicom_parts"]
+__all__ = ["Written", "Share", "ingest_dicom", "ingest_dicom_share", "join_shares",
+           "keep_result", "render_preview", "dicom_parts"]
 
 
 @dataclass(frozen=True)
@@ -68,6 +76,45 @@ def ingest_dicom(path: str, file_sizes, voxels_tmp: str, *, max_voxels: int,
     except InvalidArgument as exc:
         raise InvalidArgument(exc.message, request_field(exc.field, field)) from None
     return _write_voxels(array, voxels_tmp)
+
+
+@dataclass(frozen=True)
+class Share:
+    """A share of a series' slices decoded into frames (``path``: a voxel blob's frames
+    without its header)."""
+
+    path: str
+    start: int                      # its first slice
+    crc32: int
+    nbytes: int
+    shape: tuple[int, ...]          # the whole volume's
+    dtype: str
+
+
+def ingest_dicom_share(path: str, file_sizes, frames_path: str, k: int, shares: int, *,
+                       max_voxels: int, field: str = "header.image") -> Share:
+    """Share ``k`` of ``shares`` of :func:`ingest_dicom`'s work: the slices of that share
+    (``dicom.read.decode_share``) decoded and compressed into frames; the workers decode
+    a series' shares at once and :func:`join_shares` makes the voxel blob."""
+    from medcompute.server.dicom.read import decode_share
+    from medcompute.server.worker.tasks import request_field
+
+    try:
+        array, info, start = decode_share(dicom_parts(path, file_sizes), k, shares,
+                                          align=FRAME_BYTES, max_voxels=max_voxels)
+    except InvalidArgument as exc:
+        raise InvalidArgument(exc.message, request_field(exc.field, field)) from None
+    crc, nbytes = write_frames(frames_path, array)
+    return Share(frames_path, start, crc, nbytes, tuple(info.shape), info.dtype.str)
+
+
+def join_shares(shares: list[Share], voxels_tmp: str) -> Written:
+    """The voxel blob of a series decoded in shares (in slice order), synced."""
+    shares = sorted(shares, key=lambda sh: sh.start)
+    shape, dtype = shares[0].shape, np.dtype(shares[0].dtype)
+    digest, size, crc = join_voxel_parts(voxels_tmp, shape, dtype,
+                                         [(sh.path, sh.crc32, sh.nbytes) for sh in shares])
+    return Written(voxels_tmp, digest, size, tuple(shape), dtype.str, crc)
 
 
 def _metadata(parts) -> dict:

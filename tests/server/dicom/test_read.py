@@ -591,3 +591,43 @@ def test_bad_result_arrays_are_programming_errors():
 def test_derived_uid_is_new_each_time():
     assert derived_uid() != derived_uid()
     assert pydicom.uid.UID(derived_uid()).is_valid
+
+
+@pytest.mark.parametrize("n, slice_bytes, shares, align", [
+    (300, 512 * 512 * 2, 2, 1 << 20), (61, 32768, 3, 1 << 20), (5, 32768, 2, 1 << 20),
+    (40, 3 * 1000, 4, 1 << 20), (7, 1 << 20, 7, 1 << 20), (100, 3000, 2, 4096)])
+def test_shares_cut_the_slices_in_order_at_aligned_bytes(n, slice_bytes, shares, align):
+    bounds = [dicom.share_bounds(n, slice_bytes, k, shares, align) for k in range(shares)]
+    assert bounds[0][0] == 0 and bounds[-1][1] == n
+    assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))   # consecutive, no gap
+    assert all(start * slice_bytes % align == 0 for start, _ in bounds)
+    assert all(start <= stop for start, stop in bounds)
+
+
+def test_shares_decoded_apart_are_the_series_decoded_whole():
+    from tests import store_helpers as H
+
+    parts = H.ct_series(9)
+    whole, info = decode(parts)
+    plane = 128 * 128 * whole.dtype.itemsize
+    pieces = [dicom.decode_share(parts, k, 3, align=2 * plane) for k in range(3)]
+    assert [start for _, _, start in pieces] == [0, 2, 6]      # units of 2 slices
+    assert all(i.shape == info.shape and i.dtype == info.dtype for _, i, _ in pieces)
+    assert np.array_equal(np.concatenate([a for a, _, _ in pieces]), whole)
+
+
+def test_a_damaged_file_fails_every_share_naming_its_index():
+    # Each share reads every header (the order and the rescale are the whole series'):
+    # a file damaged there fails each share as it fails the series decoded whole.
+    from tests import store_helpers as H
+
+    parts = H.ct_series(6)
+    parts[4] = parts[4][:-100]                       # cut short
+    plane = 128 * 128 * 2
+    for k in (0, 1):
+        with pytest.raises(InvalidArgument) as caught:
+            dicom.decode_share(parts, k, 2, align=3 * plane)
+        assert caught.value.field == "input.dicom[4]"
+    with pytest.raises(InvalidArgument) as whole:
+        decode(parts)
+    assert whole.value.field == "input.dicom[4]"

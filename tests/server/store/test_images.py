@@ -261,6 +261,35 @@ def test_series_files_become_one_volume(tmp_path):
     H.with_store(tmp_path, body)
 
 
+def test_a_series_decoded_in_shares_is_the_series_decoded_whole(tmp_path, monkeypatch):
+    # 70 slices of 128x128 int16: three shares on three workers (32, 32 and 6 slices).
+    from medcompute.server.store import images
+
+    decoded = []
+    share = images.ingest_dicom_share
+
+    def counted(*args, **kwargs):
+        decoded.append(args[3])                        # the share's index
+        return share(*args, **kwargs)
+    monkeypatch.setattr(images, "ingest_dicom_share", counted)
+    parts = H.ct_series(70)
+    shuffled = parts[35:] + parts[:35]
+    expected, _ = dicom.decode(parts)
+
+    def put(workers):
+        async def body(store):
+            record, _ = await _put_dicom(store, shuffled)
+            assert not list(store.blobs.root.rglob("*.share*"))     # the parts are gone
+            return record, await _voxels(store, record)
+        return H.with_store(tmp_path / f"w{workers}", body, workers=workers)
+
+    (one, whole), (three, shared) = put(1), put(3)
+    assert sorted(decoded) == [0, 1, 2]                     # only with three workers
+    assert np.array_equal(shared, expected) and np.array_equal(whole, expected)
+    assert three.blob("voxels") == one.blob("voxels")     # the same blob, byte for byte
+    assert three.crc32 == one.crc32 and three.shape == one.shape == (70, 128, 128)
+
+
 @pytest.mark.parametrize("name", ["MR_small_RLE.dcm", "MR_small_jpeg_ls_lossless.dcm",
                                   "MR_small_jp2klossless.dcm", "JPGExtended.dcm",
                                   "693_J2KI.dcm", "rtdose_rle.dcm"])
