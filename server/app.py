@@ -306,7 +306,7 @@ async def start(config: ServerConfig) -> Running:
         stack.push_async_callback(dispatcher.close)
         space = FreeSpaceReserve.from_config(config)
         store = _closing(stack, ImageStore(config, dispatcher.call, space, db=db,
-                                           workers=lambda: dispatcher.slots("cpu")))
+                                           workers=dispatcher.cpu_workers))
         metrics = Metrics()
         stack.callback(metrics.stop)            # and its HTTP endpoint, once started
         metrics.set_storage_source(space.status)

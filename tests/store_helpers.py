@@ -39,8 +39,11 @@ def with_store(path, body, workers=None, **config):
     async def main():
         settings = ServerConfig(address="127.0.0.1:0", data_dir=Path(path), **config)
         db = Database(settings.catalog) if settings.catalog else None
+        async def count():
+            return workers
+
         store = ImageStore(settings, in_threads, db=db,
-                           workers=None if workers is None else (lambda: workers))
+                           workers=None if workers is None else count)
         try:
             await store.open()
             return await body(store)

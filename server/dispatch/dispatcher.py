@@ -229,6 +229,15 @@ class Dispatcher:
         self._view_at = now
         return self._view
 
+    async def cpu_workers(self) -> int:
+        """The workers small CPU tasks go to (as :meth:`slots`, from a fresh view); 1 when
+        the scheduler cannot be reached (the task then fails as any would)."""
+        try:
+            view = await self.view()
+        except Unavailable:
+            return 1
+        return max(1, len(view.cpu or view.gpu))
+
     async def worker_kinds(self) -> tuple[int, int]:
         """(CPU workers, GPU workers) alive now; (0, 0) when the scheduler cannot be
         reached. Uncached, and leaves the placement's view alone."""

@@ -176,19 +176,19 @@ class ImageStore:
         The free-space reserve; default: the one ``config`` describes.
     db : Database, optional
         The server's shared catalog Database; default: one of its own on ``data_dir``.
-    workers : callable, optional
-        The number of CPU workers (``Dispatcher.slots("cpu")``): a series of many files
+    workers : async callable, optional
+        The number of CPU workers (``Dispatcher.cpu_workers``): a series of many files
         is decoded in that many shares at once.
     """
 
     def __init__(self, config: ServerConfig, runner: Runner,
                  space: FreeSpaceReserve | None = None, db: Database | None = None,
-                 workers: Callable[[], int] | None = None):
+                 workers: Callable[[], Awaitable[int]] | None = None):
         self.config = config
         self.runner = runner
-        #: How many CPU workers there are now: a large series is decoded in that many
-        #: shares at once (None: one task).
-        self.workers = workers or (lambda: 1)
+        #: How many CPU workers there are now (awaited): a large series is decoded in
+        #: that many shares at once (None: in one task).
+        self.workers = workers
         #: The free-space reserve checked before every write (space.py).
         self.space = space if space is not None else FreeSpaceReserve.from_config(config)
         self.blobs = TieredBlobStore(Path(config.data_dir) / "blobs",
@@ -416,7 +416,8 @@ class ImageStore:
     async def _decode(self, path: Path, e: ExpectedImage, voxels_tmp) -> Written:
         """The voxel blob of registered DICOM files, decoded on the workers: a series of
         many files in one share per CPU worker at once (joined here), else in one task."""
-        shares = min(self.workers(), len(e.file_sizes) // SHARE_FILES)
+        many = len(e.file_sizes) // SHARE_FILES
+        shares = min(await self.workers(), many) if self.workers and many > 1 else 1
         if shares < 2:
             return await self.runner(ingest_dicom, str(path), e.file_sizes, str(voxels_tmp),
                                      max_voxels=self.config.max_voxels, field=e.field)

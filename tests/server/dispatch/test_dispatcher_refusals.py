@@ -23,6 +23,7 @@ def test_without_the_embedded_cluster_the_view_is_unavailable():
     assert info.value.field is None                 # the service's state, no request field's
     assert info.value.message == "the embedded Dask cluster is not running"
     assert asyncio.run(dispatcher.worker_count()) == 0
+    assert asyncio.run(dispatcher.cpu_workers()) == 1   # a store task then fails as one
 
 
 def _closed_port() -> int:
