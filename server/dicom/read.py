@@ -60,10 +60,12 @@ def read_info(parts: Sequence[bytes | memoryview], *, max_voxels: int = MAX_VOXE
 
 
 def decode(parts: Sequence[bytes | memoryview], *, max_voxels: int = MAX_VOXELS,
-           field: str = "input.dicom") -> tuple[np.ndarray, DicomInfo]:
-    """Decode the pixels of `parts`: rescaled, in slice order, with ``info.dtype``."""
+           field: str = "input.dicom", vol: Volume | None = None
+           ) -> tuple[np.ndarray, DicomInfo]:
+    """Decode the pixels of `parts`: rescaled, in slice order, with ``info.dtype``
+    (``vol``: what ``load`` made of them, if it was called already)."""
     with quiet_pydicom():
-        vol = load(parts, max_voxels=max_voxels, field=field)
+        vol = vol or load(parts, max_voxels=max_voxels, field=field)
         info = vol.info
         out = np.empty((len(vol.slices), *info.shape[-2:]), dtype=info.dtype)
         slot = {key: k for k, key in enumerate(vol.slices)}
@@ -88,13 +90,13 @@ def share_bounds(n: int, slice_bytes: int, k: int, shares: int, align: int) -> t
 
 
 def decode_share(parts: Sequence[bytes | memoryview], k: int, shares: int, *, align: int,
-                 max_voxels: int = MAX_VOXELS, field: str = "input.dicom"
-                 ) -> tuple[np.ndarray, DicomInfo, int]:
+                 max_voxels: int = MAX_VOXELS, field: str = "input.dicom",
+                 vol: Volume | None = None) -> tuple[np.ndarray, DicomInfo, int]:
     """The slices of share ``k`` of ``shares`` (:func:`share_bounds`) decoded as
     :func:`decode` decodes them: the array of those slices, the volume's info, and the
     first slice's index. Every file holding one of those slices is checked as there."""
     with quiet_pydicom():
-        vol = load(parts, max_voxels=max_voxels, field=field)
+        vol = vol or load(parts, max_voxels=max_voxels, field=field)
         info = vol.info
         plane = tuple(info.shape[-2:])
         start, stop = share_bounds(len(vol.slices), math.prod(plane) * info.dtype.itemsize,

@@ -32,9 +32,7 @@ import numpy as np
 
 from medcompute.proto import wire
 from medcompute.server.config import ServerConfig
-from medcompute.server.dicom.instance import check_instances
-from medcompute.server.dicom.meta import check_uid, describe, normalise_date
-from medcompute.server.dicom.volume import load, quiet_pydicom
+from medcompute.server.dicom.meta import check_uid, normalise_date
 from medcompute.server.errors import (
     FailedPrecondition,
     Internal,
@@ -65,13 +63,11 @@ from medcompute.server.store.versions import Versions
 from medcompute.server.worker import preview
 from medcompute.server.worker.store_tasks import (
     Written,
-    dicom_parts,
     ingest_dicom,
     ingest_dicom_share,
     join_shares,
     render_preview,
 )
-from medcompute.server.worker.tasks import request_field
 
 __all__ = ["ImageStore", "Runner", "new_image_id", "METADATA_TEXT_FIELDS"]
 
@@ -351,49 +347,34 @@ class ImageStore:
         finally:
             writer.discard()
 
-    def _read_dicom(self, path: Path, e: ExpectedImage):
-        parts = dicom_parts(str(path), e.file_sizes)
-        try:
-            with quiet_pydicom():
-                # This server's voxel limit also bounds how far a deflated file is inflated.
-                volume = load(parts, max_voxels=self.config.max_voxels,
-                              field="input.dicom")
-                # The one validator of every door (gRPC Register, DICOM C-STORE): UIDs and
-                # geometry, before anything is kept.
-                check_instances(volume, "input.dicom", identity=True)
-                return volume.info, describe(volume.datasets, volume.info.order)
-        except InvalidArgument as exc:
-            raise InvalidArgument(exc.message, request_field(exc.field, e.field)) from None
-
     async def _register_dicom(self, e: ExpectedImage, payloads, owner, meta, expires):
         tmp, voxels_tmp = self.blobs.new_tmp(), self.blobs.new_tmp()
         writer = BlobWriter(tmp, crc=True, pipelined=True)
         try:
             await self._receive(payloads, e, writer.write, lambda: writer.crc32)
             digest, size = await asyncio.to_thread(writer.finish)
-            # A worker decodes the voxels while this process reads and checks the headers:
-            # the two are independent. A refusal, or an instance kept before, waits for the
-            # decoding to end (its file is removed below) and drops it.
+            # The workers read and check the headers (the one validator of every door:
+            # gRPC Register, DICOM C-STORE), describe them, and decode the voxels; a
+            # refusal keeps nothing, and an instance kept before drops what they wrote.
             decoding = asyncio.ensure_future(self._decode(tmp, e, voxels_tmp))
             try:
-                info, from_files = await asyncio.to_thread(self._read_dicom, tmp, e)
-                self._check_voxels(info.shape, e.field)
-                spacing = e.spacing if e.spacing is not None else info.spacing
-                if spacing is not None and len(spacing) != len(info.shape):
-                    raise InvalidArgument(f"expected {len(info.shape)} values (one per axis), "
-                                          f"got {len(spacing)}", f"{e.field}.spacing_mm")
-                sops = from_files["sop_instance_uids"]
-                identity = ("dicom:" + hashlib.sha256("\n".join(sorted(sops)).encode()).hexdigest()
-                            if sops else f"dicom-bytes:{digest}")
-                merged = _merge(from_files, meta)
-                existing = await self.catalog.by_identity(owner, identity)
+                written: Written = await asyncio.shield(decoding)
             except BaseException:
-                await _settled(decoding)
+                await _settled(decoding)   # what it wrote is removed below, once it ended
                 raise
+            self._check_voxels(written.shape, e.field)
+            spacing = e.spacing if e.spacing is not None else written.spacing
+            if spacing is not None and len(spacing) != len(written.shape):
+                raise InvalidArgument(f"expected {len(written.shape)} values (one per axis), "
+                                      f"got {len(spacing)}", f"{e.field}.spacing_mm")
+            from_files = written.metadata
+            sops = from_files["sop_instance_uids"]
+            identity = ("dicom:" + hashlib.sha256("\n".join(sorted(sops)).encode()).hexdigest()
+                        if sops else f"dicom-bytes:{digest}")
+            merged = _merge(from_files, meta)
+            existing = await self.catalog.by_identity(owner, identity)
             if existing is not None:
-                await _settled(decoding)
                 return existing, True, differing_fields(existing.metadata, merged)
-            written: Written = await decoding
             record = ImageRecord(
                 id=new_image_id(), owner=owner, identity=identity, kind="original",
                 shape=written.shape, dtype=written.dtype,

@@ -8,7 +8,7 @@ Each function writes temporary blob files and syncs them; the server installs th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -37,6 +37,10 @@ class Written:
     dtype: str = ""
     crc32: int = 0
     file_sizes: tuple[int, ...] = ()
+    #: Registered DICOM files: the spacing their headers give, and the catalog's
+    #: description of them (``dicom.meta.describe``).
+    spacing: tuple[float, ...] | None = None
+    metadata: dict | None = None
 
 
 def dicom_parts(path: str, file_sizes, offset: int = 0) -> list[memoryview]:
@@ -65,17 +69,37 @@ def _write_files(files, tmp: str) -> Written:
     return Written(tmp, digest, size, crc32=w.crc32, file_sizes=tuple(len(b) for b in files))
 
 
+def _headers(parts, max_voxels: int, *, check: bool):
+    """The files' headers loaded (``dicom.volume.load``), and with ``check`` checked by
+    the one validator of every door (gRPC Register, DICOM C-STORE: UIDs and geometry)
+    and described for the catalog; before anything is kept."""
+    from medcompute.server.dicom.instance import check_instances
+    from medcompute.server.dicom.meta import describe
+    from medcompute.server.dicom.volume import load, quiet_pydicom
+
+    with quiet_pydicom():
+        # This server's voxel limit also bounds how far a deflated file is inflated.
+        volume = load(parts, max_voxels=max_voxels, field="input.dicom")
+        if not check:
+            return volume, None
+        check_instances(volume, "input.dicom", identity=True)
+        return volume, describe(volume.datasets, volume.info.order)
+
+
 def ingest_dicom(path: str, file_sizes, voxels_tmp: str, *, max_voxels: int,
                  field: str = "header.image") -> Written:
-    """Decode registered DICOM files (rescaled, in slice order) into a voxel blob."""
+    """Check and describe registered DICOM files, and decode them (rescaled, in slice
+    order) into a voxel blob."""
     from medcompute.server.dicom.read import decode
     from medcompute.server.worker.tasks import request_field
 
     try:
-        array, _ = decode(dicom_parts(path, file_sizes), max_voxels=max_voxels)
+        parts = dicom_parts(path, file_sizes)
+        volume, metadata = _headers(parts, max_voxels, check=True)
+        array, info = decode(parts, max_voxels=max_voxels, vol=volume)
     except InvalidArgument as exc:
         raise InvalidArgument(exc.message, request_field(exc.field, field)) from None
-    return _write_voxels(array, voxels_tmp)
+    return replace(_write_voxels(array, voxels_tmp), spacing=info.spacing, metadata=metadata)
 
 
 @dataclass(frozen=True)
@@ -89,6 +113,8 @@ class Share:
     nbytes: int
     shape: tuple[int, ...]          # the whole volume's
     dtype: str
+    spacing: tuple[float, ...] | None = None
+    metadata: dict | None = None    # share 0's: the files checked and described
 
 
 def ingest_dicom_share(path: str, file_sizes, frames_path: str, k: int, shares: int, *,
@@ -100,21 +126,27 @@ def ingest_dicom_share(path: str, file_sizes, frames_path: str, k: int, shares: 
     from medcompute.server.worker.tasks import request_field
 
     try:
-        array, info, start = decode_share(dicom_parts(path, file_sizes), k, shares,
-                                          align=FRAME_BYTES, max_voxels=max_voxels)
+        parts = dicom_parts(path, file_sizes)
+        volume, metadata = _headers(parts, max_voxels, check=k == 0)
+        array, info, start = decode_share(parts, k, shares, align=FRAME_BYTES,
+                                          max_voxels=max_voxels, vol=volume)
     except InvalidArgument as exc:
         raise InvalidArgument(exc.message, request_field(exc.field, field)) from None
     crc, nbytes = write_frames(frames_path, array)
-    return Share(frames_path, start, crc, nbytes, tuple(info.shape), info.dtype.str)
+    return Share(frames_path, start, crc, nbytes, tuple(info.shape), info.dtype.str,
+                 info.spacing, metadata)
 
 
 def join_shares(shares: list[Share], voxels_tmp: str) -> Written:
-    """The voxel blob of a series decoded in shares (in slice order), synced."""
+    """The voxel blob of a series decoded in shares (in slice order), synced, with the
+    headers' spacing and description (share 0's)."""
+    first = next(sh for sh in shares if sh.metadata is not None)
     shares = sorted(shares, key=lambda sh: sh.start)
     shape, dtype = shares[0].shape, np.dtype(shares[0].dtype)
     digest, size, crc = join_voxel_parts(voxels_tmp, shape, dtype,
                                          [(sh.path, sh.crc32, sh.nbytes) for sh in shares])
-    return Written(voxels_tmp, digest, size, tuple(shape), dtype.str, crc)
+    return Written(voxels_tmp, digest, size, tuple(shape), dtype.str, crc,
+                   spacing=first.spacing, metadata=first.metadata)
 
 
 def _metadata(parts) -> dict:

@@ -92,7 +92,7 @@ def test_an_image_an_earlier_version_kept_without_uids_breaks_no_query(tmp_path,
     """The validator now refuses an instance without its Series or Study Instance UID; an
     image kept before it (here: kept with the validator skipped) is left out of the levels
     that need the UID, and every other image is still found and retrieved."""
-    from medcompute.server.store import images
+    from medcompute.server.dicom import instance
 
     good = ct_series(1, patient="P-GOOD")[0]
     no_series = _without(ct_series(1, patient="P-OLD")[0], "SeriesInstanceUID")
@@ -101,7 +101,8 @@ def test_an_image_an_earlier_version_kept_without_uids_breaks_no_query(tmp_path,
     async def body(store):
         await _register(store, [good])
         with monkeypatch.context() as m:
-            m.setattr(images, "check_instances", lambda *args, **kwargs: None)
+            # The workers' check (worker/store_tasks.py reads it at each call).
+            m.setattr(instance, "check_instances", lambda *args, **kwargs: None)
             await _register(store, [no_series])
             await _register(store, [no_study])
         index = StoreIndex(store)
