@@ -17,8 +17,8 @@ deadline, leaves the queue (or, once its stack runs, stops waiting for it); its 
 CANCELLED and the others of its stack are untouched.
 
 A call whose image is in a client's shared-memory region (regions.py) joins a stack as
-any other: the server copies its bytes from the region into the stack, and the worker
-writes its result into the region.
+any other: its image is read from the region (by the worker when every image of the stack
+is in one, else by the server into the stack), and the worker writes its result there.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import logging
 from dataclasses import dataclass, field
 
 from medcompute.server.errors import ResourceExhausted
-from medcompute.server.jobs import regions, stacks
+from medcompute.server.jobs import stacks
 from medcompute.server.jobs.pipeline import InMemory, Payloads
 from medcompute.server.jobs.process import ProcessingService
 from medcompute.server.jobs.requests import ProcessRequest
@@ -105,11 +105,10 @@ class DynamicBatcher:
             try:
                 service.precheck(request)
                 if request.input_region is not None:
-                    # A stack's images are copied into it by the server: this one from
-                    # the client's shared-memory region.
+                    # Read from the client's shared-memory region where the stack is made
+                    # (by its worker when every image of the stack is in a region).
                     bytes_in = request.input_region.length
-                    datas = [await asyncio.to_thread(regions.read_bytes,
-                                                     request.input_region)]
+                    datas = [None]
                 else:
                     bytes_in, datas = await service.receive(
                         request, payloads, [None] * len(request.expected), InMemory())

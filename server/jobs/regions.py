@@ -124,11 +124,6 @@ class RegionRegistry:
         return dataclasses.replace(request, **refs), sizes[0], sizes[1]
 
 
-def read_bytes(ref: RegionRef) -> np.ndarray:
-    """A copy of the bytes ``ref`` names (a looked-up region), as uint8."""
-    return shm.read(ref.name, ref.offset, (ref.length,), np.uint8)
-
-
 def read_into(ref: RegionRef, out: np.ndarray) -> None:
     """Copy the bytes ``ref`` names (a looked-up region) into ``out`` (as many)."""
     shm.read_into(ref.name, ref.offset, out)
