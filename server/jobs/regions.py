@@ -32,7 +32,7 @@ from medcompute.server.errors import (
 from medcompute.server.jobs.requests import ProcessRequest, RegionRef
 from medcompute.server.worker import shm
 
-__all__ = ["Region", "RegionRegistry", "NOT_ON_THIS_HOST", "sweep_every", "read_bytes",
+__all__ = ["Region", "RegionRegistry", "NOT_ON_THIS_HOST", "sweep_every", "read_into",
            "write_array"]
 
 log = logging.getLogger(__name__)
