@@ -32,8 +32,7 @@ from medcompute.server.errors import (
 from medcompute.server.jobs.requests import ProcessRequest, RegionRef
 from medcompute.server.worker import shm
 
-__all__ = ["Region", "RegionRegistry", "NOT_ON_THIS_HOST", "sweep_every", "read_into",
-           "write_array"]
+__all__ = ["Region", "RegionRegistry", "NOT_ON_THIS_HOST", "sweep_every", "read_into"]
 
 log = logging.getLogger(__name__)
 
@@ -127,11 +126,6 @@ class RegionRegistry:
 def read_into(ref: RegionRef, out: np.ndarray) -> None:
     """Copy the bytes ``ref`` names (a looked-up region) into ``out`` (as many)."""
     shm.read_into(ref.name, ref.offset, out)
-
-
-def write_array(ref: RegionRef, array) -> None:
-    """Copy ``array``'s bytes into the region part ``ref`` names (a looked-up region)."""
-    shm.write(ref.name, ref.offset, np.asarray(array))
 
 
 async def sweep_every(registry: RegionRegistry, seconds: float = 10.0) -> None:
