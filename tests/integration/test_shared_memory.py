@@ -1,8 +1,8 @@
 """Shared memory for same-host clients, end to end: a region registered by a client on
-the server's host, Process calls that name their input and output by region instead of
-chunks (the worker reads and writes it by name, or, when the call joins a stack, the
-server copies), regions refused to other subscribers, out of bounds, and unknown names,
-and a killed client leaving no region and no job behind."""
+the server's host, Process and ProcessBatch calls that name their inputs and outputs by
+region instead of chunks (the workers read and write it by name, stacks too), regions
+refused to other subscribers, out of bounds, in the wrong number, and unknown names, and
+a killed client leaving no region and no job behind."""
 
 import os
 import signal
@@ -17,7 +17,14 @@ import numpy as np
 import pytest
 
 from medcompute.client import Client, ServiceError
-from medcompute.proto.v1 import image_pb2, processing_pb2, processing_pb2_grpc
+from medcompute.client.ops import to_operation
+from medcompute.proto.v1 import (
+    batch_pb2,
+    batch_pb2_grpc,
+    image_pb2,
+    processing_pb2,
+    processing_pb2_grpc,
+)
 from medcompute.server.config import ServerConfig
 from medcompute.server.storage.keys import KeyStore
 
@@ -90,7 +97,6 @@ def _header(image, region_id, *, in_at=0, in_len=None, out_at=None, out_len=None
         input_region=processing_pb2.SharedRegion(
             region_id=region_id, offset=in_at,
             length=image.nbytes if in_len is None else in_len))
-    from medcompute.client.ops import to_operation
     header.pipeline.extend(to_operation(op) for op in OPS)
     if out_at is not None:
         header.output_region.CopyFrom(processing_pb2.SharedRegion(
@@ -101,6 +107,19 @@ def _header(image, region_id, *, in_at=0, in_len=None, out_at=None, out_len=None
 def _process(stub, metadata, header):
     return list(stub.Process(iter([processing_pb2.ProcessRequest(header=header)]),
                              metadata=metadata, timeout=60))
+
+
+def _refused(cases, call) -> dict[str, str]:
+    """Each ``(kwargs, field)`` of ``cases``: ``call(**kwargs)`` fails INVALID_ARGUMENT
+    naming ``field`` alone; the details of each, by field."""
+    details = {}
+    for kwargs, field in cases:
+        with pytest.raises(grpc.RpcError) as exc:
+            call(**kwargs)
+        assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT, field
+        assert _violations(exc.value) == [field]
+        details[field] = exc.value.details()
+    return details
 
 
 def _violations(exc):
@@ -203,11 +222,8 @@ def test_out_of_bounds_parts_are_invalid_arguments_naming_the_field(site, shm):
             (dict(out_at=8192, out_len=image.size * 4 - 4), "header.output_region.length"),
         ]
         jobs_before = len(_jobs(site))
-        for kwargs, field in cases:
-            with pytest.raises(grpc.RpcError) as exc:
-                _process(stub, metadata, _header(image, region_id, **kwargs))
-            assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT, field
-            assert _violations(exc.value) == [field]
+        _refused(cases, lambda **kwargs: _process(stub, metadata,
+                                                  _header(image, region_id, **kwargs)))
         assert len(_jobs(site)) == jobs_before                  # no job was made
         with pytest.raises(grpc.RpcError) as exc:            # larger than the object
             stub.RegisterRegion(processing_pb2.RegisterRegionRequest(
@@ -399,3 +415,147 @@ def test_a_client_whose_region_the_server_forgot_registers_again(site):
         again = c.process(image, OPS, device="cpu")
         assert arena.region_id not in ("", old) and arena.region_id in _regions(site).regions
     assert again.array.tobytes() == first.array.tobytes()
+
+
+# -- batches over shared memory (ProcessBatchHeader.input_regions, output_regions) --------
+
+def _batch_images(n, shape=(64, 48), seed=0):
+    rng = np.random.default_rng(seed)
+    return [rng.normal(1000, 300, shape).astype(np.int16) for _ in range(n)]
+
+
+def test_a_batch_over_regions_equals_the_batch_over_chunks_bit_for_bit(site):
+    images = _batch_images(10) + [a[:32, :32].astype(np.uint8) for a in _batch_images(6, seed=1)]
+    with Client(site.address, timeout=120, api_key=site.tokens["a"]) as c, \
+            Client(site.address, timeout=120, api_key=site.tokens["a"],
+                   shared_memory=False) as chunks:
+        over = {i.index: i for i in c.process_many(images, OPS, device="cpu")}
+        assert [a.region_id != "" for a in c._arenas] == [True]      # it used a region
+        sent = {i.index: i for i in chunks.process_many(images, OPS, device="cpu")}
+    assert sorted(over) == sorted(sent) == list(range(len(images)))
+    for k, image in enumerate(images):
+        a, b = over[k].result, sent[k].result
+        assert over[k].ok and a.array.dtype == b.array.dtype == np.float32
+        assert a.array.tobytes() == b.array.tobytes()
+        assert a.applied == b.applied
+        assert a.header.usage.bytes_in == b.header.usage.bytes_in == image.nbytes
+    assert len({i.job_id for i in over.values()}) == len(images)   # a job per image
+
+
+def _stubs(site, who):
+    channel = grpc.insecure_channel(site.address)
+    metadata = (("authorization", f"Bearer {site.tokens[who]}"),)
+    return (channel, batch_pb2_grpc.BatchServiceStub(channel),
+            processing_pb2_grpc.ProcessingServiceStub(channel), metadata)
+
+
+def _register(stub, metadata, region) -> str:
+    return stub.RegisterRegion(processing_pb2.RegisterRegionRequest(
+        name=region.name, size=region.size), metadata=metadata).region_id
+
+
+def _batch_header(images, region_id, *, out_at=1 << 16, in_regions=None, out_regions=None):
+    """Image k at k * 8 KiB, its float32 result at ``out_at`` + k * 16 KiB."""
+    header = batch_pb2.ProcessBatchHeader(
+        process=processing_pb2.ProcessHeader(
+            pipeline=[to_operation(op) for op in OPS], device=processing_pb2.DEVICE_CPU),
+        inputs=[image_pb2.ImageSource(inline=image_pb2.ImageDescriptor(
+            encoding=image_pb2.ENCODING_RAW, shape=a.shape, dtype=image_pb2.DATA_TYPE_INT16,
+            size=a.nbytes)) for a in images])
+    header.input_regions.extend(in_regions if in_regions is not None else [
+        processing_pb2.SharedRegion(region_id=region_id, offset=k * 8192, length=a.nbytes)
+        for k, a in enumerate(images)])
+    header.output_regions.extend(out_regions if out_regions is not None else [
+        processing_pb2.SharedRegion(region_id=region_id, offset=out_at + k * 16384,
+                                    length=a.size * 4)
+        for k, a in enumerate(images)])
+    return header
+
+
+def _batch_call(stub, metadata, header, chunks=()):
+    messages = [batch_pb2.ProcessBatchRequest(header=header), *chunks]
+    return list(stub.ProcessBatch(iter(messages), metadata=metadata, timeout=120))
+
+
+def test_the_replies_carry_the_headers_only_and_the_region_holds_the_results(site, shm):
+    images = _batch_images(5, seed=2)
+    region = shm(1 << 18)
+    channel, batch, processing, metadata = _stubs(site, "a")
+    try:
+        region_id = _register(processing, metadata, region)
+        for k, a in enumerate(images):
+            np.frombuffer(region.buf, np.int16, a.size, offset=k * 8192)[:] = a.reshape(-1)
+        replies = _batch_call(batch, metadata, _batch_header(images, region_id))
+        assert [r.WhichOneof("msg") for r in replies] == ["result"] * len(images)
+        with Client(site.address, timeout=60, api_key=site.tokens["a"],
+                    shared_memory=False) as chunks:
+            expected = {i.index: i.result.array for i in
+                        chunks.process_many(images, OPS, device="cpu")}
+        for r in replies:
+            k = r.result.item
+            got = np.frombuffer(region.buf, np.float32, images[k].size,
+                                offset=(1 << 16) + k * 16384)
+            assert tuple(r.result.header.output.shape) == images[k].shape
+            assert got.tobytes() == expected[k].tobytes()
+            del got
+    finally:
+        channel.close()
+
+
+def test_regions_in_the_wrong_number_or_out_of_bounds_are_refused_naming_the_field(
+        site, shm):
+    images = _batch_images(3, seed=3)
+    region = shm(1 << 17)
+    channel, batch, processing, metadata = _stubs(site, "a")
+    try:
+        region_id = _register(processing, metadata, region)
+        ok = _batch_header(images, region_id)
+        ins, outs = list(ok.input_regions), list(ok.output_regions)
+        short = processing_pb2.SharedRegion(region_id=region_id, offset=0,
+                                            length=images[2].nbytes - 2)
+        small = processing_pb2.SharedRegion(region_id=region_id, offset=1 << 16, length=16)
+        past = processing_pb2.SharedRegion(region_id=region_id, offset=region.size - 8,
+                                           length=images[0].nbytes)
+        cases = [
+            (dict(in_regions=ins[:2]), "header.input_regions"),
+            (dict(out_regions=outs[:1]), "header.output_regions"),
+            (dict(in_regions=[ins[0], processing_pb2.SharedRegion(length=8), ins[2]]),
+             "header.input_regions[1].region_id"),
+            (dict(in_regions=[ins[0], ins[1], short]), "header.input_regions[2].length"),
+            (dict(in_regions=[past, ins[1], ins[2]]), "header.input_regions[0].offset"),
+            (dict(out_regions=[small, outs[1], outs[2]]), "header.output_regions[0].length"),
+        ]
+        before = len(_jobs(site))
+        details = _refused(cases, lambda **kwargs: _batch_call(
+            batch, metadata, _batch_header(images, region_id, **kwargs)))
+        assert "expected one region per image of inputs (3), or none; got 2" \
+            in details["header.input_regions"]
+        assert len(_jobs(site)) == before                        # no job was made
+        # Chunks for an image whose bytes are in a region: the stream is refused.
+        chunk = batch_pb2.ProcessBatchRequest(chunk=batch_pb2.BatchChunk(
+            item=1, chunk=image_pb2.Chunk(data=images[1].tobytes())))
+        with pytest.raises(grpc.RpcError) as exc:
+            _batch_call(batch, metadata, ok, [chunk])
+        assert exc.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert _violations(exc.value) == ["request[1].chunk.item"]
+        assert "input_regions[1]" in exc.value.details()
+    finally:
+        channel.close()
+
+
+def test_another_subscribers_region_is_not_found(site, shm):
+    images = _batch_images(2, seed=4)
+    region = shm(1 << 17)
+    channel_a, _, processing_a, meta_a = _stubs(site, "a")
+    channel_b, batch_b, _, meta_b = _stubs(site, "b")
+    try:
+        region_id = _register(processing_a, meta_a, region)
+        before = len(_jobs(site, "north-clinic"))
+        with pytest.raises(grpc.RpcError) as exc:
+            _batch_call(batch_b, meta_b, _batch_header(images, region_id))
+        assert exc.value.code() == grpc.StatusCode.NOT_FOUND
+        assert exc.value.details().startswith("header.input_regions[0].region_id: no region")
+        assert len(_jobs(site, "north-clinic")) == before
+    finally:
+        channel_a.close()
+        channel_b.close()

@@ -4,16 +4,15 @@ the fake saw the copies queued and done, metering per slab, and the fake's failu
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pytest
 import scipy.ndimage as ndi
 
 from medcompute.client.ops import parse_op
 from medcompute.server.jobs.operations import Geometry, resolve_pipeline
-from medcompute.server.worker import fakegpu, gpu_slabs, kernel_cache, tasks
+from medcompute.server.worker import fakegpu, gpu_slabs, tasks
 from medcompute.server.worker.slabs import plan_split
+from tests.gpu_helpers import fake_device
 
 VOL = np.random.default_rng(4).normal(100, 20, (80, 16, 16)).astype(np.float32)
 OPS = ["gaussian:sigma=1", "mean:size=3"]
@@ -22,18 +21,8 @@ OPS = ["gaussian:sigma=1", "mean:size=3"]
 @pytest.fixture
 def fake(monkeypatch, tmp_path):
     """A fake device in this process, restarted (nothing compiled, no stream work)."""
-    control = tmp_path / "control.json"
-
-    def set_control(**values):
-        control.write_text(json.dumps(values))
-    set_control(fail=None)
-    monkeypatch.setenv("MEDCOMPUTE_GPU_BACKEND", "fake")
-    monkeypatch.setenv(fakegpu.CONTROL_ENV, str(control))
-    monkeypatch.setenv(fakegpu.MEMORY_ENV, str(1 << 30))
-    fakegpu.restart()
-    monkeypatch.setattr(kernel_cache, "_seen", set())
-    yield set_control
-    fakegpu.restart()
+    with fake_device(monkeypatch, tmp_path) as set_control:
+        yield set_control
 
 
 def _job(tmp_path, name: str, slabs: int = 5):

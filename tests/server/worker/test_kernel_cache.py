@@ -2,7 +2,6 @@
 settings at a worker's start; on the FakeGPU, whose first use of a kernel configuration
 sleeps ``compile_delay`` as CuPy's compile takes seconds."""
 
-import json
 
 import numpy as np
 import pytest
@@ -10,6 +9,7 @@ import pytest
 from medcompute.client.ops import parse_op
 from medcompute.server.jobs.operations import Geometry, resolve_pipeline
 from medcompute.server.worker import fakegpu, kernel_cache, tasks
+from tests.gpu_helpers import fake_device
 
 DELAY = 0.5   # the fake's compile time; a kernel on an 8x16x16 volume takes far less
 
@@ -17,18 +17,8 @@ DELAY = 0.5   # the fake's compile time; a kernel on an 8x16x16 volume takes far
 @pytest.fixture
 def fake(monkeypatch, tmp_path):
     """A fake device in this process, restarted (nothing compiled, context working)."""
-    control = tmp_path / "control.json"
-
-    def set_control(**values):
-        control.write_text(json.dumps(values))
-    set_control(fail=None, compile_delay=DELAY)
-    monkeypatch.setenv("MEDCOMPUTE_GPU_BACKEND", "fake")
-    monkeypatch.setenv(fakegpu.CONTROL_ENV, str(control))
-    monkeypatch.setenv(fakegpu.MEMORY_ENV, str(1 << 30))
-    fakegpu.restart()
-    monkeypatch.setattr(kernel_cache, "_seen", set())
-    yield set_control
-    fakegpu.restart()
+    with fake_device(monkeypatch, tmp_path, compile_delay=DELAY) as set_control:
+        yield set_control
 
 
 def _spec(vol, texts, device="gpu"):
