@@ -53,6 +53,9 @@ class FakeDispatcher:
     async def worker_kinds(self):
         return 1, 0
 
+    async def cpu_workers(self):
+        return 1
+
     def add_listener(self, listener):
         self.listeners.append(listener)
 
