@@ -43,7 +43,7 @@ from dicom_ingest import write_series  # noqa: E402
 from store_throughput import Process  # noqa: E402
 
 #: (slices of the WADO series, instances for QIDO) of each mode of benchmarks/run.py.
-SIZES = {"full": (300, 10000), "quick": (100, 2000), "tiny": (4, 200)}
+SIZES = {"full": (300, 10000), "quick": (100, 2000), "tiny": (4, 100)}
 _PER_SERIES = 100
 
 

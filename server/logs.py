@@ -162,6 +162,10 @@ def install() -> None:
     import dask
 
     _install_here(dicom_network=True)
+    # Dask's scheduler logs a worker's stream found closed as INFO with its traceback
+    # ("Batched Comm Closed"), which a stop that closes the workers meets by chance: an
+    # expected end, not an error. Its one other record (an error) is still logged.
+    logging.getLogger("distributed.batched").setLevel(logging.WARNING)
     preload = list(dask.config.get("distributed.worker.preload", default=None) or [])
     if PRELOAD not in preload:
         dask.config.set({"distributed.worker.preload": [*preload, PRELOAD]})

@@ -4,14 +4,31 @@ worker processes and a real SQLite catalog in a temporary data directory."""
 from __future__ import annotations
 
 import asyncio
+import compileall
+import sys
 import threading
 from pathlib import Path
 
 import pytest
 
-from medcompute.client import Client
-from medcompute.server.app import start
-from medcompute.server.config import ServerConfig
+
+def _write_bytecode() -> None:
+    """The project's bytecode, written once per session where the environment turns its
+    writing off (PYTHONDONTWRITEBYTECODE, ``python -B``): each server, Dask worker and
+    command-line process the tests start then loads it instead of compiling every module
+    of the project again (about 0.3 s of each start on a 2-core machine)."""
+    if not sys.flags.dont_write_bytecode:
+        return                      # Python writes it itself as modules are imported
+    root = Path(__file__).resolve().parents[1]
+    for folder in ("server", "client", "kernels", "proto", "tests", "benchmarks"):
+        compileall.compile_dir(root / folder, quiet=1)
+
+
+_write_bytecode()
+
+from medcompute.client import Client  # noqa: E402
+from medcompute.server.app import start  # noqa: E402
+from medcompute.server.config import ServerConfig  # noqa: E402
 
 STARTUP_TIMEOUT = 120
 

@@ -95,11 +95,7 @@ class PostgresServer:
         with contextlib.suppress(ProcessLookupError):
             os.kill(self.pid, signal.SIGINT)
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                os.kill(self.pid, 0)
-            except ProcessLookupError:
-                break
+        while time.monotonic() < deadline and _alive(self.pid):
             time.sleep(0.05)
         self.pid = None
 
@@ -120,6 +116,23 @@ class PostgresServer:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` still runs. The postmaster ``pg_ctl`` started is not this process's
+    child: once it has exited it stays a zombie until the machine's init reaps it (about
+    2 s here), and a zombie has ended."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+    except OSError:                     # no /proc: ask the kernel
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
 
 
 #: The catalog backends a module-scoped server fixture runs on (``params=CATALOGS``).

@@ -6,6 +6,11 @@ of ``--job-lease`` seconds, renews the lease while it sends, and records the end
 try only while it still owns the push. Each round it makes pending again the pushes left
 ``sending`` whose lease ran out (a front end killed, or cut off from the catalog); a push
 another live front end sends, on this host or another, is left to it.
+
+:attr:`Pusher.failed_try` is the fault-injection seam of the tests: a coroutine function
+awaited with the push and the outcome of each failed try that will be tried again, before
+the next try is scheduled (a test brings a node up there, so that the next try finds it
+listening whatever the machine's load).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 
 from medcompute.server.dicomnet.commit import Commitments
 from medcompute.server.dicomnet.push import PROOF, Outcome, PushBook, PushRow, send_files
@@ -47,6 +53,8 @@ class Pusher:
         self.lease_seconds: float = getattr(catalog, "lease_seconds", 30.0)
         self._task: asyncio.Task | None = None
         self._taken_over_at = 0.0
+        #: The tests' seam (see the module's docstring); None: nothing is awaited.
+        self.failed_try: Callable[[PushRow, Outcome], Awaitable[None]] | None = None
 
     async def start(self) -> None:
         await self._take_over()
@@ -125,6 +133,8 @@ class Pusher:
                 log.info("dicom: pushed %d instance(s) of job %s to node %s",
                          outcome.delivered, push.job_id, push.node)
         elif outcome.transient and attempts < self.max_attempts:
+            if self.failed_try is not None:
+                await self.failed_try(push, outcome)
             delay = self.backoff * 2 ** (attempts - 1)
             if await self._end(push, "pending", reason=outcome.reason,
                                delivered=outcome.delivered, next_at=time.time() + delay,

@@ -291,11 +291,11 @@ class Dispatcher:
                         raise
                     log.info("direct call to %s failed (%s); sending the jobs as a task",
                              address, type(exc).__name__)
-                    self._runners.pop(address, None)
+                    self._runner_lost(address)
                 except Exception as exc:  # the worker (and its runner) went away
                     log.info("direct call to %s failed (%s); sending the jobs as a task",
                              address, type(exc).__name__)
-                    self._runners.pop(address, None)
+                    self._runner_lost(address)
                 finally:
                     self._runner_load[address] -= 1
         if cancel[-1:] == [CALLERS_GONE]:
@@ -307,6 +307,13 @@ class Dispatcher:
             [results] = await self._gather([future], kind)
             return results
         return await future
+
+    def _runner_lost(self, address: str) -> None:
+        """The runner at ``address`` failed a call (its worker went away, or is leaving):
+        forgotten, and the workers asked again by the next call, so that it does not start
+        a runner on the old address and wait for one that cannot start there."""
+        self._runners.pop(address, None)
+        self._view = None
 
     async def _runner(self):
         """(address, actor) of the least busy CPU worker's runner (of equally busy ones, the

@@ -14,6 +14,10 @@ and take them over; queries.py answers about jobs and the inbox, as plain values
 (views.py) that api/jobs.py turns into messages. The request and result descriptions are
 stored as the API layer encoded them: the :class:`~medcompute.server.jobs.views.JobCodec`
 it lends the runner reads and writes them.
+
+:data:`started_hook` is the tests' fault-injection seam: a coroutine function awaited with
+each job once its RUNNING state is persisted here, before its work goes to a worker (a
+test's entry point holds jobs RUNNING there until it kills the server).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import hashlib
 import logging
 import re
 import time
+from collections.abc import Awaitable, Callable
 
 from medcompute.server.config import ServerConfig
 from medcompute.server.errors import (
@@ -50,13 +55,15 @@ from medcompute.server.jobs.views import (
     StoredResult,
 )
 
-__all__ = ["JobRunner", "MAX_ATTEMPTS"]
+__all__ = ["JobRunner", "MAX_ATTEMPTS", "started_hook"]
 
 log = logging.getLogger(__name__)
 
 MAX_ATTEMPTS = jobs.MAX_ATTEMPTS
 _KEY = re.compile(r"^[\x21-\x7e]{1,128}$")
 _ENDED = (jobs.State.SUCCEEDED, jobs.State.FAILED, jobs.State.CANCELLED)
+#: The tests' seam (see the module's docstring); None: nothing is awaited.
+started_hook: Callable[[jobs.Job], Awaitable[None]] | None = None
 
 
 class JobRunner:
@@ -341,6 +348,8 @@ class JobRunner:
                 return None
             job = started
         self.effects.set_progress(job.id, 0.0, "running")
+        if started_hook is not None:
+            await started_hook(job)
         return job
 
     async def _ended_elsewhere(self, job_id: str) -> None:

@@ -7,6 +7,7 @@ instance and then refuses storage commitment is delivered, not committed."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 import re
@@ -53,7 +54,7 @@ def node(request, server_thread, tmp_path_factory):
     config = ServerConfig(address="127.0.0.1:0", data_dir=data_dir, workers=1,
                           dicom_port=0, dicom_quiet_seconds=30.0,
                           dicom_complete_on_release=True, dicom_push_attempts=ATTEMPTS,
-                          dicom_push_backoff=0.5, dicom_commit_timeout=COMMIT_TIMEOUT,
+                          dicom_push_backoff=0.1, dicom_commit_timeout=COMMIT_TIMEOUT,
                           catalog=catalog, http_port=0)
     with server_thread(config) as running:
         yield running
@@ -97,6 +98,16 @@ def test_results_are_pushed_retried_and_refused_with_reasons(node, tmp_path, cap
     # Accepts the association, then aborts it on the first C-STORE request.
     aborts = StoreSCP(tmp_path / "aborts", aet="ABORTSCP", extra=("--abort-after",)).start()
     down_port = free_port()
+    tried = []
+
+    async def failed_try(push, outcome):
+        # The late node starts listening once a try to it has failed (and before the
+        # server schedules the next one).
+        tried.append((push.node, push.attempts + 1, outcome.reason))
+        if push.node == "later" and not later.proc:
+            await asyncio.to_thread(later.start)
+    pusher = node.running.dicom.pusher
+    pusher.failed_try = failed_try
     try:
         with Client(node.address, timeout=60) as c:
             c.dicom.register_node("reading-room", "READSCP", "127.0.0.1", dcmtk.port)
@@ -123,12 +134,6 @@ def test_results_are_pushed_retried_and_refused_with_reasons(node, tmp_path, cap
                 time.sleep(0.2)
             (job,) = series[0].jobs
             assert job.rule_id == rule.rule_id
-            # The late node starts listening once a try to it has failed.
-            while not any(p.node == "later" and p.attempts >= 1 and p.reason
-                          for p in c.dicom.pushes(job.job_id)):
-                assert time.monotonic() < deadline
-                time.sleep(0.05)
-            later.start()
             pushes = _wait_pushes(c, job.job_id)
         ok = dicom_pb2.PUSH_STATE_DELIVERED
         assert pushes["reading-room"].state == ok and pushes["pacs"].state == ok
@@ -150,7 +155,9 @@ def test_results_are_pushed_retried_and_refused_with_reasons(node, tmp_path, cap
         assert down.state == dicom_pb2.PUSH_STATE_FAILED and down.attempts == ATTEMPTS
         assert down.reason == ("the node is unreachable (Connection refused) (gave up after "
                                f"{ATTEMPTS} tries)")
-        assert pushes["later"].state == ok and pushes["later"].attempts >= 2
+        assert pushes["later"].state == ok and pushes["later"].attempts == 2
+        assert [t for t in tried if t[0] == "later"] == [
+            ("later", 1, "the node is unreachable (Connection refused)")]
         cut = pushes["aborts"]
         assert cut.state == dicom_pb2.PUSH_STATE_FAILED and cut.attempts == ATTEMPTS
         assert cut.reason == ("the association ended before the node answered instance 1 of "
@@ -243,6 +250,7 @@ def test_results_are_pushed_retried_and_refused_with_reasons(node, tmp_path, cap
         (line,) = [x for x in mine.lines if x.item == "delivery"]
         assert line.quantity == 4 and line.unit_price == "0.005" and line.amount == "0.02"
     finally:
+        pusher.failed_try = None
         dcmtk.stop()
         pacs.stop()
         later.stop()

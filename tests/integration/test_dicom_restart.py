@@ -101,7 +101,7 @@ def test_sigkill_mid_delivery_ends_delivered_after_restart(tmp_path):
     _registered(data)
     # A push a killed server was sending is sent again once its lease (--job-lease) ran out.
     dicom = ("--dicom-port", str(port), "--complete-on-release", "--push-backoff", "0.5",
-             "--job-lease", "4")
+             "--job-lease", "2")
     # A slow node: each C-STORE takes a second, so the push is caught while sending.
     slow = StoreSCP(tmp_path / "node", aet="SLOWSCP", extra=("--sleep-during", "1")).start()
     server = Served(data, tmp_path / "first.log", *dicom)
@@ -116,6 +116,10 @@ def test_sigkill_mid_delivery_ends_delivered_after_restart(tmp_path):
                                       if p.state == dicom_pb2.PUSH_STATE_SENDING],
                              what="a push in the sending state")
         server.kill()
+        # From now on the node answers at once (the same AE title, port and folder), so
+        # that the resend does not take the slow node's seconds per instance.
+        slow.stop()
+        slow = StoreSCP(tmp_path / "node", aet="SLOWSCP", port=slow.port).start()
         server = Served(data, tmp_path / "second.log", *dicom)
         with Client(server.address, timeout=60) as c:
             final = (dicom_pb2.PUSH_STATE_DELIVERED, dicom_pb2.PUSH_STATE_FAILED)

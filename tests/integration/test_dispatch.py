@@ -1,6 +1,7 @@
 """Dispatch on a real cluster: 2 CPU worker processes and 1 worker that declares GPU=1
 but runs the FakeGPU test backend (NumPy underneath, told to fail through a control file)."""
 
+import asyncio
 import contextlib
 import json
 import os
@@ -466,10 +467,14 @@ def test_a_job_that_keeps_killing_workers_fails_clearly_and_is_not_billed(c, clu
 
 # -- compiled kernels, failures after upload, broken device contexts --------------------
 
-def _gpu_worker_state(cluster, fn):
+def _gpu_worker_state(cluster, fn, timeout=None):
+    """``fn`` run on each GPU worker, by address; ``timeout``: seconds to wait for their
+    answers (asyncio.TimeoutError past it, as when asking a worker that is leaving, whose
+    connection would otherwise be waited for up to Dask's 30 s connect timeout)."""
     async def on_gpu():
         view = await cluster.running.dispatcher.view()
-        return await cluster.running.dispatcher.client.run(fn, workers=list(view.gpu))
+        return await asyncio.wait_for(
+            cluster.running.dispatcher.client.run(fn, workers=list(view.gpu)), timeout)
     return cluster.call(on_gpu())
 
 
@@ -528,7 +533,7 @@ def test_a_broken_device_context_restarts_the_gpu_worker(c, cluster, fake_gpu):
     deadline = time.monotonic() + 120             # a generous bound on a worker restart
     while time.monotonic() < deadline:
         try:
-            after = _gpu_worker_state(cluster, os.getpid)
+            after = _gpu_worker_state(cluster, os.getpid, timeout=5)
         except Exception:                          # the old worker is leaving
             after = {}
         if after and set(after.values()).isdisjoint(before.values()):

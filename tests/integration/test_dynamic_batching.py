@@ -93,19 +93,38 @@ def test_a_call_past_its_deadline_ends_alone_and_the_others_succeed(served):
 
 def test_a_full_subscriber_queue_answers_resource_exhausted(served):
     shape = (12, 12)                  # three of these do not fill a stack
-    waiting = threading.Thread(target=_concurrently, args=(
-        served.address, _images(6, seed=4, shape=shape)), kwargs={"timeout": 20.0})
+    ref = f"inline:{12 * 12 * 2}"
+    # Six calls, each on a channel of its own, wait in the queue (a generous deadline
+    # bounds a hang); closing their channels cancels them once the check is done.
+    clients = [Client(served.address, timeout=120) for _ in range(6)]
+    errors = {}
+
+    def call(i, c, image):
+        try:
+            c.process(image, OPS, device="cpu")
+        except ServiceError as exc:
+            errors[i] = exc.code
+
+    waiting = [threading.Thread(target=call, args=(i, c, image)) for i, (c, image) in
+               enumerate(zip(clients, _images(6, seed=4, shape=shape), strict=True))]
     started = time.time()
-    waiting.start()
+    for t in waiting:
+        t.start()
     try:
-        _wait_jobs(served, None, 6, since=started, ref=f"inline:{12 * 12 * 2}")
+        _wait_jobs(served, None, 6, since=started, ref=ref)
         with Client(served.address, timeout=60) as c:
             with pytest.raises(ServiceError) as info:
                 c.process(_images(1, seed=5, shape=shape)[0], OPS, device="cpu")
         assert info.value.code == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert "batch_queue=6" in info.value.details
     finally:
-        waiting.join()                 # their deadlines end them
+        for c in clients:
+            c.close()
+        for t in waiting:
+            t.join()
+    assert errors == dict.fromkeys(range(6), grpc.StatusCode.CANCELLED)
+    # The cancelled calls left the queue: their jobs ended cancelled.
+    _wait_jobs(served, "CANCELLED", 6, since=started, ref=ref)
 
 
 def test_priority_is_a_request_field_checked_by_the_server(served):

@@ -4,6 +4,8 @@ are spread over them, and a server killed with SIGKILL loses no acknowledged job
 from __future__ import annotations
 
 import sqlite3
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -14,7 +16,7 @@ from tests.served import Served
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
-SLOW = ["median:size=5"] * 12          # about a second on one worker
+PIPELINE = ["median:size=5", "mean:size=3"]
 
 
 def _vol(seed, shape=(16, 96, 96)):
@@ -22,9 +24,12 @@ def _vol(seed, shape=(16, 96, 96)):
 
 
 def test_two_servers_share_the_calls_and_a_killed_one_loses_no_acknowledged_job(tmp_path):
-    data = tmp_path / "data"
+    data, held = tmp_path / "data", tmp_path / "held"
+    held.mkdir()
     flags = ("--job-lease", "2")
-    a = Served(data, tmp_path / "a.log", *flags)
+    # The jobs a runs are held RUNNING there until it is killed (tests/hold_jobs.py).
+    a = Served(data, tmp_path / "a.log", *flags,
+               program=(sys.executable, "-m", "tests.hold_jobs", str(held)))
     b = Served(data, tmp_path / "b.log", *flags)
     try:
         target = f"ipv4:{a.address},{b.address}"
@@ -37,19 +42,22 @@ def test_two_servers_share_the_calls_and_a_killed_one_loses_no_acknowledged_job(
                                         streams=2))
             assert sorted(i.index for i in items) == list(range(8))
             assert len({i.result.header.worker for i in items}) == 2
-            submitted = [c.submit(_vol(k), SLOW, device="cpu", label=f"slow-{k}")
+            submitted = [c.submit(_vol(k), PIPELINE, device="cpu", label=f"job-{k}")
                          for k in range(4)]
+        deadline = time.monotonic() + 120      # a generous bound on a's taking one
+        while not (running := [j.job_id for j in submitted if (held / j.job_id).exists()]):
+            assert time.monotonic() < deadline, "no submitted job is running on a"
+            time.sleep(0.1)
         a.kill()                       # with some of its submitted jobs not ended yet
         with sqlite3.connect(data / "catalog.sqlite3") as db:
             states = dict(db.execute("SELECT id, state FROM jobs"))
-        assert any(states[j.job_id] not in ("SUCCEEDED", "FAILED", "CANCELLED")
-                   for j in submitted)
+        assert all(states[j] == "RUNNING" for j in running)
         with Client(b.address, timeout=120) as c:
             for job in submitted:      # the survivor takes over the killed server's jobs
                 info = c.wait(job.job_id, timeout=180)
                 assert info.state == jobs_pb2.JOB_STATE_SUCCEEDED, info.error
             np.testing.assert_array_equal(c.fetch(submitted[0].job_id).array,
-                                          c.process(_vol(0), SLOW, device="cpu").array)
+                                          c.process(_vol(0), PIPELINE, device="cpu").array)
     finally:
         for served in (a, b):
             if served.proc.poll() is None:

@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import sqlite3
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +26,7 @@ from tests.served import Served
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 SLOW = ["median:size=5"] * 16          # several seconds on one worker
+HELD = ["median:size=5"] * 2           # the job a server holds RUNNING (tests/hold_jobs.py)
 
 
 def _vol(seed, shape=(24, 96, 96)):
@@ -63,13 +65,17 @@ def _slow_upload(address: str, image: np.ndarray, key: str, stop: threading.Even
 
 
 def test_sigkill_with_jobs_in_every_state_then_restart_ends_each_once(tmp_path):
-    data = tmp_path / "data"
+    data, held = tmp_path / "data", tmp_path / "held"
+    held.mkdir()
     flags = ("--job-lease", "2", "--max-queue", "1")
-    first = Served(data, tmp_path / "first.log", *flags)
+    # The first server holds the job it runs RUNNING until it is killed (tests/hold_jobs.py):
+    # its one slot stays taken, so the other jobs stay QUEUED.
+    first = Served(data, tmp_path / "first.log", *flags,
+                   program=(sys.executable, "-m", "tests.hold_jobs", str(held)))
     stop_upload = threading.Event()
     try:
         with Client(first.address, timeout=60) as c:
-            running = c.submit(_vol(1), SLOW, device="cpu", label="running")
+            running = c.submit(_vol(1), HELD, device="cpu", label="running")
             queued = [c.submit(_vol(s, (8, 64, 64)), ["gaussian:sigma=2"], label="queued")
                       for s in (2, 3)]
             with ThreadPoolExecutor(1) as pool:
@@ -97,7 +103,7 @@ def test_sigkill_with_jobs_in_every_state_then_restart_ends_each_once(tmp_path):
                 info = c.wait(job.job_id, timeout=120)
                 assert info.state == jobs_pb2.JOB_STATE_SUCCEEDED, info.error
             np.testing.assert_array_equal(c.fetch(running.job_id).array,
-                                          c.process(_vol(1), SLOW, device="cpu").array)
+                                          c.process(_vol(1), HELD, device="cpu").array)
             [receiving] = [j for j in c.jobs(limit=100).jobs if j.label == "interrupted-upload"]
             assert receiving.state == jobs_pb2.JOB_STATE_FAILED and receiving.platform_fault
             assert "stopped while receiving the inputs" in receiving.error

@@ -9,12 +9,12 @@ from medcompute.server.config import ServerConfig
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(300)]
 
-LIMIT = 1 << 30
+LIMIT = 1 << 29
 
 
 def test_a_volume_larger_than_the_worker_memory_limit_completes(tmp_path, server_thread):
     rng = np.random.default_rng(7)
-    vol = rng.integers(0, 250, size=(256, 1024, 1024), dtype=np.uint8)
+    vol = rng.integers(0, 250, size=(128, 1024, 1024), dtype=np.uint8)
     assert vol.size * 4 >= LIMIT  # as float32 alone it fills the worker's whole memory limit
     config = ServerConfig(address="127.0.0.1:0", data_dir=tmp_path, workers=1,
                           gpu_workers=0, worker_memory=LIMIT)

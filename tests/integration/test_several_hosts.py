@@ -7,6 +7,7 @@ UNAVAILABLE, then succeed, without restarting the service."""
 
 from __future__ import annotations
 
+import sys
 import time
 
 import grpc
@@ -22,7 +23,7 @@ from tests.served import Served
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres, pytest.mark.timeout(300)]
 
-SLOW = ["median:size=5"] * 8           # a few seconds on one worker
+HELD = ["median:size=5"] * 2           # the job a server holds RUNNING (tests/hold_jobs.py)
 ENDED = (jobs_pb2.JOB_STATE_SUCCEEDED, jobs_pb2.JOB_STATE_FAILED, jobs_pb2.JOB_STATE_CANCELLED)
 
 
@@ -44,12 +45,17 @@ def test_a_front_end_killed_mid_load_has_its_jobs_ended_once_by_the_other(tmp_pa
     url = postgres.fresh_url()
     data = tmp_path / "shared-data"
     flags = ("--catalog", url, "--catalog-timeout", "2", "--job-lease", "2", "--max-queue", "1")
-    host_a = Served(data, tmp_path / "a.log", *flags, "--spool-name", "a")
+    held = tmp_path / "held"
+    held.mkdir()
+    # Host A holds the job it runs RUNNING until it is killed (tests/hold_jobs.py): the
+    # kill finds it running whatever the machine's load.
+    host_a = Served(data, tmp_path / "a.log", *flags, "--spool-name", "a",
+                    program=(sys.executable, "-m", "tests.hold_jobs", str(held)))
     host_b = Served(data, tmp_path / "b.log", *flags, "--spool-name", "b")
     acknowledged = []
     try:
         with Client(host_a.address, timeout=60) as a, Client(host_b.address, timeout=60) as b:
-            running = a.submit(_vol(1, (24, 96, 96)), SLOW, device="cpu", label="running")
+            running = a.submit(_vol(1, (24, 96, 96)), HELD, device="cpu", label="running")
             acknowledged.append(running.job_id)
             for seed in range(2, 5):
                 acknowledged.append(a.submit(_vol(seed), ["gaussian:sigma=2"]).job_id)
