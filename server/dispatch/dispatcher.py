@@ -18,17 +18,13 @@ import asyncio
 import contextlib
 import functools
 import logging
-import math
-import os
 import time
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import dask
 
-from medcompute.proto import wire
 from medcompute.server.config import ServerConfig
-from medcompute.server.dispatch.encoding import encode_parts, join
 from medcompute.server.dispatch.losses import LOSS_TOPIC, WorkerLosses, WorkerLost
 from medcompute.server.dispatch.placement import (
     WorkerView,
@@ -37,26 +33,22 @@ from medcompute.server.dispatch.placement import (
     place,
     require_gpu,
     route,
-    slab_count,
 )
 from medcompute.server.dispatch.small_jobs import CALLERS_GONE, SmallJobs
+from medcompute.server.dispatch.split import Execution, job_key, run_split
 from medcompute.server.errors import Cancelled, Internal, Unavailable
 from medcompute.server.storage.space import storage_fault
 from medcompute.server.worker.cancel import restart_broken
 from medcompute.server.worker.gpu_meter import free_memory
-from medcompute.server.worker.gpu_slabs import run_slabs, slab_groups
 from medcompute.server.worker.kernel_cache import state as kernel_state
-from medcompute.server.worker.slabs import plan_split
 from medcompute.server.worker.tasks import (
     EVENT_TOPIC,
     GpuFailure,
     StackResult,
     StackSpec,
-    TaskResult,
     TaskSpec,
     WorkerRunner,
     job_ids,
-    materialize,
     run_batch,
     run_task,
     warm_up,
@@ -68,18 +60,6 @@ __all__ = ["Dispatcher", "Execution", "WorkerView"]
 log = logging.getLogger(__name__)
 
 VIEW_TTL = 1.0
-
-
-@dataclass
-class Execution:
-    """How a job ran: its (merged) result, and where and how it was placed."""
-
-    result: TaskResult
-    fallback_reason: str = ""
-    slabs: int = 1
-    workers: tuple[str, ...] = ()
-    #: Why it was placed on CPU although a GPU was asked for or possible ("" otherwise).
-    placement: str = ""
 
 
 class Dispatcher:
@@ -139,6 +119,12 @@ class Dispatcher:
 
     async def close(self) -> None:
         if self.client is not None:
+            # Off the scheduler's topics first: the scheduler announces this client's own
+            # removal on "all", and would write it to the closing client (a CRITICAL record
+            # with a traceback in the log).
+            for topic in (EVENT_TOPIC, LOSS_TOPIC):
+                with contextlib.suppress(ValueError):
+                    self.client.unsubscribe_topic(topic)
             await self.client.close()
         if self.cluster is not None:
             await self.cluster.close()
@@ -509,7 +495,7 @@ class Dispatcher:
                     device_bytes=min(free) if free else None,
                     host_bytes=min(hosts) if hosts else None, need=job_need(spec))
         if how == "split":
-            split = await self._run_split(spec, voxels, out_shape, out_dtype)
+            split = await run_split(self, spec, voxels, out_shape, out_dtype)
             if split is not None:
                 return split
             how = route(kind, voxels, splittable=False, split_bytes=self.config.split_bytes,
@@ -518,7 +504,7 @@ class Dispatcher:
             result = await self._batchers[kind].run(spec)
         else:
             [result] = await self._gather([self.submit(run_task, spec, kind=kind,
-                                                       key=_key(spec))], kind)
+                                                       key=job_key(spec))], kind)
         self._learn_free_memory([result])
         return Execution(result, workers=(result.worker,))
 
@@ -529,81 +515,6 @@ class Dispatcher:
         for r in results:
             if getattr(r, "device_free", None) is not None and r.worker in self._view.gpu:
                 self._view.gpu_memory[r.worker] = r.device_free
-
-    async def _run_split(self, spec: TaskSpec, voxels, out_shape, out_dtype) -> Execution | None:
-        shape = spec.inputs[0].shape
-        plan = plan_split(spec.ops, shape, slab_count(self._view or WorkerView(), voxels,
-                                                      split_bytes=self.config.split_bytes,
-                                                      kind=spec.device,
-                                                      need=job_need(spec)))
-        if plan is None:
-            return None
-        inputs = list(spec.inputs)
-        image_ndim = len(shape)
-        # Slabs read a stored image's voxel blob in parts when the split is along its first
-        # axis (worker/tasks.py _load_region); others are decoded into a raw file first.
-        decode = [i for i, s in enumerate(inputs) if s.encoding != "raw" and not (
-            s.voxels and all(r.axis - (image_ndim - len(s.shape)) <= 0
-                             for r in plan.regions))]
-        if decode:
-            futures = [self.submit(materialize, inputs[i], f"{spec.out_path}.in{i}.raw",
-                                   kind="cpu", key=_key(spec, f"-decode{i}"))
-                       for i in decode]
-            for i, decoded in zip(decode, await self._await(futures)):
-                inputs[i] = decoded
-        dicom_out = spec.output_format != "raw"
-        raw_path = spec.out_path + ".raw" if dicom_out else spec.out_path
-        itemsize = wire.DTYPES[wire.dtype_to_proto(out_dtype)].itemsize
-        with open(raw_path, "wb") as f:
-            f.truncate(math.prod(out_shape) * itemsize)
-        slab_spec = replace(spec, inputs=tuple(inputs), out_path=raw_path, output_format="raw",
-                            out_shape=tuple(out_shape))
-        if spec.device == "gpu":    # a run of slabs per GPU worker, double-buffered
-            futures = [self.submit(run_slabs, slab_spec, group, kind="gpu",
-                                   key=_key(spec, f"-slabs{k}")) for k, group in
-                       enumerate(slab_groups(plan.regions,
-                                             len((self._view or WorkerView()).gpu)))]
-        else:
-            futures = [self.submit(run_task, replace(slab_spec, region=r), kind=spec.device,
-                                   key=_key(spec, f"-slab{k}"))
-                       for k, r in enumerate(plan.regions)]
-        try:
-            parts = await self._gather(futures, spec.device,
-                                       self.progress_hooks.get(spec.job_id))
-            if spec.device == "gpu":
-                parts = [part for group in parts for part in group]
-            self._learn_free_memory(parts)
-        finally:
-            for i in decode:
-                if os.path.exists(inputs[i].path):
-                    os.unlink(inputs[i].path)
-        if dicom_out:
-            merged = await encode_parts(self, spec, tuple(out_shape), parts[0].dtype)
-        else:
-            crc = await asyncio.to_thread(join, [raw_path])
-            merged = replace(parts[0], out_path=raw_path, shape=tuple(out_shape),
-                             nbytes=math.prod(out_shape) * itemsize, crc32=crc,
-                             file_sizes=())
-        def total(name):
-            values = [getattr(p, name) for p in parts if getattr(p, name) is not None]
-            return sum(values) if values else None
-
-        merged = replace(
-            merged, started_at=min(p.started_at for p in parts),
-            finished_at=max(p.finished_at for p in parts),
-            compute_seconds=sum(p.compute_seconds for p in parts),
-            backend=parts[0].backend, device=parts[0].device, worker=parts[0].worker,
-            gpu_seconds=total("gpu_seconds"), transfer_seconds=total("transfer_seconds"),
-            compile_seconds=total("compile_seconds"))
-        workers = tuple(dict.fromkeys(p.worker for p in parts))
-        return Execution(merged, slabs=len(parts), workers=workers)
-
-
-def _key(spec: TaskSpec, part: str = "") -> str:
-    """The Dask key of a job's task (``part``: of one of its tasks): a GPU attempt's keys
-    differ from those of its CPU re-run, which may follow while the GPU attempt's
-    cancelled tasks are still being released."""
-    return f"job-{spec.job_id}{'-gpu' if spec.device == 'gpu' else ''}{part}"
 
 
 def _lost(worker: str) -> GpuFailure:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import sys
 import threading
 import time
 
@@ -18,7 +19,7 @@ import numpy as np
 
 from medcompute.server.errors import FailedPrecondition
 
-__all__ = ["SHM_DIR", "valid_name", "size", "read", "read_into", "write"]
+__all__ = ["SHM_DIR", "valid_name", "size", "read", "read_rows", "read_into", "write"]
 
 #: Where Linux keeps POSIX shared-memory objects.
 SHM_DIR = "/dev/shm"
@@ -47,6 +48,10 @@ def size(name: str) -> int | None:
 #: Mappings kept open per process, so that the pages of a client's object stay mapped
 #: from one call to the next (a new mapping faults in every page it touches again).
 _KEEP = 8
+#: And at most this share of a Dask worker's memory limit: the pages a worker touched in
+#: a kept mapping count in its resident memory, which its nanny watches.
+_KEEP_SHARE = 4
+_budget_bytes: list = []           # [bytes or None], found at the first use
 #: A kept mapping unused this long, or whose object is gone, is closed by the next call
 #: or by the sweeper thread: an unlinked object's memory is freed once no mapping holds it.
 _IDLE_SECONDS = 30.0
@@ -74,15 +79,34 @@ def _stale(name: str, kept: _Kept, now: float) -> bool:
         now - kept.used > _IDLE_SECONDS
 
 
+def _budget() -> int | None:
+    """The bytes of objects this process keeps mapped: a share of its Dask worker's
+    memory limit, or no bound outside a worker (or without a limit)."""
+    if not _budget_bytes:
+        limit = None
+        distributed = sys.modules.get("distributed")
+        if distributed is not None:
+            try:
+                limit = distributed.get_worker().memory_manager.memory_limit
+            except (ValueError, AttributeError):     # not in a worker
+                limit = None
+        _budget_bytes.append(limit // _KEEP_SHARE if limit else None)
+    return _budget_bytes[0]
+
+
 def _drop_stale(now: float) -> None:
     """Close the kept mappings nobody uses whose object is gone, changed or idle (under
-    the lock); the oldest beyond ``_KEEP`` too."""
+    the lock); the oldest beyond ``_KEEP``, or beyond the byte budget, too."""
     for name, kept in list(_kept.items()):
         if kept.users == 0 and _stale(name, kept, now):
             del _kept[name]
             kept.map.close()
+    budget = _budget()
     idle = sorted((k.used, n) for n, k in _kept.items() if k.users == 0)
-    for _, name in idle[:max(0, len(_kept) - _KEEP)]:
+    for _, name in idle:
+        held = sum(k.size for k in _kept.values())
+        if len(_kept) <= _KEEP and (budget is None or held <= budget):
+            break
         _kept.pop(name).map.close()
 
 
@@ -117,7 +141,9 @@ class _Mapped:
             if kept is None or kept.ino != st.st_ino or kept.size != st.st_size or \
                     (self.writable and not kept.writable):
                 kept = _Kept(self._map(), st.st_ino, st.st_size, self.writable)
-                if self.name not in _kept or _kept[self.name].users == 0:
+                budget = _budget()
+                if (budget is None or kept.size <= budget) and \
+                        (self.name not in _kept or _kept[self.name].users == 0):
                     old = _kept.pop(self.name, None)
                     if old is not None:
                         old.map.close()
@@ -164,6 +190,21 @@ def read(name: str, offset: int, shape: tuple[int, ...], dtype,
     with _Mapped(name, False, offset + count * dtype.itemsize, field) as m:
         view = np.frombuffer(m, dtype=dtype, count=count, offset=offset)
         out = view.reshape(shape).copy()
+        del view
+    return out
+
+
+def read_rows(name: str, offset: int, shape: tuple[int, ...], dtype, axis: int, lo: int,
+              hi: int, field: str = "input_region") -> np.ndarray:
+    """A copy of rows ``[lo, hi)`` along ``axis`` of the array at ``offset`` (a slab's part
+    of an image in the object), without copying the rest."""
+    dtype = np.dtype(dtype)
+    count = int(np.prod(shape))
+    with _Mapped(name, False, offset + count * dtype.itemsize, field) as m:
+        view = np.frombuffer(m, dtype=dtype, count=count, offset=offset).reshape(shape)
+        index = [slice(None)] * len(shape)
+        index[axis] = slice(lo, hi)
+        out = view[tuple(index)].copy(order="C")      # a copy: never a view of the map
         del view
     return out
 

@@ -218,7 +218,10 @@ def _load_region(spec: InputSpec, region: Region, image_ndim: int) -> np.ndarray
 
         return read_voxel_slices(spec.voxels, region.lo, region.hi)
     if spec.encoding == "raw" and spec.shm:
-        return np.ascontiguousarray(_take(load_image(spec), axis, region.lo, region.hi))
+        from medcompute.server.worker import shm
+
+        return shm.read_rows(spec.shm, spec.offset, spec.shape, spec.dtype, axis,
+                             region.lo, region.hi)
     if spec.encoding == "raw":
         mapped = np.memmap(spec.path, dtype=np.dtype(spec.dtype), mode="r",
                            offset=spec.offset, shape=spec.shape)

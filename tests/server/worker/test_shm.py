@@ -91,3 +91,32 @@ def test_an_idle_mapping_is_closed_and_at_most_a_few_are_kept():
         for m in made:
             m.close()
             m.unlink()
+
+
+def test_an_object_over_the_byte_budget_is_mapped_for_the_call_only(monkeypatch):
+    # In a Dask worker the budget is a share of its memory limit: the pages of a kept
+    # mapping count in the resident memory its nanny watches.
+    monkeypatch.setattr(shm, "_budget_bytes", [8192])
+    small = shared_memory.SharedMemory(create=True, size=8192)
+    large = shared_memory.SharedMemory(create=True, size=1 << 16)
+    try:
+        shm.write(large.name, 0, np.arange(16, dtype=np.int32))
+        assert large.name not in shm._kept
+        assert shm.read(large.name, 0, (16,), np.int32).tolist() == list(range(16))
+        shm.write(small.name, 0, np.arange(4, dtype=np.int32))
+        assert small.name in shm._kept
+    finally:
+        for m in (small, large):
+            m.close()
+            m.unlink()
+
+
+def test_rows_of_an_array_are_read_without_the_rest(region):
+    array = np.arange(6 * 5 * 4, dtype=np.int16).reshape(6, 5, 4)
+    shm.write(region.name, 256, array)
+    for axis, (lo, hi) in [(0, (1, 4)), (1, (2, 5)), (2, (0, 1))]:
+        got = shm.read_rows(region.name, 256, array.shape, np.int16, axis, lo, hi)
+        index = [slice(None)] * 3
+        index[axis] = slice(lo, hi)
+        assert got.flags.owndata and got.flags.c_contiguous     # a copy, not a view
+        assert np.array_equal(got, array[tuple(index)])
