@@ -1,9 +1,10 @@
 """Shared memory against gRPC chunks, roughly: 200 int16 512x512 slices, Gaussian sigma 2.
 
 One run, alternating the ways three times and keeping each one's best: the in-process
-scipy loop (the baseline), one batch request over gRPC chunks, the slices one by one
-over chunks, the slices one by one through the client's shared-memory region, and the
-memcpy ceiling of the region (each slice copied in and its float32 result copied out).
+scipy loop (the baseline), one batch request over gRPC chunks, one batch request through
+the client's shared-memory region, the slices one by one over chunks, the slices one by
+one through the region, and the memcpy ceiling of the region (each slice copied in and
+its float32 result copied out).
 A ``medcompute serve`` in its own process on this host, its default options unless
 ``--batch-delay`` is given.
 
@@ -63,14 +64,15 @@ def main(argv=None) -> int:
         served.args += ["--batch-delay", str(args.batch_delay)]
     with served as address, Client(address, timeout=600) as shm, \
             Client(address, timeout=600, shared_memory=False) as chunks:
-        def batch():
-            for item in chunks.process_many(slices, SERVICE_OPS, device="cpu"):
+        def batch(client):
+            for item in client.process_many(slices, SERVICE_OPS, device="cpu"):
                 if not item.ok:
                     raise RuntimeError(item.error)
 
         ways = {
             "scipy_loop": lambda: _scipy(slices),
-            "batch_grpc": batch,
+            "batch_grpc": lambda: batch(chunks),
+            "batch_shm": lambda: batch(shm),
             "one_by_one_grpc": lambda: [chunks.process(s, SERVICE_OPS, device="cpu")
                                         for s in slices],
             "one_by_one_shm": lambda: [shm.process(s, SERVICE_OPS, device="cpu")
