@@ -64,16 +64,8 @@ def decode(parts: Sequence[bytes | memoryview], *, max_voxels: int = MAX_VOXELS,
            ) -> tuple[np.ndarray, DicomInfo]:
     """Decode the pixels of `parts`: rescaled, in slice order, with ``info.dtype``
     (``vol``: what ``load`` made of them, if it was called already)."""
-    with quiet_pydicom():
-        vol = vol or load(parts, max_voxels=max_voxels, field=field)
-        info = vol.info
-        out = np.empty((len(vol.slices), *info.shape[-2:]), dtype=info.dtype)
-        slot = {key: k for k, key in enumerate(vol.slices)}
-        for p in info.order:
-            where = f"{field}[{p}]"
-            # The header parsed by load(): its pixel data, deferred, is read from the
-            # file's bytes it keeps (a deflated file was read whole).
-            _decode_part(vol.datasets[p], vol, p, out, slot, where)
+    out, info, _ = decode_share(parts, 0, 1, align=1, max_voxels=max_voxels, field=field,
+                                vol=vol)
     return out.reshape(info.shape), info
 
 
@@ -106,6 +98,8 @@ def decode_share(parts: Sequence[bytes | memoryview], k: int, shares: int, *, al
         files = {p for p, _ in slot}
         for p in info.order:
             if p in files:
+                # The header parsed by load(): its pixel data, deferred, is read from the
+                # file's bytes it keeps (a deflated file was read whole).
                 _decode_part(vol.datasets[p], vol, p, out, slot, f"{field}[{p}]", start)
     return out, info, start
 
