@@ -131,8 +131,7 @@ async def compute(service, members: list[Member]) -> list[JobResult | BaseExcept
             outcomes.append(result.errors[k])
             continue
         data = result.out[k]                # None: written into the member's region
-        out_shape = tuple(result.shapes[k]) if data is None else tuple(data.shape)
-        dtype = np.dtype(result.dtype if data is None else data.dtype)
+        out_shape, dtype = tuple(result.shapes[k]), np.dtype(result.dtype)
         task = TaskResult(
             out_path="", shape=out_shape, dtype=dtype.str, file_sizes=(),
             nbytes=math.prod(out_shape) * dtype.itemsize, started_at=result.started_at,
