@@ -112,6 +112,30 @@ class SharedArena:
                                            length=length)
 
 
+def _ensure(arena: SharedArena, nbytes: int) -> bool:
+    """``arena.ensure(nbytes)``; False when the server cannot use this host's shared
+    memory (FAILED_PRECONDITION at registration: it is on another machine;
+    UNIMPLEMENTED: an older server)."""
+    try:
+        arena.ensure(nbytes)
+    except ServiceError as exc:
+        if exc.code in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.UNIMPLEMENTED):
+            return False
+        raise
+    return True
+
+
+def _copied_out(arena: SharedArena, out, offset: int) -> np.ndarray:
+    """A copy of the result ``out`` (its ImageDescriptor) the server wrote at ``offset``."""
+    dtype = wire.dtype_from_proto(out.dtype, "result.dtype")
+    shape = tuple(out.shape)
+    view = np.frombuffer(arena.shm.buf, dtype=dtype, count=int(np.prod(shape)),
+                         offset=offset)
+    result = view.reshape(shape).copy()
+    del view
+    return result
+
+
 def process_shared(arena: SharedArena, stub, header: processing_pb2.ProcessHeader,
                    array: np.ndarray, *, timeout: float) -> Result | None:
     """One Process call over ``arena``: the image copied in, the result copied out;
@@ -125,25 +149,14 @@ def process_shared(arena: SharedArena, stub, header: processing_pb2.ProcessHeade
     out_dtype = wire.dtype_from_proto(header.output_dtype, "output_dtype")
     in_len, out_at = array.nbytes, _align(array.nbytes)
     out_len = array.size * out_dtype.itemsize
-    try:
-        arena.ensure(out_at + out_len)
-    except ServiceError as exc:
-        if exc.code in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.UNIMPLEMENTED):
-            return None
-        raise
+    if not _ensure(arena, out_at + out_len):
+        return None
     target = np.frombuffer(arena.shm.buf, dtype=array.dtype, count=array.size)
     target[...] = array.reshape(-1)
     del target
     header = header_with(header, arena.region(0, in_len), arena.region(out_at, out_len))
     first = _first(stub, header, timeout)
-    out = first.output
-    dtype = wire.dtype_from_proto(out.dtype, "result.dtype")
-    shape = tuple(out.shape)
-    view = np.frombuffer(arena.shm.buf, dtype=dtype, count=int(np.prod(shape)),
-                         offset=out_at)
-    result = view.reshape(shape).copy()
-    del view
-    return Result(first, array=result)
+    return Result(first, array=_copied_out(arena, first.output, out_at))
 
 
 def batch_shared(arena: SharedArena, stub, template: processing_pb2.ProcessHeader,
@@ -161,12 +174,8 @@ def batch_shared(arena: SharedArena, stub, template: processing_pb2.ProcessHeade
         in_at, at = at, _align(at + a.nbytes)
         out_at, at = at, _align(at + a.size * out_dtype.itemsize)
         layout.append((in_at, a.nbytes, out_at, a.size * out_dtype.itemsize))
-    try:
-        arena.ensure(at)
-    except ServiceError as exc:
-        if exc.code in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.UNIMPLEMENTED):
-            return None
-        raise
+    if not _ensure(arena, at):
+        return None
     buf = arena.shm.buf
     for a, (in_at, in_len, _, _) in zip(arrays, layout):
         target = np.frombuffer(buf, dtype=np.uint8, count=in_len, offset=in_at)
@@ -192,14 +201,8 @@ def _batch_items(stub, header, arena: SharedArena, layout, timeout: float):
                 raise ServiceError(grpc.StatusCode.INTERNAL, "the server sent chunks of a "
                                    "result it was to write into the region")
             item, first = message.result.item, message.result.header
-            out = first.output
-            dtype = wire.dtype_from_proto(out.dtype, "result.dtype")
-            shape = tuple(out.shape)
-            view = np.frombuffer(arena.shm.buf, dtype=dtype, count=int(np.prod(shape)),
-                                 offset=layout[item][2])
-            array = view.reshape(shape).copy()
-            del view
-            yield item, Result(first, array=array)
+            yield item, Result(first, array=_copied_out(arena, first.output,
+                                                        layout[item][2]))
     except grpc.RpcError as exc:
         raise ServiceError.from_rpc(exc) from None
     finally:
