@@ -2,6 +2,9 @@
 TLS handshake where it is configured), and the association itself, with a rejection read
 as (transient, reason). Used by the pushes (push.py), the collections (collect.py) and
 the film sessions (films.py).
+
+Every association opened here keeps its responses for the call waiting for them
+(:func:`keep_responses`).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from pynetdicom.pdu import A_ASSOCIATE_RJ
 from medcompute.server.dicomnet.sockets import SOCKET_HANDLERS
 from medcompute.server.dicomnet.tls import Tls, probe, tls_args
 
-__all__ = ["associate", "classify_rejection", "reach", "reachable"]
+__all__ = ["associate", "classify_rejection", "keep_responses", "reach", "reachable"]
 
 _REJECT_REASONS = {(1, 1): "no reason given", (1, 2): "application context not supported",
                    (1, 3): "calling AE title not recognised",
@@ -49,6 +52,39 @@ def reach(host: str, port: int, tls: Tls | None, timeout: float) -> tuple[bool, 
     return (True, f"unreachable ({unreachable})") if unreachable else None
 
 
+def keep_responses(assoc) -> None:
+    """Make ``assoc``'s reactor leave responses on its DIMSE queue for the ``send_*`` call
+    that waits for them.
+
+    pynetdicom's association runs a reactor thread that takes each message off the DIMSE
+    queue and serves it if it is a request (a response it drops with a warning). A
+    ``send_*`` call pauses it first: it clears the reactor's checkpoint and waits for its
+    ``_is_paused`` flag. The reactor sets that flag just before it passes the checkpoint,
+    so when it is preempted there (a loaded machine), the call sees it paused, sends, and
+    the reactor then takes the response off the queue: the call waits for the DIMSE
+    timeout and the association is aborted. Here the reactor's non-blocking reads take only
+    requests; the waiting call's blocking read is pynetdicom's own."""
+    dimse = getattr(assoc, "dimse", None)
+    if dimse is None or getattr(dimse, "_responses_kept", False):
+        return
+    blocking_get = dimse.get_msg
+    messages = dimse.msg_queue
+
+    def get_msg(block: bool = False):
+        if block:
+            return blocking_get(True)
+        with messages.mutex:      # the reactor's read: the first request, if any
+            for i, (_, msg) in enumerate(messages.queue):
+                if msg is not None and msg.is_valid_request:
+                    item = messages.queue[i]
+                    del messages.queue[i]
+                    return item
+        return None, None
+
+    dimse.get_msg = get_msg
+    dimse._responses_kept = True
+
+
 def associate(ae: AE, host: str, port: int, ae_title: str, tls: Tls | None,
               evt_handlers: list | None = None, **kw):
     """``ae.associate`` to host:port, and (transient, reason) when the peer rejected it.
@@ -66,6 +102,7 @@ def associate(ae: AE, host: str, port: int, ae_title: str, tls: Tls | None,
     assoc = ae.associate(host, port, ae_title=ae_title, evt_handlers=handlers,
                          tls_args=tls_args(tls, host), **kw)
     if assoc.is_established:
+        keep_responses(assoc)
         return assoc, None
     if assoc.is_rejected:
         rj = assoc.acceptor.primitive

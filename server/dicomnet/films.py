@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from medcompute.server.dicomnet.association import reachable
+from medcompute.server.dicomnet.association import keep_responses, reachable
 from medcompute.server.dicomnet.sockets import SOCKET_HANDLERS
 from medcompute.server.errors import InvalidArgument
 
@@ -174,6 +174,7 @@ def send(sheets: list[list[np.ndarray]], o: PrintOptions, *, host: str, port: in
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
     ae.add_requested_context(meta)
     assoc = ae.associate(host, port, ae_title=called_ae, evt_handlers=SOCKET_HANDLERS)
+    keep_responses(assoc)
     if not assoc.is_established:
         sent.reason = f"the printer {called_ae} at {host}:{port} did not accept an association"
         return sent

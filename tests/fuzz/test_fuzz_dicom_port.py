@@ -30,6 +30,7 @@ from pynetdicom.pdu import P_DATA_TF
 from pynetdicom.sop_class import CTImageStorage, MRImageStorage, Verification
 
 from medcompute.server.config import ServerConfig
+from medcompute.server.dicomnet.association import keep_responses
 from medcompute.server.dicomnet.registry import NodeRegistry
 from tests.dicom_peers import association_request
 
@@ -129,6 +130,7 @@ def _assert_alive(node) -> None:
     ae = AE(ae_title="FUZZER")
     ae.add_requested_context(Verification)
     assoc = ae.associate("127.0.0.1", node.running.dicom_port, ae_title="MEDCOMPUTE")
+    keep_responses(assoc)
     assert assoc.is_established, "the node stopped accepting associations"
     try:
         status = assoc.send_c_echo()

@@ -23,6 +23,7 @@ from pynetdicom.sop_class import CTImageStorage, Verification
 from medcompute.client import exits
 from medcompute.client.cli import main
 from medcompute.server.config import ServerConfig
+from medcompute.server.dicomnet.association import keep_responses
 from medcompute.server.dicomnet.registry import NodeRegistry
 from medcompute.server.storage.images import FindFilter
 from medcompute.server.storage.space import MinFree
@@ -81,6 +82,7 @@ def _echo(node, aet="SCANNER"):
     ae = AE(ae_title=aet)
     ae.add_requested_context(Verification)
     assoc = ae.associate("127.0.0.1", _port(node), ae_title="MEDCOMPUTE")
+    keep_responses(assoc)
     return assoc
 
 
@@ -97,6 +99,7 @@ def _send(node, datasets, aet="SCANNER"):
     ae = AE(ae_title=aet)
     ae.add_requested_context(CTImageStorage, ExplicitVRLittleEndian)
     assoc = ae.associate("127.0.0.1", _port(node), ae_title="MEDCOMPUTE")
+    keep_responses(assoc)
     assert assoc.is_established
     try:
         return [assoc.send_c_store(ds).Status for ds in datasets]
@@ -243,6 +246,7 @@ def test_an_unknown_sop_class_is_refused_at_negotiation(node):
     ae.add_requested_context("1.2.826.0.1.3680043.9.9999.1", ExplicitVRLittleEndian)
     ae.add_requested_context(Verification)
     assoc = ae.associate("127.0.0.1", _port(node), ae_title="MEDCOMPUTE")
+    keep_responses(assoc)
     assert assoc.is_established
     try:
         assert [c.abstract_syntax for c in assoc.accepted_contexts] == [Verification]

@@ -10,6 +10,7 @@ from pydicom.data import get_testdata_file
 from pynetdicom import AE
 from pynetdicom.sop_class import CTImageStorage
 
+from medcompute.server.dicomnet.association import keep_responses
 from tests.dicom_peers import Orthanc, StoreSCP, storescu
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
@@ -31,6 +32,7 @@ def test_orthanc_stores_what_pynetdicom_sends(tmp_path):
         ae = AE(ae_title="TESTSCU")
         ae.add_requested_context(CTImageStorage, ds.file_meta.TransferSyntaxUID)
         assoc = ae.associate("127.0.0.1", pacs.dicom_port, ae_title="PEERPACS")
+        keep_responses(assoc)
         assert assoc.is_established
         try:
             status = assoc.send_c_store(ds)

@@ -490,3 +490,44 @@ def test_several_associations_deliver_every_instance_once_and_a_node_serving_one
         outcome = send_files(files, node, own_ae="MEDCOMPUTE", timeout=10, associations=4)
         assert (outcome.transient, outcome.delivered) == (None, 20)
         assert len(list((tmp_path / "scp").iterdir())) == 20
+
+
+def test_the_association_reactor_leaves_a_response_to_the_call_waiting_for_it():
+    """pynetdicom's association reactor reads the DIMSE queue without blocking and drops a
+    response it finds there; a send_* call that took it for paused (the reactor was
+    preempted between flagging itself paused and passing its checkpoint) then waits for
+    the DIMSE timeout. keep_responses leaves responses to the blocking read. The
+    association here is a stand-in holding pynetdicom's own DIMSE provider."""
+    from types import SimpleNamespace
+
+    from pynetdicom.dimse import DIMSEServiceProvider
+    from pynetdicom.dimse_primitives import C_ECHO, C_STORE
+
+    from medcompute.server.dicomnet.association import keep_responses
+
+    def response():
+        rsp = C_STORE()
+        rsp.MessageIDBeingRespondedTo = 1
+        rsp.AffectedSOPClassUID = "1.2.840.10008.5.1.4.1.1.2"
+        rsp.Status = 0x0000
+        return rsp
+
+    request = C_ECHO()
+    request.MessageID = 2
+    request.AffectedSOPClassUID = "1.2.840.10008.1.1"
+    assert request.is_valid_request and not response().is_valid_request
+
+    plain = DIMSEServiceProvider(SimpleNamespace(dimse_timeout=5))
+    plain.msg_queue.put((1, response()))
+    assert plain.get_msg(block=False)[1] is not None    # pynetdicom's reactor takes it
+
+    dimse = DIMSEServiceProvider(SimpleNamespace(dimse_timeout=5))
+    keep_responses(SimpleNamespace(dimse=dimse))
+    kept = response()
+    dimse.msg_queue.put((1, kept))
+    dimse.msg_queue.put((3, request))
+    assert dimse.get_msg(block=False) == (3, request)    # a request is served
+    assert dimse.get_msg(block=False) == (None, None)    # the response stays
+    assert dimse.get_msg(block=True) == (1, kept)        # for the call waiting for it
+    dimse.msg_queue.put((None, None))                    # an abort wakes the waiting call
+    assert dimse.get_msg(block=False) == (None, None) and dimse.msg_queue.qsize() == 1

@@ -22,6 +22,7 @@ from pynetdicom.sop_class import (
 )
 
 from medcompute.server.config import ServerConfig
+from medcompute.server.dicomnet.association import keep_responses
 from medcompute.server.dicomnet.registry import NodeRegistry
 from tests import dciodvfy
 from tests.dicom_peers import StoreSCP, program, storescu
@@ -69,6 +70,7 @@ def _find_on(port: int, aet, model, **keys):
     ae = AE(ae_title=aet)
     ae.add_requested_context(model)
     assoc = ae.associate("127.0.0.1", port, ae_title="MEDCOMPUTE")
+    keep_responses(assoc)
     assert assoc.is_established
     query = Dataset()
     for k, v in keys.items():
@@ -121,6 +123,7 @@ def test_move_to_the_subscribers_node_only(node, tmp_path):
         ae = AE(ae_title="VIEWER_B")
         ae.add_requested_context(StudyRootQueryRetrieveInformationModelMove)
         assoc = ae.associate("127.0.0.1", _port(node), ae_title="MEDCOMPUTE")
+        keep_responses(assoc)
         query = Dataset()
         query.QueryRetrieveLevel, query.SeriesInstanceUID = "SERIES", SERIES_UID
         try:
@@ -230,6 +233,7 @@ def test_an_instance_the_validator_refuses_is_not_stored_and_queries_go_on(node,
     ae = AE(ae_title="SCANNER_A")
     ae.add_requested_context(CTImageStorage, ExplicitVRLittleEndian)
     assoc = ae.associate("127.0.0.1", _port(node), ae_title="MEDCOMPUTE")
+    keep_responses(assoc)
     assert assoc.is_established
     try:
         status = assoc.send_c_store(_changed_ct(patient, **changes))

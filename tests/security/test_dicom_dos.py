@@ -15,6 +15,7 @@ from pynetdicom import AE
 from pynetdicom.sop_class import Verification
 
 from medcompute.server.config import ServerConfig
+from medcompute.server.dicomnet.association import keep_responses
 from medcompute.server.dicomnet.registry import NodeRegistry
 from tests.dicom_peers import program
 
@@ -108,6 +109,7 @@ def test_a_p_data_pdu_over_the_limit_aborts_the_association(node):
     ae = AE(ae_title="SCANNER")
     ae.add_requested_context(Verification)
     assoc = ae.associate("127.0.0.1", _port(node), ae_title="MEDCOMPUTE")
+    keep_responses(assoc)
     assert assoc.is_established
     # The node announces its limit as its maximum PDU length.
     assert assoc.acceptor.maximum_length == 64 << 10
