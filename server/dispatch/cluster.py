@@ -122,6 +122,24 @@ def worker_specs(*, cpu_workers: int, gpus: list[GpuInfo], fake_gpu_workers: int
     return specs
 
 
+def _nanny_keeping(spec_cluster):
+    """``SpecCluster`` without its closing of a lost worker's nanny.
+
+    When the scheduler removes a worker, SpecCluster waits ``lost-worker-timeout`` (15 s)
+    and then closes that worker's nanny for good unless a worker of the same name is
+    known by then. Here every worker has a nanny that starts a new process when its
+    worker exits (a crash, a broken GPU context, a cancelled kernel): a worker restarted
+    twice within those seconds, its new process not yet known when the first timer fires,
+    lost its nanny, and the cluster lost that worker for as long as the server ran."""
+    from distributed.deploy.cluster import Cluster
+
+    class NannyKeepingCluster(spec_cluster):
+        def _update_worker_status(self, op, msg):
+            Cluster._update_worker_status(self, op, msg)
+
+    return NannyKeepingCluster
+
+
 async def start_embedded(*, cpu_workers: int | None, gpu_workers: int | None,
                          fake_gpu_workers: int = 0, fake_gpu_memory: int | None = None,
                          fake_gpu_control: str | None = None,
@@ -146,8 +164,9 @@ async def start_embedded(*, cpu_workers: int | None, gpu_workers: int | None,
         os.makedirs(kernel_cache, exist_ok=True)
     scheduler = {"cls": Scheduler, "options": {
         "host": "127.0.0.1", "port": 0, "dashboard_address": "127.0.0.1:0"}}
-    cluster = await SpecCluster(workers=specs, scheduler=scheduler, asynchronous=True,
-                                silence_logs=logging.WARNING, name="medcompute")
+    cluster = await _nanny_keeping(SpecCluster)(
+        workers=specs, scheduler=scheduler, asynchronous=True, silence_logs=logging.WARNING,
+        name="medcompute")
     log.info("started a Dask cluster at %s: %d CPU worker(s), %d GPU worker(s)%s",
              cluster.scheduler_address, cpu_workers, len(gpus),
              f", {fake_gpu_workers} FakeGPU test worker(s)" if fake_gpu_workers else "")
