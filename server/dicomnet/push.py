@@ -24,17 +24,22 @@ is permanent. The sending loop, and the push leases it holds, are in :mod:`.push
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import io
 import logging
+import os
+import tempfile
 import threading
 import time
 import uuid
 from dataclasses import dataclass
 
 import pydicom
+from pydicom.filereader import read_file_meta_info
 from pynetdicom import AE, evt
+from pynetdicom import _config as pynetdicom_config
 
 from medcompute.server.dicomnet import commit
 from medcompute.server.dicomnet.association import (
@@ -341,10 +346,47 @@ class Outcome:
     instances: list = dataclasses.field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class _Instance:
+    """One file to send: what its file meta says (a file without one is sent as the
+    dataset pydicom parsed, ``dataset``)."""
+
+    SOPClassUID: str
+    SOPInstanceUID: str
+    TransferSyntaxUID: str
+    path: str = ""
+    dataset: pydicom.Dataset | None = None
+
+
+_META = ("MediaStorageSOPClassUID", "MediaStorageSOPInstanceUID", "TransferSyntaxUID")
+
+
+def _spool(files, folder: str) -> list[_Instance]:
+    """Each file written to ``folder`` for pynetdicom to send from (its dataset read from
+    the file in PDU-sized pieces, never parsed or encoded again), with its file meta."""
+    instances = []
+    for i, data in enumerate(files):
+        path = os.path.join(folder, f"{i:06d}.dcm")
+        with open(path, "wb") as f:
+            f.write(data)
+        meta = None
+        if bytes(data[128:132]) == b"DICM":
+            with contextlib.suppress(Exception):   # damaged meta: sent as a dataset
+                meta = read_file_meta_info(path)
+        uids = [meta.get(k) if meta is not None else None for k in _META]
+        if all(uids):
+            instances.append(_Instance(*(str(u) for u in uids), path=path))
+            continue
+        ds = pydicom.dcmread(io.BytesIO(bytes(data)), force=True)
+        instances.append(_Instance(str(ds.SOPClassUID), str(ds.SOPInstanceUID),
+                                   str(ds.file_meta.TransferSyntaxUID), dataset=ds))
+    return instances
+
+
 def _ae(own_ae: str, datasets, timeout: float, commitments) -> AE:
     ae = AE(ae_title=own_ae)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = timeout
-    for pair in {(ds.SOPClassUID, ds.file_meta.TransferSyntaxUID) for ds in datasets}:
+    for pair in {(ds.SOPClassUID, ds.TransferSyntaxUID) for ds in datasets}:
         ae.add_requested_context(*pair)
     if commitments is not None:
         ae.add_requested_context(commit.StorageCommitmentPushModel)
@@ -356,9 +398,9 @@ def _ae(own_ae: str, datasets, timeout: float, commitments) -> AE:
 EXTRA_ASSOCIATION_WAIT = 3.0
 
 
-def send_files(files: list[bytes], node: Node, *, own_ae: str, timeout: float = 30.0,
+def send_files(files: list, node: Node, *, own_ae: str, timeout: float = 30.0,
                commitments: Commitments | None = None, commit_timeout: float = 30.0,
-               associations: int = 1) -> Outcome:
+               associations: int = 1, spool: str | None = None) -> Outcome:
     """Open associations to ``node``, C-STORE every file and, where the node accepts it,
     request storage commitment of them all (blocking).
 
@@ -370,14 +412,21 @@ def send_files(files: list[bytes], node: Node, *, own_ae: str, timeout: float = 
     at a time), leaves the work to those that opened. Every instance's status is still
     checked: the first failure (in instance order) stops every association and is the
     outcome, and ``delivered`` counts the instances answered 0000; ``instances`` says
-    what became of each one."""
-    datasets = [pydicom.dcmread(io.BytesIO(f)) for f in files]
+    what became of each one.
+
+    The files are written to a temporary folder in ``spool`` (default: the system's) and
+    sent from there as they are, as dcmtk's storescu sends files."""
+    # pynetdicom's setting for a C-STORE of a file's path: its dataset is read from the
+    # file and sent in pieces (a Dataset passed to send_c_store is encoded as before).
+    pynetdicom_config.STORE_SEND_CHUNKED_DATASET = True
     codes: dict[int, int] = {}          # index -> C-STORE status
     said: dict[str, str] = {}           # SOP Instance UID -> the commitment's word on it
-    outcome = _send(datasets, node, own_ae, timeout, commitments, commit_timeout,
-                    associations, codes, said)
-    outcome.instances = [(str(ds.SOPInstanceUID), codes.get(i),
-                          said.get(str(ds.SOPInstanceUID), "")) for i, ds in enumerate(datasets)]
+    with tempfile.TemporaryDirectory(prefix="push-", dir=spool) as folder:
+        datasets = _spool(files, folder)
+        outcome = _send(datasets, node, own_ae, timeout, commitments, commit_timeout,
+                        associations, codes, said)
+    outcome.instances = [(ds.SOPInstanceUID, codes.get(i), said.get(ds.SOPInstanceUID, ""))
+                         for i, ds in enumerate(datasets)]
     return outcome
 
 
@@ -414,7 +463,7 @@ def _send(datasets, node: Node, own_ae: str, timeout: float, commitments, commit
             for cx in assoc.accepted_contexts)
         if not offered:
             if commitments is not None:
-                said.update((str(ds.SOPInstanceUID), "not offered") for ds in datasets)
+                said.update((ds.SOPInstanceUID, "not offered") for ds in datasets)
             return Outcome(None, "", delivered, commit.NOT_OFFERED)
         return _commit(assoc, datasets, node, commitments, delivered, commit_timeout, said)
     finally:
@@ -478,7 +527,7 @@ def _store_all(first, more, extra: int, datasets: list, codes: dict) -> Outcome 
 def _store_one(assoc, ds, i: int, n: int, codes: dict) -> Outcome | None:
     """C-STORE instance ``i`` of ``n``: None when answered 0000, else why not."""
     try:
-        status = assoc.send_c_store(ds)
+        status = assoc.send_c_store(ds.path or ds.dataset)
     except (RuntimeError, OSError) as exc:      # the association went away under it
         log.warning("dicom: a push association ended: %s", type(exc).__name__)
         status = {}
@@ -496,7 +545,7 @@ def _commit(assoc, datasets, node: Node, commitments: Commitments, delivered: in
             timeout: float, said: dict) -> Outcome:
     """N-ACTION for every stored instance, then the N-EVENT-REPORT (bounded wait); ``said``
     gets the commitment's word on each instance."""
-    uids = [str(ds.SOPInstanceUID) for ds in datasets]
+    uids = [ds.SOPInstanceUID for ds in datasets]
     said.update((u, "request refused") for u in uids)
     uid = commitments.open(node.ae_title, node.host, len(datasets))
     try:

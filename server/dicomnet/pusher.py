@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -86,8 +87,9 @@ class Pusher:
                 log.exception("dicom: pushing results failed; trying again")
             await asyncio.sleep(self.poll)
 
-    async def _files(self, push: PushRow) -> list[bytes] | str | None:
-        """The result's DICOM files; a reason when the job cannot deliver; None: wait."""
+    async def _files(self, push: PushRow) -> tuple[str, list] | str | None:
+        """The result's path and its DICOM files (views of one read of it); a reason when
+        the job cannot deliver; None: wait."""
         from medcompute.server.jobs import states as jobs
 
         job = await self.runner.catalog.get_job(push.job_id)
@@ -101,7 +103,7 @@ class Pusher:
         sizes = list(result.file_sizes)
         if not sizes:
             return "the job's result is not DICOM (route with a DICOM output)"
-        return [bytes(p) for p in await asyncio.to_thread(dicom_parts, result.path, sizes)]
+        return result.path, await asyncio.to_thread(dicom_parts, result.path, sizes)
 
     async def attempt(self, push: PushRow) -> None:
         files = await self._files(push)
@@ -121,9 +123,13 @@ class Pusher:
         if not await self.book.claim(push.push_id, attempts, self.owner, self.lease_seconds):
             return                      # another front end sends it
 
+        # The files are spooled beside the job's result (in the data directory), one per
+        # instance, for the associations to send them as they are.
+        path, parts = files
         sending = asyncio.ensure_future(asyncio.to_thread(
-            send_files, files, node, own_ae=self.own_ae, commitments=self.commitments,
-            commit_timeout=self.commit_timeout, associations=self.associations))
+            send_files, parts, node, own_ae=self.own_ae, commitments=self.commitments,
+            commit_timeout=self.commit_timeout, associations=self.associations,
+            spool=os.path.dirname(path)))
         outcome = await self._renewing(push, sending)
         if outcome.transient is None:
             done = await self._end(push, "delivered", reason=outcome.reason,

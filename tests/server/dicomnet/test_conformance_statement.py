@@ -5,6 +5,7 @@ application entity, what pushes and collection propose, and what the writers cre
 from __future__ import annotations
 
 import re
+import tempfile
 from pathlib import Path
 
 import pydicom
@@ -84,11 +85,14 @@ def test_each_row_names_its_uid_as_the_standard_does(name):
 
 
 def test_the_sop_classes_proposed_are_those_of_push_and_collection():
-    ct = pydicom.dcmread(pydicom.data.get_testdata_file("CT_small.dcm"))
-    ct.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    proposed = push._ae("MEDCOMPUTE", [ct], 5.0, commitments=object()).requested_contexts
+    path = pydicom.data.get_testdata_file("CT_small.dcm")
+    ct = pydicom.dcmread(path)
+    with tempfile.TemporaryDirectory() as folder:
+        instances = push._spool([Path(path).read_bytes()], folder)
+    proposed = push._ae("MEDCOMPUTE", instances, 5.0, commitments=object()).requested_contexts
     pairs = {(cx.abstract_syntax, tuple(cx.transfer_syntax)) for cx in proposed}
     # a push proposes each instance's SOP class in its own stored transfer syntax
+    assert ct.file_meta.TransferSyntaxUID == ExplicitVRLittleEndian
     assert (ct.SOPClassUID, (ExplicitVRLittleEndian,)) in pairs
     others = {cx.abstract_syntax for cx in proposed} - {ct.SOPClassUID}
     assert others == {commit.StorageCommitmentPushModel}
