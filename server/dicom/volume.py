@@ -36,13 +36,13 @@ from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, Implic
 
 from medcompute.server.errors import InvalidArgument
 
-__all__ = ["DicomInfo", "Volume", "as_invalid_argument", "header_floats", "header_int",
-           "header_value", "load", "parse", "quiet_pydicom", "tag_name", "transfer_syntax",
-           "unit_normal"]
+__all__ = ["PIXEL_TAGS", "DicomInfo", "Volume", "as_invalid_argument", "header_floats",
+           "header_int", "header_value", "load", "parse", "quiet_pydicom", "tag_name",
+           "transfer_syntax", "unit_normal"]
 
 _MAX_EDGE, _MAX_FRAMES = 65_535, 100_000
 _DEFER = 16_384  # a header-only read skips (does not copy) elements larger than this
-_PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)  # Pixel Data, Float, Double Float
+PIXEL_TAGS = (0x7FE00010, 0x7FE00008, 0x7FE00009)  # Pixel Data, Float, Double Float
 _RT_DOSE = "1.2.840.10008.5.1.4.1.1.481.2"
 _DEFLATED = b"1.2.840.10008.1.2.1.99"
 _LONG_VRS = {b"OB", b"OD", b"OF", b"OL", b"OV", b"OW", b"SQ", b"SV", b"UC", b"UN", b"UR", b"UT",
@@ -180,7 +180,7 @@ def parse(data: bytes, where: str, headers_only: bool, max_voxels: int):
         _check_inflated_size(data, where, max_voxels * 8 + 2**26)
     ds = pydicom.dcmread(io.BytesIO(data), force=not marker,
                          defer_size=_DEFER if headers_only and not deflated else None)
-    if not marker and not any(t in ds for t in (0x00080016, 0x00280010, *_PIXEL_TAGS)):
+    if not marker and not any(t in ds for t in (0x00080016, 0x00280010, *PIXEL_TAGS)):
         raise InvalidArgument(_NOT_DICOM, where)
     buffer = None if deflated else data
     for tag in list(ds.keys()):  # a truncated file: an element declares more than follows
@@ -284,7 +284,7 @@ def transfer_syntax(ds: Dataset) -> str:
 
 def _describe(ds: Dataset, buffer: bytes | None, where: str, max_voxels: int) -> _Part:
     """Check the image pixel module, the Pixel Data element and the geometry of one part."""
-    pixel_tag = next((t for t in _PIXEL_TAGS if t in ds), None)
+    pixel_tag = next((t for t in PIXEL_TAGS if t in ds), None)
     if pixel_tag is None:
         if buffer is not None and (b"\xe0\x7f\x10\x00" in buffer or b"\x7f\xe0\x00\x10" in buffer):
             raise InvalidArgument("the file is truncated inside its Pixel Data (7FE0,0010); "

@@ -100,7 +100,8 @@ def derived_uid() -> str:
 
 def write_derived(parts: Sequence[bytes | memoryview], array: np.ndarray, *,
                   spacing: tuple[float, ...] | None, description: str, single_file: bool,
-                  field: str = "input.dicom", series: Series | None = None) -> list[bytes]:
+                  field: str = "input.dicom", series: Series | None = None,
+                  vol: Volume | None = None) -> list[bytes]:
     """Write `array`, computed from the DICOM `parts`, as a derived series.
 
     Parameters
@@ -119,6 +120,10 @@ def write_derived(parts: Sequence[bytes | memoryview], array: np.ndarray, *,
         Write only the slices ``series.slices`` of one derived series whose UID and time
         ``series`` names, so that several processes can write one series' files in parts
         (one file per slice only). By default: every slice of a new series.
+    vol : Volume, optional
+        What ``dicom.volume.load`` made of `parts` and ``dicom.instance.check_instances``
+        passed, if that was done already (``worker.header_cache``); its datasets may
+        lack their pixel data.
 
     Returns
     -------
@@ -134,8 +139,9 @@ def write_derived(parts: Sequence[bytes | memoryview], array: np.ndarray, *,
         When `array` or `spacing` is malformed (a fault of the caller's code).
     """
     with quiet_pydicom():
-        vol = load(parts, max_voxels=2**63, field=field)
-        check_instances(vol, field, identity=False)
+        if vol is None:
+            vol = load(parts, max_voxels=2**63, field=field)
+            check_instances(vol, field, identity=False)
         return _write(vol, array, spacing=spacing, description=description,
                       single_file=single_file, series=series)
 

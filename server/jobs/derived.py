@@ -94,7 +94,7 @@ def _spec(store: ImageStore, record: ImageRecord, field: str) -> InputSpec:
     dicom = record.blob("dicom")
     return InputSpec(str(store.blobs.path(dicom.digest)) if dicom else voxels, "stored",
                      record.shape, record.dtype, file_sizes=record.file_sizes if dicom else (),
-                     field=field, voxels=voxels)
+                     field=field, voxels=voxels, digest=dicom.digest if dicom else "")
 
 
 def geometry(store: ImageStore, e: ExpectedImage) -> tuple[Geometry, InputSpec]:

@@ -356,7 +356,7 @@ class ImageStore:
             # The workers read and check the headers (the one validator of every door:
             # gRPC Register, DICOM C-STORE), describe them, and decode the voxels; a
             # refusal keeps nothing, and an instance kept before drops what they wrote.
-            decoding = asyncio.ensure_future(self._decode(tmp, e, voxels_tmp))
+            decoding = asyncio.ensure_future(self._decode(tmp, e, voxels_tmp, digest))
             try:
                 written: Written = await asyncio.shield(decoding)
             except BaseException:
@@ -394,20 +394,24 @@ class ImageStore:
             writer.discard()
             Path(voxels_tmp).unlink(missing_ok=True)
 
-    async def _decode(self, path: Path, e: ExpectedImage, voxels_tmp) -> Written:
-        """The voxel blob of registered DICOM files, decoded on the workers: a series of
-        many files in one share per CPU worker at once (joined here), else in one task."""
+    async def _decode(self, path: Path, e: ExpectedImage, voxels_tmp, digest: str
+                      ) -> Written:
+        """The voxel blob of registered DICOM files (``digest``: their blob's), decoded on
+        the workers: a series of many files in one share per CPU worker at once (joined
+        here), else in one task. The workers keep the files' headers for the next task on
+        them (worker/header_cache.py)."""
         many = len(e.file_sizes) // SHARE_FILES
         shares = min(await self.workers(), many) if self.workers and many > 1 else 1
         if shares < 2:
             return await self.runner(ingest_dicom, str(path), e.file_sizes, str(voxels_tmp),
-                                     max_voxels=self.config.max_voxels, field=e.field)
+                                     max_voxels=self.config.max_voxels, field=e.field,
+                                     digest=digest)
         frames = [f"{voxels_tmp}.share{k}" for k in range(shares)]
         try:
             # Every share ends (its file written or not) before a failure is raised.
             done = await asyncio.gather(*(
                 self.runner(ingest_dicom_share, str(path), e.file_sizes, frames[k], k, shares,
-                            max_voxels=self.config.max_voxels, field=e.field)
+                            max_voxels=self.config.max_voxels, field=e.field, digest=digest)
                 for k in range(shares)), return_exceptions=True)
             for outcome in done:
                 if isinstance(outcome, BaseException):

@@ -22,8 +22,10 @@ class InputSpec:
     offset: int = 0
     field: str = "header.input.inline"    # the request field, for error messages
     #: A stored image (encoding "stored"): its compressed voxel blob; ``path`` and
-    #: ``file_sizes`` are then its DICOM files, if it has any.
+    #: ``file_sizes`` are then its DICOM files, if it has any, and ``digest`` their
+    #: blob's (the key of the headers a worker keeps: worker/header_cache.py).
     voxels: str = ""
+    digest: str = ""
     #: A small inline image of a synchronous call: its bytes (any buffer; a uint8 array
     #: travels out of band), sent to the worker with the task instead of a spool file
     #: (``path`` is then empty).

@@ -69,37 +69,50 @@ def _write_files(files, tmp: str) -> Written:
     return Written(tmp, digest, size, crc32=w.crc32, file_sizes=tuple(len(b) for b in files))
 
 
-def _headers(parts, max_voxels: int, *, check: bool):
-    """The files' headers loaded (``dicom.volume.load``), and with ``check`` checked by
-    the one validator of every door (gRPC Register, DICOM C-STORE: UIDs and geometry)
-    and described for the catalog; before anything is kept."""
+def _headers(parts, max_voxels: int, *, describe: bool):
+    """The files' headers loaded (``dicom.volume.load``) and checked by the one validator
+    of every door (gRPC Register, DICOM C-STORE: UIDs and geometry), before anything is
+    kept; with ``describe``, also described for the catalog."""
+    from medcompute.server.dicom import meta
     from medcompute.server.dicom.instance import check_instances
-    from medcompute.server.dicom.meta import describe
     from medcompute.server.dicom.volume import load, quiet_pydicom
 
     with quiet_pydicom():
         # This server's voxel limit also bounds how far a deflated file is inflated.
         volume = load(parts, max_voxels=max_voxels, field="input.dicom")
-        if not check:
-            return volume, None
         check_instances(volume, "input.dicom", identity=True)
-        return volume, describe(volume.datasets, volume.info.order)
+        if not describe:
+            return volume, None
+        return volume, meta.describe(volume.datasets, volume.info.order)
+
+
+def _keep_headers(digest: str, file_sizes, volume) -> None:
+    """The checked headers kept for the next task on the same files (header_cache.py):
+    the derived series a routed job writes from them."""
+    from medcompute.server.worker import header_cache
+
+    if digest:
+        header_cache.keep((digest, tuple(int(n) for n in file_sizes)), volume)
 
 
 def ingest_dicom(path: str, file_sizes, voxels_tmp: str, *, max_voxels: int,
-                 field: str = "header.image") -> Written:
+                 field: str = "header.image", digest: str = "") -> Written:
     """Check and describe registered DICOM files, and decode them (rescaled, in slice
-    order) into a voxel blob."""
+    order) into a voxel blob (``digest``: the files' blob, under which this worker keeps
+    their headers)."""
     from medcompute.server.dicom.read import decode
     from medcompute.server.worker.tasks import request_field
 
     try:
         parts = dicom_parts(path, file_sizes)
-        volume, metadata = _headers(parts, max_voxels, check=True)
+        volume, metadata = _headers(parts, max_voxels, describe=True)
         array, info = decode(parts, max_voxels=max_voxels, vol=volume)
     except InvalidArgument as exc:
         raise InvalidArgument(exc.message, request_field(exc.field, field)) from None
-    return replace(_write_voxels(array, voxels_tmp), spacing=info.spacing, metadata=metadata)
+    written = replace(_write_voxels(array, voxels_tmp), spacing=info.spacing,
+                      metadata=metadata)
+    _keep_headers(digest, file_sizes, volume)
+    return written
 
 
 @dataclass(frozen=True)
@@ -114,11 +127,12 @@ class Share:
     shape: tuple[int, ...]          # the whole volume's
     dtype: str
     spacing: tuple[float, ...] | None = None
-    metadata: dict | None = None    # share 0's: the files checked and described
+    metadata: dict | None = None    # share 0's: the files described (every share checks them)
 
 
 def ingest_dicom_share(path: str, file_sizes, frames_path: str, k: int, shares: int, *,
-                       max_voxels: int, field: str = "header.image") -> Share:
+                       max_voxels: int, field: str = "header.image", digest: str = ""
+                       ) -> Share:
     """Share ``k`` of ``shares`` of :func:`ingest_dicom`'s work: the slices of that share
     (``dicom.read.decode_share``) decoded and compressed into frames; the workers decode
     a series' shares at once and :func:`join_shares` makes the voxel blob."""
@@ -127,12 +141,13 @@ def ingest_dicom_share(path: str, file_sizes, frames_path: str, k: int, shares: 
 
     try:
         parts = dicom_parts(path, file_sizes)
-        volume, metadata = _headers(parts, max_voxels, check=k == 0)
+        volume, metadata = _headers(parts, max_voxels, describe=k == 0)
         array, info, start = decode_share(parts, k, shares, align=FRAME_BYTES,
                                           max_voxels=max_voxels, vol=volume)
     except InvalidArgument as exc:
         raise InvalidArgument(exc.message, request_field(exc.field, field)) from None
     crc, nbytes = write_frames(frames_path, array)
+    _keep_headers(digest, file_sizes, volume)
     return Share(frames_path, start, crc, nbytes, tuple(info.shape), info.dtype.str,
                  info.spacing, metadata)
 

@@ -357,16 +357,22 @@ def _run_task(spec: TaskSpec, announce: bool = True) -> TaskResult:
 
 def _derived_files(spec: TaskSpec, out: np.ndarray, series=None) -> list[bytes]:
     from medcompute.server.dicom.write import write_derived
+    from medcompute.server.worker import header_cache
 
     if out.ndim not in (2, 3):  # e.g. a projection of a single slice
         raise InvalidArgument(
             f"a DICOM result needs 2 or 3 axes, but this pipeline gives shape {out.shape}; "
             "ask for OUTPUT_RAW, or project a volume rather than a single slice",
             "header.output_format")
+    source = spec.inputs[0]
+    # The headers this worker parsed and checked when the stored series was registered,
+    # if it still keeps them: parsing them again was most of this task.
+    kept = header_cache.recall((source.digest, tuple(source.file_sizes))) \
+        if source.digest else None
     return write_derived(
-        _dicom_parts(spec.inputs[0]), out, spacing=spec.output_spacing,
+        _dicom_parts(source), out, spacing=spec.output_spacing,
         description=spec.description, single_file=spec.output_format == "dicom_file",
-        series=series)
+        series=series, vol=kept)
 
 
 def _write_dicom(spec: TaskSpec, out: np.ndarray, series=None, path: str = ""
