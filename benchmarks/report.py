@@ -219,7 +219,10 @@ def _service(service, store) -> str:
     if not service.get("service"):
         return f'<p class="absent">{_e(service.get("reason", "not measured"))}</p>'
     s = service
-    rows = [["service end to end (Client.process)", _ms(s["service"]["seconds"])],
+    rows = [["service end to end (Client.process, shared memory)",
+             _ms(s["service"]["seconds"])],
+            ["service end to end over gRPC chunks (shared_memory=False)",
+             _ms((s.get("service_grpc") or {}).get("seconds"))],
             ["in-process kernel (medcompute, same machine)", _ms(s["inprocess_kernel"]
                                                                  ["seconds"])],
             ["in-process scipy.ndimage", _ms(s["inprocess_scipy"]["seconds"])],

@@ -96,8 +96,9 @@ def _header_facts(result) -> dict:
 
 
 def end_to_end(address: str, echo_address: str, sizes: Sizes, log) -> dict:
-    """The volume through the service against the same kernel in-process, in-process
-    scipy.ndimage and the raw echo of the same bytes."""
+    """The volume through the service (over the client's shared memory, its default with
+    a server on its host, and over gRPC chunks) against the same kernel in-process,
+    in-process scipy.ndimage and the raw echo of the same bytes."""
     volume = _volume(sizes.volume_shape)
     out_bytes = volume.size * 4  # float32 result
     with Client(address, timeout=600) as client:
@@ -105,6 +106,9 @@ def end_to_end(address: str, echo_address: str, sizes: Sizes, log) -> dict:
         facts = _header_facts(result)
         service = measure(lambda: client.process(volume, SERVICE_OPS, device="cpu"),
                           repeats=sizes.service_repeats, slow_repeats=sizes.service_repeats)
+        grpc = measure(lambda: client.process(volume, SERVICE_OPS, device="cpu",
+                                              shared_memory=False),
+                       repeats=sizes.service_repeats, slow_repeats=sizes.service_repeats)
     kernel = measure(lambda: K.saturating_cast(K.gaussian(volume, SIGMA), np.float32),
                      repeats=sizes.repeats, slow_repeats=sizes.slow_repeats)
     scipy = measure(lambda: ndi.gaussian_filter(volume.astype(np.float32), SIGMA,
@@ -117,7 +121,8 @@ def end_to_end(address: str, echo_address: str, sizes: Sizes, log) -> dict:
     out = {
         "shape": list(volume.shape), "dtype": "int16", "ops": SERVICE_OPS,
         "upload_bytes": volume.nbytes, "download_bytes": out_bytes,
-        "service": service, "service_facts": facts,
+        "service": service, "service_facts": facts, "service_grpc": grpc,
+        "speedup_vs_scipy_grpc": ratio(scipy, grpc),
         "inprocess_kernel": {**kernel, "threads": K.cpu_threads()},
         "inprocess_scipy": scipy, "echo": echo_t,
         "budget_seconds": budget,
@@ -126,8 +131,9 @@ def end_to_end(address: str, echo_address: str, sizes: Sizes, log) -> dict:
         "overhead_seconds": service["seconds"] - kernel["seconds"],
         "overhead_over_echo": (service["seconds"] - kernel["seconds"]) / echo_t["seconds"],
     }
-    log(f"service e2e {service['seconds']:.3f} s; kernel {kernel['seconds']:.3f} s; echo "
-        f"{echo_t['seconds']:.3f} s; budget {budget:.3f} s; scipy {scipy['seconds']:.3f} s")
+    log(f"service e2e {service['seconds']:.3f} s (over gRPC {grpc['seconds']:.3f} s); kernel "
+        f"{kernel['seconds']:.3f} s; echo {echo_t['seconds']:.3f} s; budget {budget:.3f} s; "
+        f"scipy {scipy['seconds']:.3f} s")
     return out
 
 

@@ -55,6 +55,7 @@ def test_tiny_run_writes_every_section(tiny_run):
         assert row["seconds"] > 0 and row["backend"] == "numpy"
         assert set(row["baselines"]) == {"scipy", "simpleitk", "opencv"}
     assert results["service"]["service"]["seconds"] > 0
+    assert results["service"]["service_grpc"]["seconds"] > 0
     assert results["service"]["echo"]["seconds"] > 0
     assert [lv["concurrency"] for lv in results["throughput"]["levels"]] == [1, 2]
     assert results["scaling"]["speedup"] > 0
