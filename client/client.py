@@ -74,6 +74,7 @@ class Client:
         self._arenas: list[SharedArena] = []
         self._free: list[SharedArena] = []
         self._arenas_lock = threading.Lock()
+        self._store: StoreClient | None = None
         self.timeout = timeout
         self._channel = open_channel(address, api_key=api_key, tls_ca=tls_ca,
                                      tls_cert=tls_cert, tls_key=tls_key)
@@ -90,14 +91,21 @@ class Client:
     def close(self) -> None:
         with self._arenas_lock:
             arenas, self._arenas, self._free = self._arenas, [], []
+            store, self._store = self._store, None
         for arena in arenas:
             arena.release()              # unregistered and unlinked
+        if store is not None:
+            store.close()                # its region; the channel is this client's
         self._channel.close()
 
     @property
     def store(self):
         """The server's image store (a ``StoreClient`` on this connection)."""
-        return StoreClient(channel=self._channel, timeout=self.timeout)
+        with self._arenas_lock:
+            if self._store is None:
+                self._store = StoreClient(channel=self._channel, timeout=self.timeout,
+                                          shared_memory=self.shared_memory)
+            return self._store
 
     @property
     def dicom(self):

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -28,11 +29,13 @@ from medcompute.client.calls import (
 from medcompute.client.channel import open_channel
 from medcompute.client.io import read_input
 from medcompute.client.output import message_json
+from medcompute.client.shm import SharedArena, _ensure, is_local
 from medcompute.proto import wire
 from medcompute.proto.v1 import (
     capacity_pb2,
     capacity_pb2_grpc,
     image_pb2,
+    processing_pb2_grpc,
     store_pb2,
     store_pb2_grpc,
     studies_pb2,
@@ -201,17 +204,27 @@ class StoreClient:
         Seconds each call may take unless the call says otherwise.
     channel : grpc.Channel, optional
         An open channel to share (it is not closed by this object).
+    shared_memory : bool, optional
+        Fetch uncompressed images through a shared-memory region of this client's, not as
+        chunks, when the server is on this host; by default, when ``address`` names this
+        host (loopback, a Unix socket). A server that cannot use it gets chunks from then
+        on.
     **connection
         ``api_key``, ``tls_ca``, ``tls_cert``, ``tls_key``, as for :class:`Client`.
     """
 
     def __init__(self, address: str = DEFAULT_SERVER, *, timeout: float = 600.0,
-                 channel: grpc.Channel | None = None, **connection):
+                 channel: grpc.Channel | None = None, shared_memory: bool | None = None,
+                 **connection):
         self.timeout = timeout
         self._own = channel is None
         # connection: api_key, tls_ca, tls_cert, tls_key, as for Client.
         self._channel = channel or open_channel(address, **connection)
         self._stub = store_pb2_grpc.StoreServiceStub(self._channel)
+        self.shared_memory = (is_local(address) and channel is None
+                              if shared_memory is None else shared_memory)
+        self._arena: SharedArena | None = None
+        self._arena_lock = threading.Lock()
         self._capacity = capacity_pb2_grpc.CapacityServiceStub(self._channel)
         self._tiers = tiers_pb2_grpc.TierServiceStub(self._channel)
         self._studies = studies_pb2_grpc.StudyServiceStub(self._channel)
@@ -223,6 +236,10 @@ class StoreClient:
         self.close()
 
     def close(self) -> None:
+        with self._arena_lock:
+            arena, self._arena = self._arena, None
+        if arena is not None:
+            arena.release()              # unregistered and unlinked
         if self._own:
             self._channel.close()
 
@@ -312,8 +329,52 @@ class StoreClient:
         request = store_pb2.GetRequest(
             image_id=stored_id(image_id) or str(image_id), compression=_codec(compression),
             format=fmt, version=version, resolution_level=resolution_level)
+        if self.shared_memory and not version and request.compression in (
+                image_pb2.COMPRESSION_UNSPECIFIED, image_pb2.COMPRESSION_NONE):
+            fetched = self._get_shared(request, timeout or self.timeout)
+            if fetched is not None:
+                return fetched
         responses = self._stub.Get(request, timeout=timeout or self.timeout)
         return self._call(self._receive, responses, progress)
+
+    def _first(self, request, timeout: float):
+        """The first response of a Get that sends nothing after it (the rest cancelled)."""
+        responses = self._stub.Get(request, timeout=timeout)
+        try:
+            return next(responses)
+        finally:
+            responses.cancel()
+
+    def _get_shared(self, request, timeout: float) -> Fetched | None:
+        """``get`` through this client's shared-memory region: its size from a header-only
+        Get, then the bytes written there by the server; None when the server cannot use
+        this host's shared memory (chunks from then on)."""
+        head = self._call(self._first, store_pb2.GetRequest(
+            image_id=request.image_id, format=request.format, header_only=True), timeout)
+        size = head.header.data.size
+        with self._arena_lock:
+            if self._arena is None:
+                self._arena = SharedArena(
+                    processing_pb2_grpc.ProcessingServiceStub(self._channel), self.timeout)
+            arena = self._arena
+            for attempt in (0, 1):
+                if not _ensure(arena, max(size, 1)):
+                    self.shared_memory = False
+                    return None
+                shared = store_pb2.GetRequest()
+                shared.CopyFrom(request)
+                shared.output_region.CopyFrom(arena.region(0, max(size, 1)))
+                try:
+                    first = self._call(self._first, shared, timeout)
+                except ServiceError as exc:
+                    # The server forgot the region (it restarted): register it again, once.
+                    if attempt or exc.code != grpc.StatusCode.NOT_FOUND \
+                            or "region" not in exc.details:
+                        raise
+                    arena.release()
+                    continue
+                return _from_region(first.header, arena)
+            return None
 
     def _receive(self, responses, progress: bool) -> Fetched:
         first = next(responses, None)
@@ -484,6 +545,31 @@ class StoreClient:
                            timeout=timeout or self.timeout)
         return {"image_ids": list(reply.image_ids), "freed_bytes": reply.freed_bytes,
                 "blobs_removed": reply.blobs_removed}
+
+
+def _from_region(header, arena: SharedArena) -> Fetched:
+    """What a Get into ``arena``'s region fetched: copies of the bytes the server wrote at
+    its start (the region is the next call's), checked against the header's checksum."""
+    image, data = StoredImage(header.image), header.data
+    view = arena.shm.buf[:data.size]
+    try:
+        if data.HasField("crc32") and wire.crc32(view) != data.crc32:
+            raise ServiceError(grpc.StatusCode.DATA_LOSS, "the checksum does not match")
+        if data.encoding == image_pb2.ENCODING_RAW:
+            dtype = wire.dtype_from_proto(data.dtype, "data.dtype")
+            shape = tuple(data.shape)
+            if math.prod(shape) * dtype.itemsize != data.size:
+                raise ServiceError(grpc.StatusCode.DATA_LOSS,
+                                   "the size does not match the shape")
+            array = np.frombuffer(view, dtype=dtype).reshape(shape).copy()
+            return Fetched(image, array=array)
+        files, at = [], 0
+        for n in data.file_sizes:
+            files.append(bytes(view[at:at + n]))
+            at += n
+        return Fetched(image, files=files)
+    finally:
+        view.release()
 
 
 def _files(pieces: list[bytes], sizes) -> list[bytes]:

@@ -1,4 +1,5 @@
 from medcompute.proto.v1 import image_pb2 as _image_pb2
+from medcompute.proto.v1 import processing_pb2 as _processing_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -220,20 +221,22 @@ class FindResponse(_message.Message):
     def __init__(self, images: _Optional[_Iterable[_Union[StoredImage, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class GetRequest(_message.Message):
-    __slots__ = ("image_id", "format", "compression", "header_only", "version", "resolution_level")
+    __slots__ = ("image_id", "format", "compression", "header_only", "version", "resolution_level", "output_region")
     IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
     FORMAT_FIELD_NUMBER: _ClassVar[int]
     COMPRESSION_FIELD_NUMBER: _ClassVar[int]
     HEADER_ONLY_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     RESOLUTION_LEVEL_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_REGION_FIELD_NUMBER: _ClassVar[int]
     image_id: str
     format: StoredFormat
     compression: _image_pb2.Compression
     header_only: bool
     version: str
     resolution_level: int
-    def __init__(self, image_id: _Optional[str] = ..., format: _Optional[_Union[StoredFormat, str]] = ..., compression: _Optional[_Union[_image_pb2.Compression, str]] = ..., header_only: _Optional[bool] = ..., version: _Optional[str] = ..., resolution_level: _Optional[int] = ...) -> None: ...
+    output_region: _processing_pb2.SharedRegion
+    def __init__(self, image_id: _Optional[str] = ..., format: _Optional[_Union[StoredFormat, str]] = ..., compression: _Optional[_Union[_image_pb2.Compression, str]] = ..., header_only: _Optional[bool] = ..., version: _Optional[str] = ..., resolution_level: _Optional[int] = ..., output_region: _Optional[_Union[_processing_pb2.SharedRegion, _Mapping]] = ...) -> None: ...
 
 class GetHeader(_message.Message):
     __slots__ = ("image", "data", "version", "resolution_level")

@@ -133,7 +133,8 @@ async def add_servicers(server, parts: Components) -> Servicers:
         JobsServicer(parts.runner, guard, parts.billing), server)
     admin_pb2_grpc.add_AdminServiceServicer_to_server(
         AdminServicer(guard, parts.keys, parts.audit, parts.catalog), server)
-    store_pb2_grpc.add_StoreServiceServicer_to_server(StoreServicer(parts.store, guard), server)
+    store_pb2_grpc.add_StoreServiceServicer_to_server(
+        StoreServicer(parts.store, guard, parts.service.regions), server)
     dicom = DicomServicer(guard, parts.nodes, parts.rules, parts.pushes, parts.sources)
     dicom_pb2_grpc.add_DicomServiceServicer_to_server(dicom, server)
     capacity_pb2_grpc.add_CapacityServiceServicer_to_server(

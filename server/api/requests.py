@@ -103,8 +103,9 @@ def image_source(source, field: str, *, max_bytes: int) -> ExpectedImage:
     return expect_image(source.inline, f"{field}.inline", max_bytes=max_bytes)
 
 
-def region_ref(header: processing_pb2.ProcessHeader, name: str) -> RegionRef | None:
-    """The ``SharedRegion`` at ``name`` of the header, if set."""
+def region_ref(header, name: str) -> RegionRef | None:
+    """The ``SharedRegion`` at ``name`` of the message (a ProcessHeader, a store
+    GetRequest), if set."""
     if not header.HasField(name):
         return None
     return _region(getattr(header, name), name)

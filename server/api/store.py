@@ -9,9 +9,12 @@ from dataclasses import dataclass
 from medcompute.proto import wire
 from medcompute.proto.v1 import image_pb2, store_pb2, store_pb2_grpc
 from medcompute.server.api.guard import Guard, rpc
+from medcompute.server.api.requests import region_ref
 from medcompute.server.api.transport import expect_image, header_and_chunks
 from medcompute.server.dicom.meta import CONDITIONS
 from medcompute.server.errors import InvalidArgument
+from medcompute.server.jobs.regions import RegionRegistry, write_pieces
+from medcompute.server.jobs.validate import within_region
 from medcompute.server.storage.images import FindFilter, ImageRecord
 from medcompute.server.storage.spool import ExpectedImage
 from medcompute.server.store import admin as store_admin
@@ -143,9 +146,11 @@ def _filter(request: store_pb2.FindRequest) -> FindFilter:
 
 
 class StoreServicer(store_pb2_grpc.StoreServiceServicer):
-    def __init__(self, store: ImageStore, guard: Guard):
+    def __init__(self, store: ImageStore, guard: Guard, regions: RegionRegistry):
         self.store = store
         self.guard = guard
+        #: Same-host clients' shared-memory regions (jobs/regions.py), for Get.
+        self.regions = regions
 
     @rpc("store.register", "store")
     async def Register(self, request_iterator, context, call):
@@ -179,9 +184,14 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
             raise InvalidArgument(wire.enum_choices(store_pb2.StoredFormat, request.format),
                                   "format")
         coder = stream_coder(request.compression)
+        out = self._output_region(request, coder, call.principal.subscriber)
         r = await retrieve(self.store, request.image_id, owner=call.principal.subscriber,
                            coder=coder, fmt=fmt, version=request.version,
                            level=request.resolution_level, header_only=request.header_only)
+        if out is not None and out[1].length < r.info.size and not request.header_only:
+            await r.payloads.aclose()
+            raise InvalidArgument(f"the image's bytes are {r.info.size}; the region's part "
+                                  f"holds {out[1].length}", "output_region.length")
         header = store_pb2.GetHeader()
         if r.version is not None:
             header.version.CopyFrom(version_message(r.version))
@@ -195,16 +205,42 @@ class StoreServicer(store_pb2_grpc.StoreServiceServicer):
             dtype=wire.dtype_to_proto(r.record.dtype), spacing_mm=r.record.spacing or (),
             file_sizes=r.info.file_sizes, compression=coder.code, size=r.info.size,
             crc32=r.info.crc32))
-        yield store_pb2.GetResponse(header=header)
         if request.header_only:
+            yield store_pb2.GetResponse(header=header)
             await r.payloads.aclose()
             return
+        if out is not None:
+            # The bytes go into the client's region first; the header then says they are
+            # there (a client reads the region once the header came).
+            region, ref = out
+            async with contextlib.aclosing(r.payloads):
+                await write_pieces(region, ref.offset, ref.length, r.payloads)
+            yield store_pb2.GetResponse(header=header)
+            await self.store.fetched(r.record, call.principal.subscriber)
+            return
+        yield store_pb2.GetResponse(header=header)
         async with contextlib.aclosing(r.payloads):
             async for payload in r.payloads:
                 response = store_pb2.GetResponse()
                 response.chunk.data = payload
                 yield response
         await self.store.fetched(r.record, call.principal.subscriber)
+
+    def _output_region(self, request, coder, subscriber: str):
+        """(region, ref) of a Get into a shared-memory region, checked, or None."""
+        ref = region_ref(request, "output_region")
+        if ref is None:
+            return None
+        if request.version:
+            raise InvalidArgument("a shared-memory region takes the image as registered; a "
+                                  "version comes as chunks (leave output_region unset)",
+                                  "version")
+        if coder.compression != NONE:
+            raise InvalidArgument("the bytes in a shared-memory region are uncompressed: "
+                                  "leave compression unset or NONE", "compression")
+        region = self.regions.get(subscriber, ref.region_id, "output_region.region_id")
+        within_region(ref, region.size, "output_region")
+        return region, ref
 
     @rpc("store.delete", "store")
     async def Delete(self, request, context, call):

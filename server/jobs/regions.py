@@ -32,7 +32,8 @@ from medcompute.server.errors import (
 from medcompute.server.jobs.requests import ProcessRequest, RegionRef
 from medcompute.server.worker import shm
 
-__all__ = ["Region", "RegionRegistry", "NOT_ON_THIS_HOST", "sweep_every", "read_into"]
+__all__ = ["Region", "RegionRegistry", "NOT_ON_THIS_HOST", "sweep_every", "read_into",
+           "write_pieces"]
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +122,18 @@ class RegionRegistry:
             refs[name] = dataclasses.replace(ref, name=region.name)
             sizes.append(region.size)
         return dataclasses.replace(request, **refs), sizes[0], sizes[1]
+
+
+async def write_pieces(region: Region, offset: int, length: int, pieces) -> int:
+    """Write the byte strings the async iterator ``pieces`` yields, one after the other,
+    into ``length`` bytes of ``region`` at ``offset``; how many were written. More than
+    ``length`` is the caller's mistake in sizing the part (checked before)."""
+    at = 0
+    with shm.writable_part(region.name, offset, length) as view:
+        async for piece in pieces:
+            view[at:at + len(piece)] = piece
+            at += len(piece)
+    return at
 
 
 def read_into(ref: RegionRef, out: np.ndarray) -> None:

@@ -24,7 +24,8 @@ from medcompute.server.jobs.operations import (
 from medcompute.server.jobs.requests import ProcessRequest, RegionRef
 
 __all__ = ["check_template", "check_request", "check_size", "check_inline",
-           "check_output_geometry", "check_memory", "piece_shape", "check_regions"]
+           "check_output_geometry", "check_memory", "piece_shape", "check_regions",
+           "within_region"]
 
 #: The parameter whose value makes an operation's working memory grow beyond the image's:
 #: the one a refusal names (an operation without one is named itself).
@@ -158,7 +159,7 @@ def check_regions(request: ProcessRequest, *, input_size: int | None,
             raise InvalidArgument(
                 f"expected the input's {image.size} bytes (its shape times its dtype's "
                 f"itemsize), got {given.length}", "input_region.length")
-        _within(given, input_size, "input_region")
+        within_region(given, input_size, "input_region")
     out = request.output_region
     if out is not None:
         if request.output_format != "raw":
@@ -168,7 +169,7 @@ def check_regions(request: ProcessRequest, *, input_size: int | None,
             raise InvalidArgument("a result in a shared-memory region needs RAW images "
                                   "sent with the request (its size is checked first)",
                                   "output_region")
-        _within(out, output_size, "output_region")
+        within_region(out, output_size, "output_region")
     if out is not None:
         geoms = [Geometry(e.shape, e.spacing) for e in request.expected]
         try:
@@ -184,7 +185,7 @@ def check_regions(request: ProcessRequest, *, input_size: int | None,
                 f"region's part holds {out.length}", "output_region.length")
 
 
-def _within(ref: RegionRef, size: int, field: str) -> None:
+def within_region(ref: RegionRef, size: int, field: str) -> None:
     if ref.offset + ref.length > size:
         raise InvalidArgument(
             f"offset {ref.offset} + length {ref.length} = {ref.offset + ref.length} runs "

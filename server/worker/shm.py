@@ -9,14 +9,17 @@ unlink the client's object when a worker process exits.
 
 from __future__ import annotations
 
+import contextlib
 import mmap
 import os
+from collections.abc import Iterator
 
 import numpy as np
 
 from medcompute.server.errors import FailedPrecondition
 
-__all__ = ["SHM_DIR", "valid_name", "size", "read", "read_rows", "read_into", "write"]
+__all__ = ["SHM_DIR", "valid_name", "size", "read", "read_rows", "read_into", "write",
+           "writable_part"]
 
 #: Where Linux keeps POSIX shared-memory objects.
 SHM_DIR = "/dev/shm"
@@ -106,6 +109,18 @@ def read_into(name: str, offset: int, out: np.ndarray, field: str = "input_regio
         view = np.frombuffer(m, dtype=np.uint8, count=target.nbytes, offset=offset)
         target[...] = view
         del view
+
+
+@contextlib.contextmanager
+def writable_part(name: str, offset: int, length: int, field: str = "output_region"
+                  ) -> Iterator[memoryview]:
+    """``length`` bytes of the object at ``offset``, mapped writable, while in the block."""
+    with _Mapped(name, True, offset + length, field) as m:
+        view = memoryview(m)[offset:offset + length]
+        try:
+            yield view
+        finally:
+            view.release()
 
 
 def write(name: str, offset: int, array: np.ndarray, field: str = "output_region") -> None:

@@ -23,6 +23,7 @@ def _unused_components() -> Components:
     """Stand-ins for the domain parts: registering calls none of them."""
     unused = {name: object() for name in Components.__dataclass_fields__}
     unused["store"] = SimpleNamespace(catalog=object())
+    unused["service"] = SimpleNamespace(regions=object())
     return Components(**unused)
 
 
