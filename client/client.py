@@ -22,7 +22,7 @@ from medcompute.client.dicom import DicomClient
 from medcompute.client.output import message_json
 from medcompute.client.printing import PrintClient
 from medcompute.client.request import _header, _messages
-from medcompute.client.shm import SharedArena, is_local, process_shared
+from medcompute.client.shm import SharedArena, again_if_forgotten, is_local, process_shared
 from medcompute.client.software import SoftwareClient
 from medcompute.client.store import StoreClient
 from medcompute.proto.v1 import (
@@ -243,21 +243,11 @@ class Client:
         """``process`` over this client's shared-memory region (None: the server cannot
         use it; chunks from then on)."""
         with self._arena() as arena:
-            for attempt in (0, 1):
-                try:
-                    result = process_shared(arena, self._stub, header, array,
-                                            timeout=timeout)
-                except ServiceError as exc:
-                    # The server forgot the region (it restarted): register it again, once.
-                    if attempt or exc.code != grpc.StatusCode.NOT_FOUND \
-                            or "region" not in exc.details:
-                        raise
-                    arena.release()
-                    continue
-                if result is None:
-                    self.shared_memory = False
-                return result
-            return None
+            result = again_if_forgotten(arena, lambda: process_shared(
+                arena, self._stub, header, array, timeout=timeout))
+            if result is None:
+                self.shared_memory = False
+            return result
 
     def process_many(
         self, images: Sequence, ops: Sequence, *, spacing: Sequence[float] | None = None,

@@ -125,6 +125,19 @@ def _ensure(arena: SharedArena, nbytes: int) -> bool:
     return True
 
 
+def again_if_forgotten(arena: SharedArena, attempt):
+    """``attempt()`` (a call over ``arena``'s region), once more after releasing the
+    arena when the server forgot the region (it restarted: NOT_FOUND naming the region),
+    so that the attempt registers it again."""
+    try:
+        return attempt()
+    except ServiceError as exc:
+        if exc.code != grpc.StatusCode.NOT_FOUND or "region" not in exc.details:
+            raise
+    arena.release()
+    return attempt()
+
+
 def _copied_out(arena: SharedArena, out, offset: int) -> np.ndarray:
     """A copy of the result ``out`` (its ImageDescriptor) the server wrote at ``offset``."""
     dtype = wire.dtype_from_proto(out.dtype, "result.dtype")

@@ -29,7 +29,7 @@ from medcompute.client.calls import (
 from medcompute.client.channel import open_channel
 from medcompute.client.io import read_input
 from medcompute.client.output import message_json
-from medcompute.client.shm import SharedArena, _ensure, is_local
+from medcompute.client.shm import SharedArena, _ensure, again_if_forgotten, is_local
 from medcompute.proto import wire
 from medcompute.proto.v1 import (
     capacity_pb2,
@@ -357,24 +357,19 @@ class StoreClient:
                 self._arena = SharedArena(
                     processing_pb2_grpc.ProcessingServiceStub(self._channel), self.timeout)
             arena = self._arena
-            for attempt in (0, 1):
+
+            def attempt() -> Fetched | None:
                 if not _ensure(arena, max(size, 1)):
-                    self.shared_memory = False
                     return None
                 shared = store_pb2.GetRequest()
                 shared.CopyFrom(request)
                 shared.output_region.CopyFrom(arena.region(0, max(size, 1)))
-                try:
-                    first = self._call(self._first, shared, timeout)
-                except ServiceError as exc:
-                    # The server forgot the region (it restarted): register it again, once.
-                    if attempt or exc.code != grpc.StatusCode.NOT_FOUND \
-                            or "region" not in exc.details:
-                        raise
-                    arena.release()
-                    continue
+                first = self._call(self._first, shared, timeout)
                 return _from_region(first.header, arena)
-            return None
+            fetched = again_if_forgotten(arena, attempt)
+            if fetched is None:
+                self.shared_memory = False
+            return fetched
 
     def _receive(self, responses, progress: bool) -> Fetched:
         first = next(responses, None)

@@ -153,3 +153,15 @@ def test_misused_regions_are_refused_naming_the_field(site, stored):
         channel_b.close()
         region.close()
         region.unlink()
+
+
+def test_a_store_client_whose_region_the_server_forgot_registers_again(site, stored):
+    volume, raw_id, _, _ = stored
+    regions = site.running.runner.service.regions
+    with StoreClient(site.address, api_key=site.tokens["a"]) as s:
+        s.get(raw_id)
+        old = s._arena.region_id
+        regions.regions.pop(old)          # as after a restart of the server
+        again = s.get(raw_id)
+        assert s._arena.region_id not in ("", old) and s._arena.region_id in regions.regions
+    np.testing.assert_array_equal(again.array, volume)
