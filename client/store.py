@@ -29,7 +29,13 @@ from medcompute.client.calls import (
 from medcompute.client.channel import open_channel
 from medcompute.client.io import read_input
 from medcompute.client.output import message_json
-from medcompute.client.shm import SharedArena, _ensure, again_if_forgotten, is_local
+from medcompute.client.shm import (
+    SharedArena,
+    _copied_out,
+    _ensure,
+    again_if_forgotten,
+    is_local,
+)
 from medcompute.proto import wire
 from medcompute.proto.v1 import (
     capacity_pb2,
@@ -552,12 +558,10 @@ def _from_region(header, arena: SharedArena) -> Fetched:
             raise ServiceError(grpc.StatusCode.DATA_LOSS, "the checksum does not match")
         if data.encoding == image_pb2.ENCODING_RAW:
             dtype = wire.dtype_from_proto(data.dtype, "data.dtype")
-            shape = tuple(data.shape)
-            if math.prod(shape) * dtype.itemsize != data.size:
+            if math.prod(data.shape) * dtype.itemsize != data.size:
                 raise ServiceError(grpc.StatusCode.DATA_LOSS,
                                    "the size does not match the shape")
-            array = np.frombuffer(view, dtype=dtype).reshape(shape).copy()
-            return Fetched(image, array=array)
+            return Fetched(image, array=_copied_out(arena, data, 0))
         files, at = [], 0
         for n in data.file_sizes:
             files.append(bytes(view[at:at + n]))
